@@ -1,0 +1,80 @@
+#include "actors/inspector.hpp"
+
+#include <memory>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "messages/error.hpp"
+#include "runtime/logger.hpp"
+
+namespace fleetd {
+
+namespace {
+
+constexpr auto ask_timeout = std::chrono::seconds(2);
+
+} // namespace
+
+inspector_actor::behavior_type
+inspector(inspector_actor::stateful_pointer<inspector_state> self,
+          inspector_config cfg) {
+  self->state.cfg = std::move(cfg);
+  self->state.started_ms = self->state.cfg.clock->now_ms();
+  self->set_exit_handler([self](caf::exit_msg& msg) {
+    // Only this process may stop the inspector; a console peer may not.
+    if (msg.source && msg.source.node() != self->node()) {
+      log_warning("inspector", "ignored exit message from a remote peer");
+      return;
+    }
+    self->quit(msg.reason);
+  });
+  self->set_error_handler([](caf::error& err) {
+    log_debug("inspector", "ignored error message: ", render(err));
+  });
+  return {
+    [self](status_atom) -> caf::result<node_status> {
+      auto& st = self->state;
+      auto out = std::make_shared<node_status>();
+      out->role = st.cfg.role;
+      out->node_id = st.cfg.node_id;
+      out->version = "0.1.0";
+      out->uptime_ms = st.cfg.clock->now_ms() - st.started_ms;
+      out->actors.resize(st.cfg.actors.size());
+      if (st.cfg.actors.empty())
+        return *out;
+      auto rp = self->make_response_promise<node_status>();
+      auto pending = std::make_shared<size_t>(st.cfg.actors.size());
+      for (size_t i = 0; i < st.cfg.actors.size(); ++i) {
+        auto name = st.cfg.actors[i].first;
+        auto done = [out, pending, rp, i](actor_stats stats) mutable {
+          out->actors[i] = std::move(stats);
+          if (--*pending == 0)
+            rp.deliver(*out);
+        };
+        self->request(st.cfg.actors[i].second, ask_timeout, stats_atom::value)
+          .then([done](actor_stats& stats) mutable { done(std::move(stats)); },
+                [done, name](caf::error& err) mutable {
+                  actor_stats stats;
+                  stats.name = name;
+                  stats.state = "unresponsive: " + render(err);
+                  done(std::move(stats));
+                });
+      }
+      return rp;
+    },
+    [self](devices_atom) -> caf::result<device_infos> {
+      auto& st = self->state;
+      if (!st.cfg.devices)
+        return device_infos{};
+      auto rp = self->make_response_promise<device_infos>();
+      self->request(st.cfg.devices, ask_timeout, devices_atom::value)
+        .then([rp](device_infos& xs) mutable { rp.deliver(std::move(xs)); },
+              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
+  };
+}
+
+} // namespace fleetd

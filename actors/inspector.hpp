@@ -1,0 +1,37 @@
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <caf/actor.hpp>
+
+#include "messages/interfaces.hpp"
+#include "runtime/clock.hpp"
+
+namespace fleetd {
+
+/// What the inspector reports on and whom it asks.
+struct inspector_config {
+  std::string role;
+  std::string node_id;
+  clock_ptr clock;
+  /// Actors whose statistics `status` gathers, in start order.
+  std::vector<std::pair<std::string, caf::actor>> actors;
+  /// Answers `devices` (the cloud store); none on a device.
+  caf::actor devices;
+};
+
+struct inspector_state {
+  inspector_config cfg;
+  int64_t started_ms = 0;
+  static inline const char* name = "inspector";
+};
+
+/// The console's door into a node. Published over BASP, so it ignores exit
+/// and error messages from remote peers (ARCHITECTURE.md section 7).
+inspector_actor::behavior_type
+inspector(inspector_actor::stateful_pointer<inspector_state> self,
+          inspector_config cfg);
+
+} // namespace fleetd

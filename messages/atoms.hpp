@@ -1,0 +1,22 @@
+#pragma once
+
+#include <caf/atom.hpp>
+
+namespace fleetd {
+
+// Every atom of the project, at most 10 characters each (CAF 0.17).
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using store_atom = caf::atom_constant<caf::atom("store")>;
+using fetch_atom = caf::atom_constant<caf::atom("fetch")>;
+using enqueue_atom = caf::atom_constant<caf::atom("enqueue")>;
+using pending_atom = caf::atom_constant<caf::atom("pending")>;
+using ack_atom = caf::atom_constant<caf::atom("ack")>;
+using sync_atom = caf::atom_constant<caf::atom("sync")>;
+using write_atom = caf::atom_constant<caf::atom("write")>;
+using stats_atom = caf::atom_constant<caf::atom("stats")>;
+using status_atom = caf::atom_constant<caf::atom("status")>;
+using devices_atom = caf::atom_constant<caf::atom("devices")>;
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using points_atom = caf::atom_constant<caf::atom("points")>;
+
+} // namespace fleetd

@@ -1,0 +1,71 @@
+#include "messages/error.hpp"
+
+#include <caf/actor_system_config.hpp>
+#include <caf/message.hpp>
+#include <caf/deep_to_string.hpp>
+
+namespace fleetd {
+
+namespace {
+
+constexpr caf::atom_value category = caf::atom("fleetd");
+
+} // namespace
+
+const char* to_string(ec x) {
+  switch (x) {
+    case ec::none: return "none";
+    case ec::bad_config: return "bad_config";
+    case ec::io_error: return "io_error";
+    case ec::storage_failed: return "storage_failed";
+    case ec::disk_full: return "disk_full";
+    case ec::checksum_mismatch: return "checksum_mismatch";
+    case ec::decode_failed: return "decode_failed";
+    case ec::too_large: return "too_large";
+    case ec::bad_sequence: return "bad_sequence";
+    case ec::unknown_stream: return "unknown_stream";
+    case ec::unreachable: return "unreachable";
+    case ec::remote_error: return "remote_error";
+    case ec::timeout: return "timeout";
+    case ec::shutting_down: return "shutting_down";
+  }
+  return "unknown";
+}
+
+caf::error make_error(ec code) {
+  return caf::error(static_cast<uint8_t>(code), category);
+}
+
+caf::error make_error(ec code, std::string context) {
+  return caf::error(static_cast<uint8_t>(code), category,
+                    caf::make_message(std::move(context)));
+}
+
+std::string render(const caf::error& err) {
+  if (!err)
+    return "ok";
+  if (err.category() == category) {
+    std::string out = to_string(static_cast<ec>(err.code()));
+    const auto& ctx = err.context();
+    if (ctx.size() == 1 && ctx.match_element<std::string>(0)) {
+      out += ": ";
+      out += ctx.get_as<std::string>(0);
+    }
+    return out;
+  }
+  return caf::actor_system_config::render(err);
+}
+
+void add_error_category(caf::actor_system_config& cfg) {
+  cfg.add_error_category(category, [](uint8_t code, caf::atom_value,
+                                      const caf::message& ctx) {
+    std::string out = to_string(static_cast<ec>(code));
+    if (ctx.size() == 1 && ctx.match_element<std::string>(0)) {
+      out += ": ";
+      out += ctx.get_as<std::string>(0);
+    }
+    return out;
+  });
+}
+
+} // namespace fleetd

@@ -1,0 +1,56 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <caf/atom.hpp>
+#include <caf/error.hpp>
+#include <caf/fwd.hpp>
+
+namespace fleetd {
+
+/// The one project error enum; travels inside caf::error with category "fleetd".
+enum class ec : uint8_t {
+  /// Not an error.
+  none = 0,
+  /// A config option is unknown, of the wrong type, missing or out of range.
+  bad_config,
+  /// A file or socket operation failed.
+  io_error,
+  /// The local database failed or is corrupt.
+  storage_failed,
+  /// The disk is full or read-only: back-pressure, not a crash.
+  disk_full,
+  /// A batch's checksum does not match its content.
+  checksum_mismatch,
+  /// A payload could not be decompressed or decoded.
+  decode_failed,
+  /// A payload exceeds a size limit.
+  too_large,
+  /// A sequence number is outside the accepted window.
+  bad_sequence,
+  /// The stream named by a batch is not known.
+  unknown_stream,
+  /// The peer could not be reached or closed the connection.
+  unreachable,
+  /// The peer answered with an error status.
+  remote_error,
+  /// An operation did not finish in time.
+  timeout,
+  /// The actor is shutting down and accepts no more work.
+  shutting_down,
+};
+
+/// Stable lower-case name of an error code, e.g. "checksum_mismatch".
+const char* to_string(ec x);
+
+caf::error make_error(ec code);
+caf::error make_error(ec code, std::string context);
+
+/// Human-readable rendering of any error, fleetd's or CAF's.
+std::string render(const caf::error& err);
+
+/// Registers the renderer of the "fleetd" error category.
+void add_error_category(caf::actor_system_config& cfg);
+
+} // namespace fleetd

@@ -1,0 +1,73 @@
+#pragma once
+
+#include <string>
+
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "messages/atoms.hpp"
+#include "messages/types.hpp"
+
+namespace fleetd {
+
+/// Every actor answers the console with its own statistics.
+using stats_handler = caf::replies_to<stats_atom>::with<actor_stats>;
+
+/// The device's local store (edge/storage).
+using storage_actor = caf::typed_actor<
+  // Commits the samples in one transaction; replies how many were committed.
+  caf::replies_to<store_atom, metric_samples>::with<int64_t>,
+  // Up to `max` samples that no batch covers yet, with the next sequence.
+  caf::replies_to<fetch_atom, std::string, int64_t>::with<unbatched_points>,
+  // Persists an encoded batch and advances the stream cursor atomically.
+  caf::replies_to<enqueue_atom, queued_batch>::with<int64_t>,
+  // Up to `max` unacked batches of a stream, lowest sequence first.
+  caf::replies_to<pending_atom, std::string, int64_t>::with<queued_batches>,
+  // Drops every batch of a stream up to and including the acked sequence.
+  caf::replies_to<ack_atom, std::string, int64_t>::with<int64_t>,
+  // Commits what is buffered and checkpoints the WAL; replies when done.
+  caf::replies_to<flush_atom>::with<bool>,
+  stats_handler>;
+
+/// What the sync actors see as "the cloud" (edge/cloud_link).
+using cloud_link_actor = caf::typed_actor<
+  // Sends one encoded request body; replies with the cloud's answer.
+  caf::replies_to<sync_atom, std::string>::with<sync_ack>,
+  stats_handler>;
+
+/// A collector of samples (edge/system_collector).
+using collector_actor = caf::typed_actor<
+  // Takes one round of readings now and hands them to storage.
+  caf::reacts_to<tick_atom>,
+  stats_handler>;
+
+/// Moves one stream from storage to the cloud (edge/sync).
+using sync_actor = caf::typed_actor<
+  // Runs one sync round now: send what is pending, cut a new batch.
+  caf::reacts_to<tick_atom>,
+  stats_handler>;
+
+/// The cloud's embedded store (cloud/embedded_store).
+using cloud_store_actor = caf::typed_actor<
+  // Stores a batch unless its sequence is already held; atomic with the ack.
+  caf::replies_to<write_atom, ingest_batch>::with<ingest_outcome>,
+  // Every device stream with its counters.
+  caf::replies_to<devices_atom>::with<device_infos>,
+  // Every point held for a device, oldest first (for tests and tools).
+  caf::replies_to<points_atom, std::string>::with<metric_samples>,
+  stats_handler>;
+
+/// Turns one POST /v1/sync into a stored batch and a SyncResponse (cloud/ingest).
+using ingest_actor = caf::typed_actor<
+  // Body and content encoding of the request; replies with the HTTP answer.
+  caf::replies_to<sync_atom, std::string, std::string>::with<http_reply>,
+  stats_handler>;
+
+/// The console's door into a node, published over BASP (actors/inspector).
+using inspector_actor = caf::typed_actor<
+  // Identity, uptime and every registered actor's statistics.
+  caf::replies_to<status_atom>::with<node_status>,
+  // On a cloud node every device stream; empty on a device.
+  caf::replies_to<devices_atom>::with<device_infos>>;
+
+} // namespace fleetd

@@ -1,0 +1,27 @@
+#include "messages/register.hpp"
+
+#include <caf/actor_system_config.hpp>
+
+#include "messages/error.hpp"
+#include "messages/types.hpp"
+
+namespace fleetd {
+
+void register_messages(caf::actor_system_config& cfg) {
+  cfg.add_message_type<metric_sample>("metric_sample");
+  cfg.add_message_type<metric_samples>("metric_samples");
+  cfg.add_message_type<unbatched_points>("unbatched_points");
+  cfg.add_message_type<queued_batch>("queued_batch");
+  cfg.add_message_type<queued_batches>("queued_batches");
+  cfg.add_message_type<sync_ack>("sync_ack");
+  cfg.add_message_type<ingest_batch>("ingest_batch");
+  cfg.add_message_type<ingest_outcome>("ingest_outcome");
+  cfg.add_message_type<http_reply>("http_reply");
+  cfg.add_message_type<actor_stats>("actor_stats");
+  cfg.add_message_type<node_status>("node_status");
+  cfg.add_message_type<device_info>("device_info");
+  cfg.add_message_type<device_infos>("device_infos");
+  add_error_category(cfg);
+}
+
+} // namespace fleetd

@@ -1,0 +1,170 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <caf/meta/type_name.hpp>
+
+namespace fleetd {
+
+/// Label name -> value; ordered so a series has one canonical key.
+using label_map = std::map<std::string, std::string>;
+
+/// One reading of one series.
+struct metric_sample {
+  std::string name;
+  label_map labels;
+  int64_t timestamp_ms = 0;
+  double value = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, metric_sample& x) {
+  return f(caf::meta::type_name("metric_sample"), x.name, x.labels,
+           x.timestamp_ms, x.value);
+}
+
+using metric_samples = std::vector<metric_sample>;
+
+/// Points the storage holds that no batch covers yet, oldest first.
+struct unbatched_points {
+  /// Storage row id of the last sample; a batch cut from these covers it.
+  int64_t last_id = 0;
+  /// Sequence the next batch of the stream must carry.
+  int64_t next_sequence = 1;
+  metric_samples samples;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, unbatched_points& x) {
+  return f(caf::meta::type_name("unbatched_points"), x.last_id,
+           x.next_sequence, x.samples);
+}
+
+/// An encoded batch kept in sync_queue until the cloud acks it.
+struct queued_batch {
+  std::string stream;
+  int64_t sequence = 0;
+  /// Storage row id of the last sample the batch covers.
+  int64_t last_id = 0;
+  int64_t points = 0;
+  int64_t created_ms = 0;
+  int64_t retry_count = 0;
+  /// The exact HTTP body; a retry resends these bytes.
+  std::string body;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, queued_batch& x) {
+  return f(caf::meta::type_name("queued_batch"), x.stream, x.sequence,
+           x.last_id, x.points, x.created_ms, x.retry_count, x.body);
+}
+
+using queued_batches = std::vector<queued_batch>;
+
+/// The cloud's answer to one sync request, as the cloud link hands it back.
+struct sync_ack {
+  bool success = false;
+  int64_t last_sequence_ack = 0;
+  std::string error_code;
+  std::string error_message;
+  int64_t retry_after_ms = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sync_ack& x) {
+  return f(caf::meta::type_name("sync_ack"), x.success, x.last_sequence_ack,
+           x.error_code, x.error_message, x.retry_after_ms);
+}
+
+/// A decoded, verified batch on its way into the cloud store.
+struct ingest_batch {
+  std::string device_id;
+  std::string stream;
+  int64_t sequence = 0;
+  metric_samples samples;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ingest_batch& x) {
+  return f(caf::meta::type_name("ingest_batch"), x.device_id, x.stream,
+           x.sequence, x.samples);
+}
+
+/// What the cloud store did with a batch.
+struct ingest_outcome {
+  int64_t last_acked = 0;
+  bool duplicate = false;
+  int64_t stored = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ingest_outcome& x) {
+  return f(caf::meta::type_name("ingest_outcome"), x.last_acked, x.duplicate,
+           x.stored);
+}
+
+/// An HTTP answer produced by an actor for the Asio thread to write.
+struct http_reply {
+  uint16_t status = 200;
+  std::string content_type;
+  std::string body;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, http_reply& x) {
+  return f(caf::meta::type_name("http_reply"), x.status, x.content_type,
+           x.body);
+}
+
+/// One actor's view of itself for the console.
+struct actor_stats {
+  std::string name;
+  std::string state;
+  std::map<std::string, int64_t> counters;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, actor_stats& x) {
+  return f(caf::meta::type_name("actor_stats"), x.name, x.state, x.counters);
+}
+
+/// A node's actors and identity, answered to `fleetctl status`.
+struct node_status {
+  std::string role;
+  std::string node_id;
+  std::string version;
+  int64_t uptime_ms = 0;
+  std::vector<actor_stats> actors;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, node_status& x) {
+  return f(caf::meta::type_name("node_status"), x.role, x.node_id, x.version,
+           x.uptime_ms, x.actors);
+}
+
+/// One device stream as the cloud knows it, answered to `fleetctl devices`.
+struct device_info {
+  std::string device_id;
+  std::string stream;
+  int64_t points_received = 0;
+  int64_t batches_received = 0;
+  int64_t duplicates = 0;
+  int64_t last_acked_sequence = 0;
+  int64_t gaps = 0;
+  int64_t last_seen_ms = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, device_info& x) {
+  return f(caf::meta::type_name("device_info"), x.device_id, x.stream,
+           x.points_received, x.batches_received, x.duplicates,
+           x.last_acked_sequence, x.gaps, x.last_seen_ms);
+}
+
+using device_infos = std::vector<device_info>;
+
+} // namespace fleetd

@@ -1,0 +1,262 @@
+#include "messages/wire.hpp"
+
+#include <map>
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "fleetd/v1/sync.pb.h"
+#include "messages/error.hpp"
+
+namespace fleetd {
+
+namespace {
+
+namespace pb = fleetd::v1;
+using google::protobuf::internal::WireFormatLite;
+
+// The bytes of the batch field (3, 4 or 5) exactly as they are on the wire,
+// so the checksum never depends on how a sender serializes.
+caf::expected<std::pair<int, std::string_view>>
+raw_batch_field(std::string_view request) {
+  google::protobuf::io::CodedInputStream in(
+    reinterpret_cast<const uint8_t*>(request.data()),
+    static_cast<int>(request.size()));
+  int found = 0;
+  std::string_view raw;
+  for (;;) {
+    auto tag = in.ReadTag();
+    if (tag == 0)
+      break;
+    auto field = WireFormatLite::GetTagFieldNumber(tag);
+    auto type = WireFormatLite::GetTagWireType(tag);
+    if (field >= 3 && field <= 5
+        && type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      uint32_t len = 0;
+      if (!in.ReadVarint32(&len))
+        return make_error(ec::decode_failed, "truncated batch length");
+      auto pos = static_cast<size_t>(in.CurrentPosition());
+      if (pos + len > request.size())
+        return make_error(ec::decode_failed, "truncated batch");
+      found = field;
+      raw = request.substr(pos, len);
+      if (!in.Skip(static_cast<int>(len)))
+        return make_error(ec::decode_failed, "truncated batch");
+    } else if (!WireFormatLite::SkipField(&in, tag)) {
+      return make_error(ec::decode_failed, "malformed request");
+    }
+  }
+  return std::make_pair(found, raw);
+}
+
+} // namespace
+
+bool is_zstd(std::string_view body) {
+  return body.size() >= 4 && static_cast<uint8_t>(body[0]) == 0x28
+         && static_cast<uint8_t>(body[1]) == 0xB5
+         && static_cast<uint8_t>(body[2]) == 0x2F
+         && static_cast<uint8_t>(body[3]) == 0xFD;
+}
+
+std::string batch_checksum(std::string_view bytes) {
+  uint64_t h = XXH3_64bits(bytes.data(), bytes.size());
+  std::string out(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    out[static_cast<size_t>(i)] = static_cast<char>(h & 0xFF);
+    h >>= 8;
+  }
+  return out;
+}
+
+std::string encode_metrics_request(const encode_settings& cfg,
+                                   const metric_samples& samples) {
+  pb::MetricsBatch batch;
+  std::map<std::pair<std::string, label_map>, uint32_t> index;
+  for (auto& s : samples) {
+    auto key = std::make_pair(s.name, s.labels);
+    auto i = index.find(key);
+    if (i == index.end()) {
+      auto* series = batch.add_series();
+      series->set_name(s.name);
+      for (auto& kv : s.labels) {
+        auto* l = series->add_labels();
+        l->set_name(kv.first);
+        l->set_value(kv.second);
+      }
+      i = index.emplace(std::move(key), static_cast<uint32_t>(index.size()))
+            .first;
+    }
+    batch.add_series_index(i->second);
+    batch.add_timestamp_ms(s.timestamp_ms);
+    batch.add_value(s.value);
+  }
+  std::string batch_bytes;
+  batch.SerializeToString(&batch_bytes);
+  pb::SyncRequest req;
+  req.set_device_id(cfg.device_id);
+  auto* md = req.mutable_metadata();
+  md->set_sequence_number(cfg.sequence);
+  md->set_timestamp(cfg.now_ms);
+  md->set_compressed(cfg.zstd_level > 0);
+  md->set_compression_algo(cfg.zstd_level > 0 ? "zstd" : "none");
+  md->set_format_version(wire_format_version);
+  md->set_checksum(batch_checksum(batch_bytes));
+  // Serialize around the pre-encoded batch so the checksummed bytes are the
+  // ones on the wire.
+  std::string out;
+  req.SerializeToString(&out);
+  std::string field;
+  {
+    google::protobuf::io::StringOutputStream sos(&field);
+    google::protobuf::io::CodedOutputStream cos(&sos);
+    cos.WriteTag(WireFormatLite::MakeTag(
+      pb::SyncRequest::kMetricsFieldNumber,
+      WireFormatLite::WIRETYPE_LENGTH_DELIMITED));
+    cos.WriteVarint32(static_cast<uint32_t>(batch_bytes.size()));
+    cos.WriteRaw(batch_bytes.data(), static_cast<int>(batch_bytes.size()));
+  }
+  out += field;
+  if (cfg.zstd_level <= 0)
+    return out;
+  std::string compressed(ZSTD_compressBound(out.size()), '\0');
+  auto n = ZSTD_compress(compressed.data(), compressed.size(), out.data(),
+                         out.size(), cfg.zstd_level);
+  if (ZSTD_isError(n))
+    return out;
+  compressed.resize(n);
+  return compressed;
+}
+
+caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
+                                              size_t max_decoded_bytes) {
+  std::string plain;
+  if (zstd) {
+    auto size = ZSTD_getFrameContentSize(body.data(), body.size());
+    if (size == ZSTD_CONTENTSIZE_ERROR)
+      return make_error(ec::decode_failed, "body is not a zstd frame");
+    if (size != ZSTD_CONTENTSIZE_UNKNOWN && size > max_decoded_bytes)
+      return make_error(ec::too_large, "decompressed body of "
+                                         + std::to_string(size)
+                                         + " bytes exceeds the limit");
+    // Stream-decompress with a hard cap: a frame may lie about its size.
+    ZSTD_DCtx* dctx = ZSTD_createDCtx();
+    ZSTD_inBuffer in{body.data(), body.size(), 0};
+    std::string chunk(64 * 1024, '\0');
+    size_t ret = 1;
+    while (in.pos < in.size || ret != 0) {
+      ZSTD_outBuffer out{chunk.data(), chunk.size(), 0};
+      ret = ZSTD_decompressStream(dctx, &out, &in);
+      if (ZSTD_isError(ret)) {
+        ZSTD_freeDCtx(dctx);
+        return make_error(ec::decode_failed,
+                          std::string("corrupt zstd body: ")
+                            + ZSTD_getErrorName(ret));
+      }
+      plain.append(chunk.data(), out.pos);
+      if (plain.size() > max_decoded_bytes) {
+        ZSTD_freeDCtx(dctx);
+        return make_error(ec::too_large, "decompressed body exceeds "
+                                           + std::to_string(max_decoded_bytes)
+                                           + " bytes");
+      }
+      if (in.pos == in.size && out.pos < out.size && ret != 0) {
+        ZSTD_freeDCtx(dctx);
+        return make_error(ec::decode_failed, "truncated zstd body");
+      }
+    }
+    ZSTD_freeDCtx(dctx);
+    body = plain;
+  } else if (body.size() > max_decoded_bytes) {
+    return make_error(ec::too_large, "body exceeds "
+                                       + std::to_string(max_decoded_bytes)
+                                       + " bytes");
+  }
+  pb::SyncRequest req;
+  if (!req.ParseFromArray(body.data(), static_cast<int>(body.size())))
+    return make_error(ec::decode_failed, "not a SyncRequest");
+  auto raw = raw_batch_field(body);
+  if (!raw)
+    return raw.error();
+  if (req.device_id().empty())
+    return make_error(ec::decode_failed, "device_id is empty");
+  if (!req.has_metadata())
+    return make_error(ec::decode_failed, "metadata missing");
+  auto& md = req.metadata();
+  if (md.format_version() != wire_format_version)
+    return make_error(ec::decode_failed,
+                      "unsupported format_version "
+                        + std::to_string(md.format_version()));
+  if (md.sequence_number() <= 0)
+    return make_error(ec::bad_sequence, "sequence_number must be positive");
+  if (raw->first == 0)
+    return make_error(ec::unknown_stream, "request carries no batch");
+  if (md.checksum() != batch_checksum(raw->second))
+    return make_error(ec::checksum_mismatch, "batch checksum does not match");
+  decoded_request out;
+  out.device_id = req.device_id();
+  out.sequence = md.sequence_number();
+  switch (req.data_case()) {
+    case pb::SyncRequest::kMetrics: {
+      out.stream = metrics_stream;
+      auto& b = req.metrics();
+      auto n = b.series_index_size();
+      if (b.timestamp_ms_size() != n || b.value_size() != n)
+        return make_error(ec::decode_failed, "metrics columns differ in length");
+      std::vector<std::pair<std::string, label_map>> series;
+      series.reserve(static_cast<size_t>(b.series_size()));
+      for (auto& s : b.series()) {
+        label_map labels;
+        for (auto& l : s.labels())
+          labels[l.name()] = l.value();
+        series.emplace_back(s.name(), std::move(labels));
+      }
+      out.samples.reserve(static_cast<size_t>(n));
+      for (int i = 0; i < n; ++i) {
+        auto idx = b.series_index(i);
+        if (idx >= series.size())
+          return make_error(ec::decode_failed, "series index out of range");
+        metric_sample s;
+        s.name = series[idx].first;
+        s.labels = series[idx].second;
+        s.timestamp_ms = b.timestamp_ms(i);
+        s.value = b.value(i);
+        out.samples.push_back(std::move(s));
+      }
+      break;
+    }
+    case pb::SyncRequest::kLogs:
+      return make_error(ec::unknown_stream, "logs stream is not served yet");
+    case pb::SyncRequest::kEvents:
+      return make_error(ec::unknown_stream, "events stream is not served yet");
+    default:
+      return make_error(ec::unknown_stream, "request carries no batch");
+  }
+  return out;
+}
+
+std::string encode_response(const sync_ack& ack) {
+  pb::SyncResponse res;
+  res.set_success(ack.success);
+  res.set_last_sequence_ack(ack.last_sequence_ack);
+  res.set_error_code(ack.error_code);
+  res.set_error_message(ack.error_message);
+  res.set_retry_after_ms(ack.retry_after_ms);
+  return res.SerializeAsString();
+}
+
+caf::expected<sync_ack> decode_response(std::string_view body) {
+  pb::SyncResponse res;
+  if (!res.ParseFromArray(body.data(), static_cast<int>(body.size())))
+    return make_error(ec::decode_failed, "not a SyncResponse");
+  sync_ack out;
+  out.success = res.success();
+  out.last_sequence_ack = res.last_sequence_ack();
+  out.error_code = res.error_code();
+  out.error_message = res.error_message();
+  out.retry_after_ms = res.retry_after_ms();
+  return out;
+}
+
+} // namespace fleetd

@@ -1,0 +1,58 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <caf/expected.hpp>
+
+#include "messages/types.hpp"
+
+namespace fleetd {
+
+/// Stream names as they appear in URLs, the store and the console.
+constexpr const char* metrics_stream = "metrics";
+constexpr const char* logs_stream = "logs";
+constexpr const char* events_stream = "events";
+
+/// Current version of the batch encoding (SyncMetadata.format_version).
+constexpr uint32_t wire_format_version = 1;
+
+/// True when `body` starts with a zstd frame.
+bool is_zstd(std::string_view body);
+
+/// XXH3-64 of `bytes`, big endian, as SyncMetadata.checksum carries it.
+std::string batch_checksum(std::string_view bytes);
+
+struct encode_settings {
+  std::string device_id;
+  int64_t sequence = 0;
+  int64_t now_ms = 0;
+  /// zstd level; 0 sends the body uncompressed.
+  int zstd_level = 3;
+};
+
+/// A complete POST /v1/sync body carrying the samples as a MetricsBatch.
+std::string encode_metrics_request(const encode_settings& cfg,
+                                   const metric_samples& samples);
+
+/// A SyncRequest taken apart and verified.
+struct decoded_request {
+  std::string device_id;
+  std::string stream;
+  int64_t sequence = 0;
+  metric_samples samples;
+};
+
+/// Decompresses (when `zstd`), parses and verifies one request body; the
+/// body may grow to at most `max_decoded_bytes` after decompression.
+caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
+                                              size_t max_decoded_bytes);
+
+/// SyncResponse bytes for an ack.
+std::string encode_response(const sync_ack& ack);
+
+/// Reads a SyncResponse.
+caf::expected<sync_ack> decode_response(std::string_view body);
+
+} // namespace fleetd

@@ -1,0 +1,46 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+namespace fleetd {
+
+struct http_response {
+  unsigned status = 0;
+  std::string content_type;
+  std::string retry_after;
+  std::string body;
+};
+
+/// A blocking HTTP/1.1 client with keep-alive and a deadline per request;
+/// owned by one detached actor, never shared between threads.
+class http_client {
+public:
+  http_client(std::string host, uint16_t port,
+              std::chrono::milliseconds timeout, size_t max_response_bytes);
+  ~http_client();
+
+  /// POSTs `body`; reconnects once when a kept-alive connection went stale.
+  caf::expected<http_response>
+  post(const std::string& target, const std::string& body,
+       const std::vector<std::pair<std::string, std::string>>& headers);
+
+  /// Drops the connection; the next request opens a new one.
+  void close();
+
+  int64_t connects() const {
+    return connects_;
+  }
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+  int64_t connects_ = 0;
+};
+
+} // namespace fleetd

@@ -1,0 +1,81 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/expected.hpp>
+
+#include "runtime/options.hpp"
+
+namespace fleetd {
+
+/// Options every node program has; declared once in declare_common_options.
+struct common_options {
+  std::string log_level;
+  std::string log_file;
+  std::string data_dir;
+  std::string console_host;
+  int64_t console_port = 0;
+  option_set::duration heartbeat_interval{};
+  option_set::duration connection_timeout{};
+  option_set::duration stop_timeout{};
+};
+
+void declare_common_options(option_set& opts, common_options& x,
+                            const std::string& default_data_dir,
+                            int64_t default_console_port);
+
+/// Checks what option types cannot: levels, hosts, paths.
+caf::error validate_common_options(const common_options& x);
+
+/// Parses argv, prints help or one clear error line; returns the exit code to
+/// leave with, or -1 to go on. Also starts the logger.
+int parse_or_exit(const char* program, option_set& opts, int argc, char** argv,
+                  const common_options& common,
+                  const std::function<caf::error()>& validate);
+
+/// The actor-system config of every fleetd program: project types registered,
+/// middleman loaded with heartbeats and connection timeouts switched on.
+class node_config : public caf::actor_system_config {
+public:
+  explicit node_config(const common_options& x);
+  node_config();
+};
+
+/// Blocks SIGINT and SIGTERM in the calling thread and every thread it starts
+/// later; call first thing in main.
+void block_termination_signals();
+
+/// Waits until SIGINT or SIGTERM arrives; returns the signal number.
+int wait_for_termination();
+
+/// Starts the console: publishes `inspector` over BASP on host:port with
+/// port reuse; writes the bound port to `<data_dir>/console.port`.
+caf::expected<uint16_t> publish_console(caf::actor_system& sys,
+                                        const caf::actor& inspector,
+                                        const common_options& x);
+
+/// Writes `value` to `path` atomically (temp file + rename).
+caf::error write_file_atomically(const std::string& path,
+                                 const std::string& value);
+
+/// Creates a directory and its parents; fails with a clear message.
+caf::error ensure_directory(const std::string& path);
+
+/// Stops actors in reverse start order (Seastar's rule): each gets an exit
+/// message and up to `timeout` to terminate; returns how many were late.
+class stop_list {
+public:
+  void add(std::string name, caf::actor handle);
+  int stop_all(caf::actor_system& sys, std::chrono::milliseconds timeout);
+
+private:
+  std::vector<std::pair<std::string, caf::actor>> actors_;
+};
+
+} // namespace fleetd

@@ -1,0 +1,304 @@
+#include "runtime/options.hpp"
+
+#include <fstream>
+#include <sstream>
+
+#include <caf/actor_system_config.hpp>
+#include <caf/config_value.hpp>
+#include <caf/settings.hpp>
+
+#include "messages/error.hpp"
+
+namespace fleetd {
+
+namespace {
+
+caf::error bad(const std::string& what) {
+  return make_error(ec::bad_config, what);
+}
+
+std::string describe_parse_error(const caf::error& err) {
+  // CAF reports parser errors as parser_error(reason, {"column" = C, "line" = L}).
+  auto text = caf::actor_system_config::render(err);
+  auto reason_begin = text.find('(');
+  auto reason_end = text.find_first_of(",)", reason_begin + 1);
+  std::string reason = reason_begin == std::string::npos
+                         ? text
+                         : text.substr(reason_begin + 1,
+                                       reason_end - reason_begin - 1);
+  for (auto& c : reason)
+    if (c == '_')
+      c = ' ';
+  auto grab = [&](const char* key) -> std::string {
+    auto pos = text.find(key);
+    if (pos == std::string::npos)
+      return "?";
+    pos = text.find('=', pos);
+    auto end = text.find_first_of(",})", pos);
+    auto v = text.substr(pos + 1, end - pos - 1);
+    v.erase(0, v.find_first_not_of(' '));
+    return v;
+  };
+  return "line " + grab("\"line\"") + ", column " + grab("\"column\"") + ": "
+         + reason + " (strings must be \"quoted\")";
+}
+
+void flatten(const caf::settings& xs, const std::string& prefix,
+             std::vector<std::pair<std::string, caf::config_value>>& out) {
+  for (auto& kv : xs) {
+    auto key = prefix.empty() ? kv.first : prefix + "." + kv.first;
+    if (auto sub = caf::get_if<caf::settings>(&kv.second))
+      flatten(*sub, key, out);
+    else
+      out.emplace_back(key, kv.second);
+  }
+}
+
+} // namespace
+
+std::string to_duration_text(std::chrono::milliseconds x) {
+  auto ms = x.count();
+  if (ms != 0 && ms % 60000 == 0)
+    return std::to_string(ms / 60000) + "min";
+  if (ms != 0 && ms % 1000 == 0)
+    return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+option_set::option_set(std::string program, std::string summary)
+  : program_(std::move(program)), summary_(std::move(summary)) {
+  // Defaults apply at declaration; the setters below overwrite them.
+}
+
+void option_set::add(const std::string& key, bool& ref, bool def,
+                     std::string desc) {
+  ref = def;
+  entry e;
+  e.key = key;
+  e.type = "bool";
+  e.desc = std::move(desc);
+  e.default_text = def ? "true" : "false";
+  e.set = [&ref, key](const caf::config_value& v) -> caf::error {
+    if (auto b = caf::get_if<bool>(&v)) {
+      ref = *b;
+      return caf::none;
+    }
+    return bad(key + ": expected true or false, got " + caf::to_string(v));
+  };
+  e.get = [&ref] { return std::string(ref ? "true" : "false"); };
+  entries_.push_back(std::move(e));
+}
+
+void option_set::add(const std::string& key, int64_t& ref, int64_t def,
+                     std::string unit, std::string desc, int64_t min,
+                     int64_t max) {
+  ref = def;
+  entry e;
+  e.key = key;
+  e.type = "integer";
+  e.unit = std::move(unit);
+  e.desc = std::move(desc);
+  e.default_text = std::to_string(def);
+  e.set = [&ref, key, min, max](const caf::config_value& v) -> caf::error {
+    auto i = caf::get_if<caf::config_value::integer>(&v);
+    if (!i)
+      return bad(key + ": expected an integer, got " + caf::to_string(v));
+    if (*i < min || *i > max)
+      return bad(key + ": " + std::to_string(*i) + " is out of range ["
+                 + std::to_string(min) + ", " + std::to_string(max) + "]");
+    ref = *i;
+    return caf::none;
+  };
+  e.get = [&ref] { return std::to_string(ref); };
+  entries_.push_back(std::move(e));
+}
+
+void option_set::add(const std::string& key, std::string& ref,
+                     std::string def, std::string desc, bool required,
+                     bool secret) {
+  ref = def;
+  entry e;
+  e.key = key;
+  e.type = "string";
+  e.desc = std::move(desc);
+  e.default_text = def.empty() ? "\"\"" : "\"" + def + "\"";
+  e.required = required;
+  e.secret = secret;
+  e.set = [&ref, key](const caf::config_value& v) -> caf::error {
+    if (auto s = caf::get_if<std::string>(&v)) {
+      ref = *s;
+      return caf::none;
+    }
+    return bad(key + ": expected a \"quoted string\", got " + caf::to_string(v));
+  };
+  e.empty = [&ref] { return ref.empty(); };
+  e.get = [&ref, secret] {
+    return secret && !ref.empty() ? std::string("\"***\"") : "\"" + ref + "\"";
+  };
+  entries_.push_back(std::move(e));
+}
+
+void option_set::add(const std::string& key, duration& ref, duration def,
+                     std::string desc, duration min) {
+  ref = def;
+  entry e;
+  e.key = key;
+  e.type = "duration";
+  e.desc = std::move(desc);
+  e.default_text = to_duration_text(def);
+  e.set = [&ref, key, min](const caf::config_value& v) -> caf::error {
+    auto t = caf::get_if<caf::timespan>(&v);
+    if (!t)
+      return bad(key + ": expected a duration such as 500ms, 10s or 5min, got "
+                 + caf::to_string(v));
+    auto ms = std::chrono::duration_cast<duration>(*t);
+    if (ms < min)
+      return bad(key + ": must be at least " + to_duration_text(min));
+    ref = ms;
+    return caf::none;
+  };
+  e.get = [&ref] { return to_duration_text(ref); };
+  entries_.push_back(std::move(e));
+}
+
+option_set::entry* option_set::find(const std::string& key) {
+  for (auto& e : entries_)
+    if (e.key == key)
+      return &e;
+  return nullptr;
+}
+
+caf::error option_set::set_from_text(const std::string& key,
+                                     const std::string& raw,
+                                     const std::string& origin) {
+  auto e = find(key);
+  if (!e)
+    return bad(key + ": unknown option (" + origin + "); see --help");
+  caf::config_value v;
+  if (e->type == "string") {
+    v = caf::config_value{raw};
+  } else {
+    auto parsed = caf::config_value::parse(raw);
+    if (!parsed)
+      return bad(key + ": cannot read value '" + raw + "' as " + e->type);
+    v = std::move(*parsed);
+  }
+  if (auto err = e->set(v))
+    return err;
+  e->was_set = true;
+  return caf::none;
+}
+
+caf::error option_set::load_ini(const std::string& text,
+                                const std::string& origin) {
+  std::istringstream in(text);
+  auto parsed = caf::actor_system_config::parse_config(in);
+  if (!parsed)
+    return bad(origin + ": " + describe_parse_error(parsed.error()));
+  std::vector<std::pair<std::string, caf::config_value>> flat;
+  flatten(*parsed, "", flat);
+  for (auto& kv : flat) {
+    auto e = find(kv.first);
+    if (!e)
+      return bad(kv.first + ": unknown option (" + origin + "); see --help");
+    if (auto err = e->set(kv.second))
+      return make_error(ec::bad_config,
+                        render(err).substr(sizeof("bad_config: ") - 1) + " ("
+                          + origin + ")");
+    e->was_set = true;
+  }
+  return caf::none;
+}
+
+caf::error option_set::parse(int argc, char** argv) {
+  std::vector<std::string> xs;
+  for (int i = 1; i < argc; ++i)
+    xs.emplace_back(argv[i]);
+  return parse(xs);
+}
+
+caf::error option_set::parse(const std::vector<std::string>& argv) {
+  std::vector<std::pair<std::string, std::string>> flags;
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const auto& arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      help_ = true;
+      continue;
+    }
+    if (arg.rfind("--", 0) != 0) {
+      args_.push_back(arg);
+      continue;
+    }
+    auto body = arg.substr(2);
+    std::string key;
+    std::string value;
+    auto eq = body.find('=');
+    if (eq != std::string::npos) {
+      key = body.substr(0, eq);
+      value = body.substr(eq + 1);
+    } else {
+      key = body;
+      auto e = find(key);
+      if (key != "config" && e && e->type == "bool") {
+        value = "true";
+      } else if (i + 1 < argv.size()) {
+        value = argv[++i];
+      } else {
+        return bad(key + ": missing value (use --" + key + "=VALUE)");
+      }
+    }
+    if (key == "config")
+      config_file_ = value;
+    else
+      flags.emplace_back(key, value);
+  }
+  if (help_)
+    return caf::none;
+  if (!config_file_.empty()) {
+    std::ifstream in(config_file_);
+    if (!in)
+      return bad("config: cannot read file '" + config_file_ + "'");
+    std::stringstream buf;
+    buf << in.rdbuf();
+    if (in.bad())
+      return bad("config: cannot read file '" + config_file_ + "'");
+    if (auto err = load_ini(buf.str(), config_file_))
+      return err;
+  }
+  for (auto& kv : flags)
+    if (auto err = set_from_text(kv.first, kv.second, "command line"))
+      return err;
+  for (auto& e : entries_)
+    if (e.required && e.empty && e.empty())
+      return bad(e.key + ": required, but not set (in the config file or as --"
+                 + e.key + "=...)");
+  return caf::none;
+}
+
+std::string option_set::help() const {
+  std::ostringstream out;
+  out << "usage: " << program_ << " [--config FILE] [--group.option=VALUE ...]"
+      << "\n\n"
+      << summary_ << "\n\noptions (also [group] / option = value in the INI "
+      << "file given by --config):\n";
+  out << "  --config FILE  INI file to read options from (CAF's format; "
+         "strings quoted)\n";
+  out << "  --help         print this text\n";
+  for (auto& e : entries_) {
+    out << "  --" << e.key << " (" << e.type;
+    if (!e.unit.empty())
+      out << ", " << e.unit;
+    out << ", default " << e.default_text << (e.required ? ", required" : "")
+        << ")\n      " << e.desc << "\n";
+  }
+  return out.str();
+}
+
+std::string option_set::dump() const {
+  std::ostringstream out;
+  for (auto& e : entries_)
+    out << e.key << " = " << e.get() << "\n";
+  return out.str();
+}
+
+} // namespace fleetd
