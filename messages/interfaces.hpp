@@ -45,6 +45,8 @@ using collector_actor = caf::typed_actor<
 using sync_actor = caf::typed_actor<
   // Runs one sync round now: send what is pending, cut a new batch.
   caf::reacts_to<tick_atom>,
+  // The actor's own timer; ignored unless `generation` is still current.
+  caf::reacts_to<tick_atom, int64_t>,
   stats_handler>;
 
 /// The cloud's embedded store (cloud/embedded_store).

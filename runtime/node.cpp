@@ -184,6 +184,11 @@ caf::expected<uint16_t> publish_console(caf::actor_system& sys,
   return *port;
 }
 
+void unpublish_console(caf::actor_system& sys, const caf::actor& inspector,
+                       uint16_t port) {
+  sys.middleman().unpublish(inspector, port);
+}
+
 void stop_list::add(std::string name, caf::actor handle) {
   actors_.emplace_back(std::move(name), std::move(handle));
 }

@@ -60,6 +60,10 @@ caf::expected<uint16_t> publish_console(caf::actor_system& sys,
                                         const caf::actor& inspector,
                                         const common_options& x);
 
+/// Stops listening for the console (first step of a shutdown).
+void unpublish_console(caf::actor_system& sys, const caf::actor& inspector,
+                       uint16_t port);
+
 /// Writes `value` to `path` atomically (temp file + rename).
 caf::error write_file_atomically(const std::string& path,
                                  const std::string& value);

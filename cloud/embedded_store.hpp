@@ -1,0 +1,52 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include <caf/expected.hpp>
+
+#include "messages/interfaces.hpp"
+#include "runtime/clock.hpp"
+#include "runtime/sqlite.hpp"
+
+namespace fleetd {
+
+/// The cloud's embedded SQLite store: points, every batch sequence seen per
+/// (device, stream), and per-stream counters. A batch and its ack state are
+/// written in one transaction, so a sequence is stored at most once.
+class cloud_store {
+public:
+  static caf::expected<cloud_store> open(const std::string& path,
+                                         clock_ptr clock);
+
+  caf::expected<ingest_outcome> write(const ingest_batch& batch);
+  caf::expected<device_infos> devices();
+  caf::expected<metric_samples> points(const std::string& device_id);
+  actor_stats stats();
+
+private:
+  caf::expected<int64_t> series_id(const metric_sample& x);
+  caf::error load_series();
+
+  clock_ptr clock_;
+  sqlite::database db_;
+  std::map<std::string, int64_t> series_;
+  int64_t batches_stored_ = 0;
+  int64_t points_stored_ = 0;
+  int64_t duplicates_ = 0;
+  int64_t failures_ = 0;
+  std::string last_error_;
+};
+
+struct embedded_store_state {
+  std::shared_ptr<cloud_store> store;
+  static inline const char* name = "embedded_store";
+};
+
+/// Spawn detached: every handler blocks on SQLite.
+cloud_store_actor::behavior_type
+embedded_store(cloud_store_actor::stateful_pointer<embedded_store_state> self,
+               std::shared_ptr<cloud_store> store);
+
+} // namespace fleetd

@@ -1,0 +1,147 @@
+// fleetd-cloud: the cloud node (ingest endpoint -> ingest -> embedded store).
+#include <iostream>
+
+#include <caf/actor_system.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "actors/inspector.hpp"
+#include "cloud/embedded_store.hpp"
+#include "cloud/ingest.hpp"
+#include "cloud/ingest_endpoint.hpp"
+#include "messages/error.hpp"
+#include "runtime/logger.hpp"
+#include "runtime/node.hpp"
+
+namespace fleetd {
+namespace {
+
+struct cloud_options {
+  common_options common;
+  std::string node_id;
+  std::string ingest_host;
+  int64_t ingest_port = 0;
+  int64_t max_body_bytes = 0;
+  int64_t max_decoded_bytes = 0;
+  int64_t max_connections = 0;
+  option_set::duration idle_timeout{};
+  option_set::duration read_timeout{};
+};
+
+void declare(option_set& opts, cloud_options& x) {
+  using namespace std::chrono_literals;
+  declare_common_options(opts, x.common, "/var/lib/fleetd-cloud", 7401);
+  opts.add("node.id", x.node_id, "cloud-1", "Name of this cloud node");
+  opts.add("ingest.host", x.ingest_host, "127.0.0.1",
+           "Address the device-facing HTTP endpoint listens on");
+  opts.add("ingest.port", x.ingest_port, 7480, "port",
+           "TCP port of the ingest endpoint; 0 picks a free port (written to "
+           "<data-dir>/ingest.port)",
+           0, 65535);
+  opts.add("ingest.max-body-bytes", x.max_body_bytes, 8 * 1024 * 1024,
+           "bytes", "Largest request body accepted on the wire (else 413)",
+           1024, int64_t{1} << 30);
+  opts.add("ingest.max-decoded-bytes", x.max_decoded_bytes, 64 * 1024 * 1024,
+           "bytes", "Largest request body after decompression (else 413)",
+           1024, int64_t{4} << 30);
+  opts.add("ingest.max-connections", x.max_connections, 1024, "connections",
+           "Open connections beyond this are closed at once", 1, 1000000);
+  opts.add("ingest.idle-timeout", x.idle_timeout, 60s,
+           "Close a keep-alive connection idle for this long", 100ms);
+  opts.add("ingest.read-timeout", x.read_timeout, 30s,
+           "Deadline for writing a reply to a client", 100ms);
+}
+
+int run(int argc, char** argv) {
+  block_termination_signals();
+  cloud_options opt;
+  option_set opts("fleetd-cloud",
+                  "The fleetd cloud node: accepts device syncs on POST "
+                  "/v1/sync and keeps them in its embedded store.");
+  declare(opts, opt);
+  auto rc = parse_or_exit("fleetd-cloud", opts, argc, argv, opt.common, [&] {
+    if (opt.max_decoded_bytes < opt.max_body_bytes)
+      return make_error(ec::bad_config, "ingest.max-decoded-bytes: must be at "
+                                        "least ingest.max-body-bytes");
+    return caf::error{};
+  });
+  if (rc >= 0)
+    return rc;
+  auto die = [](const caf::error& err) {
+    std::cerr << "fleetd-cloud: cannot start: " << render(err) << std::endl;
+    return 1;
+  };
+  auto& dir = opt.common.data_dir;
+  if (auto err = ensure_directory(dir))
+    return die(err);
+  auto clk = make_system_clock();
+  auto store = cloud_store::open(dir + "/cloud.db", clk);
+  if (!store)
+    return die(store.error());
+  node_config cfg{opt.common};
+  caf::actor_system sys{cfg};
+  stop_list stops;
+  auto st = sys.spawn<caf::detached>(
+    embedded_store, std::make_shared<cloud_store>(std::move(*store)));
+  stops.add("embedded_store", caf::actor_cast<caf::actor>(st));
+  ingest_config icfg;
+  icfg.max_decoded_bytes = static_cast<size_t>(opt.max_decoded_bytes);
+  icfg.store = st;
+  auto ing = sys.spawn(ingest, icfg);
+  stops.add("ingest", caf::actor_cast<caf::actor>(ing));
+  inspector_config pcfg;
+  pcfg.role = "cloud";
+  pcfg.node_id = opt.node_id;
+  pcfg.clock = clk;
+  pcfg.actors = {{"ingest", caf::actor_cast<caf::actor>(ing)},
+                 {"embedded_store", caf::actor_cast<caf::actor>(st)}};
+  pcfg.devices = caf::actor_cast<caf::actor>(st);
+  auto insp = sys.spawn(inspector, pcfg);
+  stops.add("inspector", caf::actor_cast<caf::actor>(insp));
+  http_limits limits;
+  limits.max_body_bytes = static_cast<size_t>(opt.max_body_bytes);
+  limits.max_connections = static_cast<size_t>(opt.max_connections);
+  limits.idle_timeout = opt.idle_timeout;
+  limits.read_timeout = opt.read_timeout;
+  ingest_endpoint endpoint{sys, ing, limits};
+  auto port = endpoint.start(opt.ingest_host,
+                             static_cast<uint16_t>(opt.ingest_port));
+  if (!port) {
+    stops.stop_all(sys, opt.common.stop_timeout);
+    return die(port.error());
+  }
+  if (auto err = write_file_atomically(dir + "/ingest.port",
+                                       std::to_string(*port) + "\n")) {
+    endpoint.stop();
+    stops.stop_all(sys, opt.common.stop_timeout);
+    return die(err);
+  }
+  auto console = publish_console(sys, caf::actor_cast<caf::actor>(insp),
+                                 opt.common);
+  if (!console) {
+    endpoint.stop();
+    stops.stop_all(sys, opt.common.stop_timeout);
+    return die(console.error());
+  }
+  log_info("fleetd-cloud", opt.node_id, " started; ingest http://",
+           opt.ingest_host, ":", *port, "/v1/sync, console ",
+           opt.common.console_host, ":", *console, ", data in ", dir);
+  auto sig = wait_for_termination();
+  log_info("fleetd-cloud", "signal ", sig, ": stopping");
+  // Stop taking requests first, then the actors in reverse start order.
+  endpoint.stop();
+  unpublish_console(sys, caf::actor_cast<caf::actor>(insp), *console);
+  auto late = stops.stop_all(sys, opt.common.stop_timeout);
+  if (late > 0) {
+    log_warning("fleetd-cloud", late, " actor(s) did not stop in time; exiting");
+    std::_Exit(0);
+  }
+  log_info("fleetd-cloud", "stopped");
+  return 0;
+}
+
+} // namespace
+} // namespace fleetd
+
+int main(int argc, char** argv) {
+  return fleetd::run(argc, argv);
+}

@@ -1,0 +1,67 @@
+#include "edge/cloud_link.hpp"
+
+#include <caf/typed_event_based_actor.hpp>
+
+#include "messages/error.hpp"
+#include "messages/wire.hpp"
+#include "runtime/logger.hpp"
+
+namespace fleetd {
+
+cloud_link_actor::behavior_type
+cloud_link(cloud_link_actor::stateful_pointer<cloud_link_state> self,
+           cloud_link_config cfg) {
+  self->state.client = std::make_unique<http_client>(
+    cfg.host, cfg.port, cfg.timeout, cfg.max_response_bytes);
+  auto target = cfg.host + ":" + std::to_string(cfg.port);
+  return {
+    [self, target](sync_atom, const std::string& body) -> caf::result<sync_ack> {
+      auto& st = self->state;
+      ++st.requests;
+      std::vector<std::pair<std::string, std::string>> headers{
+        {"Content-Type", "application/x-protobuf"}};
+      if (is_zstd(body))
+        headers.emplace_back("Content-Encoding", "zstd");
+      auto res = st.client->post("/v1/sync", body, headers);
+      auto fail = [&](caf::error err) -> caf::result<sync_ack> {
+        ++st.failures;
+        auto text = render(err);
+        if (text != st.last_error)
+          log_warning("cloud_link", target, ": ", text);
+        st.last_error = std::move(text);
+        return err;
+      };
+      if (!res)
+        return fail(res.error());
+      st.bytes_sent += static_cast<int64_t>(body.size());
+      st.bytes_received += static_cast<int64_t>(res->body.size());
+      auto ack = decode_response(res->body);
+      if (!ack || (res->status != 200 && ack->error_code.empty()))
+        return fail(make_error(ec::remote_error,
+                               "HTTP " + std::to_string(res->status) + " from "
+                                 + target));
+      if (!res->retry_after.empty() && ack->retry_after_ms == 0)
+        ack->retry_after_ms = std::atoll(res->retry_after.c_str()) * 1000;
+      if (!st.last_error.empty()) {
+        log_info("cloud_link", target, ": reachable again");
+        st.last_error.clear();
+      }
+      return std::move(*ack);
+    },
+    [self, target](stats_atom) {
+      auto& st = self->state;
+      actor_stats out;
+      out.name = "cloud_link";
+      out.state = st.last_error.empty() ? "connected to " + target
+                                        : "failing: " + st.last_error;
+      out.counters["requests"] = st.requests;
+      out.counters["failures"] = st.failures;
+      out.counters["bytes_sent"] = st.bytes_sent;
+      out.counters["bytes_received"] = st.bytes_received;
+      out.counters["connects"] = st.client->connects();
+      return out;
+    },
+  };
+}
+
+} // namespace fleetd

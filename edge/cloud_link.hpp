@@ -1,0 +1,35 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "messages/interfaces.hpp"
+#include "runtime/http_client.hpp"
+
+namespace fleetd {
+
+struct cloud_link_config {
+  std::string host;
+  uint16_t port = 0;
+  std::chrono::milliseconds timeout{10000};
+  size_t max_response_bytes = 1024 * 1024;
+};
+
+struct cloud_link_state {
+  std::unique_ptr<http_client> client;
+  int64_t requests = 0;
+  int64_t failures = 0;
+  int64_t bytes_sent = 0;
+  int64_t bytes_received = 0;
+  std::string last_error;
+  static inline const char* name = "cloud_link";
+};
+
+/// Carries each SyncRequest body as POST /v1/sync with keep-alive and turns
+/// the SyncResponse into the reply. Spawn detached: the HTTP call blocks.
+cloud_link_actor::behavior_type
+cloud_link(cloud_link_actor::stateful_pointer<cloud_link_state> self,
+           cloud_link_config cfg);
+
+} // namespace fleetd

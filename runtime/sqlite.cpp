@@ -1,0 +1,203 @@
+#include "runtime/sqlite.hpp"
+
+#include <sqlite3.h>
+
+#include "messages/error.hpp"
+
+namespace fleetd::sqlite {
+
+caf::error to_error(sqlite3* db, int rc, const std::string& what) {
+  std::string msg = what + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  switch (rc & 0xFF) {
+    case SQLITE_FULL:
+      return make_error(ec::disk_full, msg);
+    case SQLITE_READONLY:
+      return make_error(ec::disk_full, msg + " (read-only)");
+    case SQLITE_IOERR:
+      if (rc == SQLITE_IOERR_WRITE || rc == SQLITE_IOERR_FSYNC)
+        return make_error(ec::disk_full, msg);
+      return make_error(ec::io_error, msg);
+    default:
+      return make_error(ec::storage_failed, msg);
+  }
+}
+
+statement::statement(statement&& other) noexcept
+  : db_(other.db_), stmt_(other.stmt_) {
+  other.stmt_ = nullptr;
+}
+
+statement& statement::operator=(statement&& other) noexcept {
+  if (this != &other) {
+    sqlite3_finalize(stmt_);
+    db_ = other.db_;
+    stmt_ = other.stmt_;
+    other.stmt_ = nullptr;
+  }
+  return *this;
+}
+
+statement::~statement() {
+  sqlite3_finalize(stmt_);
+}
+
+statement& statement::reset() {
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+  return *this;
+}
+
+statement& statement::bind(int index, int64_t value) {
+  sqlite3_bind_int64(stmt_, index, value);
+  return *this;
+}
+
+statement& statement::bind(int index, double value) {
+  sqlite3_bind_double(stmt_, index, value);
+  return *this;
+}
+
+statement& statement::bind(int index, std::string_view text) {
+  sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()),
+                    SQLITE_TRANSIENT);
+  return *this;
+}
+
+statement& statement::bind_blob(int index, std::string_view bytes) {
+  sqlite3_bind_blob(stmt_, index, bytes.data(), static_cast<int>(bytes.size()),
+                    SQLITE_TRANSIENT);
+  return *this;
+}
+
+caf::expected<bool> statement::step() {
+  auto rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW)
+    return true;
+  if (rc == SQLITE_DONE)
+    return false;
+  auto err = to_error(db_, rc, "step");
+  sqlite3_reset(stmt_);
+  return err;
+}
+
+caf::error statement::run() {
+  for (;;) {
+    auto more = step();
+    if (!more)
+      return more.error();
+    if (!*more)
+      return caf::none;
+  }
+}
+
+int64_t statement::column_int(int index) const {
+  return sqlite3_column_int64(stmt_, index);
+}
+
+double statement::column_double(int index) const {
+  return sqlite3_column_double(stmt_, index);
+}
+
+std::string statement::column_text(int index) const {
+  auto p = sqlite3_column_text(stmt_, index);
+  auto n = sqlite3_column_bytes(stmt_, index);
+  return p ? std::string(reinterpret_cast<const char*>(p),
+                         static_cast<size_t>(n))
+           : std::string{};
+}
+
+std::string statement::column_blob(int index) const {
+  auto p = sqlite3_column_blob(stmt_, index);
+  auto n = sqlite3_column_bytes(stmt_, index);
+  return p ? std::string(static_cast<const char*>(p), static_cast<size_t>(n))
+           : std::string{};
+}
+
+bool statement::column_is_null(int index) const {
+  return sqlite3_column_type(stmt_, index) == SQLITE_NULL;
+}
+
+database::database(database&& other) noexcept : db_(other.db_) {
+  other.db_ = nullptr;
+}
+
+database& database::operator=(database&& other) noexcept {
+  if (this != &other) {
+    close();
+    db_ = other.db_;
+    other.db_ = nullptr;
+  }
+  return *this;
+}
+
+database::~database() {
+  close();
+}
+
+void database::close() {
+  if (db_) {
+    // sqlite3_close_v2 checkpoints the WAL when it is the last connection.
+    sqlite3_close_v2(db_);
+    db_ = nullptr;
+  }
+}
+
+caf::expected<database> database::open(const std::string& path,
+                                       const char* synchronous) {
+  sqlite3* raw = nullptr;
+  auto rc = sqlite3_open_v2(path.c_str(), &raw,
+                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+                              | SQLITE_OPEN_NOMUTEX,
+                            nullptr);
+  database db{raw};
+  if (rc != SQLITE_OK)
+    return to_error(raw, rc, "cannot open " + path);
+  sqlite3_busy_timeout(raw, 5000);
+  sqlite3_extended_result_codes(raw, 1);
+  if (auto err = db.exec("PRAGMA journal_mode=WAL"))
+    return err;
+  if (auto err = db.exec(std::string("PRAGMA synchronous=") + synchronous))
+    return err;
+  return db;
+}
+
+caf::error database::exec(const std::string& sql) {
+  char* msg = nullptr;
+  auto rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &msg);
+  if (msg)
+    sqlite3_free(msg);
+  if (rc != SQLITE_OK)
+    return to_error(db_, rc, sql.substr(0, 40));
+  return caf::none;
+}
+
+caf::expected<statement> database::prepare(const std::string& sql) {
+  sqlite3_stmt* stmt = nullptr;
+  auto rc = sqlite3_prepare_v2(db_, sql.c_str(), static_cast<int>(sql.size()),
+                               &stmt, nullptr);
+  if (rc != SQLITE_OK)
+    return to_error(db_, rc, "prepare " + sql.substr(0, 40));
+  return statement{db_, stmt};
+}
+
+std::string database::quick_check() {
+  auto st = prepare("PRAGMA quick_check");
+  if (!st)
+    return render(st.error());
+  auto row = st->step();
+  if (!row)
+    return render(row.error());
+  if (!*row)
+    return "no answer";
+  return st->column_text(0);
+}
+
+int64_t database::last_insert_rowid() const {
+  return sqlite3_last_insert_rowid(db_);
+}
+
+int64_t database::changes() const {
+  return sqlite3_changes(db_);
+}
+
+} // namespace fleetd::sqlite

@@ -1,0 +1,107 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace fleetd::sqlite {
+
+/// A prepared statement; reset and rebound for every use.
+class statement {
+public:
+  statement() = default;
+  statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {
+    // nop
+  }
+  statement(statement&& other) noexcept;
+  statement& operator=(statement&& other) noexcept;
+  statement(const statement&) = delete;
+  statement& operator=(const statement&) = delete;
+  ~statement();
+
+  statement& reset();
+  statement& bind(int index, int64_t value);
+  statement& bind(int index, double value);
+  statement& bind(int index, std::string_view text);
+  statement& bind_blob(int index, std::string_view bytes);
+
+  /// Advances one row: true while a row is available, error on failure.
+  caf::expected<bool> step();
+
+  /// Runs to completion, ignoring rows.
+  caf::error run();
+
+  int64_t column_int(int index) const;
+  double column_double(int index) const;
+  std::string column_text(int index) const;
+  std::string column_blob(int index) const;
+  bool column_is_null(int index) const;
+
+private:
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+/// One connection; owned by a single detached actor.
+class database {
+public:
+  database() = default;
+  database(database&& other) noexcept;
+  database& operator=(database&& other) noexcept;
+  database(const database&) = delete;
+  database& operator=(const database&) = delete;
+  ~database();
+
+  /// Opens (creating) `path` in WAL mode with the given synchronous level.
+  static caf::expected<database> open(const std::string& path,
+                                      const char* synchronous = "FULL");
+
+  caf::error exec(const std::string& sql);
+  caf::expected<statement> prepare(const std::string& sql);
+
+  /// "ok" when PRAGMA quick_check finds nothing wrong, else its first line.
+  std::string quick_check();
+
+  int64_t changes() const;
+  int64_t last_insert_rowid() const;
+  bool is_open() const {
+    return db_ != nullptr;
+  }
+  sqlite3* handle() const {
+    return db_;
+  }
+  void close();
+
+private:
+  explicit database(sqlite3* db) : db_(db) {
+    // nop
+  }
+  sqlite3* db_ = nullptr;
+};
+
+/// Maps an SQLite result code to the project's error (disk full, corrupt...).
+caf::error to_error(sqlite3* db, int rc, const std::string& what);
+
+/// Runs `fn` inside BEGIN IMMEDIATE ... COMMIT; rolls back on error.
+template <class F>
+caf::error transaction(database& db, F&& fn) {
+  if (auto err = db.exec("BEGIN IMMEDIATE"))
+    return err;
+  if (auto err = fn()) {
+    db.exec("ROLLBACK");
+    return err;
+  }
+  if (auto err = db.exec("COMMIT")) {
+    db.exec("ROLLBACK");
+    return err;
+  }
+  return caf::none;
+}
+
+} // namespace fleetd::sqlite
