@@ -115,7 +115,7 @@ int run(int argc, char** argv) {
     stops.stop_all(sys, opt.common.stop_timeout);
     return die(err);
   }
-  auto console = publish_console(sys, caf::actor_cast<caf::actor>(insp),
+  auto console = publish_console(sys, insp,
                                  opt.common);
   if (!console) {
     endpoint.stop();
@@ -129,7 +129,7 @@ int run(int argc, char** argv) {
   log_info("fleetd-cloud", "signal ", sig, ": stopping");
   // Stop taking requests first, then the actors in reverse start order.
   endpoint.stop();
-  unpublish_console(sys, caf::actor_cast<caf::actor>(insp), *console);
+  unpublish_console(sys, insp, *console);
   auto late = stops.stop_all(sys, opt.common.stop_timeout);
   if (late > 0) {
     log_warning("fleetd-cloud", late, " actor(s) did not stop in time; exiting");

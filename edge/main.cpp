@@ -144,7 +144,7 @@ int run(int argc, char** argv) {
                  {"cloud_link", caf::actor_cast<caf::actor>(link)}};
   auto insp = sys.spawn(inspector, icfg);
   stops.add("inspector", caf::actor_cast<caf::actor>(insp));
-  auto port = publish_console(sys, caf::actor_cast<caf::actor>(insp),
+  auto port = publish_console(sys, insp,
                               opt.common);
   if (!port) {
     stops.stop_all(sys, opt.common.stop_timeout);
@@ -155,7 +155,7 @@ int run(int argc, char** argv) {
            opt.common.console_host, ":", *port);
   auto sig = wait_for_termination();
   log_info("fleetd", "signal ", sig, ": stopping");
-  unpublish_console(sys, caf::actor_cast<caf::actor>(insp), *port);
+  unpublish_console(sys, insp, *port);
   auto late = stops.stop_all(sys, opt.common.stop_timeout);
   if (late > 0) {
     // Storage has closed (it stops last); only a blocked network call waits.

@@ -12,6 +12,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
+#include <caf/io/publish.hpp>
 
 #include "messages/error.hpp"
 #include "messages/register.hpp"
@@ -168,7 +169,7 @@ caf::error write_file_atomically(const std::string& path,
 }
 
 caf::expected<uint16_t> publish_console(caf::actor_system& sys,
-                                        const caf::actor& inspector,
+                                        const inspector_actor& inspector,
                                         const common_options& x) {
   auto port = sys.middleman().publish(inspector,
                                       static_cast<uint16_t>(x.console_port),
@@ -184,7 +185,7 @@ caf::expected<uint16_t> publish_console(caf::actor_system& sys,
   return *port;
 }
 
-void unpublish_console(caf::actor_system& sys, const caf::actor& inspector,
+void unpublish_console(caf::actor_system& sys, const inspector_actor& inspector,
                        uint16_t port) {
   sys.middleman().unpublish(inspector, port);
 }

@@ -10,6 +10,7 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/expected.hpp>
 
+#include "messages/interfaces.hpp"
 #include "runtime/options.hpp"
 
 namespace fleetd {
@@ -57,11 +58,11 @@ int wait_for_termination();
 /// Starts the console: publishes `inspector` over BASP on host:port with
 /// port reuse; writes the bound port to `<data_dir>/console.port`.
 caf::expected<uint16_t> publish_console(caf::actor_system& sys,
-                                        const caf::actor& inspector,
+                                        const inspector_actor& inspector,
                                         const common_options& x);
 
 /// Stops listening for the console (first step of a shutdown).
-void unpublish_console(caf::actor_system& sys, const caf::actor& inspector,
+void unpublish_console(caf::actor_system& sys, const inspector_actor& inspector,
                        uint16_t port);
 
 /// Writes `value` to `path` atomically (temp file + rename).

@@ -1,0 +1,265 @@
+// fleetctl: the operator's console for any fleetd node (CAF remote actors).
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include <caf/actor_system.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include "messages/error.hpp"
+#include "messages/interfaces.hpp"
+#include "runtime/logger.hpp"
+#include "runtime/node.hpp"
+#include "runtime/options.hpp"
+
+namespace fleetd {
+namespace {
+
+struct ctl_options {
+  std::string node;
+  bool json = false;
+  option_set::duration timeout{};
+  option_set::duration interval{};
+  int64_t count = 0;
+};
+
+constexpr const char* summary =
+  "The fleetd console: inspects a node's actors and devices.\n\n"
+  "commands:\n"
+  "  status    the node's identity and every actor's state and counters\n"
+  "  devices   on a cloud node: each device stream with points received,\n"
+  "            batches, duplicates, gaps and last acked sequence\n"
+  "  watch     one live line of what flows through the node, every\n"
+  "            --interval, until Ctrl-C (or --count lines)";
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return "\"" + out + "\"";
+}
+
+std::string to_json(const node_status& x) {
+  std::ostringstream out;
+  out << "{\"role\":" << json_escape(x.role)
+      << ",\"node_id\":" << json_escape(x.node_id)
+      << ",\"version\":" << json_escape(x.version)
+      << ",\"uptime_ms\":" << x.uptime_ms << ",\"actors\":[";
+  for (size_t i = 0; i < x.actors.size(); ++i) {
+    auto& a = x.actors[i];
+    out << (i ? "," : "") << "{\"name\":" << json_escape(a.name)
+        << ",\"state\":" << json_escape(a.state) << ",\"counters\":{";
+    bool first = true;
+    for (auto& kv : a.counters) {
+      out << (first ? "" : ",") << json_escape(kv.first) << ":" << kv.second;
+      first = false;
+    }
+    out << "}}";
+  }
+  out << "]}";
+  return out.str();
+}
+
+std::string to_json(const device_infos& xs) {
+  std::ostringstream out;
+  out << "[";
+  for (size_t i = 0; i < xs.size(); ++i) {
+    auto& d = xs[i];
+    out << (i ? "," : "") << "{\"device_id\":" << json_escape(d.device_id)
+        << ",\"stream\":" << json_escape(d.stream)
+        << ",\"points_received\":" << d.points_received
+        << ",\"batches_received\":" << d.batches_received
+        << ",\"duplicates\":" << d.duplicates
+        << ",\"last_acked_sequence\":" << d.last_acked_sequence
+        << ",\"gaps\":" << d.gaps << ",\"last_seen_ms\":" << d.last_seen_ms
+        << "}";
+  }
+  out << "]";
+  return out.str();
+}
+
+std::string to_text(const node_status& x) {
+  std::ostringstream out;
+  out << "node " << x.node_id << " (" << x.role << ", fleetd " << x.version
+      << "), up " << x.uptime_ms / 1000 << "s\n";
+  for (auto& a : x.actors) {
+    out << "  " << a.name << ": " << a.state << "\n   ";
+    for (auto& kv : a.counters)
+      out << " " << kv.first << "=" << kv.second;
+    out << "\n";
+  }
+  return out.str();
+}
+
+std::string to_text(const device_infos& xs) {
+  std::ostringstream out;
+  char line[256];
+  snprintf(line, sizeof(line), "%-24s %-8s %12s %8s %6s %6s %10s\n", "DEVICE",
+           "STREAM", "POINTS", "BATCHES", "DUPS", "GAPS", "LAST_ACK");
+  out << line;
+  for (auto& d : xs) {
+    snprintf(line, sizeof(line), "%-24s %-8s %12lld %8lld %6lld %6lld %10lld\n",
+             d.device_id.c_str(), d.stream.c_str(),
+             static_cast<long long>(d.points_received),
+             static_cast<long long>(d.batches_received),
+             static_cast<long long>(d.duplicates),
+             static_cast<long long>(d.gaps),
+             static_cast<long long>(d.last_acked_sequence));
+    out << line;
+  }
+  return out.str();
+}
+
+int64_t counter(const node_status& x, const char* actor, const char* name) {
+  for (auto& a : x.actors)
+    if (a.name == actor) {
+      auto i = a.counters.find(name);
+      return i == a.counters.end() ? 0 : i->second;
+    }
+  return 0;
+}
+
+std::string state_of(const node_status& x, const char* actor) {
+  for (auto& a : x.actors)
+    if (a.name == actor)
+      return a.state;
+  return "?";
+}
+
+// The few counters that show data flowing through the node, on one line.
+std::string flow_line(const node_status& x) {
+  std::ostringstream out;
+  if (x.role == "edge") {
+    out << "collected=" << counter(x, "system_collector", "points_collected")
+        << " stored=" << counter(x, "storage", "points_stored")
+        << " synced=" << counter(x, "sync", "points_synced")
+        << " acked_seq=" << counter(x, "sync", "last_acked_sequence")
+        << " queued=" << counter(x, "storage", "queued_batches")
+        << " sync=" << state_of(x, "sync");
+  } else {
+    out << "batches=" << counter(x, "ingest", "accepted")
+        << " points=" << counter(x, "ingest", "points")
+        << " duplicates=" << counter(x, "ingest", "duplicates")
+        << " requests=" << counter(x, "ingest", "requests");
+  }
+  return out.str();
+}
+
+int run(int argc, char** argv) {
+  using namespace std::chrono_literals;
+  ctl_options opt;
+  option_set opts("fleetctl", summary);
+  opts.add("node", opt.node, "127.0.0.1:7400",
+           "HOST:PORT of the node's console (edge default 7400, cloud 7401)");
+  opts.add("json", opt.json, false, "Print JSON instead of text");
+  opts.add("timeout", opt.timeout, 5s, "Deadline for reaching the node and "
+                                       "for each answer", 10ms);
+  opts.add("interval", opt.interval, 1s, "watch: time between lines", 10ms);
+  opts.add("count", opt.count, 0, "lines", "watch: stop after this many "
+                                            "lines (0: until Ctrl-C)", 0);
+  if (auto err = opts.parse(argc, argv)) {
+    auto text = render(err);
+    std::cerr << "fleetctl: bad arguments: "
+              << text.substr(text.find(':') + 2) << std::endl;
+    return 2;
+  }
+  if (opts.help_requested() || opts.args().empty()) {
+    std::cout << opts.help();
+    return opts.help_requested() ? 0 : 2;
+  }
+  auto cmd = opts.args().front();
+  if (cmd != "status" && cmd != "devices" && cmd != "watch") {
+    std::cerr << "fleetctl: unknown command '" << cmd
+              << "' (status, devices, watch; see --help)" << std::endl;
+    return 2;
+  }
+  auto colon = opt.node.rfind(':');
+  if (colon == std::string::npos) {
+    std::cerr << "fleetctl: bad arguments: node: expected HOST:PORT, got '"
+              << opt.node << "'" << std::endl;
+    return 2;
+  }
+  auto host = opt.node.substr(0, colon);
+  auto port = std::atoi(opt.node.c_str() + colon + 1);
+  if (port <= 0 || port > 65535) {
+    std::cerr << "fleetctl: bad arguments: node: bad port in '" << opt.node
+              << "'" << std::endl;
+    return 2;
+  }
+  logger::init(log_level::error, "");
+  node_config cfg;
+  caf::actor_system sys{cfg};
+  auto node = sys.middleman().remote_actor<inspector_actor>(
+    host, static_cast<uint16_t>(port));
+  if (!node) {
+    std::cerr << "fleetctl: cannot reach node " << opt.node << ": "
+              << render(node.error()) << std::endl;
+    return 1;
+  }
+  caf::scoped_actor self{sys};
+  int rc = 0;
+  auto fail = [&](const caf::error& err) {
+    std::cerr << "fleetctl: " << cmd << " failed: " << render(err)
+              << std::endl;
+    rc = 1;
+  };
+  if (cmd == "status") {
+    self->request(*node, opt.timeout, status_atom::value)
+      .receive(
+        [&](node_status& x) {
+          std::cout << (opt.json ? to_json(x) + "\n" : to_text(x));
+        },
+        fail);
+  } else if (cmd == "devices") {
+    self->request(*node, opt.timeout, devices_atom::value)
+      .receive(
+        [&](device_infos& xs) {
+          std::cout << (opt.json ? to_json(xs) + "\n" : to_text(xs));
+        },
+        fail);
+  } else {
+    for (int64_t i = 0; opt.count == 0 || i < opt.count; ++i) {
+      if (i > 0)
+        std::this_thread::sleep_for(opt.interval);
+      self->request(*node, opt.timeout, status_atom::value)
+        .receive(
+          [&](node_status& x) {
+            auto now = std::time(nullptr);
+            char stamp[16];
+            strftime(stamp, sizeof(stamp), "%H:%M:%S", std::localtime(&now));
+            std::cout << stamp << " " << x.node_id << " "
+                      << (opt.json ? to_json(x) : flow_line(x)) << std::endl;
+          },
+          fail);
+      if (rc != 0)
+        break;
+    }
+  }
+  return rc;
+}
+
+} // namespace
+} // namespace fleetd
+
+int main(int argc, char** argv) {
+  return fleetd::run(argc, argv);
+}
