@@ -18,7 +18,10 @@ namespace pb = fleetd::v1;
 using google::protobuf::internal::WireFormatLite;
 
 // The bytes of the batch field (3, 4 or 5) exactly as they are on the wire,
-// so the checksum never depends on how a sender serializes.
+// so the checksum never depends on how a sender serializes. A request may
+// carry the batch once: protobuf merges repeated occurrences of a message
+// field, so points from an earlier copy would be decoded without the checksum
+// (which covers one occurrence only) ever seeing them.
 caf::expected<std::pair<int, std::string_view>>
 raw_batch_field(std::string_view request) {
   google::protobuf::io::CodedInputStream in(
@@ -40,6 +43,9 @@ raw_batch_field(std::string_view request) {
       auto pos = static_cast<size_t>(in.CurrentPosition());
       if (pos + len > request.size())
         return make_error(ec::decode_failed, "truncated batch");
+      if (found != 0)
+        return make_error(ec::decode_failed,
+                          "request carries more than one batch");
       found = field;
       raw = request.substr(pos, len);
       if (!in.Skip(static_cast<int>(len)))

@@ -70,16 +70,32 @@ struct http_client::impl {
     parser.body_limit(max_response_bytes);
     stream->expires_after(timeout);
     bool got_bytes = false;
-    http::async_read(*stream, buffer, parser, [&](beast::error_code e, size_t n) {
-      ec = e;
-      got_bytes = n > 0;
-    });
+    // The header first: Beast 1.74 loses a response's body_limit error when
+    // it parses eagerly (as async_read does) and body bytes arrive together
+    // with the header, so the limit is checked here before the body is read.
+    http::async_read_header(*stream, buffer, parser,
+                            [&](beast::error_code e, size_t n) {
+                              ec = e;
+                              got_bytes = n > 0;
+                            });
     ioc.restart();
     ioc.run();
     if (ec) {
       // A stale keep-alive connection closes before answering anything.
       wrote_nothing = !got_bytes && ec == http::error::end_of_stream;
       return std::nullopt;
+    }
+    if (auto len = parser.content_length(); len && *len > max_response_bytes) {
+      ec = http::error::body_limit;
+      return std::nullopt;
+    }
+    if (!parser.is_done()) {
+      http::async_read(*stream, buffer, parser,
+                       [&](beast::error_code e, size_t) { ec = e; });
+      ioc.restart();
+      ioc.run();
+      if (ec)
+        return std::nullopt;
     }
     auto& res = parser.get();
     http_response out;

@@ -37,7 +37,7 @@ struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
   std::mutex mtx;
   http_server_counters counts;
   std::set<std::shared_ptr<session>> sessions; // io thread only
-  bool stopped = false;
+  std::atomic<bool> stopped{false}; // read by `respond` on any thread
 
   void accept();
   void count(int64_t http_server_counters::*field) {
@@ -82,6 +82,11 @@ private:
   }
 
   void on_read(beast::error_code ec) {
+    // A request read just before stop() must not reach the application.
+    if (server_->stopped) {
+      finish();
+      return;
+    }
     if (ec == http::error::end_of_stream || ec == beast::error::timeout
         || ec == asio::error::operation_aborted) {
       finish();
@@ -116,6 +121,10 @@ private:
     auto& ioc = server_->ioc;
     // The reply may come from any thread: hop back onto the io thread.
     server_->handler(std::move(req), [self, &ioc](http_reply rep) {
+      // After stop() nothing runs the loop: a posted write would only keep
+      // the session and the server alive.
+      if (self->server_->stopped)
+        return;
       asio::post(ioc, [self, rep = std::move(rep)]() mutable {
         self->write(std::move(rep));
       });
@@ -232,19 +241,29 @@ void http_server::stop() {
   if (!impl_ || impl_->stopped)
     return;
   auto self = impl_;
-  asio::post(self->ioc, [self] {
+  auto shutdown = [self] {
     self->stopped = true;
     beast::error_code ec;
     self->acceptor.close(ec);
     for (auto& s : self->sessions)
       s->close();
     self->sessions.clear();
-  });
+  };
   if (self->thread.joinable()) {
+    asio::post(self->ioc, shutdown);
     // Let pending handlers see the closed sockets, then stop the loop.
     asio::post(self->ioc, [self] { self->ioc.stop(); });
     self->thread.join();
+  } else {
+    // Never started (or failed to): nothing runs the loop.
+    shutdown();
   }
+  // Closing the sockets queued the aborted accept and reads behind the stop;
+  // each holds the server (and sessions) alive, and the io_context holding
+  // them is owned by the server: run them now so the cycle breaks and the
+  // handler, the io_context and the sessions are released.
+  self->ioc.restart();
+  self->ioc.poll();
   self->stopped = true;
 }
 

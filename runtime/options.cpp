@@ -1,7 +1,9 @@
 #include "runtime/options.hpp"
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <sys/stat.h>
 
 #include <caf/actor_system_config.hpp>
 #include <caf/config_value.hpp>
@@ -17,30 +19,90 @@ caf::error bad(const std::string& what) {
   return make_error(ec::bad_config, what);
 }
 
-std::string describe_parse_error(const caf::error& err) {
+// The option a line of INI text sets ("group.key"), for error messages.
+std::string option_at_line(const std::string& text, long line) {
+  std::istringstream in(text);
+  std::string row;
+  std::string group;
+  for (long i = 1; std::getline(in, row); ++i) {
+    auto first = row.find_first_not_of(" \t");
+    if (first != std::string::npos && row[first] == '[') {
+      auto close = row.find(']', first);
+      group = row.substr(first + 1, close == std::string::npos
+                                      ? std::string::npos
+                                      : close - first - 1);
+    }
+    if (i == line) {
+      auto eq = row.find('=');
+      if (eq == std::string::npos || first == std::string::npos)
+        return "";
+      auto key = row.substr(first, eq - first);
+      key.erase(key.find_last_not_of(" \t") + 1);
+      return group.empty() ? key : group + "." + key;
+    }
+  }
+  return "";
+}
+
+// Finds `"key" = N` in CAF's rendering of a parser error; -1 when absent.
+long grab_position(const std::string& rendered, const char* key) {
+  auto pos = rendered.find(key);
+  if (pos == std::string::npos)
+    return -1;
+  pos = rendered.find('=', pos);
+  if (pos == std::string::npos)
+    return -1;
+  auto end = rendered.find_first_of(",})", pos);
+  auto v = rendered.substr(pos + 1, end - pos - 1);
+  char* rest = nullptr;
+  auto n = std::strtol(v.c_str(), &rest, 10);
+  return rest == v.c_str() ? -1 : n;
+}
+
+// Length of line `n` (1-based) of `text`, without its newline.
+long line_length(const std::string& text, long n) {
+  size_t begin = 0;
+  for (long i = 1; i < n; ++i) {
+    begin = text.find('\n', begin);
+    if (begin == std::string::npos)
+      return 0;
+    ++begin;
+  }
+  auto end = text.find('\n', begin);
+  return static_cast<long>((end == std::string::npos ? text.size() : end)
+                           - begin);
+}
+
+std::string describe_parse_error(const caf::error& err,
+                                 const std::string& text) {
   // CAF reports parser errors as parser_error(reason, {"column" = C, "line" = L}).
-  auto text = caf::actor_system_config::render(err);
-  auto reason_begin = text.find('(');
-  auto reason_end = text.find_first_of(",)", reason_begin + 1);
+  auto rendered = caf::actor_system_config::render(err);
+  auto reason_begin = rendered.find('(');
+  auto reason_end = rendered.find_first_of(",)", reason_begin + 1);
   std::string reason = reason_begin == std::string::npos
-                         ? text
-                         : text.substr(reason_begin + 1,
-                                       reason_end - reason_begin - 1);
+                         ? rendered
+                         : rendered.substr(reason_begin + 1,
+                                           reason_end - reason_begin - 1);
+  bool at_newline = reason == "unexpected_newline";
   for (auto& c : reason)
     if (c == '_')
       c = ' ';
-  auto grab = [&](const char* key) -> std::string {
-    auto pos = text.find(key);
-    if (pos == std::string::npos)
-      return "?";
-    pos = text.find('=', pos);
-    auto end = text.find_first_of(",})", pos);
-    auto v = text.substr(pos + 1, end - pos - 1);
-    v.erase(0, v.find_first_not_of(' '));
-    return v;
-  };
-  return "line " + grab("\"line\"") + ", column " + grab("\"column\"") + ": "
-         + reason + " (strings must be \"quoted\")";
+  auto line = grab_position(rendered, "\"line\"");
+  auto column = grab_position(rendered, "\"column\"");
+  // CAF 0.17's parser_state counts a newline as column 1 of the *next* line:
+  // an error at a newline names the line after the offending one, and every
+  // column after the first line is one too high. Report what editors show.
+  if (line > 1 && at_newline) {
+    --line;
+    column = line_length(text, line) + 1;
+  } else if (line > 1 && column > 1) {
+    --column;
+  }
+  auto num = [](long x) { return x < 0 ? std::string("?") : std::to_string(x); };
+  auto key = line > 0 ? option_at_line(text, line) : std::string();
+  return "line " + num(line) + ", column " + num(column) + ": "
+         + (key.empty() ? "" : key + ": ") + reason
+         + " (strings must be \"quoted\")";
 }
 
 void flatten(const caf::settings& xs, const std::string& prefix,
@@ -194,7 +256,7 @@ caf::error option_set::load_ini(const std::string& text,
   std::istringstream in(text);
   auto parsed = caf::actor_system_config::parse_config(in);
   if (!parsed)
-    return bad(origin + ": " + describe_parse_error(parsed.error()));
+    return bad(origin + ": " + describe_parse_error(parsed.error(), text));
   std::vector<std::pair<std::string, caf::config_value>> flat;
   flatten(*parsed, "", flat);
   for (auto& kv : flat) {
@@ -241,8 +303,13 @@ caf::error option_set::parse(const std::vector<std::string>& argv) {
       auto e = find(key);
       if (key != "config" && e && e->type == "bool") {
         value = "true";
-      } else if (i + 1 < argv.size()) {
+      } else if (i + 1 < argv.size() && argv[i + 1].rfind("--", 0) != 0) {
+        // The next word is the value unless it is a flag itself: taking
+        // "--config" as the value of "--log.file" would silently drop the
+        // config file.
         value = argv[++i];
+      } else if (key != "config" && !e) {
+        return bad(key + ": unknown option (command line); see --help");
       } else {
         return bad(key + ": missing value (use --" + key + "=VALUE)");
       }
@@ -255,6 +322,10 @@ caf::error option_set::parse(const std::vector<std::string>& argv) {
   if (help_)
     return caf::none;
   if (!config_file_.empty()) {
+    struct stat st;
+    if (stat(config_file_.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+      return bad("config: cannot read file '" + config_file_
+                 + "' (missing or not a regular file)");
     std::ifstream in(config_file_);
     if (!in)
       return bad("config: cannot read file '" + config_file_ + "'");

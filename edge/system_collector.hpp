@@ -1,0 +1,55 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "messages/interfaces.hpp"
+#include "messages/types.hpp"
+#include "runtime/clock.hpp"
+
+namespace fleetd {
+
+/// Reads one round of system metrics (CPU, memory, disk, network, load, uptime)
+/// from `proc_root` (normally "/proc") and statvfs(disk_path). Counters are raw
+/// totals (Prometheus node_exporter naming), gauges are current values.
+/// Missing or unreadable files are skipped and named in `problems`.
+metric_samples read_system_metrics(const std::string& proc_root,
+                                   const std::string& disk_path,
+                                   int64_t now_ms,
+                                   std::vector<std::string>* problems);
+
+struct system_collector_config {
+  std::string proc_root = "/proc";
+  /// Data directory; statvfs target. Empty = no filesystem metrics.
+  std::string disk_path;
+  std::chrono::milliseconds interval{10000};
+  /// Stop collecting after this many rounds; 0 = never.
+  int64_t max_rounds = 0;
+  /// Timestamps come from here (injectable); the wall clock when unset.
+  clock_ptr clock;
+  /// Where samples go.
+  storage_actor storage;
+};
+
+struct system_collector_state {
+  system_collector_config cfg;
+  int64_t rounds = 0, points_collected = 0, points_stored = 0,
+          store_failures = 0, read_problems = 0;
+  /// Ticks that found the previous store still unanswered.
+  int64_t rounds_skipped = 0;
+  /// One store request at a time.
+  bool in_flight = false;
+  static inline const char* name = "system_collector";
+};
+
+/// Every `interval` reads the system metrics and stores them. A round is
+/// skipped (and counted) while the previous store is unanswered, so a slow
+/// storage never piles up requests. A `tick` from another actor takes one
+/// extra round now without starting a second timer.
+collector_actor::behavior_type
+system_collector(collector_actor::stateful_pointer<system_collector_state> self,
+                 system_collector_config cfg);
+
+} // namespace fleetd

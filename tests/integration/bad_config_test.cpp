@@ -1,0 +1,89 @@
+// A bad config exits non-zero with one clear line naming the option, and
+// starts nothing.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+
+#include "support.hpp"
+
+using namespace fleetd::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct outcome {
+  int status;
+  std::string err;
+  bool data_dir_created;
+};
+
+outcome run_with(const std::string& prog, std::vector<std::string> args) {
+  temp_dir tmp;
+  auto data = tmp.path() + "/data";
+  args.push_back("--node.data-dir=" + data);
+  args.push_back("--console.port=0");
+  auto [status, err] = run_to_end(program(prog), args, 10s);
+  return {status, err, exists(data)};
+}
+
+void check_rejected(const outcome& o, const std::string& option) {
+  CHECK(o.status == 2);
+  CHECK(std::count(o.err.begin(), o.err.end(), '\n') == 1);
+  CHECK(o.err.find(option) != std::string::npos);
+  CHECK(o.err.find("bad config") != std::string::npos);
+  CHECK_FALSE(o.data_dir_created);
+  INFO("stderr: ", o.err);
+}
+
+} // namespace
+
+TEST_CASE("an unknown option is named and nothing starts") {
+  for (auto prog : {"fleetd", "fleetd-cloud"}) {
+    CAPTURE(prog);
+    check_rejected(run_with(prog, {"--sync.bogus=1"}), "sync.bogus");
+    temp_dir tmp;
+    write_file(tmp.path() + "/c.ini", "[log]\nlevel = \"info\"\n[nonsense]\nknob = 3\n");
+    check_rejected(run_with(prog, {"--config=" + tmp.path() + "/c.ini"}),
+                   "nonsense.knob");
+  }
+}
+
+TEST_CASE("a value of the wrong type is named") {
+  check_rejected(run_with("fleetd", {"--cloud.port=abc"}), "cloud.port");
+  check_rejected(run_with("fleetd", {"--sync.interval=12"}), "sync.interval");
+  check_rejected(run_with("fleetd-cloud", {"--ingest.port=99999"}),
+                 "ingest.port");
+  temp_dir tmp;
+  write_file(tmp.path() + "/c.ini", "[collector]\ninterval = \"often\"\n");
+  check_rejected(run_with("fleetd", {"--config=" + tmp.path() + "/c.ini"}),
+                 "collector.interval");
+  check_rejected(run_with("fleetd", {"--log.level=loud"}), "log.level");
+}
+
+TEST_CASE("a missing value is named") {
+  check_rejected(run_with("fleetd", {"--device.id="}), "device.id");
+  check_rejected(run_with("fleetd", {"--cloud.host"}), "cloud.host");
+  check_rejected(run_with("fleetd-cloud", {"--config"}), "config");
+}
+
+TEST_CASE("an unreadable or malformed config file is named") {
+  temp_dir tmp;
+  for (auto prog : {"fleetd", "fleetd-cloud"}) {
+    CAPTURE(prog);
+    check_rejected(run_with(prog, {"--config=/nonexistent/fleetd.ini"}),
+                   "/nonexistent/fleetd.ini");
+    check_rejected(run_with(prog, {"--config=" + tmp.path()}), tmp.path());
+    write_file(tmp.path() + "/broken.ini", "[log]\nlevel = info\n");
+    auto o = run_with(prog, {"--config=" + tmp.path() + "/broken.ini"});
+    check_rejected(o, "broken.ini");
+    CHECK(o.err.find("line 2") != std::string::npos);
+  }
+}
+
+TEST_CASE("--help lists every option and exits 0") {
+  auto [status, out] = run_to_end(program("fleetd"), {"--help"}, 10s);
+  CHECK(status == 0);
+  for (auto opt : {"--cloud.port", "--sync.interval", "--collector.interval",
+                   "--node.data-dir", "--console.port", "--log.level"})
+    CHECK(out.find(opt) != std::string::npos);
+}

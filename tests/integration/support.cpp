@@ -1,0 +1,253 @@
+#include "support.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+#include <caf/actor_system.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/scoped_actor.hpp>
+#include <sqlite3.h>
+
+#include "messages/interfaces.hpp"
+#include "runtime/node.hpp"
+
+namespace fleetd::test {
+
+temp_dir::temp_dir() {
+  char tmpl[] = "/tmp/fleetd-test-XXXXXX";
+  auto p = mkdtemp(tmpl);
+  path_ = p ? p : "/tmp";
+}
+
+temp_dir::~temp_dir() {
+  if (path_.rfind("/tmp/fleetd-test-", 0) == 0 && !getenv("FLEETD_KEEP_TEMP")) {
+    std::string cmd = "rm -rf '" + path_ + "'";
+    if (system(cmd.c_str()) != 0)
+      fprintf(stderr, "cannot remove %s\n", path_.c_str());
+  }
+}
+
+process::process(std::string prog, std::vector<std::string> args,
+                 std::string stderr_file) {
+  pid_ = fork();
+  if (pid_ == 0) {
+    auto fd = open(stderr_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, STDERR_FILENO);
+      dup2(fd, STDOUT_FILENO);
+      close(fd);
+    }
+    // The child must not inherit the test's blocked signal mask.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    std::vector<char*> argv;
+    argv.push_back(prog.data());
+    for (auto& a : args)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(prog.c_str(), argv.data());
+    _exit(127);
+  }
+}
+
+process::~process() {
+  if (running()) {
+    kill(pid_, SIGKILL);
+    wait(std::chrono::seconds(5));
+  }
+}
+
+void process::signal(int sig) {
+  if (pid_ > 0 && !status_)
+    kill(pid_, sig);
+}
+
+std::optional<int> process::wait(std::chrono::milliseconds timeout) {
+  if (status_)
+    return status_;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int st = 0;
+    auto r = waitpid(pid_, &st, WNOHANG);
+    if (r == pid_) {
+      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      return status_;
+    }
+    if (std::chrono::steady_clock::now() >= deadline)
+      return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+bool process::running() {
+  return pid_ > 0 && !wait(std::chrono::milliseconds(0));
+}
+
+std::string program(const std::string& name) {
+  return std::string(FLEETD_BUILD_DIR) + "/" + name;
+}
+
+bool eventually(const std::function<bool()>& condition,
+                std::chrono::milliseconds deadline) {
+  auto end = std::chrono::steady_clock::now() + deadline;
+  for (;;) {
+    if (condition())
+      return true;
+    if (std::chrono::steady_clock::now() >= end)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+void write_file(const std::string& path, const std::string& content) {
+  std::ofstream out(path, std::ios::trunc);
+  out << content;
+}
+
+bool exists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
+
+int64_t file_size(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 ? st.st_size : -1;
+}
+
+std::vector<std::string> query(const std::string& db_path,
+                               const std::string& sql) {
+  std::vector<std::string> out;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr)
+      != SQLITE_OK) {
+    sqlite3_close(db);
+    return out;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      auto p = sqlite3_column_blob(st, 0);
+      auto n = sqlite3_column_bytes(st, 0);
+      out.emplace_back(p ? std::string(static_cast<const char*>(p),
+                                       static_cast<size_t>(n))
+                         : std::string{});
+    }
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out;
+}
+
+int64_t query_int(const std::string& db_path, const std::string& sql) {
+  auto rows = query(db_path, sql);
+  return rows.empty() ? -1 : std::atoll(rows.front().c_str());
+}
+
+namespace {
+
+std::string point_line(const std::string& name, const std::string& labels,
+                       const std::string& ts, const std::string& value) {
+  return name + "{" + labels + "} " + ts + " " + value;
+}
+
+std::vector<std::string> points(const std::string& db, const std::string& sql) {
+  // Columns come back joined by a separator that metric names cannot hold.
+  auto rows = query(db, sql);
+  std::vector<std::string> out;
+  for (auto& r : rows) {
+    std::vector<std::string> cols;
+    size_t pos = 0;
+    for (;;) {
+      auto next = r.find('\x1e', pos);
+      cols.push_back(r.substr(pos, next - pos));
+      if (next == std::string::npos)
+        break;
+      pos = next + 1;
+    }
+    if (cols.size() == 4)
+      out.push_back(point_line(cols[0], cols[1], cols[2], cols[3]));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+} // namespace
+
+std::vector<std::string> device_points(const std::string& device_db) {
+  return points(device_db,
+                "SELECT s.name || char(30) || hex(s.labels) || "
+                "char(30) || m.ts || char(30) || quote(m.value) "
+                "FROM metrics m JOIN series s ON s.id = m.series_id");
+}
+
+std::vector<std::string> cloud_points(const std::string& cloud_db,
+                                      const std::string& device_id) {
+  return points(cloud_db,
+                "SELECT s.name || char(30) || hex(s.labels) || "
+                "char(30) || p.ts || char(30) || quote(p.value) "
+                "FROM points p JOIN series s ON s.id = p.series_id "
+                "WHERE p.device_id = '"
+                  + device_id + "'");
+}
+
+std::optional<node_status> console_status(uint16_t port) {
+  static node_config* cfg = new node_config;
+  static caf::actor_system* sys = new caf::actor_system{*cfg};
+  auto node = sys->middleman().remote_actor<inspector_actor>("127.0.0.1", port);
+  if (!node)
+    return std::nullopt;
+  caf::scoped_actor self{*sys};
+  std::optional<node_status> out;
+  self->request(*node, std::chrono::seconds(5), status_atom::value)
+    .receive([&](node_status& x) { out = std::move(x); },
+             [](caf::error&) {
+               // Unreachable: reported as nullopt.
+             });
+  return out;
+}
+
+int64_t counter(const node_status& st, const std::string& actor,
+                const std::string& name) {
+  for (auto& a : st.actors)
+    if (a.name == actor) {
+      auto i = a.counters.find(name);
+      return i == a.counters.end() ? -1 : i->second;
+    }
+  return -1;
+}
+
+std::pair<int, std::string> run_to_end(const std::string& prog,
+                                       const std::vector<std::string>& args,
+                                       std::chrono::milliseconds timeout) {
+  temp_dir tmp;
+  auto err_file = tmp.path() + "/stderr";
+  process p{prog, args, err_file};
+  auto st = p.wait(timeout);
+  if (!st) {
+    p.signal(SIGKILL);
+    p.wait(std::chrono::seconds(5));
+    return {-1, read_file(err_file)};
+  }
+  return {*st, read_file(err_file)};
+}
+
+} // namespace fleetd::test

@@ -1,0 +1,85 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+#include "messages/types.hpp"
+
+namespace fleetd::test {
+
+/// A fresh directory under /tmp, removed when the object dies.
+class temp_dir {
+public:
+  temp_dir();
+  ~temp_dir();
+  const std::string& path() const {
+    return path_;
+  }
+
+private:
+  std::string path_;
+};
+
+/// One child process of a test: a program of build/ with arguments.
+class process {
+public:
+  process(std::string program, std::vector<std::string> args,
+          std::string stderr_file);
+  ~process();
+
+  pid_t pid() const {
+    return pid_;
+  }
+  void signal(int sig);
+  /// Waits up to `timeout` for the exit; its status, or nullopt if still alive.
+  std::optional<int> wait(std::chrono::milliseconds timeout);
+  bool running();
+
+private:
+  pid_t pid_ = -1;
+  std::optional<int> status_;
+};
+
+/// Path of a program built into build/.
+std::string program(const std::string& name);
+
+/// Polls `condition` until true or the deadline passes; returns its last value.
+bool eventually(const std::function<bool()>& condition,
+                std::chrono::milliseconds deadline);
+
+std::string read_file(const std::string& path);
+void write_file(const std::string& path, const std::string& content);
+bool exists(const std::string& path);
+int64_t file_size(const std::string& path);
+
+/// Runs a query on an SQLite file (read-only) and returns the first column
+/// of each row as text; an empty vector on error.
+std::vector<std::string> query(const std::string& db_path,
+                               const std::string& sql);
+int64_t query_int(const std::string& db_path, const std::string& sql);
+
+/// Every metric row of a device's store, as sortable text lines.
+std::vector<std::string> device_points(const std::string& device_db);
+/// Every point a cloud store holds for `device_id`, as sortable text lines.
+std::vector<std::string> cloud_points(const std::string& cloud_db,
+                                      const std::string& device_id);
+
+/// Asks a node's console for its status; nullopt when unreachable.
+std::optional<node_status> console_status(uint16_t port);
+
+/// A named counter of a named actor in a status; -1 when absent.
+int64_t counter(const node_status& st, const std::string& actor,
+                const std::string& name);
+
+/// Runs a program to completion; returns (exit status, stderr text).
+std::pair<int, std::string> run_to_end(const std::string& program,
+                                       const std::vector<std::string>& args,
+                                       std::chrono::milliseconds timeout);
+
+} // namespace fleetd::test

@@ -1,0 +1,542 @@
+// The POST /v1/sync body: encoding, decoding and every way decoding refuses.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <string_view>
+
+#include <zstd.h>
+
+#include "fleetd/v1/sync.pb.h"
+#include "messages/error.hpp"
+#include "messages/types.hpp"
+#include "messages/wire.hpp"
+
+using namespace fleetd;
+namespace pb = fleetd::v1;
+
+namespace {
+
+constexpr size_t one_mib = 1024 * 1024;
+
+uint64_t bits_of(double x) {
+  uint64_t out;
+  std::memcpy(&out, &x, sizeof(out));
+  return out;
+}
+
+double from_bits(uint64_t x) {
+  double out;
+  std::memcpy(&out, &x, sizeof(out));
+  return out;
+}
+
+metric_sample sample(std::string name, label_map labels, int64_t ts,
+                     double value) {
+  metric_sample s;
+  s.name = std::move(name);
+  s.labels = std::move(labels);
+  s.timestamp_ms = ts;
+  s.value = value;
+  return s;
+}
+
+// Several series (some sharing a name, differing in labels), repeated
+// series, and values that only a bitwise comparison tells apart.
+metric_samples test_samples() {
+  return {
+    sample("cpu.usage", {{"core", "0"}, {"host", "edge-01"}}, 1700000000000,
+           42.125),
+    sample("cpu.usage", {{"core", "1"}, {"host", "edge-01"}}, 1700000000000,
+           std::numeric_limits<double>::quiet_NaN()),
+    sample("mem.free", {}, 1700000000001, -0.0),
+    sample("cpu.usage", {{"core", "0"}, {"host", "edge-01"}}, 1700000001000,
+           from_bits(0x7FF8DEADBEEF0001ull)), // NaN with a payload
+    sample("disk.bytes", {{"dev", "sda"}, {"mount", "/var/lib/fl\xC3\xA9" "etd"}},
+           -5, std::numeric_limits<double>::infinity()),
+    sample("mem.free", {}, 1700000001001,
+           std::numeric_limits<double>::denorm_min()),
+    sample("temp", {{"zone", ""}}, 0, -273.15),
+    sample("mem.free", {}, std::numeric_limits<int64_t>::max(),
+           -std::numeric_limits<double>::infinity()),
+  };
+}
+
+encode_settings settings(int level, int64_t seq = 7) {
+  encode_settings cfg;
+  cfg.device_id = "edge-01";
+  cfg.sequence = seq;
+  cfg.now_ms = 1700000002000;
+  cfg.zstd_level = level;
+  return cfg;
+}
+
+void check_same_samples(const metric_samples& got,
+                        const metric_samples& want) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    CAPTURE(i);
+    CHECK(got[i].name == want[i].name);
+    CHECK(got[i].labels == want[i].labels);
+    CHECK(got[i].timestamp_ms == want[i].timestamp_ms);
+    CHECK(bits_of(got[i].value) == bits_of(want[i].value));
+  }
+}
+
+bool has_code(const caf::error& err, ec code) {
+  return err.category() == caf::atom("fleetd")
+         && err.code() == static_cast<uint8_t>(code);
+}
+
+template <class T>
+void check_fails(const caf::expected<T>& x, ec code) {
+  std::string want = to_string(code);
+  REQUIRE_MESSAGE(!x, "decoding succeeded, expected " << want);
+  CHECK_MESSAGE(has_code(x.error(), code),
+                "got " << render(x.error()) << ", expected " << want);
+}
+
+std::string zstd_compress(std::string_view plain, int level = 3) {
+  std::string out(ZSTD_compressBound(plain.size()), '\0');
+  auto n = ZSTD_compress(out.data(), out.size(), plain.data(), plain.size(),
+                         level);
+  REQUIRE(!ZSTD_isError(n));
+  out.resize(n);
+  return out;
+}
+
+// A zstd frame whose header does not declare the content size, as streaming
+// compressors produce it.
+std::string zstd_compress_stream(std::string_view plain) {
+  ZSTD_CStream* cs = ZSTD_createCStream();
+  REQUIRE(cs != nullptr);
+  REQUIRE(!ZSTD_isError(ZSTD_initCStream(cs, 3)));
+  std::string out;
+  std::string chunk(ZSTD_CStreamOutSize(), '\0');
+  ZSTD_inBuffer in{plain.data(), plain.size(), 0};
+  while (in.pos < in.size) {
+    ZSTD_outBuffer o{chunk.data(), chunk.size(), 0};
+    auto rc = ZSTD_compressStream(cs, &o, &in);
+    REQUIRE(!ZSTD_isError(rc));
+    out.append(chunk.data(), o.pos);
+  }
+  for (;;) {
+    ZSTD_outBuffer o{chunk.data(), chunk.size(), 0};
+    auto left = ZSTD_endStream(cs, &o);
+    REQUIRE(!ZSTD_isError(left));
+    out.append(chunk.data(), o.pos);
+    if (left == 0)
+      break;
+  }
+  ZSTD_freeCStream(cs);
+  REQUIRE(ZSTD_getFrameContentSize(out.data(), out.size())
+          == ZSTD_CONTENTSIZE_UNKNOWN);
+  return out;
+}
+
+// Length of a zstd frame header (RFC 8878, section 3.1.1.1).
+size_t frame_header_size(std::string_view frame) {
+  REQUIRE(frame.size() > 5);
+  auto fhd = static_cast<uint8_t>(frame[4]);
+  bool single_segment = (fhd >> 5) & 1;
+  size_t dict_id[] = {0, 1, 2, 4};
+  size_t fcs[] = {single_segment ? size_t{1} : size_t{0}, 2, 4, 8};
+  return 4 + 1 + (single_segment ? 0 : 1) + dict_id[fhd & 3] + fcs[fhd >> 6];
+}
+
+// A SyncRequest built by hand; `batch` is the serialized batch to place in
+// field `field` (0: none), checksummed correctly unless told otherwise.
+std::string hand_made_request(int field, const std::string& batch,
+                              int64_t seq = 1,
+                              const std::string& device = "edge-01") {
+  pb::SyncRequest req;
+  req.set_device_id(device);
+  auto* md = req.mutable_metadata();
+  md->set_sequence_number(seq);
+  md->set_format_version(wire_format_version);
+  md->set_checksum(batch_checksum(batch));
+  switch (field) {
+    case 3: REQUIRE(req.mutable_metrics()->ParseFromString(batch)); break;
+    case 4: REQUIRE(req.mutable_logs()->ParseFromString(batch)); break;
+    case 5: REQUIRE(req.mutable_events()->ParseFromString(batch)); break;
+    default: break;
+  }
+  return req.SerializeAsString();
+}
+
+std::string one_series_batch(std::vector<uint32_t> index,
+                             std::vector<int64_t> ts,
+                             std::vector<double> values) {
+  pb::MetricsBatch b;
+  auto* s = b.add_series();
+  s->set_name("x");
+  for (auto i : index)
+    b.add_series_index(i);
+  for (auto t : ts)
+    b.add_timestamp_ms(t);
+  for (auto v : values)
+    b.add_value(v);
+  return b.SerializeAsString();
+}
+
+} // namespace
+
+TEST_CASE("a plain metrics request round-trips bit for bit") {
+  auto in = test_samples();
+  auto body = encode_metrics_request(settings(0), in);
+  CHECK_FALSE(is_zstd(body));
+  auto out = decode_request(body, false, one_mib);
+  REQUIRE_MESSAGE(out, render(out.error()));
+  CHECK(out->device_id == "edge-01");
+  CHECK(out->stream == metrics_stream);
+  CHECK(out->sequence == 7);
+  check_same_samples(out->samples, in);
+}
+
+TEST_CASE("a zstd metrics request round-trips bit for bit") {
+  auto in = test_samples();
+  for (int level : {1, 3, 19}) {
+    CAPTURE(level);
+    auto body = encode_metrics_request(settings(level, 123456789012), in);
+    CHECK(is_zstd(body));
+    auto out = decode_request(body, true, one_mib);
+    REQUIRE_MESSAGE(out, render(out.error()));
+    CHECK(out->device_id == "edge-01");
+    CHECK(out->stream == metrics_stream);
+    CHECK(out->sequence == 123456789012);
+    check_same_samples(out->samples, in);
+  }
+}
+
+TEST_CASE("a request with no samples round-trips empty") {
+  for (int level : {0, 3}) {
+    auto body = encode_metrics_request(settings(level), {});
+    auto out = decode_request(body, level > 0, one_mib);
+    REQUIRE_MESSAGE(out, render(out.error()));
+    CHECK(out->samples.empty());
+    CHECK(out->stream == metrics_stream);
+  }
+}
+
+TEST_CASE("a large zstd request decompresses across many chunks") {
+  metric_samples in;
+  for (int i = 0; i < 20000; ++i)
+    in.push_back(sample("series." + std::to_string(i % 50),
+                        {{"i", std::to_string(i % 7)}}, 1700000000000 + i,
+                        i * 0.5));
+  auto body = encode_metrics_request(settings(3), in);
+  REQUIRE(is_zstd(body));
+  REQUIRE(ZSTD_getFrameContentSize(body.data(), body.size()) > 64 * 1024);
+  auto out = decode_request(body, true, 16 * one_mib);
+  REQUIRE_MESSAGE(out, render(out.error()));
+  check_same_samples(out->samples, in);
+}
+
+TEST_CASE("the encoder describes the batch in the metadata and sends each "
+          "series once") {
+  auto body = encode_metrics_request(settings(0), test_samples());
+  pb::SyncRequest req;
+  REQUIRE(req.ParseFromString(body));
+  CHECK(req.device_id() == "edge-01");
+  CHECK(req.data_case() == pb::SyncRequest::kMetrics);
+  auto& md = req.metadata();
+  CHECK(md.sequence_number() == 7);
+  CHECK(md.timestamp() == 1700000002000);
+  CHECK_FALSE(md.compressed());
+  CHECK(md.compression_algo() == "none");
+  CHECK(md.format_version() == wire_format_version);
+  CHECK(md.checksum().size() == 8);
+  CHECK(md.checksum() == batch_checksum(req.metrics().SerializeAsString()));
+  // cpu.usage{core=0}, cpu.usage{core=1}, mem.free, disk.bytes, temp.
+  CHECK(req.metrics().series_size() == 5);
+  CHECK(req.metrics().series_index_size() == 8);
+  auto zbody = encode_metrics_request(settings(3), test_samples());
+  auto plain = std::string(
+    ZSTD_getFrameContentSize(zbody.data(), zbody.size()), '\0');
+  REQUIRE(ZSTD_decompress(plain.data(), plain.size(), zbody.data(),
+                          zbody.size())
+          == plain.size());
+  pb::SyncRequest zreq;
+  REQUIRE(zreq.ParseFromString(plain));
+  CHECK(zreq.metadata().compressed());
+  CHECK(zreq.metadata().compression_algo() == "zstd");
+}
+
+TEST_CASE("the batch checksum is XXH3-64 in big-endian order") {
+  // Reference value of XXH3_64bits("") = 0x2D06800538D394C2.
+  CHECK(batch_checksum("") == std::string("\x2D\x06\x80\x05\x38\xD3\x94\xC2", 8));
+  CHECK(batch_checksum("a") != batch_checksum("b"));
+  CHECK(batch_checksum("abc").size() == 8);
+}
+
+TEST_CASE("a flipped byte inside the batch fails the checksum") {
+  auto body = encode_metrics_request(settings(0), test_samples());
+  SUBCASE("in a value") {
+    // 42.125 is stored as 8 little-endian bytes in the packed value column.
+    double v = 42.125;
+    auto pos = body.find(std::string(reinterpret_cast<const char*>(&v), 8));
+    REQUIRE(pos != std::string::npos);
+    body[pos] = static_cast<char>(body[pos] ^ 0x01);
+  }
+  SUBCASE("in a series name") {
+    auto pos = body.find("disk.bytes");
+    REQUIRE(pos != std::string::npos);
+    body[pos] = 'D';
+  }
+  SUBCASE("in a timestamp") {
+    // Still a valid varint: only the low bits of the first byte change.
+    pb::MetricsBatch probe;
+    probe.add_timestamp_ms(1700000000000);
+    auto col = probe.SerializeAsString().substr(2); // skip tag and length
+    auto pos = body.find(col);
+    REQUIRE(pos != std::string::npos);
+    body[pos] = static_cast<char>(body[pos] ^ 0x02);
+  }
+  check_fails(decode_request(body, false, one_mib), ec::checksum_mismatch);
+  // The same body compressed: the checksum is checked after decompression.
+  check_fails(decode_request(zstd_compress(body), true, one_mib),
+              ec::checksum_mismatch);
+}
+
+TEST_CASE("a wrong checksum in the metadata fails the checksum") {
+  auto body = encode_metrics_request(settings(0), test_samples());
+  pb::SyncRequest req;
+  REQUIRE(req.ParseFromString(body));
+  SUBCASE("different bytes") {
+    auto sum = req.metadata().checksum();
+    sum[7] = static_cast<char>(sum[7] ^ 0x80);
+    req.mutable_metadata()->set_checksum(sum);
+  }
+  SUBCASE("missing") {
+    req.mutable_metadata()->clear_checksum();
+  }
+  check_fails(decode_request(req.SerializeAsString(), false, one_mib),
+              ec::checksum_mismatch);
+}
+
+TEST_CASE("a request carrying the batch field twice is refused") {
+  // Protobuf merges repeated occurrences of a message field, so the points of
+  // the first copy would be decoded without any checksum covering them.
+  auto first = one_series_batch({0}, {1}, {666.0});
+  auto second = one_series_batch({0}, {2}, {1.0});
+  auto body = hand_made_request(3, second);
+  // Append field 3 once more, after the original, with other points.
+  pb::SyncRequest extra;
+  REQUIRE(extra.mutable_metrics()->ParseFromString(first));
+  auto smuggled = extra.SerializeAsString() + body;
+  pb::SyncRequest merged;
+  REQUIRE(merged.ParseFromString(smuggled));
+  REQUIRE(merged.metrics().value_size() == 2);
+  auto out = decode_request(smuggled, false, one_mib);
+  REQUIRE_FALSE(out);
+  CHECK((has_code(out.error(), ec::checksum_mismatch)
+         || has_code(out.error(), ec::decode_failed)));
+}
+
+TEST_CASE("a corrupt zstd body fails to decode") {
+  auto good = encode_metrics_request(settings(3), test_samples());
+  REQUIRE(is_zstd(good));
+  SUBCASE("a frame header with the reserved bit set") {
+    std::string body = good.substr(0, 4) + '\x08' + std::string(64, '\0');
+    check_fails(decode_request(body, true, one_mib), ec::decode_failed);
+  }
+  SUBCASE("a block of reserved type after a valid frame header") {
+    auto header = frame_header_size(good);
+    std::string body = good.substr(0, header) + "\xFF\xFF\xFF"
+                       + std::string(64, '\xA5');
+    check_fails(decode_request(body, true, one_mib), ec::decode_failed);
+  }
+  SUBCASE("garbage blocks after a valid frame header") {
+    auto header = frame_header_size(good);
+    std::string body = good.substr(0, header);
+    for (int i = 0; i < 64; ++i)
+      body += static_cast<char>(0x5A ^ (i * 37));
+    check_fails(decode_request(body, true, one_mib), ec::decode_failed);
+  }
+  SUBCASE("a truncated frame") {
+    for (size_t cut : {size_t{1}, size_t{5}, good.size() / 2}) {
+      CAPTURE(cut);
+      check_fails(decode_request(good.substr(0, good.size() - cut), true,
+                                 one_mib),
+                  ec::decode_failed);
+    }
+  }
+  SUBCASE("not a zstd frame at all") {
+    auto plain = encode_metrics_request(settings(0), test_samples());
+    check_fails(decode_request(plain, true, one_mib), ec::decode_failed);
+    check_fails(decode_request("", true, one_mib), ec::decode_failed);
+  }
+  SUBCASE("a frame followed by garbage") {
+    check_fails(decode_request(good + "garbage!", true, one_mib),
+                ec::decode_failed);
+  }
+}
+
+TEST_CASE("a truncated protobuf fails to decode") {
+  auto body = encode_metrics_request(settings(0), test_samples());
+  for (size_t keep : {body.size() - 1, body.size() - 9, body.size() / 2,
+                      size_t{3}}) {
+    CAPTURE(keep);
+    check_fails(decode_request(body.substr(0, keep), false, one_mib),
+                ec::decode_failed);
+    check_fails(decode_request(zstd_compress(body.substr(0, keep)), true,
+                               one_mib),
+                ec::decode_failed);
+  }
+}
+
+TEST_CASE("a body larger than the limit is too large") {
+  auto plain = encode_metrics_request(settings(0), test_samples());
+  SUBCASE("plain") {
+    check_fails(decode_request(plain, false, plain.size() - 1),
+                ec::too_large);
+    CHECK(decode_request(plain, false, plain.size()));
+  }
+  SUBCASE("zstd with the size in the frame header") {
+    auto body = encode_metrics_request(settings(3), test_samples());
+    auto size = ZSTD_getFrameContentSize(body.data(), body.size());
+    REQUIRE(size > 0);
+    REQUIRE(size < 4096);
+    check_fails(decode_request(body, true, size - 1), ec::too_large);
+    CHECK(decode_request(body, true, size));
+  }
+  SUBCASE("zstd without a declared size") {
+    auto body = zstd_compress_stream(plain);
+    auto ok = decode_request(body, true, plain.size());
+    REQUIRE_MESSAGE(ok, render(ok.error()));
+    check_same_samples(ok->samples, test_samples());
+    check_fails(decode_request(body, true, plain.size() - 1), ec::too_large);
+  }
+  SUBCASE("a zstd bomb without a declared size") {
+    auto body = zstd_compress_stream(std::string(64 * one_mib, '\0'));
+    CHECK(body.size() < 64 * 1024);
+    check_fails(decode_request(body, true, one_mib), ec::too_large);
+  }
+  SUBCASE("a zstd bomb with a declared size") {
+    auto body = zstd_compress(std::string(64 * one_mib, '\0'));
+    check_fails(decode_request(body, true, one_mib), ec::too_large);
+  }
+}
+
+TEST_CASE("a request without a batch names no known stream") {
+  check_fails(decode_request(hand_made_request(0, ""), false, one_mib),
+              ec::unknown_stream);
+}
+
+TEST_CASE("logs and events batches are not served yet") {
+  pb::LogsBatch logs;
+  logs.add_line("hello");
+  logs.add_stream_index(0);
+  logs.add_timestamp_ns(1);
+  logs.add_streams();
+  check_fails(decode_request(hand_made_request(4, logs.SerializeAsString()),
+                             false, one_mib),
+              ec::unknown_stream);
+  pb::EventsBatch events;
+  events.add_events()->set_kind("boot");
+  check_fails(decode_request(hand_made_request(5, events.SerializeAsString()),
+                             false, one_mib),
+              ec::unknown_stream);
+}
+
+TEST_CASE("sequence numbers below 1 are bad sequences") {
+  for (int64_t seq : {int64_t{0}, int64_t{-1},
+                      std::numeric_limits<int64_t>::min()}) {
+    CAPTURE(seq);
+    for (int level : {0, 3}) {
+      auto body = encode_metrics_request(settings(level, seq), test_samples());
+      check_fails(decode_request(body, level > 0, one_mib), ec::bad_sequence);
+    }
+  }
+}
+
+TEST_CASE("a request without device id, metadata or known format fails to "
+          "decode") {
+  auto batch = one_series_batch({0}, {1}, {1.0});
+  check_fails(decode_request(hand_made_request(3, batch, 1, ""), false,
+                             one_mib),
+              ec::decode_failed);
+  pb::SyncRequest req;
+  REQUIRE(req.ParseFromString(hand_made_request(3, batch)));
+  SUBCASE("metadata missing") {
+    req.clear_metadata();
+  }
+  SUBCASE("format version 2") {
+    req.mutable_metadata()->set_format_version(2);
+  }
+  SUBCASE("format version 0") {
+    req.mutable_metadata()->set_format_version(0);
+  }
+  check_fails(decode_request(req.SerializeAsString(), false, one_mib),
+              ec::decode_failed);
+}
+
+TEST_CASE("a batch with inconsistent columns fails to decode") {
+  SUBCASE("series index out of range") {
+    auto batch = one_series_batch({0, 1}, {1, 2}, {1.0, 2.0});
+    check_fails(decode_request(hand_made_request(3, batch), false, one_mib),
+                ec::decode_failed);
+  }
+  SUBCASE("columns of different length") {
+    auto batch = one_series_batch({0, 0}, {1}, {1.0, 2.0});
+    check_fails(decode_request(hand_made_request(3, batch), false, one_mib),
+                ec::decode_failed);
+  }
+  SUBCASE("a hand-made batch that is consistent decodes") {
+    auto batch = one_series_batch({0, 0}, {1, 2}, {1.0, 2.0});
+    auto out = decode_request(hand_made_request(3, batch), false, one_mib);
+    REQUIRE_MESSAGE(out, render(out.error()));
+    REQUIRE(out->samples.size() == 2);
+    CHECK(out->samples[1].name == "x");
+    CHECK(out->samples[1].timestamp_ms == 2);
+  }
+}
+
+TEST_CASE("responses round-trip") {
+  sync_ack ok;
+  ok.success = true;
+  ok.last_sequence_ack = 9876543210;
+  auto x = decode_response(encode_response(ok));
+  REQUIRE_MESSAGE(x, render(x.error()));
+  CHECK(x->success);
+  CHECK(x->last_sequence_ack == 9876543210);
+  CHECK(x->error_code.empty());
+  CHECK(x->error_message.empty());
+  CHECK(x->retry_after_ms == 0);
+  sync_ack bad;
+  bad.success = false;
+  bad.last_sequence_ack = 41;
+  bad.error_code = "bad_sequence";
+  bad.error_message = "expected 42, got 44";
+  bad.retry_after_ms = 30000;
+  auto y = decode_response(encode_response(bad));
+  REQUIRE_MESSAGE(y, render(y.error()));
+  CHECK_FALSE(y->success);
+  CHECK(y->last_sequence_ack == 41);
+  CHECK(y->error_code == "bad_sequence");
+  CHECK(y->error_message == "expected 42, got 44");
+  CHECK(y->retry_after_ms == 30000);
+}
+
+TEST_CASE("an empty response is a default ack and garbage fails to decode") {
+  auto x = decode_response("");
+  REQUIRE(x);
+  CHECK_FALSE(x->success);
+  CHECK(x->last_sequence_ack == 0);
+  check_fails(decode_response("\xFF"), ec::decode_failed);
+  check_fails(decode_response(std::string_view("\x22\x10" "abc", 5)),
+              ec::decode_failed);
+}
+
+TEST_CASE("is_zstd recognizes the zstd magic number only") {
+  CHECK(is_zstd(std::string_view("\x28\xB5\x2F\xFD", 4)));
+  CHECK(is_zstd(zstd_compress("hello")));
+  CHECK(is_zstd(zstd_compress_stream("hello")));
+  CHECK_FALSE(is_zstd(std::string_view("\x28\xB5\x2F", 3)));
+  CHECK_FALSE(is_zstd(""));
+  CHECK_FALSE(is_zstd(std::string_view("\xFD\x2F\xB5\x28", 4)));
+  CHECK_FALSE(is_zstd(encode_metrics_request(settings(0), test_samples())));
+}

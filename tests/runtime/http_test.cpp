@@ -1,0 +1,417 @@
+// http_server and http_client against each other on 127.0.0.1, port 0.
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "messages/error.hpp"
+#include "runtime/http_client.hpp"
+#include "runtime/http_server.hpp"
+
+using namespace fleetd;
+using namespace std::chrono_literals;
+
+namespace {
+
+bool has_code(const caf::error& err, ec code) {
+  return err.category() == caf::atom("fleetd")
+         && err.code() == static_cast<uint8_t>(code);
+}
+
+// Echoes the body back, prefixed with `tag`, and records what it saw.
+struct echo {
+  explicit echo(std::string prefix = "") : tag(std::move(prefix)) {
+    // nop
+  }
+
+  std::string tag;
+  std::mutex mtx;
+  std::vector<http_request> seen;
+
+  http_server::handler_fn handler() {
+    return [this](http_request req, http_server::respond_fn respond) {
+      http_reply rep;
+      rep.status = 200;
+      rep.content_type = req.content_type.empty() ? "application/octet-stream"
+                                                  : req.content_type;
+      rep.body = tag + req.body;
+      {
+        std::lock_guard<std::mutex> guard{mtx};
+        seen.push_back(std::move(req));
+      }
+      respond(std::move(rep));
+    };
+  }
+
+  std::vector<http_request> requests() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return seen;
+  }
+};
+
+http_limits small_limits() {
+  http_limits x;
+  x.max_body_bytes = 1024;
+  return x;
+}
+
+uint16_t start_or_fail(http_server& server, uint16_t port = 0) {
+  auto res = server.start("127.0.0.1", port);
+  REQUIRE_MESSAGE(res, render(res.error()));
+  REQUIRE(*res != 0);
+  return *res;
+}
+
+using headers = std::vector<std::pair<std::string, std::string>>;
+
+// Sends raw bytes on a fresh connection and reads until the server closes.
+std::string raw_exchange(uint16_t port, const std::string& bytes) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
+          == 0);
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  size_t sent = 0;
+  while (sent < bytes.size()) {
+    auto n = ::send(fd, bytes.data() + sent, bytes.size() - sent,
+                    MSG_NOSIGNAL);
+    if (n <= 0)
+      break;
+    sent += static_cast<size_t>(n);
+  }
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    auto n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0)
+      break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("the client posts a body and gets the server's answer") {
+  echo app;
+  http_server server{http_limits{}, app.handler()};
+  auto port = start_or_fail(server);
+  http_client client{"127.0.0.1", port, 10s, 1024 * 1024};
+  auto res = client.post("/v1/sync", "hello, cloud",
+                         {{"Content-Type", "application/x-protobuf"},
+                          {"Content-Encoding", "zstd"}});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->status == 200);
+  CHECK(res->body == "hello, cloud");
+  CHECK(res->content_type == "application/x-protobuf");
+  auto seen = app.requests();
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].method == "POST");
+  CHECK(seen[0].target == "/v1/sync");
+  CHECK(seen[0].content_type == "application/x-protobuf");
+  CHECK(seen[0].content_encoding == "zstd");
+  CHECK(seen[0].body == "hello, cloud");
+  CHECK(seen[0].peer.rfind("127.0.0.1:", 0) == 0);
+}
+
+TEST_CASE("binary and empty bodies arrive unchanged") {
+  echo app;
+  http_server server{http_limits{}, app.handler()};
+  auto port = start_or_fail(server);
+  http_client client{"127.0.0.1", port, 10s, 8 * 1024 * 1024};
+  std::string binary;
+  for (int i = 0; i < 3 * 1024 * 1024; ++i)
+    binary.push_back(static_cast<char>(i * 7 % 256));
+  for (auto& body : {std::string(), std::string("\0\r\n\r\n\0", 6), binary}) {
+    auto res = client.post("/echo", body, {});
+    REQUIRE_MESSAGE(res, render(res.error()));
+    CHECK(res->status == 200);
+    CHECK(res->body.size() == body.size());
+    CHECK(res->body == body);
+  }
+  CHECK(client.connects() == 1);
+}
+
+TEST_CASE("the client keeps the connection alive across requests") {
+  echo app;
+  http_server server{http_limits{}, app.handler()};
+  auto port = start_or_fail(server);
+  http_client client{"127.0.0.1", port, 10s, 1024 * 1024};
+  for (int i = 0; i < 3; ++i) {
+    auto body = "request " + std::to_string(i);
+    auto res = client.post("/v1/sync", body, {});
+    REQUIRE_MESSAGE(res, render(res.error()));
+    CHECK(res->status == 200);
+    CHECK(res->body == body);
+  }
+  CHECK(client.connects() == 1);
+  auto counts = server.counters();
+  CHECK(counts.connections_accepted == 1);
+  CHECK(counts.requests == 3);
+  CHECK(counts.requests_rejected == 0);
+  // close() drops the connection; the next request opens a new one.
+  client.close();
+  REQUIRE(client.post("/v1/sync", "again", {}));
+  CHECK(client.connects() == 2);
+  CHECK(server.counters().connections_accepted == 2);
+}
+
+TEST_CASE("the server may answer from another thread") {
+  std::mutex mtx;
+  std::vector<std::thread> responders;
+  auto handler = [&](http_request req, http_server::respond_fn respond) {
+    std::lock_guard<std::mutex> guard{mtx};
+    responders.emplace_back([req = std::move(req), respond] {
+      http_reply rep;
+      rep.status = 202;
+      rep.content_type = "text/plain";
+      rep.body = "later: " + req.body;
+      respond(std::move(rep));
+    });
+  };
+  {
+    http_server server{http_limits{}, handler};
+    auto port = start_or_fail(server);
+    http_client client{"127.0.0.1", port, 10s, 1024 * 1024};
+    for (int i = 0; i < 3; ++i) {
+      auto res = client.post("/x", std::to_string(i), {});
+      REQUIRE_MESSAGE(res, render(res.error()));
+      CHECK(res->status == 202);
+      CHECK(res->body == "later: " + std::to_string(i));
+    }
+    CHECK(client.connects() == 1);
+  }
+  for (auto& t : responders)
+    t.join();
+}
+
+TEST_CASE("a body over max_body_bytes is answered with 413") {
+  echo app;
+  http_server server{small_limits(), app.handler()};
+  auto port = start_or_fail(server);
+  http_client client{"127.0.0.1", port, 10s, 1024 * 1024};
+  auto res = client.post("/v1/sync", std::string(4096, 'x'), {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->status == 413);
+  CHECK(app.requests().empty());
+  CHECK(server.counters().requests_rejected == 1);
+  // The limit itself is fine; the client reconnects after the 413 closed.
+  res = client.post("/v1/sync", std::string(1024, 'y'), {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->status == 200);
+  CHECK(res->body == std::string(1024, 'y'));
+  CHECK(client.connects() == 2);
+  CHECK(app.requests().size() == 1);
+}
+
+TEST_CASE("a body over the limit declared by a raw request gets 413 and a "
+          "close") {
+  echo app;
+  http_server server{small_limits(), app.handler()};
+  auto port = start_or_fail(server);
+  auto answer = raw_exchange(port, "POST /v1/sync HTTP/1.1\r\n"
+                                   "Host: x\r\n"
+                                   "Content-Length: 100000\r\n"
+                                   "\r\n"
+                                     + std::string(2000, 'x'));
+  CHECK_MESSAGE(answer.rfind("HTTP/1.1 413", 0) == 0, answer);
+  CHECK(answer.find("Connection: close") != std::string::npos);
+}
+
+TEST_CASE("a malformed request is answered with 400") {
+  echo app;
+  http_server server{http_limits{}, app.handler()};
+  auto port = start_or_fail(server);
+  auto answer = raw_exchange(port, "THIS IS NOT HTTP\r\n\r\n");
+  CHECK_MESSAGE(answer.rfind("HTTP/1.1 400", 0) == 0, answer);
+  CHECK(app.requests().empty());
+  CHECK(server.counters().requests_rejected == 1);
+}
+
+TEST_CASE("headers over max_header_bytes are answered with 431") {
+  echo app;
+  http_limits limits;
+  limits.max_header_bytes = 512;
+  http_server server{limits, app.handler()};
+  auto port = start_or_fail(server);
+  auto answer = raw_exchange(port, "POST / HTTP/1.1\r\nHost: x\r\nX-Big: "
+                                     + std::string(1000, 'h')
+                                     + "\r\nContent-Length: 0\r\n\r\n");
+  CHECK_MESSAGE(answer.rfind("HTTP/1.1 431", 0) == 0, answer);
+}
+
+TEST_CASE("a client without a server gets unreachable") {
+  uint16_t port = 0;
+  {
+    echo app;
+    http_server server{http_limits{}, app.handler()};
+    port = start_or_fail(server);
+  } // The port is free again.
+  http_client client{"127.0.0.1", port, 10s, 1024 * 1024};
+  auto res = client.post("/v1/sync", "x", {});
+  REQUIRE_FALSE(res);
+  CHECK_MESSAGE(has_code(res.error(), ec::unreachable), render(res.error()));
+  CHECK(client.connects() == 0);
+}
+
+TEST_CASE("a post after the server stopped fails with unreachable") {
+  echo app;
+  http_server server{http_limits{}, app.handler()};
+  auto port = start_or_fail(server);
+  http_client client{"127.0.0.1", port, 10s, 1024 * 1024};
+  REQUIRE(client.post("/v1/sync", "before", {}));
+  server.stop();
+  auto res = client.post("/v1/sync", "after", {});
+  REQUIRE_FALSE(res);
+  CHECK_MESSAGE(has_code(res.error(), ec::unreachable), render(res.error()));
+  // Stopping twice is harmless.
+  server.stop();
+}
+
+TEST_CASE("the client reconnects after the server restarts on the same "
+          "port") {
+  echo first{"first:"};
+  echo second{"second:"};
+  http_server one{http_limits{}, first.handler()};
+  auto port = start_or_fail(one);
+  http_client client{"127.0.0.1", port, 10s, 1024 * 1024};
+  auto res = client.post("/v1/sync", "a", {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->body == "first:a");
+  one.stop();
+  http_server two{http_limits{}, second.handler()};
+  CHECK(start_or_fail(two, port) == port);
+  // The kept-alive connection to the first server is stale now.
+  res = client.post("/v1/sync", "b", {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->status == 200);
+  CHECK(res->body == "second:b");
+  CHECK(client.connects() == 2);
+  res = client.post("/v1/sync", "c", {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->body == "second:c");
+  CHECK(client.connects() == 2);
+  CHECK(first.requests().size() == 1);
+  CHECK(second.requests().size() == 2);
+}
+
+TEST_CASE("a server that never answers makes the client time out") {
+  std::mutex mtx;
+  std::vector<http_server::respond_fn> parked;
+  auto token = std::make_shared<int>(0);
+  auto handler = [&, token](http_request, http_server::respond_fn respond) {
+    std::lock_guard<std::mutex> guard{mtx};
+    parked.push_back(std::move(respond));
+  };
+  {
+    http_server server{http_limits{}, handler};
+    auto port = start_or_fail(server);
+    http_client client{"127.0.0.1", port, 200ms, 1024 * 1024};
+    auto res = client.post("/v1/sync", "anyone?", {});
+    REQUIRE_FALSE(res);
+    CHECK_MESSAGE(has_code(res.error(), ec::timeout), render(res.error()));
+    server.stop();
+  }
+  // Answering after the stop (and the server's end) must not crash, and
+  // once the answers are gone nothing of the server stays behind.
+  std::lock_guard<std::mutex> guard{mtx};
+  REQUIRE(parked.size() == 1);
+  for (auto& respond : parked)
+    respond(http_reply{});
+  parked.clear();
+  CHECK(token.use_count() == 2); // `token` and the copy in `handler`
+}
+
+TEST_CASE("a response over the client's limit is an error") {
+  auto handler = [](http_request, http_server::respond_fn respond) {
+    http_reply rep;
+    rep.body = std::string(10000, 'r');
+    respond(std::move(rep));
+  };
+  http_server server{http_limits{}, handler};
+  auto port = start_or_fail(server);
+  http_client client{"127.0.0.1", port, 10s, 1000};
+  auto res = client.post("/", "x", {});
+  REQUIRE_FALSE(res);
+  CHECK_MESSAGE(has_code(res.error(), ec::unreachable), render(res.error()));
+}
+
+TEST_CASE("connections over max_connections are closed at once") {
+  echo app;
+  http_limits limits;
+  limits.max_connections = 1;
+  http_server server{limits, app.handler()};
+  auto port = start_or_fail(server);
+  http_client first{"127.0.0.1", port, 10s, 1024 * 1024};
+  REQUIRE(first.post("/", "1", {}));
+  http_client second{"127.0.0.1", port, 10s, 1024 * 1024};
+  auto res = second.post("/", "2", {});
+  REQUIRE_FALSE(res);
+  CHECK_MESSAGE(has_code(res.error(), ec::unreachable), render(res.error()));
+  CHECK(server.counters().connections_rejected == 1);
+  // The first connection still works.
+  auto again = first.post("/", "3", {});
+  REQUIRE(again);
+  CHECK(again->body == "3");
+  CHECK(first.connects() == 1);
+}
+
+TEST_CASE("starting on a bad address or a taken port fails") {
+  echo app;
+  http_server a{http_limits{}, app.handler()};
+  auto bad = a.start("not-an-ip", 0);
+  REQUIRE_FALSE(bad);
+  CHECK(has_code(bad.error(), ec::bad_config));
+  http_server b{http_limits{}, app.handler()};
+  auto port = start_or_fail(b);
+  http_server c{http_limits{}, app.handler()};
+  auto taken = c.start("127.0.0.1", port);
+  REQUIRE_FALSE(taken);
+  CHECK(has_code(taken.error(), ec::io_error));
+  CHECK(render(taken.error()).find(std::to_string(port)) != std::string::npos);
+}
+
+TEST_CASE("a stopped server releases its handler") {
+  auto token = std::make_shared<int>(0);
+  {
+    http_server server{http_limits{},
+                       [token](http_request req,
+                               http_server::respond_fn respond) {
+                         http_reply rep;
+                         rep.body = req.body;
+                         respond(std::move(rep));
+                       }};
+    auto port = start_or_fail(server);
+    http_client client{"127.0.0.1", port, 10s, 1024 * 1024};
+    REQUIRE(client.post("/", "x", {}));
+    // The client keeps its connection open while the server stops.
+    server.stop();
+  }
+  CHECK(token.use_count() == 1);
+}
+
+TEST_CASE("a server that never started stops and releases its handler") {
+  auto token = std::make_shared<int>(0);
+  {
+    http_server server{http_limits{},
+                       [token](http_request, http_server::respond_fn) {}};
+  }
+  CHECK(token.use_count() == 1);
+}

@@ -1,0 +1,235 @@
+// The process-wide logger: level filtering, line format, file output.
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "messages/error.hpp"
+#include "runtime/logger.hpp"
+
+using namespace fleetd;
+
+namespace {
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    out.push_back(line);
+  return out;
+}
+
+// A fresh log file per test; the logger is reset to "info, no file" after.
+struct fixture {
+  std::string dir;
+  std::string file;
+
+  fixture() {
+    char tmpl[] = "/tmp/fleetd-logger-test-XXXXXX";
+    auto p = mkdtemp(tmpl);
+    REQUIRE(p != nullptr);
+    dir = p;
+    file = dir + "/fleetd.log";
+  }
+
+  ~fixture() {
+    logger::init(log_level::info, "");
+    ::unlink(file.c_str());
+    ::unlink((dir + "/other.log").c_str());
+    ::rmdir(dir.c_str());
+  }
+};
+
+// Sends fd 2 to a file while alive; `text()` returns what was written.
+struct stderr_capture {
+  std::string path;
+  int saved = -1;
+
+  explicit stderr_capture(const std::string& dir) : path(dir + "/stderr") {
+    fflush(stderr);
+    saved = dup(2);
+    REQUIRE(saved >= 0);
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    REQUIRE(fd >= 0);
+    REQUIRE(dup2(fd, 2) == 2);
+    ::close(fd);
+  }
+
+  std::string text() {
+    fflush(stderr);
+    return read_file(path);
+  }
+
+  ~stderr_capture() {
+    fflush(stderr);
+    dup2(saved, 2);
+    ::close(saved);
+    ::unlink(path.c_str());
+  }
+};
+
+} // namespace
+
+TEST_CASE("log levels parse from their names only") {
+  log_level x = log_level::info;
+  CHECK(parse_log_level("error", x));
+  CHECK(x == log_level::error);
+  CHECK(parse_log_level("warning", x));
+  CHECK(x == log_level::warning);
+  CHECK(parse_log_level("debug", x));
+  CHECK(x == log_level::debug);
+  CHECK(parse_log_level("info", x));
+  CHECK(x == log_level::info);
+  for (auto bad : {"", "INFO", "warn", "trace", "info "}) {
+    CAPTURE(bad);
+    x = log_level::error;
+    CHECK_FALSE(parse_log_level(bad, x));
+    CHECK(x == log_level::error);
+  }
+}
+
+TEST_CASE_FIXTURE(fixture, "the threshold lets more severe levels through") {
+  REQUIRE(!logger::init(log_level::error, ""));
+  CHECK(logger::enabled(log_level::error));
+  CHECK_FALSE(logger::enabled(log_level::warning));
+  CHECK_FALSE(logger::enabled(log_level::info));
+  CHECK_FALSE(logger::enabled(log_level::debug));
+  REQUIRE(!logger::init(log_level::info, ""));
+  CHECK(logger::enabled(log_level::error));
+  CHECK(logger::enabled(log_level::warning));
+  CHECK(logger::enabled(log_level::info));
+  CHECK_FALSE(logger::enabled(log_level::debug));
+  REQUIRE(!logger::init(log_level::debug, ""));
+  CHECK(logger::enabled(log_level::debug));
+}
+
+TEST_CASE_FIXTURE(fixture, "lines below the threshold are not written") {
+  REQUIRE(!logger::init(log_level::warning, file));
+  log_debug("test", "debug line ", 1);
+  log_info("test", "info line ", 2);
+  log_warning("test", "warning line ", 3);
+  log_error("test", "error line ", 4);
+  auto lines = lines_of(read_file(file));
+  REQUIRE(lines.size() == 2);
+  CHECK(contains(lines[0], "WARN  test: warning line 3"));
+  CHECK(contains(lines[1], "ERROR test: error line 4"));
+}
+
+TEST_CASE_FIXTURE(fixture, "the file receives the line with time, level and "
+                           "component") {
+  REQUIRE(!logger::init(log_level::debug, file));
+  log_info("sync", "sent batch ", 42, " of ", std::string("metrics"), " in ",
+           1.5, "s");
+  log_debug("storage", "checkpoint");
+  auto lines = lines_of(read_file(file));
+  REQUIRE(lines.size() == 2);
+  std::regex format{R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (INFO |DEBUG) )"
+                    R"([a-z]+: .+$)"};
+  for (auto& line : lines)
+    CHECK_MESSAGE(std::regex_match(line, format), line);
+  CHECK(contains(lines[0], " INFO  sync: sent batch 42 of metrics in 1.5s"));
+  CHECK(contains(lines[1], " DEBUG storage: checkpoint"));
+}
+
+TEST_CASE_FIXTURE(fixture, "the file is appended to, not truncated") {
+  {
+    std::ofstream out(file);
+    out << "earlier line\n";
+  }
+  REQUIRE(!logger::init(log_level::info, file));
+  log_info("test", "later line");
+  auto lines = lines_of(read_file(file));
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0] == "earlier line");
+  CHECK(contains(lines[1], "later line"));
+}
+
+TEST_CASE_FIXTURE(fixture, "re-initializing switches files and closes the "
+                           "old one") {
+  auto other = dir + "/other.log";
+  REQUIRE(!logger::init(log_level::info, file));
+  log_info("test", "first");
+  REQUIRE(!logger::init(log_level::info, other));
+  log_info("test", "second");
+  REQUIRE(!logger::init(log_level::info, ""));
+  log_info("test", "third");
+  auto a = read_file(file);
+  auto b = read_file(other);
+  CHECK(contains(a, "first"));
+  CHECK_FALSE(contains(a, "second"));
+  CHECK_FALSE(contains(a, "third"));
+  CHECK(contains(b, "second"));
+  CHECK_FALSE(contains(b, "third"));
+}
+
+TEST_CASE_FIXTURE(fixture, "a file that cannot be opened is a config error "
+                           "naming it") {
+  auto bad = dir + "/missing-dir/fleetd.log";
+  auto err = logger::init(log_level::info, bad);
+  REQUIRE(err);
+  CHECK(err.code() == static_cast<uint8_t>(ec::bad_config));
+  CHECK(contains(render(err), bad));
+  CHECK(contains(render(err), "log.file"));
+  // Logging still works, on stderr only.
+  log_error("test", "still alive");
+}
+
+TEST_CASE_FIXTURE(fixture, "lines go to stderr as well") {
+  REQUIRE(!logger::init(log_level::info, file));
+  std::string captured;
+  {
+    stderr_capture cap{dir};
+    log_warning("http", "to both");
+    log_debug("http", "to none");
+    captured = cap.text();
+  }
+  CHECK(contains(captured, "WARN  http: to both\n"));
+  CHECK_FALSE(contains(captured, "to none"));
+  CHECK(contains(read_file(file), "WARN  http: to both\n"));
+}
+
+TEST_CASE_FIXTURE(fixture, "lines from many threads never interleave") {
+  REQUIRE(!logger::init(log_level::info, file));
+  constexpr int threads = 4;
+  constexpr int per_thread = 500;
+  {
+    stderr_capture quiet{dir};
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t)
+      workers.emplace_back([t] {
+        for (int i = 0; i < per_thread; ++i)
+          log_info("worker", "thread ", t, " line ", i, " ",
+                   std::string(100, 'x'));
+      });
+    for (auto& w : workers)
+      w.join();
+  }
+  auto lines = lines_of(read_file(file));
+  REQUIRE(lines.size() == threads * per_thread);
+  std::regex format{R"(^\S+ INFO  worker: thread \d line \d+ x{100}$)"};
+  int bad = 0;
+  for (auto& line : lines)
+    if (!std::regex_match(line, format))
+      ++bad;
+  CHECK(bad == 0);
+}
