@@ -3,6 +3,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
+#include <algorithm>
 
 #include <caf/typed_event_based_actor.hpp>
 
@@ -35,6 +38,14 @@ CREATE TABLE IF NOT EXISTS sync_queue (
   next_retry INTEGER NOT NULL DEFAULT 0,
   payload BLOB NOT NULL,
   PRIMARY KEY (stream, sequence)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY,
+  ts INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  message TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS drops (
+  kind TEXT PRIMARY KEY,
+  count INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stream_state (
   stream TEXT PRIMARY KEY,
   next_sequence INTEGER NOT NULL,
@@ -81,8 +92,13 @@ caf::expected<edge_store> edge_store::open(const storage_config& cfg) {
         err = out.db_.exec(schema);
         if (!err)
           err = out.prepare();
-        if (!err)
+        if (!err) {
+          if (!out.hold_reserve())
+            log_warning("storage", "no room for the ",
+                        cfg.limits.reserve_bytes, "-byte reserve beside ",
+                        cfg.path);
           return out;
+        }
       } else {
         err = make_error(ec::storage_failed, "quick_check: " + check);
       }
@@ -173,10 +189,14 @@ caf::expected<int64_t> edge_store::series_id(const metric_sample& x) {
   return id;
 }
 
-caf::expected<int64_t> edge_store::store(const metric_samples& xs) {
+caf::expected<int64_t> edge_store::insert_all(const metric_samples& xs) {
   // New series ids live only if the transaction commits: remember to forget.
   auto known_before = series_.size();
   auto err = sqlite::transaction(db_, [&]() -> caf::error {
+    if (unpersisted_rejected_ > 0)
+      if (auto err = count_drop(drop_kind::metrics_rejected,
+                                unpersisted_rejected_))
+        return err;
     for (auto& x : xs) {
       auto sid = series_id(x);
       if (!sid)
@@ -194,12 +214,312 @@ caf::expected<int64_t> edge_store::store(const metric_samples& xs) {
       series_by_id_.clear();
       prepare();
     }
-    ++store_failures_;
-    last_error_ = render(err);
     return err;
   }
-  points_stored_ += static_cast<int64_t>(xs.size());
+  unpersisted_rejected_ = 0;
   return static_cast<int64_t>(xs.size());
+}
+
+caf::expected<int64_t> edge_store::store(const metric_samples& xs) {
+  auto n = insert_all(xs);
+  if (!n && static_cast<ec>(n.error().code()) == ec::disk_full) {
+    // Back-pressure: free room by the drop policy, keep the newest data.
+    if (!under_pressure_)
+      log_warning("storage", "disk full or read-only: ", render(n.error()),
+                  "; dropping oldest data to make room");
+    under_pressure_ = true;
+    auto need = std::max<int64_t>(64 * 1024,
+                                  static_cast<int64_t>(xs.size()) * 64);
+    // Give back the reserve and the WAL's space so the deletes can be logged.
+    release_reserve();
+    db_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    make_room(std::max<int64_t>(0, used_bytes() - need));
+    db_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    n = insert_all(xs);
+  }
+  if (!n) {
+    ++store_failures_;
+    last_error_ = render(n.error());
+    if (static_cast<ec>(n.error().code()) == ec::disk_full)
+      unpersisted_rejected_ += static_cast<int64_t>(xs.size());
+    return n.error();
+  }
+  if (!reserve_held_)
+    hold_reserve();
+  if (under_pressure_ && reserve_held_) {
+    under_pressure_ = false;
+    log_info("storage", "writes succeed again");
+    record_event("storage_recovered", "writes succeed again after disk full");
+  }
+  last_error_.clear();
+  points_stored_ += *n;
+  if (auto dropped = enforce_limits(); !dropped)
+    log_warning("storage", "cannot apply caps: ", render(dropped.error()));
+  return *n;
+}
+
+void edge_store::set_limits(const storage_limits& limits) {
+  cfg_.limits = limits;
+  last_age_check_ms_ = 0;
+}
+
+int64_t edge_store::used_bytes() {
+  auto pragma = [this](const char* sql) -> int64_t {
+    auto st = db_.prepare(sql);
+    if (!st)
+      return 0;
+    auto row = st->step();
+    return row && *row ? st->column_int(0) : 0;
+  };
+  auto pages = pragma("PRAGMA page_count") - pragma("PRAGMA freelist_count");
+  return pages * pragma("PRAGMA page_size");
+}
+
+caf::error edge_store::count_drop(const char* kind, int64_t n) {
+  if (n <= 0)
+    return caf::none;
+  auto st = db_.prepare("INSERT INTO drops (kind, count) VALUES (?1, ?2) "
+                        "ON CONFLICT (kind) DO UPDATE SET count = count + ?2");
+  if (!st)
+    return st.error();
+  st->bind(1, std::string_view{kind}).bind(2, n);
+  return st->run();
+}
+
+bool edge_store::hold_reserve() {
+  if (cfg_.limits.reserve_bytes <= 0)
+    return reserve_held_ = true;
+  auto path = cfg_.path + ".reserve";
+  auto fd = ::open(path.c_str(), O_WRONLY | O_CREAT, 0640);
+  if (fd < 0)
+    return false;
+  // posix_fallocate really takes the blocks; a sparse file would not.
+  auto rc = posix_fallocate(fd, 0, cfg_.limits.reserve_bytes);
+  ::close(fd);
+  reserve_held_ = rc == 0;
+  if (!reserve_held_)
+    unlink(path.c_str());
+  return reserve_held_;
+}
+
+void edge_store::release_reserve() {
+  unlink((cfg_.path + ".reserve").c_str());
+  reserve_held_ = false;
+}
+
+std::map<std::string, int64_t> edge_store::drops() {
+  std::map<std::string, int64_t> out;
+  auto st = db_.prepare("SELECT kind, count FROM drops");
+  if (!st)
+    return out;
+  for (;;) {
+    auto row = st->step();
+    if (!row || !*row)
+      break;
+    out[st->column_text(0)] = st->column_int(1);
+  }
+  out[drop_kind::metrics_rejected] += unpersisted_rejected_;
+  return out;
+}
+
+caf::error edge_store::record_event(const std::string& kind,
+                                    const std::string& message) {
+  auto st = db_.prepare("INSERT INTO events (ts, kind, message) "
+                        "VALUES (?1, ?2, ?3)");
+  if (!st)
+    return st.error();
+  st->bind(1, cfg_.clock->now_ms()).bind(2, kind).bind(3, message);
+  return st->run();
+}
+
+namespace {
+
+// Cursor positions of the metrics stream: acked and batched row ids.
+std::pair<int64_t, int64_t> metric_cursors(sqlite::database& db) {
+  auto st = db.prepare("SELECT acked_upto, batched_upto FROM stream_state "
+                       "WHERE stream = 'metrics'");
+  if (!st)
+    return {0, 0};
+  auto row = st->step();
+  if (!row || !*row)
+    return {0, 0};
+  return {st->column_int(0), st->column_int(1)};
+}
+
+} // namespace
+
+caf::expected<int64_t> edge_store::drop_chunk(int64_t rows) {
+  int64_t dropped = 0;
+  auto err = sqlite::transaction(db_, [&]() -> caf::error {
+    auto [acked, batched] = metric_cursors(db_);
+    auto delete_rows = [&](const char* where, int64_t upto,
+                           const char* kind) -> caf::error {
+      auto st = db_.prepare(std::string("DELETE FROM metrics WHERE id IN "
+                                        "(SELECT id FROM metrics WHERE ")
+                            + where + " ORDER BY id LIMIT ?2)");
+      if (!st)
+        return st.error();
+      st->bind(1, upto).bind(2, rows);
+      if (auto err = st->run())
+        return err;
+      dropped = db_.changes();
+      return count_drop(kind, dropped);
+    };
+    // 1. Rows the cloud already holds.
+    if (auto err = delete_rows("id <= ?1", acked, drop_kind::metrics_synced))
+      return err;
+    if (dropped > 0)
+      return caf::none;
+    // 2. Rows whose data also sits in a queued batch.
+    if (auto err = delete_rows("id <= ?1", batched,
+                               drop_kind::metrics_queued_copy))
+      return err;
+    if (dropped > 0)
+      return caf::none;
+    // 3. The oldest queued batch: its points are lost.
+    auto oldest = db_.prepare("SELECT stream, sequence, points FROM sync_queue "
+                              "ORDER BY created_at, sequence LIMIT 1");
+    if (!oldest)
+      return oldest.error();
+    auto row = oldest->step();
+    if (!row)
+      return row.error();
+    if (*row) {
+      auto stream = oldest->column_text(0);
+      auto seq = oldest->column_int(1);
+      auto points = oldest->column_int(2);
+      auto del = db_.prepare("DELETE FROM sync_queue WHERE stream = ?1 AND "
+                             "sequence = ?2");
+      if (!del)
+        return del.error();
+      del->bind(1, stream).bind(2, seq);
+      if (auto err = del->run())
+        return err;
+      dropped = 1;
+      log_warning("storage", "dropped unsynced batch ", seq, " of ", stream,
+                  " (", points, " points) to stay within the cap");
+      if (auto err = count_drop(drop_kind::batches_unsynced, 1))
+        return err;
+      return count_drop(drop_kind::metrics_unsynced, points);
+    }
+    // 4. The oldest rows no batch covers yet: lost.
+    if (auto err = delete_rows("id > ?1", batched, drop_kind::metrics_unsynced))
+      return err;
+    if (dropped > 0)
+      return caf::none;
+    // 5. Events, last of all.
+    auto ev = db_.prepare("DELETE FROM events WHERE id IN (SELECT id FROM "
+                          "events ORDER BY id LIMIT ?1)");
+    if (!ev)
+      return ev.error();
+    ev->bind(1, rows);
+    if (auto err = ev->run())
+      return err;
+    dropped = db_.changes();
+    return count_drop(drop_kind::events, dropped);
+  });
+  if (err)
+    return err;
+  return dropped;
+}
+
+caf::expected<int64_t> edge_store::drop_older_than(int64_t cutoff_ms) {
+  int64_t dropped = 0;
+  auto err = sqlite::transaction(db_, [&]() -> caf::error {
+    auto [acked, batched] = metric_cursors(db_);
+    auto del = [&](const char* sql, int64_t a, int64_t b,
+                   const char* kind) -> caf::error {
+      auto st = db_.prepare(sql);
+      if (!st)
+        return st.error();
+      st->bind(1, a).bind(2, b);
+      if (auto err = st->run())
+        return err;
+      auto n = db_.changes();
+      dropped += n;
+      return count_drop(kind, n);
+    };
+    if (auto err = del("DELETE FROM metrics WHERE ts < ?1 AND id <= ?2",
+                       cutoff_ms, acked, drop_kind::metrics_synced))
+      return err;
+    if (auto err = del("DELETE FROM metrics WHERE ts < ?1 AND id <= ?2",
+                       cutoff_ms, batched, drop_kind::metrics_queued_copy))
+      return err;
+    if (auto err = del("DELETE FROM metrics WHERE ts < ?1 AND id > ?2",
+                       cutoff_ms, batched, drop_kind::metrics_unsynced))
+      return err;
+    // Queued batches cut before the cutoff: count their points as lost.
+    auto lost = db_.prepare("SELECT count(*), coalesce(sum(points), 0) FROM "
+                            "sync_queue WHERE created_at < ?1");
+    if (!lost)
+      return lost.error();
+    lost->bind(1, cutoff_ms);
+    auto row = lost->step();
+    if (!row)
+      return row.error();
+    auto batches = *row ? lost->column_int(0) : 0;
+    auto points = *row ? lost->column_int(1) : 0;
+    if (batches > 0) {
+      if (auto err = del("DELETE FROM sync_queue WHERE created_at < ?1 AND ?2 "
+                         "= ?2",
+                         cutoff_ms, 0, drop_kind::batches_unsynced))
+        return err;
+      if (auto err = count_drop(drop_kind::metrics_unsynced, points))
+        return err;
+    }
+    auto ev_cutoff = cfg_.clock->now_ms() - cfg_.limits.events_retention_ms;
+    if (cfg_.limits.events_retention_ms > 0)
+      if (auto err = del("DELETE FROM events WHERE ts < ?1 AND ?2 = ?2",
+                         ev_cutoff, 0, drop_kind::events))
+        return err;
+    return caf::none;
+  });
+  if (err)
+    return err;
+  return dropped;
+}
+
+caf::expected<int64_t> edge_store::make_room(int64_t target_bytes) {
+  int64_t dropped = 0;
+  auto used = used_bytes();
+  // Chunks of ~1% of the rows a full store holds, at least 256.
+  auto chunk = std::max<int64_t>(256, cfg_.limits.max_bytes / 40 / 100);
+  while (used > target_bytes) {
+    auto n = drop_chunk(chunk);
+    if (!n)
+      return n.error();
+    if (*n == 0)
+      break;
+    dropped += *n;
+    used = used_bytes();
+  }
+  return dropped;
+}
+
+caf::expected<int64_t> edge_store::enforce_limits() {
+  int64_t dropped = 0;
+  auto now = cfg_.clock->now_ms();
+  auto& lim = cfg_.limits;
+  // Age caps need checking once a minute of (injected) time, not per write.
+  if (lim.retention_ms > 0 && now - last_age_check_ms_ >= 60000) {
+    last_age_check_ms_ = now;
+    auto n = drop_older_than(now - lim.retention_ms);
+    if (!n)
+      return n.error();
+    dropped += *n;
+  }
+  if (lim.max_bytes > 0 && used_bytes() > lim.max_bytes) {
+    // Hysteresis: drop to 95% so every write does not trigger a delete.
+    auto n = make_room(lim.max_bytes / 100 * 95);
+    if (!n)
+      return n.error();
+    dropped += *n;
+  }
+  if (dropped > 0)
+    record_event("storage_drop",
+                 "dropped " + std::to_string(dropped)
+                   + " records to stay within the caps (see drop counters)");
+  return dropped;
 }
 
 caf::expected<unbatched_points> edge_store::fetch(const std::string& stream,
@@ -339,6 +659,11 @@ actor_stats edge_store::stats() {
   out.counters["batches_acked"] = batches_acked_;
   out.counters["series"] = static_cast<int64_t>(series_.size());
   out.counters["moved_aside"] = moved_aside_;
+  out.counters["used_bytes"] = used_bytes();
+  out.counters["max_bytes"] = cfg_.limits.max_bytes;
+  out.counters["under_pressure"] = under_pressure_ ? 1 : 0;
+  for (auto& kv : drops())
+    out.counters["dropped_" + kv.first] = kv.second;
   auto count = [this](const char* sql) -> int64_t {
     auto st = db_.prepare(sql);
     if (!st)

@@ -12,11 +12,41 @@
 
 namespace fleetd {
 
+/// Caps of the local store; 0 disables a cap.
+struct storage_limits {
+  /// Most bytes the database may hold (pages in use, WAL excluded).
+  int64_t max_bytes = 100 * 1000 * 1000;
+  /// Metrics older than this are dropped.
+  int64_t retention_ms = 7 * 24 * 3600 * 1000LL;
+  /// Events older than this are dropped.
+  int64_t events_retention_ms = 7 * 24 * 3600 * 1000LL;
+  /// Space held in `<path>.reserve` and given back when the disk fills up,
+  /// so the store can still delete old data to make room.
+  int64_t reserve_bytes = 512 * 1024;
+};
+
 struct storage_config {
   /// SQLite file; its WAL and SHM files sit beside it.
   std::string path;
   clock_ptr clock;
+  storage_limits limits;
 };
+
+/// Why records were dropped; the keys of the drop counters.
+namespace drop_kind {
+/// Metric rows already acked by the cloud (no data lost).
+constexpr const char* metrics_synced = "metrics_synced";
+/// Metric rows whose data waits in a queued batch (no data lost).
+constexpr const char* metrics_queued_copy = "metrics_queued_copy";
+/// Metric points never delivered: unbatched rows or inside a dropped batch.
+constexpr const char* metrics_unsynced = "metrics_unsynced";
+/// Queued batches dropped before the cloud acked them.
+constexpr const char* batches_unsynced = "batches_unsynced";
+/// Samples refused because the disk stayed full.
+constexpr const char* metrics_rejected = "metrics_rejected";
+/// Events past their retention or dropped as a last resort.
+constexpr const char* events = "events";
+} // namespace drop_kind
 
 /// The device's SQLite store: metrics, the sync queue and per-stream cursors.
 /// Everything a reply reports as committed is in the database file.
@@ -35,9 +65,40 @@ public:
   caf::error checkpoint();
   actor_stats stats();
 
+  /// Applies the caps now: age first, then size, oldest synced data first.
+  /// Returns how many records were dropped.
+  caf::expected<int64_t> enforce_limits();
+  void set_limits(const storage_limits& limits);
+  const storage_limits& limits() const {
+    return cfg_.limits;
+  }
+
+  /// Bytes of the database pages in use.
+  int64_t used_bytes();
+
+  /// Appends an event (agent lifecycle, drops, pressure) to the events table.
+  caf::error record_event(const std::string& kind, const std::string& message);
+
+  /// Every drop counter, persisted across restarts.
+  std::map<std::string, int64_t> drops();
+
+  /// True while the last write failed for lack of space.
+  bool under_pressure() const {
+    return under_pressure_;
+  }
+
 private:
   caf::error prepare();
   caf::expected<int64_t> series_id(const metric_sample& x);
+  caf::expected<int64_t> insert_all(const metric_samples& xs);
+  // Deletes one chunk in policy order; 0 when nothing is left to drop.
+  caf::expected<int64_t> drop_chunk(int64_t rows);
+  caf::expected<int64_t> drop_older_than(int64_t cutoff_ms);
+  caf::error count_drop(const char* kind, int64_t n);
+  caf::expected<int64_t> make_room(int64_t target_bytes);
+  // Holds reserve_bytes on disk; false when the disk has no room for it.
+  bool hold_reserve();
+  void release_reserve();
 
   storage_config cfg_;
   sqlite::database db_;
@@ -57,6 +118,11 @@ private:
   int64_t batches_enqueued_ = 0;
   int64_t batches_acked_ = 0;
   int64_t moved_aside_ = 0;
+  int64_t last_age_check_ms_ = 0;
+  bool under_pressure_ = false;
+  bool reserve_held_ = false;
+  // Rejections not yet persisted because the disk was full.
+  int64_t unpersisted_rejected_ = 0;
   std::string last_error_;
 };
 

@@ -1,0 +1,188 @@
+// The store's caps: size and age limits, disk full as back-pressure.
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "edge/storage.hpp"
+#include "messages/error.hpp"
+
+using namespace fleetd;
+
+namespace {
+
+metric_samples make_batch(int64_t ts, int series, int n) {
+  metric_samples out;
+  for (int i = 0; i < n; ++i) {
+    metric_sample x;
+    x.name = "m" + std::to_string(i % series);
+    x.labels = {{"host", "h1"}, {"k", std::to_string(i % 7)}};
+    x.timestamp_ms = ts;
+    x.value = i * 1.5;
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
+int64_t metrics_drops(edge_store& st) {
+  auto d = st.drops();
+  return d[drop_kind::metrics_synced] + d[drop_kind::metrics_queued_copy]
+         + d[drop_kind::metrics_unsynced];
+}
+
+int64_t rows(edge_store& st) {
+  return st.stats().counters["metrics_rows"];
+}
+
+struct tmp_dir {
+  std::string path;
+  tmp_dir() {
+    char t[] = "/tmp/fleetd-storage-XXXXXX";
+    path = mkdtemp(t);
+  }
+  ~tmp_dir() {
+    umount(path.c_str());
+    std::string cmd = "rm -rf '" + path + "'";
+    if (system(cmd.c_str()) != 0)
+      perror("rm");
+  }
+};
+
+} // namespace
+
+TEST_CASE("the size cap holds within 5% and drops the oldest synced rows first") {
+  tmp_dir dir;
+  auto clk = std::make_shared<manual_clock>(1'700'000'000'000);
+  storage_config cfg;
+  cfg.path = dir.path + "/s.db";
+  cfg.clock = clk;
+  cfg.limits.max_bytes = 2 * 1000 * 1000;
+  cfg.limits.retention_ms = 0;
+  auto st = edge_store::open(cfg);
+  REQUIRE(st);
+  int64_t accepted = 0;
+  int64_t seq = 1;
+  // Hours of 10 s rounds: batch and ack half of what comes in.
+  for (int round = 0; round < 2000; ++round) {
+    clk->advance(10000);
+    auto n = st->store(make_batch(clk->now_ms(), 50, 200));
+    REQUIRE(n);
+    accepted += *n;
+    if (round % 2 == 1) {
+      auto up = st->fetch("metrics", 300);
+      REQUIRE(up);
+      if (!up->samples.empty()) {
+        queued_batch b;
+        b.stream = "metrics";
+        b.sequence = seq++;
+        b.last_id = up->last_id;
+        b.points = static_cast<int64_t>(up->samples.size());
+        b.created_ms = clk->now_ms();
+        b.body = "x";
+        REQUIRE(st->enqueue(b));
+        REQUIRE(st->ack("metrics", b.sequence));
+      }
+    }
+    CHECK(st->used_bytes() <= cfg.limits.max_bytes * 105 / 100);
+  }
+  auto d = st->drops();
+  MESSAGE("used ", st->used_bytes(), " of ", cfg.limits.max_bytes, " bytes; ",
+          rows(*st), " rows; drops synced=", d[drop_kind::metrics_synced],
+          " queued_copy=", d[drop_kind::metrics_queued_copy],
+          " unsynced=", d[drop_kind::metrics_unsynced]);
+  CHECK(st->used_bytes() >= cfg.limits.max_bytes * 80 / 100);
+  CHECK(d[drop_kind::metrics_synced] > 0);
+  // Every accepted point is either still here or counted as dropped.
+  CHECK(accepted == rows(*st) + metrics_drops(*st));
+}
+
+TEST_CASE("metrics older than the retention are dropped and counted") {
+  tmp_dir dir;
+  auto clk = std::make_shared<manual_clock>(1'700'000'000'000);
+  storage_config cfg;
+  cfg.path = dir.path + "/s.db";
+  cfg.clock = clk;
+  cfg.limits.max_bytes = 0;
+  cfg.limits.retention_ms = 3600 * 1000;
+  auto st = edge_store::open(cfg);
+  REQUIRE(st);
+  int64_t accepted = 0;
+  // Four simulated hours of 10 s rounds.
+  for (int round = 0; round < 4 * 360; ++round) {
+    clk->advance(10000);
+    auto n = st->store(make_batch(clk->now_ms(), 10, 10));
+    REQUIRE(n);
+    accepted += *n;
+  }
+  auto kept = rows(*st);
+  // One hour of rounds plus at most one minute of slack (checked per minute).
+  CHECK(kept >= 360 * 10);
+  CHECK(kept <= (360 + 7) * 10);
+  CHECK(accepted == kept + st->drops()[drop_kind::metrics_unsynced]);
+}
+
+TEST_CASE("a full disk is back-pressure: newest data kept, drops exact, recovery") {
+  tmp_dir dir;
+  if (mount("tmpfs", dir.path.c_str(), "tmpfs", 0, "size=2m") != 0) {
+    MESSAGE("cannot mount tmpfs here (need root); disk-full test skipped");
+    return;
+  }
+  auto clk = std::make_shared<manual_clock>(1'700'000'000'000);
+  storage_config cfg;
+  cfg.path = dir.path + "/s.db";
+  cfg.clock = clk;
+  cfg.limits.max_bytes = 100 * 1000 * 1000; // far above the disk: disk wins
+  cfg.limits.retention_ms = 0;
+  auto st = edge_store::open(cfg);
+  REQUIRE(st);
+  int64_t accepted = 0;
+  int64_t rejected = 0;
+  int64_t last_ts_ok = 0;
+  for (int round = 0; round < 600; ++round) {
+    clk->advance(10000);
+    auto n = st->store(make_batch(clk->now_ms(), 40, 200));
+    if (n) {
+      accepted += *n;
+      last_ts_ok = clk->now_ms();
+    } else {
+      CHECK(static_cast<ec>(n.error().code()) == ec::disk_full);
+      rejected += 200;
+    }
+  }
+  auto d = st->drops();
+  MESSAGE("accepted ", accepted, ", rejected ", rejected, ", rows ", rows(*st),
+          ", dropped unsynced ", d[drop_kind::metrics_unsynced]);
+  // The disk filled up: the store dropped old rows to keep the newest.
+  CHECK(d[drop_kind::metrics_unsynced] > 0);
+  CHECK(last_ts_ok == clk->now_ms());
+  CHECK(accepted == rows(*st) + metrics_drops(*st));
+  CHECK(d[drop_kind::metrics_rejected] == rejected);
+  // Another file takes the remaining space; then it is freed again.
+  {
+    std::ofstream ballast(dir.path + "/ballast");
+    std::string mb(1024 * 1024, 'x');
+    for (int i = 0; i < 4 && ballast; ++i)
+      ballast << mb;
+  }
+  int64_t failed_while_full = 0;
+  for (int round = 0; round < 20; ++round) {
+    clk->advance(10000);
+    if (!st->store(make_batch(clk->now_ms(), 40, 200)))
+      ++failed_while_full;
+  }
+  unlink((dir.path + "/ballast").c_str());
+  auto before = st->drops();
+  clk->advance(10000);
+  auto n = st->store(make_batch(clk->now_ms(), 40, 200));
+  REQUIRE(n);
+  CHECK_FALSE(st->under_pressure());
+  MESSAGE("stores failed while a ballast file filled the disk: ",
+          failed_while_full, " of 20");
+  CHECK(st->stats().counters["under_pressure"] == 0);
+  CHECK(before[drop_kind::metrics_rejected] >= rejected);
+}
