@@ -681,7 +681,7 @@ actor_stats edge_store::stats() {
 
 storage_actor::behavior_type
 storage(storage_actor::stateful_pointer<storage_state> self,
-        std::shared_ptr<edge_store> store) {
+        std::shared_ptr<store_backend> store) {
   self->state.store = std::move(store);
   auto& st = *self->state.store;
   return {
@@ -725,6 +725,11 @@ storage(storage_actor::stateful_pointer<storage_state> self,
       if (auto err = st.checkpoint())
         return err;
       return true;
+    },
+    [&st](event_atom, const std::string& kind, const std::string& message) {
+      if (auto err = st.record_event(kind, message))
+        log_warning("storage", "cannot record event ", kind, ": ",
+                    render(err));
     },
     [&st](stats_atom) { return st.stats(); },
   };

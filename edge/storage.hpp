@@ -8,6 +8,7 @@
 
 #include "messages/interfaces.hpp"
 #include "runtime/clock.hpp"
+#include "edge/store_backend.hpp"
 #include "runtime/sqlite.hpp"
 
 namespace fleetd {
@@ -32,38 +33,24 @@ struct storage_config {
   storage_limits limits;
 };
 
-/// Why records were dropped; the keys of the drop counters.
-namespace drop_kind {
-/// Metric rows already acked by the cloud (no data lost).
-constexpr const char* metrics_synced = "metrics_synced";
-/// Metric rows whose data waits in a queued batch (no data lost).
-constexpr const char* metrics_queued_copy = "metrics_queued_copy";
-/// Metric points never delivered: unbatched rows or inside a dropped batch.
-constexpr const char* metrics_unsynced = "metrics_unsynced";
-/// Queued batches dropped before the cloud acked them.
-constexpr const char* batches_unsynced = "batches_unsynced";
-/// Samples refused because the disk stayed full.
-constexpr const char* metrics_rejected = "metrics_rejected";
-/// Events past their retention or dropped as a last resort.
-constexpr const char* events = "events";
-} // namespace drop_kind
+
 
 /// The device's SQLite store: metrics, the sync queue and per-stream cursors.
 /// Everything a reply reports as committed is in the database file.
-class edge_store {
+class edge_store : public store_backend {
 public:
   /// Opens or creates the store; a corrupt file is moved aside, never fatal.
   static caf::expected<edge_store> open(const storage_config& cfg);
 
-  caf::expected<int64_t> store(const metric_samples& xs);
+  caf::expected<int64_t> store(const metric_samples& xs) override;
   caf::expected<unbatched_points> fetch(const std::string& stream,
-                                        int64_t max);
-  caf::expected<int64_t> enqueue(const queued_batch& batch);
+                                        int64_t max) override;
+  caf::expected<int64_t> enqueue(const queued_batch& batch) override;
   caf::expected<queued_batches> pending(const std::string& stream,
-                                        int64_t max);
-  caf::expected<int64_t> ack(const std::string& stream, int64_t sequence);
-  caf::error checkpoint();
-  actor_stats stats();
+                                        int64_t max) override;
+  caf::expected<int64_t> ack(const std::string& stream, int64_t sequence) override;
+  caf::error checkpoint() override;
+  actor_stats stats() override;
 
   /// Applies the caps now: age first, then size, oldest synced data first.
   /// Returns how many records were dropped.
@@ -77,10 +64,10 @@ public:
   int64_t used_bytes();
 
   /// Appends an event (agent lifecycle, drops, pressure) to the events table.
-  caf::error record_event(const std::string& kind, const std::string& message);
+  caf::error record_event(const std::string& kind, const std::string& message) override;
 
   /// Every drop counter, persisted across restarts.
-  std::map<std::string, int64_t> drops();
+  std::map<std::string, int64_t> drops() override;
 
   /// True while the last write failed for lack of space.
   bool under_pressure() const {
@@ -127,13 +114,13 @@ private:
 };
 
 struct storage_state {
-  std::shared_ptr<edge_store> store;
+  std::shared_ptr<store_backend> store;
   static inline const char* name = "storage";
 };
 
-/// Spawn detached: every handler blocks on SQLite.
+/// The storage actor over any backend. Spawn detached: handlers block on I/O.
 storage_actor::behavior_type
 storage(storage_actor::stateful_pointer<storage_state> self,
-        std::shared_ptr<edge_store> store);
+        std::shared_ptr<store_backend> store);
 
 } // namespace fleetd

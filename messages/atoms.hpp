@@ -17,6 +17,8 @@ using stats_atom = caf::atom_constant<caf::atom("stats")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
 using devices_atom = caf::atom_constant<caf::atom("devices")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using event_atom = caf::atom_constant<caf::atom("event")>;
 using points_atom = caf::atom_constant<caf::atom("points")>;
+using capabilities_atom = caf::atom_constant<caf::atom("caps")>;
 
 } // namespace fleetd

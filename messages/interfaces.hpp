@@ -27,6 +27,8 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<ack_atom, std::string, int64_t>::with<int64_t>,
   // Commits what is buffered and checkpoints the WAL; replies when done.
   caf::replies_to<flush_atom>::with<bool>,
+  // Records an event (kind, message) in the local events table.
+  caf::reacts_to<event_atom, std::string, std::string>,
   stats_handler>;
 
 /// What the sync actors see as "the cloud" (edge/cloud_link).
@@ -71,5 +73,19 @@ using inspector_actor = caf::typed_actor<
   caf::replies_to<status_atom>::with<node_status>,
   // On a cloud node every device stream; empty on a device.
   caf::replies_to<devices_atom>::with<device_infos>>;
+
+/// Detects the device's tier and derived settings (edge/capability).
+using capability_actor = caf::typed_actor<
+  // Re-checks the hardware now.
+  caf::reacts_to<tick_atom>,
+  // The current report: hardware, tier, settings and why.
+  caf::replies_to<capabilities_atom>::with<capability_report>,
+  stats_handler>;
+
+/// What an actor declares to hear about new capabilities: the capability
+/// actor sends (capabilities_atom, report) whenever the tier or a setting
+/// changes. Add this signature to an interface to become a listener.
+using capability_listener = caf::typed_actor<
+  caf::reacts_to<capabilities_atom, capability_report>>;
 
 } // namespace fleetd

@@ -21,6 +21,9 @@ void register_messages(caf::actor_system_config& cfg) {
   cfg.add_message_type<node_status>("node_status");
   cfg.add_message_type<device_info>("device_info");
   cfg.add_message_type<device_infos>("device_infos");
+  cfg.add_message_type<hardware>("hardware");
+  cfg.add_message_type<tier_settings>("tier_settings");
+  cfg.add_message_type<capability_report>("capability_report");
   add_error_category(cfg);
 }
 

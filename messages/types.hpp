@@ -167,4 +167,77 @@ typename Inspector::result_type inspect(Inspector& f, device_info& x) {
 
 using device_infos = std::vector<device_info>;
 
+/// What the device has, as the capability check read it. Bytes are bytes
+/// (tiers compare them in decimal units: 1 GB = 1e9 bytes).
+struct hardware {
+  /// MemTotal and MemAvailable of /proc/meminfo.
+  int64_t total_ram = 0;
+  int64_t available_ram = 0;
+  /// Size and space available to us of the filesystem holding the data dir.
+  int64_t total_disk = 0;
+  int64_t available_disk = 0;
+  int64_t cpu_cores = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, hardware& x) {
+  return f(caf::meta::type_name("hardware"), x.total_ram, x.available_ram,
+           x.total_disk, x.available_disk, x.cpu_cores);
+}
+
+/// What a tier (plus the operator's overrides) means for the other actors.
+struct tier_settings {
+  /// 1 full, 2 constrained, 3 minimal (ARCHITECTURE.md 5).
+  int64_t tier = 1;
+  /// False: keep readings in memory only.
+  bool sqlite = true;
+  /// Cap of the SQLite store; 0 without one.
+  int64_t storage_bytes = 0;
+  /// Memory fallback: tier 2's ring of metrics, tier 3's readings per series.
+  int64_t memory_points = 0;
+  /// 0: not time-based (tier 3 keeps the last readings only).
+  int64_t retention_ms = 0;
+  int64_t sync_interval_ms = 0;
+  int64_t batch_size = 0;
+  /// 0: send uncompressed.
+  int64_t zstd_level = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, tier_settings& x) {
+  return f(caf::meta::type_name("tier_settings"), x.tier, x.sqlite,
+           x.storage_bytes, x.memory_points, x.retention_ms,
+           x.sync_interval_ms, x.batch_size, x.zstd_level);
+}
+
+inline bool operator==(const tier_settings& x, const tier_settings& y) {
+  return x.tier == y.tier && x.sqlite == y.sqlite
+         && x.storage_bytes == y.storage_bytes
+         && x.memory_points == y.memory_points
+         && x.retention_ms == y.retention_ms
+         && x.sync_interval_ms == y.sync_interval_ms
+         && x.batch_size == y.batch_size && x.zstd_level == y.zstd_level;
+}
+
+inline bool operator!=(const tier_settings& x, const tier_settings& y) {
+  return !(x == y);
+}
+
+/// What was detected, what follows from it, and why (edge/capability).
+struct capability_report {
+  hardware hw;
+  /// The tier the hardware alone gives, even when the config pins another.
+  int64_t detected_tier = 0;
+  /// What the other actors should use: the tier's defaults plus overrides.
+  tier_settings settings;
+  /// One line per decision, e.g. "tier 1: disk 250 GB > 1 GB and RAM ...".
+  std::vector<std::string> reasons;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, capability_report& x) {
+  return f(caf::meta::type_name("capability_report"), x.hw, x.detected_tier,
+           x.settings, x.reasons);
+}
+
 } // namespace fleetd

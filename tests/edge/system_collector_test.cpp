@@ -161,6 +161,9 @@ fake_storage(storage_actor::stateful_pointer<fake_storage_state> self,
     [](pending_atom, const std::string&, int64_t) { return queued_batches{}; },
     [](ack_atom, const std::string&, int64_t) { return int64_t{0}; },
     [](flush_atom) { return true; },
+    [](event_atom, const std::string&, const std::string&) {
+      // Events are not what this test is about.
+    },
     [](stats_atom) {
       actor_stats out;
       out.name = fake_storage_state::name;

@@ -1,0 +1,679 @@
+#include "edge/capability.hpp"
+
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <sstream>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+#include <caf/send.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "messages/error.hpp"
+#include "runtime/logger.hpp"
+
+namespace fleetd {
+
+namespace {
+
+constexpr const char* component = "capability";
+
+// The seed's thresholds, decimal units (1 GB = 1e9 bytes).
+constexpr int64_t kilo = 1000;
+constexpr int64_t mega = kilo * kilo;
+constexpr int64_t giga = kilo * mega;
+constexpr int64_t tier1_disk = 1 * giga;
+constexpr int64_t tier1_ram = 512 * mega;
+constexpr int64_t tier2_disk = 10 * mega;
+constexpr int64_t tier2_ram = 100 * mega;
+
+constexpr int64_t minute_ms = 60 * 1000;
+constexpr int64_t day_ms = 24 * 60 * minute_ms;
+
+// -- parsing (the same rules as edge/system_collector) ------------------------
+
+std::vector<std::string_view> split_lines(std::string_view text) {
+  std::vector<std::string_view> out;
+  while (!text.empty()) {
+    auto end = text.find('\n');
+    out.push_back(text.substr(0, end));
+    if (end == std::string_view::npos)
+      break;
+    text.remove_prefix(end + 1);
+  }
+  return out;
+}
+
+std::vector<std::string_view> split_fields(std::string_view line) {
+  std::vector<std::string_view> out;
+  size_t pos = 0;
+  while (pos < line.size()) {
+    auto begin = line.find_first_not_of(" \t", pos);
+    if (begin == std::string_view::npos)
+      break;
+    auto end = line.find_first_of(" \t", begin);
+    if (end == std::string_view::npos)
+      end = line.size();
+    out.push_back(line.substr(begin, end - begin));
+    pos = end;
+  }
+  return out;
+}
+
+std::string_view trim(std::string_view x) {
+  auto begin = x.find_first_not_of(" \t");
+  if (begin == std::string_view::npos)
+    return {};
+  auto end = x.find_last_not_of(" \t");
+  return x.substr(begin, end - begin + 1);
+}
+
+bool parse_int(std::string_view x, int64_t& out) {
+  auto last = x.data() + x.size();
+  auto [ptr, err] = std::from_chars(x.data(), last, out);
+  return !x.empty() && err == std::errc{} && ptr == last;
+}
+
+caf::error io_error(const std::string& what) {
+  return make_error(ec::io_error, what);
+}
+
+/// Whole file into `text`; the error names the path.
+caf::error load(const std::string& path, std::string& text) {
+  std::ifstream in{path};
+  if (!in)
+    return io_error(path + ": cannot open");
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  if (in.bad())
+    return io_error(path + ": read failed");
+  text = buf.str();
+  return caf::none;
+}
+
+/// MemTotal and MemAvailable in bytes.
+caf::error read_meminfo(const std::string& proc_root, hardware& hw) {
+  auto path = proc_root + "/meminfo";
+  std::string text;
+  if (auto err = load(path, text))
+    return err;
+  std::map<std::string_view, int64_t, std::less<>> bytes;
+  for (auto line : split_lines(text)) {
+    auto colon = line.find(':');
+    if (colon == std::string_view::npos)
+      continue;
+    auto key = trim(line.substr(0, colon));
+    if (key != "MemTotal" && key != "MemAvailable" && key != "MemFree"
+        && key != "Buffers" && key != "Cached")
+      continue;
+    auto fields = split_fields(line.substr(colon + 1));
+    int64_t value = 0;
+    if (fields.empty() || !parse_int(fields[0], value) || value < 0)
+      return io_error(path + ": " + std::string{key} + ": cannot read '"
+                      + std::string{trim(line.substr(colon + 1))} + "'");
+    // Every field we read is in kB (KiB) in meminfo.
+    if (fields.size() > 1 && fields[1] == "kB") {
+      if (value > std::numeric_limits<int64_t>::max() / 1024)
+        return io_error(path + ": " + std::string{key} + ": too large");
+      value *= 1024;
+    }
+    bytes[key] = value;
+  }
+  auto get = [&](const char* key) -> std::optional<int64_t> {
+    auto i = bytes.find(std::string_view{key});
+    if (i == bytes.end())
+      return std::nullopt;
+    return i->second;
+  };
+  auto total = get("MemTotal");
+  if (!total)
+    return io_error(path + ": no MemTotal");
+  hw.total_ram = *total;
+  if (auto avail = get("MemAvailable")) {
+    hw.available_ram = *avail;
+    return caf::none;
+  }
+  // Before Linux 3.14: what `free` showed as free + buffers/cache.
+  auto free = get("MemFree");
+  if (!free)
+    return io_error(path + ": neither MemAvailable nor MemFree");
+  hw.available_ram = *free + get("Buffers").value_or(0)
+                     + get("Cached").value_or(0);
+  return caf::none;
+}
+
+/// Number of "cpuN" lines (online CPUs); sysconf when there are none.
+int64_t read_cpu_cores(const std::string& proc_root) {
+  std::string text;
+  int64_t cpus = 0;
+  // A missing or unreadable stat is no error: sysconf knows the count, too.
+  if (auto err = load(proc_root + "/stat", text); !err) {
+    for (auto line : split_lines(text)) {
+      auto fields = split_fields(line);
+      // "cpu " is the sum of the others.
+      if (fields.empty() || fields[0].size() <= 3
+          || fields[0].substr(0, 3) != "cpu")
+        continue;
+      int64_t id = 0;
+      if (parse_int(fields[0].substr(3), id))
+        ++cpus;
+    }
+  }
+  if (cpus > 0)
+    return cpus;
+  auto n = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<int64_t>(n) : 1;
+}
+
+std::string parent_of(const std::string& path) {
+  auto end = path.find_last_not_of('/');
+  if (end == std::string::npos)
+    return "/";
+  auto slash = path.find_last_of('/', end);
+  if (slash == std::string::npos)
+    return ".";
+  auto parent = path.substr(0, slash);
+  auto trimmed = parent.find_last_not_of('/');
+  return trimmed == std::string::npos ? "/" : parent.substr(0, trimmed + 1);
+}
+
+/// statvfs of `data_dir`, or of its nearest existing parent.
+caf::error read_disk(const std::string& data_dir, hardware& hw) {
+  if (data_dir.empty())
+    return io_error("data directory: empty path");
+  auto path = data_dir;
+  struct statvfs fs {};
+  while (::statvfs(path.c_str(), &fs) != 0) {
+    auto code = errno;
+    auto parent = parent_of(path);
+    if (code != ENOENT || parent == path)
+      return io_error(path + ": statvfs failed: "
+                      + std::generic_category().message(code));
+    path = std::move(parent);
+  }
+  // Block counts are in f_frsize units, not f_bsize.
+  auto block = static_cast<int64_t>(fs.f_frsize);
+  hw.total_disk = block * static_cast<int64_t>(fs.f_blocks);
+  hw.available_disk = block * static_cast<int64_t>(fs.f_bavail);
+  return caf::none;
+}
+
+// -- rendering -----------------------------------------------------------------
+
+/// Decimal units with at most one decimal: "250 GB", "1.5 GB", "512 MB".
+std::string human_bytes(int64_t x) {
+  static constexpr const char* units[] = {"kB", "MB", "GB", "TB", "PB", "EB"};
+  if (x < kilo && x > -kilo)
+    return std::to_string(x) + " B";
+  auto value = static_cast<double>(x);
+  size_t unit = 0;
+  value /= kilo;
+  // 999.96 would print as "1000.0": move up a unit before rounding does.
+  while ((value >= 999.95 || value <= -999.95)
+         && unit + 1 < std::size(units)) {
+    value /= kilo;
+    ++unit;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f", value);
+  std::string out = buf;
+  if (out.size() > 2 && out.compare(out.size() - 2, 2, ".0") == 0)
+    out.resize(out.size() - 2);
+  return out + " " + units[unit];
+}
+
+/// "disk 250 GB > 1 GB" or "disk 1 GB is not > 1 GB". When rounding makes
+/// the two look equal although they differ, the exact bytes follow.
+struct comparison {
+  bool passed;
+  std::string text;
+};
+
+comparison compare(const char* what, int64_t value, int64_t threshold) {
+  auto shown = human_bytes(value);
+  if (shown == human_bytes(threshold) && value != threshold)
+    shown += " (" + std::to_string(value) + " bytes)";
+  auto passed = value > threshold;
+  return {passed, std::string{what} + " " + shown + (passed ? "" : " is not")
+                    + " > " + human_bytes(threshold)};
+}
+
+std::string failed_of(const comparison& x, const comparison& y) {
+  std::string out;
+  for (auto* c : {&x, &y}) {
+    if (c->passed)
+      continue;
+    if (!out.empty())
+      out += " and ";
+    out += c->text;
+  }
+  return out;
+}
+
+std::string tier_reason(const hardware& hw, int64_t tier) {
+  auto d1 = compare("disk", hw.total_disk, tier1_disk);
+  auto r1 = compare("RAM", hw.total_ram, tier1_ram);
+  auto d2 = compare("disk", hw.total_disk, tier2_disk);
+  auto r2 = compare("RAM", hw.total_ram, tier2_ram);
+  switch (tier) {
+    case 1:
+      return "tier 1: " + d1.text + " and " + r1.text;
+    case 2:
+      return "tier 2: not tier 1 (" + failed_of(d1, r1) + "); " + d2.text
+             + " and " + r2.text;
+    default:
+      return "tier 3: not tier 2 (" + failed_of(d2, r2) + ")";
+  }
+}
+
+const char* tier_name(int64_t tier) {
+  switch (tier) {
+    case 1: return "full";
+    case 2: return "constrained";
+    case 3: return "minimal";
+    default: return "unknown";
+  }
+}
+
+/// The largest whole unit an option would accept: "168h", "5min", "10s".
+std::string duration_text(int64_t ms) {
+  if (ms > 0 && ms % (60 * minute_ms) == 0)
+    return std::to_string(ms / (60 * minute_ms)) + "h";
+  if (ms > 0 && ms % minute_ms == 0)
+    return std::to_string(ms / minute_ms) + "min";
+  if (ms > 0 && ms % 1000 == 0)
+    return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+std::string json_string(const std::string& x) {
+  std::string out = "\"";
+  for (unsigned char c : x) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+/// Applies one override; `applies` false when the tier has no such setting.
+void apply(std::vector<std::string>& reasons, const char* name,
+           int64_t& setting, int64_t wanted, bool applies,
+           const char* why_not = "") {
+  if (!applies) {
+    reasons.push_back(std::string{name} + " " + std::to_string(wanted)
+                      + " from config ignored: " + why_not);
+    return;
+  }
+  auto derived = setting;
+  setting = wanted;
+  reasons.push_back(std::string{name} + " " + std::to_string(wanted)
+                    + " pinned by config ("
+                    + (derived == wanted ? std::string{"same as derived"}
+                                         : "derived " + std::to_string(derived))
+                    + ")");
+}
+
+capability_report fallback_report(const caf::error& err,
+                                  const tier_overrides& ov) {
+  auto out = derive(hardware{}, ov);
+  out.reasons.insert(out.reasons.begin(),
+                     "hardware unreadable (" + render(err)
+                       + "): assuming none");
+  return out;
+}
+
+} // namespace
+
+// -- library ---------------------------------------------------------------------
+
+caf::expected<hardware> read_hardware(const std::string& proc_root,
+                                      const std::string& data_dir) {
+  hardware hw;
+  if (auto err = read_meminfo(proc_root, hw))
+    return err;
+  if (auto err = read_disk(data_dir, hw))
+    return err;
+  hw.cpu_cores = read_cpu_cores(proc_root);
+  return hw;
+}
+
+int64_t pick_tier(const hardware& hw) {
+  if (hw.total_disk > tier1_disk && hw.total_ram > tier1_ram)
+    return 1;
+  if (hw.total_disk > tier2_disk && hw.total_ram > tier2_ram)
+    return 2;
+  return 3;
+}
+
+tier_settings defaults_for_tier(int64_t tier) {
+  tier_settings x;
+  x.tier = tier;
+  switch (tier) {
+    case 1:
+      x.sqlite = true;
+      x.storage_bytes = 100 * mega;
+      x.memory_points = 0;
+      x.retention_ms = 7 * day_ms;
+      x.sync_interval_ms = 5 * minute_ms;
+      x.batch_size = 1000;
+      x.zstd_level = 3;
+      break;
+    case 2:
+      // SQLite first; the ring of 1000 metrics when SQLite cannot be used.
+      x.sqlite = true;
+      x.storage_bytes = 5 * mega;
+      x.memory_points = 1000;
+      x.retention_ms = 1 * day_ms;
+      x.sync_interval_ms = 1 * minute_ms;
+      x.batch_size = 100;
+      x.zstd_level = 1;
+      break;
+    default:
+      // Memory only: the current reading plus the last 10 per series.
+      x.tier = 3;
+      x.sqlite = false;
+      x.storage_bytes = 0;
+      x.memory_points = 10;
+      x.retention_ms = 0;
+      x.sync_interval_ms = 10 * 1000;
+      x.batch_size = 10;
+      x.zstd_level = 0;
+      break;
+  }
+  return x;
+}
+
+capability_report derive(const hardware& hw, const tier_overrides& ov) {
+  capability_report out;
+  out.hw = hw;
+  out.detected_tier = pick_tier(hw);
+  auto& reasons = out.reasons;
+  reasons.push_back(tier_reason(hw, out.detected_tier));
+  auto tier = out.detected_tier;
+  if (ov.tier >= 1 && ov.tier <= 3) {
+    tier = ov.tier;
+    reasons.push_back("tier " + std::to_string(tier) + " pinned by config ("
+                      + (tier == out.detected_tier
+                           ? std::string{"same as detected"}
+                           : "detected tier "
+                               + std::to_string(out.detected_tier))
+                      + ")");
+  } else if (ov.tier != 0) {
+    reasons.push_back("tier " + std::to_string(ov.tier)
+                      + " from config ignored: must be 1, 2 or 3 "
+                        "(0 detects)");
+  }
+  auto& s = out.settings;
+  s = defaults_for_tier(tier);
+  constexpr const char* no_store = "tier 3 keeps no SQLite store";
+  if (ov.storage_bytes > 0)
+    apply(reasons, "storage_bytes", s.storage_bytes, ov.storage_bytes,
+          s.sqlite, no_store);
+  if (ov.retention_ms > 0)
+    apply(reasons, "retention_ms", s.retention_ms, ov.retention_ms, s.sqlite,
+          no_store);
+  if (ov.sync_interval_ms > 0)
+    apply(reasons, "sync_interval_ms", s.sync_interval_ms,
+          ov.sync_interval_ms, true);
+  if (ov.batch_size > 0)
+    apply(reasons, "batch_size", s.batch_size, ov.batch_size, true);
+  if (ov.zstd_level >= 0)
+    apply(reasons, "zstd_level", s.zstd_level, ov.zstd_level, true);
+  // The tier looks at the total; the store cannot use more than is free.
+  if (s.sqlite && hw.total_disk > 0 && hw.available_disk < s.storage_bytes)
+    reasons.push_back("warning: " + human_bytes(hw.available_disk)
+                      + " available on the data disk, less than the "
+                      + human_bytes(s.storage_bytes) + " storage cap");
+  return out;
+}
+
+capability_report detect(const std::string& proc_root,
+                         const std::string& data_dir,
+                         const tier_overrides& ov) {
+  auto hw = read_hardware(proc_root, data_dir);
+  if (!hw)
+    return fallback_report(hw.error(), ov);
+  return derive(*hw, ov);
+}
+
+bool differs(const capability_report& before, const capability_report& now) {
+  return before.detected_tier != now.detected_tier
+         || before.settings != now.settings;
+}
+
+std::string describe_change(const capability_report& before,
+                            const capability_report& now) {
+  std::string out;
+  auto field = [&](const char* name, int64_t x, int64_t y) {
+    if (x == y)
+      return;
+    if (!out.empty())
+      out += ", ";
+    out += std::string{name} + " " + std::to_string(x) + " -> "
+           + std::to_string(y);
+  };
+  auto& x = before.settings;
+  auto& y = now.settings;
+  field("tier", x.tier, y.tier);
+  field("detected_tier", before.detected_tier, now.detected_tier);
+  field("sqlite", x.sqlite, y.sqlite);
+  field("storage_bytes", x.storage_bytes, y.storage_bytes);
+  field("memory_points", x.memory_points, y.memory_points);
+  field("retention_ms", x.retention_ms, y.retention_ms);
+  field("sync_interval_ms", x.sync_interval_ms, y.sync_interval_ms);
+  field("batch_size", x.batch_size, y.batch_size);
+  field("zstd_level", x.zstd_level, y.zstd_level);
+  if (out.empty())
+    out = "no change";
+  for (auto& reason : now.reasons)
+    out += "; " + reason;
+  return out;
+}
+
+std::string to_json(const capability_report& x) {
+  std::ostringstream out;
+  auto& hw = x.hw;
+  auto& s = x.settings;
+  out << "{\"hardware\":{\"total_ram\":" << hw.total_ram
+      << ",\"available_ram\":" << hw.available_ram
+      << ",\"total_disk\":" << hw.total_disk
+      << ",\"available_disk\":" << hw.available_disk
+      << ",\"cpu_cores\":" << hw.cpu_cores << "}"
+      << ",\"detected_tier\":" << x.detected_tier
+      << ",\"settings\":{\"tier\":" << s.tier
+      << ",\"sqlite\":" << (s.sqlite ? "true" : "false")
+      << ",\"storage_bytes\":" << s.storage_bytes
+      << ",\"memory_points\":" << s.memory_points
+      << ",\"retention_ms\":" << s.retention_ms
+      << ",\"sync_interval_ms\":" << s.sync_interval_ms
+      << ",\"batch_size\":" << s.batch_size
+      << ",\"zstd_level\":" << s.zstd_level << "}"
+      << ",\"reasons\":[";
+  for (size_t i = 0; i < x.reasons.size(); ++i)
+    out << (i > 0 ? "," : "") << json_string(x.reasons[i]);
+  out << "]}";
+  return out.str();
+}
+
+std::string to_text(const capability_report& x) {
+  std::ostringstream out;
+  auto& hw = x.hw;
+  auto& s = x.settings;
+  out << "hardware\n"
+      << "  RAM          " << human_bytes(hw.total_ram) << " total, "
+      << human_bytes(hw.available_ram) << " available\n"
+      << "  disk         " << human_bytes(hw.total_disk) << " total, "
+      << human_bytes(hw.available_disk)
+      << " available (filesystem of the data directory)\n"
+      << "  CPU cores    " << hw.cpu_cores << "\n"
+      << "tier           " << s.tier << " " << tier_name(s.tier);
+  if (s.tier != x.detected_tier)
+    out << " (detected " << x.detected_tier << " "
+        << tier_name(x.detected_tier) << ")";
+  out << "\nsettings\n  storage      ";
+  if (s.sqlite) {
+    out << "SQLite, cap " << human_bytes(s.storage_bytes) << " ("
+        << s.storage_bytes << " bytes)";
+    if (s.memory_points > 0)
+      out << "; memory ring of " << s.memory_points
+          << " metrics when SQLite is unusable";
+  } else {
+    out << "memory only, current + last " << s.memory_points
+        << " readings per series";
+  }
+  out << "\n  retention    ";
+  if (s.retention_ms > 0)
+    out << duration_text(s.retention_ms) << " (" << s.retention_ms
+        << " ms)";
+  else
+    out << "last readings only";
+  out << "\n  sync every   " << duration_text(s.sync_interval_ms) << " ("
+      << s.sync_interval_ms << " ms)\n"
+      << "  batch size   " << s.batch_size << " points\n"
+      << "  compression  ";
+  if (s.zstd_level > 0)
+    out << "zstd level " << s.zstd_level;
+  else
+    out << "none";
+  out << "\nwhy\n";
+  for (auto& reason : x.reasons)
+    out << "  " << reason << "\n";
+  return out.str();
+}
+
+// -- actor -----------------------------------------------------------------------
+
+namespace {
+
+void notify(capability_actor::stateful_pointer<capability_state> self) {
+  auto& st = self->state;
+  for (auto& listener : st.cfg.listeners) {
+    // Typed actors may only send() to typed ones; listeners are not.
+    caf::anon_send(listener, capabilities_atom::value, *st.current);
+    ++st.notifications;
+  }
+}
+
+void check(capability_actor::stateful_pointer<capability_state> self) {
+  auto& st = self->state;
+  ++st.checks;
+  st.last_check_ms = st.cfg.clock->now_ms();
+  auto hw = read_hardware(st.cfg.proc_root, st.cfg.data_dir);
+  capability_report next;
+  if (!hw) {
+    ++st.read_failures;
+    // The same file stays unreadable every check: warn once, then debug.
+    if (st.read_failures == 1)
+      log_warning(component, "cannot read the hardware: ", render(hw.error()));
+    else
+      log_debug(component, "cannot read the hardware: ", render(hw.error()));
+    // A glitch must not downgrade a device that was fine a minute ago.
+    if (st.current)
+      return;
+    next = fallback_report(hw.error(), st.cfg.overrides);
+  } else {
+    next = derive(*hw, st.cfg.overrides);
+  }
+  if (!st.current) {
+    log_info(component, "tier ", next.settings.tier, ": ",
+             next.reasons.front());
+    st.current = std::move(next);
+    notify(self);
+    return;
+  }
+  if (!differs(*st.current, next)) {
+    // Same settings; keep the fresh readings for the console.
+    st.current = std::move(next);
+    return;
+  }
+  auto before = std::move(*st.current);
+  st.current = std::move(next);
+  ++st.changes;
+  st.last_change_ms = st.last_check_ms;
+  log_info(component, "capabilities changed: ",
+           describe_change(before, *st.current));
+  notify(self);
+  if (st.cfg.on_change)
+    st.cfg.on_change(before, *st.current);
+}
+
+} // namespace
+
+capability_actor::behavior_type
+capability(capability_actor::stateful_pointer<capability_state> self,
+           capability_config cfg) {
+  if (!cfg.clock)
+    cfg.clock = make_system_clock();
+  auto& st = self->state;
+  st.current = std::move(cfg.initial);
+  cfg.initial.reset();
+  st.cfg = std::move(cfg);
+  // The first check runs now, so every request finds a report.
+  check(self);
+  self->delayed_send(self, st.cfg.recheck_interval, tick_atom::value);
+  return {
+    [self](tick_atom) {
+      // Only our own ticks re-arm the timer; a tick from another actor is
+      // one extra check and must not start a second timer chain.
+      auto own_tick = self->current_sender() == self->ctrl();
+      check(self);
+      if (own_tick)
+        self->delayed_send(self, self->state.cfg.recheck_interval,
+                           tick_atom::value);
+    },
+    [self](capabilities_atom) { return *self->state.current; },
+    [self](stats_atom) {
+      auto& st = self->state;
+      auto& x = *st.current;
+      actor_stats out;
+      out.name = capability_state::name;
+      out.state = "tier " + std::to_string(x.settings.tier);
+      if (x.settings.tier != x.detected_tier)
+        out.state += " (pinned; detected "
+                     + std::to_string(x.detected_tier) + ")";
+      out.counters = {{"tier", x.settings.tier},
+                      {"detected_tier", x.detected_tier},
+                      {"checks", st.checks},
+                      {"changes", st.changes},
+                      {"read_failures", st.read_failures},
+                      {"notifications", st.notifications},
+                      {"storage_bytes", x.settings.storage_bytes},
+                      {"memory_points", x.settings.memory_points},
+                      {"retention_ms", x.settings.retention_ms},
+                      {"sync_interval_ms", x.settings.sync_interval_ms},
+                      {"batch_size", x.settings.batch_size},
+                      {"zstd_level", x.settings.zstd_level},
+                      {"total_ram", x.hw.total_ram},
+                      {"available_ram", x.hw.available_ram},
+                      {"total_disk", x.hw.total_disk},
+                      {"available_disk", x.hw.available_disk},
+                      {"cpu_cores", x.hw.cpu_cores},
+                      {"last_check_ms", st.last_check_ms},
+                      {"last_change_ms", st.last_change_ms}};
+      return out;
+    },
+  };
+}
+
+} // namespace fleetd

@@ -1,0 +1,69 @@
+#pragma once
+
+#include <deque>
+#include <map>
+#include <string>
+
+#include "edge/store_backend.hpp"
+#include "runtime/clock.hpp"
+
+namespace fleetd {
+
+/// How a memory store bounds itself (ARCHITECTURE.md section 5).
+struct memory_limits {
+  /// Tier 2: most points held in all (a ring); 0 = no total bound.
+  int64_t max_points = 1000;
+  /// Tier 3: most readings kept per series (current + history); 0 = none.
+  int64_t per_series = 0;
+  /// Most encoded batches kept while the cloud is away.
+  int64_t max_batches = 100;
+};
+
+/// A store in RAM for devices without room for SQLite: the same contract as
+/// edge_store, except that nothing survives a restart. Every point pushed
+/// out by a bound is counted by drop kind, like the SQLite store does.
+class memory_store : public store_backend {
+public:
+  memory_store(memory_limits limits, clock_ptr clock);
+
+  caf::expected<int64_t> store(const metric_samples& xs) override;
+  caf::expected<unbatched_points> fetch(const std::string& stream,
+                                        int64_t max) override;
+  caf::expected<int64_t> enqueue(const queued_batch& batch) override;
+  caf::expected<queued_batches> pending(const std::string& stream,
+                                        int64_t max) override;
+  caf::expected<int64_t> ack(const std::string& stream,
+                             int64_t sequence) override;
+  caf::error checkpoint() override;
+  caf::error record_event(const std::string& kind,
+                          const std::string& message) override;
+  std::map<std::string, int64_t> drops() override;
+  actor_stats stats() override;
+
+  int64_t points_held() const {
+    return static_cast<int64_t>(points_.size());
+  }
+
+private:
+  struct cursor {
+    int64_t next_sequence = 1;
+    int64_t batched_upto = 0;
+    int64_t acked_upto = 0;
+  };
+
+  // Drops the point with this id, counting it by what it means for delivery.
+  void drop_point(int64_t id);
+
+  memory_limits limits_;
+  clock_ptr clock_;
+  int64_t next_id_ = 1;
+  std::map<int64_t, metric_sample> points_;
+  std::map<std::string, std::deque<int64_t>> by_series_;
+  std::map<std::string, cursor> cursors_;
+  std::map<std::pair<std::string, int64_t>, queued_batch> queue_;
+  std::deque<std::pair<int64_t, std::string>> events_;
+  std::map<std::string, int64_t> drops_;
+  int64_t points_stored_ = 0;
+};
+
+} // namespace fleetd

@@ -1,0 +1,59 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include "messages/types.hpp"
+
+namespace fleetd {
+
+/// What the storage actor needs of a store: SQLite (tiers 1 and 2) or memory
+/// (tiers 2 and 3). Sync and collectors never know which one they talk to.
+class store_backend {
+public:
+  virtual ~store_backend() = default;
+
+  /// Commits all samples or none; replies how many were committed.
+  virtual caf::expected<int64_t> store(const metric_samples& xs) = 0;
+  /// Up to `max` samples no batch covers yet, with the next sequence.
+  virtual caf::expected<unbatched_points> fetch(const std::string& stream,
+                                                int64_t max) = 0;
+  /// Keeps an encoded batch until acked and advances the cursor atomically.
+  virtual caf::expected<int64_t> enqueue(const queued_batch& batch) = 0;
+  /// Up to `max` unacked batches, lowest sequence first.
+  virtual caf::expected<queued_batches> pending(const std::string& stream,
+                                                int64_t max) = 0;
+  /// Forgets batches up to and including `sequence`; replies how many.
+  virtual caf::expected<int64_t> ack(const std::string& stream,
+                                     int64_t sequence) = 0;
+  /// Makes everything committed durable in the main file.
+  virtual caf::error checkpoint() = 0;
+  /// Records an event (lifecycle, drops, pressure, capability change).
+  virtual caf::error record_event(const std::string& kind,
+                                  const std::string& message) = 0;
+  /// Every drop counter by kind (see drop_kind).
+  virtual std::map<std::string, int64_t> drops() = 0;
+  virtual actor_stats stats() = 0;
+};
+
+/// Why records were dropped; the keys of the drop counters.
+namespace drop_kind {
+/// Metric rows already acked by the cloud (no data lost).
+constexpr const char* metrics_synced = "metrics_synced";
+/// Metric rows whose data waits in a queued batch (no data lost).
+constexpr const char* metrics_queued_copy = "metrics_queued_copy";
+/// Metric points never delivered: unbatched rows or inside a dropped batch.
+constexpr const char* metrics_unsynced = "metrics_unsynced";
+/// Queued batches dropped before the cloud acked them.
+constexpr const char* batches_unsynced = "batches_unsynced";
+/// Samples refused because the disk stayed full.
+constexpr const char* metrics_rejected = "metrics_rejected";
+/// Events past their retention or dropped as a last resort.
+constexpr const char* events = "events";
+} // namespace drop_kind
+
+} // namespace fleetd

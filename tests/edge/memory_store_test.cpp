@@ -1,0 +1,122 @@
+// Memory stores for tiers 2 and 3: bounds hold, every drop is counted.
+#include <doctest/doctest.h>
+
+#include "edge/memory_store.hpp"
+#include "messages/wire.hpp"
+
+using namespace fleetd;
+
+namespace {
+
+metric_samples round_of(int64_t ts, int series) {
+  metric_samples out;
+  for (int i = 0; i < series; ++i) {
+    metric_sample x;
+    x.name = "sensor_" + std::to_string(i);
+    x.labels = {{"unit", "c"}};
+    x.timestamp_ms = ts;
+    x.value = static_cast<double>(ts % 1000) + i;
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
+int64_t point_drops(memory_store& st) {
+  auto d = st.drops();
+  return d[drop_kind::metrics_synced] + d[drop_kind::metrics_queued_copy]
+         + d[drop_kind::metrics_unsynced];
+}
+
+// One sync round against a cloud that acks everything: batch and ack.
+void sync_all(memory_store& st, int64_t now) {
+  auto up = st.fetch(metrics_stream, 1000);
+  REQUIRE(up);
+  if (up->samples.empty())
+    return;
+  queued_batch b;
+  b.stream = metrics_stream;
+  b.sequence = up->next_sequence;
+  b.last_id = up->last_id;
+  b.points = static_cast<int64_t>(up->samples.size());
+  b.created_ms = now;
+  REQUIRE(st.enqueue(b));
+  REQUIRE(st.ack(metrics_stream, b.sequence));
+}
+
+} // namespace
+
+TEST_CASE("a tier 2 ring keeps the latest 1000 points through hours offline") {
+  auto clk = std::make_shared<manual_clock>(0);
+  memory_store st{memory_limits{1000, 0, 100}, clk};
+  int64_t stored = 0;
+  // Six simulated hours, 30 series every 10 s, no cloud.
+  for (int i = 0; i < 6 * 360; ++i) {
+    clk->advance(10000);
+    auto n = st.store(round_of(clk->now_ms(), 30));
+    REQUIRE(n);
+    stored += *n;
+    CHECK(st.points_held() <= 1000);
+  }
+  CHECK(st.points_held() == 1000);
+  CHECK(stored == st.points_held() + point_drops(st));
+  CHECK(st.drops()[drop_kind::metrics_unsynced] == stored - 1000);
+  // The newest data is what is left.
+  auto up = st.fetch(metrics_stream, 2000);
+  REQUIRE(up);
+  CHECK(up->samples.back().timestamp_ms == clk->now_ms());
+}
+
+TEST_CASE("a tier 2 ring drops synced points first as the cloud acks") {
+  auto clk = std::make_shared<manual_clock>(0);
+  memory_store st{memory_limits{1000, 0, 100}, clk};
+  int64_t stored = 0;
+  for (int i = 0; i < 720; ++i) {
+    clk->advance(10000);
+    stored += *st.store(round_of(clk->now_ms(), 30));
+    if (i % 6 == 5)
+      sync_all(st, clk->now_ms());
+  }
+  auto d = st.drops();
+  CHECK(d[drop_kind::metrics_unsynced] == 0);
+  CHECK(d[drop_kind::metrics_synced] > 0);
+  CHECK(stored == st.points_held() + point_drops(st));
+}
+
+TEST_CASE("a tier 3 store keeps the current value and the last 10 readings") {
+  auto clk = std::make_shared<manual_clock>(0);
+  memory_store st{memory_limits{0, 10, 10}, clk};
+  int64_t stored = 0;
+  for (int i = 0; i < 3 * 360; ++i) {
+    clk->advance(10000);
+    stored += *st.store(round_of(clk->now_ms(), 5));
+  }
+  CHECK(st.points_held() == 5 * 10);
+  CHECK(stored == st.points_held() + point_drops(st));
+  auto up = st.fetch(metrics_stream, 1000);
+  REQUIRE(up);
+  CHECK(up->samples.size() == 50);
+  CHECK(up->samples.front().timestamp_ms == clk->now_ms() - 9 * 10000);
+}
+
+TEST_CASE("a bounded batch queue drops and counts the oldest unacked batch") {
+  auto clk = std::make_shared<manual_clock>(0);
+  memory_store st{memory_limits{0, 0, 3}, clk};
+  for (int64_t seq = 1; seq <= 5; ++seq) {
+    REQUIRE(st.store(round_of(seq, 4)));
+    auto up = st.fetch(metrics_stream, 100);
+    REQUIRE(up);
+    queued_batch b;
+    b.stream = metrics_stream;
+    b.sequence = seq;
+    b.last_id = up->last_id;
+    b.points = static_cast<int64_t>(up->samples.size());
+    REQUIRE(st.enqueue(b));
+  }
+  auto pend = st.pending(metrics_stream, 10);
+  REQUIRE(pend);
+  REQUIRE(pend->size() == 3);
+  CHECK(pend->front().sequence == 3);
+  CHECK(st.drops()[drop_kind::batches_unsynced] == 2);
+  CHECK(st.drops()[drop_kind::metrics_unsynced] == 8);
+  CHECK_FALSE(st.enqueue(queued_batch{metrics_stream, 9, 0, 0, 0, 0, ""}));
+}
