@@ -8,6 +8,7 @@
 
 #include "actors/inspector.hpp"
 #include "edge/cloud_link.hpp"
+#include "edge/load_generator.hpp"
 #include "edge/storage.hpp"
 #include "edge/sync.hpp"
 #include "edge/system_collector.hpp"
@@ -32,6 +33,9 @@ struct edge_options {
   int64_t sync_zstd_level = 0;
   option_set::duration backoff_base{};
   option_set::duration backoff_cap{};
+  int64_t load_series = 0;
+  option_set::duration load_interval{};
+  int64_t load_rounds = 0;
 };
 
 std::string host_name() {
@@ -68,6 +72,14 @@ void declare(option_set& opts, edge_options& x) {
            "First retry delay after a failed sync (full jitter)", 1ms);
   opts.add("sync.backoff-cap", x.backoff_cap, 5min,
            "Longest retry delay after repeated failures", 1ms);
+  opts.add("load.series", x.load_series, 0, "series",
+           "Synthetic load: series written per round (0: off); for load and "
+           "crash tests",
+           0, 1000000);
+  opts.add("load.interval", x.load_interval, 1s,
+           "Synthetic load: time between rounds", 0ms);
+  opts.add("load.rounds", x.load_rounds, 0, "rounds",
+           "Synthetic load: stop after this many rounds (0: never)", 0);
 }
 
 int run(int argc, char** argv) {
@@ -134,6 +146,18 @@ int run(int argc, char** argv) {
   ccfg.storage = st;
   auto col = sys.spawn(system_collector, ccfg);
   stops.add("system_collector", caf::actor_cast<caf::actor>(col));
+  std::vector<std::pair<std::string, caf::actor>> extra;
+  if (opt.load_series > 0) {
+    load_generator_config gcfg;
+    gcfg.series = opt.load_series;
+    gcfg.interval = opt.load_interval;
+    gcfg.max_rounds = opt.load_rounds;
+    gcfg.clock = clk;
+    gcfg.storage = st;
+    auto gen = sys.spawn(load_generator, gcfg);
+    stops.add("load_generator", caf::actor_cast<caf::actor>(gen));
+    extra.emplace_back("load_generator", caf::actor_cast<caf::actor>(gen));
+  }
   inspector_config icfg;
   icfg.role = "edge";
   icfg.node_id = opt.device_id;
@@ -142,6 +166,7 @@ int run(int argc, char** argv) {
                  {"storage", caf::actor_cast<caf::actor>(st)},
                  {"sync", caf::actor_cast<caf::actor>(syn)},
                  {"cloud_link", caf::actor_cast<caf::actor>(link)}};
+  icfg.actors.insert(icfg.actors.end(), extra.begin(), extra.end());
   auto insp = sys.spawn(inspector, icfg);
   stops.add("inspector", caf::actor_cast<caf::actor>(insp));
   auto port = publish_console(sys, insp,
