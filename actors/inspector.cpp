@@ -74,6 +74,18 @@ inspector(inspector_actor::stateful_pointer<inspector_state> self,
               [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
       return rp;
     },
+    [self](debug_atom, const std::string& what) -> caf::result<debug_report> {
+      auto& st = self->state;
+      auto i = st.cfg.debug.find(what);
+      if (i == st.cfg.debug.end())
+        return make_error(ec::bad_config, "this node has no '" + what
+                                            + "' diagnostics");
+      auto rp = self->make_response_promise<debug_report>();
+      self->request(i->second, std::chrono::seconds(60), debug_atom::value, what)
+        .then([rp](debug_report& x) mutable { rp.deliver(std::move(x)); },
+              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
   };
 }
 

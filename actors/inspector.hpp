@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,6 +21,8 @@ struct inspector_config {
   std::vector<std::pair<std::string, caf::actor>> actors;
   /// Answers `devices` (the cloud store); none on a device.
   caf::actor devices;
+  /// Who answers `debug` for each subject ("storage", "capabilities", ...).
+  std::map<std::string, caf::actor> debug;
 };
 
 struct inspector_state {

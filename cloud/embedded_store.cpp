@@ -14,7 +14,9 @@ constexpr const char* schema = R"(
 CREATE TABLE IF NOT EXISTS streams (
   device_id TEXT NOT NULL,
   stream TEXT NOT NULL,
+  epoch TEXT NOT NULL,
   last_sequence INTEGER NOT NULL,
+  epochs INTEGER NOT NULL,
   points INTEGER NOT NULL,
   batches INTEGER NOT NULL,
   duplicates INTEGER NOT NULL,
@@ -23,10 +25,11 @@ CREATE TABLE IF NOT EXISTS streams (
 CREATE TABLE IF NOT EXISTS batches (
   device_id TEXT NOT NULL,
   stream TEXT NOT NULL,
+  epoch TEXT NOT NULL,
   sequence INTEGER NOT NULL,
   points INTEGER NOT NULL,
   received_at INTEGER NOT NULL,
-  PRIMARY KEY (device_id, stream, sequence)) WITHOUT ROWID;
+  PRIMARY KEY (device_id, stream, epoch, sequence)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS series (
   id INTEGER PRIMARY KEY,
   name TEXT NOT NULL,
@@ -98,7 +101,7 @@ caf::expected<ingest_outcome> cloud_store::write(const ingest_batch& b) {
   auto now = clock_->now_ms();
   auto known_series = series_.size();
   auto err = sqlite::transaction(db_, [&]() -> caf::error {
-    auto sel = db_.prepare("SELECT last_sequence FROM streams "
+    auto sel = db_.prepare("SELECT last_sequence, epoch FROM streams "
                            "WHERE device_id = ?1 AND stream = ?2");
     if (!sel)
       return sel.error();
@@ -107,11 +110,20 @@ caf::expected<ingest_outcome> cloud_store::write(const ingest_batch& b) {
     if (!row)
       return row.error();
     int64_t last = *row ? sel->column_int(0) : 0;
+    // A new epoch is a store numbering from 1 again: its own sequence space.
+    bool new_epoch = *row && sel->column_text(1) != b.epoch;
+    if (new_epoch) {
+      log_warning("embedded_store", b.device_id, "/", b.stream,
+                  ": device store started afresh (epoch ", b.epoch,
+                  "); numbering restarts");
+      last = 0;
+    }
     auto seen = db_.prepare("SELECT 1 FROM batches WHERE device_id = ?1 "
-                            "AND stream = ?2 AND sequence = ?3");
+                            "AND stream = ?2 AND epoch = ?4 AND sequence = ?3");
     if (!seen)
       return seen.error();
-    seen->bind(1, b.device_id).bind(2, b.stream).bind(3, b.sequence);
+    seen->bind(1, b.device_id).bind(2, b.stream).bind(3, b.sequence).bind(
+      4, b.epoch);
     auto had = seen->step();
     if (!had)
       return had.error();
@@ -140,25 +152,28 @@ caf::expected<ingest_outcome> cloud_store::write(const ingest_batch& b) {
         return err;
     }
     auto n = static_cast<int64_t>(b.samples.size());
-    auto rec = db_.prepare("INSERT INTO batches (device_id, stream, sequence, "
-                           "points, received_at) VALUES (?1, ?2, ?3, ?4, ?5)");
+    auto rec = db_.prepare("INSERT INTO batches (device_id, stream, epoch, "
+                           "sequence, points, received_at) "
+                           "VALUES (?1, ?2, ?6, ?3, ?4, ?5)");
     if (!rec)
       return rec.error();
     rec->bind(1, b.device_id).bind(2, b.stream).bind(3, b.sequence).bind(4, n)
-      .bind(5, now);
+      .bind(5, now).bind(6, b.epoch);
     if (auto err = rec->run())
       return err;
     out.last_acked = std::max(last, b.sequence);
     out.stored = n;
     auto up = db_.prepare(
-      "INSERT INTO streams (device_id, stream, last_sequence, points, batches, "
-      "duplicates, last_seen) VALUES (?1, ?2, ?3, ?4, 1, 0, ?5) "
+      "INSERT INTO streams (device_id, stream, epoch, last_sequence, epochs, "
+      "points, batches, duplicates, last_seen) "
+      "VALUES (?1, ?2, ?6, ?3, 1, ?4, 1, 0, ?5) "
       "ON CONFLICT (device_id, stream) DO UPDATE SET last_sequence = ?3, "
-      "points = points + ?4, batches = batches + 1, last_seen = ?5");
+      "points = points + ?4, batches = batches + 1, last_seen = ?5, "
+      "epochs = epochs + (epoch != ?6), epoch = ?6");
     if (!up)
       return up.error();
     up->bind(1, b.device_id).bind(2, b.stream).bind(3, out.last_acked)
-      .bind(4, n).bind(5, now);
+      .bind(4, n).bind(5, now).bind(6, b.epoch);
     return up->run();
   });
   if (err) {
@@ -183,7 +198,8 @@ caf::expected<device_infos> cloud_store::devices() {
   auto st = db_.prepare(
     "SELECT s.device_id, s.stream, s.points, s.batches, s.duplicates, "
     "s.last_sequence, s.last_sequence - (SELECT count(*) FROM batches b "
-    "WHERE b.device_id = s.device_id AND b.stream = s.stream), s.last_seen "
+    "WHERE b.device_id = s.device_id AND b.stream = s.stream "
+    "AND b.epoch = s.epoch), s.last_seen "
     "FROM streams s ORDER BY s.device_id, s.stream");
   if (!st)
     return st.error();

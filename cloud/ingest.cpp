@@ -55,6 +55,7 @@ ingest(ingest_actor::stateful_pointer<ingest_state> self, ingest_config cfg) {
       ingest_batch b;
       b.device_id = std::move(req->device_id);
       b.stream = std::move(req->stream);
+      b.epoch = std::move(req->epoch);
       b.sequence = req->sequence;
       b.samples = std::move(req->samples);
       auto rp = self->make_response_promise<http_reply>();

@@ -643,6 +643,16 @@ capability(capability_actor::stateful_pointer<capability_state> self,
                            tick_atom::value);
     },
     [self](capabilities_atom) { return *self->state.current; },
+    [self](debug_atom,
+           const std::string& what) -> caf::result<debug_report> {
+      // What the last check found; `tick` first for a fresh reading.
+      if (what != "capabilities")
+        return make_error(ec::bad_config, "debug: the capability actor "
+                                          "answers 'capabilities', not '"
+                                            + what + "'");
+      auto& x = *self->state.current;
+      return debug_report{to_text(x), to_json(x)};
+    },
     [self](stats_atom) {
       auto& st = self->state;
       auto& x = *st.current;

@@ -104,6 +104,7 @@ struct capability_state {
 /// from another actor checks once more without a second timer. A failed
 /// read keeps the last report (never downgrades on a glitch); only with no
 /// report at all does it fall back to `detect`'s zero-hardware report.
+/// Answers `debug "capabilities"` with to_text/to_json of the current report.
 capability_actor::behavior_type
 capability(capability_actor::stateful_pointer<capability_state> self,
            capability_config cfg);

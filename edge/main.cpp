@@ -1,13 +1,19 @@
 // fleetd: the device node (collector -> storage -> sync -> cloud link).
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <caf/actor_system.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/scoped_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
 #include "actors/inspector.hpp"
+#include "edge/capability.hpp"
 #include "edge/cloud_link.hpp"
+#include "edge/memory_store.hpp"
 #include "edge/load_generator.hpp"
 #include "edge/storage.hpp"
 #include "edge/sync.hpp"
@@ -33,10 +39,23 @@ struct edge_options {
   int64_t sync_zstd_level = 0;
   option_set::duration backoff_base{};
   option_set::duration backoff_cap{};
+  int64_t tier_pin = 0;
+  option_set::duration recheck_interval{};
+  int64_t storage_bytes = 0;
+  option_set::duration retention{};
+  int64_t reserve_bytes = 0;
+  bool json = false;
   int64_t load_series = 0;
   option_set::duration load_interval{};
   int64_t load_rounds = 0;
 };
+
+std::string read_small_file(const std::string& path) {
+  std::ifstream in(path);
+  std::string out;
+  std::getline(in, out);
+  return out;
+}
 
 std::string host_name() {
   char buf[256] = {0};
@@ -62,12 +81,29 @@ void declare(option_set& opts, edge_options& x) {
   opts.add("collector.rounds", x.collector_rounds, 0, "rounds",
            "Stop collecting after this many rounds (0: never); sync goes on",
            0);
-  opts.add("sync.interval", x.sync_interval, 10s,
-           "How often the sync actor looks for new data when idle", 10ms);
-  opts.add("sync.batch-size", x.sync_batch_size, 1000, "points",
-           "Most points in one batch", 1, 1000000);
-  opts.add("sync.zstd-level", x.sync_zstd_level, 3, "level",
-           "zstd level for batches (0: send uncompressed)", 0, 19);
+  opts.add("sync.interval", x.sync_interval, 0s,
+           "How often the sync actor looks for new data when idle (0: the "
+           "tier's: 5min, 1min, 10s)");
+  opts.add("sync.batch-size", x.sync_batch_size, 0, "points",
+           "Most points in one batch (0: the tier's: 1000, 100, 10)", 0,
+           1000000);
+  opts.add("sync.zstd-level", x.sync_zstd_level, -1, "level",
+           "zstd level for batches (0: uncompressed, -1: the tier's)", -1, 19);
+  opts.add("tier.pin", x.tier_pin, 0, "tier",
+           "Use this tier (1, 2 or 3) instead of detecting it (0: detect)", 0,
+           3);
+  opts.add("tier.recheck-interval", x.recheck_interval, 1min,
+           "How often RAM and disk are read again to re-derive the tier", 1s);
+  opts.add("storage.max-bytes", x.storage_bytes, 0, "bytes",
+           "Cap of the SQLite store (0: the tier's: 100 MB, 5 MB)", 0);
+  opts.add("storage.retention", x.retention, 0s,
+           "Drop metrics older than this (0: the tier's: 7 days, 1 day)");
+  opts.add("storage.reserve-bytes", x.reserve_bytes, 512 * 1024, "bytes",
+           "Disk space held back and given up when the disk fills, so old "
+           "data can still be dropped to make room",
+           0);
+  opts.add("json", x.json, false,
+           "debug and maintenance commands: print JSON");
   opts.add("sync.backoff-base", x.backoff_base, 1s,
            "First retry delay after a failed sync (full jitter)", 1ms);
   opts.add("sync.backoff-cap", x.backoff_cap, 5min,
@@ -80,6 +116,119 @@ void declare(option_set& opts, edge_options& x) {
            "Synthetic load: time between rounds", 0ms);
   opts.add("load.rounds", x.load_rounds, 0, "rounds",
            "Synthetic load: stop after this many rounds (0: never)", 0);
+}
+
+tier_overrides overrides_of(const edge_options& opt) {
+  tier_overrides ov;
+  ov.tier = opt.tier_pin;
+  ov.storage_bytes = opt.storage_bytes;
+  ov.retention_ms = opt.retention.count();
+  ov.sync_interval_ms = opt.sync_interval.count();
+  ov.batch_size = opt.sync_batch_size;
+  ov.zstd_level = opt.sync_zstd_level;
+  return ov;
+}
+
+// SQLite when the tier has it, else a memory store bounded as the tier says.
+caf::expected<std::shared_ptr<store_backend>>
+open_backend(const edge_options& opt, const tier_settings& tier,
+             const clock_ptr& clk) {
+  if (!tier.sqlite) {
+    memory_limits lim;
+    lim.max_points = tier.tier == 2 ? tier.memory_points : 0;
+    lim.per_series = tier.tier == 3 ? tier.memory_points : 0;
+    lim.max_batches = tier.tier == 3 ? 10 : 100;
+    return std::make_shared<memory_store>(lim, clk);
+  }
+  storage_config scfg;
+  scfg.path = opt.common.data_dir + "/fleetd.db";
+  scfg.clock = clk;
+  scfg.limits.max_bytes = tier.storage_bytes;
+  scfg.limits.retention_ms = tier.retention_ms;
+  scfg.limits.reserve_bytes = opt.reserve_bytes;
+  auto store = edge_store::open(scfg);
+  if (!store)
+    return store.error();
+  return std::make_shared<edge_store>(std::move(*store));
+}
+
+// `fleetd debug ...` / `fleetd maintenance clean`: through the running node's
+// console when one holds the data directory, else on the files directly.
+int run_command(const edge_options& opt, const std::vector<std::string>& args) {
+  std::string what;
+  if (args.size() == 2 && args[0] == "debug"
+      && (args[1] == "storage" || args[1] == "queue"
+          || args[1] == "capabilities"))
+    what = args[1];
+  else if (args.size() == 2 && args[0] == "maintenance" && args[1] == "clean")
+    what = "clean";
+  if (what.empty()) {
+    std::cerr << "fleetd: unknown command; use: fleetd debug "
+                 "storage|queue|capabilities [--json], fleetd maintenance "
+                 "clean [--json]"
+              << std::endl;
+    return 2;
+  }
+  auto& dir = opt.common.data_dir;
+  auto print = [&](const debug_report& r) {
+    std::cout << (opt.json ? r.json + "\n" : r.text);
+    return 0;
+  };
+  auto fail = [&](const caf::error& err) {
+    std::cerr << "fleetd: " << args[0] << " " << args[1] << ": " << render(err)
+              << std::endl;
+    return 1;
+  };
+  struct stat st_dir;
+  if (stat(dir.c_str(), &st_dir) != 0) {
+    // No node has run here yet: only what this machine would get can be told.
+    if (what == "capabilities") {
+      auto caps = detect("/proc", dir, overrides_of(opt));
+      return print(debug_report{to_text(caps), to_json(caps)});
+    }
+    return fail(make_error(ec::io_error, "no data directory " + dir));
+  }
+  auto lock = lock_data_dir(dir, "fleetd");
+  if (!lock) {
+    // A node runs on this directory: ask it.
+    auto port = std::atoi(read_small_file(dir + "/console.port").c_str());
+    if (port <= 0)
+      return fail(make_error(ec::io_error, "a node holds " + dir
+                                             + " but its console.port is "
+                                               "unreadable"));
+    node_config cfg{opt.common};
+    caf::actor_system sys{cfg};
+    auto node = sys.middleman().remote_actor<inspector_actor>(
+      "127.0.0.1", static_cast<uint16_t>(port));
+    if (!node)
+      return fail(node.error());
+    caf::scoped_actor self{sys};
+    int rc = 1;
+    self->request(*node, std::chrono::seconds(120), debug_atom::value, what)
+      .receive([&](debug_report& r) { rc = print(r); },
+               [&](caf::error& err) { rc = fail(err); });
+    return rc;
+  }
+  auto caps = detect("/proc", dir, overrides_of(opt));
+  if (what == "capabilities") {
+    debug_report r;
+    r.text = to_text(caps);
+    r.json = to_json(caps);
+    return print(r);
+  }
+  if (caps.settings.sqlite && stat((dir + "/fleetd.db").c_str(), &st_dir) != 0)
+    return fail(make_error(ec::io_error, "no database in " + dir));
+  if (!caps.settings.sqlite)
+    return fail(make_error(ec::io_error, "tier " + std::to_string(caps.settings.tier)
+                                           + " keeps data in memory: only a "
+                                             "running node can tell"));
+  auto backend = open_backend(opt, caps.settings, make_system_clock());
+  if (!backend)
+    return fail(backend.error());
+  auto r = (*backend)->debug(what);
+  if (!r)
+    return fail(r.error());
+  return print(*r);
 }
 
 int run(int argc, char** argv) {
@@ -103,21 +252,38 @@ int run(int argc, char** argv) {
     return 1;
   };
   auto& dir = opt.common.data_dir;
+  if (!opts.args().empty())
+    return run_command(opt, opts.args());
   if (auto err = ensure_directory(dir))
     return die(err);
+  auto lock = lock_data_dir(dir, "fleetd");
+  if (!lock)
+    return die(lock.error());
   auto clk = make_system_clock();
-  storage_config scfg;
-  scfg.path = dir + "/fleetd.db";
-  scfg.clock = clk;
-  auto store = edge_store::open(scfg);
-  if (!store)
-    return die(store.error());
+  auto caps = detect("/proc", dir, overrides_of(opt));
+  auto& tier = caps.settings;
+  log_info("fleetd", "tier ", tier.tier, " (", caps.reasons.front(), ")");
+  auto backend = open_backend(opt, tier, clk);
+  if (!backend)
+    return die(backend.error());
   node_config cfg{opt.common};
   caf::actor_system sys{cfg};
   stop_list stops;
-  auto st = sys.spawn<caf::detached>(
-    storage, std::make_shared<edge_store>(std::move(*store)));
+  auto st = sys.spawn<caf::detached>(storage, std::move(*backend));
   stops.add("storage", caf::actor_cast<caf::actor>(st));
+  capability_config kcfg;
+  kcfg.data_dir = dir;
+  kcfg.overrides = overrides_of(opt);
+  kcfg.recheck_interval = opt.recheck_interval;
+  kcfg.initial = caps;
+  kcfg.clock = clk;
+  kcfg.on_change = [st](const capability_report& before,
+                        const capability_report& now) {
+    caf::anon_send(st, event_atom::value, std::string("capability_change"),
+                   describe_change(before, now));
+  };
+  auto cap = sys.spawn(capability, kcfg);
+  stops.add("capability", caf::actor_cast<caf::actor>(cap));
   cloud_link_config lcfg;
   lcfg.host = opt.cloud_host;
   lcfg.port = static_cast<uint16_t>(opt.cloud_port);
@@ -127,9 +293,9 @@ int run(int argc, char** argv) {
   sync_config ycfg;
   ycfg.device_id = opt.device_id;
   ycfg.stream = metrics_stream;
-  ycfg.interval = opt.sync_interval;
-  ycfg.batch_size = opt.sync_batch_size;
-  ycfg.zstd_level = static_cast<int>(opt.sync_zstd_level);
+  ycfg.interval = std::chrono::milliseconds(tier.sync_interval_ms);
+  ycfg.batch_size = tier.batch_size;
+  ycfg.zstd_level = static_cast<int>(tier.zstd_level);
   ycfg.backoff_base = opt.backoff_base;
   ycfg.backoff_cap = opt.backoff_cap;
   ycfg.request_timeout = opt.cloud_timeout * 2 + std::chrono::seconds(1);
@@ -165,7 +331,11 @@ int run(int argc, char** argv) {
   icfg.actors = {{"system_collector", caf::actor_cast<caf::actor>(col)},
                  {"storage", caf::actor_cast<caf::actor>(st)},
                  {"sync", caf::actor_cast<caf::actor>(syn)},
-                 {"cloud_link", caf::actor_cast<caf::actor>(link)}};
+                 {"cloud_link", caf::actor_cast<caf::actor>(link)},
+                 {"capability", caf::actor_cast<caf::actor>(cap)}};
+  for (auto what : {"storage", "queue", "clean"})
+    icfg.debug[what] = caf::actor_cast<caf::actor>(st);
+  icfg.debug["capabilities"] = caf::actor_cast<caf::actor>(cap);
   icfg.actors.insert(icfg.actors.end(), extra.begin(), extra.end());
   auto insp = sys.spawn(inspector, icfg);
   stops.add("inspector", caf::actor_cast<caf::actor>(insp));

@@ -1,8 +1,14 @@
 #include "edge/memory_store.hpp"
 
+#include <cstdio>
+#include <random>
+
 #include "messages/error.hpp"
 #include "messages/labels.hpp"
 #include "messages/wire.hpp"
+#include "runtime/json.hpp"
+
+#include <sstream>
 
 namespace fleetd {
 
@@ -18,7 +24,11 @@ std::string series_key(const metric_sample& x) {
 
 memory_store::memory_store(memory_limits limits, clock_ptr clock)
   : limits_(limits), clock_(std::move(clock)) {
-  // Nothing to load: a memory store starts empty by definition.
+  // Every start numbers afresh: what the last run queued died with it.
+  std::random_device rd;
+  char buf[20];
+  snprintf(buf, sizeof(buf), "%08x%08x", rd(), rd());
+  epoch_ = buf;
 }
 
 void memory_store::drop_point(int64_t id) {
@@ -61,6 +71,7 @@ caf::expected<unbatched_points> memory_store::fetch(const std::string& stream,
   unbatched_points out;
   auto& cur = cursors_[stream];
   out.next_sequence = cur.next_sequence;
+  out.epoch = epoch_;
   out.last_id = cur.batched_upto;
   for (auto i = points_.upper_bound(cur.batched_upto);
        i != points_.end() && static_cast<int64_t>(out.samples.size()) < max;
@@ -149,6 +160,43 @@ actor_stats memory_store::stats() {
   out.counters["series"] = static_cast<int64_t>(by_series_.size());
   for (auto& kv : drops_)
     out.counters["dropped_" + kv.first] = kv.second;
+  return out;
+}
+
+caf::expected<debug_report> memory_store::debug(const std::string& what) {
+  debug_report out;
+  json_object json;
+  std::ostringstream text;
+  if (what == "storage") {
+    auto st = stats();
+    text << "memory store (" << st.state << "), nothing survives a restart\n";
+    for (auto& kv : st.counters) {
+      text << "  " << kv.first << "=" << kv.second << "\n";
+      json.add(kv.first, kv.second);
+    }
+  } else if (what == "queue") {
+    std::string items;
+    for (auto& kv : queue_) {
+      text << kv.first.first << " " << kv.first.second << " "
+           << kv.second.points << " points\n";
+      json_object item;
+      item.add("stream", kv.first.first)
+        .add("sequence", kv.first.second)
+        .add("points", kv.second.points)
+        .add("bytes", static_cast<int64_t>(kv.second.body.size()));
+      items += (items.empty() ? "" : ",") + item.str();
+    }
+    text << queue_.size() << " batches waiting\n";
+    json.add("batches", static_cast<int64_t>(queue_.size()))
+      .raw("items", "[" + items + "]");
+  } else if (what == "clean") {
+    text << "memory store: nothing to clean\n";
+    json.add("dropped_synced", int64_t{0});
+  } else {
+    return make_error(ec::bad_config, "unknown debug subject '" + what + "'");
+  }
+  out.text = text.str();
+  out.json = json.str();
   return out;
 }
 

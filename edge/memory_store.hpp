@@ -39,6 +39,7 @@ public:
                           const std::string& message) override;
   std::map<std::string, int64_t> drops() override;
   actor_stats stats() override;
+  caf::expected<debug_report> debug(const std::string& what) override;
 
   int64_t points_held() const {
     return static_cast<int64_t>(points_.size());
@@ -56,6 +57,7 @@ private:
 
   memory_limits limits_;
   clock_ptr clock_;
+  std::string epoch_;
   int64_t next_id_ = 1;
   std::map<int64_t, metric_sample> points_;
   std::map<std::string, std::deque<int64_t>> by_series_;

@@ -3,6 +3,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <random>
+#include <ctime>
+#include <sstream>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <algorithm>
@@ -11,6 +15,7 @@
 
 #include "messages/error.hpp"
 #include "messages/labels.hpp"
+#include "runtime/json.hpp"
 #include "runtime/logger.hpp"
 
 namespace fleetd {
@@ -43,6 +48,9 @@ CREATE TABLE IF NOT EXISTS events (
   ts INTEGER NOT NULL,
   kind TEXT NOT NULL,
   message TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS drops (
   kind TEXT PRIMARY KEY,
   count INTEGER NOT NULL) WITHOUT ROWID;
@@ -53,6 +61,11 @@ CREATE TABLE IF NOT EXISTS stream_state (
   acked_sequence INTEGER NOT NULL,
   acked_upto INTEGER NOT NULL) WITHOUT ROWID;
 )";
+
+int64_t file_size(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : -1;
+}
 
 std::string series_key(const std::string& name, const std::string& labels) {
   std::string key = name;
@@ -91,6 +104,8 @@ caf::expected<edge_store> edge_store::open(const storage_config& cfg) {
         out.db_ = std::move(*db);
         err = out.db_.exec(schema);
         if (!err)
+          err = out.load_epoch();
+        if (!err)
           err = out.prepare();
         if (!err) {
           if (!out.hold_reserve())
@@ -115,6 +130,37 @@ caf::expected<edge_store> edge_store::open(const storage_config& cfg) {
     ++out.moved_aside_;
   }
   return make_error(ec::storage_failed, "cannot open " + cfg.path);
+}
+
+namespace {
+
+// A fresh random name for a store's sequence numbering (hex).
+std::string new_epoch() {
+  std::random_device rd;
+  char buf[20];
+  snprintf(buf, sizeof(buf), "%08x%08x", rd(), rd());
+  return buf;
+}
+
+} // namespace
+
+caf::error edge_store::load_epoch() {
+  // Set once when the file is created: it names this store's numbering.
+  auto ins = db_.prepare("INSERT OR IGNORE INTO meta (key, value) "
+                         "VALUES ('epoch', ?1)");
+  if (!ins)
+    return ins.error();
+  ins->bind(1, new_epoch());
+  if (auto err = ins->run())
+    return err;
+  auto sel = db_.prepare("SELECT value FROM meta WHERE key = 'epoch'");
+  if (!sel)
+    return sel.error();
+  auto row = sel->step();
+  if (!row)
+    return row.error();
+  epoch_ = *row ? sel->column_text(0) : std::string{};
+  return caf::none;
 }
 
 caf::error edge_store::prepare() {
@@ -536,6 +582,7 @@ caf::expected<unbatched_points> edge_store::fetch(const std::string& stream,
   }
   select_state_.reset();
   out.last_id = batched_upto;
+  out.epoch = epoch_;
   select_unbatched_.reset().bind(1, batched_upto).bind(2, max);
   for (;;) {
     auto more = select_unbatched_.step();
@@ -679,6 +726,167 @@ actor_stats edge_store::stats() {
   return out;
 }
 
+namespace {
+
+int64_t scalar(sqlite::database& db, const std::string& sql) {
+  auto st = db.prepare(sql);
+  if (!st)
+    return -1;
+  auto row = st->step();
+  return row && *row && !st->column_is_null(0) ? st->column_int(0) : 0;
+}
+
+std::string format_time(int64_t ms) {
+  if (ms <= 0)
+    return "-";
+  time_t secs = static_cast<time_t>(ms / 1000);
+  std::tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+} // namespace
+
+caf::expected<debug_report> edge_store::debug(const std::string& what) {
+  debug_report out;
+  std::ostringstream text;
+  json_object json;
+  if (what == "clean") {
+    auto before = used_bytes();
+    auto file_before = file_size(cfg_.path);
+    auto cutoff = cfg_.clock->now_ms() - cfg_.limits.retention_ms;
+    int64_t dropped = 0;
+    auto [acked, batched] = metric_cursors(db_);
+    auto err = sqlite::transaction(db_, [&]() -> caf::error {
+      auto st = db_.prepare("DELETE FROM metrics WHERE ts < ?1 AND id <= ?2");
+      if (!st)
+        return st.error();
+      st->bind(1, cutoff).bind(2, acked);
+      if (auto err = st->run())
+        return err;
+      dropped = db_.changes();
+      return count_drop(drop_kind::metrics_synced, dropped);
+    });
+    if (err)
+      return err;
+    if (auto err = db_.exec("VACUUM"))
+      return err;
+    if (auto err = checkpoint())
+      return err;
+    text << "dropped " << dropped << " synced metrics older than "
+         << format_time(cutoff) << "\nvacuumed and checkpointed: "
+         << file_before << " -> " << file_size(cfg_.path)
+         << " bytes on disk, " << before << " -> " << used_bytes()
+         << " bytes in use\n";
+    json.add("dropped_synced", dropped)
+      .add("retention_cutoff_ms", cutoff)
+      .add("file_bytes_before", file_before)
+      .add("file_bytes_after", file_size(cfg_.path))
+      .add("used_bytes_before", before)
+      .add("used_bytes_after", used_bytes());
+  } else if (what == "storage") {
+    auto [acked, batched] = metric_cursors(db_);
+    auto integrity = db_.quick_check();
+    auto rows_metrics = scalar(db_, "SELECT count(*) FROM metrics");
+    auto unbatched = scalar(db_, "SELECT count(*) FROM metrics WHERE id > "
+                                   + std::to_string(batched));
+    auto queued = scalar(db_, "SELECT count(*) FROM sync_queue");
+    auto queued_points = scalar(db_, "SELECT sum(points) FROM sync_queue");
+    auto oldest = scalar(db_, "SELECT min(ts) FROM metrics");
+    auto newest = scalar(db_, "SELECT max(ts) FROM metrics");
+    text << "database   " << cfg_.path << " (" << file_size(cfg_.path)
+         << " bytes, WAL " << std::max<int64_t>(0, file_size(cfg_.path + "-wal"))
+         << " bytes)\nin use     " << used_bytes() << " of "
+         << cfg_.limits.max_bytes << " bytes cap\nintegrity  " << integrity
+         << "\nrows       metrics=" << rows_metrics
+         << " series=" << scalar(db_, "SELECT count(*) FROM series")
+         << " sync_queue=" << queued
+         << " events=" << scalar(db_, "SELECT count(*) FROM events")
+         << "\nmetrics    oldest " << format_time(oldest) << ", newest "
+         << format_time(newest) << "\nbacklog    " << unbatched
+         << " points not batched, " << queued << " batches ("
+         << queued_points << " points) waiting for the cloud\ndrops     ";
+    json_object drops_json;
+    for (auto& kv : drops()) {
+      text << " " << kv.first << "=" << kv.second;
+      drops_json.add(kv.first, kv.second);
+    }
+    text << "\npressure   " << (under_pressure_ ? "disk full" : "none") << "\n";
+    json.add("path", cfg_.path)
+      .add("file_bytes", file_size(cfg_.path))
+      .add("wal_bytes", std::max<int64_t>(0, file_size(cfg_.path + "-wal")))
+      .add("used_bytes", used_bytes())
+      .add("max_bytes", cfg_.limits.max_bytes)
+      .add("integrity", integrity)
+      .add("metrics_rows", rows_metrics)
+      .add("series_rows", scalar(db_, "SELECT count(*) FROM series"))
+      .add("sync_queue_rows", queued)
+      .add("events_rows", scalar(db_, "SELECT count(*) FROM events"))
+      .add("oldest_ms", oldest)
+      .add("newest_ms", newest)
+      .add("unbatched_points", unbatched)
+      .add("queued_points", queued_points)
+      .raw("drops", drops_json.str())
+      .add("under_pressure", under_pressure_);
+  } else if (what == "queue") {
+    auto st = db_.prepare("SELECT stream, sequence, points, length(payload), "
+                          "created_at, retry_count, next_retry FROM sync_queue "
+                          "ORDER BY stream, sequence");
+    if (!st)
+      return st.error();
+    std::string items;
+    int64_t count = 0;
+    int64_t first = 0;
+    int64_t last = 0;
+    text << "STREAM   SEQUENCE  POINTS   BYTES  CREATED               RETRIES\n";
+    for (;;) {
+      auto row = st->step();
+      if (!row)
+        return row.error();
+      if (!*row)
+        break;
+      auto seq = st->column_int(1);
+      if (count == 0)
+        first = seq;
+      last = seq;
+      ++count;
+      char line[160];
+      snprintf(line, sizeof(line), "%-8s %8lld %7lld %7lld  %-20s %7lld\n",
+               st->column_text(0).c_str(), static_cast<long long>(seq),
+               static_cast<long long>(st->column_int(2)),
+               static_cast<long long>(st->column_int(3)),
+               format_time(st->column_int(4)).c_str(),
+               static_cast<long long>(st->column_int(5)));
+      text << line;
+      json_object item;
+      item.add("stream", st->column_text(0))
+        .add("sequence", seq)
+        .add("points", st->column_int(2))
+        .add("bytes", st->column_int(3))
+        .add("created_ms", st->column_int(4))
+        .add("retry_count", st->column_int(5))
+        .add("next_retry_ms", st->column_int(6));
+      items += (items.empty() ? "" : ",") + item.str();
+    }
+    text << count << " batches waiting";
+    if (count > 0)
+      text << ", sequences " << first << ".." << last;
+    text << "; retries follow the sync actor's backoff (see fleetctl status)\n";
+    json.add("batches", count)
+      .add("first_sequence", first)
+      .add("last_sequence", last)
+      .raw("items", "[" + items + "]");
+  } else {
+    return make_error(ec::bad_config, "unknown debug subject '" + what
+                                        + "' (storage, queue, clean)");
+  }
+  out.text = text.str();
+  out.json = json.str();
+  return out;
+}
+
 storage_actor::behavior_type
 storage(storage_actor::stateful_pointer<storage_state> self,
         std::shared_ptr<store_backend> store) {
@@ -734,6 +942,12 @@ storage(storage_actor::stateful_pointer<storage_state> self,
       if (auto err = st.record_event(kind, message))
         log_warning("storage", "cannot record event ", kind, ": ",
                     render(err));
+    },
+    [&st](debug_atom, const std::string& what) -> caf::result<debug_report> {
+      auto r = st.debug(what);
+      if (!r)
+        return r.error();
+      return std::move(*r);
     },
     [&st](stats_atom) { return st.stats(); },
   };

@@ -51,6 +51,7 @@ public:
   caf::expected<int64_t> ack(const std::string& stream, int64_t sequence) override;
   caf::error checkpoint() override;
   actor_stats stats() override;
+  caf::expected<debug_report> debug(const std::string& what) override;
 
   /// Applies the caps now: age first, then size, oldest synced data first.
   /// Returns how many records were dropped.
@@ -69,6 +70,10 @@ public:
   /// Every drop counter, persisted across restarts.
   std::map<std::string, int64_t> drops() override;
 
+  const std::string& epoch() const {
+    return epoch_;
+  }
+
   /// True while the last write failed for lack of space.
   bool under_pressure() const {
     return under_pressure_;
@@ -76,6 +81,7 @@ public:
 
 private:
   caf::error prepare();
+  caf::error load_epoch();
   caf::expected<int64_t> series_id(const metric_sample& x);
   caf::expected<int64_t> insert_all(const metric_samples& xs);
   // Deletes one chunk in policy order; 0 when nothing is left to drop.
@@ -107,6 +113,7 @@ private:
   int64_t moved_aside_ = 0;
   int64_t last_age_check_ms_ = 0;
   bool under_pressure_ = false;
+  std::string epoch_;
   bool reserve_held_ = false;
   // Rejections not yet persisted because the disk was full.
   int64_t unpersisted_rejected_ = 0;

@@ -38,6 +38,10 @@ public:
   /// Every drop counter by kind (see drop_kind).
   virtual std::map<std::string, int64_t> drops() = 0;
   virtual actor_stats stats() = 0;
+  /// "storage" (sizes, rows, backlog, drops, integrity), "queue" (batches
+  /// waiting) or "clean" (checkpoint, vacuum, drop synced data past
+  /// retention, then say what it did); ec::bad_config for anything else.
+  virtual caf::expected<debug_report> debug(const std::string& what) = 0;
 };
 
 /// Why records were dropped; the keys of the drop counters.

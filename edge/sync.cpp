@@ -97,6 +97,7 @@ void cut(self_ptr self) {
         encode_settings es;
         es.device_id = st.cfg.device_id;
         es.sequence = up.next_sequence;
+        es.epoch = up.epoch;
         es.now_ms = st.cfg.clock->now_ms();
         es.zstd_level = st.cfg.zstd_level;
         queued_batch b;
@@ -146,7 +147,8 @@ sync_actor::behavior_type sync(sync_actor::stateful_pointer<sync_state> self,
                                sync_config cfg) {
   self->state.cfg = std::move(cfg);
   self->state.rng.seed(static_cast<std::minstd_rand::result_type>(
-    self->state.cfg.seed ? self->state.cfg.seed : self->id() + 1));
+    // Fleet-wide spread: devices must not retry in lockstep after an outage.
+    self->state.cfg.seed ? self->state.cfg.seed : std::random_device{}()));
   self->send(self, tick_atom::value, ++self->state.generation);
   return {
     [self](tick_atom) {

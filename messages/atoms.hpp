@@ -18,6 +18,7 @@ using status_atom = caf::atom_constant<caf::atom("status")>;
 using devices_atom = caf::atom_constant<caf::atom("devices")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using event_atom = caf::atom_constant<caf::atom("event")>;
+using debug_atom = caf::atom_constant<caf::atom("debug")>;
 using points_atom = caf::atom_constant<caf::atom("points")>;
 using capabilities_atom = caf::atom_constant<caf::atom("caps")>;
 

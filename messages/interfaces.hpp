@@ -29,6 +29,8 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<flush_atom>::with<bool>,
   // Records an event (kind, message) in the local events table.
   caf::reacts_to<event_atom, std::string, std::string>,
+  // Diagnostics: "storage", "queue", or "clean" (maintenance, then report).
+  caf::replies_to<debug_atom, std::string>::with<debug_report>,
   stats_handler>;
 
 /// What the sync actors see as "the cloud" (edge/cloud_link).
@@ -72,7 +74,9 @@ using inspector_actor = caf::typed_actor<
   // Identity, uptime and every registered actor's statistics.
   caf::replies_to<status_atom>::with<node_status>,
   // On a cloud node every device stream; empty on a device.
-  caf::replies_to<devices_atom>::with<device_infos>>;
+  caf::replies_to<devices_atom>::with<device_infos>,
+  // Forwards a diagnostic request to the actor that owns the subject.
+  caf::replies_to<debug_atom, std::string>::with<debug_report>>;
 
 /// Detects the device's tier and derived settings (edge/capability).
 using capability_actor = caf::typed_actor<
@@ -80,6 +84,8 @@ using capability_actor = caf::typed_actor<
   caf::reacts_to<tick_atom>,
   // The current report: hardware, tier, settings and why.
   caf::replies_to<capabilities_atom>::with<capability_report>,
+  // Diagnostics: "capabilities" gives the current report as text and JSON.
+  caf::replies_to<debug_atom, std::string>::with<debug_report>,
   stats_handler>;
 
 /// What an actor declares to hear about new capabilities: the capability

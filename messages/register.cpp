@@ -24,6 +24,7 @@ void register_messages(caf::actor_system_config& cfg) {
   cfg.add_message_type<hardware>("hardware");
   cfg.add_message_type<tier_settings>("tier_settings");
   cfg.add_message_type<capability_report>("capability_report");
+  cfg.add_message_type<debug_report>("debug_report");
   add_error_category(cfg);
 }
 

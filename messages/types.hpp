@@ -34,13 +34,15 @@ struct unbatched_points {
   int64_t last_id = 0;
   /// Sequence the next batch of the stream must carry.
   int64_t next_sequence = 1;
+  /// The store's sequence namespace (SyncMetadata.epoch).
+  std::string epoch;
   metric_samples samples;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, unbatched_points& x) {
   return f(caf::meta::type_name("unbatched_points"), x.last_id,
-           x.next_sequence, x.samples);
+           x.next_sequence, x.epoch, x.samples);
 }
 
 /// An encoded batch kept in sync_queue until the cloud acks it.
@@ -83,6 +85,7 @@ typename Inspector::result_type inspect(Inspector& f, sync_ack& x) {
 struct ingest_batch {
   std::string device_id;
   std::string stream;
+  std::string epoch;
   int64_t sequence = 0;
   metric_samples samples;
 };
@@ -90,7 +93,7 @@ struct ingest_batch {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ingest_batch& x) {
   return f(caf::meta::type_name("ingest_batch"), x.device_id, x.stream,
-           x.sequence, x.samples);
+           x.epoch, x.sequence, x.samples);
 }
 
 /// What the cloud store did with a batch.
@@ -238,6 +241,18 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, capability_report& x) {
   return f(caf::meta::type_name("capability_report"), x.hw, x.detected_tier,
            x.settings, x.reasons);
+}
+
+/// A diagnostic answer (`fleetd debug ...`, `fleetd maintenance ...`): the
+/// same content for people and for machines.
+struct debug_report {
+  std::string text;
+  std::string json;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, debug_report& x) {
+  return f(caf::meta::type_name("debug_report"), x.text, x.json);
 }
 
 } // namespace fleetd

@@ -104,6 +104,7 @@ std::string encode_metrics_request(const encode_settings& cfg,
   req.set_device_id(cfg.device_id);
   auto* md = req.mutable_metadata();
   md->set_sequence_number(cfg.sequence);
+  md->set_epoch(cfg.epoch);
   md->set_timestamp(cfg.now_ms);
   md->set_compressed(cfg.zstd_level > 0);
   md->set_compression_algo(cfg.zstd_level > 0 ? "zstd" : "none");
@@ -203,6 +204,7 @@ caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
   decoded_request out;
   out.device_id = req.device_id();
   out.sequence = md.sequence_number();
+  out.epoch = md.epoch();
   switch (req.data_case()) {
     case pb::SyncRequest::kMetrics: {
       out.stream = metrics_stream;

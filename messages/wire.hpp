@@ -27,6 +27,7 @@ std::string batch_checksum(std::string_view bytes);
 struct encode_settings {
   std::string device_id;
   int64_t sequence = 0;
+  std::string epoch;
   int64_t now_ms = 0;
   /// zstd level; 0 sends the body uncompressed.
   int zstd_level = 3;
@@ -40,6 +41,7 @@ std::string encode_metrics_request(const encode_settings& cfg,
 struct decoded_request {
   std::string device_id;
   std::string stream;
+  std::string epoch;
   int64_t sequence = 0;
   metric_samples samples;
 };

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -150,6 +152,20 @@ caf::error ensure_directory(const std::string& path) {
   if (access(path.c_str(), W_OK) != 0)
     return make_error(ec::io_error, "directory '" + path + "' is not writable");
   return caf::none;
+}
+
+caf::expected<int> lock_data_dir(const std::string& dir,
+                                 const std::string& name) {
+  auto path = dir + "/" + name + ".lock";
+  auto fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0)
+    return make_error(ec::io_error, "cannot open " + path + ": "
+                                      + strerror(errno));
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return make_error(ec::io_error, "another " + name + " uses " + dir);
+  }
+  return fd;
 }
 
 caf::error write_file_atomically(const std::string& path,

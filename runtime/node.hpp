@@ -69,6 +69,10 @@ void unpublish_console(caf::actor_system& sys, const inspector_actor& inspector,
 caf::error write_file_atomically(const std::string& path,
                                  const std::string& value);
 
+/// Takes the exclusive lock `<dir>/<name>.lock` (flock) for the life of the
+/// process; returns the descriptor, or ec::io_error naming who holds it.
+caf::expected<int> lock_data_dir(const std::string& dir, const std::string& name);
+
 /// Creates a directory and its parents; fails with a clear message.
 caf::error ensure_directory(const std::string& path);
 

@@ -13,6 +13,7 @@
 
 #include "messages/error.hpp"
 #include "messages/interfaces.hpp"
+#include "runtime/json.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/node.hpp"
 #include "runtime/options.hpp"
@@ -37,40 +38,19 @@ constexpr const char* summary =
   "  watch     one live line of what flows through the node, every\n"
   "            --interval, until Ctrl-C (or --count lines)";
 
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return "\"" + out + "\"";
-}
-
 std::string to_json(const node_status& x) {
   std::ostringstream out;
-  out << "{\"role\":" << json_escape(x.role)
-      << ",\"node_id\":" << json_escape(x.node_id)
-      << ",\"version\":" << json_escape(x.version)
+  out << "{\"role\":" << json_quote(x.role)
+      << ",\"node_id\":" << json_quote(x.node_id)
+      << ",\"version\":" << json_quote(x.version)
       << ",\"uptime_ms\":" << x.uptime_ms << ",\"actors\":[";
   for (size_t i = 0; i < x.actors.size(); ++i) {
     auto& a = x.actors[i];
-    out << (i ? "," : "") << "{\"name\":" << json_escape(a.name)
-        << ",\"state\":" << json_escape(a.state) << ",\"counters\":{";
+    out << (i ? "," : "") << "{\"name\":" << json_quote(a.name)
+        << ",\"state\":" << json_quote(a.state) << ",\"counters\":{";
     bool first = true;
     for (auto& kv : a.counters) {
-      out << (first ? "" : ",") << json_escape(kv.first) << ":" << kv.second;
+      out << (first ? "" : ",") << json_quote(kv.first) << ":" << kv.second;
       first = false;
     }
     out << "}}";
@@ -84,8 +64,8 @@ std::string to_json(const device_infos& xs) {
   out << "[";
   for (size_t i = 0; i < xs.size(); ++i) {
     auto& d = xs[i];
-    out << (i ? "," : "") << "{\"device_id\":" << json_escape(d.device_id)
-        << ",\"stream\":" << json_escape(d.stream)
+    out << (i ? "," : "") << "{\"device_id\":" << json_quote(d.device_id)
+        << ",\"stream\":" << json_quote(d.stream)
         << ",\"points_received\":" << d.points_received
         << ",\"batches_received\":" << d.batches_received
         << ",\"duplicates\":" << d.duplicates

@@ -164,6 +164,7 @@ fake_storage(storage_actor::stateful_pointer<fake_storage_state> self,
     [](event_atom, const std::string&, const std::string&) {
       // Events are not what this test is about.
     },
+    [](debug_atom, const std::string&) { return debug_report{}; },
     [](stats_atom) {
       actor_stats out;
       out.name = fake_storage_state::name;

@@ -268,7 +268,8 @@ struct running_nodes {
   }
 
   /// Runs fleetctl; its exit status and everything it wrote.
-  std::pair<int, std::string> ctl(uint16_t port, std::vector<std::string> args) {
+  std::pair<int, std::string> ctl(uint16_t port,
+                                  std::vector<std::string> args) {
     std::vector<std::string> argv{"--node", at(port)};
     argv.insert(argv.end(), args.begin(), args.end());
     auto out = run_to_end(program("fleetctl"), argv, 30s);

@@ -1,0 +1,449 @@
+// The ingest actor (and the HTTP endpoint in front of it): a good body is
+// stored and acked, a bad one is refused with a stable code and stores nothing.
+#include "cloud/ingest.hpp"
+
+#include <stdlib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/actor_cast.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <doctest/doctest.h>
+
+#include "cloud/embedded_store.hpp"
+#include "cloud/ingest_endpoint.hpp"
+#include "fleetd/v1/sync.pb.h"
+#include "messages/error.hpp"
+#include "messages/register.hpp"
+#include "messages/wire.hpp"
+#include "runtime/http_client.hpp"
+
+using namespace fleetd;
+using namespace std::chrono_literals;
+
+namespace fs = std::filesystem;
+namespace pb = fleetd::v1;
+
+namespace {
+
+constexpr int64_t clock_start_ms = 1'700'000'000'000;
+
+constexpr const char* device_id = "ingest-dev";
+
+constexpr const char* protobuf_type = "application/x-protobuf";
+
+/// A fresh directory under /tmp, removed with everything in it at scope exit.
+class scratch_dir {
+public:
+  scratch_dir() {
+    char pattern[] = "/tmp/fleetd-ingest-XXXXXX";
+    if (::mkdtemp(pattern) != nullptr)
+      dir_ = pattern;
+  }
+
+  ~scratch_dir() {
+    std::error_code err;
+    if (!dir_.empty())
+      fs::remove_all(dir_, err);
+  }
+
+  scratch_dir(const scratch_dir&) = delete;
+  scratch_dir& operator=(const scratch_dir&) = delete;
+
+  bool ok() const {
+    return !dir_.empty();
+  }
+
+  std::string file(const std::string& name) const {
+    return (dir_ / name).string();
+  }
+
+private:
+  fs::path dir_;
+};
+
+metric_samples samples(size_t n) {
+  metric_samples out;
+  for (size_t i = 0; i < n; ++i) {
+    metric_sample s;
+    s.name = i % 2 == 0 ? "cpu" : "mem.free";
+    if (i % 2 == 0)
+      s.labels = {{"core", "0"}};
+    s.timestamp_ms = clock_start_ms + static_cast<int64_t>(i);
+    s.value = static_cast<double>(i) + 0.5;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+/// A request body as a device sends it; zstd unless `level` is 0.
+std::string body(int64_t seq, const metric_samples& xs, int level = 3) {
+  encode_settings es;
+  es.device_id = device_id;
+  es.sequence = seq;
+  es.now_ms = clock_start_ms;
+  es.zstd_level = level;
+  return encode_metrics_request(es, xs);
+}
+
+void check_same_samples(const metric_samples& got,
+                        const metric_samples& want) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    CAPTURE(i);
+    CHECK(got[i].name == want[i].name);
+    CHECK(got[i].labels == want[i].labels);
+    CHECK(got[i].timestamp_ms == want[i].timestamp_ms);
+    CHECK(got[i].value == want[i].value);
+  }
+}
+
+sync_ack ack_of(const std::string& bytes) {
+  auto ack = decode_response(bytes);
+  REQUIRE_MESSAGE(ack, render(ack.error()));
+  return *ack;
+}
+
+struct ingest_fixture {
+  scratch_dir dir;
+  std::shared_ptr<manual_clock> clock
+    = std::make_shared<manual_clock>(clock_start_ms);
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  std::unique_ptr<caf::scoped_actor> self;
+  std::vector<caf::actor> spawned;
+  cloud_store_actor store;
+  ingest_actor ing;
+  std::unique_ptr<ingest_endpoint> endpoint;
+
+  explicit ingest_fixture(size_t max_decoded_bytes = 1 << 20) {
+    REQUIRE(dir.ok());
+    register_messages(cfg);
+    sys = std::make_unique<caf::actor_system>(cfg);
+    self = std::make_unique<caf::scoped_actor>(*sys);
+    auto st = cloud_store::open(dir.file("cloud.db"), clock);
+    REQUIRE_MESSAGE(st, render(st.error()));
+    store = sys->spawn<caf::detached>(
+      embedded_store, std::make_shared<cloud_store>(std::move(*st)));
+    spawned.push_back(caf::actor_cast<caf::actor>(store));
+    ingest_config icfg;
+    icfg.max_decoded_bytes = max_decoded_bytes;
+    icfg.store = store;
+    ing = sys->spawn(ingest, icfg);
+    spawned.push_back(caf::actor_cast<caf::actor>(ing));
+  }
+
+  ~ingest_fixture() {
+    if (endpoint)
+      endpoint->stop();
+    for (auto& x : spawned)
+      (*self)->send_exit(x, caf::exit_reason::user_shutdown);
+    for (auto& x : spawned)
+      (*self)->wait_for(x);
+  }
+
+  uint16_t start_endpoint() {
+    endpoint = std::make_unique<ingest_endpoint>(*sys, ing, http_limits{});
+    auto port = endpoint->start("127.0.0.1", 0);
+    REQUIRE_MESSAGE(port, render(port.error()));
+    REQUIRE(*port != 0);
+    return *port;
+  }
+
+  http_reply sync(const std::string& bytes, const std::string& encoding) {
+    http_reply out;
+    (*self)
+      ->request(ing, 10s, sync_atom::value, bytes, encoding)
+      .receive([&](http_reply& x) { out = std::move(x); },
+               [&](caf::error& err) {
+                 FAIL_CHECK("ingest failed: " << render(err));
+               });
+    return out;
+  }
+
+  metric_samples stored() {
+    metric_samples out;
+    (*self)
+      ->request(store, 5s, points_atom::value, std::string{device_id})
+      .receive([&](metric_samples& xs) { out = std::move(xs); },
+               [&](caf::error& err) {
+                 FAIL_CHECK("points failed: " << render(err));
+               });
+    return out;
+  }
+
+  device_infos devices() {
+    device_infos out;
+    (*self)
+      ->request(store, 5s, devices_atom::value)
+      .receive([&](device_infos& xs) { out = std::move(xs); },
+               [&](caf::error& err) {
+                 FAIL_CHECK("devices failed: " << render(err));
+               });
+    return out;
+  }
+
+  std::map<std::string, int64_t> counters() {
+    actor_stats out;
+    (*self)
+      ->request(ing, 5s, stats_atom::value)
+      .receive([&](actor_stats& x) { out = std::move(x); },
+               [&](caf::error& err) {
+                 FAIL_CHECK("stats failed: " << render(err));
+               });
+    CHECK(out.name == "ingest");
+    return out.counters;
+  }
+};
+
+void check_refused(const http_reply& rep, uint16_t status,
+                   const std::string& code) {
+  CHECK(rep.status == status);
+  CHECK(rep.content_type == protobuf_type);
+  auto ack = ack_of(rep.body);
+  CHECK_FALSE(ack.success);
+  CHECK(ack.error_code == code);
+  CHECK_FALSE(ack.error_message.empty());
+  CHECK(ack.last_sequence_ack == 0);
+}
+
+std::string with_checksum_flipped(const std::string& plain) {
+  pb::SyncRequest req;
+  REQUIRE(req.ParseFromString(plain));
+  auto sum = req.metadata().checksum();
+  REQUIRE(sum.size() == 8);
+  sum[0] = static_cast<char>(sum[0] ^ 0x01);
+  req.mutable_metadata()->set_checksum(sum);
+  return req.SerializeAsString();
+}
+
+} // namespace
+
+TEST_CASE("a good body is answered 200 with a successful SyncResponse that "
+          "acks its sequence") {
+  ingest_fixture f;
+  auto xs = samples(6);
+  SUBCASE("zstd") {
+    auto rep = f.sync(body(1, xs), "zstd");
+    CHECK(rep.status == 200);
+    CHECK(rep.content_type == protobuf_type);
+    auto ack = ack_of(rep.body);
+    CHECK(ack.success);
+    CHECK(ack.last_sequence_ack == 1);
+    CHECK(ack.error_code.empty());
+    CHECK(ack.retry_after_ms == 0);
+  }
+  SUBCASE("identity") {
+    auto rep = f.sync(body(1, xs, 0), "identity");
+    CHECK(rep.status == 200);
+    CHECK(ack_of(rep.body).last_sequence_ack == 1);
+  }
+  SUBCASE("no Content-Encoding at all") {
+    auto rep = f.sync(body(1, xs, 0), "");
+    CHECK(rep.status == 200);
+    CHECK(ack_of(rep.body).success);
+  }
+  check_same_samples(f.stored(), xs);
+  auto c = f.counters();
+  CHECK(c["requests"] == 1);
+  CHECK(c["accepted"] == 1);
+  CHECK(c["points"] == 6);
+  CHECK(c["duplicates"] == 0);
+  CHECK(c["store_failures"] == 0);
+}
+
+TEST_CASE("consecutive batches are acked one by one") {
+  ingest_fixture f;
+  for (int64_t seq = 1; seq <= 3; ++seq) {
+    auto rep = f.sync(body(seq, samples(2)), "zstd");
+    REQUIRE(rep.status == 200);
+    CHECK(ack_of(rep.body).last_sequence_ack == seq);
+  }
+  CHECK(f.stored().size() == 6);
+  CHECK(f.counters()["accepted"] == 3);
+}
+
+TEST_CASE("a corrupt zstd body is refused 400 decode_failed and stores "
+          "nothing") {
+  ingest_fixture f;
+  auto good = body(1, samples(6));
+  REQUIRE(is_zstd(good));
+  std::string bad;
+  SUBCASE("garbage after the frame header") {
+    bad = good.substr(0, 6) + std::string(64, '\x5A');
+  }
+  SUBCASE("truncated") {
+    bad = good.substr(0, good.size() / 2);
+  }
+  SUBCASE("plain bytes declared as zstd") {
+    bad = body(1, samples(6), 0);
+  }
+  auto rep = f.sync(bad, "zstd");
+  check_refused(rep, 400, "decode_failed");
+  CHECK(f.stored().empty());
+  CHECK(f.devices().empty());
+  auto c = f.counters();
+  CHECK(c["rejected_decode_failed"] == 1);
+  CHECK(c["accepted"] == 0);
+  CHECK(c["points"] == 0);
+}
+
+TEST_CASE("a checksum that does not match is refused 400 checksum_mismatch") {
+  ingest_fixture f;
+  auto plain = with_checksum_flipped(body(1, samples(4), 0));
+  check_refused(f.sync(plain, "identity"), 400, "checksum_mismatch");
+  CHECK(f.stored().empty());
+  CHECK(f.devices().empty());
+  CHECK(f.counters()["rejected_checksum_mismatch"] == 1);
+  // The sequence was not taken: the correct batch 1 is still news.
+  auto rep = f.sync(body(1, samples(4)), "zstd");
+  CHECK(rep.status == 200);
+  CHECK(f.stored().size() == 4);
+  CHECK(f.counters()["duplicates"] == 0);
+}
+
+TEST_CASE("an unsupported Content-Encoding is refused 415 before decoding") {
+  ingest_fixture f;
+  for (auto enc : {"gzip", "br", "ZSTD", "zstd, gzip"}) {
+    CAPTURE(enc);
+    check_refused(f.sync(body(1, samples(2)), enc), 415,
+                  "unsupported_encoding");
+  }
+  CHECK(f.stored().empty());
+  auto c = f.counters();
+  CHECK(c["rejected_unsupported_encoding"] == 4);
+  CHECK(c["requests"] == 4);
+}
+
+TEST_CASE("a body that decodes beyond the limit is refused 413 too_large") {
+  ingest_fixture f{2048};
+  auto big = body(1, samples(400));
+  REQUIRE(big.size() < 2048);
+  check_refused(f.sync(big, "zstd"), 413, "too_large");
+  CHECK(f.stored().empty());
+  CHECK(f.counters()["rejected_too_large"] == 1);
+}
+
+TEST_CASE("sequence zero is refused 400 bad_sequence") {
+  ingest_fixture f;
+  check_refused(f.sync(body(0, samples(2)), "zstd"), 400, "bad_sequence");
+  CHECK(f.stored().empty());
+}
+
+TEST_CASE("stats count every rejection by its reason") {
+  ingest_fixture f;
+  f.sync(body(1, samples(2)), "zstd");
+  f.sync("\x28\xB5\x2F\xFD garbage", "zstd");
+  f.sync("\x28\xB5\x2F\xFD more garbage", "zstd");
+  f.sync(with_checksum_flipped(body(2, samples(2), 0)), "");
+  f.sync(body(2, samples(2)), "deflate");
+  f.sync(body(0, samples(2)), "zstd");
+  f.sync(body(1, samples(2)), "zstd");
+  auto c = f.counters();
+  CHECK(c["requests"] == 7);
+  CHECK(c["accepted"] == 1);
+  CHECK(c["duplicates"] == 1);
+  CHECK(c["points"] == 2);
+  CHECK(c["rejected_decode_failed"] == 2);
+  CHECK(c["rejected_checksum_mismatch"] == 1);
+  CHECK(c["rejected_unsupported_encoding"] == 1);
+  CHECK(c["rejected_bad_sequence"] == 1);
+  CHECK(c.count("rejected_too_large") == 0);
+}
+
+TEST_CASE("a duplicate is answered 200 with the same ack and stored once") {
+  ingest_fixture f;
+  auto xs = samples(5);
+  auto b1 = body(1, xs);
+  auto first = f.sync(b1, "zstd");
+  REQUIRE(first.status == 200);
+  auto again = f.sync(b1, "zstd");
+  CHECK(again.status == 200);
+  auto a1 = ack_of(first.body);
+  auto a2 = ack_of(again.body);
+  CHECK(a2.success);
+  CHECK(a2.last_sequence_ack == a1.last_sequence_ack);
+  CHECK(a2.last_sequence_ack == 1);
+  check_same_samples(f.stored(), xs);
+  SUBCASE("an old duplicate is acked with the latest sequence") {
+    REQUIRE(f.sync(body(2, samples(1)), "zstd").status == 200);
+    auto old = ack_of(f.sync(b1, "zstd").body);
+    CHECK(old.success);
+    CHECK(old.last_sequence_ack == 2);
+    CHECK(f.stored().size() == 6);
+  }
+  auto c = f.counters();
+  CHECK(c["duplicates"] >= 1);
+  CHECK(c["points"] == static_cast<int64_t>(f.stored().size()));
+  auto ds = f.devices();
+  REQUIRE(ds.size() == 1);
+  CHECK(ds[0].duplicates == c["duplicates"]);
+}
+
+TEST_CASE("a store that is gone is answered 503 store_unavailable with a "
+          "retry delay") {
+  ingest_fixture f;
+  (*f.self)->send_exit(f.store, caf::exit_reason::user_shutdown);
+  (*f.self)->wait_for(f.store);
+  auto rep = f.sync(body(1, samples(2)), "zstd");
+  CHECK(rep.status == 503);
+  auto ack = ack_of(rep.body);
+  CHECK_FALSE(ack.success);
+  CHECK(ack.error_code == "store_unavailable");
+  CHECK(ack.retry_after_ms > 0);
+  CHECK(f.counters()["store_failures"] == 1);
+}
+
+TEST_CASE("the endpoint serves POST /v1/sync over HTTP with the ingest "
+          "actor's answers") {
+  ingest_fixture f;
+  auto port = f.start_endpoint();
+  http_client client{"127.0.0.1", port, 5s, 1 << 20};
+  std::vector<std::pair<std::string, std::string>> zstd_headers{
+    {"Content-Type", protobuf_type}, {"Content-Encoding", "zstd"}};
+  auto xs = samples(8);
+  auto res = client.post("/v1/sync", body(1, xs), zstd_headers);
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->status == 200);
+  CHECK(res->content_type == protobuf_type);
+  auto ack = ack_of(res->body);
+  CHECK(ack.success);
+  CHECK(ack.last_sequence_ack == 1);
+  check_same_samples(f.stored(), xs);
+  // The same connection carries the next requests (keep-alive).
+  res = client.post("/v1/sync", body(1, xs), zstd_headers);
+  REQUIRE(res);
+  CHECK(res->status == 200);
+  CHECK(ack_of(res->body).last_sequence_ack == 1);
+  CHECK(f.stored().size() == xs.size());
+  res = client.post("/v1/sync", "\x28\xB5\x2F\xFD garbage!", zstd_headers);
+  REQUIRE(res);
+  CHECK(res->status == 400);
+  CHECK(ack_of(res->body).error_code == "decode_failed");
+  res = client.post("/v1/sync", body(2, xs),
+                    {{"Content-Type", protobuf_type},
+                     {"Content-Encoding", "gzip"}});
+  REQUIRE(res);
+  CHECK(res->status == 415);
+  CHECK(ack_of(res->body).error_code == "unsupported_encoding");
+  res = client.post("/v1/other", body(2, xs), zstd_headers);
+  REQUIRE(res);
+  CHECK(res->status == 404);
+  CHECK(client.connects() == 1);
+  auto c = f.counters();
+  CHECK(c["requests"] == 4);
+  CHECK(c["accepted"] == 1);
+  CHECK(c["duplicates"] == 1);
+  CHECK(c["rejected_decode_failed"] == 1);
+  CHECK(c["rejected_unsupported_encoding"] == 1);
+  CHECK(f.endpoint->counters().requests >= 5);
+}

@@ -1,0 +1,617 @@
+// The device's SQLite store: samples, the sync queue, stream cursors, and
+// what happens to a file that is not a database.
+#include "edge/storage.hpp"
+
+#include <stdlib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/actor_cast.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <doctest/doctest.h>
+
+#include "messages/error.hpp"
+#include "messages/register.hpp"
+#include "messages/wire.hpp"
+#include "runtime/sqlite.hpp"
+
+using namespace fleetd;
+using namespace std::chrono_literals;
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int64_t clock_start_ms = 1'700'000'000'000;
+
+const std::string stream = metrics_stream;
+
+/// A fresh directory under /tmp, removed with everything in it at scope exit.
+class scratch_dir {
+public:
+  scratch_dir() {
+    char pattern[] = "/tmp/fleetd-storage-XXXXXX";
+    if (::mkdtemp(pattern) != nullptr)
+      dir_ = pattern;
+  }
+
+  ~scratch_dir() {
+    std::error_code err;
+    if (!dir_.empty())
+      fs::remove_all(dir_, err);
+  }
+
+  scratch_dir(const scratch_dir&) = delete;
+  scratch_dir& operator=(const scratch_dir&) = delete;
+
+  bool ok() const {
+    return !dir_.empty();
+  }
+
+  std::string file(const std::string& name) const {
+    return (dir_ / name).string();
+  }
+
+  std::vector<std::string> entries() const {
+    std::vector<std::string> out;
+    for (auto& e : fs::directory_iterator(dir_))
+      out.push_back(e.path().filename().string());
+    return out;
+  }
+
+private:
+  fs::path dir_;
+};
+
+/// A timestamp `offset` ms after the clock's start: well inside retention.
+int64_t ts(int64_t offset) {
+  return clock_start_ms + offset;
+}
+
+metric_sample sample(std::string name, label_map labels, int64_t ts,
+                     double value) {
+  metric_sample s;
+  s.name = std::move(name);
+  s.labels = std::move(labels);
+  s.timestamp_ms = ts;
+  s.value = value;
+  return s;
+}
+
+/// `n` samples over two series that share a name, then a label-less one.
+metric_samples samples_from(int64_t first_ts, size_t n) {
+  metric_samples out;
+  for (size_t i = 0; i < n; ++i) {
+    auto ts = first_ts + static_cast<int64_t>(i);
+    switch (i % 3) {
+      case 0:
+        out.push_back(sample("cpu", {{"core", "0"}, {"mode", "user"}}, ts,
+                             static_cast<double>(i) + 0.25));
+        break;
+      case 1:
+        out.push_back(sample("cpu", {{"core", "1"}, {"mode", "user"}}, ts,
+                             -static_cast<double>(i)));
+        break;
+      default:
+        out.push_back(sample("mem.free", {}, ts, 1e9 + static_cast<double>(i)));
+    }
+  }
+  return out;
+}
+
+void check_same_samples(const metric_samples& got,
+                        const metric_samples& want) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    CAPTURE(i);
+    CHECK(got[i].name == want[i].name);
+    CHECK(got[i].labels == want[i].labels);
+    CHECK(got[i].timestamp_ms == want[i].timestamp_ms);
+    CHECK(got[i].value == want[i].value);
+  }
+}
+
+metric_samples slice(const metric_samples& xs, size_t from, size_t to) {
+  return metric_samples(xs.begin() + static_cast<ptrdiff_t>(from),
+                        xs.begin() + static_cast<ptrdiff_t>(to));
+}
+
+bool has_code(const caf::error& err, ec code) {
+  return err.category() == caf::atom("fleetd")
+         && err.code() == static_cast<uint8_t>(code);
+}
+
+/// Bytes a real batch body could hold: NULs, high bytes, a zstd magic.
+std::string body_for(int64_t seq) {
+  std::string out("\x28\xB5\x2F\xFD", 4);
+  out += std::string(3, '\0');
+  out += "batch " + std::to_string(seq);
+  out += std::string("\xFF\x00\x80\x7F", 4);
+  return out;
+}
+
+queued_batch batch(int64_t seq, int64_t last_id, int64_t points) {
+  queued_batch b;
+  b.stream = stream;
+  b.sequence = seq;
+  b.last_id = last_id;
+  b.points = points;
+  b.created_ms = clock_start_ms + seq;
+  b.body = body_for(seq);
+  return b;
+}
+
+struct store_fixture {
+  scratch_dir dir;
+  std::shared_ptr<manual_clock> clock
+    = std::make_shared<manual_clock>(clock_start_ms);
+  std::string path = dir.file("fleetd.db");
+
+  storage_config config() const {
+    storage_config cfg;
+    cfg.path = path;
+    cfg.clock = clock;
+    return cfg;
+  }
+
+  edge_store open() {
+    REQUIRE(dir.ok());
+    auto st = edge_store::open(config());
+    REQUIRE_MESSAGE(st, "cannot open " << path << ": "
+                                       << (st ? "" : render(st.error())));
+    return std::move(*st);
+  }
+};
+
+unbatched_points fetch_all(edge_store& st, int64_t max = 1000) {
+  auto r = st.fetch(stream, max);
+  REQUIRE_MESSAGE(r, render(r.error()));
+  return std::move(*r);
+}
+
+queued_batches pending_all(edge_store& st, int64_t max = 1000) {
+  auto r = st.pending(stream, max);
+  REQUIRE_MESSAGE(r, render(r.error()));
+  return std::move(*r);
+}
+
+void store_ok(edge_store& st, const metric_samples& xs) {
+  auto n = st.store(xs);
+  REQUIRE_MESSAGE(n, render(n.error()));
+  CHECK(*n == static_cast<int64_t>(xs.size()));
+}
+
+/// Runs `sql` on a second connection to the same file.
+void exec_beside(const std::string& path, const std::string& sql) {
+  auto db = sqlite::database::open(path);
+  REQUIRE_MESSAGE(db, render(db.error()));
+  auto err = db->exec(sql);
+  REQUIRE_MESSAGE(!err, render(err));
+}
+
+} // namespace
+
+TEST_CASE("stored samples come back from fetch in order with names and "
+          "labels intact") {
+  store_fixture f;
+  auto st = f.open();
+  auto xs = samples_from(clock_start_ms, 7);
+  store_ok(st, slice(xs, 0, 4));
+  store_ok(st, slice(xs, 4, 7));
+  auto up = fetch_all(st);
+  check_same_samples(up.samples, xs);
+  CHECK(up.next_sequence == 1);
+  CHECK(up.last_id == 7);
+  SUBCASE("fetch returns at most max samples, oldest first") {
+    auto two = fetch_all(st, 2);
+    check_same_samples(two.samples, slice(xs, 0, 2));
+    CHECK(two.last_id == 2);
+  }
+  SUBCASE("storing nothing commits nothing") {
+    store_ok(st, {});
+    CHECK(fetch_all(st).samples.size() == xs.size());
+  }
+  auto stats = st.stats();
+  CHECK(stats.state == "ok");
+  CHECK(stats.counters["points_stored"] == 7);
+  CHECK(stats.counters["metrics_rows"] == 7);
+  CHECK(stats.counters["series"] == 3);
+  CHECK(stats.counters["unbatched_points"] == 7);
+  CHECK(stats.counters["store_failures"] == 0);
+}
+
+TEST_CASE("an empty store fetches nothing and expects batch 1") {
+  store_fixture f;
+  auto st = f.open();
+  auto up = fetch_all(st);
+  CHECK(up.samples.empty());
+  CHECK(up.last_id == 0);
+  CHECK(up.next_sequence == 1);
+  CHECK(pending_all(st).empty());
+}
+
+TEST_CASE("enqueue advances the stream cursor and the next sequence") {
+  store_fixture f;
+  auto st = f.open();
+  auto xs = samples_from(clock_start_ms, 5);
+  store_ok(st, xs);
+  auto first = fetch_all(st, 3);
+  REQUIRE(first.samples.size() == 3);
+  auto seq = st.enqueue(batch(first.next_sequence, first.last_id, 3));
+  REQUIRE_MESSAGE(seq, render(seq.error()));
+  CHECK(*seq == 1);
+  auto rest = fetch_all(st);
+  CHECK(rest.next_sequence == 2);
+  check_same_samples(rest.samples, slice(xs, 3, 5));
+  CHECK(rest.last_id == 5);
+  seq = st.enqueue(batch(rest.next_sequence, rest.last_id, 2));
+  REQUIRE_MESSAGE(seq, render(seq.error()));
+  CHECK(*seq == 2);
+  auto none = fetch_all(st);
+  CHECK(none.samples.empty());
+  CHECK(none.next_sequence == 3);
+  // Nothing new: the cursor stays where the last batch ended.
+  CHECK(none.last_id == 5);
+  auto stats = st.stats();
+  CHECK(stats.counters["batches_enqueued"] == 2);
+  CHECK(stats.counters["queued_batches"] == 2);
+  CHECK(stats.counters["unbatched_points"] == 0);
+}
+
+TEST_CASE("an enqueue with the wrong sequence is refused with bad_sequence "
+          "and changes nothing") {
+  store_fixture f;
+  auto st = f.open();
+  auto xs = samples_from(clock_start_ms, 6);
+  store_ok(st, xs);
+  REQUIRE(st.enqueue(batch(1, 2, 2)));
+  auto before = fetch_all(st);
+  REQUIRE(before.next_sequence == 2);
+  SUBCASE("a sequence from the future") {
+    auto r = st.enqueue(batch(3, 4, 2));
+    REQUIRE_FALSE(r);
+    CHECK_MESSAGE(has_code(r.error(), ec::bad_sequence), render(r.error()));
+  }
+  SUBCASE("a sequence already used") {
+    auto r = st.enqueue(batch(1, 4, 2));
+    REQUIRE_FALSE(r);
+    CHECK_MESSAGE(has_code(r.error(), ec::bad_sequence), render(r.error()));
+  }
+  SUBCASE("sequence zero") {
+    auto r = st.enqueue(batch(0, 4, 2));
+    REQUIRE_FALSE(r);
+    CHECK_MESSAGE(has_code(r.error(), ec::bad_sequence), render(r.error()));
+  }
+  auto after = fetch_all(st);
+  CHECK(after.next_sequence == 2);
+  CHECK(after.last_id == before.last_id);
+  check_same_samples(after.samples, before.samples);
+  auto queued = pending_all(st);
+  REQUIRE(queued.size() == 1);
+  CHECK(queued[0].sequence == 1);
+  CHECK(queued[0].body == body_for(1));
+  CHECK(st.stats().counters["batches_enqueued"] == 1);
+  // The right sequence still goes in afterwards.
+  CHECK(st.enqueue(batch(2, 6, 4)));
+}
+
+TEST_CASE("the first batch of a stream must be number 1") {
+  store_fixture f;
+  auto st = f.open();
+  store_ok(st, samples_from(clock_start_ms, 2));
+  auto r = st.enqueue(batch(2, 2, 2));
+  REQUIRE_FALSE(r);
+  CHECK(has_code(r.error(), ec::bad_sequence));
+  CHECK(pending_all(st).empty());
+  CHECK(fetch_all(st).samples.size() == 2);
+}
+
+TEST_CASE("pending lists the lowest sequence first with identical body "
+          "bytes") {
+  store_fixture f;
+  auto st = f.open();
+  store_ok(st, samples_from(clock_start_ms, 9));
+  for (int64_t seq = 1; seq <= 3; ++seq)
+    REQUIRE(st.enqueue(batch(seq, seq * 3, 3)));
+  auto all = pending_all(st);
+  REQUIRE(all.size() == 3);
+  for (int64_t seq = 1; seq <= 3; ++seq) {
+    CAPTURE(seq);
+    auto& b = all[static_cast<size_t>(seq - 1)];
+    auto want = batch(seq, seq * 3, 3);
+    CHECK(b.stream == stream);
+    CHECK(b.sequence == seq);
+    CHECK(b.last_id == want.last_id);
+    CHECK(b.points == 3);
+    CHECK(b.created_ms == want.created_ms);
+    CHECK(b.retry_count == 0);
+    CHECK(b.body.size() == want.body.size());
+    CHECK(b.body == want.body);
+  }
+  auto one = pending_all(st, 1);
+  REQUIRE(one.size() == 1);
+  CHECK(one[0].sequence == 1);
+  auto other = st.pending("logs", 10);
+  REQUIRE(other);
+  CHECK(other->empty());
+}
+
+TEST_CASE("a real encoded request survives the queue byte for byte") {
+  store_fixture f;
+  auto st = f.open();
+  auto xs = samples_from(clock_start_ms, 50);
+  store_ok(st, xs);
+  auto up = fetch_all(st);
+  encode_settings es;
+  es.device_id = "edge-01";
+  es.sequence = up.next_sequence;
+  es.now_ms = clock_start_ms;
+  auto b = batch(up.next_sequence, up.last_id, 50);
+  b.body = encode_metrics_request(es, up.samples);
+  REQUIRE(is_zstd(b.body));
+  REQUIRE(st.enqueue(b));
+  auto queued = pending_all(st);
+  REQUIRE(queued.size() == 1);
+  CHECK(queued[0].body == b.body);
+  auto back = decode_request(queued[0].body, true, 1 << 20);
+  REQUIRE(back);
+  check_same_samples(back->samples, xs);
+}
+
+TEST_CASE("ack deletes up to and including the sequence and fetch does not "
+          "return batched points") {
+  store_fixture f;
+  auto st = f.open();
+  auto xs = samples_from(clock_start_ms, 9);
+  store_ok(st, xs);
+  for (int64_t seq = 1; seq <= 3; ++seq)
+    REQUIRE(st.enqueue(batch(seq, seq * 3, 3)));
+  auto deleted = st.ack(stream, 2);
+  REQUIRE_MESSAGE(deleted, render(deleted.error()));
+  CHECK(*deleted == 2);
+  auto left = pending_all(st);
+  REQUIRE(left.size() == 1);
+  CHECK(left[0].sequence == 3);
+  CHECK(left[0].body == body_for(3));
+  // Acked and batched points never come back from fetch.
+  auto more = samples_from(clock_start_ms + 100, 2);
+  store_ok(st, more);
+  auto up = fetch_all(st);
+  check_same_samples(up.samples, more);
+  CHECK(up.next_sequence == 4);
+  SUBCASE("acking the same sequence again deletes nothing") {
+    auto again = st.ack(stream, 2);
+    REQUIRE(again);
+    CHECK(*again == 0);
+    CHECK(pending_all(st).size() == 1);
+  }
+  SUBCASE("an ack beyond every batch deletes what is there") {
+    auto all = st.ack(stream, 10);
+    REQUIRE(all);
+    CHECK(*all == 1);
+    CHECK(pending_all(st).empty());
+    // The next batch is still numbered after the last one cut.
+    CHECK(fetch_all(st).next_sequence == 4);
+  }
+  SUBCASE("an ack of another stream touches nothing") {
+    auto other = st.ack("logs", 3);
+    REQUIRE(other);
+    CHECK(*other == 0);
+    CHECK(pending_all(st).size() == 1);
+  }
+  CHECK(st.stats().counters["batches_acked"] >= 2);
+}
+
+TEST_CASE("everything survives closing and reopening the same file") {
+  store_fixture f;
+  auto xs = samples_from(clock_start_ms, 10);
+  {
+    auto st = f.open();
+    store_ok(st, xs);
+    REQUIRE(st.enqueue(batch(1, 3, 3)));
+    REQUIRE(st.enqueue(batch(2, 6, 3)));
+    REQUIRE(st.ack(stream, 1));
+  }
+  auto st = f.open();
+  auto queued = pending_all(st);
+  REQUIRE(queued.size() == 1);
+  CHECK(queued[0].sequence == 2);
+  CHECK(queued[0].last_id == 6);
+  CHECK(queued[0].points == 3);
+  CHECK(queued[0].created_ms == clock_start_ms + 2);
+  CHECK(queued[0].body == body_for(2));
+  auto up = fetch_all(st);
+  CHECK(up.next_sequence == 3);
+  // Names and labels come from the series table read back at open.
+  check_same_samples(up.samples, slice(xs, 6, 10));
+  auto stats = st.stats();
+  CHECK(stats.counters["series"] == 3);
+  CHECK(stats.counters["metrics_rows"] == 10);
+  CHECK(stats.counters["moved_aside"] == 0);
+  // Known series are reused after the reopen, not inserted twice.
+  auto more = samples_from(clock_start_ms + 100, 3);
+  store_ok(st, more);
+  CHECK(st.stats().counters["series"] == 3);
+  REQUIRE(st.enqueue(batch(3, 10, 4)));
+  auto tail = fetch_all(st);
+  check_same_samples(tail.samples, more);
+  CHECK(tail.next_sequence == 4);
+}
+
+TEST_CASE("a corrupt file is moved aside and a fresh store opens") {
+  store_fixture f;
+  {
+    auto st = f.open();
+    store_ok(st, samples_from(clock_start_ms, 4));
+  }
+  REQUIRE(fs::exists(f.path));
+  REQUIRE_FALSE(fs::exists(f.path + "-wal"));
+  const std::string garbage(4096, '\xAB');
+  {
+    std::ofstream out(f.path, std::ios::binary | std::ios::trunc);
+    out << garbage;
+    REQUIRE(out);
+  }
+  f.clock->advance(1234);
+  auto st = f.open();
+  auto aside = f.path + ".corrupt-" + std::to_string(clock_start_ms + 1234);
+  INFO("directory holds: " << [&] {
+    std::string out;
+    for (auto& e : f.dir.entries())
+      out += e + " ";
+    return out;
+  }());
+  REQUIRE(fs::exists(aside));
+  // Renamed, never rewritten: the operator gets the bytes as they were.
+  {
+    std::ifstream in(aside, std::ios::binary);
+    std::string kept((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    CHECK(kept == garbage);
+  }
+  auto up = fetch_all(st);
+  CHECK(up.samples.empty());
+  CHECK(up.next_sequence == 1);
+  CHECK(pending_all(st).empty());
+  CHECK(st.stats().counters["moved_aside"] == 1);
+  // The fresh store works and lives at the original path.
+  auto xs = samples_from(clock_start_ms, 2);
+  store_ok(st, xs);
+  check_same_samples(fetch_all(st).samples, xs);
+  REQUIRE(st.enqueue(batch(1, 2, 2)));
+  CHECK(pending_all(st).size() == 1);
+}
+
+TEST_CASE("a file that is not a database at all is moved aside too") {
+  store_fixture f;
+  REQUIRE(f.dir.ok());
+  {
+    std::ofstream out(f.path, std::ios::trunc);
+    out << "this is a text file, not SQLite\n";
+  }
+  auto st = f.open();
+  CHECK(fs::exists(f.path + ".corrupt-" + std::to_string(clock_start_ms)));
+  CHECK(fetch_all(st).samples.empty());
+}
+
+TEST_CASE("a path in a missing directory is an error, not a crash") {
+  store_fixture f;
+  REQUIRE(f.dir.ok());
+  storage_config cfg = f.config();
+  cfg.path = f.dir.file("no/such/dir/fleetd.db");
+  auto st = edge_store::open(cfg);
+  REQUIRE_FALSE(st);
+  CHECK_FALSE(fs::exists(f.dir.file("no")));
+}
+
+TEST_CASE("a store that fails after adding a series forgets the series") {
+  store_fixture f;
+  auto st = f.open();
+  store_ok(st, {sample("known", {}, ts(1), 1.0)});
+  // A trigger (made on a second connection) fails the metric insert after
+  // store() has inserted the new series row within the same transaction.
+  exec_beside(f.path, "CREATE TRIGGER refuse BEFORE INSERT ON metrics "
+                      "WHEN NEW.value = 666 BEGIN "
+                      "SELECT RAISE(ABORT, 'refused by test'); END;");
+  auto failed = st.store({sample("ghost", {{"k", "v"}}, ts(2), 666.0)});
+  REQUIRE_FALSE(failed);
+  CHECK(has_code(failed.error(), ec::storage_failed));
+  auto stats = st.stats();
+  CHECK(stats.counters["store_failures"] == 1);
+  CHECK(stats.counters["series"] == 1);
+  CHECK(stats.state.rfind("last error: ", 0) == 0);
+  exec_beside(f.path, "DROP TRIGGER refuse");
+  // The rolled-back series id is free again; a new series may take it, and
+  // the failed one must then get an id of its own.
+  metric_samples xs{sample("other", {{"x", "y"}}, ts(3), 3.0),
+                    sample("ghost", {{"k", "v"}}, ts(4), 4.0),
+                    sample("known", {}, ts(5), 5.0)};
+  store_ok(st, {xs[0]});
+  store_ok(st, {xs[1], xs[2]});
+  auto want = metric_samples{sample("known", {}, ts(1), 1.0)};
+  want.insert(want.end(), xs.begin(), xs.end());
+  check_same_samples(fetch_all(st).samples, want);
+  CHECK(st.stats().counters["series"] == 3);
+  SUBCASE("and the file agrees after a reopen") {
+    // Closing first: only one store per file.
+    {
+      auto moved = std::move(st);
+    }
+    auto again = f.open();
+    check_same_samples(fetch_all(again).samples, want);
+  }
+}
+
+TEST_CASE("the storage actor answers store, fetch, enqueue, pending, ack, "
+          "flush and stats") {
+  store_fixture f;
+  auto store = std::make_shared<edge_store>(f.open());
+  caf::actor_system_config cfg;
+  register_messages(cfg);
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto st = sys.spawn<caf::detached>(storage, store);
+  auto xs = samples_from(clock_start_ms, 4);
+  int64_t stored = -1;
+  self->request(st, 5s, store_atom::value, xs)
+    .receive([&](int64_t n) { stored = n; },
+             [&](caf::error& err) { FAIL_CHECK(render(err)); });
+  CHECK(stored == 4);
+  unbatched_points up;
+  self->request(st, 5s, fetch_atom::value, stream, int64_t{10})
+    .receive([&](unbatched_points& x) { up = std::move(x); },
+             [&](caf::error& err) { FAIL_CHECK(render(err)); });
+  check_same_samples(up.samples, xs);
+  REQUIRE(up.next_sequence == 1);
+  std::optional<caf::error> refused;
+  self->request(st, 5s, enqueue_atom::value, batch(2, up.last_id, 4))
+    .receive([&](int64_t) { refused = caf::error{}; },
+             [&](caf::error& err) { refused = std::move(err); });
+  REQUIRE(refused);
+  CHECK_MESSAGE(has_code(*refused, ec::bad_sequence), render(*refused));
+  int64_t seq = 0;
+  self->request(st, 5s, enqueue_atom::value, batch(1, up.last_id, 4))
+    .receive([&](int64_t n) { seq = n; },
+             [&](caf::error& err) { FAIL_CHECK(render(err)); });
+  CHECK(seq == 1);
+  queued_batches queued;
+  self->request(st, 5s, pending_atom::value, stream, int64_t{10})
+    .receive([&](queued_batches& x) { queued = std::move(x); },
+             [&](caf::error& err) { FAIL_CHECK(render(err)); });
+  REQUIRE(queued.size() == 1);
+  CHECK(queued[0].body == body_for(1));
+  int64_t deleted = -1;
+  self->request(st, 5s, ack_atom::value, stream, int64_t{1})
+    .receive([&](int64_t n) { deleted = n; },
+             [&](caf::error& err) { FAIL_CHECK(render(err)); });
+  CHECK(deleted == 1);
+  bool flushed = false;
+  self->request(st, 5s, flush_atom::value)
+    .receive([&](bool ok) { flushed = ok; },
+             [&](caf::error& err) { FAIL_CHECK(render(err)); });
+  CHECK(flushed);
+  actor_stats stats;
+  self->request(st, 5s, stats_atom::value)
+    .receive([&](actor_stats& x) { stats = std::move(x); },
+             [&](caf::error& err) { FAIL_CHECK(render(err)); });
+  CHECK(stats.name == "storage");
+  CHECK(stats.counters["points_stored"] == 4);
+  CHECK(stats.counters["batches_enqueued"] == 1);
+  CHECK(stats.counters["batches_acked"] == 1);
+  CHECK(stats.counters["queued_batches"] == 0);
+  CHECK(stats.counters["unbatched_points"] == 0);
+  // The refusal is remembered for the console.
+  CHECK(stats.state.find("bad_sequence") != std::string::npos);
+  self->send_exit(st, caf::exit_reason::user_shutdown);
+  self->wait_for(st);
+}

@@ -1,0 +1,667 @@
+// The sync actor against a real in-process cloud: embedded store, ingest
+// actor and ingest endpoint on 127.0.0.1, reached through a real cloud link.
+#include "edge/sync.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <caf/actor_cast.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <doctest/doctest.h>
+
+#include "cloud/embedded_store.hpp"
+#include "cloud/ingest.hpp"
+#include "cloud/ingest_endpoint.hpp"
+#include "edge/cloud_link.hpp"
+#include "edge/storage.hpp"
+#include "messages/error.hpp"
+#include "messages/register.hpp"
+#include "messages/wire.hpp"
+
+using namespace fleetd;
+using namespace std::chrono_literals;
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int64_t clock_start_ms = 1'700'000'000'000;
+
+constexpr const char* device_id = "sync-dev";
+
+/// With base = cap = 1h this seed's first delay is long (checked below), so
+/// the actor's own timer never fires during a test: only ticks move it.
+constexpr uint64_t quiet_seed = 30000;
+
+constexpr auto quiet_backoff = std::chrono::milliseconds(std::chrono::hours(1));
+
+/// A fresh directory under /tmp, removed with everything in it at scope exit.
+class scratch_dir {
+public:
+  scratch_dir() {
+    char pattern[] = "/tmp/fleetd-sync-XXXXXX";
+    if (::mkdtemp(pattern) != nullptr)
+      dir_ = pattern;
+  }
+
+  ~scratch_dir() {
+    std::error_code err;
+    if (!dir_.empty())
+      fs::remove_all(dir_, err);
+  }
+
+  scratch_dir(const scratch_dir&) = delete;
+  scratch_dir& operator=(const scratch_dir&) = delete;
+
+  bool ok() const {
+    return !dir_.empty();
+  }
+
+  std::string file(const std::string& name) const {
+    return (dir_ / name).string();
+  }
+
+private:
+  fs::path dir_;
+};
+
+/// A port on 127.0.0.1 where nothing listens (bound once, then closed).
+uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  socklen_t len = sizeof(addr);
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+/// Polls `condition` until it holds or `deadline` passes.
+bool eventually(const std::function<bool()>& condition,
+                std::chrono::milliseconds deadline) {
+  auto end = std::chrono::steady_clock::now() + deadline;
+  for (;;) {
+    if (condition())
+      return true;
+    if (std::chrono::steady_clock::now() >= end)
+      return false;
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+metric_samples samples_from(int64_t first_ts, size_t n) {
+  metric_samples out;
+  for (size_t i = 0; i < n; ++i) {
+    metric_sample s;
+    s.name = i % 2 == 0 ? "cpu" : "mem.free";
+    if (i % 2 == 0)
+      s.labels = {{"core", std::to_string(i % 4)}, {"host", device_id}};
+    s.timestamp_ms = first_ts + static_cast<int64_t>(i);
+    s.value = static_cast<double>(i) * 1.5 - 7;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void check_same_samples(const metric_samples& got,
+                        const metric_samples& want) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    CAPTURE(i);
+    CHECK(got[i].name == want[i].name);
+    CHECK(got[i].labels == want[i].labels);
+    CHECK(got[i].timestamp_ms == want[i].timestamp_ms);
+    CHECK(got[i].value == want[i].value);
+  }
+}
+
+// -- a tap between the ingest endpoint and the real ingest actor --------------
+
+/// What reached the cloud, byte for byte; optionally loses the cloud's reply
+/// after the real ingest has stored the batch (an ack lost on the way back).
+struct tap_log {
+  std::mutex mtx;
+  std::vector<std::string> bodies;
+  std::atomic<bool> lose_replies{false};
+
+  std::vector<std::string> seen() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return bodies;
+  }
+};
+
+struct tap_state {
+  static inline const char* name = "tap";
+};
+
+ingest_actor::behavior_type tap(ingest_actor::stateful_pointer<tap_state> self,
+                                ingest_actor real,
+                                std::shared_ptr<tap_log> log) {
+  return {
+    [self, real, log](sync_atom, std::string& body,
+                      std::string& encoding) -> caf::result<http_reply> {
+      {
+        std::lock_guard<std::mutex> guard{log->mtx};
+        log->bodies.push_back(body);
+      }
+      bool lose = log->lose_replies;
+      auto rp = self->make_response_promise<http_reply>();
+      self->request(real, 30s, sync_atom::value, std::move(body),
+                    std::move(encoding))
+        .then(
+          [rp, lose](http_reply& rep) mutable {
+            if (lose) {
+              sync_ack nack;
+              nack.error_code = "reply_lost";
+              nack.error_message = "the test lost the cloud's reply";
+              rep.status = 503;
+              rep.body = encode_response(nack);
+            }
+            rp.deliver(std::move(rep));
+          },
+          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
+    [](stats_atom) {
+      actor_stats out;
+      out.name = "tap";
+      out.state = "ok";
+      return out;
+    },
+  };
+}
+
+// -- the fixture --------------------------------------------------------------
+
+struct sync_fixture {
+  scratch_dir dir;
+  std::shared_ptr<manual_clock> clock
+    = std::make_shared<manual_clock>(clock_start_ms);
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  std::unique_ptr<caf::scoped_actor> self;
+  std::vector<caf::actor> spawned;
+  // The cloud.
+  cloud_store_actor cloud_store_hdl;
+  std::shared_ptr<tap_log> wire = std::make_shared<tap_log>();
+  std::unique_ptr<ingest_endpoint> endpoint;
+  // The device.
+  storage_actor storage_hdl;
+
+  sync_fixture() {
+    REQUIRE(dir.ok());
+    register_messages(cfg);
+    sys = std::make_unique<caf::actor_system>(cfg);
+    self = std::make_unique<caf::scoped_actor>(*sys);
+    open_storage("fleetd.db");
+  }
+
+  /// Opens (or creates) a device store in `file` and makes it the storage
+  /// every later sync actor and query of the fixture uses.
+  void open_storage(const std::string& file) {
+    storage_config scfg;
+    scfg.path = dir.file(file);
+    scfg.clock = clock;
+    auto store = edge_store::open(scfg);
+    REQUIRE_MESSAGE(store, render(store.error()));
+    storage_hdl = sys->spawn<caf::detached>(
+      storage, std::make_shared<edge_store>(std::move(*store)));
+    keep(storage_hdl);
+  }
+
+  ~sync_fixture() {
+    if (endpoint)
+      endpoint->stop();
+    for (auto& x : spawned)
+      (*self)->send_exit(x, caf::exit_reason::user_shutdown);
+    for (auto& x : spawned)
+      (*self)->wait_for(x);
+  }
+
+  template <class Handle>
+  void keep(const Handle& hdl) {
+    spawned.push_back(caf::actor_cast<caf::actor>(hdl));
+  }
+
+  /// Starts the cloud: store, ingest, tap and endpoint on 127.0.0.1:port.
+  uint16_t start_cloud(uint16_t port = 0) {
+    auto store = cloud_store::open(dir.file("cloud.db"), clock);
+    REQUIRE_MESSAGE(store, render(store.error()));
+    cloud_store_hdl = sys->spawn<caf::detached>(
+      embedded_store, std::make_shared<cloud_store>(std::move(*store)));
+    keep(cloud_store_hdl);
+    ingest_config icfg;
+    icfg.store = cloud_store_hdl;
+    auto real = sys->spawn(ingest, icfg);
+    keep(real);
+    auto front = sys->spawn(tap, real, wire);
+    keep(front);
+    endpoint = std::make_unique<ingest_endpoint>(*sys, front, http_limits{});
+    auto bound = endpoint->start("127.0.0.1", port);
+    REQUIRE_MESSAGE(bound, render(bound.error()));
+    if (port != 0)
+      REQUIRE(*bound == port);
+    return *bound;
+  }
+
+  cloud_link_actor spawn_link(uint16_t port) {
+    cloud_link_config lcfg;
+    lcfg.host = "127.0.0.1";
+    lcfg.port = port;
+    lcfg.timeout = 5s;
+    auto hdl = sys->spawn<caf::detached>(cloud_link, lcfg);
+    keep(hdl);
+    return hdl;
+  }
+
+  sync_config sync_cfg(cloud_link_actor link, int64_t batch_size) {
+    sync_config c;
+    c.device_id = device_id;
+    c.stream = metrics_stream;
+    // Only the first round and drains happen by themselves.
+    c.interval = std::chrono::hours(1);
+    c.batch_size = batch_size;
+    c.backoff_base = quiet_backoff;
+    c.backoff_cap = quiet_backoff;
+    c.request_timeout = 20s;
+    c.seed = quiet_seed;
+    c.clock = clock;
+    c.storage = storage_hdl;
+    c.link = std::move(link);
+    return c;
+  }
+
+  sync_actor spawn_sync(sync_config c) {
+    // Qualified: <unistd.h> declares ::sync() too.
+    auto hdl = sys->spawn(fleetd::sync, std::move(c));
+    keep(hdl);
+    return hdl;
+  }
+
+  void kill(const sync_actor& hdl) {
+    (*self)->send_exit(hdl, caf::exit_reason::kill);
+    (*self)->wait_for(hdl);
+  }
+
+  void store(const metric_samples& xs) {
+    (*self)
+      ->request(storage_hdl, 5s, store_atom::value, xs)
+      .receive(
+        [&](int64_t n) { CHECK(n == static_cast<int64_t>(xs.size())); },
+        [&](caf::error& err) { FAIL_CHECK("store failed: " << render(err)); });
+  }
+
+  queued_batches pending() {
+    queued_batches out;
+    (*self)
+      ->request(storage_hdl, 5s, pending_atom::value,
+                std::string{metrics_stream}, int64_t{100})
+      .receive([&](queued_batches& xs) { out = std::move(xs); },
+               [&](caf::error& err) {
+                 FAIL_CHECK("pending failed: " << render(err));
+               });
+    return out;
+  }
+
+  unbatched_points unbatched() {
+    unbatched_points out;
+    (*self)
+      ->request(storage_hdl, 5s, fetch_atom::value,
+                std::string{metrics_stream}, int64_t{100000})
+      .receive([&](unbatched_points& x) { out = std::move(x); },
+               [&](caf::error& err) {
+                 FAIL_CHECK("fetch failed: " << render(err));
+               });
+    return out;
+  }
+
+  template <class Handle>
+  actor_stats stats_of(const Handle& hdl) {
+    actor_stats out;
+    (*self)
+      ->request(hdl, 5s, stats_atom::value)
+      .receive([&](actor_stats& x) { out = std::move(x); },
+               [&](caf::error& err) { out.state = "error: " + render(err); });
+    return out;
+  }
+
+  metric_samples cloud_points() {
+    metric_samples out;
+    (*self)
+      ->request(cloud_store_hdl, 5s, points_atom::value, std::string{device_id})
+      .receive([&](metric_samples& xs) { out = std::move(xs); },
+               [&](caf::error& err) {
+                 FAIL_CHECK("points failed: " << render(err));
+               });
+    return out;
+  }
+
+  device_infos cloud_devices() {
+    device_infos out;
+    (*self)
+      ->request(cloud_store_hdl, 5s, devices_atom::value)
+      .receive([&](device_infos& xs) { out = std::move(xs); },
+               [&](caf::error& err) {
+                 FAIL_CHECK("devices failed: " << render(err));
+               });
+    return out;
+  }
+
+  /// Waits until `hdl` has acked `seq` and finished its round.
+  bool drained_to(const sync_actor& hdl, int64_t seq) {
+    return eventually(
+      [&] {
+        auto st = stats_of(hdl);
+        return st.counters["last_acked_sequence"] == seq && st.state == "idle";
+      },
+      20s);
+  }
+
+  bool backing_off(const sync_actor& hdl) {
+    return eventually(
+      [&] { return stats_of(hdl).state.rfind("backing off", 0) == 0; }, 20s);
+  }
+};
+
+decoded_request decode(const std::string& body) {
+  auto req = decode_request(body, is_zstd(body), 64 << 20);
+  REQUIRE_MESSAGE(req, render(req.error()));
+  return std::move(*req);
+}
+
+} // namespace
+
+TEST_CASE("backoff_delay never exceeds min(cap, base * 2^(n-1)) and is never "
+          "negative") {
+  std::minstd_rand rng(42);
+  const std::chrono::milliseconds base = 100ms;
+  const std::chrono::milliseconds cap = 30s;
+  for (int64_t n = 1; n <= 40; ++n) {
+    CAPTURE(n);
+    auto ceiling = n <= 20 ? std::min<int64_t>(cap.count(),
+                                               base.count() << (n - 1))
+                           : cap.count();
+    int64_t highest = 0;
+    for (int i = 0; i < 500; ++i) {
+      auto d = backoff_delay(base, cap, n, rng).count();
+      REQUIRE(d >= 0);
+      REQUIRE(d <= ceiling);
+      highest = std::max(highest, d);
+    }
+    // Full jitter uses the whole range, not a sliver of it.
+    CHECK(highest > ceiling / 2);
+  }
+  SUBCASE("no failures yet counts like the first") {
+    for (int i = 0; i < 100; ++i)
+      CHECK(backoff_delay(base, cap, 0, rng).count() <= base.count());
+  }
+  SUBCASE("a huge failure count stays at the cap without overflowing") {
+    for (int64_t n : {int64_t{63}, int64_t{64}, int64_t{1} << 40,
+                      std::numeric_limits<int64_t>::max()}) {
+      auto d = backoff_delay(base, cap, n, rng).count();
+      CHECK(d >= 0);
+      CHECK(d <= cap.count());
+    }
+  }
+  SUBCASE("a base above the cap is held to the cap") {
+    for (int i = 0; i < 100; ++i)
+      CHECK(backoff_delay(10s, 1s, 1, rng).count() <= 1000);
+  }
+  SUBCASE("zero base and cap give zero") {
+    CHECK(backoff_delay(0ms, 0ms, 5, rng).count() == 0);
+  }
+}
+
+TEST_CASE("backoff_delay with a fixed seed is deterministic") {
+  auto run = [](uint64_t seed) {
+    std::minstd_rand rng(static_cast<std::minstd_rand::result_type>(seed));
+    std::vector<int64_t> out;
+    for (int64_t n = 1; n <= 30; ++n)
+      out.push_back(backoff_delay(250ms, 60s, n, rng).count());
+    return out;
+  };
+  CHECK(run(7) == run(7));
+  CHECK(run(quiet_seed) == run(quiet_seed));
+  CHECK(run(7) != run(8));
+  // The premise of the actor tests below: the first delay is long.
+  std::minstd_rand rng(static_cast<std::minstd_rand::result_type>(quiet_seed));
+  CHECK(backoff_delay(quiet_backoff, quiet_backoff, 1, rng) >= 20min);
+}
+
+TEST_CASE("the sync actor drains every stored batch to a real cloud, "
+          "numbered 1 to N") {
+  sync_fixture f;
+  auto port = f.start_cloud();
+  constexpr int64_t batch_size = 10;
+  constexpr int64_t batches = 5;
+  metric_samples stored;
+  // Stored in uneven chunks: batches are cut by size, not by store call.
+  for (size_t chunk : {7, 13, 10, 1, 19}) {
+    auto xs = samples_from(clock_start_ms + static_cast<int64_t>(stored.size()),
+                           chunk);
+    f.store(xs);
+    stored.insert(stored.end(), xs.begin(), xs.end());
+  }
+  REQUIRE(static_cast<int64_t>(stored.size()) == batch_size * batches);
+  auto s = f.spawn_sync(f.sync_cfg(f.spawn_link(port), batch_size));
+  REQUIRE(f.drained_to(s, batches));
+  check_same_samples(f.cloud_points(), stored);
+  // On the wire: one request per batch, sequences 1..N in order.
+  auto bodies = f.wire->seen();
+  REQUIRE(bodies.size() == static_cast<size_t>(batches));
+  for (int64_t i = 0; i < batches; ++i) {
+    CAPTURE(i);
+    auto req = decode(bodies[static_cast<size_t>(i)]);
+    CHECK(req.device_id == device_id);
+    CHECK(req.stream == metrics_stream);
+    CHECK(req.sequence == i + 1);
+    check_same_samples(req.samples,
+                       metric_samples(stored.begin() + i * batch_size,
+                                      stored.begin() + (i + 1) * batch_size));
+  }
+  auto devices = f.cloud_devices();
+  REQUIRE(devices.size() == 1);
+  CHECK(devices[0].device_id == device_id);
+  CHECK(devices[0].stream == metrics_stream);
+  CHECK(devices[0].batches_received == batches);
+  CHECK(devices[0].points_received == batch_size * batches);
+  CHECK(devices[0].last_acked_sequence == batches);
+  CHECK(devices[0].gaps == 0);
+  CHECK(devices[0].duplicates == 0);
+  // Nothing left on the device, and the next batch would be N + 1.
+  CHECK(f.pending().empty());
+  auto left = f.unbatched();
+  CHECK(left.samples.empty());
+  CHECK(left.next_sequence == batches + 1);
+  auto st = f.stats_of(s);
+  CHECK(st.name == "sync");
+  CHECK(st.counters["batches_sent"] == batches);
+  CHECK(st.counters["batches_acked"] == batches);
+  CHECK(st.counters["points_synced"] == batch_size * batches);
+  CHECK(st.counters["send_failures"] == 0);
+  CHECK(st.counters["consecutive_failures"] == 0);
+  SUBCASE("samples stored later go out on the next tick") {
+    auto more = samples_from(clock_start_ms + 1000, 3);
+    f.store(more);
+    (*f.self)->send(s, tick_atom::value);
+    REQUIRE(f.drained_to(s, batches + 1));
+    stored.insert(stored.end(), more.begin(), more.end());
+    check_same_samples(f.cloud_points(), stored);
+    CHECK(f.pending().empty());
+  }
+}
+
+TEST_CASE("an unreachable cloud makes the sync actor back off and lose "
+          "nothing, and a tick after the cloud starts drains it") {
+  sync_fixture f;
+  auto port = free_port();
+  constexpr int64_t batch_size = 10;
+  auto stored = samples_from(clock_start_ms, 25);
+  f.store(stored);
+  auto s = f.spawn_sync(f.sync_cfg(f.spawn_link(port), batch_size));
+  REQUIRE(f.backing_off(s));
+  auto st = f.stats_of(s);
+  INFO("sync state: " << st.state);
+  CHECK(st.state.find("unreachable") != std::string::npos);
+  CHECK(st.counters["send_failures"] == 1);
+  CHECK(st.counters["consecutive_failures"] == 1);
+  CHECK(st.counters["batches_acked"] == 0);
+  // Nothing lost: batch 1 waits in the queue, the rest is still unbatched.
+  auto queued = f.pending();
+  REQUIRE(queued.size() == 1);
+  CHECK(queued[0].sequence == 1);
+  CHECK(queued[0].points == batch_size);
+  check_same_samples(decode(queued[0].body).samples,
+                     metric_samples(stored.begin(),
+                                    stored.begin() + batch_size));
+  check_same_samples(f.unbatched().samples,
+                     metric_samples(stored.begin() + batch_size, stored.end()));
+  SUBCASE("ticks while the cloud is still away resend the same batch") {
+    (*f.self)->send(s, tick_atom::value);
+    REQUIRE(eventually(
+      [&] { return f.stats_of(s).counters["send_failures"] == 2; }, 20s));
+    auto again = f.pending();
+    REQUIRE(again.size() == 1);
+    CHECK(again[0].sequence == 1);
+    CHECK(again[0].body == queued[0].body);
+    CHECK(f.stats_of(s).counters["consecutive_failures"] == 2);
+  }
+  // The cloud appears on the port the link was told about.
+  f.start_cloud(port);
+  (*f.self)->send(s, tick_atom::value);
+  REQUIRE(f.drained_to(s, 3));
+  check_same_samples(f.cloud_points(), stored);
+  auto bodies = f.wire->seen();
+  REQUIRE(bodies.size() == 3);
+  // The first request the cloud saw is the batch queued while it was away.
+  CHECK(bodies[0] == queued[0].body);
+  for (int64_t i = 0; i < 3; ++i)
+    CHECK(decode(bodies[static_cast<size_t>(i)]).sequence == i + 1);
+  CHECK(f.pending().empty());
+  CHECK(f.unbatched().samples.empty());
+  st = f.stats_of(s);
+  CHECK(st.state == "idle");
+  CHECK(st.counters["consecutive_failures"] == 0);
+  CHECK(st.counters["batches_acked"] == 3);
+  CHECK(st.counters["points_synced"] == 25);
+  auto devices = f.cloud_devices();
+  REQUIRE(devices.size() == 1);
+  CHECK(devices[0].duplicates == 0);
+  CHECK(devices[0].gaps == 0);
+}
+
+TEST_CASE("a restarted sync actor resends exactly the queued bytes and the "
+          "cloud keeps the points once") {
+  sync_fixture f;
+  auto port = f.start_cloud();
+  auto link = f.spawn_link(port);
+  auto first = samples_from(clock_start_ms, 10);
+  f.store(first);
+  // The cloud stores batch 1, but its ack never reaches the device.
+  f.wire->lose_replies = true;
+  auto s1 = f.spawn_sync(f.sync_cfg(link, 100));
+  REQUIRE(f.backing_off(s1));
+  auto s1_state = f.stats_of(s1).state;
+  INFO("sync state: " << s1_state);
+  CHECK(s1_state.find("reply_lost") != std::string::npos);
+  auto queued = f.pending();
+  REQUIRE(queued.size() == 1);
+  CHECK(queued[0].sequence == 1);
+  REQUIRE(f.cloud_devices().size() == 1);
+  CHECK(f.cloud_devices()[0].batches_received == 1);
+  f.kill(s1);
+  f.wire->lose_replies = false;
+  // A new batch's encoding would differ: later samples and a later clock.
+  auto later = samples_from(clock_start_ms + 500, 5);
+  f.store(later);
+  f.clock->advance(3'600'000);
+  auto s2 = f.spawn_sync(f.sync_cfg(link, 100));
+  REQUIRE(f.drained_to(s2, 2));
+  auto bodies = f.wire->seen();
+  REQUIRE(bodies.size() == 3);
+  CHECK(bodies[0] == queued[0].body);
+  CHECK(bodies[1] == queued[0].body);
+  auto second = decode(bodies[2]);
+  CHECK(second.sequence == 2);
+  check_same_samples(second.samples, later);
+  // Stored once: the duplicate was acked, not written again.
+  auto all = first;
+  all.insert(all.end(), later.begin(), later.end());
+  check_same_samples(f.cloud_points(), all);
+  auto devices = f.cloud_devices();
+  REQUIRE(devices.size() == 1);
+  CHECK(devices[0].batches_received == 2);
+  CHECK(devices[0].duplicates == 1);
+  CHECK(devices[0].points_received == 15);
+  CHECK(devices[0].last_acked_sequence == 2);
+  CHECK(devices[0].gaps == 0);
+  CHECK(f.pending().empty());
+  auto st = f.stats_of(s2);
+  CHECK(st.counters["batches_sent"] == 2);
+  CHECK(st.counters["batches_acked"] == 2);
+  CHECK(st.counters["send_failures"] == 0);
+  CHECK(st.counters["bytes_sent"]
+        == static_cast<int64_t>(bodies[1].size() + bodies[2].size()));
+}
+
+TEST_CASE("a device whose store was replaced by a fresh one still gets its "
+          "new points into the cloud") {
+  // A corrupt store is moved aside and a fresh one starts (see storage_test);
+  // the fresh store numbers its batches from 1 again, while the cloud still
+  // remembers sequences 1..N of the same device and stream.
+  sync_fixture f;
+  auto port = f.start_cloud();
+  auto link = f.spawn_link(port);
+  auto before = samples_from(clock_start_ms, 30);
+  f.store(before);
+  auto s1 = f.spawn_sync(f.sync_cfg(link, 10));
+  REQUIRE(f.drained_to(s1, 3));
+  f.kill(s1);
+  f.open_storage("fresh.db");
+  REQUIRE(f.unbatched().next_sequence == 1);
+  auto after = samples_from(clock_start_ms + 10'000, 20);
+  f.store(after);
+  auto s2 = f.spawn_sync(f.sync_cfg(link, 10));
+  // The device considers both new batches delivered...
+  REQUIRE(eventually(
+    [&] {
+      auto st = f.stats_of(s2);
+      return st.state == "idle" && st.counters["points_synced"] == 20;
+    },
+    20s));
+  CHECK(f.pending().empty());
+  CHECK(f.unbatched().samples.empty());
+  // ...so the cloud must hold them, or they are lost without a trace.
+  auto all = before;
+  all.insert(all.end(), after.begin(), after.end());
+  auto got = f.cloud_points();
+  CHECK_MESSAGE(got.size() == all.size(),
+                "the cloud holds " << got.size() << " of " << all.size()
+                                   << " points; the fresh store's batches 1 "
+                                      "and 2 were acked as duplicates");
+  if (got.size() == all.size())
+    check_same_samples(got, all);
+}
