@@ -271,19 +271,6 @@ int run(int argc, char** argv) {
   stop_list stops;
   auto st = sys.spawn<caf::detached>(storage, std::move(*backend));
   stops.add("storage", caf::actor_cast<caf::actor>(st));
-  capability_config kcfg;
-  kcfg.data_dir = dir;
-  kcfg.overrides = overrides_of(opt);
-  kcfg.recheck_interval = opt.recheck_interval;
-  kcfg.initial = caps;
-  kcfg.clock = clk;
-  kcfg.on_change = [st](const capability_report& before,
-                        const capability_report& now) {
-    caf::anon_send(st, event_atom::value, std::string("capability_change"),
-                   describe_change(before, now));
-  };
-  auto cap = sys.spawn(capability, kcfg);
-  stops.add("capability", caf::actor_cast<caf::actor>(cap));
   cloud_link_config lcfg;
   lcfg.host = opt.cloud_host;
   lcfg.port = static_cast<uint16_t>(opt.cloud_port);
@@ -304,6 +291,21 @@ int run(int argc, char** argv) {
   ycfg.link = link;
   auto syn = sys.spawn(sync, ycfg);
   stops.add("sync", caf::actor_cast<caf::actor>(syn));
+  capability_config kcfg;
+  kcfg.data_dir = dir;
+  kcfg.overrides = overrides_of(opt);
+  kcfg.recheck_interval = opt.recheck_interval;
+  kcfg.initial = caps;
+  kcfg.clock = clk;
+  kcfg.listeners = {caf::actor_cast<caf::actor>(st),
+                    caf::actor_cast<caf::actor>(syn)};
+  kcfg.on_change = [st](const capability_report& before,
+                        const capability_report& now) {
+    caf::anon_send(st, event_atom::value, std::string("capability_change"),
+                   describe_change(before, now));
+  };
+  auto cap = sys.spawn(capability, kcfg);
+  stops.add("capability", caf::actor_cast<caf::actor>(cap));
   system_collector_config ccfg;
   ccfg.disk_path = dir;
   ccfg.interval = opt.collector_interval;

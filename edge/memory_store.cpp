@@ -163,6 +163,15 @@ actor_stats memory_store::stats() {
   return out;
 }
 
+void memory_store::apply(const tier_settings& settings) {
+  if (limits_.per_series > 0)
+    limits_.per_series = settings.memory_points;
+  else
+    limits_.max_points = settings.memory_points;
+  // Shrinking bounds take effect with the next store; apply them now.
+  store(metric_samples{});
+}
+
 caf::expected<debug_report> memory_store::debug(const std::string& what) {
   debug_report out;
   json_object json;

@@ -40,6 +40,7 @@ public:
   std::map<std::string, int64_t> drops() override;
   actor_stats stats() override;
   caf::expected<debug_report> debug(const std::string& what) override;
+  void apply(const tier_settings& settings) override;
 
   int64_t points_held() const {
     return static_cast<int64_t>(points_.size());

@@ -222,15 +222,25 @@ caf::error edge_store::prepare() {
 }
 
 caf::expected<int64_t> edge_store::series_id(const metric_sample& x) {
-  auto labels = encode_labels(x.labels);
-  auto key = series_key(x.name, labels);
+  // series_key(name, encode_labels(labels)) built in a buffer that keeps its
+  // capacity: no allocation per row on the hot path.
+  auto& key = key_buf_;
+  key.assign(x.name);
+  key += '\0';
+  for (auto& kv : x.labels) {
+    key += kv.first;
+    key += '\0';
+    key += kv.second;
+    key += '\0';
+  }
   if (auto i = series_.find(key); i != series_.end())
     return i->second;
+  auto labels = encode_labels(x.labels);
   insert_series_.reset().bind(1, x.name).bind_blob(2, labels);
   if (auto err = insert_series_.run())
     return err;
   auto id = db_.last_insert_rowid();
-  series_.emplace(std::move(key), id);
+  series_.emplace(key, id);
   series_by_id_.emplace(id, std::make_pair(x.name, x.labels));
   return id;
 }
@@ -302,6 +312,15 @@ caf::expected<int64_t> edge_store::store(const metric_samples& xs) {
   if (auto dropped = enforce_limits(); !dropped)
     log_warning("storage", "cannot apply caps: ", render(dropped.error()));
   return *n;
+}
+
+void edge_store::apply(const tier_settings& settings) {
+  auto lim = cfg_.limits;
+  lim.max_bytes = settings.storage_bytes;
+  lim.retention_ms = settings.retention_ms;
+  set_limits(lim);
+  if (auto n = enforce_limits(); !n)
+    log_warning("storage", "cannot apply new caps: ", render(n.error()));
 }
 
 void edge_store::set_limits(const storage_limits& limits) {
@@ -948,6 +967,9 @@ storage(storage_actor::stateful_pointer<storage_state> self,
       if (!r)
         return r.error();
       return std::move(*r);
+    },
+    [&st](capabilities_atom, const capability_report& report) {
+      st.apply(report.settings);
     },
     [&st](stats_atom) { return st.stats(); },
   };

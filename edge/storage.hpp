@@ -3,6 +3,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 
 #include <caf/expected.hpp>
 
@@ -52,6 +53,7 @@ public:
   caf::error checkpoint() override;
   actor_stats stats() override;
   caf::expected<debug_report> debug(const std::string& what) override;
+  void apply(const tier_settings& settings) override;
 
   /// Applies the caps now: age first, then size, oldest synced data first.
   /// Returns how many records were dropped.
@@ -104,7 +106,8 @@ private:
   sqlite::statement select_pending_;
   sqlite::statement delete_acked_;
   sqlite::statement update_acked_;
-  std::map<std::string, int64_t> series_;
+  std::unordered_map<std::string, int64_t> series_;
+  std::string key_buf_;
   std::map<int64_t, std::pair<std::string, label_map>> series_by_id_;
   int64_t points_stored_ = 0;
   int64_t store_failures_ = 0;

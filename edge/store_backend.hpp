@@ -42,6 +42,8 @@ public:
   /// waiting) or "clean" (checkpoint, vacuum, drop synced data past
   /// retention, then say what it did); ec::bad_config for anything else.
   virtual caf::expected<debug_report> debug(const std::string& what) = 0;
+  /// Adopts the caps of new tier settings (a store type never changes live).
+  virtual void apply(const tier_settings& settings) = 0;
 };
 
 /// Why records were dropped; the keys of the drop counters.

@@ -159,6 +159,15 @@ sync_actor::behavior_type sync(sync_actor::stateful_pointer<sync_state> self,
       if (generation == self->state.generation && !self->state.busy)
         round(self);
     },
+    [self](capabilities_atom, const capability_report& report) {
+      auto& cfg = self->state.cfg;
+      cfg.interval = std::chrono::milliseconds(report.settings.sync_interval_ms);
+      cfg.batch_size = report.settings.batch_size;
+      cfg.zstd_level = static_cast<int>(report.settings.zstd_level);
+      log_info("sync", cfg.stream, ": now every ",
+               report.settings.sync_interval_ms, " ms, batches of ",
+               cfg.batch_size, ", zstd level ", cfg.zstd_level);
+    },
     [self](stats_atom) {
       auto& st = self->state;
       actor_stats out;

@@ -1,6 +1,7 @@
 // The store's caps: size and age limits, disk full as back-pressure.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -9,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "edge/capability.hpp"
 #include "edge/storage.hpp"
 #include "messages/error.hpp"
 
@@ -33,6 +35,14 @@ int64_t metrics_drops(edge_store& st) {
   auto d = st.drops();
   return d[drop_kind::metrics_synced] + d[drop_kind::metrics_queued_copy]
          + d[drop_kind::metrics_unsynced];
+}
+
+int64_t query_oldest(edge_store& st) {
+  auto r = st.debug("storage");
+  REQUIRE(r);
+  auto pos = r->json.find("\"oldest_ms\":");
+  REQUIRE(pos != std::string::npos);
+  return std::stoll(r->json.substr(pos + 12));
 }
 
 int64_t rows(edge_store& st) {
@@ -185,4 +195,34 @@ TEST_CASE("a full disk is back-pressure: newest data kept, drops exact, recovery
           failed_while_full, " of 20");
   CHECK(st->stats().counters["under_pressure"] == 0);
   CHECK(before[drop_kind::metrics_rejected] >= rejected);
+}
+
+TEST_CASE("tier 2's caps hold over 30 simulated hours: 5 MB and one day") {
+  tmp_dir dir;
+  auto clk = std::make_shared<manual_clock>(1'700'000'000'000);
+  auto tier = defaults_for_tier(2);
+  REQUIRE(tier.sqlite);
+  storage_config cfg;
+  cfg.path = dir.path + "/s.db";
+  cfg.clock = clk;
+  cfg.limits.max_bytes = tier.storage_bytes;
+  cfg.limits.retention_ms = tier.retention_ms;
+  auto st = edge_store::open(cfg);
+  REQUIRE(st);
+  int64_t accepted = 0;
+  int64_t worst = 0;
+  for (int round = 0; round < 30 * 360; ++round) {
+    clk->advance(10000);
+    auto n = st->store(make_batch(clk->now_ms(), 40, 40));
+    REQUIRE(n);
+    accepted += *n;
+    worst = std::max(worst, st->used_bytes());
+  }
+  auto oldest = query_oldest(*st);
+  MESSAGE("tier 2: worst ", worst, " of ", tier.storage_bytes,
+          " bytes; oldest row ", (clk->now_ms() - oldest) / 3600000.0,
+          " h old");
+  CHECK(worst <= tier.storage_bytes * 105 / 100);
+  CHECK(clk->now_ms() - oldest <= tier.retention_ms + 60000);
+  CHECK(accepted == rows(*st) + metrics_drops(*st));
 }

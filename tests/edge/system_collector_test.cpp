@@ -165,6 +165,9 @@ fake_storage(storage_actor::stateful_pointer<fake_storage_state> self,
       // Events are not what this test is about.
     },
     [](debug_atom, const std::string&) { return debug_report{}; },
+    [](capabilities_atom, const capability_report&) {
+      // Tier changes are not what this test is about.
+    },
     [](stats_atom) {
       actor_stats out;
       out.name = fake_storage_state::name;

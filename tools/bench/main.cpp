@@ -1,0 +1,67 @@
+// fleetd-bench: benchmarks that measure their own baseline in the same run.
+// Each subcommand prints exactly one line starting with "BENCH <name> " and
+// made of key=value pairs on stdout (other tools parse it); progress and
+// per-round details go to stderr.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "tools/bench/storage_bench.hpp"
+
+namespace {
+
+struct subcommand {
+  const char* name;
+  const char* summary;
+  std::string (*usage)();
+  int (*run)(const std::vector<std::string>& args);
+};
+
+// Later subcommands (wire, outage) add one row here and a file beside
+// storage_bench.cpp.
+const subcommand subcommands[] = {
+  {"storage", fleetd::bench::storage_summary, fleetd::bench::storage_usage,
+   fleetd::bench::run_storage_bench},
+};
+
+void print_help(std::ostream& out) {
+  out << "usage: fleetd-bench COMMAND [OPTIONS]\n"
+         "       fleetd-bench COMMAND --help\n\n"
+         "Benchmarks of fleetd. Every benchmark measures its baseline in the "
+         "same run,\nalternating rounds, and prints one line\n"
+         "  BENCH <command> key=value ...\n"
+         "on stdout with medians over the rounds (rounds=R says how many).\n\n"
+         "commands:\n";
+  for (auto& sc : subcommands)
+    out << "  " << sc.name << "\n      " << sc.summary << "\n";
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    print_help(std::cerr);
+    return 2;
+  }
+  auto& cmd = args.front();
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    print_help(std::cout);
+    return 0;
+  }
+  for (auto& sc : subcommands) {
+    if (cmd == sc.name) {
+      std::vector<std::string> rest(args.begin() + 1, args.end());
+      for (auto& a : rest) {
+        if (a == "--help" || a == "-h") {
+          std::cout << sc.usage();
+          return 0;
+        }
+      }
+      return sc.run(rest);
+    }
+  }
+  std::cerr << "fleetd-bench: unknown command '" << cmd
+            << "'; see fleetd-bench --help" << std::endl;
+  return 2;
+}
