@@ -1,5 +1,8 @@
 #include "edge/capability.hpp"
 
+#include "runtime/json.hpp"
+#include "runtime/text.hpp"
+
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -39,42 +42,6 @@ constexpr int64_t minute_ms = 60 * 1000;
 constexpr int64_t day_ms = 24 * 60 * minute_ms;
 
 // -- parsing (the same rules as edge/system_collector) ------------------------
-
-std::vector<std::string_view> split_lines(std::string_view text) {
-  std::vector<std::string_view> out;
-  while (!text.empty()) {
-    auto end = text.find('\n');
-    out.push_back(text.substr(0, end));
-    if (end == std::string_view::npos)
-      break;
-    text.remove_prefix(end + 1);
-  }
-  return out;
-}
-
-std::vector<std::string_view> split_fields(std::string_view line) {
-  std::vector<std::string_view> out;
-  size_t pos = 0;
-  while (pos < line.size()) {
-    auto begin = line.find_first_not_of(" \t", pos);
-    if (begin == std::string_view::npos)
-      break;
-    auto end = line.find_first_of(" \t", begin);
-    if (end == std::string_view::npos)
-      end = line.size();
-    out.push_back(line.substr(begin, end - begin));
-    pos = end;
-  }
-  return out;
-}
-
-std::string_view trim(std::string_view x) {
-  auto begin = x.find_first_not_of(" \t");
-  if (begin == std::string_view::npos)
-    return {};
-  auto end = x.find_last_not_of(" \t");
-  return x.substr(begin, end - begin + 1);
-}
 
 bool parse_int(std::string_view x, int64_t& out) {
   auto last = x.data() + x.size();
@@ -294,28 +261,6 @@ std::string duration_text(int64_t ms) {
   return std::to_string(ms) + "ms";
 }
 
-std::string json_string(const std::string& x) {
-  std::string out = "\"";
-  for (unsigned char c : x) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
-
 /// Applies one override; `applies` false when the tier has no such setting.
 void apply(std::vector<std::string>& reasons, const char* name,
            int64_t& setting, int64_t wanted, bool applies,
@@ -511,7 +456,7 @@ std::string to_json(const capability_report& x) {
       << ",\"zstd_level\":" << s.zstd_level << "}"
       << ",\"reasons\":[";
   for (size_t i = 0; i < x.reasons.size(); ++i)
-    out << (i > 0 ? "," : "") << json_string(x.reasons[i]);
+    out << (i > 0 ? "," : "") << json_quote(x.reasons[i]);
   out << "]}";
   return out.str();
 }

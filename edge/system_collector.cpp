@@ -1,5 +1,7 @@
 #include "edge/system_collector.hpp"
 
+#include "runtime/text.hpp"
+
 #include <sys/statvfs.h>
 
 #include <algorithm>
@@ -42,43 +44,6 @@ constexpr const char* meminfo_fields[] = {"MemTotal",  "MemAvailable",
                                           "Cached",    "SwapTotal",
                                           "SwapFree"};
 
-std::vector<std::string_view> split_lines(std::string_view text) {
-  std::vector<std::string_view> out;
-  while (!text.empty()) {
-    auto end = text.find('\n');
-    out.push_back(text.substr(0, end));
-    if (end == std::string_view::npos)
-      break;
-    text.remove_prefix(end + 1);
-  }
-  return out;
-}
-
-std::vector<std::string_view> split_fields(std::string_view line) {
-  std::vector<std::string_view> out;
-  size_t pos = 0;
-  while (pos < line.size()) {
-    auto begin = line.find_first_not_of(" \t", pos);
-    if (begin == std::string_view::npos)
-      break;
-    auto end = line.find_first_of(" \t", begin);
-    if (end == std::string_view::npos)
-      end = line.size();
-    out.push_back(line.substr(begin, end - begin));
-    pos = end;
-  }
-  return out;
-}
-
-std::string_view trim(std::string_view x) {
-  auto begin = x.find_first_not_of(" \t");
-  if (begin == std::string_view::npos)
-    return {};
-  auto end = x.find_last_not_of(" \t");
-  return x.substr(begin, end - begin + 1);
-}
-
-// A view, not std::string::substr: the fields point into `text`.
 std::string_view first_line(const std::string& text) {
   return std::string_view{text}.substr(0, text.find('\n'));
 }
