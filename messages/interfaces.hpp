@@ -31,6 +31,8 @@ using storage_actor = caf::typed_actor<
   caf::reacts_to<event_atom, std::string, std::string>,
   // Diagnostics: "storage", "queue", or "clean" (maintenance, then report).
   caf::replies_to<debug_atom, std::string>::with<debug_report>,
+  // New tier settings from the capability actor: caps apply at once.
+  caf::reacts_to<capabilities_atom, capability_report>,
   stats_handler>;
 
 /// What the sync actors see as "the cloud" (edge/cloud_link).
@@ -51,6 +53,8 @@ using sync_actor = caf::typed_actor<
   caf::reacts_to<tick_atom>,
   // The actor's own timer; ignored unless `generation` is still current.
   caf::reacts_to<tick_atom, int64_t>,
+  // New tier settings: interval, batch size and compression apply next round.
+  caf::reacts_to<capabilities_atom, capability_report>,
   stats_handler>;
 
 /// The cloud's embedded store (cloud/embedded_store).
