@@ -10,6 +10,9 @@ namespace fleetd {
 
 namespace {
 
+// A device numbers batches one by one; a jump this large is corruption.
+constexpr int64_t max_sequence_gap = 1'000'000;
+
 constexpr const char* schema = R"(
 CREATE TABLE IF NOT EXISTS streams (
   device_id TEXT NOT NULL,
@@ -27,6 +30,7 @@ CREATE TABLE IF NOT EXISTS batches (
   stream TEXT NOT NULL,
   epoch TEXT NOT NULL,
   sequence INTEGER NOT NULL,
+  checksum BLOB NOT NULL,
   points INTEGER NOT NULL,
   received_at INTEGER NOT NULL,
   PRIMARY KEY (device_id, stream, epoch, sequence)) WITHOUT ROWID;
@@ -118,7 +122,7 @@ caf::expected<ingest_outcome> cloud_store::write(const ingest_batch& b) {
                   "); numbering restarts");
       last = 0;
     }
-    auto seen = db_.prepare("SELECT 1 FROM batches WHERE device_id = ?1 "
+    auto seen = db_.prepare("SELECT checksum FROM batches WHERE device_id = ?1 "
                             "AND stream = ?2 AND epoch = ?4 AND sequence = ?3");
     if (!seen)
       return seen.error();
@@ -127,6 +131,16 @@ caf::expected<ingest_outcome> cloud_store::write(const ingest_batch& b) {
     auto had = seen->step();
     if (!had)
       return had.error();
+    if (*had && seen->column_blob(0) != b.checksum)
+      return make_error(ec::bad_sequence,
+                        "sequence " + std::to_string(b.sequence)
+                          + " was already received with other content");
+    // A never-seen sequence below the ack fills a recorded gap: keep it.
+    if (b.sequence > last + max_sequence_gap)
+      return make_error(ec::bad_sequence,
+                        "sequence " + std::to_string(b.sequence)
+                          + " is too far ahead of the acked "
+                          + std::to_string(last));
     if (*had) {
       out.duplicate = true;
       out.last_acked = last;
@@ -153,12 +167,12 @@ caf::expected<ingest_outcome> cloud_store::write(const ingest_batch& b) {
     }
     auto n = static_cast<int64_t>(b.samples.size());
     auto rec = db_.prepare("INSERT INTO batches (device_id, stream, epoch, "
-                           "sequence, points, received_at) "
-                           "VALUES (?1, ?2, ?6, ?3, ?4, ?5)");
+                           "sequence, points, received_at, checksum) "
+                           "VALUES (?1, ?2, ?6, ?3, ?4, ?5, ?7)");
     if (!rec)
       return rec.error();
     rec->bind(1, b.device_id).bind(2, b.stream).bind(3, b.sequence).bind(4, n)
-      .bind(5, now).bind(6, b.epoch);
+      .bind(5, now).bind(6, b.epoch).bind_blob(7, b.checksum);
     if (auto err = rec->run())
       return err;
     out.last_acked = std::max(last, b.sequence);

@@ -56,6 +56,7 @@ ingest(ingest_actor::stateful_pointer<ingest_state> self, ingest_config cfg) {
       b.device_id = std::move(req->device_id);
       b.stream = std::move(req->stream);
       b.epoch = std::move(req->epoch);
+      b.checksum = std::move(req->checksum);
       b.sequence = req->sequence;
       b.samples = std::move(req->samples);
       auto rp = self->make_response_promise<http_reply>();
@@ -75,6 +76,17 @@ ingest(ingest_actor::stateful_pointer<ingest_state> self, ingest_config cfg) {
             rp.deliver(answer(200, ack));
           },
           [self, rp](caf::error& err) mutable {
+            if (err.category() == caf::atom("fleetd")
+                && static_cast<ec>(err.code()) == ec::bad_sequence) {
+              // The batch contradicts what the cloud holds: never retryable.
+              ++self->state.rejected["bad_sequence"];
+              sync_ack nack;
+              nack.error_code = "bad_sequence";
+              nack.error_message = render(err);
+              log_info("ingest", "rejected request: ", nack.error_message);
+              rp.deliver(answer(409, nack));
+              return;
+            }
             ++self->state.store_failures;
             sync_ack nack;
             nack.error_code = "store_unavailable";

@@ -86,6 +86,8 @@ struct ingest_batch {
   std::string device_id;
   std::string stream;
   std::string epoch;
+  /// Tells a retry (same bytes) from a reused sequence (other bytes).
+  std::string checksum;
   int64_t sequence = 0;
   metric_samples samples;
 };
@@ -93,7 +95,7 @@ struct ingest_batch {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ingest_batch& x) {
   return f(caf::meta::type_name("ingest_batch"), x.device_id, x.stream,
-           x.epoch, x.sequence, x.samples);
+           x.epoch, x.checksum, x.sequence, x.samples);
 }
 
 /// What the cloud store did with a batch.

@@ -205,6 +205,7 @@ caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
   out.device_id = req.device_id();
   out.sequence = md.sequence_number();
   out.epoch = md.epoch();
+  out.checksum = md.checksum();
   switch (req.data_case()) {
     case pb::SyncRequest::kMetrics: {
       out.stream = metrics_stream;

@@ -42,6 +42,8 @@ struct decoded_request {
   std::string device_id;
   std::string stream;
   std::string epoch;
+  /// SyncMetadata.checksum as sent (verified).
+  std::string checksum;
   int64_t sequence = 0;
   metric_samples samples;
 };

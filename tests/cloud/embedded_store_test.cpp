@@ -427,3 +427,31 @@ TEST_CASE("the embedded store actor answers write, devices, points and "
   self->send_exit(st, caf::exit_reason::user_shutdown);
   self->wait_for(st);
 }
+
+TEST_CASE("a sequence reused with other content or far ahead is refused") {
+  scratch_dir dir;
+  REQUIRE(dir.ok());
+  auto clk = std::make_shared<manual_clock>(clock_start_ms);
+  auto st = cloud_store::open(dir.file("cloud.db"), clk);
+  REQUIRE(st);
+  auto b = batch("d", 1, samples(3, 1));
+  b.epoch = "e1";
+  b.checksum = "aaaaaaaa";
+  REQUIRE(st->write(b));
+  auto again = b;
+  again.checksum = "bbbbbbbb";
+  auto r = st->write(again);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code() == static_cast<uint8_t>(ec::bad_sequence));
+  auto far = b;
+  far.sequence = 5'000'000;
+  r = st->write(far);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code() == static_cast<uint8_t>(ec::bad_sequence));
+  r = st->write(b);
+  REQUIRE(r);
+  CHECK(r->duplicate);
+  auto pts = st->points("d");
+  REQUIRE(pts);
+  CHECK(pts->size() == 3);
+}

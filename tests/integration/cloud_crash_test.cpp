@@ -30,6 +30,13 @@ int64_t cloud_batches(const temp_dir& tmp) {
                    "SELECT count(*) FROM batches");
 }
 
+std::string state_of(const node_status& st, const std::string& actor) {
+  for (auto& a : st.actors)
+    if (a.name == actor)
+      return a.state;
+  return "";
+}
+
 } // namespace
 
 TEST_CASE("a cloud killed mid-stream loses and duplicates nothing") {
@@ -71,7 +78,9 @@ TEST_CASE("a cloud killed mid-stream loses and duplicates nothing") {
   bool drained = eventually(
     [&] {
       auto st = console_status(console);
+      // "done": the last round's store has been answered, not just sent.
       return st && counter(*st, "system_collector", "rounds") == rounds
+             && state_of(*st, "system_collector") == "done"
              && counter(*st, "storage", "queued_batches") == 0
              && counter(*st, "storage", "unbatched_points") == 0;
     },

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "tools/bench/storage_bench.hpp"
+#include "tools/bench/wire_bench.hpp"
 
 namespace {
 
@@ -22,6 +23,8 @@ struct subcommand {
 const subcommand subcommands[] = {
   {"storage", fleetd::bench::storage_summary, fleetd::bench::storage_usage,
    fleetd::bench::run_storage_bench},
+  {"wire", fleetd::bench::wire_summary, fleetd::bench::wire_usage,
+   fleetd::bench::run_wire_bench},
 };
 
 void print_help(std::ostream& out) {

@@ -1,0 +1,68 @@
+#pragma once
+
+// Columnar metrics batches (docs/wire-format.md, "Columnar metrics batch"):
+// each series once per batch (or once per session with a codec_context),
+// timestamps shared by series sampled together and delta-of-delta encoded,
+// values encoded by kind (scaled-decimal integers with delta or
+// delta-of-delta, byte-wise XOR for other floats). The output is not
+// compressed; callers apply zstd at the tier's level.
+//
+// Lossless: decode_columnar(encode_columnar(s, c), c') == s, sample order
+// and every double bit pattern (NaN payloads, +-Inf, -0.0) included.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "messages/types.hpp"
+
+namespace fleetd {
+
+/// Version byte that starts every columnar batch.
+constexpr uint8_t columnar_format_version = 1;
+
+/// A series: metric name plus labels.
+using series_key = std::pair<std::string, label_map>;
+
+/// Per-session series table. Series in the table are referenced by index;
+/// a batch carries the definition of every series it uses that the table
+/// does not hold yet. Sender and receiver each keep one:
+/// - sender: encode_columnar(samples, ctx), then, once the batch is known
+///   to reach the receiver in order, commit_columnar(ctx, samples);
+/// - receiver: decode_columnar(bytes, ctx) appends the batch's new series.
+/// A default-constructed context that is never committed makes every batch
+/// self-contained (all names inline). Both sides must reset together (new
+/// session) when a batch is lost; a batch encoded against a table of a
+/// different size is refused by the decoder.
+struct codec_context {
+  std::vector<series_key> series;
+  std::map<series_key, uint32_t> index;
+  /// decode_columnar refuses batches of more points than this.
+  size_t max_points = size_t{1} << 22;
+
+  /// Index of `key`, or -1.
+  int64_t find(const series_key& key) const;
+  /// Appends `key` (must be absent); returns its index.
+  uint32_t add(series_key key);
+  void clear();
+};
+
+/// Encodes `samples` against `ctx` (not modified).
+std::string encode_columnar(const metric_samples& samples,
+                            const codec_context& ctx);
+
+/// Adds to `ctx` the series that encode_columnar(samples, ctx) defined
+/// inline, in the same order, so later batches reference them by index.
+void commit_columnar(codec_context& ctx, const metric_samples& samples);
+
+/// Decodes one batch; on success appends its new series to `ctx`. On error
+/// (ec::decode_failed) `ctx` is left unchanged.
+caf::expected<metric_samples> decode_columnar(std::string_view bytes,
+                                              codec_context& ctx);
+
+} // namespace fleetd

@@ -1,0 +1,280 @@
+// Columnar metrics batches: lossless round trips and refusal of bad input.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+
+#include "messages/metrics_codec.hpp"
+#include "messages/types.hpp"
+
+using namespace fleetd;
+
+namespace {
+
+uint64_t bits_of(double x) {
+  uint64_t out;
+  std::memcpy(&out, &x, sizeof(out));
+  return out;
+}
+
+double double_of(uint64_t x) {
+  double out;
+  std::memcpy(&out, &x, sizeof(out));
+  return out;
+}
+
+// Equal samples, doubles compared bit for bit.
+void check_same(const metric_samples& got, const metric_samples& want) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    CHECK(got[i].name == want[i].name);
+    CHECK(got[i].labels == want[i].labels);
+    CHECK(got[i].timestamp_ms == want[i].timestamp_ms);
+    CHECK(bits_of(got[i].value) == bits_of(want[i].value));
+  }
+}
+
+void round_trip(const metric_samples& xs) {
+  codec_context enc;
+  codec_context dec;
+  auto bytes = encode_columnar(xs, enc);
+  auto got = decode_columnar(bytes, dec);
+  REQUIRE(got);
+  check_same(*got, xs);
+}
+
+metric_sample sample(std::string name, label_map labels, int64_t ts,
+                     double v) {
+  metric_sample s;
+  s.name = std::move(name);
+  s.labels = std::move(labels);
+  s.timestamp_ms = ts;
+  s.value = v;
+  return s;
+}
+
+// Scrapes of `nseries` series every 10 s: counters, gauges, decimals, floats.
+metric_samples scrapes(int nseries, int nscrapes, int64_t t0, uint32_t seed) {
+  std::mt19937_64 rng(seed);
+  metric_samples out;
+  std::vector<double> counters(nseries, 0);
+  for (int k = 0; k < nscrapes; ++k) {
+    int64_t ts = t0 + k * 10000 + static_cast<int64_t>(rng() % 3);
+    for (int i = 0; i < nseries; ++i) {
+      double v = 0;
+      switch (i % 4) {
+        case 0: counters[i] += static_cast<double>(rng() % 1000); v = counters[i]; break;
+        case 1: v = static_cast<double>(rng() % 100) / 100.0; break;
+        case 2: v = std::ldexp(static_cast<double>(rng() >> 11), -53); break;
+        default: v = double_of(rng()); break; // any bit pattern, NaNs too
+      }
+      out.push_back(sample("metric_" + std::to_string(i / 4),
+                           {{"kind", std::to_string(i % 4)},
+                            {"instance", "dev-" + std::to_string(i)}},
+                           ts, v));
+    }
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("empty batch round-trips") {
+  round_trip({});
+  codec_context enc;
+  auto bytes = encode_columnar({}, enc);
+  CHECK(bytes.size() < 10);
+}
+
+TEST_CASE("edge-case values round-trip bit for bit") {
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<double> vals = {
+    0.0, -0.0, 1.0, -1.0, inf, -inf,
+    std::numeric_limits<double>::quiet_NaN(),
+    -std::numeric_limits<double>::quiet_NaN(),
+    double_of(0x7FF0000000000001ULL), // signalling NaN payload
+    double_of(0x7FF8DEADBEEF0001ULL), // quiet NaN payload
+    std::numeric_limits<double>::denorm_min(),
+    std::numeric_limits<double>::min(), std::numeric_limits<double>::max(),
+    -std::numeric_limits<double>::max(), std::numeric_limits<double>::epsilon(),
+    9007199254740992.0, 9007199254740993.0, -9007199254740992.0,
+    1e300, 1e-300, 0.1, 0.2, 0.30000000000000004, 2.1572e-05, 4.194304e+06,
+    1.0 / 3.0, 123456789.123456789};
+  metric_samples xs;
+  int64_t ts = 1700000000000;
+  for (double v : vals)
+    xs.push_back(sample("m", {}, ts += 10000, v));
+  round_trip(xs);
+  // Each value alone in its series (every column kind on its own).
+  metric_samples ys;
+  for (size_t i = 0; i < vals.size(); ++i)
+    ys.push_back(sample("s" + std::to_string(i), {}, 5, vals[i]));
+  round_trip(ys);
+  // Only -0.0 (must not become +0.0 through the integer path).
+  round_trip({sample("z", {}, 1, -0.0), sample("z", {}, 2, -0.0)});
+}
+
+TEST_CASE("every value column kind round-trips") {
+  std::mt19937_64 rng(5);
+  auto series = [&](const std::string& name, auto gen) {
+    metric_samples xs;
+    for (int k = 0; k < 40; ++k)
+      xs.push_back(sample(name, {}, 1000 + k * 10000, gen(k)));
+    return xs;
+  };
+  std::vector<metric_samples> cases = {
+    series("const_int", [](int) { return 7.0; }),
+    series("const_dec", [](int) { return 0.25; }),
+    series("const_nan", [](int) { return double_of(0x7FF4000000000123ULL); }),
+    series("const_neg_zero", [](int) { return -0.0; }),
+    series("pages", [&](int) { return 4096.0 * static_cast<double>(rng() % 100000); }),
+    series("counter_pages", [](int k) { return 4096.0 * (1000 + 37 * k * k); }),
+    series("counter", [](int k) { return 1e6 + 1234.0 * k; }),
+    series("random_gauge", [&](int) { return static_cast<double>(rng() % 1000000) / 1e9; }),
+    series("usec_mul", [&](int k) { return static_cast<double>(5794470 + 881 * k + rng() % 7) * 1e-6; }),
+    series("usec_div", [&](int k) { return static_cast<double>(5794470 + 881 * k) / 1e6; }),
+    series("big_scaled", [](int k) { return 1795639735.3813145 + 10.02 * k; }),
+    series("huge_int", [](int k) { return 1e18 + 4096.0 * k; }),
+    series("floats", [&](int) { return std::ldexp(static_cast<double>(rng() >> 11), -40); }),
+    series("mixed", [&](int k) { return k == 20 ? std::nan("") : static_cast<double>(k); }),
+    series("one_inf", [](int k) { return k == 3 ? -std::numeric_limits<double>::infinity() : 1.5; }),
+  };
+  metric_samples all;
+  for (auto& c : cases) {
+    round_trip(c);
+    // A single point of each.
+    round_trip({c.front()});
+    all.insert(all.end(), c.begin(), c.end());
+  }
+  round_trip(all);
+  // Columns of constants cost next to nothing.
+  codec_context enc;
+  CHECK(encode_columnar(cases[0], enc).size() < 40);
+}
+
+TEST_CASE("edge-case timestamps and strings round-trip") {
+  metric_samples xs = {
+    sample("", {}, std::numeric_limits<int64_t>::min(), 1),
+    sample("", {}, std::numeric_limits<int64_t>::max(), 2),
+    sample("", {}, 0, 3),
+    sample("", {}, -1, 4),
+    sample("a b", {{"", ""}, {"k", std::string("v\0x\n\"", 5)}}, 7, 5),
+    sample("a b", {{"", ""}, {"k", std::string("v\0x\n\"", 5)}}, 7, 6),
+  };
+  round_trip(xs);
+}
+
+TEST_CASE("random values, many series, any order") {
+  for (uint32_t seed = 1; seed <= 5; ++seed) {
+    auto xs = scrapes(1000, 30, 1795639735368, seed);
+    round_trip(xs);
+    // Shuffled: the explicit order column.
+    std::mt19937 rng(seed);
+    std::shuffle(xs.begin(), xs.end(), rng);
+    round_trip(xs);
+  }
+  // Random everything, including timestamps.
+  std::mt19937_64 rng(42);
+  metric_samples xs;
+  for (int i = 0; i < 5000; ++i)
+    xs.push_back(sample("r" + std::to_string(rng() % 50),
+                        {{"x", std::to_string(rng() % 3)}},
+                        static_cast<int64_t>(rng()),
+                        double_of(rng())));
+  round_trip(xs);
+}
+
+TEST_CASE("series present in only some scrapes") {
+  metric_samples xs;
+  for (int k = 0; k < 30; ++k)
+    for (int i = 0; i < 20; ++i)
+      if ((i * k) % 7 != 3)
+        xs.push_back(sample("m" + std::to_string(i), {}, k * 10000,
+                            static_cast<double>(k * i)));
+  round_trip(xs);
+}
+
+TEST_CASE("session context sends each series once") {
+  codec_context enc;
+  codec_context dec;
+  auto b1 = scrapes(200, 30, 1000000, 7);
+  auto b2 = scrapes(200, 30, 1300000, 8);
+  // b3 adds series.
+  auto b3 = scrapes(300, 30, 1600000, 9);
+  auto e1 = encode_columnar(b1, enc);
+  commit_columnar(enc, b1);
+  auto e2 = encode_columnar(b2, enc);
+  commit_columnar(enc, b2);
+  auto e3 = encode_columnar(b3, enc);
+  commit_columnar(enc, b3);
+  CHECK(enc.series.size() == 300);
+  codec_context fresh;
+  auto e2_alone = encode_columnar(b2, fresh);
+  CHECK(e2.size() + 200 * 10 < e2_alone.size());
+  auto d1 = decode_columnar(e1, dec);
+  REQUIRE(d1);
+  check_same(*d1, b1);
+  auto d2 = decode_columnar(e2, dec);
+  REQUIRE(d2);
+  check_same(*d2, b2);
+  auto d3 = decode_columnar(e3, dec);
+  REQUIRE(d3);
+  check_same(*d3, b3);
+  CHECK(dec.series == enc.series);
+  // Replaying a batch against the wrong table is refused, context unchanged.
+  auto again = decode_columnar(e2, dec);
+  CHECK(!again);
+  CHECK(dec.series.size() == 300);
+  codec_context empty;
+  CHECK(!decode_columnar(e2, empty));
+  CHECK(empty.series.empty());
+}
+
+TEST_CASE("corrupt or truncated input is an error, not a crash") {
+  auto xs = scrapes(40, 10, 1795639735368, 3);
+  codec_context enc;
+  auto bytes = encode_columnar(xs, enc);
+  // Every truncation.
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    codec_context dec;
+    auto got = decode_columnar(std::string_view(bytes).substr(0, n), dec);
+    CHECK(!got);
+    CHECK(dec.series.empty());
+  }
+  // Trailing garbage.
+  {
+    codec_context dec;
+    CHECK(!decode_columnar(bytes + "x", dec));
+  }
+  // Random byte flips: may decode to something else, must never crash.
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 20000; ++i) {
+    auto bad = bytes;
+    int flips = 1 + static_cast<int>(rng() % 4);
+    for (int f = 0; f < flips; ++f)
+      bad[rng() % bad.size()] = static_cast<char>(rng());
+    codec_context dec;
+    auto got = decode_columnar(bad, dec);
+    if (!got)
+      CHECK(dec.series.empty());
+  }
+  // Random garbage, including huge varint counts.
+  for (int i = 0; i < 20000; ++i) {
+    std::string junk(rng() % 64, '\0');
+    for (auto& c : junk)
+      c = static_cast<char>(rng());
+    if (!junk.empty())
+      junk[0] = static_cast<char>(columnar_format_version);
+    codec_context dec;
+    (void) decode_columnar(junk, dec);
+  }
+  std::string huge = {static_cast<char>(columnar_format_version), 0,
+                      '\xff', '\xff', '\xff', '\xff', '\xff', '\xff',
+                      '\xff', '\xff', '\xff', '\x01'};
+  codec_context dec;
+  CHECK(!decode_columnar(huge, dec));
+}
