@@ -44,6 +44,7 @@ struct edge_options {
   int64_t storage_bytes = 0;
   option_set::duration retention{};
   int64_t reserve_bytes = 0;
+  std::string backend;
   bool json = false;
   int64_t load_series = 0;
   option_set::duration load_interval{};
@@ -102,6 +103,9 @@ void declare(option_set& opts, edge_options& x) {
            "Disk space held back and given up when the disk fills, so old "
            "data can still be dropped to make room",
            0);
+  opts.add("storage.backend", x.backend, "auto",
+           "Where readings live: \"sqlite\", \"memory\" (nothing survives a "
+           "restart) or \"auto\" (the tier's: SQLite on tiers 1 and 2)");
   opts.add("json", x.json, false,
            "debug and maintenance commands: print JSON");
   opts.add("sync.backoff-base", x.backoff_base, 1s,
@@ -133,9 +137,12 @@ tier_overrides overrides_of(const edge_options& opt) {
 caf::expected<std::shared_ptr<store_backend>>
 open_backend(const edge_options& opt, const tier_settings& tier,
              const clock_ptr& clk) {
-  if (!tier.sqlite) {
+  if (opt.backend == "memory" || (opt.backend == "auto" && !tier.sqlite)) {
     memory_limits lim;
-    lim.max_points = tier.tier == 2 ? tier.memory_points : 0;
+    // Tier 3 keeps readings per series; every other tier a ring of points.
+    lim.max_points = tier.tier == 3 ? 0
+                     : tier.memory_points > 0 ? tier.memory_points
+                                              : 1000;
     lim.per_series = tier.tier == 3 ? tier.memory_points : 0;
     lim.max_batches = tier.tier == 3 ? 10 : 100;
     return std::make_shared<memory_store>(lim, clk);
@@ -216,12 +223,13 @@ int run_command(const edge_options& opt, const std::vector<std::string>& args) {
     r.json = to_json(caps);
     return print(r);
   }
-  if (caps.settings.sqlite && stat((dir + "/fleetd.db").c_str(), &st_dir) != 0)
+  auto in_memory = opt.backend == "memory"
+                   || (opt.backend == "auto" && !caps.settings.sqlite);
+  if (!in_memory && stat((dir + "/fleetd.db").c_str(), &st_dir) != 0)
     return fail(make_error(ec::io_error, "no database in " + dir));
-  if (!caps.settings.sqlite)
-    return fail(make_error(ec::io_error, "tier " + std::to_string(caps.settings.tier)
-                                           + " keeps data in memory: only a "
-                                             "running node can tell"));
+  if (in_memory)
+    return fail(make_error(ec::io_error, "this node keeps data in memory: "
+                                         "only a running node can tell"));
   auto backend = open_backend(opt, caps.settings, make_system_clock());
   if (!backend)
     return fail(backend.error());
@@ -240,6 +248,11 @@ int run(int argc, char** argv) {
   auto rc = parse_or_exit("fleetd", opts, argc, argv, opt.common, [&] {
     if (opt.device_id.empty())
       return make_error(ec::bad_config, "device.id: must not be empty");
+    if (opt.backend != "auto" && opt.backend != "sqlite"
+        && opt.backend != "memory")
+      return make_error(ec::bad_config, "storage.backend: '" + opt.backend
+                                          + "' is not one of auto, sqlite, "
+                                            "memory");
     if (opt.backoff_cap < opt.backoff_base)
       return make_error(ec::bad_config,
                         "sync.backoff-cap: must be at least sync.backoff-base");
