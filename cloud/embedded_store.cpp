@@ -5,6 +5,7 @@
 #include "messages/labels.hpp"
 #include "messages/error.hpp"
 #include "runtime/logger.hpp"
+#include "runtime/result.hpp"
 
 namespace fleetd {
 
@@ -291,16 +292,10 @@ embedded_store(cloud_store_actor::stateful_pointer<embedded_store_state> self,
       return *r;
     },
     [&st](devices_atom) -> caf::result<device_infos> {
-      auto r = st.devices();
-      if (!r)
-        return r.error();
-      return std::move(*r);
+      return to_result(st.devices());
     },
     [&st](points_atom, const std::string& device) -> caf::result<metric_samples> {
-      auto r = st.points(device);
-      if (!r)
-        return r.error();
-      return std::move(*r);
+      return to_result(st.points(device));
     },
     [&st](stats_atom) { return st.stats(); },
   };

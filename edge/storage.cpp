@@ -17,6 +17,7 @@
 #include "messages/labels.hpp"
 #include "runtime/json.hpp"
 #include "runtime/logger.hpp"
+#include "runtime/result.hpp"
 
 namespace fleetd {
 
@@ -927,30 +928,18 @@ storage(storage_actor::stateful_pointer<storage_state> self,
     },
     [&st](fetch_atom, const std::string& stream,
           int64_t max) -> caf::result<unbatched_points> {
-      auto r = st.fetch(stream, max);
-      if (!r)
-        return r.error();
-      return std::move(*r);
+      return to_result(st.fetch(stream, max));
     },
     [&st](enqueue_atom, const queued_batch& b) -> caf::result<int64_t> {
-      auto r = st.enqueue(b);
-      if (!r)
-        return r.error();
-      return *r;
+      return to_result(st.enqueue(b));
     },
     [&st](pending_atom, const std::string& stream,
           int64_t max) -> caf::result<queued_batches> {
-      auto r = st.pending(stream, max);
-      if (!r)
-        return r.error();
-      return std::move(*r);
+      return to_result(st.pending(stream, max));
     },
     [&st](ack_atom, const std::string& stream,
           int64_t sequence) -> caf::result<int64_t> {
-      auto r = st.ack(stream, sequence);
-      if (!r)
-        return r.error();
-      return *r;
+      return to_result(st.ack(stream, sequence));
     },
     [&st](flush_atom) -> caf::result<bool> {
       if (auto err = st.checkpoint())
@@ -963,10 +952,7 @@ storage(storage_actor::stateful_pointer<storage_state> self,
                     render(err));
     },
     [&st](debug_atom, const std::string& what) -> caf::result<debug_report> {
-      auto r = st.debug(what);
-      if (!r)
-        return r.error();
-      return std::move(*r);
+      return to_result(st.debug(what));
     },
     [&st](capabilities_atom, const capability_report& report) {
       st.apply(report.settings);
