@@ -20,6 +20,8 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <doctest/doctest.h>
 
+#include "scratch_dir.hpp"
+
 #include "messages/error.hpp"
 #include "messages/register.hpp"
 #include "messages/wire.hpp"
@@ -36,41 +38,11 @@ constexpr int64_t clock_start_ms = 1'700'000'000'000;
 
 const std::string stream = metrics_stream;
 
-/// A fresh directory under /tmp, removed with everything in it at scope exit.
-class scratch_dir {
-public:
-  scratch_dir() {
-    char pattern[] = "/tmp/fleetd-storage-XXXXXX";
-    if (::mkdtemp(pattern) != nullptr)
-      dir_ = pattern;
+// Each suite names its own temp directories, so leftovers say whose they are.
+struct scratch_dir : fleetd::test::scratch_dir {
+  scratch_dir() : fleetd::test::scratch_dir("fleetd-storage") {
+    // nop
   }
-
-  ~scratch_dir() {
-    std::error_code err;
-    if (!dir_.empty())
-      fs::remove_all(dir_, err);
-  }
-
-  scratch_dir(const scratch_dir&) = delete;
-  scratch_dir& operator=(const scratch_dir&) = delete;
-
-  bool ok() const {
-    return !dir_.empty();
-  }
-
-  std::string file(const std::string& name) const {
-    return (dir_ / name).string();
-  }
-
-  std::vector<std::string> entries() const {
-    std::vector<std::string> out;
-    for (auto& e : fs::directory_iterator(dir_))
-      out.push_back(e.path().filename().string());
-    return out;
-  }
-
-private:
-  fs::path dir_;
 };
 
 /// A timestamp `offset` ms after the clock's start: well inside retention.

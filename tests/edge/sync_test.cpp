@@ -28,6 +28,8 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <doctest/doctest.h>
 
+#include "scratch_dir.hpp"
+
 #include "cloud/embedded_store.hpp"
 #include "cloud/ingest.hpp"
 #include "cloud/ingest_endpoint.hpp"
@@ -54,34 +56,11 @@ constexpr uint64_t quiet_seed = 30000;
 
 constexpr auto quiet_backoff = std::chrono::milliseconds(std::chrono::hours(1));
 
-/// A fresh directory under /tmp, removed with everything in it at scope exit.
-class scratch_dir {
-public:
-  scratch_dir() {
-    char pattern[] = "/tmp/fleetd-sync-XXXXXX";
-    if (::mkdtemp(pattern) != nullptr)
-      dir_ = pattern;
+// Each suite names its own temp directories, so leftovers say whose they are.
+struct scratch_dir : fleetd::test::scratch_dir {
+  scratch_dir() : fleetd::test::scratch_dir("fleetd-sync") {
+    // nop
   }
-
-  ~scratch_dir() {
-    std::error_code err;
-    if (!dir_.empty())
-      fs::remove_all(dir_, err);
-  }
-
-  scratch_dir(const scratch_dir&) = delete;
-  scratch_dir& operator=(const scratch_dir&) = delete;
-
-  bool ok() const {
-    return !dir_.empty();
-  }
-
-  std::string file(const std::string& name) const {
-    return (dir_ / name).string();
-  }
-
-private:
-  fs::path dir_;
 };
 
 /// A port on 127.0.0.1 where nothing listens (bound once, then closed).
