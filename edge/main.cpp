@@ -329,13 +329,14 @@ int run(int argc, char** argv) {
   stops.add("system_collector", caf::actor_cast<caf::actor>(col));
   std::vector<std::pair<std::string, caf::actor>> extra;
   if (opt.load_series > 0) {
-    load_generator_config gcfg;
-    gcfg.series = opt.load_series;
+    system_collector_config gcfg;
+    gcfg.name = "load_generator";
+    gcfg.source = load_source(opt.load_series);
     gcfg.interval = opt.load_interval;
     gcfg.max_rounds = opt.load_rounds;
     gcfg.clock = clk;
     gcfg.storage = st;
-    auto gen = sys.spawn(load_generator, gcfg);
+    auto gen = sys.spawn(system_collector, gcfg);
     stops.add("load_generator", caf::actor_cast<caf::actor>(gen));
     extra.emplace_back("load_generator", caf::actor_cast<caf::actor>(gen));
   }

@@ -294,8 +294,11 @@ void collect_round(
   collector_actor::stateful_pointer<system_collector_state> self) {
   auto& st = self->state;
   std::vector<std::string> problems;
-  auto samples = read_system_metrics(st.cfg.proc_root, st.cfg.disk_path,
-                                     st.cfg.clock->now_ms(), &problems);
+  auto now = st.cfg.clock->now_ms();
+  auto samples = st.cfg.source
+                   ? st.cfg.source(now, &problems)
+                   : read_system_metrics(st.cfg.proc_root, st.cfg.disk_path,
+                                         now, &problems);
   ++st.rounds;
   if (!problems.empty()) {
     // The same files stay missing every round: warn once, then only debug.
@@ -370,7 +373,7 @@ system_collector(collector_actor::stateful_pointer<system_collector_state> self,
     [self](stats_atom) {
       auto& st = self->state;
       actor_stats out;
-      out.name = system_collector_state::name;
+      out.name = st.cfg.name;
       out.state = finished(st) && !st.in_flight ? "done" : "collecting";
       out.counters = {{"rounds", st.rounds},
                       {"points_collected", st.points_collected},

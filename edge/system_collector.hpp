@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -20,7 +21,15 @@ metric_samples read_system_metrics(const std::string& proc_root,
                                    int64_t now_ms,
                                    std::vector<std::string>* problems);
 
+/// Where a collector's samples come from: one call per round.
+using sample_source =
+  std::function<metric_samples(int64_t now_ms, std::vector<std::string>* problems)>;
+
 struct system_collector_config {
+  /// Name in the console; a second collector (e.g. load) gets its own.
+  std::string name = "system_collector";
+  /// Empty: the system metrics below (read_system_metrics).
+  sample_source source;
   std::string proc_root = "/proc";
   /// Data directory; statvfs target. Empty = no filesystem metrics.
   std::string disk_path;
