@@ -20,6 +20,10 @@ using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using event_atom = caf::atom_constant<caf::atom("event")>;
 using debug_atom = caf::atom_constant<caf::atom("debug")>;
 using points_atom = caf::atom_constant<caf::atom("points")>;
+using permit_atom = caf::atom_constant<caf::atom("permit")>;
+using report_atom = caf::atom_constant<caf::atom("report")>;
+using link_atom = caf::atom_constant<caf::atom("link")>;
+using session_atom = caf::atom_constant<caf::atom("session")>;
 using capabilities_atom = caf::atom_constant<caf::atom("caps")>;
 
 } // namespace fleetd

@@ -41,6 +41,20 @@ using cloud_link_actor = caf::typed_actor<
   caf::replies_to<sync_atom, std::string>::with<sync_ack>,
   stats_handler>;
 
+/// The device's view of the link to the cloud (edge/backoff), shared by the
+/// sync actors: exponential backoff with full jitter, a circuit breaker with
+/// half-open probes, the online/offline state, and events first after the
+/// link comes back.
+using backoff_actor = caf::typed_actor<
+  // May this stream send now? 0: go; otherwise clock milliseconds to wait
+  // before asking again.
+  caf::replies_to<permit_atom, std::string>::with<int64_t>,
+  // The outcome of one exchange with the cloud.
+  caf::reacts_to<report_atom, link_report>,
+  // The link's state for other actors.
+  caf::replies_to<link_atom>::with<link_status>,
+  stats_handler>;
+
 /// A collector of samples (edge/system_collector).
 using collector_actor = caf::typed_actor<
   // Takes one round of readings now and hands them to storage.

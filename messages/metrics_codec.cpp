@@ -501,6 +501,15 @@ std::string encode_columnar(const metric_samples& samples,
   return out;
 }
 
+caf::expected<uint64_t> columnar_base(std::string_view bytes) {
+  reader r{bytes};
+  if (r.byte() != columnar_format_version || !r.ok)
+    return bad("unknown version");
+  uint64_t base = r.varint();
+  if (!r.ok) return bad("truncated header");
+  return base;
+}
+
 caf::expected<metric_samples> decode_columnar(std::string_view bytes,
                                               codec_context& ctx) {
   reader r{bytes};

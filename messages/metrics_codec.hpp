@@ -60,6 +60,10 @@ std::string encode_columnar(const metric_samples& samples,
 /// inline, in the same order, so later batches reference them by index.
 void commit_columnar(codec_context& ctx, const metric_samples& samples);
 
+/// The session table size a batch was encoded against (its `base`); 0
+/// marks a batch that starts a new session.
+caf::expected<uint64_t> columnar_base(std::string_view bytes);
+
 /// Decodes one batch; on success appends its new series to `ctx`. On error
 /// (ec::decode_failed) `ctx` is left unchanged.
 caf::expected<metric_samples> decode_columnar(std::string_view bytes,

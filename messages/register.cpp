@@ -10,6 +10,12 @@ namespace fleetd {
 void register_messages(caf::actor_system_config& cfg) {
   cfg.add_message_type<metric_sample>("metric_sample");
   cfg.add_message_type<metric_samples>("metric_samples");
+  cfg.add_message_type<log_line>("log_line");
+  cfg.add_message_type<log_lines>("log_lines");
+  cfg.add_message_type<event_record>("event_record");
+  cfg.add_message_type<event_records>("event_records");
+  cfg.add_message_type<link_report>("link_report");
+  cfg.add_message_type<link_status>("link_status");
   cfg.add_message_type<unbatched_points>("unbatched_points");
   cfg.add_message_type<queued_batch>("queued_batch");
   cfg.add_message_type<queued_batches>("queued_batches");

@@ -28,6 +28,37 @@ typename Inspector::result_type inspect(Inspector& f, metric_sample& x) {
 
 using metric_samples = std::vector<metric_sample>;
 
+/// One log line of one log stream (the stream is its label set).
+struct log_line {
+  label_map labels;
+  int64_t timestamp_ns = 0;
+  std::string line;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, log_line& x) {
+  return f(caf::meta::type_name("log_line"), x.labels, x.timestamp_ns, x.line);
+}
+
+using log_lines = std::vector<log_line>;
+
+/// Something that happened on the device: lifecycle, capability change,
+/// storage pressure and drops, link state.
+struct event_record {
+  int64_t timestamp_ms = 0;
+  std::string kind;
+  std::string message;
+  label_map attributes;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, event_record& x) {
+  return f(caf::meta::type_name("event_record"), x.timestamp_ms, x.kind,
+           x.message, x.attributes);
+}
+
+using event_records = std::vector<event_record>;
+
 /// Points the storage holds that no batch covers yet, oldest first.
 struct unbatched_points {
   /// Storage row id of the last sample; a batch cut from these covers it.
@@ -36,13 +67,20 @@ struct unbatched_points {
   int64_t next_sequence = 1;
   /// The store's sequence namespace (SyncMetadata.epoch).
   std::string epoch;
+  /// Exactly one of these is filled, by the stream asked for.
   metric_samples samples;
+  log_lines logs;
+  event_records events;
+
+  size_t size() const {
+    return samples.size() + logs.size() + events.size();
+  }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, unbatched_points& x) {
   return f(caf::meta::type_name("unbatched_points"), x.last_id,
-           x.next_sequence, x.epoch, x.samples);
+           x.next_sequence, x.epoch, x.samples, x.logs, x.events);
 }
 
 /// An encoded batch kept in sync_queue until the cloud acks it.
@@ -90,12 +128,18 @@ struct ingest_batch {
   std::string checksum;
   int64_t sequence = 0;
   metric_samples samples;
+  /// A columnar metrics batch still to be decoded against the device's
+  /// session series table, which the store keeps (docs/wire-format.md).
+  std::string columnar;
+  log_lines logs;
+  event_records events;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ingest_batch& x) {
   return f(caf::meta::type_name("ingest_batch"), x.device_id, x.stream,
-           x.epoch, x.checksum, x.sequence, x.samples);
+           x.epoch, x.checksum, x.sequence, x.samples, x.columnar, x.logs,
+           x.events);
 }
 
 /// What the cloud store did with a batch.
@@ -109,6 +153,41 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ingest_outcome& x) {
   return f(caf::meta::type_name("ingest_outcome"), x.last_acked, x.duplicate,
            x.stored);
+}
+
+/// What one exchange with the cloud says about the link (edge/backoff).
+struct link_report {
+  std::string stream;
+  /// The cloud answered (even with a refusal of the batch itself).
+  bool ok = false;
+  /// The cloud's hint: do not retry before this many milliseconds.
+  int64_t retry_after_ms = 0;
+  /// The stream still has data waiting after this exchange.
+  bool backlog = false;
+  std::string error;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, link_report& x) {
+  return f(caf::meta::type_name("link_report"), x.stream, x.ok,
+           x.retry_after_ms, x.backlog, x.error);
+}
+
+/// The link to the cloud as the backoff actor sees it.
+struct link_status {
+  /// "online", "retrying" (failing, breaker still closed), "offline"
+  /// (breaker open) or "probing" (half-open: one probe in flight).
+  std::string state = "online";
+  int64_t consecutive_failures = 0;
+  /// Clock time (Unix ms) of the next allowed attempt; 0 when online.
+  int64_t next_attempt_ms = 0;
+  std::string last_error;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, link_status& x) {
+  return f(caf::meta::type_name("link_status"), x.state,
+           x.consecutive_failures, x.next_attempt_ms, x.last_error);
 }
 
 /// An HTTP answer produced by an actor for the Asio thread to write.
