@@ -74,6 +74,21 @@ inspector(inspector_actor::stateful_pointer<inspector_state> self,
               [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
       return rp;
     },
+    [self](config_atom, const std::string& device,
+           const cloud_settings& x) -> caf::result<cloud_settings> {
+      auto& st = self->state;
+      if (!st.cfg.devices)
+        return make_error(ec::bad_config, "only a cloud node holds device "
+                                          "settings");
+      if (device.empty())
+        return make_error(ec::bad_config, "config: no device named");
+      auto rp = self->make_response_promise<cloud_settings>();
+      self->request(caf::actor_cast<cloud_store_actor>(st.cfg.devices),
+                    ask_timeout, config_atom::value, device, x)
+        .then([rp](cloud_settings& y) mutable { rp.deliver(std::move(y)); },
+              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
     [self](debug_atom, const std::string& what) -> caf::result<debug_report> {
       auto& st = self->state;
       auto i = st.cfg.debug.find(what);

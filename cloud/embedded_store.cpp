@@ -4,6 +4,7 @@
 
 #include "messages/labels.hpp"
 #include "messages/error.hpp"
+#include "messages/metrics_codec.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/result.hpp"
 
@@ -47,6 +48,34 @@ CREATE TABLE IF NOT EXISTS points (
   ts INTEGER NOT NULL,
   value REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS points_by_device ON points (device_id, sequence);
+CREATE TABLE IF NOT EXISTS logs (
+  device_id TEXT NOT NULL,
+  sequence INTEGER NOT NULL,
+  labels BLOB NOT NULL,
+  ts INTEGER NOT NULL,
+  line TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS logs_by_device ON logs (device_id, sequence);
+CREATE TABLE IF NOT EXISTS events (
+  device_id TEXT NOT NULL,
+  sequence INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  message TEXT NOT NULL,
+  attributes BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_device ON events (device_id, sequence);
+CREATE TABLE IF NOT EXISTS wire_series (
+  device_id TEXT NOT NULL,
+  epoch TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  series_id INTEGER NOT NULL,
+  PRIMARY KEY (device_id, epoch, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS device_config (
+  device_id TEXT PRIMARY KEY,
+  version INTEGER NOT NULL,
+  batch_size INTEGER NOT NULL,
+  sync_interval_ms INTEGER NOT NULL,
+  retention_ms INTEGER NOT NULL,
+  zstd_level INTEGER NOT NULL) WITHOUT ROWID;
 )";
 
 } // namespace
@@ -153,20 +182,9 @@ caf::expected<ingest_outcome> cloud_store::write(const ingest_batch& b) {
       dup->bind(1, b.device_id).bind(2, b.stream).bind(3, now);
       return dup->run();
     }
-    auto ins = db_.prepare("INSERT INTO points (device_id, sequence, "
-                           "series_id, ts, value) VALUES (?1, ?2, ?3, ?4, ?5)");
-    if (!ins)
-      return ins.error();
-    for (auto& x : b.samples) {
-      auto sid = series_id(x);
-      if (!sid)
-        return sid.error();
-      ins->reset().bind(1, b.device_id).bind(2, b.sequence).bind(3, *sid)
-        .bind(4, x.timestamp_ms).bind(5, x.value);
-      if (auto err = ins->run())
-        return err;
-    }
-    auto n = static_cast<int64_t>(b.samples.size());
+    int64_t n = 0;
+    if (auto err = insert_records(b, n))
+      return err;
     auto rec = db_.prepare("INSERT INTO batches (device_id, stream, epoch, "
                            "sequence, points, received_at, checksum) "
                            "VALUES (?1, ?2, ?6, ?3, ?4, ?5, ?7)");
@@ -191,7 +209,11 @@ caf::expected<ingest_outcome> cloud_store::write(const ingest_batch& b) {
       .bind(4, n).bind(5, now).bind(6, b.epoch);
     return up->run();
   });
+  if (!err)
+    err = config_for(b.device_id, b.config_version, out.config);
   if (err) {
+    // A session this transaction changed did not change.
+    sessions_.erase(session_key{b.device_id, b.epoch});
     if (series_.size() != known_series) {
       // Series ids from a rolled-back transaction do not exist: reload.
       load_series();
@@ -207,6 +229,218 @@ caf::expected<ingest_outcome> cloud_store::write(const ingest_batch& b) {
     points_stored_ += out.stored;
   }
   return out;
+}
+
+caf::expected<codec_context*> cloud_store::session(const std::string& device,
+                                                   const std::string& epoch) {
+  auto key = session_key{device, epoch};
+  if (auto i = sessions_.find(key); i != sessions_.end())
+    return &i->second;
+  auto st = db_.prepare("SELECT s.name, s.labels FROM wire_series w JOIN "
+                        "series s ON s.id = w.series_id WHERE w.device_id = ?1 "
+                        "AND w.epoch = ?2 ORDER BY w.idx");
+  if (!st)
+    return st.error();
+  st->bind(1, device).bind(2, epoch);
+  codec_context ctx;
+  for (;;) {
+    auto row = st->step();
+    if (!row)
+      return row.error();
+    if (!*row)
+      break;
+    ctx.add(series_key{st->column_text(0), decode_labels(st->column_blob(1))});
+  }
+  return &sessions_.emplace(key, std::move(ctx)).first->second;
+}
+
+caf::error cloud_store::insert_records(const ingest_batch& b, int64_t& n) {
+  if (!b.logs.empty()) {
+    auto ins = db_.prepare("INSERT INTO logs (device_id, sequence, labels, ts, "
+                           "line) VALUES (?1, ?2, ?3, ?4, ?5)");
+    if (!ins)
+      return ins.error();
+    for (auto& x : b.logs) {
+      ins->reset().bind(1, b.device_id).bind(2, b.sequence)
+        .bind_blob(3, encode_labels(x.labels)).bind(4, x.timestamp_ns)
+        .bind(5, x.line);
+      if (auto err = ins->run())
+        return err;
+    }
+    n = static_cast<int64_t>(b.logs.size());
+    return caf::none;
+  }
+  if (!b.events.empty()) {
+    auto ins = db_.prepare("INSERT INTO events (device_id, sequence, ts, kind, "
+                           "message, attributes) VALUES (?1, ?2, ?3, ?4, ?5, "
+                           "?6)");
+    if (!ins)
+      return ins.error();
+    for (auto& x : b.events) {
+      ins->reset().bind(1, b.device_id).bind(2, b.sequence)
+        .bind(3, x.timestamp_ms).bind(4, x.kind).bind(5, x.message)
+        .bind_blob(6, encode_labels(x.attributes));
+      if (auto err = ins->run())
+        return err;
+    }
+    n = static_cast<int64_t>(b.events.size());
+    return caf::none;
+  }
+  const metric_samples* samples = &b.samples;
+  metric_samples decoded;
+  if (!b.columnar.empty()) {
+    auto ctx = session(b.device_id, b.epoch);
+    if (!ctx)
+      return ctx.error();
+    auto base = columnar_base(b.columnar);
+    if (!base)
+      return base.error();
+    if (*base == 0 && !(*ctx)->series.empty()) {
+      // The device started a new series session.
+      (*ctx)->clear();
+      auto del = db_.prepare("DELETE FROM wire_series WHERE device_id = ?1 "
+                             "AND epoch = ?2");
+      if (!del)
+        return del.error();
+      del->bind(1, b.device_id).bind(2, b.epoch);
+      if (auto err = del->run())
+        return err;
+    }
+    auto known = (*ctx)->series.size();
+    if (*base != known)
+      return make_error(ec::session_out_of_sync,
+                        "batch refers to a series table "
+                        "of " + std::to_string(*base) + " entries, the cloud "
+                        "holds " + std::to_string(known));
+    auto xs = decode_columnar(b.columnar, **ctx);
+    if (!xs)
+      return xs.error();
+    decoded = std::move(*xs);
+    samples = &decoded;
+    auto def = db_.prepare("INSERT INTO wire_series (device_id, epoch, idx, "
+                           "series_id) VALUES (?1, ?2, ?3, ?4)");
+    if (!def)
+      return def.error();
+    for (auto i = known; i < (*ctx)->series.size(); ++i) {
+      metric_sample key;
+      key.name = (*ctx)->series[i].first;
+      key.labels = (*ctx)->series[i].second;
+      auto sid = series_id(key);
+      if (!sid)
+        return sid.error();
+      def->reset().bind(1, b.device_id).bind(2, b.epoch)
+        .bind(3, static_cast<int64_t>(i)).bind(4, *sid);
+      if (auto err = def->run())
+        return err;
+    }
+  }
+  auto ins = db_.prepare("INSERT INTO points (device_id, sequence, "
+                         "series_id, ts, value) VALUES (?1, ?2, ?3, ?4, ?5)");
+  if (!ins)
+    return ins.error();
+  for (auto& x : *samples) {
+    auto sid = series_id(x);
+    if (!sid)
+      return sid.error();
+    ins->reset().bind(1, b.device_id).bind(2, b.sequence).bind(3, *sid)
+      .bind(4, x.timestamp_ms).bind(5, x.value);
+    if (auto err = ins->run())
+      return err;
+  }
+  n = static_cast<int64_t>(samples->size());
+  return caf::none;
+}
+
+caf::error cloud_store::config_for(const std::string& device, int64_t have,
+                                   cloud_settings& out) {
+  auto st = db_.prepare("SELECT version, batch_size, sync_interval_ms, "
+                        "retention_ms, zstd_level FROM device_config WHERE "
+                        "device_id = ?1 AND version > ?2");
+  if (!st)
+    return st.error();
+  st->bind(1, device).bind(2, have);
+  auto row = st->step();
+  if (!row)
+    return row.error();
+  if (*row) {
+    out.version = st->column_int(0);
+    out.batch_size = st->column_int(1);
+    out.sync_interval_ms = st->column_int(2);
+    out.retention_ms = st->column_int(3);
+    out.zstd_level = st->column_int(4);
+  }
+  return caf::none;
+}
+
+caf::expected<cloud_settings>
+cloud_store::set_config(const std::string& device, cloud_settings x) {
+  auto err = sqlite::transaction(db_, [&]() -> caf::error {
+    auto cur = db_.prepare("SELECT coalesce(max(version), 0) FROM "
+                           "device_config WHERE device_id = ?1");
+    if (!cur)
+      return cur.error();
+    cur->bind(1, device);
+    auto row = cur->step();
+    if (!row)
+      return row.error();
+    x.version = (*row ? cur->column_int(0) : 0) + 1;
+    cur->reset();
+    auto up = db_.prepare(
+      "INSERT INTO device_config (device_id, version, batch_size, "
+      "sync_interval_ms, retention_ms, zstd_level) VALUES (?1, ?2, ?3, ?4, "
+      "?5, ?6) ON CONFLICT (device_id) DO UPDATE SET version = ?2, "
+      "batch_size = ?3, sync_interval_ms = ?4, retention_ms = ?5, "
+      "zstd_level = ?6");
+    if (!up)
+      return up.error();
+    up->bind(1, device).bind(2, x.version).bind(3, x.batch_size)
+      .bind(4, x.sync_interval_ms).bind(5, x.retention_ms)
+      .bind(6, x.zstd_level);
+    return up->run();
+  });
+  if (err)
+    return err;
+  return x;
+}
+
+caf::expected<log_lines> cloud_store::logs(const std::string& device) {
+  auto st = db_.prepare("SELECT labels, ts, line FROM logs WHERE device_id = "
+                        "?1 ORDER BY rowid");
+  if (!st)
+    return st.error();
+  st->bind(1, device);
+  log_lines out;
+  for (;;) {
+    auto row = st->step();
+    if (!row)
+      return row.error();
+    if (!*row)
+      return out;
+    out.push_back(log_line{decode_labels(st->column_blob(0)),
+                           st->column_int(1), st->column_text(2)});
+  }
+}
+
+caf::expected<event_records> cloud_store::events(const std::string& device) {
+  auto st = db_.prepare("SELECT ts, kind, message, attributes FROM events "
+                        "WHERE device_id = ?1 ORDER BY rowid");
+  if (!st)
+    return st.error();
+  st->bind(1, device);
+  event_records out;
+  for (;;) {
+    auto row = st->step();
+    if (!row)
+      return row.error();
+    if (!*row)
+      return out;
+    event_record e;
+    e.timestamp_ms = st->column_int(0);
+    e.kind = st->column_text(1);
+    e.message = st->column_text(2);
+    e.attributes = decode_labels(st->column_blob(3));
+    out.push_back(std::move(e));
+  }
 }
 
 caf::expected<device_infos> cloud_store::devices() {
@@ -296,6 +530,18 @@ embedded_store(cloud_store_actor::stateful_pointer<embedded_store_state> self,
     },
     [&st](points_atom, const std::string& device) -> caf::result<metric_samples> {
       return to_result(st.points(device));
+    },
+    [&st](points_atom, const std::string& device,
+          log_lines) -> caf::result<log_lines> {
+      return to_result(st.logs(device));
+    },
+    [&st](points_atom, const std::string& device,
+          event_records) -> caf::result<event_records> {
+      return to_result(st.events(device));
+    },
+    [&st](config_atom, const std::string& device,
+          const cloud_settings& x) -> caf::result<cloud_settings> {
+      return to_result(st.set_config(device, x));
     },
     [&st](stats_atom) { return st.stats(); },
   };

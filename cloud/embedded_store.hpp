@@ -7,6 +7,7 @@
 #include <caf/expected.hpp>
 
 #include "messages/interfaces.hpp"
+#include "messages/metrics_codec.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/sqlite.hpp"
 
@@ -23,15 +24,28 @@ public:
   caf::expected<ingest_outcome> write(const ingest_batch& batch);
   caf::expected<device_infos> devices();
   caf::expected<metric_samples> points(const std::string& device_id);
+  caf::expected<log_lines> logs(const std::string& device_id);
+  caf::expected<event_records> events(const std::string& device_id);
+  /// Stores the operator's settings for a device under the next version.
+  caf::expected<cloud_settings> set_config(const std::string& device_id,
+                                           cloud_settings x);
   actor_stats stats();
 
 private:
+  using session_key = std::pair<std::string, std::string>;
+  // The series table of a device's columnar session (per store epoch).
+  caf::expected<codec_context*> session(const std::string& device,
+                                        const std::string& epoch);
+  caf::error insert_records(const ingest_batch& b, int64_t& n);
+  caf::error config_for(const std::string& device, int64_t have,
+                        cloud_settings& out);
   caf::expected<int64_t> series_id(const metric_sample& x);
   caf::error load_series();
 
   clock_ptr clock_;
   sqlite::database db_;
   std::map<std::string, int64_t> series_;
+  std::map<session_key, codec_context> sessions_;
   int64_t batches_stored_ = 0;
   int64_t points_stored_ = 0;
   int64_t duplicates_ = 0;

@@ -58,7 +58,11 @@ ingest(ingest_actor::stateful_pointer<ingest_state> self, ingest_config cfg) {
       b.epoch = std::move(req->epoch);
       b.checksum = std::move(req->checksum);
       b.sequence = req->sequence;
+      b.config_version = req->config_version;
       b.samples = std::move(req->samples);
+      b.columnar = std::move(req->columnar);
+      b.logs = std::move(req->logs);
+      b.events = std::move(req->events);
       auto rp = self->make_response_promise<http_reply>();
       self->request(st.cfg.store, store_timeout, write_atom::value,
                     std::move(b))
@@ -73,18 +77,25 @@ ingest(ingest_actor::stateful_pointer<ingest_state> self, ingest_config cfg) {
             sync_ack ack;
             ack.success = true;
             ack.last_sequence_ack = out.last_acked;
+            ack.config = out.config;
+            if (out.config.version > 0)
+              ++st.configs_sent;
             rp.deliver(answer(200, ack));
           },
           [self, rp](caf::error& err) mutable {
-            if (err.category() == caf::atom("fleetd")
-                && static_cast<ec>(err.code()) == ec::bad_sequence) {
-              // The batch contradicts what the cloud holds: never retryable.
-              ++self->state.rejected["bad_sequence"];
+            auto code = err.category() == caf::atom("fleetd")
+                          ? static_cast<ec>(err.code())
+                          : ec::none;
+            if (code == ec::bad_sequence || code == ec::session_out_of_sync
+                || code == ec::decode_failed) {
+              // The batch contradicts what the cloud holds or does not
+              // decode: retrying the same bytes cannot help.
+              ++self->state.rejected[to_string(code)];
               sync_ack nack;
-              nack.error_code = "bad_sequence";
+              nack.error_code = to_string(code);
               nack.error_message = render(err);
               log_info("ingest", "rejected request: ", nack.error_message);
-              rp.deliver(answer(409, nack));
+              rp.deliver(answer(code == ec::decode_failed ? 400 : 409, nack));
               return;
             }
             ++self->state.store_failures;
@@ -106,6 +117,7 @@ ingest(ingest_actor::stateful_pointer<ingest_state> self, ingest_config cfg) {
       out.counters["duplicates"] = st.duplicates;
       out.counters["points"] = st.points;
       out.counters["store_failures"] = st.store_failures;
+      out.counters["configs_sent"] = st.configs_sent;
       for (auto& kv : st.rejected)
         out.counters["rejected_" + kv.first] = kv.second;
       return out;

@@ -21,6 +21,7 @@ struct ingest_state {
   int64_t duplicates = 0;
   int64_t points = 0;
   int64_t store_failures = 0;
+  int64_t configs_sent = 0;
   /// Rejected requests by error code (checksum_mismatch, decode_failed, ...).
   std::map<std::string, int64_t> rejected;
   static inline const char* name = "ingest";

@@ -404,7 +404,26 @@ capability_report detect(const std::string& proc_root,
 
 bool differs(const capability_report& before, const capability_report& now) {
   return before.detected_tier != now.detected_tier
-         || before.settings != now.settings;
+         || before.settings != now.settings
+         || before.cloud.version != now.cloud.version;
+}
+
+void apply_cloud(capability_report& report, const cloud_settings& cloud) {
+  report.cloud = cloud;
+  if (cloud.version <= 0)
+    return;
+  auto& s = report.settings;
+  if (cloud.batch_size > 0)
+    s.batch_size = cloud.batch_size;
+  if (cloud.sync_interval_ms > 0)
+    s.sync_interval_ms = cloud.sync_interval_ms;
+  if (cloud.retention_ms > 0 && s.retention_ms > 0)
+    s.retention_ms = cloud.retention_ms;
+  if (cloud.zstd_level >= 0)
+    s.zstd_level = cloud.zstd_level;
+  report.reasons.push_back("cloud settings version "
+                           + std::to_string(cloud.version)
+                           + " from the operator apply over the above");
 }
 
 std::string describe_change(const capability_report& before,
@@ -534,12 +553,12 @@ void check(capability_actor::stateful_pointer<capability_state> self) {
     else
       log_debug(component, "cannot read the hardware: ", render(hw.error()));
     // A glitch must not downgrade a device that was fine a minute ago.
-    if (st.current)
-      return;
-    next = fallback_report(hw.error(), st.cfg.overrides);
+    next = st.current ? derive(st.current->hw, st.cfg.overrides)
+                      : fallback_report(hw.error(), st.cfg.overrides);
   } else {
     next = derive(*hw, st.cfg.overrides);
   }
+  apply_cloud(next, st.cfg.cloud);
   if (!st.current) {
     log_info(component, "tier ", next.settings.tier, ": ",
              next.reasons.front());
@@ -576,7 +595,8 @@ capability(capability_actor::stateful_pointer<capability_state> self,
   st.cfg = std::move(cfg);
   // The first check runs now, so every request finds a report.
   check(self);
-  self->delayed_send(self, st.cfg.recheck_interval, tick_atom::value);
+  self->delayed_send(self, st.cfg.clock->real(st.cfg.recheck_interval),
+                     tick_atom::value);
   return {
     [self](tick_atom) {
       // Only our own ticks re-arm the timer; a tick from another actor is
@@ -584,10 +604,35 @@ capability(capability_actor::stateful_pointer<capability_state> self,
       auto own_tick = self->current_sender() == self->ctrl();
       check(self);
       if (own_tick)
-        self->delayed_send(self, self->state.cfg.recheck_interval,
+        self->delayed_send(self,
+                           self->state.cfg.clock->real(
+                             self->state.cfg.recheck_interval),
                            tick_atom::value);
     },
     [self](capabilities_atom) { return *self->state.current; },
+    [self](capabilities_atom, const caf::actor& listener) {
+      auto& st = self->state;
+      st.cfg.listeners.push_back(listener);
+      caf::anon_send(listener, capabilities_atom::value, *st.current);
+      ++st.notifications;
+    },
+    [self](config_atom, const cloud_settings& x) {
+      auto& st = self->state;
+      if (x.version <= st.cfg.cloud.version)
+        return;
+      log_info(component, "cloud settings version ", x.version, " received");
+      st.cfg.cloud = x;
+      // Persisted first: a restart applies what the cloud last said.
+      if (st.cfg.storage)
+        self->request(st.cfg.storage, std::chrono::seconds(30),
+                      config_atom::value, x)
+          .then([](bool) {},
+                [](caf::error& err) {
+                  log_warning(component, "cannot persist cloud settings: ",
+                              render(err));
+                });
+      check(self);
+    },
     [self](debug_atom,
            const std::string& what) -> caf::result<debug_report> {
       // What the last check found; `tick` first for a fresh reading.
@@ -608,6 +653,7 @@ capability(capability_actor::stateful_pointer<capability_state> self,
         out.state += " (pinned; detected "
                      + std::to_string(x.detected_tier) + ")";
       out.counters = {{"tier", x.settings.tier},
+                      {"cloud_settings_version", x.cloud.version},
                       {"detected_tier", x.detected_tier},
                       {"checks", st.checks},
                       {"changes", st.changes},

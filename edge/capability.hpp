@@ -89,7 +89,15 @@ struct capability_config {
     on_change;
   /// The wall clock when unset.
   clock_ptr clock;
+  /// The operator's settings from the cloud, as last persisted; they apply
+  /// over the tier's defaults and the local overrides.
+  cloud_settings cloud;
+  /// Where new cloud settings are persisted (may be null in tests).
+  storage_actor storage;
 };
+
+/// `report` with the operator's settings from the cloud applied on top.
+void apply_cloud(capability_report& report, const cloud_settings& cloud);
 
 struct capability_state {
   capability_config cfg;

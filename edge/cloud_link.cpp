@@ -40,6 +40,7 @@ cloud_link(cloud_link_actor::stateful_pointer<cloud_link_state> self,
         return fail(make_error(ec::remote_error,
                                "HTTP " + std::to_string(res->status) + " from "
                                  + target));
+      ack->status = res->status;
       if (!res->retry_after.empty() && ack->retry_after_ms == 0)
         ack->retry_after_ms = std::atoll(res->retry_after.c_str()) * 1000;
       if (!st.last_error.empty()) {

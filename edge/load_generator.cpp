@@ -23,4 +23,33 @@ sample_source load_source(int64_t series) {
   };
 }
 
+log_source load_log_source(int64_t lines) {
+  auto round = std::make_shared<int64_t>(0);
+  return [lines, round](int64_t now_ms) {
+    ++*round;
+    log_lines xs;
+    for (int64_t i = 0; i < lines; ++i)
+      xs.push_back(log_line{{{"job", "fleetd_load"}},
+                            now_ms * 1000000 + i,
+                            "load round " + std::to_string(*round) + " line "
+                              + std::to_string(i)});
+    return xs;
+  };
+}
+
+event_source load_event_source(int64_t every) {
+  auto round = std::make_shared<int64_t>(0);
+  return [every, round](int64_t now_ms) {
+    event_records xs;
+    if (every > 0 && ++*round % every == 0) {
+      event_record e;
+      e.timestamp_ms = now_ms;
+      e.kind = "load_mark";
+      e.message = "load round " + std::to_string(*round);
+      xs.push_back(std::move(e));
+    }
+    return xs;
+  };
+}
+
 } // namespace fleetd

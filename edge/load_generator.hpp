@@ -11,4 +11,11 @@ namespace fleetd {
 /// collector: `system_collector` with this as its `source`.
 sample_source load_source(int64_t series);
 
+/// `lines` log lines per round (stream {job="fleetd_load"}), each naming its
+/// round and number.
+log_source load_log_source(int64_t lines);
+
+/// One event (kind "load_mark") every `every` rounds, naming the round.
+event_source load_event_source(int64_t every);
+
 } // namespace fleetd

@@ -11,6 +11,7 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include "actors/inspector.hpp"
+#include "edge/backoff.hpp"
 #include "edge/capability.hpp"
 #include "edge/cloud_link.hpp"
 #include "edge/memory_store.hpp"
@@ -49,6 +50,10 @@ struct edge_options {
   int64_t load_series = 0;
   option_set::duration load_interval{};
   int64_t load_rounds = 0;
+  int64_t load_log_lines = 0;
+  int64_t load_event_every = 0;
+  int64_t breaker_threshold = 0;
+  int64_t max_rejections = 0;
 };
 
 std::string read_small_file(const std::string& path) {
@@ -120,6 +125,19 @@ void declare(option_set& opts, edge_options& x) {
            "Synthetic load: time between rounds", 0ms);
   opts.add("load.rounds", x.load_rounds, 0, "rounds",
            "Synthetic load: stop after this many rounds (0: never)", 0);
+  opts.add("load.log-lines", x.load_log_lines, 0, "lines",
+           "Synthetic load: log lines written per round (0: none)", 0,
+           1000000);
+  opts.add("load.event-every", x.load_event_every, 0, "rounds",
+           "Synthetic load: one event every this many rounds (0: none)", 0);
+  opts.add("sync.breaker-threshold", x.breaker_threshold, 3, "failures",
+           "Consecutive failed exchanges that take the link offline (circuit "
+           "breaker open; then one probe at a time)",
+           1, 1000);
+  opts.add("sync.max-rejections", x.max_rejections, 3, "times",
+           "Times the cloud may refuse one batch as invalid before it is "
+           "dropped (counted, with an event) so its stream moves on",
+           1, 1000);
 }
 
 tier_overrides overrides_of(const edge_options& opt) {
@@ -272,13 +290,21 @@ int run(int argc, char** argv) {
   auto lock = lock_data_dir(dir, "fleetd");
   if (!lock)
     return die(lock.error());
-  auto clk = make_system_clock();
+  auto clk = make_scaled_clock(opt.common.clock_speed);
   auto caps = detect("/proc", dir, overrides_of(opt));
-  auto& tier = caps.settings;
-  log_info("fleetd", "tier ", tier.tier, " (", caps.reasons.front(), ")");
-  auto backend = open_backend(opt, tier, clk);
+  log_info("fleetd", "tier ", caps.settings.tier, " (", caps.reasons.front(),
+           ")");
+  auto backend = open_backend(opt, caps.settings, clk);
   if (!backend)
     return die(backend.error());
+  // What the operator last set from the cloud applies from the start.
+  auto cloud = (*backend)->load_settings();
+  if (!cloud)
+    return die(cloud.error());
+  apply_cloud(caps, *cloud);
+  if (cloud->version > 0)
+    (*backend)->apply(caps.settings);
+  auto& tier = caps.settings;
   node_config cfg{opt.common};
   caf::actor_system sys{cfg};
   stop_list stops;
@@ -290,28 +316,15 @@ int run(int argc, char** argv) {
   lcfg.timeout = opt.cloud_timeout;
   auto link = sys.spawn<caf::detached>(cloud_link, lcfg);
   stops.add("cloud_link", caf::actor_cast<caf::actor>(link));
-  sync_config ycfg;
-  ycfg.device_id = opt.device_id;
-  ycfg.stream = metrics_stream;
-  ycfg.interval = std::chrono::milliseconds(tier.sync_interval_ms);
-  ycfg.batch_size = tier.batch_size;
-  ycfg.zstd_level = static_cast<int>(tier.zstd_level);
-  ycfg.backoff_base = opt.backoff_base;
-  ycfg.backoff_cap = opt.backoff_cap;
-  ycfg.request_timeout = opt.cloud_timeout * 2 + std::chrono::seconds(1);
-  ycfg.clock = clk;
-  ycfg.storage = st;
-  ycfg.link = link;
-  auto syn = sys.spawn(sync, ycfg);
-  stops.add("sync", caf::actor_cast<caf::actor>(syn));
   capability_config kcfg;
   kcfg.data_dir = dir;
   kcfg.overrides = overrides_of(opt);
   kcfg.recheck_interval = opt.recheck_interval;
   kcfg.initial = caps;
   kcfg.clock = clk;
-  kcfg.listeners = {caf::actor_cast<caf::actor>(st),
-                    caf::actor_cast<caf::actor>(syn)};
+  kcfg.cloud = caps.cloud;
+  kcfg.storage = st;
+  kcfg.listeners = {caf::actor_cast<caf::actor>(st)};
   kcfg.on_change = [st](const capability_report& before,
                         const capability_report& now) {
     caf::anon_send(st, event_atom::value, std::string("capability_change"),
@@ -319,6 +332,39 @@ int run(int argc, char** argv) {
   };
   auto cap = sys.spawn(capability, kcfg);
   stops.add("capability", caf::actor_cast<caf::actor>(cap));
+  backoff_config bcfg;
+  bcfg.base = opt.backoff_base;
+  bcfg.cap = opt.backoff_cap;
+  bcfg.breaker_threshold = opt.breaker_threshold;
+  bcfg.clock = clk;
+  bcfg.storage = st;
+  auto bck = sys.spawn(backoff, bcfg);
+  stops.add("backoff", caf::actor_cast<caf::actor>(bck));
+  std::vector<sync_actor> syncs;
+  // Events first: the first sync actor spawned asks first after a restart.
+  for (auto stream : {events_stream, metrics_stream, logs_stream}) {
+    sync_config ycfg;
+    ycfg.device_id = opt.device_id;
+    ycfg.stream = stream;
+    ycfg.interval = std::chrono::milliseconds(tier.sync_interval_ms);
+    ycfg.batch_size = tier.batch_size;
+    ycfg.zstd_level = static_cast<int>(tier.zstd_level);
+    ycfg.request_timeout = opt.cloud_timeout * 2 + std::chrono::seconds(1);
+    ycfg.max_rejections = opt.max_rejections;
+    ycfg.config_version = caps.cloud.version;
+    ycfg.clock = clk;
+    ycfg.storage = st;
+    ycfg.link = link;
+    ycfg.backoff = bck;
+    // Settings from the cloud go to the capability actor, which applies them.
+    ycfg.settings = caf::actor_cast<settings_listener>(cap);
+    syncs.push_back(sys.spawn(sync, ycfg));
+    caf::anon_send(cap, capabilities_atom::value,
+                   caf::actor_cast<caf::actor>(syncs.back()));
+    stops.add(std::string("sync_") + stream,
+              caf::actor_cast<caf::actor>(syncs.back()));
+  }
+
   system_collector_config ccfg;
   ccfg.disk_path = dir;
   ccfg.interval = opt.collector_interval;
@@ -332,6 +378,10 @@ int run(int argc, char** argv) {
     system_collector_config gcfg;
     gcfg.name = "load_generator";
     gcfg.source = load_source(opt.load_series);
+    if (opt.load_log_lines > 0)
+      gcfg.logs = load_log_source(opt.load_log_lines);
+    if (opt.load_event_every > 0)
+      gcfg.events = load_event_source(opt.load_event_every);
     gcfg.interval = opt.load_interval;
     gcfg.max_rounds = opt.load_rounds;
     gcfg.clock = clk;
@@ -346,13 +396,19 @@ int run(int argc, char** argv) {
   icfg.clock = clk;
   icfg.actors = {{"system_collector", caf::actor_cast<caf::actor>(col)},
                  {"storage", caf::actor_cast<caf::actor>(st)},
-                 {"sync", caf::actor_cast<caf::actor>(syn)},
+                 {"backoff", caf::actor_cast<caf::actor>(bck)},
                  {"cloud_link", caf::actor_cast<caf::actor>(link)},
                  {"capability", caf::actor_cast<caf::actor>(cap)}};
   for (auto what : {"storage", "queue", "clean"})
     icfg.debug[what] = caf::actor_cast<caf::actor>(st);
   icfg.debug["capabilities"] = caf::actor_cast<caf::actor>(cap);
   icfg.actors.insert(icfg.actors.end(), extra.begin(), extra.end());
+  for (size_t i = 0; i < syncs.size(); ++i)
+    icfg.actors.emplace_back(
+      std::string("sync_") + (i == 0 ? events_stream
+                              : i == 1 ? metrics_stream
+                                       : logs_stream),
+      caf::actor_cast<caf::actor>(syncs[i]));
   auto insp = sys.spawn(inspector, icfg);
   stops.add("inspector", caf::actor_cast<caf::actor>(insp));
   auto port = publish_console(sys, insp,

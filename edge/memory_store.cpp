@@ -15,6 +15,8 @@ namespace fleetd {
 namespace {
 
 constexpr size_t max_events = 100;
+// Log lines held while the cloud is away; the oldest go first, counted.
+constexpr size_t max_logs = 1000;
 
 std::string series_key(const metric_sample& x) {
   return x.name + '\0' + encode_labels(x.labels);
@@ -66,13 +68,47 @@ caf::expected<int64_t> memory_store::store(const metric_samples& xs) {
   return static_cast<int64_t>(xs.size());
 }
 
+caf::expected<int64_t> memory_store::store_logs(const log_lines& xs) {
+  for (auto& x : xs)
+    logs_.emplace(next_id_++, x);
+  auto& cur = cursors_[logs_stream];
+  while (logs_.size() > max_logs) {
+    auto id = logs_.begin()->first;
+    ++drops_[id <= cur.acked_upto     ? drop_kind::logs_synced
+             : id <= cur.batched_upto ? drop_kind::logs_queued_copy
+                                      : drop_kind::logs_unsynced];
+    logs_.erase(logs_.begin());
+  }
+  return static_cast<int64_t>(xs.size());
+}
+
 caf::expected<unbatched_points> memory_store::fetch(const std::string& stream,
                                                     int64_t max) {
+  if (stream != metrics_stream && stream != logs_stream
+      && stream != events_stream)
+    return make_error(ec::unknown_stream, "no stream '" + stream + "'");
   unbatched_points out;
   auto& cur = cursors_[stream];
   out.next_sequence = cur.next_sequence;
   out.epoch = epoch_;
   out.last_id = cur.batched_upto;
+  if (stream == logs_stream) {
+    for (auto i = logs_.upper_bound(cur.batched_upto);
+         i != logs_.end() && static_cast<int64_t>(out.logs.size()) < max; ++i) {
+      out.logs.push_back(i->second);
+      out.last_id = i->first;
+    }
+    return out;
+  }
+  if (stream == events_stream) {
+    for (auto i = events_.upper_bound(cur.batched_upto);
+         i != events_.end() && static_cast<int64_t>(out.events.size()) < max;
+         ++i) {
+      out.events.push_back(i->second);
+      out.last_id = i->first;
+    }
+    return out;
+  }
   for (auto i = points_.upper_bound(cur.batched_upto);
        i != points_.end() && static_cast<int64_t>(out.samples.size()) < max;
        ++i) {
@@ -84,6 +120,13 @@ caf::expected<unbatched_points> memory_store::fetch(const std::string& stream,
 
 caf::expected<int64_t> memory_store::enqueue(const queued_batch& batch) {
   auto& cur = cursors_[batch.stream];
+  if (auto i = queue_.find({batch.stream, batch.sequence});
+      i != queue_.end() && i->second.points == batch.points
+      && i->second.last_id == batch.last_id) {
+    // The same records re-encoded (a new series session): replace them.
+    i->second.body = batch.body;
+    return batch.sequence;
+  }
   if (batch.sequence != cur.next_sequence)
     return make_error(ec::bad_sequence,
                       "batch " + std::to_string(batch.sequence) + " of "
@@ -97,7 +140,8 @@ caf::expected<int64_t> memory_store::enqueue(const queued_batch& batch) {
          && static_cast<int64_t>(queue_.size()) > limits_.max_batches) {
     auto oldest = queue_.begin();
     ++drops_[drop_kind::batches_unsynced];
-    drops_[drop_kind::metrics_unsynced] += oldest->second.points;
+    drops_[drop_kind::unsynced_kind(oldest->second.stream)]
+      += oldest->second.points;
     queue_.erase(oldest);
   }
   return batch.sequence;
@@ -115,7 +159,8 @@ caf::expected<queued_batches> memory_store::pending(const std::string& stream,
 }
 
 caf::expected<int64_t> memory_store::ack(const std::string& stream,
-                                         int64_t sequence) {
+                                         int64_t sequence, int64_t base,
+                                         const metric_samples& defs) {
   int64_t deleted = 0;
   auto& cur = cursors_[stream];
   auto i = queue_.lower_bound({stream, 0});
@@ -125,7 +170,41 @@ caf::expected<int64_t> memory_store::ack(const std::string& stream,
     i = queue_.erase(i);
     ++deleted;
   }
+  if (deleted > 0 && stream == metrics_stream) {
+    auto& table = sessions_[stream];
+    table.resize(std::min(table.size(), static_cast<size_t>(base)));
+    table.insert(table.end(), defs.begin(), defs.end());
+  }
   return deleted;
+}
+
+caf::expected<int64_t> memory_store::discard(const std::string& stream,
+                                             int64_t sequence) {
+  auto i = queue_.find({stream, sequence});
+  if (i == queue_.end())
+    return int64_t{0};
+  auto points = i->second.points;
+  queue_.erase(i);
+  ++drops_[drop_kind::batches_rejected];
+  drops_[drop_kind::unsynced_kind(stream)] += points;
+  record_event("batch_rejected",
+               "the cloud refused batch " + std::to_string(sequence) + " of "
+                 + stream + " for good; " + std::to_string(points)
+                 + " records dropped");
+  return points;
+}
+
+caf::expected<metric_samples> memory_store::session(const std::string& stream) {
+  return sessions_[stream];
+}
+
+caf::expected<cloud_settings> memory_store::load_settings() {
+  return settings_;
+}
+
+caf::error memory_store::save_settings(const cloud_settings& x) {
+  settings_ = x;
+  return caf::none;
 }
 
 caf::error memory_store::checkpoint() {
@@ -134,9 +213,13 @@ caf::error memory_store::checkpoint() {
 
 caf::error memory_store::record_event(const std::string& kind,
                                       const std::string& message) {
-  events_.emplace_back(clock_->now_ms(), kind + ": " + message);
+  event_record e;
+  e.timestamp_ms = clock_->now_ms();
+  e.kind = kind;
+  e.message = message;
+  events_.emplace(next_id_++, std::move(e));
   if (events_.size() > max_events) {
-    events_.pop_front();
+    events_.erase(events_.begin());
     ++drops_[drop_kind::events];
   }
   return caf::none;
@@ -158,6 +241,11 @@ actor_stats memory_store::stats() {
   out.counters["unbatched_points"] = static_cast<int64_t>(
     std::distance(points_.upper_bound(cur.batched_upto), points_.end()));
   out.counters["series"] = static_cast<int64_t>(by_series_.size());
+  out.counters["logs_rows"] = static_cast<int64_t>(logs_.size());
+  out.counters["unbatched_logs"] = static_cast<int64_t>(std::distance(
+    logs_.upper_bound(cursors_[logs_stream].batched_upto), logs_.end()));
+  out.counters["unbatched_events"] = static_cast<int64_t>(std::distance(
+    events_.upper_bound(cursors_[events_stream].batched_upto), events_.end()));
   for (auto& kv : drops_)
     out.counters["dropped_" + kv.first] = kv.second;
   return out;

@@ -27,13 +27,19 @@ public:
   memory_store(memory_limits limits, clock_ptr clock);
 
   caf::expected<int64_t> store(const metric_samples& xs) override;
+  caf::expected<int64_t> store_logs(const log_lines& xs) override;
   caf::expected<unbatched_points> fetch(const std::string& stream,
                                         int64_t max) override;
   caf::expected<int64_t> enqueue(const queued_batch& batch) override;
   caf::expected<queued_batches> pending(const std::string& stream,
                                         int64_t max) override;
-  caf::expected<int64_t> ack(const std::string& stream,
-                             int64_t sequence) override;
+  caf::expected<int64_t> ack(const std::string& stream, int64_t sequence,
+                             int64_t base, const metric_samples& defs) override;
+  caf::expected<int64_t> discard(const std::string& stream,
+                                 int64_t sequence) override;
+  caf::expected<metric_samples> session(const std::string& stream) override;
+  caf::expected<cloud_settings> load_settings() override;
+  caf::error save_settings(const cloud_settings& x) override;
   caf::error checkpoint() override;
   caf::error record_event(const std::string& kind,
                           const std::string& message) override;
@@ -64,7 +70,10 @@ private:
   std::map<std::string, std::deque<int64_t>> by_series_;
   std::map<std::string, cursor> cursors_;
   std::map<std::pair<std::string, int64_t>, queued_batch> queue_;
-  std::deque<std::pair<int64_t, std::string>> events_;
+  std::map<int64_t, log_line> logs_;
+  std::map<int64_t, event_record> events_;
+  std::map<std::string, metric_samples> sessions_;
+  cloud_settings settings_;
   std::map<std::string, int64_t> drops_;
   int64_t points_stored_ = 0;
 };

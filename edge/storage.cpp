@@ -15,6 +15,7 @@
 
 #include "messages/error.hpp"
 #include "messages/labels.hpp"
+#include "messages/wire.hpp"
 #include "runtime/json.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/result.hpp"
@@ -49,6 +50,17 @@ CREATE TABLE IF NOT EXISTS events (
   ts INTEGER NOT NULL,
   kind TEXT NOT NULL,
   message TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS logs (
+  id INTEGER PRIMARY KEY,
+  ts INTEGER NOT NULL,
+  labels BLOB NOT NULL,
+  line TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS wire_series (
+  stream TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  labels BLOB NOT NULL,
+  PRIMARY KEY (stream, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
   key TEXT PRIMARY KEY,
   value TEXT NOT NULL) WITHOUT ROWID;
@@ -400,29 +412,46 @@ caf::error edge_store::record_event(const std::string& kind,
 
 namespace {
 
-// Cursor positions of the metrics stream: acked and batched row ids.
-std::pair<int64_t, int64_t> metric_cursors(sqlite::database& db) {
+// Cursor positions of a stream: acked and batched row ids.
+std::pair<int64_t, int64_t> stream_cursors(sqlite::database& db,
+                                           const char* stream) {
   auto st = db.prepare("SELECT acked_upto, batched_upto FROM stream_state "
-                       "WHERE stream = 'metrics'");
+                       "WHERE stream = ?1");
   if (!st)
     return {0, 0};
+  st->bind(1, std::string_view{stream});
   auto row = st->step();
   if (!row || !*row)
     return {0, 0};
   return {st->column_int(0), st->column_int(1)};
 }
 
+// A table of rows that batches are cut from, and its drop counters.
+struct row_stream {
+  const char* stream;
+  const char* table;
+  const char* synced;
+  const char* queued_copy;
+  const char* unsynced;
+};
+
+const row_stream row_streams[] = {
+  {"metrics", "metrics", drop_kind::metrics_synced,
+   drop_kind::metrics_queued_copy, drop_kind::metrics_unsynced},
+  {"logs", "logs", drop_kind::logs_synced, drop_kind::logs_queued_copy,
+   drop_kind::logs_unsynced},
+};
+
 } // namespace
 
 caf::expected<int64_t> edge_store::drop_chunk(int64_t rows) {
   int64_t dropped = 0;
   auto err = sqlite::transaction(db_, [&]() -> caf::error {
-    auto [acked, batched] = metric_cursors(db_);
-    auto delete_rows = [&](const char* where, int64_t upto,
-                           const char* kind) -> caf::error {
-      auto st = db_.prepare(std::string("DELETE FROM metrics WHERE id IN "
-                                        "(SELECT id FROM metrics WHERE ")
-                            + where + " ORDER BY id LIMIT ?2)");
+    auto delete_rows = [&](const row_stream& rs, const char* where,
+                           int64_t upto, const char* kind) -> caf::error {
+      auto st = db_.prepare(std::string("DELETE FROM ") + rs.table
+                            + " WHERE id IN (SELECT id FROM " + rs.table
+                            + " WHERE " + where + " ORDER BY id LIMIT ?2)");
       if (!st)
         return st.error();
       st->bind(1, upto).bind(2, rows);
@@ -432,18 +461,24 @@ caf::expected<int64_t> edge_store::drop_chunk(int64_t rows) {
       return count_drop(kind, dropped);
     };
     // 1. Rows the cloud already holds.
-    if (auto err = delete_rows("id <= ?1", acked, drop_kind::metrics_synced))
-      return err;
-    if (dropped > 0)
-      return caf::none;
+    for (auto& rs : row_streams) {
+      auto acked = stream_cursors(db_, rs.stream).first;
+      if (auto err = delete_rows(rs, "id <= ?1", acked, rs.synced))
+        return err;
+      if (dropped > 0)
+        return caf::none;
+    }
     // 2. Rows whose data also sits in a queued batch.
-    if (auto err = delete_rows("id <= ?1", batched,
-                               drop_kind::metrics_queued_copy))
-      return err;
-    if (dropped > 0)
-      return caf::none;
-    // 3. The oldest queued batch: its points are lost.
+    for (auto& rs : row_streams) {
+      auto batched = stream_cursors(db_, rs.stream).second;
+      if (auto err = delete_rows(rs, "id <= ?1", batched, rs.queued_copy))
+        return err;
+      if (dropped > 0)
+        return caf::none;
+    }
+    // 3. The oldest queued batch of metrics or logs: its records are lost.
     auto oldest = db_.prepare("SELECT stream, sequence, points FROM sync_queue "
+                              "WHERE stream != 'events' "
                               "ORDER BY created_at, sequence LIMIT 1");
     if (!oldest)
       return oldest.error();
@@ -463,16 +498,19 @@ caf::expected<int64_t> edge_store::drop_chunk(int64_t rows) {
         return err;
       dropped = 1;
       log_warning("storage", "dropped unsynced batch ", seq, " of ", stream,
-                  " (", points, " points) to stay within the cap");
+                  " (", points, " records) to stay within the cap");
       if (auto err = count_drop(drop_kind::batches_unsynced, 1))
         return err;
-      return count_drop(drop_kind::metrics_unsynced, points);
+      return count_drop(drop_kind::unsynced_kind(stream), points);
     }
     // 4. The oldest rows no batch covers yet: lost.
-    if (auto err = delete_rows("id > ?1", batched, drop_kind::metrics_unsynced))
-      return err;
-    if (dropped > 0)
-      return caf::none;
+    for (auto& rs : row_streams) {
+      auto batched = stream_cursors(db_, rs.stream).second;
+      if (auto err = delete_rows(rs, "id > ?1", batched, rs.unsynced))
+        return err;
+      if (dropped > 0)
+        return caf::none;
+    }
     // 5. Events, last of all.
     auto ev = db_.prepare("DELETE FROM events WHERE id IN (SELECT id FROM "
                           "events ORDER BY id LIMIT ?1)");
@@ -492,8 +530,7 @@ caf::expected<int64_t> edge_store::drop_chunk(int64_t rows) {
 caf::expected<int64_t> edge_store::drop_older_than(int64_t cutoff_ms) {
   int64_t dropped = 0;
   auto err = sqlite::transaction(db_, [&]() -> caf::error {
-    auto [acked, batched] = metric_cursors(db_);
-    auto del = [&](const char* sql, int64_t a, int64_t b,
+    auto del = [&](const std::string& sql, int64_t a, int64_t b,
                    const char* kind) -> caf::error {
       auto st = db_.prepare(sql);
       if (!st)
@@ -505,32 +542,46 @@ caf::expected<int64_t> edge_store::drop_older_than(int64_t cutoff_ms) {
       dropped += n;
       return count_drop(kind, n);
     };
-    if (auto err = del("DELETE FROM metrics WHERE ts < ?1 AND id <= ?2",
-                       cutoff_ms, acked, drop_kind::metrics_synced))
-      return err;
-    if (auto err = del("DELETE FROM metrics WHERE ts < ?1 AND id <= ?2",
-                       cutoff_ms, batched, drop_kind::metrics_queued_copy))
-      return err;
-    if (auto err = del("DELETE FROM metrics WHERE ts < ?1 AND id > ?2",
-                       cutoff_ms, batched, drop_kind::metrics_unsynced))
-      return err;
-    // Queued batches cut before the cutoff: count their points as lost.
-    auto lost = db_.prepare("SELECT count(*), coalesce(sum(points), 0) FROM "
-                            "sync_queue WHERE created_at < ?1");
-    if (!lost)
-      return lost.error();
-    lost->bind(1, cutoff_ms);
-    auto row = lost->step();
-    if (!row)
-      return row.error();
-    auto batches = *row ? lost->column_int(0) : 0;
-    auto points = *row ? lost->column_int(1) : 0;
-    if (batches > 0) {
-      if (auto err = del("DELETE FROM sync_queue WHERE created_at < ?1 AND ?2 "
-                         "= ?2",
-                         cutoff_ms, 0, drop_kind::batches_unsynced))
+    for (auto& rs : row_streams) {
+      auto [acked, batched] = stream_cursors(db_, rs.stream);
+      // Log timestamps are nanoseconds.
+      auto cutoff = rs.table == std::string_view{"logs"}
+                      ? cutoff_ms * 1000000
+                      : cutoff_ms;
+      auto sql = std::string("DELETE FROM ") + rs.table + " WHERE ts < ?1 AND ";
+      if (auto err = del(sql + "id <= ?2", cutoff, acked, rs.synced))
         return err;
-      if (auto err = count_drop(drop_kind::metrics_unsynced, points))
+      if (auto err = del(sql + "id <= ?2", cutoff, batched, rs.queued_copy))
+        return err;
+      if (auto err = del(sql + "id > ?2", cutoff, batched, rs.unsynced))
+        return err;
+    }
+    // Queued batches cut before the cutoff: count their records as lost.
+    for (auto& rs : row_streams) {
+      auto lost = db_.prepare("SELECT count(*), coalesce(sum(points), 0) FROM "
+                              "sync_queue WHERE created_at < ?1 AND stream = ?2");
+      if (!lost)
+        return lost.error();
+      lost->bind(1, cutoff_ms).bind(2, std::string_view{rs.stream});
+      auto row = lost->step();
+      if (!row)
+        return row.error();
+      auto batches = *row ? lost->column_int(0) : 0;
+      auto points = *row ? lost->column_int(1) : 0;
+      lost->reset();
+      if (batches == 0)
+        continue;
+      auto gone = db_.prepare("DELETE FROM sync_queue WHERE created_at < ?1 "
+                              "AND stream = ?2");
+      if (!gone)
+        return gone.error();
+      gone->bind(1, cutoff_ms).bind(2, std::string_view{rs.stream});
+      if (auto err = gone->run())
+        return err;
+      dropped += batches;
+      if (auto err = count_drop(drop_kind::batches_unsynced, batches))
+        return err;
+      if (auto err = count_drop(rs.unsynced, points))
         return err;
     }
     auto ev_cutoff = cfg_.clock->now_ms() - cfg_.limits.events_retention_ms;
@@ -588,8 +639,36 @@ caf::expected<int64_t> edge_store::enforce_limits() {
   return dropped;
 }
 
+caf::expected<int64_t> edge_store::store_logs(const log_lines& xs) {
+  auto err = sqlite::transaction(db_, [&]() -> caf::error {
+    auto st = db_.prepare("INSERT INTO logs (ts, labels, line) "
+                          "VALUES (?1, ?2, ?3)");
+    if (!st)
+      return st.error();
+    for (auto& x : xs) {
+      st->reset().bind(1, x.timestamp_ns).bind_blob(2, encode_labels(x.labels))
+        .bind(3, x.line);
+      if (auto err = st->run())
+        return err;
+    }
+    return caf::none;
+  });
+  if (err) {
+    ++store_failures_;
+    last_error_ = render(err);
+    return err;
+  }
+  logs_stored_ += static_cast<int64_t>(xs.size());
+  if (auto dropped = enforce_limits(); !dropped)
+    log_warning("storage", "cannot apply caps: ", render(dropped.error()));
+  return static_cast<int64_t>(xs.size());
+}
+
 caf::expected<unbatched_points> edge_store::fetch(const std::string& stream,
                                                   int64_t max) {
+  if (stream != metrics_stream && stream != logs_stream
+      && stream != events_stream)
+    return make_error(ec::unknown_stream, "no stream '" + stream + "'");
   unbatched_points out;
   int64_t batched_upto = 0;
   select_state_.reset().bind(1, stream);
@@ -603,6 +682,8 @@ caf::expected<unbatched_points> edge_store::fetch(const std::string& stream,
   select_state_.reset();
   out.last_id = batched_upto;
   out.epoch = epoch_;
+  if (stream != metrics_stream)
+    return fetch_rows(stream, batched_upto, max, std::move(out));
   select_unbatched_.reset().bind(1, batched_upto).bind(2, max);
   for (;;) {
     auto more = select_unbatched_.step();
@@ -625,6 +706,38 @@ caf::expected<unbatched_points> edge_store::fetch(const std::string& stream,
   return out;
 }
 
+caf::expected<unbatched_points>
+edge_store::fetch_rows(const std::string& stream, int64_t after, int64_t max,
+                       unbatched_points out) {
+  bool logs = stream == logs_stream;
+  auto st = db_.prepare(logs ? "SELECT id, ts, labels, line FROM logs "
+                               "WHERE id > ?1 ORDER BY id LIMIT ?2"
+                             : "SELECT id, ts, kind, message FROM events "
+                               "WHERE id > ?1 ORDER BY id LIMIT ?2");
+  if (!st)
+    return st.error();
+  st->bind(1, after).bind(2, max);
+  for (;;) {
+    auto more = st->step();
+    if (!more)
+      return more.error();
+    if (!*more)
+      break;
+    out.last_id = st->column_int(0);
+    if (logs) {
+      out.logs.push_back(log_line{decode_labels(st->column_blob(2)),
+                                  st->column_int(1), st->column_text(3)});
+    } else {
+      event_record e;
+      e.timestamp_ms = st->column_int(1);
+      e.kind = st->column_text(2);
+      e.message = st->column_text(3);
+      out.events.push_back(std::move(e));
+    }
+  }
+  return out;
+}
+
 caf::expected<int64_t> edge_store::enqueue(const queued_batch& b) {
   auto err = sqlite::transaction(db_, [&]() -> caf::error {
     select_state_.reset().bind(1, b.stream);
@@ -633,6 +746,20 @@ caf::expected<int64_t> edge_store::enqueue(const queued_batch& b) {
       return row.error();
     int64_t expected_seq = *row ? select_state_.column_int(0) : 1;
     select_state_.reset();
+    if (b.sequence < expected_seq) {
+      // The same records re-encoded (a new series session): replace them.
+      auto up = db_.prepare("UPDATE sync_queue SET payload = ?3 WHERE "
+                            "stream = ?1 AND sequence = ?2 AND points = ?4 "
+                            "AND last_id = ?5");
+      if (!up)
+        return up.error();
+      up->bind(1, b.stream).bind(2, b.sequence).bind_blob(3, b.body)
+        .bind(4, b.points).bind(5, b.last_id);
+      if (auto err = up->run())
+        return err;
+      if (db_.changes() == 1)
+        return caf::none;
+    }
     if (b.sequence != expected_seq)
       return make_error(ec::bad_sequence,
                         "batch " + std::to_string(b.sequence) + " of "
@@ -684,7 +811,8 @@ caf::expected<queued_batches> edge_store::pending(const std::string& stream,
 }
 
 caf::expected<int64_t> edge_store::ack(const std::string& stream,
-                                       int64_t sequence) {
+                                       int64_t sequence, int64_t base,
+                                       const metric_samples& defs) {
   int64_t deleted = 0;
   auto err = sqlite::transaction(db_, [&]() -> caf::error {
     auto upto = db_.prepare("SELECT max(last_id) FROM sync_queue "
@@ -702,7 +830,12 @@ caf::expected<int64_t> edge_store::ack(const std::string& stream,
       return err;
     deleted = db_.changes();
     update_acked_.reset().bind(1, stream).bind(2, sequence).bind(3, last_id);
-    return update_acked_.run();
+    if (auto err = update_acked_.run())
+      return err;
+    // The series the acked batch defined are now known to the cloud.
+    if (deleted == 0 || stream != metrics_stream)
+      return caf::none;
+    return replace_session(stream, base, defs);
   });
   if (err) {
     last_error_ = render(err);
@@ -710,6 +843,120 @@ caf::expected<int64_t> edge_store::ack(const std::string& stream,
   }
   batches_acked_ += deleted;
   return deleted;
+}
+
+caf::error edge_store::replace_session(const std::string& stream, int64_t base,
+                                       const metric_samples& defs) {
+  auto del = db_.prepare("DELETE FROM wire_series WHERE stream = ?1 "
+                         "AND idx >= ?2");
+  if (!del)
+    return del.error();
+  del->bind(1, stream).bind(2, base);
+  if (auto err = del->run())
+    return err;
+  auto ins = db_.prepare("INSERT INTO wire_series (stream, idx, name, labels) "
+                         "VALUES (?1, ?2, ?3, ?4)");
+  if (!ins)
+    return ins.error();
+  auto idx = base;
+  for (auto& d : defs) {
+    ins->reset().bind(1, stream).bind(2, idx++).bind(3, d.name)
+      .bind_blob(4, encode_labels(d.labels));
+    if (auto err = ins->run())
+      return err;
+  }
+  return caf::none;
+}
+
+caf::expected<metric_samples> edge_store::session(const std::string& stream) {
+  auto st = db_.prepare("SELECT name, labels FROM wire_series WHERE "
+                        "stream = ?1 ORDER BY idx");
+  if (!st)
+    return st.error();
+  st->bind(1, stream);
+  metric_samples out;
+  for (;;) {
+    auto row = st->step();
+    if (!row)
+      return row.error();
+    if (!*row)
+      return out;
+    metric_sample x;
+    x.name = st->column_text(0);
+    x.labels = decode_labels(st->column_blob(1));
+    out.push_back(std::move(x));
+  }
+}
+
+caf::expected<int64_t> edge_store::discard(const std::string& stream,
+                                           int64_t sequence) {
+  int64_t points = 0;
+  int64_t deleted = 0;
+  auto err = sqlite::transaction(db_, [&]() -> caf::error {
+    auto sel = db_.prepare("SELECT points FROM sync_queue WHERE stream = ?1 "
+                           "AND sequence = ?2");
+    if (!sel)
+      return sel.error();
+    sel->bind(1, stream).bind(2, sequence);
+    auto row = sel->step();
+    if (!row)
+      return row.error();
+    if (!*row)
+      return caf::none;
+    points = sel->column_int(0);
+    auto del = db_.prepare("DELETE FROM sync_queue WHERE stream = ?1 AND "
+                           "sequence = ?2");
+    if (!del)
+      return del.error();
+    del->bind(1, stream).bind(2, sequence);
+    if (auto err = del->run())
+      return err;
+    deleted = db_.changes();
+    if (auto err = count_drop(drop_kind::batches_rejected, 1))
+      return err;
+    return count_drop(drop_kind::unsynced_kind(stream), points);
+  });
+  if (err) {
+    last_error_ = render(err);
+    return err;
+  }
+  if (deleted > 0)
+    record_event("batch_rejected",
+                 "the cloud refused batch " + std::to_string(sequence) + " of "
+                   + stream + " for good; " + std::to_string(points)
+                   + " records dropped");
+  return points;
+}
+
+caf::expected<cloud_settings> edge_store::load_settings() {
+  cloud_settings out;
+  auto st = db_.prepare("SELECT value FROM meta WHERE key = 'cloud_settings'");
+  if (!st)
+    return st.error();
+  auto row = st->step();
+  if (!row)
+    return row.error();
+  if (!*row)
+    return out;
+  std::istringstream in(st->column_text(0));
+  in >> out.version >> out.batch_size >> out.sync_interval_ms
+    >> out.retention_ms >> out.zstd_level;
+  if (!in)
+    return cloud_settings{};
+  return out;
+}
+
+caf::error edge_store::save_settings(const cloud_settings& x) {
+  auto st = db_.prepare("INSERT INTO meta (key, value) VALUES "
+                        "('cloud_settings', ?1) ON CONFLICT (key) DO UPDATE "
+                        "SET value = ?1");
+  if (!st)
+    return st.error();
+  std::ostringstream out;
+  out << x.version << ' ' << x.batch_size << ' ' << x.sync_interval_ms << ' '
+      << x.retention_ms << ' ' << x.zstd_level;
+  st->bind(1, out.str());
+  return st->run();
 }
 
 caf::error edge_store::checkpoint() {
@@ -743,6 +990,14 @@ actor_stats edge_store::stats() {
   out.counters["unbatched_points"] = count(
     "SELECT count(*) FROM metrics WHERE id > coalesce((SELECT batched_upto "
     "FROM stream_state WHERE stream = 'metrics'), 0)");
+  out.counters["logs_stored"] = logs_stored_;
+  out.counters["logs_rows"] = count("SELECT count(*) FROM logs");
+  out.counters["unbatched_logs"] = count(
+    "SELECT count(*) FROM logs WHERE id > coalesce((SELECT batched_upto "
+    "FROM stream_state WHERE stream = 'logs'), 0)");
+  out.counters["unbatched_events"] = count(
+    "SELECT count(*) FROM events WHERE id > coalesce((SELECT batched_upto "
+    "FROM stream_state WHERE stream = 'events'), 0)");
   return out;
 }
 
@@ -778,7 +1033,7 @@ caf::expected<debug_report> edge_store::debug(const std::string& what) {
     auto file_before = file_size(cfg_.path);
     auto cutoff = cfg_.clock->now_ms() - cfg_.limits.retention_ms;
     int64_t dropped = 0;
-    auto [acked, batched] = metric_cursors(db_);
+    auto [acked, batched] = stream_cursors(db_, "metrics");
     auto err = sqlite::transaction(db_, [&]() -> caf::error {
       auto st = db_.prepare("DELETE FROM metrics WHERE ts < ?1 AND id <= ?2");
       if (!st)
@@ -807,7 +1062,7 @@ caf::expected<debug_report> edge_store::debug(const std::string& what) {
       .add("used_bytes_before", before)
       .add("used_bytes_after", used_bytes());
   } else if (what == "storage") {
-    auto [acked, batched] = metric_cursors(db_);
+    auto [acked, batched] = stream_cursors(db_, "metrics");
     auto integrity = db_.quick_check();
     auto rows_metrics = scalar(db_, "SELECT count(*) FROM metrics");
     auto unbatched = scalar(db_, "SELECT count(*) FROM metrics WHERE id > "
@@ -926,6 +1181,15 @@ storage(storage_actor::stateful_pointer<storage_state> self,
                   xs.back().timestamp_ms);
       return *n;
     },
+    [&st](store_atom, const log_lines& xs) -> caf::result<int64_t> {
+      auto n = st.store_logs(xs);
+      if (!n) {
+        log_warning("storage", "store of ", xs.size(), " log lines failed: ",
+                    render(n.error()));
+        return n.error();
+      }
+      return *n;
+    },
     [&st](fetch_atom, const std::string& stream,
           int64_t max) -> caf::result<unbatched_points> {
       return to_result(st.fetch(stream, max));
@@ -937,9 +1201,25 @@ storage(storage_actor::stateful_pointer<storage_state> self,
           int64_t max) -> caf::result<queued_batches> {
       return to_result(st.pending(stream, max));
     },
-    [&st](ack_atom, const std::string& stream,
+    [&st](ack_atom, const std::string& stream, int64_t sequence,
+          int64_t base, const metric_samples& defs) -> caf::result<int64_t> {
+      return to_result(st.ack(stream, sequence, base, defs));
+    },
+    [&st](discard_atom, const std::string& stream,
           int64_t sequence) -> caf::result<int64_t> {
-      return to_result(st.ack(stream, sequence));
+      return to_result(st.discard(stream, sequence));
+    },
+    [&st](session_atom,
+          const std::string& stream) -> caf::result<metric_samples> {
+      return to_result(st.session(stream));
+    },
+    [&st](config_atom) -> caf::result<cloud_settings> {
+      return to_result(st.load_settings());
+    },
+    [&st](config_atom, const cloud_settings& x) -> caf::result<bool> {
+      if (auto err = st.save_settings(x))
+        return err;
+      return true;
     },
     [&st](flush_atom) -> caf::result<bool> {
       if (auto err = st.checkpoint())

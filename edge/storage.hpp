@@ -44,12 +44,19 @@ public:
   static caf::expected<edge_store> open(const storage_config& cfg);
 
   caf::expected<int64_t> store(const metric_samples& xs) override;
+  caf::expected<int64_t> store_logs(const log_lines& xs) override;
   caf::expected<unbatched_points> fetch(const std::string& stream,
                                         int64_t max) override;
   caf::expected<int64_t> enqueue(const queued_batch& batch) override;
   caf::expected<queued_batches> pending(const std::string& stream,
                                         int64_t max) override;
-  caf::expected<int64_t> ack(const std::string& stream, int64_t sequence) override;
+  caf::expected<int64_t> ack(const std::string& stream, int64_t sequence,
+                             int64_t base, const metric_samples& defs) override;
+  caf::expected<int64_t> discard(const std::string& stream,
+                                 int64_t sequence) override;
+  caf::expected<metric_samples> session(const std::string& stream) override;
+  caf::expected<cloud_settings> load_settings() override;
+  caf::error save_settings(const cloud_settings& x) override;
   caf::error checkpoint() override;
   actor_stats stats() override;
   caf::expected<debug_report> debug(const std::string& what) override;
@@ -84,6 +91,11 @@ public:
 private:
   caf::error prepare();
   caf::error load_epoch();
+  caf::expected<unbatched_points> fetch_rows(const std::string& stream,
+                                             int64_t after, int64_t max,
+                                             unbatched_points out);
+  caf::error replace_session(const std::string& stream, int64_t base,
+                             const metric_samples& defs);
   caf::expected<int64_t> series_id(const metric_sample& x);
   caf::expected<int64_t> insert_all(const metric_samples& xs);
   // Deletes one chunk in policy order; 0 when nothing is left to drop.
@@ -110,6 +122,7 @@ private:
   std::string key_buf_;
   std::map<int64_t, std::pair<std::string, label_map>> series_by_id_;
   int64_t points_stored_ = 0;
+  int64_t logs_stored_ = 0;
   int64_t store_failures_ = 0;
   int64_t batches_enqueued_ = 0;
   int64_t batches_acked_ = 0;

@@ -19,7 +19,10 @@ public:
 
   /// Commits all samples or none; replies how many were committed.
   virtual caf::expected<int64_t> store(const metric_samples& xs) = 0;
-  /// Up to `max` samples no batch covers yet, with the next sequence.
+  /// Commits all log lines or none; replies how many were committed.
+  virtual caf::expected<int64_t> store_logs(const log_lines& xs) = 0;
+  /// Up to `max` records of the stream ("metrics", "logs", "events") that no
+  /// batch covers yet, with the next sequence; ec::unknown_stream otherwise.
   virtual caf::expected<unbatched_points> fetch(const std::string& stream,
                                                 int64_t max) = 0;
   /// Keeps an encoded batch until acked and advances the cursor atomically.
@@ -28,8 +31,22 @@ public:
   virtual caf::expected<queued_batches> pending(const std::string& stream,
                                                 int64_t max) = 0;
   /// Forgets batches up to and including `sequence`; replies how many.
+  /// When it forgot one, the session series table of the stream becomes its
+  /// first `base` entries followed by `defs` (the series the acked batch
+  /// defined), in the same transaction.
   virtual caf::expected<int64_t> ack(const std::string& stream,
-                                     int64_t sequence) = 0;
+                                     int64_t sequence, int64_t base,
+                                     const metric_samples& defs) = 0;
+  /// Drops a queued batch the cloud refused for good, counting its records
+  /// as lost (drop_kind::batches_rejected); replies how many were dropped.
+  virtual caf::expected<int64_t> discard(const std::string& stream,
+                                         int64_t sequence) = 0;
+  /// The stream's session series table: the series the cloud knows, by
+  /// session number (name and labels only).
+  virtual caf::expected<metric_samples> session(const std::string& stream) = 0;
+  /// The operator's settings last received from the cloud (version 0: none).
+  virtual caf::expected<cloud_settings> load_settings() = 0;
+  virtual caf::error save_settings(const cloud_settings& x) = 0;
   /// Makes everything committed durable in the main file.
   virtual caf::error checkpoint() = 0;
   /// Records an event (lifecycle, drops, pressure, capability change).
@@ -54,12 +71,27 @@ constexpr const char* metrics_synced = "metrics_synced";
 constexpr const char* metrics_queued_copy = "metrics_queued_copy";
 /// Metric points never delivered: unbatched rows or inside a dropped batch.
 constexpr const char* metrics_unsynced = "metrics_unsynced";
+/// Log lines already acked by the cloud (no data lost).
+constexpr const char* logs_synced = "logs_synced";
+/// Log lines whose data waits in a queued batch (no data lost).
+constexpr const char* logs_queued_copy = "logs_queued_copy";
+/// Log lines never delivered: unbatched rows or inside a dropped batch.
+constexpr const char* logs_unsynced = "logs_unsynced";
 /// Queued batches dropped before the cloud acked them.
 constexpr const char* batches_unsynced = "batches_unsynced";
 /// Samples refused because the disk stayed full.
 constexpr const char* metrics_rejected = "metrics_rejected";
+/// Queued batches the cloud refused for good (their records are lost).
+constexpr const char* batches_rejected = "batches_rejected";
 /// Events past their retention or dropped as a last resort.
 constexpr const char* events = "events";
+/// The kind under which records of `stream` count when lost undelivered.
+inline const char* unsynced_kind(const std::string& stream) {
+  return stream == "logs"     ? logs_unsynced
+         : stream == "events" ? events
+                              : metrics_unsynced;
+}
+
 } // namespace drop_kind
 
 } // namespace fleetd

@@ -15,82 +15,274 @@ namespace {
 using self_ptr = sync_actor::stateful_pointer<sync_state>;
 
 constexpr auto storage_timeout = std::chrono::seconds(30);
+constexpr auto backoff_timeout = std::chrono::seconds(10);
 
-void round(self_ptr self);
+bool is_metrics(const sync_state& st) {
+  return st.cfg.stream == metrics_stream;
+}
 
-// Ends a round and arms the single timer that starts the next one.
+// `after_ack`: the last exchange of this stream just succeeded.
+void round(self_ptr self, bool after_ack = false);
+
+// Ends a round and arms the single timer that starts the next one; `delay`
+// is clock time.
 void finish_round(self_ptr self, std::chrono::milliseconds delay) {
   auto& st = self->state;
   st.busy = false;
-  self->delayed_send(self, delay, tick_atom::value, ++st.generation);
+  self->delayed_send(self, st.cfg.clock->real(delay), tick_atom::value,
+                     ++st.generation);
 }
 
-void fail_round(self_ptr self, const caf::error& err,
-                int64_t retry_after_ms = 0) {
+void note_error(self_ptr self, const std::string& text) {
+  auto& st = self->state;
+  if (text != st.last_error)
+    log_warning("sync", st.cfg.stream, ": ", text);
+  st.last_error = text;
+}
+
+// A local failure (storage): try again after a short pause.
+void fail_local(self_ptr self, const caf::error& err) {
+  note_error(self, render(err));
+  finish_round(self, std::chrono::seconds(1));
+}
+
+void report(self_ptr self, bool ok, int64_t retry_after_ms, bool backlog,
+            std::string error = {}) {
+  auto& st = self->state;
+  link_report r;
+  r.stream = st.cfg.stream;
+  r.ok = ok;
+  r.retry_after_ms = retry_after_ms;
+  r.backlog = backlog;
+  r.error = std::move(error);
+  self->send(st.cfg.backoff, report_atom::value, std::move(r));
+}
+
+// The link or the cloud as a whole failed: the backoff actor decides when
+// anyone may try again, so the next round starts at once and asks it.
+void fail_link(self_ptr self, const std::string& text, int64_t retry_after_ms) {
   auto& st = self->state;
   ++st.send_failures;
-  ++st.consecutive_failures;
-  auto text = render(err);
-  if (text != st.last_error)
-    log_warning("sync", st.cfg.stream, ": ", text, "; backing off");
-  st.last_error = std::move(text);
-  auto delay = backoff_delay(st.cfg.backoff_base, st.cfg.backoff_cap,
-                             st.consecutive_failures, st.rng);
-  delay = std::max(delay, std::chrono::milliseconds(retry_after_ms));
-  finish_round(self, delay);
+  note_error(self, text);
+  report(self, false, retry_after_ms, true, text);
+  st.busy = false;
+  round(self);
+}
+
+// The series the batch in `body` defines, given the session it was encoded
+// against; `next` becomes the session after it.
+caf::expected<metric_samples> defined_series(const sync_state& st,
+                                             const std::string& body,
+                                             int64_t& base,
+                                             codec_context& next) {
+  auto columnar = request_columnar(body);
+  if (!columnar)
+    return columnar.error();
+  auto b = columnar_base(*columnar);
+  if (!b)
+    return b.error();
+  base = static_cast<int64_t>(*b);
+  if (*b > st.session.series.size())
+    return make_error(ec::decode_failed,
+                      "queued batch refers to series this device forgot");
+  next.clear();
+  for (size_t i = 0; i < *b; ++i)
+    next.add(st.session.series[i]);
+  if (auto xs = decode_columnar(*columnar, next); !xs)
+    return xs.error();
+  metric_samples defs;
+  for (size_t i = *b; i < next.series.size(); ++i) {
+    metric_sample d;
+    d.name = next.series[i].first;
+    d.labels = next.series[i].second;
+    defs.push_back(std::move(d));
+  }
+  return defs;
+}
+
+void acked(self_ptr self, const queued_batch& b, const sync_ack& ack) {
+  auto& st = self->state;
+  int64_t base = 0;
+  metric_samples defs;
+  auto next = std::make_shared<codec_context>();
+  if (is_metrics(st)) {
+    auto d = defined_series(st, b.body, base, *next);
+    if (!d) {
+      // Our own queued bytes do not decode: start a new session with the
+      // next batch rather than refer to series the cloud may lack.
+      log_warning("sync", st.cfg.stream, ": ", render(d.error()),
+                  "; starting a new series session");
+      ++st.session_resets;
+      next->clear();
+      base = 0;
+    } else {
+      defs = std::move(*d);
+    }
+  }
+  auto seq = b.sequence;
+  auto points = b.points;
+  self->request(st.cfg.storage, storage_timeout, ack_atom::value,
+                st.cfg.stream, ack.last_sequence_ack, base, std::move(defs))
+    .then(
+      [self, seq, points, next, ack](int64_t deleted) {
+        auto& st = self->state;
+        if (deleted == 0)
+          ++st.duplicates_acked;
+        if (is_metrics(st))
+          st.session = std::move(*next);
+        st.batches_acked += deleted;
+        st.records_synced += points;
+        st.last_acked_sequence = ack.last_sequence_ack;
+        st.head_rejections = 0;
+        if (!st.last_error.empty())
+          log_info("sync", st.cfg.stream, ": delivering again at batch ",
+                   seq);
+        st.last_error.clear();
+        if (ack.config.version > st.cfg.config_version && st.cfg.settings)
+          self->send(st.cfg.settings, config_atom::value, ack.config);
+        report(self, true, ack.retry_after_ms, true);
+        // Drain: go straight on with the next batch.
+        st.busy = false;
+        round(self, true);
+      },
+      [self](caf::error& err) { fail_local(self, err); });
+}
+
+// The cloud answered but refused this batch; the link itself is fine.
+void refused(self_ptr self, const queued_batch& b, const sync_ack& ack) {
+  auto& st = self->state;
+  report(self, true, ack.retry_after_ms, true);
+  if (st.head_sequence != b.sequence) {
+    st.head_sequence = b.sequence;
+    st.head_rejections = 0;
+  }
+  ++st.head_rejections;
+  note_error(self, "cloud refused batch " + std::to_string(b.sequence) + " ("
+                     + std::to_string(st.head_rejections) + " of "
+                     + std::to_string(st.cfg.max_rejections)
+                     + "): " + ack.error_code + " " + ack.error_message);
+  if (is_metrics(st) && ack.error_code == "session_out_of_sync"
+      && st.head_rejections < st.cfg.max_rejections) {
+    // The cloud lost our series table: send the same points self-contained.
+    codec_context own = st.session;
+    auto columnar = request_columnar(b.body);
+    auto base = columnar ? columnar_base(*columnar) : caf::expected<uint64_t>{0};
+    metric_samples xs;
+    if (columnar && base) {
+      own.clear();
+      for (size_t i = 0; i < *base && i < st.session.series.size(); ++i)
+        own.add(st.session.series[i]);
+      auto decoded = decode_columnar(*columnar, own);
+      if (decoded)
+        xs = std::move(*decoded);
+    }
+    if (!xs.empty()) {
+      ++st.session_resets;
+      encode_settings es;
+      es.device_id = st.cfg.device_id;
+      es.sequence = b.sequence;
+      auto req = decode_request(b.body, is_zstd(b.body), std::string::npos / 2);
+      es.epoch = req ? req->epoch : std::string{};
+      es.now_ms = b.created_ms;
+      es.zstd_level = st.cfg.zstd_level;
+      es.config_version = st.cfg.config_version;
+      queued_batch nb = b;
+      nb.body = encode_columnar_request(es, encode_columnar(xs, codec_context{}));
+      self->request(st.cfg.storage, storage_timeout, enqueue_atom::value, nb)
+        .then([self](int64_t) { finish_round(self, std::chrono::milliseconds(0)); },
+              [self](caf::error& err) { fail_local(self, err); });
+      return;
+    }
+  }
+  if (st.head_rejections < st.cfg.max_rejections) {
+    finish_round(self, std::chrono::seconds(st.head_rejections));
+    return;
+  }
+  // Refused for good: drop it (counted, an event) so the stream moves on.
+  log_error("sync", st.cfg.stream, ": dropping batch ", b.sequence,
+            " the cloud refused ", st.head_rejections, " times: ",
+            ack.error_code, " ", ack.error_message);
+  self->request(st.cfg.storage, storage_timeout, discard_atom::value,
+                st.cfg.stream, b.sequence)
+    .then(
+      [self](int64_t) {
+        auto& st = self->state;
+        ++st.batches_rejected;
+        st.head_rejections = 0;
+        st.busy = false;
+        round(self);
+      },
+      [self](caf::error& err) { fail_local(self, err); });
+}
+
+bool permanent(const sync_ack& ack) {
+  return ack.status == 400 || ack.status == 409 || ack.status == 413
+         || ack.status == 415;
 }
 
 void send(self_ptr self, queued_batch batch) {
   auto& st = self->state;
   ++st.batches_sent;
   st.bytes_sent += static_cast<int64_t>(batch.body.size());
-  auto seq = batch.sequence;
-  auto points = batch.points;
-  self->request(st.cfg.link, st.cfg.request_timeout, sync_atom::value,
-                std::move(batch.body))
+  auto b = std::make_shared<queued_batch>(std::move(batch));
+  self->request(st.cfg.link, st.cfg.request_timeout, sync_atom::value, b->body)
     .then(
-      [self, seq, points](sync_ack& ack) {
-        auto& st = self->state;
-        if (!ack.success || ack.last_sequence_ack < seq) {
-          fail_round(self,
-                     make_error(ec::remote_error,
-                                "cloud refused batch " + std::to_string(seq)
-                                  + ": " + ack.error_code + " "
-                                  + ack.error_message),
-                     ack.retry_after_ms);
+      [self, b](sync_ack& ack) {
+        if (ack.success && ack.last_sequence_ack >= b->sequence) {
+          acked(self, *b, ack);
           return;
         }
-        self->request(st.cfg.storage, storage_timeout, ack_atom::value,
-                      st.cfg.stream, ack.last_sequence_ack)
-          .then(
-            [self, seq, points, acked = ack.last_sequence_ack](int64_t deleted) {
-              auto& st = self->state;
-              if (deleted == 0)
-                ++st.duplicates_acked;
-              st.batches_acked += deleted;
-              st.points_synced += points;
-              st.last_acked_sequence = acked;
-              if (st.consecutive_failures > 0 || !st.last_error.empty())
-                log_info("sync", st.cfg.stream, ": delivering again at batch ",
-                         seq);
-              st.consecutive_failures = 0;
-              st.last_error.clear();
-              // Drain: go straight on with the next batch.
-              round(self);
-            },
-            [self](caf::error& err) { fail_round(self, err); });
+        if (permanent(ack)) {
+          refused(self, *b, ack);
+          return;
+        }
+        fail_link(self,
+                  ack.success
+                    ? "cloud acked " + std::to_string(ack.last_sequence_ack)
+                        + " for batch " + std::to_string(b->sequence)
+                    : "cloud answered " + std::to_string(ack.status) + " "
+                        + ack.error_code + ": " + ack.error_message,
+                  ack.retry_after_ms);
       },
-      [self](caf::error& err) { fail_round(self, err); });
+      [self](caf::error& err) { fail_link(self, render(err), 0); });
 }
 
-void cut(self_ptr self) {
+// Sends `b` when the backoff actor allows; otherwise waits as it says.
+void send_when_permitted(self_ptr self, queued_batch b) {
+  auto& st = self->state;
+  self->request(st.cfg.backoff, backoff_timeout, permit_atom::value,
+                st.cfg.stream)
+    .then(
+      [self, b](int64_t wait_ms) mutable {
+        if (wait_ms > 0) {
+          finish_round(self, std::chrono::milliseconds(wait_ms));
+          return;
+        }
+        send(self, std::move(b));
+      },
+      [self](caf::error& err) { fail_local(self, err); });
+}
+
+std::string encode(sync_state& st, const unbatched_points& up,
+                   const encode_settings& es) {
+  if (!up.logs.empty())
+    return encode_logs_request(es, up.logs);
+  if (!up.events.empty())
+    return encode_events_request(es, up.events);
+  return encode_columnar_request(es, encode_columnar(up.samples, st.session));
+}
+
+void cut(self_ptr self, bool after_ack) {
   auto& st = self->state;
   self->request(st.cfg.storage, storage_timeout, fetch_atom::value,
                 st.cfg.stream, st.cfg.batch_size)
     .then(
-      [self](unbatched_points& up) {
+      [self, after_ack](unbatched_points& up) {
         auto& st = self->state;
-        if (up.samples.empty()) {
+        if (up.size() == 0) {
+          // Tells the backoff actor this stream is drained (events first).
+          if (after_ack)
+            report(self, true, 0, false);
           finish_round(self, st.cfg.interval);
           return;
         }
@@ -100,55 +292,67 @@ void cut(self_ptr self) {
         es.epoch = up.epoch;
         es.now_ms = st.cfg.clock->now_ms();
         es.zstd_level = st.cfg.zstd_level;
+        es.config_version = st.cfg.config_version;
         queued_batch b;
         b.stream = st.cfg.stream;
         b.sequence = up.next_sequence;
         b.last_id = up.last_id;
-        b.points = static_cast<int64_t>(up.samples.size());
+        b.points = static_cast<int64_t>(up.size());
         b.created_ms = es.now_ms;
-        b.body = encode_metrics_request(es, up.samples);
+        b.body = encode(st, up, es);
         // Persist before the first send, so a retry resends the same bytes.
         self->request(st.cfg.storage, storage_timeout, enqueue_atom::value, b)
-          .then([self, b](int64_t) mutable { send(self, std::move(b)); },
-                [self](caf::error& err) { fail_round(self, err); });
+          .then(
+            [self, b](int64_t) mutable {
+              send_when_permitted(self, std::move(b));
+            },
+            [self](caf::error& err) { fail_local(self, err); });
       },
-      [self](caf::error& err) { fail_round(self, err); });
+      [self](caf::error& err) { fail_local(self, err); });
 }
 
-void round(self_ptr self) {
+void round_loaded(self_ptr self, bool after_ack) {
   auto& st = self->state;
-  st.busy = true;
   self->request(st.cfg.storage, storage_timeout, pending_atom::value,
                 st.cfg.stream, int64_t{1})
     .then(
-      [self](queued_batches& xs) {
+      [self, after_ack](queued_batches& xs) {
         if (xs.empty())
-          cut(self);
+          cut(self, after_ack);
         else
-          send(self, std::move(xs.front()));
+          send_when_permitted(self, std::move(xs.front()));
       },
-      [self](caf::error& err) { fail_round(self, err); });
+      [self](caf::error& err) { fail_local(self, err); });
+}
+
+void round(self_ptr self, bool after_ack) {
+  auto& st = self->state;
+  st.busy = true;
+  if (!is_metrics(st) || st.session_loaded) {
+    round_loaded(self, after_ack);
+    return;
+  }
+  self->request(st.cfg.storage, storage_timeout, session_atom::value,
+                st.cfg.stream)
+    .then(
+      [self, after_ack](metric_samples& xs) {
+        auto& st = self->state;
+        st.session.clear();
+        for (auto& x : xs)
+          st.session.add(series_key{std::move(x.name), std::move(x.labels)});
+        st.session_loaded = true;
+        round_loaded(self, after_ack);
+      },
+      [self](caf::error& err) { fail_local(self, err); });
 }
 
 } // namespace
 
-std::chrono::milliseconds backoff_delay(std::chrono::milliseconds base,
-                                        std::chrono::milliseconds cap,
-                                        int64_t failures, std::minstd_rand& rng) {
-  auto ceiling = base.count();
-  for (int64_t i = 1; i < failures && ceiling < cap.count(); ++i)
-    ceiling *= 2;
-  ceiling = std::min(ceiling, cap.count());
-  std::uniform_int_distribution<int64_t> pick(0, std::max<int64_t>(ceiling, 0));
-  return std::chrono::milliseconds(pick(rng));
-}
-
 sync_actor::behavior_type sync(sync_actor::stateful_pointer<sync_state> self,
                                sync_config cfg) {
   self->state.cfg = std::move(cfg);
-  self->state.rng.seed(static_cast<std::minstd_rand::result_type>(
-    // Fleet-wide spread: devices must not retry in lockstep after an outage.
-    self->state.cfg.seed ? self->state.cfg.seed : std::random_device{}()));
+  if (!self->state.cfg.clock)
+    self->state.cfg.clock = make_system_clock();
   self->send(self, tick_atom::value, ++self->state.generation);
   return {
     [self](tick_atom) {
@@ -161,28 +365,40 @@ sync_actor::behavior_type sync(sync_actor::stateful_pointer<sync_state> self,
     },
     [self](capabilities_atom, const capability_report& report) {
       auto& cfg = self->state.cfg;
-      cfg.interval = std::chrono::milliseconds(report.settings.sync_interval_ms);
+      auto interval = std::chrono::milliseconds(report.settings.sync_interval_ms);
+      bool changed = interval != cfg.interval
+                     || cfg.batch_size != report.settings.batch_size
+                     || cfg.zstd_level != report.settings.zstd_level;
+      cfg.interval = interval;
       cfg.batch_size = report.settings.batch_size;
       cfg.zstd_level = static_cast<int>(report.settings.zstd_level);
-      log_info("sync", cfg.stream, ": now every ",
-               report.settings.sync_interval_ms, " ms, batches of ",
-               cfg.batch_size, ", zstd level ", cfg.zstd_level);
+      cfg.config_version = report.cloud.version;
+      if (changed)
+        log_info("sync", cfg.stream, ": now every ",
+                 report.settings.sync_interval_ms, " ms, batches of ",
+                 cfg.batch_size, ", zstd level ", cfg.zstd_level);
+      // A shorter interval applies now, not after the old one runs out.
+      if (changed && !self->state.busy)
+        round(self);
     },
     [self](stats_atom) {
       auto& st = self->state;
       actor_stats out;
-      out.name = "sync";
-      out.state = st.last_error.empty()
-                    ? (st.busy ? "sending" : "idle")
-                    : "backing off: " + st.last_error;
+      out.name = "sync_" + st.cfg.stream;
+      out.state = st.last_error.empty() ? (st.busy ? "sending" : "idle")
+                                        : "retrying: " + st.last_error;
       out.counters["batches_sent"] = st.batches_sent;
       out.counters["batches_acked"] = st.batches_acked;
-      out.counters["points_synced"] = st.points_synced;
+      out.counters["records_synced"] = st.records_synced;
       out.counters["send_failures"] = st.send_failures;
-      out.counters["consecutive_failures"] = st.consecutive_failures;
       out.counters["duplicates_acked"] = st.duplicates_acked;
+      out.counters["batches_rejected"] = st.batches_rejected;
+      out.counters["session_resets"] = st.session_resets;
       out.counters["last_acked_sequence"] = st.last_acked_sequence;
       out.counters["bytes_sent"] = st.bytes_sent;
+      out.counters["session_series"] = static_cast<int64_t>(
+        st.session.series.size());
+      out.counters["config_version"] = st.cfg.config_version;
       return out;
     },
   };

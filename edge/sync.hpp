@@ -2,48 +2,55 @@
 
 #include <chrono>
 #include <cstdint>
-#include <random>
 #include <string>
 
 #include "messages/interfaces.hpp"
+#include "messages/metrics_codec.hpp"
 #include "runtime/clock.hpp"
 
 namespace fleetd {
 
 struct sync_config {
   std::string device_id;
+  /// "metrics", "logs" or "events".
   std::string stream;
   std::chrono::milliseconds interval{10000};
   int64_t batch_size = 1000;
   int zstd_level = 3;
-  std::chrono::milliseconds backoff_base{1000};
-  std::chrono::milliseconds backoff_cap{300000};
   /// How long one request may take before the round counts as failed.
   std::chrono::milliseconds request_timeout{15000};
-  uint64_t seed = 0;
+  /// Times the cloud may refuse one batch (400, 409, 413, 415) before it is
+  /// dropped and counted, so one bad batch never blocks its stream.
+  int64_t max_rejections = 3;
+  /// Version of the cloud settings the device applies (sent with requests).
+  int64_t config_version = 0;
   clock_ptr clock;
   storage_actor storage;
   cloud_link_actor link;
+  backoff_actor backoff;
+  /// Hears new settings from the cloud (the capability actor); may be null.
+  settings_listener settings;
 };
-
-/// Full-jitter exponential backoff: uniform in [0, min(cap, base * 2^n)].
-std::chrono::milliseconds backoff_delay(std::chrono::milliseconds base,
-                                        std::chrono::milliseconds cap,
-                                        int64_t failures, std::minstd_rand& rng);
 
 struct sync_state {
   sync_config cfg;
-  std::minstd_rand rng;
+  /// Metrics only: the series the cloud knows (docs/wire-format.md).
+  codec_context session;
+  bool session_loaded = false;
   /// A round is running: only one batch is in flight per stream.
   bool busy = false;
   /// Identifies the one timer that may start the next round.
   int64_t generation = 0;
-  int64_t consecutive_failures = 0;
+  /// Refusals of the batch at the head of the queue.
+  int64_t head_sequence = 0;
+  int64_t head_rejections = 0;
   int64_t batches_sent = 0;
   int64_t batches_acked = 0;
-  int64_t points_synced = 0;
+  int64_t records_synced = 0;
   int64_t send_failures = 0;
   int64_t duplicates_acked = 0;
+  int64_t batches_rejected = 0;
+  int64_t session_resets = 0;
   int64_t last_acked_sequence = 0;
   int64_t bytes_sent = 0;
   std::string last_error;
@@ -51,8 +58,9 @@ struct sync_state {
 };
 
 /// Moves one stream from storage to the cloud: cut a batch, persist it in
-/// sync_queue, send, delete on ack; on failure back off and resend the same
-/// bytes. Batches go out one at a time, lowest sequence first.
+/// sync_queue, ask the backoff actor, send, delete on ack; on failure resend
+/// the same bytes later. One batch in flight, lowest sequence first, and a
+/// new batch is cut only once the queue of the stream is empty.
 sync_actor::behavior_type sync(sync_actor::stateful_pointer<sync_state> self,
                                sync_config cfg);
 

@@ -308,6 +308,24 @@ void collect_round(
       log_debug(component, "skipping unreadable metrics: ", join(problems));
     st.read_problems += static_cast<int64_t>(problems.size());
   }
+  if (st.cfg.events)
+    for (auto& e : st.cfg.events(now))
+      self->send(st.cfg.storage, event_atom::value, e.kind, e.message);
+  if (st.cfg.logs) {
+    auto lines = st.cfg.logs(now);
+    if (!lines.empty()) {
+      st.lines_collected += static_cast<int64_t>(lines.size());
+      // Stored before the samples below: the mailbox keeps this order.
+      self->request(st.cfg.storage, store_timeout, store_atom::value,
+                    std::move(lines))
+        .then([self](int64_t n) { self->state.lines_stored += n; },
+              [self](caf::error& err) {
+                ++self->state.store_failures;
+                log_warning(component, "storing log lines failed: ",
+                            render(err));
+              });
+    }
+  }
   if (samples.empty())
     return;
   st.points_collected += static_cast<int64_t>(samples.size());
@@ -368,7 +386,8 @@ system_collector(collector_actor::stateful_pointer<system_collector_state> self,
         collect_round(self);
       }
       if (own_tick && !finished(st))
-        self->delayed_send(self, st.cfg.interval, tick_atom::value);
+        self->delayed_send(self, st.cfg.clock->real(st.cfg.interval),
+                           tick_atom::value);
     },
     [self](stats_atom) {
       auto& st = self->state;
@@ -380,7 +399,9 @@ system_collector(collector_actor::stateful_pointer<system_collector_state> self,
                       {"points_stored", st.points_stored},
                       {"store_failures", st.store_failures},
                       {"read_problems", st.read_problems},
-                      {"rounds_skipped", st.rounds_skipped}};
+                      {"rounds_skipped", st.rounds_skipped},
+                      {"lines_collected", st.lines_collected},
+                      {"lines_stored", st.lines_stored}};
       return out;
     },
   };

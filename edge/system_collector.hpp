@@ -25,11 +25,20 @@ metric_samples read_system_metrics(const std::string& proc_root,
 using sample_source =
   std::function<metric_samples(int64_t now_ms, std::vector<std::string>* problems)>;
 
+/// Log lines a collector stores each round (besides its samples).
+using log_source = std::function<log_lines(int64_t now_ms)>;
+
+/// Events (kind, message) a collector records each round.
+using event_source = std::function<event_records(int64_t now_ms)>;
+
 struct system_collector_config {
   /// Name in the console; a second collector (e.g. load) gets its own.
   std::string name = "system_collector";
   /// Empty: the system metrics below (read_system_metrics).
   sample_source source;
+  /// Optional: log lines and events to store each round as well.
+  log_source logs;
+  event_source events;
   std::string proc_root = "/proc";
   /// Data directory; statvfs target. Empty = no filesystem metrics.
   std::string disk_path;
@@ -45,7 +54,8 @@ struct system_collector_config {
 struct system_collector_state {
   system_collector_config cfg;
   int64_t rounds = 0, points_collected = 0, points_stored = 0,
-          store_failures = 0, read_problems = 0;
+          store_failures = 0, read_problems = 0, lines_collected = 0,
+          lines_stored = 0;
   /// Ticks that found the previous store still unanswered.
   int64_t rounds_skipped = 0;
   /// One store request at a time.

@@ -24,6 +24,8 @@ using permit_atom = caf::atom_constant<caf::atom("permit")>;
 using report_atom = caf::atom_constant<caf::atom("report")>;
 using link_atom = caf::atom_constant<caf::atom("link")>;
 using session_atom = caf::atom_constant<caf::atom("session")>;
+using discard_atom = caf::atom_constant<caf::atom("discard")>;
+using config_atom = caf::atom_constant<caf::atom("config")>;
 using capabilities_atom = caf::atom_constant<caf::atom("caps")>;
 
 } // namespace fleetd

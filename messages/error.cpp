@@ -28,6 +28,7 @@ const char* to_string(ec x) {
     case ec::remote_error: return "remote_error";
     case ec::timeout: return "timeout";
     case ec::shutting_down: return "shutting_down";
+    case ec::session_out_of_sync: return "session_out_of_sync";
   }
   return "unknown";
 }

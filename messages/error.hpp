@@ -39,6 +39,8 @@ enum class ec : uint8_t {
   timeout,
   /// The actor is shutting down and accepts no more work.
   shutting_down,
+  /// A batch refers to session state (series table) the receiver lacks.
+  session_out_of_sync,
 };
 
 /// Stable lower-case name of an error code, e.g. "checksum_mismatch".

@@ -17,14 +17,28 @@ using stats_handler = caf::replies_to<stats_atom>::with<actor_stats>;
 using storage_actor = caf::typed_actor<
   // Commits the samples in one transaction; replies how many were committed.
   caf::replies_to<store_atom, metric_samples>::with<int64_t>,
-  // Up to `max` samples that no batch covers yet, with the next sequence.
+  // Commits the log lines in one transaction; replies how many.
+  caf::replies_to<store_atom, log_lines>::with<int64_t>,
+  // Up to `max` records of a stream that no batch covers yet, with the next
+  // sequence.
   caf::replies_to<fetch_atom, std::string, int64_t>::with<unbatched_points>,
   // Persists an encoded batch and advances the stream cursor atomically.
   caf::replies_to<enqueue_atom, queued_batch>::with<int64_t>,
   // Up to `max` unacked batches of a stream, lowest sequence first.
   caf::replies_to<pending_atom, std::string, int64_t>::with<queued_batches>,
-  // Drops every batch of a stream up to and including the acked sequence.
-  caf::replies_to<ack_atom, std::string, int64_t>::with<int64_t>,
+  // Drops every batch of a stream up to and including the acked sequence;
+  // the session series table becomes its first `base` entries plus the
+  // series the acked batch defined (stream, sequence, base, defs).
+  caf::replies_to<ack_atom, std::string, int64_t, int64_t,
+                  metric_samples>::with<int64_t>,
+  // Drops a batch the cloud refused for good, counting its records as lost.
+  caf::replies_to<discard_atom, std::string, int64_t>::with<int64_t>,
+  // The stream's session series table (series the cloud knows, in order).
+  caf::replies_to<session_atom, std::string>::with<metric_samples>,
+  // The operator's settings last received from the cloud.
+  caf::replies_to<config_atom>::with<cloud_settings>,
+  // Persists new settings from the cloud.
+  caf::replies_to<config_atom, cloud_settings>::with<bool>,
   // Commits what is buffered and checkpoints the WAL; replies when done.
   caf::replies_to<flush_atom>::with<bool>,
   // Records an event (kind, message) in the local events table.
@@ -55,6 +69,10 @@ using backoff_actor = caf::typed_actor<
   caf::replies_to<link_atom>::with<link_status>,
   stats_handler>;
 
+/// Hears the operator's settings that arrive from the cloud.
+using settings_listener = caf::typed_actor<
+  caf::reacts_to<config_atom, cloud_settings>>;
+
 /// A collector of samples (edge/system_collector).
 using collector_actor = caf::typed_actor<
   // Takes one round of readings now and hands them to storage.
@@ -79,6 +97,11 @@ using cloud_store_actor = caf::typed_actor<
   caf::replies_to<devices_atom>::with<device_infos>,
   // Every point held for a device, oldest first (for tests and tools).
   caf::replies_to<points_atom, std::string>::with<metric_samples>,
+  // Every log line / event held for a device (the last argument picks which).
+  caf::replies_to<points_atom, std::string, log_lines>::with<log_lines>,
+  caf::replies_to<points_atom, std::string, event_records>::with<event_records>,
+  // Sets the operator's settings for a device; replies them with the version.
+  caf::replies_to<config_atom, std::string, cloud_settings>::with<cloud_settings>,
   stats_handler>;
 
 /// Turns one POST /v1/sync into a stored batch and a SyncResponse (cloud/ingest).
@@ -93,6 +116,9 @@ using inspector_actor = caf::typed_actor<
   caf::replies_to<status_atom>::with<node_status>,
   // On a cloud node every device stream; empty on a device.
   caf::replies_to<devices_atom>::with<device_infos>,
+  // On a cloud node: sets a device's sync settings (SyncConfig), replies
+  // them with their new version; the device gets them with its next ack.
+  caf::replies_to<config_atom, std::string, cloud_settings>::with<cloud_settings>,
   // Forwards a diagnostic request to the actor that owns the subject.
   caf::replies_to<debug_atom, std::string>::with<debug_report>>;
 
@@ -104,6 +130,10 @@ using capability_actor = caf::typed_actor<
   caf::replies_to<capabilities_atom>::with<capability_report>,
   // Diagnostics: "capabilities" gives the current report as text and JSON.
   caf::replies_to<debug_atom, std::string>::with<debug_report>,
+  // The operator's settings from the cloud: persisted, applied, announced.
+  caf::reacts_to<config_atom, cloud_settings>,
+  // Adds a listener; it hears the current report at once, then every change.
+  caf::reacts_to<capabilities_atom, caf::actor>,
   stats_handler>;
 
 /// What an actor declares to hear about new capabilities: the capability

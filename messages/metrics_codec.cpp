@@ -11,8 +11,8 @@ namespace fleetd {
 
 namespace {
 
-// Value column kind byte: bits 0-3 scale k, bits 4-6 mode, bit 7 set when
-// a scaled integer m stands for m * 10^-k (else m / 10^k).
+// Value column: a mode byte (bits 0-3 mode, bits 4-5 reconstruction, bits
+// 6-7 zero), then for the scaled-integer modes a scale byte.
 constexpr uint8_t mode_delta = 0;     // integer deltas
 constexpr uint8_t mode_dod = 1;       // integer delta-of-delta
 constexpr uint8_t mode_xor = 2;       // byte-wise XOR of the double bits
@@ -21,7 +21,12 @@ constexpr uint8_t mode_const_raw = 4; // one double (8 bytes) for all points
 constexpr uint8_t mode_delta_gcd = 5; // deltas divided by a common factor
 constexpr uint8_t mode_dod_gcd = 6;   // delta-of-delta divided likewise
 constexpr uint8_t mode_plain = 7;     // the integers themselves
-constexpr uint8_t kind_mul = 0x80;
+constexpr uint8_t mode_for = 8;       // the integers minus their minimum
+constexpr uint8_t mode_count = 9;
+// Reconstruction of a double from a scaled integer m.
+constexpr uint8_t recon_div = 0;    // m / 10^k
+constexpr uint8_t recon_mul = 1;    // m * 10^-k
+constexpr uint8_t recon_divdiv = 2; // m / 10^a / 10^b
 constexpr int max_scale = 15;
 constexpr double two63 = 9223372036854775808.0;
 
@@ -122,50 +127,147 @@ size_t residuals_size(const std::vector<uint64_t>& r, uint64_t g) {
   return n;
 }
 
-// Zigzagged integers as byte planes: a width byte w (0-8), then byte 0 of
-// every integer, then byte 1 of every integer, ... up to byte w-1.
-void put_planes(std::string& out, const std::vector<uint64_t>& zs) {
+// A column of unsigned integers (count known to the reader): a selector
+// byte, then either byte planes (selector w = 0-8: byte 0 of every integer,
+// then byte 1 of every integer, ... up to byte w-1) or Rice codes (selector
+// 0x80 | k, k = 0-63: per integer z, q = z >> k as q one bits and a zero bit
+// when q < rice_escape, else rice_escape one bits, 6 bits L - 1 and the L
+// bits of q (L = bit length of q); then the k low bits of z; bits packed
+// least significant first, the last byte padded with zero bits).
+constexpr uint64_t rice_escape = 16;
+constexpr uint8_t rice_flag = 0x80;
+
+size_t bit_length(uint64_t x) {
+  size_t n = 0;
+  while (x != 0) {
+    ++n;
+    x >>= 1;
+  }
+  return n;
+}
+
+size_t rice_bits(const std::vector<uint64_t>& zs, int k) {
+  size_t bits = 0;
+  for (auto z : zs) {
+    uint64_t q = z >> k;
+    bits += k + (q < rice_escape ? q + 1 : rice_escape + 6 + bit_length(q));
+  }
+  return bits;
+}
+
+struct bit_writer {
+  std::string& out;
+  uint64_t acc = 0;
+  int n = 0;
+  void put(uint64_t x, int bits) { // bits <= 64
+    for (int i = 0; i < bits; ++i) {
+      acc |= ((x >> i) & 1) << n;
+      if (++n == 8) {
+        out.push_back(static_cast<char>(acc));
+        acc = 0;
+        n = 0;
+      }
+    }
+  }
+  void flush() {
+    if (n > 0) out.push_back(static_cast<char>(acc));
+    acc = 0;
+    n = 0;
+  }
+};
+
+void put_column(std::string& out, const std::vector<uint64_t>& zs) {
   uint64_t all = 0;
   for (auto z : zs) all |= z;
   int w = 0;
   while (w < 8 && (all >> (8 * w)) != 0) ++w;
+  size_t plane_bytes = zs.size() * w;
+  int best_k = -1;
+  size_t best = SIZE_MAX;
+  if (w > 0) {
+    for (int k = 0; k < 64; ++k) {
+      if (k > 0 && (all >> (k - 1)) == 0) break;
+      auto b = rice_bits(zs, k);
+      if (b < best) {
+        best = b;
+        best_k = k;
+      }
+    }
+  }
+  // Rice when it is smaller than the planes; zstd gains little on either
+  // for noisy columns, and planes of regular columns compress better.
+  if (best_k >= 0 && (best + 7) / 8 < plane_bytes) {
+    out.push_back(static_cast<char>(rice_flag | best_k));
+    bit_writer bw{out};
+    for (auto z : zs) {
+      uint64_t q = z >> best_k;
+      if (q < rice_escape) {
+        bw.put((uint64_t{1} << q) - 1, static_cast<int>(q + 1));
+      } else {
+        auto len = static_cast<int>(bit_length(q));
+        bw.put(~uint64_t{0}, static_cast<int>(rice_escape));
+        bw.put(static_cast<uint64_t>(len - 1), 6);
+        bw.put(q, len);
+      }
+      bw.put(z, best_k);
+    }
+    bw.flush();
+    return;
+  }
   out.push_back(static_cast<char>(w));
   for (int b = 0; b < w; ++b)
     for (auto z : zs) out.push_back(static_cast<char>((z >> (8 * b)) & 0xFF));
 }
 
+// How a scaled integer becomes a double.
+struct recon {
+  uint8_t kind = recon_div;
+  int a = 0; // k for div and mul
+  int b = 0; // divdiv only
+  uint8_t scale_byte() const {
+    return static_cast<uint8_t>(kind == recon_divdiv ? a | (b << 4) : a);
+  }
+};
+
 // The decoder's reconstruction of a scaled value.
-double unscale(int64_t m, int scale, bool mul) {
-  return mul ? static_cast<double>(m) * pow10_neg_table[scale]
-             : static_cast<double>(m) / pow10_table[scale];
+double unscale(int64_t m, const recon& r) {
+  auto x = static_cast<double>(m);
+  switch (r.kind) {
+    case recon_mul: return x * pow10_neg_table[r.a];
+    case recon_divdiv: return x / pow10_table[r.a] / pow10_table[r.b];
+    default: return x / pow10_table[r.a];
+  }
 }
 
-// Scaled-decimal form of `vals` at the smallest scale that reproduces every
-// bit, or false.
-bool scaled_ints(const std::vector<double>& vals, int& scale, bool& mul,
+bool try_scaled(const std::vector<double>& vals, const recon& r, int k,
+                std::vector<uint64_t>& out) {
+  out.clear();
+  for (double v : vals) {
+    double s = v * pow10_table[k];
+    if (!(std::fabs(s) < two63)) return false;
+    auto m = static_cast<int64_t>(std::llround(s));
+    if (bits_of(unscale(m, r)) != bits_of(v)) return false;
+    out.push_back(static_cast<uint64_t>(m));
+  }
+  return true;
+}
+
+// Scaled-decimal form of `vals`: the smallest total scale k that
+// reproduces every bit; at equal k division, then multiplication, then two
+// divisions m / 10^a / 10^(k-a) (smallest a first); or false.
+bool scaled_ints(const std::vector<double>& vals, recon& r,
                  std::vector<uint64_t>& out) {
-  for (int kk = 0; kk <= 2 * max_scale + 1; ++kk) {
-    int k = kk / 2;
-    mul = (kk % 2) == 1;
-    out.clear();
-    bool ok = true;
-    for (double v : vals) {
-      if (!std::isfinite(v)) return false;
-      double s = v * pow10_table[k];
-      if (!(std::fabs(s) < two63)) {
-        ok = false;
-        break;
-      }
-      auto m = static_cast<int64_t>(std::llround(s));
-      if (bits_of(unscale(m, k, mul)) != bits_of(v)) {
-        ok = false;
-        break;
-      }
-      out.push_back(static_cast<uint64_t>(m));
+  for (double v : vals)
+    if (!std::isfinite(v)) return false;
+  for (int k = 0; k <= max_scale; ++k) {
+    for (uint8_t kind : {recon_div, recon_mul}) {
+      r = recon{kind, k, 0};
+      if (try_scaled(vals, r, k, out)) return true;
     }
-    if (ok) {
-      scale = k;
-      return true;
+    // E.g. microseconds printed as float64(us) / 1000 / 1000.
+    for (int a = 1; a < k; ++a) {
+      r = recon{recon_divdiv, a, k - a};
+      if (try_scaled(vals, r, k, out)) return true;
     }
   }
   return false;
@@ -240,10 +342,57 @@ struct reader {
 };
 
 
-bool get_planes(reader& r, size_t n, std::vector<uint64_t>& zs) {
+struct bit_reader {
+  reader& r;
+  uint64_t acc = 0;
+  int n = 0;
+  bool get(int bits, uint64_t& x) { // bits <= 64
+    x = 0;
+    for (int i = 0; i < bits; ++i) {
+      if (n == 0) {
+        acc = r.byte();
+        if (!r.ok) return false;
+        n = 8;
+      }
+      x |= (acc & 1) << i;
+      acc >>= 1;
+      --n;
+    }
+    return true;
+  }
+};
+
+bool get_column(reader& r, size_t n, std::vector<uint64_t>& zs) {
   zs.assign(n, 0);
-  uint8_t w = r.byte();
-  if (!r.ok || w > 8) return false;
+  uint8_t sel = r.byte();
+  if (!r.ok) return false;
+  if (sel & rice_flag) {
+    int k = sel & 0x7F;
+    if (k > 63) return false;
+    // Every integer takes at least one bit.
+    if (n > r.left() * 8) return false;
+    bit_reader br{r};
+    for (auto& z : zs) {
+      uint64_t q = 0;
+      uint64_t bit = 1;
+      while (q < rice_escape) {
+        if (!br.get(1, bit)) return false;
+        if (bit == 0) break;
+        ++q;
+      }
+      if (q == rice_escape) {
+        uint64_t len = 0;
+        if (!br.get(6, len) || !br.get(static_cast<int>(len + 1), q))
+          return false;
+      }
+      uint64_t low = 0;
+      if (!br.get(k, low)) return false;
+      z = (q << k) | low;
+    }
+    return br.acc == 0; // padding bits are zero
+  }
+  uint8_t w = sel;
+  if (w > 8) return false;
   if (n != 0 && w > r.left() / n) return false;
   for (int b = 0; b < w; ++b)
     for (size_t i = 0; i < n; ++i)
@@ -425,7 +574,7 @@ std::string encode_columnar(const metric_samples& samples,
         zs.push_back(zigzag(d - delta));
         delta = d;
       }
-      put_planes(out, zs);
+      put_column(out, zs);
     }
     prev_first = first;
   }
@@ -441,16 +590,18 @@ std::string encode_columnar(const metric_samples& samples,
   // Value columns.
   std::vector<uint64_t> ints;
   for (size_t s = 0; s < nslots; ++s) {
-    int scale = 0;
-    bool mul = false;
+    recon rc;
     auto& vs = slot_vals[s];
     bool constant = true;
     for (auto v : vs)
       constant = constant && bits_of(v) == bits_of(vs.front());
-    if (scaled_ints(vs, scale, mul, ints)) {
-      uint8_t flags = static_cast<uint8_t>(scale | (mul ? kind_mul : 0));
+    auto head = [&](uint8_t mode) {
+      out.push_back(static_cast<char>(mode | (rc.kind << 4)));
+      out.push_back(static_cast<char>(rc.scale_byte()));
+    };
+    if (scaled_ints(vs, rc, ints)) {
       if (constant) {
-        out.push_back(static_cast<char>((mode_const << 4) | flags));
+        head(mode_const);
         put_varint(out, zigzag(ints.front()));
         continue;
       }
@@ -461,6 +612,22 @@ std::string encode_columnar(const metric_samples& samples,
       size_t cd = residuals_size(rd, gd);
       size_t cdd = residuals_size(rdd, gdd);
       size_t cp = residuals_size(ints, 1);
+      uint64_t lo = ints.front();
+      for (auto m : ints)
+        if (static_cast<int64_t>(m) < static_cast<int64_t>(lo)) lo = m;
+      std::vector<uint64_t> offs;
+      offs.reserve(ints.size());
+      size_t cf = varint_size(zigzag(lo));
+      for (auto m : ints) {
+        offs.push_back(m - lo);
+        cf += varint_size(m - lo);
+      }
+      if (cf < cp && cf <= cd && cf <= cdd) {
+        head(mode_for);
+        put_varint(out, zigzag(lo));
+        put_column(out, offs);
+        continue;
+      }
       uint8_t mode;
       const std::vector<uint64_t>* r;
       uint64_t g = 1;
@@ -476,7 +643,7 @@ std::string encode_columnar(const metric_samples& samples,
         r = &rd;
         g = gd;
       }
-      out.push_back(static_cast<char>((mode << 4) | flags));
+      head(mode);
       if (g > 1)
         put_varint(out, g);
       put_varint(out, zigzag(r->front()));
@@ -487,14 +654,14 @@ std::string encode_columnar(const metric_samples& samples,
                                       static_cast<int64_t>((*r)[i])
                                       / static_cast<int64_t>(g))
                                   : (*r)[i]));
-      put_planes(out, zs);
+      put_column(out, zs);
     } else if (constant) {
-      out.push_back(static_cast<char>(mode_const_raw << 4));
+      out.push_back(static_cast<char>(mode_const_raw));
       uint64_t b = bits_of(vs.front());
       for (int i = 0; i < 8; ++i)
         out.push_back(static_cast<char>((b >> (8 * i)) & 0xFF));
     } else {
-      out.push_back(static_cast<char>(mode_xor << 4));
+      out.push_back(static_cast<char>(mode_xor));
       put_xor(out, vs);
     }
   }
@@ -575,7 +742,7 @@ caf::expected<metric_samples> decode_columnar(std::string_view bytes,
     g.push_back(static_cast<int64_t>(first));
     if (n > 1) {
       uint64_t delta = unzigzag(r.varint());
-      if (!r.ok || !get_planes(r, n - 2, ints))
+      if (!r.ok || !get_column(r, n - 2, ints))
         return bad("truncated timestamps");
       uint64_t t = first + delta;
       g.push_back(static_cast<int64_t>(t));
@@ -623,9 +790,25 @@ caf::expected<metric_samples> decode_columnar(std::string_view bytes,
     size_t n = groups[slot_group[s]].size();
     uint8_t kind = r.byte();
     if (!r.ok) return bad("truncated values");
-    uint8_t mode = (kind >> 4) & 0x07;
-    int scale = kind & 0x0F;
-    bool mul = (kind & kind_mul) != 0;
+    uint8_t mode = kind & 0x0F;
+    recon rc;
+    rc.kind = static_cast<uint8_t>(kind >> 4);
+    if (mode >= mode_count || rc.kind > recon_divdiv)
+      return bad("unknown value kind");
+    if (mode == mode_xor || mode == mode_const_raw) {
+      if (rc.kind != 0) return bad("unknown value kind");
+    } else {
+      uint8_t sb = r.byte();
+      if (!r.ok) return bad("truncated values");
+      if (rc.kind == recon_divdiv) {
+        rc.a = sb & 0x0F;
+        rc.b = sb >> 4;
+      } else if (sb > max_scale) {
+        return bad("bad scale");
+      } else {
+        rc.a = sb;
+      }
+    }
     auto& out = vals[s];
     out.reserve(n);
     if (mode == mode_delta || mode == mode_dod || mode == mode_delta_gcd
@@ -637,10 +820,10 @@ caf::expected<metric_samples> decode_columnar(std::string_view bytes,
       }
       bool dod = mode == mode_dod || mode == mode_dod_gcd;
       uint64_t first = unzigzag(r.varint());
-      if (!r.ok || !get_planes(r, n - 1, ints)) return bad("truncated values");
+      if (!r.ok || !get_column(r, n - 1, ints)) return bad("truncated values");
       uint64_t prev = first;
       uint64_t prev_delta = first;
-      out.push_back(unscale(static_cast<int64_t>(first), scale, mul));
+      out.push_back(unscale(static_cast<int64_t>(first), rc));
       for (size_t i = 1; i < n; ++i) {
         uint64_t z = unzigzag(ints[i - 1]) * g;
         if (mode == mode_plain) {
@@ -650,19 +833,24 @@ caf::expected<metric_samples> decode_columnar(std::string_view bytes,
           prev += delta;
           prev_delta = delta;
         }
-        out.push_back(unscale(static_cast<int64_t>(prev), scale, mul));
+        out.push_back(unscale(static_cast<int64_t>(prev), rc));
       }
     } else if (mode == mode_const) {
       uint64_t m = unzigzag(r.varint());
       if (!r.ok) return bad("truncated values");
-      out.assign(n, unscale(static_cast<int64_t>(m), scale, mul));
-    } else if (mode == mode_const_raw && (kind & 0x8F) == 0) {
+      out.assign(n, unscale(static_cast<int64_t>(m), rc));
+    } else if (mode == mode_for) {
+      uint64_t lo = unzigzag(r.varint());
+      if (!r.ok || !get_column(r, n, ints)) return bad("truncated values");
+      for (auto z : ints)
+        out.push_back(unscale(static_cast<int64_t>(lo + z), rc));
+    } else if (mode == mode_const_raw) {
       uint64_t b = 0;
       for (int j = 0; j < 8; ++j)
         b |= static_cast<uint64_t>(r.byte()) << (8 * j);
       if (!r.ok) return bad("truncated values");
       out.assign(n, double_of(b));
-    } else if (mode == mode_xor && (kind & 0x8F) == 0) {
+    } else if (mode == mode_xor) {
       uint64_t prev = 0;
       for (size_t i = 0; i < n; ++i) {
         uint8_t c = r.byte();

@@ -3,9 +3,10 @@
 // Columnar metrics batches (docs/wire-format.md, "Columnar metrics batch"):
 // each series once per batch (or once per session with a codec_context),
 // timestamps shared by series sampled together and delta-of-delta encoded,
-// values encoded by kind (scaled-decimal integers with delta or
-// delta-of-delta, byte-wise XOR for other floats). The output is not
-// compressed; callers apply zstd at the tier's level.
+// values encoded by kind (scaled-decimal integers, plain, offset from the
+// minimum, delta or delta-of-delta, as byte planes or Rice codes; byte-wise
+// XOR for other floats). The output is not compressed; callers apply zstd
+// at the tier's level.
 //
 // Lossless: decode_columnar(encode_columnar(s, c), c') == s, sample order
 // and every double bit pattern (NaN payloads, +-Inf, -0.0) included.
@@ -24,7 +25,7 @@
 namespace fleetd {
 
 /// Version byte that starts every columnar batch.
-constexpr uint8_t columnar_format_version = 1;
+constexpr uint8_t columnar_format_version = 2;
 
 /// A series: metric name plus labels.
 using series_key = std::pair<std::string, label_map>;

@@ -104,6 +104,24 @@ typename Inspector::result_type inspect(Inspector& f, queued_batch& x) {
 
 using queued_batches = std::vector<queued_batch>;
 
+/// The operator's sync settings for one device (SyncConfig); 0 in a field
+/// keeps the device's own value.
+struct cloud_settings {
+  /// 0: no settings from the cloud.
+  int64_t version = 0;
+  int64_t batch_size = 0;
+  int64_t sync_interval_ms = 0;
+  int64_t retention_ms = 0;
+  /// -1: keep the device's own; 0: send uncompressed; >0: zstd level.
+  int64_t zstd_level = -1;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cloud_settings& x) {
+  return f(caf::meta::type_name("cloud_settings"), x.version, x.batch_size,
+           x.sync_interval_ms, x.retention_ms, x.zstd_level);
+}
+
 /// The cloud's answer to one sync request, as the cloud link hands it back.
 struct sync_ack {
   bool success = false;
@@ -111,12 +129,17 @@ struct sync_ack {
   std::string error_code;
   std::string error_message;
   int64_t retry_after_ms = 0;
+  /// HTTP status of the answer (0: none, the link failed).
+  int64_t status = 0;
+  /// New settings from the operator (version 0: none).
+  cloud_settings config;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sync_ack& x) {
   return f(caf::meta::type_name("sync_ack"), x.success, x.last_sequence_ack,
-           x.error_code, x.error_message, x.retry_after_ms);
+           x.error_code, x.error_message, x.retry_after_ms, x.status,
+           x.config);
 }
 
 /// A decoded, verified batch on its way into the cloud store.
@@ -127,6 +150,8 @@ struct ingest_batch {
   /// Tells a retry (same bytes) from a reused sequence (other bytes).
   std::string checksum;
   int64_t sequence = 0;
+  /// SyncRequest.config_version: the settings version the device applies.
+  int64_t config_version = 0;
   metric_samples samples;
   /// A columnar metrics batch still to be decoded against the device's
   /// session series table, which the store keeps (docs/wire-format.md).
@@ -138,7 +163,8 @@ struct ingest_batch {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ingest_batch& x) {
   return f(caf::meta::type_name("ingest_batch"), x.device_id, x.stream,
-           x.epoch, x.checksum, x.sequence, x.samples, x.columnar, x.logs,
+           x.epoch, x.checksum, x.sequence, x.config_version, x.samples,
+           x.columnar, x.logs,
            x.events);
 }
 
@@ -147,12 +173,14 @@ struct ingest_outcome {
   int64_t last_acked = 0;
   bool duplicate = false;
   int64_t stored = 0;
+  /// The device's settings when newer than the batch's config_version.
+  cloud_settings config;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ingest_outcome& x) {
   return f(caf::meta::type_name("ingest_outcome"), x.last_acked, x.duplicate,
-           x.stored);
+           x.stored, x.config);
 }
 
 /// What one exchange with the cloud says about the link (edge/backoff).
@@ -316,12 +344,14 @@ struct capability_report {
   tier_settings settings;
   /// One line per decision, e.g. "tier 1: disk 250 GB > 1 GB and RAM ...".
   std::vector<std::string> reasons;
+  /// The operator's settings from the cloud that `settings` includes.
+  cloud_settings cloud;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, capability_report& x) {
   return f(caf::meta::type_name("capability_report"), x.hw, x.detected_tier,
-           x.settings, x.reasons);
+           x.settings, x.reasons, x.cloud);
 }
 
 /// A diagnostic answer (`fleetd debug ...`, `fleetd maintenance ...`): the

@@ -1,5 +1,6 @@
 #include "messages/wire.hpp"
 
+#include <algorithm>
 #include <map>
 
 #include <google/protobuf/io/coded_stream.h>
@@ -76,6 +77,11 @@ std::string batch_checksum(std::string_view bytes) {
   return out;
 }
 
+namespace {
+std::string encode_request(const encode_settings& cfg, int field_number,
+                           const std::string& batch_bytes);
+} // namespace
+
 std::string encode_metrics_request(const encode_settings& cfg,
                                    const metric_samples& samples) {
   pb::MetricsBatch batch;
@@ -98,8 +104,64 @@ std::string encode_metrics_request(const encode_settings& cfg,
     batch.add_timestamp_ms(s.timestamp_ms);
     batch.add_value(s.value);
   }
-  std::string batch_bytes;
-  batch.SerializeToString(&batch_bytes);
+  return encode_request(cfg, pb::SyncRequest::kMetricsFieldNumber,
+                        batch.SerializeAsString());
+}
+
+std::string encode_columnar_request(const encode_settings& cfg,
+                                    const std::string& columnar) {
+  pb::MetricsBatch batch;
+  batch.set_columnar(columnar);
+  return encode_request(cfg, pb::SyncRequest::kMetricsFieldNumber,
+                        batch.SerializeAsString());
+}
+
+std::string encode_logs_request(const encode_settings& cfg,
+                                const log_lines& lines) {
+  pb::LogsBatch batch;
+  std::map<label_map, uint32_t> index;
+  for (auto& x : lines) {
+    auto i = index.find(x.labels);
+    if (i == index.end()) {
+      auto* stream = batch.add_streams();
+      for (auto& kv : x.labels) {
+        auto* l = stream->add_labels();
+        l->set_name(kv.first);
+        l->set_value(kv.second);
+      }
+      i = index.emplace(x.labels, static_cast<uint32_t>(index.size())).first;
+    }
+    batch.add_stream_index(i->second);
+    batch.add_timestamp_ns(x.timestamp_ns);
+    batch.add_line(x.line);
+  }
+  return encode_request(cfg, pb::SyncRequest::kLogsFieldNumber,
+                        batch.SerializeAsString());
+}
+
+std::string encode_events_request(const encode_settings& cfg,
+                                  const event_records& events) {
+  pb::EventsBatch batch;
+  for (auto& x : events) {
+    auto* e = batch.add_events();
+    e->set_timestamp_ms(x.timestamp_ms);
+    e->set_kind(x.kind);
+    e->set_message(x.message);
+    for (auto& kv : x.attributes) {
+      auto* l = e->add_attributes();
+      l->set_name(kv.first);
+      l->set_value(kv.second);
+    }
+  }
+  return encode_request(cfg, pb::SyncRequest::kEventsFieldNumber,
+                        batch.SerializeAsString());
+}
+
+namespace {
+
+// Wraps the serialized batch of field `field` in a SyncRequest.
+std::string encode_request(const encode_settings& cfg, int field_number,
+                           const std::string& batch_bytes) {
   pb::SyncRequest req;
   req.set_device_id(cfg.device_id);
   auto* md = req.mutable_metadata();
@@ -110,6 +172,7 @@ std::string encode_metrics_request(const encode_settings& cfg,
   md->set_compression_algo(cfg.zstd_level > 0 ? "zstd" : "none");
   md->set_format_version(wire_format_version);
   md->set_checksum(batch_checksum(batch_bytes));
+  req.set_config_version(cfg.config_version);
   // Serialize around the pre-encoded batch so the checksummed bytes are the
   // ones on the wire.
   std::string out;
@@ -119,8 +182,7 @@ std::string encode_metrics_request(const encode_settings& cfg,
     google::protobuf::io::StringOutputStream sos(&field);
     google::protobuf::io::CodedOutputStream cos(&sos);
     cos.WriteTag(WireFormatLite::MakeTag(
-      pb::SyncRequest::kMetricsFieldNumber,
-      WireFormatLite::WIRETYPE_LENGTH_DELIMITED));
+      field_number, WireFormatLite::WIRETYPE_LENGTH_DELIMITED));
     cos.WriteVarint32(static_cast<uint32_t>(batch_bytes.size()));
     cos.WriteRaw(batch_bytes.data(), static_cast<int>(batch_bytes.size()));
   }
@@ -135,6 +197,8 @@ std::string encode_metrics_request(const encode_settings& cfg,
   compressed.resize(n);
   return compressed;
 }
+
+} // namespace
 
 caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
                                               size_t max_decoded_bytes) {
@@ -191,7 +255,7 @@ caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
   if (!req.has_metadata())
     return make_error(ec::decode_failed, "metadata missing");
   auto& md = req.metadata();
-  if (md.format_version() != wire_format_version)
+  if (md.format_version() < 1 || md.format_version() > wire_format_version)
     return make_error(ec::decode_failed,
                       "unsupported format_version "
                         + std::to_string(md.format_version()));
@@ -206,11 +270,20 @@ caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
   out.sequence = md.sequence_number();
   out.epoch = md.epoch();
   out.checksum = md.checksum();
+  out.config_version = req.config_version();
   switch (req.data_case()) {
     case pb::SyncRequest::kMetrics: {
       out.stream = metrics_stream;
       auto& b = req.metrics();
       auto n = b.series_index_size();
+      if (!b.columnar().empty()) {
+        if (n != 0 || b.series_size() != 0 || b.timestamp_ms_size() != 0
+            || b.value_size() != 0)
+          return make_error(ec::decode_failed,
+                            "metrics batch carries both columnar and columns");
+        out.columnar = b.columnar();
+        break;
+      }
       if (b.timestamp_ms_size() != n || b.value_size() != n)
         return make_error(ec::decode_failed, "metrics columns differ in length");
       std::vector<std::pair<std::string, label_map>> series;
@@ -235,18 +308,68 @@ caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
       }
       break;
     }
-    case pb::SyncRequest::kLogs:
-      return make_error(ec::unknown_stream, "logs stream is not served yet");
-    case pb::SyncRequest::kEvents:
-      return make_error(ec::unknown_stream, "events stream is not served yet");
+    case pb::SyncRequest::kLogs: {
+      out.stream = logs_stream;
+      auto& b = req.logs();
+      auto n = b.stream_index_size();
+      if (b.timestamp_ns_size() != n || b.line_size() != n)
+        return make_error(ec::decode_failed, "logs columns differ in length");
+      std::vector<label_map> streams;
+      for (auto& s : b.streams()) {
+        label_map labels;
+        for (auto& l : s.labels())
+          labels[l.name()] = l.value();
+        streams.push_back(std::move(labels));
+      }
+      out.logs.reserve(static_cast<size_t>(n));
+      for (int i = 0; i < n; ++i) {
+        auto idx = b.stream_index(i);
+        if (idx >= streams.size())
+          return make_error(ec::decode_failed, "log stream index out of range");
+        out.logs.push_back(log_line{streams[idx], b.timestamp_ns(i), b.line(i)});
+      }
+      break;
+    }
+    case pb::SyncRequest::kEvents: {
+      out.stream = events_stream;
+      for (auto& e : req.events().events()) {
+        event_record x;
+        x.timestamp_ms = e.timestamp_ms();
+        x.kind = e.kind();
+        x.message = e.message();
+        for (auto& l : e.attributes())
+          x.attributes[l.name()] = l.value();
+        out.events.push_back(std::move(x));
+      }
+      break;
+    }
     default:
       return make_error(ec::unknown_stream, "request carries no batch");
   }
   return out;
 }
 
+caf::expected<std::string> request_columnar(std::string_view body) {
+  auto req = decode_request(body, is_zstd(body), std::string::npos / 2);
+  if (!req)
+    return req.error();
+  return std::move(req->columnar);
+}
+
 std::string encode_response(const sync_ack& ack) {
   pb::SyncResponse res;
+  if (ack.config.version > 0) {
+    auto* c = res.mutable_config_update();
+    c->set_version(ack.config.version);
+    c->set_batch_size(static_cast<int32_t>(ack.config.batch_size));
+    c->set_sync_interval_seconds(
+      static_cast<int32_t>(ack.config.sync_interval_ms / 1000));
+    c->set_retention_hours(
+      static_cast<int32_t>(ack.config.retention_ms / 3600000));
+    c->set_compression_enabled(ack.config.zstd_level != 0);
+    c->set_zstd_level(static_cast<int32_t>(std::max<int64_t>(
+      ack.config.zstd_level, 0)));
+  }
   res.set_success(ack.success);
   res.set_last_sequence_ack(ack.last_sequence_ack);
   res.set_error_code(ack.error_code);
@@ -265,6 +388,19 @@ caf::expected<sync_ack> decode_response(std::string_view body) {
   out.error_code = res.error_code();
   out.error_message = res.error_message();
   out.retry_after_ms = res.retry_after_ms();
+  if (res.has_config_update() && res.config_update().version() > 0) {
+    auto& c = res.config_update();
+    out.config.version = c.version();
+    out.config.batch_size = std::max(c.batch_size(), 0);
+    out.config.sync_interval_ms = int64_t{std::max(c.sync_interval_seconds(), 0)}
+                                  * 1000;
+    out.config.retention_ms = int64_t{std::max(c.retention_hours(), 0)}
+                              * 3600000;
+    // compression off: 0; on: the given level or, with none, the tier's.
+    out.config.zstd_level = !c.compression_enabled()
+                              ? 0
+                              : (c.zstd_level() > 0 ? c.zstd_level() : -1);
+  }
   return out;
 }
 

@@ -15,8 +15,10 @@ constexpr const char* metrics_stream = "metrics";
 constexpr const char* logs_stream = "logs";
 constexpr const char* events_stream = "events";
 
-/// Current version of the batch encoding (SyncMetadata.format_version).
-constexpr uint32_t wire_format_version = 1;
+/// Current version of the batch encoding (SyncMetadata.format_version):
+/// 2 adds MetricsBatch.columnar, logs and events; 1 (metrics as protobuf
+/// columns only) is still accepted from simple senders.
+constexpr uint32_t wire_format_version = 2;
 
 /// True when `body` starts with a zstd frame.
 bool is_zstd(std::string_view body);
@@ -31,11 +33,31 @@ struct encode_settings {
   int64_t now_ms = 0;
   /// zstd level; 0 sends the body uncompressed.
   int zstd_level = 3;
+  /// cloud_settings.version the device applies (SyncRequest.config_version).
+  int64_t config_version = 0;
 };
 
-/// A complete POST /v1/sync body carrying the samples as a MetricsBatch.
+/// A complete POST /v1/sync body carrying the samples as a MetricsBatch of
+/// protobuf columns (the simple senders' format).
 std::string encode_metrics_request(const encode_settings& cfg,
                                    const metric_samples& samples);
+
+/// A POST /v1/sync body carrying one columnar metrics batch
+/// (messages/metrics_codec).
+std::string encode_columnar_request(const encode_settings& cfg,
+                                    const std::string& columnar);
+
+/// A POST /v1/sync body carrying log lines, grouped by stream labels.
+std::string encode_logs_request(const encode_settings& cfg,
+                                const log_lines& lines);
+
+/// A POST /v1/sync body carrying events.
+std::string encode_events_request(const encode_settings& cfg,
+                                  const event_records& events);
+
+/// The columnar metrics bytes inside a request body this device encoded
+/// (zstd or plain); empty when the body carries none.
+caf::expected<std::string> request_columnar(std::string_view body);
 
 /// A SyncRequest taken apart and verified.
 struct decoded_request {
@@ -45,7 +67,12 @@ struct decoded_request {
   /// SyncMetadata.checksum as sent (verified).
   std::string checksum;
   int64_t sequence = 0;
+  int64_t config_version = 0;
+  /// Metrics as protobuf columns, or still encoded in `columnar`.
   metric_samples samples;
+  std::string columnar;
+  log_lines logs;
+  event_records events;
 };
 
 /// Decompresses (when `zstd`), parses and verifies one request body; the

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 
@@ -14,12 +15,21 @@ public:
 
   /// Unix time in milliseconds.
   virtual int64_t now_ms() const = 0;
+
+  /// How long a timer must run for `d` of this clock's time to pass.
+  virtual std::chrono::milliseconds real(std::chrono::milliseconds d) const {
+    return d;
+  }
 };
 
 using clock_ptr = std::shared_ptr<clock>;
 
 /// The wall clock.
 clock_ptr make_system_clock();
+
+/// Simulated time for soak and fault tests of whole node processes: starts
+/// at the wall clock and runs `speed` times faster; timers shrink to match.
+clock_ptr make_scaled_clock(int64_t speed);
 
 /// A clock that moves only when told to.
 class manual_clock : public clock {

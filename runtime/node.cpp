@@ -45,6 +45,10 @@ void declare_common_options(option_set& opts, common_options& x,
            "Drop a BASP peer silent for this long", 1s);
   opts.add("node.stop-timeout", x.stop_timeout, 3s,
            "How long each actor may take to stop on SIGTERM/SIGINT", 100ms);
+  opts.add("clock.speed", x.clock_speed, 1, "times",
+           "Testing aid: run the node's clock (timestamps, intervals, "
+           "backoff, retention) this many times faster than real time",
+           1, 100000);
 }
 
 caf::error validate_common_options(const common_options& x) {

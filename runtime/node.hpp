@@ -25,6 +25,8 @@ struct common_options {
   option_set::duration heartbeat_interval{};
   option_set::duration connection_timeout{};
   option_set::duration stop_timeout{};
+  /// Simulated time: the node's clock runs this many times faster.
+  int64_t clock_speed = 1;
 };
 
 void declare_common_options(option_set& opts, common_options& x,

@@ -27,6 +27,10 @@ struct ctl_options {
   option_set::duration timeout{};
   option_set::duration interval{};
   int64_t count = 0;
+  int64_t set_batch_size = 0;
+  option_set::duration set_sync_interval{};
+  option_set::duration set_retention{};
+  int64_t set_zstd_level = -1;
 };
 
 constexpr const char* summary =
@@ -36,7 +40,11 @@ constexpr const char* summary =
   "  devices   on a cloud node: each device stream with points received,\n"
   "            batches, duplicates, gaps and last acked sequence\n"
   "  watch     one live line of what flows through the node, every\n"
-  "            --interval, until Ctrl-C (or --count lines)";
+  "            --interval, until Ctrl-C (or --count lines)\n"
+  "  config DEVICE --set.OPTION=VALUE ...\n"
+  "            on a cloud node: set a device's sync settings (batch size,\n"
+  "            interval, retention, zstd level); the device applies them\n"
+  "            with its next sync round and keeps them across restarts";
 
 std::string to_json(const node_status& x) {
   std::ostringstream out;
@@ -125,16 +133,41 @@ std::string state_of(const node_status& x, const char* actor) {
   return "?";
 }
 
+std::string to_text(const std::string& device, const cloud_settings& x) {
+  std::ostringstream out;
+  auto own = [](int64_t v) { return v > 0 ? std::to_string(v) : "own"; };
+  out << "device " << device << ": settings version " << x.version
+      << "\n  batch_size " << own(x.batch_size) << "\n  sync_interval_ms "
+      << own(x.sync_interval_ms) << "\n  retention_ms " << own(x.retention_ms)
+      << "\n  zstd_level "
+      << (x.zstd_level < 0 ? std::string("own") : std::to_string(x.zstd_level))
+      << "\n(applied by the device with its next sync round)\n";
+  return out.str();
+}
+
+std::string to_json(const std::string& device, const cloud_settings& x) {
+  json_object out;
+  out.add("device_id", device)
+    .add("version", x.version)
+    .add("batch_size", x.batch_size)
+    .add("sync_interval_ms", x.sync_interval_ms)
+    .add("retention_ms", x.retention_ms)
+    .add("zstd_level", x.zstd_level);
+  return out.str();
+}
+
 // The few counters that show data flowing through the node, on one line.
 std::string flow_line(const node_status& x) {
   std::ostringstream out;
   if (x.role == "edge") {
     out << "collected=" << counter(x, "system_collector", "points_collected")
         << " stored=" << counter(x, "storage", "points_stored")
-        << " synced=" << counter(x, "sync", "points_synced")
-        << " acked_seq=" << counter(x, "sync", "last_acked_sequence")
+        << " synced=" << counter(x, "sync_metrics", "records_synced")
+        << " logs=" << counter(x, "sync_logs", "records_synced")
+        << " events=" << counter(x, "sync_events", "records_synced")
+        << " acked_seq=" << counter(x, "sync_metrics", "last_acked_sequence")
         << " queued=" << counter(x, "storage", "queued_batches")
-        << " sync=" << state_of(x, "sync");
+        << " link=" << state_of(x, "backoff");
   } else {
     out << "batches=" << counter(x, "ingest", "accepted")
         << " points=" << counter(x, "ingest", "points")
@@ -156,6 +189,19 @@ int run(int argc, char** argv) {
   opts.add("interval", opt.interval, 1s, "watch: time between lines", 10ms);
   opts.add("count", opt.count, 0, "lines", "watch: stop after this many "
                                             "lines (0: until Ctrl-C)", 0);
+  opts.add("set.batch-size", opt.set_batch_size, 0, "points",
+           "config: most points per batch for the device (0: its own)", 0,
+           1000000);
+  opts.add("set.sync-interval", opt.set_sync_interval, 0s,
+           "config: how often the device syncs when idle (0: its own; whole "
+           "seconds)");
+  opts.add("set.retention", opt.set_retention, 0s,
+           "config: drop device data older than this (0: its own; whole "
+           "hours)");
+  opts.add("set.zstd-level", opt.set_zstd_level, -1, "level",
+           "config: zstd level of the device's batches (0: uncompressed, -1: "
+           "its own)",
+           -1, 19);
   if (auto err = opts.parse(argc, argv)) {
     auto text = render(err);
     std::cerr << "fleetctl: bad arguments: "
@@ -167,9 +213,17 @@ int run(int argc, char** argv) {
     return opts.help_requested() ? 0 : 2;
   }
   auto cmd = opts.args().front();
-  if (cmd != "status" && cmd != "devices" && cmd != "watch") {
+  if (cmd != "status" && cmd != "devices" && cmd != "watch"
+      && cmd != "config") {
     std::cerr << "fleetctl: unknown command '" << cmd
-              << "' (status, devices, watch; see --help)" << std::endl;
+              << "' (status, devices, watch, config; see --help)"
+              << std::endl;
+    return 2;
+  }
+  if (cmd == "config" && opts.args().size() != 2) {
+    std::cerr << "fleetctl: bad arguments: config: name one device, e.g. "
+                 "fleetctl --node HOST:7401 config DEVICE --set.batch-size=50"
+              << std::endl;
     return 2;
   }
   auto colon = opt.node.rfind(':');
@@ -207,6 +261,19 @@ int run(int argc, char** argv) {
       .receive(
         [&](node_status& x) {
           std::cout << (opt.json ? to_json(x) + "\n" : to_text(x));
+        },
+        fail);
+  } else if (cmd == "config") {
+    cloud_settings x;
+    x.batch_size = opt.set_batch_size;
+    x.sync_interval_ms = opt.set_sync_interval.count() / 1000 * 1000;
+    x.retention_ms = opt.set_retention.count() / 3600000 * 3600000;
+    x.zstd_level = opt.set_zstd_level;
+    self->request(*node, opt.timeout, config_atom::value, opts.args()[1], x)
+      .receive(
+        [&](cloud_settings& y) {
+          std::cout << (opt.json ? to_json(opts.args()[1], y) + "\n"
+                                 : to_text(opts.args()[1], y));
         },
         fail);
   } else if (cmd == "devices") {

@@ -40,7 +40,7 @@ void sync_all(memory_store& st, int64_t now) {
   b.points = static_cast<int64_t>(up->samples.size());
   b.created_ms = now;
   REQUIRE(st.enqueue(b));
-  REQUIRE(st.ack(metrics_stream, b.sequence));
+  REQUIRE(st.ack(metrics_stream, b.sequence, 0, {}));
 }
 
 } // namespace

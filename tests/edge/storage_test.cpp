@@ -348,7 +348,7 @@ TEST_CASE("ack deletes up to and including the sequence and fetch does not "
   store_ok(st, xs);
   for (int64_t seq = 1; seq <= 3; ++seq)
     REQUIRE(st.enqueue(batch(seq, seq * 3, 3)));
-  auto deleted = st.ack(stream, 2);
+  auto deleted = st.ack(stream, 2, 0, {});
   REQUIRE_MESSAGE(deleted, render(deleted.error()));
   CHECK(*deleted == 2);
   auto left = pending_all(st);
@@ -362,13 +362,13 @@ TEST_CASE("ack deletes up to and including the sequence and fetch does not "
   check_same_samples(up.samples, more);
   CHECK(up.next_sequence == 4);
   SUBCASE("acking the same sequence again deletes nothing") {
-    auto again = st.ack(stream, 2);
+    auto again = st.ack(stream, 2, 0, {});
     REQUIRE(again);
     CHECK(*again == 0);
     CHECK(pending_all(st).size() == 1);
   }
   SUBCASE("an ack beyond every batch deletes what is there") {
-    auto all = st.ack(stream, 10);
+    auto all = st.ack(stream, 10, 0, {});
     REQUIRE(all);
     CHECK(*all == 1);
     CHECK(pending_all(st).empty());
@@ -376,7 +376,7 @@ TEST_CASE("ack deletes up to and including the sequence and fetch does not "
     CHECK(fetch_all(st).next_sequence == 4);
   }
   SUBCASE("an ack of another stream touches nothing") {
-    auto other = st.ack("logs", 3);
+    auto other = st.ack("logs", 3, 0, {});
     REQUIRE(other);
     CHECK(*other == 0);
     CHECK(pending_all(st).size() == 1);
@@ -392,7 +392,7 @@ TEST_CASE("everything survives closing and reopening the same file") {
     store_ok(st, xs);
     REQUIRE(st.enqueue(batch(1, 3, 3)));
     REQUIRE(st.enqueue(batch(2, 6, 3)));
-    REQUIRE(st.ack(stream, 1));
+    REQUIRE(st.ack(stream, 1, 0, {}));
   }
   auto st = f.open();
   auto queued = pending_all(st);
@@ -563,7 +563,8 @@ TEST_CASE("the storage actor answers store, fetch, enqueue, pending, ack, "
   REQUIRE(queued.size() == 1);
   CHECK(queued[0].body == body_for(1));
   int64_t deleted = -1;
-  self->request(st, 5s, ack_atom::value, stream, int64_t{1})
+  self->request(st, 5s, ack_atom::value, stream, int64_t{1}, int64_t{0},
+                metric_samples{})
     .receive([&](int64_t n) { deleted = n; },
              [&](caf::error& err) { FAIL_CHECK(render(err)); });
   CHECK(deleted == 1);

@@ -20,6 +20,8 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <doctest/doctest.h>
 
+#include "edge/fake_storage.hpp"
+
 #include "messages/error.hpp"
 #include "messages/register.hpp"
 
@@ -135,7 +137,7 @@ fake_storage(storage_actor::stateful_pointer<fake_storage_state> self,
              caf::actor observer, store_mode mode) {
   self->state.observer = std::move(observer);
   self->state.mode = mode;
-  return {
+  return test::fake_storage_behavior(
     [self](store_atom, metric_samples& xs) -> caf::result<int64_t> {
       auto& st = self->state;
       auto rp = self->make_response_promise<int64_t>();
@@ -156,25 +158,16 @@ fake_storage(storage_actor::stateful_pointer<fake_storage_state> self,
       caf::anon_send(st.observer, store_atom::value, std::move(xs));
       return rp;
     },
-    [](fetch_atom, const std::string&, int64_t) { return unbatched_points{}; },
-    [](enqueue_atom, const queued_batch&) { return int64_t{0}; },
-    [](pending_atom, const std::string&, int64_t) { return queued_batches{}; },
-    [](ack_atom, const std::string&, int64_t) { return int64_t{0}; },
-    [](flush_atom) { return true; },
     [](event_atom, const std::string&, const std::string&) {
       // Events are not what this test is about.
     },
     [](debug_atom, const std::string&) { return debug_report{}; },
-    [](capabilities_atom, const capability_report&) {
-      // Tier changes are not what this test is about.
-    },
     [](stats_atom) {
       actor_stats out;
       out.name = fake_storage_state::name;
       out.state = "ok";
       return out;
-    },
-  };
+    });
 }
 
 // -- actor test helpers --------------------------------------------------------

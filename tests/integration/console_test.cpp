@@ -250,7 +250,7 @@ struct running_nodes {
     REQUIRE(eventually(
       [&] {
         auto st = console_status(dev_console);
-        return st && counter(*st, "sync", "points_synced") > 0;
+        return st && counter(*st, "sync_metrics", "records_synced") > 0;
       },
       30s));
   }
@@ -311,10 +311,14 @@ TEST_CASE("fleetctl status, devices and watch show what flows through real "
     CHECK(rc == 0);
     CHECK(out.rfind(std::string{"node "} + device_id + " (edge, fleetd ", 0)
           == 0);
-    for (auto actor : {"system_collector", "storage", "sync", "cloud_link"})
+    for (auto actor : {"system_collector", "storage", "sync_metrics",
+                       "sync_events", "sync_logs", "backoff", "cloud_link"})
       CHECK(out.find(std::string{"  "} + actor + ": ") != std::string::npos);
     CHECK(text_counter(out, "points_collected") > 0);
-    CHECK(text_counter(out, "points_synced") > 0);
+    // The metrics stream's own counters follow its name.
+    CHECK(text_counter(out.substr(out.find("  sync_metrics: ")),
+                       "records_synced")
+          > 0);
     CHECK(text_counter(out, "send_failures") == 0);
   }
 
@@ -340,7 +344,9 @@ TEST_CASE("fleetctl status, devices and watch show what flows through real "
     CHECK(drc == 0);
     CHECK(valid_json(dev));
     CHECK(dev.find("\"role\":\"edge\"") != std::string::npos);
-    CHECK(json_counter(dev, "points_synced") > 0);
+    CHECK(json_counter(dev.substr(dev.find("\"name\":\"sync_metrics\"")),
+                       "records_synced")
+          > 0);
   }
 
   SUBCASE("devices lists the device's metrics stream with points received") {

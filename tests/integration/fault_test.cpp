@@ -1,5 +1,6 @@
 // Network faults between device and cloud (delay, throttle, drop, blackhole,
-// and a seeded mix): once the network heals, every point arrives exactly once.
+// and a seeded mix, also over 10 simulated hours): once the network heals,
+// every metric, log line and event arrives exactly once and in order.
 #include <doctest/doctest.h>
 
 #include <csignal>
@@ -17,15 +18,28 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr int64_t rounds = 100; // 5 s of collection at 50 ms
 constexpr const char* device_id = "fault-dev";
 
-std::string collector_state(const node_status& st) {
+std::string state_of(const node_status& st, const std::string& actor) {
   for (auto& a : st.actors)
-    if (a.name == "system_collector")
+    if (a.name == actor)
       return a.state;
   return {};
 }
+
+/// How the device runs: real time by default, or simulated hours.
+struct device_plan {
+  int64_t rounds = 100;
+  std::string interval = "50ms";
+  int64_t series = 20;
+  int64_t log_lines = 2;
+  int64_t event_every = 10;
+  int64_t speed = 1;
+  std::vector<std::string> sync = {"--sync.interval=50ms",
+                                   "--sync.batch-size=100",
+                                   "--sync.backoff-base=20ms",
+                                   "--sync.backoff-cap=300ms"};
+};
 
 /// fleetd-cloud, a fault proxy in front of it, and fleetd syncing through it.
 struct rig {
@@ -37,7 +51,9 @@ struct rig {
   std::string dev_db = dev_dir + "/fleetd.db";
   std::string cloud_db = tmp.path() + "/cloud/cloud.db";
 
-  rig() {
+  device_plan plan;
+
+  explicit rig(device_plan p = {}) : plan(std::move(p)) {
     MESSAGE("temp dir ", tmp.path());
     cloud = std::make_unique<process>(
       program("fleetd-cloud"),
@@ -49,20 +65,59 @@ struct rig {
     REQUIRE(eventually([&] { return exists(port_file); }, 10s));
     auto port = static_cast<uint16_t>(std::stoi(read_file(port_file)));
     proxy = std::make_unique<fault_proxy>(port);
-    device = std::make_unique<process>(
-      program("fleetd"),
-      std::vector<std::string>{
-        "--node.data-dir=" + dev_dir, std::string("--device.id=") + device_id,
-        "--cloud.port=" + std::to_string(proxy->port()), "--console.port=0",
-        "--cloud.timeout=1s", "--collector.interval=50ms",
-        "--collector.rounds=" + std::to_string(rounds), "--sync.interval=50ms",
-        "--sync.batch-size=100", "--sync.backoff-base=20ms",
-        "--sync.backoff-cap=300ms"},
-      tmp.path() + "/device.log");
+    std::vector<std::string> args{
+      "--node.data-dir=" + dev_dir, std::string("--device.id=") + device_id,
+      "--cloud.port=" + std::to_string(proxy->port()), "--console.port=0",
+      "--cloud.timeout=1s", "--tier.pin=1", "--collector.rounds=1",
+      "--load.series=" + std::to_string(plan.series),
+      "--load.interval=" + plan.interval,
+      "--load.rounds=" + std::to_string(plan.rounds),
+      "--load.log-lines=" + std::to_string(plan.log_lines),
+      "--load.event-every=" + std::to_string(plan.event_every),
+      "--clock.speed=" + std::to_string(plan.speed)};
+    args.insert(args.end(), plan.sync.begin(), plan.sync.end());
+    device = std::make_unique<process>(program("fleetd"), args,
+                                       tmp.path() + "/device.log");
+  }
+
+  int64_t acked_upto(const std::string& stream) {
+    return query_int(dev_db, "SELECT acked_upto FROM stream_state WHERE "
+                             "stream = '" + stream + "'");
+  }
+
+  int64_t unacked_batches(const std::string& stream) {
+    return query_int(dev_db, "SELECT next_sequence - 1 - acked_sequence FROM "
+                             "stream_state WHERE stream = '" + stream + "'");
+  }
+
+  /// Sequences 1..N stored once each: N = the last batch the device cut,
+  /// or for events (recorded until shutdown) the last acked or one more.
+  void check_sequences(const std::string& stream) {
+    CAPTURE(stream);
+    auto state = [&](const char* column) {
+      return query_int(dev_db, std::string("SELECT ") + column
+                                 + " FROM stream_state WHERE stream = '"
+                                 + stream + "'");
+    };
+    auto cut = state("next_sequence - 1");
+    auto acked = state("acked_sequence");
+    auto seqs = query(cloud_db, std::string("SELECT sequence FROM batches "
+                                            "WHERE device_id = '")
+                                  + device_id + "' AND stream = '" + stream
+                                  + "' ORDER BY sequence");
+    auto n = static_cast<int64_t>(seqs.size());
+    if (stream == "events") {
+      CHECK(n >= acked);
+      CHECK(n <= cut);
+    } else {
+      REQUIRE(n == cut);
+    }
+    for (int64_t i = 0; i < n; ++i)
+      CHECK(std::stoll(seqs[static_cast<size_t>(i)]) == i + 1);
   }
 
   int64_t cloud_batches() {
-    return query_int(cloud_db, "SELECT count(*) FROM batches");
+    return query_int(cloud_db, "SELECT count(*) FROM batches WHERE stream = 'metrics'");
   }
 
   /// The path works before any fault: at least one batch went through.
@@ -84,20 +139,24 @@ struct rig {
     bool drained = eventually(
       [&] {
         auto st = console_status(console);
-        if (!st || counter(*st, "system_collector", "rounds") != rounds
-            || collector_state(*st) != "done"
+        if (!st || counter(*st, "load_generator", "rounds") != plan.rounds
+            || state_of(*st, "load_generator") != "done"
+            || state_of(*st, "system_collector") != "done"
             || counter(*st, "storage", "queued_batches") != 0
-            || counter(*st, "storage", "unbatched_points") != 0)
+            || counter(*st, "storage", "unbatched_points") != 0
+            || counter(*st, "storage", "unbatched_logs") != 0
+            || counter(*st, "storage", "unbatched_events") != 0)
           return false;
-        auto max_id = query_int(dev_db, "SELECT max(id) FROM metrics");
-        auto acked = query_int(dev_db, "SELECT acked_upto FROM stream_state "
-                                       "WHERE stream = 'metrics'");
-        auto unacked = query_int(dev_db, "SELECT next_sequence - 1 - "
-                                         "acked_sequence FROM stream_state "
-                                         "WHERE stream = 'metrics'");
-        return max_id > 0 && acked == max_id && unacked == 0;
+        // Read after the above: every row the store holds is acked.
+        return acked_upto("metrics")
+                 == query_int(dev_db, "SELECT max(id) FROM metrics")
+               && acked_upto("logs")
+                    == query_int(dev_db, "SELECT max(id) FROM logs")
+               && unacked_batches("metrics") == 0
+               && unacked_batches("logs") == 0
+               && unacked_batches("events") == 0 && acked_upto("events") > 0;
       },
-      30s);
+      plan.speed > 1 ? 120s : 30s);
     REQUIRE(drained);
     device->signal(SIGTERM);
     REQUIRE(device->wait(10s) == 0);
@@ -109,19 +168,28 @@ struct rig {
             ", bytes up ", s.bytes_up, ", bytes down ", s.bytes_down);
     auto sent = device_points(dev_db);
     auto got = cloud_points(cloud_db, device_id);
-    MESSAGE("device collected ", sent.size(), " points; cloud holds ", got.size());
-    CHECK(sent.size() > 1000);
+    MESSAGE("device collected ", sent.size(), " points; cloud holds ",
+            got.size());
+    CHECK(sent.size() >= static_cast<size_t>(plan.rounds * plan.series));
     CHECK(got.size() == sent.size());
     CHECK(got == sent);
-    // Sequences 1..N, each stored once, N = the last batch the device cut.
-    auto last = query_int(dev_db, "SELECT next_sequence - 1 FROM stream_state "
-                                  "WHERE stream = 'metrics'");
-    auto seqs = query(cloud_db, std::string("SELECT sequence FROM batches WHERE "
-                                            "device_id = '")
-                                  + device_id + "' ORDER BY sequence");
-    REQUIRE(static_cast<int64_t>(seqs.size()) == last);
-    for (int64_t i = 0; i < last; ++i)
-      CHECK(std::stoll(seqs[static_cast<size_t>(i)]) == i + 1);
+    // Logs and events: the same records in the same order.
+    auto lines = device_logs(dev_db);
+    auto got_lines = cloud_logs(cloud_db, device_id);
+    MESSAGE("device wrote ", lines.size(), " log lines; cloud holds ",
+            got_lines.size());
+    CHECK(static_cast<int64_t>(lines.size()) == plan.rounds * plan.log_lines);
+    CHECK(got_lines == lines);
+    // Events recorded after the drain (shutdown) may not have been sent.
+    auto events = device_events(dev_db, acked_upto("events"));
+    auto got_events = cloud_events(cloud_db, device_id);
+    MESSAGE("device recorded ", events.size(), " synced events; cloud holds ",
+            got_events.size());
+    CHECK(static_cast<int64_t>(events.size())
+          >= plan.rounds / plan.event_every);
+    CHECK(got_events == events);
+    for (auto stream : {"metrics", "logs", "events"})
+      check_sequences(stream);
     CHECK(query_int(cloud_db, "SELECT count(*) FROM points")
           == query_int(cloud_db,
                        "SELECT count(*) FROM (SELECT DISTINCT device_id, "
@@ -182,19 +250,21 @@ TEST_CASE("blackhole: nothing forwarded for 2 s") {
   r.heal_and_check();
 }
 
-TEST_CASE("a seeded random mix of faults") {
+namespace {
+
+void random_mix(rig& r, std::chrono::seconds length) {
   uint32_t seed = std::random_device{}();
   if (auto env = std::getenv("FLEETD_FAULT_SEED"))
     seed = static_cast<uint32_t>(std::strtoul(env, nullptr, 10));
   MESSAGE("seed ", seed, " (rerun with FLEETD_FAULT_SEED=", seed, ")");
   std::mt19937 rng(seed);
-  rig r;
   r.wait_first_batch();
   auto pick = [&](int lo, int hi) {
     return std::uniform_int_distribution<int>(lo, hi)(rng);
   };
-  auto end = std::chrono::steady_clock::now() + 4s;
+  auto end = std::chrono::steady_clock::now() + length;
   std::string log;
+  int changes = 0;
   while (std::chrono::steady_clock::now() < end) {
     switch (pick(0, 4)) {
       case 0:
@@ -214,9 +284,35 @@ TEST_CASE("a seeded random mix of faults") {
         break;
     }
     auto hold = pick(200, 500);
-    log += r.proxy->mode() + " " + std::to_string(hold) + "ms; ";
+    if (++changes <= 40)
+      log += r.proxy->mode() + " " + std::to_string(hold) + "ms; ";
     std::this_thread::sleep_for(std::chrono::milliseconds(hold));
   }
-  MESSAGE("faults: ", log);
+  MESSAGE(changes, " fault changes; the first ones: ", log);
   r.heal_and_check();
+}
+
+} // namespace
+
+TEST_CASE("a seeded random mix of faults") {
+  rig r;
+  random_mix(r, 4s);
+}
+
+TEST_CASE("a seeded random mix of faults over 10 simulated hours") {
+  // 100 series every 10 s, a log line a second and an event a minute, for
+  // 10 hours of the device's clock run 900 times faster than real time; the
+  // faults keep changing for the whole collection (40 s of real time).
+  device_plan plan;
+  plan.speed = 900;
+  plan.rounds = 10 * 360;
+  plan.interval = "10s";
+  plan.series = 100;
+  plan.log_lines = 10;
+  plan.event_every = 6;
+  // The tier's sync settings (5 min, 1000 points) and the default backoff
+  // (1 s .. 5 min), all in simulated time.
+  plan.sync = {};
+  rig r(plan);
+  random_mix(r, 40s);
 }

@@ -209,6 +209,32 @@ std::vector<std::string> cloud_points(const std::string& cloud_db,
                   + device_id + "'");
 }
 
+std::vector<std::string> device_logs(const std::string& device_db) {
+  return query(device_db, "SELECT hex(labels) || ' ' || ts || ' ' || "
+                          "hex(line) FROM logs ORDER BY id");
+}
+
+std::vector<std::string> cloud_logs(const std::string& cloud_db,
+                                    const std::string& device_id) {
+  return query(cloud_db, "SELECT hex(labels) || ' ' || ts || ' ' || hex(line) "
+                         "FROM logs WHERE device_id = '"
+                           + device_id + "' ORDER BY rowid");
+}
+
+std::vector<std::string> device_events(const std::string& device_db,
+                                       int64_t upto) {
+  return query(device_db, "SELECT ts || ' ' || kind || ' ' || hex(message) "
+                          "FROM events WHERE id <= "
+                            + std::to_string(upto) + " ORDER BY id");
+}
+
+std::vector<std::string> cloud_events(const std::string& cloud_db,
+                                      const std::string& device_id) {
+  return query(cloud_db, "SELECT ts || ' ' || kind || ' ' || hex(message) "
+                         "FROM events WHERE device_id = '"
+                           + device_id + "' ORDER BY rowid");
+}
+
 std::optional<node_status> console_status(uint16_t port) {
   static node_config* cfg = new node_config;
   static caf::actor_system* sys = new caf::actor_system{*cfg};

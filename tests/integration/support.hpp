@@ -70,6 +70,18 @@ std::vector<std::string> device_points(const std::string& device_db);
 std::vector<std::string> cloud_points(const std::string& cloud_db,
                                       const std::string& device_id);
 
+/// Every log line of a device's store, in store order, as text lines.
+std::vector<std::string> device_logs(const std::string& device_db);
+/// Every log line a cloud store holds for `device_id`, in arrival order.
+std::vector<std::string> cloud_logs(const std::string& cloud_db,
+                                    const std::string& device_id);
+/// The device's events with row id <= `upto`, in store order.
+std::vector<std::string> device_events(const std::string& device_db,
+                                       int64_t upto);
+/// Every event a cloud store holds for `device_id`, in arrival order.
+std::vector<std::string> cloud_events(const std::string& cloud_db,
+                                      const std::string& device_id);
+
 /// Asks a node's console for its status; nullopt when unreachable.
 std::optional<node_status> console_status(uint16_t port);
 

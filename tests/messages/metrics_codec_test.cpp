@@ -278,3 +278,135 @@ TEST_CASE("corrupt or truncated input is an error, not a crash") {
   codec_context dec;
   CHECK(!decode_columnar(huge, dec));
 }
+
+namespace {
+
+// Every truncation is refused and leaves the context alone; byte flips and
+// trailing bytes never crash.
+void check_corruption(const std::string& bytes, uint64_t seed) {
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    codec_context dec;
+    CHECK(!decode_columnar(std::string_view(bytes).substr(0, n), dec));
+    CHECK(dec.series.empty());
+  }
+  {
+    codec_context dec;
+    CHECK(!decode_columnar(bytes + '\0', dec));
+  }
+  std::mt19937_64 rng(seed);
+  for (int i = 0; i < 20000; ++i) {
+    auto bad = bytes;
+    int flips = 1 + static_cast<int>(rng() % 3);
+    for (int f = 0; f < flips; ++f)
+      bad[rng() % bad.size()] = static_cast<char>(rng());
+    codec_context dec;
+    if (!decode_columnar(bad, dec))
+      CHECK(dec.series.empty());
+  }
+}
+
+// Collector timings (whole nanoseconds printed as seconds), pressure
+// counters (float64(us) / 1000 / 1000), and counters with a spike.
+metric_samples v2_columns(uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::lognormal_distribution<double> ns(10.0, 1.0);
+  metric_samples xs;
+  int64_t us = 5794470;
+  for (int k = 0; k < 30; ++k) {
+    int64_t ts = 1795639735368 + k * 10020 + static_cast<int64_t>(rng() % 5);
+    for (int c = 0; c < 8; ++c)
+      xs.push_back(sample("duration_seconds", {{"collector", std::to_string(c)}},
+                          ts, static_cast<double>(1 + static_cast<int64_t>(ns(rng))) / 1e9));
+    us += static_cast<int64_t>(rng() % 200000);
+    xs.push_back(sample("pressure_seconds_total", {}, ts,
+                        static_cast<double>(us) / 1000.0 / 1000.0));
+    xs.push_back(sample("spiky_total", {}, ts,
+                        static_cast<double>(k == 17 ? uint64_t{1} << 62 : k * 3)));
+  }
+  return xs;
+}
+
+} // namespace
+
+TEST_CASE("v2 value columns: two divisions, minimum offset, Rice codes") {
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    auto xs = v2_columns(seed);
+    round_trip(xs);
+    std::mt19937 rng(static_cast<uint32_t>(seed));
+    auto ys = xs;
+    std::shuffle(ys.begin(), ys.end(), rng);
+    round_trip(ys);
+  }
+  // Pressure counters are scaled integers (m / 10^3 / 10^3), not XOR (which
+  // takes 6-7 bytes a point for these).
+  {
+    metric_samples ps;
+    for (auto& s : v2_columns(3))
+      if (s.name == "pressure_seconds_total") ps.push_back(s);
+    codec_context enc;
+    CHECK(encode_columnar(ps, enc).size() < 30 * 5);
+  }
+  // Nanosecond timings (up to ~2^19): Rice codes of the offsets from the
+  // column minimum take about 2.5 bytes a point, byte planes 3 (720 bytes
+  // for the 240 points), plus about 240 bytes of names and labels.
+  {
+    metric_samples ds;
+    for (auto& s : v2_columns(4))
+      if (s.name == "duration_seconds") ds.push_back(s);
+    codec_context enc;
+    auto bytes = encode_columnar(ds, enc);
+    CHECK(bytes.size() < 900);
+  }
+  // Values whose two-division form needs the exact rounding of each step.
+  metric_samples zs;
+  for (int64_t us = 0; us < 3000; us += 7)
+    zs.push_back(sample("us", {}, us, static_cast<double>(us * 1000003) / 1000.0 / 1000.0));
+  round_trip(zs);
+}
+
+TEST_CASE("v2 value columns: corrupt or truncated input is an error") {
+  codec_context enc;
+  auto xs = v2_columns(9);
+  check_corruption(encode_columnar(xs, enc), 17);
+  // A Rice column alone, and one with an escaped (huge) quotient.
+  metric_samples rice;
+  for (int k = 0; k < 40; ++k)
+    rice.push_back(sample("r", {}, k * 10000,
+                          static_cast<double>((k * 7919) % 1000 + (k == 5 ? 1000000 : 0))));
+  auto bytes = encode_columnar(rice, enc);
+  round_trip(rice);
+  check_corruption(bytes, 23);
+  // The last column's value body ends the batch: a Rice column's last byte
+  // with a non-zero padding bit is refused.
+  metric_samples last;
+  for (int k = 0; k < 7; ++k)
+    last.push_back(sample("t", {}, k * 10000, static_cast<double>((k * 37) % 11)));
+  auto b2 = encode_columnar(last, enc);
+  round_trip(last);
+  REQUIRE(b2.size() > 4);
+  // ... 07 00 (plain, scale 0), 00 (zz m[0]), 83 (Rice, k = 3), then 30
+  // bits for zz 8, 16, 2, 10, 18, 4 in 4 bytes: the top 2 bits pad.
+  CHECK(static_cast<uint8_t>(b2[b2.size() - 5]) == 0x83);
+  auto padded = b2;
+  padded.back() = static_cast<char>(padded.back() | 0x80);
+  codec_context dec;
+  CHECK(!decode_columnar(padded, dec));
+  // Unknown reconstruction or mode, or a scale above 15, is refused.
+  metric_samples one = {sample("x", {}, 1, 0.5), sample("x", {}, 2, 0.25)};
+  auto b1 = encode_columnar(one, enc);
+  REQUIRE(decode_columnar(b1, dec));
+  // ... 07 02 (plain, scale 2), 64 (zz 50), 01 (one plane), 32 (zz 25).
+  size_t kind_at = b1.size() - 5;
+  CHECK(static_cast<uint8_t>(b1[kind_at]) == 0x07);
+  CHECK(static_cast<uint8_t>(b1[kind_at + 1]) == 2);
+  for (int v : {0x37, 0x09, 0x0F}) {
+    auto bad = b1;
+    bad[kind_at] = static_cast<char>(v);
+    codec_context d;
+    CHECK(!decode_columnar(bad, d));
+  }
+  auto bad_scale = b1;
+  bad_scale[kind_at + 1] = 16;
+  codec_context d;
+  CHECK(!decode_columnar(bad_scale, d));
+}

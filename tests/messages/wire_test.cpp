@@ -426,20 +426,79 @@ TEST_CASE("a request without a batch names no known stream") {
               ec::unknown_stream);
 }
 
-TEST_CASE("logs and events batches are not served yet") {
-  pb::LogsBatch logs;
-  logs.add_line("hello");
-  logs.add_stream_index(0);
-  logs.add_timestamp_ns(1);
-  logs.add_streams();
-  check_fails(decode_request(hand_made_request(4, logs.SerializeAsString()),
+TEST_CASE("logs round-trip grouped by stream labels") {
+  log_lines xs;
+  xs.push_back(log_line{{{"job", "a"}}, 1, "first"});
+  xs.push_back(log_line{{{"job", "b"}, {"level", "warn"}}, 2, "second"});
+  xs.push_back(log_line{{{"job", "a"}}, 3, std::string("bin\0ary", 7)});
+  for (int level : {0, 3}) {
+    auto body = encode_logs_request(settings(level, 5), xs);
+    auto out = decode_request(body, level > 0, one_mib);
+    REQUIRE_MESSAGE(out, render(out.error()));
+    CHECK(out->stream == logs_stream);
+    CHECK(out->sequence == 5);
+    REQUIRE(out->logs.size() == 3);
+    for (size_t i = 0; i < xs.size(); ++i) {
+      CHECK(out->logs[i].labels == xs[i].labels);
+      CHECK(out->logs[i].timestamp_ns == xs[i].timestamp_ns);
+      CHECK(out->logs[i].line == xs[i].line);
+    }
+  }
+  pb::LogsBatch bad;
+  bad.add_line("hello");
+  bad.add_stream_index(3);
+  bad.add_timestamp_ns(1);
+  bad.add_streams();
+  check_fails(decode_request(hand_made_request(4, bad.SerializeAsString()),
                              false, one_mib),
-              ec::unknown_stream);
-  pb::EventsBatch events;
-  events.add_events()->set_kind("boot");
-  check_fails(decode_request(hand_made_request(5, events.SerializeAsString()),
-                             false, one_mib),
-              ec::unknown_stream);
+              ec::decode_failed);
+}
+
+TEST_CASE("events round-trip with their attributes") {
+  event_records xs(2);
+  xs[0].timestamp_ms = 10;
+  xs[0].kind = "boot";
+  xs[0].message = "agent started";
+  xs[1].timestamp_ms = 11;
+  xs[1].kind = "storage_drop";
+  xs[1].message = "dropped 5";
+  xs[1].attributes = {{"count", "5"}};
+  auto out = decode_request(encode_events_request(settings(3, 2), xs), true,
+                            one_mib);
+  REQUIRE_MESSAGE(out, render(out.error()));
+  CHECK(out->stream == events_stream);
+  REQUIRE(out->events.size() == 2);
+  CHECK(out->events[1].kind == "storage_drop");
+  CHECK(out->events[1].message == "dropped 5");
+  CHECK(out->events[1].attributes == xs[1].attributes);
+  CHECK(out->events[0].timestamp_ms == 10);
+}
+
+TEST_CASE("a columnar metrics request carries the codec bytes untouched") {
+  std::string columnar = "\x02\x00some columnar bytes";
+  auto es = settings(3, 9);
+  es.config_version = 4;
+  auto body = encode_columnar_request(es, columnar);
+  auto out = decode_request(body, true, one_mib);
+  REQUIRE_MESSAGE(out, render(out.error()));
+  CHECK(out->stream == metrics_stream);
+  CHECK(out->columnar == columnar);
+  CHECK(out->samples.empty());
+  CHECK(out->config_version == 4);
+  auto own = request_columnar(body);
+  REQUIRE(own);
+  CHECK(*own == columnar);
+  SUBCASE("columnar and columns together are refused") {
+    pb::MetricsBatch both;
+    both.set_columnar("x");
+    both.add_series_index(0);
+    both.add_timestamp_ms(1);
+    both.add_value(1);
+    both.add_series()->set_name("x");
+    check_fails(decode_request(hand_made_request(3, both.SerializeAsString()),
+                               false, one_mib),
+                ec::decode_failed);
+  }
 }
 
 TEST_CASE("sequence numbers below 1 are bad sequences") {
@@ -464,8 +523,8 @@ TEST_CASE("a request without device id, metadata or known format fails to "
   SUBCASE("metadata missing") {
     req.clear_metadata();
   }
-  SUBCASE("format version 2") {
-    req.mutable_metadata()->set_format_version(2);
+  SUBCASE("format version 3") {
+    req.mutable_metadata()->set_format_version(3);
   }
   SUBCASE("format version 0") {
     req.mutable_metadata()->set_format_version(0);
@@ -519,6 +578,25 @@ TEST_CASE("responses round-trip") {
   CHECK(y->error_code == "bad_sequence");
   CHECK(y->error_message == "expected 42, got 44");
   CHECK(y->retry_after_ms == 30000);
+  CHECK(y->config.version == 0);
+  sync_ack cfg;
+  cfg.success = true;
+  cfg.config.version = 3;
+  cfg.config.batch_size = 50;
+  cfg.config.sync_interval_ms = 30000;
+  cfg.config.retention_ms = 2 * 3600000;
+  cfg.config.zstd_level = 0;
+  auto z = decode_response(encode_response(cfg));
+  REQUIRE_MESSAGE(z, render(z.error()));
+  CHECK(z->config.version == 3);
+  CHECK(z->config.batch_size == 50);
+  CHECK(z->config.sync_interval_ms == 30000);
+  CHECK(z->config.retention_ms == 2 * 3600000);
+  CHECK(z->config.zstd_level == 0);
+  cfg.config.zstd_level = -1;
+  CHECK(decode_response(encode_response(cfg))->config.zstd_level == -1);
+  cfg.config.zstd_level = 7;
+  CHECK(decode_response(encode_response(cfg))->config.zstd_level == 7);
 }
 
 TEST_CASE("an empty response is a default ack and garbage fails to decode") {

@@ -28,6 +28,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -53,7 +54,8 @@ const char* wire_summary =
 
 std::string wire_usage() {
   return "usage: fleetd-bench wire FILE [--batch-seconds S] [--zstd-level L] "
-         "[--no-session]\n\n"
+         "[--no-session]\n"
+         "                          [--breakdown]\n\n"
          "Encodes the samples of FILE (one `series value timestamp_ms` per "
          "line, plain\nor zstd-compressed) in batches of S seconds (default "
          "300, tier 1) three ways\nand prints\n"
@@ -68,7 +70,9 @@ std::string wire_usage() {
          "bytes_per_point * 100 * 8640. Every columnar batch is decoded and "
          "compared\nwith its input; a mismatch exits 1. --no-session sends "
          "every series' name and\nlabels in every batch that uses it "
-         "(no session series table).\n";
+         "(no session series table).\n--breakdown prints to stderr, per metric name, "
+         "the columnar bytes (zstd, all\nbatches) saved by leaving that "
+         "metric's samples out of the batches.\n";
 }
 
 namespace {
@@ -360,6 +364,7 @@ int run_wire_bench(const std::vector<std::string>& args) {
   int64_t batch_seconds = 300;
   int level = 3;
   bool session = true;
+  bool breakdown = false;
   for (size_t i = 0; i < args.size(); ++i) {
     auto& a = args[i];
     auto value = [&]() -> std::string {
@@ -373,6 +378,8 @@ int run_wire_bench(const std::vector<std::string>& args) {
       batch_seconds = std::atoll(value().c_str());
     } else if (a == "--no-session") {
       session = false;
+    } else if (a == "--breakdown") {
+      breakdown = true;
     } else if (a == "--zstd-level") {
       level = std::atoi(value().c_str());
     } else if (!a.empty() && a[0] == '-') {
@@ -406,8 +413,30 @@ int run_wire_bench(const std::vector<std::string>& args) {
     size_t rw = 0;
     size_t nv = 0;
     size_t n = 0;
+    // --breakdown: per metric name, the bytes (zstd, all batches) the
+    // batches lose when that metric's samples are left out.
+    std::map<std::string, size_t> family_points;
+    std::map<std::string, long long> family_bytes;
     for (auto& [window, batch] : batches) {
       auto raw = encode_columnar(batch, sender);
+      if (breakdown) {
+        auto full = static_cast<long long>(zstd(raw, level).size());
+        std::set<std::string> names;
+        for (auto& s : batch) {
+          names.insert(s.name);
+          ++family_points[s.name];
+        }
+        for (auto& name : names) {
+          metric_samples rest;
+          for (auto& s : batch)
+            if (s.name != name)
+              rest.push_back(s);
+          family_bytes[name] +=
+            full
+            - static_cast<long long>(zstd(encode_columnar(rest, sender),
+                                          level).size());
+        }
+      }
       if (session)
         commit_columnar(sender, batch);
       auto wire = zstd(raw, level);
@@ -426,6 +455,23 @@ int run_wire_bench(const std::vector<std::string>& args) {
                 << " raw=" << raw.size() << " ours=" << wire.size()
                 << " rw=" << rw << " naive=" << nv << "\n";
       ++n;
+    }
+    if (breakdown) {
+      std::vector<std::pair<long long, std::string>> rows;
+      long long sum = 0;
+      for (auto& [name, bytes] : family_bytes) {
+        rows.emplace_back(bytes, name);
+        sum += bytes;
+      }
+      std::sort(rows.rbegin(), rows.rend());
+      std::cerr << "breakdown (bytes without the metric, all batches; sum "
+                << sum << " of " << ours << "):\n";
+      for (auto& [bytes, name] : rows)
+        std::cerr << "  " << std::setw(7) << bytes << " "
+                  << std::setw(6) << family_points[name] << " pts "
+                  << format(static_cast<double>(bytes)
+                              / static_cast<double>(family_points[name]), 3)
+                  << " B/pt " << name << "\n";
     }
     double points = static_cast<double>(samples.size());
     double bpp = static_cast<double>(ours) / points;

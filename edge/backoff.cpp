@@ -1,0 +1,284 @@
+#include "edge/backoff.hpp"
+
+#include <algorithm>
+#include <utility>
+
+#include <caf/send.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "messages/error.hpp"
+#include "runtime/logger.hpp"
+
+namespace fleetd {
+
+namespace {
+
+constexpr const char* component = "backoff";
+
+using self_ptr = backoff_actor::stateful_pointer<backoff_state>;
+
+bool online(const backoff_state& st) {
+  return st.consecutive_failures == 0;
+}
+
+bool probe_active(const backoff_state& st, int64_t now) {
+  return st.probe_stream
+         && now < st.probe_granted_ms + st.cfg.probe_timeout.count();
+}
+
+std::string link_state(const backoff_state& st, int64_t now) {
+  if (online(st))
+    return "online";
+  if (probe_active(st, now))
+    return "probing";
+  return st.consecutive_failures >= st.cfg.breaker_threshold ? "offline"
+                                                             : "retrying";
+}
+
+/// "12.3 s" for the event log; whole milliseconds below a second.
+std::string seconds_text(int64_t ms) {
+  if (ms < 1000)
+    return std::to_string(ms) + " ms";
+  auto tenths = ms / 100;
+  return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10)
+         + " s";
+}
+
+void record_event(self_ptr self, const char* kind, std::string message) {
+  auto& st = self->state;
+  if (!st.cfg.storage)
+    return;
+  // Fire and forget: the link state must not wait on the disk.
+  caf::anon_send(st.cfg.storage, event_atom::value, std::string{kind},
+                 std::move(message));
+}
+
+int64_t grant(backoff_state& st, const std::string& stream) {
+  ++st.permits_granted;
+  st.permit_epoch[stream] = st.failure_epoch;
+  return 0;
+}
+
+int64_t delay(backoff_state& st, int64_t wait_ms) {
+  ++st.permits_delayed;
+  return std::max<int64_t>(wait_ms, 1);
+}
+
+int64_t permit(backoff_state& st, const std::string& stream) {
+  auto now = st.cfg.clock->now_ms();
+  if (now < st.next_attempt_ms)
+    return delay(st, st.next_attempt_ms - now);
+  if (!online(st)) {
+    // Half-open: one probe at a time finds out whether the link is back.
+    if (probe_active(st, now) && *st.probe_stream != stream) {
+      auto left = st.probe_granted_ms + st.cfg.probe_timeout.count() - now;
+      return delay(st, std::min(st.cfg.base.count(), left));
+    }
+    if (!probe_active(st, now)) {
+      st.probe_stream = stream;
+      st.probe_granted_ms = now;
+      ++st.probes;
+      log_debug(component, "probing the link with stream ", stream);
+    }
+    return grant(st, stream);
+  }
+  if (st.events_first_until_ms && stream != st.cfg.events_stream) {
+    if (now < *st.events_first_until_ms)
+      return delay(st, std::min(events_first_poll_ms,
+                                *st.events_first_until_ms - now));
+    log_info(component, "stream ", st.cfg.events_stream,
+             " did not catch up in ", st.cfg.events_first_limit.count(),
+             " ms; releasing the other streams");
+    st.events_first_until_ms.reset();
+  }
+  return grant(st, stream);
+}
+
+void fail(self_ptr self, const link_report& x) {
+  auto& st = self->state;
+  auto now = st.cfg.clock->now_ms();
+  ++st.failures_total;
+  if (x.stream == st.cfg.events_stream)
+    st.events_backlog = true;
+  auto error = x.error.empty() ? std::string{"unknown error"} : x.error;
+  auto epoch = st.permit_epoch.find(x.stream);
+  auto stale = epoch != st.permit_epoch.end()
+               && epoch->second < st.failure_epoch;
+  if (epoch != st.permit_epoch.end())
+    st.permit_epoch.erase(epoch);
+  if (stale) {
+    // Sent before the failure that already counted: same outage, no news.
+    if (!online(st))
+      st.last_error = std::move(error);
+    st.next_attempt_ms = std::max(st.next_attempt_ms,
+                                  now + std::max<int64_t>(x.retry_after_ms, 0));
+    return;
+  }
+  st.last_error = std::move(error);
+  ++st.failure_epoch;
+  auto n = ++st.consecutive_failures;
+  st.probe_stream.reset();
+  st.events_first_until_ms.reset();
+  auto wait = full_jitter_delay(st.cfg.base, st.cfg.cap, n, st.rng).count();
+  st.next_attempt_ms = now + std::max(wait, x.retry_after_ms);
+  if (n == st.cfg.breaker_threshold) {
+    st.offline_since_ms = now;
+    ++st.went_offline;
+    log_warning(component, "link offline after ", n,
+                " consecutive failures: ", st.last_error);
+    record_event(self, "link_offline",
+                 "link offline after " + std::to_string(n)
+                   + " consecutive failures; last error: " + st.last_error);
+  } else if (n == 1) {
+    log_info(component, "link failing (", x.stream, "): ", st.last_error);
+  }
+}
+
+void succeed(self_ptr self, const link_report& x) {
+  auto& st = self->state;
+  auto now = st.cfg.clock->now_ms();
+  st.permit_epoch.erase(x.stream);
+  auto hinted_ms = x.retry_after_ms > 0 ? now + x.retry_after_ms : 0;
+  auto is_events = x.stream == st.cfg.events_stream;
+  if (is_events)
+    st.events_backlog = x.backlog;
+  if (online(st)) {
+    st.next_attempt_ms = std::max(st.next_attempt_ms, hinted_ms);
+    if (is_events && !x.backlog)
+      st.events_first_until_ms.reset();
+    return;
+  }
+  auto failures = st.consecutive_failures;
+  st.consecutive_failures = 0;
+  st.probe_stream.reset();
+  // The cloud answered: the failures' window is void, only its hint counts.
+  st.next_attempt_ms = hinted_ms;
+  // Only events held back by the outage go first; an idle events stream
+  // (last report without backlog) holds nobody up.
+  if (!st.cfg.events_stream.empty() && st.events_backlog)
+    st.events_first_until_ms = now + st.cfg.events_first_limit.count();
+  if (st.offline_since_ms) {
+    auto offline_ms = now - *st.offline_since_ms;
+    st.offline_since_ms.reset();
+    ++st.went_online;
+    log_info(component, "link online again after ", seconds_text(offline_ms),
+             " offline");
+    record_event(self, "link_online",
+                 "link online again after " + seconds_text(offline_ms)
+                   + " offline (" + std::to_string(failures)
+                   + " consecutive failures; last error: " + st.last_error
+                   + ")");
+  } else {
+    log_info(component, "link working again after ", failures,
+             failures == 1 ? " failure" : " failures");
+  }
+  st.last_error.clear();
+}
+
+} // namespace
+
+caf::error validate(const backoff_config& x) {
+  auto bad = [](std::string what) {
+    return make_error(ec::bad_config, "backoff." + std::move(what));
+  };
+  if (x.base.count() <= 0)
+    return bad("base: must be positive, got "
+               + std::to_string(x.base.count()) + " ms");
+  if (x.cap < x.base)
+    return bad("cap: must be at least base (" + std::to_string(x.base.count())
+               + " ms), got " + std::to_string(x.cap.count()) + " ms");
+  if (x.breaker_threshold < 1)
+    return bad("breaker-threshold: must be at least 1, got "
+               + std::to_string(x.breaker_threshold));
+  if (x.probe_timeout.count() <= 0)
+    return bad("probe-timeout: must be positive, got "
+               + std::to_string(x.probe_timeout.count()) + " ms");
+  if (x.events_first_limit.count() < 0)
+    return bad("events-first-limit: must not be negative, got "
+               + std::to_string(x.events_first_limit.count()) + " ms");
+  return caf::none;
+}
+
+jitter_rng make_jitter_rng(uint64_t seed) {
+  // Fleet-wide spread: devices must not retry in lockstep after an outage.
+  uint64_t z = seed != 0 ? seed : std::random_device{}();
+  // splitmix64's finalizer: every seed bit moves every output bit.
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return jitter_rng{static_cast<jitter_rng::result_type>(
+    z % jitter_rng::modulus)};
+}
+
+std::chrono::milliseconds full_jitter_delay(std::chrono::milliseconds base,
+                                            std::chrono::milliseconds cap,
+                                            int64_t failures,
+                                            jitter_rng& rng) {
+  if (failures <= 0)
+    return std::chrono::milliseconds{0};
+  auto ceiling = base.count();
+  // Stop doubling at the cap: 2^failures overflows long before it matters.
+  for (int64_t i = 1; i < failures && ceiling < cap.count(); ++i)
+    ceiling *= 2;
+  ceiling = std::min(ceiling, cap.count());
+  std::uniform_int_distribution<int64_t> pick(0, std::max<int64_t>(ceiling, 0));
+  return std::chrono::milliseconds{pick(rng)};
+}
+
+backoff_actor::behavior_type
+backoff(backoff_actor::stateful_pointer<backoff_state> self,
+        backoff_config cfg) {
+  if (auto err = validate(cfg)) {
+    log_error(component, render(err));
+    self->quit(std::move(err));
+    return backoff_actor::behavior_type::make_empty_behavior();
+  }
+  if (!cfg.clock)
+    cfg.clock = make_system_clock();
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.rng = make_jitter_rng(st.cfg.seed);
+  return {
+    [self](permit_atom, const std::string& stream) {
+      return permit(self->state, stream);
+    },
+    [self](report_atom, const link_report& x) {
+      if (x.ok)
+        succeed(self, x);
+      else
+        fail(self, x);
+    },
+    [self](link_atom) {
+      auto& st = self->state;
+      link_status out;
+      out.state = link_state(st, st.cfg.clock->now_ms());
+      out.consecutive_failures = st.consecutive_failures;
+      out.next_attempt_ms = st.next_attempt_ms;
+      out.last_error = st.last_error;
+      return out;
+    },
+    [self](stats_atom) {
+      auto& st = self->state;
+      auto now = st.cfg.clock->now_ms();
+      actor_stats out;
+      out.name = backoff_state::name;
+      out.state = link_state(st, now);
+      if (!online(st))
+        out.state += ": " + st.last_error;
+      out.counters = {
+        {"consecutive_failures", st.consecutive_failures},
+        {"failures_total", st.failures_total},
+        {"probes", st.probes},
+        {"went_offline", st.went_offline},
+        {"went_online", st.went_online},
+        {"permits_granted", st.permits_granted},
+        {"permits_delayed", st.permits_delayed},
+        {"next_attempt_in_ms", std::max<int64_t>(st.next_attempt_ms - now, 0)},
+      };
+      return out;
+    },
+  };
+}
+
+} // namespace fleetd

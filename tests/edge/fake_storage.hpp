@@ -1,0 +1,41 @@
+#pragma once
+
+// A storage_actor behavior for tests of actors that talk to storage: the
+// caller gives the four handlers its test is about (storing samples, events,
+// debug, stats); every other request gets an empty, successful answer.
+
+#include <caf/typed_event_based_actor.hpp>
+
+#include "messages/interfaces.hpp"
+
+namespace fleetd::test {
+
+template <class Store, class Event, class Debug, class Stats>
+storage_actor::behavior_type fake_storage_behavior(Store store, Event event,
+                                                   Debug debug, Stats stats) {
+  return {
+    std::move(store),
+    std::move(event),
+    std::move(debug),
+    std::move(stats),
+    [](store_atom, const log_lines& xs) {
+      return static_cast<int64_t>(xs.size());
+    },
+    [](fetch_atom, const std::string&, int64_t) { return unbatched_points{}; },
+    [](enqueue_atom, const queued_batch&) { return int64_t{0}; },
+    [](pending_atom, const std::string&, int64_t) { return queued_batches{}; },
+    [](ack_atom, const std::string&, int64_t, int64_t, const metric_samples&) {
+      return int64_t{0};
+    },
+    [](discard_atom, const std::string&, int64_t) { return int64_t{0}; },
+    [](session_atom, const std::string&) { return metric_samples{}; },
+    [](config_atom) { return cloud_settings{}; },
+    [](config_atom, const cloud_settings&) { return true; },
+    [](flush_atom) { return true; },
+    [](capabilities_atom, const capability_report&) {
+      // Tier changes are not what these tests are about.
+    },
+  };
+}
+
+} // namespace fleetd::test

@@ -1,0 +1,696 @@
+// fleetd and fleetd-cloud killed with SIGKILL at random moments during sync,
+// again and again, on the same data directories and port: once everything
+// has drained, the cloud holds every record the device ever committed,
+// exactly once, and each (device, stream, epoch) holds batches 1..N.
+//
+// "Committed" is what a reader of the device's SQLite file sees: the file is
+// read (read-only; WAL lets a reader run beside the writer) right after each
+// SIGKILL of the device, before it restarts, and once more at the end; the
+// union of every record seen is what the cloud must hold. Samples the device
+// had only in memory when it died are allowed to be lost.
+//
+// A seed fixes the plan (which side dies, at which progress point, after
+// which delay), not the exact interleaving of the processes. Rerun a failing
+// plan with FLEETD_KILL_SEED=<the printed seed>; FLEETD_KEEP_TEMP=1 keeps the
+// data directories and logs.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <thread>
+
+#include <sqlite3.h>
+
+#include "support.hpp"
+
+using namespace fleetd;
+using namespace fleetd::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int kills_per_side = 40; // 80 SIGKILLs in all
+constexpr const char* device_id = "kill-dev";
+// 100 series every 20 ms in batches of 25: about 200 batches a second, about
+// what one device and cloud manage here, so sync is busy nearly all the time.
+constexpr int64_t load_series = 100;
+constexpr int64_t final_load_rounds = 5;
+
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point t0) {
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+// -- reading the SQLite files ------------------------------------------------
+
+/// Runs `sql` on a database opened read-only and calls `row` for each result
+/// row; false when the file cannot be opened or the query fails.
+bool each_row(const std::string& path, const std::string& sql,
+              const std::function<void(sqlite3_stmt*)>& row) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr)
+      != SQLITE_OK) {
+    sqlite3_close(db);
+    return false;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  sqlite3_stmt* st = nullptr;
+  bool ok = sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK;
+  if (ok) {
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+      row(st);
+    ok = rc == SQLITE_DONE;
+  }
+  if (!ok)
+    fprintf(stderr, "sync_kill_test: %s: %s: %s\n", path.c_str(), sql.c_str(),
+            sqlite3_errmsg(db));
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return ok;
+}
+
+std::string text_col(sqlite3_stmt* st, int i) {
+  auto p = sqlite3_column_blob(st, i);
+  auto n = sqlite3_column_bytes(st, i);
+  return p ? std::string(static_cast<const char*>(p), static_cast<size_t>(n))
+           : std::string{};
+}
+
+/// Encoded labels (key NUL value NUL ...) as `k="v",...`, escaped so that
+/// the rendering stays one to one, like the encoding.
+std::string render_labels(const std::string& blob) {
+  auto escape = [](const std::string& x) {
+    std::string out;
+    for (char c : x) {
+      if (c == '\\' || c == '"' || c == ',' || c == '=')
+        out += '\\';
+      out += c;
+    }
+    return out;
+  };
+  std::string out;
+  size_t pos = 0;
+  bool key = true;
+  while (pos < blob.size()) {
+    auto end = blob.find('\0', pos);
+    if (end == std::string::npos)
+      end = blob.size();
+    auto part = escape(blob.substr(pos, end - pos));
+    if (key)
+      out += (out.empty() ? "" : ",") + part + "=";
+    else
+      out += "\"" + part + "\"";
+    key = !key;
+    pos = end + 1;
+  }
+  return out;
+}
+
+/// A double rendered exactly: its decimal form for reading, its bits to compare.
+std::string exact(double x) {
+  uint64_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  char buf[64];
+  snprintf(buf, sizeof(buf), "%.17g/%016llx", x,
+           static_cast<unsigned long long>(bits));
+  return buf;
+}
+
+/// Single integer (first column of the first row); `fallback` when none.
+int64_t scalar(const std::string& path, const std::string& sql,
+               int64_t fallback = -1) {
+  int64_t out = fallback;
+  bool first = true;
+  each_row(path, sql, [&](sqlite3_stmt* st) {
+    if (first && sqlite3_column_type(st, 0) != SQLITE_NULL)
+      out = sqlite3_column_int64(st, 0);
+    first = false;
+  });
+  return out;
+}
+
+// -- streams -------------------------------------------------------------------
+
+/// One record of a stream: `key` identifies it (it must be unique in the
+/// stream), `value` is what must arrive unchanged; `id` orders the device's
+/// rows so they can be read incrementally.
+struct record {
+  int64_t id = 0;
+  std::string key;
+  std::string value;
+};
+
+/// How to read one synced stream on both sides. Adding a stream (logs,
+/// events) to this test is adding one of these to streams().
+struct stream_spec {
+  std::string name;
+  /// The device table holding the stream's rows (id = the batching cursor).
+  std::string device_table;
+  /// The device's records with id > `after`, in id order.
+  std::function<std::vector<record>(const std::string& device_db,
+                                    int64_t after)>
+    device_records;
+  /// Every record the cloud holds for a device (ids unused).
+  std::function<std::vector<record>(const std::string& cloud_db,
+                                    const std::string& device)>
+    cloud_records;
+};
+
+std::string metric_key(const std::string& name, const std::string& labels,
+                       int64_t ts) {
+  return name + "{" + render_labels(labels) + "}@" + std::to_string(ts);
+}
+
+stream_spec metrics_spec() {
+  stream_spec s;
+  s.name = "metrics";
+  s.device_table = "metrics";
+  s.device_records = [](const std::string& db, int64_t after) {
+    std::vector<record> out;
+    each_row(db,
+             "SELECT m.id, s.name, s.labels, m.ts, m.value FROM metrics m "
+             "JOIN series s ON s.id = m.series_id WHERE m.id > "
+               + std::to_string(after) + " ORDER BY m.id",
+             [&](sqlite3_stmt* st) {
+               out.push_back({sqlite3_column_int64(st, 0),
+                              metric_key(text_col(st, 1), text_col(st, 2),
+                                         sqlite3_column_int64(st, 3)),
+                              exact(sqlite3_column_double(st, 4))});
+             });
+    return out;
+  };
+  s.cloud_records = [](const std::string& db, const std::string& device) {
+    std::vector<record> out;
+    each_row(db,
+             "SELECT s.name, s.labels, p.ts, p.value FROM points p "
+             "JOIN series s ON s.id = p.series_id WHERE p.device_id = '"
+               + device + "'",
+             [&](sqlite3_stmt* st) {
+               out.push_back({0,
+                              metric_key(text_col(st, 0), text_col(st, 1),
+                                         sqlite3_column_int64(st, 2)),
+                              exact(sqlite3_column_double(st, 3))});
+             });
+    return out;
+  };
+  return s;
+}
+
+std::vector<stream_spec> streams() {
+  return {metrics_spec()};
+}
+
+/// The union of every record of one stream ever seen in the device's file.
+struct ledger {
+  stream_spec spec;
+  int64_t max_id = 0;
+  /// key -> (device row id, value)
+  std::map<std::string, std::pair<int64_t, std::string>> committed;
+  /// Keys seen on two rows or with two values: the device rewrote a record,
+  /// or two records share a key (then the key is not a key, and a duplicate
+  /// in the cloud could not be told from two records).
+  std::vector<std::string> conflicts;
+
+  /// Adds what the file holds now; `full` re-reads every row, not only the
+  /// ones after the highest id seen so far.
+  void observe(const std::string& device_db, bool full) {
+    for (auto& r : spec.device_records(device_db, full ? 0 : max_id)) {
+      max_id = std::max(max_id, r.id);
+      auto [i, added] = committed.emplace(r.key, std::make_pair(r.id, r.value));
+      if (!added && i->second != std::make_pair(r.id, r.value))
+        conflicts.push_back(r.key + ": row " + std::to_string(i->second.first)
+                            + " = " + i->second.second + ", row "
+                            + std::to_string(r.id) + " = " + r.value);
+    }
+  }
+};
+
+/// What the record-by-record comparison of one stream found.
+struct stream_result {
+  size_t committed = 0;
+  size_t cloud_rows = 0;
+  size_t cloud_distinct = 0;
+  std::vector<std::string> duplicated; // in the cloud more than once
+  std::vector<std::string> lost;       // committed, not in the cloud
+  std::vector<std::string> changed;    // in the cloud with another value
+  std::vector<std::string> unknown;    // in the cloud, never seen on device
+};
+
+stream_result compare(const ledger& l, const std::string& cloud_db) {
+  stream_result out;
+  out.committed = l.committed.size();
+  std::map<std::string, std::vector<std::string>> cloud; // key -> values
+  for (auto& r : l.spec.cloud_records(cloud_db, device_id)) {
+    ++out.cloud_rows;
+    cloud[r.key].push_back(r.value);
+  }
+  out.cloud_distinct = cloud.size();
+  for (auto& [key, values] : cloud) {
+    if (values.size() > 1)
+      out.duplicated.push_back(key + " x" + std::to_string(values.size()));
+    if (l.committed.count(key) == 0)
+      out.unknown.push_back(key + " = " + values.front());
+  }
+  for (auto& [key, row] : l.committed) {
+    auto& value = row.second;
+    auto i = cloud.find(key);
+    if (i == cloud.end())
+      out.lost.push_back(key + " = " + value);
+    else if (std::find(i->second.begin(), i->second.end(), value)
+             == i->second.end())
+      out.changed.push_back(key + ": device " + value + ", cloud "
+                            + i->second.front());
+  }
+  return out;
+}
+
+std::string first_few(const std::vector<std::string>& xs, size_t n = 5) {
+  std::string out;
+  for (size_t i = 0; i < xs.size() && i < n; ++i)
+    out += "\n  " + xs[i];
+  if (xs.size() > n)
+    out += "\n  ... " + std::to_string(xs.size() - n) + " more";
+  return out;
+}
+
+// -- the two processes -----------------------------------------------------
+
+/// The last `n` bytes of a log, for failure messages.
+std::string tail_of(const std::string& path, size_t n = 3000) {
+  auto text = read_file(path);
+  return text.size() > n ? "..." + text.substr(text.size() - n) : text;
+}
+
+struct rig {
+  temp_dir tmp;
+  std::string cloud_dir = tmp.path() + "/cloud";
+  std::string dev_dir = tmp.path() + "/device";
+  std::string cloud_db = cloud_dir + "/cloud.db";
+  std::string dev_db = dev_dir + "/fleetd.db";
+  std::string cloud_log = tmp.path() + "/cloud.log";
+  std::string dev_log = tmp.path() + "/device.log";
+  int ingest_port = 0; // 0 until the first start picked one
+  std::unique_ptr<process> cloud;
+  std::unique_ptr<process> device;
+
+  /// Starts fleetd-cloud on the data dir and port of the last run; returns
+  /// once its ingest endpoint listens (it writes ingest.port after binding).
+  void start_cloud() {
+    auto port_file = cloud_dir + "/ingest.port";
+    std::remove(port_file.c_str());
+    cloud = std::make_unique<process>(
+      program("fleetd-cloud"),
+      std::vector<std::string>{"--node.data-dir=" + cloud_dir,
+                               "--ingest.port=" + std::to_string(ingest_port),
+                               "--console.port=0", "--log.level=debug"},
+      cloud_log);
+    INFO("cloud log: ", tail_of(cloud_log));
+    REQUIRE(eventually(
+      [&] { return exists(port_file) || !cloud->running(); }, 20s));
+    REQUIRE(cloud->running());
+    auto port = std::stoi(read_file(port_file));
+    if (ingest_port == 0)
+      ingest_port = port;
+    REQUIRE(port == ingest_port);
+  }
+
+  /// Starts fleetd on its data dir; `load_rounds` 0: load until killed.
+  /// Returns once its console listens, i.e. it runs with its signals handled.
+  void start_device(int64_t load_rounds) {
+    auto port_file = dev_dir + "/console.port";
+    std::remove(port_file.c_str());
+    device = std::make_unique<process>(
+      program("fleetd"),
+      std::vector<std::string>{
+        "--node.data-dir=" + dev_dir, std::string("--device.id=") + device_id,
+        "--cloud.port=" + std::to_string(ingest_port), "--console.port=0",
+        "--log.level=debug", "--tier.pin=1", "--cloud.timeout=1s",
+        // One round of system metrics per start; the load is the stream.
+        "--collector.interval=1h", "--collector.rounds=1",
+        "--load.series=" + std::to_string(load_series),
+        "--load.interval=20ms", "--load.rounds=" + std::to_string(load_rounds),
+        "--sync.interval=20ms", "--sync.batch-size=25",
+        "--sync.backoff-base=10ms", "--sync.backoff-cap=200ms"},
+      dev_log);
+    INFO("device log: ", tail_of(dev_log));
+    REQUIRE(eventually(
+      [&] { return exists(port_file) || !device->running(); }, 20s));
+    REQUIRE(device->running());
+  }
+
+  /// The highest sequence the cloud acked, summed over the device's streams.
+  int64_t cloud_acked() {
+    return scalar(cloud_db,
+                  std::string("SELECT coalesce(sum(last_sequence), 0) FROM "
+                              "streams WHERE device_id = '")
+                    + device_id + "'",
+                  0);
+  }
+
+  /// Batches the device has cut (persisted in sync_queue) over all streams.
+  int64_t device_cut() {
+    return scalar(dev_db,
+                  "SELECT coalesce(sum(next_sequence - 1), 0) FROM "
+                  "stream_state",
+                  0);
+  }
+
+  /// Rows of a stream the device has not put in a batch yet.
+  int64_t unbatched(const stream_spec& spec) {
+    return scalar(dev_db, "SELECT count(*) FROM " + spec.device_table
+                            + " WHERE id > coalesce((SELECT batched_upto FROM "
+                              "stream_state WHERE stream = '"
+                            + spec.name + "'), 0)");
+  }
+
+  /// Batches the device has seen acked, over all streams.
+  int64_t device_acked() {
+    return scalar(dev_db,
+                  "SELECT coalesce(sum(acked_sequence), 0) FROM stream_state",
+                  0);
+  }
+};
+
+/// The exit status of `p` within `timeout`; -1 while it still runs.
+int exit_status(process& p, std::chrono::milliseconds timeout) {
+  auto st = p.wait(timeout);
+  return st ? *st : -1;
+}
+
+/// Polls `value` (tightly: a kill should follow the event closely) until it
+/// reaches `target`; false when the deadline passes or `alive` turns false.
+bool reaches(const std::function<int64_t()>& value, int64_t target,
+             const std::function<bool()>& alive,
+             std::chrono::milliseconds deadline = 20s) {
+  auto end = clock_type::now() + deadline;
+  while (clock_type::now() < end) {
+    if (value() >= target)
+      return true;
+    if (!alive())
+      return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return false;
+}
+
+std::string state_of(const node_status& st, const std::string& actor) {
+  for (auto& a : st.actors)
+    if (a.name == actor)
+      return a.state;
+  return "";
+}
+
+/// The value of `"name":N` in the first JSON object naming `stream`; -1 when
+/// absent. Enough for fleetctl devices --json, one object per stream.
+int64_t json_field(const std::string& json, const std::string& stream,
+                   const std::string& name) {
+  auto at = json.find("\"stream\":\"" + stream + "\"");
+  if (at == std::string::npos)
+    return -1;
+  auto begin = json.rfind('{', at);
+  auto end = json.find('}', at);
+  auto obj = json.substr(begin, end - begin);
+  auto k = obj.find("\"" + name + "\":");
+  if (k == std::string::npos)
+    return -1;
+  return std::atoll(obj.c_str() + k + name.size() + 3);
+}
+
+} // namespace
+
+TEST_CASE("SIGKILL of either side at random moments during sync loses and "
+          "duplicates no record") {
+  auto t0 = clock_type::now();
+  uint32_t seed = std::random_device{}();
+  if (auto env = std::getenv("FLEETD_KILL_SEED"))
+    seed = static_cast<uint32_t>(std::strtoul(env, nullptr, 10));
+  rig r;
+  MESSAGE("seed ", seed, " (rerun with FLEETD_KILL_SEED=", seed,
+          "), temp dir ", r.tmp.path());
+  std::mt19937 rng(seed);
+  auto pick = [&](int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+  };
+  std::vector<ledger> ledgers;
+  for (auto& s : streams()) {
+    ledgers.emplace_back();
+    ledgers.back().spec = s;
+  }
+  auto observe_device = [&](bool full) {
+    for (auto& l : ledgers)
+      l.observe(r.dev_db, full);
+  };
+
+  r.start_cloud();
+  r.start_device(0);
+  auto both_up = [&] { return r.cloud->running() && r.device->running(); };
+  // Sync works before the first kill.
+  REQUIRE(reaches([&] { return r.cloud_acked(); }, 3, both_up));
+
+  // Which side dies at each of the kills: balanced, in random order.
+  std::vector<bool> kill_device(2 * kills_per_side, false);
+  std::fill(kill_device.begin(), kill_device.begin() + kills_per_side, true);
+  std::shuffle(kill_device.begin(), kill_device.end(), rng);
+
+  int device_kills = 0;
+  int cloud_kills = 0;
+  int device_kills_in_flight = 0; // a cut batch not yet acked when it died
+  int device_kills_ack_lost = 0;   // ... which the cloud had stored
+  int cloud_kills_in_flight = 0;  // a cut batch not yet stored when it died
+  std::string log;
+  for (size_t i = 0; i < kill_device.size(); ++i) {
+    CAPTURE(i);
+    bool dev = kill_device[i];
+    // The moment: a random point of sync progress (batches stored by the
+    // cloud, acked to the device, or cut by the device), then either a
+    // random 0-30 ms more, so the kill lands anywhere in the fetch / cut /
+    // send / store / ack cycle, or ("in-flight") the first moment the
+    // victim has a batch cut but not yet stored (cloud) or acked (device).
+    int how = static_cast<int>(pick(0, 3));
+    int64_t steps = pick(1, 8);
+    std::function<int64_t()> progress;
+    std::string what;
+    switch (how) {
+      case 1:
+        progress = [&] { return r.device_acked(); };
+        what = "device-acked";
+        break;
+      case 2:
+        progress = [&] { return r.device_cut(); };
+        what = "device-cut";
+        break;
+      default:
+        progress = [&] { return r.cloud_acked(); };
+        what = "cloud-acked";
+        break;
+    }
+    auto target = progress() + steps;
+    INFO("waiting for ", what, " to reach ", target);
+    REQUIRE(reaches(progress, target, both_up));
+    int64_t jitter = 0;
+    if (how == 3) {
+      what = "in-flight";
+      auto unconfirmed = [&] {
+        return r.device_cut() - (dev ? r.device_acked() : r.cloud_acked());
+      };
+      REQUIRE(reaches(unconfirmed, 1, both_up));
+    } else {
+      jitter = pick(0, 30);
+      if (jitter > 0)
+        std::this_thread::sleep_for(std::chrono::milliseconds(jitter));
+    }
+    auto& victim = dev ? r.device : r.cloud;
+    victim->signal(SIGKILL);
+    REQUIRE(exit_status(*victim, 5s) == 128 + SIGKILL);
+    log += std::string(dev ? "D" : "C") + "(" + what + "+"
+           + std::to_string(steps) + ",+" + std::to_string(jitter) + "ms) ";
+    if (dev) {
+      ++device_kills;
+      // What was committed when it died: the WAL holds every commit.
+      observe_device(false);
+      if (r.device_cut() > r.device_acked()) {
+        ++device_kills_in_flight;
+        // The cloud has it already: the restarted device must resend it
+        // and the cloud must recognise it.
+        if (r.cloud_acked() >= r.device_cut())
+          ++device_kills_ack_lost;
+      }
+      r.start_device(0);
+    } else {
+      ++cloud_kills;
+      if (r.device_cut() > r.cloud_acked())
+        ++cloud_kills_in_flight;
+      r.start_cloud();
+    }
+  }
+  MESSAGE("kills: ", log);
+
+  // Stop the endless load (SIGTERM: a clean stop in the middle of sync),
+  // then a last run with a few load rounds that must all drain.
+  r.device->signal(SIGTERM);
+  REQUIRE(exit_status(*r.device, 15s) == 0);
+  observe_device(false);
+  r.start_device(final_load_rounds);
+  auto console =
+    static_cast<uint16_t>(std::stoi(read_file(r.dev_dir + "/console.port")));
+  bool drained = eventually(
+    [&] {
+      auto st = console_status(console);
+      if (!st || state_of(*st, "system_collector") != "done"
+          || state_of(*st, "load_generator") != "done")
+        return false;
+      // Read after the generators were done: nothing left to batch, every
+      // cut batch acked and gone from the queue.
+      for (auto& l : ledgers)
+        if (r.unbatched(l.spec) != 0)
+          return false;
+      return r.device_cut() == r.device_acked()
+             && scalar(r.dev_db, "SELECT count(*) FROM sync_queue") == 0;
+    },
+    30s);
+  {
+    INFO("device log: ", tail_of(r.dev_log));
+    INFO("cloud log: ", tail_of(r.cloud_log));
+    REQUIRE(drained);
+  }
+
+  // The cloud's own view: no gaps in any stream of the device.
+  auto cloud_console =
+    static_cast<uint16_t>(std::stoi(read_file(r.cloud_dir + "/console.port")));
+  auto ctl = run_to_end(program("fleetctl"),
+                        {"--node", "127.0.0.1:" + std::to_string(cloud_console),
+                         "devices", "--json"},
+                        30s);
+  int64_t cloud_duplicates = 0;
+  {
+    INFO("fleetctl devices: ", ctl.second);
+    REQUIRE(ctl.first == 0);
+    for (auto& l : ledgers) {
+      CAPTURE(l.spec.name);
+      CHECK(json_field(ctl.second, l.spec.name, "gaps") == 0);
+      cloud_duplicates += json_field(ctl.second, l.spec.name, "duplicates");
+    }
+  }
+
+  r.device->signal(SIGTERM);
+  REQUIRE(exit_status(*r.device, 15s) == 0);
+  r.cloud->signal(SIGTERM);
+  REQUIRE(exit_status(*r.cloud, 15s) == 0);
+  observe_device(true);
+
+  CHECK(scalar(r.dev_db, "SELECT count(*) FROM sync_queue") == 0);
+  CHECK(query(r.dev_db, "PRAGMA integrity_check")
+        == std::vector<std::string>{"ok"});
+  CHECK(query(r.cloud_db, "PRAGMA integrity_check")
+        == std::vector<std::string>{"ok"});
+
+  // Record by record, stream by stream.
+  size_t checked = 0;
+  for (auto& l : ledgers) {
+    CAPTURE(l.spec.name);
+    {
+      INFO("device records with conflicting values:", first_few(l.conflicts));
+      CHECK(l.conflicts.empty());
+    }
+    auto res = compare(l, r.cloud_db);
+    checked += res.committed;
+    MESSAGE(l.spec.name, ": ", res.committed, " committed records, cloud ",
+            res.cloud_rows, " rows (", res.cloud_distinct, " distinct)");
+    CHECK(res.committed > 0);
+    {
+      INFO("duplicated in the cloud:", first_few(res.duplicated));
+      CHECK(res.duplicated.empty());
+      CHECK(res.cloud_rows == res.cloud_distinct);
+    }
+    {
+      INFO("committed on the device, missing in the cloud:",
+           first_few(res.lost));
+      CHECK(res.lost.empty());
+    }
+    {
+      INFO("in the cloud with another value:", first_few(res.changed));
+      CHECK(res.changed.empty());
+    }
+    {
+      // Every point the cloud has was once a committed row of the device.
+      INFO("in the cloud, never seen on the device:", first_few(res.unknown));
+      CHECK(res.unknown.empty());
+    }
+  }
+
+  // Batch sequences, for every stream either side knows (also one this
+  // test has no record comparison for yet): the cloud holds 1..N of the
+  // device's epoch, N = the batches the device cut, and no other epoch (the
+  // device's store was never moved aside and started afresh).
+  auto epoch = query(r.dev_db, "SELECT value FROM meta WHERE key = 'epoch'");
+  REQUIRE(epoch.size() == 1);
+  std::map<std::string, int64_t> cut; // stream -> last sequence cut
+  each_row(r.dev_db, "SELECT stream, next_sequence - 1 FROM stream_state",
+           [&](sqlite3_stmt* st) {
+             cut[text_col(st, 0)] = sqlite3_column_int64(st, 1);
+           });
+  std::map<std::string, std::map<std::string, std::vector<int64_t>>> seqs;
+  each_row(r.cloud_db,
+           std::string("SELECT stream, epoch, sequence FROM batches WHERE "
+                       "device_id = '")
+             + device_id + "' ORDER BY stream, epoch, sequence",
+           [&](sqlite3_stmt* st) {
+             seqs[text_col(st, 0)][text_col(st, 1)].push_back(
+               sqlite3_column_int64(st, 2));
+           });
+  for (auto& kv : seqs)
+    cut.emplace(kv.first, 0); // a stream only the cloud knows: cut nothing
+  int64_t batches = 0;
+  std::string stream_names;
+  for (auto& [stream, n] : cut) {
+    CAPTURE(stream);
+    stream_names += " " + stream;
+    auto& by_epoch = seqs[stream];
+    for (auto& kv : by_epoch) {
+      INFO("epoch ", kv.first, " of the device's ", epoch.front());
+      CHECK(kv.first == epoch.front());
+    }
+    auto& xs = by_epoch[epoch.front()];
+    batches += static_cast<int64_t>(xs.size());
+    // xs is sorted: 1..n exactly when each is there once and nothing else.
+    std::vector<std::string> wrong;
+    int64_t expected = 1;
+    for (auto x : xs) {
+      for (; expected < x && expected <= n; ++expected)
+        wrong.push_back(std::to_string(expected) + " missing");
+      if (x < expected)
+        wrong.push_back(std::to_string(x) + " stored twice");
+      else if (x > n)
+        wrong.push_back(std::to_string(x) + " beyond the " + std::to_string(n)
+                        + " the device cut");
+      else
+        ++expected;
+    }
+    for (; expected <= n; ++expected)
+      wrong.push_back(std::to_string(expected) + " missing");
+    INFO("batch sequences:", first_few(wrong));
+    CHECK(static_cast<int64_t>(xs.size()) == n);
+    CHECK(wrong.empty());
+  }
+  MESSAGE("streams with batches:", stream_names, "; records compared for ",
+          ledgers.size());
+
+  MESSAGE("summary: ", device_kills, " device kills (", device_kills_in_flight,
+          " with a batch unacked, ", device_kills_ack_lost,
+          " of them stored by the cloud), ", cloud_kills, " cloud kills (",
+          cloud_kills_in_flight, " with a batch not yet stored), ", checked,
+          " records checked in ", batches, " batches, ", cloud_duplicates,
+          " duplicate deliveries absorbed by the cloud, ",
+          seconds_since(t0), " s");
+  CHECK(device_kills + cloud_kills >= 30);
+}
