@@ -243,14 +243,10 @@ caf::expected<codec_context*> cloud_store::session(const std::string& device,
     return st.error();
   st->bind(1, device).bind(2, epoch);
   codec_context ctx;
-  for (;;) {
-    auto row = st->step();
-    if (!row)
-      return row.error();
-    if (!*row)
-      break;
-    ctx.add(series_key{st->column_text(0), decode_labels(st->column_blob(1))});
-  }
+  if (auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {
+        ctx.add(series_key{r.column_text(0), decode_labels(r.column_blob(1))});
+      }))
+    return err;
   return &sessions_.emplace(key, std::move(ctx)).first->second;
 }
 
@@ -410,15 +406,12 @@ caf::expected<log_lines> cloud_store::logs(const std::string& device) {
     return st.error();
   st->bind(1, device);
   log_lines out;
-  for (;;) {
-    auto row = st->step();
-    if (!row)
-      return row.error();
-    if (!*row)
-      return out;
-    out.push_back(log_line{decode_labels(st->column_blob(0)),
-                           st->column_int(1), st->column_text(2)});
-  }
+  if (auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {
+        out.push_back(log_line{decode_labels(r.column_blob(0)),
+                               r.column_int(1), r.column_text(2)});
+      }))
+    return err;
+  return out;
 }
 
 caf::expected<event_records> cloud_store::events(const std::string& device) {
@@ -428,19 +421,16 @@ caf::expected<event_records> cloud_store::events(const std::string& device) {
     return st.error();
   st->bind(1, device);
   event_records out;
-  for (;;) {
-    auto row = st->step();
-    if (!row)
-      return row.error();
-    if (!*row)
-      return out;
-    event_record e;
-    e.timestamp_ms = st->column_int(0);
-    e.kind = st->column_text(1);
-    e.message = st->column_text(2);
-    e.attributes = decode_labels(st->column_blob(3));
-    out.push_back(std::move(e));
-  }
+  if (auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {
+        event_record e;
+        e.timestamp_ms = r.column_int(0);
+        e.kind = r.column_text(1);
+        e.message = r.column_text(2);
+        e.attributes = decode_labels(r.column_blob(3));
+        out.push_back(std::move(e));
+      }))
+    return err;
+  return out;
 }
 
 caf::expected<device_infos> cloud_store::devices() {

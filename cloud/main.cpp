@@ -73,7 +73,7 @@ int run(int argc, char** argv) {
   auto& dir = opt.common.data_dir;
   if (auto err = ensure_directory(dir))
     return die(err);
-  auto clk = make_system_clock();
+  auto clk = make_scaled_clock(opt.common.clock_speed);
   auto store = cloud_store::open(dir + "/cloud.db", clk);
   if (!store)
     return die(store.error());

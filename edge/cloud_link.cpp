@@ -36,6 +36,18 @@ cloud_link(cloud_link_actor::stateful_pointer<cloud_link_state> self,
       st.bytes_sent += static_cast<int64_t>(body.size());
       st.bytes_received += static_cast<int64_t>(res->body.size());
       auto ack = decode_response(res->body);
+      bool refusal = res->status == 400 || res->status == 409
+                     || res->status == 413 || res->status == 415;
+      if (refusal && (!ack || ack->error_code.empty())) {
+        // Refused before the ingest actor saw it (e.g. the server's body
+        // limit): still a refusal of this batch, not a link failure.
+        sync_ack nack;
+        nack.status = res->status;
+        nack.error_code = "http_" + std::to_string(res->status);
+        nack.error_message = res->body.substr(0, 200);
+        st.last_error.clear();
+        return nack;
+      }
       if (!ack || (res->status != 200 && ack->error_code.empty()))
         return fail(make_error(ec::remote_error,
                                "HTTP " + std::to_string(res->status) + " from "

@@ -717,24 +717,20 @@ edge_store::fetch_rows(const std::string& stream, int64_t after, int64_t max,
   if (!st)
     return st.error();
   st->bind(1, after).bind(2, max);
-  for (;;) {
-    auto more = st->step();
-    if (!more)
-      return more.error();
-    if (!*more)
-      break;
-    out.last_id = st->column_int(0);
-    if (logs) {
-      out.logs.push_back(log_line{decode_labels(st->column_blob(2)),
-                                  st->column_int(1), st->column_text(3)});
-    } else {
-      event_record e;
-      e.timestamp_ms = st->column_int(1);
-      e.kind = st->column_text(2);
-      e.message = st->column_text(3);
-      out.events.push_back(std::move(e));
-    }
-  }
+  if (auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {
+        out.last_id = r.column_int(0);
+        if (logs) {
+          out.logs.push_back(log_line{decode_labels(r.column_blob(2)),
+                                      r.column_int(1), r.column_text(3)});
+          return;
+        }
+        event_record e;
+        e.timestamp_ms = r.column_int(1);
+        e.kind = r.column_text(2);
+        e.message = r.column_text(3);
+        out.events.push_back(std::move(e));
+      }))
+    return err;
   return out;
 }
 
@@ -875,17 +871,14 @@ caf::expected<metric_samples> edge_store::session(const std::string& stream) {
     return st.error();
   st->bind(1, stream);
   metric_samples out;
-  for (;;) {
-    auto row = st->step();
-    if (!row)
-      return row.error();
-    if (!*row)
-      return out;
-    metric_sample x;
-    x.name = st->column_text(0);
-    x.labels = decode_labels(st->column_blob(1));
-    out.push_back(std::move(x));
-  }
+  if (auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {
+        metric_sample x;
+        x.name = r.column_text(0);
+        x.labels = decode_labels(r.column_blob(1));
+        out.push_back(std::move(x));
+      }))
+    return err;
+  return out;
 }
 
 caf::expected<int64_t> edge_store::discard(const std::string& stream,

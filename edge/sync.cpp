@@ -279,13 +279,23 @@ void cut(self_ptr self, bool after_ack) {
     .then(
       [self, after_ack](unbatched_points& up) {
         auto& st = self->state;
-        if (up.size() == 0) {
+        auto now = st.cfg.clock->now_ms();
+        auto since_cut = std::chrono::milliseconds(now - st.last_cut_ms);
+        bool full = static_cast<int64_t>(up.size()) >= st.cfg.batch_size;
+        if (up.size() == 0 || (!full && !st.force_cut
+                               && since_cut < st.cfg.interval)) {
           // Tells the backoff actor this stream is drained (events first).
           if (after_ack)
-            report(self, true, 0, false);
-          finish_round(self, st.cfg.interval);
+            report(self, true, 0, !full && up.size() > 0);
+          // Batches are cut by size, or by interval for what trickles in.
+          finish_round(self, up.size() == 0 ? st.cfg.interval
+                                            : st.cfg.interval - since_cut);
           return;
         }
+        // A forced round ends with the cut that takes the rest.
+        if (!full)
+          st.force_cut = false;
+        st.last_cut_ms = now;
         encode_settings es;
         es.device_id = st.cfg.device_id;
         es.sequence = up.next_sequence;
@@ -356,6 +366,8 @@ sync_actor::behavior_type sync(sync_actor::stateful_pointer<sync_state> self,
   self->send(self, tick_atom::value, ++self->state.generation);
   return {
     [self](tick_atom) {
+      // Asked from outside: send what there is now, full batch or not.
+      self->state.force_cut = true;
       if (!self->state.busy)
         round(self);
     },

@@ -41,6 +41,10 @@ struct sync_state {
   bool busy = false;
   /// Identifies the one timer that may start the next round.
   int64_t generation = 0;
+  /// Clock time of the last cut; a partial batch waits for the interval.
+  int64_t last_cut_ms = 0;
+  /// The next cut takes what there is (an outside tick asked for it).
+  bool force_cut = false;
   /// Refusals of the batch at the head of the queue.
   int64_t head_sequence = 0;
   int64_t head_rejections = 0;
@@ -57,7 +61,9 @@ struct sync_state {
   static inline const char* name = "sync";
 };
 
-/// Moves one stream from storage to the cloud: cut a batch, persist it in
+/// Moves one stream from storage to the cloud: cut a batch (when a full one
+/// is waiting, or what there is once `interval` passed since the last cut),
+/// persist it in
 /// sync_queue, ask the backoff actor, send, delete on ack; on failure resend
 /// the same bytes later. One batch in flight, lowest sequence first, and a
 /// new batch is cut only once the queue of the stream is empty.

@@ -69,6 +69,18 @@ statement& statement::bind_blob(int index, std::string_view bytes) {
   return *this;
 }
 
+caf::error each_row(statement& st,
+                    const std::function<void(statement&)>& row) {
+  for (;;) {
+    auto more = st.step();
+    if (!more)
+      return more.error();
+    if (!*more)
+      return caf::none;
+    row(st);
+  }
+}
+
 caf::expected<bool> statement::step() {
   auto rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW)

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -87,6 +88,10 @@ private:
 
 /// Maps an SQLite result code to the project's error (disk full, corrupt...).
 caf::error to_error(sqlite3* db, int rc, const std::string& what);
+
+/// Steps `st` through every result row, calling `row` for each; the first
+/// step error ends it.
+caf::error each_row(statement& st, const std::function<void(statement&)>& row);
 
 /// Runs `fn` inside BEGIN IMMEDIATE ... COMMIT; rolls back on error.
 template <class F>

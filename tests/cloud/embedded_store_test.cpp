@@ -434,3 +434,326 @@ TEST_CASE("a sequence reused with other content or far ahead is refused") {
   REQUIRE(pts);
   CHECK(pts->size() == 3);
 }
+
+namespace {
+
+/// A columnar metrics batch as ingest hands it over (checksum of the bytes).
+ingest_batch columnar_batch(std::string device, std::string epoch,
+                            int64_t seq, std::string bytes) {
+  ingest_batch b;
+  b.device_id = std::move(device);
+  b.stream = metrics_stream;
+  b.epoch = std::move(epoch);
+  b.sequence = seq;
+  b.checksum = batch_checksum(bytes);
+  b.columnar = std::move(bytes);
+  return b;
+}
+
+/// Samples of the series `names`, one point each; `tag` tells batches apart.
+metric_samples of_series(const std::vector<std::string>& names, double tag) {
+  metric_samples out;
+  for (size_t i = 0; i < names.size(); ++i) {
+    metric_sample s;
+    s.name = names[i];
+    s.labels = {{"host", "h1"}};
+    s.timestamp_ms = clock_start_ms + static_cast<int64_t>(tag) * 1000;
+    s.value = tag * 10 + static_cast<double>(i);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+/// Rows of wire_series for (device, epoch), read through a second
+/// connection: what the store would load after a restart.
+int64_t wire_rows(const std::string& path, const std::string& device,
+                  const std::string& epoch) {
+  auto db = sqlite::database::open(path);
+  REQUIRE(db);
+  auto st = db->prepare("SELECT count(*) FROM wire_series WHERE device_id = "
+                        "?1 AND epoch = ?2");
+  REQUIRE(st);
+  st->bind(1, device).bind(2, epoch);
+  auto row = st->step();
+  REQUIRE(row);
+  REQUIRE(*row);
+  return st->column_int(0);
+}
+
+bool is(const caf::error& err, ec code) {
+  return err.category() == caf::atom("fleetd")
+         && err.code() == static_cast<uint8_t>(code);
+}
+
+} // namespace
+
+TEST_CASE("set_config numbers versions per device; write returns the config "
+          "only while the batch's config_version is older") {
+  store_fixture f;
+  auto st = f.open();
+  CHECK(write_ok(st, batch("dev-a", 1, samples(1, 1))).config.version == 0);
+  cloud_settings x;
+  x.version = 42; // ignored: the store numbers
+  x.batch_size = 100;
+  x.sync_interval_ms = 10'000;
+  x.retention_ms = 3'600'000;
+  x.zstd_level = 3;
+  auto v = st.set_config("dev-a", x);
+  REQUIRE_MESSAGE(v, render(v.error()));
+  CHECK(v->version == 1);
+  CHECK(v->batch_size == 100);
+  v = st.set_config("dev-b", x);
+  REQUIRE(v);
+  CHECK(v->version == 1);
+  x.batch_size = 200;
+  v = st.set_config("dev-a", x);
+  REQUIRE(v);
+  CHECK(v->version == 2);
+  int64_t seq = 2;
+  for (auto [have, want] : std::vector<std::pair<int64_t, int64_t>>{
+         {0, 2}, {1, 2}, {2, 0}, {3, 0}}) {
+    CAPTURE(have);
+    auto b = batch("dev-a", seq++, samples(1, 2));
+    b.config_version = have;
+    auto out = write_ok(st, b);
+    CHECK(out.config.version == want);
+    if (want != 0) {
+      CHECK(out.config.batch_size == 200);
+      CHECK(out.config.sync_interval_ms == 10'000);
+      CHECK(out.config.retention_ms == 3'600'000);
+      CHECK(out.config.zstd_level == 3);
+    }
+  }
+  // A duplicate answers with the config too.
+  auto dup = batch("dev-a", 2, samples(1, 2));
+  dup.config_version = 1;
+  auto out = write_ok(st, dup);
+  CHECK(out.duplicate);
+  CHECK(out.config.version == 2);
+  // Device b has its own version 1.
+  auto b = batch("dev-b", 1, samples(1, 3));
+  b.config_version = 1;
+  CHECK(write_ok(st, b).config.version == 0);
+  // Versions survive a reopen and go on counting.
+  st = f.open();
+  v = st.set_config("dev-a", x);
+  REQUIRE(v);
+  CHECK(v->version == 3);
+}
+
+TEST_CASE("logs and events are stored and read back, in the store and "
+          "through the actor") {
+  store_fixture f;
+  auto store = std::make_shared<cloud_store>(f.open());
+  log_lines lines{
+    {{{"unit", "sshd"}}, 1'700'000'000'000'000'001, "accepted key"},
+    {{{"unit", "kernel"}, {"prio", "4"}}, 1'700'000'000'000'000'002, "oom"},
+    {{}, 3, std::string("nul \0 and \xff", 11)},
+  };
+  event_records events{
+    {clock_start_ms, "lifecycle", "started", {{"version", "1.2.3"}}},
+    {clock_start_ms + 1, "link", "offline", {}},
+  };
+  ingest_batch lb;
+  lb.device_id = "dev-a";
+  lb.stream = logs_stream;
+  lb.sequence = 1;
+  lb.logs = lines;
+  auto out = write_ok(*store, lb);
+  CHECK(out.stored == 3);
+  ingest_batch eb;
+  eb.device_id = "dev-a";
+  eb.stream = events_stream;
+  eb.sequence = 1;
+  eb.events = events;
+  out = write_ok(*store, eb);
+  CHECK(out.stored == 2);
+  // Duplicates store nothing more.
+  CHECK(write_ok(*store, lb).duplicate);
+  CHECK(write_ok(*store, eb).duplicate);
+  auto check_logs = [&](const log_lines& got) {
+    REQUIRE(got.size() == lines.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      CAPTURE(i);
+      CHECK(got[i].labels == lines[i].labels);
+      CHECK(got[i].timestamp_ns == lines[i].timestamp_ns);
+      CHECK(got[i].line == lines[i].line);
+    }
+  };
+  auto check_events = [&](const event_records& got) {
+    REQUIRE(got.size() == events.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      CAPTURE(i);
+      CHECK(got[i].timestamp_ms == events[i].timestamp_ms);
+      CHECK(got[i].kind == events[i].kind);
+      CHECK(got[i].message == events[i].message);
+      CHECK(got[i].attributes == events[i].attributes);
+    }
+  };
+  auto ls = store->logs("dev-a");
+  REQUIRE(ls);
+  check_logs(*ls);
+  auto es = store->events("dev-a");
+  REQUIRE(es);
+  check_events(*es);
+  CHECK(points_of(*store, "dev-a").empty());
+  CHECK(store->logs("dev-b")->empty());
+  CHECK(store->events("dev-b")->empty());
+  caf::actor_system_config cfg;
+  register_messages(cfg);
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto act = sys.spawn<caf::detached>(embedded_store, store);
+  self->request(act, 5s, points_atom::value, std::string{"dev-a"}, log_lines{})
+    .receive([&](log_lines& got) { check_logs(got); },
+             [&](caf::error& err) { FAIL_CHECK(render(err)); });
+  self
+    ->request(act, 5s, points_atom::value, std::string{"dev-a"},
+              event_records{})
+    .receive([&](event_records& got) { check_events(got); },
+             [&](caf::error& err) { FAIL_CHECK(render(err)); });
+  self->send_exit(act, caf::exit_reason::user_shutdown);
+  self->wait_for(act);
+}
+
+TEST_CASE("the sequence window: up to 10^6 ahead of the ack is accepted, "
+          "one more is refused") {
+  store_fixture f;
+  auto st = f.open();
+  auto r = st.write(batch("dev-a", 1'000'001, samples(1, 1)));
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), ec::bad_sequence));
+  CHECK(write_ok(st, batch("dev-a", 1'000'000, samples(1, 1))).last_acked
+        == 1'000'000);
+  r = st.write(batch("dev-a", 2'000'001, samples(1, 2)));
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), ec::bad_sequence));
+  CHECK(write_ok(st, batch("dev-a", 2'000'000, samples(1, 2))).last_acked
+        == 2'000'000);
+  // From the past, never seen: a gap filled; the ack does not go back.
+  auto out = write_ok(st, batch("dev-a", 5, samples(1, 3)));
+  CHECK_FALSE(out.duplicate);
+  CHECK(out.last_acked == 2'000'000);
+  CHECK(points_of(st, "dev-a").size() == 3);
+}
+
+TEST_CASE("the series table of a (device, epoch) survives a reopen of the "
+          "store") {
+  store_fixture f;
+  codec_context dev;
+  auto s1 = of_series({"cpu", "mem"}, 1);
+  auto s2 = of_series({"mem", "disk", "net"}, 2);
+  {
+    auto st = f.open();
+    write_ok(st, columnar_batch("dev-a", "e1", 1, encode_columnar(s1, dev)));
+    commit_columnar(dev, s1);
+    write_ok(st, columnar_batch("dev-a", "e1", 2, encode_columnar(s2, dev)));
+    commit_columnar(dev, s2);
+  }
+  REQUIRE(dev.series.size() == 4);
+  CHECK(wire_rows(f.path, "dev-a", "e1") == 4);
+  auto st = f.open();
+  // Batch 3 names no series inline: it decodes only against the old table.
+  auto s3 = of_series({"net", "cpu", "disk", "mem"}, 3);
+  auto b3 = encode_columnar(s3, dev);
+  REQUIRE(*columnar_base(b3) == 4);
+  auto out = write_ok(st, columnar_batch("dev-a", "e1", 3, b3));
+  CHECK(out.stored == 4);
+  check_same_samples(points_of(st, "dev-a"), concat({s1, s2, s3}));
+  // The duplicate of batch 2 is recognised after the reopen too.
+  codec_context at2;
+  commit_columnar(at2, s1);
+  CHECK(write_ok(st, columnar_batch("dev-a", "e1", 2,
+                                    encode_columnar(s2, at2)))
+          .duplicate);
+  // A new epoch of the device store has a table of its own, empty.
+  auto r = st.write(columnar_batch("dev-a", "e2", 1, encode_columnar(s3, dev)));
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), ec::session_out_of_sync));
+  write_ok(st, columnar_batch("dev-a", "e2", 1,
+                              encode_columnar(s3, codec_context{})));
+  CHECK(wire_rows(f.path, "dev-a", "e2") == 4);
+  CHECK(wire_rows(f.path, "dev-a", "e1") == 4);
+}
+
+TEST_CASE("a transaction that fails after decoding leaves the session table "
+          "as the database holds it") {
+  store_fixture f;
+  auto st = f.open();
+  codec_context dev;
+  auto s1 = of_series({"cpu", "mem"}, 1);
+  write_ok(st, columnar_batch("dev-a", "e1", 1, encode_columnar(s1, dev)));
+  commit_columnar(dev, s1);
+  auto s2 = of_series({"mem", "temp"}, 2);
+  auto b2 = encode_columnar(s2, dev);
+  REQUIRE(*columnar_base(b2) == 2);
+  {
+    // Fails the batch record, i.e. after the columnar bytes decoded (and the
+    // in-memory table grew) within the same transaction.
+    auto db = sqlite::database::open(f.path);
+    REQUIRE(db);
+    auto err = db->exec("CREATE TRIGGER refuse BEFORE INSERT ON batches "
+                        "WHEN NEW.sequence = 2 BEGIN "
+                        "SELECT RAISE(ABORT, 'refused by test'); END;");
+    REQUIRE_MESSAGE(!err, render(err));
+  }
+  std::string failing;
+  SUBCASE("a batch that extends the table") {
+    failing = b2;
+  }
+  SUBCASE("a batch that restarts the table (base 0)") {
+    failing = encode_columnar(of_series({"a", "b", "c"}, 2), codec_context{});
+  }
+  auto r = st.write(columnar_batch("dev-a", "e1", 2, failing));
+  REQUIRE_FALSE(r);
+  CHECK(st.stats().counters["failures"] == 1);
+  CHECK(wire_rows(f.path, "dev-a", "e1") == 2);
+  CHECK(points_of(st, "dev-a").size() == 2);
+  {
+    auto db = sqlite::database::open(f.path);
+    REQUIRE(db);
+    REQUIRE_FALSE(db->exec("DROP TRIGGER refuse"));
+  }
+  // The device never got an ack, so it resends batch 2 against its table
+  // of 2; an in-memory table left at 3 would refuse it as out of sync.
+  auto out = write_ok(st, columnar_batch("dev-a", "e1", 2, b2));
+  CHECK(out.stored == 2);
+  commit_columnar(dev, s2);
+  CHECK(wire_rows(f.path, "dev-a", "e1") == 3);
+  auto s3 = of_series({"temp", "cpu"}, 3);
+  auto b3 = encode_columnar(s3, dev);
+  REQUIRE(*columnar_base(b3) == 3);
+  write_ok(st, columnar_batch("dev-a", "e1", 3, b3));
+  check_same_samples(points_of(st, "dev-a"), concat({s1, s2, s3}));
+}
+
+TEST_CASE("columnar bytes the store cannot use are refused without storing "
+          "anything") {
+  store_fixture f;
+  auto st = f.open();
+  codec_context dev;
+  auto s1 = of_series({"cpu", "mem"}, 1);
+  write_ok(st, columnar_batch("dev-a", "e1", 1, encode_columnar(s1, dev)));
+  commit_columnar(dev, s1);
+  auto s2 = of_series({"cpu", "disk"}, 2);
+  auto b2 = encode_columnar(s2, dev);
+  auto r = st.write(columnar_batch("dev-a", "e1", 2, b2 + '\0'));
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), ec::decode_failed));
+  r = st.write(columnar_batch("dev-a", "e1", 2,
+                              encode_columnar(s2, codec_context{}) + '\0'));
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), ec::decode_failed));
+  codec_context ahead = dev;
+  commit_columnar(ahead, of_series({"x"}, 0));
+  r = st.write(columnar_batch("dev-a", "e1", 2, encode_columnar(s2, ahead)));
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), ec::session_out_of_sync));
+  CHECK(wire_rows(f.path, "dev-a", "e1") == 2);
+  auto ds = devices_of(st);
+  REQUIRE(ds.size() == 1);
+  CHECK(ds[0].batches_received == 1);
+  check_same_samples(points_of(st, "dev-a"), s1);
+  write_ok(st, columnar_batch("dev-a", "e1", 2, b2));
+  check_same_samples(points_of(st, "dev-a"), concat({s1, s2}));
+}

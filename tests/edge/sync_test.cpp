@@ -227,6 +227,9 @@ struct sync_fixture {
     spawned.push_back(caf::actor_cast<caf::actor>(hdl));
   }
 
+  /// The cloud endpoint's limits (start_cloud).
+  http_limits limits;
+
   /// Starts the cloud: store, ingest, tap and endpoint on 127.0.0.1:port.
   uint16_t start_cloud(uint16_t port = 0) {
     auto store = cloud_store::open(dir.file("cloud.db"), clock);
@@ -240,7 +243,7 @@ struct sync_fixture {
     keep(real);
     auto front = sys->spawn(tap, real, wire);
     keep(front);
-    endpoint = std::make_unique<ingest_endpoint>(*sys, front, http_limits{});
+    endpoint = std::make_unique<ingest_endpoint>(*sys, front, limits);
     auto bound = endpoint->start("127.0.0.1", port);
     REQUIRE_MESSAGE(bound, render(bound.error()));
     if (port != 0)
@@ -612,4 +615,59 @@ TEST_CASE("a device whose store was replaced by a fresh one still gets its "
                                       "and 2 were acked as duplicates");
   if (got.size() == all.size())
     check_same_samples(got, all);
+}
+
+TEST_CASE("a batch the cloud refuses for good is dropped after max_rejections, "
+          "counted, and the stream moves on") {
+  sync_fixture f;
+  // Only the HTTP server sees this batch: its body limit answers 413 in
+  // plain text, before any SyncResponse exists.
+  f.limits.max_body_bytes = 600;
+  auto port = f.start_cloud();
+  metric_samples big;
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 10; ++i) {
+    metric_sample x;
+    x.name = "noise";
+    // Random label values: zstd cannot shrink them under the limit.
+    x.labels = {{"id", std::to_string(rng()) + std::to_string(rng())
+                         + std::to_string(rng())}};
+    x.timestamp_ms = clock_start_ms + i;
+    x.value = static_cast<double>(rng());
+    big.push_back(std::move(x));
+  }
+  f.store(big);
+  auto cfg = f.sync_cfg(f.spawn_link(port), 10);
+  cfg.max_rejections = 3;
+  auto s = f.spawn_sync(cfg);
+  // Outside ticks take the refusal's retry now instead of after 1 s, 2 s.
+  REQUIRE(eventually(
+    [&] {
+      (*f.self)->send(s, tick_atom::value);
+      return f.stats_of(s).counters["batches_rejected"] == 1;
+    },
+    20s));
+  CHECK(f.pending().empty());
+  auto st = f.stats_of(s);
+  CHECK(st.counters["batches_sent"] == 3);
+  CHECK(st.counters["batches_acked"] == 0);
+  // The drop is counted by kind, and the records as lost.
+  debug_report report;
+  (*f.self)
+    ->request(f.storage_hdl, 5s, debug_atom::value, std::string{"storage"})
+    .receive([&](debug_report& r) { report = std::move(r); },
+             [&](caf::error& err) { FAIL(render(err)); });
+  INFO(report.text);
+  CHECK(report.json.find("\"batches_rejected\":1") != std::string::npos);
+  CHECK(report.json.find("\"metrics_unsynced\":10") != std::string::npos);
+  // The stream is not blocked: the next batch is delivered.
+  auto small = samples_from(clock_start_ms + 100, 1);
+  f.store(small);
+  (*f.self)->send(s, tick_atom::value);
+  REQUIRE(f.drained_to(s, 2));
+  check_same_samples(f.cloud_points(), small);
+  auto devices = f.cloud_devices();
+  REQUIRE(devices.size() == 1);
+  // The cloud knows it never got batch 1.
+  CHECK(devices[0].gaps == 1);
 }

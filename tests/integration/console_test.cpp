@@ -208,8 +208,9 @@ uint16_t free_port() {
 }
 
 uint16_t port_in(const std::string& file) {
-  REQUIRE(eventually([&] { return exists(file); }, 15s));
-  return static_cast<uint16_t>(std::stoi(read_file(file)));
+  auto port = port_from(file);
+  REQUIRE(port != 0);
+  return port;
 }
 
 /// One cloud and one device syncing to it, both with consoles on free ports.

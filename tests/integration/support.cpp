@@ -235,6 +235,13 @@ std::vector<std::string> cloud_events(const std::string& cloud_db,
                            + device_id + "' ORDER BY rowid");
 }
 
+uint16_t port_from(const std::string& file, std::chrono::milliseconds timeout) {
+  if (!eventually([&] { return exists(file) && !read_file(file).empty(); },
+                  timeout))
+    return 0;
+  return static_cast<uint16_t>(std::stoi(read_file(file)));
+}
+
 std::optional<node_status> console_status(uint16_t port) {
   static node_config* cfg = new node_config;
   static caf::actor_system* sys = new caf::actor_system{*cfg};

@@ -82,6 +82,11 @@ std::vector<std::string> device_events(const std::string& device_db,
 std::vector<std::string> cloud_events(const std::string& cloud_db,
                                       const std::string& device_id);
 
+/// The port a node wrote to `file` (console.port, ingest.port) once it
+/// appears; 0 when it does not within `timeout`.
+uint16_t port_from(const std::string& file,
+                   std::chrono::milliseconds timeout = std::chrono::seconds(15));
+
 /// Asks a node's console for its status; nullopt when unreachable.
 std::optional<node_status> console_status(uint16_t port);
 

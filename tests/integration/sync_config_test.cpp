@@ -20,8 +20,9 @@ namespace {
 constexpr const char* device_id = "config-dev";
 
 uint16_t port_in(const std::string& file) {
-  REQUIRE(eventually([&] { return exists(file); }, 15s));
-  return static_cast<uint16_t>(std::stoi(read_file(file)));
+  auto port = port_from(file);
+  REQUIRE(port != 0);
+  return port;
 }
 
 struct nodes {

@@ -1,0 +1,929 @@
+// Bad input to the cloud through the real door (ingest_endpoint + ingest
+// actor + embedded store over HTTP on a kept-alive connection): every kind of
+// bad batch gets a clear error reply (HTTP status, SyncResponse error_code
+// and message) and a `rejected_<code>` counter, stores nothing, and the
+// connection then delivers a good batch. Also the columnar series session,
+// logs, events and the device config as a device sees them on the wire.
+#include "cloud/ingest.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/actor_cast.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <doctest/doctest.h>
+#include <zstd.h>
+
+#include "scratch_dir.hpp"
+
+#include "cloud/embedded_store.hpp"
+#include "cloud/ingest_endpoint.hpp"
+#include "fleetd/v1/sync.pb.h"
+#include "messages/error.hpp"
+#include "messages/metrics_codec.hpp"
+#include "messages/register.hpp"
+#include "messages/wire.hpp"
+#include "runtime/http_client.hpp"
+#include "runtime/sqlite.hpp"
+
+using namespace fleetd;
+using namespace std::chrono_literals;
+
+namespace pb = fleetd::v1;
+
+namespace {
+
+constexpr int64_t clock_start_ms = 1'700'000'000'000;
+constexpr const char* device_id = "http-dev";
+constexpr const char* epoch = "epoch-1";
+constexpr const char* protobuf_type = "application/x-protobuf";
+
+// Limits of the fixture: a body may be 16 KiB on the wire, 64 KiB decoded.
+constexpr size_t max_body_bytes = 16 * 1024;
+constexpr size_t max_decoded_bytes = 64 * 1024;
+
+struct scratch_dir : fleetd::test::scratch_dir {
+  scratch_dir() : fleetd::test::scratch_dir("fleetd-ingest-http") {
+    // nop
+  }
+};
+
+using headers_t = std::vector<std::pair<std::string, std::string>>;
+
+std::string zstd(const std::string& plain, int level = 3) {
+  std::string out(ZSTD_compressBound(plain.size()), '\0');
+  auto n = ZSTD_compress(out.data(), out.size(), plain.data(), plain.size(),
+                         level);
+  REQUIRE_FALSE(ZSTD_isError(n));
+  out.resize(n);
+  return out;
+}
+
+/// Samples of series `names` (each with a "host" label), `per_series`
+/// scrapes; `tag` makes the values of each batch unique.
+metric_samples scrape(const std::vector<std::string>& names,
+                      size_t per_series, double tag, int64_t t0 = 0) {
+  metric_samples out;
+  for (size_t k = 0; k < per_series; ++k)
+    for (size_t i = 0; i < names.size(); ++i) {
+      metric_sample s;
+      s.name = names[i];
+      s.labels = {{"host", "h1"}, {"job", "node"}};
+      s.timestamp_ms = clock_start_ms + t0 + static_cast<int64_t>(k) * 1000;
+      s.value = tag * 100 + static_cast<double>(k * names.size() + i) + 0.25;
+      out.push_back(std::move(s));
+    }
+  return out;
+}
+
+metric_samples concat(std::vector<metric_samples> parts) {
+  metric_samples out;
+  for (auto& p : parts)
+    out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+encode_settings settings(int64_t seq, int64_t config_version = 0) {
+  encode_settings es;
+  es.device_id = device_id;
+  es.sequence = seq;
+  es.epoch = epoch;
+  es.now_ms = clock_start_ms;
+  es.zstd_level = 0;
+  es.config_version = config_version;
+  return es;
+}
+
+/// A plain (uncompressed) protobuf-columns request.
+std::string plain_metrics(int64_t seq, const metric_samples& xs,
+                          int64_t config_version = 0) {
+  return encode_metrics_request(settings(seq, config_version), xs);
+}
+
+/// A plain columnar request.
+std::string plain_columnar(int64_t seq, const std::string& columnar) {
+  return encode_columnar_request(settings(seq), columnar);
+}
+
+void append_varint(std::string& out, uint64_t x) {
+  while (x >= 0x80) {
+    out.push_back(static_cast<char>((x & 0x7F) | 0x80));
+    x >>= 7;
+  }
+  out.push_back(static_cast<char>(x));
+}
+
+/// A plain SyncRequest whose field `field` (length-delimited) carries
+/// `batch`, checksummed correctly, with the given metadata.
+std::string request_with(int field, const std::string& batch, int64_t seq,
+                         uint32_t format_version = wire_format_version) {
+  pb::SyncRequest req;
+  req.set_device_id(device_id);
+  auto* md = req.mutable_metadata();
+  md->set_sequence_number(seq);
+  md->set_epoch(epoch);
+  md->set_timestamp(clock_start_ms);
+  md->set_format_version(format_version);
+  md->set_checksum(batch_checksum(batch));
+  auto out = req.SerializeAsString();
+  append_varint(out, (static_cast<uint64_t>(field) << 3) | 2);
+  append_varint(out, batch.size());
+  out += batch;
+  return out;
+}
+
+std::string with_checksum_flipped(const std::string& plain) {
+  pb::SyncRequest req;
+  REQUIRE(req.ParseFromString(plain));
+  auto sum = req.metadata().checksum();
+  REQUIRE(sum.size() == 8);
+  sum[7] = static_cast<char>(sum[7] ^ 0x40);
+  req.mutable_metadata()->set_checksum(sum);
+  return req.SerializeAsString();
+}
+
+void check_same_samples(const metric_samples& got,
+                        const metric_samples& want) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    CAPTURE(i);
+    CHECK(got[i].name == want[i].name);
+    CHECK(got[i].labels == want[i].labels);
+    CHECK(got[i].timestamp_ms == want[i].timestamp_ms);
+    CHECK(got[i].value == want[i].value);
+  }
+}
+
+sync_ack ack_of(const std::string& bytes) {
+  auto ack = decode_response(bytes);
+  REQUIRE_MESSAGE(ack, render(ack.error()));
+  return *ack;
+}
+
+struct http_fixture {
+  scratch_dir dir;
+  std::string path = dir.file("cloud.db");
+  std::shared_ptr<manual_clock> clock
+    = std::make_shared<manual_clock>(clock_start_ms);
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  std::unique_ptr<caf::scoped_actor> self;
+  std::vector<caf::actor> spawned;
+  cloud_store_actor store;
+  ingest_actor ing;
+  std::unique_ptr<ingest_endpoint> endpoint;
+  std::unique_ptr<http_client> client;
+
+  http_fixture() {
+    REQUIRE(dir.ok());
+    register_messages(cfg);
+    sys = std::make_unique<caf::actor_system>(cfg);
+    self = std::make_unique<caf::scoped_actor>(*sys);
+    auto st = cloud_store::open(path, clock);
+    REQUIRE_MESSAGE(st, render(st.error()));
+    store = sys->spawn<caf::detached>(
+      embedded_store, std::make_shared<cloud_store>(std::move(*st)));
+    spawned.push_back(caf::actor_cast<caf::actor>(store));
+    ingest_config icfg;
+    icfg.max_decoded_bytes = max_decoded_bytes;
+    icfg.store = store;
+    ing = sys->spawn(ingest, icfg);
+    spawned.push_back(caf::actor_cast<caf::actor>(ing));
+    http_limits limits;
+    limits.max_body_bytes = max_body_bytes;
+    endpoint = std::make_unique<ingest_endpoint>(*sys, ing, limits);
+    auto port = endpoint->start("127.0.0.1", 0);
+    REQUIRE_MESSAGE(port, render(port.error()));
+    REQUIRE(*port != 0);
+    client = std::make_unique<http_client>("127.0.0.1", *port, 10s, 1 << 20);
+  }
+
+  ~http_fixture() {
+    client.reset();
+    endpoint->stop();
+    for (auto& x : spawned)
+      (*self)->send_exit(x, caf::exit_reason::user_shutdown);
+    for (auto& x : spawned)
+      (*self)->wait_for(x);
+  }
+
+  /// POSTs to /v1/sync; `encoding` empty sends no Content-Encoding.
+  http_response post(const std::string& body, const std::string& encoding) {
+    headers_t headers{{"Content-Type", protobuf_type}};
+    if (!encoding.empty())
+      headers.emplace_back("Content-Encoding", encoding);
+    auto res = client->post("/v1/sync", body, headers);
+    REQUIRE_MESSAGE(res, render(res.error()));
+    return std::move(*res);
+  }
+
+  /// POSTs a body that must be acked; returns the ack.
+  sync_ack deliver(const std::string& body, const std::string& encoding,
+                   int64_t want_ack) {
+    auto res = post(body, encoding);
+    CHECK(res.status == 200);
+    CHECK(res.content_type == protobuf_type);
+    auto ack = ack_of(res.body);
+    CHECK(ack.success);
+    CHECK(ack.error_code.empty());
+    CHECK(ack.last_sequence_ack == want_ack);
+    return ack;
+  }
+
+  std::map<std::string, int64_t> counters() {
+    actor_stats out;
+    (*self)
+      ->request(ing, 5s, stats_atom::value)
+      .receive([&](actor_stats& x) { out = std::move(x); },
+               [&](caf::error& err) {
+                 FAIL_CHECK("stats failed: " << render(err));
+               });
+    return out.counters;
+  }
+
+  metric_samples points() {
+    metric_samples out;
+    (*self)
+      ->request(store, 5s, points_atom::value, std::string{device_id})
+      .receive([&](metric_samples& xs) { out = std::move(xs); },
+               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+    return out;
+  }
+
+  log_lines logs() {
+    log_lines out;
+    (*self)
+      ->request(store, 5s, points_atom::value, std::string{device_id},
+                log_lines{})
+      .receive([&](log_lines& xs) { out = std::move(xs); },
+               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+    return out;
+  }
+
+  event_records events() {
+    event_records out;
+    (*self)
+      ->request(store, 5s, points_atom::value, std::string{device_id},
+                event_records{})
+      .receive([&](event_records& xs) { out = std::move(xs); },
+               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+    return out;
+  }
+
+  device_infos devices() {
+    device_infos out;
+    (*self)
+      ->request(store, 5s, devices_atom::value)
+      .receive([&](device_infos& xs) { out = std::move(xs); },
+               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+    return out;
+  }
+
+  cloud_settings set_config(const std::string& device, cloud_settings x) {
+    cloud_settings out;
+    (*self)
+      ->request(store, 5s, config_atom::value, device, x)
+      .receive([&](cloud_settings& y) { out = y; },
+               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+    return out;
+  }
+
+  /// Row counts and stream counters straight from the database file.
+  std::map<std::string, int64_t> tables() {
+    auto db = sqlite::database::open(path);
+    REQUIRE_MESSAGE(db, render(db.error()));
+    std::map<std::string, int64_t> out;
+    auto one = [&](const std::string& key, const std::string& sql) {
+      auto st = db->prepare(sql);
+      REQUIRE_MESSAGE(st, render(st.error()));
+      auto row = st->step();
+      REQUIRE(row);
+      REQUIRE(*row);
+      out[key] = st->column_int(0);
+    };
+    for (auto t : {"batches", "points", "logs", "events", "wire_series",
+                   "series", "streams", "device_config"})
+      one(t, std::string("SELECT count(*) FROM ") + t);
+    for (auto c : {"last_sequence", "epochs", "points", "batches",
+                   "duplicates", "last_seen"})
+      one(std::string("streams.") + c,
+          std::string("SELECT coalesce(sum(") + c + "), 0) FROM streams");
+    return out;
+  }
+
+  /// The cloud's series table of the device's session, by index.
+  std::vector<series_key> wire_table() {
+    auto db = sqlite::database::open(path);
+    REQUIRE(db);
+    auto st = db->prepare("SELECT s.name, s.labels FROM wire_series w JOIN "
+                          "series s ON s.id = w.series_id WHERE "
+                          "w.device_id = ?1 AND w.epoch = ?2 ORDER BY w.idx");
+    REQUIRE(st);
+    st->bind(1, std::string_view{device_id}).bind(2, std::string_view{epoch});
+    std::vector<series_key> out;
+    for (;;) {
+      auto row = st->step();
+      REQUIRE(row);
+      if (!*row)
+        return out;
+      // Names suffice here: the labels blob is the store's own encoding.
+      out.emplace_back(st->column_text(0), label_map{});
+    }
+  }
+};
+
+std::vector<std::string> names_of(const std::vector<series_key>& xs) {
+  std::vector<std::string> out;
+  for (auto& x : xs)
+    out.push_back(x.first);
+  return out;
+}
+
+/// Checks a refusal: status, a SyncResponse with the code and a message.
+void check_refusal(const http_response& res, unsigned status,
+                   const std::string& code) {
+  CHECK(res.status == status);
+  CHECK(res.content_type == protobuf_type);
+  auto ack = ack_of(res.body);
+  CHECK_FALSE(ack.success);
+  CHECK(ack.error_code == code);
+  CHECK_MESSAGE(!ack.error_message.empty(), "no message for " << code);
+  CHECK(ack.config.version == 0);
+}
+
+int64_t total_rejected(const std::map<std::string, int64_t>& c) {
+  int64_t n = 0;
+  for (auto& kv : c)
+    if (kv.first.rfind("rejected_", 0) == 0)
+      n += kv.second;
+  return n;
+}
+
+/// The good batch a device sends as `seq`: two series, zstd.
+metric_samples good_samples(int64_t seq) {
+  return scrape({"cpu", "mem"}, 2, static_cast<double>(seq));
+}
+
+std::string good_body(int64_t seq) {
+  return zstd(plain_metrics(seq, good_samples(seq)));
+}
+
+struct bad_case {
+  std::string name;
+  unsigned status;
+  std::string code;
+  std::string encoding;
+  /// Makes the body; `next` is the sequence the device would send next.
+  std::function<std::string(int64_t next)> body;
+};
+
+std::vector<bad_case> bad_cases() {
+  std::vector<bad_case> out;
+  auto add = [&](std::string name, unsigned status, std::string code,
+                 std::string encoding,
+                 std::function<std::string(int64_t)> body) {
+    out.push_back(bad_case{std::move(name), status, std::move(code),
+                           std::move(encoding), std::move(body)});
+  };
+  // Corrupt zstd.
+  add("corrupt zstd: garbage after the frame header", 400, "decode_failed",
+      "zstd", [](int64_t next) {
+        return good_body(next).substr(0, 6) + std::string(64, '\x5A');
+      });
+  add("corrupt zstd: frame cut in half", 400, "decode_failed", "zstd",
+      [](int64_t next) {
+        auto z = good_body(next);
+        return z.substr(0, z.size() / 2);
+      });
+  add("corrupt zstd: plain bytes declared as zstd", 400, "decode_failed",
+      "zstd", [](int64_t next) {
+        return plain_metrics(next, good_samples(next));
+      });
+  // Wrong checksum.
+  add("wrong checksum, zstd", 400, "checksum_mismatch", "zstd",
+      [](int64_t next) {
+        return zstd(
+          with_checksum_flipped(plain_metrics(next, good_samples(next))));
+      });
+  add("wrong checksum: batch bytes changed after checksumming", 400,
+      "checksum_mismatch", "identity", [](int64_t next) {
+        pb::MetricsBatch b;
+        b.set_columnar(encode_columnar(good_samples(next), codec_context{}));
+        auto req = request_with(3, b.SerializeAsString(), next);
+        // Flip one bit of the last byte: inside the batch field.
+        req.back() = static_cast<char>(req.back() ^ 0x01);
+        return req;
+      });
+  // Truncated or inconsistent protobuf.
+  add("truncated protobuf, identity", 400, "decode_failed", "identity",
+      [](int64_t next) {
+        auto p = plain_metrics(next, good_samples(next));
+        return p.substr(0, p.size() - 5);
+      });
+  add("truncated protobuf inside a sound zstd frame", 400, "decode_failed",
+      "zstd", [](int64_t next) {
+        auto p = plain_metrics(next, good_samples(next));
+        return zstd(p.substr(0, p.size() - 5));
+      });
+  add("metrics columns of different lengths", 400, "decode_failed", "zstd",
+      [](int64_t next) {
+        pb::MetricsBatch b;
+        b.add_series()->set_name("cpu");
+        b.add_series_index(0);
+        b.add_series_index(0);
+        b.add_timestamp_ms(clock_start_ms);
+        b.add_timestamp_ms(clock_start_ms + 1);
+        b.add_value(1.0);
+        return zstd(request_with(3, b.SerializeAsString(), next));
+      });
+  add("series index out of range", 400, "decode_failed", "zstd",
+      [](int64_t next) {
+        pb::MetricsBatch b;
+        b.add_series()->set_name("cpu");
+        b.add_series_index(7);
+        b.add_timestamp_ms(clock_start_ms);
+        b.add_value(1.0);
+        return zstd(request_with(3, b.SerializeAsString(), next));
+      });
+  add("logs columns of different lengths", 400, "decode_failed", "zstd",
+      [](int64_t next) {
+        pb::LogsBatch b;
+        b.add_streams();
+        b.add_stream_index(0);
+        b.add_timestamp_ns(1);
+        b.add_timestamp_ns(2);
+        b.add_line("one line, two timestamps");
+        return zstd(request_with(4, b.SerializeAsString(), next));
+      });
+  add("two batch fields in one request", 400, "decode_failed", "zstd",
+      [](int64_t next) {
+        pb::EventsBatch e;
+        e.add_events()->set_kind("extra");
+        auto req = plain_metrics(next, good_samples(next));
+        auto extra = e.SerializeAsString();
+        append_varint(req, (5 << 3) | 2);
+        append_varint(req, extra.size());
+        return zstd(req + extra);
+      });
+  add("unknown format version", 400, "decode_failed", "zstd",
+      [](int64_t next) {
+        pb::MetricsBatch b;
+        b.set_columnar(encode_columnar(good_samples(next), codec_context{}));
+        return zstd(request_with(3, b.SerializeAsString(), next,
+                                 wire_format_version + 1));
+      });
+  // Unknown stream.
+  add("unknown stream: the batch in a field the cloud does not know", 400,
+      "unknown_stream", "zstd", [](int64_t next) {
+        return zstd(request_with(9, "traces, say", next));
+      });
+  add("unknown stream: no batch at all", 400, "unknown_stream", "identity",
+      [](int64_t next) {
+        pb::SyncRequest req;
+        req.set_device_id(device_id);
+        req.mutable_metadata()->set_sequence_number(next);
+        req.mutable_metadata()->set_format_version(wire_format_version);
+        return req.SerializeAsString();
+      });
+  // Sequences.
+  add("sequence zero", 400, "bad_sequence", "zstd",
+      [](int64_t) { return good_body(0); });
+  add("negative sequence", 400, "bad_sequence", "zstd",
+      [](int64_t) { return good_body(-3); });
+  add("sequence far in the future", 409, "bad_sequence", "zstd",
+      [](int64_t next) { return good_body(next + 1'000'000); });
+  add("sequence from the past with other content", 409, "bad_sequence",
+      "zstd", [](int64_t) {
+        return zstd(plain_metrics(1, scrape({"other"}, 1, 99)));
+      });
+  // Size.
+  add("over the decoded size limit", 413, "too_large", "zstd",
+      [](int64_t next) {
+        metric_samples xs;
+        for (int i = 0; i < 8000; ++i) {
+          metric_sample s;
+          s.name = "cpu";
+          s.timestamp_ms = clock_start_ms + i;
+          s.value = 1.0;
+          xs.push_back(std::move(s));
+        }
+        auto p = plain_metrics(next, xs);
+        auto z = zstd(p, 19);
+        REQUIRE(p.size() > max_decoded_bytes);
+        REQUIRE(z.size() < max_body_bytes);
+        return z;
+      });
+  // Encoding.
+  add("unsupported Content-Encoding", 415, "unsupported_encoding", "gzip",
+      [](int64_t next) { return good_body(next); });
+  // Columnar batches.
+  add("columnar bytes that do not decode (trailing byte)", 400,
+      "decode_failed", "zstd", [](int64_t next) {
+        return zstd(plain_columnar(
+          next, encode_columnar(good_samples(next), codec_context{}) + '\0'));
+      });
+  add("columnar bytes of an unknown version", 400, "decode_failed", "zstd",
+      [](int64_t next) {
+        auto c = encode_columnar(good_samples(next), codec_context{});
+        c[0] = '\x09';
+        return zstd(plain_columnar(next, c));
+      });
+  add("columnar batch against a table the cloud does not hold", 409,
+      "session_out_of_sync", "zstd", [](int64_t next) {
+        codec_context ctx;
+        commit_columnar(ctx, scrape({"a", "b"}, 1, 0));
+        return zstd(plain_columnar(next,
+                                   encode_columnar(good_samples(next), ctx)));
+      });
+  add("columnar and protobuf columns at once", 400, "decode_failed", "zstd",
+      [](int64_t next) {
+        pb::MetricsBatch b;
+        b.set_columnar(encode_columnar(good_samples(next), codec_context{}));
+        b.add_series()->set_name("cpu");
+        b.add_series_index(0);
+        b.add_timestamp_ms(clock_start_ms);
+        b.add_value(1.0);
+        return zstd(request_with(3, b.SerializeAsString(), next));
+      });
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("every kind of bad batch gets a clear refusal and a counter, "
+          "stores nothing, and the connection then delivers a good batch") {
+  http_fixture f;
+  int64_t seq = 1;
+  f.deliver(good_body(seq), "zstd", seq);
+  auto want = good_samples(seq);
+  auto cases = bad_cases();
+  for (auto& c : cases) {
+    CAPTURE(c.name);
+    auto body = c.body(seq + 1);
+    auto before = f.counters();
+    auto tables = f.tables();
+    // A write would move last_seen: rejections must not touch the streams.
+    f.clock->advance(1000);
+    check_refusal(f.post(body, c.encoding), c.status, c.code);
+    auto after = f.counters();
+    CHECK(after["rejected_" + c.code] == before["rejected_" + c.code] + 1);
+    CHECK(total_rejected(after) == total_rejected(before) + 1);
+    CHECK(after["requests"] == before["requests"] + 1);
+    CHECK(after["accepted"] == before["accepted"]);
+    CHECK(after["duplicates"] == before["duplicates"]);
+    CHECK(after["points"] == before["points"]);
+    CHECK(after["store_failures"] == 0);
+    CHECK(f.tables() == tables);
+    // The sequence was not taken: the device's next batch is still news,
+    // on the same kept-alive connection.
+    ++seq;
+    f.deliver(good_body(seq), "zstd", seq);
+    want = concat({want, good_samples(seq)});
+    CHECK(f.client->connects() == 1);
+  }
+  check_same_samples(f.points(), want);
+  CHECK(f.logs().empty());
+  CHECK(f.events().empty());
+  auto c = f.counters();
+  CHECK(total_rejected(c) == static_cast<int64_t>(cases.size()));
+  CHECK(c["accepted"] == seq);
+  CHECK(c["duplicates"] == 0);
+  auto ds = f.devices();
+  REQUIRE(ds.size() == 1);
+  CHECK(ds[0].stream == metrics_stream);
+  CHECK(ds[0].last_acked_sequence == seq);
+  CHECK(ds[0].batches_received == seq);
+  CHECK(ds[0].gaps == 0);
+}
+
+TEST_CASE("a body over ingest.max-body-bytes is refused 413 by the HTTP "
+          "server before the ingest actor; the device reconnects") {
+  http_fixture f;
+  f.deliver(good_body(1), "zstd", 1);
+  auto tables = f.tables();
+  auto before = f.counters();
+  // Points with distinct values: zstd cannot shrink it below the limit.
+  metric_samples xs;
+  for (int i = 0; i < 4000; ++i) {
+    metric_sample s;
+    s.name = "noise";
+    s.timestamp_ms = clock_start_ms + i * 7919;
+    s.value = static_cast<double>(i) * 1.000001234567 + 0.123456789;
+    xs.push_back(std::move(s));
+  }
+  auto big = zstd(plain_metrics(2, xs));
+  REQUIRE(big.size() > max_body_bytes);
+  auto res = f.post(big, "zstd");
+  CHECK(res.status == 413);
+  // NOTE: this refusal is the HTTP server's own text/plain answer, not a
+  // SyncResponse: it carries no error_code, and it is counted by the
+  // server (requests_rejected), not as rejected_too_large by ingest. See
+  // the report: edge/cloud_link treats it as a link failure.
+  CHECK(res.content_type == "text/plain");
+  CHECK_FALSE(decode_response(res.body));
+  CHECK(f.endpoint->counters().requests_rejected == 1);
+  auto after = f.counters();
+  CHECK(after["requests"] == before["requests"]);
+  CHECK(total_rejected(after) == 0);
+  CHECK(f.tables() == tables);
+  // The server closed that connection; the same device session goes on.
+  f.deliver(good_body(2), "zstd", 2);
+  CHECK(f.client->connects() == 2);
+  check_same_samples(f.points(), concat({good_samples(1), good_samples(2)}));
+}
+
+TEST_CASE("columnar bytes that do not decode are refused 400 and leave the "
+          "session series table as it was") {
+  http_fixture f;
+  codec_context dev;
+  auto s1 = scrape({"cpu", "mem"}, 3, 1);
+  f.deliver(zstd(plain_columnar(1, encode_columnar(s1, dev))), "zstd", 1);
+  commit_columnar(dev, s1);
+  auto table = names_of(f.wire_table());
+  CHECK(table == names_of(dev.series));
+  auto s2 = scrape({"cpu", "mem", "disk"}, 2, 2, 10'000);
+  auto good2 = encode_columnar(s2, dev);
+  REQUIRE(columnar_base(good2));
+  CHECK(*columnar_base(good2) == 2);
+  std::vector<std::pair<std::string, std::string>> bad{
+    {"trailing byte", good2 + '\0'},
+    {"cut short", good2.substr(0, good2.size() - 1)},
+    {"cut after the header", good2.substr(0, 3)},
+    // base 0 would restart the table: the restart must roll back too.
+    {"base 0, trailing byte", encode_columnar(s2, codec_context{}) + '\0'},
+    {"base 0, cut short", encode_columnar(s2, codec_context{}).substr(0, 9)},
+  };
+  for (auto& [name, bytes] : bad) {
+    CAPTURE(name);
+    auto tables = f.tables();
+    auto before = f.counters();
+    check_refusal(f.post(zstd(plain_columnar(2, bytes)), "zstd"), 400,
+                  "decode_failed");
+    CHECK(f.counters()["rejected_decode_failed"]
+          == before["rejected_decode_failed"] + 1);
+    CHECK(f.tables() == tables);
+    CHECK(names_of(f.wire_table()) == table);
+  }
+  // The good batch 2, encoded against the table of 2, still decodes.
+  f.deliver(zstd(plain_columnar(2, good2)), "zstd", 2);
+  commit_columnar(dev, s2);
+  CHECK(names_of(f.wire_table()) == names_of(dev.series));
+  check_same_samples(f.points(), concat({s1, s2}));
+  CHECK(f.client->connects() == 1);
+  CHECK(f.counters()["rejected_decode_failed"] == 5);
+}
+
+TEST_CASE("a columnar base the cloud does not hold is refused 409 "
+          "session_out_of_sync; the same points with base 0 start the table "
+          "afresh") {
+  http_fixture f;
+  codec_context dev;
+  auto s1 = scrape({"cpu", "mem"}, 2, 1);
+  f.deliver(zstd(plain_columnar(1, encode_columnar(s1, dev))), "zstd", 1);
+  commit_columnar(dev, s1);
+  // The device believes in a series the cloud never acked (a lost commit).
+  commit_columnar(dev, scrape({"ghost"}, 1, 0));
+  REQUIRE(dev.series.size() == 3);
+  auto s2 = scrape({"disk", "cpu", "net"}, 2, 2, 10'000);
+  auto tables = f.tables();
+  check_refusal(f.post(zstd(plain_columnar(2, encode_columnar(s2, dev))),
+                       "zstd"),
+                409, "session_out_of_sync");
+  CHECK(f.counters()["rejected_session_out_of_sync"] == 1);
+  CHECK(f.tables() == tables);
+  // The device starts a new session: the same points, every series inline.
+  dev.clear();
+  auto fresh = encode_columnar(s2, dev);
+  REQUIRE(*columnar_base(fresh) == 0);
+  f.deliver(zstd(plain_columnar(2, fresh)), "zstd", 2);
+  commit_columnar(dev, s2);
+  // The cloud's table is the new session's: disk, cpu, net (not cpu, mem).
+  CHECK(names_of(f.wire_table()) == names_of(dev.series));
+  CHECK(f.wire_table().size() == 3);
+  check_same_samples(f.points(), concat({s1, s2}));
+  // Batches of the new session reference it.
+  auto s3 = scrape({"net", "disk"}, 2, 3, 20'000);
+  auto b3 = encode_columnar(s3, dev);
+  REQUIRE(*columnar_base(b3) == 3);
+  f.deliver(zstd(plain_columnar(3, b3)), "zstd", 3);
+  check_same_samples(f.points(), concat({s1, s2, s3}));
+  // A batch against the old table of 2 is out of sync now.
+  codec_context old;
+  commit_columnar(old, s1);
+  check_refusal(f.post(zstd(plain_columnar(4, encode_columnar(s3, old))),
+                       "zstd"),
+                409, "session_out_of_sync");
+  CHECK(f.counters()["rejected_session_out_of_sync"] == 2);
+  CHECK(f.client->connects() == 1);
+}
+
+TEST_CASE("a duplicate columnar batch is acked again without being decoded "
+          "or stored") {
+  http_fixture f;
+  codec_context dev;
+  auto s1 = scrape({"cpu", "mem"}, 2, 1);
+  auto b1 = zstd(plain_columnar(1, encode_columnar(s1, dev)));
+  f.deliver(b1, "zstd", 1);
+  commit_columnar(dev, s1);
+  auto s2 = scrape({"cpu", "mem", "disk"}, 2, 2, 10'000);
+  auto b2 = zstd(plain_columnar(2, encode_columnar(s2, dev)));
+  f.deliver(b2, "zstd", 2);
+  commit_columnar(dev, s2);
+  auto table = names_of(f.wire_table());
+  REQUIRE(table.size() == 3);
+  auto tables = f.tables();
+  // Batch 1 has base 0 (decoding it would restart the table), batch 2 base 2
+  // (decoding it now would be out of sync): both are plain duplicates.
+  for (auto* b : {&b1, &b2}) {
+    auto ack = f.deliver(*b, "zstd", 2);
+    CHECK(ack.success);
+  }
+  auto now = f.tables();
+  CHECK(now["streams.duplicates"] == tables["streams.duplicates"] + 2);
+  for (auto key : {"batches", "points", "wire_series", "series",
+                   "streams.points", "streams.batches"})
+    CHECK_MESSAGE(now[key] == tables[key], key);
+  CHECK(names_of(f.wire_table()) == table);
+  auto c = f.counters();
+  CHECK(c["duplicates"] == 2);
+  CHECK(c["accepted"] == 2);
+  CHECK(total_rejected(c) == 0);
+  // The session table is intact: batch 3 against 3 series decodes.
+  auto s3 = scrape({"disk", "cpu"}, 1, 3, 20'000);
+  auto b3 = encode_columnar(s3, dev);
+  REQUIRE(*columnar_base(b3) == 3);
+  f.deliver(zstd(plain_columnar(3, b3)), "zstd", 3);
+  check_same_samples(f.points(), concat({s1, s2, s3}));
+}
+
+TEST_CASE("a sequence from the past never seen fills the gap; the same "
+          "sequence with other content is refused 409 bad_sequence") {
+  http_fixture f;
+  f.deliver(good_body(1), "zstd", 1);
+  f.deliver(good_body(3), "zstd", 3);
+  auto ds = f.devices();
+  REQUIRE(ds.size() == 1);
+  CHECK(ds[0].gaps == 1);
+  // Batch 2 arrives late: stored, the ack stays at 3.
+  auto late = good_body(2);
+  f.deliver(late, "zstd", 3);
+  ds = f.devices();
+  REQUIRE(ds.size() == 1);
+  CHECK(ds[0].gaps == 0);
+  CHECK(ds[0].batches_received == 3);
+  check_same_samples(f.points(), concat({good_samples(1), good_samples(3),
+                                         good_samples(2)}));
+  auto tables = f.tables();
+  for (int64_t s : {1, 2, 3}) {
+    CAPTURE(s);
+    check_refusal(f.post(zstd(plain_metrics(s, scrape({"x"}, 1, 50))), "zstd"),
+                  409, "bad_sequence");
+  }
+  CHECK(f.tables() == tables);
+  CHECK(f.counters()["rejected_bad_sequence"] == 3);
+  // The late batch's own bytes again: a duplicate.
+  f.deliver(late, "zstd", 3);
+  CHECK(f.counters()["duplicates"] == 1);
+  f.deliver(good_body(4), "zstd", 4);
+  CHECK(f.client->connects() == 1);
+}
+
+TEST_CASE("logs and events are stored per stream and read back; their bad "
+          "batches store nothing") {
+  http_fixture f;
+  log_lines lines{
+    {{{"unit", "sshd"}}, 1'700'000'000'000'000'001, "accepted key"},
+    {{{"unit", "kernel"}, {"prio", "4"}}, 1'700'000'000'000'000'002, "oom"},
+    {{{"unit", "sshd"}}, 1'700'000'000'000'000'003, "session closed"},
+    // UTF-8 and a NUL byte survive.
+    {{}, 1'700'000'000'000'000'004,
+     std::string("na\xc3\xafve \0 \xe2\x9c\x93", 12)},
+  };
+  event_records events{
+    {clock_start_ms, "lifecycle", "started", {{"version", "1.2.3"}}},
+    {clock_start_ms + 5, "storage", "dropped 10 points",
+     {{"stream", "metrics"}, {"points", "10"}}},
+    {clock_start_ms + 9, "link", "", {}},
+  };
+  auto logs1 = zstd(encode_logs_request(settings(1), lines));
+  auto events1 = zstd(encode_events_request(settings(1), events));
+  // Each stream numbers its own batches: all three are sequence 1.
+  f.deliver(logs1, "zstd", 1);
+  f.deliver(events1, "zstd", 1);
+  f.deliver(good_body(1), "zstd", 1);
+  auto got_logs = f.logs();
+  REQUIRE(got_logs.size() == lines.size());
+  for (size_t i = 0; i < lines.size(); ++i) {
+    CAPTURE(i);
+    CHECK(got_logs[i].labels == lines[i].labels);
+    CHECK(got_logs[i].timestamp_ns == lines[i].timestamp_ns);
+    CHECK(got_logs[i].line == lines[i].line);
+  }
+  auto got_events = f.events();
+  REQUIRE(got_events.size() == events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    CAPTURE(i);
+    CHECK(got_events[i].timestamp_ms == events[i].timestamp_ms);
+    CHECK(got_events[i].kind == events[i].kind);
+    CHECK(got_events[i].message == events[i].message);
+    CHECK(got_events[i].attributes == events[i].attributes);
+  }
+  check_same_samples(f.points(), good_samples(1));
+  auto ds = f.devices();
+  REQUIRE(ds.size() == 3);
+  CHECK(ds[0].stream == events_stream);
+  CHECK(ds[0].points_received == 3);
+  CHECK(ds[1].stream == logs_stream);
+  CHECK(ds[1].points_received == 4);
+  CHECK(ds[2].stream == metrics_stream);
+  // Duplicates are acked, not stored again.
+  auto tables = f.tables();
+  f.deliver(logs1, "zstd", 1);
+  f.deliver(events1, "zstd", 1);
+  CHECK(f.tables()["logs"] == tables["logs"]);
+  CHECK(f.tables()["events"] == tables["events"]);
+  CHECK(f.counters()["duplicates"] == 2);
+  // Bad logs / events batches store nothing.
+  tables = f.tables();
+  check_refusal(f.post(zstd(encode_logs_request(settings(1), {lines[0]})),
+                       "zstd"),
+                409, "bad_sequence");
+  check_refusal(f.post(with_checksum_flipped(
+                         encode_events_request(settings(2), events)),
+                       "identity"),
+                400, "checksum_mismatch");
+  auto truncated = encode_logs_request(settings(2), lines);
+  check_refusal(f.post(truncated.substr(0, truncated.size() - 2), "identity"),
+                400, "decode_failed");
+  CHECK(f.tables() == tables);
+  f.deliver(zstd(encode_logs_request(settings(2), {lines[1]})), "zstd", 2);
+  f.deliver(zstd(encode_events_request(settings(2), {events[0]})), "zstd", 2);
+  CHECK(f.logs().size() == lines.size() + 1);
+  CHECK(f.events().size() == events.size() + 1);
+  CHECK(f.client->connects() == 1);
+}
+
+TEST_CASE("the SyncResponse carries the device's config while the batch's "
+          "config_version is older") {
+  http_fixture f;
+  auto body = [](int64_t seq, int64_t have) {
+    return zstd(plain_metrics(seq, good_samples(seq), have));
+  };
+  // No config yet: none in the answer.
+  CHECK(f.deliver(body(1, 0), "zstd", 1).config.version == 0);
+  cloud_settings x;
+  x.batch_size = 500;
+  x.sync_interval_ms = 30'000;
+  x.retention_ms = 2 * 3'600'000;
+  x.zstd_level = 5;
+  auto v1 = f.set_config(device_id, x);
+  CHECK(v1.version == 1);
+  auto ack = f.deliver(body(2, 0), "zstd", 2);
+  CHECK(ack.config.version == 1);
+  CHECK(ack.config.batch_size == 500);
+  CHECK(ack.config.sync_interval_ms == 30'000);
+  CHECK(ack.config.retention_ms == 2 * 3'600'000);
+  CHECK(ack.config.zstd_level == 5);
+  CHECK(f.counters()["configs_sent"] == 1);
+  // The device applies it and says so: no more config.
+  CHECK(f.deliver(body(3, 1), "zstd", 3).config.version == 0);
+  // Another device's config is numbered on its own.
+  CHECK(f.set_config("another-device", x).version == 1);
+  CHECK(f.deliver(body(4, 1), "zstd", 4).config.version == 0);
+  // A new version reaches a device still on 1, a duplicate included.
+  x.batch_size = 50;
+  x.zstd_level = 0;
+  CHECK(f.set_config(device_id, x).version == 2);
+  auto b5 = body(5, 1);
+  ack = f.deliver(b5, "zstd", 5);
+  CHECK(ack.config.version == 2);
+  CHECK(ack.config.batch_size == 50);
+  CHECK(ack.config.zstd_level == 0);
+  ack = f.deliver(b5, "zstd", 5);
+  CHECK(ack.config.version == 2);
+  CHECK(f.deliver(body(6, 2), "zstd", 6).config.version == 0);
+  auto c = f.counters();
+  CHECK(c["configs_sent"] == 3);
+  CHECK(c["duplicates"] == 1);
+}
+
+// Log lines, labels and event text are protobuf `bytes`: a line that is not
+// UTF-8 must not make its batch a permanent 400.
+TEST_CASE("a log line that is not UTF-8 is stored as it is") {
+  http_fixture f;
+  log_lines lines{{{{"unit", "app"}}, 1, std::string("latin-1 caf\xe9", 12)}};
+  auto res = f.post(zstd(encode_logs_request(settings(1), lines)), "zstd");
+  CHECK(res.status == 200);
+  auto got = f.logs();
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].line == lines[0].line);
+}
