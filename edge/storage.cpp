@@ -24,6 +24,9 @@ namespace fleetd {
 
 namespace {
 
+// Row ids of metrics, logs and events are AUTOINCREMENT: batches are cut
+// from `id > batched_upto`, so an id must never be reused after the table
+// was emptied by retention or caps (plain rowids restart at max + 1).
 constexpr const char* schema = R"(
 CREATE TABLE IF NOT EXISTS series (
   id INTEGER PRIMARY KEY,
@@ -31,7 +34,7 @@ CREATE TABLE IF NOT EXISTS series (
   labels BLOB NOT NULL,
   UNIQUE (name, labels));
 CREATE TABLE IF NOT EXISTS metrics (
-  id INTEGER PRIMARY KEY,
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
   series_id INTEGER NOT NULL,
   ts INTEGER NOT NULL,
   value REAL NOT NULL);
@@ -46,12 +49,12 @@ CREATE TABLE IF NOT EXISTS sync_queue (
   payload BLOB NOT NULL,
   PRIMARY KEY (stream, sequence)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
-  id INTEGER PRIMARY KEY,
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
   ts INTEGER NOT NULL,
   kind TEXT NOT NULL,
   message TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS logs (
-  id INTEGER PRIMARY KEY,
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
   ts INTEGER NOT NULL,
   labels BLOB NOT NULL,
   line TEXT NOT NULL);
@@ -548,13 +551,28 @@ caf::expected<int64_t> edge_store::drop_older_than(int64_t cutoff_ms) {
       auto cutoff = rs.table == std::string_view{"logs"}
                       ? cutoff_ms * 1000000
                       : cutoff_ms;
+      // Rows are stored in time order: when the oldest row of a range is
+      // new enough, the whole range is, and the scan (there is no ts index)
+      // is skipped; a once-a-minute check must not read a 100 MB table.
+      auto oldest_after = [&](int64_t after) -> int64_t {
+        auto st = db_.prepare(std::string("SELECT ts FROM ") + rs.table
+                              + " WHERE id > ?1 ORDER BY id LIMIT 1");
+        if (!st)
+          return 0;
+        st->bind(1, after);
+        auto row = st->step();
+        return row && *row ? st->column_int(0) : cutoff;
+      };
       auto sql = std::string("DELETE FROM ") + rs.table + " WHERE ts < ?1 AND ";
-      if (auto err = del(sql + "id <= ?2", cutoff, acked, rs.synced))
-        return err;
-      if (auto err = del(sql + "id <= ?2", cutoff, batched, rs.queued_copy))
-        return err;
-      if (auto err = del(sql + "id > ?2", cutoff, batched, rs.unsynced))
-        return err;
+      if (oldest_after(0) < cutoff) {
+        if (auto err = del(sql + "id <= ?2", cutoff, acked, rs.synced))
+          return err;
+        if (auto err = del(sql + "id <= ?2", cutoff, batched, rs.queued_copy))
+          return err;
+      }
+      if (oldest_after(batched) < cutoff)
+        if (auto err = del(sql + "id > ?2", cutoff, batched, rs.unsynced))
+          return err;
     }
     // Queued batches cut before the cutoff: count their records as lost.
     for (auto& rs : row_streams) {

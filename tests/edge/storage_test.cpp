@@ -384,6 +384,60 @@ TEST_CASE("ack deletes up to and including the sequence and fetch does not "
   CHECK(st.stats().counters["batches_acked"] >= 2);
 }
 
+TEST_CASE("rows stored after retention emptied a table are still synced: "
+          "ids are never reused") {
+  store_fixture f;
+  auto st = f.open();
+  auto limits = st.limits();
+  limits.retention_ms = 3600 * 1000;
+  limits.events_retention_ms = 3600 * 1000;
+  st.set_limits(limits);
+  store_ok(st, samples_from(clock_start_ms, 6));
+  REQUIRE(st.store_logs({log_line{{{"job", "a"}}, clock_start_ms * 1000000,
+                                  "old line"}}));
+  REQUIRE(!st.record_event("boot", "old event"));
+  // Every stream is batched and acked: the cloud holds all of it.
+  for (auto s : {metrics_stream, logs_stream, events_stream}) {
+    CAPTURE(s);
+    auto up = st.fetch(s, 100);
+    REQUIRE(up);
+    REQUIRE(up->size() >= 1);
+    queued_batch b;
+    b.stream = s;
+    b.sequence = up->next_sequence;
+    b.last_id = up->last_id;
+    b.points = static_cast<int64_t>(up->size());
+    b.created_ms = f.clock->now_ms();
+    b.body = body_for(1);
+    REQUIRE(st.enqueue(b));
+    REQUIRE(st.ack(s, b.sequence, 0, {}));
+  }
+  // Two hours later retention empties every table.
+  f.clock->advance(2 * 3600 * 1000);
+  auto dropped = st.enforce_limits();
+  REQUIRE(dropped);
+  CHECK(*dropped >= 8);
+  CHECK(st.stats().counters["metrics_rows"] == 0);
+  CHECK(st.stats().counters["logs_rows"] == 0);
+  // New rows must come back from fetch, not hide below the cursor.
+  auto fresh = samples_from(f.clock->now_ms(), 3);
+  store_ok(st, fresh);
+  REQUIRE(st.store_logs({log_line{{{"job", "a"}}, f.clock->now_ms() * 1000000,
+                                  "new line"}}));
+  REQUIRE(!st.record_event("boot", "new event"));
+  check_same_samples(fetch_all(st).samples, fresh);
+  auto logs = st.fetch(logs_stream, 100);
+  REQUIRE(logs);
+  REQUIRE(logs->logs.size() == 1);
+  CHECK(logs->logs[0].line == "new line");
+  auto events = st.fetch(events_stream, 100);
+  REQUIRE(events);
+  bool found = false;
+  for (auto& e : events->events)
+    found = found || e.message == "new event";
+  CHECK(found);
+}
+
 TEST_CASE("everything survives closing and reopening the same file") {
   store_fixture f;
   auto xs = samples_from(clock_start_ms, 10);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "tools/bench/outage_bench.hpp"
 #include "tools/bench/storage_bench.hpp"
 #include "tools/bench/wire_bench.hpp"
 
@@ -18,13 +19,14 @@ struct subcommand {
   int (*run)(const std::vector<std::string>& args);
 };
 
-// Later subcommands (wire, outage) add one row here and a file beside
-// storage_bench.cpp.
+// A new subcommand adds one row here and a file beside storage_bench.cpp.
 const subcommand subcommands[] = {
   {"storage", fleetd::bench::storage_summary, fleetd::bench::storage_usage,
    fleetd::bench::run_storage_bench},
   {"wire", fleetd::bench::wire_summary, fleetd::bench::wire_usage,
    fleetd::bench::run_wire_bench},
+  {"outage", fleetd::bench::outage_summary, fleetd::bench::outage_usage,
+   fleetd::bench::run_outage_bench},
 };
 
 void print_help(std::ostream& out) {

@@ -1,0 +1,1174 @@
+// fleetd-bench outage: a device rides out a long outage, then drains its
+// backlog to the cloud over loopback.
+//
+// Everything is the real code, in one process: the device is an edge_store
+// (tier 1 caps: 100 MB, 7 days) behind the storage actor, a cloud link, the
+// backoff actor and the three sync actors (events, metrics, logs) with tier 1
+// settings (batches of 1000, zstd-3, every 5 min), wired as edge/main.cpp
+// wires them; the cloud is an embedded store, the ingest actor and the ingest
+// endpoint (Beast) as cloud/main.cpp wires them. All device time comes from a
+// manual clock.
+//
+// 1. A port is reserved (bound, then closed) and the cloud link pointed at it:
+//    nothing listens there during the outage.
+// 2. Fill: per 10 s round, one scrape of --series series (node_exporter-like
+//    counters and gauges, seeded, bench/node_series.hpp) and
+//    --log-lines-per-round log lines go through the storage actor
+//    (store_atom, one request each, waiting for the reply as the collectors
+//    do); then the clock moves 10 s. The sync actors start after the first
+//    round and really fail: connection refused, reported to the backoff
+//    actor, whose breaker opens (a link_offline event the device records and
+//    must sync too). With the manual clock their waits never end, so they
+//    stay queued, as a device's would through a long outage.
+// 3. Reconnect: the cloud starts on the reserved port (the same link and sync
+//    actors as during the outage), the clock moves past the backoff window
+//    (cap + 1 s) and the sync actors get a tick, as their timers would give
+//    them. drain_s is the wall time from that tick until the sync actors have
+//    acked every point and log line stored and every event that existed at
+//    the reconnect. Then one more tick flushes the link_online event and the
+//    device must show an empty queue and nothing unbatched.
+// 4. Compare: every point (series, timestamp, value bits) and log line
+//    (timestamp, labels, line) the device stored, and every event in its
+//    events table, must be in the cloud store (read with SQLite) exactly
+//    once. records_lost = device records missing from the cloud;
+//    records_duplicated = cloud copies beyond one; records_unexpected = cloud
+//    rows the device never stored.
+// 5. Baseline ("naive"): the same records as a simple sender would send them
+//    to a fresh cloud of the same code: metrics as SyncRequests of format
+//    version 1 (MetricsBatch protobuf columns: every series' name and labels
+//    in every batch, timestamp and value as plain protobuf fields), logs and
+//    events as LogsBatch and EventsBatch (there is no simpler format), the
+//    same 1000 records per request, zstd-3, one request at a time over one
+//    keep-alive connection, from memory: no device store to read, no queue
+//    to persist, no backoff (so its drain time is a floor, not a device).
+#include "tools/bench/outage_bench.hpp"
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <netinet/in.h>
+#include <random>
+#include <sstream>
+#include <sys/socket.h>
+#include <thread>
+#include <tuple>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include <caf/actor_cast.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "cloud/embedded_store.hpp"
+#include "cloud/ingest.hpp"
+#include "cloud/ingest_endpoint.hpp"
+#include "edge/backoff.hpp"
+#include "edge/cloud_link.hpp"
+#include "edge/storage.hpp"
+#include "edge/sync.hpp"
+#include "messages/error.hpp"
+#include "messages/labels.hpp"
+#include "messages/wire.hpp"
+#include "runtime/clock.hpp"
+#include "runtime/http_client.hpp"
+#include "runtime/logger.hpp"
+#include "runtime/node.hpp"
+#include "tools/bench/node_series.hpp"
+
+namespace fleetd::bench {
+
+const char* outage_summary =
+  "a device through a simulated outage (injected clock, default 24 h of "
+  "100 series\n      every 10 s + a log line a second), then its backlog "
+  "drained to an in-process\n      cloud over loopback; drain_s, bytes vs "
+  "a naive sender, records lost/duplicated";
+
+namespace {
+
+using std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// 2023-11-14T22:13:20Z; fixed so every run stores identical rows.
+constexpr int64_t start_ms = 1700000000000;
+constexpr int64_t round_ms = 10000;
+constexpr const char* device_id = "outage-dev";
+// Tier 1 (ARCHITECTURE.md section 5, edge/capability).
+constexpr auto sync_interval = std::chrono::minutes(5);
+constexpr auto link_timeout = std::chrono::seconds(10);
+constexpr auto backoff_base = std::chrono::seconds(1);
+constexpr auto backoff_cap = std::chrono::minutes(5);
+
+struct bench_failure {
+  std::string what;
+};
+
+[[noreturn]] void fail(const std::string& what) {
+  throw bench_failure{what};
+}
+
+double seconds_since(steady_clock::time_point t0) {
+  return std::chrono::duration<double>(steady_clock::now() - t0).count();
+}
+
+std::string format(double x, int decimals) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(decimals) << x;
+  return out.str();
+}
+
+/// A port on 127.0.0.1 where nothing listens (bound once, then closed).
+uint16_t reserve_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0)
+    fail(std::string("socket: ") + strerror(errno));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0
+      || ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    auto err = std::string(strerror(errno));
+    ::close(fd);
+    fail("cannot reserve a port: " + err);
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// -- the records --------------------------------------------------------------
+
+/// A metric point reduced to what must arrive: series, timestamp, value bits.
+struct point_key {
+  uint32_t series;
+  int64_t ts;
+  uint64_t bits;
+  bool operator<(const point_key& y) const {
+    return std::tie(series, ts, bits) < std::tie(y.series, y.ts, y.bits);
+  }
+  bool operator==(const point_key& y) const {
+    return series == y.series && ts == y.ts && bits == y.bits;
+  }
+};
+
+uint64_t bits_of(double x) {
+  uint64_t out;
+  std::memcpy(&out, &x, sizeof(out));
+  return out;
+}
+
+std::string log_key(int64_t ts_ns, const std::string& labels,
+                    const std::string& line) {
+  return std::to_string(ts_ns) + '\0' + labels + '\0' + line;
+}
+
+std::string event_key(int64_t ts_ms, const std::string& kind,
+                      const std::string& message) {
+  return std::to_string(ts_ms) + '\0' + kind + '\0' + message;
+}
+
+/// What the device produces, round by round, deterministically.
+class device_data {
+public:
+  device_data(int64_t series, int64_t lines_per_round) : rng_(20240611) {
+    auto base = node_exporter_series(rng_, start_ms);
+    for (int64_t i = 0; i < series; ++i) {
+      auto d = base[static_cast<size_t>(i) % base.size()];
+      if (i >= static_cast<int64_t>(base.size()))
+        d.labels["shard"] = std::to_string(i / base.size());
+      defs_.push_back(std::move(d));
+    }
+    for (auto& d : defs_) {
+      current_.push_back(d.start);
+      scale_.push_back(d.k == kind::int_counter || d.k == kind::int_gauge ? 0
+                       : d.name == "node_cpu_seconds_total"
+                           || d.name.rfind("node_load", 0) == 0
+                         ? 1e2
+                       : d.name == "node_timex_offset_seconds" ? 1e9
+                                                               : 1e3);
+      keys_.push_back(d.name + '\0' + encode_labels(d.labels));
+    }
+    lines_per_round_ = lines_per_round;
+  }
+
+  const std::vector<series_def>& defs() const {
+    return defs_;
+  }
+
+  /// name NUL encode_labels(labels) of each series, by series index.
+  const std::vector<std::string>& keys() const {
+    return keys_;
+  }
+
+  /// One scrape of every series and the log lines of round `r`; appends the
+  /// keys of the points to `points`.
+  void round(int64_t r, metric_samples& xs, log_lines& lines,
+             std::vector<point_key>& points) {
+    xs.clear();
+    lines.clear();
+    std::uniform_real_distribution<double> u(0, 1);
+    std::normal_distribution<double> noise(0, 1);
+    std::uniform_int_distribution<int64_t> jitter_ms(0, 40);
+    auto ts = start_ms + r * round_ms + jitter_ms(rng_);
+    for (size_t i = 0; i < defs_.size(); ++i) {
+      auto& d = defs_[i];
+      auto& v = current_[i];
+      switch (d.k) {
+        case kind::counter:
+          v += d.step * 2 * u(rng_);
+          break;
+        case kind::int_counter:
+          v += std::floor(d.step * 2 * u(rng_));
+          break;
+        case kind::gauge:
+          // A wander pulled back towards where it started.
+          v += 0.3 * d.step * noise(rng_) + 0.05 * (d.start - v);
+          if (d.name != "node_timex_offset_seconds")
+            v = std::max(0.0, v);
+          break;
+        case kind::int_gauge: {
+          auto x = v + 0.3 * d.step * noise(rng_) + 0.05 * (d.start - v);
+          // Page-sized quantities stay in pages.
+          double unit = d.step >= 4096 && std::fmod(d.start, 4096) == 0 ? 4096
+                                                                        : 1;
+          v = std::max(0.0, std::round(x / unit) * unit);
+          break;
+        }
+      }
+      // What the exporter prints: cpu seconds in 1/100 s (USER_HZ), load
+      // averages with 2 decimals, millidegrees, ns offsets; the kept value
+      // is the double that text parses to (m / 10^k, correctly rounded).
+      auto out = scale_[i] > 0 ? std::round(v * scale_[i]) / scale_[i] : v;
+      xs.push_back({d.name, d.labels, ts, out});
+      points.push_back({static_cast<uint32_t>(i), ts, bits_of(out)});
+    }
+    auto round_ns = (start_ms + r * round_ms) * 1000000;
+    std::uniform_int_distribution<int64_t> jitter_ns(0, 999999);
+    for (int64_t i = 0; i < lines_per_round_; ++i) {
+      auto ns = round_ns + i * (round_ms * 1000000 / lines_per_round_)
+                + jitter_ns(rng_);
+      lines.push_back(log_for(ns, r, i));
+    }
+  }
+
+private:
+  log_line log_for(int64_t ts_ns, int64_t r, int64_t i) {
+    std::uniform_int_distribution<int> pick(0, 99);
+    std::uniform_int_distribution<int> n(1, 65000);
+    char buf[256];
+    const char* unit = nullptr;
+    auto p = pick(rng_);
+    if (p < 45) {
+      unit = "fleet-app";
+      static const char* paths[] = {"/api/v1/status", "/api/v1/readings",
+                                    "/healthz", "/api/v1/config"};
+      snprintf(buf, sizeof(buf),
+               "level=info msg=\"request served\" method=GET path=%s "
+               "status=200 duration_ms=%.1f bytes=%d",
+               paths[n(rng_) % 4], 0.4 + (n(rng_) % 400) / 10.0,
+               200 + n(rng_) % 4000);
+    } else if (p < 60) {
+      unit = "sshd";
+      snprintf(buf, sizeof(buf),
+               "Accepted publickey for deploy from 10.0.%d.%d port %d ssh2: "
+               "ED25519 SHA256:q3Xv%04x",
+               n(rng_) % 8, n(rng_) % 250, 30000 + n(rng_) % 30000,
+               n(rng_) % 65536);
+    } else if (p < 75) {
+      unit = "systemd";
+      snprintf(buf, sizeof(buf), "Started Session %lld of User root.",
+               static_cast<long long>(1000 + r * lines_per_round_ + i));
+    } else if (p < 90) {
+      unit = "kernel";
+      snprintf(buf, sizeof(buf),
+               "[%lld.%06d] eth0: Link is Up - 1Gbps/Full - flow control "
+               "rx/tx",
+               static_cast<long long>(r * 10 + i), n(rng_) % 1000000);
+    } else if (p < 97) {
+      unit = "cron";
+      snprintf(buf, sizeof(buf),
+               "(root) CMD (/usr/local/bin/backup.sh --incremental "
+               "--tag=%d)",
+               n(rng_));
+    } else {
+      unit = "fleet-app";
+      snprintf(buf, sizeof(buf),
+               "level=warn msg=\"upstream slow\" upstream=10.0.%d.%d:8443 "
+               "retry=%d",
+               n(rng_) % 8, n(rng_) % 250, n(rng_) % 5);
+    }
+    log_line out;
+    out.labels = {{"host", device_id}, {"job", "syslog"}, {"unit", unit}};
+    out.timestamp_ns = ts_ns;
+    out.line = buf;
+    return out;
+  }
+
+  std::mt19937_64 rng_;
+  std::vector<series_def> defs_;
+  std::vector<double> current_;
+  // 10^decimals of each series' printed values; 0: integers already.
+  std::vector<double> scale_;
+  std::vector<std::string> keys_;
+  int64_t lines_per_round_ = 0;
+};
+
+// -- SQLite, read-only --------------------------------------------------------
+
+/// A read-only connection to a store another thread writes (WAL).
+class reader {
+public:
+  explicit reader(const std::string& path) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY, nullptr)
+        != SQLITE_OK) {
+      std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
+      sqlite3_close(db_);
+      db_ = nullptr;
+      fail("cannot open " + path + ": " + msg);
+    }
+    sqlite3_busy_timeout(db_, 5000);
+  }
+
+  ~reader() {
+    sqlite3_close(db_);
+  }
+
+  reader(const reader&) = delete;
+  reader& operator=(const reader&) = delete;
+
+  /// Runs `sql` with text parameter ?1 = `arg` (when not null) and calls
+  /// `row` for every result row.
+  void each(const char* sql, const char* arg,
+            const std::function<void(sqlite3_stmt*)>& row) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db_, sql, -1, &st, nullptr) != SQLITE_OK)
+      fail(std::string("prepare ") + sql + ": " + sqlite3_errmsg(db_));
+    if (arg)
+      sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+      row(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+      fail(std::string("query ") + sql + ": " + sqlite3_errmsg(db_));
+  }
+
+  int64_t scalar(const char* sql) {
+    int64_t out = 0;
+    each(sql, nullptr, [&](sqlite3_stmt* st) { out = sqlite3_column_int64(st, 0); });
+    return out;
+  }
+
+private:
+  sqlite3* db_ = nullptr;
+};
+
+std::string column_text(sqlite3_stmt* st, int i) {
+  auto p = reinterpret_cast<const char*>(sqlite3_column_text(st, i));
+  return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(st, i)))
+           : std::string{};
+}
+
+std::string column_blob(sqlite3_stmt* st, int i) {
+  auto p = static_cast<const char*>(sqlite3_column_blob(st, i));
+  return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(st, i)))
+           : std::string{};
+}
+
+// -- comparing ----------------------------------------------------------------
+
+struct tally {
+  int64_t lost = 0;
+  int64_t duplicated = 0;
+  int64_t unexpected = 0;
+
+  tally& operator+=(const tally& y) {
+    lost += y.lost;
+    duplicated += y.duplicated;
+    unexpected += y.unexpected;
+    return *this;
+  }
+};
+
+/// Multiset difference of sorted `want` (device) and `got` (cloud).
+template <class T>
+tally compare_sorted(const std::vector<T>& want, const std::vector<T>& got) {
+  tally out;
+  size_t i = 0;
+  size_t j = 0;
+  while (i < want.size() || j < got.size()) {
+    if (j == got.size() || (i < want.size() && want[i] < got[j])) {
+      ++out.lost;
+      ++i;
+    } else if (i == want.size() || got[j] < want[i]) {
+      // Cloud rows the device never stored; duplicates of them too.
+      ++out.unexpected;
+      ++j;
+    } else {
+      auto& k = want[i];
+      int64_t a = 0;
+      int64_t b = 0;
+      for (; i < want.size() && want[i] == k; ++i)
+        ++a;
+      for (; j < got.size() && got[j] == k; ++j)
+        ++b;
+      out.lost += std::max<int64_t>(0, a - b);
+      out.duplicated += std::max<int64_t>(0, b - a);
+    }
+  }
+  return out;
+}
+
+/// The device's records, sorted, as the cloud must hold them.
+struct ground_truth {
+  std::vector<point_key> points;
+  std::vector<std::string> logs;
+  std::vector<std::string> events;
+  std::map<std::string, uint32_t> series; // key -> index
+};
+
+tally compare_cloud(const std::string& cloud_db, const ground_truth& want) {
+  reader db(cloud_db);
+  std::vector<point_key> points;
+  points.reserve(want.points.size());
+  tally out;
+  db.each("SELECT s.name, s.labels, p.ts, p.value FROM points p JOIN series s "
+          "ON s.id = p.series_id WHERE p.device_id = ?1",
+          device_id, [&](sqlite3_stmt* st) {
+            auto key = column_text(st, 0) + '\0' + column_blob(st, 1);
+            auto i = want.series.find(key);
+            if (i == want.series.end()) {
+              ++out.unexpected;
+              return;
+            }
+            points.push_back({i->second, sqlite3_column_int64(st, 2),
+                              bits_of(sqlite3_column_double(st, 3))});
+          });
+  std::sort(points.begin(), points.end());
+  out += compare_sorted(want.points, points);
+  points = {};
+  std::vector<std::string> logs;
+  db.each("SELECT ts, labels, line FROM logs WHERE device_id = ?1", device_id,
+          [&](sqlite3_stmt* st) {
+            logs.push_back(log_key(sqlite3_column_int64(st, 0),
+                                   column_blob(st, 1), column_text(st, 2)));
+          });
+  std::sort(logs.begin(), logs.end());
+  out += compare_sorted(want.logs, logs);
+  std::vector<std::string> events;
+  db.each("SELECT ts, kind, message FROM events WHERE device_id = ?1",
+          device_id, [&](sqlite3_stmt* st) {
+            events.push_back(event_key(sqlite3_column_int64(st, 0),
+                                       column_text(st, 1), column_text(st, 2)));
+          });
+  std::sort(events.begin(), events.end());
+  out += compare_sorted(want.events, events);
+  return out;
+}
+
+// -- actors -------------------------------------------------------------------
+
+/// Every actor and server of one round; stops them in reverse order.
+struct world {
+  node_config cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  std::vector<caf::actor> spawned;
+  std::vector<std::unique_ptr<ingest_endpoint>> endpoints;
+
+  ~world() {
+    for (auto& e : endpoints)
+      e->stop();
+    for (auto i = spawned.rbegin(); i != spawned.rend(); ++i)
+      self->send_exit(*i, caf::exit_reason::user_shutdown);
+    for (auto i = spawned.rbegin(); i != spawned.rend(); ++i)
+      self->wait_for(*i);
+  }
+
+  template <class Handle>
+  Handle keep(Handle hdl) {
+    spawned.push_back(caf::actor_cast<caf::actor>(hdl));
+    return hdl;
+  }
+
+  /// Asks `hdl` and waits for the one reply of type T.
+  template <class T, class Handle, class... Ts>
+  T ask(const Handle& hdl, Ts&&... xs) {
+    T out{};
+    std::string err;
+    self->request(hdl, std::chrono::seconds(120), std::forward<Ts>(xs)...)
+      .receive([&](T& x) { out = std::move(x); },
+               [&](caf::error& e) { err = render(e); });
+    if (!err.empty())
+      fail(err);
+    return out;
+  }
+
+  template <class Handle>
+  actor_stats stats(const Handle& hdl) {
+    return ask<actor_stats>(hdl, stats_atom::value);
+  }
+
+  /// A cloud (embedded store, ingest, endpoint) on 127.0.0.1:port.
+  uint16_t start_cloud(const std::string& path, clock_ptr clock,
+                       uint16_t port) {
+    auto store = cloud_store::open(path, clock);
+    if (!store)
+      fail("cloud_store::open(" + path + "): " + render(store.error()));
+    auto st = keep(sys.spawn<caf::detached>(
+      embedded_store, std::make_shared<cloud_store>(std::move(*store))));
+    ingest_config icfg;
+    icfg.store = st;
+    auto ing = keep(sys.spawn(ingest, icfg));
+    endpoints.push_back(
+      std::make_unique<ingest_endpoint>(sys, ing, http_limits{}));
+    auto bound = endpoints.back()->start("127.0.0.1", port);
+    if (!bound)
+      fail("cannot start the cloud on port " + std::to_string(port) + ": "
+           + render(bound.error()));
+    return *bound;
+  }
+};
+
+int64_t drops_of(const actor_stats& st) {
+  int64_t n = 0;
+  for (auto& kv : st.counters)
+    if (kv.first.rfind("dropped_", 0) == 0)
+      n += kv.second;
+  return n;
+}
+
+// -- the naive sender ---------------------------------------------------------
+
+struct naive_run {
+  double seconds = 0;
+  int64_t bytes = 0;
+  int64_t metrics_bytes = 0;
+  int64_t requests = 0;
+};
+
+naive_run send_naive(uint16_t port, const device_data& data,
+                     const ground_truth& truth, const log_lines& logs,
+                     const event_records& events, int64_t batch_size,
+                     int zstd_level) {
+  naive_run out;
+  http_client client("127.0.0.1", port, link_timeout, 1024 * 1024);
+  std::map<std::string, int64_t> sequence;
+  auto post = [&](const std::string& stream, const std::string& body) {
+    std::vector<std::pair<std::string, std::string>> headers{
+      {"Content-Type", "application/x-protobuf"}};
+    if (is_zstd(body))
+      headers.emplace_back("Content-Encoding", "zstd");
+    auto res = client.post("/v1/sync", body, headers);
+    if (!res)
+      fail("naive sender: " + render(res.error()));
+    auto ack = decode_response(res->body);
+    if (res->status != 200 || !ack || !ack->success
+        || ack->last_sequence_ack != sequence[stream])
+      fail("naive sender: HTTP " + std::to_string(res->status) + " for "
+           + stream + " batch " + std::to_string(sequence[stream]));
+    out.bytes += static_cast<int64_t>(body.size());
+    ++out.requests;
+  };
+  auto settings = [&](const std::string& stream) {
+    encode_settings es;
+    es.device_id = device_id;
+    es.sequence = ++sequence[stream];
+    es.epoch = "naive";
+    es.now_ms = start_ms;
+    es.zstd_level = zstd_level;
+    return es;
+  };
+  auto n = static_cast<size_t>(batch_size);
+  // The points in the order the device stored them (truth.points is sorted),
+  // found before the clock starts.
+  std::vector<const point_key*> order;
+  order.reserve(truth.points.size());
+  for (auto& p : truth.points)
+    order.push_back(&p);
+  std::stable_sort(order.begin(), order.end(),
+                   [](const point_key* a, const point_key* b) {
+                     return a->ts < b->ts;
+                   });
+  auto t0 = steady_clock::now();
+  for (size_t i = 0; i < events.size(); i += n) {
+    event_records xs(events.begin() + i,
+                     events.begin() + std::min(events.size(), i + n));
+    post(events_stream, encode_events_request(settings(events_stream), xs));
+  }
+  auto& defs = data.defs();
+  metric_samples batch;
+  auto send_points = [&] {
+    auto body = encode_metrics_request(settings(metrics_stream), batch);
+    out.metrics_bytes += static_cast<int64_t>(body.size());
+    post(metrics_stream, body);
+    batch.clear();
+  };
+  for (auto* p : order) {
+    auto& d = defs[p->series];
+    double v;
+    std::memcpy(&v, &p->bits, sizeof(v));
+    batch.push_back({d.name, d.labels, p->ts, v});
+    if (batch.size() == n)
+      send_points();
+  }
+  if (!batch.empty())
+    send_points();
+  for (size_t i = 0; i < logs.size(); i += n) {
+    log_lines xs(logs.begin() + i, logs.begin() + std::min(logs.size(), i + n));
+    post(logs_stream, encode_logs_request(settings(logs_stream), xs));
+  }
+  out.seconds = seconds_since(t0);
+  return out;
+}
+
+// -- one round ----------------------------------------------------------------
+
+void progress(const outage_options& opt, const std::string& text) {
+  if (opt.progress)
+    std::cerr << "outage: " << text << std::endl;
+}
+
+void run_round(const outage_options& opt, outage_result& res) {
+  auto rounds = static_cast<int64_t>(std::llround(opt.hours * 3600 * 1000
+                                                  / round_ms));
+  if (rounds < 1)
+    fail("--hours too small: not one 10 s round");
+  res.rounds_of_data = rounds;
+  auto clock = std::make_shared<manual_clock>(start_ms);
+  auto device_db = opt.dir + "/device.db";
+  auto cloud_db = opt.dir + "/cloud.db";
+  auto naive_db = opt.dir + "/naive-cloud.db";
+  device_data data(opt.series, opt.log_lines_per_round);
+  ground_truth truth;
+  for (size_t i = 0; i < data.keys().size(); ++i)
+    truth.series.emplace(data.keys()[i], static_cast<uint32_t>(i));
+  log_lines all_logs;
+  {
+    world w;
+    // The device, tier 1 caps.
+    storage_config scfg;
+    scfg.path = device_db;
+    scfg.clock = clock;
+    auto store = edge_store::open(scfg);
+    if (!store)
+      fail("edge_store::open(" + device_db + "): " + render(store.error()));
+    auto st = w.keep(w.sys.spawn<caf::detached>(
+      storage, std::make_shared<edge_store>(std::move(*store))));
+    auto port = reserve_port();
+    cloud_link_config lcfg;
+    lcfg.host = "127.0.0.1";
+    lcfg.port = port;
+    lcfg.timeout = link_timeout;
+    auto link = w.keep(w.sys.spawn<caf::detached>(cloud_link, lcfg));
+    backoff_config bcfg;
+    bcfg.base = backoff_base;
+    bcfg.cap = backoff_cap;
+    bcfg.breaker_threshold = 3;
+    bcfg.seed = 1;
+    bcfg.clock = clock;
+    bcfg.storage = st;
+    auto bck = w.keep(w.sys.spawn(backoff, bcfg));
+    std::map<std::string, sync_actor> syncs;
+    auto start_syncs = [&] {
+      // Events first, as edge/main.cpp spawns them.
+      for (auto stream : {events_stream, metrics_stream, logs_stream}) {
+        sync_config ycfg;
+        ycfg.device_id = device_id;
+        ycfg.stream = stream;
+        ycfg.interval = sync_interval;
+        ycfg.batch_size = opt.batch_size;
+        ycfg.zstd_level = opt.zstd_level;
+        ycfg.request_timeout = link_timeout * 2 + std::chrono::seconds(1);
+        ycfg.clock = clock;
+        ycfg.storage = st;
+        ycfg.link = link;
+        ycfg.backoff = bck;
+        syncs[stream] = w.keep(w.sys.spawn(fleetd::sync, ycfg));
+      }
+    };
+    // -- fill, offline
+    progress(opt, "filling " + std::to_string(rounds) + " rounds of "
+                    + std::to_string(opt.series) + " series + "
+                    + std::to_string(opt.log_lines_per_round)
+                    + " log lines while the cloud is away (port "
+                    + std::to_string(port) + ")");
+    truth.points.reserve(static_cast<size_t>(rounds * opt.series));
+    all_logs.reserve(static_cast<size_t>(rounds * opt.log_lines_per_round));
+    metric_samples xs;
+    log_lines lines;
+    auto t_fill = steady_clock::now();
+    for (int64_t r = 0; r < rounds; ++r) {
+      data.round(r, xs, lines, truth.points);
+      if (!xs.empty()
+          && w.ask<int64_t>(st, store_atom::value, xs)
+               != static_cast<int64_t>(xs.size()))
+        fail("the device did not store every point of round "
+             + std::to_string(r));
+      if (!lines.empty()
+          && w.ask<int64_t>(st, store_atom::value, lines)
+               != static_cast<int64_t>(lines.size()))
+        fail("the device did not store every log line of round "
+             + std::to_string(r));
+      for (auto& l : lines) {
+        truth.logs.push_back(
+          log_key(l.timestamp_ns, encode_labels(l.labels), l.line));
+        all_logs.push_back(std::move(l));
+      }
+      if (r == 0)
+        start_syncs();
+      clock->set(start_ms + (r + 1) * round_ms);
+      if (opt.progress && rounds >= 10 && (r + 1) % (rounds / 10) == 0)
+        progress(opt, "  " + std::to_string(r + 1) + "/"
+                        + std::to_string(rounds) + " rounds stored, "
+                        + format(seconds_since(t_fill), 1) + " s");
+    }
+    res.fill_s = seconds_since(t_fill);
+    res.points = static_cast<int64_t>(truth.points.size());
+    res.log_lines = static_cast<int64_t>(truth.logs.size());
+    // A real outage of hours opens the breaker. The retries run on real
+    // timers that wait out clock time, so a short (fast) fill may end before
+    // the third failure, and with the clock standing still no retry would
+    // ever come: move the clock to the end of each backoff window (a few
+    // seconds past the last round) until the breaker opens.
+    auto t_offline = steady_clock::now();
+    while (w.stats(bck).counters["went_offline"] == 0) {
+      if (seconds_since(t_offline) > 60)
+        fail("the link never went offline: " + w.stats(bck).state);
+      auto ls = w.ask<link_status>(bck, link_atom::value);
+      if (ls.next_attempt_ms > clock->now_ms())
+        clock->set(ls.next_attempt_ms);
+      std::this_thread::sleep_for(20ms);
+    }
+    std::map<std::string, actor_stats> before;
+    for (auto& kv : syncs)
+      before[kv.first] = w.stats(kv.second);
+    for (auto& kv : before)
+      res.outage_send_failures += kv.second.counters["send_failures"];
+    auto bstats = w.stats(bck);
+    res.went_offline = bstats.counters["went_offline"];
+    progress(opt, "stored in " + format(res.fill_s, 1) + " s; link "
+                    + bstats.state + ", " + std::to_string(res.outage_send_failures)
+                    + " failed sends");
+    if (res.outage_send_failures == 0)
+      fail("the sync actors never tried the link during the outage");
+    {
+      reader dev(device_db);
+      res.backlog_events = dev.scalar("SELECT count(*) FROM events");
+    }
+    // -- reconnect: the cloud comes up on the port the link knows.
+    w.start_cloud(cloud_db, clock, port);
+    clock->advance(std::chrono::milliseconds(backoff_cap).count() + 1000);
+    progress(opt, "cloud up on port " + std::to_string(port) + "; draining");
+    auto t_drain = steady_clock::now();
+    for (auto stream : {events_stream, metrics_stream, logs_stream})
+      w.self->send(syncs[stream], tick_atom::value);
+    auto want = std::map<std::string, int64_t>{
+      {events_stream, res.backlog_events},
+      {metrics_stream, res.points},
+      {logs_stream, res.log_lines}};
+    for (;;) {
+      bool done = true;
+      for (auto& kv : want)
+        if (w.stats(syncs[kv.first]).counters["records_synced"] < kv.second)
+          done = false;
+      if (done)
+        break;
+      if (seconds_since(t_drain) > opt.drain_timeout_s)
+        fail("backlog not drained after " + format(opt.drain_timeout_s, 0)
+             + " s");
+      std::this_thread::sleep_for(5ms);
+    }
+    res.drain_s = seconds_since(t_drain);
+    progress(opt, "drained in " + format(res.drain_s, 2) + " s");
+    // Events recorded since (link_online) go with one more round.
+    auto t_flush = steady_clock::now();
+    for (;;) {
+      auto s = w.stats(st);
+      if (s.counters["queued_batches"] == 0 && s.counters["unbatched_points"] == 0
+          && s.counters["unbatched_logs"] == 0
+          && s.counters["unbatched_events"] == 0) {
+        res.device_drops = drops_of(s);
+        break;
+      }
+      if (seconds_since(t_flush) > 60)
+        fail("the device still holds unsynced records a minute after the "
+             "drain: queued_batches="
+             + std::to_string(s.counters["queued_batches"]) + " unbatched="
+             + std::to_string(s.counters["unbatched_points"]) + "/"
+             + std::to_string(s.counters["unbatched_logs"]) + "/"
+             + std::to_string(s.counters["unbatched_events"]));
+      w.self->send(syncs[events_stream], tick_atom::value);
+      std::this_thread::sleep_for(100ms);
+    }
+    for (auto& kv : syncs) {
+      auto s = w.stats(kv.second);
+      auto sent = s.counters["bytes_sent"] - before[kv.first].counters["bytes_sent"];
+      res.batches += s.counters["batches_acked"];
+      if (kv.first == metrics_stream) {
+        res.metrics_bytes_sent = sent;
+        res.metrics_batches = s.counters["batches_acked"];
+      }
+      progress(opt, "  " + kv.first + ": " + std::to_string(s.counters["records_synced"])
+                      + " records in " + std::to_string(s.counters["batches_acked"])
+                      + " batches, " + std::to_string(sent) + " bytes after the "
+                      "reconnect, " + std::to_string(s.counters["send_failures"])
+                      + " failed sends in all");
+    }
+    auto lstats = w.stats(link);
+    res.bytes_sent = lstats.counters["bytes_sent"];
+    res.requests = lstats.counters["requests"] - lstats.counters["failures"];
+  } // every actor of the device and the cloud stops here
+  {
+    reader dev(device_db);
+    dev.each("SELECT ts, kind, message FROM events", nullptr,
+             [&](sqlite3_stmt* st) {
+               truth.events.push_back(event_key(sqlite3_column_int64(st, 0),
+                                                column_text(st, 1),
+                                                column_text(st, 2)));
+             });
+  }
+  res.events = static_cast<int64_t>(truth.events.size());
+  event_records events;
+  {
+    reader dev(device_db);
+    dev.each("SELECT ts, kind, message FROM events ORDER BY id", nullptr,
+             [&](sqlite3_stmt* st) {
+               event_record e;
+               e.timestamp_ms = sqlite3_column_int64(st, 0);
+               e.kind = column_text(st, 1);
+               e.message = column_text(st, 2);
+               events.push_back(std::move(e));
+             });
+  }
+  std::sort(truth.points.begin(), truth.points.end());
+  std::sort(truth.logs.begin(), truth.logs.end());
+  std::sort(truth.events.begin(), truth.events.end());
+  auto t = compare_cloud(cloud_db, truth);
+  res.records_lost = t.lost;
+  res.records_duplicated = t.duplicated;
+  res.records_unexpected = t.unexpected;
+  progress(opt, "compared: lost " + std::to_string(t.lost) + ", duplicated "
+                  + std::to_string(t.duplicated) + ", unexpected "
+                  + std::to_string(t.unexpected));
+  if (!opt.baseline)
+    return;
+  // -- the naive sender, same records, a fresh cloud
+  {
+    world w;
+    auto port = w.start_cloud(naive_db, clock, 0);
+    auto nv = send_naive(port, data, truth, all_logs, events, opt.batch_size,
+                         opt.zstd_level);
+    res.naive_drain_s = nv.seconds;
+    res.naive_bytes_sent = nv.bytes;
+    res.naive_metrics_bytes_sent = nv.metrics_bytes;
+    res.naive_requests = nv.requests;
+  }
+  auto nt = compare_cloud(naive_db, truth);
+  res.naive_records_lost = nt.lost;
+  res.naive_records_duplicated = nt.duplicated + nt.unexpected;
+  progress(opt, "naive sender: " + format(res.naive_drain_s, 2) + " s, "
+                  + std::to_string(res.naive_bytes_sent) + " bytes, lost "
+                  + std::to_string(nt.lost) + ", duplicated "
+                  + std::to_string(res.naive_records_duplicated));
+}
+
+// -- driver -------------------------------------------------------------------
+
+double median(std::vector<double> xs) {
+  if (xs.empty())
+    return 0;
+  std::sort(xs.begin(), xs.end());
+  auto n = xs.size();
+  return n % 2 ? xs[n / 2] : (xs[n / 2 - 1] + xs[n / 2]) / 2;
+}
+
+bool parse_int(const std::string& text, int64_t& out) {
+  if (text.empty())
+    return false;
+  char* end = nullptr;
+  errno = 0;
+  auto v = std::strtoll(text.c_str(), &end, 10);
+  if (errno != 0 || *end != '\0')
+    return false;
+  out = v;
+  return true;
+}
+
+bool parse_double(const std::string& text, double& out) {
+  if (text.empty())
+    return false;
+  char* end = nullptr;
+  errno = 0;
+  auto v = std::strtod(text.c_str(), &end);
+  if (errno != 0 || *end != '\0' || !std::isfinite(v))
+    return false;
+  out = v;
+  return true;
+}
+
+struct cli_options {
+  outage_options run;
+  int64_t rounds = 1;
+};
+
+// Returns an error message, empty when the arguments are fine.
+std::string parse(const std::vector<std::string>& args, cli_options& opt) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    auto arg = args[i];
+    std::string value;
+    bool has_value = false;
+    if (auto eq = arg.find('='); arg.rfind("--", 0) == 0
+                                 && eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+      has_value = true;
+    }
+    auto need_value = [&]() -> bool {
+      if (has_value)
+        return true;
+      if (i + 1 >= args.size())
+        return false;
+      value = args[++i];
+      return true;
+    };
+    if (arg == "--hours") {
+      if (!need_value())
+        return arg + ": missing value";
+      double v = 0;
+      if (!parse_double(value, v) || v <= 0 || v > 24 * 30)
+        return arg + ": expected hours in (0, 720], got '" + value + "'";
+      opt.run.hours = v;
+    } else if (arg == "--series" || arg == "--log-lines-per-round"
+               || arg == "--rounds" || arg == "--batch-size") {
+      if (!need_value())
+        return arg + ": missing value";
+      int64_t v = 0;
+      bool zero_ok = arg == "--log-lines-per-round";
+      if (!parse_int(value, v) || v < (zero_ok ? 0 : 1) || v > 100000)
+        return arg + ": expected an integer in [" + (zero_ok ? "0" : "1")
+               + ", 100000], got '" + value + "'";
+      if (arg == "--series")
+        opt.run.series = v;
+      else if (arg == "--log-lines-per-round")
+        opt.run.log_lines_per_round = v;
+      else if (arg == "--rounds")
+        opt.rounds = v;
+      else
+        opt.run.batch_size = v;
+    } else if (arg == "--dir") {
+      if (!need_value() || value.empty())
+        return "--dir: missing value";
+      opt.run.dir = value;
+    } else if (arg == "--no-baseline") {
+      opt.run.baseline = false;
+    } else {
+      return "unknown argument '" + args[i] + "'";
+    }
+  }
+  return {};
+}
+
+} // namespace
+
+outage_result run_outage_round(const outage_options& opt) {
+  outage_result res;
+  try {
+    run_round(opt, res);
+  } catch (const bench_failure& x) {
+    res.error = x.what;
+  }
+  return res;
+}
+
+std::string outage_usage() {
+  return "usage: fleetd-bench outage [--hours H] [--series N] "
+         "[--log-lines-per-round L]\n"
+         "                           [--rounds R] [--batch-size B] [--dir DIR] "
+         "[--no-baseline]\n\n"
+         "Runs one device (edge_store with tier 1 caps behind the storage "
+         "actor, cloud\nlink, backoff actor, sync actors for events, metrics "
+         "and logs; batches of B,\nzstd-3) through an outage of H hours of "
+         "an injected clock: every 10 s it\nstores one scrape of N "
+         "node_exporter-like series and L log lines, while its\nsync actors "
+         "fail against a closed port and its breaker opens. Then a cloud\n"
+         "(embedded store, ingest, Beast endpoint) starts on that port, the "
+         "clock moves\npast the backoff window and the sync actors get a "
+         "tick; drain_s is the wall\ntime until every record stored before "
+         "the reconnect is acked (target: <= 60 s\nfor 24 h). Every point, "
+         "log line and event the device holds must then be in\nthe cloud "
+         "store exactly once; otherwise the command exits 1.\n\n"
+         "Prints one line on stdout (medians over the rounds):\n\n"
+         "  BENCH outage hours=H series=N log_lines_per_round=L points=.. "
+         "log_lines=..\n"
+         "    events=.. batches=.. batch=B stat=median drain_s=.. "
+         "bytes_sent=..\n"
+         "    bytes_per_point=.. naive_bytes_sent=.. bytes_ratio=..\n"
+         "    metrics_bytes_per_point=.. naive_metrics_bytes_per_point=.. "
+         "metrics_bytes_ratio=..\n"
+         "    naive_drain_s=.. drain_ratio=.. fill_s=.. records_lost=0\n"
+         "    records_duplicated=0 records_unexpected=0 rounds=R\n\n"
+         "fill_s is the wall time of storing the outage's data (not part of "
+         "the result).\nrecords_*: the worst round.\n\n"
+         "bytes_sent: request bodies that reached the cloud (the cloud "
+         "link's count),\nall streams; bytes_per_point = bytes_sent / "
+         "points (logs included).\n\n"
+         "Baseline (naive_*): the same records sent to a fresh cloud of the "
+         "same code as\na simple sender would: metrics as SyncRequests of "
+         "format version 1\n(MetricsBatch protobuf columns, the seed's "
+         "simple-sender format: every series'\nname and labels in every "
+         "batch, timestamps and values as plain protobuf\nfields), logs and "
+         "events as LogsBatch/EventsBatch (no simpler format exists),\nB "
+         "records per request, zstd-3, one request at a time on one "
+         "keep-alive\nconnection, straight from memory: no store to read, "
+         "no queue to persist, no\nbackoff. Its bytes are what the wire "
+         "format saves (bytes_ratio = naive_bytes_sent\n/ bytes_sent, "
+         "metrics_bytes_ratio the same for the metrics stream alone); its\n"
+         "time is a floor for any sender through this cloud (drain_ratio = "
+         "naive_drain_s /\ndrain_s; below 1 means the device is slower than "
+         "that floor).\n\n"
+         "options:\n"
+         "  --hours H                 outage length in clock hours "
+         "(default 24)\n"
+         "  --series N                series per scrape (default 100)\n"
+         "  --log-lines-per-round L   log lines per 10 s (default 10: one a "
+         "second)\n"
+         "  --rounds R                repetitions, each from fresh databases "
+         "(default 1:\n"
+         "                            one 24 h round takes minutes on a "
+         "small machine)\n"
+         "  --batch-size B            records per batch (default 1000, tier "
+         "1)\n"
+         "  --dir DIR                 where the databases go (default a "
+         "fresh directory\n"
+         "                            under $TMPDIR or /var/tmp, removed "
+         "afterwards); fsync\n"
+         "                            cost depends on the disk\n"
+         "  --no-baseline             skip the naive sender\n";
+}
+
+int run_outage_bench(const std::vector<std::string>& args) {
+  cli_options opt;
+  if (auto err = parse(args, opt); !err.empty()) {
+    std::cerr << "fleetd-bench outage: " << err
+              << "; see fleetd-bench outage --help" << std::endl;
+    return 2;
+  }
+  // The outage's expected warnings (connection refused, link offline) once.
+  logger::init(log_level::error, "");
+  namespace fs = std::filesystem;
+  bool own_dir = opt.run.dir.empty();
+  if (own_dir) {
+    auto base = getenv("TMPDIR");
+    std::string tmpl = std::string(base && *base ? base : "/var/tmp")
+                       + "/fleetd-bench-XXXXXX";
+    if (!mkdtemp(tmpl.data())) {
+      std::cerr << "fleetd-bench outage: cannot create " << tmpl << ": "
+                << strerror(errno) << std::endl;
+      return 1;
+    }
+    opt.run.dir = tmpl;
+  } else if (auto err = ensure_directory(opt.run.dir)) {
+    std::cerr << "fleetd-bench outage: " << render(err) << std::endl;
+    return 1;
+  }
+  auto top = opt.run.dir;
+  std::vector<outage_result> results;
+  int rc = 0;
+  auto t0 = steady_clock::now();
+  for (int64_t r = 0; r < opt.rounds; ++r) {
+    auto ropt = opt.run;
+    ropt.dir = top + "/round-" + std::to_string(r + 1);
+    std::error_code ec;
+    fs::remove_all(ropt.dir, ec);
+    fs::create_directories(ropt.dir, ec);
+    auto res = run_outage_round(ropt);
+    fs::remove_all(ropt.dir, ec);
+    if (!res.error.empty()) {
+      std::cerr << "fleetd-bench outage: round " << (r + 1) << ": "
+                << res.error << std::endl;
+      rc = 1;
+      break;
+    }
+    std::cerr << "round " << (r + 1) << "/" << opt.rounds << ": drain "
+              << format(res.drain_s, 2) << " s, " << res.bytes_sent
+              << " bytes (naive " << format(res.naive_drain_s, 2) << " s, "
+              << res.naive_bytes_sent << " bytes), fill "
+              << format(res.fill_s, 1) << " s, lost " << res.records_lost
+              << ", duplicated " << res.records_duplicated << ", unexpected "
+              << res.records_unexpected << "; "
+              << format(seconds_since(t0), 1) << " s so far" << std::endl;
+    results.push_back(res);
+  }
+  if (own_dir) {
+    std::error_code ec;
+    fs::remove_all(top, ec);
+  }
+  if (results.empty())
+    return rc;
+  auto med = [&](auto field) {
+    std::vector<double> xs;
+    for (auto& x : results)
+      xs.push_back(field(x));
+    return median(xs);
+  };
+  auto& last = results.back();
+  auto points = static_cast<double>(last.points);
+  auto drain = med([](auto& x) { return x.drain_s; });
+  auto bytes = med([](auto& x) { return double(x.bytes_sent); });
+  auto naive_bytes = med([](auto& x) { return double(x.naive_bytes_sent); });
+  auto mbytes = med([](auto& x) { return double(x.metrics_bytes_sent); });
+  auto naive_mbytes
+    = med([](auto& x) { return double(x.naive_metrics_bytes_sent); });
+  auto naive_drain = med([](auto& x) { return x.naive_drain_s; });
+  int64_t lost = 0;
+  int64_t dup = 0;
+  int64_t unexpected = 0;
+  for (auto& x : results) {
+    lost = std::max(lost, x.records_lost);
+    dup = std::max(dup, x.records_duplicated);
+    unexpected = std::max(unexpected, x.records_unexpected);
+  }
+  auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
+  std::cout << "BENCH outage hours=" << format(opt.run.hours, opt.run.hours == std::floor(opt.run.hours) ? 0 : 2)
+            << " series=" << opt.run.series
+            << " log_lines_per_round=" << opt.run.log_lines_per_round
+            << " points=" << last.points << " log_lines=" << last.log_lines
+            << " events=" << last.events << " batches=" << last.batches
+            << " batch=" << opt.run.batch_size << " stat=median"
+            << " drain_s=" << format(drain, 2)
+            << " bytes_sent=" << format(bytes, 0)
+            << " bytes_per_point=" << format(ratio(bytes, points), 3)
+            << " naive_bytes_sent=" << format(naive_bytes, 0)
+            << " bytes_ratio=" << format(ratio(naive_bytes, bytes), 2)
+            << " metrics_bytes_per_point=" << format(ratio(mbytes, points), 3)
+            << " naive_metrics_bytes_per_point="
+            << format(ratio(naive_mbytes, points), 3)
+            << " metrics_bytes_ratio=" << format(ratio(naive_mbytes, mbytes), 2)
+            << " naive_drain_s=" << format(naive_drain, 2)
+            << " drain_ratio=" << format(ratio(naive_drain, drain), 3)
+            << " fill_s=" << format(med([](auto& x) { return x.fill_s; }), 1)
+            << " records_lost=" << lost << " records_duplicated=" << dup
+            << " records_unexpected=" << unexpected
+            << " rounds=" << results.size() << std::endl;
+  if (lost != 0 || dup != 0 || unexpected != 0)
+    rc = 1;
+  return rc;
+}
+
+} // namespace fleetd::bench
