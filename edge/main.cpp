@@ -340,7 +340,7 @@ int run(int argc, char** argv) {
   bcfg.storage = st;
   auto bck = sys.spawn(backoff, bcfg);
   stops.add("backoff", caf::actor_cast<caf::actor>(bck));
-  std::vector<sync_actor> syncs;
+  std::vector<std::pair<std::string, sync_actor>> syncs;
   // Events first: the first sync actor spawned asks first after a restart.
   for (auto stream : {events_stream, metrics_stream, logs_stream}) {
     sync_config ycfg;
@@ -358,13 +358,12 @@ int run(int argc, char** argv) {
     ycfg.backoff = bck;
     // Settings from the cloud go to the capability actor, which applies them.
     ycfg.settings = caf::actor_cast<settings_listener>(cap);
-    syncs.push_back(sys.spawn(sync, ycfg));
+    auto hdl = sys.spawn(sync, ycfg);
     caf::anon_send(cap, capabilities_atom::value,
-                   caf::actor_cast<caf::actor>(syncs.back()));
-    stops.add(std::string("sync_") + stream,
-              caf::actor_cast<caf::actor>(syncs.back()));
+                   caf::actor_cast<caf::actor>(hdl));
+    syncs.emplace_back(std::string("sync_") + stream, hdl);
+    stops.add(syncs.back().first, caf::actor_cast<caf::actor>(hdl));
   }
-
   system_collector_config ccfg;
   ccfg.disk_path = dir;
   ccfg.interval = opt.collector_interval;
@@ -403,12 +402,8 @@ int run(int argc, char** argv) {
     icfg.debug[what] = caf::actor_cast<caf::actor>(st);
   icfg.debug["capabilities"] = caf::actor_cast<caf::actor>(cap);
   icfg.actors.insert(icfg.actors.end(), extra.begin(), extra.end());
-  for (size_t i = 0; i < syncs.size(); ++i)
-    icfg.actors.emplace_back(
-      std::string("sync_") + (i == 0 ? events_stream
-                              : i == 1 ? metrics_stream
-                                       : logs_stream),
-      caf::actor_cast<caf::actor>(syncs[i]));
+  for (auto& [name, hdl] : syncs)
+    icfg.actors.emplace_back(name, caf::actor_cast<caf::actor>(hdl));
   auto insp = sys.spawn(inspector, icfg);
   stops.add("inspector", caf::actor_cast<caf::actor>(insp));
   auto port = publish_console(sys, insp,
