@@ -351,6 +351,7 @@ int run(int argc, char** argv) {
     ycfg.zstd_level = static_cast<int>(tier.zstd_level);
     ycfg.request_timeout = opt.cloud_timeout * 2 + std::chrono::seconds(1);
     ycfg.max_rejections = opt.max_rejections;
+    ycfg.forward_immediately = tier.tier == 3;
     ycfg.config_version = caps.cloud.version;
     ycfg.clock = clk;
     ycfg.storage = st;
@@ -370,6 +371,8 @@ int run(int argc, char** argv) {
   ccfg.max_rounds = opt.collector_rounds;
   ccfg.clock = clk;
   ccfg.storage = st;
+  for (auto& y : syncs)
+    ccfg.on_stored.push_back(caf::actor_cast<caf::actor>(y.second));
   auto col = sys.spawn(system_collector, ccfg);
   stops.add("system_collector", caf::actor_cast<caf::actor>(col));
   std::vector<std::pair<std::string, caf::actor>> extra;
@@ -385,6 +388,7 @@ int run(int argc, char** argv) {
     gcfg.max_rounds = opt.load_rounds;
     gcfg.clock = clk;
     gcfg.storage = st;
+    gcfg.on_stored = ccfg.on_stored;
     auto gen = sys.spawn(system_collector, gcfg);
     stops.add("load_generator", caf::actor_cast<caf::actor>(gen));
     extra.emplace_back("load_generator", caf::actor_cast<caf::actor>(gen));

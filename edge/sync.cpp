@@ -371,6 +371,14 @@ sync_actor::behavior_type sync(sync_actor::stateful_pointer<sync_state> self,
       if (!self->state.busy)
         round(self);
     },
+    [self](store_atom) {
+      auto& st = self->state;
+      if (!st.cfg.forward_immediately)
+        return;
+      st.force_cut = true;
+      if (!st.busy)
+        round(self);
+    },
     [self](tick_atom, int64_t generation) {
       if (generation == self->state.generation && !self->state.busy)
         round(self);
@@ -385,6 +393,7 @@ sync_actor::behavior_type sync(sync_actor::stateful_pointer<sync_state> self,
       cfg.batch_size = report.settings.batch_size;
       cfg.zstd_level = static_cast<int>(report.settings.zstd_level);
       cfg.config_version = report.cloud.version;
+      cfg.forward_immediately = report.settings.tier == 3;
       if (changed)
         log_info("sync", cfg.stream, ": now every ",
                  report.settings.sync_interval_ms, " ms, batches of ",

@@ -22,6 +22,8 @@ struct sync_config {
   /// Times the cloud may refuse one batch (400, 409, 413, 415) before it is
   /// dropped and counted, so one bad batch never blocks its stream.
   int64_t max_rejections = 3;
+  /// Tier 3: every store notification sends what there is at once.
+  bool forward_immediately = false;
   /// Version of the cloud settings the device applies (sent with requests).
   int64_t config_version = 0;
   clock_ptr clock;

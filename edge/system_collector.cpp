@@ -337,6 +337,8 @@ void collect_round(
       [self](int64_t committed) {
         self->state.points_stored += committed;
         self->state.in_flight = false;
+        for (auto& x : self->state.cfg.on_stored)
+          caf::anon_send(x, store_atom::value);
       },
       [self](caf::error& err) {
         // The round is lost, not retried: the next one reads fresh totals.

@@ -49,6 +49,9 @@ struct system_collector_config {
   clock_ptr clock;
   /// Where samples go.
   storage_actor storage;
+  /// Told (store_atom) after each round is stored: the sync actors, so tier
+  /// 3 can forward at once.
+  std::vector<caf::actor> on_stored;
 };
 
 struct system_collector_state {

@@ -85,6 +85,9 @@ using sync_actor = caf::typed_actor<
   caf::reacts_to<tick_atom>,
   // The actor's own timer; ignored unless `generation` is still current.
   caf::reacts_to<tick_atom, int64_t>,
+  // New records were stored; tier 3 forwards them at once, others wait for
+  // a full batch or the interval.
+  caf::reacts_to<store_atom>,
   // New tier settings: interval, batch size and compression apply next round.
   caf::reacts_to<capabilities_atom, capability_report>,
   stats_handler>;

@@ -671,3 +671,25 @@ TEST_CASE("a batch the cloud refuses for good is dropped after max_rejections, "
   // The cloud knows it never got batch 1.
   CHECK(devices[0].gaps == 1);
 }
+
+TEST_CASE("tier 3 forwards what was stored at once") {
+  sync_fixture f;
+  auto port = f.start_cloud();
+  auto link = f.spawn_link(port);
+  auto first = samples_from(clock_start_ms, 3);
+  f.store(first);
+  auto cfg = f.sync_cfg(link, 10);
+  cfg.forward_immediately = true;
+  auto s = f.spawn_sync(cfg);
+  // The first round starts at spawn and sends what is there.
+  REQUIRE(f.drained_to(s, 1));
+  auto more = samples_from(clock_start_ms + 100, 2);
+  f.store(more);
+  // A store notification, no tick: with the interval at an hour, only
+  // forwarding at once can send it.
+  (*f.self)->send(s, store_atom::value);
+  REQUIRE(f.drained_to(s, 2));
+  auto all = first;
+  all.insert(all.end(), more.begin(), more.end());
+  check_same_samples(f.cloud_points(), all);
+}
