@@ -41,6 +41,7 @@
 //    same 1000 records per request, zstd-3, one request at a time over one
 //    keep-alive connection, from memory: no device store to read, no queue
 //    to persist, no backoff (so its drain time is a floor, not a device).
+#include "tools/bench/bench_util.hpp"
 #include "tools/bench/outage_bench.hpp"
 
 #include <algorithm>
@@ -123,12 +124,6 @@ struct bench_failure {
 
 double seconds_since(steady_clock::time_point t0) {
   return std::chrono::duration<double>(steady_clock::now() - t0).count();
-}
-
-std::string format(double x, int decimals) {
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(decimals) << x;
-  return out.str();
 }
 
 /// A port on 127.0.0.1 where nothing listens (bound once, then closed).
@@ -889,38 +884,6 @@ void run_round(const outage_options& opt, outage_result& res) {
 }
 
 // -- driver -------------------------------------------------------------------
-
-double median(std::vector<double> xs) {
-  if (xs.empty())
-    return 0;
-  std::sort(xs.begin(), xs.end());
-  auto n = xs.size();
-  return n % 2 ? xs[n / 2] : (xs[n / 2 - 1] + xs[n / 2]) / 2;
-}
-
-bool parse_int(const std::string& text, int64_t& out) {
-  if (text.empty())
-    return false;
-  char* end = nullptr;
-  errno = 0;
-  auto v = std::strtoll(text.c_str(), &end, 10);
-  if (errno != 0 || *end != '\0')
-    return false;
-  out = v;
-  return true;
-}
-
-bool parse_double(const std::string& text, double& out) {
-  if (text.empty())
-    return false;
-  char* end = nullptr;
-  errno = 0;
-  auto v = std::strtod(text.c_str(), &end);
-  if (errno != 0 || *end != '\0' || !std::isfinite(v))
-    return false;
-  out = v;
-  return true;
-}
 
 struct cli_options {
   outage_options run;

@@ -28,6 +28,7 @@
 // per-round ratios (paired, so a noisy neighbour hurts both sides of a
 // round). Wall time gives points_per_s; the CPU time of the process over the
 // same span gives cpu_ns_per_point (steadier on a loaded machine).
+#include "tools/bench/bench_util.hpp"
 #include "tools/bench/storage_bench.hpp"
 #include "tools/bench/node_series.hpp"
 
@@ -585,26 +586,6 @@ run_result run_bare(const std::string& path, const store_layout& layout,
 
 // -- driver -------------------------------------------------------------------
 
-double median(std::vector<double> xs) {
-  if (xs.empty())
-    return 0;
-  std::sort(xs.begin(), xs.end());
-  auto n = xs.size();
-  return n % 2 ? xs[n / 2] : (xs[n / 2 - 1] + xs[n / 2]) / 2;
-}
-
-bool parse_int(const std::string& text, int64_t& out) {
-  if (text.empty())
-    return false;
-  char* end = nullptr;
-  errno = 0;
-  auto v = std::strtoll(text.c_str(), &end, 10);
-  if (errno != 0 || *end != '\0')
-    return false;
-  out = v;
-  return true;
-}
-
 // Returns an error message, empty when the arguments are fine.
 std::string parse(const std::vector<std::string>& args, options& opt) {
   for (size_t i = 0; i < args.size(); ++i) {
@@ -647,12 +628,6 @@ std::string parse(const std::vector<std::string>& args, options& opt) {
     }
   }
   return {};
-}
-
-std::string format(double x, int decimals) {
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(decimals) << x;
-  return out.str();
 }
 
 } // namespace

@@ -21,6 +21,7 @@
 // naive: per point one protobuf message {name=1, labels=2 {name=1, value=2},
 //        value=3 double, timestamp_ms=4 int64}, length-delimited and
 //        concatenated, zstd-3 per batch.
+#include "tools/bench/bench_util.hpp"
 #include "tools/bench/wire_bench.hpp"
 
 #include <cerrno>
@@ -342,12 +343,6 @@ bool same(const metric_samples& a, const metric_samples& b) {
       return false;
   }
   return true;
-}
-
-std::string format(double x, int digits) {
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(digits) << x;
-  return out.str();
 }
 
 int64_t floor_div(int64_t a, int64_t b) {
