@@ -73,6 +73,10 @@ int run(int argc, char** argv) {
   auto& dir = opt.common.data_dir;
   if (auto err = ensure_directory(dir))
     return die(err);
+  // One node per data directory: two would ack from one store twice over.
+  auto lock = lock_data_dir(dir, "fleetd-cloud");
+  if (!lock)
+    return die(lock.error());
   auto clk = make_scaled_clock(opt.common.clock_speed);
   auto store = cloud_store::open(dir + "/cloud.db", clk);
   if (!store)

@@ -96,3 +96,29 @@ TEST_CASE("SIGINT stops a device whose cloud is gone within 5 s") {
   CHECK(took < 5s);
   CHECK(file_size(n.dev_dir + "/fleetd.db-wal") <= 0);
 }
+
+TEST_CASE("a second node on a data directory in use refuses to start") {
+  pair_of_nodes n;
+  n.start(0);
+  REQUIRE(eventually([&] { return exists(n.dev_dir + "/console.port"); }, 10s));
+  struct second {
+    std::string prog;
+    std::vector<std::string> args;
+    std::string dir;
+  };
+  for (auto& x : {second{"fleetd-cloud",
+                         {"--node.data-dir=" + n.cloud_dir, "--console.port=0",
+                          "--ingest.port=0"},
+                         n.cloud_dir},
+                  second{"fleetd",
+                         {"--node.data-dir=" + n.dev_dir, "--console.port=0"},
+                         n.dev_dir}}) {
+    CAPTURE(x.prog);
+    auto out = run_to_end(program(x.prog), x.args, 10s);
+    CHECK(out.first == 1);
+    CHECK(out.second.find("another " + x.prog + " uses " + x.dir)
+          != std::string::npos);
+  }
+  stop(*n.device, SIGTERM);
+  stop(*n.cloud, SIGTERM);
+}
