@@ -74,6 +74,11 @@ int64_t permit(backoff_state& st, const std::string& stream) {
       auto left = st.probe_granted_ms + st.cfg.probe_timeout.count() - now;
       return delay(st, std::min(st.cfg.base.count(), left));
     }
+    // Events held back by the outage probe first, if they ask in time.
+    if (!probe_active(st, now) && st.events_backlog
+        && stream != st.cfg.events_stream
+        && now < st.next_attempt_ms + st.cfg.events_first_limit.count())
+      return delay(st, events_first_poll_ms);
     if (!probe_active(st, now)) {
       st.probe_stream = stream;
       st.probe_granted_ms = now;

@@ -104,7 +104,8 @@ struct backoff_state {
 /// - A report with ok=true and retry_after_ms > 0 bars everyone for the hint
 ///   but counts no failure and leaves the state "online".
 /// - Once the wait is over the breaker is half-open: the first permit gets 0
-///   and is the probe ("probing"); the others wait min(base, time left until
+///   and is the probe ("probing"; while the events stream has a backlog,
+///   only it may probe for the first `events_first_limit`); the others wait min(base, time left until
 ///   probe_timeout) and ask again. A probe that never reports is replaced
 ///   after probe_timeout. Its success (or any stream's) brings the link
 ///   online; its failure backs off longer.

@@ -284,9 +284,10 @@ void cut(self_ptr self, bool after_ack) {
         bool full = static_cast<int64_t>(up.size()) >= st.cfg.batch_size;
         if (up.size() == 0 || (!full && !st.force_cut
                                && since_cut < st.cfg.interval)) {
-          // Tells the backoff actor this stream is drained (events first).
+          // Tells the backoff actor this stream sends nothing more now
+          // (events first): what waits for the interval is not a backlog.
           if (after_ack)
-            report(self, true, 0, !full && up.size() > 0);
+            report(self, true, 0, false);
           // Batches are cut by size, or by interval for what trickles in.
           finish_round(self, up.size() == 0 ? st.cfg.interval
                                             : st.cfg.interval - since_cut);

@@ -552,6 +552,9 @@ TEST_CASE("after the link comes back events go first until they report no "
   f.report(hdl, delivered("events", true));
   f.fail_times(hdl, 3);
   f.advance_to_next_attempt(hdl);
+  // The events stream never asks for the probe: metrics probes after the
+  // events-first bound.
+  f.clock->advance(10000);
   REQUIRE(f.permit(hdl, "metrics") == 0);
   f.report(hdl, delivered("metrics"));
   REQUIRE(f.link(hdl).state == "online");
@@ -577,9 +580,11 @@ TEST_CASE("events go first after a recovery below the breaker threshold too, "
   auto hdl = f.spawn_backoff(f.config());
   f.report(hdl, failed("events", "timeout"));
   f.advance_to_next_attempt(hdl);
+  f.clock->advance(10000);
   REQUIRE(f.permit(hdl, "metrics") == 0);
   f.fail_times(hdl, 1);
   f.advance_to_next_attempt(hdl);
+  f.clock->advance(10000);
   REQUIRE(f.permit(hdl, "logs") == 0);
   f.report(hdl, delivered("logs"));
   CHECK(f.permit(hdl, "logs") == events_first_poll_ms);
@@ -615,6 +620,7 @@ TEST_CASE("a stuck events stream holds the others back no longer than "
   f.report(hdl, failed("events", "timeout"));
   f.fail_times(hdl, 3);
   f.advance_to_next_attempt(hdl);
+  f.clock->advance(10000);
   REQUIRE(f.permit(hdl, "metrics") == 0);
   f.report(hdl, delivered("metrics"));
   CHECK(f.permit(hdl, "metrics") == events_first_poll_ms);
@@ -662,4 +668,27 @@ TEST_CASE("going offline and coming back are recorded as events, with the "
   CHECK(stats.counters["went_online"] == 1);
   std::string all = f.events(storage);
   CHECK(std::count(all.begin(), all.end(), '\n') == 2);
+}
+
+TEST_CASE("events held back by an outage take the half-open probe") {
+  fixture f;
+  auto hdl = f.spawn_backoff(f.config());
+  f.report(hdl, failed("events", "timeout"));
+  f.fail_times(hdl, 3);
+  f.advance_to_next_attempt(hdl);
+  // Metrics asks first but waits: the probe is the events stream's.
+  CHECK(f.permit(hdl, "metrics") == events_first_poll_ms);
+  CHECK(f.permit(hdl, "events") == 0);
+  CHECK(f.link(hdl).state == "probing");
+  CHECK(f.permit(hdl, "metrics") > 0);
+  f.report(hdl, delivered("events", false));
+  CHECK(f.link(hdl).state == "online");
+  CHECK(f.permit(hdl, "metrics") == 0);
+  SUBCASE("an events stream that never asks does not block the probe") {
+    f.fail_times(hdl, 3);
+    f.report(hdl, failed("events", "timeout"));
+    f.advance_to_next_attempt(hdl);
+    f.clock->advance(10000);
+    CHECK(f.permit(hdl, "metrics") == 0);
+  }
 }
