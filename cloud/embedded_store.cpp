@@ -173,7 +173,8 @@ caf::expected<ingest_outcome> cloud_store::write(const ingest_batch& b) {
                           + std::to_string(last));
     if (*had) {
       out.duplicate = true;
-      out.last_acked = last;
+      // Held: ack at least this batch, also when it is of an older epoch.
+      out.last_acked = std::max(last, b.sequence);
       auto dup = db_.prepare("UPDATE streams SET duplicates = duplicates + 1, "
                              "last_seen = ?3 WHERE device_id = ?1 AND "
                              "stream = ?2");

@@ -36,11 +36,10 @@ cloud_link(cloud_link_actor::stateful_pointer<cloud_link_state> self,
       st.bytes_sent += static_cast<int64_t>(body.size());
       st.bytes_received += static_cast<int64_t>(res->body.size());
       auto ack = decode_response(res->body);
-      bool refusal = res->status == 400 || res->status == 409
-                     || res->status == 413 || res->status == 415;
-      if (refusal && (!ack || ack->error_code.empty())) {
-        // Refused before the ingest actor saw it (e.g. the server's body
-        // limit): still a refusal of this batch, not a link failure.
+      if (res->status == 413 && (!ack || ack->error_code.empty())) {
+        // The server's body limit refused this batch before the ingest
+        // actor saw it: a refusal of the batch, not a link failure. Other
+        // statuses without a SyncResponse (a proxy's error page) are.
         sync_ack nack;
         nack.status = res->status;
         nack.error_code = "http_" + std::to_string(res->status);

@@ -1,6 +1,7 @@
 #include "edge/storage.hpp"
 
 #include <cerrno>
+#include <functional>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -293,7 +294,18 @@ caf::expected<int64_t> edge_store::insert_all(const metric_samples& xs) {
 }
 
 caf::expected<int64_t> edge_store::store(const metric_samples& xs) {
-  auto n = insert_all(xs);
+  auto n = with_room(xs.size(), [&] { return insert_all(xs); },
+                     unpersisted_rejected_);
+  if (n)
+    points_stored_ += *n;
+  return n;
+}
+
+caf::expected<int64_t>
+edge_store::with_room(size_t records,
+                      const std::function<caf::expected<int64_t>()>& insert,
+                      int64_t& rejected) {
+  auto n = insert();
   if (!n && static_cast<ec>(n.error().code()) == ec::disk_full) {
     // Back-pressure: free room by the drop policy, keep the newest data.
     if (!under_pressure_)
@@ -301,19 +313,19 @@ caf::expected<int64_t> edge_store::store(const metric_samples& xs) {
                   "; dropping oldest data to make room");
     under_pressure_ = true;
     auto need = std::max<int64_t>(64 * 1024,
-                                  static_cast<int64_t>(xs.size()) * 64);
+                                  static_cast<int64_t>(records) * 64);
     // Give back the reserve and the WAL's space so the deletes can be logged.
     release_reserve();
     db_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
     make_room(std::max<int64_t>(0, used_bytes() - need));
     db_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
-    n = insert_all(xs);
+    n = insert();
   }
   if (!n) {
     ++store_failures_;
     last_error_ = render(n.error());
     if (static_cast<ec>(n.error().code()) == ec::disk_full)
-      unpersisted_rejected_ += static_cast<int64_t>(xs.size());
+      rejected += static_cast<int64_t>(records);
     return n.error();
   }
   if (!reserve_held_)
@@ -324,7 +336,6 @@ caf::expected<int64_t> edge_store::store(const metric_samples& xs) {
     record_event("storage_recovered", "writes succeed again after disk full");
   }
   last_error_.clear();
-  points_stored_ += *n;
   if (auto dropped = enforce_limits(); !dropped)
     log_warning("storage", "cannot apply caps: ", render(dropped.error()));
   return *n;
@@ -400,6 +411,8 @@ std::map<std::string, int64_t> edge_store::drops() {
     out[st->column_text(0)] = st->column_int(1);
   }
   out[drop_kind::metrics_rejected] += unpersisted_rejected_;
+  if (unpersisted_logs_rejected_ > 0)
+    out[drop_kind::logs_rejected] += unpersisted_logs_rejected_;
   return out;
 }
 
@@ -658,28 +671,33 @@ caf::expected<int64_t> edge_store::enforce_limits() {
 }
 
 caf::expected<int64_t> edge_store::store_logs(const log_lines& xs) {
-  auto err = sqlite::transaction(db_, [&]() -> caf::error {
-    auto st = db_.prepare("INSERT INTO logs (ts, labels, line) "
-                          "VALUES (?1, ?2, ?3)");
-    if (!st)
-      return st.error();
-    for (auto& x : xs) {
-      st->reset().bind(1, x.timestamp_ns).bind_blob(2, encode_labels(x.labels))
-        .bind(3, x.line);
-      if (auto err = st->run())
-        return err;
-    }
-    return caf::none;
-  });
-  if (err) {
-    ++store_failures_;
-    last_error_ = render(err);
-    return err;
-  }
-  logs_stored_ += static_cast<int64_t>(xs.size());
-  if (auto dropped = enforce_limits(); !dropped)
-    log_warning("storage", "cannot apply caps: ", render(dropped.error()));
-  return static_cast<int64_t>(xs.size());
+  auto insert = [&]() -> caf::expected<int64_t> {
+    auto err = sqlite::transaction(db_, [&]() -> caf::error {
+      if (unpersisted_logs_rejected_ > 0)
+        if (auto err = count_drop(drop_kind::logs_rejected,
+                                  unpersisted_logs_rejected_))
+          return err;
+      auto st = db_.prepare("INSERT INTO logs (ts, labels, line) "
+                            "VALUES (?1, ?2, ?3)");
+      if (!st)
+        return st.error();
+      for (auto& x : xs) {
+        st->reset().bind(1, x.timestamp_ns)
+          .bind_blob(2, encode_labels(x.labels)).bind(3, x.line);
+        if (auto err = st->run())
+          return err;
+      }
+      return caf::none;
+    });
+    if (err)
+      return err;
+    unpersisted_logs_rejected_ = 0;
+    return static_cast<int64_t>(xs.size());
+  };
+  auto n = with_room(xs.size(), insert, unpersisted_logs_rejected_);
+  if (n)
+    logs_stored_ += *n;
+  return n;
 }
 
 caf::expected<unbatched_points> edge_store::fetch(const std::string& stream,

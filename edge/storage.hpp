@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -98,6 +99,12 @@ private:
                              const metric_samples& defs);
   caf::expected<int64_t> series_id(const metric_sample& x);
   caf::expected<int64_t> insert_all(const metric_samples& xs);
+  // Runs `insert`; on disk full frees room by the drop policy and tries once
+  // more; records still refused are added to `rejected` (persisted later).
+  caf::expected<int64_t>
+  with_room(size_t records,
+            const std::function<caf::expected<int64_t>()>& insert,
+            int64_t& rejected);
   // Deletes one chunk in policy order; 0 when nothing is left to drop.
   caf::expected<int64_t> drop_chunk(int64_t rows);
   caf::expected<int64_t> drop_older_than(int64_t cutoff_ms);
@@ -133,6 +140,7 @@ private:
   bool reserve_held_ = false;
   // Rejections not yet persisted because the disk was full.
   int64_t unpersisted_rejected_ = 0;
+  int64_t unpersisted_logs_rejected_ = 0;
   std::string last_error_;
 };
 

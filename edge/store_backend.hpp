@@ -81,6 +81,8 @@ constexpr const char* logs_unsynced = "logs_unsynced";
 constexpr const char* batches_unsynced = "batches_unsynced";
 /// Samples refused because the disk stayed full.
 constexpr const char* metrics_rejected = "metrics_rejected";
+/// Log lines refused because the disk stayed full.
+constexpr const char* logs_rejected = "logs_rejected";
 /// Queued batches the cloud refused for good (their records are lost).
 constexpr const char* batches_rejected = "batches_rejected";
 /// Events past their retention or dropped as a last resort.

@@ -128,8 +128,12 @@ void acked(self_ptr self, const queued_batch& b, const sync_ack& ack) {
         auto& st = self->state;
         if (deleted == 0)
           ++st.duplicates_acked;
-        if (is_metrics(st))
+        // The store extends its series table only when it deleted the
+        // batch; otherwise read back what it holds.
+        if (is_metrics(st) && deleted > 0)
           st.session = std::move(*next);
+        else if (is_metrics(st))
+          st.session_loaded = false;
         st.batches_acked += deleted;
         st.records_synced += points;
         st.last_acked_sequence = ack.last_sequence_ack;
@@ -145,7 +149,11 @@ void acked(self_ptr self, const queued_batch& b, const sync_ack& ack) {
         st.busy = false;
         round(self, true);
       },
-      [self](caf::error& err) { fail_local(self, err); });
+      [self](caf::error& err) {
+        // The ack may have committed after all: reload the series table.
+        self->state.session_loaded = false;
+        fail_local(self, err);
+      });
 }
 
 // The cloud answered but refused this batch; the link itself is fine.
@@ -155,14 +163,19 @@ void refused(self_ptr self, const queued_batch& b, const sync_ack& ack) {
   if (st.head_sequence != b.sequence) {
     st.head_sequence = b.sequence;
     st.head_rejections = 0;
+    st.head_resynced = false;
   }
-  ++st.head_rejections;
+  bool resync = is_metrics(st) && ack.error_code == "session_out_of_sync"
+                && !st.head_resynced;
+  // One re-encode per batch is a repair, not a rejection.
+  if (!resync)
+    ++st.head_rejections;
   note_error(self, "cloud refused batch " + std::to_string(b.sequence) + " ("
                      + std::to_string(st.head_rejections) + " of "
                      + std::to_string(st.cfg.max_rejections)
                      + "): " + ack.error_code + " " + ack.error_message);
-  if (is_metrics(st) && ack.error_code == "session_out_of_sync"
-      && st.head_rejections < st.cfg.max_rejections) {
+  if (resync) {
+    st.head_resynced = true;
     // The cloud lost our series table: send the same points self-contained.
     codec_context own = st.session;
     auto columnar = request_columnar(b.body);

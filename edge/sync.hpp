@@ -50,6 +50,8 @@ struct sync_state {
   /// Refusals of the batch at the head of the queue.
   int64_t head_sequence = 0;
   int64_t head_rejections = 0;
+  /// The head batch was already re-encoded for a new series session.
+  bool head_resynced = false;
   int64_t batches_sent = 0;
   int64_t batches_acked = 0;
   int64_t records_synced = 0;

@@ -197,6 +197,51 @@ TEST_CASE("a full disk is back-pressure: newest data kept, drops exact, recovery
   CHECK(before[drop_kind::metrics_rejected] >= rejected);
 }
 
+TEST_CASE("log lines on a full disk are back-pressure too: newest kept, "
+          "every line stored or counted") {
+  tmp_dir dir;
+  if (mount("tmpfs", dir.path.c_str(), "tmpfs", 0, "size=2m") != 0) {
+    MESSAGE("cannot mount tmpfs here (need root); disk-full test skipped");
+    return;
+  }
+  auto clk = std::make_shared<manual_clock>(1'700'000'000'000);
+  storage_config cfg;
+  cfg.path = dir.path + "/s.db";
+  cfg.clock = clk;
+  cfg.limits.max_bytes = 100 * 1000 * 1000; // far above the disk: disk wins
+  cfg.limits.retention_ms = 0;
+  auto st = edge_store::open(cfg);
+  REQUIRE(st);
+  int64_t accepted = 0;
+  int64_t rejected = 0;
+  bool last_ok = false;
+  for (int round = 0; round < 400; ++round) {
+    clk->advance(10000);
+    log_lines xs;
+    for (int i = 0; i < 50; ++i)
+      xs.push_back(log_line{{{"job", "app"}}, clk->now_ms() * 1000000 + i,
+                            std::string(60, static_cast<char>('a' + i % 26))
+                              + std::to_string(round)});
+    auto n = st->store_logs(xs);
+    last_ok = static_cast<bool>(n);
+    if (n) {
+      accepted += *n;
+    } else {
+      CHECK(static_cast<ec>(n.error().code()) == ec::disk_full);
+      rejected += 50;
+    }
+  }
+  auto d = st->drops();
+  auto kept = st->stats().counters["logs_rows"];
+  MESSAGE("log lines accepted ", accepted, ", rejected ", rejected, ", rows ",
+          kept, ", dropped unsynced ", d[drop_kind::logs_unsynced]);
+  // The disk filled up: old lines went to keep the newest.
+  CHECK(d[drop_kind::logs_unsynced] > 0);
+  CHECK(last_ok);
+  CHECK(accepted == kept + d[drop_kind::logs_unsynced]);
+  CHECK(d[drop_kind::logs_rejected] == rejected);
+}
+
 TEST_CASE("tier 2's caps hold over 30 simulated hours: 5 MB and one day") {
   tmp_dir dir;
   auto clk = std::make_shared<manual_clock>(1'700'000'000'000);
