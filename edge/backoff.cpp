@@ -65,7 +65,7 @@ int64_t delay(backoff_state& st, int64_t wait_ms) {
 }
 
 int64_t permit(backoff_state& st, const std::string& stream) {
-  auto now = st.cfg.clock->now_ms();
+  auto now = st.cfg.clock->steady_ms();
   if (now < st.next_attempt_ms)
     return delay(st, st.next_attempt_ms - now);
   if (!online(st)) {
@@ -101,7 +101,7 @@ int64_t permit(backoff_state& st, const std::string& stream) {
 
 void fail(self_ptr self, const link_report& x) {
   auto& st = self->state;
-  auto now = st.cfg.clock->now_ms();
+  auto now = st.cfg.clock->steady_ms();
   ++st.failures_total;
   if (x.stream == st.cfg.events_stream)
     st.events_backlog = true;
@@ -141,7 +141,7 @@ void fail(self_ptr self, const link_report& x) {
 
 void succeed(self_ptr self, const link_report& x) {
   auto& st = self->state;
-  auto now = st.cfg.clock->now_ms();
+  auto now = st.cfg.clock->steady_ms();
   st.permit_epoch.erase(x.stream);
   auto hinted_ms = x.retry_after_ms > 0 ? now + x.retry_after_ms : 0;
   auto is_events = x.stream == st.cfg.events_stream;
@@ -257,7 +257,7 @@ backoff(backoff_actor::stateful_pointer<backoff_state> self,
     [self](link_atom) {
       auto& st = self->state;
       link_status out;
-      out.state = link_state(st, st.cfg.clock->now_ms());
+      out.state = link_state(st, st.cfg.clock->steady_ms());
       out.consecutive_failures = st.consecutive_failures;
       out.next_attempt_ms = st.next_attempt_ms;
       out.last_error = st.last_error;
@@ -265,7 +265,7 @@ backoff(backoff_actor::stateful_pointer<backoff_state> self,
     },
     [self](stats_atom) {
       auto& st = self->state;
-      auto now = st.cfg.clock->now_ms();
+      auto now = st.cfg.clock->steady_ms();
       actor_stats out;
       out.name = backoff_state::name;
       out.state = link_state(st, now);

@@ -292,9 +292,11 @@ void cut(self_ptr self, bool after_ack) {
     .then(
       [self, after_ack](unbatched_points& up) {
         auto& st = self->state;
-        auto now = st.cfg.clock->now_ms();
+        // Steady time: setting the date back must not hold batches back.
+        auto now = st.cfg.clock->steady_ms();
         auto since_cut = std::chrono::milliseconds(now - st.last_cut_ms);
-        bool full = static_cast<int64_t>(up.size()) >= st.cfg.batch_size;
+        bool full = static_cast<int64_t>(up.size()) >= st.cfg.batch_size
+                    || st.last_cut_ms == 0;
         if (up.size() == 0 || (!full && !st.force_cut
                                && since_cut < st.cfg.interval)) {
           // Tells the backoff actor this stream sends nothing more now

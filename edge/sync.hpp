@@ -43,7 +43,8 @@ struct sync_state {
   bool busy = false;
   /// Identifies the one timer that may start the next round.
   int64_t generation = 0;
-  /// Clock time of the last cut; a partial batch waits for the interval.
+  /// Steady time of the last cut (0: none yet, the first cut takes what
+  /// there is); a partial batch waits for the interval.
   int64_t last_cut_ms = 0;
   /// The next cut takes what there is (an outside tick asked for it).
   bool force_cut = false;

@@ -207,7 +207,8 @@ struct link_status {
   /// (breaker open) or "probing" (half-open: one probe in flight).
   std::string state = "online";
   int64_t consecutive_failures = 0;
-  /// Clock time (Unix ms) of the next allowed attempt; 0 when online.
+  /// Steady time (clock::steady_ms) of the next allowed attempt; 0 when
+  /// nothing bars sending.
   int64_t next_attempt_ms = 0;
   std::string last_error;
 };

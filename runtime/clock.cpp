@@ -14,6 +14,12 @@ public:
              std::chrono::system_clock::now().time_since_epoch())
       .count();
   }
+
+  int64_t steady_ms() const override {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+  }
 };
 
 class scaled_clock_impl : public clock {

@@ -16,6 +16,12 @@ public:
   /// Unix time in milliseconds.
   virtual int64_t now_ms() const = 0;
 
+  /// Milliseconds that never jump (NTP, an operator setting the date): for
+  /// waits and intervals. Only differences mean anything.
+  virtual int64_t steady_ms() const {
+    return now_ms();
+  }
+
   /// How long a timer must run for `d` of this clock's time to pass.
   virtual std::chrono::milliseconds real(std::chrono::milliseconds d) const {
     return d;

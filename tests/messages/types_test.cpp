@@ -50,11 +50,18 @@ bool operator==(const queued_batch& x, const queued_batch& y) {
                      y.retry_count, y.body);
 }
 
+bool operator==(const cloud_settings& x, const cloud_settings& y) {
+  return std::tie(x.version, x.batch_size, x.sync_interval_ms, x.retention_ms,
+                  x.zstd_level)
+         == std::tie(y.version, y.batch_size, y.sync_interval_ms,
+                     y.retention_ms, y.zstd_level);
+}
+
 bool operator==(const sync_ack& x, const sync_ack& y) {
   return std::tie(x.success, x.last_sequence_ack, x.error_code,
-                  x.error_message, x.retry_after_ms)
+                  x.error_message, x.retry_after_ms, x.status, x.config)
          == std::tie(y.success, y.last_sequence_ack, y.error_code,
-                     y.error_message, y.retry_after_ms);
+                     y.error_message, y.retry_after_ms, y.status, y.config);
 }
 
 bool operator==(const ingest_batch& x, const ingest_batch& y) {
@@ -314,7 +321,7 @@ TEST_CASE_FIXTURE(fixture, "device_info and device_infos round-trip") {
 
 TEST_CASE_FIXTURE(fixture, "a message with several registered types "
                            "round-trips through the serializer") {
-  auto in = caf::make_message(make_batch(5), sync_ack{true, 5, "", "", 0},
+  auto in = caf::make_message(make_batch(5), sync_ack{true, 5, "", "", 0, 200, cloud_settings{3, 50, 60000, 0, -1}},
                               std::string("metrics"), int64_t{5});
   std::vector<char> buf;
   {
@@ -326,7 +333,7 @@ TEST_CASE_FIXTURE(fixture, "a message with several registered types "
   REQUIRE(!source(out));
   REQUIRE((out.match_elements<queued_batch, sync_ack, std::string, int64_t>()));
   CHECK(out.get_as<queued_batch>(0) == make_batch(5));
-  CHECK(out.get_as<sync_ack>(1) == sync_ack{true, 5, "", "", 0});
+  CHECK(out.get_as<sync_ack>(1) == sync_ack{true, 5, "", "", 0, 200, cloud_settings{3, 50, 60000, 0, -1}});
   CHECK(out.get_as<std::string>(2) == "metrics");
   CHECK(out.get_as<int64_t>(3) == 5);
 }
