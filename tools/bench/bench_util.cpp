@@ -9,6 +9,31 @@
 
 namespace fleetd::bench {
 
+bool arg_cursor::next() {
+  if (pos_ >= args_.size())
+    return false;
+  name_ = args_[pos_++];
+  has_inline_ = false;
+  if (auto eq = name_.find('=');
+      name_.rfind("--", 0) == 0 && eq != std::string::npos) {
+    inline_value_ = name_.substr(eq + 1);
+    name_ = name_.substr(0, eq);
+    has_inline_ = true;
+  }
+  return true;
+}
+
+bool arg_cursor::value(std::string& out) {
+  if (has_inline_) {
+    out = inline_value_;
+    return true;
+  }
+  if (pos_ >= args_.size())
+    return false;
+  out = args_[pos_++];
+  return true;
+}
+
 double median(std::vector<double> xs) {
   if (xs.empty())
     return 0;

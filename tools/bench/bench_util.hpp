@@ -8,6 +8,33 @@
 
 namespace fleetd::bench {
 
+/// Walks command-line arguments written `--name value` or `--name=value`.
+class arg_cursor {
+public:
+  explicit arg_cursor(const std::vector<std::string>& args) : args_(args) {
+    // nop
+  }
+
+  /// Moves to the next argument; false past the last one.
+  bool next();
+
+  /// The current argument without any "=value".
+  const std::string& name() const {
+    return name_;
+  }
+
+  /// The current argument's value (after '=' or the next argument); false
+  /// when it has none.
+  bool value(std::string& out);
+
+private:
+  const std::vector<std::string>& args_;
+  size_t pos_ = 0;
+  std::string name_;
+  std::string inline_value_;
+  bool has_inline_ = false;
+};
+
 /// Median of `xs` (mean of the middle two for an even count); 0 when empty.
 double median(std::vector<double> xs);
 

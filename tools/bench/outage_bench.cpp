@@ -892,24 +892,11 @@ struct cli_options {
 
 // Returns an error message, empty when the arguments are fine.
 std::string parse(const std::vector<std::string>& args, cli_options& opt) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    auto arg = args[i];
+  arg_cursor cur(args);
+  while (cur.next()) {
+    auto arg = cur.name();
     std::string value;
-    bool has_value = false;
-    if (auto eq = arg.find('='); arg.rfind("--", 0) == 0
-                                 && eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-      has_value = true;
-    }
-    auto need_value = [&]() -> bool {
-      if (has_value)
-        return true;
-      if (i + 1 >= args.size())
-        return false;
-      value = args[++i];
-      return true;
-    };
+    auto need_value = [&] { return cur.value(value); };
     if (arg == "--hours") {
       if (!need_value())
         return arg + ": missing value";
@@ -941,7 +928,7 @@ std::string parse(const std::vector<std::string>& args, cli_options& opt) {
     } else if (arg == "--no-baseline") {
       opt.run.baseline = false;
     } else {
-      return "unknown argument '" + args[i] + "'";
+      return "unknown argument '" + arg + "'";
     }
   }
   return {};

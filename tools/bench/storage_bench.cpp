@@ -588,24 +588,11 @@ run_result run_bare(const std::string& path, const store_layout& layout,
 
 // Returns an error message, empty when the arguments are fine.
 std::string parse(const std::vector<std::string>& args, options& opt) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    auto arg = args[i];
+  arg_cursor cur(args);
+  while (cur.next()) {
+    auto arg = cur.name();
     std::string value;
-    bool has_value = false;
-    if (auto eq = arg.find('='); arg.rfind("--", 0) == 0
-                                 && eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-      has_value = true;
-    }
-    auto need_value = [&]() -> bool {
-      if (has_value)
-        return true;
-      if (i + 1 >= args.size())
-        return false;
-      value = args[++i];
-      return true;
-    };
+    auto need_value = [&] { return cur.value(value); };
     if (arg == "--points" || arg == "--rounds") {
       int64_t v = 0;
       if (!need_value())
@@ -624,7 +611,7 @@ std::string parse(const std::vector<std::string>& args, options& opt) {
         return "--bare-ids: expected map or precomputed, got '" + value + "'";
       opt.precomputed_ids = value == "precomputed";
     } else {
-      return "unknown argument '" + args[i] + "'";
+      return "unknown argument '" + arg + "'";
     }
   }
   return {};
