@@ -413,6 +413,8 @@ std::map<std::string, int64_t> edge_store::drops() {
   out[drop_kind::metrics_rejected] += unpersisted_rejected_;
   if (unpersisted_logs_rejected_ > 0)
     out[drop_kind::logs_rejected] += unpersisted_logs_rejected_;
+  if (unpersisted_events_rejected_ > 0)
+    out[drop_kind::events_rejected] += unpersisted_events_rejected_;
   return out;
 }
 
@@ -420,10 +422,22 @@ caf::error edge_store::record_event(const std::string& kind,
                                     const std::string& message) {
   auto st = db_.prepare("INSERT INTO events (ts, kind, message) "
                         "VALUES (?1, ?2, ?3)");
-  if (!st)
-    return st.error();
-  st->bind(1, cfg_.clock->now_ms()).bind(2, kind).bind(3, message);
-  return st->run();
+  auto err = st ? st->bind(1, cfg_.clock->now_ms())
+                    .bind(2, kind)
+                    .bind(3, message)
+                    .run()
+                : st.error();
+  // An event that cannot be kept is lost: count it (persisted when the
+  // disk has room again).
+  if (err) {
+    ++unpersisted_events_rejected_;
+    return err;
+  }
+  if (unpersisted_events_rejected_ > 0
+      && !count_drop(drop_kind::events_rejected,
+                     unpersisted_events_rejected_))
+    unpersisted_events_rejected_ = 0;
+  return caf::none;
 }
 
 namespace {

@@ -141,6 +141,7 @@ private:
   // Rejections not yet persisted because the disk was full.
   int64_t unpersisted_rejected_ = 0;
   int64_t unpersisted_logs_rejected_ = 0;
+  int64_t unpersisted_events_rejected_ = 0;
   std::string last_error_;
 };
 

@@ -83,6 +83,8 @@ constexpr const char* batches_unsynced = "batches_unsynced";
 constexpr const char* metrics_rejected = "metrics_rejected";
 /// Log lines refused because the disk stayed full.
 constexpr const char* logs_rejected = "logs_rejected";
+/// Events that could not be recorded (disk full or read-only).
+constexpr const char* events_rejected = "events_rejected";
 /// Queued batches the cloud refused for good (their records are lost).
 constexpr const char* batches_rejected = "batches_rejected";
 /// Events past their retention or dropped as a last resort.

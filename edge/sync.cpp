@@ -135,7 +135,9 @@ void acked(self_ptr self, const queued_batch& b, const sync_ack& ack) {
         else if (is_metrics(st))
           st.session_loaded = false;
         st.batches_acked += deleted;
-        st.records_synced += points;
+        // A duplicate ack (batch already gone) delivered nothing new.
+        if (deleted > 0)
+          st.records_synced += points;
         st.last_acked_sequence = ack.last_sequence_ack;
         st.head_rejections = 0;
         if (!st.last_error.empty())

@@ -242,6 +242,43 @@ TEST_CASE("log lines on a full disk are back-pressure too: newest kept, "
   CHECK(d[drop_kind::logs_rejected] == rejected);
 }
 
+TEST_CASE("an event that cannot be recorded on a full disk is counted") {
+  tmp_dir dir;
+  if (mount("tmpfs", dir.path.c_str(), "tmpfs", 0, "size=1m") != 0) {
+    MESSAGE("cannot mount tmpfs here (need root); disk-full test skipped");
+    return;
+  }
+  auto clk = std::make_shared<manual_clock>(1'700'000'000'000);
+  storage_config cfg;
+  cfg.path = dir.path + "/s.db";
+  cfg.clock = clk;
+  cfg.limits.reserve_bytes = 0;
+  {
+    auto st = edge_store::open(cfg);
+    REQUIRE(st);
+    REQUIRE(!st->record_event("boot", "before the disk filled"));
+    REQUIRE(!st->checkpoint());
+    // Nothing left for the WAL to grow into.
+    {
+      std::ofstream ballast(dir.path + "/ballast");
+      std::string kb(1024, 'x');
+      while (ballast << kb && ballast.flush())
+        ;
+    }
+    auto err = st->record_event("pressure", "while the disk is full");
+    REQUIRE(err);
+    CHECK(static_cast<ec>(err.code()) == ec::disk_full);
+    CHECK(st->drops()[drop_kind::events_rejected] == 1);
+    unlink((dir.path + "/ballast").c_str());
+    // The next event that fits also persists the count.
+    REQUIRE(!st->record_event("recovered", "room again"));
+    CHECK(st->drops()[drop_kind::events_rejected] == 1);
+  }
+  auto again = edge_store::open(cfg);
+  REQUIRE(again);
+  CHECK(again->drops()[drop_kind::events_rejected] == 1);
+}
+
 TEST_CASE("tier 2's caps hold over 30 simulated hours: 5 MB and one day") {
   tmp_dir dir;
   auto clk = std::make_shared<manual_clock>(1'700'000'000'000);
