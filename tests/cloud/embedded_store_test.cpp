@@ -23,8 +23,10 @@
 #include "messages/register.hpp"
 #include "messages/wire.hpp"
 #include "runtime/sqlite.hpp"
+#include "check_samples.hpp"
 
 using namespace fleetd;
+using test::check_same_samples;
 using namespace std::chrono_literals;
 
 namespace fs = std::filesystem;
@@ -63,18 +65,6 @@ ingest_batch batch(std::string device, int64_t seq, metric_samples xs,
   b.sequence = seq;
   b.samples = std::move(xs);
   return b;
-}
-
-void check_same_samples(const metric_samples& got,
-                        const metric_samples& want) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    CAPTURE(i);
-    CHECK(got[i].name == want[i].name);
-    CHECK(got[i].labels == want[i].labels);
-    CHECK(got[i].timestamp_ms == want[i].timestamp_ms);
-    CHECK(got[i].value == want[i].value);
-  }
 }
 
 metric_samples concat(std::vector<metric_samples> parts) {

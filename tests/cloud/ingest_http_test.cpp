@@ -34,8 +34,10 @@
 #include "messages/wire.hpp"
 #include "runtime/http_client.hpp"
 #include "runtime/sqlite.hpp"
+#include "check_samples.hpp"
 
 using namespace fleetd;
+using test::check_same_samples;
 using namespace std::chrono_literals;
 
 namespace pb = fleetd::v1;
@@ -149,18 +151,6 @@ std::string with_checksum_flipped(const std::string& plain) {
   sum[7] = static_cast<char>(sum[7] ^ 0x40);
   req.mutable_metadata()->set_checksum(sum);
   return req.SerializeAsString();
-}
-
-void check_same_samples(const metric_samples& got,
-                        const metric_samples& want) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    CAPTURE(i);
-    CHECK(got[i].name == want[i].name);
-    CHECK(got[i].labels == want[i].labels);
-    CHECK(got[i].timestamp_ms == want[i].timestamp_ms);
-    CHECK(got[i].value == want[i].value);
-  }
 }
 
 sync_ack ack_of(const std::string& bytes) {

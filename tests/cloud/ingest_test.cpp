@@ -28,8 +28,10 @@
 #include "messages/register.hpp"
 #include "messages/wire.hpp"
 #include "runtime/http_client.hpp"
+#include "check_samples.hpp"
 
 using namespace fleetd;
+using test::check_same_samples;
 using namespace std::chrono_literals;
 
 namespace fs = std::filesystem;
@@ -72,18 +74,6 @@ std::string body(int64_t seq, const metric_samples& xs, int level = 3) {
   es.now_ms = clock_start_ms;
   es.zstd_level = level;
   return encode_metrics_request(es, xs);
-}
-
-void check_same_samples(const metric_samples& got,
-                        const metric_samples& want) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    CAPTURE(i);
-    CHECK(got[i].name == want[i].name);
-    CHECK(got[i].labels == want[i].labels);
-    CHECK(got[i].timestamp_ms == want[i].timestamp_ms);
-    CHECK(got[i].value == want[i].value);
-  }
 }
 
 sync_ack ack_of(const std::string& bytes) {

@@ -26,8 +26,10 @@
 #include "messages/register.hpp"
 #include "messages/wire.hpp"
 #include "runtime/sqlite.hpp"
+#include "check_samples.hpp"
 
 using namespace fleetd;
+using test::check_same_samples;
 using namespace std::chrono_literals;
 
 namespace fs = std::filesystem;
@@ -79,18 +81,6 @@ metric_samples samples_from(int64_t first_ts, size_t n) {
     }
   }
   return out;
-}
-
-void check_same_samples(const metric_samples& got,
-                        const metric_samples& want) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    CAPTURE(i);
-    CHECK(got[i].name == want[i].name);
-    CHECK(got[i].labels == want[i].labels);
-    CHECK(got[i].timestamp_ms == want[i].timestamp_ms);
-    CHECK(got[i].value == want[i].value);
-  }
 }
 
 metric_samples slice(const metric_samples& xs, size_t from, size_t to) {

@@ -40,8 +40,10 @@
 #include "messages/error.hpp"
 #include "messages/register.hpp"
 #include "messages/wire.hpp"
+#include "check_samples.hpp"
 
 using namespace fleetd;
+using test::check_same_samples;
 using namespace std::chrono_literals;
 
 namespace fs = std::filesystem;
@@ -105,18 +107,6 @@ metric_samples samples_from(int64_t first_ts, size_t n) {
     out.push_back(std::move(s));
   }
   return out;
-}
-
-void check_same_samples(const metric_samples& got,
-                        const metric_samples& want) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    CAPTURE(i);
-    CHECK(got[i].name == want[i].name);
-    CHECK(got[i].labels == want[i].labels);
-    CHECK(got[i].timestamp_ms == want[i].timestamp_ms);
-    CHECK(got[i].value == want[i].value);
-  }
 }
 
 // -- a tap between the ingest endpoint and the real ingest actor --------------

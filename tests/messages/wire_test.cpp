@@ -14,6 +14,7 @@
 #include "messages/error.hpp"
 #include "messages/types.hpp"
 #include "messages/wire.hpp"
+#include "check_samples.hpp"
 
 using namespace fleetd;
 namespace pb = fleetd::v1;
@@ -21,12 +22,6 @@ namespace pb = fleetd::v1;
 namespace {
 
 constexpr size_t one_mib = 1024 * 1024;
-
-uint64_t bits_of(double x) {
-  uint64_t out;
-  std::memcpy(&out, &x, sizeof(out));
-  return out;
-}
 
 double from_bits(uint64_t x) {
   double out;
@@ -76,14 +71,7 @@ encode_settings settings(int level, int64_t seq = 7) {
 
 void check_same_samples(const metric_samples& got,
                         const metric_samples& want) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    CAPTURE(i);
-    CHECK(got[i].name == want[i].name);
-    CHECK(got[i].labels == want[i].labels);
-    CHECK(got[i].timestamp_ms == want[i].timestamp_ms);
-    CHECK(bits_of(got[i].value) == bits_of(want[i].value));
-  }
+  test::check_same_samples(got, want, true);
 }
 
 bool has_code(const caf::error& err, ec code) {
