@@ -34,6 +34,7 @@
 #include "messages/wire.hpp"
 #include "runtime/http_client.hpp"
 #include "runtime/sqlite.hpp"
+#include "ask.hpp"
 #include "check_samples.hpp"
 
 using namespace fleetd;
@@ -230,53 +231,32 @@ struct http_fixture {
   }
 
   std::map<std::string, int64_t> counters() {
-    actor_stats out;
-    (*self)
-      ->request(ing, 5s, stats_atom::value)
-      .receive([&](actor_stats& x) { out = std::move(x); },
-               [&](caf::error& err) {
-                 FAIL_CHECK("stats failed: " << render(err));
-               });
-    return out.counters;
+    return test::ask<actor_stats>(*self, ing, 5s, stats_atom::value).counters;
   }
+
 
   metric_samples points() {
-    metric_samples out;
-    (*self)
-      ->request(store, 5s, points_atom::value, std::string{device_id})
-      .receive([&](metric_samples& xs) { out = std::move(xs); },
-               [&](caf::error& err) { FAIL_CHECK(render(err)); });
-    return out;
+    return test::ask<metric_samples>(*self, store, 5s, points_atom::value,
+                                     std::string{device_id});
   }
+
 
   log_lines logs() {
-    log_lines out;
-    (*self)
-      ->request(store, 5s, points_atom::value, std::string{device_id},
-                log_lines{})
-      .receive([&](log_lines& xs) { out = std::move(xs); },
-               [&](caf::error& err) { FAIL_CHECK(render(err)); });
-    return out;
+    return test::ask<log_lines>(*self, store, 5s, points_atom::value,
+                                std::string{device_id}, log_lines{});
   }
+
 
   event_records events() {
-    event_records out;
-    (*self)
-      ->request(store, 5s, points_atom::value, std::string{device_id},
-                event_records{})
-      .receive([&](event_records& xs) { out = std::move(xs); },
-               [&](caf::error& err) { FAIL_CHECK(render(err)); });
-    return out;
+    return test::ask<event_records>(*self, store, 5s, points_atom::value,
+                                    std::string{device_id}, event_records{});
   }
 
+
   device_infos devices() {
-    device_infos out;
-    (*self)
-      ->request(store, 5s, devices_atom::value)
-      .receive([&](device_infos& xs) { out = std::move(xs); },
-               [&](caf::error& err) { FAIL_CHECK(render(err)); });
-    return out;
+    return test::ask<device_infos>(*self, store, 5s, devices_atom::value);
   }
+
 
   cloud_settings set_config(const std::string& device, cloud_settings x) {
     cloud_settings out;

@@ -28,6 +28,7 @@
 #include "messages/register.hpp"
 #include "messages/wire.hpp"
 #include "runtime/http_client.hpp"
+#include "ask.hpp"
 #include "check_samples.hpp"
 
 using namespace fleetd;
@@ -129,49 +130,28 @@ struct ingest_fixture {
   }
 
   http_reply sync(const std::string& bytes, const std::string& encoding) {
-    http_reply out;
-    (*self)
-      ->request(ing, 10s, sync_atom::value, bytes, encoding)
-      .receive([&](http_reply& x) { out = std::move(x); },
-               [&](caf::error& err) {
-                 FAIL_CHECK("ingest failed: " << render(err));
-               });
-    return out;
+    return test::ask<http_reply>(*self, ing, 10s, sync_atom::value, bytes,
+                                 encoding);
   }
+
 
   metric_samples stored() {
-    metric_samples out;
-    (*self)
-      ->request(store, 5s, points_atom::value, std::string{device_id})
-      .receive([&](metric_samples& xs) { out = std::move(xs); },
-               [&](caf::error& err) {
-                 FAIL_CHECK("points failed: " << render(err));
-               });
-    return out;
+    return test::ask<metric_samples>(*self, store, 5s, points_atom::value,
+                                     std::string{device_id});
   }
+
 
   device_infos devices() {
-    device_infos out;
-    (*self)
-      ->request(store, 5s, devices_atom::value)
-      .receive([&](device_infos& xs) { out = std::move(xs); },
-               [&](caf::error& err) {
-                 FAIL_CHECK("devices failed: " << render(err));
-               });
-    return out;
+    return test::ask<device_infos>(*self, store, 5s, devices_atom::value);
   }
 
+
   std::map<std::string, int64_t> counters() {
-    actor_stats out;
-    (*self)
-      ->request(ing, 5s, stats_atom::value)
-      .receive([&](actor_stats& x) { out = std::move(x); },
-               [&](caf::error& err) {
-                 FAIL_CHECK("stats failed: " << render(err));
-               });
+    auto out = test::ask<actor_stats>(*self, ing, 5s, stats_atom::value);
     CHECK(out.name == "ingest");
     return out.counters;
   }
+
 };
 
 void check_refused(const http_reply& rep, uint16_t status,

@@ -40,6 +40,7 @@
 #include "messages/error.hpp"
 #include "messages/register.hpp"
 #include "messages/wire.hpp"
+#include "ask.hpp"
 #include "check_samples.hpp"
 
 using namespace fleetd;
@@ -293,28 +294,20 @@ struct sync_fixture {
   }
 
   queued_batches pending() {
-    queued_batches out;
-    (*self)
-      ->request(storage_hdl, 5s, pending_atom::value,
-                std::string{metrics_stream}, int64_t{100})
-      .receive([&](queued_batches& xs) { out = std::move(xs); },
-               [&](caf::error& err) {
-                 FAIL_CHECK("pending failed: " << render(err));
-               });
-    return out;
+    return test::ask<queued_batches>(*self, storage_hdl, 5s,
+                                     pending_atom::value,
+                                     std::string{metrics_stream},
+                                     int64_t{100});
   }
 
+
   unbatched_points unbatched() {
-    unbatched_points out;
-    (*self)
-      ->request(storage_hdl, 5s, fetch_atom::value,
-                std::string{metrics_stream}, int64_t{100000})
-      .receive([&](unbatched_points& x) { out = std::move(x); },
-               [&](caf::error& err) {
-                 FAIL_CHECK("fetch failed: " << render(err));
-               });
-    return out;
+    return test::ask<unbatched_points>(*self, storage_hdl, 5s,
+                                       fetch_atom::value,
+                                       std::string{metrics_stream},
+                                       int64_t{100000});
   }
+
 
   template <class Handle>
   actor_stats stats_of(const Handle& hdl) {
@@ -327,26 +320,17 @@ struct sync_fixture {
   }
 
   metric_samples cloud_points() {
-    metric_samples out;
-    (*self)
-      ->request(cloud_store_hdl, 5s, points_atom::value, std::string{device_id})
-      .receive([&](metric_samples& xs) { out = std::move(xs); },
-               [&](caf::error& err) {
-                 FAIL_CHECK("points failed: " << render(err));
-               });
-    return out;
+    return test::ask<metric_samples>(*self, cloud_store_hdl, 5s,
+                                     points_atom::value,
+                                     std::string{device_id});
   }
 
+
   device_infos cloud_devices() {
-    device_infos out;
-    (*self)
-      ->request(cloud_store_hdl, 5s, devices_atom::value)
-      .receive([&](device_infos& xs) { out = std::move(xs); },
-               [&](caf::error& err) {
-                 FAIL_CHECK("devices failed: " << render(err));
-               });
-    return out;
+    return test::ask<device_infos>(*self, cloud_store_hdl, 5s,
+                                   devices_atom::value);
   }
+
 
   /// Waits until `hdl` has acked `seq` and finished its round.
   bool drained_to(const sync_actor& hdl, int64_t seq) {
