@@ -179,16 +179,15 @@ void refused(self_ptr self, const queued_batch& b, const sync_ack& ack) {
   if (resync) {
     st.head_resynced = true;
     // The cloud lost our series table: send the same points self-contained.
-    codec_context own = st.session;
-    auto columnar = request_columnar(b.body);
-    auto base = columnar ? columnar_base(*columnar) : caf::expected<uint64_t>{0};
+    auto req = decode_request(b.body, is_zstd(b.body), std::string::npos / 2);
+    auto base = req ? columnar_base(req->columnar)
+                    : caf::expected<uint64_t>{req.error()};
     metric_samples xs;
-    if (columnar && base) {
-      own.clear();
+    if (base) {
+      codec_context own;
       for (size_t i = 0; i < *base && i < st.session.series.size(); ++i)
         own.add(st.session.series[i]);
-      auto decoded = decode_columnar(*columnar, own);
-      if (decoded)
+      if (auto decoded = decode_columnar(req->columnar, own))
         xs = std::move(*decoded);
     }
     if (!xs.empty()) {
@@ -196,8 +195,7 @@ void refused(self_ptr self, const queued_batch& b, const sync_ack& ack) {
       encode_settings es;
       es.device_id = st.cfg.device_id;
       es.sequence = b.sequence;
-      auto req = decode_request(b.body, is_zstd(b.body), std::string::npos / 2);
-      es.epoch = req ? req->epoch : std::string{};
+      es.epoch = req->epoch;
       es.now_ms = b.created_ms;
       es.zstd_level = st.cfg.zstd_level;
       es.config_version = st.cfg.config_version;

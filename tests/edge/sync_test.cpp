@@ -218,12 +218,13 @@ struct sync_fixture {
     spawned.push_back(caf::actor_cast<caf::actor>(hdl));
   }
 
-  /// The cloud endpoint's limits (start_cloud).
+  /// The cloud endpoint's limits and database file (start_cloud).
   http_limits limits;
+  std::string cloud_file = "cloud.db";
 
   /// Starts the cloud: store, ingest, tap and endpoint on 127.0.0.1:port.
   uint16_t start_cloud(uint16_t port = 0) {
-    auto store = cloud_store::open(dir.file("cloud.db"), clock);
+    auto store = cloud_store::open(dir.file(cloud_file), clock);
     REQUIRE_MESSAGE(store, render(store.error()));
     cloud_store_hdl = sys->spawn<caf::detached>(
       embedded_store, std::make_shared<cloud_store>(std::move(*store)));
@@ -666,4 +667,38 @@ TEST_CASE("tier 3 forwards what was stored at once") {
   auto all = first;
   all.insert(all.end(), more.begin(), more.end());
   check_same_samples(f.cloud_points(), all);
+}
+
+TEST_CASE("a cloud that lost the device's series table gets the same points "
+          "again, self-contained") {
+  sync_fixture f;
+  auto port = f.start_cloud();
+  auto link = f.spawn_link(port);
+  auto first = samples_from(clock_start_ms, 6);
+  f.store(first);
+  auto s = f.spawn_sync(f.sync_cfg(link, 100));
+  REQUIRE(f.drained_to(s, 1));
+  REQUIRE(f.stats_of(s).counters["session_series"] > 0);
+  // A cloud with a fresh database (its series table gone) on the same port.
+  f.endpoint->stop();
+  f.cloud_file = "cloud-after-loss.db";
+  f.start_cloud(port);
+  // Later points of the same series: batch 2 refers to them by number.
+  auto second = samples_from(clock_start_ms + 100, 6);
+  f.store(second);
+  (*f.self)->send(s, tick_atom::value);
+  REQUIRE(f.drained_to(s, 2));
+  auto st = f.stats_of(s);
+  CHECK(st.counters["session_resets"] == 1);
+  CHECK(st.counters["batches_rejected"] == 0);
+  check_same_samples(f.cloud_points(), second);
+  // The re-encoded batch defined every series again, for both sides.
+  auto third = samples_from(clock_start_ms + 200, 6);
+  f.store(third);
+  (*f.self)->send(s, tick_atom::value);
+  REQUIRE(f.drained_to(s, 3));
+  auto both = second;
+  both.insert(both.end(), third.begin(), third.end());
+  check_same_samples(f.cloud_points(), both);
+  CHECK(f.stats_of(s).counters["session_resets"] == 1);
 }
