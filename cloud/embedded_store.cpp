@@ -69,6 +69,11 @@ CREATE TABLE IF NOT EXISTS wire_series (
   idx INTEGER NOT NULL,
   series_id INTEGER NOT NULL,
   PRIMARY KEY (device_id, epoch, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wire_history (
+  device_id TEXT NOT NULL,
+  epoch TEXT NOT NULL,
+  history BLOB NOT NULL,
+  PRIMARY KEY (device_id, epoch)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS device_config (
   device_id TEXT PRIMARY KEY,
   version INTEGER NOT NULL,
@@ -248,6 +253,22 @@ caf::expected<codec_context*> cloud_store::session(const std::string& device,
         ctx.add(series_key{r.column_text(0), decode_labels(r.column_blob(1))});
       }))
     return err;
+  auto hs = db_.prepare("SELECT history FROM wire_history WHERE device_id = ?1 "
+                        "AND epoch = ?2");
+  if (!hs)
+    return hs.error();
+  hs->bind(1, device).bind(2, epoch);
+  auto row = hs->step();
+  if (!row)
+    return row.error();
+  std::string history = *row ? hs->column_blob(0) : std::string{};
+  if (auto err = ctx.load_history(history)) {
+    // Without its histories the table is of no use: the device's next
+    // batch is refused session_out_of_sync and starts a new session.
+    log_warning("embedded_store", device, ": series session of epoch ", epoch,
+                " has no matching history; starting afresh");
+    ctx.clear();
+  }
   return &sessions_.emplace(key, std::move(ctx)).first->second;
 }
 
@@ -292,8 +313,9 @@ caf::error cloud_store::insert_records(const ingest_batch& b, int64_t& n) {
     auto base = columnar_base(b.columnar);
     if (!base)
       return base.error();
-    if (*base == 0 && !(*ctx)->series.empty()) {
-      // The device started a new series session.
+    if (*base == 0) {
+      // The device started a new series session (rows may remain of one
+      // whose histories did not load).
       (*ctx)->clear();
       auto del = db_.prepare("DELETE FROM wire_series WHERE device_id = ?1 "
                              "AND epoch = ?2");
@@ -304,11 +326,7 @@ caf::error cloud_store::insert_records(const ingest_batch& b, int64_t& n) {
         return err;
     }
     auto known = (*ctx)->series.size();
-    if (*base != known)
-      return make_error(ec::session_out_of_sync,
-                        "batch refers to a series table "
-                        "of " + std::to_string(*base) + " entries, the cloud "
-                        "holds " + std::to_string(known));
+    // Refused session_out_of_sync unless encoded against this very state.
     auto xs = decode_columnar(b.columnar, **ctx);
     if (!xs)
       return xs.error();
@@ -330,6 +348,14 @@ caf::error cloud_store::insert_records(const ingest_batch& b, int64_t& n) {
       if (auto err = def->run())
         return err;
     }
+    auto hist = db_.prepare("INSERT OR REPLACE INTO wire_history (device_id, "
+                            "epoch, history) VALUES (?1, ?2, ?3)");
+    if (!hist)
+      return hist.error();
+    hist->bind(1, b.device_id).bind(2, b.epoch)
+      .bind_blob(3, (*ctx)->save_history());
+    if (auto err = hist->run())
+      return err;
   }
   auto ins = db_.prepare("INSERT INTO points (device_id, sequence, "
                          "series_id, ts, value) VALUES (?1, ?2, ?3, ?4, ?5)");

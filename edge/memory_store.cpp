@@ -160,7 +160,8 @@ caf::expected<queued_batches> memory_store::pending(const std::string& stream,
 
 caf::expected<int64_t> memory_store::ack(const std::string& stream,
                                          int64_t sequence, int64_t base,
-                                         const metric_samples& defs) {
+                                         const metric_samples& defs,
+                                         const std::string& history) {
   int64_t deleted = 0;
   auto& cur = cursors_[stream];
   auto i = queue_.lower_bound({stream, 0});
@@ -171,9 +172,11 @@ caf::expected<int64_t> memory_store::ack(const std::string& stream,
     ++deleted;
   }
   if (deleted > 0 && stream == metrics_stream) {
-    auto& table = sessions_[stream];
+    auto& session = sessions_[stream];
+    auto& table = session.series;
     table.resize(std::min(table.size(), static_cast<size_t>(base)));
     table.insert(table.end(), defs.begin(), defs.end());
+    session.history = history;
   }
   return deleted;
 }
@@ -194,7 +197,7 @@ caf::expected<int64_t> memory_store::discard(const std::string& stream,
   return points;
 }
 
-caf::expected<metric_samples> memory_store::session(const std::string& stream) {
+caf::expected<wire_session> memory_store::session(const std::string& stream) {
   return sessions_[stream];
 }
 

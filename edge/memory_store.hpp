@@ -34,10 +34,11 @@ public:
   caf::expected<queued_batches> pending(const std::string& stream,
                                         int64_t max) override;
   caf::expected<int64_t> ack(const std::string& stream, int64_t sequence,
-                             int64_t base, const metric_samples& defs) override;
+                             int64_t base, const metric_samples& defs,
+                             const std::string& history) override;
   caf::expected<int64_t> discard(const std::string& stream,
                                  int64_t sequence) override;
-  caf::expected<metric_samples> session(const std::string& stream) override;
+  caf::expected<wire_session> session(const std::string& stream) override;
   caf::expected<cloud_settings> load_settings() override;
   caf::error save_settings(const cloud_settings& x) override;
   caf::error checkpoint() override;
@@ -72,7 +73,7 @@ private:
   std::map<std::pair<std::string, int64_t>, queued_batch> queue_;
   std::map<int64_t, log_line> logs_;
   std::map<int64_t, event_record> events_;
-  std::map<std::string, metric_samples> sessions_;
+  std::map<std::string, wire_session> sessions_;
   cloud_settings settings_;
   std::map<std::string, int64_t> drops_;
   int64_t points_stored_ = 0;

@@ -65,6 +65,9 @@ CREATE TABLE IF NOT EXISTS wire_series (
   name TEXT NOT NULL,
   labels BLOB NOT NULL,
   PRIMARY KEY (stream, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wire_history (
+  stream TEXT PRIMARY KEY,
+  history BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
   key TEXT PRIMARY KEY,
   value TEXT NOT NULL) WITHOUT ROWID;
@@ -858,7 +861,8 @@ caf::expected<queued_batches> edge_store::pending(const std::string& stream,
 
 caf::expected<int64_t> edge_store::ack(const std::string& stream,
                                        int64_t sequence, int64_t base,
-                                       const metric_samples& defs) {
+                                       const metric_samples& defs,
+                                       const std::string& history) {
   int64_t deleted = 0;
   auto err = sqlite::transaction(db_, [&]() -> caf::error {
     auto upto = db_.prepare("SELECT max(last_id) FROM sync_queue "
@@ -881,7 +885,7 @@ caf::expected<int64_t> edge_store::ack(const std::string& stream,
     // The series the acked batch defined are now known to the cloud.
     if (deleted == 0 || stream != metrics_stream)
       return caf::none;
-    return replace_session(stream, base, defs);
+    return replace_session(stream, base, defs, history);
   });
   if (err) {
     last_error_ = render(err);
@@ -892,7 +896,8 @@ caf::expected<int64_t> edge_store::ack(const std::string& stream,
 }
 
 caf::error edge_store::replace_session(const std::string& stream, int64_t base,
-                                       const metric_samples& defs) {
+                                       const metric_samples& defs,
+                                       const std::string& history) {
   auto del = db_.prepare("DELETE FROM wire_series WHERE stream = ?1 "
                          "AND idx >= ?2");
   if (!del)
@@ -911,23 +916,37 @@ caf::error edge_store::replace_session(const std::string& stream, int64_t base,
     if (auto err = ins->run())
       return err;
   }
-  return caf::none;
+  auto hist = db_.prepare("INSERT OR REPLACE INTO wire_history (stream, "
+                          "history) VALUES (?1, ?2)");
+  if (!hist)
+    return hist.error();
+  hist->bind(1, stream).bind_blob(2, history);
+  return hist->run();
 }
 
-caf::expected<metric_samples> edge_store::session(const std::string& stream) {
+caf::expected<wire_session> edge_store::session(const std::string& stream) {
   auto st = db_.prepare("SELECT name, labels FROM wire_series WHERE "
                         "stream = ?1 ORDER BY idx");
   if (!st)
     return st.error();
   st->bind(1, stream);
-  metric_samples out;
+  wire_session out;
   if (auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {
         metric_sample x;
         x.name = r.column_text(0);
         x.labels = decode_labels(r.column_blob(1));
-        out.push_back(std::move(x));
+        out.series.push_back(std::move(x));
       }))
     return err;
+  auto hist = db_.prepare("SELECT history FROM wire_history WHERE stream = ?1");
+  if (!hist)
+    return hist.error();
+  hist->bind(1, stream);
+  auto row = hist->step();
+  if (!row)
+    return row.error();
+  if (*row)
+    out.history = hist->column_blob(0);
   return out;
 }
 
@@ -1245,15 +1264,16 @@ storage(storage_actor::stateful_pointer<storage_state> self,
       return to_result(st.pending(stream, max));
     },
     [&st](ack_atom, const std::string& stream, int64_t sequence,
-          int64_t base, const metric_samples& defs) -> caf::result<int64_t> {
-      return to_result(st.ack(stream, sequence, base, defs));
+          int64_t base, const metric_samples& defs,
+          const std::string& history) -> caf::result<int64_t> {
+      return to_result(st.ack(stream, sequence, base, defs, history));
     },
     [&st](discard_atom, const std::string& stream,
           int64_t sequence) -> caf::result<int64_t> {
       return to_result(st.discard(stream, sequence));
     },
     [&st](session_atom,
-          const std::string& stream) -> caf::result<metric_samples> {
+          const std::string& stream) -> caf::result<wire_session> {
       return to_result(st.session(stream));
     },
     [&st](config_atom) -> caf::result<cloud_settings> {

@@ -52,10 +52,11 @@ public:
   caf::expected<queued_batches> pending(const std::string& stream,
                                         int64_t max) override;
   caf::expected<int64_t> ack(const std::string& stream, int64_t sequence,
-                             int64_t base, const metric_samples& defs) override;
+                             int64_t base, const metric_samples& defs,
+                             const std::string& history) override;
   caf::expected<int64_t> discard(const std::string& stream,
                                  int64_t sequence) override;
-  caf::expected<metric_samples> session(const std::string& stream) override;
+  caf::expected<wire_session> session(const std::string& stream) override;
   caf::expected<cloud_settings> load_settings() override;
   caf::error save_settings(const cloud_settings& x) override;
   caf::error checkpoint() override;
@@ -96,7 +97,8 @@ private:
                                              int64_t after, int64_t max,
                                              unbatched_points out);
   caf::error replace_session(const std::string& stream, int64_t base,
-                             const metric_samples& defs);
+                            const metric_samples& defs,
+                            const std::string& history);
   caf::expected<int64_t> series_id(const metric_sample& x);
   caf::expected<int64_t> insert_all(const metric_samples& xs);
   // Runs `insert`; on disk full frees room by the drop policy and tries once

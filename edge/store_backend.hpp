@@ -33,17 +33,19 @@ public:
   /// Forgets batches up to and including `sequence`; replies how many.
   /// When it forgot one, the session series table of the stream becomes its
   /// first `base` entries followed by `defs` (the series the acked batch
-  /// defined), in the same transaction.
+  /// defined) and their histories become `history`, in the same
+  /// transaction.
   virtual caf::expected<int64_t> ack(const std::string& stream,
                                      int64_t sequence, int64_t base,
-                                     const metric_samples& defs) = 0;
+                                     const metric_samples& defs,
+                                     const std::string& history) = 0;
   /// Drops a queued batch the cloud refused for good, counting its records
   /// as lost (drop_kind::batches_rejected); replies how many were dropped.
   virtual caf::expected<int64_t> discard(const std::string& stream,
                                          int64_t sequence) = 0;
-  /// The stream's session series table: the series the cloud knows, by
-  /// session number (name and labels only).
-  virtual caf::expected<metric_samples> session(const std::string& stream) = 0;
+  /// The stream's series session: the series the cloud knows, by session
+  /// number (name and labels only), and their histories.
+  virtual caf::expected<wire_session> session(const std::string& stream) = 0;
   /// The operator's settings last received from the cloud (version 0: none).
   virtual caf::expected<cloud_settings> load_settings() = 0;
   virtual caf::error save_settings(const cloud_settings& x) = 0;

@@ -69,8 +69,20 @@ void fail_link(self_ptr self, const std::string& text, int64_t retry_after_ms) {
   round(self);
 }
 
+// Into `ctx`, the session a queued batch of base `b` was encoded against:
+// batches are cut against the whole session or none of it (base 0).
+bool encoded_against(const sync_state& st, uint64_t b, codec_context& ctx) {
+  if (b != 0 && b != st.session.series.size())
+    return false;
+  if (b == 0)
+    ctx.clear();
+  else
+    ctx = st.session;
+  return true;
+}
+
 // The series the batch in `body` defines, given the session it was encoded
-// against; `next` becomes the session after it.
+// against; `next` becomes the session after it (series and histories).
 caf::expected<metric_samples> defined_series(const sync_state& st,
                                              const std::string& body,
                                              int64_t& base,
@@ -82,12 +94,9 @@ caf::expected<metric_samples> defined_series(const sync_state& st,
   if (!b)
     return b.error();
   base = static_cast<int64_t>(*b);
-  if (*b > st.session.series.size())
+  if (!encoded_against(st, *b, next))
     return make_error(ec::decode_failed,
                       "queued batch refers to series this device forgot");
-  next.clear();
-  for (size_t i = 0; i < *b; ++i)
-    next.add(st.session.series[i]);
   if (auto xs = decode_columnar(*columnar, next); !xs)
     return xs.error();
   metric_samples defs;
@@ -121,8 +130,10 @@ void acked(self_ptr self, const queued_batch& b, const sync_ack& ack) {
   }
   auto seq = b.sequence;
   auto points = b.points;
+  auto history = is_metrics(st) ? next->save_history() : std::string{};
   self->request(st.cfg.storage, storage_timeout, ack_atom::value,
-                st.cfg.stream, ack.last_sequence_ack, base, std::move(defs))
+                st.cfg.stream, ack.last_sequence_ack, base, std::move(defs),
+                std::move(history))
     .then(
       [self, seq, points, next, ack](int64_t deleted) {
         auto& st = self->state;
@@ -183,10 +194,8 @@ void refused(self_ptr self, const queued_batch& b, const sync_ack& ack) {
     auto base = req ? columnar_base(req->columnar)
                     : caf::expected<uint64_t>{req.error()};
     metric_samples xs;
-    if (base) {
-      codec_context own;
-      for (size_t i = 0; i < *base && i < st.session.series.size(); ++i)
-        own.add(st.session.series[i]);
+    codec_context own;
+    if (base && encoded_against(st, *base, own)) {
       if (auto decoded = decode_columnar(req->columnar, own))
         xs = std::move(*decoded);
     }
@@ -361,11 +370,18 @@ void round(self_ptr self, bool after_ack) {
   self->request(st.cfg.storage, storage_timeout, session_atom::value,
                 st.cfg.stream)
     .then(
-      [self, after_ack](metric_samples& xs) {
+      [self, after_ack](wire_session& ws) {
         auto& st = self->state;
         st.session.clear();
-        for (auto& x : xs)
+        for (auto& x : ws.series)
           st.session.add(series_key{std::move(x.name), std::move(x.labels)});
+        if (auto err = st.session.load_history(ws.history)) {
+          // The next batch starts a new session (base 0) instead.
+          log_warning("sync", st.cfg.stream, ": ", render(err),
+                      "; starting a new series session");
+          ++st.session_resets;
+          st.session.clear();
+        }
         st.session_loaded = true;
         round_loaded(self, after_ack);
       },

@@ -28,13 +28,15 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<pending_atom, std::string, int64_t>::with<queued_batches>,
   // Drops every batch of a stream up to and including the acked sequence;
   // the session series table becomes its first `base` entries plus the
-  // series the acked batch defined (stream, sequence, base, defs).
-  caf::replies_to<ack_atom, std::string, int64_t, int64_t,
-                  metric_samples>::with<int64_t>,
+  // series the acked batch defined, with the histories after it (stream,
+  // sequence, base, defs, history).
+  caf::replies_to<ack_atom, std::string, int64_t, int64_t, metric_samples,
+                  std::string>::with<int64_t>,
   // Drops a batch the cloud refused for good, counting its records as lost.
   caf::replies_to<discard_atom, std::string, int64_t>::with<int64_t>,
-  // The stream's session series table (series the cloud knows, in order).
-  caf::replies_to<session_atom, std::string>::with<metric_samples>,
+  // The stream's series session (series the cloud knows, in order, and
+  // their histories).
+  caf::replies_to<session_atom, std::string>::with<wire_session>,
   // The operator's settings last received from the cloud.
   caf::replies_to<config_atom>::with<cloud_settings>,
   // Persists new settings from the cloud.

@@ -7,6 +7,8 @@
 
 #include "messages/error.hpp"
 
+#include <xxhash.h>
+
 namespace fleetd {
 
 namespace {
@@ -22,7 +24,9 @@ constexpr uint8_t mode_delta_gcd = 5; // deltas divided by a common factor
 constexpr uint8_t mode_dod_gcd = 6;   // delta-of-delta divided likewise
 constexpr uint8_t mode_plain = 7;     // the integers themselves
 constexpr uint8_t mode_for = 8;       // the integers minus their minimum
-constexpr uint8_t mode_count = 9;
+constexpr uint8_t mode_ref = 9;       // deltas minus an earlier slot's
+constexpr uint8_t mode_ref_gcd = 10;  // the same divided by a common factor
+constexpr uint8_t mode_count = 11;
 // Reconstruction of a double from a scaled integer m.
 constexpr uint8_t recon_div = 0;    // m / 10^k
 constexpr uint8_t recon_mul = 1;    // m * 10^-k
@@ -66,18 +70,25 @@ void put_varint(std::string& out, uint64_t x) {
   out.push_back(static_cast<char>(x));
 }
 
-size_t varint_size(uint64_t x) {
-  size_t n = 1;
-  while (x >= 0x80) {
-    x >>= 7;
-    ++n;
-  }
-  return n;
+void put_u64(std::string& out, uint64_t x) { // little endian
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(x >> (8 * i)));
 }
 
 void put_string(std::string& out, const std::string& s) {
   put_varint(out, s.size());
   out += s;
+}
+
+// A series as sent: name, label count, then label names and values.
+std::string definition(const series_key& key) {
+  std::string def;
+  put_string(def, key.first);
+  put_varint(def, key.second.size());
+  for (auto& kv : key.second) {
+    put_string(def, kv.first);
+    put_string(def, kv.second);
+  }
+  return def;
 }
 
 
@@ -100,31 +111,6 @@ std::vector<uint64_t> residuals(const std::vector<uint64_t>& xs, bool dod) {
 
 uint64_t abs64(uint64_t x) {
   return static_cast<int64_t>(x) < 0 ? 0 - x : x;
-}
-
-// Greatest common divisor of residuals 1..n (0 when all are zero).
-uint64_t residual_gcd(const std::vector<uint64_t>& r) {
-  uint64_t g = 0;
-  for (size_t i = 1; i < r.size(); ++i) {
-    uint64_t a = abs64(r[i]);
-    while (a != 0) {
-      uint64_t t = g % a;
-      g = a;
-      a = t;
-    }
-  }
-  return g;
-}
-
-size_t residuals_size(const std::vector<uint64_t>& r, uint64_t g) {
-  size_t n = g > 1 ? varint_size(g) : 0;
-  for (size_t i = 0; i < r.size(); ++i)
-    n += varint_size(zigzag(i > 0 && g > 1
-                              ? static_cast<uint64_t>(
-                                  static_cast<int64_t>(r[i])
-                                  / static_cast<int64_t>(g))
-                              : r[i]));
-  return n;
 }
 
 // A column of unsigned integers (count known to the reader): a selector
@@ -176,7 +162,11 @@ struct bit_writer {
   }
 };
 
-void put_column(std::string& out, const std::vector<uint64_t>& zs) {
+// The selector goes to `sel`, the integers to `body` (may be the same).
+// Each column's Rice codes are padded to a byte: zstd then still finds
+// the repeats of sparse columns.
+void put_column(std::string& sel, std::string& body,
+                const std::vector<uint64_t>& zs) {
   uint64_t all = 0;
   for (auto z : zs) all |= z;
   int w = 0;
@@ -197,8 +187,8 @@ void put_column(std::string& out, const std::vector<uint64_t>& zs) {
   // Rice when it is smaller than the planes; zstd gains little on either
   // for noisy columns, and planes of regular columns compress better.
   if (best_k >= 0 && (best + 7) / 8 < plane_bytes) {
-    out.push_back(static_cast<char>(rice_flag | best_k));
-    bit_writer bw{out};
+    sel.push_back(static_cast<char>(rice_flag | best_k));
+    bit_writer bw{body};
     for (auto z : zs) {
       uint64_t q = z >> best_k;
       if (q < rice_escape) {
@@ -214,9 +204,27 @@ void put_column(std::string& out, const std::vector<uint64_t>& zs) {
     bw.flush();
     return;
   }
-  out.push_back(static_cast<char>(w));
+  sel.push_back(static_cast<char>(w));
   for (int b = 0; b < w; ++b)
-    for (auto z : zs) out.push_back(static_cast<char>((z >> (8 * b)) & 0xFF));
+    for (auto z : zs) body.push_back(static_cast<char>((z >> (8 * b)) & 0xFF));
+}
+
+void put_column(std::string& out, const std::vector<uint64_t>& zs) {
+  put_column(out, out, zs);
+}
+
+// Bits put_column takes for `zs` (before zstd).
+size_t column_bits(const std::vector<uint64_t>& zs) {
+  uint64_t all = 0;
+  for (auto z : zs) all |= z;
+  size_t w = 0;
+  while (w < 8 && (all >> (8 * w)) != 0) ++w;
+  size_t best = zs.size() * w * 8;
+  for (int k = 0; w > 0 && k < 64; ++k) {
+    if (k > 0 && (all >> (k - 1)) == 0) break;
+    best = std::min(best, (rice_bits(zs, k) + 7) / 8 * 8);
+  }
+  return best + 8;
 }
 
 // How a scaled integer becomes a double.
@@ -273,8 +281,8 @@ bool scaled_ints(const std::vector<double>& vals, recon& r,
   return false;
 }
 
-void put_xor(std::string& out, const std::vector<double>& vals) {
-  uint64_t prev = 0;
+void put_xor(std::string& out, const std::vector<double>& vals,
+             uint64_t prev) {
   for (double v : vals) {
     uint64_t b = bits_of(v);
     uint64_t x = b ^ prev;
@@ -325,6 +333,12 @@ struct reader {
     return 0;
   }
 
+  uint64_t u64() { // little endian
+    uint64_t x = 0;
+    for (int i = 0; i < 8; ++i) x |= static_cast<uint64_t>(byte()) << (8 * i);
+    return ok ? x : 0;
+  }
+
   // A count of items that each take at least one more byte.
   uint64_t count() {
     uint64_t n = varint();
@@ -362,10 +376,12 @@ struct bit_reader {
   }
 };
 
-bool get_column(reader& r, size_t n, std::vector<uint64_t>& zs) {
+// Reads what put_column wrote: the selector from `sr`, the rest from `r`.
+bool get_column(reader& sr, reader& r, size_t n, std::vector<uint64_t>& zs,
+                uint8_t sel_mask = 0) {
   zs.assign(n, 0);
-  uint8_t sel = r.byte();
-  if (!r.ok) return false;
+  uint8_t sel = sr.byte() ^ sel_mask;
+  if (!sr.ok) return false;
   if (sel & rice_flag) {
     int k = sel & 0x7F;
     if (k > 63) return false;
@@ -398,6 +414,270 @@ bool get_column(reader& r, size_t n, std::vector<uint64_t>& zs) {
     for (size_t i = 0; i < n; ++i)
       zs[i] |= static_cast<uint64_t>(r.byte()) << (8 * b);
   return r.ok;
+}
+
+bool get_column(reader& r, size_t n, std::vector<uint64_t>& zs) {
+  return get_column(r, r, n, zs);
+}
+
+// Kind bit 6: the column continues the series' history (the values the
+// session's earlier batches ended with) instead of starting afresh.
+constexpr uint8_t continues = 0x40;
+
+// The history's values (oldest first) as scaled integers under `r`; false
+// when one of them does not come back exactly.
+bool history_ints(const codec_context::history& h, const recon& r,
+                  std::vector<uint64_t>& out) {
+  std::vector<double> vs;
+  for (int i = h.count - 1; i >= 0; --i) vs.push_back(h.last[i]);
+  return try_scaled(vs, r, r.kind == recon_divdiv ? r.a + r.b : r.a, out);
+}
+
+// Residuals of `ints` continuing `prev` (the history, oldest first): deltas,
+// or deltas minus the previous delta (the history's last delta, 0 when it
+// holds one value).
+std::vector<uint64_t> continued(const std::vector<uint64_t>& prev,
+                                const std::vector<uint64_t>& ints, bool dod) {
+  uint64_t last = prev.back();
+  uint64_t delta = prev.size() > 1 ? prev[1] - prev[0] : 0;
+  std::vector<uint64_t> out;
+  out.reserve(ints.size());
+  for (auto m : ints) {
+    uint64_t d = m - last;
+    out.push_back(dod ? d - delta : d);
+    delta = d;
+    last = m;
+  }
+  return out;
+}
+
+uint64_t gcd_of(const std::vector<uint64_t>& r, size_t from) {
+  uint64_t g = 0;
+  for (size_t i = from; i < r.size(); ++i) {
+    uint64_t a = abs64(r[i]);
+    while (a != 0) {
+      uint64_t t = g % a;
+      g = a;
+      a = t;
+    }
+  }
+  return g;
+}
+
+uint64_t divided(uint64_t r, uint64_t g) {
+  return g > 1 ? static_cast<uint64_t>(static_cast<int64_t>(r)
+                                       / static_cast<int64_t>(g))
+               : r;
+}
+
+// What later slots of a batch may predict from: the slot's deltas as
+// scaled integers (delta[0] from the history's last value when the column
+// continues it, else 0). Only columns of scaled integers have them.
+struct slot_deltas {
+  bool usable = false;
+  uint32_t group = 0;
+  std::vector<uint64_t> delta;
+};
+
+void set_deltas(slot_deltas& sd, const std::vector<uint64_t>& ints,
+                const uint64_t* last) {
+  sd.usable = true;
+  sd.delta.resize(ints.size());
+  for (size_t i = 0; i < ints.size(); ++i)
+    sd.delta[i] = i > 0 ? ints[i] - ints[i - 1]
+                        : (last != nullptr ? ints[0] - *last : 0);
+}
+
+// Earlier slots of the same group to predict deltas `d` from (residual
+// d[i] - sign * delta[i] for i >= from): the few whose residuals look
+// smallest (zigzag bit lengths), as distance back and sign.
+struct reference {
+  uint64_t back = 0;
+  bool negative = false;
+  size_t bits = SIZE_MAX;
+};
+
+std::vector<reference> references(const std::vector<uint64_t>& d,
+                                  size_t from,
+                                  const std::vector<slot_deltas>& done,
+                                  uint32_t group) {
+  constexpr size_t keep = 4;
+  std::vector<reference> best;
+  for (size_t j = 0; j < done.size(); ++j) {
+    auto& ref = done[j];
+    if (!ref.usable || ref.group != group || ref.delta.size() != d.size())
+      continue;
+    for (bool neg : {false, true}) {
+      size_t limit = best.size() < keep ? SIZE_MAX : best.back().bits;
+      size_t bits = 0;
+      for (size_t i = from; i < d.size() && bits < limit; ++i) {
+        uint64_t e = neg ? d[i] + ref.delta[i] : d[i] - ref.delta[i];
+        bits += bit_length(zigzag(e)) + 1;
+      }
+      if (bits >= limit) continue;
+      reference r{done.size() - j, neg, bits};
+      auto at = std::upper_bound(best.begin(), best.end(), r,
+                                 [](const reference& x, const reference& y) {
+                                   return x.bits < y.bits;
+                                 });
+      best.insert(at, r);
+      if (best.size() > keep) best.pop_back();
+    }
+  }
+  return best;
+}
+
+// The value section as separate streams, so that zstd sees the slots'
+// kind bytes, scales, parameters and column selectors side by side rather
+// than between noisy column bodies.
+struct value_streams {
+  std::string kinds;     // one per slot
+  std::string scales;    // one per slot whose kind has a scale byte
+  std::string params;    // varints and 8-byte constants, in slot order
+  std::string selectors; // one per column
+  std::string bodies;    // column bodies and XOR bytes
+};
+
+// One slot's value column (kind byte, scale byte, body); `h` is the
+// series' history in the session, or null; `done` holds the deltas of the
+// batch's earlier slots and gets this slot's.
+void put_values(value_streams& st, const std::vector<double>& vs,
+                const codec_context::history* h, uint32_t group,
+                std::vector<slot_deltas>& done) {
+  slot_deltas mine;
+  mine.group = group;
+  bool constant = true;
+  for (auto v : vs) constant = constant && bits_of(v) == bits_of(vs.front());
+  bool has_history = h != nullptr && h->count > 0;
+  if (constant && has_history && bits_of(vs.front()) == bits_of(h->last[0])) {
+    st.kinds.push_back(static_cast<char>(mode_const | continues));
+    done.push_back(std::move(mine));
+    return;
+  }
+  // To continue the history: its values and this batch's as scaled
+  // integers at a scale that fits both (cprev oldest first, cints).
+  recon crc;
+  std::vector<uint64_t> cprev;
+  std::vector<uint64_t> cints;
+  if (has_history && !constant) {
+    std::vector<double> all;
+    for (int i = h->count - 1; i >= 0; --i) all.push_back(h->last[i]);
+    all.insert(all.end(), vs.begin(), vs.end());
+    if (scaled_ints(all, crc, cints)) {
+      cprev.assign(cints.begin(), cints.begin() + h->count);
+      cints.erase(cints.begin(), cints.begin() + h->count);
+    }
+  }
+  recon rc;
+  std::vector<uint64_t> ints;
+  bool scaled = scaled_ints(vs, rc, ints);
+  if (!scaled) {
+    if (constant) {
+      st.kinds.push_back(static_cast<char>(mode_const_raw));
+      uint64_t b = bits_of(vs.front());
+      for (int i = 0; i < 8; ++i)
+        st.params.push_back(static_cast<char>((b >> (8 * i)) & 0xFF));
+    } else {
+      st.kinds.push_back(
+        static_cast<char>(mode_xor | (has_history ? continues : 0)));
+      put_xor(st.bodies, vs, has_history ? bits_of(h->last[0]) : 0);
+    }
+    done.push_back(std::move(mine));
+    return;
+  }
+  auto head = [&](uint8_t mode, const recon& r, bool cont) {
+    st.kinds.push_back(
+      static_cast<char>(mode | (cont ? continues : 0) | (r.kind << 4)));
+    st.scales.push_back(static_cast<char>(r.scale_byte()));
+  };
+  if (constant) {
+    head(mode_const, rc, false);
+    put_varint(st.params, zigzag(ints.front()));
+    set_deltas(mine, ints, nullptr);
+    done.push_back(std::move(mine));
+    return;
+  }
+  // Candidate encodings, compared by the bytes their parameters and column
+  // take before zstd.
+  struct candidate {
+    uint8_t mode = mode_plain;
+    bool cont = false;
+    std::string params;
+    std::vector<uint64_t> zs;
+    size_t cost = SIZE_MAX;
+  };
+  candidate best;
+  auto consider = [&](candidate c) {
+    c.cost = c.params.size() * 8 + column_bits(c.zs);
+    // The series' last kind again is sent as a zero byte, nearly free.
+    auto kind = c.mode | (c.cont ? continues : 0)
+                | ((c.cont ? crc : rc).kind << 4);
+    if (h != nullptr && kind == h->kind) c.cost -= std::min<size_t>(c.cost, 8);
+    if (c.cost < best.cost) best = std::move(c);
+  };
+  // Residuals r[from..] divided by their common factor, as a candidate.
+  auto residual_candidate = [&](uint8_t mode, uint8_t gcd_mode, bool cont,
+                                const std::vector<uint64_t>& r, size_t from,
+                                std::string prefix) {
+    candidate c;
+    c.cont = cont;
+    auto g = gcd_of(r, from);
+    c.mode = g > 1 ? gcd_mode : mode;
+    c.params = std::move(prefix);
+    if (g > 1) put_varint(c.params, g);
+    if (from == 1) put_varint(c.params, zigzag(r.front()));
+    for (size_t i = from; i < r.size(); ++i)
+      c.zs.push_back(zigzag(divided(r[i], g)));
+    return c;
+  };
+  {
+    candidate c;
+    c.mode = mode_plain;
+    put_varint(c.params, zigzag(ints.front()));
+    for (size_t i = 1; i < ints.size(); ++i) c.zs.push_back(zigzag(ints[i]));
+    consider(std::move(c));
+  }
+  {
+    uint64_t lo = ints.front();
+    for (auto m : ints)
+      if (static_cast<int64_t>(m) < static_cast<int64_t>(lo)) lo = m;
+    candidate c;
+    c.mode = mode_for;
+    put_varint(c.params, zigzag(lo));
+    for (auto m : ints) c.zs.push_back(m - lo);
+    consider(std::move(c));
+  }
+  auto rd = residuals(ints, false);
+  consider(residual_candidate(mode_delta, mode_delta_gcd, false, rd, 1, {}));
+  consider(residual_candidate(mode_dod, mode_dod_gcd, false,
+                              residuals(ints, true), 1, {}));
+  bool rcont = !cints.empty(); // the history scales with this batch
+  std::vector<uint64_t> d = rcont ? continued(cprev, cints, false) : rd;
+  if (rcont) {
+    consider(residual_candidate(mode_delta, mode_delta_gcd, true, d, 0, {}));
+    consider(residual_candidate(mode_dod, mode_dod_gcd, true,
+                                continued(cprev, cints, true), 0, {}));
+  }
+  // Predicting the deltas from an earlier slot's (e.g. free and available
+  // bytes of one filesystem, or in and out octets).
+  size_t from = rcont ? 0 : 1;
+  for (auto& ref : references(d, from, done, group)) {
+    auto& rdel = done[done.size() - ref.back].delta;
+    std::vector<uint64_t> e(d.size());
+    e[0] = d[0]; // the first value when not continued
+    for (size_t i = from; i < d.size(); ++i)
+      e[i] = ref.negative ? d[i] + rdel[i] : d[i] - rdel[i];
+    std::string prefix;
+    put_varint(prefix, (ref.back << 1) | (ref.negative ? 1 : 0));
+    consider(residual_candidate(mode_ref, mode_ref_gcd, rcont, e, from,
+                                std::move(prefix)));
+  }
+  head(best.mode, best.cont ? crc : rc, best.cont);
+  st.params += best.params;
+  put_column(st.selectors, st.bodies, best.zs);
+  set_deltas(mine, best.cont ? cints : ints,
+             best.cont ? &cprev.back() : nullptr);
+  done.push_back(std::move(mine));
 }
 
 struct batch_plan {
@@ -488,22 +768,70 @@ int64_t codec_context::find(const series_key& key) const {
 }
 
 uint32_t codec_context::add(series_key key) {
+  auto def = definition(key);
+  series_digest = XXH3_64bits_withSeed(def.data(), def.size(), series_digest);
   auto id = static_cast<uint32_t>(series.size());
   index.emplace(key, id);
   series.push_back(std::move(key));
+  state.emplace_back();
   return id;
+}
+
+void codec_context::push(uint32_t idx, double value) {
+  auto& h = state[idx];
+  h.last[1] = h.last[0];
+  h.last[0] = value;
+  if (h.count < 2) ++h.count;
 }
 
 void codec_context::clear() {
   series.clear();
   index.clear();
+  state.clear();
+  series_digest = 0;
 }
 
-void commit_columnar(codec_context& ctx, const metric_samples& samples) {
-  for (auto& s : samples) {
-    series_key key{s.name, s.labels};
-    if (ctx.find(key) < 0) ctx.add(std::move(key));
+std::string codec_context::save_history() const {
+  std::string out;
+  out.reserve(state.size() * 20);
+  for (auto& h : state) {
+    out.push_back(static_cast<char>(h.count));
+    for (int i = 0; i < h.count; ++i) put_u64(out, bits_of(h.last[i]));
+    out.push_back(static_cast<char>(h.kind));
+    out.push_back(static_cast<char>(h.scale));
+    out.push_back(static_cast<char>(h.selector));
   }
+  return out;
+}
+
+caf::error codec_context::load_history(std::string_view bytes) {
+  reader r{bytes};
+  std::vector<history> xs(series.size());
+  for (auto& h : xs) {
+    h.count = r.byte();
+    if (h.count > 2) r.ok = false;
+    for (int i = 0; r.ok && i < h.count; ++i) h.last[i] = double_of(r.u64());
+    h.kind = r.byte();
+    h.scale = r.byte();
+    h.selector = r.byte();
+  }
+  if (!r.ok || r.pos != bytes.size())
+    return make_error(ec::decode_failed,
+                      "series history does not match the series table");
+  state = std::move(xs);
+  return caf::none;
+}
+
+uint64_t codec_context::digest() const {
+  auto h = save_history();
+  return XXH3_64bits_withSeed(h.data(), h.size(), series_digest);
+}
+
+caf::error commit_columnar(codec_context& ctx, const metric_samples& samples) {
+  // What the receiver's context becomes: decoding is the one definition.
+  if (auto xs = decode_columnar(encode_columnar(samples, ctx), ctx); !xs)
+    return xs.error();
+  return caf::none;
 }
 
 std::string encode_columnar(const metric_samples& samples,
@@ -512,18 +840,24 @@ std::string encode_columnar(const metric_samples& samples,
   std::string out;
   out.push_back(static_cast<char>(columnar_format_version));
   put_varint(out, ctx.series.size());
+  put_u64(out, ctx.digest());
   // New series definitions; they take indices ctx.series.size() + i.
   put_varint(out, p.new_series.size());
   std::map<series_key, uint32_t> new_index;
+  std::string prev_def;
   for (auto& key : p.new_series) {
     new_index.emplace(key, static_cast<uint32_t>(ctx.series.size()
                                                  + new_index.size()));
-    put_string(out, key.first);
-    put_varint(out, key.second.size());
-    for (auto& kv : key.second) {
-      put_string(out, kv.first);
-      put_string(out, kv.second);
-    }
+    // Front coded against the previous definition: neighbours share most
+    // of name and labels (node_cpu_seconds_total{cpu="0",mode=...}).
+    auto def = definition(key);
+    size_t shared = 0;
+    while (shared < def.size() && shared < prev_def.size()
+           && def[shared] == prev_def[shared])
+      ++shared;
+    put_varint(out, shared);
+    put_string(out, def.substr(shared));
+    prev_def = std::move(def);
   }
   // Slots: session index of each, as zigzag delta from the previous slot's.
   size_t nslots = p.slot_keys.size();
@@ -588,83 +922,27 @@ std::string encode_columnar(const metric_samples& samples,
     for (auto s : p.sample_slot) put_varint(out, s);
   }
   // Value columns.
-  std::vector<uint64_t> ints;
+  std::vector<slot_deltas> done;
+  done.reserve(nslots);
+  value_streams st;
   for (size_t s = 0; s < nslots; ++s) {
-    recon rc;
-    auto& vs = slot_vals[s];
-    bool constant = true;
-    for (auto v : vs)
-      constant = constant && bits_of(v) == bits_of(vs.front());
-    auto head = [&](uint8_t mode) {
-      out.push_back(static_cast<char>(mode | (rc.kind << 4)));
-      out.push_back(static_cast<char>(rc.scale_byte()));
-    };
-    if (scaled_ints(vs, rc, ints)) {
-      if (constant) {
-        head(mode_const);
-        put_varint(out, zigzag(ints.front()));
-        continue;
-      }
-      auto rd = residuals(ints, false);
-      auto rdd = residuals(ints, true);
-      auto gd = residual_gcd(rd);
-      auto gdd = residual_gcd(rdd);
-      size_t cd = residuals_size(rd, gd);
-      size_t cdd = residuals_size(rdd, gdd);
-      size_t cp = residuals_size(ints, 1);
-      uint64_t lo = ints.front();
-      for (auto m : ints)
-        if (static_cast<int64_t>(m) < static_cast<int64_t>(lo)) lo = m;
-      std::vector<uint64_t> offs;
-      offs.reserve(ints.size());
-      size_t cf = varint_size(zigzag(lo));
-      for (auto m : ints) {
-        offs.push_back(m - lo);
-        cf += varint_size(m - lo);
-      }
-      if (cf < cp && cf <= cd && cf <= cdd) {
-        head(mode_for);
-        put_varint(out, zigzag(lo));
-        put_column(out, offs);
-        continue;
-      }
-      uint8_t mode;
-      const std::vector<uint64_t>* r;
-      uint64_t g = 1;
-      if (cp <= cd && cp <= cdd) {
-        mode = mode_plain;
-        r = &ints;
-      } else if (cdd < cd) {
-        mode = gdd > 1 ? mode_dod_gcd : mode_dod;
-        r = &rdd;
-        g = gdd;
-      } else {
-        mode = gd > 1 ? mode_delta_gcd : mode_delta;
-        r = &rd;
-        g = gd;
-      }
-      head(mode);
-      if (g > 1)
-        put_varint(out, g);
-      put_varint(out, zigzag(r->front()));
-      std::vector<uint64_t> zs;
-      zs.reserve(r->size());
-      for (size_t i = 1; i < r->size(); ++i)
-        zs.push_back(zigzag(g > 1 ? static_cast<uint64_t>(
-                                      static_cast<int64_t>((*r)[i])
-                                      / static_cast<int64_t>(g))
-                                  : (*r)[i]));
-      put_column(out, zs);
-    } else if (constant) {
-      out.push_back(static_cast<char>(mode_const_raw));
-      uint64_t b = bits_of(vs.front());
-      for (int i = 0; i < 8; ++i)
-        out.push_back(static_cast<char>((b >> (8 * i)) & 0xFF));
-    } else {
-      out.push_back(static_cast<char>(mode_xor));
-      put_xor(out, vs);
+    auto i = ctx.find(p.slot_keys[s]);
+    auto* h = i >= 0 ? &ctx.state[i] : nullptr;
+    size_t nscales = st.scales.size();
+    size_t nselectors = st.selectors.size();
+    put_values(st, slot_vals[s], h, slot_group[s], done);
+    if (h != nullptr) { // sent relative to the series' last column
+      st.kinds.back() = static_cast<char>(st.kinds.back() ^ h->kind);
+      if (st.scales.size() > nscales)
+        st.scales.back() = static_cast<char>(st.scales.back() ^ h->scale);
+      if (st.selectors.size() > nselectors)
+        st.selectors.back() =
+          static_cast<char>(st.selectors.back() ^ h->selector);
     }
   }
+  for (auto* x : {&st.kinds, &st.scales, &st.params, &st.selectors,
+                  &st.bodies})
+    put_string(out, *x);
   return out;
 }
 
@@ -684,24 +962,39 @@ caf::expected<metric_samples> decode_columnar(std::string_view bytes,
     return bad("unknown version");
   uint64_t base = r.varint();
   if (!r.ok) return bad("truncated header");
-  if (base != ctx.series.size())
-    return bad("session series table out of sync");
+  uint64_t digest = r.u64();
+  if (!r.ok) return bad("truncated header");
+  if (base != ctx.series.size() || digest != ctx.digest())
+    return make_error(ec::session_out_of_sync,
+                      "columnar batch: encoded against a session of "
+                        + std::to_string(base)
+                        + " series, the receiver holds "
+                        + std::to_string(ctx.series.size())
+                        + (base == ctx.series.size() ? " with other history"
+                                                     : ""));
   uint64_t nnew = r.count();
   if (!r.ok) return bad("truncated series count");
   std::vector<series_key> fresh;
   fresh.reserve(nnew);
   std::map<series_key, uint32_t> fresh_index;
+  std::string def;
   for (uint64_t i = 0; i < nnew; ++i) {
+    uint64_t shared = r.varint();
+    if (!r.ok || shared > def.size()) return bad("bad series definition");
+    def.resize(shared);
+    def += r.str();
+    if (!r.ok) return bad("truncated series definition");
+    reader dr{def};
     series_key key;
-    key.first = r.str();
-    uint64_t nl = r.count();
-    for (uint64_t j = 0; r.ok && j < nl; ++j) {
-      auto k = r.str();
-      auto v = r.str();
+    key.first = dr.str();
+    uint64_t nl = dr.count();
+    for (uint64_t j = 0; dr.ok && j < nl; ++j) {
+      auto k = dr.str();
+      auto v = dr.str();
       if (!key.second.emplace(std::move(k), std::move(v)).second)
         return bad("duplicate label");
     }
-    if (!r.ok) return bad("truncated series definition");
+    if (!dr.ok || dr.pos != def.size()) return bad("bad series definition");
     if (ctx.find(key) >= 0 || fresh_index.count(key) != 0)
       return bad("series defined twice");
     fresh_index.emplace(key, static_cast<uint32_t>(fresh.size()));
@@ -786,20 +1079,72 @@ caf::expected<metric_samples> decode_columnar(std::string_view bytes,
     return bad("unknown order flag");
   }
   std::vector<std::vector<double>> vals(nslots);
+  std::vector<slot_deltas> done;
+  done.reserve(nslots);
+  std::vector<uint64_t> ms; // the slot's scaled integers
+  // The value streams (value_streams), each a string.
+  std::string_view streams[5];
+  for (auto& x : streams) {
+    uint64_t len = r.count();
+    if (!r.ok) return bad("truncated value streams");
+    x = r.in.substr(r.pos, len);
+    r.pos += len;
+  }
+  reader kr{streams[0]};
+  reader sr{streams[1]};
+  reader pr{streams[2]};
+  reader cr{streams[3]};
+  reader br{streams[4]};
+  // Each slot's kind, scale and selector bytes (when it has them), for the
+  // series' history once the batch decodes.
+  struct last_bytes {
+    uint8_t kind = 0;
+    int scale = -1;
+    int selector = -1;
+  };
+  std::vector<last_bytes> slot_bytes(nslots);
+  const codec_context::history none;
   for (size_t s = 0; s < nslots; ++s) {
     size_t n = groups[slot_group[s]].size();
-    uint8_t kind = r.byte();
-    if (!r.ok) return bad("truncated values");
+    slot_deltas mine;
+    mine.group = slot_group[s];
+    // Kind, scale and selector come XOR the series' last ones.
+    const auto& mask = slot_idx[s] < ctx.series.size()
+                         ? ctx.state[slot_idx[s]] : none;
+    size_t sel_at = cr.pos;
+    uint8_t kind = kr.byte() ^ mask.kind;
+    if (!kr.ok) return bad("truncated values");
+    slot_bytes[s].kind = kind;
+    const codec_context::history* h = nullptr;
+    if (kind & continues) {
+      if (slot_idx[s] >= ctx.series.size()
+          || ctx.state[slot_idx[s]].count == 0)
+        return bad("column continues a series without history");
+      h = &ctx.state[slot_idx[s]];
+      kind &= static_cast<uint8_t>(~continues);
+    }
     uint8_t mode = kind & 0x0F;
     recon rc;
     rc.kind = static_cast<uint8_t>(kind >> 4);
     if (mode >= mode_count || rc.kind > recon_divdiv)
       return bad("unknown value kind");
+    auto& out = vals[s];
+    out.reserve(n);
+    if (h != nullptr && mode == mode_const) {
+      if (rc.kind != 0) return bad("unknown value kind");
+      out.assign(n, h->last[0]);
+      done.push_back(std::move(mine));
+      continue;
+    }
+    if (h != nullptr && (mode == mode_const_raw || mode == mode_plain
+                         || mode == mode_for))
+      return bad("unknown value kind");
     if (mode == mode_xor || mode == mode_const_raw) {
       if (rc.kind != 0) return bad("unknown value kind");
     } else {
-      uint8_t sb = r.byte();
-      if (!r.ok) return bad("truncated values");
+      uint8_t sb = sr.byte() ^ mask.scale;
+      if (!sr.ok) return bad("truncated values");
+      slot_bytes[s].scale = sb;
       if (rc.kind == recon_divdiv) {
         rc.a = sb & 0x0F;
         rc.b = sb >> 4;
@@ -809,68 +1154,125 @@ caf::expected<metric_samples> decode_columnar(std::string_view bytes,
         rc.a = sb;
       }
     }
-    auto& out = vals[s];
-    out.reserve(n);
-    if (mode == mode_delta || mode == mode_dod || mode == mode_delta_gcd
-        || mode == mode_dod_gcd || mode == mode_plain) {
+    // The history as scaled integers, for columns that continue it.
+    std::vector<uint64_t> prev;
+    if (h != nullptr && mode != mode_xor && !history_ints(*h, rc, prev))
+      return bad("history does not fit the column's scale");
+    ms.clear();
+    if (mode == mode_ref || mode == mode_ref_gcd) {
+      uint64_t ref = pr.varint();
+      uint64_t back = ref >> 1;
+      if (!pr.ok || back == 0 || back > done.size())
+        return bad("bad reference");
+      auto& rs = done[done.size() - back];
+      if (!rs.usable || rs.group != mine.group)
+        return bad("bad reference");
+      bool neg = (ref & 1) != 0;
+      uint64_t g = 1;
+      if (mode == mode_ref_gcd) {
+        g = pr.varint();
+        if (!pr.ok || g < 2) return bad("bad common factor");
+      }
+      size_t from = h != nullptr ? 0 : 1;
+      uint64_t last = 0;
+      if (h != nullptr) {
+        last = prev.back();
+      } else {
+        last = unzigzag(pr.varint());
+        if (!pr.ok) return bad("truncated values");
+        ms.push_back(last);
+      }
+      if (!get_column(cr, br, n - from, ints, mask.selector)) return bad("truncated values");
+      for (size_t i = from; i < n; ++i) {
+        uint64_t dr = rs.delta[i];
+        last += unzigzag(ints[i - from]) * g + (neg ? 0 - dr : dr);
+        ms.push_back(last);
+      }
+    } else if (mode == mode_delta || mode == mode_dod
+               || mode == mode_delta_gcd || mode == mode_dod_gcd
+               || mode == mode_plain) {
       uint64_t g = 1;
       if (mode == mode_delta_gcd || mode == mode_dod_gcd) {
-        g = r.varint();
-        if (!r.ok || g < 2) return bad("bad common factor");
+        g = pr.varint();
+        if (!pr.ok || g < 2) return bad("bad common factor");
       }
       bool dod = mode == mode_dod || mode == mode_dod_gcd;
-      uint64_t first = unzigzag(r.varint());
-      if (!r.ok || !get_column(r, n - 1, ints)) return bad("truncated values");
-      uint64_t prev = first;
-      uint64_t prev_delta = first;
-      out.push_back(unscale(static_cast<int64_t>(first), rc));
-      for (size_t i = 1; i < n; ++i) {
-        uint64_t z = unzigzag(ints[i - 1]) * g;
-        if (mode == mode_plain) {
-          prev = z;
-        } else {
-          uint64_t delta = (dod && i >= 2) ? prev_delta + z : z;
-          prev += delta;
-          prev_delta = delta;
+      if (h != nullptr) {
+        // Residuals of all n values, from the history's last value (and
+        // last delta).
+        if (!get_column(cr, br, n, ints, mask.selector)) return bad("truncated values");
+        uint64_t last = prev.back();
+        uint64_t delta = prev.size() > 1 ? prev[1] - prev[0] : 0;
+        for (auto z : ints) {
+          uint64_t x = unzigzag(z) * g;
+          uint64_t d = dod ? delta + x : x;
+          last += d;
+          delta = d;
+          ms.push_back(last);
         }
-        out.push_back(unscale(static_cast<int64_t>(prev), rc));
+      } else {
+        uint64_t first = unzigzag(pr.varint());
+        if (!pr.ok || !get_column(cr, br, n - 1, ints, mask.selector))
+          return bad("truncated values");
+        uint64_t cur = first;
+        uint64_t prev_delta = first;
+        ms.push_back(first);
+        for (size_t i = 1; i < n; ++i) {
+          uint64_t z = unzigzag(ints[i - 1]) * g;
+          if (mode == mode_plain) {
+            cur = z;
+          } else {
+            uint64_t delta = (dod && i >= 2) ? prev_delta + z : z;
+            cur += delta;
+            prev_delta = delta;
+          }
+          ms.push_back(cur);
+        }
       }
     } else if (mode == mode_const) {
-      uint64_t m = unzigzag(r.varint());
-      if (!r.ok) return bad("truncated values");
-      out.assign(n, unscale(static_cast<int64_t>(m), rc));
+      uint64_t m = unzigzag(pr.varint());
+      if (!pr.ok) return bad("truncated values");
+      ms.assign(n, m);
     } else if (mode == mode_for) {
-      uint64_t lo = unzigzag(r.varint());
-      if (!r.ok || !get_column(r, n, ints)) return bad("truncated values");
-      for (auto z : ints)
-        out.push_back(unscale(static_cast<int64_t>(lo + z), rc));
+      uint64_t lo = unzigzag(pr.varint());
+      if (!pr.ok || !get_column(cr, br, n, ints, mask.selector)) return bad("truncated values");
+      for (auto z : ints) ms.push_back(lo + z);
     } else if (mode == mode_const_raw) {
       uint64_t b = 0;
       for (int j = 0; j < 8; ++j)
-        b |= static_cast<uint64_t>(r.byte()) << (8 * j);
-      if (!r.ok) return bad("truncated values");
+        b |= static_cast<uint64_t>(pr.byte()) << (8 * j);
+      if (!pr.ok) return bad("truncated values");
       out.assign(n, double_of(b));
     } else if (mode == mode_xor) {
-      uint64_t prev = 0;
+      uint64_t bits = h != nullptr ? bits_of(h->last[0]) : 0;
       for (size_t i = 0; i < n; ++i) {
-        uint8_t c = r.byte();
-        if (!r.ok) return bad("truncated values");
+        uint8_t c = br.byte();
+        if (!br.ok) return bad("truncated values");
         if (c != 0) {
           int shift = c >> 4;
           int len = c & 0x0F;
           if (len == 0 || shift + len > 8) return bad("bad xor control");
           uint64_t x = 0;
           for (int j = 0; j < len; ++j)
-            x |= static_cast<uint64_t>(r.byte()) << (8 * (shift + j));
-          if (!r.ok) return bad("truncated values");
-          prev ^= x;
+            x |= static_cast<uint64_t>(br.byte()) << (8 * (shift + j));
+          if (!br.ok) return bad("truncated values");
+          bits ^= x;
         }
-        out.push_back(double_of(prev));
+        out.push_back(double_of(bits));
       }
     } else {
       return bad("unknown value kind");
     }
+    if (mode != mode_xor && mode != mode_const_raw) {
+      for (auto m : ms) out.push_back(unscale(static_cast<int64_t>(m), rc));
+      set_deltas(mine, ms, h != nullptr ? &prev.back() : nullptr);
+    }
+    if (cr.pos > sel_at)
+      slot_bytes[s].selector = static_cast<uint8_t>(cr.in[sel_at]) ^ mask.selector;
+    done.push_back(std::move(mine));
   }
+  for (auto* x : {&kr, &sr, &pr, &cr, &br})
+    if (x->pos != x->in.size()) return bad("trailing bytes in value streams");
   if (r.pos != bytes.size()) return bad("trailing bytes");
   metric_samples result;
   result.reserve(order.size());
@@ -891,6 +1293,17 @@ caf::expected<metric_samples> decode_columnar(std::string_view bytes,
         return bad("bad order column");
   }
   for (auto& key : fresh) ctx.add(std::move(key));
+  for (size_t s = 0; s < nslots; ++s) // the history keeps the last two
+    for (size_t k = vals[s].size() > 2 ? vals[s].size() - 2 : 0;
+         k < vals[s].size(); ++k)
+      ctx.push(static_cast<uint32_t>(slot_idx[s]), vals[s][k]);
+  for (size_t s = 0; s < nslots; ++s) {
+    auto& h = ctx.state[slot_idx[s]];
+    h.kind = slot_bytes[s].kind;
+    if (slot_bytes[s].scale >= 0) h.scale = static_cast<uint8_t>(slot_bytes[s].scale);
+    if (slot_bytes[s].selector >= 0)
+      h.selector = static_cast<uint8_t>(slot_bytes[s].selector);
+  }
   return result;
 }
 

@@ -25,7 +25,7 @@
 namespace fleetd {
 
 /// Version byte that starts every columnar batch.
-constexpr uint8_t columnar_format_version = 2;
+constexpr uint8_t columnar_format_version = 3;
 
 /// A series: metric name plus labels.
 using series_key = std::pair<std::string, label_map>;
@@ -41,16 +41,41 @@ using series_key = std::pair<std::string, label_map>;
 /// session) when a batch is lost; a batch encoded against a table of a
 /// different size is refused by the decoder.
 struct codec_context {
+  /// The last values of a series in the batches the context has seen
+  /// (newest first); a batch may continue its columns from them.
+  struct history {
+    uint8_t count = 0; // 0-2
+    double last[2] = {0, 0};
+    // The kind, scale and column selector bytes of its last column; a
+    // batch sends its own XOR these (mostly zero, which zstd takes).
+    uint8_t kind = 0;
+    uint8_t scale = 0;
+    uint8_t selector = 0;
+  };
   std::vector<series_key> series;
   std::map<series_key, uint32_t> index;
+  /// Parallel to `series`.
+  std::vector<history> state;
+  /// Chained hash of the series definitions, in order.
+  uint64_t series_digest = 0;
   /// decode_columnar refuses batches of more points than this.
   size_t max_points = size_t{1} << 22;
 
   /// Index of `key`, or -1.
   int64_t find(const series_key& key) const;
-  /// Appends `key` (must be absent); returns its index.
+  /// Appends `key` (must be absent) with no history; returns its index.
   uint32_t add(series_key key);
+  /// Records `value` as the newest value of series `idx`.
+  void push(uint32_t idx, double value);
   void clear();
+  /// The histories, for storing beside the series table.
+  std::string save_history() const;
+  /// Replaces the histories by saved ones; they must cover exactly the
+  /// series the context holds (ec::decode_failed, unchanged, otherwise).
+  caf::error load_history(std::string_view bytes);
+  /// Hash of the series table and histories; every batch carries the one
+  /// it was encoded against, so a receiver in another state refuses it.
+  uint64_t digest() const;
 };
 
 /// Encodes `samples` against `ctx` (not modified).
@@ -59,7 +84,7 @@ std::string encode_columnar(const metric_samples& samples,
 
 /// Adds to `ctx` the series that encode_columnar(samples, ctx) defined
 /// inline, in the same order, so later batches reference them by index.
-void commit_columnar(codec_context& ctx, const metric_samples& samples);
+caf::error commit_columnar(codec_context& ctx, const metric_samples& samples);
 
 /// The session table size a batch was encoded against (its `base`); 0
 /// marks a batch that starts a new session.

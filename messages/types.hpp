@@ -83,6 +83,19 @@ typename Inspector::result_type inspect(Inspector& f, unbatched_points& x) {
            x.next_sequence, x.epoch, x.samples, x.logs, x.events);
 }
 
+/// A metrics stream's series session as the device keeps it: the series
+/// the cloud knows, by session number (name and labels only), and their
+/// histories (codec_context::save_history).
+struct wire_session {
+  metric_samples series;
+  std::string history;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, wire_session& x) {
+  return f(caf::meta::type_name("wire_session"), x.series, x.history);
+}
+
 /// An encoded batch kept in sync_queue until the cloud acks it.
 struct queued_batch {
   std::string stream;

@@ -643,7 +643,8 @@ TEST_CASE("the series table of a (device, epoch) survives a reopen of the "
   REQUIRE(dev.series.size() == 4);
   CHECK(wire_rows(f.path, "dev-a", "e1") == 4);
   auto st = f.open();
-  // Batch 3 names no series inline: it decodes only against the old table.
+  // Batch 3 names no series inline: it decodes only against the old table
+  // and the old histories (its digest covers both).
   auto s3 = of_series({"net", "cpu", "disk", "mem"}, 3);
   auto b3 = encode_columnar(s3, dev);
   REQUIRE(*columnar_base(b3) == 4);
@@ -664,6 +665,32 @@ TEST_CASE("the series table of a (device, epoch) survives a reopen of the "
                               encode_columnar(s3, codec_context{})));
   CHECK(wire_rows(f.path, "dev-a", "e2") == 4);
   CHECK(wire_rows(f.path, "dev-a", "e1") == 4);
+}
+
+TEST_CASE("a session whose histories are lost refuses the next batch as out "
+          "of sync rather than misreading it") {
+  store_fixture f;
+  codec_context dev;
+  auto s1 = of_series({"cpu", "mem"}, 1);
+  {
+    auto st = f.open();
+    write_ok(st, columnar_batch("dev-a", "e1", 1, encode_columnar(s1, dev)));
+    REQUIRE(!commit_columnar(dev, s1));
+  }
+  {
+    auto db = sqlite::database::open(f.path);
+    REQUIRE(db);
+    REQUIRE_FALSE(db->exec("DELETE FROM wire_history"));
+  }
+  auto st = f.open();
+  auto s2 = of_series({"cpu", "mem"}, 2);
+  auto r = st.write(columnar_batch("dev-a", "e1", 2, encode_columnar(s2, dev)));
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), ec::session_out_of_sync));
+  // The device's answer: the same points self-contained.
+  write_ok(st, columnar_batch("dev-a", "e1", 2,
+                              encode_columnar(s2, codec_context{})));
+  check_same_samples(points_of(st, "dev-a"), concat({s1, s2}));
 }
 
 TEST_CASE("a transaction that fails after decoding leaves the session table "

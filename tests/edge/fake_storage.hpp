@@ -24,11 +24,12 @@ storage_actor::behavior_type fake_storage_behavior(Store store, Event event,
     [](fetch_atom, const std::string&, int64_t) { return unbatched_points{}; },
     [](enqueue_atom, const queued_batch&) { return int64_t{0}; },
     [](pending_atom, const std::string&, int64_t) { return queued_batches{}; },
-    [](ack_atom, const std::string&, int64_t, int64_t, const metric_samples&) {
+    [](ack_atom, const std::string&, int64_t, int64_t, const metric_samples&,
+       const std::string&) {
       return int64_t{0};
     },
     [](discard_atom, const std::string&, int64_t) { return int64_t{0}; },
-    [](session_atom, const std::string&) { return metric_samples{}; },
+    [](session_atom, const std::string&) { return wire_session{}; },
     [](config_atom) { return cloud_settings{}; },
     [](config_atom, const cloud_settings&) { return true; },
     [](flush_atom) { return true; },

@@ -40,10 +40,37 @@ void sync_all(memory_store& st, int64_t now) {
   b.points = static_cast<int64_t>(up->samples.size());
   b.created_ms = now;
   REQUIRE(st.enqueue(b));
-  REQUIRE(st.ack(metrics_stream, b.sequence, 0, {}));
+  REQUIRE(st.ack(metrics_stream, b.sequence, 0, {}, {}));
 }
 
 } // namespace
+
+TEST_CASE("an ack that deletes its batch keeps the series session and its "
+          "histories") {
+  auto clk = std::make_shared<manual_clock>(0);
+  memory_store st{memory_limits{1000, 0, 100}, clk};
+  metric_sample s;
+  s.name = "a";
+  s.timestamp_ms = 1;
+  REQUIRE(st.store(metric_samples{s}));
+  auto up = st.fetch(metrics_stream, 10);
+  REQUIRE(up);
+  queued_batch b;
+  b.stream = metrics_stream;
+  b.sequence = up->next_sequence;
+  b.last_id = up->last_id;
+  b.points = 1;
+  REQUIRE(st.enqueue(b));
+  REQUIRE(st.ack(metrics_stream, b.sequence, 0, {s}, "h1"));
+  auto ws = st.session(metrics_stream);
+  REQUIRE(ws);
+  CHECK(ws->series.size() == 1);
+  CHECK(ws->history == "h1");
+  // Nothing deleted: unchanged.
+  REQUIRE(st.ack(metrics_stream, b.sequence, 1, {s}, "h2"));
+  CHECK(st.session(metrics_stream)->history == "h1");
+  CHECK(st.session(metrics_stream)->series.size() == 1);
+}
 
 TEST_CASE("a tier 2 ring keeps the latest 1000 points through hours offline") {
   auto clk = std::make_shared<manual_clock>(0);

@@ -95,7 +95,7 @@ TEST_CASE("the size cap holds within 5% and drops the oldest synced rows first")
         b.created_ms = clk->now_ms();
         b.body = "x";
         REQUIRE(st->enqueue(b));
-        REQUIRE(st->ack("metrics", b.sequence, 0, {}));
+        REQUIRE(st->ack("metrics", b.sequence, 0, {}, {}));
       }
     }
     CHECK(st->used_bytes() <= cfg.limits.max_bytes * 105 / 100);

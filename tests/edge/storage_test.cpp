@@ -330,6 +330,42 @@ TEST_CASE("a real encoded request survives the queue byte for byte") {
   check_same_samples(back->samples, xs);
 }
 
+TEST_CASE("an ack that deletes its batch keeps the series session and its "
+          "histories in the same transaction; a reopened store has them") {
+  store_fixture f;
+  std::string blob1 = std::string("\x01\0\x02", 3);
+  std::string blob2 = blob1 + "more";
+  {
+    auto st = f.open();
+    store_ok(st, samples_from(clock_start_ms, 9));
+    for (int64_t seq = 1; seq <= 2; ++seq)
+      REQUIRE(st.enqueue(batch(seq, seq * 3, 3)));
+    auto empty = st.session(stream);
+    REQUIRE(empty);
+    CHECK(empty->series.empty());
+    CHECK(empty->history.empty());
+    metric_samples defs = {sample("a", {}, 0, 0), sample("b", {{"k", "v"}}, 0, 0)};
+    REQUIRE(st.ack(stream, 1, 0, defs, blob1));
+    auto s1 = st.session(stream);
+    REQUIRE(s1);
+    REQUIRE(s1->series.size() == 2);
+    CHECK(s1->series[1].labels == label_map{{"k", "v"}});
+    CHECK(s1->history == blob1);
+    // An ack that deletes nothing (a duplicate) leaves the session alone.
+    REQUIRE(st.ack(stream, 1, 2, {sample("x", {}, 0, 0)}, "junk"));
+    CHECK(st.session(stream)->history == blob1);
+    CHECK(st.session(stream)->series.size() == 2);
+    REQUIRE(st.ack(stream, 2, 2, {sample("c", {}, 0, 0)}, blob2));
+  }
+  auto st = f.open();
+  auto s2 = st.session(stream);
+  REQUIRE(s2);
+  REQUIRE(s2->series.size() == 3);
+  CHECK(s2->series[0].name == "a");
+  CHECK(s2->series[2].name == "c");
+  CHECK(s2->history == blob2);
+}
+
 TEST_CASE("ack deletes up to and including the sequence and fetch does not "
           "return batched points") {
   store_fixture f;
@@ -338,7 +374,7 @@ TEST_CASE("ack deletes up to and including the sequence and fetch does not "
   store_ok(st, xs);
   for (int64_t seq = 1; seq <= 3; ++seq)
     REQUIRE(st.enqueue(batch(seq, seq * 3, 3)));
-  auto deleted = st.ack(stream, 2, 0, {});
+  auto deleted = st.ack(stream, 2, 0, {}, {});
   REQUIRE_MESSAGE(deleted, render(deleted.error()));
   CHECK(*deleted == 2);
   auto left = pending_all(st);
@@ -352,13 +388,13 @@ TEST_CASE("ack deletes up to and including the sequence and fetch does not "
   check_same_samples(up.samples, more);
   CHECK(up.next_sequence == 4);
   SUBCASE("acking the same sequence again deletes nothing") {
-    auto again = st.ack(stream, 2, 0, {});
+    auto again = st.ack(stream, 2, 0, {}, {});
     REQUIRE(again);
     CHECK(*again == 0);
     CHECK(pending_all(st).size() == 1);
   }
   SUBCASE("an ack beyond every batch deletes what is there") {
-    auto all = st.ack(stream, 10, 0, {});
+    auto all = st.ack(stream, 10, 0, {}, {});
     REQUIRE(all);
     CHECK(*all == 1);
     CHECK(pending_all(st).empty());
@@ -366,7 +402,7 @@ TEST_CASE("ack deletes up to and including the sequence and fetch does not "
     CHECK(fetch_all(st).next_sequence == 4);
   }
   SUBCASE("an ack of another stream touches nothing") {
-    auto other = st.ack("logs", 3, 0, {});
+    auto other = st.ack("logs", 3, 0, {}, {});
     REQUIRE(other);
     CHECK(*other == 0);
     CHECK(pending_all(st).size() == 1);
@@ -400,7 +436,7 @@ TEST_CASE("rows stored after retention emptied a table are still synced: "
     b.created_ms = f.clock->now_ms();
     b.body = body_for(1);
     REQUIRE(st.enqueue(b));
-    REQUIRE(st.ack(s, b.sequence, 0, {}));
+    REQUIRE(st.ack(s, b.sequence, 0, {}, {}));
   }
   // Two hours later retention empties every table.
   f.clock->advance(2 * 3600 * 1000);
@@ -436,7 +472,7 @@ TEST_CASE("everything survives closing and reopening the same file") {
     store_ok(st, xs);
     REQUIRE(st.enqueue(batch(1, 3, 3)));
     REQUIRE(st.enqueue(batch(2, 6, 3)));
-    REQUIRE(st.ack(stream, 1, 0, {}));
+    REQUIRE(st.ack(stream, 1, 0, {}, {}));
   }
   auto st = f.open();
   auto queued = pending_all(st);
@@ -608,7 +644,7 @@ TEST_CASE("the storage actor answers store, fetch, enqueue, pending, ack, "
   CHECK(queued[0].body == body_for(1));
   int64_t deleted = -1;
   self->request(st, 5s, ack_atom::value, stream, int64_t{1}, int64_t{0},
-                metric_samples{})
+                metric_samples{}, std::string{})
     .receive([&](int64_t n) { deleted = n; },
              [&](caf::error& err) { FAIL_CHECK(render(err)); });
   CHECK(deleted == 1);

@@ -350,22 +350,25 @@ struct sync_fixture {
 };
 
 /// Decodes a request body of the device; columnar metrics against the
-/// session series table the bodies decoded so far built (in send order).
+/// session state it was encoded against: one the bodies decoded so far
+/// built (an earlier body again: the state as it was when that one was
+/// sent), newest first.
 decoded_request decode(const std::string& body) {
-  static codec_context session;
+  static std::vector<codec_context> states{codec_context{}};
   auto req = decode_request(body, is_zstd(body), 64 << 20);
   REQUIRE_MESSAGE(req, render(req.error()));
   if (!req->columnar.empty()) {
-    auto base = columnar_base(req->columnar);
-    REQUIRE(base);
-    // An earlier body again: the table as it was when that one was sent.
-    codec_context ctx;
-    for (size_t i = 0; i < *base && i < session.series.size(); ++i)
-      ctx.add(session.series[i]);
-    auto xs = decode_columnar(req->columnar, ctx);
+    caf::expected<metric_samples> xs{caf::error{}};
+    for (auto i = states.rbegin(); i != states.rend(); ++i) {
+      auto ctx = *i;
+      xs = decode_columnar(req->columnar, ctx);
+      if (xs) {
+        states.push_back(std::move(ctx));
+        break;
+      }
+    }
     REQUIRE_MESSAGE(xs, render(xs.error()));
     req->samples = std::move(*xs);
-    session = std::move(ctx);
   }
   return std::move(*req);
 }

@@ -158,6 +158,12 @@ struct rig {
       },
       plan.speed > 1 ? 120s : 30s);
     REQUIRE(drained);
+    // Faults of the network never put the series session out of step:
+    // every metrics batch continued the histories of the one before.
+    auto st = console_status(console);
+    REQUIRE(st);
+    CHECK(counter(*st, "sync_metrics", "session_resets") == 0);
+    CHECK(counter(*st, "sync_metrics", "session_series") > 0);
     device->signal(SIGTERM);
     REQUIRE(device->wait(10s) == 0);
     cloud->signal(SIGTERM);

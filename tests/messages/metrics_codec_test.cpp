@@ -8,6 +8,7 @@
 #include <random>
 #include <string>
 
+#include "messages/error.hpp"
 #include "messages/metrics_codec.hpp"
 #include "messages/types.hpp"
 
@@ -87,7 +88,8 @@ TEST_CASE("empty batch round-trips") {
   round_trip({});
   codec_context enc;
   auto bytes = encode_columnar({}, enc);
-  CHECK(bytes.size() < 10);
+  // Version, base, digest (8), three counts, order flag, five empty streams.
+  CHECK(bytes.size() == 19);
 }
 
 TEST_CASE("edge-case values round-trip bit for bit") {
@@ -153,7 +155,7 @@ TEST_CASE("every value column kind round-trips") {
   round_trip(all);
   // Columns of constants cost next to nothing.
   codec_context enc;
-  CHECK(encode_columnar(cases[0], enc).size() < 40);
+  CHECK(encode_columnar(cases[0], enc).size() < 48);
 }
 
 TEST_CASE("edge-case timestamps and strings round-trip") {
@@ -272,25 +274,30 @@ TEST_CASE("corrupt or truncated input is an error, not a crash") {
     codec_context dec;
     (void) decode_columnar(junk, dec);
   }
-  std::string huge = {static_cast<char>(columnar_format_version), 0,
-                      '\xff', '\xff', '\xff', '\xff', '\xff', '\xff',
-                      '\xff', '\xff', '\xff', '\x01'};
+  // A huge series count after a valid header.
   codec_context dec;
+  std::string huge = {static_cast<char>(columnar_format_version), 0};
+  for (int i = 0; i < 8; ++i)
+    huge.push_back(static_cast<char>(dec.digest() >> (8 * i)));
+  huge += std::string(9, '\xff') + '\x01';
   CHECK(!decode_columnar(huge, dec));
 }
 
 namespace {
 
-// Every truncation is refused and leaves the context alone; byte flips and
-// trailing bytes never crash.
-void check_corruption(const std::string& bytes, uint64_t seed) {
+// Every truncation is refused and leaves the context (a copy of `start`)
+// alone; byte flips and trailing bytes never crash.
+void check_corruption(const std::string& bytes, uint64_t seed,
+                      const codec_context& start = {}) {
+  auto digest = start.digest();
   for (size_t n = 0; n < bytes.size(); ++n) {
-    codec_context dec;
+    auto dec = start;
     CHECK(!decode_columnar(std::string_view(bytes).substr(0, n), dec));
-    CHECK(dec.series.empty());
+    CHECK(dec.series.size() == start.series.size());
+    CHECK(dec.digest() == digest);
   }
   {
-    codec_context dec;
+    auto dec = start;
     CHECK(!decode_columnar(bytes + '\0', dec));
   }
   std::mt19937_64 rng(seed);
@@ -299,9 +306,9 @@ void check_corruption(const std::string& bytes, uint64_t seed) {
     int flips = 1 + static_cast<int>(rng() % 3);
     for (int f = 0; f < flips; ++f)
       bad[rng() % bad.size()] = static_cast<char>(rng());
-    codec_context dec;
+    auto dec = start;
     if (!decode_columnar(bad, dec))
-      CHECK(dec.series.empty());
+      CHECK(dec.digest() == digest);
   }
 }
 
@@ -384,9 +391,10 @@ TEST_CASE("v2 value columns: corrupt or truncated input is an error") {
   auto b2 = encode_columnar(last, enc);
   round_trip(last);
   REQUIRE(b2.size() > 4);
-  // ... 07 00 (plain, scale 0), 00 (zz m[0]), 83 (Rice, k = 3), then 30
-  // bits for zz 8, 16, 2, 10, 18, 4 in 4 bytes: the top 2 bits pad.
-  CHECK(static_cast<uint8_t>(b2[b2.size() - 5]) == 0x83);
+  // The streams end 01 07 (plain, reconstruction 0) 01 00 (scale 0) 01 00
+  // (zz m[0]) 01 83 (Rice, k = 3) 04, then 30 bits for zz 8, 16, 2, 10,
+  // 18, 4 in 4 bytes: the top 2 bits pad.
+  CHECK(static_cast<uint8_t>(b2[b2.size() - 6]) == 0x83);
   auto padded = b2;
   padded.back() = static_cast<char>(padded.back() | 0x80);
   codec_context dec;
@@ -395,18 +403,176 @@ TEST_CASE("v2 value columns: corrupt or truncated input is an error") {
   metric_samples one = {sample("x", {}, 1, 0.5), sample("x", {}, 2, 0.25)};
   auto b1 = encode_columnar(one, enc);
   REQUIRE(decode_columnar(b1, dec));
-  // ... 07 02 (plain, scale 2), 64 (zz 50), 01 (one plane), 32 (zz 25).
-  size_t kind_at = b1.size() - 5;
+  // The streams: 01 07 (plain), 01 02 (scale 2), 01 64 (zz 50), 01 01 (one
+  // plane), 01 32 (zz 25).
+  size_t kind_at = b1.size() - 9;
   CHECK(static_cast<uint8_t>(b1[kind_at]) == 0x07);
-  CHECK(static_cast<uint8_t>(b1[kind_at + 1]) == 2);
-  for (int v : {0x37, 0x09, 0x0F}) {
+  CHECK(static_cast<uint8_t>(b1[kind_at + 2]) == 2);
+  // Reconstruction 3, modes 11 and 15, a reference to no earlier slot, a
+  // continuation of a series without history.
+  for (int v : {0x37, 0x0B, 0x0F, 0x09, 0x47, 0x41}) {
     auto bad = b1;
     bad[kind_at] = static_cast<char>(v);
     codec_context d;
     CHECK(!decode_columnar(bad, d));
   }
   auto bad_scale = b1;
-  bad_scale[kind_at + 1] = 16;
+  bad_scale[kind_at + 2] = 16;
   codec_context d;
   CHECK(!decode_columnar(bad_scale, d));
+}
+
+namespace {
+
+// Five-minute batches of a device's series: a counter, a gauge in 4 KiB
+// pages, free and available bytes of one filesystem (a constant apart),
+// nanosecond timings, a constant and a float with NaN and infinities.
+std::vector<metric_samples> device_batches(int nbatches, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<metric_samples> out;
+  double counter = 1e9;
+  int64_t pages = 250000;
+  int64_t free_bytes = 40LL << 30;
+  for (int b = 0; b < nbatches; ++b) {
+    metric_samples xs;
+    for (int k = 0; k < 30; ++k) {
+      int64_t ts = 1795639735368 + (b * 30 + k) * 10020
+                   + static_cast<int64_t>(rng() % 7);
+      counter += static_cast<double>(rng() % 100000);
+      pages += static_cast<int64_t>(rng() % 201) - 100;
+      free_bytes -= static_cast<int64_t>(rng() % 64) * 4096;
+      xs.push_back(sample("c_total", {}, ts, counter));
+      xs.push_back(sample("mem_bytes", {}, ts, static_cast<double>(pages * 4096)));
+      xs.push_back(sample("fs_free", {{"mp", "/"}}, ts, static_cast<double>(free_bytes)));
+      xs.push_back(sample("fs_avail", {{"mp", "/"}}, ts,
+                          static_cast<double>(free_bytes - (2LL << 30))));
+      xs.push_back(sample("dur_seconds", {}, ts,
+                          static_cast<double>(20000 + rng() % 30000) / 1e9));
+      xs.push_back(sample("const", {}, ts, 42.0));
+      double f = std::ldexp(static_cast<double>(rng() >> 11), -50);
+      if (k == 29 && b % 2 == 0) f = std::nan("");
+      if (k == 0 && b % 3 == 1) f = std::numeric_limits<double>::infinity();
+      xs.push_back(sample("odd", {}, ts, f));
+    }
+    out.push_back(std::move(xs));
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("a session continues each series' history across batches") {
+  auto batches = device_batches(6, 5);
+  codec_context enc;
+  codec_context dec;
+  size_t continued = 0;
+  size_t fresh = 0;
+  for (auto& b : batches) {
+    auto bytes = encode_columnar(b, enc);
+    continued += bytes.size();
+    // The same series table without histories.
+    codec_context names;
+    for (auto& key : enc.series) names.add(key);
+    fresh += encode_columnar(b, names).size();
+    auto got = decode_columnar(bytes, dec);
+    REQUIRE(got);
+    check_same(*got, b);
+    // The sender advances by decoding its own batch: the same state.
+    REQUIRE(decode_columnar(bytes, enc));
+    CHECK(enc.digest() == dec.digest());
+    CHECK(enc.state.size() == 7);
+  }
+  // First values, kinds, scales and selectors from the histories.
+  MESSAGE("continued " << continued << " bytes, without histories " << fresh);
+  CHECK(continued < fresh);
+  // commit_columnar is the same as decoding what encode_columnar gives.
+  codec_context other;
+  for (auto& b : batches)
+    REQUIRE(!commit_columnar(other, b));
+  CHECK(other.digest() == enc.digest());
+}
+
+TEST_CASE("a batch encoded against another history is refused as out of sync") {
+  auto batches = device_batches(3, 8);
+  codec_context enc;
+  REQUIRE(!commit_columnar(enc, batches[0]));
+  auto b2 = encode_columnar(batches[1], enc);
+  // Same series, other history (the receiver saw another first batch).
+  auto other = device_batches(1, 9)[0];
+  codec_context dec;
+  REQUIRE(!commit_columnar(dec, other));
+  REQUIRE(dec.series.size() == enc.series.size());
+  auto digest = dec.digest();
+  auto got = decode_columnar(b2, dec);
+  REQUIRE(!got);
+  CHECK(got.error().code() == make_error(ec::session_out_of_sync).code());
+  CHECK(dec.digest() == digest);
+  // Another table size: out of sync as well.
+  codec_context none;
+  auto again = decode_columnar(b2, none);
+  REQUIRE(!again);
+  CHECK(again.error().code() == make_error(ec::session_out_of_sync).code());
+  // Self-contained batches (base 0) need no history.
+  auto b3 = encode_columnar(batches[2], codec_context{});
+  codec_context empty;
+  REQUIRE(decode_columnar(b3, empty));
+}
+
+TEST_CASE("histories are saved and loaded beside the series table") {
+  auto batches = device_batches(3, 12);
+  codec_context enc;
+  REQUIRE(!commit_columnar(enc, batches[0]));
+  REQUIRE(!commit_columnar(enc, batches[1]));
+  auto saved = enc.save_history();
+  // A restarted device: the series table from its rows, then histories.
+  codec_context loaded;
+  for (auto& key : enc.series)
+    loaded.add(key);
+  CHECK(loaded.digest() != enc.digest());
+  REQUIRE(!loaded.load_history(saved));
+  CHECK(loaded.digest() == enc.digest());
+  auto b3 = encode_columnar(batches[2], loaded);
+  CHECK(b3 == encode_columnar(batches[2], enc));
+  auto got = decode_columnar(b3, enc);
+  REQUIRE(got);
+  check_same(*got, batches[2]);
+  // Histories of another table, truncated or with junk are refused; the
+  // context keeps what it had.
+  codec_context small;
+  small.add(enc.series[0]);
+  auto before = small.digest();
+  CHECK(small.load_history(saved));
+  CHECK(small.digest() == before);
+  CHECK(loaded.load_history(saved.substr(0, saved.size() - 1)));
+  CHECK(loaded.load_history(saved + "x"));
+  std::string bad_count = saved;
+  bad_count[0] = 3;
+  CHECK(loaded.load_history(bad_count));
+  codec_context none;
+  CHECK(!none.load_history(""));
+}
+
+TEST_CASE("continued batches: corrupt or truncated input is an error") {
+  auto batches = device_batches(2, 21);
+  codec_context enc;
+  REQUIRE(!commit_columnar(enc, batches[0]));
+  auto bytes = encode_columnar(batches[1], enc);
+  check_corruption(bytes, 31, enc);
+}
+
+TEST_CASE("a column predicted from an earlier one costs little") {
+  // Free bytes alone, then free and available bytes: the second column is
+  // the first's deltas again and takes a few bytes.
+  auto all = device_batches(1, 3)[0];
+  metric_samples one;
+  metric_samples two;
+  for (auto& s : all) {
+    if (s.name == "fs_free") one.push_back(s);
+    if (s.name == "fs_free" || s.name == "fs_avail") two.push_back(s);
+  }
+  auto b1 = encode_columnar(one, codec_context{});
+  auto b2 = encode_columnar(two, codec_context{});
+  MESSAGE("free alone " << b1.size() << " bytes, with avail " << b2.size());
+  CHECK(b2.size() < b1.size() + 40);
+  round_trip(two);
 }

@@ -432,8 +432,12 @@ int run_wire_bench(const std::vector<std::string>& args) {
                                           level).size());
         }
       }
-      if (session)
-        commit_columnar(sender, batch);
+      // The sender's session advances as the receiver's does: by decoding.
+      if (session && !decode_columnar(raw, sender)) {
+        std::cerr << "fleetd-bench wire: batch " << n << " does not decode "
+                  << "on the sender" << std::endl;
+        return 1;
+      }
       auto wire = zstd(raw, level);
       ours += wire.size();
       if (!session)
