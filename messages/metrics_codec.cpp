@@ -503,7 +503,11 @@ std::vector<reference> references(const std::vector<uint64_t>& d,
                                   uint32_t group) {
   constexpr size_t keep = 4;
   std::vector<reference> best;
-  for (size_t j = 0; j < done.size(); ++j) {
+  // Related series sit close in exposition order; a window keeps the
+  // search linear in the batch's series.
+  constexpr size_t window = 256;
+  for (size_t j = done.size() > window ? done.size() - window : 0;
+       j < done.size(); ++j) {
     auto& ref = done[j];
     if (!ref.usable || ref.group != group || ref.delta.size() != d.size())
       continue;
