@@ -90,6 +90,11 @@ caf::expected<metric_samples> defined_series(const sync_state& st,
   auto columnar = request_columnar(body);
   if (!columnar)
     return columnar.error();
+  if (columnar->empty()) { // protobuf columns leave the session as it was
+    base = static_cast<int64_t>(st.session.series.size());
+    next = st.session;
+    return metric_samples{};
+  }
   auto b = columnar_base(*columnar);
   if (!b)
     return b.error();
@@ -291,7 +296,20 @@ std::string encode(sync_state& st, const unbatched_points& up,
     return encode_logs_request(es, up.logs);
   if (!up.events.empty())
     return encode_events_request(es, up.events);
-  return encode_columnar_request(es, encode_columnar(up.samples, st.session));
+  auto columnar = encode_columnar(up.samples, st.session);
+  // Read back before it is persisted: a batch the cloud could not decode
+  // exactly would be refused for good and its points lost, so such a batch
+  // goes as protobuf columns (format 1), which need no session.
+  auto check = st.session;
+  auto back = decode_columnar(columnar, check);
+  if (!back || !identical(*back, up.samples)) {
+    log_error("sync", st.cfg.stream, ": columnar batch does not read back (",
+              back ? std::string("other samples") : render(back.error()),
+              "); sending it as protobuf columns");
+    ++st.encode_fallbacks;
+    return encode_metrics_request(es, up.samples);
+  }
+  return encode_columnar_request(es, columnar);
 }
 
 void cut(self_ptr self, bool after_ack) {
@@ -447,6 +465,7 @@ sync_actor::behavior_type sync(sync_actor::stateful_pointer<sync_state> self,
       out.counters["duplicates_acked"] = st.duplicates_acked;
       out.counters["batches_rejected"] = st.batches_rejected;
       out.counters["session_resets"] = st.session_resets;
+      out.counters["encode_fallbacks"] = st.encode_fallbacks;
       out.counters["last_acked_sequence"] = st.last_acked_sequence;
       out.counters["bytes_sent"] = st.bytes_sent;
       out.counters["session_series"] = static_cast<int64_t>(

@@ -58,6 +58,9 @@ struct sync_state {
   int64_t records_synced = 0;
   int64_t send_failures = 0;
   int64_t duplicates_acked = 0;
+  /// Metrics batches sent as protobuf columns because the columnar bytes
+  /// did not read back (a codec fault; should stay 0).
+  int64_t encode_fallbacks = 0;
   int64_t batches_rejected = 0;
   int64_t session_resets = 0;
   int64_t last_acked_sequence = 0;

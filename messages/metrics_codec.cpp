@@ -563,11 +563,13 @@ void put_values(value_streams& st, const std::vector<double>& vs,
   recon crc;
   std::vector<uint64_t> cprev;
   std::vector<uint64_t> cints;
+  bool rcont = false; // the history scales with this batch
   if (has_history && !constant) {
     std::vector<double> all;
     for (int i = h->count - 1; i >= 0; --i) all.push_back(h->last[i]);
     all.insert(all.end(), vs.begin(), vs.end());
-    if (scaled_ints(all, crc, cints)) {
+    rcont = scaled_ints(all, crc, cints);
+    if (rcont) {
       cprev.assign(cints.begin(), cints.begin() + h->count);
       cints.erase(cints.begin(), cints.begin() + h->count);
     }
@@ -655,7 +657,6 @@ void put_values(value_streams& st, const std::vector<double>& vs,
   consider(residual_candidate(mode_delta, mode_delta_gcd, false, rd, 1, {}));
   consider(residual_candidate(mode_dod, mode_dod_gcd, false,
                               residuals(ints, true), 1, {}));
-  bool rcont = !cints.empty(); // the history scales with this batch
   std::vector<uint64_t> d = rcont ? continued(cprev, cints, false) : rd;
   if (rcont) {
     consider(residual_candidate(mode_delta, mode_delta_gcd, true, d, 0, {}));
@@ -948,6 +949,17 @@ std::string encode_columnar(const metric_samples& samples,
                   &st.bodies})
     put_string(out, *x);
   return out;
+}
+
+bool identical(const metric_samples& a, const metric_samples& b) {
+  if (a.size() != b.size())
+    return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i].name != b[i].name || a[i].labels != b[i].labels
+        || a[i].timestamp_ms != b[i].timestamp_ms
+        || bits_of(a[i].value) != bits_of(b[i].value))
+      return false;
+  return true;
 }
 
 caf::expected<uint64_t> columnar_base(std::string_view bytes) {

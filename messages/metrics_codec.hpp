@@ -90,6 +90,9 @@ caf::error commit_columnar(codec_context& ctx, const metric_samples& samples);
 /// marks a batch that starts a new session.
 caf::expected<uint64_t> columnar_base(std::string_view bytes);
 
+/// Same samples in the same order, doubles bit for bit.
+bool identical(const metric_samples& a, const metric_samples& b);
+
 /// Decodes one batch; on success appends its new series to `ctx`. On error
 /// (ec::decode_failed) `ctx` is left unchanged.
 caf::expected<metric_samples> decode_columnar(std::string_view bytes,

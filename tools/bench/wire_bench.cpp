@@ -333,18 +333,6 @@ std::string naive(const metric_samples& batch) {
   return zstd(buf, 3);
 }
 
-bool same(const metric_samples& a, const metric_samples& b) {
-  if (a.size() != b.size())
-    return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (a[i].name != b[i].name || a[i].labels != b[i].labels
-        || a[i].timestamp_ms != b[i].timestamp_ms
-        || std::memcmp(&a[i].value, &b[i].value, sizeof(double)) != 0)
-      return false;
-  }
-  return true;
-}
-
 int64_t floor_div(int64_t a, int64_t b) {
   int64_t q = a / b;
   if ((a % b != 0) && ((a < 0) != (b < 0)))
@@ -443,7 +431,7 @@ int run_wire_bench(const std::vector<std::string>& args) {
       if (!session)
         receiver.clear();
       auto decoded = decode_columnar(unzstd(wire), receiver);
-      if (!decoded || !same(*decoded, batch)) {
+      if (!decoded || !identical(*decoded, batch)) {
         std::cerr << "fleetd-bench wire: batch " << n << " (window " << window
                   << ") does not round-trip" << std::endl;
         return 1;
