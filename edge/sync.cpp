@@ -174,6 +174,26 @@ void acked(self_ptr self, const queued_batch& b, const sync_ack& ack) {
       });
 }
 
+// Metrics as a columnar batch against `session`, read back before it is
+// persisted: a batch the cloud could not decode exactly would be refused
+// for good and its points lost, so such a batch goes as protobuf columns
+// (format 1), which need no session.
+std::string encode_metrics(sync_state& st, const metric_samples& xs,
+                           const codec_context& session,
+                           const encode_settings& es) {
+  auto columnar = encode_columnar(xs, session);
+  auto check = session;
+  auto back = decode_columnar(columnar, check);
+  if (!back || !identical(*back, xs)) {
+    log_error("sync", st.cfg.stream, ": columnar batch does not read back (",
+              back ? std::string("other samples") : render(back.error()),
+              "); sending it as protobuf columns");
+    ++st.encode_fallbacks;
+    return encode_metrics_request(es, xs);
+  }
+  return encode_columnar_request(es, columnar);
+}
+
 // The cloud answered but refused this batch; the link itself is fine.
 void refused(self_ptr self, const queued_batch& b, const sync_ack& ack) {
   auto& st = self->state;
@@ -214,7 +234,7 @@ void refused(self_ptr self, const queued_batch& b, const sync_ack& ack) {
       es.zstd_level = st.cfg.zstd_level;
       es.config_version = st.cfg.config_version;
       queued_batch nb = b;
-      nb.body = encode_columnar_request(es, encode_columnar(xs, codec_context{}));
+      nb.body = encode_metrics(st, xs, codec_context{}, es);
       self->request(st.cfg.storage, storage_timeout, enqueue_atom::value, nb)
         .then([self](int64_t) { finish_round(self, std::chrono::milliseconds(0)); },
               [self](caf::error& err) { fail_local(self, err); });
@@ -296,20 +316,7 @@ std::string encode(sync_state& st, const unbatched_points& up,
     return encode_logs_request(es, up.logs);
   if (!up.events.empty())
     return encode_events_request(es, up.events);
-  auto columnar = encode_columnar(up.samples, st.session);
-  // Read back before it is persisted: a batch the cloud could not decode
-  // exactly would be refused for good and its points lost, so such a batch
-  // goes as protobuf columns (format 1), which need no session.
-  auto check = st.session;
-  auto back = decode_columnar(columnar, check);
-  if (!back || !identical(*back, up.samples)) {
-    log_error("sync", st.cfg.stream, ": columnar batch does not read back (",
-              back ? std::string("other samples") : render(back.error()),
-              "); sending it as protobuf columns");
-    ++st.encode_fallbacks;
-    return encode_metrics_request(es, up.samples);
-  }
-  return encode_columnar_request(es, columnar);
+  return encode_metrics(st, up.samples, st.session, es);
 }
 
 void cut(self_ptr self, bool after_ack) {

@@ -32,6 +32,8 @@ constexpr uint8_t recon_div = 0;    // m / 10^k
 constexpr uint8_t recon_mul = 1;    // m * 10^-k
 constexpr uint8_t recon_divdiv = 2; // m / 10^a / 10^b
 constexpr int max_scale = 15;
+// Longest series definition (name and labels) a batch may carry.
+constexpr size_t max_definition_bytes = 65536;
 constexpr double two63 = 9223372036854775808.0;
 
 const double pow10_table[max_scale + 1] = {
@@ -990,16 +992,23 @@ caf::expected<metric_samples> decode_columnar(std::string_view bytes,
                                                      : ""));
   uint64_t nnew = r.count();
   if (!r.ok) return bad("truncated series count");
+  // Every series a batch defines takes a point, and front coding makes
+  // long definitions nearly free on the wire: both are capped.
+  if (nnew > ctx.max_points) return bad("too many series");
   std::vector<series_key> fresh;
-  fresh.reserve(nnew);
   std::map<series_key, uint32_t> fresh_index;
   std::string def;
+  uint64_t def_total = 0;
   for (uint64_t i = 0; i < nnew; ++i) {
     uint64_t shared = r.varint();
     if (!r.ok || shared > def.size()) return bad("bad series definition");
     def.resize(shared);
     def += r.str();
     if (!r.ok) return bad("truncated series definition");
+    def_total += def.size();
+    if (def.size() > max_definition_bytes
+        || def_total > ctx.max_decoded_bytes)
+      return bad("series definitions too long");
     reader dr{def};
     series_key key;
     key.first = dr.str();
@@ -1023,6 +1032,7 @@ caf::expected<metric_samples> decode_columnar(std::string_view bytes,
   };
   uint64_t nslots = r.count();
   if (!r.ok) return bad("truncated slot count");
+  if (nslots > ctx.max_points) return bad("too many points");
   std::vector<uint64_t> slot_idx(nslots);
   std::vector<bool> used(total_series, false);
   uint64_t prev_idx = 0;
@@ -1071,8 +1081,18 @@ caf::expected<metric_samples> decode_columnar(std::string_view bytes,
     sg = static_cast<uint32_t>(gid);
     total_points += groups[gid].size();
   }
-  // Constant columns make points nearly free, so the count is capped.
+  // Constant columns make points nearly free, so the count is capped, and
+  // so is what the samples take decoded (each carries its series).
   if (total_points > ctx.max_points) return bad("too many points");
+  uint64_t decoded_bytes = 0;
+  for (size_t s = 0; s < nslots; ++s) {
+    auto& key = key_at(slot_idx[s]);
+    uint64_t size = sizeof(metric_sample) + key.first.size();
+    for (auto& kv : key.second) size += kv.first.size() + kv.second.size();
+    decoded_bytes += size * groups[slot_group[s]].size();
+    if (decoded_bytes > ctx.max_decoded_bytes)
+      return bad("decoded batch too large");
+  }
   std::vector<uint32_t> order;
   uint8_t order_flag = r.byte();
   if (!r.ok) return bad("truncated order");
@@ -1164,6 +1184,7 @@ caf::expected<metric_samples> decode_columnar(std::string_view bytes,
       if (rc.kind == recon_divdiv) {
         rc.a = sb & 0x0F;
         rc.b = sb >> 4;
+        if (rc.a + rc.b > max_scale) return bad("bad scale");
       } else if (sb > max_scale) {
         return bad("bad scale");
       } else {

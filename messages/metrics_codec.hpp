@@ -58,8 +58,11 @@ struct codec_context {
   std::vector<history> state;
   /// Chained hash of the series definitions, in order.
   uint64_t series_digest = 0;
-  /// decode_columnar refuses batches of more points than this.
+  /// decode_columnar refuses batches of more points (or series) than this,
   size_t max_points = size_t{1} << 22;
+  /// and batches whose decoded samples (or series definitions) would take
+  /// more bytes than this.
+  size_t max_decoded_bytes = size_t{1} << 28;
 
   /// Index of `key`, or -1.
   int64_t find(const series_key& key) const;

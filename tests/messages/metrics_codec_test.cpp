@@ -648,3 +648,129 @@ TEST_CASE("random sessions: every batch decodes back and both sides agree") {
     }
   }
 }
+
+namespace {
+
+void put_var(std::string& out, uint64_t x) {
+  while (x >= 0x80) {
+    out.push_back(static_cast<char>((x & 0x7F) | 0x80));
+    x >>= 7;
+  }
+  out.push_back(static_cast<char>(x));
+}
+
+// The start of a batch against `ctx`: version, base, digest.
+std::string header_for(const codec_context& ctx) {
+  std::string out(1, static_cast<char>(columnar_format_version));
+  put_var(out, ctx.series.size());
+  for (int i = 0; i < 8; ++i)
+    out.push_back(static_cast<char>(ctx.digest() >> (8 * i)));
+  return out;
+}
+
+// A definition of a series named `name` without labels.
+std::string definition_of(const std::string& name) {
+  std::string def;
+  put_var(def, name.size());
+  def += name;
+  def.push_back(0);
+  return def;
+}
+
+} // namespace
+
+TEST_CASE("hostile batches that would decode to far more than they are "
+          "are refused") {
+  codec_context dec;
+  SUBCASE("one constant column of 2^20 points of a 10 KB series") {
+    auto b = header_for(dec);
+    put_var(b, 1); // one definition
+    put_var(b, 0);
+    auto def = definition_of(std::string(10000, 'a'));
+    put_var(b, def.size());
+    b += def;
+    b += std::string("\x01\x00\x01", 3); // one slot (series 0), one group
+    put_var(b, 1 << 20);                 // of 2^20 points
+    b += std::string("\x00\x02\x00", 3); // t0 = 0, then every 1 ms
+    b += std::string("\x00\x00", 2);     // slot 0 in group 0, canonical
+    // kinds 03 (constant), scales 00, params zz(1), no selector, no body.
+    b += std::string("\x01\x03\x01\x00\x01\x02\x00\x00", 8);
+    auto got = decode_columnar(b, dec);
+    REQUIRE(!got);
+    CHECK(render(got.error()).find("decoded batch too large")
+          != std::string::npos);
+    // The same with a short name is a valid batch of 2^20 points.
+    codec_context ok;
+    auto small = header_for(ok);
+    small += std::string("\x01\x00", 2);
+    auto d2 = definition_of("x");
+    put_var(small, d2.size());
+    small += d2;
+    small += b.substr(b.size() - 19); // slots, groups, order, streams
+    auto xs = decode_columnar(small, ok);
+    REQUIRE_MESSAGE(xs, render(xs.error()));
+    CHECK(xs->size() == (size_t{1} << 20));
+  }
+  SUBCASE("a definition over 64 KiB") {
+    auto b = header_for(dec);
+    put_var(b, 1);
+    put_var(b, 0);
+    auto def = definition_of(std::string(70000, 'a'));
+    put_var(b, def.size());
+    b += def;
+    auto got = decode_columnar(b, dec);
+    REQUIRE(!got);
+    CHECK(render(got.error()).find("series definitions too long")
+          != std::string::npos);
+  }
+  SUBCASE("front-coded definitions that repeat a long prefix") {
+    // 200 series of 20 KB names, 6 bytes each on the wire after the first.
+    dec.max_decoded_bytes = 1 << 20;
+    auto b = header_for(dec);
+    put_var(b, 200);
+    auto first = definition_of(std::string(20000, 'a'));
+    put_var(b, 0);
+    put_var(b, first.size());
+    b += first;
+    for (int i = 1; i < 200; ++i) {
+      put_var(b, first.size() - 2); // all but the last name byte and count
+      b += std::string("\x02", 1);
+      b.push_back(static_cast<char>(i));
+      b.push_back(0);
+    }
+    CHECK(b.size() < 22000);
+    auto got = decode_columnar(b, dec);
+    REQUIRE(!got);
+    CHECK(render(got.error()).find("series definitions too long")
+          != std::string::npos);
+    CHECK(dec.series.empty());
+  }
+}
+
+TEST_CASE("a two-division scale of more than 15 digits in all is refused") {
+  // Series x with a history (1.5, 2.5: plain, scale 1), then a batch at the
+  // same two instants that continues it.
+  auto at = [](double a, double b) {
+    return metric_samples{sample("x", {}, 0, a), sample("x", {}, 1, b)};
+  };
+  codec_context enc;
+  REQUIRE(!commit_columnar(enc, at(1.5, 2.5)));
+  auto b = encode_columnar(at(3.5, 4.5), enc);
+  // Header (10), no definitions, one slot, one group of 2 (t0 0, d1 1, an
+  // empty column), slot group, order: the streams start at byte 20.
+  REQUIRE(b.size() > 24);
+  CHECK(static_cast<uint8_t>(b[20]) == 1); // kinds: one byte,
+  CHECK(static_cast<uint8_t>(b[21]) == (0x41 ^ 0x07)); // continued dod
+  CHECK(static_cast<uint8_t>(b[22]) == 1); // scales: one byte,
+  CHECK(static_cast<uint8_t>(b[23]) == (1 ^ 1)); // scale 1 as before
+  codec_context copy = enc;
+  REQUIRE(decode_columnar(b, copy));
+  // Reconstruction 2 (two divisions) with a = b = 15.
+  auto bad = b;
+  bad[21] = static_cast<char>(0x61 ^ 0x07);
+  bad[23] = static_cast<char>(0xFF ^ 1);
+  codec_context dec = enc;
+  auto refused = decode_columnar(bad, dec);
+  REQUIRE(!refused);
+  CHECK(render(refused.error()).find("bad scale") != std::string::npos);
+}
