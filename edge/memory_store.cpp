@@ -18,6 +18,18 @@ constexpr size_t max_events = 100;
 // Log lines held while the cloud is away; the oldest go first, counted.
 constexpr size_t max_logs = 1000;
 
+// Up to `max` rows after id `after`, in id order; `last_id` becomes the
+// last one taken.
+template <class Row>
+void take_after(const std::map<int64_t, Row>& rows, int64_t after, int64_t max,
+                std::vector<Row>& out, int64_t& last_id) {
+  for (auto i = rows.upper_bound(after);
+       i != rows.end() && static_cast<int64_t>(out.size()) < max; ++i) {
+    out.push_back(i->second);
+    last_id = i->first;
+  }
+}
+
 std::string series_key(const metric_sample& x) {
   return x.name + '\0' + encode_labels(x.labels);
 }
@@ -84,37 +96,19 @@ caf::expected<int64_t> memory_store::store_logs(const log_lines& xs) {
 
 caf::expected<unbatched_points> memory_store::fetch(const std::string& stream,
                                                     int64_t max) {
-  if (stream != metrics_stream && stream != logs_stream
-      && stream != events_stream)
-    return make_error(ec::unknown_stream, "no stream '" + stream + "'");
+  if (auto err = check_stream(stream))
+    return err;
   unbatched_points out;
   auto& cur = cursors_[stream];
   out.next_sequence = cur.next_sequence;
   out.epoch = epoch_;
   out.last_id = cur.batched_upto;
-  if (stream == logs_stream) {
-    for (auto i = logs_.upper_bound(cur.batched_upto);
-         i != logs_.end() && static_cast<int64_t>(out.logs.size()) < max; ++i) {
-      out.logs.push_back(i->second);
-      out.last_id = i->first;
-    }
-    return out;
-  }
-  if (stream == events_stream) {
-    for (auto i = events_.upper_bound(cur.batched_upto);
-         i != events_.end() && static_cast<int64_t>(out.events.size()) < max;
-         ++i) {
-      out.events.push_back(i->second);
-      out.last_id = i->first;
-    }
-    return out;
-  }
-  for (auto i = points_.upper_bound(cur.batched_upto);
-       i != points_.end() && static_cast<int64_t>(out.samples.size()) < max;
-       ++i) {
-    out.samples.push_back(i->second);
-    out.last_id = i->first;
-  }
+  if (stream == logs_stream)
+    take_after(logs_, cur.batched_upto, max, out.logs, out.last_id);
+  else if (stream == events_stream)
+    take_after(events_, cur.batched_upto, max, out.events, out.last_id);
+  else
+    take_after(points_, cur.batched_upto, max, out.samples, out.last_id);
   return out;
 }
 

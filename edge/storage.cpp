@@ -269,10 +269,6 @@ caf::expected<int64_t> edge_store::insert_all(const metric_samples& xs) {
   // New series ids live only if the transaction commits: remember to forget.
   auto known_before = series_.size();
   auto err = sqlite::transaction(db_, [&]() -> caf::error {
-    if (unpersisted_rejected_ > 0)
-      if (auto err = count_drop(drop_kind::metrics_rejected,
-                                unpersisted_rejected_))
-        return err;
     for (auto& x : xs) {
       auto sid = series_id(x);
       if (!sid)
@@ -292,22 +288,27 @@ caf::expected<int64_t> edge_store::insert_all(const metric_samples& xs) {
     }
     return err;
   }
-  unpersisted_rejected_ = 0;
   return static_cast<int64_t>(xs.size());
 }
 
 caf::expected<int64_t> edge_store::store(const metric_samples& xs) {
   auto n = with_room(xs.size(), [&] { return insert_all(xs); },
-                     unpersisted_rejected_);
+                     drop_kind::metrics_rejected);
   if (n)
     points_stored_ += *n;
   return n;
 }
 
+void edge_store::persist_rejected(const char* kind) {
+  auto i = unpersisted_rejected_.find(kind);
+  if (i != unpersisted_rejected_.end() && !count_drop(kind, i->second))
+    unpersisted_rejected_.erase(i);
+}
+
 caf::expected<int64_t>
 edge_store::with_room(size_t records,
                       const std::function<caf::expected<int64_t>()>& insert,
-                      int64_t& rejected) {
+                      const char* rejected_kind) {
   auto n = insert();
   if (!n && static_cast<ec>(n.error().code()) == ec::disk_full) {
     // Back-pressure: free room by the drop policy, keep the newest data.
@@ -328,9 +329,10 @@ edge_store::with_room(size_t records,
     ++store_failures_;
     last_error_ = render(n.error());
     if (static_cast<ec>(n.error().code()) == ec::disk_full)
-      rejected += static_cast<int64_t>(records);
+      unpersisted_rejected_[rejected_kind] += static_cast<int64_t>(records);
     return n.error();
   }
+  persist_rejected(rejected_kind);
   if (!reserve_held_)
     hold_reserve();
   if (under_pressure_ && reserve_held_) {
@@ -413,11 +415,9 @@ std::map<std::string, int64_t> edge_store::drops() {
       break;
     out[st->column_text(0)] = st->column_int(1);
   }
-  out[drop_kind::metrics_rejected] += unpersisted_rejected_;
-  if (unpersisted_logs_rejected_ > 0)
-    out[drop_kind::logs_rejected] += unpersisted_logs_rejected_;
-  if (unpersisted_events_rejected_ > 0)
-    out[drop_kind::events_rejected] += unpersisted_events_rejected_;
+  out.emplace(drop_kind::metrics_rejected, 0); // listed even when 0
+  for (auto& [kind, n] : unpersisted_rejected_)
+    out[kind] += n;
   return out;
 }
 
@@ -433,13 +433,10 @@ caf::error edge_store::record_event(const std::string& kind,
   // An event that cannot be kept is lost: count it (persisted when the
   // disk has room again).
   if (err) {
-    ++unpersisted_events_rejected_;
+    ++unpersisted_rejected_[drop_kind::events_rejected];
     return err;
   }
-  if (unpersisted_events_rejected_ > 0
-      && !count_drop(drop_kind::events_rejected,
-                     unpersisted_events_rejected_))
-    unpersisted_events_rejected_ = 0;
+  persist_rejected(drop_kind::events_rejected);
   return caf::none;
 }
 
@@ -690,10 +687,6 @@ caf::expected<int64_t> edge_store::enforce_limits() {
 caf::expected<int64_t> edge_store::store_logs(const log_lines& xs) {
   auto insert = [&]() -> caf::expected<int64_t> {
     auto err = sqlite::transaction(db_, [&]() -> caf::error {
-      if (unpersisted_logs_rejected_ > 0)
-        if (auto err = count_drop(drop_kind::logs_rejected,
-                                  unpersisted_logs_rejected_))
-          return err;
       auto st = db_.prepare("INSERT INTO logs (ts, labels, line) "
                             "VALUES (?1, ?2, ?3)");
       if (!st)
@@ -708,10 +701,9 @@ caf::expected<int64_t> edge_store::store_logs(const log_lines& xs) {
     });
     if (err)
       return err;
-    unpersisted_logs_rejected_ = 0;
     return static_cast<int64_t>(xs.size());
   };
-  auto n = with_room(xs.size(), insert, unpersisted_logs_rejected_);
+  auto n = with_room(xs.size(), insert, drop_kind::logs_rejected);
   if (n)
     logs_stored_ += *n;
   return n;
@@ -719,9 +711,8 @@ caf::expected<int64_t> edge_store::store_logs(const log_lines& xs) {
 
 caf::expected<unbatched_points> edge_store::fetch(const std::string& stream,
                                                   int64_t max) {
-  if (stream != metrics_stream && stream != logs_stream
-      && stream != events_stream)
-    return make_error(ec::unknown_stream, "no stream '" + stream + "'");
+  if (auto err = check_stream(stream))
+    return err;
   unbatched_points out;
   int64_t batched_upto = 0;
   select_state_.reset().bind(1, stream);

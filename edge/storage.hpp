@@ -102,11 +102,14 @@ private:
   caf::expected<int64_t> series_id(const metric_sample& x);
   caf::expected<int64_t> insert_all(const metric_samples& xs);
   // Runs `insert`; on disk full frees room by the drop policy and tries once
-  // more; records still refused are added to `rejected` (persisted later).
+  // more; records still refused count as `rejected_kind` drops (persisted
+  // after the next insert that succeeds).
   caf::expected<int64_t>
   with_room(size_t records,
             const std::function<caf::expected<int64_t>()>& insert,
-            int64_t& rejected);
+            const char* rejected_kind);
+  // Moves the in-memory count of `kind` into the drops table, when it can.
+  void persist_rejected(const char* kind);
   // Deletes one chunk in policy order; 0 when nothing is left to drop.
   caf::expected<int64_t> drop_chunk(int64_t rows);
   caf::expected<int64_t> drop_older_than(int64_t cutoff_ms);
@@ -140,10 +143,9 @@ private:
   bool under_pressure_ = false;
   std::string epoch_;
   bool reserve_held_ = false;
-  // Rejections not yet persisted because the disk was full.
-  int64_t unpersisted_rejected_ = 0;
-  int64_t unpersisted_logs_rejected_ = 0;
-  int64_t unpersisted_events_rejected_ = 0;
+  // Records refused while the disk was full, by drop kind, not yet counted
+  // in the drops table (that needs room too).
+  std::map<std::string, int64_t> unpersisted_rejected_;
   std::string last_error_;
 };
 

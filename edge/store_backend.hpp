@@ -7,6 +7,7 @@
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
+#include "messages/error.hpp"
 #include "messages/types.hpp"
 
 namespace fleetd {
@@ -99,5 +100,12 @@ inline const char* unsynced_kind(const std::string& stream) {
 }
 
 } // namespace drop_kind
+
+/// ec::unknown_stream unless `stream` is one a store keeps rows of.
+inline caf::error check_stream(const std::string& stream) {
+  if (stream == "metrics" || stream == "logs" || stream == "events")
+    return caf::none;
+  return make_error(ec::unknown_stream, "no stream '" + stream + "'");
+}
 
 } // namespace fleetd
