@@ -81,6 +81,18 @@ bool encoded_against(const sync_state& st, uint64_t b, codec_context& ctx) {
   return true;
 }
 
+// The series `next` holds from index `from` on (those a batch defined).
+metric_samples series_from(const codec_context& next, size_t from) {
+  metric_samples defs;
+  for (size_t i = from; i < next.series.size(); ++i) {
+    metric_sample d;
+    d.name = next.series[i].first;
+    d.labels = next.series[i].second;
+    defs.push_back(std::move(d));
+  }
+  return defs;
+}
+
 // The series the batch in `body` defines, given the session it was encoded
 // against; `next` becomes the session after it (series and histories).
 caf::expected<metric_samples> defined_series(const sync_state& st,
@@ -104,14 +116,7 @@ caf::expected<metric_samples> defined_series(const sync_state& st,
                       "queued batch refers to series this device forgot");
   if (auto xs = decode_columnar(*columnar, next); !xs)
     return xs.error();
-  metric_samples defs;
-  for (size_t i = *b; i < next.series.size(); ++i) {
-    metric_sample d;
-    d.name = next.series[i].first;
-    d.labels = next.series[i].second;
-    defs.push_back(std::move(d));
-  }
-  return defs;
+  return series_from(next, *b);
 }
 
 void acked(self_ptr self, const queued_batch& b, const sync_ack& ack) {
@@ -119,7 +124,11 @@ void acked(self_ptr self, const queued_batch& b, const sync_ack& ack) {
   int64_t base = 0;
   metric_samples defs;
   auto next = std::make_shared<codec_context>();
-  if (is_metrics(st)) {
+  if (is_metrics(st) && st.last_cut && st.last_cut->body == b.body) {
+    base = st.last_cut->base;
+    *next = std::move(st.last_cut->after);
+    defs = series_from(*next, static_cast<size_t>(base));
+  } else if (is_metrics(st)) {
     auto d = defined_series(st, b.body, base, *next);
     if (!d) {
       // Our own queued bytes do not decode: start a new session with the
@@ -133,6 +142,7 @@ void acked(self_ptr self, const queued_batch& b, const sync_ack& ack) {
       defs = std::move(*d);
     }
   }
+  st.last_cut.reset();
   auto seq = b.sequence;
   auto points = b.points;
   auto history = is_metrics(st) ? next->save_history() : std::string{};
@@ -177,13 +187,15 @@ void acked(self_ptr self, const queued_batch& b, const sync_ack& ack) {
 // Metrics as a columnar batch against `session`, read back before it is
 // persisted: a batch the cloud could not decode exactly would be refused
 // for good and its points lost, so such a batch goes as protobuf columns
-// (format 1), which need no session.
+// (format 1), which need no session. The read-back is the session after
+// the batch (st.last_cut).
 std::string encode_metrics(sync_state& st, const metric_samples& xs,
                            const codec_context& session,
                            const encode_settings& es) {
   auto columnar = encode_columnar(xs, session);
-  auto check = session;
-  auto back = decode_columnar(columnar, check);
+  auto after = session;
+  auto back = decode_columnar(columnar, after);
+  st.last_cut.reset();
   if (!back || !identical(*back, xs)) {
     log_error("sync", st.cfg.stream, ": columnar batch does not read back (",
               back ? std::string("other samples") : render(back.error()),
@@ -191,7 +203,23 @@ std::string encode_metrics(sync_state& st, const metric_samples& xs,
     ++st.encode_fallbacks;
     return encode_metrics_request(es, xs);
   }
-  return encode_columnar_request(es, columnar);
+  auto body = encode_columnar_request(es, columnar);
+  st.last_cut = sync_state::cut_batch{
+    body, static_cast<int64_t>(session.series.size()), std::move(after)};
+  return body;
+}
+
+// Request settings of a batch of this stream.
+encode_settings settings_for(const sync_state& st, int64_t sequence,
+                             std::string epoch, int64_t now_ms) {
+  encode_settings es;
+  es.device_id = st.cfg.device_id;
+  es.sequence = sequence;
+  es.epoch = std::move(epoch);
+  es.now_ms = now_ms;
+  es.zstd_level = st.cfg.zstd_level;
+  es.config_version = st.cfg.config_version;
+  return es;
 }
 
 // The cloud answered but refused this batch; the link itself is fine.
@@ -226,15 +254,10 @@ void refused(self_ptr self, const queued_batch& b, const sync_ack& ack) {
     }
     if (!xs.empty()) {
       ++st.session_resets;
-      encode_settings es;
-      es.device_id = st.cfg.device_id;
-      es.sequence = b.sequence;
-      es.epoch = req->epoch;
-      es.now_ms = b.created_ms;
-      es.zstd_level = st.cfg.zstd_level;
-      es.config_version = st.cfg.config_version;
       queued_batch nb = b;
-      nb.body = encode_metrics(st, xs, codec_context{}, es);
+      nb.body = encode_metrics(
+        st, xs, codec_context{},
+        settings_for(st, b.sequence, req->epoch, b.created_ms));
       self->request(st.cfg.storage, storage_timeout, enqueue_atom::value, nb)
         .then([self](int64_t) { finish_round(self, std::chrono::milliseconds(0)); },
               [self](caf::error& err) { fail_local(self, err); });
@@ -346,13 +369,8 @@ void cut(self_ptr self, bool after_ack) {
         if (!full)
           st.force_cut = false;
         st.last_cut_ms = now;
-        encode_settings es;
-        es.device_id = st.cfg.device_id;
-        es.sequence = up.next_sequence;
-        es.epoch = up.epoch;
-        es.now_ms = st.cfg.clock->now_ms();
-        es.zstd_level = st.cfg.zstd_level;
-        es.config_version = st.cfg.config_version;
+        auto es = settings_for(st, up.next_sequence, up.epoch,
+                               st.cfg.clock->now_ms());
         queued_batch b;
         b.stream = st.cfg.stream;
         b.sequence = up.next_sequence;

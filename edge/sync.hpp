@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "messages/interfaces.hpp"
@@ -39,6 +40,15 @@ struct sync_state {
   /// Metrics only: the series the cloud knows (docs/wire-format.md).
   codec_context session;
   bool session_loaded = false;
+  /// The metrics batch last cut and the session after it, from the read-back
+  /// at the cut: its ack advances the session without decoding the batch
+  /// again (after a restart, or for a body cut before, the ack decodes it).
+  struct cut_batch {
+    std::string body;
+    int64_t base = 0;
+    codec_context after;
+  };
+  std::optional<cut_batch> last_cut;
   /// A round is running: only one batch is in flight per stream.
   bool busy = false;
   /// Identifies the one timer that may start the next round.
