@@ -4,8 +4,12 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <iomanip>
 #include <sstream>
+
+#include "messages/error.hpp"
+#include "runtime/node.hpp"
 
 namespace fleetd::bench {
 
@@ -32,6 +36,25 @@ bool arg_cursor::value(std::string& out) {
     return false;
   out = args_[pos_++];
   return true;
+}
+
+void fail(const std::string& what) {
+  throw bench_failure{what};
+}
+
+std::string prepare_dir(std::string& dir, bool& own) {
+  own = dir.empty();
+  if (!own) {
+    auto err = ensure_directory(dir);
+    return err ? render(err) : std::string{};
+  }
+  auto base = getenv("TMPDIR");
+  std::string tmpl = std::string(base && *base ? base : "/var/tmp")
+                     + "/fleetd-bench-XXXXXX";
+  if (!mkdtemp(tmpl.data()))
+    return "cannot create " + tmpl + ": " + strerror(errno);
+  dir = tmpl;
+  return {};
 }
 
 double median(std::vector<double> xs) {

@@ -35,6 +35,19 @@ private:
   bool has_inline_ = false;
 };
 
+/// What a benchmark throws when it cannot go on; `what` says why.
+struct bench_failure {
+  std::string what;
+};
+
+[[noreturn]] void fail(const std::string& what);
+
+/// Makes `dir` ready for the databases: when empty, a fresh directory under
+/// $TMPDIR or /var/tmp (`own` true: the caller removes it), else `dir` and
+/// its parents are created if missing. Returns an error message, empty on
+/// success.
+std::string prepare_dir(std::string& dir, bool& own);
+
 /// Median of `xs` (mean of the middle two for an even count); 0 when empty.
 double median(std::vector<double> xs);
 

@@ -55,6 +55,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <string_view>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -67,11 +68,8 @@
 #include <tuple>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
-#include <caf/exit_reason.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
@@ -79,6 +77,7 @@
 #include "cloud/ingest.hpp"
 #include "cloud/ingest_endpoint.hpp"
 #include "edge/backoff.hpp"
+#include "edge/capability.hpp"
 #include "edge/cloud_link.hpp"
 #include "edge/storage.hpp"
 #include "edge/sync.hpp"
@@ -89,6 +88,7 @@
 #include "runtime/http_client.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/node.hpp"
+#include "runtime/sqlite.hpp"
 #include "tools/bench/node_series.hpp"
 
 namespace fleetd::bench {
@@ -108,19 +108,11 @@ using namespace std::chrono_literals;
 constexpr int64_t start_ms = 1700000000000;
 constexpr int64_t round_ms = 10000;
 constexpr const char* device_id = "outage-dev";
-// Tier 1 (ARCHITECTURE.md section 5, edge/capability).
-constexpr auto sync_interval = std::chrono::minutes(5);
+// The device's caps and sync interval: tier 1 (ARCHITECTURE.md section 5).
+const tier_settings tier1 = defaults_for_tier(1);
 constexpr auto link_timeout = std::chrono::seconds(10);
 constexpr auto backoff_base = std::chrono::seconds(1);
 constexpr auto backoff_cap = std::chrono::minutes(5);
-
-struct bench_failure {
-  std::string what;
-};
-
-[[noreturn]] void fail(const std::string& what) {
-  throw bench_failure{what};
-}
 
 double seconds_since(steady_clock::time_point t0) {
   return std::chrono::duration<double>(steady_clock::now() - t0).count();
@@ -325,64 +317,25 @@ private:
 
 // -- SQLite, read-only --------------------------------------------------------
 
-/// A read-only connection to a store another thread writes (WAL).
-class reader {
-public:
-  explicit reader(const std::string& path) {
-    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY, nullptr)
-        != SQLITE_OK) {
-      std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
-      sqlite3_close(db_);
-      db_ = nullptr;
-      fail("cannot open " + path + ": " + msg);
-    }
-    sqlite3_busy_timeout(db_, 5000);
-  }
-
-  ~reader() {
-    sqlite3_close(db_);
-  }
-
-  reader(const reader&) = delete;
-  reader& operator=(const reader&) = delete;
-
-  /// Runs `sql` with text parameter ?1 = `arg` (when not null) and calls
-  /// `row` for every result row.
-  void each(const char* sql, const char* arg,
-            const std::function<void(sqlite3_stmt*)>& row) {
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(db_, sql, -1, &st, nullptr) != SQLITE_OK)
-      fail(std::string("prepare ") + sql + ": " + sqlite3_errmsg(db_));
-    if (arg)
-      sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-      row(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-      fail(std::string("query ") + sql + ": " + sqlite3_errmsg(db_));
-  }
-
-  int64_t scalar(const char* sql) {
-    int64_t out = 0;
-    each(sql, nullptr, [&](sqlite3_stmt* st) { out = sqlite3_column_int64(st, 0); });
-    return out;
-  }
-
-private:
-  sqlite3* db_ = nullptr;
-};
-
-std::string column_text(sqlite3_stmt* st, int i) {
-  auto p = reinterpret_cast<const char*>(sqlite3_column_text(st, i));
-  return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(st, i)))
-           : std::string{};
+/// A connection to a store another thread may still write (WAL).
+sqlite::database open_db(const std::string& path) {
+  auto db = sqlite::database::open(path);
+  if (!db)
+    fail(render(db.error()));
+  return std::move(*db);
 }
 
-std::string column_blob(sqlite3_stmt* st, int i) {
-  auto p = static_cast<const char*>(sqlite3_column_blob(st, i));
-  return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(st, i)))
-           : std::string{};
+/// Runs `sql` with text parameter ?1 = `arg` (when not null) and calls `row`
+/// for every result row.
+void each(sqlite::database& db, const std::string& sql, const char* arg,
+          const std::function<void(sqlite::statement&)>& row) {
+  auto st = db.prepare(sql);
+  if (!st)
+    fail(render(st.error()));
+  if (arg)
+    st->bind(1, std::string_view{arg});
+  if (auto err = sqlite::each_row(*st, row))
+    fail("query " + sql + ": " + render(err));
 }
 
 // -- comparing ----------------------------------------------------------------
@@ -438,39 +391,40 @@ struct ground_truth {
 };
 
 tally compare_cloud(const std::string& cloud_db, const ground_truth& want) {
-  reader db(cloud_db);
+  auto db = open_db(cloud_db);
   std::vector<point_key> points;
   points.reserve(want.points.size());
   tally out;
-  db.each("SELECT s.name, s.labels, p.ts, p.value FROM points p JOIN series s "
-          "ON s.id = p.series_id WHERE p.device_id = ?1",
-          device_id, [&](sqlite3_stmt* st) {
-            auto key = column_text(st, 0) + '\0' + column_blob(st, 1);
-            auto i = want.series.find(key);
-            if (i == want.series.end()) {
-              ++out.unexpected;
-              return;
-            }
-            points.push_back({i->second, sqlite3_column_int64(st, 2),
-                              bits_of(sqlite3_column_double(st, 3))});
-          });
+  each(db,
+       "SELECT s.name, s.labels, p.ts, p.value FROM points p JOIN series s "
+       "ON s.id = p.series_id WHERE p.device_id = ?1",
+       device_id, [&](sqlite::statement& st) {
+         auto key = st.column_text(0) + '\0' + st.column_blob(1);
+         auto i = want.series.find(key);
+         if (i == want.series.end()) {
+           ++out.unexpected;
+           return;
+         }
+         points.push_back(
+           {i->second, st.column_int(2), bits_of(st.column_double(3))});
+       });
   std::sort(points.begin(), points.end());
   out += compare_sorted(want.points, points);
   points = {};
   std::vector<std::string> logs;
-  db.each("SELECT ts, labels, line FROM logs WHERE device_id = ?1", device_id,
-          [&](sqlite3_stmt* st) {
-            logs.push_back(log_key(sqlite3_column_int64(st, 0),
-                                   column_blob(st, 1), column_text(st, 2)));
-          });
+  each(db, "SELECT ts, labels, line FROM logs WHERE device_id = ?1",
+       device_id, [&](sqlite::statement& st) {
+         logs.push_back(
+           log_key(st.column_int(0), st.column_blob(1), st.column_text(2)));
+       });
   std::sort(logs.begin(), logs.end());
   out += compare_sorted(want.logs, logs);
   std::vector<std::string> events;
-  db.each("SELECT ts, kind, message FROM events WHERE device_id = ?1",
-          device_id, [&](sqlite3_stmt* st) {
-            events.push_back(event_key(sqlite3_column_int64(st, 0),
-                                       column_text(st, 1), column_text(st, 2)));
-          });
+  each(db, "SELECT ts, kind, message FROM events WHERE device_id = ?1",
+       device_id, [&](sqlite::statement& st) {
+         events.push_back(
+           event_key(st.column_int(0), st.column_text(1), st.column_text(2)));
+       });
   std::sort(events.begin(), events.end());
   out += compare_sorted(want.events, events);
   return out;
@@ -483,21 +437,18 @@ struct world {
   node_config cfg;
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
-  std::vector<caf::actor> spawned;
+  stop_list stops;
   std::vector<std::unique_ptr<ingest_endpoint>> endpoints;
 
   ~world() {
     for (auto& e : endpoints)
       e->stop();
-    for (auto i = spawned.rbegin(); i != spawned.rend(); ++i)
-      self->send_exit(*i, caf::exit_reason::user_shutdown);
-    for (auto i = spawned.rbegin(); i != spawned.rend(); ++i)
-      self->wait_for(*i);
+    stops.stop_all(sys, std::chrono::seconds(120));
   }
 
   template <class Handle>
-  Handle keep(Handle hdl) {
-    spawned.push_back(caf::actor_cast<caf::actor>(hdl));
+  Handle keep(std::string name, Handle hdl) {
+    stops.add(std::move(name), caf::actor_cast<caf::actor>(hdl));
     return hdl;
   }
 
@@ -525,11 +476,13 @@ struct world {
     auto store = cloud_store::open(path, clock);
     if (!store)
       fail("cloud_store::open(" + path + "): " + render(store.error()));
-    auto st = keep(sys.spawn<caf::detached>(
-      embedded_store, std::make_shared<cloud_store>(std::move(*store))));
+    auto st = keep("embedded_store",
+                   sys.spawn<caf::detached>(
+                     embedded_store,
+                     std::make_shared<cloud_store>(std::move(*store))));
     ingest_config icfg;
     icfg.store = st;
-    auto ing = keep(sys.spawn(ingest, icfg));
+    auto ing = keep("ingest", sys.spawn(ingest, icfg));
     endpoints.push_back(
       std::make_unique<ingest_endpoint>(sys, ing, http_limits{}));
     auto bound = endpoints.back()->start("127.0.0.1", port);
@@ -660,17 +613,21 @@ void run_round(const outage_options& opt, outage_result& res) {
     storage_config scfg;
     scfg.path = device_db;
     scfg.clock = clock;
+    scfg.limits.max_bytes = tier1.storage_bytes;
+    scfg.limits.retention_ms = tier1.retention_ms;
     auto store = edge_store::open(scfg);
     if (!store)
       fail("edge_store::open(" + device_db + "): " + render(store.error()));
-    auto st = w.keep(w.sys.spawn<caf::detached>(
-      storage, std::make_shared<edge_store>(std::move(*store))));
+    auto st = w.keep("storage",
+                     w.sys.spawn<caf::detached>(
+                       storage, std::make_shared<edge_store>(std::move(*store))));
     auto port = reserve_port();
     cloud_link_config lcfg;
     lcfg.host = "127.0.0.1";
     lcfg.port = port;
     lcfg.timeout = link_timeout;
-    auto link = w.keep(w.sys.spawn<caf::detached>(cloud_link, lcfg));
+    auto link = w.keep("cloud_link",
+                       w.sys.spawn<caf::detached>(cloud_link, lcfg));
     backoff_config bcfg;
     bcfg.base = backoff_base;
     bcfg.cap = backoff_cap;
@@ -678,7 +635,7 @@ void run_round(const outage_options& opt, outage_result& res) {
     bcfg.seed = 1;
     bcfg.clock = clock;
     bcfg.storage = st;
-    auto bck = w.keep(w.sys.spawn(backoff, bcfg));
+    auto bck = w.keep("backoff", w.sys.spawn(backoff, bcfg));
     std::map<std::string, sync_actor> syncs;
     auto start_syncs = [&] {
       // Events first, as edge/main.cpp spawns them.
@@ -686,7 +643,7 @@ void run_round(const outage_options& opt, outage_result& res) {
         sync_config ycfg;
         ycfg.device_id = device_id;
         ycfg.stream = stream;
-        ycfg.interval = sync_interval;
+        ycfg.interval = std::chrono::milliseconds(tier1.sync_interval_ms);
         ycfg.batch_size = opt.batch_size;
         ycfg.zstd_level = opt.zstd_level;
         ycfg.request_timeout = link_timeout * 2 + std::chrono::seconds(1);
@@ -694,7 +651,8 @@ void run_round(const outage_options& opt, outage_result& res) {
         ycfg.storage = st;
         ycfg.link = link;
         ycfg.backoff = bck;
-        syncs[stream] = w.keep(w.sys.spawn(fleetd::sync, ycfg));
+        syncs[stream] = w.keep(std::string("sync_") + stream,
+                               w.sys.spawn(fleetd::sync, ycfg));
       }
     };
     // -- fill, offline
@@ -763,8 +721,9 @@ void run_round(const outage_options& opt, outage_result& res) {
     if (res.outage_send_failures == 0)
       fail("the sync actors never tried the link during the outage");
     {
-      reader dev(device_db);
-      res.backlog_events = dev.scalar("SELECT count(*) FROM events");
+      auto dev = open_db(device_db);
+      each(dev, "SELECT count(*) FROM events", nullptr,
+           [&](sqlite::statement& s) { res.backlog_events = s.column_int(0); });
     }
     // -- reconnect: the cloud comes up on the port the link knows.
     w.start_cloud(cloud_db, clock, port);
@@ -829,28 +788,23 @@ void run_round(const outage_options& opt, outage_result& res) {
     res.bytes_sent = lstats.counters["bytes_sent"];
     res.requests = lstats.counters["requests"] - lstats.counters["failures"];
   } // every actor of the device and the cloud stops here
-  {
-    reader dev(device_db);
-    dev.each("SELECT ts, kind, message FROM events", nullptr,
-             [&](sqlite3_stmt* st) {
-               truth.events.push_back(event_key(sqlite3_column_int64(st, 0),
-                                                column_text(st, 1),
-                                                column_text(st, 2)));
-             });
-  }
-  res.events = static_cast<int64_t>(truth.events.size());
+  // The device's events, in the order it recorded them (the naive sender's
+  // order too).
   event_records events;
   {
-    reader dev(device_db);
-    dev.each("SELECT ts, kind, message FROM events ORDER BY id", nullptr,
-             [&](sqlite3_stmt* st) {
-               event_record e;
-               e.timestamp_ms = sqlite3_column_int64(st, 0);
-               e.kind = column_text(st, 1);
-               e.message = column_text(st, 2);
-               events.push_back(std::move(e));
-             });
+    auto dev = open_db(device_db);
+    each(dev, "SELECT ts, kind, message FROM events ORDER BY id", nullptr,
+         [&](sqlite::statement& st) {
+           event_record e;
+           e.timestamp_ms = st.column_int(0);
+           e.kind = st.column_text(1);
+           e.message = st.column_text(2);
+           truth.events.push_back(
+             event_key(e.timestamp_ms, e.kind, e.message));
+           events.push_back(std::move(e));
+         });
   }
+  res.events = static_cast<int64_t>(truth.events.size());
   std::sort(truth.points.begin(), truth.points.end());
   std::sort(truth.logs.begin(), truth.logs.end());
   std::sort(truth.events.begin(), truth.events.end());
@@ -1022,19 +976,9 @@ int run_outage_bench(const std::vector<std::string>& args) {
   // The outage's expected warnings (connection refused, link offline) once.
   logger::init(log_level::error, "");
   namespace fs = std::filesystem;
-  bool own_dir = opt.run.dir.empty();
-  if (own_dir) {
-    auto base = getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/var/tmp")
-                       + "/fleetd-bench-XXXXXX";
-    if (!mkdtemp(tmpl.data())) {
-      std::cerr << "fleetd-bench outage: cannot create " << tmpl << ": "
-                << strerror(errno) << std::endl;
-      return 1;
-    }
-    opt.run.dir = tmpl;
-  } else if (auto err = ensure_directory(opt.run.dir)) {
-    std::cerr << "fleetd-bench outage: " << render(err) << std::endl;
+  bool own_dir = false;
+  if (auto err = prepare_dir(opt.run.dir, own_dir); !err.empty()) {
+    std::cerr << "fleetd-bench outage: " << err << std::endl;
     return 1;
   }
   auto top = opt.run.dir;

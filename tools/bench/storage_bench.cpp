@@ -115,16 +115,11 @@ struct options {
 
 // -- rows ---------------------------------------------------------------------
 
-// kind, series_def and node_exporter_series: tools/bench/node_series.hpp.
-std::vector<series_def> node_exporter_series(std::mt19937_64& rng) {
-  return bench::node_exporter_series(rng, first_scrape_ms);
-}
-
 // The same `points` rows every time, cut into batches of batch_size: one
 // scrape of every series per 10 s, series in a fixed order.
 std::vector<metric_samples> make_batches(int64_t points, size_t& series) {
   std::mt19937_64 rng{20240611};
-  auto defs = node_exporter_series(rng);
+  auto defs = node_exporter_series(rng, first_scrape_ms);
   series = defs.size();
   std::vector<double> current(defs.size());
   for (size_t i = 0; i < defs.size(); ++i)
@@ -175,14 +170,6 @@ int64_t last_timestamp(const std::vector<metric_samples>& batches) {
 }
 
 // -- files --------------------------------------------------------------------
-
-struct bench_failure {
-  std::string what;
-};
-
-[[noreturn]] void fail(const std::string& what) {
-  throw bench_failure{what};
-}
 
 void remove_db(const std::string& path) {
   for (auto suffix : {"", "-wal", "-shm", "-journal", ".reserve"})
@@ -664,19 +651,9 @@ int run_storage_bench(const std::vector<std::string>& args) {
               << "; see fleetd-bench storage --help" << std::endl;
     return 2;
   }
-  bool own_dir = opt.dir.empty();
-  if (own_dir) {
-    auto base = getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/var/tmp")
-                       + "/fleetd-bench-XXXXXX";
-    if (!mkdtemp(tmpl.data())) {
-      std::cerr << "fleetd-bench storage: cannot create " << tmpl << ": "
-                << strerror(errno) << std::endl;
-      return 1;
-    }
-    opt.dir = tmpl;
-  } else if (auto err = ensure_directory(opt.dir)) {
-    std::cerr << "fleetd-bench storage: " << render(err) << std::endl;
+  bool own_dir = false;
+  if (auto err = prepare_dir(opt.dir, own_dir); !err.empty()) {
+    std::cerr << "fleetd-bench storage: " << err << std::endl;
     return 1;
   }
   int rc = 0;

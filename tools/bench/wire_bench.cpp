@@ -333,6 +333,28 @@ std::string naive(const metric_samples& batch) {
   return zstd(buf, 3);
 }
 
+// --breakdown: per metric name, the zstd bytes `batch` (`full` of them,
+// encoded against `ctx`) loses when that metric's samples are left out.
+void add_breakdown(const metric_samples& batch, const codec_context& ctx,
+                   int level, size_t full,
+                   std::map<std::string, size_t>& family_points,
+                   std::map<std::string, long long>& family_bytes) {
+  std::set<std::string> names;
+  for (auto& s : batch) {
+    names.insert(s.name);
+    ++family_points[s.name];
+  }
+  for (auto& name : names) {
+    metric_samples rest;
+    for (auto& s : batch)
+      if (s.name != name)
+        rest.push_back(s);
+    family_bytes[name] +=
+      static_cast<long long>(full)
+      - static_cast<long long>(zstd(encode_columnar(rest, ctx), level).size());
+  }
+}
+
 int64_t floor_div(int64_t a, int64_t b) {
   int64_t q = a / b;
   if ((a % b != 0) && ((a < 0) != (b < 0)))
@@ -396,37 +418,20 @@ int run_wire_bench(const std::vector<std::string>& args) {
     size_t rw = 0;
     size_t nv = 0;
     size_t n = 0;
-    // --breakdown: per metric name, the bytes (zstd, all batches) the
-    // batches lose when that metric's samples are left out.
     std::map<std::string, size_t> family_points;
     std::map<std::string, long long> family_bytes;
     for (auto& [window, batch] : batches) {
       auto raw = encode_columnar(batch, sender);
-      if (breakdown) {
-        auto full = static_cast<long long>(zstd(raw, level).size());
-        std::set<std::string> names;
-        for (auto& s : batch) {
-          names.insert(s.name);
-          ++family_points[s.name];
-        }
-        for (auto& name : names) {
-          metric_samples rest;
-          for (auto& s : batch)
-            if (s.name != name)
-              rest.push_back(s);
-          family_bytes[name] +=
-            full
-            - static_cast<long long>(zstd(encode_columnar(rest, sender),
-                                          level).size());
-        }
-      }
+      auto wire = zstd(raw, level);
+      if (breakdown)
+        add_breakdown(batch, sender, level, wire.size(), family_points,
+                      family_bytes);
       // The sender's session advances as the receiver's does: by decoding.
       if (session && !decode_columnar(raw, sender)) {
         std::cerr << "fleetd-bench wire: batch " << n << " does not decode "
                   << "on the sender" << std::endl;
         return 1;
       }
-      auto wire = zstd(raw, level);
       ours += wire.size();
       if (!session)
         receiver.clear();
