@@ -78,86 +78,23 @@ std::string batch_checksum(std::string_view bytes) {
 }
 
 namespace {
-std::string encode_request(const encode_settings& cfg, int field_number,
-                           const std::string& batch_bytes);
-} // namespace
 
-std::string encode_metrics_request(const encode_settings& cfg,
-                                   const metric_samples& samples) {
-  pb::MetricsBatch batch;
-  std::map<std::pair<std::string, label_map>, uint32_t> index;
-  for (auto& s : samples) {
-    auto key = std::make_pair(s.name, s.labels);
-    auto i = index.find(key);
-    if (i == index.end()) {
-      auto* series = batch.add_series();
-      series->set_name(s.name);
-      for (auto& kv : s.labels) {
-        auto* l = series->add_labels();
-        l->set_name(kv.first);
-        l->set_value(kv.second);
-      }
-      i = index.emplace(std::move(key), static_cast<uint32_t>(index.size()))
-            .first;
-    }
-    batch.add_series_index(i->second);
-    batch.add_timestamp_ms(s.timestamp_ms);
-    batch.add_value(s.value);
+// Protobuf labels from a label map, and back.
+void put_labels(google::protobuf::RepeatedPtrField<pb::Label>* out,
+                const label_map& labels) {
+  for (auto& kv : labels) {
+    auto* l = out->Add();
+    l->set_name(kv.first);
+    l->set_value(kv.second);
   }
-  return encode_request(cfg, pb::SyncRequest::kMetricsFieldNumber,
-                        batch.SerializeAsString());
 }
 
-std::string encode_columnar_request(const encode_settings& cfg,
-                                    const std::string& columnar) {
-  pb::MetricsBatch batch;
-  batch.set_columnar(columnar);
-  return encode_request(cfg, pb::SyncRequest::kMetricsFieldNumber,
-                        batch.SerializeAsString());
+label_map labels_of(const google::protobuf::RepeatedPtrField<pb::Label>& in) {
+  label_map out;
+  for (auto& l : in)
+    out[l.name()] = l.value();
+  return out;
 }
-
-std::string encode_logs_request(const encode_settings& cfg,
-                                const log_lines& lines) {
-  pb::LogsBatch batch;
-  std::map<label_map, uint32_t> index;
-  for (auto& x : lines) {
-    auto i = index.find(x.labels);
-    if (i == index.end()) {
-      auto* stream = batch.add_streams();
-      for (auto& kv : x.labels) {
-        auto* l = stream->add_labels();
-        l->set_name(kv.first);
-        l->set_value(kv.second);
-      }
-      i = index.emplace(x.labels, static_cast<uint32_t>(index.size())).first;
-    }
-    batch.add_stream_index(i->second);
-    batch.add_timestamp_ns(x.timestamp_ns);
-    batch.add_line(x.line);
-  }
-  return encode_request(cfg, pb::SyncRequest::kLogsFieldNumber,
-                        batch.SerializeAsString());
-}
-
-std::string encode_events_request(const encode_settings& cfg,
-                                  const event_records& events) {
-  pb::EventsBatch batch;
-  for (auto& x : events) {
-    auto* e = batch.add_events();
-    e->set_timestamp_ms(x.timestamp_ms);
-    e->set_kind(x.kind);
-    e->set_message(x.message);
-    for (auto& kv : x.attributes) {
-      auto* l = e->add_attributes();
-      l->set_name(kv.first);
-      l->set_value(kv.second);
-    }
-  }
-  return encode_request(cfg, pb::SyncRequest::kEventsFieldNumber,
-                        batch.SerializeAsString());
-}
-
-namespace {
 
 // Wraps the serialized batch of field `field` in a SyncRequest.
 std::string encode_request(const encode_settings& cfg, int field_number,
@@ -199,6 +136,68 @@ std::string encode_request(const encode_settings& cfg, int field_number,
 }
 
 } // namespace
+
+std::string encode_metrics_request(const encode_settings& cfg,
+                                   const metric_samples& samples) {
+  pb::MetricsBatch batch;
+  std::map<std::pair<std::string, label_map>, uint32_t> index;
+  for (auto& s : samples) {
+    auto key = std::make_pair(s.name, s.labels);
+    auto i = index.find(key);
+    if (i == index.end()) {
+      auto* series = batch.add_series();
+      series->set_name(s.name);
+      put_labels(series->mutable_labels(), s.labels);
+      i = index.emplace(std::move(key), static_cast<uint32_t>(index.size()))
+            .first;
+    }
+    batch.add_series_index(i->second);
+    batch.add_timestamp_ms(s.timestamp_ms);
+    batch.add_value(s.value);
+  }
+  return encode_request(cfg, pb::SyncRequest::kMetricsFieldNumber,
+                        batch.SerializeAsString());
+}
+
+std::string encode_columnar_request(const encode_settings& cfg,
+                                    const std::string& columnar) {
+  pb::MetricsBatch batch;
+  batch.set_columnar(columnar);
+  return encode_request(cfg, pb::SyncRequest::kMetricsFieldNumber,
+                        batch.SerializeAsString());
+}
+
+std::string encode_logs_request(const encode_settings& cfg,
+                                const log_lines& lines) {
+  pb::LogsBatch batch;
+  std::map<label_map, uint32_t> index;
+  for (auto& x : lines) {
+    auto i = index.find(x.labels);
+    if (i == index.end()) {
+      put_labels(batch.add_streams()->mutable_labels(), x.labels);
+      i = index.emplace(x.labels, static_cast<uint32_t>(index.size())).first;
+    }
+    batch.add_stream_index(i->second);
+    batch.add_timestamp_ns(x.timestamp_ns);
+    batch.add_line(x.line);
+  }
+  return encode_request(cfg, pb::SyncRequest::kLogsFieldNumber,
+                        batch.SerializeAsString());
+}
+
+std::string encode_events_request(const encode_settings& cfg,
+                                  const event_records& events) {
+  pb::EventsBatch batch;
+  for (auto& x : events) {
+    auto* e = batch.add_events();
+    e->set_timestamp_ms(x.timestamp_ms);
+    e->set_kind(x.kind);
+    e->set_message(x.message);
+    put_labels(e->mutable_attributes(), x.attributes);
+  }
+  return encode_request(cfg, pb::SyncRequest::kEventsFieldNumber,
+                        batch.SerializeAsString());
+}
 
 caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
                                               size_t max_decoded_bytes) {
@@ -288,12 +287,8 @@ caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
         return make_error(ec::decode_failed, "metrics columns differ in length");
       std::vector<std::pair<std::string, label_map>> series;
       series.reserve(static_cast<size_t>(b.series_size()));
-      for (auto& s : b.series()) {
-        label_map labels;
-        for (auto& l : s.labels())
-          labels[l.name()] = l.value();
-        series.emplace_back(s.name(), std::move(labels));
-      }
+      for (auto& s : b.series())
+        series.emplace_back(s.name(), labels_of(s.labels()));
       out.samples.reserve(static_cast<size_t>(n));
       for (int i = 0; i < n; ++i) {
         auto idx = b.series_index(i);
@@ -315,12 +310,8 @@ caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
       if (b.timestamp_ns_size() != n || b.line_size() != n)
         return make_error(ec::decode_failed, "logs columns differ in length");
       std::vector<label_map> streams;
-      for (auto& s : b.streams()) {
-        label_map labels;
-        for (auto& l : s.labels())
-          labels[l.name()] = l.value();
-        streams.push_back(std::move(labels));
-      }
+      for (auto& s : b.streams())
+        streams.push_back(labels_of(s.labels()));
       out.logs.reserve(static_cast<size_t>(n));
       for (int i = 0; i < n; ++i) {
         auto idx = b.stream_index(i);
@@ -337,8 +328,7 @@ caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
         x.timestamp_ms = e.timestamp_ms();
         x.kind = e.kind();
         x.message = e.message();
-        for (auto& l : e.attributes())
-          x.attributes[l.name()] = l.value();
+        x.attributes = labels_of(e.attributes());
         out.events.push_back(std::move(x));
       }
       break;
