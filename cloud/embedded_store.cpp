@@ -272,6 +272,58 @@ caf::expected<codec_context*> cloud_store::session(const std::string& device,
   return &sessions_.emplace(key, std::move(ctx)).first->second;
 }
 
+caf::expected<metric_samples>
+cloud_store::decode_in_session(const ingest_batch& b) {
+  auto ctx = session(b.device_id, b.epoch);
+  if (!ctx)
+    return ctx.error();
+  auto base = columnar_base(b.columnar);
+  if (!base)
+    return base.error();
+  if (*base == 0) {
+    // The device started a new series session (rows may remain of one
+    // whose histories did not load).
+    (*ctx)->clear();
+    auto del = db_.prepare("DELETE FROM wire_series WHERE device_id = ?1 "
+                           "AND epoch = ?2");
+    if (!del)
+      return del.error();
+    del->bind(1, b.device_id).bind(2, b.epoch);
+    if (auto err = del->run())
+      return err;
+  }
+  auto known = (*ctx)->series.size();
+  // Refused session_out_of_sync unless encoded against this very state.
+  auto xs = decode_columnar(b.columnar, **ctx);
+  if (!xs)
+    return xs.error();
+  auto def = db_.prepare("INSERT INTO wire_series (device_id, epoch, idx, "
+                         "series_id) VALUES (?1, ?2, ?3, ?4)");
+  if (!def)
+    return def.error();
+  for (auto i = known; i < (*ctx)->series.size(); ++i) {
+    metric_sample key;
+    key.name = (*ctx)->series[i].first;
+    key.labels = (*ctx)->series[i].second;
+    auto sid = series_id(key);
+    if (!sid)
+      return sid.error();
+    def->reset().bind(1, b.device_id).bind(2, b.epoch)
+      .bind(3, static_cast<int64_t>(i)).bind(4, *sid);
+    if (auto err = def->run())
+      return err;
+  }
+  auto hist = db_.prepare("INSERT OR REPLACE INTO wire_history (device_id, "
+                          "epoch, history) VALUES (?1, ?2, ?3)");
+  if (!hist)
+    return hist.error();
+  hist->bind(1, b.device_id).bind(2, b.epoch)
+    .bind_blob(3, (*ctx)->save_history());
+  if (auto err = hist->run())
+    return err;
+  return std::move(*xs);
+}
+
 caf::error cloud_store::insert_records(const ingest_batch& b, int64_t& n) {
   if (!b.logs.empty()) {
     auto ins = db_.prepare("INSERT INTO logs (device_id, sequence, labels, ts, "
@@ -307,55 +359,11 @@ caf::error cloud_store::insert_records(const ingest_batch& b, int64_t& n) {
   const metric_samples* samples = &b.samples;
   metric_samples decoded;
   if (!b.columnar.empty()) {
-    auto ctx = session(b.device_id, b.epoch);
-    if (!ctx)
-      return ctx.error();
-    auto base = columnar_base(b.columnar);
-    if (!base)
-      return base.error();
-    if (*base == 0) {
-      // The device started a new series session (rows may remain of one
-      // whose histories did not load).
-      (*ctx)->clear();
-      auto del = db_.prepare("DELETE FROM wire_series WHERE device_id = ?1 "
-                             "AND epoch = ?2");
-      if (!del)
-        return del.error();
-      del->bind(1, b.device_id).bind(2, b.epoch);
-      if (auto err = del->run())
-        return err;
-    }
-    auto known = (*ctx)->series.size();
-    // Refused session_out_of_sync unless encoded against this very state.
-    auto xs = decode_columnar(b.columnar, **ctx);
+    auto xs = decode_in_session(b);
     if (!xs)
       return xs.error();
     decoded = std::move(*xs);
     samples = &decoded;
-    auto def = db_.prepare("INSERT INTO wire_series (device_id, epoch, idx, "
-                           "series_id) VALUES (?1, ?2, ?3, ?4)");
-    if (!def)
-      return def.error();
-    for (auto i = known; i < (*ctx)->series.size(); ++i) {
-      metric_sample key;
-      key.name = (*ctx)->series[i].first;
-      key.labels = (*ctx)->series[i].second;
-      auto sid = series_id(key);
-      if (!sid)
-        return sid.error();
-      def->reset().bind(1, b.device_id).bind(2, b.epoch)
-        .bind(3, static_cast<int64_t>(i)).bind(4, *sid);
-      if (auto err = def->run())
-        return err;
-    }
-    auto hist = db_.prepare("INSERT OR REPLACE INTO wire_history (device_id, "
-                            "epoch, history) VALUES (?1, ?2, ?3)");
-    if (!hist)
-      return hist.error();
-    hist->bind(1, b.device_id).bind(2, b.epoch)
-      .bind_blob(3, (*ctx)->save_history());
-    if (auto err = hist->run())
-      return err;
   }
   auto ins = db_.prepare("INSERT INTO points (device_id, sequence, "
                          "series_id, ts, value) VALUES (?1, ?2, ?3, ?4, ?5)");

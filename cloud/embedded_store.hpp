@@ -36,6 +36,9 @@ private:
   // The series table of a device's columnar session (per store epoch).
   caf::expected<codec_context*> session(const std::string& device,
                                         const std::string& epoch);
+  // The samples of a columnar batch, decoded against the device's session,
+  // which advances (tables written in the caller's transaction).
+  caf::expected<metric_samples> decode_in_session(const ingest_batch& b);
   caf::error insert_records(const ingest_batch& b, int64_t& n);
   caf::error config_for(const std::string& device, int64_t have,
                         cloud_settings& out);
