@@ -164,35 +164,55 @@ struct bit_writer {
   }
 };
 
+// How put_column codes `zs`: byte planes of w bytes, or Rice codes with
+// parameter k (k >= 0) when they take fewer bytes; `bytes` of the body.
+struct column_shape {
+  int w = 0;
+  int k = -1;
+  size_t bytes = 0;
+};
+
+column_shape shape_of(const std::vector<uint64_t>& zs) {
+  column_shape out;
+  uint64_t all = 0;
+  for (auto z : zs) all |= z;
+  while (out.w < 8 && (all >> (8 * out.w)) != 0) ++out.w;
+  out.bytes = zs.size() * static_cast<size_t>(out.w);
+  size_t best = SIZE_MAX;
+  int best_k = -1;
+  for (int k = 0; out.w > 0 && k < 64; ++k) {
+    if (k > 0 && (all >> (k - 1)) == 0) break;
+    auto bits = rice_bits(zs, k);
+    if (bits < best) {
+      best = bits;
+      best_k = k;
+    }
+  }
+  // Rice when it is smaller than the planes; zstd gains little on either
+  // for noisy columns, and planes of regular columns compress better.
+  if (best_k >= 0 && (best + 7) / 8 < out.bytes) {
+    out.k = best_k;
+    out.bytes = (best + 7) / 8;
+  }
+  return out;
+}
+
+// Bits put_column takes for `zs` (before zstd), selector included.
+size_t column_bits(const std::vector<uint64_t>& zs) {
+  return (shape_of(zs).bytes + 1) * 8;
+}
+
 // The selector goes to `sel`, the integers to `body` (may be the same).
 // Each column's Rice codes are padded to a byte: zstd then still finds
 // the repeats of sparse columns.
 void put_column(std::string& sel, std::string& body,
                 const std::vector<uint64_t>& zs) {
-  uint64_t all = 0;
-  for (auto z : zs) all |= z;
-  int w = 0;
-  while (w < 8 && (all >> (8 * w)) != 0) ++w;
-  size_t plane_bytes = zs.size() * w;
-  int best_k = -1;
-  size_t best = SIZE_MAX;
-  if (w > 0) {
-    for (int k = 0; k < 64; ++k) {
-      if (k > 0 && (all >> (k - 1)) == 0) break;
-      auto b = rice_bits(zs, k);
-      if (b < best) {
-        best = b;
-        best_k = k;
-      }
-    }
-  }
-  // Rice when it is smaller than the planes; zstd gains little on either
-  // for noisy columns, and planes of regular columns compress better.
-  if (best_k >= 0 && (best + 7) / 8 < plane_bytes) {
-    sel.push_back(static_cast<char>(rice_flag | best_k));
+  auto shape = shape_of(zs);
+  if (shape.k >= 0) {
+    sel.push_back(static_cast<char>(rice_flag | shape.k));
     bit_writer bw{body};
     for (auto z : zs) {
-      uint64_t q = z >> best_k;
+      uint64_t q = z >> shape.k;
       if (q < rice_escape) {
         bw.put((uint64_t{1} << q) - 1, static_cast<int>(q + 1));
       } else {
@@ -201,32 +221,18 @@ void put_column(std::string& sel, std::string& body,
         bw.put(static_cast<uint64_t>(len - 1), 6);
         bw.put(q, len);
       }
-      bw.put(z, best_k);
+      bw.put(z, shape.k);
     }
     bw.flush();
     return;
   }
-  sel.push_back(static_cast<char>(w));
-  for (int b = 0; b < w; ++b)
+  sel.push_back(static_cast<char>(shape.w));
+  for (int b = 0; b < shape.w; ++b)
     for (auto z : zs) body.push_back(static_cast<char>((z >> (8 * b)) & 0xFF));
 }
 
 void put_column(std::string& out, const std::vector<uint64_t>& zs) {
   put_column(out, out, zs);
-}
-
-// Bits put_column takes for `zs` (before zstd).
-size_t column_bits(const std::vector<uint64_t>& zs) {
-  uint64_t all = 0;
-  for (auto z : zs) all |= z;
-  size_t w = 0;
-  while (w < 8 && (all >> (8 * w)) != 0) ++w;
-  size_t best = zs.size() * w * 8;
-  for (int k = 0; w > 0 && k < 64; ++k) {
-    if (k > 0 && (all >> (k - 1)) == 0) break;
-    best = std::min(best, (rice_bits(zs, k) + 7) / 8 * 8);
-  }
-  return best + 8;
 }
 
 // How a scaled integer becomes a double.
