@@ -1,9 +1,10 @@
 #pragma once
 
-// Assertions that suites of several folders share.
+// Assertions (and a sample helper) that suites of several folders share.
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -32,6 +33,14 @@ inline void check_same_samples(const metric_samples& got,
       CHECK(got[i].value == want[i].value);
     }
   }
+}
+
+/// The samples of `parts`, one after another.
+inline metric_samples concat(const std::vector<metric_samples>& parts) {
+  metric_samples out;
+  for (auto& p : parts)
+    out.insert(out.end(), p.begin(), p.end());
+  return out;
 }
 
 } // namespace fleetd::test

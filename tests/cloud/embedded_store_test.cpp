@@ -27,6 +27,7 @@
 
 using namespace fleetd;
 using test::check_same_samples;
+using test::concat;
 using namespace std::chrono_literals;
 
 namespace fs = std::filesystem;
@@ -36,11 +37,7 @@ namespace {
 constexpr int64_t clock_start_ms = 1'700'000'000'000;
 
 // Each suite names its own temp directories, so leftovers say whose they are.
-struct scratch_dir : fleetd::test::scratch_dir {
-  scratch_dir() : fleetd::test::scratch_dir("fleetd-cloudstore") {
-    // nop
-  }
-};
+constexpr const char* dir_prefix = "fleetd-cloudstore";
 
 /// `n` samples of two series; `tag` makes the values of each batch unique.
 metric_samples samples(size_t n, double tag) {
@@ -67,15 +64,8 @@ ingest_batch batch(std::string device, int64_t seq, metric_samples xs,
   return b;
 }
 
-metric_samples concat(std::vector<metric_samples> parts) {
-  metric_samples out;
-  for (auto& p : parts)
-    out.insert(out.end(), p.begin(), p.end());
-  return out;
-}
-
 struct store_fixture {
-  scratch_dir dir;
+  test::scratch_dir dir{dir_prefix};
   std::shared_ptr<manual_clock> clock
     = std::make_shared<manual_clock>(clock_start_ms);
   std::string path = dir.file("cloud.db");
@@ -398,7 +388,7 @@ TEST_CASE("the embedded store actor answers write, devices, points and "
 }
 
 TEST_CASE("a sequence reused with other content or far ahead is refused") {
-  scratch_dir dir;
+  test::scratch_dir dir{dir_prefix};
   REQUIRE(dir.ok());
   auto clk = std::make_shared<manual_clock>(clock_start_ms);
   auto st = cloud_store::open(dir.file("cloud.db"), clk);
@@ -473,6 +463,15 @@ int64_t wire_rows(const std::string& path, const std::string& device,
 bool is(const caf::error& err, ec code) {
   return err.category() == caf::atom("fleetd")
          && err.code() == static_cast<uint8_t>(code);
+}
+
+/// Stores dev-a's batch `seq` of epoch e1 with `xs` encoded against the
+/// device's session `dev`, then commits `xs` to `dev` as the device does
+/// once it is acked; returns what the commit returned.
+caf::error write_committed(cloud_store& st, codec_context& dev, int64_t seq,
+                           const metric_samples& xs) {
+  write_ok(st, columnar_batch("dev-a", "e1", seq, encode_columnar(xs, dev)));
+  return commit_columnar(dev, xs);
 }
 
 } // namespace
@@ -635,10 +634,8 @@ TEST_CASE("the series table of a (device, epoch) survives a reopen of the "
   auto s2 = of_series({"mem", "disk", "net"}, 2);
   {
     auto st = f.open();
-    write_ok(st, columnar_batch("dev-a", "e1", 1, encode_columnar(s1, dev)));
-    commit_columnar(dev, s1);
-    write_ok(st, columnar_batch("dev-a", "e1", 2, encode_columnar(s2, dev)));
-    commit_columnar(dev, s2);
+    write_committed(st, dev, 1, s1);
+    write_committed(st, dev, 2, s2);
   }
   REQUIRE(dev.series.size() == 4);
   CHECK(wire_rows(f.path, "dev-a", "e1") == 4);
@@ -674,8 +671,7 @@ TEST_CASE("a session whose histories are lost refuses the next batch as out "
   auto s1 = of_series({"cpu", "mem"}, 1);
   {
     auto st = f.open();
-    write_ok(st, columnar_batch("dev-a", "e1", 1, encode_columnar(s1, dev)));
-    REQUIRE(!commit_columnar(dev, s1));
+    REQUIRE(!write_committed(st, dev, 1, s1));
   }
   {
     auto db = sqlite::database::open(f.path);
@@ -699,8 +695,7 @@ TEST_CASE("a transaction that fails after decoding leaves the session table "
   auto st = f.open();
   codec_context dev;
   auto s1 = of_series({"cpu", "mem"}, 1);
-  write_ok(st, columnar_batch("dev-a", "e1", 1, encode_columnar(s1, dev)));
-  commit_columnar(dev, s1);
+  write_committed(st, dev, 1, s1);
   auto s2 = of_series({"mem", "temp"}, 2);
   auto b2 = encode_columnar(s2, dev);
   REQUIRE(*columnar_base(b2) == 2);
@@ -750,8 +745,7 @@ TEST_CASE("columnar bytes the store cannot use are refused without storing "
   auto st = f.open();
   codec_context dev;
   auto s1 = of_series({"cpu", "mem"}, 1);
-  write_ok(st, columnar_batch("dev-a", "e1", 1, encode_columnar(s1, dev)));
-  commit_columnar(dev, s1);
+  write_committed(st, dev, 1, s1);
   auto s2 = of_series({"cpu", "disk"}, 2);
   auto b2 = encode_columnar(s2, dev);
   auto r = st.write(columnar_batch("dev-a", "e1", 2, b2 + '\0'));

@@ -23,7 +23,7 @@
 #include <doctest/doctest.h>
 #include <zstd.h>
 
-#include "scratch_dir.hpp"
+#include "cloud_fixture.hpp"
 
 #include "cloud/embedded_store.hpp"
 #include "cloud/ingest_endpoint.hpp"
@@ -38,7 +38,9 @@
 #include "check_samples.hpp"
 
 using namespace fleetd;
+using test::ack_of;
 using test::check_same_samples;
+using test::concat;
 using namespace std::chrono_literals;
 
 namespace pb = fleetd::v1;
@@ -53,12 +55,6 @@ constexpr const char* protobuf_type = "application/x-protobuf";
 // Limits of the fixture: a body may be 16 KiB on the wire, 64 KiB decoded.
 constexpr size_t max_body_bytes = 16 * 1024;
 constexpr size_t max_decoded_bytes = 64 * 1024;
-
-struct scratch_dir : fleetd::test::scratch_dir {
-  scratch_dir() : fleetd::test::scratch_dir("fleetd-ingest-http") {
-    // nop
-  }
-};
 
 using headers_t = std::vector<std::pair<std::string, std::string>>;
 
@@ -85,13 +81,6 @@ metric_samples scrape(const std::vector<std::string>& names,
       s.value = tag * 100 + static_cast<double>(k * names.size() + i) + 0.25;
       out.push_back(std::move(s));
     }
-  return out;
-}
-
-metric_samples concat(std::vector<metric_samples> parts) {
-  metric_samples out;
-  for (auto& p : parts)
-    out.insert(out.end(), p.begin(), p.end());
   return out;
 }
 
@@ -154,57 +143,25 @@ std::string with_checksum_flipped(const std::string& plain) {
   return req.SerializeAsString();
 }
 
-sync_ack ack_of(const std::string& bytes) {
-  auto ack = decode_response(bytes);
-  REQUIRE_MESSAGE(ack, render(ack.error()));
-  return *ack;
-}
-
-struct http_fixture {
-  scratch_dir dir;
+/// The client is a member of this class: it goes before the base class
+/// stops the endpoint and the actors.
+struct http_fixture : test::cloud_fixture {
   std::string path = dir.file("cloud.db");
-  std::shared_ptr<manual_clock> clock
-    = std::make_shared<manual_clock>(clock_start_ms);
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  std::unique_ptr<caf::scoped_actor> self;
-  std::vector<caf::actor> spawned;
   cloud_store_actor store;
   ingest_actor ing;
-  std::unique_ptr<ingest_endpoint> endpoint;
   std::unique_ptr<http_client> client;
 
-  http_fixture() {
-    REQUIRE(dir.ok());
-    register_messages(cfg);
-    sys = std::make_unique<caf::actor_system>(cfg);
-    self = std::make_unique<caf::scoped_actor>(*sys);
-    auto st = cloud_store::open(path, clock);
-    REQUIRE_MESSAGE(st, render(st.error()));
-    store = sys->spawn<caf::detached>(
-      embedded_store, std::make_shared<cloud_store>(std::move(*st)));
-    spawned.push_back(caf::actor_cast<caf::actor>(store));
+  http_fixture() : cloud_fixture("fleetd-ingest-http", clock_start_ms) {
+    store = spawn_cloud_store(path);
     ingest_config icfg;
     icfg.max_decoded_bytes = max_decoded_bytes;
     icfg.store = store;
-    ing = sys->spawn(ingest, icfg);
-    spawned.push_back(caf::actor_cast<caf::actor>(ing));
+    ing = keep(sys->spawn(ingest, icfg));
     http_limits limits;
     limits.max_body_bytes = max_body_bytes;
-    endpoint = std::make_unique<ingest_endpoint>(*sys, ing, limits);
-    auto port = endpoint->start("127.0.0.1", 0);
-    REQUIRE_MESSAGE(port, render(port.error()));
-    REQUIRE(*port != 0);
-    client = std::make_unique<http_client>("127.0.0.1", *port, 10s, 1 << 20);
-  }
-
-  ~http_fixture() {
-    client.reset();
-    endpoint->stop();
-    for (auto& x : spawned)
-      (*self)->send_exit(x, caf::exit_reason::user_shutdown);
-    for (auto& x : spawned)
-      (*self)->wait_for(x);
+    auto port = open_endpoint(ing, limits);
+    REQUIRE(port != 0);
+    client = std::make_unique<http_client>("127.0.0.1", port, 10s, 1 << 20);
   }
 
   /// POSTs to /v1/sync; `encoding` empty sends no Content-Encoding.

@@ -19,7 +19,7 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <doctest/doctest.h>
 
-#include "scratch_dir.hpp"
+#include "cloud_fixture.hpp"
 
 #include "cloud/embedded_store.hpp"
 #include "cloud/ingest_endpoint.hpp"
@@ -32,6 +32,7 @@
 #include "check_samples.hpp"
 
 using namespace fleetd;
+using test::ack_of;
 using test::check_same_samples;
 using namespace std::chrono_literals;
 
@@ -45,13 +46,6 @@ constexpr int64_t clock_start_ms = 1'700'000'000'000;
 constexpr const char* device_id = "ingest-dev";
 
 constexpr const char* protobuf_type = "application/x-protobuf";
-
-// Each suite names its own temp directories, so leftovers say whose they are.
-struct scratch_dir : fleetd::test::scratch_dir {
-  scratch_dir() : fleetd::test::scratch_dir("fleetd-ingest") {
-    // nop
-  }
-};
 
 metric_samples samples(size_t n) {
   metric_samples out;
@@ -77,56 +71,23 @@ std::string body(int64_t seq, const metric_samples& xs, int level = 3) {
   return encode_metrics_request(es, xs);
 }
 
-sync_ack ack_of(const std::string& bytes) {
-  auto ack = decode_response(bytes);
-  REQUIRE_MESSAGE(ack, render(ack.error()));
-  return *ack;
-}
-
-struct ingest_fixture {
-  scratch_dir dir;
-  std::shared_ptr<manual_clock> clock
-    = std::make_shared<manual_clock>(clock_start_ms);
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  std::unique_ptr<caf::scoped_actor> self;
-  std::vector<caf::actor> spawned;
+struct ingest_fixture : test::cloud_fixture {
   cloud_store_actor store;
   ingest_actor ing;
-  std::unique_ptr<ingest_endpoint> endpoint;
 
-  explicit ingest_fixture(size_t max_decoded_bytes = 1 << 20) {
-    REQUIRE(dir.ok());
-    register_messages(cfg);
-    sys = std::make_unique<caf::actor_system>(cfg);
-    self = std::make_unique<caf::scoped_actor>(*sys);
-    auto st = cloud_store::open(dir.file("cloud.db"), clock);
-    REQUIRE_MESSAGE(st, render(st.error()));
-    store = sys->spawn<caf::detached>(
-      embedded_store, std::make_shared<cloud_store>(std::move(*st)));
-    spawned.push_back(caf::actor_cast<caf::actor>(store));
+  explicit ingest_fixture(size_t max_decoded_bytes = 1 << 20)
+    : cloud_fixture("fleetd-ingest", clock_start_ms) {
+    store = spawn_cloud_store(dir.file("cloud.db"));
     ingest_config icfg;
     icfg.max_decoded_bytes = max_decoded_bytes;
     icfg.store = store;
-    ing = sys->spawn(ingest, icfg);
-    spawned.push_back(caf::actor_cast<caf::actor>(ing));
-  }
-
-  ~ingest_fixture() {
-    if (endpoint)
-      endpoint->stop();
-    for (auto& x : spawned)
-      (*self)->send_exit(x, caf::exit_reason::user_shutdown);
-    for (auto& x : spawned)
-      (*self)->wait_for(x);
+    ing = keep(sys->spawn(ingest, icfg));
   }
 
   uint16_t start_endpoint() {
-    endpoint = std::make_unique<ingest_endpoint>(*sys, ing, http_limits{});
-    auto port = endpoint->start("127.0.0.1", 0);
-    REQUIRE_MESSAGE(port, render(port.error()));
-    REQUIRE(*port != 0);
-    return *port;
+    auto port = open_endpoint(ing, http_limits{});
+    REQUIRE(port != 0);
+    return port;
   }
 
   http_reply sync(const std::string& bytes, const std::string& encoding) {

@@ -63,14 +63,33 @@ struct tmp_dir {
   }
 };
 
+/// A store's directory and clock, and its config on both; each test sets
+/// the limits it is about.
+struct store_fixture {
+  tmp_dir dir;
+  std::shared_ptr<manual_clock> clk
+    = std::make_shared<manual_clock>(1'700'000'000'000);
+  storage_config cfg;
+
+  store_fixture() {
+    cfg.path = dir.path + "/s.db";
+    cfg.clock = clk;
+  }
+
+  /// Mounts a tmpfs of `size` ("size=2m") on the directory; false, with a
+  /// message, where that is not allowed.
+  bool on_small_disk(const char* size) {
+    if (mount("tmpfs", dir.path.c_str(), "tmpfs", 0, size) == 0)
+      return true;
+    MESSAGE("cannot mount tmpfs here (need root); disk-full test skipped");
+    return false;
+  }
+};
+
 } // namespace
 
-TEST_CASE("the size cap holds within 5% and drops the oldest synced rows first") {
-  tmp_dir dir;
-  auto clk = std::make_shared<manual_clock>(1'700'000'000'000);
-  storage_config cfg;
-  cfg.path = dir.path + "/s.db";
-  cfg.clock = clk;
+TEST_CASE_FIXTURE(store_fixture, "the size cap holds within 5% and drops the "
+                                 "oldest synced rows first") {
   cfg.limits.max_bytes = 2 * 1000 * 1000;
   cfg.limits.retention_ms = 0;
   auto st = edge_store::open(cfg);
@@ -111,12 +130,8 @@ TEST_CASE("the size cap holds within 5% and drops the oldest synced rows first")
   CHECK(accepted == rows(*st) + metrics_drops(*st));
 }
 
-TEST_CASE("metrics older than the retention are dropped and counted") {
-  tmp_dir dir;
-  auto clk = std::make_shared<manual_clock>(1'700'000'000'000);
-  storage_config cfg;
-  cfg.path = dir.path + "/s.db";
-  cfg.clock = clk;
+TEST_CASE_FIXTURE(store_fixture, "metrics older than the retention are "
+                                 "dropped and counted") {
   cfg.limits.max_bytes = 0;
   cfg.limits.retention_ms = 3600 * 1000;
   auto st = edge_store::open(cfg);
@@ -136,16 +151,10 @@ TEST_CASE("metrics older than the retention are dropped and counted") {
   CHECK(accepted == kept + st->drops()[drop_kind::metrics_unsynced]);
 }
 
-TEST_CASE("a full disk is back-pressure: newest data kept, drops exact, recovery") {
-  tmp_dir dir;
-  if (mount("tmpfs", dir.path.c_str(), "tmpfs", 0, "size=2m") != 0) {
-    MESSAGE("cannot mount tmpfs here (need root); disk-full test skipped");
+TEST_CASE_FIXTURE(store_fixture, "a full disk is back-pressure: newest data "
+                                 "kept, drops exact, recovery") {
+  if (!on_small_disk("size=2m"))
     return;
-  }
-  auto clk = std::make_shared<manual_clock>(1'700'000'000'000);
-  storage_config cfg;
-  cfg.path = dir.path + "/s.db";
-  cfg.clock = clk;
   cfg.limits.max_bytes = 100 * 1000 * 1000; // far above the disk: disk wins
   cfg.limits.retention_ms = 0;
   auto st = edge_store::open(cfg);
@@ -197,17 +206,11 @@ TEST_CASE("a full disk is back-pressure: newest data kept, drops exact, recovery
   CHECK(before[drop_kind::metrics_rejected] >= rejected);
 }
 
-TEST_CASE("log lines on a full disk are back-pressure too: newest kept, "
-          "every line stored or counted") {
-  tmp_dir dir;
-  if (mount("tmpfs", dir.path.c_str(), "tmpfs", 0, "size=2m") != 0) {
-    MESSAGE("cannot mount tmpfs here (need root); disk-full test skipped");
+TEST_CASE_FIXTURE(store_fixture, "log lines on a full disk are back-pressure "
+                                 "too: newest kept, every line stored or "
+                                 "counted") {
+  if (!on_small_disk("size=2m"))
     return;
-  }
-  auto clk = std::make_shared<manual_clock>(1'700'000'000'000);
-  storage_config cfg;
-  cfg.path = dir.path + "/s.db";
-  cfg.clock = clk;
   cfg.limits.max_bytes = 100 * 1000 * 1000; // far above the disk: disk wins
   cfg.limits.retention_ms = 0;
   auto st = edge_store::open(cfg);
@@ -242,16 +245,10 @@ TEST_CASE("log lines on a full disk are back-pressure too: newest kept, "
   CHECK(d[drop_kind::logs_rejected] == rejected);
 }
 
-TEST_CASE("an event that cannot be recorded on a full disk is counted") {
-  tmp_dir dir;
-  if (mount("tmpfs", dir.path.c_str(), "tmpfs", 0, "size=1m") != 0) {
-    MESSAGE("cannot mount tmpfs here (need root); disk-full test skipped");
+TEST_CASE_FIXTURE(store_fixture, "an event that cannot be recorded on a full "
+                                 "disk is counted") {
+  if (!on_small_disk("size=1m"))
     return;
-  }
-  auto clk = std::make_shared<manual_clock>(1'700'000'000'000);
-  storage_config cfg;
-  cfg.path = dir.path + "/s.db";
-  cfg.clock = clk;
   cfg.limits.reserve_bytes = 0;
   {
     auto st = edge_store::open(cfg);
@@ -279,14 +276,10 @@ TEST_CASE("an event that cannot be recorded on a full disk is counted") {
   CHECK(again->drops()[drop_kind::events_rejected] == 1);
 }
 
-TEST_CASE("tier 2's caps hold over 30 simulated hours: 5 MB and one day") {
-  tmp_dir dir;
-  auto clk = std::make_shared<manual_clock>(1'700'000'000'000);
+TEST_CASE_FIXTURE(store_fixture, "tier 2's caps hold over 30 simulated hours: "
+                                 "5 MB and one day") {
   auto tier = defaults_for_tier(2);
   REQUIRE(tier.sqlite);
-  storage_config cfg;
-  cfg.path = dir.path + "/s.db";
-  cfg.clock = clk;
   cfg.limits.max_bytes = tier.storage_bytes;
   cfg.limits.retention_ms = tier.retention_ms;
   auto st = edge_store::open(cfg);

@@ -41,11 +41,7 @@ constexpr int64_t clock_start_ms = 1'700'000'000'000;
 const std::string stream = metrics_stream;
 
 // Each suite names its own temp directories, so leftovers say whose they are.
-struct scratch_dir : fleetd::test::scratch_dir {
-  scratch_dir() : fleetd::test::scratch_dir("fleetd-storage") {
-    // nop
-  }
-};
+constexpr const char* dir_prefix = "fleetd-storage";
 
 /// A timestamp `offset` ms after the clock's start: well inside retention.
 int64_t ts(int64_t offset) {
@@ -114,7 +110,7 @@ queued_batch batch(int64_t seq, int64_t last_id, int64_t points) {
 }
 
 struct store_fixture {
-  scratch_dir dir;
+  test::scratch_dir dir{dir_prefix};
   std::shared_ptr<manual_clock> clock
     = std::make_shared<manual_clock>(clock_start_ms);
   std::string path = dir.file("fleetd.db");

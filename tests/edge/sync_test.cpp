@@ -30,7 +30,7 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <doctest/doctest.h>
 
-#include "scratch_dir.hpp"
+#include "cloud_fixture.hpp"
 
 #include "cloud/embedded_store.hpp"
 #include "cloud/ingest.hpp"
@@ -45,6 +45,7 @@
 
 using namespace fleetd;
 using test::check_same_samples;
+using test::concat;
 using namespace std::chrono_literals;
 
 namespace fs = std::filesystem;
@@ -60,13 +61,6 @@ constexpr const char* device_id = "sync-dev";
 constexpr uint64_t quiet_seed = 5;
 
 constexpr auto quiet_backoff = std::chrono::milliseconds(std::chrono::hours(1));
-
-// Each suite names its own temp directories, so leftovers say whose they are.
-struct scratch_dir : fleetd::test::scratch_dir {
-  scratch_dir() : fleetd::test::scratch_dir("fleetd-sync") {
-    // nop
-  }
-};
 
 /// A port on 127.0.0.1 where nothing listens (bound once, then closed).
 uint16_t free_port() {
@@ -168,26 +162,14 @@ ingest_actor::behavior_type tap(ingest_actor::stateful_pointer<tap_state> self,
 
 // -- the fixture --------------------------------------------------------------
 
-struct sync_fixture {
-  scratch_dir dir;
-  std::shared_ptr<manual_clock> clock
-    = std::make_shared<manual_clock>(clock_start_ms);
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  std::unique_ptr<caf::scoped_actor> self;
-  std::vector<caf::actor> spawned;
+struct sync_fixture : test::cloud_fixture {
   // The cloud.
   cloud_store_actor cloud_store_hdl;
   std::shared_ptr<tap_log> wire = std::make_shared<tap_log>();
-  std::unique_ptr<ingest_endpoint> endpoint;
   // The device.
   storage_actor storage_hdl;
 
-  sync_fixture() {
-    REQUIRE(dir.ok());
-    register_messages(cfg);
-    sys = std::make_unique<caf::actor_system>(cfg);
-    self = std::make_unique<caf::scoped_actor>(*sys);
+  sync_fixture() : cloud_fixture("fleetd-sync", clock_start_ms) {
     open_storage("fleetd.db");
   }
 
@@ -199,23 +181,8 @@ struct sync_fixture {
     scfg.clock = clock;
     auto store = edge_store::open(scfg);
     REQUIRE_MESSAGE(store, render(store.error()));
-    storage_hdl = sys->spawn<caf::detached>(
-      storage, std::make_shared<edge_store>(std::move(*store)));
-    keep(storage_hdl);
-  }
-
-  ~sync_fixture() {
-    if (endpoint)
-      endpoint->stop();
-    for (auto& x : spawned)
-      (*self)->send_exit(x, caf::exit_reason::user_shutdown);
-    for (auto& x : spawned)
-      (*self)->wait_for(x);
-  }
-
-  template <class Handle>
-  void keep(const Handle& hdl) {
-    spawned.push_back(caf::actor_cast<caf::actor>(hdl));
+    storage_hdl = keep(sys->spawn<caf::detached>(
+      storage, std::make_shared<edge_store>(std::move(*store))));
   }
 
   /// The cloud endpoint's limits and database file (start_cloud).
@@ -224,23 +191,15 @@ struct sync_fixture {
 
   /// Starts the cloud: store, ingest, tap and endpoint on 127.0.0.1:port.
   uint16_t start_cloud(uint16_t port = 0) {
-    auto store = cloud_store::open(dir.file(cloud_file), clock);
-    REQUIRE_MESSAGE(store, render(store.error()));
-    cloud_store_hdl = sys->spawn<caf::detached>(
-      embedded_store, std::make_shared<cloud_store>(std::move(*store)));
-    keep(cloud_store_hdl);
+    cloud_store_hdl = spawn_cloud_store(dir.file(cloud_file));
     ingest_config icfg;
     icfg.store = cloud_store_hdl;
-    auto real = sys->spawn(ingest, icfg);
-    keep(real);
-    auto front = sys->spawn(tap, real, wire);
-    keep(front);
-    endpoint = std::make_unique<ingest_endpoint>(*sys, front, limits);
-    auto bound = endpoint->start("127.0.0.1", port);
-    REQUIRE_MESSAGE(bound, render(bound.error()));
+    auto real = keep(sys->spawn(ingest, icfg));
+    auto front = keep(sys->spawn(tap, real, wire));
+    auto bound = open_endpoint(front, limits, port);
     if (port != 0)
-      REQUIRE(*bound == port);
-    return *bound;
+      REQUIRE(bound == port);
+    return bound;
   }
 
   cloud_link_actor spawn_link(uint16_t port) {
@@ -248,9 +207,7 @@ struct sync_fixture {
     lcfg.host = "127.0.0.1";
     lcfg.port = port;
     lcfg.timeout = 5s;
-    auto hdl = sys->spawn<caf::detached>(cloud_link, lcfg);
-    keep(hdl);
-    return hdl;
+    return keep(sys->spawn<caf::detached>(cloud_link, lcfg));
   }
 
   sync_config sync_cfg(cloud_link_actor link, int64_t batch_size) {
@@ -267,8 +224,7 @@ struct sync_fixture {
     bc.cap = quiet_backoff;
     bc.seed = quiet_seed;
     bc.clock = clock;
-    c.backoff = sys->spawn(backoff, bc);
-    keep(c.backoff);
+    c.backoff = keep(sys->spawn(backoff, bc));
     c.storage = storage_hdl;
     c.link = std::move(link);
     return c;
@@ -276,9 +232,7 @@ struct sync_fixture {
 
   sync_actor spawn_sync(sync_config c) {
     // Qualified: <unistd.h> declares ::sync() too.
-    auto hdl = sys->spawn(fleetd::sync, std::move(c));
-    keep(hdl);
-    return hdl;
+    return keep(sys->spawn(fleetd::sync, std::move(c)));
   }
 
   void kill(const sync_actor& hdl) {
@@ -537,9 +491,7 @@ TEST_CASE("a restarted sync actor resends exactly the queued bytes and the "
   CHECK(second.sequence == 2);
   check_same_samples(second.samples, later);
   // Stored once: the duplicate was acked, not written again.
-  auto all = first;
-  all.insert(all.end(), later.begin(), later.end());
-  check_same_samples(f.cloud_points(), all);
+  check_same_samples(f.cloud_points(), concat({first, later}));
   auto devices = f.cloud_devices();
   REQUIRE(devices.size() == 1);
   CHECK(devices[0].batches_received == 2);
@@ -584,8 +536,7 @@ TEST_CASE("a device whose store was replaced by a fresh one still gets its "
   CHECK(f.pending().empty());
   CHECK(f.unbatched().samples.empty());
   // ...so the cloud must hold them, or they are lost without a trace.
-  auto all = before;
-  all.insert(all.end(), after.begin(), after.end());
+  auto all = concat({before, after});
   auto got = f.cloud_points();
   CHECK_MESSAGE(got.size() == all.size(),
                 "the cloud holds " << got.size() << " of " << all.size()
@@ -667,9 +618,7 @@ TEST_CASE("tier 3 forwards what was stored at once") {
   // forwarding at once can send it.
   (*f.self)->send(s, store_atom::value);
   REQUIRE(f.drained_to(s, 2));
-  auto all = first;
-  all.insert(all.end(), more.begin(), more.end());
-  check_same_samples(f.cloud_points(), all);
+  check_same_samples(f.cloud_points(), concat({first, more}));
 }
 
 TEST_CASE("a cloud that lost the device's series table gets the same points "
@@ -700,8 +649,6 @@ TEST_CASE("a cloud that lost the device's series table gets the same points "
   f.store(third);
   (*f.self)->send(s, tick_atom::value);
   REQUIRE(f.drained_to(s, 3));
-  auto both = second;
-  both.insert(both.end(), third.begin(), third.end());
-  check_same_samples(f.cloud_points(), both);
+  check_same_samples(f.cloud_points(), concat({second, third}));
   CHECK(f.stats_of(s).counters["session_resets"] == 1);
 }

@@ -181,6 +181,14 @@ bool same_content(const record& a, const record& b) {
   return a.key == b.key && a.value == b.value;
 }
 
+/// The record `make` builds of each result row of `sql` on `db`.
+std::vector<record> records(const std::string& db, const std::string& sql,
+                            const std::function<record(sqlite3_stmt*)>& make) {
+  std::vector<record> out;
+  each_row(db, sql, [&](sqlite3_stmt* st) { out.push_back(make(st)); });
+  return out;
+}
+
 /// How to read one synced stream on both sides.
 struct stream_spec {
   std::string name;
@@ -209,32 +217,29 @@ stream_spec metrics_spec() {
   s.name = "metrics";
   s.device_table = "metrics";
   s.device_records = [](const std::string& db, int64_t after) {
-    std::vector<record> out;
-    each_row(db,
-             "SELECT m.id, s.name, s.labels, m.ts, m.value FROM metrics m "
-             "JOIN series s ON s.id = m.series_id WHERE m.id > "
-               + std::to_string(after) + " ORDER BY m.id",
-             [&](sqlite3_stmt* st) {
-               out.push_back({sqlite3_column_int64(st, 0),
-                              metric_key(text_col(st, 1), text_col(st, 2),
-                                         sqlite3_column_int64(st, 3)),
-                              exact(sqlite3_column_double(st, 4))});
-             });
-    return out;
+    return records(db,
+                   "SELECT m.id, s.name, s.labels, m.ts, m.value "
+                   "FROM metrics m JOIN series s ON s.id = m.series_id "
+                   "WHERE m.id > "
+                     + std::to_string(after) + " ORDER BY m.id",
+                   [](sqlite3_stmt* st) {
+                     return record{sqlite3_column_int64(st, 0),
+                                   metric_key(text_col(st, 1), text_col(st, 2),
+                                              sqlite3_column_int64(st, 3)),
+                                   exact(sqlite3_column_double(st, 4))};
+                   });
   };
   s.cloud_records = [](const std::string& db, const std::string& device) {
-    std::vector<record> out;
-    each_row(db,
-             "SELECT s.name, s.labels, p.ts, p.value FROM points p "
-             "JOIN series s ON s.id = p.series_id WHERE p.device_id = '"
-               + device + "' ORDER BY p.rowid",
-             [&](sqlite3_stmt* st) {
-               out.push_back({0,
-                              metric_key(text_col(st, 0), text_col(st, 1),
-                                         sqlite3_column_int64(st, 2)),
-                              exact(sqlite3_column_double(st, 3))});
-             });
-    return out;
+    return records(db,
+                   "SELECT s.name, s.labels, p.ts, p.value FROM points p "
+                   "JOIN series s ON s.id = p.series_id WHERE p.device_id = '"
+                     + device + "' ORDER BY p.rowid",
+                   [](sqlite3_stmt* st) {
+                     return record{0,
+                                   metric_key(text_col(st, 0), text_col(st, 1),
+                                              sqlite3_column_int64(st, 2)),
+                                   exact(sqlite3_column_double(st, 3))};
+                   });
   };
   return s;
 }
@@ -249,30 +254,26 @@ stream_spec logs_spec() {
   s.name = "logs";
   s.device_table = "logs";
   s.device_records = [](const std::string& db, int64_t after) {
-    std::vector<record> out;
-    each_row(db,
-             "SELECT id, labels, ts, line FROM logs WHERE id > "
-               + std::to_string(after) + " ORDER BY id",
-             [&](sqlite3_stmt* st) {
-               out.push_back({sqlite3_column_int64(st, 0),
-                              log_key(text_col(st, 1),
-                                      sqlite3_column_int64(st, 2)),
-                              text_col(st, 3)});
-             });
-    return out;
+    return records(db,
+                   "SELECT id, labels, ts, line FROM logs WHERE id > "
+                     + std::to_string(after) + " ORDER BY id",
+                   [](sqlite3_stmt* st) {
+                     return record{sqlite3_column_int64(st, 0),
+                                   log_key(text_col(st, 1),
+                                           sqlite3_column_int64(st, 2)),
+                                   text_col(st, 3)};
+                   });
   };
   s.cloud_records = [](const std::string& db, const std::string& device) {
-    std::vector<record> out;
-    each_row(db,
-             "SELECT labels, ts, line FROM logs WHERE device_id = '" + device
-               + "' ORDER BY rowid",
-             [&](sqlite3_stmt* st) {
-               out.push_back({0,
-                              log_key(text_col(st, 0),
-                                      sqlite3_column_int64(st, 1)),
-                              text_col(st, 2)});
-             });
-    return out;
+    return records(db,
+                   "SELECT labels, ts, line FROM logs WHERE device_id = '"
+                     + device + "' ORDER BY rowid",
+                   [](sqlite3_stmt* st) {
+                     return record{0,
+                                   log_key(text_col(st, 0),
+                                           sqlite3_column_int64(st, 1)),
+                                   text_col(st, 2)};
+                   });
   };
   return s;
 }
@@ -289,35 +290,32 @@ stream_spec events_spec() {
   s.device_table = "events";
   s.records_after_drain = true;
   s.device_records = [](const std::string& db, int64_t after) {
-    std::vector<record> out;
-    each_row(db,
-             "SELECT id, kind, ts, message FROM events WHERE id > "
-               + std::to_string(after) + " ORDER BY id",
-             [&](sqlite3_stmt* st) {
-               out.push_back({sqlite3_column_int64(st, 0),
-                              event_key(text_col(st, 1),
-                                        sqlite3_column_int64(st, 2)),
-                              text_col(st, 3)});
-             });
-    return out;
+    return records(db,
+                   "SELECT id, kind, ts, message FROM events WHERE id > "
+                     + std::to_string(after) + " ORDER BY id",
+                   [](sqlite3_stmt* st) {
+                     return record{sqlite3_column_int64(st, 0),
+                                   event_key(text_col(st, 1),
+                                             sqlite3_column_int64(st, 2)),
+                                   text_col(st, 3)};
+                   });
   };
   s.cloud_records = [](const std::string& db, const std::string& device) {
-    std::vector<record> out;
-    each_row(db,
-             "SELECT kind, ts, message, attributes FROM events WHERE "
-             "device_id = '"
-               + device + "' ORDER BY rowid",
-             [&](sqlite3_stmt* st) {
-               auto value = text_col(st, 2);
-               auto attributes = text_col(st, 3);
-               if (!attributes.empty())
-                 value += " [attributes " + render_labels(attributes) + "]";
-               out.push_back({0,
-                              event_key(text_col(st, 0),
-                                        sqlite3_column_int64(st, 1)),
-                              value});
-             });
-    return out;
+    return records(db,
+                   "SELECT kind, ts, message, attributes FROM events WHERE "
+                   "device_id = '"
+                     + device + "' ORDER BY rowid",
+                   [](sqlite3_stmt* st) {
+                     auto value = text_col(st, 2);
+                     auto attributes = text_col(st, 3);
+                     if (!attributes.empty())
+                       value +=
+                         " [attributes " + render_labels(attributes) + "]";
+                     return record{0,
+                                   event_key(text_col(st, 0),
+                                             sqlite3_column_int64(st, 1)),
+                                   value};
+                   });
   };
   return s;
 }

@@ -1,0 +1,93 @@
+#pragma once
+
+// The in-process cloud of the ingest, HTTP and sync suites: a scratch
+// directory, a manual clock, an actor system, and helpers to spawn the
+// embedded store and open the ingest endpoint in it.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/actor_cast.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
+#include <doctest/doctest.h>
+
+#include "cloud/embedded_store.hpp"
+#include "cloud/ingest_endpoint.hpp"
+#include "messages/error.hpp"
+#include "messages/register.hpp"
+#include "messages/wire.hpp"
+#include "scratch_dir.hpp"
+
+namespace fleetd::test {
+
+/// Base of a suite's fixture. At the end the endpoint stops first, then every
+/// kept actor gets an exit and is waited for; the directory goes last.
+struct cloud_fixture {
+  scratch_dir dir;
+  std::shared_ptr<manual_clock> clock;
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  std::unique_ptr<caf::scoped_actor> self;
+  std::vector<caf::actor> spawned;
+  /// The HTTP door, once open_endpoint opened it.
+  std::unique_ptr<ingest_endpoint> endpoint;
+
+  cloud_fixture(const std::string& dir_prefix, int64_t clock_start_ms)
+    : dir(dir_prefix), clock(std::make_shared<manual_clock>(clock_start_ms)) {
+    REQUIRE(dir.ok());
+    register_messages(cfg);
+    sys = std::make_unique<caf::actor_system>(cfg);
+    self = std::make_unique<caf::scoped_actor>(*sys);
+  }
+
+  cloud_fixture(const cloud_fixture&) = delete;
+  cloud_fixture& operator=(const cloud_fixture&) = delete;
+
+  ~cloud_fixture() {
+    if (endpoint)
+      endpoint->stop();
+    for (auto& x : spawned)
+      (*self)->send_exit(x, caf::exit_reason::user_shutdown);
+    for (auto& x : spawned)
+      (*self)->wait_for(x);
+  }
+
+  /// Stops `hdl` with the fixture; returns it.
+  template <class Handle>
+  Handle keep(Handle hdl) {
+    spawned.push_back(caf::actor_cast<caf::actor>(hdl));
+    return hdl;
+  }
+
+  /// The embedded store (detached, kept) on a cloud_store opened at `path`.
+  cloud_store_actor spawn_cloud_store(const std::string& path) {
+    auto st = cloud_store::open(path, clock);
+    REQUIRE_MESSAGE(st, render(st.error()));
+    return keep(sys->spawn<caf::detached>(
+      embedded_store, std::make_shared<cloud_store>(std::move(*st))));
+  }
+
+  /// Opens the endpoint on 127.0.0.1:`port` (0: any) in front of `front`;
+  /// returns the port it bound.
+  uint16_t open_endpoint(ingest_actor front, http_limits limits,
+                         uint16_t port = 0) {
+    endpoint = std::make_unique<ingest_endpoint>(*sys, front, limits);
+    auto bound = endpoint->start("127.0.0.1", port);
+    REQUIRE_MESSAGE(bound, render(bound.error()));
+    return *bound;
+  }
+};
+
+/// The SyncResponse in a reply body; failing to decode it fails the test.
+inline sync_ack ack_of(const std::string& bytes) {
+  auto ack = decode_response(bytes);
+  REQUIRE_MESSAGE(ack, render(ack.error()));
+  return *ack;
+}
+
+} // namespace fleetd::test
