@@ -75,7 +75,7 @@ inspector(inspector_actor::stateful_pointer<inspector_state> self,
       return rp;
     },
     [self](config_atom, const std::string& device,
-           const cloud_settings& x) -> caf::result<cloud_settings> {
+           const settings_change& x) -> caf::result<cloud_settings> {
       auto& st = self->state;
       if (!st.cfg.devices)
         return make_error(ec::bad_config, "only a cloud node holds device "

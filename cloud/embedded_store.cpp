@@ -403,19 +403,69 @@ caf::error cloud_store::config_for(const std::string& device, int64_t have,
   return caf::none;
 }
 
+namespace {
+
+// A change the device could not apply exactly is refused, not clipped.
+caf::error check_values(const settings_change& c) {
+  auto& x = c.values;
+  auto in = [](int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= hi; };
+  auto bad = [](const char* name, int64_t v, int64_t lo, int64_t hi) {
+    return make_error(ec::bad_config,
+                      std::string{name} + ": " + std::to_string(v)
+                        + " is out of range [" + std::to_string(lo) + ", "
+                        + std::to_string(hi) + "]");
+  };
+  if ((c.fields & field_batch_size)
+      && !in(x.batch_size, 0, max_setting_batch_size))
+    return bad("batch_size", x.batch_size, 0, max_setting_batch_size);
+  if ((c.fields & field_sync_interval)
+      && !in(x.sync_interval_ms, 0, max_setting_ms))
+    return bad("sync_interval_ms", x.sync_interval_ms, 0, max_setting_ms);
+  if ((c.fields & field_retention) && !in(x.retention_ms, 0, max_setting_ms))
+    return bad("retention_ms", x.retention_ms, 0, max_setting_ms);
+  if ((c.fields & field_zstd_level)
+      && !in(x.zstd_level, -1, max_setting_zstd_level))
+    return bad("zstd_level", x.zstd_level, -1, max_setting_zstd_level);
+  if ((c.fields & all_settings_fields) == 0 || (c.fields & ~all_settings_fields))
+    return make_error(ec::bad_config, "config: nothing to set");
+  return caf::none;
+}
+
+} // namespace
+
 caf::expected<cloud_settings>
-cloud_store::set_config(const std::string& device, cloud_settings x) {
+cloud_store::set_config(const std::string& device, const settings_change& c) {
+  if (auto err = check_values(c))
+    return err;
+  cloud_settings x;
   auto err = sqlite::transaction(db_, [&]() -> caf::error {
-    auto cur = db_.prepare("SELECT coalesce(max(version), 0) FROM "
-                           "device_config WHERE device_id = ?1");
-    if (!cur)
-      return cur.error();
-    cur->bind(1, device);
-    auto row = cur->step();
-    if (!row)
-      return row.error();
-    x.version = (*row ? cur->column_int(0) : 0) + 1;
-    cur->reset();
+    // The current version: the fields the change does not name keep it.
+    if (auto err = config_for(device, 0, x))
+      return err;
+    if (x.version == 0 && !c.create) {
+      auto seen = db_.prepare("SELECT 1 FROM streams WHERE device_id = ?1");
+      if (!seen)
+        return seen.error();
+      seen->bind(1, device);
+      auto row = seen->step();
+      if (!row)
+        return row.error();
+      if (!*row)
+        return make_error(ec::unknown_device,
+                          "the cloud has never heard from device '" + device
+                            + "' (--create sets its settings before it "
+                              "first syncs)");
+    }
+    auto& v = c.values;
+    if (c.fields & field_batch_size)
+      x.batch_size = v.batch_size;
+    if (c.fields & field_sync_interval)
+      x.sync_interval_ms = v.sync_interval_ms;
+    if (c.fields & field_retention)
+      x.retention_ms = v.retention_ms;
+    if (c.fields & field_zstd_level)
+      x.zstd_level = v.zstd_level;
+    ++x.version;
     auto up = db_.prepare(
       "INSERT INTO device_config (device_id, version, batch_size, "
       "sync_interval_ms, retention_ms, zstd_level) VALUES (?1, ?2, ?3, ?4, "
@@ -565,7 +615,7 @@ embedded_store(cloud_store_actor::stateful_pointer<embedded_store_state> self,
       return to_result(st.events(device));
     },
     [&st](config_atom, const std::string& device,
-          const cloud_settings& x) -> caf::result<cloud_settings> {
+          const settings_change& x) -> caf::result<cloud_settings> {
       return to_result(st.set_config(device, x));
     },
     [&st](stats_atom) { return st.stats(); },

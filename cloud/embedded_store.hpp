@@ -26,9 +26,11 @@ public:
   caf::expected<metric_samples> points(const std::string& device_id);
   caf::expected<log_lines> logs(const std::string& device_id);
   caf::expected<event_records> events(const std::string& device_id);
-  /// Stores the operator's settings for a device under the next version.
+  /// Applies an operator's change to a device's settings and stores the
+  /// result under the next version; refuses a device never seen unless the
+  /// change says `create`, and a value SyncConfig cannot carry.
   caf::expected<cloud_settings> set_config(const std::string& device_id,
-                                           cloud_settings x);
+                                           const settings_change& change);
   actor_stats stats();
 
 private:

@@ -41,6 +41,8 @@ enum class ec : uint8_t {
   shutting_down,
   /// A batch refers to session state (series table) the receiver lacks.
   session_out_of_sync,
+  /// A command names a device the cloud has never heard from.
+  unknown_device,
 };
 
 /// Stable lower-case name of an error code, e.g. "checksum_mismatch".

@@ -105,8 +105,9 @@ using cloud_store_actor = caf::typed_actor<
   // Every log line / event held for a device (the last argument picks which).
   caf::replies_to<points_atom, std::string, log_lines>::with<log_lines>,
   caf::replies_to<points_atom, std::string, event_records>::with<event_records>,
-  // Sets the operator's settings for a device; replies them with the version.
-  caf::replies_to<config_atom, std::string, cloud_settings>::with<cloud_settings>,
+  // Changes the operator's settings for a device; replies the whole new
+  // version (ec::unknown_device for a device never seen, unless `create`).
+  caf::replies_to<config_atom, std::string, settings_change>::with<cloud_settings>,
   stats_handler>;
 
 /// Turns one POST /v1/sync into a stored batch and a SyncResponse (cloud/ingest).
@@ -121,9 +122,9 @@ using inspector_actor = caf::typed_actor<
   caf::replies_to<status_atom>::with<node_status>,
   // On a cloud node every device stream; empty on a device.
   caf::replies_to<devices_atom>::with<device_infos>,
-  // On a cloud node: sets a device's sync settings (SyncConfig), replies
-  // them with their new version; the device gets them with its next ack.
-  caf::replies_to<config_atom, std::string, cloud_settings>::with<cloud_settings>,
+  // On a cloud node: changes a device's sync settings (SyncConfig), replies
+  // the whole new version; the device gets it with its next ack.
+  caf::replies_to<config_atom, std::string, settings_change>::with<cloud_settings>,
   // Forwards a diagnostic request to the actor that owns the subject.
   caf::replies_to<debug_atom, std::string>::with<debug_report>>;
 

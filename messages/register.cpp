@@ -21,6 +21,7 @@ void register_messages(caf::actor_system_config& cfg) {
   cfg.add_message_type<queued_batch>("queued_batch");
   cfg.add_message_type<queued_batches>("queued_batches");
   cfg.add_message_type<cloud_settings>("cloud_settings");
+  cfg.add_message_type<settings_change>("settings_change");
   cfg.add_message_type<sync_ack>("sync_ack");
   cfg.add_message_type<ingest_batch>("ingest_batch");
   cfg.add_message_type<ingest_outcome>("ingest_outcome");

@@ -129,10 +129,41 @@ struct cloud_settings {
   int64_t zstd_level = -1;
 };
 
+/// Largest values a SyncConfig carries exactly (int32 batch size; the legacy
+/// whole-second field bounds the durations).
+constexpr int64_t max_setting_batch_size = 1'000'000;
+constexpr int64_t max_setting_ms = int64_t{INT32_MAX} * 1000;
+constexpr int64_t max_setting_zstd_level = 19;
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cloud_settings& x) {
   return f(caf::meta::type_name("cloud_settings"), x.version, x.batch_size,
            x.sync_interval_ms, x.retention_ms, x.zstd_level);
+}
+
+/// The settings of cloud_settings that one change can name (bit flags).
+enum settings_field : uint32_t {
+  field_batch_size = 1,
+  field_sync_interval = 2,
+  field_retention = 4,
+  field_zstd_level = 8,
+  all_settings_fields = 15,
+};
+
+/// An operator's change to a device's settings (fleetctl config): the fields
+/// named in `fields` take their value from `values` (the device's own value,
+/// 0 or -1, clears one); the others keep the current version's.
+struct settings_change {
+  cloud_settings values;
+  uint32_t fields = 0;
+  /// Accept a device the cloud has never heard from.
+  bool create = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, settings_change& x) {
+  return f(caf::meta::type_name("settings_change"), x.values, x.fields,
+           x.create);
 }
 
 /// The cloud's answer to one sync request, as the cloud link hands it back.

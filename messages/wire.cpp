@@ -346,16 +346,30 @@ caf::expected<std::string> request_columnar(std::string_view body) {
   return std::move(req->columnar);
 }
 
+namespace {
+
+// A duration in a legacy SyncConfig field of `unit` ms: the nearest whole
+// number, at least 1 unless 0 (0 would mean "the device's own").
+int32_t legacy_units(int64_t ms, int64_t unit) {
+  if (ms <= 0)
+    return 0;
+  return static_cast<int32_t>(
+    std::clamp<int64_t>((ms + unit / 2) / unit, 1, INT32_MAX));
+}
+
+} // namespace
+
 std::string encode_response(const sync_ack& ack) {
   pb::SyncResponse res;
   if (ack.config.version > 0) {
     auto* c = res.mutable_config_update();
     c->set_version(ack.config.version);
     c->set_batch_size(static_cast<int32_t>(ack.config.batch_size));
-    c->set_sync_interval_seconds(
-      static_cast<int32_t>(ack.config.sync_interval_ms / 1000));
-    c->set_retention_hours(
-      static_cast<int32_t>(ack.config.retention_ms / 3600000));
+    c->set_sync_interval_ms(ack.config.sync_interval_ms);
+    c->set_retention_ms(ack.config.retention_ms);
+    c->set_sync_interval_seconds(legacy_units(ack.config.sync_interval_ms,
+                                              1000));
+    c->set_retention_hours(legacy_units(ack.config.retention_ms, 3600000));
     c->set_compression_enabled(ack.config.zstd_level != 0);
     c->set_zstd_level(static_cast<int32_t>(std::max<int64_t>(
       ack.config.zstd_level, 0)));
@@ -382,10 +396,15 @@ caf::expected<sync_ack> decode_response(std::string_view body) {
     auto& c = res.config_update();
     out.config.version = c.version();
     out.config.batch_size = std::max(c.batch_size(), 0);
-    out.config.sync_interval_ms = int64_t{std::max(c.sync_interval_seconds(), 0)}
-                                  * 1000;
-    out.config.retention_ms = int64_t{std::max(c.retention_hours(), 0)}
-                              * 3600000;
+    // The exact millisecond fields win; an older cloud sends only the others.
+    out.config.sync_interval_ms
+      = c.sync_interval_ms() > 0
+          ? c.sync_interval_ms()
+          : int64_t{std::max(c.sync_interval_seconds(), 0)} * 1000;
+    out.config.retention_ms
+      = c.retention_ms() > 0
+          ? c.retention_ms()
+          : int64_t{std::max(c.retention_hours(), 0)} * 3600000;
     // compression off: 0; on: the given level or, with none, the tier's.
     out.config.zstd_level = !c.compression_enabled()
                               ? 0

@@ -27,11 +27,54 @@ struct ctl_options {
   option_set::duration timeout{};
   option_set::duration interval{};
   int64_t count = 0;
+  // config: a --set value left at its default (the device's own value) was
+  // not given; the options' minimums keep a given value apart from it.
   int64_t set_batch_size = 0;
   option_set::duration set_sync_interval{};
   option_set::duration set_retention{};
   int64_t set_zstd_level = -1;
+  bool unset_batch_size = false;
+  bool unset_sync_interval = false;
+  bool unset_retention = false;
+  bool unset_zstd_level = false;
+  bool create = false;
 };
+
+/// The settings change `fleetctl config` asks for, or the reason to refuse.
+caf::expected<settings_change> change_of(const ctl_options& opt) {
+  settings_change out;
+  out.values.batch_size = opt.set_batch_size;
+  out.values.sync_interval_ms = opt.set_sync_interval.count();
+  out.values.retention_ms = opt.set_retention.count();
+  out.values.zstd_level = opt.set_zstd_level;
+  out.create = opt.create;
+  struct field {
+    const char* name;
+    settings_field bit;
+    bool set;
+    bool unset;
+  };
+  for (auto& f : {field{"batch-size", field_batch_size, opt.set_batch_size > 0,
+                        opt.unset_batch_size},
+                  field{"sync-interval", field_sync_interval,
+                        opt.set_sync_interval.count() > 0,
+                        opt.unset_sync_interval},
+                  field{"retention", field_retention,
+                        opt.set_retention.count() > 0, opt.unset_retention},
+                  field{"zstd-level", field_zstd_level,
+                        opt.set_zstd_level >= 0, opt.unset_zstd_level}}) {
+    if (f.set && f.unset)
+      return make_error(ec::bad_config, std::string{"config: both --set."}
+                                          + f.name + " and --unset." + f.name);
+    if (f.set || f.unset)
+      out.fields |= f.bit;
+  }
+  if (out.fields == 0)
+    return make_error(ec::bad_config,
+                      "config: nothing to set; give --set.OPTION=VALUE or "
+                      "--unset.OPTION (see --help)");
+  return out;
+}
 
 constexpr const char* summary =
   "The fleetd console: inspects a node's actors and devices.\n\n"
@@ -41,10 +84,14 @@ constexpr const char* summary =
   "            batches, duplicates, gaps and last acked sequence\n"
   "  watch     one live line of what flows through the node, every\n"
   "            --interval, until Ctrl-C (or --count lines)\n"
-  "  config DEVICE --set.OPTION=VALUE ...\n"
-  "            on a cloud node: set a device's sync settings (batch size,\n"
-  "            interval, retention, zstd level); the device applies them\n"
-  "            with its next sync round and keeps them across restarts";
+  "  config DEVICE --set.OPTION=VALUE --unset.OPTION ...\n"
+  "            on a cloud node: change a device's sync settings (batch\n"
+  "            size, interval, retention, zstd level); the others keep\n"
+  "            their value, --unset.OPTION gives one back to the device;\n"
+  "            the device applies them with its next sync round and keeps\n"
+  "            them across restarts. Refused (exit 2): nothing to set, a\n"
+  "            value the settings cannot carry, a device the cloud has\n"
+  "            never heard from (unless --create)";
 
 std::string to_json(const node_status& x) {
   std::ostringstream out;
@@ -136,10 +183,13 @@ std::string state_of(const node_status& x, const char* actor) {
 std::string to_text(const std::string& device, const cloud_settings& x) {
   std::ostringstream out;
   auto own = [](int64_t v) { return v > 0 ? std::to_string(v) : "own"; };
+  auto own_ms = [](int64_t v) {
+    return v > 0 ? to_duration_text(std::chrono::milliseconds{v}) : "own";
+  };
   out << "device " << device << ": settings version " << x.version
-      << "\n  batch_size " << own(x.batch_size) << "\n  sync_interval_ms "
-      << own(x.sync_interval_ms) << "\n  retention_ms " << own(x.retention_ms)
-      << "\n  zstd_level "
+      << "\n  batch_size " << own(x.batch_size) << "\n  sync_interval "
+      << own_ms(x.sync_interval_ms) << "\n  retention "
+      << own_ms(x.retention_ms) << "\n  zstd_level "
       << (x.zstd_level < 0 ? std::string("own") : std::to_string(x.zstd_level))
       << "\n(applied by the device with its next sync round)\n";
   return out.str();
@@ -190,18 +240,31 @@ int run(int argc, char** argv) {
   opts.add("count", opt.count, 0, "lines", "watch: stop after this many "
                                             "lines (0: until Ctrl-C)", 0);
   opts.add("set.batch-size", opt.set_batch_size, 0, "points",
-           "config: most points per batch for the device (0: its own)", 0,
-           1000000);
+           "config: most points per batch for the device (0: not given)", 1,
+           max_setting_batch_size);
   opts.add("set.sync-interval", opt.set_sync_interval, 0s,
-           "config: how often the device syncs when idle (0: its own; whole "
-           "seconds)");
+           "config: how often the device syncs when idle, to the millisecond "
+           "(0: not given)",
+           1ms);
   opts.add("set.retention", opt.set_retention, 0s,
-           "config: drop device data older than this (0: its own; whole "
-           "hours)");
+           "config: drop device data older than this, to the millisecond (0: "
+           "not given)",
+           1ms);
   opts.add("set.zstd-level", opt.set_zstd_level, -1, "level",
-           "config: zstd level of the device's batches (0: uncompressed, -1: "
-           "its own)",
-           -1, 19);
+           "config: zstd level of the device's batches (0: uncompressed; -1: "
+           "not given)",
+           0, max_setting_zstd_level);
+  opts.add("unset.batch-size", opt.unset_batch_size, false,
+           "config: the device's own batch size again");
+  opts.add("unset.sync-interval", opt.unset_sync_interval, false,
+           "config: the device's own sync interval again");
+  opts.add("unset.retention", opt.unset_retention, false,
+           "config: the device's own retention again");
+  opts.add("unset.zstd-level", opt.unset_zstd_level, false,
+           "config: the device's own zstd level again");
+  opts.add("create", opt.create, false,
+           "config: accept a device the cloud has never heard from (the "
+           "settings wait for it)");
   if (auto err = opts.parse(argc, argv)) {
     auto text = render(err);
     std::cerr << "fleetctl: bad arguments: "
@@ -223,6 +286,13 @@ int run(int argc, char** argv) {
   if (cmd == "config" && opts.args().size() != 2) {
     std::cerr << "fleetctl: bad arguments: config: name one device, e.g. "
                  "fleetctl --node HOST:7401 config DEVICE --set.batch-size=50"
+              << std::endl;
+    return 2;
+  }
+  auto change = change_of(opt);
+  if (cmd == "config" && !change) {
+    std::cerr << "fleetctl: bad arguments: "
+              << render(change.error()).substr(sizeof("bad_config: ") - 1)
               << std::endl;
     return 2;
   }
@@ -264,18 +334,26 @@ int run(int argc, char** argv) {
         },
         fail);
   } else if (cmd == "config") {
-    cloud_settings x;
-    x.batch_size = opt.set_batch_size;
-    x.sync_interval_ms = opt.set_sync_interval.count() / 1000 * 1000;
-    x.retention_ms = opt.set_retention.count() / 3600000 * 3600000;
-    x.zstd_level = opt.set_zstd_level;
-    self->request(*node, opt.timeout, config_atom::value, opts.args()[1], x)
+    self
+      ->request(*node, opt.timeout, config_atom::value, opts.args()[1],
+                *change)
       .receive(
         [&](cloud_settings& y) {
           std::cout << (opt.json ? to_json(opts.args()[1], y) + "\n"
                                  : to_text(opts.args()[1], y));
         },
-        fail);
+        [&](const caf::error& err) {
+          // The node refused the change as asked: a usage error, like ours.
+          auto code = static_cast<ec>(err.code());
+          if (err.category() == caf::atom("fleetd")
+              && (code == ec::bad_config || code == ec::unknown_device)) {
+            std::cerr << "fleetctl: config refused: " << render(err)
+                      << std::endl;
+            rc = 2;
+          } else {
+            fail(err);
+          }
+        });
   } else if (cmd == "devices") {
     self->request(*node, opt.timeout, devices_atom::value)
       .receive(

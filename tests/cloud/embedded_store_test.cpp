@@ -487,15 +487,16 @@ TEST_CASE("set_config numbers versions per device; write returns the config "
   x.sync_interval_ms = 10'000;
   x.retention_ms = 3'600'000;
   x.zstd_level = 3;
-  auto v = st.set_config("dev-a", x);
+  auto all = [&x] { return settings_change{x, all_settings_fields, false}; };
+  auto v = st.set_config("dev-a", all());
   REQUIRE_MESSAGE(v, render(v.error()));
   CHECK(v->version == 1);
   CHECK(v->batch_size == 100);
-  v = st.set_config("dev-b", x);
+  v = st.set_config("dev-b", settings_change{x, all_settings_fields, true});
   REQUIRE(v);
   CHECK(v->version == 1);
   x.batch_size = 200;
-  v = st.set_config("dev-a", x);
+  v = st.set_config("dev-a", all());
   REQUIRE(v);
   CHECK(v->version == 2);
   int64_t seq = 2;
@@ -525,9 +526,87 @@ TEST_CASE("set_config numbers versions per device; write returns the config "
   CHECK(write_ok(st, b).config.version == 0);
   // Versions survive a reopen and go on counting.
   st = f.open();
-  v = st.set_config("dev-a", x);
+  v = st.set_config("dev-a", all());
   REQUIRE(v);
   CHECK(v->version == 3);
+}
+
+TEST_CASE("set_config changes only the fields named, clears one back to "
+          "the device's own, and refuses what it cannot store exactly") {
+  store_fixture f;
+  auto st = f.open();
+  write_ok(st, batch("dev-a", 1, samples(1, 1)));
+  auto change = [](uint32_t fields, cloud_settings values = {}) {
+    return settings_change{values, fields, false};
+  };
+  auto ok = [&](const std::string& device, const settings_change& c) {
+    auto v = st.set_config(device, c);
+    REQUIRE_MESSAGE(v, render(v.error()));
+    return *v;
+  };
+  auto refused = [&](const std::string& device, const settings_change& c) {
+    auto v = st.set_config(device, c);
+    REQUIRE_FALSE(v);
+    return static_cast<ec>(v.error().code());
+  };
+  cloud_settings x;
+  x.batch_size = 100;
+  x.sync_interval_ms = 1'500;
+  x.retention_ms = 90 * 60'000;
+  x.zstd_level = 0;
+  auto v = ok("dev-a", change(all_settings_fields, x));
+  CHECK(v.version == 1);
+  // One field: the others keep version 1's values, to the millisecond.
+  cloud_settings y;
+  y.batch_size = 7;
+  v = ok("dev-a", change(field_batch_size, y));
+  CHECK(v.version == 2);
+  CHECK(v.batch_size == 7);
+  CHECK(v.sync_interval_ms == 1'500);
+  CHECK(v.retention_ms == 5'400'000);
+  CHECK(v.zstd_level == 0);
+  // Cleared: back to the own values (0, -1) a default cloud_settings holds.
+  v = ok("dev-a", change(field_sync_interval | field_zstd_level));
+  CHECK(v.version == 3);
+  CHECK(v.batch_size == 7);
+  CHECK(v.sync_interval_ms == 0);
+  CHECK(v.retention_ms == 5'400'000);
+  CHECK(v.zstd_level == -1);
+  // What a device's next batch gets is that merged version.
+  auto b = batch("dev-a", 2, samples(1, 2));
+  b.config_version = 2;
+  auto out = write_ok(st, b);
+  CHECK(out.config.version == 3);
+  CHECK(out.config.batch_size == 7);
+  CHECK(out.config.sync_interval_ms == 0);
+  CHECK(out.config.retention_ms == 5'400'000);
+  CHECK(out.config.zstd_level == -1);
+  // Refused, and nothing stored: a device never seen (unless create),
+  // nothing to set, values the SyncConfig cannot carry.
+  CHECK(refused("dev-never", change(field_batch_size, y))
+        == ec::unknown_device);
+  CHECK(refused("dev-a", change(0)) == ec::bad_config);
+  CHECK(refused("dev-a", change(64, y)) == ec::bad_config);
+  cloud_settings big;
+  big.batch_size = max_setting_batch_size + 1;
+  big.sync_interval_ms = max_setting_ms + 1;
+  big.retention_ms = -1;
+  big.zstd_level = max_setting_zstd_level + 1;
+  for (auto field : {field_batch_size, field_sync_interval, field_retention,
+                     field_zstd_level}) {
+    CAPTURE(field);
+    CHECK(refused("dev-a", change(field, big)) == ec::bad_config);
+  }
+  // A refused change did not use up a version.
+  CHECK(ok("dev-a", change(field_retention)).version == 4);
+  // Created ahead of the device, then known: no create needed any more.
+  auto c = change(field_batch_size, y);
+  c.create = true;
+  CHECK(ok("dev-new", c).version == 1);
+  v = ok("dev-new", change(field_zstd_level, x));
+  CHECK(v.version == 2);
+  CHECK(v.batch_size == 7);
+  CHECK(v.zstd_level == 0);
 }
 
 TEST_CASE("logs and events are stored and read back, in the store and "

@@ -215,10 +215,12 @@ struct http_fixture : test::cloud_fixture {
   }
 
 
+  /// Sets every field of a device's settings, known to the cloud or not.
   cloud_settings set_config(const std::string& device, cloud_settings x) {
     cloud_settings out;
     (*self)
-      ->request(store, 5s, config_atom::value, device, x)
+      ->request(store, 5s, config_atom::value, device,
+                settings_change{x, all_settings_fields, true})
       .receive([&](cloud_settings& y) { out = y; },
                [&](caf::error& err) { FAIL_CHECK(render(err)); });
     return out;

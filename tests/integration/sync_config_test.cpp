@@ -1,6 +1,9 @@
 // The operator changes a device's sync settings on the cloud (fleetctl
-// config): the device applies them within one sync round, and a restarted
-// device applies them before it ever reaches the cloud again.
+// config): the device applies them within one sync round, to the
+// millisecond, and a restarted device applies them before it ever reaches
+// the cloud again; a change keeps the settings it does not name; fleetctl
+// refuses (exit 2) an unknown device without --create, nothing to set, and
+// a value the settings cannot carry.
 #include <doctest/doctest.h>
 
 #include <csignal>
@@ -63,6 +66,20 @@ struct nodes {
     return port_in(dev_dir + "/console.port");
   }
 
+  std::pair<int, std::string> ctl(uint16_t port,
+                                  std::vector<std::string> args) {
+    std::vector<std::string> argv{"--node",
+                                  "127.0.0.1:" + std::to_string(port)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_to_end(program("fleetctl"), argv, 30s);
+  }
+
+  int64_t config_version(const std::string& device) {
+    return query_int(cloud_db, "SELECT coalesce(max(version), 0) FROM "
+                               "device_config WHERE device_id = '"
+                                 + device + "'");
+  }
+
   int64_t last_metrics_batch() {
     return query_int(cloud_db, "SELECT coalesce(max(sequence), 0) FROM "
                                "batches WHERE stream = 'metrics'");
@@ -78,21 +95,22 @@ TEST_CASE("a SyncConfig set on the cloud is applied within one sync round "
   auto console = n.start_device();
   REQUIRE(eventually([&] { return n.last_metrics_batch() >= 2; }, 20s));
   auto before = n.last_metrics_batch();
-  auto out = run_to_end(program("fleetctl"),
-                        {"--node", "127.0.0.1:" + std::to_string(n.cloud_console),
-                         "config", device_id, "--set.batch-size=7",
-                         "--set.sync-interval=1s"},
-                        30s);
+  auto out = n.ctl(n.cloud_console,
+                   {"config", device_id, "--set.batch-size=7",
+                    "--set.sync-interval=1500ms", "--set.retention=90min"});
   INFO(out.second);
   REQUIRE(out.first == 0);
   CHECK(out.second.find("settings version 1") != std::string::npos);
+  CHECK(out.second.find("sync_interval 1500ms") != std::string::npos);
+  CHECK(out.second.find("retention 90min") != std::string::npos);
   // Applied: the capability actor and every sync actor run version 1.
   REQUIRE(eventually(
     [&] {
       auto st = console_status(console);
       return st && counter(*st, "capability", "cloud_settings_version") == 1
              && counter(*st, "capability", "batch_size") == 7
-             && counter(*st, "capability", "sync_interval_ms") == 1000
+             && counter(*st, "capability", "sync_interval_ms") == 1500
+             && counter(*st, "capability", "retention_ms") == 5'400'000
              && counter(*st, "sync_metrics", "config_version") == 1
              && counter(*st, "sync_logs", "config_version") == 1
              && counter(*st, "sync_events", "config_version") == 1;
@@ -121,24 +139,81 @@ TEST_CASE("a SyncConfig set on the cloud is applied within one sync round "
   REQUIRE(st);
   CHECK(counter(*st, "capability", "cloud_settings_version") == 1);
   CHECK(counter(*st, "capability", "batch_size") == 7);
-  CHECK(counter(*st, "capability", "sync_interval_ms") == 1000);
+  CHECK(counter(*st, "capability", "sync_interval_ms") == 1500);
+  CHECK(counter(*st, "capability", "retention_ms") == 5'400'000);
   CHECK(counter(*st, "sync_metrics", "config_version") == 1);
-  // A newer version replaces it; an unknown device is still accepted (the
-  // settings wait for it), and an edge node refuses the command.
-  n.start_cloud();
-  auto again = run_to_end(
-    program("fleetctl"),
-    {"--node", "127.0.0.1:" + std::to_string(n.cloud_console), "config",
-     device_id, "--set.batch-size=20", "--json"},
-    30s);
-  CHECK(again.first == 0);
-  CHECK(again.second.find("\"version\":2") != std::string::npos);
-  auto edge = run_to_end(program("fleetctl"),
-                         {"--node", "127.0.0.1:" + std::to_string(console),
-                          "config", device_id, "--set.batch-size=20"},
-                         30s);
-  CHECK(edge.first == 1);
+  // An edge node refuses the command.
+  auto edge = n.ctl(console, {"config", device_id, "--set.batch-size=20"});
+  CHECK(edge.first == 2);
   CHECK(edge.second.find("only a cloud node") != std::string::npos);
+  n.device->signal(SIGTERM);
+  REQUIRE(n.device->wait(10s) == 0);
+  // A change keeps what it does not name; --unset gives one back.
+  n.start_cloud();
+  auto again = n.ctl(n.cloud_console,
+                     {"config", device_id, "--set.batch-size=20", "--json"});
+  INFO(again.second);
+  CHECK(again.first == 0);
+  CHECK(again.second.find("\"version\":2,\"batch_size\":20,"
+                          "\"sync_interval_ms\":1500,"
+                          "\"retention_ms\":5400000,\"zstd_level\":-1}")
+        != std::string::npos);
+  auto unset = n.ctl(n.cloud_console,
+                     {"config", device_id, "--unset.sync-interval", "--json"});
+  INFO(unset.second);
+  CHECK(unset.first == 0);
+  CHECK(unset.second.find("\"version\":3,\"batch_size\":20,"
+                          "\"sync_interval_ms\":0,"
+                          "\"retention_ms\":5400000,\"zstd_level\":-1}")
+        != std::string::npos);
+  // Refused with exit 2, a reason, and no new version.
+  struct refusal {
+    std::vector<std::string> args;
+    const char* reason;
+  };
+  for (auto& r : std::vector<refusal>{
+         {{"config", "never-seen-dev", "--set.batch-size=5"},
+          "never heard from device 'never-seen-dev'"},
+         {{"config", device_id}, "nothing to set"},
+         {{"config", device_id, "--create"}, "nothing to set"},
+         {{"config", device_id, "--set.batch-size=5", "--unset.batch-size"},
+          "both --set.batch-size and --unset.batch-size"},
+         {{"config", device_id, "--set.retention=600000h"},
+          "retention_ms: 2160000000000 is out of range"},
+         {{"config", device_id, "--set.sync-interval=0s"},
+          "set.sync-interval: must be at least 1ms"},
+         {{"config", device_id, "--set.batch-size=0"},
+          "set.batch-size: 0 is out of range"}}) {
+    auto res = n.ctl(n.cloud_console, r.args);
+    CAPTURE(r.args.back());
+    INFO(res.second);
+    CHECK(res.first == 2);
+    CHECK(res.second.find(r.reason) != std::string::npos);
+  }
+  CHECK(n.config_version(device_id) == 3);
+  CHECK(n.config_version("never-seen-dev") == 0);
+  // --create sets a device's settings before it ever syncs; then it is known.
+  auto created = n.ctl(n.cloud_console, {"config", "never-seen-dev",
+                                         "--set.batch-size=5", "--create"});
+  INFO(created.second);
+  CHECK(created.first == 0);
+  CHECK(created.second.find("settings version 1") != std::string::npos);
+  CHECK(n.ctl(n.cloud_console,
+              {"config", "never-seen-dev", "--set.zstd-level=0"})
+          .first
+        == 0);
+  CHECK(n.config_version("never-seen-dev") == 2);
+  // The device gets the merged version 3: its own interval (200ms) again.
+  console = n.start_device();
+  REQUIRE(eventually(
+    [&] {
+      auto st = console_status(console);
+      return st && counter(*st, "capability", "cloud_settings_version") == 3
+             && counter(*st, "capability", "batch_size") == 20
+             && counter(*st, "capability", "sync_interval_ms") == 200
+             && counter(*st, "capability", "retention_ms") == 5'400'000;
+    },
+    20s));
   n.device->signal(SIGTERM);
   CHECK(n.device->wait(10s) == 0);
   n.cloud->signal(SIGTERM);

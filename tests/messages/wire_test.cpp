@@ -587,6 +587,45 @@ TEST_CASE("responses round-trip") {
   CHECK(decode_response(encode_response(cfg))->config.zstd_level == 7);
 }
 
+TEST_CASE("SyncConfig carries durations to the millisecond and still fills "
+          "the whole-unit fields for older devices") {
+  sync_ack cfg;
+  cfg.success = true;
+  cfg.config.version = 4;
+  cfg.config.sync_interval_ms = 1'500;
+  cfg.config.retention_ms = 90 * 60'000;
+  auto body = encode_response(cfg);
+  auto x = decode_response(body);
+  REQUIRE_MESSAGE(x, render(x.error()));
+  CHECK(x->config.sync_interval_ms == 1'500);
+  CHECK(x->config.retention_ms == 5'400'000);
+  // An older device reads only these: rounded, and never 0 (its own).
+  pb::SyncResponse res;
+  REQUIRE(res.ParseFromString(body));
+  CHECK(res.config_update().sync_interval_ms() == 1'500);
+  CHECK(res.config_update().retention_ms() == 5'400'000);
+  CHECK(res.config_update().sync_interval_seconds() == 2);
+  CHECK(res.config_update().retention_hours() == 2);
+  cfg.config.sync_interval_ms = 400;
+  cfg.config.retention_ms = 0;
+  REQUIRE(res.ParseFromString(encode_response(cfg)));
+  CHECK(res.config_update().sync_interval_seconds() == 1);
+  CHECK(res.config_update().retention_hours() == 0);
+  cfg.config.sync_interval_ms = max_setting_ms;
+  REQUIRE(res.ParseFromString(encode_response(cfg)));
+  CHECK(res.config_update().sync_interval_seconds() == INT32_MAX);
+  // An older cloud sends only the whole units: the device reads those.
+  pb::SyncResponse old;
+  old.set_success(true);
+  old.mutable_config_update()->set_version(2);
+  old.mutable_config_update()->set_sync_interval_seconds(10);
+  old.mutable_config_update()->set_retention_hours(3);
+  x = decode_response(old.SerializeAsString());
+  REQUIRE_MESSAGE(x, render(x.error()));
+  CHECK(x->config.sync_interval_ms == 10'000);
+  CHECK(x->config.retention_ms == 3 * 3'600'000);
+}
+
 TEST_CASE("an empty response is a default ack and garbage fails to decode") {
   auto x = decode_response("");
   REQUIRE(x);
