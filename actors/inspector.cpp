@@ -41,6 +41,7 @@ inspector(inspector_actor::stateful_pointer<inspector_state> self,
       out->node_id = st.cfg.node_id;
       out->version = "0.1.0";
       out->uptime_ms = st.cfg.clock->now_ms() - st.started_ms;
+      out->started_ms = st.started_ms;
       out->actors.resize(st.cfg.actors.size());
       if (st.cfg.actors.empty())
         return *out;

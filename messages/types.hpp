@@ -294,13 +294,15 @@ struct node_status {
   std::string node_id;
   std::string version;
   int64_t uptime_ms = 0;
+  /// When this node process started (Unix ms): its counters count from then.
+  int64_t started_ms = 0;
   std::vector<actor_stats> actors;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_status& x) {
   return f(caf::meta::type_name("node_status"), x.role, x.node_id, x.version,
-           x.uptime_ms, x.actors);
+           x.uptime_ms, x.started_ms, x.actors);
 }
 
 /// One device stream as the cloud knows it, answered to `fleetctl devices`.

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include <caf/actor_system.hpp>
 #include <caf/io/middleman.hpp>
@@ -83,7 +84,10 @@ constexpr const char* summary =
   "  devices   on a cloud node: each device stream with points received,\n"
   "            batches, duplicates, gaps and last acked sequence\n"
   "  watch     one live line of what flows through the node, every\n"
-  "            --interval, until Ctrl-C (or --count lines)\n"
+  "            --interval, until Ctrl-C (or --count lines); with --json one\n"
+  "            JSON object per line. Rides out a node restart: says so on\n"
+  "            stderr and reconnects. Counters are the node process's own,\n"
+  "            counted from its start (started_ms in JSON)\n"
   "  config DEVICE --set.OPTION=VALUE --unset.OPTION ...\n"
   "            on a cloud node: change a device's sync settings (batch\n"
   "            size, interval, retention, zstd level); the others keep\n"
@@ -98,7 +102,8 @@ std::string to_json(const node_status& x) {
   out << "{\"role\":" << json_quote(x.role)
       << ",\"node_id\":" << json_quote(x.node_id)
       << ",\"version\":" << json_quote(x.version)
-      << ",\"uptime_ms\":" << x.uptime_ms << ",\"actors\":[";
+      << ",\"uptime_ms\":" << x.uptime_ms
+      << ",\"started_ms\":" << x.started_ms << ",\"actors\":[";
   for (size_t i = 0; i < x.actors.size(); ++i) {
     auto& a = x.actors[i];
     out << (i ? "," : "") << "{\"name\":" << json_quote(a.name)
@@ -206,25 +211,109 @@ std::string to_json(const std::string& device, const cloud_settings& x) {
   return out.str();
 }
 
-// The few counters that show data flowing through the node, on one line.
-std::string flow_line(const node_status& x) {
+/// The few counters that show data flowing through the node.
+struct flow {
+  std::vector<std::pair<const char*, int64_t>> counters;
+  /// On a device: the link's state (backoff actor).
+  std::string link;
+};
+
+flow flow_of(const node_status& x) {
+  if (x.role == "edge")
+    return {{{"collected", counter(x, "system_collector", "points_collected")},
+             {"stored", counter(x, "storage", "points_stored")},
+             {"synced", counter(x, "sync_metrics", "records_synced")},
+             {"logs", counter(x, "sync_logs", "records_synced")},
+             {"events", counter(x, "sync_events", "records_synced")},
+             {"acked_seq", counter(x, "sync_metrics", "last_acked_sequence")},
+             {"queued", counter(x, "storage", "queued_batches")}},
+            state_of(x, "backoff")};
+  return {{{"batches", counter(x, "ingest", "accepted")},
+           {"points", counter(x, "ingest", "points")},
+           {"duplicates", counter(x, "ingest", "duplicates")},
+           {"requests", counter(x, "ingest", "requests")}},
+          ""};
+}
+
+/// Local wall-clock time of day of a Unix time in ms, "HH:MM:SS".
+std::string clock_text(int64_t unix_ms) {
+  std::time_t t = unix_ms / 1000;
+  char out[16];
+  strftime(out, sizeof(out), "%H:%M:%S", std::localtime(&t));
+  return out;
+}
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+// "HH:MM:SS NODE collected=N ... link=STATE": one line of `watch`.
+std::string flow_line(const node_status& x, int64_t at_ms) {
+  auto f = flow_of(x);
   std::ostringstream out;
-  if (x.role == "edge") {
-    out << "collected=" << counter(x, "system_collector", "points_collected")
-        << " stored=" << counter(x, "storage", "points_stored")
-        << " synced=" << counter(x, "sync_metrics", "records_synced")
-        << " logs=" << counter(x, "sync_logs", "records_synced")
-        << " events=" << counter(x, "sync_events", "records_synced")
-        << " acked_seq=" << counter(x, "sync_metrics", "last_acked_sequence")
-        << " queued=" << counter(x, "storage", "queued_batches")
-        << " link=" << state_of(x, "backoff");
-  } else {
-    out << "batches=" << counter(x, "ingest", "accepted")
-        << " points=" << counter(x, "ingest", "points")
-        << " duplicates=" << counter(x, "ingest", "duplicates")
-        << " requests=" << counter(x, "ingest", "requests");
-  }
+  out << clock_text(at_ms) << " " << x.node_id;
+  for (auto& kv : f.counters)
+    out << " " << kv.first << "=" << kv.second;
+  if (x.role == "edge")
+    out << " link=" << f.link;
   return out.str();
+}
+
+// The same as one JSON object, with the node process's start time.
+std::string flow_json(const node_status& x, int64_t at_ms) {
+  auto f = flow_of(x);
+  json_object out;
+  out.add("time_ms", at_ms)
+    .add("node_id", x.node_id)
+    .add("role", x.role)
+    .add("started_ms", x.started_ms);
+  for (auto& kv : f.counters)
+    out.add(kv.first, kv.second);
+  if (x.role == "edge")
+    out.add("link", f.link);
+  return out.str();
+}
+
+/// `fleetctl watch`: stdout gets only the lines; a failed poll (the node
+/// restarting) is said once on stderr, then reconnects every interval.
+int watch(caf::actor_system& sys, inspector_actor node, const ctl_options& opt,
+          const std::string& host, uint16_t port) {
+  caf::scoped_actor self{sys};
+  int64_t printed = 0;
+  int64_t started = 0;
+  for (int64_t tick = 0; opt.count == 0 || printed < opt.count; ++tick) {
+    if (tick > 0)
+      std::this_thread::sleep_for(opt.interval);
+    if (!node) {
+      auto again = sys.middleman().remote_actor<inspector_actor>(host, port);
+      if (!again)
+        continue;
+      node = std::move(*again);
+      std::cerr << "fleetctl: watch: reconnected to " << opt.node << std::endl;
+    }
+    self->request(node, opt.timeout, status_atom::value)
+      .receive(
+        [&](node_status& x) {
+          if (started != 0 && x.started_ms != started)
+            std::cerr << "fleetctl: watch: node " << x.node_id
+                      << " restarted at " << clock_text(x.started_ms)
+                      << "; its counters count from 0 again" << std::endl;
+          started = x.started_ms;
+          auto at = now_ms();
+          std::cout << (opt.json ? flow_json(x, at) : flow_line(x, at))
+                    << std::endl;
+          ++printed;
+        },
+        [&](const caf::error& err) {
+          std::cerr << "fleetctl: watch: lost node " << opt.node << ": "
+                    << render(err) << "; reconnecting every "
+                    << to_duration_text(opt.interval) << std::endl;
+          node = inspector_actor{};
+        });
+  }
+  return 0;
 }
 
 int run(int argc, char** argv) {
@@ -362,22 +451,7 @@ int run(int argc, char** argv) {
         },
         fail);
   } else {
-    for (int64_t i = 0; opt.count == 0 || i < opt.count; ++i) {
-      if (i > 0)
-        std::this_thread::sleep_for(opt.interval);
-      self->request(*node, opt.timeout, status_atom::value)
-        .receive(
-          [&](node_status& x) {
-            auto now = std::time(nullptr);
-            char stamp[16];
-            strftime(stamp, sizeof(stamp), "%H:%M:%S", std::localtime(&now));
-            std::cout << stamp << " " << x.node_id << " "
-                      << (opt.json ? to_json(x) : flow_line(x)) << std::endl;
-          },
-          fail);
-      if (rc != 0)
-        break;
-    }
+    rc = watch(sys, *node, opt, host, static_cast<uint16_t>(port));
   }
   return rc;
 }

@@ -255,6 +255,8 @@ TEST_CASE("status gathers every registered actor's stats in registration "
   auto st = f.status(insp);
   REQUIRE(st);
   CHECK(st->uptime_ms == 0);
+  auto started = f.clock->now_ms();
+  CHECK(st->started_ms == started);
   f.clock->advance(4321);
   st = f.status(insp);
   REQUIRE(st);
@@ -262,6 +264,8 @@ TEST_CASE("status gathers every registered actor's stats in registration "
   CHECK(st->node_id == "dev-under-test");
   CHECK(st->version == "0.1.0");
   CHECK(st->uptime_ms == 4321);
+  // The process's start, not the answer's time: counters count from it.
+  CHECK(st->started_ms == started);
   REQUIRE(st->actors.size() == 3);
   check_stats(st->actors[0], first);
   check_stats(st->actors[1], second);

@@ -1,5 +1,5 @@
 // fleetctl against real fleetd and fleetd-cloud processes: status, devices
-// and watch, as text and JSON; and how it fails.
+// and watch, as text and JSON; watch across a node restart; and how it fails.
 #include <doctest/doctest.h>
 
 #include <arpa/inet.h>
@@ -213,6 +213,37 @@ uint16_t port_in(const std::string& file) {
   return port;
 }
 
+/// What a fleetctl run wrote to stdout and to stderr, apart.
+struct split_run {
+  int rc = -1;
+  std::string out;
+  std::string err;
+};
+
+split_run ctl_split(uint16_t port, std::vector<std::string> args) {
+  temp_dir tmp;
+  std::vector<std::string> argv{"--node", "127.0.0.1:" + std::to_string(port)};
+  argv.insert(argv.end(), args.begin(), args.end());
+  process p{program("fleetctl"), argv, tmp.path() + "/err",
+            tmp.path() + "/out"};
+  auto st = p.wait(30s);
+  CHECK(st);
+  return {st ? *st : -1, read_file(tmp.path() + "/out"),
+          read_file(tmp.path() + "/err")};
+}
+
+/// Every stdout line of `watch --json`: one JSON object each, and only
+/// whole lines.
+void check_json_lines(const std::string& out) {
+  REQUIRE_FALSE(out.empty());
+  CHECK(out.back() == '\n');
+  for (auto& line : lines_of(out)) {
+    CAPTURE(line);
+    CHECK(valid_json(line));
+    CHECK(line.front() == '{');
+  }
+}
+
 /// One cloud and one device syncing to it, both with consoles on free ports.
 struct running_nodes {
   temp_dir tmp;
@@ -404,6 +435,39 @@ TEST_CASE("fleetctl status, devices and watch show what flows through real "
     CHECK(lines_of(text).size() == 1);
   }
 
+  SUBCASE("watch --json prints one JSON object per line and nothing else") {
+    auto run = ctl_split(n.cloud_console, {"watch", "--json", "--count=3",
+                                           "--interval=100ms"});
+    INFO(run.out);
+    INFO(run.err);
+    CHECK(run.rc == 0);
+    CHECK(run.err.empty());
+    auto lines = lines_of(run.out);
+    CHECK(lines.size() == 3);
+    check_json_lines(run.out);
+    auto st = console_status(n.cloud_console);
+    REQUIRE(st);
+    for (auto& line : lines) {
+      CAPTURE(line);
+      CHECK(line.find(std::string{"\"node_id\":\""} + cloud_id + "\"")
+            != std::string::npos);
+      CHECK(line.find("\"role\":\"cloud\"") != std::string::npos);
+      CHECK(json_counter(line, "started_ms") == st->started_ms);
+      CHECK(json_counter(line, "time_ms") >= st->started_ms);
+      CHECK(json_counter(line, "points") > 0);
+      CHECK(json_counter(line, "requests") > 0);
+    }
+    auto dev = ctl_split(n.dev_console, {"watch", "--json", "--count=2",
+                                         "--interval=100ms"});
+    INFO(dev.out);
+    CHECK(dev.rc == 0);
+    CHECK(dev.err.empty());
+    CHECK(lines_of(dev.out).size() == 2);
+    check_json_lines(dev.out);
+    CHECK(json_counter(dev.out, "synced") > 0);
+    CHECK(dev.out.find("\"link\":\"") != std::string::npos);
+  }
+
   SUBCASE("watch --count 2 prints two flow lines and exits") {
     auto out_run = n.ctl(n.cloud_console,
                            {"watch", "--count", "2", "--interval", "100ms"});
@@ -467,4 +531,75 @@ TEST_CASE("fleetctl with an unknown command exits 2 and names the command") {
   auto lines = lines_of(out);
   REQUIRE(lines.size() == 1);
   CHECK(lines[0].find("unknown command 'frobnicate'") != std::string::npos);
+}
+
+TEST_CASE("fleetctl watch rides out a node restart: says so on stderr, "
+          "reconnects and goes on") {
+  temp_dir tmp;
+  auto cloud_dir = tmp.path() + "/cloud";
+  // A fixed console port, so the restarted node is found where it was.
+  auto console = free_port();
+  auto start_cloud = [&] {
+    ::unlink((cloud_dir + "/console.port").c_str());
+    auto p = std::make_unique<process>(
+      program("fleetd-cloud"),
+      std::vector<std::string>{"--node.data-dir=" + cloud_dir,
+                               std::string{"--node.id="} + cloud_id,
+                               "--ingest.port=0",
+                               "--console.port=" + std::to_string(console)},
+      tmp.path() + "/cloud.log");
+    REQUIRE(port_in(cloud_dir + "/console.port") == console);
+    return p;
+  };
+  auto cloud = start_cloud();
+  auto out_file = tmp.path() + "/watch.out";
+  auto err_file = tmp.path() + "/watch.err";
+  process watch{program("fleetctl"),
+                {"--node", "127.0.0.1:" + std::to_string(console), "watch",
+                 "--json", "--interval=100ms", "--timeout=2s"},
+                err_file,
+                out_file};
+  auto started = [&] {
+    std::vector<int64_t> out;
+    for (auto& line : lines_of(read_file(out_file)))
+      if (out.empty() || out.back() != json_counter(line, "started_ms"))
+        out.push_back(json_counter(line, "started_ms"));
+    return out;
+  };
+  REQUIRE(eventually([&] { return lines_of(read_file(out_file)).size() >= 2; },
+                     30s));
+  auto before = started();
+  REQUIRE(before.size() == 1);
+  cloud->signal(SIGTERM);
+  REQUIRE(cloud->wait(10s) == 0);
+  REQUIRE(eventually(
+    [&] {
+      return read_file(err_file).find("fleetctl: watch: lost node")
+             != std::string::npos;
+    },
+    30s));
+  CHECK(watch.running());
+  cloud = start_cloud();
+  // The lines go on, now from the new process, which the JSON names.
+  REQUIRE(eventually([&] { return started().size() == 2; }, 30s));
+  auto after = started();
+  CHECK(after[0] == before[0]);
+  CHECK(after[1] > after[0]);
+  auto st = console_status(console);
+  REQUIRE(st);
+  CHECK(after[1] == st->started_ms);
+  CHECK(watch.running());
+  watch.signal(SIGTERM);
+  watch.wait(10s);
+  auto err = read_file(err_file);
+  INFO(err);
+  CHECK(err.find("fleetctl: watch: reconnected to 127.0.0.1:"
+                 + std::to_string(console))
+        != std::string::npos);
+  CHECK(err.find("restarted at") != std::string::npos);
+  // stderr says it once per outage, not once per attempt.
+  CHECK(lines_of(err).size() == 3);
+  check_json_lines(read_file(out_file));
+  cloud->signal(SIGTERM);
+  CHECK(cloud->wait(10s) == 0);
 }

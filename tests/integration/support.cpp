@@ -38,7 +38,7 @@ temp_dir::~temp_dir() {
 }
 
 process::process(std::string prog, std::vector<std::string> args,
-                 std::string stderr_file) {
+                 std::string stderr_file, std::string stdout_file) {
   pid_ = fork();
   if (pid_ == 0) {
     auto fd = open(stderr_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -46,6 +46,14 @@ process::process(std::string prog, std::vector<std::string> args,
       dup2(fd, STDERR_FILENO);
       dup2(fd, STDOUT_FILENO);
       close(fd);
+    }
+    auto out = stdout_file.empty()
+                 ? -1
+                 : open(stdout_file.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                        0644);
+    if (out >= 0) {
+      dup2(out, STDOUT_FILENO);
+      close(out);
     }
     // The child must not inherit the test's blocked signal mask.
     sigset_t none;

@@ -29,8 +29,9 @@ private:
 /// One child process of a test: a program of build/ with arguments.
 class process {
 public:
+  /// stdout goes to `stdout_file` when given, else with stderr.
   process(std::string program, std::vector<std::string> args,
-          std::string stderr_file);
+          std::string stderr_file, std::string stdout_file = "");
   ~process();
 
   pid_t pid() const {

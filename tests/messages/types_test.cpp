@@ -85,8 +85,8 @@ bool operator==(const actor_stats& x, const actor_stats& y) {
 }
 
 bool operator==(const node_status& x, const node_status& y) {
-  return std::tie(x.role, x.node_id, x.version, x.uptime_ms)
-           == std::tie(y.role, y.node_id, y.version, y.uptime_ms)
+  return std::tie(x.role, x.node_id, x.version, x.uptime_ms, x.started_ms)
+           == std::tie(y.role, y.node_id, y.version, y.uptime_ms, y.started_ms)
          && x.actors == y.actors;
 }
 
@@ -296,6 +296,7 @@ TEST_CASE_FIXTURE(fixture, "node_status round-trips with its actors") {
   x.node_id = "edge-01";
   x.version = "0.1.0";
   x.uptime_ms = 86400000;
+  x.started_ms = 1'700'000'000'123;
   x.actors = {make_stats("storage"), make_stats("sync/metrics")};
   check_round_trips(x);
 }
