@@ -214,6 +214,10 @@ void option_set::add(const std::string& key, duration& ref, duration def,
       return bad(key + ": expected a duration such as 500ms, 10s or 5min, got "
                  + caf::to_string(v));
     auto ms = std::chrono::duration_cast<duration>(*t);
+    // Truncating 1500us to 1ms would change the value silently.
+    if (ms != *t)
+      return bad(key + ": " + caf::to_string(v)
+                 + " is not a whole number of milliseconds");
     if (ms < min)
       return bad(key + ": must be at least " + to_duration_text(min));
     ref = ms;

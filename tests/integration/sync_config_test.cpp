@@ -180,6 +180,8 @@ TEST_CASE("a SyncConfig set on the cloud is applied within one sync round "
           "both --set.batch-size and --unset.batch-size"},
          {{"config", device_id, "--set.retention=600000h"},
           "retention_ms: 2160000000000 is out of range"},
+         {{"config", device_id, "--set.sync-interval=1500us"},
+          "1500us is not a whole number of milliseconds"},
          {{"config", device_id, "--set.sync-interval=0s"},
           "set.sync-interval: must be at least 1ms"},
          {{"config", device_id, "--set.batch-size=0"},

@@ -328,6 +328,17 @@ TEST_CASE_FIXTURE(fixture, "a duration below its minimum is an error naming "
   CHECK(interval == 100ms);
 }
 
+TEST_CASE_FIXTURE(fixture, "a duration finer than a millisecond is refused, "
+                           "not truncated") {
+  auto err = parse_ok({"--http.timeout=1500us"});
+  REQUIRE(err);
+  CHECK(contains(render(err), "http.timeout"));
+  CHECK(contains(render(err), "whole number of milliseconds"));
+  CHECK(timeout == 2min);
+  REQUIRE(!parse_ok({"--http.timeout=2000us"}));
+  CHECK(timeout == 2ms);
+}
+
 TEST_CASE_FIXTURE(fixture, "a required string that is missing is an error "
                            "naming it") {
   auto err = parse({});
