@@ -11,6 +11,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <algorithm>
+#include <optional>
+#include <sys/statvfs.h>
 
 #include <caf/typed_event_based_actor.hpp>
 
@@ -94,62 +96,336 @@ std::string series_key(const std::string& name, const std::string& labels) {
   return key;
 }
 
+// How long a start waits for a lock held elsewhere before it says so.
+constexpr int open_busy_timeout_ms = 2000;
+
+bool has_code(const caf::error& err, ec code) {
+  return err && err.category() == caf::atom("fleetd")
+         && static_cast<ec>(err.code()) == code;
+}
+
+// Why a start cannot use the file, for the operator: the file, the cause,
+// and that nothing was changed.
+caf::error cannot_use(const std::string& path, const caf::error& err) {
+  auto code = err.category() == caf::atom("fleetd") ? static_cast<ec>(err.code())
+                                                    : ec::storage_failed;
+  const char* why = code == ec::storage_locked
+                      ? "another process holds a lock on it; stop that "
+                        "process (or end its transaction) and start again"
+                    : code == ec::io_error
+                      ? "it cannot be opened (permission or path)"
+                    : code == ec::disk_full
+                      ? "the disk is full or the file is read-only"
+                      : "SQLite refused it";
+  return make_error(code, "database " + path + ": " + why + " (" + render(err)
+                            + "); the file was left as it is");
+}
+
 // A file we cannot use is renamed, never deleted: an operator may want it.
-bool move_aside(const std::string& path, int64_t now_ms) {
+// Returns the new name, empty when the rename failed.
+std::string move_aside(const std::string& path, int64_t now_ms) {
   auto target = path + ".corrupt-" + std::to_string(now_ms);
-  bool ok = rename(path.c_str(), target.c_str()) == 0;
+  if (rename(path.c_str(), target.c_str()) != 0) {
+    log_error("storage", "cannot move ", path, " aside: ", strerror(errno));
+    return {};
+  }
   for (auto suffix : {"-wal", "-shm"}) {
     auto side = path + suffix;
     rename(side.c_str(), (target + suffix).c_str());
   }
-  if (ok)
-    log_error("storage", "database ", path, " is unusable; moved aside to ",
-              target, " and starting a fresh one");
-  else
-    log_error("storage", "cannot move ", path, " aside: ", strerror(errno));
-  return ok;
+  log_error("storage", "database ", path, " is corrupt; moved aside to ",
+            target, ", salvaging what it still holds into a fresh one");
+  return target;
+}
+
+// The first column of the first row; nullopt when it cannot be read.
+std::optional<int64_t> try_scalar(sqlite::database& db,
+                                  const std::string& sql) {
+  auto st = db.prepare(sql);
+  if (!st)
+    return std::nullopt;
+  auto row = st->step();
+  if (!row)
+    return std::nullopt;
+  return *row && !st->column_is_null(0) ? st->column_int(0) : 0;
+}
+
+// Cursor positions of a stream: acked and batched row ids.
+std::pair<int64_t, int64_t> stream_cursors(sqlite::database& db,
+                                           const char* stream) {
+  auto st = db.prepare("SELECT acked_upto, batched_upto FROM stream_state "
+                       "WHERE stream = ?1");
+  if (!st)
+    return {0, 0};
+  st->bind(1, std::string_view{stream});
+  auto row = st->step();
+  if (!row || !*row)
+    return {0, 0};
+  return {st->column_int(0), st->column_int(1)};
+}
+
+struct copy_result {
+  int64_t copied = 0;
+  // Every row was read; false when a damaged region was skipped.
+  bool complete = true;
+};
+
+// Copies the rows of `table` with `key` > `from` from `src` into the same
+// table of `dst`. A region that cannot be read is skipped by probing ever
+// further past it (bounded); without a `key` (WITHOUT ROWID tables) the
+// first unreadable row ends the copy. Only a failed write is an error.
+caf::expected<copy_result> copy_rows(sqlite::database& src,
+                                     sqlite::database& dst,
+                                     const std::string& table,
+                                     const std::string& key, int64_t from) {
+  copy_result out;
+  auto where = key.empty() ? std::string{}
+                           : " WHERE " + key + " > ?1 ORDER BY " + key;
+  sqlite::statement ins;
+  bool prepared = false;
+  int64_t after = from;
+  for (int probes = 0; probes < 256;) {
+    auto sel = src.prepare("SELECT * FROM " + table + where);
+    if (!sel) {
+      out.complete = false;
+      return out;
+    }
+    if (!key.empty())
+      sel->bind(1, after);
+    for (;;) {
+      auto row = sel->step();
+      if (!row)
+        break;
+      if (!*row)
+        return out;
+      if (!prepared) {
+        std::string sql = "INSERT INTO " + table + " VALUES (";
+        for (int c = 0; c < sel->column_count(); ++c)
+          sql += (c > 0 ? ",?" : "?") + std::to_string(c + 1);
+        auto st = dst.prepare(sql + ")");
+        if (!st)
+          return st.error();
+        ins = std::move(*st);
+        prepared = true;
+      }
+      ins.reset();
+      for (int c = 0; c < sel->column_count(); ++c)
+        ins.bind_column(c + 1, *sel, c);
+      if (auto err = ins.run())
+        return err;
+      ++out.copied;
+      if (!key.empty())
+        after = sel->column_int(0);
+    }
+    out.complete = false;
+    if (key.empty())
+      return out;
+    auto probe = src.prepare("SELECT " + key + " FROM " + table + " WHERE "
+                             + key + " > ?1 ORDER BY " + key + " LIMIT 1");
+    if (!probe)
+      return out;
+    bool found = false;
+    for (int64_t step = 1; probes < 256 && step > 0; ++probes, step *= 2) {
+      probe->reset().bind(1, after + step);
+      auto row = probe->step();
+      if (!row)
+        continue;
+      if (!*row)
+        return out;
+      after = probe->column_int(0) - 1;
+      found = true;
+      break;
+    }
+    if (!found)
+      return out;
+  }
+  return out;
 }
 
 } // namespace
 
+// Reads what the corrupt file at `aside` still gives of the unsynced data
+// into the fresh (empty) store: with its epoch and stream cursors readable
+// the store goes on with the same numbering (queued batches, series session
+// and rows past the acked cursors); otherwise every readable row is cut
+// again under a new epoch. What cannot be read is counted as dropped.
+caf::error edge_store::salvage(const std::string& aside) {
+  auto src = sqlite::database::open_readonly(aside);
+  if (!src) {
+    log_error("storage", "cannot read ", aside, ": ", render(src.error()));
+    return record_event("storage_salvaged",
+                        "database was corrupt; moved aside to " + aside
+                          + ", nothing could be read from it");
+  }
+  std::map<std::string, int64_t> lost;
+  int64_t recovered = 0;
+  bool same_epoch = false;
+  auto err = sqlite::transaction(db_, [&]() -> caf::error {
+    auto copy = [&](const std::string& table, const std::string& key,
+                    int64_t from) -> caf::expected<copy_result> {
+      auto r = copy_rows(*src, db_, table, key, from);
+      if (r)
+        recovered += r->copied;
+      return r;
+    };
+    auto meta = copy("meta", "", 0);
+    if (!meta)
+      return meta.error();
+    auto state = copy("stream_state", "", 0);
+    if (!state)
+      return state.error();
+    same_epoch = meta->complete && state->complete
+                 && try_scalar(db_, "SELECT count(*) FROM meta WHERE "
+                                    "key = 'epoch'")
+                      == 1;
+    if (!same_epoch) {
+      // The numbering cannot go on: a new epoch cuts every row again.
+      for (auto sql : {"DELETE FROM meta WHERE key = 'epoch'",
+                       "DELETE FROM stream_state"})
+        if (auto err = db_.exec(sql))
+          return err;
+    } else {
+      auto queue = copy("sync_queue", "", 0);
+      if (!queue)
+        return queue.error();
+      if (auto n = try_scalar(*src, "SELECT count(*) FROM sync_queue"))
+        lost[drop_kind::batches_unreadable] = *n - queue->copied;
+      auto ws = copy("wire_series", "", 0);
+      if (!ws)
+        return ws.error();
+      auto wh = copy("wire_history", "", 0);
+      if (!wh)
+        return wh.error();
+      // Half a series session is worse than none: the next batch starts one.
+      if (!ws->complete || !wh->complete)
+        for (auto sql : {"DELETE FROM wire_series", "DELETE FROM wire_history"})
+          if (auto err = db_.exec(sql))
+            return err;
+    }
+    if (auto r = copy("series", "id", 0); !r)
+      return r.error();
+    const std::pair<const char*, const char*> tables[]
+      = {{"metrics", drop_kind::metrics_unreadable},
+         {"logs", drop_kind::logs_unreadable},
+         {"events", drop_kind::events_unreadable}};
+    for (auto [table, kind] : tables) {
+      auto [acked, batched] = same_epoch ? stream_cursors(db_, table)
+                                         : std::pair<int64_t, int64_t>{0, 0};
+      auto r = copy(table, "id", acked);
+      if (!r)
+        return r.error();
+      auto seq = try_scalar(*src, std::string("SELECT seq FROM sqlite_sequence "
+                                              "WHERE name = '") + table + "'");
+      // The count when the table still gives it, else the id range.
+      auto expected = try_scalar(*src, std::string("SELECT count(*) FROM ")
+                                         + table + " WHERE id > "
+                                         + std::to_string(acked));
+      if (!expected && seq)
+        expected = *seq - acked;
+      if (expected)
+        lost[kind] = std::max<int64_t>(0, *expected - r->copied);
+      // Ids never go back below a cursor: new rows must sort after it.
+      auto floor = std::max(batched, seq.value_or(0));
+      auto fix = db_.prepare("UPDATE sqlite_sequence SET seq = max(seq, ?2) "
+                             "WHERE name = ?1");
+      if (!fix)
+        return fix.error();
+      fix->bind(1, std::string_view{table}).bind(2, floor);
+      if (auto err = fix->run())
+        return err;
+      if (db_.changes() == 0 && floor > 0) {
+        auto add = db_.prepare("INSERT INTO sqlite_sequence (name, seq) "
+                               "VALUES (?1, ?2)");
+        if (!add)
+          return add.error();
+        add->bind(1, std::string_view{table}).bind(2, floor);
+        if (auto err = add->run())
+          return err;
+      }
+    }
+    // A point whose series was not readable cannot be sent.
+    if (auto err = db_.exec("DELETE FROM metrics WHERE series_id NOT IN "
+                            "(SELECT id FROM series)"))
+      return err;
+    lost[drop_kind::metrics_unreadable] += db_.changes();
+    recovered -= db_.changes();
+    for (auto& [kind, n] : lost)
+      if (auto err = count_drop(kind.c_str(), n))
+        return err;
+    return caf::none;
+  });
+  if (err)
+    return err;
+  std::string what = "database was corrupt; moved aside to " + aside
+                     + "; recovered " + std::to_string(recovered) + " rows ("
+                     + (same_epoch ? "same sequence epoch"
+                                   : "epoch unreadable: every readable row "
+                                     "is sent again under a new epoch")
+                     + ")";
+  for (auto& [kind, n] : lost)
+    if (n > 0)
+      what += ", " + kind + "=" + std::to_string(n);
+  log_warning("storage", what);
+  return record_event("storage_salvaged", what);
+}
+
+caf::error edge_store::init(const std::string* salvage_from) {
+  if (auto err = db_.exec(schema))
+    return err;
+  if (salvage_from)
+    if (auto err = salvage(*salvage_from))
+      return err;
+  if (auto err = load_epoch())
+    return err;
+  if (auto err = prepare())
+    return err;
+  if (auto err = limit_wal())
+    return err;
+  if (!hold_reserve())
+    log_warning("storage", "no room for the ", cfg_.limits.reserve_bytes,
+                "-byte reserve beside ", cfg_.path);
+  return caf::none;
+}
+
 caf::expected<edge_store> edge_store::open(const storage_config& cfg) {
   edge_store out;
   out.cfg_ = cfg;
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    auto db = sqlite::database::open(cfg.path, "FULL");
-    caf::error err;
-    if (db) {
-      auto check = db->quick_check();
-      if (check == "ok") {
-        out.db_ = std::move(*db);
-        err = out.db_.exec(schema);
-        if (!err)
-          err = out.load_epoch();
-        if (!err)
-          err = out.prepare();
-        if (!err) {
-          if (!out.hold_reserve())
-            log_warning("storage", "no room for the ",
-                        cfg.limits.reserve_bytes, "-byte reserve beside ",
-                        cfg.path);
-          return out;
-        }
-      } else {
-        err = make_error(ec::storage_failed, "quick_check: " + check);
-      }
-    } else {
-      err = db.error();
-    }
-    auto code = static_cast<ec>(err.code());
-    if (code == ec::disk_full || code == ec::io_error || attempt > 0)
-      return err;
-    log_error("storage", "cannot use ", cfg.path, ": ", render(err));
-    out.db_.close();
-    if (!move_aside(cfg.path, cfg.clock->now_ms()))
-      return err;
-    ++out.moved_aside_;
+  auto db = sqlite::database::open(cfg.path, "FULL", open_busy_timeout_ms);
+  caf::error err = db ? caf::error{} : db.error();
+  std::string verdict;
+  if (db) {
+    if (auto check = db->integrity(); !check)
+      err = check.error();
+    else if (*check != "ok")
+      verdict = "quick_check: " + *check;
   }
-  return make_error(ec::storage_failed, "cannot open " + cfg.path);
+  if (!err && verdict.empty()) {
+    out.db_ = std::move(*db);
+    err = out.init(nullptr);
+    if (!err)
+      return out;
+  }
+  // Only SQLite's own verdict of corruption may move a file aside.
+  if (verdict.empty() && !has_code(err, ec::storage_corrupt))
+    return cannot_use(cfg.path, err);
+  log_error("storage", "cannot use ", cfg.path, ": ",
+            verdict.empty() ? render(err) : verdict);
+  out.db_.close();
+  if (db)
+    db->close();
+  auto aside = move_aside(cfg.path, cfg.clock->now_ms());
+  if (aside.empty())
+    return make_error(ec::storage_corrupt, "database " + cfg.path
+                                             + " is corrupt and cannot be "
+                                               "moved aside");
+  ++out.moved_aside_;
+  auto fresh = sqlite::database::open(cfg.path, "FULL", open_busy_timeout_ms);
+  if (!fresh)
+    return cannot_use(cfg.path, fresh.error());
+  out.db_ = std::move(*fresh);
+  if (auto err = out.init(&aside))
+    return cannot_use(cfg.path, err);
+  return out;
 }
 
 namespace {
@@ -341,6 +617,7 @@ edge_store::with_room(size_t records,
     record_event("storage_recovered", "writes succeed again after disk full");
   }
   last_error_.clear();
+  checkpoint_if_disk_short();
   if (auto dropped = enforce_limits(); !dropped)
     log_warning("storage", "cannot apply caps: ", render(dropped.error()));
   return *n;
@@ -358,6 +635,41 @@ void edge_store::apply(const tier_settings& settings) {
 void edge_store::set_limits(const storage_limits& limits) {
   cfg_.limits = limits;
   last_age_check_ms_ = 0;
+  if (auto err = limit_wal())
+    log_warning("storage", "cannot size the WAL: ", render(err));
+}
+
+int64_t edge_store::wal_bound() const {
+  // A twentieth of the cap (SQLite's own 4 MB default without one), never
+  // below 64 KiB so small stores are not checkpointed on every write.
+  auto cap = cfg_.limits.max_bytes;
+  return cap > 0 ? std::max<int64_t>(64 * 1024, cap / 20) : 4 * 1024 * 1024;
+}
+
+caf::error edge_store::limit_wal() {
+  if (!db_.is_open())
+    return caf::none;
+  auto page = try_scalar(db_, "PRAGMA page_size").value_or(4096);
+  auto pages = std::max<int64_t>(1, wal_bound() / std::max<int64_t>(1, page));
+  if (auto err = db_.exec("PRAGMA wal_autocheckpoint="
+                          + std::to_string(pages)))
+    return err;
+  // Returns a row: run it as a query, not through exec's no-row path.
+  if (!try_scalar(db_, "PRAGMA journal_size_limit="
+                         + std::to_string(wal_bound())))
+    return make_error(ec::storage_failed, "PRAGMA journal_size_limit failed");
+  return caf::none;
+}
+
+void edge_store::checkpoint_if_disk_short() {
+  struct statvfs vfs;
+  auto dir = cfg_.path.substr(0, cfg_.path.find_last_of('/') + 1);
+  if (statvfs(dir.empty() ? "." : dir.c_str(), &vfs) != 0)
+    return;
+  auto free_bytes = static_cast<int64_t>(vfs.f_bavail)
+                    * static_cast<int64_t>(vfs.f_frsize);
+  if (free_bytes < 2 * wal_bound())
+    db_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
 }
 
 int64_t edge_store::used_bytes() {
@@ -441,20 +753,6 @@ caf::error edge_store::record_event(const std::string& kind,
 }
 
 namespace {
-
-// Cursor positions of a stream: acked and batched row ids.
-std::pair<int64_t, int64_t> stream_cursors(sqlite::database& db,
-                                           const char* stream) {
-  auto st = db.prepare("SELECT acked_upto, batched_upto FROM stream_state "
-                       "WHERE stream = ?1");
-  if (!st)
-    return {0, 0};
-  st->bind(1, std::string_view{stream});
-  auto row = st->step();
-  if (!row || !*row)
-    return {0, 0};
-  return {st->column_int(0), st->column_int(1)};
-}
 
 // A table of rows that batches are cut from, and its drop counters.
 struct row_stream {
@@ -1057,11 +1355,7 @@ actor_stats edge_store::stats() {
 namespace {
 
 int64_t scalar(sqlite::database& db, const std::string& sql) {
-  auto st = db.prepare(sql);
-  if (!st)
-    return -1;
-  auto row = st->step();
-  return row && *row && !st->column_is_null(0) ? st->column_int(0) : 0;
+  return try_scalar(db, sql).value_or(-1);
 }
 
 std::string format_time(int64_t ms) {

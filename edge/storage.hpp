@@ -41,7 +41,9 @@ struct storage_config {
 /// Everything a reply reports as committed is in the database file.
 class edge_store : public store_backend {
 public:
-  /// Opens or creates the store; a corrupt file is moved aside, never fatal.
+  /// Opens or creates the store. Only a corrupt file (SQLite's verdict) is
+  /// moved aside, after what it still holds is salvaged into the fresh one;
+  /// a lock, a permission or an open error is returned and touches nothing.
   static caf::expected<edge_store> open(const storage_config& cfg);
 
   caf::expected<int64_t> store(const metric_samples& xs) override;
@@ -90,7 +92,17 @@ public:
     return under_pressure_;
   }
 
+  /// Bytes the WAL may reach before a checkpoint truncates it: a small
+  /// fraction of the cap (wal_autocheckpoint and journal_size_limit).
+  int64_t wal_bound() const;
+
 private:
+  // Schema, salvage of a corrupt predecessor, epoch, statements, WAL caps.
+  caf::error init(const std::string* salvage_from);
+  caf::error salvage(const std::string& aside);
+  caf::error limit_wal();
+  // Truncates the WAL when the disk has less room than a WAL may take.
+  void checkpoint_if_disk_short();
   caf::error prepare();
   caf::error load_epoch();
   caf::expected<unbatched_points> fetch_rows(const std::string& stream,

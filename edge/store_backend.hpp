@@ -92,6 +92,13 @@ constexpr const char* events_rejected = "events_rejected";
 constexpr const char* batches_rejected = "batches_rejected";
 /// Events past their retention or dropped as a last resort.
 constexpr const char* events = "events";
+/// Unsynced records or queued batches that a corrupt file no longer gave
+/// back when it was salvaged (at most this many: counts of a damaged table
+/// are estimated from its id range).
+constexpr const char* metrics_unreadable = "metrics_unreadable";
+constexpr const char* logs_unreadable = "logs_unreadable";
+constexpr const char* events_unreadable = "events_unreadable";
+constexpr const char* batches_unreadable = "batches_unreadable";
 /// The kind under which records of `stream` count when lost undelivered.
 inline const char* unsynced_kind(const std::string& stream) {
   return stream == "logs"     ? logs_unsynced

@@ -41,6 +41,10 @@ enum class ec : uint8_t {
   shutting_down,
   /// A batch refers to session state (series table) the receiver lacks.
   session_out_of_sync,
+  /// SQLite's own verdict: the file is corrupt or not a database at all.
+  storage_corrupt,
+  /// Another connection or process holds a lock on the database (busy).
+  storage_locked,
 };
 
 /// Stable lower-case name of an error code, e.g. "checksum_mismatch".
