@@ -180,10 +180,10 @@ caf::expected<copy_result> copy_rows(sqlite::database& src,
                                      const std::string& key, int64_t from) {
   copy_result out;
   auto where = key.empty() ? std::string{}
-                           : " WHERE " + key + " > ?1 ORDER BY " + key;
+                           : " WHERE " + key + " >= ?1 ORDER BY " + key;
   sqlite::statement ins;
   bool prepared = false;
-  int64_t after = from;
+  int64_t next = from + 1;
   for (int probes = 0; probes < 256;) {
     auto sel = src.prepare("SELECT * FROM " + table + where);
     if (!sel) {
@@ -191,7 +191,7 @@ caf::expected<copy_result> copy_rows(sqlite::database& src,
       return out;
     }
     if (!key.empty())
-      sel->bind(1, after);
+      sel->bind(1, next);
     for (;;) {
       auto row = sel->step();
       if (!row)
@@ -215,29 +215,39 @@ caf::expected<copy_result> copy_rows(sqlite::database& src,
         return err;
       ++out.copied;
       if (!key.empty())
-        after = sel->column_int(0);
+        next = sel->column_int(0) + 1;
     }
     out.complete = false;
     if (key.empty())
       return out;
     auto probe = src.prepare("SELECT " + key + " FROM " + table + " WHERE "
-                             + key + " > ?1 ORDER BY " + key + " LIMIT 1");
+                             + key + " >= ?1 ORDER BY " + key + " LIMIT 1");
     if (!probe)
       return out;
-    bool found = false;
-    for (int64_t step = 1; probes < 256 && step > 0; ++probes, step *= 2) {
-      probe->reset().bind(1, after + step);
-      auto row = probe->step();
-      if (!row)
-        continue;
-      if (!*row)
-        return out;
-      after = probe->column_int(0) - 1;
-      found = true;
-      break;
+    // From key `x` on: 0 readable and empty, 1 readable, -1 damaged.
+    auto readable_from = [&](int64_t x) {
+      ++probes;
+      auto row = probe->reset().bind(1, x).step();
+      return !row ? -1 : *row ? 1 : 0;
+    };
+    int64_t bad = next;
+    int64_t step = 1;
+    int verdict = -1;
+    for (; probes < 256 && step > 0; step *= 2) {
+      verdict = readable_from(next + step);
+      if (verdict >= 0)
+        break;
+      bad = next + step;
     }
-    if (!found)
+    if (verdict <= 0)
       return out;
+    // Back to the first readable position, so no readable row is skipped.
+    int64_t good = next + step;
+    while (good - bad > 1 && probes < 256) {
+      auto mid = bad + (good - bad) / 2;
+      (readable_from(mid) >= 0 ? good : bad) = mid;
+    }
+    next = good;
   }
   return out;
 }
