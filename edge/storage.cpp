@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <algorithm>
+#include <array>
 #include <optional>
 #include <sys/statvfs.h>
 
@@ -1320,6 +1321,15 @@ caf::error edge_store::save_settings(const cloud_settings& x) {
   return st->run();
 }
 
+caf::error edge_store::note_retry(const std::string& stream,
+                                  int64_t sequence, int64_t next_retry_ms) {
+  auto st = db_.prepare("UPDATE sync_queue SET retry_count = retry_count + 1, "
+                        "next_retry = ?3 WHERE stream = ?1 AND sequence = ?2");
+  if (!st)
+    return st.error();
+  return st->bind(1, stream).bind(2, sequence).bind(3, next_retry_ms).run();
+}
+
 caf::error edge_store::checkpoint() {
   return db_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
 }
@@ -1386,36 +1396,54 @@ caf::expected<debug_report> edge_store::debug(const std::string& what) {
   std::ostringstream text;
   json_object json;
   if (what == "clean") {
+    // Sizes on disk count the WAL: it is part of what the store takes.
+    auto on_disk = [this] {
+      return std::max<int64_t>(0, file_size(cfg_.path))
+             + std::max<int64_t>(0, file_size(cfg_.path + "-wal"));
+    };
     auto before = used_bytes();
-    auto file_before = file_size(cfg_.path);
-    auto cutoff = cfg_.clock->now_ms() - cfg_.limits.retention_ms;
+    auto disk_before = on_disk();
+    auto wal_before = std::max<int64_t>(0, file_size(cfg_.path + "-wal"));
+    auto drops_before = drops();
+    auto retention = cfg_.limits.retention_ms;
+    auto cutoff = retention > 0 ? cfg_.clock->now_ms() - retention : 0;
     int64_t dropped = 0;
-    auto [acked, batched] = stream_cursors(db_, "metrics");
-    auto err = sqlite::transaction(db_, [&]() -> caf::error {
-      auto st = db_.prepare("DELETE FROM metrics WHERE ts < ?1 AND id <= ?2");
-      if (!st)
-        return st.error();
-      st->bind(1, cutoff).bind(2, acked);
-      if (auto err = st->run())
-        return err;
-      dropped = db_.changes();
-      return count_drop(drop_kind::metrics_synced, dropped);
-    });
-    if (err)
-      return err;
+    // The node's own age caps, on every table (metrics, logs, queued
+    // batches, events), as it applies them each minute.
+    if (retention > 0) {
+      auto n = drop_older_than(cutoff);
+      if (!n)
+        return n.error();
+      dropped = *n;
+    }
     if (auto err = db_.exec("VACUUM"))
       return err;
     if (auto err = checkpoint())
       return err;
-    text << "dropped " << dropped << " synced metrics older than "
-         << format_time(cutoff) << "\nvacuumed and checkpointed: "
-         << file_before << " -> " << file_size(cfg_.path)
-         << " bytes on disk, " << before << " -> " << used_bytes()
-         << " bytes in use\n";
-    json.add("dropped_synced", dropped)
+    json_object by_kind;
+    std::string kinds;
+    for (auto& [kind, n] : drops()) {
+      auto delta = n - drops_before[kind];
+      if (delta <= 0)
+        continue;
+      by_kind.add(kind, delta);
+      kinds += " " + kind + "=" + std::to_string(delta);
+    }
+    text << "retention " << (retention > 0 ? format_time(cutoff) : "off")
+         << ": dropped " << dropped << " records older than it"
+         << (kinds.empty() ? "" : " (" + kinds.substr(1) + ")")
+         << "\nvacuumed and checkpointed: " << disk_before << " -> "
+         << on_disk() << " bytes on disk (database + WAL; WAL " << wal_before
+         << " -> " << std::max<int64_t>(0, file_size(cfg_.path + "-wal"))
+         << "), " << before << " -> " << used_bytes() << " bytes in use\n";
+    json.add("dropped", dropped)
+      .raw("dropped_by_kind", by_kind.str())
       .add("retention_cutoff_ms", cutoff)
-      .add("file_bytes_before", file_before)
-      .add("file_bytes_after", file_size(cfg_.path))
+      .add("disk_bytes_before", disk_before)
+      .add("disk_bytes_after", on_disk())
+      .add("wal_bytes_before", wal_before)
+      .add("wal_bytes_after",
+           std::max<int64_t>(0, file_size(cfg_.path + "-wal")))
       .add("used_bytes_before", before)
       .add("used_bytes_after", used_bytes());
   } else if (what == "storage") {
@@ -1470,30 +1498,34 @@ caf::expected<debug_report> edge_store::debug(const std::string& what) {
       return st.error();
     std::string items;
     int64_t count = 0;
-    int64_t first = 0;
-    int64_t last = 0;
-    text << "STREAM   SEQUENCE  POINTS   BYTES  CREATED               RETRIES\n";
+    // Per stream: batches, first and last sequence.
+    std::map<std::string, std::array<int64_t, 3>> ranges;
+    text << "STREAM   SEQUENCE  POINTS   BYTES  CREATED               RETRIES"
+            "  NEXT RETRY\n";
     for (;;) {
       auto row = st->step();
       if (!row)
         return row.error();
       if (!*row)
         break;
+      auto stream = st->column_text(0);
       auto seq = st->column_int(1);
-      if (count == 0)
-        first = seq;
-      last = seq;
+      auto& r = ranges[stream];
+      if (r[0]++ == 0)
+        r[1] = seq;
+      r[2] = seq;
       ++count;
-      char line[160];
-      snprintf(line, sizeof(line), "%-8s %8lld %7lld %7lld  %-20s %7lld\n",
-               st->column_text(0).c_str(), static_cast<long long>(seq),
+      char line[200];
+      snprintf(line, sizeof(line), "%-8s %8lld %7lld %7lld  %-20s %7lld  %s\n",
+               stream.c_str(), static_cast<long long>(seq),
                static_cast<long long>(st->column_int(2)),
                static_cast<long long>(st->column_int(3)),
                format_time(st->column_int(4)).c_str(),
-               static_cast<long long>(st->column_int(5)));
+               static_cast<long long>(st->column_int(5)),
+               format_time(st->column_int(6)).c_str());
       text << line;
       json_object item;
-      item.add("stream", st->column_text(0))
+      item.add("stream", stream)
         .add("sequence", seq)
         .add("points", st->column_int(2))
         .add("bytes", st->column_int(3))
@@ -1502,13 +1534,18 @@ caf::expected<debug_report> edge_store::debug(const std::string& what) {
         .add("next_retry_ms", st->column_int(6));
       items += (items.empty() ? "" : ",") + item.str();
     }
-    text << count << " batches waiting";
-    if (count > 0)
-      text << ", sequences " << first << ".." << last;
-    text << "; retries follow the sync actor's backoff (see fleetctl status)\n";
+    text << count << " batches waiting\n";
+    json_object streams_json;
+    for (auto& [stream, r] : ranges) {
+      text << "  " << stream << ": " << r[0] << " batches, sequences " << r[1]
+           << ".." << r[2] << "\n";
+      json_object one;
+      one.add("batches", r[0]).add("first_sequence", r[1])
+        .add("last_sequence", r[2]);
+      streams_json.raw(stream, one.str());
+    }
     json.add("batches", count)
-      .add("first_sequence", first)
-      .add("last_sequence", last)
+      .raw("streams", streams_json.str())
       .raw("items", "[" + items + "]");
   } else {
     return make_error(ec::bad_config, "unknown debug subject '" + what
@@ -1588,6 +1625,12 @@ storage(storage_actor::stateful_pointer<storage_state> self,
       if (auto err = st.record_event(kind, message))
         log_warning("storage", "cannot record event ", kind, ": ",
                     render(err));
+    },
+    [&st](retry_atom, const std::string& stream, int64_t sequence,
+          int64_t next_retry_ms) {
+      if (auto err = st.note_retry(stream, sequence, next_retry_ms))
+        log_warning("storage", "cannot count a retry of batch ", sequence,
+                    " of ", stream, ": ", render(err));
     },
     [&st](debug_atom, const std::string& what) -> caf::result<debug_report> {
       return to_result(st.debug(what));

@@ -61,6 +61,8 @@ public:
   caf::expected<wire_session> session(const std::string& stream) override;
   caf::expected<cloud_settings> load_settings() override;
   caf::error save_settings(const cloud_settings& x) override;
+  caf::error note_retry(const std::string& stream, int64_t sequence,
+                        int64_t next_retry_ms) override;
   caf::error checkpoint() override;
   actor_stats stats() override;
   caf::expected<debug_report> debug(const std::string& what) override;

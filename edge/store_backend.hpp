@@ -50,6 +50,10 @@ public:
   /// The operator's settings last received from the cloud (version 0: none).
   virtual caf::expected<cloud_settings> load_settings() = 0;
   virtual caf::error save_settings(const cloud_settings& x) = 0;
+  /// Counts a failed send of a queued batch and when it is tried next
+  /// (wall-clock ms); a batch no longer queued is ignored.
+  virtual caf::error note_retry(const std::string& stream, int64_t sequence,
+                                int64_t next_retry_ms) = 0;
   /// Makes everything committed durable in the main file.
   virtual caf::error checkpoint() = 0;
   /// Records an event (lifecycle, drops, pressure, capability change).
