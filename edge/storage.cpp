@@ -390,6 +390,7 @@ caf::error edge_store::init(const std::string* salvage_from) {
     return err;
   if (auto err = prepare())
     return err;
+  fit_wal_to_disk();
   if (auto err = limit_wal())
     return err;
   if (!hold_reserve())
@@ -628,7 +629,7 @@ edge_store::with_room(size_t records,
     record_event("storage_recovered", "writes succeed again after disk full");
   }
   last_error_.clear();
-  checkpoint_if_disk_short();
+  fit_wal_to_disk();
   if (auto dropped = enforce_limits(); !dropped)
     log_warning("storage", "cannot apply caps: ", render(dropped.error()));
   return *n;
@@ -657,30 +658,45 @@ int64_t edge_store::wal_bound() const {
   return cap > 0 ? std::max<int64_t>(64 * 1024, cap / 20) : 4 * 1024 * 1024;
 }
 
+int64_t edge_store::checkpoint_bound() const {
+  // On a disk with less room than two WAL bounds: a quarter of what is free.
+  auto bound = wal_bound();
+  if (disk_free_ >= 0 && disk_free_ < 2 * bound)
+    bound = std::max<int64_t>(64 * 1024, disk_free_ / 4 / 65536 * 65536);
+  return bound;
+}
+
 caf::error edge_store::limit_wal() {
   if (!db_.is_open())
     return caf::none;
   auto page = try_scalar(db_, "PRAGMA page_size").value_or(4096);
-  auto pages = std::max<int64_t>(1, wal_bound() / std::max<int64_t>(1, page));
+  auto pages = std::max<int64_t>(1, checkpoint_bound()
+                                      / std::max<int64_t>(1, page));
   if (auto err = db_.exec("PRAGMA wal_autocheckpoint="
                           + std::to_string(pages)))
     return err;
-  // Returns a row: run it as a query, not through exec's no-row path.
+  // Not shrunk with the disk: the WAL's blocks are where the next write
+  // (and the deletes that make room) go when the disk is full.
   if (!try_scalar(db_, "PRAGMA journal_size_limit="
                          + std::to_string(wal_bound())))
     return make_error(ec::storage_failed, "PRAGMA journal_size_limit failed");
   return caf::none;
 }
 
-void edge_store::checkpoint_if_disk_short() {
+void edge_store::fit_wal_to_disk() {
   struct statvfs vfs;
   auto dir = cfg_.path.substr(0, cfg_.path.find_last_of('/') + 1);
   if (statvfs(dir.empty() ? "." : dir.c_str(), &vfs) != 0)
     return;
-  auto free_bytes = static_cast<int64_t>(vfs.f_bavail)
-                    * static_cast<int64_t>(vfs.f_frsize);
-  if (free_bytes < 2 * wal_bound())
-    db_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  auto before = checkpoint_bound();
+  disk_free_ = static_cast<int64_t>(vfs.f_bavail)
+               * static_cast<int64_t>(vfs.f_frsize);
+  if (checkpoint_bound() == before)
+    return;
+  // The disk is short (or no longer): checkpoint sooner, and now.
+  if (auto err = limit_wal())
+    log_warning("storage", "cannot size the WAL: ", render(err));
+  db_.exec("PRAGMA wal_checkpoint(PASSIVE)");
 }
 
 int64_t edge_store::used_bytes() {
@@ -957,6 +973,11 @@ caf::expected<int64_t> edge_store::make_room(int64_t target_bytes) {
   auto chunk = std::max<int64_t>(256, cfg_.limits.max_bytes / 40 / 100);
   while (used > target_bytes) {
     auto n = drop_chunk(chunk);
+    // A delete is logged too: on a full disk, smaller ones fit the reserve.
+    if (!n && has_code(n.error(), ec::disk_full) && chunk > 16) {
+      chunk /= 2;
+      continue;
+    }
     if (!n)
       return n.error();
     if (*n == 0)

@@ -97,14 +97,17 @@ public:
   /// Bytes the WAL may reach before a checkpoint truncates it: a small
   /// fraction of the cap (wal_autocheckpoint and journal_size_limit).
   int64_t wal_bound() const;
+  /// The WAL size that triggers a checkpoint: wal_bound(), or less while
+  /// the disk has less room than two of those (a quarter of what is free).
+  int64_t checkpoint_bound() const;
 
 private:
   // Schema, salvage of a corrupt predecessor, epoch, statements, WAL caps.
   caf::error init(const std::string* salvage_from);
   caf::error salvage(const std::string& aside);
   caf::error limit_wal();
-  // Truncates the WAL when the disk has less room than a WAL may take.
-  void checkpoint_if_disk_short();
+  // Shrinks the WAL bound while the disk has less room than two of them.
+  void fit_wal_to_disk();
   caf::error prepare();
   caf::error load_epoch();
   caf::expected<unbatched_points> fetch_rows(const std::string& stream,
@@ -157,6 +160,8 @@ private:
   bool under_pressure_ = false;
   std::string epoch_;
   bool reserve_held_ = false;
+  // Free bytes on the store's disk at the last write (-1: not read yet).
+  int64_t disk_free_ = -1;
   // Records refused while the disk was full, by drop kind, not yet counted
   // in the drops table (that needs room too).
   std::map<std::string, int64_t> unpersisted_rejected_;
