@@ -337,22 +337,19 @@ caf::error edge_store::salvage(const std::string& aside) {
         lost[kind] = std::max<int64_t>(0, *expected - r->copied);
       // Ids never go back below a cursor: new rows must sort after it.
       auto floor = std::max(batched, seq.value_or(0));
-      auto fix = db_.prepare("UPDATE sqlite_sequence SET seq = max(seq, ?2) "
-                             "WHERE name = ?1");
-      if (!fix)
-        return fix.error();
-      fix->bind(1, std::string_view{table}).bind(2, floor);
-      if (auto err = fix->run())
+      auto run = [&](const char* sql) -> caf::error {
+        auto st = db_.prepare(sql);
+        if (!st)
+          return st.error();
+        return st->bind(1, std::string_view{table}).bind(2, floor).run();
+      };
+      if (auto err = run("UPDATE sqlite_sequence SET seq = max(seq, ?2) "
+                         "WHERE name = ?1"))
         return err;
-      if (db_.changes() == 0 && floor > 0) {
-        auto add = db_.prepare("INSERT INTO sqlite_sequence (name, seq) "
-                               "VALUES (?1, ?2)");
-        if (!add)
-          return add.error();
-        add->bind(1, std::string_view{table}).bind(2, floor);
-        if (auto err = add->run())
+      if (db_.changes() == 0 && floor > 0)
+        if (auto err = run("INSERT INTO sqlite_sequence (name, seq) "
+                           "VALUES (?1, ?2)"))
           return err;
-      }
     }
     // A point whose series was not readable cannot be sent.
     if (auto err = db_.exec("DELETE FROM metrics WHERE series_id NOT IN "

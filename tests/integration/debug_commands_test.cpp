@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <functional>
 #include <map>
 
 #include <sqlite3.h>
@@ -131,6 +132,16 @@ std::vector<std::string> device_args(const std::string& dir) {
           "--sync.backoff-base=10ms", "--sync.backoff-cap=50ms"};
 }
 
+/// Runs fleetd on `dir` with `args` until `ready` holds, then stops it.
+void run_until(const std::string& dir, const std::vector<std::string>& args,
+               const std::function<bool()>& ready) {
+  process device{program("fleetd"), args,
+                 dir.substr(0, dir.rfind('/')) + "/device.log"};
+  REQUIRE(eventually(ready, 30s));
+  device.signal(SIGTERM);
+  REQUIRE(device.wait(10s) == 0);
+}
+
 } // namespace
 
 TEST_CASE("debug commands on a running node answer through its console") {
@@ -172,19 +183,11 @@ TEST_CASE("debug storage and queue on a stopped node print the database's "
   temp_dir tmp;
   auto dir = tmp.path() + "/device";
   auto db = dir + "/fleetd.db";
-  {
-    process device{program("fleetd"), device_args(dir),
-                   tmp.path() + "/device.log"};
-    REQUIRE(eventually(
-      [&] {
-        return query_int(db, "SELECT count(DISTINCT stream) FROM sync_queue "
-                             "WHERE retry_count >= 2")
-               >= 2;
-      },
-      30s));
-    device.signal(SIGTERM);
-    REQUIRE(device.wait(10s) == 0);
-  }
+  run_until(dir, device_args(dir), [&] {
+    return query_int(db, "SELECT count(DISTINCT stream) FROM sync_queue "
+                         "WHERE retry_count >= 2")
+           >= 2;
+  });
   check_storage_matches(dir);
   check_queue_matches(dir);
   CHECK(query_int(db, "SELECT min(retry_count) FROM sync_queue") >= 1);
@@ -195,14 +198,8 @@ TEST_CASE("debug capabilities on a stopped node shows the persisted cloud "
   temp_dir tmp;
   auto dir = tmp.path() + "/device";
   auto db = dir + "/fleetd.db";
-  {
-    auto args = device_args(dir);
-    args.push_back("--collector.rounds=1");
-    process device{program("fleetd"), args, tmp.path() + "/device.log"};
-    REQUIRE(eventually([&] { return exists(dir + "/console.port"); }, 10s));
-    device.signal(SIGTERM);
-    REQUIRE(device.wait(10s) == 0);
-  }
+  run_until(dir, device_args(dir),
+            [&] { return exists(dir + "/console.port"); });
   // What the operator set from the cloud (version, batch size, interval,
   // retention, zstd level), as the store persists it.
   exec_on(db, "INSERT OR REPLACE INTO meta (key, value) VALUES "
@@ -229,22 +226,14 @@ TEST_CASE("maintenance clean counts the WAL and applies retention to every "
   temp_dir tmp;
   auto dir = tmp.path() + "/device";
   auto db = dir + "/fleetd.db";
-  {
-    auto args = device_args(dir);
-    for (auto a : {"--load.series=3", "--load.log-lines=2", "--load.rounds=5",
-                   "--load.interval=10ms"})
-      args.push_back(a);
-    process device{program("fleetd"), args, tmp.path() + "/device.log"};
-    REQUIRE(eventually(
-      [&] {
-        return query_int(db, "SELECT count(DISTINCT stream) FROM sync_queue")
-                 >= 2
-               && query_int(db, "SELECT count(*) FROM logs") > 0;
-      },
-      30s));
-    device.signal(SIGTERM);
-    REQUIRE(device.wait(10s) == 0);
-  }
+  auto args = device_args(dir);
+  for (auto a : {"--load.series=3", "--load.log-lines=2", "--load.rounds=5",
+                 "--load.interval=10ms"})
+    args.push_back(a);
+  run_until(dir, args, [&] {
+    return query_int(db, "SELECT count(DISTINCT stream) FROM sync_queue") >= 2
+           && query_int(db, "SELECT count(*) FROM logs") > 0;
+  });
   // An event from 1970, far past the events' retention, left in the WAL by
   // a connection that stays open (no checkpoint on its close yet).
   sqlite3* h = nullptr;
