@@ -419,9 +419,9 @@ caf::expected<edge_store> edge_store::open(const storage_config& cfg) {
     return cannot_use(cfg.path, err);
   log_error("storage", "cannot use ", cfg.path, ": ",
             verdict.empty() ? render(err) : verdict);
-  out.db_.close();
+  out.db_.close_as_is();
   if (db)
-    db->close();
+    db->close_as_is();
   auto aside = move_aside(cfg.path, cfg.clock->now_ms());
   if (aside.empty())
     return make_error(ec::storage_corrupt, "database " + cfg.path

@@ -174,6 +174,12 @@ void database::close() {
   }
 }
 
+void database::close_as_is() {
+  if (db_)
+    sqlite3_db_config(db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  close();
+}
+
 caf::expected<database> database::open_readonly(const std::string& path) {
   sqlite3* raw = nullptr;
   auto rc = sqlite3_open_v2(path.c_str(), &raw,

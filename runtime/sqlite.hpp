@@ -90,6 +90,9 @@ public:
     return db_;
   }
   void close();
+  /// Closes without the checkpoint a last connection makes: the main file
+  /// keeps its bytes and the WAL stays beside it (a file to salvage).
+  void close_as_is();
 
 private:
   explicit database(sqlite3* db) : db_(db) {
