@@ -12,6 +12,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <algorithm>
 #include <sstream>
 #include <string_view>
 #include <system_error>
@@ -325,7 +326,7 @@ tier_settings defaults_for_tier(int64_t tier) {
       x.zstd_level = 3;
       break;
     case 2:
-      // SQLite first; the ring of 1000 metrics when SQLite cannot be used.
+      // The ring of 1000 metrics is for storage.backend=memory.
       x.sqlite = true;
       x.storage_bytes = 5 * mega;
       x.memory_points = 1000;
@@ -371,6 +372,17 @@ capability_report derive(const hardware& hw, const tier_overrides& ov) {
   }
   auto& s = out.settings;
   s = defaults_for_tier(tier);
+  if (ov.backend == "memory" && s.sqlite) {
+    s.sqlite = false;
+    // A ring of points, as big as tier 2's.
+    s.memory_points = std::max<int64_t>(s.memory_points, 1000);
+    reasons.push_back("storage.backend=memory: readings stay in memory, "
+                      "nothing survives a restart");
+  } else if (ov.backend == "sqlite" && !s.sqlite) {
+    s.sqlite = true;
+    reasons.push_back("storage.backend=sqlite: an SQLite store on tier "
+                      + std::to_string(tier));
+  }
   constexpr const char* no_store = "tier 3 keeps no SQLite store";
   if (ov.storage_bytes > 0)
     apply(reasons, "storage_bytes", s.storage_bytes, ov.storage_bytes,
@@ -498,13 +510,14 @@ std::string to_text(const capability_report& x) {
   out << "\nsettings\n  storage      ";
   if (s.sqlite) {
     out << "SQLite, cap " << human_bytes(s.storage_bytes) << " ("
-        << s.storage_bytes << " bytes)";
-    if (s.memory_points > 0)
-      out << "; memory ring of " << s.memory_points
-          << " metrics when SQLite is unusable";
-  } else {
+        << s.storage_bytes << " bytes); a database that cannot be opened "
+        << "stops the node, a corrupt one is salvaged into a fresh file";
+  } else if (s.tier == 3) {
     out << "memory only, current + last " << s.memory_points
         << " readings per series";
+  } else {
+    out << "memory only, a ring of the last " << s.memory_points
+        << " points; nothing survives a restart";
   }
   out << "\n  retention    ";
   if (s.retention_ms > 0)

@@ -34,6 +34,8 @@ struct tier_overrides {
   int64_t sync_interval_ms = 0;
   int64_t batch_size = 0;
   int64_t zstd_level = -1;
+  /// storage.backend: "auto" (the tier's), "sqlite" or "memory".
+  std::string backend = "auto";
 };
 
 /// The seed's thresholds (ARCHITECTURE.md 5), decimal units, strict ">":

@@ -148,6 +148,7 @@ tier_overrides overrides_of(const edge_options& opt) {
   ov.sync_interval_ms = opt.sync_interval.count();
   ov.batch_size = opt.sync_batch_size;
   ov.zstd_level = opt.sync_zstd_level;
+  ov.backend = opt.backend;
   return ov;
 }
 
@@ -155,7 +156,7 @@ tier_overrides overrides_of(const edge_options& opt) {
 caf::expected<std::shared_ptr<store_backend>>
 open_backend(const edge_options& opt, const tier_settings& tier,
              const clock_ptr& clk) {
-  if (opt.backend == "memory" || (opt.backend == "auto" && !tier.sqlite)) {
+  if (!tier.sqlite) {
     memory_limits lim;
     // Tier 3 keeps readings per series; every other tier a ring of points.
     lim.max_points = tier.tier == 3 ? 0
@@ -235,22 +236,25 @@ int run_command(const edge_options& opt, const std::vector<std::string>& args) {
     return rc;
   }
   auto caps = detect("/proc", dir, overrides_of(opt));
-  if (what == "capabilities") {
-    debug_report r;
-    r.text = to_text(caps);
-    r.json = to_json(caps);
-    return print(r);
-  }
-  auto in_memory = opt.backend == "memory"
-                   || (opt.backend == "auto" && !caps.settings.sqlite);
-  if (!in_memory && stat((dir + "/fleetd.db").c_str(), &st_dir) != 0)
-    return fail(make_error(ec::io_error, "no database in " + dir));
-  if (in_memory)
+  bool has_db = stat((dir + "/fleetd.db").c_str(), &st_dir) == 0;
+  if (what == "capabilities" && !(caps.settings.sqlite && has_db))
+    return print(debug_report{to_text(caps), to_json(caps)});
+  if (!caps.settings.sqlite)
     return fail(make_error(ec::io_error, "this node keeps data in memory: "
                                          "only a running node can tell"));
+  if (!has_db)
+    return fail(make_error(ec::io_error, "no database in " + dir));
   auto backend = open_backend(opt, caps.settings, make_system_clock());
   if (!backend)
     return fail(backend.error());
+  if (what == "capabilities") {
+    // What a start would run: the persisted cloud settings over the tier's.
+    auto cloud = (*backend)->load_settings();
+    if (!cloud)
+      return fail(cloud.error());
+    apply_cloud(caps, *cloud);
+    return print(debug_report{to_text(caps), to_json(caps)});
+  }
   auto r = (*backend)->debug(what);
   if (!r)
     return fail(r.error());

@@ -204,6 +204,18 @@ caf::error memory_store::save_settings(const cloud_settings& x) {
   return caf::none;
 }
 
+caf::error memory_store::note_retry(const std::string& stream,
+                                    int64_t sequence, int64_t next_retry_ms) {
+  // Forget batches that left the queue: the map stays as small as it.
+  for (auto i = next_retry_.begin(); i != next_retry_.end();)
+    i = queue_.count(i->first) ? std::next(i) : next_retry_.erase(i);
+  if (auto i = queue_.find({stream, sequence}); i != queue_.end()) {
+    ++i->second.retry_count;
+    next_retry_[i->first] = next_retry_ms;
+  }
+  return caf::none;
+}
+
 caf::error memory_store::checkpoint() {
   return caf::none;
 }
@@ -271,12 +283,16 @@ caf::expected<debug_report> memory_store::debug(const std::string& what) {
   } else if (what == "queue") {
     std::string items;
     for (auto& kv : queue_) {
+      auto next = next_retry_.count(kv.first) ? next_retry_[kv.first] : 0;
       text << kv.first.first << " " << kv.first.second << " "
-           << kv.second.points << " points\n";
+           << kv.second.points << " points, " << kv.second.retry_count
+           << " retries\n";
       json_object item;
       item.add("stream", kv.first.first)
         .add("sequence", kv.first.second)
         .add("points", kv.second.points)
+        .add("retry_count", kv.second.retry_count)
+        .add("next_retry_ms", next)
         .add("bytes", static_cast<int64_t>(kv.second.body.size()));
       items += (items.empty() ? "" : ",") + item.str();
     }
@@ -285,7 +301,7 @@ caf::expected<debug_report> memory_store::debug(const std::string& what) {
       .raw("items", "[" + items + "]");
   } else if (what == "clean") {
     text << "memory store: nothing to clean\n";
-    json.add("dropped_synced", int64_t{0});
+    json.add("dropped", int64_t{0});
   } else {
     return make_error(ec::bad_config, "unknown debug subject '" + what + "'");
   }

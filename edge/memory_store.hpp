@@ -41,6 +41,8 @@ public:
   caf::expected<wire_session> session(const std::string& stream) override;
   caf::expected<cloud_settings> load_settings() override;
   caf::error save_settings(const cloud_settings& x) override;
+  caf::error note_retry(const std::string& stream, int64_t sequence,
+                        int64_t next_retry_ms) override;
   caf::error checkpoint() override;
   caf::error record_event(const std::string& kind,
                           const std::string& message) override;
@@ -71,6 +73,8 @@ private:
   std::map<std::string, std::deque<int64_t>> by_series_;
   std::map<std::string, cursor> cursors_;
   std::map<std::pair<std::string, int64_t>, queued_batch> queue_;
+  // When each queued batch that failed is tried next (wall-clock ms).
+  std::map<std::pair<std::string, int64_t>, int64_t> next_retry_;
   std::map<int64_t, log_line> logs_;
   std::map<int64_t, event_record> events_;
   std::map<std::string, wire_session> sessions_;

@@ -11,6 +11,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <algorithm>
+#include <array>
+#include <optional>
+#include <sys/statvfs.h>
 
 #include <caf/typed_event_based_actor.hpp>
 
@@ -94,62 +97,344 @@ std::string series_key(const std::string& name, const std::string& labels) {
   return key;
 }
 
+// How long a start waits for a lock held elsewhere before it says so.
+constexpr int open_busy_timeout_ms = 2000;
+
+bool has_code(const caf::error& err, ec code) {
+  return err && err.category() == caf::atom("fleetd")
+         && static_cast<ec>(err.code()) == code;
+}
+
+// Why a start cannot use the file, for the operator: the file, the cause,
+// and that nothing was changed.
+caf::error cannot_use(const std::string& path, const caf::error& err) {
+  auto code = err.category() == caf::atom("fleetd") ? static_cast<ec>(err.code())
+                                                    : ec::storage_failed;
+  const char* why = code == ec::storage_locked
+                      ? "another process holds a lock on it; stop that "
+                        "process (or end its transaction) and start again"
+                    : code == ec::io_error
+                      ? "it cannot be opened (permission or path)"
+                    : code == ec::disk_full
+                      ? "the disk is full or the file is read-only"
+                      : "SQLite refused it";
+  return make_error(code, "database " + path + ": " + why + " (" + render(err)
+                            + "); the file was left as it is");
+}
+
 // A file we cannot use is renamed, never deleted: an operator may want it.
-bool move_aside(const std::string& path, int64_t now_ms) {
+// Returns the new name, empty when the rename failed.
+std::string move_aside(const std::string& path, int64_t now_ms) {
   auto target = path + ".corrupt-" + std::to_string(now_ms);
-  bool ok = rename(path.c_str(), target.c_str()) == 0;
+  if (rename(path.c_str(), target.c_str()) != 0) {
+    log_error("storage", "cannot move ", path, " aside: ", strerror(errno));
+    return {};
+  }
   for (auto suffix : {"-wal", "-shm"}) {
     auto side = path + suffix;
     rename(side.c_str(), (target + suffix).c_str());
   }
-  if (ok)
-    log_error("storage", "database ", path, " is unusable; moved aside to ",
-              target, " and starting a fresh one");
-  else
-    log_error("storage", "cannot move ", path, " aside: ", strerror(errno));
-  return ok;
+  log_error("storage", "database ", path, " is corrupt; moved aside to ",
+            target, ", salvaging what it still holds into a fresh one");
+  return target;
+}
+
+// The first column of the first row; nullopt when it cannot be read.
+std::optional<int64_t> try_scalar(sqlite::database& db,
+                                  const std::string& sql) {
+  auto st = db.prepare(sql);
+  if (!st)
+    return std::nullopt;
+  auto row = st->step();
+  if (!row)
+    return std::nullopt;
+  return *row && !st->column_is_null(0) ? st->column_int(0) : 0;
+}
+
+// Cursor positions of a stream: acked and batched row ids.
+std::pair<int64_t, int64_t> stream_cursors(sqlite::database& db,
+                                           const char* stream) {
+  auto st = db.prepare("SELECT acked_upto, batched_upto FROM stream_state "
+                       "WHERE stream = ?1");
+  if (!st)
+    return {0, 0};
+  st->bind(1, std::string_view{stream});
+  auto row = st->step();
+  if (!row || !*row)
+    return {0, 0};
+  return {st->column_int(0), st->column_int(1)};
+}
+
+struct copy_result {
+  int64_t copied = 0;
+  // Every row was read; false when a damaged region was skipped.
+  bool complete = true;
+};
+
+// Copies the rows of `table` with `key` > `from` from `src` into the same
+// table of `dst`. A region that cannot be read is skipped by probing ever
+// further past it (bounded); without a `key` (WITHOUT ROWID tables) the
+// first unreadable row ends the copy. Only a failed write is an error.
+caf::expected<copy_result> copy_rows(sqlite::database& src,
+                                     sqlite::database& dst,
+                                     const std::string& table,
+                                     const std::string& key, int64_t from) {
+  copy_result out;
+  auto where = key.empty() ? std::string{}
+                           : " WHERE " + key + " >= ?1 ORDER BY " + key;
+  sqlite::statement ins;
+  bool prepared = false;
+  int64_t next = from + 1;
+  for (int probes = 0; probes < 256;) {
+    auto sel = src.prepare("SELECT * FROM " + table + where);
+    if (!sel) {
+      out.complete = false;
+      return out;
+    }
+    if (!key.empty())
+      sel->bind(1, next);
+    for (;;) {
+      auto row = sel->step();
+      if (!row)
+        break;
+      if (!*row)
+        return out;
+      if (!prepared) {
+        std::string sql = "INSERT INTO " + table + " VALUES (";
+        for (int c = 0; c < sel->column_count(); ++c)
+          sql += (c > 0 ? ",?" : "?") + std::to_string(c + 1);
+        auto st = dst.prepare(sql + ")");
+        if (!st)
+          return st.error();
+        ins = std::move(*st);
+        prepared = true;
+      }
+      ins.reset();
+      for (int c = 0; c < sel->column_count(); ++c)
+        ins.bind_column(c + 1, *sel, c);
+      if (auto err = ins.run())
+        return err;
+      ++out.copied;
+      if (!key.empty())
+        next = sel->column_int(0) + 1;
+    }
+    out.complete = false;
+    if (key.empty())
+      return out;
+    auto probe = src.prepare("SELECT " + key + " FROM " + table + " WHERE "
+                             + key + " >= ?1 ORDER BY " + key + " LIMIT 1");
+    if (!probe)
+      return out;
+    // From key `x` on: 0 readable and empty, 1 readable, -1 damaged.
+    auto readable_from = [&](int64_t x) {
+      ++probes;
+      auto row = probe->reset().bind(1, x).step();
+      return !row ? -1 : *row ? 1 : 0;
+    };
+    int64_t bad = next;
+    int64_t step = 1;
+    int verdict = -1;
+    for (; probes < 256 && step > 0; step *= 2) {
+      verdict = readable_from(next + step);
+      if (verdict >= 0)
+        break;
+      bad = next + step;
+    }
+    if (verdict <= 0)
+      return out;
+    // Back to the first readable position, so no readable row is skipped.
+    int64_t good = next + step;
+    while (good - bad > 1 && probes < 256) {
+      auto mid = bad + (good - bad) / 2;
+      (readable_from(mid) >= 0 ? good : bad) = mid;
+    }
+    next = good;
+  }
+  return out;
 }
 
 } // namespace
 
+// Reads what the corrupt file at `aside` still gives of the unsynced data
+// into the fresh (empty) store: with its epoch and stream cursors readable
+// the store goes on with the same numbering (queued batches, series session
+// and rows past the acked cursors); otherwise every readable row is cut
+// again under a new epoch. What cannot be read is counted as dropped.
+caf::error edge_store::salvage(const std::string& aside) {
+  auto src = sqlite::database::open_readonly(aside);
+  if (!src) {
+    log_error("storage", "cannot read ", aside, ": ", render(src.error()));
+    return record_event("storage_salvaged",
+                        "database was corrupt; moved aside to " + aside
+                          + ", nothing could be read from it");
+  }
+  std::map<std::string, int64_t> lost;
+  int64_t recovered = 0;
+  bool same_epoch = false;
+  auto err = sqlite::transaction(db_, [&]() -> caf::error {
+    auto copy = [&](const std::string& table, const std::string& key,
+                    int64_t from) -> caf::expected<copy_result> {
+      auto r = copy_rows(*src, db_, table, key, from);
+      if (r)
+        recovered += r->copied;
+      return r;
+    };
+    auto meta = copy("meta", "", 0);
+    if (!meta)
+      return meta.error();
+    auto state = copy("stream_state", "", 0);
+    if (!state)
+      return state.error();
+    same_epoch = meta->complete && state->complete
+                 && try_scalar(db_, "SELECT count(*) FROM meta WHERE "
+                                    "key = 'epoch'")
+                      == 1;
+    if (!same_epoch) {
+      // The numbering cannot go on: a new epoch cuts every row again.
+      for (auto sql : {"DELETE FROM meta WHERE key = 'epoch'",
+                       "DELETE FROM stream_state"})
+        if (auto err = db_.exec(sql))
+          return err;
+    } else {
+      auto queue = copy("sync_queue", "", 0);
+      if (!queue)
+        return queue.error();
+      if (auto n = try_scalar(*src, "SELECT count(*) FROM sync_queue"))
+        lost[drop_kind::batches_unreadable] = *n - queue->copied;
+      auto ws = copy("wire_series", "", 0);
+      if (!ws)
+        return ws.error();
+      auto wh = copy("wire_history", "", 0);
+      if (!wh)
+        return wh.error();
+      // Half a series session is worse than none: the next batch starts one.
+      if (!ws->complete || !wh->complete)
+        for (auto sql : {"DELETE FROM wire_series", "DELETE FROM wire_history"})
+          if (auto err = db_.exec(sql))
+            return err;
+    }
+    if (auto r = copy("series", "id", 0); !r)
+      return r.error();
+    const std::pair<const char*, const char*> tables[]
+      = {{"metrics", drop_kind::metrics_unreadable},
+         {"logs", drop_kind::logs_unreadable},
+         {"events", drop_kind::events_unreadable}};
+    for (auto [table, kind] : tables) {
+      auto [acked, batched] = same_epoch ? stream_cursors(db_, table)
+                                         : std::pair<int64_t, int64_t>{0, 0};
+      auto r = copy(table, "id", acked);
+      if (!r)
+        return r.error();
+      auto seq = try_scalar(*src, std::string("SELECT seq FROM sqlite_sequence "
+                                              "WHERE name = '") + table + "'");
+      // The count when the table still gives it, else the id range.
+      auto expected = try_scalar(*src, std::string("SELECT count(*) FROM ")
+                                         + table + " WHERE id > "
+                                         + std::to_string(acked));
+      if (!expected && seq)
+        expected = *seq - acked;
+      if (expected)
+        lost[kind] = std::max<int64_t>(0, *expected - r->copied);
+      // Ids never go back below a cursor: new rows must sort after it.
+      auto floor = std::max(batched, seq.value_or(0));
+      auto run = [&](const char* sql) -> caf::error {
+        auto st = db_.prepare(sql);
+        if (!st)
+          return st.error();
+        return st->bind(1, std::string_view{table}).bind(2, floor).run();
+      };
+      if (auto err = run("UPDATE sqlite_sequence SET seq = max(seq, ?2) "
+                         "WHERE name = ?1"))
+        return err;
+      if (db_.changes() == 0 && floor > 0)
+        if (auto err = run("INSERT INTO sqlite_sequence (name, seq) "
+                           "VALUES (?1, ?2)"))
+          return err;
+    }
+    // A point whose series was not readable cannot be sent.
+    if (auto err = db_.exec("DELETE FROM metrics WHERE series_id NOT IN "
+                            "(SELECT id FROM series)"))
+      return err;
+    lost[drop_kind::metrics_unreadable] += db_.changes();
+    recovered -= db_.changes();
+    for (auto& [kind, n] : lost)
+      if (auto err = count_drop(kind.c_str(), n))
+        return err;
+    return caf::none;
+  });
+  if (err)
+    return err;
+  std::string what = "database was corrupt; moved aside to " + aside
+                     + "; recovered " + std::to_string(recovered) + " rows ("
+                     + (same_epoch ? "same sequence epoch"
+                                   : "epoch unreadable: every readable row "
+                                     "is sent again under a new epoch")
+                     + ")";
+  for (auto& [kind, n] : lost)
+    if (n > 0)
+      what += ", " + kind + "=" + std::to_string(n);
+  log_warning("storage", what);
+  return record_event("storage_salvaged", what);
+}
+
+caf::error edge_store::init(const std::string* salvage_from) {
+  if (auto err = db_.exec(schema))
+    return err;
+  if (salvage_from)
+    if (auto err = salvage(*salvage_from))
+      return err;
+  if (auto err = load_epoch())
+    return err;
+  if (auto err = prepare())
+    return err;
+  fit_wal_to_disk();
+  if (auto err = limit_wal())
+    return err;
+  if (!hold_reserve())
+    log_warning("storage", "no room for the ", cfg_.limits.reserve_bytes,
+                "-byte reserve beside ", cfg_.path);
+  return caf::none;
+}
+
 caf::expected<edge_store> edge_store::open(const storage_config& cfg) {
   edge_store out;
   out.cfg_ = cfg;
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    auto db = sqlite::database::open(cfg.path, "FULL");
-    caf::error err;
-    if (db) {
-      auto check = db->quick_check();
-      if (check == "ok") {
-        out.db_ = std::move(*db);
-        err = out.db_.exec(schema);
-        if (!err)
-          err = out.load_epoch();
-        if (!err)
-          err = out.prepare();
-        if (!err) {
-          if (!out.hold_reserve())
-            log_warning("storage", "no room for the ",
-                        cfg.limits.reserve_bytes, "-byte reserve beside ",
-                        cfg.path);
-          return out;
-        }
-      } else {
-        err = make_error(ec::storage_failed, "quick_check: " + check);
-      }
-    } else {
-      err = db.error();
-    }
-    auto code = static_cast<ec>(err.code());
-    if (code == ec::disk_full || code == ec::io_error || attempt > 0)
-      return err;
-    log_error("storage", "cannot use ", cfg.path, ": ", render(err));
-    out.db_.close();
-    if (!move_aside(cfg.path, cfg.clock->now_ms()))
-      return err;
-    ++out.moved_aside_;
+  auto db = sqlite::database::open(cfg.path, "FULL", open_busy_timeout_ms);
+  caf::error err = db ? caf::error{} : db.error();
+  std::string verdict;
+  if (db) {
+    if (auto check = db->integrity(); !check)
+      err = check.error();
+    else if (*check != "ok")
+      verdict = "quick_check: " + *check;
   }
-  return make_error(ec::storage_failed, "cannot open " + cfg.path);
+  if (!err && verdict.empty()) {
+    out.db_ = std::move(*db);
+    err = out.init(nullptr);
+    if (!err)
+      return out;
+  }
+  // Only SQLite's own verdict of corruption may move a file aside.
+  if (verdict.empty() && !has_code(err, ec::storage_corrupt))
+    return cannot_use(cfg.path, err);
+  log_error("storage", "cannot use ", cfg.path, ": ",
+            verdict.empty() ? render(err) : verdict);
+  out.db_.close_as_is();
+  if (db)
+    db->close_as_is();
+  auto aside = move_aside(cfg.path, cfg.clock->now_ms());
+  if (aside.empty())
+    return make_error(ec::storage_corrupt, "database " + cfg.path
+                                             + " is corrupt and cannot be "
+                                               "moved aside");
+  ++out.moved_aside_;
+  auto fresh = sqlite::database::open(cfg.path, "FULL", open_busy_timeout_ms);
+  if (!fresh)
+    return cannot_use(cfg.path, fresh.error());
+  out.db_ = std::move(*fresh);
+  if (auto err = out.init(&aside))
+    return cannot_use(cfg.path, err);
+  return out;
 }
 
 namespace {
@@ -341,6 +626,7 @@ edge_store::with_room(size_t records,
     record_event("storage_recovered", "writes succeed again after disk full");
   }
   last_error_.clear();
+  fit_wal_to_disk();
   if (auto dropped = enforce_limits(); !dropped)
     log_warning("storage", "cannot apply caps: ", render(dropped.error()));
   return *n;
@@ -358,6 +644,56 @@ void edge_store::apply(const tier_settings& settings) {
 void edge_store::set_limits(const storage_limits& limits) {
   cfg_.limits = limits;
   last_age_check_ms_ = 0;
+  if (auto err = limit_wal())
+    log_warning("storage", "cannot size the WAL: ", render(err));
+}
+
+int64_t edge_store::wal_bound() const {
+  // A twentieth of the cap (SQLite's own 4 MB default without one), never
+  // below 64 KiB so small stores are not checkpointed on every write.
+  auto cap = cfg_.limits.max_bytes;
+  return cap > 0 ? std::max<int64_t>(64 * 1024, cap / 20) : 4 * 1024 * 1024;
+}
+
+int64_t edge_store::checkpoint_bound() const {
+  // On a disk with less room than two WAL bounds: a quarter of what is free.
+  auto bound = wal_bound();
+  if (disk_free_ >= 0 && disk_free_ < 2 * bound)
+    bound = std::max<int64_t>(64 * 1024, disk_free_ / 4 / 65536 * 65536);
+  return bound;
+}
+
+caf::error edge_store::limit_wal() {
+  if (!db_.is_open())
+    return caf::none;
+  auto page = try_scalar(db_, "PRAGMA page_size").value_or(4096);
+  auto pages = std::max<int64_t>(1, checkpoint_bound()
+                                      / std::max<int64_t>(1, page));
+  if (auto err = db_.exec("PRAGMA wal_autocheckpoint="
+                          + std::to_string(pages)))
+    return err;
+  // Not shrunk with the disk: the WAL's blocks are where the next write
+  // (and the deletes that make room) go when the disk is full.
+  if (!try_scalar(db_, "PRAGMA journal_size_limit="
+                         + std::to_string(wal_bound())))
+    return make_error(ec::storage_failed, "PRAGMA journal_size_limit failed");
+  return caf::none;
+}
+
+void edge_store::fit_wal_to_disk() {
+  struct statvfs vfs;
+  auto dir = cfg_.path.substr(0, cfg_.path.find_last_of('/') + 1);
+  if (statvfs(dir.empty() ? "." : dir.c_str(), &vfs) != 0)
+    return;
+  auto before = checkpoint_bound();
+  disk_free_ = static_cast<int64_t>(vfs.f_bavail)
+               * static_cast<int64_t>(vfs.f_frsize);
+  if (checkpoint_bound() == before)
+    return;
+  // The disk is short (or no longer): checkpoint sooner, and now.
+  if (auto err = limit_wal())
+    log_warning("storage", "cannot size the WAL: ", render(err));
+  db_.exec("PRAGMA wal_checkpoint(PASSIVE)");
 }
 
 int64_t edge_store::used_bytes() {
@@ -441,20 +777,6 @@ caf::error edge_store::record_event(const std::string& kind,
 }
 
 namespace {
-
-// Cursor positions of a stream: acked and batched row ids.
-std::pair<int64_t, int64_t> stream_cursors(sqlite::database& db,
-                                           const char* stream) {
-  auto st = db.prepare("SELECT acked_upto, batched_upto FROM stream_state "
-                       "WHERE stream = ?1");
-  if (!st)
-    return {0, 0};
-  st->bind(1, std::string_view{stream});
-  auto row = st->step();
-  if (!row || !*row)
-    return {0, 0};
-  return {st->column_int(0), st->column_int(1)};
-}
 
 // A table of rows that batches are cut from, and its drop counters.
 struct row_stream {
@@ -648,6 +970,11 @@ caf::expected<int64_t> edge_store::make_room(int64_t target_bytes) {
   auto chunk = std::max<int64_t>(256, cfg_.limits.max_bytes / 40 / 100);
   while (used > target_bytes) {
     auto n = drop_chunk(chunk);
+    // A delete is logged too: on a full disk, smaller ones fit the reserve.
+    if (!n && has_code(n.error(), ec::disk_full) && chunk > 16) {
+      chunk /= 2;
+      continue;
+    }
     if (!n)
       return n.error();
     if (*n == 0)
@@ -1012,6 +1339,15 @@ caf::error edge_store::save_settings(const cloud_settings& x) {
   return st->run();
 }
 
+caf::error edge_store::note_retry(const std::string& stream,
+                                  int64_t sequence, int64_t next_retry_ms) {
+  auto st = db_.prepare("UPDATE sync_queue SET retry_count = retry_count + 1, "
+                        "next_retry = ?3 WHERE stream = ?1 AND sequence = ?2");
+  if (!st)
+    return st.error();
+  return st->bind(1, stream).bind(2, sequence).bind(3, next_retry_ms).run();
+}
+
 caf::error edge_store::checkpoint() {
   return db_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
 }
@@ -1057,11 +1393,7 @@ actor_stats edge_store::stats() {
 namespace {
 
 int64_t scalar(sqlite::database& db, const std::string& sql) {
-  auto st = db.prepare(sql);
-  if (!st)
-    return -1;
-  auto row = st->step();
-  return row && *row && !st->column_is_null(0) ? st->column_int(0) : 0;
+  return try_scalar(db, sql).value_or(-1);
 }
 
 std::string format_time(int64_t ms) {
@@ -1082,36 +1414,54 @@ caf::expected<debug_report> edge_store::debug(const std::string& what) {
   std::ostringstream text;
   json_object json;
   if (what == "clean") {
+    // Sizes on disk count the WAL: it is part of what the store takes.
+    auto on_disk = [this] {
+      return std::max<int64_t>(0, file_size(cfg_.path))
+             + std::max<int64_t>(0, file_size(cfg_.path + "-wal"));
+    };
     auto before = used_bytes();
-    auto file_before = file_size(cfg_.path);
-    auto cutoff = cfg_.clock->now_ms() - cfg_.limits.retention_ms;
+    auto disk_before = on_disk();
+    auto wal_before = std::max<int64_t>(0, file_size(cfg_.path + "-wal"));
+    auto drops_before = drops();
+    auto retention = cfg_.limits.retention_ms;
+    auto cutoff = retention > 0 ? cfg_.clock->now_ms() - retention : 0;
     int64_t dropped = 0;
-    auto [acked, batched] = stream_cursors(db_, "metrics");
-    auto err = sqlite::transaction(db_, [&]() -> caf::error {
-      auto st = db_.prepare("DELETE FROM metrics WHERE ts < ?1 AND id <= ?2");
-      if (!st)
-        return st.error();
-      st->bind(1, cutoff).bind(2, acked);
-      if (auto err = st->run())
-        return err;
-      dropped = db_.changes();
-      return count_drop(drop_kind::metrics_synced, dropped);
-    });
-    if (err)
-      return err;
+    // The node's own age caps, on every table (metrics, logs, queued
+    // batches, events), as it applies them each minute.
+    if (retention > 0) {
+      auto n = drop_older_than(cutoff);
+      if (!n)
+        return n.error();
+      dropped = *n;
+    }
     if (auto err = db_.exec("VACUUM"))
       return err;
     if (auto err = checkpoint())
       return err;
-    text << "dropped " << dropped << " synced metrics older than "
-         << format_time(cutoff) << "\nvacuumed and checkpointed: "
-         << file_before << " -> " << file_size(cfg_.path)
-         << " bytes on disk, " << before << " -> " << used_bytes()
-         << " bytes in use\n";
-    json.add("dropped_synced", dropped)
+    json_object by_kind;
+    std::string kinds;
+    for (auto& [kind, n] : drops()) {
+      auto delta = n - drops_before[kind];
+      if (delta <= 0)
+        continue;
+      by_kind.add(kind, delta);
+      kinds += " " + kind + "=" + std::to_string(delta);
+    }
+    text << "retention " << (retention > 0 ? format_time(cutoff) : "off")
+         << ": dropped " << dropped << " records older than it"
+         << (kinds.empty() ? "" : " (" + kinds.substr(1) + ")")
+         << "\nvacuumed and checkpointed: " << disk_before << " -> "
+         << on_disk() << " bytes on disk (database + WAL; WAL " << wal_before
+         << " -> " << std::max<int64_t>(0, file_size(cfg_.path + "-wal"))
+         << "), " << before << " -> " << used_bytes() << " bytes in use\n";
+    json.add("dropped", dropped)
+      .raw("dropped_by_kind", by_kind.str())
       .add("retention_cutoff_ms", cutoff)
-      .add("file_bytes_before", file_before)
-      .add("file_bytes_after", file_size(cfg_.path))
+      .add("disk_bytes_before", disk_before)
+      .add("disk_bytes_after", on_disk())
+      .add("wal_bytes_before", wal_before)
+      .add("wal_bytes_after",
+           std::max<int64_t>(0, file_size(cfg_.path + "-wal")))
       .add("used_bytes_before", before)
       .add("used_bytes_after", used_bytes());
   } else if (what == "storage") {
@@ -1166,30 +1516,34 @@ caf::expected<debug_report> edge_store::debug(const std::string& what) {
       return st.error();
     std::string items;
     int64_t count = 0;
-    int64_t first = 0;
-    int64_t last = 0;
-    text << "STREAM   SEQUENCE  POINTS   BYTES  CREATED               RETRIES\n";
+    // Per stream: batches, first and last sequence.
+    std::map<std::string, std::array<int64_t, 3>> ranges;
+    text << "STREAM   SEQUENCE  POINTS   BYTES  CREATED               RETRIES"
+            "  NEXT RETRY\n";
     for (;;) {
       auto row = st->step();
       if (!row)
         return row.error();
       if (!*row)
         break;
+      auto stream = st->column_text(0);
       auto seq = st->column_int(1);
-      if (count == 0)
-        first = seq;
-      last = seq;
+      auto& r = ranges[stream];
+      if (r[0]++ == 0)
+        r[1] = seq;
+      r[2] = seq;
       ++count;
-      char line[160];
-      snprintf(line, sizeof(line), "%-8s %8lld %7lld %7lld  %-20s %7lld\n",
-               st->column_text(0).c_str(), static_cast<long long>(seq),
+      char line[200];
+      snprintf(line, sizeof(line), "%-8s %8lld %7lld %7lld  %-20s %7lld  %s\n",
+               stream.c_str(), static_cast<long long>(seq),
                static_cast<long long>(st->column_int(2)),
                static_cast<long long>(st->column_int(3)),
                format_time(st->column_int(4)).c_str(),
-               static_cast<long long>(st->column_int(5)));
+               static_cast<long long>(st->column_int(5)),
+               format_time(st->column_int(6)).c_str());
       text << line;
       json_object item;
-      item.add("stream", st->column_text(0))
+      item.add("stream", stream)
         .add("sequence", seq)
         .add("points", st->column_int(2))
         .add("bytes", st->column_int(3))
@@ -1198,13 +1552,18 @@ caf::expected<debug_report> edge_store::debug(const std::string& what) {
         .add("next_retry_ms", st->column_int(6));
       items += (items.empty() ? "" : ",") + item.str();
     }
-    text << count << " batches waiting";
-    if (count > 0)
-      text << ", sequences " << first << ".." << last;
-    text << "; retries follow the sync actor's backoff (see fleetctl status)\n";
+    text << count << " batches waiting\n";
+    json_object streams_json;
+    for (auto& [stream, r] : ranges) {
+      text << "  " << stream << ": " << r[0] << " batches, sequences " << r[1]
+           << ".." << r[2] << "\n";
+      json_object one;
+      one.add("batches", r[0]).add("first_sequence", r[1])
+        .add("last_sequence", r[2]);
+      streams_json.raw(stream, one.str());
+    }
     json.add("batches", count)
-      .add("first_sequence", first)
-      .add("last_sequence", last)
+      .raw("streams", streams_json.str())
       .raw("items", "[" + items + "]");
   } else {
     return make_error(ec::bad_config, "unknown debug subject '" + what
@@ -1284,6 +1643,12 @@ storage(storage_actor::stateful_pointer<storage_state> self,
       if (auto err = st.record_event(kind, message))
         log_warning("storage", "cannot record event ", kind, ": ",
                     render(err));
+    },
+    [&st](retry_atom, const std::string& stream, int64_t sequence,
+          int64_t next_retry_ms) {
+      if (auto err = st.note_retry(stream, sequence, next_retry_ms))
+        log_warning("storage", "cannot count a retry of batch ", sequence,
+                    " of ", stream, ": ", render(err));
     },
     [&st](debug_atom, const std::string& what) -> caf::result<debug_report> {
       return to_result(st.debug(what));

@@ -41,7 +41,9 @@ struct storage_config {
 /// Everything a reply reports as committed is in the database file.
 class edge_store : public store_backend {
 public:
-  /// Opens or creates the store; a corrupt file is moved aside, never fatal.
+  /// Opens or creates the store. Only a corrupt file (SQLite's verdict) is
+  /// moved aside, after what it still holds is salvaged into the fresh one;
+  /// a lock, a permission or an open error is returned and touches nothing.
   static caf::expected<edge_store> open(const storage_config& cfg);
 
   caf::expected<int64_t> store(const metric_samples& xs) override;
@@ -59,6 +61,8 @@ public:
   caf::expected<wire_session> session(const std::string& stream) override;
   caf::expected<cloud_settings> load_settings() override;
   caf::error save_settings(const cloud_settings& x) override;
+  caf::error note_retry(const std::string& stream, int64_t sequence,
+                        int64_t next_retry_ms) override;
   caf::error checkpoint() override;
   actor_stats stats() override;
   caf::expected<debug_report> debug(const std::string& what) override;
@@ -90,7 +94,20 @@ public:
     return under_pressure_;
   }
 
+  /// Bytes the WAL may reach before a checkpoint truncates it: a small
+  /// fraction of the cap (wal_autocheckpoint and journal_size_limit).
+  int64_t wal_bound() const;
+  /// The WAL size that triggers a checkpoint: wal_bound(), or less while
+  /// the disk has less room than two of those (a quarter of what is free).
+  int64_t checkpoint_bound() const;
+
 private:
+  // Schema, salvage of a corrupt predecessor, epoch, statements, WAL caps.
+  caf::error init(const std::string* salvage_from);
+  caf::error salvage(const std::string& aside);
+  caf::error limit_wal();
+  // Shrinks the WAL bound while the disk has less room than two of them.
+  void fit_wal_to_disk();
   caf::error prepare();
   caf::error load_epoch();
   caf::expected<unbatched_points> fetch_rows(const std::string& stream,
@@ -143,6 +160,8 @@ private:
   bool under_pressure_ = false;
   std::string epoch_;
   bool reserve_held_ = false;
+  // Free bytes on the store's disk at the last write (-1: not read yet).
+  int64_t disk_free_ = -1;
   // Records refused while the disk was full, by drop kind, not yet counted
   // in the drops table (that needs room too).
   std::map<std::string, int64_t> unpersisted_rejected_;

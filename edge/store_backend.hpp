@@ -50,6 +50,10 @@ public:
   /// The operator's settings last received from the cloud (version 0: none).
   virtual caf::expected<cloud_settings> load_settings() = 0;
   virtual caf::error save_settings(const cloud_settings& x) = 0;
+  /// Counts a failed send of a queued batch and when it is tried next
+  /// (wall-clock ms); a batch no longer queued is ignored.
+  virtual caf::error note_retry(const std::string& stream, int64_t sequence,
+                                int64_t next_retry_ms) = 0;
   /// Makes everything committed durable in the main file.
   virtual caf::error checkpoint() = 0;
   /// Records an event (lifecycle, drops, pressure, capability change).
@@ -92,6 +96,13 @@ constexpr const char* events_rejected = "events_rejected";
 constexpr const char* batches_rejected = "batches_rejected";
 /// Events past their retention or dropped as a last resort.
 constexpr const char* events = "events";
+/// Unsynced records or queued batches that a corrupt file no longer gave
+/// back when it was salvaged (at most this many: counts of a damaged table
+/// are estimated from its id range).
+constexpr const char* metrics_unreadable = "metrics_unreadable";
+constexpr const char* logs_unreadable = "logs_unreadable";
+constexpr const char* events_unreadable = "events_unreadable";
+constexpr const char* batches_unreadable = "batches_unreadable";
 /// The kind under which records of `stream` count when lost undelivered.
 inline const char* unsynced_kind(const std::string& stream) {
   return stream == "logs"     ? logs_unsynced

@@ -58,11 +58,20 @@ void report(self_ptr self, bool ok, int64_t retry_after_ms, bool backlog,
   self->send(st.cfg.backoff, report_atom::value, std::move(r));
 }
 
+// Counts a retry of batch `sequence` in storage, next tried after `delay_ms`.
+void note_retry(self_ptr self, int64_t sequence, int64_t delay_ms) {
+  auto& st = self->state;
+  self->send(st.cfg.storage, retry_atom::value, st.cfg.stream, sequence,
+             st.cfg.clock->now_ms() + delay_ms);
+}
+
 // The link or the cloud as a whole failed: the backoff actor decides when
 // anyone may try again, so the next round starts at once and asks it.
-void fail_link(self_ptr self, const std::string& text, int64_t retry_after_ms) {
+void fail_link(self_ptr self, int64_t sequence, const std::string& text,
+               int64_t retry_after_ms) {
   auto& st = self->state;
   ++st.send_failures;
+  st.failed_sequence = sequence;
   note_error(self, text);
   report(self, false, retry_after_ms, true, text);
   st.busy = false;
@@ -265,6 +274,7 @@ void refused(self_ptr self, const queued_batch& b, const sync_ack& ack) {
     }
   }
   if (st.head_rejections < st.cfg.max_rejections) {
+    note_retry(self, b.sequence, st.head_rejections * 1000);
     finish_round(self, std::chrono::seconds(st.head_rejections));
     return;
   }
@@ -306,7 +316,7 @@ void send(self_ptr self, queued_batch batch) {
           refused(self, *b, ack);
           return;
         }
-        fail_link(self,
+        fail_link(self, b->sequence,
                   ack.success
                     ? "cloud acked " + std::to_string(ack.last_sequence_ack)
                         + " for batch " + std::to_string(b->sequence)
@@ -314,7 +324,9 @@ void send(self_ptr self, queued_batch batch) {
                         + ack.error_code + ": " + ack.error_message,
                   ack.retry_after_ms);
       },
-      [self](caf::error& err) { fail_link(self, render(err), 0); });
+      [self, b](caf::error& err) {
+        fail_link(self, b->sequence, render(err), 0);
+      });
 }
 
 // Sends `b` when the backoff actor allows; otherwise waits as it says.
@@ -324,6 +336,11 @@ void send_when_permitted(self_ptr self, queued_batch b) {
                 st.cfg.stream)
     .then(
       [self, b](int64_t wait_ms) mutable {
+        auto& st = self->state;
+        if (st.failed_sequence == b.sequence) {
+          note_retry(self, b.sequence, std::max<int64_t>(0, wait_ms));
+          st.failed_sequence = 0;
+        }
         if (wait_ms > 0) {
           finish_round(self, std::chrono::milliseconds(wait_ms));
           return;

@@ -60,6 +60,9 @@ struct sync_state {
   bool force_cut = false;
   /// Refusals of the batch at the head of the queue.
   int64_t head_sequence = 0;
+  /// A batch whose send failed; its retry is counted in storage once the
+  /// backoff actor says when the next try may go (0: none).
+  int64_t failed_sequence = 0;
   int64_t head_rejections = 0;
   /// The head batch was already re-encoded for a new series session.
   bool head_resynced = false;

@@ -27,5 +27,6 @@ using session_atom = caf::atom_constant<caf::atom("session")>;
 using discard_atom = caf::atom_constant<caf::atom("discard")>;
 using config_atom = caf::atom_constant<caf::atom("config")>;
 using capabilities_atom = caf::atom_constant<caf::atom("caps")>;
+using retry_atom = caf::atom_constant<caf::atom("retry")>;
 
 } // namespace fleetd

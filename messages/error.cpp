@@ -30,6 +30,8 @@ const char* to_string(ec x) {
     case ec::shutting_down: return "shutting_down";
     case ec::session_out_of_sync: return "session_out_of_sync";
     case ec::unknown_device: return "unknown_device";
+    case ec::storage_corrupt: return "storage_corrupt";
+    case ec::storage_locked: return "storage_locked";
   }
   return "unknown";
 }

@@ -43,6 +43,10 @@ enum class ec : uint8_t {
   session_out_of_sync,
   /// A command names a device the cloud has never heard from.
   unknown_device,
+  /// SQLite's own verdict: the file is corrupt or not a database at all.
+  storage_corrupt,
+  /// Another connection or process holds a lock on the database (busy).
+  storage_locked,
 };
 
 /// Stable lower-case name of an error code, e.g. "checksum_mismatch".

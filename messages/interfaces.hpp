@@ -45,6 +45,9 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<flush_atom>::with<bool>,
   // Records an event (kind, message) in the local events table.
   caf::reacts_to<event_atom, std::string, std::string>,
+  // A send of a queued batch failed (stream, sequence, wall-clock ms before
+  // which it is not tried again): counts the retry on the batch.
+  caf::reacts_to<retry_atom, std::string, int64_t, int64_t>,
   // Diagnostics: "storage", "queue", or "clean" (maintenance, then report).
   caf::replies_to<debug_atom, std::string>::with<debug_report>,
   // New tier settings from the capability actor: caps apply at once.

@@ -352,7 +352,8 @@ struct tier_settings {
   bool sqlite = true;
   /// Cap of the SQLite store; 0 without one.
   int64_t storage_bytes = 0;
-  /// Memory fallback: tier 2's ring of metrics, tier 3's readings per series.
+  /// The memory store's bound (storage.backend=memory or tier 3): a ring of
+  /// points, or on tier 3 the readings kept per series.
   int64_t memory_points = 0;
   /// 0: not time-based (tier 3 keeps the last readings only).
   int64_t retention_ms = 0;

@@ -17,6 +17,16 @@ caf::error to_error(sqlite3* db, int rc, const std::string& what) {
       if (rc == SQLITE_IOERR_WRITE || rc == SQLITE_IOERR_FSYNC)
         return make_error(ec::disk_full, msg);
       return make_error(ec::io_error, msg);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return make_error(ec::storage_corrupt, msg);
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return make_error(ec::storage_locked, msg);
+    case SQLITE_PERM:
+    case SQLITE_CANTOPEN:
+    case SQLITE_AUTH:
+      return make_error(ec::io_error, msg);
     default:
       return make_error(ec::storage_failed, msg);
   }
@@ -67,6 +77,16 @@ statement& statement::bind_blob(int index, std::string_view bytes) {
   sqlite3_bind_blob(stmt_, index, bytes.data(), static_cast<int>(bytes.size()),
                     SQLITE_TRANSIENT);
   return *this;
+}
+
+statement& statement::bind_column(int index, const statement& from,
+                                  int column) {
+  sqlite3_bind_value(stmt_, index, sqlite3_column_value(from.stmt_, column));
+  return *this;
+}
+
+int statement::column_count() const {
+  return sqlite3_column_count(stmt_);
 }
 
 caf::error each_row(statement& st,
@@ -154,8 +174,27 @@ void database::close() {
   }
 }
 
+void database::close_as_is() {
+  if (db_)
+    sqlite3_db_config(db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  close();
+}
+
+caf::expected<database> database::open_readonly(const std::string& path) {
+  sqlite3* raw = nullptr;
+  auto rc = sqlite3_open_v2(path.c_str(), &raw,
+                            SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                            nullptr);
+  database db{raw};
+  if (rc != SQLITE_OK)
+    return to_error(raw, rc, "cannot open " + path);
+  sqlite3_extended_result_codes(raw, 1);
+  return db;
+}
+
 caf::expected<database> database::open(const std::string& path,
-                                       const char* synchronous) {
+                                       const char* synchronous,
+                                       int busy_timeout_ms) {
   sqlite3* raw = nullptr;
   auto rc = sqlite3_open_v2(path.c_str(), &raw,
                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
@@ -164,7 +203,7 @@ caf::expected<database> database::open(const std::string& path,
   database db{raw};
   if (rc != SQLITE_OK)
     return to_error(raw, rc, "cannot open " + path);
-  sqlite3_busy_timeout(raw, 5000);
+  sqlite3_busy_timeout(raw, busy_timeout_ms);
   sqlite3_extended_result_codes(raw, 1);
   if (auto err = db.exec("PRAGMA journal_mode=WAL"))
     return err;
@@ -193,14 +232,19 @@ caf::expected<statement> database::prepare(const std::string& sql) {
 }
 
 std::string database::quick_check() {
+  auto x = integrity();
+  return x ? *x : render(x.error());
+}
+
+caf::expected<std::string> database::integrity() {
   auto st = prepare("PRAGMA quick_check");
   if (!st)
-    return render(st.error());
+    return st.error();
   auto row = st->step();
   if (!row)
-    return render(row.error());
+    return row.error();
   if (!*row)
-    return "no answer";
+    return std::string{"no answer"};
   return st->column_text(0);
 }
 

@@ -31,6 +31,8 @@ public:
   statement& bind(int index, double value);
   statement& bind(int index, std::string_view text);
   statement& bind_blob(int index, std::string_view bytes);
+  /// Binds column `column` of the current row of `from`, type and all.
+  statement& bind_column(int index, const statement& from, int column);
 
   /// Advances one row: true while a row is available, error on failure.
   caf::expected<bool> step();
@@ -43,6 +45,7 @@ public:
   std::string column_text(int index) const;
   std::string column_blob(int index) const;
   bool column_is_null(int index) const;
+  int column_count() const;
 
 private:
   sqlite3* db_ = nullptr;
@@ -59,15 +62,24 @@ public:
   database& operator=(const database&) = delete;
   ~database();
 
-  /// Opens (creating) `path` in WAL mode with the given synchronous level.
+  /// Opens (creating) `path` in WAL mode with the given synchronous level;
+  /// a lock held elsewhere is waited for up to `busy_timeout_ms`.
   static caf::expected<database> open(const std::string& path,
-                                      const char* synchronous = "FULL");
+                                      const char* synchronous = "FULL",
+                                      int busy_timeout_ms = 5000);
+
+  /// Opens an existing file read-only, as it is (no pragma, no checkpoint
+  /// on close): for reading what is left of a damaged file.
+  static caf::expected<database> open_readonly(const std::string& path);
 
   caf::error exec(const std::string& sql);
   caf::expected<statement> prepare(const std::string& sql);
 
   /// "ok" when PRAGMA quick_check finds nothing wrong, else its first line.
   std::string quick_check();
+  /// The same, but a check that could not run (busy, corrupt, I/O) is the
+  /// error, so callers can tell a lock from a verdict.
+  caf::expected<std::string> integrity();
 
   int64_t changes() const;
   int64_t last_insert_rowid() const;
@@ -78,6 +90,9 @@ public:
     return db_;
   }
   void close();
+  /// Closes without the checkpoint a last connection makes: the main file
+  /// keeps its bytes and the WAL stays beside it (a file to salvage).
+  void close_as_is();
 
 private:
   explicit database(sqlite3* db) : db_(db) {
@@ -86,7 +101,9 @@ private:
   sqlite3* db_ = nullptr;
 };
 
-/// Maps an SQLite result code to the project's error (disk full, corrupt...).
+/// Maps an SQLite result code to the project's error: disk full, corrupt
+/// (CORRUPT, NOTADB), locked (BUSY, LOCKED), io_error for permission and
+/// open failures.
 caf::error to_error(sqlite3* db, int rc, const std::string& what);
 
 /// Steps `st` through every result row, calling `row` for each; the first

@@ -601,7 +601,8 @@ TEST_CASE("the text names tier, every setting and every reason") {
        {"RAM          24 GB total, 12 GB available",
         "disk         250 GB total, 125 GB available",
         "CPU cores    4", "tier           2 constrained (detected 1 full)",
-        "SQLite, cap 5 MB (5000000 bytes); memory ring of 1000 metrics",
+        "SQLite, cap 5 MB (5000000 bytes); a database that cannot be "
+        "opened stops the node",
         "retention    24h (86400000 ms)", "sync every   1min (60000 ms)",
         "batch size   100 points", "compression  zstd level 1",
         "  tier 2 pinned by config (detected tier 1)\n"})
@@ -836,4 +837,27 @@ TEST_CASE("the actor re-checks on its own timer") {
   REQUIRE(report);
   CHECK(report->settings.tier == 2);
   CHECK(f.stats_of(hdl).counters["checks"] >= 2);
+}
+
+TEST_CASE("storage.backend decides the store the settings describe; no "
+          "fallback that does not exist is claimed") {
+  tier_overrides ov;
+  ov.tier = 2;
+  auto sqlite = derive(machine(250 * GB, 24 * GB), ov);
+  CHECK(sqlite.settings.sqlite);
+  CHECK(to_text(sqlite).find("when SQLite is unusable") == std::string::npos);
+  ov.backend = "memory";
+  auto memory = derive(machine(250 * GB, 24 * GB), ov);
+  CHECK_FALSE(memory.settings.sqlite);
+  CHECK(memory.settings.memory_points == 1000);
+  CHECK(to_text(memory).find("memory only, a ring of the last 1000 points")
+        != std::string::npos);
+  CHECK(to_text(memory).find("storage.backend=memory") != std::string::npos);
+  ov.tier = 3;
+  ov.backend = "sqlite";
+  auto pinned = derive(machine(8 * MB, 64 * MB), ov);
+  CHECK(pinned.settings.sqlite);
+  CHECK(to_text(pinned).find("storage.backend=sqlite") != std::string::npos);
+  // Derived again (a recheck), the same settings: no change to report.
+  CHECK_FALSE(differs(pinned, derive(machine(8 * MB, 64 * MB), ov)));
 }

@@ -301,3 +301,31 @@ TEST_CASE_FIXTURE(store_fixture, "tier 2's caps hold over 30 simulated hours: "
   CHECK(clk->now_ms() - oldest <= tier.retention_ms + 60000);
   CHECK(accepted == rows(*st) + metrics_drops(*st));
 }
+
+TEST_CASE_FIXTURE(store_fixture, "on a disk shorter than two WAL bounds "
+                                 "the WAL is checkpointed within a quarter of "
+                                 "the free space") {
+  if (!on_small_disk("size=8m"))
+    return;
+  // The default cap allows a 5 MB WAL; this disk has less than 8 MB.
+  cfg.limits.max_bytes = 100 * 1000 * 1000;
+  cfg.limits.retention_ms = 0;
+  auto st = edge_store::open(cfg);
+  REQUIRE(st);
+  CHECK(st->checkpoint_bound() <= 2 * 1024 * 1024);
+  int64_t largest = 0;
+  int64_t bound = st->checkpoint_bound();
+  for (int round = 0; round < 400; ++round) {
+    clk->advance(10000);
+    REQUIRE(st->store(make_batch(clk->now_ms(), 50, 100)));
+    struct stat wal;
+    auto size = ::stat((cfg.path + "-wal").c_str(), &wal) == 0 ? wal.st_size
+                                                                : 0;
+    largest = std::max<int64_t>(largest, size);
+    bound = std::max(bound, st->checkpoint_bound());
+  }
+  MESSAGE("largest WAL ", largest, " bytes, bound ", bound);
+  // One transaction past the autocheckpoint may overshoot by its own pages.
+  CHECK(largest <= bound + 64 * 1024);
+  CHECK(rows(*st) == 400 * 100);
+}

@@ -664,3 +664,163 @@ TEST_CASE("the storage actor answers store, fetch, enqueue, pending, ack, "
   self->send_exit(st, caf::exit_reason::user_shutdown);
   self->wait_for(st);
 }
+
+namespace {
+
+/// Rows of `sql`'s first column on a connection of its own (as integers).
+int64_t count_in(const std::string& path, const std::string& sql) {
+  auto db = sqlite::database::open(path);
+  REQUIRE_MESSAGE(db, render(db.error()));
+  auto st = db->prepare(sql);
+  REQUIRE_MESSAGE(st, render(st.error()));
+  auto row = st->step();
+  REQUIRE((row && *row));
+  return st->column_int(0);
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+}
+
+} // namespace
+
+TEST_CASE("a database locked by another connection is an error naming the "
+          "file and the lock; nothing is moved aside") {
+  store_fixture f;
+  {
+    auto st = f.open();
+    store_ok(st, samples_from(clock_start_ms, 30));
+    REQUIRE(st.enqueue(batch(1, 10, 10)));
+  }
+  auto before = file_bytes(f.path);
+  auto holder = sqlite::database::open(f.path);
+  REQUIRE(holder);
+  REQUIRE(!holder->exec("BEGIN IMMEDIATE"));
+  auto locked = edge_store::open(f.config());
+  REQUIRE_FALSE(locked);
+  CHECK(has_code(locked.error(), ec::storage_locked));
+  auto text = render(locked.error());
+  CHECK(text.find(f.path) != std::string::npos);
+  CHECK(text.find("lock") != std::string::npos);
+  CHECK(text.find("left as it is") != std::string::npos);
+  // Untouched: same bytes, no file moved aside.
+  CHECK(file_bytes(f.path) == before);
+  for (auto& e : f.dir.entries())
+    CHECK(e.find(".corrupt-") == std::string::npos);
+  REQUIRE(!holder->exec("ROLLBACK"));
+  holder->close();
+  auto st = f.open();
+  CHECK(st.stats().counters["moved_aside"] == 0);
+  CHECK(pending_all(st).size() == 1);
+  CHECK(fetch_all(st).samples.size() == 20);
+}
+
+TEST_CASE("a file that cannot be opened is an error, not a move aside") {
+  store_fixture f;
+  REQUIRE(f.dir.ok());
+  // A directory where the file should be: SQLite cannot open it.
+  fs::create_directory(f.path);
+  auto st = edge_store::open(f.config());
+  REQUIRE_FALSE(st);
+  CHECK(has_code(st.error(), ec::io_error));
+  CHECK(render(st.error()).find(f.path) != std::string::npos);
+  CHECK(fs::is_directory(f.path));
+  CHECK_FALSE(fs::exists(f.path + ".corrupt-" + std::to_string(clock_start_ms)));
+}
+
+TEST_CASE("a corrupt file is salvaged: readable unsynced rows, the queue and "
+          "the cursors go on in the fresh store, the unreadable are counted") {
+  store_fixture f;
+  auto xs = samples_from(clock_start_ms, 3000);
+  std::string epoch;
+  {
+    auto st = f.open();
+    epoch = st.epoch();
+    store_ok(st, xs);
+    REQUIRE(st.enqueue(batch(1, 100, 100)));
+    REQUIRE(st.enqueue(batch(2, 200, 100)));
+    REQUIRE(st.ack(stream, 1, 0, {}, {}));
+    REQUIRE(st.store_logs({log_line{{{"unit", "a"}}, 5, "kept line"}}));
+  }
+  // One leaf page of metrics, past the acked rows, turned to garbage.
+  int64_t page_size = count_in(f.path, "PRAGMA page_size");
+  int64_t pageno = 0;
+  int64_t cells = 0;
+  {
+    auto db = sqlite::database::open(f.path);
+    REQUIRE(db);
+    auto st = db->prepare("SELECT pageno, ncell FROM dbstat WHERE name = "
+                          "'metrics' AND pagetype = 'leaf' ORDER BY path");
+    REQUIRE_MESSAGE(st, render(st.error()));
+    std::vector<std::pair<int64_t, int64_t>> leaves;
+    REQUIRE(!sqlite::each_row(*st, [&](sqlite::statement& r) {
+      leaves.emplace_back(r.column_int(0), r.column_int(1));
+    }));
+    REQUIRE(leaves.size() > 4);
+    std::tie(pageno, cells) = leaves[leaves.size() / 2];
+  }
+  {
+    std::fstream io(f.path, std::ios::binary | std::ios::in | std::ios::out);
+    io.seekp((pageno - 1) * page_size);
+    io << std::string(static_cast<size_t>(page_size), '\xAB');
+    REQUIRE(io);
+  }
+  f.clock->advance(7);
+  auto st = f.open();
+  auto aside = f.path + ".corrupt-" + std::to_string(clock_start_ms + 7);
+  CHECK(fs::exists(aside));
+  CHECK(st.stats().counters["moved_aside"] == 1);
+  // Same numbering: the queued batch 2 goes on, the next cut is 3.
+  CHECK(st.epoch() == epoch);
+  auto queued = pending_all(st);
+  REQUIRE(queued.size() == 1);
+  CHECK(queued[0].sequence == 2);
+  CHECK(queued[0].body == body_for(2));
+  auto up = fetch_all(st, 10000);
+  CHECK(up.next_sequence == 3);
+  // Every row past the acked cursor except the damaged page's.
+  auto rows = count_in(f.path, "SELECT count(*) FROM metrics");
+  CHECK(rows == 3000 - 100 - cells);
+  CHECK(static_cast<int64_t>(up.samples.size()) == 3000 - 200 - cells);
+  CHECK(st.drops()[drop_kind::metrics_unreadable] == cells);
+  CHECK(st.drops()[drop_kind::batches_unreadable] == 0);
+  // The unsynced log line came along.
+  auto logs = st.fetch(logs_stream, 10);
+  REQUIRE(logs);
+  REQUIRE(logs->logs.size() == 1);
+  CHECK(logs->logs[0].line == "kept line");
+  CHECK(count_in(f.path, "SELECT count(*) FROM events WHERE kind = "
+                         "'storage_salvaged'")
+        == 1);
+  // New rows get ids past every old one, so they are cut too.
+  store_ok(st, samples_from(clock_start_ms + 5000, 3));
+  CHECK(static_cast<int64_t>(fetch_all(st, 10000).samples.size())
+        == 3000 - 200 - cells + 3);
+}
+
+TEST_CASE("the WAL stays under its bound, a small fraction of the cap, "
+          "during a write burst") {
+  store_fixture f;
+  auto cfg = f.config();
+  cfg.limits.max_bytes = 1000 * 1000;
+  cfg.limits.reserve_bytes = 0;
+  auto opened = edge_store::open(cfg);
+  REQUIRE(opened);
+  auto& st = *opened;
+  CHECK(st.wal_bound() == 64 * 1024);
+  int64_t largest = 0;
+  for (int i = 0; i < 300; ++i) {
+    store_ok(st, samples_from(clock_start_ms + i * 100, 100));
+    largest = std::max<int64_t>(largest,
+                                static_cast<int64_t>(fs::file_size(f.path
+                                                                   + "-wal")));
+  }
+  INFO("largest WAL " << largest << " bytes");
+  // One transaction past the autocheckpoint may overshoot by its own pages.
+  CHECK(largest <= st.wal_bound() + 64 * 1024);
+  CHECK(largest > 0);
+  // The cap held too.
+  CHECK(st.used_bytes() <= cfg.limits.max_bytes);
+}

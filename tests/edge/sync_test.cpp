@@ -421,12 +421,23 @@ TEST_CASE("an unreachable cloud makes the sync actor back off and lose "
                                     stored.begin() + batch_size));
   check_same_samples(f.unbatched().samples,
                      metric_samples(stored.begin() + batch_size, stored.end()));
+  // The failed send is counted on the queued batch (debug queue shows it).
+  auto retries_are = [&](int64_t n) {
+    return eventually(
+      [&] {
+        auto q = f.pending();
+        return q.size() == 1 && q[0].retry_count == n;
+      },
+      20s);
+  };
+  CHECK(retries_are(1));
   SUBCASE("ticks while the cloud is still away resend the same batch") {
     // Past the backoff window: the tick's round is the half-open probe.
     f.clock->advance(quiet_backoff.count() + 1);
     (*f.self)->send(s, tick_atom::value);
     REQUIRE(eventually(
       [&] { return f.stats_of(s).counters["send_failures"] == 2; }, 20s));
+    CHECK(retries_are(2));
     auto again = f.pending();
     REQUIRE(again.size() == 1);
     CHECK(again[0].sequence == 1);
