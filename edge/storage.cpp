@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS metrics (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   series_id INTEGER NOT NULL,
   ts INTEGER NOT NULL,
-  value REAL NOT NULL);
+  bits INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sync_queue (
   stream TEXT NOT NULL,
   sequence INTEGER NOT NULL,
@@ -82,6 +82,31 @@ CREATE TABLE IF NOT EXISTS stream_state (
   acked_upto INTEGER NOT NULL) WITHOUT ROWID;
 )";
 
+// Stores before metrics.bits kept values as REAL, which refuses NaN and
+// loses -0.0: rebuild the table with the bits, keeping ids and the
+// AUTOINCREMENT high-water mark.
+caf::error migrate_metric_values(sqlite::database& db) {
+  auto legacy = db.has_column("metrics", "value");
+  if (!legacy)
+    return legacy.error();
+  if (!*legacy)
+    return caf::none;
+  log_info("storage", "migrating metrics.value to exact bits");
+  return sqlite::transaction(db, [&] {
+    return db.exec(
+      "CREATE TABLE metrics_exact (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+      "series_id INTEGER NOT NULL, ts INTEGER NOT NULL, "
+      "bits INTEGER NOT NULL);"
+      "INSERT INTO metrics_exact (id, series_id, ts, bits) "
+      "SELECT id, series_id, ts, ieee_bits(value) FROM metrics;"
+      "DELETE FROM sqlite_sequence WHERE name = 'metrics_exact';"
+      "UPDATE sqlite_sequence SET name = 'metrics_exact' "
+      "WHERE name = 'metrics';"
+      "DROP TABLE metrics;"
+      "ALTER TABLE metrics_exact RENAME TO metrics;");
+  });
+}
+
 int64_t file_size(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : -1;
@@ -122,7 +147,9 @@ caf::expected<edge_store> edge_store::open(const storage_config& cfg) {
       auto check = db->quick_check();
       if (check == "ok") {
         out.db_ = std::move(*db);
-        err = out.db_.exec(schema);
+        err = migrate_metric_values(out.db_);
+        if (!err)
+          err = out.db_.exec(schema);
         if (!err)
           err = out.load_epoch();
         if (!err)
@@ -197,10 +224,10 @@ caf::error edge_store::prepare() {
       err = make(dst, sql);
   };
   step(insert_metric_,
-       "INSERT INTO metrics (series_id, ts, value) VALUES (?1, ?2, ?3)");
+       "INSERT INTO metrics (series_id, ts, bits) VALUES (?1, ?2, ?3)");
   step(insert_series_, "INSERT INTO series (name, labels) VALUES (?1, ?2)");
   step(select_unbatched_,
-       "SELECT id, series_id, ts, value FROM metrics WHERE id > ?1 "
+       "SELECT id, series_id, ts, bits FROM metrics WHERE id > ?1 "
        "ORDER BY id LIMIT ?2");
   step(select_state_, "SELECT next_sequence, batched_upto, acked_sequence "
                       "FROM stream_state WHERE stream = ?1");
@@ -273,8 +300,8 @@ caf::expected<int64_t> edge_store::insert_all(const metric_samples& xs) {
       auto sid = series_id(x);
       if (!sid)
         return sid.error();
-      insert_metric_.reset().bind(1, *sid).bind(2, x.timestamp_ms).bind(3,
-                                                                        x.value);
+      insert_metric_.reset().bind(1, *sid).bind(2, x.timestamp_ms)
+        .bind_exact(3, x.value);
       if (auto err = insert_metric_.run())
         return err;
     }
@@ -743,7 +770,7 @@ caf::expected<unbatched_points> edge_store::fetch(const std::string& stream,
       s.labels = i->second.second;
     }
     s.timestamp_ms = select_unbatched_.column_int(2);
-    s.value = select_unbatched_.column_double(3);
+    s.value = select_unbatched_.column_exact(3);
     out.samples.push_back(std::move(s));
   }
   select_unbatched_.reset();

@@ -29,6 +29,7 @@ const char* to_string(ec x) {
     case ec::timeout: return "timeout";
     case ec::shutting_down: return "shutting_down";
     case ec::session_out_of_sync: return "session_out_of_sync";
+    case ec::invalid_record: return "invalid_record";
   }
   return "unknown";
 }

@@ -41,6 +41,9 @@ enum class ec : uint8_t {
   shutting_down,
   /// A batch refers to session state (series table) the receiver lacks.
   session_out_of_sync,
+  /// A store refuses a record as sent (constraint, type, size): retrying
+  /// the same record cannot help, unlike busy, disk full or I/O errors.
+  invalid_record,
 };
 
 /// Stable lower-case name of an error code, e.g. "checksum_mismatch".

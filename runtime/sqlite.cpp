@@ -1,5 +1,7 @@
 #include "runtime/sqlite.hpp"
 
+#include <cstring>
+
 #include <sqlite3.h>
 
 #include "messages/error.hpp"
@@ -17,10 +19,40 @@ caf::error to_error(sqlite3* db, int rc, const std::string& what) {
       if (rc == SQLITE_IOERR_WRITE || rc == SQLITE_IOERR_FSYNC)
         return make_error(ec::disk_full, msg);
       return make_error(ec::io_error, msg);
+    case SQLITE_CONSTRAINT:
+    case SQLITE_MISMATCH:
+    case SQLITE_TOOBIG:
+    case SQLITE_RANGE:
+      return make_error(ec::invalid_record, msg);
     default:
       return make_error(ec::storage_failed, msg);
   }
 }
+
+int64_t exact_bits(double value) {
+  int64_t out;
+  static_assert(sizeof(out) == sizeof(value));
+  std::memcpy(&out, &value, sizeof(out));
+  return out;
+}
+
+double from_exact_bits(int64_t bits) {
+  double out;
+  std::memcpy(&out, &bits, sizeof(out));
+  return out;
+}
+
+namespace {
+
+// SQL ieee_bits(x): the exact bits of a REAL, for migrating REAL columns.
+void ieee_bits_fn(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  if (sqlite3_value_type(argv[0]) == SQLITE_NULL)
+    sqlite3_result_null(ctx);
+  else
+    sqlite3_result_int64(ctx, exact_bits(sqlite3_value_double(argv[0])));
+}
+
+} // namespace
 
 statement::statement(statement&& other) noexcept
   : db_(other.db_), stmt_(other.stmt_) {
@@ -61,6 +93,10 @@ statement& statement::bind(int index, std::string_view text) {
   sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()),
                     SQLITE_TRANSIENT);
   return *this;
+}
+
+statement& statement::bind_exact(int index, double value) {
+  return bind(index, exact_bits(value));
 }
 
 statement& statement::bind_blob(int index, std::string_view bytes) {
@@ -108,6 +144,10 @@ int64_t statement::column_int(int index) const {
 
 double statement::column_double(int index) const {
   return sqlite3_column_double(stmt_, index);
+}
+
+double statement::column_exact(int index) const {
+  return from_exact_bits(column_int(index));
 }
 
 std::string statement::column_text(int index) const {
@@ -166,6 +206,9 @@ caf::expected<database> database::open(const std::string& path,
     return to_error(raw, rc, "cannot open " + path);
   sqlite3_busy_timeout(raw, 5000);
   sqlite3_extended_result_codes(raw, 1);
+  sqlite3_create_function_v2(raw, "ieee_bits", 1,
+                             SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr,
+                             ieee_bits_fn, nullptr, nullptr, nullptr);
   if (auto err = db.exec("PRAGMA journal_mode=WAL"))
     return err;
   if (auto err = db.exec(std::string("PRAGMA synchronous=") + synchronous))
@@ -190,6 +233,19 @@ caf::expected<statement> database::prepare(const std::string& sql) {
   if (rc != SQLITE_OK)
     return to_error(db_, rc, "prepare " + sql.substr(0, 40));
   return statement{db_, stmt};
+}
+
+caf::expected<bool> database::has_column(const std::string& table,
+                                         const std::string& column) {
+  auto st = prepare("SELECT count(*) FROM pragma_table_info(?1) "
+                    "WHERE name = ?2");
+  if (!st)
+    return st.error();
+  st->bind(1, table).bind(2, column);
+  auto row = st->step();
+  if (!row)
+    return row.error();
+  return *row && st->column_int(0) > 0;
 }
 
 std::string database::quick_check() {
