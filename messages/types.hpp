@@ -237,12 +237,14 @@ struct http_reply {
   uint16_t status = 200;
   std::string content_type;
   std::string body;
+  /// "code: message" of an error answer, sent as the X-Fleetd-Error header.
+  std::string error;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, http_reply& x) {
   return f(caf::meta::type_name("http_reply"), x.status, x.content_type,
-           x.body);
+           x.body, x.error);
 }
 
 /// One actor's view of itself for the console.

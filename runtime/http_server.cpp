@@ -26,6 +26,21 @@ namespace {
 
 class session;
 
+// Every error answer names its code and message here, so `curl -v` shows
+// why even when the body is protobuf.
+constexpr const char* error_header = "X-Fleetd-Error";
+constexpr size_t max_error_header = 256;
+
+// Header-safe: printable ASCII only, bounded (a message may quote input).
+std::string error_header_value(const std::string& text) {
+  std::string out;
+  for (auto c : text.substr(0, max_error_header)) {
+    auto u = static_cast<unsigned char>(c);
+    out += u >= 0x20 && u < 0x7f ? c : '?';
+  }
+  return out;
+}
+
 } // namespace
 
 struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
@@ -95,14 +110,14 @@ private:
     if (ec == http::error::body_limit || ec == http::error::header_limit) {
       server_->count(&http_server_counters::requests_rejected);
       log_warning("http", "rejected request from ", peer_, ": ", ec.message());
-      reply_error(ec == http::error::body_limit ? 413 : 431, ec.message(),
-                  false);
+      reply_error(ec == http::error::body_limit ? 413 : 431, "too_large",
+                  ec.message());
       return;
     }
     if (ec) {
       server_->count(&http_server_counters::requests_rejected);
       log_debug("http", "bad request from ", peer_, ": ", ec.message());
-      reply_error(400, ec.message(), false);
+      reply_error(400, "bad_request", ec.message());
       return;
     }
     server_->count(&http_server_counters::requests);
@@ -131,11 +146,13 @@ private:
     });
   }
 
-  void reply_error(unsigned status, const std::string& why, bool keep) {
-    keep_alive_ = keep;
+  // The request could not be read whole: answer, then close.
+  void reply_error(unsigned status, const char* code, const std::string& why) {
+    keep_alive_ = false;
     http_reply rep;
     rep.status = static_cast<uint16_t>(status);
     rep.content_type = "text/plain";
+    rep.error = code + (": " + why);
     rep.body = why + "\n";
     write(std::move(rep));
   }
@@ -147,6 +164,13 @@ private:
     res->set(http::field::server, "fleetd-cloud");
     if (!rep.content_type.empty())
       res->set(http::field::content_type, rep.content_type);
+    if (rep.status >= 400) {
+      auto text = rep.error;
+      if (text.empty())
+        text = "http_" + std::to_string(rep.status) + ": "
+               + std::string(obsolete_reason(res->result()));
+      res->set(error_header, error_header_value(text));
+    }
     res->keep_alive(keep_alive_);
     res->body() = std::move(rep.body);
     res->prepare_payload();

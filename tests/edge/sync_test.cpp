@@ -127,8 +127,8 @@ ingest_actor::behavior_type tap(ingest_actor::stateful_pointer<tap_state> self,
                                 ingest_actor real,
                                 std::shared_ptr<tap_log> log) {
   return {
-    [self, real, log](sync_atom, std::string& body,
-                      std::string& encoding) -> caf::result<http_reply> {
+    [self, real, log](sync_atom, std::string& body, std::string& encoding,
+                      std::string& content_type) -> caf::result<http_reply> {
       {
         std::lock_guard<std::mutex> guard{log->mtx};
         log->bodies.push_back(body);
@@ -136,7 +136,7 @@ ingest_actor::behavior_type tap(ingest_actor::stateful_pointer<tap_state> self,
       bool lose = log->lose_replies;
       auto rp = self->make_response_promise<http_reply>();
       self->request(real, 30s, sync_atom::value, std::move(body),
-                    std::move(encoding))
+                    std::move(encoding), std::move(content_type))
         .then(
           [rp, lose](http_reply& rep) mutable {
             if (lose) {
