@@ -8,6 +8,7 @@
 #include "messages/error.hpp"
 #include "messages/wire.hpp"
 #include "runtime/logger.hpp"
+#include "runtime/text.hpp"
 
 namespace fleetd {
 
@@ -18,10 +19,8 @@ constexpr auto store_timeout = std::chrono::seconds(30);
 } // namespace
 
 bool is_protobuf_type(const std::string& content_type) {
-  auto end = content_type.find(';');
-  auto type = content_type.substr(0, end);
-  while (!type.empty() && (type.back() == ' ' || type.back() == '\t'))
-    type.pop_back();
+  auto type = trim(std::string_view(content_type).substr(
+    0, content_type.find(';')));
   if (type.size() != std::strlen(protobuf_type))
     return false;
   for (size_t i = 0; i < type.size(); ++i)
@@ -75,7 +74,7 @@ ingest(ingest_actor::stateful_pointer<ingest_state> self, ingest_config cfg) {
         nack.error_code = "unsupported_media_type";
         nack.error_message = std::string("Content-Type must be ")
                              + protobuf_type + ", not '"
-                             + content_type.substr(0, 64) + "'";
+                             + printable(content_type, 64) + "'";
         return sync_answer(415, nack);
       }
       if (!encoding.empty() && encoding != "zstd" && encoding != "identity") {

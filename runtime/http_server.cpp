@@ -14,6 +14,7 @@
 
 #include "messages/error.hpp"
 #include "runtime/logger.hpp"
+#include "runtime/text.hpp"
 
 namespace fleetd {
 
@@ -30,16 +31,6 @@ class session;
 // why even when the body is protobuf.
 constexpr const char* error_header = "X-Fleetd-Error";
 constexpr size_t max_error_header = 256;
-
-// Header-safe: printable ASCII only, bounded (a message may quote input).
-std::string error_header_value(const std::string& text) {
-  std::string out;
-  for (auto c : text.substr(0, max_error_header)) {
-    auto u = static_cast<unsigned char>(c);
-    out += u >= 0x20 && u < 0x7f ? c : '?';
-  }
-  return out;
-}
 
 } // namespace
 
@@ -169,7 +160,8 @@ private:
       if (text.empty())
         text = "http_" + std::to_string(rep.status) + ": "
                + std::string(obsolete_reason(res->result()));
-      res->set(error_header, error_header_value(text));
+      // A message may quote input: printable and bounded.
+      res->set(error_header, printable(text, max_error_header));
     }
     res->keep_alive(keep_alive_);
     res->body() = std::move(rep.body);
