@@ -396,7 +396,7 @@ tally compare_cloud(const std::string& cloud_db, const ground_truth& want) {
   points.reserve(want.points.size());
   tally out;
   each(db,
-       "SELECT s.name, s.labels, p.ts, p.value FROM points p JOIN series s "
+       "SELECT s.name, s.labels, p.ts, p.bits FROM points p JOIN series s "
        "ON s.id = p.series_id WHERE p.device_id = ?1",
        device_id, [&](sqlite::statement& st) {
          auto key = st.column_text(0) + '\0' + st.column_blob(1);
@@ -406,7 +406,7 @@ tally compare_cloud(const std::string& cloud_db, const ground_truth& want) {
            return;
          }
          points.push_back(
-           {i->second, st.column_int(2), bits_of(st.column_double(3))});
+           {i->second, st.column_int(2), bits_of(st.column_exact(3))});
        });
   std::sort(points.begin(), points.end());
   out += compare_sorted(want.points, points);
