@@ -41,6 +41,7 @@
 #include "messages/register.hpp"
 #include "messages/wire.hpp"
 #include "ask.hpp"
+#include "runtime/sqlite.hpp"
 #include "check_samples.hpp"
 
 using namespace fleetd;
@@ -599,6 +600,45 @@ TEST_CASE("a batch the cloud refuses for good is dropped after max_rejections, "
   REQUIRE(devices.size() == 1);
   // The cloud knows it never got batch 1.
   CHECK(devices[0].gaps == 1);
+}
+
+TEST_CASE("a batch the cloud's store refuses (422 invalid_record) counts "
+          "against max_rejections, not as a link failure; the stream moves "
+          "on") {
+  sync_fixture f;
+  auto port = f.start_cloud();
+  {
+    // The cloud's store refuses one point by a constraint: no retry cures it.
+    auto db = sqlite::database::open(f.dir.file(f.cloud_file));
+    REQUIRE(db);
+    REQUIRE_FALSE(db->exec("CREATE TRIGGER refuse BEFORE INSERT ON points "
+                           "WHEN NEW.ts = "
+                           + std::to_string(clock_start_ms + 42)
+                           + " BEGIN SELECT RAISE(ABORT, 'refused by test'); "
+                             "END;"));
+  }
+  metric_sample bad;
+  bad.name = "refused";
+  bad.timestamp_ms = clock_start_ms + 42;
+  f.store({bad});
+  auto cfg = f.sync_cfg(f.spawn_link(port), 10);
+  cfg.max_rejections = 3;
+  auto s = f.spawn_sync(cfg);
+  REQUIRE(eventually(
+    [&] {
+      (*f.self)->send(s, tick_atom::value);
+      return f.stats_of(s).counters["batches_rejected"] == 1;
+    },
+    20s));
+  auto st = f.stats_of(s);
+  CHECK(st.counters["batches_sent"] == 3);
+  CHECK(st.counters["batches_acked"] == 0);
+  CHECK(f.pending().empty());
+  auto small = samples_from(clock_start_ms + 100, 1);
+  f.store(small);
+  (*f.self)->send(s, tick_atom::value);
+  REQUIRE(f.drained_to(s, 2));
+  check_same_samples(f.cloud_points(), small);
 }
 
 TEST_CASE("tier 3 forwards what was stored at once") {

@@ -774,3 +774,30 @@ TEST_CASE("a two-division scale of more than 15 digits in all is refused") {
   REQUIRE(!refused);
   CHECK(render(refused.error()).find("bad scale") != std::string::npos);
 }
+
+TEST_CASE("NaN payloads, infinities and -0.0 continue bit for bit through a "
+          "session: after themselves, after ordinary values and before them") {
+  // Per series: the special value, again, an ordinary one, the special one.
+  const double specials[] = {double_of(0x7ff800005ca1ab1eULL),
+                             double_of(0xfff0000000000001ULL),
+                             std::numeric_limits<double>::infinity(),
+                             -std::numeric_limits<double>::infinity(), -0.0};
+  const double after[] = {0, 1, 2.5};
+  codec_context enc;
+  codec_context dec;
+  for (int b = 0; b < 4; ++b) {
+    CAPTURE(b);
+    metric_samples xs;
+    for (size_t i = 0; i < std::size(specials); ++i) {
+      auto v = b == 2 ? after[i % std::size(after)] : specials[i];
+      xs.push_back(sample("special", {{"i", std::to_string(i)}},
+                          1700000000000 + b * 1000, v));
+    }
+    auto bytes = encode_columnar(xs, enc);
+    auto got = decode_columnar(bytes, dec);
+    REQUIRE(got);
+    check_same(*got, xs);
+    REQUIRE(decode_columnar(bytes, enc));
+    CHECK(enc.digest() == dec.digest());
+  }
+}
