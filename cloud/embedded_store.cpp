@@ -87,13 +87,12 @@ CREATE TABLE IF NOT EXISTS device_config (
   zstd_level INTEGER NOT NULL) WITHOUT ROWID;
 )";
 
-// The epoch of a legacy row of `table` (alias t) whose batch of `stream`
-// the batches table names unambiguously, else ''.
+// The epoch of a legacy row of `stream` (alias t) when the batches table
+// names exactly one for its sequence, else '' (legacy_epochs, below).
 std::string legacy_epoch(const char* stream) {
-  return std::string("(SELECT CASE count(*) WHEN 1 THEN max(b.epoch) ELSE '' "
-                     "END FROM batches b WHERE b.device_id = t.device_id AND "
-                     "b.stream = '")
-         + stream + "' AND b.sequence = t.sequence)";
+  return std::string("coalesce((SELECT e.epoch FROM legacy_epochs e WHERE "
+                     "e.device_id = t.device_id AND e.stream = '")
+         + stream + "' AND e.sequence = t.sequence), '')";
 }
 
 // Stores of the first schema kept points.value as REAL NOT NULL (no NaN,
@@ -109,6 +108,13 @@ caf::error migrate_legacy(sqlite::database& db) {
            "values and epochs");
   return sqlite::transaction(db, [&] {
     return db.exec(
+      // Indexed by sequence: one lookup per row, not a scan of the batches.
+      "CREATE TEMP TABLE legacy_epochs (device_id TEXT, stream TEXT, "
+      "sequence INTEGER, epoch TEXT, PRIMARY KEY (device_id, stream, "
+      "sequence)) WITHOUT ROWID;"
+      "INSERT INTO legacy_epochs SELECT device_id, stream, sequence, max(epoch) "
+      "FROM batches GROUP BY device_id, stream, sequence "
+      "HAVING count(*) = 1;"
       "CREATE TABLE points_exact (device_id TEXT NOT NULL, epoch TEXT NOT "
       "NULL, sequence INTEGER NOT NULL, series_id INTEGER NOT NULL, ts "
       "INTEGER NOT NULL, value REAL, bits INTEGER NOT NULL);"
@@ -127,7 +133,8 @@ caf::error migrate_legacy(sqlite::database& db) {
         "UPDATE events AS t SET epoch = "
       + legacy_epoch("events")
       + ";"
-        "DROP INDEX IF EXISTS events_by_device;");
+        "DROP INDEX IF EXISTS events_by_device;"
+        "DROP TABLE legacy_epochs;");
   });
 }
 
