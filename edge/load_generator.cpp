@@ -1,6 +1,5 @@
 #include "edge/load_generator.hpp"
 
-#include <cstring>
 #include <limits>
 #include <memory>
 
@@ -8,10 +7,7 @@ namespace fleetd {
 
 double load_nan(int64_t round) {
   // A quiet NaN whose low 32 bits name the round.
-  uint64_t bits = 0x7ff8000000000000ULL | static_cast<uint32_t>(round);
-  double out;
-  std::memcpy(&out, &bits, sizeof(out));
-  return out;
+  return double_of(0x7ff8000000000000ULL | static_cast<uint32_t>(round));
 }
 
 sample_source load_source(int64_t series, bool special) {

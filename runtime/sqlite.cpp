@@ -1,10 +1,9 @@
 #include "runtime/sqlite.hpp"
 
-#include <cstring>
-
 #include <sqlite3.h>
 
 #include "messages/error.hpp"
+#include "messages/types.hpp"
 
 namespace fleetd::sqlite {
 
@@ -29,19 +28,6 @@ caf::error to_error(sqlite3* db, int rc, const std::string& what) {
   }
 }
 
-int64_t exact_bits(double value) {
-  int64_t out;
-  static_assert(sizeof(out) == sizeof(value));
-  std::memcpy(&out, &value, sizeof(out));
-  return out;
-}
-
-double from_exact_bits(int64_t bits) {
-  double out;
-  std::memcpy(&out, &bits, sizeof(out));
-  return out;
-}
-
 namespace {
 
 // SQL ieee_bits(x): the exact bits of a REAL, for migrating REAL columns.
@@ -49,7 +35,8 @@ void ieee_bits_fn(sqlite3_context* ctx, int, sqlite3_value** argv) {
   if (sqlite3_value_type(argv[0]) == SQLITE_NULL)
     sqlite3_result_null(ctx);
   else
-    sqlite3_result_int64(ctx, exact_bits(sqlite3_value_double(argv[0])));
+    sqlite3_result_int64(
+      ctx, static_cast<int64_t>(bits_of(sqlite3_value_double(argv[0]))));
 }
 
 } // namespace
@@ -96,7 +83,7 @@ statement& statement::bind(int index, std::string_view text) {
 }
 
 statement& statement::bind_exact(int index, double value) {
-  return bind(index, exact_bits(value));
+  return bind(index, static_cast<int64_t>(bits_of(value)));
 }
 
 statement& statement::bind_blob(int index, std::string_view bytes) {
@@ -147,7 +134,7 @@ double statement::column_double(int index) const {
 }
 
 double statement::column_exact(int index) const {
-  return from_exact_bits(column_int(index));
+  return double_of(static_cast<uint64_t>(column_int(index)));
 }
 
 std::string statement::column_text(int index) const {

@@ -95,10 +95,6 @@ private:
   sqlite3* db_ = nullptr;
 };
 
-/// A double's IEEE-754 bits as a signed integer, and back (exact, NaN too).
-int64_t exact_bits(double value);
-double from_exact_bits(int64_t bits);
-
 /// Maps an SQLite result code to the project's error (disk full, corrupt...).
 /// A record the store refuses as written (constraint, type, size) is
 /// ec::invalid_record: retrying the same record cannot help.

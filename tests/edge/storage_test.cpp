@@ -493,7 +493,7 @@ TEST_CASE("a store of the REAL-valued schema migrates with its rows, ids and "
   auto st = f.open();
   metric_samples want{sample("old", {}, ts(1), 0.25),
                       sample("old", {}, ts(2), -1e300),
-                      sample("old", {}, ts(3), test::from_bits(
+                      sample("old", {}, ts(3), double_of(
                                                  0x7ff0000000000000ULL))};
   auto up = fetch_all(st);
   check_same_samples(up.samples, want, true);

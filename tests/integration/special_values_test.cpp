@@ -35,10 +35,9 @@ std::string hex(const std::string& bytes) {
 }
 
 std::string bits_hex(double x) {
-  uint64_t bits;
-  std::memcpy(&bits, &x, sizeof(bits));
   char buf[17];
-  snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(bits));
+  snprintf(buf, sizeof(buf), "%016llx",
+           static_cast<unsigned long long>(bits_of(x)));
   return buf;
 }
 

@@ -52,7 +52,6 @@
 
 #include <sqlite3.h>
 
-#include "runtime/sqlite.hpp"
 #include "support.hpp"
 
 using namespace fleetd;
@@ -227,7 +226,8 @@ stream_spec metrics_spec() {
                      return record{sqlite3_column_int64(st, 0),
                                    metric_key(text_col(st, 1), text_col(st, 2),
                                               sqlite3_column_int64(st, 3)),
-                                   exact(sqlite::from_exact_bits(sqlite3_column_int64(st, 4)))};
+                                   exact(double_of(static_cast<uint64_t>(
+                                     sqlite3_column_int64(st, 4))))};
                    });
   };
   s.cloud_records = [](const std::string& db, const std::string& device) {
@@ -239,7 +239,8 @@ stream_spec metrics_spec() {
                      return record{0,
                                    metric_key(text_col(st, 0), text_col(st, 1),
                                               sqlite3_column_int64(st, 2)),
-                                   exact(sqlite::from_exact_bits(sqlite3_column_int64(st, 3)))};
+                                   exact(double_of(static_cast<uint64_t>(
+                                     sqlite3_column_int64(st, 3))))};
                    });
   };
   return s;

@@ -18,18 +18,6 @@ using namespace fleetd;
 
 namespace {
 
-uint64_t bits_of(double x) {
-  uint64_t out;
-  std::memcpy(&out, &x, sizeof(out));
-  return out;
-}
-
-double double_of(uint64_t x) {
-  double out;
-  std::memcpy(&out, &x, sizeof(out));
-  return out;
-}
-
 // Equal samples, doubles compared bit for bit.
 void check_same(const metric_samples& got, const metric_samples& want) {
   REQUIRE(got.size() == want.size());

@@ -153,12 +153,6 @@ struct point_key {
   }
 };
 
-uint64_t bits_of(double x) {
-  uint64_t out;
-  std::memcpy(&out, &x, sizeof(out));
-  return out;
-}
-
 std::string log_key(int64_t ts_ns, const std::string& labels,
                     const std::string& line) {
   return std::to_string(ts_ns) + '\0' + labels + '\0' + line;

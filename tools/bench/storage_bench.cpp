@@ -479,7 +479,7 @@ template <class Resolve>
     sqlite3_reset(ins);
     sqlite3_bind_int64(ins, 1, sid);
     sqlite3_bind_int64(ins, 2, x.timestamp_ms);
-    sqlite3_bind_int64(ins, 3, sqlite::exact_bits(x.value));
+    sqlite3_bind_int64(ins, 3, static_cast<int64_t>(bits_of(x.value)));
     check(h, sqlite3_step(ins), "metrics insert");
   }
   exec(h, "COMMIT");
