@@ -93,10 +93,8 @@ ingest(ingest_actor::stateful_pointer<ingest_state> self, ingest_config cfg) {
         nack.error_code = code;
         nack.error_message = render(req.error());
         log_info("ingest", "rejected request: ", nack.error_message);
-        return sync_answer(static_cast<ec>(req.error().code()) == ec::too_large
-                        ? 413
-                        : 400,
-                      nack);
+        auto too_large = static_cast<ec>(req.error().code()) == ec::too_large;
+        return sync_answer(too_large ? 413 : 400, nack);
       }
       ingest_batch b;
       b.device_id = std::move(req->device_id);
