@@ -43,26 +43,30 @@ CREATE TABLE IF NOT EXISTS series (
   UNIQUE (name, labels));
 CREATE TABLE IF NOT EXISTS points (
   device_id TEXT NOT NULL,
+  epoch TEXT NOT NULL,
   sequence INTEGER NOT NULL,
   series_id INTEGER NOT NULL,
   ts INTEGER NOT NULL,
-  value REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS points_by_device ON points (device_id, sequence);
+  value REAL,
+  bits INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS points_by_batch ON points (device_id, epoch, sequence);
 CREATE TABLE IF NOT EXISTS logs (
   device_id TEXT NOT NULL,
+  epoch TEXT NOT NULL,
   sequence INTEGER NOT NULL,
   labels BLOB NOT NULL,
   ts INTEGER NOT NULL,
   line TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS logs_by_device ON logs (device_id, sequence);
+CREATE INDEX IF NOT EXISTS logs_by_batch ON logs (device_id, epoch, sequence);
 CREATE TABLE IF NOT EXISTS events (
   device_id TEXT NOT NULL,
+  epoch TEXT NOT NULL,
   sequence INTEGER NOT NULL,
   ts INTEGER NOT NULL,
   kind TEXT NOT NULL,
   message TEXT NOT NULL,
   attributes BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS events_by_device ON events (device_id, sequence);
+CREATE INDEX IF NOT EXISTS events_by_batch ON events (device_id, epoch, sequence);
 CREATE TABLE IF NOT EXISTS wire_series (
   device_id TEXT NOT NULL,
   epoch TEXT NOT NULL,
@@ -83,6 +87,57 @@ CREATE TABLE IF NOT EXISTS device_config (
   zstd_level INTEGER NOT NULL) WITHOUT ROWID;
 )";
 
+// The epoch of a legacy row of `stream` (alias t) when the batches table
+// names exactly one for its sequence, else '' (legacy_epochs, below).
+std::string legacy_epoch(const char* stream) {
+  return std::string("coalesce((SELECT e.epoch FROM legacy_epochs e WHERE "
+                     "e.device_id = t.device_id AND e.stream = '")
+         + stream + "' AND e.sequence = t.sequence), '')";
+}
+
+// Stores of the first schema kept points.value as REAL NOT NULL (no NaN,
+// no -0.0) and no epoch beside the sequence of points, logs and events.
+caf::error migrate_legacy(sqlite::database& db) {
+  auto exact = db.has_column("points", "bits");
+  auto legacy = db.has_column("points", "value");
+  if (!exact || !legacy)
+    return exact ? legacy.error() : exact.error();
+  if (*exact || !*legacy)
+    return caf::none;
+  log_info("embedded_store", "migrating points, logs and events to exact "
+           "values and epochs");
+  return sqlite::transaction(db, [&] {
+    return db.exec(
+      // Indexed by sequence: one lookup per row, not a scan of the batches.
+      "CREATE TEMP TABLE legacy_epochs (device_id TEXT, stream TEXT, "
+      "sequence INTEGER, epoch TEXT, PRIMARY KEY (device_id, stream, "
+      "sequence)) WITHOUT ROWID;"
+      "INSERT INTO legacy_epochs SELECT device_id, stream, sequence, max(epoch) "
+      "FROM batches GROUP BY device_id, stream, sequence "
+      "HAVING count(*) = 1;"
+      "CREATE TABLE points_exact (device_id TEXT NOT NULL, epoch TEXT NOT "
+      "NULL, sequence INTEGER NOT NULL, series_id INTEGER NOT NULL, ts "
+      "INTEGER NOT NULL, value REAL, bits INTEGER NOT NULL);"
+      "INSERT INTO points_exact SELECT t.device_id, "
+      + legacy_epoch("metrics")
+      + ", t.sequence, t.series_id, t.ts, t.value, ieee_bits(t.value) "
+        "FROM points t ORDER BY t.rowid;"
+        "DROP TABLE points;"
+        "ALTER TABLE points_exact RENAME TO points;"
+        "ALTER TABLE logs ADD COLUMN epoch TEXT NOT NULL DEFAULT '';"
+        "UPDATE logs AS t SET epoch = "
+      + legacy_epoch("logs")
+      + ";"
+        "DROP INDEX IF EXISTS logs_by_device;"
+        "ALTER TABLE events ADD COLUMN epoch TEXT NOT NULL DEFAULT '';"
+        "UPDATE events AS t SET epoch = "
+      + legacy_epoch("events")
+      + ";"
+        "DROP INDEX IF EXISTS events_by_device;"
+        "DROP TABLE legacy_epochs;");
+  });
+}
+
 } // namespace
 
 caf::expected<cloud_store> cloud_store::open(const std::string& path,
@@ -93,6 +148,8 @@ caf::expected<cloud_store> cloud_store::open(const std::string& path,
   auto check = db->quick_check();
   if (check != "ok")
     return make_error(ec::storage_failed, path + ": " + check);
+  if (auto err = migrate_legacy(*db))
+    return err;
   if (auto err = db->exec(schema))
     return err;
   cloud_store out;
@@ -327,13 +384,13 @@ cloud_store::decode_in_session(const ingest_batch& b) {
 caf::error cloud_store::insert_records(const ingest_batch& b, int64_t& n) {
   if (!b.logs.empty()) {
     auto ins = db_.prepare("INSERT INTO logs (device_id, sequence, labels, ts, "
-                           "line) VALUES (?1, ?2, ?3, ?4, ?5)");
+                           "line, epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
     if (!ins)
       return ins.error();
     for (auto& x : b.logs) {
       ins->reset().bind(1, b.device_id).bind(2, b.sequence)
         .bind_blob(3, encode_labels(x.labels)).bind(4, x.timestamp_ns)
-        .bind(5, x.line);
+        .bind(5, x.line).bind(6, b.epoch);
       if (auto err = ins->run())
         return err;
     }
@@ -342,14 +399,14 @@ caf::error cloud_store::insert_records(const ingest_batch& b, int64_t& n) {
   }
   if (!b.events.empty()) {
     auto ins = db_.prepare("INSERT INTO events (device_id, sequence, ts, kind, "
-                           "message, attributes) VALUES (?1, ?2, ?3, ?4, ?5, "
-                           "?6)");
+                           "message, attributes, epoch) VALUES (?1, ?2, ?3, "
+                           "?4, ?5, ?6, ?7)");
     if (!ins)
       return ins.error();
     for (auto& x : b.events) {
       ins->reset().bind(1, b.device_id).bind(2, b.sequence)
         .bind(3, x.timestamp_ms).bind(4, x.kind).bind(5, x.message)
-        .bind_blob(6, encode_labels(x.attributes));
+        .bind_blob(6, encode_labels(x.attributes)).bind(7, b.epoch);
       if (auto err = ins->run())
         return err;
     }
@@ -365,8 +422,10 @@ caf::error cloud_store::insert_records(const ingest_batch& b, int64_t& n) {
     decoded = std::move(*xs);
     samples = &decoded;
   }
+  // value is for people (NULL for NaN, -0.0 reads 0.0); bits is exact.
   auto ins = db_.prepare("INSERT INTO points (device_id, sequence, "
-                         "series_id, ts, value) VALUES (?1, ?2, ?3, ?4, ?5)");
+                         "series_id, ts, value, bits, epoch) VALUES (?1, ?2, "
+                         "?3, ?4, ?5, ?6, ?7)");
   if (!ins)
     return ins.error();
   for (auto& x : *samples) {
@@ -374,7 +433,8 @@ caf::error cloud_store::insert_records(const ingest_batch& b, int64_t& n) {
     if (!sid)
       return sid.error();
     ins->reset().bind(1, b.device_id).bind(2, b.sequence).bind(3, *sid)
-      .bind(4, x.timestamp_ms).bind(5, x.value);
+      .bind(4, x.timestamp_ms).bind(5, x.value).bind_exact(6, x.value)
+      .bind(7, b.epoch);
     if (auto err = ins->run())
       return err;
   }
@@ -550,7 +610,7 @@ caf::expected<device_infos> cloud_store::devices() {
 
 caf::expected<metric_samples> cloud_store::points(const std::string& device) {
   auto st = db_.prepare(
-    "SELECT s.name, s.labels, p.ts, p.value FROM points p JOIN series s ON "
+    "SELECT s.name, s.labels, p.ts, p.bits FROM points p JOIN series s ON "
     "s.id = p.series_id WHERE p.device_id = ?1 ORDER BY p.rowid");
   if (!st)
     return st.error();
@@ -566,7 +626,7 @@ caf::expected<metric_samples> cloud_store::points(const std::string& device) {
     x.name = st->column_text(0);
     x.labels = decode_labels(st->column_blob(1));
     x.timestamp_ms = st->column_int(2);
-    x.value = st->column_double(3);
+    x.value = st->column_exact(3);
     out.push_back(std::move(x));
   }
   return out;

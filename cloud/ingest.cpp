@@ -1,42 +1,88 @@
 #include "cloud/ingest.hpp"
 
+#include <cctype>
+#include <cstring>
+
 #include <caf/typed_event_based_actor.hpp>
 
 #include "messages/error.hpp"
 #include "messages/wire.hpp"
 #include "runtime/logger.hpp"
+#include "runtime/text.hpp"
 
 namespace fleetd {
 
 namespace {
 
 constexpr auto store_timeout = std::chrono::seconds(30);
-constexpr const char* protobuf_type = "application/x-protobuf";
 
-http_reply answer(uint16_t status, const sync_ack& ack) {
+} // namespace
+
+bool is_protobuf_type(const std::string& content_type) {
+  auto type = trim(std::string_view(content_type).substr(
+    0, content_type.find(';')));
+  if (type.size() != std::strlen(protobuf_type))
+    return false;
+  for (size_t i = 0; i < type.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(type[i])) != protobuf_type[i])
+      return false;
+  return true;
+}
+
+uint16_t store_error_status(const caf::error& err) {
+  if (err.category() != caf::atom("fleetd"))
+    return 503;
+  switch (static_cast<ec>(err.code())) {
+    case ec::bad_sequence:
+    case ec::session_out_of_sync:
+      // The batch contradicts what the cloud holds.
+      return 409;
+    case ec::decode_failed:
+    case ec::checksum_mismatch:
+      return 400;
+    case ec::too_large:
+      return 413;
+    case ec::invalid_record:
+      // The store cannot hold a record of it as sent.
+      return 422;
+    default:
+      return 503;
+  }
+}
+
+http_reply sync_answer(uint16_t status, const sync_ack& ack) {
   http_reply out;
   out.status = status;
   out.content_type = protobuf_type;
   out.body = encode_response(ack);
+  if (status >= 400)
+    out.error = ack.error_code + ": " + ack.error_message;
   return out;
 }
-
-} // namespace
 
 ingest_actor::behavior_type
 ingest(ingest_actor::stateful_pointer<ingest_state> self, ingest_config cfg) {
   self->state.cfg = std::move(cfg);
   return {
-    [self](sync_atom, const std::string& body,
-           const std::string& encoding) -> caf::result<http_reply> {
+    [self](sync_atom, const std::string& body, const std::string& encoding,
+           const std::string& content_type) -> caf::result<http_reply> {
       auto& st = self->state;
       ++st.requests;
+      if (!is_protobuf_type(content_type)) {
+        ++st.rejected["unsupported_media_type"];
+        sync_ack nack;
+        nack.error_code = "unsupported_media_type";
+        nack.error_message = std::string("Content-Type must be ")
+                             + protobuf_type + ", not '"
+                             + printable(content_type, 64) + "'";
+        return sync_answer(415, nack);
+      }
       if (!encoding.empty() && encoding != "zstd" && encoding != "identity") {
         ++st.rejected["unsupported_encoding"];
         sync_ack nack;
         nack.error_code = "unsupported_encoding";
         nack.error_message = "Content-Encoding must be zstd or identity";
-        return answer(415, nack);
+        return sync_answer(415, nack);
       }
       auto req = decode_request(body, encoding == "zstd",
                                 st.cfg.max_decoded_bytes);
@@ -47,10 +93,8 @@ ingest(ingest_actor::stateful_pointer<ingest_state> self, ingest_config cfg) {
         nack.error_code = code;
         nack.error_message = render(req.error());
         log_info("ingest", "rejected request: ", nack.error_message);
-        return answer(static_cast<ec>(req.error().code()) == ec::too_large
-                        ? 413
-                        : 400,
-                      nack);
+        auto too_large = static_cast<ec>(req.error().code()) == ec::too_large;
+        return sync_answer(too_large ? 413 : 400, nack);
       }
       ingest_batch b;
       b.device_id = std::move(req->device_id);
@@ -80,22 +124,20 @@ ingest(ingest_actor::stateful_pointer<ingest_state> self, ingest_config cfg) {
             ack.config = out.config;
             if (out.config.version > 0)
               ++st.configs_sent;
-            rp.deliver(answer(200, ack));
+            rp.deliver(sync_answer(200, ack));
           },
           [self, rp](caf::error& err) mutable {
-            auto code = err.category() == caf::atom("fleetd")
-                          ? static_cast<ec>(err.code())
-                          : ec::none;
-            if (code == ec::bad_sequence || code == ec::session_out_of_sync
-                || code == ec::decode_failed) {
-              // The batch contradicts what the cloud holds or does not
-              // decode: retrying the same bytes cannot help.
-              ++self->state.rejected[to_string(code)];
+            auto status = store_error_status(err);
+            if (status != 503) {
+              // Retrying the same bytes cannot help: a refusal the device
+              // counts against its max_rejections, not a link failure.
+              auto code = to_string(static_cast<ec>(err.code()));
+              ++self->state.rejected[code];
               sync_ack nack;
-              nack.error_code = to_string(code);
+              nack.error_code = code;
               nack.error_message = render(err);
               log_info("ingest", "rejected request: ", nack.error_message);
-              rp.deliver(answer(code == ec::decode_failed ? 400 : 409, nack));
+              rp.deliver(sync_answer(status, nack));
               return;
             }
             ++self->state.store_failures;
@@ -103,7 +145,7 @@ ingest(ingest_actor::stateful_pointer<ingest_state> self, ingest_config cfg) {
             nack.error_code = "store_unavailable";
             nack.error_message = render(err);
             nack.retry_after_ms = 1000;
-            rp.deliver(answer(503, nack));
+            rp.deliver(sync_answer(503, nack));
           });
       return rp;
     },

@@ -27,6 +27,21 @@ struct ingest_state {
   static inline const char* name = "ingest";
 };
 
+/// The one media type of a SyncRequest and a SyncResponse.
+constexpr const char* protobuf_type = "application/x-protobuf";
+
+/// True when a Content-Type names protobuf_type (parameters allowed).
+bool is_protobuf_type(const std::string& content_type);
+
+/// The HTTP status answering a store error: a refusal (4xx) when sending
+/// the same batch again cannot help, 503 (retry later) when the store may
+/// recover (busy, disk full, I/O, timeout).
+uint16_t store_error_status(const caf::error& err);
+
+/// A SyncResponse as an HTTP answer; an error one names its code and
+/// message in the X-Fleetd-Error header too.
+http_reply sync_answer(uint16_t status, const sync_ack& ack);
+
 /// Decodes and verifies one POST /v1/sync body, stores it through the store
 /// (which drops duplicates atomically) and answers with a SyncResponse that
 /// acks only what is durably stored. A bad batch is never half-written.

@@ -1,5 +1,7 @@
 #include "cloud/ingest_endpoint.hpp"
 
+#include "cloud/ingest.hpp"
+
 #include <caf/event_based_actor.hpp>
 
 #include "messages/error.hpp"
@@ -11,10 +13,12 @@ namespace {
 
 constexpr auto ingest_timeout = std::chrono::seconds(60);
 
-http_reply plain(uint16_t status, std::string text) {
+http_reply plain(uint16_t status, const char* code, std::string text) {
   http_reply out;
   out.status = status;
   out.content_type = "text/plain";
+  if (status >= 400)
+    out.error = code + (": " + text);
   out.body = std::move(text) + "\n";
   return out;
 }
@@ -27,21 +31,22 @@ ingest_endpoint::ingest_endpoint(caf::actor_system& sys, ingest_actor ingest,
   server_ = std::make_unique<http_server>(
     limits, [sys_ptr, ingest](http_request req, http_server::respond_fn respond) {
       if (req.target == "/healthz" && req.method == "GET") {
-        respond(plain(200, "ok"));
+        respond(plain(200, "ok", "ok"));
         return;
       }
       if (req.target != "/v1/sync") {
-        respond(plain(404, "no such endpoint: " + req.target));
+        respond(plain(404, "not_found", "no such endpoint: " + req.target));
         return;
       }
       if (req.method != "POST") {
-        respond(plain(405, "use POST for /v1/sync"));
+        respond(plain(405, "method_not_allowed", "use POST for /v1/sync"));
         return;
       }
       sys_ptr->spawn([ingest, respond, req = std::move(req)](
                        caf::event_based_actor* self) mutable {
         self->request(ingest, ingest_timeout, sync_atom::value,
-                      std::move(req.body), std::move(req.content_encoding))
+                      std::move(req.body), std::move(req.content_encoding),
+                      std::move(req.content_type))
           .then([self, respond](http_reply& rep) {
                   respond(std::move(rep));
                   self->quit();
@@ -51,11 +56,7 @@ ingest_endpoint::ingest_endpoint(caf::actor_system& sys, ingest_actor ingest,
                   nack.error_code = "unavailable";
                   nack.error_message = render(err);
                   nack.retry_after_ms = 1000;
-                  http_reply rep;
-                  rep.status = 503;
-                  rep.content_type = "application/x-protobuf";
-                  rep.body = encode_response(nack);
-                  respond(std::move(rep));
+                  respond(sync_answer(503, nack));
                   self->quit();
                 });
       });

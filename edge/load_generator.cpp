@@ -1,12 +1,18 @@
 #include "edge/load_generator.hpp"
 
+#include <limits>
 #include <memory>
 
 namespace fleetd {
 
-sample_source load_source(int64_t series) {
+double load_nan(int64_t round) {
+  // A quiet NaN whose low 32 bits name the round.
+  return double_of(0x7ff8000000000000ULL | static_cast<uint32_t>(round));
+}
+
+sample_source load_source(int64_t series, bool special) {
   auto round = std::make_shared<int64_t>(0);
-  return [series, round](int64_t now_ms, std::vector<std::string>*) {
+  return [series, special, round](int64_t now_ms, std::vector<std::string>*) {
     ++*round;
     metric_samples xs;
     xs.reserve(static_cast<size_t>(series));
@@ -18,6 +24,21 @@ sample_source load_source(int64_t series) {
       // A value that names its round and series, so tests can find it again.
       x.value = static_cast<double>(*round) * 1e6 + static_cast<double>(i);
       xs.push_back(std::move(x));
+    }
+    if (special) {
+      const auto inf = std::numeric_limits<double>::infinity();
+      std::pair<const char*, double> values[] = {{"nan", load_nan(*round)},
+                                                 {"inf", inf},
+                                                 {"neg_inf", -inf},
+                                                 {"neg_zero", -0.0}};
+      for (auto& [kind, value] : values) {
+        metric_sample x;
+        x.name = "fleetd_load_special";
+        x.labels = {{"kind", kind}};
+        x.timestamp_ms = now_ms;
+        x.value = value;
+        xs.push_back(std::move(x));
+      }
     }
     return xs;
   };

@@ -8,8 +8,14 @@ namespace fleetd {
 
 /// Synthetic series (`fleetd_load_value{series="N"}`) for load tests, crash
 /// tests and sizing a device before real collectors run on it. Run it as a
-/// collector: `system_collector` with this as its `source`.
-sample_source load_source(int64_t series);
+/// collector: `system_collector` with this as its `source`. With `special`
+/// each round also writes the values a REAL column loses, one series each
+/// (`fleetd_load_special{kind=...}`): "nan" (a quiet NaN whose payload is the
+/// round), "inf", "neg_inf" and "neg_zero".
+sample_source load_source(int64_t series, bool special = false);
+
+/// The NaN the special series "nan" carries in `round`.
+double load_nan(int64_t round);
 
 /// `lines` log lines per round (stream {job="fleetd_load"}), each naming its
 /// round and number.

@@ -52,6 +52,7 @@ struct edge_options {
   int64_t load_rounds = 0;
   int64_t load_log_lines = 0;
   int64_t load_event_every = 0;
+  bool load_special_values = false;
   int64_t breaker_threshold = 0;
   int64_t max_rejections = 0;
 };
@@ -130,6 +131,10 @@ void declare(option_set& opts, edge_options& x) {
            1000000);
   opts.add("load.event-every", x.load_event_every, 0, "rounds",
            "Synthetic load: one event every this many rounds (0: none)", 0);
+  opts.add("load.special-values", x.load_special_values, false,
+           "Synthetic load: each round also writes NaN (payload = the round), "
+           "+Inf, -Inf and -0.0 as series fleetd_load_special{kind=...}, to "
+           "check that they are stored bit for bit");
   opts.add("sync.breaker-threshold", x.breaker_threshold, 3, "failures",
            "Consecutive failed exchanges that take the link offline (circuit "
            "breaker open; then one probe at a time)",
@@ -383,7 +388,7 @@ int run(int argc, char** argv) {
   if (opt.load_series > 0) {
     system_collector_config gcfg;
     gcfg.name = "load_generator";
-    gcfg.source = load_source(opt.load_series);
+    gcfg.source = load_source(opt.load_series, opt.load_special_values);
     if (opt.load_log_lines > 0)
       gcfg.logs = load_log_source(opt.load_log_lines);
     if (opt.load_event_every > 0)

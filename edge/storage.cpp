@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS metrics (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   series_id INTEGER NOT NULL,
   ts INTEGER NOT NULL,
-  value REAL NOT NULL);
+  bits INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sync_queue (
   stream TEXT NOT NULL,
   sequence INTEGER NOT NULL,
@@ -84,6 +84,31 @@ CREATE TABLE IF NOT EXISTS stream_state (
   acked_sequence INTEGER NOT NULL,
   acked_upto INTEGER NOT NULL) WITHOUT ROWID;
 )";
+
+// Stores before metrics.bits kept values as REAL, which refuses NaN and
+// loses -0.0: rebuild the table with the bits, keeping ids and the
+// AUTOINCREMENT high-water mark.
+caf::error migrate_metric_values(sqlite::database& db) {
+  auto legacy = db.has_column("metrics", "value");
+  if (!legacy)
+    return legacy.error();
+  if (!*legacy)
+    return caf::none;
+  log_info("storage", "migrating metrics.value to exact bits");
+  return sqlite::transaction(db, [&] {
+    return db.exec(
+      "CREATE TABLE metrics_exact (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+      "series_id INTEGER NOT NULL, ts INTEGER NOT NULL, "
+      "bits INTEGER NOT NULL);"
+      "INSERT INTO metrics_exact (id, series_id, ts, bits) "
+      "SELECT id, series_id, ts, ieee_bits(value) FROM metrics;"
+      "DELETE FROM sqlite_sequence WHERE name = 'metrics_exact';"
+      "UPDATE sqlite_sequence SET name = 'metrics_exact' "
+      "WHERE name = 'metrics';"
+      "DROP TABLE metrics;"
+      "ALTER TABLE metrics_exact RENAME TO metrics;");
+  });
+}
 
 int64_t file_size(const std::string& path) {
   struct stat st;
@@ -178,7 +203,8 @@ struct copy_result {
 caf::expected<copy_result> copy_rows(sqlite::database& src,
                                      sqlite::database& dst,
                                      const std::string& table,
-                                     const std::string& key, int64_t from) {
+                                     const std::string& key, int64_t from,
+                                     const std::string& columns = "*") {
   copy_result out;
   auto where = key.empty() ? std::string{}
                            : " WHERE " + key + " >= ?1 ORDER BY " + key;
@@ -186,7 +212,7 @@ caf::expected<copy_result> copy_rows(sqlite::database& src,
   bool prepared = false;
   int64_t next = from + 1;
   for (int probes = 0; probes < 256;) {
-    auto sel = src.prepare("SELECT * FROM " + table + where);
+    auto sel = src.prepare("SELECT " + columns + " FROM " + table + where);
     if (!sel) {
       out.complete = false;
       return out;
@@ -274,7 +300,11 @@ caf::error edge_store::salvage(const std::string& aside) {
   auto err = sqlite::transaction(db_, [&]() -> caf::error {
     auto copy = [&](const std::string& table, const std::string& key,
                     int64_t from) -> caf::expected<copy_result> {
-      auto r = copy_rows(*src, db_, table, key, from);
+      // A file of the REAL-valued schema gives its values as exact bits.
+      auto legacy = table == "metrics" && src->has_column("metrics", "value")
+                                            .value_or(false);
+      auto r = copy_rows(*src, db_, table, key, from,
+                         legacy ? "id, series_id, ts, ieee_bits(value)" : "*");
       if (r)
         recovered += r->copied;
       return r;
@@ -378,6 +408,8 @@ caf::error edge_store::salvage(const std::string& aside) {
 }
 
 caf::error edge_store::init(const std::string* salvage_from) {
+  if (auto err = migrate_metric_values(db_))
+    return err;
   if (auto err = db_.exec(schema))
     return err;
   if (salvage_from)
@@ -482,10 +514,10 @@ caf::error edge_store::prepare() {
       err = make(dst, sql);
   };
   step(insert_metric_,
-       "INSERT INTO metrics (series_id, ts, value) VALUES (?1, ?2, ?3)");
+       "INSERT INTO metrics (series_id, ts, bits) VALUES (?1, ?2, ?3)");
   step(insert_series_, "INSERT INTO series (name, labels) VALUES (?1, ?2)");
   step(select_unbatched_,
-       "SELECT id, series_id, ts, value FROM metrics WHERE id > ?1 "
+       "SELECT id, series_id, ts, bits FROM metrics WHERE id > ?1 "
        "ORDER BY id LIMIT ?2");
   step(select_state_, "SELECT next_sequence, batched_upto, acked_sequence "
                       "FROM stream_state WHERE stream = ?1");
@@ -558,8 +590,8 @@ caf::expected<int64_t> edge_store::insert_all(const metric_samples& xs) {
       auto sid = series_id(x);
       if (!sid)
         return sid.error();
-      insert_metric_.reset().bind(1, *sid).bind(2, x.timestamp_ms).bind(3,
-                                                                        x.value);
+      insert_metric_.reset().bind(1, *sid).bind(2, x.timestamp_ms)
+        .bind_exact(3, x.value);
       if (auto err = insert_metric_.run())
         return err;
     }
@@ -1070,7 +1102,7 @@ caf::expected<unbatched_points> edge_store::fetch(const std::string& stream,
       s.labels = i->second.second;
     }
     s.timestamp_ms = select_unbatched_.column_int(2);
-    s.value = select_unbatched_.column_double(3);
+    s.value = select_unbatched_.column_exact(3);
     out.samples.push_back(std::move(s));
   }
   select_unbatched_.reset();

@@ -297,7 +297,7 @@ void refused(self_ptr self, const queued_batch& b, const sync_ack& ack) {
 
 bool permanent(const sync_ack& ack) {
   return ack.status == 400 || ack.status == 409 || ack.status == 413
-         || ack.status == 415;
+         || ack.status == 415 || ack.status == 422;
 }
 
 void send(self_ptr self, queued_batch batch) {

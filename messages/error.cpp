@@ -32,6 +32,7 @@ const char* to_string(ec x) {
     case ec::unknown_device: return "unknown_device";
     case ec::storage_corrupt: return "storage_corrupt";
     case ec::storage_locked: return "storage_locked";
+    case ec::invalid_record: return "invalid_record";
   }
   return "unknown";
 }

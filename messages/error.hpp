@@ -47,6 +47,9 @@ enum class ec : uint8_t {
   storage_corrupt,
   /// Another connection or process holds a lock on the database (busy).
   storage_locked,
+  /// A store refuses a record as sent (constraint, type, size): retrying
+  /// the same record cannot help, unlike busy, disk full or I/O errors.
+  invalid_record,
 };
 
 /// Stable lower-case name of an error code, e.g. "checksum_mismatch".

@@ -115,8 +115,10 @@ using cloud_store_actor = caf::typed_actor<
 
 /// Turns one POST /v1/sync into a stored batch and a SyncResponse (cloud/ingest).
 using ingest_actor = caf::typed_actor<
-  // Body and content encoding of the request; replies with the HTTP answer.
-  caf::replies_to<sync_atom, std::string, std::string>::with<http_reply>,
+  // Body, Content-Encoding and Content-Type of the request; replies with the
+  // HTTP answer.
+  caf::replies_to<sync_atom, std::string, std::string,
+                  std::string>::with<http_reply>,
   stats_handler>;
 
 /// The console's door into a node, published over BASP (actors/inspector).

@@ -43,18 +43,6 @@ const double pow10_neg_table[max_scale + 1] = {
   1e-0, 1e-1, 1e-2,  1e-3,  1e-4,  1e-5,  1e-6,  1e-7,
   1e-8, 1e-9, 1e-10, 1e-11, 1e-12, 1e-13, 1e-14, 1e-15};
 
-uint64_t bits_of(double x) {
-  uint64_t out;
-  std::memcpy(&out, &x, sizeof(out));
-  return out;
-}
-
-double double_of(uint64_t x) {
-  double out;
-  std::memcpy(&out, &x, sizeof(out));
-  return out;
-}
-
 uint64_t zigzag(uint64_t x) {
   // x is an int64 in two's complement carried as uint64.
   return (x << 1) ^ (0 - (x >> 63));

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <string>
 #include <vector>
@@ -27,6 +28,19 @@ typename Inspector::result_type inspect(Inspector& f, metric_sample& x) {
 }
 
 using metric_samples = std::vector<metric_sample>;
+
+/// A value's IEEE-754 bits, and back: exact for NaN payloads, ±Inf, -0.0.
+inline uint64_t bits_of(double x) {
+  uint64_t out;
+  std::memcpy(&out, &x, sizeof(out));
+  return out;
+}
+
+inline double double_of(uint64_t x) {
+  double out;
+  std::memcpy(&out, &x, sizeof(out));
+  return out;
+}
 
 /// One log line of one log stream (the stream is its label set).
 struct log_line {
@@ -268,12 +282,14 @@ struct http_reply {
   uint16_t status = 200;
   std::string content_type;
   std::string body;
+  /// "code: message" of an error answer, sent as the X-Fleetd-Error header.
+  std::string error;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, http_reply& x) {
   return f(caf::meta::type_name("http_reply"), x.status, x.content_type,
-           x.body);
+           x.body, x.error);
 }
 
 /// One actor's view of itself for the console.

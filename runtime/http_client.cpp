@@ -102,6 +102,7 @@ struct http_client::impl {
     out.status = res.result_int();
     out.content_type = std::string(res[http::field::content_type]);
     out.retry_after = std::string(res[http::field::retry_after]);
+    out.error = std::string(res["X-Fleetd-Error"]);
     out.body = std::move(res.body());
     if (!res.keep_alive())
       stream.reset();

@@ -14,6 +14,8 @@ struct http_response {
   unsigned status = 0;
   std::string content_type;
   std::string retry_after;
+  /// X-Fleetd-Error of an error answer: "<code>: <message>".
+  std::string error;
   std::string body;
 };
 

@@ -14,6 +14,7 @@
 
 #include "messages/error.hpp"
 #include "runtime/logger.hpp"
+#include "runtime/text.hpp"
 
 namespace fleetd {
 
@@ -25,6 +26,11 @@ using tcp = asio::ip::tcp;
 namespace {
 
 class session;
+
+// Every error answer names its code and message here, so `curl -v` shows
+// why even when the body is protobuf.
+constexpr const char* error_header = "X-Fleetd-Error";
+constexpr size_t max_error_header = 256;
 
 } // namespace
 
@@ -95,14 +101,14 @@ private:
     if (ec == http::error::body_limit || ec == http::error::header_limit) {
       server_->count(&http_server_counters::requests_rejected);
       log_warning("http", "rejected request from ", peer_, ": ", ec.message());
-      reply_error(ec == http::error::body_limit ? 413 : 431, ec.message(),
-                  false);
+      reply_error(ec == http::error::body_limit ? 413 : 431, "too_large",
+                  ec.message());
       return;
     }
     if (ec) {
       server_->count(&http_server_counters::requests_rejected);
       log_debug("http", "bad request from ", peer_, ": ", ec.message());
-      reply_error(400, ec.message(), false);
+      reply_error(400, "bad_request", ec.message());
       return;
     }
     server_->count(&http_server_counters::requests);
@@ -131,11 +137,13 @@ private:
     });
   }
 
-  void reply_error(unsigned status, const std::string& why, bool keep) {
-    keep_alive_ = keep;
+  // The request could not be read whole: answer, then close.
+  void reply_error(unsigned status, const char* code, const std::string& why) {
+    keep_alive_ = false;
     http_reply rep;
     rep.status = static_cast<uint16_t>(status);
     rep.content_type = "text/plain";
+    rep.error = code + (": " + why);
     rep.body = why + "\n";
     write(std::move(rep));
   }
@@ -147,6 +155,14 @@ private:
     res->set(http::field::server, "fleetd-cloud");
     if (!rep.content_type.empty())
       res->set(http::field::content_type, rep.content_type);
+    if (rep.status >= 400) {
+      auto text = rep.error;
+      if (text.empty())
+        text = "http_" + std::to_string(rep.status) + ": "
+               + std::string(obsolete_reason(res->result()));
+      // A message may quote input: printable and bounded.
+      res->set(error_header, printable(text, max_error_header));
+    }
     res->keep_alive(keep_alive_);
     res->body() = std::move(rep.body);
     res->prepare_payload();

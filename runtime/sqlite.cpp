@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include "messages/error.hpp"
+#include "messages/types.hpp"
 
 namespace fleetd::sqlite {
 
@@ -27,10 +28,28 @@ caf::error to_error(sqlite3* db, int rc, const std::string& what) {
     case SQLITE_CANTOPEN:
     case SQLITE_AUTH:
       return make_error(ec::io_error, msg);
+    case SQLITE_CONSTRAINT:
+    case SQLITE_MISMATCH:
+    case SQLITE_TOOBIG:
+    case SQLITE_RANGE:
+      return make_error(ec::invalid_record, msg);
     default:
       return make_error(ec::storage_failed, msg);
   }
 }
+
+namespace {
+
+// SQL ieee_bits(x): the exact bits of a REAL, for migrating REAL columns.
+void ieee_bits_fn(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  if (sqlite3_value_type(argv[0]) == SQLITE_NULL)
+    sqlite3_result_null(ctx);
+  else
+    sqlite3_result_int64(
+      ctx, static_cast<int64_t>(bits_of(sqlite3_value_double(argv[0]))));
+}
+
+} // namespace
 
 statement::statement(statement&& other) noexcept
   : db_(other.db_), stmt_(other.stmt_) {
@@ -71,6 +90,10 @@ statement& statement::bind(int index, std::string_view text) {
   sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()),
                     SQLITE_TRANSIENT);
   return *this;
+}
+
+statement& statement::bind_exact(int index, double value) {
+  return bind(index, static_cast<int64_t>(bits_of(value)));
 }
 
 statement& statement::bind_blob(int index, std::string_view bytes) {
@@ -130,6 +153,10 @@ double statement::column_double(int index) const {
   return sqlite3_column_double(stmt_, index);
 }
 
+double statement::column_exact(int index) const {
+  return double_of(static_cast<uint64_t>(column_int(index)));
+}
+
 std::string statement::column_text(int index) const {
   auto p = sqlite3_column_text(stmt_, index);
   auto n = sqlite3_column_bytes(stmt_, index);
@@ -180,6 +207,13 @@ void database::close_as_is() {
   close();
 }
 
+// SQL functions the stores use in migrations and salvage.
+static void add_functions(sqlite3* raw) {
+  sqlite3_create_function_v2(raw, "ieee_bits", 1,
+                             SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr,
+                             ieee_bits_fn, nullptr, nullptr, nullptr);
+}
+
 caf::expected<database> database::open_readonly(const std::string& path) {
   sqlite3* raw = nullptr;
   auto rc = sqlite3_open_v2(path.c_str(), &raw,
@@ -189,6 +223,7 @@ caf::expected<database> database::open_readonly(const std::string& path) {
   if (rc != SQLITE_OK)
     return to_error(raw, rc, "cannot open " + path);
   sqlite3_extended_result_codes(raw, 1);
+  add_functions(raw);
   return db;
 }
 
@@ -205,6 +240,7 @@ caf::expected<database> database::open(const std::string& path,
     return to_error(raw, rc, "cannot open " + path);
   sqlite3_busy_timeout(raw, busy_timeout_ms);
   sqlite3_extended_result_codes(raw, 1);
+  add_functions(raw);
   if (auto err = db.exec("PRAGMA journal_mode=WAL"))
     return err;
   if (auto err = db.exec(std::string("PRAGMA synchronous=") + synchronous))
@@ -229,6 +265,19 @@ caf::expected<statement> database::prepare(const std::string& sql) {
   if (rc != SQLITE_OK)
     return to_error(db_, rc, "prepare " + sql.substr(0, 40));
   return statement{db_, stmt};
+}
+
+caf::expected<bool> database::has_column(const std::string& table,
+                                         const std::string& column) {
+  auto st = prepare("SELECT count(*) FROM pragma_table_info(?1) "
+                    "WHERE name = ?2");
+  if (!st)
+    return st.error();
+  st->bind(1, table).bind(2, column);
+  auto row = st->step();
+  if (!row)
+    return row.error();
+  return *row && st->column_int(0) > 0;
 }
 
 std::string database::quick_check() {

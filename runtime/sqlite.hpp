@@ -33,6 +33,9 @@ public:
   statement& bind_blob(int index, std::string_view bytes);
   /// Binds column `column` of the current row of `from`, type and all.
   statement& bind_column(int index, const statement& from, int column);
+  /// Binds a double's IEEE-754 bits as INTEGER: NaN payloads, infinities and
+  /// -0.0 survive (a REAL binds NaN as NULL and turns -0.0 into 0.0).
+  statement& bind_exact(int index, double value);
 
   /// Advances one row: true while a row is available, error on failure.
   caf::expected<bool> step();
@@ -42,6 +45,8 @@ public:
 
   int64_t column_int(int index) const;
   double column_double(int index) const;
+  /// The double whose bits bind_exact stored.
+  double column_exact(int index) const;
   std::string column_text(int index) const;
   std::string column_blob(int index) const;
   bool column_is_null(int index) const;
@@ -75,6 +80,10 @@ public:
   caf::error exec(const std::string& sql);
   caf::expected<statement> prepare(const std::string& sql);
 
+  /// True when `table` exists and has a column named `column`.
+  caf::expected<bool> has_column(const std::string& table,
+                                 const std::string& column);
+
   /// "ok" when PRAGMA quick_check finds nothing wrong, else its first line.
   std::string quick_check();
   /// The same, but a check that could not run (busy, corrupt, I/O) is the
@@ -103,7 +112,8 @@ private:
 
 /// Maps an SQLite result code to the project's error: disk full, corrupt
 /// (CORRUPT, NOTADB), locked (BUSY, LOCKED), io_error for permission and
-/// open failures.
+/// open failures, invalid_record for a record the store refuses as written
+/// (constraint, type, size: retrying the same record cannot help).
 caf::error to_error(sqlite3* db, int rc, const std::string& what);
 
 /// Steps `st` through every result row, calling `row` for each; the first

@@ -38,4 +38,13 @@ std::string_view trim(std::string_view x) {
   return x.substr(begin, end - begin + 1);
 }
 
+std::string printable(std::string_view x, size_t max) {
+  std::string out;
+  for (auto c : x.substr(0, max)) {
+    auto u = static_cast<unsigned char>(c);
+    out += u >= 0x20 && u < 0x7f ? c : '?';
+  }
+  return out;
+}
+
 } // namespace fleetd

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -13,5 +14,9 @@ std::vector<std::string_view> split_fields(std::string_view line);
 
 /// `x` without leading and trailing blanks and tabs.
 std::string_view trim(std::string_view x);
+
+/// At most `max` bytes of `x`, each byte outside printable ASCII as '?': safe
+/// in a header, a protobuf string or a log line whatever `x` came from.
+std::string printable(std::string_view x, size_t max);
 
 } // namespace fleetd

@@ -50,7 +50,6 @@ namespace {
 constexpr int64_t clock_start_ms = 1'700'000'000'000;
 constexpr const char* device_id = "http-dev";
 constexpr const char* epoch = "epoch-1";
-constexpr const char* protobuf_type = "application/x-protobuf";
 
 // Limits of the fixture: a body may be 16 KiB on the wire, 64 KiB decoded.
 constexpr size_t max_body_bytes = 16 * 1024;
@@ -164,12 +163,17 @@ struct http_fixture : test::cloud_fixture {
     client = std::make_unique<http_client>("127.0.0.1", port, 10s, 1 << 20);
   }
 
-  /// POSTs to /v1/sync; `encoding` empty sends no Content-Encoding.
-  http_response post(const std::string& body, const std::string& encoding) {
-    headers_t headers{{"Content-Type", protobuf_type}};
+  /// POSTs to `target`; `encoding` empty sends no Content-Encoding,
+  /// `content_type` empty no Content-Type.
+  http_response post(const std::string& body, const std::string& encoding,
+                     const std::string& content_type = protobuf_type,
+                     const std::string& target = "/v1/sync") {
+    headers_t headers;
+    if (!content_type.empty())
+      headers.emplace_back("Content-Type", content_type);
     if (!encoding.empty())
       headers.emplace_back("Content-Encoding", encoding);
-    auto res = client->post("/v1/sync", body, headers);
+    auto res = client->post(target, body, headers);
     REQUIRE_MESSAGE(res, render(res.error()));
     return std::move(*res);
   }
@@ -287,6 +291,9 @@ void check_refusal(const http_response& res, unsigned status,
   CHECK(ack.error_code == code);
   CHECK_MESSAGE(!ack.error_message.empty(), "no message for " << code);
   CHECK(ack.config.version == 0);
+  // curl -v shows why without decoding the body.
+  CHECK(res.error.rfind(code + ": ", 0) == 0);
+  CHECK(res.error.size() > code.size() + 2);
 }
 
 int64_t total_rejected(const std::map<std::string, int64_t>& c) {
@@ -559,6 +566,7 @@ TEST_CASE("a body over ingest.max-body-bytes is refused 413 by the HTTP "
   // the report: edge/cloud_link treats it as a link failure.
   CHECK(res.content_type == "text/plain");
   CHECK_FALSE(decode_response(res.body));
+  CHECK(res.error == "too_large: body limit exceeded");
   CHECK(f.endpoint->counters().requests_rejected == 1);
   auto after = f.counters();
   CHECK(after["requests"] == before["requests"]);
@@ -568,6 +576,59 @@ TEST_CASE("a body over ingest.max-body-bytes is refused 413 by the HTTP "
   f.deliver(good_body(2), "zstd", 2);
   CHECK(f.client->connects() == 2);
   check_same_samples(f.points(), concat({good_samples(1), good_samples(2)}));
+}
+
+TEST_CASE("a Content-Type other than protobuf is refused 415 over HTTP; the "
+          "device's own requests pass") {
+  http_fixture f;
+  auto tables = f.tables();
+  struct want {
+    std::string type;
+    std::string header;
+  };
+  for (auto& c : std::vector<want>{
+         {"", "unsupported_media_type: Content-Type must be "
+              "application/x-protobuf, not ''"},
+         {"application/x-www-form-urlencoded", ""},
+         {"application/json", ""},
+         // A hostile value comes back printable and bounded.
+         {"text/\xff" + std::string(300, 'x'), ""}}) {
+    CAPTURE(c.type);
+    auto res = f.post(good_body(1), "zstd", c.type);
+    check_refusal(res, 415, "unsupported_media_type");
+    if (!c.header.empty())
+      CHECK(res.error == c.header);
+    CHECK(res.error.size() <= 256);
+    for (auto ch : res.error)
+      CHECK((ch >= 0x20 && ch < 0x7f));
+  }
+  CHECK(f.counters()["rejected_unsupported_media_type"] == 4);
+  CHECK(f.tables() == tables);
+  // What edge/cloud_link sends (application/x-protobuf) is stored.
+  f.deliver(good_body(1), "zstd", 1);
+}
+
+TEST_CASE("every error answer carries X-Fleetd-Error: the endpoint's own, "
+          "the ingest's and a store that is gone") {
+  http_fixture f;
+  SUBCASE("an unknown path") {
+    auto res = f.post(good_body(1), "zstd", protobuf_type, "/v1/nope");
+    CHECK(res.status == 404);
+    CHECK(res.error == "not_found: no such endpoint: /v1/nope");
+  }
+  SUBCASE("a success carries none") {
+    auto res = f.post(good_body(1), "zstd");
+    CHECK(res.status == 200);
+    CHECK(res.error.empty());
+  }
+  SUBCASE("a store that is gone: 503 with a retry delay") {
+    (*f.self)->send_exit(f.store, caf::exit_reason::user_shutdown);
+    (*f.self)->wait_for(f.store);
+    auto res = f.post(good_body(1), "zstd");
+    CHECK(res.status == 503);
+    CHECK(res.error.rfind("store_unavailable: ", 0) == 0);
+    CHECK(ack_of(res.body).retry_after_ms > 0);
+  }
 }
 
 TEST_CASE("columnar bytes that do not decode are refused 400 and leave the "

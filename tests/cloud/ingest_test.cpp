@@ -28,6 +28,7 @@
 #include "messages/register.hpp"
 #include "messages/wire.hpp"
 #include "runtime/http_client.hpp"
+#include "runtime/sqlite.hpp"
 #include "ask.hpp"
 #include "check_samples.hpp"
 
@@ -44,8 +45,6 @@ namespace {
 constexpr int64_t clock_start_ms = 1'700'000'000'000;
 
 constexpr const char* device_id = "ingest-dev";
-
-constexpr const char* protobuf_type = "application/x-protobuf";
 
 metric_samples samples(size_t n) {
   metric_samples out;
@@ -90,9 +89,10 @@ struct ingest_fixture : test::cloud_fixture {
     return port;
   }
 
-  http_reply sync(const std::string& bytes, const std::string& encoding) {
+  http_reply sync(const std::string& bytes, const std::string& encoding,
+                  const std::string& content_type = protobuf_type) {
     return test::ask<http_reply>(*self, ing, 10s, sync_atom::value, bytes,
-                                 encoding);
+                                 encoding, content_type);
   }
 
 
@@ -124,6 +124,8 @@ void check_refused(const http_reply& rep, uint16_t status,
   CHECK(ack.error_code == code);
   CHECK_FALSE(ack.error_message.empty());
   CHECK(ack.last_sequence_ack == 0);
+  // The same code and message, for the X-Fleetd-Error header.
+  CHECK(rep.error == ack.error_code + ": " + ack.error_message);
 }
 
 std::string with_checksum_flipped(const std::string& plain) {
@@ -232,6 +234,66 @@ TEST_CASE("an unsupported Content-Encoding is refused 415 before decoding") {
   auto c = f.counters();
   CHECK(c["rejected_unsupported_encoding"] == 4);
   CHECK(c["requests"] == 4);
+}
+
+TEST_CASE("a Content-Type other than protobuf is refused 415 "
+          "unsupported_media_type before decoding") {
+  ingest_fixture f;
+  for (auto type : {"", "text/plain", "application/json",
+                    "application/x-protobufs", "application/protobuf"}) {
+    CAPTURE(type);
+    check_refused(f.sync(body(1, samples(2)), "zstd", type), 415,
+                  "unsupported_media_type");
+  }
+  CHECK(f.stored().empty());
+  CHECK(f.counters()["rejected_unsupported_media_type"] == 5);
+  // Media types are case-insensitive and may carry parameters.
+  for (auto type : {"Application/X-Protobuf", "application/x-protobuf; v=1"}) {
+    CAPTURE(type);
+    CHECK(f.sync(body(1, samples(2)), "zstd", type).status == 200);
+  }
+}
+
+TEST_CASE("store errors: a refusal when retrying cannot help, 503 only when "
+          "the store may recover") {
+  CHECK(store_error_status(make_error(ec::invalid_record)) == 422);
+  CHECK(store_error_status(make_error(ec::bad_sequence)) == 409);
+  CHECK(store_error_status(make_error(ec::session_out_of_sync)) == 409);
+  CHECK(store_error_status(make_error(ec::decode_failed)) == 400);
+  CHECK(store_error_status(make_error(ec::checksum_mismatch)) == 400);
+  CHECK(store_error_status(make_error(ec::too_large)) == 413);
+  // Busy, disk full, I/O, a store gone or slow: the device retries.
+  CHECK(store_error_status(make_error(ec::storage_failed)) == 503);
+  CHECK(store_error_status(make_error(ec::disk_full)) == 503);
+  CHECK(store_error_status(make_error(ec::io_error)) == 503);
+  CHECK(store_error_status(make_error(ec::timeout)) == 503);
+  CHECK(store_error_status(caf::make_error(caf::sec::request_timeout)) == 503);
+}
+
+TEST_CASE("a batch the store refuses by a constraint is answered 422 "
+          "invalid_record, not 503: the device counts it and moves on") {
+  ingest_fixture f;
+  {
+    auto db = sqlite::database::open(f.dir.file("cloud.db"));
+    REQUIRE(db);
+    REQUIRE_FALSE(db->exec("CREATE TRIGGER refuse BEFORE INSERT ON points "
+                           "BEGIN SELECT RAISE(ABORT, 'refused by test'); "
+                           "END;"));
+  }
+  check_refused(f.sync(body(1, samples(2)), "zstd"), 422, "invalid_record");
+  CHECK(f.stored().empty());
+  auto c = f.counters();
+  CHECK(c["rejected_invalid_record"] == 1);
+  CHECK(c["store_failures"] == 0);
+}
+
+TEST_CASE("NaN, infinities and -0.0 are acked 200 and stored bit for bit") {
+  ingest_fixture f;
+  auto xs = test::special_samples(clock_start_ms);
+  auto rep = f.sync(body(1, xs), "zstd");
+  CHECK(rep.status == 200);
+  CHECK(rep.error.empty());
+  check_same_samples(f.stored(), xs, true);
 }
 
 TEST_CASE("a body that decodes beyond the limit is refused 413 too_large") {

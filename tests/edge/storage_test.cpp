@@ -460,6 +460,52 @@ TEST_CASE("rows stored after retention emptied a table are still synced: "
   CHECK(found);
 }
 
+TEST_CASE("NaN with its payload, infinities and -0.0 are stored bit for bit "
+          "and survive a reopen") {
+  store_fixture f;
+  auto xs = test::special_samples(clock_start_ms);
+  {
+    auto st = f.open();
+    store_ok(st, xs);
+    check_same_samples(fetch_all(st).samples, xs, true);
+  }
+  auto st = f.open();
+  check_same_samples(fetch_all(st).samples, xs, true);
+}
+
+TEST_CASE("a store of the REAL-valued schema migrates with its rows, ids and "
+          "id high-water mark") {
+  store_fixture f;
+  REQUIRE(f.dir.ok());
+  // The first schema's metrics table; rows 1..3 kept, 4..5 deleted (synced).
+  exec_beside(f.path,
+              "CREATE TABLE series (id INTEGER PRIMARY KEY, name TEXT NOT "
+              "NULL, labels BLOB NOT NULL, UNIQUE (name, labels));"
+              "CREATE TABLE metrics (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+              "series_id INTEGER NOT NULL, ts INTEGER NOT NULL, value REAL "
+              "NOT NULL);"
+              "INSERT INTO series VALUES (1, 'old', x'');"
+              "INSERT INTO metrics (series_id, ts, value) VALUES "
+              "(1, 1700000000001, 0.25), (1, 1700000000002, -1e300), "
+              "(1, 1700000000003, 9e999), (1, 1700000000004, 4), "
+              "(1, 1700000000005, 5);"
+              "DELETE FROM metrics WHERE id > 3;");
+  auto st = f.open();
+  metric_samples want{sample("old", {}, ts(1), 0.25),
+                      sample("old", {}, ts(2), -1e300),
+                      sample("old", {}, ts(3), double_of(
+                                                 0x7ff0000000000000ULL))};
+  auto up = fetch_all(st);
+  check_same_samples(up.samples, want, true);
+  CHECK(up.last_id == 3);
+  // A new row takes id 6, not 4: ids are never reused.
+  auto xs = test::special_samples(ts(10));
+  store_ok(st, xs);
+  auto all = fetch_all(st);
+  check_same_samples(all.samples, test::concat({want, xs}), true);
+  CHECK(all.last_id == 5 + static_cast<int64_t>(xs.size()));
+}
+
 TEST_CASE("everything survives closing and reopening the same file") {
   store_fixture f;
   auto xs = samples_from(clock_start_ms, 10);
@@ -569,11 +615,12 @@ TEST_CASE("a store that fails after adding a series forgets the series") {
   // A trigger (made on a second connection) fails the metric insert after
   // store() has inserted the new series row within the same transaction.
   exec_beside(f.path, "CREATE TRIGGER refuse BEFORE INSERT ON metrics "
-                      "WHEN NEW.value = 666 BEGIN "
+                      "WHEN NEW.bits = 0x4084d00000000000 BEGIN "
                       "SELECT RAISE(ABORT, 'refused by test'); END;");
   auto failed = st.store({sample("ghost", {{"k", "v"}}, ts(2), 666.0)});
   REQUIRE_FALSE(failed);
-  CHECK(has_code(failed.error(), ec::storage_failed));
+  // A constraint cannot be cured by retrying: not a storage failure.
+  CHECK(has_code(failed.error(), ec::invalid_record));
   auto stats = st.stats();
   CHECK(stats.counters["store_failures"] == 1);
   CHECK(stats.counters["series"] == 1);

@@ -41,6 +41,7 @@
 #include "messages/register.hpp"
 #include "messages/wire.hpp"
 #include "ask.hpp"
+#include "runtime/sqlite.hpp"
 #include "check_samples.hpp"
 
 using namespace fleetd;
@@ -127,8 +128,8 @@ ingest_actor::behavior_type tap(ingest_actor::stateful_pointer<tap_state> self,
                                 ingest_actor real,
                                 std::shared_ptr<tap_log> log) {
   return {
-    [self, real, log](sync_atom, std::string& body,
-                      std::string& encoding) -> caf::result<http_reply> {
+    [self, real, log](sync_atom, std::string& body, std::string& encoding,
+                      std::string& content_type) -> caf::result<http_reply> {
       {
         std::lock_guard<std::mutex> guard{log->mtx};
         log->bodies.push_back(body);
@@ -136,7 +137,7 @@ ingest_actor::behavior_type tap(ingest_actor::stateful_pointer<tap_state> self,
       bool lose = log->lose_replies;
       auto rp = self->make_response_promise<http_reply>();
       self->request(real, 30s, sync_atom::value, std::move(body),
-                    std::move(encoding))
+                    std::move(encoding), std::move(content_type))
         .then(
           [rp, lose](http_reply& rep) mutable {
             if (lose) {
@@ -300,6 +301,17 @@ struct sync_fixture : test::cloud_fixture {
   bool backing_off(const sync_actor& hdl) {
     return eventually(
       [&] { return stats_of(hdl).state.rfind("retrying", 0) == 0; }, 20s);
+  }
+
+  /// Ticks `hdl` until it dropped one refused batch; outside ticks take a
+  /// refusal's retry now instead of after 1 s, 2 s.
+  bool dropped_one(const sync_actor& hdl) {
+    return eventually(
+      [&] {
+        (*self)->send(hdl, tick_atom::value);
+        return stats_of(hdl).counters["batches_rejected"] == 1;
+      },
+      20s);
   }
 };
 
@@ -580,13 +592,7 @@ TEST_CASE("a batch the cloud refuses for good is dropped after max_rejections, "
   auto cfg = f.sync_cfg(f.spawn_link(port), 10);
   cfg.max_rejections = 3;
   auto s = f.spawn_sync(cfg);
-  // Outside ticks take the refusal's retry now instead of after 1 s, 2 s.
-  REQUIRE(eventually(
-    [&] {
-      (*f.self)->send(s, tick_atom::value);
-      return f.stats_of(s).counters["batches_rejected"] == 1;
-    },
-    20s));
+  REQUIRE(f.dropped_one(s));
   CHECK(f.pending().empty());
   auto st = f.stats_of(s);
   CHECK(st.counters["batches_sent"] == 3);
@@ -610,6 +616,40 @@ TEST_CASE("a batch the cloud refuses for good is dropped after max_rejections, "
   REQUIRE(devices.size() == 1);
   // The cloud knows it never got batch 1.
   CHECK(devices[0].gaps == 1);
+}
+
+TEST_CASE("a batch the cloud's store refuses (422 invalid_record) counts "
+          "against max_rejections, not as a link failure; the stream moves "
+          "on") {
+  sync_fixture f;
+  auto port = f.start_cloud();
+  {
+    // The cloud's store refuses one point by a constraint: no retry cures it.
+    auto db = sqlite::database::open(f.dir.file(f.cloud_file));
+    REQUIRE(db);
+    REQUIRE_FALSE(db->exec("CREATE TRIGGER refuse BEFORE INSERT ON points "
+                           "WHEN NEW.ts = "
+                           + std::to_string(clock_start_ms + 42)
+                           + " BEGIN SELECT RAISE(ABORT, 'refused by test'); "
+                             "END;"));
+  }
+  metric_sample bad;
+  bad.name = "refused";
+  bad.timestamp_ms = clock_start_ms + 42;
+  f.store({bad});
+  auto cfg = f.sync_cfg(f.spawn_link(port), 10);
+  cfg.max_rejections = 3;
+  auto s = f.spawn_sync(cfg);
+  REQUIRE(f.dropped_one(s));
+  auto st = f.stats_of(s);
+  CHECK(st.counters["batches_sent"] == 3);
+  CHECK(st.counters["batches_acked"] == 0);
+  CHECK(f.pending().empty());
+  auto small = samples_from(clock_start_ms + 100, 1);
+  f.store(small);
+  (*f.self)->send(s, tick_atom::value);
+  REQUIRE(f.drained_to(s, 2));
+  check_same_samples(f.cloud_points(), small);
 }
 
 TEST_CASE("tier 3 forwards what was stored at once") {

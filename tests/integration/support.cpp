@@ -203,7 +203,7 @@ std::vector<std::string> points(const std::string& db, const std::string& sql) {
 std::vector<std::string> device_points(const std::string& device_db) {
   return points(device_db,
                 "SELECT s.name || char(30) || hex(s.labels) || "
-                "char(30) || m.ts || char(30) || quote(m.value) "
+                "char(30) || m.ts || char(30) || printf('%016x', m.bits) "
                 "FROM metrics m JOIN series s ON s.id = m.series_id");
 }
 
@@ -211,7 +211,7 @@ std::vector<std::string> cloud_points(const std::string& cloud_db,
                                       const std::string& device_id) {
   return points(cloud_db,
                 "SELECT s.name || char(30) || hex(s.labels) || "
-                "char(30) || p.ts || char(30) || quote(p.value) "
+                "char(30) || p.ts || char(30) || printf('%016x', p.bits) "
                 "FROM points p JOIN series s ON s.id = p.series_id "
                 "WHERE p.device_id = '"
                   + device_id + "'");

@@ -218,7 +218,7 @@ stream_spec metrics_spec() {
   s.device_table = "metrics";
   s.device_records = [](const std::string& db, int64_t after) {
     return records(db,
-                   "SELECT m.id, s.name, s.labels, m.ts, m.value "
+                   "SELECT m.id, s.name, s.labels, m.ts, m.bits "
                    "FROM metrics m JOIN series s ON s.id = m.series_id "
                    "WHERE m.id > "
                      + std::to_string(after) + " ORDER BY m.id",
@@ -226,19 +226,21 @@ stream_spec metrics_spec() {
                      return record{sqlite3_column_int64(st, 0),
                                    metric_key(text_col(st, 1), text_col(st, 2),
                                               sqlite3_column_int64(st, 3)),
-                                   exact(sqlite3_column_double(st, 4))};
+                                   exact(double_of(static_cast<uint64_t>(
+                                     sqlite3_column_int64(st, 4))))};
                    });
   };
   s.cloud_records = [](const std::string& db, const std::string& device) {
     return records(db,
-                   "SELECT s.name, s.labels, p.ts, p.value FROM points p "
+                   "SELECT s.name, s.labels, p.ts, p.bits FROM points p "
                    "JOIN series s ON s.id = p.series_id WHERE p.device_id = '"
                      + device + "' ORDER BY p.rowid",
                    [](sqlite3_stmt* st) {
                      return record{0,
                                    metric_key(text_col(st, 0), text_col(st, 1),
                                               sqlite3_column_int64(st, 2)),
-                                   exact(sqlite3_column_double(st, 3))};
+                                   exact(double_of(static_cast<uint64_t>(
+                                     sqlite3_column_int64(st, 3))))};
                    });
   };
   return s;

@@ -18,18 +18,6 @@ using namespace fleetd;
 
 namespace {
 
-uint64_t bits_of(double x) {
-  uint64_t out;
-  std::memcpy(&out, &x, sizeof(out));
-  return out;
-}
-
-double double_of(uint64_t x) {
-  double out;
-  std::memcpy(&out, &x, sizeof(out));
-  return out;
-}
-
 // Equal samples, doubles compared bit for bit.
 void check_same(const metric_samples& got, const metric_samples& want) {
   REQUIRE(got.size() == want.size());
@@ -773,4 +761,31 @@ TEST_CASE("a two-division scale of more than 15 digits in all is refused") {
   auto refused = decode_columnar(bad, dec);
   REQUIRE(!refused);
   CHECK(render(refused.error()).find("bad scale") != std::string::npos);
+}
+
+TEST_CASE("NaN payloads, infinities and -0.0 continue bit for bit through a "
+          "session: after themselves, after ordinary values and before them") {
+  // Per series: the special value, again, an ordinary one, the special one.
+  const double specials[] = {double_of(0x7ff800005ca1ab1eULL),
+                             double_of(0xfff0000000000001ULL),
+                             std::numeric_limits<double>::infinity(),
+                             -std::numeric_limits<double>::infinity(), -0.0};
+  const double after[] = {0, 1, 2.5};
+  codec_context enc;
+  codec_context dec;
+  for (int b = 0; b < 4; ++b) {
+    CAPTURE(b);
+    metric_samples xs;
+    for (size_t i = 0; i < std::size(specials); ++i) {
+      auto v = b == 2 ? after[i % std::size(after)] : specials[i];
+      xs.push_back(sample("special", {{"i", std::to_string(i)}},
+                          1700000000000 + b * 1000, v));
+    }
+    auto bytes = encode_columnar(xs, enc);
+    auto got = decode_columnar(bytes, dec);
+    REQUIRE(got);
+    check_same(*got, xs);
+    REQUIRE(decode_columnar(bytes, enc));
+    CHECK(enc.digest() == dec.digest());
+  }
 }

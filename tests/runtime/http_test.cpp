@@ -210,6 +210,7 @@ TEST_CASE("a body over max_body_bytes is answered with 413") {
   auto res = client.post("/v1/sync", std::string(4096, 'x'), {});
   REQUIRE_MESSAGE(res, render(res.error()));
   CHECK(res->status == 413);
+  CHECK(res->error == "too_large: body limit exceeded");
   CHECK(app.requests().empty());
   CHECK(server.counters().requests_rejected == 1);
   // The limit itself is fine; the client reconnects after the 413 closed.
@@ -219,6 +220,42 @@ TEST_CASE("a body over max_body_bytes is answered with 413") {
   CHECK(res->body == std::string(1024, 'y'));
   CHECK(client.connects() == 2);
   CHECK(app.requests().size() == 1);
+}
+
+TEST_CASE("an error answer carries X-Fleetd-Error: the handler's text, "
+          "printable and bounded, or the status when it names none") {
+  std::mutex mtx; // the handler runs on the server's thread
+  std::string error;
+  uint16_t status = 0;
+  http_server server{small_limits(),
+                     [&](http_request, http_server::respond_fn respond) {
+                       http_reply rep;
+                       {
+                         std::lock_guard<std::mutex> guard{mtx};
+                         rep.status = status;
+                         rep.error = error;
+                       }
+                       respond(std::move(rep));
+                     }};
+  auto port = start_or_fail(server);
+  http_client client{"127.0.0.1", port, 10s, 1024 * 1024};
+  auto ask = [&](uint16_t st, std::string err) {
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      status = st;
+      error = std::move(err);
+    }
+    auto res = client.post("/v1/sync", "x", {});
+    REQUIRE_MESSAGE(res, render(res.error()));
+    CHECK(res->status == st);
+    return res->error;
+  };
+  CHECK(ask(500, "") == "http_500: Internal Server Error");
+  CHECK(ask(409, "bad_sequence: seen") == "bad_sequence: seen");
+  CHECK(ask(400, "x: a\r\nInjected: 1\xff") == "x: a??Injected: 1?");
+  CHECK(ask(503, std::string(1000, 'm')) == std::string(256, 'm'));
+  // A success carries none, whatever the handler says.
+  CHECK(ask(200, "ignored").empty());
 }
 
 TEST_CASE("a body over the limit declared by a raw request gets 413 and a "

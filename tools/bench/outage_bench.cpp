@@ -153,12 +153,6 @@ struct point_key {
   }
 };
 
-uint64_t bits_of(double x) {
-  uint64_t out;
-  std::memcpy(&out, &x, sizeof(out));
-  return out;
-}
-
 std::string log_key(int64_t ts_ns, const std::string& labels,
                     const std::string& line) {
   return std::to_string(ts_ns) + '\0' + labels + '\0' + line;
@@ -396,7 +390,7 @@ tally compare_cloud(const std::string& cloud_db, const ground_truth& want) {
   points.reserve(want.points.size());
   tally out;
   each(db,
-       "SELECT s.name, s.labels, p.ts, p.value FROM points p JOIN series s "
+       "SELECT s.name, s.labels, p.ts, p.bits FROM points p JOIN series s "
        "ON s.id = p.series_id WHERE p.device_id = ?1",
        device_id, [&](sqlite::statement& st) {
          auto key = st.column_text(0) + '\0' + st.column_blob(1);
@@ -406,7 +400,7 @@ tally compare_cloud(const std::string& cloud_db, const ground_truth& want) {
            return;
          }
          points.push_back(
-           {i->second, st.column_int(2), bits_of(st.column_double(3))});
+           {i->second, st.column_int(2), bits_of(st.column_exact(3))});
        });
   std::sort(points.begin(), points.end());
   out += compare_sorted(want.points, points);

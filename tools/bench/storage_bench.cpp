@@ -62,6 +62,7 @@
 #include "messages/error.hpp"
 #include "messages/labels.hpp"
 #include "runtime/clock.hpp"
+#include "runtime/sqlite.hpp"
 #include "runtime/node.hpp"
 #include "runtime/sqlite.hpp"
 
@@ -478,7 +479,7 @@ template <class Resolve>
     sqlite3_reset(ins);
     sqlite3_bind_int64(ins, 1, sid);
     sqlite3_bind_int64(ins, 2, x.timestamp_ms);
-    sqlite3_bind_double(ins, 3, x.value);
+    sqlite3_bind_int64(ins, 3, static_cast<int64_t>(bits_of(x.value)));
     check(h, sqlite3_step(ins), "metrics insert");
   }
   exec(h, "COMMIT");
@@ -495,7 +496,7 @@ run_result run_bare(const std::string& path, const store_layout& layout,
     statement_guard ser;
     check(h,
           sqlite3_prepare_v2(h,
-                             "INSERT INTO metrics (series_id, ts, value) "
+                             "INSERT INTO metrics (series_id, ts, bits) "
                              "VALUES (?1, ?2, ?3)",
                              -1, &ins.st, nullptr),
           "prepare metrics insert");
