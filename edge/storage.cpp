@@ -301,8 +301,8 @@ caf::error edge_store::salvage(const std::string& aside) {
     auto copy = [&](const std::string& table, const std::string& key,
                     int64_t from) -> caf::expected<copy_result> {
       // A file of the REAL-valued schema gives its values as exact bits.
-      auto legacy = table == "metrics" && src->has_column("metrics", "value")
-                                            .value_or(false);
+      auto has_value = src->has_column("metrics", "value");
+      auto legacy = table == "metrics" && has_value && *has_value;
       auto r = copy_rows(*src, db_, table, key, from,
                          legacy ? "id, series_id, ts, ieee_bits(value)" : "*");
       if (r)
