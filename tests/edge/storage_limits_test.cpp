@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <sys/mount.h>
@@ -13,6 +15,7 @@
 #include "edge/capability.hpp"
 #include "edge/storage.hpp"
 #include "messages/error.hpp"
+#include "skip.hpp"
 
 using namespace fleetd;
 
@@ -76,12 +79,13 @@ struct store_fixture {
     cfg.clock = clk;
   }
 
-  /// Mounts a tmpfs of `size` ("size=2m") on the directory; false, with a
-  /// message, where that is not allowed.
+  /// Mounts a tmpfs of `size` ("size=2m") on the directory; false, with
+  /// the case marked skipped, where that is not allowed.
   bool on_small_disk(const char* size) {
     if (mount("tmpfs", dir.path.c_str(), "tmpfs", 0, size) == 0)
       return true;
-    MESSAGE("cannot mount tmpfs here (need root); disk-full test skipped");
+    test::skip(std::string("cannot mount a tmpfs (needs root): ")
+               + std::strerror(errno));
     return false;
   }
 };

@@ -27,12 +27,13 @@ outcome run_with(const std::string& prog, std::vector<std::string> args) {
 }
 
 void check_rejected(const outcome& o, const std::string& option) {
+  // Before the checks: INFO shows only with the assertions after it.
+  INFO("stderr: ", o.err);
   CHECK(o.status == 2);
   CHECK(std::count(o.err.begin(), o.err.end(), '\n') == 1);
   CHECK(o.err.find(option) != std::string::npos);
   CHECK(o.err.find("bad config") != std::string::npos);
   CHECK_FALSE(o.data_dir_created);
-  INFO("stderr: ", o.err);
 }
 
 } // namespace

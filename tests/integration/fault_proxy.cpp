@@ -56,6 +56,8 @@ struct fault_proxy::impl {
   std::atomic<int64_t> dropped{0};
   std::atomic<int64_t> bytes_up{0};
   std::atomic<int64_t> bytes_down{0};
+  std::atomic<int64_t> open{0};
+  std::atomic<int64_t> writing{0};
 
   mode_value current() const {
     std::lock_guard<std::mutex> guard{mtx};
@@ -126,7 +128,8 @@ public:
     server_.shutdown(tcp::socket::shutdown_both, ec);
     server_.close(ec);
     // Handlers still pending hold their own references.
-    proxy_.conns.erase(shared_from_this());
+    if (proxy_.conns.erase(shared_from_this()) > 0)
+      --proxy_.open;
   }
 
 private:
@@ -196,24 +199,31 @@ private:
   }
 
   void send(pump& p) {
+    // Counted before the mode is read: once a test has set blackhole or
+    // drop and then sees writing == 0, no chunk moves any more.
+    ++proxy_.writing;
     auto m = proxy_.current();
     if (m.k == kind::blackhole) {
+      --proxy_.writing;
       hold(p, poll_interval, &connection::send);
       return;
     }
     if (m.k == kind::drop) {
+      --proxy_.writing;
       close();
       return;
     }
     asio::async_write(p.to, asio::buffer(p.buf.data(), p.len),
                       [self = shared_from_this(), &p](error_code ec, size_t n) {
+                        if (!self->closed_ && !ec)
+                          p.counter += static_cast<int64_t>(n);
+                        --self->proxy_.writing;
                         if (self->closed_)
                           return;
                         if (ec) {
                           self->close();
                           return;
                         }
-                        p.counter += static_cast<int64_t>(n);
                         self->read(p);
                       });
   }
@@ -250,6 +260,7 @@ void fault_proxy::impl::accept() {
       } else {
         auto c = std::make_shared<connection>(*this, std::move(s));
         conns.insert(c);
+        ++open;
         c->start();
       }
     }
@@ -330,6 +341,8 @@ fault_proxy::counters fault_proxy::stats() const {
   c.dropped = impl_->dropped.load();
   c.bytes_up = impl_->bytes_up.load();
   c.bytes_down = impl_->bytes_down.load();
+  c.open = impl_->open.load();
+  c.writing = impl_->writing.load();
   return c;
 }
 

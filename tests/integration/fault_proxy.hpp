@@ -28,6 +28,8 @@ public:
     int64_t dropped = 0;     ///< Closed by `drop`.
     int64_t bytes_up = 0;    ///< Forwarded client -> upstream.
     int64_t bytes_down = 0;  ///< Forwarded upstream -> client.
+    int64_t open = 0;        ///< Connections open now.
+    int64_t writing = 0;     ///< Chunks being written now (0: none moves).
   };
 
   explicit fault_proxy(uint16_t upstream_port);

@@ -1,4 +1,5 @@
-// SIGTERM (and SIGINT) stop each program within 5 s with its data flushed.
+// SIGTERM (and SIGINT) stop each program with its data flushed, every actor
+// within its own stop deadline (node.stop-timeout), none waited out.
 #include <doctest/doctest.h>
 
 #include <csignal>
@@ -39,21 +40,27 @@ struct pair_of_nodes {
   }
 };
 
-// Stops `p` with `sig`; returns how long it took.
-std::chrono::milliseconds stop(process& p, int sig) {
+// Stops `p` with `sig`; checks it exited 0 after stopping every actor in
+// time: its log says "stopped" and names no actor it gave up waiting for.
+// Wall time is only reported: a loaded machine may stretch it.
+void stop(process& p, int sig, const std::string& log_file) {
   auto t0 = std::chrono::steady_clock::now();
   p.signal(sig);
-  auto st = p.wait(10s);
+  auto st = p.wait(60s);
   auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
     std::chrono::steady_clock::now() - t0);
+  MESSAGE(log_file, ": stopped in ", took.count(), " ms");
   REQUIRE(st);
   CHECK(*st == 0);
-  return took;
+  auto log = read_file(log_file);
+  INFO(log);
+  CHECK(log.find("did not stop") == std::string::npos);
+  CHECK(log.find(": stopped\n") != std::string::npos);
 }
 
 } // namespace
 
-TEST_CASE("SIGTERM stops the device and the cloud within 5 s, flushed") {
+TEST_CASE("SIGTERM stops the device and the cloud in time, flushed") {
   pair_of_nodes n;
   n.start(0);
   auto dev_db = n.dev_dir + "/fleetd.db";
@@ -63,25 +70,18 @@ TEST_CASE("SIGTERM stops the device and the cloud within 5 s, flushed") {
                        "SELECT count(*) FROM batches") >= 3;
     },
     20s));
-  auto dev_took = stop(*n.device, SIGTERM);
-  MESSAGE("device stopped in ", dev_took.count(), " ms");
-  CHECK(dev_took < 5s);
+  stop(*n.device, SIGTERM, n.tmp.path() + "/device.log");
   // Flushed: the WAL was checkpointed into the database and removed.
   CHECK(file_size(dev_db + "-wal") <= 0);
   CHECK(query(dev_db, "PRAGMA integrity_check") == std::vector<std::string>{"ok"});
   CHECK(query_int(dev_db, "SELECT count(*) FROM metrics") > 0);
-  CHECK(n.device->wait(0ms));
-  auto log = read_file(n.tmp.path() + "/device.log");
-  CHECK(log.find("stopped") != std::string::npos);
-  auto cloud_took = stop(*n.cloud, SIGTERM);
-  MESSAGE("cloud stopped in ", cloud_took.count(), " ms");
-  CHECK(cloud_took < 5s);
+  stop(*n.cloud, SIGTERM, n.tmp.path() + "/cloud.log");
   auto cloud_db = n.cloud_dir + "/cloud.db";
   CHECK(file_size(cloud_db + "-wal") <= 0);
   CHECK(query(cloud_db, "PRAGMA integrity_check") == std::vector<std::string>{"ok"});
 }
 
-TEST_CASE("SIGINT stops a device whose cloud is gone within 5 s") {
+TEST_CASE("SIGINT stops a device whose cloud is gone in time") {
   pair_of_nodes n;
   n.start(0);
   REQUIRE(eventually(
@@ -92,8 +92,7 @@ TEST_CASE("SIGINT stops a device whose cloud is gone within 5 s") {
     20s));
   n.cloud->signal(SIGKILL);
   n.cloud->wait(5s);
-  auto took = stop(*n.device, SIGINT);
-  CHECK(took < 5s);
+  stop(*n.device, SIGINT, n.tmp.path() + "/device.log");
   CHECK(file_size(n.dev_dir + "/fleetd.db-wal") <= 0);
 }
 
@@ -119,6 +118,6 @@ TEST_CASE("a second node on a data directory in use refuses to start") {
     CHECK(out.second.find("another " + x.prog + " uses " + x.dir)
           != std::string::npos);
   }
-  stop(*n.device, SIGTERM);
-  stop(*n.cloud, SIGTERM);
+  stop(*n.device, SIGTERM, n.tmp.path() + "/device.log");
+  stop(*n.cloud, SIGTERM, n.tmp.path() + "/cloud.log");
 }

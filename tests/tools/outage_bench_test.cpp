@@ -33,7 +33,9 @@ TEST_CASE("a device drains a short outage to the cloud with nothing lost "
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now()
                                             - t0)
                 .count();
-  INFO("error: " << res.error << "; " << secs << " s");
+  // Wall time is reported, not bounded: a loaded machine may stretch it.
+  MESSAGE("outage round ran in " << secs << " s");
+  INFO("error: " << res.error);
   REQUIRE(res.error.empty());
   CHECK(res.rounds_of_data == 36);
   CHECK(res.points == 36 * 5);
@@ -52,7 +54,6 @@ TEST_CASE("a device drains a short outage to the cloud with nothing lost "
   // round 0's 5 points), 360 lines likewise.
   CHECK(res.metrics_batches >= 4);
   CHECK(res.batches > res.metrics_batches);
-  CHECK(res.bytes_sent > 0);
   CHECK(res.metrics_bytes_sent > 0);
   CHECK(res.metrics_bytes_sent < res.bytes_sent);
   CHECK(res.drain_s > 0);
@@ -61,5 +62,4 @@ TEST_CASE("a device drains a short outage to the cloud with nothing lost "
   CHECK(res.naive_requests > 0);
   CHECK(res.naive_records_lost == 0);
   CHECK(res.naive_records_duplicated == 0);
-  CHECK(secs < 10);
 }
