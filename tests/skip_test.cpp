@@ -46,7 +46,6 @@ bool contains(const std::string& text, const std::string& part) {
 
 // Helpers the cases below run in a child; skipped when the binary runs as is.
 TEST_CASE("helper: cannot run here" * doctest::skip()) {
-  CHECK(true);
   return fleetd::test::skip("no widget on this machine");
 }
 
