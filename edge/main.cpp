@@ -101,14 +101,13 @@ void declare(option_set& opts, edge_options& x) {
            3);
   opts.add("tier.recheck-interval", x.recheck_interval, 1min,
            "How often RAM and disk are read again to re-derive the tier", 1s);
-  opts.add("storage.max-bytes", x.storage_bytes, 0, "bytes",
-           "Cap of the SQLite store (0: the tier's: 100 MB, 5 MB)", 0);
+  opts.add_size("storage.max-bytes", x.storage_bytes, 0,
+                "Cap of the SQLite store (0: the tier's: 100MB, 5MB)");
   opts.add("storage.retention", x.retention, 0s,
            "Drop metrics older than this (0: the tier's: 7 days, 1 day)");
-  opts.add("storage.reserve-bytes", x.reserve_bytes, 512 * 1024, "bytes",
-           "Disk space held back and given up when the disk fills, so old "
-           "data can still be dropped to make room",
-           0);
+  opts.add_size("storage.reserve-bytes", x.reserve_bytes, 512 * 1024,
+                "Disk space held back and given up when the disk fills, so "
+                "old data can still be dropped to make room");
   opts.add("storage.backend", x.backend, "auto",
            "Where readings live: \"sqlite\", \"memory\" (nothing survives a "
            "restart) or \"auto\" (the tier's: SQLite on tiers 1 and 2)");
