@@ -130,7 +130,13 @@ int run(int argc, char** argv) {
   log_info("fleetd-cloud", opt.node_id, " started; ingest http://",
            opt.ingest_host, ":", *port, "/v1/sync, console ",
            opt.common.console_host, ":", *console, ", data in ", dir);
-  auto sig = wait_for_termination();
+  auto sig = wait_for_termination([&] {
+    reload_settings("fleetd-cloud", opts, argc, argv, [](option_set& o) {
+      auto x = std::make_shared<cloud_options>();
+      declare(o, *x);
+      return std::shared_ptr<common_options>(x, &x->common);
+    });
+  });
   log_info("fleetd-cloud", "signal ", sig, ": stopping");
   // Stop taking requests first, then the actors in reverse start order.
   endpoint.stop();

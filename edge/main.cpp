@@ -427,7 +427,13 @@ int run(int argc, char** argv) {
   log_info("fleetd", "device ", opt.device_id, " started; data in ", dir,
            ", cloud ", opt.cloud_host, ":", opt.cloud_port, ", console ",
            opt.common.console_host, ":", *port);
-  auto sig = wait_for_termination();
+  auto sig = wait_for_termination([&] {
+    reload_settings("fleetd", opts, argc, argv, [](option_set& o) {
+      auto x = std::make_shared<edge_options>();
+      declare(o, *x);
+      return std::shared_ptr<common_options>(x, &x->common);
+    });
+  });
   log_info("fleetd", "signal ", sig, ": stopping");
   unpublish_console(sys, insp, *port);
   auto late = stops.stop_all(sys, opt.common.stop_timeout);
