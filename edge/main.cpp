@@ -271,6 +271,16 @@ int run(int argc, char** argv) {
   option_set opts("fleetd", "The fleetd device node: collects system metrics, "
                             "keeps them in SQLite and syncs them to the cloud.");
   declare(opts, opt);
+  opts.set_commands(
+    "  (none)                     run the node\n"
+    "  debug storage [--json]     what the store holds and its limits\n"
+    "  debug queue [--json]       queued batches per stream, retries, "
+    "sequence ranges\n"
+    "  debug capabilities [--json] the tier and settings the node runs with\n"
+    "  maintenance clean [--json] drop what retention and caps allow, "
+    "vacuum\n"
+    "  Commands go through the running node's console, else read the data "
+    "directory.\n");
   auto rc = parse_or_exit("fleetd", opts, argc, argv, opt.common, [&] {
     if (opt.device_id.empty())
       return make_error(ec::bad_config, "device.id: must not be empty");

@@ -89,6 +89,10 @@ int parse_or_exit(const char* program, option_set& opts, int argc,
     std::cout << opts.help();
     return 0;
   }
+  if (opts.version_requested()) {
+    std::cout << program << " " << fleetd_version() << "\n";
+    return 0;
+  }
   if (auto err = validate_common_options(common))
     return fail(err);
   if (validate)

@@ -119,6 +119,10 @@ void flatten(const caf::settings& xs, const std::string& prefix,
 
 } // namespace
 
+const char* fleetd_version() {
+  return FLEETD_VERSION;
+}
+
 const char* const duration_units
   = "a whole number with a unit: ms, s, m (or min), h, d, combinable as 1h30m; "
     "e.g. 500ms, 10s, 10m, 7d";
@@ -559,6 +563,10 @@ caf::error option_set::parse(const std::vector<std::string>& argv) {
       help_ = true;
       continue;
     }
+    if (arg == "--version") {
+      version_ = true;
+      continue;
+    }
     if (arg.rfind("--", 0) != 0) {
       args_.push_back(arg);
       continue;
@@ -591,7 +599,7 @@ caf::error option_set::parse(const std::vector<std::string>& argv) {
     else
       flags.emplace_back(key, value);
   }
-  if (help_)
+  if (help_ || version_)
     return caf::none;
   if (!config_file_.empty()) {
     struct stat st;
@@ -624,13 +632,15 @@ caf::error option_set::parse(const std::vector<std::string>& argv) {
 
 std::string option_set::help() const {
   std::ostringstream out;
-  out << "usage: " << program_ << " [--config FILE] [--group.option=VALUE ...]"
+  out << "usage: " << program_ << (commands_.empty() ? "" : " [COMMAND]")
+      << " [--config FILE] [--group.option=VALUE ...]"
       << "\n\n"
       << summary_ << "\n\noptions (also [group] / option = value in the INI "
       << "file given by --config):\n";
   out << "  --config FILE  INI file to read options from (CAF's format; "
          "strings quoted)\n";
   out << "  --help         print this text\n";
+  out << "  --version      print the version\n";
   for (auto& e : entries_) {
     out << "  --" << e.key << " (" << e.type;
     if (!e.unit.empty())
@@ -638,6 +648,8 @@ std::string option_set::help() const {
     out << ", default " << e.default_text << (e.required ? ", required" : "")
         << ")\n      " << e.desc << "\n";
   }
+  if (!commands_.empty())
+    out << "\ncommands:\n" << commands_;
   out << "\ndurations: " << duration_units << "\nsizes: " << size_units
       << "\n";
   return out.str();

@@ -41,6 +41,10 @@ public:
 
   /// True when `--help` was given; `help()` then says what to print.
   bool help_requested() const { return help_; }
+  /// True when `--version` was given.
+  bool version_requested() const { return version_; }
+  /// Text of the program's commands, listed by help() after the options.
+  void set_commands(std::string text) { commands_ = std::move(text); }
   const std::vector<std::string>& args() const { return args_; }
   const std::string& config_file() const { return config_file_; }
 
@@ -82,7 +86,12 @@ private:
   std::vector<std::string> args_;
   std::string config_file_;
   bool help_ = false;
+  bool version_ = false;
+  std::string commands_;
 };
+
+/// The project version from CMake (project(fleetd VERSION ...)).
+const char* fleetd_version();
 
 /// Units a duration option accepts, for messages and --help.
 extern const char* const duration_units;

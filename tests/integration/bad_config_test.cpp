@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <csignal>
 
+#include "runtime/options.hpp"
 #include "support.hpp"
 
 using namespace fleetd::test;
@@ -126,4 +127,22 @@ TEST_CASE("the example configs, with units unquoted, start both nodes") {
     REQUIRE(status);
     CHECK(*status == 0);
   }
+}
+
+TEST_CASE("--version on every program prints the project version") {
+  for (auto prog : {"fleetd", "fleetd-cloud", "fleetctl", "fleetd-bench"}) {
+    CAPTURE(prog);
+    auto [status, out] = run_to_end(program(prog), {"--version"}, 10s);
+    CHECK(status == 0);
+    CHECK(out == std::string(prog) + " " + fleetd::fleetd_version() + "\n");
+  }
+  CHECK(std::string(fleetd::fleetd_version()) == FLEETD_PROJECT_VERSION);
+}
+
+TEST_CASE("fleetd --help lists its commands") {
+  auto [status, out] = run_to_end(program("fleetd"), {"--help"}, 10s);
+  CHECK(status == 0);
+  for (auto cmd : {"commands:", "debug storage", "debug queue",
+                   "debug capabilities", "maintenance clean", "--version"})
+    CHECK_MESSAGE(out.find(cmd) != std::string::npos, cmd);
 }
