@@ -211,7 +211,7 @@ std::string duration_problem(const std::string& text,
   }
   // Truncating 1500us to 1ms would change the value silently.
   if (total_ns % 1000000 != 0)
-    return quoted + " is not a whole number of milliseconds";
+    return text + " is not a whole number of milliseconds";
   out = std::chrono::milliseconds{total_ns / 1000000};
   return "";
 }
