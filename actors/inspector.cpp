@@ -8,6 +8,7 @@
 
 #include "messages/error.hpp"
 #include "runtime/logger.hpp"
+#include "runtime/options.hpp"
 
 namespace fleetd {
 
@@ -39,7 +40,7 @@ inspector(inspector_actor::stateful_pointer<inspector_state> self,
       auto out = std::make_shared<node_status>();
       out->role = st.cfg.role;
       out->node_id = st.cfg.node_id;
-      out->version = "0.1.0";
+      out->version = fleetd_version();
       out->uptime_ms = st.cfg.clock->now_ms() - st.started_ms;
       out->started_ms = st.started_ms;
       out->actors.resize(st.cfg.actors.size());

@@ -37,12 +37,13 @@ void declare(option_set& opts, cloud_options& x) {
            "TCP port of the ingest endpoint; 0 picks a free port (written to "
            "<data-dir>/ingest.port)",
            0, 65535);
-  opts.add("ingest.max-body-bytes", x.max_body_bytes, 8 * 1024 * 1024,
-           "bytes", "Largest request body accepted on the wire (else 413)",
-           1024, int64_t{1} << 30);
-  opts.add("ingest.max-decoded-bytes", x.max_decoded_bytes, 64 * 1024 * 1024,
-           "bytes", "Largest request body after decompression (else 413)",
-           1024, int64_t{4} << 30);
+  opts.add_size("ingest.max-body-bytes", x.max_body_bytes, 8 * 1024 * 1024,
+                "Largest request body accepted on the wire (else 413)", 1024,
+                int64_t{1} << 30);
+  opts.add_size("ingest.max-decoded-bytes", x.max_decoded_bytes,
+                64 * 1024 * 1024,
+                "Largest request body after decompression (else 413)", 1024,
+                int64_t{4} << 30);
   opts.add("ingest.max-connections", x.max_connections, 1024, "connections",
            "Open connections beyond this are closed at once", 1, 1000000);
   opts.add("ingest.idle-timeout", x.idle_timeout, 60s,
@@ -129,7 +130,13 @@ int run(int argc, char** argv) {
   log_info("fleetd-cloud", opt.node_id, " started; ingest http://",
            opt.ingest_host, ":", *port, "/v1/sync, console ",
            opt.common.console_host, ":", *console, ", data in ", dir);
-  auto sig = wait_for_termination();
+  auto sig = wait_for_termination([&] {
+    reload_settings("fleetd-cloud", opts, argc, argv, [](option_set& o) {
+      auto x = std::make_shared<cloud_options>();
+      declare(o, *x);
+      return std::shared_ptr<common_options>(x, &x->common);
+    });
+  });
   log_info("fleetd-cloud", "signal ", sig, ": stopping");
   // Stop taking requests first, then the actors in reverse start order.
   endpoint.stop();

@@ -101,14 +101,13 @@ void declare(option_set& opts, edge_options& x) {
            3);
   opts.add("tier.recheck-interval", x.recheck_interval, 1min,
            "How often RAM and disk are read again to re-derive the tier", 1s);
-  opts.add("storage.max-bytes", x.storage_bytes, 0, "bytes",
-           "Cap of the SQLite store (0: the tier's: 100 MB, 5 MB)", 0);
+  opts.add_size("storage.max-bytes", x.storage_bytes, 0,
+                "Cap of the SQLite store (0: the tier's: 100MB, 5MB)");
   opts.add("storage.retention", x.retention, 0s,
            "Drop metrics older than this (0: the tier's: 7 days, 1 day)");
-  opts.add("storage.reserve-bytes", x.reserve_bytes, 512 * 1024, "bytes",
-           "Disk space held back and given up when the disk fills, so old "
-           "data can still be dropped to make room",
-           0);
+  opts.add_size("storage.reserve-bytes", x.reserve_bytes, 512 * 1024,
+                "Disk space held back and given up when the disk fills, so "
+                "old data can still be dropped to make room");
   opts.add("storage.backend", x.backend, "auto",
            "Where readings live: \"sqlite\", \"memory\" (nothing survives a "
            "restart) or \"auto\" (the tier's: SQLite on tiers 1 and 2)");
@@ -272,6 +271,16 @@ int run(int argc, char** argv) {
   option_set opts("fleetd", "The fleetd device node: collects system metrics, "
                             "keeps them in SQLite and syncs them to the cloud.");
   declare(opts, opt);
+  opts.set_commands(
+    "  (none)                     run the node\n"
+    "  debug storage [--json]     what the store holds and its limits\n"
+    "  debug queue [--json]       queued batches per stream, retries, "
+    "sequence ranges\n"
+    "  debug capabilities [--json] the tier and settings the node runs with\n"
+    "  maintenance clean [--json] drop what retention and caps allow, "
+    "vacuum\n"
+    "  Commands go through the running node's console, else read the data "
+    "directory.\n");
   auto rc = parse_or_exit("fleetd", opts, argc, argv, opt.common, [&] {
     if (opt.device_id.empty())
       return make_error(ec::bad_config, "device.id: must not be empty");
@@ -428,7 +437,13 @@ int run(int argc, char** argv) {
   log_info("fleetd", "device ", opt.device_id, " started; data in ", dir,
            ", cloud ", opt.cloud_host, ":", opt.cloud_port, ", console ",
            opt.common.console_host, ":", *port);
-  auto sig = wait_for_termination();
+  auto sig = wait_for_termination([&] {
+    reload_settings("fleetd", opts, argc, argv, [](option_set& o) {
+      auto x = std::make_shared<edge_options>();
+      declare(o, *x);
+      return std::shared_ptr<common_options>(x, &x->common);
+    });
+  });
   log_info("fleetd", "signal ", sig, ": stopping");
   unpublish_console(sys, insp, *port);
   auto late = stops.stop_all(sys, opt.common.stop_timeout);

@@ -1615,8 +1615,8 @@ storage(storage_actor::stateful_pointer<storage_state> self,
     [&st](store_atom, const metric_samples& xs) -> caf::result<int64_t> {
       auto n = st.store(xs);
       if (!n) {
-        log_warning("storage", "store of ", xs.size(), " samples failed: ",
-                    render(n.error()));
+        log_warning_limited("storage", "store_samples", "store of ", xs.size(),
+                            " samples failed: ", render(n.error()));
         return n.error();
       }
       // Tests and operators read "committed" as: this much is on disk.
@@ -1628,8 +1628,8 @@ storage(storage_actor::stateful_pointer<storage_state> self,
     [&st](store_atom, const log_lines& xs) -> caf::result<int64_t> {
       auto n = st.store_logs(xs);
       if (!n) {
-        log_warning("storage", "store of ", xs.size(), " log lines failed: ",
-                    render(n.error()));
+        log_warning_limited("storage", "store_logs", "store of ", xs.size(),
+                            " log lines failed: ", render(n.error()));
         return n.error();
       }
       return *n;
@@ -1673,14 +1673,15 @@ storage(storage_actor::stateful_pointer<storage_state> self,
     },
     [&st](event_atom, const std::string& kind, const std::string& message) {
       if (auto err = st.record_event(kind, message))
-        log_warning("storage", "cannot record event ", kind, ": ",
-                    render(err));
+        log_warning_limited("storage", "record_event", "cannot record event ",
+                            kind, ": ", render(err));
     },
     [&st](retry_atom, const std::string& stream, int64_t sequence,
           int64_t next_retry_ms) {
       if (auto err = st.note_retry(stream, sequence, next_retry_ms))
-        log_warning("storage", "cannot count a retry of batch ", sequence,
-                    " of ", stream, ": ", render(err));
+        log_warning_limited("storage", "note_retry",
+                            "cannot count a retry of batch ", sequence, " of ",
+                            stream, ": ", render(err));
     },
     [&st](debug_atom, const std::string& what) -> caf::result<debug_report> {
       return to_result(st.debug(what));

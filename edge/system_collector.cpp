@@ -303,7 +303,8 @@ void collect_round(
   if (!problems.empty()) {
     // The same files stay missing every round: warn once, then only debug.
     if (st.read_problems == 0)
-      log_warning(component, "skipping unreadable metrics: ", join(problems));
+      log_warning_limited(component, "unreadable",
+                          "skipping unreadable metrics: ", join(problems));
     else
       log_debug(component, "skipping unreadable metrics: ", join(problems));
     st.read_problems += static_cast<int64_t>(problems.size());
@@ -321,8 +322,8 @@ void collect_round(
         .then([self](int64_t n) { self->state.lines_stored += n; },
               [self](caf::error& err) {
                 ++self->state.store_failures;
-                log_warning(component, "storing log lines failed: ",
-                            render(err));
+                log_warning_limited(component, "store_logs",
+                                    "storing log lines failed: ", render(err));
               });
     }
   }
@@ -343,7 +344,8 @@ void collect_round(
       [self](caf::error& err) {
         // The round is lost, not retried: the next one reads fresh totals.
         ++self->state.store_failures;
-        log_warning(component, "storing samples failed: ", render(err));
+        log_warning_limited(component, "store_samples",
+                            "storing samples failed: ", render(err));
         self->state.in_flight = false;
       });
 }

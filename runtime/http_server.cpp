@@ -100,7 +100,8 @@ private:
     }
     if (ec == http::error::body_limit || ec == http::error::header_limit) {
       server_->count(&http_server_counters::requests_rejected);
-      log_warning("http", "rejected request from ", peer_, ": ", ec.message());
+      log_warning_limited("http", "rejected", "rejected request from ", peer_,
+                          ": ", ec.message());
       reply_error(ec == http::error::body_limit ? 413 : 431, "too_large",
                   ec.message());
       return;
@@ -211,7 +212,7 @@ void http_server::impl::accept() {
         s->start();
       }
     } else {
-      log_warning("http", "accept failed: ", ec.message());
+      log_warning_limited("http", "accept", "accept failed: ", ec.message());
     }
     self->accept();
   });

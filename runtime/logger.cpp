@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <map>
 #include <mutex>
 
 #include "messages/error.hpp"
@@ -15,6 +16,17 @@ namespace {
 std::atomic<int> threshold{static_cast<int>(log_level::info)};
 std::mutex mtx;
 FILE* file = nullptr;
+
+// Rate limit state of log_limited; kinds are call-site literals, so few.
+struct kind_state {
+  int64_t last_ms = 0;
+  int64_t suppressed = 0;
+};
+constexpr size_t max_kinds = 1024;
+std::mutex limit_mtx;
+clock_ptr limit_clock;
+int64_t limit_interval_ms = 10000;
+std::map<std::string, kind_state> kinds;
 
 const char* level_name(log_level x) {
   switch (x) {
@@ -89,6 +101,37 @@ void write(log_level level, const char* component, const std::string& msg) {
     fputc('\n', file);
     fflush(file);
   }
+}
+
+void set_rate_limit(clock_ptr clk, std::chrono::milliseconds interval) {
+  std::lock_guard<std::mutex> guard{limit_mtx};
+  limit_clock = std::move(clk);
+  limit_interval_ms = interval.count();
+  kinds.clear();
+}
+
+bool admit(const char *component, const char *kind, int64_t &suppressed) {
+  std::lock_guard<std::mutex> guard{limit_mtx};
+  if (!limit_clock)
+    limit_clock = make_system_clock();
+  auto now = limit_clock->steady_ms();
+  auto key = std::string(component) + '/' + kind;
+  auto i = kinds.find(key);
+  if (i == kinds.end()) {
+    // Past the bound (a call site building kinds at run time), do not limit.
+    if (kinds.size() < max_kinds)
+      kinds.emplace(key, kind_state{now, 0});
+    suppressed = 0;
+    return true;
+  }
+  auto &st = i->second;
+  if (now - st.last_ms < limit_interval_ms) {
+    ++st.suppressed;
+    return false;
+  }
+  suppressed = st.suppressed;
+  st = kind_state{now, 0};
+  return true;
 }
 
 } // namespace logger

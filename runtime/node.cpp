@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -88,6 +89,10 @@ int parse_or_exit(const char* program, option_set& opts, int argc,
     std::cout << opts.help();
     return 0;
   }
+  if (opts.version_requested()) {
+    std::cout << program << " " << fleetd_version() << "\n";
+    return 0;
+  }
   if (auto err = validate_common_options(common))
     return fail(err);
   if (validate)
@@ -123,21 +128,65 @@ void block_termination_signals() {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   // A closed peer must surface as an error value, not kill the process.
   signal(SIGPIPE, SIG_IGN);
 }
 
-int wait_for_termination() {
+int wait_for_termination(const std::function<void()>& on_hangup) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
-  int sig = 0;
-  while (sigwait(&set, &sig) != 0) {
-    // Interrupted: wait again.
+  sigaddset(&set, SIGHUP);
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0)
+      continue; // Interrupted: wait again.
+    if (sig != SIGHUP)
+      return sig;
+    if (on_hangup)
+      on_hangup();
   }
-  return sig;
+}
+
+// Options that apply live on SIGHUP; every other change needs a restart.
+const char* const live_options[] = {"log.level", "log.file"};
+
+void reload_settings(const char* program, const option_set& running, int argc,
+                     char** argv, const redeclare_fn& redeclare) {
+  option_set fresh(program, "");
+  auto common = redeclare(fresh);
+  auto err = fresh.parse(argc, argv);
+  if (!err)
+    err = validate_common_options(*common);
+  log_level lvl = log_level::info;
+  if (!err && parse_log_level(common->log_level, lvl))
+    err = logger::init(lvl, common->log_file);
+  if (err) {
+    log_error(program, "SIGHUP: settings not reloaded: ", render(err));
+    return;
+  }
+  // "key = value" lines in declaration order, the same in both sets.
+  std::istringstream was(running.dump());
+  std::istringstream now(fresh.dump());
+  std::string a;
+  std::string b;
+  while (std::getline(was, a) && std::getline(now, b)) {
+    if (a == b)
+      continue;
+    auto key = b.substr(0, b.find(" = "));
+    bool live = false;
+    for (auto x : live_options)
+      live = live || key == x;
+    if (live)
+      log_info(program, "SIGHUP: ", b);
+    else
+      log_warning(program, "SIGHUP: ", b, " (running with ",
+                  a.substr(a.find(" = ") + 3), "): needs a restart");
+  }
+  log_info(program, "SIGHUP: log reopened, log.level ", common->log_level);
 }
 
 caf::error ensure_directory(const std::string& path) {

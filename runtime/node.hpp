@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -50,12 +51,23 @@ public:
   node_config();
 };
 
-/// Blocks SIGINT and SIGTERM in the calling thread and every thread it starts
-/// later; call first thing in main.
+/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread and every thread it
+/// starts later; call first thing in main.
 void block_termination_signals();
 
-/// Waits until SIGINT or SIGTERM arrives; returns the signal number.
-int wait_for_termination();
+/// Waits until SIGINT or SIGTERM arrives; returns the signal number. Each
+/// SIGHUP on the way calls `on_hangup` and goes on waiting.
+int wait_for_termination(const std::function<void()>& on_hangup = {});
+
+/// Declares a program's options into a fresh set; returns its common part.
+using redeclare_fn = std::function<std::shared_ptr<common_options>(option_set&)>;
+
+/// SIGHUP: reads argv and the config file again, reopens the log file (for
+/// logrotate) and applies log.level and log.file live; any other option whose
+/// value differs from `running` is logged as needing a restart. A bad config
+/// is logged and changes nothing. Never stops the node.
+void reload_settings(const char* program, const option_set& running, int argc,
+                     char** argv, const redeclare_fn& redeclare);
 
 /// Starts the console: publishes `inspector` over BASP on host:port with
 /// port reuse; writes the bound port to `<data_dir>/console.port`.

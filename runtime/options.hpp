@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <caf/error.hpp>
+#include <caf/expected.hpp>
 #include <caf/fwd.hpp>
 
 namespace fleetd {
@@ -27,6 +28,9 @@ public:
            std::string desc, bool required = false, bool secret = false);
   void add(const std::string& key, duration& ref, duration def,
            std::string desc, duration min = duration{0});
+  /// A byte count written as 512, 100MB, 5MiB or 512k (see parse_size).
+  void add_size(const std::string& key, int64_t& ref, int64_t def,
+                std::string desc, int64_t min = 0, int64_t max = INT64_MAX);
 
   /// Parses the command line; positional words (commands) land in `args()`.
   /// Returns ec::bad_config naming the option or file on any problem.
@@ -37,6 +41,10 @@ public:
 
   /// True when `--help` was given; `help()` then says what to print.
   bool help_requested() const { return help_; }
+  /// True when `--version` was given.
+  bool version_requested() const { return version_; }
+  /// Text of the program's commands, listed by help() after the options.
+  void set_commands(std::string text) { commands_ = std::move(text); }
   const std::vector<std::string>& args() const { return args_; }
   const std::string& config_file() const { return config_file_; }
 
@@ -60,6 +68,8 @@ private:
     bool secret = false;
     bool was_set = false;
     std::function<caf::error(const caf::config_value&)> set;
+    /// Durations and sizes read their own text (CAF's syntax has no 1h30m).
+    std::function<caf::error(const std::string&)> set_text;
     std::function<std::string()> get;
     std::function<bool()> empty;
   };
@@ -67,6 +77,8 @@ private:
   entry* find(const std::string& key);
   caf::error set_from_text(const std::string& key, const std::string& raw,
                            const std::string& origin);
+  std::string take_unit_lines(const std::string& text,
+                              const std::string& origin, caf::error& err);
 
   std::string program_;
   std::string summary_;
@@ -74,9 +86,34 @@ private:
   std::vector<std::string> args_;
   std::string config_file_;
   bool help_ = false;
+  bool version_ = false;
+  std::string commands_;
 };
 
-/// Renders a duration as CAF writes it ("250ms", "5s", "2min").
+/// The project version from CMake (project(fleetd VERSION ...)).
+const char* fleetd_version();
+
+/// Units a duration option accepts, for messages and --help.
+extern const char* const duration_units;
+
+/// Units a size option accepts, for messages and --help.
+extern const char* const size_units;
+
+/// Reads "500ms", "10s", "10m" or "5min", "1h30m", "7d" (numbers with units
+/// ns, us, ms, s, m/min, h, d, summed); refuses plain numbers, negatives,
+/// overflow and anything finer than a millisecond. The error says why.
+caf::expected<std::chrono::milliseconds> parse_duration(const std::string& text);
+
+/// Reads a byte count: a plain number is bytes; k, M, G, T (optionally with
+/// B: kB, MB) are decimal (1000^n, as disks are sold); Ki, Mi, Gi, Ti
+/// (optionally with B: KiB, MiB) are binary (1024^n). Letters in any case.
+caf::expected<int64_t> parse_size(const std::string& text);
+
+/// Renders a duration in the units parse_duration reads ("250ms", "1m30s",
+/// "7d"); parse_duration(to_duration_text(x)) == x.
 std::string to_duration_text(std::chrono::milliseconds x);
+
+/// Renders a byte count exactly: "512KiB", "100MB" or plain bytes.
+std::string to_size_text(int64_t bytes);
 
 } // namespace fleetd

@@ -360,6 +360,10 @@ int run(int argc, char** argv) {
               << text.substr(text.find(':') + 2) << std::endl;
     return 2;
   }
+  if (opts.version_requested()) {
+    std::cout << "fleetctl " << fleetd_version() << "\n";
+    return 0;
+  }
   if (opts.help_requested() || opts.args().empty()) {
     std::cout << opts.help();
     return opts.help_requested() ? 0 : 2;

@@ -3,7 +3,9 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <csignal>
 
+#include "runtime/options.hpp"
 #include "support.hpp"
 
 using namespace fleetd::test;
@@ -59,6 +61,10 @@ TEST_CASE("a value of the wrong type is named") {
   check_rejected(run_with("fleetd", {"--config=" + tmp.path() + "/c.ini"}),
                  "collector.interval");
   check_rejected(run_with("fleetd", {"--log.level=loud"}), "log.level");
+  check_rejected(run_with("fleetd", {"--storage.reserve-bytes=lots"}),
+                 "storage.reserve-bytes");
+  check_rejected(run_with("fleetd-cloud", {"--ingest.max-body-bytes=1.5MB"}),
+                 "ingest.max-body-bytes");
 }
 
 TEST_CASE("a missing value is named") {
@@ -85,6 +91,59 @@ TEST_CASE("--help lists every option and exits 0") {
   auto [status, out] = run_to_end(program("fleetd"), {"--help"}, 10s);
   CHECK(status == 0);
   for (auto opt : {"--cloud.port", "--sync.interval", "--collector.interval",
-                   "--node.data-dir", "--console.port", "--log.level"})
-    CHECK(out.find(opt) != std::string::npos);
+                   "--node.data-dir", "--console.port", "--log.level",
+                   "--storage.reserve-bytes (size, default 512KiB)",
+                   "--sync.backoff-cap (duration, default 5m)", "durations: ",
+                   "sizes: "})
+    CHECK_MESSAGE(out.find(opt) != std::string::npos, opt);
+}
+
+TEST_CASE("the example configs, with units unquoted, start both nodes") {
+  // config/*.ini write durations as 10s, 5m, 1m and sizes as 512KiB, 8MiB.
+  struct {
+    const char* prog;
+    const char* ini;
+    std::vector<std::string> extra;
+  } cases[] = {
+    {"fleetd", "edge.ini", {"--cloud.port=1", "--storage.max-bytes=100MB",
+                            "--sync.interval=1h30m"}},
+    {"fleetd-cloud", "cloud.ini", {"--ingest.port=0",
+                                   "--ingest.max-body-bytes=5MiB"}},
+  };
+  for (auto& c : cases) {
+    CAPTURE(c.prog);
+    temp_dir tmp;
+    auto data = tmp.path() + "/data";
+    auto args = c.extra;
+    args.push_back(std::string("--config=") + FLEETD_SOURCE_DIR + "/config/"
+                   + c.ini);
+    args.push_back("--node.data-dir=" + data);
+    args.push_back("--console.port=0");
+    args.push_back("--log.file=");
+    process node(program(c.prog), args, tmp.path() + "/stderr");
+    CHECK_MESSAGE(port_from(data + "/console.port") != 0,
+                  read_file(tmp.path() + "/stderr"));
+    node.signal(SIGTERM);
+    auto status = node.wait(30s);
+    REQUIRE(status);
+    CHECK(*status == 0);
+  }
+}
+
+TEST_CASE("--version on every program prints the project version") {
+  for (auto prog : {"fleetd", "fleetd-cloud", "fleetctl", "fleetd-bench"}) {
+    CAPTURE(prog);
+    auto [status, out] = run_to_end(program(prog), {"--version"}, 10s);
+    CHECK(status == 0);
+    CHECK(out == std::string(prog) + " " + fleetd::fleetd_version() + "\n");
+  }
+  CHECK(std::string(fleetd::fleetd_version()) == FLEETD_PROJECT_VERSION);
+}
+
+TEST_CASE("fleetd --help lists its commands") {
+  auto [status, out] = run_to_end(program("fleetd"), {"--help"}, 10s);
+  CHECK(status == 0);
+  for (auto cmd : {"commands:", "debug storage", "debug queue",
+                   "debug capabilities", "maintenance clean", "--version"})
+    CHECK_MESSAGE(out.find(cmd) != std::string::npos, cmd);
 }

@@ -101,8 +101,9 @@ TEST_CASE("a SyncConfig set on the cloud is applied within one sync round "
   INFO(out.second);
   REQUIRE(out.first == 0);
   CHECK(out.second.find("settings version 1") != std::string::npos);
-  CHECK(out.second.find("sync_interval 1500ms") != std::string::npos);
-  CHECK(out.second.find("retention 90min") != std::string::npos);
+  // Shown in the units options read (1s500ms, 1h30m), exactly.
+  CHECK(out.second.find("sync_interval 1s500ms") != std::string::npos);
+  CHECK(out.second.find("retention 1h30m") != std::string::npos);
   // Applied: the capability actor and every sync actor run version 1.
   REQUIRE(eventually(
     [&] {

@@ -233,3 +233,57 @@ TEST_CASE_FIXTURE(fixture, "lines from many threads never interleave") {
       ++bad;
   CHECK(bad == 0);
 }
+
+TEST_CASE_FIXTURE(fixture, "repeated lines of one kind are rate-limited, "
+                           "with the count of those suppressed") {
+  REQUIRE(!logger::init(log_level::info, file));
+  auto clk = std::make_shared<manual_clock>(1000000);
+  logger::set_rate_limit(clk, std::chrono::seconds(10));
+  {
+    stderr_capture err(dir);
+    // A failing store warned once per batch: 5,600 lines in 30 s before.
+    for (int i = 0; i < 5600; ++i) {
+      log_warning_limited("storage", "store_samples",
+                          "store of 1 samples "
+                          "failed: disk I/O error #",
+                          i);
+      if (i % 200 == 199)
+        clk->advance(1);
+    }
+    // Another kind, and the same kind of another component, pass at once.
+    log_warning_limited("storage", "store_logs", "store of logs failed");
+    log_warning_limited("system_collector", "store_samples", "storing failed");
+    clk->advance(9999);
+    log_warning_limited("storage", "store_samples", "store failed again");
+    log_warning_limited("storage", "store_samples", "held back");
+    clk->advance(10000);
+    log_warning_limited("storage", "store_samples", "after a quiet interval");
+    err.text();
+  }
+  auto lines = lines_of(read_file(file));
+  REQUIRE(lines.size() == 5);
+  CHECK(contains(lines[0], "WARN  storage: store of 1 samples failed: disk "
+                           "I/O error #0"));
+  CHECK(contains(lines[1], "store of logs failed"));
+  CHECK(contains(lines[2], "system_collector: storing failed"));
+  CHECK(contains(lines[3], "store failed again (5599 more like this "
+                           "suppressed)"));
+  CHECK(contains(lines[4], "after a quiet interval (1 more like this "
+                           "suppressed)"));
+  logger::set_rate_limit(make_system_clock(), std::chrono::seconds(10));
+}
+
+TEST_CASE_FIXTURE(fixture, "a rate-limited line below the level is neither "
+                           "written nor counted") {
+  REQUIRE(!logger::init(log_level::error, file));
+  auto clk = std::make_shared<manual_clock>(0);
+  logger::set_rate_limit(clk, std::chrono::seconds(10));
+  log_warning_limited("storage", "k", "hidden");
+  REQUIRE(!logger::init(log_level::info, file));
+  log_warning_limited("storage", "k", "shown");
+  auto lines = lines_of(read_file(file));
+  REQUIRE(lines.size() == 1);
+  CHECK(contains(lines[0], "shown"));
+  CHECK_FALSE(contains(lines[0], "suppressed"));
+  logger::set_rate_limit(make_system_clock(), std::chrono::seconds(10));
+}

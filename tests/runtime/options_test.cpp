@@ -79,6 +79,8 @@ struct fixture {
   std::string region;
   option_set::duration interval{};
   option_set::duration timeout{};
+  int64_t cap = -1;
+  int64_t body = -1;
   option_set opts{"fleetd-test", "A program that exists only in tests."};
   temp_dir tmp;
 
@@ -91,6 +93,9 @@ struct fixture {
     opts.add("cloud.region", region, "", "Region to upload to", true);
     opts.add("sync.interval", interval, 10s, "Time between syncs", 100ms);
     opts.add("http.timeout", timeout, 2min, "Request timeout");
+    opts.add_size("storage.cap", cap, 512 * 1024, "Store cap");
+    opts.add_size("http.max-body", body, 8000000, "Largest body", 1024,
+                  int64_t{1} << 30);
   }
 
   caf::error parse(std::vector<std::string> args) {
@@ -246,7 +251,10 @@ TEST_CASE_FIXTURE(fixture, "a value of the wrong type in the INI file is an "
     {"[log]\nverbose = 1\n", "log.verbose"},
     {"[log]\nverbose = \"yes\"\n", "log.verbose"},
     {"[sync]\ninterval = 5\n", "sync.interval"},
-    {"[sync]\ninterval = \"5s\"\n", "sync.interval"},
+    {"[sync]\ninterval = \"soon\"\n", "sync.interval"},
+    {"[sync]\ninterval = 5 s s\n", "sync.interval"},
+    {"[storage]\ncap = 5XB\n", "storage.cap"},
+    {"[storage]\ncap = true\n", "storage.cap"},
     {"[node]\nname = 42\n", "node.name"},
     {"[node]\nname = 'atom'\n", "node.name"},
   };
@@ -480,7 +488,11 @@ TEST_CASE_FIXTURE(fixture, "help lists every option with its default") {
   CHECK(contains(text, "--cloud.token (string, default \"\")"));
   CHECK(contains(text, "--cloud.region (string, default \"\", required)"));
   CHECK(contains(text, "--sync.interval (duration, default 10s)"));
-  CHECK(contains(text, "--http.timeout (duration, default 2min)"));
+  CHECK(contains(text, "--http.timeout (duration, default 2m)"));
+  CHECK(contains(text, "--storage.cap (size, default 512KiB)"));
+  CHECK(contains(text, "--http.max-body (size, default 8MB)"));
+  CHECK(contains(text, std::string("durations: ") + duration_units));
+  CHECK(contains(text, std::string("sizes: ") + size_units));
   for (auto desc : {"Log more", "Port to listen on", "Parallel uploads",
                     "Name of the node", "Bearer token", "Region to upload to",
                     "Time between syncs", "Request timeout"})
@@ -501,7 +513,8 @@ TEST_CASE_FIXTURE(fixture, "dump shows every value and masks secrets") {
   CHECK(contains(text, "cloud.region = \"eu\"\n"));
   CHECK(contains(text, "cloud.token = \"***\"\n"));
   CHECK(contains(text, "sync.interval = 10s\n"));
-  CHECK(contains(text, "http.timeout = 90s\n"));
+  CHECK(contains(text, "http.timeout = 1m30s\n"));
+  CHECK(contains(text, "storage.cap = 512KiB\n"));
   CHECK_FALSE(contains(text, "hunter2"));
 }
 
@@ -512,7 +525,8 @@ TEST_CASE_FIXTURE(fixture, "dump shows an empty secret as empty") {
 
 TEST_CASE_FIXTURE(fixture, "dump output reads back as an INI file") {
   REQUIRE(!parse_ok({"--node.name=n1", "--sync.interval=1500ms",
-                     "--log.verbose"}));
+                     "--log.verbose", "--storage.cap=100MB",
+                     "--http.timeout=1h30m"}));
   // Turn "group.key = value" lines into INI groups.
   std::string ini;
   std::string text = opts.dump();
@@ -529,6 +543,8 @@ TEST_CASE_FIXTURE(fixture, "dump output reads back as an INI file") {
   REQUIRE_MESSAGE(!err, render(err));
   CHECK(f.name == "n1");
   CHECK(f.interval == 1500ms);
+  CHECK(f.timeout == 90min);
+  CHECK(f.cap == 100000000);
   CHECK(f.verbose);
   CHECK(f.region == "eu");
 }
@@ -561,12 +577,203 @@ TEST_CASE("parse takes argc and argv without the program name") {
   CHECK(opts.args() == std::vector<std::string>{"run"});
 }
 
-TEST_CASE("durations render as CAF writes them") {
-  CHECK(to_duration_text(0ms) == "0ms");
+TEST_CASE("durations render in the units they are read in") {
+  CHECK(to_duration_text(0ms) == "0s");
   CHECK(to_duration_text(250ms) == "250ms");
-  CHECK(to_duration_text(1500ms) == "1500ms");
+  CHECK(to_duration_text(1500ms) == "1s500ms");
   CHECK(to_duration_text(5s) == "5s");
-  CHECK(to_duration_text(90s) == "90s");
-  CHECK(to_duration_text(2min) == "2min");
-  CHECK(to_duration_text(1h) == "60min");
+  CHECK(to_duration_text(90s) == "1m30s");
+  CHECK(to_duration_text(2min) == "2m");
+  CHECK(to_duration_text(1h) == "1h");
+  CHECK(to_duration_text(90min) == "1h30m");
+  CHECK(to_duration_text(24h * 7) == "7d");
+  using ms = std::chrono::milliseconds;
+  for (ms x : {ms{0}, ms{1}, ms{999}, ms{61001}, ms{7h + 3min},
+               ms{24h * 400 + 1ms}}) {
+    auto back = parse_duration(to_duration_text(x));
+    REQUIRE(back);
+    CHECK(*back == x);
+  }
+}
+
+TEST_CASE("parse_duration reads the units people write") {
+  struct {
+    const char* text;
+    std::chrono::milliseconds want;
+  } cases[] = {
+    {"10m", 10min},   {"7d", 24h * 7},  {"1h30m", 90min}, {"500ms", 500ms},
+    {"5min", 5min},   {"10s", 10s},     {"2000us", 2ms},  {"3000000ns", 3ms},
+    {"1d2h3m4s5ms", 24h + 2h + 3min + 4s + 5ms},          {"0", 0ms},
+    {"0s", 0ms},      {"1h 30m", 90min}, {"90m", 90min},
+  };
+  for (auto& c : cases) {
+    CAPTURE(c.text);
+    auto d = parse_duration(c.text);
+    REQUIRE_MESSAGE(d, render(d.error()));
+    CHECK(*d == c.want);
+  }
+  for (auto text : {"", "5", "-5s", "soon", "5 seconds", "1.5s", "s", "10M",
+                    "1h30", "5sm", "1500us", "9999999999999999999s",
+                    "999999999999d"}) {
+    CAPTURE(text);
+    auto d = parse_duration(text);
+    REQUIRE_FALSE(d);
+    CHECK(contains(render(d.error()), text));
+  }
+  // The message for an unknown spelling says which units work.
+  CHECK(contains(render(parse_duration("10 minutes").error()),
+                 duration_units));
+  CHECK(contains(render(parse_duration("1500us").error()),
+                 "whole number of milliseconds"));
+  CHECK(contains(render(parse_duration("999999999999d").error()),
+                 "too long"));
+  // Hostile input is refused before it is looked at.
+  auto huge = std::string(100000, '1') + "s";
+  auto d = parse_duration(huge);
+  REQUIRE_FALSE(d);
+  CHECK(render(d.error()).size() < 400);
+}
+
+TEST_CASE("parse_size reads decimal and binary units; plain is bytes") {
+  struct {
+    const char* text;
+    int64_t want;
+  } cases[] = {
+    {"0", 0},
+    {"512", 512},
+    {"512B", 512},
+    {"512k", 512000},
+    {"512K", 512000},
+    {"512kB", 512000},
+    {"100MB", 100000000},
+    {"100M", 100000000},
+    {"100mb", 100000000},
+    {"2G", 2000000000},
+    {"1TB", 1000000000000},
+    {"5MiB", 5 * 1024 * 1024},
+    {"5Mi", 5 * 1024 * 1024},
+    {"512KiB", 512 * 1024},
+    {"512kib", 512 * 1024},
+    {"1GiB", int64_t{1} << 30},
+    {"1TiB", int64_t{1} << 40},
+    {"100 MB", 100000000},
+  };
+  for (auto& c : cases) {
+    CAPTURE(c.text);
+    auto n = parse_size(c.text);
+    REQUIRE_MESSAGE(n, render(n.error()));
+    CHECK(*n == c.want);
+  }
+  for (auto text : {"", "-1", "MB", "1.5GB", "5XB", "5 M B", "10PB", "5MiBs",
+                    "9223372036854775808", "10000000TB"}) {
+    CAPTURE(text);
+    auto n = parse_size(text);
+    CHECK_FALSE(n);
+  }
+  CHECK(contains(render(parse_size("5 megs").error()), size_units));
+  CHECK(contains(render(parse_size("10000000TB").error()), "too large"));
+}
+
+TEST_CASE("sizes render exactly, in the shortest unit") {
+  CHECK(to_size_text(0) == "0");
+  CHECK(to_size_text(512) == "512");
+  CHECK(to_size_text(1000) == "1kB");
+  CHECK(to_size_text(1024) == "1KiB");
+  CHECK(to_size_text(512 * 1024) == "512KiB");
+  CHECK(to_size_text(8 * 1024 * 1024) == "8MiB");
+  CHECK(to_size_text(100000000) == "100MB");
+  CHECK(to_size_text(1234567) == "1234567");
+  for (int64_t x : {int64_t{0}, int64_t{1}, int64_t{1000}, int64_t{4096},
+                    int64_t{5000000}, int64_t{3} << 40, INT64_MAX}) {
+    auto back = parse_size(to_size_text(x));
+    REQUIRE(back);
+    CHECK(*back == x);
+  }
+}
+
+TEST_CASE_FIXTURE(fixture, "the INI file takes durations and sizes with "
+                           "units, unquoted or quoted") {
+  auto file = config("[sync]\n"
+                     "interval = 10m\n"
+                     "[http]\n"
+                     "timeout = 1h30m ; an hour and a half\n"
+                     "max-body = 5MiB\n"
+                     "[storage]\n"
+                     "cap = \"100MB\"\n"
+                     "[node]\n"
+                     "name = \"n\"\n");
+  auto err = parse_ok({"--config", file});
+  REQUIRE_MESSAGE(!err, render(err));
+  CHECK(interval == 10min);
+  CHECK(timeout == 90min);
+  CHECK(body == 5 * 1024 * 1024);
+  CHECK(cap == 100000000);
+  CHECK(name == "n");
+  fixture f;
+  err = f.parse_ok({"--config", f.config("[sync]\ninterval=7d\n[storage]\n"
+                                         "cap=512k\n[http]\ntimeout = 5min\n"
+                                         "max-body = 2048\n")});
+  REQUIRE_MESSAGE(!err, render(err));
+  CHECK(f.interval == 24h * 7);
+  CHECK(f.cap == 512000);
+  CHECK(f.timeout == 5min);
+  CHECK(f.body == 2048);
+}
+
+TEST_CASE_FIXTURE(fixture, "flags take durations and sizes with units") {
+  auto err = parse_ok({"--sync.interval=1h30m", "--http.timeout", "500ms",
+                       "--storage.cap=5MiB", "--http.max-body", "512k"});
+  REQUIRE_MESSAGE(!err, render(err));
+  CHECK(interval == 90min);
+  CHECK(timeout == 500ms);
+  CHECK(cap == 5 * 1024 * 1024);
+  CHECK(body == 512000);
+}
+
+TEST_CASE_FIXTURE(fixture, "a wrong duration or size says which units work, "
+                           "never that strings must be quoted") {
+  struct {
+    const char* ini;
+    const char* key;
+    const char* units;
+  } cases[] = {
+    {"[sync]\ninterval = 10 minutes\n", "sync.interval", duration_units},
+    {"[sync]\ninterval = 10x\n", "sync.interval", duration_units},
+    {"[storage]\ncap = 100 megs\n", "storage.cap", size_units},
+    {"[storage]\ncap = 1.5GB\n", "storage.cap", size_units},
+  };
+  for (auto& c : cases) {
+    CAPTURE(c.ini);
+    fixture f;
+    auto file = f.config(c.ini);
+    auto err = f.parse_ok({"--config", file});
+    REQUIRE(err);
+    auto text = render(err);
+    CHECK(is_bad_config(err));
+    CHECK_MESSAGE(contains(text, c.key), text);
+    CHECK_MESSAGE(contains(text, c.units), text);
+    CHECK_MESSAGE(contains(text, file + " line 2"), text);
+    CHECK_FALSE(contains(text, "quoted"));
+  }
+  auto err = parse_ok({"--storage.cap=lots"});
+  REQUIRE(err);
+  CHECK(contains(render(err), "storage.cap"));
+  CHECK(contains(render(err), size_units));
+}
+
+TEST_CASE_FIXTURE(fixture, "a size out of range names the range in units") {
+  auto err = parse_ok({"--http.max-body=2GiB"});
+  REQUIRE(err);
+  CHECK_MESSAGE(contains(render(err), "http.max-body"), render(err));
+  CHECK_MESSAGE(contains(render(err), "[1KiB, 1GiB]"), render(err));
+  CHECK(body == 8000000);
+}
+
+TEST_CASE_FIXTURE(fixture, "a config file larger than 1 MiB is refused "
+                           "unread") {
+  auto file = config("; " + std::string(2 * 1024 * 1024, 'x') + "\n");
+  auto err = parse_ok({"--config", file});
+  REQUIRE(err);
+  CHECK(contains(render(err), file));
+  CHECK(contains(render(err), "larger than 1MiB"));
 }

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/options.hpp"
 #include "tools/bench/outage_bench.hpp"
 #include "tools/bench/storage_bench.hpp"
 #include "tools/bench/wire_bench.hpp"
@@ -50,6 +51,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto& cmd = args.front();
+  if (cmd == "--version") {
+    std::cout << "fleetd-bench " << fleetd::fleetd_version() << "\n";
+    return 0;
+  }
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     print_help(std::cout);
     return 0;
