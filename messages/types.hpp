@@ -352,12 +352,15 @@ struct hardware {
   int64_t total_disk = 0;
   int64_t available_disk = 0;
   int64_t cpu_cores = 0;
+  /// Why a value is lower than the host's (a cgroup limit), or which limit
+  /// file was unreadable and ignored; derive() copies them into the reasons.
+  std::vector<std::string> notes;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, hardware& x) {
   return f(caf::meta::type_name("hardware"), x.total_ram, x.available_ram,
-           x.total_disk, x.available_disk, x.cpu_cores);
+           x.total_disk, x.available_disk, x.cpu_cores, x.notes);
 }
 
 /// What a tier (plus the operator's overrides) means for the other actors.
