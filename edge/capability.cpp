@@ -606,8 +606,18 @@ capability_report detect(const std::string& proc_root,
 
 bool differs(const capability_report& before, const capability_report& now) {
   return before.detected_tier != now.detected_tier
-         || before.settings != now.settings
-         || before.cloud.version != now.cloud.version;
+         || before.settings != now.settings;
+}
+
+std::string summary(const capability_report& x) {
+  std::string out = "tier " + std::to_string(x.settings.tier) + " "
+                    + tier_name(x.settings.tier);
+  if (x.settings.tier != x.detected_tier)
+    out += " (pinned; detected tier " + std::to_string(x.detected_tier) + ")";
+  out += ": ";
+  for (size_t i = 0; i < x.reasons.size(); ++i)
+    out += (i > 0 ? "; " : "") + x.reasons[i];
+  return out;
 }
 
 void apply_cloud(capability_report& report, const cloud_settings& cloud) {
@@ -764,19 +774,25 @@ void check(capability_actor::stateful_pointer<capability_state> self) {
   }
   apply_cloud(next, st.cfg.cloud);
   if (!st.current) {
-    log_info(component, "tier ", next.settings.tier, ": ",
-             next.reasons.front());
+    log_info(component, summary(next));
     st.current = std::move(next);
     notify(self);
     return;
   }
-  if (!differs(*st.current, next)) {
-    // Same settings; keep the fresh readings for the console.
-    st.current = std::move(next);
+  auto changed = differs(*st.current, next);
+  // Sync actors report the applied version, even when nothing else moved.
+  auto new_cloud = st.current->cloud.version != next.cloud.version;
+  auto before = std::move(*st.current);
+  // Keep the fresh readings for the console either way.
+  st.current = std::move(next);
+  if (!changed) {
+    if (new_cloud) {
+      log_info(component, "cloud settings version ", st.current->cloud.version,
+               " applied: the settings stay as they were");
+      notify(self);
+    }
     return;
   }
-  auto before = std::move(*st.current);
-  st.current = std::move(next);
   ++st.changes;
   st.last_change_ms = st.last_check_ms;
   log_info(component, "capabilities changed: ",

@@ -63,9 +63,14 @@ capability_report detect(const std::string& proc_root,
                          const tier_overrides& ov,
                          const std::string& sys_root = "/sys");
 
-/// True when listeners must hear of `now`: the detected tier or any setting
-/// differs from `before`. Free RAM and disk alone are no change.
+/// True when `now` is a capability change (an event, a report to the cloud):
+/// the detected tier or any setting differs from `before`. Free RAM and disk
+/// alone, or a cloud settings version that changes no setting, are none.
 bool differs(const capability_report& before, const capability_report& now);
+
+/// The start log line: "tier 2 constrained (pinned; detected tier 1): " and
+/// every reason, "; "-separated.
+std::string summary(const capability_report& x);
 
 /// One line for the event log, e.g. "tier 1 -> 2, batch_size 1000 -> 100,
 /// ...; tier 2: not tier 1 (RAM 200 MB is not > 512 MB); ...".

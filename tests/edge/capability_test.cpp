@@ -852,6 +852,64 @@ TEST_CASE("the actor tells listeners and the event hook when RAM drops below "
   CHECK(current.reasons == second->reasons);
 }
 
+TEST_CASE("a cloud settings version that changes no setting is no "
+          "capability_change, but listeners learn the version") {
+  actor_fixture f;
+  require_big_disk(f.data_dir);
+  REQUIRE(f.proc.ok());
+  REQUIRE(f.proc.write("meminfo", meminfo_text(2'000'000)));
+  auto hdl = f.spawn_capability(f.config());
+  REQUIRE(f.await_report());
+  // Tier 1's own batch size: a new version, the same settings.
+  cloud_settings same;
+  same.version = 3;
+  same.batch_size = 1000;
+  (*f.self)->send(hdl, config_atom::value, same);
+  auto heard = f.await_report();
+  REQUIRE(heard);
+  CHECK(heard->cloud.version == 3);
+  CHECK(heard->settings == defaults_for_tier(1));
+  auto stats = f.stats_of(hdl);
+  CHECK(stats.counters["changes"] == 0);
+  CHECK(f.changes->size() == 0);
+  // The same version again, and a re-check: nothing at all.
+  (*f.self)->send(hdl, config_atom::value, same);
+  (*f.self)->send(hdl, tick_atom::value);
+  CHECK(f.no_report_within(50ms));
+  CHECK(f.changes->size() == 0);
+  // A version that does change a setting is one event.
+  cloud_settings other = same;
+  other.version = 4;
+  other.batch_size = 250;
+  (*f.self)->send(hdl, config_atom::value, other);
+  auto changed = f.await_report();
+  REQUIRE(changed);
+  CHECK(changed->settings.batch_size == 250);
+  stats = f.stats_of(hdl);
+  CHECK(stats.counters["changes"] == 1);
+  REQUIRE(f.changes->size() == 1);
+  CHECK(f.changes->at(0).second.settings.batch_size == 250);
+}
+
+TEST_CASE("the start line names every reason, and a pinned tier says so") {
+  tier_overrides ov;
+  ov.tier = 3;
+  ov.batch_size = 5;
+  auto hw = machine(250 * GB, 24 * GB);
+  hw.notes.push_back("CPU cores limited to 1 by cgroup v2 /x/cpu.max");
+  auto x = derive(hw, ov);
+  REQUIRE(x.reasons.size() == 4);
+  auto line = summary(x);
+  CHECK(line.rfind("tier 3 minimal (pinned; detected tier 1): ", 0) == 0);
+  for (auto& reason : x.reasons)
+    CHECK_MESSAGE(line.find(reason) != std::string::npos, reason);
+  CHECK(line.find("tier 3 pinned by config (detected tier 1)")
+        != std::string::npos);
+  auto detected = summary(derive(machine(GB, 2 * GB), tier_overrides{}));
+  CHECK(detected == "tier 2 constrained: tier 2: not tier 1 (disk 1 GB is "
+                    "not > 1 GB); disk 1 GB > 10 MB and RAM 2 GB > 100 MB");
+}
+
 TEST_CASE("debug capabilities answers the current report as text and JSON; "
           "other subjects are refused") {
   actor_fixture f;
