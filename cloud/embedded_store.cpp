@@ -218,8 +218,7 @@ caf::error cloud_store::write_capability(const ingest_batch& b, int64_t now) {
     .bind(4, c.available_ram).bind(5, c.total_disk).bind(6, c.available_disk)
     .bind(7, c.cpu_cores).bind(8, int64_t{c.has_sqlite})
     .bind(9, int64_t{c.has_network}).bind(10, now);
-  auto row = st->step();
-  return row ? caf::none : row.error();
+  return st->run();
 }
 
 caf::expected<ingest_outcome> cloud_store::write(const ingest_batch& b) {
