@@ -718,3 +718,52 @@ TEST_CASE("a cloud that lost the device's series table gets the same points "
   check_same_samples(f.cloud_points(), concat({second, third}));
   CHECK(f.stats_of(s).counters["session_resets"] == 1);
 }
+
+TEST_CASE("the capability goes with the first request, not the next, and "
+          "again after a change; the cloud keeps the latest") {
+  sync_fixture f;
+  auto port = f.start_cloud();
+  auto cfg = f.sync_cfg(f.spawn_link(port), 10);
+  // A report that changes none of the sync settings the test runs with.
+  capability_report r;
+  r.settings.tier = 1;
+  r.settings.sqlite = true;
+  r.settings.sync_interval_ms = cfg.interval.count();
+  r.settings.batch_size = cfg.batch_size;
+  r.settings.zstd_level = cfg.zstd_level;
+  r.hw.total_ram = 16'000'000'000;
+  r.hw.cpu_cores = 8;
+  auto s = f.spawn_sync(cfg);
+  (*f.self)->send(s, capabilities_atom::value, r);
+  auto round = [&](int64_t seq) {
+    f.store(samples_from(clock_start_ms + seq * 100, 10));
+    (*f.self)->send(s, tick_atom::value);
+    REQUIRE(f.drained_to(s, seq));
+  };
+  round(1);
+  round(2);
+  // The capability actor reports only changes: a smaller machine.
+  r.settings.tier = 2;
+  r.hw.total_ram = 268'435'456;
+  r.hw.cpu_cores = 1;
+  (*f.self)->send(s, capabilities_atom::value, r);
+  round(3);
+  round(4);
+  auto bodies = f.wire->seen();
+  REQUIRE(bodies.size() == 4);
+  auto first = decode(bodies[0]).capability;
+  CHECK(first.tier == 1);
+  CHECK(first.total_ram == 16'000'000'000);
+  CHECK(first.cpu_cores == 8);
+  CHECK(first.has_sqlite);
+  CHECK(decode(bodies[1]).capability.tier == 0);
+  auto changed = decode(bodies[2]).capability;
+  CHECK(changed.tier == 2);
+  CHECK(changed.total_ram == 268'435'456);
+  CHECK(changed.cpu_cores == 1);
+  CHECK(decode(bodies[3]).capability.tier == 0);
+  auto devices = f.cloud_devices();
+  REQUIRE(devices.size() == 1);
+  CHECK(devices[0].capability.tier == 2);
+  CHECK(devices[0].capability.total_ram == 268'435'456);
+}
