@@ -1,6 +1,7 @@
 // host.proc and host.sys: a containerised fleetd reads the host's procfs and
 // sysfs (with its cgroup limits) where they are mounted, for the tier and
-// for the system collector; the start log names every reason for the tier.
+// for the system collector; the start log names every reason for the tier;
+// a real fleetd-cloud keeps the DeviceCapability the device detected.
 #include <doctest/doctest.h>
 
 #include <csignal>
@@ -41,6 +42,17 @@ struct fake_host {
     return {"--host.proc=" + proc, "--host.sys=" + sys};
   }
 };
+
+constexpr const char* cap_device = "cap-dev";
+
+/// The integer after `"key":` in `json`; -1 if absent.
+int64_t json_int(const std::string& json, const std::string& key) {
+  auto needle = "\"" + key + "\":";
+  auto i = json.find(needle);
+  if (i == std::string::npos)
+    return -1;
+  return std::stoll(json.substr(i + needle.size()));
+}
 
 std::vector<std::string> with(std::vector<std::string> a,
                               const std::vector<std::string>& b) {
@@ -123,4 +135,80 @@ TEST_CASE("a running node takes the tier from host.proc/host.sys, collects "
   CHECK(line.find("RAM limited to 268.4 MB by cgroup v2") != std::string::npos);
   CHECK(line.find("tier 1 pinned by config (detected tier 2)")
         != std::string::npos);
+}
+
+TEST_CASE("the cloud holds the capability the device detected, and fleetctl "
+          "devices shows it") {
+  fake_host host;
+  auto& tmp = host.tmp;
+  // A third CPU on the host; the cgroup's quota allows two.
+  write_file(host.proc + "/stat", "cpu  4 0 4 8 0 0 0 0 0 0\n"
+                                  "cpu0 2 0 2 4 0 0 0 0 0 0\n"
+                                  "cpu1 2 0 2 4 0 0 0 0 0 0\n"
+                                  "cpu2 2 0 2 4 0 0 0 0 0 0\n");
+  write_file(host.sys + "/fs/cgroup/cpu.max", "200000 100000\n");
+  process cloud{program("fleetd-cloud"),
+                {"--node.data-dir=" + tmp.path() + "/cloud", "--ingest.port=0",
+                 "--console.port=0"},
+                tmp.path() + "/cloud.log"};
+  auto port = port_from(tmp.path() + "/cloud/ingest.port");
+  REQUIRE(port != 0);
+  auto cloud_console = port_from(tmp.path() + "/cloud/console.port");
+  REQUIRE(cloud_console != 0);
+  auto dev_dir = tmp.path() + "/device";
+  process device{program("fleetd"),
+                 {"--node.data-dir=" + dev_dir,
+                  std::string("--device.id=") + cap_device,
+                  "--cloud.port=" + std::to_string(port), "--console.port=0",
+                  "--host.proc=" + host.proc, "--host.sys=" + host.sys,
+                  "--collector.interval=50ms", "--collector.rounds=3",
+                  "--sync.interval=50ms", "--sync.batch-size=10",
+                  "--sync.backoff-base=20ms", "--sync.backoff-cap=300ms"},
+                 tmp.path() + "/device.log"};
+  REQUIRE(port_from(dev_dir + "/console.port") != 0);
+  auto cloud_db = tmp.path() + "/cloud/cloud.db";
+  auto row_sql = std::string("SELECT tier || ' ' || total_ram || ' ' || "
+                             "cpu_cores || ' ' || has_sqlite || ' ' || "
+                             "has_network FROM device_capability WHERE "
+                             "device_id = '")
+                 + cap_device + "'";
+  std::vector<std::string> rows;
+  bool stored = eventually(
+    [&] {
+      if (!exists(cloud_db))
+        return false;
+      rows = query(cloud_db, row_sql);
+      return !rows.empty();
+    },
+    60s);
+  REQUIRE_MESSAGE(stored, "device log: " << read_file(tmp.path()
+                                                      + "/device.log"));
+  // What the running device detected, from its own console.
+  auto [rc, caps] = run_to_end(program("fleetd"),
+                               {"debug", "capabilities", "--json",
+                                "--node.data-dir=" + dev_dir},
+                               60s);
+  REQUIRE(rc == 0);
+  INFO(caps);
+  auto tier = json_int(caps.substr(caps.find("\"settings\"")), "tier");
+  CHECK(tier == 2);
+  CHECK(json_int(caps, "total_ram") == cgroup_ram);
+  CHECK(json_int(caps, "cpu_cores") == 2);
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0] == std::to_string(tier) + " " + std::to_string(cgroup_ram)
+                     + " 2 1 1");
+  auto [ctl_rc, out] = run_to_end(program("fleetctl"),
+                                  {"--node",
+                                   "127.0.0.1:" + std::to_string(cloud_console),
+                                   "devices", "--json"},
+                                  30s);
+  INFO(out);
+  CHECK(ctl_rc == 0);
+  CHECK(out.find("\"capability\":{\"tier\":2,\"total_ram\":"
+                 + std::to_string(cgroup_ram))
+        != std::string::npos);
+  device.signal(SIGTERM);
+  CHECK(device.wait(10s) == 0);
+  cloud.signal(SIGTERM);
+  CHECK(cloud.wait(10s) == 0);
 }
