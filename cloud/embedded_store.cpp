@@ -78,6 +78,17 @@ CREATE TABLE IF NOT EXISTS wire_history (
   epoch TEXT NOT NULL,
   history BLOB NOT NULL,
   PRIMARY KEY (device_id, epoch)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS device_capability (
+  device_id TEXT PRIMARY KEY,
+  tier INTEGER NOT NULL,
+  total_ram INTEGER NOT NULL,
+  available_ram INTEGER NOT NULL,
+  total_disk INTEGER NOT NULL,
+  available_disk INTEGER NOT NULL,
+  cpu_cores INTEGER NOT NULL,
+  has_sqlite INTEGER NOT NULL,
+  has_network INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS device_config (
   device_id TEXT PRIMARY KEY,
   version INTEGER NOT NULL,
@@ -192,11 +203,31 @@ caf::expected<int64_t> cloud_store::series_id(const metric_sample& x) {
   return id;
 }
 
+caf::error cloud_store::write_capability(const ingest_batch& b, int64_t now) {
+  auto& c = b.capability;
+  if (c.tier <= 0)
+    return caf::none;
+  auto st = db_.prepare(
+    "INSERT OR REPLACE INTO device_capability (device_id, tier, total_ram, "
+    "available_ram, total_disk, available_disk, cpu_cores, has_sqlite, "
+    "has_network, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+    "?10)");
+  if (!st)
+    return st.error();
+  st->bind(1, b.device_id).bind(2, c.tier).bind(3, c.total_ram)
+    .bind(4, c.available_ram).bind(5, c.total_disk).bind(6, c.available_disk)
+    .bind(7, c.cpu_cores).bind(8, int64_t{c.has_sqlite})
+    .bind(9, int64_t{c.has_network}).bind(10, now);
+  return st->run();
+}
+
 caf::expected<ingest_outcome> cloud_store::write(const ingest_batch& b) {
   ingest_outcome out;
   auto now = clock_->now_ms();
   auto known_series = series_.size();
   auto err = sqlite::transaction(db_, [&]() -> caf::error {
+    if (auto err = write_capability(b, now))
+      return err;
     auto sel = db_.prepare("SELECT last_sequence, epoch FROM streams "
                            "WHERE device_id = ?1 AND stream = ?2");
     if (!sel)
@@ -583,8 +614,12 @@ caf::expected<device_infos> cloud_store::devices() {
     "SELECT s.device_id, s.stream, s.points, s.batches, s.duplicates, "
     "s.last_sequence, s.last_sequence - (SELECT count(*) FROM batches b "
     "WHERE b.device_id = s.device_id AND b.stream = s.stream "
-    "AND b.epoch = s.epoch), s.last_seen "
-    "FROM streams s ORDER BY s.device_id, s.stream");
+    "AND b.epoch = s.epoch), s.last_seen, coalesce(c.tier, 0), "
+    "coalesce(c.total_ram, 0), coalesce(c.available_ram, 0), "
+    "coalesce(c.total_disk, 0), coalesce(c.available_disk, 0), "
+    "coalesce(c.cpu_cores, 0), coalesce(c.has_sqlite, 0), "
+    "coalesce(c.has_network, 0) FROM streams s LEFT JOIN device_capability c "
+    "ON c.device_id = s.device_id ORDER BY s.device_id, s.stream");
   if (!st)
     return st.error();
   device_infos out;
@@ -603,6 +638,15 @@ caf::expected<device_infos> cloud_store::devices() {
     d.last_acked_sequence = st->column_int(5);
     d.gaps = st->column_int(6);
     d.last_seen_ms = st->column_int(7);
+    auto& c = d.capability;
+    c.tier = st->column_int(8);
+    c.total_ram = st->column_int(9);
+    c.available_ram = st->column_int(10);
+    c.total_disk = st->column_int(11);
+    c.available_disk = st->column_int(12);
+    c.cpu_cores = st->column_int(13);
+    c.has_sqlite = st->column_int(14) != 0;
+    c.has_network = st->column_int(15) != 0;
     out.push_back(std::move(d));
   }
   return out;

@@ -42,6 +42,8 @@ private:
   // which advances (tables written in the caller's transaction).
   caf::expected<metric_samples> decode_in_session(const ingest_batch& b);
   caf::error insert_records(const ingest_batch& b, int64_t& n);
+  // The device's latest DeviceCapability, when the batch carries one.
+  caf::error write_capability(const ingest_batch& b, int64_t now);
   caf::error config_for(const std::string& device, int64_t have,
                         cloud_settings& out);
   caf::expected<int64_t> series_id(const metric_sample& x);

@@ -107,6 +107,8 @@ ingest(ingest_actor::stateful_pointer<ingest_state> self, ingest_config cfg) {
       b.columnar = std::move(req->columnar);
       b.logs = std::move(req->logs);
       b.events = std::move(req->events);
+      b.retry_count = req->retry_count;
+      b.capability = req->capability;
       auto rp = self->make_response_promise<http_reply>();
       self->request(st.cfg.store, store_timeout, write_atom::value,
                     std::move(b))

@@ -54,16 +54,25 @@ caf::error io_error(const std::string& what) {
   return make_error(ec::io_error, what);
 }
 
-/// Whole file into `text`; the error names the path.
-caf::error load(const std::string& path, std::string& text) {
+/// /proc files we read are a few kB; a bigger one is not what we expect.
+constexpr size_t max_proc_file = 1 << 20;
+/// cgroup limit files hold one short line.
+constexpr size_t max_cgroup_file = 4096;
+
+/// At most `max` bytes of a file into `text`; the error names the path.
+caf::error load(const std::string& path, std::string& text,
+                size_t max = max_proc_file) {
   std::ifstream in{path};
   if (!in)
-    return io_error(path + ": cannot open");
-  std::ostringstream buf;
-  buf << in.rdbuf();
+    return io_error(path + ": cannot open: "
+                    + std::generic_category().message(errno));
+  text.assign(max + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
   if (in.bad())
     return io_error(path + ": read failed");
-  text = buf.str();
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > max)
+    return io_error(path + ": larger than " + std::to_string(max) + " bytes");
   return caf::none;
 }
 
@@ -139,6 +148,183 @@ int64_t read_cpu_cores(const std::string& proc_root) {
     return cpus;
   auto n = ::sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? static_cast<int64_t>(n) : 1;
+}
+
+std::string human_bytes(int64_t x);
+
+// -- cgroup limits (v2 and v1) -------------------------------------------------
+
+/// The process's cgroup paths from `<proc_root>/self/cgroup`: the v2 one
+/// ("0::/path") and the v1 ones per controller ("4:memory:/path").
+struct cgroup_paths {
+  std::optional<std::string> unified;
+  std::optional<std::string> memory;
+  std::optional<std::string> cpu;
+};
+
+bool missing(const std::string& path) {
+  return ::access(path.c_str(), F_OK) != 0 && errno == ENOENT;
+}
+
+cgroup_paths read_cgroup_paths(const std::string& proc_root,
+                               std::vector<std::string>& notes) {
+  cgroup_paths out;
+  std::string text;
+  auto path = proc_root + "/self/cgroup";
+  // No such file: no cgroups (an old kernel or a fixture); nothing to say.
+  if (missing(path))
+    return out;
+  if (auto err = load(path, text, max_proc_file)) {
+    notes.push_back("cgroup limits ignored: " + render(err));
+    return out;
+  }
+  for (auto line : split_lines(text)) {
+    auto first = line.find(':');
+    auto second = first == std::string_view::npos
+                    ? std::string_view::npos
+                    : line.find(':', first + 1);
+    if (second == std::string_view::npos)
+      continue;
+    auto id = line.substr(0, first);
+    auto controllers = line.substr(first + 1, second - first - 1);
+    std::string cg{trim(line.substr(second + 1))};
+    if (id == "0" && controllers.empty()) {
+      out.unified = cg;
+      continue;
+    }
+    // "cpu,cpuacct" names several controllers mounted together.
+    size_t pos = 0;
+    while (pos <= controllers.size()) {
+      auto comma = controllers.find(',', pos);
+      auto name = controllers.substr(pos, comma == std::string_view::npos
+                                            ? std::string_view::npos
+                                            : comma - pos);
+      if (name == "memory")
+        out.memory = cg;
+      else if (name == "cpu")
+        out.cpu = cg;
+      if (comma == std::string_view::npos)
+        break;
+      pos = comma + 1;
+    }
+  }
+  return out;
+}
+
+/// The first line of `<dir><cg>/<file>`, or of `<dir>/<file>` when the
+/// process's path is not mounted there (a container without a cgroup
+/// namespace sees its own cgroup at the root). Nullopt when neither exists
+/// (no limit at this level) or the file is unreadable (noted).
+struct limit_file {
+  std::string path;
+  std::string text;
+};
+
+std::optional<limit_file> read_limit_file(const std::string& dir,
+                                          const std::string& cg,
+                                          const char* file,
+                                          std::vector<std::string>& notes) {
+  for (auto& path : {dir + cg + "/" + file, dir + "/" + file}) {
+    std::string text;
+    if (missing(path))
+      continue;
+    if (auto err = load(path, text, max_cgroup_file)) {
+      notes.push_back("cgroup limit ignored: " + render(err));
+      return std::nullopt;
+    }
+    auto lines = split_lines(text);
+    return limit_file{path, lines.empty() ? std::string{}
+                                          : std::string{trim(lines[0])}};
+  }
+  return std::nullopt;
+}
+
+std::string malformed(const limit_file& x) {
+  return "cgroup limit ignored: " + x.path + ": cannot read '"
+         + x.text.substr(0, 64) + "'";
+}
+
+/// Lowers total and available RAM to the cgroup's memory limit.
+void apply_memory_limit(int64_t limit, const std::string& source,
+                        hardware& hw) {
+  // "max", -1 and v1's page-rounded 2^63 all mean unlimited.
+  if (limit <= 0 || limit >= hw.total_ram)
+    return;
+  hw.notes.push_back("RAM limited to " + human_bytes(limit) + " by " + source
+                     + " (host " + human_bytes(hw.total_ram) + ")");
+  hw.total_ram = limit;
+  hw.available_ram = std::min(hw.available_ram, limit);
+}
+
+/// Lowers the CPU count to the cgroup's quota (rounded up: 1.5 CPUs is 2).
+void apply_cpu_quota(int64_t quota, int64_t period, const std::string& source,
+                     hardware& hw) {
+  if (quota <= 0 || period <= 0)
+    return;
+  auto cpus = std::max<int64_t>(1, quota / period + (quota % period != 0));
+  if (cpus >= hw.cpu_cores)
+    return;
+  hw.notes.push_back("CPU cores limited to " + std::to_string(cpus) + " by "
+                     + source + " (quota " + std::to_string(quota) + "/"
+                     + std::to_string(period) + ", host "
+                     + std::to_string(hw.cpu_cores) + ")");
+  hw.cpu_cores = cpus;
+}
+
+void read_cgroup_limits(const std::string& proc_root,
+                        const std::string& sys_root, hardware& hw) {
+  auto paths = read_cgroup_paths(proc_root, hw.notes);
+  auto root = sys_root + "/fs/cgroup";
+  int64_t value = 0;
+  // v1 controllers first: on a hybrid host they hold the limits.
+  if (paths.memory) {
+    auto dir = root + "/memory";
+    if (auto x = read_limit_file(dir, *paths.memory, "memory.limit_in_bytes",
+                                 hw.notes)) {
+      if (parse_int(x->text, value))
+        apply_memory_limit(value, "cgroup v1 " + x->path, hw);
+      else
+        hw.notes.push_back(malformed(*x));
+    }
+  } else if (paths.unified) {
+    if (auto x = read_limit_file(root, *paths.unified, "memory.max",
+                                 hw.notes)) {
+      if (parse_int(x->text, value))
+        apply_memory_limit(value, "cgroup v2 " + x->path, hw);
+      else if (x->text != "max")
+        hw.notes.push_back(malformed(*x));
+    }
+  }
+  int64_t period = 0;
+  if (paths.cpu) {
+    auto dir = root + "/cpu";
+    auto quota = read_limit_file(dir, *paths.cpu, "cpu.cfs_quota_us",
+                                 hw.notes);
+    auto per = read_limit_file(dir, *paths.cpu, "cpu.cfs_period_us",
+                               hw.notes);
+    if (quota && per) {
+      if (!parse_int(quota->text, value))
+        hw.notes.push_back(malformed(*quota));
+      else if (!parse_int(per->text, period))
+        hw.notes.push_back(malformed(*per));
+      else
+        apply_cpu_quota(value, period, "cgroup v1 " + quota->path, hw);
+    }
+  } else if (paths.unified) {
+    if (auto x = read_limit_file(root, *paths.unified, "cpu.max",
+                                 hw.notes)) {
+      auto fields = split_fields(x->text);
+      if (fields.size() == 2 && fields[0] == "max"
+          && parse_int(fields[1], period)) {
+        // No quota.
+      } else if (fields.size() == 2 && parse_int(fields[0], value)
+                 && parse_int(fields[1], period)) {
+        apply_cpu_quota(value, period, "cgroup v2 " + x->path, hw);
+      } else {
+        hw.notes.push_back(malformed(*x));
+      }
+    }
+  }
 }
 
 std::string parent_of(const std::string& path) {
@@ -294,13 +480,15 @@ capability_report fallback_report(const caf::error& err,
 // -- library ---------------------------------------------------------------------
 
 caf::expected<hardware> read_hardware(const std::string& proc_root,
-                                      const std::string& data_dir) {
+                                      const std::string& data_dir,
+                                      const std::string& sys_root) {
   hardware hw;
   if (auto err = read_meminfo(proc_root, hw))
     return err;
   if (auto err = read_disk(data_dir, hw))
     return err;
   hw.cpu_cores = read_cpu_cores(proc_root);
+  read_cgroup_limits(proc_root, sys_root, hw);
   return hw;
 }
 
@@ -356,6 +544,7 @@ capability_report derive(const hardware& hw, const tier_overrides& ov) {
   out.detected_tier = pick_tier(hw);
   auto& reasons = out.reasons;
   reasons.push_back(tier_reason(hw, out.detected_tier));
+  reasons.insert(reasons.end(), hw.notes.begin(), hw.notes.end());
   auto tier = out.detected_tier;
   if (ov.tier >= 1 && ov.tier <= 3) {
     tier = ov.tier;
@@ -407,8 +596,9 @@ capability_report derive(const hardware& hw, const tier_overrides& ov) {
 
 capability_report detect(const std::string& proc_root,
                          const std::string& data_dir,
-                         const tier_overrides& ov) {
-  auto hw = read_hardware(proc_root, data_dir);
+                         const tier_overrides& ov,
+                         const std::string& sys_root) {
+  auto hw = read_hardware(proc_root, data_dir, sys_root);
   if (!hw)
     return fallback_report(hw.error(), ov);
   return derive(*hw, ov);
@@ -416,8 +606,18 @@ capability_report detect(const std::string& proc_root,
 
 bool differs(const capability_report& before, const capability_report& now) {
   return before.detected_tier != now.detected_tier
-         || before.settings != now.settings
-         || before.cloud.version != now.cloud.version;
+         || before.settings != now.settings;
+}
+
+std::string summary(const capability_report& x) {
+  std::string out = "tier " + std::to_string(x.settings.tier) + " "
+                    + tier_name(x.settings.tier);
+  if (x.settings.tier != x.detected_tier)
+    out += " (pinned; detected tier " + std::to_string(x.detected_tier) + ")";
+  out += ": ";
+  for (size_t i = 0; i < x.reasons.size(); ++i)
+    out += (i > 0 ? "; " : "") + x.reasons[i];
+  return out;
 }
 
 void apply_cloud(capability_report& report, const cloud_settings& cloud) {
@@ -556,7 +756,8 @@ void check(capability_actor::stateful_pointer<capability_state> self) {
   auto& st = self->state;
   ++st.checks;
   st.last_check_ms = st.cfg.clock->now_ms();
-  auto hw = read_hardware(st.cfg.proc_root, st.cfg.data_dir);
+  auto hw = read_hardware(st.cfg.proc_root, st.cfg.data_dir,
+                          st.cfg.sys_root);
   capability_report next;
   if (!hw) {
     ++st.read_failures;
@@ -573,19 +774,25 @@ void check(capability_actor::stateful_pointer<capability_state> self) {
   }
   apply_cloud(next, st.cfg.cloud);
   if (!st.current) {
-    log_info(component, "tier ", next.settings.tier, ": ",
-             next.reasons.front());
+    log_info(component, summary(next));
     st.current = std::move(next);
     notify(self);
     return;
   }
-  if (!differs(*st.current, next)) {
-    // Same settings; keep the fresh readings for the console.
-    st.current = std::move(next);
+  auto changed = differs(*st.current, next);
+  // Sync actors report the applied version, even when nothing else moved.
+  auto new_cloud = st.current->cloud.version != next.cloud.version;
+  auto before = std::move(*st.current);
+  // Keep the fresh readings for the console either way.
+  st.current = std::move(next);
+  if (!changed) {
+    if (new_cloud) {
+      log_info(component, "cloud settings version ", st.current->cloud.version,
+               " applied: the settings stay as they were");
+      notify(self);
+    }
     return;
   }
-  auto before = std::move(*st.current);
-  st.current = std::move(next);
   ++st.changes;
   st.last_change_ms = st.last_check_ms;
   log_info(component, "capabilities changed: ",

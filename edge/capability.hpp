@@ -21,9 +21,14 @@ namespace fleetd {
 /// none), and statvfs of `data_dir` (or of its nearest existing parent while
 /// it does not exist yet: that is the filesystem it will live on). Kernels
 /// without MemAvailable (before 3.14) get MemFree + Buffers + Cached.
+/// The cgroup (v2 `0::/path`, or v1's memory and cpu controllers) of
+/// `<proc_root>/self/cgroup` lowers RAM and CPU count to its memory limit
+/// and CPU quota under `<sys_root>/fs/cgroup`; `hw.notes` says so, and names
+/// limit files that were unreadable or malformed (ignored).
 /// Errors (ec::io_error) name the file and what is wrong with it.
 caf::expected<hardware> read_hardware(const std::string& proc_root,
-                                      const std::string& data_dir);
+                                      const std::string& data_dir,
+                                      const std::string& sys_root = "/sys");
 
 /// What the operator pins; a zero or negative value (zstd: negative, since 0
 /// means "uncompressed"; tier: 0) leaves the setting to the tier.
@@ -55,11 +60,17 @@ capability_report derive(const hardware& hw, const tier_overrides& ov);
 /// reason says why. For startup and `fleetd debug capabilities`.
 capability_report detect(const std::string& proc_root,
                          const std::string& data_dir,
-                         const tier_overrides& ov);
+                         const tier_overrides& ov,
+                         const std::string& sys_root = "/sys");
 
-/// True when listeners must hear of `now`: the detected tier or any setting
-/// differs from `before`. Free RAM and disk alone are no change.
+/// True when `now` is a capability change (an event, a report to the cloud):
+/// the detected tier or any setting differs from `before`. Free RAM and disk
+/// alone, or a cloud settings version that changes no setting, are none.
 bool differs(const capability_report& before, const capability_report& now);
+
+/// The start log line: "tier 2 constrained (pinned; detected tier 1): " and
+/// every reason, "; "-separated.
+std::string summary(const capability_report& x);
 
 /// One line for the event log, e.g. "tier 1 -> 2, batch_size 1000 -> 100,
 /// ...; tier 2: not tier 1 (RAM 200 MB is not > 512 MB); ...".
@@ -74,6 +85,8 @@ std::string to_text(const capability_report& x);
 
 struct capability_config {
   std::string proc_root = "/proc";
+  /// Where the cgroup limits are read (`<sys_root>/fs/cgroup`).
+  std::string sys_root = "/sys";
   /// The data directory; its filesystem is the disk that counts.
   std::string data_dir;
   tier_overrides overrides;

@@ -55,6 +55,8 @@ struct edge_options {
   bool load_special_values = false;
   int64_t breaker_threshold = 0;
   int64_t max_rejections = 0;
+  std::string host_proc;
+  std::string host_sys;
 };
 
 std::string read_small_file(const std::string& path) {
@@ -99,6 +101,12 @@ void declare(option_set& opts, edge_options& x) {
   opts.add("tier.pin", x.tier_pin, 0, "tier",
            "Use this tier (1, 2 or 3) instead of detecting it (0: detect)", 0,
            3);
+  opts.add("host.proc", x.host_proc, "/proc",
+           "Where procfs is mounted: a containerised agent reads the host's "
+           "through a bind mount (e.g. /host/proc)");
+  opts.add("host.sys", x.host_sys, "/sys",
+           "Where sysfs is mounted; the cgroup limits are read under "
+           "<host.sys>/fs/cgroup");
   opts.add("tier.recheck-interval", x.recheck_interval, 1min,
            "How often RAM and disk are read again to re-derive the tier", 1s);
   opts.add_size("storage.max-bytes", x.storage_bytes, 0,
@@ -154,6 +162,12 @@ tier_overrides overrides_of(const edge_options& opt) {
   ov.zstd_level = opt.sync_zstd_level;
   ov.backend = opt.backend;
   return ov;
+}
+
+/// What this machine (as host.proc and host.sys show it) gives.
+capability_report detect_for(const edge_options& opt) {
+  return detect(opt.host_proc, opt.common.data_dir, overrides_of(opt),
+                opt.host_sys);
 }
 
 // SQLite when the tier has it, else a memory store bounded as the tier says.
@@ -213,7 +227,7 @@ int run_command(const edge_options& opt, const std::vector<std::string>& args) {
   if (stat(dir.c_str(), &st_dir) != 0) {
     // No node has run here yet: only what this machine would get can be told.
     if (what == "capabilities") {
-      auto caps = detect("/proc", dir, overrides_of(opt));
+      auto caps = detect_for(opt);
       return print(debug_report{to_text(caps), to_json(caps)});
     }
     return fail(make_error(ec::io_error, "no data directory " + dir));
@@ -239,7 +253,7 @@ int run_command(const edge_options& opt, const std::vector<std::string>& args) {
                [&](caf::error& err) { rc = fail(err); });
     return rc;
   }
-  auto caps = detect("/proc", dir, overrides_of(opt));
+  auto caps = detect_for(opt);
   bool has_db = stat((dir + "/fleetd.db").c_str(), &st_dir) == 0;
   if (what == "capabilities" && !(caps.settings.sqlite && has_db))
     return print(debug_report{to_text(caps), to_json(caps)});
@@ -289,6 +303,13 @@ int run(int argc, char** argv) {
       return make_error(ec::bad_config, "storage.backend: '" + opt.backend
                                           + "' is not one of auto, sqlite, "
                                             "memory");
+    for (auto [key, path] : {std::pair{"host.proc", &opt.host_proc},
+                             std::pair{"host.sys", &opt.host_sys}}) {
+      struct stat st;
+      if (stat(path->c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        return make_error(ec::bad_config, std::string{key} + ": '" + *path
+                                            + "' is not a directory");
+    }
     if (opt.backoff_cap < opt.backoff_base)
       return make_error(ec::bad_config,
                         "sync.backoff-cap: must be at least sync.backoff-base");
@@ -309,9 +330,7 @@ int run(int argc, char** argv) {
   if (!lock)
     return die(lock.error());
   auto clk = make_scaled_clock(opt.common.clock_speed);
-  auto caps = detect("/proc", dir, overrides_of(opt));
-  log_info("fleetd", "tier ", caps.settings.tier, " (", caps.reasons.front(),
-           ")");
+  auto caps = detect_for(opt);
   auto backend = open_backend(opt, caps.settings, clk);
   if (!backend)
     return die(backend.error());
@@ -322,6 +341,7 @@ int run(int argc, char** argv) {
   apply_cloud(caps, *cloud);
   if (cloud->version > 0)
     (*backend)->apply(caps.settings);
+  log_info("fleetd", summary(caps));
   auto& tier = caps.settings;
   node_config cfg{opt.common};
   caf::actor_system sys{cfg};
@@ -335,6 +355,8 @@ int run(int argc, char** argv) {
   auto link = sys.spawn<caf::detached>(cloud_link, lcfg);
   stops.add("cloud_link", caf::actor_cast<caf::actor>(link));
   capability_config kcfg;
+  kcfg.proc_root = opt.host_proc;
+  kcfg.sys_root = opt.host_sys;
   kcfg.data_dir = dir;
   kcfg.overrides = overrides_of(opt);
   kcfg.recheck_interval = opt.recheck_interval;
@@ -384,6 +406,7 @@ int run(int argc, char** argv) {
     stops.add(syncs.back().first, caf::actor_cast<caf::actor>(hdl));
   }
   system_collector_config ccfg;
+  ccfg.proc_root = opt.host_proc;
   ccfg.disk_path = dir;
   ccfg.interval = opt.collector_interval;
   ccfg.max_rounds = opt.collector_rounds;

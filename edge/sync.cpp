@@ -303,11 +303,19 @@ bool permanent(const sync_ack& ack) {
 void send(self_ptr self, queued_batch batch) {
   auto& st = self->state;
   ++st.batches_sent;
-  st.bytes_sent += static_cast<int64_t>(batch.body.size());
   auto b = std::make_shared<queued_batch>(std::move(batch));
-  self->request(st.cfg.link, st.cfg.request_timeout, sync_atom::value, b->body)
+  // Outside the checksummed batch: the queued bytes stay as they were cut.
+  auto with_cap = st.capability_due && st.capability.tier > 0;
+  auto body = with_send_fields(b->body, b->retry_count,
+                               with_cap ? &st.capability : nullptr);
+  st.bytes_sent += static_cast<int64_t>(body.size());
+  self->request(st.cfg.link, st.cfg.request_timeout, sync_atom::value,
+                std::move(body))
     .then(
-      [self, b](sync_ack& ack) {
+      [self, b, with_cap](sync_ack& ack) {
+        // The cloud stored the batch, and the capability with it.
+        if (with_cap && ack.success)
+          self->state.capability_due = false;
         if (ack.success && ack.last_sequence_ack >= b->sequence) {
           acked(self, *b, ack);
           return;
@@ -476,6 +484,9 @@ sync_actor::behavior_type sync(sync_actor::stateful_pointer<sync_state> self,
         round(self);
     },
     [self](capabilities_atom, const capability_report& report) {
+      // The capability actor reports only changes: tell the cloud each.
+      self->state.capability = capability_of(report);
+      self->state.capability_due = true;
       auto& cfg = self->state.cfg;
       auto interval = std::chrono::milliseconds(report.settings.sync_interval_ms);
       bool changed = interval != cfg.interval

@@ -49,6 +49,11 @@ struct sync_state {
     codec_context after;
   };
   std::optional<cut_batch> last_cut;
+  /// What the capability actor last reported (tier 0: nothing yet).
+  device_capability capability;
+  /// The next request carries `capability`: the session's first one, and
+  /// the first after every change, until the cloud has answered one.
+  bool capability_due = true;
   /// A round is running: only one batch is in flight per stream.
   bool busy = false;
   /// Identifies the one timer that may start the next round.

@@ -200,6 +200,25 @@ typename Inspector::result_type inspect(Inspector& f, sync_ack& x) {
            x.config);
 }
 
+/// SyncRequest.capability: what the device detected (tier 0: not sent).
+struct device_capability {
+  int64_t tier = 0;
+  int64_t total_ram = 0;
+  int64_t available_ram = 0;
+  int64_t total_disk = 0;
+  int64_t available_disk = 0;
+  int64_t cpu_cores = 0;
+  bool has_sqlite = false;
+  bool has_network = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, device_capability& x) {
+  return f(caf::meta::type_name("device_capability"), x.tier, x.total_ram,
+           x.available_ram, x.total_disk, x.available_disk, x.cpu_cores,
+           x.has_sqlite, x.has_network);
+}
+
 /// A decoded, verified batch on its way into the cloud store.
 struct ingest_batch {
   std::string device_id;
@@ -216,6 +235,10 @@ struct ingest_batch {
   std::string columnar;
   log_lines logs;
   event_records events;
+  /// SyncMetadata.retry_count: how often the device sent it before.
+  int64_t retry_count = 0;
+  /// Set (tier > 0) on a session's first request and after every change.
+  device_capability capability;
 };
 
 template <class Inspector>
@@ -223,7 +246,7 @@ typename Inspector::result_type inspect(Inspector& f, ingest_batch& x) {
   return f(caf::meta::type_name("ingest_batch"), x.device_id, x.stream,
            x.epoch, x.checksum, x.sequence, x.config_version, x.samples,
            x.columnar, x.logs,
-           x.events);
+           x.events, x.retry_count, x.capability);
 }
 
 /// What the cloud store did with a batch.
@@ -331,13 +354,15 @@ struct device_info {
   int64_t last_acked_sequence = 0;
   int64_t gaps = 0;
   int64_t last_seen_ms = 0;
+  /// The latest the device reported (tier 0: none yet).
+  device_capability capability;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, device_info& x) {
   return f(caf::meta::type_name("device_info"), x.device_id, x.stream,
            x.points_received, x.batches_received, x.duplicates,
-           x.last_acked_sequence, x.gaps, x.last_seen_ms);
+           x.last_acked_sequence, x.gaps, x.last_seen_ms, x.capability);
 }
 
 using device_infos = std::vector<device_info>;
@@ -352,12 +377,15 @@ struct hardware {
   int64_t total_disk = 0;
   int64_t available_disk = 0;
   int64_t cpu_cores = 0;
+  /// Why a value is lower than the host's (a cgroup limit), or which limit
+  /// file was unreadable and ignored; derive() copies them into the reasons.
+  std::vector<std::string> notes;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, hardware& x) {
   return f(caf::meta::type_name("hardware"), x.total_ram, x.available_ram,
-           x.total_disk, x.available_disk, x.cpu_cores);
+           x.total_disk, x.available_disk, x.cpu_cores, x.notes);
 }
 
 /// What a tier (plus the operator's overrides) means for the other actors.

@@ -1,6 +1,7 @@
 #include "messages/wire.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 
 #include <google/protobuf/io/coded_stream.h>
@@ -78,6 +79,46 @@ std::string batch_checksum(std::string_view bytes) {
 }
 
 namespace {
+std::string zstd_frame(const std::string& plain, int level);
+} // namespace
+
+device_capability capability_of(const capability_report& x) {
+  device_capability out;
+  out.tier = x.settings.tier;
+  out.total_ram = x.hw.total_ram;
+  out.available_ram = x.hw.available_ram;
+  out.total_disk = x.hw.total_disk;
+  out.available_disk = x.hw.available_disk;
+  out.cpu_cores = x.hw.cpu_cores;
+  out.has_sqlite = x.settings.sqlite;
+  // It is about to send: the network is there.
+  out.has_network = true;
+  return out;
+}
+
+std::string with_send_fields(const std::string& body, int64_t retry_count,
+                             const device_capability* cap) {
+  pb::SyncRequest extra;
+  extra.mutable_metadata()->set_retry_count(static_cast<int32_t>(
+    std::min<int64_t>(retry_count, std::numeric_limits<int32_t>::max())));
+  if (cap != nullptr) {
+    auto* c = extra.mutable_capability();
+    c->set_tier(static_cast<int32_t>(cap->tier));
+    c->set_total_ram(cap->total_ram);
+    c->set_available_ram(cap->available_ram);
+    c->set_total_disk(cap->total_disk);
+    c->set_available_disk(cap->available_disk);
+    c->set_cpu_cores(static_cast<int32_t>(cap->cpu_cores));
+    c->set_has_sqlite(cap->has_sqlite);
+    c->set_has_network(cap->has_network);
+  }
+  std::string tail;
+  extra.SerializeToString(&tail);
+  // zstd decoders read concatenated frames as the concatenated contents.
+  return body + (is_zstd(body) ? zstd_frame(tail, 1) : tail);
+}
+
+namespace {
 
 // Protobuf labels from a label map, and back.
 void put_labels(google::protobuf::RepeatedPtrField<pb::Label>* out,
@@ -94,6 +135,17 @@ label_map labels_of(const google::protobuf::RepeatedPtrField<pb::Label>& in) {
   for (auto& l : in)
     out[l.name()] = l.value();
   return out;
+}
+
+/// `plain` as one zstd frame, or plain when compression fails.
+std::string zstd_frame(const std::string& plain, int level) {
+  std::string compressed(ZSTD_compressBound(plain.size()), '\0');
+  auto n = ZSTD_compress(compressed.data(), compressed.size(), plain.data(),
+                         plain.size(), level);
+  if (ZSTD_isError(n))
+    return plain;
+  compressed.resize(n);
+  return compressed;
 }
 
 // Wraps the serialized batch of field `field` in a SyncRequest.
@@ -126,13 +178,7 @@ std::string encode_request(const encode_settings& cfg, int field_number,
   out += field;
   if (cfg.zstd_level <= 0)
     return out;
-  std::string compressed(ZSTD_compressBound(out.size()), '\0');
-  auto n = ZSTD_compress(compressed.data(), compressed.size(), out.data(),
-                         out.size(), cfg.zstd_level);
-  if (ZSTD_isError(n))
-    return out;
-  compressed.resize(n);
-  return compressed;
+  return zstd_frame(out, cfg.zstd_level);
 }
 
 } // namespace
@@ -270,6 +316,14 @@ caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
   out.epoch = md.epoch();
   out.checksum = md.checksum();
   out.config_version = req.config_version();
+  out.retry_count = md.retry_count();
+  if (req.has_capability()) {
+    auto& c = req.capability();
+    out.capability = {c.tier(),          c.total_ram(),
+                      c.available_ram(), c.total_disk(),
+                      c.available_disk(), c.cpu_cores(),
+                      c.has_sqlite(),    c.has_network()};
+  }
   switch (req.data_case()) {
     case pb::SyncRequest::kMetrics: {
       out.stream = metrics_stream;

@@ -55,6 +55,17 @@ std::string encode_logs_request(const encode_settings& cfg,
 std::string encode_events_request(const encode_settings& cfg,
                                   const event_records& events);
 
+/// The capability a device reports: the tier it runs and what it detected.
+device_capability capability_of(const capability_report& x);
+
+/// `body` (a request encoded above, zstd or plain) with
+/// SyncMetadata.retry_count and, when `cap` is set, SyncRequest.capability
+/// appended as a second message (a second zstd frame when compressed), which
+/// protobuf merges. Both lie outside the checksummed batch, so the queued
+/// bytes are resent unchanged and a resend is still a duplicate.
+std::string with_send_fields(const std::string& body, int64_t retry_count,
+                             const device_capability* cap);
+
 /// The columnar metrics bytes inside a request body this device encoded
 /// (zstd or plain); empty when the body carries none.
 caf::expected<std::string> request_columnar(std::string_view body);
@@ -68,6 +79,9 @@ struct decoded_request {
   std::string checksum;
   int64_t sequence = 0;
   int64_t config_version = 0;
+  int64_t retry_count = 0;
+  /// tier 0 when the request carries none.
+  device_capability capability;
   /// Metrics as protobuf columns, or still encoded in `columnar`.
   metric_samples samples;
   std::string columnar;

@@ -82,7 +82,8 @@ constexpr const char* summary =
   "commands:\n"
   "  status    the node's identity and every actor's state and counters\n"
   "  devices   on a cloud node: each device stream with points received,\n"
-  "            batches, duplicates, gaps and last acked sequence\n"
+  "            batches, duplicates, gaps, last acked sequence and the\n"
+  "            device's reported tier, RAM and CPUs (tier 0: none yet)\n"
   "  watch     one live line of what flows through the node, every\n"
   "            --interval, until Ctrl-C (or --count lines); with --json one\n"
   "            JSON object per line. Rides out a node restart: says so on\n"
@@ -130,8 +131,16 @@ std::string to_json(const device_infos& xs) {
         << ",\"batches_received\":" << d.batches_received
         << ",\"duplicates\":" << d.duplicates
         << ",\"last_acked_sequence\":" << d.last_acked_sequence
-        << ",\"gaps\":" << d.gaps << ",\"last_seen_ms\":" << d.last_seen_ms
-        << "}";
+        << ",\"gaps\":" << d.gaps << ",\"last_seen_ms\":" << d.last_seen_ms;
+    auto& c = d.capability;
+    out << ",\"capability\":{\"tier\":" << c.tier
+        << ",\"total_ram\":" << c.total_ram
+        << ",\"available_ram\":" << c.available_ram
+        << ",\"total_disk\":" << c.total_disk
+        << ",\"available_disk\":" << c.available_disk
+        << ",\"cpu_cores\":" << c.cpu_cores
+        << ",\"has_sqlite\":" << (c.has_sqlite ? "true" : "false")
+        << ",\"has_network\":" << (c.has_network ? "true" : "false") << "}}";
   }
   out << "]";
   return out.str();
@@ -153,17 +162,23 @@ std::string to_text(const node_status& x) {
 std::string to_text(const device_infos& xs) {
   std::ostringstream out;
   char line[256];
-  snprintf(line, sizeof(line), "%-24s %-8s %12s %8s %6s %6s %10s\n", "DEVICE",
-           "STREAM", "POINTS", "BATCHES", "DUPS", "GAPS", "LAST_ACK");
+  snprintf(line, sizeof(line), "%-24s %-8s %12s %8s %6s %6s %10s %4s %8s %4s\n",
+           "DEVICE", "STREAM", "POINTS", "BATCHES", "DUPS", "GAPS", "LAST_ACK",
+           "TIER", "RAM_MB", "CPUS");
   out << line;
   for (auto& d : xs) {
-    snprintf(line, sizeof(line), "%-24s %-8s %12lld %8lld %6lld %6lld %10lld\n",
+    // Tier 0: the device has not reported its capability yet.
+    snprintf(line, sizeof(line),
+             "%-24s %-8s %12lld %8lld %6lld %6lld %10lld %4lld %8lld %4lld\n",
              d.device_id.c_str(), d.stream.c_str(),
              static_cast<long long>(d.points_received),
              static_cast<long long>(d.batches_received),
              static_cast<long long>(d.duplicates),
              static_cast<long long>(d.gaps),
-             static_cast<long long>(d.last_acked_sequence));
+             static_cast<long long>(d.last_acked_sequence),
+             static_cast<long long>(d.capability.tier),
+             static_cast<long long>(d.capability.total_ram / 1000000),
+             static_cast<long long>(d.capability.cpu_cores));
     out << line;
   }
   return out.str();

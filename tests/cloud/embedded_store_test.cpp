@@ -997,3 +997,40 @@ TEST_CASE("columnar bytes the store cannot use are refused without storing "
   write_ok(st, columnar_batch("dev-a", "e1", 2, b2));
   check_same_samples(points_of(st, "dev-a"), concat({s1, s2}));
 }
+
+TEST_CASE("the latest DeviceCapability per device is kept, also from a "
+          "duplicate, and a refused batch writes none") {
+  store_fixture f;
+  auto st = f.open();
+  auto b1 = batch("dev-a", 1, samples(2, 1));
+  b1.capability.tier = 1;
+  b1.capability.total_ram = 16'000'000'000;
+  b1.capability.cpu_cores = 8;
+  b1.capability.has_sqlite = true;
+  b1.capability.has_network = true;
+  write_ok(st, b1);
+  auto ds = devices_of(st);
+  REQUIRE(ds.size() == 1);
+  CHECK(ds[0].capability.tier == 1);
+  CHECK(ds[0].capability.total_ram == 16'000'000'000);
+  CHECK(ds[0].capability.cpu_cores == 8);
+  CHECK(ds[0].capability.has_sqlite);
+  CHECK(ds[0].capability.has_network);
+  // A resend after a capability change: a duplicate, but the news counts.
+  auto again = b1;
+  again.capability.tier = 2;
+  again.capability.total_ram = 268'435'456;
+  again.retry_count = 3;
+  CHECK(write_ok(st, again).duplicate);
+  CHECK(devices_of(st)[0].capability.tier == 2);
+  CHECK(devices_of(st)[0].capability.total_ram == 268'435'456);
+  // Other content under a held sequence is refused, capability and all.
+  auto refused = batch("dev-a", 1, samples(3, 7));
+  refused.checksum = "other";
+  refused.capability.tier = 3;
+  CHECK_FALSE(st.write(refused));
+  CHECK(devices_of(st)[0].capability.tier == 2);
+  // A device that never sent one shows tier 0.
+  write_ok(st, batch("dev-b", 1, samples(1, 1)));
+  CHECK(devices_of(st).back().capability.tier == 0);
+}

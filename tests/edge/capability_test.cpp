@@ -118,6 +118,8 @@ public:
   }
 
   bool write(const std::string& name, const std::string& text) {
+    std::error_code err;
+    fs::create_directories((dir_ / name).parent_path(), err);
     std::ofstream out{dir_ / name, std::ios::trunc};
     out << text;
     return static_cast<bool>(out);
@@ -532,6 +534,151 @@ TEST_CASE("the running kernel's /proc reads without errors") {
   CHECK(hw->total_disk > 0);
 }
 
+// -- cgroup limits ---------------------------------------------------------------
+
+namespace {
+
+/// A fake /proc with 8 GB of RAM and 2 CPUs; its "sys" subdirectory is the
+/// fake /sys the cgroup files go under.
+bool big_host(fake_proc& proc) {
+  return proc.ok() && proc.write("meminfo", meminfo_text(8'000'000));
+}
+
+std::string joined(const std::vector<std::string>& xs) {
+  std::string out;
+  for (auto& x : xs)
+    out += x + " | ";
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("cgroup v2: memory.max and cpu.max below the host's lower RAM and "
+          "CPUs, and the tier says why") {
+  fake_proc proc;
+  REQUIRE(big_host(proc));
+  REQUIRE(proc.write("self/cgroup", "0::/kubepods/pod1\n"));
+  REQUIRE(proc.write("sys/fs/cgroup/kubepods/pod1/memory.max", "268435456\n"));
+  REQUIRE(proc.write("sys/fs/cgroup/kubepods/pod1/cpu.max", "100000 100000\n"));
+  auto hw = read_hardware(proc.root(), FLEETD_BUILD_DIR, proc.root() + "/sys");
+  REQUIRE_MESSAGE(hw, render(hw.error()));
+  INFO(joined(hw->notes));
+  CHECK(hw->total_ram == 268435456);
+  CHECK(hw->available_ram == 268435456);
+  CHECK(hw->cpu_cores == 1);
+  REQUIRE(hw->notes.size() == 2);
+  CHECK(hw->notes[0].find("RAM limited to 268.4 MB by cgroup v2 "
+                          + proc.root() + "/sys/fs/cgroup/kubepods/pod1/memory.max "
+                          "(host 8.2 GB)")
+        == 0);
+  CHECK(hw->notes[1].find("CPU cores limited to 1 by cgroup v2") == 0);
+  require_big_disk(FLEETD_BUILD_DIR);
+  auto x = derive(*hw, tier_overrides{});
+  CHECK(x.detected_tier == 2);
+  INFO(all_reasons(x));
+  CHECK(has_reason(x, "RAM 268.4 MB is not > 512 MB"));
+  CHECK(has_reason(x, "RAM limited to 268.4 MB by cgroup v2"));
+}
+
+TEST_CASE("cgroup v2: max means unlimited, a limit above the host's is "
+          "ignored, no cgroup file is no limit") {
+  fake_proc proc;
+  REQUIRE(big_host(proc));
+  auto sys = proc.root() + "/sys";
+  auto host = read_hardware(proc.root(), "/tmp", sys);
+  REQUIRE(host);
+  CHECK(host->total_ram == 8'000'000LL * 1024);
+  CHECK(host->cpu_cores == 2);
+  CHECK(host->notes.empty());
+  REQUIRE(proc.write("self/cgroup", "0::/\n"));
+  REQUIRE(proc.write("sys/fs/cgroup/memory.max", "max\n"));
+  REQUIRE(proc.write("sys/fs/cgroup/cpu.max", "max 100000\n"));
+  auto unlimited = read_hardware(proc.root(), "/tmp", sys);
+  REQUIRE(unlimited);
+  CHECK(unlimited->total_ram == host->total_ram);
+  CHECK(unlimited->cpu_cores == 2);
+  CHECK(unlimited->notes.empty());
+  REQUIRE(proc.write("sys/fs/cgroup/memory.max", "99999999999999\n"));
+  REQUIRE(proc.write("sys/fs/cgroup/cpu.max", "800000 100000\n"));
+  auto above = read_hardware(proc.root(), "/tmp", sys);
+  REQUIRE(above);
+  CHECK(above->total_ram == host->total_ram);
+  CHECK(above->cpu_cores == 2);
+  CHECK(above->notes.empty());
+}
+
+TEST_CASE("cgroup v1: memory.limit_in_bytes and cfs quota/period lower RAM "
+          "and CPUs; a container's own cgroup at the mount root counts") {
+  fake_proc proc;
+  REQUIRE(big_host(proc));
+  REQUIRE(proc.write("self/cgroup", "12:memory:/docker/abc\n"
+                                    "5:cpu,cpuacct:/docker/abc\n"
+                                    "0::/system.slice/docker.service\n"));
+  REQUIRE(proc.write("sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes",
+                     "134217728\n"));
+  // No cgroup namespace: the container sees its cgroup at the root.
+  REQUIRE(proc.write("sys/fs/cgroup/cpu/cpu.cfs_quota_us", "50000\n"));
+  REQUIRE(proc.write("sys/fs/cgroup/cpu/cpu.cfs_period_us", "100000\n"));
+  auto hw = read_hardware(proc.root(), "/tmp", proc.root() + "/sys");
+  REQUIRE_MESSAGE(hw, render(hw.error()));
+  INFO(joined(hw->notes));
+  CHECK(hw->total_ram == 134217728);
+  CHECK(hw->cpu_cores == 1);
+  REQUIRE(hw->notes.size() == 2);
+  CHECK(hw->notes[0].find("by cgroup v1 " + proc.root()
+                          + "/sys/fs/cgroup/memory/docker/abc/"
+                            "memory.limit_in_bytes")
+        != std::string::npos);
+  CHECK(hw->notes[1].find("cgroup/cpu/cpu.cfs_quota_us") != std::string::npos);
+  CHECK(hw->notes[1].find("(quota 50000/100000, host 2)") != std::string::npos);
+  // 134 MB of RAM: tier 2 at most, whatever the host has.
+  CHECK(pick_tier(*hw) == 2);
+}
+
+TEST_CASE("cgroup v1: the unlimited page-rounded 2^63 and quota -1 keep the "
+          "host's values") {
+  fake_proc proc;
+  REQUIRE(big_host(proc));
+  REQUIRE(proc.write("self/cgroup", "12:memory:/\n5:cpu,cpuacct:/\n"));
+  REQUIRE(proc.write("sys/fs/cgroup/memory/memory.limit_in_bytes",
+                     "9223372036854771712\n"));
+  REQUIRE(proc.write("sys/fs/cgroup/cpu/cpu.cfs_quota_us", "-1\n"));
+  REQUIRE(proc.write("sys/fs/cgroup/cpu/cpu.cfs_period_us", "100000\n"));
+  auto hw = read_hardware(proc.root(), "/tmp", proc.root() + "/sys");
+  REQUIRE(hw);
+  CHECK(hw->total_ram == 8'000'000LL * 1024);
+  CHECK(hw->cpu_cores == 2);
+  CHECK(hw->notes.empty());
+}
+
+TEST_CASE("malformed or oversized cgroup files are named in the reasons and "
+          "ignored") {
+  fake_proc proc;
+  REQUIRE(big_host(proc));
+  REQUIRE(proc.write("self/cgroup", "0::/a\n"));
+  REQUIRE(proc.write("sys/fs/cgroup/a/memory.max", "lots\n"));
+  REQUIRE(proc.write("sys/fs/cgroup/a/cpu.max", std::string(5000, '7')));
+  auto hw = read_hardware(proc.root(), "/tmp", proc.root() + "/sys");
+  REQUIRE_MESSAGE(hw, render(hw.error()));
+  INFO(joined(hw->notes));
+  CHECK(hw->total_ram == 8'000'000LL * 1024);
+  CHECK(hw->cpu_cores == 2);
+  REQUIRE(hw->notes.size() == 2);
+  CHECK(hw->notes[0] == "cgroup limit ignored: " + proc.root()
+                          + "/sys/fs/cgroup/a/memory.max: cannot read 'lots'");
+  CHECK(hw->notes[1].find("cpu.max: larger than 4096 bytes")
+        != std::string::npos);
+  REQUIRE(proc.write("sys/fs/cgroup/a/cpu.max", "1 2 3\n"));
+  REQUIRE(proc.write("self/cgroup", "garbage without colons\n0::/a\n"));
+  auto again = read_hardware(proc.root(), "/tmp", proc.root() + "/sys");
+  REQUIRE(again);
+  CHECK(again->cpu_cores == 2);
+  CHECK(joined(again->notes).find("cannot read '1 2 3'") != std::string::npos);
+  auto x = derive(*again, tier_overrides{});
+  CHECK(x.detected_tier == pick_tier(*again));
+  CHECK(has_reason(x, "cannot read 'lots'"));
+}
+
 TEST_CASE("detect falls back to tier 3 and says why when nothing is readable") {
   auto x = detect(fixtures + "/nonexistent", "/tmp", tier_overrides{});
   CHECK(x.detected_tier == 3);
@@ -703,6 +850,64 @@ TEST_CASE("the actor tells listeners and the event hook when RAM drops below "
   auto current = f.report_of(hdl);
   CHECK(current.settings == defaults_for_tier(2));
   CHECK(current.reasons == second->reasons);
+}
+
+TEST_CASE("a cloud settings version that changes no setting is no "
+          "capability_change, but listeners learn the version") {
+  actor_fixture f;
+  require_big_disk(f.data_dir);
+  REQUIRE(f.proc.ok());
+  REQUIRE(f.proc.write("meminfo", meminfo_text(2'000'000)));
+  auto hdl = f.spawn_capability(f.config());
+  REQUIRE(f.await_report());
+  // Tier 1's own batch size: a new version, the same settings.
+  cloud_settings same;
+  same.version = 3;
+  same.batch_size = 1000;
+  (*f.self)->send(hdl, config_atom::value, same);
+  auto heard = f.await_report();
+  REQUIRE(heard);
+  CHECK(heard->cloud.version == 3);
+  CHECK(heard->settings == defaults_for_tier(1));
+  auto stats = f.stats_of(hdl);
+  CHECK(stats.counters["changes"] == 0);
+  CHECK(f.changes->size() == 0);
+  // The same version again, and a re-check: nothing at all.
+  (*f.self)->send(hdl, config_atom::value, same);
+  (*f.self)->send(hdl, tick_atom::value);
+  CHECK(f.no_report_within(50ms));
+  CHECK(f.changes->size() == 0);
+  // A version that does change a setting is one event.
+  cloud_settings other = same;
+  other.version = 4;
+  other.batch_size = 250;
+  (*f.self)->send(hdl, config_atom::value, other);
+  auto changed = f.await_report();
+  REQUIRE(changed);
+  CHECK(changed->settings.batch_size == 250);
+  stats = f.stats_of(hdl);
+  CHECK(stats.counters["changes"] == 1);
+  REQUIRE(f.changes->size() == 1);
+  CHECK(f.changes->at(0).second.settings.batch_size == 250);
+}
+
+TEST_CASE("the start line names every reason, and a pinned tier says so") {
+  tier_overrides ov;
+  ov.tier = 3;
+  ov.batch_size = 5;
+  auto hw = machine(250 * GB, 24 * GB);
+  hw.notes.push_back("CPU cores limited to 1 by cgroup v2 /x/cpu.max");
+  auto x = derive(hw, ov);
+  REQUIRE(x.reasons.size() == 4);
+  auto line = summary(x);
+  CHECK(line.rfind("tier 3 minimal (pinned; detected tier 1): ", 0) == 0);
+  for (auto& reason : x.reasons)
+    CHECK_MESSAGE(line.find(reason) != std::string::npos, reason);
+  CHECK(line.find("tier 3 pinned by config (detected tier 1)")
+        != std::string::npos);
+  auto detected = summary(derive(machine(GB, 2 * GB), tier_overrides{}));
+  CHECK(detected == "tier 2 constrained: tier 2: not tier 1 (disk 1 GB is "
+                    "not > 1 GB); disk 1 GB > 10 MB and RAM 2 GB > 100 MB");
 }
 
 TEST_CASE("debug capabilities answers the current report as text and JSON; "

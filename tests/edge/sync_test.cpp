@@ -319,6 +319,10 @@ struct sync_fixture : test::cloud_fixture {
 /// session state it was encoded against: one the bodies decoded so far
 /// built (an earlier body again: the state as it was when that one was
 /// sent), newest first.
+bool starts_with(const std::string& x, const std::string& prefix) {
+  return x.compare(0, prefix.size(), prefix) == 0;
+}
+
 decoded_request decode(const std::string& body) {
   static std::vector<codec_context> states{codec_context{}};
   auto req = decode_request(body, is_zstd(body), 64 << 20);
@@ -443,7 +447,10 @@ TEST_CASE("an unreachable cloud makes the sync actor back off and lose "
       20s);
   };
   CHECK(retries_are(1));
+  // Sends of batch 1 before the one the cloud will see.
+  int64_t sent_before = 1;
   SUBCASE("ticks while the cloud is still away resend the same batch") {
+    sent_before = 2;
     // Past the backoff window: the tick's round is the half-open probe.
     f.clock->advance(quiet_backoff.count() + 1);
     (*f.self)->send(s, tick_atom::value);
@@ -463,8 +470,11 @@ TEST_CASE("an unreachable cloud makes the sync actor back off and lose "
   check_same_samples(f.cloud_points(), stored);
   auto bodies = f.wire->seen();
   REQUIRE(bodies.size() == 3);
-  // The first request the cloud saw is the batch queued while it was away.
-  CHECK(bodies[0] == queued[0].body);
+  // The first request the cloud saw is the batch queued while it was away:
+  // its queued bytes, then the send-time retry_count outside the checksum.
+  CHECK(starts_with(bodies[0], queued[0].body));
+  CHECK(decode(bodies[0]).retry_count == sent_before);
+  CHECK(decode(bodies[1]).retry_count == 0);
   for (int64_t i = 0; i < 3; ++i)
     CHECK(decode(bodies[static_cast<size_t>(i)]).sequence == i + 1);
   CHECK(f.pending().empty());
@@ -508,10 +518,15 @@ TEST_CASE("a restarted sync actor resends exactly the queued bytes and the "
   REQUIRE(f.drained_to(s2, 2));
   auto bodies = f.wire->seen();
   REQUIRE(bodies.size() == 3);
-  CHECK(bodies[0] == queued[0].body);
-  CHECK(bodies[1] == queued[0].body);
+  CHECK(starts_with(bodies[0], queued[0].body));
+  CHECK(starts_with(bodies[1], queued[0].body));
+  // The resend says how often the batch went out before; same checksum.
+  CHECK(decode(bodies[0]).retry_count == 0);
+  CHECK(decode(bodies[1]).retry_count == 1);
+  CHECK(decode(bodies[1]).checksum == decode(bodies[0]).checksum);
   auto second = decode(bodies[2]);
   CHECK(second.sequence == 2);
+  CHECK(second.retry_count == 0);
   check_same_samples(second.samples, later);
   // Stored once: the duplicate was acked, not written again.
   check_same_samples(f.cloud_points(), concat({first, later}));
@@ -702,4 +717,53 @@ TEST_CASE("a cloud that lost the device's series table gets the same points "
   REQUIRE(f.drained_to(s, 3));
   check_same_samples(f.cloud_points(), concat({second, third}));
   CHECK(f.stats_of(s).counters["session_resets"] == 1);
+}
+
+TEST_CASE("the capability goes with the first request, not the next, and "
+          "again after a change; the cloud keeps the latest") {
+  sync_fixture f;
+  auto port = f.start_cloud();
+  auto cfg = f.sync_cfg(f.spawn_link(port), 10);
+  // A report that changes none of the sync settings the test runs with.
+  capability_report r;
+  r.settings.tier = 1;
+  r.settings.sqlite = true;
+  r.settings.sync_interval_ms = cfg.interval.count();
+  r.settings.batch_size = cfg.batch_size;
+  r.settings.zstd_level = cfg.zstd_level;
+  r.hw.total_ram = 16'000'000'000;
+  r.hw.cpu_cores = 8;
+  auto s = f.spawn_sync(cfg);
+  (*f.self)->send(s, capabilities_atom::value, r);
+  auto round = [&](int64_t seq) {
+    f.store(samples_from(clock_start_ms + seq * 100, 10));
+    (*f.self)->send(s, tick_atom::value);
+    REQUIRE(f.drained_to(s, seq));
+  };
+  round(1);
+  round(2);
+  // The capability actor reports only changes: a smaller machine.
+  r.settings.tier = 2;
+  r.hw.total_ram = 268'435'456;
+  r.hw.cpu_cores = 1;
+  (*f.self)->send(s, capabilities_atom::value, r);
+  round(3);
+  round(4);
+  auto bodies = f.wire->seen();
+  REQUIRE(bodies.size() == 4);
+  auto first = decode(bodies[0]).capability;
+  CHECK(first.tier == 1);
+  CHECK(first.total_ram == 16'000'000'000);
+  CHECK(first.cpu_cores == 8);
+  CHECK(first.has_sqlite);
+  CHECK(decode(bodies[1]).capability.tier == 0);
+  auto changed = decode(bodies[2]).capability;
+  CHECK(changed.tier == 2);
+  CHECK(changed.total_ram == 268'435'456);
+  CHECK(changed.cpu_cores == 1);
+  CHECK(decode(bodies[3]).capability.tier == 0);
+  auto devices = f.cloud_devices();
+  REQUIRE(devices.size() == 1);
+  CHECK(devices[0].capability.tier == 2);
+  CHECK(devices[0].capability.total_ram == 268'435'456);
 }

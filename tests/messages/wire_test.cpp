@@ -645,3 +645,72 @@ TEST_CASE("is_zstd recognizes the zstd magic number only") {
   CHECK_FALSE(is_zstd(std::string_view("\xFD\x2F\xB5\x28", 4)));
   CHECK_FALSE(is_zstd(encode_metrics_request(settings(0), test_samples())));
 }
+
+TEST_CASE("retry_count and the capability ride outside the checksummed "
+          "batch: plain and zstd bodies keep their bytes, checksum and "
+          "points") {
+  device_capability cap;
+  cap.tier = 2;
+  cap.total_ram = 268435456;
+  cap.available_ram = 100000000;
+  cap.total_disk = 50'000'000'000;
+  cap.available_disk = 20'000'000'000;
+  cap.cpu_cores = 3;
+  cap.has_sqlite = true;
+  cap.has_network = true;
+  for (int level : {0, 3}) {
+    CAPTURE(level);
+    auto body = encode_metrics_request(settings(level), test_samples());
+    auto plain = decode_request(body, is_zstd(body), one_mib);
+    REQUIRE(plain);
+    CHECK(plain->retry_count == 0);
+    CHECK(plain->capability.tier == 0);
+    auto sent = with_send_fields(body, 4, &cap);
+    // The queued bytes come first, unchanged.
+    CHECK(sent.compare(0, body.size(), body) == 0);
+    CHECK(is_zstd(sent) == (level > 0));
+    auto got = decode_request(sent, is_zstd(sent), one_mib);
+    REQUIRE_MESSAGE(got, render(got.error()));
+    CHECK(got->retry_count == 4);
+    CHECK(got->checksum == plain->checksum);
+    CHECK(got->sequence == plain->sequence);
+    CHECK(got->epoch == plain->epoch);
+    check_same_samples(got->samples, test_samples());
+    auto& c = got->capability;
+    CHECK(c.tier == 2);
+    CHECK(c.total_ram == 268435456);
+    CHECK(c.available_ram == 100000000);
+    CHECK(c.total_disk == 50'000'000'000);
+    CHECK(c.available_disk == 20'000'000'000);
+    CHECK(c.cpu_cores == 3);
+    CHECK(c.has_sqlite);
+    CHECK(c.has_network);
+    // Without a capability only the retry count is added.
+    auto bare = decode_request(with_send_fields(body, 1, nullptr),
+                               level > 0, one_mib);
+    REQUIRE(bare);
+    CHECK(bare->retry_count == 1);
+    CHECK(bare->capability.tier == 0);
+    CHECK(bare->checksum == plain->checksum);
+  }
+}
+
+TEST_CASE("a capability report becomes the DeviceCapability of its tier") {
+  capability_report r;
+  r.hw.total_ram = 1;
+  r.hw.available_ram = 2;
+  r.hw.total_disk = 3;
+  r.hw.available_disk = 4;
+  r.hw.cpu_cores = 5;
+  r.settings.tier = 3;
+  r.settings.sqlite = false;
+  auto c = capability_of(r);
+  CHECK(c.tier == 3);
+  CHECK(c.total_ram == 1);
+  CHECK(c.available_ram == 2);
+  CHECK(c.total_disk == 3);
+  CHECK(c.available_disk == 4);
+  CHECK(c.cpu_cores == 5);
+  CHECK_FALSE(c.has_sqlite);
+  CHECK(c.has_network);
+}
