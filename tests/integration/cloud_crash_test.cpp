@@ -30,13 +30,6 @@ int64_t cloud_batches(const temp_dir& tmp) {
                    "SELECT count(*) FROM batches WHERE stream = 'metrics'");
 }
 
-std::string state_of(const node_status& st, const std::string& actor) {
-  for (auto& a : st.actors)
-    if (a.name == actor)
-      return a.state;
-  return "";
-}
-
 } // namespace
 
 TEST_CASE("a cloud killed mid-stream loses and duplicates nothing") {

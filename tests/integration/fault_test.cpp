@@ -20,13 +20,6 @@ namespace {
 
 constexpr const char* device_id = "fault-dev";
 
-std::string state_of(const node_status& st, const std::string& actor) {
-  for (auto& a : st.actors)
-    if (a.name == actor)
-      return a.state;
-  return {};
-}
-
 /// How the device runs: real time by default, or simulated hours.
 struct device_plan {
   int64_t rounds = 100;

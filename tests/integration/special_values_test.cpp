@@ -87,13 +87,6 @@ std::string sql_for(const std::string& table, const std::string& alias,
   return out + where;
 }
 
-std::string state_of(const node_status& st, const std::string& actor) {
-  for (auto& a : st.actors)
-    if (a.name == actor)
-      return a.state;
-  return "";
-}
-
 } // namespace
 
 TEST_CASE("NaN with its payload, infinities and -0.0 reach the cloud bit for "

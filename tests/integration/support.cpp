@@ -276,6 +276,13 @@ int64_t counter(const node_status& st, const std::string& actor,
   return -1;
 }
 
+std::string state_of(const node_status& st, const std::string& actor) {
+  for (auto& a : st.actors)
+    if (a.name == actor)
+      return a.state;
+  return {};
+}
+
 std::pair<int, std::string> run_to_end(const std::string& prog,
                                        const std::vector<std::string>& args,
                                        std::chrono::milliseconds timeout) {

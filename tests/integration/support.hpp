@@ -95,6 +95,9 @@ std::optional<node_status> console_status(uint16_t port);
 int64_t counter(const node_status& st, const std::string& actor,
                 const std::string& name);
 
+/// The state of a named actor in a status; empty when absent.
+std::string state_of(const node_status& st, const std::string& actor);
+
 /// Runs a program to completion; returns (exit status, stderr text).
 std::pair<int, std::string> run_to_end(const std::string& program,
                                        const std::vector<std::string>& args,

@@ -637,13 +637,6 @@ bool reaches(const std::function<int64_t()>& value, int64_t target,
   return false;
 }
 
-std::string state_of(const node_status& st, const std::string& actor) {
-  for (auto& a : st.actors)
-    if (a.name == actor)
-      return a.state;
-  return "";
-}
-
 /// The value of `"name":N` in the first JSON object naming `stream`; -1 when
 /// absent. Enough for fleetctl devices --json, one object per stream.
 int64_t json_field(const std::string& json, const std::string& stream,
