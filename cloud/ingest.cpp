@@ -92,7 +92,8 @@ ingest(ingest_actor::stateful_pointer<ingest_state> self, ingest_config cfg) {
         sync_ack nack;
         nack.error_code = code;
         nack.error_message = render(req.error());
-        log_info("ingest", "rejected request: ", nack.error_message);
+        log_limited(log_level::info, "ingest", "rejected_request",
+                  "rejected request: ", nack.error_message);
         auto too_large = static_cast<ec>(req.error().code()) == ec::too_large;
         return sync_answer(too_large ? 413 : 400, nack);
       }
@@ -138,7 +139,8 @@ ingest(ingest_actor::stateful_pointer<ingest_state> self, ingest_config cfg) {
               sync_ack nack;
               nack.error_code = code;
               nack.error_message = render(err);
-              log_info("ingest", "rejected request: ", nack.error_message);
+              log_limited(log_level::info, "ingest", "rejected_request",
+                  "rejected request: ", nack.error_message);
               rp.deliver(sync_answer(status, nack));
               return;
             }
