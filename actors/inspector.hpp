@@ -32,7 +32,7 @@ struct inspector_state {
 };
 
 /// The console's door into a node. Published over BASP, so it ignores exit
-/// and error messages from remote peers (ARCHITECTURE.md section 7).
+/// and error messages from remote peers (docs/architecture.md section 6).
 inspector_actor::behavior_type
 inspector(inspector_actor::stateful_pointer<inspector_state> self,
           inspector_config cfg);

@@ -27,7 +27,7 @@ RUN bash tools/build fleetd-cloud fleetctl \
 FROM debian:12-slim
 # libcaf-core0.17, libcaf-io0.17, libprotobuf32, libzstd1, libxxhash0 and
 # libsqlite3-0 are what the binaries link today; libpq5 and libssl3 are for
-# the PostgreSQL store and TLS (ARCHITECTURE.md 3 and 7).
+# the PostgreSQL store and TLS (docs/architecture.md section 7).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libcaf-core0.17 libcaf-io0.17 libprotobuf32 libzstd1 libxxhash0 \

@@ -9,7 +9,7 @@
 
 namespace fleetd {
 
-/// How a memory store bounds itself (ARCHITECTURE.md section 5).
+/// How a memory store bounds itself (docs/architecture.md section 5).
 struct memory_limits {
   /// Tier 2: most points held in all (a ring); 0 = no total bound.
   int64_t max_points = 1000;

@@ -390,7 +390,7 @@ typename Inspector::result_type inspect(Inspector& f, hardware& x) {
 
 /// What a tier (plus the operator's overrides) means for the other actors.
 struct tier_settings {
-  /// 1 full, 2 constrained, 3 minimal (ARCHITECTURE.md 5).
+  /// 1 full, 2 constrained, 3 minimal (docs/architecture.md section 5).
   int64_t tier = 1;
   /// False: keep readings in memory only.
   bool sqlite = true;

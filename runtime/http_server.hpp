@@ -22,7 +22,7 @@ struct http_request {
   std::string peer;
 };
 
-/// Hard limits on what a client may send (ARCHITECTURE.md section 7).
+/// Hard limits on what a client may send (docs/architecture.md section 6).
 struct http_limits {
   size_t max_body_bytes = 8 * 1024 * 1024;
   size_t max_header_bytes = 8 * 1024;

@@ -119,7 +119,7 @@ node_config::node_config(const common_options& x) : node_config() {
   set("middleman.connection-timeout",
       caf::timespan{std::chrono::duration_cast<caf::timespan>(
         x.connection_timeout)});
-  // BASP must not offer ConfigServ/SpawnServ to peers (ARCHITECTURE.md 7).
+  // BASP must not offer ConfigServ/SpawnServ to peers (docs/architecture.md section 6).
   set("middleman.attach-utility-actors", false);
 }
 

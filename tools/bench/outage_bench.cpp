@@ -108,7 +108,7 @@ using namespace std::chrono_literals;
 constexpr int64_t start_ms = 1700000000000;
 constexpr int64_t round_ms = 10000;
 constexpr const char* device_id = "outage-dev";
-// The device's caps and sync interval: tier 1 (ARCHITECTURE.md section 5).
+// The device's caps and sync interval: tier 1 (docs/architecture.md section 5).
 const tier_settings tier1 = defaults_for_tier(1);
 constexpr auto link_timeout = std::chrono::seconds(10);
 constexpr auto backoff_base = std::chrono::seconds(1);
