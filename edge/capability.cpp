@@ -30,7 +30,7 @@ namespace {
 
 constexpr const char* component = "capability";
 
-// The seed's thresholds, decimal units (1 GB = 1e9 bytes).
+// The tier table's thresholds (docs/architecture.md section 5), decimal units (1 GB = 1e9 bytes).
 constexpr int64_t kilo = 1000;
 constexpr int64_t mega = kilo * kilo;
 constexpr int64_t giga = kilo * mega;

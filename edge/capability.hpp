@@ -43,7 +43,7 @@ struct tier_overrides {
   std::string backend = "auto";
 };
 
-/// The seed's thresholds (docs/architecture.md section 5), decimal units, strict ">":
+/// The tier thresholds (docs/architecture.md section 5), decimal units, strict ">":
 /// tier 1 when total disk > 1 GB and total RAM > 512 MB, tier 2 when
 /// total disk > 10 MB and total RAM > 100 MB, tier 3 otherwise.
 int64_t pick_tier(const hardware& hw);

@@ -261,7 +261,7 @@ void require_big_disk(const std::string& path) {
 TEST_CASE("tier 1 takes more than 1 GB of disk and more than 512 MB of RAM") {
   CHECK(pick_tier(machine(GB + 1, 512 * MB + 1)) == 1);
   CHECK(pick_tier(machine(250 * GB, 24 * GB)) == 1);
-  // The seed's ">" is strict, in decimal units.
+  // The tier table's ">" is strict, in decimal units.
   CHECK(pick_tier(machine(GB, 24 * GB)) == 2);
   CHECK(pick_tier(machine(250 * GB, 512 * MB)) == 2);
   // 1 GiB of disk is more than 1 GB; 512 MiB of RAM more than 512 MB.
@@ -280,7 +280,7 @@ TEST_CASE("anything smaller, or nothing known, is tier 3") {
   CHECK(pick_tier(hardware{}) == 3);
 }
 
-TEST_CASE("the defaults of each tier follow the seed's table") {
+TEST_CASE("the defaults of each tier follow the tier table") {
   auto t1 = defaults_for_tier(1);
   CHECK(t1.tier == 1);
   CHECK(t1.sqlite);
