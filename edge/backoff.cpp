@@ -7,7 +7,9 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include "messages/error.hpp"
+#include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
+#include "runtime/options.hpp"
 
 namespace fleetd {
 
@@ -182,25 +184,49 @@ void succeed(self_ptr self, const link_report& x) {
 
 } // namespace
 
+namespace {
+
+// The option keys, named once for declare() and validate()'s messages.
+constexpr const char* key_base = "sync.backoff-base";
+constexpr const char* key_cap = "sync.backoff-cap";
+constexpr const char* key_threshold = "sync.breaker-threshold";
+
+} // namespace
+
+void declare(option_set& opts, backoff_config& x) {
+  using namespace std::chrono_literals;
+  opts.add(key_base, x.base, 1s,
+           "First retry delay after a failed sync (full jitter)", 1ms);
+  opts.add(key_cap, x.cap, 5min,
+           "Longest retry delay after repeated failures", 1ms);
+  opts.add(key_threshold, x.breaker_threshold, 3, "failures",
+           "Consecutive failed exchanges that take the link offline (circuit "
+           "breaker open; then one probe at a time)",
+           1, 1000);
+}
+
 caf::error validate(const backoff_config& x) {
   auto bad = [](std::string what) {
-    return make_error(ec::bad_config, "backoff." + std::move(what));
+    return make_error(ec::bad_config, std::move(what));
+  };
+  auto ms = [](std::chrono::milliseconds d) {
+    return std::to_string(d.count()) + " ms";
   };
   if (x.base.count() <= 0)
-    return bad("base: must be positive, got "
-               + std::to_string(x.base.count()) + " ms");
+    return bad(std::string{key_base} + ": must be positive, got " + ms(x.base));
   if (x.cap < x.base)
-    return bad("cap: must be at least base (" + std::to_string(x.base.count())
-               + " ms), got " + std::to_string(x.cap.count()) + " ms");
+    return bad(std::string{key_cap} + ": must be at least " + key_base + " ("
+               + ms(x.base) + "), got " + ms(x.cap));
   if (x.breaker_threshold < 1)
-    return bad("breaker-threshold: must be at least 1, got "
+    return bad(std::string{key_threshold} + ": must be at least 1, got "
                + std::to_string(x.breaker_threshold));
+  // The two below are not options: only code (tests) sets them.
   if (x.probe_timeout.count() <= 0)
-    return bad("probe-timeout: must be positive, got "
-               + std::to_string(x.probe_timeout.count()) + " ms");
+    return bad("backoff_config.probe_timeout: must be positive, got "
+               + ms(x.probe_timeout));
   if (x.events_first_limit.count() < 0)
-    return bad("events-first-limit: must not be negative, got "
-               + std::to_string(x.events_first_limit.count()) + " ms");
+    return bad("backoff_config.events_first_limit: must not be negative, got "
+               + ms(x.events_first_limit));
   return caf::none;
 }
 
@@ -234,11 +260,8 @@ std::chrono::milliseconds full_jitter_delay(std::chrono::milliseconds base,
 backoff_actor::behavior_type
 backoff(backoff_actor::stateful_pointer<backoff_state> self,
         backoff_config cfg) {
-  if (auto err = validate(cfg)) {
-    log_error(component, render(err));
-    self->quit(std::move(err));
+  if (stop_on_bad_config(self, component, validate(cfg)))
     return backoff_actor::behavior_type::make_empty_behavior();
-  }
   if (!cfg.clock)
     cfg.clock = make_system_clock();
   auto& st = self->state;

@@ -39,7 +39,12 @@ struct backoff_config {
   storage_actor storage;
 };
 
-/// bad_config naming the option when `x` cannot work; none otherwise.
+class option_set;
+
+/// Declares sync.backoff-base, sync.backoff-cap, sync.breaker-threshold.
+void declare(option_set& opts, backoff_config& x);
+
+/// bad_config naming the option key when `x` cannot work; none otherwise.
 caf::error validate(const backoff_config& x);
 
 /// The jitter's random source: 8 bytes of state are enough to spread retries.

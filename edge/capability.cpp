@@ -1,8 +1,10 @@
 #include "edge/capability.hpp"
 
 #include "runtime/json.hpp"
+#include "runtime/options.hpp"
 #include "runtime/text.hpp"
 
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -22,6 +24,7 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include "messages/error.hpp"
+#include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
 
 namespace fleetd {
@@ -576,12 +579,12 @@ capability_report derive(const hardware& hw, const tier_overrides& ov) {
   if (ov.storage_bytes > 0)
     apply(reasons, "storage_bytes", s.storage_bytes, ov.storage_bytes,
           s.sqlite, no_store);
-  if (ov.retention_ms > 0)
-    apply(reasons, "retention_ms", s.retention_ms, ov.retention_ms, s.sqlite,
-          no_store);
-  if (ov.sync_interval_ms > 0)
+  if (ov.retention.count() > 0)
+    apply(reasons, "retention_ms", s.retention_ms, ov.retention.count(),
+          s.sqlite, no_store);
+  if (ov.sync_interval.count() > 0)
     apply(reasons, "sync_interval_ms", s.sync_interval_ms,
-          ov.sync_interval_ms, true);
+          ov.sync_interval.count(), true);
   if (ov.batch_size > 0)
     apply(reasons, "batch_size", s.batch_size, ov.batch_size, true);
   if (ov.zstd_level >= 0)
@@ -804,9 +807,95 @@ void check(capability_actor::stateful_pointer<capability_state> self) {
 
 } // namespace
 
+namespace {
+
+// "5min, 1min, 10s": one setting on tiers 1, 2 and 3 (those that have it).
+std::string per_tier(int64_t tiers,
+                     const std::function<std::string(const tier_settings&)>& f) {
+  std::string out;
+  for (int64_t t = 1; t <= tiers; ++t)
+    out += (t > 1 ? ", " : "") + f(defaults_for_tier(t));
+  return out;
+}
+
+std::string ms_text(int64_t ms) {
+  return to_duration_text(std::chrono::milliseconds{ms});
+}
+
+bool is_directory(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+} // namespace
+
+void declare(option_set& opts, capability_config& x) {
+  using namespace std::chrono_literals;
+  auto& ov = x.overrides;
+  opts.add("tier.pin", ov.tier, 0, "tier",
+           "Use this tier (1, 2 or 3) instead of detecting it (0: detect)", 0,
+           3);
+  opts.add("tier.recheck-interval", x.recheck_interval, 1min,
+           "How often RAM and disk are read again to re-derive the tier", 1s);
+  opts.add("host.proc", x.proc_root, "/proc",
+           "Where procfs is mounted: a containerised agent reads the host's "
+           "through a bind mount (e.g. /host/proc)");
+  opts.add("host.sys", x.sys_root, "/sys",
+           "Where sysfs is mounted; the cgroup limits are read under "
+           "<host.sys>/fs/cgroup");
+  opts.add("sync.interval", ov.sync_interval, 0s,
+           "How often the sync actor looks for new data when idle (0: the tier's: "
+             + per_tier(3, [](auto& t) { return ms_text(t.sync_interval_ms); })
+             + ")");
+  opts.add("sync.batch-size", ov.batch_size, 0, "points",
+           "Most points in one batch (0: the tier's: "
+             + per_tier(3, [](auto& t) { return std::to_string(t.batch_size); })
+             + ")",
+           0, 1000000);
+  opts.add("sync.zstd-level", ov.zstd_level, -1, "level",
+           "zstd level for batches (0: uncompressed, -1: the tier's: "
+             + per_tier(3, [](auto& t) { return std::to_string(t.zstd_level); })
+             + ")",
+           -1, 19);
+  opts.add_size("storage.max-bytes", ov.storage_bytes, 0,
+                "Cap of the SQLite store (0: the tier's: "
+                  + per_tier(2, [](auto& t) {
+                      return to_size_text(t.storage_bytes);
+                    })
+                  + ")");
+  opts.add("storage.retention", ov.retention, 0s,
+           "Drop metrics older than this (0: the tier's: "
+             + per_tier(2, [](auto& t) { return ms_text(t.retention_ms); })
+             + ")");
+  opts.add("storage.backend", ov.backend, "auto",
+           "Where readings live: \"sqlite\", \"memory\" (nothing survives a "
+           "restart) or \"auto\" (the tier's: SQLite on tiers 1 and 2)");
+}
+
+caf::error validate(const capability_config& x) {
+  auto bad = [](std::string what) {
+    return make_error(ec::bad_config, std::move(what));
+  };
+  auto& ov = x.overrides;
+  if (ov.tier < 0 || ov.tier > 3)
+    return bad("tier.pin: must be 0, 1, 2 or 3, got " + std::to_string(ov.tier));
+  if (x.recheck_interval.count() <= 0)
+    return bad("tier.recheck-interval: must be positive");
+  if (ov.backend != "auto" && ov.backend != "sqlite" && ov.backend != "memory")
+    return bad("storage.backend: '" + ov.backend
+               + "' is not one of auto, sqlite, memory");
+  for (auto [key, path] : {std::pair{"host.proc", &x.proc_root},
+                           std::pair{"host.sys", &x.sys_root}})
+    if (!is_directory(*path))
+      return bad(std::string{key} + ": '" + *path + "' is not a directory");
+  return caf::none;
+}
+
 capability_actor::behavior_type
 capability(capability_actor::stateful_pointer<capability_state> self,
            capability_config cfg) {
+  if (stop_on_bad_config(self, "capability", validate(cfg)))
+    return capability_actor::behavior_type::make_empty_behavior();
   if (!cfg.clock)
     cfg.clock = make_system_clock();
   auto& st = self->state;

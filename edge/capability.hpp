@@ -35,8 +35,8 @@ caf::expected<hardware> read_hardware(const std::string& proc_root,
 struct tier_overrides {
   int64_t tier = 0;
   int64_t storage_bytes = 0;
-  int64_t retention_ms = 0;
-  int64_t sync_interval_ms = 0;
+  std::chrono::milliseconds retention{0};
+  std::chrono::milliseconds sync_interval{0};
   int64_t batch_size = 0;
   int64_t zstd_level = -1;
   /// storage.backend: "auto" (the tier's), "sqlite" or "memory".
@@ -110,6 +110,16 @@ struct capability_config {
   /// Where new cloud settings are persisted (may be null in tests).
   storage_actor storage;
 };
+
+class option_set;
+
+/// Declares host.*, tier.* and the tier overrides (sync.interval,
+/// sync.batch-size, sync.zstd-level, storage.max-bytes, storage.retention,
+/// storage.backend) into `x`; "0: the tier's" names come from the tier table.
+void declare(option_set& opts, capability_config& x);
+
+/// bad_config naming the option key when `x` cannot work; none otherwise.
+caf::error validate(const capability_config& x);
 
 /// `report` with the operator's settings from the cloud applied on top.
 void apply_cloud(capability_report& report, const cloud_settings& cloud);

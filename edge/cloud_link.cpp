@@ -4,15 +4,45 @@
 
 #include "messages/error.hpp"
 #include "messages/wire.hpp"
+#include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
+#include "runtime/options.hpp"
 
 namespace fleetd {
+
+void declare(option_set& opts, cloud_link_config& x) {
+  using namespace std::chrono_literals;
+  opts.add("cloud.host", x.host, "127.0.0.1",
+           "Host name or address of the cloud ingest endpoint");
+  opts.add("cloud.port", x.port, 7480, "port",
+           "TCP port of the cloud ingest endpoint", 1, 65535);
+  opts.add("cloud.timeout", x.timeout, 10s,
+           "Deadline for connecting and for each sync request", 100ms);
+}
+
+caf::error validate(const cloud_link_config& x) {
+  auto bad = [](std::string what) {
+    return make_error(ec::bad_config, std::move(what));
+  };
+  if (x.host.empty())
+    return bad("cloud.host: must not be empty");
+  if (x.port < 1 || x.port > 65535)
+    return bad("cloud.port: must be 1..65535, got " + std::to_string(x.port));
+  if (x.timeout.count() <= 0)
+    return bad("cloud.timeout: must be positive");
+  if (x.max_response_bytes == 0)
+    return bad("cloud_link_config.max_response_bytes: must be positive");
+  return caf::none;
+}
 
 cloud_link_actor::behavior_type
 cloud_link(cloud_link_actor::stateful_pointer<cloud_link_state> self,
            cloud_link_config cfg) {
+  if (stop_on_bad_config(self, "cloud_link", validate(cfg)))
+    return cloud_link_actor::behavior_type::make_empty_behavior();
   self->state.client = std::make_unique<http_client>(
-    cfg.host, cfg.port, cfg.timeout, cfg.max_response_bytes);
+    cfg.host, static_cast<uint16_t>(cfg.port), cfg.timeout,
+    cfg.max_response_bytes);
   auto target = cfg.host + ":" + std::to_string(cfg.port);
   return {
     [self, target](sync_atom, const std::string& body) -> caf::result<sync_ack> {

@@ -11,10 +11,18 @@ namespace fleetd {
 
 struct cloud_link_config {
   std::string host;
-  uint16_t port = 0;
+  int64_t port = 0;
   std::chrono::milliseconds timeout{10000};
   size_t max_response_bytes = 1024 * 1024;
 };
+
+class option_set;
+
+/// Declares cloud.host, cloud.port and cloud.timeout.
+void declare(option_set& opts, cloud_link_config& x);
+
+/// bad_config naming the option key when `x` cannot work.
+caf::error validate(const cloud_link_config& x);
 
 struct cloud_link_state {
   std::unique_ptr<http_client> client;

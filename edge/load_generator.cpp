@@ -3,6 +3,8 @@
 #include <limits>
 #include <memory>
 
+#include "runtime/options.hpp"
+
 namespace fleetd {
 
 double load_nan(int64_t round) {
@@ -71,6 +73,40 @@ event_source load_event_source(int64_t every) {
     }
     return xs;
   };
+}
+
+void declare(option_set& opts, load_config& x) {
+  using namespace std::chrono_literals;
+  opts.add("load.series", x.series, 0, "series",
+           "Synthetic load: series written per round (0: off); for load and "
+           "crash tests",
+           0, 1000000);
+  opts.add("load.interval", x.interval, 1s,
+           "Synthetic load: time between rounds", 0ms);
+  opts.add("load.rounds", x.rounds, 0, "rounds",
+           "Synthetic load: stop after this many rounds (0: never)", 0);
+  opts.add("load.log-lines", x.log_lines, 0, "lines",
+           "Synthetic load: log lines written per round (0: none)", 0,
+           1000000);
+  opts.add("load.event-every", x.event_every, 0, "rounds",
+           "Synthetic load: one event every this many rounds (0: none)", 0);
+  opts.add("load.special-values", x.special_values, false,
+           "Synthetic load: each round also writes NaN (payload = the round), "
+           "+Inf, -Inf and -0.0 as series fleetd_load_special{kind=...}, to "
+           "check that they are stored bit for bit");
+}
+
+system_collector_config load_collector(const load_config& x) {
+  system_collector_config out;
+  out.name = "load_generator";
+  out.source = load_source(x.series, x.special_values);
+  if (x.log_lines > 0)
+    out.logs = load_log_source(x.log_lines);
+  if (x.event_every > 0)
+    out.events = load_event_source(x.event_every);
+  out.interval = x.interval;
+  out.max_rounds = x.rounds;
+  return out;
 }
 
 } // namespace fleetd

@@ -1,10 +1,30 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 
 #include "edge/system_collector.hpp"
 
 namespace fleetd {
+
+/// The synthetic load (load.* options); a collector runs it when series > 0.
+struct load_config {
+  int64_t series = 0;
+  std::chrono::milliseconds interval{1000};
+  int64_t rounds = 0;
+  int64_t log_lines = 0;
+  int64_t event_every = 0;
+  bool special_values = false;
+};
+
+class option_set;
+
+/// Declares the load.* options.
+void declare(option_set& opts, load_config& x);
+
+/// The collector that writes `x`'s load (named "load_generator"); the
+/// caller fills clock, storage and on_stored.
+system_collector_config load_collector(const load_config& x);
 
 /// Synthetic series (`fleetd_load_value{series="N"}`) for load tests, crash
 /// tests and sizing a device before real collectors run on it. Run it as a

@@ -1645,10 +1645,8 @@ storage(storage_actor::stateful_pointer<storage_state> self,
           int64_t max) -> caf::result<queued_batches> {
       return to_result(st.pending(stream, max));
     },
-    [&st](ack_atom, const std::string& stream, int64_t sequence,
-          int64_t base, const metric_samples& defs,
-          const std::string& history) -> caf::result<int64_t> {
-      return to_result(st.ack(stream, sequence, base, defs, history));
+    [&st](ack_atom, const acked_batch& x) -> caf::result<int64_t> {
+      return to_result(st.ack(x.stream, x.sequence, x.base, x.defs, x.history));
     },
     [&st](discard_atom, const std::string& stream,
           int64_t sequence) -> caf::result<int64_t> {

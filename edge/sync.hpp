@@ -35,6 +35,15 @@ struct sync_config {
   settings_listener settings;
 };
 
+class option_set;
+
+/// Declares device.id and sync.max-rejections; the rest comes from the tier
+/// (capability) and the other actors' options.
+void declare(option_set& opts, sync_config& x);
+
+/// bad_config naming the option key (or the field) when `x` cannot work.
+caf::error validate(const sync_config& x);
+
 struct sync_state {
   sync_config cfg;
   /// Metrics only: the series the cloud knows (docs/wire-format.md).

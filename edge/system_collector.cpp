@@ -19,7 +19,9 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include "messages/error.hpp"
+#include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
+#include "runtime/options.hpp"
 
 namespace fleetd {
 
@@ -367,9 +369,36 @@ metric_samples read_system_metrics(const std::string& proc_root,
   return out;
 }
 
+void declare(option_set& opts, system_collector_config& x) {
+  using namespace std::chrono_literals;
+  opts.add("collector.interval", x.interval, 10s,
+           "How often the system collector reads CPU, memory, disk, network",
+           10ms);
+  opts.add("collector.rounds", x.max_rounds, 0, "rounds",
+           "Stop collecting after this many rounds (0: never); sync goes on",
+           0);
+}
+
+caf::error validate(const system_collector_config& x) {
+  auto bad = [](std::string what) {
+    return make_error(ec::bad_config, std::move(what));
+  };
+  if (x.name.empty())
+    return bad("system_collector_config.name: must not be empty");
+  // The load generator is a collector too, with its own options.
+  std::string group = x.name == "load_generator" ? "load." : "collector.";
+  if (x.interval.count() < 0)
+    return bad(group + "interval: must not be negative");
+  if (x.max_rounds < 0)
+    return bad(group + "rounds: must not be negative");
+  return caf::none;
+}
+
 collector_actor::behavior_type
 system_collector(collector_actor::stateful_pointer<system_collector_state> self,
                  system_collector_config cfg) {
+  if (stop_on_bad_config(self, "system_collector", validate(cfg)))
+    return collector_actor::behavior_type::make_empty_behavior();
   if (!cfg.clock)
     cfg.clock = make_system_clock();
   self->state.cfg = std::move(cfg);

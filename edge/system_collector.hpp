@@ -54,6 +54,14 @@ struct system_collector_config {
   std::vector<caf::actor> on_stored;
 };
 
+class option_set;
+
+/// Declares collector.interval and collector.rounds.
+void declare(option_set& opts, system_collector_config& x);
+
+/// bad_config naming the option key (or the field) when `x` cannot work.
+caf::error validate(const system_collector_config& x);
+
 struct system_collector_state {
   system_collector_config cfg;
   int64_t rounds = 0, points_collected = 0, points_stored = 0,

@@ -10,6 +10,9 @@
 
 namespace fleetd {
 
+// Handlers marked "SELF ONLY" are an actor's own timers: they sit in the
+// interface only because CAF types a self-send; other actors never send them.
+
 /// Every actor answers the console with its own statistics.
 using stats_handler = caf::replies_to<stats_atom>::with<actor_stats>;
 
@@ -26,12 +29,10 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<enqueue_atom, queued_batch>::with<int64_t>,
   // Up to `max` unacked batches of a stream, lowest sequence first.
   caf::replies_to<pending_atom, std::string, int64_t>::with<queued_batches>,
-  // Drops every batch of a stream up to and including the acked sequence;
-  // the session series table becomes its first `base` entries plus the
-  // series the acked batch defined, with the histories after it (stream,
-  // sequence, base, defs, history).
-  caf::replies_to<ack_atom, std::string, int64_t, int64_t, metric_samples,
-                  std::string>::with<int64_t>,
+  // Drops every batch of the stream up to and including the acked sequence
+  // and advances the series session (see acked_batch); replies how many
+  // batches it deleted (0: a duplicate ack).
+  caf::replies_to<ack_atom, acked_batch>::with<int64_t>,
   // Drops a batch the cloud refused for good, counting its records as lost.
   caf::replies_to<discard_atom, std::string, int64_t>::with<int64_t>,
   // The stream's series session (series the cloud knows, in order, and
@@ -88,7 +89,8 @@ using collector_actor = caf::typed_actor<
 using sync_actor = caf::typed_actor<
   // Runs one sync round now: send what is pending, cut a new batch.
   caf::reacts_to<tick_atom>,
-  // The actor's own timer; ignored unless `generation` is still current.
+  // SELF ONLY: the actor's own timer; ignored unless `generation` is still
+  // current (another sender cannot know it, so its tick does nothing).
   caf::reacts_to<tick_atom, int64_t>,
   // New records were stored; tier 3 forwards them at once, others wait for
   // a full batch or the interval.

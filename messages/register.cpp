@@ -18,6 +18,7 @@ void register_messages(caf::actor_system_config& cfg) {
   cfg.add_message_type<link_status>("link_status");
   cfg.add_message_type<unbatched_points>("unbatched_points");
   cfg.add_message_type<wire_session>("wire_session");
+  cfg.add_message_type<acked_batch>("acked_batch");
   cfg.add_message_type<queued_batch>("queued_batch");
   cfg.add_message_type<queued_batches>("queued_batches");
   cfg.add_message_type<cloud_settings>("cloud_settings");

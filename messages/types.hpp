@@ -110,6 +110,23 @@ typename Inspector::result_type inspect(Inspector& f, wire_session& x) {
   return f(caf::meta::type_name("wire_session"), x.series, x.history);
 }
 
+/// The cloud acked a stream up to `sequence`: storage drops the batches up
+/// to it and makes the series session its first `base` entries plus `defs`
+/// (the series the acked batch defined), with `history` after it.
+struct acked_batch {
+  std::string stream;
+  int64_t sequence = 0;
+  int64_t base = 0;
+  metric_samples defs;
+  std::string history;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, acked_batch& x) {
+  return f(caf::meta::type_name("acked_batch"), x.stream, x.sequence, x.base,
+           x.defs, x.history);
+}
+
 /// An encoded batch kept in sync_queue until the cloud acks it.
 struct queued_batch {
   std::string stream;

@@ -5,10 +5,13 @@
 #include <chrono>
 #include <utility>
 
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
 #include <caf/scoped_actor.hpp>
 #include <doctest/doctest.h>
 
 #include "messages/error.hpp"
+#include "messages/register.hpp"
 
 namespace fleetd::test {
 
@@ -23,6 +26,21 @@ T ask(caf::scoped_actor& self, const Handle& hdl,
              [&](caf::error& err) {
                FAIL_CHECK("request failed: " << render(err));
              });
+  return out;
+}
+
+/// Spawns `fn(cfg)` and returns the reason it stopped with: an actor spawned
+/// with a config its validate() refuses stops at once with that error.
+template <class Fn, class Config>
+caf::error exit_reason_of(Fn fn, Config cfg) {
+  caf::actor_system_config sys_cfg;
+  register_messages(sys_cfg);
+  caf::actor_system sys{sys_cfg};
+  caf::scoped_actor self{sys};
+  auto hdl = sys.spawn(fn, std::move(cfg));
+  self->monitor(hdl);
+  caf::error out;
+  self->receive([&](caf::down_msg& msg) { out = std::move(msg.reason); });
   return out;
 }
 

@@ -248,17 +248,17 @@ TEST_CASE("a config that cannot work is refused with the option's name") {
   CHECK(!validate(ok));
   auto bad_base = ok;
   bad_base.base = 0ms;
-  CHECK(render(validate(bad_base)).find("backoff.base") != std::string::npos);
+  CHECK(render(validate(bad_base)).find("sync.backoff-base") != std::string::npos);
   auto bad_cap = ok;
   bad_cap.cap = 500ms;
-  CHECK(render(validate(bad_cap)).find("backoff.cap") != std::string::npos);
+  CHECK(render(validate(bad_cap)).find("sync.backoff-cap") != std::string::npos);
   auto bad_threshold = ok;
   bad_threshold.breaker_threshold = 0;
-  CHECK(render(validate(bad_threshold)).find("backoff.breaker-threshold")
+  CHECK(render(validate(bad_threshold)).find("sync.breaker-threshold")
         != std::string::npos);
   auto bad_probe = ok;
   bad_probe.probe_timeout = 0ms;
-  CHECK(render(validate(bad_probe)).find("backoff.probe-timeout")
+  CHECK(render(validate(bad_probe)).find("probe_timeout")
         != std::string::npos);
 }
 

@@ -26,6 +26,8 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <doctest/doctest.h>
 
+#include "ask.hpp"
+
 #include "messages/error.hpp"
 #include "messages/register.hpp"
 
@@ -384,8 +386,8 @@ TEST_CASE("a storage_bytes override replaces that setting alone and says so") {
 TEST_CASE("every other override replaces its setting; zstd level 0 means "
           "uncompressed") {
   tier_overrides ov;
-  ov.retention_ms = 3600 * 1000;
-  ov.sync_interval_ms = 30 * 1000;
+  ov.retention = std::chrono::hours(1);
+  ov.sync_interval = std::chrono::seconds(30);
   ov.batch_size = 250;
   ov.zstd_level = 0;
   auto x = derive(machine(GB, 2 * GB), ov);
@@ -415,7 +417,7 @@ TEST_CASE("storage overrides on memory-only tier 3 are ignored and said so") {
   tier_overrides ov;
   ov.tier = 3;
   ov.storage_bytes = 50 * MB;
-  ov.retention_ms = 3600 * 1000;
+  ov.retention = std::chrono::hours(1);
   ov.batch_size = 20;
   auto x = derive(machine(250 * GB, 24 * GB), ov);
   CHECK_FALSE(x.settings.sqlite);
@@ -1065,4 +1067,17 @@ TEST_CASE("storage.backend decides the store the settings describe; no "
   CHECK(to_text(pinned).find("storage.backend=sqlite") != std::string::npos);
   // Derived again (a recheck), the same settings: no change to report.
   CHECK_FALSE(differs(pinned, derive(machine(8 * MB, 64 * MB), ov)));
+}
+
+TEST_CASE("a capability actor spawned with a bad config stops with the "
+          "option's name") {
+  capability_config c;
+  CHECK(!validate(c));
+  c.overrides.backend = "disk";
+  auto reason = fleetd::test::exit_reason_of(capability, c);
+  CHECK(reason == ec::bad_config);
+  CHECK(render(reason).find("storage.backend") != std::string::npos);
+  c.overrides.backend = "auto";
+  c.proc_root = "/nonexistent-proc";
+  CHECK(render(validate(c)).find("host.proc") != std::string::npos);
 }

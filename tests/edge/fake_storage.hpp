@@ -24,10 +24,7 @@ storage_actor::behavior_type fake_storage_behavior(Store store, Event event,
     [](fetch_atom, const std::string&, int64_t) { return unbatched_points{}; },
     [](enqueue_atom, const queued_batch&) { return int64_t{0}; },
     [](pending_atom, const std::string&, int64_t) { return queued_batches{}; },
-    [](ack_atom, const std::string&, int64_t, int64_t, const metric_samples&,
-       const std::string&) {
-      return int64_t{0};
-    },
+    [](ack_atom, const acked_batch&) { return int64_t{0}; },
     [](discard_atom, const std::string&, int64_t) { return int64_t{0}; },
     [](session_atom, const std::string&) { return wire_session{}; },
     [](config_atom) { return cloud_settings{}; },

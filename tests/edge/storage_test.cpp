@@ -686,8 +686,8 @@ TEST_CASE("the storage actor answers store, fetch, enqueue, pending, ack, "
   REQUIRE(queued.size() == 1);
   CHECK(queued[0].body == body_for(1));
   int64_t deleted = -1;
-  self->request(st, 5s, ack_atom::value, stream, int64_t{1}, int64_t{0},
-                metric_samples{}, std::string{})
+  self->request(st, 5s, ack_atom::value,
+                acked_batch{stream, 1, 0, metric_samples{}, std::string{}})
     .receive([&](int64_t n) { deleted = n; },
              [&](caf::error& err) { FAIL_CHECK(render(err)); });
   CHECK(deleted == 1);

@@ -767,3 +767,36 @@ TEST_CASE("the capability goes with the first request, not the next, and "
   CHECK(devices[0].capability.tier == 2);
   CHECK(devices[0].capability.total_ram == 268'435'456);
 }
+
+TEST_CASE("a sync or cloud link actor spawned with a bad config stops with "
+          "the option's name") {
+  sync_config y;
+  y.device_id = "d";
+  y.stream = metrics_stream;
+  CHECK(!validate(y));
+  auto bad = y;
+  bad.device_id.clear();
+  auto reason = test::exit_reason_of(fleetd::sync, bad);
+  CHECK(reason == ec::bad_config);
+  CHECK(render(reason).find("device.id") != std::string::npos);
+  bad = y;
+  bad.stream = "traces";
+  CHECK(test::exit_reason_of(fleetd::sync, bad) == ec::bad_config);
+  bad = y;
+  bad.max_rejections = 0;
+  CHECK(render(validate(bad)).find("sync.max-rejections") != std::string::npos);
+  bad = y;
+  bad.batch_size = 0;
+  CHECK(render(validate(bad)).find("sync.batch-size") != std::string::npos);
+  cloud_link_config l;
+  l.host = "127.0.0.1";
+  l.port = 7480;
+  CHECK(!validate(l));
+  l.port = 70000;
+  reason = test::exit_reason_of(cloud_link, l);
+  CHECK(reason == ec::bad_config);
+  CHECK(render(reason).find("cloud.port") != std::string::npos);
+  l.port = 7480;
+  l.host.clear();
+  CHECK(render(validate(l)).find("cloud.host") != std::string::npos);
+}

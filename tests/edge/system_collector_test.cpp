@@ -20,6 +20,8 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <doctest/doctest.h>
 
+#include "ask.hpp"
+
 #include "edge/fake_storage.hpp"
 
 #include "messages/error.hpp"
@@ -453,4 +455,13 @@ TEST_CASE("ticks while a store is unanswered are skipped, not queued") {
   CHECK(stats.counters["rounds_skipped"] == 3);
   CHECK(stats.counters["points_stored"] == 0);
   CHECK(f.no_batch_within(50ms));
+}
+
+TEST_CASE("a collector spawned with a bad config stops instead of collecting") {
+  system_collector_config c;
+  CHECK(!validate(c));
+  c.max_rounds = -1;
+  auto reason = fleetd::test::exit_reason_of(system_collector, c);
+  CHECK(reason == ec::bad_config);
+  CHECK(render(reason).find("collector.rounds") != std::string::npos);
 }

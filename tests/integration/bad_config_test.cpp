@@ -73,6 +73,26 @@ TEST_CASE("a missing value is named") {
   check_rejected(run_with("fleetd-cloud", {"--config"}), "config");
 }
 
+TEST_CASE("a check across options names the real option keys") {
+  // Each actor validates its own config; messages carry the keys users type.
+  check_rejected(run_with("fleetd", {"--sync.backoff-base=10s",
+                                     "--sync.backoff-cap=1s"}),
+                 "sync.backoff-cap: must be at least sync.backoff-base");
+  check_rejected(run_with("fleetd", {"--storage.backend=disk"}),
+                 "storage.backend: 'disk'");
+  check_rejected(run_with("fleetd", {"--host.proc=/nonexistent"}),
+                 "host.proc: '/nonexistent' is not a directory");
+}
+
+TEST_CASE("tier defaults in --help come from the tier table") {
+  auto [status, out] = run_to_end(program("fleetd"), {"--help"}, 10s);
+  CHECK(status == 0);
+  for (auto text : {"(0: the tier's: 5m, 1m, 10s)", "(0: the tier's: 1000, 100, 10)",
+                    "-1: the tier's: 3, 1, 0)", "(0: the tier's: 100MB, 5MB)",
+                    "(0: the tier's: 7d, 1d)"})
+    CHECK_MESSAGE(out.find(text) != std::string::npos, text);
+}
+
 TEST_CASE("an unreadable or malformed config file is named") {
   temp_dir tmp;
   for (auto prog : {"fleetd", "fleetd-cloud"}) {

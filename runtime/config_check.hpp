@@ -1,0 +1,24 @@
+#pragma once
+
+#include <utility>
+
+#include <caf/error.hpp>
+
+#include "messages/error.hpp"
+#include "runtime/logger.hpp"
+
+namespace fleetd {
+
+/// When `err` is set (an actor spawned with a config that cannot work): logs
+/// it under `component`, stops `self` with it and returns true, so the actor
+/// answers nothing instead of running on a config its validate() refused.
+template <class Self>
+bool stop_on_bad_config(Self* self, const char* component, caf::error err) {
+  if (!err)
+    return false;
+  log_error(component, render(err));
+  self->quit(std::move(err));
+  return true;
+}
+
+} // namespace fleetd
