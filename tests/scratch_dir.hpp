@@ -8,7 +8,9 @@
 
 namespace fleetd::test {
 
-/// A fresh directory under /tmp, removed with everything in it at scope exit.
+/// A fresh directory under /tmp, removed with everything in it at scope exit
+/// (kept when FLEETD_KEEP_TEMP is set, to look at after a failure). The one
+/// temporary directory of every test.
 class scratch_dir {
 public:
   explicit scratch_dir(const std::string& prefix = "fleetd-test") {
@@ -19,7 +21,7 @@ public:
 
   ~scratch_dir() {
     std::error_code err;
-    if (!dir_.empty())
+    if (!dir_.empty() && !::getenv("FLEETD_KEEP_TEMP"))
       std::filesystem::remove_all(dir_, err);
   }
 
@@ -30,8 +32,13 @@ public:
     return !dir_.empty();
   }
 
+  /// The directory; empty when it could not be made (see ok()).
+  const std::string& path() const {
+    return dir_;
+  }
+
   std::string file(const std::string& name) const {
-    return (dir_ / name).string();
+    return dir_ + "/" + name;
   }
 
   /// Names of the files in the directory.
@@ -43,7 +50,7 @@ public:
   }
 
 private:
-  std::filesystem::path dir_;
+  std::string dir_;
 };
 
 } // namespace fleetd::test

@@ -28,12 +28,14 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <doctest/doctest.h>
 
+#include "helpers.hpp"
 #include "messages/error.hpp"
 #include "messages/register.hpp"
 #include "runtime/node.hpp"
 
 using namespace fleetd;
 using namespace std::chrono_literals;
+using fleetd::test::wait_child;
 
 namespace {
 
@@ -229,19 +231,6 @@ int remote_peer(uint16_t port) {
       .receive([&](node_status&) { rc = 0; }, [&](caf::error&) { rc = 13; });
   }
   return rc;
-}
-
-/// The exit status of `pid`, or nullopt if it is still running at `deadline`.
-std::optional<int> wait_child(pid_t pid, std::chrono::milliseconds deadline) {
-  auto end = std::chrono::steady_clock::now() + deadline;
-  for (;;) {
-    int st = 0;
-    if (waitpid(pid, &st, WNOHANG) == pid)
-      return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    if (std::chrono::steady_clock::now() >= end)
-      return std::nullopt;
-    std::this_thread::sleep_for(10ms);
-  }
 }
 
 } // namespace

@@ -26,6 +26,8 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <doctest/doctest.h>
 
+#include "scratch_dir.hpp"
+
 #include "ask.hpp"
 
 #include "messages/error.hpp"
@@ -93,19 +95,10 @@ std::string meminfo_text(int64_t total_kb) {
 class fake_proc {
 public:
   fake_proc() {
-    char pattern[] = "/tmp/fleetd-capability-XXXXXX";
-    if (::mkdtemp(pattern) != nullptr)
-      dir_ = pattern;
-    ok_ = !dir_.empty()
+    ok_ = scratch_.ok()
           && write("stat", "cpu  4 0 4 8 0 0 0 0 0 0\n"
                            "cpu0 2 0 2 4 0 0 0 0 0 0\n"
                            "cpu1 2 0 2 4 0 0 0 0 0 0\n");
-  }
-
-  ~fake_proc() {
-    std::error_code err;
-    if (!dir_.empty())
-      fs::remove_all(dir_, err);
   }
 
   fake_proc(const fake_proc&) = delete;
@@ -133,7 +126,8 @@ public:
   }
 
 private:
-  fs::path dir_;
+  test::scratch_dir scratch_{"fleetd-capability"};
+  fs::path dir_ = scratch_.path();
   bool ok_ = false;
 };
 

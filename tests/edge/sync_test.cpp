@@ -31,6 +31,7 @@
 #include <doctest/doctest.h>
 
 #include "cloud_fixture.hpp"
+#include "helpers.hpp"
 
 #include "cloud/embedded_store.hpp"
 #include "cloud/ingest.hpp"
@@ -47,6 +48,8 @@
 using namespace fleetd;
 using test::check_same_samples;
 using test::concat;
+using test::eventually;
+using test::free_port;
 using namespace std::chrono_literals;
 
 namespace fs = std::filesystem;
@@ -62,34 +65,6 @@ constexpr const char* device_id = "sync-dev";
 constexpr uint64_t quiet_seed = 5;
 
 constexpr auto quiet_backoff = std::chrono::milliseconds(std::chrono::hours(1));
-
-/// A port on 127.0.0.1 where nothing listens (bound once, then closed).
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  socklen_t len = sizeof(addr);
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-/// Polls `condition` until it holds or `deadline` passes.
-bool eventually(const std::function<bool()>& condition,
-                std::chrono::milliseconds deadline) {
-  auto end = std::chrono::steady_clock::now() + deadline;
-  for (;;) {
-    if (condition())
-      return true;
-    if (std::chrono::steady_clock::now() >= end)
-      return false;
-    std::this_thread::sleep_for(10ms);
-  }
-}
 
 metric_samples samples_from(int64_t first_ts, size_t n) {
   metric_samples out;

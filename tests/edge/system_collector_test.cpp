@@ -20,6 +20,8 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <doctest/doctest.h>
 
+#include "scratch_dir.hpp"
+
 #include "ask.hpp"
 
 #include "edge/fake_storage.hpp"
@@ -74,18 +76,9 @@ bool has_problem_naming(const std::vector<std::string>& problems,
 class proc_copy {
 public:
   proc_copy() {
-    char pattern[] = "/tmp/fleetd-collector-XXXXXX";
-    if (::mkdtemp(pattern) != nullptr)
-      dir_ = pattern;
     std::error_code err;
     fs::copy(fixture_root, dir_, fs::copy_options::recursive, err);
-    ok_ = !dir_.empty() && !err;
-  }
-
-  ~proc_copy() {
-    std::error_code err;
-    if (!dir_.empty())
-      fs::remove_all(dir_, err);
+    ok_ = scratch_.ok() && !err;
   }
 
   proc_copy(const proc_copy&) = delete;
@@ -111,7 +104,8 @@ public:
   }
 
 private:
-  fs::path dir_;
+  test::scratch_dir scratch_{"fleetd-collector"};
+  fs::path dir_ = scratch_.path();
   bool ok_ = false;
 };
 

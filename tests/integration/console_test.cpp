@@ -193,20 +193,6 @@ bool valid_json(const std::string& text) {
   return json_checker{text}.valid();
 }
 
-/// A port on 127.0.0.1 where nothing listens (bound once, then closed).
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  socklen_t len = sizeof(addr);
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 uint16_t port_in(const std::string& file) {
   auto port = port_from(file);
   REQUIRE(port != 0);

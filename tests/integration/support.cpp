@@ -23,20 +23,6 @@
 
 namespace fleetd::test {
 
-temp_dir::temp_dir() {
-  char tmpl[] = "/tmp/fleetd-test-XXXXXX";
-  auto p = mkdtemp(tmpl);
-  path_ = p ? p : "/tmp";
-}
-
-temp_dir::~temp_dir() {
-  if (path_.rfind("/tmp/fleetd-test-", 0) == 0 && !getenv("FLEETD_KEEP_TEMP")) {
-    std::string cmd = "rm -rf '" + path_ + "'";
-    if (system(cmd.c_str()) != 0)
-      fprintf(stderr, "cannot remove %s\n", path_.c_str());
-  }
-}
-
 process::process(std::string prog, std::vector<std::string> args,
                  std::string stderr_file, std::string stdout_file) {
   pid_ = fork();
@@ -84,18 +70,8 @@ void process::signal(int sig) {
 std::optional<int> process::wait(std::chrono::milliseconds timeout) {
   if (status_)
     return status_;
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    int st = 0;
-    auto r = waitpid(pid_, &st, WNOHANG);
-    if (r == pid_) {
-      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      return status_;
-    }
-    if (std::chrono::steady_clock::now() >= deadline)
-      return std::nullopt;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  status_ = wait_child(pid_, timeout);
+  return status_;
 }
 
 bool process::running() {
@@ -104,18 +80,6 @@ bool process::running() {
 
 std::string program(const std::string& name) {
   return std::string(FLEETD_BUILD_DIR) + "/" + name;
-}
-
-bool eventually(const std::function<bool()>& condition,
-                std::chrono::milliseconds deadline) {
-  auto end = std::chrono::steady_clock::now() + deadline;
-  for (;;) {
-    if (condition())
-      return true;
-    if (std::chrono::steady_clock::now() >= end)
-      return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
 }
 
 std::string read_file(const std::string& path) {

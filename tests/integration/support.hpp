@@ -9,22 +9,14 @@
 
 #include <sys/types.h>
 
+#include "helpers.hpp"
 #include "messages/types.hpp"
+#include "scratch_dir.hpp"
 
 namespace fleetd::test {
 
 /// A fresh directory under /tmp, removed when the object dies.
-class temp_dir {
-public:
-  temp_dir();
-  ~temp_dir();
-  const std::string& path() const {
-    return path_;
-  }
-
-private:
-  std::string path_;
-};
+using temp_dir = scratch_dir;
 
 /// One child process of a test: a program of build/ with arguments.
 class process {
@@ -49,10 +41,6 @@ private:
 
 /// Path of a program built into build/.
 std::string program(const std::string& name);
-
-/// Polls `condition` until true or the deadline passes; returns its last value.
-bool eventually(const std::function<bool()>& condition,
-                std::chrono::milliseconds deadline);
 
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& content);

@@ -1,6 +1,8 @@
 // The process-wide logger: level filtering, line format, file output.
 #include <doctest/doctest.h>
 
+#include "scratch_dir.hpp"
+
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -41,22 +43,16 @@ std::vector<std::string> lines_of(const std::string& text) {
 
 // A fresh log file per test; the logger is reset to "info, no file" after.
 struct fixture {
-  std::string dir;
-  std::string file;
+  test::scratch_dir scratch{"fleetd-logger-test"};
+  std::string dir = scratch.path();
+  std::string file = dir + "/fleetd.log";
 
   fixture() {
-    char tmpl[] = "/tmp/fleetd-logger-test-XXXXXX";
-    auto p = mkdtemp(tmpl);
-    REQUIRE(p != nullptr);
-    dir = p;
-    file = dir + "/fleetd.log";
+    REQUIRE(scratch.ok());
   }
 
   ~fixture() {
     logger::init(log_level::info, "");
-    ::unlink(file.c_str());
-    ::unlink((dir + "/other.log").c_str());
-    ::rmdir(dir.c_str());
   }
 };
 

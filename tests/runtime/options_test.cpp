@@ -2,6 +2,8 @@
 // went wrong.
 #include <doctest/doctest.h>
 
+#include "scratch_dir.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -32,21 +34,11 @@ bool is_bad_config(const caf::error& err) {
 
 // A private directory for config files, removed at the end.
 struct temp_dir {
-  std::string path;
+  test::scratch_dir dir{"fleetd-options-test"};
+  std::string path = dir.path();
 
   temp_dir() {
-    char tmpl[] = "/tmp/fleetd-options-test-XXXXXX";
-    auto p = mkdtemp(tmpl);
-    REQUIRE(p != nullptr);
-    path = p;
-  }
-
-  ~temp_dir() {
-    for (auto& f : files)
-      ::unlink(f.c_str());
-    for (auto& d : dirs)
-      ::rmdir(d.c_str());
-    ::rmdir(path.c_str());
+    REQUIRE(dir.ok());
   }
 
   std::string write(const std::string& name, const std::string& text) {
@@ -54,19 +46,14 @@ struct temp_dir {
     std::ofstream out(file, std::ios::trunc);
     out << text;
     REQUIRE(out.good());
-    files.push_back(file);
     return file;
   }
 
   std::string mkdir(const std::string& name) {
     auto dir = path + "/" + name;
     REQUIRE(::mkdir(dir.c_str(), 0700) == 0);
-    dirs.push_back(dir);
     return dir;
   }
-
-  std::vector<std::string> files;
-  std::vector<std::string> dirs;
 };
 
 // The options of a made-up program: one of each kind.
