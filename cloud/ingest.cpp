@@ -7,7 +7,9 @@
 
 #include "messages/error.hpp"
 #include "messages/wire.hpp"
+#include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
+#include "runtime/options.hpp"
 #include "runtime/text.hpp"
 
 namespace fleetd {
@@ -60,8 +62,25 @@ http_reply sync_answer(uint16_t status, const sync_ack& ack) {
   return out;
 }
 
+void declare(option_set& opts, ingest_config& x) {
+  opts.add_size("ingest.max-decoded-bytes", x.max_decoded_bytes,
+                64 * 1024 * 1024,
+                "Largest request body after decompression (else 413)", 1024,
+                int64_t{4} << 30);
+}
+
+caf::error validate(const ingest_config& x) {
+  if (x.max_decoded_bytes < 1)
+    return make_error(ec::bad_config,
+                      "ingest.max-decoded-bytes: must be positive, got "
+                        + std::to_string(x.max_decoded_bytes));
+  return caf::none;
+}
+
 ingest_actor::behavior_type
 ingest(ingest_actor::stateful_pointer<ingest_state> self, ingest_config cfg) {
+  if (stop_on_bad_config(self, "ingest", validate(cfg)))
+    return ingest_actor::behavior_type::make_empty_behavior();
   self->state.cfg = std::move(cfg);
   return {
     [self](sync_atom, const std::string& body, const std::string& encoding,
@@ -85,7 +104,7 @@ ingest(ingest_actor::stateful_pointer<ingest_state> self, ingest_config cfg) {
         return sync_answer(415, nack);
       }
       auto req = decode_request(body, encoding == "zstd",
-                                st.cfg.max_decoded_bytes);
+                                static_cast<size_t>(st.cfg.max_decoded_bytes));
       if (!req) {
         auto code = to_string(static_cast<ec>(req.error().code()));
         ++st.rejected[code];

@@ -9,10 +9,18 @@
 namespace fleetd {
 
 struct ingest_config {
-  /// Largest request body after decompression.
-  size_t max_decoded_bytes = 64 * 1024 * 1024;
+  /// Largest request body after decompression (ingest.max-decoded-bytes).
+  int64_t max_decoded_bytes = 64 * 1024 * 1024;
   cloud_store_actor store;
 };
+
+class option_set;
+
+/// Declares ingest.max-decoded-bytes.
+void declare(option_set& opts, ingest_config& x);
+
+/// bad_config naming the option key when `x` cannot work.
+caf::error validate(const ingest_config& x);
 
 struct ingest_state {
   ingest_config cfg;

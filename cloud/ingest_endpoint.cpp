@@ -6,6 +6,7 @@
 
 #include "messages/error.hpp"
 #include "messages/wire.hpp"
+#include "runtime/options.hpp"
 
 namespace fleetd {
 
@@ -24,6 +25,53 @@ http_reply plain(uint16_t status, const char* code, std::string text) {
 }
 
 } // namespace
+
+http_limits ingest_endpoint_config::limits() const {
+  http_limits out;
+  out.max_body_bytes = static_cast<size_t>(max_body_bytes);
+  out.max_connections = static_cast<size_t>(max_connections);
+  out.idle_timeout = idle_timeout;
+  out.read_timeout = read_timeout;
+  return out;
+}
+
+void declare(option_set& opts, ingest_endpoint_config& x) {
+  using namespace std::chrono_literals;
+  opts.add("ingest.host", x.host, "127.0.0.1",
+           "Address the device-facing HTTP endpoint listens on");
+  opts.add("ingest.port", x.port, 7480, "port",
+           "TCP port of the ingest endpoint; 0 picks a free port (written to "
+           "<data-dir>/ingest.port)",
+           0, 65535);
+  opts.add_size("ingest.max-body-bytes", x.max_body_bytes, 8 * 1024 * 1024,
+                "Largest request body accepted on the wire (else 413)", 1024,
+                int64_t{1} << 30);
+  opts.add("ingest.max-connections", x.max_connections, 1024, "connections",
+           "Open connections beyond this are closed at once", 1, 1000000);
+  opts.add("ingest.idle-timeout", x.idle_timeout, 60s,
+           "Close a keep-alive connection idle for this long", 100ms);
+  opts.add("ingest.read-timeout", x.read_timeout, 30s,
+           "Deadline for writing a reply to a client", 100ms);
+}
+
+caf::error validate(const ingest_endpoint_config& x) {
+  auto bad = [](std::string what) {
+    return make_error(ec::bad_config, std::move(what));
+  };
+  if (x.host.empty())
+    return bad("ingest.host: must not be empty");
+  if (x.port < 0 || x.port > 65535)
+    return bad("ingest.port: must be 0..65535, got " + std::to_string(x.port));
+  if (x.max_body_bytes < 1)
+    return bad("ingest.max-body-bytes: must be positive");
+  if (x.max_connections < 1)
+    return bad("ingest.max-connections: must be at least 1");
+  if (x.idle_timeout.count() <= 0 || x.read_timeout.count() <= 0)
+    return bad(std::string{x.idle_timeout.count() <= 0 ? "ingest.idle-timeout"
+                                                       : "ingest.read-timeout"}
+               + ": must be positive");
+  return caf::none;
+}
 
 ingest_endpoint::ingest_endpoint(caf::actor_system& sys, ingest_actor ingest,
                                  http_limits limits) {

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -10,6 +12,29 @@
 #include "runtime/http_server.hpp"
 
 namespace fleetd {
+
+class option_set;
+
+/// Where the endpoint listens and what it accepts (the ingest.* options).
+struct ingest_endpoint_config {
+  std::string host = "127.0.0.1";
+  /// 0 picks a free port.
+  int64_t port = 7480;
+  int64_t max_body_bytes = 8 * 1024 * 1024;
+  int64_t max_connections = 1024;
+  std::chrono::milliseconds idle_timeout{60000};
+  std::chrono::milliseconds read_timeout{30000};
+
+  /// The server's limits from these options (header size: its default).
+  http_limits limits() const;
+};
+
+/// Declares ingest.host, ingest.port, ingest.max-body-bytes,
+/// ingest.max-connections, ingest.idle-timeout and ingest.read-timeout.
+void declare(option_set& opts, ingest_endpoint_config& x);
+
+/// bad_config naming the option key when `x` cannot work.
+caf::error validate(const ingest_endpoint_config& x);
 
 /// The device-facing door: POST /v1/sync on Boost.Beast, each request handed
 /// to the ingest actor through a short-lived actor so the Asio thread never

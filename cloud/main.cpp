@@ -15,41 +15,31 @@
 namespace fleetd {
 namespace {
 
+// Each part declares the options that fill its config (declare + validate
+// beside the struct); main only wires the configs together.
 struct cloud_options {
   common_options common;
   std::string node_id;
-  std::string ingest_host;
-  int64_t ingest_port = 0;
-  int64_t max_body_bytes = 0;
-  int64_t max_decoded_bytes = 0;
-  int64_t max_connections = 0;
-  option_set::duration idle_timeout{};
-  option_set::duration read_timeout{};
+  ingest_endpoint_config endpoint;
+  ingest_config ingest;
 };
 
 void declare(option_set& opts, cloud_options& x) {
-  using namespace std::chrono_literals;
   declare_common_options(opts, x.common, "/var/lib/fleetd-cloud", 7401);
   opts.add("node.id", x.node_id, "cloud-1", "Name of this cloud node");
-  opts.add("ingest.host", x.ingest_host, "127.0.0.1",
-           "Address the device-facing HTTP endpoint listens on");
-  opts.add("ingest.port", x.ingest_port, 7480, "port",
-           "TCP port of the ingest endpoint; 0 picks a free port (written to "
-           "<data-dir>/ingest.port)",
-           0, 65535);
-  opts.add_size("ingest.max-body-bytes", x.max_body_bytes, 8 * 1024 * 1024,
-                "Largest request body accepted on the wire (else 413)", 1024,
-                int64_t{1} << 30);
-  opts.add_size("ingest.max-decoded-bytes", x.max_decoded_bytes,
-                64 * 1024 * 1024,
-                "Largest request body after decompression (else 413)", 1024,
-                int64_t{4} << 30);
-  opts.add("ingest.max-connections", x.max_connections, 1024, "connections",
-           "Open connections beyond this are closed at once", 1, 1000000);
-  opts.add("ingest.idle-timeout", x.idle_timeout, 60s,
-           "Close a keep-alive connection idle for this long", 100ms);
-  opts.add("ingest.read-timeout", x.read_timeout, 30s,
-           "Deadline for writing a reply to a client", 100ms);
+  declare(opts, x.endpoint);
+  declare(opts, x.ingest);
+}
+
+caf::error validate(const cloud_options& x) {
+  if (auto err = validate(x.endpoint))
+    return err;
+  if (auto err = validate(x.ingest))
+    return err;
+  if (x.ingest.max_decoded_bytes < x.endpoint.max_body_bytes)
+    return make_error(ec::bad_config, "ingest.max-decoded-bytes: must be at "
+                                      "least ingest.max-body-bytes");
+  return caf::none;
 }
 
 int run(int argc, char** argv) {
@@ -59,12 +49,8 @@ int run(int argc, char** argv) {
                   "The fleetd cloud node: accepts device syncs on POST "
                   "/v1/sync and keeps them in its embedded store.");
   declare(opts, opt);
-  auto rc = parse_or_exit("fleetd-cloud", opts, argc, argv, opt.common, [&] {
-    if (opt.max_decoded_bytes < opt.max_body_bytes)
-      return make_error(ec::bad_config, "ingest.max-decoded-bytes: must be at "
-                                        "least ingest.max-body-bytes");
-    return caf::error{};
-  });
+  auto rc = parse_or_exit("fleetd-cloud", opts, argc, argv, opt.common,
+                          [&] { return validate(opt); });
   if (rc >= 0)
     return rc;
   auto die = [](const caf::error& err) {
@@ -88,8 +74,7 @@ int run(int argc, char** argv) {
   auto st = sys.spawn<caf::detached>(
     embedded_store, std::make_shared<cloud_store>(std::move(*store)));
   stops.add("embedded_store", caf::actor_cast<caf::actor>(st));
-  ingest_config icfg;
-  icfg.max_decoded_bytes = static_cast<size_t>(opt.max_decoded_bytes);
+  auto icfg = opt.ingest;
   icfg.store = st;
   auto ing = sys.spawn(ingest, icfg);
   stops.add("ingest", caf::actor_cast<caf::actor>(ing));
@@ -102,14 +87,9 @@ int run(int argc, char** argv) {
   pcfg.devices = caf::actor_cast<caf::actor>(st);
   auto insp = sys.spawn(inspector, pcfg);
   stops.add("inspector", caf::actor_cast<caf::actor>(insp));
-  http_limits limits;
-  limits.max_body_bytes = static_cast<size_t>(opt.max_body_bytes);
-  limits.max_connections = static_cast<size_t>(opt.max_connections);
-  limits.idle_timeout = opt.idle_timeout;
-  limits.read_timeout = opt.read_timeout;
-  ingest_endpoint endpoint{sys, ing, limits};
-  auto port = endpoint.start(opt.ingest_host,
-                             static_cast<uint16_t>(opt.ingest_port));
+  ingest_endpoint endpoint{sys, ing, opt.endpoint.limits()};
+  auto port = endpoint.start(opt.endpoint.host,
+                             static_cast<uint16_t>(opt.endpoint.port));
   if (!port) {
     stops.stop_all(sys, opt.common.stop_timeout);
     return die(port.error());
@@ -128,7 +108,7 @@ int run(int argc, char** argv) {
     return die(console.error());
   }
   log_info("fleetd-cloud", opt.node_id, " started; ingest http://",
-           opt.ingest_host, ":", *port, "/v1/sync, console ",
+           opt.endpoint.host, ":", *port, "/v1/sync, console ",
            opt.common.console_host, ":", *console, ", data in ", dir);
   auto sig = wait_for_termination([&] {
     reload_settings("fleetd-cloud", opts, argc, argv, [](option_set& o) {

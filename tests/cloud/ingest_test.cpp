@@ -419,3 +419,24 @@ TEST_CASE("the endpoint serves POST /v1/sync over HTTP with the ingest "
   CHECK(c["rejected_unsupported_encoding"] == 1);
   CHECK(f.endpoint->counters().requests >= 5);
 }
+
+TEST_CASE("the ingest actor and endpoint refuse configs that cannot work, "
+          "naming the option") {
+  ingest_config ic;
+  CHECK(!validate(ic));
+  ic.max_decoded_bytes = 0;
+  auto reason = test::exit_reason_of(ingest, ic);
+  CHECK(reason == ec::bad_config);
+  CHECK(render(reason).find("ingest.max-decoded-bytes") != std::string::npos);
+  ingest_endpoint_config ec_ok;
+  CHECK(!validate(ec_ok));
+  auto limits = ec_ok.limits();
+  CHECK(limits.max_body_bytes == 8u * 1024 * 1024);
+  CHECK(limits.max_connections == 1024u);
+  auto bad = ec_ok;
+  bad.port = 70000;
+  CHECK(render(validate(bad)).find("ingest.port") != std::string::npos);
+  bad = ec_ok;
+  bad.read_timeout = 0ms;
+  CHECK(render(validate(bad)).find("ingest.read-timeout") != std::string::npos);
+}

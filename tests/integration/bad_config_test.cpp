@@ -82,6 +82,10 @@ TEST_CASE("a check across options names the real option keys") {
                  "storage.backend: 'disk'");
   check_rejected(run_with("fleetd", {"--host.proc=/nonexistent"}),
                  "host.proc: '/nonexistent' is not a directory");
+  check_rejected(run_with("fleetd-cloud", {"--ingest.max-body-bytes=8MiB",
+                                           "--ingest.max-decoded-bytes=1MiB"}),
+                 "ingest.max-decoded-bytes: must be at least "
+                 "ingest.max-body-bytes");
 }
 
 TEST_CASE("tier defaults in --help come from the tier table") {
