@@ -7,6 +7,7 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include "messages/error.hpp"
+#include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/options.hpp"
 
@@ -18,9 +19,27 @@ constexpr auto ask_timeout = std::chrono::seconds(2);
 
 } // namespace
 
+caf::error validate(const inspector_config& x) {
+  auto bad = [](std::string what) {
+    return make_error(ec::bad_config, "inspector_config." + std::move(what));
+  };
+  if (x.role != "edge" && x.role != "cloud")
+    return bad("role: '" + x.role + "' is not edge or cloud");
+  if (x.node_id.empty())
+    return bad("node_id: must not be empty");
+  if (!x.clock)
+    return bad("clock: must be set (uptime is read there)");
+  for (auto& [name, hdl] : x.actors)
+    if (name.empty() || !hdl)
+      return bad("actors: '" + name + "' has no name or no handle");
+  return caf::none;
+}
+
 inspector_actor::behavior_type
 inspector(inspector_actor::stateful_pointer<inspector_state> self,
           inspector_config cfg) {
+  if (stop_on_bad_config(self, "inspector", validate(cfg)))
+    return inspector_actor::behavior_type::make_empty_behavior();
   self->state.cfg = std::move(cfg);
   self->state.started_ms = self->state.cfg.clock->now_ms();
   self->set_exit_handler([self](caf::exit_msg& msg) {

@@ -25,6 +25,10 @@ struct inspector_config {
   std::map<std::string, caf::actor> debug;
 };
 
+/// bad_config naming the field when `x` cannot work (the inspector has no
+/// options of its own: console.* are the node's, in runtime/node).
+caf::error validate(const inspector_config& x);
+
 struct inspector_state {
   inspector_config cfg;
   int64_t started_ms = 0;

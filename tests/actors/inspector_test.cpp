@@ -28,6 +28,7 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <doctest/doctest.h>
 
+#include "ask.hpp"
 #include "helpers.hpp"
 #include "messages/error.hpp"
 #include "messages/register.hpp"
@@ -452,4 +453,19 @@ TEST_CASE("an exit message from a console peer in another process is "
   REQUIRE(child_status);
   // 11: no connection, 12/13: no status after the exit message.
   CHECK(*child_status == 0);
+}
+
+TEST_CASE("an inspector spawned with a bad config stops instead of answering") {
+  inspector_config c;
+  c.role = "edge";
+  c.node_id = "dev";
+  c.clock = std::make_shared<manual_clock>(clock_start_ms);
+  CHECK(!validate(c));
+  c.role = "gateway";
+  auto reason = fleetd::test::exit_reason_of(inspector, c);
+  CHECK(reason == ec::bad_config);
+  CHECK(render(reason).find("role") != std::string::npos);
+  c.role = "cloud";
+  c.clock = nullptr;
+  CHECK(render(validate(c)).find("clock") != std::string::npos);
 }
