@@ -16,6 +16,7 @@
 #include "edge/cloud_link.hpp"
 #include "edge/memory_store.hpp"
 #include "edge/load_generator.hpp"
+#include "edge/sqlite_store.hpp"
 #include "edge/storage.hpp"
 #include "edge/sync.hpp"
 #include "edge/system_collector.hpp"
@@ -37,7 +38,7 @@ struct edge_options {
   backoff_config backoff;
   system_collector_config collector;
   load_config load;
-  int64_t reserve_bytes = 0;
+  storage_limits storage;
   bool json = false;
 };
 
@@ -54,9 +55,7 @@ void declare(option_set& opts, edge_options& x) {
   declare(opts, x.link);
   declare(opts, x.collector);
   declare(opts, x.capability);
-  opts.add_size("storage.reserve-bytes", x.reserve_bytes, 512 * 1024,
-                "Disk space held back and given up when the disk fills, so "
-                "old data can still be dropped to make room");
+  declare(opts, x.storage);
   opts.add("json", x.json, false,
            "debug and maintenance commands: print JSON");
   declare(opts, x.backoff);
@@ -95,16 +94,16 @@ open_backend(const edge_options& opt, const tier_settings& tier,
     lim.max_batches = tier.tier == 3 ? 10 : 100;
     return std::make_shared<memory_store>(lim, clk);
   }
-  storage_config scfg;
+  sqlite_store_config scfg;
   scfg.path = opt.common.data_dir + "/fleetd.db";
   scfg.clock = clk;
   scfg.limits.max_bytes = tier.storage_bytes;
   scfg.limits.retention_ms = tier.retention_ms;
-  scfg.limits.reserve_bytes = opt.reserve_bytes;
-  auto store = edge_store::open(scfg);
+  scfg.limits.reserve_bytes = opt.storage.reserve_bytes;
+  auto store = sqlite_store::open(scfg);
   if (!store)
     return store.error();
-  return std::make_shared<edge_store>(std::move(*store));
+  return std::make_shared<sqlite_store>(std::move(*store));
 }
 
 // `fleetd debug ...` / `fleetd maintenance clean`: through the running node's

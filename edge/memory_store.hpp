@@ -20,7 +20,7 @@ struct memory_limits {
 };
 
 /// A store in RAM for devices without room for SQLite: the same contract as
-/// edge_store, except that nothing survives a restart. Every point pushed
+/// sqlite_store, except that nothing survives a restart. Every point pushed
 /// out by a bound is counted by drop kind, like the SQLite store does.
 class memory_store : public store_backend {
 public:

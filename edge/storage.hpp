@@ -1,177 +1,19 @@
 #pragma once
 
-#include <functional>
-#include <map>
 #include <memory>
-#include <string>
-#include <unordered_map>
 
-#include <caf/expected.hpp>
-
-#include "messages/interfaces.hpp"
-#include "runtime/clock.hpp"
 #include "edge/store_backend.hpp"
-#include "runtime/sqlite.hpp"
+#include "messages/interfaces.hpp"
 
 namespace fleetd {
-
-/// Caps of the local store; 0 disables a cap.
-struct storage_limits {
-  /// Most bytes the database may hold (pages in use, WAL excluded).
-  int64_t max_bytes = 100 * 1000 * 1000;
-  /// Metrics older than this are dropped.
-  int64_t retention_ms = 7 * 24 * 3600 * 1000LL;
-  /// Events older than this are dropped.
-  int64_t events_retention_ms = 7 * 24 * 3600 * 1000LL;
-  /// Space held in `<path>.reserve` and given back when the disk fills up,
-  /// so the store can still delete old data to make room.
-  int64_t reserve_bytes = 512 * 1024;
-};
-
-struct storage_config {
-  /// SQLite file; its WAL and SHM files sit beside it.
-  std::string path;
-  clock_ptr clock;
-  storage_limits limits;
-};
-
-
-
-/// The device's SQLite store: metrics, the sync queue and per-stream cursors.
-/// Everything a reply reports as committed is in the database file.
-class edge_store : public store_backend {
-public:
-  /// Opens or creates the store. Only a corrupt file (SQLite's verdict) is
-  /// moved aside, after what it still holds is salvaged into the fresh one;
-  /// a lock, a permission or an open error is returned and touches nothing.
-  static caf::expected<edge_store> open(const storage_config& cfg);
-
-  caf::expected<int64_t> store(const metric_samples& xs) override;
-  caf::expected<int64_t> store_logs(const log_lines& xs) override;
-  caf::expected<unbatched_points> fetch(const std::string& stream,
-                                        int64_t max) override;
-  caf::expected<int64_t> enqueue(const queued_batch& batch) override;
-  caf::expected<queued_batches> pending(const std::string& stream,
-                                        int64_t max) override;
-  caf::expected<int64_t> ack(const std::string& stream, int64_t sequence,
-                             int64_t base, const metric_samples& defs,
-                             const std::string& history) override;
-  caf::expected<int64_t> discard(const std::string& stream,
-                                 int64_t sequence) override;
-  caf::expected<wire_session> session(const std::string& stream) override;
-  caf::expected<cloud_settings> load_settings() override;
-  caf::error save_settings(const cloud_settings& x) override;
-  caf::error note_retry(const std::string& stream, int64_t sequence,
-                        int64_t next_retry_ms) override;
-  caf::error checkpoint() override;
-  actor_stats stats() override;
-  caf::expected<debug_report> debug(const std::string& what) override;
-  void apply(const tier_settings& settings) override;
-
-  /// Applies the caps now: age first, then size, oldest synced data first.
-  /// Returns how many records were dropped.
-  caf::expected<int64_t> enforce_limits();
-  void set_limits(const storage_limits& limits);
-  const storage_limits& limits() const {
-    return cfg_.limits;
-  }
-
-  /// Bytes of the database pages in use.
-  int64_t used_bytes();
-
-  /// Appends an event (agent lifecycle, drops, pressure) to the events table.
-  caf::error record_event(const std::string& kind, const std::string& message) override;
-
-  /// Every drop counter, persisted across restarts.
-  std::map<std::string, int64_t> drops() override;
-
-  const std::string& epoch() const {
-    return epoch_;
-  }
-
-  /// True while the last write failed for lack of space.
-  bool under_pressure() const {
-    return under_pressure_;
-  }
-
-  /// Bytes the WAL may reach before a checkpoint truncates it: a small
-  /// fraction of the cap (wal_autocheckpoint and journal_size_limit).
-  int64_t wal_bound() const;
-  /// The WAL size that triggers a checkpoint: wal_bound(), or less while
-  /// the disk has less room than two of those (a quarter of what is free).
-  int64_t checkpoint_bound() const;
-
-private:
-  // Schema, salvage of a corrupt predecessor, epoch, statements, WAL caps.
-  caf::error init(const std::string* salvage_from);
-  caf::error salvage(const std::string& aside);
-  caf::error limit_wal();
-  // Shrinks the WAL bound while the disk has less room than two of them.
-  void fit_wal_to_disk();
-  caf::error prepare();
-  caf::error load_epoch();
-  caf::expected<unbatched_points> fetch_rows(const std::string& stream,
-                                             int64_t after, int64_t max,
-                                             unbatched_points out);
-  caf::error replace_session(const std::string& stream, int64_t base,
-                            const metric_samples& defs,
-                            const std::string& history);
-  caf::expected<int64_t> series_id(const metric_sample& x);
-  caf::expected<int64_t> insert_all(const metric_samples& xs);
-  // Runs `insert`; on disk full frees room by the drop policy and tries once
-  // more; records still refused count as `rejected_kind` drops (persisted
-  // after the next insert that succeeds).
-  caf::expected<int64_t>
-  with_room(size_t records,
-            const std::function<caf::expected<int64_t>()>& insert,
-            const char* rejected_kind);
-  // Moves the in-memory count of `kind` into the drops table, when it can.
-  void persist_rejected(const char* kind);
-  // Deletes one chunk in policy order; 0 when nothing is left to drop.
-  caf::expected<int64_t> drop_chunk(int64_t rows);
-  caf::expected<int64_t> drop_older_than(int64_t cutoff_ms);
-  caf::error count_drop(const char* kind, int64_t n);
-  caf::expected<int64_t> make_room(int64_t target_bytes);
-  // Holds reserve_bytes on disk; false when the disk has no room for it.
-  bool hold_reserve();
-  void release_reserve();
-
-  storage_config cfg_;
-  sqlite::database db_;
-  sqlite::statement insert_metric_;
-  sqlite::statement insert_series_;
-  sqlite::statement select_unbatched_;
-  sqlite::statement select_state_;
-  sqlite::statement insert_queue_;
-  sqlite::statement update_batched_;
-  sqlite::statement select_pending_;
-  sqlite::statement delete_acked_;
-  sqlite::statement update_acked_;
-  std::unordered_map<std::string, int64_t> series_;
-  std::string key_buf_;
-  std::map<int64_t, std::pair<std::string, label_map>> series_by_id_;
-  int64_t points_stored_ = 0;
-  int64_t logs_stored_ = 0;
-  int64_t store_failures_ = 0;
-  int64_t batches_enqueued_ = 0;
-  int64_t batches_acked_ = 0;
-  int64_t moved_aside_ = 0;
-  int64_t last_age_check_ms_ = 0;
-  bool under_pressure_ = false;
-  std::string epoch_;
-  bool reserve_held_ = false;
-  // Free bytes on the store's disk at the last write (-1: not read yet).
-  int64_t disk_free_ = -1;
-  // Records refused while the disk was full, by drop kind, not yet counted
-  // in the drops table (that needs room too).
-  std::map<std::string, int64_t> unpersisted_rejected_;
-  std::string last_error_;
-};
 
 struct storage_state {
   std::shared_ptr<store_backend> store;
   static inline const char* name = "storage";
 };
+
+/// bad_config when the actor has no store to drive.
+caf::error validate(const std::shared_ptr<store_backend>& store);
 
 /// The storage actor over any backend. Spawn detached: handlers block on I/O.
 storage_actor::behavior_type

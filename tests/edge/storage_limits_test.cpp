@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "edge/capability.hpp"
+#include "edge/sqlite_store.hpp"
 #include "edge/storage.hpp"
 #include "messages/error.hpp"
 #include "skip.hpp"
@@ -34,13 +35,13 @@ metric_samples make_batch(int64_t ts, int series, int n) {
   return out;
 }
 
-int64_t metrics_drops(edge_store& st) {
+int64_t metrics_drops(sqlite_store& st) {
   auto d = st.drops();
   return d[drop_kind::metrics_synced] + d[drop_kind::metrics_queued_copy]
          + d[drop_kind::metrics_unsynced];
 }
 
-int64_t query_oldest(edge_store& st) {
+int64_t query_oldest(sqlite_store& st) {
   auto r = st.debug("storage");
   REQUIRE(r);
   auto pos = r->json.find("\"oldest_ms\":");
@@ -48,7 +49,7 @@ int64_t query_oldest(edge_store& st) {
   return std::stoll(r->json.substr(pos + 12));
 }
 
-int64_t rows(edge_store& st) {
+int64_t rows(sqlite_store& st) {
   return st.stats().counters["metrics_rows"];
 }
 
@@ -72,7 +73,7 @@ struct store_fixture {
   tmp_dir dir;
   std::shared_ptr<manual_clock> clk
     = std::make_shared<manual_clock>(1'700'000'000'000);
-  storage_config cfg;
+  sqlite_store_config cfg;
 
   store_fixture() {
     cfg.path = dir.path + "/s.db";
@@ -96,7 +97,7 @@ TEST_CASE_FIXTURE(store_fixture, "the size cap holds within 5% and drops the "
                                  "oldest synced rows first") {
   cfg.limits.max_bytes = 2 * 1000 * 1000;
   cfg.limits.retention_ms = 0;
-  auto st = edge_store::open(cfg);
+  auto st = sqlite_store::open(cfg);
   REQUIRE(st);
   int64_t accepted = 0;
   int64_t seq = 1;
@@ -138,7 +139,7 @@ TEST_CASE_FIXTURE(store_fixture, "metrics older than the retention are "
                                  "dropped and counted") {
   cfg.limits.max_bytes = 0;
   cfg.limits.retention_ms = 3600 * 1000;
-  auto st = edge_store::open(cfg);
+  auto st = sqlite_store::open(cfg);
   REQUIRE(st);
   int64_t accepted = 0;
   // Four simulated hours of 10 s rounds.
@@ -161,7 +162,7 @@ TEST_CASE_FIXTURE(store_fixture, "a full disk is back-pressure: newest data "
     return;
   cfg.limits.max_bytes = 100 * 1000 * 1000; // far above the disk: disk wins
   cfg.limits.retention_ms = 0;
-  auto st = edge_store::open(cfg);
+  auto st = sqlite_store::open(cfg);
   REQUIRE(st);
   int64_t accepted = 0;
   int64_t rejected = 0;
@@ -217,7 +218,7 @@ TEST_CASE_FIXTURE(store_fixture, "log lines on a full disk are back-pressure "
     return;
   cfg.limits.max_bytes = 100 * 1000 * 1000; // far above the disk: disk wins
   cfg.limits.retention_ms = 0;
-  auto st = edge_store::open(cfg);
+  auto st = sqlite_store::open(cfg);
   REQUIRE(st);
   int64_t accepted = 0;
   int64_t rejected = 0;
@@ -255,7 +256,7 @@ TEST_CASE_FIXTURE(store_fixture, "an event that cannot be recorded on a full "
     return;
   cfg.limits.reserve_bytes = 0;
   {
-    auto st = edge_store::open(cfg);
+    auto st = sqlite_store::open(cfg);
     REQUIRE(st);
     REQUIRE(!st->record_event("boot", "before the disk filled"));
     REQUIRE(!st->checkpoint());
@@ -275,7 +276,7 @@ TEST_CASE_FIXTURE(store_fixture, "an event that cannot be recorded on a full "
     REQUIRE(!st->record_event("recovered", "room again"));
     CHECK(st->drops()[drop_kind::events_rejected] == 1);
   }
-  auto again = edge_store::open(cfg);
+  auto again = sqlite_store::open(cfg);
   REQUIRE(again);
   CHECK(again->drops()[drop_kind::events_rejected] == 1);
 }
@@ -286,7 +287,7 @@ TEST_CASE_FIXTURE(store_fixture, "tier 2's caps hold over 30 simulated hours: "
   REQUIRE(tier.sqlite);
   cfg.limits.max_bytes = tier.storage_bytes;
   cfg.limits.retention_ms = tier.retention_ms;
-  auto st = edge_store::open(cfg);
+  auto st = sqlite_store::open(cfg);
   REQUIRE(st);
   int64_t accepted = 0;
   int64_t worst = 0;
@@ -314,7 +315,7 @@ TEST_CASE_FIXTURE(store_fixture, "on a disk shorter than two WAL bounds "
   // The default cap allows a 5 MB WAL; this disk has less than 8 MB.
   cfg.limits.max_bytes = 100 * 1000 * 1000;
   cfg.limits.retention_ms = 0;
-  auto st = edge_store::open(cfg);
+  auto st = sqlite_store::open(cfg);
   REQUIRE(st);
   CHECK(st->checkpoint_bound() <= 2 * 1024 * 1024);
   int64_t largest = 0;

@@ -1,5 +1,6 @@
 // The device's SQLite store: samples, the sync queue, stream cursors, and
 // what happens to a file that is not a database.
+#include "edge/sqlite_store.hpp"
 #include "edge/storage.hpp"
 
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <doctest/doctest.h>
 
+#include "ask.hpp"
 #include "scratch_dir.hpp"
 
 #include "messages/error.hpp"
@@ -115,35 +117,35 @@ struct store_fixture {
     = std::make_shared<manual_clock>(clock_start_ms);
   std::string path = dir.file("fleetd.db");
 
-  storage_config config() const {
-    storage_config cfg;
+  sqlite_store_config config() const {
+    sqlite_store_config cfg;
     cfg.path = path;
     cfg.clock = clock;
     return cfg;
   }
 
-  edge_store open() {
+  sqlite_store open() {
     REQUIRE(dir.ok());
-    auto st = edge_store::open(config());
+    auto st = sqlite_store::open(config());
     REQUIRE_MESSAGE(st, "cannot open " << path << ": "
                                        << (st ? "" : render(st.error())));
     return std::move(*st);
   }
 };
 
-unbatched_points fetch_all(edge_store& st, int64_t max = 1000) {
+unbatched_points fetch_all(sqlite_store& st, int64_t max = 1000) {
   auto r = st.fetch(stream, max);
   REQUIRE_MESSAGE(r, render(r.error()));
   return std::move(*r);
 }
 
-queued_batches pending_all(edge_store& st, int64_t max = 1000) {
+queued_batches pending_all(sqlite_store& st, int64_t max = 1000) {
   auto r = st.pending(stream, max);
   REQUIRE_MESSAGE(r, render(r.error()));
   return std::move(*r);
 }
 
-void store_ok(edge_store& st, const metric_samples& xs) {
+void store_ok(sqlite_store& st, const metric_samples& xs) {
   auto n = st.store(xs);
   REQUIRE_MESSAGE(n, render(n.error()));
   CHECK(*n == static_cast<int64_t>(xs.size()));
@@ -601,9 +603,9 @@ TEST_CASE("a file that is not a database at all is moved aside too") {
 TEST_CASE("a path in a missing directory is an error, not a crash") {
   store_fixture f;
   REQUIRE(f.dir.ok());
-  storage_config cfg = f.config();
+  sqlite_store_config cfg = f.config();
   cfg.path = f.dir.file("no/such/dir/fleetd.db");
-  auto st = edge_store::open(cfg);
+  auto st = sqlite_store::open(cfg);
   REQUIRE_FALSE(st);
   CHECK_FALSE(fs::exists(f.dir.file("no")));
 }
@@ -650,7 +652,7 @@ TEST_CASE("a store that fails after adding a series forgets the series") {
 TEST_CASE("the storage actor answers store, fetch, enqueue, pending, ack, "
           "flush and stats") {
   store_fixture f;
-  auto store = std::make_shared<edge_store>(f.open());
+  auto store = std::make_shared<sqlite_store>(f.open());
   caf::actor_system_config cfg;
   register_messages(cfg);
   caf::actor_system sys{cfg};
@@ -745,7 +747,7 @@ TEST_CASE("a database locked by another connection is an error naming the "
   auto holder = sqlite::database::open(f.path);
   REQUIRE(holder);
   REQUIRE(!holder->exec("BEGIN IMMEDIATE"));
-  auto locked = edge_store::open(f.config());
+  auto locked = sqlite_store::open(f.config());
   REQUIRE_FALSE(locked);
   CHECK(has_code(locked.error(), ec::storage_locked));
   auto text = render(locked.error());
@@ -769,7 +771,7 @@ TEST_CASE("a file that cannot be opened is an error, not a move aside") {
   REQUIRE(f.dir.ok());
   // A directory where the file should be: SQLite cannot open it.
   fs::create_directory(f.path);
-  auto st = edge_store::open(f.config());
+  auto st = sqlite_store::open(f.config());
   REQUIRE_FALSE(st);
   CHECK(has_code(st.error(), ec::io_error));
   CHECK(render(st.error()).find(f.path) != std::string::npos);
@@ -853,7 +855,7 @@ TEST_CASE("the WAL stays under its bound, a small fraction of the cap, "
   auto cfg = f.config();
   cfg.limits.max_bytes = 1000 * 1000;
   cfg.limits.reserve_bytes = 0;
-  auto opened = edge_store::open(cfg);
+  auto opened = sqlite_store::open(cfg);
   REQUIRE(opened);
   auto& st = *opened;
   CHECK(st.wal_bound() == 64 * 1024);
@@ -870,4 +872,17 @@ TEST_CASE("the WAL stays under its bound, a small fraction of the cap, "
   CHECK(largest > 0);
   // The cap held too.
   CHECK(st.used_bytes() <= cfg.limits.max_bytes);
+}
+
+TEST_CASE("a store config that cannot work is refused with the option's name") {
+  sqlite_store_config c;
+  c.path = "/tmp/unused.db";
+  CHECK(!validate(c));
+  c.limits.reserve_bytes = -1;
+  CHECK(render(validate(c)).find("storage.reserve-bytes") != std::string::npos);
+  auto opened = sqlite_store::open(c);
+  REQUIRE(!opened);
+  CHECK(opened.error() == ec::bad_config);
+  auto reason = test::exit_reason_of(storage, std::shared_ptr<store_backend>{});
+  CHECK(reason == ec::bad_config);
 }

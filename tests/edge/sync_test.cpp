@@ -37,6 +37,7 @@
 #include "cloud/ingest.hpp"
 #include "cloud/ingest_endpoint.hpp"
 #include "edge/cloud_link.hpp"
+#include "edge/sqlite_store.hpp"
 #include "edge/storage.hpp"
 #include "messages/error.hpp"
 #include "messages/register.hpp"
@@ -152,13 +153,13 @@ struct sync_fixture : test::cloud_fixture {
   /// Opens (or creates) a device store in `file` and makes it the storage
   /// every later sync actor and query of the fixture uses.
   void open_storage(const std::string& file) {
-    storage_config scfg;
+    sqlite_store_config scfg;
     scfg.path = dir.file(file);
     scfg.clock = clock;
-    auto store = edge_store::open(scfg);
+    auto store = sqlite_store::open(scfg);
     REQUIRE_MESSAGE(store, render(store.error()));
     storage_hdl = keep(sys->spawn<caf::detached>(
-      storage, std::make_shared<edge_store>(std::move(*store))));
+      storage, std::make_shared<sqlite_store>(std::move(*store))));
   }
 
   /// The cloud endpoint's limits and database file (start_cloud).

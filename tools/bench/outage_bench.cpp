@@ -1,7 +1,7 @@
 // fleetd-bench outage: a device rides out a long outage, then drains its
 // backlog to the cloud over loopback.
 //
-// Everything is the real code, in one process: the device is an edge_store
+// Everything is the real code, in one process: the device is an sqlite_store
 // (tier 1 caps: 100 MB, 7 days) behind the storage actor, a cloud link, the
 // backoff actor and the three sync actors (events, metrics, logs) with tier 1
 // settings (batches of 1000, zstd-3, every 5 min), wired as edge/main.cpp
@@ -79,6 +79,7 @@
 #include "edge/backoff.hpp"
 #include "edge/capability.hpp"
 #include "edge/cloud_link.hpp"
+#include "edge/sqlite_store.hpp"
 #include "edge/storage.hpp"
 #include "edge/sync.hpp"
 #include "messages/error.hpp"
@@ -604,17 +605,17 @@ void run_round(const outage_options& opt, outage_result& res) {
   {
     world w;
     // The device, tier 1 caps.
-    storage_config scfg;
+    sqlite_store_config scfg;
     scfg.path = device_db;
     scfg.clock = clock;
     scfg.limits.max_bytes = tier1.storage_bytes;
     scfg.limits.retention_ms = tier1.retention_ms;
-    auto store = edge_store::open(scfg);
+    auto store = sqlite_store::open(scfg);
     if (!store)
-      fail("edge_store::open(" + device_db + "): " + render(store.error()));
+      fail("sqlite_store::open(" + device_db + "): " + render(store.error()));
     auto st = w.keep("storage",
                      w.sys.spawn<caf::detached>(
-                       storage, std::make_shared<edge_store>(std::move(*store))));
+                       storage, std::make_shared<sqlite_store>(std::move(*store))));
     auto port = reserve_port();
     cloud_link_config lcfg;
     lcfg.host = "127.0.0.1";
@@ -899,7 +900,7 @@ std::string outage_usage() {
          "[--log-lines-per-round L]\n"
          "                           [--rounds R] [--batch-size B] [--dir DIR] "
          "[--no-baseline]\n\n"
-         "Runs one device (edge_store with tier 1 caps behind the storage "
+         "Runs one device (sqlite_store with tier 1 caps behind the storage "
          "actor, cloud\nlink, backoff actor, sync actors for events, metrics "
          "and logs; batches of B,\nzstd-3) through an outage of H hours of "
          "an injected clock: every 10 s it\nstores one scrape of N "

@@ -3,14 +3,14 @@
 // Both sides get the same rows (100 node_exporter-like series, one scrape
 // every 10 s, realistic float and integer values), in batches of 1000 rows
 // per transaction (BEGIN IMMEDIATE ... COMMIT), on files opened with the same
-// pragmas (sqlite::database::open(path, "FULL"), the call edge_store::open
+// pragmas (sqlite::database::open(path, "FULL"), the call sqlite_store::open
 // makes: WAL, synchronous=FULL) and the same schema: the bare database is
-// created from the DDL (and page size) that edge_store itself wrote into a
+// created from the DDL (and page size) that sqlite_store itself wrote into a
 // probe file, so a schema change in edge/storage.cpp reaches the baseline.
 //
 // ours: one request per batch from a scoped actor to a detached `storage`
 //   actor, waiting for each reply (as the collector does, one in flight):
-//   actor messaging, edge_store::store with its per-row series lookup and
+//   actor messaging, sqlite_store::store with its per-row series lookup and
 //   its caps checks (sized so that nothing is dropped).
 // bare: the raw sqlite3 API, one prepared INSERT reset and rebound per row,
 //   run on a writer thread that the main thread hands one batch at a time
@@ -58,6 +58,7 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include "edge/sqlite_store.hpp"
 #include "edge/storage.hpp"
 #include "messages/error.hpp"
 #include "messages/labels.hpp"
@@ -218,7 +219,7 @@ int64_t count_rows(const std::string& path) {
   return n;
 }
 
-// What edge_store::open leaves in a fresh file: its DDL and the file-level
+// What sqlite_store::open leaves in a fresh file: its DDL and the file-level
 // pragmas that must be set before the first table exists.
 struct store_layout {
   std::vector<std::string> ddl;
@@ -226,10 +227,10 @@ struct store_layout {
   int64_t auto_vacuum = 0;
 };
 
-storage_config make_storage_config(const std::string& path,
+sqlite_store_config make_store_config(const std::string& path,
                                    const std::vector<metric_samples>& batches,
                                    int64_t points) {
-  storage_config cfg;
+  sqlite_store_config cfg;
   cfg.path = path;
   // "Now" is the last scrape: nothing is past retention.
   cfg.clock = std::make_shared<manual_clock>(last_timestamp(batches)
@@ -246,14 +247,14 @@ storage_config make_storage_config(const std::string& path,
 store_layout probe_layout(const std::string& dir) {
   auto path = dir + "/schema-probe.db";
   remove_db(path);
-  storage_config cfg;
+  sqlite_store_config cfg;
   cfg.path = path;
   cfg.clock = std::make_shared<manual_clock>(first_scrape_ms);
   cfg.limits.reserve_bytes = 0;
   {
-    auto store = edge_store::open(cfg);
+    auto store = sqlite_store::open(cfg);
     if (!store)
-      fail("edge_store::open(" + path + "): " + render(store.error()));
+      fail("sqlite_store::open(" + path + "): " + render(store.error()));
   }
   store_layout out;
   sqlite3* db = nullptr;
@@ -284,7 +285,7 @@ store_layout probe_layout(const std::string& dir) {
   sqlite3_close(db);
   remove_db(path);
   if (out.ddl.empty())
-    fail("edge_store created no tables in " + path);
+    fail("sqlite_store created no tables in " + path);
   return out;
 }
 
@@ -310,15 +311,15 @@ run_result run_ours(caf::actor_system& sys, const std::string& path,
                     const std::vector<metric_samples>& batches,
                     int64_t points) {
   remove_db(path);
-  auto store = edge_store::open(make_storage_config(path, batches, points));
+  auto store = sqlite_store::open(make_store_config(path, batches, points));
   if (!store)
-    fail("edge_store::open(" + path + "): " + render(store.error()));
+    fail("sqlite_store::open(" + path + "): " + render(store.error()));
   run_result out;
   caf::error failure;
   {
     caf::scoped_actor self{sys};
     auto st = sys.spawn<caf::detached>(
-      storage, std::make_shared<edge_store>(std::move(*store)));
+      storage, std::make_shared<sqlite_store>(std::move(*store)));
     // Fresh copies made before the clock starts; each message owns its
     // batch and frees it on the actor thread.
     auto copies = batches;
@@ -363,8 +364,8 @@ void exec(sqlite3* db, const std::string& sql) {
     fail("bare " + sql.substr(0, 40) + ": " + text);
 }
 
-// Creates the file with edge_store's page size and schema, then reopens it
-// the way edge_store::open does (WAL, synchronous=FULL).
+// Creates the file with sqlite_store's page size and schema, then reopens it
+// the way sqlite_store::open does (WAL, synchronous=FULL).
 sqlite::database open_bare(const std::string& path,
                            const store_layout& layout) {
   remove_db(path);
@@ -614,7 +615,7 @@ std::string storage_usage() {
          "every 10 s)\nin batches of 1000 per transaction through the "
          "storage actor (\"ours\") and\nthrough a bare SQLite "
          "prepared-statement loop (\"bare\") with the same rows,\nschema "
-         "(copied from the file edge_store creates) and pragmas (WAL,\n"
+         "(copied from the file sqlite_store creates) and pragmas (WAL,\n"
          "synchronous=FULL). R rounds alternate which side runs first; every "
          "run starts\nfrom a fresh database. Prints one line on stdout:\n\n"
          "  BENCH storage points=N batch=1000 series=100 rounds=R "

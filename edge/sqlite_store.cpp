@@ -1,0 +1,1633 @@
+#include "edge/sqlite_store.hpp"
+
+#include <cerrno>
+#include <functional>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <ctime>
+#include <sstream>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <algorithm>
+#include <array>
+#include <optional>
+#include <sys/statvfs.h>
+
+#include <caf/typed_event_based_actor.hpp>
+
+#include "messages/error.hpp"
+#include "messages/labels.hpp"
+#include "messages/wire.hpp"
+#include "runtime/json.hpp"
+#include "runtime/logger.hpp"
+#include "runtime/options.hpp"
+#include "runtime/result.hpp"
+
+namespace fleetd {
+
+namespace {
+
+// Row ids of metrics, logs and events are AUTOINCREMENT: batches are cut
+// from `id > batched_upto`, so an id must never be reused after the table
+// was emptied by retention or caps (plain rowids restart at max + 1).
+constexpr const char* schema = R"(
+CREATE TABLE IF NOT EXISTS series (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  labels BLOB NOT NULL,
+  UNIQUE (name, labels));
+CREATE TABLE IF NOT EXISTS metrics (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  series_id INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  bits INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sync_queue (
+  stream TEXT NOT NULL,
+  sequence INTEGER NOT NULL,
+  last_id INTEGER NOT NULL,
+  points INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  retry_count INTEGER NOT NULL DEFAULT 0,
+  next_retry INTEGER NOT NULL DEFAULT 0,
+  payload BLOB NOT NULL,
+  PRIMARY KEY (stream, sequence)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  ts INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  message TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS logs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  ts INTEGER NOT NULL,
+  labels BLOB NOT NULL,
+  line TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS wire_series (
+  stream TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  labels BLOB NOT NULL,
+  PRIMARY KEY (stream, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wire_history (
+  stream TEXT PRIMARY KEY,
+  history BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS drops (
+  kind TEXT PRIMARY KEY,
+  count INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stream_state (
+  stream TEXT PRIMARY KEY,
+  next_sequence INTEGER NOT NULL,
+  batched_upto INTEGER NOT NULL,
+  acked_sequence INTEGER NOT NULL,
+  acked_upto INTEGER NOT NULL) WITHOUT ROWID;
+)";
+
+// Stores before metrics.bits kept values as REAL, which refuses NaN and
+// loses -0.0: rebuild the table with the bits, keeping ids and the
+// AUTOINCREMENT high-water mark.
+caf::error migrate_metric_values(sqlite::database& db) {
+  auto legacy = db.has_column("metrics", "value");
+  if (!legacy)
+    return legacy.error();
+  if (!*legacy)
+    return caf::none;
+  log_info("storage", "migrating metrics.value to exact bits");
+  return sqlite::transaction(db, [&] {
+    return db.exec(
+      "CREATE TABLE metrics_exact (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+      "series_id INTEGER NOT NULL, ts INTEGER NOT NULL, "
+      "bits INTEGER NOT NULL);"
+      "INSERT INTO metrics_exact (id, series_id, ts, bits) "
+      "SELECT id, series_id, ts, ieee_bits(value) FROM metrics;"
+      "DELETE FROM sqlite_sequence WHERE name = 'metrics_exact';"
+      "UPDATE sqlite_sequence SET name = 'metrics_exact' "
+      "WHERE name = 'metrics';"
+      "DROP TABLE metrics;"
+      "ALTER TABLE metrics_exact RENAME TO metrics;");
+  });
+}
+
+int64_t file_size(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : -1;
+}
+
+std::string series_key(const std::string& name, const std::string& labels) {
+  std::string key = name;
+  key += '\0';
+  key += labels;
+  return key;
+}
+
+// How long a start waits for a lock held elsewhere before it says so.
+constexpr int open_busy_timeout_ms = 2000;
+
+bool has_code(const caf::error& err, ec code) {
+  return err && err.category() == caf::atom("fleetd")
+         && static_cast<ec>(err.code()) == code;
+}
+
+// Why a start cannot use the file, for the operator: the file, the cause,
+// and that nothing was changed.
+caf::error cannot_use(const std::string& path, const caf::error& err) {
+  auto code = err.category() == caf::atom("fleetd") ? static_cast<ec>(err.code())
+                                                    : ec::storage_failed;
+  const char* why = code == ec::storage_locked
+                      ? "another process holds a lock on it; stop that "
+                        "process (or end its transaction) and start again"
+                    : code == ec::io_error
+                      ? "it cannot be opened (permission or path)"
+                    : code == ec::disk_full
+                      ? "the disk is full or the file is read-only"
+                      : "SQLite refused it";
+  return make_error(code, "database " + path + ": " + why + " (" + render(err)
+                            + "); the file was left as it is");
+}
+
+// A file we cannot use is renamed, never deleted: an operator may want it.
+// Returns the new name, empty when the rename failed.
+std::string move_aside(const std::string& path, int64_t now_ms) {
+  auto target = path + ".corrupt-" + std::to_string(now_ms);
+  if (rename(path.c_str(), target.c_str()) != 0) {
+    log_error("storage", "cannot move ", path, " aside: ", strerror(errno));
+    return {};
+  }
+  for (auto suffix : {"-wal", "-shm"}) {
+    auto side = path + suffix;
+    rename(side.c_str(), (target + suffix).c_str());
+  }
+  log_error("storage", "database ", path, " is corrupt; moved aside to ",
+            target, ", salvaging what it still holds into a fresh one");
+  return target;
+}
+
+// The first column of the first row; nullopt when it cannot be read.
+std::optional<int64_t> try_scalar(sqlite::database& db,
+                                  const std::string& sql) {
+  auto st = db.prepare(sql);
+  if (!st)
+    return std::nullopt;
+  auto row = st->step();
+  if (!row)
+    return std::nullopt;
+  return *row && !st->column_is_null(0) ? st->column_int(0) : 0;
+}
+
+// Cursor positions of a stream: acked and batched row ids.
+std::pair<int64_t, int64_t> stream_cursors(sqlite::database& db,
+                                           const char* stream) {
+  auto st = db.prepare("SELECT acked_upto, batched_upto FROM stream_state "
+                       "WHERE stream = ?1");
+  if (!st)
+    return {0, 0};
+  st->bind(1, std::string_view{stream});
+  auto row = st->step();
+  if (!row || !*row)
+    return {0, 0};
+  return {st->column_int(0), st->column_int(1)};
+}
+
+struct copy_result {
+  int64_t copied = 0;
+  // Every row was read; false when a damaged region was skipped.
+  bool complete = true;
+};
+
+// Copies the rows of `table` with `key` > `from` from `src` into the same
+// table of `dst`. A region that cannot be read is skipped by probing ever
+// further past it (bounded); without a `key` (WITHOUT ROWID tables) the
+// first unreadable row ends the copy. Only a failed write is an error.
+caf::expected<copy_result> copy_rows(sqlite::database& src,
+                                     sqlite::database& dst,
+                                     const std::string& table,
+                                     const std::string& key, int64_t from,
+                                     const std::string& columns = "*") {
+  copy_result out;
+  auto where = key.empty() ? std::string{}
+                           : " WHERE " + key + " >= ?1 ORDER BY " + key;
+  sqlite::statement ins;
+  bool prepared = false;
+  int64_t next = from + 1;
+  for (int probes = 0; probes < 256;) {
+    auto sel = src.prepare("SELECT " + columns + " FROM " + table + where);
+    if (!sel) {
+      out.complete = false;
+      return out;
+    }
+    if (!key.empty())
+      sel->bind(1, next);
+    for (;;) {
+      auto row = sel->step();
+      if (!row)
+        break;
+      if (!*row)
+        return out;
+      if (!prepared) {
+        std::string sql = "INSERT INTO " + table + " VALUES (";
+        for (int c = 0; c < sel->column_count(); ++c)
+          sql += (c > 0 ? ",?" : "?") + std::to_string(c + 1);
+        auto st = dst.prepare(sql + ")");
+        if (!st)
+          return st.error();
+        ins = std::move(*st);
+        prepared = true;
+      }
+      ins.reset();
+      for (int c = 0; c < sel->column_count(); ++c)
+        ins.bind_column(c + 1, *sel, c);
+      if (auto err = ins.run())
+        return err;
+      ++out.copied;
+      if (!key.empty())
+        next = sel->column_int(0) + 1;
+    }
+    out.complete = false;
+    if (key.empty())
+      return out;
+    auto probe = src.prepare("SELECT " + key + " FROM " + table + " WHERE "
+                             + key + " >= ?1 ORDER BY " + key + " LIMIT 1");
+    if (!probe)
+      return out;
+    // From key `x` on: 0 readable and empty, 1 readable, -1 damaged.
+    auto readable_from = [&](int64_t x) {
+      ++probes;
+      auto row = probe->reset().bind(1, x).step();
+      return !row ? -1 : *row ? 1 : 0;
+    };
+    int64_t bad = next;
+    int64_t step = 1;
+    int verdict = -1;
+    for (; probes < 256 && step > 0; step *= 2) {
+      verdict = readable_from(next + step);
+      if (verdict >= 0)
+        break;
+      bad = next + step;
+    }
+    if (verdict <= 0)
+      return out;
+    // Back to the first readable position, so no readable row is skipped.
+    int64_t good = next + step;
+    while (good - bad > 1 && probes < 256) {
+      auto mid = bad + (good - bad) / 2;
+      (readable_from(mid) >= 0 ? good : bad) = mid;
+    }
+    next = good;
+  }
+  return out;
+}
+
+} // namespace
+
+// Reads what the corrupt file at `aside` still gives of the unsynced data
+// into the fresh (empty) store: with its epoch and stream cursors readable
+// the store goes on with the same numbering (queued batches, series session
+// and rows past the acked cursors); otherwise every readable row is cut
+// again under a new epoch. What cannot be read is counted as dropped.
+caf::error sqlite_store::salvage(const std::string& aside) {
+  auto src = sqlite::database::open_readonly(aside);
+  if (!src) {
+    log_error("storage", "cannot read ", aside, ": ", render(src.error()));
+    return record_event("storage_salvaged",
+                        "database was corrupt; moved aside to " + aside
+                          + ", nothing could be read from it");
+  }
+  std::map<std::string, int64_t> lost;
+  int64_t recovered = 0;
+  bool same_epoch = false;
+  auto err = sqlite::transaction(db_, [&]() -> caf::error {
+    auto copy = [&](const std::string& table, const std::string& key,
+                    int64_t from) -> caf::expected<copy_result> {
+      // A file of the REAL-valued schema gives its values as exact bits.
+      auto has_value = src->has_column("metrics", "value");
+      auto legacy = table == "metrics" && has_value && *has_value;
+      auto r = copy_rows(*src, db_, table, key, from,
+                         legacy ? "id, series_id, ts, ieee_bits(value)" : "*");
+      if (r)
+        recovered += r->copied;
+      return r;
+    };
+    auto meta = copy("meta", "", 0);
+    if (!meta)
+      return meta.error();
+    auto state = copy("stream_state", "", 0);
+    if (!state)
+      return state.error();
+    same_epoch = meta->complete && state->complete
+                 && try_scalar(db_, "SELECT count(*) FROM meta WHERE "
+                                    "key = 'epoch'")
+                      == 1;
+    if (!same_epoch) {
+      // The numbering cannot go on: a new epoch cuts every row again.
+      for (auto sql : {"DELETE FROM meta WHERE key = 'epoch'",
+                       "DELETE FROM stream_state"})
+        if (auto err = db_.exec(sql))
+          return err;
+    } else {
+      auto queue = copy("sync_queue", "", 0);
+      if (!queue)
+        return queue.error();
+      if (auto n = try_scalar(*src, "SELECT count(*) FROM sync_queue"))
+        lost[drop_kind::batches_unreadable] = *n - queue->copied;
+      auto ws = copy("wire_series", "", 0);
+      if (!ws)
+        return ws.error();
+      auto wh = copy("wire_history", "", 0);
+      if (!wh)
+        return wh.error();
+      // Half a series session is worse than none: the next batch starts one.
+      if (!ws->complete || !wh->complete)
+        for (auto sql : {"DELETE FROM wire_series", "DELETE FROM wire_history"})
+          if (auto err = db_.exec(sql))
+            return err;
+    }
+    if (auto r = copy("series", "id", 0); !r)
+      return r.error();
+    const std::pair<const char*, const char*> tables[]
+      = {{"metrics", drop_kind::metrics_unreadable},
+         {"logs", drop_kind::logs_unreadable},
+         {"events", drop_kind::events_unreadable}};
+    for (auto [table, kind] : tables) {
+      auto [acked, batched] = same_epoch ? stream_cursors(db_, table)
+                                         : std::pair<int64_t, int64_t>{0, 0};
+      auto r = copy(table, "id", acked);
+      if (!r)
+        return r.error();
+      auto seq = try_scalar(*src, std::string("SELECT seq FROM sqlite_sequence "
+                                              "WHERE name = '") + table + "'");
+      // The count when the table still gives it, else the id range.
+      auto expected = try_scalar(*src, std::string("SELECT count(*) FROM ")
+                                         + table + " WHERE id > "
+                                         + std::to_string(acked));
+      if (!expected && seq)
+        expected = *seq - acked;
+      if (expected)
+        lost[kind] = std::max<int64_t>(0, *expected - r->copied);
+      // Ids never go back below a cursor: new rows must sort after it.
+      auto floor = std::max(batched, seq.value_or(0));
+      auto run = [&](const char* sql) -> caf::error {
+        auto st = db_.prepare(sql);
+        if (!st)
+          return st.error();
+        return st->bind(1, std::string_view{table}).bind(2, floor).run();
+      };
+      if (auto err = run("UPDATE sqlite_sequence SET seq = max(seq, ?2) "
+                         "WHERE name = ?1"))
+        return err;
+      if (db_.changes() == 0 && floor > 0)
+        if (auto err = run("INSERT INTO sqlite_sequence (name, seq) "
+                           "VALUES (?1, ?2)"))
+          return err;
+    }
+    // A point whose series was not readable cannot be sent.
+    if (auto err = db_.exec("DELETE FROM metrics WHERE series_id NOT IN "
+                            "(SELECT id FROM series)"))
+      return err;
+    lost[drop_kind::metrics_unreadable] += db_.changes();
+    recovered -= db_.changes();
+    for (auto& [kind, n] : lost)
+      if (auto err = count_drop(kind.c_str(), n))
+        return err;
+    return caf::none;
+  });
+  if (err)
+    return err;
+  std::string what = "database was corrupt; moved aside to " + aside
+                     + "; recovered " + std::to_string(recovered) + " rows ("
+                     + (same_epoch ? "same sequence epoch"
+                                   : "epoch unreadable: every readable row "
+                                     "is sent again under a new epoch")
+                     + ")";
+  for (auto& [kind, n] : lost)
+    if (n > 0)
+      what += ", " + kind + "=" + std::to_string(n);
+  log_warning("storage", what);
+  return record_event("storage_salvaged", what);
+}
+
+caf::error sqlite_store::init(const std::string* salvage_from) {
+  if (auto err = migrate_metric_values(db_))
+    return err;
+  if (auto err = db_.exec(schema))
+    return err;
+  if (salvage_from)
+    if (auto err = salvage(*salvage_from))
+      return err;
+  if (auto err = load_epoch())
+    return err;
+  if (auto err = prepare())
+    return err;
+  fit_wal_to_disk();
+  if (auto err = limit_wal())
+    return err;
+  if (!hold_reserve())
+    log_warning("storage", "no room for the ", cfg_.limits.reserve_bytes,
+                "-byte reserve beside ", cfg_.path);
+  return caf::none;
+}
+
+caf::expected<sqlite_store> sqlite_store::open(const sqlite_store_config& cfg) {
+  if (auto err = validate(cfg))
+    return err;
+  sqlite_store out;
+  out.cfg_ = cfg;
+  auto db = sqlite::database::open(cfg.path, "FULL", open_busy_timeout_ms);
+  caf::error err = db ? caf::error{} : db.error();
+  std::string verdict;
+  if (db) {
+    if (auto check = db->integrity(); !check)
+      err = check.error();
+    else if (*check != "ok")
+      verdict = "quick_check: " + *check;
+  }
+  if (!err && verdict.empty()) {
+    out.db_ = std::move(*db);
+    err = out.init(nullptr);
+    if (!err)
+      return out;
+  }
+  // Only SQLite's own verdict of corruption may move a file aside.
+  if (verdict.empty() && !has_code(err, ec::storage_corrupt))
+    return cannot_use(cfg.path, err);
+  log_error("storage", "cannot use ", cfg.path, ": ",
+            verdict.empty() ? render(err) : verdict);
+  out.db_.close_as_is();
+  if (db)
+    db->close_as_is();
+  auto aside = move_aside(cfg.path, cfg.clock->now_ms());
+  if (aside.empty())
+    return make_error(ec::storage_corrupt, "database " + cfg.path
+                                             + " is corrupt and cannot be "
+                                               "moved aside");
+  ++out.moved_aside_;
+  auto fresh = sqlite::database::open(cfg.path, "FULL", open_busy_timeout_ms);
+  if (!fresh)
+    return cannot_use(cfg.path, fresh.error());
+  out.db_ = std::move(*fresh);
+  if (auto err = out.init(&aside))
+    return cannot_use(cfg.path, err);
+  return out;
+}
+
+namespace {
+
+// A fresh random name for a store's sequence numbering (hex).
+std::string new_epoch() {
+  std::random_device rd;
+  char buf[20];
+  snprintf(buf, sizeof(buf), "%08x%08x", rd(), rd());
+  return buf;
+}
+
+} // namespace
+
+caf::error sqlite_store::load_epoch() {
+  // Set once when the file is created: it names this store's numbering.
+  auto ins = db_.prepare("INSERT OR IGNORE INTO meta (key, value) "
+                         "VALUES ('epoch', ?1)");
+  if (!ins)
+    return ins.error();
+  ins->bind(1, new_epoch());
+  if (auto err = ins->run())
+    return err;
+  auto sel = db_.prepare("SELECT value FROM meta WHERE key = 'epoch'");
+  if (!sel)
+    return sel.error();
+  auto row = sel->step();
+  if (!row)
+    return row.error();
+  epoch_ = *row ? sel->column_text(0) : std::string{};
+  return caf::none;
+}
+
+caf::error sqlite_store::prepare() {
+  auto make = [this](sqlite::statement& dst, const char* sql) -> caf::error {
+    auto st = db_.prepare(sql);
+    if (!st)
+      return st.error();
+    dst = std::move(*st);
+    return caf::none;
+  };
+  caf::error err;
+  auto step = [&](sqlite::statement& dst, const char* sql) {
+    if (!err)
+      err = make(dst, sql);
+  };
+  step(insert_metric_,
+       "INSERT INTO metrics (series_id, ts, bits) VALUES (?1, ?2, ?3)");
+  step(insert_series_, "INSERT INTO series (name, labels) VALUES (?1, ?2)");
+  step(select_unbatched_,
+       "SELECT id, series_id, ts, bits FROM metrics WHERE id > ?1 "
+       "ORDER BY id LIMIT ?2");
+  step(select_state_, "SELECT next_sequence, batched_upto, acked_sequence "
+                      "FROM stream_state WHERE stream = ?1");
+  step(insert_queue_,
+       "INSERT INTO sync_queue (stream, sequence, last_id, points, "
+       "created_at, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+  step(update_batched_,
+       "INSERT INTO stream_state (stream, next_sequence, batched_upto, "
+       "acked_sequence, acked_upto) VALUES (?1, ?2, ?3, 0, 0) "
+       "ON CONFLICT (stream) DO UPDATE SET next_sequence = ?2, "
+       "batched_upto = ?3");
+  step(select_pending_,
+       "SELECT sequence, last_id, points, created_at, retry_count, payload "
+       "FROM sync_queue WHERE stream = ?1 ORDER BY sequence LIMIT ?2");
+  step(delete_acked_,
+       "DELETE FROM sync_queue WHERE stream = ?1 AND sequence <= ?2");
+  step(update_acked_,
+       "UPDATE stream_state SET acked_sequence = max(acked_sequence, ?2), "
+       "acked_upto = max(acked_upto, ?3) WHERE stream = ?1");
+  if (err)
+    return err;
+  // Series are few; keep them all in memory for the insert path.
+  auto all = db_.prepare("SELECT id, name, labels FROM series");
+  if (!all)
+    return all.error();
+  for (;;) {
+    auto row = all->step();
+    if (!row)
+      return row.error();
+    if (!*row)
+      break;
+    auto id = all->column_int(0);
+    auto name = all->column_text(1);
+    auto labels = all->column_blob(2);
+    series_.emplace(series_key(name, labels), id);
+    series_by_id_.emplace(id, std::make_pair(name, decode_labels(labels)));
+  }
+  return caf::none;
+}
+
+caf::expected<int64_t> sqlite_store::series_id(const metric_sample& x) {
+  // series_key(name, encode_labels(labels)) built in a buffer that keeps its
+  // capacity: no allocation per row on the hot path.
+  auto& key = key_buf_;
+  key.assign(x.name);
+  key += '\0';
+  for (auto& kv : x.labels) {
+    key += kv.first;
+    key += '\0';
+    key += kv.second;
+    key += '\0';
+  }
+  if (auto i = series_.find(key); i != series_.end())
+    return i->second;
+  auto labels = encode_labels(x.labels);
+  insert_series_.reset().bind(1, x.name).bind_blob(2, labels);
+  if (auto err = insert_series_.run())
+    return err;
+  auto id = db_.last_insert_rowid();
+  series_.emplace(key, id);
+  series_by_id_.emplace(id, std::make_pair(x.name, x.labels));
+  return id;
+}
+
+caf::expected<int64_t> sqlite_store::insert_all(const metric_samples& xs) {
+  // New series ids live only if the transaction commits: remember to forget.
+  auto known_before = series_.size();
+  auto err = sqlite::transaction(db_, [&]() -> caf::error {
+    for (auto& x : xs) {
+      auto sid = series_id(x);
+      if (!sid)
+        return sid.error();
+      insert_metric_.reset().bind(1, *sid).bind(2, x.timestamp_ms)
+        .bind_exact(3, x.value);
+      if (auto err = insert_metric_.run())
+        return err;
+    }
+    return caf::none;
+  });
+  if (err) {
+    if (series_.size() != known_before) {
+      series_.clear();
+      series_by_id_.clear();
+      prepare();
+    }
+    return err;
+  }
+  return static_cast<int64_t>(xs.size());
+}
+
+caf::expected<int64_t> sqlite_store::store(const metric_samples& xs) {
+  auto n = with_room(xs.size(), [&] { return insert_all(xs); },
+                     drop_kind::metrics_rejected);
+  if (n)
+    points_stored_ += *n;
+  return n;
+}
+
+void sqlite_store::persist_rejected(const char* kind) {
+  auto i = unpersisted_rejected_.find(kind);
+  if (i != unpersisted_rejected_.end() && !count_drop(kind, i->second))
+    unpersisted_rejected_.erase(i);
+}
+
+caf::expected<int64_t>
+sqlite_store::with_room(size_t records,
+                      const std::function<caf::expected<int64_t>()>& insert,
+                      const char* rejected_kind) {
+  auto n = insert();
+  if (!n && static_cast<ec>(n.error().code()) == ec::disk_full) {
+    // Back-pressure: free room by the drop policy, keep the newest data.
+    if (!under_pressure_)
+      log_warning("storage", "disk full or read-only: ", render(n.error()),
+                  "; dropping oldest data to make room");
+    under_pressure_ = true;
+    auto need = std::max<int64_t>(64 * 1024,
+                                  static_cast<int64_t>(records) * 64);
+    // Give back the reserve and the WAL's space so the deletes can be logged.
+    release_reserve();
+    db_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    make_room(std::max<int64_t>(0, used_bytes() - need));
+    db_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    n = insert();
+  }
+  if (!n) {
+    ++store_failures_;
+    last_error_ = render(n.error());
+    if (static_cast<ec>(n.error().code()) == ec::disk_full)
+      unpersisted_rejected_[rejected_kind] += static_cast<int64_t>(records);
+    return n.error();
+  }
+  persist_rejected(rejected_kind);
+  if (!reserve_held_)
+    hold_reserve();
+  if (under_pressure_ && reserve_held_) {
+    under_pressure_ = false;
+    log_info("storage", "writes succeed again");
+    record_event("storage_recovered", "writes succeed again after disk full");
+  }
+  last_error_.clear();
+  fit_wal_to_disk();
+  if (auto dropped = enforce_limits(); !dropped)
+    log_warning("storage", "cannot apply caps: ", render(dropped.error()));
+  return *n;
+}
+
+void sqlite_store::apply(const tier_settings& settings) {
+  auto lim = cfg_.limits;
+  lim.max_bytes = settings.storage_bytes;
+  lim.retention_ms = settings.retention_ms;
+  set_limits(lim);
+  if (auto n = enforce_limits(); !n)
+    log_warning("storage", "cannot apply new caps: ", render(n.error()));
+}
+
+void sqlite_store::set_limits(const storage_limits& limits) {
+  cfg_.limits = limits;
+  last_age_check_ms_ = 0;
+  if (auto err = limit_wal())
+    log_warning("storage", "cannot size the WAL: ", render(err));
+}
+
+int64_t sqlite_store::wal_bound() const {
+  // A twentieth of the cap (SQLite's own 4 MB default without one), never
+  // below 64 KiB so small stores are not checkpointed on every write.
+  auto cap = cfg_.limits.max_bytes;
+  return cap > 0 ? std::max<int64_t>(64 * 1024, cap / 20) : 4 * 1024 * 1024;
+}
+
+int64_t sqlite_store::checkpoint_bound() const {
+  // On a disk with less room than two WAL bounds: a quarter of what is free.
+  auto bound = wal_bound();
+  if (disk_free_ >= 0 && disk_free_ < 2 * bound)
+    bound = std::max<int64_t>(64 * 1024, disk_free_ / 4 / 65536 * 65536);
+  return bound;
+}
+
+caf::error sqlite_store::limit_wal() {
+  if (!db_.is_open())
+    return caf::none;
+  auto page = try_scalar(db_, "PRAGMA page_size").value_or(4096);
+  auto pages = std::max<int64_t>(1, checkpoint_bound()
+                                      / std::max<int64_t>(1, page));
+  if (auto err = db_.exec("PRAGMA wal_autocheckpoint="
+                          + std::to_string(pages)))
+    return err;
+  // Not shrunk with the disk: the WAL's blocks are where the next write
+  // (and the deletes that make room) go when the disk is full.
+  if (!try_scalar(db_, "PRAGMA journal_size_limit="
+                         + std::to_string(wal_bound())))
+    return make_error(ec::storage_failed, "PRAGMA journal_size_limit failed");
+  return caf::none;
+}
+
+void sqlite_store::fit_wal_to_disk() {
+  struct statvfs vfs;
+  auto dir = cfg_.path.substr(0, cfg_.path.find_last_of('/') + 1);
+  if (statvfs(dir.empty() ? "." : dir.c_str(), &vfs) != 0)
+    return;
+  auto before = checkpoint_bound();
+  disk_free_ = static_cast<int64_t>(vfs.f_bavail)
+               * static_cast<int64_t>(vfs.f_frsize);
+  if (checkpoint_bound() == before)
+    return;
+  // The disk is short (or no longer): checkpoint sooner, and now.
+  if (auto err = limit_wal())
+    log_warning("storage", "cannot size the WAL: ", render(err));
+  db_.exec("PRAGMA wal_checkpoint(PASSIVE)");
+}
+
+int64_t sqlite_store::used_bytes() {
+  auto pragma = [this](const char* sql) -> int64_t {
+    auto st = db_.prepare(sql);
+    if (!st)
+      return 0;
+    auto row = st->step();
+    return row && *row ? st->column_int(0) : 0;
+  };
+  auto pages = pragma("PRAGMA page_count") - pragma("PRAGMA freelist_count");
+  return pages * pragma("PRAGMA page_size");
+}
+
+caf::error sqlite_store::count_drop(const char* kind, int64_t n) {
+  if (n <= 0)
+    return caf::none;
+  auto st = db_.prepare("INSERT INTO drops (kind, count) VALUES (?1, ?2) "
+                        "ON CONFLICT (kind) DO UPDATE SET count = count + ?2");
+  if (!st)
+    return st.error();
+  st->bind(1, std::string_view{kind}).bind(2, n);
+  return st->run();
+}
+
+bool sqlite_store::hold_reserve() {
+  if (cfg_.limits.reserve_bytes <= 0)
+    return reserve_held_ = true;
+  auto path = cfg_.path + ".reserve";
+  auto fd = ::open(path.c_str(), O_WRONLY | O_CREAT, 0640);
+  if (fd < 0)
+    return false;
+  // posix_fallocate really takes the blocks; a sparse file would not.
+  auto rc = posix_fallocate(fd, 0, cfg_.limits.reserve_bytes);
+  ::close(fd);
+  reserve_held_ = rc == 0;
+  if (!reserve_held_)
+    unlink(path.c_str());
+  return reserve_held_;
+}
+
+void sqlite_store::release_reserve() {
+  unlink((cfg_.path + ".reserve").c_str());
+  reserve_held_ = false;
+}
+
+std::map<std::string, int64_t> sqlite_store::drops() {
+  std::map<std::string, int64_t> out;
+  auto st = db_.prepare("SELECT kind, count FROM drops");
+  if (!st)
+    return out;
+  for (;;) {
+    auto row = st->step();
+    if (!row || !*row)
+      break;
+    out[st->column_text(0)] = st->column_int(1);
+  }
+  out.emplace(drop_kind::metrics_rejected, 0); // listed even when 0
+  for (auto& [kind, n] : unpersisted_rejected_)
+    out[kind] += n;
+  return out;
+}
+
+caf::error sqlite_store::record_event(const std::string& kind,
+                                    const std::string& message) {
+  auto st = db_.prepare("INSERT INTO events (ts, kind, message) "
+                        "VALUES (?1, ?2, ?3)");
+  auto err = st ? st->bind(1, cfg_.clock->now_ms())
+                    .bind(2, kind)
+                    .bind(3, message)
+                    .run()
+                : st.error();
+  // An event that cannot be kept is lost: count it (persisted when the
+  // disk has room again).
+  if (err) {
+    ++unpersisted_rejected_[drop_kind::events_rejected];
+    return err;
+  }
+  persist_rejected(drop_kind::events_rejected);
+  return caf::none;
+}
+
+namespace {
+
+// A table of rows that batches are cut from, and its drop counters.
+struct row_stream {
+  const char* stream;
+  const char* table;
+  const char* synced;
+  const char* queued_copy;
+  const char* unsynced;
+};
+
+const row_stream row_streams[] = {
+  {"metrics", "metrics", drop_kind::metrics_synced,
+   drop_kind::metrics_queued_copy, drop_kind::metrics_unsynced},
+  {"logs", "logs", drop_kind::logs_synced, drop_kind::logs_queued_copy,
+   drop_kind::logs_unsynced},
+};
+
+} // namespace
+
+caf::expected<int64_t> sqlite_store::drop_chunk(int64_t rows) {
+  int64_t dropped = 0;
+  auto err = sqlite::transaction(db_, [&]() -> caf::error {
+    auto delete_rows = [&](const row_stream& rs, const char* where,
+                           int64_t upto, const char* kind) -> caf::error {
+      auto st = db_.prepare(std::string("DELETE FROM ") + rs.table
+                            + " WHERE id IN (SELECT id FROM " + rs.table
+                            + " WHERE " + where + " ORDER BY id LIMIT ?2)");
+      if (!st)
+        return st.error();
+      st->bind(1, upto).bind(2, rows);
+      if (auto err = st->run())
+        return err;
+      dropped = db_.changes();
+      return count_drop(kind, dropped);
+    };
+    // 1. Rows the cloud already holds.
+    for (auto& rs : row_streams) {
+      auto acked = stream_cursors(db_, rs.stream).first;
+      if (auto err = delete_rows(rs, "id <= ?1", acked, rs.synced))
+        return err;
+      if (dropped > 0)
+        return caf::none;
+    }
+    // 2. Rows whose data also sits in a queued batch.
+    for (auto& rs : row_streams) {
+      auto batched = stream_cursors(db_, rs.stream).second;
+      if (auto err = delete_rows(rs, "id <= ?1", batched, rs.queued_copy))
+        return err;
+      if (dropped > 0)
+        return caf::none;
+    }
+    // 3. The oldest queued batch of metrics or logs: its records are lost.
+    auto oldest = db_.prepare("SELECT stream, sequence, points FROM sync_queue "
+                              "WHERE stream != 'events' "
+                              "ORDER BY created_at, sequence LIMIT 1");
+    if (!oldest)
+      return oldest.error();
+    auto row = oldest->step();
+    if (!row)
+      return row.error();
+    if (*row) {
+      auto stream = oldest->column_text(0);
+      auto seq = oldest->column_int(1);
+      auto points = oldest->column_int(2);
+      auto del = db_.prepare("DELETE FROM sync_queue WHERE stream = ?1 AND "
+                             "sequence = ?2");
+      if (!del)
+        return del.error();
+      del->bind(1, stream).bind(2, seq);
+      if (auto err = del->run())
+        return err;
+      dropped = 1;
+      log_warning("storage", "dropped unsynced batch ", seq, " of ", stream,
+                  " (", points, " records) to stay within the cap");
+      if (auto err = count_drop(drop_kind::batches_unsynced, 1))
+        return err;
+      return count_drop(drop_kind::unsynced_kind(stream), points);
+    }
+    // 4. The oldest rows no batch covers yet: lost.
+    for (auto& rs : row_streams) {
+      auto batched = stream_cursors(db_, rs.stream).second;
+      if (auto err = delete_rows(rs, "id > ?1", batched, rs.unsynced))
+        return err;
+      if (dropped > 0)
+        return caf::none;
+    }
+    // 5. Events, last of all.
+    auto ev = db_.prepare("DELETE FROM events WHERE id IN (SELECT id FROM "
+                          "events ORDER BY id LIMIT ?1)");
+    if (!ev)
+      return ev.error();
+    ev->bind(1, rows);
+    if (auto err = ev->run())
+      return err;
+    dropped = db_.changes();
+    return count_drop(drop_kind::events, dropped);
+  });
+  if (err)
+    return err;
+  return dropped;
+}
+
+caf::expected<int64_t> sqlite_store::drop_older_than(int64_t cutoff_ms) {
+  int64_t dropped = 0;
+  auto err = sqlite::transaction(db_, [&]() -> caf::error {
+    auto del = [&](const std::string& sql, int64_t a, int64_t b,
+                   const char* kind) -> caf::error {
+      auto st = db_.prepare(sql);
+      if (!st)
+        return st.error();
+      st->bind(1, a).bind(2, b);
+      if (auto err = st->run())
+        return err;
+      auto n = db_.changes();
+      dropped += n;
+      return count_drop(kind, n);
+    };
+    for (auto& rs : row_streams) {
+      auto [acked, batched] = stream_cursors(db_, rs.stream);
+      // Log timestamps are nanoseconds.
+      auto cutoff = rs.table == std::string_view{"logs"}
+                      ? cutoff_ms * 1000000
+                      : cutoff_ms;
+      // Rows are stored in time order: when the oldest row of a range is
+      // new enough, the whole range is, and the scan (there is no ts index)
+      // is skipped; a once-a-minute check must not read a 100 MB table.
+      auto oldest_after = [&](int64_t after) -> int64_t {
+        auto st = db_.prepare(std::string("SELECT ts FROM ") + rs.table
+                              + " WHERE id > ?1 ORDER BY id LIMIT 1");
+        if (!st)
+          return 0;
+        st->bind(1, after);
+        auto row = st->step();
+        return row && *row ? st->column_int(0) : cutoff;
+      };
+      auto sql = std::string("DELETE FROM ") + rs.table + " WHERE ts < ?1 AND ";
+      if (oldest_after(0) < cutoff) {
+        if (auto err = del(sql + "id <= ?2", cutoff, acked, rs.synced))
+          return err;
+        if (auto err = del(sql + "id <= ?2", cutoff, batched, rs.queued_copy))
+          return err;
+      }
+      if (oldest_after(batched) < cutoff)
+        if (auto err = del(sql + "id > ?2", cutoff, batched, rs.unsynced))
+          return err;
+    }
+    // Queued batches cut before the cutoff: count their records as lost.
+    for (auto& rs : row_streams) {
+      auto lost = db_.prepare("SELECT count(*), coalesce(sum(points), 0) FROM "
+                              "sync_queue WHERE created_at < ?1 AND stream = ?2");
+      if (!lost)
+        return lost.error();
+      lost->bind(1, cutoff_ms).bind(2, std::string_view{rs.stream});
+      auto row = lost->step();
+      if (!row)
+        return row.error();
+      auto batches = *row ? lost->column_int(0) : 0;
+      auto points = *row ? lost->column_int(1) : 0;
+      lost->reset();
+      if (batches == 0)
+        continue;
+      auto gone = db_.prepare("DELETE FROM sync_queue WHERE created_at < ?1 "
+                              "AND stream = ?2");
+      if (!gone)
+        return gone.error();
+      gone->bind(1, cutoff_ms).bind(2, std::string_view{rs.stream});
+      if (auto err = gone->run())
+        return err;
+      dropped += batches;
+      if (auto err = count_drop(drop_kind::batches_unsynced, batches))
+        return err;
+      if (auto err = count_drop(rs.unsynced, points))
+        return err;
+    }
+    auto ev_cutoff = cfg_.clock->now_ms() - cfg_.limits.events_retention_ms;
+    if (cfg_.limits.events_retention_ms > 0)
+      if (auto err = del("DELETE FROM events WHERE ts < ?1 AND ?2 = ?2",
+                         ev_cutoff, 0, drop_kind::events))
+        return err;
+    return caf::none;
+  });
+  if (err)
+    return err;
+  return dropped;
+}
+
+caf::expected<int64_t> sqlite_store::make_room(int64_t target_bytes) {
+  int64_t dropped = 0;
+  auto used = used_bytes();
+  // Chunks of ~1% of the rows a full store holds, at least 256.
+  auto chunk = std::max<int64_t>(256, cfg_.limits.max_bytes / 40 / 100);
+  while (used > target_bytes) {
+    auto n = drop_chunk(chunk);
+    // A delete is logged too: on a full disk, smaller ones fit the reserve.
+    if (!n && has_code(n.error(), ec::disk_full) && chunk > 16) {
+      chunk /= 2;
+      continue;
+    }
+    if (!n)
+      return n.error();
+    if (*n == 0)
+      break;
+    dropped += *n;
+    used = used_bytes();
+  }
+  return dropped;
+}
+
+caf::expected<int64_t> sqlite_store::enforce_limits() {
+  int64_t dropped = 0;
+  auto now = cfg_.clock->now_ms();
+  auto& lim = cfg_.limits;
+  // Age caps need checking once a minute of (injected) time, not per write.
+  if (lim.retention_ms > 0 && now - last_age_check_ms_ >= 60000) {
+    last_age_check_ms_ = now;
+    auto n = drop_older_than(now - lim.retention_ms);
+    if (!n)
+      return n.error();
+    dropped += *n;
+  }
+  if (lim.max_bytes > 0 && used_bytes() > lim.max_bytes) {
+    // Hysteresis: drop to 95% so every write does not trigger a delete.
+    auto n = make_room(lim.max_bytes / 100 * 95);
+    if (!n)
+      return n.error();
+    dropped += *n;
+  }
+  if (dropped > 0)
+    record_event("storage_drop",
+                 "dropped " + std::to_string(dropped)
+                   + " records to stay within the caps (see drop counters)");
+  return dropped;
+}
+
+caf::expected<int64_t> sqlite_store::store_logs(const log_lines& xs) {
+  auto insert = [&]() -> caf::expected<int64_t> {
+    auto err = sqlite::transaction(db_, [&]() -> caf::error {
+      auto st = db_.prepare("INSERT INTO logs (ts, labels, line) "
+                            "VALUES (?1, ?2, ?3)");
+      if (!st)
+        return st.error();
+      for (auto& x : xs) {
+        st->reset().bind(1, x.timestamp_ns)
+          .bind_blob(2, encode_labels(x.labels)).bind(3, x.line);
+        if (auto err = st->run())
+          return err;
+      }
+      return caf::none;
+    });
+    if (err)
+      return err;
+    return static_cast<int64_t>(xs.size());
+  };
+  auto n = with_room(xs.size(), insert, drop_kind::logs_rejected);
+  if (n)
+    logs_stored_ += *n;
+  return n;
+}
+
+caf::expected<unbatched_points> sqlite_store::fetch(const std::string& stream,
+                                                  int64_t max) {
+  if (auto err = check_stream(stream))
+    return err;
+  unbatched_points out;
+  int64_t batched_upto = 0;
+  select_state_.reset().bind(1, stream);
+  auto row = select_state_.step();
+  if (!row)
+    return row.error();
+  if (*row) {
+    out.next_sequence = select_state_.column_int(0);
+    batched_upto = select_state_.column_int(1);
+  }
+  select_state_.reset();
+  out.last_id = batched_upto;
+  out.epoch = epoch_;
+  if (stream != metrics_stream)
+    return fetch_rows(stream, batched_upto, max, std::move(out));
+  select_unbatched_.reset().bind(1, batched_upto).bind(2, max);
+  for (;;) {
+    auto more = select_unbatched_.step();
+    if (!more)
+      return more.error();
+    if (!*more)
+      break;
+    metric_sample s;
+    out.last_id = select_unbatched_.column_int(0);
+    auto sid = select_unbatched_.column_int(1);
+    if (auto i = series_by_id_.find(sid); i != series_by_id_.end()) {
+      s.name = i->second.first;
+      s.labels = i->second.second;
+    }
+    s.timestamp_ms = select_unbatched_.column_int(2);
+    s.value = select_unbatched_.column_exact(3);
+    out.samples.push_back(std::move(s));
+  }
+  select_unbatched_.reset();
+  return out;
+}
+
+caf::expected<unbatched_points>
+sqlite_store::fetch_rows(const std::string& stream, int64_t after, int64_t max,
+                       unbatched_points out) {
+  bool logs = stream == logs_stream;
+  auto st = db_.prepare(logs ? "SELECT id, ts, labels, line FROM logs "
+                               "WHERE id > ?1 ORDER BY id LIMIT ?2"
+                             : "SELECT id, ts, kind, message FROM events "
+                               "WHERE id > ?1 ORDER BY id LIMIT ?2");
+  if (!st)
+    return st.error();
+  st->bind(1, after).bind(2, max);
+  if (auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {
+        out.last_id = r.column_int(0);
+        if (logs) {
+          out.logs.push_back(log_line{decode_labels(r.column_blob(2)),
+                                      r.column_int(1), r.column_text(3)});
+          return;
+        }
+        event_record e;
+        e.timestamp_ms = r.column_int(1);
+        e.kind = r.column_text(2);
+        e.message = r.column_text(3);
+        out.events.push_back(std::move(e));
+      }))
+    return err;
+  return out;
+}
+
+caf::expected<int64_t> sqlite_store::enqueue(const queued_batch& b) {
+  auto err = sqlite::transaction(db_, [&]() -> caf::error {
+    select_state_.reset().bind(1, b.stream);
+    auto row = select_state_.step();
+    if (!row)
+      return row.error();
+    int64_t expected_seq = *row ? select_state_.column_int(0) : 1;
+    select_state_.reset();
+    if (b.sequence < expected_seq) {
+      // The same records re-encoded (a new series session): replace them.
+      auto up = db_.prepare("UPDATE sync_queue SET payload = ?3 WHERE "
+                            "stream = ?1 AND sequence = ?2 AND points = ?4 "
+                            "AND last_id = ?5");
+      if (!up)
+        return up.error();
+      up->bind(1, b.stream).bind(2, b.sequence).bind_blob(3, b.body)
+        .bind(4, b.points).bind(5, b.last_id);
+      if (auto err = up->run())
+        return err;
+      if (db_.changes() == 1)
+        return caf::none;
+    }
+    if (b.sequence != expected_seq)
+      return make_error(ec::bad_sequence,
+                        "batch " + std::to_string(b.sequence) + " of "
+                          + b.stream + " but the next is "
+                          + std::to_string(expected_seq));
+    insert_queue_.reset()
+      .bind(1, b.stream)
+      .bind(2, b.sequence)
+      .bind(3, b.last_id)
+      .bind(4, b.points)
+      .bind(5, b.created_ms)
+      .bind_blob(6, b.body);
+    if (auto err = insert_queue_.run())
+      return err;
+    update_batched_.reset().bind(1, b.stream).bind(2, b.sequence + 1).bind(
+      3, b.last_id);
+    return update_batched_.run();
+  });
+  if (err) {
+    last_error_ = render(err);
+    return err;
+  }
+  ++batches_enqueued_;
+  return b.sequence;
+}
+
+caf::expected<queued_batches> sqlite_store::pending(const std::string& stream,
+                                                  int64_t max) {
+  queued_batches out;
+  select_pending_.reset().bind(1, stream).bind(2, max);
+  for (;;) {
+    auto more = select_pending_.step();
+    if (!more)
+      return more.error();
+    if (!*more)
+      break;
+    queued_batch b;
+    b.stream = stream;
+    b.sequence = select_pending_.column_int(0);
+    b.last_id = select_pending_.column_int(1);
+    b.points = select_pending_.column_int(2);
+    b.created_ms = select_pending_.column_int(3);
+    b.retry_count = select_pending_.column_int(4);
+    b.body = select_pending_.column_blob(5);
+    out.push_back(std::move(b));
+  }
+  select_pending_.reset();
+  return out;
+}
+
+caf::expected<int64_t> sqlite_store::ack(const std::string& stream,
+                                       int64_t sequence, int64_t base,
+                                       const metric_samples& defs,
+                                       const std::string& history) {
+  int64_t deleted = 0;
+  auto err = sqlite::transaction(db_, [&]() -> caf::error {
+    auto upto = db_.prepare("SELECT max(last_id) FROM sync_queue "
+                            "WHERE stream = ?1 AND sequence <= ?2");
+    if (!upto)
+      return upto.error();
+    upto->bind(1, stream).bind(2, sequence);
+    auto row = upto->step();
+    if (!row)
+      return row.error();
+    int64_t last_id = *row && !upto->column_is_null(0) ? upto->column_int(0)
+                                                         : 0;
+    delete_acked_.reset().bind(1, stream).bind(2, sequence);
+    if (auto err = delete_acked_.run())
+      return err;
+    deleted = db_.changes();
+    update_acked_.reset().bind(1, stream).bind(2, sequence).bind(3, last_id);
+    if (auto err = update_acked_.run())
+      return err;
+    // The series the acked batch defined are now known to the cloud.
+    if (deleted == 0 || stream != metrics_stream)
+      return caf::none;
+    return replace_session(stream, base, defs, history);
+  });
+  if (err) {
+    last_error_ = render(err);
+    return err;
+  }
+  batches_acked_ += deleted;
+  return deleted;
+}
+
+caf::error sqlite_store::replace_session(const std::string& stream, int64_t base,
+                                       const metric_samples& defs,
+                                       const std::string& history) {
+  auto del = db_.prepare("DELETE FROM wire_series WHERE stream = ?1 "
+                         "AND idx >= ?2");
+  if (!del)
+    return del.error();
+  del->bind(1, stream).bind(2, base);
+  if (auto err = del->run())
+    return err;
+  auto ins = db_.prepare("INSERT INTO wire_series (stream, idx, name, labels) "
+                         "VALUES (?1, ?2, ?3, ?4)");
+  if (!ins)
+    return ins.error();
+  auto idx = base;
+  for (auto& d : defs) {
+    ins->reset().bind(1, stream).bind(2, idx++).bind(3, d.name)
+      .bind_blob(4, encode_labels(d.labels));
+    if (auto err = ins->run())
+      return err;
+  }
+  auto hist = db_.prepare("INSERT OR REPLACE INTO wire_history (stream, "
+                          "history) VALUES (?1, ?2)");
+  if (!hist)
+    return hist.error();
+  hist->bind(1, stream).bind_blob(2, history);
+  return hist->run();
+}
+
+caf::expected<wire_session> sqlite_store::session(const std::string& stream) {
+  auto st = db_.prepare("SELECT name, labels FROM wire_series WHERE "
+                        "stream = ?1 ORDER BY idx");
+  if (!st)
+    return st.error();
+  st->bind(1, stream);
+  wire_session out;
+  if (auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {
+        metric_sample x;
+        x.name = r.column_text(0);
+        x.labels = decode_labels(r.column_blob(1));
+        out.series.push_back(std::move(x));
+      }))
+    return err;
+  auto hist = db_.prepare("SELECT history FROM wire_history WHERE stream = ?1");
+  if (!hist)
+    return hist.error();
+  hist->bind(1, stream);
+  auto row = hist->step();
+  if (!row)
+    return row.error();
+  if (*row)
+    out.history = hist->column_blob(0);
+  return out;
+}
+
+caf::expected<int64_t> sqlite_store::discard(const std::string& stream,
+                                           int64_t sequence) {
+  int64_t points = 0;
+  int64_t deleted = 0;
+  auto err = sqlite::transaction(db_, [&]() -> caf::error {
+    auto sel = db_.prepare("SELECT points FROM sync_queue WHERE stream = ?1 "
+                           "AND sequence = ?2");
+    if (!sel)
+      return sel.error();
+    sel->bind(1, stream).bind(2, sequence);
+    auto row = sel->step();
+    if (!row)
+      return row.error();
+    if (!*row)
+      return caf::none;
+    points = sel->column_int(0);
+    auto del = db_.prepare("DELETE FROM sync_queue WHERE stream = ?1 AND "
+                           "sequence = ?2");
+    if (!del)
+      return del.error();
+    del->bind(1, stream).bind(2, sequence);
+    if (auto err = del->run())
+      return err;
+    deleted = db_.changes();
+    if (auto err = count_drop(drop_kind::batches_rejected, 1))
+      return err;
+    return count_drop(drop_kind::unsynced_kind(stream), points);
+  });
+  if (err) {
+    last_error_ = render(err);
+    return err;
+  }
+  if (deleted > 0)
+    record_event("batch_rejected",
+                 "the cloud refused batch " + std::to_string(sequence) + " of "
+                   + stream + " for good; " + std::to_string(points)
+                   + " records dropped");
+  return points;
+}
+
+caf::expected<cloud_settings> sqlite_store::load_settings() {
+  cloud_settings out;
+  auto st = db_.prepare("SELECT value FROM meta WHERE key = 'cloud_settings'");
+  if (!st)
+    return st.error();
+  auto row = st->step();
+  if (!row)
+    return row.error();
+  if (!*row)
+    return out;
+  std::istringstream in(st->column_text(0));
+  in >> out.version >> out.batch_size >> out.sync_interval_ms
+    >> out.retention_ms >> out.zstd_level;
+  if (!in)
+    return cloud_settings{};
+  return out;
+}
+
+caf::error sqlite_store::save_settings(const cloud_settings& x) {
+  auto st = db_.prepare("INSERT INTO meta (key, value) VALUES "
+                        "('cloud_settings', ?1) ON CONFLICT (key) DO UPDATE "
+                        "SET value = ?1");
+  if (!st)
+    return st.error();
+  std::ostringstream out;
+  out << x.version << ' ' << x.batch_size << ' ' << x.sync_interval_ms << ' '
+      << x.retention_ms << ' ' << x.zstd_level;
+  st->bind(1, out.str());
+  return st->run();
+}
+
+caf::error sqlite_store::note_retry(const std::string& stream,
+                                  int64_t sequence, int64_t next_retry_ms) {
+  auto st = db_.prepare("UPDATE sync_queue SET retry_count = retry_count + 1, "
+                        "next_retry = ?3 WHERE stream = ?1 AND sequence = ?2");
+  if (!st)
+    return st.error();
+  return st->bind(1, stream).bind(2, sequence).bind(3, next_retry_ms).run();
+}
+
+caf::error sqlite_store::checkpoint() {
+  return db_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+}
+
+actor_stats sqlite_store::stats() {
+  actor_stats out;
+  out.name = "storage";
+  out.state = last_error_.empty() ? "ok" : "last error: " + last_error_;
+  out.counters["points_stored"] = points_stored_;
+  out.counters["store_failures"] = store_failures_;
+  out.counters["batches_enqueued"] = batches_enqueued_;
+  out.counters["batches_acked"] = batches_acked_;
+  out.counters["series"] = static_cast<int64_t>(series_.size());
+  out.counters["moved_aside"] = moved_aside_;
+  out.counters["used_bytes"] = used_bytes();
+  out.counters["max_bytes"] = cfg_.limits.max_bytes;
+  out.counters["under_pressure"] = under_pressure_ ? 1 : 0;
+  for (auto& kv : drops())
+    out.counters["dropped_" + kv.first] = kv.second;
+  auto count = [this](const char* sql) -> int64_t {
+    auto st = db_.prepare(sql);
+    if (!st)
+      return -1;
+    auto row = st->step();
+    return row && *row ? st->column_int(0) : -1;
+  };
+  out.counters["metrics_rows"] = count("SELECT count(*) FROM metrics");
+  out.counters["queued_batches"] = count("SELECT count(*) FROM sync_queue");
+  out.counters["unbatched_points"] = count(
+    "SELECT count(*) FROM metrics WHERE id > coalesce((SELECT batched_upto "
+    "FROM stream_state WHERE stream = 'metrics'), 0)");
+  out.counters["logs_stored"] = logs_stored_;
+  out.counters["logs_rows"] = count("SELECT count(*) FROM logs");
+  out.counters["unbatched_logs"] = count(
+    "SELECT count(*) FROM logs WHERE id > coalesce((SELECT batched_upto "
+    "FROM stream_state WHERE stream = 'logs'), 0)");
+  out.counters["unbatched_events"] = count(
+    "SELECT count(*) FROM events WHERE id > coalesce((SELECT batched_upto "
+    "FROM stream_state WHERE stream = 'events'), 0)");
+  return out;
+}
+
+namespace {
+
+int64_t scalar(sqlite::database& db, const std::string& sql) {
+  return try_scalar(db, sql).value_or(-1);
+}
+
+std::string format_time(int64_t ms) {
+  if (ms <= 0)
+    return "-";
+  time_t secs = static_cast<time_t>(ms / 1000);
+  std::tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+} // namespace
+
+caf::expected<debug_report> sqlite_store::debug(const std::string& what) {
+  debug_report out;
+  std::ostringstream text;
+  json_object json;
+  if (what == "clean") {
+    // Sizes on disk count the WAL: it is part of what the store takes.
+    auto on_disk = [this] {
+      return std::max<int64_t>(0, file_size(cfg_.path))
+             + std::max<int64_t>(0, file_size(cfg_.path + "-wal"));
+    };
+    auto before = used_bytes();
+    auto disk_before = on_disk();
+    auto wal_before = std::max<int64_t>(0, file_size(cfg_.path + "-wal"));
+    auto drops_before = drops();
+    auto retention = cfg_.limits.retention_ms;
+    auto cutoff = retention > 0 ? cfg_.clock->now_ms() - retention : 0;
+    int64_t dropped = 0;
+    // The node's own age caps, on every table (metrics, logs, queued
+    // batches, events), as it applies them each minute.
+    if (retention > 0) {
+      auto n = drop_older_than(cutoff);
+      if (!n)
+        return n.error();
+      dropped = *n;
+    }
+    if (auto err = db_.exec("VACUUM"))
+      return err;
+    if (auto err = checkpoint())
+      return err;
+    json_object by_kind;
+    std::string kinds;
+    for (auto& [kind, n] : drops()) {
+      auto delta = n - drops_before[kind];
+      if (delta <= 0)
+        continue;
+      by_kind.add(kind, delta);
+      kinds += " " + kind + "=" + std::to_string(delta);
+    }
+    text << "retention " << (retention > 0 ? format_time(cutoff) : "off")
+         << ": dropped " << dropped << " records older than it"
+         << (kinds.empty() ? "" : " (" + kinds.substr(1) + ")")
+         << "\nvacuumed and checkpointed: " << disk_before << " -> "
+         << on_disk() << " bytes on disk (database + WAL; WAL " << wal_before
+         << " -> " << std::max<int64_t>(0, file_size(cfg_.path + "-wal"))
+         << "), " << before << " -> " << used_bytes() << " bytes in use\n";
+    json.add("dropped", dropped)
+      .raw("dropped_by_kind", by_kind.str())
+      .add("retention_cutoff_ms", cutoff)
+      .add("disk_bytes_before", disk_before)
+      .add("disk_bytes_after", on_disk())
+      .add("wal_bytes_before", wal_before)
+      .add("wal_bytes_after",
+           std::max<int64_t>(0, file_size(cfg_.path + "-wal")))
+      .add("used_bytes_before", before)
+      .add("used_bytes_after", used_bytes());
+  } else if (what == "storage") {
+    auto [acked, batched] = stream_cursors(db_, "metrics");
+    auto integrity = db_.quick_check();
+    auto rows_metrics = scalar(db_, "SELECT count(*) FROM metrics");
+    auto unbatched = scalar(db_, "SELECT count(*) FROM metrics WHERE id > "
+                                   + std::to_string(batched));
+    auto queued = scalar(db_, "SELECT count(*) FROM sync_queue");
+    auto queued_points = scalar(db_, "SELECT sum(points) FROM sync_queue");
+    auto oldest = scalar(db_, "SELECT min(ts) FROM metrics");
+    auto newest = scalar(db_, "SELECT max(ts) FROM metrics");
+    text << "database   " << cfg_.path << " (" << file_size(cfg_.path)
+         << " bytes, WAL " << std::max<int64_t>(0, file_size(cfg_.path + "-wal"))
+         << " bytes)\nin use     " << used_bytes() << " of "
+         << cfg_.limits.max_bytes << " bytes cap\nintegrity  " << integrity
+         << "\nrows       metrics=" << rows_metrics
+         << " series=" << scalar(db_, "SELECT count(*) FROM series")
+         << " sync_queue=" << queued
+         << " events=" << scalar(db_, "SELECT count(*) FROM events")
+         << "\nmetrics    oldest " << format_time(oldest) << ", newest "
+         << format_time(newest) << "\nbacklog    " << unbatched
+         << " points not batched, " << queued << " batches ("
+         << queued_points << " points) waiting for the cloud\ndrops     ";
+    json_object drops_json;
+    for (auto& kv : drops()) {
+      text << " " << kv.first << "=" << kv.second;
+      drops_json.add(kv.first, kv.second);
+    }
+    text << "\npressure   " << (under_pressure_ ? "disk full" : "none") << "\n";
+    json.add("path", cfg_.path)
+      .add("file_bytes", file_size(cfg_.path))
+      .add("wal_bytes", std::max<int64_t>(0, file_size(cfg_.path + "-wal")))
+      .add("used_bytes", used_bytes())
+      .add("max_bytes", cfg_.limits.max_bytes)
+      .add("integrity", integrity)
+      .add("metrics_rows", rows_metrics)
+      .add("series_rows", scalar(db_, "SELECT count(*) FROM series"))
+      .add("sync_queue_rows", queued)
+      .add("events_rows", scalar(db_, "SELECT count(*) FROM events"))
+      .add("oldest_ms", oldest)
+      .add("newest_ms", newest)
+      .add("unbatched_points", unbatched)
+      .add("queued_points", queued_points)
+      .raw("drops", drops_json.str())
+      .add("under_pressure", under_pressure_);
+  } else if (what == "queue") {
+    auto st = db_.prepare("SELECT stream, sequence, points, length(payload), "
+                          "created_at, retry_count, next_retry FROM sync_queue "
+                          "ORDER BY stream, sequence");
+    if (!st)
+      return st.error();
+    std::string items;
+    int64_t count = 0;
+    // Per stream: batches, first and last sequence.
+    std::map<std::string, std::array<int64_t, 3>> ranges;
+    text << "STREAM   SEQUENCE  POINTS   BYTES  CREATED               RETRIES"
+            "  NEXT RETRY\n";
+    for (;;) {
+      auto row = st->step();
+      if (!row)
+        return row.error();
+      if (!*row)
+        break;
+      auto stream = st->column_text(0);
+      auto seq = st->column_int(1);
+      auto& r = ranges[stream];
+      if (r[0]++ == 0)
+        r[1] = seq;
+      r[2] = seq;
+      ++count;
+      char line[200];
+      snprintf(line, sizeof(line), "%-8s %8lld %7lld %7lld  %-20s %7lld  %s\n",
+               stream.c_str(), static_cast<long long>(seq),
+               static_cast<long long>(st->column_int(2)),
+               static_cast<long long>(st->column_int(3)),
+               format_time(st->column_int(4)).c_str(),
+               static_cast<long long>(st->column_int(5)),
+               format_time(st->column_int(6)).c_str());
+      text << line;
+      json_object item;
+      item.add("stream", stream)
+        .add("sequence", seq)
+        .add("points", st->column_int(2))
+        .add("bytes", st->column_int(3))
+        .add("created_ms", st->column_int(4))
+        .add("retry_count", st->column_int(5))
+        .add("next_retry_ms", st->column_int(6));
+      items += (items.empty() ? "" : ",") + item.str();
+    }
+    text << count << " batches waiting\n";
+    json_object streams_json;
+    for (auto& [stream, r] : ranges) {
+      text << "  " << stream << ": " << r[0] << " batches, sequences " << r[1]
+           << ".." << r[2] << "\n";
+      json_object one;
+      one.add("batches", r[0]).add("first_sequence", r[1])
+        .add("last_sequence", r[2]);
+      streams_json.raw(stream, one.str());
+    }
+    json.add("batches", count)
+      .raw("streams", streams_json.str())
+      .raw("items", "[" + items + "]");
+  } else {
+    return make_error(ec::bad_config, "unknown debug subject '" + what
+                                        + "' (storage, queue, clean)");
+  }
+  out.text = text.str();
+  out.json = json.str();
+  return out;
+}
+
+void declare(option_set& opts, storage_limits& x) {
+  opts.add_size("storage.reserve-bytes", x.reserve_bytes, 512 * 1024,
+                "Disk space held back and given up when the disk fills, so "
+                "old data can still be dropped to make room");
+}
+
+caf::error validate(const sqlite_store_config& x) {
+  auto bad = [](std::string what) {
+    return make_error(ec::bad_config, std::move(what));
+  };
+  if (x.path.empty())
+    return bad("sqlite_store_config.path: must not be empty");
+  for (auto [key, v] : {std::pair{"storage.max-bytes", x.limits.max_bytes},
+                        std::pair{"storage.retention", x.limits.retention_ms},
+                        std::pair{"storage.reserve-bytes",
+                                  x.limits.reserve_bytes}})
+    if (v < 0)
+      return bad(std::string{key} + ": must not be negative");
+  return caf::none;
+}
+
+} // namespace fleetd
