@@ -151,7 +151,7 @@ caf::error migrate_legacy(sqlite::database& db) {
 
 } // namespace
 
-caf::expected<cloud_store> cloud_store::open(const std::string& path,
+caf::expected<embedded_store> embedded_store::open(const std::string& path,
                                              clock_ptr clock) {
   auto db = sqlite::database::open(path, "FULL");
   if (!db)
@@ -163,7 +163,7 @@ caf::expected<cloud_store> cloud_store::open(const std::string& path,
     return err;
   if (auto err = db->exec(schema))
     return err;
-  cloud_store out;
+  embedded_store out;
   out.clock_ = std::move(clock);
   out.db_ = std::move(*db);
   if (auto err = out.load_series())
@@ -171,7 +171,7 @@ caf::expected<cloud_store> cloud_store::open(const std::string& path,
   return out;
 }
 
-caf::error cloud_store::load_series() {
+caf::error embedded_store::load_series() {
   series_.clear();
   auto all = db_.prepare("SELECT id, name, labels FROM series");
   if (!all)
@@ -187,7 +187,7 @@ caf::error cloud_store::load_series() {
   }
 }
 
-caf::expected<int64_t> cloud_store::series_id(const metric_sample& x) {
+caf::expected<int64_t> embedded_store::series_id(const metric_sample& x) {
   auto labels = encode_labels(x.labels);
   auto key = x.name + '\0' + labels;
   if (auto i = series_.find(key); i != series_.end())
@@ -203,7 +203,7 @@ caf::expected<int64_t> cloud_store::series_id(const metric_sample& x) {
   return id;
 }
 
-caf::error cloud_store::write_capability(const ingest_batch& b, int64_t now) {
+caf::error embedded_store::write_capability(const ingest_batch& b, int64_t now) {
   auto& c = b.capability;
   if (c.tier <= 0)
     return caf::none;
@@ -221,7 +221,7 @@ caf::error cloud_store::write_capability(const ingest_batch& b, int64_t now) {
   return st->run();
 }
 
-caf::expected<ingest_outcome> cloud_store::write(const ingest_batch& b) {
+caf::expected<ingest_outcome> embedded_store::write(const ingest_batch& b) {
   ingest_outcome out;
   auto now = clock_->now_ms();
   auto known_series = series_.size();
@@ -325,7 +325,7 @@ caf::expected<ingest_outcome> cloud_store::write(const ingest_batch& b) {
   return out;
 }
 
-caf::expected<codec_context*> cloud_store::session(const std::string& device,
+caf::expected<codec_context*> embedded_store::session(const std::string& device,
                                                    const std::string& epoch) {
   auto key = session_key{device, epoch};
   if (auto i = sessions_.find(key); i != sessions_.end())
@@ -361,7 +361,7 @@ caf::expected<codec_context*> cloud_store::session(const std::string& device,
 }
 
 caf::expected<metric_samples>
-cloud_store::decode_in_session(const ingest_batch& b) {
+embedded_store::decode_in_session(const ingest_batch& b) {
   auto ctx = session(b.device_id, b.epoch);
   if (!ctx)
     return ctx.error();
@@ -412,7 +412,7 @@ cloud_store::decode_in_session(const ingest_batch& b) {
   return std::move(*xs);
 }
 
-caf::error cloud_store::insert_records(const ingest_batch& b, int64_t& n) {
+caf::error embedded_store::insert_records(const ingest_batch& b, int64_t& n) {
   if (!b.logs.empty()) {
     auto ins = db_.prepare("INSERT INTO logs (device_id, sequence, labels, ts, "
                            "line, epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
@@ -473,7 +473,7 @@ caf::error cloud_store::insert_records(const ingest_batch& b, int64_t& n) {
   return caf::none;
 }
 
-caf::error cloud_store::config_for(const std::string& device, int64_t have,
+caf::error embedded_store::config_for(const std::string& device, int64_t have,
                                    cloud_settings& out) {
   auto st = db_.prepare("SELECT version, batch_size, sync_interval_ms, "
                         "retention_ms, zstd_level FROM device_config WHERE "
@@ -525,7 +525,7 @@ caf::error check_values(const settings_change& c) {
 } // namespace
 
 caf::expected<cloud_settings>
-cloud_store::set_config(const std::string& device, const settings_change& c) {
+embedded_store::set_config(const std::string& device, const settings_change& c) {
   if (auto err = check_values(c))
     return err;
   cloud_settings x;
@@ -575,7 +575,7 @@ cloud_store::set_config(const std::string& device, const settings_change& c) {
   return x;
 }
 
-caf::expected<log_lines> cloud_store::logs(const std::string& device) {
+caf::expected<log_lines> embedded_store::logs(const std::string& device) {
   auto st = db_.prepare("SELECT labels, ts, line FROM logs WHERE device_id = "
                         "?1 ORDER BY rowid");
   if (!st)
@@ -590,7 +590,7 @@ caf::expected<log_lines> cloud_store::logs(const std::string& device) {
   return out;
 }
 
-caf::expected<event_records> cloud_store::events(const std::string& device) {
+caf::expected<event_records> embedded_store::events(const std::string& device) {
   auto st = db_.prepare("SELECT ts, kind, message, attributes FROM events "
                         "WHERE device_id = ?1 ORDER BY rowid");
   if (!st)
@@ -609,7 +609,7 @@ caf::expected<event_records> cloud_store::events(const std::string& device) {
   return out;
 }
 
-caf::expected<device_infos> cloud_store::devices() {
+caf::expected<device_infos> embedded_store::devices() {
   auto st = db_.prepare(
     "SELECT s.device_id, s.stream, s.points, s.batches, s.duplicates, "
     "s.last_sequence, s.last_sequence - (SELECT count(*) FROM batches b "
@@ -652,7 +652,7 @@ caf::expected<device_infos> cloud_store::devices() {
   return out;
 }
 
-caf::expected<metric_samples> cloud_store::points(const std::string& device) {
+caf::expected<metric_samples> embedded_store::points(const std::string& device) {
   auto st = db_.prepare(
     "SELECT s.name, s.labels, p.ts, p.bits FROM points p JOIN series s ON "
     "s.id = p.series_id WHERE p.device_id = ?1 ORDER BY p.rowid");
@@ -676,9 +676,9 @@ caf::expected<metric_samples> cloud_store::points(const std::string& device) {
   return out;
 }
 
-actor_stats cloud_store::stats() {
+actor_stats embedded_store::stats() {
   actor_stats out;
-  out.name = "embedded_store";
+  out.name = "cloud_store";
   out.state = last_error_.empty() ? "ok" : "last error: " + last_error_;
   out.counters["batches_stored"] = batches_stored_;
   out.counters["points_stored"] = points_stored_;
@@ -686,44 +686,6 @@ actor_stats cloud_store::stats() {
   out.counters["failures"] = failures_;
   out.counters["series"] = static_cast<int64_t>(series_.size());
   return out;
-}
-
-cloud_store_actor::behavior_type
-embedded_store(cloud_store_actor::stateful_pointer<embedded_store_state> self,
-               std::shared_ptr<cloud_store> store) {
-  self->state.store = std::move(store);
-  auto& st = *self->state.store;
-  return {
-    [&st](write_atom, const ingest_batch& b) -> caf::result<ingest_outcome> {
-      auto r = st.write(b);
-      if (!r) {
-        log_warning("embedded_store", "cannot store batch ", b.sequence,
-                    " of ", b.device_id, "/", b.stream, ": ",
-                    render(r.error()));
-        return r.error();
-      }
-      return *r;
-    },
-    [&st](devices_atom) -> caf::result<device_infos> {
-      return to_result(st.devices());
-    },
-    [&st](points_atom, const std::string& device) -> caf::result<metric_samples> {
-      return to_result(st.points(device));
-    },
-    [&st](points_atom, const std::string& device,
-          log_lines) -> caf::result<log_lines> {
-      return to_result(st.logs(device));
-    },
-    [&st](points_atom, const std::string& device,
-          event_records) -> caf::result<event_records> {
-      return to_result(st.events(device));
-    },
-    [&st](config_atom, const std::string& device,
-          const settings_change& x) -> caf::result<cloud_settings> {
-      return to_result(st.set_config(device, x));
-    },
-    [&st](stats_atom) { return st.stats(); },
-  };
 }
 
 } // namespace fleetd

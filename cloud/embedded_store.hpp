@@ -13,12 +13,12 @@
 
 namespace fleetd {
 
-/// The cloud's embedded SQLite store: points, every batch sequence seen per
+/// The cloud's embedded SQLite store (behind the cloud_store actor): points, every batch sequence seen per
 /// (device, stream), and per-stream counters. A batch and its ack state are
 /// written in one transaction, so a sequence is stored at most once.
-class cloud_store {
+class embedded_store {
 public:
-  static caf::expected<cloud_store> open(const std::string& path,
+  static caf::expected<embedded_store> open(const std::string& path,
                                          clock_ptr clock);
 
   caf::expected<ingest_outcome> write(const ingest_batch& batch);
@@ -59,15 +59,5 @@ private:
   int64_t failures_ = 0;
   std::string last_error_;
 };
-
-struct embedded_store_state {
-  std::shared_ptr<cloud_store> store;
-  static inline const char* name = "embedded_store";
-};
-
-/// Spawn detached: every handler blocks on SQLite.
-cloud_store_actor::behavior_type
-embedded_store(cloud_store_actor::stateful_pointer<embedded_store_state> self,
-               std::shared_ptr<cloud_store> store);
 
 } // namespace fleetd

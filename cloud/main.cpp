@@ -1,11 +1,11 @@
-// fleetd-cloud: the cloud node (ingest endpoint -> ingest -> embedded store).
+// fleetd-cloud: the cloud node (ingest endpoint -> ingest -> cloud store).
 #include <iostream>
 
 #include <caf/actor_system.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
 #include "actors/inspector.hpp"
-#include "cloud/embedded_store.hpp"
+#include "cloud/cloud_store.hpp"
 #include "cloud/ingest.hpp"
 #include "cloud/ingest_endpoint.hpp"
 #include "messages/error.hpp"
@@ -65,15 +65,15 @@ int run(int argc, char** argv) {
   if (!lock)
     return die(lock.error());
   auto clk = make_scaled_clock(opt.common.clock_speed);
-  auto store = cloud_store::open(dir + "/cloud.db", clk);
+  auto store = embedded_store::open(dir + "/cloud.db", clk);
   if (!store)
     return die(store.error());
   node_config cfg{opt.common};
   caf::actor_system sys{cfg};
   stop_list stops;
   auto st = sys.spawn<caf::detached>(
-    embedded_store, std::make_shared<cloud_store>(std::move(*store)));
-  stops.add("embedded_store", caf::actor_cast<caf::actor>(st));
+    cloud_store, std::make_shared<embedded_store>(std::move(*store)));
+  stops.add("cloud_store", caf::actor_cast<caf::actor>(st));
   auto icfg = opt.ingest;
   icfg.store = st;
   auto ing = sys.spawn(ingest, icfg);
@@ -83,7 +83,7 @@ int run(int argc, char** argv) {
   pcfg.node_id = opt.node_id;
   pcfg.clock = clk;
   pcfg.actors = {{"ingest", caf::actor_cast<caf::actor>(ing)},
-                 {"embedded_store", caf::actor_cast<caf::actor>(st)}};
+                 {"cloud_store", caf::actor_cast<caf::actor>(st)}};
   pcfg.devices = caf::actor_cast<caf::actor>(st);
   auto insp = sys.spawn(inspector, pcfg);
   stops.add("inspector", caf::actor_cast<caf::actor>(insp));

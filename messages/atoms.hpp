@@ -28,5 +28,7 @@ using discard_atom = caf::atom_constant<caf::atom("discard")>;
 using config_atom = caf::atom_constant<caf::atom("config")>;
 using capabilities_atom = caf::atom_constant<caf::atom("caps")>;
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
+using logs_atom = caf::atom_constant<caf::atom("logs")>;
+using events_atom = caf::atom_constant<caf::atom("events")>;
 
 } // namespace fleetd

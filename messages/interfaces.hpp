@@ -99,7 +99,7 @@ using sync_actor = caf::typed_actor<
   caf::reacts_to<capabilities_atom, capability_report>,
   stats_handler>;
 
-/// The cloud's embedded store (cloud/embedded_store).
+/// The cloud's store (cloud/cloud_store; the embedded SQLite store behind it).
 using cloud_store_actor = caf::typed_actor<
   // Stores a batch unless its sequence is already held; atomic with the ack.
   caf::replies_to<write_atom, ingest_batch>::with<ingest_outcome>,
@@ -107,9 +107,10 @@ using cloud_store_actor = caf::typed_actor<
   caf::replies_to<devices_atom>::with<device_infos>,
   // Every point held for a device, oldest first (for tests and tools).
   caf::replies_to<points_atom, std::string>::with<metric_samples>,
-  // Every log line / event held for a device (the last argument picks which).
-  caf::replies_to<points_atom, std::string, log_lines>::with<log_lines>,
-  caf::replies_to<points_atom, std::string, event_records>::with<event_records>,
+  // Every log line held for a device, oldest first.
+  caf::replies_to<logs_atom, std::string>::with<log_lines>,
+  // Every event held for a device, oldest first.
+  caf::replies_to<events_atom, std::string>::with<event_records>,
   // Changes the operator's settings for a device; replies the whole new
   // version (ec::unknown_device for a device never seen, unless `create`).
   caf::replies_to<config_atom, std::string, settings_change>::with<cloud_settings>,

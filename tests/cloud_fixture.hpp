@@ -16,7 +16,7 @@
 #include <caf/scoped_actor.hpp>
 #include <doctest/doctest.h>
 
-#include "cloud/embedded_store.hpp"
+#include "cloud/cloud_store.hpp"
 #include "cloud/ingest_endpoint.hpp"
 #include "messages/error.hpp"
 #include "messages/register.hpp"
@@ -64,12 +64,13 @@ struct cloud_fixture {
     return hdl;
   }
 
-  /// The embedded store (detached, kept) on a cloud_store opened at `path`.
+  /// The cloud store actor (detached, kept) on an embedded store opened at
+  /// `path`.
   cloud_store_actor spawn_cloud_store(const std::string& path) {
-    auto st = cloud_store::open(path, clock);
+    auto st = embedded_store::open(path, clock);
     REQUIRE_MESSAGE(st, render(st.error()));
     return keep(sys->spawn<caf::detached>(
-      embedded_store, std::make_shared<cloud_store>(std::move(*st))));
+      cloud_store, std::make_shared<embedded_store>(std::move(*st))));
   }
 
   /// Opens the endpoint on 127.0.0.1:`port` (0: any) in front of `front`;

@@ -1,6 +1,6 @@
 // The cloud's embedded store: each (device, stream, sequence) stored once,
 // duplicates and gaps counted, everything kept across a reopen.
-#include "cloud/embedded_store.hpp"
+#include "cloud/cloud_store.hpp"
 
 #include <stdlib.h>
 
@@ -71,28 +71,28 @@ struct store_fixture {
     = std::make_shared<manual_clock>(clock_start_ms);
   std::string path = dir.file("cloud.db");
 
-  cloud_store open() {
+  embedded_store open() {
     REQUIRE(dir.ok());
-    auto st = cloud_store::open(path, clock);
+    auto st = embedded_store::open(path, clock);
     REQUIRE_MESSAGE(st, "cannot open " << path << ": "
                                        << (st ? "" : render(st.error())));
     return std::move(*st);
   }
 };
 
-ingest_outcome write_ok(cloud_store& st, const ingest_batch& b) {
+ingest_outcome write_ok(embedded_store& st, const ingest_batch& b) {
   auto r = st.write(b);
   REQUIRE_MESSAGE(r, render(r.error()));
   return *r;
 }
 
-metric_samples points_of(cloud_store& st, const std::string& device) {
+metric_samples points_of(embedded_store& st, const std::string& device) {
   auto r = st.points(device);
   REQUIRE_MESSAGE(r, render(r.error()));
   return std::move(*r);
 }
 
-device_infos devices_of(cloud_store& st) {
+device_infos devices_of(embedded_store& st) {
   auto r = st.devices();
   REQUIRE_MESSAGE(r, render(r.error()));
   return std::move(*r);
@@ -145,7 +145,7 @@ TEST_CASE("a write stores the points and returns the last acked sequence") {
   CHECK(ds[0].gaps == 0);
   CHECK(ds[0].last_seen_ms == clock_start_ms + 1000);
   auto stats = st.stats();
-  CHECK(stats.name == "embedded_store");
+  CHECK(stats.name == "cloud_store");
   CHECK(stats.state == "ok");
   CHECK(stats.counters["batches_stored"] == 2);
   CHECK(stats.counters["points_stored"] == 8);
@@ -498,12 +498,12 @@ TEST_CASE("a store of the first schema migrates: rows kept, values exact, "
 TEST_CASE("the embedded store actor answers write, devices, points and "
           "stats") {
   store_fixture f;
-  auto store = std::make_shared<cloud_store>(f.open());
+  auto store = std::make_shared<embedded_store>(f.open());
   caf::actor_system_config cfg;
   register_messages(cfg);
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
-  auto st = sys.spawn<caf::detached>(embedded_store, store);
+  auto st = sys.spawn<caf::detached>(cloud_store, store);
   auto xs = samples(3, 1);
   ingest_outcome out;
   self->request(st, 5s, write_atom::value, batch("dev-a", 1, xs))
@@ -530,7 +530,7 @@ TEST_CASE("the embedded store actor answers write, devices, points and "
   self->request(st, 5s, stats_atom::value)
     .receive([&](actor_stats& x) { stats = std::move(x); },
              [&](caf::error& err) { FAIL_CHECK(render(err)); });
-  CHECK(stats.name == "embedded_store");
+  CHECK(stats.name == "cloud_store");
   CHECK(stats.counters["batches_stored"] == 1);
   CHECK(stats.counters["duplicates"] == 1);
   self->send_exit(st, caf::exit_reason::user_shutdown);
@@ -541,7 +541,7 @@ TEST_CASE("a sequence reused with other content or far ahead is refused") {
   test::scratch_dir dir{dir_prefix};
   REQUIRE(dir.ok());
   auto clk = std::make_shared<manual_clock>(clock_start_ms);
-  auto st = cloud_store::open(dir.file("cloud.db"), clk);
+  auto st = embedded_store::open(dir.file("cloud.db"), clk);
   REQUIRE(st);
   auto b = batch("d", 1, samples(3, 1));
   b.epoch = "e1";
@@ -618,7 +618,7 @@ bool is(const caf::error& err, ec code) {
 /// Stores dev-a's batch `seq` of epoch e1 with `xs` encoded against the
 /// device's session `dev`, then commits `xs` to `dev` as the device does
 /// once it is acked; returns what the commit returned.
-caf::error write_committed(cloud_store& st, codec_context& dev, int64_t seq,
+caf::error write_committed(embedded_store& st, codec_context& dev, int64_t seq,
                            const metric_samples& xs) {
   write_ok(st, columnar_batch("dev-a", "e1", seq, encode_columnar(xs, dev)));
   return commit_columnar(dev, xs);
@@ -762,7 +762,7 @@ TEST_CASE("set_config changes only the fields named, clears one back to "
 TEST_CASE("logs and events are stored and read back, in the store and "
           "through the actor") {
   store_fixture f;
-  auto store = std::make_shared<cloud_store>(f.open());
+  auto store = std::make_shared<embedded_store>(f.open());
   log_lines lines{
     {{{"unit", "sshd"}}, 1'700'000'000'000'000'001, "accepted key"},
     {{{"unit", "kernel"}, {"prio", "4"}}, 1'700'000'000'000'000'002, "oom"},
@@ -821,13 +821,12 @@ TEST_CASE("logs and events are stored and read back, in the store and "
   register_messages(cfg);
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
-  auto act = sys.spawn<caf::detached>(embedded_store, store);
-  self->request(act, 5s, points_atom::value, std::string{"dev-a"}, log_lines{})
+  auto act = sys.spawn<caf::detached>(cloud_store, store);
+  self->request(act, 5s, logs_atom::value, std::string{"dev-a"})
     .receive([&](log_lines& got) { check_logs(got); },
              [&](caf::error& err) { FAIL_CHECK(render(err)); });
   self
-    ->request(act, 5s, points_atom::value, std::string{"dev-a"},
-              event_records{})
+    ->request(act, 5s, events_atom::value, std::string{"dev-a"})
     .receive([&](event_records& got) { check_events(got); },
              [&](caf::error& err) { FAIL_CHECK(render(err)); });
   self->send_exit(act, caf::exit_reason::user_shutdown);

@@ -25,7 +25,7 @@
 
 #include "cloud_fixture.hpp"
 
-#include "cloud/embedded_store.hpp"
+#include "cloud/cloud_store.hpp"
 #include "cloud/ingest_endpoint.hpp"
 #include "fleetd/v1/sync.pb.h"
 #include "messages/error.hpp"
@@ -203,14 +203,14 @@ struct http_fixture : test::cloud_fixture {
 
 
   log_lines logs() {
-    return test::ask<log_lines>(*self, store, 5s, points_atom::value,
-                                std::string{device_id}, log_lines{});
+    return test::ask<log_lines>(*self, store, 5s, logs_atom::value,
+                                std::string{device_id});
   }
 
 
   event_records events() {
-    return test::ask<event_records>(*self, store, 5s, points_atom::value,
-                                    std::string{device_id}, event_records{});
+    return test::ask<event_records>(*self, store, 5s, events_atom::value,
+                                    std::string{device_id});
   }
 
 

@@ -33,7 +33,7 @@
 #include "cloud_fixture.hpp"
 #include "helpers.hpp"
 
-#include "cloud/embedded_store.hpp"
+#include "cloud/cloud_store.hpp"
 #include "cloud/ingest.hpp"
 #include "cloud/ingest_endpoint.hpp"
 #include "edge/cloud_link.hpp"

@@ -315,7 +315,7 @@ TEST_CASE("fleetctl status, devices and watch show what flows through real "
                          0)
           == 0);
     CHECK(out.find("  ingest: serving") != std::string::npos);
-    CHECK(out.find("  embedded_store: ok") != std::string::npos);
+    CHECK(out.find("  cloud_store: ok") != std::string::npos);
     CHECK(text_counter(out, "points") > 0);
     CHECK(text_counter(out, "points_stored") > 0);
     CHECK(text_counter(out, "accepted") > 0);
@@ -353,7 +353,7 @@ TEST_CASE("fleetctl status, devices and watch show what flows through real "
     CHECK(out.find(std::string{"\"node_id\":\""} + cloud_id + "\"")
           != std::string::npos);
     CHECK(out.find("\"name\":\"ingest\"") != std::string::npos);
-    CHECK(out.find("\"name\":\"embedded_store\"") != std::string::npos);
+    CHECK(out.find("\"name\":\"cloud_store\"") != std::string::npos);
     CHECK(json_counter(out, "points") > 0);
     auto dev_run = n.ctl(n.dev_console, {"--json", "status"});
     int drc = dev_run.first;

@@ -73,7 +73,7 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
-#include "cloud/embedded_store.hpp"
+#include "cloud/cloud_store.hpp"
 #include "cloud/ingest.hpp"
 #include "cloud/ingest_endpoint.hpp"
 #include "edge/backoff.hpp"
@@ -468,13 +468,13 @@ struct world {
   /// A cloud (embedded store, ingest, endpoint) on 127.0.0.1:port.
   uint16_t start_cloud(const std::string& path, clock_ptr clock,
                        uint16_t port) {
-    auto store = cloud_store::open(path, clock);
+    auto store = embedded_store::open(path, clock);
     if (!store)
-      fail("cloud_store::open(" + path + "): " + render(store.error()));
-    auto st = keep("embedded_store",
+      fail("embedded_store::open(" + path + "): " + render(store.error()));
+    auto st = keep("cloud_store",
                    sys.spawn<caf::detached>(
-                     embedded_store,
-                     std::make_shared<cloud_store>(std::move(*store))));
+                     cloud_store,
+                     std::make_shared<embedded_store>(std::move(*store))));
     ingest_config icfg;
     icfg.store = st;
     auto ing = keep("ingest", sys.spawn(ingest, icfg));
