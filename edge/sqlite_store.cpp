@@ -1445,168 +1445,192 @@ std::string format_time(int64_t ms) {
 } // namespace
 
 caf::expected<debug_report> sqlite_store::debug(const std::string& what) {
-  debug_report out;
-  std::ostringstream text;
-  json_object json;
-  if (what == "clean") {
-    // Sizes on disk count the WAL: it is part of what the store takes.
-    auto on_disk = [this] {
-      return std::max<int64_t>(0, file_size(cfg_.path))
-             + std::max<int64_t>(0, file_size(cfg_.path + "-wal"));
-    };
-    auto before = used_bytes();
-    auto disk_before = on_disk();
-    auto wal_before = std::max<int64_t>(0, file_size(cfg_.path + "-wal"));
-    auto drops_before = drops();
-    auto retention = cfg_.limits.retention_ms;
-    auto cutoff = retention > 0 ? cfg_.clock->now_ms() - retention : 0;
-    int64_t dropped = 0;
-    // The node's own age caps, on every table (metrics, logs, queued
-    // batches, events), as it applies them each minute.
-    if (retention > 0) {
-      auto n = drop_older_than(cutoff);
-      if (!n)
-        return n.error();
-      dropped = *n;
-    }
-    if (auto err = db_.exec("VACUUM"))
-      return err;
-    if (auto err = checkpoint())
-      return err;
-    json_object by_kind;
-    std::string kinds;
-    for (auto& [kind, n] : drops()) {
-      auto delta = n - drops_before[kind];
-      if (delta <= 0)
-        continue;
-      by_kind.add(kind, delta);
-      kinds += " " + kind + "=" + std::to_string(delta);
-    }
-    text << "retention " << (retention > 0 ? format_time(cutoff) : "off")
-         << ": dropped " << dropped << " records older than it"
-         << (kinds.empty() ? "" : " (" + kinds.substr(1) + ")")
-         << "\nvacuumed and checkpointed: " << disk_before << " -> "
-         << on_disk() << " bytes on disk (database + WAL; WAL " << wal_before
-         << " -> " << std::max<int64_t>(0, file_size(cfg_.path + "-wal"))
-         << "), " << before << " -> " << used_bytes() << " bytes in use\n";
-    json.add("dropped", dropped)
-      .raw("dropped_by_kind", by_kind.str())
-      .add("retention_cutoff_ms", cutoff)
-      .add("disk_bytes_before", disk_before)
-      .add("disk_bytes_after", on_disk())
-      .add("wal_bytes_before", wal_before)
-      .add("wal_bytes_after",
-           std::max<int64_t>(0, file_size(cfg_.path + "-wal")))
-      .add("used_bytes_before", before)
-      .add("used_bytes_after", used_bytes());
-  } else if (what == "storage") {
-    auto [acked, batched] = stream_cursors(db_, "metrics");
-    auto integrity = db_.quick_check();
-    auto rows_metrics = scalar(db_, "SELECT count(*) FROM metrics");
-    auto unbatched = scalar(db_, "SELECT count(*) FROM metrics WHERE id > "
-                                   + std::to_string(batched));
-    auto queued = scalar(db_, "SELECT count(*) FROM sync_queue");
-    auto queued_points = scalar(db_, "SELECT sum(points) FROM sync_queue");
-    auto oldest = scalar(db_, "SELECT min(ts) FROM metrics");
-    auto newest = scalar(db_, "SELECT max(ts) FROM metrics");
-    text << "database   " << cfg_.path << " (" << file_size(cfg_.path)
-         << " bytes, WAL " << std::max<int64_t>(0, file_size(cfg_.path + "-wal"))
-         << " bytes)\nin use     " << used_bytes() << " of "
-         << cfg_.limits.max_bytes << " bytes cap\nintegrity  " << integrity
-         << "\nrows       metrics=" << rows_metrics
-         << " series=" << scalar(db_, "SELECT count(*) FROM series")
-         << " sync_queue=" << queued
-         << " events=" << scalar(db_, "SELECT count(*) FROM events")
-         << "\nmetrics    oldest " << format_time(oldest) << ", newest "
-         << format_time(newest) << "\nbacklog    " << unbatched
-         << " points not batched, " << queued << " batches ("
-         << queued_points << " points) waiting for the cloud\ndrops     ";
-    json_object drops_json;
-    for (auto& kv : drops()) {
-      text << " " << kv.first << "=" << kv.second;
-      drops_json.add(kv.first, kv.second);
-    }
-    text << "\npressure   " << (under_pressure_ ? "disk full" : "none") << "\n";
-    json.add("path", cfg_.path)
-      .add("file_bytes", file_size(cfg_.path))
-      .add("wal_bytes", std::max<int64_t>(0, file_size(cfg_.path + "-wal")))
-      .add("used_bytes", used_bytes())
-      .add("max_bytes", cfg_.limits.max_bytes)
-      .add("integrity", integrity)
-      .add("metrics_rows", rows_metrics)
-      .add("series_rows", scalar(db_, "SELECT count(*) FROM series"))
-      .add("sync_queue_rows", queued)
-      .add("events_rows", scalar(db_, "SELECT count(*) FROM events"))
-      .add("oldest_ms", oldest)
-      .add("newest_ms", newest)
-      .add("unbatched_points", unbatched)
-      .add("queued_points", queued_points)
-      .raw("drops", drops_json.str())
-      .add("under_pressure", under_pressure_);
-  } else if (what == "queue") {
-    auto st = db_.prepare("SELECT stream, sequence, points, length(payload), "
-                          "created_at, retry_count, next_retry FROM sync_queue "
-                          "ORDER BY stream, sequence");
-    if (!st)
-      return st.error();
-    std::string items;
-    int64_t count = 0;
-    // Per stream: batches, first and last sequence.
-    std::map<std::string, std::array<int64_t, 3>> ranges;
-    text << "STREAM   SEQUENCE  POINTS   BYTES  CREATED               RETRIES"
-            "  NEXT RETRY\n";
-    for (;;) {
-      auto row = st->step();
-      if (!row)
-        return row.error();
-      if (!*row)
-        break;
-      auto stream = st->column_text(0);
-      auto seq = st->column_int(1);
-      auto& r = ranges[stream];
-      if (r[0]++ == 0)
-        r[1] = seq;
-      r[2] = seq;
-      ++count;
-      char line[200];
-      snprintf(line, sizeof(line), "%-8s %8lld %7lld %7lld  %-20s %7lld  %s\n",
-               stream.c_str(), static_cast<long long>(seq),
-               static_cast<long long>(st->column_int(2)),
-               static_cast<long long>(st->column_int(3)),
-               format_time(st->column_int(4)).c_str(),
-               static_cast<long long>(st->column_int(5)),
-               format_time(st->column_int(6)).c_str());
-      text << line;
-      json_object item;
-      item.add("stream", stream)
-        .add("sequence", seq)
-        .add("points", st->column_int(2))
-        .add("bytes", st->column_int(3))
-        .add("created_ms", st->column_int(4))
-        .add("retry_count", st->column_int(5))
-        .add("next_retry_ms", st->column_int(6));
-      items += (items.empty() ? "" : ",") + item.str();
-    }
-    text << count << " batches waiting\n";
-    json_object streams_json;
-    for (auto& [stream, r] : ranges) {
-      text << "  " << stream << ": " << r[0] << " batches, sequences " << r[1]
-           << ".." << r[2] << "\n";
-      json_object one;
-      one.add("batches", r[0]).add("first_sequence", r[1])
-        .add("last_sequence", r[2]);
-      streams_json.raw(stream, one.str());
-    }
-    json.add("batches", count)
-      .raw("streams", streams_json.str())
-      .raw("items", "[" + items + "]");
-  } else {
-    return make_error(ec::bad_config, "unknown debug subject '" + what
-                                        + "' (storage, queue, clean)");
+  if (what == "storage")
+    return storage_report();
+  if (what == "queue")
+    return queue_report();
+  // The one subject that changes the store (maintenance, then its report).
+  if (what == "clean")
+    return clean();
+  return make_error(ec::bad_config, "unknown debug subject '" + what
+                                      + "' (storage, queue, clean)");
+}
+
+int64_t sqlite_store::on_disk_bytes(bool wal_only) {
+  auto wal = std::max<int64_t>(0, file_size(cfg_.path + "-wal"));
+  return wal_only ? wal : std::max<int64_t>(0, file_size(cfg_.path)) + wal;
+}
+
+caf::expected<debug_report> sqlite_store::clean() {
+  // Sizes on disk count the WAL: it is part of what the store takes.
+  auto before = used_bytes();
+  auto disk_before = on_disk_bytes(false);
+  auto wal_before = on_disk_bytes(true);
+  auto drops_before = drops();
+  auto retention = cfg_.limits.retention_ms;
+  auto cutoff = retention > 0 ? cfg_.clock->now_ms() - retention : 0;
+  int64_t dropped = 0;
+  // The node's own age caps, on every table (metrics, logs, queued
+  // batches, events), as it applies them each minute.
+  if (retention > 0) {
+    auto n = drop_older_than(cutoff);
+    if (!n)
+      return n.error();
+    dropped = *n;
   }
-  out.text = text.str();
-  out.json = json.str();
-  return out;
+  if (auto err = db_.exec("VACUUM"))
+    return err;
+  if (auto err = checkpoint())
+    return err;
+  json_object by_kind;
+  std::string kinds;
+  for (auto& [kind, n] : drops()) {
+    auto delta = n - drops_before[kind];
+    if (delta <= 0)
+      continue;
+    by_kind.add(kind, delta);
+    kinds += " " + kind + "=" + std::to_string(delta);
+  }
+  std::ostringstream text;
+  text << "retention " << (retention > 0 ? format_time(cutoff) : "off")
+       << ": dropped " << dropped << " records older than it"
+       << (kinds.empty() ? "" : " (" + kinds.substr(1) + ")")
+       << "\nvacuumed and checkpointed: " << disk_before << " -> "
+       << on_disk_bytes(false) << " bytes on disk (database + WAL; WAL "
+       << wal_before << " -> " << on_disk_bytes(true) << "), " << before
+       << " -> " << used_bytes() << " bytes in use\n";
+  json_object json;
+  json.add("dropped", dropped)
+    .raw("dropped_by_kind", by_kind.str())
+    .add("retention_cutoff_ms", cutoff)
+    .add("disk_bytes_before", disk_before)
+    .add("disk_bytes_after", on_disk_bytes(false))
+    .add("wal_bytes_before", wal_before)
+    .add("wal_bytes_after", on_disk_bytes(true))
+    .add("used_bytes_before", before)
+    .add("used_bytes_after", used_bytes());
+  return debug_report{text.str(), json.str()};
+}
+
+caf::expected<debug_report> sqlite_store::storage_report() {
+  auto [acked, batched] = stream_cursors(db_, "metrics");
+  auto integrity = db_.quick_check();
+  auto rows_metrics = scalar(db_, "SELECT count(*) FROM metrics");
+  auto unbatched = scalar(db_, "SELECT count(*) FROM metrics WHERE id > "
+                                 + std::to_string(batched));
+  auto queued = scalar(db_, "SELECT count(*) FROM sync_queue");
+  auto queued_points = scalar(db_, "SELECT sum(points) FROM sync_queue");
+  auto oldest = scalar(db_, "SELECT min(ts) FROM metrics");
+  auto newest = scalar(db_, "SELECT max(ts) FROM metrics");
+  auto series = scalar(db_, "SELECT count(*) FROM series");
+  auto events = scalar(db_, "SELECT count(*) FROM events");
+  std::ostringstream text;
+  text << "database   " << cfg_.path << " (" << file_size(cfg_.path)
+       << " bytes, WAL " << on_disk_bytes(true) << " bytes)\nin use     "
+       << used_bytes() << " of " << cfg_.limits.max_bytes
+       << " bytes cap\nintegrity  " << integrity
+       << "\nrows       metrics=" << rows_metrics << " series=" << series
+       << " sync_queue=" << queued << " events=" << events
+       << "\nmetrics    oldest " << format_time(oldest) << ", newest "
+       << format_time(newest) << "\nbacklog    " << unbatched
+       << " points not batched, " << queued << " batches (" << queued_points
+       << " points) waiting for the cloud\ndrops     ";
+  json_object drops_json;
+  for (auto& kv : drops()) {
+    text << " " << kv.first << "=" << kv.second;
+    drops_json.add(kv.first, kv.second);
+  }
+  text << "\npressure   " << (under_pressure_ ? "disk full" : "none") << "\n";
+  json_object json;
+  json.add("path", cfg_.path)
+    .add("file_bytes", file_size(cfg_.path))
+    .add("wal_bytes", on_disk_bytes(true))
+    .add("used_bytes", used_bytes())
+    .add("max_bytes", cfg_.limits.max_bytes)
+    .add("integrity", integrity)
+    .add("metrics_rows", rows_metrics)
+    .add("series_rows", series)
+    .add("sync_queue_rows", queued)
+    .add("events_rows", events)
+    .add("oldest_ms", oldest)
+    .add("newest_ms", newest)
+    .add("unbatched_points", unbatched)
+    .add("queued_points", queued_points)
+    .raw("drops", drops_json.str())
+    .add("under_pressure", under_pressure_);
+  return debug_report{text.str(), json.str()};
+}
+
+namespace {
+
+// One queued batch: a line of the table and an object of the JSON list.
+void add_queue_row(sqlite::statement& st, std::ostringstream& text,
+                   std::string& items) {
+  auto stream = st.column_text(0);
+  char line[200];
+  snprintf(line, sizeof(line), "%-8s %8lld %7lld %7lld  %-20s %7lld  %s\n",
+           stream.c_str(), static_cast<long long>(st.column_int(1)),
+           static_cast<long long>(st.column_int(2)),
+           static_cast<long long>(st.column_int(3)),
+           format_time(st.column_int(4)).c_str(),
+           static_cast<long long>(st.column_int(5)),
+           format_time(st.column_int(6)).c_str());
+  text << line;
+  json_object item;
+  item.add("stream", stream)
+    .add("sequence", st.column_int(1))
+    .add("points", st.column_int(2))
+    .add("bytes", st.column_int(3))
+    .add("created_ms", st.column_int(4))
+    .add("retry_count", st.column_int(5))
+    .add("next_retry_ms", st.column_int(6));
+  items += (items.empty() ? "" : ",") + item.str();
+}
+
+} // namespace
+
+caf::expected<debug_report> sqlite_store::queue_report() {
+  auto st = db_.prepare("SELECT stream, sequence, points, length(payload), "
+                        "created_at, retry_count, next_retry FROM sync_queue "
+                        "ORDER BY stream, sequence");
+  if (!st)
+    return st.error();
+  std::ostringstream text;
+  std::string items;
+  int64_t count = 0;
+  // Per stream: batches, first and last sequence.
+  std::map<std::string, std::array<int64_t, 3>> ranges;
+  text << "STREAM   SEQUENCE  POINTS   BYTES  CREATED               RETRIES"
+          "  NEXT RETRY\n";
+  for (;;) {
+    auto row = st->step();
+    if (!row)
+      return row.error();
+    if (!*row)
+      break;
+    auto& r = ranges[st->column_text(0)];
+    auto seq = st->column_int(1);
+    if (r[0]++ == 0)
+      r[1] = seq;
+    r[2] = seq;
+    ++count;
+    add_queue_row(*st, text, items);
+  }
+  text << count << " batches waiting\n";
+  json_object streams_json;
+  for (auto& [stream, r] : ranges) {
+    text << "  " << stream << ": " << r[0] << " batches, sequences " << r[1]
+         << ".." << r[2] << "\n";
+    json_object one;
+    one.add("batches", r[0]).add("first_sequence", r[1]).add("last_sequence",
+                                                             r[2]);
+    streams_json.raw(stream, one.str());
+  }
+  json_object json;
+  json.add("batches", count)
+    .raw("streams", streams_json.str())
+    .raw("items", "[" + items + "]");
+  return debug_report{text.str(), json.str()};
 }
 
 void declare(option_set& opts, storage_limits& x) {

@@ -111,6 +111,13 @@ public:
   int64_t checkpoint_bound() const;
 
 private:
+  // The reports of debug(): each reads, only clean() changes the store.
+  caf::expected<debug_report> storage_report();
+  caf::expected<debug_report> queue_report();
+  caf::expected<debug_report> clean();
+  // Bytes of the database file plus its WAL, or of the WAL alone.
+  int64_t on_disk_bytes(bool wal_only);
+
   // Schema, salvage of a corrupt predecessor, epoch, statements, WAL caps.
   caf::error init(const std::string* salvage_from);
   caf::error salvage(const std::string& aside);
