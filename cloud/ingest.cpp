@@ -31,25 +31,35 @@ bool is_protobuf_type(const std::string& content_type) {
   return true;
 }
 
-uint16_t store_error_status(const caf::error& err) {
+uint16_t http_status(ingest_step step, const caf::error& err) {
+  if (!err)
+    return 200;
   if (err.category() != caf::atom("fleetd"))
     return 503;
   switch (static_cast<ec>(err.code())) {
+    case ec::unsupported_media_type:
+    case ec::unsupported_encoding:
+      return 415;
+    case ec::too_large:
+      return 413;
     case ec::bad_sequence:
     case ec::session_out_of_sync:
-      // The batch contradicts what the cloud holds.
-      return 409;
+      // In the body a malformed field; against the store a contradiction.
+      return step == ingest_step::decode ? 400 : 409;
     case ec::decode_failed:
     case ec::checksum_mismatch:
       return 400;
-    case ec::too_large:
-      return 413;
     case ec::invalid_record:
       // The store cannot hold a record of it as sent.
       return 422;
     default:
-      return 503;
+      // Whatever the body did wrong is a refusal; a store may recover.
+      return step == ingest_step::decode ? 400 : 503;
   }
+}
+
+uint16_t store_error_status(const caf::error& err) {
+  return http_status(ingest_step::store, err);
 }
 
 http_reply sync_answer(uint16_t status, const sync_ack& ack) {
@@ -77,100 +87,126 @@ caf::error validate(const ingest_config& x) {
   return caf::none;
 }
 
+namespace {
+
+using ingest_ptr = ingest_actor::stateful_pointer<ingest_state>;
+
+// What the request's envelope (headers) says before the body is read.
+caf::error check_envelope(const std::string& encoding,
+                          const std::string& content_type) {
+  if (!is_protobuf_type(content_type))
+    return make_error(ec::unsupported_media_type,
+                      std::string("Content-Type must be ") + protobuf_type
+                        + ", not '" + printable(content_type, 64) + "'");
+  if (!encoding.empty() && encoding != "zstd" && encoding != "identity")
+    return make_error(ec::unsupported_encoding,
+                      "Content-Encoding must be zstd or identity");
+  return caf::none;
+}
+
+// The decoded request as the store takes it.
+ingest_batch to_batch(decoded_request&& req) {
+  ingest_batch b;
+  b.device_id = std::move(req.device_id);
+  b.stream = std::move(req.stream);
+  b.epoch = std::move(req.epoch);
+  b.checksum = std::move(req.checksum);
+  b.sequence = req.sequence;
+  b.config_version = req.config_version;
+  b.samples = std::move(req.samples);
+  b.columnar = std::move(req.columnar);
+  b.logs = std::move(req.logs);
+  b.events = std::move(req.events);
+  b.retry_count = req.retry_count;
+  b.capability = req.capability;
+  return b;
+}
+
+// The error's own text, without the code the answer carries beside it.
+std::string message_of(const caf::error& err) {
+  const auto& ctx = err.context();
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+    return ctx.get_as<std::string>(0);
+  return render(err);
+}
+
+// The answer to a request that failed at `step`: a refusal (counted by code)
+// or, when the store may recover, 503 with a retry hint.
+http_reply answer_error(ingest_state& st, ingest_step step,
+                        const caf::error& err) {
+  auto status = http_status(step, err);
+  sync_ack nack;
+  nack.error_message = message_of(err);
+  if (status == 503) {
+    ++st.store_failures;
+    nack.error_code = "store_unavailable";
+    nack.error_message = render(err);
+    nack.retry_after_ms = 1000;
+    return sync_answer(status, nack);
+  }
+  // Retrying the same bytes cannot help: the device counts it against its
+  // sync.max-rejections, not as a link failure.
+  nack.error_code = err.category() == caf::atom("fleetd")
+                      ? to_string(static_cast<ec>(err.code()))
+                      : "refused";
+  ++st.rejected[nack.error_code];
+  log_limited(log_level::info, "ingest", "rejected_request",
+              "rejected request: ", nack.error_code, ": ", nack.error_message);
+  return sync_answer(status, nack);
+}
+
+// The answer to a stored (or already held) batch.
+http_reply answer_stored(ingest_state& st, const ingest_outcome& out) {
+  if (out.duplicate)
+    ++st.duplicates;
+  else
+    ++st.accepted;
+  st.points += out.stored;
+  sync_ack ack;
+  ack.success = true;
+  ack.last_sequence_ack = out.last_acked;
+  ack.config = out.config;
+  if (out.config.version > 0)
+    ++st.configs_sent;
+  return sync_answer(http_status(ingest_step::store, caf::none), ack);
+}
+
+// decode -> store -> answer.
+caf::result<http_reply> handle(ingest_ptr self, const std::string& body,
+                               const std::string& encoding,
+                               const std::string& content_type) {
+  auto& st = self->state;
+  ++st.requests;
+  if (auto err = check_envelope(encoding, content_type))
+    return answer_error(st, ingest_step::decode, err);
+  auto req = decode_request(body, encoding == "zstd",
+                            static_cast<size_t>(st.cfg.max_decoded_bytes));
+  if (!req)
+    return answer_error(st, ingest_step::decode, req.error());
+  auto rp = self->make_response_promise<http_reply>();
+  self->request(st.cfg.store, store_timeout, write_atom::value,
+                to_batch(std::move(*req)))
+    .then(
+      [self, rp](ingest_outcome& out) mutable {
+        rp.deliver(answer_stored(self->state, out));
+      },
+      [self, rp](caf::error& err) mutable {
+        rp.deliver(answer_error(self->state, ingest_step::store, err));
+      });
+  return rp;
+}
+
+} // namespace
+
 ingest_actor::behavior_type
-ingest(ingest_actor::stateful_pointer<ingest_state> self, ingest_config cfg) {
+ingest(ingest_ptr self, ingest_config cfg) {
   if (stop_on_bad_config(self, "ingest", validate(cfg)))
     return ingest_actor::behavior_type::make_empty_behavior();
   self->state.cfg = std::move(cfg);
   return {
     [self](sync_atom, const std::string& body, const std::string& encoding,
-           const std::string& content_type) -> caf::result<http_reply> {
-      auto& st = self->state;
-      ++st.requests;
-      if (!is_protobuf_type(content_type)) {
-        ++st.rejected["unsupported_media_type"];
-        sync_ack nack;
-        nack.error_code = "unsupported_media_type";
-        nack.error_message = std::string("Content-Type must be ")
-                             + protobuf_type + ", not '"
-                             + printable(content_type, 64) + "'";
-        return sync_answer(415, nack);
-      }
-      if (!encoding.empty() && encoding != "zstd" && encoding != "identity") {
-        ++st.rejected["unsupported_encoding"];
-        sync_ack nack;
-        nack.error_code = "unsupported_encoding";
-        nack.error_message = "Content-Encoding must be zstd or identity";
-        return sync_answer(415, nack);
-      }
-      auto req = decode_request(body, encoding == "zstd",
-                                static_cast<size_t>(st.cfg.max_decoded_bytes));
-      if (!req) {
-        auto code = to_string(static_cast<ec>(req.error().code()));
-        ++st.rejected[code];
-        sync_ack nack;
-        nack.error_code = code;
-        nack.error_message = render(req.error());
-        log_limited(log_level::info, "ingest", "rejected_request",
-                  "rejected request: ", nack.error_message);
-        auto too_large = static_cast<ec>(req.error().code()) == ec::too_large;
-        return sync_answer(too_large ? 413 : 400, nack);
-      }
-      ingest_batch b;
-      b.device_id = std::move(req->device_id);
-      b.stream = std::move(req->stream);
-      b.epoch = std::move(req->epoch);
-      b.checksum = std::move(req->checksum);
-      b.sequence = req->sequence;
-      b.config_version = req->config_version;
-      b.samples = std::move(req->samples);
-      b.columnar = std::move(req->columnar);
-      b.logs = std::move(req->logs);
-      b.events = std::move(req->events);
-      b.retry_count = req->retry_count;
-      b.capability = req->capability;
-      auto rp = self->make_response_promise<http_reply>();
-      self->request(st.cfg.store, store_timeout, write_atom::value,
-                    std::move(b))
-        .then(
-          [self, rp](ingest_outcome& out) mutable {
-            auto& st = self->state;
-            if (out.duplicate)
-              ++st.duplicates;
-            else
-              ++st.accepted;
-            st.points += out.stored;
-            sync_ack ack;
-            ack.success = true;
-            ack.last_sequence_ack = out.last_acked;
-            ack.config = out.config;
-            if (out.config.version > 0)
-              ++st.configs_sent;
-            rp.deliver(sync_answer(200, ack));
-          },
-          [self, rp](caf::error& err) mutable {
-            auto status = store_error_status(err);
-            if (status != 503) {
-              // Retrying the same bytes cannot help: a refusal the device
-              // counts against its max_rejections, not a link failure.
-              auto code = to_string(static_cast<ec>(err.code()));
-              ++self->state.rejected[code];
-              sync_ack nack;
-              nack.error_code = code;
-              nack.error_message = render(err);
-              log_limited(log_level::info, "ingest", "rejected_request",
-                  "rejected request: ", nack.error_message);
-              rp.deliver(sync_answer(status, nack));
-              return;
-            }
-            ++self->state.store_failures;
-            sync_ack nack;
-            nack.error_code = "store_unavailable";
-            nack.error_message = render(err);
-            nack.retry_after_ms = 1000;
-            rp.deliver(sync_answer(503, nack));
-          });
-      return rp;
+           const std::string& content_type) {
+      return handle(self, body, encoding, content_type);
     },
     [self](stats_atom) {
       auto& st = self->state;

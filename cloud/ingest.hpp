@@ -41,9 +41,16 @@ constexpr const char* protobuf_type = "application/x-protobuf";
 /// True when a Content-Type names protobuf_type (parameters allowed).
 bool is_protobuf_type(const std::string& content_type);
 
-/// The HTTP status answering a store error: a refusal (4xx) when sending
-/// the same batch again cannot help, 503 (retry later) when the store may
-/// recover (busy, disk full, I/O, timeout).
+/// The steps of a request, in order: what an error means depends on where.
+enum class ingest_step { decode, store };
+
+/// The one mapping from a request's outcome to its HTTP status: 200 when
+/// `err` is none; a refusal (400, 409, 413, 415, 422) when sending the same
+/// bytes again cannot help; 503 (retry later) when the store may recover
+/// (busy, disk full, I/O, timeout).
+uint16_t http_status(ingest_step step, const caf::error& err);
+
+/// http_status of a store error.
 uint16_t store_error_status(const caf::error& err);
 
 /// A SyncResponse as an HTTP answer; an error one names its code and

@@ -33,6 +33,8 @@ const char* to_string(ec x) {
     case ec::storage_corrupt: return "storage_corrupt";
     case ec::storage_locked: return "storage_locked";
     case ec::invalid_record: return "invalid_record";
+    case ec::unsupported_media_type: return "unsupported_media_type";
+    case ec::unsupported_encoding: return "unsupported_encoding";
   }
   return "unknown";
 }

@@ -50,6 +50,10 @@ enum class ec : uint8_t {
   /// A store refuses a record as sent (constraint, type, size): retrying
   /// the same record cannot help, unlike busy, disk full or I/O errors.
   invalid_record,
+  /// A request's Content-Type is not the protocol's media type.
+  unsupported_media_type,
+  /// A request's Content-Encoding is not one the receiver decodes.
+  unsupported_encoding,
 };
 
 /// Stable lower-case name of an error code, e.g. "checksum_mismatch".

@@ -270,6 +270,21 @@ TEST_CASE("store errors: a refusal when retrying cannot help, 503 only when "
   CHECK(store_error_status(caf::make_error(caf::sec::request_timeout)) == 503);
 }
 
+TEST_CASE("one mapping from outcome to status: ok 200; whatever the body did "
+          "wrong a refusal; only the store's own trouble 503") {
+  CHECK(http_status(ingest_step::store, caf::none) == 200);
+  CHECK(http_status(ingest_step::decode, make_error(ec::unsupported_media_type))
+        == 415);
+  CHECK(http_status(ingest_step::decode, make_error(ec::unsupported_encoding))
+        == 415);
+  CHECK(http_status(ingest_step::decode, make_error(ec::too_large)) == 413);
+  // A bad sequence in the body is malformed; against the store, a conflict.
+  CHECK(http_status(ingest_step::decode, make_error(ec::bad_sequence)) == 400);
+  CHECK(http_status(ingest_step::store, make_error(ec::bad_sequence)) == 409);
+  CHECK(http_status(ingest_step::decode, make_error(ec::unknown_stream)) == 400);
+  CHECK(http_status(ingest_step::store, make_error(ec::disk_full)) == 503);
+}
+
 TEST_CASE("a batch the store refuses by a constraint is answered 422 "
           "invalid_record, not 503: the device counts it and moves on") {
   ingest_fixture f;
