@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <tuple>
 
+#include "messages/decode_budget.hpp"
 #include "messages/error.hpp"
 
 #include <xxhash.h>
@@ -967,99 +969,200 @@ caf::expected<uint64_t> columnar_base(std::string_view bytes) {
   return base;
 }
 
-caf::expected<metric_samples> decode_columnar(std::string_view bytes,
-                                              codec_context& ctx) {
-  reader r{bytes};
-  if (r.byte() != columnar_format_version || !r.ok)
+namespace {
+
+// Each slot's kind, scale and selector bytes (when it has them), for the
+// series' history once the batch decodes.
+struct last_bytes {
+  uint8_t kind = 0;
+  int scale = -1;
+  int selector = -1;
+};
+
+// One column being read: its slot, points, mode and what it continues.
+struct column {
+  size_t slot = 0;
+  size_t n = 0;
+  uint8_t mode = 0;
+  recon rc;
+  const codec_context::history* h = nullptr;
+  const codec_context::history* mask = nullptr;
+  // The history as scaled integers (columns that continue it).
+  std::vector<uint64_t> prev;
+};
+
+// Reads one columnar batch section by section (docs/wire-format.md), each
+// over a bounds-checked reader; `commit` changes the session only once every
+// section has been read without error.
+class columnar_decoder {
+public:
+  columnar_decoder(std::string_view bytes, codec_context& ctx,
+                   decode_budget& budget)
+    : bytes_(bytes), r_{bytes}, ctx_(ctx), budget_(budget) {}
+
+  caf::expected<metric_samples> run() {
+    for (auto step : {&columnar_decoder::read_header,
+                      &columnar_decoder::read_definitions,
+                      &columnar_decoder::read_slots,
+                      &columnar_decoder::read_groups,
+                      &columnar_decoder::read_group_refs,
+                      &columnar_decoder::read_order,
+                      &columnar_decoder::read_values})
+      if (auto err = (this->*step)())
+        return err;
+    auto out = assemble();
+    if (out)
+      commit();
+    return out;
+  }
+
+private:
+  caf::error read_header();
+  caf::error read_definitions();
+  caf::error read_definition(std::string_view def);
+  caf::error read_slots();
+  caf::error read_groups();
+  caf::error read_group_refs();
+  caf::error read_order();
+  caf::error read_values();
+  caf::error read_column(size_t s);
+  caf::error read_column_kind(column& c, slot_deltas& mine);
+  caf::error read_ref(column& c, slot_deltas& mine);
+  caf::error read_deltas(column& c);
+  caf::error read_xor(column& c);
+  caf::expected<metric_samples> assemble();
+  void commit();
+
+  const series_key& key_at(uint64_t idx) const {
+    return idx < ctx_.series.size() ? ctx_.series[idx]
+                                    : fresh_[idx - ctx_.series.size()];
+  }
+
+  std::string_view bytes_;
+  reader r_;
+  codec_context& ctx_;
+  decode_budget& budget_;
+  std::vector<series_key> fresh_;
+  std::map<series_key, uint32_t> fresh_index_;
+  std::vector<uint64_t> slot_idx_;
+  std::vector<std::vector<int64_t>> groups_;
+  std::vector<uint32_t> slot_group_;
+  uint64_t total_points_ = 0;
+  uint8_t order_flag_ = 0;
+  std::vector<uint32_t> order_;
+  std::vector<std::vector<double>> vals_;
+  std::vector<slot_deltas> done_;
+  std::vector<last_bytes> slot_bytes_;
+  // The five value streams (value_streams): kinds, scales, params,
+  // selectors, bodies.
+  reader kr_, sr_, pr_, cr_, br_;
+  // Scratch: a column's residuals and scaled integers.
+  std::vector<uint64_t> ints_, ms_;
+};
+
+caf::error columnar_decoder::read_header() {
+  if (r_.byte() != columnar_format_version || !r_.ok)
     return bad("unknown version");
-  uint64_t base = r.varint();
-  if (!r.ok) return bad("truncated header");
-  uint64_t digest = r.u64();
-  if (!r.ok) return bad("truncated header");
-  if (base != ctx.series.size() || digest != ctx.digest())
+  uint64_t base = r_.varint();
+  if (!r_.ok) return bad("truncated header");
+  uint64_t digest = r_.u64();
+  if (!r_.ok) return bad("truncated header");
+  if (base != ctx_.series.size() || digest != ctx_.digest())
     return make_error(ec::session_out_of_sync,
                       "columnar batch: encoded against a session of "
                         + std::to_string(base)
                         + " series, the receiver holds "
-                        + std::to_string(ctx.series.size())
-                        + (base == ctx.series.size() ? " with other history"
-                                                     : ""));
-  uint64_t nnew = r.count();
-  if (!r.ok) return bad("truncated series count");
+                        + std::to_string(ctx_.series.size())
+                        + (base == ctx_.series.size() ? " with other history"
+                                                      : ""));
+  return caf::none;
+}
+
+caf::error columnar_decoder::read_definitions() {
+  uint64_t nnew = r_.count();
+  if (!r_.ok) return bad("truncated series count");
   // Every series a batch defines takes a point, and front coding makes
   // long definitions nearly free on the wire: both are capped.
-  if (nnew > ctx.max_points) return bad("too many series");
-  std::vector<series_key> fresh;
-  std::map<series_key, uint32_t> fresh_index;
+  if (nnew > ctx_.max_points) return bad("too many series");
   std::string def;
-  uint64_t def_total = 0;
   for (uint64_t i = 0; i < nnew; ++i) {
-    uint64_t shared = r.varint();
-    if (!r.ok || shared > def.size()) return bad("bad series definition");
-    def.resize(shared);
-    def += r.str();
-    if (!r.ok) return bad("truncated series definition");
-    def_total += def.size();
-    if (def.size() > max_definition_bytes
-        || def_total > ctx.max_decoded_bytes)
+    uint64_t shared = r_.varint();
+    if (!r_.ok || shared > def.size()) return bad("bad series definition");
+    auto suffix = r_.str();
+    if (!r_.ok) return bad("truncated series definition");
+    if (shared + suffix.size() > max_definition_bytes)
       return bad("series definitions too long");
-    reader dr{def};
-    series_key key;
-    key.first = dr.str();
-    uint64_t nl = dr.count();
-    for (uint64_t j = 0; dr.ok && j < nl; ++j) {
-      auto k = dr.str();
-      auto v = dr.str();
-      if (!key.second.emplace(std::move(k), std::move(v)).second)
-        return bad("duplicate label");
-    }
-    if (!dr.ok || dr.pos != def.size()) return bad("bad series definition");
-    if (ctx.find(key) >= 0 || fresh_index.count(key) != 0)
-      return bad("series defined twice");
-    fresh_index.emplace(key, static_cast<uint32_t>(fresh.size()));
-    fresh.push_back(std::move(key));
+    if (auto err = budget_.charge(shared + suffix.size(),
+                                  "columnar batch: series definitions too long"))
+      return err;
+    def.resize(shared);
+    def += suffix;
+    if (auto err = read_definition(def))
+      return err;
   }
-  uint64_t total_series = ctx.series.size() + fresh.size();
-  auto key_at = [&](uint64_t idx) -> const series_key& {
-    return idx < ctx.series.size() ? ctx.series[idx]
-                                   : fresh[idx - ctx.series.size()];
-  };
-  uint64_t nslots = r.count();
-  if (!r.ok) return bad("truncated slot count");
-  if (nslots > ctx.max_points) return bad("too many points");
-  std::vector<uint64_t> slot_idx(nslots);
+  return caf::none;
+}
+
+caf::error columnar_decoder::read_definition(std::string_view def) {
+  reader dr{def};
+  series_key key;
+  key.first = dr.str();
+  uint64_t nl = dr.count();
+  for (uint64_t j = 0; dr.ok && j < nl; ++j) {
+    auto k = dr.str();
+    auto v = dr.str();
+    if (!key.second.emplace(std::move(k), std::move(v)).second)
+      return bad("duplicate label");
+  }
+  if (!dr.ok || dr.pos != def.size()) return bad("bad series definition");
+  if (ctx_.find(key) >= 0 || fresh_index_.count(key) != 0)
+    return bad("series defined twice");
+  fresh_index_.emplace(key, static_cast<uint32_t>(fresh_.size()));
+  fresh_.push_back(std::move(key));
+  return caf::none;
+}
+
+caf::error columnar_decoder::read_slots() {
+  uint64_t total_series = ctx_.series.size() + fresh_.size();
+  uint64_t nslots = r_.count();
+  if (!r_.ok) return bad("truncated slot count");
+  if (nslots > ctx_.max_points) return bad("too many points");
+  slot_idx_.resize(nslots);
   std::vector<bool> used(total_series, false);
   uint64_t prev_idx = 0;
-  for (auto& idx : slot_idx) {
-    idx = prev_idx + unzigzag(r.varint());
-    if (!r.ok) return bad("truncated slots");
+  for (auto& idx : slot_idx_) {
+    idx = prev_idx + unzigzag(r_.varint());
+    if (!r_.ok) return bad("truncated slots");
     if (idx >= total_series) return bad("series index out of range");
     if (used[idx]) return bad("series used twice");
     used[idx] = true;
     prev_idx = idx;
   }
-  uint64_t ngroups = r.count();
-  if (!r.ok) return bad("truncated group count");
-  std::vector<std::vector<int64_t>> groups(ngroups);
+  return caf::none;
+}
+
+caf::error columnar_decoder::read_groups() {
+  uint64_t ngroups = r_.count();
+  if (!r_.ok) return bad("truncated group count");
+  groups_.resize(ngroups);
   uint64_t prev_first = 0;
-  std::vector<uint64_t> ints;
   uint64_t group_points = 0;
-  for (auto& g : groups) {
-    uint64_t n = r.varint();
-    if (!r.ok || n == 0 || n > ctx.max_points - group_points)
+  for (auto& g : groups_) {
+    uint64_t n = r_.varint();
+    if (!r_.ok || n == 0 || n > ctx_.max_points - group_points)
       return bad("bad group size");
     group_points += n;
-    uint64_t first = prev_first + unzigzag(r.varint());
-    if (!r.ok) return bad("truncated timestamps");
+    uint64_t first = prev_first + unzigzag(r_.varint());
+    if (!r_.ok) return bad("truncated timestamps");
     g.reserve(n);
     g.push_back(static_cast<int64_t>(first));
     if (n > 1) {
-      uint64_t delta = unzigzag(r.varint());
-      if (!r.ok || !get_column(r, n - 2, ints))
+      uint64_t delta = unzigzag(r_.varint());
+      if (!r_.ok || !get_column(r_, n - 2, ints_))
         return bad("truncated timestamps");
       uint64_t t = first + delta;
       g.push_back(static_cast<int64_t>(t));
-      for (auto z : ints) {
+      for (auto z : ints_) {
         delta += unzigzag(z);
         t += delta;
         g.push_back(static_cast<int64_t>(t));
@@ -1067,275 +1170,343 @@ caf::expected<metric_samples> decode_columnar(std::string_view bytes,
     }
     prev_first = first;
   }
-  std::vector<uint32_t> slot_group(nslots);
-  uint64_t total_points = 0;
-  for (auto& sg : slot_group) {
-    uint64_t gid = r.varint();
-    if (!r.ok || gid >= ngroups) return bad("bad group reference");
+  return caf::none;
+}
+
+caf::error columnar_decoder::read_group_refs() {
+  auto nslots = slot_idx_.size();
+  slot_group_.resize(nslots);
+  for (auto& sg : slot_group_) {
+    uint64_t gid = r_.varint();
+    if (!r_.ok || gid >= groups_.size()) return bad("bad group reference");
     sg = static_cast<uint32_t>(gid);
-    total_points += groups[gid].size();
+    total_points_ += groups_[gid].size();
   }
   // Constant columns make points nearly free, so the count is capped, and
   // so is what the samples take decoded (each carries its series).
-  if (total_points > ctx.max_points) return bad("too many points");
-  uint64_t decoded_bytes = 0;
+  if (total_points_ > ctx_.max_points) return bad("too many points");
   for (size_t s = 0; s < nslots; ++s) {
-    auto& key = key_at(slot_idx[s]);
-    uint64_t size = sizeof(metric_sample) + key.first.size();
-    for (auto& kv : key.second) size += kv.first.size() + kv.second.size();
-    decoded_bytes += size * groups[slot_group[s]].size();
-    if (decoded_bytes > ctx.max_decoded_bytes)
-      return bad("decoded batch too large");
+    auto& key = key_at(slot_idx_[s]);
+    auto size = record_bytes(sizeof(metric_sample), key.first, key.second);
+    if (auto err = budget_.charge(size * groups_[slot_group_[s]].size(),
+                                  "columnar batch: decoded batch too large"))
+      return err;
   }
-  std::vector<uint32_t> order;
-  uint8_t order_flag = r.byte();
-  if (!r.ok) return bad("truncated order");
-  if (order_flag == 0) {
+  return caf::none;
+}
+
+caf::error columnar_decoder::read_order() {
+  auto nslots = slot_idx_.size();
+  order_flag_ = r_.byte();
+  if (!r_.ok) return bad("truncated order");
+  if (order_flag_ == 0) {
     std::vector<std::vector<int64_t>> slot_ts(nslots);
-    for (size_t s = 0; s < nslots; ++s) slot_ts[s] = groups[slot_group[s]];
-    order = canonical_order(slot_ts);
-  } else if (order_flag == 1) {
-    if (total_points > r.left()) return bad("truncated order");
-    std::vector<uint64_t> seen(nslots, 0);
-    order.reserve(total_points);
-    for (uint64_t i = 0; i < total_points; ++i) {
-      uint64_t s = r.varint();
-      if (!r.ok || s >= nslots) return bad("bad order column");
-      if (++seen[s] > groups[slot_group[s]].size())
-        return bad("bad order column");
-      order.push_back(static_cast<uint32_t>(s));
-    }
+    for (size_t s = 0; s < nslots; ++s) slot_ts[s] = groups_[slot_group_[s]];
+    order_ = canonical_order(slot_ts);
+    return caf::none;
+  }
+  if (order_flag_ != 1) return bad("unknown order flag");
+  if (total_points_ > r_.left()) return bad("truncated order");
+  std::vector<uint64_t> seen(nslots, 0);
+  order_.reserve(total_points_);
+  for (uint64_t i = 0; i < total_points_; ++i) {
+    uint64_t s = r_.varint();
+    if (!r_.ok || s >= nslots) return bad("bad order column");
+    if (++seen[s] > groups_[slot_group_[s]].size())
+      return bad("bad order column");
+    order_.push_back(static_cast<uint32_t>(s));
+  }
+  return caf::none;
+}
+
+caf::error columnar_decoder::read_values() {
+  auto nslots = slot_idx_.size();
+  reader* streams[] = {&kr_, &sr_, &pr_, &cr_, &br_};
+  for (auto* x : streams) {
+    uint64_t len = r_.count();
+    if (!r_.ok) return bad("truncated value streams");
+    *x = reader{r_.in.substr(r_.pos, len)};
+    r_.pos += len;
+  }
+  vals_.resize(nslots);
+  done_.reserve(nslots);
+  slot_bytes_.resize(nslots);
+  for (size_t s = 0; s < nslots; ++s)
+    if (auto err = read_column(s))
+      return err;
+  for (auto* x : streams)
+    if (x->pos != x->in.size()) return bad("trailing bytes in value streams");
+  if (r_.pos != bytes_.size()) return bad("trailing bytes");
+  return caf::none;
+}
+
+// Kind byte (and scale byte): which mode, reconstruction and history.
+caf::error columnar_decoder::read_column_kind(column& c, slot_deltas& mine) {
+  static const codec_context::history none;
+  auto idx = slot_idx_[c.slot];
+  // Kind, scale and selector come XOR the series' last ones.
+  c.mask = idx < ctx_.series.size() ? &ctx_.state[idx] : &none;
+  uint8_t kind = kr_.byte() ^ c.mask->kind;
+  if (!kr_.ok) return bad("truncated values");
+  slot_bytes_[c.slot].kind = kind;
+  if (kind & continues) {
+    if (idx >= ctx_.series.size() || ctx_.state[idx].count == 0)
+      return bad("column continues a series without history");
+    c.h = &ctx_.state[idx];
+    kind &= static_cast<uint8_t>(~continues);
+  }
+  c.mode = kind & 0x0F;
+  c.rc.kind = static_cast<uint8_t>(kind >> 4);
+  mine.group = slot_group_[c.slot];
+  if (c.mode >= mode_count || c.rc.kind > recon_divdiv)
+    return bad("unknown value kind");
+  return caf::none;
+}
+
+caf::error columnar_decoder::read_column(size_t s) {
+  column c;
+  c.slot = s;
+  c.n = groups_[slot_group_[s]].size();
+  slot_deltas mine;
+  size_t sel_at = cr_.pos;
+  if (auto err = read_column_kind(c, mine))
+    return err;
+  auto& out = vals_[s];
+  out.reserve(c.n);
+  if (c.h != nullptr && c.mode == mode_const) {
+    if (c.rc.kind != 0) return bad("unknown value kind");
+    out.assign(c.n, c.h->last[0]);
+    done_.push_back(std::move(mine));
+    return caf::none;
+  }
+  if (c.h != nullptr && (c.mode == mode_const_raw || c.mode == mode_plain
+                         || c.mode == mode_for))
+    return bad("unknown value kind");
+  if (c.mode == mode_xor || c.mode == mode_const_raw) {
+    if (c.rc.kind != 0) return bad("unknown value kind");
   } else {
-    return bad("unknown order flag");
-  }
-  std::vector<std::vector<double>> vals(nslots);
-  std::vector<slot_deltas> done;
-  done.reserve(nslots);
-  std::vector<uint64_t> ms; // the slot's scaled integers
-  // The value streams (value_streams), each a string.
-  std::string_view streams[5];
-  for (auto& x : streams) {
-    uint64_t len = r.count();
-    if (!r.ok) return bad("truncated value streams");
-    x = r.in.substr(r.pos, len);
-    r.pos += len;
-  }
-  reader kr{streams[0]};
-  reader sr{streams[1]};
-  reader pr{streams[2]};
-  reader cr{streams[3]};
-  reader br{streams[4]};
-  // Each slot's kind, scale and selector bytes (when it has them), for the
-  // series' history once the batch decodes.
-  struct last_bytes {
-    uint8_t kind = 0;
-    int scale = -1;
-    int selector = -1;
-  };
-  std::vector<last_bytes> slot_bytes(nslots);
-  const codec_context::history none;
-  for (size_t s = 0; s < nslots; ++s) {
-    size_t n = groups[slot_group[s]].size();
-    slot_deltas mine;
-    mine.group = slot_group[s];
-    // Kind, scale and selector come XOR the series' last ones.
-    const auto& mask = slot_idx[s] < ctx.series.size()
-                         ? ctx.state[slot_idx[s]] : none;
-    size_t sel_at = cr.pos;
-    uint8_t kind = kr.byte() ^ mask.kind;
-    if (!kr.ok) return bad("truncated values");
-    slot_bytes[s].kind = kind;
-    const codec_context::history* h = nullptr;
-    if (kind & continues) {
-      if (slot_idx[s] >= ctx.series.size()
-          || ctx.state[slot_idx[s]].count == 0)
-        return bad("column continues a series without history");
-      h = &ctx.state[slot_idx[s]];
-      kind &= static_cast<uint8_t>(~continues);
-    }
-    uint8_t mode = kind & 0x0F;
-    recon rc;
-    rc.kind = static_cast<uint8_t>(kind >> 4);
-    if (mode >= mode_count || rc.kind > recon_divdiv)
-      return bad("unknown value kind");
-    auto& out = vals[s];
-    out.reserve(n);
-    if (h != nullptr && mode == mode_const) {
-      if (rc.kind != 0) return bad("unknown value kind");
-      out.assign(n, h->last[0]);
-      done.push_back(std::move(mine));
-      continue;
-    }
-    if (h != nullptr && (mode == mode_const_raw || mode == mode_plain
-                         || mode == mode_for))
-      return bad("unknown value kind");
-    if (mode == mode_xor || mode == mode_const_raw) {
-      if (rc.kind != 0) return bad("unknown value kind");
+    uint8_t sb = sr_.byte() ^ c.mask->scale;
+    if (!sr_.ok) return bad("truncated values");
+    slot_bytes_[s].scale = sb;
+    if (c.rc.kind == recon_divdiv) {
+      c.rc.a = sb & 0x0F;
+      c.rc.b = sb >> 4;
+      if (c.rc.a + c.rc.b > max_scale) return bad("bad scale");
+    } else if (sb > max_scale) {
+      return bad("bad scale");
     } else {
-      uint8_t sb = sr.byte() ^ mask.scale;
-      if (!sr.ok) return bad("truncated values");
-      slot_bytes[s].scale = sb;
-      if (rc.kind == recon_divdiv) {
-        rc.a = sb & 0x0F;
-        rc.b = sb >> 4;
-        if (rc.a + rc.b > max_scale) return bad("bad scale");
-      } else if (sb > max_scale) {
-        return bad("bad scale");
-      } else {
-        rc.a = sb;
-      }
+      c.rc.a = sb;
     }
-    // The history as scaled integers, for columns that continue it.
-    std::vector<uint64_t> prev;
-    if (h != nullptr && mode != mode_xor && !history_ints(*h, rc, prev))
-      return bad("history does not fit the column's scale");
-    ms.clear();
-    if (mode == mode_ref || mode == mode_ref_gcd) {
-      uint64_t ref = pr.varint();
-      uint64_t back = ref >> 1;
-      if (!pr.ok || back == 0 || back > done.size())
-        return bad("bad reference");
-      auto& rs = done[done.size() - back];
-      if (!rs.usable || rs.group != mine.group)
-        return bad("bad reference");
-      bool neg = (ref & 1) != 0;
-      uint64_t g = 1;
-      if (mode == mode_ref_gcd) {
-        g = pr.varint();
-        if (!pr.ok || g < 2) return bad("bad common factor");
-      }
-      size_t from = h != nullptr ? 0 : 1;
-      uint64_t last = 0;
-      if (h != nullptr) {
-        last = prev.back();
-      } else {
-        last = unzigzag(pr.varint());
-        if (!pr.ok) return bad("truncated values");
-        ms.push_back(last);
-      }
-      if (!get_column(cr, br, n - from, ints, mask.selector)) return bad("truncated values");
-      for (size_t i = from; i < n; ++i) {
-        uint64_t dr = rs.delta[i];
-        last += unzigzag(ints[i - from]) * g + (neg ? 0 - dr : dr);
-        ms.push_back(last);
-      }
-    } else if (mode == mode_delta || mode == mode_dod
-               || mode == mode_delta_gcd || mode == mode_dod_gcd
-               || mode == mode_plain) {
-      uint64_t g = 1;
-      if (mode == mode_delta_gcd || mode == mode_dod_gcd) {
-        g = pr.varint();
-        if (!pr.ok || g < 2) return bad("bad common factor");
-      }
-      bool dod = mode == mode_dod || mode == mode_dod_gcd;
-      if (h != nullptr) {
-        // Residuals of all n values, from the history's last value (and
-        // last delta).
-        if (!get_column(cr, br, n, ints, mask.selector)) return bad("truncated values");
-        uint64_t last = prev.back();
-        uint64_t delta = prev.size() > 1 ? prev[1] - prev[0] : 0;
-        for (auto z : ints) {
-          uint64_t x = unzigzag(z) * g;
-          uint64_t d = dod ? delta + x : x;
-          last += d;
-          delta = d;
-          ms.push_back(last);
-        }
-      } else {
-        uint64_t first = unzigzag(pr.varint());
-        if (!pr.ok || !get_column(cr, br, n - 1, ints, mask.selector))
-          return bad("truncated values");
-        uint64_t cur = first;
-        uint64_t prev_delta = first;
-        ms.push_back(first);
-        for (size_t i = 1; i < n; ++i) {
-          uint64_t z = unzigzag(ints[i - 1]) * g;
-          if (mode == mode_plain) {
-            cur = z;
-          } else {
-            uint64_t delta = (dod && i >= 2) ? prev_delta + z : z;
-            cur += delta;
-            prev_delta = delta;
-          }
-          ms.push_back(cur);
-        }
-      }
-    } else if (mode == mode_const) {
-      uint64_t m = unzigzag(pr.varint());
-      if (!pr.ok) return bad("truncated values");
-      ms.assign(n, m);
-    } else if (mode == mode_for) {
-      uint64_t lo = unzigzag(pr.varint());
-      if (!pr.ok || !get_column(cr, br, n, ints, mask.selector)) return bad("truncated values");
-      for (auto z : ints) ms.push_back(lo + z);
-    } else if (mode == mode_const_raw) {
+  }
+  if (c.h != nullptr && c.mode != mode_xor && !history_ints(*c.h, c.rc, c.prev))
+    return bad("history does not fit the column's scale");
+  ms_.clear();
+  caf::error err;
+  switch (c.mode) {
+    case mode_ref:
+    case mode_ref_gcd:
+      err = read_ref(c, mine);
+      break;
+    case mode_delta:
+    case mode_dod:
+    case mode_delta_gcd:
+    case mode_dod_gcd:
+    case mode_plain:
+      err = read_deltas(c);
+      break;
+    case mode_const: {
+      uint64_t m = unzigzag(pr_.varint());
+      if (!pr_.ok) return bad("truncated values");
+      ms_.assign(c.n, m);
+      break;
+    }
+    case mode_for: {
+      uint64_t lo = unzigzag(pr_.varint());
+      if (!pr_.ok || !get_column(cr_, br_, c.n, ints_, c.mask->selector))
+        return bad("truncated values");
+      for (auto z : ints_) ms_.push_back(lo + z);
+      break;
+    }
+    case mode_const_raw: {
       uint64_t b = 0;
       for (int j = 0; j < 8; ++j)
-        b |= static_cast<uint64_t>(pr.byte()) << (8 * j);
-      if (!pr.ok) return bad("truncated values");
-      out.assign(n, double_of(b));
-    } else if (mode == mode_xor) {
-      uint64_t bits = h != nullptr ? bits_of(h->last[0]) : 0;
-      for (size_t i = 0; i < n; ++i) {
-        uint8_t c = br.byte();
-        if (!br.ok) return bad("truncated values");
-        if (c != 0) {
-          int shift = c >> 4;
-          int len = c & 0x0F;
-          if (len == 0 || shift + len > 8) return bad("bad xor control");
-          uint64_t x = 0;
-          for (int j = 0; j < len; ++j)
-            x |= static_cast<uint64_t>(br.byte()) << (8 * (shift + j));
-          if (!br.ok) return bad("truncated values");
-          bits ^= x;
-        }
-        out.push_back(double_of(bits));
-      }
-    } else {
+        b |= static_cast<uint64_t>(pr_.byte()) << (8 * j);
+      if (!pr_.ok) return bad("truncated values");
+      out.assign(c.n, double_of(b));
+      break;
+    }
+    case mode_xor:
+      err = read_xor(c);
+      break;
+    default:
       return bad("unknown value kind");
-    }
-    if (mode != mode_xor && mode != mode_const_raw) {
-      for (auto m : ms) out.push_back(unscale(static_cast<int64_t>(m), rc));
-      set_deltas(mine, ms, h != nullptr ? &prev.back() : nullptr);
-    }
-    if (cr.pos > sel_at)
-      slot_bytes[s].selector = static_cast<uint8_t>(cr.in[sel_at]) ^ mask.selector;
-    done.push_back(std::move(mine));
   }
-  for (auto* x : {&kr, &sr, &pr, &cr, &br})
-    if (x->pos != x->in.size()) return bad("trailing bytes in value streams");
-  if (r.pos != bytes.size()) return bad("trailing bytes");
+  if (err)
+    return err;
+  if (c.mode != mode_xor && c.mode != mode_const_raw) {
+    for (auto m : ms_) out.push_back(unscale(static_cast<int64_t>(m), c.rc));
+    set_deltas(mine, ms_, c.h != nullptr ? &c.prev.back() : nullptr);
+  }
+  if (cr_.pos > sel_at)
+    slot_bytes_[s].selector
+      = static_cast<uint8_t>(cr_.in[sel_at]) ^ c.mask->selector;
+  done_.push_back(std::move(mine));
+  return caf::none;
+}
+
+// Deltas minus an earlier slot's of the same group (modes 9, 10).
+caf::error columnar_decoder::read_ref(column& c, slot_deltas& mine) {
+  uint64_t ref = pr_.varint();
+  uint64_t back = ref >> 1;
+  if (!pr_.ok || back == 0 || back > done_.size())
+    return bad("bad reference");
+  auto& rs = done_[done_.size() - back];
+  if (!rs.usable || rs.group != mine.group)
+    return bad("bad reference");
+  bool neg = (ref & 1) != 0;
+  uint64_t g = 1;
+  if (c.mode == mode_ref_gcd) {
+    g = pr_.varint();
+    if (!pr_.ok || g < 2) return bad("bad common factor");
+  }
+  size_t from = c.h != nullptr ? 0 : 1;
+  uint64_t last = 0;
+  if (c.h != nullptr) {
+    last = c.prev.back();
+  } else {
+    last = unzigzag(pr_.varint());
+    if (!pr_.ok) return bad("truncated values");
+    ms_.push_back(last);
+  }
+  if (!get_column(cr_, br_, c.n - from, ints_, c.mask->selector))
+    return bad("truncated values");
+  for (size_t i = from; i < c.n; ++i) {
+    uint64_t dr = rs.delta[i];
+    last += unzigzag(ints_[i - from]) * g + (neg ? 0 - dr : dr);
+    ms_.push_back(last);
+  }
+  return caf::none;
+}
+
+// Deltas, delta-of-deltas (each maybe over a common factor) or the plain
+// integers (modes 0, 1, 5, 6, 7).
+caf::error columnar_decoder::read_deltas(column& c) {
+  uint64_t g = 1;
+  if (c.mode == mode_delta_gcd || c.mode == mode_dod_gcd) {
+    g = pr_.varint();
+    if (!pr_.ok || g < 2) return bad("bad common factor");
+  }
+  bool dod = c.mode == mode_dod || c.mode == mode_dod_gcd;
+  if (c.h != nullptr) {
+    // Residuals of all n values, from the history's last value (and last
+    // delta).
+    if (!get_column(cr_, br_, c.n, ints_, c.mask->selector))
+      return bad("truncated values");
+    uint64_t last = c.prev.back();
+    uint64_t delta = c.prev.size() > 1 ? c.prev[1] - c.prev[0] : 0;
+    for (auto z : ints_) {
+      uint64_t x = unzigzag(z) * g;
+      uint64_t d = dod ? delta + x : x;
+      last += d;
+      delta = d;
+      ms_.push_back(last);
+    }
+    return caf::none;
+  }
+  uint64_t first = unzigzag(pr_.varint());
+  if (!pr_.ok || !get_column(cr_, br_, c.n - 1, ints_, c.mask->selector))
+    return bad("truncated values");
+  uint64_t cur = first;
+  uint64_t prev_delta = first;
+  ms_.push_back(first);
+  for (size_t i = 1; i < c.n; ++i) {
+    uint64_t z = unzigzag(ints_[i - 1]) * g;
+    if (c.mode == mode_plain) {
+      cur = z;
+    } else {
+      uint64_t delta = (dod && i >= 2) ? prev_delta + z : z;
+      cur += delta;
+      prev_delta = delta;
+    }
+    ms_.push_back(cur);
+  }
+  return caf::none;
+}
+
+// Byte-wise XOR of the double bits (mode 2), from the history's last value.
+caf::error columnar_decoder::read_xor(column& c) {
+  auto& out = vals_[c.slot];
+  uint64_t bits = c.h != nullptr ? bits_of(c.h->last[0]) : 0;
+  for (size_t i = 0; i < c.n; ++i) {
+    uint8_t ctl = br_.byte();
+    if (!br_.ok) return bad("truncated values");
+    if (ctl != 0) {
+      int shift = ctl >> 4;
+      int len = ctl & 0x0F;
+      if (len == 0 || shift + len > 8) return bad("bad xor control");
+      uint64_t x = 0;
+      for (int j = 0; j < len; ++j)
+        x |= static_cast<uint64_t>(br_.byte()) << (8 * (shift + j));
+      if (!br_.ok) return bad("truncated values");
+      bits ^= x;
+    }
+    out.push_back(double_of(bits));
+  }
+  return caf::none;
+}
+
+caf::expected<metric_samples> columnar_decoder::assemble() {
+  auto nslots = slot_idx_.size();
   metric_samples result;
-  result.reserve(order.size());
+  result.reserve(order_.size());
   std::vector<size_t> next(nslots, 0);
-  for (auto s : order) {
+  for (auto s : order_) {
     auto k = next[s]++;
-    auto& key = key_at(slot_idx[s]);
+    auto& key = key_at(slot_idx_[s]);
     metric_sample m;
     m.name = key.first;
     m.labels = key.second;
-    m.timestamp_ms = groups[slot_group[s]][k];
-    m.value = vals[s][k];
+    m.timestamp_ms = groups_[slot_group_[s]][k];
+    m.value = vals_[s][k];
     result.push_back(std::move(m));
   }
-  if (order_flag == 1) {
+  if (order_flag_ == 1) {
     for (size_t s = 0; s < nslots; ++s)
-      if (next[s] != groups[slot_group[s]].size())
+      if (next[s] != groups_[slot_group_[s]].size())
         return bad("bad order column");
   }
-  for (auto& key : fresh) ctx.add(std::move(key));
-  for (size_t s = 0; s < nslots; ++s) // the history keeps the last two
-    for (size_t k = vals[s].size() > 2 ? vals[s].size() - 2 : 0;
-         k < vals[s].size(); ++k)
-      ctx.push(static_cast<uint32_t>(slot_idx[s]), vals[s][k]);
-  for (size_t s = 0; s < nslots; ++s) {
-    auto& h = ctx.state[slot_idx[s]];
-    h.kind = slot_bytes[s].kind;
-    if (slot_bytes[s].scale >= 0) h.scale = static_cast<uint8_t>(slot_bytes[s].scale);
-    if (slot_bytes[s].selector >= 0)
-      h.selector = static_cast<uint8_t>(slot_bytes[s].selector);
-  }
   return result;
+}
+
+void columnar_decoder::commit() {
+  auto nslots = slot_idx_.size();
+  for (auto& key : fresh_) ctx_.add(std::move(key));
+  for (size_t s = 0; s < nslots; ++s) // the history keeps the last two
+    for (size_t k = vals_[s].size() > 2 ? vals_[s].size() - 2 : 0;
+         k < vals_[s].size(); ++k)
+      ctx_.push(static_cast<uint32_t>(slot_idx_[s]), vals_[s][k]);
+  for (size_t s = 0; s < nslots; ++s) {
+    auto& h = ctx_.state[slot_idx_[s]];
+    h.kind = slot_bytes_[s].kind;
+    if (slot_bytes_[s].scale >= 0)
+      h.scale = static_cast<uint8_t>(slot_bytes_[s].scale);
+    if (slot_bytes_[s].selector >= 0)
+      h.selector = static_cast<uint8_t>(slot_bytes_[s].selector);
+  }
+}
+
+} // namespace
+
+caf::expected<metric_samples> decode_columnar(std::string_view bytes,
+                                              codec_context& ctx,
+                                              decode_budget& budget) {
+  return columnar_decoder{bytes, ctx, budget}.run();
+}
+
+caf::expected<metric_samples> decode_columnar(std::string_view bytes,
+                                              codec_context& ctx) {
+  decode_budget budget{ctx.max_decoded_bytes};
+  return decode_columnar(bytes, ctx, budget);
 }
 
 } // namespace fleetd

@@ -96,8 +96,17 @@ caf::expected<uint64_t> columnar_base(std::string_view bytes);
 /// Same samples in the same order, doubles bit for bit.
 bool identical(const metric_samples& a, const metric_samples& b);
 
+class decode_budget;
+
 /// Decodes one batch; on success appends its new series to `ctx`. On error
-/// (ec::decode_failed) `ctx` is left unchanged.
+/// (ec::decode_failed; ec::too_large past the budget) `ctx` is left
+/// unchanged. Series definitions and decoded samples are charged to
+/// `budget` before they are materialised.
+caf::expected<metric_samples> decode_columnar(std::string_view bytes,
+                                              codec_context& ctx,
+                                              decode_budget& budget);
+
+/// The same with a budget of ctx.max_decoded_bytes.
 caf::expected<metric_samples> decode_columnar(std::string_view bytes,
                                               codec_context& ctx);
 
