@@ -1027,6 +1027,8 @@ private:
   caf::error read_values();
   caf::error read_column(size_t s);
   caf::error read_column_kind(column& c, slot_deltas& mine);
+  caf::error read_scale(column& c);
+  caf::error read_single(column& c);
   caf::error read_ref(column& c, slot_deltas& mine);
   caf::error read_deltas(column& c);
   caf::error read_xor(column& c);
@@ -1282,22 +1284,8 @@ caf::error columnar_decoder::read_column(size_t s) {
   if (c.h != nullptr && (c.mode == mode_const_raw || c.mode == mode_plain
                          || c.mode == mode_for))
     return bad("unknown value kind");
-  if (c.mode == mode_xor || c.mode == mode_const_raw) {
-    if (c.rc.kind != 0) return bad("unknown value kind");
-  } else {
-    uint8_t sb = sr_.byte() ^ c.mask->scale;
-    if (!sr_.ok) return bad("truncated values");
-    slot_bytes_[s].scale = sb;
-    if (c.rc.kind == recon_divdiv) {
-      c.rc.a = sb & 0x0F;
-      c.rc.b = sb >> 4;
-      if (c.rc.a + c.rc.b > max_scale) return bad("bad scale");
-    } else if (sb > max_scale) {
-      return bad("bad scale");
-    } else {
-      c.rc.a = sb;
-    }
-  }
+  if (auto err = read_scale(c))
+    return err;
   if (c.h != nullptr && c.mode != mode_xor && !history_ints(*c.h, c.rc, c.prev))
     return bad("history does not fit the column's scale");
   ms_.clear();
@@ -1314,27 +1302,11 @@ caf::error columnar_decoder::read_column(size_t s) {
     case mode_plain:
       err = read_deltas(c);
       break;
-    case mode_const: {
-      uint64_t m = unzigzag(pr_.varint());
-      if (!pr_.ok) return bad("truncated values");
-      ms_.assign(c.n, m);
+    case mode_const:
+    case mode_for:
+    case mode_const_raw:
+      err = read_single(c);
       break;
-    }
-    case mode_for: {
-      uint64_t lo = unzigzag(pr_.varint());
-      if (!pr_.ok || !get_column(cr_, br_, c.n, ints_, c.mask->selector))
-        return bad("truncated values");
-      for (auto z : ints_) ms_.push_back(lo + z);
-      break;
-    }
-    case mode_const_raw: {
-      uint64_t b = 0;
-      for (int j = 0; j < 8; ++j)
-        b |= static_cast<uint64_t>(pr_.byte()) << (8 * j);
-      if (!pr_.ok) return bad("truncated values");
-      out.assign(c.n, double_of(b));
-      break;
-    }
     case mode_xor:
       err = read_xor(c);
       break;
@@ -1351,6 +1323,49 @@ caf::error columnar_decoder::read_column(size_t s) {
     slot_bytes_[s].selector
       = static_cast<uint8_t>(cr_.in[sel_at]) ^ c.mask->selector;
   done_.push_back(std::move(mine));
+  return caf::none;
+}
+
+// The scale byte of the scaled-integer modes (none for XOR and raw).
+caf::error columnar_decoder::read_scale(column& c) {
+  if (c.mode == mode_xor || c.mode == mode_const_raw) {
+    if (c.rc.kind != 0) return bad("unknown value kind");
+    return caf::none;
+  }
+  uint8_t sb = sr_.byte() ^ c.mask->scale;
+  if (!sr_.ok) return bad("truncated values");
+  slot_bytes_[c.slot].scale = sb;
+  if (c.rc.kind == recon_divdiv) {
+    c.rc.a = sb & 0x0F;
+    c.rc.b = sb >> 4;
+    if (c.rc.a + c.rc.b > max_scale) return bad("bad scale");
+  } else if (sb > max_scale) {
+    return bad("bad scale");
+  } else {
+    c.rc.a = sb;
+  }
+  return caf::none;
+}
+
+// One value for the whole column (modes 3, 4), or its minimum plus
+// residuals (mode 8).
+caf::error columnar_decoder::read_single(column& c) {
+  if (c.mode == mode_const) {
+    uint64_t m = unzigzag(pr_.varint());
+    if (!pr_.ok) return bad("truncated values");
+    ms_.assign(c.n, m);
+  } else if (c.mode == mode_for) {
+    uint64_t lo = unzigzag(pr_.varint());
+    if (!pr_.ok || !get_column(cr_, br_, c.n, ints_, c.mask->selector))
+      return bad("truncated values");
+    for (auto z : ints_) ms_.push_back(lo + z);
+  } else {
+    uint64_t b = 0;
+    for (int j = 0; j < 8; ++j)
+      b |= static_cast<uint64_t>(pr_.byte()) << (8 * j);
+    if (!pr_.ok) return bad("truncated values");
+    vals_[c.slot].assign(c.n, double_of(b));
+  }
   return caf::none;
 }
 
