@@ -3,6 +3,7 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include "messages/labels.hpp"
+#include "messages/decode_budget.hpp"
 #include "messages/error.hpp"
 #include "messages/metrics_codec.hpp"
 #include "runtime/logger.hpp"
@@ -381,8 +382,11 @@ embedded_store::decode_in_session(const ingest_batch& b) {
       return err;
   }
   auto known = (*ctx)->series.size();
+  // What the request's decoding left of its budget bounds this batch.
+  decode_budget budget{b.decode_budget > 0 ? b.decode_budget
+                                           : (*ctx)->max_decoded_bytes};
   // Refused session_out_of_sync unless encoded against this very state.
-  auto xs = decode_columnar(b.columnar, **ctx);
+  auto xs = decode_columnar(b.columnar, **ctx, budget);
   if (!xs)
     return xs.error();
   auto def = db_.prepare("INSERT INTO wire_series (device_id, epoch, idx, "

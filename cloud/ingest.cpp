@@ -75,8 +75,10 @@ http_reply sync_answer(uint16_t status, const sync_ack& ack) {
 void declare(option_set& opts, ingest_config& x) {
   opts.add_size("ingest.max-decoded-bytes", x.max_decoded_bytes,
                 64 * 1024 * 1024,
-                "Largest request body after decompression (else 413)", 1024,
-                int64_t{4} << 30);
+                "Decode budget of one request: the most bytes decoding may "
+                "materialise (decompressed body, parsed message, records with "
+                "their names and labels); more is refused 413",
+                1024, int64_t{4} << 30);
 }
 
 caf::error validate(const ingest_config& x) {
@@ -119,6 +121,7 @@ ingest_batch to_batch(decoded_request&& req) {
   b.events = std::move(req.events);
   b.retry_count = req.retry_count;
   b.capability = req.capability;
+  b.decode_budget = req.budget_left;
   return b;
 }
 

@@ -9,7 +9,8 @@
 namespace fleetd {
 
 struct ingest_config {
-  /// Largest request body after decompression (ingest.max-decoded-bytes).
+  /// Decode budget of one request (ingest.max-decoded-bytes): everything
+  /// decoding materialises, the columnar batch in the store included.
   int64_t max_decoded_bytes = 64 * 1024 * 1024;
   cloud_store_actor store;
 };

@@ -256,14 +256,17 @@ struct ingest_batch {
   int64_t retry_count = 0;
   /// Set (tier > 0) on a session's first request and after every change.
   device_capability capability;
+  /// What the request's decode budget leaves for decoding `columnar` (0:
+  /// the session's own limit): one budget bounds the whole request.
+  uint64_t decode_budget = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ingest_batch& x) {
   return f(caf::meta::type_name("ingest_batch"), x.device_id, x.stream,
            x.epoch, x.checksum, x.sequence, x.config_version, x.samples,
-           x.columnar, x.logs,
-           x.events, x.retry_count, x.capability);
+           x.columnar, x.logs, x.events, x.retry_count, x.capability,
+           x.decode_budget);
 }
 
 /// What the cloud store did with a batch.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <memory>
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
@@ -10,6 +11,7 @@
 #include <zstd.h>
 
 #include "fleetd/v1/sync.pb.h"
+#include "messages/decode_budget.hpp"
 #include "messages/error.hpp"
 
 namespace fleetd {
@@ -245,56 +247,47 @@ std::string encode_events_request(const encode_settings& cfg,
                         batch.SerializeAsString());
 }
 
-caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
-                                              size_t max_decoded_bytes) {
-  std::string plain;
-  if (zstd) {
-    auto size = ZSTD_getFrameContentSize(body.data(), body.size());
-    if (size == ZSTD_CONTENTSIZE_ERROR)
-      return make_error(ec::decode_failed, "body is not a zstd frame");
-    if (size != ZSTD_CONTENTSIZE_UNKNOWN && size > max_decoded_bytes)
-      return make_error(ec::too_large, "decompressed body of "
-                                         + std::to_string(size)
-                                         + " bytes exceeds the limit");
-    // Stream-decompress with a hard cap: a frame may lie about its size.
-    ZSTD_DCtx* dctx = ZSTD_createDCtx();
-    ZSTD_inBuffer in{body.data(), body.size(), 0};
-    std::string chunk(64 * 1024, '\0');
-    size_t ret = 1;
-    while (in.pos < in.size || ret != 0) {
-      ZSTD_outBuffer out{chunk.data(), chunk.size(), 0};
-      ret = ZSTD_decompressStream(dctx, &out, &in);
-      if (ZSTD_isError(ret)) {
-        ZSTD_freeDCtx(dctx);
-        return make_error(ec::decode_failed,
-                          std::string("corrupt zstd body: ")
-                            + ZSTD_getErrorName(ret));
-      }
-      plain.append(chunk.data(), out.pos);
-      if (plain.size() > max_decoded_bytes) {
-        ZSTD_freeDCtx(dctx);
-        return make_error(ec::too_large, "decompressed body exceeds "
-                                           + std::to_string(max_decoded_bytes)
-                                           + " bytes");
-      }
-      if (in.pos == in.size && out.pos < out.size && ret != 0) {
-        ZSTD_freeDCtx(dctx);
-        return make_error(ec::decode_failed, "truncated zstd body");
-      }
-    }
-    ZSTD_freeDCtx(dctx);
-    body = plain;
-  } else if (body.size() > max_decoded_bytes) {
-    return make_error(ec::too_large, "body exceeds "
-                                       + std::to_string(max_decoded_bytes)
-                                       + " bytes");
+namespace {
+
+// The body as it was sent, or decompressed under the budget: a zstd frame
+// may lie about its size, so it is streamed and charged chunk by chunk.
+caf::error decompress(std::string_view& body, std::string& plain,
+                      decode_budget& budget) {
+  auto size = ZSTD_getFrameContentSize(body.data(), body.size());
+  if (size == ZSTD_CONTENTSIZE_ERROR)
+    return make_error(ec::decode_failed, "body is not a zstd frame");
+  if (size != ZSTD_CONTENTSIZE_UNKNOWN && size > budget.left())
+    return make_error(ec::too_large, "decompressed body of "
+                                       + std::to_string(size)
+                                       + " bytes exceeds the limit");
+  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx{ZSTD_createDCtx(),
+                                                          ZSTD_freeDCtx};
+  ZSTD_inBuffer in{body.data(), body.size(), 0};
+  std::string chunk(64 * 1024, '\0');
+  size_t ret = 1;
+  while (in.pos < in.size || ret != 0) {
+    ZSTD_outBuffer out{chunk.data(), chunk.size(), 0};
+    ret = ZSTD_decompressStream(dctx.get(), &out, &in);
+    if (ZSTD_isError(ret))
+      return make_error(ec::decode_failed, std::string("corrupt zstd body: ")
+                                             + ZSTD_getErrorName(ret));
+    if (out.pos > budget.left())
+      return make_error(ec::too_large, "decompressed body exceeds "
+                                         + std::to_string(budget.limit())
+                                         + " bytes");
+    budget.charge(out.pos, "decompressed body");
+    plain.append(chunk.data(), out.pos);
+    if (in.pos == in.size && out.pos < out.size && ret != 0)
+      return make_error(ec::decode_failed, "truncated zstd body");
   }
-  pb::SyncRequest req;
-  if (!req.ParseFromArray(body.data(), static_cast<int>(body.size())))
-    return make_error(ec::decode_failed, "not a SyncRequest");
-  auto raw = raw_batch_field(body);
-  if (!raw)
-    return raw.error();
+  body = plain;
+  return caf::none;
+}
+
+// The envelope: who sent it, which batch, and that the batch is intact.
+caf::error read_envelope(const pb::SyncRequest& req,
+                         std::string_view raw_batch, int batch_field,
+                         decoded_request& out) {
   if (req.device_id().empty())
     return make_error(ec::decode_failed, "device_id is empty");
   if (!req.has_metadata())
@@ -306,11 +299,10 @@ caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
                         + std::to_string(md.format_version()));
   if (md.sequence_number() <= 0)
     return make_error(ec::bad_sequence, "sequence_number must be positive");
-  if (raw->first == 0)
+  if (batch_field == 0)
     return make_error(ec::unknown_stream, "request carries no batch");
-  if (md.checksum() != batch_checksum(raw->second))
+  if (md.checksum() != batch_checksum(raw_batch))
     return make_error(ec::checksum_mismatch, "batch checksum does not match");
-  decoded_request out;
   out.device_id = req.device_id();
   out.sequence = md.sequence_number();
   out.epoch = md.epoch();
@@ -324,72 +316,136 @@ caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
                       c.available_disk(), c.cpu_cores(),
                       c.has_sqlite(),    c.has_network()};
   }
+  return caf::none;
+}
+
+// Metrics as protobuf columns (each sample copies its series), or the
+// columnar bytes still to be decoded against the session (by the store).
+caf::error read_metrics(const pb::MetricsBatch& b, decoded_request& out,
+                        decode_budget& budget) {
+  out.stream = metrics_stream;
+  auto n = b.series_index_size();
+  if (!b.columnar().empty()) {
+    if (n != 0 || b.series_size() != 0 || b.timestamp_ms_size() != 0
+        || b.value_size() != 0)
+      return make_error(ec::decode_failed,
+                        "metrics batch carries both columnar and columns");
+    out.columnar = b.columnar();
+    return caf::none;
+  }
+  if (b.timestamp_ms_size() != n || b.value_size() != n)
+    return make_error(ec::decode_failed, "metrics columns differ in length");
+  std::vector<std::pair<std::string, label_map>> series;
+  series.reserve(static_cast<size_t>(b.series_size()));
+  for (auto& s : b.series())
+    series.emplace_back(s.name(), labels_of(s.labels()));
+  for (int i = 0; i < n; ++i) {
+    auto idx = b.series_index(i);
+    if (idx >= series.size())
+      return make_error(ec::decode_failed, "series index out of range");
+    auto& [name, labels] = series[idx];
+    if (auto err = budget.charge(record_bytes(sizeof(metric_sample), name,
+                                              labels),
+                                 "metric samples"))
+      return err;
+  }
+  out.samples.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    auto& [name, labels] = series[b.series_index(i)];
+    out.samples.push_back(
+      metric_sample{name, labels, b.timestamp_ms(i), b.value(i)});
+  }
+  return caf::none;
+}
+
+// Log lines, each with a copy of its stream's labels.
+caf::error read_logs(const pb::LogsBatch& b, decoded_request& out,
+                     decode_budget& budget) {
+  out.stream = logs_stream;
+  auto n = b.stream_index_size();
+  if (b.timestamp_ns_size() != n || b.line_size() != n)
+    return make_error(ec::decode_failed, "logs columns differ in length");
+  std::vector<label_map> streams;
+  for (auto& s : b.streams())
+    streams.push_back(labels_of(s.labels()));
+  for (int i = 0; i < n; ++i) {
+    auto idx = b.stream_index(i);
+    if (idx >= streams.size())
+      return make_error(ec::decode_failed, "log stream index out of range");
+    if (auto err = budget.charge(record_bytes(sizeof(log_line), b.line(i),
+                                              streams[idx]),
+                                 "log lines"))
+      return err;
+  }
+  out.logs.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i)
+    out.logs.push_back(
+      log_line{streams[b.stream_index(i)], b.timestamp_ns(i), b.line(i)});
+  return caf::none;
+}
+
+// Events, each with its kind, message and attributes.
+caf::error read_events(const pb::EventsBatch& b, decoded_request& out,
+                       decode_budget& budget) {
+  out.stream = events_stream;
+  for (auto& e : b.events()) {
+    uint64_t size = sizeof(event_record) + e.kind().size() + e.message().size();
+    for (auto& l : e.attributes())
+      size += l.name().size() + l.value().size();
+    if (auto err = budget.charge(size, "events"))
+      return err;
+  }
+  out.events.reserve(static_cast<size_t>(b.events_size()));
+  for (auto& e : b.events())
+    out.events.push_back(event_record{e.timestamp_ms(), e.kind(), e.message(),
+                                      labels_of(e.attributes())});
+  return caf::none;
+}
+
+} // namespace
+
+caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
+                                              size_t max_decoded_bytes) {
+  decode_budget budget{max_decoded_bytes};
+  std::string plain;
+  if (zstd) {
+    if (auto err = decompress(body, plain, budget))
+      return err;
+  } else if (body.size() > max_decoded_bytes) {
+    return make_error(ec::too_large, "body exceeds "
+                                       + std::to_string(max_decoded_bytes)
+                                       + " bytes");
+  }
+  pb::SyncRequest req;
+  if (!req.ParseFromArray(body.data(), static_cast<int>(body.size())))
+    return make_error(ec::decode_failed, "not a SyncRequest");
+  // The parsed message (a few bytes per byte of body) is materialised too.
+  if (auto err = budget.charge(req.SpaceUsedLong(), "parsed request"))
+    return err;
+  auto raw = raw_batch_field(body);
+  if (!raw)
+    return raw.error();
+  decoded_request out;
+  if (auto err = read_envelope(req, raw->second, raw->first, out))
+    return err;
+  caf::error err;
   switch (req.data_case()) {
-    case pb::SyncRequest::kMetrics: {
-      out.stream = metrics_stream;
-      auto& b = req.metrics();
-      auto n = b.series_index_size();
-      if (!b.columnar().empty()) {
-        if (n != 0 || b.series_size() != 0 || b.timestamp_ms_size() != 0
-            || b.value_size() != 0)
-          return make_error(ec::decode_failed,
-                            "metrics batch carries both columnar and columns");
-        out.columnar = b.columnar();
-        break;
-      }
-      if (b.timestamp_ms_size() != n || b.value_size() != n)
-        return make_error(ec::decode_failed, "metrics columns differ in length");
-      std::vector<std::pair<std::string, label_map>> series;
-      series.reserve(static_cast<size_t>(b.series_size()));
-      for (auto& s : b.series())
-        series.emplace_back(s.name(), labels_of(s.labels()));
-      out.samples.reserve(static_cast<size_t>(n));
-      for (int i = 0; i < n; ++i) {
-        auto idx = b.series_index(i);
-        if (idx >= series.size())
-          return make_error(ec::decode_failed, "series index out of range");
-        metric_sample s;
-        s.name = series[idx].first;
-        s.labels = series[idx].second;
-        s.timestamp_ms = b.timestamp_ms(i);
-        s.value = b.value(i);
-        out.samples.push_back(std::move(s));
-      }
+    case pb::SyncRequest::kMetrics:
+      err = read_metrics(req.metrics(), out, budget);
       break;
-    }
-    case pb::SyncRequest::kLogs: {
-      out.stream = logs_stream;
-      auto& b = req.logs();
-      auto n = b.stream_index_size();
-      if (b.timestamp_ns_size() != n || b.line_size() != n)
-        return make_error(ec::decode_failed, "logs columns differ in length");
-      std::vector<label_map> streams;
-      for (auto& s : b.streams())
-        streams.push_back(labels_of(s.labels()));
-      out.logs.reserve(static_cast<size_t>(n));
-      for (int i = 0; i < n; ++i) {
-        auto idx = b.stream_index(i);
-        if (idx >= streams.size())
-          return make_error(ec::decode_failed, "log stream index out of range");
-        out.logs.push_back(log_line{streams[idx], b.timestamp_ns(i), b.line(i)});
-      }
+    case pb::SyncRequest::kLogs:
+      err = read_logs(req.logs(), out, budget);
       break;
-    }
-    case pb::SyncRequest::kEvents: {
-      out.stream = events_stream;
-      for (auto& e : req.events().events()) {
-        event_record x;
-        x.timestamp_ms = e.timestamp_ms();
-        x.kind = e.kind();
-        x.message = e.message();
-        x.attributes = labels_of(e.attributes());
-        out.events.push_back(std::move(x));
-      }
+    case pb::SyncRequest::kEvents:
+      err = read_events(req.events(), out, budget);
       break;
-    }
     default:
       return make_error(ec::unknown_stream, "request carries no batch");
   }
+  if (err)
+    return err;
+  // What is left bounds the columnar batch, decoded later by the store.
+  out.budget_left = budget.left();
   return out;
 }
 

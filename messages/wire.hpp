@@ -87,10 +87,15 @@ struct decoded_request {
   std::string columnar;
   log_lines logs;
   event_records events;
+  /// What remains of the request's decode budget: the bound of what the
+  /// store may materialise decoding `columnar`.
+  uint64_t budget_left = 0;
 };
 
-/// Decompresses (when `zstd`), parses and verifies one request body; the
-/// body may grow to at most `max_decoded_bytes` after decompression.
+/// Decompresses (when `zstd`), parses and verifies one request body. One
+/// decode budget of `max_decoded_bytes` bounds everything it materialises:
+/// the decompressed body, the parsed message and every record (names and
+/// labels copied per record); past it the request is ec::too_large.
 caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
                                               size_t max_decoded_bytes);
 

@@ -25,6 +25,7 @@
 #include "cloud/ingest_endpoint.hpp"
 #include "fleetd/v1/sync.pb.h"
 #include "messages/error.hpp"
+#include "messages/metrics_codec.hpp"
 #include "messages/register.hpp"
 #include "messages/wire.hpp"
 #include "runtime/http_client.hpp"
@@ -454,4 +455,34 @@ TEST_CASE("the ingest actor and endpoint refuse configs that cannot work, "
   bad = ec_ok;
   bad.read_timeout = 0ms;
   CHECK(render(validate(bad)).find("ingest.read-timeout") != std::string::npos);
+}
+
+TEST_CASE("a columnar batch is decoded in the store under what the request "
+          "left of its budget: one budget for the whole request") {
+  // 2,000 points of one series with 1 KiB of labels: about 1 KiB on the
+  // wire (constant values, the series defined once), about 2.2 MB decoded.
+  metric_samples xs;
+  for (int i = 0; i < 2000; ++i)
+    xs.push_back(metric_sample{"m", {{"big", std::string(1024, 'x')}},
+                               clock_start_ms + i, 1.0});
+  auto columnar = encode_columnar(xs, codec_context{});
+  encode_settings es;
+  es.device_id = device_id;
+  es.sequence = 1;
+  es.now_ms = clock_start_ms;
+  auto req = encode_columnar_request(es, columnar);
+  REQUIRE(req.size() < 64 * 1024);
+  SUBCASE("a budget of 1 MiB: the request decodes, the batch does not") {
+    ingest_fixture f{1 << 20};
+    check_refused(f.sync(req, "zstd"), 413, "too_large");
+    CHECK(f.stored().empty());
+    CHECK(f.counters()["rejected_too_large"] == 1);
+    CHECK(f.counters()["store_failures"] == 0);
+  }
+  SUBCASE("a budget of 4 MiB holds it all") {
+    ingest_fixture f{4 << 20};
+    auto rep = f.sync(req, "zstd");
+    CHECK(rep.status == 200);
+    check_same_samples(f.stored(), xs, true);
+  }
 }

@@ -376,12 +376,25 @@ TEST_CASE("a truncated protobuf fails to decode") {
   }
 }
 
+// What decoding `body` takes of the decode budget: everything it materialises.
+uint64_t budget_needed(const std::string& body, bool zstd) {
+  constexpr uint64_t lots = uint64_t{1} << 40;
+  auto req = decode_request(body, zstd, lots);
+  REQUIRE_MESSAGE(req, render(req.error()));
+  return lots - req->budget_left;
+}
+
 TEST_CASE("a body larger than the limit is too large") {
+  // One budget bounds the body, the parsed message and the records, so a
+  // body decodes with what it needs and not one byte less.
   auto plain = encode_metrics_request(settings(0), test_samples());
   SUBCASE("plain") {
     check_fails(decode_request(plain, false, plain.size() - 1),
                 ec::too_large);
-    CHECK(decode_request(plain, false, plain.size()));
+    auto need = budget_needed(plain, false);
+    CHECK(need > plain.size());
+    CHECK(decode_request(plain, false, need));
+    check_fails(decode_request(plain, false, need - 1), ec::too_large);
   }
   SUBCASE("zstd with the size in the frame header") {
     auto body = encode_metrics_request(settings(3), test_samples());
@@ -389,14 +402,18 @@ TEST_CASE("a body larger than the limit is too large") {
     REQUIRE(size > 0);
     REQUIRE(size < 4096);
     check_fails(decode_request(body, true, size - 1), ec::too_large);
-    CHECK(decode_request(body, true, size));
+    auto need = budget_needed(body, true);
+    CHECK(decode_request(body, true, need));
+    check_fails(decode_request(body, true, need - 1), ec::too_large);
   }
   SUBCASE("zstd without a declared size") {
     auto body = zstd_compress_stream(plain);
-    auto ok = decode_request(body, true, plain.size());
+    auto need = budget_needed(body, true);
+    auto ok = decode_request(body, true, need);
     REQUIRE_MESSAGE(ok, render(ok.error()));
     check_same_samples(ok->samples, test_samples());
     check_fails(decode_request(body, true, plain.size() - 1), ec::too_large);
+    check_fails(decode_request(body, true, need - 1), ec::too_large);
   }
   SUBCASE("a zstd bomb without a declared size") {
     auto body = zstd_compress_stream(std::string(64 * one_mib, '\0'));
@@ -713,4 +730,92 @@ TEST_CASE("a capability report becomes the DeviceCapability of its tier") {
   CHECK(c.cpu_cores == 5);
   CHECK_FALSE(c.has_sqlite);
   CHECK(c.has_network);
+}
+
+// -- one decode budget on every path -----------------------------------------
+
+namespace {
+
+constexpr size_t sixty_four_kib = 64 * 1024;
+constexpr size_t budget_64mib = 64 * one_mib;
+
+// A zstd request around `batch` (already serialized) in field `field`.
+std::string hostile_request(int field, const std::string& batch) {
+  pb::SyncRequest req;
+  req.set_device_id("edge-01");
+  auto* md = req.mutable_metadata();
+  md->set_sequence_number(1);
+  md->set_format_version(wire_format_version);
+  md->set_checksum(batch_checksum(batch));
+  bool parsed = field == 3   ? req.mutable_metrics()->ParseFromString(batch)
+                : field == 4 ? req.mutable_logs()->ParseFromString(batch)
+                             : req.mutable_events()->ParseFromString(batch);
+  REQUIRE(parsed);
+  return zstd_compress(req.SerializeAsString(), 19);
+}
+
+} // namespace
+
+TEST_CASE("protobuf metric columns that copy a long series per sample are "
+          "refused before they are copied") {
+  // One series of a 32 KiB name, 100,000 samples of it: ~3 GiB decoded.
+  pb::MetricsBatch b;
+  b.add_series()->set_name(std::string(32 * 1024, 'n'));
+  for (int i = 0; i < 100000; ++i) {
+    b.add_series_index(0);
+    b.add_timestamp_ms(0);
+    b.add_value(0);
+  }
+  auto body = hostile_request(3, b.SerializeAsString());
+  CHECK(body.size() <= sixty_four_kib);
+  auto got = decode_request(body, true, budget_64mib);
+  check_fails(got, ec::too_large);
+  CHECK(render(got.error()).find("metric samples") != std::string::npos);
+}
+
+TEST_CASE("log lines that copy long stream labels per line are refused "
+          "before they are copied") {
+  pb::LogsBatch b;
+  auto* l = b.add_streams()->add_labels();
+  l->set_name("job");
+  l->set_value(std::string(32 * 1024, 'v'));
+  for (int i = 0; i < 100000; ++i) {
+    b.add_stream_index(0);
+    b.add_timestamp_ns(0);
+    b.add_line("");
+  }
+  auto body = hostile_request(4, b.SerializeAsString());
+  CHECK(body.size() <= sixty_four_kib);
+  auto got = decode_request(body, true, budget_64mib);
+  check_fails(got, ec::too_large);
+  CHECK(render(got.error()).find("log lines") != std::string::npos);
+}
+
+TEST_CASE("events are charged as they are copied: a budget short of them is "
+          "refused at the events") {
+  // Events copy no shared strings, so what they take is close to the parse;
+  // a budget that covers body and parse but not the copies stops them.
+  pb::EventsBatch b;
+  for (int i = 0; i < 2000; ++i) {
+    auto* e = b.add_events();
+    e->set_kind("k");
+    e->set_message(std::string(1000, 'm'));
+  }
+  auto body = hostile_request(5, b.SerializeAsString());
+  CHECK(body.size() <= sixty_four_kib);
+  auto need = budget_needed(body, true);
+  auto ok = decode_request(body, true, need);
+  REQUIRE_MESSAGE(ok, render(ok.error()));
+  CHECK(ok->events.size() == 2000);
+  auto got = decode_request(body, true, need - 1);
+  check_fails(got, ec::too_large);
+  CHECK(render(got.error()).find("events") != std::string::npos);
+}
+
+TEST_CASE("a columnar batch gets what the request left of the budget") {
+  auto body = encode_columnar_request(settings(3), std::string(100, 'c'));
+  auto need = budget_needed(body, true);
+  auto req = decode_request(body, true, need + 1000);
+  REQUIRE_MESSAGE(req, render(req.error()));
+  CHECK(req->budget_left == 1000);
 }
