@@ -288,7 +288,7 @@ caf::expected<copy_result> copy_rows(sqlite::database& src,
 // and rows past the acked cursors); otherwise every readable row is cut
 // again under a new epoch. What cannot be read is counted as dropped.
 caf::error sqlite_store::salvage(const std::string& aside) {
-  auto src = sqlite::database::open_readonly(aside);
+  auto src = sqlite::database::open_readonly(aside, cfg_.disk->vfs());
   if (!src) {
     log_error("storage", "cannot read ", aside, ": ", render(src.error()));
     return record_event("storage_salvaged",
@@ -434,7 +434,8 @@ caf::expected<sqlite_store> sqlite_store::open(const sqlite_store_config& cfg) {
     return err;
   sqlite_store out;
   out.cfg_ = cfg;
-  auto db = sqlite::database::open(cfg.path, "FULL", open_busy_timeout_ms);
+  auto db = sqlite::database::open(cfg.path, "FULL", open_busy_timeout_ms,
+                                   cfg.disk->vfs());
   caf::error err = db ? caf::error{} : db.error();
   std::string verdict;
   if (db) {
@@ -463,7 +464,8 @@ caf::expected<sqlite_store> sqlite_store::open(const sqlite_store_config& cfg) {
                                              + " is corrupt and cannot be "
                                                "moved aside");
   ++out.moved_aside_;
-  auto fresh = sqlite::database::open(cfg.path, "FULL", open_busy_timeout_ms);
+  auto fresh = sqlite::database::open(cfg.path, "FULL", open_busy_timeout_ms,
+                                      cfg.disk->vfs());
   if (!fresh)
     return cannot_use(cfg.path, fresh.error());
   out.db_ = std::move(*fresh);
@@ -716,13 +718,12 @@ caf::error sqlite_store::limit_wal() {
 }
 
 void sqlite_store::fit_wal_to_disk() {
-  struct statvfs vfs;
   auto dir = cfg_.path.substr(0, cfg_.path.find_last_of('/') + 1);
-  if (statvfs(dir.empty() ? "." : dir.c_str(), &vfs) != 0)
+  auto free = cfg_.disk->free_bytes(dir);
+  if (free < 0)
     return;
   auto before = checkpoint_bound();
-  disk_free_ = static_cast<int64_t>(vfs.f_bavail)
-               * static_cast<int64_t>(vfs.f_frsize);
+  disk_free_ = free;
   if (checkpoint_bound() == before)
     return;
   // The disk is short (or no longer): checkpoint sooner, and now.
@@ -757,21 +758,13 @@ caf::error sqlite_store::count_drop(const char* kind, int64_t n) {
 bool sqlite_store::hold_reserve() {
   if (cfg_.limits.reserve_bytes <= 0)
     return reserve_held_ = true;
-  auto path = cfg_.path + ".reserve";
-  auto fd = ::open(path.c_str(), O_WRONLY | O_CREAT, 0640);
-  if (fd < 0)
-    return false;
-  // posix_fallocate really takes the blocks; a sparse file would not.
-  auto rc = posix_fallocate(fd, 0, cfg_.limits.reserve_bytes);
-  ::close(fd);
-  reserve_held_ = rc == 0;
-  if (!reserve_held_)
-    unlink(path.c_str());
+  reserve_held_ = cfg_.disk->allocate(cfg_.path + ".reserve",
+                                      cfg_.limits.reserve_bytes);
   return reserve_held_;
 }
 
 void sqlite_store::release_reserve() {
-  unlink((cfg_.path + ".reserve").c_str());
+  cfg_.disk->remove(cfg_.path + ".reserve");
   reserve_held_ = false;
 }
 
@@ -1645,6 +1638,8 @@ caf::error validate(const sqlite_store_config& x) {
   };
   if (x.path.empty())
     return bad("sqlite_store_config.path: must not be empty");
+  if (!x.disk)
+    return bad("sqlite_store_config.disk: must be set (real_disk())");
   for (auto [key, v] : {std::pair{"storage.max-bytes", x.limits.max_bytes},
                         std::pair{"storage.retention", x.limits.retention_ms},
                         std::pair{"storage.reserve-bytes",

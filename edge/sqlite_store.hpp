@@ -11,6 +11,7 @@
 #include "messages/interfaces.hpp"
 #include "runtime/clock.hpp"
 #include "edge/store_backend.hpp"
+#include "runtime/disk.hpp"
 #include "runtime/sqlite.hpp"
 
 namespace fleetd {
@@ -33,6 +34,8 @@ struct sqlite_store_config {
   std::string path;
   clock_ptr clock;
   storage_limits limits;
+  /// Where the files live: the real file system unless a test fakes one.
+  std::shared_ptr<fleetd::disk> disk = real_disk();
 };
 
 class option_set;

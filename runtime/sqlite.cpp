@@ -214,11 +214,12 @@ static void add_functions(sqlite3* raw) {
                              ieee_bits_fn, nullptr, nullptr, nullptr);
 }
 
-caf::expected<database> database::open_readonly(const std::string& path) {
+caf::expected<database> database::open_readonly(const std::string& path,
+                                                const std::string& vfs) {
   sqlite3* raw = nullptr;
   auto rc = sqlite3_open_v2(path.c_str(), &raw,
                             SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                            nullptr);
+                            vfs.empty() ? nullptr : vfs.c_str());
   database db{raw};
   if (rc != SQLITE_OK)
     return to_error(raw, rc, "cannot open " + path);
@@ -229,12 +230,13 @@ caf::expected<database> database::open_readonly(const std::string& path) {
 
 caf::expected<database> database::open(const std::string& path,
                                        const char* synchronous,
-                                       int busy_timeout_ms) {
+                                       int busy_timeout_ms,
+                                       const std::string& vfs) {
   sqlite3* raw = nullptr;
   auto rc = sqlite3_open_v2(path.c_str(), &raw,
                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
                               | SQLITE_OPEN_NOMUTEX,
-                            nullptr);
+                            vfs.empty() ? nullptr : vfs.c_str());
   database db{raw};
   if (rc != SQLITE_OK)
     return to_error(raw, rc, "cannot open " + path);

@@ -69,13 +69,17 @@ public:
 
   /// Opens (creating) `path` in WAL mode with the given synchronous level;
   /// a lock held elsewhere is waited for up to `busy_timeout_ms`.
+  /// `vfs` names the SQLite VFS (empty: the default; tests pass a fault
+  /// disk's).
   static caf::expected<database> open(const std::string& path,
                                       const char* synchronous = "FULL",
-                                      int busy_timeout_ms = 5000);
+                                      int busy_timeout_ms = 5000,
+                                      const std::string& vfs = {});
 
   /// Opens an existing file read-only, as it is (no pragma, no checkpoint
   /// on close): for reading what is left of a damaged file.
-  static caf::expected<database> open_readonly(const std::string& path);
+  static caf::expected<database> open_readonly(const std::string& path,
+                                               const std::string& vfs = {});
 
   caf::error exec(const std::string& sql);
   caf::expected<statement> prepare(const std::string& sql);
