@@ -16,6 +16,7 @@
 #include "edge/sqlite_store.hpp"
 #include "edge/storage.hpp"
 #include "messages/error.hpp"
+#include "fault_disk.hpp"
 #include "skip.hpp"
 
 using namespace fleetd;
@@ -67,6 +68,10 @@ struct tmp_dir {
   }
 };
 
+/// Where a disk-full case runs: a fault disk (any user) or a real tmpfs
+/// (root only, skipped otherwise).
+enum class disk_kind { fault, tmpfs };
+
 /// A store's directory and clock, and its config on both; each test sets
 /// the limits it is about.
 struct store_fixture {
@@ -74,22 +79,57 @@ struct store_fixture {
   std::shared_ptr<manual_clock> clk
     = std::make_shared<manual_clock>(1'700'000'000'000);
   sqlite_store_config cfg;
+  std::shared_ptr<test::fault_disk> fdisk;
 
   store_fixture() {
     cfg.path = dir.path + "/s.db";
     cfg.clock = clk;
   }
 
-  /// Mounts a tmpfs of `size` ("size=2m") on the directory; false, with
-  /// the case marked skipped, where that is not allowed.
-  bool on_small_disk(const char* size) {
-    if (mount("tmpfs", dir.path.c_str(), "tmpfs", 0, size) == 0)
+  /// Puts the store on a disk of `bytes`; false, with the case marked
+  /// skipped, where that is not allowed (a tmpfs without root).
+  bool on_small_disk(disk_kind kind, int64_t bytes) {
+    if (kind == disk_kind::fault) {
+      fdisk = test::fault_disk::make(bytes);
+      cfg.disk = fdisk;
+      return true;
+    }
+    auto size = "size=" + std::to_string(bytes);
+    if (mount("tmpfs", dir.path.c_str(), "tmpfs", 0, size.c_str()) == 0)
       return true;
     test::skip(std::string("cannot mount a tmpfs (needs root): ")
                + std::strerror(errno));
     return false;
   }
+
+  std::string ballast_path() const {
+    return dir.path + "/ballast";
+  }
+
+  /// Another file takes `bytes` of the disk (-1: all that is left).
+  void add_ballast(int64_t bytes) {
+    if (fdisk) {
+      fdisk->allocate(ballast_path(),
+                      bytes < 0 ? fdisk->free_bytes(dir.path) : bytes);
+      return;
+    }
+    std::ofstream ballast(ballast_path());
+    std::string kb(1024, 'x');
+    for (int64_t n = 0; (bytes < 0 || n < bytes) && ballast << kb
+                        && ballast.flush();
+         n += 1024)
+      ;
+  }
+
+  void remove_ballast() {
+    if (fdisk)
+      fdisk->remove(ballast_path());
+    else
+      unlink(ballast_path().c_str());
+  }
 };
+
+constexpr int64_t mib = 1024 * 1024;
 
 } // namespace
 
@@ -156,10 +196,11 @@ TEST_CASE_FIXTURE(store_fixture, "metrics older than the retention are "
   CHECK(accepted == kept + st->drops()[drop_kind::metrics_unsynced]);
 }
 
-TEST_CASE_FIXTURE(store_fixture, "a full disk is back-pressure: newest data "
-                                 "kept, drops exact, recovery") {
-  if (!on_small_disk("size=2m"))
+void full_disk_keeps_newest(store_fixture& f, disk_kind kind) {
+  if (!f.on_small_disk(kind, 2 * mib))
     return;
+  auto& cfg = f.cfg;
+  auto& clk = f.clk;
   cfg.limits.max_bytes = 100 * 1000 * 1000; // far above the disk: disk wins
   cfg.limits.retention_ms = 0;
   auto st = sqlite_store::open(cfg);
@@ -187,19 +228,14 @@ TEST_CASE_FIXTURE(store_fixture, "a full disk is back-pressure: newest data "
   CHECK(accepted == rows(*st) + metrics_drops(*st));
   CHECK(d[drop_kind::metrics_rejected] == rejected);
   // Another file takes the remaining space; then it is freed again.
-  {
-    std::ofstream ballast(dir.path + "/ballast");
-    std::string mb(1024 * 1024, 'x');
-    for (int i = 0; i < 4 && ballast; ++i)
-      ballast << mb;
-  }
+  f.add_ballast(-1);
   int64_t failed_while_full = 0;
   for (int round = 0; round < 20; ++round) {
     clk->advance(10000);
     if (!st->store(make_batch(clk->now_ms(), 40, 200)))
       ++failed_while_full;
   }
-  unlink((dir.path + "/ballast").c_str());
+  f.remove_ballast();
   auto before = st->drops();
   clk->advance(10000);
   auto n = st->store(make_batch(clk->now_ms(), 40, 200));
@@ -211,11 +247,21 @@ TEST_CASE_FIXTURE(store_fixture, "a full disk is back-pressure: newest data "
   CHECK(before[drop_kind::metrics_rejected] >= rejected);
 }
 
-TEST_CASE_FIXTURE(store_fixture, "log lines on a full disk are back-pressure "
-                                 "too: newest kept, every line stored or "
-                                 "counted") {
-  if (!on_small_disk("size=2m"))
+TEST_CASE_FIXTURE(store_fixture, "a full disk is back-pressure: newest data "
+                                 "kept, drops exact, recovery") {
+  full_disk_keeps_newest(*this, disk_kind::fault);
+}
+
+TEST_CASE_FIXTURE(store_fixture, "on a tmpfs: a full disk is back-pressure: newest data "
+                                 "kept, drops exact, recovery") {
+  full_disk_keeps_newest(*this, disk_kind::tmpfs);
+}
+
+void full_disk_logs(store_fixture& f, disk_kind kind) {
+  if (!f.on_small_disk(kind, 2 * mib))
     return;
+  auto& cfg = f.cfg;
+  auto& clk = f.clk;
   cfg.limits.max_bytes = 100 * 1000 * 1000; // far above the disk: disk wins
   cfg.limits.retention_ms = 0;
   auto st = sqlite_store::open(cfg);
@@ -250,10 +296,22 @@ TEST_CASE_FIXTURE(store_fixture, "log lines on a full disk are back-pressure "
   CHECK(d[drop_kind::logs_rejected] == rejected);
 }
 
-TEST_CASE_FIXTURE(store_fixture, "an event that cannot be recorded on a full "
-                                 "disk is counted") {
-  if (!on_small_disk("size=1m"))
+TEST_CASE_FIXTURE(store_fixture, "log lines on a full disk are back-pressure "
+                                 "too: newest kept, every line stored or "
+                                 "counted") {
+  full_disk_logs(*this, disk_kind::fault);
+}
+
+TEST_CASE_FIXTURE(store_fixture, "on a tmpfs: log lines on a full disk are back-pressure "
+                                 "too: newest kept, every line stored or "
+                                 "counted") {
+  full_disk_logs(*this, disk_kind::tmpfs);
+}
+
+void full_disk_event(store_fixture& f, disk_kind kind) {
+  if (!f.on_small_disk(kind, 1 * mib))
     return;
+  auto& cfg = f.cfg;
   cfg.limits.reserve_bytes = 0;
   {
     auto st = sqlite_store::open(cfg);
@@ -261,17 +319,12 @@ TEST_CASE_FIXTURE(store_fixture, "an event that cannot be recorded on a full "
     REQUIRE(!st->record_event("boot", "before the disk filled"));
     REQUIRE(!st->checkpoint());
     // Nothing left for the WAL to grow into.
-    {
-      std::ofstream ballast(dir.path + "/ballast");
-      std::string kb(1024, 'x');
-      while (ballast << kb && ballast.flush())
-        ;
-    }
+    f.add_ballast(-1);
     auto err = st->record_event("pressure", "while the disk is full");
     REQUIRE(err);
     CHECK(static_cast<ec>(err.code()) == ec::disk_full);
     CHECK(st->drops()[drop_kind::events_rejected] == 1);
-    unlink((dir.path + "/ballast").c_str());
+    f.remove_ballast();
     // The next event that fits also persists the count.
     REQUIRE(!st->record_event("recovered", "room again"));
     CHECK(st->drops()[drop_kind::events_rejected] == 1);
@@ -279,6 +332,16 @@ TEST_CASE_FIXTURE(store_fixture, "an event that cannot be recorded on a full "
   auto again = sqlite_store::open(cfg);
   REQUIRE(again);
   CHECK(again->drops()[drop_kind::events_rejected] == 1);
+}
+
+TEST_CASE_FIXTURE(store_fixture, "an event that cannot be recorded on a full "
+                                 "disk is counted") {
+  full_disk_event(*this, disk_kind::fault);
+}
+
+TEST_CASE_FIXTURE(store_fixture, "on a tmpfs: an event that cannot be recorded on a full "
+                                 "disk is counted") {
+  full_disk_event(*this, disk_kind::tmpfs);
 }
 
 TEST_CASE_FIXTURE(store_fixture, "tier 2's caps hold over 30 simulated hours: "
@@ -307,11 +370,11 @@ TEST_CASE_FIXTURE(store_fixture, "tier 2's caps hold over 30 simulated hours: "
   CHECK(accepted == rows(*st) + metrics_drops(*st));
 }
 
-TEST_CASE_FIXTURE(store_fixture, "on a disk shorter than two WAL bounds "
-                                 "the WAL is checkpointed within a quarter of "
-                                 "the free space") {
-  if (!on_small_disk("size=8m"))
+void short_disk_wal(store_fixture& f, disk_kind kind) {
+  if (!f.on_small_disk(kind, 8 * mib))
     return;
+  auto& cfg = f.cfg;
+  auto& clk = f.clk;
   // The default cap allows a 5 MB WAL; this disk has less than 8 MB.
   cfg.limits.max_bytes = 100 * 1000 * 1000;
   cfg.limits.retention_ms = 0;
@@ -333,4 +396,16 @@ TEST_CASE_FIXTURE(store_fixture, "on a disk shorter than two WAL bounds "
   // One transaction past the autocheckpoint may overshoot by its own pages.
   CHECK(largest <= bound + 64 * 1024);
   CHECK(rows(*st) == 400 * 100);
+}
+
+TEST_CASE_FIXTURE(store_fixture, "on a disk shorter than two WAL bounds "
+                                 "the WAL is checkpointed within a quarter of "
+                                 "the free space") {
+  short_disk_wal(*this, disk_kind::fault);
+}
+
+TEST_CASE_FIXTURE(store_fixture, "on a tmpfs: on a disk shorter than two WAL bounds "
+                                 "the WAL is checkpointed within a quarter of "
+                                 "the free space") {
+  short_disk_wal(*this, disk_kind::tmpfs);
 }
