@@ -6,6 +6,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <string>
@@ -485,4 +487,32 @@ TEST_CASE("a columnar batch is decoded in the store under what the request "
     CHECK(rep.status == 200);
     check_same_samples(f.stored(), xs, true);
   }
+}
+
+TEST_CASE("the minimal sender profile is stored: base-0 batches in a row, "
+          "each self-contained (wire test vectors 01 and 02)") {
+  ingest_fixture f;
+  auto dir = std::string(FLEETD_SOURCE_DIR) + "/tests/data/wire-vectors/";
+  size_t total = 0;
+  for (auto name : {"01-minimal-profile", "02-minimal-profile-again"}) {
+    CAPTURE(name);
+    std::ifstream in(dir + name + ".body", std::ios::binary);
+    std::string body((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    REQUIRE(!body.empty());
+    auto rep = f.sync(body, "identity");
+    CHECK(rep.status == 200);
+    auto ack = ack_of(rep.body);
+    CHECK(ack.success);
+    auto req = decode_request(body, false, 1 << 20);
+    REQUIRE(req);
+    codec_context fresh;
+    auto xs = decode_columnar(req->columnar, fresh);
+    REQUIRE(xs);
+    total += xs->size();
+  }
+  auto devs = f.devices();
+  REQUIRE(devs.size() == 1);
+  CHECK(devs[0].points_received == static_cast<int64_t>(total));
+  CHECK(total == 24);
 }
