@@ -40,6 +40,8 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/wire_format_lite.h>
+#include <optional>
+
 #include <snappy.h>
 #include <zstd.h>
 
@@ -61,13 +63,19 @@ std::string wire_usage() {
          "line, plain\nor zstd-compressed) in batches of S seconds (default "
          "300, tier 1) three ways\nand prints\n"
          "  BENCH wire points=N series=N batches=N bytes_per_point=.. "
+         "nosession_bytes_per_point=.. rw_zstd_bytes_per_point=.. "
          "rw_bytes_per_point=..\n"
-         "    naive_bytes_per_point=.. rw_ratio=.. bytes_per_day_100_series=..\n\n"
+         "    naive_bytes_per_point=.. rw_ratio=.. rw_zstd_ratio=.. "
+         "bytes_per_day_100_series=..\n\n"
          "bytes_per_point: columnar batches (series sent once per session), "
-         "zstd at\nlevel L (default 3) per batch; rw_: Prometheus "
-         "remote-write 1.0 WriteRequest +\nsnappy per batch; naive_: one "
-         "protobuf message per point + zstd-3 per batch.\nrw_ratio = "
-         "rw_bytes_per_point / bytes_per_point; bytes_per_day_100_series =\n"
+         "zstd at\nlevel L (default 3) per batch; nosession_: the same "
+         "columnar encoding with\nevery batch self-contained; rw_: "
+         "Prometheus remote-write 1.0 WriteRequest +\nsnappy per batch; "
+         "rw_zstd_: the same WriteRequest + zstd at level L (what\nvmagent "
+         "sends VictoriaMetrics); naive_: one protobuf message per point + "
+         "zstd-3\nper batch. rw_ratio = rw_bytes_per_point / "
+         "bytes_per_point, rw_zstd_ratio\nlikewise; "
+         "bytes_per_day_100_series =\n"
          "bytes_per_point * 100 * 8640. Every columnar batch is decoded and "
          "compared\nwith its input; a mismatch exits 1. --no-session sends "
          "every series' name and\nlabels in every batch that uses it "
@@ -258,8 +266,8 @@ std::string label_msg(const std::string& name, const std::string& value) {
   return buf;
 }
 
-// Prometheus remote-write 1.0 WriteRequest + snappy.
-std::string remote_write(const metric_samples& batch) {
+// Prometheus remote-write 1.0 WriteRequest, uncompressed.
+std::string remote_write_request(const metric_samples& batch) {
   std::map<std::pair<std::string, label_map>, size_t> index;
   std::vector<std::vector<const metric_sample*>> series;
   for (auto& s : batch) {
@@ -302,6 +310,11 @@ std::string remote_write(const metric_samples& batch) {
       put_bytes_field(out, 1, ts_msg);
     }
   }
+  return req;
+}
+
+// Remote-write as Prometheus sends it: snappy.
+std::string snappy_of(const std::string& req) {
   std::string compressed;
   snappy::Compress(req.data(), req.size(), &compressed);
   return compressed;
@@ -362,14 +375,19 @@ int64_t floor_div(int64_t a, int64_t b) {
   return q;
 }
 
-} // namespace
 
-int run_wire_bench(const std::vector<std::string>& args) {
+struct wire_options {
   std::string path;
   int64_t batch_seconds = 300;
   int level = 3;
   bool session = true;
   bool breakdown = false;
+};
+
+// The options; nullopt (after saying why) when they cannot run.
+std::optional<wire_options> parse_wire_options(
+  const std::vector<std::string>& args) {
+  wire_options o;
   for (size_t i = 0; i < args.size(); ++i) {
     auto& a = args[i];
     auto value = [&]() -> std::string {
@@ -380,103 +398,138 @@ int run_wire_bench(const std::vector<std::string>& args) {
       return args[++i];
     };
     if (a == "--batch-seconds") {
-      batch_seconds = std::atoll(value().c_str());
+      o.batch_seconds = std::atoll(value().c_str());
     } else if (a == "--no-session") {
-      session = false;
+      o.session = false;
     } else if (a == "--breakdown") {
-      breakdown = true;
+      o.breakdown = true;
     } else if (a == "--zstd-level") {
-      level = std::atoi(value().c_str());
+      o.level = std::atoi(value().c_str());
     } else if (!a.empty() && a[0] == '-') {
       std::cerr << "fleetd-bench wire: unknown option " << a << "\n"
                 << wire_usage();
-      return 2;
-    } else if (path.empty()) {
-      path = a;
+      return std::nullopt;
+    } else if (o.path.empty()) {
+      o.path = a;
     } else {
       std::cerr << "fleetd-bench wire: one FILE only\n" << wire_usage();
-      return 2;
+      return std::nullopt;
     }
   }
-  if (path.empty() || batch_seconds <= 0 || level < 1 || level > 22) {
+  if (o.path.empty() || o.batch_seconds <= 0 || o.level < 1 || o.level > 22) {
     std::cerr << wire_usage();
-    return 2;
+    return std::nullopt;
   }
+  return o;
+}
+
+// Bytes of every encoding of the same batches, all in one run.
+struct wire_totals {
+  size_t ours = 0;       // columnar, session, zstd at the level
+  size_t no_session = 0; // columnar, every batch self-contained, same zstd
+  size_t rw = 0;         // remote-write 1.0 + snappy
+  size_t rw_zstd = 0;    // the same WriteRequest + zstd at the level
+  size_t naive = 0;      // one protobuf per point + zstd-3
+  size_t batches = 0;
+  std::map<std::string, size_t> family_points;
+  std::map<std::string, long long> family_bytes;
+};
+
+// Encodes one batch every way; false (after saying why) when ours does not
+// round-trip.
+bool add_batch(const wire_options& o, const metric_samples& batch,
+               codec_context& sender, codec_context& receiver,
+               wire_totals& t) {
+  auto raw = encode_columnar(batch, sender);
+  auto wire = zstd(raw, o.level);
+  if (o.breakdown)
+    add_breakdown(batch, sender, o.level, wire.size(), t.family_points,
+                  t.family_bytes);
+  // The sender's session advances as the receiver's does: by decoding.
+  if (o.session && !decode_columnar(raw, sender)) {
+    std::cerr << "fleetd-bench wire: batch " << t.batches
+              << " does not decode on the sender" << std::endl;
+    return false;
+  }
+  t.ours += wire.size();
+  if (!o.session)
+    receiver.clear();
+  auto decoded = decode_columnar(unzstd(wire), receiver);
+  if (!decoded || !identical(*decoded, batch)) {
+    std::cerr << "fleetd-bench wire: batch " << t.batches
+              << " does not round-trip" << std::endl;
+    return false;
+  }
+  t.no_session += zstd(encode_columnar(batch, codec_context{}), o.level).size();
+  auto req = remote_write_request(batch);
+  t.rw += snappy_of(req).size();
+  t.rw_zstd += zstd(req, o.level).size();
+  t.naive += naive(batch).size();
+  std::cerr << "batch " << t.batches << ": points=" << batch.size()
+            << " raw=" << raw.size() << " ours=" << wire.size()
+            << " rw=" << t.rw << " naive=" << t.naive << "\n";
+  ++t.batches;
+  return true;
+}
+
+void print_breakdown(const wire_totals& t) {
+  std::vector<std::pair<long long, std::string>> rows;
+  long long sum = 0;
+  for (auto& [name, bytes] : t.family_bytes) {
+    rows.emplace_back(bytes, name);
+    sum += bytes;
+  }
+  std::sort(rows.rbegin(), rows.rend());
+  std::cerr << "breakdown (bytes without the metric, all batches; sum " << sum
+            << " of " << t.ours << "):\n";
+  for (auto& [bytes, name] : rows)
+    std::cerr << "  " << std::setw(7) << bytes << " " << std::setw(6)
+              << t.family_points.at(name) << " pts "
+              << format(static_cast<double>(bytes)
+                          / static_cast<double>(t.family_points.at(name)),
+                        3)
+              << " B/pt " << name << "\n";
+}
+
+} // namespace
+
+int run_wire_bench(const std::vector<std::string>& args) {
+  auto o = parse_wire_options(args);
+  if (!o)
+    return 2;
   try {
-    auto samples = parse_capture(read_capture(path));
+    auto samples = parse_capture(read_capture(o->path));
     if (samples.empty())
-      throw bench_error{path + ": no samples"};
+      throw bench_error{o->path + ": no samples"};
     std::map<int64_t, metric_samples> batches;
     std::set<std::pair<std::string, label_map>> all_series;
     for (auto& s : samples) {
       all_series.emplace(s.name, s.labels);
-      batches[floor_div(s.timestamp_ms, batch_seconds * 1000)].push_back(s);
+      batches[floor_div(s.timestamp_ms, o->batch_seconds * 1000)].push_back(s);
     }
     codec_context sender;
     codec_context receiver;
-    size_t ours = 0;
-    size_t rw = 0;
-    size_t nv = 0;
-    size_t n = 0;
-    std::map<std::string, size_t> family_points;
-    std::map<std::string, long long> family_bytes;
-    for (auto& [window, batch] : batches) {
-      auto raw = encode_columnar(batch, sender);
-      auto wire = zstd(raw, level);
-      if (breakdown)
-        add_breakdown(batch, sender, level, wire.size(), family_points,
-                      family_bytes);
-      // The sender's session advances as the receiver's does: by decoding.
-      if (session && !decode_columnar(raw, sender)) {
-        std::cerr << "fleetd-bench wire: batch " << n << " does not decode "
-                  << "on the sender" << std::endl;
+    wire_totals t;
+    for (auto& [window, batch] : batches)
+      if (!add_batch(*o, batch, sender, receiver, t))
         return 1;
-      }
-      ours += wire.size();
-      if (!session)
-        receiver.clear();
-      auto decoded = decode_columnar(unzstd(wire), receiver);
-      if (!decoded || !identical(*decoded, batch)) {
-        std::cerr << "fleetd-bench wire: batch " << n << " (window " << window
-                  << ") does not round-trip" << std::endl;
-        return 1;
-      }
-      rw += remote_write(batch).size();
-      nv += naive(batch).size();
-      std::cerr << "batch " << n << ": points=" << batch.size()
-                << " raw=" << raw.size() << " ours=" << wire.size()
-                << " rw=" << rw << " naive=" << nv << "\n";
-      ++n;
-    }
-    if (breakdown) {
-      std::vector<std::pair<long long, std::string>> rows;
-      long long sum = 0;
-      for (auto& [name, bytes] : family_bytes) {
-        rows.emplace_back(bytes, name);
-        sum += bytes;
-      }
-      std::sort(rows.rbegin(), rows.rend());
-      std::cerr << "breakdown (bytes without the metric, all batches; sum "
-                << sum << " of " << ours << "):\n";
-      for (auto& [bytes, name] : rows)
-        std::cerr << "  " << std::setw(7) << bytes << " "
-                  << std::setw(6) << family_points[name] << " pts "
-                  << format(static_cast<double>(bytes)
-                              / static_cast<double>(family_points[name]), 3)
-                  << " B/pt " << name << "\n";
-    }
-    double points = static_cast<double>(samples.size());
-    double bpp = static_cast<double>(ours) / points;
-    double rw_bpp = static_cast<double>(rw) / points;
-    double naive_bpp = static_cast<double>(nv) / points;
+    if (o->breakdown)
+      print_breakdown(t);
+    auto per_point = [&](size_t bytes) {
+      return static_cast<double>(bytes) / static_cast<double>(samples.size());
+    };
+    double bpp = per_point(t.ours);
     std::cout << "BENCH wire points=" << samples.size()
-              << " series=" << all_series.size() << " batches=" << n
+              << " series=" << all_series.size() << " batches=" << t.batches
               << " bytes_per_point=" << format(bpp, 3)
-              << " rw_bytes_per_point=" << format(rw_bpp, 3)
-              << " naive_bytes_per_point=" << format(naive_bpp, 3)
-              << " rw_ratio=" << format(rw_bpp / bpp, 2)
-              << " bytes_per_day_100_series="
-              << format(bpp * 100 * 8640, 0) << std::endl;
+              << " nosession_bytes_per_point=" << format(per_point(t.no_session), 3)
+              << " rw_bytes_per_point=" << format(per_point(t.rw), 3)
+              << " rw_zstd_bytes_per_point=" << format(per_point(t.rw_zstd), 3)
+              << " naive_bytes_per_point=" << format(per_point(t.naive), 3)
+              << " rw_ratio=" << format(per_point(t.rw) / bpp, 2)
+              << " rw_zstd_ratio=" << format(per_point(t.rw_zstd) / bpp, 2)
+              << " bytes_per_day_100_series=" << format(bpp * 100 * 8640, 0)
+              << std::endl;
     return 0;
   } catch (const bench_error& e) {
     std::cerr << "fleetd-bench wire: " << e.what << std::endl;
