@@ -226,84 +226,8 @@ caf::expected<ingest_outcome> embedded_store::write(const ingest_batch& b) {
   ingest_outcome out;
   auto now = clock_->now_ms();
   auto known_series = series_.size();
-  auto err = sqlite::transaction(db_, [&]() -> caf::error {
-    if (auto err = write_capability(b, now))
-      return err;
-    auto sel = db_.prepare("SELECT last_sequence, epoch FROM streams "
-                           "WHERE device_id = ?1 AND stream = ?2");
-    if (!sel)
-      return sel.error();
-    sel->bind(1, b.device_id).bind(2, b.stream);
-    auto row = sel->step();
-    if (!row)
-      return row.error();
-    int64_t last = *row ? sel->column_int(0) : 0;
-    // A new epoch is a store numbering from 1 again: its own sequence space.
-    bool new_epoch = *row && sel->column_text(1) != b.epoch;
-    if (new_epoch) {
-      log_warning("embedded_store", b.device_id, "/", b.stream,
-                  ": device store started afresh (epoch ", b.epoch,
-                  "); numbering restarts");
-      last = 0;
-    }
-    auto seen = db_.prepare("SELECT checksum FROM batches WHERE device_id = ?1 "
-                            "AND stream = ?2 AND epoch = ?4 AND sequence = ?3");
-    if (!seen)
-      return seen.error();
-    seen->bind(1, b.device_id).bind(2, b.stream).bind(3, b.sequence).bind(
-      4, b.epoch);
-    auto had = seen->step();
-    if (!had)
-      return had.error();
-    if (*had && seen->column_blob(0) != b.checksum)
-      return make_error(ec::bad_sequence,
-                        "sequence " + std::to_string(b.sequence)
-                          + " was already received with other content");
-    // A never-seen sequence below the ack fills a recorded gap: keep it.
-    if (b.sequence > last + max_sequence_gap)
-      return make_error(ec::bad_sequence,
-                        "sequence " + std::to_string(b.sequence)
-                          + " is too far ahead of the acked "
-                          + std::to_string(last));
-    if (*had) {
-      out.duplicate = true;
-      // Held: ack at least this batch, also when it is of an older epoch.
-      out.last_acked = std::max(last, b.sequence);
-      auto dup = db_.prepare("UPDATE streams SET duplicates = duplicates + 1, "
-                             "last_seen = ?3 WHERE device_id = ?1 AND "
-                             "stream = ?2");
-      if (!dup)
-        return dup.error();
-      dup->bind(1, b.device_id).bind(2, b.stream).bind(3, now);
-      return dup->run();
-    }
-    int64_t n = 0;
-    if (auto err = insert_records(b, n))
-      return err;
-    auto rec = db_.prepare("INSERT INTO batches (device_id, stream, epoch, "
-                           "sequence, points, received_at, checksum) "
-                           "VALUES (?1, ?2, ?6, ?3, ?4, ?5, ?7)");
-    if (!rec)
-      return rec.error();
-    rec->bind(1, b.device_id).bind(2, b.stream).bind(3, b.sequence).bind(4, n)
-      .bind(5, now).bind(6, b.epoch).bind_blob(7, b.checksum);
-    if (auto err = rec->run())
-      return err;
-    out.last_acked = std::max(last, b.sequence);
-    out.stored = n;
-    auto up = db_.prepare(
-      "INSERT INTO streams (device_id, stream, epoch, last_sequence, epochs, "
-      "points, batches, duplicates, last_seen) "
-      "VALUES (?1, ?2, ?6, ?3, 1, ?4, 1, 0, ?5) "
-      "ON CONFLICT (device_id, stream) DO UPDATE SET last_sequence = ?3, "
-      "points = points + ?4, batches = batches + 1, last_seen = ?5, "
-      "epochs = epochs + (epoch != ?6), epoch = ?6");
-    if (!up)
-      return up.error();
-    up->bind(1, b.device_id).bind(2, b.stream).bind(3, out.last_acked)
-      .bind(4, n).bind(5, now).bind(6, b.epoch);
-    return up->run();
-  });
+  auto err = sqlite::transaction(
+    db_, [&]() -> caf::error { return write_batch(b, now, out); });
   if (!err)
     err = config_for(b.device_id, b.config_version, out.config);
   if (err) {
@@ -324,6 +248,100 @@ caf::expected<ingest_outcome> embedded_store::write(const ingest_batch& b) {
     points_stored_ += out.stored;
   }
   return out;
+}
+
+caf::expected<int64_t> embedded_store::acked_sequence(const ingest_batch& b) {
+  auto sel = db_.prepare("SELECT last_sequence, epoch FROM streams "
+                         "WHERE device_id = ?1 AND stream = ?2");
+  if (!sel)
+    return sel.error();
+  sel->bind(1, b.device_id).bind(2, b.stream);
+  auto row = sel->step();
+  if (!row)
+    return row.error();
+  if (!*row)
+    return int64_t{0};
+  // A new epoch is a store numbering from 1 again: its own sequence space.
+  if (sel->column_text(1) != b.epoch) {
+    log_warning("embedded_store", b.device_id, "/", b.stream,
+                ": device store started afresh (epoch ", b.epoch,
+                "); numbering restarts");
+    return int64_t{0};
+  }
+  return sel->column_int(0);
+}
+
+caf::expected<bool> embedded_store::held(const ingest_batch& b,
+                                         int64_t last) {
+  auto seen = db_.prepare("SELECT checksum FROM batches WHERE device_id = ?1 "
+                          "AND stream = ?2 AND epoch = ?4 AND sequence = ?3");
+  if (!seen)
+    return seen.error();
+  seen->bind(1, b.device_id).bind(2, b.stream).bind(3, b.sequence).bind(
+    4, b.epoch);
+  auto had = seen->step();
+  if (!had)
+    return had.error();
+  if (*had && seen->column_blob(0) != b.checksum)
+    return make_error(ec::bad_sequence,
+                      "sequence " + std::to_string(b.sequence)
+                        + " was already received with other content");
+  // A never-seen sequence below the ack fills a recorded gap: keep it.
+  if (b.sequence > last + max_sequence_gap)
+    return make_error(ec::bad_sequence,
+                      "sequence " + std::to_string(b.sequence)
+                        + " is too far ahead of the acked "
+                        + std::to_string(last));
+  return *had;
+}
+
+caf::error embedded_store::write_batch(const ingest_batch& b, int64_t now,
+                                       ingest_outcome& out) {
+  if (auto err = write_capability(b, now))
+    return err;
+  auto last = acked_sequence(b);
+  if (!last)
+    return last.error();
+  auto had = held(b, *last);
+  if (!had)
+    return had.error();
+  // Held: ack at least this batch, also when it is of an older epoch.
+  out.last_acked = std::max(*last, b.sequence);
+  if (*had) {
+    out.duplicate = true;
+    auto dup = db_.prepare("UPDATE streams SET duplicates = duplicates + 1, "
+                           "last_seen = ?3 WHERE device_id = ?1 AND "
+                           "stream = ?2");
+    if (!dup)
+      return dup.error();
+    dup->bind(1, b.device_id).bind(2, b.stream).bind(3, now);
+    return dup->run();
+  }
+  int64_t n = 0;
+  if (auto err = insert_records(b, n))
+    return err;
+  out.stored = n;
+  auto rec = db_.prepare("INSERT INTO batches (device_id, stream, epoch, "
+                         "sequence, points, received_at, checksum) "
+                         "VALUES (?1, ?2, ?6, ?3, ?4, ?5, ?7)");
+  if (!rec)
+    return rec.error();
+  rec->bind(1, b.device_id).bind(2, b.stream).bind(3, b.sequence).bind(4, n)
+    .bind(5, now).bind(6, b.epoch).bind_blob(7, b.checksum);
+  if (auto err = rec->run())
+    return err;
+  auto up = db_.prepare(
+    "INSERT INTO streams (device_id, stream, epoch, last_sequence, epochs, "
+    "points, batches, duplicates, last_seen) "
+    "VALUES (?1, ?2, ?6, ?3, 1, ?4, 1, 0, ?5) "
+    "ON CONFLICT (device_id, stream) DO UPDATE SET last_sequence = ?3, "
+    "points = points + ?4, batches = batches + 1, last_seen = ?5, "
+    "epochs = epochs + (epoch != ?6), epoch = ?6");
+  if (!up)
+    return up.error();
+  up->bind(1, b.device_id).bind(2, b.stream).bind(3, out.last_acked)
+    .bind(4, n).bind(5, now).bind(6, b.epoch);
+  return up->run();
 }
 
 caf::expected<codec_context*> embedded_store::session(const std::string& device,

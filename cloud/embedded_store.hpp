@@ -40,6 +40,14 @@ private:
                                         const std::string& epoch);
   // The samples of a columnar batch, decoded against the device's session,
   // which advances (tables written in the caller's transaction).
+  // The steps of write(), inside its transaction.
+  caf::error write_batch(const ingest_batch& b, int64_t now,
+                         ingest_outcome& out);
+  // The stream's acked sequence in the batch's epoch (0: none, or a new one).
+  caf::expected<int64_t> acked_sequence(const ingest_batch& b);
+  // True when the batch is held already; bad_sequence when its sequence is
+  // held with other content or too far ahead of `last`.
+  caf::expected<bool> held(const ingest_batch& b, int64_t last);
   caf::expected<metric_samples> decode_in_session(const ingest_batch& b);
   caf::error insert_records(const ingest_batch& b, int64_t& n);
   // The device's latest DeviceCapability, when the batch carries one.
