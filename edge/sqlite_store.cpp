@@ -287,6 +287,128 @@ caf::expected<copy_result> copy_rows(sqlite::database& src,
 // the store goes on with the same numbering (queued batches, series session
 // and rows past the acked cursors); otherwise every readable row is cut
 // again under a new epoch. What cannot be read is counted as dropped.
+namespace {
+
+// What a salvage got out of a corrupt file so far.
+struct salvage_tally {
+  std::map<std::string, int64_t> lost;
+  int64_t recovered = 0;
+  bool same_epoch = false;
+};
+
+// Copies `table`'s readable rows from `src` (those with `key` > `from`).
+caf::expected<copy_result> salvage_copy(sqlite::database& src,
+                                        sqlite::database& dst,
+                                        const std::string& table,
+                                        const std::string& key, int64_t from,
+                                        salvage_tally& t) {
+  // A file of the REAL-valued schema gives its values as exact bits.
+  auto has_value = src.has_column("metrics", "value");
+  auto legacy = table == "metrics" && has_value && *has_value;
+  auto r = copy_rows(src, dst, table, key, from,
+                     legacy ? "id, series_id, ts, ieee_bits(value)" : "*");
+  if (r)
+    t.recovered += r->copied;
+  return r;
+}
+
+// The epoch and cursors, then (same epoch only) the queue and the session.
+caf::error salvage_cursors(sqlite::database& src, sqlite::database& dst,
+                           salvage_tally& t) {
+  auto meta = salvage_copy(src, dst, "meta", "", 0, t);
+  if (!meta)
+    return meta.error();
+  auto state = salvage_copy(src, dst, "stream_state", "", 0, t);
+  if (!state)
+    return state.error();
+  t.same_epoch = meta->complete && state->complete
+                 && try_scalar(dst, "SELECT count(*) FROM meta WHERE "
+                                    "key = 'epoch'")
+                      == 1;
+  if (!t.same_epoch) {
+    // The numbering cannot go on: a new epoch cuts every row again.
+    for (auto sql : {"DELETE FROM meta WHERE key = 'epoch'",
+                     "DELETE FROM stream_state"})
+      if (auto err = dst.exec(sql))
+        return err;
+    return caf::none;
+  }
+  auto queue = salvage_copy(src, dst, "sync_queue", "", 0, t);
+  if (!queue)
+    return queue.error();
+  if (auto n = try_scalar(src, "SELECT count(*) FROM sync_queue"))
+    t.lost[drop_kind::batches_unreadable] = *n - queue->copied;
+  auto ws = salvage_copy(src, dst, "wire_series", "", 0, t);
+  if (!ws)
+    return ws.error();
+  auto wh = salvage_copy(src, dst, "wire_history", "", 0, t);
+  if (!wh)
+    return wh.error();
+  // Half a series session is worse than none: the next batch starts one.
+  if (!ws->complete || !wh->complete)
+    for (auto sql : {"DELETE FROM wire_series", "DELETE FROM wire_history"})
+      if (auto err = dst.exec(sql))
+        return err;
+  return caf::none;
+}
+
+// The rows of `table` past its acked cursor; what is missing counts as
+// `kind`; ids never go back below a cursor, so new rows sort after it.
+caf::error salvage_table(sqlite::database& src, sqlite::database& dst,
+                         const char* table, const char* kind,
+                         salvage_tally& t) {
+  auto [acked, batched] = t.same_epoch ? stream_cursors(dst, table)
+                                       : std::pair<int64_t, int64_t>{0, 0};
+  auto r = salvage_copy(src, dst, table, "id", acked, t);
+  if (!r)
+    return r.error();
+  auto seq = try_scalar(src, std::string("SELECT seq FROM sqlite_sequence "
+                                         "WHERE name = '") + table + "'");
+  // The count when the table still gives it, else the id range.
+  auto expected = try_scalar(src, std::string("SELECT count(*) FROM ") + table
+                                    + " WHERE id > " + std::to_string(acked));
+  if (!expected && seq)
+    expected = *seq - acked;
+  if (expected)
+    t.lost[kind] = std::max<int64_t>(0, *expected - r->copied);
+  auto floor = std::max(batched, seq.value_or(0));
+  auto run = [&](const char* sql) -> caf::error {
+    auto st = dst.prepare(sql);
+    if (!st)
+      return st.error();
+    return st->bind(1, std::string_view{table}).bind(2, floor).run();
+  };
+  if (auto err = run("UPDATE sqlite_sequence SET seq = max(seq, ?2) "
+                     "WHERE name = ?1"))
+    return err;
+  if (dst.changes() == 0 && floor > 0)
+    return run("INSERT INTO sqlite_sequence (name, seq) VALUES (?1, ?2)");
+  return caf::none;
+}
+
+// Series, then the rows of each record table; a point whose series was not
+// readable cannot be sent.
+caf::error salvage_rows(sqlite::database& src, sqlite::database& dst,
+                        salvage_tally& t) {
+  if (auto r = salvage_copy(src, dst, "series", "id", 0, t); !r)
+    return r.error();
+  const std::pair<const char*, const char*> tables[]
+    = {{"metrics", drop_kind::metrics_unreadable},
+       {"logs", drop_kind::logs_unreadable},
+       {"events", drop_kind::events_unreadable}};
+  for (auto [table, kind] : tables)
+    if (auto err = salvage_table(src, dst, table, kind, t))
+      return err;
+  if (auto err = dst.exec("DELETE FROM metrics WHERE series_id NOT IN "
+                          "(SELECT id FROM series)"))
+    return err;
+  t.lost[drop_kind::metrics_unreadable] += dst.changes();
+  t.recovered -= dst.changes();
+  return caf::none;
+}
+
+} // namespace
+
 caf::error sqlite_store::salvage(const std::string& aside) {
   auto src = sqlite::database::open_readonly(aside, cfg_.disk->vfs());
   if (!src) {
@@ -295,100 +417,13 @@ caf::error sqlite_store::salvage(const std::string& aside) {
                         "database was corrupt; moved aside to " + aside
                           + ", nothing could be read from it");
   }
-  std::map<std::string, int64_t> lost;
-  int64_t recovered = 0;
-  bool same_epoch = false;
+  salvage_tally t;
   auto err = sqlite::transaction(db_, [&]() -> caf::error {
-    auto copy = [&](const std::string& table, const std::string& key,
-                    int64_t from) -> caf::expected<copy_result> {
-      // A file of the REAL-valued schema gives its values as exact bits.
-      auto has_value = src->has_column("metrics", "value");
-      auto legacy = table == "metrics" && has_value && *has_value;
-      auto r = copy_rows(*src, db_, table, key, from,
-                         legacy ? "id, series_id, ts, ieee_bits(value)" : "*");
-      if (r)
-        recovered += r->copied;
-      return r;
-    };
-    auto meta = copy("meta", "", 0);
-    if (!meta)
-      return meta.error();
-    auto state = copy("stream_state", "", 0);
-    if (!state)
-      return state.error();
-    same_epoch = meta->complete && state->complete
-                 && try_scalar(db_, "SELECT count(*) FROM meta WHERE "
-                                    "key = 'epoch'")
-                      == 1;
-    if (!same_epoch) {
-      // The numbering cannot go on: a new epoch cuts every row again.
-      for (auto sql : {"DELETE FROM meta WHERE key = 'epoch'",
-                       "DELETE FROM stream_state"})
-        if (auto err = db_.exec(sql))
-          return err;
-    } else {
-      auto queue = copy("sync_queue", "", 0);
-      if (!queue)
-        return queue.error();
-      if (auto n = try_scalar(*src, "SELECT count(*) FROM sync_queue"))
-        lost[drop_kind::batches_unreadable] = *n - queue->copied;
-      auto ws = copy("wire_series", "", 0);
-      if (!ws)
-        return ws.error();
-      auto wh = copy("wire_history", "", 0);
-      if (!wh)
-        return wh.error();
-      // Half a series session is worse than none: the next batch starts one.
-      if (!ws->complete || !wh->complete)
-        for (auto sql : {"DELETE FROM wire_series", "DELETE FROM wire_history"})
-          if (auto err = db_.exec(sql))
-            return err;
-    }
-    if (auto r = copy("series", "id", 0); !r)
-      return r.error();
-    const std::pair<const char*, const char*> tables[]
-      = {{"metrics", drop_kind::metrics_unreadable},
-         {"logs", drop_kind::logs_unreadable},
-         {"events", drop_kind::events_unreadable}};
-    for (auto [table, kind] : tables) {
-      auto [acked, batched] = same_epoch ? stream_cursors(db_, table)
-                                         : std::pair<int64_t, int64_t>{0, 0};
-      auto r = copy(table, "id", acked);
-      if (!r)
-        return r.error();
-      auto seq = try_scalar(*src, std::string("SELECT seq FROM sqlite_sequence "
-                                              "WHERE name = '") + table + "'");
-      // The count when the table still gives it, else the id range.
-      auto expected = try_scalar(*src, std::string("SELECT count(*) FROM ")
-                                         + table + " WHERE id > "
-                                         + std::to_string(acked));
-      if (!expected && seq)
-        expected = *seq - acked;
-      if (expected)
-        lost[kind] = std::max<int64_t>(0, *expected - r->copied);
-      // Ids never go back below a cursor: new rows must sort after it.
-      auto floor = std::max(batched, seq.value_or(0));
-      auto run = [&](const char* sql) -> caf::error {
-        auto st = db_.prepare(sql);
-        if (!st)
-          return st.error();
-        return st->bind(1, std::string_view{table}).bind(2, floor).run();
-      };
-      if (auto err = run("UPDATE sqlite_sequence SET seq = max(seq, ?2) "
-                         "WHERE name = ?1"))
-        return err;
-      if (db_.changes() == 0 && floor > 0)
-        if (auto err = run("INSERT INTO sqlite_sequence (name, seq) "
-                           "VALUES (?1, ?2)"))
-          return err;
-    }
-    // A point whose series was not readable cannot be sent.
-    if (auto err = db_.exec("DELETE FROM metrics WHERE series_id NOT IN "
-                            "(SELECT id FROM series)"))
+    if (auto err = salvage_cursors(*src, db_, t))
       return err;
-    lost[drop_kind::metrics_unreadable] += db_.changes();
-    recovered -= db_.changes();
-    for (auto& [kind, n] : lost)
+    if (auto err = salvage_rows(*src, db_, t))
+      return err;
+    for (auto& [kind, n] : t.lost)
       if (auto err = count_drop(kind.c_str(), n))
         return err;
     return caf::none;
@@ -396,12 +431,12 @@ caf::error sqlite_store::salvage(const std::string& aside) {
   if (err)
     return err;
   std::string what = "database was corrupt; moved aside to " + aside
-                     + "; recovered " + std::to_string(recovered) + " rows ("
-                     + (same_epoch ? "same sequence epoch"
-                                   : "epoch unreadable: every readable row "
-                                     "is sent again under a new epoch")
+                     + "; recovered " + std::to_string(t.recovered) + " rows ("
+                     + (t.same_epoch ? "same sequence epoch"
+                                     : "epoch unreadable: every readable row "
+                                       "is sent again under a new epoch")
                      + ")";
-  for (auto& [kind, n] : lost)
+  for (auto& [kind, n] : t.lost)
     if (n > 0)
       what += ", " + kind + "=" + std::to_string(n);
   log_warning("storage", what);
