@@ -35,6 +35,57 @@ caf::error validate(const inspector_config& x) {
   return caf::none;
 }
 
+namespace {
+
+using inspector_ptr = inspector_actor::stateful_pointer<inspector_state>;
+
+// Asks `dest` and hands its answer (or error) to the console that asked us.
+template <class T, class Dest, class Timeout, class... Ts>
+caf::result<T> forward(inspector_ptr self, const Dest& dest, Timeout timeout,
+                       Ts&&... xs) {
+  auto rp = self->make_response_promise<T>();
+  self->request(dest, timeout, std::forward<Ts>(xs)...)
+    .then([rp](T& x) mutable { rp.deliver(std::move(x)); },
+          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+  return rp;
+}
+
+// Every registered actor's statistics, in registration order; an actor that
+// does not answer in time is listed as unresponsive.
+caf::result<node_status> gather_status(inspector_ptr self) {
+  auto& st = self->state;
+  auto out = std::make_shared<node_status>();
+  out->role = st.cfg.role;
+  out->node_id = st.cfg.node_id;
+  out->version = fleetd_version();
+  out->uptime_ms = st.cfg.clock->now_ms() - st.started_ms;
+  out->started_ms = st.started_ms;
+  out->actors.resize(st.cfg.actors.size());
+  if (st.cfg.actors.empty())
+    return *out;
+  auto rp = self->make_response_promise<node_status>();
+  auto pending = std::make_shared<size_t>(st.cfg.actors.size());
+  for (size_t i = 0; i < st.cfg.actors.size(); ++i) {
+    auto name = st.cfg.actors[i].first;
+    auto done = [out, pending, rp, i](actor_stats stats) mutable {
+      out->actors[i] = std::move(stats);
+      if (--*pending == 0)
+        rp.deliver(*out);
+    };
+    self->request(st.cfg.actors[i].second, ask_timeout, stats_atom::value)
+      .then([done](actor_stats& stats) mutable { done(std::move(stats)); },
+            [done, name](caf::error& err) mutable {
+              actor_stats stats;
+              stats.name = name;
+              stats.state = "unresponsive: " + render(err);
+              done(std::move(stats));
+            });
+  }
+  return rp;
+}
+
+} // namespace
+
 inspector_actor::behavior_type
 inspector(inspector_actor::stateful_pointer<inspector_state> self,
           inspector_config cfg) {
@@ -54,46 +105,13 @@ inspector(inspector_actor::stateful_pointer<inspector_state> self,
     log_debug("inspector", "ignored error message: ", render(err));
   });
   return {
-    [self](status_atom) -> caf::result<node_status> {
-      auto& st = self->state;
-      auto out = std::make_shared<node_status>();
-      out->role = st.cfg.role;
-      out->node_id = st.cfg.node_id;
-      out->version = fleetd_version();
-      out->uptime_ms = st.cfg.clock->now_ms() - st.started_ms;
-      out->started_ms = st.started_ms;
-      out->actors.resize(st.cfg.actors.size());
-      if (st.cfg.actors.empty())
-        return *out;
-      auto rp = self->make_response_promise<node_status>();
-      auto pending = std::make_shared<size_t>(st.cfg.actors.size());
-      for (size_t i = 0; i < st.cfg.actors.size(); ++i) {
-        auto name = st.cfg.actors[i].first;
-        auto done = [out, pending, rp, i](actor_stats stats) mutable {
-          out->actors[i] = std::move(stats);
-          if (--*pending == 0)
-            rp.deliver(*out);
-        };
-        self->request(st.cfg.actors[i].second, ask_timeout, stats_atom::value)
-          .then([done](actor_stats& stats) mutable { done(std::move(stats)); },
-                [done, name](caf::error& err) mutable {
-                  actor_stats stats;
-                  stats.name = name;
-                  stats.state = "unresponsive: " + render(err);
-                  done(std::move(stats));
-                });
-      }
-      return rp;
-    },
+    [self](status_atom) { return gather_status(self); },
     [self](devices_atom) -> caf::result<device_infos> {
       auto& st = self->state;
       if (!st.cfg.devices)
         return device_infos{};
-      auto rp = self->make_response_promise<device_infos>();
-      self->request(st.cfg.devices, ask_timeout, devices_atom::value)
-        .then([rp](device_infos& xs) mutable { rp.deliver(std::move(xs)); },
-              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
-      return rp;
+      return forward<device_infos>(self, st.cfg.devices, ask_timeout,
+                                   devices_atom::value);
     },
     [self](config_atom, const std::string& device,
            const settings_change& x) -> caf::result<cloud_settings> {
@@ -103,12 +121,9 @@ inspector(inspector_actor::stateful_pointer<inspector_state> self,
                                           "settings");
       if (device.empty())
         return make_error(ec::bad_config, "config: no device named");
-      auto rp = self->make_response_promise<cloud_settings>();
-      self->request(caf::actor_cast<cloud_store_actor>(st.cfg.devices),
-                    ask_timeout, config_atom::value, device, x)
-        .then([rp](cloud_settings& y) mutable { rp.deliver(std::move(y)); },
-              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
-      return rp;
+      return forward<cloud_settings>(
+        self, caf::actor_cast<cloud_store_actor>(st.cfg.devices), ask_timeout,
+        config_atom::value, device, x);
     },
     [self](debug_atom, const std::string& what) -> caf::result<debug_report> {
       auto& st = self->state;
@@ -116,11 +131,8 @@ inspector(inspector_actor::stateful_pointer<inspector_state> self,
       if (i == st.cfg.debug.end())
         return make_error(ec::bad_config, "this node has no '" + what
                                             + "' diagnostics");
-      auto rp = self->make_response_promise<debug_report>();
-      self->request(i->second, std::chrono::seconds(60), debug_atom::value, what)
-        .then([rp](debug_report& x) mutable { rp.deliver(std::move(x)); },
-              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
-      return rp;
+      return forward<debug_report>(self, i->second, std::chrono::seconds(60),
+                                   debug_atom::value, what);
     },
   };
 }
