@@ -891,6 +891,61 @@ caf::error validate(const capability_config& x) {
   return caf::none;
 }
 
+namespace {
+
+using capability_ptr = capability_actor::stateful_pointer<capability_state>;
+
+// New operator settings from the cloud: persisted first (a restart applies
+// what the cloud last said), then applied by a check.
+void apply_settings(capability_ptr self, const cloud_settings& x) {
+  auto& st = self->state;
+  if (x.version <= st.cfg.cloud.version)
+    return;
+  log_info(component, "cloud settings version ", x.version, " received");
+  st.cfg.cloud = x;
+  if (st.cfg.storage)
+    self->request(st.cfg.storage, std::chrono::seconds(30), config_atom::value,
+                  x)
+      .then([](bool) {},
+            [](caf::error& err) {
+              log_warning(component, "cannot persist cloud settings: ",
+                          render(err));
+            });
+  check(self);
+}
+
+actor_stats stats_of(const capability_state& st) {
+  auto& x = *st.current;
+  actor_stats out;
+  out.name = capability_state::name;
+  out.state = "tier " + std::to_string(x.settings.tier);
+  if (x.settings.tier != x.detected_tier)
+    out.state += " (pinned; detected " + std::to_string(x.detected_tier) + ")";
+  out.counters = {{"tier", x.settings.tier},
+                  {"cloud_settings_version", x.cloud.version},
+                  {"detected_tier", x.detected_tier},
+                  {"checks", st.checks},
+                  {"changes", st.changes},
+                  {"read_failures", st.read_failures},
+                  {"notifications", st.notifications},
+                  {"storage_bytes", x.settings.storage_bytes},
+                  {"memory_points", x.settings.memory_points},
+                  {"retention_ms", x.settings.retention_ms},
+                  {"sync_interval_ms", x.settings.sync_interval_ms},
+                  {"batch_size", x.settings.batch_size},
+                  {"zstd_level", x.settings.zstd_level},
+                  {"total_ram", x.hw.total_ram},
+                  {"available_ram", x.hw.available_ram},
+                  {"total_disk", x.hw.total_disk},
+                  {"available_disk", x.hw.available_disk},
+                  {"cpu_cores", x.hw.cpu_cores},
+                  {"last_check_ms", st.last_check_ms},
+                  {"last_change_ms", st.last_change_ms}};
+  return out;
+}
+
+} // namespace
+
 capability_actor::behavior_type
 capability(capability_actor::stateful_pointer<capability_state> self,
            capability_config cfg) {
@@ -925,23 +980,7 @@ capability(capability_actor::stateful_pointer<capability_state> self,
       caf::anon_send(listener, capabilities_atom::value, *st.current);
       ++st.notifications;
     },
-    [self](config_atom, const cloud_settings& x) {
-      auto& st = self->state;
-      if (x.version <= st.cfg.cloud.version)
-        return;
-      log_info(component, "cloud settings version ", x.version, " received");
-      st.cfg.cloud = x;
-      // Persisted first: a restart applies what the cloud last said.
-      if (st.cfg.storage)
-        self->request(st.cfg.storage, std::chrono::seconds(30),
-                      config_atom::value, x)
-          .then([](bool) {},
-                [](caf::error& err) {
-                  log_warning(component, "cannot persist cloud settings: ",
-                              render(err));
-                });
-      check(self);
-    },
+    [self](config_atom, const cloud_settings& x) { apply_settings(self, x); },
     [self](debug_atom,
            const std::string& what) -> caf::result<debug_report> {
       // What the last check found; `tick` first for a fresh reading.
@@ -952,37 +991,7 @@ capability(capability_actor::stateful_pointer<capability_state> self,
       auto& x = *self->state.current;
       return debug_report{to_text(x), to_json(x)};
     },
-    [self](stats_atom) {
-      auto& st = self->state;
-      auto& x = *st.current;
-      actor_stats out;
-      out.name = capability_state::name;
-      out.state = "tier " + std::to_string(x.settings.tier);
-      if (x.settings.tier != x.detected_tier)
-        out.state += " (pinned; detected "
-                     + std::to_string(x.detected_tier) + ")";
-      out.counters = {{"tier", x.settings.tier},
-                      {"cloud_settings_version", x.cloud.version},
-                      {"detected_tier", x.detected_tier},
-                      {"checks", st.checks},
-                      {"changes", st.changes},
-                      {"read_failures", st.read_failures},
-                      {"notifications", st.notifications},
-                      {"storage_bytes", x.settings.storage_bytes},
-                      {"memory_points", x.settings.memory_points},
-                      {"retention_ms", x.settings.retention_ms},
-                      {"sync_interval_ms", x.settings.sync_interval_ms},
-                      {"batch_size", x.settings.batch_size},
-                      {"zstd_level", x.settings.zstd_level},
-                      {"total_ram", x.hw.total_ram},
-                      {"available_ram", x.hw.available_ram},
-                      {"total_disk", x.hw.total_disk},
-                      {"available_disk", x.hw.available_disk},
-                      {"cpu_cores", x.hw.cpu_cores},
-                      {"last_check_ms", st.last_check_ms},
-                      {"last_change_ms", st.last_change_ms}};
-      return out;
-    },
+    [self](stats_atom) { return stats_of(self->state); },
   };
 }
 
