@@ -15,6 +15,35 @@ caf::error validate(const std::shared_ptr<store_backend>& store) {
   return caf::none;
 }
 
+namespace {
+
+caf::result<int64_t> store_samples(store_backend& st,
+                                   const metric_samples& xs) {
+  auto n = st.store(xs);
+  if (!n) {
+    log_warning_limited("storage", "store_samples", "store of ", xs.size(),
+                        " samples failed: ", render(n.error()));
+    return n.error();
+  }
+  // Tests and operators read "committed" as: this much is on disk.
+  if (!xs.empty())
+    log_debug("storage", "committed ", *n, " samples up to ts ",
+              xs.back().timestamp_ms);
+  return *n;
+}
+
+caf::result<int64_t> store_lines(store_backend& st, const log_lines& xs) {
+  auto n = st.store_logs(xs);
+  if (!n) {
+    log_warning_limited("storage", "store_logs", "store of ", xs.size(),
+                        " log lines failed: ", render(n.error()));
+    return n.error();
+  }
+  return *n;
+}
+
+} // namespace
+
 storage_actor::behavior_type
 storage(storage_actor::stateful_pointer<storage_state> self,
         std::shared_ptr<store_backend> store) {
@@ -23,28 +52,10 @@ storage(storage_actor::stateful_pointer<storage_state> self,
   self->state.store = std::move(store);
   auto& st = *self->state.store;
   return {
-    [&st](store_atom, const metric_samples& xs) -> caf::result<int64_t> {
-      auto n = st.store(xs);
-      if (!n) {
-        log_warning_limited("storage", "store_samples", "store of ", xs.size(),
-                            " samples failed: ", render(n.error()));
-        return n.error();
-      }
-      // Tests and operators read "committed" as: this much is on disk.
-      if (!xs.empty())
-        log_debug("storage", "committed ", *n, " samples up to ts ",
-                  xs.back().timestamp_ms);
-      return *n;
+    [&st](store_atom, const metric_samples& xs) {
+      return store_samples(st, xs);
     },
-    [&st](store_atom, const log_lines& xs) -> caf::result<int64_t> {
-      auto n = st.store_logs(xs);
-      if (!n) {
-        log_warning_limited("storage", "store_logs", "store of ", xs.size(),
-                            " log lines failed: ", render(n.error()));
-        return n.error();
-      }
-      return *n;
-    },
+    [&st](store_atom, const log_lines& xs) { return store_lines(st, xs); },
     [&st](fetch_atom, const std::string& stream,
           int64_t max) -> caf::result<unbatched_points> {
       return to_result(st.fetch(stream, max));
