@@ -587,232 +587,250 @@ void progress(const outage_options& opt, const std::string& text) {
     std::cerr << "outage: " << text << std::endl;
 }
 
-void run_round(const outage_options& opt, outage_result& res) {
-  auto rounds = static_cast<int64_t>(std::llround(opt.hours * 3600 * 1000
-                                                  / round_ms));
-  if (rounds < 1)
-    fail("--hours too small: not one 10 s round");
-  res.rounds_of_data = rounds;
-  auto clock = std::make_shared<manual_clock>(start_ms);
-  auto device_db = opt.dir + "/device.db";
-  auto cloud_db = opt.dir + "/cloud.db";
-  auto naive_db = opt.dir + "/naive-cloud.db";
-  device_data data(opt.series, opt.log_lines_per_round);
-  ground_truth truth;
-  for (size_t i = 0; i < data.keys().size(); ++i)
-    truth.series.emplace(data.keys()[i], static_cast<uint32_t>(i));
-  log_lines all_logs;
-  {
-    world w;
-    // The device, tier 1 caps.
-    sqlite_store_config scfg;
-    scfg.path = device_db;
-    scfg.clock = clock;
-    scfg.limits.max_bytes = tier1.storage_bytes;
-    scfg.limits.retention_ms = tier1.retention_ms;
-    auto store = sqlite_store::open(scfg);
-    if (!store)
-      fail("sqlite_store::open(" + device_db + "): " + render(store.error()));
-    auto st = w.keep("storage",
-                     w.sys.spawn<caf::detached>(
-                       storage, std::make_shared<sqlite_store>(std::move(*store))));
-    auto port = reserve_port();
-    cloud_link_config lcfg;
-    lcfg.host = "127.0.0.1";
-    lcfg.port = port;
-    lcfg.timeout = link_timeout;
-    auto link = w.keep("cloud_link",
-                       w.sys.spawn<caf::detached>(cloud_link, lcfg));
-    backoff_config bcfg;
-    bcfg.base = backoff_base;
-    bcfg.cap = backoff_cap;
-    bcfg.breaker_threshold = 3;
-    bcfg.seed = 1;
-    bcfg.clock = clock;
-    bcfg.storage = st;
-    auto bck = w.keep("backoff", w.sys.spawn(backoff, bcfg));
-    std::map<std::string, sync_actor> syncs;
-    auto start_syncs = [&] {
-      // Events first, as edge/main.cpp spawns them.
-      for (auto stream : {events_stream, metrics_stream, logs_stream}) {
-        sync_config ycfg;
-        ycfg.device_id = device_id;
-        ycfg.stream = stream;
-        ycfg.interval = std::chrono::milliseconds(tier1.sync_interval_ms);
-        ycfg.batch_size = opt.batch_size;
-        ycfg.zstd_level = opt.zstd_level;
-        ycfg.request_timeout = link_timeout * 2 + std::chrono::seconds(1);
-        ycfg.clock = clock;
-        ycfg.storage = st;
-        ycfg.link = link;
-        ycfg.backoff = bck;
-        syncs[stream] = w.keep(std::string("sync_") + stream,
-                               w.sys.spawn(fleetd::sync, ycfg));
-      }
-    };
-    // -- fill, offline
-    progress(opt, "filling " + std::to_string(rounds) + " rounds of "
-                    + std::to_string(opt.series) + " series + "
-                    + std::to_string(opt.log_lines_per_round)
-                    + " log lines while the cloud is away (port "
-                    + std::to_string(port) + ")");
-    truth.points.reserve(static_cast<size_t>(rounds * opt.series));
-    all_logs.reserve(static_cast<size_t>(rounds * opt.log_lines_per_round));
-    metric_samples xs;
-    log_lines lines;
-    auto t_fill = steady_clock::now();
-    for (int64_t r = 0; r < rounds; ++r) {
-      data.round(r, xs, lines, truth.points);
-      if (!xs.empty()
-          && w.ask<int64_t>(st, store_atom::value, xs)
-               != static_cast<int64_t>(xs.size()))
-        fail("the device did not store every point of round "
-             + std::to_string(r));
-      if (!lines.empty()
-          && w.ask<int64_t>(st, store_atom::value, lines)
-               != static_cast<int64_t>(lines.size()))
-        fail("the device did not store every log line of round "
-             + std::to_string(r));
-      for (auto& l : lines) {
-        truth.logs.push_back(
-          log_key(l.timestamp_ns, encode_labels(l.labels), l.line));
-        all_logs.push_back(std::move(l));
-      }
-      if (r == 0)
-        start_syncs();
-      clock->set(start_ms + (r + 1) * round_ms);
-      if (opt.progress && rounds >= 10 && (r + 1) % (rounds / 10) == 0)
-        progress(opt, "  " + std::to_string(r + 1) + "/"
-                        + std::to_string(rounds) + " rounds stored, "
-                        + format(seconds_since(t_fill), 1) + " s");
-    }
-    res.fill_s = seconds_since(t_fill);
-    res.points = static_cast<int64_t>(truth.points.size());
-    res.log_lines = static_cast<int64_t>(truth.logs.size());
-    // A real outage of hours opens the breaker. The retries run on real
-    // timers that wait out clock time, so a short (fast) fill may end before
-    // the third failure, and with the clock standing still no retry would
-    // ever come: move the clock to the end of each backoff window (a few
-    // seconds past the last round) until the breaker opens.
-    auto t_offline = steady_clock::now();
-    while (w.stats(bck).counters["went_offline"] == 0) {
-      if (seconds_since(t_offline) > 60)
-        fail("the link never went offline: " + w.stats(bck).state);
-      auto ls = w.ask<link_status>(bck, link_atom::value);
-      if (ls.next_attempt_ms > clock->now_ms())
-        clock->set(ls.next_attempt_ms);
-      std::this_thread::sleep_for(20ms);
-    }
-    std::map<std::string, actor_stats> before;
-    for (auto& kv : syncs)
-      before[kv.first] = w.stats(kv.second);
-    for (auto& kv : before)
-      res.outage_send_failures += kv.second.counters["send_failures"];
-    auto bstats = w.stats(bck);
-    res.went_offline = bstats.counters["went_offline"];
-    progress(opt, "stored in " + format(res.fill_s, 1) + " s; link "
-                    + bstats.state + ", " + std::to_string(res.outage_send_failures)
-                    + " failed sends");
-    if (res.outage_send_failures == 0)
-      fail("the sync actors never tried the link during the outage");
-    {
-      auto dev = open_db(device_db);
-      each(dev, "SELECT count(*) FROM events", nullptr,
-           [&](sqlite::statement& s) { res.backlog_events = s.column_int(0); });
-    }
-    // -- reconnect: the cloud comes up on the port the link knows.
-    w.start_cloud(cloud_db, clock, port);
-    clock->advance(std::chrono::milliseconds(backoff_cap).count() + 1000);
-    progress(opt, "cloud up on port " + std::to_string(port) + "; draining");
-    auto t_drain = steady_clock::now();
-    for (auto stream : {events_stream, metrics_stream, logs_stream})
-      w.self->send(syncs[stream], tick_atom::value);
-    auto want = std::map<std::string, int64_t>{
-      {events_stream, res.backlog_events},
-      {metrics_stream, res.points},
-      {logs_stream, res.log_lines}};
-    for (;;) {
-      bool done = true;
-      for (auto& kv : want)
-        if (w.stats(syncs[kv.first]).counters["records_synced"] < kv.second)
-          done = false;
-      if (done)
-        break;
-      if (seconds_since(t_drain) > opt.drain_timeout_s)
-        fail("backlog not drained after " + format(opt.drain_timeout_s, 0)
-             + " s");
-      std::this_thread::sleep_for(5ms);
-    }
-    res.drain_s = seconds_since(t_drain);
-    progress(opt, "drained in " + format(res.drain_s, 2) + " s");
-    // Events recorded since (link_online) go with one more round.
-    auto t_flush = steady_clock::now();
-    for (;;) {
-      auto s = w.stats(st);
-      if (s.counters["queued_batches"] == 0 && s.counters["unbatched_points"] == 0
-          && s.counters["unbatched_logs"] == 0
-          && s.counters["unbatched_events"] == 0) {
-        res.device_drops = drops_of(s);
-        break;
-      }
-      if (seconds_since(t_flush) > 60)
-        fail("the device still holds unsynced records a minute after the "
-             "drain: queued_batches="
-             + std::to_string(s.counters["queued_batches"]) + " unbatched="
-             + std::to_string(s.counters["unbatched_points"]) + "/"
-             + std::to_string(s.counters["unbatched_logs"]) + "/"
-             + std::to_string(s.counters["unbatched_events"]));
-      w.self->send(syncs[events_stream], tick_atom::value);
-      std::this_thread::sleep_for(100ms);
-    }
-    for (auto& kv : syncs) {
-      auto s = w.stats(kv.second);
-      auto sent = s.counters["bytes_sent"] - before[kv.first].counters["bytes_sent"];
-      res.batches += s.counters["batches_acked"];
-      if (kv.first == metrics_stream) {
-        res.metrics_bytes_sent = sent;
-        res.metrics_batches = s.counters["batches_acked"];
-      }
-      progress(opt, "  " + kv.first + ": " + std::to_string(s.counters["records_synced"])
-                      + " records in " + std::to_string(s.counters["batches_acked"])
-                      + " batches, " + std::to_string(sent) + " bytes after the "
-                      "reconnect, " + std::to_string(s.counters["send_failures"])
-                      + " failed sends in all");
-    }
-    auto lstats = w.stats(link);
-    res.bytes_sent = lstats.counters["bytes_sent"];
-    res.requests = lstats.counters["requests"] - lstats.counters["failures"];
-  } // every actor of the device and the cloud stops here
-  // The device's events, in the order it recorded them (the naive sender's
-  // order too).
-  event_records events;
-  {
-    auto dev = open_db(device_db);
-    each(dev, "SELECT ts, kind, message FROM events ORDER BY id", nullptr,
-         [&](sqlite::statement& st) {
-           event_record e;
-           e.timestamp_ms = st.column_int(0);
-           e.kind = st.column_text(1);
-           e.message = st.column_text(2);
-           truth.events.push_back(
-             event_key(e.timestamp_ms, e.kind, e.message));
-           events.push_back(std::move(e));
-         });
+/// The device's actors in one world: tier-1 store, link, backoff, syncs.
+struct device {
+  storage_actor st;
+  cloud_link_actor link;
+  backoff_actor bck;
+  std::map<std::string, sync_actor> syncs;
+  uint16_t port = 0;
+};
+
+device start_device(world& w, const clock_ptr& clock,
+                    const std::string& path) {
+  device d;
+  sqlite_store_config scfg;
+  scfg.path = path;
+  scfg.clock = clock;
+  scfg.limits.max_bytes = tier1.storage_bytes;
+  scfg.limits.retention_ms = tier1.retention_ms;
+  auto store = sqlite_store::open(scfg);
+  if (!store)
+    fail("sqlite_store::open(" + path + "): " + render(store.error()));
+  d.st = w.keep("storage",
+                w.sys.spawn<caf::detached>(
+                  storage, std::make_shared<sqlite_store>(std::move(*store))));
+  d.port = reserve_port();
+  cloud_link_config lcfg;
+  lcfg.host = "127.0.0.1";
+  lcfg.port = d.port;
+  lcfg.timeout = link_timeout;
+  d.link = w.keep("cloud_link", w.sys.spawn<caf::detached>(cloud_link, lcfg));
+  backoff_config bcfg;
+  bcfg.base = backoff_base;
+  bcfg.cap = backoff_cap;
+  bcfg.breaker_threshold = 3;
+  bcfg.seed = 1;
+  bcfg.clock = clock;
+  bcfg.storage = d.st;
+  d.bck = w.keep("backoff", w.sys.spawn(backoff, bcfg));
+  return d;
+}
+
+// The sync actors, events first as edge/main.cpp spawns them.
+void start_syncs(world& w, const outage_options& opt, const clock_ptr& clock,
+                 device& d) {
+  for (auto stream : {events_stream, metrics_stream, logs_stream}) {
+    sync_config ycfg;
+    ycfg.device_id = device_id;
+    ycfg.stream = stream;
+    ycfg.interval = std::chrono::milliseconds(tier1.sync_interval_ms);
+    ycfg.batch_size = opt.batch_size;
+    ycfg.zstd_level = opt.zstd_level;
+    ycfg.request_timeout = link_timeout * 2 + std::chrono::seconds(1);
+    ycfg.clock = clock;
+    ycfg.storage = d.st;
+    ycfg.link = d.link;
+    ycfg.backoff = d.bck;
+    d.syncs[stream] = w.keep(std::string("sync_") + stream,
+                             w.sys.spawn(fleetd::sync, ycfg));
   }
-  res.events = static_cast<int64_t>(truth.events.size());
-  std::sort(truth.points.begin(), truth.points.end());
-  std::sort(truth.logs.begin(), truth.logs.end());
-  std::sort(truth.events.begin(), truth.events.end());
-  auto t = compare_cloud(cloud_db, truth);
-  res.records_lost = t.lost;
-  res.records_duplicated = t.duplicated;
-  res.records_unexpected = t.unexpected;
-  progress(opt, "compared: lost " + std::to_string(t.lost) + ", duplicated "
-                  + std::to_string(t.duplicated) + ", unexpected "
-                  + std::to_string(t.unexpected));
-  if (!opt.baseline)
-    return;
-  // -- the naive sender, same records, a fresh cloud
+}
+
+// The rounds of data stored while the cloud is away (the syncs start after
+// the first round, as on a device that boots without a network).
+void fill(world& w, const outage_options& opt, const std::shared_ptr<manual_clock>& clock,
+          device_data& data, int64_t rounds, device& d, ground_truth& truth,
+          log_lines& all_logs, outage_result& res) {
+  progress(opt, "filling " + std::to_string(rounds) + " rounds of "
+                  + std::to_string(opt.series) + " series + "
+                  + std::to_string(opt.log_lines_per_round)
+                  + " log lines while the cloud is away (port "
+                  + std::to_string(d.port) + ")");
+  truth.points.reserve(static_cast<size_t>(rounds * opt.series));
+  all_logs.reserve(static_cast<size_t>(rounds * opt.log_lines_per_round));
+  metric_samples xs;
+  log_lines lines;
+  auto t_fill = steady_clock::now();
+  for (int64_t r = 0; r < rounds; ++r) {
+    data.round(r, xs, lines, truth.points);
+    if (!xs.empty()
+        && w.ask<int64_t>(d.st, store_atom::value, xs)
+             != static_cast<int64_t>(xs.size()))
+      fail("the device did not store every point of round "
+           + std::to_string(r));
+    if (!lines.empty()
+        && w.ask<int64_t>(d.st, store_atom::value, lines)
+             != static_cast<int64_t>(lines.size()))
+      fail("the device did not store every log line of round "
+           + std::to_string(r));
+    for (auto& l : lines) {
+      truth.logs.push_back(
+        log_key(l.timestamp_ns, encode_labels(l.labels), l.line));
+      all_logs.push_back(std::move(l));
+    }
+    if (r == 0)
+      start_syncs(w, opt, clock, d);
+    clock->set(start_ms + (r + 1) * round_ms);
+    if (opt.progress && rounds >= 10 && (r + 1) % (rounds / 10) == 0)
+      progress(opt, "  " + std::to_string(r + 1) + "/" + std::to_string(rounds)
+                      + " rounds stored, " + format(seconds_since(t_fill), 1)
+                      + " s");
+  }
+  res.fill_s = seconds_since(t_fill);
+  res.points = static_cast<int64_t>(truth.points.size());
+  res.log_lines = static_cast<int64_t>(truth.logs.size());
+}
+
+// A real outage of hours opens the breaker. The retries run on real timers
+// that wait out clock time, so a short (fast) fill may end before the third
+// failure, and with the clock standing still no retry would ever come: move
+// the clock to the end of each backoff window until the breaker opens.
+// Returns each sync actor's statistics at the end of the outage.
+std::map<std::string, actor_stats>
+wait_offline(world& w, const outage_options& opt, const std::shared_ptr<manual_clock>& clock,
+             const std::string& device_db, device& d, outage_result& res) {
+  auto t_offline = steady_clock::now();
+  while (w.stats(d.bck).counters["went_offline"] == 0) {
+    if (seconds_since(t_offline) > 60)
+      fail("the link never went offline: " + w.stats(d.bck).state);
+    auto ls = w.ask<link_status>(d.bck, link_atom::value);
+    if (ls.next_attempt_ms > clock->now_ms())
+      clock->set(ls.next_attempt_ms);
+    std::this_thread::sleep_for(20ms);
+  }
+  std::map<std::string, actor_stats> before;
+  for (auto& kv : d.syncs)
+    before[kv.first] = w.stats(kv.second);
+  for (auto& kv : before)
+    res.outage_send_failures += kv.second.counters["send_failures"];
+  auto bstats = w.stats(d.bck);
+  res.went_offline = bstats.counters["went_offline"];
+  progress(opt, "stored in " + format(res.fill_s, 1) + " s; link "
+                  + bstats.state + ", "
+                  + std::to_string(res.outage_send_failures) + " failed sends");
+  if (res.outage_send_failures == 0)
+    fail("the sync actors never tried the link during the outage");
+  auto dev = open_db(device_db);
+  each(dev, "SELECT count(*) FROM events", nullptr,
+       [&](sqlite::statement& s) { res.backlog_events = s.column_int(0); });
+  return before;
+}
+
+// The cloud comes up on the port the link knows; waits until every stream
+// synced its backlog.
+void drain(world& w, const outage_options& opt, const std::shared_ptr<manual_clock>& clock,
+           const std::string& cloud_db, device& d, outage_result& res) {
+  w.start_cloud(cloud_db, clock, d.port);
+  clock->advance(std::chrono::milliseconds(backoff_cap).count() + 1000);
+  progress(opt, "cloud up on port " + std::to_string(d.port) + "; draining");
+  auto t_drain = steady_clock::now();
+  for (auto stream : {events_stream, metrics_stream, logs_stream})
+    w.self->send(d.syncs[stream], tick_atom::value);
+  auto want = std::map<std::string, int64_t>{{events_stream, res.backlog_events},
+                                             {metrics_stream, res.points},
+                                             {logs_stream, res.log_lines}};
+  for (;;) {
+    bool done = true;
+    for (auto& kv : want)
+      if (w.stats(d.syncs[kv.first]).counters["records_synced"] < kv.second)
+        done = false;
+    if (done)
+      break;
+    if (seconds_since(t_drain) > opt.drain_timeout_s)
+      fail("backlog not drained after " + format(opt.drain_timeout_s, 0)
+           + " s");
+    std::this_thread::sleep_for(5ms);
+  }
+  res.drain_s = seconds_since(t_drain);
+  progress(opt, "drained in " + format(res.drain_s, 2) + " s");
+}
+
+// Events recorded since (link_online) go with one more round; then the
+// device holds nothing unsynced, and its drops are counted.
+void flush(world& w, device& d, outage_result& res) {
+  auto t_flush = steady_clock::now();
+  for (;;) {
+    auto s = w.stats(d.st);
+    if (s.counters["queued_batches"] == 0 && s.counters["unbatched_points"] == 0
+        && s.counters["unbatched_logs"] == 0
+        && s.counters["unbatched_events"] == 0) {
+      res.device_drops = drops_of(s);
+      return;
+    }
+    if (seconds_since(t_flush) > 60)
+      fail("the device still holds unsynced records a minute after the "
+           "drain: queued_batches="
+           + std::to_string(s.counters["queued_batches"]) + " unbatched="
+           + std::to_string(s.counters["unbatched_points"]) + "/"
+           + std::to_string(s.counters["unbatched_logs"]) + "/"
+           + std::to_string(s.counters["unbatched_events"]));
+    w.self->send(d.syncs[events_stream], tick_atom::value);
+    std::this_thread::sleep_for(100ms);
+  }
+}
+
+// Batches and bytes each stream sent after the reconnect.
+void count_sent(world& w, const outage_options& opt, device& d,
+                const std::map<std::string, actor_stats>& before,
+                outage_result& res) {
+  for (auto& kv : d.syncs) {
+    auto s = w.stats(kv.second);
+    auto sent = s.counters["bytes_sent"]
+                - before.at(kv.first).counters.at("bytes_sent");
+    res.batches += s.counters["batches_acked"];
+    if (kv.first == metrics_stream) {
+      res.metrics_bytes_sent = sent;
+      res.metrics_batches = s.counters["batches_acked"];
+    }
+    progress(opt, "  " + kv.first + ": "
+                    + std::to_string(s.counters["records_synced"])
+                    + " records in "
+                    + std::to_string(s.counters["batches_acked"])
+                    + " batches, " + std::to_string(sent)
+                    + " bytes after the reconnect, "
+                    + std::to_string(s.counters["send_failures"])
+                    + " failed sends in all");
+  }
+  auto lstats = w.stats(d.link);
+  res.bytes_sent = lstats.counters["bytes_sent"];
+  res.requests = lstats.counters["requests"] - lstats.counters["failures"];
+}
+
+// The device's events, in the order it recorded them (the naive sender's
+// order too).
+event_records device_events(const std::string& device_db,
+                            ground_truth& truth) {
+  event_records events;
+  auto dev = open_db(device_db);
+  each(dev, "SELECT ts, kind, message FROM events ORDER BY id", nullptr,
+       [&](sqlite::statement& st) {
+         event_record e;
+         e.timestamp_ms = st.column_int(0);
+         e.kind = st.column_text(1);
+         e.message = st.column_text(2);
+         truth.events.push_back(event_key(e.timestamp_ms, e.kind, e.message));
+         events.push_back(std::move(e));
+       });
+  return events;
+}
+
+// The naive sender: the same records to a fresh cloud.
+void run_baseline(const outage_options& opt, const clock_ptr& clock,
+                  const device_data& data, const ground_truth& truth,
+                  const log_lines& all_logs, const event_records& events,
+                  outage_result& res) {
+  auto naive_db = opt.dir + "/naive-cloud.db";
   {
     world w;
     auto port = w.start_cloud(naive_db, clock, 0);
@@ -830,6 +848,45 @@ void run_round(const outage_options& opt, outage_result& res) {
                   + std::to_string(res.naive_bytes_sent) + " bytes, lost "
                   + std::to_string(nt.lost) + ", duplicated "
                   + std::to_string(res.naive_records_duplicated));
+}
+
+void run_round(const outage_options& opt, outage_result& res) {
+  auto rounds = static_cast<int64_t>(std::llround(opt.hours * 3600 * 1000
+                                                  / round_ms));
+  if (rounds < 1)
+    fail("--hours too small: not one 10 s round");
+  res.rounds_of_data = rounds;
+  auto clock = std::make_shared<manual_clock>(start_ms);
+  auto device_db = opt.dir + "/device.db";
+  auto cloud_db = opt.dir + "/cloud.db";
+  device_data data(opt.series, opt.log_lines_per_round);
+  ground_truth truth;
+  for (size_t i = 0; i < data.keys().size(); ++i)
+    truth.series.emplace(data.keys()[i], static_cast<uint32_t>(i));
+  log_lines all_logs;
+  {
+    world w;
+    auto d = start_device(w, clock, device_db);
+    fill(w, opt, clock, data, rounds, d, truth, all_logs, res);
+    auto before = wait_offline(w, opt, clock, device_db, d, res);
+    drain(w, opt, clock, cloud_db, d, res);
+    flush(w, d, res);
+    count_sent(w, opt, d, before, res);
+  } // every actor of the device and the cloud stops here
+  auto events = device_events(device_db, truth);
+  res.events = static_cast<int64_t>(truth.events.size());
+  std::sort(truth.points.begin(), truth.points.end());
+  std::sort(truth.logs.begin(), truth.logs.end());
+  std::sort(truth.events.begin(), truth.events.end());
+  auto t = compare_cloud(cloud_db, truth);
+  res.records_lost = t.lost;
+  res.records_duplicated = t.duplicated;
+  res.records_unexpected = t.unexpected;
+  progress(opt, "compared: lost " + std::to_string(t.lost) + ", duplicated "
+                  + std::to_string(t.duplicated) + ", unexpected "
+                  + std::to_string(t.unexpected));
+  if (opt.baseline)
+    run_baseline(opt, clock, data, truth, all_logs, events, res);
 }
 
 // -- driver -------------------------------------------------------------------
