@@ -331,10 +331,8 @@ int watch(caf::actor_system& sys, inspector_actor node, const ctl_options& opt,
   return 0;
 }
 
-int run(int argc, char** argv) {
+void declare(option_set& opts, ctl_options& opt) {
   using namespace std::chrono_literals;
-  ctl_options opt;
-  option_set opts("fleetctl", summary);
   opts.add("node", opt.node, "127.0.0.1:7400",
            "HOST:PORT of the node's console (edge default 7400, cloud 7401)");
   opts.add("json", opt.json, false, "Print JSON instead of text");
@@ -369,20 +367,28 @@ int run(int argc, char** argv) {
   opts.add("create", opt.create, false,
            "config: accept a device the cloud has never heard from (the "
            "settings wait for it)");
-  if (auto err = opts.parse(argc, argv)) {
-    auto text = render(err);
-    std::cerr << "fleetctl: bad arguments: "
-              << text.substr(text.find(':') + 2) << std::endl;
-    return 2;
+}
+
+// The node's HOST:PORT; false (after saying why) when it is not one.
+bool parse_node(const std::string& node, std::string& host, int& port) {
+  auto colon = node.rfind(':');
+  if (colon == std::string::npos) {
+    std::cerr << "fleetctl: bad arguments: node: expected HOST:PORT, got '"
+              << node << "'" << std::endl;
+    return false;
   }
-  if (opts.version_requested()) {
-    std::cout << "fleetctl " << fleetd_version() << "\n";
-    return 0;
+  host = node.substr(0, colon);
+  port = std::atoi(node.c_str() + colon + 1);
+  if (port <= 0 || port > 65535) {
+    std::cerr << "fleetctl: bad arguments: node: bad port in '" << node << "'"
+              << std::endl;
+    return false;
   }
-  if (opts.help_requested() || opts.args().empty()) {
-    std::cout << opts.help();
-    return opts.help_requested() ? 0 : 2;
-  }
+  return true;
+}
+
+// The command and its arguments; 0 when they can run, else the exit code.
+int check_command(const option_set& opts, const ctl_options& opt) {
   auto cmd = opts.args().front();
   if (cmd != "status" && cmd != "devices" && cmd != "watch"
       && cmd != "config") {
@@ -404,19 +410,57 @@ int run(int argc, char** argv) {
               << std::endl;
     return 2;
   }
-  auto colon = opt.node.rfind(':');
-  if (colon == std::string::npos) {
-    std::cerr << "fleetctl: bad arguments: node: expected HOST:PORT, got '"
-              << opt.node << "'" << std::endl;
+  return 0;
+}
+
+// `config DEVICE --set...`: the node's answer, or its refusal as a usage
+// error (exit 2), like ours.
+int run_config(caf::scoped_actor& self, const inspector_actor& node,
+               const ctl_options& opt, const std::string& device) {
+  int rc = 0;
+  self->request(node, opt.timeout, config_atom::value, device, *change_of(opt))
+    .receive(
+      [&](cloud_settings& y) {
+        std::cout << (opt.json ? to_json(device, y) + "\n"
+                               : to_text(device, y));
+      },
+      [&](const caf::error& err) {
+        auto code = static_cast<ec>(err.code());
+        bool refused = err.category() == caf::atom("fleetd")
+                       && (code == ec::bad_config
+                           || code == ec::unknown_device);
+        std::cerr << "fleetctl: config " << (refused ? "refused: " : "failed: ")
+                  << render(err) << std::endl;
+        rc = refused ? 2 : 1;
+      });
+  return rc;
+}
+
+int run(int argc, char** argv) {
+  ctl_options opt;
+  option_set opts("fleetctl", summary);
+  declare(opts, opt);
+  if (auto err = opts.parse(argc, argv)) {
+    auto text = render(err);
+    std::cerr << "fleetctl: bad arguments: "
+              << text.substr(text.find(':') + 2) << std::endl;
     return 2;
   }
-  auto host = opt.node.substr(0, colon);
-  auto port = std::atoi(opt.node.c_str() + colon + 1);
-  if (port <= 0 || port > 65535) {
-    std::cerr << "fleetctl: bad arguments: node: bad port in '" << opt.node
-              << "'" << std::endl;
-    return 2;
+  if (opts.version_requested()) {
+    std::cout << "fleetctl " << fleetd_version() << "\n";
+    return 0;
   }
+  if (opts.help_requested() || opts.args().empty()) {
+    std::cout << opts.help();
+    return opts.help_requested() ? 0 : 2;
+  }
+  if (auto rc = check_command(opts, opt))
+    return rc;
+  std::string host;
+  int port = 0;
+  if (!parse_node(opt.node, host, port))
+    return 2;
+  auto cmd = opts.args().front();
   logger::init(log_level::error, "");
   node_config cfg;
   caf::actor_system sys{cfg};
@@ -442,26 +486,7 @@ int run(int argc, char** argv) {
         },
         fail);
   } else if (cmd == "config") {
-    self
-      ->request(*node, opt.timeout, config_atom::value, opts.args()[1],
-                *change)
-      .receive(
-        [&](cloud_settings& y) {
-          std::cout << (opt.json ? to_json(opts.args()[1], y) + "\n"
-                                 : to_text(opts.args()[1], y));
-        },
-        [&](const caf::error& err) {
-          // The node refused the change as asked: a usage error, like ours.
-          auto code = static_cast<ec>(err.code());
-          if (err.category() == caf::atom("fleetd")
-              && (code == ec::bad_config || code == ec::unknown_device)) {
-            std::cerr << "fleetctl: config refused: " << render(err)
-                      << std::endl;
-            rc = 2;
-          } else {
-            fail(err);
-          }
-        });
+    rc = run_config(self, *node, opt, opts.args()[1]);
   } else if (cmd == "devices") {
     self->request(*node, opt.timeout, devices_atom::value)
       .receive(
