@@ -837,22 +837,20 @@ caf::error commit_columnar(codec_context& ctx, const metric_samples& samples) {
   return caf::none;
 }
 
-std::string encode_columnar(const metric_samples& samples,
-                            const codec_context& ctx) {
-  auto p = plan(samples, ctx);
-  std::string out;
-  out.push_back(static_cast<char>(columnar_format_version));
-  put_varint(out, ctx.series.size());
-  put_u64(out, ctx.digest());
-  // New series definitions; they take indices ctx.series.size() + i.
+namespace {
+
+// New series definitions, front coded against the previous one: neighbours
+// share most of name and labels (node_cpu_seconds_total{cpu="0",mode=...}).
+// Returns their session indices (ctx.series.size() + i).
+std::map<series_key, uint32_t> put_definitions(std::string& out,
+                                               const batch_plan& p,
+                                               const codec_context& ctx) {
   put_varint(out, p.new_series.size());
   std::map<series_key, uint32_t> new_index;
   std::string prev_def;
   for (auto& key : p.new_series) {
     new_index.emplace(key, static_cast<uint32_t>(ctx.series.size()
                                                  + new_index.size()));
-    // Front coded against the previous definition: neighbours share most
-    // of name and labels (node_cpu_seconds_total{cpu="0",mode=...}).
     auto def = definition(key);
     size_t shared = 0;
     while (shared < def.size() && shared < prev_def.size()
@@ -862,29 +860,18 @@ std::string encode_columnar(const metric_samples& samples,
     put_string(out, def.substr(shared));
     prev_def = std::move(def);
   }
-  // Slots: session index of each, as zigzag delta from the previous slot's.
-  size_t nslots = p.slot_keys.size();
-  put_varint(out, nslots);
-  uint64_t prev_idx = 0;
-  for (auto& key : p.slot_keys) {
-    auto i = ctx.find(key);
-    uint64_t idx = i >= 0 ? static_cast<uint64_t>(i) : new_index.at(key);
-    put_varint(out, zigzag(idx - prev_idx));
-    prev_idx = idx;
-  }
-  // Per-slot columns.
-  std::vector<std::vector<int64_t>> slot_ts(nslots);
-  std::vector<std::vector<double>> slot_vals(nslots);
-  for (size_t i = 0; i < samples.size(); ++i) {
-    auto s = p.sample_slot[i];
-    slot_ts[s].push_back(samples[i].timestamp_ms);
-    slot_vals[s].push_back(samples[i].value);
-  }
-  // Timestamp groups: slots with identical timestamp columns share one.
+  return new_index;
+}
+
+// Timestamp groups (slots with identical timestamp columns share one): the
+// groups, then each slot's group number.
+void put_groups(std::string& out,
+                const std::vector<std::vector<int64_t>>& slot_ts,
+                std::vector<uint32_t>& slot_group) {
   std::map<std::vector<int64_t>, uint32_t> group_of;
   std::vector<const std::vector<int64_t>*> groups;
-  std::vector<uint32_t> slot_group(nslots);
-  for (size_t s = 0; s < nslots; ++s) {
+  slot_group.resize(slot_ts.size());
+  for (size_t s = 0; s < slot_ts.size(); ++s) {
     auto it = group_of.find(slot_ts[s]);
     if (it == group_of.end()) {
       it = group_of.emplace(slot_ts[s], static_cast<uint32_t>(groups.size()))
@@ -915,20 +902,19 @@ std::string encode_columnar(const metric_samples& samples,
     }
     prev_first = first;
   }
-  for (size_t s = 0; s < nslots; ++s) put_varint(out, slot_group[s]);
-  // Order column.
-  auto canon = canonical_order(slot_ts);
-  if (canon == p.sample_slot) {
-    out.push_back(0);
-  } else {
-    out.push_back(1);
-    for (auto s : p.sample_slot) put_varint(out, s);
-  }
-  // Value columns.
+  for (auto g : slot_group) put_varint(out, g);
+}
+
+// The value columns in the five streams, each slot's bytes XOR its series'
+// last ones.
+void put_value_section(std::string& out, const batch_plan& p,
+                       const codec_context& ctx,
+                       const std::vector<std::vector<double>>& slot_vals,
+                       const std::vector<uint32_t>& slot_group) {
   std::vector<slot_deltas> done;
-  done.reserve(nslots);
+  done.reserve(slot_vals.size());
   value_streams st;
-  for (size_t s = 0; s < nslots; ++s) {
+  for (size_t s = 0; s < slot_vals.size(); ++s) {
     auto i = ctx.find(p.slot_keys[s]);
     auto* h = i >= 0 ? &ctx.state[i] : nullptr;
     size_t nscales = st.scales.size();
@@ -946,6 +932,45 @@ std::string encode_columnar(const metric_samples& samples,
   for (auto* x : {&st.kinds, &st.scales, &st.params, &st.selectors,
                   &st.bodies})
     put_string(out, *x);
+}
+
+} // namespace
+
+std::string encode_columnar(const metric_samples& samples,
+                            const codec_context& ctx) {
+  auto p = plan(samples, ctx);
+  std::string out;
+  out.push_back(static_cast<char>(columnar_format_version));
+  put_varint(out, ctx.series.size());
+  put_u64(out, ctx.digest());
+  auto new_index = put_definitions(out, p, ctx);
+  // Slots: session index of each, as zigzag delta from the previous slot's.
+  size_t nslots = p.slot_keys.size();
+  put_varint(out, nslots);
+  uint64_t prev_idx = 0;
+  for (auto& key : p.slot_keys) {
+    auto i = ctx.find(key);
+    uint64_t idx = i >= 0 ? static_cast<uint64_t>(i) : new_index.at(key);
+    put_varint(out, zigzag(idx - prev_idx));
+    prev_idx = idx;
+  }
+  std::vector<std::vector<int64_t>> slot_ts(nslots);
+  std::vector<std::vector<double>> slot_vals(nslots);
+  for (size_t i = 0; i < samples.size(); ++i) {
+    auto s = p.sample_slot[i];
+    slot_ts[s].push_back(samples[i].timestamp_ms);
+    slot_vals[s].push_back(samples[i].value);
+  }
+  std::vector<uint32_t> slot_group;
+  put_groups(out, slot_ts, slot_group);
+  // Order column.
+  if (canonical_order(slot_ts) == p.sample_slot) {
+    out.push_back(0);
+  } else {
+    out.push_back(1);
+    for (auto s : p.sample_slot) put_varint(out, s);
+  }
+  put_value_section(out, p, ctx, slot_vals, slot_group);
   return out;
 }
 
