@@ -540,6 +540,116 @@ struct value_streams {
   std::string bodies;    // column bodies and XOR bytes
 };
 
+// One encoding of a column of scaled integers, costed in bits before zstd.
+struct candidate {
+  uint8_t mode = mode_plain;
+  bool cont = false;
+  std::string params;
+  std::vector<uint64_t> zs;
+  size_t cost = SIZE_MAX;
+};
+
+// Residuals r[from..] divided by their common factor, as a candidate.
+candidate residual_candidate(uint8_t mode, uint8_t gcd_mode, bool cont,
+                             const std::vector<uint64_t>& r, size_t from,
+                             std::string prefix) {
+  candidate c;
+  c.cont = cont;
+  auto g = gcd_of(r, from);
+  c.mode = g > 1 ? gcd_mode : mode;
+  c.params = std::move(prefix);
+  if (g > 1) put_varint(c.params, g);
+  if (from == 1) put_varint(c.params, zigzag(r.front()));
+  for (size_t i = from; i < r.size(); ++i)
+    c.zs.push_back(zigzag(divided(r[i], g)));
+  return c;
+}
+
+// A column's scaled integers, alone (`ints` under `rc`) and, when the
+// history scales with them (`rcont`), continuing it (`cints` after `cprev`
+// under `crc`).
+struct scaled_column {
+  recon rc;
+  std::vector<uint64_t> ints;
+  bool rcont = false;
+  recon crc;
+  std::vector<uint64_t> cprev;
+  std::vector<uint64_t> cints;
+};
+
+// The cheapest of every encoding the column allows: plain, offset, delta
+// and delta-of-delta with their common factor, the continued forms, and
+// references to the earlier slots whose residuals look smallest.
+candidate cheapest(const scaled_column& c, const codec_context::history* h,
+                   const std::vector<slot_deltas>& done, uint32_t group) {
+  candidate best;
+  auto consider = [&](candidate x) {
+    x.cost = x.params.size() * 8 + column_bits(x.zs);
+    // The series' last kind again is sent as a zero byte, nearly free.
+    auto kind = x.mode | (x.cont ? continues : 0)
+                | ((x.cont ? c.crc : c.rc).kind << 4);
+    if (h != nullptr && kind == h->kind) x.cost -= std::min<size_t>(x.cost, 8);
+    if (x.cost < best.cost) best = std::move(x);
+  };
+  auto& ints = c.ints;
+  {
+    candidate x;
+    x.mode = mode_plain;
+    put_varint(x.params, zigzag(ints.front()));
+    for (size_t i = 1; i < ints.size(); ++i) x.zs.push_back(zigzag(ints[i]));
+    consider(std::move(x));
+  }
+  {
+    uint64_t lo = ints.front();
+    for (auto m : ints)
+      if (static_cast<int64_t>(m) < static_cast<int64_t>(lo)) lo = m;
+    candidate x;
+    x.mode = mode_for;
+    put_varint(x.params, zigzag(lo));
+    for (auto m : ints) x.zs.push_back(m - lo);
+    consider(std::move(x));
+  }
+  auto rd = residuals(ints, false);
+  consider(residual_candidate(mode_delta, mode_delta_gcd, false, rd, 1, {}));
+  consider(residual_candidate(mode_dod, mode_dod_gcd, false,
+                              residuals(ints, true), 1, {}));
+  std::vector<uint64_t> d = c.rcont ? continued(c.cprev, c.cints, false) : rd;
+  if (c.rcont) {
+    consider(residual_candidate(mode_delta, mode_delta_gcd, true, d, 0, {}));
+    consider(residual_candidate(mode_dod, mode_dod_gcd, true,
+                                continued(c.cprev, c.cints, true), 0, {}));
+  }
+  // Predicting the deltas from an earlier slot's (e.g. free and available
+  // bytes of one filesystem, or in and out octets).
+  size_t from = c.rcont ? 0 : 1;
+  for (auto& ref : references(d, from, done, group)) {
+    auto& rdel = done[done.size() - ref.back].delta;
+    std::vector<uint64_t> e(d.size());
+    e[0] = d[0]; // the first value when not continued
+    for (size_t i = from; i < d.size(); ++i)
+      e[i] = ref.negative ? d[i] + rdel[i] : d[i] - rdel[i];
+    std::string prefix;
+    put_varint(prefix, (ref.back << 1) | (ref.negative ? 1 : 0));
+    consider(residual_candidate(mode_ref, mode_ref_gcd, c.rcont, e, from,
+                                std::move(prefix)));
+  }
+  return best;
+}
+
+// To continue the history: its values and this batch's as scaled integers
+// at a scale that fits both (cprev oldest first, cints).
+void scale_with_history(const std::vector<double>& vs,
+                        const codec_context::history& h, scaled_column& c) {
+  std::vector<double> all;
+  for (int i = h.count - 1; i >= 0; --i) all.push_back(h.last[i]);
+  all.insert(all.end(), vs.begin(), vs.end());
+  c.rcont = scaled_ints(all, c.crc, c.cints);
+  if (c.rcont) {
+    c.cprev.assign(c.cints.begin(), c.cints.begin() + h.count);
+    c.cints.erase(c.cints.begin(), c.cints.begin() + h.count);
+  }
+}
+
 // One slot's value column (kind byte, scale byte, body); `h` is the
 // series' history in the session, or null; `done` holds the deltas of the
 // batch's earlier slots and gets this slot's.
@@ -556,26 +666,10 @@ void put_values(value_streams& st, const std::vector<double>& vs,
     done.push_back(std::move(mine));
     return;
   }
-  // To continue the history: its values and this batch's as scaled
-  // integers at a scale that fits both (cprev oldest first, cints).
-  recon crc;
-  std::vector<uint64_t> cprev;
-  std::vector<uint64_t> cints;
-  bool rcont = false; // the history scales with this batch
-  if (has_history && !constant) {
-    std::vector<double> all;
-    for (int i = h->count - 1; i >= 0; --i) all.push_back(h->last[i]);
-    all.insert(all.end(), vs.begin(), vs.end());
-    rcont = scaled_ints(all, crc, cints);
-    if (rcont) {
-      cprev.assign(cints.begin(), cints.begin() + h->count);
-      cints.erase(cints.begin(), cints.begin() + h->count);
-    }
-  }
-  recon rc;
-  std::vector<uint64_t> ints;
-  bool scaled = scaled_ints(vs, rc, ints);
-  if (!scaled) {
+  scaled_column c;
+  if (has_history && !constant)
+    scale_with_history(vs, *h, c);
+  if (!scaled_ints(vs, c.rc, c.ints)) {
     if (constant) {
       st.kinds.push_back(static_cast<char>(mode_const_raw));
       uint64_t b = bits_of(vs.front());
@@ -595,91 +689,18 @@ void put_values(value_streams& st, const std::vector<double>& vs,
     st.scales.push_back(static_cast<char>(r.scale_byte()));
   };
   if (constant) {
-    head(mode_const, rc, false);
-    put_varint(st.params, zigzag(ints.front()));
-    set_deltas(mine, ints, nullptr);
+    head(mode_const, c.rc, false);
+    put_varint(st.params, zigzag(c.ints.front()));
+    set_deltas(mine, c.ints, nullptr);
     done.push_back(std::move(mine));
     return;
   }
-  // Candidate encodings, compared by the bytes their parameters and column
-  // take before zstd.
-  struct candidate {
-    uint8_t mode = mode_plain;
-    bool cont = false;
-    std::string params;
-    std::vector<uint64_t> zs;
-    size_t cost = SIZE_MAX;
-  };
-  candidate best;
-  auto consider = [&](candidate c) {
-    c.cost = c.params.size() * 8 + column_bits(c.zs);
-    // The series' last kind again is sent as a zero byte, nearly free.
-    auto kind = c.mode | (c.cont ? continues : 0)
-                | ((c.cont ? crc : rc).kind << 4);
-    if (h != nullptr && kind == h->kind) c.cost -= std::min<size_t>(c.cost, 8);
-    if (c.cost < best.cost) best = std::move(c);
-  };
-  // Residuals r[from..] divided by their common factor, as a candidate.
-  auto residual_candidate = [&](uint8_t mode, uint8_t gcd_mode, bool cont,
-                                const std::vector<uint64_t>& r, size_t from,
-                                std::string prefix) {
-    candidate c;
-    c.cont = cont;
-    auto g = gcd_of(r, from);
-    c.mode = g > 1 ? gcd_mode : mode;
-    c.params = std::move(prefix);
-    if (g > 1) put_varint(c.params, g);
-    if (from == 1) put_varint(c.params, zigzag(r.front()));
-    for (size_t i = from; i < r.size(); ++i)
-      c.zs.push_back(zigzag(divided(r[i], g)));
-    return c;
-  };
-  {
-    candidate c;
-    c.mode = mode_plain;
-    put_varint(c.params, zigzag(ints.front()));
-    for (size_t i = 1; i < ints.size(); ++i) c.zs.push_back(zigzag(ints[i]));
-    consider(std::move(c));
-  }
-  {
-    uint64_t lo = ints.front();
-    for (auto m : ints)
-      if (static_cast<int64_t>(m) < static_cast<int64_t>(lo)) lo = m;
-    candidate c;
-    c.mode = mode_for;
-    put_varint(c.params, zigzag(lo));
-    for (auto m : ints) c.zs.push_back(m - lo);
-    consider(std::move(c));
-  }
-  auto rd = residuals(ints, false);
-  consider(residual_candidate(mode_delta, mode_delta_gcd, false, rd, 1, {}));
-  consider(residual_candidate(mode_dod, mode_dod_gcd, false,
-                              residuals(ints, true), 1, {}));
-  std::vector<uint64_t> d = rcont ? continued(cprev, cints, false) : rd;
-  if (rcont) {
-    consider(residual_candidate(mode_delta, mode_delta_gcd, true, d, 0, {}));
-    consider(residual_candidate(mode_dod, mode_dod_gcd, true,
-                                continued(cprev, cints, true), 0, {}));
-  }
-  // Predicting the deltas from an earlier slot's (e.g. free and available
-  // bytes of one filesystem, or in and out octets).
-  size_t from = rcont ? 0 : 1;
-  for (auto& ref : references(d, from, done, group)) {
-    auto& rdel = done[done.size() - ref.back].delta;
-    std::vector<uint64_t> e(d.size());
-    e[0] = d[0]; // the first value when not continued
-    for (size_t i = from; i < d.size(); ++i)
-      e[i] = ref.negative ? d[i] + rdel[i] : d[i] - rdel[i];
-    std::string prefix;
-    put_varint(prefix, (ref.back << 1) | (ref.negative ? 1 : 0));
-    consider(residual_candidate(mode_ref, mode_ref_gcd, rcont, e, from,
-                                std::move(prefix)));
-  }
-  head(best.mode, best.cont ? crc : rc, best.cont);
+  auto best = cheapest(c, h, done, group);
+  head(best.mode, best.cont ? c.crc : c.rc, best.cont);
   st.params += best.params;
   put_column(st.selectors, st.bodies, best.zs);
-  set_deltas(mine, best.cont ? cints : ints,
-             best.cont ? &cprev.back() : nullptr);
+  set_deltas(mine, best.cont ? c.cints : c.ints,
+             best.cont ? &c.cprev.back() : nullptr);
   done.push_back(std::move(mine));
 }
 
