@@ -42,6 +42,31 @@ caf::error validate(const cloud_options& x) {
   return caf::none;
 }
 
+// Spawns the cloud's actors in start order (the store first, as ingest
+// writes to it); returns ingest (for the endpoint) and the inspector.
+std::pair<ingest_actor, inspector_actor>
+spawn_actors(caf::actor_system& sys, stop_list& stops,
+             const cloud_options& opt, embedded_store store,
+             const clock_ptr& clk) {
+  auto st = sys.spawn<caf::detached>(
+    cloud_store, std::make_shared<embedded_store>(std::move(store)));
+  stops.add("cloud_store", caf::actor_cast<caf::actor>(st));
+  auto icfg = opt.ingest;
+  icfg.store = st;
+  auto ing = sys.spawn(ingest, icfg);
+  stops.add("ingest", caf::actor_cast<caf::actor>(ing));
+  inspector_config pcfg;
+  pcfg.role = "cloud";
+  pcfg.node_id = opt.node_id;
+  pcfg.clock = clk;
+  pcfg.actors = {{"ingest", caf::actor_cast<caf::actor>(ing)},
+                 {"cloud_store", caf::actor_cast<caf::actor>(st)}};
+  pcfg.devices = caf::actor_cast<caf::actor>(st);
+  auto insp = sys.spawn(inspector, pcfg);
+  stops.add("inspector", caf::actor_cast<caf::actor>(insp));
+  return {ing, insp};
+}
+
 int run(int argc, char** argv) {
   block_termination_signals();
   cloud_options opt;
@@ -71,22 +96,7 @@ int run(int argc, char** argv) {
   node_config cfg{opt.common};
   caf::actor_system sys{cfg};
   stop_list stops;
-  auto st = sys.spawn<caf::detached>(
-    cloud_store, std::make_shared<embedded_store>(std::move(*store)));
-  stops.add("cloud_store", caf::actor_cast<caf::actor>(st));
-  auto icfg = opt.ingest;
-  icfg.store = st;
-  auto ing = sys.spawn(ingest, icfg);
-  stops.add("ingest", caf::actor_cast<caf::actor>(ing));
-  inspector_config pcfg;
-  pcfg.role = "cloud";
-  pcfg.node_id = opt.node_id;
-  pcfg.clock = clk;
-  pcfg.actors = {{"ingest", caf::actor_cast<caf::actor>(ing)},
-                 {"cloud_store", caf::actor_cast<caf::actor>(st)}};
-  pcfg.devices = caf::actor_cast<caf::actor>(st);
-  auto insp = sys.spawn(inspector, pcfg);
-  stops.add("inspector", caf::actor_cast<caf::actor>(insp));
+  auto [ing, insp] = spawn_actors(sys, stops, opt, std::move(*store), clk);
   ingest_endpoint endpoint{sys, ing, opt.endpoint.limits()};
   auto port = endpoint.start(opt.endpoint.host,
                              static_cast<uint16_t>(opt.endpoint.port));
