@@ -37,6 +37,17 @@ caf::error insert(sqlite::database& db, int n, size_t bytes = 100) {
   return db.exec("COMMIT");
 }
 
+// The test table `t` in a database on `disk`; created when `create`.
+sqlite::database open_on(const std::shared_ptr<fault_disk>& disk,
+                         const test::scratch_dir& dir, bool create = true) {
+  auto db = sqlite::database::open(dir.file("t.db"), "FULL", 1000,
+                                   disk->vfs());
+  REQUIRE_MESSAGE(db, render(db.error()));
+  if (create)
+    REQUIRE(!db->exec("CREATE TABLE t (v BLOB)"));
+  return std::move(*db);
+}
+
 bool has_code(const caf::error& err, ec code) {
   return err && err.category() == caf::atom("fleetd")
          && err.code() == static_cast<uint8_t>(code);
@@ -48,14 +59,11 @@ TEST_CASE("a full fault disk refuses writes with disk_full and takes them "
           "again when room is made") {
   test::scratch_dir dir;
   auto disk = fault_disk::make(256 * 1024);
-  auto db = sqlite::database::open(dir.file("t.db"), "FULL", 1000,
-                                   disk->vfs());
-  REQUIRE_MESSAGE(db, render(db.error()));
-  REQUIRE(!db->exec("CREATE TABLE t (v BLOB)"));
+  auto db = open_on(disk, dir);
   int64_t stored = 0;
   caf::error err;
   for (int i = 0; i < 100 && !err; ++i) {
-    err = insert(*db, 10, 1000);
+    err = insert(db, 10, 1000);
     if (!err)
       stored += 10;
   }
@@ -63,33 +71,30 @@ TEST_CASE("a full fault disk refuses writes with disk_full and takes them "
   CHECK(has_code(err, ec::disk_full));
   CHECK(disk->used() <= 256 * 1024);
   CHECK(disk->free_bytes(dir.path()) < 8 * 1024);
-  CHECK(count(*db) == stored);
+  CHECK(count(db) == stored);
   // An allocation outside SQLite counts too, and gives its room back.
   CHECK_FALSE(disk->allocate(dir.file("ballast"), 64 * 1024));
   disk->set_capacity(1024 * 1024);
   CHECK(disk->allocate(dir.file("ballast"), 64 * 1024));
-  CHECK(!insert(*db, 10, 1000));
+  CHECK(!insert(db, 10, 1000));
   disk->remove(dir.file("ballast"));
-  CHECK(count(*db) == stored + 10);
+  CHECK(count(db) == stored + 10);
 }
 
 TEST_CASE("I/O errors on demand reach the caller as storage errors") {
   test::scratch_dir dir;
   auto disk = fault_disk::make();
-  auto db = sqlite::database::open(dir.file("t.db"), "FULL", 1000,
-                                   disk->vfs());
-  REQUIRE(db);
-  REQUIRE(!db->exec("CREATE TABLE t (v BLOB)"));
-  REQUIRE(!insert(*db, 5));
+  auto db = open_on(disk, dir);
+  REQUIRE(!insert(db, 5));
   disk->fail_syncs(true);
-  auto err = insert(*db, 5);
+  auto err = insert(db, 5);
   CHECK(err);
   disk->fail_syncs(false);
   disk->fail_writes(true);
-  CHECK(insert(*db, 5));
+  CHECK(insert(db, 5));
   disk->fail_writes(false);
-  CHECK(!insert(*db, 5));
-  CHECK(count(*db) == 10);
+  CHECK(!insert(db, 5));
+  CHECK(count(db) == 10);
 }
 
 TEST_CASE("a power cut keeps every committed transaction and none of the "
@@ -102,23 +107,18 @@ TEST_CASE("a power cut keeps every committed transaction and none of the "
     auto disk = fault_disk::make();
     int64_t committed = 0;
     {
-      auto db = sqlite::database::open(dir.file("t.db"), "FULL", 1000,
-                                       disk->vfs());
-      REQUIRE(db);
-      REQUIRE(!db->exec("CREATE TABLE t (v BLOB)"));
-      REQUIRE(!db->exec("PRAGMA wal_autocheckpoint=8"));
+      auto db = open_on(disk, dir);
+      REQUIRE(!db.exec("PRAGMA wal_autocheckpoint=8"));
       disk->cut_power_after_writes(at);
       for (int i = 0; i < 40 && !disk->power_cut(); ++i)
-        if (!insert(*db, 3, 700))
+        if (!insert(db, 3, 700))
           committed += 3;
       CHECK(disk->power_cut());
     }
     disk->revive();
-    auto db = sqlite::database::open(dir.file("t.db"), "FULL", 1000,
-                                     disk->vfs());
-    REQUIRE_MESSAGE(db, render(db.error()));
-    CHECK(db->quick_check() == "ok");
-    auto n = count(*db);
+    auto db = open_on(disk, dir, false);
+    CHECK(db.quick_check() == "ok");
+    auto n = count(db);
     // Committed rows are all there; the batch cut in flight is whole or gone.
     CHECK(n >= committed);
     CHECK(n <= committed + 3);
@@ -132,22 +132,17 @@ TEST_CASE("a power cut undoes every write that was not synced") {
   test::scratch_dir dir;
   auto disk = fault_disk::make();
   {
-    auto db = sqlite::database::open(dir.file("t.db"), "FULL", 1000,
-                                     disk->vfs());
-    REQUIRE(db);
-    REQUIRE(!db->exec("CREATE TABLE t (v BLOB)"));
-    REQUIRE(!insert(*db, 7));
-    REQUIRE(!db->exec("PRAGMA synchronous=OFF"));
+    auto db = open_on(disk, dir);
+    REQUIRE(!insert(db, 7));
+    REQUIRE(!db.exec("PRAGMA synchronous=OFF"));
     auto syncs = disk->syncs();
-    REQUIRE(!insert(*db, 50));
+    REQUIRE(!insert(db, 50));
     CHECK(disk->syncs() == syncs);
-    CHECK(count(*db) == 57);
+    CHECK(count(db) == 57);
     disk->cut_power();
   }
   disk->revive();
-  auto db = sqlite::database::open(dir.file("t.db"), "FULL", 1000,
-                                   disk->vfs());
-  REQUIRE(db);
-  CHECK(db->quick_check() == "ok");
-  CHECK(count(*db) == 7);
+  auto db = open_on(disk, dir, false);
+  CHECK(db.quick_check() == "ok");
+  CHECK(count(db) == 7);
 }
