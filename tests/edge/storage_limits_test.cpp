@@ -17,6 +17,7 @@
 #include "edge/storage.hpp"
 #include "messages/error.hpp"
 #include "fault_disk.hpp"
+#include "scratch_dir.hpp"
 #include "skip.hpp"
 
 using namespace fleetd;
@@ -54,17 +55,12 @@ int64_t rows(sqlite_store& st) {
   return st.stats().counters["metrics_rows"];
 }
 
+// A scratch directory that may have a tmpfs mounted on it (unmounted first).
 struct tmp_dir {
-  std::string path;
-  tmp_dir() {
-    char t[] = "/tmp/fleetd-storage-XXXXXX";
-    path = mkdtemp(t);
-  }
+  test::scratch_dir dir{"fleetd-storage"};
+  std::string path = dir.path();
   ~tmp_dir() {
     umount(path.c_str());
-    std::string cmd = "rm -rf '" + path + "'";
-    if (system(cmd.c_str()) != 0)
-      perror("rm");
   }
 };
 
