@@ -859,6 +859,66 @@ const row_stream row_streams[] = {
 
 } // namespace
 
+caf::expected<int64_t> sqlite_store::drop_oldest_batch() {
+  auto oldest = db_.prepare("SELECT stream, sequence, points FROM sync_queue "
+                            "WHERE stream != 'events' "
+                            "ORDER BY created_at, sequence LIMIT 1");
+  if (!oldest)
+    return oldest.error();
+  auto row = oldest->step();
+  if (!row)
+    return row.error();
+  if (!*row)
+    return int64_t{0};
+  auto stream = oldest->column_text(0);
+  auto seq = oldest->column_int(1);
+  auto points = oldest->column_int(2);
+  auto del = db_.prepare("DELETE FROM sync_queue WHERE stream = ?1 AND "
+                         "sequence = ?2");
+  if (!del)
+    return del.error();
+  del->bind(1, stream).bind(2, seq);
+  if (auto err = del->run())
+    return err;
+  log_warning("storage", "dropped unsynced batch ", seq, " of ", stream, " (",
+              points, " records) to stay within the cap");
+  if (auto err = count_drop(drop_kind::batches_unsynced, 1))
+    return err;
+  if (auto err = count_drop(drop_kind::unsynced_kind(stream), points))
+    return err;
+  return int64_t{1};
+}
+
+caf::expected<int64_t>
+sqlite_store::drop_batches_before(const char* stream, const char* kind,
+                                  int64_t cutoff_ms) {
+  auto lost = db_.prepare("SELECT count(*), coalesce(sum(points), 0) FROM "
+                          "sync_queue WHERE created_at < ?1 AND stream = ?2");
+  if (!lost)
+    return lost.error();
+  lost->bind(1, cutoff_ms).bind(2, std::string_view{stream});
+  auto row = lost->step();
+  if (!row)
+    return row.error();
+  auto batches = *row ? lost->column_int(0) : 0;
+  auto points = *row ? lost->column_int(1) : 0;
+  lost->reset();
+  if (batches == 0)
+    return int64_t{0};
+  auto gone = db_.prepare("DELETE FROM sync_queue WHERE created_at < ?1 "
+                          "AND stream = ?2");
+  if (!gone)
+    return gone.error();
+  gone->bind(1, cutoff_ms).bind(2, std::string_view{stream});
+  if (auto err = gone->run())
+    return err;
+  if (auto err = count_drop(drop_kind::batches_unsynced, batches))
+    return err;
+  if (auto err = count_drop(kind, points))
+    return err;
+  return batches;
+}
+
 caf::expected<int64_t> sqlite_store::drop_chunk(int64_t rows) {
   int64_t dropped = 0;
   auto err = sqlite::transaction(db_, [&]() -> caf::error {
@@ -892,31 +952,12 @@ caf::expected<int64_t> sqlite_store::drop_chunk(int64_t rows) {
         return caf::none;
     }
     // 3. The oldest queued batch of metrics or logs: its records are lost.
-    auto oldest = db_.prepare("SELECT stream, sequence, points FROM sync_queue "
-                              "WHERE stream != 'events' "
-                              "ORDER BY created_at, sequence LIMIT 1");
-    if (!oldest)
-      return oldest.error();
-    auto row = oldest->step();
-    if (!row)
-      return row.error();
-    if (*row) {
-      auto stream = oldest->column_text(0);
-      auto seq = oldest->column_int(1);
-      auto points = oldest->column_int(2);
-      auto del = db_.prepare("DELETE FROM sync_queue WHERE stream = ?1 AND "
-                             "sequence = ?2");
-      if (!del)
-        return del.error();
-      del->bind(1, stream).bind(2, seq);
-      if (auto err = del->run())
-        return err;
-      dropped = 1;
-      log_warning("storage", "dropped unsynced batch ", seq, " of ", stream,
-                  " (", points, " records) to stay within the cap");
-      if (auto err = count_drop(drop_kind::batches_unsynced, 1))
-        return err;
-      return count_drop(drop_kind::unsynced_kind(stream), points);
+    auto batch = drop_oldest_batch();
+    if (!batch)
+      return batch.error();
+    if (*batch > 0) {
+      dropped = *batch;
+      return caf::none;
     }
     // 4. The oldest rows no batch covers yet: lost.
     for (auto& rs : row_streams) {
@@ -988,31 +1029,10 @@ caf::expected<int64_t> sqlite_store::drop_older_than(int64_t cutoff_ms) {
     }
     // Queued batches cut before the cutoff: count their records as lost.
     for (auto& rs : row_streams) {
-      auto lost = db_.prepare("SELECT count(*), coalesce(sum(points), 0) FROM "
-                              "sync_queue WHERE created_at < ?1 AND stream = ?2");
-      if (!lost)
-        return lost.error();
-      lost->bind(1, cutoff_ms).bind(2, std::string_view{rs.stream});
-      auto row = lost->step();
-      if (!row)
-        return row.error();
-      auto batches = *row ? lost->column_int(0) : 0;
-      auto points = *row ? lost->column_int(1) : 0;
-      lost->reset();
-      if (batches == 0)
-        continue;
-      auto gone = db_.prepare("DELETE FROM sync_queue WHERE created_at < ?1 "
-                              "AND stream = ?2");
-      if (!gone)
-        return gone.error();
-      gone->bind(1, cutoff_ms).bind(2, std::string_view{rs.stream});
-      if (auto err = gone->run())
-        return err;
-      dropped += batches;
-      if (auto err = count_drop(drop_kind::batches_unsynced, batches))
-        return err;
-      if (auto err = count_drop(rs.unsynced, points))
-        return err;
+      auto n = drop_batches_before(rs.stream, rs.unsynced, cutoff_ms);
+      if (!n)
+        return n.error();
+      dropped += *n;
     }
     auto ev_cutoff = cfg_.clock->now_ms() - cfg_.limits.events_retention_ms;
     if (cfg_.limits.events_retention_ms > 0)

@@ -118,6 +118,14 @@ private:
   caf::expected<debug_report> storage_report();
   caf::expected<debug_report> queue_report();
   caf::expected<debug_report> clean();
+  // The oldest queued metrics or logs batch, its records counted as lost;
+  // 1 when there was one, else 0.
+  caf::expected<int64_t> drop_oldest_batch();
+  // The queued batches of `stream` cut before `cutoff_ms`, their records
+  // counted as `kind`; how many batches.
+  caf::expected<int64_t> drop_batches_before(const char* stream,
+                                             const char* kind,
+                                             int64_t cutoff_ms);
   // Bytes of the database file plus its WAL, or of the WAL alone.
   int64_t on_disk_bytes(bool wal_only);
 
