@@ -17,6 +17,7 @@ namespace fleetd {
 namespace {
 
 constexpr auto store_timeout = std::chrono::seconds(30);
+constexpr auto health_timeout = std::chrono::seconds(2);
 
 } // namespace
 
@@ -199,6 +200,19 @@ caf::result<http_reply> handle(ingest_ptr self, const std::string& body,
   return rp;
 }
 
+// The node is healthy when ingest and the store both answer in time.
+caf::result<std::string> health(ingest_ptr self) {
+  auto rp = self->make_response_promise<std::string>();
+  self->request(self->state.cfg.store, health_timeout, stats_atom::value)
+    .then([rp](actor_stats&) mutable { rp.deliver(std::string{"ok"}); },
+          [rp](caf::error& err) mutable {
+            rp.deliver(make_error(ec::unreachable,
+                                  "cloud_store does not answer: "
+                                    + render(err)));
+          });
+  return rp;
+}
+
 } // namespace
 
 ingest_actor::behavior_type
@@ -211,6 +225,7 @@ ingest(ingest_ptr self, ingest_config cfg) {
            const std::string& content_type) {
       return handle(self, body, encoding, content_type);
     },
+    [self](health_atom) { return health(self); },
     [self](stats_atom) {
       auto& st = self->state;
       actor_stats out;

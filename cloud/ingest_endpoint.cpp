@@ -13,6 +13,8 @@ namespace fleetd {
 namespace {
 
 constexpr auto ingest_timeout = std::chrono::seconds(60);
+// Ingest answers health after asking the store (2 s): a little more here.
+constexpr auto health_timeout = std::chrono::seconds(3);
 
 http_reply plain(uint16_t status, const char* code, std::string text) {
   http_reply out;
@@ -22,6 +24,27 @@ http_reply plain(uint16_t status, const char* code, std::string text) {
     out.error = code + (": " + text);
   out.body = std::move(text) + "\n";
   return out;
+}
+
+// 200 "ok" only when ingest and the store behind it answer in time; 503
+// naming what does not (a dead actor must not look healthy).
+void check_health(caf::actor_system& sys, const ingest_actor& ingest,
+                  http_server::respond_fn respond) {
+  sys.spawn([ingest, respond](caf::event_based_actor* self) {
+    self->request(ingest, health_timeout, health_atom::value)
+      .then(
+        [self, respond](std::string& text) {
+          respond(plain(200, "ok", std::move(text)));
+          self->quit();
+        },
+        [self, respond](caf::error& err) {
+          auto why = err == caf::sec::request_receiver_down
+                       ? std::string("ingest is down")
+                       : render(err);
+          respond(plain(503, "unhealthy", why));
+          self->quit();
+        });
+  });
 }
 
 } // namespace
@@ -79,7 +102,7 @@ ingest_endpoint::ingest_endpoint(caf::actor_system& sys, ingest_actor ingest,
   server_ = std::make_unique<http_server>(
     limits, [sys_ptr, ingest](http_request req, http_server::respond_fn respond) {
       if (req.target == "/healthz" && req.method == "GET") {
-        respond(plain(200, "ok", "ok"));
+        check_health(*sys_ptr, ingest, std::move(respond));
         return;
       }
       if (req.target != "/v1/sync") {

@@ -30,5 +30,6 @@ using capabilities_atom = caf::atom_constant<caf::atom("caps")>;
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using logs_atom = caf::atom_constant<caf::atom("logs")>;
 using events_atom = caf::atom_constant<caf::atom("events")>;
+using health_atom = caf::atom_constant<caf::atom("health")>;
 
 } // namespace fleetd

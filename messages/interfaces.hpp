@@ -122,6 +122,9 @@ using ingest_actor = caf::typed_actor<
   // HTTP answer.
   caf::replies_to<sync_atom, std::string, std::string,
                   std::string>::with<http_reply>,
+  // GET /healthz: "ok" once the store answered too; an error names the
+  // actor that did not.
+  caf::replies_to<health_atom>::with<std::string>,
   stats_handler>;
 
 /// The console's door into a node, published over BASP (actors/inspector).

@@ -133,7 +133,19 @@ void http_client::close() {
 caf::expected<http_response> http_client::post(
   const std::string& target, const std::string& body,
   const std::vector<std::pair<std::string, std::string>>& headers) {
-  http::request<http::string_body> req{http::verb::post, target, 11};
+  return send(true, target, body, headers);
+}
+
+caf::expected<http_response> http_client::get(const std::string& target) {
+  return send(false, target, {}, {});
+}
+
+caf::expected<http_response> http_client::send(
+  bool post, const std::string& target, const std::string& body,
+  const std::vector<std::pair<std::string, std::string>>& headers) {
+  http::request<http::string_body> req{post ? http::verb::post
+                                            : http::verb::get,
+                                       target, 11};
   req.set(http::field::host, impl_->host + ":" + std::to_string(impl_->port));
   req.set(http::field::user_agent, "fleetd");
   for (auto& kv : headers)

@@ -32,6 +32,9 @@ public:
   post(const std::string& target, const std::string& body,
        const std::vector<std::pair<std::string, std::string>>& headers);
 
+  /// GETs `target` (e.g. /healthz) on the same connection.
+  caf::expected<http_response> get(const std::string& target);
+
   /// Drops the connection; the next request opens a new one.
   void close();
 
@@ -40,6 +43,10 @@ public:
   }
 
 private:
+  caf::expected<http_response>
+  send(bool post, const std::string& target, const std::string& body,
+       const std::vector<std::pair<std::string, std::string>>& headers);
+
   struct impl;
   std::unique_ptr<impl> impl_;
   int64_t connects_ = 0;

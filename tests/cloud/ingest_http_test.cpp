@@ -917,3 +917,30 @@ TEST_CASE("a log line that is not UTF-8 is stored as it is") {
   REQUIRE(got.size() == 1);
   CHECK(got[0].line == lines[0].line);
 }
+
+TEST_CASE("/healthz tells the truth: 200 while ingest and the store answer, "
+          "503 naming the one that does not") {
+  SUBCASE("the store dies") {
+    http_fixture f;
+    auto ok = f.client->get("/healthz");
+    REQUIRE_MESSAGE(ok, render(ok.error()));
+    CHECK(ok->status == 200);
+    CHECK(ok->body == "ok\n");
+    (*f.self)->send_exit(f.store, caf::exit_reason::kill);
+    (*f.self)->wait_for(f.store);
+    auto down = f.client->get("/healthz");
+    REQUIRE(down);
+    CHECK(down->status == 503);
+    CHECK(down->error.find("unhealthy: ") == 0);
+    CHECK(down->error.find("cloud_store") != std::string::npos);
+  }
+  SUBCASE("ingest dies") {
+    http_fixture f;
+    (*f.self)->send_exit(f.ing, caf::exit_reason::kill);
+    (*f.self)->wait_for(f.ing);
+    auto down = f.client->get("/healthz");
+    REQUIRE(down);
+    CHECK(down->status == 503);
+    CHECK(down->error == "unhealthy: ingest is down");
+  }
+}

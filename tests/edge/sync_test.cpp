@@ -128,6 +128,7 @@ ingest_actor::behavior_type tap(ingest_actor::stateful_pointer<tap_state> self,
           [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
       return rp;
     },
+    [](health_atom) { return std::string{"ok"}; },
     [](stats_atom) {
       actor_stats out;
       out.name = "tap";
