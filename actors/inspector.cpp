@@ -21,7 +21,7 @@ constexpr auto ask_timeout = std::chrono::seconds(2);
 
 caf::error validate(const inspector_config& x) {
   auto bad = [](std::string what) {
-    return make_error(ec::bad_config, "inspector_config." + std::move(what));
+    return bad_config("inspector_config." + std::move(what));
   };
   if (x.role != "edge" && x.role != "cloud")
     return bad("role: '" + x.role + "' is not edge or cloud");

@@ -6,6 +6,7 @@
 
 #include "messages/error.hpp"
 #include "messages/wire.hpp"
+#include "runtime/config_check.hpp"
 #include "runtime/options.hpp"
 
 namespace fleetd {
@@ -78,21 +79,20 @@ void declare(option_set& opts, ingest_endpoint_config& x) {
 }
 
 caf::error validate(const ingest_endpoint_config& x) {
-  auto bad = [](std::string what) {
-    return make_error(ec::bad_config, std::move(what));
-  };
   if (x.host.empty())
-    return bad("ingest.host: must not be empty");
+    return bad_config("ingest.host: must not be empty");
   if (x.port < 0 || x.port > 65535)
-    return bad("ingest.port: must be 0..65535, got " + std::to_string(x.port));
+    return bad_config("ingest.port: must be 0..65535, got "
+                      + std::to_string(x.port));
   if (x.max_body_bytes < 1)
-    return bad("ingest.max-body-bytes: must be positive");
+    return bad_config("ingest.max-body-bytes: must be positive");
   if (x.max_connections < 1)
-    return bad("ingest.max-connections: must be at least 1");
+    return bad_config("ingest.max-connections: must be at least 1");
   if (x.idle_timeout.count() <= 0 || x.read_timeout.count() <= 0)
-    return bad(std::string{x.idle_timeout.count() <= 0 ? "ingest.idle-timeout"
-                                                       : "ingest.read-timeout"}
-               + ": must be positive");
+    return bad_config(std::string{x.idle_timeout.count() <= 0
+                                    ? "ingest.idle-timeout"
+                                    : "ingest.read-timeout"}
+                      + ": must be positive");
   return caf::none;
 }
 

@@ -206,27 +206,26 @@ void declare(option_set& opts, backoff_config& x) {
 }
 
 caf::error validate(const backoff_config& x) {
-  auto bad = [](std::string what) {
-    return make_error(ec::bad_config, std::move(what));
-  };
   auto ms = [](std::chrono::milliseconds d) {
     return std::to_string(d.count()) + " ms";
   };
   if (x.base.count() <= 0)
-    return bad(std::string{key_base} + ": must be positive, got " + ms(x.base));
+    return bad_config(std::string{key_base} + ": must be positive, got "
+                      + ms(x.base));
   if (x.cap < x.base)
-    return bad(std::string{key_cap} + ": must be at least " + key_base + " ("
-               + ms(x.base) + "), got " + ms(x.cap));
+    return bad_config(std::string{key_cap} + ": must be at least " + key_base
+                      + " (" + ms(x.base) + "), got " + ms(x.cap));
   if (x.breaker_threshold < 1)
-    return bad(std::string{key_threshold} + ": must be at least 1, got "
-               + std::to_string(x.breaker_threshold));
+    return bad_config(std::string{key_threshold} + ": must be at least 1, got "
+                      + std::to_string(x.breaker_threshold));
   // The two below are not options: only code (tests) sets them.
   if (x.probe_timeout.count() <= 0)
-    return bad("backoff_config.probe_timeout: must be positive, got "
-               + ms(x.probe_timeout));
+    return bad_config("backoff_config.probe_timeout: must be positive, got "
+                      + ms(x.probe_timeout));
   if (x.events_first_limit.count() < 0)
-    return bad("backoff_config.events_first_limit: must not be negative, got "
-               + ms(x.events_first_limit));
+    return bad_config("backoff_config.events_first_limit: must not be "
+                      "negative, got "
+                      + ms(x.events_first_limit));
   return caf::none;
 }
 

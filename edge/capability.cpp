@@ -873,21 +873,20 @@ void declare(option_set& opts, capability_config& x) {
 }
 
 caf::error validate(const capability_config& x) {
-  auto bad = [](std::string what) {
-    return make_error(ec::bad_config, std::move(what));
-  };
   auto& ov = x.overrides;
   if (ov.tier < 0 || ov.tier > 3)
-    return bad("tier.pin: must be 0, 1, 2 or 3, got " + std::to_string(ov.tier));
+    return bad_config("tier.pin: must be 0, 1, 2 or 3, got "
+                      + std::to_string(ov.tier));
   if (x.recheck_interval.count() <= 0)
-    return bad("tier.recheck-interval: must be positive");
+    return bad_config("tier.recheck-interval: must be positive");
   if (ov.backend != "auto" && ov.backend != "sqlite" && ov.backend != "memory")
-    return bad("storage.backend: '" + ov.backend
-               + "' is not one of auto, sqlite, memory");
+    return bad_config("storage.backend: '" + ov.backend
+                      + "' is not one of auto, sqlite, memory");
   for (auto [key, path] : {std::pair{"host.proc", &x.proc_root},
                            std::pair{"host.sys", &x.sys_root}})
     if (!is_directory(*path))
-      return bad(std::string{key} + ": '" + *path + "' is not a directory");
+      return bad_config(std::string{key} + ": '" + *path
+                        + "' is not a directory");
   return caf::none;
 }
 

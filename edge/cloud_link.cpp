@@ -21,17 +21,15 @@ void declare(option_set& opts, cloud_link_config& x) {
 }
 
 caf::error validate(const cloud_link_config& x) {
-  auto bad = [](std::string what) {
-    return make_error(ec::bad_config, std::move(what));
-  };
   if (x.host.empty())
-    return bad("cloud.host: must not be empty");
+    return bad_config("cloud.host: must not be empty");
   if (x.port < 1 || x.port > 65535)
-    return bad("cloud.port: must be 1..65535, got " + std::to_string(x.port));
+    return bad_config("cloud.port: must be 1..65535, got "
+                      + std::to_string(x.port));
   if (x.timeout.count() <= 0)
-    return bad("cloud.timeout: must be positive");
+    return bad_config("cloud.timeout: must be positive");
   if (x.max_response_bytes == 0)
-    return bad("cloud_link_config.max_response_bytes: must be positive");
+    return bad_config("cloud_link_config.max_response_bytes: must be positive");
   return caf::none;
 }
 

@@ -21,6 +21,7 @@
 #include "messages/labels.hpp"
 #include "messages/wire.hpp"
 #include "runtime/json.hpp"
+#include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/options.hpp"
 #include "runtime/result.hpp"
@@ -1688,19 +1689,16 @@ void declare(option_set& opts, storage_limits& x) {
 }
 
 caf::error validate(const sqlite_store_config& x) {
-  auto bad = [](std::string what) {
-    return make_error(ec::bad_config, std::move(what));
-  };
   if (x.path.empty())
-    return bad("sqlite_store_config.path: must not be empty");
+    return bad_config("sqlite_store_config.path: must not be empty");
   if (!x.disk)
-    return bad("sqlite_store_config.disk: must be set (real_disk())");
+    return bad_config("sqlite_store_config.disk: must be set (real_disk())");
   for (auto [key, v] : {std::pair{"storage.max-bytes", x.limits.max_bytes},
                         std::pair{"storage.retention", x.limits.retention_ms},
                         std::pair{"storage.reserve-bytes",
                                   x.limits.reserve_bytes}})
     if (v < 0)
-      return bad(std::string{key} + ": must not be negative");
+      return bad_config(std::string{key} + ": must not be negative");
   return caf::none;
 }
 

@@ -526,28 +526,25 @@ void declare(option_set& opts, sync_config& x) {
 }
 
 caf::error validate(const sync_config& x) {
-  auto bad = [](std::string what) {
-    return make_error(ec::bad_config, std::move(what));
-  };
   if (x.device_id.empty())
-    return bad("device.id: must not be empty");
+    return bad_config("device.id: must not be empty");
   if (x.stream != metrics_stream && x.stream != logs_stream
       && x.stream != events_stream)
-    return bad("sync_config.stream: '" + x.stream
-               + "' is not metrics, logs or events");
+    return bad_config("sync_config.stream: '" + x.stream
+                      + "' is not metrics, logs or events");
   if (x.interval.count() <= 0)
-    return bad("sync.interval: must be positive");
+    return bad_config("sync.interval: must be positive");
   if (x.batch_size < 1)
-    return bad("sync.batch-size: must be at least 1, got "
-               + std::to_string(x.batch_size));
+    return bad_config("sync.batch-size: must be at least 1, got "
+                      + std::to_string(x.batch_size));
   if (x.zstd_level < 0 || x.zstd_level > 19)
-    return bad("sync.zstd-level: must be 0..19, got "
-               + std::to_string(x.zstd_level));
+    return bad_config("sync.zstd-level: must be 0..19, got "
+                      + std::to_string(x.zstd_level));
   if (x.request_timeout.count() <= 0)
-    return bad("sync_config.request_timeout: must be positive");
+    return bad_config("sync_config.request_timeout: must be positive");
   if (x.max_rejections < 1)
-    return bad("sync.max-rejections: must be at least 1, got "
-               + std::to_string(x.max_rejections));
+    return bad_config("sync.max-rejections: must be at least 1, got "
+                      + std::to_string(x.max_rejections));
   return caf::none;
 }
 

@@ -380,17 +380,14 @@ void declare(option_set& opts, system_collector_config& x) {
 }
 
 caf::error validate(const system_collector_config& x) {
-  auto bad = [](std::string what) {
-    return make_error(ec::bad_config, std::move(what));
-  };
   if (x.name.empty())
-    return bad("system_collector_config.name: must not be empty");
+    return bad_config("system_collector_config.name: must not be empty");
   // The load generator is a collector too, with its own options.
   std::string group = x.name == "load_generator" ? "load." : "collector.";
   if (x.interval.count() < 0)
-    return bad(group + "interval: must not be negative");
+    return bad_config(group + "interval: must not be negative");
   if (x.max_rounds < 0)
-    return bad(group + "rounds: must not be negative");
+    return bad_config(group + "rounds: must not be negative");
   return caf::none;
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <string>
 #include <utility>
 
 #include <caf/error.hpp>
@@ -8,6 +9,12 @@
 #include "runtime/logger.hpp"
 
 namespace fleetd {
+
+/// The error of a config that cannot work: `what` names the option key
+/// (or the field) and why, e.g. "cloud.port: must be 1..65535, got 0".
+inline caf::error bad_config(std::string what) {
+  return make_error(ec::bad_config, std::move(what));
+}
 
 /// When `err` is set (an actor spawned with a config that cannot work): logs
 /// it under `component`, stops `self` with it and returns true, so the actor
