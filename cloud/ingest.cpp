@@ -126,21 +126,13 @@ ingest_batch to_batch(decoded_request&& req) {
   return b;
 }
 
-// The error's own text, without the code the answer carries beside it.
-std::string message_of(const caf::error& err) {
-  const auto& ctx = err.context();
-  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
-    return ctx.get_as<std::string>(0);
-  return render(err);
-}
-
 // The answer to a request that failed at `step`: a refusal (counted by code)
 // or, when the store may recover, 503 with a retry hint.
 http_reply answer_error(ingest_state& st, ingest_step step,
                         const caf::error& err) {
   auto status = http_status(step, err);
   sync_ack nack;
-  nack.error_message = message_of(err);
+  nack.error_message = error_text(err);
   if (status == 503) {
     ++st.store_failures;
     nack.error_code = "store_unavailable";

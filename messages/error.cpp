@@ -10,6 +10,16 @@ namespace {
 
 constexpr caf::atom_value category = caf::atom("fleetd");
 
+// "code" or "code: context" for an error of our category.
+std::string render_ours(uint8_t code, const caf::message& ctx) {
+  std::string out = to_string(static_cast<ec>(code));
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0)) {
+    out += ": ";
+    out += ctx.get_as<std::string>(0);
+  }
+  return out;
+}
+
 } // namespace
 
 const char* to_string(ec x) {
@@ -51,27 +61,23 @@ caf::error make_error(ec code, std::string context) {
 std::string render(const caf::error& err) {
   if (!err)
     return "ok";
-  if (err.category() == category) {
-    std::string out = to_string(static_cast<ec>(err.code()));
-    const auto& ctx = err.context();
-    if (ctx.size() == 1 && ctx.match_element<std::string>(0)) {
-      out += ": ";
-      out += ctx.get_as<std::string>(0);
-    }
-    return out;
-  }
+  if (err.category() == category)
+    return render_ours(err.code(), err.context());
   return caf::actor_system_config::render(err);
+}
+
+std::string error_text(const caf::error& err) {
+  const auto& ctx = err.context();
+  if (err.category() == category && ctx.size() == 1
+      && ctx.match_element<std::string>(0))
+    return ctx.get_as<std::string>(0);
+  return render(err);
 }
 
 void add_error_category(caf::actor_system_config& cfg) {
   cfg.add_error_category(category, [](uint8_t code, caf::atom_value,
                                       const caf::message& ctx) {
-    std::string out = to_string(static_cast<ec>(code));
-    if (ctx.size() == 1 && ctx.match_element<std::string>(0)) {
-      out += ": ";
-      out += ctx.get_as<std::string>(0);
-    }
-    return out;
+    return render_ours(code, ctx);
   });
 }
 

@@ -65,6 +65,10 @@ caf::error make_error(ec code, std::string context);
 /// Human-readable rendering of any error, fleetd's or CAF's.
 std::string render(const caf::error& err);
 
+/// The error's own text without its code (the context a fleetd error was
+/// made with), for answers that carry the code beside it; render() else.
+std::string error_text(const caf::error& err);
+
 /// Registers the renderer of the "fleetd" error category.
 void add_error_category(caf::actor_system_config& cfg);
 

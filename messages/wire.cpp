@@ -271,11 +271,8 @@ caf::error decompress(std::string_view& body, std::string& plain,
     if (ZSTD_isError(ret))
       return make_error(ec::decode_failed, std::string("corrupt zstd body: ")
                                              + ZSTD_getErrorName(ret));
-    if (out.pos > budget.left())
-      return make_error(ec::too_large, "decompressed body exceeds "
-                                         + std::to_string(budget.limit())
-                                         + " bytes");
-    budget.charge(out.pos, "decompressed body");
+    if (auto err = budget.charge(out.pos, "decompressed body"))
+      return err;
     plain.append(chunk.data(), out.pos);
     if (in.pos == in.size && out.pos < out.size && ret != 0)
       return make_error(ec::decode_failed, "truncated zstd body");

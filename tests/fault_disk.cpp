@@ -76,7 +76,7 @@ int f_truncate(sqlite3_file* f, sqlite3_int64 size) {
 int f_sync(sqlite3_file* f, int flags) {
   auto* x = self_of(f);
   // Synced first, then forgotten: a cut after this keeps these bytes.
-  if (x->disk->dead())
+  if (x->disk->power_cut())
     return SQLITE_IOERR_FSYNC;
   auto rc = x->real->pMethods->xSync(x->real, flags);
   if (rc != SQLITE_OK)
@@ -152,7 +152,7 @@ int v_open(sqlite3_vfs* vfs, const char* name, sqlite3_file* f, int flags,
 
 int v_delete(sqlite3_vfs* vfs, const char* name, int sync_dir) {
   auto* d = disk_of(vfs);
-  if (d->dead())
+  if (d->power_cut())
     return SQLITE_IOERR_DELETE;
   auto* r = real_vfs();
   auto rc = r->xDelete(r, name, sync_dir);
@@ -190,32 +190,31 @@ int v_current_time64(sqlite3_vfs*, sqlite3_int64* out) {
   return r->xCurrentTimeInt64(r, out);
 }
 
-struct registration {
+} // namespace
+
+// The VFS of one disk; its address must not move while it is registered.
+struct fault_disk::registration {
   sqlite3_vfs vfs;
   std::string name;
 };
 
-std::map<const fault_disk*, std::unique_ptr<registration>>& registrations() {
-  static std::map<const fault_disk*, std::unique_ptr<registration>> out;
-  return out;
+fault_disk::fault_disk() : reg_(std::make_unique<registration>()) {
+  // nop
 }
-
-} // namespace
 
 std::shared_ptr<fault_disk> fault_disk::make(int64_t capacity) {
   static std::atomic<int> next{0};
   std::shared_ptr<fault_disk> d{new fault_disk};
   d->capacity_ = capacity;
-  d->name_ = "fleetd-fault-" + std::to_string(++next);
-  auto reg = std::make_unique<registration>();
-  reg->name = d->name_;
+  auto& reg = *d->reg_;
+  reg.name = "fleetd-fault-" + std::to_string(++next);
   auto* r = real_vfs();
-  auto& v = reg->vfs;
+  auto& v = reg.vfs;
   std::memset(&v, 0, sizeof(v));
   v.iVersion = 2;
   v.szOsFile = static_cast<int>(sizeof(fault_file)) + r->szOsFile;
   v.mxPathname = r->mxPathname;
-  v.zName = reg->name.c_str();
+  v.zName = reg.name.c_str();
   v.pAppData = d.get();
   v.xOpen = v_open;
   v.xDelete = v_delete;
@@ -227,38 +226,34 @@ std::shared_ptr<fault_disk> fault_disk::make(int64_t capacity) {
   v.xGetLastError = v_last_error;
   v.xCurrentTimeInt64 = v_current_time64;
   sqlite3_vfs_register(&v, 0);
-  registrations()[d.get()] = std::move(reg);
   return d;
 }
 
 fault_disk::~fault_disk() {
-  auto& regs = registrations();
-  if (auto i = regs.find(this); i != regs.end()) {
-    sqlite3_vfs_unregister(&i->second->vfs);
-    regs.erase(i);
-  }
+  sqlite3_vfs_unregister(&reg_->vfs);
 }
 
 std::string fault_disk::vfs() const {
-  return name_;
+  return reg_->name;
+}
+
+int64_t fault_disk::total() const {
+  int64_t used = 0;
+  for (auto& kv : sizes_)
+    used += kv.second;
+  return used;
 }
 
 int64_t fault_disk::free_bytes(const std::string& dir) {
   std::lock_guard<std::mutex> guard{mtx_};
   if (capacity_ < 0)
     return real_disk()->free_bytes(dir);
-  int64_t used = 0;
-  for (auto& kv : sizes_)
-    used += kv.second;
-  return std::max<int64_t>(0, capacity_ - used);
+  return std::max<int64_t>(0, capacity_ - total());
 }
 
 bool fault_disk::allocate(const std::string& path, int64_t bytes) {
   std::lock_guard<std::mutex> guard{mtx_};
-  int64_t used = 0;
-  for (auto& kv : sizes_)
-    used += kv.second;
-  if (dead_ || (capacity_ >= 0 && used + bytes > capacity_))
+  if (dead_ || (capacity_ >= 0 && total() + bytes > capacity_))
     return false;
   sizes_[path] = bytes;
   return true;
@@ -276,10 +271,7 @@ void fault_disk::set_capacity(int64_t bytes) {
 
 int64_t fault_disk::used() const {
   std::lock_guard<std::mutex> guard{mtx_};
-  int64_t used = 0;
-  for (auto& kv : sizes_)
-    used += kv.second;
-  return used;
+  return total();
 }
 
 void fault_disk::fail_reads(bool on) {
@@ -310,10 +302,6 @@ void fault_disk::cut_power() {
 bool fault_disk::power_cut() const {
   std::lock_guard<std::mutex> guard{mtx_};
   return dead_;
-}
-
-bool fault_disk::dead() const {
-  return power_cut();
 }
 
 void fault_disk::revive() {
@@ -362,25 +350,23 @@ int fault_disk::on_write(const std::string& path, int64_t offset,
     return SQLITE_IOERR_WRITE;
   int64_t end = offset + amount;
   int64_t growth = std::max<int64_t>(0, end - size_before);
-  if (capacity_ >= 0) {
-    int64_t used = 0;
-    for (auto& kv : sizes_)
-      used += kv.second;
-    if (used + growth > capacity_)
-      return SQLITE_FULL;
-  }
+  if (capacity_ >= 0 && total() + growth > capacity_)
+    return SQLITE_FULL;
   sizes_[path] = std::max(size_before, end);
-  // Keep what this write overwrites of the file's synced length.
-  auto& log = undo_[path];
-  int64_t keep_end = std::min(end, log.synced_size);
-  if (offset < keep_end) {
-    std::string old(static_cast<size_t>(keep_end - offset), '\0');
-    auto* file = static_cast<sqlite3_file*>(real);
-    file->pMethods->xRead(file, old.data(), static_cast<int>(old.size()),
-                          offset);
-    log.old.emplace_back(offset, std::move(old));
-  }
+  keep_old(path, offset, end, real);
   return SQLITE_OK;
+}
+
+void fault_disk::keep_old(const std::string& path, int64_t from, int64_t to,
+                          void* real) {
+  auto& log = undo_[path];
+  to = std::min(to, log.synced_size);
+  if (from >= to)
+    return;
+  std::string old(static_cast<size_t>(to - from), '\0');
+  auto* file = static_cast<sqlite3_file*>(real);
+  file->pMethods->xRead(file, old.data(), static_cast<int>(old.size()), from);
+  log.old.emplace_back(from, std::move(old));
 }
 
 int fault_disk::on_truncate(const std::string& path, int64_t size,
@@ -388,15 +374,7 @@ int fault_disk::on_truncate(const std::string& path, int64_t size,
   std::lock_guard<std::mutex> guard{mtx_};
   if (dead_ || fail_writes_)
     return SQLITE_IOERR_TRUNCATE;
-  auto& log = undo_[path];
-  int64_t keep_end = std::min(size_before, log.synced_size);
-  if (size < keep_end) {
-    std::string old(static_cast<size_t>(keep_end - size), '\0');
-    auto* file = static_cast<sqlite3_file*>(real);
-    file->pMethods->xRead(file, old.data(), static_cast<int>(old.size()),
-                          size);
-    log.old.emplace_back(size, std::move(old));
-  }
+  keep_old(path, size, size_before, real);
   sizes_[path] = size;
   return SQLITE_OK;
 }

@@ -66,14 +66,21 @@ public:
   int on_read();
   void on_open(const std::string& path, int64_t size);
   void on_delete(const std::string& path);
-  bool dead() const;
 
 private:
-  fault_disk() = default;
+  struct registration;
+
+  fault_disk();
   void undo_unsynced();
+  // Bytes of every tracked file; called with mtx_ held.
+  int64_t total() const;
+  // Keeps the bytes [from, to) of `real` (an sqlite3_file) for the undo log
+  // of `path` when they lie within its synced length; mtx_ held.
+  void keep_old(const std::string& path, int64_t from, int64_t to,
+                void* real);
 
   mutable std::mutex mtx_;
-  std::string name_;
+  std::unique_ptr<registration> reg_;
   int64_t capacity_ = -1;
   std::map<std::string, int64_t> sizes_;
   // Per file: the bytes each write overwrote since the file's last sync, in
