@@ -15,6 +15,7 @@
 #include "messages/types.hpp"
 #include "messages/wire.hpp"
 #include "check_samples.hpp"
+#include "wire_vectors.hpp"
 
 using namespace fleetd;
 namespace pb = fleetd::v1;
@@ -741,17 +742,7 @@ constexpr size_t budget_64mib = 64 * one_mib;
 
 // A zstd request around `batch` (already serialized) in field `field`.
 std::string hostile_request(int field, const std::string& batch) {
-  pb::SyncRequest req;
-  req.set_device_id("edge-01");
-  auto* md = req.mutable_metadata();
-  md->set_sequence_number(1);
-  md->set_format_version(wire_format_version);
-  md->set_checksum(batch_checksum(batch));
-  bool parsed = field == 3   ? req.mutable_metrics()->ParseFromString(batch)
-                : field == 4 ? req.mutable_logs()->ParseFromString(batch)
-                             : req.mutable_events()->ParseFromString(batch);
-  REQUIRE(parsed);
-  return zstd_compress(req.SerializeAsString(), 19);
+  return zstd_compress(test::request_around(field, batch), 19);
 }
 
 } // namespace
@@ -759,14 +750,7 @@ std::string hostile_request(int field, const std::string& batch) {
 TEST_CASE("protobuf metric columns that copy a long series per sample are "
           "refused before they are copied") {
   // One series of a 32 KiB name, 100,000 samples of it: ~3 GiB decoded.
-  pb::MetricsBatch b;
-  b.add_series()->set_name(std::string(32 * 1024, 'n'));
-  for (int i = 0; i < 100000; ++i) {
-    b.add_series_index(0);
-    b.add_timestamp_ms(0);
-    b.add_value(0);
-  }
-  auto body = hostile_request(3, b.SerializeAsString());
+  auto body = hostile_request(3, test::copying_metrics_batch());
   CHECK(body.size() <= sixty_four_kib);
   auto got = decode_request(body, true, budget_64mib);
   check_fails(got, ec::too_large);

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 
+#include "fleetd/v1/sync.pb.h"
 #include "messages/metrics_codec.hpp"
 #include "messages/wire.hpp"
 
@@ -64,6 +65,37 @@ inline std::string records_text(const decoded_request& req,
     out += "event " + std::to_string(e.timestamp_ms) + " " + text(e.kind)
            + " " + text(e.message) + " " + labels_text(e.attributes) + "\n";
   return out;
+}
+
+/// A plain request of device "edge-01", sequence 1, around `batch` (the
+/// serialized bytes of field 3, 4 or 5), with its checksum.
+inline std::string request_around(int field, const std::string& batch) {
+  fleetd::v1::SyncRequest req;
+  req.set_device_id("edge-01");
+  auto* md = req.mutable_metadata();
+  md->set_sequence_number(1);
+  md->set_format_version(wire_format_version);
+  md->set_checksum(batch_checksum(batch));
+  if (field == 3)
+    req.mutable_metrics()->ParseFromString(batch);
+  else if (field == 4)
+    req.mutable_logs()->ParseFromString(batch);
+  else
+    req.mutable_events()->ParseFromString(batch);
+  return req.SerializeAsString();
+}
+
+/// Protobuf metric columns that copy one 32 KiB series name into each of
+/// 100,000 samples: about 3.2 GB decoded from a few hundred bytes of zstd.
+inline std::string copying_metrics_batch() {
+  fleetd::v1::MetricsBatch b;
+  b.add_series()->set_name(std::string(32 * 1024, 'n'));
+  for (int i = 0; i < 100000; ++i) {
+    b.add_series_index(0);
+    b.add_timestamp_ms(0);
+    b.add_value(0);
+  }
+  return b.SerializeAsString();
 }
 
 } // namespace fleetd::test

@@ -290,21 +290,7 @@ int main(int argc, char** argv) {
   empty.mutable_metadata()->set_format_version(2);
   w.write("11-refused-no-batch", "a request without a batch field",
           empty.SerializeAsString(), false);
-  pb::MetricsBatch big;
-  big.add_series()->set_name(std::string(32 * 1024, 'n'));
-  for (int i = 0; i < 100000; ++i) {
-    big.add_series_index(0);
-    big.add_timestamp_ms(0);
-    big.add_value(0);
-  }
-  pb::SyncRequest bomb;
-  bomb.set_device_id("edge-01");
-  bomb.mutable_metadata()->set_sequence_number(1);
-  bomb.mutable_metadata()->set_format_version(2);
-  bomb.mutable_metadata()->set_checksum(
-    batch_checksum(big.SerializeAsString()));
-  *bomb.mutable_metrics() = big;
-  auto plain = bomb.SerializeAsString();
+  auto plain = test::request_around(3, test::copying_metrics_batch());
   std::string z(ZSTD_compressBound(plain.size()), '\0');
   z.resize(ZSTD_compress(z.data(), z.size(), plain.data(), plain.size(), 19));
   w.write("12-refused-too-large", "protobuf columns that would copy a 32 KiB "
