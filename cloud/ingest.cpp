@@ -107,25 +107,6 @@ caf::error check_envelope(const std::string& encoding,
   return caf::none;
 }
 
-// The decoded request as the store takes it.
-ingest_batch to_batch(decoded_request&& req) {
-  ingest_batch b;
-  b.device_id = std::move(req.device_id);
-  b.stream = std::move(req.stream);
-  b.epoch = std::move(req.epoch);
-  b.checksum = std::move(req.checksum);
-  b.sequence = req.sequence;
-  b.config_version = req.config_version;
-  b.samples = std::move(req.samples);
-  b.columnar = std::move(req.columnar);
-  b.logs = std::move(req.logs);
-  b.events = std::move(req.events);
-  b.retry_count = req.retry_count;
-  b.capability = req.capability;
-  b.decode_budget = req.budget_left;
-  return b;
-}
-
 // The answer to a request that failed at `step`: a refusal (counted by code)
 // or, when the store may recover, 503 with a retry hint.
 http_reply answer_error(ingest_state& st, ingest_step step,
@@ -181,7 +162,7 @@ caf::result<http_reply> handle(ingest_ptr self, const std::string& body,
     return answer_error(st, ingest_step::decode, req.error());
   auto rp = self->make_response_promise<http_reply>();
   self->request(st.cfg.store, store_timeout, write_atom::value,
-                to_batch(std::move(*req)))
+                std::move(*req))
     .then(
       [self, rp](ingest_outcome& out) mutable {
         rp.deliver(answer_stored(self->state, out));

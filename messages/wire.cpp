@@ -442,7 +442,7 @@ caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
   if (err)
     return err;
   // What is left bounds the columnar batch, decoded later by the store.
-  out.budget_left = budget.left();
+  out.decode_budget = budget.left();
   return out;
 }
 

@@ -70,27 +70,10 @@ std::string with_send_fields(const std::string& body, int64_t retry_count,
 /// (zstd or plain); empty when the body carries none.
 caf::expected<std::string> request_columnar(std::string_view body);
 
-/// A SyncRequest taken apart and verified.
-struct decoded_request {
-  std::string device_id;
-  std::string stream;
-  std::string epoch;
-  /// SyncMetadata.checksum as sent (verified).
-  std::string checksum;
-  int64_t sequence = 0;
-  int64_t config_version = 0;
-  int64_t retry_count = 0;
-  /// tier 0 when the request carries none.
-  device_capability capability;
-  /// Metrics as protobuf columns, or still encoded in `columnar`.
-  metric_samples samples;
-  std::string columnar;
-  log_lines logs;
-  event_records events;
-  /// What remains of the request's decode budget: the bound of what the
-  /// store may materialise decoding `columnar`.
-  uint64_t budget_left = 0;
-};
+/// A SyncRequest taken apart and verified: the batch as the cloud store
+/// takes it (metrics as protobuf columns in `samples`, or still encoded in
+/// `columnar`), with `decode_budget` = what the request left of its budget.
+using decoded_request = ingest_batch;
 
 /// Decompresses (when `zstd`), parses and verifies one request body. One
 /// decode budget of `max_decoded_bytes` bounds everything it materialises:

@@ -382,7 +382,7 @@ uint64_t budget_needed(const std::string& body, bool zstd) {
   constexpr uint64_t lots = uint64_t{1} << 40;
   auto req = decode_request(body, zstd, lots);
   REQUIRE_MESSAGE(req, render(req.error()));
-  return lots - req->budget_left;
+  return lots - req->decode_budget;
 }
 
 TEST_CASE("a body larger than the limit is too large") {
@@ -801,5 +801,5 @@ TEST_CASE("a columnar batch gets what the request left of the budget") {
   auto need = budget_needed(body, true);
   auto req = decode_request(body, true, need + 1000);
   REQUIRE_MESSAGE(req, render(req.error()));
-  CHECK(req->budget_left == 1000);
+  CHECK(req->decode_budget == 1000);
 }

@@ -201,7 +201,7 @@ struct vector_writer {
       if (base && *base == 0)
         ctx.clear();
       ex << "digest-before " << test::u64_hex(ctx.digest()) << "\n";
-      decode_budget b{req->budget_left};
+      decode_budget b{req->decode_budget};
       auto got = decode_columnar(req->columnar, ctx, b);
       if (!got) {
         ex << "refused " << to_string(static_cast<ec>(got.error().code()))

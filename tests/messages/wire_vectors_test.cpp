@@ -82,7 +82,7 @@ TEST_CASE("every wire test vector decodes to what is written beside it") {
       if (base && *base == 0)
         ctx.clear();
       CHECK(test::u64_hex(ctx.digest()) == field(expect, "digest-before"));
-      decode_budget b{req->budget_left};
+      decode_budget b{req->decode_budget};
       auto got = decode_columnar(req->columnar, ctx, b);
       if (!got) {
         CHECK(to_string(static_cast<ec>(got.error().code())) == want_refusal);
