@@ -22,6 +22,7 @@
 #include "edge/system_collector.hpp"
 #include "messages/error.hpp"
 #include "messages/wire.hpp"
+#include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/node.hpp"
 
@@ -70,7 +71,7 @@ caf::error validate(const edge_options& x) {
     if (err)
       return err;
   if (x.sync.device_id.empty())
-    return make_error(ec::bad_config, "device.id: must not be empty");
+    return bad_config("device.id: must not be empty");
   return caf::none;
 }
 
