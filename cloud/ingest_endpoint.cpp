@@ -76,6 +76,17 @@ void declare(option_set& opts, ingest_endpoint_config& x) {
            "Close a keep-alive connection idle for this long", 100ms);
   opts.add("ingest.read-timeout", x.read_timeout, 30s,
            "Deadline for writing a reply to a client", 100ms);
+  opts.add("ingest.tls-cert", x.tls.cert, "",
+           "PEM certificate chain the endpoint serves HTTPS with (re-read on "
+           "SIGHUP)");
+  opts.add("ingest.tls-key", x.tls.key, "",
+           "PEM private key of ingest.tls-cert (re-read on SIGHUP)");
+  opts.add("ingest.tls-client-ca", x.tls.ca, "",
+           "PEM CA file: when set, every request needs a client certificate "
+           "it signed (else 403 client_certificate_required)");
+  opts.add("ingest.insecure", x.insecure, false,
+           "Serve plain HTTP without TLS; allowed only on a loopback "
+           "ingest.host, for local testing");
 }
 
 caf::error validate(const ingest_endpoint_config& x) {
@@ -93,6 +104,22 @@ caf::error validate(const ingest_endpoint_config& x) {
                                     ? "ingest.idle-timeout"
                                     : "ingest.read-timeout"}
                       + ": must be positive");
+  if (x.insecure) {
+    if (!is_loopback_host(x.host))
+      return bad_config("ingest.insecure: plain HTTP is allowed only on a "
+                        "loopback address, not ingest.host = " + x.host);
+    if (!x.tls.cert.empty() || !x.tls.key.empty())
+      return bad_config("ingest.insecure: set together with ingest.tls-cert "
+                        "or ingest.tls-key; pick one");
+  } else if (x.tls.cert.empty() || x.tls.key.empty()) {
+    return bad_config(std::string(x.tls.cert.empty() ? "ingest.tls-cert"
+                                                     : "ingest.tls-key")
+                      + ": required for HTTPS (or ingest.insecure = true on "
+                        "a loopback address for plain HTTP)");
+  } else if (auto err = check_tls_server(x.tls)) {
+    return bad_config("ingest.tls-cert/tls-key/tls-client-ca: "
+                      + error_text(err));
+  }
   return caf::none;
 }
 
@@ -134,9 +161,16 @@ ingest_endpoint::ingest_endpoint(caf::actor_system& sys, ingest_actor ingest,
     });
 }
 
-caf::expected<uint16_t> ingest_endpoint::start(const std::string& host,
-                                               uint16_t port) {
-  return server_->start(host, port);
+caf::expected<uint16_t>
+ingest_endpoint::start(const ingest_endpoint_config& cfg) {
+  if (!cfg.insecure)
+    if (auto err = server_->use_tls(cfg.tls))
+      return err;
+  return server_->start(cfg.host, static_cast<uint16_t>(cfg.port));
+}
+
+caf::error ingest_endpoint::reload_tls() {
+  return server_->reload_tls();
 }
 
 void ingest_endpoint::stop() {

@@ -24,13 +24,18 @@ struct ingest_endpoint_config {
   int64_t max_connections = 1024;
   std::chrono::milliseconds idle_timeout{60000};
   std::chrono::milliseconds read_timeout{30000};
+  /// Certificate, key and (optional) client CA of HTTPS.
+  tls_files tls;
+  /// Plain HTTP (loopback only): for local tests, never a fleet.
+  bool insecure = false;
 
   /// The server's limits from these options (header size: its default).
   http_limits limits() const;
 };
 
 /// Declares ingest.host, ingest.port, ingest.max-body-bytes,
-/// ingest.max-connections, ingest.idle-timeout and ingest.read-timeout.
+/// ingest.max-connections, ingest.idle-timeout, ingest.read-timeout,
+/// ingest.tls-cert, ingest.tls-key, ingest.tls-client-ca, ingest.insecure.
 void declare(option_set& opts, ingest_endpoint_config& x);
 
 /// bad_config naming the option key when `x` cannot work.
@@ -44,7 +49,10 @@ public:
   ingest_endpoint(caf::actor_system& sys, ingest_actor ingest,
                   http_limits limits);
 
-  caf::expected<uint16_t> start(const std::string& host, uint16_t port);
+  /// Listens on the config's host and port, over HTTPS unless insecure.
+  caf::expected<uint16_t> start(const ingest_endpoint_config& cfg);
+  /// Re-reads the TLS files (SIGHUP); connections in flight keep theirs.
+  caf::error reload_tls();
   void stop();
 
   http_server_counters counters() const {

@@ -98,8 +98,7 @@ int run(int argc, char** argv) {
   stop_list stops;
   auto [ing, insp] = spawn_actors(sys, stops, opt, std::move(*store), clk);
   ingest_endpoint endpoint{sys, ing, opt.endpoint.limits()};
-  auto port = endpoint.start(opt.endpoint.host,
-                             static_cast<uint16_t>(opt.endpoint.port));
+  auto port = endpoint.start(opt.endpoint);
   if (!port) {
     stops.stop_all(sys, opt.common.stop_timeout);
     return die(port.error());
@@ -117,10 +116,19 @@ int run(int argc, char** argv) {
     stops.stop_all(sys, opt.common.stop_timeout);
     return die(console.error());
   }
-  log_info("fleetd-cloud", opt.node_id, " started; ingest http://",
+  if (opt.endpoint.insecure)
+    log_warning("fleetd-cloud", "ingest.insecure = true: devices sync over "
+                                "plain HTTP without TLS (loopback only)");
+  log_info("fleetd-cloud", opt.node_id, " started; ingest ",
+           opt.endpoint.insecure ? "http://" : "https://",
            opt.endpoint.host, ":", *port, "/v1/sync, console ",
            opt.common.console_host, ":", *console, ", data in ", dir);
   auto sig = wait_for_termination([&] {
+    if (auto err = endpoint.reload_tls())
+      log_error("fleetd-cloud", "SIGHUP: TLS files not reloaded, serving "
+                                "with the previous ones: ", render(err));
+    else if (!opt.endpoint.insecure)
+      log_info("fleetd-cloud", "SIGHUP: TLS certificate and key reloaded");
     reload_settings("fleetd-cloud", opts, argc, argv, [](option_set& o) {
       auto x = std::make_shared<cloud_options>();
       declare(o, *x);

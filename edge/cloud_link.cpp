@@ -18,6 +18,15 @@ void declare(option_set& opts, cloud_link_config& x) {
            "TCP port of the cloud ingest endpoint", 1, 65535);
   opts.add("cloud.timeout", x.timeout, 10s,
            "Deadline for connecting and for each sync request", 100ms);
+  opts.add("cloud.ca-file", x.tls.ca, "",
+           "PEM CA file the cloud's certificate must chain to (empty: the "
+           "system's trusted CAs); its name must match cloud.host");
+  opts.add("cloud.tls-cert", x.tls.cert, "",
+           "PEM client certificate for clouds that require one");
+  opts.add("cloud.tls-key", x.tls.key, "", "PEM private key of cloud.tls-cert");
+  opts.add("cloud.insecure", x.insecure, false,
+           "Sync over plain HTTP without TLS; allowed only to a loopback "
+           "cloud.host, for local testing");
 }
 
 caf::error validate(const cloud_link_config& x) {
@@ -28,6 +37,16 @@ caf::error validate(const cloud_link_config& x) {
                       + std::to_string(x.port));
   if (x.timeout.count() <= 0)
     return bad_config("cloud.timeout: must be positive");
+  if (x.insecure && !is_loopback_host(x.host))
+    return bad_config("cloud.insecure: plain HTTP is allowed only to a "
+                      "loopback address, not cloud.host = " + x.host);
+  if (x.tls.cert.empty() != x.tls.key.empty())
+    return bad_config(std::string(x.tls.cert.empty() ? "cloud.tls-cert"
+                                                     : "cloud.tls-key")
+                      + ": cloud.tls-cert and cloud.tls-key go together");
+  if (!x.insecure)
+    if (auto err = check_tls_client(x.tls))
+      return bad_config("cloud.ca-file/tls-cert/tls-key: " + error_text(err));
   if (x.max_response_bytes == 0)
     return bad_config("cloud_link_config.max_response_bytes: must be positive");
   return caf::none;
@@ -41,7 +60,13 @@ cloud_link(cloud_link_actor::stateful_pointer<cloud_link_state> self,
   self->state.client = std::make_unique<http_client>(
     cfg.host, static_cast<uint16_t>(cfg.port), cfg.timeout,
     cfg.max_response_bytes);
-  auto target = cfg.host + ":" + std::to_string(cfg.port);
+  if (!cfg.insecure)
+    if (auto err = self->state.client->use_tls(cfg.tls)) {
+      stop_on_bad_config(self, "cloud_link", err);
+      return cloud_link_actor::behavior_type::make_empty_behavior();
+    }
+  auto target = (cfg.insecure ? "http://" : "https://") + cfg.host + ":"
+                + std::to_string(cfg.port);
   return {
     [self, target](sync_atom, const std::string& body) -> caf::result<sync_ack> {
       auto& st = self->state;

@@ -14,11 +14,16 @@ struct cloud_link_config {
   int64_t port = 0;
   std::chrono::milliseconds timeout{10000};
   size_t max_response_bytes = 1024 * 1024;
+  /// Trusted CA (empty: the system store) and optional client certificate.
+  tls_files tls;
+  /// Plain HTTP (loopback only): for local tests, never a fleet.
+  bool insecure = false;
 };
 
 class option_set;
 
-/// Declares cloud.host, cloud.port and cloud.timeout.
+/// Declares cloud.host, cloud.port, cloud.timeout, cloud.ca-file,
+/// cloud.tls-cert, cloud.tls-key and cloud.insecure.
 void declare(option_set& opts, cloud_link_config& x);
 
 /// bad_config naming the option key when `x` cannot work.

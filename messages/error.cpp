@@ -45,6 +45,15 @@ const char* to_string(ec x) {
     case ec::invalid_record: return "invalid_record";
     case ec::unsupported_media_type: return "unsupported_media_type";
     case ec::unsupported_encoding: return "unsupported_encoding";
+    case ec::tls_error: return "tls_error";
+    case ec::missing_key: return "missing_key";
+    case ec::unknown_key: return "unknown_key";
+    case ec::expired_key: return "expired_key";
+    case ec::revoked_key: return "revoked_key";
+    case ec::device_mismatch: return "device_mismatch";
+    case ec::over_quota: return "over_quota";
+    case ec::bad_enroll_token: return "bad_enroll_token";
+    case ec::conflict: return "conflict";
   }
   return "unknown";
 }

@@ -54,6 +54,24 @@ enum class ec : uint8_t {
   unsupported_media_type,
   /// A request's Content-Encoding is not one the receiver decodes.
   unsupported_encoding,
+  /// A TLS handshake failed (certificate, name, protocol).
+  tls_error,
+  /// A device request carries no device key.
+  missing_key,
+  /// A device key no device holds.
+  unknown_key,
+  /// A device key rotated out (its overlap window is over).
+  expired_key,
+  /// A device key of a revoked device.
+  revoked_key,
+  /// A request names another device than the one its key belongs to.
+  device_mismatch,
+  /// An org is over its quota: retry later.
+  over_quota,
+  /// An enrollment token that is unknown, used up, expired or revoked.
+  bad_enroll_token,
+  /// A name (org, device) that exists already or is not allowed.
+  conflict,
 };
 
 /// Stable lower-case name of an error code, e.g. "checksum_mismatch".

@@ -6,8 +6,11 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 
 #include "messages/error.hpp"
+#include "runtime/tls_context.hpp"
 
 namespace fleetd {
 
@@ -16,17 +19,55 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
+namespace {
+
+// The server closed the connection (over TLS often without close_notify).
+bool closed_by_peer(const beast::error_code& ec) {
+  return ec == http::error::end_of_stream
+         || ec == asio::ssl::error::stream_truncated;
+}
+
+} // namespace
+
 struct http_client::impl {
   std::string host;
   uint16_t port;
   std::chrono::milliseconds timeout;
   size_t max_response_bytes;
   asio::io_context ioc{1};
-  std::optional<beast::tcp_stream> stream;
+  tls_context_ptr tls; // null: plain HTTP
+  // One of the two is open while connected.
+  std::optional<beast::tcp_stream> plain;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
   beast::flat_buffer buffer;
 
+  bool connected() const {
+    return plain || secure;
+  }
+
+  beast::tcp_stream& lowest() {
+    return secure ? beast::get_lowest_layer(*secure) : *plain;
+  }
+
+  void reset() {
+    plain.reset();
+    secure.reset();
+  }
+
+  // Runs the io loop until the operation started by `start` completes.
+  template <class Start>
+  void run(Start&& start) {
+    start();
+    ioc.restart();
+    ioc.run();
+  }
+
   caf::error connect() {
-    stream.emplace(ioc);
+    reset();
+    if (tls)
+      secure.emplace(ioc, *tls);
+    else
+      plain.emplace(ioc);
     buffer.clear();
     tcp::resolver resolver{ioc};
     beast::error_code ec;
@@ -34,81 +75,125 @@ struct http_client::impl {
     if (ec)
       return make_error(ec::unreachable, "cannot resolve " + host + ": "
                                            + ec.message());
-    stream->expires_after(timeout);
-    stream->async_connect(results,
-                          [&](beast::error_code e, const tcp::endpoint&) {
-                            ec = e;
-                          });
-    ioc.restart();
-    ioc.run();
+    lowest().expires_after(timeout);
+    run([&] {
+      lowest().async_connect(results,
+                             [&](beast::error_code e, const tcp::endpoint&) {
+                               ec = e;
+                             });
+    });
     if (ec) {
-      stream.reset();
+      reset();
       return make_error(ec::unreachable, "cannot connect to " + host + ":"
                                            + std::to_string(port) + ": "
                                            + ec.message());
     }
-    stream->socket().set_option(tcp::no_delay(true), ec);
+    lowest().socket().set_option(tcp::no_delay(true), ec);
+    return secure ? handshake() : caf::none;
+  }
+
+  // TLS: SNI and the server certificate checked against the host name.
+  caf::error handshake() {
+    auto* ssl = secure->native_handle();
+    beast::error_code ec;
+    asio::ip::make_address(host, ec);
+    if (ec && !SSL_set_tlsext_host_name(ssl, host.c_str())) {
+      reset();
+      return make_error(ec::unreachable, "cannot set TLS server name " + host);
+    }
+    secure->set_verify_callback(asio::ssl::host_name_verification(host));
+    ec = {};
+    run([&] {
+      secure->async_handshake(asio::ssl::stream_base::client,
+                              [&](beast::error_code e) { ec = e; });
+    });
+    if (ec) {
+      auto why = ec.message();
+      auto verify = SSL_get_verify_result(ssl);
+      if (verify != X509_V_OK)
+        why = X509_verify_cert_error_string(verify);
+      reset();
+      return make_error(ec::tls_error, "TLS handshake with " + host + ":"
+                                         + std::to_string(port)
+                                         + " failed: " + why);
+    }
     return caf::none;
   }
 
-  // One exchange on the open stream; `ec` tells why it failed.
+  template <class Stream>
+  std::optional<http_response>
+  exchange_on(Stream& stream, http::request<http::string_body>& req,
+              beast::error_code& ec, bool& wrote_nothing);
+
   std::optional<http_response>
   exchange(http::request<http::string_body>& req, beast::error_code& ec,
            bool& wrote_nothing) {
-    wrote_nothing = true;
-    stream->expires_after(timeout);
-    http::async_write(*stream, req, [&](beast::error_code e, size_t n) {
-      ec = e;
-      if (n > 0)
-        wrote_nothing = false;
-    });
+    if (secure)
+      return exchange_on(*secure, req, ec, wrote_nothing);
+    return exchange_on(*plain, req, ec, wrote_nothing);
+  }
+
+};
+
+// One exchange on the open stream; `ec` tells why it failed.
+template <class Stream>
+std::optional<http_response>
+http_client::impl::exchange_on(Stream& stream,
+                             http::request<http::string_body>& req,
+                             beast::error_code& ec, bool& wrote_nothing) {
+  wrote_nothing = true;
+  lowest().expires_after(timeout);
+  http::async_write(stream, req, [&](beast::error_code e, size_t n) {
+    ec = e;
+    if (n > 0)
+      wrote_nothing = false;
+  });
+  ioc.restart();
+  ioc.run();
+  if (ec)
+    return std::nullopt;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(max_response_bytes);
+  lowest().expires_after(timeout);
+  bool got_bytes = false;
+  // The header first: Beast 1.74 loses a response's body_limit error when
+  // it parses eagerly (as async_read does) and body bytes arrive together
+  // with the header, so the limit is checked here before the body is read.
+  http::async_read_header(stream, buffer, parser,
+                          [&](beast::error_code e, size_t n) {
+                            ec = e;
+                            got_bytes = n > 0;
+                          });
+  ioc.restart();
+  ioc.run();
+  if (ec) {
+    // A stale keep-alive connection closes before answering anything.
+    wrote_nothing = !got_bytes && closed_by_peer(ec);
+    return std::nullopt;
+  }
+  if (auto len = parser.content_length(); len && *len > max_response_bytes) {
+    ec = http::error::body_limit;
+    return std::nullopt;
+  }
+  if (!parser.is_done()) {
+    http::async_read(stream, buffer, parser,
+                     [&](beast::error_code e, size_t) { ec = e; });
     ioc.restart();
     ioc.run();
     if (ec)
       return std::nullopt;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(max_response_bytes);
-    stream->expires_after(timeout);
-    bool got_bytes = false;
-    // The header first: Beast 1.74 loses a response's body_limit error when
-    // it parses eagerly (as async_read does) and body bytes arrive together
-    // with the header, so the limit is checked here before the body is read.
-    http::async_read_header(*stream, buffer, parser,
-                            [&](beast::error_code e, size_t n) {
-                              ec = e;
-                              got_bytes = n > 0;
-                            });
-    ioc.restart();
-    ioc.run();
-    if (ec) {
-      // A stale keep-alive connection closes before answering anything.
-      wrote_nothing = !got_bytes && ec == http::error::end_of_stream;
-      return std::nullopt;
-    }
-    if (auto len = parser.content_length(); len && *len > max_response_bytes) {
-      ec = http::error::body_limit;
-      return std::nullopt;
-    }
-    if (!parser.is_done()) {
-      http::async_read(*stream, buffer, parser,
-                       [&](beast::error_code e, size_t) { ec = e; });
-      ioc.restart();
-      ioc.run();
-      if (ec)
-        return std::nullopt;
-    }
-    auto& res = parser.get();
-    http_response out;
-    out.status = res.result_int();
-    out.content_type = std::string(res[http::field::content_type]);
-    out.retry_after = std::string(res[http::field::retry_after]);
-    out.error = std::string(res["X-Fleetd-Error"]);
-    out.body = std::move(res.body());
-    if (!res.keep_alive())
-      stream.reset();
-    return out;
   }
-};
+  auto& res = parser.get();
+  http_response out;
+  out.status = res.result_int();
+  out.content_type = std::string(res[http::field::content_type]);
+  out.retry_after = std::string(res[http::field::retry_after]);
+  out.error = std::string(res["X-Fleetd-Error"]);
+  out.body = std::move(res.body());
+  if (!res.keep_alive())
+    reset();
+  return out;
+}
 
 http_client::http_client(std::string host, uint16_t port,
                          std::chrono::milliseconds timeout,
@@ -122,11 +207,20 @@ http_client::http_client(std::string host, uint16_t port,
 
 http_client::~http_client() = default;
 
+caf::error http_client::use_tls(const tls_files& files) {
+  auto ctx = make_client_context(files);
+  if (!ctx)
+    return ctx.error();
+  close();
+  impl_->tls = std::move(*ctx);
+  return caf::none;
+}
+
 void http_client::close() {
-  if (impl_->stream) {
+  if (impl_->connected()) {
     beast::error_code ec;
-    impl_->stream->socket().shutdown(tcp::socket::shutdown_both, ec);
-    impl_->stream.reset();
+    impl_->lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    impl_->reset();
   }
 }
 
@@ -154,7 +248,7 @@ caf::expected<http_response> http_client::send(
   req.body() = body;
   req.prepare_payload();
   for (int attempt = 0; attempt < 2; ++attempt) {
-    bool reused = impl_->stream.has_value();
+    bool reused = impl_->connected();
     if (!reused) {
       if (auto err = impl_->connect())
         return err;
@@ -169,7 +263,7 @@ caf::expected<http_response> http_client::send(
     // Retrying is safe only on a reused connection the server had closed.
     if (reused && wrote_nothing)
       continue;
-    if (reused && ec == http::error::end_of_stream)
+    if (reused && closed_by_peer(ec))
       continue;
     if (ec == beast::error::timeout)
       return make_error(ec::timeout, "no answer from " + impl_->host + ":"

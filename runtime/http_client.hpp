@@ -8,6 +8,8 @@
 
 #include <caf/expected.hpp>
 
+#include "runtime/tls.hpp"
+
 namespace fleetd {
 
 struct http_response {
@@ -26,6 +28,11 @@ public:
   http_client(std::string host, uint16_t port,
               std::chrono::milliseconds timeout, size_t max_response_bytes);
   ~http_client();
+
+  /// Speaks HTTPS from the next connection on: verifies the server against
+  /// `files.ca` (empty: the system store) and the host name, sends SNI,
+  /// presents `files.cert`/`files.key` when set.
+  caf::error use_tls(const tls_files& files);
 
   /// POSTs `body`; reconnects once when a kept-alive connection went stale.
   caf::expected<http_response>

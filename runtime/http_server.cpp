@@ -11,21 +11,24 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include "messages/error.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/text.hpp"
+#include "runtime/tls_context.hpp"
 
 namespace fleetd {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 namespace {
 
-class session;
+class session_base;
 
 // Every error answer names its code and message here, so `curl -v` shows
 // why even when the body is protobuf.
@@ -42,10 +45,18 @@ struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
   std::thread thread;
   std::mutex mtx;
   http_server_counters counts;
-  std::set<std::shared_ptr<session>> sessions; // io thread only
+  std::set<std::shared_ptr<session_base>> sessions; // io thread only
   std::atomic<bool> stopped{false}; // read by `respond` on any thread
+  // TLS: the files and the context new connections use (swapped on reload).
+  tls_files tls;
+  tls_context_ptr tls_ctx; // guarded by mtx
 
   void accept();
+  void start_session(tcp::socket socket);
+  tls_context_ptr context() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return tls_ctx;
+  }
   void count(int64_t http_server_counters::*field) {
     std::lock_guard<std::mutex> guard{mtx};
     ++(counts.*field);
@@ -54,35 +65,82 @@ struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
 
 namespace {
 
-class session : public std::enable_shared_from_this<session> {
+// What the server's connection set holds, whatever the stream.
+class session_base {
 public:
-  session(tcp::socket socket, std::shared_ptr<http_server::impl> server)
-    : stream_(std::move(socket)), server_(std::move(server)) {
+  virtual ~session_base() = default;
+  virtual void close() = 0;
+};
+
+// One connection; Stream is a tcp_stream or an ssl_stream over one.
+template <class Stream>
+class session : public session_base,
+                public std::enable_shared_from_this<session<Stream>> {
+public:
+  template <class... Ts>
+  session(std::shared_ptr<http_server::impl> server, tcp::socket socket,
+          Ts&&... xs)
+    : stream_(std::move(socket), std::forward<Ts>(xs)...),
+      server_(std::move(server)) {
     beast::error_code ec;
-    auto ep = stream_.socket().remote_endpoint(ec);
+    auto ep = lowest().socket().remote_endpoint(ec);
     if (!ec)
       peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
   }
 
   void start() {
-    read();
+    if constexpr (is_tls) {
+      // A client that never completes the handshake gets the read time.
+      lowest().expires_after(server_->limits.read_timeout);
+      stream_.async_handshake(ssl::stream_base::server,
+                              [self = this->shared_from_this()](
+                                beast::error_code ec) { self->on_handshake(ec); });
+    } else {
+      read();
+    }
   }
 
-  void close() {
+  // The context this connection's TLS state was made from outlives it.
+  void keep(tls_context_ptr ctx) {
+    ctx_ = std::move(ctx);
+  }
+
+  void close() override {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
+    lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    lowest().close();
   }
 
 private:
+  static constexpr bool is_tls = !std::is_same_v<Stream, beast::tcp_stream>;
+
+  beast::tcp_stream& lowest() {
+    return beast::get_lowest_layer(stream_);
+  }
+
+  void on_handshake(beast::error_code ec) {
+    if (ec) {
+      server_->count(&http_server_counters::tls_handshake_failures);
+      log_warning_limited("http", "handshake", "TLS handshake with ", peer_,
+                          " failed: ", ec.message());
+      finish();
+      return;
+    }
+    if constexpr (is_tls) {
+      auto* cert = SSL_get_peer_certificate(stream_.native_handle());
+      client_cert_ = cert != nullptr;
+      X509_free(cert);
+    }
+    read();
+  }
   void read() {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(server_->limits.max_header_bytes));
     parser_->body_limit(server_->limits.max_body_bytes);
     // First byte of a request may take the idle time; the rest the read time.
-    stream_.expires_after(server_->limits.idle_timeout);
+    lowest().expires_after(server_->limits.idle_timeout);
     http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                     [self = this->shared_from_this()](beast::error_code ec, size_t) {
                        self->on_read(ec);
                      });
   }
@@ -112,6 +170,14 @@ private:
       reply_error(400, "bad_request", ec.message());
       return;
     }
+    if (is_tls && !server_->tls.ca.empty() && !client_cert_) {
+      server_->count(&http_server_counters::client_cert_missing);
+      log_warning_limited("http", "client_cert", "request from ", peer_,
+                          " without a client certificate");
+      reply_error(403, "client_certificate_required",
+                  "this endpoint requires a client certificate");
+      return;
+    }
     server_->count(&http_server_counters::requests);
     auto& msg = parser_->get();
     keep_alive_ = msg.keep_alive();
@@ -122,9 +188,11 @@ private:
     req.content_type = std::string(msg[http::field::content_type]);
     req.content_encoding = std::string(msg[http::field::content_encoding]);
     req.body = std::move(msg.body());
+    req.authorization = std::string(msg[http::field::authorization]);
     req.peer = peer_;
-    stream_.expires_never();
-    auto self = shared_from_this();
+    req.client_cert = client_cert_;
+    lowest().expires_never();
+    auto self = this->shared_from_this();
     auto& ioc = server_->ioc;
     // The reply may come from any thread: hop back onto the io thread.
     server_->handler(std::move(req), [self, &ioc](http_reply rep) {
@@ -167,9 +235,9 @@ private:
     res->keep_alive(keep_alive_);
     res->body() = std::move(rep.body);
     res->prepare_payload();
-    stream_.expires_after(server_->limits.read_timeout);
+    lowest().expires_after(server_->limits.read_timeout);
     http::async_write(stream_, *res,
-                      [self = shared_from_this(), res](beast::error_code ec,
+                      [self = this->shared_from_this(), res](beast::error_code ec,
                                                        size_t) {
                         if (ec || !res->keep_alive()) {
                           self->finish();
@@ -181,14 +249,16 @@ private:
 
   void finish() {
     close();
-    server_->sessions.erase(shared_from_this());
+    server_->sessions.erase(this->shared_from_this());
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
+  tls_context_ptr ctx_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<http_server::impl> server_;
   std::string peer_;
+  bool client_cert_ = false;
   bool keep_alive_ = true;
   unsigned version_ = 11;
 };
@@ -207,15 +277,28 @@ void http_server::impl::accept() {
         socket.close(ignored);
       } else {
         self->count(&http_server_counters::connections_accepted);
-        auto s = std::make_shared<session>(std::move(socket), self);
-        self->sessions.insert(s);
-        s->start();
+        self->start_session(std::move(socket));
       }
     } else {
       log_warning_limited("http", "accept", "accept failed: ", ec.message());
     }
     self->accept();
   });
+}
+
+void http_server::impl::start_session(tcp::socket socket) {
+  if (auto ctx = context()) {
+    auto s = std::make_shared<session<beast::ssl_stream<beast::tcp_stream>>>(
+      shared_from_this(), std::move(socket), *ctx);
+    s->keep(std::move(ctx));
+    sessions.insert(s);
+    s->start();
+  } else {
+    auto s = std::make_shared<session<beast::tcp_stream>>(shared_from_this(),
+                                                          std::move(socket));
+    sessions.insert(s);
+    s->start();
+  }
 }
 
 http_server::http_server(http_limits limits, handler_fn handler)
@@ -282,6 +365,33 @@ void http_server::stop() {
   self->ioc.restart();
   self->ioc.poll();
   self->stopped = true;
+}
+
+caf::error http_server::use_tls(const tls_files& files) {
+  auto ctx = make_server_context(files);
+  if (!ctx)
+    return ctx.error();
+  std::lock_guard<std::mutex> guard{impl_->mtx};
+  impl_->tls = files;
+  impl_->tls_ctx = std::move(*ctx);
+  return caf::none;
+}
+
+caf::error http_server::reload_tls() {
+  tls_files files;
+  {
+    std::lock_guard<std::mutex> guard{impl_->mtx};
+    if (!impl_->tls_ctx)
+      return caf::none;
+    files = impl_->tls;
+  }
+  // A bad file keeps the running context: connections go on as before.
+  auto ctx = make_server_context(files);
+  if (!ctx)
+    return ctx.error();
+  std::lock_guard<std::mutex> guard{impl_->mtx};
+  impl_->tls_ctx = std::move(*ctx);
+  return caf::none;
 }
 
 http_server_counters http_server::counters() const {

@@ -9,6 +9,7 @@
 #include <caf/expected.hpp>
 
 #include "messages/types.hpp"
+#include "runtime/tls.hpp"
 
 namespace fleetd {
 
@@ -18,8 +19,11 @@ struct http_request {
   std::string target;
   std::string content_type;
   std::string content_encoding;
+  std::string authorization;
   std::string body;
   std::string peer;
+  /// The client presented a certificate the server's client CA verified.
+  bool client_cert = false;
 };
 
 /// Hard limits on what a client may send (docs/architecture.md section 6).
@@ -37,6 +41,8 @@ struct http_server_counters {
   int64_t connections_rejected = 0;
   int64_t requests = 0;
   int64_t requests_rejected = 0;
+  int64_t tls_handshake_failures = 0;
+  int64_t client_cert_missing = 0;
 };
 
 /// A Boost.Beast HTTP/1.1 server with keep-alive on its own Asio thread.
@@ -52,6 +58,15 @@ public:
 
   http_server(const http_server&) = delete;
   http_server& operator=(const http_server&) = delete;
+
+  /// Serves HTTPS from now on with the certificate and key of `files`;
+  /// with `files.ca`, a request without a client certificate it verifies is
+  /// refused 403 client_certificate_required. Call before start().
+  caf::error use_tls(const tls_files& files);
+
+  /// Reads the TLS files again (SIGHUP): new connections use them,
+  /// connections in flight keep theirs. A bad file changes nothing.
+  caf::error reload_tls();
 
   /// Binds host:port (0 = any free port, address reuse on) and starts serving.
   caf::expected<uint16_t> start(const std::string& host, uint16_t port);

@@ -73,12 +73,17 @@ struct cloud_fixture {
       cloud_store, std::make_shared<embedded_store>(std::move(*st))));
   }
 
-  /// Opens the endpoint on 127.0.0.1:`port` (0: any) in front of `front`;
-  /// returns the port it bound.
+  /// Opens the endpoint on 127.0.0.1:`port` (0: any) in front of `front`,
+  /// over HTTPS when `tls` names a certificate; returns the port it bound.
   uint16_t open_endpoint(ingest_actor front, http_limits limits,
-                         uint16_t port = 0) {
+                         uint16_t port = 0, tls_files tls = {}) {
     endpoint = std::make_unique<ingest_endpoint>(*sys, front, limits);
-    auto bound = endpoint->start("127.0.0.1", port);
+    ingest_endpoint_config cfg;
+    cfg.host = "127.0.0.1";
+    cfg.port = port;
+    cfg.tls = std::move(tls);
+    cfg.insecure = cfg.tls.cert.empty();
+    auto bound = endpoint->start(cfg);
     REQUIRE_MESSAGE(bound, render(bound.error()));
     return *bound;
   }

@@ -447,7 +447,13 @@ TEST_CASE("the ingest actor and endpoint refuse configs that cannot work, "
   CHECK(reason == ec::bad_config);
   CHECK(render(reason).find("ingest.max-decoded-bytes") != std::string::npos);
   ingest_endpoint_config ec_ok;
+  // HTTPS needs a certificate; plain HTTP is for loopback only.
+  CHECK(render(validate(ec_ok)).find("ingest.tls-cert") != std::string::npos);
+  ec_ok.insecure = true;
   CHECK(!validate(ec_ok));
+  auto exposed = ec_ok;
+  exposed.host = "0.0.0.0";
+  CHECK(render(validate(exposed)).find("ingest.insecure") != std::string::npos);
   auto limits = ec_ok.limits();
   CHECK(limits.max_body_bytes == 8u * 1024 * 1024);
   CHECK(limits.max_connections == 1024u);

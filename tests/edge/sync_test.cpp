@@ -185,6 +185,7 @@ struct sync_fixture : test::cloud_fixture {
     lcfg.host = "127.0.0.1";
     lcfg.port = port;
     lcfg.timeout = 5s;
+    lcfg.insecure = true;
     return keep(sys->spawn<caf::detached>(cloud_link, lcfg));
   }
 

@@ -7,6 +7,7 @@
 
 #include "runtime/options.hpp"
 #include "support.hpp"
+#include "test_pki.hpp"
 
 using namespace fleetd::test;
 using namespace std::chrono_literals;
@@ -134,6 +135,12 @@ TEST_CASE("the example configs, with units unquoted, start both nodes") {
     {"fleetd-cloud", "cloud.ini", {"--ingest.port=0",
                                    "--ingest.max-body-bytes=5MiB"}},
   };
+  temp_dir certs;
+  auto pki = make_test_pki(certs.path());
+  // The configs name certificates under /etc: the test's stand in for them.
+  cases[0].extra.push_back("--cloud.ca-file=" + pki.file("ca.pem"));
+  cases[1].extra.push_back("--ingest.tls-cert=" + pki.file("server.pem"));
+  cases[1].extra.push_back("--ingest.tls-key=" + pki.file("server.key"));
   for (auto& c : cases) {
     CAPTURE(c.prog);
     temp_dir tmp;

@@ -18,7 +18,14 @@ namespace fleetd::test {
 /// A fresh directory under /tmp, removed when the object dies.
 using temp_dir = scratch_dir;
 
-/// One child process of a test: a program of build/ with arguments.
+/// The arguments with plain HTTP on loopback switched on (ingest.insecure,
+/// cloud.insecure) for fleetd-cloud and fleetd, unless they set TLS options
+/// themselves: most tests are about other things than TLS; the HTTPS tests
+/// pass certificates.
+std::vector<std::string> plain_http_unless_tls(const std::string& prog,
+                                               std::vector<std::string> args);
+
+/// One child process of a test (arguments through plain_http_unless_tls): a program of build/ with arguments.
 class process {
 public:
   /// stdout goes to `stdout_file` when given, else with stderr.

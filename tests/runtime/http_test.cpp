@@ -18,6 +18,9 @@
 #include "messages/error.hpp"
 #include "runtime/http_client.hpp"
 #include "runtime/http_server.hpp"
+#include "helpers.hpp"
+#include "scratch_dir.hpp"
+#include "test_pki.hpp"
 
 using namespace fleetd;
 using namespace std::chrono_literals;
@@ -71,6 +74,13 @@ uint16_t start_or_fail(http_server& server, uint16_t port = 0) {
   REQUIRE_MESSAGE(res, render(res.error()));
   REQUIRE(*res != 0);
   return *res;
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  FILE* f = std::fopen(path.c_str(), "w");
+  REQUIRE(f != nullptr);
+  std::fputs(text.c_str(), f);
+  std::fclose(f);
 }
 
 using headers = std::vector<std::pair<std::string, std::string>>;
@@ -451,4 +461,157 @@ TEST_CASE("a server that never started stops and releases its handler") {
                        [token](http_request, http_server::respond_fn) {}};
   }
   CHECK(token.use_count() == 1);
+}
+
+// -- HTTPS --------------------------------------------------------------------
+
+namespace {
+
+// A PKI in a scratch dir, or a skip when tools/make-certs cannot run.
+struct pki_fixture {
+  test::scratch_dir tmp;
+  test::test_pki pki = test::make_test_pki(tmp.path());
+};
+
+uint16_t start_tls_or_fail(http_server& server, const tls_files& files) {
+  auto err = server.use_tls(files);
+  REQUIRE_MESSAGE(!err, render(err));
+  return start_or_fail(server);
+}
+
+} // namespace
+
+TEST_CASE("HTTPS: a client trusting the CA talks to the server over TLS") {
+  pki_fixture f;
+  echo app;
+  http_server server{http_limits{}, app.handler()};
+  auto port = start_tls_or_fail(server, f.pki.server());
+  http_client client{"127.0.0.1", port, 10s, 1024 * 1024};
+  REQUIRE(!client.use_tls(f.pki.client()));
+  for (auto body : {"one", "two"}) {
+    auto res = client.post("/", body, {{"Authorization", "Bearer k"}});
+    REQUIRE_MESSAGE(res, render(res.error()));
+    CHECK(res->body == body);
+  }
+  CHECK(client.connects() == 1);
+  auto seen = app.requests();
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0].authorization == "Bearer k");
+  CHECK_FALSE(seen[0].client_cert);
+  // A client speaking plain HTTP to the TLS port gets no answer.
+  CHECK(raw_exchange(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").find("HTTP/")
+        == std::string::npos);
+  CHECK(test::eventually(
+    [&] { return server.counters().tls_handshake_failures == 1; }, 10s));
+}
+
+TEST_CASE("HTTPS: the client refuses a server of another CA or name") {
+  pki_fixture f;
+  struct {
+    const char* cert;
+    const char* why;
+  } cases[] = {{"stranger", "unable to get local issuer certificate"},
+               {"wrongname", ""}};
+  for (auto& c : cases) {
+    CAPTURE(c.cert);
+    echo app;
+    http_server server{http_limits{}, app.handler()};
+    auto port = start_tls_or_fail(
+      server, {f.pki.file(std::string(c.cert) + ".pem"),
+               f.pki.file(std::string(c.cert) + ".key"), ""});
+    http_client client{"127.0.0.1", port, 10s, 1024 * 1024};
+    REQUIRE(!client.use_tls(f.pki.client()));
+    auto res = client.post("/", "x", {});
+    REQUIRE_FALSE(res);
+    CHECK_MESSAGE(has_code(res.error(), ec::tls_error), render(res.error()));
+    CHECK_MESSAGE(render(res.error()).find(c.why) != std::string::npos,
+                  render(res.error()));
+    CHECK(app.requests().empty());
+  }
+}
+
+TEST_CASE("HTTPS: with a client CA, a request without a client certificate "
+          "is refused 403 and counted") {
+  pki_fixture f;
+  echo app;
+  http_server server{http_limits{}, app.handler()};
+  auto port = start_tls_or_fail(server, f.pki.server(true));
+  http_client anonymous{"127.0.0.1", port, 10s, 1024 * 1024};
+  REQUIRE(!anonymous.use_tls(f.pki.client()));
+  auto res = anonymous.post("/", "x", {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->status == 403);
+  CHECK(res->error.rfind("client_certificate_required", 0) == 0);
+  CHECK(server.counters().client_cert_missing == 1);
+  // A certificate of another CA fails the handshake itself.
+  http_client stranger{"127.0.0.1", port, 10s, 1024 * 1024};
+  REQUIRE(!stranger.use_tls({f.pki.file("stranger.pem"),
+                             f.pki.file("stranger.key"),
+                             f.pki.file("ca.pem")}));
+  CHECK_FALSE(stranger.post("/", "x", {}));
+  CHECK(app.requests().empty());
+  http_client device{"127.0.0.1", port, 10s, 1024 * 1024};
+  REQUIRE(!device.use_tls(f.pki.client(true)));
+  auto ok = device.post("/", "x", {});
+  REQUIRE_MESSAGE(ok, render(ok.error()));
+  CHECK(ok->status == 200);
+  REQUIRE(app.requests().size() == 1);
+  CHECK(app.requests()[0].client_cert);
+}
+
+TEST_CASE("HTTPS: reloading the certificate keeps connections in flight and "
+          "serves new ones with the new certificate") {
+  pki_fixture f;
+  echo app;
+  http_server server{http_limits{}, app.handler()};
+  auto live = f.pki.file("live");
+  auto copy = [&](const std::string& from) {
+    REQUIRE(std::system(("cp " + f.pki.file(from + ".pem") + " " + live
+                         + ".pem && cp " + f.pki.file(from + ".key") + " "
+                         + live + ".key")
+                          .c_str())
+            == 0);
+  };
+  copy("server");
+  auto port = start_tls_or_fail(server, {live + ".pem", live + ".key", ""});
+  http_client kept{"127.0.0.1", port, 10s, 1024 * 1024};
+  REQUIRE(!kept.use_tls(f.pki.client()));
+  REQUIRE(kept.post("/", "before", {}));
+  // A broken file changes nothing.
+  write_text(live + ".pem", "not a certificate");
+  CHECK(server.reload_tls());
+  http_client still{"127.0.0.1", port, 10s, 1024 * 1024};
+  REQUIRE(!still.use_tls(f.pki.client()));
+  CHECK(still.post("/", "old", {}));
+  copy("stranger");
+  REQUIRE(!server.reload_tls());
+  auto in_flight = kept.post("/", "after", {});
+  REQUIRE_MESSAGE(in_flight, render(in_flight.error()));
+  CHECK(in_flight->body == "after");
+  CHECK(kept.connects() == 1);
+  http_client trusting_old{"127.0.0.1", port, 10s, 1024 * 1024};
+  REQUIRE(!trusting_old.use_tls(f.pki.client()));
+  CHECK_FALSE(trusting_old.post("/", "x", {}));
+  http_client trusting_new{"127.0.0.1", port, 10s, 1024 * 1024};
+  REQUIRE(!trusting_new.use_tls({"", "", f.pki.file("other-ca.pem")}));
+  CHECK(trusting_new.post("/", "new", {}));
+}
+
+TEST_CASE("HTTPS: configs naming missing or mismatched files fail at once") {
+  pki_fixture f;
+  auto missing = check_tls_server({f.pki.file("nope.pem"),
+                                   f.pki.file("server.key"), ""});
+  CHECK(render(missing).find("nope.pem") != std::string::npos);
+  auto mismatch = check_tls_server({f.pki.file("server.pem"),
+                                    f.pki.file("client.key"), ""});
+  CHECK_MESSAGE(render(mismatch).find("client.key") != std::string::npos,
+                render(mismatch));
+  CHECK(!check_tls_server(f.pki.server(true)));
+  CHECK(render(check_tls_client({"", "", f.pki.file("nope.pem")}))
+          .find("nope.pem")
+        != std::string::npos);
+  CHECK(is_loopback_host("127.0.0.1"));
+  CHECK(is_loopback_host("::1"));
+  CHECK_FALSE(is_loopback_host("10.0.0.1"));
+  CHECK_FALSE(is_loopback_host("0.0.0.0"));
 }

@@ -480,7 +480,10 @@ struct world {
     auto ing = keep("ingest", sys.spawn(ingest, icfg));
     endpoints.push_back(
       std::make_unique<ingest_endpoint>(sys, ing, http_limits{}));
-    auto bound = endpoints.back()->start("127.0.0.1", port);
+    ingest_endpoint_config ecfg;
+    ecfg.port = port;
+    ecfg.insecure = true;
+    auto bound = endpoints.back()->start(ecfg);
     if (!bound)
       fail("cannot start the cloud on port " + std::to_string(port) + ": "
            + render(bound.error()));
@@ -615,6 +618,7 @@ device start_device(world& w, const clock_ptr& clock,
   lcfg.host = "127.0.0.1";
   lcfg.port = d.port;
   lcfg.timeout = link_timeout;
+  lcfg.insecure = true;
   d.link = w.keep("cloud_link", w.sys.spawn<caf::detached>(cloud_link, lcfg));
   backoff_config bcfg;
   bcfg.base = backoff_base;
