@@ -1,5 +1,7 @@
 #include "edge/memory_store.hpp"
 
+#include "runtime/random.hpp"
+
 #include <cstdio>
 #include <random>
 
@@ -39,10 +41,7 @@ std::string series_key(const metric_sample& x) {
 memory_store::memory_store(memory_limits limits, clock_ptr clock)
   : limits_(limits), clock_(std::move(clock)) {
   // Every start numbers afresh: what the last run queued died with it.
-  std::random_device rd;
-  char buf[20];
-  snprintf(buf, sizeof(buf), "%08x%08x", rd(), rd());
-  epoch_ = buf;
+  epoch_ = random_hex(8);
 }
 
 void memory_store::drop_point(int64_t id) {

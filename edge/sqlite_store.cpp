@@ -23,6 +23,7 @@
 #include "runtime/json.hpp"
 #include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
+#include "runtime/random.hpp"
 #include "runtime/options.hpp"
 #include "runtime/result.hpp"
 
@@ -510,25 +511,13 @@ caf::expected<sqlite_store> sqlite_store::open(const sqlite_store_config& cfg) {
   return out;
 }
 
-namespace {
-
-// A fresh random name for a store's sequence numbering (hex).
-std::string new_epoch() {
-  std::random_device rd;
-  char buf[20];
-  snprintf(buf, sizeof(buf), "%08x%08x", rd(), rd());
-  return buf;
-}
-
-} // namespace
-
 caf::error sqlite_store::load_epoch() {
   // Set once when the file is created: it names this store's numbering.
   auto ins = db_.prepare("INSERT OR IGNORE INTO meta (key, value) "
                          "VALUES ('epoch', ?1)");
   if (!ins)
     return ins.error();
-  ins->bind(1, new_epoch());
+  ins->bind(1, random_hex(8));
   if (auto err = ins->run())
     return err;
   auto sel = db_.prepare("SELECT value FROM meta WHERE key = 'epoch'");

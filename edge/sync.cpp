@@ -11,6 +11,7 @@
 #include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/options.hpp"
+#include "runtime/random.hpp"
 #include "runtime/text.hpp"
 
 namespace fleetd {
@@ -35,7 +36,9 @@ bool is_metrics(const sync_state& st) {
 //   send_when_permitted  asks the backoff actor, waits or
 //   send          posts the batch through the cloud link; the answer goes to
 //   acked         storage drops the batch and advances the session; drain on,
-//   refused       a 4xx: re-encode once (409 session), retry, or discard, or
+//   refused       a 4xx: re-encode once (409 session: self-contained; 409
+//                 sequence conflict: under a new epoch), retry, or discard
+//                 what the cloud proves malformed, or
 //   fail_link     a network failure or 5xx: backoff report, next round later.
 // One batch per stream is in flight; finish_round arms the only timer.
 // `after_ack`: the last exchange of this stream just succeeded.
@@ -46,6 +49,7 @@ void send_when_permitted(self_ptr self, queued_batch b);
 void send(self_ptr self, queued_batch batch);
 void acked(self_ptr self, const queued_batch& b, const sync_ack& ack);
 void refused(self_ptr self, const queued_batch& b, const sync_ack& ack);
+bool reencode(self_ptr self, const queued_batch& b);
 void fail_link(self_ptr self, int64_t sequence, const std::string& text,
                int64_t retry_after_ms);
 void fail_local(self_ptr self, const caf::error& err);
@@ -139,7 +143,9 @@ void cut(self_ptr self, bool after_ack) {
         if (!full)
           st.force_cut = false;
         st.last_cut_ms = now;
-        auto es = settings_for(st, up.next_sequence, up.epoch,
+        auto es = settings_for(st, up.next_sequence,
+                               st.epoch_override.empty() ? up.epoch
+                                                         : st.epoch_override,
                                st.cfg.clock->now_ms());
         queued_batch b;
         b.stream = st.cfg.stream;
@@ -393,40 +399,32 @@ void refused(self_ptr self, const queued_batch& b, const sync_ack& ack) {
     st.head_sequence = b.sequence;
     st.head_rejections = 0;
     st.head_resynced = false;
+    st.head_reepoched = false;
   }
   bool resync = is_metrics(st) && ack.error_code == "session_out_of_sync"
                 && !st.head_resynced;
+  // Our sequence is held with other bytes (forged, or a store restored
+  // from an old copy): never drop our data for it, number it anew.
+  bool conflict = ack.error_code == "bad_sequence" && !st.head_reepoched;
   // One re-encode per batch is a repair, not a rejection.
-  if (!resync)
+  if (!resync && !conflict)
     ++st.head_rejections;
   note_error(self, "cloud refused batch " + std::to_string(b.sequence) + " ("
                      + std::to_string(st.head_rejections) + " of "
                      + std::to_string(st.cfg.max_rejections)
                      + "): " + ack.error_code + " " + ack.error_message);
-  if (resync) {
-    st.head_resynced = true;
-    // The cloud lost our series table: send the same points self-contained.
-    auto req = decode_request(b.body, is_zstd(b.body), std::string::npos / 2);
-    auto base = req ? columnar_base(req->columnar)
-                    : caf::expected<uint64_t>{req.error()};
-    metric_samples xs;
-    codec_context own;
-    if (base && encoded_against(st, *base, own)) {
-      if (auto decoded = decode_columnar(req->columnar, own))
-        xs = std::move(*decoded);
-    }
-    if (!xs.empty()) {
-      ++st.session_resets;
-      queued_batch nb = b;
-      nb.body = encode_metrics(
-        st, xs, codec_context{},
-        settings_for(st, b.sequence, req->epoch, b.created_ms));
-      self->request(st.cfg.storage, storage_timeout, enqueue_atom::value, nb)
-        .then([self](int64_t) { finish_round(self, std::chrono::milliseconds(0)); },
-              [self](caf::error& err) { fail_local(self, err); });
-      return;
-    }
+  if (conflict) {
+    st.head_reepoched = true;
+    st.epoch_override = random_hex(8);
+    ++st.reepochs;
+    log_warning("sync", st.cfg.stream, ": batch ", b.sequence,
+                " conflicts with what the cloud holds; sending it and the "
+                "batches after it under the new epoch ", st.epoch_override);
   }
+  if (resync)
+    st.head_resynced = true;
+  if ((resync || conflict) && reencode(self, b))
+    return;
   if (st.head_rejections < st.cfg.max_rejections) {
     note_retry(self, b.sequence, st.head_rejections * 1000);
     finish_round(self, std::chrono::seconds(st.head_rejections));
@@ -447,6 +445,43 @@ void refused(self_ptr self, const queued_batch& b, const sync_ack& ack) {
         round(self);
       },
       [self](caf::error& err) { fail_local(self, err); });
+}
+
+// Queues the head batch again, self-contained (no series session) and under
+// the stream's epoch override if it has one; false when our own bytes do not
+// decode (then it is refused like any other batch).
+bool reencode(self_ptr self, const queued_batch& b) {
+  auto& st = self->state;
+  auto req = decode_request(b.body, is_zstd(b.body), std::string::npos / 2);
+  if (!req)
+    return false;
+  auto es = settings_for(st, b.sequence,
+                         st.epoch_override.empty() ? req->epoch
+                                                   : st.epoch_override,
+                         b.created_ms);
+  queued_batch nb = b;
+  if (is_metrics(st)) {
+    auto xs = std::move(req->samples);
+    codec_context own;
+    auto base = columnar_base(req->columnar);
+    if (!req->columnar.empty() && base && encoded_against(st, *base, own))
+      if (auto decoded = decode_columnar(req->columnar, own))
+        xs = std::move(*decoded);
+    if (xs.empty())
+      return false;
+    ++st.session_resets;
+    nb.body = encode_metrics(st, xs, codec_context{}, es);
+  } else if (!req->logs.empty()) {
+    nb.body = encode_logs_request(es, req->logs);
+  } else if (!req->events.empty()) {
+    nb.body = encode_events_request(es, req->events);
+  } else {
+    return false;
+  }
+  self->request(st.cfg.storage, storage_timeout, enqueue_atom::value, nb)
+    .then([self](int64_t) { finish_round(self, std::chrono::milliseconds(0)); },
+          [self](caf::error& err) { fail_local(self, err); });
+  return true;
 }
 
 void report(self_ptr self, bool ok, int64_t retry_after_ms, bool backlog,
@@ -610,6 +645,7 @@ sync_actor::behavior_type sync(sync_actor::stateful_pointer<sync_state> self,
       out.counters["duplicates_acked"] = st.duplicates_acked;
       out.counters["batches_rejected"] = st.batches_rejected;
       out.counters["session_resets"] = st.session_resets;
+      out.counters["reepochs"] = st.reepochs;
       out.counters["encode_fallbacks"] = st.encode_fallbacks;
       out.counters["last_acked_sequence"] = st.last_acked_sequence;
       out.counters["bytes_sent"] = st.bytes_sent;

@@ -80,6 +80,11 @@ struct sync_state {
   int64_t head_rejections = 0;
   /// The head batch was already re-encoded for a new series session.
   bool head_resynced = false;
+  /// The head batch was already re-encoded under a new epoch.
+  bool head_reepoched = false;
+  /// After a sequence conflict, the epoch this stream's batches carry
+  /// instead of the store's (until the node restarts).
+  std::string epoch_override;
   int64_t batches_sent = 0;
   int64_t batches_acked = 0;
   int64_t records_synced = 0;
@@ -90,6 +95,7 @@ struct sync_state {
   int64_t encode_fallbacks = 0;
   int64_t batches_rejected = 0;
   int64_t session_resets = 0;
+  int64_t reepochs = 0;
   int64_t last_acked_sequence = 0;
   int64_t bytes_sent = 0;
   std::string last_error;

@@ -42,6 +42,7 @@
 #include "messages/error.hpp"
 #include "messages/register.hpp"
 #include "messages/wire.hpp"
+#include "runtime/http_client.hpp"
 #include "ask.hpp"
 #include "runtime/sqlite.hpp"
 #include "check_samples.hpp"
@@ -609,6 +610,47 @@ TEST_CASE("a batch the cloud refuses for good is dropped after max_rejections, "
   REQUIRE(devices.size() == 1);
   // The cloud knows it never got batch 1.
   CHECK(devices[0].gaps == 1);
+}
+
+TEST_CASE("forged batches in the device's numbering cannot make it drop "
+          "anything: a conflicting batch is sent again under a new epoch") {
+  sync_fixture f;
+  auto port = f.start_cloud();
+  // Someone else sends batches 1..3 in the device's own epoch first.
+  auto epoch = f.unbatched().epoch;
+  REQUIRE_FALSE(epoch.empty());
+  http_client forger{"127.0.0.1", port, 5s, 1 << 20};
+  for (int64_t seq = 1; seq <= 3; ++seq) {
+    encode_settings es;
+    es.device_id = device_id;
+    es.sequence = seq;
+    es.epoch = epoch;
+    es.now_ms = clock_start_ms;
+    metric_sample forged;
+    forged.name = "forged";
+    forged.timestamp_ms = clock_start_ms + seq;
+    auto res = forger.post("/v1/sync", encode_metrics_request(es, {forged}),
+                           {{"Content-Type", protobuf_type}});
+    REQUIRE(res);
+    REQUIRE(res->status == 200);
+  }
+  auto real = samples_from(clock_start_ms + 1000, 50);
+  f.store(real);
+  auto cfg = f.sync_cfg(f.spawn_link(port), 10);
+  cfg.max_rejections = 1;
+  auto s = f.spawn_sync(cfg);
+  REQUIRE(f.drained_to(s, 5));
+  auto st = f.stats_of(s);
+  CHECK(st.counters["batches_rejected"] == 0);
+  CHECK(st.counters["records_synced"] == 50);
+  // One new epoch: the batches after the first conflict carry it too.
+  CHECK(st.counters["reepochs"] == 1);
+  CHECK(f.pending().empty());
+  metric_samples genuine;
+  for (auto& x : f.cloud_points())
+    if (x.name != "forged")
+      genuine.push_back(x);
+  check_same_samples(genuine, real);
 }
 
 TEST_CASE("a batch the cloud's store refuses (422 invalid_record) counts "
