@@ -125,6 +125,16 @@ inspector(inspector_actor::stateful_pointer<inspector_state> self,
         self, caf::actor_cast<cloud_store_actor>(st.cfg.devices), ask_timeout,
         config_atom::value, device, x);
     },
+    [self](tenancy_atom,
+           const tenancy_command& cmd) -> caf::result<tenancy_answer> {
+      auto& st = self->state;
+      if (!st.cfg.tenancy)
+        return make_error(ec::bad_config, "only a cloud node holds orgs, "
+                                          "devices and keys");
+      return forward<tenancy_answer>(
+        self, caf::actor_cast<tenancy_actor>(st.cfg.tenancy), ask_timeout,
+        tenancy_atom::value, cmd);
+    },
     [self](debug_atom, const std::string& what) -> caf::result<debug_report> {
       auto& st = self->state;
       auto i = st.cfg.debug.find(what);

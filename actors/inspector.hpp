@@ -21,6 +21,8 @@ struct inspector_config {
   std::vector<std::pair<std::string, caf::actor>> actors;
   /// Answers `devices` (the cloud store); none on a device.
   caf::actor devices;
+  /// Answers tenancy commands (the tenancy actor); none on a device.
+  caf::actor tenancy;
   /// Who answers `debug` for each subject ("storage", "capabilities", ...).
   std::map<std::string, caf::actor> debug;
 };

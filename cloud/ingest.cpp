@@ -3,8 +3,10 @@
 #include <cctype>
 #include <cstring>
 
+#include <caf/send.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include "cloud/embedded_tenancy.hpp"
 #include "messages/error.hpp"
 #include "messages/wire.hpp"
 #include "runtime/config_check.hpp"
@@ -17,6 +19,7 @@ namespace fleetd {
 namespace {
 
 constexpr auto store_timeout = std::chrono::seconds(30);
+constexpr auto tenancy_timeout = std::chrono::seconds(10);
 constexpr auto health_timeout = std::chrono::seconds(2);
 
 } // namespace
@@ -38,6 +41,15 @@ uint16_t http_status(ingest_step step, const caf::error& err) {
   if (err.category() != caf::atom("fleetd"))
     return 503;
   switch (static_cast<ec>(err.code())) {
+    case ec::missing_key:
+    case ec::unknown_key:
+    case ec::expired_key:
+    case ec::revoked_key:
+      return 401;
+    case ec::device_mismatch:
+      return 403;
+    case ec::over_quota:
+      return 429;
     case ec::unsupported_media_type:
     case ec::unsupported_encoding:
       return 415;
@@ -80,6 +92,9 @@ void declare(option_set& opts, ingest_config& x) {
                 "materialise (decompressed body, parsed message, records with "
                 "their names and labels); more is refused 413",
                 1024, int64_t{4} << 30);
+  opts.add("ingest.anonymous", x.anonymous, false,
+           "Also accept requests without a device key, as the device they "
+           "name (no org); only with ingest.insecure on loopback, for tests");
 }
 
 caf::error validate(const ingest_config& x) {
@@ -110,10 +125,16 @@ caf::error check_envelope(const std::string& encoding,
 // The answer to a request that failed at `step`: a refusal (counted by code)
 // or, when the store may recover, 503 with a retry hint.
 http_reply answer_error(ingest_state& st, ingest_step step,
-                        const caf::error& err) {
+                        const caf::error& err, int64_t retry_after_ms = 0) {
   auto status = http_status(step, err);
   sync_ack nack;
   nack.error_message = error_text(err);
+  if (status == 429) {
+    ++st.rejected["over_quota"];
+    nack.error_code = "over_quota";
+    nack.retry_after_ms = retry_after_ms;
+    return sync_answer(status, nack);
+  }
   if (status == 503) {
     ++st.store_failures;
     nack.error_code = "store_unavailable";
@@ -148,27 +169,144 @@ http_reply answer_stored(ingest_state& st, const ingest_outcome& out) {
   return sync_answer(http_status(ingest_step::store, caf::none), ack);
 }
 
-// decode -> store -> answer.
-caf::result<http_reply> handle(ingest_ptr self, const std::string& body,
-                               const std::string& encoding,
-                               const std::string& content_type) {
+void stored(ingest_ptr self, caf::response_promise rp,
+            const device_identity& who, decoded_request req, int64_t bytes);
+
+// After authentication: decode -> the key's device? -> quota -> store.
+void authenticated(ingest_ptr self, caf::response_promise rp,
+                   const sync_envelope& env, const device_identity& who) {
   auto& st = self->state;
-  ++st.requests;
-  if (auto err = check_envelope(encoding, content_type))
-    return answer_error(st, ingest_step::decode, err);
-  auto req = decode_request(body, encoding == "zstd",
+  auto req = decode_request(env.body, env.content_encoding == "zstd",
                             static_cast<size_t>(st.cfg.max_decoded_bytes));
-  if (!req)
-    return answer_error(st, ingest_step::decode, req.error());
-  auto rp = self->make_response_promise<http_reply>();
-  self->request(st.cfg.store, store_timeout, write_atom::value,
-                std::move(*req))
+  if (!req) {
+    rp.deliver(answer_error(st, ingest_step::decode, req.error()));
+    return;
+  }
+  if (who.org.empty() ? !valid_name(req->device_id)
+                      : req->device_id != who.device) {
+    auto err = who.org.empty()
+                 ? make_error(ec::decode_failed, "device_id must be 1-64 of "
+                                                 "A-Z a-z 0-9 . _ -")
+                 : make_error(ec::device_mismatch,
+                              "this key belongs to another device than '"
+                                + printable(req->device_id, 64) + "'");
+    rp.deliver(answer_error(st, ingest_step::decode, err));
+    return;
+  }
+  if (who.org.empty()) {
+    stored(self, std::move(rp), who, std::move(*req), 0);
+    return;
+  }
+  // Everything stored is the authenticated org's device.
+  req->device_id = who.org + "/" + who.device;
+  auto bytes = static_cast<int64_t>(env.body.size());
+  self->request(st.cfg.tenancy, tenancy_timeout, quota_atom::value, who.org,
+                int64_t{0}, int64_t{0})
     .then(
-      [self, rp](ingest_outcome& out) mutable {
+      [self, rp, who, req = std::move(*req), bytes](int64_t wait) mutable {
+        if (wait > 0) {
+          rp.deliver(answer_error(self->state, ingest_step::auth,
+                                  make_error(ec::over_quota,
+                                             "org '" + who.org
+                                               + "' is over its quota"),
+                                  wait));
+          return;
+        }
+        stored(self, std::move(rp), who, std::move(req), bytes);
+      },
+      [self, rp](caf::error& err) mutable {
+        rp.deliver(answer_error(self->state, ingest_step::store, err));
+      });
+}
+
+// Stores the batch, charges the org what it used, answers.
+void stored(ingest_ptr self, caf::response_promise rp,
+            const device_identity& who, decoded_request req, int64_t bytes) {
+  auto& st = self->state;
+  self->request(st.cfg.store, store_timeout, write_atom::value, std::move(req))
+    .then(
+      [self, rp, who, bytes](ingest_outcome& out) mutable {
+        if (!who.org.empty() && !out.duplicate)
+          // The answer (the next wait) is the next request's to ask for.
+          caf::anon_send(self->state.cfg.tenancy, quota_atom::value, who.org,
+                         out.stored, bytes);
         rp.deliver(answer_stored(self->state, out));
       },
       [self, rp](caf::error& err) mutable {
         rp.deliver(answer_error(self->state, ingest_step::store, err));
+      });
+}
+
+// envelope -> device key (unless anonymous) -> authenticated().
+caf::result<http_reply> handle(ingest_ptr self, const sync_envelope& env) {
+  auto& st = self->state;
+  ++st.requests;
+  if (auto err = check_envelope(env.content_encoding, env.content_type))
+    return answer_error(st, ingest_step::decode, err);
+  auto rp = self->make_response_promise<http_reply>();
+  if (env.authorization.empty() && st.cfg.anonymous) {
+    authenticated(self, rp, env, device_identity{});
+    return rp;
+  }
+  if (!st.cfg.tenancy) {
+    rp.deliver(answer_error(st, ingest_step::auth,
+                            make_error(ec::missing_key,
+                                       "this node accepts no device keys")));
+    return rp;
+  }
+  self->request(st.cfg.tenancy, tenancy_timeout, auth_atom::value,
+                env.authorization)
+    .then(
+      [self, rp, env](device_identity& who) mutable {
+        authenticated(self, std::move(rp), env, who);
+      },
+      [self, rp](caf::error& err) mutable {
+        auto step = err.category() == caf::atom("fleetd") ? ingest_step::auth
+                                                          : ingest_step::store;
+        rp.deliver(answer_error(self->state, step, err));
+      });
+  return rp;
+}
+
+// A text/plain answer of the enrollment endpoint.
+http_reply text_answer(uint16_t status, const std::string& code,
+                       std::string text) {
+  http_reply out;
+  out.status = status;
+  out.content_type = "text/plain";
+  if (status >= 400)
+    out.error = code + ": " + text;
+  out.body = std::move(text) + "\n";
+  return out;
+}
+
+// POST /v1/enroll: the body is the device id, the token the Authorization.
+caf::result<http_reply> enroll(ingest_ptr self, const sync_envelope& env) {
+  auto& st = self->state;
+  ++st.enroll_requests;
+  auto device = std::string(trim(env.body));
+  if (!valid_name(device))
+    return text_answer(400, "bad_device_id",
+                       "the body must be the device id: 1-64 of A-Z a-z 0-9 . "
+                       "_ -");
+  if (!st.cfg.tenancy)
+    return text_answer(503, "unavailable", "this node enrolls no devices");
+  auto rp = self->make_response_promise<http_reply>();
+  self->request(st.cfg.tenancy, tenancy_timeout, enroll_atom::value,
+                env.authorization, device)
+    .then(
+      [rp](std::string& key) mutable {
+        rp.deliver(text_answer(200, "ok", std::move(key)));
+      },
+      [self, rp](caf::error& err) mutable {
+        auto code = err.category() == caf::atom("fleetd")
+                      ? static_cast<ec>(err.code())
+                      : ec::unreachable;
+        ++self->state.rejected["enroll_" + std::string(to_string(code))];
+        auto status = code == ec::bad_enroll_token ? 401
+                      : code == ec::conflict       ? 409
+                                                   : 503;
+        rp.deliver(text_answer(status, to_string(code), error_text(err)));
       });
   return rp;
 }
@@ -194,10 +332,8 @@ ingest(ingest_ptr self, ingest_config cfg) {
     return ingest_actor::behavior_type::make_empty_behavior();
   self->state.cfg = std::move(cfg);
   return {
-    [self](sync_atom, const std::string& body, const std::string& encoding,
-           const std::string& content_type) {
-      return handle(self, body, encoding, content_type);
-    },
+    [self](sync_atom, const sync_envelope& env) { return handle(self, env); },
+    [self](enroll_atom, const sync_envelope& env) { return enroll(self, env); },
     [self](health_atom) { return health(self); },
     [self](stats_atom) {
       auto& st = self->state;
@@ -210,6 +346,7 @@ ingest(ingest_ptr self, ingest_config cfg) {
       out.counters["points"] = st.points;
       out.counters["store_failures"] = st.store_failures;
       out.counters["configs_sent"] = st.configs_sent;
+      out.counters["enroll_requests"] = st.enroll_requests;
       for (auto& kv : st.rejected)
         out.counters["rejected_" + kv.first] = kv.second;
       return out;

@@ -12,12 +12,17 @@ struct ingest_config {
   /// Decode budget of one request (ingest.max-decoded-bytes): everything
   /// decoding materialises, the columnar batch in the store included.
   int64_t max_decoded_bytes = 64 * 1024 * 1024;
+  /// Accept requests without a device key, as the device they name (plain
+  /// HTTP on loopback only, for tests): ingest.anonymous.
+  bool anonymous = false;
   cloud_store_actor store;
+  /// Resolves device keys and charges quotas; required.
+  tenancy_actor tenancy;
 };
 
 class option_set;
 
-/// Declares ingest.max-decoded-bytes.
+/// Declares ingest.max-decoded-bytes and ingest.anonymous.
 void declare(option_set& opts, ingest_config& x);
 
 /// bad_config naming the option key when `x` cannot work.
@@ -31,6 +36,7 @@ struct ingest_state {
   int64_t points = 0;
   int64_t store_failures = 0;
   int64_t configs_sent = 0;
+  int64_t enroll_requests = 0;
   /// Rejected requests by error code (checksum_mismatch, decode_failed, ...).
   std::map<std::string, int64_t> rejected;
   static inline const char* name = "ingest";
@@ -43,12 +49,13 @@ constexpr const char* protobuf_type = "application/x-protobuf";
 bool is_protobuf_type(const std::string& content_type);
 
 /// The steps of a request, in order: what an error means depends on where.
-enum class ingest_step { decode, store };
+enum class ingest_step { auth, decode, store };
 
 /// The one mapping from a request's outcome to its HTTP status: 200 when
-/// `err` is none; a refusal (400, 409, 413, 415, 422) when sending the same
-/// bytes again cannot help; 503 (retry later) when the store may recover
-/// (busy, disk full, I/O, timeout).
+/// `err` is none; 401/403 when the device key does not prove the device;
+/// 429 over quota; a refusal (400, 409, 413, 415, 422) when sending the
+/// same bytes again cannot help; 503 (retry later) when the store may
+/// recover (busy, disk full, I/O, timeout).
 uint16_t http_status(ingest_step step, const caf::error& err);
 
 /// http_status of a store error.
@@ -58,7 +65,9 @@ uint16_t store_error_status(const caf::error& err);
 /// message in the X-Fleetd-Error header too.
 http_reply sync_answer(uint16_t status, const sync_ack& ack);
 
-/// Decodes and verifies one POST /v1/sync body, stores it through the store
+/// Authenticates one POST /v1/sync (device key -> org and device), decodes
+/// and verifies its body, checks the device it names is the key's and the
+/// org's quota, stores it stamped "<org>/<device>" through the store
 /// (which drops duplicates atomically) and answers with a SyncResponse that
 /// acks only what is durably stored. A bad batch is never half-written.
 ingest_actor::behavior_type

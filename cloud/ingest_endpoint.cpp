@@ -8,6 +8,7 @@
 #include "messages/wire.hpp"
 #include "runtime/config_check.hpp"
 #include "runtime/options.hpp"
+#include "runtime/text.hpp"
 
 namespace fleetd {
 
@@ -43,6 +44,31 @@ void check_health(caf::actor_system& sys, const ingest_actor& ingest,
                        ? std::string("ingest is down")
                        : render(err);
           respond(plain(503, "unhealthy", why));
+          self->quit();
+        });
+  });
+}
+
+// Hands a request to the ingest actor from a short-lived actor, so the Asio
+// thread never waits; a missing answer is 503 with a retry hint.
+template <class Atom>
+void ask_ingest(caf::actor_system& sys, const ingest_actor& ingest,
+                http_server::respond_fn respond, Atom atom,
+                sync_envelope env) {
+  sys.spawn([ingest, respond, atom, env = std::move(env)](
+              caf::event_based_actor* self) mutable {
+    self->request(ingest, ingest_timeout, atom, std::move(env))
+      .then(
+        [self, respond](http_reply& rep) {
+          respond(std::move(rep));
+          self->quit();
+        },
+        [self, respond](caf::error& err) {
+          sync_ack nack;
+          nack.error_code = "unavailable";
+          nack.error_message = render(err);
+          nack.retry_after_ms = 1000;
+          respond(sync_answer(503, nack));
           self->quit();
         });
   });
@@ -132,32 +158,26 @@ ingest_endpoint::ingest_endpoint(caf::actor_system& sys, ingest_actor ingest,
         check_health(*sys_ptr, ingest, std::move(respond));
         return;
       }
-      if (req.target != "/v1/sync") {
-        respond(plain(404, "not_found", "no such endpoint: " + req.target));
+      auto is_sync = req.target == "/v1/sync";
+      if (!is_sync && req.target != "/v1/enroll") {
+        respond(plain(404, "not_found", "no such endpoint: "
+                                          + printable(req.target, 64)));
         return;
       }
       if (req.method != "POST") {
-        respond(plain(405, "method_not_allowed", "use POST for /v1/sync"));
+        respond(plain(405, "method_not_allowed",
+                      "use POST for " + req.target));
         return;
       }
-      sys_ptr->spawn([ingest, respond, req = std::move(req)](
-                       caf::event_based_actor* self) mutable {
-        self->request(ingest, ingest_timeout, sync_atom::value,
-                      std::move(req.body), std::move(req.content_encoding),
-                      std::move(req.content_type))
-          .then([self, respond](http_reply& rep) {
-                  respond(std::move(rep));
-                  self->quit();
-                },
-                [self, respond](caf::error& err) {
-                  sync_ack nack;
-                  nack.error_code = "unavailable";
-                  nack.error_message = render(err);
-                  nack.retry_after_ms = 1000;
-                  respond(sync_answer(503, nack));
-                  self->quit();
-                });
-      });
+      sync_envelope env{std::move(req.body), std::move(req.content_encoding),
+                        std::move(req.content_type),
+                        std::move(req.authorization)};
+      if (is_sync)
+        ask_ingest(*sys_ptr, ingest, std::move(respond), sync_atom::value,
+                   std::move(env));
+      else
+        ask_ingest(*sys_ptr, ingest, std::move(respond), enroll_atom::value,
+                   std::move(env));
     });
 }
 

@@ -8,7 +8,9 @@
 #include "cloud/cloud_store.hpp"
 #include "cloud/ingest.hpp"
 #include "cloud/ingest_endpoint.hpp"
+#include "cloud/tenancy.hpp"
 #include "messages/error.hpp"
+#include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/node.hpp"
 
@@ -22,6 +24,7 @@ struct cloud_options {
   std::string node_id;
   ingest_endpoint_config endpoint;
   ingest_config ingest;
+  tenancy_config tenancy;
 };
 
 void declare(option_set& opts, cloud_options& x) {
@@ -29,6 +32,7 @@ void declare(option_set& opts, cloud_options& x) {
   opts.add("node.id", x.node_id, "cloud-1", "Name of this cloud node");
   declare(opts, x.endpoint);
   declare(opts, x.ingest);
+  declare(opts, x.tenancy);
 }
 
 caf::error validate(const cloud_options& x) {
@@ -36,9 +40,14 @@ caf::error validate(const cloud_options& x) {
     return err;
   if (auto err = validate(x.ingest))
     return err;
+  if (auto err = validate(x.tenancy))
+    return err;
   if (x.ingest.max_decoded_bytes < x.endpoint.max_body_bytes)
-    return make_error(ec::bad_config, "ingest.max-decoded-bytes: must be at "
-                                      "least ingest.max-body-bytes");
+    return bad_config("ingest.max-decoded-bytes: must be at least "
+                      "ingest.max-body-bytes");
+  if (x.ingest.anonymous && !x.endpoint.insecure)
+    return bad_config("ingest.anonymous: only with ingest.insecure on a "
+                      "loopback address");
   return caf::none;
 }
 
@@ -47,12 +56,18 @@ caf::error validate(const cloud_options& x) {
 std::pair<ingest_actor, inspector_actor>
 spawn_actors(caf::actor_system& sys, stop_list& stops,
              const cloud_options& opt, embedded_store store,
-             const clock_ptr& clk) {
+             embedded_tenancy tenants, const clock_ptr& clk) {
   auto st = sys.spawn<caf::detached>(
     cloud_store, std::make_shared<embedded_store>(std::move(store)));
   stops.add("cloud_store", caf::actor_cast<caf::actor>(st));
+  auto tcfg = opt.tenancy;
+  tcfg.store = std::make_shared<embedded_tenancy>(std::move(tenants));
+  tcfg.clock = clk;
+  auto ten = sys.spawn<caf::detached>(tenancy, tcfg);
+  stops.add("tenancy", caf::actor_cast<caf::actor>(ten));
   auto icfg = opt.ingest;
   icfg.store = st;
+  icfg.tenancy = ten;
   auto ing = sys.spawn(ingest, icfg);
   stops.add("ingest", caf::actor_cast<caf::actor>(ing));
   inspector_config pcfg;
@@ -60,8 +75,10 @@ spawn_actors(caf::actor_system& sys, stop_list& stops,
   pcfg.node_id = opt.node_id;
   pcfg.clock = clk;
   pcfg.actors = {{"ingest", caf::actor_cast<caf::actor>(ing)},
-                 {"cloud_store", caf::actor_cast<caf::actor>(st)}};
+                 {"cloud_store", caf::actor_cast<caf::actor>(st)},
+                 {"tenancy", caf::actor_cast<caf::actor>(ten)}};
   pcfg.devices = caf::actor_cast<caf::actor>(st);
+  pcfg.tenancy = caf::actor_cast<caf::actor>(ten);
   auto insp = sys.spawn(inspector, pcfg);
   stops.add("inspector", caf::actor_cast<caf::actor>(insp));
   return {ing, insp};
@@ -93,10 +110,20 @@ int run(int argc, char** argv) {
   auto store = embedded_store::open(dir + "/cloud.db", clk);
   if (!store)
     return die(store.error());
+  auto secret = load_or_create_secret(opt.tenancy.secret_file.empty()
+                                        ? dir + "/tenancy.secret"
+                                        : opt.tenancy.secret_file);
+  if (!secret)
+    return die(secret.error());
+  auto tenants = embedded_tenancy::open(dir + "/tenancy.db", std::move(*secret),
+                                        clk);
+  if (!tenants)
+    return die(tenants.error());
   node_config cfg{opt.common};
   caf::actor_system sys{cfg};
   stop_list stops;
-  auto [ing, insp] = spawn_actors(sys, stops, opt, std::move(*store), clk);
+  auto [ing, insp] = spawn_actors(sys, stops, opt, std::move(*store),
+                                  std::move(*tenants), clk);
   ingest_endpoint endpoint{sys, ing, opt.endpoint.limits()};
   auto port = endpoint.start(opt.endpoint);
   if (!port) {
@@ -119,6 +146,10 @@ int run(int argc, char** argv) {
   if (opt.endpoint.insecure)
     log_warning("fleetd-cloud", "ingest.insecure = true: devices sync over "
                                 "plain HTTP without TLS (loopback only)");
+  if (opt.ingest.anonymous)
+    log_warning("fleetd-cloud", "ingest.anonymous = true: requests without a "
+                                "device key are stored as the device they "
+                                "name");
   log_info("fleetd-cloud", opt.node_id, " started; ingest ",
            opt.endpoint.insecure ? "http://" : "https://",
            opt.endpoint.host, ":", *port, "/v1/sync, console ",

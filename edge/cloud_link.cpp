@@ -1,5 +1,12 @@
 #include "edge/cloud_link.hpp"
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <caf/typed_event_based_actor.hpp>
 
 #include "messages/error.hpp"
@@ -7,6 +14,7 @@
 #include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/options.hpp"
+#include "runtime/text.hpp"
 
 namespace fleetd {
 
@@ -24,6 +32,14 @@ void declare(option_set& opts, cloud_link_config& x) {
   opts.add("cloud.tls-cert", x.tls.cert, "",
            "PEM client certificate for clouds that require one");
   opts.add("cloud.tls-key", x.tls.key, "", "PEM private key of cloud.tls-cert");
+  opts.add("cloud.key-file", x.key_file, "",
+           "File holding this device's key (written once by enrollment, "
+           "mode 0600); \"\": <data-dir>/device.key");
+  opts.add("cloud.enroll-token", x.enroll_token, "",
+           "Enrollment token (fleetctl enroll create) used once when the "
+           "device has no key yet", false, true);
+  opts.add("cloud.enroll-token-file", x.enroll_token_file, "",
+           "File holding the enrollment token instead of cloud.enroll-token");
   opts.add("cloud.insecure", x.insecure, false,
            "Sync over plain HTTP without TLS; allowed only to a loopback "
            "cloud.host, for local testing");
@@ -52,6 +68,70 @@ caf::error validate(const cloud_link_config& x) {
   return caf::none;
 }
 
+namespace {
+
+using link_ptr = cloud_link_actor::stateful_pointer<cloud_link_state>;
+
+// The first line of `path`, trimmed; empty when it cannot be read.
+std::string first_line(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return std::string(trim(line));
+}
+
+// Keeps the key where only this user reads it, before it is used.
+caf::error save_key(const std::string& path, const std::string& key) {
+  auto tmp = path + ".tmp";
+  auto fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return make_error(ec::io_error, "cannot create " + tmp + ": "
+                                      + strerror(errno));
+  auto line = key + "\n";
+  bool ok = ::write(fd, line.data(), line.size())
+              == static_cast<ssize_t>(line.size())
+            && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0)
+    return make_error(ec::io_error, "cannot write " + path);
+  return caf::none;
+}
+
+// A key from key_file, or from enrolling with the token; none when the
+// device has neither (it then syncs without a key).
+caf::error ensure_key(link_ptr self) {
+  auto& st = self->state;
+  if (!st.authorization.empty())
+    return caf::none;
+  auto key = first_line(st.cfg.key_file);
+  auto token = st.cfg.enroll_token.empty()
+                 ? first_line(st.cfg.enroll_token_file)
+                 : st.cfg.enroll_token;
+  if (key.empty() && !token.empty()) {
+    ++st.enrollments;
+    auto res = st.client->post("/v1/enroll", st.cfg.device_id + "\n",
+                               {{"Content-Type", "text/plain"},
+                                {"Authorization", "Bearer " + token}});
+    if (!res)
+      return res.error();
+    if (res->status != 200)
+      return make_error(ec::remote_error,
+                        "enrollment refused (HTTP "
+                          + std::to_string(res->status) + "): "
+                          + printable(res->error, 200));
+    key = std::string(trim(res->body));
+    if (auto err = save_key(st.cfg.key_file, key))
+      return err;
+    log_info("cloud_link", "enrolled as ", st.cfg.device_id, "; key kept in ",
+             st.cfg.key_file);
+  }
+  if (!key.empty())
+    st.authorization = "Bearer " + key;
+  return caf::none;
+}
+
+} // namespace
+
 cloud_link_actor::behavior_type
 cloud_link(cloud_link_actor::stateful_pointer<cloud_link_state> self,
            cloud_link_config cfg) {
@@ -67,15 +147,11 @@ cloud_link(cloud_link_actor::stateful_pointer<cloud_link_state> self,
     }
   auto target = (cfg.insecure ? "http://" : "https://") + cfg.host + ":"
                 + std::to_string(cfg.port);
+  self->state.cfg = std::move(cfg);
   return {
     [self, target](sync_atom, const std::string& body) -> caf::result<sync_ack> {
       auto& st = self->state;
       ++st.requests;
-      std::vector<std::pair<std::string, std::string>> headers{
-        {"Content-Type", "application/x-protobuf"}};
-      if (is_zstd(body))
-        headers.emplace_back("Content-Encoding", "zstd");
-      auto res = st.client->post("/v1/sync", body, headers);
       auto fail = [&](caf::error err) -> caf::result<sync_ack> {
         ++st.failures;
         auto text = render(err);
@@ -84,6 +160,15 @@ cloud_link(cloud_link_actor::stateful_pointer<cloud_link_state> self,
         st.last_error = std::move(text);
         return err;
       };
+      if (auto err = ensure_key(self))
+        return fail(err);
+      std::vector<std::pair<std::string, std::string>> headers{
+        {"Content-Type", "application/x-protobuf"}};
+      if (is_zstd(body))
+        headers.emplace_back("Content-Encoding", "zstd");
+      if (!st.authorization.empty())
+        headers.emplace_back("Authorization", st.authorization);
+      auto res = st.client->post("/v1/sync", body, headers);
       if (!res)
         return fail(res.error());
       st.bytes_sent += static_cast<int64_t>(body.size());
@@ -124,6 +209,7 @@ cloud_link(cloud_link_actor::stateful_pointer<cloud_link_state> self,
       out.counters["bytes_sent"] = st.bytes_sent;
       out.counters["bytes_received"] = st.bytes_received;
       out.counters["connects"] = st.client->connects();
+      out.counters["enrollments"] = st.enrollments;
       return out;
     },
   };

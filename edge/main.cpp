@@ -202,7 +202,11 @@ inspector_config spawn_actors(caf::actor_system& sys, stop_list& stops,
     return hdl;
   };
   auto st = keep("storage", sys.spawn<caf::detached>(storage, std::move(backend)));
-  auto link = keep("cloud_link", sys.spawn<caf::detached>(cloud_link, opt.link));
+  auto lcfg = opt.link;
+  lcfg.device_id = opt.sync.device_id;
+  if (lcfg.key_file.empty())
+    lcfg.key_file = opt.common.data_dir + "/device.key";
+  auto link = keep("cloud_link", sys.spawn<caf::detached>(cloud_link, lcfg));
   auto kcfg = opt.capability;
   kcfg.data_dir = opt.common.data_dir;
   kcfg.initial = caps;

@@ -31,5 +31,9 @@ using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using logs_atom = caf::atom_constant<caf::atom("logs")>;
 using events_atom = caf::atom_constant<caf::atom("events")>;
 using health_atom = caf::atom_constant<caf::atom("health")>;
+using auth_atom = caf::atom_constant<caf::atom("auth")>;
+using enroll_atom = caf::atom_constant<caf::atom("enroll")>;
+using quota_atom = caf::atom_constant<caf::atom("quota")>;
+using tenancy_atom = caf::atom_constant<caf::atom("tenancy")>;
 
 } // namespace fleetd

@@ -54,6 +54,7 @@ const char* to_string(ec x) {
     case ec::over_quota: return "over_quota";
     case ec::bad_enroll_token: return "bad_enroll_token";
     case ec::conflict: return "conflict";
+    case ec::unknown_org: return "unknown_org";
   }
   return "unknown";
 }

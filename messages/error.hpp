@@ -72,6 +72,8 @@ enum class ec : uint8_t {
   bad_enroll_token,
   /// A name (org, device) that exists already or is not allowed.
   conflict,
+  /// A command names an org that does not exist.
+  unknown_org,
 };
 
 /// Stable lower-case name of an error code, e.g. "checksum_mismatch".

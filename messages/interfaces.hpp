@@ -116,12 +116,29 @@ using cloud_store_actor = caf::typed_actor<
   caf::replies_to<config_atom, std::string, settings_change>::with<cloud_settings>,
   stats_handler>;
 
+/// Orgs, devices, keys, enrollment tokens and quotas (cloud/tenancy; the
+/// embedded SQLite implementation behind it, PostgreSQL next).
+using tenancy_actor = caf::typed_actor<
+  // The Authorization header of a request -> who its device key proves to
+  // be; ec::missing_key, unknown_key, expired_key or revoked_key.
+  caf::replies_to<auth_atom, std::string>::with<device_identity>,
+  // Enrollment token (Authorization header) and device id -> the device's
+  // new key, shown this once; ec::bad_enroll_token, conflict.
+  caf::replies_to<enroll_atom, std::string, std::string>::with<std::string>,
+  // Charges an org's quota with a batch (points, body bytes): 0 within it,
+  // else the milliseconds to wait.
+  caf::replies_to<quota_atom, std::string, int64_t, int64_t>::with<int64_t>,
+  // An operator's command from the console.
+  caf::replies_to<tenancy_atom, tenancy_command>::with<tenancy_answer>,
+  stats_handler>;
+
 /// Turns one POST /v1/sync into a stored batch and a SyncResponse (cloud/ingest).
 using ingest_actor = caf::typed_actor<
-  // Body, Content-Encoding and Content-Type of the request; replies with the
-  // HTTP answer.
-  caf::replies_to<sync_atom, std::string, std::string,
-                  std::string>::with<http_reply>,
+  // The request (body, headers); replies with the HTTP answer.
+  caf::replies_to<sync_atom, sync_envelope>::with<http_reply>,
+  // POST /v1/enroll: an enrollment token (Authorization) and the device id
+  // (body) -> the device's key (text/plain), or an error answer.
+  caf::replies_to<enroll_atom, sync_envelope>::with<http_reply>,
   // GET /healthz: "ok" once the store answered too; an error names the
   // actor that did not.
   caf::replies_to<health_atom>::with<std::string>,
@@ -136,6 +153,9 @@ using inspector_actor = caf::typed_actor<
   // On a cloud node: changes a device's sync settings (SyncConfig), replies
   // the whole new version; the device gets it with its next ack.
   caf::replies_to<config_atom, std::string, settings_change>::with<cloud_settings>,
+  // On a cloud node: an operator's tenancy command (orgs, devices, keys,
+  // enrollment tokens, quotas).
+  caf::replies_to<tenancy_atom, tenancy_command>::with<tenancy_answer>,
   // Forwards a diagnostic request to the actor that owns the subject.
   caf::replies_to<debug_atom, std::string>::with<debug_report>>;
 

@@ -27,6 +27,12 @@ void register_messages(caf::actor_system_config& cfg) {
   cfg.add_message_type<ingest_batch>("ingest_batch");
   cfg.add_message_type<ingest_outcome>("ingest_outcome");
   cfg.add_message_type<http_reply>("http_reply");
+  cfg.add_message_type<sync_envelope>("sync_envelope");
+  cfg.add_message_type<device_identity>("device_identity");
+  cfg.add_message_type<tenancy_command>("tenancy_command");
+  cfg.add_message_type<tenancy_answer>("tenancy_answer");
+  cfg.add_message_type<std::vector<std::vector<std::string>>>(
+    "std::vector<std::vector<std::string>>");
   cfg.add_message_type<actor_stats>("actor_stats");
   cfg.add_message_type<node_status>("node_status");
   cfg.add_message_type<device_info>("device_info");

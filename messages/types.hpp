@@ -320,6 +320,70 @@ typename Inspector::result_type inspect(Inspector& f, link_status& x) {
            x.consecutive_failures, x.next_attempt_ms, x.last_error);
 }
 
+/// One device-facing request as the ingest endpoint hands it on: what
+/// authentication and decoding need, nothing of the connection.
+struct sync_envelope {
+  std::string body;
+  std::string content_encoding;
+  std::string content_type;
+  /// The Authorization header ("Bearer <device key>"); never logged.
+  std::string authorization;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sync_envelope& x) {
+  return f(caf::meta::type_name("sync_envelope"), x.body,
+           x.content_encoding, x.content_type, x.authorization);
+}
+
+/// Who a device key proved to be.
+struct device_identity {
+  std::string org;
+  std::string device;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, device_identity& x) {
+  return f(caf::meta::type_name("device_identity"), x.org, x.device);
+}
+
+/// An operator's tenancy command from the console (fleetctl org|enroll|
+/// device|quota ...): `op` names it, the fields it needs are set.
+struct tenancy_command {
+  /// org-create, org-list, device-add, device-list, rotate-key, revoke,
+  /// enroll-create, enroll-revoke (every token of the org), quota-set.
+  std::string op;
+  std::string org;
+  std::string device;
+  /// enroll-create: how many devices the token may enroll.
+  int64_t uses = 0;
+  /// enroll-create: token lifetime; rotate-key: the old key's overlap.
+  int64_t duration_ms = 0;
+  /// quota-set: 0 = unlimited.
+  int64_t points_per_second = 0;
+  int64_t bytes_per_day = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, tenancy_command& x) {
+  return f(caf::meta::type_name("tenancy_command"), x.op, x.org, x.device,
+           x.uses, x.duration_ms, x.points_per_second, x.bytes_per_day);
+}
+
+/// The answer to a tenancy command: a table (columns, rows) and, for the
+/// commands that make one, the key or token, shown this once.
+struct tenancy_answer {
+  std::vector<std::string> columns;
+  std::vector<std::vector<std::string>> rows;
+  std::string secret;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, tenancy_answer& x) {
+  return f(caf::meta::type_name("tenancy_answer"), x.columns, x.rows,
+           x.secret);
+}
+
 /// An HTTP answer produced by an actor for the Asio thread to write.
 struct http_reply {
   uint16_t status = 200;

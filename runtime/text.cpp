@@ -31,10 +31,10 @@ std::vector<std::string_view> split_fields(std::string_view line) {
 }
 
 std::string_view trim(std::string_view x) {
-  auto begin = x.find_first_not_of(" \t");
+  auto begin = x.find_first_not_of(" \t\r\n");
   if (begin == std::string_view::npos)
     return {};
-  auto end = x.find_last_not_of(" \t");
+  auto end = x.find_last_not_of(" \t\r\n");
   return x.substr(begin, end - begin + 1);
 }
 

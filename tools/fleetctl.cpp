@@ -18,6 +18,7 @@
 #include "runtime/logger.hpp"
 #include "runtime/node.hpp"
 #include "runtime/options.hpp"
+#include "tools/fleetctl_tenancy.hpp"
 
 namespace fleetd {
 namespace {
@@ -39,6 +40,7 @@ struct ctl_options {
   bool unset_retention = false;
   bool unset_zstd_level = false;
   bool create = false;
+  tenancy_options tenancy;
 };
 
 /// The settings change `fleetctl config` asks for, or the reason to refuse.
@@ -96,7 +98,7 @@ constexpr const char* summary =
   "            the device applies them with its next sync round and keeps\n"
   "            them across restarts. Refused (exit 2): nothing to set, a\n"
   "            value the settings cannot carry, a device the cloud has\n"
-  "            never heard from (unless --create)";
+  "            never heard from (unless --create)\n";
 
 std::string to_json(const node_status& x) {
   std::ostringstream out;
@@ -364,6 +366,18 @@ void declare(option_set& opts, ctl_options& opt) {
            "config: the device's own retention again");
   opts.add("unset.zstd-level", opt.unset_zstd_level, false,
            "config: the device's own zstd level again");
+  opts.add("org", opt.tenancy.org, "", "org, enroll, device, quota: the org");
+  opts.add("uses", opt.tenancy.uses, 1, "devices",
+           "enroll create: how many devices the token may enroll", 1);
+  opts.add("expires", opt.tenancy.expires, 24h,
+           "enroll create: how long the token is valid", 1s);
+  opts.add("overlap", opt.tenancy.overlap, 1h,
+           "device rotate-key: how long the old key keeps working", 0ms);
+  opts.add("points-per-second", opt.tenancy.points_per_second, 0, "points/s",
+           "quota set: the org's points per second (0: unlimited)", 0);
+  opts.add_size("bytes-per-day", opt.tenancy.bytes_per_day, 0,
+                "quota set: the org's request bytes per day (0: unlimited)", 0,
+                int64_t{1} << 50);
   opts.add("create", opt.create, false,
            "config: accept a device the cloud has never heard from (the "
            "settings wait for it)");
@@ -390,10 +404,19 @@ bool parse_node(const std::string& node, std::string& host, int& port) {
 // The command and its arguments; 0 when they can run, else the exit code.
 int check_command(const option_set& opts, const ctl_options& opt) {
   auto cmd = opts.args().front();
+  if (is_tenancy_command(cmd)) {
+    auto t = tenancy_command_of(opts.args(), opt.tenancy);
+    if (t)
+      return 0;
+    std::cerr << "fleetctl: bad arguments: " << error_text(t.error())
+              << std::endl;
+    return 2;
+  }
   if (cmd != "status" && cmd != "devices" && cmd != "watch"
       && cmd != "config") {
     std::cerr << "fleetctl: unknown command '" << cmd
-              << "' (status, devices, watch, config; see --help)"
+              << "' (status, devices, watch, config, org, enroll, device, "
+                 "quota; see --help)"
               << std::endl;
     return 2;
   }
@@ -438,7 +461,7 @@ int run_config(caf::scoped_actor& self, const inspector_actor& node,
 
 int run(int argc, char** argv) {
   ctl_options opt;
-  option_set opts("fleetctl", summary);
+  option_set opts("fleetctl", std::string(summary) + tenancy_usage);
   declare(opts, opt);
   if (auto err = opts.parse(argc, argv)) {
     auto text = render(err);
@@ -487,6 +510,9 @@ int run(int argc, char** argv) {
         fail);
   } else if (cmd == "config") {
     rc = run_config(self, *node, opt, opts.args()[1]);
+  } else if (is_tenancy_command(cmd)) {
+    rc = run_tenancy(self, *node, *tenancy_command_of(opts.args(), opt.tenancy),
+                     opt.json, opt.timeout);
   } else if (cmd == "devices") {
     self->request(*node, opt.timeout, devices_atom::value)
       .receive(

@@ -155,6 +155,7 @@ struct http_fixture : test::cloud_fixture {
     ingest_config icfg;
     icfg.max_decoded_bytes = max_decoded_bytes;
     icfg.store = store;
+    icfg.anonymous = true;
     ing = keep(sys->spawn(ingest, icfg));
     http_limits limits;
     limits.max_body_bytes = max_body_bytes;

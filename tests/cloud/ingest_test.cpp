@@ -83,6 +83,7 @@ struct ingest_fixture : test::cloud_fixture {
     ingest_config icfg;
     icfg.max_decoded_bytes = max_decoded_bytes;
     icfg.store = store;
+    icfg.anonymous = true;
     ing = keep(sys->spawn(ingest, icfg));
   }
 
@@ -94,8 +95,9 @@ struct ingest_fixture : test::cloud_fixture {
 
   http_reply sync(const std::string& bytes, const std::string& encoding,
                   const std::string& content_type = protobuf_type) {
-    return test::ask<http_reply>(*self, ing, 10s, sync_atom::value, bytes,
-                                 encoding, content_type);
+    return test::ask<http_reply>(*self, ing, 10s, sync_atom::value,
+                                 sync_envelope{bytes, encoding, content_type,
+                                               ""});
   }
 
 

@@ -105,16 +105,15 @@ ingest_actor::behavior_type tap(ingest_actor::stateful_pointer<tap_state> self,
                                 ingest_actor real,
                                 std::shared_ptr<tap_log> log) {
   return {
-    [self, real, log](sync_atom, std::string& body, std::string& encoding,
-                      std::string& content_type) -> caf::result<http_reply> {
+    [self, real, log](sync_atom,
+                      sync_envelope& env) -> caf::result<http_reply> {
       {
         std::lock_guard<std::mutex> guard{log->mtx};
-        log->bodies.push_back(body);
+        log->bodies.push_back(env.body);
       }
       bool lose = log->lose_replies;
       auto rp = self->make_response_promise<http_reply>();
-      self->request(real, 30s, sync_atom::value, std::move(body),
-                    std::move(encoding), std::move(content_type))
+      self->request(real, 30s, sync_atom::value, std::move(env))
         .then(
           [rp, lose](http_reply& rep) mutable {
             if (lose) {
@@ -128,6 +127,9 @@ ingest_actor::behavior_type tap(ingest_actor::stateful_pointer<tap_state> self,
           },
           [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
       return rp;
+    },
+    [self, real](enroll_atom, sync_envelope& env) {
+      return self->delegate(real, enroll_atom::value, std::move(env));
     },
     [](health_atom) { return std::string{"ok"}; },
     [](stats_atom) {
@@ -173,6 +175,7 @@ struct sync_fixture : test::cloud_fixture {
     cloud_store_hdl = spawn_cloud_store(dir.file(cloud_file));
     ingest_config icfg;
     icfg.store = cloud_store_hdl;
+    icfg.anonymous = true;
     auto real = keep(sys->spawn(ingest, icfg));
     auto front = keep(sys->spawn(tap, real, wire));
     auto bound = open_endpoint(front, limits, port);

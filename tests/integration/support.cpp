@@ -32,8 +32,11 @@ std::vector<std::string> plain_http_unless_tls(const std::string& prog,
         return true;
     return false;
   };
-  if (name == "fleetd-cloud" && !says("ingest.tls-") && !says("ingest.insecure"))
+  if (name == "fleetd-cloud" && !says("ingest.tls-") && !says("ingest.insecure")) {
     args.emplace_back("--ingest.insecure=true");
+    if (!says("ingest.anonymous"))
+      args.emplace_back("--ingest.anonymous=true");
+  }
   if (name == "fleetd" && !says("cloud.ca-file") && !says("cloud.insecure"))
     args.emplace_back("--cloud.insecure=true");
   return args;

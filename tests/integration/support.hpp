@@ -18,10 +18,10 @@ namespace fleetd::test {
 /// A fresh directory under /tmp, removed when the object dies.
 using temp_dir = scratch_dir;
 
-/// The arguments with plain HTTP on loopback switched on (ingest.insecure,
-/// cloud.insecure) for fleetd-cloud and fleetd, unless they set TLS options
-/// themselves: most tests are about other things than TLS; the HTTPS tests
-/// pass certificates.
+/// The arguments with plain HTTP on loopback switched on (ingest.insecure
+/// and ingest.anonymous, cloud.insecure) for fleetd-cloud and fleetd, unless
+/// they set TLS options themselves: most tests are about other things than
+/// TLS and keys; the HTTPS and identity tests pass certificates and keys.
 std::vector<std::string> plain_http_unless_tls(const std::string& prog,
                                                std::vector<std::string> args);
 

@@ -477,6 +477,7 @@ struct world {
                      std::make_shared<embedded_store>(std::move(*store))));
     ingest_config icfg;
     icfg.store = st;
+    icfg.anonymous = true;
     auto ing = keep("ingest", sys.spawn(ingest, icfg));
     endpoints.push_back(
       std::make_unique<ingest_endpoint>(sys, ing, http_limits{}));

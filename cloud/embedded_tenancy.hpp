@@ -1,0 +1,79 @@
+#pragma once
+
+#include <string>
+
+#include <caf/expected.hpp>
+
+#include "messages/types.hpp"
+#include "runtime/clock.hpp"
+#include "runtime/sqlite.hpp"
+
+namespace fleetd {
+
+/// Quota of one org; 0 = unlimited.
+struct org_quota {
+  int64_t points_per_second = 0;
+  int64_t bytes_per_day = 0;
+};
+
+/// Orgs, devices, device keys, enrollment tokens and quotas in the cloud
+/// node's embedded SQLite file (tenancy.db), behind the tenancy actor.
+/// Keys and tokens are 256 random bits, returned once and stored only as
+/// HMAC-SHA256 under the node's secret (tenancy.secret-file), so a copy of
+/// the database alone proves nothing. The PostgreSQL implementation (with
+/// Row Level Security) takes the same operations.
+class embedded_tenancy {
+public:
+  /// Opens (creating) the database at `path`; `secret` keys the hashes.
+  static caf::expected<embedded_tenancy>
+  open(const std::string& path, std::string secret, clock_ptr clock);
+
+  /// Who the key in `authorization` ("Bearer fdk_...") belongs to.
+  caf::expected<device_identity> authenticate(const std::string& authorization);
+  /// Uses one enrollment of the token in `authorization` for `device`;
+  /// returns the identity and the device's new key.
+  caf::expected<std::pair<device_identity, std::string>>
+  enroll(const std::string& authorization, const std::string& device);
+  caf::expected<org_quota> quota(const std::string& org);
+
+  /// The console's commands (tenancy_command.op).
+  caf::expected<tenancy_answer> run(const tenancy_command& cmd);
+
+private:
+  caf::expected<tenancy_answer> create_org(const std::string& org);
+  caf::expected<tenancy_answer> list_orgs();
+  caf::expected<std::string> add_device(const std::string& org,
+                                        const std::string& device);
+  caf::expected<tenancy_answer> list_devices(const std::string& org);
+  caf::expected<std::string> rotate_key(const std::string& org,
+                                        const std::string& device,
+                                        int64_t overlap_ms);
+  caf::expected<tenancy_answer> revoke(const std::string& org,
+                                       const std::string& device);
+  caf::expected<std::string> create_token(const std::string& org,
+                                          int64_t uses, int64_t ttl_ms);
+  caf::expected<tenancy_answer> revoke_tokens(const std::string& org);
+  caf::expected<tenancy_answer> set_quota(const tenancy_command& cmd);
+  caf::error require_org(const std::string& org);
+  // Inside the caller's transaction: the device and its first key.
+  caf::error insert_device(const std::string& org, const std::string& device,
+                           std::string& key);
+  // HMAC-SHA256 of a key or token under the node's secret.
+  std::string hash(const std::string& secret) const;
+  caf::error insert_key(const std::string& org, const std::string& device,
+                        std::string& key);
+
+  std::string secret_;
+  clock_ptr clock_;
+  sqlite::database db_;
+};
+
+/// Names of orgs and devices: 1..64 of [A-Za-z0-9._-], not starting with a
+/// dot; the store keys a device as "<org>/<device>", so no '/'.
+bool valid_name(const std::string& name);
+
+/// Reads the node's hashing secret from `path`, creating it (32 random
+/// bytes as hex, mode 0600) when missing.
+caf::expected<std::string> load_or_create_secret(const std::string& path);
+
+} // namespace fleetd

@@ -1,0 +1,379 @@
+// Device identity on the cloud: the embedded tenancy store (keys hashed,
+// rotation, revocation, enrollment tokens), and the ingest actor with the
+// tenancy actor in front of the store (401/403/429, orgs kept apart).
+#include "cloud/tenancy.hpp"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include <caf/scoped_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <doctest/doctest.h>
+
+#include "cloud/cloud_store.hpp"
+#include "cloud/embedded_tenancy.hpp"
+#include "cloud/ingest.hpp"
+#include "cloud_fixture.hpp"
+#include "messages/error.hpp"
+#include "messages/wire.hpp"
+#include "ask.hpp"
+#include "check_samples.hpp"
+
+using namespace fleetd;
+using test::ack_of;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int64_t clock_start_ms = 1'700'000'000'000;
+
+bool has_code(const caf::error& err, ec code) {
+  return err.category() == caf::atom("fleetd")
+         && err.code() == static_cast<uint8_t>(code);
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+tenancy_command op(std::string name, std::string org, std::string device = {}) {
+  tenancy_command cmd;
+  cmd.op = std::move(name);
+  cmd.org = std::move(org);
+  cmd.device = std::move(device);
+  return cmd;
+}
+
+struct store_fixture {
+  test::scratch_dir dir{"fleetd-tenancy"};
+  std::shared_ptr<manual_clock> clock
+    = std::make_shared<manual_clock>(clock_start_ms);
+  embedded_tenancy db = open("secret-one");
+
+  embedded_tenancy open(const std::string& secret) {
+    auto x = embedded_tenancy::open(dir.file("tenancy.db"),
+                                    std::string(64, 'a') + secret, clock);
+    REQUIRE_MESSAGE(x, render(x.error()));
+    return std::move(*x);
+  }
+
+  std::string secret_of(const tenancy_command& cmd) {
+    auto out = db.run(cmd);
+    REQUIRE_MESSAGE(out, render(out.error()));
+    REQUIRE_FALSE(out->secret.empty());
+    return out->secret;
+  }
+};
+
+} // namespace
+
+TEST_CASE("a device key is 256 random bits, shown once and stored only as a "
+          "keyed hash") {
+  store_fixture f;
+  REQUIRE(f.db.run(op("org-create", "acme")));
+  auto key = f.secret_of(op("device-add", "acme", "d1"));
+  CHECK(key.size() == 4 + 64);
+  CHECK(key.rfind("fdk_", 0) == 0);
+  CHECK(key != f.secret_of(op("device-add", "acme", "d2")));
+  auto who = f.db.authenticate("Bearer " + key);
+  REQUIRE_MESSAGE(who, render(who.error()));
+  CHECK(who->org == "acme");
+  CHECK(who->device == "d1");
+  // Neither the key nor its hex digits are in the database file.
+  auto file = slurp(f.dir.file("tenancy.db")) + slurp(f.dir.file("tenancy.db-wal"));
+  CHECK(file.find(key.substr(4)) == std::string::npos);
+  // The database without the node's secret proves nothing.
+  auto other = f.open("secret-two");
+  CHECK(has_code(other.authenticate("Bearer " + key).error(), ec::unknown_key));
+  // Errors never quote the key.
+  auto wrong = f.db.authenticate("Bearer fdk_" + std::string(64, '0'));
+  CHECK(has_code(wrong.error(), ec::unknown_key));
+  CHECK(render(wrong.error()).find("0000") == std::string::npos);
+  CHECK(has_code(f.db.authenticate("").error(), ec::missing_key));
+  CHECK(has_code(f.db.authenticate("Basic abc").error(), ec::unknown_key));
+  CHECK(has_code(f.db.authenticate("Bearer " + key + "x").error(),
+                 ec::unknown_key));
+}
+
+TEST_CASE("rotation keeps the old key for the overlap, then it is expired; "
+          "revocation refuses every key of the device") {
+  store_fixture f;
+  REQUIRE(f.db.run(op("org-create", "acme")));
+  auto first = f.secret_of(op("device-add", "acme", "d1"));
+  auto rotate = op("rotate-key", "acme", "d1");
+  rotate.duration_ms = 60'000;
+  auto second = f.secret_of(rotate);
+  CHECK(f.db.authenticate("Bearer " + first));
+  CHECK(f.db.authenticate("Bearer " + second));
+  f.clock->advance(60'000);
+  CHECK(has_code(f.db.authenticate("Bearer " + first).error(), ec::expired_key));
+  CHECK(f.db.authenticate("Bearer " + second));
+  auto listed = f.db.run(op("device-list", ""));
+  REQUIRE(listed);
+  REQUIRE(listed->rows.size() == 1);
+  CHECK(listed->rows[0][4] == "1"); // one key in use
+  REQUIRE(f.db.run(op("revoke", "acme", "d1")));
+  CHECK(has_code(f.db.authenticate("Bearer " + second).error(),
+                 ec::revoked_key));
+  CHECK(has_code(f.db.run(rotate).error(), ec::revoked_key));
+  CHECK(has_code(f.db.run(op("revoke", "acme", "d1")).error(),
+                 ec::unknown_device));
+}
+
+TEST_CASE("an enrollment token enrolls N devices until it expires, is used "
+          "up or revoked") {
+  store_fixture f;
+  REQUIRE(f.db.run(op("org-create", "acme")));
+  auto create = op("enroll-create", "acme");
+  create.uses = 2;
+  create.duration_ms = 3'600'000;
+  auto token = f.secret_of(create);
+  CHECK(token.rfind("fdt_", 0) == 0);
+  auto bearer = "Bearer " + token;
+  auto a = f.db.enroll(bearer, "a");
+  REQUIRE_MESSAGE(a, render(a.error()));
+  CHECK(a->first.org == "acme");
+  CHECK(f.db.authenticate("Bearer " + a->second));
+  // The same name again is a conflict and uses nothing up.
+  CHECK(has_code(f.db.enroll(bearer, "a").error(), ec::conflict));
+  CHECK(f.db.enroll(bearer, "b"));
+  auto used = f.db.enroll(bearer, "c");
+  CHECK(has_code(used.error(), ec::bad_enroll_token));
+  CHECK(render(used.error()).find("used up") != std::string::npos);
+  auto late = f.secret_of(create);
+  f.clock->advance(3'600'000);
+  CHECK(render(f.db.enroll("Bearer " + late, "d").error()).find("expired")
+        != std::string::npos);
+  auto revoked = f.secret_of(create);
+  REQUIRE(f.db.run(op("enroll-revoke", "acme")));
+  CHECK(render(f.db.enroll("Bearer " + revoked, "e").error()).find("revoked")
+        != std::string::npos);
+  CHECK(has_code(f.db.enroll("Bearer fdt_" + std::string(64, '1'), "f").error(),
+                 ec::bad_enroll_token));
+  CHECK(has_code(f.db.enroll("Bearer " + token.substr(0, 10), "f").error(),
+                 ec::bad_enroll_token));
+}
+
+TEST_CASE("names are checked; unknown orgs and duplicates are refused") {
+  store_fixture f;
+  CHECK(has_code(f.db.run(op("org-create", "a/b")).error(), ec::conflict));
+  CHECK(has_code(f.db.run(op("org-create", "")).error(), ec::conflict));
+  CHECK(has_code(f.db.run(op("org-create", std::string(65, 'x'))).error(),
+                 ec::conflict));
+  REQUIRE(f.db.run(op("org-create", "acme")));
+  CHECK(has_code(f.db.run(op("org-create", "acme")).error(), ec::conflict));
+  CHECK(has_code(f.db.run(op("device-add", "nope", "d")).error(),
+                 ec::unknown_org));
+  CHECK(has_code(f.db.run(op("device-add", "acme", "../x")).error(),
+                 ec::conflict));
+  CHECK(has_code(f.db.run(op("frobnicate", "acme")).error(), ec::conflict));
+  CHECK(valid_name("edge-01.site_a"));
+  CHECK_FALSE(valid_name(".hidden"));
+}
+
+TEST_CASE("the hashing secret is made once, 0600, and read back") {
+  test::scratch_dir dir{"fleetd-secret"};
+  auto path = dir.file("tenancy.secret");
+  auto made = load_or_create_secret(path);
+  REQUIRE(made);
+  CHECK(made->size() == 64);
+  struct stat st;
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  CHECK(*load_or_create_secret(path) == *made);
+  std::ofstream(path) << "short\n";
+  CHECK(has_code(load_or_create_secret(path).error(), ec::bad_config));
+}
+
+// -- ingest with the tenancy actor --------------------------------------------
+
+namespace {
+
+struct tenancy_fixture : test::cloud_fixture {
+  cloud_store_actor store;
+  tenancy_actor tenants;
+  ingest_actor ing;
+
+  explicit tenancy_fixture(bool anonymous = false)
+    : cloud_fixture("fleetd-tenancy-ingest", clock_start_ms) {
+    store = spawn_cloud_store(dir.file("cloud.db"));
+    auto db = embedded_tenancy::open(dir.file("tenancy.db"),
+                                     std::string(64, 's'), clock);
+    REQUIRE(db);
+    tenancy_config tcfg;
+    tcfg.store = std::make_shared<embedded_tenancy>(std::move(*db));
+    tcfg.clock = clock;
+    tenants = keep(sys->spawn<caf::detached>(tenancy, tcfg));
+    ingest_config icfg;
+    icfg.store = store;
+    icfg.tenancy = tenants;
+    icfg.anonymous = anonymous;
+    ing = keep(sys->spawn(ingest, icfg));
+  }
+
+  tenancy_answer run(const tenancy_command& cmd) {
+    return test::ask<tenancy_answer>(*self, tenants, 5s, tenancy_atom::value,
+                                     cmd);
+  }
+
+  std::string add(const std::string& org, const std::string& device) {
+    return run(op("device-add", org, device)).secret;
+  }
+
+  http_reply sync(const std::string& key, const std::string& device,
+                  int64_t seq, const metric_samples& xs) {
+    encode_settings es;
+    es.device_id = device;
+    es.sequence = seq;
+    es.now_ms = clock_start_ms;
+    return test::ask<http_reply>(
+      *self, ing, 10s, sync_atom::value,
+      sync_envelope{encode_metrics_request(es, xs), "zstd", protobuf_type,
+                    key.empty() ? "" : "Bearer " + key});
+  }
+
+  metric_samples stored(const std::string& device) {
+    return test::ask<metric_samples>(*self, store, 5s, points_atom::value,
+                                     device);
+  }
+
+  int64_t counter(const std::string& name) {
+    auto st = test::ask<actor_stats>(*self, ing, 5s, stats_atom::value);
+    return st.counters[name];
+  }
+};
+
+metric_samples points(const std::string& name, size_t n) {
+  metric_samples out;
+  for (size_t i = 0; i < n; ++i) {
+    metric_sample x;
+    x.name = name;
+    x.timestamp_ms = clock_start_ms + static_cast<int64_t>(i);
+    x.value = static_cast<double>(i);
+    out.push_back(x);
+  }
+  return out;
+}
+
+void check_refused(const http_reply& rep, uint16_t status, const char* code) {
+  CHECK(rep.status == status);
+  auto ack = ack_of(rep.body);
+  CHECK_FALSE(ack.success);
+  CHECK(ack.error_code == code);
+}
+
+} // namespace
+
+TEST_CASE("each wrong key is refused with its own code and counter, and "
+          "nothing is stored") {
+  tenancy_fixture f;
+  f.run(op("org-create", "acme"));
+  auto key = f.add("acme", "d1");
+  auto other = f.add("acme", "d2");
+  auto xs = points("cpu", 3);
+  check_refused(f.sync("", "d1", 1, xs), 401, "missing_key");
+  check_refused(f.sync("fdk_" + std::string(64, 'f'), "d1", 1, xs), 401,
+                "unknown_key");
+  check_refused(f.sync(other, "d1", 1, xs), 403, "device_mismatch");
+  auto rotate = op("rotate-key", "acme", "d2");
+  rotate.duration_ms = 1000;
+  auto newer = f.run(rotate).secret;
+  f.clock->advance(1000);
+  check_refused(f.sync(other, "d2", 1, xs), 401, "expired_key");
+  f.run(op("revoke", "acme", "d2"));
+  // Revocation on this node takes effect at once (the cache is dropped).
+  check_refused(f.sync(newer, "d2", 1, xs), 401, "revoked_key");
+  for (auto code : {"missing_key", "unknown_key", "device_mismatch",
+                    "expired_key", "revoked_key"})
+    CHECK_MESSAGE(f.counter(std::string("rejected_") + code) == 1, code);
+  CHECK(f.stored("acme/d1").empty());
+  CHECK(f.stored("acme/d2").empty());
+  // The right key stores, stamped with the org it proved.
+  auto ok = f.sync(key, "d1", 1, xs);
+  CHECK(ok.status == 200);
+  test::check_same_samples(f.stored("acme/d1"), xs);
+  CHECK(f.stored("d1").empty());
+}
+
+TEST_CASE("two orgs with the same device name are kept apart") {
+  tenancy_fixture f;
+  f.run(op("org-create", "acme"));
+  f.run(op("org-create", "globex"));
+  auto a = f.add("acme", "edge");
+  auto g = f.add("globex", "edge");
+  auto xa = points("acme.cpu", 4);
+  auto xg = points("globex.cpu", 2);
+  REQUIRE(f.sync(a, "edge", 1, xa).status == 200);
+  REQUIRE(f.sync(g, "edge", 1, xg).status == 200);
+  test::check_same_samples(f.stored("acme/edge"), xa);
+  test::check_same_samples(f.stored("globex/edge"), xg);
+  // Sequence 1 of one org is no duplicate of the other's.
+  CHECK(f.counter("duplicates") == 0);
+  // Settings for one org's device never reach the other's.
+  settings_change change;
+  change.values.batch_size = 77;
+  change.fields = field_batch_size;
+  test::ask<cloud_settings>(*f.self, f.store, 5s, config_atom::value,
+                            std::string{"acme/edge"}, change);
+  auto ack_g = ack_of(f.sync(g, "edge", 2, xg).body);
+  CHECK(ack_g.config.version == 0);
+  auto ack_a = ack_of(f.sync(a, "edge", 2, xa).body);
+  CHECK(ack_a.config.batch_size == 77);
+  // The org list counts each org's own devices.
+  auto orgs = f.run(op("org-list", ""));
+  REQUIRE(orgs.rows.size() == 2);
+  CHECK(orgs.rows[0][1] == "1");
+  CHECK(f.run(op("device-list", "globex")).rows.size() == 1);
+}
+
+TEST_CASE("anonymous mode stores requests without a key as the device they "
+          "name, but never a name with an org in it") {
+  tenancy_fixture f(true);
+  auto xs = points("cpu", 2);
+  CHECK(f.sync("", "plain-dev", 1, xs).status == 200);
+  test::check_same_samples(f.stored("plain-dev"), xs);
+  check_refused(f.sync("", "acme/d1", 1, xs), 400, "decode_failed");
+  CHECK(f.stored("acme/d1").empty());
+  // A key is still checked when one is sent.
+  check_refused(f.sync("fdk_" + std::string(64, 'f'), "plain-dev", 2, xs), 401,
+                "unknown_key");
+}
+
+TEST_CASE("an org over its points-per-second quota gets 429 with a wait, "
+          "and gets through when the quota is raised") {
+  tenancy_fixture f;
+  f.run(op("org-create", "acme"));
+  auto key = f.add("acme", "d1");
+  auto quota = op("quota-set", "acme");
+  quota.points_per_second = 10;
+  f.run(quota);
+  // A quiet org may send 10 s worth at once; this batch takes it into debt.
+  REQUIRE(f.sync(key, "d1", 1, points("cpu", 150)).status == 200);
+  auto over = f.sync(key, "d1", 2, points("mem", 5));
+  check_refused(over, 429, "over_quota");
+  CHECK(ack_of(over.body).retry_after_ms == 5000);
+  CHECK(f.counter("rejected_over_quota") == 1);
+  // Time pays the debt off...
+  f.clock->advance(5000);
+  CHECK(f.sync(key, "d1", 2, points("mem", 5)).status == 200);
+  // Batch 2 owes 5 points: 0.5 s pays them.
+  f.clock->advance(500);
+  REQUIRE(f.sync(key, "d1", 3, points("disk", 500)).status == 200);
+  // ...and a raised quota lets the device through at once.
+  check_refused(f.sync(key, "d1", 4, points("net", 5)), 429, "over_quota");
+  quota.points_per_second = 0;
+  f.run(quota);
+  f.clock->advance(2000); // the node rereads quotas after tenancy.cache-ttl
+  CHECK(f.sync(key, "d1", 4, points("net", 5)).status == 200);
+  CHECK(f.stored("acme/d1").size() == 150 + 5 + 500 + 5);
+  auto bytes = op("quota-set", "acme");
+  bytes.bytes_per_day = 1;
+  f.run(bytes);
+  f.clock->advance(2000);
+  check_refused(f.sync(key, "d1", 5, points("x", 1)), 429, "over_quota");
+}
