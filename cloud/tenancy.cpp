@@ -17,8 +17,8 @@ namespace {
 using self_ptr = tenancy_actor::stateful_pointer<tenancy_state>;
 
 constexpr int64_t day_ms = 24 * 3600 * 1000;
-// A device over its daily bytes asks again this often: a raised quota
-// lets it catch up without waiting for the next day.
+// A device over quota asks again at least this often: a raised quota lets
+// it catch up without waiting out its debt or the next day.
 constexpr int64_t max_quota_wait_ms = 10000;
 // Seconds of points a quiet org may send at once.
 constexpr double burst_seconds = 10;
@@ -80,8 +80,9 @@ int64_t charge(self_ptr self, const std::string& org, int64_t points,
     u.tokens_at_ms = now;
     // One batch may take the bucket into debt; the next waits it off.
     if (u.tokens < 0)
-      return std::max<int64_t>(
-        1, static_cast<int64_t>(std::ceil(-u.tokens * 1000.0 / pps)));
+      return std::clamp<int64_t>(
+        static_cast<int64_t>(std::ceil(-u.tokens * 1000.0 / pps)), 1,
+        max_quota_wait_ms);
   }
   if (u.quota.bytes_per_day > 0 && u.bytes_today >= u.quota.bytes_per_day)
     return std::min(max_quota_wait_ms,

@@ -171,3 +171,50 @@ TEST_CASE("over HTTPS an enrolled device syncs exactly once; wrong keys, "
   c.node.signal(SIGTERM);
   CHECK(c.node.wait(10s) == 0);
 }
+
+TEST_CASE("a device over its org's quota gets 429s, loses nothing, and "
+          "catches up when the quota is raised") {
+  https_cloud c;
+  REQUIRE(c.console != 0);
+  REQUIRE(c.ctl({"org", "create", "acme"}).first == 0);
+  auto key = c.secret({"device", "add", "--org", "acme", "dev1"});
+  // One byte a day: every request after the first is over.
+  REQUIRE(c.ctl({"quota", "set", "--org", "acme", "--bytes-per-day", "1"})
+            .first
+          == 0);
+  auto dev_dir = c.tmp.path() + "/device";
+  write_file(c.tmp.path() + "/device.key", key + "\n");
+  process device{program("fleetd"),
+                 {"--node.data-dir=" + dev_dir, "--device.id=dev1",
+                  "--cloud.port=" + std::to_string(c.ingest),
+                  "--cloud.ca-file=" + c.pki.file("ca.pem"),
+                  "--cloud.tls-cert=" + c.pki.file("client.pem"),
+                  "--cloud.tls-key=" + c.pki.file("client.key"),
+                  "--cloud.key-file=" + c.tmp.path() + "/device.key",
+                  "--console.port=0", "--collector.interval=50ms",
+                  "--collector.rounds=10", "--sync.interval=50ms",
+                  "--sync.batch-size=20", "--sync.backoff-base=20ms",
+                  "--sync.backoff-cap=300ms"},
+                 c.tmp.path() + "/device.log"};
+  REQUIRE(eventually([&] { return c.ingest_counter("rejected_over_quota") >= 3; },
+                     60s));
+  auto dev_db = dev_dir + "/fleetd.db";
+  auto cloud_db = c.dir + "/cloud.db";
+  auto held = cloud_points(cloud_db, "acme/dev1");
+  CHECK(held.size() < device_points(dev_db).size());
+  REQUIRE(c.ctl({"quota", "set", "--org", "acme", "--bytes-per-day", "0"})
+            .first
+          == 0);
+  std::vector<std::string> mine;
+  // The wait the cloud asks for is at most 10 s; the quota is reread in 2 s.
+  bool caught_up = eventually(
+    [&] {
+      mine = device_points(dev_db);
+      return cloud_points(cloud_db, "acme/dev1") == mine;
+    },
+    40s);
+  REQUIRE_MESSAGE(caught_up, read_file(c.tmp.path() + "/device.log"));
+  CHECK(mine.size() >= 10);
+  device.signal(SIGTERM);
+  CHECK(device.wait(10s) == 0);
+}
