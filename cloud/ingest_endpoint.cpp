@@ -30,10 +30,10 @@ http_reply plain(uint16_t status, const char* code, std::string text) {
 
 // 200 "ok" only when ingest and the store behind it answer in time; 503
 // naming what does not (a dead actor must not look healthy).
-void check_health(caf::actor_system& sys, const ingest_actor& ingest,
+void check_health(caf::actor_system& sys, const health_actor& health,
                   http_server::respond_fn respond) {
-  sys.spawn([ingest, respond](caf::event_based_actor* self) {
-    self->request(ingest, health_timeout, health_atom::value)
+  sys.spawn([health, respond](caf::event_based_actor* self) {
+    self->request(health, health_timeout, health_atom::value)
       .then(
         [self, respond](std::string& text) {
           respond(plain(200, "ok", std::move(text)));
@@ -150,12 +150,15 @@ caf::error validate(const ingest_endpoint_config& x) {
 }
 
 ingest_endpoint::ingest_endpoint(caf::actor_system& sys, ingest_actor ingest,
-                                 http_limits limits) {
+                                 http_limits limits, health_actor health) {
   auto* sys_ptr = &sys;
+  if (!health)
+    health = ingest;
   server_ = std::make_unique<http_server>(
-    limits, [sys_ptr, ingest](http_request req, http_server::respond_fn respond) {
+    limits, [sys_ptr, ingest, health](http_request req,
+                                      http_server::respond_fn respond) {
       if (req.target == "/healthz" && req.method == "GET") {
-        check_health(*sys_ptr, ingest, std::move(respond));
+        check_health(*sys_ptr, health, std::move(respond));
         return;
       }
       auto is_sync = req.target == "/v1/sync";

@@ -43,11 +43,12 @@ caf::error validate(const ingest_endpoint_config& x);
 
 /// The device-facing door: POST /v1/sync on Boost.Beast, each request handed
 /// to the ingest actor through a short-lived actor so the Asio thread never
-/// blocks. GET /healthz answers "ok".
+/// blocks. GET /healthz answers "ok" when `health` (ingest unless given)
+/// does, else 503 with its error.
 class ingest_endpoint {
 public:
   ingest_endpoint(caf::actor_system& sys, ingest_actor ingest,
-                  http_limits limits);
+                  http_limits limits, health_actor health = {});
 
   /// Listens on the config's host and port, over HTTPS unless insecure.
   caf::expected<uint16_t> start(const ingest_endpoint_config& cfg);

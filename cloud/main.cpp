@@ -13,6 +13,7 @@
 #include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/node.hpp"
+#include "runtime/supervisor.hpp"
 
 namespace fleetd {
 namespace {
@@ -25,6 +26,7 @@ struct cloud_options {
   ingest_endpoint_config endpoint;
   ingest_config ingest;
   tenancy_config tenancy;
+  restart_limits supervisor;
 };
 
 void declare(option_set& opts, cloud_options& x) {
@@ -33,6 +35,7 @@ void declare(option_set& opts, cloud_options& x) {
   declare(opts, x.endpoint);
   declare(opts, x.ingest);
   declare(opts, x.tenancy);
+  declare(opts, x.supervisor);
 }
 
 caf::error validate(const cloud_options& x) {
@@ -41,6 +44,8 @@ caf::error validate(const cloud_options& x) {
   if (auto err = validate(x.ingest))
     return err;
   if (auto err = validate(x.tenancy))
+    return err;
+  if (auto err = validate(x.supervisor))
     return err;
   if (x.ingest.max_decoded_bytes < x.endpoint.max_body_bytes)
     return bad_config("ingest.max-decoded-bytes: must be at least "
@@ -51,37 +56,79 @@ caf::error validate(const cloud_options& x) {
   return caf::none;
 }
 
+// The cloud store's factory: the store opened at start first, then (after a
+// death) the file opened again, so a restart reloads its state from disk.
+child_factory store_factory(std::shared_ptr<embedded_store> opened,
+                            std::string path, clock_ptr clk) {
+  return [opened, path, clk](caf::actor_system& sys) mutable
+         -> caf::expected<caf::actor> {
+    auto db = std::move(opened);
+    if (!db) {
+      auto again = embedded_store::open(path, clk);
+      if (!again)
+        return again.error();
+      db = std::make_shared<embedded_store>(std::move(*again));
+    }
+    return caf::actor_cast<caf::actor>(sys.spawn<caf::detached>(cloud_store, db));
+  };
+}
+
+/// What main keeps of the cloud's actors.
+struct cloud_actors {
+  ingest_actor ingest;
+  supervisor_actor supervisor;
+  inspector_actor inspector;
+};
+
 // Spawns the cloud's actors in start order (the store first, as ingest
-// writes to it); returns ingest (for the endpoint) and the inspector.
-std::pair<ingest_actor, inspector_actor>
-spawn_actors(caf::actor_system& sys, stop_list& stops,
-             const cloud_options& opt, embedded_store store,
-             embedded_tenancy tenants, const clock_ptr& clk) {
-  auto st = sys.spawn<caf::detached>(
-    cloud_store, std::make_shared<embedded_store>(std::move(store)));
-  stops.add("cloud_store", caf::actor_cast<caf::actor>(st));
+// writes to it, ingest asks tenancy), each supervised behind a relay that
+// outlives its deaths.
+cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
+                          const cloud_options& opt, embedded_store store,
+                          embedded_tenancy tenants, const clock_ptr& clk) {
+  supervisor_config scfg;
+  scfg.limits = opt.supervisor;
+  scfg.clock = clk;
+  auto st = scfg.add(sys, "cloud_store", true,
+                     store_factory(std::make_shared<embedded_store>(
+                                     std::move(store)),
+                                   opt.common.data_dir + "/cloud.db", clk));
+  stops.add("cloud_store", st);
   auto tcfg = opt.tenancy;
+  // Kept across restarts: its state is in its file, its caches in the actor.
   tcfg.store = std::make_shared<embedded_tenancy>(std::move(tenants));
   tcfg.clock = clk;
-  auto ten = sys.spawn<caf::detached>(tenancy, tcfg);
-  stops.add("tenancy", caf::actor_cast<caf::actor>(ten));
+  auto ten = scfg.add(sys, "tenancy", true, [tcfg](caf::actor_system& s) {
+    return caf::expected<caf::actor>{
+      caf::actor_cast<caf::actor>(s.spawn<caf::detached>(tenancy, tcfg))};
+  });
+  stops.add("tenancy", ten);
   auto icfg = opt.ingest;
-  icfg.store = st;
-  icfg.tenancy = ten;
-  auto ing = sys.spawn(ingest, icfg);
-  stops.add("ingest", caf::actor_cast<caf::actor>(ing));
+  icfg.store = caf::actor_cast<cloud_store_actor>(st);
+  icfg.tenancy = caf::actor_cast<tenancy_actor>(ten);
+  auto ing = scfg.add(sys, "ingest", true, [icfg](caf::actor_system& s) {
+    return caf::expected<caf::actor>{
+      caf::actor_cast<caf::actor>(s.spawn(ingest, icfg))};
+  });
+  stops.add("ingest", ing);
+  auto sup = sys.spawn(supervisor, scfg);
+  // Stopped before the relays: nothing is restarted during a stop.
+  stops.add("supervisor", caf::actor_cast<caf::actor>(sup));
   inspector_config pcfg;
   pcfg.role = "cloud";
   pcfg.node_id = opt.node_id;
   pcfg.clock = clk;
-  pcfg.actors = {{"ingest", caf::actor_cast<caf::actor>(ing)},
-                 {"cloud_store", caf::actor_cast<caf::actor>(st)},
-                 {"tenancy", caf::actor_cast<caf::actor>(ten)}};
-  pcfg.devices = caf::actor_cast<caf::actor>(st);
-  pcfg.tenancy = caf::actor_cast<caf::actor>(ten);
+  pcfg.actors = {{"ingest", ing},
+                 {"cloud_store", st},
+                 {"tenancy", ten},
+                 {"supervisor", caf::actor_cast<caf::actor>(sup)}};
+  pcfg.devices = st;
+  pcfg.tenancy = ten;
+  if (opt.common.test_hooks)
+    add_kill_hooks(pcfg.debug, scfg, sup);
   auto insp = sys.spawn(inspector, pcfg);
   stops.add("inspector", caf::actor_cast<caf::actor>(insp));
-  return {ing, insp};
+  return {caf::actor_cast<ingest_actor>(ing), sup, insp};
 }
 
 int run(int argc, char** argv) {
@@ -122,9 +169,9 @@ int run(int argc, char** argv) {
   node_config cfg{opt.common};
   caf::actor_system sys{cfg};
   stop_list stops;
-  auto [ing, insp] = spawn_actors(sys, stops, opt, std::move(*store),
-                                  std::move(*tenants), clk);
-  ingest_endpoint endpoint{sys, ing, opt.endpoint.limits()};
+  auto [ing, sup, insp] = spawn_actors(sys, stops, opt, std::move(*store),
+                                       std::move(*tenants), clk);
+  ingest_endpoint endpoint{sys, ing, opt.endpoint.limits(), sup};
   auto port = endpoint.start(opt.endpoint);
   if (!port) {
     stops.stop_all(sys, opt.common.stop_timeout);

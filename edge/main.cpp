@@ -25,6 +25,7 @@
 #include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/node.hpp"
+#include "runtime/supervisor.hpp"
 
 namespace fleetd {
 namespace {
@@ -40,6 +41,7 @@ struct edge_options {
   system_collector_config collector;
   load_config load;
   storage_limits storage;
+  restart_limits supervisor;
   bool json = false;
 };
 
@@ -61,13 +63,15 @@ void declare(option_set& opts, edge_options& x) {
            "debug and maintenance commands: print JSON");
   declare(opts, x.backoff);
   declare(opts, x.load);
+  declare(opts, x.supervisor);
 }
 
 // The options' checks, each actor's own; the tier-derived sync settings are
 // checked when the sync actors are spawned.
 caf::error validate(const edge_options& x) {
   for (auto err : {validate(x.link), validate(x.collector),
-                   validate(x.capability), validate(x.backoff)})
+                   validate(x.capability), validate(x.backoff),
+                   validate(x.supervisor)})
     if (err)
       return err;
   if (x.sync.device_id.empty())
@@ -105,6 +109,44 @@ open_backend(const edge_options& opt, const tier_settings& tier,
   if (!store)
     return store.error();
   return std::make_shared<sqlite_store>(std::move(*store));
+}
+
+// The store of a start: opened for the tier, with the operator's settings
+// it persisted applied over `caps` (and to the store).
+caf::expected<std::shared_ptr<store_backend>>
+open_store(const edge_options& opt, capability_report& caps,
+           const clock_ptr& clk) {
+  auto backend = open_backend(opt, caps.settings, clk);
+  if (!backend)
+    return backend.error();
+  auto cloud = (*backend)->load_settings();
+  if (!cloud)
+    return cloud.error();
+  apply_cloud(caps, *cloud);
+  if (cloud->version > 0)
+    (*backend)->apply(caps.settings);
+  return backend;
+}
+
+// The storage actor's factory: the store opened at start first; after a
+// death SQLite is opened again (its state is on disk), a memory store kept.
+child_factory storage_factory(std::shared_ptr<store_backend> opened,
+                              const edge_options& opt,
+                              const capability_report& caps,
+                              const clock_ptr& clk) {
+  auto memory = caps.settings.sqlite ? nullptr : opened;
+  return [opened, memory, opt, caps, clk](caf::actor_system& sys) mutable
+         -> caf::expected<caf::actor> {
+    auto db = opened ? std::move(opened) : memory;
+    if (!db) {
+      auto now = caps;
+      auto again = open_store(opt, now, clk);
+      if (!again)
+        return again.error();
+      db = std::move(*again);
+    }
+    return caf::actor_cast<caf::actor>(sys.spawn<caf::detached>(storage, db));
+  };
 }
 
 // `fleetd debug ...` / `fleetd maintenance clean`: through the running node's
@@ -190,18 +232,53 @@ int run_command(const edge_options& opt, const std::vector<std::string>& args) {
   return print(*r);
 }
 
+// The sync actors, events first (the first spawned asks first after a
+// restart), each supervised; every incarnation registers with the capability
+// actor, which tells it the current report at once.
+std::vector<std::pair<std::string, caf::actor>>
+add_syncs(caf::actor_system& sys, supervisor_config& scfg,
+          const edge_options& opt, const capability_report& caps,
+          const sync_config& base) {
+  std::vector<std::pair<std::string, caf::actor>> out;
+  auto& tier = caps.settings;
+  for (auto stream : {events_stream, metrics_stream, logs_stream}) {
+    auto ycfg = base;
+    ycfg.stream = stream;
+    ycfg.interval = std::chrono::milliseconds(tier.sync_interval_ms);
+    ycfg.batch_size = tier.batch_size;
+    ycfg.zstd_level = static_cast<int>(tier.zstd_level);
+    ycfg.request_timeout = opt.link.timeout * 2 + std::chrono::seconds(1);
+    ycfg.forward_immediately = tier.tier == 3;
+    ycfg.config_version = caps.cloud.version;
+    auto name = std::string("sync_") + stream;
+    out.emplace_back(name, scfg.add(sys, name, true, [ycfg](caf::actor_system& s) {
+      auto hdl = caf::actor_cast<caf::actor>(s.spawn(sync, ycfg));
+      caf::anon_send(caf::actor_cast<caf::actor>(ycfg.settings),
+                     capabilities_atom::value, hdl);
+      return caf::expected<caf::actor>{hdl};
+    }));
+  }
+  return out;
+}
+
 // Spawns the device's actors in start order (storage first, as the others
-// report to it); returns the inspector's view of them.
+// report to it); storage and the sync actors supervised behind relays.
+// Returns the inspector's view of them.
 inspector_config spawn_actors(caf::actor_system& sys, stop_list& stops,
                               const edge_options& opt,
                               const capability_report& caps,
                               std::shared_ptr<store_backend> backend,
                               const clock_ptr& clk) {
-  auto keep = [&](const char* name, auto hdl) {
+  auto keep = [&](const std::string& name, auto hdl) {
     stops.add(name, caf::actor_cast<caf::actor>(hdl));
     return hdl;
   };
-  auto st = keep("storage", sys.spawn<caf::detached>(storage, std::move(backend)));
+  supervisor_config scfg;
+  scfg.limits = opt.supervisor;
+  scfg.clock = clk;
+  auto st = caf::actor_cast<storage_actor>(keep(
+    "storage", scfg.add(sys, "storage", true,
+                        storage_factory(std::move(backend), opt, caps, clk))));
   auto lcfg = opt.link;
   lcfg.device_id = opt.sync.device_id;
   if (lcfg.key_file.empty())
@@ -224,37 +301,26 @@ inspector_config spawn_actors(caf::actor_system& sys, stop_list& stops,
   bcfg.clock = clk;
   bcfg.storage = st;
   auto bck = keep("backoff", sys.spawn(backoff, bcfg));
-  auto& tier = caps.settings;
-  std::vector<std::pair<std::string, sync_actor>> syncs;
-  // Events first: the first sync actor spawned asks first after a restart.
-  for (auto stream : {events_stream, metrics_stream, logs_stream}) {
-    auto ycfg = opt.sync;
-    ycfg.stream = stream;
-    ycfg.interval = std::chrono::milliseconds(tier.sync_interval_ms);
-    ycfg.batch_size = tier.batch_size;
-    ycfg.zstd_level = static_cast<int>(tier.zstd_level);
-    ycfg.request_timeout = opt.link.timeout * 2 + std::chrono::seconds(1);
-    ycfg.forward_immediately = tier.tier == 3;
-    ycfg.config_version = caps.cloud.version;
-    ycfg.clock = clk;
-    ycfg.storage = st;
-    ycfg.link = link;
-    ycfg.backoff = bck;
-    // Settings from the cloud go to the capability actor, which applies them.
-    ycfg.settings = caf::actor_cast<settings_listener>(cap);
-    auto hdl = sys.spawn(sync, ycfg);
-    caf::anon_send(cap, capabilities_atom::value,
-                   caf::actor_cast<caf::actor>(hdl));
-    syncs.emplace_back(std::string("sync_") + stream, hdl);
-    stops.add(syncs.back().first, caf::actor_cast<caf::actor>(hdl));
-  }
+  auto ycfg = opt.sync;
+  ycfg.clock = clk;
+  ycfg.storage = st;
+  ycfg.link = link;
+  ycfg.backoff = bck;
+  // Settings from the cloud go to the capability actor, which applies them.
+  ycfg.settings = caf::actor_cast<settings_listener>(cap);
+  auto syncs = add_syncs(sys, scfg, opt, caps, ycfg);
+  for (auto& y : syncs)
+    keep(y.first, y.second);
+  auto sup = sys.spawn(supervisor, scfg);
+  // Stopped before the relays: nothing is restarted during a stop.
+  keep("supervisor", sup);
   auto ccfg = opt.collector;
   ccfg.proc_root = opt.capability.proc_root;
   ccfg.disk_path = opt.common.data_dir;
   ccfg.clock = clk;
   ccfg.storage = st;
   for (auto& y : syncs)
-    ccfg.on_stored.push_back(caf::actor_cast<caf::actor>(y.second));
+    ccfg.on_stored.push_back(y.second);
   auto col = keep("system_collector", sys.spawn(system_collector, ccfg));
   inspector_config icfg;
   icfg.role = "edge";
@@ -276,8 +342,10 @@ inspector_config spawn_actors(caf::actor_system& sys, stop_list& stops,
   for (auto what : {"storage", "queue", "clean"})
     icfg.debug[what] = caf::actor_cast<caf::actor>(st);
   icfg.debug["capabilities"] = caf::actor_cast<caf::actor>(cap);
-  for (auto& [name, hdl] : syncs)
-    icfg.actors.emplace_back(name, caf::actor_cast<caf::actor>(hdl));
+  icfg.actors.insert(icfg.actors.end(), syncs.begin(), syncs.end());
+  icfg.actors.emplace_back("supervisor", caf::actor_cast<caf::actor>(sup));
+  if (opt.common.test_hooks)
+    add_kill_hooks(icfg.debug, scfg, sup);
   return icfg;
 }
 
@@ -315,16 +383,10 @@ int run(int argc, char** argv) {
     return die(lock.error());
   auto clk = make_scaled_clock(opt.common.clock_speed);
   auto caps = detect_for(opt);
-  auto backend = open_backend(opt, caps.settings, clk);
+  // What the operator last set from the cloud applies from the start.
+  auto backend = open_store(opt, caps, clk);
   if (!backend)
     return die(backend.error());
-  // What the operator last set from the cloud applies from the start.
-  auto cloud = (*backend)->load_settings();
-  if (!cloud)
-    return die(cloud.error());
-  apply_cloud(caps, *cloud);
-  if (cloud->version > 0)
-    (*backend)->apply(caps.settings);
   log_info("fleetd", summary(caps));
   node_config cfg{opt.common};
   caf::actor_system sys{cfg};

@@ -35,5 +35,7 @@ using auth_atom = caf::atom_constant<caf::atom("auth")>;
 using enroll_atom = caf::atom_constant<caf::atom("enroll")>;
 using quota_atom = caf::atom_constant<caf::atom("quota")>;
 using tenancy_atom = caf::atom_constant<caf::atom("tenancy")>;
+using restart_atom = caf::atom_constant<caf::atom("restart")>;
+using relay_atom = caf::atom_constant<caf::atom("relay")>;
 
 } // namespace fleetd

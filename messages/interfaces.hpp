@@ -132,6 +132,13 @@ using tenancy_actor = caf::typed_actor<
   caf::replies_to<tenancy_atom, tenancy_command>::with<tenancy_answer>,
   stats_handler>;
 
+/// GET /healthz: "ok" when the node is healthy; an error names the actor
+/// that is not.
+using health_handler = caf::replies_to<health_atom>::with<std::string>;
+
+/// Whoever answers GET /healthz (the supervisor; ingest when unsupervised).
+using health_actor = caf::typed_actor<health_handler>;
+
 /// Turns one POST /v1/sync into a stored batch and a SyncResponse (cloud/ingest).
 using ingest_actor = caf::typed_actor<
   // The request (body, headers); replies with the HTTP answer.
@@ -139,9 +146,21 @@ using ingest_actor = caf::typed_actor<
   // POST /v1/enroll: an enrollment token (Authorization) and the device id
   // (body) -> the device's key (text/plain), or an error answer.
   caf::replies_to<enroll_atom, sync_envelope>::with<http_reply>,
-  // GET /healthz: "ok" once the store answered too; an error names the
-  // actor that did not.
-  caf::replies_to<health_atom>::with<std::string>,
+  // "ok" once the store answered too; an error names the actor that did not.
+  health_handler,
+  stats_handler>;
+
+/// Restarts the node's actors that die (runtime/supervisor) and tells the
+/// node's health: unhealthy while an essential actor is down, restarting too
+/// often or not answering.
+using supervisor_actor = caf::typed_actor<
+  health_handler,
+  // SELF ONLY: the restart timer of child `index`; ignored unless
+  // `generation` is still the child's current one.
+  caf::reacts_to<restart_atom, int64_t, int64_t>,
+  // Test hook (node.test-hooks): "kill NAME" kills child NAME as a fault
+  // would (exit reason kill); the node registers it only when hooks are on.
+  caf::replies_to<debug_atom, std::string>::with<debug_report>,
   stats_handler>;
 
 /// The console's door into a node, published over BASP (actors/inspector).

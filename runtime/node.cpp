@@ -50,6 +50,10 @@ void declare_common_options(option_set& opts, common_options& x,
            "Testing aid: run the node's clock (timestamps, intervals, "
            "backoff, retention) this many times faster than real time",
            1, 100000);
+  opts.add("node.test-hooks", x.test_hooks, false,
+           "Testing aid: let the console kill the node's supervised actors "
+           "(fleetctl debug kill NAME) to show they are restarted; never in "
+           "production");
 }
 
 caf::error validate_common_options(const common_options& x) {

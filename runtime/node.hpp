@@ -28,6 +28,8 @@ struct common_options {
   option_set::duration stop_timeout{};
   /// Simulated time: the node's clock runs this many times faster.
   int64_t clock_speed = 1;
+  /// Testing aid: the console may kill supervised actors (debug kill NAME).
+  bool test_hooks = false;
 };
 
 void declare_common_options(option_set& opts, common_options& x,

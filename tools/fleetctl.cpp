@@ -98,7 +98,19 @@ constexpr const char* summary =
   "            the device applies them with its next sync round and keeps\n"
   "            them across restarts. Refused (exit 2): nothing to set, a\n"
   "            value the settings cannot carry, a device the cloud has\n"
-  "            never heard from (unless --create)\n";
+  "            never heard from (unless --create)\n"
+  "  debug kill ACTOR\n"
+  "            testing aid, only on a node started with node.test-hooks =\n"
+  "            true: kills a supervised actor as a fault would, to show it\n"
+  "            is restarted (fleetctl status: supervisor counters, health)\n";
+
+// The node's health as its supervisor tells it ("healthy", "unhealthy: ...").
+std::string health_of(const node_status& x) {
+  for (auto& a : x.actors)
+    if (a.name == "supervisor")
+      return a.state;
+  return "unknown (no supervisor)";
+}
 
 std::string to_json(const node_status& x) {
   std::ostringstream out;
@@ -106,7 +118,8 @@ std::string to_json(const node_status& x) {
       << ",\"node_id\":" << json_quote(x.node_id)
       << ",\"version\":" << json_quote(x.version)
       << ",\"uptime_ms\":" << x.uptime_ms
-      << ",\"started_ms\":" << x.started_ms << ",\"actors\":[";
+      << ",\"started_ms\":" << x.started_ms
+      << ",\"health\":" << json_quote(health_of(x)) << ",\"actors\":[";
   for (size_t i = 0; i < x.actors.size(); ++i) {
     auto& a = x.actors[i];
     out << (i ? "," : "") << "{\"name\":" << json_quote(a.name)
@@ -151,7 +164,8 @@ std::string to_json(const device_infos& xs) {
 std::string to_text(const node_status& x) {
   std::ostringstream out;
   out << "node " << x.node_id << " (" << x.role << ", fleetd " << x.version
-      << "), up " << x.uptime_ms / 1000 << "s\n";
+      << "), up " << x.uptime_ms / 1000 << "s\nhealth: " << health_of(x)
+      << "\n";
   for (auto& a : x.actors) {
     out << "  " << a.name << ": " << a.state << "\n   ";
     for (auto& kv : a.counters)
@@ -413,10 +427,16 @@ int check_command(const option_set& opts, const ctl_options& opt) {
     return 2;
   }
   if (cmd != "status" && cmd != "devices" && cmd != "watch"
-      && cmd != "config") {
+      && cmd != "config" && cmd != "debug") {
     std::cerr << "fleetctl: unknown command '" << cmd
-              << "' (status, devices, watch, config, org, enroll, device, "
-                 "quota; see --help)"
+              << "' (status, devices, watch, config, debug, org, enroll, "
+                 "device, quota; see --help)"
+              << std::endl;
+    return 2;
+  }
+  if (cmd == "debug"
+      && (opts.args().size() != 3 || opts.args()[1] != "kill")) {
+    std::cerr << "fleetctl: bad arguments: debug: use debug kill ACTOR"
               << std::endl;
     return 2;
   }
@@ -513,6 +533,14 @@ int run(int argc, char** argv) {
   } else if (is_tenancy_command(cmd)) {
     rc = run_tenancy(self, *node, *tenancy_command_of(opts.args(), opt.tenancy),
                      opt.json, opt.timeout);
+  } else if (cmd == "debug") {
+    self->request(*node, opt.timeout, debug_atom::value,
+                  opts.args()[1] + " " + opts.args()[2])
+      .receive(
+        [&](debug_report& r) {
+          std::cout << (opt.json ? r.json + "\n" : r.text);
+        },
+        fail);
   } else if (cmd == "devices") {
     self->request(*node, opt.timeout, devices_atom::value)
       .receive(
