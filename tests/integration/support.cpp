@@ -16,6 +16,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
+#include <doctest/doctest.h>
 #include <sqlite3.h>
 
 #include "messages/interfaces.hpp"
@@ -265,6 +266,45 @@ std::string state_of(const node_status& st, const std::string& actor) {
     if (a.name == actor)
       return a.state;
   return {};
+}
+
+bool device_drained(uint16_t console, int64_t rounds,
+                    std::chrono::milliseconds deadline) {
+  return eventually(
+    [&] {
+      auto st = console_status(console);
+      // "done": the last round's store has been answered, not just sent.
+      return st && counter(*st, "system_collector", "rounds") == rounds
+             && state_of(*st, "system_collector") == "done"
+             && counter(*st, "storage", "queued_batches") == 0
+             && counter(*st, "storage", "unbatched_points") == 0;
+    },
+    deadline);
+}
+
+size_t check_metrics_exactly_once(const std::string& device_db,
+                                  const std::string& cloud_db,
+                                  const std::string& device_id) {
+  auto sent = device_points(device_db);
+  auto got = cloud_points(cloud_db, device_id);
+  MESSAGE("device committed ", sent.size(), " points; cloud holds ",
+          got.size());
+  CHECK(got.size() == sent.size());
+  CHECK(got == sent);
+  // Sequences 1..N, each stored once, N = the last batch the device cut.
+  auto last = query_int(device_db, "SELECT next_sequence - 1 FROM "
+                                   "stream_state WHERE stream = 'metrics'");
+  auto seqs = query(cloud_db, "SELECT sequence FROM batches WHERE device_id "
+                              "= '" + device_id + "' AND stream = 'metrics' "
+                              "ORDER BY sequence");
+  CHECK(static_cast<int64_t>(seqs.size()) == last);
+  for (size_t i = 0; i < seqs.size(); ++i)
+    CHECK(std::stoll(seqs[i]) == static_cast<int64_t>(i) + 1);
+  CHECK(query_int(cloud_db, "SELECT count(*) FROM points")
+        == query_int(cloud_db, "SELECT count(*) FROM (SELECT DISTINCT "
+                               "series_id, ts, value FROM points)"));
+  CHECK(query_int(device_db, "SELECT count(*) FROM sync_queue") == 0);
+  return sent.size();
 }
 
 std::pair<int, std::string> run_to_end(const std::string& prog,

@@ -93,6 +93,20 @@ int64_t counter(const node_status& st, const std::string& actor,
 /// The state of a named actor in a status; empty when absent.
 std::string state_of(const node_status& st, const std::string& actor);
 
+/// True once the device whose console listens on `console` has run all
+/// `rounds` of its system collector (the last one stored) and has no batch
+/// queued and no point left to batch; false when not within `deadline`.
+bool device_drained(uint16_t console, int64_t rounds,
+                    std::chrono::milliseconds deadline);
+
+/// Checks (doctest CHECKs) that the cloud holds every metric point of the
+/// device's file exactly once and in order, batches 1..N of its metrics
+/// stream each once, and that the device has nothing left to send; returns
+/// how many points the device committed.
+size_t check_metrics_exactly_once(const std::string& device_db,
+                                  const std::string& cloud_db,
+                                  const std::string& device_id);
+
 /// Runs a program to completion; returns (exit status, stderr text).
 std::pair<int, std::string> run_to_end(const std::string& program,
                                        const std::vector<std::string>& args,

@@ -8,6 +8,8 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/after.hpp>
+#include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -39,6 +41,25 @@ stats_actor::behavior_type incarnation(stats_actor::pointer, int64_t n) {
   };
 }
 
+struct holding_state {
+  std::vector<caf::response_promise> held;
+  static inline const char* name = "holding";
+};
+
+/// A child that takes stats requests and never answers, like one stuck in a
+/// slow write when it dies; tick tells how many it holds.
+caf::behavior holding(caf::stateful_actor<holding_state>* self) {
+  return {
+    [self](stats_atom) {
+      self->state.held.push_back(self->make_response_promise());
+      return caf::delegated<actor_stats>{};
+    },
+    [self](tick_atom) {
+      return static_cast<int64_t>(self->state.held.size());
+    },
+  };
+}
+
 struct fixture {
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> sys;
@@ -48,6 +69,9 @@ struct fixture {
   std::shared_ptr<std::atomic<int64_t>> started
     = std::make_shared<std::atomic<int64_t>>(0);
   std::shared_ptr<std::atomic<bool>> broken
+    = std::make_shared<std::atomic<bool>>(false);
+  /// Incarnations hold every request instead of answering.
+  std::shared_ptr<std::atomic<bool>> hold
     = std::make_shared<std::atomic<bool>>(false);
   supervisor_config scfg;
   supervisor_actor sup;
@@ -71,10 +95,12 @@ struct fixture {
   }
 
   child_factory factory() {
-    return [n = started, broken = broken](caf::actor_system& s)
+    return [n = started, broken = broken, hold = hold](caf::actor_system& s)
              -> caf::expected<caf::actor> {
       if (*broken)
         return make_error(ec::storage_failed, "cannot open the test store");
+      if (*hold)
+        return caf::actor_cast<caf::actor>(s.spawn(holding));
       return caf::actor_cast<caf::actor>(s.spawn(incarnation, ++*n));
     };
   }
@@ -251,4 +277,44 @@ TEST_CASE_FIXTURE(fixture, "a child that cannot start at first is down, "
   REQUIRE(eventually([&] { return incarnation_of(relay) == 1; }, 10s));
   CHECK(health() == "ok");
   CHECK(counter("store.restarts") == 0);
+}
+
+TEST_CASE_FIXTURE(fixture, "requests in flight when the child dies are "
+                           "answered with an error at once") {
+  *hold = true;
+  auto relay = add("store", true);
+  start();
+  // Two requests the child holds, from another actor than the killer.
+  auto asker = sys->spawn([relay](caf::event_based_actor* self)
+                            -> caf::behavior {
+    return {
+      [self, relay](tick_atom) -> caf::result<std::string> {
+        auto rp = self->make_response_promise<std::string>();
+        self->request(relay, 60s, stats_atom::value)
+          .then([rp](actor_stats&) mutable { rp.deliver(std::string{"ok"}); },
+                [rp](caf::error& err) mutable { rp.deliver(render(err)); });
+        return rp;
+      },
+    };
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 2; ++i)
+    (*self)->send(asker, tick_atom::value);
+  auto child = scfg.children[0].first;
+  REQUIRE(eventually(
+    [&] { return ask<int64_t>(*self, child, 2s, tick_atom::value) == 2; },
+    10s));
+  kill("store");
+  std::vector<std::string> answers;
+  for (int i = 0; i < 2; ++i)
+    (*self)->receive([&](std::string& x) { answers.push_back(x); },
+                     caf::after(20s) >> [] {
+                       // Checked below.
+                     });
+  auto waited = std::chrono::steady_clock::now() - t0;
+  REQUIRE(answers.size() == 2);
+  for (auto& x : answers)
+    CHECK(x == "unreachable: store died (exit_reason(kill))");
+  CHECK(waited < 10s); // not the askers' 60 s timeouts
+  (*self)->send_exit(asker, caf::exit_reason::user_shutdown);
 }
