@@ -125,6 +125,15 @@ double kill_and_heal(cloud_node& cloud, const std::string& actor) {
   return t_up;
 }
 
+/// A cloud node with the default supervisor and no test hooks.
+std::unique_ptr<process> start_plain_cloud(const temp_dir& tmp) {
+  return std::make_unique<process>(
+    program("fleetd-cloud"),
+    std::vector<std::string>{"--node.data-dir=" + tmp.path() + "/cloud",
+                             "--ingest.port=0", "--console.port=0"},
+    tmp.path() + "/cloud.log");
+}
+
 /// A device syncing `rounds` rounds of samples to the cloud on `ingest`.
 std::unique_ptr<process> start_device(const temp_dir& tmp, uint16_t ingest,
                                       const std::string& id, int64_t n,
@@ -246,10 +255,7 @@ TEST_CASE("essential cloud actors killed mid-stream are restarted, /healthz "
 
 TEST_CASE("without node.test-hooks nothing can be killed from the console") {
   temp_dir tmp;
-  process cloud{program("fleetd-cloud"),
-                {"--node.data-dir=" + tmp.path() + "/cloud", "--ingest.port=0",
-                 "--console.port=0"},
-                tmp.path() + "/cloud.log"};
+  auto cloud = start_plain_cloud(tmp);
   auto console = port_from(tmp.path() + "/cloud/console.port");
   REQUIRE(console != 0);
   auto node = "--node=127.0.0.1:" + std::to_string(console);
@@ -265,16 +271,13 @@ TEST_CASE("without node.test-hooks nothing can be killed from the console") {
         != std::string::npos);
   CHECK(read_file(tmp.path() + "/cloud.log").find("test-hooks")
         == std::string::npos);
-  stop(cloud, "fleetd-cloud");
+  stop(*cloud, "fleetd-cloud");
 }
 
 TEST_CASE("a device's storage and sync actors killed mid-stream are "
           "restarted, its status tells, and nothing committed is lost") {
   temp_dir tmp;
-  process cloud{program("fleetd-cloud"),
-                {"--node.data-dir=" + tmp.path() + "/cloud", "--ingest.port=0",
-                 "--console.port=0"},
-                tmp.path() + "/cloud.log"};
+  auto cloud = start_plain_cloud(tmp);
   auto ingest = port_from(tmp.path() + "/cloud/ingest.port");
   REQUIRE(ingest != 0);
   auto device = start_device(tmp, ingest, "heal-edge", rounds / 2,
@@ -287,7 +290,7 @@ TEST_CASE("a device's storage and sync actors killed mid-stream are "
   kill_on_device(console, "sync_metrics");
   REQUIRE(device_drained(console, rounds / 2, 90s));
   stop(*device, "fleetd");
-  stop(cloud, "fleetd-cloud");
+  stop(*cloud, "fleetd-cloud");
   CHECK(check_metrics_exactly_once(tmp.path() + "/device/fleetd.db",
                                    tmp.path() + "/cloud/cloud.db", "heal-edge")
         > 500);
