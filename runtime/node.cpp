@@ -127,8 +127,6 @@ caf::error validate_common_options(const common_options& x) {
     return make_error(ec::bad_config, "log.level: '" + x.log_level
                                         + "' is not one of error, warning, "
                                           "info, debug");
-  if (auto err = validate_console(x))
-    return err;
   if (x.data_dir.empty())
     return make_error(ec::bad_config, "node.data-dir: must not be empty");
   if (x.connection_timeout <= x.heartbeat_interval)
@@ -161,6 +159,10 @@ int parse_or_exit(const char* program, option_set& opts, int argc,
   }
   if (auto err = validate_common_options(common))
     return fail(err);
+  // A command (fleetd debug ...) runs no console: it only needs to reach one.
+  if (opts.args().empty())
+    if (auto err = validate_console(common))
+      return fail(err);
   if (validate)
     if (auto err = validate())
       return fail(err);
@@ -227,6 +229,8 @@ void reload_settings(const char* program, const option_set& running, int argc,
   auto err = fresh.parse(argc, argv);
   if (!err)
     err = validate_common_options(*common);
+  if (!err)
+    err = validate_console(*common);
   log_level lvl = log_level::info;
   if (!err && parse_log_level(common->log_level, lvl))
     err = logger::init(lvl, common->log_file);
