@@ -25,6 +25,7 @@
 #include "messages/error.hpp"
 #include "runtime/basp_frames.hpp"
 #include "runtime/console_door.hpp"
+#include "runtime/tls_context.hpp"
 
 namespace fleetd {
 
@@ -102,24 +103,7 @@ caf::expected<int> tcp_connect(const std::string& host, uint16_t port,
   return fd;
 }
 
-using ctx_ptr = std::unique_ptr<SSL_CTX, void (*)(SSL_CTX*)>;
 using ssl_ptr = std::shared_ptr<SSL>;
-
-caf::expected<ctx_ptr> client_context(const console_client_config& cfg) {
-  ctx_ptr ctx{SSL_CTX_new(TLS_client_method()), SSL_CTX_free};
-  if (!ctx)
-    return tls_error("console: no TLS context");
-  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
-  if (SSL_CTX_use_certificate_chain_file(ctx.get(), cfg.cert.c_str()) != 1)
-    return tls_error("console: cannot load certificate '" + cfg.cert + "'");
-  if (SSL_CTX_use_PrivateKey_file(ctx.get(), cfg.key.c_str(), SSL_FILETYPE_PEM)
-      != 1)
-    return tls_error("console: cannot load key '" + cfg.key + "'");
-  if (SSL_CTX_load_verify_locations(ctx.get(), cfg.ca.c_str(), nullptr) != 1)
-    return tls_error("console: cannot load CA '" + cfg.ca + "'");
-  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
-  return ctx;
-}
 
 // The node's certificate must carry `name` (an IP or a DNS name).
 void expect_name(SSL* ssl, const std::string& name) {
@@ -138,12 +122,13 @@ void expect_name(SSL* ssl, const std::string& name) {
 // TLS handshake on `fd` (taken), with the name or the fingerprint checked.
 caf::expected<ssl_ptr> handshake(int fd, const std::string& host,
                                  const console_client_config& cfg) {
-  auto ctx = client_context(cfg);
+  auto ctx = make_client_context({cfg.cert, cfg.key, cfg.ca});
   if (!ctx) {
     close(fd);
     return ctx.error();
   }
-  ssl_ptr ssl{SSL_new(ctx->get()), [](SSL* s) {
+  // The context lives as long as the connection that uses it.
+  ssl_ptr ssl{SSL_new((*ctx)->native_handle()), [ctx = *ctx](SSL* s) {
                 close(SSL_get_fd(s));
                 SSL_free(s);
               }};

@@ -2,7 +2,6 @@
 
 #include <array>
 #include <mutex>
-#include <optional>
 #include <set>
 #include <thread>
 #include <vector>
@@ -12,6 +11,8 @@
 
 #include "messages/error.hpp"
 #include "runtime/basp_frames.hpp"
+#include "runtime/config_check.hpp"
+#include "runtime/tls_context.hpp"
 #include "runtime/logger.hpp"
 
 namespace fleetd {
@@ -30,7 +31,7 @@ struct console_front::impl : std::enable_shared_from_this<impl> {
   asio::io_context ioc{1};
   tcp::acceptor acceptor{ioc};
   asio::steady_timer pause{ioc};
-  std::optional<ssl::context> tls;
+  tls_context_ptr tls;
   std::thread thread;
   std::set<std::shared_ptr<session>> sessions; // io thread only
   bool stopped = false;                        // io thread only
@@ -198,27 +199,13 @@ private:
   std::vector<uint8_t> pass_;
 };
 
-// TLS 1.2 or later, our certificate, and a client certificate of our CA.
-caf::expected<ssl::context> make_tls(const console_front_config& cfg) {
-  ssl::context ctx{ssl::context::tls_server};
-  error_code ec;
-  ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2
-                    | ssl::context::no_sslv3 | ssl::context::no_tlsv1
-                    | ssl::context::no_tlsv1_1,
-                  ec);
-  auto fail = [&](const std::string& what) {
-    return make_error(ec::bad_config, what + ": " + ec.message());
-  };
-  ctx.use_certificate_chain_file(cfg.tls_cert, ec);
-  if (ec)
-    return fail("console.tls-cert: cannot load '" + cfg.tls_cert + "'");
-  ctx.use_private_key_file(cfg.tls_key, ssl::context::pem, ec);
-  if (ec)
-    return fail("console.tls-key: cannot load '" + cfg.tls_key + "'");
-  ctx.load_verify_file(cfg.tls_ca, ec);
-  if (ec)
-    return fail("console.tls-ca: cannot load '" + cfg.tls_ca + "'");
-  ctx.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert, ec);
+// TLS 1.2 or later, our certificate, and a client certificate of our CA:
+// unlike HTTPS, a console without one has nothing to answer.
+caf::expected<tls_context_ptr> make_tls(const console_front_config& cfg) {
+  auto ctx = make_server_context({cfg.tls_cert, cfg.tls_key, cfg.tls_ca});
+  if (!ctx)
+    return bad_config("console.tls-*: " + render(ctx.error()));
+  (*ctx)->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
   return ctx;
 }
 
@@ -272,7 +259,7 @@ caf::expected<uint16_t> console_front::start(console_front_config cfg) {
     auto ctx = make_tls(cfg);
     if (!ctx)
       return ctx.error();
-    x.tls.emplace(std::move(*ctx));
+    x.tls = std::move(*ctx);
   }
   x.cfg = std::move(cfg);
   error_code ec;

@@ -26,6 +26,7 @@
 #include "runtime/console_front.hpp"
 #include "runtime/console_guard.hpp"
 #include "runtime/logger.hpp"
+#include "runtime/tls.hpp"
 
 namespace fleetd {
 
@@ -84,15 +85,6 @@ void declare_common_options(option_set& opts, common_options& x,
 
 namespace {
 
-bool is_loopback(const std::string& host) {
-  in_addr v4;
-  in6_addr v6;
-  if (inet_pton(AF_INET, host.c_str(), &v4) == 1)
-    return (ntohl(v4.s_addr) >> 24) == 127;
-  return inet_pton(AF_INET6, host.c_str(), &v6) == 1
-         && IN6_IS_ADDR_LOOPBACK(&v6);
-}
-
 // Certificates on both sides, or an explicitly insecure loopback console.
 caf::error validate_console(const common_options& x) {
   in6_addr any;
@@ -112,7 +104,7 @@ caf::error validate_console(const common_options& x) {
     return bad_config("console.tls-cert: the console needs console.tls-cert, "
                       "console.tls-key and console.tls-ca (or "
                       "console.insecure = true on a loopback console.host)");
-  if (files == 0 && !is_loopback(x.console_host))
+  if (files == 0 && !is_loopback_host(x.console_host))
     return bad_config("console.insecure: only on a loopback console.host, "
                       "got '"
                       + x.console_host + "'");

@@ -35,6 +35,7 @@
 #include "runtime/node.hpp"
 #include "skip.hpp"
 #include "support.hpp"
+#include "test_pki.hpp"
 
 using namespace fleetd;
 using namespace fleetd::test;
@@ -42,30 +43,14 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// A CA with a node and a client certificate, and a second CA with a client
-/// certificate of its own, made with the openssl CLI.
+/// tools/make-certs' throwaway CA: server.pem (localhost, 127.0.0.1) for
+/// the node, client.pem for fleetctl, stranger.pem from another CA.
 struct pki {
   std::string dir;
   bool ok = false;
 
-  explicit pki(std::string where) : dir(std::move(where)) {
-    std::string script =
-      "set -e; cd '" + dir + "'\n"
-      "ca() { openssl req -x509 -newkey rsa:2048 -nodes -keyout $1.key "
-      "-out $1.crt -days 2 -subj /CN=$1; }\n"
-      "leaf() { openssl req -newkey rsa:2048 -nodes -keyout $1.key -out $1.csr "
-      "-subj /CN=$1; printf 'subjectAltName=%s\\n' \"$3\" > $1.ext; "
-      "openssl x509 -req -in $1.csr -CA $2.crt -CAkey $2.key -CAcreateserial "
-      "-out $1.crt -days 2 -extfile $1.ext; }\n"
-      "ca ca; ca other-ca\n"
-      "leaf node ca DNS:localhost,IP:127.0.0.1\n"
-      "leaf client ca DNS:operator\n"
-      "leaf intruder other-ca DNS:operator\n";
-    write_file(dir + "/make.sh", script);
-    ok = std::system(("bash '" + dir + "/make.sh' >'" + dir
-                      + "/make.log' 2>&1")
-                       .c_str())
-         == 0;
+  explicit pki(std::string where)
+    : dir(std::move(where)), ok(!make_test_pki(dir).dir.empty()) {
   }
 
   std::string operator()(const std::string& file) const {
@@ -75,15 +60,15 @@ struct pki {
   /// fleetctl's arguments for a client certificate `who` and CA `ca`.
   std::vector<std::string> ctl(const std::string& who = "client",
                                const std::string& ca = "ca") const {
-    return {"--cert=" + (*this)(who + ".crt"), "--key=" + (*this)(who + ".key"),
-            "--ca=" + (*this)(ca + ".crt")};
+    return {"--cert=" + (*this)(who + ".pem"), "--key=" + (*this)(who + ".key"),
+            "--ca=" + (*this)(ca + ".pem")};
   }
 
   console_client_config client(const std::string& who = "client") const {
     console_client_config out;
-    out.cert = (*this)(who + ".crt");
+    out.cert = (*this)(who + ".pem");
     out.key = (*this)(who + ".key");
-    out.ca = (*this)("ca.crt");
+    out.ca = (*this)("ca.pem");
     return out;
   }
 };
@@ -112,12 +97,12 @@ struct console_node {
 
   console_node(const std::string& prog, std::vector<std::string> extra,
                bool tls = true) {
-    REQUIRE_MESSAGE(certs.ok, read_file(certs("make.log")));
+    REQUIRE(certs.ok);
     auto args = role_args(prog, data);
     if (tls)
-      args.insert(args.end(), {"--console.tls-cert=" + certs("node.crt"),
-                               "--console.tls-key=" + certs("node.key"),
-                               "--console.tls-ca=" + certs("ca.crt")});
+      args.insert(args.end(), {"--console.tls-cert=" + certs("server.pem"),
+                               "--console.tls-key=" + certs("server.key"),
+                               "--console.tls-ca=" + certs("ca.pem")});
     else
       args.push_back("--console.insecure=true");
     args.insert(args.end(), extra.begin(), extra.end());
@@ -234,7 +219,7 @@ struct raw_tls {
   int fd = -1;
 
   raw_tls(const pki& certs, uint16_t port) {
-    SSL_CTX_use_certificate_file(ctx, certs("client.crt").c_str(),
+    SSL_CTX_use_certificate_file(ctx, certs("client.pem").c_str(),
                                  SSL_FILETYPE_PEM);
     SSL_CTX_use_PrivateKey_file(ctx, certs("client.key").c_str(),
                                 SSL_FILETYPE_PEM);
@@ -295,7 +280,7 @@ TEST_CASE("a node starts a console only with certificates or insecure on "
     auto open = run({"--console.insecure=true", "--console.host=0.0.0.0"});
     CHECK(open.first == 2);
     CHECK(open.second.find("loopback") != std::string::npos);
-    auto half = run({"--console.tls-cert=" + certs("node.crt")});
+    auto half = run({"--console.tls-cert=" + certs("server.pem")});
     CHECK(half.first == 2);
     CHECK(half.second.find("all three") != std::string::npos);
   }
@@ -326,7 +311,7 @@ TEST_CASE("fleetctl with certificates works; without, with another CA's, or "
     auto& c = n.certs;
     auto [rc, out] = n.status();
     CHECK_MESSAGE(rc == 0, out);
-    CHECK(out.find(prog == "fleetd" ? "sec-dev" : "cloud") != std::string::npos);
+    CHECK(out.find(prog == "fleetd" ? "sec-dev" : "cloud-1") != std::string::npos);
     // By name too: the node's certificate carries localhost.
     auto named = c.ctl();
     named.insert(named.begin(), {"--node", n.at("localhost")});
@@ -341,7 +326,7 @@ TEST_CASE("fleetctl with certificates works; without, with another CA's, or "
       return out;
     };
     refused({}, "no certificate: plain BASP to a TLS console");
-    refused(c.ctl("intruder"), "a client certificate of another CA");
+    refused(c.ctl("stranger"), "a client certificate of another CA");
     auto other = refused(c.ctl("client", "other-ca"), "node not trusted");
     CHECK(other.find("not trusted") != std::string::npos);
     auto args = c.ctl();
@@ -349,7 +334,7 @@ TEST_CASE("fleetctl with certificates works; without, with another CA's, or "
     auto wrong = refused(args, "a wrong name");
     CHECK(wrong.find("hostname mismatch") != std::string::npos);
     // A pinned fingerprint stands in for the name; a wrong one does not.
-    auto fp = certificate_fingerprint(c("node.crt"));
+    auto fp = certificate_fingerprint(c("server.pem"));
     REQUIRE(fp);
     args.push_back("--fingerprint=" + *fp);
     args.push_back("status");
@@ -367,6 +352,21 @@ TEST_CASE("fleetctl with certificates works; without, with another CA's, or "
     char byte;
     CHECK((!raw.handshake() || SSL_read(raw.ssl, &byte, 1) <= 0));
   }
+}
+
+TEST_CASE("fleetd debug reaches its own certificate-only console") {
+  console_node n{"fleetd", {}};
+  auto args = role_args("fleetd", n.data);
+  args.insert(args.end(), {"--console.tls-cert=" + n.certs("server.pem"),
+                           "--console.tls-key=" + n.certs("server.key"),
+                           "--console.tls-ca=" + n.certs("ca.pem"), "debug",
+                           "queue"});
+  auto [rc, out] = run_to_end(program("fleetd"), args, 60s);
+  CHECK_MESSAGE(rc == 0, out);
+  // Without the certificates it cannot.
+  args = role_args("fleetd", n.data);
+  args.insert(args.end(), {"debug", "queue"});
+  CHECK(run_to_end(program("fleetd"), args, 60s).first == 1);
 }
 
 TEST_CASE("exit messages of every reason, kill included, leave the console "
