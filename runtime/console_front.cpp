@@ -102,6 +102,10 @@ public:
     inner_.close(ignored);
     if (inner_port_ != 0)
       front_->cfg.ports->remove(inner_port_);
+    if (frames_.dropped() > 0) {
+      std::lock_guard<std::mutex> guard{front_->mtx};
+      front_->counts.frames_dropped += frames_.dropped();
+    }
     front_->sessions.erase(shared_from_this());
   }
 

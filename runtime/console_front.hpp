@@ -36,6 +36,7 @@ struct console_front_counters {
   int64_t handshake_timeouts = 0;
   int64_t handshake_failures = 0;
   int64_t frames_refused = 0;
+  int64_t frames_dropped = 0;
   int64_t accept_errors = 0;
 };
 

@@ -17,6 +17,7 @@
 #include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/io/publish.hpp>
+#include <caf/typed_event_based_actor.hpp>
 
 #include "messages/error.hpp"
 #include "messages/register.hpp"
@@ -25,6 +26,7 @@
 #include "runtime/console_door.hpp"
 #include "runtime/console_front.hpp"
 #include "runtime/console_guard.hpp"
+#include "runtime/console_stats.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/tls.hpp"
 
@@ -334,7 +336,7 @@ caf::expected<console_ptr> publish_console(caf::actor_system& sys,
   if (!inner)
     return inner.error();
   out->inner_port = cfg.inner_port = *inner;
-  out->front = std::make_unique<console_front>();
+  out->front = std::make_shared<console_front>();
   auto port = out->front->start(std::move(cfg));
   if (!port) {
     sys.middleman().unpublish(caf::actor_cast<caf::actor>(out->guard),
@@ -342,6 +344,11 @@ caf::expected<console_ptr> publish_console(caf::actor_system& sys,
     return port.error();
   }
   out->port = *port;
+  auto mode = x.console_insecure ? "insecure" : "tls";
+  out->stats = caf::actor_cast<caf::actor>(
+    sys.spawn(console_stats, console_stats_config{out->front, out->guard, mode}));
+  caf::scoped_actor self{sys};
+  self->send(inspector, report_atom::value, std::string("console"), out->stats);
   if (x.console_insecure)
     log_warning("console", "console.insecure: the console on ",
                 x.console_host, ":", *port,
@@ -356,6 +363,7 @@ void unpublish_console(caf::actor_system& sys, console_ptr& console) {
   if (!console)
     return;
   console->front->stop();
+  caf::anon_send_exit(console->stats, caf::exit_reason::user_shutdown);
   sys.middleman().unpublish(caf::actor_cast<caf::actor>(console->guard),
                             console->inner_port);
 }

@@ -81,8 +81,10 @@ class console_front;
 /// A running console: the front on console.host:console.port and, behind
 /// it, a guard of the inspector published on an inner loopback port.
 struct console_listener {
-  std::unique_ptr<console_front> front;
+  std::shared_ptr<console_front> front;
   caf::strong_actor_ptr guard;
+  /// Answers `stats` for the inspector's status ("console").
+  caf::actor stats;
   uint16_t port = 0;
   uint16_t inner_port = 0;
   ~console_listener();

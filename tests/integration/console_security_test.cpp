@@ -26,6 +26,7 @@
 #include <dirent.h>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -126,10 +127,21 @@ struct console_node {
     return run_to_end(program("fleetctl"), argv, 30s);
   }
 
-  std::pair<int, std::string> status() const {
-    auto args = certs.ctl();
+  std::pair<int, std::string> status(bool tls = true) const {
+    auto args = tls ? certs.ctl() : std::vector<std::string>{};
     args.push_back("status");
     return ctl(args);
+  }
+
+  /// A counter of the node's console (fleetctl status --json); -1 if absent.
+  int64_t counter(const std::string& name, bool tls = true) const {
+    auto args = tls ? certs.ctl() : std::vector<std::string>{};
+    args.insert(args.end(), {"status", "--json"});
+    auto json = ctl(args).second;
+    auto at = json.find("\"name\":\"console\"");
+    auto key = "\"" + name + "\":";
+    auto i = at == std::string::npos ? at : json.find(key, at);
+    return i == std::string::npos ? -1 : std::stoll(json.substr(i + key.size()));
   }
 };
 
@@ -175,6 +187,21 @@ int open_fds(pid_t pid) {
     closedir(d);
   }
   return n - 2;
+}
+
+/// The lowest descriptor number `pid` has free: a limit at it leaves none.
+int lowest_free_fd(pid_t pid) {
+  std::set<int> used;
+  if (auto* d = opendir(("/proc/" + std::to_string(pid) + "/fd").c_str())) {
+    while (auto* e = readdir(d))
+      if (e->d_name[0] != '.')
+        used.insert(std::atoi(e->d_name));
+    closedir(d);
+  }
+  int n = 0;
+  while (used.count(n))
+    ++n;
+  return n;
 }
 
 int tcp_connect(uint16_t port) {
@@ -392,6 +419,7 @@ TEST_CASE("exit messages of every reason, kill included, leave the console "
       .receive([&](node_status&) { answered = true; },
                [&](caf::error& err) { FAIL(sys.render(err)); });
     CHECK(answered);
+    CHECK(n.counter("messages_dropped") == 7);
     auto hwm = proc_kb(n.node->pid(), "VmHWM");
     // ConfigServ by name: 20 puts of 512 KiB and a get that never returns.
     auto basp = sys.middleman().named_broker<caf::io::basp_broker>(
@@ -454,6 +482,7 @@ TEST_CASE("a frame header announcing 4 GiB closes the connection before "
              != std::string::npos;
     }, 10s));
     CHECK(n.ctl(args).first == 0);
+    CHECK(n.counter("frames_refused", tls) == 1);
   }
 }
 
@@ -461,7 +490,7 @@ TEST_CASE("200 connections that never speak TLS cost no CPU and are closed "
           "within the handshake timeout") {
   for (std::string prog : roles) {
     CAPTURE(prog);
-    console_node n{prog, {"--console.handshake-timeout=2s",
+    console_node n{prog, {"--console.handshake-timeout=3s",
                           "--console.max-connections=256"}};
     std::vector<int> fds;
     for (int i = 0; i < 200; ++i) {
@@ -470,12 +499,13 @@ TEST_CASE("200 connections that never speak TLS cost no CPU and are closed "
       fds.push_back(fd);
     }
     auto opened = std::chrono::steady_clock::now();
-    auto cpu = cpu_percent(n.node->pid(), 1500ms);
+    // Accepting them and then nothing, up to just before the timeout.
+    auto cpu = cpu_percent(n.node->pid(), 2500ms);
     MESSAGE(prog << ": CPU " << cpu << " % with 200 silent connections");
     CHECK(cpu < 5.0);
     int closed = 0;
     for (auto fd : fds) {
-      auto left = 2s + 1500ms
+      auto left = 3s + 1500ms
                   - std::chrono::duration_cast<std::chrono::milliseconds>(
                     std::chrono::steady_clock::now() - opened);
       closed += closed_by_peer(fd, std::max(left, 1ms)) ? 1 : 0;
@@ -484,15 +514,17 @@ TEST_CASE("200 connections that never speak TLS cost no CPU and are closed "
     auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::steady_clock::now() - opened);
     MESSAGE(prog << ": " << closed << "/200 closed by the node after "
-                 << took.count() << " ms (timeout 2s)");
+                 << took.count() << " ms (timeout 3s)");
     CHECK(closed == 200);
-    CHECK(n.status().first == 0);
+    CHECK(n.counter("handshake_timeouts") == 200);
   }
 }
 
 TEST_CASE("at the descriptor limit the console neither spins nor floods the "
           "log, and ingest keeps accepting") {
-  console_node n{"fleetd-cloud", {"--console.max-connections=16"}};
+  // Held connections stay held throughout (closed by the client at the end).
+  console_node n{"fleetd-cloud", {"--console.max-connections=16",
+                                  "--console.handshake-timeout=60s"}};
   auto pid = n.node->pid();
   auto ingest = port_from(n.data + "/ingest.port");
   REQUIRE(ingest != 0);
@@ -526,8 +558,9 @@ TEST_CASE("at the descriptor limit the console neither spins nor floods the "
   auto got = read(probe, buf, sizeof(buf) - 1);
   CHECK(std::string(buf, std::max<ssize_t>(got, 0)).rfind("HTTP/1.1", 0) == 0);
   close(probe);
-  // Truly out of descriptors: accept fails, and the front pauses.
-  lim.rlim_cur = static_cast<rlim_t>(open_fds(pid));
+  // Truly out of descriptors: no free number below the limit, so accept
+  // fails, and the front pauses.
+  lim.rlim_cur = static_cast<rlim_t>(lowest_free_fd(pid));
   REQUIRE(prlimit(pid, RLIMIT_NOFILE, &lim, nullptr) == 0);
   for (int i = 0; i < 50; ++i)
     if (auto fd = tcp_connect(n.console); fd >= 0)
@@ -544,4 +577,6 @@ TEST_CASE("at the descriptor limit the console neither spins nor floods the "
   lim.rlim_cur = hard;
   REQUIRE(prlimit(pid, RLIMIT_NOFILE, &lim, nullptr) == 0);
   CHECK(eventually([&] { return n.status().first == 0; }, 20s));
+  CHECK(n.counter("rejected") > 0);
+  CHECK(n.counter("accept_errors") > 0);
 }
