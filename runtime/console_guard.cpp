@@ -11,11 +11,22 @@ namespace fleetd {
 
 namespace {
 
-// The inspector's requests, and nothing else (messages/interfaces.hpp).
+template <class... Ins, class Out>
+bool matches(const caf::type_erased_tuple& msg,
+             caf::typed_mpi<caf::detail::type_list<Ins...>, Out>*) {
+  return msg.template match_elements<Ins...>();
+}
+
+template <class... Sigs>
+bool matches_any(const caf::type_erased_tuple& msg,
+                 caf::detail::type_list<Sigs...>) {
+  return (matches(msg, static_cast<Sigs*>(nullptr)) || ...);
+}
+
+// The inspector's requests (its interface, so a new one passes too), and
+// nothing else: no exit, error, link or down message.
 bool is_console_request(const caf::type_erased_tuple& msg) {
-  return msg.match_elements<status_atom>() || msg.match_elements<devices_atom>()
-         || msg.match_elements<config_atom, std::string, settings_change>()
-         || msg.match_elements<debug_atom, std::string>();
+  return matches_any(msg, inspector_actor::signatures{});
 }
 
 } // namespace

@@ -11,7 +11,7 @@
 namespace fleetd {
 
 /// What the console publishes in place of the inspector. It has no mailbox
-/// and no behavior: each message that is one of the inspector's requests is
+/// and no behavior: each message that matches the inspector's interface is
 /// handed on with its sender, anything else (exit messages of every reason,
 /// `kill` included, errors, links) is dropped and counted. So no peer can
 /// stop the console, and the inspector sees only requests it answers.
