@@ -144,6 +144,13 @@ inspector(inspector_actor::stateful_pointer<inspector_state> self,
       return forward<debug_report>(self, i->second, std::chrono::seconds(60),
                                    debug_atom::value, what);
     },
+    [self](report_atom, std::string& name, caf::actor& hdl) {
+      // The console's guard lets no peer send this; check anyway.
+      auto src = self->current_sender();
+      if (!hdl || !src || src->node() != self->node())
+        return;
+      self->state.cfg.actors.emplace_back(std::move(name), std::move(hdl));
+    },
   };
 }
 

@@ -183,8 +183,7 @@ int run(int argc, char** argv) {
     stops.stop_all(sys, opt.common.stop_timeout);
     return die(err);
   }
-  auto console = publish_console(sys, insp,
-                                 opt.common);
+  auto console = publish_console(sys, insp, opt.common);
   if (!console) {
     endpoint.stop();
     stops.stop_all(sys, opt.common.stop_timeout);
@@ -200,7 +199,7 @@ int run(int argc, char** argv) {
   log_info("fleetd-cloud", opt.node_id, " started; ingest ",
            opt.endpoint.insecure ? "http://" : "https://",
            opt.endpoint.host, ":", *port, "/v1/sync, console ",
-           opt.common.console_host, ":", *console, ", data in ", dir);
+           opt.common.console_host, ":", (*console)->port, ", data in ", dir);
   auto sig = wait_for_termination([&] {
     if (auto err = endpoint.reload_tls())
       log_error("fleetd-cloud", "SIGHUP: TLS files not reloaded, serving "
@@ -216,7 +215,7 @@ int run(int argc, char** argv) {
   log_info("fleetd-cloud", "signal ", sig, ": stopping");
   // Stop taking requests first, then the actors in reverse start order.
   endpoint.stop();
-  unpublish_console(sys, insp, *console);
+  unpublish_console(sys, *console);
   auto late = stops.stop_all(sys, opt.common.stop_timeout);
   if (late > 0) {
     log_warning("fleetd-cloud", late, " actor(s) did not stop in time; exiting");

@@ -195,8 +195,7 @@ int run_command(const edge_options& opt, const std::vector<std::string>& args) {
                                                "unreadable"));
     node_config cfg{opt.common};
     caf::actor_system sys{cfg};
-    auto node = sys.middleman().remote_actor<inspector_actor>(
-      "127.0.0.1", static_cast<uint16_t>(port));
+    auto node = connect_own_console(sys, opt.common, static_cast<uint16_t>(port));
     if (!node)
       return fail(node.error());
     caf::scoped_actor self{sys};
@@ -394,15 +393,14 @@ int run(int argc, char** argv) {
   auto icfg = spawn_actors(sys, stops, opt, caps, std::move(*backend), clk);
   auto insp = sys.spawn(inspector, icfg);
   stops.add("inspector", caf::actor_cast<caf::actor>(insp));
-  auto port = publish_console(sys, insp,
-                              opt.common);
-  if (!port) {
+  auto console = publish_console(sys, insp, opt.common);
+  if (!console) {
     stops.stop_all(sys, opt.common.stop_timeout);
-    return die(port.error());
+    return die(console.error());
   }
   log_info("fleetd", "device ", opt.sync.device_id, " started; data in ",
            dir, ", cloud ", opt.link.host, ":", opt.link.port, ", console ",
-           opt.common.console_host, ":", *port);
+           opt.common.console_host, ":", (*console)->port);
   auto sig = wait_for_termination([&] {
     reload_settings("fleetd", opts, argc, argv, [](option_set& o) {
       auto x = std::make_shared<edge_options>();
@@ -411,7 +409,7 @@ int run(int argc, char** argv) {
     });
   });
   log_info("fleetd", "signal ", sig, ": stopping");
-  unpublish_console(sys, insp, *port);
+  unpublish_console(sys, *console);
   auto late = stops.stop_all(sys, opt.common.stop_timeout);
   if (late > 0) {
     // Storage has closed (it stops last); only a blocked network call waits.

@@ -176,7 +176,10 @@ using inspector_actor = caf::typed_actor<
   // enrollment tokens, quotas).
   caf::replies_to<tenancy_atom, tenancy_command>::with<tenancy_answer>,
   // Forwards a diagnostic request to the actor that owns the subject.
-  caf::replies_to<debug_atom, std::string>::with<debug_report>>;
+  caf::replies_to<debug_atom, std::string>::with<debug_report>,
+  // Adds an actor whose statistics `status` gathers from now on (the console,
+  // which starts after the inspector); from this process only.
+  caf::reacts_to<report_atom, std::string, caf::actor>>;
 
 /// Detects the device's tier and derived settings (edge/capability).
 using capability_actor = caf::typed_actor<

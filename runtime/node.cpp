@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -16,10 +17,18 @@
 #include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/io/publish.hpp>
+#include <caf/typed_event_based_actor.hpp>
 
 #include "messages/error.hpp"
 #include "messages/register.hpp"
+#include "runtime/config_check.hpp"
+#include "runtime/console_client.hpp"
+#include "runtime/console_door.hpp"
+#include "runtime/console_front.hpp"
+#include "runtime/console_guard.hpp"
+#include "runtime/console_stats.hpp"
 #include "runtime/logger.hpp"
+#include "runtime/tls.hpp"
 
 namespace fleetd {
 
@@ -34,12 +43,36 @@ void declare_common_options(option_set& opts, common_options& x,
   opts.add("node.data-dir", x.data_dir, default_data_dir,
            "Directory for the node's databases and state files");
   opts.add("console.host", x.console_host, "127.0.0.1",
-           "Address the console (fleetctl, CAF BASP) listens on; only "
-           "127.0.0.1 until TLS certificates land");
+           "IP address the console (fleetctl, CAF BASP over TLS) listens on; "
+           "other than loopback only with console.tls-*");
   opts.add("console.port", x.console_port, default_console_port, "port",
            "TCP port of the console; 0 picks a free port (written to "
            "<data-dir>/console.port)",
            0, 65535);
+  opts.add("console.tls-cert", x.console_tls_cert, "",
+           "PEM certificate (chain) of the node's console; with tls-key and "
+           "tls-ca required unless console.insecure");
+  opts.add("console.tls-key", x.console_tls_key, "",
+           "PEM private key of console.tls-cert");
+  opts.add("console.tls-ca", x.console_tls_ca, "",
+           "PEM CA certificate(s): a console client must present a "
+           "certificate signed by one");
+  opts.add("console.insecure", x.console_insecure, false,
+           "Run the console without TLS; allowed on a loopback console.host "
+           "only, and warned about at every start");
+  opts.add("console.handshake-timeout", x.console_handshake_timeout, 10s,
+           "Drop a console connection that has not completed TLS and its "
+           "BASP handshake within this time",
+           100ms);
+  opts.add("console.max-connections", x.console_max_connections, 64,
+           "connections", "Console connections open at once; more are "
+           "closed at once",
+           1, 4096);
+  opts.add("console.max-frame-bytes", x.console_max_frame_bytes, 1 << 20,
+           "bytes", "Largest BASP frame a console peer may send; a larger "
+           "announced one closes the connection before anything is "
+           "allocated",
+           1024, 1 << 30);
   opts.add("console.heartbeat-interval", x.heartbeat_interval, 5s,
            "How often BASP peers exchange heartbeats", 100ms);
   opts.add("console.connection-timeout", x.connection_timeout, 30s,
@@ -56,17 +89,42 @@ void declare_common_options(option_set& opts, common_options& x,
            "production");
 }
 
+namespace {
+
+// Certificates on both sides, or an explicitly insecure loopback console.
+caf::error validate_console(const common_options& x) {
+  in6_addr any;
+  if (inet_pton(AF_INET, x.console_host.c_str(), &any) != 1
+      && inet_pton(AF_INET6, x.console_host.c_str(), &any) != 1)
+    return bad_config("console.host: '" + x.console_host
+                      + "' is not an IP address");
+  int files = !x.console_tls_cert.empty() + !x.console_tls_key.empty()
+              + !x.console_tls_ca.empty();
+  if (files != 0 && files != 3)
+    return bad_config("console.tls-cert, console.tls-key, console.tls-ca: "
+                      "give all three or none");
+  if (files == 3 && x.console_insecure)
+    return bad_config("console.insecure: true with console.tls-* given; "
+                      "choose one");
+  if (files == 0 && !x.console_insecure)
+    return bad_config("console.tls-cert: the console needs console.tls-cert, "
+                      "console.tls-key and console.tls-ca (or "
+                      "console.insecure = true on a loopback console.host)");
+  if (files == 0 && !is_loopback_host(x.console_host))
+    return bad_config("console.insecure: only on a loopback console.host, "
+                      "got '"
+                      + x.console_host + "'");
+  return caf::none;
+}
+
+} // namespace
+
 caf::error validate_common_options(const common_options& x) {
   log_level lvl;
   if (!parse_log_level(x.log_level, lvl))
     return make_error(ec::bad_config, "log.level: '" + x.log_level
                                         + "' is not one of error, warning, "
                                           "info, debug");
-  if (x.console_host != "127.0.0.1")
-    return make_error(ec::bad_config,
-                      "console.host: only 127.0.0.1 is allowed until the "
-                      "console speaks TLS, got '"
-                        + x.console_host + "'");
   if (x.data_dir.empty())
     return make_error(ec::bad_config, "node.data-dir: must not be empty");
   if (x.connection_timeout <= x.heartbeat_interval)
@@ -99,6 +157,10 @@ int parse_or_exit(const char* program, option_set& opts, int argc,
   }
   if (auto err = validate_common_options(common))
     return fail(err);
+  // A command (fleetd debug ...) runs no console: it only needs to reach one.
+  if (opts.args().empty())
+    if (auto err = validate_console(common))
+      return fail(err);
   if (validate)
     if (auto err = validate())
       return fail(err);
@@ -165,6 +227,8 @@ void reload_settings(const char* program, const option_set& running, int argc,
   auto err = fresh.parse(argc, argv);
   if (!err)
     err = validate_common_options(*common);
+  if (!err)
+    err = validate_console(*common);
   log_level lvl = log_level::info;
   if (!err && parse_log_level(common->log_level, lvl))
     err = logger::init(lvl, common->log_file);
@@ -241,26 +305,90 @@ caf::error write_file_atomically(const std::string& path,
   return caf::none;
 }
 
-caf::expected<uint16_t> publish_console(caf::actor_system& sys,
-                                        const inspector_actor& inspector,
-                                        const common_options& x) {
-  auto port = sys.middleman().publish(inspector,
-                                      static_cast<uint16_t>(x.console_port),
-                                      x.console_host.c_str(), true);
-  if (!port)
-    return make_error(ec::io_error,
-                      "console: cannot listen on " + x.console_host + ":"
-                        + std::to_string(x.console_port) + ": "
-                        + sys.render(port.error()));
+console_listener::~console_listener() = default;
+
+namespace {
+
+console_front_config front_config(const common_options& x) {
+  console_front_config out;
+  out.host = x.console_host;
+  out.port = static_cast<uint16_t>(x.console_port);
+  out.tls_cert = x.console_tls_cert;
+  out.tls_key = x.console_tls_key;
+  out.tls_ca = x.console_tls_ca;
+  out.handshake_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+    x.console_handshake_timeout);
+  out.max_connections = static_cast<size_t>(x.console_max_connections);
+  out.max_frame_bytes = static_cast<uint32_t>(x.console_max_frame_bytes);
+  out.ports = std::make_shared<front_ports>();
+  return out;
+}
+
+} // namespace
+
+caf::expected<console_ptr> publish_console(caf::actor_system& sys,
+                                           const inspector_actor& inspector,
+                                           const common_options& x) {
+  // Not for peers (docs/security.md, Console); the front refuses them too.
+  sys.registry().erase(caf::atom("ConfigServ"));
+  sys.registry().erase(caf::atom("SpawnServ"));
+  auto out = std::make_unique<console_listener>();
+  out->guard = spawn_console_guard(sys, inspector);
+  auto cfg = front_config(x);
+  cfg.guard_id = out->guard->id();
+  auto inner = publish_inner(sys, out->guard, cfg.ports);
+  if (!inner)
+    return inner.error();
+  out->inner_port = cfg.inner_port = *inner;
+  out->front = std::make_shared<console_front>();
+  auto port = out->front->start(std::move(cfg));
+  if (!port) {
+    sys.middleman().unpublish(caf::actor_cast<caf::actor>(out->guard),
+                              out->inner_port);
+    return port.error();
+  }
+  out->port = *port;
+  auto mode = x.console_insecure ? "insecure" : "tls";
+  out->stats = caf::actor_cast<caf::actor>(
+    sys.spawn(console_stats, console_stats_config{out->front, out->guard, mode}));
+  caf::scoped_actor self{sys};
+  self->send(inspector, report_atom::value, std::string("console"), out->stats);
+  if (x.console_insecure)
+    log_warning("console", "console.insecure: the console on ",
+                x.console_host, ":", *port,
+                " speaks plain BASP, without TLS or client certificates");
   if (auto err = write_file_atomically(x.data_dir + "/console.port",
                                        std::to_string(*port) + "\n"))
     return err;
-  return *port;
+  return out;
 }
 
-void unpublish_console(caf::actor_system& sys, const inspector_actor& inspector,
-                       uint16_t port) {
-  sys.middleman().unpublish(inspector, port);
+void unpublish_console(caf::actor_system& sys, console_ptr& console) {
+  if (!console)
+    return;
+  console->front->stop();
+  caf::anon_send_exit(console->stats, caf::exit_reason::user_shutdown);
+  sys.middleman().unpublish(caf::actor_cast<caf::actor>(console->guard),
+                            console->inner_port);
+}
+
+caf::expected<inspector_actor> connect_own_console(caf::actor_system& sys,
+                                                   const common_options& x,
+                                                   uint16_t port) {
+  console_client_config cfg;
+  cfg.cert = x.console_tls_cert;
+  cfg.key = x.console_tls_key;
+  cfg.ca = x.console_tls_ca;
+  if (!cfg.cert.empty()) {
+    auto own = certificate_fingerprint(cfg.cert);
+    if (!own)
+      return own.error();
+    cfg.fingerprint = *own;
+  }
+  // The certificate is pinned, so any address of this host will do.
+  bool any = x.console_host == "0.0.0.0" || x.console_host == "::";
+  auto host = any ? std::string("127.0.0.1") : x.console_host;
+  return connect_console(sys, host, port, cfg);
 }
 
 void stop_list::add(std::string name, caf::actor handle) {

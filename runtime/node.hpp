@@ -23,6 +23,13 @@ struct common_options {
   std::string data_dir;
   std::string console_host;
   int64_t console_port = 0;
+  std::string console_tls_cert;
+  std::string console_tls_key;
+  std::string console_tls_ca;
+  bool console_insecure = false;
+  option_set::duration console_handshake_timeout{};
+  int64_t console_max_connections = 0;
+  int64_t console_max_frame_bytes = 0;
   option_set::duration heartbeat_interval{};
   option_set::duration connection_timeout{};
   option_set::duration stop_timeout{};
@@ -71,15 +78,37 @@ using redeclare_fn = std::function<std::shared_ptr<common_options>(option_set&)>
 void reload_settings(const char* program, const option_set& running, int argc,
                      char** argv, const redeclare_fn& redeclare);
 
-/// Starts the console: publishes `inspector` over BASP on host:port with
-/// port reuse; writes the bound port to `<data_dir>/console.port`.
-caf::expected<uint16_t> publish_console(caf::actor_system& sys,
-                                        const inspector_actor& inspector,
-                                        const common_options& x);
+class console_front;
+
+/// A running console: the front on console.host:console.port and, behind
+/// it, a guard of the inspector published on an inner loopback port.
+struct console_listener {
+  std::shared_ptr<console_front> front;
+  caf::strong_actor_ptr guard;
+  /// Answers `stats` for the inspector's status ("console").
+  caf::actor stats;
+  uint16_t port = 0;
+  uint16_t inner_port = 0;
+  ~console_listener();
+};
+using console_ptr = std::unique_ptr<console_listener>;
+
+/// Starts the console (TLS with client certificates, or plain when
+/// console.insecure on loopback, said in the log); writes the bound port to
+/// `<data_dir>/console.port`. Takes ConfigServ and SpawnServ out of the
+/// registry: no peer has any business with them.
+caf::expected<console_ptr> publish_console(caf::actor_system& sys,
+                                           const inspector_actor& inspector,
+                                           const common_options& x);
 
 /// Stops listening for the console (first step of a shutdown).
-void unpublish_console(caf::actor_system& sys, const inspector_actor& inspector,
-                       uint16_t port);
+void unpublish_console(caf::actor_system& sys, console_ptr& console);
+
+/// How this program reaches its own node's console (`fleetd debug`): with
+/// the node's certificate, and the node's certificate pinned.
+caf::expected<inspector_actor> connect_own_console(caf::actor_system& sys,
+                                                   const common_options& x,
+                                                   uint16_t port);
 
 /// Writes `value` to `path` atomically (temp file + rename).
 caf::error write_file_atomically(const std::string& path,

@@ -1,5 +1,6 @@
 // fleetctl: the operator's console for any fleetd node (CAF remote actors).
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -14,6 +15,7 @@
 
 #include "messages/error.hpp"
 #include "messages/interfaces.hpp"
+#include "runtime/console_client.hpp"
 #include "runtime/json.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/node.hpp"
@@ -25,6 +27,7 @@ namespace {
 
 struct ctl_options {
   std::string node;
+  console_client_config tls;
   bool json = false;
   option_set::duration timeout{};
   option_set::duration interval{};
@@ -318,7 +321,7 @@ int watch(caf::actor_system& sys, inspector_actor node, const ctl_options& opt,
     if (tick > 0)
       std::this_thread::sleep_for(opt.interval);
     if (!node) {
-      auto again = sys.middleman().remote_actor<inspector_actor>(host, port);
+      auto again = connect_console(sys, host, port, opt.tls);
       if (!again)
         continue;
       node = std::move(*again);
@@ -351,6 +354,18 @@ void declare(option_set& opts, ctl_options& opt) {
   using namespace std::chrono_literals;
   opts.add("node", opt.node, "127.0.0.1:7400",
            "HOST:PORT of the node's console (edge default 7400, cloud 7401)");
+  opts.add("cert", opt.tls.cert, "",
+           "PEM client certificate for the node's console (signed by the "
+           "node's console.tls-ca); without --cert/--key/--ca, plain BASP to "
+           "a console.insecure node");
+  opts.add("key", opt.tls.key, "", "PEM private key of --cert");
+  opts.add("ca", opt.tls.ca, "", "PEM CA the node's certificate must chain to");
+  opts.add("server-name", opt.tls.server_name, "",
+           "Name the node's certificate must carry (default: the host of "
+           "--node)");
+  opts.add("fingerprint", opt.tls.fingerprint, "",
+           "SHA-256 of the node's certificate (hex); checked instead of the "
+           "name");
   opts.add("json", opt.json, false, "Print JSON instead of text");
   opts.add("timeout", opt.timeout, 5s, "Deadline for reaching the node and "
                                        "for each answer", 10ms);
@@ -480,6 +495,8 @@ int run_config(caf::scoped_actor& self, const inspector_actor& node,
 }
 
 int run(int argc, char** argv) {
+  // A closed console connection must surface as an error, not kill us.
+  signal(SIGPIPE, SIG_IGN);
   ctl_options opt;
   option_set opts("fleetctl", std::string(summary) + tenancy_usage);
   declare(opts, opt);
@@ -499,6 +516,14 @@ int run(int argc, char** argv) {
   }
   if (auto rc = check_command(opts, opt))
     return rc;
+  int files = !opt.tls.cert.empty() + !opt.tls.key.empty() + !opt.tls.ca.empty();
+  if (files != 0 && files != 3) {
+    std::cerr << "fleetctl: bad arguments: --cert, --key and --ca go together"
+              << std::endl;
+    return 2;
+  }
+  opt.tls.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+    opt.timeout);
   std::string host;
   int port = 0;
   if (!parse_node(opt.node, host, port))
@@ -507,8 +532,7 @@ int run(int argc, char** argv) {
   logger::init(log_level::error, "");
   node_config cfg;
   caf::actor_system sys{cfg};
-  auto node = sys.middleman().remote_actor<inspector_actor>(
-    host, static_cast<uint16_t>(port));
+  auto node = connect_console(sys, host, static_cast<uint16_t>(port), opt.tls);
   if (!node) {
     std::cerr << "fleetctl: cannot reach node " << opt.node << ": "
               << render(node.error()) << std::endl;

@@ -40,6 +40,9 @@ std::vector<std::string> plain_http_unless_tls(const std::string& prog,
   }
   if (name == "fleetd" && !says("cloud.ca-file") && !says("cloud.insecure"))
     args.emplace_back("--cloud.insecure=true");
+  if ((name == "fleetd" || name == "fleetd-cloud") && !says("console.tls-")
+      && !says("console.insecure"))
+    args.emplace_back("--console.insecure=true");
   return args;
 }
 

@@ -21,7 +21,9 @@ using temp_dir = scratch_dir;
 /// The arguments with plain HTTP on loopback switched on (ingest.insecure
 /// and ingest.anonymous, cloud.insecure) for fleetd-cloud and fleetd, unless
 /// they set TLS options themselves: most tests are about other things than
-/// TLS and keys; the HTTPS and identity tests pass certificates and keys.
+/// TLS and keys; the HTTPS and identity tests pass certificates and keys. Likewise a
+/// plain loopback console (console.insecure) unless console.tls-* or
+/// console.insecure are given.
 std::vector<std::string> plain_http_unless_tls(const std::string& prog,
                                                std::vector<std::string> args);
 
