@@ -82,6 +82,11 @@ http_limits ingest_endpoint_config::limits() const {
   out.max_connections = static_cast<size_t>(max_connections);
   out.idle_timeout = idle_timeout;
   out.read_timeout = read_timeout;
+  out.max_connections_per_address =
+    static_cast<size_t>(max_connections_per_address);
+  out.max_inflight_bytes = static_cast<size_t>(max_inflight_bytes);
+  out.header_timeout = header_timeout;
+  out.min_body_rate = static_cast<size_t>(min_body_rate);
   return out;
 }
 
@@ -102,6 +107,21 @@ void declare(option_set& opts, ingest_endpoint_config& x) {
            "Close a keep-alive connection idle for this long", 100ms);
   opts.add("ingest.read-timeout", x.read_timeout, 30s,
            "Deadline for writing a reply to a client", 100ms);
+  opts.add("ingest.max-connections-per-address",
+           x.max_connections_per_address, 64, "connections",
+           "Connections one client address may hold; more are closed at "
+           "accept", 1, 1000000);
+  opts.add_size("ingest.max-inflight-bytes", x.max_inflight_bytes,
+                64 * 1024 * 1024,
+                "Request bodies held in memory across all connections "
+                "(claimed lengths, header to reply); past it 503 with "
+                "Retry-After", 1024, int64_t{1} << 34);
+  opts.add("ingest.header-timeout", x.header_timeout, 10s,
+           "The TLS handshake and a request's whole header must arrive "
+           "within this (slower clients are closed)", 100ms);
+  opts.add("ingest.min-body-rate", x.min_body_rate, 16 * 1024, "bytes/s",
+           "After a grace of ingest.header-timeout a body must arrive at "
+           "least this fast (slower clients are closed)", 1, int64_t{1} << 30);
   opts.add("ingest.tls-cert", x.tls.cert, "",
            "PEM certificate chain the endpoint serves HTTPS with (re-read on "
            "SIGHUP)");
@@ -123,6 +143,9 @@ caf::error validate(const ingest_endpoint_config& x) {
                       + std::to_string(x.port));
   if (x.max_body_bytes < 1)
     return bad_config("ingest.max-body-bytes: must be positive");
+  if (x.max_inflight_bytes < x.max_body_bytes)
+    return bad_config("ingest.max-inflight-bytes: must be at least "
+                      "ingest.max-body-bytes");
   if (x.max_connections < 1)
     return bad_config("ingest.max-connections: must be at least 1");
   if (x.idle_timeout.count() <= 0 || x.read_timeout.count() <= 0)

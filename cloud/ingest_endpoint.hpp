@@ -24,6 +24,10 @@ struct ingest_endpoint_config {
   int64_t max_connections = 1024;
   std::chrono::milliseconds idle_timeout{60000};
   std::chrono::milliseconds read_timeout{30000};
+  int64_t max_connections_per_address = 64;
+  int64_t max_inflight_bytes = 64 * 1024 * 1024;
+  std::chrono::milliseconds header_timeout{10000};
+  int64_t min_body_rate = 16 * 1024;
   /// Certificate, key and (optional) client CA of HTTPS.
   tls_files tls;
   /// Plain HTTP (loopback only): for local tests, never a fleet.
@@ -35,6 +39,8 @@ struct ingest_endpoint_config {
 
 /// Declares ingest.host, ingest.port, ingest.max-body-bytes,
 /// ingest.max-connections, ingest.idle-timeout, ingest.read-timeout,
+/// ingest.max-connections-per-address, ingest.max-inflight-bytes,
+/// ingest.header-timeout, ingest.min-body-rate,
 /// ingest.tls-cert, ingest.tls-key, ingest.tls-client-ca, ingest.insecure.
 void declare(option_set& opts, ingest_endpoint_config& x);
 

@@ -1,13 +1,19 @@
 #include "runtime/http_server.hpp"
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
+#include <map>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <thread>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -42,17 +48,32 @@ struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
   handler_fn handler;
   asio::io_context ioc{1};
   tcp::acceptor acceptor{ioc};
+  asio::steady_timer accept_pause{ioc};
   std::thread thread;
-  std::mutex mtx;
+  mutable std::mutex mtx;
   http_server_counters counts;
-  std::set<std::shared_ptr<session_base>> sessions; // io thread only
+  int64_t closed = 0; // guarded by mtx: counts.connections_open from it
+  // Connections by accept order (oldest first), and how many per address;
+  // io thread only.
+  std::map<uint64_t, std::shared_ptr<session_base>> sessions;
+  std::map<std::string, size_t> per_address;
+  uint64_t next_id = 0;
+  // Claimed body bytes held now (io thread writes, counters() reads).
+  std::atomic<size_t> inflight{0};
+  // Closed when descriptors run out, so one connection can be shed.
+  int reserve_fd = -1;
   std::atomic<bool> stopped{false}; // read by `respond` on any thread
   // TLS: the files and the context new connections use (swapped on reload).
   tls_files tls;
   tls_context_ptr tls_ctx; // guarded by mtx
 
   void accept();
-  void start_session(tcp::socket socket);
+  void on_accept_error(const beast::error_code& ec);
+  bool admit(const std::string& address);
+  bool evict_one();
+  void shed_one();
+  void start_session(tcp::socket socket, std::string address);
+  void forget(uint64_t id, const std::string& address);
   tls_context_ptr context() {
     std::lock_guard<std::mutex> guard{mtx};
     return tls_ctx;
@@ -60,6 +81,14 @@ struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
   void count(int64_t http_server_counters::*field) {
     std::lock_guard<std::mutex> guard{mtx};
     ++(counts.*field);
+  }
+  // Takes `n` body bytes from the in-flight budget; false when it has not.
+  bool reserve(size_t n) {
+    if (n > limits.max_inflight_bytes - std::min(inflight.load(),
+                                                 limits.max_inflight_bytes))
+      return false;
+    inflight += n;
+    return true;
   }
 };
 
@@ -70,6 +99,10 @@ class session_base {
 public:
   virtual ~session_base() = default;
   virtual void close() = 0;
+  // -1: busy with a request (never evicted); 0: has not completed a request
+  // (evicted first); 1: idle between requests.
+  virtual int eviction_rank() const = 0;
+  virtual const std::string& address() const = 0;
 };
 
 // One connection; Stream is a tcp_stream or an ssl_stream over one.
@@ -79,9 +112,11 @@ class session : public session_base,
 public:
   template <class... Ts>
   session(std::shared_ptr<http_server::impl> server, tcp::socket socket,
-          Ts&&... xs)
+          uint64_t id, std::string address, Ts&&... xs)
     : stream_(std::move(socket), std::forward<Ts>(xs)...),
-      server_(std::move(server)) {
+      server_(std::move(server)),
+      id_(id),
+      address_(std::move(address)) {
     beast::error_code ec;
     auto ep = lowest().socket().remote_endpoint(ec);
     if (!ec)
@@ -90,8 +125,8 @@ public:
 
   void start() {
     if constexpr (is_tls) {
-      // A client that never completes the handshake gets the read time.
-      lowest().expires_after(server_->limits.read_timeout);
+      // A client that never completes the handshake gets the header time.
+      lowest().expires_after(server_->limits.header_timeout);
       stream_.async_handshake(ssl::stream_base::server,
                               [self = this->shared_from_this()](
                                 beast::error_code ec) { self->on_handshake(ec); });
@@ -111,6 +146,16 @@ public:
     lowest().close();
   }
 
+  const std::string& address() const override {
+    return address_;
+  }
+
+  int eviction_rank() const override {
+    if (busy_)
+      return -1;
+    return completed_ > 0 && !reading_ ? 1 : 0;
+  }
+
 private:
   static constexpr bool is_tls = !std::is_same_v<Stream, beast::tcp_stream>;
 
@@ -120,7 +165,9 @@ private:
 
   void on_handshake(beast::error_code ec) {
     if (ec) {
-      server_->count(&http_server_counters::tls_handshake_failures);
+      server_->count(ec == beast::error::timeout
+                       ? &http_server_counters::header_timeouts
+                       : &http_server_counters::tls_handshake_failures);
       log_warning_limited("http", "handshake", "TLS handshake with ", peer_,
                           " failed: ", ec.message());
       finish();
@@ -133,16 +180,100 @@ private:
     }
     read();
   }
+
+  // Waits for the first byte of the next request: a keep-alive connection
+  // the idle time, a new one only the header time.
   void read() {
+    busy_ = false;
+    reading_ = false;
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(server_->limits.max_header_bytes));
     parser_->body_limit(server_->limits.max_body_bytes);
-    // First byte of a request may take the idle time; the rest the read time.
-    lowest().expires_after(server_->limits.idle_timeout);
+    if (buffer_.size() > 0) {
+      read_header();
+      return;
+    }
+    lowest().expires_after(completed_ > 0 ? server_->limits.idle_timeout
+                                          : server_->limits.header_timeout);
+    stream_.async_read_some(buffer_.prepare(first_read),
+                            [self = this->shared_from_this()](
+                              beast::error_code ec, size_t n) {
+                              self->buffer_.commit(n);
+                              if (ec)
+                                self->on_header(ec);
+                              else
+                                self->read_header();
+                            });
+  }
+
+  void read_header() {
+    reading_ = true;
+    lowest().expires_after(server_->limits.header_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = this->shared_from_this()](
+                              beast::error_code ec, size_t) {
+                              self->on_header(ec);
+                            });
+  }
+
+  // The header is in: take the body's bytes from the in-flight budget and
+  // give it grace + length / min_body_rate to arrive.
+  void on_header(beast::error_code ec) {
+    // A new connection's silence counts too; an idle keep-alive's does not.
+    if (ec == beast::error::timeout && (reading_ || completed_ == 0)) {
+      server_->count(&http_server_counters::header_timeouts);
+      log_warning_limited("http", "slow_header", "closed ", peer_,
+                          ": request header not complete within ",
+                          server_->limits.header_timeout.count(), " ms");
+      finish();
+      return;
+    }
+    if (ec || parser_->is_done()) {
+      on_read(ec);
+      return;
+    }
+    auto length = parser_->content_length();
+    if (!length) {
+      server_->count(&http_server_counters::requests_rejected);
+      reply_error(411, "length_required",
+                  "a request body needs a Content-Length");
+      return;
+    }
+    if (!server_->reserve(*length)) {
+      server_->count(&http_server_counters::inflight_refused);
+      log_warning_limited("http", "inflight", "503 to ", peer_,
+                          ": request bodies in memory at the limit of ",
+                          server_->limits.max_inflight_bytes, " bytes");
+      reply_error(503, "busy", "too many request bodies in flight; retry",
+                  "1");
+      return;
+    }
+    reserved_ = *length;
+    lowest().expires_after(body_deadline(*length));
     http::async_read(stream_, buffer_, *parser_,
-                     [self = this->shared_from_this()](beast::error_code ec, size_t) {
-                       self->on_read(ec);
+                     [self = this->shared_from_this()](beast::error_code ec,
+                                                       size_t) {
+                       self->on_body(ec);
                      });
+  }
+
+  std::chrono::milliseconds body_deadline(uint64_t length) const {
+    auto& lim = server_->limits;
+    auto rate = std::max<uint64_t>(lim.min_body_rate, 1);
+    return lim.header_timeout
+           + std::chrono::milliseconds(length * 1000 / rate);
+  }
+
+  void on_body(beast::error_code ec) {
+    if (ec == beast::error::timeout) {
+      server_->count(&http_server_counters::body_timeouts);
+      log_warning_limited("http", "slow_body", "closed ", peer_,
+                          ": request body slower than ",
+                          server_->limits.min_body_rate, " bytes/s");
+      finish();
+      return;
+    }
+    on_read(ec);
   }
 
   void on_read(beast::error_code ec) {
@@ -152,7 +283,8 @@ private:
       return;
     }
     if (ec == http::error::end_of_stream || ec == beast::error::timeout
-        || ec == asio::error::operation_aborted) {
+        || ec == asio::error::operation_aborted || ec == asio::error::eof
+        || ec == asio::error::connection_reset) {
       finish();
       return;
     }
@@ -166,7 +298,8 @@ private:
     }
     if (ec) {
       server_->count(&http_server_counters::requests_rejected);
-      log_debug("http", "bad request from ", peer_, ": ", ec.message());
+      log_limited(log_level::debug, "http", "bad_request", "bad request from ",
+                  peer_, ": ", ec.message());
       reply_error(400, "bad_request", ec.message());
       return;
     }
@@ -178,7 +311,13 @@ private:
                   "this endpoint requires a client certificate");
       return;
     }
+    dispatch();
+  }
+
+  // Hands the request to the application; the reply comes back via write.
+  void dispatch() {
     server_->count(&http_server_counters::requests);
+    busy_ = true;
     auto& msg = parser_->get();
     keep_alive_ = msg.keep_alive();
     version_ = msg.version();
@@ -201,29 +340,36 @@ private:
       if (self->server_->stopped)
         return;
       asio::post(ioc, [self, rep = std::move(rep)]() mutable {
+        ++self->completed_;
         self->write(std::move(rep));
       });
     });
   }
 
   // The request could not be read whole: answer, then close.
-  void reply_error(unsigned status, const char* code, const std::string& why) {
+  void reply_error(unsigned status, const char* code, const std::string& why,
+                   const char* retry_after = nullptr) {
     keep_alive_ = false;
+    busy_ = true;
     http_reply rep;
     rep.status = static_cast<uint16_t>(status);
     rep.content_type = "text/plain";
     rep.error = code + (": " + why);
     rep.body = why + "\n";
-    write(std::move(rep));
+    write(std::move(rep), retry_after);
   }
 
-  void write(http_reply rep) {
+  void write(http_reply rep, const char* retry_after = nullptr) {
+    // The application has the body no more: its bytes leave the budget.
+    release();
     auto res = std::make_shared<http::response<http::string_body>>();
     res->version(version_);
     res->result(rep.status);
     res->set(http::field::server, "fleetd-cloud");
     if (!rep.content_type.empty())
       res->set(http::field::content_type, rep.content_type);
+    if (retry_after != nullptr)
+      res->set(http::field::retry_after, retry_after);
     if (rep.status >= 400) {
       auto text = rep.error;
       if (text.empty())
@@ -247,17 +393,31 @@ private:
                       });
   }
 
-  void finish() {
-    close();
-    server_->sessions.erase(this->shared_from_this());
+  void release() {
+    server_->inflight -= reserved_;
+    reserved_ = 0;
   }
+
+  void finish() {
+    release();
+    close();
+    server_->forget(id_, address_);
+  }
+
+  static constexpr size_t first_read = 1024;
 
   Stream stream_;
   tls_context_ptr ctx_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<http_server::impl> server_;
+  uint64_t id_;
+  std::string address_;
   std::string peer_;
+  size_t reserved_ = 0;
+  int64_t completed_ = 0;
+  bool busy_ = false;
+  bool reading_ = false;
   bool client_cert_ = false;
   bool keep_alive_ = true;
   unsigned version_ = 11;
@@ -270,35 +430,135 @@ void http_server::impl::accept() {
                                                     tcp::socket socket) {
     if (self->stopped || ec == asio::error::operation_aborted)
       return;
-    if (!ec) {
-      if (self->sessions.size() >= self->limits.max_connections) {
-        self->count(&http_server_counters::connections_rejected);
-        beast::error_code ignored;
-        socket.close(ignored);
-      } else {
-        self->count(&http_server_counters::connections_accepted);
-        self->start_session(std::move(socket));
-      }
+    if (ec) {
+      self->on_accept_error(ec);
+      return;
+    }
+    beast::error_code aec;
+    auto address = socket.remote_endpoint(aec).address().to_string();
+    if (aec || !self->admit(address)) {
+      beast::error_code ignored;
+      socket.close(ignored);
     } else {
-      log_warning_limited("http", "accept", "accept failed: ", ec.message());
+      self->count(&http_server_counters::connections_accepted);
+      self->start_session(std::move(socket), std::move(address));
     }
     self->accept();
   });
 }
 
-void http_server::impl::start_session(tcp::socket socket) {
+// Out of descriptors: free one (an evicted connection, else the reserve to
+// shed the waiting one) and pause, so the loop neither spins nor floods.
+void http_server::impl::on_accept_error(const beast::error_code& ec) {
+  auto no_fds = ec == asio::error::no_descriptors
+                || ec.value() == ENFILE;
+  if (no_fds) {
+    count(&http_server_counters::accept_descriptor_exhausted);
+    if (!evict_one())
+      shed_one();
+  }
+  log_warning_limited("http", "accept", "accept failed: ", ec.message(),
+                      "; pausing ", limits.accept_backoff.count(), " ms");
+  accept_pause.expires_after(limits.accept_backoff);
+  accept_pause.async_wait([self = shared_from_this()](beast::error_code) {
+    if (!self->stopped)
+      self->accept();
+  });
+}
+
+// Closes the reserve descriptor, accepts and closes one waiting connection,
+// then takes the reserve back.
+void http_server::impl::shed_one() {
+  if (reserve_fd >= 0)
+    ::close(reserve_fd);
+  int fd = ::accept4(acceptor.native_handle(), nullptr, nullptr,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd >= 0) {
+    ::close(fd);
+    count(&http_server_counters::connections_shed);
+  }
+  reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+// Per-address limit, then a slot: when full, the oldest connection that
+// has not completed a request (else the oldest idle one) makes room.
+bool http_server::impl::admit(const std::string& address) {
+  if (per_address[address] >= limits.max_connections_per_address) {
+    count(&http_server_counters::connections_over_address_limit);
+    log_warning_limited("http", "per_address", "closed a connection from ",
+                        printable(address, 64), ": it holds ",
+                        limits.max_connections_per_address, " already");
+    return false;
+  }
+  if (sessions.size() >= limits.max_connections && !evict_one()) {
+    count(&http_server_counters::connections_rejected);
+    return false;
+  }
+  return true;
+}
+
+bool http_server::impl::evict_one() {
+  for (int rank = 0; rank <= 1; ++rank)
+    for (auto& [id, s] : sessions)
+      if (s->eviction_rank() == rank) {
+        count(&http_server_counters::connections_evicted);
+        // Its pending operation sees the closed socket and ends it; the
+        // slot is free now.
+        auto victim = s;
+        victim->close();
+        forget(id, victim->address());
+        return true;
+      }
+  return false;
+}
+
+void http_server::impl::start_session(tcp::socket socket, std::string address) {
+  auto id = next_id++;
+  ++per_address[address];
+  std::shared_ptr<session_base> base;
   if (auto ctx = context()) {
     auto s = std::make_shared<session<beast::ssl_stream<beast::tcp_stream>>>(
-      shared_from_this(), std::move(socket), *ctx);
+      shared_from_this(), std::move(socket), id, address, *ctx);
     s->keep(std::move(ctx));
-    sessions.insert(s);
+    sessions.emplace(id, s);
     s->start();
   } else {
-    auto s = std::make_shared<session<beast::tcp_stream>>(shared_from_this(),
-                                                          std::move(socket));
-    sessions.insert(s);
+    auto s = std::make_shared<session<beast::tcp_stream>>(
+      shared_from_this(), std::move(socket), id, address);
+    sessions.emplace(id, s);
     s->start();
   }
+}
+
+void http_server::impl::forget(uint64_t id, const std::string& address) {
+  if (sessions.erase(id) == 0)
+    return;
+  {
+    std::lock_guard<std::mutex> guard{mtx};
+    ++closed;
+  }
+  auto i = per_address.find(address);
+  if (i != per_address.end() && --i->second == 0)
+    per_address.erase(i);
+}
+
+std::vector<std::pair<std::string, int64_t>>
+named_counters(const http_server_counters& x) {
+  return {{"connections_accepted", x.connections_accepted},
+          {"connections_rejected", x.connections_rejected},
+          {"connections_over_address_limit", x.connections_over_address_limit},
+          {"connections_evicted", x.connections_evicted},
+          {"connections_shed", x.connections_shed},
+          {"connections_open", x.connections_open},
+          {"requests", x.requests},
+          {"requests_rejected", x.requests_rejected},
+          {"header_timeouts", x.header_timeouts},
+          {"body_timeouts", x.body_timeouts},
+          {"inflight_refused", x.inflight_refused},
+          {"inflight_bytes", x.inflight_bytes},
+          {"accept_descriptor_exhausted", x.accept_descriptor_exhausted},
+          {"tls_handshake_failures", x.tls_handshake_failures},
+          {"client_cert_missing", x.client_cert_missing}};
 }
 
 http_server::http_server(http_limits limits, handler_fn handler)
@@ -309,6 +569,8 @@ http_server::http_server(http_limits limits, handler_fn handler)
 
 http_server::~http_server() {
   stop();
+  if (impl_->reserve_fd >= 0)
+    ::close(impl_->reserve_fd);
 }
 
 caf::expected<uint16_t> http_server::start(const std::string& host,
@@ -330,6 +592,11 @@ caf::expected<uint16_t> http_server::start(const std::string& host,
     return make_error(ec::io_error, "cannot listen on " + host + ":"
                                       + std::to_string(port) + ": "
                                       + ec.message());
+  // Accepts that shed a connection must never block.
+  if (!ec)
+    acc.native_non_blocking(true, ec);
+  if (impl_->reserve_fd < 0)
+    impl_->reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   auto bound = acc.local_endpoint().port();
   impl_->accept();
   auto self = impl_;
@@ -345,8 +612,10 @@ void http_server::stop() {
     self->stopped = true;
     beast::error_code ec;
     self->acceptor.close(ec);
-    for (auto& s : self->sessions)
-      s->close();
+    for (auto& kv : self->sessions)
+      kv.second->close();
+    self->per_address.clear();
+    self->accept_pause.cancel();
     self->sessions.clear();
   };
   if (self->thread.joinable()) {
@@ -396,7 +665,10 @@ caf::error http_server::reload_tls() {
 
 http_server_counters http_server::counters() const {
   std::lock_guard<std::mutex> guard{impl_->mtx};
-  return impl_->counts;
+  auto out = impl_->counts;
+  out.connections_open = out.connections_accepted - impl_->closed;
+  out.inflight_bytes = static_cast<int64_t>(impl_->inflight.load());
+  return out;
 }
 
 } // namespace fleetd

@@ -5,6 +5,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <caf/expected.hpp>
 
@@ -31,8 +33,21 @@ struct http_limits {
   size_t max_body_bytes = 8 * 1024 * 1024;
   size_t max_header_bytes = 8 * 1024;
   size_t max_connections = 1024;
+  /// Connections one client address may hold; more are closed at accept.
+  size_t max_connections_per_address = 64;
+  /// Request bodies held in memory across all connections (claimed lengths,
+  /// from the header until the reply): past it a request gets 503.
+  size_t max_inflight_bytes = 64 * 1024 * 1024;
   std::chrono::milliseconds idle_timeout{60000};
   std::chrono::milliseconds read_timeout{30000};
+  /// The TLS handshake, and a request's whole header from its first byte
+  /// (a new connection's first byte too), must arrive within this.
+  std::chrono::milliseconds header_timeout{10000};
+  /// After a grace of header_timeout, a body must arrive at least this
+  /// fast (bytes/s): its deadline is grace + length / rate.
+  size_t min_body_rate = 16 * 1024;
+  /// After the descriptors run out (EMFILE/ENFILE), accepting pauses this long.
+  std::chrono::milliseconds accept_backoff{100};
 };
 
 /// Counters of the server, read by the owning actor for the console.
@@ -43,7 +58,28 @@ struct http_server_counters {
   int64_t requests_rejected = 0;
   int64_t tls_handshake_failures = 0;
   int64_t client_cert_missing = 0;
+  /// Closed at accept: their address already held its connections.
+  int64_t connections_over_address_limit = 0;
+  /// Closed to admit a new connection while the server was full.
+  int64_t connections_evicted = 0;
+  /// Closed because the handshake or the header missed header_timeout.
+  int64_t header_timeouts = 0;
+  /// Closed because the body came slower than min_body_rate.
+  int64_t body_timeouts = 0;
+  /// Answered 503 because max_inflight_bytes was taken.
+  int64_t inflight_refused = 0;
+  /// Accepts that failed for want of descriptors (EMFILE/ENFILE).
+  int64_t accept_descriptor_exhausted = 0;
+  /// Connections accepted and closed at once to drain the backlog then.
+  int64_t connections_shed = 0;
+  /// Gauges: open connections and body bytes held now.
+  int64_t connections_open = 0;
+  int64_t inflight_bytes = 0;
 };
+
+/// The counters as named pairs, for a stats answer.
+std::vector<std::pair<std::string, int64_t>>
+named_counters(const http_server_counters& x);
 
 /// A Boost.Beast HTTP/1.1 server with keep-alive on its own Asio thread.
 /// The handler runs on that thread and must not block: it hands the request

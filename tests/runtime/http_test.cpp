@@ -400,7 +400,7 @@ TEST_CASE("a response over the client's limit is an error") {
   CHECK_MESSAGE(has_code(res.error(), ec::unreachable), render(res.error()));
 }
 
-TEST_CASE("connections over max_connections are closed at once") {
+TEST_CASE("when full, the oldest idle connection makes room for a new one") {
   echo app;
   http_limits limits;
   limits.max_connections = 1;
@@ -410,14 +410,105 @@ TEST_CASE("connections over max_connections are closed at once") {
   REQUIRE(first.post("/", "1", {}));
   http_client second{"127.0.0.1", port, 10s, 1024 * 1024};
   auto res = second.post("/", "2", {});
-  REQUIRE_FALSE(res);
-  CHECK_MESSAGE(has_code(res.error(), ec::unreachable), render(res.error()));
-  CHECK(server.counters().connections_rejected == 1);
-  // The first connection still works.
-  auto again = first.post("/", "3", {});
-  REQUIRE(again);
-  CHECK(again->body == "3");
-  CHECK(first.connects() == 1);
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->body == "2");
+  CHECK(server.counters().connections_evicted == 1);
+  CHECK(server.counters().connections_rejected == 0);
+}
+
+// Opens a TCP connection from `source` (a 127.x address) and sends `bytes`.
+int open_raw(uint16_t port, const std::string& bytes,
+             const char* source = "127.0.0.1") {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in src{};
+  src.sin_family = AF_INET;
+  ::inet_pton(AF_INET, source, &src.sin_addr);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof(src)) == 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
+          == 0);
+  if (!bytes.empty())
+    ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  return fd;
+}
+
+TEST_CASE("a header that does not arrive within header_timeout closes the "
+          "connection") {
+  echo app;
+  http_limits limits;
+  limits.header_timeout = 200ms;
+  http_server server{limits, app.handler()};
+  auto port = start_or_fail(server);
+  int stalled = open_raw(port, "POST / HTTP/1.1\r\nHost: x\r\n");
+  int silent = open_raw(port, "");
+  CHECK(test::eventually([&] { return server.counters().header_timeouts == 2; },
+                         10s));
+  char c;
+  CHECK(::recv(stalled, &c, 1, 0) == 0);
+  ::close(stalled);
+  ::close(silent);
+}
+
+TEST_CASE("a body slower than min_body_rate is closed and counted") {
+  echo app;
+  http_limits limits;
+  limits.header_timeout = 200ms;
+  limits.min_body_rate = 1000;
+  http_server server{limits, app.handler()};
+  auto port = start_or_fail(server);
+  // 100 bytes claimed: 300 ms allowed, 1 sent.
+  int slow = open_raw(port, "POST / HTTP/1.1\r\nHost: x\r\n"
+                            "Content-Length: 100\r\n\r\nx");
+  CHECK(test::eventually([&] { return server.counters().body_timeouts == 1; },
+                         10s));
+  CHECK(server.counters().inflight_bytes == 0);
+  ::close(slow);
+}
+
+TEST_CASE("connections beyond max_connections_per_address are closed at "
+          "accept; other addresses still get in") {
+  echo app;
+  http_limits limits;
+  limits.max_connections_per_address = 2;
+  http_server server{limits, app.handler()};
+  auto port = start_or_fail(server);
+  int a = open_raw(port, "", "127.0.0.2");
+  int b = open_raw(port, "", "127.0.0.2");
+  int c = open_raw(port, "", "127.0.0.2");
+  CHECK(test::eventually(
+    [&] { return server.counters().connections_over_address_limit == 1; }, 10s));
+  http_client device{"127.0.0.1", port, 10s, 1024 * 1024};
+  auto res = device.post("/", "ok", {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  for (int fd : {a, b, c})
+    ::close(fd);
+}
+
+TEST_CASE("past max_inflight_bytes a request gets 503 with Retry-After, not "
+          "an allocation") {
+  echo app;
+  http_limits limits;
+  limits.max_inflight_bytes = 1000;
+  http_server server{limits, app.handler()};
+  auto port = start_or_fail(server);
+  // Holds 800 claimed bytes while it trickles.
+  int holder = open_raw(port, "POST / HTTP/1.1\r\nHost: x\r\n"
+                              "Content-Length: 800\r\n\r\nx");
+  CHECK(test::eventually([&] { return server.counters().inflight_bytes == 800; },
+                         10s));
+  auto answer = raw_exchange(port, "POST / HTTP/1.1\r\nHost: x\r\n"
+                                   "Content-Length: 300\r\n\r\n"
+                                   + std::string(300, 'y'));
+  CHECK(answer.rfind("HTTP/1.1 503", 0) == 0);
+  CHECK(answer.find("Retry-After: 1") != std::string::npos);
+  CHECK(server.counters().inflight_refused == 1);
+  ::close(holder);
+  CHECK(test::eventually([&] { return server.counters().inflight_bytes == 0; },
+                         10s));
 }
 
 TEST_CASE("starting on a bad address or a taken port fails") {
