@@ -134,6 +134,21 @@ std::string embedded_tenancy::hash(const std::string& secret) const {
   return std::string(reinterpret_cast<char*>(out), len);
 }
 
+caf::expected<sqlite::statement>
+embedded_tenancy::row_by_hash(const char* sql, const std::string& secret,
+                              caf::error missing) {
+  auto st = db_.prepare(sql);
+  if (!st)
+    return st.error();
+  st->bind_blob(1, hash(secret));
+  auto row = st->step();
+  if (!row)
+    return row.error();
+  if (!*row)
+    return missing;
+  return std::move(*st);
+}
+
 caf::expected<device_identity>
 embedded_tenancy::authenticate(const std::string& authorization) {
   if (authorization.empty())
@@ -142,17 +157,13 @@ embedded_tenancy::authenticate(const std::string& authorization) {
   auto key = bearer(authorization, key_prefix);
   if (key.empty())
     return make_error(ec::unknown_key, "no device holds this key");
-  auto st = db_.prepare("SELECT k.org, k.device, k.expires_ms, d.revoked_ms "
+  auto st = row_by_hash("SELECT k.org, k.device, k.expires_ms, d.revoked_ms "
                         "FROM device_keys k JOIN devices d ON d.org = k.org "
-                        "AND d.device = k.device WHERE k.hash = ?1");
+                        "AND d.device = k.device WHERE k.hash = ?1",
+                        key,
+                        make_error(ec::unknown_key, "no device holds this key"));
   if (!st)
     return st.error();
-  st->bind_blob(1, hash(key));
-  auto row = st->step();
-  if (!row)
-    return row.error();
-  if (!*row)
-    return make_error(ec::unknown_key, "no device holds this key");
   device_identity who{st->column_text(0), st->column_text(1)};
   if (st->column_int(3) > 0)
     return make_error(ec::revoked_key, "device " + who.org + "/" + who.device
@@ -228,16 +239,13 @@ embedded_tenancy::enroll(const std::string& authorization,
   auto token = bearer(authorization, token_prefix);
   if (token.empty())
     return make_error(ec::bad_enroll_token, "no such enrollment token");
-  auto st = db_.prepare("SELECT org, uses_left, expires_ms, revoked FROM "
-                        "enroll_tokens WHERE hash = ?1");
+  auto st = row_by_hash("SELECT org, uses_left, expires_ms, revoked FROM "
+                        "enroll_tokens WHERE hash = ?1",
+                        token,
+                        make_error(ec::bad_enroll_token,
+                                   "no such enrollment token"));
   if (!st)
     return st.error();
-  st->bind_blob(1, hash(token));
-  auto row = st->step();
-  if (!row)
-    return row.error();
-  if (!*row)
-    return make_error(ec::bad_enroll_token, "no such enrollment token");
   auto org = st->column_text(0);
   if (st->column_int(3) != 0)
     return make_error(ec::bad_enroll_token, "the enrollment token is revoked");

@@ -58,6 +58,11 @@ private:
   // Inside the caller's transaction: the device and its first key.
   caf::error insert_device(const std::string& org, const std::string& device,
                            std::string& key);
+  // The row `sql` (hash as ?1) finds for `secret`, stepped; `missing` when
+  // there is none.
+  caf::expected<sqlite::statement> row_by_hash(const char* sql,
+                                               const std::string& secret,
+                                               caf::error missing);
   // HMAC-SHA256 of a key or token under the node's secret.
   std::string hash(const std::string& secret) const;
   caf::error insert_key(const std::string& org, const std::string& device,
