@@ -10,6 +10,7 @@
 #include "messages/error.hpp"
 #include "messages/wire.hpp"
 #include "runtime/config_check.hpp"
+#include "runtime/http_server.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/options.hpp"
 #include "runtime/text.hpp"
@@ -268,35 +269,23 @@ caf::result<http_reply> handle(ingest_ptr self, const sync_envelope& env) {
   return rp;
 }
 
-// A text/plain answer of the enrollment endpoint.
-http_reply text_answer(uint16_t status, const std::string& code,
-                       std::string text) {
-  http_reply out;
-  out.status = status;
-  out.content_type = "text/plain";
-  if (status >= 400)
-    out.error = code + ": " + text;
-  out.body = std::move(text) + "\n";
-  return out;
-}
-
 // POST /v1/enroll: the body is the device id, the token the Authorization.
 caf::result<http_reply> enroll(ingest_ptr self, const sync_envelope& env) {
   auto& st = self->state;
   ++st.enroll_requests;
   auto device = std::string(trim(env.body));
   if (!valid_name(device))
-    return text_answer(400, "bad_device_id",
+    return text_reply(400, "bad_device_id",
                        "the body must be the device id: 1-64 of A-Z a-z 0-9 . "
                        "_ -");
   if (!st.cfg.tenancy)
-    return text_answer(503, "unavailable", "this node enrolls no devices");
+    return text_reply(503, "unavailable", "this node enrolls no devices");
   auto rp = self->make_response_promise<http_reply>();
   self->request(st.cfg.tenancy, tenancy_timeout, enroll_atom::value,
                 env.authorization, device)
     .then(
       [rp](std::string& key) mutable {
-        rp.deliver(text_answer(200, "ok", std::move(key)));
+        rp.deliver(text_reply(200, "ok", std::move(key)));
       },
       [self, rp](caf::error& err) mutable {
         auto code = err.category() == caf::atom("fleetd")
@@ -306,7 +295,7 @@ caf::result<http_reply> enroll(ingest_ptr self, const sync_envelope& env) {
         auto status = code == ec::bad_enroll_token ? 401
                       : code == ec::conflict       ? 409
                                                    : 503;
-        rp.deliver(text_answer(status, to_string(code), error_text(err)));
+        rp.deliver(text_reply(status, to_string(code), error_text(err)));
       });
   return rp;
 }

@@ -18,15 +18,6 @@ constexpr auto ingest_timeout = std::chrono::seconds(60);
 // Ingest answers health after asking the store (2 s): a little more here.
 constexpr auto health_timeout = std::chrono::seconds(3);
 
-http_reply plain(uint16_t status, const char* code, std::string text) {
-  http_reply out;
-  out.status = status;
-  out.content_type = "text/plain";
-  if (status >= 400)
-    out.error = code + (": " + text);
-  out.body = std::move(text) + "\n";
-  return out;
-}
 
 // 200 "ok" only when ingest and the store behind it answer in time; 503
 // naming what does not (a dead actor must not look healthy).
@@ -36,14 +27,14 @@ void check_health(caf::actor_system& sys, const health_actor& health,
     self->request(health, health_timeout, health_atom::value)
       .then(
         [self, respond](std::string& text) {
-          respond(plain(200, "ok", std::move(text)));
+          respond(text_reply(200, "ok", std::move(text)));
           self->quit();
         },
         [self, respond](caf::error& err) {
           auto why = err == caf::sec::request_receiver_down
                        ? std::string("ingest is down")
                        : render(err);
-          respond(plain(503, "unhealthy", why));
+          respond(text_reply(503, "unhealthy", why));
           self->quit();
         });
   });
@@ -186,12 +177,12 @@ ingest_endpoint::ingest_endpoint(caf::actor_system& sys, ingest_actor ingest,
       }
       auto is_sync = req.target == "/v1/sync";
       if (!is_sync && req.target != "/v1/enroll") {
-        respond(plain(404, "not_found", "no such endpoint: "
+        respond(text_reply(404, "not_found", "no such endpoint: "
                                           + printable(req.target, 64)));
         return;
       }
       if (req.method != "POST") {
-        respond(plain(405, "method_not_allowed",
+        respond(text_reply(405, "method_not_allowed",
                       "use POST for " + req.target));
         return;
       }

@@ -351,12 +351,7 @@ private:
                    const char* retry_after = nullptr) {
     keep_alive_ = false;
     busy_ = true;
-    http_reply rep;
-    rep.status = static_cast<uint16_t>(status);
-    rep.content_type = "text/plain";
-    rep.error = code + (": " + why);
-    rep.body = why + "\n";
-    write(std::move(rep), retry_after);
+    write(text_reply(static_cast<uint16_t>(status), code, why), retry_after);
   }
 
   void write(http_reply rep, const char* retry_after = nullptr) {
@@ -634,6 +629,17 @@ void http_server::stop() {
   self->ioc.restart();
   self->ioc.poll();
   self->stopped = true;
+}
+
+http_reply text_reply(uint16_t status, const std::string& code,
+                      std::string text) {
+  http_reply out;
+  out.status = status;
+  out.content_type = "text/plain";
+  if (status >= 400)
+    out.error = code + ": " + text;
+  out.body = std::move(text) + "\n";
+  return out;
 }
 
 caf::error http_server::use_tls(const tls_files& files) {

@@ -81,6 +81,11 @@ struct http_server_counters {
 std::vector<std::pair<std::string, int64_t>>
 named_counters(const http_server_counters& x);
 
+/// A text/plain answer: `text` and a newline; an error (400 and up) names
+/// "code: text" for the X-Fleetd-Error header too.
+http_reply text_reply(uint16_t status, const std::string& code,
+                      std::string text);
+
 /// A Boost.Beast HTTP/1.1 server with keep-alive on its own Asio thread.
 /// The handler runs on that thread and must not block: it hands the request
 /// to an actor and calls `respond` (from any thread) once with the answer.
