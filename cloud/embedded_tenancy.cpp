@@ -134,6 +134,13 @@ std::string embedded_tenancy::hash(const std::string& secret) const {
   return std::string(reinterpret_cast<char*>(out), len);
 }
 
+caf::error embedded_tenancy::run_changing(sqlite::statement& st,
+                                          caf::error none) {
+  if (auto err = st.run())
+    return err;
+  return db_.changes() == 0 ? std::move(none) : caf::none;
+}
+
 caf::expected<sqlite::statement>
 embedded_tenancy::row_by_hash(const char* sql, const std::string& secret,
                               caf::error missing) {
@@ -215,12 +222,11 @@ caf::error embedded_tenancy::insert_device(const std::string& org,
   if (!ins)
     return ins.error();
   ins->bind(1, org).bind(2, device).bind(3, clock_->now_ms());
-  if (auto e = ins->run())
-    return e;
-  if (db_.changes() == 0)
-    return make_error(ec::conflict, "device '" + device + "' exists in org '"
+  if (auto e = run_changing(*ins,
+        make_error(ec::conflict, "device '" + device + "' exists in org '"
                                       + org
-                                      + "' (rotate-key gives it a new key)");
+                                      + "' (rotate-key gives it a new key)")))
+    return e;
   return insert_key(org, device, key);
 }
 
@@ -297,10 +303,9 @@ embedded_tenancy::create_org(const std::string& org) {
   if (!ins)
     return ins.error();
   ins->bind(1, org).bind(2, clock_->now_ms());
-  if (auto err = ins->run())
+  if (auto err = run_changing(*ins,
+        make_error(ec::conflict, "org '" + org + "' exists")))
     return err;
-  if (db_.changes() == 0)
-    return make_error(ec::conflict, "org '" + org + "' exists");
   return tenancy_answer{{"org"}, {{org}}, {}};
 }
 
@@ -389,11 +394,10 @@ embedded_tenancy::revoke(const std::string& org, const std::string& device) {
   if (!st)
     return st.error();
   st->bind(1, org).bind(2, device).bind(3, clock_->now_ms());
-  if (auto err = st->run())
+  if (auto err = run_changing(*st,
+        make_error(ec::unknown_device, "no active device '" + device
+                                            + "' in org '" + org + "'")))
     return err;
-  if (db_.changes() == 0)
-    return make_error(ec::unknown_device, "no active device '" + device
-                                            + "' in org '" + org + "'");
   return tenancy_answer{{"org", "device", "state"}, {{org, device, "revoked"}},
                         {}};
 }
@@ -443,10 +447,9 @@ embedded_tenancy::set_quota(const tenancy_command& cmd) {
     return st.error();
   st->bind(1, cmd.org).bind(2, cmd.points_per_second).bind(3,
                                                            cmd.bytes_per_day);
-  if (auto err = st->run())
+  if (auto err = run_changing(*st,
+        make_error(ec::unknown_org, "no org named '" + cmd.org + "'")))
     return err;
-  if (db_.changes() == 0)
-    return make_error(ec::unknown_org, "no org named '" + cmd.org + "'");
   return tenancy_answer{{"org", "points_per_second", "bytes_per_day"},
                         {{cmd.org, std::to_string(cmd.points_per_second),
                           std::to_string(cmd.bytes_per_day)}},

@@ -58,6 +58,8 @@ private:
   // Inside the caller's transaction: the device and its first key.
   caf::error insert_device(const std::string& org, const std::string& device,
                            std::string& key);
+  // Runs `st`; `none` when it changed no row (a name taken or missing).
+  caf::error run_changing(sqlite::statement& st, caf::error none);
   // The row `sql` (hash as ?1) finds for `secret`, stepped; `missing` when
   // there is none.
   caf::expected<sqlite::statement> row_by_hash(const char* sql,
