@@ -377,7 +377,8 @@ struct bit_reader {
 // Reads what put_column wrote: the selector from `sr`, the rest from `r`.
 bool get_column(reader& sr, reader& r, size_t n, std::vector<uint64_t>& zs,
                 uint8_t sel_mask = 0) {
-  zs.assign(n, 0);
+  // Counts are checked against the bytes present before anything is sized;
+  // only a zero-width column (n zeros, no body) is bounded by the caller.
   uint8_t sel = sr.byte() ^ sel_mask;
   if (!sr.ok) return false;
   if (sel & rice_flag) {
@@ -385,6 +386,7 @@ bool get_column(reader& sr, reader& r, size_t n, std::vector<uint64_t>& zs,
     if (k > 63) return false;
     // Every integer takes at least one bit.
     if (n > r.left() * 8) return false;
+    zs.assign(n, 0);
     bit_reader br{r};
     for (auto& z : zs) {
       uint64_t q = 0;
@@ -408,6 +410,7 @@ bool get_column(reader& sr, reader& r, size_t n, std::vector<uint64_t>& zs,
   uint8_t w = sel;
   if (w > 8) return false;
   if (n != 0 && w > r.left() / n) return false;
+  zs.assign(n, 0);
   for (int b = 0; b < w; ++b)
     for (size_t i = 0; i < n; ++i)
       zs[i] |= static_cast<uint64_t>(r.byte()) << (8 * b);
@@ -1192,6 +1195,9 @@ caf::error columnar_decoder::read_slots() {
 caf::error columnar_decoder::read_groups() {
   uint64_t ngroups = r_.count();
   if (!r_.ok) return bad("truncated group count");
+  if (auto err = budget_.charge(ngroups * sizeof(groups_[0]),
+                                "columnar batch: too many groups"))
+    return err;
   groups_.resize(ngroups);
   uint64_t prev_first = 0;
   uint64_t group_points = 0;
@@ -1202,6 +1208,11 @@ caf::error columnar_decoder::read_groups() {
     group_points += n;
     uint64_t first = prev_first + unzigzag(r_.varint());
     if (!r_.ok) return bad("truncated timestamps");
+    // Constant intervals make timestamps nearly free on the wire; the
+    // scratch column (ints_) never outgrows the group charged here.
+    if (auto err = budget_.charge(n * sizeof(int64_t),
+                                  "columnar batch: timestamps too many"))
+      return err;
     g.reserve(n);
     g.push_back(static_cast<int64_t>(first));
     if (n > 1) {
@@ -1233,6 +1244,14 @@ caf::error columnar_decoder::read_group_refs() {
   // Constant columns make points nearly free, so the count is capped, and
   // so is what the samples take decoded (each carries its series).
   if (total_points_ > ctx_.max_points) return bad("too many points");
+  // Per point while decoding: the order, the values, and canonical_order's
+  // copy of the timestamps with its sort tuples.
+  constexpr uint64_t scratch = sizeof(uint32_t) + sizeof(double)
+                               + sizeof(int64_t)
+                               + sizeof(std::tuple<int64_t, uint32_t, uint32_t>);
+  if (auto err = budget_.charge(total_points_ * scratch,
+                                "columnar batch: decoded batch too large"))
+    return err;
   for (size_t s = 0; s < nslots; ++s) {
     auto& key = key_at(slot_idx_[s]);
     auto size = record_bytes(sizeof(metric_sample), key.first, key.second);

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <limits>
 #include <algorithm>
+#include <atomic>
+#include <new>
 #include <random>
 #include <string>
 
@@ -666,6 +668,52 @@ std::string definition_of(const std::string& name) {
 }
 
 } // namespace
+
+// The largest single allocation since it was reset: a hostile batch must be
+// refused before anything is sized by the counts it claims.
+static std::atomic<size_t> largest_allocation{0};
+
+void* operator new(size_t n) {
+  size_t seen = largest_allocation.load(std::memory_order_relaxed);
+  while (n > seen && !largest_allocation.compare_exchange_weak(seen, n)) {
+  }
+  if (void* p = std::malloc(n == 0 ? 1 : n))
+    return p;
+  throw std::bad_alloc{};
+}
+// GCC sees new/delete pairs inlined into malloc/free and warns wrongly.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
+
+TEST_CASE("claimed timestamps are charged before they are sized") {
+  // One group of 2^22 timestamps at a constant interval: a zero-width
+  // column, 12 bytes in all, that asked for 64 MB before it was charged.
+  codec_context dec;
+  dec.max_decoded_bytes = 1 << 20;
+  auto b = header_for(dec);
+  put_var(b, 0);                           // no definitions
+  put_var(b, 0);                           // no slots
+  put_var(b, 1);                           // one group
+  put_var(b, size_t{1} << 22);             // of 2^22 timestamps
+  b += std::string("\x00\x02\x00", 3);     // t0 = 0, every 1 ms, width 0
+  b += std::string(6, '\0');               // canonical order, no values
+  largest_allocation = 0;
+  auto got = decode_columnar(b, dec);
+  size_t largest = largest_allocation;
+  REQUIRE(!got);
+  CHECK(got.error() == ec::too_large);
+  CHECK(render(got.error()).find("timestamps too many") != std::string::npos);
+  CHECK(largest < (size_t{1} << 20));
+  // Within budget the same group decodes (an empty batch: no slot uses it).
+  codec_context roomy;
+  auto ok = header_for(roomy) + b.substr(header_for(dec).size());
+  auto fine = decode_columnar(ok, roomy);
+  REQUIRE_MESSAGE(fine, render(fine.error()));
+  CHECK(fine->empty());
+}
 
 TEST_CASE("hostile batches that would decode to far more than they are "
           "are refused") {
