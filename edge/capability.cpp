@@ -927,6 +927,7 @@ actor_stats stats_of(const capability_state& st) {
                   {"changes", st.changes},
                   {"read_failures", st.read_failures},
                   {"notifications", st.notifications},
+                  {"listeners", static_cast<int64_t>(st.cfg.listeners.size())},
                   {"storage_bytes", x.settings.storage_bytes},
                   {"memory_points", x.settings.memory_points},
                   {"retention_ms", x.settings.retention_ms},
@@ -960,6 +961,15 @@ capability(capability_actor::stateful_pointer<capability_state> self,
   check(self);
   self->delayed_send(self, st.cfg.clock->real(st.cfg.recheck_interval),
                      tick_atom::value);
+  // A restarted sync actor registers again: its dead incarnation goes.
+  self->set_down_handler([self](const caf::down_msg& dm) {
+    auto& ls = self->state.cfg.listeners;
+    ls.erase(std::remove_if(ls.begin(), ls.end(),
+                            [&](const caf::actor& x) {
+                              return x.address() == dm.source;
+                            }),
+             ls.end());
+  });
   return {
     [self](tick_atom) {
       // Only our own ticks re-arm the timer; a tick from another actor is
@@ -975,6 +985,7 @@ capability(capability_actor::stateful_pointer<capability_state> self,
     [self](capabilities_atom) { return *self->state.current; },
     [self](capabilities_atom, const caf::actor& listener) {
       auto& st = self->state;
+      self->monitor(listener);
       st.cfg.listeners.push_back(listener);
       caf::anon_send(listener, capabilities_atom::value, *st.current);
       ++st.notifications;

@@ -29,6 +29,7 @@
 #include "scratch_dir.hpp"
 
 #include "ask.hpp"
+#include "helpers.hpp"
 
 #include "messages/error.hpp"
 #include "messages/register.hpp"
@@ -1021,6 +1022,25 @@ TEST_CASE("a typed actor declaring capability_listener hears the change") {
   auto second = f.await_report();
   REQUIRE(second);
   CHECK(second->settings == defaults_for_tier(3));
+}
+
+TEST_CASE("a listener that dies is forgotten, so restarts do not pile up") {
+  actor_fixture f;
+  require_big_disk(f.data_dir);
+  REQUIRE(f.proc.ok());
+  REQUIRE(f.proc.write("meminfo", meminfo_text(2'000'000)));
+  auto hdl = f.spawn_capability(f.config());
+  REQUIRE(f.await_report());
+  for (int round = 0; round < 3; ++round) {
+    auto fwd = f.sys->spawn(forwarder, caf::actor_cast<caf::actor>(*f.self));
+    (*f.self)->send(hdl, capabilities_atom::value,
+                    caf::actor_cast<caf::actor>(fwd));
+    REQUIRE(f.await_report()); // the registration's first report
+    CHECK(f.stats_of(hdl).counters["listeners"] == 2);
+    caf::anon_send_exit(fwd, caf::exit_reason::kill);
+    CHECK(test::eventually(
+      [&] { return f.stats_of(hdl).counters["listeners"] == 1; }, 5s));
+  }
 }
 
 TEST_CASE("the actor re-checks on its own timer") {
