@@ -206,6 +206,7 @@ int run(int argc, char** argv) {
                                 "with the previous ones: ", render(err));
     else if (!opt.endpoint.insecure)
       log_info("fleetd-cloud", "SIGHUP: TLS certificate and key reloaded");
+    reload_console_tls("fleetd-cloud", *console);
     reload_settings("fleetd-cloud", opts, argc, argv, [](option_set& o) {
       auto x = std::make_shared<cloud_options>();
       declare(o, *x);

@@ -402,6 +402,7 @@ int run(int argc, char** argv) {
            dir, ", cloud ", opt.link.host, ":", opt.link.port, ", console ",
            opt.common.console_host, ":", (*console)->port);
   auto sig = wait_for_termination([&] {
+    reload_console_tls("fleetd", *console);
     reload_settings("fleetd", opts, argc, argv, [](option_set& o) {
       auto x = std::make_shared<edge_options>();
       declare(o, *x);

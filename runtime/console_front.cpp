@@ -56,6 +56,7 @@ class session : public std::enable_shared_from_this<session> {
 public:
   session(tcp::socket socket, front_ptr front)
     : front_(std::move(front)),
+      tls_(front_->tls),
       outer_(std::move(socket), tls_context()),
       inner_(front_->ioc),
       deadline_(front_->ioc),
@@ -74,7 +75,7 @@ public:
                           "handshake in time");
       self->close();
     });
-    if (!front_->tls)
+    if (!tls_)
       return connect_inner();
     outer_.async_handshake(ssl::stream_base::server,
                            [self = shared_from_this()](error_code ec) {
@@ -113,7 +114,7 @@ private:
   ssl::context& tls_context() {
     // A plain console still needs a context for the stream type; unused.
     static ssl::context unused{ssl::context::tls_server};
-    return front_->tls ? *front_->tls : unused;
+    return tls_ ? *tls_ : unused;
   }
 
   void connect_inner() {
@@ -140,7 +141,7 @@ private:
 
   template <class Handler>
   void read_some(asio::mutable_buffer buf, Handler h) {
-    if (front_->tls)
+    if (tls_)
       outer_.async_read_some(buf, std::move(h));
     else
       outer_.next_layer().async_read_some(buf, std::move(h));
@@ -184,7 +185,7 @@ private:
         self->read_inner();
       };
       auto buf = asio::buffer(self->down_.data(), n);
-      if (self->front_->tls)
+      if (self->tls_)
         asio::async_write(self->outer_, buf, done);
       else
         asio::async_write(self->outer_.next_layer(), buf, done);
@@ -192,6 +193,8 @@ private:
   }
 
   front_ptr front_;
+  // The context this session started with, kept alive across reloads.
+  tls_context_ptr tls_;
   ssl::stream<tcp::socket> outer_;
   tcp::socket inner_;
   asio::steady_timer deadline_;
@@ -308,6 +311,19 @@ void console_front::stop() {
   // Run what the closes queued so the sessions release the front.
   self->ioc.restart();
   self->ioc.poll();
+}
+
+caf::error console_front::reload_tls() {
+  // cfg is fixed once started; tls itself belongs to the front's thread.
+  if (!impl_ || impl_->cfg.tls_cert.empty())
+    return caf::none;
+  // Read and checked here; swapped on the front's thread, which reads it.
+  auto ctx = make_tls(impl_->cfg);
+  if (!ctx)
+    return ctx.error();
+  auto self = impl_;
+  asio::post(self->ioc, [self, fresh = std::move(*ctx)] { self->tls = fresh; });
+  return caf::none;
 }
 
 console_front_counters console_front::counters() const {

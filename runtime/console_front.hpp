@@ -60,6 +60,10 @@ public:
   /// Closes the listener and every connection, then joins the thread.
   void stop();
 
+  /// Reads the TLS files again (SIGHUP): new connections use them, those
+  /// in flight keep theirs; a bad file keeps the running ones (the error).
+  caf::error reload_tls();
+
   console_front_counters counters() const;
 
   struct impl;

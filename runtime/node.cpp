@@ -51,7 +51,7 @@ void declare_common_options(option_set& opts, common_options& x,
            0, 65535);
   opts.add("console.tls-cert", x.console_tls_cert, "",
            "PEM certificate (chain) of the node's console; with tls-key and "
-           "tls-ca required unless console.insecure");
+           "tls-ca required unless console.insecure; the three are re-read on SIGHUP");
   opts.add("console.tls-key", x.console_tls_key, "",
            "PEM private key of console.tls-cert");
   opts.add("console.tls-ca", x.console_tls_ca, "",
@@ -361,6 +361,14 @@ caf::expected<console_ptr> publish_console(caf::actor_system& sys,
                                        std::to_string(*port) + "\n"))
     return err;
   return out;
+}
+
+void reload_console_tls(const char* program, const console_ptr& console) {
+  if (!console)
+    return;
+  if (auto err = console->front->reload_tls())
+    log_error(program, "SIGHUP: console TLS files not reloaded, serving with "
+                       "the previous ones: ", render(err));
 }
 
 void unpublish_console(caf::actor_system& sys, console_ptr& console) {

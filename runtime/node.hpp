@@ -102,6 +102,10 @@ caf::expected<console_ptr> publish_console(caf::actor_system& sys,
                                            const common_options& x);
 
 /// Stops listening for the console (first step of a shutdown).
+/// SIGHUP: the console front reads its TLS files again (logged on error;
+/// connections in flight keep theirs).
+void reload_console_tls(const char* program, const console_ptr& console);
+
 void unpublish_console(caf::actor_system& sys, console_ptr& console);
 
 /// How this program reaches its own node's console (`fleetd debug`): with

@@ -24,6 +24,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <dirent.h>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <set>
@@ -378,6 +379,40 @@ TEST_CASE("fleetctl with certificates works; without, with another CA's, or "
     SSL_set_fd(raw.ssl, raw.fd);
     char byte;
     CHECK((!raw.handshake() || SSL_read(raw.ssl, &byte, 1) <= 0));
+  }
+}
+
+TEST_CASE("SIGHUP reloads the console's certificate; a bad file keeps the "
+          "running one") {
+  namespace fs = std::filesystem;
+  for (std::string prog : roles) {
+    CAPTURE(prog);
+    console_node n{prog, {}};
+    auto& c = n.certs;
+    auto trusting = [&](const std::string& ca) {
+      auto args = c.ctl("client", ca);
+      args.push_back("status");
+      return n.ctl(args).first == 0;
+    };
+    REQUIRE(trusting("ca"));
+    REQUIRE_FALSE(trusting("other-ca"));
+    // A broken certificate file: the console goes on with the one it has.
+    fs::copy_file(c("server.pem"), c("server.pem.good"));
+    std::ofstream(c("server.pem"), std::ios::trunc) << "not a certificate\n";
+    n.node->signal(SIGHUP);
+    CHECK(eventually([&] {
+      return read_file(n.log).find("console TLS files not reloaded")
+             != std::string::npos;
+    }, 10s));
+    CHECK(trusting("ca"));
+    // The node's certificate renewed (here: from another CA) takes over.
+    fs::copy_file(c("stranger.pem"), c("server.pem"),
+                  fs::copy_options::overwrite_existing);
+    fs::copy_file(c("stranger.key"), c("server.key"),
+                  fs::copy_options::overwrite_existing);
+    n.node->signal(SIGHUP);
+    CHECK(eventually([&] { return trusting("other-ca"); }, 10s));
+    CHECK_FALSE(trusting("ca"));
   }
 }
 
