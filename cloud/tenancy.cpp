@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include <caf/typed_event_based_actor.hpp>
+#include <openssl/sha.h>
 
 #include "messages/error.hpp"
 #include "runtime/config_check.hpp"
@@ -29,11 +30,20 @@ std::string code_of(const caf::error& err) {
            : "error";
 }
 
+// The cache's key: a digest, so the node's memory holds no device key.
+std::string cache_key(const std::string& authorization) {
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(authorization.data()),
+         authorization.size(), md);
+  return std::string(reinterpret_cast<const char*>(md), sizeof(md));
+}
+
 caf::expected<device_identity> authenticate(self_ptr self,
                                             const std::string& authorization) {
   auto& st = self->state;
   auto now = st.cfg.clock->steady_ms();
-  auto i = st.keys.find(authorization);
+  auto key = cache_key(authorization);
+  auto i = st.keys.find(key);
   if (i != st.keys.end()
       && now - i->second.at_ms < st.cfg.cache_ttl.count()) {
     ++st.counters["cache_hits"];
@@ -42,7 +52,7 @@ caf::expected<device_identity> authenticate(self_ptr self,
   auto who = st.cfg.store->authenticate(authorization);
   if (static_cast<int64_t>(st.keys.size()) >= st.cfg.max_cache_entries)
     st.keys.clear();
-  st.keys[authorization] = tenancy_state::cached{who, now};
+  st.keys[key] = tenancy_state::cached{who, now};
   return who;
 }
 

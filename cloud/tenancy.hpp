@@ -39,6 +39,7 @@ struct tenancy_state {
     caf::expected<device_identity> who{caf::error{}};
     int64_t at_ms = 0;
   };
+  /// By SHA-256 of the Authorization header: no raw key stays in memory.
   std::map<std::string, cached> keys;
   struct org_usage {
     org_quota quota;
