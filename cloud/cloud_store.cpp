@@ -9,7 +9,7 @@
 
 namespace fleetd {
 
-caf::error validate(const std::shared_ptr<embedded_store>& store) {
+caf::error validate(const std::shared_ptr<cloud_store_backend>& store) {
   if (!store)
     return make_error(ec::bad_config, "cloud_store: no store");
   return caf::none;
@@ -17,7 +17,7 @@ caf::error validate(const std::shared_ptr<embedded_store>& store) {
 
 cloud_store_actor::behavior_type
 cloud_store(cloud_store_actor::stateful_pointer<cloud_store_state> self,
-            std::shared_ptr<embedded_store> store) {
+            std::shared_ptr<cloud_store_backend> store) {
   if (stop_on_bad_config(self, "cloud_store", validate(store)))
     return cloud_store_actor::behavior_type::make_empty_behavior();
   self->state.store = std::move(store);

@@ -6,6 +6,7 @@
 
 #include <caf/expected.hpp>
 
+#include "cloud/cloud_store_backend.hpp"
 #include "messages/interfaces.hpp"
 #include "messages/metrics_codec.hpp"
 #include "runtime/clock.hpp"
@@ -16,22 +17,20 @@ namespace fleetd {
 /// The cloud's embedded SQLite store (behind the cloud_store actor): points, every batch sequence seen per
 /// (device, stream), and per-stream counters. A batch and its ack state are
 /// written in one transaction, so a sequence is stored at most once.
-class embedded_store {
+class embedded_store : public cloud_store_backend {
 public:
   static caf::expected<embedded_store> open(const std::string& path,
                                          clock_ptr clock);
 
-  caf::expected<ingest_outcome> write(const ingest_batch& batch);
-  caf::expected<device_infos> devices();
-  caf::expected<metric_samples> points(const std::string& device_id);
-  caf::expected<log_lines> logs(const std::string& device_id);
-  caf::expected<event_records> events(const std::string& device_id);
-  /// Applies an operator's change to a device's settings and stores the
-  /// result under the next version; refuses a device never seen unless the
-  /// change says `create`, and a value SyncConfig cannot carry.
-  caf::expected<cloud_settings> set_config(const std::string& device_id,
-                                           const settings_change& change);
-  actor_stats stats();
+  caf::expected<ingest_outcome> write(const ingest_batch& batch) override;
+  caf::expected<device_infos> devices() override;
+  caf::expected<metric_samples> points(const std::string& device_id) override;
+  caf::expected<log_lines> logs(const std::string& device_id) override;
+  caf::expected<event_records> events(const std::string& device_id) override;
+  caf::expected<cloud_settings>
+  set_config(const std::string& device_id,
+             const settings_change& change) override;
+  actor_stats stats() override;
 
 private:
   using session_key = std::pair<std::string, std::string>;

@@ -4,17 +4,12 @@
 
 #include <caf/expected.hpp>
 
+#include "cloud/tenancy_backend.hpp"
 #include "messages/types.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/sqlite.hpp"
 
 namespace fleetd {
-
-/// Quota of one org; 0 = unlimited.
-struct org_quota {
-  int64_t points_per_second = 0;
-  int64_t bytes_per_day = 0;
-};
 
 /// Orgs, devices, device keys, enrollment tokens and quotas in the cloud
 /// node's embedded SQLite file (tenancy.db), behind the tenancy actor.
@@ -22,22 +17,23 @@ struct org_quota {
 /// HMAC-SHA256 under the node's secret (tenancy.secret-file), so a copy of
 /// the database alone proves nothing. The PostgreSQL implementation (with
 /// Row Level Security) takes the same operations.
-class embedded_tenancy {
+class embedded_tenancy : public tenancy_backend {
 public:
   /// Opens (creating) the database at `path`; `secret` keys the hashes.
   static caf::expected<embedded_tenancy>
   open(const std::string& path, std::string secret, clock_ptr clock);
 
   /// Who the key in `authorization` ("Bearer fdk_...") belongs to.
-  caf::expected<device_identity> authenticate(const std::string& authorization);
+  caf::expected<device_identity>
+  authenticate(const std::string& authorization) override;
   /// Uses one enrollment of the token in `authorization` for `device`;
   /// returns the identity and the device's new key.
   caf::expected<std::pair<device_identity, std::string>>
-  enroll(const std::string& authorization, const std::string& device);
-  caf::expected<org_quota> quota(const std::string& org);
+  enroll(const std::string& authorization, const std::string& device) override;
+  caf::expected<org_quota> quota(const std::string& org) override;
 
   /// The console's commands (tenancy_command.op).
-  caf::expected<tenancy_answer> run(const tenancy_command& cmd);
+  caf::expected<tenancy_answer> run(const tenancy_command& cmd) override;
 
 private:
   caf::expected<tenancy_answer> create_org(const std::string& org);

@@ -6,6 +6,8 @@
 
 #include "actors/inspector.hpp"
 #include "cloud/cloud_store.hpp"
+#include "cloud/embedded_store.hpp"
+#include "cloud/embedded_tenancy.hpp"
 #include "cloud/ingest.hpp"
 #include "cloud/ingest_endpoint.hpp"
 #include "cloud/tenancy.hpp"

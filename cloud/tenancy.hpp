@@ -7,7 +7,7 @@
 
 #include <caf/error.hpp>
 
-#include "cloud/embedded_tenancy.hpp"
+#include "cloud/tenancy_backend.hpp"
 #include "messages/interfaces.hpp"
 #include "runtime/clock.hpp"
 
@@ -16,7 +16,7 @@ namespace fleetd {
 class option_set;
 
 struct tenancy_config {
-  std::shared_ptr<embedded_tenancy> store;
+  std::shared_ptr<tenancy_backend> store;
   clock_ptr clock;
   /// How long an answer about a key (or an org's quota) is reused: bounds
   /// how late a revocation made on another node takes effect.

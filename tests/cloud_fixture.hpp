@@ -17,6 +17,7 @@
 #include <doctest/doctest.h>
 
 #include "cloud/cloud_store.hpp"
+#include "cloud/embedded_store.hpp"
 #include "cloud/ingest_endpoint.hpp"
 #include "messages/error.hpp"
 #include "messages/register.hpp"

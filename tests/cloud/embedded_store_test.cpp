@@ -1,6 +1,7 @@
 // The cloud's embedded store: each (device, stream, sequence) stored once,
 // duplicates and gaps counted, everything kept across a reopen.
 #include "cloud/cloud_store.hpp"
+#include "cloud/embedded_store.hpp"
 
 #include <stdlib.h>
 

@@ -24,6 +24,7 @@
 #include "cloud_fixture.hpp"
 
 #include "cloud/cloud_store.hpp"
+#include "cloud/embedded_store.hpp"
 #include "cloud/ingest_endpoint.hpp"
 #include "fleetd/v1/sync.pb.h"
 #include "messages/error.hpp"

@@ -15,6 +15,7 @@
 #include <doctest/doctest.h>
 
 #include "cloud/cloud_store.hpp"
+#include "cloud/embedded_store.hpp"
 #include "cloud/embedded_tenancy.hpp"
 #include "cloud/ingest.hpp"
 #include "cloud_fixture.hpp"

@@ -34,6 +34,7 @@
 #include "helpers.hpp"
 
 #include "cloud/cloud_store.hpp"
+#include "cloud/embedded_store.hpp"
 #include "cloud/ingest.hpp"
 #include "cloud/ingest_endpoint.hpp"
 #include "edge/cloud_link.hpp"

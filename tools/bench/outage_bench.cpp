@@ -74,6 +74,7 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include "cloud/cloud_store.hpp"
+#include "cloud/embedded_store.hpp"
 #include "cloud/ingest.hpp"
 #include "cloud/ingest_endpoint.hpp"
 #include "edge/backoff.hpp"

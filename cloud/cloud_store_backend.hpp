@@ -1,0 +1,34 @@
+#pragma once
+
+#include <string>
+
+#include <caf/expected.hpp>
+
+#include "messages/types.hpp"
+
+namespace fleetd {
+
+/// What the cloud_store actor drives: the embedded SQLite store
+/// (embedded_store) or PostgreSQL. The contract, for every implementation:
+/// a batch and its stream's acked sequence are written in one transaction,
+/// so a sequence is stored at most once; a batch already held is answered as
+/// a duplicate; a sequence held with other content is ec::bad_sequence.
+/// Calls block: only a detached actor makes them.
+class cloud_store_backend {
+public:
+  virtual ~cloud_store_backend() = default;
+
+  virtual caf::expected<ingest_outcome> write(const ingest_batch& batch) = 0;
+  virtual caf::expected<device_infos> devices() = 0;
+  virtual caf::expected<metric_samples> points(const std::string& device_id) = 0;
+  virtual caf::expected<log_lines> logs(const std::string& device_id) = 0;
+  virtual caf::expected<event_records> events(const std::string& device_id) = 0;
+  /// Applies an operator's change to a device's settings and stores the
+  /// result under the next version; refuses a device never seen unless the
+  /// change says `create`, and a value SyncConfig cannot carry.
+  virtual caf::expected<cloud_settings>
+  set_config(const std::string& device_id, const settings_change& change) = 0;
+  virtual actor_stats stats() = 0;
+};
+
+} // namespace fleetd
