@@ -15,9 +15,7 @@
 #include <doctest/doctest.h>
 
 #include "ask.hpp"
-#include "cloud/embedded_tenancy.hpp"
 #include "cloud/ingest.hpp"
-#include "cloud/tenancy.hpp"
 #include "cloud_fixture.hpp"
 #include "helpers.hpp"
 #include "runtime/http_server.hpp"
@@ -91,13 +89,7 @@ struct link_fixture : test::cloud_fixture {
 
   explicit link_fixture(bool anonymous = true)
     : cloud_fixture("fleetd-link", clock_start_ms) {
-    auto db = embedded_tenancy::open(dir.file("tenancy.db"),
-                                     std::string(64, 's'), clock);
-    REQUIRE(db);
-    tenancy_config tcfg;
-    tcfg.store = std::make_shared<embedded_tenancy>(std::move(*db));
-    tcfg.clock = clock;
-    tenants = keep(sys->spawn<caf::detached>(tenancy, tcfg));
+    tenants = spawn_tenancy(dir.file("tenancy.db"));
     ingest_config icfg;
     icfg.store = spawn_cloud_store(dir.file("cloud.db"));
     icfg.tenancy = tenants;
