@@ -1,5 +1,6 @@
 #include "edge/cloud_link.hpp"
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -20,15 +21,22 @@ namespace fleetd {
 
 void declare(option_set& opts, cloud_link_config& x) {
   using namespace std::chrono_literals;
+  opts.add("cloud.endpoints", x.endpoints, "",
+           "Cloud nodes to fail over between, \"host:port,host:port\" "
+           "([v6]:port), tried in order: when one stops answering the device "
+           "moves to the next and stays there; \"\": cloud.host:cloud.port "
+           "alone. Set it or cloud.host/cloud.port, not both");
   opts.add("cloud.host", x.host, "127.0.0.1",
-           "Host name or address of the cloud ingest endpoint");
+           "Host name or address of the cloud ingest endpoint (one node; "
+           "see cloud.endpoints)");
   opts.add("cloud.port", x.port, 7480, "port",
            "TCP port of the cloud ingest endpoint", 1, 65535);
+  opts.replaces("cloud.endpoints", {"cloud.host", "cloud.port"});
   opts.add("cloud.timeout", x.timeout, 10s,
            "Deadline for connecting and for each sync request", 100ms);
   opts.add("cloud.ca-file", x.tls.ca, "",
            "PEM CA file the cloud's certificate must chain to (empty: the "
-           "system's trusted CAs); its name must match cloud.host");
+           "system's trusted CAs); its name must match the endpoint's host");
   opts.add("cloud.tls-cert", x.tls.cert, "",
            "PEM client certificate for clouds that require one");
   opts.add("cloud.tls-key", x.tls.key, "", "PEM private key of cloud.tls-cert");
@@ -41,21 +49,108 @@ void declare(option_set& opts, cloud_link_config& x) {
   opts.add("cloud.enroll-token-file", x.enroll_token_file, "",
            "File holding the enrollment token instead of cloud.enroll-token");
   opts.add("cloud.insecure", x.insecure, false,
-           "Sync over plain HTTP without TLS; allowed only to a loopback "
-           "cloud.host, for local testing");
+           "Sync over plain HTTP without TLS; allowed only to loopback "
+           "endpoints, for local testing");
+}
+
+namespace {
+
+constexpr size_t max_endpoints = 16;
+
+// A host as the resolver, SNI and the Host header take it.
+bool valid_host(std::string_view host) {
+  if (host.empty() || host.size() > 253)
+    return false;
+  for (unsigned char c : host)
+    if (!std::isalnum(c) && c != '.' && c != '-' && c != '_' && c != ':'
+        && c != '%')
+      return false;
+  return true;
+}
+
+// "host:port" or "[v6]:port".
+caf::expected<cloud_endpoint> parse_endpoint(std::string_view item) {
+  auto bad = [&](const char* why) {
+    return bad_config("cloud.endpoints: '" + printable(item, 64) + "': "
+                      + why);
+  };
+  std::string_view host;
+  std::string_view port;
+  if (!item.empty() && item.front() == '[') {
+    auto close = item.find(']');
+    if (close == std::string_view::npos || close + 1 >= item.size()
+        || item[close + 1] != ':')
+      return bad("expected [v6-address]:port");
+    host = item.substr(1, close - 1);
+    port = item.substr(close + 2);
+  } else {
+    auto colon = item.rfind(':');
+    if (colon == std::string_view::npos)
+      return bad("expected host:port");
+    host = item.substr(0, colon);
+    port = item.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos)
+      return bad("an IPv6 address goes in brackets: [v6-address]:port");
+  }
+  if (!valid_host(host))
+    return bad("bad host (letters, digits, '.', '-', '_'; IPv6 in brackets)");
+  uint32_t n = 0;
+  if (port.empty() || port.size() > 5)
+    return bad("port must be 1..65535");
+  for (unsigned char c : port) {
+    if (!std::isdigit(c))
+      return bad("port must be 1..65535");
+    n = n * 10 + (c - '0');
+  }
+  if (n < 1 || n > 65535)
+    return bad("port must be 1..65535");
+  return cloud_endpoint{std::string(host), static_cast<uint16_t>(n)};
+}
+
+} // namespace
+
+caf::expected<std::vector<cloud_endpoint>>
+endpoints_of(const cloud_link_config& x) {
+  if (x.endpoints.empty())
+    return std::vector<cloud_endpoint>{
+      {x.host, static_cast<uint16_t>(x.port)}};
+  std::vector<cloud_endpoint> out;
+  std::string_view rest = x.endpoints;
+  for (;;) {
+    if (out.size() == max_endpoints)
+      return bad_config("cloud.endpoints: more than "
+                        + std::to_string(max_endpoints) + " endpoints");
+    auto comma = rest.find(',');
+    auto ep = parse_endpoint(trim(rest.substr(0, comma)));
+    if (!ep)
+      return ep.error();
+    for (auto& seen : out)
+      if (seen.host == ep->host && seen.port == ep->port)
+        return bad_config("cloud.endpoints: " + ep->host + ":"
+                          + std::to_string(ep->port) + " is listed twice");
+    out.push_back(std::move(*ep));
+    if (comma == std::string_view::npos)
+      return out;
+    rest.remove_prefix(comma + 1);
+  }
 }
 
 caf::error validate(const cloud_link_config& x) {
-  if (x.host.empty())
+  if (x.endpoints.empty() && x.host.empty())
     return bad_config("cloud.host: must not be empty");
-  if (x.port < 1 || x.port > 65535)
+  if (x.endpoints.empty() && (x.port < 1 || x.port > 65535))
     return bad_config("cloud.port: must be 1..65535, got "
                       + std::to_string(x.port));
+  auto eps = endpoints_of(x);
+  if (!eps)
+    return eps.error();
   if (x.timeout.count() <= 0)
     return bad_config("cloud.timeout: must be positive");
-  if (x.insecure && !is_loopback_host(x.host))
-    return bad_config("cloud.insecure: plain HTTP is allowed only to a "
-                      "loopback address, not cloud.host = " + x.host);
+  if (x.insecure)
+    for (auto& ep : *eps)
+      if (!is_loopback_host(ep.host))
+        return bad_config("cloud.insecure: plain HTTP is allowed only to a "
+                          "loopback address, not " + ep.host);
   if (x.tls.cert.empty() != x.tls.key.empty())
     return bad_config(std::string(x.tls.cert.empty() ? "cloud.tls-cert"
                                                      : "cloud.tls-key")
@@ -97,6 +192,37 @@ caf::error save_key(const std::string& path, const std::string& key) {
   return caf::none;
 }
 
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
+// The link stops using the current endpoint: the next one gets the requests
+// from now on (round-robin), one warning line per failover, rate-limited.
+void fail_over(link_ptr self, const std::string& why) {
+  auto& st = self->state;
+  if (st.endpoints.size() < 2)
+    return;
+  auto& from = st.endpoints[st.current];
+  from.client->close();
+  st.current = (st.current + 1) % st.endpoints.size();
+  ++st.failovers;
+  log_warning_limited("cloud_link", "failover", "failing over from ",
+                      from.url, " to ", st.endpoints[st.current].url, ": ",
+                      why);
+}
+
+// POSTs to the current endpoint; no answer, or a 5xx, fails over for the
+// requests after this one. A 4xx is the cloud's answer: it moves nothing.
+caf::expected<http_response> post(link_ptr self, const std::string& path,
+                                  const std::string& body,
+                                  const header_list& headers) {
+  auto& st = self->state;
+  auto res = st.endpoints[st.current].client->post(path, body, headers);
+  if (!res)
+    fail_over(self, render(res.error()));
+  else if (res->status >= 500)
+    fail_over(self, "HTTP " + std::to_string(res->status));
+  return res;
+}
+
 // A key from key_file, or from enrolling with the token; none when the
 // device has neither (it then syncs without a key).
 caf::error ensure_key(link_ptr self) {
@@ -109,9 +235,9 @@ caf::error ensure_key(link_ptr self) {
                  : st.cfg.enroll_token;
   if (key.empty() && !token.empty()) {
     ++st.enrollments;
-    auto res = st.client->post("/v1/enroll", st.cfg.device_id + "\n",
-                               {{"Content-Type", "text/plain"},
-                                {"Authorization", "Bearer " + token}});
+    auto res = post(self, "/v1/enroll", st.cfg.device_id + "\n",
+                    {{"Content-Type", "text/plain"},
+                     {"Authorization", "Bearer " + token}});
     if (!res)
       return res.error();
     if (res->status != 200)
@@ -130,6 +256,98 @@ caf::error ensure_key(link_ptr self) {
   return caf::none;
 }
 
+// A client per endpoint, each verifying its own host name.
+caf::error open_endpoints(link_ptr self, const cloud_link_config& cfg) {
+  auto eps = endpoints_of(cfg);
+  if (!eps)
+    return eps.error();
+  for (auto& ep : *eps) {
+    auto client = std::make_unique<http_client>(ep.host, ep.port, cfg.timeout,
+                                                cfg.max_response_bytes);
+    if (!cfg.insecure)
+      if (auto err = client->use_tls(cfg.tls))
+        return err;
+    auto host = ep.host.find(':') == std::string::npos ? ep.host
+                                                       : "[" + ep.host + "]";
+    auto url = (cfg.insecure ? "http://" : "https://") + host + ":"
+               + std::to_string(ep.port);
+    self->state.endpoints.push_back({std::move(url), std::move(client)});
+  }
+  return caf::none;
+}
+
+// The SyncResponse of one POST /v1/sync, or the link failure.
+caf::result<sync_ack> send_sync(link_ptr self, const std::string& body) {
+  auto& st = self->state;
+  ++st.requests;
+  auto target = st.endpoints[st.current].url;
+  auto failovers = st.failovers;
+  auto fail = [&](caf::error err) -> caf::result<sync_ack> {
+    ++st.failures;
+    auto text = render(err);
+    // A failover's own line already says what failed.
+    if (text != st.last_error && failovers == st.failovers)
+      log_warning("cloud_link", target, ": ", text);
+    st.last_error = std::move(text);
+    return err;
+  };
+  if (auto err = ensure_key(self))
+    return fail(err);
+  header_list headers{{"Content-Type", "application/x-protobuf"}};
+  if (is_zstd(body))
+    headers.emplace_back("Content-Encoding", "zstd");
+  if (!st.authorization.empty())
+    headers.emplace_back("Authorization", st.authorization);
+  auto res = post(self, "/v1/sync", body, headers);
+  if (!res)
+    return fail(res.error());
+  st.bytes_sent += static_cast<int64_t>(body.size());
+  st.bytes_received += static_cast<int64_t>(res->body.size());
+  auto ack = decode_response(res->body);
+  if (res->status == 413 && (!ack || ack->error_code.empty())) {
+    // The server's body limit refused this batch before the ingest
+    // actor saw it: a refusal of the batch, not a link failure. Other
+    // statuses without a SyncResponse (a proxy's error page) are.
+    sync_ack nack;
+    nack.status = res->status;
+    nack.error_code = "http_" + std::to_string(res->status);
+    nack.error_message = res->body.substr(0, 200);
+    st.last_error.clear();
+    return nack;
+  }
+  if (!ack || (res->status != 200 && ack->error_code.empty()))
+    return fail(make_error(ec::remote_error, "HTTP "
+                                               + std::to_string(res->status)
+                                               + " from " + target));
+  ack->status = res->status;
+  if (!res->retry_after.empty() && ack->retry_after_ms == 0)
+    ack->retry_after_ms = std::atoll(res->retry_after.c_str()) * 1000;
+  if (!st.last_error.empty()) {
+    log_info("cloud_link", "cloud reachable again at ", target);
+    st.last_error.clear();
+  }
+  return std::move(*ack);
+}
+
+actor_stats link_stats(const cloud_link_state& st) {
+  actor_stats out;
+  out.name = "cloud_link";
+  auto& url = st.endpoints[st.current].url;
+  out.state = st.last_error.empty() ? "connected to " + url
+                                    : "failing: " + st.last_error;
+  int64_t connects = 0;
+  for (auto& ep : st.endpoints)
+    connects += ep.client->connects();
+  out.counters["requests"] = st.requests;
+  out.counters["failures"] = st.failures;
+  out.counters["failovers"] = st.failovers;
+  out.counters["bytes_sent"] = st.bytes_sent;
+  out.counters["bytes_received"] = st.bytes_received;
+  out.counters["connects"] = connects;
+  out.counters["enrollments"] = st.enrollments;
+  return out;
+}
+
 } // namespace
 
 cloud_link_actor::behavior_type
@@ -137,81 +355,16 @@ cloud_link(cloud_link_actor::stateful_pointer<cloud_link_state> self,
            cloud_link_config cfg) {
   if (stop_on_bad_config(self, "cloud_link", validate(cfg)))
     return cloud_link_actor::behavior_type::make_empty_behavior();
-  self->state.client = std::make_unique<http_client>(
-    cfg.host, static_cast<uint16_t>(cfg.port), cfg.timeout,
-    cfg.max_response_bytes);
-  if (!cfg.insecure)
-    if (auto err = self->state.client->use_tls(cfg.tls)) {
-      stop_on_bad_config(self, "cloud_link", err);
-      return cloud_link_actor::behavior_type::make_empty_behavior();
-    }
-  auto target = (cfg.insecure ? "http://" : "https://") + cfg.host + ":"
-                + std::to_string(cfg.port);
+  if (auto err = open_endpoints(self, cfg)) {
+    stop_on_bad_config(self, "cloud_link", err);
+    return cloud_link_actor::behavior_type::make_empty_behavior();
+  }
   self->state.cfg = std::move(cfg);
   return {
-    [self, target](sync_atom, const std::string& body) -> caf::result<sync_ack> {
-      auto& st = self->state;
-      ++st.requests;
-      auto fail = [&](caf::error err) -> caf::result<sync_ack> {
-        ++st.failures;
-        auto text = render(err);
-        if (text != st.last_error)
-          log_warning("cloud_link", target, ": ", text);
-        st.last_error = std::move(text);
-        return err;
-      };
-      if (auto err = ensure_key(self))
-        return fail(err);
-      std::vector<std::pair<std::string, std::string>> headers{
-        {"Content-Type", "application/x-protobuf"}};
-      if (is_zstd(body))
-        headers.emplace_back("Content-Encoding", "zstd");
-      if (!st.authorization.empty())
-        headers.emplace_back("Authorization", st.authorization);
-      auto res = st.client->post("/v1/sync", body, headers);
-      if (!res)
-        return fail(res.error());
-      st.bytes_sent += static_cast<int64_t>(body.size());
-      st.bytes_received += static_cast<int64_t>(res->body.size());
-      auto ack = decode_response(res->body);
-      if (res->status == 413 && (!ack || ack->error_code.empty())) {
-        // The server's body limit refused this batch before the ingest
-        // actor saw it: a refusal of the batch, not a link failure. Other
-        // statuses without a SyncResponse (a proxy's error page) are.
-        sync_ack nack;
-        nack.status = res->status;
-        nack.error_code = "http_" + std::to_string(res->status);
-        nack.error_message = res->body.substr(0, 200);
-        st.last_error.clear();
-        return nack;
-      }
-      if (!ack || (res->status != 200 && ack->error_code.empty()))
-        return fail(make_error(ec::remote_error,
-                               "HTTP " + std::to_string(res->status) + " from "
-                                 + target));
-      ack->status = res->status;
-      if (!res->retry_after.empty() && ack->retry_after_ms == 0)
-        ack->retry_after_ms = std::atoll(res->retry_after.c_str()) * 1000;
-      if (!st.last_error.empty()) {
-        log_info("cloud_link", target, ": reachable again");
-        st.last_error.clear();
-      }
-      return std::move(*ack);
+    [self](sync_atom, const std::string& body) {
+      return send_sync(self, body);
     },
-    [self, target](stats_atom) {
-      auto& st = self->state;
-      actor_stats out;
-      out.name = "cloud_link";
-      out.state = st.last_error.empty() ? "connected to " + target
-                                        : "failing: " + st.last_error;
-      out.counters["requests"] = st.requests;
-      out.counters["failures"] = st.failures;
-      out.counters["bytes_sent"] = st.bytes_sent;
-      out.counters["bytes_received"] = st.bytes_received;
-      out.counters["connects"] = st.client->connects();
-      out.counters["enrollments"] = st.enrollments;
-      return out;
-    },
+    [self](stats_atom) { return link_stats(self->state); },
   };
 }
 

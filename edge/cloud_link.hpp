@@ -3,6 +3,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "messages/interfaces.hpp"
 #include "runtime/http_client.hpp"
@@ -12,6 +13,9 @@ namespace fleetd {
 struct cloud_link_config {
   std::string host;
   int64_t port = 0;
+  /// "host:port,host:port" ([v6]:port): the nodes to fail over between, in
+  /// order; when set, host and port are not used.
+  std::string endpoints;
   std::chrono::milliseconds timeout{10000};
   size_t max_response_bytes = 1024 * 1024;
   /// Trusted CA (empty: the system store) and optional client certificate.
@@ -29,17 +33,38 @@ struct cloud_link_config {
 
 class option_set;
 
-/// Declares cloud.host, cloud.port, cloud.timeout, cloud.ca-file,
-/// cloud.tls-cert, cloud.tls-key, cloud.insecure, cloud.key-file,
-/// cloud.enroll-token and cloud.enroll-token-file.
+/// Declares cloud.endpoints, cloud.host, cloud.port, cloud.timeout,
+/// cloud.ca-file, cloud.tls-cert, cloud.tls-key, cloud.insecure,
+/// cloud.key-file, cloud.enroll-token and cloud.enroll-token-file; setting
+/// cloud.endpoints together with cloud.host or cloud.port is refused.
 void declare(option_set& opts, cloud_link_config& x);
 
 /// bad_config naming the option key when `x` cannot work.
 caf::error validate(const cloud_link_config& x);
 
+/// One cloud node the link can send to.
+struct cloud_endpoint {
+  std::string host;
+  uint16_t port = 0;
+};
+
+/// The endpoints of `x` in order: cloud.endpoints parsed (at most 16), or
+/// host:port alone; bad_config naming the option when one is malformed.
+caf::expected<std::vector<cloud_endpoint>>
+endpoints_of(const cloud_link_config& x);
+
+/// An endpoint's own keep-alive client (TLS name: its host) and its URL.
+struct endpoint_client {
+  std::string url;
+  std::unique_ptr<http_client> client;
+};
+
 struct cloud_link_state {
   cloud_link_config cfg;
-  std::unique_ptr<http_client> client;
+  /// Every endpoint's client; requests go to `current` until it fails.
+  std::vector<endpoint_client> endpoints;
+  size_t current = 0;
+  int64_t failovers = 0;
   /// "Bearer <key>" once the device has a key; empty: none (anonymous).
   std::string authorization;
   int64_t enrollments = 0;
@@ -55,7 +80,10 @@ struct cloud_link_state {
 /// device key, and turns the SyncResponse into the reply. Without a key but
 /// with an enrollment token it first enrolls (POST /v1/enroll) and keeps the
 /// key in key_file (0600); a refused enrollment is a link failure: the data
-/// waits and the sync actors back off. Spawn detached: the HTTP call blocks.
+/// waits and the sync actors back off. When the current endpoint fails to
+/// answer (connect, TLS, timeout, a 5xx) the request fails as before and the
+/// next ones go to the next endpoint, round-robin, staying there; a 4xx is
+/// an answer and moves nothing. Spawn detached: the HTTP call blocks.
 cloud_link_actor::behavior_type
 cloud_link(cloud_link_actor::stateful_pointer<cloud_link_state> self,
            cloud_link_config cfg);

@@ -79,6 +79,12 @@ caf::error validate(const edge_options& x) {
   return caf::none;
 }
 
+// The cloud endpoints for the start line.
+std::string cloud_text(const cloud_link_config& x) {
+  return x.endpoints.empty() ? x.host + ":" + std::to_string(x.port)
+                             : x.endpoints;
+}
+
 /// What this machine (as host.proc and host.sys show it) gives.
 capability_report detect_for(const edge_options& opt) {
   auto& c = opt.capability;
@@ -399,7 +405,7 @@ int run(int argc, char** argv) {
     return die(console.error());
   }
   log_info("fleetd", "device ", opt.sync.device_id, " started; data in ",
-           dir, ", cloud ", opt.link.host, ":", opt.link.port, ", console ",
+           dir, ", cloud ", cloud_text(opt.link), ", console ",
            opt.common.console_host, ":", (*console)->port);
   auto sig = wait_for_termination([&] {
     reload_console_tls("fleetd", *console);

@@ -240,7 +240,12 @@ caf::expected<http_response> http_client::send(
   http::request<http::string_body> req{post ? http::verb::post
                                             : http::verb::get,
                                        target, 11};
-  req.set(http::field::host, impl_->host + ":" + std::to_string(impl_->port));
+  // An IPv6 address goes in brackets there, as in a URL.
+  auto& host = impl_->host;
+  req.set(http::field::host, (host.find(':') == std::string::npos
+                                ? host
+                                : "[" + host + "]")
+                               + ":" + std::to_string(impl_->port));
   req.set(http::field::user_agent, "fleetd");
   for (auto& kv : headers)
     req.set(kv.first, kv.second);

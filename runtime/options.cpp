@@ -426,6 +426,24 @@ void option_set::add_size(const std::string& key, int64_t& ref, int64_t def,
   entries_.push_back(std::move(e));
 }
 
+void option_set::replaces(const std::string& key,
+                          std::vector<std::string> others) {
+  replaced_.emplace_back(key, std::move(others));
+}
+
+caf::error option_set::check_replaced() {
+  for (auto& [key, others] : replaced_) {
+    auto e = find(key);
+    if (!e || !e->was_set || !e->empty || e->empty())
+      continue;
+    for (auto& other : others)
+      if (auto o = find(other); o && o->was_set)
+        return bad(key + ": stands instead of " + other
+                   + "; set one or the other, not both");
+  }
+  return caf::none;
+}
+
 option_set::entry* option_set::find(const std::string& key) {
   for (auto& e : entries_)
     if (e.key == key)
@@ -627,7 +645,7 @@ caf::error option_set::parse(const std::vector<std::string>& argv) {
     if (e.required && e.empty && e.empty())
       return bad(e.key + ": required, but not set (in the config file or as --"
                  + e.key + "=...)");
-  return caf::none;
+  return check_replaced();
 }
 
 std::string option_set::help() const {

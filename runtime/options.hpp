@@ -31,6 +31,9 @@ public:
   /// A byte count written as 512, 100MB, 5MiB or 512k (see parse_size).
   void add_size(const std::string& key, int64_t& ref, int64_t def,
                 std::string desc, int64_t min = 0, int64_t max = INT64_MAX);
+  /// Declared string option `key`, when set non-empty, stands instead of the
+  /// declared `others`: parse refuses setting any of them as well.
+  void replaces(const std::string& key, std::vector<std::string> others);
 
   /// Parses the command line; positional words (commands) land in `args()`.
   /// Returns ec::bad_config naming the option or file on any problem.
@@ -79,10 +82,13 @@ private:
                            const std::string& origin);
   std::string take_unit_lines(const std::string& text,
                               const std::string& origin, caf::error& err);
+  caf::error check_replaced();
 
   std::string program_;
   std::string summary_;
   std::vector<entry> entries_;
+  /// An option and the options it stands instead of (replaces()).
+  std::vector<std::pair<std::string, std::vector<std::string>>> replaced_;
   std::vector<std::string> args_;
   std::string config_file_;
   bool help_ = false;

@@ -18,6 +18,8 @@
 
 #include "cloud/cloud_store.hpp"
 #include "cloud/embedded_store.hpp"
+#include "cloud/embedded_tenancy.hpp"
+#include "cloud/tenancy.hpp"
 #include "cloud/ingest_endpoint.hpp"
 #include "messages/error.hpp"
 #include "messages/register.hpp"
@@ -72,6 +74,17 @@ struct cloud_fixture {
     REQUIRE_MESSAGE(st, render(st.error()));
     return keep(sys->spawn<caf::detached>(
       cloud_store, std::make_shared<embedded_store>(std::move(*st))));
+  }
+
+  /// The tenancy actor (detached, kept) on an embedded tenancy store opened
+  /// at `path`.
+  tenancy_actor spawn_tenancy(const std::string& path) {
+    auto db = embedded_tenancy::open(path, std::string(64, 's'), clock);
+    REQUIRE_MESSAGE(db, render(db.error()));
+    tenancy_config tcfg;
+    tcfg.store = std::make_shared<embedded_tenancy>(std::move(*db));
+    tcfg.clock = clock;
+    return keep(sys->spawn<caf::detached>(tenancy, tcfg));
   }
 
   /// Opens the endpoint on 127.0.0.1:`port` (0: any) in front of `front`,

@@ -203,13 +203,7 @@ struct tenancy_fixture : test::cloud_fixture {
   explicit tenancy_fixture(bool anonymous = false)
     : cloud_fixture("fleetd-tenancy-ingest", clock_start_ms) {
     store = spawn_cloud_store(dir.file("cloud.db"));
-    auto db = embedded_tenancy::open(dir.file("tenancy.db"),
-                                     std::string(64, 's'), clock);
-    REQUIRE(db);
-    tenancy_config tcfg;
-    tcfg.store = std::make_shared<embedded_tenancy>(std::move(*db));
-    tcfg.clock = clock;
-    tenants = keep(sys->spawn<caf::detached>(tenancy, tcfg));
+    tenants = spawn_tenancy(dir.file("tenancy.db"));
     ingest_config icfg;
     icfg.store = store;
     icfg.tenancy = tenants;

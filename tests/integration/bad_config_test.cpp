@@ -87,6 +87,14 @@ TEST_CASE("a check across options names the real option keys") {
                                            "--ingest.max-decoded-bytes=1MiB"}),
                  "ingest.max-decoded-bytes: must be at least "
                  "ingest.max-body-bytes");
+  // The list of cloud nodes stands instead of the one node, never beside it.
+  temp_dir tmp;
+  write_file(tmp.path() + "/c.ini", "[cloud]\nport = 7480\n");
+  check_rejected(run_with("fleetd", {"--config=" + tmp.path() + "/c.ini",
+                                     "--cloud.endpoints=127.0.0.1:1,127.0.0.1:2"}),
+                 "cloud.endpoints: stands instead of cloud.port");
+  check_rejected(run_with("fleetd", {"--cloud.endpoints=127.0.0.1:1,127.0.0.1"}),
+                 "cloud.endpoints: '127.0.0.1': expected host:port");
 }
 
 TEST_CASE("tier defaults in --help come from the tier table") {

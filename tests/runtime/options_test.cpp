@@ -352,6 +352,31 @@ TEST_CASE_FIXTURE(fixture, "a required string that is missing is an error "
   CHECK(g.region == "ap");
 }
 
+TEST_CASE_FIXTURE(fixture, "an option that stands instead of others is "
+                           "refused together with any of them, from either "
+                           "source") {
+  opts.replaces("node.name", {"http.port", "sync.workers"});
+  auto err = parse_ok({"--node.name=a", "--sync.workers=2"});
+  REQUIRE(err);
+  CHECK(is_bad_config(err));
+  CHECK(contains(render(err), "node.name"));
+  CHECK(contains(render(err), "sync.workers"));
+  fixture f;
+  f.opts.replaces("node.name", {"http.port", "sync.workers"});
+  err = f.parse_ok({"--config", f.config("[http]\nport = 80\n"),
+                    "--node.name=a"});
+  REQUIRE(err);
+  CHECK(contains(render(err), "http.port"));
+  // Alone, or set empty, it leaves the others free.
+  fixture g;
+  g.opts.replaces("node.name", {"http.port", "sync.workers"});
+  CHECK(!g.parse_ok({"--node.name=a"}));
+  fixture h;
+  h.opts.replaces("node.name", {"http.port", "sync.workers"});
+  CHECK(!h.parse_ok({"--node.name=", "--http.port=80"}));
+  CHECK(h.port == 80);
+}
+
 TEST_CASE_FIXTURE(fixture, "a missing config file is an error naming the "
                            "file") {
   auto missing = tmp.path + "/does-not-exist.ini";

@@ -1,0 +1,432 @@
+// The cloud link's failover between endpoints: real HTTP servers (ingest
+// endpoints in front of one real ingest, like two nodes on one store), a
+// port where nothing listens, and the link actor as the sync actors use it.
+#include "edge/cloud_link.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <caf/typed_event_based_actor.hpp>
+#include <doctest/doctest.h>
+
+#include "ask.hpp"
+#include "cloud/ingest.hpp"
+#include "cloud_fixture.hpp"
+#include "helpers.hpp"
+#include "runtime/http_server.hpp"
+#include "runtime/logger.hpp"
+#include "runtime/options.hpp"
+#include "test_pki.hpp"
+
+using namespace fleetd;
+using test::free_port;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int64_t clock_start_ms = 1'700'000'000'000;
+
+constexpr const char* device_id = "link-dev";
+
+// -- a door: one node's HTTP endpoint in front of the shared ingest ----------
+
+/// What reached one door; `answer` (0: none) makes it answer that status
+/// itself, as a node that refuses (4xx) or cannot serve (5xx) would.
+struct door_log {
+  std::atomic<int> syncs{0};
+  std::atomic<int> enrolls{0};
+  std::atomic<int> answer{0};
+};
+
+struct door_state {
+  static inline const char* name = "door";
+};
+
+// A node's own answer: a SyncResponse, or for 502 a proxy's error page.
+http_reply own_answer(uint16_t status) {
+  if (status == 502)
+    return text_reply(502, "bad_gateway", "no upstream");
+  sync_ack nack;
+  nack.error_code = "answered_" + std::to_string(status);
+  nack.error_message = "the test's door answered";
+  return sync_answer(status, nack);
+}
+
+ingest_actor::behavior_type door(ingest_actor::stateful_pointer<door_state> self,
+                                 ingest_actor real,
+                                 std::shared_ptr<door_log> log) {
+  return {
+    [self, real, log](sync_atom, sync_envelope& env) -> caf::result<http_reply> {
+      ++log->syncs;
+      if (auto status = log->answer.load())
+        return own_answer(static_cast<uint16_t>(status));
+      return self->delegate(real, sync_atom::value, std::move(env));
+    },
+    [self, real, log](enroll_atom, sync_envelope& env) {
+      ++log->enrolls;
+      return self->delegate(real, enroll_atom::value, std::move(env));
+    },
+    [](health_atom) { return std::string{"ok"}; },
+    [](stats_atom) {
+      actor_stats out;
+      out.name = "door";
+      return out;
+    },
+  };
+}
+
+// -- the fixture --------------------------------------------------------------
+
+struct link_fixture : test::cloud_fixture {
+  tenancy_actor tenants;
+  ingest_actor real;
+  std::vector<std::unique_ptr<ingest_endpoint>> doors;
+
+  explicit link_fixture(bool anonymous = true)
+    : cloud_fixture("fleetd-link", clock_start_ms) {
+    tenants = spawn_tenancy(dir.file("tenancy.db"));
+    ingest_config icfg;
+    icfg.store = spawn_cloud_store(dir.file("cloud.db"));
+    icfg.tenancy = tenants;
+    icfg.anonymous = anonymous;
+    real = keep(sys->spawn(ingest, icfg));
+  }
+
+  ~link_fixture() {
+    for (auto& d : doors)
+      d->stop();
+  }
+
+  /// Opens a door on `port` (0: any), over HTTPS when `tls` names a
+  /// certificate; returns the port it bound.
+  uint16_t open_door(const std::shared_ptr<door_log>& log, uint16_t port = 0,
+                     tls_files tls = {}) {
+    auto front = keep(sys->spawn(door, real, log));
+    doors.push_back(std::make_unique<ingest_endpoint>(*sys, front,
+                                                      http_limits{}));
+    ingest_endpoint_config cfg;
+    cfg.port = port;
+    cfg.tls = std::move(tls);
+    cfg.insecure = cfg.tls.cert.empty();
+    auto bound = doors.back()->start(cfg);
+    REQUIRE_MESSAGE(bound, render(bound.error()));
+    return *bound;
+  }
+
+  /// A link to 127.0.0.1 at `ports` over plain HTTP, unless `cfg` already
+  /// names its endpoints (and TLS).
+  cloud_link_actor spawn_link(const std::vector<uint16_t>& ports,
+                              cloud_link_config cfg = {}) {
+    if (cfg.endpoints.empty()) {
+      for (auto port : ports)
+        cfg.endpoints += (cfg.endpoints.empty() ? "" : ",")
+                         + std::string("127.0.0.1:") + std::to_string(port);
+      cfg.insecure = true;
+    }
+    cfg.timeout = 5s;
+    cfg.device_id = device_id;
+    if (cfg.key_file.empty())
+      cfg.key_file = dir.file("device.key");
+    return keep(sys->spawn<caf::detached>(cloud_link, cfg));
+  }
+
+  /// One request with batch `seq`; the link's failure as an ack of status 0.
+  sync_ack send(const cloud_link_actor& link, int64_t seq) {
+    encode_settings es;
+    es.device_id = device_id;
+    es.sequence = seq;
+    es.now_ms = clock_start_ms;
+    metric_samples xs(1);
+    xs[0].name = "cpu";
+    xs[0].timestamp_ms = clock_start_ms + seq;
+    xs[0].value = static_cast<double>(seq);
+    sync_ack out;
+    (*self)
+      ->request(link, 20s, sync_atom::value, encode_metrics_request(es, xs))
+      .receive([&](sync_ack& x) { out = std::move(x); },
+               [&](caf::error& err) { out.error_message = render(err); });
+    return out;
+  }
+
+  actor_stats stats(const cloud_link_actor& link) {
+    return test::ask<actor_stats>(*self, link, 5s, stats_atom::value);
+  }
+
+  std::string url(uint16_t port) {
+    return "http://127.0.0.1:" + std::to_string(port);
+  }
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (auto pos = text.find(what); pos != std::string::npos;
+       pos = text.find(what, pos + 1))
+    ++n;
+  return n;
+}
+
+} // namespace
+
+TEST_CASE("a refused connection fails over to the next endpoint, and the "
+          "link stays there") {
+  link_fixture f;
+  auto good = std::make_shared<door_log>();
+  auto dead = free_port();
+  auto port = f.open_door(good);
+  auto link = f.spawn_link({dead, port});
+  auto first = f.send(link, 1);
+  CHECK(first.status == 0);
+  CHECK(first.error_message.find("unreachable") != std::string::npos);
+  auto st = f.stats(link);
+  CHECK(st.counters["failovers"] == 1);
+  CHECK(st.counters["failures"] == 1);
+  // The same batch again, as the sync actor resends it after its backoff.
+  for (int64_t seq = 1; seq <= 3; ++seq) {
+    auto ack = f.send(link, seq);
+    CHECK(ack.status == 200);
+    CHECK(ack.last_sequence_ack == seq);
+  }
+  st = f.stats(link);
+  CHECK(st.counters["failovers"] == 1);
+  CHECK(st.counters["failures"] == 1);
+  CHECK(st.counters["connects"] == 1);
+  CHECK(st.state == "connected to " + f.url(port));
+  CHECK(good->syncs == 3);
+}
+
+TEST_CASE("a 4xx is an answer and moves nothing; a 5xx or a proxy's error "
+          "page fails over, round-robin") {
+  link_fixture f;
+  auto a = std::make_shared<door_log>();
+  auto b = std::make_shared<door_log>();
+  auto pa = f.open_door(a);
+  auto pb = f.open_door(b);
+  auto link = f.spawn_link({pa, pb});
+  for (int status : {401, 403, 409, 413, 429}) {
+    CAPTURE(status);
+    a->answer = status;
+    auto ack = f.send(link, 1);
+    CHECK(ack.status == status);
+    CHECK(ack.error_code == "answered_" + std::to_string(status));
+  }
+  CHECK(a->syncs == 5);
+  CHECK(f.stats(link).counters["failovers"] == 0);
+  // The sync actor gets the node's 503 as it did before; the next request
+  // goes to the other node.
+  a->answer = 503;
+  CHECK(f.send(link, 1).status == 503);
+  CHECK(f.stats(link).counters["failovers"] == 1);
+  CHECK(f.send(link, 1).status == 200);
+  CHECK(b->syncs == 1);
+  CHECK(a->syncs == 6);
+  // An error page without a SyncResponse is a link failure, and wraps to a.
+  b->answer = 502;
+  CHECK(f.send(link, 2).status == 0);
+  a->answer = 0;
+  auto ack = f.send(link, 2);
+  CHECK(ack.status == 200);
+  CHECK(ack.last_sequence_ack == 2);
+  auto st = f.stats(link);
+  CHECK(st.counters["failovers"] == 2);
+  CHECK(st.state == "connected to " + f.url(pa));
+  CHECK(a->syncs == 7);
+  CHECK(b->syncs == 2);
+}
+
+TEST_CASE("each endpoint is verified under its own host name; a TLS failure "
+          "fails over") {
+  link_fixture f;
+  auto pki = test::make_test_pki(f.dir.file("pki"));
+  auto a = std::make_shared<door_log>();
+  auto b = std::make_shared<door_log>();
+  // a shows a certificate for wrong.example only; b one for localhost.
+  auto pa = f.open_door(a, 0, {pki.file("wrongname.pem"),
+                               pki.file("wrongname.key"), ""});
+  auto pb = f.open_door(b, 0, pki.server());
+  cloud_link_config cfg;
+  cfg.tls = pki.client();
+  cfg.endpoints = "127.0.0.1:" + std::to_string(pa) + ",localhost:"
+                  + std::to_string(pb);
+  auto link = f.spawn_link({}, cfg);
+  auto first = f.send(link, 1);
+  CHECK(first.status == 0);
+  CHECK(first.error_message.find("TLS handshake with 127.0.0.1") != std::string::npos);
+  CHECK(f.send(link, 1).status == 200);
+  auto st = f.stats(link);
+  CHECK(st.counters["failovers"] == 1);
+  CHECK(st.state == "connected to https://localhost:" + std::to_string(pb));
+  CHECK(a->syncs == 0);
+  CHECK(b->syncs == 1);
+}
+
+TEST_CASE("after a failover the link does not go back to an endpoint that "
+          "returns, until the one it moved to fails; then it wraps") {
+  link_fixture f;
+  auto a = std::make_shared<door_log>();
+  auto c = std::make_shared<door_log>();
+  auto dead = free_port();
+  auto pa = f.open_door(a);
+  auto pc = f.open_door(c);
+  auto link = f.spawn_link({dead, pa, pc});
+  CHECK(f.send(link, 1).status == 0); // the dead port: on to a
+  CHECK(f.send(link, 1).status == 200);
+  f.doors[0]->stop();
+  CHECK(f.send(link, 2).status == 0); // a is gone: on to c
+  CHECK(f.send(link, 2).status == 200);
+  // a is back on its port; the link stays with c.
+  f.open_door(a, pa);
+  for (int64_t seq = 3; seq <= 5; ++seq)
+    CHECK(f.send(link, seq).status == 200);
+  CHECK(a->syncs == 1);
+  CHECK(c->syncs == 4);
+  f.doors[1]->stop();
+  CHECK(f.send(link, 6).status == 0); // c is gone: on to the dead port
+  CHECK(f.send(link, 6).status == 0); // which wraps to a
+  auto ack = f.send(link, 6);
+  CHECK(ack.status == 200);
+  CHECK(ack.last_sequence_ack == 6);
+  CHECK(a->syncs == 2);
+  CHECK(f.stats(link).counters["failovers"] == 4);
+}
+
+TEST_CASE("enrollment fails over when a node does not answer, not when the "
+          "token is refused") {
+  link_fixture f{false};
+  tenancy_command cmd;
+  cmd.op = "org-create";
+  cmd.org = "acme";
+  test::ask<tenancy_answer>(*f.self, f.tenants, 5s, tenancy_atom::value, cmd);
+  cmd.op = "enroll-create";
+  cmd.uses = 5;
+  cmd.duration_ms = 3'600'000;
+  auto token = test::ask<tenancy_answer>(*f.self, f.tenants, 5s,
+                                         tenancy_atom::value, cmd)
+                 .secret;
+  REQUIRE(!token.empty());
+  auto a = std::make_shared<door_log>();
+  auto b = std::make_shared<door_log>();
+  auto pa = f.open_door(a);
+  auto pb = f.open_door(b);
+  cloud_link_config bad;
+  bad.enroll_token = "fdt_" + std::string(64, '0');
+  bad.key_file = f.dir.file("refused.key");
+  auto refused = f.spawn_link({pa, pb}, bad);
+  auto no = f.send(refused, 1);
+  CHECK(no.status == 0);
+  CHECK(no.error_message.find("HTTP 401") != std::string::npos);
+  CHECK(f.stats(refused).counters["failovers"] == 0);
+  CHECK(a->enrolls == 1);
+  CHECK(b->enrolls == 0);
+  cloud_link_config good;
+  good.enroll_token = token;
+  auto link = f.spawn_link({free_port(), pb}, good);
+  CHECK(f.send(link, 1).status == 0);
+  auto ack = f.send(link, 1);
+  CHECK(ack.status == 200);
+  CHECK(ack.last_sequence_ack == 1);
+  auto st = f.stats(link);
+  CHECK(st.counters["failovers"] == 1);
+  CHECK(st.counters["enrollments"] == 2);
+  CHECK(b->enrolls == 1);
+  CHECK(b->syncs == 1);
+  CHECK(slurp(f.dir.file("device.key")).rfind("fdk_", 0) == 0);
+}
+
+TEST_CASE("each failover is one warning line, rate-limited, without the "
+          "device's key") {
+  link_fixture f;
+  auto file = f.dir.file("fleetd.log");
+  REQUIRE(!logger::init(log_level::info, file));
+  auto clk = std::make_shared<manual_clock>(0);
+  logger::set_rate_limit(clk, 10s);
+  std::string key = "fdk_" + std::string(64, '7');
+  std::ofstream(f.dir.file("device.key")) << key << "\n";
+  auto d1 = free_port();
+  auto d2 = free_port();
+  auto link = f.spawn_link({d1, d2});
+  for (int i = 0; i < 3; ++i)
+    CHECK(f.send(link, 1).status == 0);
+  clk->advance(10'000);
+  CHECK(f.send(link, 1).status == 0);
+  CHECK(f.stats(link).counters["failovers"] == 4);
+  logger::init(log_level::info, "");
+  logger::set_rate_limit(make_system_clock(), 10s);
+  auto text = slurp(file);
+  CAPTURE(text);
+  CHECK(count_of(text, "cloud_link: ") == 2);
+  CHECK(count_of(text, "cloud_link: failing over from " + f.url(d1) + " to "
+                         + f.url(d2) + ": unreachable")
+        == 1);
+  CHECK(count_of(text, "cloud_link: failing over from " + f.url(d2) + " to "
+                         + f.url(d1))
+        == 1);
+  CHECK(count_of(text, "(2 more like this suppressed)") == 1);
+  CHECK(text.find(std::string(16, '7')) == std::string::npos);
+}
+
+TEST_CASE("cloud.endpoints is read strictly and stands instead of "
+          "cloud.host and cloud.port") {
+  cloud_link_config x;
+  x.insecure = true;
+  x.endpoints = "127.0.0.1:7480, localhost:7481,[::1]:7482";
+  auto eps = endpoints_of(x);
+  REQUIRE_MESSAGE(eps, render(eps.error()));
+  REQUIRE(eps->size() == 3);
+  CHECK((*eps)[1].host == "localhost");
+  CHECK((*eps)[1].port == 7481);
+  CHECK((*eps)[2].host == "::1");
+  CHECK(!validate(x));
+  auto refused = [&](std::string text, const std::string& why) {
+    CAPTURE(text);
+    x.endpoints = std::move(text);
+    auto err = render(validate(x));
+    CHECK(err.find("cloud.endpoints") != std::string::npos);
+    CHECK(err.find(why) != std::string::npos);
+  };
+  refused("127.0.0.1", "expected host:port");
+  refused("127.0.0.1:7480,", "expected host:port");
+  refused("127.0.0.1:0", "port must be");
+  refused("127.0.0.1:65536", "port must be");
+  refused("127.0.0.1:99999999999999999999", "port must be");
+  refused("127.0.0.1:+80", "port must be");
+  refused(":7480", "bad host");
+  refused("a b:7480", "bad host");
+  refused("host\n:7480", "bad host");
+  refused("::1:7480", "in brackets");
+  refused("[::1:7480", "expected [v6-address]:port");
+  refused("127.0.0.1:7480,127.0.0.1:7480", "listed twice");
+  refused(std::string(300, 'a') + ":1", "bad host");
+  std::string many;
+  for (int i = 1; i <= 17; ++i)
+    many += (i > 1 ? "," : "") + std::string("127.0.0.1:") + std::to_string(i);
+  refused(many, "more than 16");
+  x.endpoints = "127.0.0.1:7480,cloud.example:443";
+  CHECK(render(validate(x)).find("cloud.insecure") != std::string::npos);
+  // As options: either the list or the single endpoint.
+  auto parse = [](std::vector<std::string> args) {
+    cloud_link_config c;
+    option_set opts("t", "t");
+    declare(opts, c);
+    return opts.parse(args);
+  };
+  CHECK(!parse({"--cloud.endpoints=a:1,b:2"}));
+  CHECK(!parse({"--cloud.host=a", "--cloud.port=1"}));
+  CHECK(!parse({"--cloud.endpoints=", "--cloud.host=a"}));
+  for (auto other : {"--cloud.host=a", "--cloud.port=1"}) {
+    auto err = render(parse({"--cloud.endpoints=a:1,b:2", other}));
+    CHECK(err.find("cloud.endpoints") != std::string::npos);
+    CHECK(err.find("not both") != std::string::npos);
+  }
+}
