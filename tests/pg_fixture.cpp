@@ -327,8 +327,8 @@ bool pg_server::with_bouncer(std::string& why) {
   auto t0 = std::chrono::steady_clock::now();
   auto who = holder_->with({}, "pgbouncer.log");
   bouncer_port_ = free_port();
-  auto users = "\"fleetd_owner\" \"" + owner_password_ + "\"\n\"fleetd_node\" \""
-               + app_password_ + "\"\n";
+  auto users = "\"fleetd_owner\" \"" + owner_password_
+               + "\"\n\"fleetd_node\" \"" + app_password_ + "\"\n";
   REQUIRE(write_file(dir_ + "/userlist.txt", users, who));
   REQUIRE(write_file(dir_ + "/pgbouncer.ini", bouncer_config(), who));
   who.argv = {bin, dir_ + "/pgbouncer.ini"};
@@ -383,6 +383,14 @@ pg::connection pg_connect(const std::string& url, pg::connect_options opts) {
   if (!c)
     FAIL(render(c.error()));
   return std::move(*c);
+}
+
+pg::result pg_must(pg::connection& c, const std::string& sql,
+                   const pg::params& ps) {
+  auto r = c.exec(sql, ps);
+  if (!r)
+    FAIL(sql << ": " << render(r.error()));
+  return std::move(*r);
 }
 
 std::string pg_server::url(const std::string& user, const std::string& db,

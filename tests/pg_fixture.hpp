@@ -113,4 +113,8 @@ std::optional<pg_database> fresh_pg_database(const std::string& prefix,
 pg::connection pg_connect(const std::string& url,
                           pg::connect_options opts = {});
 
+/// The result of `sql`; a failed check (naming the SQL) when it fails.
+pg::result pg_must(pg::connection& c, const std::string& sql,
+                   const pg::params& ps = {});
+
 } // namespace fleetd::test

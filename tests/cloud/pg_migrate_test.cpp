@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <optional>
 #include <thread>
 
 #include "cloud/pg_migrate.hpp"
@@ -15,6 +16,7 @@
 using namespace fleetd;
 using namespace std::chrono_literals;
 using test::pg_connect;
+using test::pg_must;
 
 namespace {
 
@@ -25,14 +27,6 @@ constexpr int64_t partition_lock = 0x666c656574640002;
 // 2020-01-01T00:00:00Z and one day, in ms.
 constexpr int64_t jan1 = 1577836800000;
 constexpr int64_t day_ms = 86400000;
-
-pg::result must(pg::connection& c, const std::string& sql,
-                const pg::params& ps = {}) {
-  auto r = c.exec(sql, ps);
-  if (!r)
-    FAIL(render(r.error()));
-  return std::move(*r);
-}
 
 caf::error not_run() {
   return make_error(ec::timeout, "did not run");
@@ -51,11 +45,11 @@ std::vector<pg_migration> counting_migrations() {
 
 // Sessions waiting for advisory lock `key` (minus the holder).
 int64_t waiting_on(pg::connection& admin, int64_t key) {
-  return must(admin,
-              "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-              "AND NOT granted AND ((classid::bigint << 32) | objid::bigint) "
-              "= $1",
-              {key})
+  return pg_must(admin,
+                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                 "AND NOT granted AND "
+                 "((classid::bigint << 32) | objid::bigint) = $1",
+                 {key})
     .int64(0, 0);
 }
 
@@ -65,14 +59,27 @@ template <class F>
 void race_on_lock(const test::pg_database& db, int64_t key, F fn) {
   auto holder = pg_connect(db.owner_url);
   auto admin = pg_connect(db.admin_url);
-  must(holder, "SELECT pg_advisory_lock($1)", {key});
+  pg_must(holder, "SELECT pg_advisory_lock($1)", {key});
   std::thread a{fn, 0};
   std::thread b{fn, 1};
   // Both have started and contend: the race is real, not a sequence.
   CHECK(test::eventually([&] { return waiting_on(admin, key) == 2; }, 30s));
-  must(holder, "SELECT pg_advisory_unlock($1)", {key});
+  pg_must(holder, "SELECT pg_advisory_unlock($1)", {key});
   a.join();
   b.join();
+}
+
+// A fresh database with the built-in schema.
+std::optional<test::pg_database> migrated_database(const char* prefix,
+                                                   std::string& why) {
+  auto db = test::fresh_pg_database(prefix, why);
+  if (db) {
+    auto owner = pg_connect(db->owner_url);
+    auto done = migrate(owner);
+    if (!done)
+      FAIL(render(done.error()));
+  }
+  return db;
 }
 
 } // namespace
@@ -95,8 +102,8 @@ TEST_CASE("two runners at once apply each migration once") {
   }
   CHECK(reports[0]->applied + reports[1]->applied == 5);
   auto owner = pg_connect(db->owner_url);
-  auto ran = must(owner, "SELECT version, count(*) FROM ran GROUP BY version "
-                         "ORDER BY version");
+  auto ran = pg_must(owner, "SELECT version, count(*) FROM ran "
+                            "GROUP BY version ORDER BY version");
   REQUIRE(ran.rows() == 5);
   for (int v = 1; v <= 5; ++v) {
     CHECK(ran.int64(v - 1, 0) == v);
@@ -165,7 +172,7 @@ TEST_CASE("a changed migration and a newer database are refused") {
   auto gap = ms;
   gap.erase(gap.begin() + 2);
   CHECK_FALSE(migrate(owner, gap));
-  CHECK(must(owner, "SELECT count(*) FROM ran").int64(0, 0) == 5);
+  CHECK(pg_must(owner, "SELECT count(*) FROM ran").int64(0, 0) == 5);
 }
 
 TEST_CASE("a failing migration leaves nothing and is not recorded") {
@@ -181,7 +188,7 @@ TEST_CASE("a failing migration leaves nothing and is not recorded") {
   REQUIRE_FALSE(failed);
   CHECK(error_text(failed.error()).find("0002_step") != std::string::npos);
   CHECK(*schema_version(owner) == 1);
-  CHECK(must(owner, "SELECT to_regclass('half') IS NULL").boolean(0, 0));
+  CHECK(pg_must(owner, "SELECT to_regclass('half') IS NULL").boolean(0, 0));
   ms[1].sql = "INSERT INTO ran VALUES (2);";
   auto fixed = migrate(owner, ms);
   REQUIRE(fixed);
@@ -192,14 +199,13 @@ TEST_CASE("a failing migration leaves nothing and is not recorded") {
 TEST_CASE("only a role that cannot bypass row level security passes as the "
           "node's") {
   std::string why;
-  auto db = test::fresh_pg_database("migrate_roles", why);
+  auto db = migrated_database("migrate_roles", why);
   if (!db)
     return test::skip(why);
-  auto owner = pg_connect(db->owner_url);
-  REQUIRE(migrate(owner));
   auto app = pg_connect(db->app_url);
   auto ok = verify_app_role(app);
   CHECK_MESSAGE(!ok, render(ok));
+  auto owner = pg_connect(db->owner_url);
   auto owns = verify_app_role(owner);
   CHECK(error_text(owns).find("owns") != std::string::npos);
   auto admin = pg_connect(db->admin_url);
@@ -210,11 +216,9 @@ TEST_CASE("only a role that cannot bypass row level security passes as the "
 TEST_CASE("partitions are made ahead by the node's role and whole past days "
           "dropped") {
   std::string why;
-  auto db = test::fresh_pg_database("migrate_parts", why);
+  auto db = migrated_database("migrate_parts", why);
   if (!db)
     return test::skip(why);
-  auto owner = pg_connect(db->owner_url);
-  REQUIRE(migrate(owner));
   auto app = pg_connect(db->app_url);
   auto made = ensure_partitions(app, jan1, 3);
   if (!made)
@@ -223,10 +227,10 @@ TEST_CASE("partitions are made ahead by the node's role and whole past days "
   CHECK(*ensure_partitions(app, jan1, 3) == 0);
   REQUIRE_FALSE(pg::transaction(app, "acme", [&]() -> caf::error {
     for (int d = 0; d < 3; ++d)
-      must(app, "INSERT INTO points (org, day, device, epoch, sequence, "
-                "series_id, ts, value, bits) VALUES ('acme', $1::date, 'd', "
-                "'e', 1, 1, 0, 0, 0)",
-           {"2020-01-0" + std::to_string(d + 1)});
+      pg_must(app, "INSERT INTO points (org, day, device, epoch, sequence, "
+                   "series_id, ts, value, bits) VALUES ('acme', $1::date, "
+                   "'d', 'e', 1, 1, 0, 0, 0)",
+              {"2020-01-0" + std::to_string(d + 1)});
     return caf::none;
   }));
   // The node's role reaches the rows only through the parent's policies.
@@ -240,7 +244,7 @@ TEST_CASE("partitions are made ahead by the node's role and whole past days "
                                     "logs_20200101", "logs_20200102",
                                     "points_20200101", "points_20200102"});
   REQUIRE_FALSE(pg::transaction(app, "acme", [&]() -> caf::error {
-    CHECK(must(app, "SELECT count(*) FROM points").int64(0, 0) == 1);
+    CHECK(pg_must(app, "SELECT count(*) FROM points").int64(0, 0) == 1);
     return caf::none;
   }));
   auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -254,11 +258,9 @@ TEST_CASE("partitions are made ahead by the node's role and whole past days "
 
 TEST_CASE("two nodes making the same day's partitions make them once") {
   std::string why;
-  auto db = test::fresh_pg_database("migrate_parts_race", why);
+  auto db = migrated_database("migrate_parts_race", why);
   if (!db)
     return test::skip(why);
-  auto owner = pg_connect(db->owner_url);
-  REQUIRE(migrate(owner));
   caf::expected<int64_t> made[2] = {not_run(), not_run()};
   race_on_lock(*db, partition_lock, [&](int i) {
     auto c = pg::connection::open(db->app_url);

@@ -19,6 +19,7 @@
 
 using namespace fleetd;
 using test::pg_connect;
+using test::pg_must;
 
 namespace {
 
@@ -33,7 +34,8 @@ constexpr int64_t rows_per_org = 2;
 const std::vector<std::pair<std::string, std::string>> seeds = {
   {"quotas", "INSERT INTO quotas (org, points_per_second) "
              "SELECT $1, length($2)"},
-  {"devices", "INSERT INTO devices (org, device, created_ms) VALUES ($1, $2, 0)"},
+  {"devices", "INSERT INTO devices (org, device, created_ms) "
+              "VALUES ($1, $2, 0)"},
   {"device_keys", "INSERT INTO device_keys (hash, org, device, created_ms) "
                   "VALUES (decode(md5($1 || $2), 'hex'), $1, $2, 0)"},
   {"enroll_tokens", "INSERT INTO enroll_tokens (hash, org, uses_left, "
@@ -75,14 +77,6 @@ const std::string& other(const std::string& org) {
   return org == acme ? zenith : acme;
 }
 
-pg::result must(pg::connection& c, const std::string& sql,
-                const pg::params& ps = {}) {
-  auto r = c.exec(sql, ps);
-  if (!r)
-    FAIL(sql << ": " << render(r.error()));
-  return std::move(*r);
-}
-
 // Runs `fn` in a transaction scoped to `org`, always rolled back.
 template <class F>
 void scoped(pg::connection& c, const std::string& org, F fn) {
@@ -114,11 +108,11 @@ std::optional<test::pg_database> seeded(const char* prefix, std::string& why) {
   auto app = pg_connect(db->pooled_url, {false});
   REQUIRE(ensure_partitions(app, std::time(nullptr) * int64_t{1000}, 1));
   for (auto& org : {acme, zenith}) {
-    must(app, "INSERT INTO orgs VALUES ($1, 0)", {org});
+    pg_must(app, "INSERT INTO orgs VALUES ($1, 0)", {org});
     REQUIRE_FALSE(pg::transaction(app, org, [&]() -> caf::error {
       for (auto& [table, sql] : seeds)
         for (int64_t i = 0; i < rows_of(table); ++i)
-          must(app, sql, {org, org + "-dev" + std::to_string(i)});
+          pg_must(app, sql, {org, org + "-dev" + std::to_string(i)});
       return caf::none;
     }));
   }
@@ -128,9 +122,10 @@ std::optional<test::pg_database> seeded(const char* prefix, std::string& why) {
 // What `org` sees of `table`: all its rows, none of the other's.
 void sees_only_its_own(pg::connection& c, const std::string& org,
                        const std::string& table) {
-  auto r = must(c, "SELECT count(*), count(*) FILTER (WHERE org <> $1) FROM "
+  auto r = pg_must(c,
+                   "SELECT count(*), count(*) FILTER (WHERE org <> $1) FROM "
                      + table,
-                {org});
+                   {org});
   INFO(org << " reads " << table);
   CHECK(r.int64(0, 0) == rows_of(table));
   CHECK(r.int64(0, 1) == 0);
@@ -145,14 +140,15 @@ TEST_CASE("every table with an org column has row level security, forced, "
   if (!db)
     return test::skip(why);
   auto owner = pg_connect(db->owner_url);
-  auto r = must(owner,
-                "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, "
-                "EXISTS (SELECT 1 FROM pg_policies p WHERE p.tablename = "
-                "c.relname AND p.policyname = 'org_rows') FROM pg_class c "
-                "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = "
-                "'org' WHERE c.relnamespace = current_schema()::regnamespace "
-                "AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
-                "ORDER BY 1");
+  auto r = pg_must(owner,
+                   "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, "
+                   "EXISTS (SELECT 1 FROM pg_policies p WHERE p.tablename = "
+                   "c.relname AND p.policyname = 'org_rows') FROM pg_class c "
+                   "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = "
+                   "'org' WHERE c.relnamespace = "
+                   "current_schema()::regnamespace "
+                   "AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
+                   "ORDER BY 1");
   std::set<std::string> tenant_tables;
   for (int i = 0; i < r.rows(); ++i) {
     std::string table{r.text(i, 0)};
@@ -184,18 +180,18 @@ TEST_CASE("interleaved through PgBouncer, no org reads, changes or writes "
     for (auto& org : {acme, zenith}) {
       auto& c = clients[static_cast<size_t>(turn++) % clients.size()];
       scoped(c, org, [&] {
-        orgs_per_server[must(c, "SELECT pg_backend_pid()").int64(0, 0)]
+        orgs_per_server[pg_must(c, "SELECT pg_backend_pid()").int64(0, 0)]
           .insert(org);
         sees_only_its_own(c, org, table);
         INFO(org << " changes " << table);
-        CHECK(must(c, "UPDATE " + table + " SET org = org").affected()
+        CHECK(pg_must(c, "UPDATE " + table + " SET org = org").affected()
               == rows_of(table));
-        CHECK(must(c, "UPDATE " + table + " SET org = org WHERE org = $1",
-                   {other(org)})
+        CHECK(pg_must(c, "UPDATE " + table + " SET org = org WHERE org = $1",
+                      {other(org)})
                 .affected()
               == 0);
-        CHECK(must(c, "DELETE FROM " + table + " WHERE org = $1",
-                   {other(org)})
+        CHECK(pg_must(c, "DELETE FROM " + table + " WHERE org = $1",
+                      {other(org)})
                 .affected()
               == 0);
       });
@@ -212,7 +208,7 @@ TEST_CASE("interleaved through PgBouncer, no org reads, changes or writes "
     scoped(clients[0], org, [&] {
       for (auto i = seeds.rbegin(); i != seeds.rend(); ++i) {
         INFO(org << " deletes " << i->first);
-        CHECK(must(clients[0], "DELETE FROM " + i->first).affected()
+        CHECK(pg_must(clients[0], "DELETE FROM " + i->first).affected()
               == rows_of(i->first));
       }
     });
@@ -295,14 +291,14 @@ TEST_CASE("a transaction that sets no org sees and changes nothing") {
   for (auto& [table, sql] : seeds) {
     scoped(c, "", [&] {
       INFO(table);
-      CHECK(must(c, "SELECT count(*) FROM " + table).int64(0, 0) == 0);
-      CHECK(must(c, "UPDATE " + table + " SET org = org").affected() == 0);
-      CHECK(must(c, "DELETE FROM " + table).affected() == 0);
+      CHECK(pg_must(c, "SELECT count(*) FROM " + table).int64(0, 0) == 0);
+      CHECK(pg_must(c, "UPDATE " + table + " SET org = org").affected() == 0);
+      CHECK(pg_must(c, "DELETE FROM " + table).affected() == 0);
     });
     refused(c, "", sql, {acme, "nobody"}, pg::insufficient_privilege);
   }
   // Outside any transaction (autocommit) it is the same.
-  CHECK(must(c, "SELECT count(*) FROM devices").int64(0, 0) == 0);
+  CHECK(pg_must(c, "SELECT count(*) FROM devices").int64(0, 0) == 0);
 }
 
 TEST_CASE("a key or token hash shows its one row and changes nothing") {
@@ -313,34 +309,34 @@ TEST_CASE("a key or token hash shows its one row and changes nothing") {
   auto c = pg_connect(db->pooled_url, {false});
   // The seeds' hashes: md5 of org and device (of "t", org, device).
   auto hash = [&](const std::string& text) {
-    return std::string{must(c, "SELECT md5($1)", {text}).text(0, 0)};
+    return std::string{pg_must(c, "SELECT md5($1)", {text}).text(0, 0)};
   };
   auto key = hash(zenith + zenith + "-dev1");
   scoped(c, "", [&] {
     REQUIRE_FALSE(c.set_local(key_hash_setting, key));
-    auto r = must(c, "SELECT org, device FROM device_keys");
+    auto r = pg_must(c, "SELECT org, device FROM device_keys");
     REQUIRE(r.rows() == 1);
     CHECK(r.text(0, 0) == zenith);
     CHECK(r.text(0, 1) == "zenith-dev1");
-    CHECK(must(c, "UPDATE device_keys SET expires_ms = 1").affected() == 0);
-    CHECK(must(c, "DELETE FROM device_keys").affected() == 0);
-    CHECK(must(c, "SELECT count(*) FROM enroll_tokens").int64(0, 0) == 0);
+    CHECK(pg_must(c, "UPDATE device_keys SET expires_ms = 1").affected() == 0);
+    CHECK(pg_must(c, "DELETE FROM device_keys").affected() == 0);
+    CHECK(pg_must(c, "SELECT count(*) FROM enroll_tokens").int64(0, 0) == 0);
   });
   scoped(c, acme, [&] {
     REQUIRE_FALSE(c.set_local(key_hash_setting, key));
-    auto r = must(c, "SELECT count(*) FILTER (WHERE org = $1), count(*) "
-                     "FROM device_keys",
-                  {zenith});
+    auto r = pg_must(c, "SELECT count(*) FILTER (WHERE org = $1), count(*) "
+                        "FROM device_keys",
+                     {zenith});
     CHECK(r.int64(0, 0) == 1);
     CHECK(r.int64(0, 1) == rows_per_org + 1);
-    CHECK(must(c, "UPDATE device_keys SET expires_ms = 1").affected()
+    CHECK(pg_must(c, "UPDATE device_keys SET expires_ms = 1").affected()
           == rows_per_org);
   });
   auto token = hash("t" + acme + acme + "-dev0");
   scoped(c, "", [&] {
     REQUIRE_FALSE(c.set_local(token_hash_setting, token));
-    CHECK(must(c, "SELECT org FROM enroll_tokens").text(0, 0) == acme);
-    CHECK(must(c, "UPDATE enroll_tokens SET uses_left = 0").affected() == 0);
+    CHECK(pg_must(c, "SELECT org FROM enroll_tokens").text(0, 0) == acme);
+    CHECK(pg_must(c, "UPDATE enroll_tokens SET uses_left = 0").affected() == 0);
   });
 }
 
@@ -350,7 +346,7 @@ TEST_CASE("the node's role cannot step around the policies") {
   if (!db)
     return test::skip(why);
   auto c = pg_connect(db->pooled_url, {false});
-  auto orgs = must(c, "SELECT count(*) FROM orgs");
+  auto orgs = pg_must(c, "SELECT count(*) FROM orgs");
   CHECK(orgs.int64(0, 0) == 2);  // the registry of names: readable
   refused(c, acme, "UPDATE orgs SET created_ms = 1", {},
           pg::insufficient_privilege);
@@ -366,7 +362,7 @@ TEST_CASE("the node's role cannot step around the policies") {
           pg::insufficient_privilege);
   // With row_security off a query that policies would filter fails.
   scoped(c, acme, [&] {
-    must(c, "SET LOCAL row_security = off");
+    pg_must(c, "SET LOCAL row_security = off");
     CHECK_FALSE(c.exec("SELECT 1 FROM devices"));
     CHECK(c.last_sqlstate() == pg::insufficient_privilege);
   });
@@ -383,8 +379,9 @@ TEST_CASE("behind PgBouncer a plain SET leaks to the next client, "
   auto a = pg_connect(db->pooled_url, {false});
   auto b = pg_connect(db->pooled_url, {false});
   auto probe = [&](pg::connection& c) {
-    auto r = must(c, "SELECT pg_backend_pid(), coalesce(current_setting("
-                     "'app.org_id', true), ''), (SELECT count(*) FROM devices)");
+    auto r = pg_must(c, "SELECT pg_backend_pid(), coalesce(current_setting("
+                        "'app.org_id', true), ''), "
+                        "(SELECT count(*) FROM devices)");
     return std::make_tuple(r.int64(0, 0), std::string{r.text(0, 1)},
                            r.int64(0, 2));
   };
@@ -404,7 +401,7 @@ TEST_CASE("behind PgBouncer a plain SET leaks to the next client, "
     CHECK(std::get<2>(probe(b)) == 0);
   });
   scoped(b, zenith, [&] {
-    auto r = must(b, "SELECT count(*) FROM devices WHERE org = $1", {acme});
+    auto r = pg_must(b, "SELECT count(*) FROM devices WHERE org = $1", {acme});
     CHECK(r.int64(0, 0) == 0);
   });
   REQUIRE(a.exec_script("RESET app.org_id"));

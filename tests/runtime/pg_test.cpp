@@ -13,6 +13,7 @@
 
 using namespace fleetd;
 using test::pg_connect;
+using test::pg_must;
 
 namespace {
 
@@ -20,17 +21,8 @@ ec code_of(const caf::error& err) {
   return static_cast<ec>(err.code());
 }
 
-// Runs `sql`, failing the case when it does not succeed.
-pg::result must(pg::connection& c, const std::string& sql,
-                const pg::params& ps = {}) {
-  auto r = c.exec(sql, ps);
-  if (!r)
-    FAIL(render(r.error()));
-  return std::move(*r);
-}
-
 int64_t count(pg::connection& c, const std::string& table) {
-  return must(c, "SELECT count(*) FROM " + table).int64(0, 0);
+  return pg_must(c, "SELECT count(*) FROM " + table).int64(0, 0);
 }
 
 std::string all_bytes() {
@@ -54,8 +46,9 @@ TEST_CASE("parameters travel as text and come back exact") {
   if (!db)
     return test::skip(why);
   auto c = pg_connect(db->owner_url);
-  must(c, "CREATE TABLE t (s text, i bigint, f float8, b bytea)");
-  const std::string text = "it's \"quoted\" \\ back\tslash\nnew line, ünïcødé";
+  pg_must(c, "CREATE TABLE t (s text, i bigint, f float8, b bytea)");
+  const std::string text =
+    "it's \"quoted\" \\ back\tslash\nnew line, ünïcødé";
   const auto bytes = all_bytes();
   const double values[] = {0.1, -0.0, std::nan(""),
                            std::numeric_limits<double>::infinity(),
@@ -71,9 +64,9 @@ TEST_CASE("parameters travel as text and come back exact") {
     CHECK(r->affected() == 1);
     i = std::numeric_limits<int64_t>::max();
   }
-  must(c, "INSERT INTO t VALUES ($1, $2, $3, $4)",
-       {nullptr, nullptr, nullptr, nullptr});
-  auto rows = must(c, "SELECT s, i, f, b FROM t");
+  pg_must(c, "INSERT INTO t VALUES ($1, $2, $3, $4)",
+          {nullptr, nullptr, nullptr, nullptr});
+  auto rows = pg_must(c, "SELECT s, i, f, b FROM t");
   REQUIRE(rows.rows() == 8);
   for (int r = 0; r < 7; ++r) {
     CHECK(rows.text(r, 0) == text);
@@ -100,7 +93,7 @@ TEST_CASE("a prepared statement is prepared once per connection by name") {
   if (!db)
     return test::skip(why);
   auto c = pg_connect(db->owner_url);
-  must(c, "CREATE TABLE t (k bigint PRIMARY KEY, v text)");
+  pg_must(c, "CREATE TABLE t (k bigint PRIMARY KEY, v text)");
   const char* sql = "INSERT INTO t VALUES ($1, $2)";
   REQUIRE_FALSE(c.prepare("ins", sql));
   for (int64_t k = 0; k < 100; ++k) {
@@ -109,7 +102,7 @@ TEST_CASE("a prepared statement is prepared once per connection by name") {
       FAIL(render(r.error()));
   }
   CHECK(count(c, "t") == 100);
-  auto server_side = must(c, "SELECT count(*) FROM pg_prepared_statements "
+  auto server_side = pg_must(c, "SELECT count(*) FROM pg_prepared_statements "
                              "WHERE name = 'ins'");
   CHECK(server_side.int64(0, 0) == 1);
   CHECK_FALSE(c.prepare("ins", sql));
@@ -127,9 +120,9 @@ TEST_CASE("a transaction whose function fails leaves nothing behind") {
   if (!db)
     return test::skip(why);
   auto c = pg_connect(db->owner_url);
-  must(c, "CREATE TABLE t (k bigint PRIMARY KEY)");
+  pg_must(c, "CREATE TABLE t (k bigint PRIMARY KEY)");
   auto err = pg::transaction(c, "", [&]() -> caf::error {
-    must(c, "INSERT INTO t VALUES (1)");
+    pg_must(c, "INSERT INTO t VALUES (1)");
     return make_error(ec::conflict, "changed my mind");
   });
   CHECK(code_of(err) == ec::conflict);
@@ -138,7 +131,7 @@ TEST_CASE("a transaction whose function fails leaves nothing behind") {
   SUBCASE("a statement that failed inside makes the commit fail") {
     // The function ignores the failed insert; COMMIT then rolls back.
     err = pg::transaction(c, "", [&]() -> caf::error {
-      must(c, "INSERT INTO t VALUES (2)");
+      pg_must(c, "INSERT INTO t VALUES (2)");
       CHECK_FALSE(c.exec("INSERT INTO t VALUES (2)"));
       return caf::none;
     });
@@ -148,7 +141,7 @@ TEST_CASE("a transaction whose function fails leaves nothing behind") {
   }
   SUBCASE("a function that succeeds commits") {
     err = pg::transaction(c, "", [&]() -> caf::error {
-      must(c, "INSERT INTO t VALUES (3)");
+      pg_must(c, "INSERT INTO t VALUES (3)");
       return caf::none;
     });
     CHECK_FALSE(err);
@@ -163,7 +156,8 @@ TEST_CASE("a transaction is scoped to its org and the scope ends with it") {
     return test::skip(why);
   auto c = pg_connect(db->app_url);
   auto current = [&] {
-    auto r = must(c, "SELECT coalesce(current_setting('app.org_id', true), '')");
+    auto r = pg_must(c, "SELECT coalesce(current_setting('app.org_id', "
+                        "true), '')");
     return std::string{r.text(0, 0)};
   };
   CHECK(c.set_org("acme"));  // outside a transaction: refused
@@ -188,7 +182,7 @@ TEST_CASE("COPY stores awkward rows exactly, and a bad row stores none") {
   if (!db)
     return test::skip(why);
   auto c = pg_connect(db->owner_url);
-  must(c, "CREATE TABLE t (k bigint, s text, f float8, b bytea)");
+  pg_must(c, "CREATE TABLE t (k bigint, s text, f float8, b bytea)");
   const std::string awkward = "tab\there\nline\\back\rslash \\N not null";
   const auto bytes = all_bytes();
   const int64_t n = 20000;
@@ -214,7 +208,8 @@ TEST_CASE("COPY stores awkward rows exactly, and a bad row stores none") {
   MESSAGE("COPY of " << n << " rows (" << rows.bytes() / 1024
                      << " KiB) in " << secs << " s: "
                      << static_cast<double>(n) / secs << " rows/s");
-  auto back = must(c, "SELECT s, f, b FROM t WHERE k IN (1, 2, 3) ORDER BY k");
+  auto back = pg_must(c, "SELECT s, f, b FROM t WHERE k IN (1, 2, 3) "
+                         "ORDER BY k");
   CHECK(back.text(0, 0) == awkward);
   CHECK(back.is_null(1, 0));
   CHECK(std::isnan(back.float8(2, 1)));
@@ -282,7 +277,7 @@ TEST_CASE("a lost connection is unreachable and reset reconnects") {
   REQUIRE_FALSE(c.prepare("one", "SELECT 1"));
   REQUIRE(c.exec_prepared("one"));
   auto admin = pg_connect(db->admin_url);
-  must(admin, "SELECT pg_terminate_backend($1)", {c.backend_pid()});
+  pg_must(admin, "SELECT pg_terminate_backend($1)", {c.backend_pid()});
   auto lost = c.exec_prepared("one");
   REQUIRE_FALSE(lost);
   CHECK(code_of(lost.error()) == ec::unreachable);
