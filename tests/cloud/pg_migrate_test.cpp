@@ -271,3 +271,45 @@ TEST_CASE("two nodes making the same day's partitions make them once") {
       FAIL(render(m.error()));
   CHECK(*made[0] + *made[1] == 6);
 }
+
+TEST_CASE("two nodes cannot both accept the same batch") {
+  std::string why;
+  auto db = migrated_database("migrate_batch_key", why);
+  if (!db)
+    return test::skip(why);
+  const std::string insert =
+    "INSERT INTO batches (org, device, stream, epoch, sequence, checksum, "
+    "points, received_at) VALUES ('acme', 'd', 'metrics', 'e', 7, '\\x01', "
+    "1, 0)";
+  auto first = pg_connect(db->app_url);
+  auto admin = pg_connect(db->admin_url);
+  REQUIRE_FALSE(first.begin("acme"));
+  pg_must(first, insert);
+  // The second node's insert waits for the first's transaction, then fails.
+  caf::error second_err;
+  std::string second_state;
+  std::thread second{[&] {
+    auto c = pg::connection::open(db->app_url);
+    if (!c) {
+      second_err = c.error();
+      return;
+    }
+    second_err = pg::transaction(*c, "acme", [&]() -> caf::error {
+      auto r = c->exec(insert);
+      return r ? caf::none : r.error();
+    });
+    second_state = c->last_sqlstate();
+  }};
+  CHECK(test::eventually(
+    [&] {
+      return pg_must(admin, "SELECT count(*) FROM pg_locks WHERE locktype = "
+                            "'transactionid' AND NOT granted")
+               .int64(0, 0)
+             == 1;
+    },
+    30s));
+  REQUIRE_FALSE(first.commit());
+  second.join();
+  CHECK(static_cast<ec>(second_err.code()) == ec::invalid_record);
+  CHECK(second_state == pg::unique_violation);
+}
