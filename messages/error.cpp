@@ -55,6 +55,7 @@ const char* to_string(ec x) {
     case ec::bad_enroll_token: return "bad_enroll_token";
     case ec::conflict: return "conflict";
     case ec::unknown_org: return "unknown_org";
+    case ec::database_error: return "database_error";
   }
   return "unknown";
 }

@@ -74,6 +74,8 @@ enum class ec : uint8_t {
   conflict,
   /// A command names an org that does not exist.
   unknown_org,
+  /// PostgreSQL refused or failed a statement (its own message and SQLSTATE).
+  database_error,
 };
 
 /// Stable lower-case name of an error code, e.g. "checksum_mismatch".

@@ -49,6 +49,10 @@ TEST_CASE("helper: cannot run here" * doctest::skip()) {
   return fleetd::test::skip("no widget on this machine");
 }
 
+TEST_CASE("helper: cannot run here either" * doctest::skip()) {
+  return fleetd::test::skip("no gadget on this machine");
+}
+
 TEST_CASE("helper: runs" * doctest::skip()) {
   CHECK(1 + 1 == 2);
 }
@@ -74,6 +78,15 @@ TEST_CASE("a skip beside other cases fails instead of hiding them") {
   CHECK(r.status == 1);
   CHECK(contains(r.output, "skipped beside 1 other case(s): helper: cannot "
                            "run here: no widget on this machine"));
+}
+
+TEST_CASE("cases that all skip exit 77 with every reason") {
+  auto r = run_self("--test-case='helper: cannot run here*'");
+  INFO(r.output);
+  CHECK(r.status == 77);
+  CHECK(contains(r.output, "SKIPPED: helper: cannot run here: no widget"));
+  CHECK(contains(r.output,
+                 "SKIPPED: helper: cannot run here either: no gadget"));
 }
 
 TEST_CASE("filters that match no case fail") {
