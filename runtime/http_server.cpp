@@ -217,7 +217,7 @@ private:
   }
 
   // The header is in: take the body's bytes from the in-flight budget and
-  // give it grace + length / min_body_rate to arrive.
+  // read it at no less than min_body_rate after a grace.
   void on_header(beast::error_code ec) {
     // A new connection's silence counts too; an idle keep-alive's does not.
     if (ec == beast::error::timeout && (reading_ || completed_ == 0)) {
@@ -249,19 +249,29 @@ private:
       return;
     }
     reserved_ = *length;
-    lowest().expires_after(body_deadline(*length));
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = this->shared_from_this()](beast::error_code ec,
-                                                       size_t) {
-                       self->on_body(ec);
-                     });
+    body_start_ = std::chrono::steady_clock::now();
+    body_received_ = 0;
+    read_body();
   }
 
-  std::chrono::milliseconds body_deadline(uint64_t length) const {
+  // The body must keep pace, not just finish in time: its first n bytes are
+  // due by grace + n / min_body_rate after the header, so one that stalls
+  // is closed after the grace, whatever length it claims.
+  void read_body() {
     auto& lim = server_->limits;
     auto rate = std::max<uint64_t>(lim.min_body_rate, 1);
-    return lim.header_timeout
-           + std::chrono::milliseconds(length * 1000 / rate);
+    lowest().expires_at(body_start_ + lim.header_timeout
+                        + std::chrono::milliseconds(body_received_ * 1000
+                                                    / rate));
+    http::async_read_some(stream_, buffer_, *parser_,
+                          [self = this->shared_from_this()](
+                            beast::error_code ec, size_t n) {
+                            self->body_received_ += n;
+                            if (ec || self->parser_->is_done())
+                              self->on_body(ec);
+                            else
+                              self->read_body();
+                          });
   }
 
   void on_body(beast::error_code ec) {
@@ -410,6 +420,8 @@ private:
   std::string address_;
   std::string peer_;
   size_t reserved_ = 0;
+  std::chrono::steady_clock::time_point body_start_;
+  uint64_t body_received_ = 0;
   int64_t completed_ = 0;
   bool busy_ = false;
   bool reading_ = false;

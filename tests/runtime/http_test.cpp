@@ -469,6 +469,56 @@ TEST_CASE("a body slower than min_body_rate is closed and counted") {
   ::close(slow);
 }
 
+TEST_CASE("a body that stalls is closed after the grace, whatever length "
+          "it claims, and gives its claim back") {
+  echo app;
+  http_limits limits;
+  limits.header_timeout = 200ms;
+  limits.min_body_rate = 1000;
+  http_server server{limits, app.handler()};
+  auto port = start_or_fail(server);
+  // 1 MB claimed: at 1000 bytes/s it could take 1000 s, but none comes.
+  int stalled = open_raw(port, "POST / HTTP/1.1\r\nHost: x\r\n"
+                               "Content-Length: 1000000\r\n\r\nx");
+  CHECK(test::eventually([&] { return server.counters().inflight_bytes > 0; },
+                         10s));
+  auto start = std::chrono::steady_clock::now();
+  CHECK(test::eventually([&] { return server.counters().body_timeouts == 1; },
+                         10s));
+  auto took = std::chrono::steady_clock::now() - start;
+  MESSAGE("closed after ", std::chrono::duration_cast<std::chrono::milliseconds>(
+                             took).count(), " ms");
+  CHECK(took < 5s);
+  CHECK(server.counters().inflight_bytes == 0);
+  ::close(stalled);
+}
+
+TEST_CASE("a body that keeps pace with min_body_rate is read past the grace") {
+  echo app;
+  http_limits limits;
+  limits.header_timeout = 300ms;
+  limits.min_body_rate = 500;
+  http_server server{limits, app.handler()};
+  auto port = start_or_fail(server);
+  int fd = open_raw(port, "POST / HTTP/1.1\r\nHost: x\r\nConnection: close"
+                          "\r\nContent-Length: 1000\r\n\r\n");
+  // 100 bytes every 50 ms (2000 bytes/s) for 500 ms: past the grace, on
+  // the pace it asks for.
+  for (int i = 0; i < 10; ++i) {
+    std::string part(100, 'a' + i);
+    REQUIRE(::send(fd, part.data(), part.size(), MSG_NOSIGNAL) == 100);
+    // Pacing the input, not waiting for the server.
+    std::this_thread::sleep_for(50ms);
+  }
+  std::string answer;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;)
+    answer.append(buf, static_cast<size_t>(n));
+  CHECK(answer.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(server.counters().body_timeouts == 0);
+  ::close(fd);
+}
+
 TEST_CASE("connections beyond max_connections_per_address are closed at "
           "accept; other addresses still get in") {
   echo app;
