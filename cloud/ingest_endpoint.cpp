@@ -169,7 +169,7 @@ ingest_endpoint::ingest_endpoint(caf::actor_system& sys, ingest_actor ingest,
   auto* sys_ptr = &sys;
   if (!health)
     health = ingest;
-  server_ = std::make_unique<http_server>(
+  server_ = std::make_shared<http_server>(
     limits, [sys_ptr, ingest, health](http_request req,
                                       http_server::respond_fn respond) {
       if (req.target == "/healthz" && req.method == "GET") {
