@@ -164,6 +164,11 @@ private:
   }
 
   void on_handshake(beast::error_code ec) {
+    if (ec == asio::error::operation_aborted) {
+      // Closed by the server (evicted, or stop): counted there.
+      finish();
+      return;
+    }
     if (ec) {
       server_->count(ec == beast::error::timeout
                        ? &http_server_counters::header_timeouts
