@@ -622,6 +622,33 @@ uint16_t start_tls_or_fail(http_server& server, const tls_files& files) {
 
 } // namespace
 
+TEST_CASE("HTTPS: a silent connection is closed at the header timeout; one "
+          "that closes without a byte is no handshake failure") {
+  pki_fixture f;
+  echo app;
+  http_limits limits;
+  limits.header_timeout = 300ms;
+  http_server server{limits, app.handler()};
+  auto port = start_tls_or_fail(server, f.pki.server());
+  int silent = open_raw(port, "");
+  int gone = open_raw(port, "");
+  ::close(gone);
+  CHECK(test::eventually([&] { return server.counters().header_timeouts == 1; },
+                         10s));
+  char c;
+  CHECK(::recv(silent, &c, 1, 0) == 0);
+  ::close(silent);
+  CHECK(server.counters().tls_handshake_failures == 0);
+  CHECK(test::eventually([&] { return server.counters().connections_open == 0; },
+                         10s));
+  // A client that speaks is served as ever.
+  http_client late{"127.0.0.1", port, 10s, 1024 * 1024};
+  REQUIRE(!late.use_tls(f.pki.client()));
+  auto res = late.post("/", "hi", {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->body == "hi");
+}
+
 TEST_CASE("HTTPS: a client trusting the CA talks to the server over TLS") {
   pki_fixture f;
   echo app;
