@@ -111,8 +111,9 @@ void declare(option_set& opts, ingest_endpoint_config& x) {
            "The TLS handshake and a request's whole header must arrive "
            "within this (slower clients are closed)", 100ms);
   opts.add("ingest.min-body-rate", x.min_body_rate, 16 * 1024, "bytes/s",
-           "After a grace of ingest.header-timeout a body must arrive at "
-           "least this fast (slower clients are closed)", 1, int64_t{1} << 30);
+           "After a grace of ingest.header-timeout a body must keep arriving "
+           "at least this fast (its first n bytes by grace + n / rate; a "
+           "client that falls behind is closed)", 1, int64_t{1} << 30);
   opts.add("ingest.tls-cert", x.tls.cert, "",
            "PEM certificate chain the endpoint serves HTTPS with (re-read on "
            "SIGHUP)");
@@ -168,7 +169,7 @@ ingest_endpoint::ingest_endpoint(caf::actor_system& sys, ingest_actor ingest,
   auto* sys_ptr = &sys;
   if (!health)
     health = ingest;
-  server_ = std::make_unique<http_server>(
+  server_ = std::make_shared<http_server>(
     limits, [sys_ptr, ingest, health](http_request req,
                                       http_server::respond_fn respond) {
       if (req.target == "/healthz" && req.method == "GET") {

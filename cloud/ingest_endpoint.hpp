@@ -66,8 +66,13 @@ public:
     return server_->counters();
   }
 
+  /// The server, for its statistics (runtime/http_stats); outlives stop().
+  std::shared_ptr<const http_server> server() const {
+    return server_;
+  }
+
 private:
-  std::unique_ptr<http_server> server_;
+  std::shared_ptr<http_server> server_;
 };
 
 } // namespace fleetd

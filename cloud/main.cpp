@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
 #include "actors/inspector.hpp"
@@ -13,6 +14,7 @@
 #include "cloud/tenancy.hpp"
 #include "messages/error.hpp"
 #include "runtime/config_check.hpp"
+#include "runtime/http_stats.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/node.hpp"
 #include "runtime/supervisor.hpp"
@@ -133,6 +135,23 @@ cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
   return {caf::actor_cast<ingest_actor>(ing), sup, insp};
 }
 
+// The endpoint's connection counters, listed by the inspector's status as
+// "ingest_http" (its state: how devices connect).
+caf::actor report_ingest_http(caf::actor_system& sys,
+                              const inspector_actor& insp,
+                              const ingest_endpoint& endpoint,
+                              const ingest_endpoint_config& cfg) {
+  auto mode = cfg.insecure          ? "insecure"
+              : cfg.tls.ca.empty() ? "https"
+                                    : "https+client-cert";
+  auto stats = caf::actor_cast<caf::actor>(
+    sys.spawn(http_stats, http_stats_config{endpoint.server(), "ingest_http",
+                                            mode}));
+  caf::scoped_actor self{sys};
+  self->send(insp, report_atom::value, std::string("ingest_http"), stats);
+  return stats;
+}
+
 int run(int argc, char** argv) {
   block_termination_signals();
   cloud_options opt;
@@ -185,6 +204,7 @@ int run(int argc, char** argv) {
     stops.stop_all(sys, opt.common.stop_timeout);
     return die(err);
   }
+  stops.add("ingest_http", report_ingest_http(sys, insp, endpoint, opt.endpoint));
   auto console = publish_console(sys, insp, opt.common);
   if (!console) {
     endpoint.stop();

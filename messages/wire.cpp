@@ -4,6 +4,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
@@ -13,6 +14,7 @@
 #include "fleetd/v1/sync.pb.h"
 #include "messages/decode_budget.hpp"
 #include "messages/error.hpp"
+#include "messages/parse_bound.hpp"
 
 namespace fleetd {
 
@@ -249,6 +251,37 @@ std::string encode_events_request(const encode_settings& cfg,
 
 namespace {
 
+// Room in `plain` for `n` more bytes. The budget pays for what the string
+// allocates (it doubles as it grows, up to what the budget has left).
+caf::error make_room(std::string& plain, size_t n, decode_budget& budget) {
+  auto need = plain.size() + n;
+  auto cap = plain.capacity();
+  if (need <= cap)
+    return caf::none;
+  auto grown = std::max<uint64_t>(need, std::min<uint64_t>(2 * cap,
+                                                           cap + budget.left()));
+  if (auto err = budget.charge(grown - cap, "decompressed body"))
+    return err;
+  plain.reserve(grown);
+  return caf::none;
+}
+
+// The sum of the content sizes the frames of `body` declare; nullopt when
+// one declares none or is not a frame.
+std::optional<uint64_t> declared_size(std::string_view body) {
+  uint64_t total = 0;
+  while (!body.empty()) {
+    auto size = ZSTD_getFrameContentSize(body.data(), body.size());
+    auto len = ZSTD_findFrameCompressedSize(body.data(), body.size());
+    if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR
+        || ZSTD_isError(len) || size > (uint64_t{1} << 48))
+      return std::nullopt;
+    total += size;
+    body.remove_prefix(len);
+  }
+  return total;
+}
+
 // The body as it was sent, or decompressed under the budget: a zstd frame
 // may lie about its size, so it is streamed and charged chunk by chunk.
 caf::error decompress(std::string_view& body, std::string& plain,
@@ -260,6 +293,10 @@ caf::error decompress(std::string_view& body, std::string& plain,
     return make_error(ec::too_large, "decompressed body of "
                                        + std::to_string(size)
                                        + " bytes exceeds the limit");
+  // Sizes every frame declares (a device's always do): one exact allocation.
+  if (auto total = declared_size(body); total && *total <= budget.left())
+    if (auto err = make_room(plain, *total, budget))
+      return err;
   std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx{ZSTD_createDCtx(),
                                                           ZSTD_freeDCtx};
   ZSTD_inBuffer in{body.data(), body.size(), 0};
@@ -271,7 +308,7 @@ caf::error decompress(std::string_view& body, std::string& plain,
     if (ZSTD_isError(ret))
       return make_error(ec::decode_failed, std::string("corrupt zstd body: ")
                                              + ZSTD_getErrorName(ret));
-    if (auto err = budget.charge(out.pos, "decompressed body"))
+    if (auto err = make_room(plain, out.pos, budget))
       return err;
     plain.append(chunk.data(), out.pos);
     if (in.pos == in.size && out.pos < out.size && ret != 0)
@@ -327,6 +364,9 @@ caf::error read_metrics(const pb::MetricsBatch& b, decoded_request& out,
         || b.value_size() != 0)
       return make_error(ec::decode_failed,
                         "metrics batch carries both columnar and columns");
+    // A copy beside the parsed one, held while the store decodes it.
+    if (auto err = budget.charge(b.columnar().size(), "columnar batch"))
+      return err;
     out.columnar = b.columnar();
     return caf::none;
   }
@@ -413,12 +453,17 @@ caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
                                        + std::to_string(max_decoded_bytes)
                                        + " bytes");
   }
+  // Parsing allocates up to dozens of bytes per byte of body (an empty
+  // sub-message, a packed varint): charged from the bytes, before parsing.
+  auto parse_cost = parse_bound(body, pb::SyncRequest::descriptor(),
+                                budget.left());
+  if (!parse_cost)
+    return parse_cost.error();
+  if (auto err = budget.charge(*parse_cost, "parsed request"))
+    return err;
   pb::SyncRequest req;
   if (!req.ParseFromArray(body.data(), static_cast<int>(body.size())))
     return make_error(ec::decode_failed, "not a SyncRequest");
-  // The parsed message (a few bytes per byte of body) is materialised too.
-  if (auto err = budget.charge(req.SpaceUsedLong(), "parsed request"))
-    return err;
   auto raw = raw_batch_field(body);
   if (!raw)
     return raw.error();

@@ -123,10 +123,11 @@ public:
       peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
   }
 
-  void start() {
+  // TLS: a client that never completes the handshake gets the header time,
+  // which ends at `deadline`.
+  void start(std::chrono::steady_clock::time_point deadline) {
     if constexpr (is_tls) {
-      // A client that never completes the handshake gets the header time.
-      lowest().expires_after(server_->limits.header_timeout);
+      lowest().expires_at(deadline);
       stream_.async_handshake(ssl::stream_base::server,
                               [self = this->shared_from_this()](
                                 beast::error_code ec) { self->on_handshake(ec); });
@@ -164,6 +165,11 @@ private:
   }
 
   void on_handshake(beast::error_code ec) {
+    if (ec == asio::error::operation_aborted) {
+      // Closed by the server (evicted, or stop): counted there.
+      finish();
+      return;
+    }
     if (ec) {
       server_->count(ec == beast::error::timeout
                        ? &http_server_counters::header_timeouts
@@ -217,7 +223,7 @@ private:
   }
 
   // The header is in: take the body's bytes from the in-flight budget and
-  // give it grace + length / min_body_rate to arrive.
+  // read it at no less than min_body_rate after a grace.
   void on_header(beast::error_code ec) {
     // A new connection's silence counts too; an idle keep-alive's does not.
     if (ec == beast::error::timeout && (reading_ || completed_ == 0)) {
@@ -249,19 +255,29 @@ private:
       return;
     }
     reserved_ = *length;
-    lowest().expires_after(body_deadline(*length));
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = this->shared_from_this()](beast::error_code ec,
-                                                       size_t) {
-                       self->on_body(ec);
-                     });
+    body_start_ = std::chrono::steady_clock::now();
+    body_received_ = 0;
+    read_body();
   }
 
-  std::chrono::milliseconds body_deadline(uint64_t length) const {
+  // The body must keep pace, not just finish in time: its first n bytes are
+  // due by grace + n / min_body_rate after the header, so one that stalls
+  // is closed after the grace, whatever length it claims.
+  void read_body() {
     auto& lim = server_->limits;
     auto rate = std::max<uint64_t>(lim.min_body_rate, 1);
-    return lim.header_timeout
-           + std::chrono::milliseconds(length * 1000 / rate);
+    lowest().expires_at(body_start_ + lim.header_timeout
+                        + std::chrono::milliseconds(body_received_ * 1000
+                                                    / rate));
+    http::async_read_some(stream_, buffer_, *parser_,
+                          [self = this->shared_from_this()](
+                            beast::error_code ec, size_t n) {
+                            self->body_received_ += n;
+                            if (ec || self->parser_->is_done())
+                              self->on_body(ec);
+                            else
+                              self->read_body();
+                          });
   }
 
   void on_body(beast::error_code ec) {
@@ -410,12 +426,107 @@ private:
   std::string address_;
   std::string peer_;
   size_t reserved_ = 0;
+  std::chrono::steady_clock::time_point body_start_;
+  uint64_t body_received_ = 0;
   int64_t completed_ = 0;
   bool busy_ = false;
   bool reading_ = false;
   bool client_cert_ = false;
   bool keep_alive_ = true;
   unsigned version_ = 11;
+};
+
+using tls_session = session<beast::ssl_stream<beast::tcp_stream>>;
+
+// A TLS connection before its first byte: only the socket and a timer, no
+// TLS state yet (Asio's stream holds some 70 KiB of buffers), so a silent
+// client costs next to nothing. Its first byte starts the handshake within
+// what is left of the header time.
+class tls_waiter : public session_base,
+                   public std::enable_shared_from_this<tls_waiter> {
+public:
+  tls_waiter(std::shared_ptr<http_server::impl> server, tcp::socket socket,
+             uint64_t id, std::string address, tls_context_ptr ctx)
+    : socket_(std::move(socket)),
+      timer_(socket_.get_executor()),
+      server_(std::move(server)),
+      id_(id),
+      address_(std::move(address)),
+      ctx_(std::move(ctx)),
+      deadline_(std::chrono::steady_clock::now()
+                + server_->limits.header_timeout) {
+  }
+
+  void start() {
+    timer_.expires_at(deadline_);
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      self->on_timeout(ec);
+    });
+    socket_.async_wait(tcp::socket::wait_read,
+                       [self = shared_from_this()](beast::error_code ec) {
+                         self->on_readable(ec);
+                       });
+  }
+
+  void close() override {
+    beast::error_code ec;
+    timer_.cancel();
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+  }
+
+  int eviction_rank() const override {
+    return 0;
+  }
+
+  const std::string& address() const override {
+    return address_;
+  }
+
+private:
+  void on_timeout(beast::error_code ec) {
+    if (ec || done_)
+      return;
+    done_ = true;
+    server_->count(&http_server_counters::header_timeouts);
+    log_warning_limited("http", "handshake", "closed ", address_,
+                        ": no TLS handshake within ",
+                        server_->limits.header_timeout.count(), " ms");
+    close();
+    server_->forget(id_, address_);
+  }
+
+  // The client spoke: the connection becomes a TLS session in its slot.
+  void on_readable(beast::error_code ec) {
+    if (done_)
+      return;
+    done_ = true;
+    timer_.cancel();
+    auto slot = server_->sessions.find(id_);
+    // Readable because it closed without a byte: nothing to handshake with.
+    char byte;
+    auto peeked = ::recv(socket_.native_handle(), &byte, 1,
+                         MSG_PEEK | MSG_DONTWAIT);
+    if (ec || slot == server_->sessions.end() || peeked <= 0) {
+      close();
+      server_->forget(id_, address_);
+      return;
+    }
+    auto s = std::make_shared<tls_session>(server_, std::move(socket_), id_,
+                                           address_, *ctx_);
+    s->keep(std::move(ctx_));
+    slot->second = s;
+    s->start(deadline_);
+  }
+
+  tcp::socket socket_;
+  asio::steady_timer timer_;
+  std::shared_ptr<http_server::impl> server_;
+  uint64_t id_;
+  std::string address_;
+  tls_context_ptr ctx_;
+  std::chrono::steady_clock::time_point deadline_;
+  bool done_ = false;
 };
 
 } // namespace
@@ -510,18 +621,16 @@ bool http_server::impl::evict_one() {
 void http_server::impl::start_session(tcp::socket socket, std::string address) {
   auto id = next_id++;
   ++per_address[address];
-  std::shared_ptr<session_base> base;
   if (auto ctx = context()) {
-    auto s = std::make_shared<session<beast::ssl_stream<beast::tcp_stream>>>(
-      shared_from_this(), std::move(socket), id, address, *ctx);
-    s->keep(std::move(ctx));
-    sessions.emplace(id, s);
-    s->start();
+    auto w = std::make_shared<tls_waiter>(shared_from_this(), std::move(socket),
+                                          id, address, std::move(ctx));
+    sessions.emplace(id, w);
+    w->start();
   } else {
     auto s = std::make_shared<session<beast::tcp_stream>>(
       shared_from_this(), std::move(socket), id, address);
     sessions.emplace(id, s);
-    s->start();
+    s->start(std::chrono::steady_clock::now());
   }
 }
 

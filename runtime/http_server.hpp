@@ -44,7 +44,7 @@ struct http_limits {
   /// (a new connection's first byte too), must arrive within this.
   std::chrono::milliseconds header_timeout{10000};
   /// After a grace of header_timeout, a body must arrive at least this
-  /// fast (bytes/s): its deadline is grace + length / rate.
+  /// fast (bytes/s): its first n bytes by grace + n / rate after the header.
   size_t min_body_rate = 16 * 1024;
   /// After the descriptors run out (EMFILE/ENFILE), accepting pauses this long.
   std::chrono::milliseconds accept_backoff{100};

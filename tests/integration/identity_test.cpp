@@ -35,20 +35,12 @@ struct https_cloud {
 
   /// fleetctl against this node: (exit status, stdout).
   std::pair<int, std::string> ctl(std::vector<std::string> args) {
-    args.insert(args.begin(),
-                {"--node", "127.0.0.1:" + std::to_string(console)});
-    auto out = tmp.path() + "/ctl.out";
-    write_file(out, "");
-    process p{program("fleetctl"), args, tmp.path() + "/ctl.err", out};
-    auto st = p.wait(30s);
-    return {st ? *st : -1, read_file(out)};
+    return fleetctl(tmp.path(), console, std::move(args));
   }
 
   /// The secret a key- or token-making command printed.
   std::string secret(std::vector<std::string> args) {
-    auto [rc, out] = ctl(std::move(args));
-    REQUIRE_MESSAGE(rc == 0, read_file(tmp.path() + "/ctl.err"));
-    return out.substr(0, out.find('\n'));
+    return fleetctl_secret(tmp.path(), console, std::move(args));
   }
 
   /// A raw device request; `key` empty: none. With the client certificate

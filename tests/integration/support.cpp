@@ -1,13 +1,19 @@
 #include "support.hpp"
 
 #include <algorithm>
+#include <arpa/inet.h>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <set>
 #include <fstream>
 #include <sstream>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <thread>
@@ -303,11 +309,118 @@ size_t check_metrics_exactly_once(const std::string& device_db,
   CHECK(static_cast<int64_t>(seqs.size()) == last);
   for (size_t i = 0; i < seqs.size(); ++i)
     CHECK(std::stoll(seqs[i]) == static_cast<int64_t>(i) + 1);
-  CHECK(query_int(cloud_db, "SELECT count(*) FROM points")
+  // This device's points (another's may share a series, time and value).
+  auto mine = " FROM points WHERE device_id = '" + device_id + "'";
+  CHECK(query_int(cloud_db, "SELECT count(*)" + mine)
         == query_int(cloud_db, "SELECT count(*) FROM (SELECT DISTINCT "
-                               "series_id, ts, value FROM points)"));
+                               "series_id, ts, value" + mine + ")"));
   CHECK(query_int(device_db, "SELECT count(*) FROM sync_queue") == 0);
   return sent.size();
+}
+
+int64_t proc_kb(pid_t pid, const std::string& field) {
+  std::istringstream in(read_file("/proc/" + std::to_string(pid) + "/status"));
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(field + ":", 0) == 0)
+      return std::stoll(line.substr(field.size() + 1));
+  return -1;
+}
+
+int64_t cpu_ticks(pid_t pid) {
+  auto stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  std::istringstream in(stat.substr(stat.rfind(')') + 2));
+  std::string skip;
+  for (int i = 3; i < 14; ++i)
+    in >> skip;
+  int64_t utime = 0;
+  int64_t stime = 0;
+  in >> utime >> stime;
+  return utime + stime;
+}
+
+double cpu_percent(pid_t pid, std::chrono::milliseconds window) {
+  auto before = cpu_ticks(pid);
+  auto start = std::chrono::steady_clock::now();
+  // Measuring needs time to pass: this sleep is the window, not a wait.
+  std::this_thread::sleep_for(window);
+  auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now()
+                                            - start)
+                .count();
+  return 100.0 * (cpu_ticks(pid) - before) / sysconf(_SC_CLK_TCK) / secs;
+}
+
+int open_fds(pid_t pid) {
+  int n = 0;
+  if (auto* d = opendir(("/proc/" + std::to_string(pid) + "/fd").c_str())) {
+    while (readdir(d))
+      ++n;
+    closedir(d);
+  }
+  return n - 2;
+}
+
+int lowest_free_fd(pid_t pid) {
+  std::set<int> used;
+  if (auto* d = opendir(("/proc/" + std::to_string(pid) + "/fd").c_str())) {
+    while (auto* e = readdir(d))
+      if (e->d_name[0] != '.')
+        used.insert(std::atoi(e->d_name));
+    closedir(d);
+  }
+  int n = 0;
+  while (used.count(n))
+    ++n;
+  return n;
+}
+
+int tcp_connect(uint16_t port, const char* source) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  if (source != nullptr) {
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    inet_pton(AF_INET, source, &src.sin_addr);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof(src)) != 0) {
+      close(fd);
+      return -1;
+    }
+  }
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sa.sin_port = htons(port);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool closed_by_peer(int fd, std::chrono::milliseconds timeout) {
+  pollfd p{fd, POLLIN, 0};
+  if (poll(&p, 1, static_cast<int>(timeout.count())) != 1)
+    return false;
+  char c;
+  return recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+
+std::pair<int, std::string> fleetctl(const std::string& dir, uint16_t port,
+                                     std::vector<std::string> args) {
+  args.insert(args.begin(), {"--node", "127.0.0.1:" + std::to_string(port),
+                             "--timeout=10s"});
+  auto out = dir + "/ctl.out";
+  write_file(out, "");
+  process p{program("fleetctl"), args, dir + "/ctl.err", out};
+  auto st = p.wait(std::chrono::seconds(30));
+  return {st ? *st : -1, read_file(out)};
+}
+
+std::string fleetctl_secret(const std::string& dir, uint16_t port,
+                            std::vector<std::string> args) {
+  auto [rc, out] = fleetctl(dir, port, std::move(args));
+  REQUIRE_MESSAGE(rc == 0, read_file(dir + "/ctl.err"));
+  return out.substr(0, out.find('\n'));
 }
 
 std::pair<int, std::string> run_to_end(const std::string& prog,

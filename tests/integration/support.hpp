@@ -109,6 +109,39 @@ size_t check_metrics_exactly_once(const std::string& device_db,
                                   const std::string& cloud_db,
                                   const std::string& device_id);
 
+/// A field of /proc/PID/status in kB (VmHWM, VmRSS); -1 when absent.
+int64_t proc_kb(pid_t pid, const std::string& field);
+
+/// utime + stime of a process, in clock ticks.
+int64_t cpu_ticks(pid_t pid);
+
+/// The share of one core `pid` used over `window`, in percent (the window
+/// is slept through: it measures, it does not wait for anything).
+double cpu_percent(pid_t pid, std::chrono::milliseconds window);
+
+/// Descriptors `pid` has open.
+int open_fds(pid_t pid);
+
+/// The lowest descriptor number `pid` has free: a limit at it leaves none.
+int lowest_free_fd(pid_t pid);
+
+/// A TCP connection to 127.0.0.1:`port`, from `source` (an IPv4 address,
+/// e.g. 127.0.0.2) when given; -1 when it fails.
+int tcp_connect(uint16_t port, const char* source = nullptr);
+
+/// True once the peer closed `fd` (EOF or reset) within `timeout`.
+bool closed_by_peer(int fd, std::chrono::milliseconds timeout);
+
+/// fleetctl with `args` against the console on 127.0.0.1:`port`, its output
+/// files in `dir`: (exit status, stdout).
+std::pair<int, std::string> fleetctl(const std::string& dir, uint16_t port,
+                                     std::vector<std::string> args);
+
+/// The secret (a key, a token) a fleetctl command printed on its first line;
+/// a failed command fails the test with its stderr.
+std::string fleetctl_secret(const std::string& dir, uint16_t port,
+                            std::vector<std::string> args);
+
 /// Runs a program to completion; returns (exit status, stderr text).
 std::pair<int, std::string> run_to_end(const std::string& program,
                                        const std::vector<std::string>& args,

@@ -453,20 +453,54 @@ TEST_CASE("a header that does not arrive within header_timeout closes the "
   ::close(silent);
 }
 
-TEST_CASE("a body slower than min_body_rate is closed and counted") {
+TEST_CASE("a body slower than min_body_rate is closed and counted: one that "
+          "stalls after the grace, whatever length it claims") {
   echo app;
   http_limits limits;
   limits.header_timeout = 200ms;
   limits.min_body_rate = 1000;
   http_server server{limits, app.handler()};
   auto port = start_or_fail(server);
-  // 100 bytes claimed: 300 ms allowed, 1 sent.
-  int slow = open_raw(port, "POST / HTTP/1.1\r\nHost: x\r\n"
-                            "Content-Length: 100\r\n\r\nx");
+  // 1 MB claimed: at 1000 bytes/s it could take 1000 s, but none comes.
+  int stalled = open_raw(port, "POST / HTTP/1.1\r\nHost: x\r\n"
+                               "Content-Length: 1000000\r\n\r\nx");
+  CHECK(test::eventually([&] { return server.counters().inflight_bytes > 0; },
+                         10s));
+  auto start = std::chrono::steady_clock::now();
   CHECK(test::eventually([&] { return server.counters().body_timeouts == 1; },
                          10s));
+  auto took = std::chrono::steady_clock::now() - start;
+  MESSAGE("closed after ", std::chrono::duration_cast<std::chrono::milliseconds>(
+                             took).count(), " ms");
+  CHECK(took < 5s);
   CHECK(server.counters().inflight_bytes == 0);
-  ::close(slow);
+  ::close(stalled);
+}
+
+TEST_CASE("a body that keeps pace with min_body_rate is read past the grace") {
+  echo app;
+  http_limits limits;
+  limits.header_timeout = 300ms;
+  limits.min_body_rate = 500;
+  http_server server{limits, app.handler()};
+  auto port = start_or_fail(server);
+  int fd = open_raw(port, "POST / HTTP/1.1\r\nHost: x\r\nConnection: close"
+                          "\r\nContent-Length: 1000\r\n\r\n");
+  // 100 bytes every 50 ms (2000 bytes/s) for 500 ms: past the grace, on
+  // the pace it asks for.
+  for (int i = 0; i < 10; ++i) {
+    std::string part(100, 'a' + i);
+    REQUIRE(::send(fd, part.data(), part.size(), MSG_NOSIGNAL) == 100);
+    // Pacing the input, not waiting for the server.
+    std::this_thread::sleep_for(50ms);
+  }
+  std::string answer;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;)
+    answer.append(buf, static_cast<size_t>(n));
+  CHECK(answer.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(server.counters().body_timeouts == 0);
+  ::close(fd);
 }
 
 TEST_CASE("connections beyond max_connections_per_address are closed at "
@@ -571,6 +605,33 @@ uint16_t start_tls_or_fail(http_server& server, const tls_files& files) {
 }
 
 } // namespace
+
+TEST_CASE("HTTPS: a silent connection is closed at the header timeout; one "
+          "that closes without a byte is no handshake failure") {
+  pki_fixture f;
+  echo app;
+  http_limits limits;
+  limits.header_timeout = 300ms;
+  http_server server{limits, app.handler()};
+  auto port = start_tls_or_fail(server, f.pki.server());
+  int silent = open_raw(port, "");
+  int gone = open_raw(port, "");
+  ::close(gone);
+  CHECK(test::eventually([&] { return server.counters().header_timeouts == 1; },
+                         10s));
+  char c;
+  CHECK(::recv(silent, &c, 1, 0) == 0);
+  ::close(silent);
+  CHECK(server.counters().tls_handshake_failures == 0);
+  CHECK(test::eventually([&] { return server.counters().connections_open == 0; },
+                         10s));
+  // A client that speaks is served as ever.
+  http_client late{"127.0.0.1", port, 10s, 1024 * 1024};
+  REQUIRE(!late.use_tls(f.pki.client()));
+  auto res = late.post("/", "hi", {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->body == "hi");
+}
 
 TEST_CASE("HTTPS: a client trusting the CA talks to the server over TLS") {
   pki_fixture f;
