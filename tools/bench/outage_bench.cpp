@@ -83,8 +83,8 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include "cloud/cloud_store.hpp"
-#include "cloud/embedded_tenancy.hpp"
 #include "cloud/embedded_store.hpp"
+#include "cloud/embedded_tenancy.hpp"
 #include "cloud/ingest.hpp"
 #include "cloud/ingest_endpoint.hpp"
 #include "cloud/tenancy.hpp"
@@ -171,10 +171,11 @@ struct transport {
   std::string stored_id = device_id;
 };
 
-/// The PKI, the org "bench" with the device added to it and its key in a
-/// file, as an operator would set them up (fleetctl org create, device add).
+/// The PKI, the org "bench" (with `quota_pps` when positive) and the device
+/// added to it with its key in a file, as an operator would set them up
+/// (fleetctl org create, quota set, device add).
 transport make_transport(const std::string& dir, bool plain,
-                         const clock_ptr& clock) {
+                         int64_t quota_pps, const clock_ptr& clock) {
   transport t;
   t.plain = plain;
   if (plain)
@@ -193,6 +194,12 @@ transport make_transport(const std::string& dir, bool plain,
   cmd.org = org_name;
   if (auto out = tenants->run(cmd); !out)
     fail("org create: " + render(out.error()));
+  if (quota_pps > 0) {
+    cmd.op = "quota-set";
+    cmd.points_per_second = quota_pps;
+    if (auto out = tenants->run(cmd); !out)
+      fail("quota set: " + render(out.error()));
+  }
   cmd.op = "device-add";
   cmd.device = device_id;
   auto added = tenants->run(cmd);
@@ -829,6 +836,42 @@ wait_offline(world& w, const outage_options& opt, const std::shared_ptr<manual_c
   return before;
 }
 
+/// From the reconnect on, the manual clock runs with the wall clock: a wait
+/// the cloud asks for (429's retry_after_ms, 503) or a backoff after a failed
+/// exchange then ends as it would on a device, instead of never.
+class clock_follower {
+public:
+  explicit clock_follower(std::shared_ptr<manual_clock> clock)
+    : clock_(std::move(clock)),
+      base_ms_(clock_->now_ms()),
+      t0_(steady_clock::now()) {
+    // nop
+  }
+
+  void operator()() const {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                steady_clock::now() - t0_)
+                .count();
+    clock_->set(std::max(clock_->now_ms(), base_ms_ + ms));
+  }
+
+private:
+  std::shared_ptr<manual_clock> clock_;
+  int64_t base_ms_;
+  steady_clock::time_point t0_;
+};
+
+// What the device and the cloud say when the drain takes too long.
+std::string drain_state(world& w, device& d) {
+  std::string out = "backoff: " + w.stats(d.bck).state
+                    + "; cloud_link: " + w.stats(d.link).state + "; ingest:";
+  for (auto& kv : w.stats(w.ingest_hdl).counters)
+    if (kv.first.rfind("rejected_", 0) == 0 || kv.first == "accepted"
+        || kv.first == "store_failures")
+      out += " " + kv.first + "=" + std::to_string(kv.second);
+  return out;
+}
+
 // The cloud comes up on the port the link knows; waits until every stream
 // synced its backlog.
 void drain(world& w, const outage_options& opt,
@@ -838,6 +881,7 @@ void drain(world& w, const outage_options& opt,
   w.start_cloud(cloud_db, clock, d.port, t);
   clock->advance(std::chrono::milliseconds(backoff_cap).count() + 1000);
   progress(opt, "cloud up on port " + std::to_string(d.port) + "; draining");
+  clock_follower follow(clock);
   auto t_drain = steady_clock::now();
   for (auto stream : {events_stream, metrics_stream, logs_stream})
     w.self->send(d.syncs[stream], tick_atom::value);
@@ -853,7 +897,8 @@ void drain(world& w, const outage_options& opt,
       break;
     if (seconds_since(t_drain) > opt.drain_timeout_s)
       fail("backlog not drained after " + format(opt.drain_timeout_s, 0)
-           + " s");
+           + " s; " + drain_state(w, d));
+    follow();
     std::this_thread::sleep_for(5ms);
   }
   res.drain_s = seconds_since(t_drain);
@@ -862,9 +907,12 @@ void drain(world& w, const outage_options& opt,
 
 // Events recorded since (link_online) go with one more round; then the
 // device holds nothing unsynced, and its drops are counted.
-void flush(world& w, device& d, outage_result& res) {
+void flush(world& w, const std::shared_ptr<manual_clock>& clock, device& d,
+           outage_result& res) {
+  clock_follower follow(clock);
   auto t_flush = steady_clock::now();
   for (;;) {
+    follow();
     auto s = w.stats(d.st);
     if (s.counters["queued_batches"] == 0 && s.counters["unbatched_points"] == 0
         && s.counters["unbatched_logs"] == 0
@@ -911,6 +959,7 @@ void count_sent(world& w, const outage_options& opt, device& d,
   auto lstats = w.stats(d.link);
   res.bytes_sent = lstats.counters["bytes_sent"];
   res.requests = lstats.counters["requests"] - lstats.counters["failures"];
+  res.over_quota = w.stats(w.ingest_hdl).counters["rejected_over_quota"];
   if (w.tenancy_hdl)
     res.authenticated = w.stats(w.tenancy_hdl).counters["auth_ok"];
 }
@@ -972,7 +1021,7 @@ void run_round(const outage_options& opt, outage_result& res) {
   for (size_t i = 0; i < data.keys().size(); ++i)
     truth.series.emplace(data.keys()[i], static_cast<uint32_t>(i));
   log_lines all_logs;
-  auto t = make_transport(opt.dir, opt.plain, clock);
+  auto t = make_transport(opt.dir, opt.plain, opt.quota_pps, clock);
   res.stored_as = t.stored_id;
   {
     world w;
@@ -980,12 +1029,13 @@ void run_round(const outage_options& opt, outage_result& res) {
     fill(w, opt, clock, data, rounds, d, truth, all_logs, res);
     auto before = wait_offline(w, opt, clock, device_db, d, res);
     drain(w, opt, clock, cloud_db, t, d, res);
-    flush(w, d, res);
+    flush(w, clock, d, res);
     count_sent(w, opt, d, before, res);
     progress(opt, std::string(t.plain ? "plain HTTP, anonymous" : "HTTPS")
                     + ": stored as " + t.stored_id + ", "
                     + std::to_string(res.authenticated)
-                    + " requests authenticated by key");
+                    + " requests authenticated by key, "
+                    + std::to_string(res.over_quota) + " over quota");
   } // every actor of the device and the cloud stops here
   auto events = device_events(device_db, truth);
   res.events = static_cast<int64_t>(truth.events.size());
@@ -1025,7 +1075,8 @@ std::string parse(const std::vector<std::string>& args, cli_options& opt) {
         return arg + ": expected hours in (0, 720], got '" + value + "'";
       opt.run.hours = v;
     } else if (arg == "--series" || arg == "--log-lines-per-round"
-               || arg == "--rounds" || arg == "--batch-size") {
+               || arg == "--rounds" || arg == "--batch-size"
+               || arg == "--quota-pps") {
       if (!need_value())
         return arg + ": missing value";
       int64_t v = 0;
@@ -1039,6 +1090,8 @@ std::string parse(const std::vector<std::string>& args, cli_options& opt) {
         opt.run.log_lines_per_round = v;
       else if (arg == "--rounds")
         opt.rounds = v;
+      else if (arg == "--quota-pps")
+        opt.run.quota_pps = v;
       else
         opt.run.batch_size = v;
     } else if (arg == "--dir") {
@@ -1053,6 +1106,11 @@ std::string parse(const std::vector<std::string>& args, cli_options& opt) {
       return "unknown argument '" + arg + "'";
     }
   }
+  if (opt.run.plain && opt.run.quota_pps > 0)
+    return "--quota-pps: the org's quota needs HTTPS with a key, not --plain";
+  // The naive sender does not wait out 429s: no baseline under a quota.
+  if (opt.run.quota_pps > 0)
+    opt.run.baseline = false;
   return {};
 }
 
@@ -1106,6 +1164,9 @@ bool print_bench_line(const cli_options& opt,
             << " fill_s=" << format(med([](auto& x) { return x.fill_s; }), 1)
             << " records_lost=" << lost << " records_duplicated=" << dup
             << " records_unexpected=" << unexpected;
+  if (opt.run.quota_pps > 0)
+    std::cout << " quota_pps=" << opt.run.quota_pps << " over_quota="
+              << format(med([](auto& x) { return double(x.over_quota); }), 0);
   std::cout << " rounds=" << results.size() << std::endl;
   return lost != 0 || dup != 0 || unexpected != 0;
 }
@@ -1127,7 +1188,7 @@ std::string outage_usage() {
          "[--log-lines-per-round L]\n"
          "                           [--rounds R] [--batch-size B] [--dir DIR] "
          "[--no-baseline]\n"
-         "                           [--plain]\n\n"
+         "                           [--plain] [--quota-pps N]\n\n"
          "Runs one device (sqlite_store with tier 1 caps behind the storage "
          "actor, cloud\nlink, backoff actor, sync actors for events, metrics "
          "and logs; batches of B,\nzstd-3) through an outage of H hours of "
@@ -1192,7 +1253,14 @@ std::string outage_usage() {
          "                            ingest.anonymous), for the device and "
          "the naive\n"
          "                            sender; default: HTTPS with the "
-         "device's key\n";
+         "device's key\n"
+         "  --quota-pps N             the org's points-per-second quota "
+         "(default none):\n"
+         "                            the device drains at that pace, "
+         "through 429s\n"
+         "                            (no baseline: the naive sender does "
+         "not wait\n"
+         "                            them out)\n";
 }
 
 int run_outage_bench(const std::vector<std::string>& args) {

@@ -39,6 +39,9 @@ struct outage_options {
   /// Plain HTTP and no device key (ingest.anonymous), instead of HTTPS with
   /// the device's key; the naive sender goes the same way.
   bool plain = false;
+  /// The org's points-per-second quota (HTTPS only); 0: none, as an org is
+  /// created.
+  int64_t quota_pps = 0;
   /// Progress lines on stderr.
   bool progress = true;
 };
@@ -77,6 +80,8 @@ struct outage_result {
   std::string stored_as;
   /// Requests the cloud's tenancy authenticated by the device's key.
   int64_t authenticated = 0;
+  /// Requests the cloud refused because the org was over its quota.
+  int64_t over_quota = 0;
   // The naive sender (baseline), same records, its own fresh cloud.
   double naive_drain_s = 0;
   int64_t naive_bytes_sent = 0;
