@@ -8,6 +8,9 @@
 #include <iomanip>
 #include <sstream>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "messages/error.hpp"
 #include "runtime/node.hpp"
 
@@ -40,6 +43,19 @@ bool arg_cursor::value(std::string& out) {
 
 void fail(const std::string& what) {
   throw bench_failure{what};
+}
+
+void write_file(const std::string& path, const std::string& text,
+                bool owner_only) {
+  auto fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                   owner_only ? 0600 : 0644);
+  if (fd < 0)
+    fail("cannot create " + path + ": " + strerror(errno));
+  auto ok = ::write(fd, text.data(), text.size())
+            == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  if (!ok)
+    fail("cannot write " + path);
 }
 
 std::string prepare_dir(std::string& dir, bool& own) {

@@ -42,6 +42,11 @@ struct bench_failure {
 
 [[noreturn]] void fail(const std::string& what);
 
+/// Writes `text` to `path` (mode 0600 when `owner_only`, else 0644); fails
+/// with the path named.
+void write_file(const std::string& path, const std::string& text,
+                bool owner_only);
+
 /// Makes `dir` ready for the databases: when empty, a fresh directory under
 /// $TMPDIR or /var/tmp (`own` true: the caller removes it), else `dir` and
 /// its parents are created if missing. Returns an error message, empty on

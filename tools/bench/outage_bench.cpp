@@ -5,10 +5,18 @@
 // (tier 1 caps: 100 MB, 7 days) behind the storage actor, a cloud link, the
 // backoff actor and the three sync actors (events, metrics, logs) with tier 1
 // settings (batches of 1000, zstd-3, every 5 min), wired as edge/main.cpp
-// wires them; the cloud is an embedded store, the ingest actor and the ingest
-// endpoint (Beast) as cloud/main.cpp wires them. All device time comes from a
-// manual clock.
+// wires them; the cloud is an embedded store, the tenancy actor over an
+// embedded tenancy database, the ingest actor and the ingest endpoint (Beast)
+// as cloud/main.cpp wires them. All device time comes from a manual clock.
 //
+// 0. Transport, as in production: the endpoint serves HTTPS with a server
+//    certificate for 127.0.0.1 from a throwaway CA made in-process
+//    (bench_tls.hpp); the cloud link verifies it against that CA, host name
+//    included. The setup creates the org "bench" and the device
+//    "outage-dev" in the tenancy database and hands the device link its key
+//    (a key file, sent as Authorization: Bearer); the cloud stores the
+//    records as "bench/outage-dev". --plain: plain HTTP, no key
+//    (ingest.anonymous), records stored as "outage-dev".
 // 1. A port is reserved (bound, then closed) and the cloud link pointed at it:
 //    nothing listens there during the outage.
 // 2. Fill: per 10 s round, one scrape of --series series (node_exporter-like
@@ -39,7 +47,8 @@
 //    in every batch, timestamp and value as plain protobuf fields), logs and
 //    events as LogsBatch and EventsBatch (there is no simpler format), the
 //    same 1000 records per request, zstd-3, one request at a time over one
-//    keep-alive connection, from memory: no device store to read, no queue
+//    keep-alive connection on the same transport (HTTPS with the device's
+//    key, or --plain), from memory: no device store to read, no queue
 //    to persist, no backoff (so its drain time is a floor, not a device).
 #include "tools/bench/bench_util.hpp"
 #include "tools/bench/outage_bench.hpp"
@@ -75,8 +84,10 @@
 
 #include "cloud/cloud_store.hpp"
 #include "cloud/embedded_store.hpp"
+#include "cloud/embedded_tenancy.hpp"
 #include "cloud/ingest.hpp"
 #include "cloud/ingest_endpoint.hpp"
+#include "cloud/tenancy.hpp"
 #include "edge/backoff.hpp"
 #include "edge/capability.hpp"
 #include "edge/cloud_link.hpp"
@@ -91,6 +102,7 @@
 #include "runtime/logger.hpp"
 #include "runtime/node.hpp"
 #include "runtime/sqlite.hpp"
+#include "tools/bench/bench_tls.hpp"
 #include "tools/bench/node_series.hpp"
 
 namespace fleetd::bench {
@@ -110,6 +122,8 @@ using namespace std::chrono_literals;
 constexpr int64_t start_ms = 1700000000000;
 constexpr int64_t round_ms = 10000;
 constexpr const char* device_id = "outage-dev";
+// The org the device is enrolled in over HTTPS.
+constexpr const char* org_name = "bench";
 // The device's caps and sync interval: tier 1 (docs/architecture.md section 5).
 const tier_settings tier1 = defaults_for_tier(1);
 constexpr auto link_timeout = std::chrono::seconds(10);
@@ -138,6 +152,64 @@ uint16_t reserve_port() {
   }
   ::close(fd);
   return ntohs(addr.sin_port);
+}
+
+// -- the transport ------------------------------------------------------------
+
+/// How the device and the naive sender reach the cloud and prove who they
+/// are: HTTPS with a device key, or (--plain) anonymous plain HTTP.
+struct transport {
+  bool plain = false;
+  bench_pki pki;
+  /// The cloud's tenancy database and hashing secret, shared by both clouds.
+  std::string tenancy_db;
+  std::string secret;
+  /// "Bearer fdk_..." and the file the device link reads the key from.
+  std::string authorization;
+  std::string key_file;
+  /// The device id the cloud stores records under.
+  std::string stored_id = device_id;
+};
+
+/// The PKI, the org "bench" (with `quota_pps` when positive) and the device
+/// added to it with its key in a file, as an operator would set them up
+/// (fleetctl org create, quota set, device add).
+transport make_transport(const std::string& dir, bool plain,
+                         int64_t quota_pps, const clock_ptr& clock) {
+  transport t;
+  t.plain = plain;
+  if (plain)
+    return t;
+  t.pki = make_bench_pki(dir);
+  auto secret = load_or_create_secret(dir + "/tenancy.secret");
+  if (!secret)
+    fail(render(secret.error()));
+  t.secret = *secret;
+  t.tenancy_db = dir + "/tenancy.db";
+  auto tenants = embedded_tenancy::open(t.tenancy_db, t.secret, clock);
+  if (!tenants)
+    fail("embedded_tenancy::open: " + render(tenants.error()));
+  tenancy_command cmd;
+  cmd.op = "org-create";
+  cmd.org = org_name;
+  if (auto out = tenants->run(cmd); !out)
+    fail("org create: " + render(out.error()));
+  if (quota_pps > 0) {
+    cmd.op = "quota-set";
+    cmd.points_per_second = quota_pps;
+    if (auto out = tenants->run(cmd); !out)
+      fail("quota set: " + render(out.error()));
+  }
+  cmd.op = "device-add";
+  cmd.device = device_id;
+  auto added = tenants->run(cmd);
+  if (!added || added->secret.empty())
+    fail("device add: " + (added ? "no key" : render(added.error())));
+  t.authorization = "Bearer " + added->secret;
+  t.key_file = dir + "/device.key";
+  write_file(t.key_file, added->secret + "\n", true);
+  t.stored_id = std::string(org_name) + "/" + device_id;
+  return t;
 }
 
 // -- the records --------------------------------------------------------------
@@ -386,7 +458,8 @@ struct ground_truth {
   std::map<std::string, uint32_t> series; // key -> index
 };
 
-tally compare_cloud(const std::string& cloud_db, const ground_truth& want) {
+tally compare_cloud(const std::string& cloud_db, const ground_truth& want,
+                    const std::string& stored_id) {
   auto db = open_db(cloud_db);
   std::vector<point_key> points;
   points.reserve(want.points.size());
@@ -394,7 +467,7 @@ tally compare_cloud(const std::string& cloud_db, const ground_truth& want) {
   each(db,
        "SELECT s.name, s.labels, p.ts, p.bits FROM points p JOIN series s "
        "ON s.id = p.series_id WHERE p.device_id = ?1",
-       device_id, [&](sqlite::statement& st) {
+       stored_id.c_str(), [&](sqlite::statement& st) {
          auto key = st.column_text(0) + '\0' + st.column_blob(1);
          auto i = want.series.find(key);
          if (i == want.series.end()) {
@@ -409,7 +482,7 @@ tally compare_cloud(const std::string& cloud_db, const ground_truth& want) {
   points = {};
   std::vector<std::string> logs;
   each(db, "SELECT ts, labels, line FROM logs WHERE device_id = ?1",
-       device_id, [&](sqlite::statement& st) {
+       stored_id.c_str(), [&](sqlite::statement& st) {
          logs.push_back(
            log_key(st.column_int(0), st.column_blob(1), st.column_text(2)));
        });
@@ -417,7 +490,7 @@ tally compare_cloud(const std::string& cloud_db, const ground_truth& want) {
   out += compare_sorted(want.logs, logs);
   std::vector<std::string> events;
   each(db, "SELECT ts, kind, message FROM events WHERE device_id = ?1",
-       device_id, [&](sqlite::statement& st) {
+       stored_id.c_str(), [&](sqlite::statement& st) {
          events.push_back(
            event_key(st.column_int(0), st.column_text(1), st.column_text(2)));
        });
@@ -435,6 +508,9 @@ struct world {
   caf::scoped_actor self{sys};
   stop_list stops;
   std::vector<std::unique_ptr<ingest_endpoint>> endpoints;
+  /// The ingest and tenancy (none when plain) of the last cloud started.
+  ingest_actor ingest_hdl;
+  tenancy_actor tenancy_hdl;
 
   ~world() {
     for (auto& e : endpoints)
@@ -466,9 +542,10 @@ struct world {
     return ask<actor_stats>(hdl, stats_atom::value);
   }
 
-  /// A cloud (embedded store, ingest, endpoint) on 127.0.0.1:port.
+  /// A cloud (embedded store, tenancy unless plain, ingest, endpoint) on
+  /// 127.0.0.1:port, over HTTPS unless plain.
   uint16_t start_cloud(const std::string& path, clock_ptr clock,
-                       uint16_t port) {
+                       uint16_t port, const transport& t) {
     auto store = embedded_store::open(path, clock);
     if (!store)
       fail("embedded_store::open(" + path + "): " + render(store.error()));
@@ -478,18 +555,36 @@ struct world {
                      std::make_shared<embedded_store>(std::move(*store))));
     ingest_config icfg;
     icfg.store = st;
-    icfg.anonymous = true;
+    icfg.anonymous = t.plain;
+    if (!t.plain)
+      icfg.tenancy = start_tenancy(t, clock);
     auto ing = keep("ingest", sys.spawn(ingest, icfg));
+    ingest_hdl = ing;
     endpoints.push_back(
       std::make_unique<ingest_endpoint>(sys, ing, http_limits{}));
     ingest_endpoint_config ecfg;
     ecfg.port = port;
-    ecfg.insecure = true;
+    ecfg.insecure = t.plain;
+    if (!t.plain)
+      ecfg.tls = t.pki.server;
     auto bound = endpoints.back()->start(ecfg);
     if (!bound)
       fail("cannot start the cloud on port " + std::to_string(port) + ": "
            + render(bound.error()));
     return *bound;
+  }
+
+  /// The tenancy actor over the transport's database, as cloud/main.cpp
+  /// spawns it (its defaults: cache TTL, no quota).
+  tenancy_actor start_tenancy(const transport& t, const clock_ptr& clock) {
+    auto tenants = embedded_tenancy::open(t.tenancy_db, t.secret, clock);
+    if (!tenants)
+      fail("embedded_tenancy::open: " + render(tenants.error()));
+    tenancy_config tcfg;
+    tcfg.store = std::make_shared<embedded_tenancy>(std::move(*tenants));
+    tcfg.clock = clock;
+    tenancy_hdl = keep("tenancy", sys.spawn<caf::detached>(tenancy, tcfg));
+    return tenancy_hdl;
   }
 };
 
@@ -510,18 +605,23 @@ struct naive_run {
   int64_t requests = 0;
 };
 
-naive_run send_naive(uint16_t port, const device_data& data,
-                     const ground_truth& truth, const log_lines& logs,
-                     const event_records& events, int64_t batch_size,
-                     int zstd_level) {
+naive_run send_naive(uint16_t port, const transport& t,
+                     const device_data& data, const ground_truth& truth,
+                     const log_lines& logs, const event_records& events,
+                     int64_t batch_size, int zstd_level) {
   naive_run out;
   http_client client("127.0.0.1", port, link_timeout, 1024 * 1024);
+  if (!t.plain)
+    if (auto err = client.use_tls(t.pki.client))
+      fail("naive sender: " + render(err));
   std::map<std::string, int64_t> sequence;
   auto post = [&](const std::string& stream, const std::string& body) {
     std::vector<std::pair<std::string, std::string>> headers{
       {"Content-Type", "application/x-protobuf"}};
     if (is_zstd(body))
       headers.emplace_back("Content-Encoding", "zstd");
+    if (!t.authorization.empty())
+      headers.emplace_back("Authorization", t.authorization);
     auto res = client.post("/v1/sync", body, headers);
     if (!res)
       fail("naive sender: " + render(res.error()));
@@ -602,7 +702,7 @@ struct device {
 };
 
 device start_device(world& w, const clock_ptr& clock,
-                    const std::string& path) {
+                    const std::string& path, const transport& t) {
   device d;
   sqlite_store_config scfg;
   scfg.path = path;
@@ -620,7 +720,10 @@ device start_device(world& w, const clock_ptr& clock,
   lcfg.host = "127.0.0.1";
   lcfg.port = d.port;
   lcfg.timeout = link_timeout;
-  lcfg.insecure = true;
+  lcfg.insecure = t.plain;
+  lcfg.tls = t.pki.client;
+  lcfg.key_file = t.key_file;
+  lcfg.device_id = device_id;
   d.link = w.keep("cloud_link", w.sys.spawn<caf::detached>(cloud_link, lcfg));
   backoff_config bcfg;
   bcfg.base = backoff_base;
@@ -733,13 +836,52 @@ wait_offline(world& w, const outage_options& opt, const std::shared_ptr<manual_c
   return before;
 }
 
+/// From the reconnect on, the manual clock runs with the wall clock: a wait
+/// the cloud asks for (429's retry_after_ms, 503) or a backoff after a failed
+/// exchange then ends as it would on a device, instead of never.
+class clock_follower {
+public:
+  explicit clock_follower(std::shared_ptr<manual_clock> clock)
+    : clock_(std::move(clock)),
+      base_ms_(clock_->now_ms()),
+      t0_(steady_clock::now()) {
+    // nop
+  }
+
+  void operator()() const {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                steady_clock::now() - t0_)
+                .count();
+    clock_->set(std::max(clock_->now_ms(), base_ms_ + ms));
+  }
+
+private:
+  std::shared_ptr<manual_clock> clock_;
+  int64_t base_ms_;
+  steady_clock::time_point t0_;
+};
+
+// What the device and the cloud say when the drain takes too long.
+std::string drain_state(world& w, device& d) {
+  std::string out = "backoff: " + w.stats(d.bck).state
+                    + "; cloud_link: " + w.stats(d.link).state + "; ingest:";
+  for (auto& kv : w.stats(w.ingest_hdl).counters)
+    if (kv.first.rfind("rejected_", 0) == 0 || kv.first == "accepted"
+        || kv.first == "store_failures")
+      out += " " + kv.first + "=" + std::to_string(kv.second);
+  return out;
+}
+
 // The cloud comes up on the port the link knows; waits until every stream
 // synced its backlog.
-void drain(world& w, const outage_options& opt, const std::shared_ptr<manual_clock>& clock,
-           const std::string& cloud_db, device& d, outage_result& res) {
-  w.start_cloud(cloud_db, clock, d.port);
+void drain(world& w, const outage_options& opt,
+           const std::shared_ptr<manual_clock>& clock,
+           const std::string& cloud_db, const transport& t, device& d,
+           outage_result& res) {
+  w.start_cloud(cloud_db, clock, d.port, t);
   clock->advance(std::chrono::milliseconds(backoff_cap).count() + 1000);
   progress(opt, "cloud up on port " + std::to_string(d.port) + "; draining");
+  clock_follower follow(clock);
   auto t_drain = steady_clock::now();
   for (auto stream : {events_stream, metrics_stream, logs_stream})
     w.self->send(d.syncs[stream], tick_atom::value);
@@ -755,7 +897,8 @@ void drain(world& w, const outage_options& opt, const std::shared_ptr<manual_clo
       break;
     if (seconds_since(t_drain) > opt.drain_timeout_s)
       fail("backlog not drained after " + format(opt.drain_timeout_s, 0)
-           + " s");
+           + " s; " + drain_state(w, d));
+    follow();
     std::this_thread::sleep_for(5ms);
   }
   res.drain_s = seconds_since(t_drain);
@@ -764,9 +907,12 @@ void drain(world& w, const outage_options& opt, const std::shared_ptr<manual_clo
 
 // Events recorded since (link_online) go with one more round; then the
 // device holds nothing unsynced, and its drops are counted.
-void flush(world& w, device& d, outage_result& res) {
+void flush(world& w, const std::shared_ptr<manual_clock>& clock, device& d,
+           outage_result& res) {
+  clock_follower follow(clock);
   auto t_flush = steady_clock::now();
   for (;;) {
+    follow();
     auto s = w.stats(d.st);
     if (s.counters["queued_batches"] == 0 && s.counters["unbatched_points"] == 0
         && s.counters["unbatched_logs"] == 0
@@ -805,12 +951,17 @@ void count_sent(world& w, const outage_options& opt, device& d,
                     + std::to_string(s.counters["batches_acked"])
                     + " batches, " + std::to_string(sent)
                     + " bytes after the reconnect, "
-                    + std::to_string(s.counters["send_failures"])
-                    + " failed sends in all");
+                    + std::to_string(s.counters["send_failures"]
+                                     - before.at(kv.first).counters.at(
+                                       "send_failures"))
+                    + " failed sends after it");
   }
   auto lstats = w.stats(d.link);
   res.bytes_sent = lstats.counters["bytes_sent"];
   res.requests = lstats.counters["requests"] - lstats.counters["failures"];
+  res.over_quota = w.stats(w.ingest_hdl).counters["rejected_over_quota"];
+  if (w.tenancy_hdl)
+    res.authenticated = w.stats(w.tenancy_hdl).counters["auth_ok"];
 }
 
 // The device's events, in the order it recorded them (the naive sender's
@@ -833,21 +984,21 @@ event_records device_events(const std::string& device_db,
 
 // The naive sender: the same records to a fresh cloud.
 void run_baseline(const outage_options& opt, const clock_ptr& clock,
-                  const device_data& data, const ground_truth& truth,
-                  const log_lines& all_logs, const event_records& events,
-                  outage_result& res) {
+                  const transport& t, const device_data& data,
+                  const ground_truth& truth, const log_lines& all_logs,
+                  const event_records& events, outage_result& res) {
   auto naive_db = opt.dir + "/naive-cloud.db";
   {
     world w;
-    auto port = w.start_cloud(naive_db, clock, 0);
-    auto nv = send_naive(port, data, truth, all_logs, events, opt.batch_size,
-                         opt.zstd_level);
+    auto port = w.start_cloud(naive_db, clock, 0, t);
+    auto nv = send_naive(port, t, data, truth, all_logs, events,
+                         opt.batch_size, opt.zstd_level);
     res.naive_drain_s = nv.seconds;
     res.naive_bytes_sent = nv.bytes;
     res.naive_metrics_bytes_sent = nv.metrics_bytes;
     res.naive_requests = nv.requests;
   }
-  auto nt = compare_cloud(naive_db, truth);
+  auto nt = compare_cloud(naive_db, truth, t.stored_id);
   res.naive_records_lost = nt.lost;
   res.naive_records_duplicated = nt.duplicated + nt.unexpected;
   progress(opt, "naive sender: " + format(res.naive_drain_s, 2) + " s, "
@@ -870,29 +1021,36 @@ void run_round(const outage_options& opt, outage_result& res) {
   for (size_t i = 0; i < data.keys().size(); ++i)
     truth.series.emplace(data.keys()[i], static_cast<uint32_t>(i));
   log_lines all_logs;
+  auto t = make_transport(opt.dir, opt.plain, opt.quota_pps, clock);
+  res.stored_as = t.stored_id;
   {
     world w;
-    auto d = start_device(w, clock, device_db);
+    auto d = start_device(w, clock, device_db, t);
     fill(w, opt, clock, data, rounds, d, truth, all_logs, res);
     auto before = wait_offline(w, opt, clock, device_db, d, res);
-    drain(w, opt, clock, cloud_db, d, res);
-    flush(w, d, res);
+    drain(w, opt, clock, cloud_db, t, d, res);
+    flush(w, clock, d, res);
     count_sent(w, opt, d, before, res);
+    progress(opt, std::string(t.plain ? "plain HTTP, anonymous" : "HTTPS")
+                    + ": stored as " + t.stored_id + ", "
+                    + std::to_string(res.authenticated)
+                    + " requests authenticated by key, "
+                    + std::to_string(res.over_quota) + " over quota");
   } // every actor of the device and the cloud stops here
   auto events = device_events(device_db, truth);
   res.events = static_cast<int64_t>(truth.events.size());
   std::sort(truth.points.begin(), truth.points.end());
   std::sort(truth.logs.begin(), truth.logs.end());
   std::sort(truth.events.begin(), truth.events.end());
-  auto t = compare_cloud(cloud_db, truth);
-  res.records_lost = t.lost;
-  res.records_duplicated = t.duplicated;
-  res.records_unexpected = t.unexpected;
-  progress(opt, "compared: lost " + std::to_string(t.lost) + ", duplicated "
-                  + std::to_string(t.duplicated) + ", unexpected "
-                  + std::to_string(t.unexpected));
+  auto got = compare_cloud(cloud_db, truth, t.stored_id);
+  res.records_lost = got.lost;
+  res.records_duplicated = got.duplicated;
+  res.records_unexpected = got.unexpected;
+  progress(opt, "compared: lost " + std::to_string(got.lost)
+                  + ", duplicated " + std::to_string(got.duplicated)
+                  + ", unexpected " + std::to_string(got.unexpected));
   if (opt.baseline)
-    run_baseline(opt, clock, data, truth, all_logs, events, res);
+    run_baseline(opt, clock, t, data, truth, all_logs, events, res);
 }
 
 // -- driver -------------------------------------------------------------------
@@ -917,7 +1075,8 @@ std::string parse(const std::vector<std::string>& args, cli_options& opt) {
         return arg + ": expected hours in (0, 720], got '" + value + "'";
       opt.run.hours = v;
     } else if (arg == "--series" || arg == "--log-lines-per-round"
-               || arg == "--rounds" || arg == "--batch-size") {
+               || arg == "--rounds" || arg == "--batch-size"
+               || arg == "--quota-pps") {
       if (!need_value())
         return arg + ": missing value";
       int64_t v = 0;
@@ -931,6 +1090,8 @@ std::string parse(const std::vector<std::string>& args, cli_options& opt) {
         opt.run.log_lines_per_round = v;
       else if (arg == "--rounds")
         opt.rounds = v;
+      else if (arg == "--quota-pps")
+        opt.run.quota_pps = v;
       else
         opt.run.batch_size = v;
     } else if (arg == "--dir") {
@@ -939,11 +1100,75 @@ std::string parse(const std::vector<std::string>& args, cli_options& opt) {
       opt.run.dir = value;
     } else if (arg == "--no-baseline") {
       opt.run.baseline = false;
+    } else if (arg == "--plain") {
+      opt.run.plain = true;
     } else {
       return "unknown argument '" + arg + "'";
     }
   }
+  if (opt.run.plain && opt.run.quota_pps > 0)
+    return "--quota-pps: the org's quota needs HTTPS with a key, not --plain";
+  // The naive sender does not wait out 429s: no baseline under a quota.
+  if (opt.run.quota_pps > 0)
+    opt.run.baseline = false;
   return {};
+}
+
+// Prints the BENCH line (medians; records_*: the worst round); true when a
+// round lost, duplicated or invented records.
+bool print_bench_line(const cli_options& opt,
+                      const std::vector<outage_result>& results) {
+  auto med = [&](auto field) {
+    std::vector<double> xs;
+    for (auto& x : results)
+      xs.push_back(field(x));
+    return median(xs);
+  };
+  auto& last = results.back();
+  auto points = static_cast<double>(last.points);
+  auto drain = med([](auto& x) { return x.drain_s; });
+  auto bytes = med([](auto& x) { return double(x.bytes_sent); });
+  auto naive_bytes = med([](auto& x) { return double(x.naive_bytes_sent); });
+  auto mbytes = med([](auto& x) { return double(x.metrics_bytes_sent); });
+  auto naive_mbytes
+    = med([](auto& x) { return double(x.naive_metrics_bytes_sent); });
+  auto naive_drain = med([](auto& x) { return x.naive_drain_s; });
+  int64_t lost = 0;
+  int64_t dup = 0;
+  int64_t unexpected = 0;
+  for (auto& x : results) {
+    lost = std::max(lost, x.records_lost);
+    dup = std::max(dup, x.records_duplicated);
+    unexpected = std::max(unexpected, x.records_unexpected);
+  }
+  auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
+  auto whole = opt.run.hours == std::floor(opt.run.hours);
+  std::cout << "BENCH outage hours=" << format(opt.run.hours, whole ? 0 : 2)
+            << " transport=" << (opt.run.plain ? "http" : "https")
+            << " series=" << opt.run.series
+            << " log_lines_per_round=" << opt.run.log_lines_per_round
+            << " points=" << last.points << " log_lines=" << last.log_lines
+            << " events=" << last.events << " batches=" << last.batches
+            << " batch=" << opt.run.batch_size << " stat=median"
+            << " drain_s=" << format(drain, 2)
+            << " bytes_sent=" << format(bytes, 0)
+            << " bytes_per_point=" << format(ratio(bytes, points), 3)
+            << " naive_bytes_sent=" << format(naive_bytes, 0)
+            << " bytes_ratio=" << format(ratio(naive_bytes, bytes), 2)
+            << " metrics_bytes_per_point=" << format(ratio(mbytes, points), 3)
+            << " naive_metrics_bytes_per_point="
+            << format(ratio(naive_mbytes, points), 3)
+            << " metrics_bytes_ratio=" << format(ratio(naive_mbytes, mbytes), 2)
+            << " naive_drain_s=" << format(naive_drain, 2)
+            << " drain_ratio=" << format(ratio(naive_drain, drain), 3)
+            << " fill_s=" << format(med([](auto& x) { return x.fill_s; }), 1)
+            << " records_lost=" << lost << " records_duplicated=" << dup
+            << " records_unexpected=" << unexpected;
+  if (opt.run.quota_pps > 0)
+    std::cout << " quota_pps=" << opt.run.quota_pps << " over_quota="
+              << format(med([](auto& x) { return double(x.over_quota); }), 0);
+  std::cout << " rounds=" << results.size() << std::endl;
+  return lost != 0 || dup != 0 || unexpected != 0;
 }
 
 } // namespace
@@ -962,7 +1187,8 @@ std::string outage_usage() {
   return "usage: fleetd-bench outage [--hours H] [--series N] "
          "[--log-lines-per-round L]\n"
          "                           [--rounds R] [--batch-size B] [--dir DIR] "
-         "[--no-baseline]\n\n"
+         "[--no-baseline]\n"
+         "                           [--plain] [--quota-pps N]\n\n"
          "Runs one device (sqlite_store with tier 1 caps behind the storage "
          "actor, cloud\nlink, backoff actor, sync actors for events, metrics "
          "and logs; batches of B,\nzstd-3) through an outage of H hours of "
@@ -976,7 +1202,7 @@ std::string outage_usage() {
          "log line and event the device holds must then be in\nthe cloud "
          "store exactly once; otherwise the command exits 1.\n\n"
          "Prints one line on stdout (medians over the rounds):\n\n"
-         "  BENCH outage hours=H series=N log_lines_per_round=L points=.. "
+         "  BENCH outage hours=H transport=https|http series=N log_lines_per_round=L points=.. "
          "log_lines=..\n"
          "    events=.. batches=.. batch=B stat=median drain_s=.. "
          "bytes_sent=..\n"
@@ -1021,7 +1247,20 @@ std::string outage_usage() {
          "                            under $TMPDIR or /var/tmp, removed "
          "afterwards); fsync\n"
          "                            cost depends on the disk\n"
-         "  --no-baseline             skip the naive sender\n";
+         "  --no-baseline             skip the naive sender\n"
+         "  --plain                   plain HTTP and no device key (the "
+         "cloud's\n"
+         "                            ingest.anonymous), for the device and "
+         "the naive\n"
+         "                            sender; default: HTTPS with the "
+         "device's key\n"
+         "  --quota-pps N             the org's points-per-second quota "
+         "(default none):\n"
+         "                            the device drains at that pace, "
+         "through 429s\n"
+         "                            (no baseline: the naive sender does "
+         "not wait\n"
+         "                            them out)\n";
 }
 
 int run_outage_bench(const std::vector<std::string>& args) {
@@ -1073,52 +1312,7 @@ int run_outage_bench(const std::vector<std::string>& args) {
   }
   if (results.empty())
     return rc;
-  auto med = [&](auto field) {
-    std::vector<double> xs;
-    for (auto& x : results)
-      xs.push_back(field(x));
-    return median(xs);
-  };
-  auto& last = results.back();
-  auto points = static_cast<double>(last.points);
-  auto drain = med([](auto& x) { return x.drain_s; });
-  auto bytes = med([](auto& x) { return double(x.bytes_sent); });
-  auto naive_bytes = med([](auto& x) { return double(x.naive_bytes_sent); });
-  auto mbytes = med([](auto& x) { return double(x.metrics_bytes_sent); });
-  auto naive_mbytes
-    = med([](auto& x) { return double(x.naive_metrics_bytes_sent); });
-  auto naive_drain = med([](auto& x) { return x.naive_drain_s; });
-  int64_t lost = 0;
-  int64_t dup = 0;
-  int64_t unexpected = 0;
-  for (auto& x : results) {
-    lost = std::max(lost, x.records_lost);
-    dup = std::max(dup, x.records_duplicated);
-    unexpected = std::max(unexpected, x.records_unexpected);
-  }
-  auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
-  std::cout << "BENCH outage hours=" << format(opt.run.hours, opt.run.hours == std::floor(opt.run.hours) ? 0 : 2)
-            << " series=" << opt.run.series
-            << " log_lines_per_round=" << opt.run.log_lines_per_round
-            << " points=" << last.points << " log_lines=" << last.log_lines
-            << " events=" << last.events << " batches=" << last.batches
-            << " batch=" << opt.run.batch_size << " stat=median"
-            << " drain_s=" << format(drain, 2)
-            << " bytes_sent=" << format(bytes, 0)
-            << " bytes_per_point=" << format(ratio(bytes, points), 3)
-            << " naive_bytes_sent=" << format(naive_bytes, 0)
-            << " bytes_ratio=" << format(ratio(naive_bytes, bytes), 2)
-            << " metrics_bytes_per_point=" << format(ratio(mbytes, points), 3)
-            << " naive_metrics_bytes_per_point="
-            << format(ratio(naive_mbytes, points), 3)
-            << " metrics_bytes_ratio=" << format(ratio(naive_mbytes, mbytes), 2)
-            << " naive_drain_s=" << format(naive_drain, 2)
-            << " drain_ratio=" << format(ratio(naive_drain, drain), 3)
-            << " fill_s=" << format(med([](auto& x) { return x.fill_s; }), 1)
-            << " records_lost=" << lost << " records_duplicated=" << dup
-            << " records_unexpected=" << unexpected
-            << " rounds=" << results.size() << std::endl;
-  if (lost != 0 || dup != 0 || unexpected != 0)
+  if (print_bench_line(opt, results))
     rc = 1;
   return rc;
 }

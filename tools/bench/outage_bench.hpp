@@ -13,10 +13,11 @@ extern const char* outage_summary;
 std::string outage_usage();
 
 /// `fleetd-bench outage [--hours H] [--series N] [--log-lines-per-round L]
-/// [--rounds R] [--dir DIR]`: runs an in-process device through a simulated
-/// outage, reconnects it to an in-process cloud and prints one
-/// `BENCH outage ...` line. `args` excludes the subcommand. Returns the exit
-/// code (0 ok, 1 failure or records lost/duplicated, 2 bad arguments).
+/// [--rounds R] [--dir DIR] [--plain]`: runs an in-process device through a
+/// simulated outage, reconnects it to an in-process cloud (HTTPS with the
+/// device's key unless --plain) and prints one `BENCH outage ...` line.
+/// `args` excludes the subcommand. Returns the exit code (0 ok, 1 failure
+/// or records lost/duplicated, 2 bad arguments).
 int run_outage_bench(const std::vector<std::string>& args);
 
 struct outage_options {
@@ -35,6 +36,12 @@ struct outage_options {
   double drain_timeout_s = 900;
   /// Also send the backlog as a naive sender would (see outage_usage).
   bool baseline = true;
+  /// Plain HTTP and no device key (ingest.anonymous), instead of HTTPS with
+  /// the device's key; the naive sender goes the same way.
+  bool plain = false;
+  /// The org's points-per-second quota (HTTPS only); 0: none, as an org is
+  /// created.
+  int64_t quota_pps = 0;
   /// Progress lines on stderr.
   bool progress = true;
 };
@@ -69,6 +76,12 @@ struct outage_result {
   int64_t records_duplicated = 0;
   /// Cloud rows the device never stored.
   int64_t records_unexpected = 0;
+  /// The device id the cloud stored the records under.
+  std::string stored_as;
+  /// Requests the cloud's tenancy authenticated by the device's key.
+  int64_t authenticated = 0;
+  /// Requests the cloud refused because the org was over its quota.
+  int64_t over_quota = 0;
   // The naive sender (baseline), same records, its own fresh cloud.
   double naive_drain_s = 0;
   int64_t naive_bytes_sent = 0;
