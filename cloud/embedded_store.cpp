@@ -193,7 +193,7 @@ caf::expected<int64_t> embedded_store::series_id(const metric_sample& x) {
   auto key = x.name + '\0' + labels;
   if (auto i = series_.find(key); i != series_.end())
     return i->second;
-  auto ins = db_.prepare("INSERT INTO series (name, labels) VALUES (?1, ?2)");
+  auto ins = db_.cached("INSERT INTO series (name, labels) VALUES (?1, ?2)");
   if (!ins)
     return ins.error();
   ins->bind(1, x.name).bind_blob(2, labels);
@@ -208,7 +208,7 @@ caf::error embedded_store::write_capability(const ingest_batch& b, int64_t now) 
   auto& c = b.capability;
   if (c.tier <= 0)
     return caf::none;
-  auto st = db_.prepare(
+  auto st = db_.cached(
     "INSERT OR REPLACE INTO device_capability (device_id, tier, total_ram, "
     "available_ram, total_disk, available_disk, cpu_cores, has_sqlite, "
     "has_network, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
@@ -251,8 +251,8 @@ caf::expected<ingest_outcome> embedded_store::write(const ingest_batch& b) {
 }
 
 caf::expected<int64_t> embedded_store::acked_sequence(const ingest_batch& b) {
-  auto sel = db_.prepare("SELECT last_sequence, epoch FROM streams "
-                         "WHERE device_id = ?1 AND stream = ?2");
+  auto sel = db_.cached("SELECT last_sequence, epoch FROM streams "
+                        "WHERE device_id = ?1 AND stream = ?2");
   if (!sel)
     return sel.error();
   sel->bind(1, b.device_id).bind(2, b.stream);
@@ -273,8 +273,8 @@ caf::expected<int64_t> embedded_store::acked_sequence(const ingest_batch& b) {
 
 caf::expected<bool> embedded_store::held(const ingest_batch& b,
                                          int64_t last) {
-  auto seen = db_.prepare("SELECT checksum FROM batches WHERE device_id = ?1 "
-                          "AND stream = ?2 AND epoch = ?4 AND sequence = ?3");
+  auto seen = db_.cached("SELECT checksum FROM batches WHERE device_id = ?1 "
+                         "AND stream = ?2 AND epoch = ?4 AND sequence = ?3");
   if (!seen)
     return seen.error();
   seen->bind(1, b.device_id).bind(2, b.stream).bind(3, b.sequence).bind(
@@ -309,9 +309,9 @@ caf::error embedded_store::write_batch(const ingest_batch& b, int64_t now,
   out.last_acked = std::max(*last, b.sequence);
   if (*had) {
     out.duplicate = true;
-    auto dup = db_.prepare("UPDATE streams SET duplicates = duplicates + 1, "
-                           "last_seen = ?3 WHERE device_id = ?1 AND "
-                           "stream = ?2");
+    auto dup = db_.cached("UPDATE streams SET duplicates = duplicates + 1, "
+                          "last_seen = ?3 WHERE device_id = ?1 AND "
+                          "stream = ?2");
     if (!dup)
       return dup.error();
     dup->bind(1, b.device_id).bind(2, b.stream).bind(3, now);
@@ -321,16 +321,16 @@ caf::error embedded_store::write_batch(const ingest_batch& b, int64_t now,
   if (auto err = insert_records(b, n))
     return err;
   out.stored = n;
-  auto rec = db_.prepare("INSERT INTO batches (device_id, stream, epoch, "
-                         "sequence, points, received_at, checksum) "
-                         "VALUES (?1, ?2, ?6, ?3, ?4, ?5, ?7)");
+  auto rec = db_.cached("INSERT INTO batches (device_id, stream, epoch, "
+                        "sequence, points, received_at, checksum) "
+                        "VALUES (?1, ?2, ?6, ?3, ?4, ?5, ?7)");
   if (!rec)
     return rec.error();
   rec->bind(1, b.device_id).bind(2, b.stream).bind(3, b.sequence).bind(4, n)
     .bind(5, now).bind(6, b.epoch).bind_blob(7, b.checksum);
   if (auto err = rec->run())
     return err;
-  auto up = db_.prepare(
+  auto up = db_.cached(
     "INSERT INTO streams (device_id, stream, epoch, last_sequence, epochs, "
     "points, batches, duplicates, last_seen) "
     "VALUES (?1, ?2, ?6, ?3, 1, ?4, 1, 0, ?5) "
@@ -349,9 +349,9 @@ caf::expected<codec_context*> embedded_store::session(const std::string& device,
   auto key = session_key{device, epoch};
   if (auto i = sessions_.find(key); i != sessions_.end())
     return &i->second;
-  auto st = db_.prepare("SELECT s.name, s.labels FROM wire_series w JOIN "
-                        "series s ON s.id = w.series_id WHERE w.device_id = ?1 "
-                        "AND w.epoch = ?2 ORDER BY w.idx");
+  auto st = db_.cached("SELECT s.name, s.labels FROM wire_series w JOIN "
+                       "series s ON s.id = w.series_id WHERE w.device_id = ?1 "
+                       "AND w.epoch = ?2 ORDER BY w.idx");
   if (!st)
     return st.error();
   st->bind(1, device).bind(2, epoch);
@@ -360,8 +360,8 @@ caf::expected<codec_context*> embedded_store::session(const std::string& device,
         ctx.add(series_key{r.column_text(0), decode_labels(r.column_blob(1))});
       }))
     return err;
-  auto hs = db_.prepare("SELECT history FROM wire_history WHERE device_id = ?1 "
-                        "AND epoch = ?2");
+  auto hs = db_.cached("SELECT history FROM wire_history WHERE device_id = ?1 "
+                       "AND epoch = ?2");
   if (!hs)
     return hs.error();
   hs->bind(1, device).bind(2, epoch);
@@ -391,8 +391,8 @@ embedded_store::decode_in_session(const ingest_batch& b) {
     // The device started a new series session (rows may remain of one
     // whose histories did not load).
     (*ctx)->clear();
-    auto del = db_.prepare("DELETE FROM wire_series WHERE device_id = ?1 "
-                           "AND epoch = ?2");
+    auto del = db_.cached("DELETE FROM wire_series WHERE device_id = ?1 "
+                          "AND epoch = ?2");
     if (!del)
       return del.error();
     del->bind(1, b.device_id).bind(2, b.epoch);
@@ -407,8 +407,8 @@ embedded_store::decode_in_session(const ingest_batch& b) {
   auto xs = decode_columnar(b.columnar, **ctx, budget);
   if (!xs)
     return xs.error();
-  auto def = db_.prepare("INSERT INTO wire_series (device_id, epoch, idx, "
-                         "series_id) VALUES (?1, ?2, ?3, ?4)");
+  auto def = db_.cached("INSERT INTO wire_series (device_id, epoch, idx, "
+                        "series_id) VALUES (?1, ?2, ?3, ?4)");
   if (!def)
     return def.error();
   for (auto i = known; i < (*ctx)->series.size(); ++i) {
@@ -423,8 +423,8 @@ embedded_store::decode_in_session(const ingest_batch& b) {
     if (auto err = def->run())
       return err;
   }
-  auto hist = db_.prepare("INSERT OR REPLACE INTO wire_history (device_id, "
-                          "epoch, history) VALUES (?1, ?2, ?3)");
+  auto hist = db_.cached("INSERT OR REPLACE INTO wire_history (device_id, "
+                         "epoch, history) VALUES (?1, ?2, ?3)");
   if (!hist)
     return hist.error();
   hist->bind(1, b.device_id).bind(2, b.epoch)
@@ -436,8 +436,8 @@ embedded_store::decode_in_session(const ingest_batch& b) {
 
 caf::error embedded_store::insert_records(const ingest_batch& b, int64_t& n) {
   if (!b.logs.empty()) {
-    auto ins = db_.prepare("INSERT INTO logs (device_id, sequence, labels, ts, "
-                           "line, epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    auto ins = db_.cached("INSERT INTO logs (device_id, sequence, labels, ts, "
+                          "line, epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
     if (!ins)
       return ins.error();
     for (auto& x : b.logs) {
@@ -451,9 +451,9 @@ caf::error embedded_store::insert_records(const ingest_batch& b, int64_t& n) {
     return caf::none;
   }
   if (!b.events.empty()) {
-    auto ins = db_.prepare("INSERT INTO events (device_id, sequence, ts, kind, "
-                           "message, attributes, epoch) VALUES (?1, ?2, ?3, "
-                           "?4, ?5, ?6, ?7)");
+    auto ins = db_.cached("INSERT INTO events (device_id, sequence, ts, kind, "
+                          "message, attributes, epoch) VALUES (?1, ?2, ?3, "
+                          "?4, ?5, ?6, ?7)");
     if (!ins)
       return ins.error();
     for (auto& x : b.events) {
@@ -476,9 +476,9 @@ caf::error embedded_store::insert_records(const ingest_batch& b, int64_t& n) {
     samples = &decoded;
   }
   // value is for people (NULL for NaN, -0.0 reads 0.0); bits is exact.
-  auto ins = db_.prepare("INSERT INTO points (device_id, sequence, "
-                         "series_id, ts, value, bits, epoch) VALUES (?1, ?2, "
-                         "?3, ?4, ?5, ?6, ?7)");
+  auto ins = db_.cached("INSERT INTO points (device_id, sequence, "
+                        "series_id, ts, value, bits, epoch) VALUES (?1, ?2, "
+                        "?3, ?4, ?5, ?6, ?7)");
   if (!ins)
     return ins.error();
   for (auto& x : *samples) {
@@ -497,9 +497,9 @@ caf::error embedded_store::insert_records(const ingest_batch& b, int64_t& n) {
 
 caf::error embedded_store::config_for(const std::string& device, int64_t have,
                                    cloud_settings& out) {
-  auto st = db_.prepare("SELECT version, batch_size, sync_interval_ms, "
-                        "retention_ms, zstd_level FROM device_config WHERE "
-                        "device_id = ?1 AND version > ?2");
+  auto st = db_.cached("SELECT version, batch_size, sync_interval_ms, "
+                       "retention_ms, zstd_level FROM device_config WHERE "
+                       "device_id = ?1 AND version > ?2");
   if (!st)
     return st.error();
   st->bind(1, device).bind(2, have);
