@@ -29,15 +29,17 @@
 //    acked.
 // 5. Replay, one thread, the node gone: every acked batch again in round
 //    order. decode: decode_request (zstd, protobuf, checksum) +
-//    decode_columnar against the codec's own per-device session, thread
-//    CPU time. raw: the same batch as the ingest actor hands it to the store
-//    written through the store class the node uses, straight from this
-//    thread (embedded_store::write: one transaction per batch, the store's
-//    one write path), wall time, on the same disk, into a fresh file opened
-//    as the node opens its own. The store keeps each device's series session
+//    decode_columnar_indexed (what the store runs) against the codec's own
+//    per-device session, thread CPU time; decode_named the same with
+//    decode_columnar, which copies a name and labels into every point.
+//    raw: the same batch as the ingest actor hands it to the store, written
+//    through the store class the node uses, straight from this thread
+//    (embedded_store::write: one transaction per batch, the store's one
+//    write path), wall time, on the same disk, into a fresh file opened as
+//    the node opens its own. The store keeps each device's series session
 //    and makes the rows from it; that is its fastest way in (rows by name,
-//    format 1, cost it a lookup per point). Both time only the batches of
-//    the measured phase.
+//    format 1, cost it a lookup per point). All three time only the batches
+//    of the measured phase.
 // ratio = points_per_s / raw_points_per_s; devices_supported =
 // points_per_s / (100 series / 30 s).
 #include "tools/bench/ingest_bench.hpp"
@@ -493,60 +495,85 @@ struct replay_stats {
   double decode_cpu_s = 0;
   double raw_wall_s = 0;
   double raw_cpu_s = 0;
+  double named_cpu_s = 0;
 };
 
 // One body as the ingest actor hands it to the store (envelope decoded and
 // verified, still columnar), and its points decoded against the codec's own
-// session of the device: the codec's whole work on it.
+// session of the device: the codec's whole work on it. `named` decodes as
+// decode_columnar (a name and labels copied into every point), else as the
+// store does (decode_columnar_indexed).
 struct decoded {
   ingest_batch batch;
   int64_t points = 0;
 };
 
-decoded decode_one(const std::string& body, codec_context& ctx) {
+decoded decode_one(const std::string& body, codec_context& ctx, bool named) {
   auto req = decode_request(body, true, max_decoded_bytes);
   if (!req)
     fail("replay: " + render(req.error()));
   decode_budget budget{req->decode_budget > 0 ? req->decode_budget
                                               : max_decoded_bytes};
-  auto xs = decode_columnar(req->columnar, ctx, budget);
-  if (!xs)
-    fail("replay: " + render(xs.error()));
-  return {std::move(*req), static_cast<int64_t>(xs->size())};
+  caf::error err;
+  size_t n = 0;
+  if (named) {
+    auto xs = decode_columnar(req->columnar, ctx, budget);
+    err = xs ? caf::error{} : xs.error();
+    n = xs ? xs->size() : 0;
+  } else {
+    auto xs = decode_columnar_indexed(req->columnar, ctx, budget);
+    err = xs ? caf::error{} : xs.error();
+    n = xs ? xs->size() : 0;
+  }
+  if (err)
+    fail("replay: " + render(err));
+  return {std::move(*req), static_cast<int64_t>(n)};
+}
+
+struct replay_sessions {
+  codec_context named;
+  codec_context indexed;
+};
+
+// Batch `k` of device `d`: decoded both ways, then written through `raw`.
+void replay_one(sim_device& dev, int64_t k, replay_sessions& s,
+                const raw_writer& raw, bool timed, replay_stats& out) {
+  auto& body = dev.bodies[static_cast<size_t>(k)];
+  auto cpu0 = thread_cpu_seconds();
+  decode_one(body, s.named, true);
+  auto cpu1 = thread_cpu_seconds();
+  auto d = decode_one(body, s.indexed, false);
+  auto cpu2 = thread_cpu_seconds();
+  // Stamped as ingest stamps it: the key's org and device.
+  d.batch.device_id = std::string(org) + "/" + d.batch.device_id;
+  auto t0 = steady_clock::now();
+  auto res = raw(d.batch);
+  auto wall = seconds_since(t0);
+  auto cpu3 = thread_cpu_seconds();
+  if (!res || res->stored != d.points)
+    fail("raw store: " + (res ? "stored " + std::to_string(res->stored)
+                              : render(res.error())));
+  if (!timed)
+    return;
+  out.points += d.points;
+  out.named_cpu_s += cpu1 - cpu0;
+  out.decode_cpu_s += cpu2 - cpu1;
+  out.raw_wall_s += wall;
+  out.raw_cpu_s += cpu3 - cpu2;
 }
 
 // Every acked batch again, round by round; rounds >= `from` are timed.
 replay_stats replay(std::vector<sim_device>& devs, const raw_writer& raw,
                     int64_t from) {
   replay_stats out;
-  std::vector<codec_context> sessions(devs.size());
+  std::vector<replay_sessions> sessions(devs.size());
   int64_t rounds = 0;
   for (auto& d : devs)
     rounds = std::max(rounds, d.acked);
-  for (int64_t k = 0; k < rounds; ++k) {
-    for (size_t i = 0; i < devs.size(); ++i) {
-      if (k >= devs[i].acked)
-        continue;
-      auto cpu0 = thread_cpu_seconds();
-      auto d = decode_one(devs[i].bodies[static_cast<size_t>(k)], sessions[i]);
-      auto cpu1 = thread_cpu_seconds();
-      // Stamped as ingest stamps it: the key's org and device.
-      d.batch.device_id = std::string(org) + "/" + d.batch.device_id;
-      auto t0 = steady_clock::now();
-      auto res = raw(d.batch);
-      auto wall = seconds_since(t0);
-      auto cpu2 = thread_cpu_seconds();
-      if (!res || res->stored != d.points)
-        fail("raw store: " + (res ? "stored " + std::to_string(res->stored)
-                                  : render(res.error())));
-      if (k >= from) {
-        out.points += d.points;
-        out.decode_cpu_s += cpu1 - cpu0;
-        out.raw_wall_s += wall;
-        out.raw_cpu_s += cpu2 - cpu1;
-      }
-    }
-  }
+  for (int64_t k = 0; k < rounds; ++k)
+    for (size_t i = 0; i < devs.size(); ++i)
+      if (k < devs[i].acked)
+        replay_one(devs[i], k, sessions[i], raw, k >= from, out);
   return out;
 }
 
@@ -633,6 +660,8 @@ void fill_result(const session_run& s, const replay_stats& rp,
   r.node_cpu_cores = s.node_cpu_s / m.seconds;
   r.node_cpu_us_per_point = s.node_cpu_s * 1e6 / std::max<int64_t>(m.points, 1);
   r.decode_points_per_s_per_core = rp.points / std::max(rp.decode_cpu_s, 1e-9);
+  r.decode_named_points_per_s_per_core =
+    rp.points / std::max(rp.named_cpu_s, 1e-9);
   r.raw_points_per_s = rp.points / std::max(rp.raw_wall_s, 1e-9);
   r.raw_cpu_us_per_point = rp.raw_cpu_s * 1e6 / std::max<int64_t>(rp.points, 1);
   r.ratio = r.points_per_s / r.raw_points_per_s;
@@ -753,7 +782,9 @@ std::string ingest_line(const ingest_options& opt, const ingest_result& r) {
       << format(r.bytes_per_point, 3) << " node_cpu_cores="
       << format(r.node_cpu_cores, 2) << " node_cpu_us_per_point="
       << format(r.node_cpu_us_per_point, 2) << " raw_cpu_us_per_point="
-      << format(r.raw_cpu_us_per_point, 2);
+      << format(r.raw_cpu_us_per_point, 2)
+      << " decode_named_points_per_s_per_core="
+      << format(r.decode_named_points_per_s_per_core, 0);
   return out.str();
 }
 
@@ -776,7 +807,8 @@ std::string ingest_usage() {
          "    decode_points_per_s_per_core=... raw_points_per_s=... "
          "ratio=... devices_supported=...\n"
          "    senders=C batch=... seconds=... p50_ms=... bytes_per_point=... "
-         "node_cpu_cores=...\n    node_cpu_us_per_point=... raw_cpu_us_per_point=...\n"
+         "node_cpu_cores=...\n    node_cpu_us_per_point=... raw_cpu_us_per_point=... "
+         "decode_named_points_per_s_per_core=...\n"
          "ratio = points_per_s / raw_points_per_s; devices_supported = "
          "points_per_s / (100\nseries / 30 s). Targets: decode >= 3 M "
          "points/s/core, ratio >= 0.7.\n\n"

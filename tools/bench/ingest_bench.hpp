@@ -56,8 +56,11 @@ struct ingest_result {
   /// CPU the node process used over the measured phase, in cores.
   double node_cpu_cores = 0;
   double node_cpu_us_per_point = 0;
-  /// The same batches decoded and validated on one thread (CPU time).
+  /// The same batches decoded and validated on one thread (CPU time), as
+  /// the store decodes them (series by session index)
   double decode_points_per_s_per_core = 0;
+  /// and as decode_columnar does, a name and labels copied into each point.
+  double decode_named_points_per_s_per_core = 0;
   /// The same rows written by the store class itself, no node in front.
   double raw_points_per_s = 0;
   /// CPU time of those writes per point (steadier than wall time on a
