@@ -45,7 +45,6 @@
 #include "tools/bench/ingest_bench.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -59,7 +58,6 @@
 #include <functional>
 #include <iostream>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <sstream>
 #include <sys/wait.h>
@@ -297,7 +295,7 @@ public:
       int port = 0;
       if (in >> port && port > 0)
         return static_cast<uint16_t>(port);
-      if (exited(0))
+      if (exited())
         fail("fleetd-cloud exited at start (see its log)");
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
@@ -327,7 +325,7 @@ public:
     kill(pid_, SIGTERM);
     auto t0 = steady_clock::now();
     while (seconds_since(t0) < timeout_s) {
-      if (exited(0)) {
+      if (exited()) {
         if (!WIFEXITED(status_) || WEXITSTATUS(status_) != 0)
           fail("fleetd-cloud did not stop cleanly (see its log)");
         return;
@@ -338,10 +336,10 @@ public:
   }
 
 private:
-  bool exited(int flags) {
+  bool exited() {
     if (pid_ <= 0)
       return true;
-    if (waitpid(pid_, &status_, WNOHANG | flags) != pid_)
+    if (waitpid(pid_, &status_, WNOHANG) != pid_)
       return false;
     pid_ = -1;
     return true;
