@@ -188,15 +188,16 @@ caf::error embedded_store::load_series() {
   }
 }
 
-caf::expected<int64_t> embedded_store::series_id(const metric_sample& x) {
-  auto labels = encode_labels(x.labels);
-  auto key = x.name + '\0' + labels;
+caf::expected<int64_t> embedded_store::series_id(const std::string& name,
+                                                 const label_map& labels) {
+  auto encoded = encode_labels(labels);
+  auto key = name + '\0' + encoded;
   if (auto i = series_.find(key); i != series_.end())
     return i->second;
-  auto ins = db_.prepare("INSERT INTO series (name, labels) VALUES (?1, ?2)");
+  auto ins = db_.cached("INSERT INTO series (name, labels) VALUES (?1, ?2)");
   if (!ins)
     return ins.error();
-  ins->bind(1, x.name).bind_blob(2, labels);
+  ins->bind(1, name).bind_blob(2, encoded);
   if (auto err = ins->run())
     return err;
   auto id = db_.last_insert_rowid();
@@ -208,7 +209,7 @@ caf::error embedded_store::write_capability(const ingest_batch& b, int64_t now) 
   auto& c = b.capability;
   if (c.tier <= 0)
     return caf::none;
-  auto st = db_.prepare(
+  auto st = db_.cached(
     "INSERT OR REPLACE INTO device_capability (device_id, tier, total_ram, "
     "available_ram, total_disk, available_disk, cpu_cores, has_sqlite, "
     "has_network, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
@@ -251,8 +252,8 @@ caf::expected<ingest_outcome> embedded_store::write(const ingest_batch& b) {
 }
 
 caf::expected<int64_t> embedded_store::acked_sequence(const ingest_batch& b) {
-  auto sel = db_.prepare("SELECT last_sequence, epoch FROM streams "
-                         "WHERE device_id = ?1 AND stream = ?2");
+  auto sel = db_.cached("SELECT last_sequence, epoch FROM streams "
+                        "WHERE device_id = ?1 AND stream = ?2");
   if (!sel)
     return sel.error();
   sel->bind(1, b.device_id).bind(2, b.stream);
@@ -273,8 +274,8 @@ caf::expected<int64_t> embedded_store::acked_sequence(const ingest_batch& b) {
 
 caf::expected<bool> embedded_store::held(const ingest_batch& b,
                                          int64_t last) {
-  auto seen = db_.prepare("SELECT checksum FROM batches WHERE device_id = ?1 "
-                          "AND stream = ?2 AND epoch = ?4 AND sequence = ?3");
+  auto seen = db_.cached("SELECT checksum FROM batches WHERE device_id = ?1 "
+                         "AND stream = ?2 AND epoch = ?4 AND sequence = ?3");
   if (!seen)
     return seen.error();
   seen->bind(1, b.device_id).bind(2, b.stream).bind(3, b.sequence).bind(
@@ -309,9 +310,9 @@ caf::error embedded_store::write_batch(const ingest_batch& b, int64_t now,
   out.last_acked = std::max(*last, b.sequence);
   if (*had) {
     out.duplicate = true;
-    auto dup = db_.prepare("UPDATE streams SET duplicates = duplicates + 1, "
-                           "last_seen = ?3 WHERE device_id = ?1 AND "
-                           "stream = ?2");
+    auto dup = db_.cached("UPDATE streams SET duplicates = duplicates + 1, "
+                          "last_seen = ?3 WHERE device_id = ?1 AND "
+                          "stream = ?2");
     if (!dup)
       return dup.error();
     dup->bind(1, b.device_id).bind(2, b.stream).bind(3, now);
@@ -321,16 +322,16 @@ caf::error embedded_store::write_batch(const ingest_batch& b, int64_t now,
   if (auto err = insert_records(b, n))
     return err;
   out.stored = n;
-  auto rec = db_.prepare("INSERT INTO batches (device_id, stream, epoch, "
-                         "sequence, points, received_at, checksum) "
-                         "VALUES (?1, ?2, ?6, ?3, ?4, ?5, ?7)");
+  auto rec = db_.cached("INSERT INTO batches (device_id, stream, epoch, "
+                        "sequence, points, received_at, checksum) "
+                        "VALUES (?1, ?2, ?6, ?3, ?4, ?5, ?7)");
   if (!rec)
     return rec.error();
   rec->bind(1, b.device_id).bind(2, b.stream).bind(3, b.sequence).bind(4, n)
     .bind(5, now).bind(6, b.epoch).bind_blob(7, b.checksum);
   if (auto err = rec->run())
     return err;
-  auto up = db_.prepare(
+  auto up = db_.cached(
     "INSERT INTO streams (device_id, stream, epoch, last_sequence, epochs, "
     "points, batches, duplicates, last_seen) "
     "VALUES (?1, ?2, ?6, ?3, 1, ?4, 1, 0, ?5) "
@@ -344,24 +345,26 @@ caf::error embedded_store::write_batch(const ingest_batch& b, int64_t now,
   return up->run();
 }
 
-caf::expected<codec_context*> embedded_store::session(const std::string& device,
-                                                   const std::string& epoch) {
+caf::expected<embedded_store::wire_session*>
+embedded_store::session(const std::string& device, const std::string& epoch) {
   auto key = session_key{device, epoch};
   if (auto i = sessions_.find(key); i != sessions_.end())
     return &i->second;
-  auto st = db_.prepare("SELECT s.name, s.labels FROM wire_series w JOIN "
-                        "series s ON s.id = w.series_id WHERE w.device_id = ?1 "
-                        "AND w.epoch = ?2 ORDER BY w.idx");
+  auto st = db_.cached("SELECT s.name, s.labels, s.id FROM wire_series w JOIN "
+                       "series s ON s.id = w.series_id WHERE w.device_id = ?1 "
+                       "AND w.epoch = ?2 ORDER BY w.idx");
   if (!st)
     return st.error();
   st->bind(1, device).bind(2, epoch);
-  codec_context ctx;
+  wire_session ws;
   if (auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {
-        ctx.add(series_key{r.column_text(0), decode_labels(r.column_blob(1))});
+        ws.codec.add(series_key{r.column_text(0),
+                                decode_labels(r.column_blob(1))});
+        ws.ids.push_back(r.column_int(2));
       }))
     return err;
-  auto hs = db_.prepare("SELECT history FROM wire_history WHERE device_id = ?1 "
-                        "AND epoch = ?2");
+  auto hs = db_.cached("SELECT history FROM wire_history WHERE device_id = ?1 "
+                       "AND epoch = ?2");
   if (!hs)
     return hs.error();
   hs->bind(1, device).bind(2, epoch);
@@ -369,66 +372,68 @@ caf::expected<codec_context*> embedded_store::session(const std::string& device,
   if (!row)
     return row.error();
   std::string history = *row ? hs->column_blob(0) : std::string{};
-  if (auto err = ctx.load_history(history)) {
+  if (auto err = ws.codec.load_history(history)) {
     // Without its histories the table is of no use: the device's next
     // batch is refused session_out_of_sync and starts a new session.
     log_warning("embedded_store", device, ": series session of epoch ", epoch,
                 " has no matching history; starting afresh");
-    ctx.clear();
+    ws.codec.clear();
+    ws.ids.clear();
   }
-  return &sessions_.emplace(key, std::move(ctx)).first->second;
+  return &sessions_.emplace(key, std::move(ws)).first->second;
 }
 
-caf::expected<metric_samples>
-embedded_store::decode_in_session(const ingest_batch& b) {
-  auto ctx = session(b.device_id, b.epoch);
-  if (!ctx)
-    return ctx.error();
+caf::expected<indexed_points>
+embedded_store::decode_in_session(const ingest_batch& b, wire_session*& ws) {
+  auto found = session(b.device_id, b.epoch);
+  if (!found)
+    return found.error();
+  ws = *found;
   auto base = columnar_base(b.columnar);
   if (!base)
     return base.error();
   if (*base == 0) {
     // The device started a new series session (rows may remain of one
     // whose histories did not load).
-    (*ctx)->clear();
-    auto del = db_.prepare("DELETE FROM wire_series WHERE device_id = ?1 "
-                           "AND epoch = ?2");
+    ws->codec.clear();
+    ws->ids.clear();
+    auto del = db_.cached("DELETE FROM wire_series WHERE device_id = ?1 "
+                          "AND epoch = ?2");
     if (!del)
       return del.error();
     del->bind(1, b.device_id).bind(2, b.epoch);
     if (auto err = del->run())
       return err;
   }
-  auto known = (*ctx)->series.size();
+  auto known = ws->codec.series.size();
   // What the request's decoding left of its budget bounds this batch.
   decode_budget budget{b.decode_budget > 0 ? b.decode_budget
-                                           : (*ctx)->max_decoded_bytes};
+                                           : ws->codec.max_decoded_bytes};
   // Refused session_out_of_sync unless encoded against this very state.
-  auto xs = decode_columnar(b.columnar, **ctx, budget);
+  auto xs = decode_columnar_indexed(b.columnar, ws->codec, budget);
   if (!xs)
     return xs.error();
-  auto def = db_.prepare("INSERT INTO wire_series (device_id, epoch, idx, "
-                         "series_id) VALUES (?1, ?2, ?3, ?4)");
+  auto def = db_.cached("INSERT INTO wire_series (device_id, epoch, idx, "
+                        "series_id) VALUES (?1, ?2, ?3, ?4)");
   if (!def)
     return def.error();
-  for (auto i = known; i < (*ctx)->series.size(); ++i) {
-    metric_sample key;
-    key.name = (*ctx)->series[i].first;
-    key.labels = (*ctx)->series[i].second;
-    auto sid = series_id(key);
+  def->bind(1, b.device_id).bind(2, b.epoch);
+  for (auto i = known; i < ws->codec.series.size(); ++i) {
+    auto& key = ws->codec.series[i];
+    auto sid = series_id(key.first, key.second);
     if (!sid)
       return sid.error();
-    def->reset().bind(1, b.device_id).bind(2, b.epoch)
-      .bind(3, static_cast<int64_t>(i)).bind(4, *sid);
+    ws->ids.push_back(*sid);
+    def->rewind().bind(3, static_cast<int64_t>(i)).bind(4, *sid);
     if (auto err = def->run())
       return err;
   }
-  auto hist = db_.prepare("INSERT OR REPLACE INTO wire_history (device_id, "
-                          "epoch, history) VALUES (?1, ?2, ?3)");
+  auto hist = db_.cached("INSERT OR REPLACE INTO wire_history (device_id, "
+                         "epoch, history) VALUES (?1, ?2, ?3)");
   if (!hist)
     return hist.error();
   hist->bind(1, b.device_id).bind(2, b.epoch)
-    .bind_blob(3, (*ctx)->save_history());
+    .bind_blob(3, ws->codec.save_history());
   if (auto err = hist->run())
     return err;
   return std::move(*xs);
@@ -436,8 +441,8 @@ embedded_store::decode_in_session(const ingest_batch& b) {
 
 caf::error embedded_store::insert_records(const ingest_batch& b, int64_t& n) {
   if (!b.logs.empty()) {
-    auto ins = db_.prepare("INSERT INTO logs (device_id, sequence, labels, ts, "
-                           "line, epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    auto ins = db_.cached("INSERT INTO logs (device_id, sequence, labels, ts, "
+                          "line, epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
     if (!ins)
       return ins.error();
     for (auto& x : b.logs) {
@@ -451,9 +456,9 @@ caf::error embedded_store::insert_records(const ingest_batch& b, int64_t& n) {
     return caf::none;
   }
   if (!b.events.empty()) {
-    auto ins = db_.prepare("INSERT INTO events (device_id, sequence, ts, kind, "
-                           "message, attributes, epoch) VALUES (?1, ?2, ?3, "
-                           "?4, ?5, ?6, ?7)");
+    auto ins = db_.cached("INSERT INTO events (device_id, sequence, ts, kind, "
+                          "message, attributes, epoch) VALUES (?1, ?2, ?3, "
+                          "?4, ?5, ?6, ?7)");
     if (!ins)
       return ins.error();
     for (auto& x : b.events) {
@@ -466,40 +471,50 @@ caf::error embedded_store::insert_records(const ingest_batch& b, int64_t& n) {
     n = static_cast<int64_t>(b.events.size());
     return caf::none;
   }
-  const metric_samples* samples = &b.samples;
-  metric_samples decoded;
-  if (!b.columnar.empty()) {
-    auto xs = decode_in_session(b);
-    if (!xs)
-      return xs.error();
-    decoded = std::move(*xs);
-    samples = &decoded;
-  }
+  return insert_points(b, n);
+}
+
+caf::error embedded_store::insert_points(const ingest_batch& b, int64_t& n) {
   // value is for people (NULL for NaN, -0.0 reads 0.0); bits is exact.
-  auto ins = db_.prepare("INSERT INTO points (device_id, sequence, "
-                         "series_id, ts, value, bits, epoch) VALUES (?1, ?2, "
-                         "?3, ?4, ?5, ?6, ?7)");
+  // The batch's own columns are bound once; a row rebinds the rest.
+  auto ins = db_.cached("INSERT INTO points (device_id, sequence, "
+                        "series_id, ts, value, bits, epoch) VALUES (?1, ?2, "
+                        "?3, ?4, ?5, ?6, ?7)");
   if (!ins)
     return ins.error();
-  for (auto& x : *samples) {
-    auto sid = series_id(x);
-    if (!sid)
-      return sid.error();
-    ins->reset().bind(1, b.device_id).bind(2, b.sequence).bind(3, *sid)
-      .bind(4, x.timestamp_ms).bind(5, x.value).bind_exact(6, x.value)
-      .bind(7, b.epoch);
-    if (auto err = ins->run())
-      return err;
+  ins->bind(1, b.device_id).bind(2, b.sequence).bind(7, b.epoch);
+  auto row = [&](int64_t sid, int64_t ts, double value) {
+    return ins->rewind().bind(3, sid).bind(4, ts).bind(5, value)
+      .bind_exact(6, value).run();
+  };
+  if (b.columnar.empty()) {
+    for (auto& x : b.samples) {
+      auto sid = series_id(x.name, x.labels);
+      if (!sid)
+        return sid.error();
+      if (auto err = row(*sid, x.timestamp_ms, x.value))
+        return err;
+    }
+    n = static_cast<int64_t>(b.samples.size());
+    return caf::none;
   }
-  n = static_cast<int64_t>(samples->size());
+  // Session batches need no name lookup: the session maps index to id.
+  wire_session* ws = nullptr;
+  auto xs = decode_in_session(b, ws);
+  if (!xs)
+    return xs.error();
+  for (auto& x : *xs)
+    if (auto err = row(ws->ids[x.series], x.timestamp_ms, x.value))
+      return err;
+  n = static_cast<int64_t>(xs->size());
   return caf::none;
 }
 
 caf::error embedded_store::config_for(const std::string& device, int64_t have,
                                    cloud_settings& out) {
-  auto st = db_.prepare("SELECT version, batch_size, sync_interval_ms, "
-                        "retention_ms, zstd_level FROM device_config WHERE "
-                        "device_id = ?1 AND version > ?2");
+  auto st = db_.cached("SELECT version, batch_size, sync_interval_ms, "
+                       "retention_ms, zstd_level FROM device_config WHERE "
+                       "device_id = ?1 AND version > ?2");
   if (!st)
     return st.error();
   st->bind(1, device).bind(2, have);

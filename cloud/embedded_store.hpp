@@ -3,6 +3,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <caf/expected.hpp>
 
@@ -34,9 +35,14 @@ public:
 
 private:
   using session_key = std::pair<std::string, std::string>;
-  // The series table of a device's columnar session (per store epoch).
-  caf::expected<codec_context*> session(const std::string& device,
-                                        const std::string& epoch);
+  // A device's columnar session (per store epoch): the codec's series table
+  // and the store's series id of each of its indexes.
+  struct wire_session {
+    codec_context codec;
+    std::vector<int64_t> ids;
+  };
+  caf::expected<wire_session*> session(const std::string& device,
+                                       const std::string& epoch);
   // The samples of a columnar batch, decoded against the device's session,
   // which advances (tables written in the caller's transaction).
   // The steps of write(), inside its transaction.
@@ -47,19 +53,22 @@ private:
   // True when the batch is held already; bad_sequence when its sequence is
   // held with other content or too far ahead of `last`.
   caf::expected<bool> held(const ingest_batch& b, int64_t last);
-  caf::expected<metric_samples> decode_in_session(const ingest_batch& b);
+  caf::expected<indexed_points> decode_in_session(const ingest_batch& b,
+                                                  wire_session*& ws);
   caf::error insert_records(const ingest_batch& b, int64_t& n);
+  caf::error insert_points(const ingest_batch& b, int64_t& n);
   // The device's latest DeviceCapability, when the batch carries one.
   caf::error write_capability(const ingest_batch& b, int64_t now);
   caf::error config_for(const std::string& device, int64_t have,
                         cloud_settings& out);
-  caf::expected<int64_t> series_id(const metric_sample& x);
+  caf::expected<int64_t> series_id(const std::string& name,
+                                   const label_map& labels);
   caf::error load_series();
 
   clock_ptr clock_;
   sqlite::database db_;
   std::map<std::string, int64_t> series_;
-  std::map<session_key, codec_context> sessions_;
+  std::map<session_key, wire_session> sessions_;
   int64_t batches_stored_ = 0;
   int64_t points_stored_ = 0;
   int64_t duplicates_ = 0;

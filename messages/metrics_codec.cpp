@@ -5,6 +5,7 @@
 #include <cstring>
 #include <map>
 #include <tuple>
+#include <type_traits>
 
 #include "messages/decode_budget.hpp"
 #include "messages/error.hpp"
@@ -1049,7 +1050,10 @@ public:
                    decode_budget& budget)
     : bytes_(bytes), r_{bytes}, ctx_(ctx), budget_(budget) {}
 
-  caf::expected<metric_samples> run() {
+  /// The points as samples (Indexed false) or indexed_points (true).
+  template <bool Indexed>
+  auto run() -> caf::expected<
+    std::conditional_t<Indexed, indexed_points, metric_samples>> {
     for (auto step : {&columnar_decoder::read_header,
                       &columnar_decoder::read_definitions,
                       &columnar_decoder::read_slots,
@@ -1059,9 +1063,20 @@ public:
                       &columnar_decoder::read_values})
       if (auto err = (this->*step)())
         return err;
-    auto out = assemble();
-    if (out)
-      commit();
+    std::conditional_t<Indexed, indexed_points, metric_samples> out;
+    out.reserve(order_.size());
+    auto err = each_point([&](size_t s, size_t k) {
+      auto ts = groups_[slot_group_[s]][k];
+      if constexpr (Indexed) {
+        out.push_back({static_cast<uint32_t>(slot_idx_[s]), ts, vals_[s][k]});
+      } else {
+        auto& key = key_at(slot_idx_[s]);
+        out.push_back({key.first, key.second, ts, vals_[s][k]});
+      }
+    });
+    if (err)
+      return err;
+    commit();
     return out;
   }
 
@@ -1081,7 +1096,9 @@ private:
   caf::error read_ref(column& c, slot_deltas& mine);
   caf::error read_deltas(column& c);
   caf::error read_xor(column& c);
-  caf::expected<metric_samples> assemble();
+  // Calls f(slot, k) for the k-th point of each slot, in sample order.
+  template <class F>
+  caf::error each_point(F f);
   void commit();
 
   const series_key& key_at(uint64_t idx) const {
@@ -1535,27 +1552,18 @@ caf::error columnar_decoder::read_xor(column& c) {
   return caf::none;
 }
 
-caf::expected<metric_samples> columnar_decoder::assemble() {
+template <class F>
+caf::error columnar_decoder::each_point(F f) {
   auto nslots = slot_idx_.size();
-  metric_samples result;
-  result.reserve(order_.size());
   std::vector<size_t> next(nslots, 0);
-  for (auto s : order_) {
-    auto k = next[s]++;
-    auto& key = key_at(slot_idx_[s]);
-    metric_sample m;
-    m.name = key.first;
-    m.labels = key.second;
-    m.timestamp_ms = groups_[slot_group_[s]][k];
-    m.value = vals_[s][k];
-    result.push_back(std::move(m));
-  }
+  for (auto s : order_)
+    f(s, next[s]++);
   if (order_flag_ == 1) {
     for (size_t s = 0; s < nslots; ++s)
       if (next[s] != groups_[slot_group_[s]].size())
         return bad("bad order column");
   }
-  return result;
+  return caf::none;
 }
 
 void columnar_decoder::commit() {
@@ -1580,13 +1588,20 @@ void columnar_decoder::commit() {
 caf::expected<metric_samples> decode_columnar(std::string_view bytes,
                                               codec_context& ctx,
                                               decode_budget& budget) {
-  return columnar_decoder{bytes, ctx, budget}.run();
+  return columnar_decoder{bytes, ctx, budget}.run<false>();
 }
 
 caf::expected<metric_samples> decode_columnar(std::string_view bytes,
                                               codec_context& ctx) {
   decode_budget budget{ctx.max_decoded_bytes};
   return decode_columnar(bytes, ctx, budget);
+}
+
+caf::expected<indexed_points> decode_columnar_indexed(std::string_view bytes,
+                                                      codec_context& ctx,
+                                                      decode_budget& budget) {
+  // Charged as for samples: one limit, whichever output the caller takes.
+  return columnar_decoder{bytes, ctx, budget}.run<true>();
 }
 
 } // namespace fleetd

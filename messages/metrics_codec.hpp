@@ -110,4 +110,21 @@ caf::expected<metric_samples> decode_columnar(std::string_view bytes,
 caf::expected<metric_samples> decode_columnar(std::string_view bytes,
                                               codec_context& ctx);
 
+/// A decoded point whose series is named by its index in the session table.
+struct indexed_point {
+  uint32_t series = 0;
+  int64_t timestamp_ms = 0;
+  double value = 0;
+};
+
+using indexed_points = std::vector<indexed_point>;
+
+/// decode_columnar without a copy of the name and labels in every point:
+/// each point's series is ctx.series[series] (the batch's new series are
+/// appended on success). Same checks, same budget charges, same session
+/// change; for a receiver that keeps its own data per session index.
+caf::expected<indexed_points> decode_columnar_indexed(std::string_view bytes,
+                                                      codec_context& ctx,
+                                                      decode_budget& budget);
+
 } // namespace fleetd

@@ -52,27 +52,46 @@ void ieee_bits_fn(sqlite3_context* ctx, int, sqlite3_value** argv) {
 } // namespace
 
 statement::statement(statement&& other) noexcept
-  : db_(other.db_), stmt_(other.stmt_) {
+  : db_(other.db_), stmt_(other.stmt_), lent_(other.lent_) {
   other.stmt_ = nullptr;
+  other.lent_ = nullptr;
 }
 
 statement& statement::operator=(statement&& other) noexcept {
   if (this != &other) {
-    sqlite3_finalize(stmt_);
+    release();
     db_ = other.db_;
     stmt_ = other.stmt_;
+    lent_ = other.lent_;
     other.stmt_ = nullptr;
+    other.lent_ = nullptr;
   }
   return *this;
 }
 
 statement::~statement() {
-  sqlite3_finalize(stmt_);
+  release();
+}
+
+void statement::release() {
+  if (lent_) {
+    reset();
+    *lent_ = false;
+    lent_ = nullptr;
+  } else {
+    sqlite3_finalize(stmt_);
+  }
+  stmt_ = nullptr;
 }
 
 statement& statement::reset() {
   sqlite3_reset(stmt_);
   sqlite3_clear_bindings(stmt_);
+  return *this;
+}
+
+statement& statement::rewind() {
+  sqlite3_reset(stmt_);
   return *this;
 }
 
@@ -176,15 +195,19 @@ bool statement::column_is_null(int index) const {
   return sqlite3_column_type(stmt_, index) == SQLITE_NULL;
 }
 
-database::database(database&& other) noexcept : db_(other.db_) {
+database::database(database&& other) noexcept
+  : db_(other.db_), cache_(std::move(other.cache_)) {
   other.db_ = nullptr;
+  other.cache_.clear();
 }
 
 database& database::operator=(database&& other) noexcept {
   if (this != &other) {
     close();
     db_ = other.db_;
+    cache_ = std::move(other.cache_);
     other.db_ = nullptr;
+    other.cache_.clear();
   }
   return *this;
 }
@@ -194,6 +217,9 @@ database::~database() {
 }
 
 void database::close() {
+  for (auto& kv : cache_)
+    sqlite3_finalize(kv.second.stmt);
+  cache_.clear();
   if (db_) {
     // sqlite3_close_v2 checkpoints the WAL when it is the last connection.
     sqlite3_close_v2(db_);
@@ -267,6 +293,23 @@ caf::expected<statement> database::prepare(const std::string& sql) {
   if (rc != SQLITE_OK)
     return to_error(db_, rc, "prepare " + sql.substr(0, 40));
   return statement{db_, stmt};
+}
+
+caf::expected<statement> database::cached(const std::string& sql) {
+  auto& entry = cache_[sql];
+  if (entry.lent)
+    return prepare(sql);
+  if (!entry.stmt) {
+    auto rc = sqlite3_prepare_v2(db_, sql.c_str(),
+                                 static_cast<int>(sql.size()), &entry.stmt,
+                                 nullptr);
+    if (rc != SQLITE_OK) {
+      cache_.erase(sql);
+      return to_error(db_, rc, "prepare " + sql.substr(0, 40));
+    }
+  }
+  entry.lent = true;
+  return statement{db_, entry.stmt, &entry.lent};
 }
 
 caf::expected<bool> database::has_column(const std::string& table,

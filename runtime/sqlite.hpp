@@ -4,6 +4,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
@@ -13,11 +14,14 @@ struct sqlite3_stmt;
 
 namespace fleetd::sqlite {
 
-/// A prepared statement; reset and rebound for every use.
+/// A prepared statement; reset and rebound for every use. One lent by a
+/// database's cache (database::cached) is reset and returned to the cache
+/// when dropped, not finalized.
 class statement {
 public:
   statement() = default;
-  statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {
+  statement(sqlite3* db, sqlite3_stmt* stmt, bool* lent = nullptr)
+    : db_(db), stmt_(stmt), lent_(lent) {
     // nop
   }
   statement(statement&& other) noexcept;
@@ -27,6 +31,9 @@ public:
   ~statement();
 
   statement& reset();
+  /// Resets for the next run but keeps the bindings: a loop rebinds only
+  /// the parameters that change.
+  statement& rewind();
   statement& bind(int index, int64_t value);
   statement& bind(int index, double value);
   statement& bind(int index, std::string_view text);
@@ -53,8 +60,12 @@ public:
   int column_count() const;
 
 private:
+  // Finalizes the statement, or gives a lent one back to its cache.
+  void release();
+
   sqlite3* db_ = nullptr;
   sqlite3_stmt* stmt_ = nullptr;
+  bool* lent_ = nullptr;
 };
 
 /// One connection; owned by a single detached actor.
@@ -83,6 +94,11 @@ public:
 
   caf::error exec(const std::string& sql);
   caf::expected<statement> prepare(const std::string& sql);
+  /// `sql` prepared once per connection: lent until the statement is
+  /// dropped, then reset (no read snapshot outlives its use) and kept for
+  /// the next call. While lent, a second call prepares a statement of its
+  /// own. What it lends must be dropped before the database closes.
+  caf::expected<statement> cached(const std::string& sql);
 
   /// True when `table` exists and has a column named `column`.
   caf::expected<bool> has_column(const std::string& table,
@@ -111,7 +127,13 @@ private:
   explicit database(sqlite3* db) : db_(db) {
     // nop
   }
+  struct cached_statement {
+    sqlite3_stmt* stmt = nullptr;
+    bool lent = false;
+  };
   sqlite3* db_ = nullptr;
+  // Node-based: an entry's `lent` stays where it is while the map grows.
+  std::unordered_map<std::string, cached_statement> cache_;
 };
 
 /// Maps an SQLite result code to the project's error: disk full, corrupt

@@ -12,6 +12,7 @@
 #include <random>
 #include <string>
 
+#include "messages/decode_budget.hpp"
 #include "messages/error.hpp"
 #include "messages/metrics_codec.hpp"
 #include "messages/types.hpp"
@@ -28,6 +29,30 @@ void check_same(const metric_samples& got, const metric_samples& want) {
     CHECK(got[i].labels == want[i].labels);
     CHECK(got[i].timestamp_ms == want[i].timestamp_ms);
     CHECK(bits_of(got[i].value) == bits_of(want[i].value));
+  }
+}
+
+// decode_columnar_indexed on a copy of `start` agrees with decode_columnar
+// on another: both refuse, or both give the same points (series by index)
+// and leave the same session.
+void check_indexed_agrees(std::string_view bytes, const codec_context& start) {
+  auto by_name = start;
+  auto by_index = start;
+  auto want = decode_columnar(bytes, by_name);
+  decode_budget budget{by_index.max_decoded_bytes};
+  auto got = decode_columnar_indexed(bytes, by_index, budget);
+  REQUIRE(static_cast<bool>(want) == static_cast<bool>(got));
+  CHECK(by_index.digest() == by_name.digest());
+  if (!want)
+    return;
+  REQUIRE(got->size() == want->size());
+  for (size_t i = 0; i < got->size(); ++i) {
+    auto& p = (*got)[i];
+    REQUIRE(p.series < by_index.series.size());
+    CHECK(by_index.series[p.series].first == (*want)[i].name);
+    CHECK(by_index.series[p.series].second == (*want)[i].labels);
+    CHECK(p.timestamp_ms == (*want)[i].timestamp_ms);
+    CHECK(bits_of(p.value) == bits_of((*want)[i].value));
   }
 }
 
@@ -301,6 +326,8 @@ void check_corruption(const std::string& bytes, uint64_t seed,
     auto dec = start;
     if (!decode_columnar(bad, dec))
       CHECK(dec.digest() == digest);
+    if (i % 10 == 0)
+      check_indexed_agrees(bad, start);
   }
 }
 
@@ -624,6 +651,7 @@ TEST_CASE("random sessions: every batch decodes back and both sides agree") {
       }
       if (rng() % 4 == 0) std::shuffle(xs.begin(), xs.end(), rng);
       auto bytes = encode_columnar(xs, enc);
+      check_indexed_agrees(bytes, dec);
       auto got = decode_columnar(bytes, dec);
       REQUIRE_MESSAGE(got, "seed " << seed << " batch " << b << ": "
                                     << render(got.error()));

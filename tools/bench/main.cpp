@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "runtime/options.hpp"
+#include "tools/bench/ingest_bench.hpp"
 #include "tools/bench/outage_bench.hpp"
 #include "tools/bench/storage_bench.hpp"
 #include "tools/bench/wire_bench.hpp"
@@ -28,6 +29,8 @@ const subcommand subcommands[] = {
    fleetd::bench::run_wire_bench},
   {"outage", fleetd::bench::outage_summary, fleetd::bench::outage_usage,
    fleetd::bench::run_outage_bench},
+  {"ingest", fleetd::bench::ingest_summary, fleetd::bench::ingest_usage,
+   fleetd::bench::run_ingest_bench},
 };
 
 void print_help(std::ostream& out) {

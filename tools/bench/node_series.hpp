@@ -1,12 +1,15 @@
 #pragma once
 
 // The 100 node_exporter-like series the benchmarks store and send (storage,
-// outage): names, labels, how each value moves and where it starts.
+// outage, ingest): names, labels, how each value moves and where it starts,
+// and node_values, which moves them scrape after scrape.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "messages/types.hpp"
@@ -98,5 +101,72 @@ inline std::vector<series_def> node_exporter_series(std::mt19937_64& rng,
   add("node_timex_offset_seconds", {}, kind::gauge, 0, 0.0004);
   return out;
 }
+
+/// The values of a set of series scrape after scrape, as node_exporter prints
+/// them: counters grow by random steps, gauges wander around where they
+/// started; cpu seconds in 1/100 s (USER_HZ), load averages with 2
+/// decimals, ns offsets, each value the double its printed text parses to.
+class node_values {
+public:
+  explicit node_values(std::vector<series_def> defs) : defs_(std::move(defs)) {
+    // Own copy: a moved owner of the definitions leaves nothing dangling.
+    for (auto& d : defs_) {
+      current_.push_back(d.start);
+      scale_.push_back(d.k == kind::int_counter || d.k == kind::int_gauge ? 0
+                       : d.name == "node_cpu_seconds_total"
+                           || d.name.rfind("node_load", 0) == 0
+                         ? 1e2
+                       : d.name == "node_timex_offset_seconds" ? 1e9
+                                                               : 1e3);
+    }
+    printed_.resize(defs_.size());
+  }
+
+  /// Moves every series one scrape on; values() holds what is printed.
+  void step(std::mt19937_64& rng) {
+    // Fresh distributions per scrape: a scrape's draws depend on rng alone.
+    std::uniform_real_distribution<double> u(0, 1);
+    std::normal_distribution<double> noise(0, 1);
+    for (size_t i = 0; i < defs_.size(); ++i) {
+      auto& d = defs_[i];
+      auto& v = current_[i];
+      switch (d.k) {
+        case kind::counter:
+          v += d.step * 2 * u(rng);
+          break;
+        case kind::int_counter:
+          v += std::floor(d.step * 2 * u(rng));
+          break;
+        case kind::gauge:
+          // A wander pulled back towards where it started.
+          v += 0.3 * d.step * noise(rng) + 0.05 * (d.start - v);
+          if (d.name != "node_timex_offset_seconds")
+            v = std::max(0.0, v);
+          break;
+        case kind::int_gauge: {
+          auto x = v + 0.3 * d.step * noise(rng) + 0.05 * (d.start - v);
+          // Page-sized quantities stay in pages.
+          double unit = d.step >= 4096 && std::fmod(d.start, 4096) == 0 ? 4096
+                                                                        : 1;
+          v = std::max(0.0, std::round(x / unit) * unit);
+          break;
+        }
+      }
+      printed_[i] = scale_[i] > 0 ? std::round(v * scale_[i]) / scale_[i] : v;
+    }
+  }
+
+  /// The printed value of each series after the last step, by index.
+  const std::vector<double>& values() const {
+    return printed_;
+  }
+
+private:
+  std::vector<series_def> defs_;
+  std::vector<double> current_;
+  // 10^decimals of each series' printed values; 0: integers already.
+  std::vector<double> scale_;
+  std::vector<double> printed_;
+};
 
 } // namespace fleetd::bench

@@ -248,16 +248,9 @@ public:
         d.labels["shard"] = std::to_string(i / base.size());
       defs_.push_back(std::move(d));
     }
-    for (auto& d : defs_) {
-      current_.push_back(d.start);
-      scale_.push_back(d.k == kind::int_counter || d.k == kind::int_gauge ? 0
-                       : d.name == "node_cpu_seconds_total"
-                           || d.name.rfind("node_load", 0) == 0
-                         ? 1e2
-                       : d.name == "node_timex_offset_seconds" ? 1e9
-                                                               : 1e3);
+    for (auto& d : defs_)
       keys_.push_back(d.name + '\0' + encode_labels(d.labels));
-    }
+    values_ = node_values(defs_);
     lines_per_round_ = lines_per_round;
   }
 
@@ -276,41 +269,13 @@ public:
              std::vector<point_key>& points) {
     xs.clear();
     lines.clear();
-    std::uniform_real_distribution<double> u(0, 1);
-    std::normal_distribution<double> noise(0, 1);
     std::uniform_int_distribution<int64_t> jitter_ms(0, 40);
     auto ts = start_ms + r * round_ms + jitter_ms(rng_);
+    values_.step(rng_);
+    auto& vs = values_.values();
     for (size_t i = 0; i < defs_.size(); ++i) {
-      auto& d = defs_[i];
-      auto& v = current_[i];
-      switch (d.k) {
-        case kind::counter:
-          v += d.step * 2 * u(rng_);
-          break;
-        case kind::int_counter:
-          v += std::floor(d.step * 2 * u(rng_));
-          break;
-        case kind::gauge:
-          // A wander pulled back towards where it started.
-          v += 0.3 * d.step * noise(rng_) + 0.05 * (d.start - v);
-          if (d.name != "node_timex_offset_seconds")
-            v = std::max(0.0, v);
-          break;
-        case kind::int_gauge: {
-          auto x = v + 0.3 * d.step * noise(rng_) + 0.05 * (d.start - v);
-          // Page-sized quantities stay in pages.
-          double unit = d.step >= 4096 && std::fmod(d.start, 4096) == 0 ? 4096
-                                                                        : 1;
-          v = std::max(0.0, std::round(x / unit) * unit);
-          break;
-        }
-      }
-      // What the exporter prints: cpu seconds in 1/100 s (USER_HZ), load
-      // averages with 2 decimals, millidegrees, ns offsets; the kept value
-      // is the double that text parses to (m / 10^k, correctly rounded).
-      auto out = scale_[i] > 0 ? std::round(v * scale_[i]) / scale_[i] : v;
-      xs.push_back({d.name, d.labels, ts, out});
-      points.push_back({static_cast<uint32_t>(i), ts, bits_of(out)});
+      xs.push_back({defs_[i].name, defs_[i].labels, ts, vs[i]});
+      points.push_back({static_cast<uint32_t>(i), ts, bits_of(vs[i])});
     }
     auto round_ns = (start_ms + r * round_ms) * 1000000;
     std::uniform_int_distribution<int64_t> jitter_ns(0, 999999);
@@ -376,9 +341,7 @@ private:
 
   std::mt19937_64 rng_;
   std::vector<series_def> defs_;
-  std::vector<double> current_;
-  // 10^decimals of each series' printed values; 0: integers already.
-  std::vector<double> scale_;
+  node_values values_{{}};
   std::vector<std::string> keys_;
   int64_t lines_per_round_ = 0;
 };
