@@ -75,7 +75,7 @@
 #include "runtime/sqlite.hpp"
 #include "tools/bench/bench_util.hpp"
 #include "tools/bench/node_series.hpp"
-#include "tools/bench/throwaway_tls.hpp"
+#include "tools/bench/bench_tls.hpp"
 
 namespace fleetd::bench {
 
@@ -612,12 +612,12 @@ struct session_run {
 
 // Starts the node, sends warm-up, pilot and measured rounds, stops it.
 session_run drive_node(const ingest_options& opt, const store_choice& store,
-                       std::vector<sim_device>& devs, const tls_files& tls,
+                       std::vector<sim_device>& devs, const bench_pki& pki,
                        const std::string& node_dir) {
-  node_process node(cloud_program(opt), node_args(node_dir, tls, store),
+  node_process node(cloud_program(opt), node_args(node_dir, pki.server, store),
                     node_dir + "/node.log");
   link_target to{node.wait_port(node_dir + "/ingest.port", 30),
-                 {"", "", tls.cert},
+                 pki.client,
                  opt.scrapes_per_batch * 100};
   session_run out;
   encode_rounds(devs, opt.scrapes_per_batch, 1);
@@ -670,13 +670,13 @@ ingest_result run_checked(const ingest_options& opt) {
   auto store = choose_store(opt);
   auto node_dir = opt.dir + "/node";
   fs::create_directories(node_dir);
-  auto tls = make_throwaway_tls(opt.dir);
+  auto pki = make_bench_pki(opt.dir);
   auto devs = make_devices(opt.devices);
   auto t0 = steady_clock::now();
   store.enroll(node_dir, devs);
   progress(opt, "enrolled " + std::to_string(devs.size()) + " devices in "
                   + format(seconds_since(t0), 1) + " s");
-  auto run = drive_node(opt, store, devs, tls, node_dir);
+  auto run = drive_node(opt, store, devs, pki, node_dir);
   ingest_result r;
   r.acked_points = run.acked_points;
   r.stored_points = count_points(node_dir + "/cloud.db");
