@@ -1,7 +1,8 @@
 // Device identity on real processes over HTTPS: an enrolled device syncs
 // exactly once; every wrong key, another device's id, a missing client
 // certificate is refused with its own code and counter and stores nothing;
-// a revocation takes effect within 5 s.
+// a revocation takes effect within 5 s; a second org's key writes only its
+// own device.
 #include <doctest/doctest.h>
 
 #include <csignal>
@@ -140,6 +141,14 @@ TEST_CASE("over HTTPS an enrolled device syncs exactly once; wrong keys, "
     CHECK(res.status == r.status);
     CHECK(res.error.rfind(r.code, 0) == 0);
   }
+  // A second org with a device of the same name: its key writes only its own
+  // device (its sequence 1 is new, no duplicate of acme's) and names no other.
+  REQUIRE(c.ctl({"org", "create", "globex"}).first == 0);
+  auto gkey = c.secret({"device", "add", "--org", "globex", "dev1"});
+  CHECK(c.post(gkey, "dev1", 1).status == 200);
+  CHECK(c.post(gkey, "dev2", 2).error.rfind("device_mismatch", 0) == 0);
+  CHECK(cloud_points(cloud_db, "globex/dev1").size() == 1);
+  CHECK(cloud_points(cloud_db, "acme/dev1").size() == held);
   // Rotated out (no overlap) and revoked keys.
   auto key3 = c.secret({"device", "rotate-key", "--org", "acme", "--overlap",
                         "0s", "dev2"});
