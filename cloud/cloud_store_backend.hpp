@@ -31,4 +31,8 @@ public:
   virtual actor_stats stats() = 0;
 };
 
+/// A change the device could not apply exactly is refused (bad_config), not
+/// clipped; every backend checks it before storing.
+caf::error check_settings_change(const settings_change& c);
+
 } // namespace fleetd

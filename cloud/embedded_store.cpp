@@ -531,10 +531,7 @@ caf::error embedded_store::config_for(const std::string& device, int64_t have,
   return caf::none;
 }
 
-namespace {
-
-// A change the device could not apply exactly is refused, not clipped.
-caf::error check_values(const settings_change& c) {
+caf::error check_settings_change(const settings_change& c) {
   auto& x = c.values;
   auto in = [](int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= hi; };
   auto bad = [](const char* name, int64_t v, int64_t lo, int64_t hi) {
@@ -559,11 +556,9 @@ caf::error check_values(const settings_change& c) {
   return caf::none;
 }
 
-} // namespace
-
 caf::expected<cloud_settings>
 embedded_store::set_config(const std::string& device, const settings_change& c) {
-  if (auto err = check_values(c))
+  if (auto err = check_settings_change(c))
     return err;
   cloud_settings x;
   auto err = sqlite::transaction(db_, [&]() -> caf::error {

@@ -1,0 +1,388 @@
+// The contract of cloud_store_backend, run against both backends: the
+// embedded SQLite store and PostgreSQL (pg_store, behind PgBouncer in
+// transaction pooling). The PostgreSQL cases skip when no server can run.
+#include "cloud/embedded_store.hpp"
+#include "cloud/pg_migrate.hpp"
+#include "cloud/pg_store.hpp"
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <doctest/doctest.h>
+
+#include "check_samples.hpp"
+#include "helpers.hpp"
+#include "messages/error.hpp"
+#include "messages/metrics_codec.hpp"
+#include "messages/wire.hpp"
+#include "pg_fixture.hpp"
+#include "scratch_dir.hpp"
+#include "skip.hpp"
+
+using namespace fleetd;
+using test::check_same_samples;
+using test::concat;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int64_t clock_start_ms = 1'700'000'000'000;
+
+// One backend's stores over one database: open() again is a restart (or a
+// second node, for PostgreSQL).
+struct backend {
+  virtual ~backend() = default;
+  virtual std::unique_ptr<cloud_store_backend> open() = 0;
+  // Several stores may write the same database at once (nodes).
+  virtual bool shared() const = 0;
+  std::shared_ptr<manual_clock> clock
+    = std::make_shared<manual_clock>(clock_start_ms);
+};
+
+struct embedded_backend : backend {
+  test::scratch_dir dir{"fleetd-contract"};
+  std::unique_ptr<cloud_store_backend> open() override {
+    REQUIRE(dir.ok());
+    auto st = embedded_store::open(dir.file("cloud.db"), clock);
+    REQUIRE_MESSAGE(st, render(st.error()));
+    return std::make_unique<embedded_store>(std::move(*st));
+  }
+  bool shared() const override {
+    return false;
+  }
+};
+
+struct pg_backend : backend {
+  std::optional<test::pg_database> db;
+  std::string why;
+  pg_backend() {
+    db = test::fresh_pg_database("contract", why, true);
+    if (!db)
+      return;
+    auto owner = test::pg_connect(db->owner_url);
+    auto done = migrate(owner);
+    REQUIRE_MESSAGE(done, render(done.error()));
+  }
+  std::unique_ptr<cloud_store_backend> open() override {
+    pg::connect_options opts;
+    opts.server_prepared = false;
+    auto st = pg_store::open(db->pooled_url, clock, opts);
+    REQUIRE_MESSAGE(st, render(st.error()));
+    return std::make_unique<pg_store>(std::move(*st));
+  }
+  bool shared() const override {
+    return true;
+  }
+};
+
+metric_samples samples(size_t n, double tag) {
+  metric_samples out;
+  for (size_t i = 0; i < n; ++i) {
+    metric_sample s;
+    s.name = i % 2 == 0 ? "cpu" : "load1";
+    if (i % 2 == 0)
+      s.labels = {{"core", "0"}, {"mode", "idle"}};
+    s.timestamp_ms = clock_start_ms + static_cast<int64_t>(i);
+    s.value = tag * 1000 + static_cast<double>(i);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+ingest_batch batch(std::string device, int64_t seq, metric_samples xs,
+                   std::string stream = metrics_stream) {
+  ingest_batch b;
+  b.device_id = std::move(device);
+  b.stream = std::move(stream);
+  b.epoch = "e1";
+  b.sequence = seq;
+  b.samples = std::move(xs);
+  return b;
+}
+
+ingest_outcome write_ok(cloud_store_backend& st, const ingest_batch& b) {
+  auto r = st.write(b);
+  REQUIRE_MESSAGE(r, render(r.error()));
+  return *r;
+}
+
+metric_samples points_of(cloud_store_backend& st, const std::string& dev) {
+  auto r = st.points(dev);
+  REQUIRE_MESSAGE(r, render(r.error()));
+  return std::move(*r);
+}
+
+device_infos devices_of(cloud_store_backend& st) {
+  auto r = st.devices();
+  REQUIRE_MESSAGE(r, render(r.error()));
+  return std::move(*r);
+}
+
+bool is(const caf::error& err, ec code) {
+  return err.category() == caf::atom("fleetd")
+         && err.code() == static_cast<uint8_t>(code);
+}
+
+ingest_batch columnar_batch(std::string device, std::string epoch,
+                            int64_t seq, std::string bytes) {
+  ingest_batch b;
+  b.device_id = std::move(device);
+  b.stream = metrics_stream;
+  b.epoch = std::move(epoch);
+  b.sequence = seq;
+  b.checksum = batch_checksum(bytes);
+  b.columnar = std::move(bytes);
+  return b;
+}
+
+metric_samples of_series(const std::vector<std::string>& names, double tag) {
+  metric_samples out;
+  for (size_t i = 0; i < names.size(); ++i) {
+    metric_sample s;
+    s.name = names[i];
+    s.labels = {{"host", "h1"}};
+    s.timestamp_ms = clock_start_ms + static_cast<int64_t>(tag) * 1000;
+    s.value = tag * 10 + static_cast<double>(i);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+const std::string dev_a = "acme/dev-a";
+const std::string dev_b = "acme/dev-b";
+const std::string other_org = "zenith/dev-a";
+
+void stores_and_acks(backend& be) {
+  auto st = be.open();
+  auto xs = samples(4, 1);
+  auto out = write_ok(*st, batch(dev_a, 1, xs));
+  CHECK_FALSE(out.duplicate);
+  CHECK(out.stored == 4);
+  CHECK(out.last_acked == 1);
+  out = write_ok(*st, batch(dev_a, 2, samples(2, 2)));
+  CHECK(out.last_acked == 2);
+  be.clock->advance(5000);
+  out = write_ok(*st, batch(dev_a, 2, samples(7, 9)));
+  CHECK(out.duplicate);
+  CHECK(out.stored == 0);
+  CHECK(out.last_acked == 2);
+  // A gap is counted until the missing batch arrives.
+  out = write_ok(*st, batch(dev_a, 4, samples(1, 4)));
+  CHECK(out.last_acked == 4);
+  auto ds = devices_of(*st);
+  REQUIRE(ds.size() == 1);
+  CHECK(ds[0].device_id == dev_a);
+  CHECK(ds[0].gaps == 1);
+  CHECK(ds[0].duplicates == 1);
+  CHECK(ds[0].last_seen_ms == clock_start_ms + 5000);
+  out = write_ok(*st, batch(dev_a, 3, samples(1, 3)));
+  CHECK(out.last_acked == 4);
+  // A restart keeps points, counters and what is held.
+  st = be.open();
+  ds = devices_of(*st);
+  REQUIRE(ds.size() == 1);
+  CHECK(ds[0].gaps == 0);
+  CHECK(ds[0].batches_received == 4);
+  CHECK(ds[0].points_received == 8);
+  CHECK(ds[0].last_acked_sequence == 4);
+  CHECK(write_ok(*st, batch(dev_a, 1, xs)).duplicate);
+  check_same_samples(points_of(*st, dev_a),
+                     concat({xs, samples(2, 2), samples(1, 4),
+                             samples(1, 3)}));
+  auto stats = st->stats();
+  CHECK(stats.counters["duplicates"] == 1);
+  CHECK(stats.counters["batches_stored"] == 0);
+}
+
+void streams_orgs_and_epochs_apart(backend& be) {
+  auto st = be.open();
+  write_ok(*st, batch(dev_a, 1, samples(2, 1)));
+  write_ok(*st, batch(dev_b, 1, samples(3, 2)));
+  write_ok(*st, batch(other_org, 1, samples(1, 3)));
+  auto lb = batch(dev_a, 1, {}, logs_stream);
+  lb.logs = {{{{"unit", "sshd"}}, 1'700'000'000'000'000'001, "accepted"},
+             {{}, 3, "two words \\ and \t tab"}};
+  CHECK(write_ok(*st, lb).stored == 2);
+  auto eb = batch(dev_a, 1, {}, events_stream);
+  eb.events = {{clock_start_ms, "lifecycle", "started", {{"v", "1.2.3"}}}};
+  CHECK(write_ok(*st, eb).stored == 1);
+  CHECK(write_ok(*st, lb).duplicate);
+  // A new epoch numbers from 1 again.
+  auto e2 = batch(dev_a, 1, samples(1, 5));
+  e2.epoch = "e2";
+  auto out = write_ok(*st, e2);
+  CHECK_FALSE(out.duplicate);
+  CHECK(out.last_acked == 1);
+  check_same_samples(points_of(*st, dev_b), samples(3, 2));
+  check_same_samples(points_of(*st, other_org), samples(1, 3));
+  check_same_samples(points_of(*st, dev_a),
+                     concat({samples(2, 1), samples(1, 5)}));
+  auto logs = st->logs(dev_a);
+  REQUIRE(logs);
+  REQUIRE(logs->size() == 2);
+  CHECK((*logs)[1].line == lb.logs[1].line);
+  CHECK((*logs)[0].labels == lb.logs[0].labels);
+  CHECK((*logs)[0].timestamp_ns == lb.logs[0].timestamp_ns);
+  auto evs = st->events(dev_a);
+  REQUIRE(evs);
+  REQUIRE(evs->size() == 1);
+  CHECK((*evs)[0].attributes == eb.events[0].attributes);
+  CHECK((*evs)[0].kind == "lifecycle");
+  CHECK(st->logs(dev_b)->empty());
+  CHECK(devices_of(*st).size() == 5);
+}
+
+void refuses_reused_and_far_sequences(backend& be) {
+  auto st = be.open();
+  auto b = batch(dev_a, 1, samples(3, 1));
+  b.checksum = "aaaaaaaa";
+  b.capability.tier = 1;
+  b.capability.total_ram = 16'000'000'000;
+  b.capability.has_sqlite = true;
+  write_ok(*st, b);
+  auto again = b;
+  again.checksum = "bbbbbbbb";
+  again.capability.tier = 3;
+  auto r = st->write(again);
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), ec::bad_sequence));
+  auto far = b;
+  far.sequence = 5'000'000;
+  r = st->write(far);
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), ec::bad_sequence));
+  far.sequence = 1'000'001;
+  write_ok(*st, far);
+  CHECK(write_ok(*st, b).duplicate);
+  CHECK(points_of(*st, dev_a).size() == 6);
+  auto ds = devices_of(*st);
+  REQUIRE(ds.size() == 1);
+  CHECK(ds[0].capability.tier == 1);
+  CHECK(ds[0].capability.total_ram == 16'000'000'000);
+  CHECK(ds[0].capability.has_sqlite);
+  CHECK_FALSE(ds[0].capability.has_network);
+  CHECK(st->stats().counters["failures"] == 2);
+}
+
+void values_exact(backend& be) {
+  auto st = be.open();
+  auto xs = samples(4, 1);
+  xs[0].value = std::numeric_limits<double>::infinity();
+  xs[1].value = -0.0;
+  xs[2].value = double_of(0x7ff8'0000'dead'beefULL);
+  xs[3].value = -std::numeric_limits<double>::infinity();
+  write_ok(*st, batch(dev_a, 1, xs));
+  check_same_samples(points_of(*st, dev_a), xs, true);
+}
+
+void config_versions(backend& be) {
+  auto st = be.open();
+  write_ok(*st, batch(dev_a, 1, samples(1, 1)));
+  cloud_settings x;
+  x.batch_size = 100;
+  x.sync_interval_ms = 10'000;
+  auto v = st->set_config(dev_a, {x, all_settings_fields, false});
+  REQUIRE_MESSAGE(v, render(v.error()));
+  CHECK(v->version == 1);
+  auto r = st->set_config(dev_b, {x, all_settings_fields, false});
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), ec::unknown_device));
+  CHECK(st->set_config(dev_b, {x, all_settings_fields, true})->version == 1);
+  x.batch_size = -1;
+  CHECK_FALSE(st->set_config(dev_a, {x, field_batch_size, false}));
+  x.batch_size = 200;
+  CHECK(st->set_config(dev_a, {x, field_batch_size, false})->version == 2);
+  auto b = batch(dev_a, 2, samples(1, 2));
+  b.config_version = 1;
+  auto out = write_ok(*st, b);
+  CHECK(out.config.version == 2);
+  CHECK(out.config.batch_size == 200);
+  CHECK(out.config.sync_interval_ms == 10'000);
+  b.config_version = 2;
+  CHECK(write_ok(*st, b).config.version == 0);
+  st = be.open();
+  CHECK(st->set_config(dev_a, {x, field_batch_size, false})->version == 3);
+}
+
+void columnar_sessions(backend& be) {
+  auto st = be.open();
+  codec_context dev;
+  auto s1 = of_series({"cpu", "mem"}, 1);
+  auto s2 = of_series({"mem", "disk", "net"}, 2);
+  write_ok(*st, columnar_batch(dev_a, "e1", 1, encode_columnar(s1, dev)));
+  REQUIRE(!commit_columnar(dev, s1));
+  // Garbage and a table ahead of the store's are refused, nothing stored.
+  auto b2 = encode_columnar(s2, dev);
+  auto r = st->write(columnar_batch(dev_a, "e1", 2, b2 + '\0'));
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), ec::decode_failed));
+  codec_context ahead = dev;
+  REQUIRE(!commit_columnar(ahead, of_series({"x"}, 0)));
+  r = st->write(columnar_batch(dev_a, "e1", 2, encode_columnar(s2, ahead)));
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), ec::session_out_of_sync));
+  // A second store (a restart, or another node) goes on with the session.
+  auto other = be.shared() ? be.open() : std::move(st);
+  write_ok(*other, columnar_batch(dev_a, "e1", 2, b2));
+  if (!be.shared())
+    st = be.open();
+  REQUIRE(!commit_columnar(dev, s2));
+  auto s3 = of_series({"net", "cpu", "disk", "mem"}, 3);
+  auto b3 = encode_columnar(s3, dev);
+  REQUIRE(*columnar_base(b3) == 4);
+  // The first store's cached session is behind the rows: it reloads them.
+  CHECK(write_ok(*st, columnar_batch(dev_a, "e1", 3, b3)).stored == 4);
+  check_same_samples(points_of(*st, dev_a), concat({s1, s2, s3}));
+  // A new epoch has a table of its own, empty.
+  r = st->write(columnar_batch(dev_a, "e2", 1, encode_columnar(s3, dev)));
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), ec::session_out_of_sync));
+  write_ok(*st, columnar_batch(dev_a, "e2", 1,
+                               encode_columnar(s3, codec_context{})));
+}
+
+using contract = void (*)(backend&);
+
+void run_embedded(contract fn) {
+  embedded_backend be;
+  fn(be);
+}
+
+void run_pg(contract fn) {
+  pg_backend be;
+  if (!be.db)
+    return test::skip(be.why);
+  fn(be);
+}
+
+} // namespace
+
+// Each contract case once per backend; the PostgreSQL ones run alone (ctest
+// entry store_contract_test.pg) so that their skip hides nothing.
+#define CONTRACT_CASE(name, fn)                                              \
+  TEST_CASE("embedded: " name) {                                             \
+    run_embedded(fn);                                                        \
+  }                                                                          \
+  TEST_CASE("postgresql: " name) {                                           \
+    run_pg(fn);                                                              \
+  }
+
+CONTRACT_CASE("a batch is stored once: ack, duplicates, gaps, restart",
+              stores_and_acks)
+CONTRACT_CASE("devices, orgs, streams and epochs keep their own sequences; "
+              "logs and events round-trip",
+              streams_orgs_and_epochs_apart)
+CONTRACT_CASE("a sequence reused with other content or far ahead is refused; "
+              "the capability kept",
+              refuses_reused_and_far_sequences)
+CONTRACT_CASE("NaN payloads, infinities and -0.0 are stored bit for bit",
+              values_exact)
+CONTRACT_CASE("set_config numbers versions; write returns the newer config",
+              config_versions)
+CONTRACT_CASE("columnar sessions: refused bytes store nothing, a second "
+              "store continues the session, epochs apart",
+              columnar_sessions)
