@@ -371,6 +371,43 @@ void run_pg(contract fn) {
     run_pg(fn);                                                              \
   }
 
+TEST_CASE("postgresql: a batch another node accepts while this one writes it "
+          "is answered as a duplicate, stored once") {
+  pg_backend be;
+  if (!be.db)
+    return test::skip(be.why);
+  auto st = be.open();
+  // The other node: its batch row is in, its transaction still open.
+  auto other = test::pg_connect(be.db->app_url);
+  REQUIRE_FALSE(other.begin("acme"));
+  test::pg_must(other, "INSERT INTO batches (org, device, stream, epoch, "
+                       "sequence, checksum, points, received_at) VALUES "
+                       "('acme', 'dev-a', 'metrics', 'e1', 1, '\\x', 2, 0)");
+  caf::expected<ingest_outcome> out = make_error(ec::timeout);
+  std::thread writer{[&] { out = st->write(batch(dev_a, 1, samples(2, 1))); }};
+  // This node has not seen the row, so it inserts its own and waits on the
+  // key; then the other commits and this insert fails unique_violation.
+  auto admin = test::pg_connect(be.db->admin_url);
+  bool waiting = test::eventually(
+    [&] {
+      return test::pg_must(admin, "SELECT 1 FROM pg_stat_activity WHERE "
+                                  "wait_event_type = 'Lock' AND query LIKE "
+                                  "'INSERT INTO batches%'")
+               .rows()
+             > 0;
+    },
+    20s);
+  CHECK(waiting);
+  CHECK_FALSE(other.commit());
+  writer.join();
+  REQUIRE_MESSAGE(out, render(out.error()));
+  CHECK(out->duplicate);
+  CHECK(out->stored == 0);
+  CHECK(out->last_acked == 1);
+  CHECK(st->stats().counters["lost_races"] == 1);
+  CHECK(points_of(*st, dev_a).empty());
+}
+
 CONTRACT_CASE("a batch is stored once: ack, duplicates, gaps, restart",
               stores_and_acks)
 CONTRACT_CASE("devices, orgs, streams and epochs keep their own sequences; "
