@@ -6,6 +6,7 @@
 #include "messages/decode_budget.hpp"
 #include "messages/error.hpp"
 #include "messages/labels.hpp"
+#include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
 
 namespace fleetd {
@@ -36,6 +37,37 @@ bool is(const caf::error& err, ec code) {
 constexpr const char* missing_partition = "23514";
 
 } // namespace
+
+void declare(option_set& opts, store_config& x) {
+  opts.add("store.backend", x.backend, "embedded",
+           "Where the cloud keeps its state: embedded (SQLite files in the "
+           "data directory, one node) or postgresql (shared by all nodes)");
+  opts.add("store.postgresql-url", x.postgresql_url, "",
+           "postgresql://user:password@host:port/db of the node's role (a "
+           "member of fleetd_app, never the schema's owner); with "
+           "store.backend = postgresql",
+           false, true);
+  opts.add("store.postgresql-owner-url", x.postgresql_owner_url, "",
+           "URL of the schema's owner: the node applies missing migrations "
+           "at start (\"\": a DBA applies them)",
+           false, true);
+}
+
+caf::error validate(const store_config& x) {
+  if (x.backend == "embedded") {
+    if (!x.postgresql_url.empty() || !x.postgresql_owner_url.empty())
+      return bad_config("store.postgresql-url: only with store.backend = "
+                        "postgresql");
+    return caf::none;
+  }
+  if (x.backend != "postgresql")
+    return bad_config("store.backend: '" + x.backend
+                      + "' is neither embedded nor postgresql");
+  if (x.postgresql_url.empty())
+    return bad_config("store.postgresql-url: required with store.backend = "
+                      "postgresql");
+  return caf::none;
+}
 
 caf::expected<pg_store> pg_store::open(const std::string& url,
                                        clock_ptr clock,

@@ -11,12 +11,30 @@
 #include "cloud/cloud_store_backend.hpp"
 #include "messages/metrics_codec.hpp"
 #include "runtime/clock.hpp"
+#include "runtime/options.hpp"
 #include "runtime/pg.hpp"
 
 namespace fleetd {
 
 // A table whose rows are copied in through a staging table (pg_store.cpp).
 struct staged_table;
+
+/// Where the cloud keeps its state: the embedded SQLite files of the data
+/// directory, or PostgreSQL (shared by any number of nodes).
+struct store_config {
+  std::string backend = "embedded";
+  /// The node's role (a member of fleetd_app; never the schema's owner).
+  std::string postgresql_url;
+  /// The schema owner's URL: migrations run at start ("": a DBA runs
+  /// them; the node refuses a schema older than it needs).
+  std::string postgresql_owner_url;
+};
+
+/// Declares store.backend, store.postgresql-url, store.postgresql-owner-url.
+void declare(option_set& opts, store_config& x);
+
+/// bad_config naming the option when `x` cannot work.
+caf::error validate(const store_config& x);
 
 /// The cloud's store in PostgreSQL (schema: cloud/migrations, contract:
 /// docs/postgresql.md), the same contract as embedded_store. Device ids are
