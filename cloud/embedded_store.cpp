@@ -238,16 +238,10 @@ caf::expected<ingest_outcome> embedded_store::write(const ingest_batch& b) {
       // Series ids from a rolled-back transaction do not exist: reload.
       load_series();
     }
-    ++failures_;
-    last_error_ = render(err);
+    counters_.count(err);
     return err;
   }
-  if (out.duplicate) {
-    ++duplicates_;
-  } else {
-    ++batches_stored_;
-    points_stored_ += out.stored;
-  }
+  counters_.count(out);
   return out;
 }
 
@@ -531,6 +525,42 @@ caf::error embedded_store::config_for(const std::string& device, int64_t have,
   return caf::none;
 }
 
+void store_counters::count(const caf::expected<ingest_outcome>& out) {
+  if (!out) {
+    ++failures;
+    last_error = render(out.error());
+  } else if (out->duplicate) {
+    ++duplicates;
+  } else {
+    ++batches_stored;
+    points_stored += out->stored;
+  }
+}
+
+actor_stats store_counters::report() const {
+  actor_stats out;
+  out.name = "cloud_store";
+  out.state = last_error.empty() ? "ok" : "last error: " + last_error;
+  out.counters["batches_stored"] = batches_stored;
+  out.counters["points_stored"] = points_stored;
+  out.counters["duplicates"] = duplicates;
+  out.counters["failures"] = failures;
+  return out;
+}
+
+void apply_settings_change(cloud_settings& x, const settings_change& c) {
+  auto& v = c.values;
+  if (c.fields & field_batch_size)
+    x.batch_size = v.batch_size;
+  if (c.fields & field_sync_interval)
+    x.sync_interval_ms = v.sync_interval_ms;
+  if (c.fields & field_retention)
+    x.retention_ms = v.retention_ms;
+  if (c.fields & field_zstd_level)
+    x.zstd_level = v.zstd_level;
+  ++x.version;
+}
+
 caf::error check_settings_change(const settings_change& c) {
   auto& x = c.values;
   auto in = [](int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= hi; };
@@ -579,16 +609,7 @@ embedded_store::set_config(const std::string& device, const settings_change& c) 
                             + "' (--create sets its settings before it "
                               "first syncs)");
     }
-    auto& v = c.values;
-    if (c.fields & field_batch_size)
-      x.batch_size = v.batch_size;
-    if (c.fields & field_sync_interval)
-      x.sync_interval_ms = v.sync_interval_ms;
-    if (c.fields & field_retention)
-      x.retention_ms = v.retention_ms;
-    if (c.fields & field_zstd_level)
-      x.zstd_level = v.zstd_level;
-    ++x.version;
+    apply_settings_change(x, c);
     auto up = db_.prepare(
       "INSERT INTO device_config (device_id, version, batch_size, "
       "sync_interval_ms, retention_ms, zstd_level) VALUES (?1, ?2, ?3, ?4, "
@@ -709,13 +730,7 @@ caf::expected<metric_samples> embedded_store::points(const std::string& device) 
 }
 
 actor_stats embedded_store::stats() {
-  actor_stats out;
-  out.name = "cloud_store";
-  out.state = last_error_.empty() ? "ok" : "last error: " + last_error_;
-  out.counters["batches_stored"] = batches_stored_;
-  out.counters["points_stored"] = points_stored_;
-  out.counters["duplicates"] = duplicates_;
-  out.counters["failures"] = failures_;
+  auto out = counters_.report();
   out.counters["series"] = static_cast<int64_t>(series_.size());
   return out;
 }

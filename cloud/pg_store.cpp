@@ -148,17 +148,7 @@ caf::expected<ingest_outcome> pg_store::write(const ingest_batch& b) {
       ++lost_races_;
     out = write_once(b, *d);
   }
-  if (!out) {
-    ++failures_;
-    last_error_ = render(out.error());
-    return out.error();
-  }
-  if (out->duplicate) {
-    ++duplicates_;
-  } else {
-    ++batches_stored_;
-    points_stored_ += out->stored;
-  }
+  counters_.count(out);
   return out;
 }
 
@@ -564,16 +554,7 @@ pg_store::set_config(const std::string& device_id, const settings_change& c) {
                             + "' (--create sets its settings before it "
                               "first syncs)");
     }
-    auto& v = c.values;
-    if (c.fields & field_batch_size)
-      x.batch_size = v.batch_size;
-    if (c.fields & field_sync_interval)
-      x.sync_interval_ms = v.sync_interval_ms;
-    if (c.fields & field_retention)
-      x.retention_ms = v.retention_ms;
-    if (c.fields & field_zstd_level)
-      x.zstd_level = v.zstd_level;
-    ++x.version;
+    apply_settings_change(x, c);
     auto up = conn_.exec(
       "INSERT INTO device_config (org, device, version, batch_size, "
       "sync_interval_ms, retention_ms, zstd_level) VALUES ($1, $2, $3, $4, "
@@ -723,13 +704,7 @@ caf::expected<device_infos> pg_store::devices() {
 }
 
 actor_stats pg_store::stats() {
-  actor_stats out;
-  out.name = "cloud_store";
-  out.state = last_error_.empty() ? "ok" : "last error: " + last_error_;
-  out.counters["batches_stored"] = batches_stored_;
-  out.counters["points_stored"] = points_stored_;
-  out.counters["duplicates"] = duplicates_;
-  out.counters["failures"] = failures_;
+  auto out = counters_.report();
   out.counters["lost_races"] = lost_races_;
   out.counters["series"] = static_cast<int64_t>(series_.size());
   return out;

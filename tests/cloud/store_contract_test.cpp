@@ -22,6 +22,7 @@
 #include "pg_fixture.hpp"
 #include "scratch_dir.hpp"
 #include "skip.hpp"
+#include "store_batches.hpp"
 
 using namespace fleetd;
 using test::check_same_samples;
@@ -30,7 +31,10 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr int64_t clock_start_ms = 1'700'000'000'000;
+constexpr int64_t clock_start_ms = test::store_clock_start_ms;
+using test::columnar_batch;
+using test::of_series;
+using test::samples;
 
 // One backend's stores over one database: open() again is a restart (or a
 // second node, for PostgreSQL).
@@ -79,20 +83,6 @@ struct pg_backend : backend {
   }
 };
 
-metric_samples samples(size_t n, double tag) {
-  metric_samples out;
-  for (size_t i = 0; i < n; ++i) {
-    metric_sample s;
-    s.name = i % 2 == 0 ? "cpu" : "load1";
-    if (i % 2 == 0)
-      s.labels = {{"core", "0"}, {"mode", "idle"}};
-    s.timestamp_ms = clock_start_ms + static_cast<int64_t>(i);
-    s.value = tag * 1000 + static_cast<double>(i);
-    out.push_back(std::move(s));
-  }
-  return out;
-}
-
 ingest_batch batch(std::string device, int64_t seq, metric_samples xs,
                    std::string stream = metrics_stream) {
   ingest_batch b;
@@ -125,31 +115,6 @@ device_infos devices_of(cloud_store_backend& st) {
 bool is(const caf::error& err, ec code) {
   return err.category() == caf::atom("fleetd")
          && err.code() == static_cast<uint8_t>(code);
-}
-
-ingest_batch columnar_batch(std::string device, std::string epoch,
-                            int64_t seq, std::string bytes) {
-  ingest_batch b;
-  b.device_id = std::move(device);
-  b.stream = metrics_stream;
-  b.epoch = std::move(epoch);
-  b.sequence = seq;
-  b.checksum = batch_checksum(bytes);
-  b.columnar = std::move(bytes);
-  return b;
-}
-
-metric_samples of_series(const std::vector<std::string>& names, double tag) {
-  metric_samples out;
-  for (size_t i = 0; i < names.size(); ++i) {
-    metric_sample s;
-    s.name = names[i];
-    s.labels = {{"host", "h1"}};
-    s.timestamp_ms = clock_start_ms + static_cast<int64_t>(tag) * 1000;
-    s.value = tag * 10 + static_cast<double>(i);
-    out.push_back(std::move(s));
-  }
-  return out;
 }
 
 const std::string dev_a = "acme/dev-a";
