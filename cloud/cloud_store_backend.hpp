@@ -46,6 +46,12 @@ struct store_counters {
   actor_stats report() const;
 };
 
+/// Whether batch `b` is held already (`held`: the checksum stored under its
+/// sequence, nullptr when none); bad_sequence when held with other content
+/// or too far ahead of the acked `last`.
+caf::expected<bool> held_verdict(const ingest_batch& b, int64_t last,
+                                 const std::string* held);
+
 /// A change the device could not apply exactly is refused (bad_config), not
 /// clipped; every backend checks it before storing.
 caf::error check_settings_change(const settings_change& c);

@@ -277,7 +277,15 @@ caf::expected<bool> embedded_store::held(const ingest_batch& b,
   auto had = seen->step();
   if (!had)
     return had.error();
-  if (*had && seen->column_blob(0) != b.checksum)
+  if (!*had)
+    return held_verdict(b, last, nullptr);
+  auto checksum = seen->column_blob(0);
+  return held_verdict(b, last, &checksum);
+}
+
+caf::expected<bool> held_verdict(const ingest_batch& b, int64_t last,
+                                 const std::string* held) {
+  if (held && *held != b.checksum)
     return make_error(ec::bad_sequence,
                       "sequence " + std::to_string(b.sequence)
                         + " was already received with other content");
@@ -287,7 +295,7 @@ caf::expected<bool> embedded_store::held(const ingest_batch& b,
                       "sequence " + std::to_string(b.sequence)
                         + " is too far ahead of the acked "
                         + std::to_string(last));
-  return *had;
+  return held != nullptr;
 }
 
 caf::error embedded_store::write_batch(const ingest_batch& b, int64_t now,

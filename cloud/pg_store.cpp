@@ -13,9 +13,6 @@ namespace fleetd {
 
 namespace {
 
-// A device numbers batches one by one; a jump this large is corruption.
-constexpr int64_t max_sequence_gap = 1'000'000;
-
 constexpr int64_t day_ms = 86'400'000;
 
 // The UTC day of `ms` as PostgreSQL reads a date.
@@ -222,18 +219,10 @@ caf::expected<bool> pg_store::held(const ingest_batch& b, const device_ref& d,
                       {d.org, d.device, b.stream, b.epoch, b.sequence});
   if (!r)
     return r.error();
-  bool had = r->rows() > 0;
-  if (had && r->bytea(0, 0) != b.checksum)
-    return make_error(ec::bad_sequence,
-                      "sequence " + std::to_string(b.sequence)
-                        + " was already received with other content");
-  // A never-seen sequence below the ack fills a recorded gap: keep it.
-  if (b.sequence > last + max_sequence_gap)
-    return make_error(ec::bad_sequence,
-                      "sequence " + std::to_string(b.sequence)
-                        + " is too far ahead of the acked "
-                        + std::to_string(last));
-  return had;
+  if (r->rows() == 0)
+    return held_verdict(b, last, nullptr);
+  auto checksum = r->bytea(0, 0);
+  return held_verdict(b, last, &checksum);
 }
 
 caf::error pg_store::write_batch(const ingest_batch& b, const device_ref& d,
