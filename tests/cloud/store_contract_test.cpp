@@ -373,6 +373,25 @@ TEST_CASE("postgresql: a batch another node accepts while this one writes it "
   CHECK(points_of(*st, dev_a).empty());
 }
 
+TEST_CASE("postgresql: a log line PostgreSQL text cannot hold is refused as "
+          "the batch's fault; the store goes on") {
+  pg_backend be;
+  if (!be.db)
+    return test::skip(be.why);
+  auto st = be.open();
+  auto lb = batch(dev_a, 1, {}, logs_stream);
+  lb.logs = {{{}, 1, std::string("nul \0 byte", 10)}};
+  auto r = st->write(lb);
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), ec::invalid_record));
+  lb.logs = {{{}, 1, "not utf-8 \xff"}};
+  r = st->write(lb);
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), ec::invalid_record));
+  lb.logs = {{{}, 1, "fine"}};
+  CHECK(write_ok(*st, lb).stored == 1);
+}
+
 CONTRACT_CASE("a batch is stored once: ack, duplicates, gaps, restart",
               stores_and_acks)
 CONTRACT_CASE("devices, orgs, streams and epochs keep their own sequences; "
