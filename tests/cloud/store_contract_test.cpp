@@ -392,6 +392,22 @@ TEST_CASE("postgresql: a log line PostgreSQL text cannot hold is refused as "
   CHECK(write_ok(*st, lb).stored == 1);
 }
 
+TEST_CASE("postgresql: a day whose partition went missing is made again; "
+          "the batch is stored, not refused") {
+  pg_backend be;
+  if (!be.db)
+    return test::skip(be.why);
+  auto st = be.open();
+  write_ok(*st, batch(dev_a, 1, samples(2, 1)));
+  // Gone behind the store's back (it made the day at its first write).
+  auto owner = test::pg_connect(be.db->owner_url);
+  test::pg_must(owner, "DROP TABLE points_20231114");
+  auto out = write_ok(*st, batch(dev_a, 2, samples(3, 2)));
+  CHECK(out.stored == 3);
+  CHECK(points_of(*st, dev_a).size() == 3);
+  CHECK(st->stats().counters["failures"] == 0);
+}
+
 CONTRACT_CASE("a batch is stored once: ack, duplicates, gaps, restart",
               stores_and_acks)
 CONTRACT_CASE("devices, orgs, streams and epochs keep their own sequences; "
