@@ -98,6 +98,14 @@ pg_store::split(const std::string& device_id) {
   return device_ref{device_id.substr(0, slash), device_id.substr(slash + 1)};
 }
 
+caf::error pg_store::reconnect() {
+  if (conn_.ok())
+    return caf::none;
+  log_warning("pg_store", "connection lost; connecting again");
+  // Temp stage tables, if any, went with the old server connection.
+  return conn_.reset();
+}
+
 caf::error pg_store::ensure_days(int64_t now) {
   auto today = now / day_ms;
   day_ = utc_day(now);
@@ -136,13 +144,17 @@ caf::expected<ingest_outcome> pg_store::write(const ingest_batch& b) {
   auto out = write_once(b, *d);
   // A missing partition is the store's own failure, never the batch's;
   // a lost race on the batches key is answered like a duplicate (the
-  // second try finds the batch held).
+  // second try finds the batch held); a lost connection is made again (a
+  // commit whose answer was lost is found held).
   if (!out && (conn_.last_sqlstate() == missing_partition
-               || conn_.last_sqlstate() == pg::unique_violation)) {
+               || conn_.last_sqlstate() == pg::unique_violation
+               || is(out.error(), ec::unreachable))) {
     if (conn_.last_sqlstate() == missing_partition)
       ensured_day_ = -1;
-    else
+    else if (conn_.last_sqlstate() == pg::unique_violation)
       ++lost_races_;
+    else
+      ++reconnects_;
     out = write_once(b, *d);
   }
   counters_.count(out);
@@ -153,6 +165,8 @@ caf::expected<ingest_outcome> pg_store::write_once(const ingest_batch& b,
                                                    const device_ref& d) {
   ingest_outcome out;
   auto now = clock_->now_ms();
+  if (auto err = reconnect())
+    return err;
   if (auto err = ensure_days(now))
     return err;
   if (auto err = ensure_org(d.org, now))
@@ -678,6 +692,8 @@ caf::expected<device_infos> pg_store::devices_of(const std::string& org) {
 }
 
 caf::expected<device_infos> pg_store::devices() {
+  if (auto err = reconnect())
+    return err;
   // Row security shows one org per transaction: list them org by org.
   auto orgs = conn_.exec("SELECT name FROM orgs ORDER BY name");
   if (!orgs)
@@ -695,6 +711,7 @@ caf::expected<device_infos> pg_store::devices() {
 actor_stats pg_store::stats() {
   auto out = counters_.report();
   out.counters["lost_races"] = lost_races_;
+  out.counters["reconnects"] = reconnects_;
   out.counters["series"] = static_cast<int64_t>(series_.size());
   return out;
 }

@@ -102,6 +102,8 @@ private:
                         cloud_settings& out);
   // Partitions of today and tomorrow (by the store's clock), once a day.
   caf::error ensure_days(int64_t now);
+  // A lost connection made again before the next call (not mid-transaction).
+  caf::error reconnect();
   caf::error ensure_org(const std::string& org, int64_t now);
   caf::error copy(const staged_table& t, const pg::copy_rows& rows);
   caf::expected<device_infos> devices_of(const std::string& org);
@@ -115,6 +117,7 @@ private:
   std::map<session_key, wire_session> sessions_;
   store_counters counters_;
   int64_t lost_races_ = 0;
+  int64_t reconnects_ = 0;
 };
 
 } // namespace fleetd

@@ -408,6 +408,28 @@ TEST_CASE("postgresql: a day whose partition went missing is made again; "
   CHECK(st->stats().counters["failures"] == 0);
 }
 
+TEST_CASE("postgresql: a server connection lost between writes is made "
+          "again by the next write, which is stored") {
+  pg_backend be;
+  if (!be.db)
+    return test::skip(be.why);
+  pg::connect_options opts;
+  opts.server_prepared = false;
+  auto st = pg_store::open(be.db->app_url, be.clock, opts);
+  REQUIRE_MESSAGE(st, render(st.error()));
+  write_ok(*st, batch(dev_a, 1, samples(2, 1)));
+  auto admin = test::pg_connect(be.db->admin_url);
+  auto killed = test::pg_must(admin, "SELECT pg_terminate_backend(pid) FROM "
+                                     "pg_stat_activity WHERE usename = "
+                                     "'fleetd_node' AND datname = $1",
+                              {be.db->name});
+  REQUIRE(killed.rows() == 1);
+  auto out = write_ok(*st, batch(dev_a, 2, samples(3, 2)));
+  CHECK(out.stored == 3);
+  CHECK(st->stats().counters["reconnects"] == 1);
+  CHECK(points_of(*st, dev_a).size() == 5);
+}
+
 CONTRACT_CASE("a batch is stored once: ack, duplicates, gaps, restart",
               stores_and_acks)
 CONTRACT_CASE("devices, orgs, streams and epochs keep their own sequences; "
