@@ -31,4 +31,32 @@ public:
   virtual actor_stats stats() = 0;
 };
 
+/// What every backend counts of its writes, reported as the cloud_store
+/// actor's stats.
+struct store_counters {
+  int64_t batches_stored = 0;
+  int64_t points_stored = 0;
+  int64_t duplicates = 0;
+  int64_t failures = 0;
+  std::string last_error;
+
+  /// Counts one write's outcome.
+  void count(const caf::expected<ingest_outcome>& out);
+  /// The stats of the cloud_store actor with these counters.
+  actor_stats report() const;
+};
+
+/// Whether batch `b` is held already (`held`: the checksum stored under its
+/// sequence, nullptr when none); bad_sequence when held with other content
+/// or too far ahead of the acked `last`.
+caf::expected<bool> held_verdict(const ingest_batch& b, int64_t last,
+                                 const std::string* held);
+
+/// A change the device could not apply exactly is refused (bad_config), not
+/// clipped; every backend checks it before storing.
+caf::error check_settings_change(const settings_change& c);
+
+/// `x` with the fields `c` names set, under the next version.
+void apply_settings_change(cloud_settings& x, const settings_change& c);
+
 } // namespace fleetd

@@ -238,16 +238,10 @@ caf::expected<ingest_outcome> embedded_store::write(const ingest_batch& b) {
       // Series ids from a rolled-back transaction do not exist: reload.
       load_series();
     }
-    ++failures_;
-    last_error_ = render(err);
+    counters_.count(err);
     return err;
   }
-  if (out.duplicate) {
-    ++duplicates_;
-  } else {
-    ++batches_stored_;
-    points_stored_ += out.stored;
-  }
+  counters_.count(out);
   return out;
 }
 
@@ -283,7 +277,15 @@ caf::expected<bool> embedded_store::held(const ingest_batch& b,
   auto had = seen->step();
   if (!had)
     return had.error();
-  if (*had && seen->column_blob(0) != b.checksum)
+  if (!*had)
+    return held_verdict(b, last, nullptr);
+  auto checksum = seen->column_blob(0);
+  return held_verdict(b, last, &checksum);
+}
+
+caf::expected<bool> held_verdict(const ingest_batch& b, int64_t last,
+                                 const std::string* held) {
+  if (held && *held != b.checksum)
     return make_error(ec::bad_sequence,
                       "sequence " + std::to_string(b.sequence)
                         + " was already received with other content");
@@ -293,7 +295,7 @@ caf::expected<bool> embedded_store::held(const ingest_batch& b,
                       "sequence " + std::to_string(b.sequence)
                         + " is too far ahead of the acked "
                         + std::to_string(last));
-  return *had;
+  return held != nullptr;
 }
 
 caf::error embedded_store::write_batch(const ingest_batch& b, int64_t now,
@@ -531,10 +533,43 @@ caf::error embedded_store::config_for(const std::string& device, int64_t have,
   return caf::none;
 }
 
-namespace {
+void store_counters::count(const caf::expected<ingest_outcome>& out) {
+  if (!out) {
+    ++failures;
+    last_error = render(out.error());
+  } else if (out->duplicate) {
+    ++duplicates;
+  } else {
+    ++batches_stored;
+    points_stored += out->stored;
+  }
+}
 
-// A change the device could not apply exactly is refused, not clipped.
-caf::error check_values(const settings_change& c) {
+actor_stats store_counters::report() const {
+  actor_stats out;
+  out.name = "cloud_store";
+  out.state = last_error.empty() ? "ok" : "last error: " + last_error;
+  out.counters["batches_stored"] = batches_stored;
+  out.counters["points_stored"] = points_stored;
+  out.counters["duplicates"] = duplicates;
+  out.counters["failures"] = failures;
+  return out;
+}
+
+void apply_settings_change(cloud_settings& x, const settings_change& c) {
+  auto& v = c.values;
+  if (c.fields & field_batch_size)
+    x.batch_size = v.batch_size;
+  if (c.fields & field_sync_interval)
+    x.sync_interval_ms = v.sync_interval_ms;
+  if (c.fields & field_retention)
+    x.retention_ms = v.retention_ms;
+  if (c.fields & field_zstd_level)
+    x.zstd_level = v.zstd_level;
+  ++x.version;
+}
+
+caf::error check_settings_change(const settings_change& c) {
   auto& x = c.values;
   auto in = [](int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= hi; };
   auto bad = [](const char* name, int64_t v, int64_t lo, int64_t hi) {
@@ -559,11 +594,9 @@ caf::error check_values(const settings_change& c) {
   return caf::none;
 }
 
-} // namespace
-
 caf::expected<cloud_settings>
 embedded_store::set_config(const std::string& device, const settings_change& c) {
-  if (auto err = check_values(c))
+  if (auto err = check_settings_change(c))
     return err;
   cloud_settings x;
   auto err = sqlite::transaction(db_, [&]() -> caf::error {
@@ -584,16 +617,7 @@ embedded_store::set_config(const std::string& device, const settings_change& c) 
                             + "' (--create sets its settings before it "
                               "first syncs)");
     }
-    auto& v = c.values;
-    if (c.fields & field_batch_size)
-      x.batch_size = v.batch_size;
-    if (c.fields & field_sync_interval)
-      x.sync_interval_ms = v.sync_interval_ms;
-    if (c.fields & field_retention)
-      x.retention_ms = v.retention_ms;
-    if (c.fields & field_zstd_level)
-      x.zstd_level = v.zstd_level;
-    ++x.version;
+    apply_settings_change(x, c);
     auto up = db_.prepare(
       "INSERT INTO device_config (device_id, version, batch_size, "
       "sync_interval_ms, retention_ms, zstd_level) VALUES (?1, ?2, ?3, ?4, "
@@ -714,13 +738,7 @@ caf::expected<metric_samples> embedded_store::points(const std::string& device) 
 }
 
 actor_stats embedded_store::stats() {
-  actor_stats out;
-  out.name = "cloud_store";
-  out.state = last_error_.empty() ? "ok" : "last error: " + last_error_;
-  out.counters["batches_stored"] = batches_stored_;
-  out.counters["points_stored"] = points_stored_;
-  out.counters["duplicates"] = duplicates_;
-  out.counters["failures"] = failures_;
+  auto out = counters_.report();
   out.counters["series"] = static_cast<int64_t>(series_.size());
   return out;
 }

@@ -69,11 +69,7 @@ private:
   sqlite::database db_;
   std::map<std::string, int64_t> series_;
   std::map<session_key, wire_session> sessions_;
-  int64_t batches_stored_ = 0;
-  int64_t points_stored_ = 0;
-  int64_t duplicates_ = 0;
-  int64_t failures_ = 0;
-  std::string last_error_;
+  store_counters counters_;
 };
 
 } // namespace fleetd

@@ -11,6 +11,8 @@
 #include "cloud/embedded_tenancy.hpp"
 #include "cloud/ingest.hpp"
 #include "cloud/ingest_endpoint.hpp"
+#include "cloud/pg_migrate.hpp"
+#include "cloud/pg_store.hpp"
 #include "cloud/tenancy.hpp"
 #include "messages/error.hpp"
 #include "runtime/config_check.hpp"
@@ -27,6 +29,7 @@ namespace {
 struct cloud_options {
   common_options common;
   std::string node_id;
+  store_config store;
   ingest_endpoint_config endpoint;
   ingest_config ingest;
   tenancy_config tenancy;
@@ -36,6 +39,7 @@ struct cloud_options {
 void declare(option_set& opts, cloud_options& x) {
   declare_common_options(opts, x.common, "/var/lib/fleetd-cloud", 7401);
   opts.add("node.id", x.node_id, "cloud-1", "Name of this cloud node");
+  declare(opts, x.store);
   declare(opts, x.endpoint);
   declare(opts, x.ingest);
   declare(opts, x.tenancy);
@@ -43,6 +47,11 @@ void declare(option_set& opts, cloud_options& x) {
 }
 
 caf::error validate(const cloud_options& x) {
+  if (auto err = validate(x.store))
+    return err;
+  if (x.store.backend == "postgresql" && x.ingest.anonymous)
+    return bad_config("ingest.anonymous: devices without an org cannot be "
+                      "stored in PostgreSQL (store.backend)");
   if (auto err = validate(x.endpoint))
     return err;
   if (auto err = validate(x.ingest))
@@ -60,18 +69,50 @@ caf::error validate(const cloud_options& x) {
   return caf::none;
 }
 
+using store_ptr = std::shared_ptr<cloud_store_backend>;
+
+// Opens the configured store; PostgreSQL's schema is migrated first when
+// the owner's URL is given.
+caf::expected<store_ptr> open_store(const cloud_options& opt,
+                                    const clock_ptr& clk) {
+  auto& x = opt.store;
+  if (x.backend == "embedded") {
+    auto st = embedded_store::open(opt.common.data_dir + "/cloud.db", clk);
+    if (!st)
+      return st.error();
+    return store_ptr{std::make_shared<embedded_store>(std::move(*st))};
+  }
+  if (!x.postgresql_owner_url.empty()) {
+    auto owner = pg::connection::open(x.postgresql_owner_url);
+    if (!owner)
+      return owner.error();
+    auto done = migrate(*owner);
+    if (!done)
+      return done.error();
+    log_info("fleetd-cloud", "PostgreSQL schema at version ",
+             done->to_version, " (", done->applied, " applied now)");
+  }
+  // No server-prepared statement: PgBouncer may stand in front.
+  pg::connect_options opts;
+  opts.server_prepared = false;
+  auto st = pg_store::open(x.postgresql_url, clk, opts);
+  if (!st)
+    return st.error();
+  return store_ptr{std::make_shared<pg_store>(std::move(*st))};
+}
+
 // The cloud store's factory: the store opened at start first, then (after a
-// death) the file opened again, so a restart reloads its state from disk.
-child_factory store_factory(std::shared_ptr<embedded_store> opened,
-                            std::string path, clock_ptr clk) {
-  return [opened, path, clk](caf::actor_system& sys) mutable
+// death) opened again, so a restart reloads its state from the database.
+child_factory store_factory(store_ptr opened, cloud_options opt,
+                            clock_ptr clk) {
+  return [opened, opt, clk](caf::actor_system& sys) mutable
          -> caf::expected<caf::actor> {
     auto db = std::move(opened);
     if (!db) {
-      auto again = embedded_store::open(path, clk);
+      auto again = open_store(opt, clk);
       if (!again)
         return again.error();
-      db = std::make_shared<embedded_store>(std::move(*again));
+      db = std::move(*again);
     }
     return caf::actor_cast<caf::actor>(sys.spawn<caf::detached>(cloud_store, db));
   };
@@ -88,15 +129,13 @@ struct cloud_actors {
 // writes to it, ingest asks tenancy), each supervised behind a relay that
 // outlives its deaths.
 cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
-                          const cloud_options& opt, embedded_store store,
+                          const cloud_options& opt, store_ptr store,
                           embedded_tenancy tenants, const clock_ptr& clk) {
   supervisor_config scfg;
   scfg.limits = opt.supervisor;
   scfg.clock = clk;
   auto st = scfg.add(sys, "cloud_store", true,
-                     store_factory(std::make_shared<embedded_store>(
-                                     std::move(store)),
-                                   opt.common.data_dir + "/cloud.db", clk));
+                     store_factory(std::move(store), opt, clk));
   stops.add("cloud_store", st);
   auto tcfg = opt.tenancy;
   // Kept across restarts: its state is in its file, its caches in the actor.
@@ -157,7 +196,8 @@ int run(int argc, char** argv) {
   cloud_options opt;
   option_set opts("fleetd-cloud",
                   "The fleetd cloud node: accepts device syncs on POST "
-                  "/v1/sync and keeps them in its embedded store.");
+                  "/v1/sync and keeps them in its embedded store or "
+                  "PostgreSQL (store.backend).");
   declare(opts, opt);
   auto rc = parse_or_exit("fleetd-cloud", opts, argc, argv, opt.common,
                           [&] { return validate(opt); });
@@ -175,7 +215,7 @@ int run(int argc, char** argv) {
   if (!lock)
     return die(lock.error());
   auto clk = make_scaled_clock(opt.common.clock_speed);
-  auto store = embedded_store::open(dir + "/cloud.db", clk);
+  auto store = open_store(opt, clk);
   if (!store)
     return die(store.error());
   auto secret = load_or_create_secret(opt.tenancy.secret_file.empty()

@@ -26,6 +26,7 @@
 #include "messages/wire.hpp"
 #include "runtime/sqlite.hpp"
 #include "check_samples.hpp"
+#include "store_batches.hpp"
 
 using namespace fleetd;
 using test::check_same_samples;
@@ -36,25 +37,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr int64_t clock_start_ms = 1'700'000'000'000;
+constexpr int64_t clock_start_ms = test::store_clock_start_ms;
+using test::columnar_batch;
+using test::of_series;
+using test::samples;
 
 // Each suite names its own temp directories, so leftovers say whose they are.
 constexpr const char* dir_prefix = "fleetd-cloudstore";
-
-/// `n` samples of two series; `tag` makes the values of each batch unique.
-metric_samples samples(size_t n, double tag) {
-  metric_samples out;
-  for (size_t i = 0; i < n; ++i) {
-    metric_sample s;
-    s.name = i % 2 == 0 ? "cpu" : "load1";
-    if (i % 2 == 0)
-      s.labels = {{"core", "0"}, {"mode", "idle"}};
-    s.timestamp_ms = clock_start_ms + static_cast<int64_t>(i);
-    s.value = tag * 1000 + static_cast<double>(i);
-    out.push_back(std::move(s));
-  }
-  return out;
-}
 
 ingest_batch batch(std::string device, int64_t seq, metric_samples xs,
                    std::string stream = metrics_stream) {
@@ -567,33 +556,6 @@ TEST_CASE("a sequence reused with other content or far ahead is refused") {
 }
 
 namespace {
-
-/// A columnar metrics batch as ingest hands it over (checksum of the bytes).
-ingest_batch columnar_batch(std::string device, std::string epoch,
-                            int64_t seq, std::string bytes) {
-  ingest_batch b;
-  b.device_id = std::move(device);
-  b.stream = metrics_stream;
-  b.epoch = std::move(epoch);
-  b.sequence = seq;
-  b.checksum = batch_checksum(bytes);
-  b.columnar = std::move(bytes);
-  return b;
-}
-
-/// Samples of the series `names`, one point each; `tag` tells batches apart.
-metric_samples of_series(const std::vector<std::string>& names, double tag) {
-  metric_samples out;
-  for (size_t i = 0; i < names.size(); ++i) {
-    metric_sample s;
-    s.name = names[i];
-    s.labels = {{"host", "h1"}};
-    s.timestamp_ms = clock_start_ms + static_cast<int64_t>(tag) * 1000;
-    s.value = tag * 10 + static_cast<double>(i);
-    out.push_back(std::move(s));
-  }
-  return out;
-}
 
 /// Rows of wire_series for (device, epoch), read through a second
 /// connection: what the store would load after a restart.

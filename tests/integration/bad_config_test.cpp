@@ -87,6 +87,12 @@ TEST_CASE("a check across options names the real option keys") {
                                            "--ingest.max-decoded-bytes=1MiB"}),
                  "ingest.max-decoded-bytes: must be at least "
                  "ingest.max-body-bytes");
+  check_rejected(run_with("fleetd-cloud", {"--store.backend=oracle"}),
+                 "store.backend: 'oracle' is neither embedded nor postgresql");
+  check_rejected(run_with("fleetd-cloud", {"--store.backend=postgresql"}),
+                 "store.postgresql-url: required");
+  check_rejected(run_with("fleetd-cloud", {"--store.postgresql-url=x"}),
+                 "store.postgresql-url: only with store.backend = postgresql");
   // The list of cloud nodes stands instead of the one node, never beside it.
   temp_dir tmp;
   write_file(tmp.path() + "/c.ini", "[cloud]\nport = 7480\n");

@@ -1,0 +1,719 @@
+#include "cloud/pg_store.hpp"
+
+#include <ctime>
+
+#include "cloud/pg_migrate.hpp"
+#include "messages/decode_budget.hpp"
+#include "messages/error.hpp"
+#include "messages/labels.hpp"
+#include "runtime/config_check.hpp"
+#include "runtime/logger.hpp"
+
+namespace fleetd {
+
+namespace {
+
+constexpr int64_t day_ms = 86'400'000;
+
+// The UTC day of `ms` as PostgreSQL reads a date.
+std::string utc_day(int64_t ms) {
+  auto secs = static_cast<time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[16];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
+  return buf;
+}
+
+bool is(const caf::error& err, ec code) {
+  return err && err.category() == caf::atom("fleetd")
+         && err.code() == static_cast<uint8_t>(code);
+}
+
+// A write to a day without its partition (check_violation).
+constexpr const char* missing_partition = "23514";
+
+} // namespace
+
+void declare(option_set& opts, store_config& x) {
+  opts.add("store.backend", x.backend, "embedded",
+           "Where the cloud keeps its state: embedded (SQLite files in the "
+           "data directory, one node) or postgresql (shared by all nodes)");
+  opts.add("store.postgresql-url", x.postgresql_url, "",
+           "postgresql://user:password@host:port/db of the node's role (a "
+           "member of fleetd_app, never the schema's owner); with "
+           "store.backend = postgresql",
+           false, true);
+  opts.add("store.postgresql-owner-url", x.postgresql_owner_url, "",
+           "URL of the schema's owner: the node applies missing migrations "
+           "at start (\"\": a DBA applies them)",
+           false, true);
+}
+
+caf::error validate(const store_config& x) {
+  if (x.backend == "embedded") {
+    if (!x.postgresql_url.empty() || !x.postgresql_owner_url.empty())
+      return bad_config("store.postgresql-url: only with store.backend = "
+                        "postgresql");
+    return caf::none;
+  }
+  if (x.backend != "postgresql")
+    return bad_config("store.backend: '" + x.backend
+                      + "' is neither embedded nor postgresql");
+  if (x.postgresql_url.empty())
+    return bad_config("store.postgresql-url: required with store.backend = "
+                      "postgresql");
+  return caf::none;
+}
+
+caf::expected<pg_store> pg_store::open(const std::string& url,
+                                       clock_ptr clock,
+                                       pg::connect_options opts) {
+  auto conn = pg::connection::open(url, opts);
+  if (!conn)
+    return conn.error();
+  if (auto err = verify_app_role(*conn))
+    return err;
+  auto version = schema_version(*conn);
+  if (!version)
+    return version.error();
+  if (*version < static_cast<int>(builtin_migrations().size()))
+    return make_error(ec::storage_failed,
+                      "the PostgreSQL schema is at version "
+                        + std::to_string(*version) + ", this node needs "
+                        + std::to_string(builtin_migrations().size()));
+  pg_store out;
+  out.clock_ = std::move(clock);
+  out.conn_ = std::move(*conn);
+  return out;
+}
+
+caf::expected<pg_store::device_ref>
+pg_store::split(const std::string& device_id) {
+  auto slash = device_id.find('/');
+  if (slash == std::string::npos || slash == 0
+      || slash + 1 == device_id.size())
+    return make_error(ec::unknown_device,
+                      "device id '" + device_id + "' names no org/device");
+  return device_ref{device_id.substr(0, slash), device_id.substr(slash + 1)};
+}
+
+caf::error pg_store::reconnect() {
+  if (conn_.ok())
+    return caf::none;
+  log_warning("pg_store", "connection lost; connecting again");
+  // Temp stage tables, if any, went with the old server connection.
+  return conn_.reset();
+}
+
+caf::error pg_store::ensure_days(int64_t now) {
+  auto today = now / day_ms;
+  day_ = utc_day(now);
+  if (today == ensured_day_)
+    return caf::none;
+  if (auto err = conn_.begin())
+    return err;
+  auto made = ensure_partitions(conn_, now, 2);
+  if (!made) {
+    conn_.rollback();
+    return made.error();
+  }
+  if (auto err = conn_.commit())
+    return err;
+  ensured_day_ = today;
+  return caf::none;
+}
+
+caf::error pg_store::ensure_org(const std::string& org, int64_t now) {
+  if (orgs_.count(org))
+    return caf::none;
+  // Operators list devices org by org: the org must be in the registry.
+  auto r = conn_.exec("INSERT INTO orgs (name, created_ms) VALUES ($1, $2) "
+                      "ON CONFLICT DO NOTHING",
+                      {org, now});
+  if (!r)
+    return r.error();
+  orgs_.insert(org);
+  return caf::none;
+}
+
+caf::expected<ingest_outcome> pg_store::write(const ingest_batch& b) {
+  auto d = split(b.device_id);
+  if (!d)
+    return d.error();
+  auto out = write_once(b, *d);
+  // A missing partition is the store's own failure, never the batch's;
+  // a lost race on the batches key is answered like a duplicate (the
+  // second try finds the batch held); a lost connection is made again (a
+  // commit whose answer was lost is found held).
+  if (!out && (conn_.last_sqlstate() == missing_partition
+               || conn_.last_sqlstate() == pg::unique_violation
+               || is(out.error(), ec::unreachable))) {
+    if (conn_.last_sqlstate() == missing_partition)
+      ensured_day_ = -1;
+    else if (conn_.last_sqlstate() == pg::unique_violation)
+      ++lost_races_;
+    else
+      ++reconnects_;
+    out = write_once(b, *d);
+  }
+  counters_.count(out);
+  return out;
+}
+
+caf::expected<ingest_outcome> pg_store::write_once(const ingest_batch& b,
+                                                   const device_ref& d) {
+  ingest_outcome out;
+  auto now = clock_->now_ms();
+  if (auto err = reconnect())
+    return err;
+  if (auto err = ensure_days(now))
+    return err;
+  if (auto err = ensure_org(d.org, now))
+    return err;
+  auto known_series = series_;
+  auto err = pg::transaction(conn_, d.org, [&]() -> caf::error {
+    if (auto err = write_batch(b, d, now, out))
+      return err;
+    return config_for(d, b.config_version, out.config);
+  });
+  if (err) {
+    // Neither the session nor series ids of a rolled-back transaction exist.
+    sessions_.erase(session_key{b.device_id, b.epoch});
+    series_ = std::move(known_series);
+    return err;
+  }
+  return out;
+}
+
+caf::error pg_store::write_capability(const ingest_batch& b,
+                                      const device_ref& d, int64_t now) {
+  auto& c = b.capability;
+  if (c.tier <= 0)
+    return caf::none;
+  auto r = conn_.exec(
+    "INSERT INTO device_capability (org, device, tier, total_ram, "
+    "available_ram, total_disk, available_disk, cpu_cores, has_sqlite, "
+    "has_network, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+    "$10, $11) ON CONFLICT (org, device) DO UPDATE SET tier = $3, "
+    "total_ram = $4, available_ram = $5, total_disk = $6, "
+    "available_disk = $7, cpu_cores = $8, has_sqlite = $9, "
+    "has_network = $10, updated_ms = $11",
+    {d.org, d.device, c.tier, c.total_ram, c.available_ram, c.total_disk,
+     c.available_disk, c.cpu_cores, c.has_sqlite ? "t" : "f",
+     c.has_network ? "t" : "f", now});
+  return r ? caf::none : r.error();
+}
+
+caf::expected<int64_t> pg_store::acked_sequence(const ingest_batch& b,
+                                                const device_ref& d) {
+  // FOR UPDATE: nodes writing one stream take turns on its row.
+  auto r = conn_.exec("SELECT last_sequence, epoch FROM streams WHERE org = "
+                      "$1 AND device = $2 AND stream = $3 FOR UPDATE",
+                      {d.org, d.device, b.stream});
+  if (!r)
+    return r.error();
+  if (r->rows() == 0)
+    return int64_t{0};
+  // A new epoch is a store numbering from 1 again: its own sequence space.
+  if (r->text(0, 1) != b.epoch) {
+    log_warning("pg_store", b.device_id, "/", b.stream,
+                ": device store started afresh (epoch ", b.epoch,
+                "); numbering restarts");
+    return int64_t{0};
+  }
+  return r->int64(0, 0);
+}
+
+caf::expected<bool> pg_store::held(const ingest_batch& b, const device_ref& d,
+                                   int64_t last) {
+  auto r = conn_.exec("SELECT checksum FROM batches WHERE org = $1 AND "
+                      "device = $2 AND stream = $3 AND epoch = $4 AND "
+                      "sequence = $5",
+                      {d.org, d.device, b.stream, b.epoch, b.sequence});
+  if (!r)
+    return r.error();
+  if (r->rows() == 0)
+    return held_verdict(b, last, nullptr);
+  auto checksum = r->bytea(0, 0);
+  return held_verdict(b, last, &checksum);
+}
+
+caf::error pg_store::write_batch(const ingest_batch& b, const device_ref& d,
+                                 int64_t now, ingest_outcome& out) {
+  if (auto err = write_capability(b, d, now))
+    return err;
+  auto last = acked_sequence(b, d);
+  if (!last)
+    return last.error();
+  auto had = held(b, d, *last);
+  if (!had)
+    return had.error();
+  // Held: ack at least this batch, also when it is of an older epoch.
+  out.last_acked = std::max(*last, b.sequence);
+  if (*had) {
+    out.duplicate = true;
+    auto r = conn_.exec("UPDATE streams SET duplicates = duplicates + 1, "
+                        "last_seen = $4 WHERE org = $1 AND device = $2 AND "
+                        "stream = $3",
+                        {d.org, d.device, b.stream, now});
+    return r ? caf::none : r.error();
+  }
+  int64_t n = 0;
+  if (auto err = insert_records(b, d, n))
+    return err;
+  out.stored = n;
+  // The key guards double accept: a node losing the race fails here.
+  auto rec = conn_.exec("INSERT INTO batches (org, device, stream, epoch, "
+                        "sequence, checksum, points, received_at) VALUES "
+                        "($1, $2, $3, $4, $5, $6, $7, $8)",
+                        {d.org, d.device, b.stream, b.epoch, b.sequence,
+                         pg::param::bytea(b.checksum), n, now});
+  if (!rec)
+    return rec.error();
+  auto up = conn_.exec(
+    "INSERT INTO streams (org, device, stream, epoch, last_sequence, epochs, "
+    "points, batches, duplicates, last_seen) VALUES ($1, $2, $3, $4, $5, 1, "
+    "$6, 1, 0, $7) ON CONFLICT (org, device, stream) DO UPDATE SET "
+    "last_sequence = $5, points = streams.points + $6, "
+    "batches = streams.batches + 1, last_seen = $7, "
+    "epochs = streams.epochs + (streams.epoch <> $4)::int, epoch = $4",
+    {d.org, d.device, b.stream, b.epoch, out.last_acked, n, now});
+  return up ? caf::none : up.error();
+}
+
+// COPY refuses tables with row security (0A000): rows are copied into a
+// temp table of the server connection (no RLS; kept empty by ON COMMIT,
+// made again on whichever connection PgBouncer lends), then inserted
+// through the policy in one statement.
+struct staged_table {
+  const char* table;
+  const char* columns;
+  const char* types;
+};
+
+const staged_table stage_points{
+  "points", "org, day, device, epoch, sequence, series_id, ts, value, bits",
+  "org text, day date, device text, epoch text, sequence bigint, "
+  "series_id bigint, ts bigint, value float8, bits bigint"};
+const staged_table stage_logs{
+  "logs", "org, day, device, epoch, sequence, labels, ts, line",
+  "org text, day date, device text, epoch text, sequence bigint, "
+  "labels bytea, ts bigint, line text"};
+const staged_table stage_events{
+  "events", "org, day, device, epoch, sequence, ts, kind, message, attributes",
+  "org text, day date, device text, epoch text, sequence bigint, ts bigint, "
+  "kind text, message text, attributes bytea"};
+
+caf::error pg_store::copy(const staged_table& t, const pg::copy_rows& rows) {
+  if (rows.rows() == 0)
+    return caf::none;
+  auto stage = std::string{"fleetd_stage_"} + t.table;
+  auto made = conn_.exec_script("CREATE TEMP TABLE IF NOT EXISTS " + stage
+                                + " (" + t.types + ") ON COMMIT DELETE ROWS");
+  if (!made)
+    return made.error();
+  auto n = conn_.copy_in("COPY " + stage + " (" + t.columns
+                           + ") FROM STDIN",
+                         rows);
+  if (!n)
+    return n.error();
+  // ORDER BY ctid: the rows' arrival order becomes their id order.
+  auto ins = conn_.exec(std::string{"INSERT INTO "} + t.table + " ("
+                        + t.columns + ") SELECT " + t.columns + " FROM "
+                        + stage + " ORDER BY ctid");
+  return ins ? caf::none : ins.error();
+}
+
+caf::error pg_store::insert_records(const ingest_batch& b,
+                                    const device_ref& d, int64_t& n) {
+  pg::copy_rows rows;
+  auto head = [&] {
+    rows.field(d.org).field(day_).field(d.device).field(b.epoch)
+      .field(b.sequence);
+  };
+  if (!b.logs.empty()) {
+    for (auto& x : b.logs) {
+      head();
+      rows.bytea(encode_labels(x.labels)).field(x.timestamp_ns)
+        .field(x.line).end_row();
+    }
+    n = static_cast<int64_t>(b.logs.size());
+    return copy(stage_logs, rows);
+  }
+  if (!b.events.empty()) {
+    for (auto& x : b.events) {
+      head();
+      rows.field(x.timestamp_ms).field(x.kind).field(x.message)
+        .bytea(encode_labels(x.attributes)).end_row();
+    }
+    n = static_cast<int64_t>(b.events.size());
+    return copy(stage_events, rows);
+  }
+  return insert_points(b, d, n);
+}
+
+caf::error pg_store::insert_points(const ingest_batch& b, const device_ref& d,
+                                   int64_t& n) {
+  pg::copy_rows rows;
+  // value is for people (NULL for NaN); bits is exact.
+  auto row = [&](int64_t sid, int64_t ts, double value) {
+    rows.field(d.org).field(day_).field(d.device).field(b.epoch)
+      .field(b.sequence).field(sid).field(ts);
+    if (value != value)
+      rows.null();
+    else
+      rows.field(value);
+    rows.field(static_cast<int64_t>(bits_of(value))).end_row();
+  };
+  if (b.columnar.empty()) {
+    for (auto& x : b.samples) {
+      auto sid = series_id(d.org, x.name, x.labels);
+      if (!sid)
+        return sid.error();
+      row(*sid, x.timestamp_ms, x.value);
+    }
+  } else {
+    indexed_points xs;
+    auto ids = decode_in_session(b, d, xs);
+    if (!ids)
+      return ids.error();
+    for (auto& x : xs)
+      row((*ids)[x.series], x.timestamp_ms, x.value);
+  }
+  n = static_cast<int64_t>(rows.rows());
+  return copy(stage_points, rows);
+}
+
+caf::expected<int64_t> pg_store::series_id(const std::string& org,
+                                           const std::string& name,
+                                           const label_map& labels) {
+  auto encoded = encode_labels(labels);
+  auto key = org + '\0' + name + '\0' + encoded;
+  if (auto i = series_.find(key); i != series_.end())
+    return i->second;
+  // Another node may have made it: insert unless there, then read it.
+  auto ins = conn_.exec("INSERT INTO series (org, name, labels) VALUES ($1, "
+                        "$2, $3) ON CONFLICT (org, key) DO NOTHING",
+                        {org, name, pg::param::bytea(encoded)});
+  if (!ins)
+    return ins.error();
+  auto r = conn_.exec("SELECT id FROM series WHERE org = $1 AND key = "
+                      "decode(md5($2), 'hex') || sha256($3)",
+                      {org, name, pg::param::bytea(encoded)});
+  if (!r)
+    return r.error();
+  if (r->rows() != 1)
+    return make_error(ec::database_error, "series of '" + name + "' vanished");
+  auto id = r->int64(0, 0);
+  series_.emplace(std::move(key), id);
+  return id;
+}
+
+caf::expected<pg_store::wire_session*>
+pg_store::session(const ingest_batch& b, const device_ref& d) {
+  auto key = session_key{b.device_id, b.epoch};
+  if (auto i = sessions_.find(key); i != sessions_.end())
+    return &i->second;
+  auto r = conn_.exec("SELECT s.name, s.labels, s.id FROM wire_series w JOIN "
+                      "series s ON s.id = w.series_id WHERE w.org = $1 AND "
+                      "w.device = $2 AND w.epoch = $3 ORDER BY w.idx",
+                      {d.org, d.device, b.epoch});
+  if (!r)
+    return r.error();
+  wire_session ws;
+  for (int i = 0; i < r->rows(); ++i) {
+    ws.codec.add(series_key{std::string{r->text(i, 0)},
+                            decode_labels(r->bytea(i, 1))});
+    ws.ids.push_back(r->int64(i, 2));
+  }
+  auto h = conn_.exec("SELECT history FROM wire_history WHERE org = $1 AND "
+                      "device = $2 AND epoch = $3",
+                      {d.org, d.device, b.epoch});
+  if (!h)
+    return h.error();
+  auto history = h->rows() > 0 ? h->bytea(0, 0) : std::string{};
+  if (auto err = ws.codec.load_history(history)) {
+    // Without its histories the table is of no use: the device's next
+    // batch is refused session_out_of_sync and starts a new session.
+    log_warning("pg_store", b.device_id, ": series session of epoch ",
+                b.epoch, " has no matching history; starting afresh");
+    ws.codec.clear();
+    ws.ids.clear();
+  }
+  return &sessions_.emplace(key, std::move(ws)).first->second;
+}
+
+caf::expected<std::vector<int64_t>>
+pg_store::decode_in_session(const ingest_batch& b, const device_ref& d,
+                            indexed_points& out) {
+  auto base = columnar_base(b.columnar);
+  if (!base)
+    return base.error();
+  auto found = session(b, d);
+  if (!found)
+    return found.error();
+  auto ws = *found;
+  if (*base == 0) {
+    // The device started a new series session.
+    ws->codec.clear();
+    ws->ids.clear();
+    auto del = conn_.exec("DELETE FROM wire_series WHERE org = $1 AND "
+                          "device = $2 AND epoch = $3",
+                          {d.org, d.device, b.epoch});
+    if (!del)
+      return del.error();
+  }
+  auto known = ws->codec.series.size();
+  decode_budget budget{b.decode_budget > 0 ? b.decode_budget
+                                           : ws->codec.max_decoded_bytes};
+  auto xs = decode_columnar_indexed(b.columnar, ws->codec, budget);
+  if (!xs && is(xs.error(), ec::session_out_of_sync) && *base != 0) {
+    // Another node may have advanced the session: reload it from the rows
+    // (under the stream's row lock) and decode once more.
+    sessions_.erase(session_key{b.device_id, b.epoch});
+    found = session(b, d);
+    if (!found)
+      return found.error();
+    ws = *found;
+    known = ws->codec.series.size();
+    decode_budget again{b.decode_budget > 0 ? b.decode_budget
+                                            : ws->codec.max_decoded_bytes};
+    xs = decode_columnar_indexed(b.columnar, ws->codec, again);
+  }
+  if (!xs)
+    return xs.error();
+  if (auto err = save_session(b, d, *ws, known))
+    return err;
+  out = std::move(*xs);
+  return ws->ids;
+}
+
+caf::error pg_store::save_session(const ingest_batch& b, const device_ref& d,
+                                  wire_session& ws, size_t known) {
+  for (auto i = known; i < ws.codec.series.size(); ++i) {
+    auto& key = ws.codec.series[i];
+    auto sid = series_id(d.org, key.first, key.second);
+    if (!sid)
+      return sid.error();
+    ws.ids.push_back(*sid);
+    auto r = conn_.exec("INSERT INTO wire_series (org, device, epoch, idx, "
+                        "series_id) VALUES ($1, $2, $3, $4, $5)",
+                        {d.org, d.device, b.epoch, static_cast<int64_t>(i),
+                         *sid});
+    if (!r)
+      return r.error();
+  }
+  auto r = conn_.exec("INSERT INTO wire_history (org, device, epoch, history) "
+                      "VALUES ($1, $2, $3, $4) ON CONFLICT (org, device, "
+                      "epoch) DO UPDATE SET history = $4",
+                      {d.org, d.device, b.epoch,
+                       pg::param::bytea(ws.codec.save_history())});
+  return r ? caf::none : r.error();
+}
+
+caf::error pg_store::config_for(const device_ref& d, int64_t have,
+                                cloud_settings& out) {
+  auto r = conn_.exec("SELECT version, batch_size, sync_interval_ms, "
+                      "retention_ms, zstd_level FROM device_config WHERE "
+                      "org = $1 AND device = $2 AND version > $3",
+                      {d.org, d.device, have});
+  if (!r)
+    return r.error();
+  if (r->rows() > 0) {
+    out.version = r->int64(0, 0);
+    out.batch_size = r->int64(0, 1);
+    out.sync_interval_ms = r->int64(0, 2);
+    out.retention_ms = r->int64(0, 3);
+    out.zstd_level = r->int64(0, 4);
+  }
+  return caf::none;
+}
+
+caf::expected<cloud_settings>
+pg_store::set_config(const std::string& device_id, const settings_change& c) {
+  if (auto err = check_settings_change(c))
+    return err;
+  auto d = split(device_id);
+  if (!d)
+    return d.error();
+  if (auto err = ensure_org(d->org, clock_->now_ms()))
+    return err;
+  cloud_settings x;
+  auto err = pg::transaction(conn_, d->org, [&]() -> caf::error {
+    // The current version: the fields the change does not name keep it.
+    if (auto err = config_for(*d, 0, x))
+      return err;
+    if (x.version == 0 && !c.create) {
+      auto seen = conn_.exec("SELECT 1 FROM streams WHERE org = $1 AND "
+                             "device = $2 LIMIT 1",
+                             {d->org, d->device});
+      if (!seen)
+        return seen.error();
+      if (seen->rows() == 0)
+        return make_error(ec::unknown_device,
+                          "the cloud has never heard from device '"
+                            + device_id
+                            + "' (--create sets its settings before it "
+                              "first syncs)");
+    }
+    apply_settings_change(x, c);
+    auto up = conn_.exec(
+      "INSERT INTO device_config (org, device, version, batch_size, "
+      "sync_interval_ms, retention_ms, zstd_level) VALUES ($1, $2, $3, $4, "
+      "$5, $6, $7) ON CONFLICT (org, device) DO UPDATE SET version = $3, "
+      "batch_size = $4, sync_interval_ms = $5, retention_ms = $6, "
+      "zstd_level = $7",
+      {d->org, d->device, x.version, x.batch_size, x.sync_interval_ms,
+       x.retention_ms, x.zstd_level});
+    return up ? caf::none : up.error();
+  });
+  if (err)
+    return err;
+  return x;
+}
+
+caf::expected<log_lines> pg_store::logs(const std::string& device_id) {
+  auto d = split(device_id);
+  if (!d)
+    return d.error();
+  log_lines out;
+  auto err = pg::transaction(conn_, d->org, [&]() -> caf::error {
+    auto r = conn_.exec("SELECT labels, ts, line FROM logs WHERE org = $1 "
+                        "AND device = $2 ORDER BY id",
+                        {d->org, d->device});
+    if (!r)
+      return r.error();
+    for (int i = 0; i < r->rows(); ++i)
+      out.push_back(log_line{decode_labels(r->bytea(i, 0)), r->int64(i, 1),
+                             std::string{r->text(i, 2)}});
+    return caf::none;
+  });
+  if (err)
+    return err;
+  return out;
+}
+
+caf::expected<event_records> pg_store::events(const std::string& device_id) {
+  auto d = split(device_id);
+  if (!d)
+    return d.error();
+  event_records out;
+  auto err = pg::transaction(conn_, d->org, [&]() -> caf::error {
+    auto r = conn_.exec("SELECT ts, kind, message, attributes FROM events "
+                        "WHERE org = $1 AND device = $2 ORDER BY id",
+                        {d->org, d->device});
+    if (!r)
+      return r.error();
+    for (int i = 0; i < r->rows(); ++i) {
+      event_record e;
+      e.timestamp_ms = r->int64(i, 0);
+      e.kind = std::string{r->text(i, 1)};
+      e.message = std::string{r->text(i, 2)};
+      e.attributes = decode_labels(r->bytea(i, 3));
+      out.push_back(std::move(e));
+    }
+    return caf::none;
+  });
+  if (err)
+    return err;
+  return out;
+}
+
+caf::expected<metric_samples> pg_store::points(const std::string& device_id) {
+  auto d = split(device_id);
+  if (!d)
+    return d.error();
+  metric_samples out;
+  auto err = pg::transaction(conn_, d->org, [&]() -> caf::error {
+    auto r = conn_.exec("SELECT s.name, s.labels, p.ts, p.bits FROM points p "
+                        "JOIN series s ON s.id = p.series_id WHERE p.org = $1 "
+                        "AND p.device = $2 ORDER BY p.id",
+                        {d->org, d->device});
+    if (!r)
+      return r.error();
+    for (int i = 0; i < r->rows(); ++i) {
+      metric_sample x;
+      x.name = std::string{r->text(i, 0)};
+      x.labels = decode_labels(r->bytea(i, 1));
+      x.timestamp_ms = r->int64(i, 2);
+      x.value = double_of(static_cast<uint64_t>(r->int64(i, 3)));
+      out.push_back(std::move(x));
+    }
+    return caf::none;
+  });
+  if (err)
+    return err;
+  return out;
+}
+
+caf::expected<device_infos> pg_store::devices_of(const std::string& org) {
+  device_infos out;
+  auto err = pg::transaction(conn_, org, [&]() -> caf::error {
+    auto r = conn_.exec(
+      "SELECT s.device, s.stream, s.points, s.batches, s.duplicates, "
+      "s.last_sequence, s.last_sequence - (SELECT count(*) FROM batches b "
+      "WHERE b.org = s.org AND b.device = s.device AND b.stream = s.stream "
+      "AND b.epoch = s.epoch), s.last_seen, coalesce(c.tier, 0), "
+      "coalesce(c.total_ram, 0), coalesce(c.available_ram, 0), "
+      "coalesce(c.total_disk, 0), coalesce(c.available_disk, 0), "
+      "coalesce(c.cpu_cores, 0), coalesce(c.has_sqlite, false), "
+      "coalesce(c.has_network, false) FROM streams s LEFT JOIN "
+      "device_capability c ON c.org = s.org AND c.device = s.device "
+      "ORDER BY s.device, s.stream");
+    if (!r)
+      return r.error();
+    for (int i = 0; i < r->rows(); ++i) {
+      device_info x;
+      x.device_id = org + "/" + std::string{r->text(i, 0)};
+      x.stream = std::string{r->text(i, 1)};
+      x.points_received = r->int64(i, 2);
+      x.batches_received = r->int64(i, 3);
+      x.duplicates = r->int64(i, 4);
+      x.last_acked_sequence = r->int64(i, 5);
+      x.gaps = r->int64(i, 6);
+      x.last_seen_ms = r->int64(i, 7);
+      auto& c = x.capability;
+      c.tier = r->int64(i, 8);
+      c.total_ram = r->int64(i, 9);
+      c.available_ram = r->int64(i, 10);
+      c.total_disk = r->int64(i, 11);
+      c.available_disk = r->int64(i, 12);
+      c.cpu_cores = r->int64(i, 13);
+      c.has_sqlite = r->boolean(i, 14);
+      c.has_network = r->boolean(i, 15);
+      out.push_back(std::move(x));
+    }
+    return caf::none;
+  });
+  if (err)
+    return err;
+  return out;
+}
+
+caf::expected<device_infos> pg_store::devices() {
+  if (auto err = reconnect())
+    return err;
+  // Row security shows one org per transaction: list them org by org.
+  auto orgs = conn_.exec("SELECT name FROM orgs ORDER BY name");
+  if (!orgs)
+    return orgs.error();
+  device_infos out;
+  for (int i = 0; i < orgs->rows(); ++i) {
+    auto xs = devices_of(std::string{orgs->text(i, 0)});
+    if (!xs)
+      return xs.error();
+    out.insert(out.end(), xs->begin(), xs->end());
+  }
+  return out;
+}
+
+actor_stats pg_store::stats() {
+  auto out = counters_.report();
+  out.counters["lost_races"] = lost_races_;
+  out.counters["reconnects"] = reconnects_;
+  out.counters["series"] = static_cast<int64_t>(series_.size());
+  return out;
+}
+
+} // namespace fleetd
