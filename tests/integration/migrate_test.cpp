@@ -31,13 +31,13 @@ namespace {
 constexpr int64_t clock_start_ms = 1'700'000'000'000;
 constexpr int points_per_batch = 100;
 
-ingest_batch batch(const std::string& device, int64_t seq) {
+ingest_batch batch(const std::string& device, int64_t seq, int per_batch) {
   ingest_batch b;
   b.device_id = device;
   b.stream = metrics_stream;
   b.epoch = "e1";
   b.sequence = seq;
-  for (int i = 0; i < points_per_batch; ++i) {
+  for (int i = 0; i < per_batch; ++i) {
     metric_sample s;
     s.name = i % 2 ? "cpu" : "load1";
     s.labels = {{"core", std::to_string(i % 4)}};
@@ -84,16 +84,17 @@ void tenancy_cmd(embedded_tenancy& t, const std::string& op,
 
 // 20,000 points of three devices (two orgs and one legacy id without an
 // org), their logs and events, and tenancy rows.
-void make_store(const std::string& dir) {
+void make_store(const std::string& dir, int64_t batches_per_device = 67,
+                int per_batch = points_per_batch) {
   auto clk = std::make_shared<manual_clock>(clock_start_ms);
   auto st = embedded_store::open(dir + "/cloud.db", clk);
   REQUIRE_MESSAGE(st, render(st.error()));
   const char* devices[] = {"acme/dev1", "globex/dev1", "legacy"};
-  for (int64_t seq = 1; seq <= 67; ++seq)
+  for (int64_t seq = 1; seq <= batches_per_device; ++seq)
     for (auto d : devices) {
-      if (seq == 67 && std::string{d} == "legacy")
+      if (seq == batches_per_device && std::string{d} == "legacy")
         continue; // 200 batches in all
-      REQUIRE(st->write(batch(d, seq)));
+      REQUIRE(st->write(batch(d, seq, per_batch)));
       clk->advance(3600000); // batches span several days
     }
   for (auto d : devices)
@@ -120,12 +121,13 @@ struct fixture {
   std::optional<test::pg_database> db;
   std::string why;
 
-  bool ready() {
+  bool ready(int64_t batches_per_device = 67,
+             int per_batch = points_per_batch) {
     REQUIRE(dir.ok());
     db = test::fresh_pg_database("migrate", why);
     if (!db)
       return false;
-    make_store(dir.path());
+    make_store(dir.path(), batches_per_device, per_batch);
     return true;
   }
   // The superuser: the copy writes every org's rows past Row Level Security.
@@ -203,6 +205,40 @@ TEST_CASE("verify names a table changed after the copy") {
   CHECK(vrc == 1);
   CHECK_MESSAGE(verr.find("table logs differs") != std::string::npos, verr);
   CHECK(verr.find("table points differs") == std::string::npos);
+}
+
+TEST_CASE("a dry run counts and writes nothing") {
+  fixture f;
+  if (!f.ready())
+    return test::skip(f.why);
+  auto [rc, out] = f.run({"--dry-run"});
+  CHECK(rc == 0);
+  auto c = pg_connect(f.url());
+  CHECK(count(c, "SELECT count(*) FROM pg_tables WHERE tablename = "
+                 "'points'") == 0);
+}
+
+// Opt-in (FLEETD_MIGRATE_BIG=1): the acceptance run of >= 1 M points; the
+// figures go to docs/postgresql.md by hand, nothing here is timed.
+TEST_CASE("a million points copy and verify") {
+  if (!::getenv("FLEETD_MIGRATE_BIG"))
+    return test::skip("opt-in: set FLEETD_MIGRATE_BIG=1");
+  fixture f;
+  if (!f.ready(334, 1000))
+    return test::skip(f.why);
+  auto t0 = std::chrono::steady_clock::now();
+  auto [rc, err] = f.run({"--batch-size", "20000"});
+  auto t1 = std::chrono::steady_clock::now();
+  REQUIRE_MESSAGE(rc == 0, err);
+  auto [vrc, verr] = f.run({"--verify"});
+  auto t2 = std::chrono::steady_clock::now();
+  CHECK_MESSAGE(vrc == 0, verr);
+  auto c = pg_connect(f.url());
+  auto n = count(c, "SELECT count(*) FROM points");
+  CHECK(n == 1001000);
+  auto s = [](auto d) { return std::chrono::duration<double>(d).count(); };
+  MESSAGE("copy " << s(t1 - t0) << " s (" << n / s(t1 - t0)
+                  << " points/s), verify " << s(t2 - t1) << " s");
 }
 
 TEST_CASE("a data directory held by a node is refused, nothing written") {
