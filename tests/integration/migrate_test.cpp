@@ -31,12 +31,18 @@ namespace {
 constexpr int64_t clock_start_ms = 1'700'000'000'000;
 constexpr int points_per_batch = 100;
 
-ingest_batch batch(const std::string& device, int64_t seq, int per_batch) {
+ingest_batch empty(const std::string& device, const char* stream,
+                   int64_t seq) {
   ingest_batch b;
   b.device_id = device;
-  b.stream = metrics_stream;
+  b.stream = stream;
   b.epoch = "e1";
   b.sequence = seq;
+  return b;
+}
+
+ingest_batch batch(const std::string& device, int64_t seq, int per_batch) {
+  auto b = empty(device, metrics_stream, seq);
   for (int i = 0; i < per_batch; ++i) {
     metric_sample s;
     s.name = i % 2 ? "cpu" : "load1";
@@ -48,12 +54,8 @@ ingest_batch batch(const std::string& device, int64_t seq, int per_batch) {
   return b;
 }
 
-ingest_batch logs_and_events(const std::string& device, int64_t seq) {
-  ingest_batch b;
-  b.device_id = device;
-  b.stream = logs_stream;
-  b.epoch = "e1";
-  b.sequence = seq;
+ingest_batch logs(const std::string& device, int64_t seq) {
+  auto b = empty(device, logs_stream, seq);
   for (int i = 0; i < 10; ++i)
     b.logs.push_back({{{"unit", "sshd"}}, (seq * 100 + i) * 1000000,
                       "line " + std::to_string(i)});
@@ -61,11 +63,7 @@ ingest_batch logs_and_events(const std::string& device, int64_t seq) {
 }
 
 ingest_batch events(const std::string& device, int64_t seq) {
-  ingest_batch b;
-  b.device_id = device;
-  b.stream = events_stream;
-  b.epoch = "e1";
-  b.sequence = seq;
+  auto b = empty(device, events_stream, seq);
   b.events.push_back({clock_start_ms + seq, "boot", "up", {{"why", "test"}}});
   return b;
 }
@@ -99,7 +97,7 @@ void make_store(const std::string& dir, int64_t batches_per_device = 67,
     }
   for (auto d : devices)
     for (int64_t seq = 1; seq <= 5; ++seq) {
-      REQUIRE(st->write(logs_and_events(d, seq)));
+      REQUIRE(st->write(logs(d, seq)));
       REQUIRE(st->write(events(d, seq)));
     }
   auto t = embedded_tenancy::open(dir + "/tenancy.db", std::string(32, 's'),

@@ -9,7 +9,7 @@ namespace {
 constexpr const char* batch_key
   = "device_id || char(31) || epoch || char(31) || sequence";
 
-std::vector<table_spec> make_tables() {
+std::vector<table_spec> tenancy_tables() {
   using c = col;
   return {
     {"orgs", "tenancy", "orgs", "name", false, "name, created_ms",
@@ -36,6 +36,12 @@ std::vector<table_spec> make_tables() {
      {{"hash", c::blob}, {"org", c::text}, {"uses_left", c::integer},
       {"expires_ms", c::integer}, {"revoked", c::boolean},
       {"created_ms", c::integer}}},
+  };
+}
+
+std::vector<table_spec> store_tables() {
+  using c = col;
+  return {
     {"streams", "cloud", "streams", "device_id, stream", false,
      "org, device, stream, epoch, last_sequence, epochs, points, batches, "
      "duplicates, last_seen",
@@ -107,6 +113,13 @@ std::vector<table_spec> make_tables() {
       {"batch_size", c::integer}, {"sync_interval_ms", c::integer},
       {"retention_ms", c::integer}, {"zstd_level", c::integer}}},
   };
+}
+
+std::vector<table_spec> make_tables() {
+  auto all = tenancy_tables();
+  for (auto& t : store_tables())
+    all.push_back(t);
+  return all;
 }
 
 } // namespace
