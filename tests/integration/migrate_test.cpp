@@ -17,6 +17,7 @@
 #include "messages/wire.hpp"
 #include "pg_fixture.hpp"
 #include "runtime/node.hpp"
+#include "runtime/sqlite.hpp"
 #include "scratch_dir.hpp"
 #include "skip.hpp"
 #include "support.hpp"
@@ -203,6 +204,15 @@ TEST_CASE("verify names a table changed after the copy") {
   CHECK(vrc == 1);
   CHECK_MESSAGE(verr.find("table logs differs") != std::string::npos, verr);
   CHECK(verr.find("table points differs") == std::string::npos);
+  // A source row written after the copy (a node ran again) is named too.
+  auto src = sqlite::database::open(f.dir.file("cloud.db"));
+  REQUIRE(src);
+  REQUIRE(!src->exec("DELETE FROM events WHERE rowid = (SELECT max(rowid) "
+                     "FROM events)"));
+  auto [vrc2, verr2] = f.run({"--verify"});
+  CHECK(vrc2 == 1);
+  CHECK_MESSAGE(verr2.find("table events differs") != std::string::npos,
+                verr2);
 }
 
 TEST_CASE("a dry run counts and writes nothing") {
