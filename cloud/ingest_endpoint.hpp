@@ -66,7 +66,7 @@ public:
     return server_->counters();
   }
 
-  /// The server, for its statistics (runtime/http_stats); outlives stop().
+  /// The server, for its statistics (a stats_reader in cloud/main.cpp); outlives stop().
   std::shared_ptr<const http_server> server() const {
     return server_;
   }

@@ -16,7 +16,8 @@
 #include "cloud/tenancy.hpp"
 #include "messages/error.hpp"
 #include "runtime/config_check.hpp"
-#include "runtime/http_stats.hpp"
+#include "runtime/http_server.hpp"
+#include "runtime/stats_reader.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/node.hpp"
 #include "runtime/supervisor.hpp"
@@ -183,9 +184,15 @@ caf::actor report_ingest_http(caf::actor_system& sys,
   auto mode = cfg.insecure          ? "insecure"
               : cfg.tls.ca.empty() ? "https"
                                     : "https+client-cert";
-  auto stats = caf::actor_cast<caf::actor>(
-    sys.spawn(http_stats, http_stats_config{endpoint.server(), "ingest_http",
-                                            mode}));
+  auto read = [server = endpoint.server(), mode = std::string(mode)] {
+    actor_stats s;
+    s.name = "ingest_http";
+    s.state = mode;
+    for (auto& [name, value] : named_counters(server->counters()))
+      s.counters[name] = value;
+    return s;
+  };
+  auto stats = caf::actor_cast<caf::actor>(sys.spawn(stats_reader, read));
   caf::scoped_actor self{sys};
   self->send(insp, report_atom::value, std::string("ingest_http"), stats);
   return stats;

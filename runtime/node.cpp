@@ -26,7 +26,7 @@
 #include "runtime/console_door.hpp"
 #include "runtime/console_front.hpp"
 #include "runtime/console_guard.hpp"
-#include "runtime/console_stats.hpp"
+#include "runtime/stats_reader.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/tls.hpp"
 
@@ -348,9 +348,24 @@ caf::expected<console_ptr> publish_console(caf::actor_system& sys,
     return port.error();
   }
   out->port = *port;
-  auto mode = x.console_insecure ? "insecure" : "tls";
-  out->stats = caf::actor_cast<caf::actor>(
-    sys.spawn(console_stats, console_stats_config{out->front, out->guard, mode}));
+  std::string mode = x.console_insecure ? "insecure" : "tls";
+  auto read = [front = out->front, guard = out->guard, mode] {
+    auto c = front->counters();
+    actor_stats s;
+    s.name = "console";
+    s.state = mode;
+    s.counters = {{"accepted", c.accepted},
+                  {"rejected", c.rejected},
+                  {"handshake_timeouts", c.handshake_timeouts},
+                  {"handshake_failures", c.handshake_failures},
+                  {"frames_refused", c.frames_refused},
+                  {"frames_dropped", c.frames_dropped},
+                  {"accept_errors", c.accept_errors},
+                  {"messages_dropped",
+                   static_cast<console_guard*>(guard->get())->dropped()}};
+    return s;
+  };
+  out->stats = caf::actor_cast<caf::actor>(sys.spawn(stats_reader, read));
   caf::scoped_actor self{sys};
   self->send(inspector, report_atom::value, std::string("console"), out->stats);
   if (x.console_insecure)
