@@ -66,16 +66,20 @@
 
 #include "cloud/embedded_store.hpp"
 #include "cloud/embedded_tenancy.hpp"
+#include "cloud/pg_migrate.hpp"
+#include "cloud/pg_store.hpp"
 #include "messages/decode_budget.hpp"
 #include "messages/error.hpp"
 #include "messages/metrics_codec.hpp"
 #include "messages/wire.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/http_client.hpp"
+#include "runtime/pg.hpp"
 #include "runtime/sqlite.hpp"
 #include "tools/bench/bench_util.hpp"
 #include "tools/bench/node_series.hpp"
 #include "tools/bench/bench_tls.hpp"
+#include "tools/pg_server/pg_server.hpp"
 
 namespace fleetd::bench {
 
@@ -93,6 +97,8 @@ using std::chrono::steady_clock;
 constexpr int64_t start_ms = 1700000000000;
 constexpr int64_t scrape_ms = 10000;
 constexpr const char* org = "bench";
+// The raw insert's org when it shares the node's database.
+constexpr const char* raw_org = "bench-raw";
 constexpr const char* epoch = "bench";
 constexpr int zstd_level = 3;
 constexpr size_t max_decoded_bytes = 64 * 1024 * 1024;
@@ -203,14 +209,18 @@ void encode_rounds(std::vector<sim_device>& devs, int64_t scrapes,
 using raw_writer = std::function<caf::expected<ingest_outcome>(
   const ingest_batch&)>;
 
-/// What --store picks: how devices are enrolled in that store's tenancy,
-/// the node's flags for it and the store class the raw insert writes
-/// through. PostgreSQL is one more branch of choose_store.
+/// What --store picks: how devices are enrolled in the node's tenancy
+/// (embedded in both cases: tenancy.db beside the node), the node's flags
+/// for the store, the store class the raw insert writes through, and how
+/// the rows the node stored are counted.
 struct store_choice {
   std::function<void(const std::string& node_dir, std::vector<sim_device>&)>
     enroll;
   std::vector<std::string> node_flags;
   std::function<raw_writer(const std::string& dir)> open_raw;
+  std::function<int64_t(const std::string& node_dir)> stored_points;
+  /// The bench's own PostgreSQL, if it started one (lives as long).
+  std::shared_ptr<pg_server> server;
 };
 
 void enroll_embedded(const std::string& node_dir,
@@ -246,12 +256,118 @@ raw_writer open_embedded_raw(const std::string& dir) {
   return [p](const ingest_batch& b) { return p->write(b); };
 }
 
+int64_t count_embedded_points(const std::string& node_dir) {
+  auto db = sqlite::database::open_readonly(node_dir + "/cloud.db");
+  if (!db)
+    fail("cloud.db: " + render(db.error()));
+  auto st = db->prepare("SELECT count(*) FROM points");
+  if (!st)
+    fail(render(st.error()));
+  auto row = st->step();
+  if (!row || !*row)
+    fail("cloud.db: cannot count the points");
+  return st->column_int(0);
+}
+
+// -- PostgreSQL ---------------------------------------------------------------
+
+/// Where the node's rows go and where the raw insert's go.
+struct pg_target {
+  std::string node_url;
+  std::string owner_url;
+  std::string raw_url;
+  std::string raw_owner_url;
+};
+
+void migrate_schema(const std::string& owner_url) {
+  auto owner = pg::connection::open(owner_url);
+  if (!owner)
+    fail("schema owner: " + render(owner.error()));
+  if (auto done = migrate(*owner); !done)
+    fail("migrations: " + render(done.error()));
+}
+
+// Points of `org` the database at `url` holds (row security shows one org).
+int64_t count_pg_points(const std::string& url, const std::string& of) {
+  auto c = pg::connection::open(url);
+  if (!c)
+    fail("counting points: " + render(c.error()));
+  int64_t n = -1;
+  auto err = pg::transaction(*c, of, [&]() -> caf::error {
+    auto r = c->exec("SELECT count(*) FROM points");
+    if (!r)
+      return r.error();
+    n = r->int64(0, 0);
+    return caf::none;
+  });
+  if (err)
+    fail("counting points: " + render(err));
+  return n;
+}
+
+// The bench's own server and PgBouncer (transaction pooling, as in
+// production): one database for the node, one for the raw insert.
+pg_target start_own_pg(store_choice& out) {
+  pg_server::failure why;
+  auto s = pg_server::start(why);
+  if (!s)
+    fail("PostgreSQL: " + why.why);
+  if (!s->with_bouncer(why, 8))
+    fail("PgBouncer: " + why.why);
+  auto node = s->create_database("bench_node");
+  auto raw = s->create_database("bench_raw");
+  if (!node || !raw)
+    fail("CREATE DATABASE: " + render(node ? raw.error() : node.error()));
+  out.server = std::move(s);
+  return {node->pooled_url, node->owner_url, raw->pooled_url,
+          raw->owner_url};
+}
+
+// An existing server: node and raw rows share its database, apart by org;
+// refused unless neither org has a point yet (a rerun would be duplicates).
+pg_target existing_pg(const ingest_options& opt) {
+  if (opt.postgresql_url.empty() || opt.postgresql_owner_url.empty())
+    fail("--postgresql-url and --postgresql-owner-url go together");
+  migrate_schema(opt.postgresql_owner_url);
+  for (auto of : {org, raw_org})
+    if (count_pg_points(opt.postgresql_url, of) != 0)
+      fail("org '" + std::string{of}
+           + "' already has points in that database: use an empty one");
+  return {opt.postgresql_url, opt.postgresql_owner_url, opt.postgresql_url,
+          opt.postgresql_owner_url};
+}
+
+store_choice choose_postgresql(const ingest_options& opt) {
+  store_choice out;
+  auto to = opt.postgresql_url.empty() && opt.postgresql_owner_url.empty()
+              ? start_own_pg(out)
+              : existing_pg(opt);
+  out.enroll = enroll_embedded;
+  out.node_flags = {"--store.backend=postgresql",
+                    "--store.postgresql-url=" + to.node_url,
+                    "--store.postgresql-owner-url=" + to.owner_url};
+  out.open_raw = [to](const std::string&) -> raw_writer {
+    migrate_schema(to.raw_owner_url);
+    // As the node opens it: no server-prepared statements (PgBouncer).
+    pg::connect_options opts;
+    opts.server_prepared = false;
+    auto st = pg_store::open(to.raw_url, make_system_clock(), opts);
+    if (!st)
+      fail("raw store: " + render(st.error()));
+    auto p = std::make_shared<pg_store>(std::move(*st));
+    return [p](const ingest_batch& b) { return p->write(b); };
+  };
+  out.stored_points = [url = to.node_url](const std::string&) {
+    return count_pg_points(url, org);
+  };
+  return out;
+}
+
 store_choice choose_store(const ingest_options& opt) {
   if (opt.store == "embedded")
-    return {enroll_embedded, {}, open_embedded_raw};
+    return {enroll_embedded, {}, open_embedded_raw, count_embedded_points, {}};
   if (opt.store == "postgresql")
-    fail("--store postgresql: not built yet (this build has no PostgreSQL "
-         "store); nothing measured");
+    return choose_postgresql(opt);
   fail("--store: embedded or postgresql, not '" + opt.store + "'");
 }
 
@@ -542,8 +658,8 @@ void replay_one(sim_device& dev, int64_t k, replay_sessions& s,
   auto cpu1 = thread_cpu_seconds();
   auto d = decode_one(body, s.indexed, false);
   auto cpu2 = thread_cpu_seconds();
-  // Stamped as ingest stamps it: the key's org and device.
-  d.batch.device_id = std::string(org) + "/" + d.batch.device_id;
+  // Stamped as ingest stamps it (org/device), in the raw run's own org.
+  d.batch.device_id = std::string(raw_org) + "/" + d.batch.device_id;
   auto t0 = steady_clock::now();
   auto res = raw(d.batch);
   auto wall = seconds_since(t0);
@@ -573,19 +689,6 @@ replay_stats replay(std::vector<sim_device>& devs, const raw_writer& raw,
       if (k < devs[i].acked)
         replay_one(devs[i], k, sessions[i], raw, k >= from, out);
   return out;
-}
-
-int64_t count_points(const std::string& db_path) {
-  auto db = sqlite::database::open_readonly(db_path);
-  if (!db)
-    fail(db_path + ": " + render(db.error()));
-  auto st = db->prepare("SELECT count(*) FROM points");
-  if (!st)
-    fail(render(st.error()));
-  auto row = st->step();
-  if (!row || !*row)
-    fail(db_path + ": cannot count the points");
-  return st->column_int(0);
 }
 
 // -- one run ------------------------------------------------------------------
@@ -679,7 +782,7 @@ ingest_result run_checked(const ingest_options& opt) {
   auto run = drive_node(opt, store, devs, pki, node_dir);
   ingest_result r;
   r.acked_points = run.acked_points;
-  r.stored_points = count_points(node_dir + "/cloud.db");
+  r.stored_points = store.stored_points(node_dir);
   if (r.stored_points != r.acked_points)
     fail("the node acked " + std::to_string(r.acked_points)
          + " points but its store holds " + std::to_string(r.stored_points));
@@ -738,6 +841,8 @@ std::string parse_args(const std::vector<std::string>& args,
       opt.store = value;
     else if (arg == "--postgresql-url")
       opt.postgresql_url = value;
+    else if (arg == "--postgresql-owner-url")
+      opt.postgresql_owner_url = value;
     else if (arg == "--dir")
       opt.dir = value;
     else if (arg == "--cloud")

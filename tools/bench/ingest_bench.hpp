@@ -12,17 +12,22 @@ extern const char* ingest_summary;
 /// Usage of `fleetd-bench ingest`.
 std::string ingest_usage();
 
-/// `fleetd-bench ingest --store embedded [--devices N] [--seconds S]
-/// [--senders C] [--scrapes-per-batch K] [--dir DIR] [--cloud PROGRAM]`:
+/// `fleetd-bench ingest --store embedded|postgresql [--devices N]
+/// [--seconds S] [--senders C] [--scrapes-per-batch K] [--dir DIR]
+/// [--cloud PROGRAM] [--postgresql-url URL --postgresql-owner-url URL]`:
 /// drives one fleetd-cloud node over HTTPS from many simulated devices and
 /// prints one `BENCH ingest ...` line. `args` excludes the subcommand.
 /// Returns the exit code (0 ok, 1 failure, 2 bad arguments).
 int run_ingest_bench(const std::vector<std::string>& args);
 
 struct ingest_options {
-  /// embedded; postgresql is refused until its store is built.
+  /// embedded or postgresql.
   std::string store = "embedded";
+  /// With postgresql: the node's role on an existing, empty database
+  /// (through PgBouncer in production) and its schema owner's URL; both
+  /// empty: a throwaway PostgreSQL 15 + PgBouncer started by the bench.
   std::string postgresql_url;
+  std::string postgresql_owner_url;
   /// Simulated devices, each with its own key and series session.
   int64_t devices = 200;
   /// Length of the measured end-to-end phase.
