@@ -76,36 +76,43 @@ private:
 
   caf::expected<ingest_outcome> write_once(const ingest_batch& b,
                                            const device_ref& d);
+  std::vector<pg::call> opening(const ingest_batch& b, const device_ref& d,
+                                int64_t now);
+  static int64_t acked_sequence(const ingest_batch& b,
+                                const pg::result& stream);
   caf::error write_batch(const ingest_batch& b, const device_ref& d,
                          int64_t now, ingest_outcome& out);
-  caf::error write_capability(const ingest_batch& b, const device_ref& d,
-                              int64_t now);
-  caf::expected<int64_t> acked_sequence(const ingest_batch& b,
-                                        const device_ref& d);
-  caf::expected<bool> held(const ingest_batch& b, const device_ref& d,
-                           int64_t last);
+  caf::error accept(const ingest_batch& b, const device_ref& d, int64_t now,
+                    ingest_outcome& out, std::vector<pg::call>& tail);
+  caf::error finish(const ingest_batch& b, const device_ref& d,
+                    std::vector<pg::call> tail, ingest_outcome& out);
+  // The rows go to `tail`: statements sent with the commit.
   caf::error insert_records(const ingest_batch& b, const device_ref& d,
-                            int64_t& n);
+                            int64_t& n, std::vector<pg::call>& tail);
   caf::error insert_points(const ingest_batch& b, const device_ref& d,
-                           int64_t& n);
+                           int64_t& n, std::vector<pg::call>& tail);
   caf::expected<std::vector<int64_t>>
   decode_in_session(const ingest_batch& b, const device_ref& d,
-                    indexed_points& xs);
+                    indexed_points& xs, std::vector<pg::call>& tail);
   caf::expected<wire_session*> session(const ingest_batch& b,
                                        const device_ref& d);
   caf::error save_session(const ingest_batch& b, const device_ref& d,
-                          wire_session& ws, size_t known);
+                          wire_session& ws, size_t known,
+                          std::vector<pg::call>& tail);
   caf::expected<int64_t> series_id(const std::string& org,
                                    const std::string& name,
                                    const label_map& labels);
   caf::error config_for(const device_ref& d, int64_t have,
                         cloud_settings& out);
+  static pg::call config_call(const device_ref& d, int64_t have);
+  static void read_config(const pg::result& r, cloud_settings& out);
   // Partitions of today and tomorrow (by the store's clock), once a day.
   caf::error ensure_days(int64_t now);
   // A lost connection made again before the next call (not mid-transaction).
   caf::error reconnect();
   caf::error ensure_org(const std::string& org, int64_t now);
-  caf::error copy(const staged_table& t, const pg::copy_rows& rows);
+  caf::error copy(const staged_table& t, const pg::copy_rows& rows,
+                  std::vector<pg::call>& tail);
   caf::expected<device_infos> devices_of(const std::string& org);
 
   clock_ptr clock_;
