@@ -48,6 +48,11 @@ void declare(option_set& opts, store_config& x) {
            "URL of the schema's owner: the node applies missing migrations "
            "at start (\"\": a DBA applies them)",
            false, true);
+  opts.add("store.postgresql-writers", x.postgresql_writers, 2, "connections",
+           "Connections writing batches at once, with store.backend = "
+           "postgresql (each device's batches always on the same one); "
+           "PgBouncer's pool must allow as many per node",
+           1, 32);
 }
 
 caf::error validate(const store_config& x) {
@@ -68,7 +73,8 @@ caf::error validate(const store_config& x) {
 
 caf::expected<pg_store> pg_store::open(const std::string& url,
                                        clock_ptr clock,
-                                       pg::connect_options opts) {
+                                       pg::connect_options opts,
+                                       int64_t writers) {
   auto conn = pg::connection::open(url, opts);
   if (!conn)
     return conn.error();
@@ -84,7 +90,22 @@ caf::expected<pg_store> pg_store::open(const std::string& url,
                         + std::to_string(builtin_migrations().size()));
   pg_store out;
   out.clock_ = std::move(clock);
+  out.url_ = url;
+  out.opts_ = opts;
+  out.writers_ = writers;
   out.conn_ = std::move(*conn);
+  return out;
+}
+
+caf::expected<std::vector<std::shared_ptr<cloud_store_backend>>>
+pg_store::more_writers() {
+  std::vector<std::shared_ptr<cloud_store_backend>> out;
+  for (int64_t i = 1; i < writers_; ++i) {
+    auto st = open(url_, clock_, opts_);
+    if (!st)
+      return st.error();
+    out.push_back(std::make_shared<pg_store>(std::move(*st)));
+  }
   return out;
 }
 

@@ -28,9 +28,12 @@ struct store_config {
   /// The schema owner's URL: migrations run at start ("": a DBA runs
   /// them; the node refuses a schema older than it needs).
   std::string postgresql_owner_url;
+  /// Connections writing batches at once (devices split among them).
+  int64_t postgresql_writers = 2;
 };
 
-/// Declares store.backend, store.postgresql-url, store.postgresql-owner-url.
+/// Declares store.backend, store.postgresql-url, store.postgresql-owner-url,
+/// store.postgresql-writers.
 void declare(option_set& opts, store_config& x);
 
 /// bad_config naming the option when `x` cannot work.
@@ -45,10 +48,12 @@ caf::error validate(const store_config& x);
 class pg_store : public cloud_store_backend {
 public:
   /// Connects as the node's role (refused when it could bypass RLS); the
-  /// schema must be migrated already (pg_migrate).
+  /// schema must be migrated already (pg_migrate). `writers`: this store
+  /// and writers - 1 more (more_writers), each on its own connection.
   static caf::expected<pg_store> open(const std::string& url,
                                       clock_ptr clock,
-                                      pg::connect_options opts = {});
+                                      pg::connect_options opts = {},
+                                      int64_t writers = 1);
 
   caf::expected<ingest_outcome> write(const ingest_batch& batch) override;
   caf::expected<device_infos> devices() override;
@@ -59,6 +64,8 @@ public:
   set_config(const std::string& device_id,
              const settings_change& change) override;
   actor_stats stats() override;
+  caf::expected<std::vector<std::shared_ptr<cloud_store_backend>>>
+  more_writers() override;
 
 private:
   // "org/device" split; refused unless both parts are there.
@@ -116,6 +123,9 @@ private:
   caf::expected<device_infos> devices_of(const std::string& org);
 
   clock_ptr clock_;
+  std::string url_;
+  pg::connect_options opts_;
+  int64_t writers_ = 1;
   pg::connection conn_;
   std::string day_;
   int64_t ensured_day_ = -1;

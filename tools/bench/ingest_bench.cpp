@@ -64,6 +64,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "cloud/cloud_store.hpp"
 #include "cloud/embedded_store.hpp"
 #include "cloud/embedded_tenancy.hpp"
 #include "cloud/pg_migrate.hpp"
@@ -217,7 +218,8 @@ struct store_choice {
   std::function<void(const std::string& node_dir, std::vector<sim_device>&)>
     enroll;
   std::vector<std::string> node_flags;
-  std::function<raw_writer(const std::string& dir)> open_raw;
+  /// The raw insert's writers: as many as the node's store has.
+  std::function<std::vector<raw_writer>(const std::string& dir)> open_raw;
   std::function<int64_t(const std::string& node_dir)> stored_points;
   /// The bench's own PostgreSQL, if it started one (lives as long).
   std::shared_ptr<pg_server> server;
@@ -247,13 +249,13 @@ void enroll_embedded(const std::string& node_dir,
   }
 }
 
-raw_writer open_embedded_raw(const std::string& dir) {
+std::vector<raw_writer> open_embedded_raw(const std::string& dir) {
   // As the node opens its cloud.db (WAL, synchronous=FULL).
   auto st = embedded_store::open(dir + "/raw.db", make_system_clock());
   if (!st)
     fail("raw store: " + render(st.error()));
   auto p = std::make_shared<embedded_store>(std::move(*st));
-  return [p](const ingest_batch& b) { return p->write(b); };
+  return {[p](const ingest_batch& b) { return p->write(b); }};
 }
 
 int64_t count_embedded_points(const std::string& node_dir) {
@@ -346,16 +348,27 @@ store_choice choose_postgresql(const ingest_options& opt) {
   out.node_flags = {"--store.backend=postgresql",
                     "--store.postgresql-url=" + to.node_url,
                     "--store.postgresql-owner-url=" + to.owner_url};
-  out.open_raw = [to](const std::string&) -> raw_writer {
+  out.node_flags.push_back("--store.postgresql-writers="
+                           + std::to_string(opt.writers));
+  out.open_raw = [to, n = opt.writers](const std::string&) {
     migrate_schema(to.raw_owner_url);
-    // As the node opens it: no server-prepared statements (PgBouncer).
+    // As the node opens it: no server-prepared statements (PgBouncer), the
+    // same number of writers, each on its own connection.
     pg::connect_options opts;
     opts.server_prepared = false;
-    auto st = pg_store::open(to.raw_url, make_system_clock(), opts);
+    auto st = pg_store::open(to.raw_url, make_system_clock(), opts, n);
     if (!st)
       fail("raw store: " + render(st.error()));
-    auto p = std::make_shared<pg_store>(std::move(*st));
-    return [p](const ingest_batch& b) { return p->write(b); };
+    auto first = std::make_shared<pg_store>(std::move(*st));
+    auto more = first->more_writers();
+    if (!more)
+      fail("raw store: " + render(more.error()));
+    std::vector<std::shared_ptr<cloud_store_backend>> all{first};
+    all.insert(all.end(), more->begin(), more->end());
+    std::vector<raw_writer> out;
+    for (auto& p : all)
+      out.push_back([p](const ingest_batch& b) { return p->write(b); });
+    return out;
   };
   out.stored_points = [url = to.node_url](const std::string&) {
     return count_pg_points(url, org);
@@ -649,9 +662,16 @@ struct replay_sessions {
   codec_context indexed;
 };
 
-// Batch `k` of device `d`: decoded both ways, then written through `raw`.
-void replay_one(sim_device& dev, int64_t k, replay_sessions& s,
-                const raw_writer& raw, bool timed, replay_stats& out) {
+// A batch decoded and ready for the raw insert.
+struct raw_batch {
+  ingest_batch batch;
+  int64_t points = 0;
+};
+
+// Batch `k` of device `d`: decoded both ways (the codec alone, timed when
+// `timed`), then stamped for the raw insert.
+raw_batch decode_for_raw(sim_device& dev, int64_t k, replay_sessions& s,
+                         bool timed, replay_stats& out) {
   auto& body = dev.bodies[static_cast<size_t>(k)];
   auto cpu0 = thread_cpu_seconds();
   decode_one(body, s.named, true);
@@ -660,34 +680,71 @@ void replay_one(sim_device& dev, int64_t k, replay_sessions& s,
   auto cpu2 = thread_cpu_seconds();
   // Stamped as ingest stamps it (org/device), in the raw run's own org.
   d.batch.device_id = std::string(raw_org) + "/" + d.batch.device_id;
-  auto t0 = steady_clock::now();
-  auto res = raw(d.batch);
-  auto wall = seconds_since(t0);
-  auto cpu3 = thread_cpu_seconds();
-  if (!res || res->stored != d.points)
-    fail("raw store: " + (res ? "stored " + std::to_string(res->stored)
-                              : render(res.error())));
-  if (!timed)
-    return;
-  out.points += d.points;
-  out.named_cpu_s += cpu1 - cpu0;
-  out.decode_cpu_s += cpu2 - cpu1;
-  out.raw_wall_s += wall;
-  out.raw_cpu_s += cpu3 - cpu2;
+  if (timed) {
+    out.named_cpu_s += cpu1 - cpu0;
+    out.decode_cpu_s += cpu2 - cpu1;
+  }
+  return {std::move(d.batch), d.points};
 }
 
-// Every acked batch again, round by round; rounds >= `from` are timed.
-replay_stats replay(std::vector<sim_device>& devs, const raw_writer& raw,
-                    int64_t from) {
+// Each writer on a thread of its own writes its batches in order; their
+// points, wall time of the whole and CPU time of the threads.
+void write_raw(const std::vector<raw_writer>& raw,
+               std::vector<std::vector<raw_batch>>& work, replay_stats* out) {
+  std::vector<std::string> errors(raw.size());
+  std::vector<double> cpu(raw.size());
+  std::vector<std::thread> threads;
+  auto t0 = steady_clock::now();
+  for (size_t w = 0; w < raw.size(); ++w)
+    threads.emplace_back([&, w] {
+      auto c0 = thread_cpu_seconds();
+      for (auto& x : work[w]) {
+        auto res = raw[w](x.batch);
+        if (!res || res->stored != x.points) {
+          errors[w] = res ? "stored " + std::to_string(res->stored)
+                          : render(res.error());
+          return;
+        }
+      }
+      cpu[w] = thread_cpu_seconds() - c0;
+    });
+  for (auto& t : threads)
+    t.join();
+  for (auto& e : errors)
+    if (!e.empty())
+      fail("raw store: " + e);
+  if (!out)
+    return;
+  out->raw_wall_s += seconds_since(t0);
+  for (size_t w = 0; w < raw.size(); ++w) {
+    out->raw_cpu_s += cpu[w];
+    for (auto& x : work[w])
+      out->points += x.points;
+  }
+}
+
+// Every acked batch again, round by round, each device's on the writer the
+// node gives it (writer_of); rounds >= `from` are timed, after the others
+// are written.
+replay_stats replay(std::vector<sim_device>& devs,
+                    const std::vector<raw_writer>& raw, int64_t from) {
   replay_stats out;
   std::vector<replay_sessions> sessions(devs.size());
   int64_t rounds = 0;
   for (auto& d : devs)
     rounds = std::max(rounds, d.acked);
+  std::vector<std::vector<raw_batch>> warm(raw.size());
+  std::vector<std::vector<raw_batch>> timed(raw.size());
   for (int64_t k = 0; k < rounds; ++k)
-    for (size_t i = 0; i < devs.size(); ++i)
-      if (k < devs[i].acked)
-        replay_one(devs[i], k, sessions[i], raw, k >= from, out);
+    for (size_t i = 0; i < devs.size(); ++i) {
+      if (k >= devs[i].acked)
+        continue;
+      auto x = decode_for_raw(devs[i], k, sessions[i], k >= from, out);
+      auto w = writer_of(x.batch.device_id, raw.size());
+      (k >= from ? timed : warm)[w].push_back(std::move(x));
+    }
+  write_raw(raw, warm, nullptr);
+  write_raw(raw, timed, &out);
   return out;
 }
 
@@ -814,6 +871,7 @@ std::string parse_number(const std::string& arg, const std::string& value,
   };
   // Senders: the node takes 64 connections per address by default.
   bound bounds[] = {{"--devices", 1, 100000, &opt.devices},
+                    {"--writers", 1, 32, &opt.writers},
                     {"--senders", 1, 64, &opt.senders},
                     {"--scrapes-per-batch", 1, 1000, &opt.scrapes_per_batch}};
   for (auto& b : bounds) {
@@ -879,6 +937,7 @@ std::string ingest_line(const ingest_options& opt, const ingest_result& r) {
       << " ratio=" << format(r.ratio, 3)
       << " devices_supported=" << format(r.devices_supported, 0)
       << " senders=" << opt.senders
+      << " writers=" << (opt.store == "postgresql" ? opt.writers : 1)
       << " batch=" << opt.scrapes_per_batch * 100
       << " seconds=" << format(r.seconds, 1) << " p50_ms="
       << format(r.p50_ms, 2) << " bytes_per_point="

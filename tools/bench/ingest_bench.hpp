@@ -28,6 +28,9 @@ struct ingest_options {
   /// empty: a throwaway PostgreSQL 15 + PgBouncer started by the bench.
   std::string postgresql_url;
   std::string postgresql_owner_url;
+  /// With postgresql: the node's store.postgresql-writers, and as many
+  /// threads (each its own connection) for the raw insert.
+  int64_t writers = 2;
   /// Simulated devices, each with its own key and series session.
   int64_t devices = 200;
   /// Length of the measured end-to-end phase.
