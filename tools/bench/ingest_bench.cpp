@@ -33,10 +33,13 @@
 //    per-device session, thread CPU time; decode_named the same with
 //    decode_columnar, which copies a name and labels into every point.
 //    raw: the same batch as the ingest actor hands it to the store, written
-//    through the store class the node uses, straight from this thread
-//    (embedded_store::write: one transaction per batch, the store's one
-//    write path), wall time, on the same disk, into a fresh file opened as
-//    the node opens its own. The store keeps each device's series session
+//    through the store class the node uses, straight from this process
+//    (embedded_store::write or pg_store::write: one transaction per batch,
+//    the store's one write path), wall time, on the same disk, into a fresh
+//    file opened as the node opens its own, or a fresh database of the
+//    same PostgreSQL through the same PgBouncer, with as many writers
+//    (threads, each its own connection) as the node's store, each device
+//    on the writer the node gives it. The store keeps each device's series session
 //    and makes the rows from it; that is its fastest way in (rows by name,
 //    format 1, cost it a lookup per point). All three time only the batches
 //    of the measured phase.
@@ -86,8 +89,9 @@ namespace fleetd::bench {
 
 const char* ingest_summary =
   "one fleetd-cloud node over HTTPS from many simulated devices (own keys, "
-  "sessions,\n      real encoder); points/s, p99, vs the codec alone and the "
-  "store's own insert";
+  "sessions,\n      real encoder), on embedded SQLite or PostgreSQL behind "
+  "PgBouncer; points/s,\n      p99, vs the codec alone and the store's own "
+  "insert";
 
 namespace {
 
@@ -951,11 +955,13 @@ std::string ingest_line(const ingest_options& opt, const ingest_result& r) {
 }
 
 std::string ingest_usage() {
-  return "usage: fleetd-bench ingest --store embedded [--devices N] "
+  return "usage: fleetd-bench ingest --store embedded|postgresql [--devices N] "
          "[--seconds S]\n"
          "                           [--senders C] [--scrapes-per-batch K] "
-         "[--dir DIR]\n"
-         "                           [--cloud PROGRAM]\n\n"
+         "[--writers W]\n"
+         "                           [--dir DIR] [--cloud PROGRAM]\n"
+         "                           [--postgresql-url URL "
+         "--postgresql-owner-url URL]\n\n"
          "Starts a fleetd-cloud node (HTTPS on 127.0.0.1, a throwaway "
          "certificate), enrolls N\nsimulated devices in its tenancy store, "
          "and sends their numbered SyncRequests\n(100 node_exporter-like "
@@ -963,28 +969,47 @@ std::string ingest_usage() {
          "over C keep-alive HTTPS connections for S seconds after a warm-up "
          "and a\npilot round. Then, the node stopped, decodes the same "
          "batches on one thread (the\ncodec alone) and writes the same rows "
-         "through the store class itself (the store\nalone). Prints\n"
+         "through the store class itself (the store\nalone: embedded_store, "
+         "or pg_store with W writers on W threads). Prints\n"
          "  BENCH ingest store=... devices=N points_per_s=... "
          "requests_per_s=... p99_ms=...\n"
          "    decode_points_per_s_per_core=... raw_points_per_s=... "
          "ratio=... devices_supported=...\n"
-         "    senders=C batch=... seconds=... p50_ms=... bytes_per_point=... "
-         "node_cpu_cores=...\n    node_cpu_us_per_point=... raw_cpu_us_per_point=... "
-         "decode_named_points_per_s_per_core=...\n"
+         "    senders=C writers=W batch=... seconds=... p50_ms=... "
+         "bytes_per_point=...\n    node_cpu_cores=... node_cpu_us_per_point=... "
+         "raw_cpu_us_per_point=...\n    decode_named_points_per_s_per_core=...\n"
          "ratio = points_per_s / raw_points_per_s; devices_supported = "
          "points_per_s / (100\nseries / 30 s). Targets: decode >= 3 M "
          "points/s/core, ratio >= 0.7.\n\n"
-         "  --store S             embedded (postgresql: not built yet)\n"
-         "  --postgresql-url URL  the PostgreSQL server, with --store "
+         "With --store postgresql and no URL the bench starts its own "
+         "PostgreSQL 15 and\nPgBouncer (transaction pooling, as in "
+         "production) from Debian's packages in a\ntemp dir (as root: run "
+         "as the postgres user), one database for the node and\none for "
+         "the raw insert; the node migrates its own (store.postgresql-owner-"
+         "url).\n\n"
+         "  --store S                 embedded (SQLite files of the node) or "
          "postgresql\n"
-         "  --devices N           simulated devices (default 200)\n"
-         "  --seconds S           length of the measured phase (default 15)\n"
-         "  --senders C           concurrent connections, 1-64 (default 8)\n"
-         "  --scrapes-per-batch K scrapes per batch (default 10: 1000 "
+         "  --postgresql-url URL      an existing, empty database instead: "
+         "the node's role\n"
+         "                            (a member of fleetd_app; through "
+         "PgBouncer in production)\n"
+         "  --postgresql-owner-url URL  its schema owner (the bench and the "
+         "node migrate);\n"
+         "                            node and raw rows go to orgs bench and "
+         "bench-raw\n"
+         "  --writers W               postgresql: the node's "
+         "store.postgresql-writers and the\n"
+         "                            raw insert's threads, 1-32 (default 2)\n"
+         "  --devices N               simulated devices (default 200)\n"
+         "  --seconds S               length of the measured phase (default "
+         "15)\n"
+         "  --senders C               concurrent connections, 1-64 (default "
+         "8)\n"
+         "  --scrapes-per-batch K     scrapes per batch (default 10: 1000 "
          "points)\n"
-         "  --dir DIR             where the databases go (default: a fresh "
-         "temp dir, removed)\n"
-         "  --cloud PROGRAM       fleetd-cloud to start (default: the one "
+         "  --dir DIR                 where the databases go (default: a "
+         "fresh temp dir, removed)\n"
+         "  --cloud PROGRAM           fleetd-cloud to start (default: the one "
          "beside fleetd-bench)\n";
 }
 
