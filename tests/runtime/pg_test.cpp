@@ -344,10 +344,11 @@ TEST_CASE("a pipeline answers its statements in order in one exchange; a "
   CHECK(ok->at(3).int64(0, 1) == 7);
   CHECK(ok->back().command() == "COMMIT");
   CHECK_FALSE(c.in_transaction());
+  const std::string insert = "INSERT INTO t VALUES ($1, $2)";
   auto failed = c.pipeline({{"BEGIN", {}},
-                            {"INSERT INTO t VALUES ($1, $2)", {int64_t{2}, "two"}},
-                            {"INSERT INTO t VALUES ($1, $2)", {int64_t{1}, "dup"}},
-                            {"INSERT INTO t VALUES ($1, $2)", {int64_t{3}, "three"}},
+                            {insert, {int64_t{2}, "two"}},
+                            {insert, {int64_t{1}, "dup"}},
+                            {insert, {int64_t{3}, "three"}},
                             {"COMMIT", {}}});
   REQUIRE_FALSE(failed);
   CHECK(code_of(failed.error()) == ec::invalid_record);

@@ -27,8 +27,7 @@
 //    requests_per_s and latency percentiles (request sent to ack read).
 // 4. The node stops (SIGTERM); its store must hold exactly the points it
 //    acked.
-// 5. Replay, one thread, the node gone: every acked batch again in round
-//    order. decode: decode_request (zstd, protobuf, checksum) +
+// 5. Replay, the node gone: every acked batch again in round order. decode: decode_request (zstd, protobuf, checksum) +
 //    decode_columnar_indexed (what the store runs) against the codec's own
 //    per-device session, thread CPU time; decode_named the same with
 //    decode_columnar, which copies a name and labels into every point.
@@ -39,10 +38,11 @@
 //    file opened as the node opens its own, or a fresh database of the
 //    same PostgreSQL through the same PgBouncer, with as many writers
 //    (threads, each its own connection) as the node's store, each device
-//    on the writer the node gives it. The store keeps each device's series session
-//    and makes the rows from it; that is its fastest way in (rows by name,
-//    format 1, cost it a lookup per point). All three time only the batches
-//    of the measured phase.
+//    on the writer the node gives it; decoding is done before, on one
+//    thread. The store keeps each device's series session and makes the
+//    rows from it; that is its fastest way in (rows by name, format 1, cost
+//    it a lookup per point). All three time only the batches of the
+//    measured phase, written after the earlier ones.
 // ratio = points_per_s / raw_points_per_s; devices_supported =
 // points_per_s / (100 series / 30 s).
 #include "tools/bench/ingest_bench.hpp"
@@ -976,8 +976,9 @@ std::string ingest_usage() {
          "    decode_points_per_s_per_core=... raw_points_per_s=... "
          "ratio=... devices_supported=...\n"
          "    senders=C writers=W batch=... seconds=... p50_ms=... "
-         "bytes_per_point=...\n    node_cpu_cores=... node_cpu_us_per_point=... "
-         "raw_cpu_us_per_point=...\n    decode_named_points_per_s_per_core=...\n"
+         "bytes_per_point=...\n    node_cpu_cores=... "
+         "node_cpu_us_per_point=... raw_cpu_us_per_point=...\n"
+         "    decode_named_points_per_s_per_core=...\n"
          "ratio = points_per_s / raw_points_per_s; devices_supported = "
          "points_per_s / (100\nseries / 30 s). Targets: decode >= 3 M "
          "points/s/core, ratio >= 0.7.\n\n"

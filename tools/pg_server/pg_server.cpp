@@ -10,16 +10,13 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <optional>
 #include <sstream>
-#include <thread>
 #include <vector>
 
 #include <libpq-fe.h>
@@ -27,25 +24,13 @@
 #include "messages/error.hpp"
 #include "runtime/pg.hpp"
 #include "runtime/random.hpp"
+#include "tools/pg_server/waiting.hpp"
 
 namespace fleetd {
 
 namespace {
 
 using namespace std::chrono_literals;
-
-// Polls `condition` every 10 ms until it holds or `deadline` passes.
-bool eventually(const std::function<bool()>& condition,
-                std::chrono::milliseconds deadline) {
-  auto end = std::chrono::steady_clock::now() + deadline;
-  for (;;) {
-    if (condition())
-      return true;
-    if (std::chrono::steady_clock::now() >= end)
-      return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-}
 
 // A port on 127.0.0.1 free a moment ago (0 when none could be bound).
 int free_port() {
@@ -60,19 +45,6 @@ int free_port() {
             && ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
   ::close(fd);
   return ok ? ntohs(addr.sin_port) : 0;
-}
-
-// The child's exit status (128 + signal when killed), once it ended.
-std::optional<int> wait_child(pid_t pid, std::chrono::milliseconds deadline) {
-  auto end = std::chrono::steady_clock::now() + deadline;
-  for (;;) {
-    int st = 0;
-    if (::waitpid(pid, &st, WNOHANG) == pid)
-      return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    if (std::chrono::steady_clock::now() >= end)
-      return std::nullopt;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
 }
 
 // A fresh directory under /tmp, removed at scope exit (kept when
@@ -185,10 +157,10 @@ int run(const child_spec& spec, std::chrono::milliseconds deadline) {
   auto pid = spawn(spec);
   if (pid < 0)
     return -1;
-  auto st = wait_child(pid, deadline);
+  auto st = wait_for_child(pid, deadline);
   if (!st) {
     ::kill(pid, SIGKILL);
-    wait_child(pid, 5s);
+    wait_for_child(pid, 5s);
     return -1;
   }
   return *st;
@@ -199,9 +171,9 @@ void stop(pid_t pid, int sig) {
   if (pid <= 0)
     return;
   ::kill(pid, sig);
-  if (!wait_child(pid, 15s)) {
+  if (!wait_for_child(pid, 15s)) {
     ::kill(pid, SIGKILL);
-    wait_child(pid, 5s);
+    wait_for_child(pid, 5s);
   }
 }
 
@@ -314,9 +286,9 @@ bool pg_server::start_postgres(failure& fail) {
     auto conninfo = "host=" + dir_ + " port=" + p
                     + " dbname=postgres user=postgres connect_timeout=2";
     bool exited = false;
-    auto up = eventually(
+    auto up = poll_until(
       [&] {
-        if (wait_child(server_pid_, 0ms)) {
+        if (wait_for_child(server_pid_, 0ms)) {
           exited = true;
           return true;
         }
@@ -405,8 +377,11 @@ bool pg_server::with_bouncer(failure& fail, int pool_size) {
   auto conninfo = "host=127.0.0.1 port=" + std::to_string(bouncer_port_)
                   + " dbname=postgres user=fleetd_node password="
                   + app_password_ + " connect_timeout=2";
-  bool up = eventually(
-    [&] { return !wait_child(bouncer_pid_, 0ms) && pings(conninfo); }, 30s);
+  bool up = poll_until(
+    [&] {
+      return !wait_for_child(bouncer_pid_, 0ms) && pings(conninfo);
+    },
+    30s);
   if (!up) {
     auto log = read_tail(dir_ + "/pgbouncer.log");
     stop(bouncer_pid_, SIGKILL);
