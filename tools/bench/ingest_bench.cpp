@@ -61,6 +61,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <sys/wait.h>
@@ -208,6 +209,54 @@ void encode_rounds(std::vector<sim_device>& devs, int64_t scrapes,
       fail(e);
 }
 
+// -- processes ----------------------------------------------------------------
+
+struct proc_stat {
+  pid_t ppid = 0;
+  /// User + system CPU seconds so far.
+  double cpu_s = 0;
+};
+
+// /proc/PID/stat of a running process; nullopt when it is gone.
+std::optional<proc_stat> read_stat(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), {});
+  auto close = stat.rfind(')');
+  if (close == std::string::npos)
+    return std::nullopt;
+  std::istringstream fields(stat.substr(close + 2));
+  std::string state;
+  proc_stat out;
+  fields >> state >> out.ppid;
+  std::string skip;
+  // Fields 5..13 (pgrp .. cmajflt), then utime and stime.
+  for (int i = 5; i <= 13; ++i)
+    fields >> skip;
+  double utime = 0;
+  double stime = 0;
+  fields >> utime >> stime;
+  out.cpu_s = (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return out;
+}
+
+// CPU seconds of `roots` and their children (a server's backends).
+double tree_cpu_seconds(const std::vector<pid_t>& roots) {
+  double total = 0;
+  for (auto& e : fs::directory_iterator("/proc")) {
+    auto name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    auto pid = static_cast<pid_t>(std::stol(name));
+    auto st = read_stat(pid);
+    if (!st)
+      continue;
+    for (auto r : roots)
+      if (r > 0 && (pid == r || st->ppid == r))
+        total += st->cpu_s;
+  }
+  return total;
+}
+
 // -- the store ----------------------------------------------------------------
 
 /// Writes one decoded batch the way the store itself does, no node in front.
@@ -227,6 +276,13 @@ struct store_choice {
   std::function<int64_t(const std::string& node_dir)> stored_points;
   /// The bench's own PostgreSQL, if it started one (lives as long).
   std::shared_ptr<pg_server> server;
+
+  /// CPU seconds of the bench's own PostgreSQL and PgBouncer (0: none).
+  double server_cpu_seconds() const {
+    return server ? tree_cpu_seconds({server->server_pid(),
+                                      server->bouncer_pid()})
+                  : 0;
+  }
 };
 
 void enroll_embedded(const std::string& node_dir,
@@ -437,20 +493,10 @@ public:
 
   /// User + system CPU seconds the node used so far.
   double cpu_seconds() const {
-    std::ifstream in("/proc/" + std::to_string(pid_) + "/stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), {});
-    auto close = stat.rfind(')');
-    if (close == std::string::npos)
+    auto st = read_stat(pid_);
+    if (!st)
       fail("cannot read the node's /proc stat");
-    std::istringstream fields(stat.substr(close + 2));
-    std::string skip;
-    // Fields 3..13 (state .. cmajflt), then utime and stime.
-    for (int i = 3; i <= 13; ++i)
-      fields >> skip;
-    double utime = 0;
-    double stime = 0;
-    fields >> utime >> stime;
-    return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    return st->cpu_s;
   }
 
   /// SIGTERM, then waits; fails unless the node exits 0 in time.
@@ -771,6 +817,7 @@ int64_t rounds_for(const ingest_options& opt, const phase_stats& pilot,
 struct session_run {
   phase_stats measured;
   double node_cpu_s = 0;
+  double server_cpu_s = 0;
   int64_t acked_points = 0;
 };
 
@@ -796,9 +843,11 @@ session_run drive_node(const ingest_options& opt, const store_choice& store,
   encode_rounds(devs, opt.scrapes_per_batch, rounds);
   progress(opt, "measuring for " + format(opt.seconds, 0) + " s");
   auto cpu0 = node.cpu_seconds();
+  auto server0 = store.server_cpu_seconds();
   out.measured = run_phase(devs, opt.senders, to, warm_rounds + rounds,
                            opt.seconds);
   out.node_cpu_s = node.cpu_seconds() - cpu0;
+  out.server_cpu_s = store.server_cpu_seconds() - server0;
   out.acked_points += out.measured.points;
   if (out.measured.seconds < opt.seconds * 0.9)
     progress(opt, "the encoded batches ran out after "
@@ -821,6 +870,9 @@ void fill_result(const session_run& s, const replay_stats& rp,
                       / std::max<int64_t>(m.points, 1);
   r.node_cpu_cores = s.node_cpu_s / m.seconds;
   r.node_cpu_us_per_point = s.node_cpu_s * 1e6 / std::max<int64_t>(m.points, 1);
+  r.server_cpu_cores = s.server_cpu_s / m.seconds;
+  r.server_cpu_us_per_point =
+    s.server_cpu_s * 1e6 / std::max<int64_t>(m.points, 1);
   r.decode_points_per_s_per_core = rp.points / std::max(rp.decode_cpu_s, 1e-9);
   r.decode_named_points_per_s_per_core =
     rp.points / std::max(rp.named_cpu_s, 1e-9);
@@ -951,6 +1003,9 @@ std::string ingest_line(const ingest_options& opt, const ingest_result& r) {
       << format(r.raw_cpu_us_per_point, 2)
       << " decode_named_points_per_s_per_core="
       << format(r.decode_named_points_per_s_per_core, 0);
+  if (r.server_cpu_cores > 0)
+    out << " pg_cpu_cores=" << format(r.server_cpu_cores, 2)
+        << " pg_cpu_us_per_point=" << format(r.server_cpu_us_per_point, 2);
   return out.str();
 }
 
@@ -978,10 +1033,12 @@ std::string ingest_usage() {
          "    senders=C writers=W batch=... seconds=... p50_ms=... "
          "bytes_per_point=...\n    node_cpu_cores=... "
          "node_cpu_us_per_point=... raw_cpu_us_per_point=...\n"
-         "    decode_named_points_per_s_per_core=...\n"
+         "    decode_named_points_per_s_per_core=... [pg_cpu_cores=... "
+         "pg_cpu_us_per_point=...]\n"
          "ratio = points_per_s / raw_points_per_s; devices_supported = "
          "points_per_s / (100\nseries / 30 s). Targets: decode >= 3 M "
-         "points/s/core, ratio >= 0.7.\n\n"
+         "points/s/core, ratio >= 0.7.\npg_cpu_*: the bench's own PostgreSQL "
+         "and PgBouncer over the measured phase.\n\n"
          "With --store postgresql and no URL the bench starts its own "
          "PostgreSQL 15 and\nPgBouncer (transaction pooling, as in "
          "production) from Debian's packages in a\ntemp dir (as root: run "

@@ -64,6 +64,10 @@ struct ingest_result {
   /// CPU the node process used over the measured phase, in cores.
   double node_cpu_cores = 0;
   double node_cpu_us_per_point = 0;
+  /// CPU of the bench's own PostgreSQL and PgBouncer over the measured
+  /// phase (0 with the embedded store or an existing server).
+  double server_cpu_cores = 0;
+  double server_cpu_us_per_point = 0;
   /// The same batches decoded and validated on one thread (CPU time), as
   /// the store decodes them (series by session index)
   double decode_points_per_s_per_core = 0;
