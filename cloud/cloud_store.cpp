@@ -4,6 +4,8 @@
 #include <memory>
 #include <utility>
 
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
 #include "messages/error.hpp"
@@ -80,6 +82,11 @@ cloud_store(cloud_store_actor::stateful_pointer<cloud_store_state> self,
   for (auto& w : *more)
     self->state.writers.push_back(
       self->spawn<caf::detached + caf::linked>(cloud_store, w));
+  // A normal exit does not end linked actors: the writers end with it.
+  self->attach_functor([ws = self->state.writers](const caf::error&) {
+    for (auto& w : ws)
+      caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
+  });
   auto& st = *self->state.store;
   return {
     [self, &st](write_atom,
