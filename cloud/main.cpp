@@ -96,7 +96,7 @@ caf::expected<store_ptr> open_store(const cloud_options& opt,
   // No server-prepared statement: PgBouncer may stand in front.
   pg::connect_options opts;
   opts.server_prepared = false;
-  auto st = pg_store::open(x.postgresql_url, clk, opts);
+  auto st = pg_store::open(x.postgresql_url, clk, opts, x.postgresql_writers);
   if (!st)
     return st.error();
   return store_ptr{std::make_shared<pg_store>(std::move(*st))};
