@@ -1,6 +1,7 @@
 // Network faults between device and cloud (delay, throttle, drop, blackhole,
 // and a seeded mix, also over 10 simulated hours): once the network heals,
-// every metric, log line and event arrives exactly once and in order.
+// every metric, log line and event arrives exactly once and in order; the
+// "postgresql:" cases with the cloud on PostgreSQL through PgBouncer.
 #include <doctest/doctest.h>
 
 #include <csignal>
@@ -42,21 +43,27 @@ struct rig {
   std::unique_ptr<process> device;
   std::string dev_dir = tmp.path() + "/device";
   std::string dev_db = dev_dir + "/fleetd.db";
-  std::string cloud_db = tmp.path() + "/cloud/cloud.db";
+  cloud_backend backend;
+  cloud_store cloud_db;
 
   device_plan plan;
 
-  explicit rig(device_plan p = {}) : plan(std::move(p)) {
-    MESSAGE("temp dir ", tmp.path());
-    cloud = std::make_unique<process>(
-      program("fleetd-cloud"),
-      std::vector<std::string>{"--node.data-dir=" + tmp.path() + "/cloud",
-                               "--ingest.port=0", "--console.port=0",
-                               "--log.level=debug"},
-      tmp.path() + "/cloud.log");
-    auto port_file = tmp.path() + "/cloud/ingest.port";
-    REQUIRE(eventually([&] { return exists(port_file); }, 10s));
-    auto port = static_cast<uint16_t>(std::stoi(read_file(port_file)));
+  explicit rig(device_plan p = {}, cloud_backend b = {})
+    : backend(std::move(b)),
+      cloud_db(backend.store(tmp.path() + "/cloud")),
+      plan(std::move(p)) {
+    MESSAGE(backend.name(), ": temp dir ", tmp.path());
+    std::vector<std::string> cloud_args{
+      "--node.data-dir=" + tmp.path() + "/cloud", "--ingest.port=0",
+      "--console.port=0", "--log.level=debug"};
+    auto node_flags = backend.node_flags();
+    cloud_args.insert(cloud_args.end(), node_flags.begin(), node_flags.end());
+    cloud = std::make_unique<process>(program("fleetd-cloud"), cloud_args,
+                                      tmp.path() + "/cloud.log");
+    auto port = port_from(tmp.path() + "/cloud/ingest.port");
+    auto console = port_from(tmp.path() + "/cloud/console.port");
+    REQUIRE_MESSAGE(port != 0, read_file(tmp.path() + "/cloud.log"));
+    REQUIRE(console != 0);
     proxy = std::make_unique<fault_proxy>(port);
     std::vector<std::string> args{
       "--node.data-dir=" + dev_dir, std::string("--device.id=") + device_id,
@@ -69,6 +76,8 @@ struct rig {
       "--load.event-every=" + std::to_string(plan.event_every),
       "--clock.speed=" + std::to_string(plan.speed)};
     args.insert(args.end(), plan.sync.begin(), plan.sync.end());
+    auto enroll = backend.device_flags(tmp.path(), console);
+    args.insert(args.end(), enroll.begin(), enroll.end());
     device = std::make_unique<process>(program("fleetd"), args,
                                        tmp.path() + "/device.log");
   }
@@ -94,10 +103,10 @@ struct rig {
     };
     auto cut = state("next_sequence - 1");
     auto acked = state("acked_sequence");
-    auto seqs = query(cloud_db, std::string("SELECT sequence FROM batches "
-                                            "WHERE device_id = '")
-                                  + device_id + "' AND stream = '" + stream
-                                  + "' ORDER BY sequence");
+    auto by_epoch = cloud_sequences(cloud_db, device_id, stream);
+    CHECK(by_epoch.size() <= 1);
+    auto seqs = by_epoch.empty() ? std::vector<int64_t>{}
+                                 : by_epoch.begin()->second;
     auto n = static_cast<int64_t>(seqs.size());
     if (stream == "events") {
       CHECK(n >= acked);
@@ -106,11 +115,11 @@ struct rig {
       REQUIRE(n == cut);
     }
     for (int64_t i = 0; i < n; ++i)
-      CHECK(std::stoll(seqs[static_cast<size_t>(i)]) == i + 1);
+      CHECK(seqs[static_cast<size_t>(i)] == i + 1);
   }
 
   int64_t cloud_batches() {
-    return query_int(cloud_db, "SELECT count(*) FROM batches WHERE stream = 'metrics'");
+    return cloud_db.batches(device_id, "metrics");
   }
 
   /// The path works before any fault: at least one batch went through.
@@ -189,18 +198,17 @@ struct rig {
     CHECK(got_events == events);
     for (auto stream : {"metrics", "logs", "events"})
       check_sequences(stream);
-    CHECK(query_int(cloud_db, "SELECT count(*) FROM points")
-          == query_int(cloud_db,
-                       "SELECT count(*) FROM (SELECT DISTINCT device_id, "
-                       "series_id, ts, value FROM points)"));
+    CHECK(doubled_points(cloud_db, device_id).empty());
     CHECK(query_int(dev_db, "SELECT count(*) FROM sync_queue") == 0);
   }
 };
 
 } // namespace
 
-TEST_CASE("delay: 200 ms per chunk") {
-  rig r;
+namespace {
+
+void delay(const cloud_backend& backend) {
+  rig r({}, backend);
   r.wait_first_batch();
   r.proxy->delay(200ms);
   auto before = r.cloud_batches();
@@ -210,8 +218,8 @@ TEST_CASE("delay: 200 ms per chunk") {
   r.heal_and_check();
 }
 
-TEST_CASE("throttle: 20 kB/s") {
-  rig r;
+void throttle(const cloud_backend& backend) {
+  rig r({}, backend);
   r.wait_first_batch();
   r.proxy->throttle(20000);
   auto before = r.cloud_batches();
@@ -219,8 +227,8 @@ TEST_CASE("throttle: 20 kB/s") {
   r.heal_and_check();
 }
 
-TEST_CASE("drop: every connection closed while it lasts") {
-  rig r;
+void drop(const cloud_backend& backend) {
+  rig r({}, backend);
   r.wait_first_batch();
   r.proxy->drop();
   // Every connection open at the drop is closed; from then on none forwards.
@@ -236,8 +244,8 @@ TEST_CASE("drop: every connection closed while it lasts") {
   r.heal_and_check();
 }
 
-TEST_CASE("blackhole: nothing forwarded while it lasts") {
-  rig r;
+void blackhole(const cloud_backend& backend) {
+  rig r({}, backend);
   r.wait_first_batch();
   r.proxy->blackhole();
   // A write already under way completes; after it no chunk moves.
@@ -252,6 +260,41 @@ TEST_CASE("blackhole: nothing forwarded while it lasts") {
   CHECK(s1.bytes_up == s0.bytes_up);
   CHECK(s1.bytes_down == s0.bytes_down);
   r.heal_and_check();
+}
+
+} // namespace
+
+TEST_CASE("delay: 200 ms per chunk") {
+  delay({});
+}
+
+TEST_CASE("throttle: 20 kB/s") {
+  throttle({});
+}
+
+TEST_CASE("drop: every connection closed while it lasts") {
+  drop({});
+}
+
+TEST_CASE("blackhole: nothing forwarded while it lasts") {
+  blackhole({});
+}
+
+// The same on PostgreSQL through PgBouncer (fault_test.pg).
+TEST_CASE("postgresql: delay: 200 ms per chunk") {
+  on_postgresql("fault_delay", delay);
+}
+
+TEST_CASE("postgresql: throttle: 20 kB/s") {
+  on_postgresql("fault_throttle", throttle);
+}
+
+TEST_CASE("postgresql: drop: every connection closed while it lasts") {
+  on_postgresql("fault_drop", drop);
+}
+
+TEST_CASE("postgresql: blackhole: nothing forwarded while it lasts") {
+  on_postgresql("fault_blackhole", blackhole);
 }
 
 namespace {
@@ -301,6 +344,14 @@ void random_mix(rig& r, std::chrono::seconds length) {
 TEST_CASE("a seeded random mix of faults") {
   rig r;
   random_mix(r, 4s);
+}
+
+// The 10 simulated hours stay on the embedded store: 40 s of faults alone.
+TEST_CASE("postgresql: a seeded random mix of faults") {
+  on_postgresql("fault_mix", [](const cloud_backend& backend) {
+    rig r({}, backend);
+    random_mix(r, 4s);
+  });
 }
 
 TEST_CASE("a seeded random mix of faults over 10 simulated hours") {
