@@ -72,16 +72,8 @@ caf::expected<pg_store> pg_store::open(const std::string& url,
   auto conn = pg::connection::open(url, opts);
   if (!conn)
     return conn.error();
-  if (auto err = verify_app_role(*conn))
+  if (auto err = verify_node_connection(*conn))
     return err;
-  auto version = schema_version(*conn);
-  if (!version)
-    return version.error();
-  if (*version < static_cast<int>(builtin_migrations().size()))
-    return make_error(ec::storage_failed,
-                      "the PostgreSQL schema is at version "
-                        + std::to_string(*version) + ", this node needs "
-                        + std::to_string(builtin_migrations().size()));
   pg_store out;
   out.clock_ = std::move(clock);
   out.conn_ = std::move(*conn);
