@@ -32,6 +32,14 @@ caf::error pg_tenancy::in_org(const std::string& org, F&& fn) {
   return pg::transaction(conn_, org, std::forward<F>(fn));
 }
 
+template <class F>
+caf::error pg_tenancy::reading(const std::string& org, F&& fn) {
+  auto err = in_org(org, fn);
+  if (is_error(err, ec::unreachable))
+    err = in_org(org, fn);
+  return err;
+}
+
 caf::expected<pg::result> pg_tenancy::exec(const char* sql,
                                            const pg::params& ps) {
   return conn_.exec(sql, ps);
@@ -59,7 +67,7 @@ pg_tenancy::authenticate(const std::string& authorization) {
     return key.error();
   auto h = hash(*key);
   caf::expected<device_identity> who{caf::error{}};
-  auto err = in_org("", [&]() -> caf::error {
+  auto err = reading("", [&]() -> caf::error {
     if (auto e = find_by_hash("app.key_hash", h))
       return e;
     auto k = exec("SELECT org, device, expires_ms FROM device_keys WHERE "
@@ -196,7 +204,7 @@ caf::expected<org_quota> pg_tenancy::quota(const std::string& org) {
   org_quota out;
   if (org.empty())
     return out;
-  auto err = in_org(org, [&]() -> caf::error {
+  auto err = reading(org, [&]() -> caf::error {
     auto r = exec("SELECT points_per_second, bytes_per_day FROM quotas "
                   "WHERE org = $1",
                   {org});
@@ -234,7 +242,8 @@ caf::expected<std::vector<std::string>> pg_tenancy::org_names() {
 caf::expected<tenancy_backend::rows> pg_tenancy::list_orgs() {
   rows out;
   // Each org's rows are visible only with its org set: one at a time.
-  auto err = in_org("", [&]() -> caf::error {
+  auto err = reading("", [&]() -> caf::error {
+    out.clear();
     auto names = org_names();
     if (!names)
       return names.error();
@@ -263,7 +272,8 @@ caf::expected<tenancy_backend::rows>
 pg_tenancy::list_devices(const std::string& org) {
   rows out;
   auto now = clock_->now_ms();
-  auto err = in_org("", [&]() -> caf::error {
+  auto err = reading("", [&]() -> caf::error {
+    out.clear();
     std::vector<std::string> orgs{org};
     if (org.empty()) {
       auto names = org_names();

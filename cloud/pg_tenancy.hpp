@@ -59,6 +59,10 @@ private:
   // connection made again first when the last one was lost.
   template <class F>
   caf::error in_org(const std::string& org, F&& fn);
+  // in_org, once more when the connection was lost: reads only, which are
+  // safe to repeat (a change whose commit went unanswered is not).
+  template <class F>
+  caf::error reading(const std::string& org, F&& fn);
   // One statement of the current transaction.
   caf::expected<pg::result> exec(const char* sql, const pg::params& ps = {});
   // The rows `sql` changed; `none` when it changed none.
