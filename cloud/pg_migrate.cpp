@@ -192,6 +192,20 @@ caf::error verify_app_role(pg::connection& app) {
   return caf::none;
 }
 
+caf::error verify_node_connection(pg::connection& app) {
+  if (auto err = verify_app_role(app))
+    return err;
+  auto version = schema_version(app);
+  if (!version)
+    return version.error();
+  if (*version < static_cast<int>(builtin_migrations().size()))
+    return make_error(ec::storage_failed,
+                      "the PostgreSQL schema is at version "
+                        + std::to_string(*version) + ", this node needs "
+                        + std::to_string(builtin_migrations().size()));
+  return caf::none;
+}
+
 caf::expected<int64_t> ensure_partitions(pg::connection& conn, int64_t day_ms,
                                          int days) {
   auto r = conn.exec("SELECT fleetd_ensure_partitions($1::date, $2)",

@@ -1,6 +1,7 @@
 // fleetd-cloud on PostgreSQL (store.backend = postgresql, behind PgBouncer):
-// the node migrates the schema at start, a real device enrolls and syncs,
-// and every point it collected is in PostgreSQL once, under its org.
+// the node migrates the schema at start, a real device enrolls (tenancy in
+// PostgreSQL: no tenancy.db) and syncs, and every point it collected is in
+// PostgreSQL once, under its org.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -47,8 +48,11 @@ TEST_CASE("a device syncs through fleetd-cloud into PostgreSQL exactly once") {
     return skip(why);
   temp_dir tmp;
   auto dir = tmp.path() + "/cloud";
+  auto secret = tmp.path() + "/tenancy.secret";
+  write_file(secret, std::string(64, 'c') + "\n");
   process node{program("fleetd-cloud"),
                {"--node.data-dir=" + dir, "--ingest.port=0",
+                "--tenancy.secret-file=" + secret,
                 "--console.port=0", "--ingest.anonymous=false",
                 "--store.backend=postgresql",
                 "--store.postgresql-url=" + db->pooled_url,
@@ -92,4 +96,12 @@ TEST_CASE("a device syncs through fleetd-cloud into PostgreSQL exactly once") {
   auto [rc, out] = fleetctl(tmp.path(), console, {"devices"});
   CHECK(rc == 0);
   CHECK(out.find("acme/dev1") != std::string::npos);
+  // The device's key row is in PostgreSQL, and the node kept no tenancy file.
+  REQUIRE_FALSE(app.begin("acme"));
+  auto keys = pg_must(app, "SELECT count(*) FROM device_keys WHERE device = "
+                           "'dev1'");
+  CHECK(keys.int64(0, 0) == 1);
+  app.rollback();
+  CHECK_FALSE(exists(dir + "/tenancy.db"));
+  CHECK_FALSE(exists(dir + "/tenancy.secret"));
 }
