@@ -82,42 +82,6 @@ struct rig {
                                        tmp.path() + "/device.log");
   }
 
-  int64_t acked_upto(const std::string& stream) {
-    return query_int(dev_db, "SELECT acked_upto FROM stream_state WHERE "
-                             "stream = '" + stream + "'");
-  }
-
-  int64_t unacked_batches(const std::string& stream) {
-    return query_int(dev_db, "SELECT next_sequence - 1 - acked_sequence FROM "
-                             "stream_state WHERE stream = '" + stream + "'");
-  }
-
-  /// Sequences 1..N stored once each: N = the last batch the device cut,
-  /// or for events (recorded until shutdown) the last acked or one more.
-  void check_sequences(const std::string& stream) {
-    CAPTURE(stream);
-    auto state = [&](const char* column) {
-      return query_int(dev_db, std::string("SELECT ") + column
-                                 + " FROM stream_state WHERE stream = '"
-                                 + stream + "'");
-    };
-    auto cut = state("next_sequence - 1");
-    auto acked = state("acked_sequence");
-    auto by_epoch = cloud_sequences(cloud_db, device_id, stream);
-    CHECK(by_epoch.size() <= 1);
-    auto seqs = by_epoch.empty() ? std::vector<int64_t>{}
-                                 : by_epoch.begin()->second;
-    auto n = static_cast<int64_t>(seqs.size());
-    if (stream == "events") {
-      CHECK(n >= acked);
-      CHECK(n <= cut);
-    } else {
-      REQUIRE(n == cut);
-    }
-    for (int64_t i = 0; i < n; ++i)
-      CHECK(seqs[static_cast<size_t>(i)] == i + 1);
-  }
-
   int64_t cloud_batches() {
     return cloud_db.batches(device_id, "metrics");
   }
@@ -133,33 +97,8 @@ struct rig {
     REQUIRE(eventually([&] { return exists(dev_dir + "/console.port"); }, 10s));
     auto console =
       static_cast<uint16_t>(std::stoi(read_file(dev_dir + "/console.port")));
-    // Drained. The collector counts a round when it asks storage to keep it,
-    // before storage has written it; so "rounds == N" alone can pass while
-    // the last round is still in flight, and SIGTERM then leaves it unsent.
-    // Hence also: the collector reports "done" (its last store answered),
-    // and, read after that, the store itself has acked every metric row.
-    bool drained = eventually(
-      [&] {
-        auto st = console_status(console);
-        if (!st || counter(*st, "load_generator", "rounds") != plan.rounds
-            || state_of(*st, "load_generator") != "done"
-            || state_of(*st, "system_collector") != "done"
-            || counter(*st, "storage", "queued_batches") != 0
-            || counter(*st, "storage", "unbatched_points") != 0
-            || counter(*st, "storage", "unbatched_logs") != 0
-            || counter(*st, "storage", "unbatched_events") != 0)
-          return false;
-        // Read after the above: every row the store holds is acked.
-        return acked_upto("metrics")
-                 == query_int(dev_db, "SELECT max(id) FROM metrics")
-               && acked_upto("logs")
-                    == query_int(dev_db, "SELECT max(id) FROM logs")
-               && unacked_batches("metrics") == 0
-               && unacked_batches("logs") == 0
-               && unacked_batches("events") == 0 && acked_upto("events") > 0;
-      },
-      plan.speed > 1 ? 120s : 30s);
-    REQUIRE(drained);
+    REQUIRE(device_synced_all(console, dev_db, plan.rounds,
+                              plan.speed > 1 ? 120s : 30s));
     // Faults of the network never put the series session out of step:
     // every metrics batch continued the histories of the one before.
     auto st = console_status(console);
@@ -174,38 +113,12 @@ struct rig {
     proxy->stop();
     MESSAGE("proxy: connections ", s.connections, ", dropped ", s.dropped,
             ", bytes up ", s.bytes_up, ", bytes down ", s.bytes_down);
-    auto sent = device_points(dev_db);
-    auto got = cloud_points(cloud_db, device_id);
-    MESSAGE("device collected ", sent.size(), " points; cloud holds ",
-            got.size());
-    CHECK(sent.size() >= static_cast<size_t>(plan.rounds * plan.series));
-    CHECK(got.size() == sent.size());
-    CHECK(got == sent);
-    // Logs and events: the same records in the same order.
-    auto lines = device_logs(dev_db);
-    auto got_lines = cloud_logs(cloud_db, device_id);
-    MESSAGE("device wrote ", lines.size(), " log lines; cloud holds ",
-            got_lines.size());
-    CHECK(static_cast<int64_t>(lines.size()) == plan.rounds * plan.log_lines);
-    CHECK(got_lines == lines);
-    // Events recorded after the drain (shutdown) may not have been sent.
-    auto events = device_events(dev_db, acked_upto("events"));
-    auto got_events = cloud_events(cloud_db, device_id);
-    MESSAGE("device recorded ", events.size(), " synced events; cloud holds ",
-            got_events.size());
-    CHECK(static_cast<int64_t>(events.size())
-          >= plan.rounds / plan.event_every);
-    CHECK(got_events == events);
-    for (auto stream : {"metrics", "logs", "events"})
-      check_sequences(stream);
-    CHECK(doubled_points(cloud_db, device_id).empty());
-    CHECK(query_int(dev_db, "SELECT count(*) FROM sync_queue") == 0);
+    auto n = check_records_exactly_once(dev_db, cloud_db, device_id);
+    CHECK(n.points >= static_cast<size_t>(plan.rounds * plan.series));
+    CHECK(static_cast<int64_t>(n.log_lines) == plan.rounds * plan.log_lines);
+    CHECK(static_cast<int64_t>(n.events) >= plan.rounds / plan.event_every);
   }
 };
-
-} // namespace
-
-namespace {
 
 void delay(const cloud_backend& backend) {
   rig r({}, backend);

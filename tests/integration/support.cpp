@@ -351,6 +351,7 @@ std::vector<std::string> cloud_backend::node_flags() const {
   return {"--store.backend=postgresql",
           "--store.postgresql-url=" + pg->pooled_url,
           "--store.postgresql-owner-url=" + pg->owner_url,
+          "--tenancy.secret-file=" + secret_dir->file("tenancy.secret"),
           "--ingest.anonymous=false"};
 }
 
@@ -379,6 +380,9 @@ std::optional<cloud_backend> postgresql_backend(const std::string& prefix,
     return std::nullopt;
   cloud_backend out;
   out.pg = std::move(*db);
+  out.secret_dir = std::make_shared<scratch_dir>("fleetd-secret");
+  write_file(out.secret_dir->file("tenancy.secret"), std::string(64, 'a')
+                                                       + "\n");
   return out;
 }
 
@@ -511,30 +515,119 @@ bool device_drained(uint16_t console, int64_t rounds,
     deadline);
 }
 
-size_t check_metrics_exactly_once(const std::string& device_db,
-                                  const cloud_store& cloud,
-                                  const std::string& device_id) {
+namespace {
+
+int64_t stream_state(const std::string& device_db, const std::string& stream,
+                     const std::string& column) {
+  return query_int(device_db, "SELECT " + column + " FROM stream_state WHERE "
+                              "stream = '" + stream + "'");
+}
+
+/// Checks one stream's batches; returns how many there are.
+int64_t check_sequences(const std::string& device_db, const cloud_store& cloud,
+                        const std::string& device, const std::string& stream) {
+  CAPTURE(stream);
+  auto cut = stream_state(device_db, stream, "next_sequence - 1");
+  auto acked = stream_state(device_db, stream, "acked_sequence");
+  auto by_epoch = cloud_sequences(cloud, device, stream);
+  CHECK(by_epoch.size() <= 1);
+  auto seqs = by_epoch.empty() ? std::vector<int64_t>{}
+                               : by_epoch.begin()->second;
+  auto n = static_cast<int64_t>(seqs.size());
+  if (stream == "events") {
+    CHECK(n >= acked);
+    CHECK(n <= cut);
+  } else {
+    CHECK(n == cut);
+  }
+  for (int64_t i = 0; i < n; ++i)
+    CHECK(seqs[static_cast<size_t>(i)] == i + 1);
+  return n;
+}
+
+/// Checks the cloud holds the device's points exactly; returns how many.
+size_t check_points(const std::string& device_db, const cloud_store& cloud,
+                    const std::string& device) {
   auto sent = device_points(device_db);
-  auto got = cloud_points(cloud, device_id);
+  auto got = cloud_points(cloud, device);
   MESSAGE("device committed ", sent.size(), " points; cloud holds ",
           got.size());
   CHECK(got.size() == sent.size());
   CHECK(got == sent);
-  // Sequences 1..N of one epoch, each stored once, N = the last batch the
-  // device cut.
-  auto last = query_int(device_db, "SELECT next_sequence - 1 FROM "
-                                   "stream_state WHERE stream = 'metrics'");
-  auto by_epoch = cloud_sequences(cloud, device_id, "metrics");
-  CHECK(by_epoch.size() <= 1);
-  auto seqs = by_epoch.empty() ? std::vector<int64_t>{}
-                               : by_epoch.begin()->second;
-  CHECK(static_cast<int64_t>(seqs.size()) == last);
-  for (size_t i = 0; i < seqs.size(); ++i)
-    CHECK(seqs[i] == static_cast<int64_t>(i) + 1);
+  return sent.size();
+}
+
+} // namespace
+
+size_t check_metrics_exactly_once(const std::string& device_db,
+                                  const cloud_store& cloud,
+                                  const std::string& device_id) {
+  auto n = check_points(device_db, cloud, device_id);
+  check_sequences(device_db, cloud, device_id, "metrics");
   // This device's points (another's may share a series, time and value).
   CHECK(doubled_points(cloud, device_id).empty());
   CHECK(query_int(device_db, "SELECT count(*) FROM sync_queue") == 0);
-  return sent.size();
+  return n;
+}
+
+bool device_synced_all(uint16_t console, const std::string& device_db,
+                       int64_t rounds, std::chrono::milliseconds deadline) {
+  // The collector counts a round when it asks storage to keep it, before
+  // storage has written it; so "rounds == N" alone can pass while the last
+  // round is still in flight, and SIGTERM then leaves it unsent. Hence also:
+  // the collector reports "done" (its last store answered), and, read after
+  // that, the store itself has acked every row.
+  auto state = [&](const char* stream, const char* column) {
+    return stream_state(device_db, stream, column);
+  };
+  auto unacked = [&](const char* stream) {
+    return state(stream, "next_sequence - 1 - acked_sequence");
+  };
+  return eventually(
+    [&] {
+      auto st = console_status(console);
+      if (!st || counter(*st, "load_generator", "rounds") != rounds
+          || state_of(*st, "load_generator") != "done"
+          || state_of(*st, "system_collector") != "done"
+          || counter(*st, "storage", "queued_batches") != 0
+          || counter(*st, "storage", "unbatched_points") != 0
+          || counter(*st, "storage", "unbatched_logs") != 0
+          || counter(*st, "storage", "unbatched_events") != 0)
+        return false;
+      return state("metrics", "acked_upto")
+               == query_int(device_db, "SELECT max(id) FROM metrics")
+             && state("logs", "acked_upto")
+                  == query_int(device_db, "SELECT max(id) FROM logs")
+             && unacked("metrics") == 0 && unacked("logs") == 0
+             && unacked("events") == 0 && state("events", "acked_upto") > 0;
+    },
+    deadline);
+}
+
+records_checked check_records_exactly_once(const std::string& device_db,
+                                           const cloud_store& cloud,
+                                           const std::string& device) {
+  records_checked out;
+  out.points = check_points(device_db, cloud, device);
+  auto lines = device_logs(device_db);
+  auto got_lines = cloud_logs(cloud, device);
+  MESSAGE("device wrote ", lines.size(), " log lines; cloud holds ",
+          got_lines.size());
+  CHECK(got_lines == lines);
+  out.log_lines = lines.size();
+  // Events recorded after the drain (shutdown) may not have been sent.
+  auto events = device_events(device_db,
+                              stream_state(device_db, "events", "acked_upto"));
+  auto got_events = cloud_events(cloud, device);
+  MESSAGE("device recorded ", events.size(), " synced events; cloud holds ",
+          got_events.size());
+  CHECK(got_events == events);
+  out.events = events.size();
+  for (auto stream : {"metrics", "logs", "events"})
+    out.batches += check_sequences(device_db, cloud, device, stream);
+  CHECK(doubled_points(cloud, device).empty());
+  CHECK(query_int(device_db, "SELECT count(*) FROM sync_queue") == 0);
+  return out;
 }
 
 int64_t proc_kb(pid_t pid, const std::string& field) {

@@ -109,6 +109,9 @@ struct cloud_backend {
   /// nullopt: the embedded store.
   std::optional<pg_database> pg;
   std::string org = "fleet";
+  /// The tenancy secret every node on `pg` shares (device keys are HMACs
+  /// of it), in a directory the backend keeps.
+  std::shared_ptr<scratch_dir> secret_dir;
 
   /// "postgresql" or "embedded", for the test's messages.
   std::string name() const;
@@ -189,6 +192,30 @@ cloud_sequences(const cloud_store& cloud, const std::string& device,
 /// value), as text lines; empty when none.
 std::vector<std::string> doubled_points(const cloud_store& cloud,
                                         const std::string& device);
+
+/// True once the device (its console, its file) has run all `rounds` of its
+/// load generator and its collector, has batched every row and has seen
+/// every batch acked; false when not within `deadline`.
+bool device_synced_all(uint16_t console, const std::string& device_db,
+                       int64_t rounds, std::chrono::milliseconds deadline);
+
+/// What check_records_exactly_once compared.
+struct records_checked {
+  size_t points = 0;
+  size_t log_lines = 0;
+  size_t events = 0;
+  int64_t batches = 0;
+};
+
+/// Checks (doctest CHECKs), once the device has stopped, that `cloud` holds
+/// every metric point, log line and event of the device's file exactly once
+/// and in order (events: up to the last row the device saw acked; it records
+/// some while it stops), and per stream one epoch with batches 1..N (N: the
+/// batches the device cut; for events between the last acked and the last
+/// cut).
+records_checked check_records_exactly_once(const std::string& device_db,
+                                           const cloud_store& cloud,
+                                           const std::string& device);
 
 /// A field of /proc/PID/status in kB (VmHWM, VmRSS); -1 when absent.
 int64_t proc_kb(pid_t pid, const std::string& field);
