@@ -326,9 +326,7 @@ table_rows cloud_store::rows(table t, const std::string& device) const {
     auto c = pg::connection::open(url_);
     if (!c)
       return {};
-    // Copies of a store share the connection: reads are one at a time.
-    auto* self = const_cast<cloud_store*>(this);
-    self->conn_ = std::make_shared<pg::connection>(std::move(*c));
+    conn_ = std::make_shared<pg::connection>(std::move(*c));
   }
   return pg_rows(*conn_, org_, sql, device);
 }

@@ -98,8 +98,8 @@ private:
   std::string path_;
   std::string url_;
   std::string org_;
-  // Opened on first read, kept: the checks poll.
-  std::shared_ptr<pg::connection> conn_;
+  // Opened on first read, kept (copies share it): the checks poll.
+  mutable std::shared_ptr<pg::connection> conn_;
 };
 
 /// How a test runs fleetd-cloud: on the embedded store of its data dir with
