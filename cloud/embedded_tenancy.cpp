@@ -117,8 +117,6 @@ caf::error embedded_tenancy::require_org(const std::string& org) {
 caf::error embedded_tenancy::insert_device(const std::string& org,
                                            const std::string& device,
                                            std::string& key) {
-  if (auto e = check_device_name(device))
-    return e;
   if (auto e = require_org(org))
     return e;
   auto ins = db_.prepare("INSERT OR IGNORE INTO devices (org, device, "
@@ -154,6 +152,8 @@ embedded_tenancy::enroll(const std::string& authorization,
   auto org = st->column_text(0);
   if (auto err = token_usable(st->column_int(3) != 0, st->column_int(2),
                               st->column_int(1), clock_->now_ms()))
+    return err;
+  if (auto err = check_device_name(device))
     return err;
   // The device and the use of the token commit together.
   std::string key;

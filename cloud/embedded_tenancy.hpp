@@ -48,7 +48,8 @@ protected:
 
 private:
   caf::error require_org(const std::string& org);
-  // Inside the caller's transaction: the device and its first key.
+  // Inside the caller's transaction: the device (a valid name) and its
+  // first key.
   caf::error insert_device(const std::string& org, const std::string& device,
                            std::string& key);
   // Runs `st`; `none` when it changed no row (a name taken or missing).

@@ -64,11 +64,9 @@ caf::error validate(const store_config& x) {
 caf::expected<pg_store> pg_store::open(const std::string& url,
                                        clock_ptr clock,
                                        pg::connect_options opts) {
-  auto conn = pg::connection::open(url, opts);
+  auto conn = open_node_connection(url, opts);
   if (!conn)
     return conn.error();
-  if (auto err = verify_node_connection(*conn))
-    return err;
   pg_store out;
   out.clock_ = std::move(clock);
   out.conn_ = std::move(*conn);

@@ -6,20 +6,26 @@
 
 namespace fleetd {
 
+namespace {
+
+// `out`, filled by a transaction, unless the transaction failed with `err`.
+template <class T>
+caf::expected<T> or_error(const caf::error& err, T& out) {
+  if (err)
+    return err;
+  return std::move(out);
+}
+
+} // namespace
+
 caf::expected<pg_tenancy> pg_tenancy::open(const std::string& url,
                                            std::string secret,
                                            clock_ptr clock,
                                            pg::connect_options opts) {
-  auto conn = pg::connection::open(url, opts);
+  auto conn = open_node_connection(url, opts);
   if (!conn)
     return conn.error();
-  if (auto err = verify_node_connection(*conn))
-    return err;
-  pg_tenancy out;
-  out.secret_ = std::move(secret);
-  out.clock_ = std::move(clock);
-  out.conn_ = std::move(*conn);
-  return out;
+  return pg_tenancy{std::move(secret), std::move(clock), std::move(*conn)};
 }
 
 template <class F>
@@ -53,11 +59,20 @@ caf::error pg_tenancy::changing(const char* sql, const pg::params& ps,
   return r->affected() == 0 ? std::move(none) : caf::none;
 }
 
-caf::error pg_tenancy::find_by_hash(const char* setting,
-                                    const std::string& hash) {
-  auto r = exec("SELECT set_config($1, encode($2, 'hex'), true)",
-                {setting, pg::param::bytea(hash)});
-  return r ? caf::none : r.error();
+caf::expected<pg::result> pg_tenancy::row_by_hash(const char* setting,
+                                                  const char* sql,
+                                                  const std::string& hash,
+                                                  caf::error missing) {
+  auto set = exec("SELECT set_config($1, encode($2, 'hex'), true)",
+                  {setting, pg::param::bytea(hash)});
+  if (!set)
+    return set.error();
+  auto r = exec(sql, {pg::param::bytea(hash)});
+  if (!r)
+    return r.error();
+  if (r->rows() == 0)
+    return missing;
+  return r;
 }
 
 caf::expected<device_identity>
@@ -68,15 +83,12 @@ pg_tenancy::authenticate(const std::string& authorization) {
   auto h = hash(*key);
   caf::expected<device_identity> who{caf::error{}};
   auto err = reading("", [&]() -> caf::error {
-    if (auto e = find_by_hash("app.key_hash", h))
-      return e;
-    auto k = exec("SELECT org, device, expires_ms FROM device_keys WHERE "
-                  "hash = $1",
-                  {pg::param::bytea(h)});
+    auto k = row_by_hash("app.key_hash",
+                         "SELECT org, device, expires_ms FROM device_keys "
+                         "WHERE hash = $1",
+                         h, unknown_key_error());
     if (!k)
       return k.error();
-    if (k->rows() == 0)
-      return unknown_key_error();
     device_identity id{std::string{k->text(0, 0)}, std::string{k->text(0, 1)}};
     // The device's row is its org's: readable once the org is set.
     if (auto e = conn_.set_org(id.org))
@@ -117,8 +129,6 @@ caf::error pg_tenancy::require_org(const std::string& org) {
 caf::error pg_tenancy::insert_device(const std::string& org,
                                      const std::string& device,
                                      std::string& key) {
-  if (auto e = check_device_name(device))
-    return e;
   if (auto e = require_org(org))
     return e;
   // Two nodes adding the same name: the second finds it taken.
@@ -176,18 +186,17 @@ pg_tenancy::enroll(const std::string& authorization,
   std::string key;
   // The device and the use of the token commit together.
   auto err = in_org("", [&]() -> caf::error {
-    if (auto e = find_by_hash("app.token_hash", h))
-      return e;
-    auto t = exec("SELECT org, uses_left, expires_ms, revoked FROM "
-                  "enroll_tokens WHERE hash = $1",
-                  {pg::param::bytea(h)});
+    auto t = row_by_hash("app.token_hash",
+                         "SELECT org, uses_left, expires_ms, revoked FROM "
+                         "enroll_tokens WHERE hash = $1",
+                         h, no_token_error());
     if (!t)
       return t.error();
-    if (t->rows() == 0)
-      return no_token_error();
     org = std::string{t->text(0, 0)};
     if (auto e = token_usable(t->boolean(0, 3), t->int64(0, 2), t->int64(0, 1),
                               clock_->now_ms()))
+      return e;
+    if (auto e = check_device_name(device))
       return e;
     if (auto e = conn_.set_org(org))
       return e;
@@ -214,9 +223,7 @@ caf::expected<org_quota> pg_tenancy::quota(const std::string& org) {
       out = {r->int64(0, 0), r->int64(0, 1)};
     return caf::none;
   });
-  if (err)
-    return err;
-  return out;
+  return or_error(err, out);
 }
 
 caf::error pg_tenancy::create_org(const std::string& org) {
@@ -233,10 +240,7 @@ caf::expected<std::vector<std::string>> pg_tenancy::org_names() {
   auto r = exec("SELECT name FROM orgs ORDER BY name COLLATE \"C\"");
   if (!r)
     return r.error();
-  std::vector<std::string> out;
-  for (int i = 0; i < r->rows(); ++i)
-    out.emplace_back(r->text(i, 0));
-  return out;
+  return r->texts(0);
 }
 
 caf::expected<tenancy_backend::rows> pg_tenancy::list_orgs() {
@@ -263,9 +267,7 @@ caf::expected<tenancy_backend::rows> pg_tenancy::list_orgs() {
     }
     return caf::none;
   });
-  if (err)
-    return err;
-  return out;
+  return or_error(err, out);
 }
 
 caf::expected<tenancy_backend::rows>
@@ -299,36 +301,38 @@ pg_tenancy::list_devices(const std::string& org) {
     }
     return caf::none;
   });
-  if (err)
-    return err;
-  return out;
+  return or_error(err, out);
+}
+
+caf::error pg_tenancy::renew_keys(const std::string& org,
+                                  const std::string& device,
+                                  int64_t overlap_ms, std::string& key) {
+  // Locked: a revocation on another node waits for the new key.
+  auto d = exec("SELECT revoked_ms FROM devices WHERE org = $1 AND device = "
+                "$2 FOR UPDATE",
+                {org, device});
+  if (!d)
+    return d.error();
+  if (d->rows() == 0)
+    return no_device_error(org, device);
+  if (d->int64(0, 0) > 0)
+    return revoked_device_error(device);
+  // Keys in use keep working for the overlap, so the device can switch.
+  auto old = exec("UPDATE device_keys SET expires_ms = $3 WHERE org = $1 AND "
+                  "device = $2 AND (expires_ms = 0 OR expires_ms > $3)",
+                  {org, device, clock_->now_ms() + overlap_ms});
+  if (!old)
+    return old.error();
+  return insert_key(org, device, key);
 }
 
 caf::expected<std::string> pg_tenancy::rotate_key(const std::string& org,
                                                   const std::string& device,
                                                   int64_t overlap_ms) {
   std::string key;
-  auto now = clock_->now_ms();
-  auto err = in_org(org, [&]() -> caf::error {
-    // Locked: a revocation on another node waits for the new key.
-    auto d = exec("SELECT revoked_ms FROM devices WHERE org = $1 AND "
-                  "device = $2 FOR UPDATE",
-                  {org, device});
-    if (!d)
-      return d.error();
-    if (d->rows() == 0)
-      return no_device_error(org, device);
-    if (d->int64(0, 0) > 0)
-      return revoked_device_error(device);
-    // Keys in use keep working for the overlap, so the device can switch.
-    auto old = exec("UPDATE device_keys SET expires_ms = $3 WHERE org = $1 "
-                    "AND device = $2 AND (expires_ms = 0 OR expires_ms > $3)",
-                    {org, device, now + overlap_ms});
-    if (!old)
-      return old.error();
-    return insert_key(org, device, key);
-  });
-  if (err)
+  if (auto err = in_org(org, [&] {
+        return renew_keys(org, device, overlap_ms, key);
+      }))
     return err;
   return key;
 }
@@ -357,9 +361,7 @@ caf::expected<std::string> pg_tenancy::create_token(const std::string& org,
                    now});
     return r ? caf::none : r.error();
   });
-  if (err)
-    return err;
-  return token;
+  return or_error(err, token);
 }
 
 caf::expected<int64_t> pg_tenancy::revoke_tokens(const std::string& org) {
@@ -373,9 +375,7 @@ caf::expected<int64_t> pg_tenancy::revoke_tokens(const std::string& org) {
     n = r->affected();
     return caf::none;
   });
-  if (err)
-    return err;
-  return n;
+  return or_error(err, n);
 }
 
 caf::error pg_tenancy::set_quota(const std::string& org, org_quota q) {

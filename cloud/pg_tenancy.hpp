@@ -55,6 +55,11 @@ protected:
   caf::error set_quota(const std::string& org, org_quota q) override;
 
 private:
+  pg_tenancy(std::string secret, clock_ptr clock, pg::connection conn)
+    : secret_(std::move(secret)),
+      clock_(std::move(clock)),
+      conn_(std::move(conn)) {
+  }
   // Runs `fn` in a transaction scoped to `org` ("": none yet), on a
   // connection made again first when the last one was lost.
   template <class F>
@@ -68,13 +73,21 @@ private:
   // The rows `sql` changed; `none` when it changed none.
   caf::error changing(const char* sql, const pg::params& ps, caf::error none);
   caf::error require_org(const std::string& org);
-  // Inside the caller's transaction: the device and its first key.
+  // Inside the caller's transaction: the device (a valid name) and its
+  // first key.
   caf::error insert_device(const std::string& org, const std::string& device,
                            std::string& key);
   caf::error insert_key(const std::string& org, const std::string& device,
                         std::string& key);
-  // Makes the row of `hash` readable by `setting` before the org is known.
-  caf::error find_by_hash(const char* setting, const std::string& hash);
+  // The row `sql` (hash as $1) finds, made readable by `setting` before the
+  // org is known; `missing` when there is none.
+  caf::expected<pg::result> row_by_hash(const char* setting, const char* sql,
+                                        const std::string& hash,
+                                        caf::error missing);
+  // Inside the caller's transaction: expires the device's keys after the
+  // overlap and makes a new one.
+  caf::error renew_keys(const std::string& org, const std::string& device,
+                        int64_t overlap_ms, std::string& key);
   caf::error use_token(const std::string& hash, const std::string& org);
   // The registry of orgs (not tenant rows: readable without an org).
   caf::expected<std::vector<std::string>> org_names();

@@ -43,8 +43,11 @@ caf::expected<tenancy_answer> tenancy_backend::run(const tenancy_command& cmd) {
   if (cmd.op == "org-list")
     return table({"org", "devices", "points_per_second", "bytes_per_day"},
                  list_orgs());
-  if (cmd.op == "device-add")
+  if (cmd.op == "device-add") {
+    if (auto err = check_device_name(cmd.device))
+      return err;
     return with_secret(add_device(org, cmd.device), {org, cmd.device});
+  }
   if (cmd.op == "device-list")
     return table({"org", "device", "created_ms", "revoked_ms", "keys"},
                  list_devices(org));

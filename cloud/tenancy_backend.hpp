@@ -45,7 +45,7 @@ protected:
   virtual caf::error create_org(const std::string& org) = 0;
   // Per org: name, active devices, points_per_second, bytes_per_day.
   virtual caf::expected<rows> list_orgs() = 0;
-  // The new device's first key.
+  // The new device's first key; `device` is a valid name.
   virtual caf::expected<std::string> add_device(const std::string& org,
                                                 const std::string& device)
     = 0;

@@ -16,15 +16,17 @@
 
 #include <doctest/doctest.h>
 
-#include "cloud/pg_migrate.hpp"
 #include "helpers.hpp"
 #include "messages/error.hpp"
 #include "pg_fixture.hpp"
+#include "pg_schema.hpp"
 #include "skip.hpp"
+#include "tenancy_ops.hpp"
 
 using namespace fleetd;
 using namespace std::chrono_literals;
 using test::pg_connect;
+using test::op;
 using test::pg_must;
 
 namespace {
@@ -32,36 +34,18 @@ namespace {
 constexpr int64_t clock_start_ms = 1'700'000'000'000;
 const std::string secret(64, 'e');
 
-tenancy_command op(std::string name, std::string org, std::string device = {}) {
-  tenancy_command cmd;
-  cmd.op = std::move(name);
-  cmd.org = std::move(org);
-  cmd.device = std::move(device);
-  return cmd;
-}
-
 // One migrated database; node() is one more cloud node on it (its own
 // connection through PgBouncer).
 struct cluster {
-  std::optional<test::pg_database> db;
   std::string why;
+  std::optional<test::pg_database> db
+    = test::migrated_pg_database("pg_tenancy", why);
   std::shared_ptr<manual_clock> clock
     = std::make_shared<manual_clock>(clock_start_ms);
 
-  cluster() {
-    db = test::fresh_pg_database("pg_tenancy", why, true);
-    if (!db)
-      return;
-    auto owner = pg_connect(db->owner_url);
-    auto done = migrate(owner);
-    REQUIRE_MESSAGE(done, render(done.error()));
-  }
-
   std::unique_ptr<pg_tenancy> node(const std::string& url = {}) {
-    pg::connect_options opts;
-    opts.server_prepared = false;
     auto t = pg_tenancy::open(url.empty() ? db->pooled_url : url, secret,
-                              clock, opts);
+                              clock, test::pooled_options());
     REQUIRE_MESSAGE(t, render(t.error()));
     return std::make_unique<pg_tenancy>(std::move(*t));
   }
@@ -81,13 +65,15 @@ struct cluster {
   }
 };
 
-} // namespace
-
-TEST_CASE("two nodes enrolling with a token's last use at once: exactly one "
-          "enrolls, the other is told it is used up") {
+// Runs `fn` on a fresh database; skips when no server can run here.
+void on_cluster(void (*fn)(cluster&)) {
   cluster c;
   if (!c.db)
     return test::skip(c.why);
+  fn(c);
+}
+
+void last_use_goes_to_one_node(cluster& c) {
   auto a = c.node();
   auto b = c.node();
   REQUIRE(a->run(op("org-create", "acme")));
@@ -124,11 +110,8 @@ TEST_CASE("two nodes enrolling with a token's last use at once: exactly one "
   CHECK(c.count(probe, "SELECT uses_left FROM enroll_tokens") == 0);
 }
 
-TEST_CASE("four nodes racing for seven uses of one token enroll seven "
-          "devices") {
-  cluster c;
-  if (!c.db)
-    return test::skip(c.why);
+
+void seven_uses_for_four_nodes(cluster& c) {
   std::vector<std::unique_ptr<pg_tenancy>> nodes;
   for (int i = 0; i < 4; ++i)
     nodes.push_back(c.node());
@@ -157,11 +140,8 @@ TEST_CASE("four nodes racing for seven uses of one token enroll seven "
   CHECK(c.count(admin, "SELECT uses_left FROM enroll_tokens") == 0);
 }
 
-TEST_CASE("tenancy rows pg_tenancy makes are seen and changed only in their "
-          "own org's transactions") {
-  cluster c;
-  if (!c.db)
-    return test::skip(c.why);
+
+void rows_stay_in_their_org(cluster& c) {
   auto t = c.node();
   for (auto org : {"acme", "globex"}) {
     REQUIRE(t->run(op("org-create", org)));
@@ -198,11 +178,8 @@ TEST_CASE("tenancy rows pg_tenancy makes are seen and changed only in their "
   CHECK(listed->rows[1][3] == "-");
 }
 
-TEST_CASE("no org, key or token setting outlives pg_tenancy's transaction "
-          "on PgBouncer's pooled server connection") {
-  cluster c;
-  if (!c.db)
-    return test::skip(c.why);
+
+void no_setting_outlives_a_transaction(cluster& c) {
   auto t = c.node();
   REQUIRE(t->run(op("org-create", "acme")));
   auto token = c.token(*t, "acme", 1);
@@ -231,11 +208,8 @@ TEST_CASE("no org, key or token setting outlives pg_tenancy's transaction "
   CHECK(r.int64(0, 4) == 0);
 }
 
-TEST_CASE("a server connection lost between requests is made again; a "
-          "key is still authenticated") {
-  cluster c;
-  if (!c.db)
-    return test::skip(c.why);
+
+void lost_connection_made_again(cluster& c) {
   auto t = c.node(c.db->app_url);
   REQUIRE(t->run(op("org-create", "acme")));
   auto added = t->run(op("device-add", "acme", "edge"));
@@ -252,11 +226,40 @@ TEST_CASE("a server connection lost between requests is made again; a "
   CHECK(t->run(op("device-add", "acme", "edge2")));
 }
 
-TEST_CASE("a node whose role could bypass row level security is refused") {
-  cluster c;
-  if (!c.db)
-    return test::skip(c.why);
+
+void bypassing_role_refused(cluster& c) {
   auto t = pg_tenancy::open(c.db->owner_url, secret, c.clock);
   REQUIRE_FALSE(t);
   CHECK(is_error(t.error(), ec::bad_config));
+}
+
+} // namespace
+
+TEST_CASE("two nodes enrolling with a token's last use at once: exactly one "
+          "enrolls, the other is told it is used up") {
+  on_cluster(last_use_goes_to_one_node);
+}
+
+TEST_CASE("four nodes racing for seven uses of one token enroll seven "
+          "devices") {
+  on_cluster(seven_uses_for_four_nodes);
+}
+
+TEST_CASE("tenancy rows pg_tenancy makes are seen and changed only in their "
+          "own org's transactions") {
+  on_cluster(rows_stay_in_their_org);
+}
+
+TEST_CASE("no org, key or token setting outlives pg_tenancy's transaction "
+          "on PgBouncer's pooled server connection") {
+  on_cluster(no_setting_outlives_a_transaction);
+}
+
+TEST_CASE("a server connection lost between requests is made again; a "
+          "key is still authenticated") {
+  on_cluster(lost_connection_made_again);
+}
+
+TEST_CASE("a node whose role could bypass row level security is refused") {
+  on_cluster(bypassing_role_refused);
 }

@@ -24,7 +24,6 @@
 #include "cloud/embedded_store.hpp"
 #include "cloud/embedded_tenancy.hpp"
 #include "cloud/ingest.hpp"
-#include "cloud/pg_migrate.hpp"
 #include "cloud/pg_tenancy.hpp"
 #include "cloud_fixture.hpp"
 #include "messages/error.hpp"
@@ -32,10 +31,14 @@
 #include "ask.hpp"
 #include "check_samples.hpp"
 #include "pg_fixture.hpp"
+#include "contract_case.hpp"
+#include "pg_schema.hpp"
 #include "skip.hpp"
+#include "tenancy_ops.hpp"
 
 using namespace fleetd;
 using test::ack_of;
+using test::op;
 using namespace std::chrono_literals;
 
 namespace {
@@ -50,14 +53,6 @@ bool has_code(const caf::error& err, ec code) {
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), {}};
-}
-
-tenancy_command op(std::string name, std::string org, std::string device = {}) {
-  tenancy_command cmd;
-  cmd.op = std::move(name);
-  cmd.org = std::move(org);
-  cmd.device = std::move(device);
-  return cmd;
 }
 
 // One backend's tenancy stores over one database: open() again is a
@@ -84,20 +79,13 @@ struct embedded_backend : backend {
 };
 
 struct pg_backend : backend {
-  std::optional<test::pg_database> db;
   std::string why;
-  pg_backend() {
-    db = test::fresh_pg_database("tenancy", why, true);
-    if (!db)
-      return;
-    auto owner = test::pg_connect(db->owner_url);
-    auto done = migrate(owner);
-    REQUIRE_MESSAGE(done, render(done.error()));
+  std::optional<test::pg_database> db;
+  pg_backend() : db(test::migrated_pg_database("tenancy", why)) {
   }
   std::unique_ptr<tenancy_backend> open(const std::string& secret) override {
-    pg::connect_options opts;
-    opts.server_prepared = false;
-    auto x = pg_tenancy::open(db->pooled_url, secret, clock, opts);
+    auto x = pg_tenancy::open(db->pooled_url, secret, clock,
+                              test::pooled_options());
     REQUIRE_MESSAGE(x, render(x.error()));
     return std::make_unique<pg_tenancy>(std::move(*x));
   }
@@ -363,15 +351,6 @@ void hostile_headers(store_fixture& f) {
 
 } // namespace
 
-// Each contract case once per backend; the PostgreSQL ones run alone (ctest
-// entry tenancy_test.pg) so that their skip hides nothing.
-#define CONTRACT_CASE(name, fn)                                              \
-  TEST_CASE("embedded: " name) {                                             \
-    run_embedded(fn);                                                        \
-  }                                                                          \
-  TEST_CASE("postgresql: " name) {                                           \
-    run_pg(fn);                                                              \
-  }
 
 CONTRACT_CASE("a device key is 256 random bits, shown once and stored only "
               "as a keyed hash",

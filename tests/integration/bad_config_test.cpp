@@ -95,6 +95,7 @@ TEST_CASE("a check across options names the real option keys") {
                  "store.postgresql-url: only with store.backend = postgresql");
   // Nodes of one database must hash keys alike: no secret made up per node.
   check_rejected(run_with("fleetd-cloud", {"--store.backend=postgresql",
+                                           "--ingest.anonymous=false",
                                            "--store.postgresql-url=x"}),
                  "tenancy.secret-file: required with store.backend = "
                  "postgresql");

@@ -28,6 +28,7 @@
 #include <sqlite3.h>
 
 #include "messages/interfaces.hpp"
+#include "messages/wire.hpp"
 #include "runtime/node.hpp"
 #include "skip.hpp"
 
@@ -746,6 +747,17 @@ std::pair<int, std::string> run_to_end(const std::string& prog,
     return {-1, read_file(err_file)};
   }
   return {*st, read_file(err_file)};
+}
+
+std::string one_point_sync(const std::string& device, int64_t seq) {
+  encode_settings es;
+  es.device_id = device;
+  es.sequence = seq;
+  es.now_ms = 1'700'000'000'000;
+  metric_sample x;
+  x.name = "raw";
+  x.timestamp_ms = es.now_ms;
+  return encode_metrics_request(es, {x});
 }
 
 } // namespace fleetd::test

@@ -250,6 +250,10 @@ std::pair<int, std::string> fleetctl(const std::string& dir, uint16_t port,
 std::string fleetctl_secret(const std::string& dir, uint16_t port,
                             std::vector<std::string> args);
 
+/// The body of a device's POST /v1/sync (zstd protobuf) carrying one point
+/// ("raw" at 1'700'000'000'000 ms) as batch `seq` of `device`.
+std::string one_point_sync(const std::string& device, int64_t seq);
+
 /// Runs a program to completion; returns (exit status, stderr text).
 std::pair<int, std::string> run_to_end(const std::string& program,
                                        const std::vector<std::string>& args,
