@@ -2,6 +2,7 @@
 
 #include <caf/typed_event_based_actor.hpp>
 
+#include "cloud/embedded_journal.hpp"
 #include "messages/labels.hpp"
 #include "messages/decode_budget.hpp"
 #include "messages/error.hpp"
@@ -153,7 +154,8 @@ caf::error migrate_legacy(sqlite::database& db) {
 } // namespace
 
 caf::expected<embedded_store> embedded_store::open(const std::string& path,
-                                             clock_ptr clock) {
+                                                   clock_ptr clock,
+                                                   journal_config journal) {
   auto db = sqlite::database::open(path, "FULL");
   if (!db)
     return db.error();
@@ -164,8 +166,11 @@ caf::expected<embedded_store> embedded_store::open(const std::string& path,
     return err;
   if (auto err = db->exec(schema))
     return err;
+  if (auto err = create_journal_schema(*db))
+    return err;
   embedded_store out;
   out.clock_ = std::move(clock);
+  out.journal_ = std::move(journal);
   out.db_ = std::move(*db);
   if (auto err = out.load_series())
     return err;
@@ -321,8 +326,13 @@ caf::error embedded_store::write_batch(const ingest_batch& b, int64_t now,
     return dup->run();
   }
   int64_t n = 0;
-  if (auto err = insert_records(b, n))
+  metric_samples decoded;
+  if (auto err = insert_records(b, n, journal_.enabled ? &decoded : nullptr))
     return err;
+  // The journal row commits with the ack or not at all (same transaction).
+  if (journal_.enabled)
+    if (auto err = write_journal(b, now, std::move(decoded)))
+      return err;
   out.stored = n;
   auto rec = db_.cached("INSERT INTO batches (device_id, stream, epoch, "
                         "sequence, points, received_at, checksum) "
@@ -441,7 +451,22 @@ embedded_store::decode_in_session(const ingest_batch& b, wire_session*& ws) {
   return std::move(*xs);
 }
 
-caf::error embedded_store::insert_records(const ingest_batch& b, int64_t& n) {
+caf::error embedded_store::write_journal(const ingest_batch& b, int64_t now,
+                                         metric_samples decoded) {
+  journal_entry x;
+  std::tie(x.org, x.device) = split_device_id(b.device_id);
+  x.stream = b.stream;
+  x.epoch = b.epoch;
+  x.sequence = b.sequence;
+  x.received_ms = now;
+  x.samples = b.columnar.empty() ? b.samples : std::move(decoded);
+  x.logs = b.logs;
+  x.events = b.events;
+  return append_journal(db_, journal_, x, now);
+}
+
+caf::error embedded_store::insert_records(const ingest_batch& b, int64_t& n,
+                                          metric_samples* decoded) {
   if (!b.logs.empty()) {
     auto ins = db_.cached("INSERT INTO logs (device_id, sequence, labels, ts, "
                           "line, epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
@@ -473,10 +498,11 @@ caf::error embedded_store::insert_records(const ingest_batch& b, int64_t& n) {
     n = static_cast<int64_t>(b.events.size());
     return caf::none;
   }
-  return insert_points(b, n);
+  return insert_points(b, n, decoded);
 }
 
-caf::error embedded_store::insert_points(const ingest_batch& b, int64_t& n) {
+caf::error embedded_store::insert_points(const ingest_batch& b, int64_t& n,
+                                         metric_samples* decoded) {
   // value is for people (NULL for NaN, -0.0 reads 0.0); bits is exact.
   // The batch's own columns are bound once; a row rebinds the rest.
   auto ins = db_.cached("INSERT INTO points (device_id, sequence, "
@@ -509,6 +535,12 @@ caf::error embedded_store::insert_points(const ingest_batch& b, int64_t& n) {
     if (auto err = row(ws->ids[x.series], x.timestamp_ms, x.value))
       return err;
   n = static_cast<int64_t>(xs->size());
+  if (decoded)
+    for (auto& x : *xs) {
+      auto& key = ws->codec.series[x.series];
+      decoded->push_back(
+        metric_sample{key.first, key.second, x.timestamp_ms, x.value});
+    }
   return caf::none;
 }
 

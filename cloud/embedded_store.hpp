@@ -8,6 +8,7 @@
 #include <caf/expected.hpp>
 
 #include "cloud/cloud_store_backend.hpp"
+#include "cloud/journal.hpp"
 #include "messages/interfaces.hpp"
 #include "messages/metrics_codec.hpp"
 #include "runtime/clock.hpp"
@@ -20,8 +21,11 @@ namespace fleetd {
 /// written in one transaction, so a sequence is stored at most once.
 class embedded_store : public cloud_store_backend {
 public:
+  /// With `journal.enabled`, every accepted batch is also appended to the
+  /// ingest journal in its transaction (embedded_journal reads it).
   static caf::expected<embedded_store> open(const std::string& path,
-                                         clock_ptr clock);
+                                            clock_ptr clock,
+                                            journal_config journal = {});
 
   caf::expected<ingest_outcome> write(const ingest_batch& batch) override;
   caf::expected<device_infos> devices() override;
@@ -55,8 +59,13 @@ private:
   caf::expected<bool> held(const ingest_batch& b, int64_t last);
   caf::expected<indexed_points> decode_in_session(const ingest_batch& b,
                                                   wire_session*& ws);
-  caf::error insert_records(const ingest_batch& b, int64_t& n);
-  caf::error insert_points(const ingest_batch& b, int64_t& n);
+  // `decoded`, when given, receives the samples of a columnar batch.
+  caf::error insert_records(const ingest_batch& b, int64_t& n,
+                            metric_samples* decoded);
+  caf::error insert_points(const ingest_batch& b, int64_t& n,
+                           metric_samples* decoded);
+  caf::error write_journal(const ingest_batch& b, int64_t now,
+                           metric_samples decoded);
   // The device's latest DeviceCapability, when the batch carries one.
   caf::error write_capability(const ingest_batch& b, int64_t now);
   caf::error config_for(const std::string& device, int64_t have,
@@ -66,6 +75,7 @@ private:
   caf::error load_series();
 
   clock_ptr clock_;
+  journal_config journal_;
   sqlite::database db_;
   std::map<std::string, int64_t> series_;
   std::map<session_key, wire_session> sessions_;

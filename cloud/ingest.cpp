@@ -136,6 +136,13 @@ http_reply answer_error(ingest_state& st, ingest_step step,
     nack.retry_after_ms = retry_after_ms;
     return sync_answer(status, nack);
   }
+  if (is_error(err, ec::journal_full)) {
+    // Back-pressure: the device keeps the batch and retries after the hint.
+    ++st.rejected["journal_full"];
+    nack.error_code = "journal_full";
+    nack.retry_after_ms = st.cfg.journal_retry_after_ms;
+    return sync_answer(status, nack);
+  }
   if (status == 503) {
     ++st.store_failures;
     nack.error_code = "store_unavailable";

@@ -15,6 +15,9 @@ struct ingest_config {
   /// Accept requests without a device key, as the device they name (plain
   /// HTTP on loopback only, for tests): ingest.anonymous.
   bool anonymous = false;
+  /// retry_after_ms of a 503 while the journal is full (journal.retry-after,
+  /// declared with the journal's options).
+  int64_t journal_retry_after_ms = 5000;
   cloud_store_actor store;
   /// Resolves device keys and charges quotas; required.
   tenancy_actor tenancy;

@@ -56,6 +56,7 @@ const char* to_string(ec x) {
     case ec::conflict: return "conflict";
     case ec::unknown_org: return "unknown_org";
     case ec::database_error: return "database_error";
+    case ec::journal_full: return "journal_full";
   }
   return "unknown";
 }

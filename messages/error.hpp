@@ -76,6 +76,9 @@ enum class ec : uint8_t {
   unknown_org,
   /// PostgreSQL refused or failed a statement (its own message and SQLSTATE).
   database_error,
+  /// The ingest journal is at its bound (journal.max-bytes or
+  /// journal.retention): back-pressure, the device keeps its data.
+  journal_full,
 };
 
 /// Stable lower-case name of an error code, e.g. "checksum_mismatch".

@@ -566,3 +566,16 @@ caf::expected<sync_ack> decode_response(std::string_view body) {
 }
 
 } // namespace fleetd
+
+namespace fleetd {
+
+std::string zstd_compress(const std::string& plain, int level) {
+  return zstd_frame(plain, level);
+}
+
+caf::error zstd_decompress(std::string_view body, std::string& plain,
+                           decode_budget& budget) {
+  return decompress(body, plain, budget);
+}
+
+} // namespace fleetd

@@ -6,6 +6,7 @@
 
 #include <caf/expected.hpp>
 
+#include "messages/decode_budget.hpp"
 #include "messages/types.hpp"
 
 namespace fleetd {
@@ -87,5 +88,14 @@ std::string encode_response(const sync_ack& ack);
 
 /// Reads a SyncResponse.
 caf::expected<sync_ack> decode_response(std::string_view body);
+
+/// `plain` as one zstd frame at `level` (plain itself when compression
+/// fails; decoders tell the two apart with is_zstd).
+std::string zstd_compress(const std::string& plain, int level);
+
+/// The zstd frames of `body` decompressed into `plain`, each chunk charged
+/// to `budget` before it is kept (a frame may lie about its size).
+caf::error zstd_decompress(std::string_view body, std::string& plain,
+                           decode_budget& budget);
 
 } // namespace fleetd
