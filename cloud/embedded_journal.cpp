@@ -112,6 +112,7 @@ caf::expected<journal_chunk> embedded_journal::read(journal_cursor after,
         }
         x->id = out.end.id;
         out.entries.push_back(std::move(*x));
+        out.positions.push_back(out.end);
       }))
     return err;
   return out;

@@ -54,6 +54,8 @@ struct journal_cursor {
 /// last row read (rows that did not decode are passed and counted).
 struct journal_chunk {
   journal_entries entries;
+  /// Each entry's position (the cursor just past it).
+  std::vector<journal_cursor> positions;
   journal_cursor end;
   int64_t rows = 0;
   int64_t undecodable = 0;

@@ -11,6 +11,7 @@
 
 #include "messages/interfaces.hpp"
 #include "runtime/clock.hpp"
+#include "runtime/jitter.hpp"
 
 namespace fleetd {
 
@@ -46,21 +47,6 @@ void declare(option_set& opts, backoff_config& x);
 
 /// bad_config naming the option key when `x` cannot work; none otherwise.
 caf::error validate(const backoff_config& x);
-
-/// The jitter's random source: 8 bytes of state are enough to spread retries.
-using jitter_rng = std::minstd_rand;
-
-/// A jitter source for `seed` (0: one from std::random_device). The seed is
-/// mixed first: minstd's first draws from nearby seeds (device numbers) are
-/// nearly equal, which would retry a fleet in lockstep.
-jitter_rng make_jitter_rng(uint64_t seed);
-
-/// Full-jitter exponential backoff after `failures` consecutive failures:
-/// uniform in [0, min(cap, base * 2^(failures - 1))]; 0 for no failures.
-std::chrono::milliseconds full_jitter_delay(std::chrono::milliseconds base,
-                                            std::chrono::milliseconds cap,
-                                            int64_t failures,
-                                            jitter_rng& rng);
 
 struct backoff_state {
   backoff_config cfg;

@@ -116,6 +116,12 @@ using cloud_store_actor = caf::typed_actor<
   caf::replies_to<config_atom, std::string, settings_change>::with<cloud_settings>,
   stats_handler>;
 
+/// Drains the ingest journal into one sink_backend (cloud/sink_runner).
+using sink_runner_actor = caf::typed_actor<
+  // SELF ONLY: the next step (lease, read, write, advance, or wait).
+  caf::reacts_to<tick_atom>,
+  stats_handler>;
+
 /// Orgs, devices, keys, enrollment tokens and quotas (cloud/tenancy; the
 /// embedded SQLite implementation behind it, PostgreSQL next).
 using tenancy_actor = caf::typed_actor<
