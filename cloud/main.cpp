@@ -7,6 +7,7 @@
 
 #include "actors/inspector.hpp"
 #include "cloud/cloud_store.hpp"
+#include "cloud/embedded_journal.hpp"
 #include "cloud/embedded_store.hpp"
 #include "cloud/embedded_tenancy.hpp"
 #include "cloud/ingest.hpp"
@@ -14,6 +15,8 @@
 #include "cloud/pg_migrate.hpp"
 #include "cloud/pg_store.hpp"
 #include "cloud/pg_tenancy.hpp"
+#include "cloud/sink_runner.hpp"
+#include "cloud/sinks.hpp"
 #include "cloud/tenancy.hpp"
 #include "messages/error.hpp"
 #include "runtime/config_check.hpp"
@@ -36,6 +39,9 @@ struct cloud_options {
   ingest_config ingest;
   tenancy_config tenancy;
   restart_limits supervisor;
+  journal_config journal;
+  sink_runner_config runner;
+  sinks_options sinks;
 };
 
 void declare(option_set& opts, cloud_options& x) {
@@ -46,6 +52,9 @@ void declare(option_set& opts, cloud_options& x) {
   declare(opts, x.ingest);
   declare(opts, x.tenancy);
   declare(opts, x.supervisor);
+  declare(opts, x.journal);
+  declare(opts, x.runner);
+  declare(opts, x.sinks);
 }
 
 caf::error validate(const cloud_options& x) {
@@ -66,6 +75,8 @@ caf::error validate(const cloud_options& x) {
                       "postgresql; every node of the database reads the same "
                       "secret");
   if (auto err = validate(x.supervisor))
+    return err;
+  if (auto err = validate(x.journal))
     return err;
   if (x.ingest.max_decoded_bytes < x.endpoint.max_body_bytes)
     return bad_config("ingest.max-decoded-bytes: must be at least "
@@ -91,7 +102,8 @@ caf::expected<store_ptr> open_store(const cloud_options& opt,
                                     const clock_ptr& clk) {
   auto& x = opt.store;
   if (x.backend == "embedded") {
-    auto st = embedded_store::open(opt.common.data_dir + "/cloud.db", clk);
+    auto st = embedded_store::open(opt.common.data_dir + "/cloud.db", clk,
+                                   opt.journal);
     if (!st)
       return st.error();
     return store_ptr{std::make_shared<embedded_store>(std::move(*st))};
@@ -158,6 +170,54 @@ child_factory store_factory(store_ptr opened, cloud_options opt,
   };
 }
 
+using sink_ptr = std::shared_ptr<sink_backend>;
+
+// A sink's own journal reader, opened again by each incarnation.
+journal_opener reader_opener(const cloud_options& opt, const clock_ptr& clk) {
+  return [dir = opt.common.data_dir, cfg = opt.journal,
+          clk]() -> caf::expected<std::shared_ptr<journal_reader>> {
+    auto j = embedded_journal::open(dir + "/cloud.db", clk, cfg);
+    if (!j)
+      return j.error();
+    return std::shared_ptr<journal_reader>{
+      std::make_shared<embedded_journal>(std::move(*j))};
+  };
+}
+
+// One supervised sink_runner per configured sink, listed by the inspector.
+void add_sinks(caf::actor_system& sys, supervisor_config& scfg,
+               stop_list& stops, const cloud_options& opt,
+               const std::vector<sink_ptr>& sinks, const clock_ptr& clk,
+               std::vector<std::pair<std::string, caf::actor>>& listed) {
+  auto rcfg = opt.runner;
+  rcfg.open_reader = reader_opener(opt, clk);
+  rcfg.holder = opt.node_id;
+  rcfg.clock = clk;
+  for (auto& s : sinks)
+    rcfg.enabled.push_back(s->name());
+  for (auto& s : sinks) {
+    auto cfg = rcfg;
+    cfg.backend = s;
+    auto name = "sink_" + s->name();
+    auto r = scfg.add(sys, name, false, [cfg](caf::actor_system& as) {
+      return caf::expected<caf::actor>{caf::actor_cast<caf::actor>(
+        as.spawn<caf::detached>(sink_runner, cfg))};
+    });
+    stops.add(name, r);
+    listed.emplace_back(name, r);
+  }
+}
+
+// The configured sinks; the journal is written only when one reads it.
+caf::expected<std::vector<sink_ptr>> configure_sinks(cloud_options& opt) {
+  auto sinks = make_sinks(opt.sinks);
+  if (!sinks)
+    return sinks.error();
+  opt.journal.enabled = !sinks->empty();
+  opt.ingest.journal_retry_after_ms = opt.journal.retry_after.count();
+  return sinks;
+}
+
 /// What main keeps of the cloud's actors.
 struct cloud_actors {
   ingest_actor ingest;
@@ -170,7 +230,8 @@ struct cloud_actors {
 // outlives its deaths.
 cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
                           const cloud_options& opt, store_ptr store,
-                          tenancy_ptr tenants, const clock_ptr& clk) {
+                          tenancy_ptr tenants, const clock_ptr& clk,
+                          const std::vector<sink_ptr>& sinks) {
   supervisor_config scfg;
   scfg.limits = opt.supervisor;
   scfg.clock = clk;
@@ -195,6 +256,8 @@ cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
       caf::actor_cast<caf::actor>(s.spawn(ingest, icfg))};
   });
   stops.add("ingest", ing);
+  std::vector<std::pair<std::string, caf::actor>> listed;
+  add_sinks(sys, scfg, stops, opt, sinks, clk, listed);
   auto sup = sys.spawn(supervisor, scfg);
   // Stopped before the relays: nothing is restarted during a stop.
   stops.add("supervisor", caf::actor_cast<caf::actor>(sup));
@@ -206,6 +269,7 @@ cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
                  {"cloud_store", st},
                  {"tenancy", ten},
                  {"supervisor", caf::actor_cast<caf::actor>(sup)}};
+  pcfg.actors.insert(pcfg.actors.end(), listed.begin(), listed.end());
   pcfg.devices = st;
   pcfg.tenancy = ten;
   if (opt.common.test_hooks)
@@ -262,6 +326,9 @@ int run(int argc, char** argv) {
   if (!lock)
     return die(lock.error());
   auto clk = make_scaled_clock(opt.common.clock_speed);
+  auto sinks = configure_sinks(opt);
+  if (!sinks)
+    return die(sinks.error());
   auto store = open_store(opt, clk);
   if (!store)
     return die(store.error());
@@ -272,7 +339,7 @@ int run(int argc, char** argv) {
   caf::actor_system sys{cfg};
   stop_list stops;
   auto [ing, sup, insp] = spawn_actors(sys, stops, opt, std::move(*store),
-                                       std::move(*tenants), clk);
+                                       std::move(*tenants), clk, *sinks);
   ingest_endpoint endpoint{sys, ing, opt.endpoint.limits(), sup};
   auto port = endpoint.start(opt.endpoint);
   if (!port) {
