@@ -69,8 +69,9 @@ struct cloud_fixture {
 
   /// The cloud store actor (detached, kept) on an embedded store opened at
   /// `path`.
-  cloud_store_actor spawn_cloud_store(const std::string& path) {
-    auto st = embedded_store::open(path, clock);
+  cloud_store_actor spawn_cloud_store(const std::string& path,
+                                      journal_config journal = {}) {
+    auto st = embedded_store::open(path, clock, journal);
     REQUIRE_MESSAGE(st, render(st.error()));
     return keep(sys->spawn<caf::detached>(
       cloud_store, std::make_shared<embedded_store>(std::move(*st))));

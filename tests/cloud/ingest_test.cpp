@@ -396,6 +396,37 @@ TEST_CASE("a store that is gone is answered 503 store_unavailable with a "
   CHECK(f.counters()["store_failures"] == 1);
 }
 
+TEST_CASE("a full journal is answered 503 journal_full with the configured "
+          "retry_after_ms over HTTP, and the batch is not acked") {
+  test::cloud_fixture f{"fleetd-ingest", clock_start_ms};
+  journal_config j;
+  j.enabled = true;
+  // The first batch fits; the journal then holds more than the bound.
+  j.max_bytes = 1;
+  auto store = f.spawn_cloud_store(f.dir.file("cloud.db"), j);
+  ingest_config icfg;
+  icfg.store = store;
+  icfg.anonymous = true;
+  icfg.journal_retry_after_ms = 7000;
+  auto port = f.open_endpoint(f.keep(f.sys->spawn(ingest, icfg)), {});
+  http_client client{"127.0.0.1", port, 5s, 1 << 20};
+  std::vector<std::pair<std::string, std::string>> headers{
+    {"Content-Type", protobuf_type}, {"Content-Encoding", "zstd"}};
+  auto res = client.post("/v1/sync", body(1, samples(4)), headers);
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->status == 200);
+  res = client.post("/v1/sync", body(2, samples(4)), headers);
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->status == 503);
+  auto ack = ack_of(res->body);
+  CHECK_FALSE(ack.success);
+  CHECK(ack.error_code == "journal_full");
+  CHECK(ack.retry_after_ms == 7000);
+  auto ds = test::ask<device_infos>(*f.self, store, 5s, devices_atom::value);
+  REQUIRE(ds.size() == 1);
+  CHECK(ds[0].last_acked_sequence == 1);
+}
+
 TEST_CASE("the endpoint serves POST /v1/sync over HTTP with the ingest "
           "actor's answers") {
   ingest_fixture f;

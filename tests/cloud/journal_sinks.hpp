@@ -1,0 +1,79 @@
+#pragma once
+
+// A sink_backend that records what it is given, for the sink runner's and
+// journal's tests (an in-process implementation of our own interface).
+
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cloud/sink_backend.hpp"
+#include "messages/error.hpp"
+
+namespace fleetd::test {
+
+class recorder_sink : public sink_backend {
+public:
+  explicit recorder_sink(std::string name) : name_(std::move(name)) {}
+
+  std::string name() const override {
+    return name_;
+  }
+
+  caf::error write(const journal_entries& xs) override {
+    std::lock_guard<std::mutex> guard{mx_};
+    ++calls_;
+    if (fail_next_ > 0) {
+      --fail_next_;
+      return make_error(ec::unreachable, "recorder told to fail");
+    }
+    for (auto& x : xs)
+      if (refuse_.count(x.sequence) > 0)
+        return make_error(ec::invalid_record, "recorder refuses sequence "
+                                                + std::to_string(x.sequence));
+    got_.insert(got_.end(), xs.begin(), xs.end());
+    return caf::none;
+  }
+
+  /// The next `n` writes fail with ec::unreachable.
+  void fail_next(int n) {
+    std::lock_guard<std::mutex> guard{mx_};
+    fail_next_ = n;
+  }
+
+  /// Writes holding an entry of sequence `seq` are refused invalid_record.
+  void refuse(int64_t seq) {
+    std::lock_guard<std::mutex> guard{mx_};
+    refuse_.insert(seq);
+  }
+
+  /// The sequences written so far, in order.
+  std::vector<int64_t> sequences() const {
+    std::lock_guard<std::mutex> guard{mx_};
+    std::vector<int64_t> out;
+    for (auto& x : got_)
+      out.push_back(x.sequence);
+    return out;
+  }
+
+  journal_entries entries() const {
+    std::lock_guard<std::mutex> guard{mx_};
+    return got_;
+  }
+
+  int calls() const {
+    std::lock_guard<std::mutex> guard{mx_};
+    return calls_;
+  }
+
+private:
+  std::string name_;
+  mutable std::mutex mx_;
+  journal_entries got_;
+  std::set<int64_t> refuse_;
+  int fail_next_ = 0;
+  int calls_ = 0;
+};
+
+} // namespace fleetd::test
