@@ -5,6 +5,7 @@
 #include "cloud/pg_migrate.hpp"
 #include "messages/decode_budget.hpp"
 #include "messages/error.hpp"
+#include "messages/journal_codec.hpp"
 #include "messages/labels.hpp"
 #include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
@@ -69,7 +70,8 @@ caf::error validate(const store_config& x) {
 caf::expected<pg_store> pg_store::open(const std::string& url,
                                        clock_ptr clock,
                                        pg::connect_options opts,
-                                       int64_t writers) {
+                                       int64_t writers,
+                                       journal_config journal) {
   auto conn = open_node_connection(url, opts);
   if (!conn)
     return conn.error();
@@ -78,6 +80,7 @@ caf::expected<pg_store> pg_store::open(const std::string& url,
   out.url_ = url;
   out.opts_ = opts;
   out.writers_ = writers;
+  out.journal_ = std::move(journal);
   out.conn_ = std::move(*conn);
   return out;
 }
@@ -86,7 +89,7 @@ caf::expected<std::vector<std::shared_ptr<cloud_store_backend>>>
 pg_store::more_writers() {
   std::vector<std::shared_ptr<cloud_store_backend>> out;
   for (int64_t i = 1; i < writers_; ++i) {
-    auto st = open(url_, clock_, opts_);
+    auto st = open(url_, clock_, opts_, 1, journal_);
     if (!st)
       return st.error();
     out.push_back(std::make_shared<pg_store>(std::move(*st)));
@@ -128,6 +131,45 @@ caf::error pg_store::ensure_days(int64_t now) {
     return err;
   ensured_day_ = today;
   return caf::none;
+}
+
+caf::error pg_store::check_journal(int64_t now) {
+  if (!journal_.enabled)
+    return caf::none;
+  auto hour = now / 3'600'000;
+  if (hour != ensured_hour_) {
+    auto r = conn_.exec("SELECT fleetd_ensure_journal_partitions($1, 2)",
+                        {hour});
+    if (!r)
+      return r.error();
+    ensured_hour_ = hour;
+  }
+  if (bound_checked_ms_ >= 0 && now - bound_checked_ms_ < 1000)
+    return bound_;
+  auto r = conn_.exec("SELECT bytes, oldest_ms FROM fleetd_journal_bound()");
+  if (!r)
+    return r.error();
+  bound_checked_ms_ = now;
+  bound_ = check_journal_bound(journal_, r->int64(0, 0), r->int64(0, 1), now);
+  return bound_;
+}
+
+void pg_store::journal_call(const ingest_batch& b, const device_ref& d,
+                            int64_t now, std::vector<pg::call>& tail) {
+  journal_entry x;
+  x.org = d.org;
+  x.device = d.device;
+  x.stream = b.stream;
+  x.epoch = b.epoch;
+  x.sequence = b.sequence;
+  x.received_ms = now;
+  x.samples = b.columnar.empty() ? b.samples : std::move(decoded_);
+  x.logs = b.logs;
+  x.events = b.events;
+  tail.push_back({"INSERT INTO journal (received_ms, org, device, entry) "
+                  "VALUES ($1, $2, $3, $4)",
+                  {now, d.org, d.device,
+                   pg::param::bytea(encode_journal_entry(x))}});
 }
 
 caf::error pg_store::ensure_org(const std::string& org, int64_t now) {
@@ -176,6 +218,8 @@ caf::expected<ingest_outcome> pg_store::write_once(const ingest_batch& b,
   if (auto err = ensure_days(now))
     return err;
   if (auto err = ensure_org(d.org, now))
+    return err;
+  if (auto err = check_journal(now))
     return err;
   auto known_series = series_;
   if (auto err = write_batch(b, d, now, out)) {
@@ -264,9 +308,13 @@ caf::error pg_store::accept(const ingest_batch& b, const device_ref& d,
                             int64_t now, ingest_outcome& out,
                             std::vector<pg::call>& tail) {
   int64_t n = 0;
+  decoded_.clear();
   if (auto err = insert_records(b, d, n, tail))
     return err;
   out.stored = n;
+  // The journal row commits with the ack or not at all (same transaction).
+  if (journal_.enabled)
+    journal_call(b, d, now, tail);
   // The key guards double accept: a node losing the race fails here.
   tail.push_back({"INSERT INTO batches (org, device, stream, epoch, "
                   "sequence, checksum, points, received_at) VALUES "
@@ -402,6 +450,13 @@ caf::error pg_store::insert_points(const ingest_batch& b, const device_ref& d,
       return ids.error();
     for (auto& x : xs)
       row((*ids)[x.series], x.timestamp_ms, x.value);
+    if (journal_.enabled)
+      if (auto ws = session(b, d))
+        for (auto& x : xs) {
+          auto& key = (*ws)->codec.series[x.series];
+          decoded_.push_back(
+            metric_sample{key.first, key.second, x.timestamp_ms, x.value});
+        }
   }
   n = static_cast<int64_t>(sids.size());
   if (n == 0)

@@ -9,6 +9,7 @@
 #include <caf/expected.hpp>
 
 #include "cloud/cloud_store_backend.hpp"
+#include "cloud/journal.hpp"
 #include "messages/metrics_codec.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/options.hpp"
@@ -53,7 +54,8 @@ public:
   static caf::expected<pg_store> open(const std::string& url,
                                       clock_ptr clock,
                                       pg::connect_options opts = {},
-                                      int64_t writers = 1);
+                                      int64_t writers = 1,
+                                      journal_config journal = {});
 
   caf::expected<ingest_outcome> write(const ingest_batch& batch) override;
   caf::expected<device_infos> devices() override;
@@ -113,6 +115,11 @@ private:
                         cloud_settings& out);
   static pg::call config_call(const device_ref& d, int64_t have);
   static void read_config(const pg::result& r, cloud_settings& out);
+  // The journal's partitions of this hour and the next, once an hour, and
+  // its bound, at most once a second (a writer may pass it by a second).
+  caf::error check_journal(int64_t now);
+  void journal_call(const ingest_batch& b, const device_ref& d, int64_t now,
+                    std::vector<pg::call>& tail);
   // Partitions of today and tomorrow (by the store's clock), once a day.
   caf::error ensure_days(int64_t now);
   // A lost connection made again before the next call (not mid-transaction).
@@ -133,6 +140,12 @@ private:
   std::map<std::string, int64_t> series_;
   std::map<session_key, wire_session> sessions_;
   store_counters counters_;
+  journal_config journal_;
+  int64_t ensured_hour_ = -1;
+  int64_t bound_checked_ms_ = -1;
+  caf::error bound_;
+  // The samples of the columnar batch being accepted, for its journal row.
+  metric_samples decoded_;
   int64_t lost_races_ = 0;
   int64_t reconnects_ = 0;
 };

@@ -183,8 +183,10 @@ std::chrono::milliseconds write_pending(self_ptr self, int64_t now) {
 std::chrono::milliseconds step(self_ptr self) {
   auto& st = self->state;
   auto now = st.cfg.clock->steady_ms();
-  if (!hold_lease(self, st.cfg.clock->now_ms()))
+  if (!hold_lease(self, st.cfg.clock->now_ms())) {
+    ++st.lease_refused;
     return st.cfg.poll;
+  }
   if (st.open_until_ms > now)
     return std::chrono::milliseconds{st.open_until_ms - now};
   if (st.pending.rows == 0) {
@@ -224,6 +226,7 @@ actor_stats stats_of(sink_runner_state& st) {
   c["pruned"] = st.pruned;
   c["breaker_open"] = st.open_until_ms > 0 ? 1 : 0;
   c["breaker_opened"] = st.breaker_opened;
+  c["lease_refused"] = st.lease_refused;
   c["cursor"] = st.cursor.id;
   return out;
 }

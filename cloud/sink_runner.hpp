@@ -81,6 +81,8 @@ struct sink_runner_state {
   int64_t undecodable = 0;
   int64_t pruned = 0;
   int64_t breaker_opened = 0;
+  /// Steps that found the lease held by another node.
+  int64_t lease_refused = 0;
   std::string last_error;
   static inline const char* name = "sink_runner";
 };

@@ -1,0 +1,242 @@
+// The ingest journal on PostgreSQL: written in the ack's transaction, read
+// in commit order even when writers commit out of id order, bounded, and
+// drained by one node at a time (the lease), taken over after expiry.
+#include "cloud/pg_journal.hpp"
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <doctest/doctest.h>
+
+#include "cloud/pg_migrate.hpp"
+#include "cloud/pg_store.hpp"
+#include "cloud/sink_runner.hpp"
+#include "messages/error.hpp"
+#include "messages/journal_codec.hpp"
+#include "messages/register.hpp"
+#include "ask.hpp"
+#include "helpers.hpp"
+#include "journal_sinks.hpp"
+#include "pg_fixture.hpp"
+#include "skip.hpp"
+#include "store_batches.hpp"
+
+using namespace fleetd;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int64_t start_ms = test::store_clock_start_ms;
+
+struct pg_journal_fixture {
+  std::optional<pg_database> db;
+  std::shared_ptr<manual_clock> clock = std::make_shared<manual_clock>(start_ms);
+  journal_config jcfg;
+  pg::connect_options opts;
+
+  bool start(const std::string& name) {
+    std::string why;
+    db = test::fresh_pg_database(name, why);
+    if (!db) {
+      test::skip(why);
+      return false;
+    }
+    auto owner = test::pg_connect(db->owner_url);
+    auto migrated = migrate(owner);
+    REQUIRE_MESSAGE(migrated, render(migrated.error()));
+    jcfg.enabled = true;
+    opts.server_prepared = false;
+    return true;
+  }
+
+  pg_store store() {
+    auto st = pg_store::open(db->app_url, clock, opts, 1, jcfg);
+    REQUIRE_MESSAGE(st, render(st.error()));
+    return std::move(*st);
+  }
+
+  pg_journal reader(clock_ptr clk = nullptr) {
+    auto j = pg_journal::open(db->app_url, clk ? clk : clock, jcfg, opts);
+    REQUIRE_MESSAGE(j, render(j.error()));
+    return std::move(*j);
+  }
+
+  // Counted as the owner within `org` (the tables force row security).
+  int64_t count(const std::string& org, const std::string& table) {
+    auto c = test::pg_connect(db->owner_url);
+    test::pg_must(c, "BEGIN");
+    test::pg_must(c, "SELECT set_config('app.org_id', $1, true)", {org});
+    return test::pg_must(c, "SELECT count(*) FROM " + table).int64(0, 0);
+  }
+};
+
+ingest_batch batch(const std::string& device, int64_t seq) {
+  ingest_batch b;
+  b.device_id = device;
+  b.stream = metrics_stream;
+  b.epoch = "e1";
+  b.sequence = seq;
+  b.checksum = "sum" + std::to_string(seq);
+  b.samples = test::samples(2, static_cast<double>(seq));
+  return b;
+}
+
+// Opens a transaction on `c` that journals one entry of `seq` for `org`.
+void journal_open(pg::connection& c, const std::string& org, int64_t seq) {
+  journal_entry x;
+  x.org = org;
+  x.device = "d";
+  x.sequence = seq;
+  x.received_ms = start_ms;
+  test::pg_must(c, "BEGIN");
+  test::pg_must(c, "SELECT set_config('app.org_id', $1, true)", {org});
+  test::pg_must(c, "INSERT INTO journal (received_ms, org, device, entry) "
+                   "VALUES ($1, $2, 'd', $3)",
+                {start_ms, org, pg::param::bytea(encode_journal_entry(x))});
+}
+
+void write_ok(pg_store& st, const ingest_batch& b) {
+  auto r = st.write(b);
+  REQUIRE_MESSAGE(r, render(r.error()));
+}
+
+std::vector<int64_t> sequences(const journal_chunk& c) {
+  std::vector<int64_t> out;
+  for (auto& x : c.entries)
+    out.push_back(x.sequence);
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("postgresql: the journal row commits with the ack, and a failing "
+          "journal write takes the ack with it") {
+  pg_journal_fixture f;
+  if (!f.start("journal_ack"))
+    return;
+  auto st = f.store();
+  write_ok(st, batch("acme/dev-1", 1));
+  auto j = f.reader();
+  auto chunk = j.read({}, 10);
+  REQUIRE_MESSAGE(chunk, render(chunk.error()));
+  REQUIRE(chunk->entries.size() == 1);
+  CHECK(chunk->entries[0].org == "acme");
+  CHECK(chunk->entries[0].device == "dev-1");
+  CHECK(chunk->entries[0].samples.size() == 2);
+  auto owner = test::pg_connect(f.db->owner_url);
+  test::pg_must(owner, "CREATE FUNCTION no_rows() RETURNS trigger LANGUAGE "
+                       "plpgsql AS $$ BEGIN RAISE EXCEPTION 'no'; END $$");
+  test::pg_must(owner, "CREATE TRIGGER fail_journal BEFORE INSERT ON journal "
+                       "FOR EACH ROW EXECUTE FUNCTION no_rows()");
+  CHECK_FALSE(st.write(batch("acme/dev-1", 2)));
+  CHECK(f.count("acme", "batches") == 1);
+  CHECK(f.count("acme", "journal") == 1);
+  CHECK(f.count("acme", "points") == 2);
+}
+
+TEST_CASE("postgresql: a row committed later with a lower id is not skipped "
+          "by a reader that already passed a higher one") {
+  pg_journal_fixture f;
+  if (!f.start("journal_order"))
+    return;
+  auto hour = start_ms / 3'600'000;
+  auto owner = test::pg_connect(f.db->owner_url);
+  test::pg_must(owner, "SELECT fleetd_ensure_journal_partitions($1, 1)",
+                {hour});
+  auto a = test::pg_connect(f.db->app_url);
+  auto b = test::pg_connect(f.db->app_url);
+  journal_open(a, "acme", 1);  // takes the lower id, commits last
+  journal_open(b, "beta", 2);
+  test::pg_must(b, "COMMIT");
+  auto j = f.reader();
+  auto first = j.read({}, 10);
+  REQUIRE(first);
+  // b committed, but a (an older transaction) still runs: nothing yet.
+  CHECK(first->rows == 0);
+  test::pg_must(a, "COMMIT");
+  auto both = j.read(first->end, 10);
+  REQUIRE(both);
+  CHECK(sequences(*both) == std::vector<int64_t>{1, 2});
+  auto none = j.read(both->end, 10);
+  REQUIRE(none);
+  CHECK(none->rows == 0);
+}
+
+TEST_CASE("postgresql: past journal.max-bytes the store refuses journal_full "
+          "and acks nothing") {
+  pg_journal_fixture f;
+  if (!f.start("journal_full"))
+    return;
+  f.jcfg.max_bytes = 1;
+  auto st = f.store();
+  write_ok(st, batch("acme/dev-1", 1));
+  auto owner = test::pg_connect(f.db->owner_url);
+  auto held = test::pg_must(owner, "SELECT bytes FROM fleetd_journal_bound()");
+  CHECK(held.int64(0, 0) > 0);
+  f.clock->advance(1000);
+  auto r = st.write(batch("acme/dev-1", 2));
+  REQUIRE_FALSE(r);
+  CHECK(is_error(r.error(), ec::journal_full));
+  CHECK(f.count("acme", "batches") == 1);
+  auto j = f.reader();
+  auto c = j.read({}, 10);
+  REQUIRE(c);
+  REQUIRE_FALSE(j.advance("a", c->end));
+  CHECK(*j.prune({"a"}) == 1);
+  f.clock->advance(1000);
+  write_ok(st, batch("acme/dev-1", 2));
+}
+
+TEST_CASE("postgresql: one runner drains a sink at a time; another takes "
+          "over once the lease expired, from the persisted cursor") {
+  pg_journal_fixture f;
+  if (!f.start("journal_lease"))
+    return;
+  auto st = f.store();
+  for (int64_t i = 1; i <= 3; ++i)
+    write_ok(st, batch(i % 2 ? "acme/dev-1" : "beta/dev-2", i));
+  caf::actor_system_config cfg;
+  register_messages(cfg);
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto sink = std::make_shared<test::recorder_sink>("rec");
+  auto make = [&](const std::string& holder) {
+    sink_runner_config c;
+    c.poll = 5ms;
+    c.lease_ttl = 10s;
+    c.clock = f.clock;
+    c.holder = holder;
+    c.backend = sink;
+    c.enabled = {"rec"};
+    c.open_reader = [&f]() -> caf::expected<std::shared_ptr<journal_reader>> {
+      return std::shared_ptr<journal_reader>{
+        std::make_shared<pg_journal>(f.reader())};
+    };
+    return sys.spawn<caf::detached>(sink_runner, c);
+  };
+  auto a = make("node-a");
+  REQUIRE(test::eventually([&] { return sink->sequences().size() == 3; }, 10s));
+  auto b = make("node-b");
+  self->send_exit(a, caf::exit_reason::user_shutdown);
+  self->wait_for(a);
+  write_ok(st, batch("acme/dev-1", 4));
+  // node-a's lease has not expired: node-b waits.
+  auto standby = [&] {
+    auto s = test::ask<actor_stats>(self, b, 5s, stats_atom::value);
+    return s.counters["lease_refused"];
+  };
+  CHECK(test::eventually([&] { return standby() >= 2; }, 10s));
+  CHECK(sink->sequences().size() == 3);
+  f.clock->advance(10'001);
+  CHECK(test::eventually([&] { return sink->sequences().size() == 4; }, 10s));
+  CHECK(sink->sequences() == std::vector<int64_t>{1, 2, 3, 4});
+  CHECK(test::eventually([&] { return f.count("acme", "journal") == 0; }, 10s));
+  self->send_exit(b, caf::exit_reason::user_shutdown);
+  self->wait_for(b);
+}
