@@ -12,6 +12,7 @@
 #include "cloud/embedded_tenancy.hpp"
 #include "cloud/ingest.hpp"
 #include "cloud/ingest_endpoint.hpp"
+#include "cloud/pg_journal.hpp"
 #include "cloud/pg_migrate.hpp"
 #include "cloud/pg_store.hpp"
 #include "cloud/pg_tenancy.hpp"
@@ -119,7 +120,7 @@ caf::expected<store_ptr> open_store(const cloud_options& opt,
              done->to_version, " (", done->applied, " applied now)");
   }
   auto st = pg_store::open(x.postgresql_url, clk, node_pg_options(),
-                            x.postgresql_writers);
+                           x.postgresql_writers, opt.journal);
   if (!st)
     return st.error();
   return store_ptr{std::make_shared<pg_store>(std::move(*st))};
@@ -174,8 +175,16 @@ using sink_ptr = std::shared_ptr<sink_backend>;
 
 // A sink's own journal reader, opened again by each incarnation.
 journal_opener reader_opener(const cloud_options& opt, const clock_ptr& clk) {
-  return [dir = opt.common.data_dir, cfg = opt.journal,
+  return [dir = opt.common.data_dir, cfg = opt.journal, store = opt.store,
           clk]() -> caf::expected<std::shared_ptr<journal_reader>> {
+    if (store.backend == "postgresql") {
+      auto j = pg_journal::open(store.postgresql_url, clk, cfg,
+                                node_pg_options());
+      if (!j)
+        return j.error();
+      return std::shared_ptr<journal_reader>{
+        std::make_shared<pg_journal>(std::move(*j))};
+    }
     auto j = embedded_journal::open(dir + "/cloud.db", clk, cfg);
     if (!j)
       return j.error();
