@@ -103,16 +103,8 @@ caf::expected<journal_chunk> embedded_journal::read(journal_cursor after,
   out.end = after;
   auto max_bytes = static_cast<uint64_t>(cfg_.max_entry_bytes);
   if (auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {
-        ++out.rows;
-        out.end.id = r.column_int(0);
-        auto x = decode_journal_entry(r.column_blob(1), max_bytes);
-        if (!x) {
-          ++out.undecodable;
-          return;
-        }
-        x->id = out.end.id;
-        out.entries.push_back(std::move(*x));
-        out.positions.push_back(out.end);
+        add_row(out, journal_cursor{0, r.column_int(0)}, r.column_blob(1),
+                max_bytes);
       }))
     return err;
   return out;

@@ -453,16 +453,11 @@ embedded_store::decode_in_session(const ingest_batch& b, wire_session*& ws) {
 
 caf::error embedded_store::write_journal(const ingest_batch& b, int64_t now,
                                          metric_samples decoded) {
-  journal_entry x;
-  std::tie(x.org, x.device) = split_device_id(b.device_id);
-  x.stream = b.stream;
-  x.epoch = b.epoch;
-  x.sequence = b.sequence;
-  x.received_ms = now;
-  x.samples = b.columnar.empty() ? b.samples : std::move(decoded);
-  x.logs = b.logs;
-  x.events = b.events;
-  return append_journal(db_, journal_, x, now);
+  auto [org, device] = split_device_id(b.device_id);
+  return append_journal(db_, journal_,
+                        journal_entry_of(b, std::move(org), std::move(device),
+                                         now, std::move(decoded)),
+                        now);
 }
 
 caf::error embedded_store::insert_records(const ingest_batch& b, int64_t& n,

@@ -1,6 +1,7 @@
 #include "cloud/journal.hpp"
 
 #include "messages/error.hpp"
+#include "messages/journal_codec.hpp"
 #include "runtime/options.hpp"
 
 namespace fleetd {
@@ -59,6 +60,36 @@ std::pair<std::string, std::string> split_device_id(const std::string& id) {
   if (slash == std::string::npos)
     return {std::string{}, id};
   return {id.substr(0, slash), id.substr(slash + 1)};
+}
+
+void add_row(journal_chunk& c, journal_cursor at, std::string_view row,
+             uint64_t max_bytes) {
+  ++c.rows;
+  c.end = at;
+  auto x = decode_journal_entry(row, max_bytes);
+  if (!x) {
+    ++c.undecodable;
+    return;
+  }
+  x->id = at.id;
+  c.entries.push_back(std::move(*x));
+  c.positions.push_back(at);
+}
+
+journal_entry journal_entry_of(const ingest_batch& b, std::string org,
+                               std::string device, int64_t now_ms,
+                               metric_samples decoded) {
+  journal_entry x;
+  x.org = std::move(org);
+  x.device = std::move(device);
+  x.stream = b.stream;
+  x.epoch = b.epoch;
+  x.sequence = b.sequence;
+  x.received_ms = now_ms;
+  x.samples = b.columnar.empty() ? b.samples : std::move(decoded);
+  x.logs = b.logs;
+  x.events = b.events;
+  return x;
 }
 
 } // namespace fleetd

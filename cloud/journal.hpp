@@ -3,12 +3,14 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
 #include "messages/journal.hpp"
+#include "messages/types.hpp"
 
 namespace fleetd {
 
@@ -60,6 +62,17 @@ struct journal_chunk {
   int64_t rows = 0;
   int64_t undecodable = 0;
 };
+
+/// Appends a read row at `at` to `c`: decoded (with its position), or
+/// counted undecodable; the chunk's end moves past it either way.
+void add_row(journal_chunk& c, journal_cursor at, std::string_view row,
+             uint64_t max_bytes);
+
+/// The journal entry of accepted batch `b` of `org`'s `device`, received at
+/// `now_ms`; `decoded`: the samples of a columnar batch.
+journal_entry journal_entry_of(const ingest_batch& b, std::string org,
+                               std::string device, int64_t now_ms,
+                               metric_samples decoded);
 
 /// How far a sink is behind: unwritten rows and the oldest one's receipt.
 struct journal_lag {

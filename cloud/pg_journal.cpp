@@ -2,7 +2,6 @@
 
 #include "cloud/pg_migrate.hpp"
 #include "messages/error.hpp"
-#include "messages/journal_codec.hpp"
 
 namespace fleetd {
 
@@ -41,18 +40,9 @@ caf::expected<journal_chunk> pg_journal::read(journal_cursor after,
   journal_chunk out;
   out.end = after;
   auto max_bytes = static_cast<uint64_t>(cfg_.max_entry_bytes);
-  for (int i = 0; i < r->rows(); ++i) {
-    ++out.rows;
-    out.end = journal_cursor{r->int64(i, 0), r->int64(i, 1)};
-    auto x = decode_journal_entry(r->bytea(i, 2), max_bytes);
-    if (!x) {
-      ++out.undecodable;
-      continue;
-    }
-    x->id = out.end.id;
-    out.entries.push_back(std::move(*x));
-    out.positions.push_back(out.end);
-  }
+  for (int i = 0; i < r->rows(); ++i)
+    add_row(out, journal_cursor{r->int64(i, 0), r->int64(i, 1)},
+            r->bytea(i, 2), max_bytes);
   return out;
 }
 

@@ -156,16 +156,7 @@ caf::error pg_store::check_journal(int64_t now) {
 
 void pg_store::journal_call(const ingest_batch& b, const device_ref& d,
                             int64_t now, std::vector<pg::call>& tail) {
-  journal_entry x;
-  x.org = d.org;
-  x.device = d.device;
-  x.stream = b.stream;
-  x.epoch = b.epoch;
-  x.sequence = b.sequence;
-  x.received_ms = now;
-  x.samples = b.columnar.empty() ? b.samples : std::move(decoded_);
-  x.logs = b.logs;
-  x.events = b.events;
+  auto x = journal_entry_of(b, d.org, d.device, now, std::move(decoded_));
   tail.push_back({"INSERT INTO journal (received_ms, org, device, entry) "
                   "VALUES ($1, $2, $3, $4)",
                   {now, d.org, d.device,

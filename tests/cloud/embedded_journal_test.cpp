@@ -54,14 +54,7 @@ struct journal_fixture {
 };
 
 ingest_batch batch(const std::string& device, int64_t seq) {
-  ingest_batch b;
-  b.device_id = device;
-  b.stream = metrics_stream;
-  b.epoch = "e1";
-  b.sequence = seq;
-  b.checksum = "sum" + std::to_string(seq);
-  b.samples = test::samples(4, static_cast<double>(seq));
-  return b;
+  return test::journal_batch(device, seq, 4);
 }
 
 } // namespace

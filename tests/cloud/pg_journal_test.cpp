@@ -77,14 +77,7 @@ struct pg_journal_fixture {
 };
 
 ingest_batch batch(const std::string& device, int64_t seq) {
-  ingest_batch b;
-  b.device_id = device;
-  b.stream = metrics_stream;
-  b.epoch = "e1";
-  b.sequence = seq;
-  b.checksum = "sum" + std::to_string(seq);
-  b.samples = test::samples(2, static_cast<double>(seq));
-  return b;
+  return test::journal_batch(device, seq, 2);
 }
 
 // Opens a transaction on `c` that journals one entry of `seq` for `org`.

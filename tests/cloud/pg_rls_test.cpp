@@ -69,6 +69,10 @@ const std::vector<std::pair<std::string, std::string>> seeds = {
                     "VALUES ($1, $2, 1, 1, 1, 1, 1)"},
 };
 
+// Tenant tables the node's role may only insert into, under its org: the
+// journal (sinks read it through the schema owner's functions).
+const std::vector<std::string> insert_only = {"journal"};
+
 int64_t rows_of(const std::string& table) {
   return table == "quotas" ? 1 : rows_per_org;
 }
@@ -161,7 +165,30 @@ TEST_CASE("every table with an org column has row level security, forced, "
   std::set<std::string> covered;
   for (auto& seed : seeds)
     covered.insert(seed.first);
+  covered.insert(insert_only.begin(), insert_only.end());
   CHECK(tenant_tables == covered);
+}
+
+TEST_CASE("the journal takes rows of the transaction's org only, and the "
+          "node's role reads none of it, its own org's included") {
+  std::string why;
+  auto db = seeded("rls_journal", why);
+  if (!db)
+    return test::skip(why);
+  const int64_t at = 1'700'000'000'000;
+  auto owner = pg_connect(db->owner_url);
+  pg_must(owner, "SELECT fleetd_ensure_journal_partitions($1, 1)",
+          {at / 3'600'000});
+  auto c = pg_connect(db->pooled_url, {false});
+  const std::string insert = "INSERT INTO journal (received_ms, org, device, "
+                             "entry) VALUES ($1, $2, 'd', '\\x00')";
+  scoped(c, acme, [&] {
+    CHECK(pg_must(c, insert, {at, acme}).affected() == 1);
+  });
+  refused(c, acme, insert, {at, zenith}, pg::insufficient_privilege);
+  refused(c, acme, "SELECT count(*) FROM journal", {},
+          pg::insufficient_privilege);
+  refused(c, acme, "DELETE FROM journal", {}, pg::insufficient_privilege);
 }
 
 TEST_CASE("interleaved through PgBouncer, no org reads, changes or writes "

@@ -66,14 +66,7 @@ struct runner_fixture {
 
   void write(int64_t from, int64_t to) {
     for (auto i = from; i <= to; ++i) {
-      ingest_batch b;
-      b.device_id = "acme/dev-1";
-      b.stream = metrics_stream;
-      b.epoch = "e1";
-      b.sequence = i;
-      b.checksum = "sum" + std::to_string(i);
-      b.samples = test::samples(2, static_cast<double>(i));
-      auto r = store->write(b);
+      auto r = store->write(test::journal_batch("acme/dev-1", i));
       REQUIRE_MESSAGE(r, render(r.error()));
     }
   }

@@ -55,4 +55,17 @@ inline metric_samples of_series(const std::vector<std::string>& names, double ta
   return out;
 }
 
+/// Batch `seq` of `device` ("org/device"): 2 plain samples, its own checksum.
+inline ingest_batch journal_batch(const std::string& device, int64_t seq,
+                                  size_t points = 2) {
+  ingest_batch b;
+  b.device_id = device;
+  b.stream = metrics_stream;
+  b.epoch = "e1";
+  b.sequence = seq;
+  b.checksum = "sum" + std::to_string(seq);
+  b.samples = samples(points, static_cast<double>(seq));
+  return b;
+}
+
 } // namespace fleetd::test
