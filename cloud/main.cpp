@@ -13,6 +13,7 @@
 #include "cloud/ingest_endpoint.hpp"
 #include "cloud/pg_migrate.hpp"
 #include "cloud/pg_store.hpp"
+#include "cloud/retention.hpp"
 #include "cloud/tenancy.hpp"
 #include "messages/error.hpp"
 #include "runtime/config_check.hpp"
@@ -31,6 +32,7 @@ struct cloud_options {
   common_options common;
   std::string node_id;
   store_config store;
+  retention_config retention;
   ingest_endpoint_config endpoint;
   ingest_config ingest;
   tenancy_config tenancy;
@@ -41,6 +43,7 @@ void declare(option_set& opts, cloud_options& x) {
   declare_common_options(opts, x.common, "/var/lib/fleetd-cloud", 7401);
   opts.add("node.id", x.node_id, "cloud-1", "Name of this cloud node");
   declare(opts, x.store);
+  declare(opts, x.retention);
   declare(opts, x.endpoint);
   declare(opts, x.ingest);
   declare(opts, x.tenancy);
@@ -49,6 +52,8 @@ void declare(option_set& opts, cloud_options& x) {
 
 caf::error validate(const cloud_options& x) {
   if (auto err = validate(x.store))
+    return err;
+  if (auto err = validate(x.retention, x.store))
     return err;
   if (x.store.backend == "postgresql" && x.ingest.anonymous)
     return bad_config("ingest.anonymous: devices without an org cannot be "
@@ -119,6 +124,22 @@ child_factory store_factory(store_ptr opened, cloud_options opt,
   };
 }
 
+// The retention actor when store.retention-days is set (PostgreSQL only),
+// on a connection of its own; else an invalid handle.
+caf::actor spawn_retention(caf::actor_system& sys, stop_list& stops,
+                           const cloud_options& opt, const clock_ptr& clk) {
+  if (opt.retention.days <= 0)
+    return {};
+  auto rcfg = opt.retention;
+  rcfg.postgresql_url = opt.store.postgresql_url;
+  rcfg.connect.server_prepared = false;
+  rcfg.clock = clk;
+  auto ret = caf::actor_cast<caf::actor>(sys.spawn<caf::detached>(retention,
+                                                                  rcfg));
+  stops.add("retention", ret);
+  return ret;
+}
+
 /// What main keeps of the cloud's actors.
 struct cloud_actors {
   ingest_actor ingest;
@@ -166,6 +187,8 @@ cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
                  {"cloud_store", st},
                  {"tenancy", ten},
                  {"supervisor", caf::actor_cast<caf::actor>(sup)}};
+  if (auto ret = spawn_retention(sys, stops, opt, clk))
+    pcfg.actors.emplace_back("retention", ret);
   pcfg.devices = st;
   pcfg.tenancy = ten;
   if (opt.common.test_hooks)
