@@ -98,9 +98,8 @@ caf::expected<store_ptr> open_store(const cloud_options& opt,
     log_info("fleetd-cloud", "PostgreSQL schema at version ",
              done->to_version, " (", done->applied, " applied now)");
   }
-  // No server-prepared statement: PgBouncer may stand in front.
   pg::connect_options opts;
-  opts.server_prepared = false;
+  opts.statement_timeout_ms = x.postgresql_statement_timeout_ms;
   auto st = pg_store::open(x.postgresql_url, clk, opts);
   if (!st)
     return st.error();
@@ -132,7 +131,7 @@ caf::actor spawn_retention(caf::actor_system& sys, stop_list& stops,
     return {};
   auto rcfg = opt.retention;
   rcfg.postgresql_url = opt.store.postgresql_url;
-  rcfg.connect.server_prepared = false;
+  rcfg.connect.statement_timeout_ms = opt.store.postgresql_statement_timeout_ms;
   rcfg.clock = clk;
   auto ret = caf::actor_cast<caf::actor>(sys.spawn<caf::detached>(retention,
                                                                   rcfg));

@@ -48,6 +48,12 @@ void declare(option_set& opts, store_config& x) {
            "URL of the schema's owner: the node applies missing migrations "
            "at start (\"\": a DBA applies them)",
            false, true);
+  opts.add("store.postgresql-statement-timeout",
+           x.postgresql_statement_timeout_ms, 30000, "ms",
+           "A statement of the node running longer is cancelled by the "
+           "server (set per transaction, safe behind PgBouncer; 0: the "
+           "server's own statement_timeout)",
+           0, 3600000);
 }
 
 caf::error validate(const store_config& x) {

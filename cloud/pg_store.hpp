@@ -28,9 +28,12 @@ struct store_config {
   /// The schema owner's URL: migrations run at start ("": a DBA runs
   /// them; the node refuses a schema older than it needs).
   std::string postgresql_owner_url;
+  /// Milliseconds a statement of the node may run (per transaction).
+  int64_t postgresql_statement_timeout_ms = 30000;
 };
 
-/// Declares store.backend, store.postgresql-url, store.postgresql-owner-url.
+/// Declares store.backend, store.postgresql-url, store.postgresql-owner-url,
+/// store.postgresql-statement-timeout.
 void declare(option_set& opts, store_config& x);
 
 /// bad_config naming the option when `x` cannot work.

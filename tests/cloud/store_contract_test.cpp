@@ -73,7 +73,7 @@ struct pg_backend : backend {
   }
   std::unique_ptr<cloud_store_backend> open() override {
     pg::connect_options opts;
-    opts.server_prepared = false;
+    opts.statement_timeout_ms = 30000; // as fleetd-cloud does
     auto st = pg_store::open(db->pooled_url, clock, opts);
     REQUIRE_MESSAGE(st, render(st.error()));
     return std::make_unique<pg_store>(std::move(*st));
@@ -414,7 +414,7 @@ TEST_CASE("postgresql: a server connection lost between writes is made "
   if (!be.db)
     return test::skip(be.why);
   pg::connect_options opts;
-  opts.server_prepared = false;
+  opts.statement_timeout_ms = 30000; // as fleetd-cloud does
   auto st = pg_store::open(be.db->app_url, be.clock, opts);
   REQUIRE_MESSAGE(st, render(st.error()));
   write_ok(*st, batch(dev_a, 1, samples(2, 1)));
