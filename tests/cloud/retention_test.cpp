@@ -5,7 +5,6 @@
 #include "cloud/retention.hpp"
 
 #include <chrono>
-#include <ctime>
 #include <memory>
 #include <optional>
 #include <set>
@@ -39,15 +38,6 @@ int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
            std::chrono::system_clock::now().time_since_epoch())
     .count();
-}
-
-std::string yyyymmdd(int64_t ms) {
-  auto t = static_cast<time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[16];
-  std::strftime(buf, sizeof buf, "%Y%m%d", &tm);
-  return buf;
 }
 
 ingest_batch day_batch(int64_t seq, const char* stream) {
@@ -96,6 +86,15 @@ struct fixture {
     auto c = pg_connect(db->admin_url);
     return pg_must(c, sql).int64(0, 0);
   }
+  // The YYYYMMDD of a partition name for the UTC day of `ms`.
+  std::string yyyymmdd(int64_t ms) {
+    auto c = pg_connect(db->admin_url);
+    return std::string{
+      pg_must(c, "SELECT to_char((to_timestamp($1::bigint / 1000) AT TIME "
+                 "ZONE 'UTC')::date, 'YYYYMMDD')",
+              {ms})
+        .text(0, 0)};
+  }
   bool has_table(const std::string& name) {
     return count("SELECT count(*) FROM pg_class WHERE relname = '" + name
                  + "'")
@@ -117,14 +116,14 @@ TEST_CASE("postgresql: days past the retention are dropped whole, kept days inta
   // The store made each day and the next: days 10, 9, 5 and 4 ago went.
   for (int64_t ago : {10, 9, 5, 4})
     for (auto t : {"points_", "logs_", "events_"}) {
-      auto name = t + yyyymmdd(f.now - ago * day_ms);
+      auto name = t + f.yyyymmdd(f.now - ago * day_ms);
       CHECK_MESSAGE(names.count(name) == 1, name);
       CHECK_FALSE(f.has_table(name));
     }
   CHECK(names.size() == 12);
   for (int64_t ago : {3, 2, 1, 0, -1})
     if (ago != 3) // no row arrived 3 days ago: no partition
-      CHECK(f.has_table("points_" + yyyymmdd(f.now - ago * day_ms)));
+      CHECK(f.has_table("points_" + f.yyyymmdd(f.now - ago * day_ms)));
   CHECK(f.count("SELECT count(*) FROM points") == 20);
   CHECK(f.count("SELECT count(*) FROM logs") == 2);
   CHECK(f.count("SELECT count(*) FROM points WHERE sequence IN (3, 4) AND "
