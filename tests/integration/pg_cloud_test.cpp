@@ -52,7 +52,9 @@ TEST_CASE("a device syncs through fleetd-cloud into PostgreSQL exactly once") {
                 "--console.port=0", "--ingest.anonymous=false",
                 "--store.backend=postgresql",
                 "--store.postgresql-url=" + db->pooled_url,
-                "--store.postgresql-owner-url=" + db->owner_url},
+                "--store.postgresql-owner-url=" + db->owner_url,
+                "--store.retention-days=30",
+                "--store.postgresql-statement-timeout=10000"},
                tmp.path() + "/cloud.log"};
   auto ingest = port_from(dir + "/ingest.port");
   auto console = port_from(dir + "/console.port");
@@ -88,6 +90,14 @@ TEST_CASE("a device syncs through fleetd-cloud into PostgreSQL exactly once") {
                         "device = 'dev1' AND stream = 'metrics'");
   CHECK(r.int64(0, 0) == r.int64(0, 1));
   app.rollback();
+  // store.retention-days: the retention actor ran its pass at start.
+  CHECK(eventually(
+    [&] {
+      auto st = console_status(console);
+      return st && counter(*st, "retention", "passes") >= 1
+             && counter(*st, "retention", "failures") == 0;
+    },
+    20s));
   // The console lists the device from PostgreSQL.
   auto [rc, out] = fleetctl(tmp.path(), console, {"devices"});
   CHECK(rc == 0);
