@@ -1,6 +1,9 @@
 #pragma once
 
+#include <cstddef>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <caf/expected.hpp>
 
@@ -29,7 +32,19 @@ public:
   virtual caf::expected<cloud_settings>
   set_config(const std::string& device_id, const settings_change& change) = 0;
   virtual actor_stats stats() = 0;
+  /// More backends over the same data, each writing on its own connection
+  /// alongside this one (empty: this one writes alone). Batches of one
+  /// device always go to the same writer (writer_of), so its session cache
+  /// stays warm; the contract holds between writers as between nodes.
+  virtual caf::expected<std::vector<std::shared_ptr<cloud_store_backend>>>
+  more_writers() {
+    return std::vector<std::shared_ptr<cloud_store_backend>>{};
+  }
 };
+
+/// Which of `writers` writers takes the batches of `device_id` (FNV-1a:
+/// the same in every process, so a benchmark can split work alike).
+size_t writer_of(const std::string& device_id, size_t writers);
 
 /// What every backend counts of its writes, reported as the cloud_store
 /// actor's stats.

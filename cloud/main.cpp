@@ -100,7 +100,7 @@ caf::expected<store_ptr> open_store(const cloud_options& opt,
   }
   pg::connect_options opts;
   opts.statement_timeout_ms = x.postgresql_statement_timeout_ms;
-  auto st = pg_store::open(x.postgresql_url, clk, opts);
+  auto st = pg_store::open(x.postgresql_url, clk, opts, x.postgresql_writers);
   if (!st)
     return st.error();
   return store_ptr{std::make_shared<pg_store>(std::move(*st))};

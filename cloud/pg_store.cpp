@@ -48,6 +48,11 @@ void declare(option_set& opts, store_config& x) {
            "URL of the schema's owner: the node applies missing migrations "
            "at start (\"\": a DBA applies them)",
            false, true);
+  opts.add("store.postgresql-writers", x.postgresql_writers, 2, "connections",
+           "Connections writing batches at once, with store.backend = "
+           "postgresql (each device's batches always on the same one); "
+           "PgBouncer's pool must allow as many per node",
+           1, 32);
   opts.add("store.postgresql-statement-timeout",
            x.postgresql_statement_timeout_ms, 30000, "ms",
            "A statement of the node running longer is cancelled by the "
@@ -74,7 +79,8 @@ caf::error validate(const store_config& x) {
 
 caf::expected<pg_store> pg_store::open(const std::string& url,
                                        clock_ptr clock,
-                                       pg::connect_options opts) {
+                                       pg::connect_options opts,
+                                       int64_t writers) {
   auto conn = pg::connection::open(url, opts);
   if (!conn)
     return conn.error();
@@ -90,7 +96,22 @@ caf::expected<pg_store> pg_store::open(const std::string& url,
                         + std::to_string(builtin_migrations().size()));
   pg_store out;
   out.clock_ = std::move(clock);
+  out.url_ = url;
+  out.opts_ = opts;
+  out.writers_ = writers;
   out.conn_ = std::move(*conn);
+  return out;
+}
+
+caf::expected<std::vector<std::shared_ptr<cloud_store_backend>>>
+pg_store::more_writers() {
+  std::vector<std::shared_ptr<cloud_store_backend>> out;
+  for (int64_t i = 1; i < writers_; ++i) {
+    auto st = open(url_, clock_, opts_);
+    if (!st)
+      return st.error();
+    out.push_back(std::make_shared<pg_store>(std::move(*st)));
+  }
   return out;
 }
 
@@ -178,12 +199,8 @@ caf::expected<ingest_outcome> pg_store::write_once(const ingest_batch& b,
   if (auto err = ensure_org(d.org, now))
     return err;
   auto known_series = series_;
-  auto err = pg::transaction(conn_, d.org, [&]() -> caf::error {
-    if (auto err = write_batch(b, d, now, out))
-      return err;
-    return config_for(d, b.config_version, out.config);
-  });
-  if (err) {
+  if (auto err = write_batch(b, d, now, out)) {
+    conn_.rollback();
     // Neither the session nor series ids of a rolled-back transaction exist.
     sessions_.erase(session_key{b.device_id, b.epoch});
     series_ = std::move(known_series);
@@ -192,100 +209,112 @@ caf::expected<ingest_outcome> pg_store::write_once(const ingest_batch& b,
   return out;
 }
 
-caf::error pg_store::write_capability(const ingest_batch& b,
-                                      const device_ref& d, int64_t now) {
-  auto& c = b.capability;
-  if (c.tier <= 0)
-    return caf::none;
-  auto r = conn_.exec(
-    "INSERT INTO device_capability (org, device, tier, total_ram, "
-    "available_ram, total_disk, available_disk, cpu_cores, has_sqlite, "
-    "has_network, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
-    "$10, $11) ON CONFLICT (org, device) DO UPDATE SET tier = $3, "
-    "total_ram = $4, available_ram = $5, total_disk = $6, "
-    "available_disk = $7, cpu_cores = $8, has_sqlite = $9, "
-    "has_network = $10, updated_ms = $11",
-    {d.org, d.device, c.tier, c.total_ram, c.available_ram, c.total_disk,
-     c.available_disk, c.cpu_cores, c.has_sqlite ? "t" : "f",
-     c.has_network ? "t" : "f", now});
-  return r ? caf::none : r.error();
+// The statements opening a batch's transaction, sent in one round trip:
+// BEGIN, the org, the capability, the stream's ack (its row locked) and
+// the batch if held. The last two results are the stream's and the batch's.
+std::vector<pg::call> pg_store::opening(const ingest_batch& b,
+                                        const device_ref& d, int64_t now) {
+  std::vector<pg::call> out{{"BEGIN", {}}, conn_.scope(d.org)};
+  if (auto& c = b.capability; c.tier > 0)
+    out.push_back(
+      {"INSERT INTO device_capability (org, device, tier, total_ram, "
+       "available_ram, total_disk, available_disk, cpu_cores, has_sqlite, "
+       "has_network, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+       "$10, $11) ON CONFLICT (org, device) DO UPDATE SET tier = $3, "
+       "total_ram = $4, available_ram = $5, total_disk = $6, "
+       "available_disk = $7, cpu_cores = $8, has_sqlite = $9, "
+       "has_network = $10, updated_ms = $11",
+       {d.org, d.device, c.tier, c.total_ram, c.available_ram, c.total_disk,
+        c.available_disk, c.cpu_cores, c.has_sqlite ? "t" : "f",
+        c.has_network ? "t" : "f", now}});
+  // FOR UPDATE: nodes writing one stream take turns on its row.
+  out.push_back({"SELECT last_sequence, epoch FROM streams WHERE org = $1 "
+                 "AND device = $2 AND stream = $3 FOR UPDATE",
+                 {d.org, d.device, b.stream}});
+  out.push_back({"SELECT checksum FROM batches WHERE org = $1 AND device = "
+                 "$2 AND stream = $3 AND epoch = $4 AND sequence = $5",
+                 {d.org, d.device, b.stream, b.epoch, b.sequence}});
+  return out;
 }
 
-caf::expected<int64_t> pg_store::acked_sequence(const ingest_batch& b,
-                                                const device_ref& d) {
-  // FOR UPDATE: nodes writing one stream take turns on its row.
-  auto r = conn_.exec("SELECT last_sequence, epoch FROM streams WHERE org = "
-                      "$1 AND device = $2 AND stream = $3 FOR UPDATE",
-                      {d.org, d.device, b.stream});
-  if (!r)
-    return r.error();
-  if (r->rows() == 0)
-    return int64_t{0};
+int64_t pg_store::acked_sequence(const ingest_batch& b,
+                                 const pg::result& stream) {
+  if (stream.rows() == 0)
+    return 0;
   // A new epoch is a store numbering from 1 again: its own sequence space.
-  if (r->text(0, 1) != b.epoch) {
+  if (stream.text(0, 1) != b.epoch) {
     log_warning("pg_store", b.device_id, "/", b.stream,
                 ": device store started afresh (epoch ", b.epoch,
                 "); numbering restarts");
-    return int64_t{0};
+    return 0;
   }
-  return r->int64(0, 0);
-}
-
-caf::expected<bool> pg_store::held(const ingest_batch& b, const device_ref& d,
-                                   int64_t last) {
-  auto r = conn_.exec("SELECT checksum FROM batches WHERE org = $1 AND "
-                      "device = $2 AND stream = $3 AND epoch = $4 AND "
-                      "sequence = $5",
-                      {d.org, d.device, b.stream, b.epoch, b.sequence});
-  if (!r)
-    return r.error();
-  if (r->rows() == 0)
-    return held_verdict(b, last, nullptr);
-  auto checksum = r->bytea(0, 0);
-  return held_verdict(b, last, &checksum);
+  return stream.int64(0, 0);
 }
 
 caf::error pg_store::write_batch(const ingest_batch& b, const device_ref& d,
                                  int64_t now, ingest_outcome& out) {
-  if (auto err = write_capability(b, d, now))
-    return err;
-  auto last = acked_sequence(b, d);
-  if (!last)
-    return last.error();
-  auto had = held(b, d, *last);
+  auto opened = conn_.pipeline(opening(b, d, now));
+  if (!opened)
+    return opened.error();
+  auto& rs = *opened;
+  auto last = acked_sequence(b, rs[rs.size() - 2]);
+  auto checksum = rs.back().rows() > 0 ? rs.back().bytea(0, 0) : std::string{};
+  auto had = held_verdict(b, last, rs.back().rows() > 0 ? &checksum : nullptr);
   if (!had)
     return had.error();
   // Held: ack at least this batch, also when it is of an older epoch.
-  out.last_acked = std::max(*last, b.sequence);
+  out.last_acked = std::max(last, b.sequence);
+  std::vector<pg::call> tail;
   if (*had) {
     out.duplicate = true;
-    auto r = conn_.exec("UPDATE streams SET duplicates = duplicates + 1, "
-                        "last_seen = $4 WHERE org = $1 AND device = $2 AND "
-                        "stream = $3",
-                        {d.org, d.device, b.stream, now});
-    return r ? caf::none : r.error();
+    tail.push_back({"UPDATE streams SET duplicates = duplicates + 1, "
+                    "last_seen = $4 WHERE org = $1 AND device = $2 AND "
+                    "stream = $3",
+                    {d.org, d.device, b.stream, now}});
+  } else if (auto err = accept(b, d, now, out, tail)) {
+    return err;
   }
+  return finish(b, d, std::move(tail), out);
+}
+
+// The accepted batch's rows, its batches row and its stream's ack.
+caf::error pg_store::accept(const ingest_batch& b, const device_ref& d,
+                            int64_t now, ingest_outcome& out,
+                            std::vector<pg::call>& tail) {
   int64_t n = 0;
-  if (auto err = insert_records(b, d, n))
+  if (auto err = insert_records(b, d, n, tail))
     return err;
   out.stored = n;
   // The key guards double accept: a node losing the race fails here.
-  auto rec = conn_.exec("INSERT INTO batches (org, device, stream, epoch, "
-                        "sequence, checksum, points, received_at) VALUES "
-                        "($1, $2, $3, $4, $5, $6, $7, $8)",
-                        {d.org, d.device, b.stream, b.epoch, b.sequence,
-                         pg::param::bytea(b.checksum), n, now});
-  if (!rec)
-    return rec.error();
-  auto up = conn_.exec(
-    "INSERT INTO streams (org, device, stream, epoch, last_sequence, epochs, "
-    "points, batches, duplicates, last_seen) VALUES ($1, $2, $3, $4, $5, 1, "
-    "$6, 1, 0, $7) ON CONFLICT (org, device, stream) DO UPDATE SET "
-    "last_sequence = $5, points = streams.points + $6, "
-    "batches = streams.batches + 1, last_seen = $7, "
-    "epochs = streams.epochs + (streams.epoch <> $4)::int, epoch = $4",
-    {d.org, d.device, b.stream, b.epoch, out.last_acked, n, now});
-  return up ? caf::none : up.error();
+  tail.push_back({"INSERT INTO batches (org, device, stream, epoch, "
+                  "sequence, checksum, points, received_at) VALUES "
+                  "($1, $2, $3, $4, $5, $6, $7, $8)",
+                  {d.org, d.device, b.stream, b.epoch, b.sequence,
+                   pg::param::bytea(b.checksum), n, now}});
+  tail.push_back(
+    {"INSERT INTO streams (org, device, stream, epoch, last_sequence, "
+     "epochs, points, batches, duplicates, last_seen) VALUES ($1, $2, $3, "
+     "$4, $5, 1, $6, 1, 0, $7) ON CONFLICT (org, device, stream) DO UPDATE "
+     "SET last_sequence = $5, points = streams.points + $6, "
+     "batches = streams.batches + 1, last_seen = $7, "
+     "epochs = streams.epochs + (streams.epoch <> $4)::int, epoch = $4",
+     {d.org, d.device, b.stream, b.epoch, out.last_acked, n, now}});
+  return caf::none;
+}
+
+// `tail`, the device's newer config and COMMIT, in one round trip.
+caf::error pg_store::finish(const ingest_batch& b, const device_ref& d,
+                            std::vector<pg::call> tail, ingest_outcome& out) {
+  tail.push_back(config_call(d, b.config_version));
+  tail.push_back({"COMMIT", {}});
+  auto done = conn_.pipeline(tail);
+  if (!done)
+    return done.error();
+  // COMMIT of a failed transaction rolls it back and says so, without error.
+  if (done->back().command() != "COMMIT")
+    return make_error(ec::database_error, "the transaction was rolled back");
+  read_config((*done)[done->size() - 2], out.config);
+  return caf::none;
 }
 
 // COPY refuses tables with row security (0A000): rows are copied into a
@@ -311,7 +340,8 @@ const staged_table stage_events{
   "org text, day date, device text, epoch text, sequence bigint, ts bigint, "
   "kind text, message text, attributes bytea"};
 
-caf::error pg_store::copy(const staged_table& t, const pg::copy_rows& rows) {
+caf::error pg_store::copy(const staged_table& t, const pg::copy_rows& rows,
+                          std::vector<pg::call>& tail) {
   if (rows.rows() == 0)
     return caf::none;
   auto stage = std::string{"fleetd_stage_"} + t.table;
@@ -325,14 +355,16 @@ caf::error pg_store::copy(const staged_table& t, const pg::copy_rows& rows) {
   if (!n)
     return n.error();
   // ORDER BY ctid: the rows' arrival order becomes their id order.
-  auto ins = conn_.exec(std::string{"INSERT INTO "} + t.table + " ("
-                        + t.columns + ") SELECT " + t.columns + " FROM "
-                        + stage + " ORDER BY ctid");
-  return ins ? caf::none : ins.error();
+  tail.push_back({std::string{"INSERT INTO "} + t.table + " (" + t.columns
+                    + ") SELECT " + t.columns + " FROM " + stage
+                    + " ORDER BY ctid",
+                  {}});
+  return caf::none;
 }
 
 caf::error pg_store::insert_records(const ingest_batch& b,
-                                    const device_ref& d, int64_t& n) {
+                                    const device_ref& d, int64_t& n,
+                                    std::vector<pg::call>& tail) {
   pg::copy_rows rows;
   auto head = [&] {
     rows.field(d.org).field(day_).field(d.device).field(b.epoch)
@@ -345,7 +377,7 @@ caf::error pg_store::insert_records(const ingest_batch& b,
         .field(x.line).end_row();
     }
     n = static_cast<int64_t>(b.logs.size());
-    return copy(stage_logs, rows);
+    return copy(stage_logs, rows, tail);
   }
   if (!b.events.empty()) {
     for (auto& x : b.events) {
@@ -354,23 +386,25 @@ caf::error pg_store::insert_records(const ingest_batch& b,
         .bytea(encode_labels(x.attributes)).end_row();
     }
     n = static_cast<int64_t>(b.events.size());
-    return copy(stage_events, rows);
+    return copy(stage_events, rows, tail);
   }
-  return insert_points(b, d, n);
+  return insert_points(b, d, n, tail);
 }
 
 caf::error pg_store::insert_points(const ingest_batch& b, const device_ref& d,
-                                   int64_t& n) {
-  pg::copy_rows rows;
+                                   int64_t& n, std::vector<pg::call>& tail) {
+  // A batch's columns as four array parameters, the rest once: one
+  // statement, no per-row text to parse twice (COPY + INSERT ... SELECT).
+  pg::number_array sids, tss, values, bits;
   // value is for people (NULL for NaN); bits is exact.
   auto row = [&](int64_t sid, int64_t ts, double value) {
-    rows.field(d.org).field(day_).field(d.device).field(b.epoch)
-      .field(b.sequence).field(sid).field(ts);
+    sids.add(sid);
+    tss.add(ts);
     if (value != value)
-      rows.null();
+      values.null();
     else
-      rows.field(value);
-    rows.field(static_cast<int64_t>(bits_of(value))).end_row();
+      values.add(value);
+    bits.add(static_cast<int64_t>(bits_of(value)));
   };
   if (b.columnar.empty()) {
     for (auto& x : b.samples) {
@@ -381,14 +415,24 @@ caf::error pg_store::insert_points(const ingest_batch& b, const device_ref& d,
     }
   } else {
     indexed_points xs;
-    auto ids = decode_in_session(b, d, xs);
+    auto ids = decode_in_session(b, d, xs, tail);
     if (!ids)
       return ids.error();
     for (auto& x : xs)
       row((*ids)[x.series], x.timestamp_ms, x.value);
   }
-  n = static_cast<int64_t>(rows.rows());
-  return copy(stage_points, rows);
+  n = static_cast<int64_t>(sids.size());
+  if (n == 0)
+    return caf::none;
+  // WITH ORDINALITY ... ORDER BY: the batch's order becomes the id order.
+  tail.push_back(
+    {"INSERT INTO points (org, day, device, epoch, sequence, series_id, ts, "
+     "value, bits) SELECT $1, $2::date, $3, $4, $5, u.s, u.t, u.v, u.b FROM "
+     "unnest($6::bigint[], $7::bigint[], $8::float8[], $9::bigint[]) WITH "
+     "ORDINALITY AS u(s, t, v, b, i) ORDER BY u.i",
+     {d.org, day_, d.device, b.epoch, b.sequence, sids.done(), tss.done(),
+      values.done(), bits.done()}});
+  return caf::none;
 }
 
 caf::expected<int64_t> pg_store::series_id(const std::string& org,
@@ -452,7 +496,8 @@ pg_store::session(const ingest_batch& b, const device_ref& d) {
 
 caf::expected<std::vector<int64_t>>
 pg_store::decode_in_session(const ingest_batch& b, const device_ref& d,
-                            indexed_points& out) {
+                            indexed_points& out,
+                            std::vector<pg::call>& tail) {
   auto base = columnar_base(b.columnar);
   if (!base)
     return base.error();
@@ -489,50 +534,58 @@ pg_store::decode_in_session(const ingest_batch& b, const device_ref& d,
   }
   if (!xs)
     return xs.error();
-  if (auto err = save_session(b, d, *ws, known))
+  if (auto err = save_session(b, d, *ws, known, tail))
     return err;
   out = std::move(*xs);
   return ws->ids;
 }
 
 caf::error pg_store::save_session(const ingest_batch& b, const device_ref& d,
-                                  wire_session& ws, size_t known) {
+                                  wire_session& ws, size_t known,
+                                  std::vector<pg::call>& tail) {
   for (auto i = known; i < ws.codec.series.size(); ++i) {
     auto& key = ws.codec.series[i];
     auto sid = series_id(d.org, key.first, key.second);
     if (!sid)
       return sid.error();
     ws.ids.push_back(*sid);
-    auto r = conn_.exec("INSERT INTO wire_series (org, device, epoch, idx, "
-                        "series_id) VALUES ($1, $2, $3, $4, $5)",
-                        {d.org, d.device, b.epoch, static_cast<int64_t>(i),
-                         *sid});
-    if (!r)
-      return r.error();
+    tail.push_back({"INSERT INTO wire_series (org, device, epoch, idx, "
+                    "series_id) VALUES ($1, $2, $3, $4, $5)",
+                    {d.org, d.device, b.epoch, static_cast<int64_t>(i),
+                     *sid}});
   }
-  auto r = conn_.exec("INSERT INTO wire_history (org, device, epoch, history) "
-                      "VALUES ($1, $2, $3, $4) ON CONFLICT (org, device, "
-                      "epoch) DO UPDATE SET history = $4",
-                      {d.org, d.device, b.epoch,
-                       pg::param::bytea(ws.codec.save_history())});
-  return r ? caf::none : r.error();
+  tail.push_back({"INSERT INTO wire_history (org, device, epoch, history) "
+                  "VALUES ($1, $2, $3, $4) ON CONFLICT (org, device, "
+                  "epoch) DO UPDATE SET history = $4",
+                  {d.org, d.device, b.epoch,
+                   pg::param::bytea(ws.codec.save_history())}});
+  return caf::none;
+}
+
+pg::call pg_store::config_call(const device_ref& d, int64_t have) {
+  return {"SELECT version, batch_size, sync_interval_ms, retention_ms, "
+          "zstd_level FROM device_config WHERE org = $1 AND device = $2 AND "
+          "version > $3",
+          {d.org, d.device, have}};
+}
+
+void pg_store::read_config(const pg::result& r, cloud_settings& out) {
+  if (r.rows() == 0)
+    return;
+  out.version = r.int64(0, 0);
+  out.batch_size = r.int64(0, 1);
+  out.sync_interval_ms = r.int64(0, 2);
+  out.retention_ms = r.int64(0, 3);
+  out.zstd_level = r.int64(0, 4);
 }
 
 caf::error pg_store::config_for(const device_ref& d, int64_t have,
                                 cloud_settings& out) {
-  auto r = conn_.exec("SELECT version, batch_size, sync_interval_ms, "
-                      "retention_ms, zstd_level FROM device_config WHERE "
-                      "org = $1 AND device = $2 AND version > $3",
-                      {d.org, d.device, have});
+  auto c = config_call(d, have);
+  auto r = conn_.exec(c.sql, c.ps);
   if (!r)
     return r.error();
-  if (r->rows() > 0) {
-    out.version = r->int64(0, 0);
-    out.batch_size = r->int64(0, 1);
-    out.sync_interval_ms = r->int64(0, 2);
-    out.retention_ms = r->int64(0, 3);
-    out.zstd_level = r->int64(0, 4);
-  }
+  read_config(*r, out);
   return caf::none;
 }
 

@@ -28,12 +28,14 @@ struct store_config {
   /// The schema owner's URL: migrations run at start ("": a DBA runs
   /// them; the node refuses a schema older than it needs).
   std::string postgresql_owner_url;
+  /// Connections writing batches at once (devices split among them).
+  int64_t postgresql_writers = 2;
   /// Milliseconds a statement of the node may run (per transaction).
   int64_t postgresql_statement_timeout_ms = 30000;
 };
 
 /// Declares store.backend, store.postgresql-url, store.postgresql-owner-url,
-/// store.postgresql-statement-timeout.
+/// store.postgresql-writers, store.postgresql-statement-timeout.
 void declare(option_set& opts, store_config& x);
 
 /// bad_config naming the option when `x` cannot work.
@@ -48,10 +50,12 @@ caf::error validate(const store_config& x);
 class pg_store : public cloud_store_backend {
 public:
   /// Connects as the node's role (refused when it could bypass RLS); the
-  /// schema must be migrated already (pg_migrate).
+  /// schema must be migrated already (pg_migrate). `writers`: this store
+  /// and writers - 1 more (more_writers), each on its own connection.
   static caf::expected<pg_store> open(const std::string& url,
                                       clock_ptr clock,
-                                      pg::connect_options opts = {});
+                                      pg::connect_options opts = {},
+                                      int64_t writers = 1);
 
   caf::expected<ingest_outcome> write(const ingest_batch& batch) override;
   caf::expected<device_infos> devices() override;
@@ -62,6 +66,8 @@ public:
   set_config(const std::string& device_id,
              const settings_change& change) override;
   actor_stats stats() override;
+  caf::expected<std::vector<std::shared_ptr<cloud_store_backend>>>
+  more_writers() override;
 
 private:
   // "org/device" split; refused unless both parts are there.
@@ -79,39 +85,49 @@ private:
 
   caf::expected<ingest_outcome> write_once(const ingest_batch& b,
                                            const device_ref& d);
+  std::vector<pg::call> opening(const ingest_batch& b, const device_ref& d,
+                                int64_t now);
+  static int64_t acked_sequence(const ingest_batch& b,
+                                const pg::result& stream);
   caf::error write_batch(const ingest_batch& b, const device_ref& d,
                          int64_t now, ingest_outcome& out);
-  caf::error write_capability(const ingest_batch& b, const device_ref& d,
-                              int64_t now);
-  caf::expected<int64_t> acked_sequence(const ingest_batch& b,
-                                        const device_ref& d);
-  caf::expected<bool> held(const ingest_batch& b, const device_ref& d,
-                           int64_t last);
+  caf::error accept(const ingest_batch& b, const device_ref& d, int64_t now,
+                    ingest_outcome& out, std::vector<pg::call>& tail);
+  caf::error finish(const ingest_batch& b, const device_ref& d,
+                    std::vector<pg::call> tail, ingest_outcome& out);
+  // The rows go to `tail`: statements sent with the commit.
   caf::error insert_records(const ingest_batch& b, const device_ref& d,
-                            int64_t& n);
+                            int64_t& n, std::vector<pg::call>& tail);
   caf::error insert_points(const ingest_batch& b, const device_ref& d,
-                           int64_t& n);
+                           int64_t& n, std::vector<pg::call>& tail);
   caf::expected<std::vector<int64_t>>
   decode_in_session(const ingest_batch& b, const device_ref& d,
-                    indexed_points& xs);
+                    indexed_points& xs, std::vector<pg::call>& tail);
   caf::expected<wire_session*> session(const ingest_batch& b,
                                        const device_ref& d);
   caf::error save_session(const ingest_batch& b, const device_ref& d,
-                          wire_session& ws, size_t known);
+                          wire_session& ws, size_t known,
+                          std::vector<pg::call>& tail);
   caf::expected<int64_t> series_id(const std::string& org,
                                    const std::string& name,
                                    const label_map& labels);
   caf::error config_for(const device_ref& d, int64_t have,
                         cloud_settings& out);
+  static pg::call config_call(const device_ref& d, int64_t have);
+  static void read_config(const pg::result& r, cloud_settings& out);
   // Partitions of today and tomorrow (by the store's clock), once a day.
   caf::error ensure_days(int64_t now);
   // A lost connection made again before the next call (not mid-transaction).
   caf::error reconnect();
   caf::error ensure_org(const std::string& org, int64_t now);
-  caf::error copy(const staged_table& t, const pg::copy_rows& rows);
+  caf::error copy(const staged_table& t, const pg::copy_rows& rows,
+                  std::vector<pg::call>& tail);
   caf::expected<device_infos> devices_of(const std::string& org);
 
   clock_ptr clock_;
+  std::string url_;
+  pg::connect_options opts_;
+  int64_t writers_ = 1;
   pg::connection conn_;
   std::string day_;
   int64_t ensured_day_ = -1;

@@ -132,6 +132,33 @@ param param::bytea(std::string_view bytes) {
   return param{hex_bytes(bytes)};
 }
 
+number_array& number_array::add(int64_t x) {
+  separate();
+  text_ += std::to_string(x);
+  return *this;
+}
+
+number_array& number_array::add(double x) {
+  separate();
+  text_ += float_text(x);
+  return *this;
+}
+
+number_array& number_array::null() {
+  separate();
+  text_ += "NULL";
+  return *this;
+}
+
+void number_array::separate() {
+  if (size_++ > 0)
+    text_ += ',';
+}
+
+param number_array::done() const {
+  return param{text_ + "}"};
+}
+
 // -- result -------------------------------------------------------------------
 
 void result::deleter::operator()(pg_result* res) const {
@@ -430,6 +457,68 @@ caf::expected<result> connection::exec_script(std::string_view sql) {
   return check(PQexec(conn_, text.c_str()), PGRES_COMMAND_OK);
 }
 
+caf::expected<std::vector<result>>
+connection::pipeline(const std::vector<call>& calls) {
+  if (!conn_)
+    return connection_error("pipeline");
+  if (PQenterPipelineMode(conn_) != 1)
+    return connection_error("pipeline");
+  size_t sent = 0;
+  for (auto& c : calls) {
+    auto values = values_of(c.ps);
+    if (PQsendQueryParams(conn_, c.sql.c_str(), static_cast<int>(c.ps.size()),
+                          nullptr, values.data(), nullptr, nullptr, 0)
+        != 1)
+      break;
+    ++sent;
+  }
+  // The Sync even after a failed send: the server then skips nothing sent.
+  if (PQpipelineSync(conn_) != 1) {
+    PQexitPipelineMode(conn_);
+    return connection_error("pipeline");
+  }
+  auto out = pipeline_results(sent);
+  if (PQexitPipelineMode(conn_) != 1 && out)
+    return connection_error("pipeline");
+  if (out && sent < calls.size())
+    return connection_error("pipeline");
+  return out;
+}
+
+caf::expected<std::vector<result>> connection::pipeline_results(size_t n) {
+  std::vector<result> out;
+  caf::error first;
+  std::string state;
+  for (size_t i = 0; i < n; ++i) {
+    auto* res = PQgetResult(conn_);
+    if (!res)
+      return connection_error("pipeline");
+    // Each statement's result is followed by a null one.
+    while (auto* extra = PQgetResult(conn_))
+      PQclear(extra);
+    if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
+      PQclear(res);
+      continue;
+    }
+    auto r = check(res, PGRES_COMMAND_OK);
+    if (r)
+      out.push_back(std::move(*r));
+    else if (!first) {
+      first = std::move(r.error());
+      state = last_sqlstate_;
+    }
+  }
+  auto* sync = PQgetResult(conn_);
+  bool synced = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+  PQclear(sync);
+  last_sqlstate_ = state;
+  if (first)
+    return first;
+  if (!synced)
+    return connection_error("pipeline");
+  return out;
+}
+
 caf::expected<int64_t> connection::copy_in(std::string_view copy_sql,
                                            const copy_rows& rows) {
   if (!conn_)
@@ -479,6 +568,16 @@ caf::error connection::begin(std::string_view org, isolation level) {
     return res.error();
   }
   return caf::none;
+}
+
+call connection::scope(std::string_view org) const {
+  call out{"SELECT set_config('" + std::string{org_setting} + "', $1, true)",
+           {param{org}}};
+  if (opts_.statement_timeout_ms > 0) {
+    out.sql += ", set_config('statement_timeout', $2, true)";
+    out.ps.emplace_back(std::to_string(opts_.statement_timeout_ms));
+  }
+  return out;
 }
 
 caf::error connection::commit() {

@@ -67,6 +67,34 @@ private:
 
 using params = std::vector<param>;
 
+/// One statement of a pipeline: SQL with $1..$n and its parameters.
+struct call {
+  std::string sql;
+  params ps;
+};
+
+/// A one-dimensional array of numbers as a text parameter ({1,2.5,NULL}),
+/// e.g. for INSERT ... SELECT FROM unnest($1::bigint[]): a batch's column
+/// in one parameter.
+class number_array {
+public:
+  number_array& add(int64_t x);
+  /// Exact, as param(double) (NaN and infinities included).
+  number_array& add(double x);
+  number_array& null();
+  size_t size() const {
+    return size_;
+  }
+  /// The parameter ("{...}").
+  param done() const;
+
+private:
+  void separate();
+
+  std::string text_ = "{";
+  size_t size_ = 0;
+};
+
 /// A finished statement's rows (text format); owns libpq's result.
 class result {
 public:
@@ -179,6 +207,18 @@ public:
   /// a transaction no statement timeout applies.
   caf::expected<result> exec_script(std::string_view sql);
 
+  /// `calls` in one round trip (libpq pipeline mode: unnamed statements of
+  /// the extended protocol, one Sync, so PgBouncer in transaction pooling
+  /// sees one exchange): their results in order, or the first failure
+  /// (last_sqlstate() its SQLSTATE; the statements after it do not run).
+  /// Inside a transaction, a failure leaves it failed: roll back. A
+  /// pipeline may BEGIN and COMMIT a transaction of its own.
+  caf::expected<std::vector<result>> pipeline(const std::vector<call>& calls);
+
+  /// The pipeline call scoping its transaction (after its BEGIN) to `org`
+  /// and the statement timeout, as begin() does.
+  call scope(std::string_view org) const;
+
   /// COPY ... FROM STDIN (`copy_sql`) of `rows`; the rows it stored. All
   /// or nothing: a bad row fails the whole COPY.
   caf::expected<int64_t> copy_in(std::string_view copy_sql,
@@ -223,6 +263,8 @@ private:
   // `res` as a result when its status is `expected_status` (COMMAND_OK
   // also takes rows), else the error it carries.
   caf::expected<result> check(pg_result* res, int expected_status);
+  // Reads the results of `n` statements and the Sync of a sent pipeline.
+  caf::expected<std::vector<result>> pipeline_results(size_t n);
   // Ends a COPY a plain exec started, so the connection takes queries.
   void end_copy(int status);
   caf::error connection_error(const char* what);

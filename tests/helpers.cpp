@@ -10,18 +10,13 @@
 
 #include <doctest/doctest.h>
 
+#include "tools/pg_server/waiting.hpp"
+
 namespace fleetd::test {
 
 bool eventually(const std::function<bool()>& condition,
                 std::chrono::milliseconds deadline) {
-  auto end = std::chrono::steady_clock::now() + deadline;
-  for (;;) {
-    if (condition())
-      return true;
-    if (std::chrono::steady_clock::now() >= end)
-      return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  return poll_until(condition, deadline);
 }
 
 uint16_t free_port() {
@@ -40,15 +35,7 @@ uint16_t free_port() {
 }
 
 std::optional<int> wait_child(pid_t pid, std::chrono::milliseconds deadline) {
-  auto end = std::chrono::steady_clock::now() + deadline;
-  for (;;) {
-    int st = 0;
-    if (::waitpid(pid, &st, WNOHANG) == pid)
-      return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    if (std::chrono::steady_clock::now() >= end)
-      return std::nullopt;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  return wait_for_child(pid, deadline);
 }
 
 } // namespace fleetd::test

@@ -419,6 +419,45 @@ TEST_CASE("postgresql: a batch another node accepts while this one writes it "
   CHECK(points_of(*st, dev_a).empty());
 }
 
+TEST_CASE("postgresql: two nodes racing on the same sequences through "
+          "PgBouncer accept each batch exactly once") {
+  pg_backend be;
+  if (!be.db)
+    return test::skip(be.why);
+  auto a = be.open();
+  auto b = be.open();
+  constexpr int64_t batches = 20;
+  std::vector<ingest_outcome> outs[2];
+  std::string errors;
+  auto race = [&](cloud_store_backend& st, std::vector<ingest_outcome>& out) {
+    for (int64_t seq = 1; seq <= batches; ++seq) {
+      auto r = st.write(batch(dev_a, seq, samples(3, seq * 10)));
+      if (!r)
+        errors += render(r.error()) + "\n";
+      out.push_back(r ? *r : ingest_outcome{});
+    }
+  };
+  std::thread other{[&] { race(*b, outs[1]); }};
+  race(*a, outs[0]);
+  other.join();
+  REQUIRE_MESSAGE(errors.empty(), errors);
+  for (size_t i = 0; i < static_cast<size_t>(batches); ++i) {
+    auto& x = outs[0][i];
+    auto& y = outs[1][i];
+    // One stored it, the other was answered as for a duplicate.
+    CHECK(x.stored + y.stored == 3);
+    CHECK(x.duplicate != y.duplicate);
+    CHECK(x.last_acked >= static_cast<int64_t>(i) + 1);
+    CHECK(y.last_acked >= static_cast<int64_t>(i) + 1);
+  }
+  CHECK(points_of(*a, dev_a).size() == 3 * batches);
+  auto info = devices_of(*a);
+  REQUIRE(info.size() == 1);
+  CHECK(info[0].last_acked_sequence == batches);
+  CHECK(info[0].batches_received == batches);
+  CHECK(info[0].gaps == 0);
+}
+
 TEST_CASE("postgresql: a log line PostgreSQL text cannot hold is refused as "
           "the batch's fault; the store goes on") {
   pg_backend be;
@@ -434,8 +473,28 @@ TEST_CASE("postgresql: a log line PostgreSQL text cannot hold is refused as "
   r = st->write(lb);
   REQUIRE_FALSE(r);
   CHECK(is(r.error(), ec::invalid_record));
+  // Several lines, the bad one last: none of them is kept.
+  lb.logs = {{{}, 1, "first"}, {{}, 2, std::string("\0", 1)}};
+  r = st->write(lb);
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), ec::invalid_record));
+  auto eb = batch(dev_a, 1, {}, events_stream);
+  eb.events = {{1, "kind", "bad \xc3\x28 utf-8", {}}};
+  r = st->write(eb);
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), ec::invalid_record));
   lb.logs = {{{}, 1, "fine"}};
   CHECK(write_ok(*st, lb).stored == 1);
+  auto kept = st->logs(dev_a);
+  REQUIRE(kept);
+  REQUIRE(kept->size() == 1);
+  CHECK(kept->front().line == "fine");
+  auto events = st->events(dev_a);
+  REQUIRE(events);
+  CHECK(events->empty());
+  // The refused batches left no ack behind: sequence 1 is free for events.
+  eb.events = {{1, "kind", "fine", {}}};
+  CHECK(write_ok(*st, eb).stored == 1);
 }
 
 TEST_CASE("postgresql: a day whose partition went missing is made again; "

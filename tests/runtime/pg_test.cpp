@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -351,4 +352,82 @@ TEST_CASE("a server that never answers the startup fails the connect in "
   CHECK(code_of(c.error()) == ec::unreachable);
   CHECK(took < std::chrono::seconds(15));
   CHECK(render(c.error()).find("timeout") != std::string::npos);
+}
+
+TEST_CASE("a pipeline answers its statements in order in one exchange; a "
+          "failure stops the rest and its transaction keeps nothing") {
+  std::string why;
+  auto db = test::fresh_pg_database("pg_pipeline", why, true);
+  if (!db)
+    return test::skip(why);
+  auto owner = pg_connect(db->owner_url);
+  pg_must(owner, "CREATE TABLE t (k bigint PRIMARY KEY, v text)");
+  pg_must(owner, "GRANT SELECT, INSERT ON t TO fleetd_app");
+  // Through PgBouncer in transaction pooling, as the store runs.
+  auto c = pg_connect(db->pooled_url);
+  auto ok = c.pipeline({{"BEGIN", {}},
+                        {"SELECT set_config('app.org_id', $1, true)", {"acme"}},
+                        {"INSERT INTO t VALUES ($1, $2)", {int64_t{1}, "one"}},
+                        {"SELECT current_setting('app.org_id'), $1::int",
+                         {int64_t{7}}},
+                        {"COMMIT", {}}});
+  REQUIRE_MESSAGE(ok, render(ok.error()));
+  REQUIRE(ok->size() == 5);
+  CHECK(ok->at(3).text(0, 0) == "acme");
+  CHECK(ok->at(3).int64(0, 1) == 7);
+  CHECK(ok->back().command() == "COMMIT");
+  CHECK_FALSE(c.in_transaction());
+  const std::string insert = "INSERT INTO t VALUES ($1, $2)";
+  auto failed = c.pipeline({{"BEGIN", {}},
+                            {insert, {int64_t{2}, "two"}},
+                            {insert, {int64_t{1}, "dup"}},
+                            {insert, {int64_t{3}, "three"}},
+                            {"COMMIT", {}}});
+  REQUIRE_FALSE(failed);
+  CHECK(code_of(failed.error()) == ec::invalid_record);
+  CHECK(c.last_sqlstate() == pg::unique_violation);
+  CHECK(c.in_transaction());
+  c.rollback();
+  // The connection goes on, outside pipeline mode, and row 2 is not kept.
+  auto rows = pg_must(c, "SELECT k FROM t ORDER BY k");
+  REQUIRE(rows.rows() == 1);
+  CHECK(rows.int64(0, 0) == 1);
+  // The org of the committed pipeline did not outlive its transaction.
+  CHECK(pg_must(c, "SELECT coalesce(current_setting('app.org_id', true), "
+                   "'')")
+          .text(0, 0)
+          .empty());
+}
+
+TEST_CASE("a number array parameter carries NaN, infinities, -0 and NULL "
+          "exactly") {
+  std::string why;
+  auto db = test::fresh_pg_database("pg_array", why);
+  if (!db)
+    return test::skip(why);
+  auto c = pg_connect(db->owner_url);
+  const double inf = std::numeric_limits<double>::infinity();
+  const std::vector<double> xs{0.1, -0.0, inf, -inf, std::nan(""), 1e308,
+                               5e-324};
+  pg::number_array fs;
+  pg::number_array is;
+  for (auto x : xs)
+    fs.add(x);
+  fs.null();
+  is.add(std::numeric_limits<int64_t>::min()).add(int64_t{0});
+  auto r = pg_must(c, "SELECT f, n FROM unnest($1::float8[]) WITH "
+                      "ORDINALITY AS u(f, n) ORDER BY n",
+                   {fs.done()});
+  REQUIRE(r.rows() == static_cast<int>(xs.size()) + 1);
+  for (size_t i = 0; i < xs.size(); ++i) {
+    auto back = r.float8(static_cast<int>(i), 0);
+    if (std::isnan(xs[i]))
+      CHECK(std::isnan(back));
+    else
+      CHECK(bits_of(back) == bits_of(xs[i]));
+  }
+  CHECK(r.is_null(static_cast<int>(xs.size()), 0));
+  auto ints = pg_must(c, "SELECT unnest($1::bigint[])", {is.done()});
+  REQUIRE(ints.rows() == 2);
+  CHECK(ints.int64(0, 0) == std::numeric_limits<int64_t>::min());
 }

@@ -1,6 +1,6 @@
 // fleetd-bench ingest's code path with tiny numbers: a real fleetd-cloud
 // child over HTTPS, a few enrolled devices, the replay through the codec and
-// the store alone, and the refusals.
+// the store alone (embedded, and PostgreSQL behind PgBouncer), the refusals.
 #include "tools/bench/ingest_bench.hpp"
 
 #include <string>
@@ -8,6 +8,8 @@
 #include <doctest/doctest.h>
 
 #include "scratch_dir.hpp"
+#include "skip.hpp"
+#include "tools/pg_server/pg_server.hpp"
 
 using namespace fleetd;
 
@@ -55,15 +57,44 @@ TEST_CASE("a small run acks every batch, stores each point once and reports "
   CHECK(line.find('\n') == std::string::npos);
 }
 
-TEST_CASE("the postgresql store answers that it is not built yet, with no "
-          "figure") {
+TEST_CASE("postgresql: a small run on the bench's own PostgreSQL and "
+          "PgBouncer stores each acked point once, raw on two writers") {
+  // The bench starts its own server; this one only asks whether it can.
+  pg_server::failure why;
+  if (!pg_server::start(why)) {
+    REQUIRE_MESSAGE(why.skip, why.why);
+    return test::skip(why.why);
+  }
+  test::scratch_dir dir("fleetd-ingest-bench");
+  REQUIRE(dir.ok());
+  auto opt = tiny(dir);
+  opt.store = "postgresql";
+  opt.writers = 2;
+  auto res = bench::run_ingest(opt);
+  INFO("error: " << res.error);
+  REQUIRE(res.error.empty());
+  CHECK(res.points > 0);
+  CHECK(res.stored_points == res.acked_points);
+  CHECK(res.raw_points_per_s > 0);
+  CHECK(res.ratio == doctest::Approx(res.points_per_s / res.raw_points_per_s));
+  auto line = bench::ingest_line(opt, res);
+  CHECK(line.rfind("BENCH ingest store=postgresql devices=3 points_per_s=", 0)
+        == 0);
+  CHECK(line.find(" writers=2 ") != std::string::npos);
+}
+
+TEST_CASE("an existing PostgreSQL that cannot be reached, or half its URLs, "
+          "fails the run with no figure") {
   test::scratch_dir dir("fleetd-ingest-bench");
   REQUIRE(dir.ok());
   auto opt = tiny(dir);
   opt.store = "postgresql";
   opt.postgresql_url = "postgresql://127.0.0.1:1/none";
   auto res = bench::run_ingest(opt);
-  CHECK(res.error.find("not built yet") != std::string::npos);
+  CHECK(res.error.find("go together") != std::string::npos);
+  opt.postgresql_owner_url = "postgresql://127.0.0.1:1/none?connect_timeout=2";
+  res = bench::run_ingest(opt);
+  CHECK(res.error.find("schema owner") != std::string::npos);
   CHECK(res.points == 0);
   CHECK(res.points_per_s == 0);
 }

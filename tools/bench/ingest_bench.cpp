@@ -27,19 +27,22 @@
 //    requests_per_s and latency percentiles (request sent to ack read).
 // 4. The node stops (SIGTERM); its store must hold exactly the points it
 //    acked.
-// 5. Replay, one thread, the node gone: every acked batch again in round
-//    order. decode: decode_request (zstd, protobuf, checksum) +
+// 5. Replay, the node gone: every acked batch again in round order. decode: decode_request (zstd, protobuf, checksum) +
 //    decode_columnar_indexed (what the store runs) against the codec's own
 //    per-device session, thread CPU time; decode_named the same with
 //    decode_columnar, which copies a name and labels into every point.
 //    raw: the same batch as the ingest actor hands it to the store, written
-//    through the store class the node uses, straight from this thread
-//    (embedded_store::write: one transaction per batch, the store's one
-//    write path), wall time, on the same disk, into a fresh file opened as
-//    the node opens its own. The store keeps each device's series session
-//    and makes the rows from it; that is its fastest way in (rows by name,
-//    format 1, cost it a lookup per point). All three time only the batches
-//    of the measured phase.
+//    through the store class the node uses, straight from this process
+//    (embedded_store::write or pg_store::write: one transaction per batch,
+//    the store's one write path), wall time, on the same disk, into a fresh
+//    file opened as the node opens its own, or a fresh database of the
+//    same PostgreSQL through the same PgBouncer, with as many writers
+//    (threads, each its own connection) as the node's store, each device
+//    on the writer the node gives it; decoding is done before, on one
+//    thread. The store keeps each device's series session and makes the
+//    rows from it; that is its fastest way in (rows by name, format 1, cost
+//    it a lookup per point). All three time only the batches of the
+//    measured phase, written after the earlier ones.
 // ratio = points_per_s / raw_points_per_s; devices_supported =
 // points_per_s / (100 series / 30 s).
 #include "tools/bench/ingest_bench.hpp"
@@ -58,31 +61,38 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 
+#include "cloud/cloud_store.hpp"
 #include "cloud/embedded_store.hpp"
 #include "cloud/embedded_tenancy.hpp"
+#include "cloud/pg_migrate.hpp"
+#include "cloud/pg_store.hpp"
 #include "messages/decode_budget.hpp"
 #include "messages/error.hpp"
 #include "messages/metrics_codec.hpp"
 #include "messages/wire.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/http_client.hpp"
+#include "runtime/pg.hpp"
 #include "runtime/sqlite.hpp"
 #include "tools/bench/bench_util.hpp"
 #include "tools/bench/node_series.hpp"
 #include "tools/bench/bench_tls.hpp"
+#include "tools/pg_server/pg_server.hpp"
 
 namespace fleetd::bench {
 
 const char* ingest_summary =
   "one fleetd-cloud node over HTTPS from many simulated devices (own keys, "
-  "sessions,\n      real encoder); points/s, p99, vs the codec alone and the "
-  "store's own insert";
+  "sessions,\n      real encoder), on embedded SQLite or PostgreSQL behind "
+  "PgBouncer; points/s,\n      p99, vs the codec alone and the store's own "
+  "insert";
 
 namespace {
 
@@ -93,6 +103,8 @@ using std::chrono::steady_clock;
 constexpr int64_t start_ms = 1700000000000;
 constexpr int64_t scrape_ms = 10000;
 constexpr const char* org = "bench";
+// The raw insert's org when it shares the node's database.
+constexpr const char* raw_org = "bench-raw";
 constexpr const char* epoch = "bench";
 constexpr int zstd_level = 3;
 constexpr size_t max_decoded_bytes = 64 * 1024 * 1024;
@@ -197,20 +209,80 @@ void encode_rounds(std::vector<sim_device>& devs, int64_t scrapes,
       fail(e);
 }
 
+// -- processes ----------------------------------------------------------------
+
+struct proc_stat {
+  pid_t ppid = 0;
+  /// User + system CPU seconds so far.
+  double cpu_s = 0;
+};
+
+// /proc/PID/stat of a running process; nullopt when it is gone.
+std::optional<proc_stat> read_stat(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), {});
+  auto close = stat.rfind(')');
+  if (close == std::string::npos)
+    return std::nullopt;
+  std::istringstream fields(stat.substr(close + 2));
+  std::string state;
+  proc_stat out;
+  fields >> state >> out.ppid;
+  std::string skip;
+  // Fields 5..13 (pgrp .. cmajflt), then utime and stime.
+  for (int i = 5; i <= 13; ++i)
+    fields >> skip;
+  double utime = 0;
+  double stime = 0;
+  fields >> utime >> stime;
+  out.cpu_s = (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return out;
+}
+
+// CPU seconds of `roots` and their children (a server's backends).
+double tree_cpu_seconds(const std::vector<pid_t>& roots) {
+  double total = 0;
+  for (auto& e : fs::directory_iterator("/proc")) {
+    auto name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    auto pid = static_cast<pid_t>(std::stol(name));
+    auto st = read_stat(pid);
+    if (!st)
+      continue;
+    for (auto r : roots)
+      if (r > 0 && (pid == r || st->ppid == r))
+        total += st->cpu_s;
+  }
+  return total;
+}
+
 // -- the store ----------------------------------------------------------------
 
 /// Writes one decoded batch the way the store itself does, no node in front.
 using raw_writer = std::function<caf::expected<ingest_outcome>(
   const ingest_batch&)>;
 
-/// What --store picks: how devices are enrolled in that store's tenancy,
-/// the node's flags for it and the store class the raw insert writes
-/// through. PostgreSQL is one more branch of choose_store.
+/// What --store picks: how devices are enrolled in the node's tenancy
+/// (embedded in both cases: tenancy.db beside the node), the node's flags
+/// for the store, the store class the raw insert writes through, and how
+/// the rows the node stored are counted.
 struct store_choice {
   std::function<void(const std::string& node_dir, std::vector<sim_device>&)>
     enroll;
   std::vector<std::string> node_flags;
-  std::function<raw_writer(const std::string& dir)> open_raw;
+  /// The raw insert's writers: as many as the node's store has.
+  std::function<std::vector<raw_writer>(const std::string& dir)> open_raw;
+  std::function<int64_t(const std::string& node_dir)> stored_points;
+  /// The bench's own PostgreSQL, if it started one (lives as long).
+  std::shared_ptr<pg_server> server;
+
+  /// CPU seconds of the bench's own PostgreSQL and PgBouncer (0: none).
+  double server_cpu_seconds() const {
+    return server ? tree_cpu_seconds({server->server_pid(),
+                                      server->bouncer_pid()})
+                  : 0;
+  }
 };
 
 void enroll_embedded(const std::string& node_dir,
@@ -237,21 +309,138 @@ void enroll_embedded(const std::string& node_dir,
   }
 }
 
-raw_writer open_embedded_raw(const std::string& dir) {
+std::vector<raw_writer> open_embedded_raw(const std::string& dir) {
   // As the node opens its cloud.db (WAL, synchronous=FULL).
   auto st = embedded_store::open(dir + "/raw.db", make_system_clock());
   if (!st)
     fail("raw store: " + render(st.error()));
   auto p = std::make_shared<embedded_store>(std::move(*st));
-  return [p](const ingest_batch& b) { return p->write(b); };
+  return {[p](const ingest_batch& b) { return p->write(b); }};
+}
+
+int64_t count_embedded_points(const std::string& node_dir) {
+  auto db = sqlite::database::open_readonly(node_dir + "/cloud.db");
+  if (!db)
+    fail("cloud.db: " + render(db.error()));
+  auto st = db->prepare("SELECT count(*) FROM points");
+  if (!st)
+    fail(render(st.error()));
+  auto row = st->step();
+  if (!row || !*row)
+    fail("cloud.db: cannot count the points");
+  return st->column_int(0);
+}
+
+// -- PostgreSQL ---------------------------------------------------------------
+
+/// Where the node's rows go and where the raw insert's go.
+struct pg_target {
+  std::string node_url;
+  std::string owner_url;
+  std::string raw_url;
+  std::string raw_owner_url;
+};
+
+void migrate_schema(const std::string& owner_url) {
+  auto owner = pg::connection::open(owner_url);
+  if (!owner)
+    fail("schema owner: " + render(owner.error()));
+  if (auto done = migrate(*owner); !done)
+    fail("migrations: " + render(done.error()));
+}
+
+// Points of `org` the database at `url` holds (row security shows one org).
+int64_t count_pg_points(const std::string& url, const std::string& of) {
+  auto c = pg::connection::open(url);
+  if (!c)
+    fail("counting points: " + render(c.error()));
+  int64_t n = -1;
+  auto err = pg::transaction(*c, of, [&]() -> caf::error {
+    auto r = c->exec("SELECT count(*) FROM points");
+    if (!r)
+      return r.error();
+    n = r->int64(0, 0);
+    return caf::none;
+  });
+  if (err)
+    fail("counting points: " + render(err));
+  return n;
+}
+
+// The bench's own server and PgBouncer (transaction pooling, as in
+// production): one database for the node, one for the raw insert.
+pg_target start_own_pg(store_choice& out) {
+  pg_server::failure why;
+  auto s = pg_server::start(why);
+  if (!s)
+    fail("PostgreSQL: " + why.why);
+  if (!s->with_bouncer(why, 8))
+    fail("PgBouncer: " + why.why);
+  auto node = s->create_database("bench_node");
+  auto raw = s->create_database("bench_raw");
+  if (!node || !raw)
+    fail("CREATE DATABASE: " + render(node ? raw.error() : node.error()));
+  out.server = std::move(s);
+  return {node->pooled_url, node->owner_url, raw->pooled_url,
+          raw->owner_url};
+}
+
+// An existing server: node and raw rows share its database, apart by org;
+// refused unless neither org has a point yet (a rerun would be duplicates).
+pg_target existing_pg(const ingest_options& opt) {
+  if (opt.postgresql_url.empty() || opt.postgresql_owner_url.empty())
+    fail("--postgresql-url and --postgresql-owner-url go together");
+  migrate_schema(opt.postgresql_owner_url);
+  for (auto of : {org, raw_org})
+    if (count_pg_points(opt.postgresql_url, of) != 0)
+      fail("org '" + std::string{of}
+           + "' already has points in that database: use an empty one");
+  return {opt.postgresql_url, opt.postgresql_owner_url, opt.postgresql_url,
+          opt.postgresql_owner_url};
+}
+
+store_choice choose_postgresql(const ingest_options& opt) {
+  store_choice out;
+  auto to = opt.postgresql_url.empty() && opt.postgresql_owner_url.empty()
+              ? start_own_pg(out)
+              : existing_pg(opt);
+  out.enroll = enroll_embedded;
+  out.node_flags = {"--store.backend=postgresql",
+                    "--store.postgresql-url=" + to.node_url,
+                    "--store.postgresql-owner-url=" + to.owner_url};
+  out.node_flags.push_back("--store.postgresql-writers="
+                           + std::to_string(opt.writers));
+  out.open_raw = [to, n = opt.writers](const std::string&) {
+    migrate_schema(to.raw_owner_url);
+    // As the node opens it: its statement timeout, the same number of
+    // writers, each on its own connection.
+    pg::connect_options opts;
+    opts.statement_timeout_ms = 30000;
+    auto st = pg_store::open(to.raw_url, make_system_clock(), opts, n);
+    if (!st)
+      fail("raw store: " + render(st.error()));
+    auto first = std::make_shared<pg_store>(std::move(*st));
+    auto more = first->more_writers();
+    if (!more)
+      fail("raw store: " + render(more.error()));
+    std::vector<std::shared_ptr<cloud_store_backend>> all{first};
+    all.insert(all.end(), more->begin(), more->end());
+    std::vector<raw_writer> out;
+    for (auto& p : all)
+      out.push_back([p](const ingest_batch& b) { return p->write(b); });
+    return out;
+  };
+  out.stored_points = [url = to.node_url](const std::string&) {
+    return count_pg_points(url, org);
+  };
+  return out;
 }
 
 store_choice choose_store(const ingest_options& opt) {
   if (opt.store == "embedded")
-    return {enroll_embedded, {}, open_embedded_raw};
+    return {enroll_embedded, {}, open_embedded_raw, count_embedded_points, {}};
   if (opt.store == "postgresql")
-    fail("--store postgresql: not built yet (this build has no PostgreSQL "
-         "store); nothing measured");
+    return choose_postgresql(opt);
   fail("--store: embedded or postgresql, not '" + opt.store + "'");
 }
 
@@ -304,20 +493,10 @@ public:
 
   /// User + system CPU seconds the node used so far.
   double cpu_seconds() const {
-    std::ifstream in("/proc/" + std::to_string(pid_) + "/stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), {});
-    auto close = stat.rfind(')');
-    if (close == std::string::npos)
+    auto st = read_stat(pid_);
+    if (!st)
       fail("cannot read the node's /proc stat");
-    std::istringstream fields(stat.substr(close + 2));
-    std::string skip;
-    // Fields 3..13 (state .. cmajflt), then utime and stime.
-    for (int i = 3; i <= 13; ++i)
-      fields >> skip;
-    double utime = 0;
-    double stime = 0;
-    fields >> utime >> stime;
-    return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    return st->cpu_s;
   }
 
   /// SIGTERM, then waits; fails unless the node exits 0 in time.
@@ -533,59 +712,90 @@ struct replay_sessions {
   codec_context indexed;
 };
 
-// Batch `k` of device `d`: decoded both ways, then written through `raw`.
-void replay_one(sim_device& dev, int64_t k, replay_sessions& s,
-                const raw_writer& raw, bool timed, replay_stats& out) {
+// A batch decoded and ready for the raw insert.
+struct raw_batch {
+  ingest_batch batch;
+  int64_t points = 0;
+};
+
+// Batch `k` of device `d`: decoded both ways (the codec alone, timed when
+// `timed`), then stamped for the raw insert.
+raw_batch decode_for_raw(sim_device& dev, int64_t k, replay_sessions& s,
+                         bool timed, replay_stats& out) {
   auto& body = dev.bodies[static_cast<size_t>(k)];
   auto cpu0 = thread_cpu_seconds();
   decode_one(body, s.named, true);
   auto cpu1 = thread_cpu_seconds();
   auto d = decode_one(body, s.indexed, false);
   auto cpu2 = thread_cpu_seconds();
-  // Stamped as ingest stamps it: the key's org and device.
-  d.batch.device_id = std::string(org) + "/" + d.batch.device_id;
-  auto t0 = steady_clock::now();
-  auto res = raw(d.batch);
-  auto wall = seconds_since(t0);
-  auto cpu3 = thread_cpu_seconds();
-  if (!res || res->stored != d.points)
-    fail("raw store: " + (res ? "stored " + std::to_string(res->stored)
-                              : render(res.error())));
-  if (!timed)
-    return;
-  out.points += d.points;
-  out.named_cpu_s += cpu1 - cpu0;
-  out.decode_cpu_s += cpu2 - cpu1;
-  out.raw_wall_s += wall;
-  out.raw_cpu_s += cpu3 - cpu2;
+  // Stamped as ingest stamps it (org/device), in the raw run's own org.
+  d.batch.device_id = std::string(raw_org) + "/" + d.batch.device_id;
+  if (timed) {
+    out.named_cpu_s += cpu1 - cpu0;
+    out.decode_cpu_s += cpu2 - cpu1;
+  }
+  return {std::move(d.batch), d.points};
 }
 
-// Every acked batch again, round by round; rounds >= `from` are timed.
-replay_stats replay(std::vector<sim_device>& devs, const raw_writer& raw,
-                    int64_t from) {
+// Each writer on a thread of its own writes its batches in order; their
+// points, wall time of the whole and CPU time of the threads.
+void write_raw(const std::vector<raw_writer>& raw,
+               std::vector<std::vector<raw_batch>>& work, replay_stats* out) {
+  std::vector<std::string> errors(raw.size());
+  std::vector<double> cpu(raw.size());
+  std::vector<std::thread> threads;
+  auto t0 = steady_clock::now();
+  for (size_t w = 0; w < raw.size(); ++w)
+    threads.emplace_back([&, w] {
+      auto c0 = thread_cpu_seconds();
+      for (auto& x : work[w]) {
+        auto res = raw[w](x.batch);
+        if (!res || res->stored != x.points) {
+          errors[w] = res ? "stored " + std::to_string(res->stored)
+                          : render(res.error());
+          return;
+        }
+      }
+      cpu[w] = thread_cpu_seconds() - c0;
+    });
+  for (auto& t : threads)
+    t.join();
+  for (auto& e : errors)
+    if (!e.empty())
+      fail("raw store: " + e);
+  if (!out)
+    return;
+  out->raw_wall_s += seconds_since(t0);
+  for (size_t w = 0; w < raw.size(); ++w) {
+    out->raw_cpu_s += cpu[w];
+    for (auto& x : work[w])
+      out->points += x.points;
+  }
+}
+
+// Every acked batch again, round by round, each device's on the writer the
+// node gives it (writer_of); rounds >= `from` are timed, after the others
+// are written.
+replay_stats replay(std::vector<sim_device>& devs,
+                    const std::vector<raw_writer>& raw, int64_t from) {
   replay_stats out;
   std::vector<replay_sessions> sessions(devs.size());
   int64_t rounds = 0;
   for (auto& d : devs)
     rounds = std::max(rounds, d.acked);
+  std::vector<std::vector<raw_batch>> warm(raw.size());
+  std::vector<std::vector<raw_batch>> timed(raw.size());
   for (int64_t k = 0; k < rounds; ++k)
-    for (size_t i = 0; i < devs.size(); ++i)
-      if (k < devs[i].acked)
-        replay_one(devs[i], k, sessions[i], raw, k >= from, out);
+    for (size_t i = 0; i < devs.size(); ++i) {
+      if (k >= devs[i].acked)
+        continue;
+      auto x = decode_for_raw(devs[i], k, sessions[i], k >= from, out);
+      auto w = writer_of(x.batch.device_id, raw.size());
+      (k >= from ? timed : warm)[w].push_back(std::move(x));
+    }
+  write_raw(raw, warm, nullptr);
+  write_raw(raw, timed, &out);
   return out;
-}
-
-int64_t count_points(const std::string& db_path) {
-  auto db = sqlite::database::open_readonly(db_path);
-  if (!db)
-    fail(db_path + ": " + render(db.error()));
-  auto st = db->prepare("SELECT count(*) FROM points");
-  if (!st)
-    fail(render(st.error()));
-  auto row = st->step();
-  if (!row || !*row)
-    fail(db_path + ": cannot count the points");
-  return st->column_int(0);
 }
 
 // -- one run ------------------------------------------------------------------
@@ -607,6 +817,7 @@ int64_t rounds_for(const ingest_options& opt, const phase_stats& pilot,
 struct session_run {
   phase_stats measured;
   double node_cpu_s = 0;
+  double server_cpu_s = 0;
   int64_t acked_points = 0;
 };
 
@@ -632,9 +843,11 @@ session_run drive_node(const ingest_options& opt, const store_choice& store,
   encode_rounds(devs, opt.scrapes_per_batch, rounds);
   progress(opt, "measuring for " + format(opt.seconds, 0) + " s");
   auto cpu0 = node.cpu_seconds();
+  auto server0 = store.server_cpu_seconds();
   out.measured = run_phase(devs, opt.senders, to, warm_rounds + rounds,
                            opt.seconds);
   out.node_cpu_s = node.cpu_seconds() - cpu0;
+  out.server_cpu_s = store.server_cpu_seconds() - server0;
   out.acked_points += out.measured.points;
   if (out.measured.seconds < opt.seconds * 0.9)
     progress(opt, "the encoded batches ran out after "
@@ -657,6 +870,9 @@ void fill_result(const session_run& s, const replay_stats& rp,
                       / std::max<int64_t>(m.points, 1);
   r.node_cpu_cores = s.node_cpu_s / m.seconds;
   r.node_cpu_us_per_point = s.node_cpu_s * 1e6 / std::max<int64_t>(m.points, 1);
+  r.server_cpu_cores = s.server_cpu_s / m.seconds;
+  r.server_cpu_us_per_point =
+    s.server_cpu_s * 1e6 / std::max<int64_t>(m.points, 1);
   r.decode_points_per_s_per_core = rp.points / std::max(rp.decode_cpu_s, 1e-9);
   r.decode_named_points_per_s_per_core =
     rp.points / std::max(rp.named_cpu_s, 1e-9);
@@ -679,7 +895,7 @@ ingest_result run_checked(const ingest_options& opt) {
   auto run = drive_node(opt, store, devs, pki, node_dir);
   ingest_result r;
   r.acked_points = run.acked_points;
-  r.stored_points = count_points(node_dir + "/cloud.db");
+  r.stored_points = store.stored_points(node_dir);
   if (r.stored_points != r.acked_points)
     fail("the node acked " + std::to_string(r.acked_points)
          + " points but its store holds " + std::to_string(r.stored_points));
@@ -711,6 +927,7 @@ std::string parse_number(const std::string& arg, const std::string& value,
   };
   // Senders: the node takes 64 connections per address by default.
   bound bounds[] = {{"--devices", 1, 100000, &opt.devices},
+                    {"--writers", 1, 32, &opt.writers},
                     {"--senders", 1, 64, &opt.senders},
                     {"--scrapes-per-batch", 1, 1000, &opt.scrapes_per_batch}};
   for (auto& b : bounds) {
@@ -738,6 +955,8 @@ std::string parse_args(const std::vector<std::string>& args,
       opt.store = value;
     else if (arg == "--postgresql-url")
       opt.postgresql_url = value;
+    else if (arg == "--postgresql-owner-url")
+      opt.postgresql_owner_url = value;
     else if (arg == "--dir")
       opt.dir = value;
     else if (arg == "--cloud")
@@ -774,6 +993,7 @@ std::string ingest_line(const ingest_options& opt, const ingest_result& r) {
       << " ratio=" << format(r.ratio, 3)
       << " devices_supported=" << format(r.devices_supported, 0)
       << " senders=" << opt.senders
+      << " writers=" << (opt.store == "postgresql" ? opt.writers : 1)
       << " batch=" << opt.scrapes_per_batch * 100
       << " seconds=" << format(r.seconds, 1) << " p50_ms="
       << format(r.p50_ms, 2) << " bytes_per_point="
@@ -783,15 +1003,20 @@ std::string ingest_line(const ingest_options& opt, const ingest_result& r) {
       << format(r.raw_cpu_us_per_point, 2)
       << " decode_named_points_per_s_per_core="
       << format(r.decode_named_points_per_s_per_core, 0);
+  if (r.server_cpu_cores > 0)
+    out << " pg_cpu_cores=" << format(r.server_cpu_cores, 2)
+        << " pg_cpu_us_per_point=" << format(r.server_cpu_us_per_point, 2);
   return out.str();
 }
 
 std::string ingest_usage() {
-  return "usage: fleetd-bench ingest --store embedded [--devices N] "
+  return "usage: fleetd-bench ingest --store embedded|postgresql [--devices N] "
          "[--seconds S]\n"
          "                           [--senders C] [--scrapes-per-batch K] "
-         "[--dir DIR]\n"
-         "                           [--cloud PROGRAM]\n\n"
+         "[--writers W]\n"
+         "                           [--dir DIR] [--cloud PROGRAM]\n"
+         "                           [--postgresql-url URL "
+         "--postgresql-owner-url URL]\n\n"
          "Starts a fleetd-cloud node (HTTPS on 127.0.0.1, a throwaway "
          "certificate), enrolls N\nsimulated devices in its tenancy store, "
          "and sends their numbered SyncRequests\n(100 node_exporter-like "
@@ -799,28 +1024,50 @@ std::string ingest_usage() {
          "over C keep-alive HTTPS connections for S seconds after a warm-up "
          "and a\npilot round. Then, the node stopped, decodes the same "
          "batches on one thread (the\ncodec alone) and writes the same rows "
-         "through the store class itself (the store\nalone). Prints\n"
+         "through the store class itself (the store\nalone: embedded_store, "
+         "or pg_store with W writers on W threads). Prints\n"
          "  BENCH ingest store=... devices=N points_per_s=... "
          "requests_per_s=... p99_ms=...\n"
          "    decode_points_per_s_per_core=... raw_points_per_s=... "
          "ratio=... devices_supported=...\n"
-         "    senders=C batch=... seconds=... p50_ms=... bytes_per_point=... "
-         "node_cpu_cores=...\n    node_cpu_us_per_point=... raw_cpu_us_per_point=... "
-         "decode_named_points_per_s_per_core=...\n"
+         "    senders=C writers=W batch=... seconds=... p50_ms=... "
+         "bytes_per_point=...\n    node_cpu_cores=... "
+         "node_cpu_us_per_point=... raw_cpu_us_per_point=...\n"
+         "    decode_named_points_per_s_per_core=... [pg_cpu_cores=... "
+         "pg_cpu_us_per_point=...]\n"
          "ratio = points_per_s / raw_points_per_s; devices_supported = "
          "points_per_s / (100\nseries / 30 s). Targets: decode >= 3 M "
-         "points/s/core, ratio >= 0.7.\n\n"
-         "  --store S             embedded (postgresql: not built yet)\n"
-         "  --postgresql-url URL  the PostgreSQL server, with --store "
+         "points/s/core, ratio >= 0.7.\npg_cpu_*: the bench's own PostgreSQL "
+         "and PgBouncer over the measured phase.\n\n"
+         "With --store postgresql and no URL the bench starts its own "
+         "PostgreSQL 15 and\nPgBouncer (transaction pooling, as in "
+         "production) from Debian's packages in a\ntemp dir (as root: run "
+         "as the postgres user), one database for the node and\none for "
+         "the raw insert; the node migrates its own (store.postgresql-owner-"
+         "url).\n\n"
+         "  --store S                 embedded (SQLite files of the node) or "
          "postgresql\n"
-         "  --devices N           simulated devices (default 200)\n"
-         "  --seconds S           length of the measured phase (default 15)\n"
-         "  --senders C           concurrent connections, 1-64 (default 8)\n"
-         "  --scrapes-per-batch K scrapes per batch (default 10: 1000 "
+         "  --postgresql-url URL      an existing, empty database instead: "
+         "the node's role\n"
+         "                            (a member of fleetd_app; through "
+         "PgBouncer in production)\n"
+         "  --postgresql-owner-url URL  its schema owner (the bench and the "
+         "node migrate);\n"
+         "                            node and raw rows go to orgs bench and "
+         "bench-raw\n"
+         "  --writers W               postgresql: the node's "
+         "store.postgresql-writers and the\n"
+         "                            raw insert's threads, 1-32 (default 2)\n"
+         "  --devices N               simulated devices (default 200)\n"
+         "  --seconds S               length of the measured phase (default "
+         "15)\n"
+         "  --senders C               concurrent connections, 1-64 (default "
+         "8)\n"
+         "  --scrapes-per-batch K     scrapes per batch (default 10: 1000 "
          "points)\n"
-         "  --dir DIR             where the databases go (default: a fresh "
-         "temp dir, removed)\n"
-         "  --cloud PROGRAM       fleetd-cloud to start (default: the one "
+         "  --dir DIR                 where the databases go (default: a "
+         "fresh temp dir, removed)\n"
+         "  --cloud PROGRAM           fleetd-cloud to start (default: the one "
          "beside fleetd-bench)\n";
 }
 

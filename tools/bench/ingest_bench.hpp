@@ -12,17 +12,25 @@ extern const char* ingest_summary;
 /// Usage of `fleetd-bench ingest`.
 std::string ingest_usage();
 
-/// `fleetd-bench ingest --store embedded [--devices N] [--seconds S]
-/// [--senders C] [--scrapes-per-batch K] [--dir DIR] [--cloud PROGRAM]`:
+/// `fleetd-bench ingest --store embedded|postgresql [--devices N]
+/// [--seconds S] [--senders C] [--scrapes-per-batch K] [--dir DIR]
+/// [--cloud PROGRAM] [--postgresql-url URL --postgresql-owner-url URL]`:
 /// drives one fleetd-cloud node over HTTPS from many simulated devices and
 /// prints one `BENCH ingest ...` line. `args` excludes the subcommand.
 /// Returns the exit code (0 ok, 1 failure, 2 bad arguments).
 int run_ingest_bench(const std::vector<std::string>& args);
 
 struct ingest_options {
-  /// embedded; postgresql is refused until its store is built.
+  /// embedded or postgresql.
   std::string store = "embedded";
+  /// With postgresql: the node's role on an existing, empty database
+  /// (through PgBouncer in production) and its schema owner's URL; both
+  /// empty: a throwaway PostgreSQL 15 + PgBouncer started by the bench.
   std::string postgresql_url;
+  std::string postgresql_owner_url;
+  /// With postgresql: the node's store.postgresql-writers, and as many
+  /// threads (each its own connection) for the raw insert.
+  int64_t writers = 2;
   /// Simulated devices, each with its own key and series session.
   int64_t devices = 200;
   /// Length of the measured end-to-end phase.
@@ -56,6 +64,10 @@ struct ingest_result {
   /// CPU the node process used over the measured phase, in cores.
   double node_cpu_cores = 0;
   double node_cpu_us_per_point = 0;
+  /// CPU of the bench's own PostgreSQL and PgBouncer over the measured
+  /// phase (0 with the embedded store or an existing server).
+  double server_cpu_cores = 0;
+  double server_cpu_us_per_point = 0;
   /// The same batches decoded and validated on one thread (CPU time), as
   /// the store decodes them (series by session index)
   double decode_points_per_s_per_core = 0;

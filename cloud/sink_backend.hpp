@@ -1,0 +1,30 @@
+#pragma once
+
+#include <string>
+
+#include <caf/error.hpp>
+
+#include "messages/journal.hpp"
+
+namespace fleetd {
+
+/// One backend a sink actor writes the journal to (VictoriaMetrics, Loki,
+/// ClickHouse, PostgreSQL or the embedded store). The contract, for every
+/// implementation: write() returns no error only once the backend has
+/// accepted every record of `entries` (the sink then advances its cursor
+/// past them); a write repeated after a crash adds nothing (idempotent);
+/// an error says whether a retry can help: ec::unreachable, ec::timeout and
+/// ec::remote_error (5xx, 429) are retried with backoff; ec::invalid_record
+/// (the backend refuses the records as sent, a 4xx) is counted and skipped,
+/// so a sink never blocks the journal forever. Calls block: only a detached
+/// actor makes them.
+class sink_backend {
+public:
+  virtual ~sink_backend() = default;
+
+  /// The sink's name in stats, logs and the cursor table ("victoria", ...).
+  virtual std::string name() const = 0;
+  virtual caf::error write(const journal_entries& entries) = 0;
+};
+
+} // namespace fleetd
