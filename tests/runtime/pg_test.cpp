@@ -316,7 +316,16 @@ TEST_CASE("a statement past the timeout is cancelled with a clear error, "
     REQUIRE_FALSE(inside);
     CHECK(code_of(inside.error()) == ec::timeout);
     c.rollback();
-    // Well under the 2 x 30 s asked for: both were cancelled.
+    // A pipelined transaction scoped with scope() has the timeout too.
+    auto piped = c.pipeline({{"BEGIN", {}},
+                             c.scope("acme"),
+                             {"SELECT pg_sleep(30)", {}},
+                             {"COMMIT", {}}});
+    REQUIRE_FALSE(piped);
+    CHECK(code_of(piped.error()) == ec::timeout);
+    CHECK(c.last_sqlstate() == pg::query_canceled);
+    c.rollback();
+    // Well under the 3 x 30 s asked for: all were cancelled.
     CHECK(std::chrono::steady_clock::now() - started
           < std::chrono::seconds(20));
     CHECK(pg_must(c, "SELECT pg_sleep(0.01), 1").int64(0, 1) == 1);
