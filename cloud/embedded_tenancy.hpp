@@ -5,6 +5,7 @@
 #include <caf/expected.hpp>
 
 #include "cloud/tenancy_backend.hpp"
+#include "cloud/tenancy_keys.hpp"
 #include "messages/types.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/sqlite.hpp"
@@ -23,35 +24,32 @@ public:
   static caf::expected<embedded_tenancy>
   open(const std::string& path, std::string secret, clock_ptr clock);
 
-  /// Who the key in `authorization` ("Bearer fdk_...") belongs to.
   caf::expected<device_identity>
   authenticate(const std::string& authorization) override;
-  /// Uses one enrollment of the token in `authorization` for `device`;
-  /// returns the identity and the device's new key.
   caf::expected<std::pair<device_identity, std::string>>
   enroll(const std::string& authorization, const std::string& device) override;
   caf::expected<org_quota> quota(const std::string& org) override;
 
-  /// The console's commands (tenancy_command.op).
-  caf::expected<tenancy_answer> run(const tenancy_command& cmd) override;
-
-private:
-  caf::expected<tenancy_answer> create_org(const std::string& org);
-  caf::expected<tenancy_answer> list_orgs();
+protected:
+  caf::error create_org(const std::string& org) override;
+  caf::expected<rows> list_orgs() override;
   caf::expected<std::string> add_device(const std::string& org,
-                                        const std::string& device);
-  caf::expected<tenancy_answer> list_devices(const std::string& org);
+                                        const std::string& device) override;
+  caf::expected<rows> list_devices(const std::string& org) override;
   caf::expected<std::string> rotate_key(const std::string& org,
                                         const std::string& device,
-                                        int64_t overlap_ms);
-  caf::expected<tenancy_answer> revoke(const std::string& org,
-                                       const std::string& device);
+                                        int64_t overlap_ms) override;
+  caf::error revoke(const std::string& org, const std::string& device) override;
   caf::expected<std::string> create_token(const std::string& org,
-                                          int64_t uses, int64_t ttl_ms);
-  caf::expected<tenancy_answer> revoke_tokens(const std::string& org);
-  caf::expected<tenancy_answer> set_quota(const tenancy_command& cmd);
+                                          int64_t uses,
+                                          int64_t ttl_ms) override;
+  caf::expected<int64_t> revoke_tokens(const std::string& org) override;
+  caf::error set_quota(const std::string& org, org_quota q) override;
+
+private:
   caf::error require_org(const std::string& org);
-  // Inside the caller's transaction: the device and its first key.
+  // Inside the caller's transaction: the device (a valid name) and its
+  // first key.
   caf::error insert_device(const std::string& org, const std::string& device,
                            std::string& key);
   // Runs `st`; `none` when it changed no row (a name taken or missing).
@@ -62,7 +60,9 @@ private:
                                                const std::string& secret,
                                                caf::error missing);
   // HMAC-SHA256 of a key or token under the node's secret.
-  std::string hash(const std::string& secret) const;
+  std::string hash(const std::string& secret) const {
+    return keyed_hash(secret_, secret);
+  }
   caf::error insert_key(const std::string& org, const std::string& device,
                         std::string& key);
 
@@ -70,13 +70,5 @@ private:
   clock_ptr clock_;
   sqlite::database db_;
 };
-
-/// Names of orgs and devices: 1..64 of [A-Za-z0-9._-], not starting with a
-/// dot; the store keys a device as "<org>/<device>", so no '/'.
-bool valid_name(const std::string& name);
-
-/// Reads the node's hashing secret from `path`, creating it (32 random
-/// bytes as hex, mode 0600) when missing.
-caf::expected<std::string> load_or_create_secret(const std::string& path);
 
 } // namespace fleetd

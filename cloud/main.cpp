@@ -13,6 +13,7 @@
 #include "cloud/ingest_endpoint.hpp"
 #include "cloud/pg_migrate.hpp"
 #include "cloud/pg_store.hpp"
+#include "cloud/pg_tenancy.hpp"
 #include "cloud/retention.hpp"
 #include "cloud/tenancy.hpp"
 #include "messages/error.hpp"
@@ -64,6 +65,11 @@ caf::error validate(const cloud_options& x) {
     return err;
   if (auto err = validate(x.tenancy))
     return err;
+  // Nodes making their own secrets would not know each other's keys.
+  if (x.store.backend == "postgresql" && x.tenancy.secret_file.empty())
+    return bad_config("tenancy.secret-file: required with store.backend = "
+                      "postgresql; every node of the database reads the same "
+                      "secret");
   if (auto err = validate(x.supervisor))
     return err;
   if (x.ingest.max_decoded_bytes < x.endpoint.max_body_bytes)
@@ -76,6 +82,13 @@ caf::error validate(const cloud_options& x) {
 }
 
 using store_ptr = std::shared_ptr<cloud_store_backend>;
+
+// How the node connects as its role (store, tenancy, retention).
+pg::connect_options node_pg_options(const store_config& x) {
+  pg::connect_options opts;
+  opts.statement_timeout_ms = x.postgresql_statement_timeout_ms;
+  return opts;
+}
 
 // Opens the configured store; PostgreSQL's schema is migrated first when
 // the owner's URL is given.
@@ -98,12 +111,39 @@ caf::expected<store_ptr> open_store(const cloud_options& opt,
     log_info("fleetd-cloud", "PostgreSQL schema at version ",
              done->to_version, " (", done->applied, " applied now)");
   }
-  pg::connect_options opts;
-  opts.statement_timeout_ms = x.postgresql_statement_timeout_ms;
-  auto st = pg_store::open(x.postgresql_url, clk, opts, x.postgresql_writers);
+  auto st = pg_store::open(x.postgresql_url, clk, node_pg_options(x),
+                            x.postgresql_writers);
   if (!st)
     return st.error();
   return store_ptr{std::make_shared<pg_store>(std::move(*st))};
+}
+
+using tenancy_ptr = std::shared_ptr<tenancy_backend>;
+
+// Opens the tenancy store beside the cloud store: tenancy.db in the data
+// directory, or the node's PostgreSQL (no file of its own then).
+caf::expected<tenancy_ptr> open_tenancy(const cloud_options& opt,
+                                        const clock_ptr& clk) {
+  auto& dir = opt.common.data_dir;
+  if (opt.store.backend == "postgresql") {
+    auto secret = load_secret(opt.tenancy.secret_file);
+    if (!secret)
+      return secret.error();
+    auto t = pg_tenancy::open(opt.store.postgresql_url, std::move(*secret),
+                              clk, node_pg_options(opt.store));
+    if (!t)
+      return t.error();
+    return tenancy_ptr{std::make_shared<pg_tenancy>(std::move(*t))};
+  }
+  auto secret = load_or_create_secret(opt.tenancy.secret_file.empty()
+                                        ? dir + "/tenancy.secret"
+                                        : opt.tenancy.secret_file);
+  if (!secret)
+    return secret.error();
+  auto t = embedded_tenancy::open(dir + "/tenancy.db", std::move(*secret), clk);
+  if (!t)
+    return t.error();
+  return tenancy_ptr{std::make_shared<embedded_tenancy>(std::move(*t))};
 }
 
 // The cloud store's factory: the store opened at start first, then (after a
@@ -131,7 +171,7 @@ caf::actor spawn_retention(caf::actor_system& sys, stop_list& stops,
     return {};
   auto rcfg = opt.retention;
   rcfg.postgresql_url = opt.store.postgresql_url;
-  rcfg.connect.statement_timeout_ms = opt.store.postgresql_statement_timeout_ms;
+  rcfg.connect = node_pg_options(opt.store);
   rcfg.clock = clk;
   auto ret = caf::actor_cast<caf::actor>(sys.spawn<caf::detached>(retention,
                                                                   rcfg));
@@ -151,7 +191,7 @@ struct cloud_actors {
 // outlives its deaths.
 cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
                           const cloud_options& opt, store_ptr store,
-                          embedded_tenancy tenants, const clock_ptr& clk) {
+                          tenancy_ptr tenants, const clock_ptr& clk) {
   supervisor_config scfg;
   scfg.limits = opt.supervisor;
   scfg.clock = clk;
@@ -159,8 +199,9 @@ cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
                      store_factory(std::move(store), opt, clk));
   stops.add("cloud_store", st);
   auto tcfg = opt.tenancy;
-  // Kept across restarts: its state is in its file, its caches in the actor.
-  tcfg.store = std::make_shared<embedded_tenancy>(std::move(tenants));
+  // Kept across restarts: its state is in its database, its caches in the
+  // actor.
+  tcfg.store = std::move(tenants);
   tcfg.clock = clk;
   auto ten = scfg.add(sys, "tenancy", true, [tcfg](caf::actor_system& s) {
     return caf::expected<caf::actor>{
@@ -247,13 +288,7 @@ int run(int argc, char** argv) {
   auto store = open_store(opt, clk);
   if (!store)
     return die(store.error());
-  auto secret = load_or_create_secret(opt.tenancy.secret_file.empty()
-                                        ? dir + "/tenancy.secret"
-                                        : opt.tenancy.secret_file);
-  if (!secret)
-    return die(secret.error());
-  auto tenants = embedded_tenancy::open(dir + "/tenancy.db", std::move(*secret),
-                                        clk);
+  auto tenants = open_tenancy(opt, clk);
   if (!tenants)
     return die(tenants.error());
   node_config cfg{opt.common};

@@ -192,6 +192,24 @@ caf::error verify_app_role(pg::connection& app) {
   return caf::none;
 }
 
+caf::expected<pg::connection> open_node_connection(const std::string& url,
+                                                   pg::connect_options opts) {
+  auto app = pg::connection::open(url, opts);
+  if (!app)
+    return app.error();
+  if (auto err = verify_app_role(*app))
+    return err;
+  auto version = schema_version(*app);
+  if (!version)
+    return version.error();
+  if (*version < static_cast<int>(builtin_migrations().size()))
+    return make_error(ec::storage_failed,
+                      "the PostgreSQL schema is at version "
+                        + std::to_string(*version) + ", this node needs "
+                        + std::to_string(builtin_migrations().size()));
+  return app;
+}
+
 caf::expected<int64_t> ensure_partitions(pg::connection& conn, int64_t day_ms,
                                          int days) {
   auto r = conn.exec("SELECT fleetd_ensure_partitions($1::date, $2)",
@@ -207,10 +225,7 @@ drop_partitions_before(pg::connection& conn, int64_t cutoff_ms) {
                      {utc_day(cutoff_ms)});
   if (!r)
     return r.error();
-  std::vector<std::string> out;
-  for (int i = 0; i < r->rows(); ++i)
-    out.emplace_back(r->text(i, 0));
-  return out;
+  return r->texts(0);
 }
 
 } // namespace fleetd

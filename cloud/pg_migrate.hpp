@@ -57,6 +57,11 @@ caf::expected<int> schema_version(pg::connection& conn);
 /// of) a table with row security.
 caf::error verify_app_role(pg::connection& app);
 
+/// A node's connection to `url`, checked before use: verify_app_role, and
+/// a schema at least at the version of builtin_migrations().
+caf::expected<pg::connection> open_node_connection(const std::string& url,
+                                                   pg::connect_options opts);
+
 /// Makes the partitions of points, logs and events for `days` days from
 /// the UTC day of `day_ms`; the number it made. Call it ahead of the
 /// writes, in a transaction of its own (it locks the parent tables).

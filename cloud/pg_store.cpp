@@ -25,11 +25,6 @@ std::string utc_day(int64_t ms) {
   return buf;
 }
 
-bool is(const caf::error& err, ec code) {
-  return err && err.category() == caf::atom("fleetd")
-         && err.code() == static_cast<uint8_t>(code);
-}
-
 // A write to a day without its partition (check_violation).
 constexpr const char* missing_partition = "23514";
 
@@ -81,19 +76,9 @@ caf::expected<pg_store> pg_store::open(const std::string& url,
                                        clock_ptr clock,
                                        pg::connect_options opts,
                                        int64_t writers) {
-  auto conn = pg::connection::open(url, opts);
+  auto conn = open_node_connection(url, opts);
   if (!conn)
     return conn.error();
-  if (auto err = verify_app_role(*conn))
-    return err;
-  auto version = schema_version(*conn);
-  if (!version)
-    return version.error();
-  if (*version < static_cast<int>(builtin_migrations().size()))
-    return make_error(ec::storage_failed,
-                      "the PostgreSQL schema is at version "
-                        + std::to_string(*version) + ", this node needs "
-                        + std::to_string(builtin_migrations().size()));
   pg_store out;
   out.clock_ = std::move(clock);
   out.url_ = url;
@@ -175,7 +160,7 @@ caf::expected<ingest_outcome> pg_store::write(const ingest_batch& b) {
   // commit whose answer was lost is found held).
   if (!out && (conn_.last_sqlstate() == missing_partition
                || conn_.last_sqlstate() == pg::unique_violation
-               || is(out.error(), ec::unreachable))) {
+               || is_error(out.error(), ec::unreachable))) {
     if (conn_.last_sqlstate() == missing_partition)
       ensured_day_ = -1;
     else if (conn_.last_sqlstate() == pg::unique_violation)
@@ -519,7 +504,7 @@ pg_store::decode_in_session(const ingest_batch& b, const device_ref& d,
   decode_budget budget{b.decode_budget > 0 ? b.decode_budget
                                            : ws->codec.max_decoded_bytes};
   auto xs = decode_columnar_indexed(b.columnar, ws->codec, budget);
-  if (!xs && is(xs.error(), ec::session_out_of_sync) && *base != 0) {
+  if (!xs && is_error(xs.error(), ec::session_out_of_sync) && *base != 0) {
     // Another node may have advanced the session: reload it from the rows
     // (under the stream's row lock) and decode once more.
     sessions_.erase(session_key{b.device_id, b.epoch});

@@ -109,9 +109,12 @@ void declare(option_set& opts, tenancy_config& x) {
            "org's quota; a revocation on another node takes effect within it",
            0ms);
   opts.add("tenancy.secret-file", x.secret_file, "",
-           "File holding the secret device keys and enrollment tokens are "
-           "hashed with (created, mode 0600, when missing; \"\": "
-           "<data-dir>/tenancy.secret). Nodes sharing a database share it");
+           "File holding the secret (64 hex digits) device keys and "
+           "enrollment tokens are hashed with. Embedded store: created, mode "
+           "0600, when missing (\"\": <data-dir>/tenancy.secret). PostgreSQL "
+           "(store.backend): required and must exist; every node of one "
+           "database must read the same secret, or keys made on one node are "
+           "unknown on the others");
 }
 
 caf::error validate(const tenancy_config& x) {

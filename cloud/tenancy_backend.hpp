@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <caf/expected.hpp>
 
@@ -18,10 +19,12 @@ struct org_quota {
 
 /// What the tenancy actor drives: orgs, devices, device keys (stored only
 /// as keyed hashes), enrollment tokens and quotas, in the embedded SQLite
-/// store (embedded_tenancy) or PostgreSQL. Calls block: only a detached
-/// actor makes them.
+/// store (embedded_tenancy) or PostgreSQL (pg_tenancy). Calls block: only a
+/// detached actor makes them.
 class tenancy_backend {
 public:
+  using rows = std::vector<std::vector<std::string>>;
+
   virtual ~tenancy_backend() = default;
 
   /// Who the key in `authorization` ("Bearer fdk_...") belongs to.
@@ -32,8 +35,37 @@ public:
   virtual caf::expected<std::pair<device_identity, std::string>>
   enroll(const std::string& authorization, const std::string& device) = 0;
   virtual caf::expected<org_quota> quota(const std::string& org) = 0;
-  /// The console's commands (tenancy_command.op).
-  virtual caf::expected<tenancy_answer> run(const tenancy_command& cmd) = 0;
+
+  /// The console's commands (tenancy_command.op): checks the arguments
+  /// both backends share, then runs the backend's operation.
+  caf::expected<tenancy_answer> run(const tenancy_command& cmd);
+
+protected:
+  // `org` is a valid name; conflict when it exists.
+  virtual caf::error create_org(const std::string& org) = 0;
+  // Per org: name, active devices, points_per_second, bytes_per_day.
+  virtual caf::expected<rows> list_orgs() = 0;
+  // The new device's first key; `device` is a valid name.
+  virtual caf::expected<std::string> add_device(const std::string& org,
+                                                const std::string& device)
+    = 0;
+  // Per device of `org` ("": all): org, device, created, revoked, keys.
+  virtual caf::expected<rows> list_devices(const std::string& org) = 0;
+  // The new key; the old ones expire after `overlap_ms`.
+  virtual caf::expected<std::string> rotate_key(const std::string& org,
+                                                const std::string& device,
+                                                int64_t overlap_ms)
+    = 0;
+  virtual caf::error revoke(const std::string& org,
+                            const std::string& device)
+    = 0;
+  // `uses` and `ttl_ms` are positive.
+  virtual caf::expected<std::string>
+  create_token(const std::string& org, int64_t uses, int64_t ttl_ms) = 0;
+  // How many tokens it revoked.
+  virtual caf::expected<int64_t> revoke_tokens(const std::string& org) = 0;
+  // Both are >= 0; unknown_org when there is no such org.
+  virtual caf::error set_quota(const std::string& org, org_quota q) = 0;
 };
 
 } // namespace fleetd

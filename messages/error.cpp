@@ -69,6 +69,11 @@ caf::error make_error(ec code, std::string context) {
                     caf::make_message(std::move(context)));
 }
 
+bool is_error(const caf::error& err, ec code) {
+  return err && err.category() == category
+         && err.code() == static_cast<uint8_t>(code);
+}
+
 std::string render(const caf::error& err) {
   if (!err)
     return "ok";

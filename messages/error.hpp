@@ -84,6 +84,9 @@ const char* to_string(ec x);
 caf::error make_error(ec code);
 caf::error make_error(ec code, std::string context);
 
+/// True when `err` is fleetd's error `code`.
+bool is_error(const caf::error& err, ec code);
+
 /// Human-readable rendering of any error, fleetd's or CAF's.
 std::string render(const caf::error& err);
 

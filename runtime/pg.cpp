@@ -194,6 +194,13 @@ std::string_view result::text(int row, int col) const {
           static_cast<size_t>(PQgetlength(res_.get(), row, col))};
 }
 
+std::vector<std::string> result::texts(int col) const {
+  std::vector<std::string> out;
+  for (int i = 0; i < rows(); ++i)
+    out.emplace_back(text(i, col));
+  return out;
+}
+
 int64_t result::int64(int row, int col) const {
   if (is_null(row, col))
     return 0;

@@ -112,6 +112,8 @@ public:
   /// The value as the server wrote it ("" for NULL or out of range); valid
   /// while the result lives.
   std::string_view text(int row, int col) const;
+  /// Column `col` of every row, as text.
+  std::vector<std::string> texts(int col) const;
   /// An integer column (0 for NULL).
   int64_t int64(int row, int col) const;
   /// A float8 column, NaN and infinities included (0.0 for NULL).

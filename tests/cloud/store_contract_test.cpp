@@ -21,6 +21,8 @@
 #include "messages/metrics_codec.hpp"
 #include "messages/wire.hpp"
 #include "pg_fixture.hpp"
+#include "contract_case.hpp"
+#include "pg_schema.hpp"
 #include "scratch_dir.hpp"
 #include "skip.hpp"
 #include "store_batches.hpp"
@@ -62,20 +64,11 @@ struct embedded_backend : backend {
 };
 
 struct pg_backend : backend {
-  std::optional<test::pg_database> db;
   std::string why;
-  pg_backend() {
-    db = test::fresh_pg_database("contract", why, true);
-    if (!db)
-      return;
-    auto owner = test::pg_connect(db->owner_url);
-    auto done = migrate(owner);
-    REQUIRE_MESSAGE(done, render(done.error()));
-  }
+  std::optional<test::pg_database> db
+    = test::migrated_pg_database("contract", why);
   std::unique_ptr<cloud_store_backend> open() override {
-    pg::connect_options opts;
-    opts.statement_timeout_ms = 30000; // as fleetd-cloud does
-    auto st = pg_store::open(db->pooled_url, clock, opts);
+    auto st = pg_store::open(db->pooled_url, clock, test::pooled_options());
     REQUIRE_MESSAGE(st, render(st.error()));
     return std::make_unique<pg_store>(std::move(*st));
   }
@@ -372,15 +365,6 @@ void run_pg(contract fn) {
 
 } // namespace
 
-// Each contract case once per backend; the PostgreSQL ones run alone (ctest
-// entry store_contract_test.pg) so that their skip hides nothing.
-#define CONTRACT_CASE(name, fn)                                              \
-  TEST_CASE("embedded: " name) {                                             \
-    run_embedded(fn);                                                        \
-  }                                                                          \
-  TEST_CASE("postgresql: " name) {                                           \
-    run_pg(fn);                                                              \
-  }
 
 TEST_CASE("postgresql: a batch another node accepts while this one writes it "
           "is answered as a duplicate, stored once") {

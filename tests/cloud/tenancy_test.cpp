@@ -1,13 +1,19 @@
-// Device identity on the cloud: the embedded tenancy store (keys hashed,
-// rotation, revocation, enrollment tokens), and the ingest actor with the
-// tenancy actor in front of the store (401/403/429, orgs kept apart).
+// Device identity on the cloud: the tenancy stores' contract (keys hashed,
+// rotation, revocation, enrollment tokens, listings, hostile headers), run
+// against the embedded store and PostgreSQL (pg_tenancy behind PgBouncer in
+// transaction pooling); and the ingest actor with the tenancy actor in front
+// of the store (401/403/429, orgs kept apart). The PostgreSQL cases skip
+// when no server can run.
 #include "cloud/tenancy.hpp"
 
 #include <sys/stat.h>
 
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <iterator>
+#include <memory>
+#include <optional>
 #include <string>
 
 #include <caf/scoped_actor.hpp>
@@ -18,14 +24,21 @@
 #include "cloud/embedded_store.hpp"
 #include "cloud/embedded_tenancy.hpp"
 #include "cloud/ingest.hpp"
+#include "cloud/pg_tenancy.hpp"
 #include "cloud_fixture.hpp"
 #include "messages/error.hpp"
 #include "messages/wire.hpp"
 #include "ask.hpp"
 #include "check_samples.hpp"
+#include "pg_fixture.hpp"
+#include "contract_case.hpp"
+#include "pg_schema.hpp"
+#include "skip.hpp"
+#include "tenancy_ops.hpp"
 
 using namespace fleetd;
 using test::ack_of;
+using test::op;
 using namespace std::chrono_literals;
 
 namespace {
@@ -42,137 +55,322 @@ std::string slurp(const std::string& path) {
   return {std::istreambuf_iterator<char>(in), {}};
 }
 
-tenancy_command op(std::string name, std::string org, std::string device = {}) {
-  tenancy_command cmd;
-  cmd.op = std::move(name);
-  cmd.org = std::move(org);
-  cmd.device = std::move(device);
-  return cmd;
-}
-
-struct store_fixture {
-  test::scratch_dir dir{"fleetd-tenancy"};
+// One backend's tenancy stores over one database: open() again is a
+// restart (or another node, for PostgreSQL).
+struct backend {
+  virtual ~backend() = default;
+  virtual std::unique_ptr<tenancy_backend> open(const std::string& secret) = 0;
+  // Every byte the backend keeps of keys and tokens, as text.
+  virtual std::string stored() = 0;
   std::shared_ptr<manual_clock> clock
     = std::make_shared<manual_clock>(clock_start_ms);
-  embedded_tenancy db = open("secret-one");
+};
 
-  embedded_tenancy open(const std::string& secret) {
-    auto x = embedded_tenancy::open(dir.file("tenancy.db"),
-                                    std::string(64, 'a') + secret, clock);
+struct embedded_backend : backend {
+  test::scratch_dir dir{"fleetd-tenancy"};
+  std::unique_ptr<tenancy_backend> open(const std::string& secret) override {
+    auto x = embedded_tenancy::open(dir.file("tenancy.db"), secret, clock);
     REQUIRE_MESSAGE(x, render(x.error()));
-    return std::move(*x);
+    return std::make_unique<embedded_tenancy>(std::move(*x));
+  }
+  std::string stored() override {
+    return slurp(dir.file("tenancy.db")) + slurp(dir.file("tenancy.db-wal"));
+  }
+};
+
+struct pg_backend : backend {
+  std::string why;
+  std::optional<test::pg_database> db;
+  pg_backend() : db(test::migrated_pg_database("tenancy", why)) {
+  }
+  std::unique_ptr<tenancy_backend> open(const std::string& secret) override {
+    auto x = pg_tenancy::open(db->pooled_url, secret, clock,
+                              test::pooled_options());
+    REQUIRE_MESSAGE(x, render(x.error()));
+    return std::make_unique<pg_tenancy>(std::move(*x));
+  }
+  std::string stored() override {
+    // The superuser reads past Row Level Security.
+    auto admin = test::pg_connect(db->admin_url);
+    return std::string{
+      test::pg_must(admin,
+                    "SELECT coalesce(string_agg(encode(hash, 'hex') || "
+                    "encode(hash, 'escape') || org, ','), '') FROM "
+                    "(SELECT hash, org FROM device_keys UNION ALL SELECT "
+                    "hash, org FROM enroll_tokens) t")
+        .text(0, 0)};
+  }
+};
+
+struct store_fixture {
+  backend& be;
+  std::unique_ptr<tenancy_backend> db;
+
+  explicit store_fixture(backend& be) : be(be), db(open("secret-one")) {
+  }
+
+  std::unique_ptr<tenancy_backend> open(const std::string& secret) {
+    return be.open(std::string(64 - secret.size(), 'a') + secret);
   }
 
   std::string secret_of(const tenancy_command& cmd) {
-    auto out = db.run(cmd);
+    auto out = db->run(cmd);
     REQUIRE_MESSAGE(out, render(out.error()));
     REQUIRE_FALSE(out->secret.empty());
     return out->secret;
   }
+
+  tenancy_backend::rows rows_of(const tenancy_command& cmd) {
+    auto out = db->run(cmd);
+    REQUIRE_MESSAGE(out, render(out.error()));
+    return out->rows;
+  }
 };
 
-} // namespace
+using contract = void (*)(store_fixture&);
 
-TEST_CASE("a device key is 256 random bits, shown once and stored only as a "
-          "keyed hash") {
-  store_fixture f;
-  REQUIRE(f.db.run(op("org-create", "acme")));
+void run_embedded(contract fn) {
+  embedded_backend be;
+  store_fixture f{be};
+  fn(f);
+}
+
+void run_pg(contract fn) {
+  pg_backend be;
+  if (!be.db)
+    return test::skip(be.why);
+  store_fixture f{be};
+  fn(f);
+}
+
+void keys_are_hashed(store_fixture& f) {
+  REQUIRE(f.db->run(op("org-create", "acme")));
   auto key = f.secret_of(op("device-add", "acme", "d1"));
   CHECK(key.size() == 4 + 64);
   CHECK(key.rfind("fdk_", 0) == 0);
   CHECK(key != f.secret_of(op("device-add", "acme", "d2")));
-  auto who = f.db.authenticate("Bearer " + key);
+  auto who = f.db->authenticate("Bearer " + key);
   REQUIRE_MESSAGE(who, render(who.error()));
   CHECK(who->org == "acme");
   CHECK(who->device == "d1");
-  // Neither the key nor its hex digits are in the database file.
-  auto file = slurp(f.dir.file("tenancy.db")) + slurp(f.dir.file("tenancy.db-wal"));
-  CHECK(file.find(key.substr(4)) == std::string::npos);
+  // Neither the key nor its hex digits are in the database.
+  auto stored = f.be.stored();
+  CHECK(stored.find("acme") != std::string::npos);
+  CHECK(stored.find(key.substr(4)) == std::string::npos);
+  CHECK(stored.find(key.substr(4, 16)) == std::string::npos);
   // The database without the node's secret proves nothing.
   auto other = f.open("secret-two");
-  CHECK(has_code(other.authenticate("Bearer " + key).error(), ec::unknown_key));
+  CHECK(has_code(other->authenticate("Bearer " + key).error(),
+                 ec::unknown_key));
   // Errors never quote the key.
-  auto wrong = f.db.authenticate("Bearer fdk_" + std::string(64, '0'));
+  auto wrong = f.db->authenticate("Bearer fdk_" + std::string(64, '0'));
   CHECK(has_code(wrong.error(), ec::unknown_key));
   CHECK(render(wrong.error()).find("0000") == std::string::npos);
-  CHECK(has_code(f.db.authenticate("").error(), ec::missing_key));
-  CHECK(has_code(f.db.authenticate("Basic abc").error(), ec::unknown_key));
-  CHECK(has_code(f.db.authenticate("Bearer " + key + "x").error(),
+  CHECK(has_code(f.db->authenticate("").error(), ec::missing_key));
+  CHECK(has_code(f.db->authenticate("Basic abc").error(), ec::unknown_key));
+  CHECK(has_code(f.db->authenticate("Bearer " + key + "x").error(),
                  ec::unknown_key));
 }
 
-TEST_CASE("rotation keeps the old key for the overlap, then it is expired; "
-          "revocation refuses every key of the device") {
-  store_fixture f;
-  REQUIRE(f.db.run(op("org-create", "acme")));
+void rotation_and_revocation(store_fixture& f) {
+  REQUIRE(f.db->run(op("org-create", "acme")));
   auto first = f.secret_of(op("device-add", "acme", "d1"));
   auto rotate = op("rotate-key", "acme", "d1");
   rotate.duration_ms = 60'000;
   auto second = f.secret_of(rotate);
-  CHECK(f.db.authenticate("Bearer " + first));
-  CHECK(f.db.authenticate("Bearer " + second));
-  f.clock->advance(60'000);
-  CHECK(has_code(f.db.authenticate("Bearer " + first).error(), ec::expired_key));
-  CHECK(f.db.authenticate("Bearer " + second));
-  auto listed = f.db.run(op("device-list", ""));
-  REQUIRE(listed);
-  REQUIRE(listed->rows.size() == 1);
-  CHECK(listed->rows[0][4] == "1"); // one key in use
-  REQUIRE(f.db.run(op("revoke", "acme", "d1")));
-  CHECK(has_code(f.db.authenticate("Bearer " + second).error(),
+  CHECK(f.db->authenticate("Bearer " + first));
+  CHECK(f.db->authenticate("Bearer " + second));
+  f.be.clock->advance(59'999);
+  CHECK(f.db->authenticate("Bearer " + first));
+  f.be.clock->advance(1);
+  CHECK(has_code(f.db->authenticate("Bearer " + first).error(),
+                 ec::expired_key));
+  CHECK(f.db->authenticate("Bearer " + second));
+  auto listed = f.rows_of(op("device-list", ""));
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0][4] == "1"); // one key in use
+  CHECK(has_code(f.db->run(op("rotate-key", "acme", "nope")).error(),
+                 ec::unknown_device));
+  REQUIRE(f.db->run(op("revoke", "acme", "d1")));
+  CHECK(has_code(f.db->authenticate("Bearer " + second).error(),
                  ec::revoked_key));
-  CHECK(has_code(f.db.run(rotate).error(), ec::revoked_key));
-  CHECK(has_code(f.db.run(op("revoke", "acme", "d1")).error(),
+  CHECK(has_code(f.db->run(rotate).error(), ec::revoked_key));
+  CHECK(has_code(f.db->run(op("revoke", "acme", "d1")).error(),
                  ec::unknown_device));
 }
 
-TEST_CASE("an enrollment token enrolls N devices until it expires, is used "
-          "up or revoked") {
-  store_fixture f;
-  REQUIRE(f.db.run(op("org-create", "acme")));
+void enrollment_tokens(store_fixture& f) {
+  REQUIRE(f.db->run(op("org-create", "acme")));
   auto create = op("enroll-create", "acme");
   create.uses = 2;
   create.duration_ms = 3'600'000;
   auto token = f.secret_of(create);
   CHECK(token.rfind("fdt_", 0) == 0);
   auto bearer = "Bearer " + token;
-  auto a = f.db.enroll(bearer, "a");
+  auto a = f.db->enroll(bearer, "a");
   REQUIRE_MESSAGE(a, render(a.error()));
   CHECK(a->first.org == "acme");
-  CHECK(f.db.authenticate("Bearer " + a->second));
+  CHECK(f.db->authenticate("Bearer " + a->second));
   // The same name again is a conflict and uses nothing up.
-  CHECK(has_code(f.db.enroll(bearer, "a").error(), ec::conflict));
-  CHECK(f.db.enroll(bearer, "b"));
-  auto used = f.db.enroll(bearer, "c");
+  CHECK(has_code(f.db->enroll(bearer, "a").error(), ec::conflict));
+  CHECK(has_code(f.db->enroll(bearer, "../a").error(), ec::conflict));
+  CHECK(f.db->enroll(bearer, "b"));
+  auto used = f.db->enroll(bearer, "c");
   CHECK(has_code(used.error(), ec::bad_enroll_token));
   CHECK(render(used.error()).find("used up") != std::string::npos);
   auto late = f.secret_of(create);
-  f.clock->advance(3'600'000);
-  CHECK(render(f.db.enroll("Bearer " + late, "d").error()).find("expired")
+  f.be.clock->advance(3'600'000);
+  CHECK(render(f.db->enroll("Bearer " + late, "d").error()).find("expired")
         != std::string::npos);
   auto revoked = f.secret_of(create);
-  REQUIRE(f.db.run(op("enroll-revoke", "acme")));
-  CHECK(render(f.db.enroll("Bearer " + revoked, "e").error()).find("revoked")
+  auto out = f.db->run(op("enroll-revoke", "acme"));
+  REQUIRE(out);
+  CHECK(out->rows.at(0).at(1) == "3");
+  CHECK(render(f.db->enroll("Bearer " + revoked, "e").error()).find("revoked")
         != std::string::npos);
-  CHECK(has_code(f.db.enroll("Bearer fdt_" + std::string(64, '1'), "f").error(),
+  CHECK(has_code(f.db->enroll("Bearer fdt_" + std::string(64, '1'), "f")
+                   .error(),
                  ec::bad_enroll_token));
-  CHECK(has_code(f.db.enroll("Bearer " + token.substr(0, 10), "f").error(),
+  CHECK(has_code(f.db->enroll("Bearer " + token.substr(0, 10), "f").error(),
                  ec::bad_enroll_token));
+  // A device key is no enrollment token, nor the other way round.
+  CHECK(has_code(f.db->enroll("Bearer " + a->second, "g").error(),
+                 ec::bad_enroll_token));
+  CHECK(has_code(f.db->authenticate(bearer).error(), ec::unknown_key));
+  CHECK(f.rows_of(op("device-list", "acme")).size() == 2);
 }
 
-TEST_CASE("names are checked; unknown orgs and duplicates are refused") {
-  store_fixture f;
-  CHECK(has_code(f.db.run(op("org-create", "a/b")).error(), ec::conflict));
-  CHECK(has_code(f.db.run(op("org-create", "")).error(), ec::conflict));
-  CHECK(has_code(f.db.run(op("org-create", std::string(65, 'x'))).error(),
+void names_checked(store_fixture& f) {
+  CHECK(has_code(f.db->run(op("org-create", "a/b")).error(), ec::conflict));
+  CHECK(has_code(f.db->run(op("org-create", "")).error(), ec::conflict));
+  CHECK(has_code(f.db->run(op("org-create", std::string(65, 'x'))).error(),
                  ec::conflict));
-  REQUIRE(f.db.run(op("org-create", "acme")));
-  CHECK(has_code(f.db.run(op("org-create", "acme")).error(), ec::conflict));
-  CHECK(has_code(f.db.run(op("device-add", "nope", "d")).error(),
+  REQUIRE(f.db->run(op("org-create", "acme")));
+  CHECK(has_code(f.db->run(op("org-create", "acme")).error(), ec::conflict));
+  CHECK(has_code(f.db->run(op("device-add", "nope", "d")).error(),
                  ec::unknown_org));
-  CHECK(has_code(f.db.run(op("device-add", "acme", "../x")).error(),
+  CHECK(has_code(f.db->run(op("device-add", "acme", "../x")).error(),
                  ec::conflict));
-  CHECK(has_code(f.db.run(op("frobnicate", "acme")).error(), ec::conflict));
+  REQUIRE(f.db->run(op("device-add", "acme", "d")));
+  CHECK(has_code(f.db->run(op("device-add", "acme", "d")).error(),
+                 ec::conflict));
+  auto token = op("enroll-create", "nope");
+  token.uses = 1;
+  token.duration_ms = 1000;
+  CHECK(has_code(f.db->run(token).error(), ec::unknown_org));
+  token.org = "acme";
+  token.uses = 0;
+  CHECK(has_code(f.db->run(token).error(), ec::conflict));
+  CHECK(has_code(f.db->run(op("quota-set", "nope")).error(), ec::unknown_org));
+  CHECK(has_code(f.db->run(op("frobnicate", "acme")).error(), ec::conflict));
+}
+
+void listings(store_fixture& f) {
+  for (auto org : {"zeta", "Acme", "acme", "a-b"})
+    REQUIRE(f.db->run(op("org-create", org)));
+  REQUIRE(f.db->run(op("device-add", "acme", "d2")));
+  REQUIRE(f.db->run(op("device-add", "acme", "D1")));
+  REQUIRE(f.db->run(op("device-add", "zeta", "x")));
+  REQUIRE(f.db->run(op("revoke", "acme", "d2")));
+  auto quota = op("quota-set", "acme");
+  quota.points_per_second = 7;
+  quota.bytes_per_day = 9000;
+  REQUIRE(f.db->run(quota));
+  using rows = tenancy_backend::rows;
+  // Byte order (upper case first), active devices counted, quotas shown.
+  CHECK(f.rows_of(op("org-list", ""))
+        == rows{{"Acme", "0", "0", "0"},
+                {"a-b", "0", "0", "0"},
+                {"acme", "1", "7", "9000"},
+                {"zeta", "1", "0", "0"}});
+  auto t = std::to_string(clock_start_ms);
+  CHECK(f.rows_of(op("device-list", ""))
+        == rows{{"acme", "D1", t, "-", "1"},
+                {"acme", "d2", t, t, "1"},
+                {"zeta", "x", t, "-", "1"}});
+  CHECK(f.rows_of(op("device-list", "zeta")) == rows{{"zeta", "x", t, "-", "1"}});
+  CHECK(f.rows_of(op("device-list", "nope")).empty());
+  auto q = f.db->quota("acme");
+  REQUIRE(q);
+  CHECK(q->points_per_second == 7);
+  CHECK(q->bytes_per_day == 9000);
+  q = f.db->quota("zeta");
+  REQUIRE(q);
+  CHECK(q->points_per_second == 0);
+  q = f.db->quota("nope");
+  REQUIRE(q);
+  CHECK(q->bytes_per_day == 0);
+  quota.points_per_second = 0;
+  REQUIRE(f.db->run(quota));
+  CHECK(f.db->quota("acme")->points_per_second == 0);
+}
+
+// Headers from the network: each malformed one is refused with the code a
+// wrong key gets, quoting nothing of it.
+void hostile_headers(store_fixture& f) {
+  REQUIRE(f.db->run(op("org-create", "acme")));
+  auto key = f.secret_of(op("device-add", "acme", "d1"));
+  auto hex = key.substr(4);
+  std::string nul = "Bearer fdk_" + hex;
+  nul[20] = '\0';
+  const std::string headers[] = {
+    std::string(1 << 20, 'B'),
+    "Bearer " + std::string(1 << 20, 'f'),
+    "Bearer fdk_" + hex + hex,
+    "bearer " + key,
+    "Bearer  " + key.substr(0, key.size() - 1),
+    "Bearer fdk_" + hex.substr(0, 63) + "g",
+    "Bearer fdk_" + hex.substr(0, 63) + "\xff",
+    "Bearer fdk_" + hex.substr(0, 62) + "'\\",
+    nul,
+    "Bearer fdt_" + hex,
+    "Bearer " + std::string(68, '\x80'),
+  };
+  for (auto& h : headers) {
+    CAPTURE(h.size());
+    auto who = f.db->authenticate(h);
+    CHECK(has_code(who.error(), ec::unknown_key));
+    CHECK(render(who.error()).size() < 200);
+    auto in = f.db->enroll(h, "x");
+    CHECK(has_code(in.error(), ec::bad_enroll_token));
+    CHECK(render(in.error()).size() < 200);
+  }
+  // Device names from the network are bounded and never echoed whole.
+  auto create = op("enroll-create", "acme");
+  create.uses = 5;
+  create.duration_ms = 60'000;
+  auto token = "Bearer " + f.secret_of(create);
+  auto long_name = f.db->enroll(token, std::string(1 << 20, 'd'));
+  CHECK(has_code(long_name.error(), ec::conflict));
+  CHECK(render(long_name.error()).size() < 300);
+  CHECK(has_code(f.db->enroll(token, "a'; DROP TABLE devices; --").error(),
+                 ec::conflict));
+  CHECK(f.db->authenticate("Bearer " + key));
+  CHECK(f.rows_of(op("device-list", "")).size() == 1);
+}
+
+} // namespace
+
+
+CONTRACT_CASE("a device key is 256 random bits, shown once and stored only "
+              "as a keyed hash",
+              keys_are_hashed)
+CONTRACT_CASE("rotation keeps the old key for the overlap, then it is "
+              "expired; revocation refuses every key of the device",
+              rotation_and_revocation)
+CONTRACT_CASE("an enrollment token enrolls N devices until it expires, is "
+              "used up or revoked",
+              enrollment_tokens)
+CONTRACT_CASE("names are checked; unknown orgs and duplicates are refused",
+              names_checked)
+CONTRACT_CASE("orgs and devices are listed in byte order with their active "
+              "devices, keys and quotas",
+              listings)
+CONTRACT_CASE("a malformed or oversized Authorization header is refused as "
+              "an unknown key or token, quoting nothing",
+              hostile_headers)
+
+TEST_CASE("names: 1-64 of A-Z a-z 0-9 . _ -, not starting with a dot") {
   CHECK(valid_name("edge-01.site_a"));
   CHECK_FALSE(valid_name(".hidden"));
 }
@@ -180,6 +378,7 @@ TEST_CASE("names are checked; unknown orgs and duplicates are refused") {
 TEST_CASE("the hashing secret is made once, 0600, and read back") {
   test::scratch_dir dir{"fleetd-secret"};
   auto path = dir.file("tenancy.secret");
+  CHECK(has_code(load_secret(path).error(), ec::bad_config));
   auto made = load_or_create_secret(path);
   REQUIRE(made);
   CHECK(made->size() == 64);
@@ -187,6 +386,7 @@ TEST_CASE("the hashing secret is made once, 0600, and read back") {
   REQUIRE(::stat(path.c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);
   CHECK(*load_or_create_secret(path) == *made);
+  CHECK(*load_secret(path) == *made);
   std::ofstream(path) << "short\n";
   CHECK(has_code(load_or_create_secret(path).error(), ec::bad_config));
 }

@@ -93,6 +93,12 @@ TEST_CASE("a check across options names the real option keys") {
                  "store.postgresql-url: required");
   check_rejected(run_with("fleetd-cloud", {"--store.postgresql-url=x"}),
                  "store.postgresql-url: only with store.backend = postgresql");
+  // Nodes of one database must hash keys alike: no secret made up per node.
+  check_rejected(run_with("fleetd-cloud", {"--store.backend=postgresql",
+                                           "--ingest.anonymous=false",
+                                           "--store.postgresql-url=x"}),
+                 "tenancy.secret-file: required with store.backend = "
+                 "postgresql");
   // The list of cloud nodes stands instead of the one node, never beside it.
   temp_dir tmp;
   write_file(tmp.path() + "/c.ini", "[cloud]\nport = 7480\n");

@@ -1,4 +1,5 @@
-// fleetd-cloud killed with SIGKILL mid-stream: every point arrives exactly once.
+// fleetd-cloud killed with SIGKILL mid-stream: every point arrives exactly
+// once, on the embedded store and on PostgreSQL through PgBouncer.
 #include <doctest/doctest.h>
 
 #include <csignal>
@@ -16,44 +17,44 @@ namespace {
 constexpr int64_t rounds = 80;
 constexpr int kills = 3;
 
-std::unique_ptr<process> start_cloud(const temp_dir& tmp, int port) {
-  return std::make_unique<process>(
-    program("fleetd-cloud"),
-    std::vector<std::string>{"--node.data-dir=" + tmp.path() + "/cloud",
-                             "--ingest.port=" + std::to_string(port),
-                             "--console.port=0", "--log.level=debug"},
-    tmp.path() + "/cloud.log");
+std::unique_ptr<process> start_cloud(const temp_dir& tmp,
+                                     const cloud_backend& backend, int port) {
+  std::vector<std::string> args{"--node.data-dir=" + tmp.path() + "/cloud",
+                                "--ingest.port=" + std::to_string(port),
+                                "--console.port=0", "--log.level=debug"};
+  auto flags = backend.node_flags();
+  args.insert(args.end(), flags.begin(), flags.end());
+  return std::make_unique<process>(program("fleetd-cloud"), args,
+                                   tmp.path() + "/cloud.log");
 }
 
-int64_t cloud_batches(const temp_dir& tmp) {
-  return query_int(tmp.path() + "/cloud/cloud.db",
-                   "SELECT count(*) FROM batches WHERE stream = 'metrics'");
-}
-
-} // namespace
-
-TEST_CASE("a cloud killed mid-stream loses and duplicates nothing") {
+void cloud_killed_mid_stream(const cloud_backend& backend) {
   temp_dir tmp;
   auto seed = std::random_device{}();
-  MESSAGE("seed ", seed, ", temp dir ", tmp.path());
+  MESSAGE(backend.name(), ": seed ", seed, ", temp dir ", tmp.path());
   std::mt19937 rng(seed);
-  auto cloud = start_cloud(tmp, 0);
-  auto port_file = tmp.path() + "/cloud/ingest.port";
-  REQUIRE(eventually([&] { return exists(port_file); }, 10s));
-  auto port = std::stoi(read_file(port_file));
+  auto cloud = start_cloud(tmp, backend, 0);
+  auto port = port_from(tmp.path() + "/cloud/ingest.port");
+  auto cloud_console = port_from(tmp.path() + "/cloud/console.port");
+  REQUIRE_MESSAGE(port != 0, read_file(tmp.path() + "/cloud.log"));
+  REQUIRE(cloud_console != 0);
+  auto store = backend.store(tmp.path() + "/cloud");
+  auto cloud_batches = [&] { return store.batches("crash-dev", "metrics"); };
   auto dev_dir = tmp.path() + "/device";
   auto dev_db = dev_dir + "/fleetd.db";
-  process device{program("fleetd"),
-                 {"--node.data-dir=" + dev_dir, "--device.id=crash-dev",
-                  "--cloud.port=" + std::to_string(port), "--console.port=0",
-                  "--cloud.timeout=2s", "--collector.interval=50ms",
-                  "--collector.rounds=" + std::to_string(rounds),
-                  "--sync.interval=50ms", "--sync.batch-size=100",
-                  "--sync.backoff-base=20ms", "--sync.backoff-cap=300ms"},
-                 tmp.path() + "/device.log"};
+  std::vector<std::string> args{
+    "--node.data-dir=" + dev_dir, "--device.id=crash-dev",
+    "--cloud.port=" + std::to_string(port), "--console.port=0",
+    "--cloud.timeout=2s", "--collector.interval=50ms",
+    "--collector.rounds=" + std::to_string(rounds), "--sync.interval=50ms",
+    "--sync.batch-size=100", "--sync.backoff-base=20ms",
+    "--sync.backoff-cap=300ms"};
+  auto flags = backend.device_flags(tmp.path(), cloud_console);
+  args.insert(args.end(), flags.begin(), flags.end());
+  process device{program("fleetd"), args, tmp.path() + "/device.log"};
   for (int i = 0; i < kills; ++i) {
-    auto target = cloud_batches(tmp) + std::uniform_int_distribution<>(1, 5)(rng);
-    REQUIRE(eventually([&] { return cloud_batches(tmp) >= target; }, 30s));
+    auto target = cloud_batches() + std::uniform_int_distribution<>(1, 5)(rng);
+    REQUIRE(eventually([&] { return cloud_batches() >= target; }, 30s));
     cloud->signal(SIGKILL);
     REQUIRE(cloud->wait(5s));
     // The device keeps collecting while the cloud is gone.
@@ -63,7 +64,7 @@ TEST_CASE("a cloud killed mid-stream loses and duplicates nothing") {
         return query_int(dev_db, "SELECT count(*) FROM metrics") > before + 50;
       },
       10s));
-    cloud = start_cloud(tmp, port);
+    cloud = start_cloud(tmp, backend, port);
   }
   REQUIRE(eventually([&] { return exists(dev_dir + "/console.port"); }, 10s));
   auto console = static_cast<uint16_t>(std::stoi(read_file(dev_dir + "/console.port")));
@@ -72,7 +73,16 @@ TEST_CASE("a cloud killed mid-stream loses and duplicates nothing") {
   REQUIRE(device.wait(10s) == 0);
   cloud->signal(SIGTERM);
   REQUIRE(cloud->wait(10s) == 0);
-  auto committed = check_metrics_exactly_once(
-    dev_db, tmp.path() + "/cloud/cloud.db", "crash-dev");
+  auto committed = check_metrics_exactly_once(dev_db, store, "crash-dev");
   CHECK(committed > 1000);
+}
+
+} // namespace
+
+TEST_CASE("a cloud killed mid-stream loses and duplicates nothing") {
+  cloud_killed_mid_stream(cloud_backend{});
+}
+
+TEST_CASE("postgresql: a cloud killed mid-stream loses and duplicates nothing") {
+  on_postgresql("cloud_crash", cloud_killed_mid_stream);
 }

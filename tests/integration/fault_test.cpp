@@ -1,6 +1,7 @@
 // Network faults between device and cloud (delay, throttle, drop, blackhole,
 // and a seeded mix, also over 10 simulated hours): once the network heals,
-// every metric, log line and event arrives exactly once and in order.
+// every metric, log line and event arrives exactly once and in order; the
+// "postgresql:" cases with the cloud on PostgreSQL through PgBouncer.
 #include <doctest/doctest.h>
 
 #include <csignal>
@@ -42,21 +43,27 @@ struct rig {
   std::unique_ptr<process> device;
   std::string dev_dir = tmp.path() + "/device";
   std::string dev_db = dev_dir + "/fleetd.db";
-  std::string cloud_db = tmp.path() + "/cloud/cloud.db";
+  cloud_backend backend;
+  cloud_store cloud_db;
 
   device_plan plan;
 
-  explicit rig(device_plan p = {}) : plan(std::move(p)) {
-    MESSAGE("temp dir ", tmp.path());
-    cloud = std::make_unique<process>(
-      program("fleetd-cloud"),
-      std::vector<std::string>{"--node.data-dir=" + tmp.path() + "/cloud",
-                               "--ingest.port=0", "--console.port=0",
-                               "--log.level=debug"},
-      tmp.path() + "/cloud.log");
-    auto port_file = tmp.path() + "/cloud/ingest.port";
-    REQUIRE(eventually([&] { return exists(port_file); }, 10s));
-    auto port = static_cast<uint16_t>(std::stoi(read_file(port_file)));
+  explicit rig(device_plan p = {}, cloud_backend b = {})
+    : backend(std::move(b)),
+      cloud_db(backend.store(tmp.path() + "/cloud")),
+      plan(std::move(p)) {
+    MESSAGE(backend.name(), ": temp dir ", tmp.path());
+    std::vector<std::string> cloud_args{
+      "--node.data-dir=" + tmp.path() + "/cloud", "--ingest.port=0",
+      "--console.port=0", "--log.level=debug"};
+    auto node_flags = backend.node_flags();
+    cloud_args.insert(cloud_args.end(), node_flags.begin(), node_flags.end());
+    cloud = std::make_unique<process>(program("fleetd-cloud"), cloud_args,
+                                      tmp.path() + "/cloud.log");
+    auto port = port_from(tmp.path() + "/cloud/ingest.port");
+    auto console = port_from(tmp.path() + "/cloud/console.port");
+    REQUIRE_MESSAGE(port != 0, read_file(tmp.path() + "/cloud.log"));
+    REQUIRE(console != 0);
     proxy = std::make_unique<fault_proxy>(port);
     std::vector<std::string> args{
       "--node.data-dir=" + dev_dir, std::string("--device.id=") + device_id,
@@ -69,48 +76,14 @@ struct rig {
       "--load.event-every=" + std::to_string(plan.event_every),
       "--clock.speed=" + std::to_string(plan.speed)};
     args.insert(args.end(), plan.sync.begin(), plan.sync.end());
+    auto enroll = backend.device_flags(tmp.path(), console);
+    args.insert(args.end(), enroll.begin(), enroll.end());
     device = std::make_unique<process>(program("fleetd"), args,
                                        tmp.path() + "/device.log");
   }
 
-  int64_t acked_upto(const std::string& stream) {
-    return query_int(dev_db, "SELECT acked_upto FROM stream_state WHERE "
-                             "stream = '" + stream + "'");
-  }
-
-  int64_t unacked_batches(const std::string& stream) {
-    return query_int(dev_db, "SELECT next_sequence - 1 - acked_sequence FROM "
-                             "stream_state WHERE stream = '" + stream + "'");
-  }
-
-  /// Sequences 1..N stored once each: N = the last batch the device cut,
-  /// or for events (recorded until shutdown) the last acked or one more.
-  void check_sequences(const std::string& stream) {
-    CAPTURE(stream);
-    auto state = [&](const char* column) {
-      return query_int(dev_db, std::string("SELECT ") + column
-                                 + " FROM stream_state WHERE stream = '"
-                                 + stream + "'");
-    };
-    auto cut = state("next_sequence - 1");
-    auto acked = state("acked_sequence");
-    auto seqs = query(cloud_db, std::string("SELECT sequence FROM batches "
-                                            "WHERE device_id = '")
-                                  + device_id + "' AND stream = '" + stream
-                                  + "' ORDER BY sequence");
-    auto n = static_cast<int64_t>(seqs.size());
-    if (stream == "events") {
-      CHECK(n >= acked);
-      CHECK(n <= cut);
-    } else {
-      REQUIRE(n == cut);
-    }
-    for (int64_t i = 0; i < n; ++i)
-      CHECK(std::stoll(seqs[static_cast<size_t>(i)]) == i + 1);
-  }
-
   int64_t cloud_batches() {
-    return query_int(cloud_db, "SELECT count(*) FROM batches WHERE stream = 'metrics'");
+    return cloud_db.batches(device_id, "metrics");
   }
 
   /// The path works before any fault: at least one batch went through.
@@ -124,33 +97,8 @@ struct rig {
     REQUIRE(eventually([&] { return exists(dev_dir + "/console.port"); }, 10s));
     auto console =
       static_cast<uint16_t>(std::stoi(read_file(dev_dir + "/console.port")));
-    // Drained. The collector counts a round when it asks storage to keep it,
-    // before storage has written it; so "rounds == N" alone can pass while
-    // the last round is still in flight, and SIGTERM then leaves it unsent.
-    // Hence also: the collector reports "done" (its last store answered),
-    // and, read after that, the store itself has acked every metric row.
-    bool drained = eventually(
-      [&] {
-        auto st = console_status(console);
-        if (!st || counter(*st, "load_generator", "rounds") != plan.rounds
-            || state_of(*st, "load_generator") != "done"
-            || state_of(*st, "system_collector") != "done"
-            || counter(*st, "storage", "queued_batches") != 0
-            || counter(*st, "storage", "unbatched_points") != 0
-            || counter(*st, "storage", "unbatched_logs") != 0
-            || counter(*st, "storage", "unbatched_events") != 0)
-          return false;
-        // Read after the above: every row the store holds is acked.
-        return acked_upto("metrics")
-                 == query_int(dev_db, "SELECT max(id) FROM metrics")
-               && acked_upto("logs")
-                    == query_int(dev_db, "SELECT max(id) FROM logs")
-               && unacked_batches("metrics") == 0
-               && unacked_batches("logs") == 0
-               && unacked_batches("events") == 0 && acked_upto("events") > 0;
-      },
-      plan.speed > 1 ? 120s : 30s);
-    REQUIRE(drained);
+    REQUIRE(device_synced_all(console, dev_db, plan.rounds,
+                              plan.speed > 1 ? 120s : 30s));
     // Faults of the network never put the series session out of step:
     // every metrics batch continued the histories of the one before.
     auto st = console_status(console);
@@ -165,42 +113,15 @@ struct rig {
     proxy->stop();
     MESSAGE("proxy: connections ", s.connections, ", dropped ", s.dropped,
             ", bytes up ", s.bytes_up, ", bytes down ", s.bytes_down);
-    auto sent = device_points(dev_db);
-    auto got = cloud_points(cloud_db, device_id);
-    MESSAGE("device collected ", sent.size(), " points; cloud holds ",
-            got.size());
-    CHECK(sent.size() >= static_cast<size_t>(plan.rounds * plan.series));
-    CHECK(got.size() == sent.size());
-    CHECK(got == sent);
-    // Logs and events: the same records in the same order.
-    auto lines = device_logs(dev_db);
-    auto got_lines = cloud_logs(cloud_db, device_id);
-    MESSAGE("device wrote ", lines.size(), " log lines; cloud holds ",
-            got_lines.size());
-    CHECK(static_cast<int64_t>(lines.size()) == plan.rounds * plan.log_lines);
-    CHECK(got_lines == lines);
-    // Events recorded after the drain (shutdown) may not have been sent.
-    auto events = device_events(dev_db, acked_upto("events"));
-    auto got_events = cloud_events(cloud_db, device_id);
-    MESSAGE("device recorded ", events.size(), " synced events; cloud holds ",
-            got_events.size());
-    CHECK(static_cast<int64_t>(events.size())
-          >= plan.rounds / plan.event_every);
-    CHECK(got_events == events);
-    for (auto stream : {"metrics", "logs", "events"})
-      check_sequences(stream);
-    CHECK(query_int(cloud_db, "SELECT count(*) FROM points")
-          == query_int(cloud_db,
-                       "SELECT count(*) FROM (SELECT DISTINCT device_id, "
-                       "series_id, ts, value FROM points)"));
-    CHECK(query_int(dev_db, "SELECT count(*) FROM sync_queue") == 0);
+    auto n = check_records_exactly_once(dev_db, cloud_db, device_id);
+    CHECK(n.points >= static_cast<size_t>(plan.rounds * plan.series));
+    CHECK(static_cast<int64_t>(n.log_lines) == plan.rounds * plan.log_lines);
+    CHECK(static_cast<int64_t>(n.events) >= plan.rounds / plan.event_every);
   }
 };
 
-} // namespace
-
-TEST_CASE("delay: 200 ms per chunk") {
-  rig r;
+void delay(const cloud_backend& backend) {
+  rig r({}, backend);
   r.wait_first_batch();
   r.proxy->delay(200ms);
   auto before = r.cloud_batches();
@@ -210,8 +131,8 @@ TEST_CASE("delay: 200 ms per chunk") {
   r.heal_and_check();
 }
 
-TEST_CASE("throttle: 20 kB/s") {
-  rig r;
+void throttle(const cloud_backend& backend) {
+  rig r({}, backend);
   r.wait_first_batch();
   r.proxy->throttle(20000);
   auto before = r.cloud_batches();
@@ -219,8 +140,8 @@ TEST_CASE("throttle: 20 kB/s") {
   r.heal_and_check();
 }
 
-TEST_CASE("drop: every connection closed while it lasts") {
-  rig r;
+void drop(const cloud_backend& backend) {
+  rig r({}, backend);
   r.wait_first_batch();
   r.proxy->drop();
   // Every connection open at the drop is closed; from then on none forwards.
@@ -236,8 +157,8 @@ TEST_CASE("drop: every connection closed while it lasts") {
   r.heal_and_check();
 }
 
-TEST_CASE("blackhole: nothing forwarded while it lasts") {
-  rig r;
+void blackhole(const cloud_backend& backend) {
+  rig r({}, backend);
   r.wait_first_batch();
   r.proxy->blackhole();
   // A write already under way completes; after it no chunk moves.
@@ -252,6 +173,41 @@ TEST_CASE("blackhole: nothing forwarded while it lasts") {
   CHECK(s1.bytes_up == s0.bytes_up);
   CHECK(s1.bytes_down == s0.bytes_down);
   r.heal_and_check();
+}
+
+} // namespace
+
+TEST_CASE("delay: 200 ms per chunk") {
+  delay({});
+}
+
+TEST_CASE("throttle: 20 kB/s") {
+  throttle({});
+}
+
+TEST_CASE("drop: every connection closed while it lasts") {
+  drop({});
+}
+
+TEST_CASE("blackhole: nothing forwarded while it lasts") {
+  blackhole({});
+}
+
+// The same on PostgreSQL through PgBouncer (fault_test.pg).
+TEST_CASE("postgresql: delay: 200 ms per chunk") {
+  on_postgresql("fault_delay", delay);
+}
+
+TEST_CASE("postgresql: throttle: 20 kB/s") {
+  on_postgresql("fault_throttle", throttle);
+}
+
+TEST_CASE("postgresql: drop: every connection closed while it lasts") {
+  on_postgresql("fault_drop", drop);
+}
+
+TEST_CASE("postgresql: blackhole: nothing forwarded while it lasts") {
+  on_postgresql("fault_blackhole", blackhole);
 }
 
 namespace {
@@ -301,6 +257,14 @@ void random_mix(rig& r, std::chrono::seconds length) {
 TEST_CASE("a seeded random mix of faults") {
   rig r;
   random_mix(r, 4s);
+}
+
+// The 10 simulated hours stay on the embedded store: 40 s of faults alone.
+TEST_CASE("postgresql: a seeded random mix of faults") {
+  on_postgresql("fault_mix", [](const cloud_backend& backend) {
+    rig r({}, backend);
+    random_mix(r, 4s);
+  });
 }
 
 TEST_CASE("a seeded random mix of faults over 10 simulated hours") {

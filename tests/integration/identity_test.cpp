@@ -50,18 +50,11 @@ struct https_cloud {
                      int64_t seq, bool anonymous_tls = false) {
     http_client client{"127.0.0.1", ingest, 10s, 1 << 20};
     REQUIRE(!client.use_tls(pki.client(!anonymous_tls)));
-    encode_settings es;
-    es.device_id = device;
-    es.sequence = seq;
-    es.now_ms = 1'700'000'000'000;
-    metric_sample x;
-    x.name = "raw";
-    x.timestamp_ms = es.now_ms;
     std::vector<std::pair<std::string, std::string>> headers{
       {"Content-Type", "application/x-protobuf"}, {"Content-Encoding", "zstd"}};
     if (!key.empty())
       headers.emplace_back("Authorization", "Bearer " + key);
-    auto res = client.post("/v1/sync", encode_metrics_request(es, {x}), headers);
+    auto res = client.post("/v1/sync", one_point_sync(device, seq), headers);
     REQUIRE_MESSAGE(res, render(res.error()));
     return *res;
   }

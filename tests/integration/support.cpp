@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
+#include <cstdio>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -10,6 +11,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <map>
 #include <set>
 #include <fstream>
 #include <sstream>
@@ -26,7 +28,9 @@
 #include <sqlite3.h>
 
 #include "messages/interfaces.hpp"
+#include "messages/wire.hpp"
 #include "runtime/node.hpp"
+#include "skip.hpp"
 
 namespace fleetd::test {
 
@@ -134,11 +138,17 @@ int64_t file_size(const std::string& path) {
   return stat(path.c_str(), &st) == 0 ? st.st_size : -1;
 }
 
-std::vector<std::string> query(const std::string& db_path,
-                               const std::string& sql) {
-  std::vector<std::string> out;
+namespace {
+
+using table_rows = std::vector<std::vector<std::string>>;
+
+/// Every column of each row of `sql` (read-only), parameter 1 bound to
+/// `param` when given; blobs as their bytes, numbers as text.
+table_rows sqlite_rows(const std::string& path, const std::string& sql,
+                       const std::string* param = nullptr) {
+  table_rows out;
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr)
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr)
       != SQLITE_OK) {
     sqlite3_close(db);
     return out;
@@ -146,16 +156,31 @@ std::vector<std::string> query(const std::string& db_path,
   sqlite3_busy_timeout(db, 5000);
   sqlite3_stmt* st = nullptr;
   if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
+    if (param)
+      sqlite3_bind_text(st, 1, param->c_str(), -1, SQLITE_TRANSIENT);
     while (sqlite3_step(st) == SQLITE_ROW) {
-      auto p = sqlite3_column_blob(st, 0);
-      auto n = sqlite3_column_bytes(st, 0);
-      out.emplace_back(p ? std::string(static_cast<const char*>(p),
-                                       static_cast<size_t>(n))
-                         : std::string{});
+      auto& row = out.emplace_back();
+      for (int i = 0; i < sqlite3_column_count(st); ++i) {
+        auto p = sqlite3_column_blob(st, i);
+        auto n = sqlite3_column_bytes(st, i);
+        row.emplace_back(p ? std::string(static_cast<const char*>(p),
+                                         static_cast<size_t>(n))
+                           : std::string{});
+      }
     }
   }
   sqlite3_finalize(st);
   sqlite3_close(db);
+  return out;
+}
+
+} // namespace
+
+std::vector<std::string> query(const std::string& db_path,
+                               const std::string& sql) {
+  std::vector<std::string> out;
+  for (auto& row : sqlite_rows(db_path, sql))
+    out.push_back(row.empty() ? std::string{} : std::move(row.front()));
   return out;
 }
 
@@ -192,7 +217,182 @@ std::vector<std::string> points(const std::string& db, const std::string& sql) {
   return out;
 }
 
+/// Bytes as upper-case hex, as SQLite's hex() writes them.
+std::string hex(const std::string& bytes) {
+  static constexpr char digits[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += digits[c >> 4];
+    out += digits[c & 0xf];
+  }
+  return out;
+}
+
+/// An integer's 64 bits as 16 hex digits, as printf('%016x') writes them.
+std::string hex64(const std::string& decimal) {
+  char buf[17];
+  snprintf(buf, sizeof(buf), "%016llx",
+           static_cast<unsigned long long>(std::stoll(decimal)));
+  return buf;
+}
+
+/// One table's query on each backend, the device as parameter 1.
+struct table_sql {
+  const char* sqlite;
+  const char* pg;
+  std::vector<int> bytea; ///< columns PostgreSQL returns as bytea
+};
+
+const table_sql& sql_of(cloud_store::table t) {
+  static const table_sql points{
+    "SELECT s.name, s.labels, p.ts, p.bits FROM points p JOIN series s ON "
+    "s.id = p.series_id WHERE p.device_id = ?1 ORDER BY p.rowid",
+    "SELECT s.name, s.labels, p.ts, p.bits FROM points p JOIN series s ON "
+    "s.id = p.series_id WHERE p.device = $1 ORDER BY p.id",
+    {1}};
+  static const table_sql logs{
+    "SELECT labels, ts, line FROM logs WHERE device_id = ?1 ORDER BY rowid",
+    "SELECT labels, ts, line FROM logs WHERE device = $1 ORDER BY id", {0}};
+  static const table_sql events{
+    "SELECT kind, ts, message, attributes FROM events WHERE device_id = ?1 "
+    "ORDER BY rowid",
+    "SELECT kind, ts, message, attributes FROM events WHERE device = $1 "
+    "ORDER BY id",
+    {3}};
+  static const table_sql batches{
+    "SELECT stream, epoch, sequence FROM batches WHERE device_id = ?1 "
+    "ORDER BY stream, epoch, sequence",
+    "SELECT stream, epoch, sequence FROM batches WHERE device = $1 "
+    "ORDER BY stream, epoch, sequence",
+    {}};
+  static const table_sql streams{
+    "SELECT stream, last_sequence, batches, duplicates FROM streams WHERE "
+    "device_id = ?1 ORDER BY stream",
+    "SELECT stream, last_sequence, batches, duplicates FROM streams WHERE "
+    "device = $1 ORDER BY stream",
+    {}};
+  switch (t) {
+    case cloud_store::table::points:
+      return points;
+    case cloud_store::table::logs:
+      return logs;
+    case cloud_store::table::events:
+      return events;
+    case cloud_store::table::batches:
+      return batches;
+    default:
+      return streams;
+  }
+}
+
+table_rows pg_rows(pg::connection& c, const std::string& org,
+                   const table_sql& sql, const std::string& device) {
+  table_rows out;
+  if (!c.ok() && c.reset())
+    return out;
+  if (c.begin(org))
+    return out;
+  auto r = c.exec(sql.pg, {device});
+  c.rollback();
+  if (!r)
+    return out;
+  for (int i = 0; i < r->rows(); ++i) {
+    auto& row = out.emplace_back();
+    for (int k = 0; k < r->columns(); ++k) {
+      bool bytes = std::count(sql.bytea.begin(), sql.bytea.end(), k) > 0;
+      row.emplace_back(bytes ? r->bytea(i, k) : std::string(r->text(i, k)));
+    }
+  }
+  return out;
+}
+
 } // namespace
+
+cloud_store::cloud_store(std::string sqlite_path)
+  : path_(std::move(sqlite_path)) {
+}
+
+cloud_store cloud_store::postgresql(std::string url, std::string org) {
+  cloud_store out;
+  out.url_ = std::move(url);
+  out.org_ = std::move(org);
+  return out;
+}
+
+table_rows cloud_store::rows(table t, const std::string& device) const {
+  auto& sql = sql_of(t);
+  if (embedded())
+    return sqlite_rows(path_, sql.sqlite, &device);
+  if (!conn_) {
+    auto c = pg::connection::open(url_);
+    if (!c)
+      return {};
+    conn_ = std::make_shared<pg::connection>(std::move(*c));
+  }
+  return pg_rows(*conn_, org_, sql, device);
+}
+
+int64_t cloud_store::batches(const std::string& device,
+                             const std::string& stream) const {
+  int64_t n = 0;
+  for (auto& row : rows(table::batches, device))
+    n += row[0] == stream ? 1 : 0;
+  return n;
+}
+
+std::string cloud_backend::name() const {
+  return pg ? "postgresql" : "embedded";
+}
+
+std::vector<std::string> cloud_backend::node_flags() const {
+  if (!pg)
+    return {};
+  return {"--store.backend=postgresql",
+          "--store.postgresql-url=" + pg->pooled_url,
+          "--store.postgresql-owner-url=" + pg->owner_url,
+          "--tenancy.secret-file=" + secret_dir->file("tenancy.secret"),
+          "--ingest.anonymous=false"};
+}
+
+cloud_store cloud_backend::store(const std::string& data_dir) const {
+  if (!pg)
+    return cloud_store(data_dir + "/cloud.db");
+  return cloud_store::postgresql(pg->app_url, org);
+}
+
+std::vector<std::string> cloud_backend::device_flags(const std::string& dir,
+                                                     uint16_t console) const {
+  if (!pg)
+    return {};
+  REQUIRE(fleetctl(dir, console, {"org", "create", org}).first == 0);
+  // Uses to spare: a device killed before it kept its key enrolls again.
+  auto token = fleetctl_secret(dir, console,
+                               {"enroll", "create", "--org", org, "--uses",
+                                "100", "--expires", "1h"});
+  return {"--cloud.enroll-token=" + token};
+}
+
+std::optional<cloud_backend> postgresql_backend(const std::string& prefix,
+                                                std::string& why) {
+  auto db = fresh_pg_database(prefix, why, true);
+  if (!db)
+    return std::nullopt;
+  cloud_backend out;
+  out.pg = std::move(*db);
+  out.secret_dir = std::make_shared<scratch_dir>("fleetd-secret");
+  write_file(out.secret_dir->file("tenancy.secret"), std::string(64, 'a')
+                                                       + "\n");
+  return out;
+}
+
+void on_postgresql(const std::string& prefix,
+                   const std::function<void(const cloud_backend&)>& body) {
+  std::string why;
+  auto backend = postgresql_backend(prefix, why);
+  if (!backend)
+    return skip(why);
+  body(*backend);
+}
 
 std::vector<std::string> device_points(const std::string& device_db) {
   return points(device_db,
@@ -201,14 +401,13 @@ std::vector<std::string> device_points(const std::string& device_db) {
                 "FROM metrics m JOIN series s ON s.id = m.series_id");
 }
 
-std::vector<std::string> cloud_points(const std::string& cloud_db,
+std::vector<std::string> cloud_points(const cloud_store& cloud,
                                       const std::string& device_id) {
-  return points(cloud_db,
-                "SELECT s.name || char(30) || hex(s.labels) || "
-                "char(30) || p.ts || char(30) || printf('%016x', p.bits) "
-                "FROM points p JOIN series s ON s.id = p.series_id "
-                "WHERE p.device_id = '"
-                  + device_id + "'");
+  std::vector<std::string> out;
+  for (auto& r : cloud.rows(cloud_store::table::points, device_id))
+    out.push_back(point_line(r[0], hex(r[1]), r[2], hex64(r[3])));
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 std::vector<std::string> device_logs(const std::string& device_db) {
@@ -216,11 +415,12 @@ std::vector<std::string> device_logs(const std::string& device_db) {
                           "hex(line) FROM logs ORDER BY id");
 }
 
-std::vector<std::string> cloud_logs(const std::string& cloud_db,
+std::vector<std::string> cloud_logs(const cloud_store& cloud,
                                     const std::string& device_id) {
-  return query(cloud_db, "SELECT hex(labels) || ' ' || ts || ' ' || hex(line) "
-                         "FROM logs WHERE device_id = '"
-                           + device_id + "' ORDER BY rowid");
+  std::vector<std::string> out;
+  for (auto& r : cloud.rows(cloud_store::table::logs, device_id))
+    out.push_back(hex(r[0]) + " " + r[1] + " " + hex(r[2]));
+  return out;
 }
 
 std::vector<std::string> device_events(const std::string& device_db,
@@ -230,11 +430,34 @@ std::vector<std::string> device_events(const std::string& device_db,
                             + std::to_string(upto) + " ORDER BY id");
 }
 
-std::vector<std::string> cloud_events(const std::string& cloud_db,
+std::vector<std::string> cloud_events(const cloud_store& cloud,
                                       const std::string& device_id) {
-  return query(cloud_db, "SELECT ts || ' ' || kind || ' ' || hex(message) "
-                         "FROM events WHERE device_id = '"
-                           + device_id + "' ORDER BY rowid");
+  std::vector<std::string> out;
+  for (auto& r : cloud.rows(cloud_store::table::events, device_id))
+    out.push_back(r[1] + " " + r[0] + " " + hex(r[2]));
+  return out;
+}
+
+std::map<std::string, std::vector<int64_t>>
+cloud_sequences(const cloud_store& cloud, const std::string& device,
+                const std::string& stream) {
+  std::map<std::string, std::vector<int64_t>> out;
+  for (auto& r : cloud.rows(cloud_store::table::batches, device))
+    if (r[0] == stream)
+      out[r[1]].push_back(std::stoll(r[2]));
+  return out;
+}
+
+std::vector<std::string> doubled_points(const cloud_store& cloud,
+                                        const std::string& device) {
+  std::map<std::string, int> seen;
+  for (auto& r : cloud.rows(cloud_store::table::points, device))
+    ++seen[r[0] + "{" + hex(r[1]) + "} " + r[2] + " " + r[3]];
+  std::vector<std::string> out;
+  for (auto& [line, n] : seen)
+    if (n > 1)
+      out.push_back(line + " x" + std::to_string(n));
+  return out;
 }
 
 uint16_t port_from(const std::string& file, std::chrono::milliseconds timeout) {
@@ -291,31 +514,119 @@ bool device_drained(uint16_t console, int64_t rounds,
     deadline);
 }
 
-size_t check_metrics_exactly_once(const std::string& device_db,
-                                  const std::string& cloud_db,
-                                  const std::string& device_id) {
+namespace {
+
+int64_t stream_state(const std::string& device_db, const std::string& stream,
+                     const std::string& column) {
+  return query_int(device_db, "SELECT " + column + " FROM stream_state WHERE "
+                              "stream = '" + stream + "'");
+}
+
+/// Checks one stream's batches; returns how many there are.
+int64_t check_sequences(const std::string& device_db, const cloud_store& cloud,
+                        const std::string& device, const std::string& stream) {
+  CAPTURE(stream);
+  auto cut = stream_state(device_db, stream, "next_sequence - 1");
+  auto acked = stream_state(device_db, stream, "acked_sequence");
+  auto by_epoch = cloud_sequences(cloud, device, stream);
+  CHECK(by_epoch.size() <= 1);
+  auto seqs = by_epoch.empty() ? std::vector<int64_t>{}
+                               : by_epoch.begin()->second;
+  auto n = static_cast<int64_t>(seqs.size());
+  if (stream == "events") {
+    CHECK(n >= acked);
+    CHECK(n <= cut);
+  } else {
+    CHECK(n == cut);
+  }
+  for (int64_t i = 0; i < n; ++i)
+    CHECK(seqs[static_cast<size_t>(i)] == i + 1);
+  return n;
+}
+
+/// Checks the cloud holds the device's points exactly; returns how many.
+size_t check_points(const std::string& device_db, const cloud_store& cloud,
+                    const std::string& device) {
   auto sent = device_points(device_db);
-  auto got = cloud_points(cloud_db, device_id);
+  auto got = cloud_points(cloud, device);
   MESSAGE("device committed ", sent.size(), " points; cloud holds ",
           got.size());
   CHECK(got.size() == sent.size());
   CHECK(got == sent);
-  // Sequences 1..N, each stored once, N = the last batch the device cut.
-  auto last = query_int(device_db, "SELECT next_sequence - 1 FROM "
-                                   "stream_state WHERE stream = 'metrics'");
-  auto seqs = query(cloud_db, "SELECT sequence FROM batches WHERE device_id "
-                              "= '" + device_id + "' AND stream = 'metrics' "
-                              "ORDER BY sequence");
-  CHECK(static_cast<int64_t>(seqs.size()) == last);
-  for (size_t i = 0; i < seqs.size(); ++i)
-    CHECK(std::stoll(seqs[i]) == static_cast<int64_t>(i) + 1);
-  // This device's points (another's may share a series, time and value).
-  auto mine = " FROM points WHERE device_id = '" + device_id + "'";
-  CHECK(query_int(cloud_db, "SELECT count(*)" + mine)
-        == query_int(cloud_db, "SELECT count(*) FROM (SELECT DISTINCT "
-                               "series_id, ts, value" + mine + ")"));
-  CHECK(query_int(device_db, "SELECT count(*) FROM sync_queue") == 0);
   return sent.size();
+}
+
+} // namespace
+
+size_t check_metrics_exactly_once(const std::string& device_db,
+                                  const cloud_store& cloud,
+                                  const std::string& device_id) {
+  auto n = check_points(device_db, cloud, device_id);
+  check_sequences(device_db, cloud, device_id, "metrics");
+  // This device's points (another's may share a series, time and value).
+  CHECK(doubled_points(cloud, device_id).empty());
+  CHECK(query_int(device_db, "SELECT count(*) FROM sync_queue") == 0);
+  return n;
+}
+
+bool device_synced_all(uint16_t console, const std::string& device_db,
+                       int64_t rounds, std::chrono::milliseconds deadline) {
+  // The collector counts a round when it asks storage to keep it, before
+  // storage has written it; so "rounds == N" alone can pass while the last
+  // round is still in flight, and SIGTERM then leaves it unsent. Hence also:
+  // the collector reports "done" (its last store answered), and, read after
+  // that, the store itself has acked every row.
+  auto state = [&](const char* stream, const char* column) {
+    return stream_state(device_db, stream, column);
+  };
+  auto unacked = [&](const char* stream) {
+    return state(stream, "next_sequence - 1 - acked_sequence");
+  };
+  return eventually(
+    [&] {
+      auto st = console_status(console);
+      if (!st || counter(*st, "load_generator", "rounds") != rounds
+          || state_of(*st, "load_generator") != "done"
+          || state_of(*st, "system_collector") != "done"
+          || counter(*st, "storage", "queued_batches") != 0
+          || counter(*st, "storage", "unbatched_points") != 0
+          || counter(*st, "storage", "unbatched_logs") != 0
+          || counter(*st, "storage", "unbatched_events") != 0)
+        return false;
+      return state("metrics", "acked_upto")
+               == query_int(device_db, "SELECT max(id) FROM metrics")
+             && state("logs", "acked_upto")
+                  == query_int(device_db, "SELECT max(id) FROM logs")
+             && unacked("metrics") == 0 && unacked("logs") == 0
+             && unacked("events") == 0 && state("events", "acked_upto") > 0;
+    },
+    deadline);
+}
+
+records_checked check_records_exactly_once(const std::string& device_db,
+                                           const cloud_store& cloud,
+                                           const std::string& device) {
+  records_checked out;
+  out.points = check_points(device_db, cloud, device);
+  auto lines = device_logs(device_db);
+  auto got_lines = cloud_logs(cloud, device);
+  MESSAGE("device wrote ", lines.size(), " log lines; cloud holds ",
+          got_lines.size());
+  CHECK(got_lines == lines);
+  out.log_lines = lines.size();
+  // Events recorded after the drain (shutdown) may not have been sent.
+  auto events = device_events(device_db,
+                              stream_state(device_db, "events", "acked_upto"));
+  auto got_events = cloud_events(cloud, device);
+  MESSAGE("device recorded ", events.size(), " synced events; cloud holds ",
+          got_events.size());
+  CHECK(got_events == events);
+  out.events = events.size();
+  for (auto stream : {"metrics", "logs", "events"})
+    out.batches += check_sequences(device_db, cloud, device, stream);
+  CHECK(doubled_points(cloud, device).empty());
+  CHECK(query_int(device_db, "SELECT count(*) FROM sync_queue") == 0);
+  return out;
 }
 
 int64_t proc_kb(pid_t pid, const std::string& field) {
@@ -436,6 +747,17 @@ std::pair<int, std::string> run_to_end(const std::string& prog,
     return {-1, read_file(err_file)};
   }
   return {*st, read_file(err_file)};
+}
+
+std::string one_point_sync(const std::string& device, int64_t seq) {
+  encode_settings es;
+  es.device_id = device;
+  es.sequence = seq;
+  es.now_ms = 1'700'000'000'000;
+  metric_sample x;
+  x.name = "raw";
+  x.timestamp_ms = es.now_ms;
+  return encode_metrics_request(es, {x});
 }
 
 } // namespace fleetd::test

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 
 #include "helpers.hpp"
 #include "messages/types.hpp"
+#include "pg_fixture.hpp"
 #include "scratch_dir.hpp"
 
 namespace fleetd::test {
@@ -62,22 +64,94 @@ std::vector<std::string> query(const std::string& db_path,
                                const std::string& sql);
 int64_t query_int(const std::string& db_path, const std::string& sql);
 
+/// A cloud's stored rows as the checks read them, from the embedded SQLite
+/// file or from PostgreSQL (one org's rows), in one shape for both.
+class cloud_store {
+public:
+  /// What to read of one device; the columns of each row, text (integers in
+  /// decimal, blobs as their bytes):
+  enum class table {
+    points,  ///< name, labels, ts, bits; in arrival order
+    logs,    ///< labels, ts, line; in arrival order
+    events,  ///< kind, ts, message, attributes; in arrival order
+    batches, ///< stream, epoch, sequence; by stream, epoch, sequence
+    streams, ///< stream, last_sequence, batches, duplicates; by stream
+  };
+
+  /// The embedded store's file (a path names it: the checks' old signature).
+  cloud_store(std::string sqlite_path);
+  /// PostgreSQL at `url` (the node's role): the rows of `org`.
+  static cloud_store postgresql(std::string url, std::string org);
+
+  bool embedded() const {
+    return url_.empty();
+  }
+  /// The rows of `t` for `device` (the device's own id, without its org);
+  /// empty when the store cannot be read.
+  std::vector<std::vector<std::string>> rows(table t,
+                                             const std::string& device) const;
+  /// The batches of `device`'s `stream`.
+  int64_t batches(const std::string& device, const std::string& stream) const;
+
+private:
+  cloud_store() = default;
+  std::string path_;
+  std::string url_;
+  std::string org_;
+  // Opened on first read, kept (copies share it): the checks poll.
+  mutable std::shared_ptr<pg::connection> conn_;
+};
+
+/// How a test runs fleetd-cloud: on the embedded store of its data dir with
+/// anonymous devices, or on PostgreSQL through PgBouncer with devices
+/// enrolled into one org.
+struct cloud_backend {
+  /// nullopt: the embedded store.
+  std::optional<pg_database> pg;
+  std::string org = "fleet";
+  /// The tenancy secret every node on `pg` shares (device keys are HMACs
+  /// of it), in a directory the backend keeps.
+  std::shared_ptr<scratch_dir> secret_dir;
+
+  /// "postgresql" or "embedded", for the test's messages.
+  std::string name() const;
+  /// fleetd-cloud's flags for the store.
+  std::vector<std::string> node_flags() const;
+  /// The store a node with `data_dir` writes.
+  cloud_store store(const std::string& data_dir) const;
+  /// fleetd's flags to be let in by the node whose console is `console`:
+  /// an enrollment token of a new org (PostgreSQL), none (embedded);
+  /// fleetctl's files go to `dir`.
+  std::vector<std::string> device_flags(const std::string& dir,
+                                        uint16_t console) const;
+};
+
+/// PostgreSQL through PgBouncer, a fresh database named after `prefix`;
+/// nullopt with `why` when PostgreSQL cannot run here (the case skips).
+std::optional<cloud_backend> postgresql_backend(const std::string& prefix,
+                                                std::string& why);
+
+/// Runs `body` with the cloud on PostgreSQL through PgBouncer (a fresh
+/// database named after `prefix`); the case skips when PostgreSQL cannot run.
+void on_postgresql(const std::string& prefix,
+                   const std::function<void(const cloud_backend&)>& body);
+
 /// Every metric row of a device's store, as sortable text lines.
 std::vector<std::string> device_points(const std::string& device_db);
 /// Every point a cloud store holds for `device_id`, as sortable text lines.
-std::vector<std::string> cloud_points(const std::string& cloud_db,
+std::vector<std::string> cloud_points(const cloud_store& cloud,
                                       const std::string& device_id);
 
 /// Every log line of a device's store, in store order, as text lines.
 std::vector<std::string> device_logs(const std::string& device_db);
 /// Every log line a cloud store holds for `device_id`, in arrival order.
-std::vector<std::string> cloud_logs(const std::string& cloud_db,
+std::vector<std::string> cloud_logs(const cloud_store& cloud,
                                     const std::string& device_id);
 /// The device's events with row id <= `upto`, in store order.
 std::vector<std::string> device_events(const std::string& device_db,
                                        int64_t upto);
 /// Every event a cloud store holds for `device_id`, in arrival order.
-std::vector<std::string> cloud_events(const std::string& cloud_db,
+std::vector<std::string> cloud_events(const cloud_store& cloud,
                                       const std::string& device_id);
 
 /// The port a node wrote to `file` (console.port, ingest.port) once it
@@ -106,8 +180,42 @@ bool device_drained(uint16_t console, int64_t rounds,
 /// stream each once, and that the device has nothing left to send; returns
 /// how many points the device committed.
 size_t check_metrics_exactly_once(const std::string& device_db,
-                                  const std::string& cloud_db,
+                                  const cloud_store& cloud,
                                   const std::string& device_id);
+
+/// The sequences `cloud` holds for `device`'s `stream`, by epoch, sorted.
+std::map<std::string, std::vector<int64_t>>
+cloud_sequences(const cloud_store& cloud, const std::string& device,
+                const std::string& stream);
+
+/// Points `cloud` holds for `device` twice or more (same series, time and
+/// value), as text lines; empty when none.
+std::vector<std::string> doubled_points(const cloud_store& cloud,
+                                        const std::string& device);
+
+/// True once the device (its console, its file) has run all `rounds` of its
+/// load generator and its collector, has batched every row and has seen
+/// every batch acked; false when not within `deadline`.
+bool device_synced_all(uint16_t console, const std::string& device_db,
+                       int64_t rounds, std::chrono::milliseconds deadline);
+
+/// What check_records_exactly_once compared.
+struct records_checked {
+  size_t points = 0;
+  size_t log_lines = 0;
+  size_t events = 0;
+  int64_t batches = 0;
+};
+
+/// Checks (doctest CHECKs), once the device has stopped, that `cloud` holds
+/// every metric point, log line and event of the device's file exactly once
+/// and in order (events: up to the last row the device saw acked; it records
+/// some while it stops), and per stream one epoch with batches 1..N (N: the
+/// batches the device cut; for events between the last acked and the last
+/// cut).
+records_checked check_records_exactly_once(const std::string& device_db,
+                                           const cloud_store& cloud,
+                                           const std::string& device);
 
 /// A field of /proc/PID/status in kB (VmHWM, VmRSS); -1 when absent.
 int64_t proc_kb(pid_t pid, const std::string& field);
@@ -141,6 +249,10 @@ std::pair<int, std::string> fleetctl(const std::string& dir, uint16_t port,
 /// a failed command fails the test with its stderr.
 std::string fleetctl_secret(const std::string& dir, uint16_t port,
                             std::vector<std::string> args);
+
+/// The body of a device's POST /v1/sync (zstd protobuf) carrying one point
+/// ("raw" at 1'700'000'000'000 ms) as batch `seq` of `device`.
+std::string one_point_sync(const std::string& device, int64_t seq);
 
 /// Runs a program to completion; returns (exit status, stderr text).
 std::pair<int, std::string> run_to_end(const std::string& program,
