@@ -193,6 +193,7 @@ struct loki_standin::impl {
   std::map<std::string, std::map<loki_labels, stream_state>> store;
   unsigned fail_status = 0;
   int fail_times = 0;
+  int fail_after = 0;
   int64_t pushes = 0;
   std::map<unsigned, int64_t> answered;
 
@@ -270,7 +271,9 @@ answer loki_standin::impl::push(const request_view& req) {
   {
     std::lock_guard<std::mutex> guard{mtx};
     ++pushes;
-    if (fail_times > 0) {
+    if (fail_after > 0)
+      --fail_after;
+    else if (fail_times > 0) {
       --fail_times;
       return {fail_status, fail_status == 429
                              ? "Ingestion rate limit exceeded"
@@ -511,8 +514,9 @@ void loki_standin::stop() {
   impl_->thread.join();
 }
 
-void loki_standin::fail_next(unsigned status, int times) {
+void loki_standin::fail_next(unsigned status, int times, int after) {
   std::lock_guard<std::mutex> guard{impl_->mtx};
+  impl_->fail_after = after;
   impl_->fail_status = status;
   impl_->fail_times = times;
 }

@@ -71,9 +71,10 @@ public:
   caf::expected<uint16_t> start();
   void stop();
 
-  /// The next `times` pushes are answered `status` (429, 500, 503) before
-  /// any parsing, as a rate limiter or an unavailable ingester answers.
-  void fail_next(unsigned status, int times);
+  /// After `after` more pushes, the next `times` are answered `status`
+  /// (429, 500, 503, ...) before any parsing, as a rate limiter or an
+  /// unavailable ingester answers.
+  void fail_next(unsigned status, int times, int after = 0);
 
   /// Streams of `tenant` ("fake" when single-tenant), with their entries.
   std::vector<loki_stream_view> streams(const std::string& tenant) const;
