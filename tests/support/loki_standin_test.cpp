@@ -260,6 +260,10 @@ TEST_CASE("429, 500 and 503 on demand, then pushes succeed") {
     CHECK(f.push(body).status == 204);
   }
   CHECK(f.loki.pushes() == 9);
+  f.loki.fail_next(503, 1, 1);
+  CHECK(f.push(body).status == 204);
+  CHECK(f.push(body).status == 503);
+  CHECK(f.push(body).status == 204);
   CHECK(f.loki.entry_count("acme") == 1);
 }
 
