@@ -287,7 +287,7 @@ public:
   loki_sink_impl(loki_sink_config cfg, loki_target target)
     : cfg_(std::move(cfg)),
       target_(std::move(target)),
-      client_(target_.host, target_.port, cfg_.timeout, 64 * 1024) {
+      client_(target_.host, target_.port, cfg_.timeout, 1024 * 1024) {
   }
 
   caf::error init() {
@@ -438,14 +438,27 @@ caf::error loki_sink_impl::send(const std::string& tenant,
 caf::error loki_sink_impl::write(const journal_entries& entries) {
   if (entries.empty())
     return caf::none;
-  refusal_.clear();
-  refusals_ = 0;
   std::tuple<int64_t, int64_t, size_t> key{entries.front().id,
                                            entries.back().id, entries.size()};
-  auto skip = key == last_write_ ? done_pushes_ : 0;
+  bool resume = key == last_write_;
+  auto skip = resume ? done_pushes_ : 0;
   last_write_ = key;
   done_pushes_ = 0;
+  auto before = stats_;
+  auto refusal = refusal_;
+  auto refusals = refusals_;
+  if (!resume) {
+    refusal_.clear();
+    refusals_ = 0;
+  }
   auto tenants = group(entries);
+  if (resume) {
+    // The failed attempt counted these lines and refusals already, and
+    // its refusals are still this write's answer.
+    stats_ = before;
+    refusal_ = refusal;
+    refusals_ = refusals;
+  }
   for (auto& [tenant, streams] : tenants) {
     for (auto& p : pack(streams, static_cast<size_t>(cfg_.batch_bytes))) {
       if (done_pushes_ < skip) {

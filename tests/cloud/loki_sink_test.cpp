@@ -177,6 +177,22 @@ TEST_CASE("a retry after a failure mid-write skips the pushes it made") {
   CHECK(f.loki.answered(400) == 0);
 }
 
+TEST_CASE("a retried write keeps the refusals of its failed attempt") {
+  fixture f;
+  auto week = 7 * 24 * hour_ns;
+  journal_entries xs{
+    entry(1, "acme", "d1", {line(now_ns - week - 1, "old \xff", app)}),
+    entry(2, "globex", "d1", {line(now_ns, "g", app)})};
+  // acme's push is refused, then globex's fails.
+  f.loki.fail_next(503, 1, 1);
+  CHECK(is(f.sink->write(xs), ec::remote_error));
+  CHECK(is(f.sink->write(xs), ec::invalid_record));
+  CHECK(f.loki.answered(400) == 1);
+  CHECK(f.loki.entry_count("globex") == 1);
+  CHECK(f.sink->stats().lines_repaired == 1);
+  CHECK(f.sink->stats().refused_pushes == 1);
+}
+
 TEST_CASE("413: the sink halves the push until Loki takes it") {
   loki_sink_config sc;
   sc.batch_bytes = 64 * 1024;
