@@ -91,6 +91,15 @@ TEST_CASE("two orgs land in separate tenants, streams by device and source") {
   CHECK(f.sink->stats().entries == 4);
 }
 
+TEST_CASE("entries without log lines make no push") {
+  fixture f;
+  journal_entry samples_only = entry(1, "acme", "d1", {});
+  samples_only.samples.push_back(metric_sample{"cpu", {}, 1, 0.5});
+  CHECK_FALSE(f.sink->write({}));
+  CHECK_FALSE(f.sink->write({samples_only}));
+  CHECK(f.loki.pushes() == 0);
+}
+
 TEST_CASE("entries reach each stream in timestamp order, across entries") {
   fixture f;
   // Newest first and more than the out-of-order window apart: unsorted,
