@@ -30,6 +30,7 @@ struct fixture {
     : loki(with_clock(std::move(cfg))) {
     auto p = loki.start();
     REQUIRE(p);
+    port = *p;
     sink_cfg.url = "http://127.0.0.1:" + std::to_string(*p);
     auto s = make_loki_sink(sink_cfg);
     REQUIRE(s);
@@ -42,6 +43,7 @@ struct fixture {
   }
 
   loki_standin loki;
+  uint16_t port = 0;
   std::unique_ptr<loki_sink> sink;
 };
 
@@ -149,6 +151,20 @@ TEST_CASE("no Loki listening is retryable: unreachable") {
   REQUIRE(sink);
   auto err = (*sink)->write({entry(1, "acme", "d1", {line(now_ns, "a")})});
   CHECK(is(err, ec::unreachable));
+}
+
+TEST_CASE("Loki stopped mid-stream: unreachable, then the retry lands once") {
+  fixture f;
+  journal_entries first{entry(1, "acme", "d1", {line(now_ns, "a", app)})};
+  journal_entries second{entry(2, "acme", "d1", {line(now_ns + 1, "b", app)})};
+  CHECK_FALSE(f.sink->write(first));
+  CHECK(f.loki.entry_count("acme") == 1);
+  f.loki.stop();
+  CHECK(is(f.sink->write(second), ec::unreachable));
+  REQUIRE(f.loki.start(f.port));
+  CHECK_FALSE(f.sink->write(second));
+  CHECK(f.loki.entries("acme", d1_app)
+        == std::vector<loki_entry>{{now_ns, "a"}, {now_ns + 1, "b"}});
 }
 
 TEST_CASE("a write larger than batch-bytes goes out in several pushes") {

@@ -185,7 +185,8 @@ std::optional<std::string> decode_push(const json_value& doc,
 
 struct loki_standin::impl {
   loki_standin_config cfg;
-  asio::io_context ioc{1};
+  // New on every start: stop() drops it with every open connection.
+  std::unique_ptr<asio::io_context> ioc;
   std::optional<tcp::acceptor> acceptor;
   std::thread thread;
 
@@ -487,32 +488,39 @@ loki_standin::~loki_standin() {
   stop();
 }
 
-caf::expected<uint16_t> loki_standin::start() {
+caf::expected<uint16_t> loki_standin::start(uint16_t port) {
+  if (impl_->thread.joinable())
+    return make_error(ec::io_error, "loki stand-in: already started");
   beast::error_code ec;
-  auto& acc = impl_->acceptor.emplace(impl_->ioc);
-  tcp::endpoint ep{asio::ip::make_address("127.0.0.1"), 0};
+  impl_->ioc = std::make_unique<asio::io_context>(1);
+  auto& acc = impl_->acceptor.emplace(*impl_->ioc);
+  tcp::endpoint ep{asio::ip::make_address("127.0.0.1"), port};
   acc.open(ep.protocol(), ec);
+  if (!ec)
+    acc.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec)
     acc.bind(ep, ec);
   if (!ec)
     acc.listen(asio::socket_base::max_listen_connections, ec);
   if (ec)
     return make_error(ec::io_error, "loki stand-in: " + ec.message());
-  auto port = acc.local_endpoint().port();
+  auto bound = acc.local_endpoint().port();
   impl_->accept();
-  impl_->thread = std::thread{[p = impl_.get()] { p->ioc.run(); }};
-  return port;
+  impl_->thread = std::thread{[p = impl_.get()] { p->ioc->run(); }};
+  return bound;
 }
 
 void loki_standin::stop() {
   if (!impl_->thread.joinable())
     return;
-  asio::post(impl_->ioc, [p = impl_.get()] {
+  asio::post(*impl_->ioc, [p = impl_.get()] {
     beast::error_code ignore;
     p->acceptor->close(ignore);
-    p->ioc.stop();
+    p->ioc->stop();
   });
   impl_->thread.join();
+  impl_->acceptor.reset();
+  impl_->ioc.reset();
 }
 
 void loki_standin::fail_next(unsigned status, int times, int after) {

@@ -67,8 +67,10 @@ public:
   loki_standin(const loki_standin&) = delete;
   loki_standin& operator=(const loki_standin&) = delete;
 
-  /// Listens on 127.0.0.1, a free port; returns it.
-  caf::expected<uint16_t> start();
+  /// Listens on 127.0.0.1:`port` (0: a free one); returns the port.
+  /// After stop(), start(port) serves again what the stand-in held.
+  caf::expected<uint16_t> start(uint16_t port = 0);
+  /// Closes the listener and every connection; the store stays.
   void stop();
 
   /// After `after` more pushes, the next `times` are answered `status`
