@@ -271,11 +271,15 @@ enum class verdict { accepted, split, refused, retry };
 // journal's bound applies back-pressure); any other 4xx refuses the records
 // as sent, 401/403 included: they refuse one org's tenant, and one org must
 // not hold back the others' logs.
-verdict judge(unsigned status, size_t entries) {
+verdict judge(unsigned status, size_t entries, const std::string& body) {
   if (status >= 200 && status < 300)
     return verdict::accepted;
   if (status == 413 && entries > 1)
     return verdict::split;
+  // Loki answers 429 to a new stream past the tenant's stream limit too,
+  // having kept the other streams: only an operator can help that one.
+  if (status == 429 && body.find("stream limit") != std::string::npos)
+    return verdict::refused;
   if (status == 404 || status == 405 || status == 408 || status == 429
       || status < 400 || status >= 500)
     return verdict::retry;
@@ -410,7 +414,7 @@ caf::error loki_sink_impl::send(const std::string& tenant,
   auto n = item_count(p);
   auto why = "loki answered " + std::to_string(r->status) + " to tenant "
              + tenant + ": " + r->body.substr(0, 512);
-  switch (judge(r->status, n)) {
+  switch (judge(r->status, n, r->body)) {
     case verdict::accepted:
       stats_.entries += static_cast<int64_t>(n);
       return caf::none;

@@ -277,6 +277,21 @@ TEST_CASE("refusals are invalid_record, the push's valid entries kept") {
     f.sink->write({entry(9, "acme", "d1", {line(now_ns + 2, "next", app)})}));
 }
 
+TEST_CASE("429 for the tenant's stream limit refuses the new stream only") {
+  loki_standin_config lc;
+  lc.max_streams_per_tenant = 1;
+  fixture f{lc};
+  auto err = f.sink->write({entry(1, "acme", "d1",
+                                  {line(now_ns, "a", app),
+                                   line(now_ns, "b", {{"source", "other"}})})});
+  CHECK(is(err, ec::invalid_record));
+  CHECK(f.loki.answered(429) == 1);
+  CHECK(f.loki.entry_count("acme") == 1);
+  // Not retried forever: the next write of the kept stream goes through.
+  CHECK_FALSE(
+    f.sink->write({entry(2, "acme", "d1", {line(now_ns + 1, "c", app)})}));
+}
+
 TEST_CASE("401 for one org's tenant refuses that org only") {
   loki_standin_config lc;
   lc.tenants = {"acme"};

@@ -359,17 +359,28 @@ std::optional<std::string> loki_standin::impl::append(stream_state& st,
 }
 
 // Loki keeps the valid entries of a push and answers 400 naming the last
-// refusal and how many entries it ignored.
+// refusal and how many entries it ignored; a new stream past the tenant's
+// stream limit is refused 429 (its ingester's answer wins over the 400).
 answer loki_standin::impl::store_push(
   const std::string& tenant, const std::vector<decoded_stream>& streams) {
   auto now = cfg.now_ns();
   std::string last_error;
   size_t total = 0;
   size_t ignored = 0;
+  bool stream_limited = false;
   std::lock_guard<std::mutex> guard{mtx};
+  auto& held = store[tenant];
   for (auto& d : streams) {
     total += d.s.entries.size();
-    if (auto why = validate_labels(d)) {
+    auto why = validate_labels(d);
+    if (!why && held.count(d.s.labels) == 0
+        && held.size() >= cfg.max_streams_per_tenant) {
+      why = "Maximum active stream limit exceeded, reduce the number of "
+            "active streams (reduce labels or reduce label values), user: '"
+            + tenant + "'";
+      stream_limited = true;
+    }
+    if (why) {
       last_error = *why;
       ignored += d.s.entries.size();
       continue;
@@ -386,7 +397,7 @@ answer loki_standin::impl::store_push(
   }
   if (last_error.empty())
     return {204, ""};
-  return {400, last_error + " (total ignored: " + std::to_string(ignored)
+  return {stream_limited ? 429u : 400u, last_error + " (total ignored: " + std::to_string(ignored)
                  + " out of " + std::to_string(total) + ")"};
 }
 

@@ -35,6 +35,8 @@ struct loki_standin_config {
   std::chrono::nanoseconds reject_old_max_age = std::chrono::hours{24 * 7};
   /// limits_config.creation_grace_period: how far in the future (10 min).
   std::chrono::nanoseconds creation_grace = std::chrono::minutes{10};
+  /// limits_config.max_global_streams_per_user (5000).
+  size_t max_streams_per_tenant = 5000;
   size_t max_label_names = 15;
   size_t max_label_name_bytes = 1024;
   size_t max_label_value_bytes = 2048;

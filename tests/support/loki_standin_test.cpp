@@ -297,3 +297,23 @@ TEST_CASE("NUL, escapes and multi-byte UTF-8 in a line survive") {
   REQUIRE(got.size() == 1);
   CHECK(got[0].line == std::string("a\0b\n\xc3\xa9\xf0\x9f\x98\x80", 10));
 }
+
+TEST_CASE("a new stream past the tenant's stream limit is refused 429") {
+  loki_standin_config cfg;
+  cfg.max_streams_per_tenant = 1;
+  fixture f{cfg};
+  CHECK(f.push(one_stream(dev1_json, value(now_ns, "a"))).status == 204);
+  auto body = R"({"streams":[{"stream":{"device_id":"d2"},"values":[)"
+              + value(now_ns, "x") + R"(]},{"stream":)" + dev1_json
+              + R"(,"values":[)" + value(now_ns + 1, "b") + "]}]}";
+  auto r = f.push(body);
+  CHECK(r.status == 429);
+  CHECK(r.body.find("stream limit") != std::string::npos);
+  CHECK(f.loki.entries("acme", dev1).size() == 2);
+  CHECK(f.loki.streams("acme").size() == 1);
+  // Another tenant has a limit of its own.
+  CHECK(f.push(one_stream(R"({"device_id":"d2"})", value(now_ns, "x")),
+               "globex")
+          .status
+        == 204);
+}
