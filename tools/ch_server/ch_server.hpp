@@ -34,7 +34,7 @@ public:
   ch_server(const ch_server&) = delete;
   ch_server& operator=(const ch_server&) = delete;
 
-  /// Stops the server (SIGTERM, then SIGKILL), keeping its data and port.
+  /// Kills the server (a crash), keeping its data and port.
   void stop();
   /// Starts it again after stop(), on the same port and data.
   bool restart(failure& fail);
