@@ -1,32 +1,15 @@
 #include "ch_fixture.hpp"
 
-#include <iostream>
-#include <memory>
-
 #include <doctest/doctest.h>
 
 #include "messages/error.hpp"
 #include "runtime/http_client.hpp"
+#include "shared_server.hpp"
 
 namespace fleetd::test {
 
 ch_server* shared_ch_server(std::string& why) {
-  static ch_server::failure failed;
-  static std::unique_ptr<ch_server> server = [] {
-    auto s = ch_server::start(failed);
-    if (s)
-      std::cout << "ch_fixture: ClickHouse up in " << s->start_seconds()
-                << " s at " << s->dir() << std::endl;
-    return s;
-  }();
-  if (server)
-    return server.get();
-  if (failed.skip) {
-    why = failed.why;
-    return nullptr;
-  }
-  FAIL("ClickHouse did not start: " << failed.why);
-  return nullptr;
+  return shared_server<ch_server>("ch_fixture: ClickHouse", why);
 }
 
 std::string ch_must(ch_server& server, const std::string& sql) {

@@ -35,6 +35,27 @@ std::unique_ptr<clickhouse_sink> fresh_sink(test::ch_server& server) {
   return std::move(*sink);
 }
 
+// The shared server and a sink on a database of its own; `server` is null
+// when the case must skip (skip() has been called then).
+struct sink_case {
+  test::ch_server* server = nullptr;
+  std::unique_ptr<clickhouse_sink> sink;
+  std::string db;
+};
+
+sink_case open_case() {
+  sink_case c;
+  std::string why;
+  c.server = test::shared_ch_server(why);
+  if (!c.server) {
+    test::skip(why);
+    return c;
+  }
+  c.sink = fresh_sink(*c.server);
+  c.db = "sink_test_" + std::to_string(databases);
+  return c;
+}
+
 journal_entry entry(int64_t id, const std::string& org,
                     const std::string& device) {
   journal_entry e;
@@ -130,15 +151,13 @@ std::string count_of(clickhouse_sink& sink, const std::string& from) {
 
 TEST_CASE("clickhouse sink: two orgs' samples land and each hour's rollup "
           "has the exact sum, count, min and max") {
-  std::string why;
-  auto* server = test::shared_ch_server(why);
-  if (!server)
-    return test::skip(why);
-  auto sink = fresh_sink(*server);
+  auto c = open_case();
+  if (!c.server)
+    return;
+  auto& [server, sink, db] = c;
   auto entries = two_orgs();
   REQUIRE(sink->write(entries) == caf::none);
   CHECK(sink->rows_written() == 2160);
-  auto db = "sink_test_" + std::to_string(databases);
   CHECK(count_of(*sink, db + ".samples FINAL") == "2160\n");
   check_rollup(*sink, entries, "org-a");
   check_rollup(*sink, entries, "org-b");
@@ -148,12 +167,10 @@ TEST_CASE("clickhouse sink: two orgs' samples land and each hour's rollup "
 
 TEST_CASE("clickhouse sink: a replay leaves raw counts and rollups as they "
           "were") {
-  std::string why;
-  auto* server = test::shared_ch_server(why);
-  if (!server)
-    return test::skip(why);
-  auto sink = fresh_sink(*server);
-  auto db = "sink_test_" + std::to_string(databases);
+  auto c = open_case();
+  if (!c.server)
+    return;
+  auto& [server, sink, db] = c;
   auto entries = two_orgs();
   REQUIRE(sink->write(entries) == caf::none);
   auto before = query(*sink, "org-a");
@@ -180,12 +197,10 @@ TEST_CASE("clickhouse sink: a replay leaves raw counts and rollups as they "
 
 TEST_CASE("clickhouse sink: NaN and infinities are stored raw and left out "
           "of the rollup") {
-  std::string why;
-  auto* server = test::shared_ch_server(why);
-  if (!server)
-    return test::skip(why);
-  auto sink = fresh_sink(*server);
-  auto db = "sink_test_" + std::to_string(databases);
+  auto c = open_case();
+  if (!c.server)
+    return;
+  auto& [server, sink, db] = c;
   auto e = entry(1, "org-a", "dev-1");
   for (double v : {1.5, std::nan(""), HUGE_VAL, -HUGE_VAL, 2.5})
     e.samples.push_back({"cpu", {}, t0_ms + 1000 * (int64_t)e.samples.size(), v});
@@ -204,12 +219,10 @@ TEST_CASE("clickhouse sink: NaN and infinities are stored raw and left out "
 }
 
 TEST_CASE("clickhouse sink: hostile text round-trips byte for byte") {
-  std::string why;
-  auto* server = test::shared_ch_server(why);
-  if (!server)
-    return test::skip(why);
-  auto sink = fresh_sink(*server);
-  auto db = "sink_test_" + std::to_string(databases);
+  auto c = open_case();
+  if (!c.server)
+    return;
+  auto& [server, sink, db] = c;
   std::string nul{"n\0ul", 4};
   std::vector<std::string> hostile{
     "it's", "back\\slash", "tab\there", "new\nline\r", nul, "\xFF\xFE\xC3",
@@ -246,11 +259,10 @@ TEST_CASE("clickhouse sink: hostile text round-trips byte for byte") {
 
 TEST_CASE("clickhouse sink: org A's rollup query never returns org B's rows, "
           "whatever the metric text") {
-  std::string why;
-  auto* server = test::shared_ch_server(why);
-  if (!server)
-    return test::skip(why);
-  auto sink = fresh_sink(*server);
+  auto c = open_case();
+  if (!c.server)
+    return;
+  auto& [server, sink, db] = c;
   auto entries = two_orgs();
   auto b = entry(100, "org-b", "dev-1");
   b.samples.push_back({"cpu' OR org_id = 'org-b", {}, t0_ms, 7.0});
@@ -266,13 +278,11 @@ TEST_CASE("clickhouse sink: org A's rollup query never returns org B's rows, "
 
 TEST_CASE("clickhouse sink: refused input and bad credentials map to the "
           "sink's errors") {
-  std::string why;
-  auto* server = test::shared_ch_server(why);
-  if (!server)
-    return test::skip(why);
-  auto sink = fresh_sink(*server);
+  auto c = open_case();
+  if (!c.server)
+    return;
+  auto& [server, sink, db] = c;
   REQUIRE(sink->create_schema() == caf::none);
-  auto db = "sink_test_" + std::to_string(databases);
   auto bad_row = sink->execute("INSERT INTO " + db
                                + ".samples (ts_ms, value) FORMAT "
                                  "TabSeparated\nnot-a-number\t1\n");
@@ -316,12 +326,10 @@ TEST_CASE("clickhouse sink: options are validated and a cluster writes "
 // Last: it stops the shared server.
 TEST_CASE("clickhouse sink: a stopped server is a retryable error, and the "
           "retry after the restart lands once") {
-  std::string why;
-  auto* server = test::shared_ch_server(why);
-  if (!server)
-    return test::skip(why);
-  auto sink = fresh_sink(*server);
-  auto db = "sink_test_" + std::to_string(databases);
+  auto c = open_case();
+  if (!c.server)
+    return;
+  auto& [server, sink, db] = c;
   auto entries = two_orgs();
   journal_entries first(entries.begin(), entries.begin() + 10);
   REQUIRE(sink->write(first) == caf::none);
