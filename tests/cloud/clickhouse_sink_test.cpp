@@ -298,7 +298,7 @@ TEST_CASE("clickhouse sink: refused input and bad credentials map to the "
   CHECK(err.code() == static_cast<uint8_t>(ec::remote_error));
 }
 
-TEST_CASE("clickhouse sink: options are validated and a cluster writes "
+TEST_CASE("clickhouse options: are validated, and a cluster writes "
           "through Distributed tables") {
   clickhouse_config cfg;
   cfg.url = "ftp://x:1";
