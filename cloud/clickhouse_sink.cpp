@@ -20,8 +20,9 @@ constexpr int64_t ms_per_hour = 3600 * 1000;
 constexpr int64_t max_ts_ms = 4102444800000;
 constexpr size_t max_answer_bytes = size_t{64} << 20;
 constexpr size_t max_points = 100000;
-// Touched (org, device, hour) keys per recompute statement.
-constexpr size_t keys_per_recompute = 2000;
+// A recompute statement's length: ClickHouse refuses a query text over
+// max_query_size (256 KiB by default) as a syntax error.
+constexpr size_t max_statement_bytes = 128 * 1024;
 
 // ClickHouse error codes of input it cannot take as sent (parse, type,
 // range): retrying the same rows cannot help.
@@ -186,7 +187,7 @@ clickhouse_sink::clickhouse_sink(clickhouse_config cfg) : cfg_(std::move(cfg)) {
   client_ = std::make_unique<http_client>(ep ? ep->host : "", ep ? ep->port : 0,
                                           cfg_.timeout, max_answer_bytes);
   if (ep && ep->tls)
-    client_->use_tls({});
+    setup_error_ = client_->use_tls({});
   if (!cfg_.user.empty())
     headers_ = {{"X-ClickHouse-User", cfg_.user},
                 {"X-ClickHouse-Key", cfg_.password}};
@@ -200,6 +201,8 @@ std::string clickhouse_sink::name() const {
 
 caf::expected<std::string> clickhouse_sink::post(const std::string& body,
                                                  bool insert) {
+  if (setup_error_)
+    return setup_error_;
   // Through Distributed tables an INSERT returns only once every shard has
   // it, so that the recompute after it reads it.
   std::string target = insert && !cfg_.cluster.empty()
@@ -295,14 +298,14 @@ caf::error clickhouse_sink::recompute(const touched_hours& touched) {
       + table(cfg_, "samples")
       + " FINAL WHERE " + dates
       + "(org_id, device_id, intDiv(ts_ms, 3600000) AS h) IN (";
+  auto tail = ") GROUP BY org_id, device_id, metric, labels, h";
   auto& keys = touched.keys;
-  for (size_t i = 0; i < keys.size(); i += keys_per_recompute) {
-    auto sql = head;
-    auto end = std::min(keys.size(), i + keys_per_recompute);
-    for (size_t k = i; k < end; ++k)
-      sql += (k == i ? "" : ",") + keys[k];
-    sql += ") GROUP BY org_id, device_id, metric, labels, h";
-    if (auto res = post(sql, true); !res)
+  for (size_t i = 0; i < keys.size();) {
+    auto sql = head + keys[i++];
+    while (i < keys.size()
+           && sql.size() + keys[i].size() < max_statement_bytes)
+      sql += "," + keys[i++];
+    if (auto res = post(sql + tail, true); !res)
       return res.error();
   }
   return caf::none;

@@ -111,6 +111,8 @@ private:
   clickhouse_config cfg_;
   std::unique_ptr<http_client> client_;
   std::vector<std::pair<std::string, std::string>> headers_;
+  // Why the client cannot work (TLS set-up), returned by every request.
+  caf::error setup_error_;
   bool schema_ready_ = false;
   int64_t rejected_ = 0;
   int64_t rows_written_ = 0;

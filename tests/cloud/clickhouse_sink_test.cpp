@@ -257,6 +257,23 @@ TEST_CASE("clickhouse sink: hostile text round-trips byte for byte") {
   }
 }
 
+TEST_CASE("clickhouse sink: a write touching more series-hours than one "
+          "statement holds recomputes them all") {
+  auto c = open_case();
+  if (!c.server)
+    return;
+  auto& [server, sink, db] = c;
+  // 600 keys of ~520 bytes: over ClickHouse's 256 KiB max_query_size.
+  journal_entries entries;
+  for (int64_t i = 0; i < 600; ++i) {
+    auto e = entry(i + 1, "org-a", std::string(500, 'd') + std::to_string(i));
+    e.samples.push_back({"cpu", {}, t0_ms, 1.0});
+    entries.push_back(std::move(e));
+  }
+  REQUIRE(sink->write(entries) == caf::none);
+  CHECK(count_of(*sink, db + ".rollup_hourly FINAL") == "600\n");
+}
+
 TEST_CASE("clickhouse sink: org A's rollup query never returns org B's rows, "
           "whatever the metric text") {
   auto c = open_case();
