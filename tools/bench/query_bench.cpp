@@ -4,6 +4,7 @@
 #include <chrono>
 #include <iostream>
 #include <random>
+#include <sstream>
 
 #include "cloud/clickhouse_sink.hpp"
 #include "messages/error.hpp"
@@ -26,12 +27,7 @@ constexpr int64_t start_s = 1767225600;
 // Rows per INSERT ... SELECT: bounds the server's sort memory.
 constexpr int64_t rows_per_insert = 5000000;
 
-struct options {
-  int64_t devices = 1000;
-  int64_t metrics = 100;
-  int64_t days = 30;
-  int64_t queries = 200;
-};
+using options = query_options;
 
 std::string parse_args(const std::vector<std::string>& args, options& opt) {
   arg_cursor cur{args};
@@ -115,7 +111,7 @@ timings run_queries(clickhouse_sink& sink, http_client& bare,
   return t;
 }
 
-int run(const options& opt) {
+query_result measure(const options& opt) {
   ch_server::failure why;
   auto server = ch_server::start(why);
   if (!server)
@@ -126,25 +122,34 @@ int run(const options& opt) {
   auto sink = make_clickhouse_sink(cfg);
   if (!sink || (*sink)->create_schema())
     fail("cannot create the schema");
-  int64_t rows = opt.devices * opt.metrics * opt.days * 24;
+  query_result r;
+  r.rows = opt.devices * opt.metrics * opt.days * 24;
   auto t0 = clock_type::now();
-  load(**sink, opt, rows);
-  double load_s = ms_since(t0) / 1000;
+  load(**sink, opt, r.rows);
+  r.load_s = ms_since(t0) / 1000;
   http_client bare{"127.0.0.1", static_cast<uint16_t>(server->http_port()),
                    std::chrono::seconds{30}, 1 << 20};
   auto t = run_queries(**sink, bare, opt);
-  std::cout << "BENCH query rows=" << rows << " devices=" << opt.devices
-            << " metrics=" << opt.metrics << " days=" << opt.days
-            << " queries=" << opt.queries << " points_per_query="
-            << t.points / opt.queries
-            << " p50_ms=" << format(percentile(t.ours, 0.5), 2)
-            << " p99_ms=" << format(percentile(t.ours, 0.99), 2)
-            << " bare_p50_ms=" << format(percentile(t.bare, 0.5), 2)
-            << " bare_p99_ms=" << format(percentile(t.bare, 0.99), 2)
-            << " load_s=" << format(load_s, 1) << " load_rows_per_s="
-            << static_cast<int64_t>(static_cast<double>(rows) / load_s)
-            << std::endl;
-  return 0;
+  r.points = t.points;
+  r.p50_ms = percentile(t.ours, 0.5);
+  r.p99_ms = percentile(t.ours, 0.99);
+  r.bare_p50_ms = percentile(t.bare, 0.5);
+  r.bare_p99_ms = percentile(t.bare, 0.99);
+  return r;
+}
+
+std::string query_line(const options& opt, const query_result& r) {
+  std::ostringstream out;
+  out << "BENCH query rows=" << r.rows << " devices=" << opt.devices
+      << " metrics=" << opt.metrics << " days=" << opt.days
+      << " queries=" << opt.queries
+      << " points_per_query=" << r.points / opt.queries
+      << " p50_ms=" << format(r.p50_ms, 2) << " p99_ms=" << format(r.p99_ms, 2)
+      << " bare_p50_ms=" << format(r.bare_p50_ms, 2)
+      << " bare_p99_ms=" << format(r.bare_p99_ms, 2)
+      << " load_s=" << format(r.load_s, 1) << " load_rows_per_s="
+      << static_cast<int64_t>(static_cast<double>(r.rows) / r.load_s);
+  return out.str();
 }
 
 } // namespace
@@ -164,11 +169,22 @@ int run_query_bench(const std::vector<std::string>& args) {
     std::cerr << "fleetd-bench query: " << err << "\n" << query_usage();
     return 2;
   }
-  try {
-    return run(opt);
-  } catch (const bench_failure& f) {
-    std::cerr << "fleetd-bench query: " << f.what << std::endl;
+  auto r = run_query(opt);
+  if (!r.error.empty()) {
+    std::cerr << "fleetd-bench query: " << r.error << std::endl;
     return 1;
+  }
+  std::cout << query_line(opt, r) << std::endl;
+  return 0;
+}
+
+query_result run_query(const query_options& opt) {
+  try {
+    return measure(opt);
+  } catch (const bench_failure& f) {
+    query_result r;
+    r.error = f.what;
+    return r;
   }
 }
 

@@ -19,4 +19,27 @@ std::string query_usage();
 /// count of the same rows, and prints one `BENCH query ...` line.
 int run_query_bench(const std::vector<std::string>& args);
 
+struct query_options {
+  int64_t devices = 1000;
+  int64_t metrics = 100;
+  int64_t days = 30;
+  int64_t queries = 200;
+};
+
+/// What one run measured; `error` is empty when it ran to the end.
+struct query_result {
+  std::string error;
+  int64_t rows = 0;
+  /// Points the queries returned, all together.
+  int64_t points = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+  double bare_p50_ms = 0;
+  double bare_p99_ms = 0;
+  double load_s = 0;
+};
+
+/// Starts its own ClickHouse, loads, queries; stopped before returning.
+query_result run_query(const query_options& opt);
+
 } // namespace fleetd::bench
