@@ -9,6 +9,7 @@
 #include "runtime/options.hpp"
 #include "tools/bench/ingest_bench.hpp"
 #include "tools/bench/outage_bench.hpp"
+#include "tools/bench/query_bench.hpp"
 #include "tools/bench/storage_bench.hpp"
 #include "tools/bench/wire_bench.hpp"
 
@@ -31,6 +32,8 @@ const subcommand subcommands[] = {
    fleetd::bench::run_outage_bench},
   {"ingest", fleetd::bench::ingest_summary, fleetd::bench::ingest_usage,
    fleetd::bench::run_ingest_bench},
+  {"query", fleetd::bench::query_summary, fleetd::bench::query_usage,
+   fleetd::bench::run_query_bench},
 };
 
 void print_help(std::ostream& out) {
