@@ -1,0 +1,385 @@
+#include "cloud/vm_sink.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <set>
+#include <vector>
+
+#include "messages/error.hpp"
+#include "runtime/http_client.hpp"
+#include "runtime/options.hpp"
+
+namespace fleetd {
+
+void declare(option_set& opts, vm_sink_config& x) {
+  opts.add("sinks.victoria.url", x.url, "",
+           "VictoriaMetrics to write samples to: a single node "
+           "(http://host:8428) or a cluster's vminsert with {tenant} in "
+           "place of the accountID (http://host:8480/insert/{tenant}/"
+           "prometheus); empty: no VictoriaMetrics sink");
+  opts.add("sinks.victoria.tenants", x.tenants, "",
+           "Cluster only: org=accountID[:projectID],... ; an org not listed "
+           "is refused (counted), never written to another tenant");
+  opts.add_size("sinks.victoria.max-request-bytes", x.max_request_bytes,
+                4 << 20,
+                "Largest import request body; a batch of journal entries is "
+                "split into requests of at most this size",
+                1 << 20, int64_t{256} << 20);
+  opts.add("sinks.victoria.timeout", x.timeout, std::chrono::seconds(10),
+           "Deadline of one connect, request write or response read",
+           std::chrono::milliseconds(100));
+  opts.add("sinks.victoria.max-labels", x.max_labels, 30, "labels",
+           "Most labels of a series, __name__, org_id and device_id "
+           "included: the server's -maxLabelsPerTimeseries (it drops the "
+           "rest silently, so the sink refuses such samples)",
+           3, 1000);
+  opts.add_size("sinks.victoria.max-label-value-bytes",
+                x.max_label_value_bytes, 16 * 1024,
+                "Longest label value: the server's -maxLabelValueLen (it "
+                "truncates silently, so the sink refuses such samples)",
+                1, 1 << 20);
+}
+
+namespace {
+
+// Prometheus' data model, which the text format needs unquoted.
+bool valid_name(const std::string& s, bool metric) {
+  if (s.empty())
+    return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'
+              || (metric && c == ':') || (i > 0 && c >= '0' && c <= '9');
+    if (!ok)
+      return false;
+  }
+  return true;
+}
+
+// Structure only (lead byte, continuation bytes): what JSON export needs.
+bool valid_utf8(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    auto c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80              ? 0
+               : (c & 0xE0) == 0xC0 ? 1
+               : (c & 0xF0) == 0xE0 ? 2
+               : (c & 0xF8) == 0xF0 ? 3
+                                    : 9;
+    if (n == 9 || s.size() - i <= n)
+      return false;
+    for (size_t k = 1; k <= n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80)
+        return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+void append_value(std::string& out, const std::string& v) {
+  out += '"';
+  for (char c : v) {
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
+  }
+  out += '"';
+}
+
+void append_label(std::string& out, const std::string& k,
+                  const std::string& v) {
+  out += out.back() == '{' ? "" : ",";
+  out += k;
+  out += '=';
+  append_value(out, v);
+}
+
+// A device's own org_id/device_id cannot pass for ours: any
+// (exported_)*org_id or ...device_id gets one more exported_ (injective).
+std::string own_name(const std::string& k) {
+  auto base = k;
+  while (base.rfind("exported_", 0) == 0)
+    base = base.substr(9);
+  return base == "org_id" || base == "device_id" ? "exported_" + k : k;
+}
+
+// Why VictoriaMetrics could not store `s` exactly (a reason key, with
+// `detail`), or nullptr.
+const char* problem(const std::string& org, const std::string& device,
+                    const metric_sample& s, const vm_sink_config& max,
+                    std::string& detail) {
+  // VictoriaMetrics 1.79 drops NaN (all but its staleness marker) silently.
+  if (std::isnan(s.value))
+    return detail = "VictoriaMetrics does not store NaN", "nan";
+  if (!valid_name(s.name, true))
+    return detail = "not [a-zA-Z_:][a-zA-Z0-9_:]*", "metric_name";
+  if (static_cast<int64_t>(s.labels.size()) + 3 > max.max_labels)
+    return detail = std::to_string(s.labels.size())
+                    + " labels, more than the server keeps",
+           "labels";
+  for (auto& [k, v] : s.labels) {
+    if (!valid_name(k, false) || k.rfind("__", 0) == 0)
+      return detail = "'" + k.substr(0, 64)
+                      + "' is not [a-zA-Z_][a-zA-Z0-9_]* without a leading __",
+             "label_name";
+    if (static_cast<int64_t>(v.size()) > max.max_label_value_bytes)
+      return detail = k + " longer than the server keeps", "label_value";
+    if (!valid_utf8(v))
+      return detail = k + " is not UTF-8", "label_value";
+  }
+  if (!valid_utf8(org) || !valid_utf8(device))
+    return detail = "org or device is not UTF-8", "label_value";
+  return nullptr;
+}
+
+// Appends the Prometheus text line of a sample problem() passed.
+void append_line(std::string& out, const std::string& org,
+                 const std::string& device, const metric_sample& s) {
+  out += s.name;
+  out += '{';
+  append_label(out, "org_id", org);
+  append_label(out, "device_id", device);
+  // Empty means absent in Prometheus' model: the server drops it too.
+  for (auto& [k, v] : s.labels)
+    if (!v.empty())
+      append_label(out, own_name(k), v);
+  out += "} ";
+  if (std::isinf(s.value)) {
+    out += s.value > 0 ? "+Inf" : "-Inf";
+  } else {
+    // Shortest text that reads back as the same double.
+    char buf[32];
+    auto r = std::to_chars(buf, buf + sizeof(buf), s.value);
+    out.append(buf, r.ptr);
+  }
+  out += ' ';
+  out += std::to_string(s.timestamp_ms);
+  out += '\n';
+}
+
+} // namespace
+
+caf::expected<std::string> vm_line(const std::string& org,
+                                   const std::string& device,
+                                   const metric_sample& s,
+                                   const vm_sink_config& max) {
+  std::string detail;
+  if (auto* why = problem(org, device, s, max, detail))
+    return make_error(ec::invalid_record, std::string{why} + ": " + detail);
+  std::string out;
+  append_line(out, org, device, s);
+  return out;
+}
+
+namespace {
+
+caf::error bad(const std::string& what) {
+  return make_error(ec::bad_config, what);
+}
+
+// "org=accountID[:projectID],..." -> org -> "accountID[:projectID]".
+caf::expected<std::map<std::string, std::string>>
+parse_tenants(const std::string& text) {
+  std::map<std::string, std::string> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    auto end = std::min(text.find(',', pos), text.size());
+    auto item = text.substr(pos, end - pos);
+    pos = end + 1;
+    auto eq = item.find('=');
+    auto id = eq == std::string::npos ? "" : item.substr(eq + 1);
+    auto colon = id.find(':');
+    auto numeric = [](const std::string& n) {
+      uint32_t v = 0;
+      auto r = std::from_chars(n.data(), n.data() + n.size(), v);
+      return !n.empty() && r.ec == std::errc{} && r.ptr == n.data() + n.size();
+    };
+    if (eq == 0 || eq == std::string::npos
+        || !numeric(id.substr(0, colon))
+        || (colon != std::string::npos && !numeric(id.substr(colon + 1))))
+      return bad("sinks.victoria.tenants: '" + item
+                 + "' is not org=accountID[:projectID] (32-bit numbers)");
+    if (!out.emplace(item.substr(0, eq), id).second)
+      return bad("sinks.victoria.tenants: org " + item.substr(0, eq)
+                 + " listed twice");
+  }
+  return out;
+}
+
+} // namespace
+
+caf::expected<vm_target> vm_import_target(const vm_sink_config& cfg,
+                                          const std::string& org) {
+  vm_target t;
+  std::string rest;
+  if (cfg.url.rfind("http://", 0) == 0) {
+    rest = cfg.url.substr(7);
+  } else if (cfg.url.rfind("https://", 0) == 0) {
+    t.tls = true;
+    rest = cfg.url.substr(8);
+  } else {
+    return bad("sinks.victoria.url: not http:// or https://: " + cfg.url);
+  }
+  auto slash = std::min(rest.find('/'), rest.size());
+  auto authority = rest.substr(0, slash);
+  auto path = rest.substr(slash);
+  while (!path.empty() && path.back() == '/')
+    path.pop_back();
+  auto colon = authority.rfind(':');
+  t.host = authority.substr(0, colon);
+  t.port = t.tls ? 443 : 80;
+  if (colon != std::string::npos) {
+    auto p = authority.substr(colon + 1);
+    auto r = std::from_chars(p.data(), p.data() + p.size(), t.port);
+    if (r.ec != std::errc{} || r.ptr != p.data() + p.size() || t.port == 0)
+      return bad("sinks.victoria.url: bad port in " + cfg.url);
+  }
+  if (t.host.empty() || path.find_first_of("?#") != std::string::npos)
+    return bad("sinks.victoria.url: want scheme://host[:port][/path]: "
+               + cfg.url);
+  auto at = path.find("{tenant}");
+  if (at != std::string::npos) {
+    auto tenants = parse_tenants(cfg.tenants);
+    if (!tenants)
+      return tenants.error();
+    auto it = tenants->find(org);
+    if (it == tenants->end())
+      return make_error(ec::invalid_record,
+                        "unmapped_org: org " + org
+                          + " has no tenant in sinks.victoria.tenants");
+    path.replace(at, 8, it->second);
+  }
+  t.path = path + "/api/v1/import/prometheus";
+  return t;
+}
+
+namespace {
+
+class vm_sink_impl : public vm_sink {
+public:
+  vm_sink_impl(vm_sink_config cfg, vm_target base)
+    : cfg_(std::move(cfg)),
+      client_(base.host, base.port, cfg_.timeout, 64 * 1024) {
+  }
+
+  caf::error start(bool tls) {
+    return tls ? client_.use_tls(tls_files{}) : caf::none;
+  }
+
+  const vm_sink_stats& stats() const override {
+    return stats_;
+  }
+
+  caf::error write(const journal_entries& entries) override;
+
+private:
+  caf::error post(const std::string& path, const std::string& body);
+  void refused(const char* why, const std::string& detail) {
+    ++stats_.refused[why];
+    stats_.last_problem = std::string{why} + ": " + detail;
+  }
+
+  vm_sink_config cfg_;
+  http_client client_;
+  vm_sink_stats stats_;
+  // Per import path (one per tenant): the body being filled.
+  std::map<std::string, std::string> bodies_;
+};
+
+caf::error vm_sink_impl::write(const journal_entries& entries) {
+  caf::error refusal;
+  std::string detail;
+  for (auto& e : entries) {
+    auto target = vm_import_target(cfg_, e.org);
+    if (!target) {
+      stats_.refused["unmapped_org"] += e.samples.size();
+      stats_.last_problem = render(target.error());
+      continue;
+    }
+    auto& body = bodies_[target->path];
+    for (auto& s : e.samples) {
+      if (auto* why = problem(e.org, e.device, s, cfg_, detail)) {
+        refused(why, detail);
+        continue;
+      }
+      auto before = body.size();
+      append_line(body, e.org, e.device, s);
+      if (static_cast<int64_t>(body.size()) <= cfg_.max_request_bytes)
+        continue;
+      // Over the bound: send what was there, keep this line for the next.
+      auto line = body.substr(before);
+      body.resize(before);
+      auto err = post(target->path, body);
+      body = std::move(line);
+      if (err && err != ec::invalid_record)
+        return bodies_.clear(), err;
+      if (err)
+        refusal = err;
+    }
+  }
+  for (auto& [path, body] : bodies_) {
+    if (body.empty())
+      continue;
+    auto err = post(path, body);
+    if (err && err != ec::invalid_record)
+      return bodies_.clear(), err;
+    if (err)
+      refusal = err;
+  }
+  bodies_.clear();
+  return refusal;
+}
+
+caf::error vm_sink_impl::post(const std::string& path,
+                              const std::string& body) {
+  if (body.empty())
+    return caf::none;
+  ++stats_.requests;
+  auto res = client_.post(path, body, {{"Content-Type", "text/plain"}});
+  if (!res)
+    return res.error();
+  if (res->status / 100 == 2) {
+    stats_.samples += std::count(body.begin(), body.end(), '\n');
+    return caf::none;
+  }
+  auto what = "HTTP " + std::to_string(res->status) + " from " + path + ": "
+              + res->body.substr(0, 200);
+  stats_.last_problem = what;
+  if (res->status == 429 || res->status >= 500)
+    return make_error(ec::remote_error, what);
+  return make_error(ec::invalid_record, what);
+}
+
+} // namespace
+
+caf::expected<std::unique_ptr<vm_sink>>
+make_vm_sink(const vm_sink_config& cfg) {
+  if (cfg.url.find("{tenant}") != std::string::npos) {
+    auto tenants = parse_tenants(cfg.tenants);
+    if (!tenants)
+      return tenants.error();
+  } else if (!cfg.tenants.empty()) {
+    return bad("sinks.victoria.tenants: only with {tenant} in "
+               "sinks.victoria.url");
+  }
+  auto base = vm_import_target(cfg, std::string{});
+  if (!base && base.error() != ec::invalid_record)
+    return base.error();
+  vm_target t = base ? *base : vm_target{};
+  if (!base) {
+    // Cluster: host and port do not depend on the org.
+    auto copy = cfg;
+    copy.tenants = "x=0";
+    t = *vm_import_target(copy, "x");
+  }
+  auto out = std::make_unique<vm_sink_impl>(cfg, t);
+  if (auto err = out->start(t.tls))
+    return err;
+  return std::unique_ptr<vm_sink>{std::move(out)};
+}
+
+} // namespace fleetd
