@@ -2,6 +2,8 @@
 
 #include <charconv>
 #include <cmath>
+#include <future>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -100,11 +102,12 @@ void append_label(std::string& out, const std::string& k,
 
 // A device's own org_id/device_id cannot pass for ours: any
 // (exported_)*org_id or ...device_id gets one more exported_ (injective).
-std::string own_name(const std::string& k) {
-  auto base = k;
-  while (base.rfind("exported_", 0) == 0)
-    base = base.substr(9);
-  return base == "org_id" || base == "device_id" ? "exported_" + k : k;
+bool ours(const std::string& k) {
+  size_t at = 0;
+  while (k.compare(at, 9, "exported_") == 0)
+    at += 9;
+  return k.compare(at, std::string::npos, "org_id") == 0
+         || k.compare(at, std::string::npos, "device_id") == 0;
 }
 
 // Why VictoriaMetrics could not store `s` exactly (a reason key, with
@@ -146,7 +149,7 @@ void append_line(std::string& out, const std::string& org,
   // Empty means absent in Prometheus' model: the server drops it too.
   for (auto& [k, v] : s.labels)
     if (!v.empty())
-      append_label(out, own_name(k), v);
+      append_label(out, ours(k) ? "exported_" + k : k, v);
   out += "} ";
   if (std::isinf(s.value)) {
     out += s.value > 0 ? "+Inf" : "-Inf";
@@ -156,8 +159,10 @@ void append_line(std::string& out, const std::string& org,
     auto r = std::to_chars(buf, buf + sizeof(buf), s.value);
     out.append(buf, r.ptr);
   }
+  char ts[24];
+  auto end = std::to_chars(ts, ts + sizeof(ts), s.timestamp_ms).ptr;
   out += ' ';
-  out += std::to_string(s.timestamp_ms);
+  out.append(ts, end);
   out += '\n';
 }
 
@@ -259,11 +264,17 @@ caf::expected<vm_target> vm_import_target(const vm_sink_config& cfg,
 
 namespace {
 
+// Renders the next request while the server takes the previous one: one
+// request in flight at a time, on the one keep-alive connection.
 class vm_sink_impl : public vm_sink {
 public:
   vm_sink_impl(vm_sink_config cfg, vm_target base)
     : cfg_(std::move(cfg)),
       client_(base.host, base.port, cfg_.timeout, 64 * 1024) {
+  }
+
+  ~vm_sink_impl() override {
+    settle();
   }
 
   caf::error start(bool tls) {
@@ -277,7 +288,19 @@ public:
   caf::error write(const journal_entries& entries) override;
 
 private:
-  caf::error post(const std::string& path, const std::string& body);
+  struct body {
+    std::string text;
+    int64_t lines = 0;
+  };
+  struct request {
+    std::string path;
+    body data;
+    std::future<caf::expected<http_response>> answer;
+  };
+
+  caf::error fill(const journal_entries& entries);
+  caf::error submit(const std::string& path, body data);
+  caf::error settle();
   void refused(const char* why, const std::string& detail) {
     ++stats_.refused[why];
     stats_.last_problem = std::string{why} + ": " + detail;
@@ -287,11 +310,26 @@ private:
   http_client client_;
   vm_sink_stats stats_;
   // Per import path (one per tenant): the body being filled.
-  std::map<std::string, std::string> bodies_;
+  std::map<std::string, body> bodies_;
+  std::optional<request> in_flight_;
+  // A 4xx of this write: reported once every request went out.
+  caf::error refusal_;
 };
 
 caf::error vm_sink_impl::write(const journal_entries& entries) {
-  caf::error refusal;
+  refusal_ = caf::none;
+  auto err = fill(entries);
+  for (auto& [path, b] : bodies_)
+    if (!err && b.lines > 0)
+      err = submit(path, std::move(b));
+  auto last = settle();
+  bodies_.clear();
+  if (!err)
+    err = std::move(last);
+  return err ? err : std::move(refusal_);
+}
+
+caf::error vm_sink_impl::fill(const journal_entries& entries) {
   std::string detail;
   for (auto& e : entries) {
     auto target = vm_import_target(cfg_, e.org);
@@ -300,58 +338,64 @@ caf::error vm_sink_impl::write(const journal_entries& entries) {
       stats_.last_problem = render(target.error());
       continue;
     }
-    auto& body = bodies_[target->path];
+    auto& b = bodies_[target->path];
     for (auto& s : e.samples) {
       if (auto* why = problem(e.org, e.device, s, cfg_, detail)) {
         refused(why, detail);
         continue;
       }
-      auto before = body.size();
-      append_line(body, e.org, e.device, s);
-      if (static_cast<int64_t>(body.size()) <= cfg_.max_request_bytes)
+      auto before = b.text.size();
+      append_line(b.text, e.org, e.device, s);
+      if (static_cast<int64_t>(b.text.size()) <= cfg_.max_request_bytes) {
+        ++b.lines;
         continue;
+      }
       // Over the bound: send what was there, keep this line for the next.
-      auto line = body.substr(before);
-      body.resize(before);
-      auto err = post(target->path, body);
-      body = std::move(line);
-      if (err && err != ec::invalid_record)
-        return bodies_.clear(), err;
+      body next{b.text.substr(before), 1};
+      b.text.resize(before);
+      auto err = submit(target->path, std::move(b));
+      b = std::move(next);
       if (err)
-        refusal = err;
+        return err;
     }
   }
-  for (auto& [path, body] : bodies_) {
-    if (body.empty())
-      continue;
-    auto err = post(path, body);
-    if (err && err != ec::invalid_record)
-      return bodies_.clear(), err;
-    if (err)
-      refusal = err;
-  }
-  bodies_.clear();
-  return refusal;
+  return caf::none;
 }
 
-caf::error vm_sink_impl::post(const std::string& path,
-                              const std::string& body) {
-  if (body.empty())
-    return caf::none;
+caf::error vm_sink_impl::submit(const std::string& path, body data) {
+  if (auto err = settle())
+    return err;
+  in_flight_.emplace(request{path, std::move(data), {}});
+  auto* req = &*in_flight_;
   ++stats_.requests;
-  auto res = client_.post(path, body, {{"Content-Type", "text/plain"}});
+  req->answer = std::async(std::launch::async, [this, req] {
+    return client_.post(req->path, req->data.text,
+                        {{"Content-Type", "text/plain"}});
+  });
+  return caf::none;
+}
+
+// Waits for the request in flight: a retryable error, or none (a 4xx is
+// kept in refusal_, the rest of the write still goes out).
+caf::error vm_sink_impl::settle() {
+  if (!in_flight_)
+    return caf::none;
+  auto res = in_flight_->answer.get();
+  auto req = std::move(*in_flight_);
+  in_flight_.reset();
   if (!res)
-    return res.error();
+    return std::move(res.error());
   if (res->status / 100 == 2) {
-    stats_.samples += std::count(body.begin(), body.end(), '\n');
+    stats_.samples += req.data.lines;
     return caf::none;
   }
-  auto what = "HTTP " + std::to_string(res->status) + " from " + path + ": "
-              + res->body.substr(0, 200);
+  auto what = "HTTP " + std::to_string(res->status) + " from " + req.path
+              + ": " + res->body.substr(0, 200);
   stats_.last_problem = what;
   if (res->status == 429 || res->status >= 500)
     return make_error(ec::remote_error, what);
-  return make_error(ec::invalid_record, what);
+  refusal_ = make_error(ec::invalid_record, what);
+  return caf::none;
 }
 
 } // namespace

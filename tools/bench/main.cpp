@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "runtime/options.hpp"
+#include "tools/bench/fanout_bench.hpp"
 #include "tools/bench/ingest_bench.hpp"
 #include "tools/bench/outage_bench.hpp"
 #include "tools/bench/storage_bench.hpp"
@@ -31,6 +32,8 @@ const subcommand subcommands[] = {
    fleetd::bench::run_outage_bench},
   {"ingest", fleetd::bench::ingest_summary, fleetd::bench::ingest_usage,
    fleetd::bench::run_ingest_bench},
+  {"fanout", fleetd::bench::fanout_summary, fleetd::bench::fanout_usage,
+   fleetd::bench::run_fanout_bench},
 };
 
 void print_help(std::ostream& out) {
