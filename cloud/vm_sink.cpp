@@ -79,6 +79,12 @@ bool valid_utf8(const std::string& s) {
 
 void append_value(std::string& out, const std::string& v) {
   out += '"';
+  // Most values need no escape: one append.
+  if (v.find_first_of("\\\"\n") == std::string::npos) {
+    out += v;
+    out += '"';
+    return;
+  }
   for (char c : v) {
     if (c == '\\')
       out += "\\\\";
@@ -112,8 +118,7 @@ bool ours(const std::string& k) {
 
 // Why VictoriaMetrics could not store `s` exactly (a reason key, with
 // `detail`), or nullptr.
-const char* problem(const std::string& org, const std::string& device,
-                    const metric_sample& s, const vm_sink_config& max,
+const char* problem(const metric_sample& s, const vm_sink_config& max,
                     std::string& detail) {
   // VictoriaMetrics 1.79 drops NaN (all but its staleness marker) silently.
   if (std::isnan(s.value))
@@ -134,18 +139,22 @@ const char* problem(const std::string& org, const std::string& device,
     if (!valid_utf8(v))
       return detail = k + " is not UTF-8", "label_value";
   }
-  if (!valid_utf8(org) || !valid_utf8(device))
-    return detail = "org or device is not UTF-8", "label_value";
   return nullptr;
 }
 
-// Appends the Prometheus text line of a sample problem() passed.
-void append_line(std::string& out, const std::string& org,
-                 const std::string& device, const metric_sample& s) {
-  out += s.name;
-  out += '{';
+// `{org_id="...",device_id="..."`: the same for every sample of an entry.
+std::string series_prefix(const std::string& org, const std::string& device) {
+  std::string out = "{";
   append_label(out, "org_id", org);
   append_label(out, "device_id", device);
+  return out;
+}
+
+// Appends the Prometheus text line of a sample problem() passed.
+void append_line(std::string& out, const std::string& prefix,
+                 const metric_sample& s) {
+  out += s.name;
+  out += prefix;
   // Empty means absent in Prometheus' model: the server drops it too.
   for (auto& [k, v] : s.labels)
     if (!v.empty())
@@ -173,10 +182,13 @@ caf::expected<std::string> vm_line(const std::string& org,
                                    const metric_sample& s,
                                    const vm_sink_config& max) {
   std::string detail;
-  if (auto* why = problem(org, device, s, max, detail))
+  if (!valid_utf8(org) || !valid_utf8(device))
+    return make_error(ec::invalid_record,
+                      "label_value: org or device is not UTF-8");
+  if (auto* why = problem(s, max, detail))
     return make_error(ec::invalid_record, std::string{why} + ": " + detail);
   std::string out;
-  append_line(out, org, device, s);
+  append_line(out, series_prefix(org, device), s);
   return out;
 }
 
@@ -338,14 +350,20 @@ caf::error vm_sink_impl::fill(const journal_entries& entries) {
       stats_.last_problem = render(target.error());
       continue;
     }
+    if (!valid_utf8(e.org) || !valid_utf8(e.device)) {
+      stats_.refused["label_value"] += e.samples.size();
+      stats_.last_problem = "label_value: org or device is not UTF-8";
+      continue;
+    }
     auto& b = bodies_[target->path];
+    auto prefix = series_prefix(e.org, e.device);
     for (auto& s : e.samples) {
-      if (auto* why = problem(e.org, e.device, s, cfg_, detail)) {
+      if (auto* why = problem(s, cfg_, detail)) {
         refused(why, detail);
         continue;
       }
       auto before = b.text.size();
-      append_line(b.text, e.org, e.device, s);
+      append_line(b.text, prefix, s);
       if (static_cast<int64_t>(b.text.size()) <= cfg_.max_request_bytes) {
         ++b.lines;
         continue;

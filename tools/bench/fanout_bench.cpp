@@ -1,6 +1,7 @@
 #include "tools/bench/fanout_bench.hpp"
 
 #include <chrono>
+#include <ctime>
 #include <iostream>
 #include <sstream>
 
@@ -54,20 +55,40 @@ journal_entries make_entries(const fanout_options& opt, int64_t first,
   return out;
 }
 
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
+}
+
+double server_cpu_seconds(pid_t pid) {
+  auto st = read_stat(pid);
+  if (!st)
+    fail("VictoriaMetrics (pid " + std::to_string(pid) + ") is gone");
+  return st->cpu_s;
+}
+
+// Wall time and CPU (this process: the sink's threads; and the server) of
+// an arm's timed parts only.
 struct arm_timer {
+  pid_t server = 0;
   double seconds = 0;
+  double cpu_s = 0;
   template <class F>
   void time(F&& f) {
+    auto c0 = process_cpu_seconds() + server_cpu_seconds(server);
     auto t0 = clock_type::now();
     f();
     seconds += std::chrono::duration<double>(clock_type::now() - t0).count();
+    cpu_s += process_cpu_seconds() + server_cpu_seconds(server) - c0;
   }
 };
 
 // One pass of every device through the sink; the entries are made outside
 // the timed part (the journal's work, not the sink's).
-double sink_pass(const fanout_options& opt, vm_sink& sink, int64_t t0) {
-  arm_timer timer;
+arm_timer sink_pass(const fanout_options& opt, vm_sink& sink, pid_t server,
+                    int64_t t0) {
+  arm_timer timer{server};
   for (int64_t d = 0; d < opt.devices; d += opt.entries_per_write) {
     auto entries = make_entries(
       opt, d, std::min(opt.devices, d + opt.entries_per_write), t0);
@@ -76,13 +97,13 @@ double sink_pass(const fanout_options& opt, vm_sink& sink, int64_t t0) {
         fail("vm_sink: " + render(err));
     });
   }
-  return timer.seconds;
+  return timer;
 }
 
 // The same samples rendered before the clock starts, one body per write.
-double raw_pass(const fanout_options& opt, vm_server& vm, int64_t t0) {
+arm_timer raw_pass(const fanout_options& opt, vm_server& vm, int64_t t0) {
   vm_sink_config limits;
-  arm_timer timer;
+  arm_timer timer{vm.pid()};
   std::string body;
   for (int64_t d = 0; d < opt.devices; d += opt.entries_per_write) {
     auto entries = make_entries(
@@ -96,15 +117,18 @@ double raw_pass(const fanout_options& opt, vm_server& vm, int64_t t0) {
         fail("raw import: " + render(err));
     });
   }
-  return timer.seconds;
+  return timer;
 }
 
-// Series with a sample in the last day: an exact count (unlike
-// /api/v1/series/count, which may overestimate).
-int64_t stored_series(vm_server& vm) {
+// Series with a sample in the 5 minutes before `at_ms` (every series has
+// one in the last pass): an exact count, unlike /api/v1/series/count.
+int64_t stored_series(vm_server& vm, int64_t at_ms) {
   if (auto err = vm.flush())
     fail("force_flush: " + render(err));
-  auto body = vm.get("/api/v1/query?query=count(last_over_time(%7Bdevice_id%21%3D%22%22%7D%5B1d%5D))");
+  // count({device_id!=""}), URL-encoded.
+  auto body = vm.get("/api/v1/query?query=count(%7Bdevice_id%21%3D%22%22%7D)"
+                     "&time="
+                     + std::to_string(at_ms / 1000));
   if (!body)
     fail("count query: " + render(body.error()));
   auto at = body->find("\"value\":[");
@@ -135,30 +159,42 @@ fanout_result run_checked(const fanout_options& opt) {
   auto window = opt.scrapes * 10'000;
   auto base = now_ms() - 6 * 3'600'000;
   // Warm-up: every series created once, so neither arm pays for that.
-  sink_pass(opt, **sink, base);
+  sink_pass(opt, **sink, vm->pid(), base);
   for (int64_t round = 0; round < opt.rounds; ++round) {
     auto t_sink = base + (2 * round + 1) * window;
     auto t_raw = base + (2 * round + 2) * window;
-    double sink_s = 0, raw_s = 0;
+    arm_timer sink_t, raw_t;
     if (round % 2 == 0) {
-      sink_s = sink_pass(opt, **sink, t_sink);
-      raw_s = raw_pass(opt, *vm, t_raw);
+      sink_t = sink_pass(opt, **sink, vm->pid(), t_sink);
+      raw_t = raw_pass(opt, *vm, t_raw);
     } else {
-      raw_s = raw_pass(opt, *vm, t_raw);
-      sink_s = sink_pass(opt, **sink, t_sink);
+      raw_t = raw_pass(opt, *vm, t_raw);
+      sink_t = sink_pass(opt, **sink, vm->pid(), t_sink);
     }
-    r.sink_rounds.push_back(r.points_per_round / sink_s);
-    r.raw_rounds.push_back(r.points_per_round / raw_s);
+    r.sink_rounds.push_back(r.points_per_round / sink_t.seconds);
+    r.raw_rounds.push_back(r.points_per_round / raw_t.seconds);
+    r.sink_cpu_rounds.push_back(sink_t.cpu_s * 1e6 / r.points_per_round);
+    r.raw_cpu_rounds.push_back(raw_t.cpu_s * 1e6 / r.points_per_round);
     if (opt.progress)
       std::cerr << "fanout round " << round + 1 << ": sink "
                 << format(r.sink_rounds.back(), 0) << " points/s, raw "
-                << format(r.raw_rounds.back(), 0) << " points/s" << std::endl;
+                << format(r.raw_rounds.back(), 0) << " points/s; CPU "
+                << format(r.sink_cpu_rounds.back(), 3) << " vs "
+                << format(r.raw_cpu_rounds.back(), 3) << " us/point"
+                << std::endl;
   }
   r.points_per_s = median(r.sink_rounds);
   r.vm_import_points_per_s = median(r.raw_rounds);
-  r.ratio = r.points_per_s / r.vm_import_points_per_s;
+  // Each round's arms ran back to back: their ratio drifts less with the
+  // machine's load than the ratio of the two medians.
+  std::vector<double> ratios;
+  for (size_t i = 0; i < r.sink_rounds.size(); ++i)
+    ratios.push_back(r.sink_rounds[i] / r.raw_rounds[i]);
+  r.ratio = median(ratios);
+  r.sink_cpu_us_per_point = median(r.sink_cpu_rounds);
+  r.raw_cpu_us_per_point = median(r.raw_cpu_rounds);
   r.sink_requests = (*sink)->stats().requests;
-  r.stored_series = stored_series(*vm);
+  r.stored_series = stored_series(*vm, base + (2 * opt.rounds + 1) * window);
   auto invalid = vm->metric("vm_rows_invalid_total");
   auto ignored = vm->metric("vm_rows_ignored_total");
   if (!invalid || !ignored)
@@ -223,7 +259,11 @@ std::string fanout_line(const fanout_options& opt, const fanout_result& r) {
       << " entries_per_write=" << opt.entries_per_write
       << " max_request_bytes=" << opt.max_request_bytes
       << " sink_requests=" << r.sink_requests
-      << " dropped_rows=" << format(r.dropped_rows, 0);
+      << " dropped_rows=" << format(r.dropped_rows, 0)
+      << " sink_cpu_us_per_point=" << format(r.sink_cpu_us_per_point, 3)
+      << " vm_import_cpu_us_per_point=" << format(r.raw_cpu_us_per_point, 3)
+      << " cpu_ratio="
+      << format(r.raw_cpu_us_per_point / r.sink_cpu_us_per_point, 3);
   return out.str();
 }
 

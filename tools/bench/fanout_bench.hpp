@@ -45,10 +45,18 @@ struct fanout_result {
   /// and HTTP included), and the same lines pre-rendered, POSTed raw.
   double points_per_s = 0;
   double vm_import_points_per_s = 0;
+  /// Median of the rounds' sink/raw ratios (each round's arms back to back).
   double ratio = 0;
   /// Per round, for stderr.
   std::vector<double> sink_rounds;
   std::vector<double> raw_rounds;
+  /// CPU per point of each arm's timed parts, this process and the server
+  /// together (steadier than wall time on a shared machine): medians, and
+  /// per round.
+  double sink_cpu_us_per_point = 0;
+  double raw_cpu_us_per_point = 0;
+  std::vector<double> sink_cpu_rounds;
+  std::vector<double> raw_cpu_rounds;
   int64_t sink_requests = 0;
   /// vm_rows_invalid_total + vm_rows_ignored_total after the run (must be 0).
   double dropped_rows = 0;

@@ -44,7 +44,7 @@ struct vm_server::holder {
   temp_dir scratch{"fleetd-vm"};
   http_client client;
   explicit holder(uint16_t port)
-    : client("127.0.0.1", port, 10s, 64 << 20) {
+    : client("127.0.0.1", port, 60s, 64 << 20) {
   }
 };
 
