@@ -116,6 +116,13 @@ using cloud_store_actor = caf::typed_actor<
   caf::replies_to<config_atom, std::string, settings_change>::with<cloud_settings>,
   stats_handler>;
 
+/// Drops whole days of the cloud's rows past store.retention-days
+/// (cloud/retention; PostgreSQL's day partitions).
+using retention_actor = caf::typed_actor<
+  // A pass now; sent by its own timer only (each pass arms the next).
+  caf::reacts_to<tick_atom>,
+  stats_handler>;
+
 /// Orgs, devices, keys, enrollment tokens and quotas (cloud/tenancy; the
 /// embedded SQLite implementation behind it, PostgreSQL next).
 using tenancy_actor = caf::typed_actor<
