@@ -99,8 +99,11 @@ void append_value(std::string& out, const std::string& v) {
 }
 
 void append_label(std::string& out, const std::string& k,
-                  const std::string& v) {
-  out += out.back() == '{' ? "" : ",";
+                  const std::string& v, bool exported = false) {
+  if (out.back() != '{')
+    out += ',';
+  if (exported)
+    out += "exported_";
   out += k;
   out += '=';
   append_value(out, v);
@@ -109,6 +112,9 @@ void append_label(std::string& out, const std::string& k,
 // A device's own org_id/device_id cannot pass for ours: any
 // (exported_)*org_id or ...device_id gets one more exported_ (injective).
 bool ours(const std::string& k) {
+  // Most names start otherwise: no compare.
+  if (k.empty() || (k[0] != 'o' && k[0] != 'd' && k[0] != 'e'))
+    return false;
   size_t at = 0;
   while (k.compare(at, 9, "exported_") == 0)
     at += 9;
@@ -130,7 +136,7 @@ const char* problem(const metric_sample& s, const vm_sink_config& max,
                     + " labels, more than the server keeps",
            "labels";
   for (auto& [k, v] : s.labels) {
-    if (!valid_name(k, false) || k.rfind("__", 0) == 0)
+    if (!valid_name(k, false) || (k.size() > 1 && k[0] == '_' && k[1] == '_'))
       return detail = "'" + k.substr(0, 64)
                       + "' is not [a-zA-Z_][a-zA-Z0-9_]* without a leading __",
              "label_name";
@@ -158,7 +164,7 @@ void append_line(std::string& out, const std::string& prefix,
   // Empty means absent in Prometheus' model: the server drops it too.
   for (auto& [k, v] : s.labels)
     if (!v.empty())
-      append_label(out, ours(k) ? "exported_" + k : k, v);
+      append_label(out, k, v, ours(k));
   out += "} ";
   if (std::isinf(s.value)) {
     out += s.value > 0 ? "+Inf" : "-Inf";
@@ -324,6 +330,9 @@ private:
   // Per import path (one per tenant): the body being filled.
   std::map<std::string, body> bodies_;
   std::optional<request> in_flight_;
+  // The last sent body's buffer, reused: no regrowing to the bound per
+  // request.
+  std::string spare_;
   // A 4xx of this write: reported once every request went out.
   caf::error refusal_;
 };
@@ -356,6 +365,8 @@ caf::error vm_sink_impl::fill(const journal_entries& entries) {
       continue;
     }
     auto& b = bodies_[target->path];
+    if (b.text.empty())
+      std::swap(b.text, spare_);
     auto prefix = series_prefix(e.org, e.device);
     for (auto& s : e.samples) {
       if (auto* why = problem(s, cfg_, detail)) {
@@ -369,7 +380,8 @@ caf::error vm_sink_impl::fill(const journal_entries& entries) {
         continue;
       }
       // Over the bound: send what was there, keep this line for the next.
-      body next{b.text.substr(before), 1};
+      body next{std::move(spare_), 1};
+      next.text.assign(b.text, before);
       b.text.resize(before);
       auto err = submit(target->path, std::move(b));
       b = std::move(next);
@@ -401,6 +413,8 @@ caf::error vm_sink_impl::settle() {
   auto res = in_flight_->answer.get();
   auto req = std::move(*in_flight_);
   in_flight_.reset();
+  spare_ = std::move(req.data.text);
+  spare_.clear();
   if (!res)
     return std::move(res.error());
   if (res->status / 100 == 2) {
