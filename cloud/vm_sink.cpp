@@ -100,8 +100,7 @@ void append_value(std::string& out, const std::string& v) {
 
 void append_label(std::string& out, const std::string& k,
                   const std::string& v, bool exported = false) {
-  if (out.back() != '{')
-    out += ',';
+  out += ',';
   if (exported)
     out += "exported_";
   out += k;
@@ -136,7 +135,8 @@ const char* problem(const metric_sample& s, const vm_sink_config& max,
                     + " labels, more than the server keeps",
            "labels";
   for (auto& [k, v] : s.labels) {
-    if (!valid_name(k, false) || (k.size() > 1 && k[0] == '_' && k[1] == '_'))
+    bool reserved = k.size() > 1 && k[0] == '_' && k[1] == '_';
+    if (!valid_name(k, false) || reserved)
       return detail = "'" + k.substr(0, 64)
                       + "' is not [a-zA-Z_][a-zA-Z0-9_]* without a leading __",
              "label_name";
@@ -150,9 +150,10 @@ const char* problem(const metric_sample& s, const vm_sink_config& max,
 
 // `{org_id="...",device_id="..."`: the same for every sample of an entry.
 std::string series_prefix(const std::string& org, const std::string& device) {
-  std::string out = "{";
-  append_label(out, "org_id", org);
-  append_label(out, "device_id", device);
+  std::string out = "{org_id=";
+  append_value(out, org);
+  out += ",device_id=";
+  append_value(out, device);
   return out;
 }
 

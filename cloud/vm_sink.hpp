@@ -21,7 +21,8 @@ class option_set;
 
 struct vm_sink_config {
   /// Single node: http://host:8428. Cluster: a vminsert URL with the
-  /// placeholder {tenant}, e.g. http://vminsert:8480/insert/{tenant}/prometheus.
+  /// placeholder {tenant}, e.g.
+  /// http://vminsert:8480/insert/{tenant}/prometheus.
   std::string url;
   /// Cluster only: "org=accountID[:projectID],..." (VictoriaMetrics tenants
   /// are numbers); an org missing here is refused, never guessed.

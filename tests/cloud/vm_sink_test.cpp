@@ -156,7 +156,8 @@ TEST_CASE("victoria: two orgs' samples land exactly, with org_id and "
                              std::pair{"acme", "d2"}}) {
     metric_samples samples;
     for (size_t i = 0; i < exact_values.size(); ++i) {
-      samples.push_back(sample("temp", {{"zone", "a"}}, t0 + i, exact_values[i]));
+      samples.push_back(
+        sample("temp", {{"zone", "a"}}, t0 + i, exact_values[i]));
       samples.push_back(sample("load", {}, t0 + i, exact_values[i] * 2));
     }
     for (size_t i = 0; i < extreme_values.size(); ++i)
@@ -236,8 +237,9 @@ TEST_CASE("victoria: a refusing server (4xx) is invalid_record, the rest "
   auto sink = make_vm_sink(cfg);
   REQUIRE(sink);
   auto t0 = now_ms() - 60'000;
-  auto err = (*sink)->write({entry(1, "acme", "d", {sample("m", {}, t0, 1)}),
-                             entry(2, "initech", "d", {sample("m", {}, t0, 1)})});
+  auto err
+    = (*sink)->write({entry(1, "acme", "d", {sample("m", {}, t0, 1)}),
+                      entry(2, "initech", "d", {sample("m", {}, t0, 1)})});
   CHECK(err == ec::invalid_record);
   CHECK((*sink)->stats().refused.at("unmapped_org") == 1);
   CHECK((*sink)->stats().last_problem.find("HTTP 400") != std::string::npos);
