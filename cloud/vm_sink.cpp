@@ -9,6 +9,7 @@
 
 #include "messages/error.hpp"
 #include "runtime/http_client.hpp"
+#include "runtime/http_url.hpp"
 #include "runtime/options.hpp"
 
 namespace fleetd {
@@ -238,33 +239,11 @@ parse_tenants(const std::string& text) {
 
 caf::expected<vm_target> vm_import_target(const vm_sink_config& cfg,
                                           const std::string& org) {
-  vm_target t;
-  std::string rest;
-  if (cfg.url.rfind("http://", 0) == 0) {
-    rest = cfg.url.substr(7);
-  } else if (cfg.url.rfind("https://", 0) == 0) {
-    t.tls = true;
-    rest = cfg.url.substr(8);
-  } else {
-    return bad("sinks.victoria.url: not http:// or https://: " + cfg.url);
-  }
-  auto slash = std::min(rest.find('/'), rest.size());
-  auto authority = rest.substr(0, slash);
-  auto path = rest.substr(slash);
-  while (!path.empty() && path.back() == '/')
-    path.pop_back();
-  auto colon = authority.rfind(':');
-  t.host = authority.substr(0, colon);
-  t.port = t.tls ? 443 : 80;
-  if (colon != std::string::npos) {
-    auto p = authority.substr(colon + 1);
-    auto r = std::from_chars(p.data(), p.data() + p.size(), t.port);
-    if (r.ec != std::errc{} || r.ptr != p.data() + p.size() || t.port == 0)
-      return bad("sinks.victoria.url: bad port in " + cfg.url);
-  }
-  if (t.host.empty() || path.find_first_of("?#") != std::string::npos)
-    return bad("sinks.victoria.url: want scheme://host[:port][/path]: "
-               + cfg.url);
+  auto u = parse_http_url(cfg.url, "sinks.victoria.url");
+  if (!u)
+    return u.error();
+  vm_target t{u->tls, u->host, u->port, {}};
+  auto path = u->path;
   auto at = path.find("{tenant}");
   if (at != std::string::npos) {
     auto tenants = parse_tenants(cfg.tenants);
