@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include "messages/error.hpp"
+#include "runtime/http_server.hpp"
 #include "skip.hpp"
 #include "vm_fixture.hpp"
 
@@ -141,6 +142,43 @@ TEST_CASE("vm_line: what VictoriaMetrics would drop or change is refused") {
   refused(sample("m", {{"a", "1"}, {"b", "2"}, {"c", "3"}}, 1, 1), "labels");
   CHECK(vm_line("o", "d", sample("m", {{"a", "1"}, {"b", "2"}}, 1, 1), cfg));
   CHECK(vm_line("o", "d", sample("m", {{"a", "é"}}, 1, 1), cfg));
+}
+
+TEST_CASE("vm_sink: 429 and 5xx are retried, other 4xx refused, silence a "
+          "timeout") {
+  // A server answering each import with the next status of a script
+  // (VictoriaMetrics cannot be made to answer 429/5xx on demand).
+  std::vector<uint16_t> script = {503, 429, 500, 413, 400, 204, 0};
+  size_t next = 0;
+  std::vector<http_server::respond_fn> held;
+  http_server server(http_limits{}, [&](http_request req,
+                                        http_server::respond_fn respond) {
+    auto status = next < script.size() ? script[next++] : 204;
+    CHECK(req.target == "/api/v1/import/prometheus");
+    if (status == 0)
+      return held.push_back(std::move(respond));
+    // A 204 has no body (as VictoriaMetrics answers).
+    respond(http_reply{status, "text/plain", status == 204 ? "" : "scripted",
+                       ""});
+  });
+  auto port = server.start("127.0.0.1", 0);
+  REQUIRE(port);
+  vm_sink_config cfg;
+  cfg.url = "http://127.0.0.1:" + std::to_string(*port);
+  cfg.timeout = std::chrono::milliseconds(300);
+  auto sink = make_vm_sink(cfg);
+  REQUIRE(sink);
+  journal_entries one{entry(1, "acme", "d", {sample("m", {}, 1, 1)})};
+  for (auto want : {ec::remote_error, ec::remote_error, ec::remote_error,
+                    ec::invalid_record, ec::invalid_record}) {
+    auto err = (*sink)->write(one);
+    CHECK(err == want);
+  }
+  CHECK((*sink)->stats().last_problem.find("HTTP 400") != std::string::npos);
+  CHECK(!(*sink)->write(one));
+  CHECK((*sink)->stats().samples == 1);
+  CHECK((*sink)->write(one) == ec::timeout);
+  server.stop();
 }
 
 TEST_CASE("victoria: two orgs' samples land exactly, with org_id and "
