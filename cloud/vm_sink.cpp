@@ -122,29 +122,38 @@ bool ours(const std::string& k) {
          || k.compare(at, std::string::npos, "device_id") == 0;
 }
 
+// `reason`, with `text` in `detail`.
+const char* refusal(std::string& detail, std::string text, const char* reason) {
+  detail = std::move(text);
+  return reason;
+}
+
 // Why VictoriaMetrics could not store `s` exactly (a reason key, with
 // `detail`), or nullptr.
 const char* problem(const metric_sample& s, const vm_sink_config& max,
                     std::string& detail) {
   // VictoriaMetrics 1.79 drops NaN (all but its staleness marker) silently.
   if (std::isnan(s.value))
-    return detail = "VictoriaMetrics does not store NaN", "nan";
+    return refusal(detail, "VictoriaMetrics does not store NaN", "nan");
   if (!valid_name(s.name, true))
-    return detail = "not [a-zA-Z_:][a-zA-Z0-9_:]*", "metric_name";
+    return refusal(detail, "not [a-zA-Z_:][a-zA-Z0-9_:]*", "metric_name");
   if (static_cast<int64_t>(s.labels.size()) + 3 > max.max_labels)
-    return detail = std::to_string(s.labels.size())
-                    + " labels, more than the server keeps",
-           "labels";
+    return refusal(detail,
+                   std::to_string(s.labels.size())
+                     + " labels, more than the server keeps",
+                   "labels");
   for (auto& [k, v] : s.labels) {
     bool reserved = k.size() > 1 && k[0] == '_' && k[1] == '_';
     if (!valid_name(k, false) || reserved)
-      return detail = "'" + k.substr(0, 64)
-                      + "' is not [a-zA-Z_][a-zA-Z0-9_]* without a leading __",
-             "label_name";
+      return refusal(detail,
+                     "'" + k.substr(0, 64)
+                       + "' is not [a-zA-Z_][a-zA-Z0-9_]* without a leading __",
+                     "label_name");
     if (static_cast<int64_t>(v.size()) > max.max_label_value_bytes)
-      return detail = k + " longer than the server keeps", "label_value";
+      return refusal(detail, k + " longer than the server keeps",
+                     "label_value");
     if (!valid_utf8(v))
-      return detail = k + " is not UTF-8", "label_value";
+      return refusal(detail, k + " is not UTF-8", "label_value");
   }
   return nullptr;
 }
