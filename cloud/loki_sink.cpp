@@ -8,6 +8,7 @@
 
 #include "messages/error.hpp"
 #include "runtime/http_client.hpp"
+#include "runtime/http_url.hpp"
 #include "runtime/json.hpp"
 #include "runtime/options.hpp"
 
@@ -232,34 +233,10 @@ caf::error bad(const std::string& what) {
 }
 
 caf::expected<loki_target> parse_url(const std::string& url) {
-  loki_target t;
-  std::string rest;
-  if (url.rfind("http://", 0) == 0) {
-    rest = url.substr(7);
-  } else if (url.rfind("https://", 0) == 0) {
-    t.tls = true;
-    rest = url.substr(8);
-  } else {
-    return bad("sinks.loki.url: not http:// or https://: " + url);
-  }
-  auto slash = std::min(rest.find('/'), rest.size());
-  auto authority = rest.substr(0, slash);
-  auto path = rest.substr(slash);
-  while (!path.empty() && path.back() == '/')
-    path.pop_back();
-  auto colon = authority.rfind(':');
-  t.host = authority.substr(0, colon);
-  t.port = t.tls ? 443 : 80;
-  if (colon != std::string::npos) {
-    auto p = authority.substr(colon + 1);
-    auto r = std::from_chars(p.data(), p.data() + p.size(), t.port);
-    if (r.ec != std::errc{} || r.ptr != p.data() + p.size() || t.port == 0)
-      return bad("sinks.loki.url: bad port in " + url);
-  }
-  if (t.host.empty() || path.find_first_of("?#") != std::string::npos)
-    return bad("sinks.loki.url: want scheme://host[:port][/prefix]: " + url);
-  t.path = path + "/loki/api/v1/push";
-  return t;
+  auto u = parse_http_url(url, "sinks.loki.url");
+  if (!u)
+    return u.error();
+  return loki_target{u->tls, u->host, u->port, u->path + "/loki/api/v1/push"};
 }
 
 // What a push's answer asks of the sink.

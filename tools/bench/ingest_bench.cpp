@@ -212,34 +212,6 @@ void encode_rounds(std::vector<sim_device>& devs, int64_t scrapes,
 
 // -- processes ----------------------------------------------------------------
 
-struct proc_stat {
-  pid_t ppid = 0;
-  /// User + system CPU seconds so far.
-  double cpu_s = 0;
-};
-
-// /proc/PID/stat of a running process; nullopt when it is gone.
-std::optional<proc_stat> read_stat(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), {});
-  auto close = stat.rfind(')');
-  if (close == std::string::npos)
-    return std::nullopt;
-  std::istringstream fields(stat.substr(close + 2));
-  std::string state;
-  proc_stat out;
-  fields >> state >> out.ppid;
-  std::string skip;
-  // Fields 5..13 (pgrp .. cmajflt), then utime and stime.
-  for (int i = 5; i <= 13; ++i)
-    fields >> skip;
-  double utime = 0;
-  double stime = 0;
-  fields >> utime >> stime;
-  out.cpu_s = (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-  return out;
-}
-
 // CPU seconds of `roots` and their children (a server's backends).
 double tree_cpu_seconds(const std::vector<pid_t>& roots) {
   double total = 0;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "runtime/options.hpp"
+#include "tools/bench/fanout_bench.hpp"
 #include "tools/bench/ingest_bench.hpp"
 #include "tools/bench/outage_bench.hpp"
 #include "tools/bench/query_bench.hpp"
@@ -34,6 +35,8 @@ const subcommand subcommands[] = {
    fleetd::bench::run_ingest_bench},
   {"query", fleetd::bench::query_summary, fleetd::bench::query_usage,
    fleetd::bench::run_query_bench},
+  {"fanout", fleetd::bench::fanout_summary, fleetd::bench::fanout_usage,
+   fleetd::bench::run_fanout_bench},
 };
 
 void print_help(std::ostream& out) {
