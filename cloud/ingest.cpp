@@ -8,6 +8,7 @@
 
 #include "cloud/embedded_tenancy.hpp"
 #include "messages/error.hpp"
+#include "messages/labels.hpp"
 #include "messages/wire.hpp"
 #include "runtime/config_check.hpp"
 #include "runtime/http_server.hpp"
@@ -201,6 +202,14 @@ void authenticated(ingest_ptr self, caf::response_promise rp,
     rp.deliver(answer_error(st, ingest_step::decode, err));
     return;
   }
+  // Before any store: both hold the same text (docs/wire-format.md).
+  if (auto n = repair_texts(*req)) {
+    st.texts_repaired += n;
+    log_limited(log_level::info, "ingest", "texts_repaired",
+                "batch ", req->sequence, " of ", printable(req->device_id, 64),
+                ": ", n, " text field(s) not UTF-8 or with NUL; bytes "
+                "replaced by '?'");
+  }
   if (who.org.empty()) {
     stored(self, std::move(rp), who, std::move(*req), 0);
     return;
@@ -343,6 +352,7 @@ ingest(ingest_ptr self, ingest_config cfg) {
       out.counters["store_failures"] = st.store_failures;
       out.counters["configs_sent"] = st.configs_sent;
       out.counters["enroll_requests"] = st.enroll_requests;
+      out.counters["texts_repaired"] = st.texts_repaired;
       for (auto& kv : st.rejected)
         out.counters["rejected_" + kv.first] = kv.second;
       return out;

@@ -40,6 +40,8 @@ struct ingest_state {
   int64_t store_failures = 0;
   int64_t configs_sent = 0;
   int64_t enroll_requests = 0;
+  /// Text fields stored with '?' for bytes no store holds (NUL, not UTF-8).
+  int64_t texts_repaired = 0;
   /// Rejected requests by error code (checksum_mismatch, decode_failed, ...).
   std::map<std::string, int64_t> rejected;
   static inline const char* name = "ingest";

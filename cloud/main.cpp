@@ -18,6 +18,7 @@
 #include "cloud/pg_tenancy.hpp"
 #include "cloud/sink_runner.hpp"
 #include "cloud/sinks.hpp"
+#include "cloud/retention.hpp"
 #include "cloud/tenancy.hpp"
 #include "messages/error.hpp"
 #include "runtime/config_check.hpp"
@@ -36,6 +37,7 @@ struct cloud_options {
   common_options common;
   std::string node_id;
   store_config store;
+  retention_config retention;
   ingest_endpoint_config endpoint;
   ingest_config ingest;
   tenancy_config tenancy;
@@ -49,6 +51,7 @@ void declare(option_set& opts, cloud_options& x) {
   declare_common_options(opts, x.common, "/var/lib/fleetd-cloud", 7401);
   opts.add("node.id", x.node_id, "cloud-1", "Name of this cloud node");
   declare(opts, x.store);
+  declare(opts, x.retention);
   declare(opts, x.endpoint);
   declare(opts, x.ingest);
   declare(opts, x.tenancy);
@@ -60,6 +63,8 @@ void declare(option_set& opts, cloud_options& x) {
 
 caf::error validate(const cloud_options& x) {
   if (auto err = validate(x.store))
+    return err;
+  if (auto err = validate(x.retention, x.store))
     return err;
   if (x.store.backend == "postgresql" && x.ingest.anonymous)
     return bad_config("ingest.anonymous: devices without an org cannot be "
@@ -90,10 +95,10 @@ caf::error validate(const cloud_options& x) {
 
 using store_ptr = std::shared_ptr<cloud_store_backend>;
 
-// No server-prepared statement: PgBouncer may stand in front.
-pg::connect_options node_pg_options() {
+// How the node connects as its role (store, tenancy, retention).
+pg::connect_options node_pg_options(const store_config& x) {
   pg::connect_options opts;
-  opts.server_prepared = false;
+  opts.statement_timeout_ms = x.postgresql_statement_timeout_ms;
   return opts;
 }
 
@@ -119,7 +124,7 @@ caf::expected<store_ptr> open_store(const cloud_options& opt,
     log_info("fleetd-cloud", "PostgreSQL schema at version ",
              done->to_version, " (", done->applied, " applied now)");
   }
-  auto st = pg_store::open(x.postgresql_url, clk, node_pg_options(),
+  auto st = pg_store::open(x.postgresql_url, clk, node_pg_options(x),
                            x.postgresql_writers, opt.journal);
   if (!st)
     return st.error();
@@ -138,7 +143,7 @@ caf::expected<tenancy_ptr> open_tenancy(const cloud_options& opt,
     if (!secret)
       return secret.error();
     auto t = pg_tenancy::open(opt.store.postgresql_url, std::move(*secret),
-                              clk, node_pg_options());
+                              clk, node_pg_options(opt.store));
     if (!t)
       return t.error();
     return tenancy_ptr{std::make_shared<pg_tenancy>(std::move(*t))};
@@ -179,7 +184,7 @@ journal_opener reader_opener(const cloud_options& opt, const clock_ptr& clk) {
           clk]() -> caf::expected<std::shared_ptr<journal_reader>> {
     if (store.backend == "postgresql") {
       auto j = pg_journal::open(store.postgresql_url, clk, cfg,
-                                node_pg_options());
+                                node_pg_options(store));
       if (!j)
         return j.error();
       return std::shared_ptr<journal_reader>{
@@ -225,6 +230,22 @@ caf::expected<std::vector<sink_ptr>> configure_sinks(cloud_options& opt) {
   opt.journal.enabled = !sinks->empty();
   opt.ingest.journal_retry_after_ms = opt.journal.retry_after.count();
   return sinks;
+}
+
+// The retention actor when store.retention-days is set (PostgreSQL only),
+// on a connection of its own; else an invalid handle.
+caf::actor spawn_retention(caf::actor_system& sys, stop_list& stops,
+                           const cloud_options& opt, const clock_ptr& clk) {
+  if (opt.retention.days <= 0)
+    return {};
+  auto rcfg = opt.retention;
+  rcfg.postgresql_url = opt.store.postgresql_url;
+  rcfg.connect = node_pg_options(opt.store);
+  rcfg.clock = clk;
+  auto ret = caf::actor_cast<caf::actor>(sys.spawn<caf::detached>(retention,
+                                                                  rcfg));
+  stops.add("retention", ret);
+  return ret;
 }
 
 /// What main keeps of the cloud's actors.
@@ -279,6 +300,8 @@ cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
                  {"tenancy", ten},
                  {"supervisor", caf::actor_cast<caf::actor>(sup)}};
   pcfg.actors.insert(pcfg.actors.end(), listed.begin(), listed.end());
+  if (auto ret = spawn_retention(sys, stops, opt, clk))
+    pcfg.actors.emplace_back("retention", ret);
   pcfg.devices = st;
   pcfg.tenancy = ten;
   if (opt.common.test_hooks)

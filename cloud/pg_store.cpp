@@ -49,6 +49,12 @@ void declare(option_set& opts, store_config& x) {
            "postgresql (each device's batches always on the same one); "
            "PgBouncer's pool must allow as many per node",
            1, 32);
+  opts.add("store.postgresql-statement-timeout",
+           x.postgresql_statement_timeout_ms, 30000, "ms",
+           "A statement of the node running longer is cancelled by the "
+           "server (set per transaction, safe behind PgBouncer; 0: the "
+           "server's own statement_timeout)",
+           0, 3600000);
 }
 
 caf::error validate(const store_config& x) {
@@ -228,10 +234,7 @@ caf::expected<ingest_outcome> pg_store::write_once(const ingest_batch& b,
 // the batch if held. The last two results are the stream's and the batch's.
 std::vector<pg::call> pg_store::opening(const ingest_batch& b,
                                         const device_ref& d, int64_t now) {
-  std::vector<pg::call> out{
-    {"BEGIN", {}},
-    {"SELECT set_config('" + std::string{pg::org_setting} + "', $1, true)",
-     {d.org}}};
+  std::vector<pg::call> out{{"BEGIN", {}}, conn_.scope(d.org)};
   if (auto& c = b.capability; c.tier > 0)
     out.push_back(
       {"INSERT INTO device_capability (org, device, tier, total_ram, "

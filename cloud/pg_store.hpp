@@ -31,10 +31,12 @@ struct store_config {
   std::string postgresql_owner_url;
   /// Connections writing batches at once (devices split among them).
   int64_t postgresql_writers = 2;
+  /// Milliseconds a statement of the node may run (per transaction).
+  int64_t postgresql_statement_timeout_ms = 30000;
 };
 
 /// Declares store.backend, store.postgresql-url, store.postgresql-owner-url,
-/// store.postgresql-writers.
+/// store.postgresql-writers, store.postgresql-statement-timeout.
 void declare(option_set& opts, store_config& x);
 
 /// bad_config naming the option when `x` cannot work.

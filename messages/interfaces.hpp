@@ -122,6 +122,13 @@ using sink_runner_actor = caf::typed_actor<
   caf::reacts_to<tick_atom>,
   stats_handler>;
 
+/// Drops whole days of the cloud's rows past store.retention-days
+/// (cloud/retention; PostgreSQL's day partitions).
+using retention_actor = caf::typed_actor<
+  // A pass now; sent by its own timer only (each pass arms the next).
+  caf::reacts_to<tick_atom>,
+  stats_handler>;
+
 /// Orgs, devices, keys, enrollment tokens and quotas (cloud/tenancy; the
 /// embedded SQLite implementation behind it, PostgreSQL next).
 using tenancy_actor = caf::typed_actor<

@@ -9,6 +9,7 @@
 
 #include "messages/decode_budget.hpp"
 #include "messages/error.hpp"
+#include "messages/labels.hpp"
 
 #include <xxhash.h>
 
@@ -1183,6 +1184,11 @@ caf::error columnar_decoder::read_definition(std::string_view def) {
       return bad("duplicate label");
   }
   if (!dr.ok || dr.pos != def.size()) return bad("bad series definition");
+  // Same rule as protobuf batches (wire.cpp): both stores hold only text.
+  if (auto err = check_text(key.first, "columnar series name"))
+    return err;
+  if (auto err = check_labels(key.second, "columnar series"))
+    return err;
   if (ctx_.find(key) >= 0 || fresh_index_.count(key) != 0)
     return bad("series defined twice");
   fresh_index_.emplace(key, static_cast<uint32_t>(fresh_.size()));

@@ -77,6 +77,8 @@ ec code_of(const std::string& state) {
     return ec::storage_locked;
   if (state == "53100")
     return ec::disk_full;
+  if (state == query_canceled)
+    return ec::timeout;
   if (cls == "22" || cls == "23")
     return ec::invalid_record;
   return ec::database_error;
@@ -303,7 +305,6 @@ connection::connection(pg_conn* conn, connect_options opts)
 connection::connection(connection&& other) noexcept
   : conn_(std::exchange(other.conn_, nullptr)),
     opts_(other.opts_),
-    statements_(std::move(other.statements_)),
     last_sqlstate_(std::move(other.last_sqlstate_)) {
 }
 
@@ -313,7 +314,6 @@ connection& connection::operator=(connection&& other) noexcept {
       PQfinish(conn_);
     conn_ = std::exchange(other.conn_, nullptr);
     opts_ = other.opts_;
-    statements_ = std::move(other.statements_);
     last_sqlstate_ = std::move(other.last_sqlstate_);
   }
   return *this;
@@ -432,6 +432,8 @@ caf::expected<result> connection::exec(std::string_view sql,
                                        const params& ps) {
   if (!conn_)
     return connection_error("exec");
+  if (opts_.statement_timeout_ms > 0 && !in_transaction())
+    return exec_alone(sql, ps);
   auto values = values_of(ps);
   std::string text{sql};
   return check(PQexecParams(conn_, text.c_str(), static_cast<int>(ps.size()),
@@ -439,48 +441,27 @@ caf::expected<result> connection::exec(std::string_view sql,
                PGRES_COMMAND_OK);
 }
 
+caf::expected<result> connection::exec_alone(std::string_view sql,
+                                             const params& ps) {
+  if (auto err = begin())
+    return err;
+  auto r = exec(sql, ps);
+  if (!r) {
+    auto state = last_sqlstate_;
+    rollback();
+    last_sqlstate_ = state; // the statement's, not the rollback's
+    return r;
+  }
+  if (auto err = commit())
+    return err;
+  return r;
+}
+
 caf::expected<result> connection::exec_script(std::string_view sql) {
   if (!conn_)
     return connection_error("exec");
   std::string text{sql};
   return check(PQexec(conn_, text.c_str()), PGRES_COMMAND_OK);
-}
-
-caf::error connection::prepare(const std::string& name, std::string_view sql) {
-  if (auto i = statements_.find(name); i != statements_.end()) {
-    if (i->second.sql == sql)
-      return caf::none;
-    return make_error(ec::database_error, "statement '" + name
-                                            + "' is registered with other SQL");
-  }
-  statements_.emplace(name, statement{std::string{sql}, false});
-  return caf::none;
-}
-
-caf::expected<result> connection::exec_prepared(const std::string& name,
-                                                const params& ps) {
-  auto i = statements_.find(name);
-  if (i == statements_.end())
-    return make_error(ec::database_error, "no statement registered as '"
-                                            + name + "'");
-  if (!opts_.server_prepared)
-    return exec(i->second.sql, ps);
-  if (!conn_)
-    return connection_error("exec");
-  auto& st = i->second;
-  if (!st.prepared) {
-    auto made = check(PQprepare(conn_, name.c_str(), st.sql.c_str(), 0,
-                                nullptr),
-                      PGRES_COMMAND_OK);
-    if (!made)
-      return made.error();
-    st.prepared = true;
-  }
-  auto values = values_of(ps);
-  return check(PQexecPrepared(conn_, name.c_str(),
-                              static_cast<int>(ps.size()), values.data(),
-                              nullptr, nullptr, 0),
-               PGRES_COMMAND_OK);
 }
 
 caf::expected<std::vector<result>>
@@ -585,12 +566,25 @@ caf::error connection::begin(std::string_view org, isolation level) {
   sql += literal;
   sql += ", true)";
   PQfreemem(literal);
+  if (opts_.statement_timeout_ms > 0)
+    sql += ", set_config('statement_timeout', '"
+           + std::to_string(opts_.statement_timeout_ms) + "', true)";
   auto res = exec_script(sql);
   if (!res) {
     rollback();
     return res.error();
   }
   return caf::none;
+}
+
+call connection::scope(std::string_view org) const {
+  call out{"SELECT set_config('" + std::string{org_setting} + "', $1, true)",
+           {param{org}}};
+  if (opts_.statement_timeout_ms > 0) {
+    out.sql += ", set_config('statement_timeout', $2, true)";
+    out.ps.emplace_back(std::to_string(opts_.statement_timeout_ms));
+  }
+  return out;
 }
 
 caf::error connection::commit() {
@@ -644,8 +638,6 @@ caf::error connection::reset() {
   if (!conn_)
     return connection_error("reset");
   PQreset(conn_);
-  for (auto& [name, st] : statements_)
-    st.prepared = false;
   if (PQstatus(conn_) != CONNECTION_OK)
     return connection_error("reset");
   return caf::none;

@@ -1,7 +1,9 @@
 #pragma once
 
-// A small libpq wrapper: connections, text parameters, prepared statements,
-// transactions scoped to one org (Row Level Security), COPY for bulk rows.
+// A small libpq wrapper: connections, text parameters, transactions scoped
+// to one org (Row Level Security) with a statement timeout, COPY for bulk
+// rows. No statement is prepared on the server: PgBouncer in transaction
+// pooling (1.18) keeps none across server connections.
 //
 // BLOCKING: every call waits for the server. Use it only from detached
 // actors (spawn<detached>) or threads of their own, never from a
@@ -12,7 +14,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -31,7 +32,7 @@ constexpr const char* org_setting = "app.org_id";
 /// SQLSTATEs callers branch on (last_sqlstate()).
 constexpr const char* unique_violation = "23505";
 constexpr const char* insufficient_privilege = "42501";
-constexpr const char* undefined_prepared_statement = "26000";
+constexpr const char* query_canceled = "57014";
 
 /// One statement parameter, sent as text ($1, $2, ...): a string, a number,
 /// raw bytes for a bytea column, or NULL.
@@ -168,13 +169,13 @@ private:
 enum class isolation { read_committed, repeatable_read, serializable };
 
 struct connect_options {
-  /// Prepare named statements on the server once per connection. Must be
-  /// false behind PgBouncer in transaction pooling (1.18 keeps no prepared
-  /// statement across server connections): exec_prepared then sends the
-  /// registered SQL unnamed, with its parameters, every time.
-  bool server_prepared = true;
   /// Seconds to wait for a connection, unless the URL says otherwise.
   int connect_timeout_s = 10;
+  /// Milliseconds a statement may run before the server cancels it
+  /// (ec::timeout, SQLSTATE 57014); 0: the server's setting. Set per
+  /// transaction with set_config(..., true), never per session: safe
+  /// behind PgBouncer in transaction pooling.
+  int64_t statement_timeout_ms = 0;
 };
 
 /// One connection to PostgreSQL (or PgBouncer). Move-only.
@@ -184,7 +185,8 @@ struct connect_options {
 /// failed or lost: reset() and retry), storage_locked (serialization
 /// failure, deadlock, lock not available: retry the transaction), disk_full,
 /// invalid_record (data or constraint: retrying the same rows cannot help),
-/// bad_config (malformed URL), database_error (anything else).
+/// timeout (statement timeout or cancel), bad_config (malformed URL),
+/// database_error (anything else).
 class connection {
 public:
   connection() = default;
@@ -199,19 +201,13 @@ public:
   static caf::expected<connection> open(const std::string& url,
                                         connect_options opts = {});
 
-  /// One statement with parameters $1..$n (extended protocol).
+  /// One statement with parameters $1..$n (extended protocol). Outside a
+  /// transaction, with a statement timeout, it runs in one of its own.
   caf::expected<result> exec(std::string_view sql, const params& ps = {});
   /// Several statements without parameters, in one round trip (simple
-  /// protocol): migrations and DDL. The last statement's result.
+  /// protocol): migrations and DDL. The last statement's result. Outside
+  /// a transaction no statement timeout applies.
   caf::expected<result> exec_script(std::string_view sql);
-
-  /// Registers `sql` under `name`, preparing it on the server when the
-  /// options say so; again with the same SQL is a no-op, with other SQL
-  /// an error.
-  caf::error prepare(const std::string& name, std::string_view sql);
-  /// Runs the statement registered under `name`.
-  caf::expected<result> exec_prepared(const std::string& name,
-                                      const params& ps = {});
 
   /// `calls` in one round trip (libpq pipeline mode: unnamed statements of
   /// the extended protocol, one Sync, so PgBouncer in transaction pooling
@@ -221,15 +217,20 @@ public:
   /// pipeline may BEGIN and COMMIT a transaction of its own.
   caf::expected<std::vector<result>> pipeline(const std::vector<call>& calls);
 
+  /// The pipeline call scoping its transaction (after its BEGIN) to `org`
+  /// and the statement timeout, as begin() does.
+  call scope(std::string_view org) const;
+
   /// COPY ... FROM STDIN (`copy_sql`) of `rows`; the rows it stored. All
   /// or nothing: a bad row fails the whole COPY.
   caf::expected<int64_t> copy_in(std::string_view copy_sql,
                                  const copy_rows& rows);
 
   /// BEGIN and scope the transaction to `org` (empty: no org, so Row
-  /// Level Security shows no tenant row), in one round trip. Scoping every
-  /// transaction keeps a session-level SET made by another client of the
-  /// same pooled server connection from reaching it.
+  /// Level Security shows no tenant row) and to the statement timeout, in
+  /// one round trip. Scoping every transaction keeps a session-level SET
+  /// made by another client of the same pooled server connection from
+  /// reaching it.
   caf::error begin(std::string_view org = {},
                    isolation level = isolation::read_committed);
   /// COMMIT; an error when the server rolled back instead (an earlier
@@ -249,8 +250,7 @@ public:
   bool in_transaction() const;
   /// False once the connection is lost.
   bool ok() const;
-  /// Reconnects with the same parameters; registered statements are
-  /// prepared again on first use.
+  /// Reconnects with the same parameters.
   caf::error reset();
   /// The SQLSTATE of the last failed call ("" when it did not come from
   /// the server), e.g. unique_violation.
@@ -270,15 +270,11 @@ private:
   // Ends a COPY a plain exec started, so the connection takes queries.
   void end_copy(int status);
   caf::error connection_error(const char* what);
-
-  struct statement {
-    std::string sql;
-    bool prepared = false;
-  };
+  // exec in a transaction of its own (for the statement timeout).
+  caf::expected<result> exec_alone(std::string_view sql, const params& ps);
 
   pg_conn* conn_ = nullptr;
   connect_options opts_;
-  std::unordered_map<std::string, statement> statements_;
   std::string last_sqlstate_;
 };
 

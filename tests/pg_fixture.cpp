@@ -6,26 +6,14 @@
 #include <doctest/doctest.h>
 
 #include "messages/error.hpp"
+#include "shared_server.hpp"
 
 namespace fleetd::test {
 
 pg_server* shared_pg_server(std::string& why) {
-  static pg_server::failure failed;
-  static std::unique_ptr<pg_server> server = [] {
-    auto s = pg_server::start(failed);
-    if (s)
-      std::cout << "pg_fixture: PostgreSQL up in " << s->start_seconds()
-                << " s (initdb, start, roles) at " << s->dir() << std::endl;
-    return s;
-  }();
-  if (server)
-    return server.get();
-  if (failed.skip) {
-    why = failed.why;
-    return nullptr;
-  }
-  FAIL("PostgreSQL did not start: " << failed.why);
-  return nullptr;
+  return shared_server<pg_server>("pg_fixture: PostgreSQL (initdb, start, "
+                                  "roles)",
+                                  why);
 }
 
 std::optional<pg_database> fresh_pg_database(const std::string& prefix,

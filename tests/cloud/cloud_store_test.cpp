@@ -71,7 +71,7 @@ TEST_CASE("postgresql: three writers store every device's batches once, in "
   auto migrated = migrate(owner);
   REQUIRE_MESSAGE(migrated, render(migrated.error()));
   pg::connect_options opts;
-  opts.server_prepared = false;
+  opts.statement_timeout_ms = 30000; // as fleetd-cloud does
   auto clock = std::make_shared<manual_clock>(test::store_clock_start_ms);
   auto st = pg_store::open(db->app_url, clock, opts, 3);
   REQUIRE_MESSAGE(st, render(st.error()));

@@ -308,6 +308,32 @@ TEST_CASE("a batch the store refuses by a constraint is answered 422 "
   CHECK(c["store_failures"] == 0);
 }
 
+TEST_CASE("a log line or event text with a NUL byte or invalid UTF-8 is "
+          "stored with '?' for those bytes, counted, on any store") {
+  ingest_fixture f;
+  encode_settings es;
+  es.device_id = device_id;
+  es.sequence = 1;
+  es.now_ms = clock_start_ms;
+  event_records ev(1);
+  ev[0].kind = "boot";
+  ev[0].message = "caf\xE9";
+  auto rep = f.sync(encode_logs_request(es, {{{}, 1, std::string("a\0b", 3)}}),
+                    "zstd");
+  CHECK(rep.status == 200);
+  CHECK(f.sync(encode_events_request(es, ev), "zstd").status == 200);
+  auto logs = test::ask<log_lines>(*f.self, f.store, 5s, logs_atom::value,
+                                   std::string{device_id});
+  REQUIRE(logs.size() == 1);
+  CHECK(logs[0].line == "a?b");
+  auto events = test::ask<event_records>(*f.self, f.store, 5s,
+                                         events_atom::value,
+                                         std::string{device_id});
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].message == "caf?");
+  CHECK(f.counters()["texts_repaired"] == 2);
+}
+
 TEST_CASE("NaN, infinities and -0.0 are acked 200 and stored bit for bit") {
   ingest_fixture f;
   auto xs = test::special_samples(clock_start_ms);

@@ -28,11 +28,11 @@ migrated_pg_database(const std::string& prefix, std::string& why) {
   return db;
 }
 
-/// A node's connection options: no server-prepared statement, as PgBouncer
-/// in transaction pooling needs.
+/// A node's connection options: the statement timeout fleetd-cloud sets
+/// (per transaction, as PgBouncer in transaction pooling needs).
 inline pg::connect_options pooled_options() {
   pg::connect_options opts;
-  opts.server_prepared = false;
+  opts.statement_timeout_ms = 30000;
   return opts;
 }
 

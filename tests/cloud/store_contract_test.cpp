@@ -17,6 +17,7 @@
 #include "check_samples.hpp"
 #include "helpers.hpp"
 #include "messages/error.hpp"
+#include "messages/labels.hpp"
 #include "messages/metrics_codec.hpp"
 #include "messages/wire.hpp"
 #include "pg_fixture.hpp"
@@ -303,6 +304,51 @@ void columnar_sessions(backend& be) {
                                encode_columnar(s3, codec_context{})));
 }
 
+// Series names and labels decoded from columnar bytes (in the store) follow
+// the rule of every text field: UTF-8 without NUL, else invalid_record.
+void columnar_text(backend& be) {
+  auto st = be.open();
+  for (auto bad : {std::string("c\0pu", 4), std::string("caf\xE9")}) {
+    for (auto xs : {of_series({bad}, 1), of_series({"cpu"}, 1)}) {
+      if (xs[0].name == "cpu")
+        xs[0].labels = {{"host", bad}};
+      auto r = st->write(columnar_batch(dev_a, "e1", 1,
+                                        encode_columnar(xs, codec_context{})));
+      REQUIRE_FALSE(r);
+      CHECK(is(r.error(), ec::invalid_record));
+    }
+  }
+  CHECK(points_of(*st, dev_a).empty());
+  write_ok(*st, columnar_batch(dev_a, "e1", 1,
+                               encode_columnar(of_series({"cpu"}, 1),
+                                               codec_context{})));
+}
+
+// What ingest hands a store after repair_texts (NUL and bytes that are not
+// UTF-8 as '?') is kept exactly, by either store.
+void repaired_text(backend& be) {
+  auto st = be.open();
+  auto lb = batch(dev_a, 1, {}, logs_stream);
+  lb.logs = {{{{"file", "caf\xE9"}}, 1, std::string("nul \0 caf\xE9", 10)}};
+  auto eb = batch(dev_a, 1, {}, events_stream);
+  eb.events = {{5, std::string("k\0", 2), "caf\xE9", {{"a", "\xFF"}}}};
+  CHECK(repair_texts(lb) == 2);
+  CHECK(repair_texts(eb) == 3);
+  write_ok(*st, lb);
+  write_ok(*st, eb);
+  auto logs = st->logs(dev_a);
+  REQUIRE(logs);
+  REQUIRE(logs->size() == 1);
+  CHECK((*logs)[0].line == "nul ? caf?");
+  CHECK((*logs)[0].labels == label_map{{"file", "caf?"}});
+  auto events = st->events(dev_a);
+  REQUIRE(events);
+  REQUIRE(events->size() == 1);
+  CHECK((*events)[0].kind == "k?");
+  CHECK((*events)[0].message == "caf?");
+  CHECK((*events)[0].attributes == label_map{{"a", "?"}});
+}
+
 using contract = void (*)(backend&);
 
 void run_embedded(contract fn) {
@@ -457,7 +503,7 @@ TEST_CASE("postgresql: a server connection lost between writes is made "
   if (!be.db)
     return test::skip(be.why);
   pg::connect_options opts;
-  opts.server_prepared = false;
+  opts.statement_timeout_ms = 30000; // as fleetd-cloud does
   auto st = pg_store::open(be.db->app_url, be.clock, opts);
   REQUIRE_MESSAGE(st, render(st.error()));
   write_ok(*st, batch(dev_a, 1, samples(2, 1)));
@@ -488,3 +534,7 @@ CONTRACT_CASE("set_config numbers versions; write returns the newer config",
 CONTRACT_CASE("columnar sessions: refused bytes store nothing, a second "
               "store continues the session, epochs apart",
               columnar_sessions)
+CONTRACT_CASE("a columnar series name or label that is not UTF-8 text is "
+              "refused invalid_record, nothing stored",
+              columnar_text)
+CONTRACT_CASE("text repaired by ingest is kept exactly", repaired_text)

@@ -1,14 +1,18 @@
 // fleetd-migrate against a real PostgreSQL 15: a store written by the real
-// embedded_store and embedded_tenancy copies with no difference, a stopped
-// run continues without duplicates, a changed source is named, a data
+// embedded_store and embedded_tenancy copies with no difference, a run
+// killed (SIGKILL) mid-way continues without duplicates or loss, a changed source is named, a data
 // directory held by a node is refused.
 #include <doctest/doctest.h>
 
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
+#include <cstdio>
 #include <memory>
+#include <random>
 #include <string>
 
 #include "cloud/embedded_store.hpp"
@@ -144,6 +148,91 @@ int64_t count(pg::connection& c, const std::string& sql) {
   return pg_must(c, sql).int64(0, 0);
 }
 
+// A seed printed with the case's name (FLEETD_TEST_SEED replays one).
+std::mt19937_64 seeded(const char* what) {
+  auto env = ::getenv("FLEETD_TEST_SEED");
+  uint64_t seed = env ? std::strtoull(env, nullptr, 10) : std::random_device{}();
+  MESSAGE(std::string{what} << ": seed " << seed << " (FLEETD_TEST_SEED replays it)");
+  return std::mt19937_64{seed};
+}
+
+// The rows copied a progress line of the points table reports, else -1.
+int64_t points_done(const std::string& line) {
+  long long done = 0, total = 0;
+  if (std::sscanf(line.c_str(), "points: %lld/%lld rows", &done, &total) != 2)
+    return -1;
+  return done;
+}
+
+struct kill_report {
+  int64_t reported = 0;  // rows the last line read before the kill named
+  int64_t committed = 0; // rows in PostgreSQL after the kill
+};
+
+// Runs the real fleetd-migrate with its progress on a FIFO (a line per
+// committed batch) and SIGKILLs it as soon as a line reports at least
+// `half` points plus a random tenth of `half`: somewhere in the next batch.
+kill_report killed_copy(fixture& f, std::vector<std::string> more,
+                        int64_t half, std::mt19937_64& rng) {
+  auto at = half + static_cast<int64_t>(rng() % (half / 10 + 1));
+  auto fifo = f.dir.file("progress.fifo");
+  ::unlink(fifo.c_str());
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  std::vector<std::string> args{"--from", f.dir.path(), "--to", f.url(),
+                                "--progress-interval", "0"};
+  args.insert(args.end(), more.begin(), more.end());
+  test::process p{test::program("fleetd-migrate"), args,
+                  f.dir.file("migrate.err"), fifo};
+  // Blocks until the child opens its end; EOF once it is gone.
+  std::unique_ptr<FILE, int (*)(FILE*)> in{std::fopen(fifo.c_str(), "r"),
+                                           &std::fclose};
+  REQUIRE(in);
+  kill_report out;
+  char line[512];
+  while (std::fgets(line, sizeof line, in.get())) {
+    auto done = points_done(line);
+    if (done < at)
+      continue;
+    p.signal(SIGKILL);
+    out.reported = done;
+    break;
+  }
+  auto st = p.wait(60s);
+  REQUIRE_MESSAGE(out.reported > 0, "exited before the kill point " << at
+                                      << ": " << test::read_file(
+                                           f.dir.file("migrate.err")));
+  CHECK(st == 128 + SIGKILL);
+  auto c = pg_connect(f.url());
+  out.committed = count(c, "SELECT count(*) FROM points");
+  MESSAGE("kill point " << at << " points: killed after a line of "
+                        << out.reported << ", " << out.committed
+                        << " points committed");
+  CHECK(out.committed >= out.reported);
+  return out;
+}
+
+// --verify finds no difference; every point and batch is there once.
+void check_exact(fixture& f, int64_t points, int64_t batches) {
+  auto [vrc, verr] = f.run({"--verify"});
+  CHECK_MESSAGE(vrc == 0, verr);
+  auto c = pg_connect(f.url());
+  CHECK(count(c, "SELECT count(*) FROM points") == points);
+  CHECK(count(c, "SELECT count(DISTINCT id) FROM points") == points);
+  CHECK(count(c, "SELECT count(*) FROM logs") == 150);
+  CHECK(count(c, "SELECT count(*) FROM events") == 15);
+  CHECK(count(c, "SELECT count(*) FROM batches") == batches);
+  CHECK(count(c, "SELECT max(made) FROM fleetd_migrate_checkpoint WHERE "
+                 "source = 'cloud.points'") == points);
+}
+
+// One more batch in the source store after the copy.
+void append_batch(const std::string& dir, const std::string& device) {
+  auto clk = std::make_shared<manual_clock>(clock_start_ms);
+  auto st = embedded_store::open(dir + "/cloud.db", clk);
+  REQUIRE_MESSAGE(st, render(st.error()));
+  REQUIRE(st->write(batch(device, 68, 10))); // acme/dev1 acked 67
+}
+
 } // namespace
 
 TEST_CASE("a store copies with no difference and the rows of each org") {
@@ -172,23 +261,22 @@ TEST_CASE("a store copies with no difference and the rows of each org") {
   CHECK(count(c, "SELECT count(*) FROM points") == 20000);
 }
 
-TEST_CASE("a stopped copy continues without duplicates") {
+TEST_CASE("a copy killed twice mid-way and rerun has every row once") {
   fixture f;
-  if (!f.ready())
+  if (!f.ready(67, 300)) // 60,000 points
     return test::skip(f.why);
-  auto [rc, err] = f.run({"--batch-size", "1000", "--stop-after", "12"});
-  REQUIRE_MESSAGE(rc == 3, err);
-  auto c = pg_connect(f.url());
-  auto part = count(c, "SELECT count(*) FROM points");
-  CHECK(part > 0);
-  CHECK(part < 20000);
-  auto [rc2, err2] = f.run({"--batch-size", "700"});
-  REQUIRE_MESSAGE(rc2 == 0, err2);
-  CHECK(count(c, "SELECT count(*) FROM points") == 20000);
-  CHECK(count(c, "SELECT count(*) FROM (SELECT id FROM points GROUP BY id "
-                 "HAVING count(*) > 1) d") == 0);
+  auto rng = seeded("small");
+  auto first = killed_copy(f, {"--batch-size", "1000"}, 30000, rng);
+  auto second = killed_copy(f, {"--batch-size", "700"}, 45000, rng);
+  CHECK(second.committed >= first.committed);
+  auto [rc, err] = f.run({"--batch-size", "800"});
+  REQUIRE_MESSAGE(rc == 0, err);
+  check_exact(f, 60000, 230);
+  // The source changed after the copy (a node ran again): named.
+  append_batch(f.dir.path(), "acme/dev1");
   auto [vrc, verr] = f.run({"--verify"});
-  CHECK_MESSAGE(vrc == 0, verr);
+  CHECK(vrc == 1);
+  CHECK_MESSAGE(verr.find("table points differs") != std::string::npos, verr);
 }
 
 TEST_CASE("verify names a table changed after the copy") {
@@ -226,27 +314,29 @@ TEST_CASE("a dry run counts and writes nothing") {
                  "'points'") == 0);
 }
 
-// Opt-in (FLEETD_MIGRATE_BIG=1): the acceptance run of >= 1 M points; the
-// figures go to docs/postgresql.md by hand, nothing here is timed.
-TEST_CASE("a million points copy and verify") {
+// Opt-in (FLEETD_MIGRATE_BIG=1): the acceptance run of >= 1 M points,
+// killed about half-way; the figures go to docs/postgresql.md by hand,
+// nothing here is timed.
+TEST_CASE("a million points copy, killed half-way, rerun and verify") {
   if (!::getenv("FLEETD_MIGRATE_BIG"))
     return test::skip("opt-in: set FLEETD_MIGRATE_BIG=1");
   fixture f;
   if (!f.ready(334, 1000))
     return test::skip(f.why);
+  auto rng = seeded("big");
   auto t0 = std::chrono::steady_clock::now();
-  auto [rc, err] = f.run({"--batch-size", "20000"});
+  killed_copy(f, {"--batch-size", "20000"}, 500500, rng);
   auto t1 = std::chrono::steady_clock::now();
-  REQUIRE_MESSAGE(rc == 0, err);
-  auto [vrc, verr] = f.run({"--verify"});
+  auto [rc, err] = f.run({"--batch-size", "20000"});
   auto t2 = std::chrono::steady_clock::now();
-  CHECK_MESSAGE(vrc == 0, verr);
-  auto c = pg_connect(f.url());
-  auto n = count(c, "SELECT count(*) FROM points");
-  CHECK(n == 1001000);
+  REQUIRE_MESSAGE(rc == 0, err);
+  check_exact(f, 1001000, 1031);
+  auto t3 = std::chrono::steady_clock::now();
   auto s = [](auto d) { return std::chrono::duration<double>(d).count(); };
-  MESSAGE("copy " << s(t1 - t0) << " s (" << n / s(t1 - t0)
-                  << " points/s), verify " << s(t2 - t1) << " s");
+  MESSAGE("killed run " << s(t1 - t0) << " s, rerun " << s(t2 - t1)
+                        << " s, copy in all " << s(t2 - t0) << " s ("
+                        << 1001000 / s(t2 - t0) << " points/s), verify and "
+                        << "counts " << s(t3 - t2) << " s");
 }
 
 TEST_CASE("a data directory held by a node is refused, nothing written") {

@@ -69,7 +69,10 @@ std::unique_ptr<process> pg_node(const std::string& dir,
                              "--tenancy.secret-file=" + secret_file,
                              "--store.backend=postgresql",
                              "--store.postgresql-url=" + db.pooled_url,
-                             "--store.postgresql-owner-url=" + db.owner_url},
+                             "--store.postgresql-owner-url=" + db.owner_url,
+                             // Retention drops nothing of today; runs once.
+                             "--store.retention-days=30",
+                             "--store.postgresql-statement-timeout=10000"},
     dir + ".log");
 }
 
@@ -129,6 +132,14 @@ TEST_CASE("a device syncs through fleetd-cloud into PostgreSQL exactly once") {
                         "device = 'dev1' AND stream = 'metrics'");
   CHECK(r.int64(0, 0) == r.int64(0, 1));
   app.rollback();
+  // store.retention-days: the retention actor ran its pass at start.
+  CHECK(eventually(
+    [&] {
+      auto st = console_status(console);
+      return st && counter(*st, "retention", "passes") >= 1
+             && counter(*st, "retention", "failures") == 0;
+    },
+    20s));
   // The console lists the device from PostgreSQL.
   auto [rc, out] = fleetctl(tmp.path(), console, {"devices"});
   CHECK(rc == 0);

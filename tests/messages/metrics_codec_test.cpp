@@ -181,10 +181,19 @@ TEST_CASE("edge-case timestamps and strings round-trip") {
     sample("", {}, std::numeric_limits<int64_t>::max(), 2),
     sample("", {}, 0, 3),
     sample("", {}, -1, 4),
-    sample("a b", {{"", ""}, {"k", std::string("v\0x\n\"", 5)}}, 7, 5),
-    sample("a b", {{"", ""}, {"k", std::string("v\0x\n\"", 5)}}, 7, 6),
+    sample("a b", {{"", ""}, {"k", "v\tx\n\"\xC3\xA9"}}, 7, 5),
+    sample("a b", {{"", ""}, {"k", "v\tx\n\"\xC3\xA9"}}, 7, 6),
   };
   round_trip(xs);
+  // Names and labels are UTF-8 text without NUL (docs/wire-format.md).
+  for (auto bad : {std::string("v\0x", 3), std::string("v\xE9")}) {
+    codec_context enc, dec;
+    auto bytes = encode_columnar({sample("a", {{"k", bad}}, 7, 5)}, enc);
+    auto got = decode_columnar(bytes, dec);
+    REQUIRE_FALSE(got);
+    CHECK(static_cast<ec>(got.error().code()) == ec::invalid_record);
+    CHECK(dec.series.empty());
+  }
 }
 
 TEST_CASE("random values, many series, any order") {

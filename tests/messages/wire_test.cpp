@@ -12,6 +12,7 @@
 
 #include "fleetd/v1/sync.pb.h"
 #include "messages/error.hpp"
+#include "messages/labels.hpp"
 #include "messages/types.hpp"
 #include "messages/wire.hpp"
 #include "check_samples.hpp"
@@ -436,7 +437,7 @@ TEST_CASE("logs round-trip grouped by stream labels") {
   log_lines xs;
   xs.push_back(log_line{{{"job", "a"}}, 1, "first"});
   xs.push_back(log_line{{{"job", "b"}, {"level", "warn"}}, 2, "second"});
-  xs.push_back(log_line{{{"job", "a"}}, 3, std::string("bin\0ary", 7)});
+  xs.push_back(log_line{{{"job", "a"}}, 3, "t\xC3\xA9l\xC3\xA9 \xF0\x9F\x93\x9F"});
   for (int level : {0, 3}) {
     auto body = encode_logs_request(settings(level, 5), xs);
     auto out = decode_request(body, level > 0, one_mib);
@@ -458,6 +459,58 @@ TEST_CASE("logs round-trip grouped by stream labels") {
   check_fails(decode_request(hand_made_request(4, bad.SerializeAsString()),
                              false, one_mib),
               ec::decode_failed);
+}
+
+TEST_CASE("text that is not UTF-8 or carries NUL is told apart by offset") {
+  CHECK(bad_text_at("") == std::string_view::npos);
+  CHECK(bad_text_at("plain \xC3\xA9 \xE2\x82\xAC \xF0\x9F\x93\x9F \xF4\x8F\xBF\xBF")
+        == std::string_view::npos);
+  CHECK(bad_text_at(std::string_view{"ab\0c", 4}) == 2);
+  CHECK(bad_text_at("ab\xFF") == 2);          // no lead byte
+  CHECK(bad_text_at("a\xC3") == 1);           // truncated
+  CHECK(bad_text_at("a\xC3(") == 1);          // bad continuation
+  CHECK(bad_text_at("\xC0\x80") == 0);        // overlong NUL
+  CHECK(bad_text_at("\xE0\x80\xAF") == 0);    // overlong '/'
+  CHECK(bad_text_at("x\xED\xA0\x80") == 1);   // a surrogate
+  CHECK(bad_text_at("\xF4\x90\x80\x80") == 0); // past U+10FFFF
+  CHECK(bad_text_at("\xF8\x88\x80\x80\x80") == 0);
+  auto err = check_text("ab\xFF", "log line 3");
+  REQUIRE(err);
+  CHECK(static_cast<ec>(err.code()) == ec::invalid_record);
+  CHECK(render(err).find("log line 3 is not UTF-8 text without NUL (byte 2)")
+        != std::string::npos);
+}
+
+TEST_CASE("repair_texts puts '?' for each byte no store holds, in every "
+          "text field, and leaves UTF-8 alone") {
+  const std::string nul("a\0b", 3), latin1 = "caf\xE9", good = "caf\xC3\xA9";
+  ingest_batch b;
+  b.epoch = nul;
+  b.samples = {sample(latin1, {{"core", nul}, {latin1, "x"}}, 1, 1.0),
+               sample(good, {{"core", good}}, 1, 1.0)};
+  b.logs = {log_line{{{"job", latin1}}, 1, nul + latin1},
+            log_line{{{"job", good}}, 2, good}};
+  b.events.resize(1);
+  b.events[0].kind = nul;
+  b.events[0].message = latin1;
+  b.events[0].attributes = {{nul, good}};
+  // Fields: epoch, name, labels (one map), line, labels, kind, message,
+  // attributes.
+  CHECK(repair_texts(b) == 8);
+  CHECK(b.epoch == "a?b");
+  CHECK(b.samples[0].name == "caf?");
+  CHECK(b.samples[0].labels == label_map{{"core", "a?b"}, {"caf?", "x"}});
+  CHECK(b.samples[1].name == good);
+  CHECK(b.logs[0].line == "a?bcaf?");
+  CHECK(b.logs[0].labels == label_map{{"job", "caf?"}});
+  CHECK(b.logs[1].line == good);
+  CHECK(b.events[0].kind == "a?b");
+  CHECK(b.events[0].message == "caf?");
+  CHECK(b.events[0].attributes == label_map{{"a?b", good}});
+  CHECK(repair_texts(b) == 0);
+  std::string s = "\xF0\x9F\x93"; // a truncated sequence: each byte
+  CHECK(repair_text(s) == 3);
+  CHECK(s == "???");
 }
 
 TEST_CASE("events round-trip with their attributes") {

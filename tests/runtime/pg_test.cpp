@@ -8,6 +8,11 @@
 #include <limits>
 #include <vector>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "messages/error.hpp"
 #include "pg_fixture.hpp"
 #include "skip.hpp"
@@ -86,33 +91,6 @@ TEST_CASE("parameters travel as text and come back exact") {
   CHECK(rows.column("f") == 2);
   CHECK(rows.column("nope") == -1);
   CHECK(rows.text(99, 0).empty());
-}
-
-TEST_CASE("a prepared statement is prepared once per connection by name") {
-  std::string why;
-  auto db = test::fresh_pg_database("pg_prepared", why);
-  if (!db)
-    return test::skip(why);
-  auto c = pg_connect(db->owner_url);
-  pg_must(c, "CREATE TABLE t (k bigint PRIMARY KEY, v text)");
-  const char* sql = "INSERT INTO t VALUES ($1, $2)";
-  REQUIRE_FALSE(c.prepare("ins", sql));
-  for (int64_t k = 0; k < 100; ++k) {
-    auto r = c.exec_prepared("ins", {k, "v" + std::to_string(k)});
-    if (!r)
-      FAIL(render(r.error()));
-  }
-  CHECK(count(c, "t") == 100);
-  auto server_side = pg_must(c, "SELECT count(*) FROM pg_prepared_statements "
-                             "WHERE name = 'ins'");
-  CHECK(server_side.int64(0, 0) == 1);
-  CHECK_FALSE(c.prepare("ins", sql));
-  CHECK(c.prepare("ins", "SELECT 1"));
-  CHECK_FALSE(c.exec_prepared("nothing registered"));
-  auto dup = c.exec_prepared("ins", {int64_t{5}, "again"});
-  REQUIRE_FALSE(dup);
-  CHECK(code_of(dup.error()) == ec::invalid_record);
-  CHECK(c.last_sqlstate() == pg::unique_violation);
 }
 
 TEST_CASE("a transaction whose function fails leaves nothing behind") {
@@ -275,24 +253,23 @@ TEST_CASE("a lost connection is unreachable and reset reconnects") {
   if (!db)
     return test::skip(why);
   auto c = pg_connect(db->owner_url);
-  REQUIRE_FALSE(c.prepare("one", "SELECT 1"));
-  REQUIRE(c.exec_prepared("one"));
+  REQUIRE(c.exec("SELECT 1"));
   auto admin = pg_connect(db->admin_url);
   pg_must(admin, "SELECT pg_terminate_backend($1)", {c.backend_pid()});
-  auto lost = c.exec_prepared("one");
+  auto lost = c.exec("SELECT 1");
   REQUIRE_FALSE(lost);
   CHECK(code_of(lost.error()) == ec::unreachable);
   CHECK_FALSE(c.ok());
   REQUIRE_FALSE(c.reset());
   CHECK(c.ok());
-  auto again = c.exec_prepared("one");
+  auto again = c.exec("SELECT 1");
   if (!again)
     FAIL(render(again.error()));
   CHECK(again->int64(0, 0) == 1);
 }
 
-TEST_CASE("behind PgBouncer in transaction pooling only unnamed statements "
-          "work") {
+TEST_CASE("behind PgBouncer in transaction pooling statements work on "
+          "whichever server connection is lent") {
   std::string why;
   auto db = test::fresh_pg_database("pg_pooled", why, true);
   if (!db)
@@ -300,25 +277,90 @@ TEST_CASE("behind PgBouncer in transaction pooling only unnamed statements "
   auto owner = pg_connect(db->owner_url);
   REQUIRE(owner.exec_script("CREATE TABLE t (k bigint); "
                             "GRANT SELECT ON t TO fleetd_app"));
-  auto run = [&](bool server_prepared) {
-    pg::connect_options opts;
-    opts.server_prepared = server_prepared;
-    auto a = pg_connect(db->pooled_url, opts);
-    auto b = pg_connect(db->pooled_url);
-    REQUIRE_FALSE(a.prepare("count", "SELECT count(*) FROM t"));
-    REQUIRE(a.exec_prepared("count"));
-    // b holds the server connection a just used: a gets another one.
-    REQUIRE_FALSE(b.begin());
-    auto r = a.exec_prepared("count");
-    auto state = a.last_sqlstate();
-    b.rollback();
-    return std::make_pair(bool{r}, state);
-  };
-  auto named = run(true);
-  CHECK_FALSE(named.first);
-  CHECK(named.second == pg::undefined_prepared_statement);
-  auto unnamed = run(false);
-  CHECK(unnamed.first);
+  auto a = pg_connect(db->pooled_url);
+  auto b = pg_connect(db->pooled_url);
+  auto first = a.exec("SELECT count(*) FROM t WHERE k > $1", {int64_t{0}});
+  REQUIRE(first);
+  auto pid = pg_must(a, "SELECT pg_backend_pid()").int64(0, 0);
+  // b holds the server connection a just used: a gets another one.
+  REQUIRE_FALSE(b.begin());
+  pg_must(b, "SELECT 1");
+  auto r = a.exec("SELECT count(*) FROM t WHERE k > $1", {int64_t{0}});
+  auto other = pg_must(a, "SELECT pg_backend_pid()").int64(0, 0);
+  b.rollback();
+  CHECK_MESSAGE(r, (r ? "" : render(r.error())));
+  CHECK(other != pid);
+}
+
+TEST_CASE("a statement past the timeout is cancelled with a clear error, "
+          "in and out of a transaction, and the timeout ends with it") {
+  std::string why;
+  auto db = test::fresh_pg_database("pg_timeout", why, true);
+  if (!db)
+    return test::skip(why);
+  pg::connect_options opts;
+  opts.statement_timeout_ms = 200;
+  for (auto url : {db->app_url, db->pooled_url}) {
+    INFO(url);
+    auto c = pg_connect(url, opts);
+    auto started = std::chrono::steady_clock::now();
+    auto alone = c.exec("SELECT pg_sleep(30)");
+    REQUIRE_FALSE(alone);
+    CHECK(code_of(alone.error()) == ec::timeout);
+    CHECK(c.last_sqlstate() == pg::query_canceled);
+    CHECK(render(alone.error()).find("statement timeout")
+          != std::string::npos);
+    CHECK_FALSE(c.in_transaction());
+    REQUIRE_FALSE(c.begin("acme"));
+    auto inside = c.exec("SELECT pg_sleep(30)");
+    REQUIRE_FALSE(inside);
+    CHECK(code_of(inside.error()) == ec::timeout);
+    c.rollback();
+    // A pipelined transaction scoped with scope() has the timeout too.
+    auto piped = c.pipeline({{"BEGIN", {}},
+                             c.scope("acme"),
+                             {"SELECT pg_sleep(30)", {}},
+                             {"COMMIT", {}}});
+    REQUIRE_FALSE(piped);
+    CHECK(code_of(piped.error()) == ec::timeout);
+    CHECK(c.last_sqlstate() == pg::query_canceled);
+    c.rollback();
+    // Well under the 3 x 30 s asked for: all were cancelled.
+    CHECK(std::chrono::steady_clock::now() - started
+          < std::chrono::seconds(20));
+    CHECK(pg_must(c, "SELECT pg_sleep(0.01), 1").int64(0, 1) == 1);
+    // A client without the option, on the same pool, sees the server's.
+    auto plain = pg_connect(url);
+    CHECK(pg_must(plain, "SHOW statement_timeout").text(0, 0) == "0");
+  }
+}
+
+TEST_CASE("a server that never answers the startup fails the connect in "
+          "connect_timeout") {
+  // A listening socket nobody accepts on: the handshake completes in the
+  // kernel, the startup packet is never answered.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(fd, 4) == 0);
+  socklen_t len = sizeof addr;
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  pg::connect_options opts;
+  opts.connect_timeout_s = 2;
+  auto started = std::chrono::steady_clock::now();
+  auto c = pg::connection::open("postgresql://u:p@127.0.0.1:"
+                                  + std::to_string(ntohs(addr.sin_port))
+                                  + "/x",
+                                opts);
+  auto took = std::chrono::steady_clock::now() - started;
+  ::close(fd);
+  REQUIRE_FALSE(c);
+  CHECK(code_of(c.error()) == ec::unreachable);
+  CHECK(took < std::chrono::seconds(15));
+  CHECK(render(c.error()).find("timeout") != std::string::npos);
 }
 
 TEST_CASE("a pipeline answers its statements in order in one exchange; a "

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iomanip>
+#include <fstream>
 #include <sstream>
 
 #include <fcntl.h>
@@ -110,5 +111,27 @@ std::string format(double x, int decimals) {
   out << std::fixed << std::setprecision(decimals) << x;
   return out.str();
 }
+
+std::optional<proc_stat> read_stat(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), {});
+  auto close = stat.rfind(')');
+  if (close == std::string::npos)
+    return std::nullopt;
+  std::istringstream fields(stat.substr(close + 2));
+  std::string state;
+  proc_stat out;
+  fields >> state >> out.ppid;
+  std::string skip;
+  // Fields 5..13 (pgrp .. cmajflt), then utime and stime.
+  for (int i = 5; i <= 13; ++i)
+    fields >> skip;
+  double utime = 0;
+  double stime = 0;
+  fields >> utime >> stime;
+  out.cpu_s = (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return out;
+}
+
 
 } // namespace fleetd::bench

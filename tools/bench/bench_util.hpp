@@ -3,8 +3,11 @@
 // Small helpers every fleetd-bench subcommand uses.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include <sys/types.h>
 
 namespace fleetd::bench {
 
@@ -52,6 +55,15 @@ void write_file(const std::string& path, const std::string& text,
 /// its parents are created if missing. Returns an error message, empty on
 /// success.
 std::string prepare_dir(std::string& dir, bool& own);
+
+struct proc_stat {
+  pid_t ppid = 0;
+  /// User + system CPU seconds so far.
+  double cpu_s = 0;
+};
+
+/// /proc/PID/stat of a running process; nullopt when it is gone.
+std::optional<proc_stat> read_stat(pid_t pid);
 
 /// Median of `xs` (mean of the middle two for an even count); 0 when empty.
 double median(std::vector<double> xs);

@@ -8,7 +8,7 @@
 // machine's cores). HTTPS with a throwaway self-signed certificate.
 //
 // 1. Enroll: --devices devices in one org, each added through the tenancy
-//    store (its key hashed in tenancy.db before the node starts).
+//    store (its key hashed in tenancy.db or PostgreSQL before the node starts).
 // 2. Devices: each has its own seeded node_exporter-like series (100,
 //    bench/node_series.hpp), its own series session and the real encoder,
 //    used as its sync actor uses it (edge/sync.cpp): a batch is
@@ -71,6 +71,7 @@
 #include "cloud/cloud_store.hpp"
 #include "cloud/embedded_store.hpp"
 #include "cloud/embedded_tenancy.hpp"
+#include "cloud/pg_tenancy.hpp"
 #include "cloud/pg_migrate.hpp"
 #include "cloud/pg_store.hpp"
 #include "messages/decode_budget.hpp"
@@ -211,34 +212,6 @@ void encode_rounds(std::vector<sim_device>& devs, int64_t scrapes,
 
 // -- processes ----------------------------------------------------------------
 
-struct proc_stat {
-  pid_t ppid = 0;
-  /// User + system CPU seconds so far.
-  double cpu_s = 0;
-};
-
-// /proc/PID/stat of a running process; nullopt when it is gone.
-std::optional<proc_stat> read_stat(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), {});
-  auto close = stat.rfind(')');
-  if (close == std::string::npos)
-    return std::nullopt;
-  std::istringstream fields(stat.substr(close + 2));
-  std::string state;
-  proc_stat out;
-  fields >> state >> out.ppid;
-  std::string skip;
-  // Fields 5..13 (pgrp .. cmajflt), then utime and stime.
-  for (int i = 5; i <= 13; ++i)
-    fields >> skip;
-  double utime = 0;
-  double stime = 0;
-  fields >> utime >> stime;
-  out.cpu_s = (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-  return out;
-}
-
 // CPU seconds of `roots` and their children (a server's backends).
 double tree_cpu_seconds(const std::vector<pid_t>& roots) {
   double total = 0;
@@ -264,7 +237,7 @@ using raw_writer = std::function<caf::expected<ingest_outcome>(
   const ingest_batch&)>;
 
 /// What --store picks: how devices are enrolled in the node's tenancy
-/// (embedded in both cases: tenancy.db beside the node), the node's flags
+/// (tenancy.db beside the node, or the node's PostgreSQL), the node's flags
 /// for the store, the store class the raw insert writes through, and how
 /// the rows the node stored are counted.
 struct store_choice {
@@ -285,28 +258,38 @@ struct store_choice {
   }
 };
 
-void enroll_embedded(const std::string& node_dir,
-                     std::vector<sim_device>& devs) {
-  auto secret = load_or_create_secret(node_dir + "/tenancy.secret");
-  if (!secret)
-    fail("tenancy secret: " + render(secret.error()));
-  auto ten = embedded_tenancy::open(node_dir + "/tenancy.db",
-                                    std::move(*secret), make_system_clock());
-  if (!ten)
-    fail("tenancy.db: " + render(ten.error()));
+// One org, and each device added with its own key, as `fleetctl` would.
+void enroll_into(tenancy_backend& ten, std::vector<sim_device>& devs) {
   tenancy_command cmd;
   cmd.op = "org-create";
   cmd.org = org;
-  if (auto made = ten->run(cmd); !made)
+  if (auto made = ten.run(cmd); !made)
     fail("org-create: " + render(made.error()));
   cmd.op = "device-add";
   for (auto& d : devs) {
     cmd.device = d.name;
-    auto added = ten->run(cmd);
+    auto added = ten.run(cmd);
     if (!added)
       fail("device-add " + d.name + ": " + render(added.error()));
     d.authorization = "Bearer " + added->secret;
   }
+}
+
+// The secret the node is started with (--tenancy.secret-file, node_args).
+std::string bench_secret(const std::string& node_dir) {
+  auto secret = load_or_create_secret(node_dir + "/tenancy.secret");
+  if (!secret)
+    fail("tenancy secret: " + render(secret.error()));
+  return std::move(*secret);
+}
+
+void enroll_embedded(const std::string& node_dir,
+                     std::vector<sim_device>& devs) {
+  auto ten = embedded_tenancy::open(node_dir + "/tenancy.db",
+                                    bench_secret(node_dir), make_system_clock());
+  if (!ten)
+    fail("tenancy.db: " + render(ten.error()));
+  enroll_into(*ten, devs);
 }
 
 std::vector<raw_writer> open_embedded_raw(const std::string& dir) {
@@ -404,7 +387,16 @@ store_choice choose_postgresql(const ingest_options& opt) {
   auto to = opt.postgresql_url.empty() && opt.postgresql_owner_url.empty()
               ? start_own_pg(out)
               : existing_pg(opt);
-  out.enroll = enroll_embedded;
+  // Tenancy lives in the node's database, like every node on PostgreSQL.
+  out.enroll = [url = to.node_url, owner = to.owner_url](
+                 const std::string& node_dir, std::vector<sim_device>& devs) {
+    migrate_schema(owner); // the node would, but enrolling comes first
+    auto ten = pg_tenancy::open(url, bench_secret(node_dir),
+                                make_system_clock());
+    if (!ten)
+      fail("tenancy: " + render(ten.error()));
+    enroll_into(*ten, devs);
+  };
   out.node_flags = {"--store.backend=postgresql",
                     "--store.postgresql-url=" + to.node_url,
                     "--store.postgresql-owner-url=" + to.owner_url};
@@ -412,10 +404,10 @@ store_choice choose_postgresql(const ingest_options& opt) {
                            + std::to_string(opt.writers));
   out.open_raw = [to, n = opt.writers](const std::string&) {
     migrate_schema(to.raw_owner_url);
-    // As the node opens it: no server-prepared statements (PgBouncer), the
-    // same number of writers, each on its own connection.
+    // As the node opens it: its statement timeout, the same number of
+    // writers, each on its own connection.
     pg::connect_options opts;
-    opts.server_prepared = false;
+    opts.statement_timeout_ms = 30000;
     auto st = pg_store::open(to.raw_url, make_system_clock(), opts, n);
     if (!st)
       fail("raw store: " + render(st.error()));
@@ -546,7 +538,8 @@ std::vector<std::string> node_args(const std::string& node_dir,
     "--ingest.port=0", "--ingest.tls-cert=" + tls.cert,
     "--ingest.tls-key=" + tls.key,
     // The console is not what is measured: loopback, plain, its port free.
-    "--console.port=0", "--console.insecure=true", "--log.level=warning"};
+    "--console.port=0", "--console.insecure=true", "--log.level=warning",
+    "--tenancy.secret-file=" + node_dir + "/tenancy.secret"};
   out.insert(out.end(), store.node_flags.begin(), store.node_flags.end());
   return out;
 }

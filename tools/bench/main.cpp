@@ -7,9 +7,11 @@
 #include <vector>
 
 #include "runtime/options.hpp"
+#include "tools/bench/fanout_bench.hpp"
 #include "tools/bench/ingest_bench.hpp"
 #include "tools/bench/journal_bench.hpp"
 #include "tools/bench/outage_bench.hpp"
+#include "tools/bench/query_bench.hpp"
 #include "tools/bench/storage_bench.hpp"
 #include "tools/bench/wire_bench.hpp"
 
@@ -34,6 +36,10 @@ const subcommand subcommands[] = {
    fleetd::bench::run_ingest_bench},
   {"journal", fleetd::bench::journal_summary, fleetd::bench::journal_usage,
    fleetd::bench::run_journal_bench},
+  {"query", fleetd::bench::query_summary, fleetd::bench::query_usage,
+   fleetd::bench::run_query_bench},
+  {"fanout", fleetd::bench::fanout_summary, fleetd::bench::fanout_usage,
+   fleetd::bench::run_fanout_bench},
 };
 
 void print_help(std::ostream& out) {

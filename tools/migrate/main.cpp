@@ -31,7 +31,7 @@ constexpr const char* usage = R"(usage: fleetd-migrate --from DIR --to URL [opti
 Copies a fleetd-cloud data directory (DIR/cloud.db, DIR/tenancy.db) into
 the PostgreSQL database at URL: applies the schema, then copies every
 table in batches, each batch committed with its checkpoint (table
-fleetd_migrate_checkpoint): a stopped run continues where it stopped and
+fleetd_migrate_checkpoint): a killed run continues where it stopped and
 never copies a row twice. Refuses while a fleetd-cloud holds DIR. The
 role of URL must own the schema (or be able to create it) and bypass Row
 Level Security (superuser or BYPASSRLS): rows of all orgs are written.
@@ -48,17 +48,20 @@ options:
   --verify            copy nothing: compare row counts and an
                       order-independent checksum of every table in DIR and
                       URL; exit 1 naming each differing table
-  --stop-after N      testing aid: exit 3 after N committed batches
+  --progress-interval MS
+                      milliseconds between progress lines (default 200 on
+                      a terminal, 5000 otherwise; 0: a line per committed
+                      batch)
   --help              this text
 
-exit: 0 done, 1 verify found differences, 2 usage or error, 3 stopped.
+exit: 0 done, 1 verify found differences, 2 usage or error.
 )";
 
 struct options {
   std::string from, to, default_org = "default";
   int64_t batch = 10000;
   bool dry_run = false, verify = false;
-  int64_t stop_after = -1;
+  int64_t progress_ms = -1; // -1: by whether stdout is a terminal
 };
 
 int fail(const std::string& what) {
@@ -94,10 +97,13 @@ std::string parse(int argc, char** argv, options& o, bool& help) {
       if (!v)
         return a + " needs a value";
       (a == "--from" ? o.from : a == "--to" ? o.to : o.default_org) = v;
-    } else if (a == "--batch-size" || a == "--stop-after") {
+    } else if (a == "--progress-interval") {
       auto v = value();
-      auto& dst = a == "--batch-size" ? o.batch : o.stop_after;
-      if (!v || !parse_int(v, 1, 1000000, dst))
+      if (!v || !parse_int(v, 0, 3600000, o.progress_ms))
+        return a + " needs milliseconds in 0..3600000";
+    } else if (a == "--batch-size") {
+      auto v = value();
+      if (!v || !parse_int(v, 1, 1000000, o.batch))
         return a + " needs an integer in 1..1000000";
     } else {
       return "unknown argument '" + a + "'";
@@ -482,7 +488,9 @@ namespace {
 /// A bar on a terminal, a line every few seconds otherwise.
 class progress {
 public:
-  progress() : tty_(isatty(STDOUT_FILENO) != 0) {
+  explicit progress(int64_t interval_ms)
+    : tty_(isatty(STDOUT_FILENO) != 0),
+      interval_(interval_ms >= 0 ? interval_ms : tty_ ? 200 : 5000) {
   }
 
   void start(const std::string& table, int64_t done, int64_t total) {
@@ -495,8 +503,7 @@ public:
 
   void show(int64_t done, bool force = false) {
     auto now = clock::now();
-    if (!force && now - last_ < (tty_ ? std::chrono::milliseconds{200}
-                                      : std::chrono::milliseconds{5000}))
+    if (!force && now - last_ < interval_)
       return;
     last_ = now;
     double secs = std::chrono::duration<double>(now - started_).count();
@@ -526,6 +533,7 @@ public:
 private:
   using clock = std::chrono::steady_clock;
   bool tty_;
+  std::chrono::milliseconds interval_;
   std::string table_;
   int64_t total_ = 0, first_ = 0;
   clock::time_point started_, last_;
@@ -628,14 +636,9 @@ caf::error commit_batch(pg::connection& pg, const table_spec& t,
   return pg.commit();
 }
 
-struct run_state {
-  const options* opt;
-  int64_t batches = 0;
-};
-
-// Returns "" when done, "stopped" at --stop-after, else the error.
+// Returns "" when done, else the error.
 std::string copy_table(pg::connection& pg, const source& src,
-                       const mapping& m, const table_spec& t, run_state& st,
+                       const mapping& m, const table_spec& t, const options& o,
                        progress& bar) {
   auto total = count_rows(src, t);
   if (total < 0)
@@ -653,7 +656,7 @@ std::string copy_table(pg::connection& pg, const source& src,
   for (;;) {
     sqlite3_reset(s.get());
     sqlite3_bind_int64(s.get(), 1, t.rowid ? cp->last_rowid : cp->rows);
-    sqlite3_bind_int64(s.get(), 2, st.opt->batch);
+    sqlite3_bind_int64(s.get(), 2, o.batch);
     pg::copy_rows rows;
     int64_t read = 0, made = 0;
     while (sqlite3_step(s.get()) == SQLITE_ROW) {
@@ -668,8 +671,6 @@ std::string copy_table(pg::connection& pg, const source& src,
     if (auto e = commit_batch(pg, t, key, rows, *cp, made))
       return t.target + std::string{": "} + errtext(e);
     bar.show(cp->rows);
-    if (++st.batches == st.opt->stop_after)
-      return "stopped";
   }
   bar.finish(cp->rows);
   return "";
@@ -787,17 +788,11 @@ int copy_all(pg::connection& pg, const source& src, const mapping& m,
   for (auto step : {prepare_target(pg), make_partitions(pg, m)})
     if (!step.empty())
       return fail(step);
-  run_state st{&o};
-  progress bar;
+  progress bar{o.progress_ms};
   auto started = std::chrono::steady_clock::now();
   int64_t rows = 0;
   for (auto& t : tables()) {
-    auto err = copy_table(pg, src, m, t, st, bar);
-    if (err == "stopped") {
-      std::printf("stopped after %lld batches (--stop-after)\n",
-                  static_cast<long long>(st.batches));
-      return 3;
-    }
+    auto err = copy_table(pg, src, m, t, o, bar);
     // After tenancy's orgs (a COPY cannot skip existing names).
     if (err.empty() && std::strcmp(t.target, "orgs") == 0)
       err = ensure_orgs(pg, src, m);

@@ -1,0 +1,87 @@
+#pragma once
+
+// The VictoriaMetrics backend of the journal's sinks: samples as
+// Prometheus text through /api/v1/import/prometheus (single node) or a
+// cluster's vminsert (/insert/<accountID>/prometheus/...), one tenant per
+// org. Idempotent through the server's deduplication of identical
+// timestamps (-dedup.minScrapeInterval, docs/data-stack.md).
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <caf/expected.hpp>
+
+#include "cloud/sink_backend.hpp"
+
+namespace fleetd {
+
+class option_set;
+
+struct vm_sink_config {
+  /// Single node: http://host:8428. Cluster: a vminsert URL with the
+  /// placeholder {tenant}, e.g.
+  /// http://vminsert:8480/insert/{tenant}/prometheus.
+  std::string url;
+  /// Cluster only: "org=accountID[:projectID],..." (VictoriaMetrics tenants
+  /// are numbers); an org missing here is refused, never guessed.
+  std::string tenants;
+  int64_t max_request_bytes = 4 << 20;
+  std::chrono::milliseconds timeout{10000};
+  /// The server's -maxLabelsPerTimeseries (__name__ counted): it drops
+  /// labels past it silently, so the sink refuses such a sample instead.
+  int64_t max_labels = 30;
+  /// The server's -maxLabelValueLen: it truncates longer values silently.
+  int64_t max_label_value_bytes = 16 * 1024;
+};
+
+/// Declares sinks.victoria.*.
+void declare(option_set& opts, vm_sink_config& x);
+
+/// Where a write goes: the import URL split for http_client.
+struct vm_target {
+  bool tls = false;
+  std::string host;
+  uint16_t port = 0;
+  /// The request target, {tenant} replaced, /api/v1/import/prometheus added.
+  std::string path;
+};
+
+/// The import target of `org`: bad_config for a malformed URL, a cluster
+/// URL without a tenant for `org`, or a tenant that is not a number.
+caf::expected<vm_target> vm_import_target(const vm_sink_config& cfg,
+                                          const std::string& org);
+
+/// Counters of one vm_sink, for stats.
+struct vm_sink_stats {
+  int64_t requests = 0;
+  int64_t samples = 0;
+  /// Samples not sent, by reason (nan, label_name, metric_name, ...).
+  std::map<std::string, int64_t> refused;
+  /// The last refusal or error, for logs.
+  std::string last_problem;
+};
+
+/// A sink_backend writing to VictoriaMetrics; blocking, one thread.
+class vm_sink : public sink_backend {
+public:
+  std::string name() const override {
+    return "victoria";
+  }
+  virtual const vm_sink_stats& stats() const = 0;
+};
+
+/// A vm_sink for `cfg`; bad_config naming the option when it cannot work.
+caf::expected<std::unique_ptr<vm_sink>>
+make_vm_sink(const vm_sink_config& cfg);
+
+/// One sample of `org`/`device` as a Prometheus text line (with '\n'), or
+/// an error naming why VictoriaMetrics could not store it exactly
+/// (invalid_record); `max` bounds the label count and value bytes.
+caf::expected<std::string> vm_line(const std::string& org,
+                                   const std::string& device,
+                                   const metric_sample& sample,
+                                   const vm_sink_config& max);
+
+} // namespace fleetd
