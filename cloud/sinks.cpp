@@ -2,14 +2,40 @@
 
 #include <set>
 
+#include "cloud/clickhouse_sink.hpp"
+#include "cloud/loki_sink.hpp"
+#include "cloud/vm_sink.hpp"
 #include "messages/error.hpp"
 #include "runtime/options.hpp"
 
 namespace fleetd {
 
+namespace {
+
+// A factory over config `Config` (declare(opts, cfg), make(cfg)); the sink
+// is configured when its url is set.
+template <class Config, class Make>
+sink_factory factory(std::string section, Make make) {
+  auto cfg = std::make_shared<Config>();
+  return {std::move(section),
+          [cfg](option_set& opts) { declare(opts, *cfg); },
+          [cfg, make]() -> caf::expected<std::shared_ptr<sink_backend>> {
+            if (cfg->url.empty())
+              return std::shared_ptr<sink_backend>{};
+            auto s = make(*cfg);
+            if (!s)
+              return s.error();
+            return std::shared_ptr<sink_backend>{std::move(*s)};
+          }};
+}
+
+} // namespace
+
 std::vector<sink_factory> sink_factories() {
   // One line per backend: {section, declare, make}.
-  return {};
+  return {factory<vm_sink_config>("victoria", make_vm_sink),
+          factory<loki_sink_config>("loki", make_loki_sink),
+          factory<clickhouse_config>("clickhouse", make_clickhouse_sink)};
 }
 
 void declare(option_set& opts, sinks_options& x) {

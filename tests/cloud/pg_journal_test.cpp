@@ -51,7 +51,7 @@ struct pg_journal_fixture {
     auto migrated = migrate(owner);
     REQUIRE_MESSAGE(migrated, render(migrated.error()));
     jcfg.enabled = true;
-    opts.server_prepared = false;
+    opts.statement_timeout_ms = 30000; // as fleetd-cloud does
     return true;
   }
 

@@ -48,8 +48,7 @@ TEST_CASE("two sinks of one name are refused bad_config naming the section") {
   CHECK(render(made.error()).find("b:") != std::string::npos);
 }
 
-TEST_CASE("a build without sink factories makes no sink, so nothing is "
-          "journaled") {
+TEST_CASE("with no sink url set no sink is made, so nothing is journaled") {
   sinks_options x;
   option_set opts("t", "t");
   declare(opts, x);

@@ -87,7 +87,7 @@ writer pg_writer(pg_server& s, const std::string& name, bool journal) {
   journal_config j;
   j.enabled = journal;
   pg::connect_options opts;
-  opts.server_prepared = false;
+  opts.statement_timeout_ms = 30000;
   auto st = pg_store::open(db->app_url, make_system_clock(), opts, 1, j);
   if (!st)
     fail(name + ": " + render(st.error()));
