@@ -129,6 +129,9 @@ using tenancy_actor = caf::typed_actor<
   // The Authorization header of a request -> who its device key proves to
   // be; ec::missing_key, unknown_key, expired_key or revoked_key.
   caf::replies_to<auth_atom, std::string>::with<device_identity>,
+  // The Authorization header of a query -> the org its API token proves;
+  // ec::missing_key, unknown_key, expired_key or revoked_key.
+  caf::replies_to<api_auth_atom, std::string>::with<std::string>,
   // Enrollment token (Authorization header) and device id -> the device's
   // new key, shown this once; ec::bad_enroll_token, conflict.
   caf::replies_to<enroll_atom, std::string, std::string>::with<std::string>,

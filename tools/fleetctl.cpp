@@ -400,6 +400,9 @@ void declare(option_set& opts, ctl_options& opt) {
            "enroll create: how many devices the token may enroll", 1);
   opts.add("expires", opt.tenancy.expires, 24h,
            "enroll create: how long the token is valid", 1s);
+  opts.add("ttl", opt.tenancy.ttl, 0ms,
+           "token create: how long the API token is valid (0: until revoked)",
+           0ms);
   opts.add("overlap", opt.tenancy.overlap, 1h,
            "device rotate-key: how long the old key keeps working", 0ms);
   opts.add("points-per-second", opt.tenancy.points_per_second, 0, "points/s",
@@ -445,7 +448,7 @@ int check_command(const option_set& opts, const ctl_options& opt) {
       && cmd != "config" && cmd != "debug") {
     std::cerr << "fleetctl: unknown command '" << cmd
               << "' (status, devices, watch, config, debug, org, enroll, "
-                 "device, quota; see --help)"
+                 "device, quota, token; see --help)"
               << std::endl;
     return 2;
   }
