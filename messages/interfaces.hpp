@@ -142,6 +142,13 @@ using tenancy_actor = caf::typed_actor<
   caf::replies_to<tenancy_atom, tenancy_command>::with<tenancy_answer>,
   stats_handler>;
 
+/// The query API behind GET /v1/query and /v1/logs: the org its caller's
+/// API token proved and the request target (path and query string) -> the
+/// JSON answer, or 400 naming the bad parameter.
+using query_actor = caf::typed_actor<
+  caf::replies_to<query_atom, std::string, std::string>::with<http_reply>,
+  stats_handler>;
+
 /// GET /healthz: "ok" when the node is healthy; an error names the actor
 /// that is not.
 using health_handler = caf::replies_to<health_atom>::with<std::string>;
