@@ -20,6 +20,7 @@
 #include "runtime/logger.hpp"
 #include "runtime/node.hpp"
 #include "runtime/options.hpp"
+#include "tools/fleetctl_query.hpp"
 #include "tools/fleetctl_tenancy.hpp"
 
 namespace fleetd {
@@ -44,6 +45,7 @@ struct ctl_options {
   bool unset_zstd_level = false;
   bool create = false;
   tenancy_options tenancy;
+  query_options query;
 };
 
 /// The settings change `fleetctl config` asks for, or the reason to refuse.
@@ -410,6 +412,24 @@ void declare(option_set& opts, ctl_options& opt) {
   opts.add_size("bytes-per-day", opt.tenancy.bytes_per_day, 0,
                 "quota set: the org's request bytes per day (0: unlimited)", 0,
                 int64_t{1} << 50);
+  opts.add("token", opt.query.token_file, "",
+           "query, logs: file holding the org's API token (\"\": the "
+           "FLEETD_API_TOKEN environment variable)");
+  opts.add("metric", opt.query.metric, "", "query: the metric's name");
+  opts.add("device", opt.query.device, "", "query, logs: the device");
+  opts.add("from", opt.query.from, "-1h",
+           "query, logs: start (ms since the epoch, now, or -DURATION such as "
+           "-1h)");
+  opts.add("to", opt.query.to, "now", "query, logs: end (as --from)");
+  opts.add("step", opt.query.step, "60s",
+           "query: the step (>= 1s; e.g. 60s, 5m, 1h)");
+  opts.add("agg", opt.query.agg, "avg",
+           "query: each step's avg, sum, count, min or max");
+  opts.add("limit", opt.query.limit, 1000, "lines",
+           "logs: at most this many lines", 1);
+  opts.add("plain-http", opt.query.plain_http, false,
+           "query, logs: the node's ingest endpoint speaks plain HTTP "
+           "(ingest.insecure)");
   opts.add("create", opt.create, false,
            "config: accept a device the cloud has never heard from (the "
            "settings wait for it)");
@@ -436,6 +456,15 @@ bool parse_node(const std::string& node, std::string& host, int& port) {
 // The command and its arguments; 0 when they can run, else the exit code.
 int check_command(const option_set& opts, const ctl_options& opt) {
   auto cmd = opts.args().front();
+  if (is_query_command(cmd)) {
+    if (opts.args().size() == 1 && !opt.query.device.empty()
+        && (cmd == "logs" || !opt.query.metric.empty()))
+      return 0;
+    std::cerr << "fleetctl: bad arguments: " << cmd << ": needs --device"
+              << (cmd == "query" ? " and --metric" : "") << ", no words"
+              << std::endl;
+    return 2;
+  }
   if (is_tenancy_command(cmd)) {
     auto t = tenancy_command_of(opts.args(), opt.tenancy);
     if (t)
@@ -448,7 +477,7 @@ int check_command(const option_set& opts, const ctl_options& opt) {
       && cmd != "config" && cmd != "debug") {
     std::cerr << "fleetctl: unknown command '" << cmd
               << "' (status, devices, watch, config, debug, org, enroll, "
-                 "device, quota, token; see --help)"
+                 "device, quota, token, query, logs; see --help)"
               << std::endl;
     return 2;
   }
@@ -501,7 +530,8 @@ int run(int argc, char** argv) {
   // A closed console connection must surface as an error, not kill us.
   signal(SIGPIPE, SIG_IGN);
   ctl_options opt;
-  option_set opts("fleetctl", std::string(summary) + tenancy_usage);
+  option_set opts("fleetctl",
+                  std::string(summary) + tenancy_usage + query_usage);
   declare(opts, opt);
   if (auto err = opts.parse(argc, argv)) {
     auto text = render(err);
@@ -532,6 +562,11 @@ int run(int argc, char** argv) {
   if (!parse_node(opt.node, host, port))
     return 2;
   auto cmd = opts.args().front();
+  if (is_query_command(cmd)) {
+    opt.query.ca = opt.tls.ca;
+    return run_query(cmd, host, static_cast<uint16_t>(port), opt.query,
+                     opt.json);
+  }
   logger::init(log_level::error, "");
   node_config cfg;
   caf::actor_system sys{cfg};
