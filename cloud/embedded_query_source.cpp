@@ -11,6 +11,9 @@ namespace fleetd {
 
 namespace {
 
+// Log lines are stamped in nanoseconds; queries name milliseconds.
+constexpr int64_t ns_per_ms = 1'000'000;
+
 constexpr double nan_value = std::numeric_limits<double>::quiet_NaN();
 
 // A nullable aggregate: NULL (no sample left, or +Inf + -Inf) is NaN.
@@ -70,7 +73,8 @@ public:
                           "LIMIT ?4");
     if (!st)
       return st.error();
-    st->bind(1, q.org + "/" + q.device).bind(2, q.from_ms).bind(3, q.to_ms);
+    st->bind(1, q.org + "/" + q.device).bind(2, q.from_ms * ns_per_ms);
+    st->bind(3, q.to_ms * ns_per_ms);
     st->bind(4, q.limit);
     std::vector<query_log_line> out;
     if (auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {

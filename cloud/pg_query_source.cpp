@@ -12,6 +12,9 @@ namespace fleetd {
 
 namespace {
 
+// Log lines are stamped in nanoseconds; queries name milliseconds.
+constexpr int64_t ns_per_ms = 1'000'000;
+
 // A float8 as text ("Infinity", "NaN" included); NULL (no sample) is NaN.
 double value_or_nan(const pg::result& r, int row, int col) {
   if (r.is_null(row, col))
@@ -67,7 +70,8 @@ public:
                     "SELECT ts, labels, line FROM logs WHERE org = $1 AND "
                     "device = $2 AND ts >= $3 AND ts < $4 ORDER BY ts, id "
                     "LIMIT $5",
-                    {q.org, q.device, q.from_ms, q.to_ms, q.limit});
+                    {q.org, q.device, q.from_ms * ns_per_ms,
+                     q.to_ms * ns_per_ms, q.limit});
     if (!r)
       return r.error();
     std::vector<query_log_line> out;

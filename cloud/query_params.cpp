@@ -138,7 +138,8 @@ caf::expected<int64_t> number(const param_map& ps, const std::string& key,
 // from and to (ms since the epoch), to after from, within max_range_ms.
 caf::error time_range(const param_map& ps, const query_limits& lim,
                       int64_t& from, int64_t& to) {
-  constexpr int64_t max_ms = int64_t{1} << 52;
+  // Year 2096: log lines' nanoseconds of it still fit 63 bits.
+  constexpr int64_t max_ms = 4'000'000'000'000;
   auto f = number(ps, "from", 0, max_ms, false);
   if (!f)
     return f.error();
@@ -322,7 +323,7 @@ std::string logs_json(const logs_query& q,
       streams.emplace_back(&l.labels, "");
     auto& body = streams[it->second].second;
     body += (body.empty() ? "[" : ",") + std::string("[")
-            + std::to_string(l.ts_ms) + "," + json_quote(l.line) + "]";
+            + std::to_string(l.ts_ns) + "," + json_quote(l.line) + "]";
   }
   std::string list = "[";
   for (size_t i = 0; i < streams.size(); ++i)

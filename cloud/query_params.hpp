@@ -49,7 +49,7 @@ std::string series_json(const parsed_series_query& p,
                         const std::vector<query_series>& series);
 
 /// {"org","device","from","to","limit","truncated","streams":[{"labels":{..},
-/// "lines":[[ts_ms, "line"],...]}]}, streams in order of first line.
+/// "lines":[[ts_ns, "line"],...]}]}, streams in order of first line.
 std::string logs_json(const logs_query& q,
                       const std::vector<query_log_line>& lines);
 

@@ -40,8 +40,8 @@ struct query_series {
   std::vector<step_point> points; // by ts_ms, steps without samples left out
 };
 
-/// The log lines of one device of one org in [from_ms, to_ms), oldest
-/// first, at most `limit`.
+/// The log lines of one device of one org stamped in [from_ms, to_ms),
+/// oldest first, at most `limit`.
 struct logs_query {
   std::string org;
   std::string device;
@@ -51,7 +51,7 @@ struct logs_query {
 };
 
 struct query_log_line {
-  int64_t ts_ms = 0;
+  int64_t ts_ns = 0; // as the device stamped it
   label_map labels;
   std::string line;
 };

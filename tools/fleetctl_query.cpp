@@ -104,7 +104,7 @@ void print_table(const std::string& cmd, const std::string& body) {
   std::istringstream in(body);
   pt::read_json(in, doc);
   bool logs = cmd == "logs";
-  std::cout << "TIME_MS        " << (logs ? "LABELS  LINE" : "LABELS  VALUE")
+  std::cout << "TIME  " << (logs ? "LABELS  LINE" : "LABELS  VALUE")
             << "\n";
   for (auto& [_, s] : doc.get_child(logs ? "streams" : "series")) {
     auto labels = labels_text(s.get_child("labels"));
