@@ -25,4 +25,4 @@ CREATE POLICY org_rows ON api_tokens
 CREATE POLICY api_token_by_hash ON api_tokens FOR SELECT
   USING (hash = decode(NULLIF(current_setting('app.api_token_hash', true), ''),
                        'hex'));
-GRANT SELECT, INSERT, UPDATE ON api_tokens TO fleetd_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON api_tokens TO fleetd_app;
