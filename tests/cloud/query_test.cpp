@@ -368,10 +368,12 @@ void orgs_kept_apart(query_fixture& f) {
     "cpu", "cpu'--", "cpu' OR '1'='1", "%25", "_", "%25cpu%25", "c_u",
     "cpu%27%3B%20DROP%20TABLE%20points%3B--", "weird", "%2A",
     "cpu%22%29%20OR%20TRUE%20--", "zenith/cpu", "..%2F..%2Fcpu",
-    std::string(256, 'c'), "%E2%80%AE", "\\", "cpu%5C%27",
+    std::string(256, 'c'), "%E2%80%AE", "\\", "cpu%5C%27", "cpu%00",
+    "%ff", std::string(300, 'c'),
   };
   const std::string devices[] = {"dev", "%25", "_", "d_v", "dev%25", "..",
-                                 "zenith", "dev.", "-"};
+                                 "zenith", "dev.", "-", "dev%00",
+                                 "zenith%2Fdev", std::string(65, 'd')};
   for (auto& m : metrics)
     for (auto& d : devices) {
       for (auto agg : {"avg", "count"}) {
