@@ -28,6 +28,7 @@
 #include "contract_case.hpp"
 #include "messages/error.hpp"
 #include "messages/wire.hpp"
+#include "check_samples.hpp"
 #include "pg_fixture.hpp"
 #include "pg_schema.hpp"
 #include "runtime/http_client.hpp"
@@ -37,6 +38,7 @@
 using namespace fleetd;
 using namespace std::chrono_literals;
 using test::op;
+using test::sample;
 
 namespace {
 
@@ -93,15 +95,6 @@ struct pg_backend : backend {
   }
 };
 
-metric_sample sample(std::string name, label_map labels, int64_t ts,
-                     double v) {
-  metric_sample s;
-  s.name = std::move(name);
-  s.labels = std::move(labels);
-  s.timestamp_ms = ts;
-  s.value = v;
-  return s;
-}
 
 void write(cloud_store_backend& st, const std::string& device_id,
            const char* stream, metric_samples xs, log_lines logs = {}) {
