@@ -412,24 +412,7 @@ void declare(option_set& opts, ctl_options& opt) {
   opts.add_size("bytes-per-day", opt.tenancy.bytes_per_day, 0,
                 "quota set: the org's request bytes per day (0: unlimited)", 0,
                 int64_t{1} << 50);
-  opts.add("token", opt.query.token_file, "",
-           "query, logs: file holding the org's API token (\"\": the "
-           "FLEETD_API_TOKEN environment variable)");
-  opts.add("metric", opt.query.metric, "", "query: the metric's name");
-  opts.add("device", opt.query.device, "", "query, logs: the device");
-  opts.add("from", opt.query.from, "-1h",
-           "query, logs: start (ms since the epoch, now, or -DURATION such as "
-           "-1h)");
-  opts.add("to", opt.query.to, "now", "query, logs: end (as --from)");
-  opts.add("step", opt.query.step, "60s",
-           "query: the step (>= 1s; e.g. 60s, 5m, 1h)");
-  opts.add("agg", opt.query.agg, "avg",
-           "query: each step's avg, sum, count, min or max");
-  opts.add("limit", opt.query.limit, 1000, "lines",
-           "logs: at most this many lines", 1);
-  opts.add("plain-http", opt.query.plain_http, false,
-           "query, logs: the node's ingest endpoint speaks plain HTTP "
-           "(ingest.insecure)");
+  declare(opts, opt.query);
   opts.add("create", opt.create, false,
            "config: accept a device the cloud has never heard from (the "
            "settings wait for it)");

@@ -12,6 +12,7 @@
 #include "messages/error.hpp"
 #include "runtime/http_client.hpp"
 #include "runtime/json.hpp"
+#include "runtime/options.hpp"
 #include "runtime/text.hpp"
 
 namespace fleetd {
@@ -118,6 +119,27 @@ void print_table(const std::string& cmd, const std::string& body) {
 }
 
 } // namespace
+
+void declare(option_set& opts, query_options& x) {
+  opts.add("token", x.token_file, "",
+           "query, logs: file holding the org's API token (\"\": the "
+           "FLEETD_API_TOKEN environment variable)");
+  opts.add("metric", x.metric, "", "query: the metric's name");
+  opts.add("device", x.device, "", "query, logs: the device");
+  opts.add("from", x.from, "-1h",
+           "query, logs: start (ms since the epoch, now, or -DURATION such as "
+           "-1h)");
+  opts.add("to", x.to, "now", "query, logs: end (as --from)");
+  opts.add("step", x.step, "60s",
+           "query: the step (>= 1s; e.g. 60s, 5m, 1h)");
+  opts.add("agg", x.agg, "avg",
+           "query: each step's avg, sum, count, min or max");
+  opts.add("limit", x.limit, 1000, "lines",
+           "logs: at most this many lines", 1);
+  opts.add("plain-http", x.plain_http, false,
+           "query, logs: the node's ingest endpoint speaks plain HTTP "
+           "(ingest.insecure)");
+}
 
 bool is_query_command(const std::string& word) {
   return word == "query" || word == "logs";

@@ -26,6 +26,12 @@ struct query_options {
   std::string ca;
 };
 
+class option_set;
+
+/// Declares --token, --metric, --device, --from, --to, --step, --agg,
+/// --limit and --plain-http.
+void declare(option_set& opts, query_options& x);
+
 /// True when `word` is query or logs.
 bool is_query_command(const std::string& word);
 
