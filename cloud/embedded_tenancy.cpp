@@ -32,6 +32,14 @@ CREATE TABLE IF NOT EXISTS enroll_tokens (
   expires_ms INTEGER NOT NULL,
   revoked INTEGER NOT NULL DEFAULT 0,
   created_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS api_tokens (
+  hash BLOB PRIMARY KEY,
+  id TEXT NOT NULL,
+  org TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  expires_ms INTEGER NOT NULL DEFAULT 0,
+  revoked_ms INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS api_tokens_by_org ON api_tokens (org, id);
 )";
 
 } // namespace
@@ -318,6 +326,66 @@ caf::error embedded_tenancy::set_quota(const std::string& org, org_quota q) {
     return st.error();
   st->bind(1, org).bind(2, q.points_per_second).bind(3, q.bytes_per_day);
   return run_changing(*st, unknown_org_error(org));
+}
+
+caf::expected<std::string>
+embedded_tenancy::authenticate_api(const std::string& authorization) {
+  auto token = api_token_of(authorization);
+  if (!token)
+    return token.error();
+  auto st = row_by_hash("SELECT org, expires_ms, revoked_ms FROM api_tokens "
+                        "WHERE hash = ?1",
+                        *token, unknown_api_token_error());
+  if (!st)
+    return st.error();
+  return api_token_holder(st->column_text(0), st->column_int(1),
+                          st->column_int(2), clock_->now_ms());
+}
+
+caf::expected<std::string>
+embedded_tenancy::create_api_token(const std::string& org, int64_t ttl_ms) {
+  if (auto err = require_org(org))
+    return err;
+  auto token = new_api_token();
+  auto now = clock_->now_ms();
+  auto ins = db_.prepare("INSERT INTO api_tokens (hash, id, org, created_ms, "
+                         "expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)");
+  if (!ins)
+    return ins.error();
+  auto h = hash(token);
+  ins->bind_blob(1, h).bind(2, api_token_id(h)).bind(3, org).bind(4, now).bind(
+    5, ttl_ms == 0 ? 0 : now + ttl_ms);
+  if (auto err = ins->run())
+    return err;
+  return token;
+}
+
+caf::expected<tenancy_backend::rows>
+embedded_tenancy::list_api_tokens(const std::string& org) {
+  auto st = db_.prepare("SELECT org, id, created_ms, expires_ms, revoked_ms "
+                        "FROM api_tokens WHERE org = ?1 ORDER BY created_ms, "
+                        "id");
+  if (!st)
+    return st.error();
+  st->bind(1, org);
+  rows out;
+  if (auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {
+        out.push_back({r.column_text(0), r.column_text(1),
+                       time_text(r.column_int(2)), time_text(r.column_int(3)),
+                       time_text(r.column_int(4))});
+      }))
+    return err;
+  return out;
+}
+
+caf::error embedded_tenancy::revoke_api_token(const std::string& org,
+                                              const std::string& id) {
+  auto st = db_.prepare("UPDATE api_tokens SET revoked_ms = ?3 WHERE org = ?1 "
+                        "AND id = ?2 AND revoked_ms = 0");
+  if (!st)
+    return st.error();
+  st->bind(1, org).bind(2, id).bind(3, clock_->now_ms());
+  return run_changing(*st, no_api_token_error(org, id));
 }
 
 } // namespace fleetd

@@ -29,6 +29,8 @@ public:
   caf::expected<std::pair<device_identity, std::string>>
   enroll(const std::string& authorization, const std::string& device) override;
   caf::expected<org_quota> quota(const std::string& org) override;
+  caf::expected<std::string>
+  authenticate_api(const std::string& authorization) override;
 
 protected:
   caf::error create_org(const std::string& org) override;
@@ -45,6 +47,14 @@ protected:
                                           int64_t ttl_ms) override;
   caf::expected<int64_t> revoke_tokens(const std::string& org) override;
   caf::error set_quota(const std::string& org, org_quota q) override;
+  std::string hash_of(const std::string& secret) const override {
+    return keyed_hash(secret_, secret);
+  }
+  caf::expected<std::string> create_api_token(const std::string& org,
+                                              int64_t ttl_ms) override;
+  caf::expected<rows> list_api_tokens(const std::string& org) override;
+  caf::error revoke_api_token(const std::string& org,
+                              const std::string& id) override;
 
 private:
   caf::error require_org(const std::string& org);

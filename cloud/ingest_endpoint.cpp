@@ -65,6 +65,56 @@ void ask_ingest(caf::actor_system& sys, const ingest_actor& ingest,
   });
 }
 
+// A query: its token proved by tenancy (401 otherwise), then answered by
+// the query actor for that org only; from a short-lived actor, as sync.
+void ask_query(caf::actor_system& sys, const query_api& api,
+               http_server::respond_fn respond, http_request req) {
+  sys.spawn([api, respond, auth = std::move(req.authorization),
+             target = std::move(req.target)](caf::event_based_actor* self) {
+    auto unavailable = [self, respond](caf::error& err) {
+      respond(text_reply(503, "unavailable", render(err)));
+      self->quit();
+    };
+    self->request(api.tenancy, ingest_timeout, api_auth_atom::value, auth)
+      .then(
+        [self, api, respond, target, unavailable](std::string& org) {
+          self->request(api.query, ingest_timeout, query_atom::value, org,
+                        target)
+            .then(
+              [self, respond](http_reply& rep) {
+                respond(std::move(rep));
+                self->quit();
+              },
+              unavailable);
+        },
+        [self, respond, unavailable](caf::error& err) mutable {
+          if (err.category() != caf::atom("fleetd")
+              || is_error(err, ec::database_error)) {
+            unavailable(err);
+            return;
+          }
+          respond(text_reply(401, to_string(static_cast<ec>(err.code())),
+                             error_text(err)));
+          self->quit();
+        });
+  });
+}
+
+// GET /v1/query or /v1/logs (any query string): handled; else false.
+bool route_query(caf::actor_system& sys, const query_api& api,
+                 http_request& req, http_server::respond_fn& respond) {
+  auto path = req.target.substr(0, req.target.find('?'));
+  if (path != "/v1/query" && path != "/v1/logs")
+    return false;
+  if (!api.query)
+    respond(text_reply(404, "not_found", "this node serves no query API"));
+  else if (req.method != "GET")
+    respond(text_reply(405, "method_not_allowed", "use GET for " + path));
+  else
+    ask_query(sys, api, std::move(respond), std::move(req));
+  return true;
+}
+
 } // namespace
 
 http_limits ingest_endpoint_config::limits() const {
@@ -165,17 +215,20 @@ caf::error validate(const ingest_endpoint_config& x) {
 }
 
 ingest_endpoint::ingest_endpoint(caf::actor_system& sys, ingest_actor ingest,
-                                 http_limits limits, health_actor health) {
+                                 http_limits limits, health_actor health,
+                                 query_api api) {
   auto* sys_ptr = &sys;
   if (!health)
     health = ingest;
   server_ = std::make_shared<http_server>(
-    limits, [sys_ptr, ingest, health](http_request req,
-                                      http_server::respond_fn respond) {
+    limits, [sys_ptr, ingest, health, api](http_request req,
+                                           http_server::respond_fn respond) {
       if (req.target == "/healthz" && req.method == "GET") {
         check_health(*sys_ptr, health, std::move(respond));
         return;
       }
+      if (route_query(*sys_ptr, api, req, respond))
+        return;
       auto is_sync = req.target == "/v1/sync";
       if (!is_sync && req.target != "/v1/enroll") {
         respond(text_reply(404, "not_found", "no such endpoint: "

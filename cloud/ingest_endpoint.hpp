@@ -47,14 +47,23 @@ void declare(option_set& opts, ingest_endpoint_config& x);
 /// bad_config naming the option key when `x` cannot work.
 caf::error validate(const ingest_endpoint_config& x);
 
+/// The query API behind the same door: the tenancy actor proves a
+/// request's API token, the query actor answers it.
+struct query_api {
+  tenancy_actor tenancy;
+  query_actor query;
+};
+
 /// The device-facing door: POST /v1/sync on Boost.Beast, each request handed
 /// to the ingest actor through a short-lived actor so the Asio thread never
 /// blocks. GET /healthz answers "ok" when `health` (ingest unless given)
-/// does, else 503 with its error.
+/// does, else 503 with its error. With `api`, GET /v1/query and /v1/logs
+/// (Authorization: Bearer fqt_...) too: the org comes from the token only.
 class ingest_endpoint {
 public:
   ingest_endpoint(caf::actor_system& sys, ingest_actor ingest,
-                  http_limits limits, health_actor health = {});
+                  http_limits limits, health_actor health = {},
+                  query_api api = {});
 
   /// Listens on the config's host and port, over HTTPS unless insecure.
   caf::expected<uint16_t> start(const ingest_endpoint_config& cfg);

@@ -18,6 +18,9 @@
 #include "cloud/pg_tenancy.hpp"
 #include "cloud/sink_runner.hpp"
 #include "cloud/sinks.hpp"
+#include "cloud/embedded_query_source.hpp"
+#include "cloud/pg_query_source.hpp"
+#include "cloud/query.hpp"
 #include "cloud/retention.hpp"
 #include "cloud/tenancy.hpp"
 #include "messages/error.hpp"
@@ -41,6 +44,7 @@ struct cloud_options {
   ingest_endpoint_config endpoint;
   ingest_config ingest;
   tenancy_config tenancy;
+  query_config query;
   restart_limits supervisor;
   journal_config journal;
   sink_runner_config runner;
@@ -55,6 +59,7 @@ void declare(option_set& opts, cloud_options& x) {
   declare(opts, x.endpoint);
   declare(opts, x.ingest);
   declare(opts, x.tenancy);
+  declare(opts, x.query);
   declare(opts, x.supervisor);
   declare(opts, x.journal);
   declare(opts, x.runner);
@@ -80,6 +85,8 @@ caf::error validate(const cloud_options& x) {
     return bad_config("tenancy.secret-file: required with store.backend = "
                       "postgresql; every node of the database reads the same "
                       "secret");
+  if (auto err = validate(x.query))
+    return err;
   if (auto err = validate(x.supervisor))
     return err;
   if (auto err = validate(x.journal))
@@ -248,11 +255,20 @@ caf::actor spawn_retention(caf::actor_system& sys, stop_list& stops,
   return ret;
 }
 
+// The query API's source: the node's store, on a connection of its own.
+caf::expected<query_source_ptr> open_query_source(const cloud_options& opt) {
+  if (opt.store.backend == "postgresql")
+    return open_pg_query_source(opt.store.postgresql_url,
+                                node_pg_options(opt.store));
+  return open_embedded_query_source(opt.common.data_dir + "/cloud.db");
+}
+
 /// What main keeps of the cloud's actors.
 struct cloud_actors {
   ingest_actor ingest;
   supervisor_actor supervisor;
   inspector_actor inspector;
+  query_api api;
 };
 
 // Spawns the cloud's actors in start order (the store first, as ingest
@@ -260,7 +276,8 @@ struct cloud_actors {
 // outlives its deaths.
 cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
                           const cloud_options& opt, store_ptr store,
-                          tenancy_ptr tenants, const clock_ptr& clk,
+                          tenancy_ptr tenants, query_source_ptr source,
+                          const clock_ptr& clk,
                           const std::vector<sink_ptr>& sinks) {
   supervisor_config scfg;
   scfg.limits = opt.supervisor;
@@ -302,13 +319,19 @@ cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
   pcfg.actors.insert(pcfg.actors.end(), listed.begin(), listed.end());
   if (auto ret = spawn_retention(sys, stops, opt, clk))
     pcfg.actors.emplace_back("retention", ret);
+  auto qcfg = opt.query;
+  qcfg.source = std::move(source);
+  auto qry = sys.spawn<caf::detached>(query, qcfg);
+  stops.add("query", caf::actor_cast<caf::actor>(qry));
+  pcfg.actors.emplace_back("query", caf::actor_cast<caf::actor>(qry));
   pcfg.devices = st;
   pcfg.tenancy = ten;
   if (opt.common.test_hooks)
     add_kill_hooks(pcfg.debug, scfg, sup);
   auto insp = sys.spawn(inspector, pcfg);
   stops.add("inspector", caf::actor_cast<caf::actor>(insp));
-  return {caf::actor_cast<ingest_actor>(ing), sup, insp};
+  return {caf::actor_cast<ingest_actor>(ing), sup, insp,
+          query_api{caf::actor_cast<tenancy_actor>(ten), qry}};
 }
 
 // The endpoint's connection counters, listed by the inspector's status as
@@ -367,12 +390,16 @@ int run(int argc, char** argv) {
   auto tenants = open_tenancy(opt, clk);
   if (!tenants)
     return die(tenants.error());
+  auto source = open_query_source(opt);
+  if (!source)
+    return die(source.error());
   node_config cfg{opt.common};
   caf::actor_system sys{cfg};
   stop_list stops;
-  auto [ing, sup, insp] = spawn_actors(sys, stops, opt, std::move(*store),
-                                       std::move(*tenants), clk, *sinks);
-  ingest_endpoint endpoint{sys, ing, opt.endpoint.limits(), sup};
+  auto [ing, sup, insp, api] = spawn_actors(
+    sys, stops, opt, std::move(*store), std::move(*tenants), std::move(*source),
+    clk, *sinks);
+  ingest_endpoint endpoint{sys, ing, opt.endpoint.limits(), sup, api};
   auto port = endpoint.start(opt.endpoint);
   if (!port) {
     stops.stop_all(sys, opt.common.stop_timeout);

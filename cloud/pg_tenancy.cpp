@@ -391,4 +391,74 @@ caf::error pg_tenancy::set_quota(const std::string& org, org_quota q) {
   });
 }
 
+caf::expected<std::string>
+pg_tenancy::authenticate_api(const std::string& authorization) {
+  auto token = api_token_of(authorization);
+  if (!token)
+    return token.error();
+  auto h = hash(*token);
+  caf::expected<std::string> org{caf::error{}};
+  auto err = reading("", [&]() -> caf::error {
+    auto t = row_by_hash("app.api_token_hash",
+                         "SELECT org, expires_ms, revoked_ms FROM api_tokens "
+                         "WHERE hash = $1",
+                         h, unknown_api_token_error());
+    if (!t)
+      return t.error();
+    org = api_token_holder(std::string{t->text(0, 0)}, t->int64(0, 1),
+                           t->int64(0, 2), clock_->now_ms());
+    return caf::none;
+  });
+  if (err)
+    return err;
+  return org;
+}
+
+caf::expected<std::string> pg_tenancy::create_api_token(const std::string& org,
+                                                        int64_t ttl_ms) {
+  auto token = new_api_token();
+  auto h = hash(token);
+  auto now = clock_->now_ms();
+  auto err = in_org(org, [&]() -> caf::error {
+    if (auto e = require_org(org))
+      return e;
+    auto r = exec("INSERT INTO api_tokens (hash, id, org, created_ms, "
+                  "expires_ms) VALUES ($1, $2, $3, $4, $5)",
+                  {pg::param::bytea(h), api_token_id(h), org, now,
+                   ttl_ms == 0 ? int64_t{0} : now + ttl_ms});
+    return r ? caf::none : r.error();
+  });
+  return or_error(err, token);
+}
+
+caf::expected<tenancy_backend::rows>
+pg_tenancy::list_api_tokens(const std::string& org) {
+  rows out;
+  auto err = reading(org, [&]() -> caf::error {
+    out.clear();
+    auto r = exec("SELECT id, created_ms, expires_ms, revoked_ms FROM "
+                  "api_tokens WHERE org = $1 ORDER BY created_ms, id COLLATE "
+                  "\"C\"",
+                  {org});
+    if (!r)
+      return r.error();
+    for (int i = 0; i < r->rows(); ++i)
+      out.push_back({org, std::string{r->text(i, 0)},
+                     time_text(r->int64(i, 1)), time_text(r->int64(i, 2)),
+                     time_text(r->int64(i, 3))});
+    return caf::none;
+  });
+  return or_error(err, out);
+}
+
+caf::error pg_tenancy::revoke_api_token(const std::string& org,
+                                        const std::string& id) {
+  return in_org(org, [&] {
+    return changing("UPDATE api_tokens SET revoked_ms = $3 WHERE org = $1 "
+                    "AND id = $2 AND revoked_ms = 0",
+                    {org, id, clock_->now_ms()},
+                    no_api_token_error(org, id));
+  });
+}
+
 } // namespace fleetd

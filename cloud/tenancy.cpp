@@ -38,18 +38,28 @@ std::string cache_key(const std::string& authorization) {
   return std::string(reinterpret_cast<const char*>(md), sizeof(md));
 }
 
+// A device key's holder, or (api) an API token's org as {org, ""}, from the
+// cache while fresh.
 caf::expected<device_identity> authenticate(self_ptr self,
-                                            const std::string& authorization) {
+                                            const std::string& authorization,
+                                            bool api = false) {
   auto& st = self->state;
   auto now = st.cfg.clock->steady_ms();
-  auto key = cache_key(authorization);
+  auto key = cache_key((api ? "api " : "") + authorization);
   auto i = st.keys.find(key);
   if (i != st.keys.end()
       && now - i->second.at_ms < st.cfg.cache_ttl.count()) {
     ++st.counters["cache_hits"];
     return i->second.who;
   }
-  auto who = st.cfg.store->authenticate(authorization);
+  caf::expected<device_identity> who{caf::error{}};
+  if (api) {
+    auto org = st.cfg.store->authenticate_api(authorization);
+    who = org ? caf::expected<device_identity>{device_identity{*org, ""}}
+              : caf::expected<device_identity>{org.error()};
+  } else {
+    who = st.cfg.store->authenticate(authorization);
+  }
   if (static_cast<int64_t>(st.keys.size()) >= st.cfg.max_cache_entries)
     st.keys.clear();
   st.keys[key] = tenancy_state::cached{who, now};
@@ -144,6 +154,15 @@ tenancy(tenancy_actor::stateful_pointer<tenancy_state> self,
         return who.error();
       return *who;
     },
+    [self](api_auth_atom, const std::string& authorization)
+      -> caf::result<std::string> {
+      auto who = authenticate(self, authorization, true);
+      ++self->state.counters[who ? "api_auth_ok"
+                                 : "api_auth_" + code_of(who.error())];
+      if (!who)
+        return who.error();
+      return who->org;
+    },
     [self](enroll_atom, const std::string& authorization,
            const std::string& device) -> caf::result<std::string> {
       auto& st = self->state;
@@ -172,7 +191,8 @@ tenancy(tenancy_actor::stateful_pointer<tenancy_state> self,
       if (!out)
         return out.error();
       // A revoked or rotated key must not live on in the cache.
-      if (cmd.op == "revoke" || cmd.op == "rotate-key")
+      if (cmd.op == "revoke" || cmd.op == "rotate-key"
+          || cmd.op == "api-token-revoke")
         st.keys.clear();
       if (cmd.op == "quota-set")
         st.orgs[cmd.org].quota_at_ms = -1;

@@ -72,6 +72,8 @@ caf::expected<tenancy_answer> tenancy_backend::run(const tenancy_command& cmd) {
                           {{org, std::to_string(*n)}},
                           {}};
   }
+  if (cmd.op.compare(0, 10, "api-token-") == 0)
+    return run_api_token(cmd);
   if (cmd.op == "quota-set") {
     if (cmd.points_per_second < 0 || cmd.bytes_per_day < 0)
       return make_error(ec::conflict, "quotas are >= 0 (0: unlimited)");
@@ -80,6 +82,33 @@ caf::expected<tenancy_answer> tenancy_backend::run(const tenancy_command& cmd) {
                 {org, std::to_string(cmd.points_per_second),
                  std::to_string(cmd.bytes_per_day)});
   }
+  return make_error(ec::conflict, "unknown tenancy command '"
+                                    + cmd.op.substr(0, 32) + "'");
+}
+
+caf::expected<tenancy_answer>
+tenancy_backend::run_api_token(const tenancy_command& cmd) {
+  auto& org = cmd.org;
+  if (cmd.op == "api-token-create") {
+    if (cmd.duration_ms < 0)
+      return make_error(ec::conflict, "an API token's --ttl is >= 0 (0: "
+                                      "never expires)");
+    auto token = create_api_token(org, cmd.duration_ms);
+    if (!token)
+      return token.error();
+    auto expires = cmd.duration_ms == 0 ? std::string("-")
+                                        : "+" + std::to_string(cmd.duration_ms)
+                                            + "ms";
+    return tenancy_answer{{"org", "token_id", "expires"},
+                          {{org, api_token_id(hash_of(*token)), expires}},
+                          *token};
+  }
+  if (cmd.op == "api-token-list")
+    return table({"org", "token_id", "created_ms", "expires_ms", "revoked_ms"},
+                 list_api_tokens(org));
+  if (cmd.op == "api-token-revoke")
+    return done(revoke_api_token(org, cmd.device),
+                {"org", "token_id", "state"}, {org, cmd.device, "revoked"});
   return make_error(ec::conflict, "unknown tenancy command '"
                                     + cmd.op.substr(0, 32) + "'");
 }

@@ -20,6 +20,7 @@ namespace {
 
 constexpr const char* key_prefix = "fdk_";
 constexpr const char* token_prefix = "fdt_";
+constexpr const char* api_prefix = "fqt_";
 // 256 random bits as hex after the prefix.
 constexpr size_t secret_bytes = 32;
 constexpr size_t secret_length = 4 + 2 * secret_bytes;
@@ -92,6 +93,42 @@ std::string new_enroll_token() {
   return token_prefix + random_hex(secret_bytes);
 }
 
+std::string new_api_token() {
+  return api_prefix + random_hex(secret_bytes);
+}
+
+std::string api_token_id(const std::string& hash) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < 6 && i < hash.size(); ++i) {
+    auto b = static_cast<unsigned char>(hash[i]);
+    out += digits[b >> 4];
+    out += digits[b & 0xF];
+  }
+  return out;
+}
+
+caf::expected<std::string> api_token_of(const std::string& authorization) {
+  if (authorization.empty())
+    return make_error(ec::missing_key, "the request carries no API token "
+                                       "(Authorization: Bearer fqt_...)");
+  auto token = bearer(authorization, api_prefix);
+  if (token.empty())
+    return unknown_api_token_error();
+  return token;
+}
+
+caf::expected<std::string> api_token_holder(std::string org,
+                                            int64_t expires_ms,
+                                            int64_t revoked_ms,
+                                            int64_t now_ms) {
+  if (revoked_ms > 0)
+    return make_error(ec::revoked_key, "the API token is revoked");
+  if (expires_ms > 0 && expires_ms <= now_ms)
+    return make_error(ec::expired_key, "the API token expired");
+  return org;
+}
+
 caf::expected<std::string> key_of(const std::string& authorization) {
   if (authorization.empty())
     return make_error(ec::missing_key, "the request carries no device key "
@@ -150,6 +187,15 @@ caf::error check_device_name(const std::string& device) {
 
 caf::error unknown_key_error() {
   return make_error(ec::unknown_key, "no device holds this key");
+}
+
+caf::error unknown_api_token_error() {
+  return make_error(ec::unknown_key, "no org holds this API token");
+}
+
+caf::error no_api_token_error(const std::string& org, const std::string& id) {
+  return make_error(ec::unknown_key, "no active API token '" + id.substr(0, 64)
+                                       + "' in org '" + org + "'");
 }
 
 caf::error no_token_error() {

@@ -30,11 +30,28 @@ std::string new_device_key();
 /// A new enrollment token ("fdt_" and 256 random bits as hex), shown once.
 std::string new_enroll_token();
 
+/// A new org API token ("fqt_" and 256 random bits as hex), shown once.
+std::string new_api_token();
+/// A token's public id: the first 12 hex digits of its keyed hash (lists
+/// and revocations name it; it proves nothing).
+std::string api_token_id(const std::string& hash);
+
 /// The key of "Bearer fdk_<hex>"; missing_key or unknown_key otherwise
 /// (nothing of a malformed header is hashed, stored or echoed).
 caf::expected<std::string> key_of(const std::string& authorization);
 /// The token of "Bearer fdt_<hex>"; bad_enroll_token otherwise.
 caf::expected<std::string> token_of(const std::string& authorization);
+
+/// The API token of "Bearer fqt_<hex>"; missing_key or unknown_key
+/// otherwise (nothing of a malformed header is hashed or echoed).
+caf::expected<std::string> api_token_of(const std::string& authorization);
+
+/// The org a found API token proves at `now_ms`: revoked_key or
+/// expired_key when it no longer does.
+caf::expected<std::string> api_token_holder(std::string org,
+                                            int64_t expires_ms,
+                                            int64_t revoked_ms,
+                                            int64_t now_ms);
 
 /// HMAC-SHA256 of a key or token under the node's secret (32 raw bytes).
 std::string keyed_hash(const std::string& secret, const std::string& text);
@@ -62,6 +79,8 @@ caf::error no_device_error(const std::string& org, const std::string& device);
 caf::error no_active_device_error(const std::string& org,
                                   const std::string& device);
 caf::error revoked_device_error(const std::string& device);
+caf::error unknown_api_token_error();
+caf::error no_api_token_error(const std::string& org, const std::string& id);
 
 /// A time for the console: "-" for 0 (never).
 std::string time_text(int64_t ms);

@@ -37,5 +37,7 @@ using quota_atom = caf::atom_constant<caf::atom("quota")>;
 using tenancy_atom = caf::atom_constant<caf::atom("tenancy")>;
 using restart_atom = caf::atom_constant<caf::atom("restart")>;
 using relay_atom = caf::atom_constant<caf::atom("relay")>;
+using api_auth_atom = caf::atom_constant<caf::atom("apiauth")>;
+using query_atom = caf::atom_constant<caf::atom("query")>;
 
 } // namespace fleetd

@@ -135,6 +135,9 @@ using tenancy_actor = caf::typed_actor<
   // The Authorization header of a request -> who its device key proves to
   // be; ec::missing_key, unknown_key, expired_key or revoked_key.
   caf::replies_to<auth_atom, std::string>::with<device_identity>,
+  // The Authorization header of a query -> the org its API token proves;
+  // ec::missing_key, unknown_key, expired_key or revoked_key.
+  caf::replies_to<api_auth_atom, std::string>::with<std::string>,
   // Enrollment token (Authorization header) and device id -> the device's
   // new key, shown this once; ec::bad_enroll_token, conflict.
   caf::replies_to<enroll_atom, std::string, std::string>::with<std::string>,
@@ -143,6 +146,13 @@ using tenancy_actor = caf::typed_actor<
   caf::replies_to<quota_atom, std::string, int64_t, int64_t>::with<int64_t>,
   // An operator's command from the console.
   caf::replies_to<tenancy_atom, tenancy_command>::with<tenancy_answer>,
+  stats_handler>;
+
+/// The query API behind GET /v1/query and /v1/logs: the org its caller's
+/// API token proved and the request target (path and query string) -> the
+/// JSON answer, or 400 naming the bad parameter.
+using query_actor = caf::typed_actor<
+  caf::replies_to<query_atom, std::string, std::string>::with<http_reply>,
   stats_handler>;
 
 /// GET /healthz: "ok" when the node is healthy; an error names the actor

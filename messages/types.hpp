@@ -351,13 +351,16 @@ typename Inspector::result_type inspect(Inspector& f, device_identity& x) {
 /// device|quota ...): `op` names it, the fields it needs are set.
 struct tenancy_command {
   /// org-create, org-list, device-add, device-list, rotate-key, revoke,
-  /// enroll-create, enroll-revoke (every token of the org), quota-set.
+  /// enroll-create, enroll-revoke (every token of the org), quota-set,
+  /// api-token-create, api-token-list, api-token-revoke.
   std::string op;
   std::string org;
+  /// The device; api-token-revoke: the token's id.
   std::string device;
   /// enroll-create: how many devices the token may enroll.
   int64_t uses = 0;
-  /// enroll-create: token lifetime; rotate-key: the old key's overlap.
+  /// enroll-create, api-token-create (0: never expires): token lifetime;
+  /// rotate-key: the old key's overlap.
   int64_t duration_ms = 0;
   /// quota-set: 0 = unlimited.
   int64_t points_per_second = 0;

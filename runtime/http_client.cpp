@@ -230,8 +230,10 @@ caf::expected<http_response> http_client::post(
   return send(true, target, body, headers);
 }
 
-caf::expected<http_response> http_client::get(const std::string& target) {
-  return send(false, target, {}, {});
+caf::expected<http_response> http_client::get(
+  const std::string& target,
+  const std::vector<std::pair<std::string, std::string>>& headers) {
+  return send(false, target, {}, headers);
 }
 
 caf::expected<http_response> http_client::send(

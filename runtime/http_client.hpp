@@ -40,7 +40,9 @@ public:
        const std::vector<std::pair<std::string, std::string>>& headers);
 
   /// GETs `target` (e.g. /healthz) on the same connection.
-  caf::expected<http_response> get(const std::string& target);
+  caf::expected<http_response>
+  get(const std::string& target,
+      const std::vector<std::pair<std::string, std::string>>& headers = {});
 
   /// Drops the connection; the next request opens a new one.
   void close();

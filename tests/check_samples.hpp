@@ -14,6 +14,17 @@
 
 namespace fleetd::test {
 
+/// One sample of series `name`{`labels`} at `ts` (ms).
+inline metric_sample sample(std::string name, label_map labels, int64_t ts,
+                            double v) {
+  metric_sample s;
+  s.name = std::move(name);
+  s.labels = std::move(labels);
+  s.timestamp_ms = ts;
+  s.value = v;
+  return s;
+}
+
 /// Same samples in the same order; `exact_bits` compares values bit for bit
 /// (NaN payloads, -0.0) instead of by ==.
 inline void check_same_samples(const metric_samples& got,

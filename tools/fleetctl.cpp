@@ -20,6 +20,7 @@
 #include "runtime/logger.hpp"
 #include "runtime/node.hpp"
 #include "runtime/options.hpp"
+#include "tools/fleetctl_query.hpp"
 #include "tools/fleetctl_tenancy.hpp"
 
 namespace fleetd {
@@ -44,6 +45,7 @@ struct ctl_options {
   bool unset_zstd_level = false;
   bool create = false;
   tenancy_options tenancy;
+  query_options query;
 };
 
 /// The settings change `fleetctl config` asks for, or the reason to refuse.
@@ -400,6 +402,9 @@ void declare(option_set& opts, ctl_options& opt) {
            "enroll create: how many devices the token may enroll", 1);
   opts.add("expires", opt.tenancy.expires, 24h,
            "enroll create: how long the token is valid", 1s);
+  opts.add("ttl", opt.tenancy.ttl, 0ms,
+           "token create: how long the API token is valid (0: until revoked)",
+           0ms);
   opts.add("overlap", opt.tenancy.overlap, 1h,
            "device rotate-key: how long the old key keeps working", 0ms);
   opts.add("points-per-second", opt.tenancy.points_per_second, 0, "points/s",
@@ -407,6 +412,7 @@ void declare(option_set& opts, ctl_options& opt) {
   opts.add_size("bytes-per-day", opt.tenancy.bytes_per_day, 0,
                 "quota set: the org's request bytes per day (0: unlimited)", 0,
                 int64_t{1} << 50);
+  declare(opts, opt.query);
   opts.add("create", opt.create, false,
            "config: accept a device the cloud has never heard from (the "
            "settings wait for it)");
@@ -433,6 +439,15 @@ bool parse_node(const std::string& node, std::string& host, int& port) {
 // The command and its arguments; 0 when they can run, else the exit code.
 int check_command(const option_set& opts, const ctl_options& opt) {
   auto cmd = opts.args().front();
+  if (is_query_command(cmd)) {
+    if (opts.args().size() == 1 && !opt.query.device.empty()
+        && (cmd == "logs" || !opt.query.metric.empty()))
+      return 0;
+    std::cerr << "fleetctl: bad arguments: " << cmd << ": needs --device"
+              << (cmd == "query" ? " and --metric" : "") << ", no words"
+              << std::endl;
+    return 2;
+  }
   if (is_tenancy_command(cmd)) {
     auto t = tenancy_command_of(opts.args(), opt.tenancy);
     if (t)
@@ -445,7 +460,7 @@ int check_command(const option_set& opts, const ctl_options& opt) {
       && cmd != "config" && cmd != "debug") {
     std::cerr << "fleetctl: unknown command '" << cmd
               << "' (status, devices, watch, config, debug, org, enroll, "
-                 "device, quota; see --help)"
+                 "device, quota, token, query, logs; see --help)"
               << std::endl;
     return 2;
   }
@@ -498,7 +513,8 @@ int run(int argc, char** argv) {
   // A closed console connection must surface as an error, not kill us.
   signal(SIGPIPE, SIG_IGN);
   ctl_options opt;
-  option_set opts("fleetctl", std::string(summary) + tenancy_usage);
+  option_set opts("fleetctl",
+                  std::string(summary) + tenancy_usage + query_usage);
   declare(opts, opt);
   if (auto err = opts.parse(argc, argv)) {
     auto text = render(err);
@@ -529,6 +545,11 @@ int run(int argc, char** argv) {
   if (!parse_node(opt.node, host, port))
     return 2;
   auto cmd = opts.args().front();
+  if (is_query_command(cmd)) {
+    opt.query.ca = opt.tls.ca;
+    return run_query(cmd, host, static_cast<uint16_t>(port), opt.query,
+                     opt.json);
+  }
   logger::init(log_level::error, "");
   node_config cfg;
   caf::actor_system sys{cfg};

@@ -23,13 +23,18 @@ const char* const tenancy_usage =
   "            the manual path: add prints the device's key once;\n"
   "            rotate-key prints a new one, the old ones work --overlap\n"
   "            longer; revoke refuses the device's keys within seconds\n"
+  "  token create --org ORG [--ttl 90d] | token list --org ORG |\n"
+  "  token revoke --org ORG ID\n"
+  "            an org's API token for the query API (fleetctl query,\n"
+  "            GET /v1/query): printed once, alone on stdout; list shows\n"
+  "            ids, revoke stops one within tenancy.cache-ttl\n"
   "  quota set --org ORG --points-per-second N --bytes-per-day N\n"
   "            an org's quota (0: unlimited); over it devices get 429 and\n"
   "            keep their data";
 
 bool is_tenancy_command(const std::string& word) {
   return word == "org" || word == "enroll" || word == "device"
-         || word == "quota";
+         || word == "quota" || word == "token";
 }
 
 namespace {
@@ -75,6 +80,12 @@ tenancy_command_of(const std::vector<std::string>& args,
     cmd.op = "device-list";
     want_args = 2;
     needs_org = false;
+  } else if (verb == "token create" || verb == "token list") {
+    cmd.op = verb == "token create" ? "api-token-create" : "api-token-list";
+    cmd.duration_ms = opt.ttl.count();
+    want_args = 2;
+  } else if (verb == "token revoke") {
+    cmd.op = "api-token-revoke";
   } else if (verb == "quota set") {
     cmd.op = "quota-set";
     cmd.points_per_second = opt.points_per_second;
@@ -140,8 +151,10 @@ int run_tenancy(caf::scoped_actor& self, const inspector_actor& node,
         if (!x.secret.empty()) {
           // Alone on stdout, for scripts; never stored by the node.
           std::cout << (json ? json_object{}
-                                   .add(cmd.op == "enroll-create" ? "token"
-                                                                  : "key",
+                                   .add(cmd.op == "device-add"
+                                            || cmd.op == "rotate-key"
+                                          ? "key"
+                                          : "token",
                                         x.secret)
                                    .add("org", cmd.org)
                                    .add("device", cmd.device)

@@ -18,6 +18,8 @@ struct tenancy_options {
   int64_t uses = 1;
   std::chrono::milliseconds expires{0};
   std::chrono::milliseconds overlap{0};
+  /// token create: the API token's lifetime (0: never expires).
+  std::chrono::milliseconds ttl{0};
   int64_t points_per_second = 0;
   int64_t bytes_per_day = 0;
 };

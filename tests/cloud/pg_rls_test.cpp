@@ -41,6 +41,8 @@ const std::vector<std::pair<std::string, std::string>> seeds = {
   {"enroll_tokens", "INSERT INTO enroll_tokens (hash, org, uses_left, "
                     "expires_ms, created_ms) VALUES (decode(md5('t' || $1 || "
                     "$2), 'hex'), $1, 1, 0, 0)"},
+  {"api_tokens", "INSERT INTO api_tokens (hash, id, org, created_ms) VALUES "
+                 "(decode(md5('q' || $1 || $2), 'hex'), $2, $1, 0)"},
   {"streams", "INSERT INTO streams (org, device, stream, epoch, last_sequence, "
               "epochs, points, batches, duplicates, last_seen) VALUES ($1, $2, "
               "'metrics', 'e', 1, 1, 1, 1, 0, 0)"},

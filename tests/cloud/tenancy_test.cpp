@@ -97,7 +97,8 @@ struct pg_backend : backend {
                     "SELECT coalesce(string_agg(encode(hash, 'hex') || "
                     "encode(hash, 'escape') || org, ','), '') FROM "
                     "(SELECT hash, org FROM device_keys UNION ALL SELECT "
-                    "hash, org FROM enroll_tokens) t")
+                    "hash, org FROM enroll_tokens UNION ALL SELECT hash, org FROM "
+                    "api_tokens) t")
         .text(0, 0)};
   }
 };
@@ -331,6 +332,9 @@ void hostile_headers(store_fixture& f) {
     auto who = f.db->authenticate(h);
     CHECK(has_code(who.error(), ec::unknown_key));
     CHECK(render(who.error()).size() < 200);
+    auto api = f.db->authenticate_api(h);
+    CHECK(has_code(api.error(), ec::unknown_key));
+    CHECK(render(api.error()).size() < 200);
     auto in = f.db->enroll(h, "x");
     CHECK(has_code(in.error(), ec::bad_enroll_token));
     CHECK(render(in.error()).size() < 200);
@@ -347,6 +351,65 @@ void hostile_headers(store_fixture& f) {
                  ec::conflict));
   CHECK(f.db->authenticate("Bearer " + key));
   CHECK(f.rows_of(op("device-list", "")).size() == 1);
+}
+
+// Org API tokens: shown once, stored as a keyed hash, listed by id,
+// expiring and revoked; never a device key nor an enrollment token.
+void api_tokens(store_fixture& f) {
+  REQUIRE(f.db->run(op("org-create", "acme")));
+  REQUIRE(f.db->run(op("org-create", "other")));
+  auto create = op("api-token-create", "acme");
+  auto out = f.db->run(create);
+  REQUIRE_MESSAGE(out, render(out.error()));
+  auto token = out->secret;
+  CHECK(token.size() == 4 + 64);
+  CHECK(token.rfind("fqt_", 0) == 0);
+  auto id = out->rows.at(0).at(1);
+  CHECK(id.size() == 12);
+  auto org = f.db->authenticate_api("Bearer " + token);
+  REQUIRE_MESSAGE(org, render(org.error()));
+  CHECK(*org == "acme");
+  CHECK(f.be.stored().find(token.substr(4, 16)) == std::string::npos);
+  CHECK(has_code(f.open("secret-two")->authenticate_api("Bearer " + token)
+                   .error(),
+                 ec::unknown_key));
+  // Not a device key, not an enrollment token, and the other way round.
+  CHECK(has_code(f.db->authenticate("Bearer " + token).error(),
+                 ec::unknown_key));
+  CHECK(has_code(f.db->enroll("Bearer " + token, "x").error(),
+                 ec::bad_enroll_token));
+  auto key = f.secret_of(op("device-add", "acme", "d1"));
+  CHECK(has_code(f.db->authenticate_api("Bearer " + key).error(),
+                 ec::unknown_key));
+  CHECK(has_code(f.db->authenticate_api("").error(), ec::missing_key));
+  CHECK(has_code(f.db->authenticate_api("Bearer fqt_" + std::string(64, '0'))
+                   .error(),
+                 ec::unknown_key));
+  // With a lifetime: valid until then.
+  create.duration_ms = 60'000;
+  auto brief = f.secret_of(create);
+  auto listed = f.rows_of(op("api-token-list", "acme"));
+  REQUIRE(listed.size() == 2);
+  CHECK(f.rows_of(op("api-token-list", "other")).empty());
+  f.be.clock->advance(60'000);
+  CHECK(has_code(f.db->authenticate_api("Bearer " + brief).error(),
+                 ec::expired_key));
+  // Revoked by id, within its org only.
+  CHECK(has_code(f.db->run(op("api-token-revoke", "other", id)).error(),
+                 ec::unknown_key));
+  CHECK(f.db->authenticate_api("Bearer " + token));
+  REQUIRE(f.db->run(op("api-token-revoke", "acme", id)));
+  CHECK(has_code(f.db->authenticate_api("Bearer " + token).error(),
+                 ec::revoked_key));
+  CHECK(has_code(f.db->run(op("api-token-revoke", "acme", id)).error(),
+                 ec::unknown_key));
+  CHECK(has_code(f.db->run(op("api-token-create", "nope")).error(),
+                 ec::unknown_org));
+  create.duration_ms = -1;
+  CHECK(has_code(f.db->run(create).error(), ec::conflict));
+  for (auto& row : f.rows_of(op("api-token-list", "acme")))
+    if (row[1] == id)
+      CHECK(row[4] != "-");
 }
 
 } // namespace
@@ -366,6 +429,9 @@ CONTRACT_CASE("names are checked; unknown orgs and duplicates are refused",
 CONTRACT_CASE("orgs and devices are listed in byte order with their active "
               "devices, keys and quotas",
               listings)
+CONTRACT_CASE("an org API token is shown once, stored as a keyed hash, "
+              "expires, is revoked by id and proves only its org",
+              api_tokens)
 CONTRACT_CASE("a malformed or oversized Authorization header is refused as "
               "an unknown key or token, quoting nothing",
               hostile_headers)

@@ -16,8 +16,10 @@
 #include "messages/error.hpp"
 #include "messages/metrics_codec.hpp"
 #include "messages/types.hpp"
+#include "check_samples.hpp"
 
 using namespace fleetd;
+using test::sample;
 
 namespace {
 
@@ -65,15 +67,6 @@ void round_trip(const metric_samples& xs) {
   check_same(*got, xs);
 }
 
-metric_sample sample(std::string name, label_map labels, int64_t ts,
-                     double v) {
-  metric_sample s;
-  s.name = std::move(name);
-  s.labels = std::move(labels);
-  s.timestamp_ms = ts;
-  s.value = v;
-  return s;
-}
 
 // Scrapes of `nseries` series every 10 s: counters, gauges, decimals, floats.
 metric_samples scrapes(int nseries, int nscrapes, int64_t t0, uint32_t seed) {
