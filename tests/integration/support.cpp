@@ -709,11 +709,21 @@ int tcp_connect(uint16_t port, const char* source) {
 }
 
 bool closed_by_peer(int fd, std::chrono::milliseconds timeout) {
-  pollfd p{fd, POLLIN, 0};
-  if (poll(&p, 1, static_cast<int>(timeout.count())) != 1)
-    return false;
-  char c;
-  return recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+  // Bytes the peer wrote before closing (a handshake) are read past: only
+  // end of stream or a reset within the deadline counts.
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buf[512];
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+    pollfd p{fd, POLLIN, 0};
+    if (left.count() <= 0 || poll(&p, 1, static_cast<int>(left.count())) != 1)
+      return false;
+    auto n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK
+                   && errno != EINTR))
+      return true;
+  }
 }
 
 std::pair<int, std::string> fleetctl(const std::string& dir, uint16_t port,
