@@ -263,6 +263,53 @@ caf::expected<query_source_ptr> open_query_source(const cloud_options& opt) {
   return open_embedded_query_source(opt.common.data_dir + "/cloud.db");
 }
 
+// What the node opens before its actors: the stores it drives, blocking.
+struct cloud_parts {
+  std::vector<sink_ptr> sinks;
+  store_ptr store;
+  tenancy_ptr tenants;
+  query_source_ptr source;
+};
+
+caf::expected<cloud_parts> open_parts(cloud_options& opt,
+                                      const clock_ptr& clk) {
+  cloud_parts out;
+  auto sinks = configure_sinks(opt);
+  if (!sinks)
+    return sinks.error();
+  out.sinks = std::move(*sinks);
+  auto store = open_store(opt, clk);
+  if (!store)
+    return store.error();
+  out.store = std::move(*store);
+  auto tenants = open_tenancy(opt, clk);
+  if (!tenants)
+    return tenants.error();
+  out.tenants = std::move(*tenants);
+  auto source = open_query_source(opt);
+  if (!source)
+    return source.error();
+  out.source = std::move(*source);
+  return out;
+}
+
+// The start line, after warnings for settings meant for tests only.
+void log_started(const cloud_options& opt, uint16_t port,
+                 uint16_t console_port) {
+  if (opt.endpoint.insecure)
+    log_warning("fleetd-cloud", "ingest.insecure = true: devices sync over "
+                                "plain HTTP without TLS (loopback only)");
+  if (opt.ingest.anonymous)
+    log_warning("fleetd-cloud", "ingest.anonymous = true: requests without a "
+                                "device key are stored as the device they "
+                                "name");
+  log_info("fleetd-cloud", opt.node_id, " started; ingest ",
+           opt.endpoint.insecure ? "http://" : "https://",
+           opt.endpoint.host, ":", port, "/v1/sync, console ",
+           opt.common.console_host, ":", console_port, ", data in ",
+           opt.common.data_dir);
+}
+
 /// What main keeps of the cloud's actors.
 struct cloud_actors {
   ingest_actor ingest;
@@ -275,20 +322,18 @@ struct cloud_actors {
 // writes to it, ingest asks tenancy), each supervised behind a relay that
 // outlives its deaths.
 cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
-                          const cloud_options& opt, store_ptr store,
-                          tenancy_ptr tenants, query_source_ptr source,
-                          const clock_ptr& clk,
-                          const std::vector<sink_ptr>& sinks) {
+                          const cloud_options& opt, cloud_parts parts,
+                          const clock_ptr& clk) {
   supervisor_config scfg;
   scfg.limits = opt.supervisor;
   scfg.clock = clk;
   auto st = scfg.add(sys, "cloud_store", true,
-                     store_factory(std::move(store), opt, clk));
+                     store_factory(std::move(parts.store), opt, clk));
   stops.add("cloud_store", st);
   auto tcfg = opt.tenancy;
   // Kept across restarts: its state is in its database, its caches in the
   // actor.
-  tcfg.store = std::move(tenants);
+  tcfg.store = std::move(parts.tenants);
   tcfg.clock = clk;
   auto ten = scfg.add(sys, "tenancy", true, [tcfg](caf::actor_system& s) {
     return caf::expected<caf::actor>{
@@ -304,7 +349,7 @@ cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
   });
   stops.add("ingest", ing);
   std::vector<std::pair<std::string, caf::actor>> listed;
-  add_sinks(sys, scfg, stops, opt, sinks, clk, listed);
+  add_sinks(sys, scfg, stops, opt, parts.sinks, clk, listed);
   auto sup = sys.spawn(supervisor, scfg);
   // Stopped before the relays: nothing is restarted during a stop.
   stops.add("supervisor", caf::actor_cast<caf::actor>(sup));
@@ -320,7 +365,7 @@ cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
   if (auto ret = spawn_retention(sys, stops, opt, clk))
     pcfg.actors.emplace_back("retention", ret);
   auto qcfg = opt.query;
-  qcfg.source = std::move(source);
+  qcfg.source = std::move(parts.source);
   auto qry = sys.spawn<caf::detached>(query, qcfg);
   stops.add("query", caf::actor_cast<caf::actor>(qry));
   pcfg.actors.emplace_back("query", caf::actor_cast<caf::actor>(qry));
@@ -381,24 +426,14 @@ int run(int argc, char** argv) {
   if (!lock)
     return die(lock.error());
   auto clk = make_scaled_clock(opt.common.clock_speed);
-  auto sinks = configure_sinks(opt);
-  if (!sinks)
-    return die(sinks.error());
-  auto store = open_store(opt, clk);
-  if (!store)
-    return die(store.error());
-  auto tenants = open_tenancy(opt, clk);
-  if (!tenants)
-    return die(tenants.error());
-  auto source = open_query_source(opt);
-  if (!source)
-    return die(source.error());
+  auto parts = open_parts(opt, clk);
+  if (!parts)
+    return die(parts.error());
   node_config cfg{opt.common};
   caf::actor_system sys{cfg};
   stop_list stops;
-  auto [ing, sup, insp, api] = spawn_actors(
-    sys, stops, opt, std::move(*store), std::move(*tenants), std::move(*source),
-    clk, *sinks);
+  auto [ing, sup, insp, api] = spawn_actors(sys, stops, opt,
+                                            std::move(*parts), clk);
   ingest_endpoint endpoint{sys, ing, opt.endpoint.limits(), sup, api};
   auto port = endpoint.start(opt.endpoint);
   if (!port) {
@@ -418,17 +453,7 @@ int run(int argc, char** argv) {
     stops.stop_all(sys, opt.common.stop_timeout);
     return die(console.error());
   }
-  if (opt.endpoint.insecure)
-    log_warning("fleetd-cloud", "ingest.insecure = true: devices sync over "
-                                "plain HTTP without TLS (loopback only)");
-  if (opt.ingest.anonymous)
-    log_warning("fleetd-cloud", "ingest.anonymous = true: requests without a "
-                                "device key are stored as the device they "
-                                "name");
-  log_info("fleetd-cloud", opt.node_id, " started; ingest ",
-           opt.endpoint.insecure ? "http://" : "https://",
-           opt.endpoint.host, ":", *port, "/v1/sync, console ",
-           opt.common.console_host, ":", (*console)->port, ", data in ", dir);
+  log_started(opt, *port, (*console)->port);
   auto sig = wait_for_termination([&] {
     if (auto err = endpoint.reload_tls())
       log_error("fleetd-cloud", "SIGHUP: TLS files not reloaded, serving "
