@@ -46,7 +46,7 @@ using samples_by_series = std::map<series_key, std::vector<sample>>;
 samples_by_series device_samples(const std::string& db) {
   samples_by_series out;
   for (auto& r : device_points(db)) {
-    auto a = r.find('{');
+    auto a = r.find("{");
     auto b = r.find("} ", a);
     auto c = r.find(' ', b + 2);
     auto labels = decode_labels(unhex(r.substr(a + 1, b - a - 1)));
@@ -203,6 +203,75 @@ bool sinks_drained(uint16_t console) {
   return true;
 }
 
+// VictoriaMetrics: every sample once, with its org and device, none dropped.
+void check_vm(vm_server& vm, const samples_by_series& want) {
+  // VictoriaMetrics answers 204 before every accepted row is searchable,
+  // even after /internal/force_flush: poll until the count is reached (or
+  // passed: a duplicate then fails below).
+  samples_by_series in_vm;
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(eventually(
+    [&] { return total(in_vm = vm_samples(vm)) >= total(want); }, 10s));
+  MESSAGE("VictoriaMetrics showed every sample after ",
+          std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - t0)
+            .count(),
+          " ms");
+  check_same(in_vm, want, "VictoriaMetrics");
+  CHECK(vm_dropped_rows(vm) == 0);
+}
+
+// ClickHouse: raw rows once, hourly rollups exact; returns the rollups.
+size_t check_ch(ch_server& ch, const samples_by_series& want) {
+  check_same(ch_samples(ch), want, "ClickHouse");
+  auto want_rollups = expected_rollups(want);
+  auto got_rollups = ch_rollups(ch);
+  REQUIRE(got_rollups.size() == want_rollups.size());
+  for (auto& [k, w] : want_rollups) {
+    CAPTURE(std::get<0>(k));
+    auto& g = got_rollups[k];
+    CHECK(g.count == w.count);
+    CHECK(g.min == w.min);
+    CHECK(g.max == w.max);
+    CHECK(g.sum == doctest::Approx(w.sum).epsilon(1e-12));
+    CHECK(g.sum / g.count == doctest::Approx(w.sum / w.count).epsilon(1e-12));
+  }
+  return want_rollups.size();
+}
+
+// Loki: the device's lines, once, in its one stream of tenant acme.
+size_t check_loki(const loki_standin& loki, const std::string& dev_db) {
+  std::vector<loki_entry> lines;
+  for (auto& r : device_logs(dev_db)) {
+    auto a = r.find(' ');
+    auto b = r.find(' ', a + 1);
+    lines.push_back({std::stoll(r.substr(a + 1, b - a - 1)),
+                     unhex(r.substr(b + 1))});
+  }
+  REQUIRE(lines.size() == static_cast<size_t>(rounds * lines_per_round));
+  std::stable_sort(lines.begin(), lines.end(), [](auto& x, auto& y) {
+    return x.timestamp_ns < y.timestamp_ns;
+  });
+  CHECK(loki.streams("acme").size() == 1);
+  CHECK(loki.entries("acme", {{"device_id", "dev"}, {"source", "fleetd_load"}})
+        == lines);
+  CHECK(loki.entry_count("acme") == lines.size());
+  return lines.size();
+}
+
+std::vector<std::string> device_args(const std::string& dev_dir,
+                                     uint16_t ingest,
+                                     const std::string& enroll) {
+  return {"--node.data-dir=" + dev_dir, "--device.id=dev",
+          "--cloud.port=" + std::to_string(ingest),
+          "--cloud.enroll-token=" + enroll, "--console.port=0",
+          "--collector.rounds=1", "--load.series=3", "--load.interval=150ms",
+          "--load.rounds=" + std::to_string(rounds),
+          "--load.log-lines=" + std::to_string(lines_per_round),
+          "--load.event-every=2", "--sync.interval=50ms",
+          "--sync.backoff-base=20ms", "--sync.backoff-cap=300ms"};
+}
+
 } // namespace
 
 TEST_CASE("a device's metrics and logs reach VictoriaMetrics, ClickHouse "
@@ -235,17 +304,7 @@ TEST_CASE("a device's metrics and logs reach VictoriaMetrics, ClickHouse "
                                 {"enroll", "create", "--org", "acme"});
   auto dev_dir = tmp.path() + "/device";
   auto dev_db = dev_dir + "/fleetd.db";
-  process device{program("fleetd"),
-                 {"--node.data-dir=" + dev_dir, "--device.id=dev",
-                  "--cloud.port=" + std::to_string(ingest),
-                  "--cloud.enroll-token=" + enroll, "--console.port=0",
-                  "--collector.rounds=1", "--load.series=3",
-                  "--load.interval=150ms",
-                  "--load.rounds=" + std::to_string(rounds),
-                  "--load.log-lines=" + std::to_string(lines_per_round),
-                  "--load.event-every=2", "--sync.interval=50ms",
-                  "--sync.backoff-base=20ms",
-                  "--sync.backoff-cap=300ms"},
+  process device{program("fleetd"), device_args(dev_dir, ingest, enroll),
                  tmp.path() + "/device.log"};
   auto dev_console = port_from(dev_dir + "/console.port");
   REQUIRE(dev_console != 0);
@@ -255,52 +314,10 @@ TEST_CASE("a device's metrics and logs reach VictoriaMetrics, ClickHouse "
                   read_file(tmp.path() + "/cloud.log"));
   auto want = device_samples(dev_db);
   REQUIRE(total(want) > 0);
-  // VictoriaMetrics: every sample once, none dropped.
-  // VictoriaMetrics answers 204 before every accepted row is searchable,
-  // even after /internal/force_flush: poll until the count is reached (or
-  // passed: a duplicate then fails below).
-  samples_by_series in_vm;
-  auto t0 = std::chrono::steady_clock::now();
-  CHECK(eventually(
-    [&] { return total(in_vm = vm_samples(*vm)) >= total(want); }, 10s));
-  MESSAGE("VictoriaMetrics showed every sample after ",
-          std::chrono::duration_cast<std::chrono::milliseconds>(
-            std::chrono::steady_clock::now() - t0)
-            .count(),
-          " ms");
-  check_same(in_vm, want, "VictoriaMetrics");
-  CHECK(vm_dropped_rows(*vm) == 0);
-  // ClickHouse: raw rows once, rollups exact.
-  check_same(ch_samples(*ch), want, "ClickHouse");
-  auto want_rollups = expected_rollups(want);
-  auto got_rollups = ch_rollups(*ch);
-  REQUIRE(got_rollups.size() == want_rollups.size());
-  for (auto& [k, w] : want_rollups) {
-    CAPTURE(std::get<0>(k));
-    auto& g = got_rollups[k];
-    CHECK(g.count == w.count);
-    CHECK(g.min == w.min);
-    CHECK(g.max == w.max);
-    CHECK(g.sum == doctest::Approx(w.sum).epsilon(1e-12));
-    CHECK(g.sum / g.count == doctest::Approx(w.sum / w.count).epsilon(1e-12));
-  }
-  // Loki: the device's lines, once, in its one stream of tenant acme.
-  std::vector<loki_entry> lines;
-  for (auto& r : device_logs(dev_db)) {
-    auto a = r.find(' ');
-    auto b = r.find(' ', a + 1);
-    lines.push_back({std::stoll(r.substr(a + 1, b - a - 1)),
-                     unhex(r.substr(b + 1))});
-  }
-  REQUIRE(lines.size() == static_cast<size_t>(rounds * lines_per_round));
-  std::stable_sort(lines.begin(), lines.end(), [](auto& x, auto& y) {
-    return x.timestamp_ns < y.timestamp_ns;
-  });
-  CHECK(loki.streams("acme").size() == 1);
-  CHECK(loki.entries("acme", {{"device_id", "dev"}, {"source", "fleetd_load"}})
-        == lines);
-  CHECK(loki.entry_count("acme") == lines.size());
+  check_vm(*vm, want);
+  auto hours = check_ch(*ch, want);
+  auto lines = check_loki(loki, dev_db);
   MESSAGE("checked ", total(want), " samples in ", want.size(),
-          " series (VictoriaMetrics, ClickHouse raw), ", want_rollups.size(),
-          " hourly rollups, ", lines.size(), " log lines (Loki)");
+          " series (VictoriaMetrics, ClickHouse raw), ", hours,
+          " hourly rollups, ", lines, " log lines (Loki)");
 }
