@@ -30,13 +30,6 @@ namespace {
 constexpr int64_t rounds = 6;
 constexpr int64_t lines_per_round = 3;
 
-std::string unhex(const std::string& hex) {
-  std::string out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2)
-    out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
-  return out;
-}
-
 // A series: metric name and canonical labels (as ClickHouse stores them).
 using series_key = std::pair<std::string, std::string>;
 using sample = std::pair<int64_t, double>;

@@ -27,13 +27,6 @@ constexpr int64_t rounds = 6;
 constexpr const char* metric = "fleetd_load_value";
 constexpr int64_t step_ms = 1000;
 
-std::string unhex(const std::string& hex) {
-  std::string out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2)
-    out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
-  return out;
-}
-
 struct step_values {
   int64_t count = 0;
   double min = 0;

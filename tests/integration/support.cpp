@@ -394,6 +394,13 @@ void on_postgresql(const std::string& prefix,
   body(*backend);
 }
 
+std::string unhex(const std::string& text) {
+  std::string out;
+  for (size_t i = 0; i + 1 < text.size(); i += 2)
+    out += static_cast<char>(std::stoi(text.substr(i, 2), nullptr, 16));
+  return out;
+}
+
 std::vector<std::string> device_points(const std::string& device_db) {
   return points(device_db,
                 "SELECT s.name || char(30) || hex(s.labels) || "

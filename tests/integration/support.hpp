@@ -136,6 +136,9 @@ std::optional<cloud_backend> postgresql_backend(const std::string& prefix,
 void on_postgresql(const std::string& prefix,
                    const std::function<void(const cloud_backend&)>& body);
 
+/// The bytes of SQLite hex() text (the rows below write blobs so).
+std::string unhex(const std::string& text);
+
 /// Every metric row of a device's store, as sortable text lines.
 std::vector<std::string> device_points(const std::string& device_db);
 /// Every point a cloud store holds for `device_id`, as sortable text lines.
