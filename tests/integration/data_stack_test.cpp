@@ -87,22 +87,21 @@ samples_by_series vm_samples(vm_server& vm) {
   return out;
 }
 
-std::vector<std::string> lines_of(const std::string& text) {
+// The fields of `text` cut at each `sep`; the last one even when empty.
+std::vector<std::string> split(const std::string& text, char sep) {
   std::vector<std::string> out;
   size_t at = 0;
-  for (auto nl = text.find('\n'); nl != std::string::npos;
-       at = nl + 1, nl = text.find('\n', at))
-    out.push_back(text.substr(at, nl - at));
+  for (auto t = text.find(sep); t != std::string::npos;
+       at = t + 1, t = text.find(sep, at))
+    out.push_back(text.substr(at, t - at));
+  out.push_back(text.substr(at));
   return out;
 }
 
-std::vector<std::string> tabs(const std::string& line) {
-  std::vector<std::string> out;
-  size_t at = 0;
-  for (auto t = line.find('\t'); t != std::string::npos;
-       at = t + 1, t = line.find('\t', at))
-    out.push_back(line.substr(at, t - at));
-  out.push_back(line.substr(at));
+// The lines of a TabSeparated answer (each ends with a newline).
+std::vector<std::string> lines_of(const std::string& text) {
+  auto out = split(text, '\n');
+  out.pop_back();
   return out;
 }
 
@@ -113,7 +112,7 @@ samples_by_series ch_samples(ch_server& ch) {
                           "fleetd.samples WHERE org_id = 'acme' AND "
                           "device_id = 'dev' FORMAT TabSeparatedRaw");
   for (auto& line : lines_of(body)) {
-    auto f = tabs(line);
+    auto f = split(line, '\t');
     REQUIRE(f.size() == 4);
     out[{f[0], f[1]}].emplace_back(std::stoll(f[2]), std::stod(f[3]));
   }
@@ -152,7 +151,7 @@ rollups ch_rollups(ch_server& ch) {
         "FROM fleetd.rollup_hourly WHERE org_id = 'acme' AND device_id = "
         "'dev' GROUP BY metric, labels, hour FORMAT TabSeparatedRaw");
   for (auto& line : lines_of(body)) {
-    auto f = tabs(line);
+    auto f = split(line, '\t');
     REQUIRE(f.size() == 7);
     out[{f[0], f[1], std::stoll(f[2])}] = {std::stod(f[3]),
                                            std::stoull(f[4]), std::stod(f[5]),
