@@ -3,19 +3,11 @@
 #include <cmath>
 #include <cstdio>
 
+#include "runtime/text.hpp"
+
 namespace fleetd {
 
 namespace {
-
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
 
 // The byte an escape letter stands for (ClickHouse's set); the letter
 // itself when it is none of them (\\, \', \q).

@@ -24,16 +24,6 @@ caf::error bad(const std::string& what) {
   return make_error(ec::conflict, what);
 }
 
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 // %XX and '+' decoded; false on a truncated or non-hex escape.
 bool url_decode(const std::string& in, std::string& out) {
   out.clear();

@@ -15,6 +15,9 @@ std::vector<std::string_view> split_fields(std::string_view line);
 /// `x` without leading and trailing blanks and tabs.
 std::string_view trim(std::string_view x);
 
+/// The value of hex digit `c` (either case), or -1.
+int hex_digit(char c);
+
 /// At most `max` bytes of `x`, each byte outside printable ASCII as '?': safe
 /// in a header, a protobuf string or a log line whatever `x` came from.
 std::string printable(std::string_view x, size_t max);
