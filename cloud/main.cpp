@@ -350,6 +350,15 @@ cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
   stops.add("ingest", ing);
   std::vector<std::pair<std::string, caf::actor>> listed;
   add_sinks(sys, scfg, stops, opt, parts.sinks, clk, listed);
+  // Not essential: without it queries fail, ingest goes on. The source
+  // (its connection) is kept across restarts.
+  auto qcfg = opt.query;
+  qcfg.source = std::move(parts.source);
+  auto qry = scfg.add(sys, "query", false, [qcfg](caf::actor_system& s) {
+    return caf::expected<caf::actor>{
+      caf::actor_cast<caf::actor>(s.spawn<caf::detached>(query, qcfg))};
+  });
+  stops.add("query", qry);
   auto sup = sys.spawn(supervisor, scfg);
   // Stopped before the relays: nothing is restarted during a stop.
   stops.add("supervisor", caf::actor_cast<caf::actor>(sup));
@@ -364,11 +373,7 @@ cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
   pcfg.actors.insert(pcfg.actors.end(), listed.begin(), listed.end());
   if (auto ret = spawn_retention(sys, stops, opt, clk))
     pcfg.actors.emplace_back("retention", ret);
-  auto qcfg = opt.query;
-  qcfg.source = std::move(parts.source);
-  auto qry = sys.spawn<caf::detached>(query, qcfg);
-  stops.add("query", caf::actor_cast<caf::actor>(qry));
-  pcfg.actors.emplace_back("query", caf::actor_cast<caf::actor>(qry));
+  pcfg.actors.emplace_back("query", qry);
   pcfg.devices = st;
   pcfg.tenancy = ten;
   if (opt.common.test_hooks)
@@ -376,7 +381,8 @@ cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
   auto insp = sys.spawn(inspector, pcfg);
   stops.add("inspector", caf::actor_cast<caf::actor>(insp));
   return {caf::actor_cast<ingest_actor>(ing), sup, insp,
-          query_api{caf::actor_cast<tenancy_actor>(ten), qry}};
+          query_api{caf::actor_cast<tenancy_actor>(ten),
+                    caf::actor_cast<query_actor>(qry)}};
 }
 
 // The endpoint's connection counters, listed by the inspector's status as

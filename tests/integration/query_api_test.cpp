@@ -97,7 +97,7 @@ TEST_CASE("fleetctl query returns exactly the device's values aggregated "
   auto cloud_dir = tmp.path() + "/cloud";
   process cloud{program("fleetd-cloud"),
                 {"--node.data-dir=" + cloud_dir, "--ingest.port=0",
-                 "--console.port=0"},
+                 "--console.port=0", "--node.test-hooks=true"},
                 tmp.path() + "/cloud.log"};
   auto ingest = port_from(cloud_dir + "/ingest.port");
   auto console = port_from(cloud_dir + "/console.port");
@@ -179,4 +179,13 @@ TEST_CASE("fleetctl query returns exactly the device's values aggregated "
                          std::to_string(to + 60'000)});
   CHECK(table.first == 0);
   CHECK(table.second.rfind("TIME", 0) == 0);
+  // The query actor is supervised: killed, it is restarted and answers again.
+  auto killed = fleetctl(tmp.path(), console, {"debug", "kill", "query"});
+  CHECK(killed.second == "killed query\n");
+  auto& [labels, steps] = *want.begin();
+  CHECK(eventually([&] {
+    auto [again, out] = ask("acme.token", "count");
+    return again == 0
+           && out.find(series_text(labels, steps, "count")) != std::string::npos;
+  }, 10s));
 }
