@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <csignal>
+#include <set>
+#include <sstream>
 
 #include "runtime/options.hpp"
 #include "support.hpp"
@@ -197,4 +199,61 @@ TEST_CASE("fleetd --help lists its commands") {
   for (auto cmd : {"commands:", "debug storage", "debug queue",
                    "debug capabilities", "maintenance clean", "--version"})
     CHECK_MESSAGE(out.find(cmd) != std::string::npos, cmd);
+}
+
+namespace {
+
+// Every `--group.option` line of a program's --help.
+std::vector<std::string> options_in_help(const std::string& help) {
+  std::vector<std::string> out;
+  std::istringstream in{help};
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("  --", 0) != 0)
+      continue;
+    auto name = line.substr(4, line.find(' ', 4) - 4);
+    if (name.find('.') != std::string::npos)
+      out.push_back(name);
+  }
+  return out;
+}
+
+// Every `[group]` `option = ...` of an INI file (commented out or not) as
+// "group.option".
+std::set<std::string> options_in_ini(const std::string& text) {
+  std::set<std::string> out;
+  std::istringstream in{text};
+  std::string group;
+  for (std::string line; std::getline(in, line);) {
+    auto b = line.find_first_not_of(" ;");
+    if (b == std::string::npos)
+      continue;
+    if (line[b] == '[' && line[0] == '[') {
+      group = line.substr(1, line.find(']') - 1);
+      continue;
+    }
+    auto eq = line.find(" = ", b);
+    auto key = eq == std::string::npos ? "" : line.substr(b, eq - b);
+    if (!key.empty() && key.find_first_of(" ;") == std::string::npos)
+      out.insert(group + "." + key);
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("the example configs list every option --help names") {
+  // config/*.ini are the reference a user copies: an option missing there
+  // is one nobody finds.
+  for (auto [prog, ini] : {std::pair{"fleetd", "edge.ini"},
+                           std::pair{"fleetd-cloud", "cloud.ini"}}) {
+    CAPTURE(prog);
+    auto [status, out] = run_to_end(program(prog), {"--help"}, 10s);
+    REQUIRE(status == 0);
+    auto help = options_in_help(out);
+    CHECK(help.size() > 40);
+    auto listed = options_in_ini(
+      read_file(std::string{FLEETD_SOURCE_DIR} + "/config/" + ini));
+    for (auto& opt : help)
+      CHECK_MESSAGE(listed.count(opt) == 1, opt, " missing from config/", ini);
+  }
 }
