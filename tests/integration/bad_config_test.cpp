@@ -254,6 +254,7 @@ TEST_CASE("the example configs list every option --help names") {
     auto listed = options_in_ini(
       read_file(std::string{FLEETD_SOURCE_DIR} + "/config/" + ini));
     for (auto& opt : help)
-      CHECK_MESSAGE(listed.count(opt) == 1, opt, " missing from config/", ini);
+      CHECK_MESSAGE(listed.count(opt) == 1, opt,
+                    " missing from config/" + std::string{ini});
   }
 }
