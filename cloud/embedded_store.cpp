@@ -100,6 +100,50 @@ CREATE TABLE IF NOT EXISTS device_config (
   zstd_level INTEGER NOT NULL) WITHOUT ROWID;
 )";
 
+// One row per device (org and name split at the first '/'): capability,
+// config version and sync health, as PostgreSQL's (0004_fleet.sql).
+constexpr const char* registry_view = R"(
+CREATE VIEW IF NOT EXISTS device_registry AS
+WITH ids AS (SELECT device_id FROM streams
+             UNION SELECT device_id FROM device_capability
+             UNION SELECT device_id FROM device_config),
+s AS (SELECT device_id, max(last_seen) AS last_seen_ms,
+             max(last_batch_ms) AS last_batch_ms, sum(batches) AS batches,
+             sum(duplicates) AS duplicates, sum(points) AS points,
+             json_group_object(stream, last_sequence) AS last_sequences
+        FROM streams GROUP BY device_id)
+SELECT CASE WHEN instr(i.device_id, '/') > 0
+            THEN substr(i.device_id, 1, instr(i.device_id, '/') - 1)
+            ELSE '' END AS org,
+       substr(i.device_id, instr(i.device_id, '/') + 1) AS device,
+       coalesce(s.last_seen_ms, 0) AS last_seen_ms,
+       coalesce(s.last_batch_ms, 0) AS last_batch_ms,
+       coalesce(s.batches, 0) AS batches,
+       coalesce(s.duplicates, 0) AS duplicates,
+       coalesce(s.points, 0) AS points,
+       coalesce(s.last_sequences, '{}') AS last_sequences,
+       c.tier, c.total_ram, c.available_ram, c.total_disk, c.available_disk,
+       c.cpu_cores, c.has_sqlite, c.has_network,
+       c.updated_ms AS capability_ms,
+       coalesce(g.version, 0) AS config_version
+  FROM ids i
+  LEFT JOIN s USING (device_id)
+  LEFT JOIN device_capability c USING (device_id)
+  LEFT JOIN device_config g USING (device_id);
+)";
+
+// Files made before the registry lack the stream's last accepted batch.
+caf::error add_registry(sqlite::database& db) {
+  auto has = db.has_column("streams", "last_batch_ms");
+  if (!has)
+    return has.error();
+  if (!*has)
+    if (auto err = db.exec("ALTER TABLE streams ADD COLUMN last_batch_ms "
+                           "INTEGER NOT NULL DEFAULT 0"))
+      return err;
+  return db.exec(registry_view);
+}
+
 // The epoch of a legacy row of `stream` (alias t) when the batches table
 // names exactly one for its sequence, else '' (legacy_epochs, below).
 std::string legacy_epoch(const char* stream) {
@@ -165,6 +209,8 @@ caf::expected<embedded_store> embedded_store::open(const std::string& path,
   if (auto err = migrate_legacy(*db))
     return err;
   if (auto err = db->exec(schema))
+    return err;
+  if (auto err = add_registry(*db))
     return err;
   if (auto err = create_journal_schema(*db))
     return err;
@@ -345,10 +391,11 @@ caf::error embedded_store::write_batch(const ingest_batch& b, int64_t now,
     return err;
   auto up = db_.cached(
     "INSERT INTO streams (device_id, stream, epoch, last_sequence, epochs, "
-    "points, batches, duplicates, last_seen) "
-    "VALUES (?1, ?2, ?6, ?3, 1, ?4, 1, 0, ?5) "
+    "points, batches, duplicates, last_seen, last_batch_ms) "
+    "VALUES (?1, ?2, ?6, ?3, 1, ?4, 1, 0, ?5, ?5) "
     "ON CONFLICT (device_id, stream) DO UPDATE SET last_sequence = ?3, "
     "points = points + ?4, batches = batches + 1, last_seen = ?5, "
+    "last_batch_ms = ?5, "
     "epochs = epochs + (epoch != ?6), epoch = ?6");
   if (!up)
     return up.error();

@@ -9,6 +9,7 @@
 #include "cloud/cloud_store.hpp"
 #include "cloud/embedded_journal.hpp"
 #include "cloud/embedded_store.hpp"
+#include "cloud/fleet_sink.hpp"
 #include "cloud/embedded_tenancy.hpp"
 #include "cloud/ingest.hpp"
 #include "cloud/ingest_endpoint.hpp"
@@ -49,6 +50,7 @@ struct cloud_options {
   journal_config journal;
   sink_runner_config runner;
   sinks_options sinks;
+  fleet_sink_config fleet;
 };
 
 void declare(option_set& opts, cloud_options& x) {
@@ -64,6 +66,7 @@ void declare(option_set& opts, cloud_options& x) {
   declare(opts, x.journal);
   declare(opts, x.runner);
   declare(opts, x.sinks);
+  declare(opts, x.fleet);
 }
 
 caf::error validate(const cloud_options& x) {
@@ -234,6 +237,18 @@ caf::expected<std::vector<sink_ptr>> configure_sinks(cloud_options& opt) {
   auto sinks = make_sinks(opt.sinks);
   if (!sinks)
     return sinks.error();
+  auto& f = opt.fleet;
+  f.backend = opt.store.backend;
+  f.postgresql_url = opt.store.postgresql_url;
+  f.db_path = opt.common.data_dir + "/cloud.db";
+  f.statement_timeout_ms = opt.store.postgresql_statement_timeout_ms;
+  // Twice the journal's retention: no entry can be replayed after that.
+  f.marker_retention = 2 * opt.journal.retention;
+  auto fleet = make_fleet_sink(f);
+  if (!fleet)
+    return fleet.error();
+  if (*fleet)
+    sinks->push_back(std::move(*fleet));
   opt.journal.enabled = !sinks->empty();
   opt.ingest.journal_retry_after_ms = opt.journal.retry_after.count();
   return sinks;

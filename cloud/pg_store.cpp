@@ -317,10 +317,11 @@ caf::error pg_store::accept(const ingest_batch& b, const device_ref& d,
                    pg::param::bytea(b.checksum), n, now}});
   tail.push_back(
     {"INSERT INTO streams (org, device, stream, epoch, last_sequence, "
-     "epochs, points, batches, duplicates, last_seen) VALUES ($1, $2, $3, "
-     "$4, $5, 1, $6, 1, 0, $7) ON CONFLICT (org, device, stream) DO UPDATE "
-     "SET last_sequence = $5, points = streams.points + $6, "
-     "batches = streams.batches + 1, last_seen = $7, "
+     "epochs, points, batches, duplicates, last_seen, last_batch_ms) "
+     "VALUES ($1, $2, $3, $4, $5, 1, $6, 1, 0, $7, $7) ON CONFLICT (org, "
+     "device, stream) DO UPDATE SET last_sequence = $5, "
+     "points = streams.points + $6, batches = streams.batches + 1, "
+     "last_seen = $7, last_batch_ms = $7, "
      "epochs = streams.epochs + (streams.epoch <> $4)::int, epoch = $4",
      {d.org, d.device, b.stream, b.epoch, out.last_acked, n, now}});
   return caf::none;
