@@ -1,8 +1,12 @@
 // The data stack end to end on real processes: a fleetd syncs to a
 // fleetd-cloud whose journal fans out to a real VictoriaMetrics, a real
-// ClickHouse and the Loki stand-in; once every sink's lag is 0, each
-// backend holds exactly the device's own records (read from its file), once.
+// ClickHouse, the Loki stand-in and the fleet view; once every sink's lag is
+// 0, each backend holds exactly the device's own records (read from its
+// file), once. With the store on PostgreSQL: events, the registry row, latest
+// values and hourly aggregates there, compared the same way.
 #include <algorithm>
+#include <cmath>
+#include <csignal>
 #include <map>
 #include <string>
 #include <tuple>
@@ -11,8 +15,10 @@
 #include <doctest/doctest.h>
 
 #include "ch_fixture.hpp"
+#include "cloud/fleet_sink.hpp"
 #include "cloud/clickhouse_text.hpp"
 #include "helpers.hpp"
+#include "messages/error.hpp"
 #include "messages/labels.hpp"
 #include "messages/types.hpp"
 #include "skip.hpp"
@@ -134,6 +140,9 @@ rollups expected_rollups(const samples_by_series& xs) {
   rollups out;
   for (auto& [k, v] : xs)
     for (auto& [ts, value] : v) {
+      // NaN and infinities are left out of every aggregate (both sinks).
+      if (!std::isfinite(value))
+        continue;
       auto& r = out[{k.first, k.second, ts / 3'600'000 * 3600}];
       r.min = r.count == 0 ? value : std::min(r.min, value);
       r.max = r.count == 0 ? value : std::max(r.max, value);
@@ -184,11 +193,15 @@ void check_same(const samples_by_series& got, const samples_by_series& want,
   }
 }
 
-bool sinks_drained(uint16_t console) {
+bool sinks_drained(uint16_t console,
+                   std::vector<const char*> sinks = {"sink_victoria",
+                                                     "sink_clickhouse",
+                                                     "sink_loki",
+                                                     "sink_fleet"}) {
   auto st = console_status(console);
   if (!st)
     return false;
-  for (auto sink : {"sink_victoria", "sink_clickhouse", "sink_loki"})
+  for (auto sink : sinks)
     if (counter(*st, sink, "lag_entries") != 0
         || counter(*st, sink, "written") <= 0)
       return false;
@@ -213,11 +226,10 @@ void check_vm(vm_server& vm, const samples_by_series& want) {
   CHECK(vm_dropped_rows(vm) == 0);
 }
 
-// ClickHouse: raw rows once, hourly rollups exact; returns the rollups.
-size_t check_ch(ch_server& ch, const samples_by_series& want) {
-  check_same(ch_samples(ch), want, "ClickHouse");
+// Hourly rollups exact (sum to rounding: summed in another order); returns
+// how many.
+size_t check_rollups(rollups got_rollups, const samples_by_series& want) {
   auto want_rollups = expected_rollups(want);
-  auto got_rollups = ch_rollups(ch);
   REQUIRE(got_rollups.size() == want_rollups.size());
   for (auto& [k, w] : want_rollups) {
     CAPTURE(std::get<0>(k));
@@ -229,6 +241,45 @@ size_t check_ch(ch_server& ch, const samples_by_series& want) {
     CHECK(g.sum / g.count == doctest::Approx(w.sum / w.count).epsilon(1e-12));
   }
   return want_rollups.size();
+}
+
+// ClickHouse: raw rows once, hourly rollups exact; returns the rollups.
+size_t check_ch(ch_server& ch, const samples_by_series& want) {
+  check_same(ch_samples(ch), want, "ClickHouse");
+  return check_rollups(ch_rollups(ch), want);
+}
+
+// The fleet view in the node's store (read through the fleet sink's own
+// readers): hourly aggregates exact and once, and per series the device's
+// latest sample; returns the hours checked.
+size_t check_fleet(const fleet_sink_config& where,
+                   const samples_by_series& want) {
+  auto f = make_fleet_sink(where);
+  REQUIRE(f);
+  auto hours = (*f)->hours("acme");
+  REQUIRE_MESSAGE(hours, render(hours.error()));
+  rollups got;
+  for (auto& h : *hours) {
+    CHECK(h.device == "dev");
+    got[{h.metric, h.labels, h.hour_s}] = {
+      h.sum, static_cast<uint64_t>(h.count), h.min, h.max};
+  }
+  auto n = check_rollups(std::move(got), want);
+  auto latest = (*f)->latest("acme");
+  REQUIRE(latest);
+  CHECK(latest->size() == want.size());
+  for (auto& l : *latest) {
+    CAPTURE(l.metric);
+    auto it = want.find({l.metric, l.labels});
+    REQUIRE(it != want.end());
+    // The series' last time; its value, exactly, among those of that time.
+    auto& xs = it->second;
+    CHECK(l.ts_ms == xs.back().first);
+    CHECK(std::any_of(xs.begin(), xs.end(), [&](const sample& x) {
+      return x.first == l.ts_ms && bits_of(x.second) == bits_of(l.value);
+    }));
+  }
+  return n;
 }
 
 // Loki: the device's lines, once, in its one stream of tenant acme.
@@ -309,7 +360,103 @@ TEST_CASE("a device's metrics and logs reach VictoriaMetrics, ClickHouse "
   check_vm(*vm, want);
   auto hours = check_ch(*ch, want);
   auto lines = check_loki(loki, dev_db);
+  fleet_sink_config where;
+  where.db_path = cloud_dir + "/cloud.db";
+  auto fleet_hours = check_fleet(where, want);
   MESSAGE("checked ", total(want), " samples in ", want.size(),
           " series (VictoriaMetrics, ClickHouse raw), ", hours,
-          " hourly rollups, ", lines, " log lines (Loki)");
+          " hourly rollups, ", lines, " log lines (Loki), ", fleet_hours,
+          " hourly aggregates and the latest values (embedded store)");
+}
+
+namespace {
+
+// The device's last sequence of `stream` as the device numbered it.
+int64_t device_cut(const std::string& dev_db, const std::string& stream) {
+  return query_int(dev_db, "SELECT next_sequence - 1 FROM stream_state WHERE "
+                           "stream = '" + stream + "'");
+}
+
+// The registry row of acme/dev against the device's own file and the
+// batches the cloud holds (check_records_exactly_once counted them).
+void check_registry(const pg_database& db, const std::string& dev_db,
+                    int64_t batches) {
+  auto app = pg_connect(db.app_url);
+  REQUIRE(!app.begin("acme"));
+  auto r = pg_must(app, "SELECT last_seen_ms, last_batch_ms, batches, "
+                        "duplicates, (last_sequences->>'metrics')::bigint, "
+                        "(last_sequences->>'logs')::bigint, "
+                        "(last_sequences->>'events')::bigint, tier, "
+                        "cpu_cores, config_version, revoked_ms FROM "
+                        "device_registry WHERE device = 'dev'");
+  auto others = pg_must(app, "SELECT count(*) FROM device_registry");
+  app.rollback();
+  REQUIRE(r.rows() == 1);
+  CHECK(others.int64(0, 0) == 1);
+  CHECK(r.int64(0, 1) > 0);
+  CHECK(r.int64(0, 0) >= r.int64(0, 1));
+  CHECK(r.int64(0, 2) == batches);
+  CHECK(r.int64(0, 4) == device_cut(dev_db, "metrics"));
+  CHECK(r.int64(0, 5) == device_cut(dev_db, "logs"));
+  // Events: the device records some while it stops, never sent.
+  CHECK(r.int64(0, 6) <= device_cut(dev_db, "events"));
+  CHECK(r.int64(0, 6) >= query_int(dev_db, "SELECT acked_sequence FROM "
+                                           "stream_state WHERE stream = "
+                                           "'events'"));
+  CHECK(r.int64(0, 7) >= 1);
+  CHECK(r.int64(0, 8) >= 1);
+  CHECK(r.int64(0, 10) == 0);
+  MESSAGE("registry: ", r.int64(0, 2), " batches, ", r.int64(0, 3),
+          " duplicates, tier ", r.int64(0, 7), ", config version ",
+          r.int64(0, 9));
+}
+
+} // namespace
+
+TEST_CASE("with the store on PostgreSQL, a device's events, registry row, "
+          "latest values and hourly aggregates are there exactly once") {
+  std::string why;
+  auto be = postgresql_backend("data_stack_pg", why);
+  if (!be)
+    return skip(why);
+  temp_dir tmp;
+  auto cloud_dir = tmp.path() + "/cloud";
+  auto flags = be->node_flags();
+  flags.insert(flags.end(), {"--node.data-dir=" + cloud_dir,
+                             "--ingest.port=0", "--console.port=0"});
+  process cloud{program("fleetd-cloud"), flags, tmp.path() + "/cloud.log"};
+  auto ingest = port_from(cloud_dir + "/ingest.port");
+  auto console = port_from(cloud_dir + "/console.port");
+  REQUIRE_MESSAGE(ingest != 0, read_file(tmp.path() + "/cloud.log"));
+  REQUIRE(fleetctl(tmp.path(), console, {"org", "create", "acme"}).first == 0);
+  auto enroll = fleetctl_secret(tmp.path(), console,
+                                {"enroll", "create", "--org", "acme"});
+  auto dev_dir = tmp.path() + "/device";
+  auto dev_db = dev_dir + "/fleetd.db";
+  {
+    process device{program("fleetd"), device_args(dev_dir, ingest, enroll),
+                   tmp.path() + "/device.log"};
+    auto dev_console = port_from(dev_dir + "/console.port");
+    REQUIRE(dev_console != 0);
+    REQUIRE_MESSAGE(device_synced_all(dev_console, dev_db, rounds, 30s),
+                    read_file(tmp.path() + "/device.log"));
+    device.signal(SIGTERM);
+    REQUIRE(device.wait(10s).has_value());
+  }
+  REQUIRE_MESSAGE(
+    eventually([&] { return sinks_drained(console, {"sink_fleet"}); }, 30s),
+    read_file(tmp.path() + "/cloud.log"));
+  auto store = cloud_store::postgresql(be->pg->app_url, "acme");
+  auto records = check_records_exactly_once(dev_db, store, "dev");
+  check_registry(*be->pg, dev_db, records.batches);
+  auto want = device_samples(dev_db);
+  REQUIRE(total(want) > 0);
+  fleet_sink_config where;
+  where.backend = "postgresql";
+  where.postgresql_url = be->pg->app_url;
+  auto hours = check_fleet(where, want);
+  MESSAGE("PostgreSQL: ", records.events, " events, ", records.points,
+          " points, ", records.log_lines, " log lines, ", records.batches,
+          " batches; ", hours, " hourly aggregates and ", want.size(),
+          " latest values");
 }
