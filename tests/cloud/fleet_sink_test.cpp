@@ -1,7 +1,7 @@
 // The fleet sink on both stores: hourly sum, count, min and max per series
 // with NaN and infinities left out, the latest value only when newer,
 // exactly once under replay, orgs apart (Row Level Security on PostgreSQL),
-// hostile text refused; and the device registry view over the store.
+// hostile text refused; and the device registry view over either store.
 #include "cloud/fleet_sink.hpp"
 
 #include <cmath>
@@ -17,6 +17,7 @@
 #include "messages/error.hpp"
 #include "messages/wire.hpp"
 #include "pg_fixture.hpp"
+#include "runtime/clock.hpp"
 #include "runtime/sqlite.hpp"
 #include "scratch_dir.hpp"
 #include "skip.hpp"
@@ -225,4 +226,89 @@ TEST_CASE("postgresql: orgs apart by Row Level Security; hostile text "
   pg_fleet_fixture g;
   REQUIRE(g.start("fleet_hostile"));
   exercise_hostile(*g.sink());
+}
+
+namespace {
+
+// Batch `seq` of acme/d1 with a capability and the config version 3.
+ingest_batch registry_batch(int64_t seq) {
+  auto b = test::journal_batch("acme/d1", seq);
+  b.capability.tier = 2;
+  b.capability.cpu_cores = 4;
+  b.config_version = 3;
+  return b;
+}
+
+} // namespace
+
+TEST_CASE("embedded: the device registry sums the streams' sync health") {
+  test::scratch_dir dir;
+  auto clock = std::make_shared<manual_clock>(test::store_clock_start_ms);
+  auto st = embedded_store::open(dir.path() + "/cloud.db", clock);
+  REQUIRE(st);
+  REQUIRE(st->write(registry_batch(1)));
+  clock->advance(10);
+  REQUIRE(st->write(registry_batch(2)));
+  clock->advance(10);
+  auto dup = st->write(registry_batch(2));
+  REQUIRE(dup);
+  CHECK(dup->duplicate);
+  auto db = sqlite::database::open(dir.path() + "/cloud.db");
+  REQUIRE(db);
+  auto q = db->prepare("SELECT org, device, last_seen_ms, last_batch_ms, "
+                       "batches, duplicates, last_sequences, tier, cpu_cores "
+                       "FROM device_registry");
+  REQUIRE(q);
+  auto row = q->step();
+  REQUIRE((row && *row));
+  CHECK(q->column_text(0) == "acme");
+  CHECK(q->column_text(1) == "d1");
+  CHECK(q->column_int(2) == test::store_clock_start_ms + 20);
+  CHECK(q->column_int(3) == test::store_clock_start_ms + 10);
+  CHECK(q->column_int(4) == 2);
+  CHECK(q->column_int(5) == 1);
+  CHECK(q->column_text(6) == "{\"metrics\":2}");
+  CHECK(q->column_int(7) == 2);
+  CHECK(q->column_int(8) == 4);
+  row = q->step();
+  REQUIRE(row);
+  CHECK_FALSE(*row);
+}
+
+TEST_CASE("postgresql: the device registry, one org's devices only") {
+  pg_fleet_fixture f;
+  if (!f.start("fleet_registry"))
+    return;
+  auto clock = std::make_shared<manual_clock>(test::store_clock_start_ms);
+  auto st = pg_store::open(f.db->app_url, clock);
+  REQUIRE(st);
+  REQUIRE(st->write(registry_batch(1)));
+  clock->advance(10);
+  REQUIRE(st->write(registry_batch(2)));
+  auto other = test::journal_batch("zenith/z1", 1);
+  REQUIRE(st->write(other));
+  auto app = test::pg_connect(f.db->app_url);
+  for (auto [org, dev] : {std::pair{"acme", "d1"}, std::pair{"zenith", "z1"}})
+    REQUIRE_FALSE(pg::transaction(app, org, [&]() -> caf::error {
+      test::pg_must(app, "INSERT INTO devices (org, device, created_ms) "
+                         "VALUES ($1, $2, 1)", {org, dev});
+      return caf::none;
+    }));
+  REQUIRE_FALSE(app.begin("acme"));
+  auto r = test::pg_must(app, "SELECT device, last_seen_ms, last_batch_ms, "
+                              "batches, duplicates, last_sequences->>'metrics', "
+                              "tier, config_version FROM device_registry");
+  app.rollback();
+  REQUIRE(r.rows() == 1);
+  CHECK(r.text(0, 0) == "d1");
+  CHECK(r.int64(0, 1) == test::store_clock_start_ms + 10);
+  CHECK(r.int64(0, 2) == test::store_clock_start_ms + 10);
+  CHECK(r.int64(0, 3) == 2);
+  CHECK(r.int64(0, 4) == 0);
+  CHECK(r.text(0, 5) == "2");
+  CHECK(r.int64(0, 6) == 2);
+  REQUIRE_FALSE(app.begin());
+  CHECK(test::pg_must(app, "SELECT count(*) FROM device_registry").int64(0, 0)
+        == 0);
+  app.rollback();
 }

@@ -69,6 +69,14 @@ const std::vector<std::pair<std::string, std::string>> seeds = {
   {"device_config", "INSERT INTO device_config (org, device, version, "
                     "batch_size, sync_interval_ms, retention_ms, zstd_level) "
                     "VALUES ($1, $2, 1, 1, 1, 1, 1)"},
+  {"fleet_applied", "INSERT INTO fleet_applied (org, device, stream, epoch, "
+                    "sequence, applied_ms) VALUES ($1, $2, 'metrics', 'e', 1, "
+                    "0)"},
+  {"fleet_latest", "INSERT INTO fleet_latest (org, device, metric, labels, "
+                   "ts, value, bits) VALUES ($1, $2, 'cpu', '', 0, 1, 0)"},
+  {"fleet_hourly", "INSERT INTO fleet_hourly (org, device, metric, labels, "
+                   "hour_s, sum, count, min, max) VALUES ($1, $2, 'cpu', '', "
+                   "0, 1, 1, 1, 1)"},
 };
 
 // Tenant tables the node's role may only insert into, under its org: the
