@@ -1,6 +1,7 @@
 #include "cloud/fleet_sink.hpp"
 
 #include <cmath>
+#include <functional>
 #include <map>
 #include <set>
 #include <tuple>
@@ -127,27 +128,39 @@ private:
   std::string out_ = "{";
 };
 
-// ---- PostgreSQL -----------------------------------------------------------
+using org_entries = std::vector<const journal_entry*>;
 
-class pg_fleet final : public fleet_sink {
+// The write both stores share: checked, connected, then every org's
+// entries in one transaction.
+class fleet_store : public fleet_sink {
 public:
-  explicit pg_fleet(fleet_sink_config cfg) : cfg_(std::move(cfg)) {
-  }
-
-  caf::error write(const journal_entries& xs) override {
+  caf::error write(const journal_entries& xs) final {
     for (auto& x : xs)
       if (auto err = check_entry(x))
         return err;
     if (auto err = connect())
       return err;
     auto groups = by_org(xs);
-    auto err = pg::transaction(conn_, {}, [&]() -> caf::error {
+    return transact([&]() -> caf::error {
       for (auto& [org, es] : groups)
         if (auto e = write_org(org, es))
           return e;
       return caf::none;
     });
-    return settle(std::move(err));
+  }
+
+protected:
+  virtual caf::error connect() = 0;
+  virtual caf::error transact(const std::function<caf::error()>& fn) = 0;
+  virtual caf::error write_org(const std::string& org,
+                               const org_entries& es) = 0;
+};
+
+// ---- PostgreSQL -----------------------------------------------------------
+
+class pg_fleet final : public fleet_store {
+public:
+  explicit pg_fleet(fleet_sink_config cfg) : cfg_(std::move(cfg)) {
   }
 
   caf::expected<std::vector<fleet_hour>>
@@ -181,7 +194,11 @@ public:
   }
 
 private:
-  caf::error connect() {
+  caf::error transact(const std::function<caf::error()>& fn) override {
+    return settle(pg::transaction(conn_, {}, fn));
+  }
+
+  caf::error connect() override {
     if (open_ && conn_.ok())
       return caf::none;
     pg::connect_options opts;
@@ -216,7 +233,7 @@ private:
 
   // Marks the org's entries; the keys newly marked.
   caf::expected<std::set<batch_key>>
-  mark(const std::string& org, const std::vector<const journal_entry*>& es) {
+  mark(const std::string& org, const org_entries& es) {
     text_array devices, streams, epochs;
     pg::number_array seqs, received;
     for (auto* x : es) {
@@ -243,7 +260,7 @@ private:
   }
 
   caf::error write_org(const std::string& org,
-                       const std::vector<const journal_entry*>& es) {
+                       const org_entries& es) override {
     if (auto err = conn_.set_org(org))
       return err;
     auto fresh = mark(org, es);
@@ -345,69 +362,44 @@ CREATE TABLE IF NOT EXISTS fleet_hourly (
   PRIMARY KEY (org, device, metric, labels, hour_s)) WITHOUT ROWID;
 )";
 
-class embedded_fleet final : public fleet_sink {
+class embedded_fleet final : public fleet_store {
 public:
   explicit embedded_fleet(fleet_sink_config cfg) : cfg_(std::move(cfg)) {
   }
 
-  caf::error write(const journal_entries& xs) override {
-    for (auto& x : xs)
-      if (auto err = check_entry(x))
-        return err;
-    if (auto err = connect())
-      return err;
-    auto groups = by_org(xs);
-    return sqlite::transaction(db_, [&]() -> caf::error {
-      for (auto& [org, es] : groups)
-        if (auto e = write_org(org, es))
-          return e;
-      return caf::none;
-    });
-  }
-
   caf::expected<std::vector<fleet_hour>>
   hours(const std::string& org) override {
-    if (auto err = connect())
-      return err;
-    auto st = db_.prepare("SELECT device, metric, labels, hour_s, sum, "
-                          "count, min, max FROM fleet_hourly WHERE org = ?1 "
-                          "ORDER BY device, metric, labels, hour_s");
-    if (!st)
-      return st.error();
-    st->bind(1, org);
-    std::vector<fleet_hour> out;
-    auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {
-      out.push_back({r.column_text(0), r.column_text(1), r.column_text(2),
-                     r.column_int(3), r.column_double(4), r.column_int(5),
-                     r.column_double(6), r.column_double(7)});
-    });
-    if (err)
-      return err;
-    return out;
+    return select<fleet_hour>(
+      org,
+      "SELECT device, metric, labels, hour_s, sum, count, min, max FROM "
+      "fleet_hourly WHERE org = ?1 ORDER BY device, metric, labels, hour_s",
+      [](sqlite::statement& r) {
+        return fleet_hour{r.column_text(0),   r.column_text(1),
+                          r.column_text(2),   r.column_int(3),
+                          r.column_double(4), r.column_int(5),
+                          r.column_double(6), r.column_double(7)};
+      });
   }
 
   caf::expected<std::vector<fleet_latest>>
   latest(const std::string& org) override {
-    if (auto err = connect())
-      return err;
-    auto st = db_.prepare("SELECT device, metric, labels, ts, bits FROM "
-                          "fleet_latest WHERE org = ?1 ORDER BY device, "
-                          "metric, labels");
-    if (!st)
-      return st.error();
-    st->bind(1, org);
-    std::vector<fleet_latest> out;
-    auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {
-      out.push_back({r.column_text(0), r.column_text(1), r.column_text(2),
-                     r.column_int(3), r.column_exact(4)});
-    });
-    if (err)
-      return err;
-    return out;
+    return select<fleet_latest>(
+      org,
+      "SELECT device, metric, labels, ts, bits FROM fleet_latest WHERE "
+      "org = ?1 ORDER BY device, metric, labels",
+      [](sqlite::statement& r) {
+        return fleet_latest{r.column_text(0), r.column_text(1),
+                            r.column_text(2), r.column_int(3),
+                            r.column_exact(4)};
+      });
   }
 
 private:
-  caf::error connect() {
+  caf::error transact(const std::function<caf::error()>& fn) override {
+    return sqlite::transaction(db_, fn);
+  }
+
+  caf::error connect() override {
     if (db_.is_open())
       return caf::none;
     // Its own connection: WAL, and the store's writer waited for.
@@ -418,6 +410,24 @@ private:
       return err;
     db_ = std::move(*db);
     return caf::none;
+  }
+
+  // Each row of `sql` (?1: the org) as `row` makes it.
+  template <class T, class Row>
+  caf::expected<std::vector<T>> select(const std::string& org,
+                                       const char* sql, Row row) {
+    if (auto err = connect())
+      return err;
+    auto st = db_.prepare(sql);
+    if (!st)
+      return st.error();
+    st->bind(1, org);
+    std::vector<T> out;
+    auto err = sqlite::each_row(
+      *st, [&](sqlite::statement& r) { out.push_back(row(r)); });
+    if (err)
+      return err;
+    return out;
   }
 
   // True when the entry's key was newly marked.
@@ -435,7 +445,7 @@ private:
   }
 
   caf::error write_org(const std::string& org,
-                       const std::vector<const journal_entry*>& es) {
+                       const org_entries& es) override {
     fleet_delta d;
     for (auto* x : es) {
       auto fresh = mark(*x);

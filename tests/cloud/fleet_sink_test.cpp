@@ -12,11 +12,11 @@
 #include <doctest/doctest.h>
 
 #include "cloud/embedded_store.hpp"
-#include "cloud/pg_migrate.hpp"
 #include "cloud/pg_store.hpp"
 #include "messages/error.hpp"
 #include "messages/wire.hpp"
 #include "pg_fixture.hpp"
+#include "pg_schema.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/sqlite.hpp"
 #include "scratch_dir.hpp"
@@ -152,21 +152,16 @@ struct pg_fleet_fixture {
 
   bool start(const std::string& name) {
     std::string why;
-    db = test::fresh_pg_database(name, why);
-    if (!db) {
+    db = test::migrated_pg_database(name, why);
+    if (!db)
       test::skip(why);
-      return false;
-    }
-    auto owner = test::pg_connect(db->owner_url);
-    auto migrated = migrate(owner);
-    REQUIRE_MESSAGE(migrated, render(migrated.error()));
-    return true;
+    return db.has_value();
   }
 
   std::unique_ptr<fleet_sink> sink() {
     fleet_sink_config cfg;
     cfg.backend = "postgresql";
-    cfg.postgresql_url = db->app_url;
+    cfg.postgresql_url = db->pooled_url;
     auto s = make_fleet_sink(cfg);
     REQUIRE(s);
     return std::move(*s);

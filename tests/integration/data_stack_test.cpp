@@ -8,6 +8,7 @@
 #include <cmath>
 #include <csignal>
 #include <map>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -315,6 +316,41 @@ std::vector<std::string> device_args(const std::string& dev_dir,
           "--sync.backoff-base=20ms", "--sync.backoff-cap=300ms"};
 }
 
+// fleetd-cloud with `flags` in dir/cloud, and the device dev of org acme
+// enrolled there, run until it synced every round, then stopped.
+struct synced_run {
+  std::unique_ptr<process> cloud;
+  uint16_t console = 0;
+  std::string dev_db;
+};
+
+synced_run run_device(const std::string& dir, std::vector<std::string> flags) {
+  synced_run out;
+  auto cloud_dir = dir + "/cloud";
+  flags.insert(flags.end(), {"--node.data-dir=" + cloud_dir,
+                             "--ingest.port=0", "--console.port=0"});
+  out.cloud = std::make_unique<process>(program("fleetd-cloud"), flags,
+                                        dir + "/cloud.log");
+  auto ingest = port_from(cloud_dir + "/ingest.port");
+  out.console = port_from(cloud_dir + "/console.port");
+  REQUIRE_MESSAGE(ingest != 0, read_file(dir + "/cloud.log"));
+  REQUIRE(out.console != 0);
+  REQUIRE(fleetctl(dir, out.console, {"org", "create", "acme"}).first == 0);
+  auto enroll = fleetctl_secret(dir, out.console,
+                                {"enroll", "create", "--org", "acme"});
+  auto dev_dir = dir + "/device";
+  out.dev_db = dev_dir + "/fleetd.db";
+  process device{program("fleetd"), device_args(dev_dir, ingest, enroll),
+                 dir + "/device.log"};
+  auto dev_console = port_from(dev_dir + "/console.port");
+  REQUIRE(dev_console != 0);
+  REQUIRE_MESSAGE(device_synced_all(dev_console, out.dev_db, rounds, 30s),
+                  read_file(dir + "/device.log"));
+  device.signal(SIGTERM);
+  REQUIRE(device.wait(10s).has_value());
+  return out;
+}
+
 } // namespace
 
 TEST_CASE("a device's metrics and logs reach VictoriaMetrics, ClickHouse "
@@ -330,38 +366,22 @@ TEST_CASE("a device's metrics and logs reach VictoriaMetrics, ClickHouse "
   auto loki_port = loki.start();
   REQUIRE(loki_port);
   temp_dir tmp;
-  auto cloud_dir = tmp.path() + "/cloud";
-  process cloud{program("fleetd-cloud"),
-                {"--node.data-dir=" + cloud_dir, "--ingest.port=0",
-                 "--console.port=0", "--sinks.victoria.url=" + vm->url(),
-                 "--sinks.clickhouse.url=" + ch->url(),
-                 "--sinks.loki.url=http://127.0.0.1:"
-                   + std::to_string(*loki_port)},
-                tmp.path() + "/cloud.log"};
-  auto ingest = port_from(cloud_dir + "/ingest.port");
-  auto console = port_from(cloud_dir + "/console.port");
-  REQUIRE_MESSAGE(ingest != 0, read_file(tmp.path() + "/cloud.log"));
-  REQUIRE(console != 0);
-  REQUIRE(fleetctl(tmp.path(), console, {"org", "create", "acme"}).first == 0);
-  auto enroll = fleetctl_secret(tmp.path(), console,
-                                {"enroll", "create", "--org", "acme"});
-  auto dev_dir = tmp.path() + "/device";
-  auto dev_db = dev_dir + "/fleetd.db";
-  process device{program("fleetd"), device_args(dev_dir, ingest, enroll),
-                 tmp.path() + "/device.log"};
-  auto dev_console = port_from(dev_dir + "/console.port");
-  REQUIRE(dev_console != 0);
-  REQUIRE_MESSAGE(device_synced_all(dev_console, dev_db, rounds, 30s),
-                  read_file(tmp.path() + "/device.log"));
-  REQUIRE_MESSAGE(eventually([&] { return sinks_drained(console); }, 30s),
-                  read_file(tmp.path() + "/cloud.log"));
+  auto run = run_device(tmp.path(),
+                        {"--sinks.victoria.url=" + vm->url(),
+                         "--sinks.clickhouse.url=" + ch->url(),
+                         "--sinks.loki.url=http://127.0.0.1:"
+                           + std::to_string(*loki_port)});
+  auto& dev_db = run.dev_db;
+  REQUIRE_MESSAGE(
+    eventually([&] { return sinks_drained(run.console); }, 30s),
+    read_file(tmp.path() + "/cloud.log"));
   auto want = device_samples(dev_db);
   REQUIRE(total(want) > 0);
   check_vm(*vm, want);
   auto hours = check_ch(*ch, want);
   auto lines = check_loki(loki, dev_db);
   fleet_sink_config where;
-  where.db_path = cloud_dir + "/cloud.db";
+  where.db_path = tmp.path() + "/cloud/cloud.db";
   auto fleet_hours = check_fleet(where, want);
   MESSAGE("checked ", total(want), " samples in ", want.size(),
           " series (VictoriaMetrics, ClickHouse raw), ", hours,
@@ -420,31 +440,11 @@ TEST_CASE("with the store on PostgreSQL, a device's events, registry row, "
   if (!be)
     return skip(why);
   temp_dir tmp;
-  auto cloud_dir = tmp.path() + "/cloud";
-  auto flags = be->node_flags();
-  flags.insert(flags.end(), {"--node.data-dir=" + cloud_dir,
-                             "--ingest.port=0", "--console.port=0"});
-  process cloud{program("fleetd-cloud"), flags, tmp.path() + "/cloud.log"};
-  auto ingest = port_from(cloud_dir + "/ingest.port");
-  auto console = port_from(cloud_dir + "/console.port");
-  REQUIRE_MESSAGE(ingest != 0, read_file(tmp.path() + "/cloud.log"));
-  REQUIRE(fleetctl(tmp.path(), console, {"org", "create", "acme"}).first == 0);
-  auto enroll = fleetctl_secret(tmp.path(), console,
-                                {"enroll", "create", "--org", "acme"});
-  auto dev_dir = tmp.path() + "/device";
-  auto dev_db = dev_dir + "/fleetd.db";
-  {
-    process device{program("fleetd"), device_args(dev_dir, ingest, enroll),
-                   tmp.path() + "/device.log"};
-    auto dev_console = port_from(dev_dir + "/console.port");
-    REQUIRE(dev_console != 0);
-    REQUIRE_MESSAGE(device_synced_all(dev_console, dev_db, rounds, 30s),
-                    read_file(tmp.path() + "/device.log"));
-    device.signal(SIGTERM);
-    REQUIRE(device.wait(10s).has_value());
-  }
+  auto run = run_device(tmp.path(), be->node_flags());
+  auto& dev_db = run.dev_db;
   REQUIRE_MESSAGE(
-    eventually([&] { return sinks_drained(console, {"sink_fleet"}); }, 30s),
+    eventually([&] { return sinks_drained(run.console, {"sink_fleet"}); },
+               30s),
     read_file(tmp.path() + "/cloud.log"));
   auto store = cloud_store::postgresql(be->pg->app_url, "acme");
   auto records = check_records_exactly_once(dev_db, store, "dev");
