@@ -133,45 +133,54 @@ contenders postgresql(pg_server& s, int64_t rows) {
   return out;
 }
 
-bool parse(const std::vector<std::string>& args, lag_options& o) {
-  for (size_t i = 0; i + 1 < args.size(); i += 2) {
-    auto& k = args[i];
-    auto& v = args[i + 1];
-    bool ok = k == "--store"   ? (o.store = v, v == "embedded" || v == "postgresql")
-              : k == "--rows"   ? parse_int(v, o.rows) && o.rows > 0
-                                    && o.rows <= 100'000'000
-              : k == "--rounds" ? parse_int(v, o.rounds) && o.rounds > 0
-                                : false;
-    if (!ok)
-      return false;
+// The options from `args`; an error message, empty when they parse.
+std::string parse(const std::vector<std::string>& args, lag_options& o) {
+  arg_cursor cur(args);
+  while (cur.next()) {
+    auto arg = cur.name();
+    std::string v;
+    if (!cur.value(v))
+      return arg + ": missing value";
+    int64_t n = 0;
+    if (arg == "--store" && (v == "embedded" || v == "postgresql"))
+      o.store = v;
+    else if ((arg == "--rows" || arg == "--rounds") && parse_int(v, n)
+             && n > 0 && n <= 100'000'000)
+      (arg == "--rows" ? o.rows : o.rounds) = n;
+    else
+      return arg + ": unknown, or a bad value '" + v + "'";
   }
-  return args.size() % 2 == 0;
+  return {};
+}
+
+// The journal to time, in a fresh directory or a throwaway PostgreSQL.
+contenders prepare(const lag_options& o, std::string& dir, bool& own,
+                   std::shared_ptr<pg_server>& server) {
+  if (auto err = prepare_dir(dir, own); !err.empty())
+    fail(err);
+  if (o.store == "embedded")
+    return embedded(dir + "/lag.db", o.rows);
+  pg_server::failure why;
+  server = pg_server::start(why);
+  if (!server)
+    fail("PostgreSQL: " + why.why);
+  return postgresql(*server, o.rows);
 }
 
 } // namespace
 
 int run_journal_lag_bench(const std::vector<std::string>& args) {
   lag_options o;
-  if (!parse(args, o)) {
-    std::cerr << journal_lag_usage();
+  if (auto why = parse(args, o); !why.empty()) {
+    std::cerr << "fleetd-bench journal-lag: " << why << "\n"
+              << journal_lag_usage();
     return 2;
   }
   std::string dir;
   bool own = false;
-  if (auto err = prepare_dir(dir, own); !err.empty())
-    fail(err);
   std::shared_ptr<pg_server> server;
-  contenders c;
   auto t0 = std::chrono::steady_clock::now();
-  if (o.store == "embedded") {
-    c = embedded(dir + "/lag.db", o.rows);
-  } else {
-    pg_server::failure why;
-    server = pg_server::start(why);
-    if (!server)
-      fail("PostgreSQL: " + why.why);
-    c = postgresql(*server, o.rows);
-  }
+  auto c = prepare(o, dir, own, server);
   std::chrono::duration<double> fill = std::chrono::steady_clock::now() - t0;
   std::cerr << o.rows << " rows in " << format(fill.count(), 1) << " s\n";
   std::vector<double> lag, count;
