@@ -83,3 +83,13 @@ $$;
 REVOKE ALL ON FUNCTION fleetd_journal_drop_partitions(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION fleetd_journal_drop_partitions(bigint)
   TO fleetd_app;
+
+-- The bound's inputs without a scan: the oldest row is taken as the first
+-- in read order (one index lookup; across writers' clocks, approximate).
+CREATE OR REPLACE FUNCTION fleetd_journal_bound()
+RETURNS TABLE (bytes bigint, oldest_ms bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
+  SELECT (SELECT coalesce(sum(s.bytes), 0)::bigint FROM journal_size s),
+         coalesce((SELECT j.received_ms FROM journal j
+                    ORDER BY j.xid, j.id LIMIT 1), 0)
+$$;

@@ -215,6 +215,29 @@ TEST_CASE("postgresql: past journal.max-bytes the store refuses journal_full "
   write_ok(st, batch("acme/dev-1", 2));
 }
 
+TEST_CASE("postgresql: past journal.retention the store refuses "
+          "journal_full, and accepts again once the old rows are pruned") {
+  pg_journal_fixture f;
+  if (!f.start("journal_retention"))
+    return;
+  f.jcfg.retention = std::chrono::minutes(1);
+  auto st = f.store();
+  write_ok(st, batch("acme/dev-1", 1));
+  f.clock->advance(30'000);
+  write_ok(st, batch("acme/dev-1", 2));
+  f.clock->advance(31'000);
+  auto r = st.write(batch("acme/dev-1", 3));
+  REQUIRE_FALSE(r);
+  CHECK(is_error(r.error(), ec::journal_full));
+  auto j = f.reader();
+  auto first = j.read({}, 1);
+  REQUIRE(first);
+  REQUIRE_FALSE(j.advance("a", first->end));
+  CHECK(*j.prune({"a"}) == 1);
+  f.clock->advance(1000);
+  write_ok(st, batch("acme/dev-1", 3));
+}
+
 TEST_CASE("postgresql: one runner drains a sink at a time; another takes "
           "over once the lease expired, from the persisted cursor") {
   pg_journal_fixture f;
