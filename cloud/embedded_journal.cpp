@@ -142,15 +142,18 @@ embedded_journal::prune(const std::vector<std::string>& sinks) {
 }
 
 caf::expected<journal_lag> embedded_journal::lag(journal_cursor after) {
-  auto st = db_.cached("SELECT count(*), coalesce(min(received_ms), 0) FROM "
-                       "journal WHERE id > ?1");
+  // One writer, ids never reused, rows deleted only from the front: the
+  // rows after the cursor are the ids from the first one to the last.
+  auto st = db_.cached("SELECT (SELECT max(id) FROM journal), id, "
+                       "received_ms FROM journal WHERE id > ?1 ORDER BY id "
+                       "LIMIT 1");
   if (!st)
     return st.error();
   st->bind(1, after.id);
   journal_lag out;
   if (auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {
-        out.entries = r.column_int(0);
-        out.oldest_ms = r.column_int(1);
+        out.entries = r.column_int(0) - r.column_int(1) + 1;
+        out.oldest_ms = r.column_int(2);
       }))
     return err;
   return out;

@@ -5,6 +5,12 @@
 
 namespace fleetd {
 
+namespace {
+
+constexpr int64_t hour_ms = 3'600'000;
+
+} // namespace
+
 caf::expected<pg_journal> pg_journal::open(const std::string& url,
                                            clock_ptr clock,
                                            journal_config cfg,
@@ -67,7 +73,28 @@ pg_journal::prune(const std::vector<std::string>& sinks) {
   auto r = conn_.exec("SELECT fleetd_journal_prune($1::text[])", {arr});
   if (!r)
     return r.error();
+  if (auto err = drop_partitions())
+    return err;
   return r->int64(0, 0);
+}
+
+caf::error pg_journal::drop_partitions() {
+  auto now = clock_->now_ms();
+  if (now < next_drop_ms_)
+    return caf::none;
+  auto hour = now / hour_ms;
+  // A failure or a lock not granted: again in a minute.
+  next_drop_ms_ = now + 60'000;
+  // Two hours back: no writer whose clock agrees within that inserts there.
+  auto r = conn_.exec("SELECT dropped, complete FROM "
+                      "fleetd_journal_drop_partitions($1)",
+                      {hour - 2});
+  if (!r)
+    return r.error();
+  dropped_partitions_ += r->int64(0, 0);
+  if (r->boolean(0, 1))
+    next_drop_ms_ = (hour + 1) * hour_ms;
+  return caf::none;
 }
 
 caf::expected<journal_lag> pg_journal::lag(journal_cursor after) {

@@ -26,6 +26,9 @@ public:
   caf::expected<journal_chunk> read(journal_cursor after,
                                     int64_t max) override;
   caf::error advance(const std::string& sink, journal_cursor to) override;
+  /// Deletes the passed rows, then (at most once an hour, or a minute after
+  /// a lock it did not get) drops the empty partitions of hours at least
+  /// two hours old.
   caf::expected<int64_t>
   prune(const std::vector<std::string>& sinks) override;
   caf::expected<journal_lag> lag(journal_cursor after) override;
@@ -34,10 +37,19 @@ public:
   caf::expected<bool> lease(const std::string& sink, const std::string& holder,
                             std::chrono::milliseconds ttl) override;
 
+  /// Old empty partitions this reader dropped so far.
+  int64_t dropped_partitions() const {
+    return dropped_partitions_;
+  }
+
 private:
+  caf::error drop_partitions();
+
   clock_ptr clock_;
   journal_config cfg_;
   pg::connection conn_;
+  int64_t next_drop_ms_ = 0;
+  int64_t dropped_partitions_ = 0;
 };
 
 } // namespace fleetd

@@ -509,13 +509,10 @@ int run_config(caf::scoped_actor& self, const inspector_actor& node,
   return rc;
 }
 
-int run(int argc, char** argv) {
-  // A closed console connection must surface as an error, not kill us.
-  signal(SIGPIPE, SIG_IGN);
-  ctl_options opt;
-  option_set opts("fleetctl",
-                  std::string(summary) + tenancy_usage + query_usage);
-  declare(opts, opt);
+// Parses and checks the command line; -1 when the command can run, else
+// the exit code.
+int parse_command_line(int argc, char** argv, option_set& opts,
+                       ctl_options& opt) {
   if (auto err = opts.parse(argc, argv)) {
     auto text = render(err);
     std::cerr << "fleetctl: bad arguments: "
@@ -540,26 +537,23 @@ int run(int argc, char** argv) {
   }
   opt.tls.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
     opt.timeout);
-  std::string host;
-  int port = 0;
-  if (!parse_node(opt.node, host, port))
-    return 2;
-  auto cmd = opts.args().front();
-  if (is_query_command(cmd)) {
-    opt.query.ca = opt.tls.ca;
-    return run_query(cmd, host, static_cast<uint16_t>(port), opt.query,
-                     opt.json);
-  }
+  return -1;
+}
+
+// The commands answered through the node's console (all but query, logs).
+int run_console(const option_set& opts, const ctl_options& opt,
+                const std::string& host, uint16_t port) {
   logger::init(log_level::error, "");
   node_config cfg;
   caf::actor_system sys{cfg};
-  auto node = connect_console(sys, host, static_cast<uint16_t>(port), opt.tls);
+  auto node = connect_console(sys, host, port, opt.tls);
   if (!node) {
     std::cerr << "fleetctl: cannot reach node " << opt.node << ": "
               << render(node.error()) << std::endl;
     return 1;
   }
   caf::scoped_actor self{sys};
+  auto cmd = opts.args().front();
   int rc = 0;
   auto fail = [&](const caf::error& err) {
     std::cerr << "fleetctl: " << cmd << " failed: " << render(err)
@@ -594,9 +588,31 @@ int run(int argc, char** argv) {
         },
         fail);
   } else {
-    rc = watch(sys, *node, opt, host, static_cast<uint16_t>(port));
+    rc = watch(sys, *node, opt, host, port);
   }
   return rc;
+}
+
+int run(int argc, char** argv) {
+  // A closed console connection must surface as an error, not kill us.
+  signal(SIGPIPE, SIG_IGN);
+  ctl_options opt;
+  option_set opts("fleetctl",
+                  std::string(summary) + tenancy_usage + query_usage);
+  declare(opts, opt);
+  if (auto rc = parse_command_line(argc, argv, opts, opt); rc >= 0)
+    return rc;
+  std::string host;
+  int port = 0;
+  if (!parse_node(opt.node, host, port))
+    return 2;
+  auto cmd = opts.args().front();
+  if (is_query_command(cmd)) {
+    opt.query.ca = opt.tls.ca;
+    return run_query(cmd, host, static_cast<uint16_t>(port), opt.query,
+                     opt.json);
+  }
+  return run_console(opts, opt, host, static_cast<uint16_t>(port));
 }
 
 } // namespace

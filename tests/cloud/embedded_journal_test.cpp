@@ -165,3 +165,38 @@ TEST_CASE("journaling without sinks is off: no row is written") {
   REQUIRE(st.write(batch("acme/dev-1", 1)));
   CHECK(f.count("SELECT count(*) FROM journal") == 0);
 }
+
+TEST_CASE("a sink's lag counts the rows after its cursor, is 0 once it read "
+          "everything, and its age is the first unread row's") {
+  journal_fixture f;
+  auto st = f.store();
+  for (int64_t i = 1; i <= 5; ++i) {
+    REQUIRE(st.write(batch("acme/dev-1", i)));
+    f.clock->advance(1000);
+  }
+  auto j = f.reader();
+  auto none = j.lag({});
+  REQUIRE_MESSAGE(none, render(none.error()));
+  CHECK(none->entries == 5);
+  CHECK(none->oldest_ms == test::store_clock_start_ms);
+  auto all = j.read({}, 10);
+  REQUIRE(all);
+  REQUIRE(all->positions.size() == 5);
+  REQUIRE_FALSE(j.advance("a", all->positions[1]));
+  CHECK(j.lag(all->positions[1])->entries == 3);
+  CHECK(j.lag(all->positions[1])->oldest_ms
+        == test::store_clock_start_ms + 2000);
+  // Rows pruned from the front: a sink without a cursor sees what is left.
+  CHECK(*j.prune({"a"}) == 2);
+  CHECK(j.lag({})->entries == 3);
+  auto done = j.lag(all->end);
+  REQUIRE(done);
+  CHECK(done->entries == 0);
+  CHECK(done->oldest_ms == 0);
+  REQUIRE_FALSE(j.advance("a", all->end));
+  CHECK(*j.prune({"a"}) == 3);
+  CHECK(j.lag({})->entries == 0);
+  CHECK(j.lag(all->end)->entries == 0);
+  REQUIRE(st.write(batch("acme/dev-1", 6)));
+  CHECK(j.lag(all->end)->entries == 1);
+}

@@ -10,6 +10,7 @@
 #include "tools/bench/fanout_bench.hpp"
 #include "tools/bench/ingest_bench.hpp"
 #include "tools/bench/journal_bench.hpp"
+#include "tools/bench/journal_lag_bench.hpp"
 #include "tools/bench/outage_bench.hpp"
 #include "tools/bench/query_bench.hpp"
 #include "tools/bench/storage_bench.hpp"
@@ -36,6 +37,8 @@ const subcommand subcommands[] = {
    fleetd::bench::run_ingest_bench},
   {"journal", fleetd::bench::journal_summary, fleetd::bench::journal_usage,
    fleetd::bench::run_journal_bench},
+  {"journal-lag", fleetd::bench::journal_lag_summary,
+   fleetd::bench::journal_lag_usage, fleetd::bench::run_journal_lag_bench},
   {"query", fleetd::bench::query_summary, fleetd::bench::query_usage,
    fleetd::bench::run_query_bench},
   {"fanout", fleetd::bench::fanout_summary, fleetd::bench::fanout_usage,
