@@ -31,10 +31,13 @@ namespace {
 constexpr int64_t lines_per_round = 3;
 const char* const sinks[] = {"sink_victoria", "sink_clickhouse", "sink_loki"};
 
-uint32_t fault_seed() {
-  if (auto* s = std::getenv("FLEETD_FAULT_SEED"))
-    return static_cast<uint32_t>(std::stoul(s));
-  return std::random_device{}();
+// The case's randomness, its seed printed (FLEETD_FAULT_SEED replays it).
+std::mt19937 seeded_rng() {
+  auto* env = std::getenv("FLEETD_FAULT_SEED");
+  auto seed = env ? static_cast<uint32_t>(std::stoul(env))
+                  : std::random_device{}();
+  MESSAGE("seed ", seed, " (FLEETD_FAULT_SEED replays it)");
+  return std::mt19937{seed};
 }
 
 int64_t pick(std::mt19937& rng, int64_t lo, int64_t hi) {
@@ -255,9 +258,7 @@ void outage(data_stack& s, streaming_device& dev, int which,
 
 TEST_CASE("each backend stopped mid-stream and restarted: every record "
           "reaches each exactly once and every lag drains") {
-  auto seed = fault_seed();
-  MESSAGE("seed ", seed, " (FLEETD_FAULT_SEED replays it)");
-  std::mt19937 rng(seed);
+  auto rng = seeded_rng();
   data_stack s;
   std::string why;
   if (!s.start(why))
@@ -283,9 +284,7 @@ constexpr int kill_series = 1000;
 
 TEST_CASE("fleetd-cloud SIGKILLed while a sink lags: nothing lost or "
           "doubled anywhere, the node's memory bounded") {
-  auto seed = fault_seed();
-  MESSAGE("seed ", seed, " (FLEETD_FAULT_SEED replays it)");
-  std::mt19937 rng(seed);
+  auto rng = seeded_rng();
   data_stack s;
   std::string why;
   if (!s.start(why, {"--sinks.batch-entries=20"}))
