@@ -287,15 +287,17 @@ TEST_CASE("each backend stopped mid-stream and restarted: every record "
           " time(s) to its saved cursor");
 }
 
-// Series of the device in the kill case: batches of a few kB each.
-constexpr int kill_series = 1000;
+// Series of the device in the kill case: 5000 samples a round, so the lag
+// at the kill (tens of entries, ~100k samples decoded) is many chunks of
+// sinks.batch-entries=5.
+constexpr int kill_series = 5000;
 
 TEST_CASE("fleetd-cloud SIGKILLed while a sink lags: nothing lost or "
           "doubled anywhere, the node's memory bounded") {
   auto rng = seeded_rng();
   data_stack s;
   std::string why;
-  if (!s.start(why, {"--sinks.batch-entries=20"}))
+  if (!s.start(why, {"--sinks.batch-entries=5"}))
     return skip(why);
   auto rss0 = proc_kb(s.cloud->pid(), "VmRSS");
   streaming_device dev{s, "kill-dev", 40, kill_series};
@@ -320,11 +322,12 @@ TEST_CASE("fleetd-cloud SIGKILLed while a sink lags: nothing lost or "
   check_everything_once(s, dev, "kill-dev");
   auto hwm2 = proc_kb(s.cloud->pid(), "VmHWM");
   MESSAGE("killed at lag ", peak, " entries (wanted ", lag, "), journal ",
-          journal, " bytes; VmRSS at start ", rss0, " kB, VmHWM before the kill ", hwm1,
+          journal, " bytes; VmRSS at start ", rss0,
+          " kB, VmHWM before the kill ", hwm1,
           " kB, after the restart and drain ", hwm2, " kB");
-  // Bound: the node's start-up footprint plus a sink's bounded chunks
-  // (sinks.batch-entries per sink, each entry a batch of a few kB);
-  // nothing in memory grows with the journal.
+  // Bound: the start-up footprint plus, per sink, one chunk of 5 decoded
+  // entries and its request body, the 5055 series' session, SQLite's page
+  // caches: measured +11..15 MB; the lag itself is never held in memory.
   CHECK(hwm1 > 0);
   CHECK(hwm1 < rss0 + 32 * 1024);
   CHECK(hwm2 < rss0 + 32 * 1024);
