@@ -19,6 +19,9 @@
 
 #include "data_stack_support.hpp"
 #include "helpers.hpp"
+#include "messages/error.hpp"
+#include "messages/wire.hpp"
+#include "runtime/http_client.hpp"
 #include "skip.hpp"
 #include "support.hpp"
 
@@ -349,6 +352,21 @@ std::vector<int64_t> refused_at_bytes(const std::string& log, int64_t& max) {
   return out;
 }
 
+// A sync of another device while the journal is full: 503 journal_full
+// with journal.retry-after (200 ms) as retry_after_ms; nothing stored.
+void check_refusal_answer(const data_stack& s) {
+  http_client client{"127.0.0.1", s.ingest, 10s, 1 << 20};
+  auto res = client.post("/v1/sync", one_point_sync("probe", 1),
+                         {{"Content-Type", "application/x-protobuf"},
+                          {"Content-Encoding", "zstd"}});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->status == 503);
+  auto ack = decode_response(res->body);
+  REQUIRE_MESSAGE(ack, render(ack.error()));
+  CHECK(ack->error_code == "journal_full");
+  CHECK(ack->retry_after_ms == 200);
+}
+
 } // namespace
 
 TEST_CASE("devices see 503 with retry_after_ms only past journal.max-bytes, "
@@ -386,6 +404,7 @@ TEST_CASE("devices see 503 with retry_after_ms only past journal.max-bytes, "
   CHECK(under_bound_refusals == 0);
   CHECK(accepted_before > 0);
   CHECK(journal_bytes() >= bound);
+  check_refusal_answer(s);
   // The device holds what was refused, and keeps collecting.
   CHECK(eventually(
     [&] {
