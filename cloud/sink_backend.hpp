@@ -1,5 +1,7 @@
 #pragma once
 
+#include <chrono>
+
 #include <string>
 
 #include <caf/error.hpp>
@@ -25,6 +27,11 @@ public:
   /// The sink's name in stats, logs and the cursor table ("victoria", ...).
   virtual std::string name() const = 0;
   virtual caf::error write(const journal_entries& entries) = 0;
+  /// How long after accepting a write the backend may still lose it in a
+  /// crash (it acks rows it holds in memory); 0: durable once accepted.
+  virtual std::chrono::milliseconds durable_after() const {
+    return std::chrono::milliseconds{0};
+  }
 };
 
 } // namespace fleetd

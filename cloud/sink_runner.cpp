@@ -78,7 +78,8 @@ bool hold_lease(self_ptr self, int64_t now) {
     auto c = st.reader->cursor(st.sink);
     if (!c)
       return false;
-    st.cursor = *c;
+    st.cursor = st.saved = *c;
+    st.unsettled.clear();
     st.pending = journal_chunk{};
   }
   st.leased = *got;
@@ -86,17 +87,48 @@ bool hold_lease(self_ptr self, int64_t now) {
   return *got;
 }
 
-// Persists `to` and deletes what every enabled sink passed.
-caf::error passed(self_ptr self, journal_cursor to) {
+// Persists the newest position accepted at least the backend's
+// durable_after ago, and deletes what every enabled sink passed.
+caf::error settle(self_ptr self, int64_t now) {
   auto& st = self->state;
+  auto window = st.cfg.backend->durable_after().count();
+  auto n_due = std::find_if(st.unsettled.begin(), st.unsettled.end(),
+                            [&](auto& u) { return u.first > now - window; })
+               - st.unsettled.begin();
+  if (n_due == 0)
+    return caf::none;
+  auto to = st.unsettled[n_due - 1].second;
   if (auto err = st.reader->advance(st.sink, to))
     return err;
-  st.cursor = to;
+  st.saved = to;
+  st.unsettled.erase(st.unsettled.begin(), st.unsettled.begin() + n_due);
   auto n = st.reader->prune(st.cfg.enabled);
   if (!n)
     return n.error();
   st.pruned += *n;
   return caf::none;
+}
+
+// The backend accepted everything up to `to` at `now`.
+caf::error passed(self_ptr self, journal_cursor to, int64_t now) {
+  auto& st = self->state;
+  st.cursor = to;
+  st.unsettled.emplace_back(now, to);
+  return settle(self, now);
+}
+
+// A backend that failed may have lost what it accepted but had not made
+// durable (VictoriaMetrics killed): read again from the persisted cursor.
+void rewind(self_ptr self) {
+  auto& st = self->state;
+  if (st.unsettled.empty())
+    return;
+  ++st.rewinds;
+  log_info("sink_runner", st.sink, ": rewriting ", st.unsettled.size(),
+           " write(s) not yet durable after a failure");
+  st.cursor = st.saved;
+  st.unsettled.clear();
+  st.pending = journal_chunk{};
 }
 
 // A write failed in a way a retry may fix: back off, maybe open the breaker.
@@ -107,6 +139,7 @@ std::chrono::milliseconds failed(self_ptr self, const caf::error& err,
   ++st.retries;
   st.last_error = render(err);
   ++st.failures;
+  rewind(self);
   if (st.failures >= st.cfg.breaker_threshold) {
     if (st.open_until_ms == 0) {
       ++st.breaker_opened;
@@ -171,7 +204,7 @@ std::chrono::milliseconds write_pending(self_ptr self, int64_t now) {
     to = st.pending.positions[st.next - 1];
   else
     st.pending = journal_chunk{};
-  if (auto e = passed(self, to)) {
+  if (auto e = passed(self, to, st.cfg.clock->steady_ms())) {
     st.last_error = render(e);
     ++st.errors;
     return st.cfg.poll;
@@ -186,6 +219,10 @@ std::chrono::milliseconds step(self_ptr self) {
   if (!hold_lease(self, st.cfg.clock->now_ms())) {
     ++st.lease_refused;
     return st.cfg.poll;
+  }
+  if (auto err = settle(self, now)) {
+    ++st.errors;
+    st.last_error = render(err);
   }
   if (st.open_until_ms > now)
     return std::chrono::milliseconds{st.open_until_ms - now};
@@ -228,6 +265,8 @@ actor_stats stats_of(sink_runner_state& st) {
   c["breaker_opened"] = st.breaker_opened;
   c["lease_refused"] = st.lease_refused;
   c["cursor"] = st.cursor.id;
+  c["saved_cursor"] = st.saved.id;
+  c["rewinds"] = st.rewinds;
   return out;
 }
 

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -61,7 +62,15 @@ struct sink_runner_state {
   std::string sink;
   std::shared_ptr<journal_reader> reader;
   jitter_rng rng;
+  /// Where the next read starts (past everything the backend accepted).
   journal_cursor cursor;
+  /// The persisted cursor: what the backend holds durably.
+  journal_cursor saved;
+  /// Accepted writes not yet durable (backend durable_after): the steady ms
+  /// of each acceptance and the position after it, oldest first.
+  std::deque<std::pair<int64_t, journal_cursor>> unsettled;
+  /// Outages that sent the cursor back to `saved` (unsettled writes lost).
+  int64_t rewinds = 0;
   /// Read but not yet accepted by the backend (kept across retries).
   journal_chunk pending;
   /// Set after an invalid_record refusal: the chunk goes one entry at a
@@ -88,8 +97,9 @@ struct sink_runner_state {
 };
 
 /// One sink: reads the journal after its persisted cursor in chunks,
-/// writes each to its backend, advances the cursor once the backend
-/// accepted it, and deletes rows every enabled sink passed. Retryable
+/// writes each to its backend, persists the cursor once the backend
+/// accepted it durably (durable_after; a failure before that rewrites from
+/// the persisted cursor), and deletes rows every enabled sink passed. Retryable
 /// errors back off (full jitter) and open a breaker; ec::invalid_record
 /// entries are counted and skipped; undecodable rows are counted and
 /// skipped. Drains only while it holds the sink's lease. Spawn detached.

@@ -41,6 +41,12 @@ void declare(option_set& opts, vm_sink_config& x) {
                 "Longest label value: the server's -maxLabelValueLen (it "
                 "truncates silently, so the sink refuses such samples)",
                 1, 1 << 20);
+  opts.add("sinks.victoria.durable-after", x.durable_after,
+           std::chrono::seconds(5),
+           "VictoriaMetrics answers 204 for rows it still holds in memory and "
+           "a crash loses them: a write counts as durable this long after, "
+           "and an outage rewrites what is younger (deduplicated)",
+           std::chrono::milliseconds(0));
 }
 
 namespace {
@@ -293,6 +299,10 @@ public:
   }
 
   caf::error write(const journal_entries& entries) override;
+
+  std::chrono::milliseconds durable_after() const override {
+    return cfg_.durable_after;
+  }
 
 private:
   struct body {

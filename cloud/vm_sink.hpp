@@ -34,6 +34,9 @@ struct vm_sink_config {
   int64_t max_labels = 30;
   /// The server's -maxLabelValueLen: it truncates longer values silently.
   int64_t max_label_value_bytes = 16 * 1024;
+  /// How long the server may hold accepted rows in memory only: a write is
+  /// counted durable (its journal cursor saved) this long after its 204.
+  std::chrono::milliseconds durable_after{5000};
 };
 
 /// Declares sinks.victoria.*.

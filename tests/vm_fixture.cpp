@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 
+#include "helpers.hpp"
 #include "messages/error.hpp"
 
 namespace fleetd::test {
@@ -46,7 +47,10 @@ std::vector<T> numbers(const std::string& line, const std::string& key,
 
 } // namespace
 
-std::vector<vm_series> vm_export(vm_server& vm, const std::string& selector) {
+namespace {
+
+std::vector<vm_series> export_once(vm_server& vm,
+                                   const std::string& selector) {
   auto flushed = vm.flush();
   REQUIRE_MESSAGE(!flushed, render(flushed));
   auto body = vm.get(vm_export_target(selector));
@@ -70,6 +74,24 @@ std::vector<vm_series> vm_export(vm_server& vm, const std::string& selector) {
                                     });
     out.push_back(std::move(s));
   }
+  return out;
+}
+
+} // namespace
+
+std::vector<vm_series> vm_export(vm_server& vm, const std::string& selector,
+                                 size_t samples) {
+  std::vector<vm_series> out;
+  auto enough = [&] {
+    out = export_once(vm, selector);
+    size_t n = 0;
+    for (auto& s : out)
+      n += s.values.size();
+    return n >= samples;
+  };
+  if (!eventually(enough, std::chrono::seconds(10)))
+    MESSAGE("VictoriaMetrics: fewer than ", samples, " samples of ",
+            selector, " after 10 s");
   return out;
 }
 

@@ -26,9 +26,13 @@ struct vm_series {
   std::vector<int64_t> timestamps;
 };
 
-/// Flushes, then exports the series matching `selector` (a failed check
-/// when the server does not answer).
-std::vector<vm_series> vm_export(vm_server& vm, const std::string& selector);
+/// Flushes, then exports the series matching `selector`, again until they
+/// hold at least `samples` samples or 10 s passed (VictoriaMetrics answers
+/// 204, and even /internal/force_flush, before every row is searchable:
+/// ~600 ms measured); 0 reads once. More than `samples` returns at once, so
+/// a duplicate shows. A failed check when the server does not answer.
+std::vector<vm_series> vm_export(vm_server& vm, const std::string& selector,
+                                 size_t samples);
 
 /// vm_rows_invalid_total + vm_rows_ignored_total: rows VictoriaMetrics
 /// answered 204 for and dropped.

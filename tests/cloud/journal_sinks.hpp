@@ -3,6 +3,7 @@
 // A sink_backend that records what it is given, for the sink runner's and
 // journal's tests (an in-process implementation of our own interface).
 
+#include <chrono>
 #include <mutex>
 #include <set>
 #include <string>
@@ -34,6 +35,16 @@ public:
                                                 + std::to_string(x.sequence));
     got_.insert(got_.end(), xs.begin(), xs.end());
     return caf::none;
+  }
+
+  std::chrono::milliseconds durable_after() const override {
+    return durable_after_;
+  }
+
+  /// Accepted writes count as durable only this long after (as
+  /// VictoriaMetrics' in-memory rows).
+  void set_durable_after(std::chrono::milliseconds d) {
+    durable_after_ = d;
   }
 
   /// The next `n` writes fail with ec::unreachable.
@@ -74,6 +85,7 @@ private:
   std::set<int64_t> refuse_;
   int fail_next_ = 0;
   int calls_ = 0;
+  std::chrono::milliseconds durable_after_{0};
 };
 
 } // namespace fleetd::test

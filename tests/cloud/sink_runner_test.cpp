@@ -189,6 +189,32 @@ TEST_CASE("retryable errors back off, then the same entries are delivered; "
   CHECK(n["written"] == 3);
 }
 
+TEST_CASE("writes younger than the backend's durable_after are not saved; "
+          "after a failure they are written again, then saved and pruned") {
+  runner_fixture f;
+  f.write(1, 6);
+  auto sink = std::make_shared<recorder_sink>("rec");
+  sink->set_durable_after(1000ms);
+  auto r = f.start(f.runner_cfg(sink));
+  CHECK(test::eventually([&] { return sink->sequences() == seqs(1, 6); }, 10s));
+  // No time passed on the node's clock: nothing durable, nothing saved.
+  CHECK(f.counters(r)["saved_cursor"] == 0);
+  CHECK(f.journal_rows() == 6);
+  // The backend fails (it may have lost what it held in memory).
+  sink->fail_next(1);
+  f.write(7, 9);
+  auto again = seqs(1, 6);
+  for (auto s : seqs(1, 9))
+    again.push_back(s);
+  CHECK(test::eventually([&] { return sink->sequences() == again; }, 10s));
+  CHECK(f.counters(r)["rewinds"] == 1);
+  f.clock->advance(1000);
+  CHECK(test::eventually([&] { return f.journal_rows() == 0; }, 10s));
+  auto n = f.counters(r);
+  CHECK(n["saved_cursor"] == n["cursor"]);
+  CHECK(n["lag_entries"] == 0);
+}
+
 TEST_CASE("an entry the backend refuses invalid_record is counted and "
           "skipped; the rest of its chunk is delivered") {
   runner_fixture f;

@@ -208,10 +208,12 @@ TEST_CASE("victoria: two orgs' samples land exactly, with org_id and "
         == 3 * (2 * exact_values.size() + extreme_values.size()));
   CHECK(sink->stats().refused.empty());
   auto check_all = [&] {
-    CHECK(test::vm_export(*vm, "{__name__=~\"temp|load\"}").size() == 6);
+    CHECK(test::vm_export(*vm, "{__name__=~\"temp|load\"}",
+                          6 * exact_values.size()).size() == 6);
     for (auto& e : entries) {
       auto got = test::vm_export(*vm, "temp{org_id=\"" + e.org
-                                        + "\",device_id=\"" + e.device + "\"}");
+                                        + "\",device_id=\"" + e.device + "\"}",
+                                exact_values.size());
       REQUIRE(got.size() == 1);
       CHECK(got[0].labels_json
             == "{\"__name__\":\"temp\",\"device_id\":\"" + e.device
@@ -225,7 +227,8 @@ TEST_CASE("victoria: two orgs' samples land exactly, with org_id and "
         auto edge = test::vm_export(*vm, "edge{org_id=\"" + e.org
                                            + "\",device_id=\"" + e.device
                                            + "\",i=\"" + std::to_string(i)
-                                           + "\"}");
+                                           + "\"}",
+                                    1);
         REQUIRE(edge.size() == 1);
         CHECK(edge[0].values == std::vector<double>{extreme_values[i]});
       }
@@ -256,7 +259,7 @@ TEST_CASE("victoria: stopped is retryable, restarted takes the write") {
   REQUIRE_MESSAGE(vm->restart(failed), failed.why);
   // The kept-alive connection died with the server: the sink reconnects.
   REQUIRE(!sink->write(second));
-  auto got = test::vm_export(*vm, "up");
+  auto got = test::vm_export(*vm, "up", 2);
   REQUIRE(got.size() == 1);
   CHECK(got[0].values == std::vector<double>{1, 2});
   CHECK(test::vm_dropped_rows(*vm) == 0);
@@ -309,7 +312,7 @@ TEST_CASE("victoria: hostile labels are stored exactly or refused clearly") {
   CHECK(sink->stats().refused.at("label_name") == 3);
   CHECK(sink->stats().refused.at("label_value") == 1);
   CHECK(sink->stats().refused.at("nan") == 1);
-  CHECK(test::vm_export(*vm, "h").size() == values.size() + 1);
+  CHECK(test::vm_export(*vm, "h", values.size() + 1).size() == values.size() + 1);
   auto quote = [](const std::string& v) {
     std::string out = "\"";
     for (char c : v)
@@ -322,14 +325,15 @@ TEST_CASE("victoria: hostile labels are stored exactly or refused clearly") {
     CAPTURE(i);
     // An equality matcher: the stored value is byte for byte the sent one.
     auto got = test::vm_export(*vm, "h{v=" + quote(values[i])
-                                      + ",device_id=\"d\\\"1\\n\"}");
+                                      + ",device_id=\"d\\\"1\\n\"}",
+                                1);
     REQUIRE(got.size() == 1);
     CHECK(got[0].values == std::vector<double>{static_cast<double>(i)});
   }
   auto renamed = test::vm_export(
-    *vm, "h{org_id=\"acme\",exported_org_id=\"globex\",i=\"o\"}");
+    *vm, "h{org_id=\"acme\",exported_org_id=\"globex\",i=\"o\"}", 1);
   CHECK(renamed.size() == 1);
-  CHECK(test::vm_export(*vm, "h{org_id=\"globex\"}").empty());
+  CHECK(test::vm_export(*vm, "h{org_id=\"globex\"}", 0).empty());
   CHECK(test::vm_dropped_rows(*vm) == 0);
 }
 
@@ -354,7 +358,7 @@ TEST_CASE("victoria: a batch past max-request-bytes goes in several "
   CHECK(sink->stats().requests >= 3);
   CHECK(sink->stats().samples == 20'000);
   size_t points = 0;
-  for (auto& s : test::vm_export(*vm, "big"))
+  for (auto& s : test::vm_export(*vm, "big", 20'000))
     points += s.values.size();
   CHECK(points == 20'000);
   CHECK(test::vm_dropped_rows(*vm) == 0);

@@ -15,18 +15,14 @@
 
 #include <doctest/doctest.h>
 
-#include "ch_fixture.hpp"
 #include "cloud/fleet_sink.hpp"
-#include "cloud/clickhouse_text.hpp"
+#include "data_stack_support.hpp"
 #include "helpers.hpp"
 #include "messages/error.hpp"
 #include "messages/labels.hpp"
 #include "messages/types.hpp"
 #include "skip.hpp"
 #include "support.hpp"
-#include "support/loki_json.hpp"
-#include "support/loki_standin.hpp"
-#include "vm_fixture.hpp"
 
 using namespace fleetd;
 using namespace fleetd::test;
@@ -36,219 +32,6 @@ namespace {
 
 constexpr int64_t rounds = 6;
 constexpr int64_t lines_per_round = 3;
-
-// A series: metric name and canonical labels (as ClickHouse stores them).
-using series_key = std::pair<std::string, std::string>;
-using sample = std::pair<int64_t, double>;
-using samples_by_series = std::map<series_key, std::vector<sample>>;
-
-// The device's points (device_points lines "name{HEX(labels)} ts bits").
-samples_by_series device_samples(const std::string& db) {
-  samples_by_series out;
-  for (auto& r : device_points(db)) {
-    auto a = r.find("{");
-    auto b = r.find("} ", a);
-    auto c = r.find(' ', b + 2);
-    auto labels = decode_labels(unhex(r.substr(a + 1, b - a - 1)));
-    out[{r.substr(0, a), canonical_labels(labels)}].emplace_back(
-      std::stoll(r.substr(b + 2, c - b - 2)),
-      double_of(std::stoull(r.substr(c + 1), nullptr, 16)));
-  }
-  for (auto& [k, xs] : out)
-    std::sort(xs.begin(), xs.end());
-  return out;
-}
-
-size_t total(const samples_by_series& xs) {
-  size_t n = 0;
-  for (auto& [k, v] : xs)
-    n += v.size();
-  return n;
-}
-
-// VictoriaMetrics' export of the device's series, org and device labels
-// checked on every series.
-samples_by_series vm_samples(vm_server& vm) {
-  samples_by_series out;
-  for (auto& s : vm_export(vm, "{org_id=\"acme\",device_id=\"dev\"}")) {
-    std::string why;
-    auto obj = parse_json(s.labels_json, why);
-    REQUIRE_MESSAGE(obj, why);
-    label_map labels;
-    std::string name;
-    for (auto& [k, v] : obj->members)
-      if (k == "__name__")
-        name = v.text;
-      else
-        labels[k] = v.text;
-    CHECK(labels["org_id"] == "acme");
-    CHECK(labels["device_id"] == "dev");
-    labels.erase("org_id");
-    labels.erase("device_id");
-    REQUIRE(s.values.size() == s.timestamps.size());
-    auto& xs = out[{name, canonical_labels(labels)}];
-    for (size_t i = 0; i < s.values.size(); ++i)
-      xs.emplace_back(s.timestamps[i], s.values[i]);
-    std::sort(xs.begin(), xs.end());
-  }
-  return out;
-}
-
-// The fields of `text` cut at each `sep`; the last one even when empty.
-std::vector<std::string> split(const std::string& text, char sep) {
-  std::vector<std::string> out;
-  size_t at = 0;
-  for (auto t = text.find(sep); t != std::string::npos;
-       at = t + 1, t = text.find(sep, at))
-    out.push_back(text.substr(at, t - at));
-  out.push_back(text.substr(at));
-  return out;
-}
-
-// The lines of a TabSeparated answer (each ends with a newline).
-std::vector<std::string> lines_of(const std::string& text) {
-  auto out = split(text, '\n');
-  out.pop_back();
-  return out;
-}
-
-// ClickHouse's raw rows of the device, without FINAL: a doubled insert shows.
-samples_by_series ch_samples(ch_server& ch) {
-  samples_by_series out;
-  auto body = ch_must(ch, "SELECT metric, labels, ts_ms, value FROM "
-                          "fleetd.samples WHERE org_id = 'acme' AND "
-                          "device_id = 'dev' FORMAT TabSeparatedRaw");
-  for (auto& line : lines_of(body)) {
-    auto f = split(line, '\t');
-    REQUIRE(f.size() == 4);
-    out[{f[0], f[1]}].emplace_back(std::stoll(f[2]), std::stod(f[3]));
-  }
-  for (auto& [k, xs] : out)
-    std::sort(xs.begin(), xs.end());
-  return out;
-}
-
-struct rollup {
-  double sum = 0;
-  uint64_t count = 0;
-  double min = 0;
-  double max = 0;
-};
-
-using rollups = std::map<std::tuple<std::string, std::string, int64_t>, rollup>;
-
-rollups expected_rollups(const samples_by_series& xs) {
-  rollups out;
-  for (auto& [k, v] : xs)
-    for (auto& [ts, value] : v) {
-      // NaN and infinities are left out of every aggregate (both sinks).
-      if (!std::isfinite(value))
-        continue;
-      auto& r = out[{k.first, k.second, ts / 3'600'000 * 3600}];
-      r.min = r.count == 0 ? value : std::min(r.min, value);
-      r.max = r.count == 0 ? value : std::max(r.max, value);
-      r.sum += value;
-      ++r.count;
-    }
-  return out;
-}
-
-rollups ch_rollups(ch_server& ch) {
-  rollups out;
-  auto body = ch_must(
-    ch, "SELECT metric, labels, toUInt32(hour), argMax(sum, points), "
-        "argMax(count, points), argMax(min, points), argMax(max, points) "
-        "FROM fleetd.rollup_hourly WHERE org_id = 'acme' AND device_id = "
-        "'dev' GROUP BY metric, labels, hour FORMAT TabSeparatedRaw");
-  for (auto& line : lines_of(body)) {
-    auto f = split(line, '\t');
-    REQUIRE(f.size() == 7);
-    out[{f[0], f[1], std::stoll(f[2])}] = {std::stod(f[3]),
-                                           std::stoull(f[4]), std::stod(f[5]),
-                                           std::stod(f[6])};
-  }
-  return out;
-}
-
-// Checks `got` == `want` series by series, naming each difference.
-void check_same(const samples_by_series& got, const samples_by_series& want,
-                const char* backend) {
-  std::string name = backend;
-  CAPTURE(name);
-  CHECK(got.size() == want.size());
-  for (auto& [k, xs] : want) {
-    CAPTURE(k.first);
-    CAPTURE(k.second);
-    auto it = got.find(k);
-    REQUIRE(it != got.end());
-    CHECK(it->second.size() == xs.size());
-    if (it->second.size() != xs.size())
-      for (auto& [ts, v] : xs)
-        MESSAGE("want ", ts, " ", v, " got ",
-                std::count_if(it->second.begin(), it->second.end(),
-                              [&](auto& x) { return x.first == ts; }));
-    for (size_t i = 0; i < std::min(xs.size(), it->second.size()); ++i) {
-      CHECK(it->second[i].first == xs[i].first);
-      CHECK(it->second[i].second == xs[i].second);
-    }
-  }
-}
-
-bool sinks_drained(uint16_t console,
-                   std::vector<const char*> sinks = {"sink_victoria",
-                                                     "sink_clickhouse",
-                                                     "sink_loki",
-                                                     "sink_fleet"}) {
-  auto st = console_status(console);
-  if (!st)
-    return false;
-  for (auto sink : sinks)
-    if (counter(*st, sink, "lag_entries") != 0
-        || counter(*st, sink, "written") <= 0)
-      return false;
-  return true;
-}
-
-// VictoriaMetrics: every sample once, with its org and device, none dropped.
-void check_vm(vm_server& vm, const samples_by_series& want) {
-  // VictoriaMetrics answers 204 before every accepted row is searchable,
-  // even after /internal/force_flush: poll until the count is reached (or
-  // passed: a duplicate then fails below).
-  samples_by_series in_vm;
-  auto t0 = std::chrono::steady_clock::now();
-  CHECK(eventually(
-    [&] { return total(in_vm = vm_samples(vm)) >= total(want); }, 10s));
-  MESSAGE("VictoriaMetrics showed every sample after ",
-          std::chrono::duration_cast<std::chrono::milliseconds>(
-            std::chrono::steady_clock::now() - t0)
-            .count(),
-          " ms");
-  check_same(in_vm, want, "VictoriaMetrics");
-  CHECK(vm_dropped_rows(vm) == 0);
-}
-
-// Hourly rollups exact (sum to rounding: summed in another order); returns
-// how many.
-size_t check_rollups(rollups got_rollups, const samples_by_series& want) {
-  auto want_rollups = expected_rollups(want);
-  REQUIRE(got_rollups.size() == want_rollups.size());
-  for (auto& [k, w] : want_rollups) {
-    CAPTURE(std::get<0>(k));
-    auto& g = got_rollups[k];
-    CHECK(g.count == w.count);
-    CHECK(g.min == w.min);
-    CHECK(g.max == w.max);
-    CHECK(g.sum == doctest::Approx(w.sum).epsilon(1e-12));
-    CHECK(g.sum / g.count == doctest::Approx(w.sum / w.count).epsilon(1e-12));
-  }
-  return want_rollups.size();
-}
-
-// ClickHouse: raw rows once, hourly rollups exact; returns the rollups.
-size_t check_ch(ch_server& ch, const samples_by_series& want) {
-  check_same(ch_samples(ch), want, "ClickHouse");
-  return check_rollups(ch_rollups(ch), want);
-}
 
 // The fleet view in the node's store (read through the fleet sink's own
 // readers): hourly aggregates exact and once, and per series the device's
@@ -377,9 +160,11 @@ TEST_CASE("a device's metrics and logs reach VictoriaMetrics, ClickHouse "
     read_file(tmp.path() + "/cloud.log"));
   auto want = device_samples(dev_db);
   REQUIRE(total(want) > 0);
-  check_vm(*vm, want);
-  auto hours = check_ch(*ch, want);
-  auto lines = check_loki(loki, dev_db);
+  stack_device who{"acme", "dev"};
+  check_vm(*vm, who, want);
+  auto hours = check_ch(*ch, who, want);
+  auto lines = check_loki(loki, who, dev_db);
+  CHECK(lines == static_cast<size_t>(rounds * lines_per_round));
   fleet_sink_config where;
   where.db_path = tmp.path() + "/cloud/cloud.db";
   auto fleet_hours = check_fleet(where, want);

@@ -79,6 +79,9 @@ process::process(std::string prog, std::vector<std::string> args,
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
+    // Nor the test's descriptors: a listener it holds (a stand-in server)
+    // would outlive the test's close of it in every child.
+    ::close_range(3, ~0U, 0);
     std::vector<char*> argv;
     argv.push_back(prog.data());
     for (auto& a : args)
