@@ -32,6 +32,16 @@ public:
   virtual std::chrono::milliseconds durable_after() const {
     return std::chrono::milliseconds{0};
   }
+  /// Notes which server process takes the writes that follow (called
+  /// before the first write not yet durable); most backends need nothing.
+  virtual void watch() {
+  }
+  /// Whether the process watch() noted still holds every write since (no
+  /// restart lost them); false also when it cannot tell. Notes the current
+  /// process for the next call. Called before the cursor is saved.
+  virtual bool unchanged() {
+    return true;
+  }
 };
 
 } // namespace fleetd

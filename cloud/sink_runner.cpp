@@ -87,16 +87,37 @@ bool hold_lease(self_ptr self, int64_t now) {
   return *got;
 }
 
+// A backend that may have lost what it accepted but had not made durable
+// (VictoriaMetrics killed or restarted): read again from the persisted cursor.
+void rewind(self_ptr self, const char* why) {
+  auto& st = self->state;
+  if (st.unsettled.empty())
+    return;
+  ++st.rewinds;
+  log_info("sink_runner", st.sink, ": rewriting ", st.unsettled.size(),
+           " write(s) not yet durable after ", why);
+  st.cursor = st.saved;
+  st.unsettled.clear();
+  st.pending = journal_chunk{};
+}
+
 // Persists the newest position accepted at least the backend's
-// durable_after ago, and deletes what every enabled sink passed.
+// durable_after ago, once the backend confirms no restart lost it (checked
+// at most every quarter window), and deletes what every enabled sink passed.
 caf::error settle(self_ptr self, int64_t now) {
   auto& st = self->state;
   auto window = st.cfg.backend->durable_after().count();
   auto n_due = std::find_if(st.unsettled.begin(), st.unsettled.end(),
                             [&](auto& u) { return u.first > now - window; })
                - st.unsettled.begin();
-  if (n_due == 0)
+  if (n_due == 0 || now - st.checked_ms < window / 4)
     return caf::none;
+  st.checked_ms = now;
+  if (!st.cfg.backend->unchanged()) {
+    ++st.restarts;
+    rewind(self, "a server restart (or one it cannot rule out)");
+    return caf::none;
+  }
   auto to = st.unsettled[n_due - 1].second;
   if (auto err = st.reader->advance(st.sink, to))
     return err;
@@ -117,20 +138,6 @@ caf::error passed(self_ptr self, journal_cursor to, int64_t now) {
   return settle(self, now);
 }
 
-// A backend that failed may have lost what it accepted but had not made
-// durable (VictoriaMetrics killed): read again from the persisted cursor.
-void rewind(self_ptr self) {
-  auto& st = self->state;
-  if (st.unsettled.empty())
-    return;
-  ++st.rewinds;
-  log_info("sink_runner", st.sink, ": rewriting ", st.unsettled.size(),
-           " write(s) not yet durable after a failure");
-  st.cursor = st.saved;
-  st.unsettled.clear();
-  st.pending = journal_chunk{};
-}
-
 // A write failed in a way a retry may fix: back off, maybe open the breaker.
 std::chrono::milliseconds failed(self_ptr self, const caf::error& err,
                                  int64_t now) {
@@ -139,7 +146,7 @@ std::chrono::milliseconds failed(self_ptr self, const caf::error& err,
   ++st.retries;
   st.last_error = render(err);
   ++st.failures;
-  rewind(self);
+  rewind(self, "a failure");
   if (st.failures >= st.cfg.breaker_threshold) {
     if (st.open_until_ms == 0) {
       ++st.breaker_opened;
@@ -180,6 +187,9 @@ std::chrono::milliseconds write_pending(self_ptr self, int64_t now) {
   if (st.one_by_one)
     one.push_back(xs[st.next]);
   auto& batch = st.one_by_one ? one : xs;
+  // The first write of a window: the server process it goes to is noted.
+  if (st.unsettled.empty() && st.cfg.backend->durable_after().count() > 0)
+    st.cfg.backend->watch();
   auto err = batch.empty() ? caf::error{} : st.cfg.backend->write(batch);
   ++st.writes;
   if (err && !is_error(err, ec::invalid_record))
@@ -267,6 +277,7 @@ actor_stats stats_of(sink_runner_state& st) {
   c["cursor"] = st.cursor.id;
   c["saved_cursor"] = st.saved.id;
   c["rewinds"] = st.rewinds;
+  c["restarts"] = st.restarts;
   return out;
 }
 

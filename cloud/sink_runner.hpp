@@ -71,6 +71,10 @@ struct sink_runner_state {
   std::deque<std::pair<int64_t, journal_cursor>> unsettled;
   /// Outages that sent the cursor back to `saved` (unsettled writes lost).
   int64_t rewinds = 0;
+  /// Saves refused because the backend restarted (or could not tell).
+  int64_t restarts = 0;
+  /// Steady ms of the last save check (backend unchanged()).
+  int64_t checked_ms = INT64_MIN / 2;
   /// Read but not yet accepted by the backend (kept across retries).
   journal_chunk pending;
   /// Set after an invalid_record refusal: the chunk goes one entry at a
@@ -98,8 +102,9 @@ struct sink_runner_state {
 
 /// One sink: reads the journal after its persisted cursor in chunks,
 /// writes each to its backend, persists the cursor once the backend
-/// accepted it durably (durable_after; a failure before that rewrites from
-/// the persisted cursor), and deletes rows every enabled sink passed. Retryable
+/// accepted it durably (durable_after, and the backend's server has not
+/// restarted since: unchanged(); a failure or a restart before that
+/// rewrites from the persisted cursor), and deletes rows every enabled sink passed. Retryable
 /// errors back off (full jitter) and open a breaker; ec::invalid_record
 /// entries are counted and skipped; undecodable rows are counted and
 /// skipped. Drains only while it holds the sink's lease. Spawn detached.

@@ -35,8 +35,9 @@ struct vm_sink_config {
   /// The server's -maxLabelValueLen: it truncates longer values silently.
   int64_t max_label_value_bytes = 16 * 1024;
   /// How long the server may hold accepted rows in memory only: a write is
-  /// counted durable (its journal cursor saved) this long after its 204.
-  std::chrono::milliseconds durable_after{5000};
+  /// counted durable (its journal cursor saved) this long after its 204,
+  /// once /metrics shows the same server process (single node).
+  std::chrono::milliseconds durable_after{15000};
 };
 
 /// Declares sinks.victoria.*.
@@ -62,6 +63,10 @@ struct vm_sink_stats {
   int64_t samples = 0;
   /// Samples not sent, by reason (nan, label_name, metric_name, ...).
   std::map<std::string, int64_t> refused;
+  /// Restart checks that found another server process (or no answer).
+  int64_t restarts = 0;
+  /// Restart checks /metrics could not answer (protected): window only.
+  int64_t restart_unchecked = 0;
   /// The last refusal or error, for logs.
   std::string last_problem;
 };

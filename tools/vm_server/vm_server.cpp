@@ -122,6 +122,13 @@ void vm_server::stop() {
   pid_ = 0;
 }
 
+void vm_server::kill() {
+  if (holder_)
+    holder_->client.close();
+  fleetd::stop(pid_, SIGKILL);
+  pid_ = 0;
+}
+
 bool vm_server::restart(failure& fail) {
   stop();
   return launch(fail);

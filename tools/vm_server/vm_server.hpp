@@ -38,6 +38,9 @@ public:
 
   /// Stops the server (SIGTERM, then SIGKILL); its data stays.
   void stop();
+  /// Kills the server (SIGKILL: rows it held in memory only are lost); its
+  /// data stays.
+  void kill();
   /// Starts it again on the same port and data; false with `fail`.
   bool restart(failure& fail);
 
