@@ -425,8 +425,9 @@ TEST_CASE("devices see 503 with retry_after_ms only past journal.max-bytes, "
   vm_server::failure failed;
   REQUIRE_MESSAGE(s.vm->restart(failed), failed.why);
   check_everything_once(s, dev, "bound-dev");
-  // Rows are deleted once VictoriaMetrics holds them durably (5 s).
-  CHECK(eventually([&] { return journal_bytes() < bound; }, 15s));
+  // Rows are deleted once VictoriaMetrics holds them durably
+  // (sinks.victoria.durable-after, 15 s).
+  CHECK(eventually([&] { return journal_bytes() < bound; }, 30s));
   MESSAGE(s.stat("ingest", "rejected_journal_full"),
           " batches refused journal_full in all, ",
           s.stat("sink_victoria", "pruned"), " journal rows pruned");
