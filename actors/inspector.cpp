@@ -50,6 +50,24 @@ caf::result<T> forward(inspector_ptr self, const Dest& dest, Timeout timeout,
   return rp;
 }
 
+// What to show for actor `i` that did not answer: a stuck one (timeout)
+// keeps its last figures, marked with their age (stale_ms).
+actor_stats unanswered(inspector_ptr self, size_t i, const caf::error& err) {
+  auto& st = self->state;
+  actor_stats out;
+  out.name = st.cfg.actors[i].first;
+  out.state = "unresponsive: " + render(err);
+  auto& [at, known] = st.last[i];
+  if (at < 0 || err != caf::sec::request_timeout)
+    return out;
+  auto age = st.cfg.clock->now_ms() - at;
+  out = known;
+  out.state = "unresponsive: " + render(err) + "; last answer "
+              + std::to_string(age) + " ms ago: " + known.state;
+  out.counters["stale_ms"] = age;
+  return out;
+}
+
 // Every registered actor's statistics, in registration order; an actor that
 // does not answer in time is listed as unresponsive.
 caf::result<node_status> gather_status(inspector_ptr self) {
@@ -63,23 +81,24 @@ caf::result<node_status> gather_status(inspector_ptr self) {
   out->actors.resize(st.cfg.actors.size());
   if (st.cfg.actors.empty())
     return *out;
+  st.last.resize(st.cfg.actors.size(), {-1, actor_stats{}});
   auto rp = self->make_response_promise<node_status>();
   auto pending = std::make_shared<size_t>(st.cfg.actors.size());
   for (size_t i = 0; i < st.cfg.actors.size(); ++i) {
-    auto name = st.cfg.actors[i].first;
     auto done = [out, pending, rp, i](actor_stats stats) mutable {
       out->actors[i] = std::move(stats);
       if (--*pending == 0)
         rp.deliver(*out);
     };
     self->request(st.cfg.actors[i].second, ask_timeout, stats_atom::value)
-      .then([done](actor_stats& stats) mutable { done(std::move(stats)); },
-            [done, name](caf::error& err) mutable {
-              actor_stats stats;
-              stats.name = name;
-              stats.state = "unresponsive: " + render(err);
-              done(std::move(stats));
-            });
+      .then(
+        [self, done, i](actor_stats& stats) mutable {
+          self->state.last[i] = {self->state.cfg.clock->now_ms(), stats};
+          done(std::move(stats));
+        },
+        [self, done, i](caf::error& err) mutable {
+          done(unanswered(self, i, err));
+        });
   }
   return rp;
 }

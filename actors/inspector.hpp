@@ -34,6 +34,9 @@ caf::error validate(const inspector_config& x);
 struct inspector_state {
   inspector_config cfg;
   int64_t started_ms = 0;
+  /// Per registered actor (same order): its last answer and when (-1:
+  /// none), served while it is stuck past the ask deadline.
+  std::vector<std::pair<int64_t, actor_stats>> last;
   static inline const char* name = "inspector";
 };
 

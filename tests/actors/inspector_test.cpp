@@ -115,6 +115,29 @@ silent(stats_actor::stateful_pointer<silent_state> self) {
   };
 }
 
+struct once_state {
+  bool answered = false;
+  std::vector<caf::typed_response_promise<actor_stats>> held;
+  static inline const char* name = "once";
+};
+
+/// Answers the first request, then gets stuck like silent (a sink runner
+/// in a hung backend call).
+stats_actor::behavior_type
+answers_once(stats_actor::stateful_pointer<once_state> self, actor_stats st) {
+  return {
+    [self, st](stats_atom) -> caf::result<actor_stats> {
+      if (!self->state.answered) {
+        self->state.answered = true;
+        return st;
+      }
+      auto rp = self->make_response_promise<actor_stats>();
+      self->state.held.push_back(rp);
+      return rp;
+    },
+  };
+}
+
 device_infos sample_devices() {
   device_info a;
   a.device_id = "dev-a";
@@ -304,6 +327,30 @@ TEST_CASE("an actor that never answers is reported unresponsive and the "
   CHECK(st->actors[1].state.rfind("unresponsive", 0) == 0);
   CHECK(st->actors[1].counters.empty());
   check_stats(st->actors[2], after);
+}
+
+TEST_CASE("an actor stuck past the deadline keeps its last figures, marked "
+          "with their age") {
+  inspector_fixture f;
+  auto c = f.config();
+  auto known = make_stats("sink_victoria", "draining", 5);
+  c.actors = {{"sink_victoria", f.keep(f.sys->spawn(answers_once, known))}};
+  auto insp = f.spawn_inspector(c);
+  auto first = f.status(insp);
+  REQUIRE(first);
+  check_stats(first->actors[0], known);
+  f.clock->advance(1500);
+  auto st = f.status(insp);
+  REQUIRE(st);
+  REQUIRE(st->actors.size() == 1);
+  auto& got = st->actors[0];
+  INFO("state: " << got.state);
+  CHECK(got.state.rfind("unresponsive", 0) == 0);
+  CHECK(got.state.find("last answer 1500 ms ago: draining")
+        != std::string::npos);
+  CHECK(got.counters["stale_ms"] == 1500);
+  got.counters.erase("stale_ms");
+  CHECK(got.counters == known.counters);
 }
 
 TEST_CASE("an actor that is gone is reported unresponsive without waiting") {
