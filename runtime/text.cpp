@@ -57,4 +57,44 @@ int hex_digit(char c) {
   return -1;
 }
 
+std::string query_string(std::string_view x) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out = "\"";
+  for (char c : x) {
+    auto b = static_cast<unsigned char>(c);
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (b < 0x20 || b == 0x7f) {
+      out += "\\x";
+      out += digits[b >> 4];
+      out += digits[b & 15];
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::string url_escape(std::string_view x) {
+  static constexpr char digits[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(x.size());
+  for (char c : x) {
+    auto b = static_cast<unsigned char>(c);
+    if ((b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z')
+        || (b >= '0' && b <= '9') || c == '-' || c == '.' || c == '_'
+        || c == '~') {
+      out += c;
+    } else {
+      out += '%';
+      out += digits[b >> 4];
+      out += digits[b & 15];
+    }
+  }
+  return out;
+}
+
 } // namespace fleetd

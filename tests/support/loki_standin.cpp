@@ -104,13 +104,6 @@ std::optional<int64_t> parse_timestamp(const json_value& v) {
   return static_cast<int64_t>(v.text[0] == '-' ? -x : x);
 }
 
-const json_value* member(const json_value& obj, const std::string& key) {
-  for (auto& [k, v] : obj.members)
-    if (k == key)
-      return &v;
-  return nullptr;
-}
-
 // One "values" item: [timestamp, line]; Loki 3's optional third element
 // (structured metadata) is refused, as Loki does while it is disabled.
 std::optional<std::string> decode_value(const json_value& v, loki_entry& out) {
@@ -155,7 +148,7 @@ std::optional<std::string> decode_push(const json_value& doc,
                                        std::vector<decoded_stream>& out) {
   if (doc.kind != json_value::object_v)
     return "push body must be a JSON object";
-  auto streams = member(doc, "streams");
+  auto streams = json_member(doc, "streams");
   if (!streams || streams->kind == json_value::null_v)
     return std::nullopt;
   if (streams->kind != json_value::array_v)
@@ -164,10 +157,10 @@ std::optional<std::string> decode_push(const json_value& doc,
     if (s.kind != json_value::object_v)
       return "each stream must be an object";
     decoded_stream d;
-    if (auto labels = member(s, "stream"))
+    if (auto labels = json_member(s, "stream"))
       if (auto why = decode_labels(*labels, d.s.labels, d.duplicate_label))
         return why;
-    auto values = member(s, "values");
+    auto values = json_member(s, "values");
     if (values && values->kind != json_value::array_v)
       return "values must be an array";
     for (size_t i = 0; values && i < values->items.size(); ++i) {

@@ -1,8 +1,8 @@
-#include "support/loki_json.hpp"
+#include "runtime/json_reader.hpp"
 
 #include <cstdint>
 
-namespace fleetd::test {
+namespace fleetd {
 
 namespace {
 
@@ -271,4 +271,13 @@ std::optional<json_value> parse_json(const std::string& text,
   return parser{text}.run(why);
 }
 
-} // namespace fleetd::test
+const json_value* json_member(const json_value& obj, const std::string& key) {
+  if (obj.kind != json_value::object_v)
+    return nullptr;
+  for (auto& [k, v] : obj.members)
+    if (k == key)
+      return &v;
+  return nullptr;
+}
+
+} // namespace fleetd
