@@ -78,6 +78,27 @@ std::string query_string(std::string_view x) {
   return out + "\"";
 }
 
+bool url_unescape(std::string_view in, std::string& out) {
+  out.clear();
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '+') {
+      out += ' ';
+    } else if (in[i] != '%') {
+      out += in[i];
+    } else {
+      if (i + 2 >= in.size())
+        return false;
+      auto hi = hex_digit(in[i + 1]);
+      auto lo = hex_digit(in[i + 2]);
+      if (hi < 0 || lo < 0)
+        return false;
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    }
+  }
+  return true;
+}
+
 std::string url_escape(std::string_view x) {
   static constexpr char digits[] = "0123456789ABCDEF";
   std::string out;

@@ -27,6 +27,10 @@ std::string url_escape(std::string_view x);
 /// escaped, other control bytes as \xHH, so no text leaves the string.
 std::string query_string(std::string_view x);
 
+/// `in` with %XX and '+' decoded into `out`; false on a truncated or
+/// non-hex escape.
+bool url_unescape(std::string_view in, std::string& out);
+
 /// At most `max` bytes of `x`, each byte outside printable ASCII as '?': safe
 /// in a header, a protobuf string or a log line whatever `x` came from.
 std::string printable(std::string_view x, size_t max);
