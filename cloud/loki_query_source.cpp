@@ -44,7 +44,7 @@ public:
   logs(const logs_query& q) override;
 
 private:
-  caf::error read(const json_value& doc, std::vector<query_log_line>& out);
+  caf::error read(const json_node& doc, std::vector<query_log_line>& out);
 
   std::string path_;
   http_client client_;
@@ -84,24 +84,24 @@ loki_query_source::logs(const logs_query& q) {
   return out;
 }
 
-caf::error loki_query_source::read(const json_value& doc,
+caf::error loki_query_source::read(const json_node& doc,
                                    std::vector<query_log_line>& out) {
   auto* result = json_member(doc, "data");
   result = result ? json_member(*result, "result") : nullptr;
-  if (!result || result->kind != json_value::array_v)
+  if (!result || result->kind != json_node::array_v)
     return bad_answer("no data.result array");
   for (auto& s : result->items) {
     auto* stream = json_member(s, "stream");
     auto* values = json_member(s, "values");
-    if (!stream || !values || values->kind != json_value::array_v)
+    if (!stream || !values || values->kind != json_node::array_v)
       return bad_answer("a stream without labels or values");
     label_map labels;
     for (auto& [k, v] : stream->members)
       if (k != "device_id")
         labels[k] = v.text;
     for (auto& v : values->items) {
-      if (v.items.size() != 2 || v.items[0].kind != json_value::string_v
-          || v.items[1].kind != json_value::string_v)
+      if (v.items.size() != 2 || v.items[0].kind != json_node::string_v
+          || v.items[1].kind != json_node::string_v)
         return bad_answer("a value is not [\"<ns>\", \"<line>\"]");
       auto& ts = v.items[0].text;
       int64_t ns = 0;

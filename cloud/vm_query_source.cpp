@@ -61,11 +61,11 @@ void set(step_point& p, agg a, double v) {
 }
 
 // The labels of one answered series as the device sent them.
-label_map device_labels(const json_value& metric) {
+label_map device_labels(const json_node& metric) {
   label_map out;
   for (auto& [k, v] : metric.members) {
     auto name = vm_device_label(k);
-    if (!name.empty() && name != "__name__" && v.kind == json_value::string_v)
+    if (!name.empty() && name != "__name__" && v.kind == json_node::string_v)
       out[name] = v.text;
   }
   return out;
@@ -98,7 +98,7 @@ private:
   caf::error fetch(const vm_target& t, const series_query& q, agg a,
                    int64_t first_ms, int64_t last_ms, int64_t window_ms,
                    step_map& out);
-  caf::error read(const json_value& doc, agg a, int64_t window_ms,
+  caf::error read(const json_node& doc, agg a, int64_t window_ms,
                   step_map& out);
 
   vm_sink_config cfg_;
@@ -174,23 +174,23 @@ caf::error vm_query_source::fetch(const vm_target& t, const series_query& q,
   return read(*doc, a, window_ms, out);
 }
 
-caf::error vm_query_source::read(const json_value& doc, agg a,
+caf::error vm_query_source::read(const json_node& doc, agg a,
                                  int64_t window_ms, step_map& out) {
   auto* result = json_member(doc, "data");
   result = result ? json_member(*result, "result") : nullptr;
-  if (!result || result->kind != json_value::array_v)
+  if (!result || result->kind != json_node::array_v)
     return make_error(ec::decode_failed,
                       "VictoriaMetrics answered no data.result array");
   for (auto& s : result->items) {
     auto* metric = json_member(s, "metric");
     auto* values = json_member(s, "values");
-    if (!metric || !values || metric->kind != json_value::object_v
-        || values->kind != json_value::array_v)
+    if (!metric || !values || metric->kind != json_node::object_v
+        || values->kind != json_node::array_v)
       return make_error(ec::decode_failed, "VictoriaMetrics series without "
                                            "metric or values");
     auto& points = out[device_labels(*metric)];
     for (auto& v : values->items) {
-      if (v.items.size() != 2 || v.items[1].kind != json_value::string_v)
+      if (v.items.size() != 2 || v.items[1].kind != json_node::string_v)
         return make_error(ec::decode_failed, "VictoriaMetrics value is not "
                                              "[time, \"value\"]");
       auto ms = ms_of(v.items[0].text);

@@ -12,21 +12,21 @@
 
 namespace fleetd {
 
-struct json_value {
+struct json_node {
   enum kind_t { null_v, bool_v, number_v, string_v, array_v, object_v };
   kind_t kind = null_v;
   /// A string's decoded bytes, a number's literal, "true"/"false".
   std::string text;
-  std::vector<json_value> items;
+  std::vector<json_node> items;
   /// Members in document order; duplicates kept, for the caller to refuse.
-  std::vector<std::pair<std::string, json_value>> members;
+  std::vector<std::pair<std::string, json_node>> members;
 };
 
 /// The first member `key` of object `obj`; nullptr when `obj` is no object
 /// or has none.
-const json_value* json_member(const json_value& obj, const std::string& key);
+const json_node* json_member(const json_node& obj, const std::string& key);
 
 /// Parses `text` as one JSON document; on failure nullopt and `why`.
-std::optional<json_value> parse_json(const std::string& text, std::string& why);
+std::optional<json_node> parse_json(const std::string& text, std::string& why);
 
 } // namespace fleetd

@@ -6,7 +6,7 @@
 
 namespace fleetd::test {
 
-using fleetd::json_value;
+using json_value = fleetd::json_node;
 using fleetd::json_member;
 using fleetd::parse_json;
 
