@@ -274,9 +274,12 @@ caf::expected<query_source_ptr> open_query_source(const cloud_options& opt) {
   if (!readers)
     return readers.error();
   auto& r = *readers;
-  return make_routed_query_source({std::move(*store), r[query_role::series],
-                                   r[query_role::hourly_series],
-                                   r[query_role::logs]});
+  auto out = make_routed_query_source({std::move(*store),
+                                       r[query_role::series],
+                                       r[query_role::hourly_series],
+                                       r[query_role::logs]});
+  log_info("fleetd-cloud", "query API reads ", out->name());
+  return out;
 }
 
 // What the node opens before its actors: the stores it drives, blocking.
