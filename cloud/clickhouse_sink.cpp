@@ -311,22 +311,33 @@ caf::error clickhouse_sink::recompute(const touched_hours& touched) {
   return caf::none;
 }
 
+// One row per series and hour (labels, h, s, c, mn, mx): the row computed
+// from most points, as the sink's replays leave it.
+std::string clickhouse_sink::hours_sql(const std::string& org,
+                                       const std::string& device,
+                                       const std::string& metric,
+                                       int64_t from_s, int64_t to_s) const {
+  return "SELECT labels, toUInt32(hour) AS h, argMax(sum, points) AS s, "
+         "argMax(count, points) AS c, argMax(min, points) AS mn, "
+         "argMax(max, points) AS mx FROM "
+         + table(cfg_, "rollup_hourly") + " WHERE org_id = " + ch_literal(org)
+         + " AND device_id = " + ch_literal(device)
+         + " AND metric = " + ch_literal(metric) + " AND hour >= toDateTime("
+         + std::to_string(std::max<int64_t>(from_s, 0))
+         + ") AND hour < toDateTime("
+         + std::to_string(std::clamp<int64_t>(to_s, 0, max_ts_ms / 1000))
+         + ") GROUP BY labels, hour";
+}
+
 caf::expected<std::vector<rollup_point>>
 clickhouse_sink::rollup_query(const std::string& org, const std::string& device,
                               const std::string& metric, int64_t from_s,
                               int64_t to_s) {
-  auto sql = "SELECT labels, toUInt32(hour), argMax(sum, points), "
-             "argMax(count, points), argMax(min, points), argMax(max, "
-             "points) FROM "
-             + table(cfg_, "rollup_hourly") + " WHERE org_id = "
-             + ch_literal(org) + " AND device_id = " + ch_literal(device)
-             + " AND metric = " + ch_literal(metric)
-             + " AND hour >= toDateTime(" + std::to_string(std::max<int64_t>(from_s, 0))
-             + ") AND hour < toDateTime("
-             + std::to_string(std::clamp<int64_t>(to_s, 0, max_ts_ms / 1000))
-             + ") GROUP BY labels, hour ORDER BY labels, hour LIMIT "
-             + std::to_string(max_points) + " FORMAT TabSeparated";
-  auto rows = rollup_rows(sql, max_points);
+  auto rows = rollup_rows(hours_sql(org, device, metric, from_s, to_s)
+                            + " ORDER BY labels, h LIMIT "
+                            + std::to_string(max_points)
+                            + " FORMAT TabSeparated",
+                          max_points);
   if (!rows)
     return rows.error();
   return std::move(rows->points);
@@ -361,24 +372,19 @@ clickhouse_sink::rollup_steps(const std::string& org, const std::string& device,
                               const std::string& metric, int64_t from_s,
                               int64_t to_s, int64_t step_s,
                               int64_t max_points) {
+  auto hours = hours_sql(org, device, metric, from_s, to_s);
   auto from = std::to_string(std::max<int64_t>(from_s, 0));
   auto step = std::to_string(std::max<int64_t>(step_s, 3600));
-  // One row per series and hour first (the row of most points, as
-  // rollup_query), then the hours of a step summed; min and max over the
-  // hours that held a finite sample.
-  auto sql = "SELECT labels, " + from + " + k * " + step
-             + ", sum(s), sum(c), minIf(mn, c > 0), maxIf(mx, c > 0) FROM "
-               "(SELECT labels, intDiv(toUInt32(hour) - " + from + ", " + step
-             + ") AS k, argMax(sum, points) AS s, argMax(count, points) AS "
-               "c, argMax(min, points) AS mn, argMax(max, points) AS mx FROM "
-             + table(cfg_, "rollup_hourly") + " WHERE org_id = "
-             + ch_literal(org) + " AND device_id = " + ch_literal(device)
-             + " AND metric = " + ch_literal(metric)
-             + " AND hour >= toDateTime(" + from + ") AND hour < toDateTime("
-             + std::to_string(std::clamp<int64_t>(to_s, 0, max_ts_ms / 1000))
-             + ") GROUP BY labels, hour) GROUP BY labels, k ORDER BY labels, "
-               "k LIMIT " + std::to_string(max_points + 1)
-             + " FORMAT TabSeparated";
+  // Hour steps are the hourly rows themselves; longer steps sum them (min
+  // and max over the hours that held a finite sample).
+  auto sql = step_s <= 3600
+               ? hours
+               : "SELECT labels, " + from + " + intDiv(h - " + from + ", "
+                   + step + ") * " + step + " AS k, sum(s), sum(c), "
+                   "minIf(mn, c > 0), maxIf(mx, c > 0) FROM (" + hours
+                   + ") GROUP BY labels, k";
+  sql += std::string{" ORDER BY labels, "} + (step_s <= 3600 ? "h" : "k")
+         + " LIMIT " + std::to_string(max_points + 1) + " FORMAT TabSeparated";
   auto rows = rollup_rows(sql, static_cast<size_t>(max_points) + 1);
   if (!rows)
     return rows.error();

@@ -110,6 +110,10 @@ private:
     bool truncated = false;
   };
 
+  std::string hours_sql(const std::string& org, const std::string& device,
+                        const std::string& metric, int64_t from_s,
+                        int64_t to_s) const;
+
   // The rows of a rollup SELECT (labels, hour, sum, count, min, max).
   caf::expected<rollup_answer> rollup_rows(const std::string& sql,
                                            size_t max_rows);

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <tuple>
 
 #include <caf/typed_event_based_actor.hpp>
 #include <doctest/doctest.h>
@@ -51,15 +52,11 @@ std::string num(int64_t x) {
   return std::to_string(x);
 }
 
+// What the sinks read of an entry: its journal id, org and device.
 journal_entry entry(int64_t id, const std::string& org,
                     const std::string& device) {
   journal_entry e;
-  e.id = id;
-  e.org = org;
-  e.device = device;
-  e.stream = "metrics";
-  e.epoch = "e1";
-  e.sequence = id;
+  std::tie(e.id, e.org, e.device) = std::tie(id, org, device);
   return e;
 }
 
@@ -185,16 +182,8 @@ struct door : test::cloud_fixture {
     qcfg.source = std::move(source);
     qcfg.max_range = 24h;
     qry = keep(sys->spawn<caf::detached>(query, qcfg));
-    endpoint = std::make_unique<ingest_endpoint>(*sys, ingest_actor{},
-                                                 http_limits{}, health_actor{},
-                                                 query_api{ten, qry});
-    ingest_endpoint_config cfg;
-    cfg.host = "127.0.0.1";
-    cfg.port = 0;
-    cfg.insecure = true;
-    auto port = endpoint->start(cfg);
-    REQUIRE_MESSAGE(port, render(port.error()));
-    client = std::make_unique<http_client>("127.0.0.1", *port, 10s, 1 << 22);
+    client = std::make_unique<http_client>(
+      "127.0.0.1", open_query_door(ten, qry), 10s, 1 << 22);
   }
 
   ~door() {
@@ -220,6 +209,25 @@ query_source_ptr empty_store(test::scratch_dir& dir) {
 std::string range(int64_t from, int64_t to) {
   return "&from=" + num(from) + "&to=" + num(to);
 }
+
+// The backends written, and the door in front of them; `door` is null when
+// the case skips (skip() has been called then).
+struct backends_case {
+  stack s;
+  test::scratch_dir dir{"fleetd-routed"};
+  std::unique_ptr<door> d;
+
+  backends_case() {
+    std::string why;
+    if (!s.open(why)) {
+      test::skip(why);
+      return;
+    }
+    s.readers.store = empty_store(dir);
+    d = std::make_unique<door>(make_routed_query_source(s.readers),
+                               s.t + 3 * hour_ms);
+  }
+};
 
 } // namespace
 
@@ -268,14 +276,11 @@ TEST_CASE("hostile text stays inside the selectors' strings") {
 
 TEST_CASE("the query API answers from VictoriaMetrics, ClickHouse rollups "
           "and Loki, each exactly as the store would") {
-  stack s;
-  std::string why;
-  if (!s.open(why))
-    return test::skip(why);
-  test::scratch_dir dir{"fleetd-routed"};
-  s.readers.store = empty_store(dir);
-  door d{make_routed_query_source(s.readers), s.t + 3 * hour_ms};
-  auto t = s.t;
+  backends_case c;
+  if (!c.d)
+    return;
+  auto& d = *c.d;
+  auto t = c.s.t;
   // 10 min steps: one sample each, from VictoriaMetrics.
   auto fine = d.get("/v1/query?metric=cpu&device=dev&step=10m"
                       + range(t, t + 2 * hour_ms),
@@ -324,14 +329,11 @@ TEST_CASE("the query API answers from VictoriaMetrics, ClickHouse rollups "
 
 TEST_CASE("an org's token never returns another org's series, rollups or "
           "lines from the backends, whatever the query text") {
-  stack s;
-  std::string why;
-  if (!s.open(why))
-    return test::skip(why);
-  test::scratch_dir dir{"fleetd-routed"};
-  s.readers.store = empty_store(dir);
-  door d{make_routed_query_source(s.readers), s.t + 3 * hour_ms};
-  auto r = range(s.t, s.t + 2 * hour_ms);
+  backends_case c;
+  if (!c.d)
+    return;
+  auto& d = *c.d;
+  auto r = range(c.s.t, c.s.t + 2 * hour_ms);
   // zenith's own token sees its rows everywhere: the checks below can fail.
   for (auto step : {"10m", "1h"})
     CHECK(d.get("/v1/query?metric=secret&device=zdev&step=" + std::string{step}

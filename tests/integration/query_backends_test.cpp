@@ -101,46 +101,75 @@ std::vector<std::string> device_args(const std::string& dir, uint16_t port,
           "--sync.backoff-cap=300ms"};
 }
 
+// A fleetd-cloud whose three sinks write the servers, orgs acme and zenith
+// with API tokens (<tmp>/<org>.token), and acme's device "dev" synced.
+struct synced_node {
+  std::unique_ptr<vm_server> vm;
+  ch_server* ch = nullptr;
+  loki_standin loki;
+  temp_dir tmp;
+  std::unique_ptr<process> cloud;
+  std::unique_ptr<process> device;
+  uint16_t ingest = 0;
+
+  // False (with `why`) when a server cannot run here.
+  bool start(std::string& why) {
+    vm = start_vm(why);
+    ch = vm ? shared_ch_server(why) : nullptr;
+    if (!vm || !ch)
+      return false;
+    auto loki_port = loki.start();
+    REQUIRE(loki_port);
+    auto cloud_dir = tmp.path() + "/cloud";
+    cloud = std::make_unique<process>(
+      program("fleetd-cloud"),
+      std::vector<std::string>{
+        "--node.data-dir=" + cloud_dir, "--ingest.port=0", "--console.port=0",
+        "--sinks.victoria.url=" + vm->url(),
+        "--sinks.clickhouse.url=" + ch->url(),
+        "--sinks.loki.url=http://127.0.0.1:" + std::to_string(*loki_port)},
+      tmp.path() + "/cloud.log");
+    ingest = port_from(cloud_dir + "/ingest.port");
+    auto console = port_from(cloud_dir + "/console.port");
+    REQUIRE_MESSAGE(ingest != 0, read_file(tmp.path() + "/cloud.log"));
+    for (auto org : {"acme", "zenith"}) {
+      REQUIRE(fleetctl(tmp.path(), console, {"org", "create", org}).first == 0);
+      write_file(tmp.path() + "/" + org + ".token",
+                 fleetctl_secret(tmp.path(), console,
+                                 {"token", "create", "--org", org}));
+    }
+    sync_device(console);
+    return true;
+  }
+
+  void sync_device(uint16_t console) {
+    auto enroll = fleetctl_secret(tmp.path(), console,
+                                  {"enroll", "create", "--org", "acme"});
+    auto dir = tmp.path() + "/device";
+    device = std::make_unique<process>(program("fleetd"),
+                                       device_args(dir, ingest, enroll),
+                                       tmp.path() + "/device.log");
+    auto dev_console = port_from(dir + "/console.port");
+    REQUIRE(dev_console != 0);
+    REQUIRE_MESSAGE(device_synced_all(dev_console, dir + "/fleetd.db", rounds,
+                                      30s),
+                    read_file(tmp.path() + "/device.log"));
+  }
+};
+
 } // namespace
 
 TEST_CASE("fleetd-cloud answers whole hours from ClickHouse rollups and logs "
           "from Loki, only to the data's org") {
+  synced_node n;
   std::string why;
-  auto vm = start_vm(why);
-  auto* ch = vm ? shared_ch_server(why) : nullptr;
-  if (!vm || !ch)
+  if (!n.start(why))
     return skip(why);
-  loki_standin loki;
-  auto loki_port = loki.start();
-  REQUIRE(loki_port);
-  temp_dir tmp;
-  auto cloud_dir = tmp.path() + "/cloud";
-  process cloud{program("fleetd-cloud"),
-                {"--node.data-dir=" + cloud_dir, "--ingest.port=0",
-                 "--console.port=0", "--sinks.victoria.url=" + vm->url(),
-                 "--sinks.clickhouse.url=" + ch->url(),
-                 "--sinks.loki.url=http://127.0.0.1:"
-                   + std::to_string(*loki_port)},
-                tmp.path() + "/cloud.log"};
-  auto ingest = port_from(cloud_dir + "/ingest.port");
-  auto console = port_from(cloud_dir + "/console.port");
-  REQUIRE_MESSAGE(ingest != 0, read_file(tmp.path() + "/cloud.log"));
-  for (auto org : {"acme", "zenith"}) {
-    REQUIRE(fleetctl(tmp.path(), console, {"org", "create", org}).first == 0);
-    write_file(tmp.path() + "/" + org + ".token",
-               fleetctl_secret(tmp.path(), console,
-                               {"token", "create", "--org", org}));
-  }
-  auto enroll = fleetctl_secret(tmp.path(), console,
-                                {"enroll", "create", "--org", "acme"});
+  auto& tmp = n.tmp;
+  auto& loki = n.loki;
+  auto* ch = n.ch;
+  auto ingest = n.ingest;
   auto dev_dir = tmp.path() + "/device";
-  process device{program("fleetd"), device_args(dev_dir, ingest, enroll),
-                 tmp.path() + "/device.log"};
-  auto dev_console = port_from(dev_dir + "/console.port");
-  REQUIRE(dev_console != 0);
-  REQUIRE_MESSAGE(device_synced_all(dev_console, dev_dir + "/fleetd.db",
-                                    rounds, 30s),
-                  read_file(tmp.path() + "/device.log"));
   auto want = count_points(dev_dir + "/fleetd.db");
   REQUIRE(want.points.size() == 3);
   // Whole hours around the device's points: ClickHouse answers.
