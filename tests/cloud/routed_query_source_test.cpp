@@ -23,6 +23,7 @@
 #include "cloud/vm_query_source.hpp"
 #include "cloud_fixture.hpp"
 #include "helpers.hpp"
+#include "messages/error.hpp"
 #include "runtime/http_client.hpp"
 #include "runtime/text.hpp"
 #include "skip.hpp"
@@ -257,6 +258,32 @@ TEST_CASE("whole hours go to the rollups, other steps to VictoriaMetrics, "
   CHECK(route(only_store, {"o", "d", "m", 0, h, h}) == b.store);
   // Without any backend the store is the source itself.
   CHECK(make_routed_query_source({b.store, {}, {}, {}}) == b.store);
+}
+
+TEST_CASE("VictoriaMetrics is read on the single node, or through vmselect "
+          "in the org's own tenant") {
+  vm_sink_config single;
+  single.url = "http://vm:8428/prefix";
+  auto t = vm_query_target(single, "acme");
+  REQUIRE(t);
+  CHECK(t->host == "vm");
+  CHECK(t->path == "/prefix/api/v1/query_range");
+  vm_sink_config cluster;
+  cluster.url = "http://vminsert:8480/insert/{tenant}/prometheus";
+  cluster.tenants = "acme=7,zenith=8:2";
+  // Without a vmselect URL nothing can be read: the store answers.
+  CHECK(vm_query_target(cluster, "acme").error() == ec::bad_config);
+  auto none = open_vm_query_source(cluster);
+  REQUIRE(none);
+  CHECK(*none == nullptr);
+  cluster.select_url = "https://vmselect:8481/select/{tenant}/prometheus";
+  t = vm_query_target(cluster, "zenith");
+  REQUIRE(t);
+  CHECK(t->tls);
+  CHECK(t->port == 8481);
+  CHECK(t->path == "/select/8:2/prometheus/api/v1/query_range");
+  // An org without a tenant holds nothing there; it is never read elsewhere.
+  CHECK(vm_query_target(cluster, "other").error() == ec::invalid_record);
 }
 
 TEST_CASE("hostile text stays inside the selectors' strings") {
