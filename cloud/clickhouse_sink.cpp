@@ -311,27 +311,45 @@ caf::error clickhouse_sink::recompute(const touched_hours& touched) {
   return caf::none;
 }
 
+// One row per series and hour (labels, h, s, c, mn, mx): the row computed
+// from most points, as the sink's replays leave it.
+std::string clickhouse_sink::hours_sql(const std::string& org,
+                                       const std::string& device,
+                                       const std::string& metric,
+                                       int64_t from_s, int64_t to_s) const {
+  return "SELECT labels, toUInt32(hour) AS h, argMax(sum, points) AS s, "
+         "argMax(count, points) AS c, argMax(min, points) AS mn, "
+         "argMax(max, points) AS mx FROM "
+         + table(cfg_, "rollup_hourly") + " WHERE org_id = " + ch_literal(org)
+         + " AND device_id = " + ch_literal(device)
+         + " AND metric = " + ch_literal(metric) + " AND hour >= toDateTime("
+         + std::to_string(std::max<int64_t>(from_s, 0))
+         + ") AND hour < toDateTime("
+         + std::to_string(std::clamp<int64_t>(to_s, 0, max_ts_ms / 1000))
+         + ") GROUP BY labels, hour";
+}
+
 caf::expected<std::vector<rollup_point>>
 clickhouse_sink::rollup_query(const std::string& org, const std::string& device,
                               const std::string& metric, int64_t from_s,
                               int64_t to_s) {
-  auto sql = "SELECT labels, toUInt32(hour), argMax(sum, points), "
-             "argMax(count, points), argMax(min, points), argMax(max, "
-             "points) FROM "
-             + table(cfg_, "rollup_hourly") + " WHERE org_id = "
-             + ch_literal(org) + " AND device_id = " + ch_literal(device)
-             + " AND metric = " + ch_literal(metric)
-             + " AND hour >= toDateTime(" + std::to_string(std::max<int64_t>(from_s, 0))
-             + ") AND hour < toDateTime("
-             + std::to_string(std::clamp<int64_t>(to_s, 0, max_ts_ms / 1000))
-             + ") GROUP BY labels, hour ORDER BY labels, hour LIMIT "
-             + std::to_string(max_points) + " FORMAT TabSeparated";
+  auto rows = rollup_rows(hours_sql(org, device, metric, from_s, to_s)
+                            + " ORDER BY labels, h LIMIT "
+                            + std::to_string(max_points)
+                            + " FORMAT TabSeparated",
+                          max_points);
+  if (!rows)
+    return rows.error();
+  return std::move(rows->points);
+}
+
+caf::expected<clickhouse_sink::rollup_answer>
+clickhouse_sink::rollup_rows(const std::string& sql, size_t max_rows) {
   auto body = post(sql, false);
   if (!body)
     return body.error();
-  bool truncated = false;
-  std::vector<rollup_point> out;
-  for (auto& row : ch_rows(*body, max_points, truncated)) {
+  rollup_answer out;
+  for (auto& row : ch_rows(*body, max_rows, out.truncated)) {
     if (row.size() != 6)
       return make_error(ec::decode_failed, "ClickHouse answered a row of "
                                              + std::to_string(row.size())
@@ -341,12 +359,40 @@ clickhouse_sink::rollup_query(const std::string& org, const std::string& device,
     p.hour_s = std::strtoll(row[1].c_str(), nullptr, 10);
     p.sum = std::strtod(row[2].c_str(), nullptr);
     p.count = std::strtoull(row[3].c_str(), nullptr, 10);
-    p.min = std::strtod(row[4].c_str(), nullptr);
-    p.max = std::strtod(row[5].c_str(), nullptr);
+    p.min = p.count > 0 ? std::strtod(row[4].c_str(), nullptr) : std::nan("");
+    p.max = p.count > 0 ? std::strtod(row[5].c_str(), nullptr) : std::nan("");
     p.avg = p.count > 0 ? p.sum / static_cast<double>(p.count) : std::nan("");
-    out.push_back(std::move(p));
+    out.points.push_back(std::move(p));
   }
   return out;
+}
+
+caf::expected<std::vector<rollup_point>>
+clickhouse_sink::rollup_steps(const std::string& org, const std::string& device,
+                              const std::string& metric, int64_t from_s,
+                              int64_t to_s, int64_t step_s,
+                              int64_t max_points) {
+  auto hours = hours_sql(org, device, metric, from_s, to_s);
+  auto from = std::to_string(std::max<int64_t>(from_s, 0));
+  auto step = std::to_string(std::max<int64_t>(step_s, 3600));
+  // Hour steps are the hourly rows themselves; longer steps sum them (min
+  // and max over the hours that held a finite sample).
+  auto sql = step_s <= 3600
+               ? hours
+               : "SELECT labels, " + from + " + intDiv(h - " + from + ", "
+                   + step + ") * " + step + " AS k, sum(s), sum(c), "
+                   "minIf(mn, c > 0), maxIf(mx, c > 0) FROM (" + hours
+                   + ") GROUP BY labels, k";
+  sql += std::string{" ORDER BY labels, "} + (step_s <= 3600 ? "h" : "k")
+         + " LIMIT " + std::to_string(max_points + 1) + " FORMAT TabSeparated";
+  auto rows = rollup_rows(sql, static_cast<size_t>(max_points) + 1);
+  if (!rows)
+    return rows.error();
+  if (rows->truncated || static_cast<int64_t>(rows->points.size()) > max_points)
+    return make_error(ec::too_large,
+                      "more than query.max-points (" + std::to_string(max_points)
+                        + ") points: narrow the range or raise the step");
+  return std::move(rows->points);
 }
 
 caf::expected<std::unique_ptr<clickhouse_sink>>

@@ -82,6 +82,16 @@ public:
   rollup_query(const std::string& org, const std::string& device,
                const std::string& metric, int64_t from_s, int64_t to_s);
 
+  /// The hourly points of one org's device and metric in [from_s, to_s)
+  /// (whole hours) summed into steps of `step_s` (whole hours) from
+  /// `from_s`, by labels then step (hour_s: the step's start); avg is
+  /// sum / count; min, max and avg NaN for a step without a finite sample.
+  /// At most `max_points` points; ec::too_large beyond.
+  caf::expected<std::vector<rollup_point>>
+  rollup_steps(const std::string& org, const std::string& device,
+               const std::string& metric, int64_t from_s, int64_t to_s,
+               int64_t step_s, int64_t max_points);
+
   /// Runs `sql` and returns the answer's body (errors mapped as write's).
   caf::expected<std::string> execute(const std::string& sql);
 
@@ -95,6 +105,19 @@ public:
   }
 
 private:
+  struct rollup_answer {
+    std::vector<rollup_point> points;
+    bool truncated = false;
+  };
+
+  std::string hours_sql(const std::string& org, const std::string& device,
+                        const std::string& metric, int64_t from_s,
+                        int64_t to_s) const;
+
+  // The rows of a rollup SELECT (labels, hour, sum, count, min, max).
+  caf::expected<rollup_answer> rollup_rows(const std::string& sql,
+                                           size_t max_rows);
+
   // The (org, device, hour) keys a write touched, as SQL tuples, and the
   // span of its timestamps.
   struct touched_hours {

@@ -125,6 +125,32 @@ std::string canonical_labels(const label_map& labels) {
   return out;
 }
 
+label_map parse_canonical_labels(std::string_view text) {
+  label_map out;
+  if (text.empty())
+    return out;
+  std::string key;
+  std::string value;
+  auto* part = &key;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '\\' && i + 1 < text.size()) {
+      *part += text[++i];
+    } else if (c == '=' && part == &key) {
+      part = &value;
+    } else if (c == ',') {
+      out[std::move(key)] = std::move(value);
+      key.clear();
+      value.clear();
+      part = &key;
+    } else {
+      *part += c;
+    }
+  }
+  out[std::move(key)] = std::move(value);
+  return out;
+}
+
 std::string ch_double(double x) {
   if (std::isnan(x))
     return "nan";

@@ -36,6 +36,9 @@ ch_rows(std::string_view body, size_t max_rows, bool& truncated);
 /// strings.
 std::string canonical_labels(const label_map& labels);
 
+/// The labels canonical_labels(labels) wrote, read back.
+label_map parse_canonical_labels(std::string_view text);
+
 /// A double as ClickHouse reads it back exactly: 17 significant digits,
 /// nan, inf, -inf.
 std::string ch_double(double x);

@@ -22,6 +22,7 @@
 #include "cloud/embedded_query_source.hpp"
 #include "cloud/pg_query_source.hpp"
 #include "cloud/query.hpp"
+#include "cloud/routed_query_source.hpp"
 #include "cloud/retention.hpp"
 #include "cloud/tenancy.hpp"
 #include "messages/error.hpp"
@@ -270,12 +271,30 @@ caf::actor spawn_retention(caf::actor_system& sys, stop_list& stops,
   return ret;
 }
 
-// The query API's source: the node's store, on a connection of its own.
-caf::expected<query_source_ptr> open_query_source(const cloud_options& opt) {
+// The node's store as a query source, on a connection of its own.
+caf::expected<query_source_ptr> open_store_source(const cloud_options& opt) {
   if (opt.store.backend == "postgresql")
     return open_pg_query_source(opt.store.postgresql_url,
                                 node_pg_options(opt.store));
   return open_embedded_query_source(opt.common.data_dir + "/cloud.db");
+}
+
+// The query API's source: the sinks' backends for what each is built for
+// (docs/query-api.md), the node's store for the rest.
+caf::expected<query_source_ptr> open_query_source(const cloud_options& opt) {
+  auto store = open_store_source(opt);
+  if (!store)
+    return store.error();
+  auto readers = make_sink_readers(opt.sinks);
+  if (!readers)
+    return readers.error();
+  auto& r = *readers;
+  auto out = make_routed_query_source({std::move(*store),
+                                       r[query_role::series],
+                                       r[query_role::hourly_series],
+                                       r[query_role::logs]});
+  log_info("fleetd-cloud", "query API reads ", out->name());
+  return out;
 }
 
 // What the node opens before its actors: the stores it drives, blocking.

@@ -24,28 +24,6 @@ caf::error bad(const std::string& what) {
   return make_error(ec::conflict, what);
 }
 
-// %XX and '+' decoded; false on a truncated or non-hex escape.
-bool url_decode(const std::string& in, std::string& out) {
-  out.clear();
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '+') {
-      out += ' ';
-    } else if (in[i] != '%') {
-      out += in[i];
-    } else {
-      if (i + 2 >= in.size())
-        return false;
-      auto hi = hex_digit(in[i + 1]);
-      auto lo = hex_digit(in[i + 2]);
-      if (hi < 0 || lo < 0)
-        return false;
-      out += static_cast<char>(hi * 16 + lo);
-      i += 2;
-    }
-  }
-  return true;
-}
-
 using param_map = std::map<std::string, std::string>;
 
 // The query string's parameters, each once and among `known`.
@@ -67,8 +45,8 @@ caf::expected<param_map> params_of(const std::string& target,
     auto eq = part.find('=');
     std::string key;
     std::string value;
-    if (!url_decode(part.substr(0, eq), key)
-        || !url_decode(eq == std::string::npos ? "" : part.substr(eq + 1),
+    if (!url_unescape(part.substr(0, eq), key)
+        || !url_unescape(eq == std::string::npos ? "" : part.substr(eq + 1),
                        value))
       return bad("malformed %-escape in the query string");
     bool ok = false;

@@ -23,6 +23,10 @@ void declare(option_set& opts, vm_sink_config& x) {
   opts.add("sinks.victoria.tenants", x.tenants, "",
            "Cluster only: org=accountID[:projectID],... ; an org not listed "
            "is refused (counted), never written to another tenant");
+  opts.add("sinks.victoria.select-url", x.select_url, "",
+           "Cluster only: the vmselect URL the query API reads, with "
+           "{tenant} (http://host:8481/select/{tenant}/prometheus); empty "
+           "with a cluster: fine steps are read from the node's store");
   opts.add_size("sinks.victoria.max-request-bytes", x.max_request_bytes,
                 4 << 20,
                 "Largest import request body; a batch of journal entries is "
@@ -253,11 +257,13 @@ parse_tenants(const std::string& text) {
   return out;
 }
 
-} // namespace
-
-caf::expected<vm_target> vm_import_target(const vm_sink_config& cfg,
-                                          const std::string& org) {
-  auto u = parse_http_url(cfg.url, "sinks.victoria.url");
+// `url` split, {tenant} replaced by the tenant of `org`, `suffix` added.
+caf::expected<vm_target> tenant_target(const vm_sink_config& cfg,
+                                       const std::string& url,
+                                       const std::string& option,
+                                       const std::string& org,
+                                       const char* suffix) {
+  auto u = parse_http_url(url, option);
   if (!u)
     return u.error();
   vm_target t{u->tls, u->host, u->port, {}};
@@ -274,8 +280,37 @@ caf::expected<vm_target> vm_import_target(const vm_sink_config& cfg,
                           + " has no tenant in sinks.victoria.tenants");
     path.replace(at, 8, it->second);
   }
-  t.path = path + "/api/v1/import/prometheus";
+  t.path = path + suffix;
   return t;
+}
+
+} // namespace
+
+caf::expected<vm_target> vm_import_target(const vm_sink_config& cfg,
+                                          const std::string& org) {
+  return tenant_target(cfg, cfg.url, "sinks.victoria.url", org,
+                       "/api/v1/import/prometheus");
+}
+
+caf::expected<vm_target> vm_query_target(const vm_sink_config& cfg,
+                                         const std::string& org) {
+  bool cluster = cfg.url.find("{tenant}") != std::string::npos;
+  if (!cluster)
+    return tenant_target(cfg, cfg.url, "sinks.victoria.url", org,
+                         "/api/v1/query_range");
+  if (cfg.select_url.find("{tenant}") == std::string::npos)
+    return bad("sinks.victoria.select-url: a cluster is read through "
+               "vmselect, with {tenant} in the URL");
+  return tenant_target(cfg, cfg.select_url, "sinks.victoria.select-url", org,
+                       "/api/v1/query_range");
+}
+
+std::string vm_device_label(const std::string& name) {
+  if (name == "org_id" || name == "device_id")
+    return {};
+  if (name.rfind("exported_", 0) == 0 && ours(name))
+    return name.substr(9);
+  return name;
 }
 
 namespace {

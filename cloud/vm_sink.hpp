@@ -27,6 +27,10 @@ struct vm_sink_config {
   /// Cluster only: "org=accountID[:projectID],..." (VictoriaMetrics tenants
   /// are numbers); an org missing here is refused, never guessed.
   std::string tenants;
+  /// Cluster only: the vmselect URL the query API reads, with {tenant},
+  /// e.g. http://vmselect:8481/select/{tenant}/prometheus; a single node
+  /// is read at `url`.
+  std::string select_url;
   int64_t max_request_bytes = 4 << 20;
   std::chrono::milliseconds timeout{10000};
   /// The server's -maxLabelsPerTimeseries (__name__ counted): it drops
@@ -56,6 +60,18 @@ struct vm_target {
 /// URL without a tenant for `org`, or a tenant that is not a number.
 caf::expected<vm_target> vm_import_target(const vm_sink_config& cfg,
                                           const std::string& org);
+
+/// The query target of `org`: /api/v1/query_range on the single node, or
+/// on select_url with the org's tenant; invalid_record when the cluster
+/// has no tenant for `org` (it holds nothing of it), bad_config when
+/// nothing can be read (a cluster without select_url).
+caf::expected<vm_target> vm_query_target(const vm_sink_config& cfg,
+                                         const std::string& org);
+
+/// The device's own name of a label read back from VictoriaMetrics: "" for
+/// the org_id and device_id the sink adds, one exported_ less for a device
+/// label the sink renamed (vm_line), the name itself otherwise.
+std::string vm_device_label(const std::string& name);
 
 /// Counters of one vm_sink, for stats.
 struct vm_sink_stats {

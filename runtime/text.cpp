@@ -57,4 +57,65 @@ int hex_digit(char c) {
   return -1;
 }
 
+std::string query_string(std::string_view x) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out = "\"";
+  for (char c : x) {
+    auto b = static_cast<unsigned char>(c);
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (b < 0x20 || b == 0x7f) {
+      out += "\\x";
+      out += digits[b >> 4];
+      out += digits[b & 15];
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+bool url_unescape(std::string_view in, std::string& out) {
+  out.clear();
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '+') {
+      out += ' ';
+    } else if (in[i] != '%') {
+      out += in[i];
+    } else {
+      if (i + 2 >= in.size())
+        return false;
+      auto hi = hex_digit(in[i + 1]);
+      auto lo = hex_digit(in[i + 2]);
+      if (hi < 0 || lo < 0)
+        return false;
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    }
+  }
+  return true;
+}
+
+std::string url_escape(std::string_view x) {
+  static constexpr char digits[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(x.size());
+  for (char c : x) {
+    auto b = static_cast<unsigned char>(c);
+    if ((b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z')
+        || (b >= '0' && b <= '9') || c == '-' || c == '.' || c == '_'
+        || c == '~') {
+      out += c;
+    } else {
+      out += '%';
+      out += digits[b >> 4];
+      out += digits[b & 15];
+    }
+  }
+  return out;
+}
+
 } // namespace fleetd

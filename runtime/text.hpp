@@ -18,6 +18,19 @@ std::string_view trim(std::string_view x);
 /// The value of hex digit `c` (either case), or -1.
 int hex_digit(char c);
 
+/// `x` percent-encoded for a URL's query: every byte but A-Z a-z 0-9 - . _ ~
+/// as %HH.
+std::string url_escape(std::string_view x);
+
+/// `x` as a double-quoted string of the Prometheus family's query languages
+/// (PromQL, MetricsQL, LogQL: Go's escapes): backslash, quote and newline
+/// escaped, other control bytes as \xHH, so no text leaves the string.
+std::string query_string(std::string_view x);
+
+/// `in` with %XX and '+' decoded into `out`; false on a truncated or
+/// non-hex escape.
+bool url_unescape(std::string_view in, std::string& out);
+
 /// At most `max` bytes of `x`, each byte outside printable ASCII as '?': safe
 /// in a header, a protobuf string or a log line whatever `x` came from.
 std::string printable(std::string_view x, size_t max);

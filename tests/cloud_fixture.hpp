@@ -102,6 +102,21 @@ struct cloud_fixture {
     REQUIRE_MESSAGE(bound, render(bound.error()));
     return *bound;
   }
+
+  /// Opens the endpoint on 127.0.0.1 (plain HTTP, any port) serving only
+  /// the query API of `ten` and `qry`; returns the port it bound.
+  uint16_t open_query_door(tenancy_actor ten, query_actor qry) {
+    endpoint = std::make_unique<ingest_endpoint>(*sys, ingest_actor{},
+                                                 http_limits{}, health_actor{},
+                                                 query_api{ten, qry});
+    ingest_endpoint_config cfg;
+    cfg.host = "127.0.0.1";
+    cfg.port = 0;
+    cfg.insecure = true;
+    auto bound = endpoint->start(cfg);
+    REQUIRE_MESSAGE(bound, render(bound.error()));
+    return *bound;
+  }
 };
 
 /// The SyncResponse in a reply body; failing to decode it fails the test.

@@ -54,6 +54,16 @@ TEST_CASE("clickhouse text: label sets map to distinct canonical strings") {
   CHECK(canonical_labels({{"a=1", ""}}) != canonical_labels({{"a", "1="}}));
 }
 
+TEST_CASE("clickhouse text: canonical labels read back as the same set") {
+  for (label_map l : {label_map{}, label_map{{"a", "1"}, {"b", "2"}},
+                      label_map{{"a", "1,b=2"}}, label_map{{"a=1", ""}},
+                      label_map{{"a", "1="}}, label_map{{"k\\", "v\\,="}},
+                      label_map{{"", ""}, {"x", "\n\t"}}}) {
+    CAPTURE(canonical_labels(l));
+    CHECK(parse_canonical_labels(canonical_labels(l)) == l);
+  }
+}
+
 TEST_CASE("clickhouse text: doubles are written to read back exactly") {
   CHECK(ch_double(0.1) == "0.10000000000000001");
   CHECK(std::strtod(ch_double(1.0 / 3).c_str(), nullptr) == 1.0 / 3);

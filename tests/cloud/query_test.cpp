@@ -165,16 +165,8 @@ struct query_fixture : test::cloud_fixture {
     qcfg.max_range = 24h;
     qcfg.max_log_lines = 100;
     qry = keep(sys->spawn<caf::detached>(query, qcfg));
-    endpoint = std::make_unique<ingest_endpoint>(*sys, ingest_actor{},
-                                                 http_limits{}, health_actor{},
-                                                 query_api{ten, qry});
-    ingest_endpoint_config cfg;
-    cfg.host = "127.0.0.1";
-    cfg.port = 0;
-    cfg.insecure = true;
-    auto port = endpoint->start(cfg);
-    REQUIRE_MESSAGE(port, render(port.error()));
-    client = std::make_unique<http_client>("127.0.0.1", *port, 10s, 1 << 22);
+    client = std::make_unique<http_client>(
+      "127.0.0.1", open_query_door(ten, qry), 10s, 1 << 22);
   }
 
   ~query_fixture() {

@@ -1,27 +1,13 @@
 #pragma once
 
-// A strict, bounded JSON reader for the Loki stand-in: RFC 8259 only (UTF-8
-// checked, no trailing commas, nesting bounded), so a sink's malformed body
-// fails the test instead of being read leniently.
+// The stand-in reads push bodies with the runtime's strict JSON reader.
 
-#include <optional>
-#include <string>
-#include <utility>
-#include <vector>
+#include "runtime/json_reader.hpp"
 
 namespace fleetd::test {
 
-struct json_value {
-  enum kind_t { null_v, bool_v, number_v, string_v, array_v, object_v };
-  kind_t kind = null_v;
-  /// A string's decoded bytes, a number's literal, "true"/"false".
-  std::string text;
-  std::vector<json_value> items;
-  /// Members in document order; duplicates kept, for the caller to refuse.
-  std::vector<std::pair<std::string, json_value>> members;
-};
-
-/// Parses `text` as one JSON document; on failure nullopt and `why`.
-std::optional<json_value> parse_json(const std::string& text, std::string& why);
+using json_value = fleetd::json_node;
+using fleetd::json_member;
+using fleetd::parse_json;
 
 } // namespace fleetd::test

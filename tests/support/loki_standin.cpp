@@ -10,7 +10,9 @@
 #include <boost/beast/http.hpp>
 
 #include "messages/error.hpp"
+#include "runtime/json.hpp"
 #include "support/loki_json.hpp"
+#include "support/loki_query.hpp"
 
 namespace fleetd::test {
 
@@ -27,6 +29,7 @@ constexpr const char* single_tenant = "fake";
 struct answer {
   unsigned status = 204;
   std::string text;
+  const char* content_type = "text/plain; charset=utf-8";
 };
 
 struct request_view {
@@ -104,13 +107,6 @@ std::optional<int64_t> parse_timestamp(const json_value& v) {
   return static_cast<int64_t>(v.text[0] == '-' ? -x : x);
 }
 
-const json_value* member(const json_value& obj, const std::string& key) {
-  for (auto& [k, v] : obj.members)
-    if (k == key)
-      return &v;
-  return nullptr;
-}
-
 // One "values" item: [timestamp, line]; Loki 3's optional third element
 // (structured metadata) is refused, as Loki does while it is disabled.
 std::optional<std::string> decode_value(const json_value& v, loki_entry& out) {
@@ -155,7 +151,7 @@ std::optional<std::string> decode_push(const json_value& doc,
                                        std::vector<decoded_stream>& out) {
   if (doc.kind != json_value::object_v)
     return "push body must be a JSON object";
-  auto streams = member(doc, "streams");
+  auto streams = json_member(doc, "streams");
   if (!streams || streams->kind == json_value::null_v)
     return std::nullopt;
   if (streams->kind != json_value::array_v)
@@ -164,10 +160,10 @@ std::optional<std::string> decode_push(const json_value& doc,
     if (s.kind != json_value::object_v)
       return "each stream must be an object";
     decoded_stream d;
-    if (auto labels = member(s, "stream"))
+    if (auto labels = json_member(s, "stream"))
       if (auto why = decode_labels(*labels, d.s.labels, d.duplicate_label))
         return why;
-    auto values = member(s, "values");
+    auto values = json_member(s, "values");
     if (values && values->kind != json_value::array_v)
       return "values must be an array";
     for (size_t i = 0; values && i < values->items.size(); ++i) {
@@ -209,6 +205,9 @@ struct loki_standin::impl {
 
   answer handle(const request_view& req);
   answer push(const request_view& req);
+  answer query_range(const request_view& req);
+  std::optional<answer> check_tenant(const request_view& req,
+                                     std::string& tenant);
   std::optional<answer> check_headers(const request_view& req,
                                       std::string& tenant);
   std::optional<std::string> validate_labels(const decoded_stream& d) const;
@@ -224,6 +223,12 @@ struct loki_standin::impl {
 
 answer loki_standin::impl::handle(const request_view& req) {
   auto path = req.target.substr(0, req.target.find('?'));
+  if (path == "/loki/api/v1/query_range") {
+    auto a = query_range(req);
+    std::lock_guard<std::mutex> guard{mtx};
+    ++answered[a.status];
+    return a;
+  }
   if (path != "/loki/api/v1/push")
     return {404, "404 page not found"};
   if (req.method != "POST")
@@ -240,11 +245,10 @@ answer loki_standin::impl::handle(const request_view& req) {
   return a;
 }
 
-// The tenant first (Loki's auth middleware runs before the push handler),
-// then the media type and encoding.
+// Loki's auth middleware, before any handler: the tenant a request acts
+// for.
 std::optional<answer>
-loki_standin::impl::check_headers(const request_view& req,
-                                  std::string& tenant) {
+loki_standin::impl::check_tenant(const request_view& req, std::string& tenant) {
   tenant = single_tenant;
   if (cfg.multi_tenant) {
     if (!req.org_id)
@@ -255,6 +259,16 @@ loki_standin::impl::check_headers(const request_view& req,
       return answer{401, "unknown tenant " + *req.org_id};
     tenant = *req.org_id;
   }
+  return std::nullopt;
+}
+
+// The tenant first (Loki's auth middleware runs before the push handler),
+// then the media type and encoding.
+std::optional<answer>
+loki_standin::impl::check_headers(const request_view& req,
+                                  std::string& tenant) {
+  if (auto refused = check_tenant(req, tenant))
+    return refused;
   // Loki parses application/json as JSON and reads anything else (no type
   // too) as snappy-compressed protobuf; the stand-in decodes no protobuf
   // and answers 415 for every type it does not parse.
@@ -293,6 +307,75 @@ answer loki_standin::impl::push(const request_view& req) {
   if (auto bad = decode_push(*doc, streams))
     return {400, "loghttp: " + *bad};
   return store_push(tenant, streams);
+}
+
+namespace {
+
+struct hit {
+  const loki_labels* labels;
+  int64_t ts;
+  const std::string* line;
+};
+
+// Loki's query_range answer: streams, each with its entries in the
+// request's direction.
+std::string streams_json(const std::vector<hit>& hits) {
+  std::vector<std::pair<const loki_labels*, std::string>> streams;
+  std::map<const loki_labels*, size_t> at;
+  for (auto& h : hits) {
+    auto [i, fresh] = at.emplace(h.labels, streams.size());
+    if (fresh)
+      streams.emplace_back(h.labels, "");
+    auto& values = streams[i->second].second;
+    values += (values.empty() ? "[\"" : ",[\"") + std::to_string(h.ts)
+              + "\"," + json_quote(*h.line) + "]";
+  }
+  std::string result;
+  for (auto& [labels, values] : streams) {
+    json_object obj;
+    for (auto& [k, v] : *labels)
+      obj.add(k, v);
+    result += (result.empty() ? "" : ",")
+              + json_object{}.raw("stream", obj.str())
+                  .raw("values", "[" + values + "]")
+                  .str();
+  }
+  return "{\"status\":\"success\",\"data\":{\"resultType\":\"streams\","
+         "\"result\":[" + result + "],\"stats\":{}}}";
+}
+
+} // namespace
+
+// Loki's querier: the entries of the tenant's streams the selector picks,
+// start inclusive, end exclusive, at most `limit` over all streams, the
+// oldest (forward) or the newest (backward).
+answer loki_standin::impl::query_range(const request_view& req) {
+  // Loki takes a form POST here too; the stand-in models GET only.
+  if (req.method != "GET")
+    return {405, "stand-in: query_range by GET only"};
+  std::string tenant;
+  if (auto refused = check_tenant(req, tenant))
+    return *refused;
+  std::string why;
+  auto r = parse_range_request(req.target, cfg.max_entries_limit,
+                               cfg.now_ns(), why);
+  if (!r)
+    return {400, why};
+  std::lock_guard<std::mutex> guard{mtx};
+  std::vector<hit> hits;
+  auto t = store.find(tenant);
+  if (t != store.end())
+    for (auto& [labels, st] : t->second)
+      if (selects(r->matchers, labels))
+        for (auto& [ts, line] : st.held)
+          if (ts >= r->start_ns && ts < r->end_ns)
+            hits.push_back(hit{&labels, ts, &line});
+  std::stable_sort(hits.begin(), hits.end(), [&](auto& x, auto& y) {
+    return r->forward ? x.ts < y.ts : x.ts > y.ts;
+  });
+  if (static_cast<int64_t>(hits.size()) > r->limit)
+    hits.resize(static_cast<size_t>(r->limit));
+  return {200, streams_json(hits), "application/json"};
 }
 
 // Loki's distributor checks each stream's labels: at least one pair, valid
@@ -433,7 +516,7 @@ private:
     res_.result(a.status);
     res_.keep_alive(keep_alive);
     if (a.status != 204) {
-      res_.set(http::field::content_type, "text/plain; charset=utf-8");
+      res_.set(http::field::content_type, a.content_type);
       res_.body() = a.text + "\n";
     }
     res_.prepare_payload();

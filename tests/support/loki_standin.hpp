@@ -1,9 +1,10 @@
 #pragma once
 
-// A strict local stand-in for Grafana Loki's push API, for tests only (Loki
-// is not packaged here). It accepts what Loki's documented push API accepts
-// and refuses, with Loki's status codes, what Loki refuses; each rule in
-// loki_standin.cpp says which documented behaviour it models.
+// A strict local stand-in for Grafana Loki's push API and its query_range
+// of a stream selector, for tests only (Loki is not packaged here). It
+// accepts what Loki's documented push API accepts and refuses, with Loki's
+// status codes, what Loki refuses; each rule in loki_standin.cpp and
+// loki_query.cpp says which documented behaviour it models.
 
 #include <chrono>
 #include <cstdint>
@@ -40,6 +41,8 @@ struct loki_standin_config {
   size_t max_label_names = 15;
   size_t max_label_name_bytes = 1024;
   size_t max_label_value_bytes = 2048;
+  /// limits_config.max_entries_limit_per_query: the largest query limit.
+  int64_t max_entries_limit = 5000;
   /// The clock the age limits read (ns since the epoch): tests inject it.
   std::function<int64_t()> now_ns;
 };

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "runtime/http_client.hpp"
+#include "runtime/text.hpp"
 #include "support/loki_standin.hpp"
 
 using namespace fleetd;
@@ -316,4 +317,121 @@ TEST_CASE("a new stream past the tenant's stream limit is refused 429") {
                "globex")
           .status
         == 204);
+}
+
+namespace {
+
+// GET query_range as `org` with `query` (escaped here) and `rest`.
+http_response query(fixture& f, const std::string& org,
+                    const std::string& selector, const std::string& rest) {
+  headers hs;
+  if (!org.empty())
+    hs.emplace_back("X-Scope-OrgID", org);
+  auto r = f.client->get("/loki/api/v1/query_range?query="
+                           + url_escape(selector) + rest,
+                         hs);
+  REQUIRE(r);
+  return *r;
+}
+
+std::string span(int64_t start, int64_t end) {
+  return "&start=" + std::to_string(start) + "&end=" + std::to_string(end);
+}
+
+// acme: d1 (a at now, b at now+1) and d2 (c at now+2); zenith: d1 (z).
+void load_two_tenants(fixture& f) {
+  REQUIRE(f.push(one_stream(dev1_json, value(now_ns, "a") + ","
+                                         + value(now_ns + 1, "b")))
+            .status
+          == 204);
+  REQUIRE(f.push(one_stream(R"({"device_id":"d2"})", value(now_ns + 2, "c")))
+            .status
+          == 204);
+  REQUIRE(f.push(one_stream(dev1_json, value(now_ns, "z")), "zenith").status
+          == 204);
+}
+
+} // namespace
+
+TEST_CASE("query_range answers the tenant's selected streams in [start, "
+          "end), by direction and limit") {
+  fixture f;
+  load_two_tenants(f);
+  auto all = span(now_ns, now_ns + 10);
+  auto r = query(f, "acme", R"({device_id="d1"})", all + "&direction=forward");
+  REQUIRE(r.status == 200);
+  CHECK(r.content_type == "application/json");
+  CHECK(r.body
+        == "{\"status\":\"success\",\"data\":{\"resultType\":\"streams\","
+           "\"result\":[{\"stream\":{\"device_id\":\"d1\"},\"values\":[[\""
+             + std::to_string(now_ns) + "\",\"a\"],[\""
+             + std::to_string(now_ns + 1) + "\",\"b\"]]}],\"stats\":{}}}\n");
+  // End exclusive; backward by default: the newest first.
+  auto newest = query(f, "acme", R"({device_id="d1"})",
+                      span(now_ns, now_ns + 1) + "&limit=5");
+  CHECK(newest.body.find("\"a\"") != std::string::npos);
+  CHECK(newest.body.find("\"b\"") == std::string::npos);
+  auto one = query(f, "acme", R"({device_id!="d1", device_id="d2"})",
+                   all + "&limit=1");
+  CHECK(one.body.find("\"c\"") != std::string::npos);
+  CHECK(one.body.find("\"a\"") == std::string::npos);
+  // Another tenant's streams never answer, whatever the selector says.
+  for (auto sel : {R"({device_id="d1"})", R"({device_id="d1", tenant="acme"})",
+                   R"({device_id=`d1`})"}) {
+    auto z = query(f, "zenith", sel, all);
+    CHECK(z.status == 200);
+    CHECK(z.body.find("\"a\"") == std::string::npos);
+  }
+  CHECK(query(f, "zenith", R"({device_id="d1"})", all).body.find("\"z\"")
+        != std::string::npos);
+}
+
+TEST_CASE("query_range refuses what Loki refuses and what the stand-in does "
+          "not model: 400, 401, 405") {
+  fixture f;
+  load_two_tenants(f);
+  auto all = span(now_ns, now_ns + 10);
+  CHECK(query(f, "", R"({device_id="d1"})", all).status == 401);
+  CHECK(query(f, "a/b", R"({device_id="d1"})", all).status == 401);
+  const std::string bad_selectors[] = {
+    "", "{}", R"(device_id="d1")", R"({device_id=""})",
+    R"({device_id!="d1"})", R"({device_id="d1")", R"({device_id="d1\q"})",
+    R"({device_id="d1"} |= "x")", R"(rate({device_id="d1"}[1m]))",
+    R"({device_id=~"d.*"})", R"({1x="d1"})", "{device_id=\"d\n1\"}",
+    R"({device_id="d1",})", R"({device_id="\x4"})",
+  };
+  for (auto& sel : bad_selectors) {
+    CAPTURE(sel);
+    CHECK(query(f, "acme", sel, all).status == 400);
+  }
+  auto sel = R"({device_id="d1"})";
+  for (auto rest : {span(now_ns + 10, now_ns), span(now_ns, now_ns),
+                    all + "&limit=0", all + "&limit=5001",
+                    all + "&direction=sideways",
+                    std::string{"&start=2023-01-01T00:00:00Z"},
+                    std::string{"&start=1.5"}, all + "&limit=%zz"}) {
+    CAPTURE(rest);
+    CHECK(query(f, "acme", sel, rest).status == 400);
+  }
+  CHECK(query(f, "acme", sel, all + "&limit=5000").status == 200);
+  auto post = f.client->post("/loki/api/v1/query_range", "",
+                             {{"X-Scope-OrgID", "acme"}});
+  REQUIRE(post);
+  CHECK(post->status == 405);
+}
+
+TEST_CASE("query_range reads Go's escapes in selector strings") {
+  fixture f;
+  auto odd = std::string{"d\"\\\n\x01}"};
+  REQUIRE(f.push(one_stream(R"({"device_id":"d\"\\\n\u0001}"})",
+                            value(now_ns, "odd")))
+            .status
+          == 204);
+  auto r = query(f, "acme", "{device_id=" + query_string(odd) + "}",
+                 span(now_ns, now_ns + 1));
+  REQUIRE(r.status == 200);
+  CHECK(r.body.find("\"odd\"") != std::string::npos);
+  CHECK(query(f, "acme", R"({device_id="d\"\\"})", span(now_ns, now_ns + 1))
+          .body.find("\"odd\"")
+        == std::string::npos);
 }

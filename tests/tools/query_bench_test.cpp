@@ -21,4 +21,6 @@ TEST_CASE("query bench: loads every series-hour and each query returns its "
   CHECK(r.points == 5 * 2 * 24);
   CHECK(r.p50_ms > 0);
   CHECK(r.p99_ms >= r.p50_ms);
+  CHECK(r.direct_p50_ms > 0);
+  CHECK(r.direct_p99_ms >= r.direct_p50_ms);
 }

@@ -15,8 +15,10 @@ std::string query_usage();
 /// `fleetd-bench query [--devices N] [--metrics M] [--days D] [--queries Q]`:
 /// starts a throwaway ClickHouse 18.16, loads D days of hourly rollups for
 /// N devices x M metrics, times Q queries of one device and metric over
-/// the D days through clickhouse_rollup_query against a bare ClickHouse
-/// count of the same rows, and prints one `BENCH query ...` line.
+/// the D days through the HTTP query API (in-process endpoint, API token,
+/// query actor, ClickHouse query source) against the direct
+/// clickhouse_rollup_query and a bare ClickHouse count of the same rows,
+/// and prints one `BENCH query ...` line.
 int run_query_bench(const std::vector<std::string>& args);
 
 struct query_options {
@@ -32,8 +34,12 @@ struct query_result {
   int64_t rows = 0;
   /// Points the queries returned, all together.
   int64_t points = 0;
+  /// Through the HTTP query API.
   double p50_ms = 0;
   double p99_ms = 0;
+  /// clickhouse_rollup_query, the same series and hours.
+  double direct_p50_ms = 0;
+  double direct_p99_ms = 0;
   double bare_p50_ms = 0;
   double bare_p99_ms = 0;
   double load_s = 0;

@@ -1,8 +1,8 @@
-#include "support/loki_json.hpp"
+#include "runtime/json_reader.hpp"
 
 #include <cstdint>
 
-namespace fleetd::test {
+namespace fleetd {
 
 namespace {
 
@@ -13,8 +13,8 @@ public:
   explicit parser(const std::string& s) : s_(s) {
   }
 
-  std::optional<json_value> run(std::string& why) {
-    json_value v;
+  std::optional<json_node> run(std::string& why) {
+    json_node v;
     ws();
     if (value(v, 0)) {
       ws();
@@ -49,7 +49,7 @@ private:
     return false;
   }
 
-  bool value(json_value& out, int depth) {
+  bool value(json_node& out, int depth) {
     if (depth > max_depth)
       return fail("nesting too deep");
     ws();
@@ -58,15 +58,15 @@ private:
     switch (s_[pos_]) {
       case '{': return object(out, depth);
       case '[': return array(out, depth);
-      case '"': out.kind = json_value::string_v; return string(out.text);
-      case 't': out.kind = json_value::bool_v; return literal("true", out);
-      case 'f': out.kind = json_value::bool_v; return literal("false", out);
-      case 'n': out.kind = json_value::null_v; return literal("null", out);
-      default: out.kind = json_value::number_v; return number(out.text);
+      case '"': out.kind = json_node::string_v; return string(out.text);
+      case 't': out.kind = json_node::bool_v; return literal("true", out);
+      case 'f': out.kind = json_node::bool_v; return literal("false", out);
+      case 'n': out.kind = json_node::null_v; return literal("null", out);
+      default: out.kind = json_node::number_v; return number(out.text);
     }
   }
 
-  bool literal(const char* word, json_value& out) {
+  bool literal(const char* word, json_node& out) {
     std::string w{word};
     if (s_.compare(pos_, w.size(), w) != 0)
       return fail("invalid literal");
@@ -75,8 +75,8 @@ private:
     return true;
   }
 
-  bool object(json_value& out, int depth) {
-    out.kind = json_value::object_v;
+  bool object(json_node& out, int depth) {
+    out.kind = json_node::object_v;
     ++pos_;
     if (eat('}'))
       return true;
@@ -87,7 +87,7 @@ private:
         return fail("object key must be a string");
       if (!eat(':'))
         return fail("expected ':'");
-      json_value v;
+      json_node v;
       if (!value(v, depth + 1))
         return false;
       out.members.emplace_back(std::move(key), std::move(v));
@@ -95,13 +95,13 @@ private:
     return eat('}') || fail("expected ',' or '}'");
   }
 
-  bool array(json_value& out, int depth) {
-    out.kind = json_value::array_v;
+  bool array(json_node& out, int depth) {
+    out.kind = json_node::array_v;
     ++pos_;
     if (eat(']'))
       return true;
     do {
-      json_value v;
+      json_node v;
       if (!value(v, depth + 1))
         return false;
       out.items.push_back(std::move(v));
@@ -266,9 +266,18 @@ private:
 
 } // namespace
 
-std::optional<json_value> parse_json(const std::string& text,
+std::optional<json_node> parse_json(const std::string& text,
                                      std::string& why) {
   return parser{text}.run(why);
 }
 
-} // namespace fleetd::test
+const json_node* json_member(const json_node& obj, const std::string& key) {
+  if (obj.kind != json_node::object_v)
+    return nullptr;
+  for (auto& [k, v] : obj.members)
+    if (k == key)
+      return &v;
+  return nullptr;
+}
+
+} // namespace fleetd
