@@ -1,6 +1,7 @@
 #include "cloud/query_params.hpp"
 
 #include <cerrno>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -194,6 +195,18 @@ std::string json_value(double x) {
   return buf;
 }
 
+void align_hour_steps(series_query& q) {
+  constexpr int64_t hour_ms = 3'600'000;
+  if (q.step_ms % hour_ms != 0)
+    return;
+  auto floor_hour = [](int64_t t) {
+    return t / hour_ms * hour_ms - (t % hour_ms < 0 ? hour_ms : 0);
+  };
+  q.from_ms = floor_hour(q.from_ms);
+  if (q.to_ms % hour_ms != 0 && q.to_ms <= INT64_MAX - hour_ms)
+    q.to_ms = floor_hour(q.to_ms) + hour_ms;
+}
+
 caf::expected<parsed_series_query>
 parse_series_query(const std::string& org, const std::string& target,
                    const query_limits& lim) {
@@ -220,6 +233,7 @@ parse_series_query(const std::string& org, const std::string& target,
   if (!step)
     return step.error();
   out.q.step_ms = *step;
+  align_hour_steps(out.q);
   auto steps = (out.q.to_ms - out.q.from_ms + *step - 1) / *step;
   if (steps > lim.max_points)
     return bad("range/step gives " + std::to_string(steps)

@@ -31,6 +31,10 @@ struct parsed_series_query {
   step_agg agg = step_agg::avg;
 };
 
+/// Steps of whole hours start on whole hours, as the hourly rollups do, so
+/// every source answers the same steps: `from` rounded down, `to` up.
+void align_hour_steps(series_query& q);
+
 /// `target` ("/v1/query?metric=..&device=..&from=..&to=..&step=..[&agg=..]")
 /// for `org`; ec::conflict naming the bad parameter otherwise.
 caf::expected<parsed_series_query>
