@@ -41,6 +41,32 @@ public:
     return durable_after_;
   }
 
+  void watch() override {
+    std::lock_guard<std::mutex> guard{mx_};
+    ++watches_;
+  }
+
+  bool unchanged() override {
+    std::lock_guard<std::mutex> guard{mx_};
+    ++checks_;
+    if (restarted_ == 0)
+      return true;
+    --restarted_;
+    return false;
+  }
+
+  /// The next `n` restart checks say the server restarted.
+  void restart_next(int n) {
+    std::lock_guard<std::mutex> guard{mx_};
+    restarted_ = n;
+  }
+
+  /// watch() and unchanged() calls so far.
+  std::pair<int, int> watches_checks() const {
+    std::lock_guard<std::mutex> guard{mx_};
+    return {watches_, checks_};
+  }
+
   /// Accepted writes count as durable only this long after (as
   /// VictoriaMetrics' in-memory rows).
   void set_durable_after(std::chrono::milliseconds d) {
@@ -85,6 +111,9 @@ private:
   std::set<int64_t> refuse_;
   int fail_next_ = 0;
   int calls_ = 0;
+  int restarted_ = 0;
+  int watches_ = 0;
+  int checks_ = 0;
   std::chrono::milliseconds durable_after_{0};
 };
 

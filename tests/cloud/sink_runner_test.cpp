@@ -121,6 +121,35 @@ TEST_CASE("writes younger than the backend's durable_after are not saved; "
   CHECK(n["lag_entries"] == 0);
 }
 
+TEST_CASE("a backend that restarted since the writes is not saved past "
+          "them: they are written again, then saved once it did not") {
+  runner_fixture f;
+  f.write(1, 3);
+  auto sink = std::make_shared<recorder_sink>("rec");
+  sink->set_durable_after(1000ms);
+  auto r = f.start(f.runner_cfg(sink));
+  CHECK(test::eventually([&] { return sink->sequences() == seqs(1, 3); }, 10s));
+  // One window, one watch; no check before anything is due.
+  CHECK(sink->watches_checks() == std::pair{1, 0});
+  sink->restart_next(1);
+  f.clock->advance(1000);
+  auto again = seqs(1, 3);
+  for (auto s : seqs(1, 3))
+    again.push_back(s);
+  CHECK(test::eventually([&] { return sink->sequences() == again; }, 10s));
+  auto n = f.counters(r);
+  CHECK(n["restarts"] == 1);
+  CHECK(n["rewinds"] == 1);
+  CHECK(n["saved_cursor"] == 0);
+  CHECK(f.journal_rows() == 3);
+  // The rewrite opened a new window; a quarter window later it is checked.
+  CHECK(sink->watches_checks() == std::pair{2, 1});
+  f.clock->advance(1000);
+  CHECK(test::eventually([&] { return f.journal_rows() == 0; }, 10s));
+  CHECK(sink->watches_checks() == std::pair{2, 2});
+  CHECK(f.counters(r)["restarts"] == 1);
+}
+
 TEST_CASE("an entry the backend refuses invalid_record is counted and "
           "skipped; the rest of its chunk is delivered") {
   runner_fixture f;
