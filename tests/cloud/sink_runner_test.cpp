@@ -29,6 +29,27 @@ std::vector<int64_t> seqs(int64_t from, int64_t to) {
   return out;
 }
 
+// `a` then `b`: what a rewrite after `a` delivers.
+std::vector<int64_t> joined(std::vector<int64_t> a,
+                            const std::vector<int64_t>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// Entries 1..`n` delivered to a recorder whose writes count as durable only
+// 1 s (node clock) after; nothing saved yet.
+std::pair<std::shared_ptr<recorder_sink>, sink_runner_actor>
+windowed(runner_fixture& f, int64_t n) {
+  f.write(1, n);
+  auto sink = std::make_shared<recorder_sink>("rec");
+  sink->set_durable_after(1000ms);
+  auto r = f.start(f.runner_cfg(sink));
+  CHECK(test::eventually([&] { return sink->sequences() == seqs(1, n); }, 10s));
+  CHECK(f.counters(r)["saved_cursor"] == 0);
+  CHECK(f.journal_rows() == n);
+  return {sink, r};
+}
+
 } // namespace
 
 TEST_CASE("a sink receives every journal entry once, in order, and the "
@@ -98,20 +119,14 @@ TEST_CASE("retryable errors back off, then the same entries are delivered; "
 TEST_CASE("writes younger than the backend's durable_after are not saved; "
           "after a failure they are written again, then saved and pruned") {
   runner_fixture f;
-  f.write(1, 6);
-  auto sink = std::make_shared<recorder_sink>("rec");
-  sink->set_durable_after(1000ms);
-  auto r = f.start(f.runner_cfg(sink));
-  CHECK(test::eventually([&] { return sink->sequences() == seqs(1, 6); }, 10s));
-  // No time passed on the node's clock: nothing durable, nothing saved.
-  CHECK(f.counters(r)["saved_cursor"] == 0);
-  CHECK(f.journal_rows() == 6);
+  // No time passes on the node's clock: nothing durable, nothing saved.
+  auto w = windowed(f, 6);
+  auto& sink = w.first;
+  auto& r = w.second;
   // The backend fails (it may have lost what it held in memory).
   sink->fail_next(1);
   f.write(7, 9);
-  auto again = seqs(1, 6);
-  for (auto s : seqs(1, 9))
-    again.push_back(s);
+  auto again = joined(seqs(1, 6), seqs(1, 9));
   CHECK(test::eventually([&] { return sink->sequences() == again; }, 10s));
   CHECK(f.counters(r)["rewinds"] == 1);
   f.clock->advance(1000);
@@ -124,18 +139,14 @@ TEST_CASE("writes younger than the backend's durable_after are not saved; "
 TEST_CASE("a backend that restarted since the writes is not saved past "
           "them: they are written again, then saved once it did not") {
   runner_fixture f;
-  f.write(1, 3);
-  auto sink = std::make_shared<recorder_sink>("rec");
-  sink->set_durable_after(1000ms);
-  auto r = f.start(f.runner_cfg(sink));
-  CHECK(test::eventually([&] { return sink->sequences() == seqs(1, 3); }, 10s));
+  auto w = windowed(f, 3);
+  auto& sink = w.first;
+  auto& r = w.second;
   // One window, one watch; no check before anything is due.
   CHECK(sink->watches_checks() == std::pair{1, 0});
   sink->restart_next(1);
   f.clock->advance(1000);
-  auto again = seqs(1, 3);
-  for (auto s : seqs(1, 3))
-    again.push_back(s);
+  auto again = joined(seqs(1, 3), seqs(1, 3));
   CHECK(test::eventually([&] { return sink->sequences() == again; }, 10s));
   auto n = f.counters(r);
   CHECK(n["restarts"] == 1);
