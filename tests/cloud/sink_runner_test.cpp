@@ -38,17 +38,20 @@ std::vector<int64_t> joined(std::vector<int64_t> a,
 
 // Entries 1..`n` delivered to a recorder whose writes count as durable only
 // 1 s (node clock) after; nothing saved yet.
-std::pair<std::shared_ptr<recorder_sink>, sink_runner_actor>
-windowed(runner_fixture& f, int64_t n) {
-  f.write(1, n);
-  auto sink = std::make_shared<recorder_sink>("rec");
-  sink->set_durable_after(1000ms);
-  auto r = f.start(f.runner_cfg(sink));
-  CHECK(test::eventually([&] { return sink->sequences() == seqs(1, n); }, 10s));
-  CHECK(f.counters(r)["saved_cursor"] == 0);
-  CHECK(f.journal_rows() == n);
-  return {sink, r};
-}
+struct windowed : runner_fixture {
+  std::shared_ptr<recorder_sink> sink = std::make_shared<recorder_sink>("rec");
+  sink_runner_actor r;
+
+  explicit windowed(int64_t n) {
+    write(1, n);
+    sink->set_durable_after(1000ms);
+    r = start(runner_cfg(sink));
+    CHECK(test::eventually([&] { return sink->sequences() == seqs(1, n); },
+                           10s));
+    CHECK(counters(r)["saved_cursor"] == 0);
+    CHECK(journal_rows() == n);
+  }
+};
 
 } // namespace
 
@@ -118,11 +121,10 @@ TEST_CASE("retryable errors back off, then the same entries are delivered; "
 
 TEST_CASE("writes younger than the backend's durable_after are not saved; "
           "after a failure they are written again, then saved and pruned") {
-  runner_fixture f;
   // No time passes on the node's clock: nothing durable, nothing saved.
-  auto w = windowed(f, 6);
-  auto& sink = w.first;
-  auto& r = w.second;
+  windowed f{6};
+  auto& sink = f.sink;
+  auto& r = f.r;
   // The backend fails (it may have lost what it held in memory).
   sink->fail_next(1);
   f.write(7, 9);
@@ -138,10 +140,9 @@ TEST_CASE("writes younger than the backend's durable_after are not saved; "
 
 TEST_CASE("a backend that restarted since the writes is not saved past "
           "them: they are written again, then saved once it did not") {
-  runner_fixture f;
-  auto w = windowed(f, 3);
-  auto& sink = w.first;
-  auto& r = w.second;
+  windowed f{3};
+  auto& sink = f.sink;
+  auto& r = f.r;
   // One window, one watch; no check before anything is due.
   CHECK(sink->watches_checks() == std::pair{1, 0});
   sink->restart_next(1);
