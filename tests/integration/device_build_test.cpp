@@ -1,7 +1,8 @@
 // The device build's fleetd (tools/build --device: -Os, LTO, static
 // OpenSSL/SQLite/zstd, protobuf-lite) still works: it prints its version and
-// syncs every point it collects to a normal fleetd-cloud over HTTPS. Skipped
-// when no device build exists (it is opt-in: the normal build never makes it).
+// enrolls and syncs every point it collects to a normal fleetd-cloud over
+// HTTPS with a client certificate. Skipped when no device build exists (it
+// is opt-in: the normal build never makes it).
 #include <doctest/doctest.h>
 
 #include <csignal>
@@ -37,17 +38,25 @@ TEST_CASE("the device build prints its version and syncs every point to a "
   auto cloud_dir = tmp.path() + "/cloud";
   process cloud{program("fleetd-cloud"),
                 {"--node.data-dir=" + cloud_dir, "--ingest.port=0",
-                 "--console.port=0", "--ingest.anonymous=true",
+                 "--console.port=0",
                  "--ingest.tls-cert=" + pki.file("server.pem"),
-                 "--ingest.tls-key=" + pki.file("server.key")},
+                 "--ingest.tls-key=" + pki.file("server.key"),
+                 "--ingest.tls-client-ca=" + pki.file("ca.pem")},
                 tmp.path() + "/cloud.log"};
   auto port = port_from(cloud_dir + "/ingest.port");
-  REQUIRE(port != 0);
+  auto console = port_from(cloud_dir + "/console.port");
+  REQUIRE_MESSAGE(port != 0, read_file(tmp.path() + "/cloud.log"));
+  REQUIRE(fleetctl(tmp.path(), console, {"org", "create", "acme"}).first == 0);
+  auto token = fleetctl_secret(tmp.path(), console,
+                               {"enroll", "create", "--org", "acme"});
   auto dev_dir = tmp.path() + "/device";
   process device{prog,
                  {"--node.data-dir=" + dev_dir, "--device.id=small",
                   "--cloud.port=" + std::to_string(port),
-                  "--cloud.ca-file=" + pki.file("ca.pem"), "--console.port=0",
+                  "--cloud.ca-file=" + pki.file("ca.pem"),
+                  "--cloud.tls-cert=" + pki.file("client.pem"),
+                  "--cloud.tls-key=" + pki.file("client.key"),
+                  "--cloud.enroll-token=" + token, "--console.port=0",
                   "--collector.interval=50ms", "--collector.rounds=3",
                   "--sync.interval=50ms"},
                  tmp.path() + "/device.log"};
@@ -56,7 +65,7 @@ TEST_CASE("the device build prints its version and syncs every point to a "
     [&] {
       mine = device_points(dev_dir + "/fleetd.db");
       return mine.size() > 0
-             && cloud_points(cloud_dir + "/cloud.db", "small") == mine;
+             && cloud_points(cloud_dir + "/cloud.db", "acme/small") == mine;
     },
     30s);
   REQUIRE_MESSAGE(synced, read_file(tmp.path() + "/device.log"));

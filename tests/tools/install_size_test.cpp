@@ -43,7 +43,8 @@ TEST_CASE("ldd output with a missing library or no path is refused") {
   CHECK(pathless.error() == ec::decode_failed);
 }
 
-TEST_CASE("a real program: its own bytes plus each library's real file") {
+TEST_CASE("a real program: its own bytes plus each library's real file, "
+          "stripped or not") {
   auto r = measure_install_size(FLEETD_BUILD_DIR "/fleetd");
   REQUIRE_MESSAGE(r, caf::to_string(r.error()));
   REQUIRE(r->files.size() >= 2);
@@ -56,5 +57,12 @@ TEST_CASE("a real program: its own bytes plus each library's real file") {
     sum += f.bytes;
   }
   CHECK(r->bytes == sum);
+  // Stripped as a package installs it: this build keeps debug info.
+  auto stripped = measure_install_size(FLEETD_BUILD_DIR "/fleetd", true);
+  REQUIRE(stripped);
+  CHECK(stripped->files.front().bytes < r->files.front().bytes);
+  CHECK(stripped->bytes - stripped->files.front().bytes
+        == r->bytes - r->files.front().bytes);
   CHECK(!measure_install_size("/nonexistent/fleetd"));
+  CHECK(!measure_install_size("/nonexistent/fleetd", true));
 }

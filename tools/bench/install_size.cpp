@@ -1,7 +1,9 @@
 #include "tools/bench/install_size.hpp"
 
 #include <array>
+#include <cstdlib>
 #include <filesystem>
+#include <vector>
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,26 +16,30 @@ namespace fleetd::bench {
 
 namespace {
 
-// ldd lists a few dozen lines; more than this is no ldd output.
-constexpr size_t max_ldd_output = 1 << 20;
+// ldd and strip say a few dozen lines; more is not their output.
+constexpr size_t max_output = 1 << 20;
 
-// Runs `ldd program` (no shell: the path is one argument) and returns its
-// standard output; an error when it cannot run or exits non-zero.
-caf::expected<std::string> run_ldd(const std::string& program) {
+// Runs `argv` (no shell: a path is one argument) and returns its standard
+// output; an error when it cannot run or exits non-zero.
+caf::expected<std::string> run_capture(std::vector<std::string> argv) {
   int fds[2];
   if (pipe(fds) != 0)
-    return make_error(ec::io_error, "cannot make a pipe for ldd");
+    return make_error(ec::io_error, "cannot make a pipe for " + argv[0]);
   pid_t pid = fork();
   if (pid < 0) {
     close(fds[0]);
     close(fds[1]);
-    return make_error(ec::io_error, "cannot fork ldd");
+    return make_error(ec::io_error, "cannot fork " + argv[0]);
   }
   if (pid == 0) {
     dup2(fds[1], STDOUT_FILENO);
     close(fds[0]);
     close(fds[1]);
-    execlp("ldd", "ldd", program.c_str(), static_cast<char*>(nullptr));
+    std::vector<char*> args;
+    for (auto& a : argv)
+      args.push_back(a.data());
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
     _exit(127);
   }
   close(fds[1]);
@@ -41,16 +47,36 @@ caf::expected<std::string> run_ldd(const std::string& program) {
   std::array<char, 4096> buf;
   ssize_t n;
   while ((n = read(fds[0], buf.data(), buf.size())) > 0
-         && out.size() < max_ldd_output)
+         && out.size() < max_output)
     out.append(buf.data(), static_cast<size_t>(n));
   close(fds[0]);
   int status = 0;
   waitpid(pid, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    return make_error(ec::io_error, "ldd " + program + " failed");
-  if (out.size() >= max_ldd_output)
-    return make_error(ec::too_large, "ldd output past 1 MiB");
+    return make_error(ec::io_error, argv[0] + " " + argv.back() + " failed");
+  if (out.size() >= max_output)
+    return make_error(ec::too_large, argv[0] + " output past 1 MiB");
   return out;
+}
+
+// A stripped copy of `program` in a fresh temp directory, removed with it.
+struct stripped_copy {
+  std::string dir;
+  std::string path;
+  ~stripped_copy() {
+    if (!dir.empty())
+      fs::remove_all(dir);
+  }
+};
+
+caf::error strip_into(const std::string& program, stripped_copy& copy) {
+  std::string tmpl = (fs::temp_directory_path() / "install-size-XXXXXX");
+  if (!mkdtemp(tmpl.data()))
+    return make_error(ec::io_error, "cannot make a temp directory");
+  copy.dir = tmpl;
+  copy.path = copy.dir + "/" + fs::path(program).filename().string();
+  auto out = run_capture({"strip", "--strip-all", "-o", copy.path, program});
+  return out ? caf::none : out.error();
 }
 
 std::string_view trim(std::string_view s) {
@@ -111,23 +137,29 @@ parse_ldd(std::string_view out) {
   return files;
 }
 
-caf::expected<install_size> measure_install_size(const std::string& program) {
-  auto out = run_ldd(program);
+caf::expected<install_size> measure_install_size(const std::string& program,
+                                                 bool strip) {
+  stripped_copy copy;
+  if (strip)
+    if (auto err = strip_into(program, copy))
+      return err;
+  auto out = run_capture({"ldd", strip ? copy.path : program});
   if (!out)
     return out.error();
   auto libs = parse_ldd(*out);
   if (!libs)
     return libs.error();
   install_size result;
-  result.files.push_back({program, program, 0});
+  result.files.push_back({program, strip ? copy.path : program, 0});
   result.files.insert(result.files.end(), libs->begin(), libs->end());
   for (auto& f : result.files) {
     std::error_code err;
-    f.path = fs::canonical(f.path, err).string();
+    auto real = fs::canonical(f.path, err).string();
     if (!err)
-      f.bytes = fs::file_size(f.path, err);
+      f.bytes = fs::file_size(real, err);
     if (err)
       return make_error(ec::io_error, "cannot read " + f.path);
+    f.path = &f == &result.files.front() ? program : real;
     result.bytes += f.bytes;
   }
   return result;

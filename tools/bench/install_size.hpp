@@ -35,8 +35,10 @@ caf::expected<std::vector<installed_file>>
 parse_ldd(std::string_view ldd_output);
 
 /// The binary at `program` plus every non-runtime library `ldd` says it
-/// loads, each measured as its real file. ec::io_error when ldd cannot run or
-/// a file cannot be read.
-caf::expected<install_size> measure_install_size(const std::string& program);
+/// loads, each measured as its real file; with `strip`, the binary as a
+/// package installs it (a `strip --strip-all` copy: no debug info). ec::io_error
+/// when ldd or strip cannot run or a file cannot be read.
+caf::expected<install_size> measure_install_size(const std::string& program,
+                                                 bool strip = false);
 
 } // namespace fleetd::bench

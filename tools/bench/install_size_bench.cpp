@@ -21,9 +21,10 @@ const char* install_size_summary =
 std::string install_size_usage() {
   return "usage: fleetd-bench install-size [--device PROGRAM] "
          "[--baseline PROGRAM]\n\n"
-         "Measures PROGRAM plus every library `ldd PROGRAM` lists, symlinks "
-         "resolved to\nthe real files, except libc, libm, libgcc_s, "
-         "libstdc++, ld-linux, libpthread,\nlibdl, librt (and linux-vdso). "
+         "Measures PROGRAM, stripped as a package installs it (strip "
+         "--strip-all), plus\nevery library `ldd PROGRAM` lists, symlinks "
+         "resolved to the real files, except\nlibc, libm, libgcc_s, "
+         "libstdc++, ld-linux, libpthread, libdl, librt (and\nlinux-vdso). "
          "--device defaults to build-device/fleetd (made\nby tools/build "
          "--device), --baseline to the fleetd beside this program.\n"
          "Prints each file on stderr and one line on stdout:\n\n"
@@ -55,7 +56,7 @@ install_size measured(const std::string& label, const std::string& program) {
   if (program.empty() || !fs::exists(program))
     fail(label + " program '" + program + "' missing"
          + (label == "device" ? " (build it: tools/build --device)" : ""));
-  auto r = measure_install_size(program);
+  auto r = measure_install_size(program, true);
   if (!r)
     fail(label + ": " + caf::to_string(r.error()));
   for (auto& f : r->files)
