@@ -1,90 +1,61 @@
 #include "tools/bench/install_size.hpp"
 
-#include <array>
 #include <cstdlib>
 #include <filesystem>
-#include <vector>
-
-#include <sys/wait.h>
-#include <unistd.h>
+#include <fstream>
+#include <sstream>
 
 #include "messages/error.hpp"
+#include "runtime/text.hpp"
+#include "tools/pg_server/process.hpp"
 
 namespace fs = std::filesystem;
+using namespace std::chrono_literals;
 
 namespace fleetd::bench {
 
 namespace {
 
-// ldd and strip say a few dozen lines; more is not their output.
-constexpr size_t max_output = 1 << 20;
+// ldd lists a few dozen lines; more is not its output.
+constexpr uintmax_t max_ldd_output = 1 << 20;
 
-// Runs `argv` (no shell: a path is one argument) and returns its standard
-// output; an error when it cannot run or exits non-zero.
-caf::expected<std::string> run_capture(std::vector<std::string> argv) {
-  int fds[2];
-  if (pipe(fds) != 0)
-    return make_error(ec::io_error, "cannot make a pipe for " + argv[0]);
-  pid_t pid = fork();
-  if (pid < 0) {
-    close(fds[0]);
-    close(fds[1]);
-    return make_error(ec::io_error, "cannot fork " + argv[0]);
+// `name` in a directory of $PATH; `name` itself when in none.
+std::string on_path(const std::string& name) {
+  const char* env = std::getenv("PATH");
+  std::string_view dirs = env ? env : "/usr/bin:/bin";
+  while (!dirs.empty()) {
+    auto dir = dirs.substr(0, dirs.find(':'));
+    auto candidate = std::string{dir} + "/" + name;
+    if (!dir.empty() && executable(candidate))
+      return candidate;
+    dirs.remove_prefix(std::min(dirs.size(), dir.size() + 1));
   }
-  if (pid == 0) {
-    dup2(fds[1], STDOUT_FILENO);
-    close(fds[0]);
-    close(fds[1]);
-    std::vector<char*> args;
-    for (auto& a : argv)
-      args.push_back(a.data());
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    _exit(127);
-  }
-  close(fds[1]);
-  std::string out;
-  std::array<char, 4096> buf;
-  ssize_t n;
-  while ((n = read(fds[0], buf.data(), buf.size())) > 0
-         && out.size() < max_output)
-    out.append(buf.data(), static_cast<size_t>(n));
-  close(fds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    return make_error(ec::io_error, argv[0] + " " + argv.back() + " failed");
-  if (out.size() >= max_output)
-    return make_error(ec::too_large, argv[0] + " output past 1 MiB");
-  return out;
+  return name;
 }
 
-// A stripped copy of `program` in a fresh temp directory, removed with it.
-struct stripped_copy {
-  std::string dir;
-  std::string path;
-  ~stripped_copy() {
-    if (!dir.empty())
-      fs::remove_all(dir);
-  }
-};
-
-caf::error strip_into(const std::string& program, stripped_copy& copy) {
-  std::string tmpl = (fs::temp_directory_path() / "install-size-XXXXXX");
-  if (!mkdtemp(tmpl.data()))
-    return make_error(ec::io_error, "cannot make a temp directory");
-  copy.dir = tmpl;
-  copy.path = copy.dir + "/" + fs::path(program).filename().string();
-  auto out = run_capture({"strip", "--strip-all", "-o", copy.path, program});
-  return out ? caf::none : out.error();
+// Runs `argv` (its program looked up on $PATH) with its output into
+// `out_file`; an error unless it exits 0.
+caf::error run_into(std::vector<std::string> argv, const std::string& out_file) {
+  child_spec spec;
+  spec.argv = std::move(argv);
+  spec.argv[0] = on_path(spec.argv[0]);
+  spec.log = out_file;
+  spec.cwd = fs::path(out_file).parent_path().string();
+  if (run(spec, 60s) != 0)
+    return make_error(ec::io_error, spec.argv[0] + " " + spec.argv.back()
+                                      + " failed: " + read_tail(out_file));
+  return caf::none;
 }
 
-std::string_view trim(std::string_view s) {
-  auto b = s.find_first_not_of(" \t");
-  if (b == std::string_view::npos)
-    return {};
-  auto e = s.find_last_not_of(" \t\r");
-  return s.substr(b, e - b + 1);
+caf::expected<std::string> read_bounded(const std::string& path) {
+  std::error_code err;
+  auto n = fs::file_size(path, err);
+  if (err || n > max_ldd_output)
+    return make_error(ec::too_large, path + " missing or past 1 MiB");
+  std::ifstream in(path);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
 }
 
 // One ldd line: "name => /path (0x...)", "/lib64/ld-linux... (0x...)" or
@@ -104,6 +75,18 @@ caf::error parse_ldd_line(std::string_view line, installed_file& file) {
   return caf::none;
 }
 
+// The binary as measured: itself, or a stripped copy in `tmp`.
+caf::expected<std::string> binary_to_measure(const std::string& program,
+                                             bool strip, const temp_dir& tmp) {
+  if (!strip)
+    return program;
+  auto copy = tmp.path() + "/" + fs::path(program).filename().string();
+  if (auto err = run_into({"strip", "--strip-all", "-o", copy, program},
+                          tmp.path() + "/strip.out"))
+    return err;
+  return copy;
+}
+
 } // namespace
 
 bool is_runtime_library(std::string_view soname) {
@@ -121,11 +104,8 @@ bool is_runtime_library(std::string_view soname) {
 caf::expected<std::vector<installed_file>>
 parse_ldd(std::string_view out) {
   std::vector<installed_file> files;
-  while (!out.empty()) {
-    auto eol = out.find('\n');
-    auto line = trim(out.substr(0, eol));
-    out = eol == std::string_view::npos ? std::string_view{}
-                                        : out.substr(eol + 1);
+  for (auto raw : split_lines(out)) {
+    auto line = trim(raw);
     auto name = line.substr(0, line.find_first_of(" \t"));
     if (line.empty() || is_runtime_library(name))
       continue;
@@ -139,18 +119,21 @@ parse_ldd(std::string_view out) {
 
 caf::expected<install_size> measure_install_size(const std::string& program,
                                                  bool strip) {
-  stripped_copy copy;
-  if (strip)
-    if (auto err = strip_into(program, copy))
-      return err;
-  auto out = run_capture({"ldd", strip ? copy.path : program});
-  if (!out)
-    return out.error();
-  auto libs = parse_ldd(*out);
+  temp_dir tmp{"install-size"};
+  auto binary = binary_to_measure(program, strip, tmp);
+  if (!binary)
+    return binary.error();
+  auto ldd_out = tmp.path() + "/ldd.out";
+  if (auto err = run_into({"ldd", *binary}, ldd_out))
+    return err;
+  auto text = read_bounded(ldd_out);
+  if (!text)
+    return text.error();
+  auto libs = parse_ldd(*text);
   if (!libs)
     return libs.error();
   install_size result;
-  result.files.push_back({program, strip ? copy.path : program, 0});
+  result.files.push_back({program, *binary, 0});
   result.files.insert(result.files.end(), libs->begin(), libs->end());
   for (auto& f : result.files) {
     std::error_code err;
