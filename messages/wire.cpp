@@ -7,6 +7,7 @@
 #include <optional>
 
 #include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/wire_format_lite.h>
 #include <xxhash.h>
 #include <zstd.h>
@@ -14,7 +15,9 @@
 #include "fleetd/v1/sync.pb.h"
 #include "messages/decode_budget.hpp"
 #include "messages/error.hpp"
+#if !FLEETD_PROTO_LITE
 #include "messages/parse_bound.hpp"
+#endif
 
 namespace fleetd {
 
@@ -455,12 +458,14 @@ caf::expected<decoded_request> decode_request(std::string_view body, bool zstd,
   }
   // Parsing allocates up to dozens of bytes per byte of body (an empty
   // sub-message, a packed varint): charged from the bytes, before parsing.
+#if !FLEETD_PROTO_LITE
   auto parse_cost = parse_bound(body, pb::SyncRequest::descriptor(),
                                 budget.left());
   if (!parse_cost)
     return parse_cost.error();
   if (auto err = budget.charge(*parse_cost, "parsed request"))
     return err;
+#endif // the device build decodes only its own queued batches, unbounded
   pb::SyncRequest req;
   if (!req.ParseFromArray(body.data(), static_cast<int>(body.size())))
     return make_error(ec::decode_failed, "not a SyncRequest");

@@ -9,6 +9,7 @@
 #include "runtime/options.hpp"
 #include "tools/bench/fanout_bench.hpp"
 #include "tools/bench/ingest_bench.hpp"
+#include "tools/bench/install_size_bench.hpp"
 #include "tools/bench/journal_bench.hpp"
 #include "tools/bench/journal_lag_bench.hpp"
 #include "tools/bench/outage_bench.hpp"
@@ -43,6 +44,8 @@ const subcommand subcommands[] = {
    fleetd::bench::run_query_bench},
   {"fanout", fleetd::bench::fanout_summary, fleetd::bench::fanout_usage,
    fleetd::bench::run_fanout_bench},
+  {"install-size", fleetd::bench::install_size_summary,
+   fleetd::bench::install_size_usage, fleetd::bench::run_install_size_bench},
 };
 
 void print_help(std::ostream& out) {
