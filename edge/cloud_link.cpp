@@ -387,8 +387,8 @@ actor_stats link_stats(const cloud_link_state& st) {
   out.counters["bytes_received"] = st.bytes_received;
   out.counters["connects"] = connects;
   out.counters["enrollments"] = st.enrollments;
-  out.counters["probes"] = st.probes;
-  out.counters["probes_failed"] = st.probes_failed;
+  out.counters["health_probes"] = st.probes;
+  out.counters["health_probes_failed"] = st.probes_failed;
   return out;
 }
 
