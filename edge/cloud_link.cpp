@@ -193,19 +193,19 @@ caf::error save_key(const std::string& path, const std::string& key) {
   return caf::none;
 }
 
-// Retry-After in whole seconds (RFC 9110) as milliseconds; 0 for a date,
-// garbage or a value past a day (the backoff actor clamps what it honours).
+// Retry-After in whole seconds (RFC 9110) as milliseconds, at most a day;
+// 0 for a date or garbage (the backoff actor clamps what it honours).
 int64_t retry_after_header_ms(const std::string& text) {
   auto t = trim(text);
-  if (t.empty() || t.size() > 5)
+  if (t.empty() || t.size() > 32)
     return 0;
   int64_t s = 0;
   for (unsigned char c : t) {
     if (!std::isdigit(c))
       return 0;
-    s = s * 10 + (c - '0');
+    s = std::min<int64_t>(s * 10 + (c - '0'), 86400);
   }
-  return std::min<int64_t>(s, 86400) * 1000;
+  return s * 1000;
 }
 
 using header_list = std::vector<std::pair<std::string, std::string>>;

@@ -8,7 +8,6 @@
 #include <random>
 #include <set>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -22,6 +21,7 @@
 #include <doctest/doctest.h>
 
 #include "edge/fake_storage.hpp"
+#include "helpers.hpp"
 
 #include "messages/error.hpp"
 #include "messages/register.hpp"
@@ -744,13 +744,12 @@ sync_ack health(unsigned status, int64_t retry_after_ms = 0) {
 /// timer runs on the scheduler while the manual clock stands still).
 bool stats_until(fixture& f, const backoff_actor& hdl,
                  const std::function<bool(actor_stats&)>& pred) {
-  for (int i = 0; i < 500; ++i) {
-    auto st = f.stats(hdl);
-    if (pred(st))
-      return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return false;
+  return test::eventually(
+    [&] {
+      auto st = f.stats(hdl);
+      return pred(st);
+    },
+    5s);
 }
 
 } // namespace
