@@ -17,6 +17,9 @@ namespace {
 
 constexpr const char* component = "backoff";
 
+/// The longest retry_after honoured when backoff-cap is shorter.
+constexpr int64_t hint_ceiling_ms = 300000;
+
 using self_ptr = backoff_actor::stateful_pointer<backoff_state>;
 
 bool online(const backoff_state& st) {
@@ -101,9 +104,25 @@ int64_t permit(backoff_state& st, const std::string& stream) {
   return grant(st, stream);
 }
 
-void fail(self_ptr self, const link_report& x) {
+// A cloud's hint within [0, max(cap, 5 min)]: a hostile one (negative,
+// days) must not silence the device nor make it hammer; counted.
+int64_t clamp_hint(backoff_state& st, int64_t ms) {
+  auto ceiling = std::max<int64_t>(st.cfg.cap.count(), hint_ceiling_ms);
+  if (ms >= 0 && ms <= ceiling)
+    return ms;
+  ++st.hints_clamped;
+  log_warning_limited(component, "hint", "retry_after_ms ", ms,
+                      " from the cloud clamped to [0, ", ceiling, "]");
+  return ms < 0 ? 0 : ceiling;
+}
+
+void arm_probe(self_ptr self);
+
+void fail(self_ptr self, link_report x) {
   auto& st = self->state;
   auto now = st.cfg.clock->steady_ms();
+  x.retry_after_ms = clamp_hint(st, x.retry_after_ms);
+  st.hint_until_ms = std::max(st.hint_until_ms, now + x.retry_after_ms);
   ++st.failures_total;
   if (x.stream == st.cfg.events_stream)
     st.events_backlog = true;
@@ -131,6 +150,7 @@ void fail(self_ptr self, const link_report& x) {
   if (n == st.cfg.breaker_threshold) {
     st.offline_since_ms = now;
     ++st.went_offline;
+    arm_probe(self);
     log_warning(component, "link offline after ", n,
                 " consecutive failures: ", st.last_error);
     record_event(self, "link_offline",
@@ -141,9 +161,10 @@ void fail(self_ptr self, const link_report& x) {
   }
 }
 
-void succeed(self_ptr self, const link_report& x) {
+void succeed(self_ptr self, link_report x) {
   auto& st = self->state;
   auto now = st.cfg.clock->steady_ms();
+  x.retry_after_ms = clamp_hint(st, x.retry_after_ms);
   st.permit_epoch.erase(x.stream);
   auto hinted_ms = x.retry_after_ms > 0 ? now + x.retry_after_ms : 0;
   auto is_events = x.stream == st.cfg.events_stream;
@@ -158,6 +179,9 @@ void succeed(self_ptr self, const link_report& x) {
   auto failures = st.consecutive_failures;
   st.consecutive_failures = 0;
   st.probe_stream.reset();
+  // Online: the health probes stop (their timer is now stale).
+  ++st.probe_generation;
+  st.hint_until_ms = 0;
   // The cloud answered: the failures' window is void, only its hint counts.
   st.next_attempt_ms = hinted_ms;
   // Only events held back by the outage go first; an idle events stream
@@ -182,6 +206,70 @@ void succeed(self_ptr self, const link_report& x) {
   st.last_error.clear();
 }
 
+// The next health probe, after equal jitter on probe_interval and not
+// before the cloud's hint; only while offline and with a link to probe.
+void arm_probe(self_ptr self) {
+  auto& st = self->state;
+  if (!st.cfg.link || online(st))
+    return;
+  auto now = st.cfg.clock->steady_ms();
+  auto wait = equal_jitter_delay(st.cfg.probe_interval, st.rng).count();
+  st.next_probe_ms = std::max(now + wait, st.hint_until_ms);
+  self->delayed_send(self,
+                     st.cfg.clock->real(
+                       std::chrono::milliseconds(st.next_probe_ms - now)),
+                     tick_atom::value, st.probe_generation);
+}
+
+// Wakes the streams told to wait: the link is back, they go now.
+void wake_waiters(backoff_state& st) {
+  for (auto& w : st.waiters)
+    if (auto ptr = caf::actor_cast<caf::strong_actor_ptr>(w.second))
+      caf::anon_send(caf::actor_cast<sync_actor>(ptr), tick_atom::value);
+  st.waiters.clear();
+}
+
+void probe_answered(self_ptr self, int64_t generation, const sync_ack& a) {
+  auto& st = self->state;
+  st.health_in_flight = false;
+  // A batch got through meanwhile: it already brought the link back.
+  if (generation != st.probe_generation || online(st))
+    return;
+  if (!a.success) {
+    auto hint = clamp_hint(st, a.retry_after_ms);
+    st.hint_until_ms = std::max(st.hint_until_ms,
+                                st.cfg.clock->steady_ms() + hint);
+    log_debug(component, "health probe failed: ",
+              a.error_message.empty() ? a.error_code : a.error_message);
+    arm_probe(self);
+    return;
+  }
+  ++st.health_probes_ok;
+  link_report r;
+  r.stream = "(health probe)";
+  r.ok = true;
+  r.retry_after_ms = a.retry_after_ms;
+  succeed(self, std::move(r));
+  wake_waiters(st);
+}
+
+// The probe timer: GET /healthz through the link, unless stale.
+void probe(self_ptr self, int64_t generation) {
+  auto& st = self->state;
+  if (generation != st.probe_generation || online(st) || st.health_in_flight)
+    return;
+  st.health_in_flight = true;
+  ++st.health_probes;
+  self->request(st.cfg.link, st.cfg.probe_timeout, health_atom::value)
+    .then([self, generation](
+            sync_ack& a) { probe_answered(self, generation, a); },
+          [self, generation](caf::error& err) {
+            sync_ack a;
+            a.error_message = render(err);
+            probe_answered(self, generation, a);
+          });
+}
+
 } // namespace
 
 namespace {
@@ -190,6 +278,7 @@ namespace {
 constexpr const char* key_base = "sync.backoff-base";
 constexpr const char* key_cap = "sync.backoff-cap";
 constexpr const char* key_threshold = "sync.breaker-threshold";
+constexpr const char* key_probe = "sync.probe-interval";
 
 } // namespace
 
@@ -203,6 +292,11 @@ void declare(option_set& opts, backoff_config& x) {
            "Consecutive failed exchanges that take the link offline (circuit "
            "breaker open; then one probe at a time)",
            1, 1000);
+  opts.add(key_probe, x.probe_interval, 10s,
+           "While offline, one health probe (GET /healthz, no batch) per "
+           "this interval, equal jitter (half to whole): data flows within "
+           "it of the cloud's return; a success resets the backoff",
+           1ms);
 }
 
 caf::error validate(const backoff_config& x) {
@@ -215,6 +309,9 @@ caf::error validate(const backoff_config& x) {
   if (x.cap < x.base)
     return bad_config(std::string{key_cap} + ": must be at least " + key_base
                       + " (" + ms(x.base) + "), got " + ms(x.cap));
+  if (x.probe_interval.count() <= 0)
+    return bad_config(std::string{key_probe} + ": must be positive, got "
+                      + ms(x.probe_interval));
   if (x.breaker_threshold < 1)
     return bad_config(std::string{key_threshold} + ": must be at least 1, got "
                       + std::to_string(x.breaker_threshold));
@@ -241,8 +338,14 @@ backoff(backoff_actor::stateful_pointer<backoff_state> self,
   st.rng = make_jitter_rng(st.cfg.seed);
   return {
     [self](permit_atom, const std::string& stream) {
-      return permit(self->state, stream);
+      auto wait = permit(self->state, stream);
+      // Told to wait while failing: a successful health probe wakes it.
+      if (wait > 0 && !online(self->state))
+        self->state.waiters[stream] = caf::actor_cast<caf::actor_addr>(
+          self->current_sender());
+      return wait;
     },
+    [self](tick_atom, int64_t generation) { probe(self, generation); },
     [self](report_atom, const link_report& x) {
       if (x.ok)
         succeed(self, x);
@@ -275,6 +378,11 @@ backoff(backoff_actor::stateful_pointer<backoff_state> self,
         {"permits_granted", st.permits_granted},
         {"permits_delayed", st.permits_delayed},
         {"next_attempt_in_ms", std::max<int64_t>(st.next_attempt_ms - now, 0)},
+        {"health_probes", st.health_probes},
+        {"health_probes_ok", st.health_probes_ok},
+        {"next_probe_in_ms",
+         online(st) ? 0 : std::max<int64_t>(st.next_probe_ms - now, 0)},
+        {"hints_clamped", st.hints_clamped},
       };
       return out;
     },

@@ -28,6 +28,11 @@ struct backoff_config {
   int64_t breaker_threshold = 3;
   /// A probe that never reports frees the half-open slot after this long.
   std::chrono::milliseconds probe_timeout{30000};
+  /// While offline: one health probe (GET /healthz, no batch) per this
+  /// interval, equal jitter ([half, whole]).
+  std::chrono::milliseconds probe_interval{10000};
+  /// Where health probes go; none are sent when invalid (unit tests).
+  cloud_link_actor link;
   /// The stream that goes first after the link comes back; empty: none does.
   std::string events_stream = "events";
   /// Other streams never wait longer than this for the events stream.
@@ -42,7 +47,8 @@ struct backoff_config {
 
 class option_set;
 
-/// Declares sync.backoff-base, sync.backoff-cap, sync.breaker-threshold.
+/// Declares sync.backoff-base, sync.backoff-cap, sync.breaker-threshold,
+/// sync.probe-interval.
 void declare(option_set& opts, backoff_config& x);
 
 /// bad_config naming the option key when `x` cannot work; none otherwise.
@@ -78,12 +84,25 @@ struct backoff_state {
   int64_t went_online = 0;
   int64_t permits_granted = 0;
   int64_t permits_delayed = 0;
+  /// Health probes: the timer's generation (bumped to cancel it), whether
+  /// one is in flight, when the next goes, and the cloud's earliest time.
+  int64_t probe_generation = 0;
+  bool health_in_flight = false;
+  int64_t next_probe_ms = 0;
+  int64_t hint_until_ms = 0;
+  /// Streams told to wait while not online: woken when a probe succeeds.
+  std::map<std::string, caf::actor_addr> waiters;
+  int64_t health_probes = 0;
+  int64_t health_probes_ok = 0;
+  /// retry_after hints outside [0, max(cap, 5 min)], clamped.
+  int64_t hints_clamped = 0;
   static inline const char* name = "backoff";
 };
 
 /// The device's one view of the link to the cloud, shared by the sync actors.
-/// Sets no timers: a permit is answered with 0 (go) or the clock milliseconds
-/// to wait before asking again; every send is followed by a report.
+/// A permit is answered with 0 (go) or the clock milliseconds to wait before
+/// asking again; every send is followed by a report. Its one timer is the
+/// health probe's while offline.
 ///
 /// - Online: permits are 0.
 /// - A report with ok=false counts one consecutive failure (unless the
@@ -105,6 +124,13 @@ struct backoff_state {
 ///   other than `events_stream` wait events_first_poll_ms at a time until
 ///   the events stream reports ok without backlog, at most
 ///   `events_first_limit`.
+/// - While offline (and `link` is set) a health probe (GET /healthz) goes
+///   every `probe_interval` with equal jitter, not before the cloud's last
+///   retry_after hint; a 200 brings the link online as a delivered batch
+///   would and wakes the streams that were told to wait, so data flows
+///   within one probe interval of the cloud's return whatever the batch
+///   backoff has grown to. Probes count no failure.
+/// - Every retry_after hint is clamped to [0, max(cap, 5 min)] (counted).
 backoff_actor::behavior_type
 backoff(backoff_actor::stateful_pointer<backoff_state> self,
         backoff_config cfg);

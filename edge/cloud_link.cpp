@@ -1,5 +1,6 @@
 #include "edge/cloud_link.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -192,6 +193,21 @@ caf::error save_key(const std::string& path, const std::string& key) {
   return caf::none;
 }
 
+// Retry-After in whole seconds (RFC 9110) as milliseconds, at most a day;
+// 0 for a date or garbage (the backoff actor clamps what it honours).
+int64_t retry_after_header_ms(const std::string& text) {
+  auto t = trim(text);
+  if (t.empty() || t.size() > 32)
+    return 0;
+  int64_t s = 0;
+  for (unsigned char c : t) {
+    if (!std::isdigit(c))
+      return 0;
+    s = std::min<int64_t>(s * 10 + (c - '0'), 86400);
+  }
+  return s * 1000;
+}
+
 using header_list = std::vector<std::pair<std::string, std::string>>;
 
 // The link stops using the current endpoint: the next one gets the requests
@@ -320,13 +336,39 @@ caf::result<sync_ack> send_sync(link_ptr self, const std::string& body) {
                                                + std::to_string(res->status)
                                                + " from " + target));
   ack->status = res->status;
-  if (!res->retry_after.empty() && ack->retry_after_ms == 0)
-    ack->retry_after_ms = std::atoll(res->retry_after.c_str()) * 1000;
+  if (ack->retry_after_ms == 0)
+    ack->retry_after_ms = retry_after_header_ms(res->retry_after);
   if (!st.last_error.empty()) {
     log_info("cloud_link", "cloud reachable again at ", target);
     st.last_error.clear();
   }
   return std::move(*ack);
+}
+
+// GET /healthz on the current endpoint: a few hundred bytes, never a batch.
+// No answer fails over like a sync would, so probes visit every endpoint.
+caf::result<sync_ack> probe_health(link_ptr self) {
+  auto& st = self->state;
+  ++st.probes;
+  auto res = st.endpoints[st.current].client->get("/healthz");
+  if (!res) {
+    ++st.probes_failed;
+    fail_over(self, render(res.error()));
+    return res.error();
+  }
+  st.bytes_received += static_cast<int64_t>(res->body.size());
+  sync_ack out;
+  out.status = res->status;
+  out.success = res->status == 200;
+  out.retry_after_ms = retry_after_header_ms(res->retry_after);
+  if (!out.success) {
+    ++st.probes_failed;
+    out.error_code = "http_" + std::to_string(res->status);
+    out.error_message = printable(res->error, 200);
+    if (res->status >= 500)
+      fail_over(self, "HTTP " + std::to_string(res->status));
+  }
+  return out;
 }
 
 actor_stats link_stats(const cloud_link_state& st) {
@@ -345,6 +387,8 @@ actor_stats link_stats(const cloud_link_state& st) {
   out.counters["bytes_received"] = st.bytes_received;
   out.counters["connects"] = connects;
   out.counters["enrollments"] = st.enrollments;
+  out.counters["health_probes"] = st.probes;
+  out.counters["health_probes_failed"] = st.probes_failed;
   return out;
 }
 
@@ -364,6 +408,7 @@ cloud_link(cloud_link_actor::stateful_pointer<cloud_link_state> self,
     [self](sync_atom, const std::string& body) {
       return send_sync(self, body);
     },
+    [self](health_atom) { return probe_health(self); },
     [self](stats_atom) { return link_stats(self->state); },
   };
 }

@@ -72,6 +72,9 @@ struct cloud_link_state {
   int64_t failures = 0;
   int64_t bytes_sent = 0;
   int64_t bytes_received = 0;
+  /// GET /healthz probes while offline, and those not answered 200.
+  int64_t probes = 0;
+  int64_t probes_failed = 0;
   std::string last_error;
   static inline const char* name = "cloud_link";
 };
@@ -83,7 +86,9 @@ struct cloud_link_state {
 /// waits and the sync actors back off. When the current endpoint fails to
 /// answer (connect, TLS, timeout, a 5xx) the request fails as before and the
 /// next ones go to the next endpoint, round-robin, staying there; a 4xx is
-/// an answer and moves nothing. Spawn detached: the HTTP call blocks.
+/// an answer and moves nothing. A health probe (GET /healthz) answers the
+/// backoff actor while the link is offline. Spawn detached: the HTTP call
+/// blocks.
 cloud_link_actor::behavior_type
 cloud_link(cloud_link_actor::stateful_pointer<cloud_link_state> self,
            cloud_link_config cfg);

@@ -305,6 +305,7 @@ inspector_config spawn_actors(caf::actor_system& sys, stop_list& stops,
   auto bcfg = opt.backoff;
   bcfg.clock = clk;
   bcfg.storage = st;
+  bcfg.link = link;
   auto bck = keep("backoff", sys.spawn(backoff, bcfg));
   auto ycfg = opt.sync;
   ycfg.clock = clk;

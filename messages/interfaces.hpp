@@ -59,6 +59,9 @@ using storage_actor = caf::typed_actor<
 using cloud_link_actor = caf::typed_actor<
   // Sends one encoded request body; replies with the cloud's answer.
   caf::replies_to<sync_atom, std::string>::with<sync_ack>,
+  // A cheap look at the cloud while offline (GET /healthz, no batch):
+  // success means 200; status and retry_after_ms as the cloud answered.
+  caf::replies_to<health_atom>::with<sync_ack>,
   stats_handler>;
 
 /// The device's view of the link to the cloud (edge/backoff), shared by the
@@ -73,6 +76,9 @@ using backoff_actor = caf::typed_actor<
   caf::reacts_to<report_atom, link_report>,
   // The link's state for other actors.
   caf::replies_to<link_atom>::with<link_status>,
+  // SELF ONLY: the health probe timer; ignored unless `generation` is still
+  // the current one.
+  caf::reacts_to<tick_atom, int64_t>,
   stats_handler>;
 
 /// Hears the operator's settings that arrive from the cloud.

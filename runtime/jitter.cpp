@@ -31,4 +31,11 @@ std::chrono::milliseconds full_jitter_delay(std::chrono::milliseconds base,
   return std::chrono::milliseconds{pick(rng)};
 }
 
+std::chrono::milliseconds equal_jitter_delay(std::chrono::milliseconds interval,
+                                             jitter_rng& rng) {
+  auto full = std::max<int64_t>(interval.count(), 0);
+  std::uniform_int_distribution<int64_t> pick(full / 2, full);
+  return std::chrono::milliseconds{pick(rng)};
+}
+
 } // namespace fleetd

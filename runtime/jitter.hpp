@@ -23,4 +23,10 @@ std::chrono::milliseconds full_jitter_delay(std::chrono::milliseconds base,
                                             int64_t failures,
                                             jitter_rng& rng);
 
+/// Equal jitter on a fixed interval: uniform in [interval / 2, interval], so
+/// a device never waits longer than `interval` nor probes more often than
+/// twice per interval, and a fleet's probes spread over half the interval.
+std::chrono::milliseconds equal_jitter_delay(std::chrono::milliseconds interval,
+                                             jitter_rng& rng);
+
 } // namespace fleetd

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
+#include <functional>
 #include <memory>
 #include <random>
 #include <set>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include <caf/actor_cast.hpp>
+#include <caf/after.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/exit_reason.hpp>
@@ -18,6 +21,7 @@
 #include <doctest/doctest.h>
 
 #include "edge/fake_storage.hpp"
+#include "helpers.hpp"
 
 #include "messages/error.hpp"
 #include "messages/register.hpp"
@@ -691,4 +695,121 @@ TEST_CASE("events held back by an outage take the half-open probe") {
     f.clock->advance(10000);
     CHECK(f.permit(hdl, "metrics") == 0);
   }
+}
+
+// -- health probes while offline -------------------------------------------------
+
+namespace {
+
+struct fake_link_state {
+  /// The answers to GET /healthz, in order; the last one repeats.
+  std::vector<sync_ack> answers;
+  size_t asked = 0;
+  static inline const char* name = "fake_link";
+};
+
+/// A cloud link whose batches all fail and whose health probes get
+/// `answers`: what a cloud (or something posing as one) might send.
+cloud_link_actor::behavior_type
+fake_link(cloud_link_actor::stateful_pointer<fake_link_state> self,
+          std::vector<sync_ack> answers) {
+  self->state.answers = std::move(answers);
+  return {
+    [](sync_atom, const std::string&) -> caf::result<sync_ack> {
+      return make_error(ec::unreachable, "connection refused");
+    },
+    [self](health_atom) {
+      auto& st = self->state;
+      auto i = std::min(st.asked++, st.answers.size() - 1);
+      return st.answers[i];
+    },
+    [self](stats_atom) {
+      actor_stats out;
+      out.name = fake_link_state::name;
+      out.counters["asked"] = static_cast<int64_t>(self->state.asked);
+      return out;
+    },
+  };
+}
+
+sync_ack health(unsigned status, int64_t retry_after_ms = 0) {
+  sync_ack a;
+  a.status = status;
+  a.success = status == 200;
+  a.retry_after_ms = retry_after_ms;
+  return a;
+}
+
+/// Polls the backoff actor's stats until `pred` holds (real time: the probe
+/// timer runs on the scheduler while the manual clock stands still).
+bool stats_until(fixture& f, const backoff_actor& hdl,
+                 const std::function<bool(actor_stats&)>& pred) {
+  return test::eventually(
+    [&] {
+      auto st = f.stats(hdl);
+      return pred(st);
+    },
+    5s);
+}
+
+} // namespace
+
+TEST_CASE("offline, a health probe that succeeds brings the link back at "
+          "once and wakes the streams told to wait") {
+  fixture f;
+  auto bc = f.config();
+  bc.probe_interval = 20ms;
+  bc.cap = 3600000ms;
+  bc.link = f.sys->spawn(fake_link, std::vector<sync_ack>{health(503),
+                                                           health(200)});
+  f.spawned.push_back(caf::actor_cast<caf::actor>(bc.link));
+  auto hdl = f.spawn_backoff(std::move(bc));
+  f.fail_times(hdl, 8);
+  REQUIRE(f.link(hdl).state == "offline");
+  // The batch backoff is long now; this stream is told to wait for it.
+  REQUIRE(f.permit(hdl, "metrics") > 0);
+  REQUIRE(stats_until(f, hdl, [](actor_stats& st) {
+    return st.counters["health_probes_ok"] == 1;
+  }));
+  auto st = f.stats(hdl);
+  CHECK(st.counters["health_probes"] == 2);
+  CHECK(st.counters["went_online"] == 1);
+  // Probes count no failure; the one success resets everything.
+  CHECK(st.counters["failures_total"] == 8);
+  CHECK(f.link(hdl).state == "online");
+  CHECK(f.permit(hdl, "metrics") == 0);
+  // The waiting stream was woken with a tick rather than left to its timer.
+  bool woken = false;
+  (*f.self)->receive([&](tick_atom) { woken = true; },
+                     caf::after(5s) >> [] {});
+  CHECK(woken);
+}
+
+TEST_CASE("retry_after hints are clamped to [0, max(cap, 5 min)] and "
+          "counted, from batches and from health probes") {
+  fixture f;
+  auto bc = f.config(); // cap 1 min: the ceiling is 5 min
+  bc.probe_interval = 20ms;
+  bc.link = f.sys->spawn(fake_link, std::vector<sync_ack>{
+                                      health(503, INT64_MAX)});
+  f.spawned.push_back(caf::actor_cast<caf::actor>(bc.link));
+  auto hdl = f.spawn_backoff(std::move(bc));
+  auto now = f.clock->now_ms();
+  f.report(hdl, failed("metrics", "busy", -5));
+  f.report(hdl, failed("logs", "busy", INT64_MIN));
+  f.report(hdl, failed("events", "refused"));
+  CHECK(f.stats(hdl).counters["hints_clamped"] == 2);
+  // Offline now: the first probe's hostile hint is clamped, so the next
+  // probe is 5 min away, not never (nor an overflow into the past).
+  REQUIRE(stats_until(f, hdl, [](actor_stats& st) {
+    return st.counters["hints_clamped"] == 3;
+  }));
+  auto st = f.stats(hdl);
+  CHECK(st.counters["next_probe_in_ms"] == 300000);
+  CHECK(st.counters["health_probes"] == 1);
+  CHECK(f.link(hdl).state == "offline");
+  // A batch's hostile hint bars the batches for 5 min, not forever.
+  f.report(hdl, failed("metrics", "busy", INT64_MAX));
+  CHECK(f.link(hdl).next_attempt_ms == now + 300000);
+  CHECK(f.stats(hdl).counters["hints_clamped"] == 4);
 }

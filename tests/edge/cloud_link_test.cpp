@@ -9,7 +9,13 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <caf/typed_event_based_actor.hpp>
 #include <doctest/doctest.h>
@@ -428,5 +434,102 @@ TEST_CASE("cloud.endpoints is read strictly and stands instead of "
     auto err = render(parse({"--cloud.endpoints=a:1,b:2", other}));
     CHECK(err.find("cloud.endpoints") != std::string::npos);
     CHECK(err.find("not both") != std::string::npos);
+  }
+}
+
+// -- health probes ----------------------------------------------------------------
+
+namespace {
+
+/// A node that answers every request with `response` and closes: what a
+/// broken or hostile cloud (or a proxy in front of it) might send.
+class canned_node {
+public:
+  explicit canned_node(std::string response)
+    : response_(std::move(response)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) == 0);
+    REQUIRE(::listen(fd_, 8) == 0);
+    REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+
+  ~canned_node() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+  }
+
+  uint16_t port() const {
+    return port_;
+  }
+
+private:
+  void serve() {
+    for (;;) {
+      int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0)
+        return;
+      std::string got;
+      char buf[1024];
+      ssize_t n;
+      while (got.find("\r\n\r\n") == std::string::npos
+             && (n = ::read(c, buf, sizeof(buf))) > 0)
+        got.append(buf, static_cast<size_t>(n));
+      auto ignored = ::write(c, response_.data(), response_.size());
+      (void) ignored;
+      ::close(c);
+    }
+  }
+
+  std::string response_;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+sync_ack probe(link_fixture& f, const cloud_link_actor& link) {
+  sync_ack out;
+  (*f.self)
+    ->request(link, 20s, health_atom::value)
+    .receive([&](sync_ack& x) { out = std::move(x); },
+             [&](caf::error& err) { out.error_message = render(err); });
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("a health probe is GET /healthz: 200 is success, anything else "
+          "is not; Retry-After is read bounded, garbage ignored") {
+  link_fixture f;
+  auto a = std::make_shared<door_log>();
+  auto link = f.spawn_link({f.open_door(a)});
+  auto ok = probe(f, link);
+  CHECK(ok.success);
+  CHECK(ok.status == 200);
+  CHECK(a->syncs == 0); // no batch
+  struct hint_case {
+    const char* header;
+    int64_t ms;
+  };
+  for (auto [header, ms] :
+       {hint_case{"120", 120000}, hint_case{"99999999999999999999", 86400000},
+        hint_case{"-5", 0}, hint_case{"garbage", 0},
+        hint_case{"Wed, 21 Oct 2015 07:28:00 GMT", 0}}) {
+    CAPTURE(header);
+    canned_node node(std::string("HTTP/1.1 503 Service Unavailable\r\n")
+                     + "Retry-After: " + header
+                     + "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    auto l = f.spawn_link({node.port()});
+    auto busy = probe(f, l);
+    CHECK_FALSE(busy.success);
+    CHECK(busy.status == 503);
+    CHECK(busy.retry_after_ms == ms);
+    CHECK(f.stats(l).counters["health_probes_failed"] == 1);
   }
 }
