@@ -31,6 +31,7 @@
 #include "runtime/stats_reader.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/node.hpp"
+#include "runtime/scheduler.hpp"
 #include "runtime/supervisor.hpp"
 
 namespace fleetd {
@@ -52,6 +53,7 @@ struct cloud_options {
   sink_runner_config runner;
   sinks_options sinks;
   fleet_sink_config fleet;
+  scheduler_options scheduler;
 };
 
 void declare(option_set& opts, cloud_options& x) {
@@ -68,10 +70,13 @@ void declare(option_set& opts, cloud_options& x) {
   declare(opts, x.runner);
   declare(opts, x.sinks);
   declare(opts, x.fleet);
+  declare(opts, x.scheduler, cloud_scheduler());
 }
 
 caf::error validate(const cloud_options& x) {
   if (auto err = validate(x.store))
+    return err;
+  if (auto err = validate(x.scheduler))
     return err;
   if (auto err = validate(x.retention, x.store))
     return err;
@@ -470,6 +475,9 @@ int run(int argc, char** argv) {
   if (!parts)
     return die(parts.error());
   node_config cfg{opt.common};
+  auto threads = worker_threads(opt.scheduler, cloud_scheduler(), 1, 0);
+  apply(cfg, opt.scheduler, threads);
+  log_info("fleetd-cloud", "scheduler: ", describe(opt.scheduler, threads));
   caf::actor_system sys{cfg};
   stop_list stops;
   auto [ing, sup, insp, api] = spawn_actors(sys, stops, opt,

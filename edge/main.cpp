@@ -25,6 +25,7 @@
 #include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/node.hpp"
+#include "runtime/scheduler.hpp"
 #include "runtime/supervisor.hpp"
 
 namespace fleetd {
@@ -42,6 +43,7 @@ struct edge_options {
   load_config load;
   storage_limits storage;
   restart_limits supervisor;
+  scheduler_options scheduler;
   bool json = false;
 };
 
@@ -64,6 +66,7 @@ void declare(option_set& opts, edge_options& x) {
   declare(opts, x.backoff);
   declare(opts, x.load);
   declare(opts, x.supervisor);
+  declare(opts, x.scheduler, device_scheduler());
 }
 
 // The options' checks, each actor's own; the tier-derived sync settings are
@@ -71,7 +74,7 @@ void declare(option_set& opts, edge_options& x) {
 caf::error validate(const edge_options& x) {
   for (auto err : {validate(x.link), validate(x.collector),
                    validate(x.capability), validate(x.backoff),
-                   validate(x.supervisor)})
+                   validate(x.supervisor), validate(x.scheduler)})
     if (err)
       return err;
   if (x.sync.device_id.empty())
@@ -200,6 +203,9 @@ int run_command(const edge_options& opt, const std::vector<std::string>& args) {
                                              + " but its console.port is "
                                                "unreadable"));
     node_config cfg{opt.common};
+    // A console client: one thread does (tier 3's).
+    apply(cfg, opt.scheduler,
+          worker_threads(opt.scheduler, device_scheduler(), 3, 1));
     caf::actor_system sys{cfg};
     auto node = connect_own_console(sys, opt.common, static_cast<uint16_t>(port));
     if (!node)
@@ -395,6 +401,11 @@ int run(int argc, char** argv) {
     return die(backend.error());
   log_info("fleetd", summary(caps));
   node_config cfg{opt.common};
+  // Fixed for the process: a later tier change keeps the threads it started with.
+  auto threads = worker_threads(opt.scheduler, device_scheduler(),
+                                caps.settings.tier, caps.hw.cpu_cores);
+  apply(cfg, opt.scheduler, threads);
+  log_info("fleetd", "scheduler: ", describe(opt.scheduler, threads));
   caf::actor_system sys{cfg};
   stop_list stops;
   auto icfg = spawn_actors(sys, stops, opt, caps, std::move(*backend), clk);
