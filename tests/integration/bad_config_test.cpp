@@ -109,6 +109,12 @@ TEST_CASE("a check across options names the real option keys") {
                  "cloud.endpoints: stands instead of cloud.port");
   check_rejected(run_with("fleetd", {"--cloud.endpoints=127.0.0.1:1,127.0.0.1"}),
                  "cloud.endpoints: '127.0.0.1': expected host:port");
+  // A stealing knob under the sharing policy would do nothing: refused.
+  check_rejected(run_with("fleetd", {"--scheduler.relaxed-sleep=1s"}),
+                 "scheduler.relaxed-sleep: applies to scheduler.policy "
+                 "\"stealing\" only");
+  check_rejected(run_with("fleetd-cloud", {"--scheduler.policy=fifo"}),
+                 "scheduler.policy: 'fifo' is neither sharing nor stealing");
 }
 
 TEST_CASE("tier defaults in --help come from the tier table") {
