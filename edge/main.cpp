@@ -1,5 +1,6 @@
 // fleetd: the device node (collector -> storage -> sync -> cloud link).
 #include <cstdlib>
+#include <malloc.h>
 #include <fstream>
 #include <iostream>
 #include <sys/stat.h>
@@ -443,5 +444,9 @@ int run(int argc, char** argv) {
 } // namespace fleetd
 
 int main(int argc, char** argv) {
+  // One malloc arena, not one per thread: saves ~1.6 MB RSS on a device
+  // whose threads mostly sleep (MALLOC_ARENA_MAX still overrides).
+  if (std::getenv("MALLOC_ARENA_MAX") == nullptr)
+    mallopt(M_ARENA_MAX, 1);
   return fleetd::run(argc, argv);
 }
