@@ -491,10 +491,15 @@ void sleep_checking(const stack& st, double seconds) {
   }
 }
 
-// Seconds from now until `grew` holds (polled), or -1 after `limit_s`.
+// Seconds from now until `grew` holds (looked at every 100 ms), or -1
+// after `limit_s`.
 double wait_growth(const std::function<bool()>& grew, double limit_s) {
   auto t0 = steady::now();
-  if (!poll_until(grew, milliseconds(static_cast<int64_t>(limit_s * 1000))))
+  auto paced = [&] {
+    std::this_thread::sleep_for(milliseconds(100));
+    return grew();
+  };
+  if (!poll_until(paced, milliseconds(static_cast<int64_t>(limit_s * 1000))))
     return -1;
   return seconds_since(t0);
 }
@@ -536,6 +541,8 @@ void drain(stack& st, const footprint_options& opt, footprint_result& r) {
   };
   poll_until(
     [&] {
+      // Each look starts fleetctl and reads an export: once a second.
+      std::this_thread::sleep_for(milliseconds(1000));
       auto dev = read_device(st.bin, st.console, st.dir.path());
       auto cloud = read_cloud(st.path("cloud/cloud.db"));
       r.fleetd_samples = dev.samples;
@@ -563,7 +570,10 @@ snapshot cpu_now(const stack& st) {
 
 void measure(stack& st, const footprint_options& opt, footprint_result& r) {
   if (!poll_until(
-        [&] { return read_device(st.bin, st.console, st.dir.path()).rounds >= 1; },
+        [&] {
+          std::this_thread::sleep_for(milliseconds(200));
+          return read_device(st.bin, st.console, st.dir.path()).rounds >= 1;
+        },
         milliseconds(30'000)))
     fail("fleetd stored no round in 30 s; log:\n" + read_tail(st.fleetd->log));
   auto first = read_device(st.bin, st.console, st.dir.path());
@@ -591,7 +601,10 @@ void measure(stack& st, const footprint_options& opt, footprint_result& r) {
   auto vm_relay = st.vm_relay->stats();
   r.vmagent_wire_bytes = vm_relay.bytes_up + vm_relay.bytes_down;
   r.data_span_s = static_cast<double>(st.rounds * round_s);
-  auto size = measure_install_size(st.bin + "/fleetd", true);
+  auto size = measure_install_size(opt.install_program.empty()
+                                     ? st.bin + "/fleetd"
+                                     : opt.install_program,
+                                   true);
   if (!size)
     fail("install size: " + render(size.error()));
   r.fleetd_install_bytes = static_cast<int64_t>(size->bytes);
@@ -652,8 +665,8 @@ std::string parse_args(const std::vector<std::string>& args,
       opt.settings.push_back(value);
       continue;
     }
-    if (arg == "--bin-dir") {
-      opt.bin_dir = value;
+    if (arg == "--bin-dir" || arg == "--install-program") {
+      (arg == "--bin-dir" ? opt.bin_dir : opt.install_program) = value;
       continue;
     }
     double x = 0;
@@ -775,7 +788,8 @@ std::string footprint_usage() {
   return "usage: fleetd-bench footprint [--window S] [--outage S] "
          "[--resume-limit S] [--runs N]\n"
          "                              [--setting tier1|sync10s]... "
-         "[--bin-dir DIR]\n\n"
+         "[--bin-dir DIR]\n"
+         "                              [--install-program FLEETD]\n\n"
          "Runs real processes side by side: fleetd (tier 1; its system "
          "collector plus\nsynthetic series, 100 every 10 s, and one log line "
          "a second) syncing to\nfleetd-cloud (plain HTTP, embedded store), "
@@ -804,7 +818,11 @@ std::string footprint_usage() {
          "                    repeatable (default both, one after the "
          "other)\n"
          "  --bin-dir DIR     where fleetd, fleetd-cloud and fleetctl are "
-         "(default: here)\n\n"
+         "(default: here)\n"
+         "  --install-program FLEETD  the fleetd whose install size is "
+         "reported, e.g.\n"
+         "                    build-device/fleetd (default: the one that "
+         "runs)\n\n"
          "Prints per setting and run\n"
          "  BENCH footprint setting=... run=N fleetd_cpu_s=... "
          "cpu_ratio=... fleetd_hwm_kib=...\n"

@@ -34,6 +34,9 @@ struct footprint_options {
   std::vector<std::string> settings{"tier1", "sync10s"};
   /// Where fleetd, fleetd-cloud and fleetctl are; empty: beside this program.
   std::string bin_dir;
+  /// The fleetd whose install size is reported (e.g. the device build's
+  /// build-device/fleetd); empty: the one that runs.
+  std::string install_program;
   bool progress = true;
 };
 
