@@ -58,6 +58,7 @@ struct fault_proxy::impl {
   std::atomic<int64_t> bytes_down{0};
   std::atomic<int64_t> open{0};
   std::atomic<int64_t> writing{0};
+  fault_proxy::tap_fn tap; // set before traffic, then read on the io thread
 
   mode_value current() const {
     std::lock_guard<std::mutex> guard{mtx};
@@ -77,8 +78,8 @@ namespace {
 /// write it, repeat. Strictly sequential, so one buffer and one timer do.
 struct pump {
   pump(asio::io_context& ioc, tcp::socket& f, tcp::socket& t,
-       std::atomic<int64_t>& c)
-    : from(f), to(t), counter(c), timer(ioc), buf(max_chunk) {
+       std::atomic<int64_t>& c, bool is_up)
+    : from(f), to(t), counter(c), timer(ioc), buf(max_chunk), up(is_up) {
   }
   tcp::socket& from;
   tcp::socket& to;
@@ -86,6 +87,7 @@ struct pump {
   asio::steady_timer timer;
   std::vector<char> buf;
   size_t len = 0;
+  bool up;
   bool done = false; // `from` reached EOF; `to` was shut down for sending
 };
 
@@ -95,8 +97,9 @@ public:
     : proxy_(proxy),
       client_(std::move(client)),
       server_(proxy.ioc),
-      up_(proxy.ioc, client_, server_, proxy.bytes_up),
-      down_(proxy.ioc, server_, client_, proxy.bytes_down) {
+      up_(proxy.ioc, client_, server_, proxy.bytes_up, true),
+      down_(proxy.ioc, server_, client_, proxy.bytes_down, false),
+      id_(static_cast<uint64_t>(proxy.connections.load())) {
   }
 
   void start() {
@@ -215,8 +218,12 @@ private:
     }
     asio::async_write(p.to, asio::buffer(p.buf.data(), p.len),
                       [self = shared_from_this(), &p](error_code ec, size_t n) {
-                        if (!self->closed_ && !ec)
+                        if (!self->closed_ && !ec) {
                           p.counter += static_cast<int64_t>(n);
+                          if (self->proxy_.tap)
+                            self->proxy_.tap(self->id_, p.up,
+                                             {p.buf.data(), n});
+                        }
                         --self->proxy_.writing;
                         if (self->closed_)
                           return;
@@ -241,6 +248,7 @@ private:
   tcp::socket server_;
   pump up_;
   pump down_;
+  uint64_t id_;
   bool closed_ = false;
 };
 
@@ -316,6 +324,10 @@ void fault_proxy::drop() {
 
 void fault_proxy::blackhole() {
   impl_->set({kind::blackhole, 0});
+}
+
+void fault_proxy::tap(tap_fn f) {
+  impl_->tap = std::move(f);
 }
 
 std::string fault_proxy::mode() const {

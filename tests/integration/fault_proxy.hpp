@@ -2,8 +2,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace fleetd::test {
 
@@ -45,6 +47,13 @@ public:
   void throttle(int64_t bytes_per_s);
   void drop();
   void blackhole();
+
+  /// Sees every chunk once it is forwarded: the connection's number (from
+  /// 1, in accept order), its direction (true: client -> upstream) and the
+  /// bytes. Runs on the proxy's thread; set it before any connection.
+  using tap_fn = std::function<void(uint64_t connection, bool up,
+                                    std::string_view bytes)>;
+  void tap(tap_fn f);
 
   /// The current mode as text, e.g. "delay(200ms)".
   std::string mode() const;

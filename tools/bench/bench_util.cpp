@@ -74,6 +74,13 @@ std::string prepare_dir(std::string& dir, bool& own) {
   return {};
 }
 
+double cpu_seconds_of(pid_t pid) {
+  auto st = read_stat(pid);
+  if (!st)
+    fail("process " + std::to_string(pid) + " is gone");
+  return st->cpu_s;
+}
+
 double median(std::vector<double> xs) {
   if (xs.empty())
     return 0;

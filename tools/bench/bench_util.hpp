@@ -65,6 +65,10 @@ struct proc_stat {
 /// /proc/PID/stat of a running process; nullopt when it is gone.
 std::optional<proc_stat> read_stat(pid_t pid);
 
+/// User + system CPU seconds of running process `pid`; fails when it is
+/// gone.
+double cpu_seconds_of(pid_t pid);
+
 /// Median of `xs` (mean of the middle two for an even count); 0 when empty.
 double median(std::vector<double> xs);
 

@@ -61,13 +61,6 @@ double process_cpu_seconds() {
   return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
 }
 
-double server_cpu_seconds(pid_t pid) {
-  auto st = read_stat(pid);
-  if (!st)
-    fail("VictoriaMetrics (pid " + std::to_string(pid) + ") is gone");
-  return st->cpu_s;
-}
-
 // Wall time and CPU (this process: the sink's threads; and the server) of
 // an arm's timed parts only.
 struct arm_timer {
@@ -76,11 +69,11 @@ struct arm_timer {
   double cpu_s = 0;
   template <class F>
   void time(F&& f) {
-    auto c0 = process_cpu_seconds() + server_cpu_seconds(server);
+    auto c0 = process_cpu_seconds() + cpu_seconds_of(server);
     auto t0 = clock_type::now();
     f();
     seconds += std::chrono::duration<double>(clock_type::now() - t0).count();
-    cpu_s += process_cpu_seconds() + server_cpu_seconds(server) - c0;
+    cpu_s += process_cpu_seconds() + cpu_seconds_of(server) - c0;
   }
 };
 

@@ -8,6 +8,7 @@
 
 #include "runtime/options.hpp"
 #include "tools/bench/fanout_bench.hpp"
+#include "tools/bench/footprint_bench.hpp"
 #include "tools/bench/ingest_bench.hpp"
 #include "tools/bench/install_size_bench.hpp"
 #include "tools/bench/journal_bench.hpp"
@@ -46,6 +47,8 @@ const subcommand subcommands[] = {
    fleetd::bench::run_fanout_bench},
   {"install-size", fleetd::bench::install_size_summary,
    fleetd::bench::install_size_usage, fleetd::bench::run_install_size_bench},
+  {"footprint", fleetd::bench::footprint_summary,
+   fleetd::bench::footprint_usage, fleetd::bench::run_footprint_bench},
 };
 
 void print_help(std::ostream& out) {

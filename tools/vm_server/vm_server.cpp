@@ -171,7 +171,14 @@ caf::expected<double> vm_server::metric(const std::string& name) {
   auto text = get("/metrics");
   if (!text)
     return text.error();
-  std::istringstream in(*text);
+  if (auto sum = metric_sum(*text, name))
+    return *sum;
+  return make_error(ec::remote_error, name + " not on /metrics");
+}
+
+std::optional<double> metric_sum(const std::string& exposition,
+                                 const std::string& name) {
+  std::istringstream in(exposition);
   std::string line;
   double sum = 0;
   bool seen = false;
@@ -185,7 +192,7 @@ caf::expected<double> vm_server::metric(const std::string& name) {
     seen = true;
   }
   if (!seen)
-    return make_error(ec::remote_error, name + " not on /metrics");
+    return std::nullopt;
   return sum;
 }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <sys/types.h>
@@ -85,6 +86,11 @@ private:
   pid_t pid_ = 0;
   double start_seconds_ = 0;
 };
+
+/// The sum of every series of `name` in Prometheus text `exposition` (any
+/// server's /metrics); nullopt when it has none.
+std::optional<double> metric_sum(const std::string& exposition,
+                                 const std::string& name);
 
 /// The export of `match` (a series selector): one JSON line per series.
 std::string vm_export_target(const std::string& match);
