@@ -451,6 +451,10 @@ void start_vmagent(stack& st, const footprint_options& opt) {
     fail("vmagent does not answer; log:\n" + read_tail(st.vmagent->log));
 }
 
+std::string fleetd_program(const stack& st, const footprint_options& opt) {
+  return opt.fleetd_program.empty() ? st.bin + "/fleetd" : opt.fleetd_program;
+}
+
 // fleetd: its system series plus synthetic ones make opt.series; its
 // collection ends during the outage, so the backlog is all there is.
 void start_fleetd(stack& st, const footprint_options& opt,
@@ -466,7 +470,7 @@ void start_fleetd(stack& st, const footprint_options& opt,
     2, static_cast<int64_t>((opt.window_s + opt.outage_s) / round_s));
   auto rounds = std::to_string(st.rounds);
   std::vector<std::string> argv{
-    st.bin + "/fleetd", "--node.data-dir=" + data, "--device.id=footprint",
+    fleetd_program(st, opt), "--node.data-dir=" + data, "--device.id=footprint",
     "--cloud.host=127.0.0.1",
     "--cloud.port=" + std::to_string(st.cloud_relay->port()),
     "--cloud.insecure=true", "--console.port=0", "--console.insecure=true",
@@ -507,9 +511,16 @@ double wait_growth(const std::function<bool()>& grew, double limit_s) {
 // The outage: both relays refuse for opt.outage_s, node_exporter stops just
 // before they return; then the time until each receiver stores data again.
 void outage(stack& st, const footprint_options& opt, footprint_result& r) {
+  auto t0 = steady::now();
   st.cloud_relay->drop();
   st.vm_relay->drop();
+  auto tried_before = st.cloud_relay->stats().connections;
   sleep_checking(st, opt.outage_s);
+  // Until fleetd has tried to send into the outage (bounded like a resume).
+  while (st.cloud_relay->stats().connections == tried_before
+         && seconds_since(t0) < opt.outage_s + opt.resume_limit_s)
+    sleep_checking(st, 1);
+  r.outage_actual_s = seconds_since(t0);
   st.node_exporter->end();
   auto cloud_before = read_cloud(st.path("cloud/cloud.db")).records;
   auto vm_before = st.vm->metric("vm_rows_inserted_total");
@@ -602,7 +613,7 @@ void measure(stack& st, const footprint_options& opt, footprint_result& r) {
   r.vmagent_wire_bytes = vm_relay.bytes_up + vm_relay.bytes_down;
   r.data_span_s = static_cast<double>(st.rounds * round_s);
   auto size = measure_install_size(opt.install_program.empty()
-                                     ? st.bin + "/fleetd"
+                                     ? fleetd_program(st, opt)
                                      : opt.install_program,
                                    true);
   if (!size)
@@ -665,8 +676,10 @@ std::string parse_args(const std::vector<std::string>& args,
       opt.settings.push_back(value);
       continue;
     }
-    if (arg == "--bin-dir" || arg == "--install-program") {
-      (arg == "--bin-dir" ? opt.bin_dir : opt.install_program) = value;
+    if (arg == "--bin-dir" || arg == "--install-program" || arg == "--fleetd") {
+      (arg == "--bin-dir"   ? opt.bin_dir
+       : arg == "--fleetd" ? opt.fleetd_program
+                           : opt.install_program) = value;
       continue;
     }
     double x = 0;
@@ -717,7 +730,7 @@ std::string footprint_line(const footprint_options& opt,
   std::ostringstream out;
   out << "BENCH footprint setting=" << r.setting << " run=" << run
       << " window_s=" << format(opt.window_s, 0)
-      << " outage_s=" << format(opt.outage_s, 0)
+      << " outage_s=" << format(r.outage_actual_s, 0)
       << " fleetd_cpu_s=" << format(r.fleetd_cpu_s, 3)
       << " vmagent_cpu_s=" << format(r.vmagent_cpu_s, 3)
       << " node_exporter_cpu_s=" << format(r.node_exporter_cpu_s, 3)
@@ -766,6 +779,7 @@ footprint_result median_result(const std::vector<footprint_result>& runs) {
                  &footprint_result::node_exporter_cpu_s,
                  &footprint_result::fleetd_resume_s,
                  &footprint_result::vmagent_resume_s,
+                 &footprint_result::outage_actual_s,
                  &footprint_result::data_span_s})
     m.*p = med(p);
   for (auto p :
@@ -789,7 +803,8 @@ std::string footprint_usage() {
          "[--resume-limit S] [--runs N]\n"
          "                              [--setting tier1|sync10s]... "
          "[--bin-dir DIR]\n"
-         "                              [--install-program FLEETD]\n\n"
+         "                              [--fleetd FLEETD] "
+         "[--install-program FLEETD]\n\n"
          "Runs real processes side by side: fleetd (tier 1; its system "
          "collector plus\nsynthetic series, 100 every 10 s, and one log line "
          "a second) syncing to\nfleetd-cloud (plain HTTP, embedded store), "
@@ -798,14 +813,14 @@ std::string footprint_usage() {
          "VictoriaMetrics. Each agent reaches its receiver through a "
          "byte-counting\nTCP relay (headers included). After the steady "
          "window both relays are cut\n(connections dropped, new ones "
-         "refused) for the outage; collection ends inside\nit. Then resume "
+         "refused) for the outage, and longer until fleetd has tried to\nsend into it (at tier 1 a sync falls due every 5 min); collection ends inside\nit. Then resume "
          "(from the receivers' return to the first data stored) and\n"
          "arrival (every sample stored by fleetd in fleetd-cloud's store, "
          "every sample\nvmagent pushed in VictoriaMetrics) are measured, "
          "each wait bounded by the\nresume limit.\n\n"
          "  --window S        steady window the CPU figures cover "
          "(default 600)\n"
-         "  --outage S        receivers away this long, at least 20 "
+         "  --outage S        receivers away at least this long, at least 20 "
          "(default 120)\n"
          "  --resume-limit S  longest wait for data to flow again, and then "
          "for all of it\n"
@@ -819,6 +834,8 @@ std::string footprint_usage() {
          "other)\n"
          "  --bin-dir DIR     where fleetd, fleetd-cloud and fleetctl are "
          "(default: here)\n"
+         "  --fleetd FLEETD   the fleetd that runs, e.g. build-device/fleetd "
+         "(default:\n                    bin-dir's)\n"
          "  --install-program FLEETD  the fleetd whose install size is "
          "reported, e.g.\n"
          "                    build-device/fleetd (default: the one that "

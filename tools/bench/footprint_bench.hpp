@@ -22,7 +22,9 @@ int run_footprint_bench(const std::vector<std::string>& args);
 struct footprint_options {
   /// Steady window the CPU figures cover, seconds.
   double window_s = 600;
-  /// Both receivers cut (connections dropped, new ones refused) this long.
+  /// Both receivers cut (connections dropped, new ones refused) at least
+  /// this long, and until fleetd has tried to send once (at tier 1 a sync
+  /// falls due only every 5 min: an outage it never saw resumes nothing).
   double outage_s = 120;
   /// Longest wait for data to flow again, and then for the rest to arrive,
   /// each; a wait that runs out prints "timeout".
@@ -34,6 +36,9 @@ struct footprint_options {
   std::vector<std::string> settings{"tier1", "sync10s"};
   /// Where fleetd, fleetd-cloud and fleetctl are; empty: beside this program.
   std::string bin_dir;
+  /// The fleetd that runs (e.g. build-device/fleetd, what a device
+  /// installs); empty: bin_dir's.
+  std::string fleetd_program;
   /// The fleetd whose install size is reported (e.g. the device build's
   /// build-device/fleetd); empty: the one that runs.
   std::string install_program;
@@ -71,6 +76,9 @@ struct footprint_result {
   /// within resume_limit_s.
   double fleetd_resume_s = -1;
   double vmagent_resume_s = -1;
+  /// How long the receivers were cut (outage_s, or longer until fleetd
+  /// had tried to send into the outage).
+  double outage_actual_s = 0;
   /// Samples each agent stored (fleetd) or pushed after relabelling
   /// (vmagent), and what its receiver holds at the end.
   int64_t fleetd_samples = 0;
