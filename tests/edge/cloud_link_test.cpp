@@ -39,6 +39,19 @@ constexpr int64_t clock_start_ms = 1'700'000'000'000;
 
 constexpr const char* device_id = "link-dev";
 
+/// A batch of `seq` as a sync actor hands it to the link.
+std::string batch_body(int64_t seq) {
+  encode_settings es;
+  es.device_id = device_id;
+  es.sequence = seq;
+  es.now_ms = clock_start_ms;
+  metric_samples xs(1);
+  xs[0].name = "cpu";
+  xs[0].timestamp_ms = clock_start_ms + seq;
+  xs[0].value = static_cast<double>(seq);
+  return encode_metrics_request(es, xs);
+}
+
 // -- a door: one node's HTTP endpoint in front of the shared ingest ----------
 
 /// What reached one door; `answer` (0: none) makes it answer that status
@@ -143,17 +156,9 @@ struct link_fixture : test::cloud_fixture {
 
   /// One request with batch `seq`; the link's failure as an ack of status 0.
   sync_ack send(const cloud_link_actor& link, int64_t seq) {
-    encode_settings es;
-    es.device_id = device_id;
-    es.sequence = seq;
-    es.now_ms = clock_start_ms;
-    metric_samples xs(1);
-    xs[0].name = "cpu";
-    xs[0].timestamp_ms = clock_start_ms + seq;
-    xs[0].value = static_cast<double>(seq);
     sync_ack out;
     (*self)
-      ->request(link, 20s, sync_atom::value, encode_metrics_request(es, xs))
+      ->request(link, 20s, sync_atom::value, batch_body(seq))
       .receive([&](sync_ack& x) { out = std::move(x); },
                [&](caf::error& err) { out.error_message = render(err); });
     return out;
@@ -535,18 +540,6 @@ TEST_CASE("a health probe is GET /healthz: 200 is success, anything else "
 }
 
 namespace {
-
-/// A batch of `seq` as a sync actor hands it to the link.
-std::string batch_body(int64_t seq) {
-  encode_settings es;
-  es.device_id = device_id;
-  es.sequence = seq;
-  es.now_ms = clock_start_ms;
-  metric_samples xs(1);
-  xs[0].name = "cpu";
-  xs[0].timestamp_ms = clock_start_ms + seq;
-  return encode_metrics_request(es, xs);
-}
 
 /// A node older than POST /v2/sync: 404 there; POST /v1/sync acked by the
 /// batch's sequence (only with its Content-Type, as that node demands).
