@@ -15,6 +15,7 @@
 #include <caf/scoped_actor.hpp>
 
 #include "cloud/ingest_endpoint.hpp"
+#include "messages/error.hpp"
 #include "messages/interfaces.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/logger.hpp"
