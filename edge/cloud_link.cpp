@@ -497,14 +497,15 @@ void flush(link_ptr self) {
 }
 
 // A batch joins the waiting ones; they go when every stream has one, at
-// once during a drain (an exchange just ended), else when the window ends.
+// once during a drain (an exchange ended less than a quiet spell ago),
+// else when the window ends.
 caf::result<sync_ack> enqueue(link_ptr self, std::string body) {
   auto& st = self->state;
   auto rp = self->make_response_promise<sync_ack>();
   st.pending.push_back({rp, std::move(body)});
   auto window = st.cfg.coalesce_window;
   bool draining = std::chrono::steady_clock::now() - st.last_exchange
-                  < window;
+                  < coalesce_quiet_spell;
   if (st.pending.size() >= max_bundle_items || window.count() == 0
       || draining || st.cfg.sync_version == 1)
     flush(self);

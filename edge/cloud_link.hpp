@@ -40,6 +40,11 @@ struct cloud_link_config {
   int64_t sync_version = 2;
 };
 
+/// A batch that comes less than this after the last exchange ended is part
+/// of a drain (or of rounds that fast) and goes at once; one after a longer
+/// quiet spell waits up to cloud.coalesce-window for the other streams'.
+constexpr std::chrono::milliseconds coalesce_quiet_spell{500};
+
 class option_set;
 
 /// Declares cloud.endpoints, cloud.host, cloud.port, cloud.timeout,

@@ -12,8 +12,8 @@
 // that counts every byte both ways: request and status lines, headers,
 // bodies. Every batch must be acked by its sequence.
 //
-// Rounds follow each other just past the link's coalesce window (on a
-// device they are 10 s apart), so each comes after a quiet spell.
+// Rounds follow each other just past the link's quiet spell (on a device
+// they are 10 s apart), so each waits for the other streams' batches.
 //
 // Two runs, same records: "v1" (cloud.sync-version=1: one POST /v1/sync per
 // batch, as before version 2, less the User-Agent and Server headers this
@@ -248,8 +248,8 @@ run_result run(const round_options& opt, int64_t version) {
   run_result first;
   for (int64_t r = 0; r <= opt.rounds; ++r) {
     // Rounds are 10 s apart on a device: the link sees each after a quiet
-    // spell (longer than its window), not as a drain.
-    std::this_thread::sleep_for(lcfg.coalesce_window
+    // spell, not as a drain.
+    std::this_thread::sleep_for(coalesce_quiet_spell
                                 + std::chrono::milliseconds(20));
     if (r == 1)
       first = {relay.bytes(), body_bytes(w.stats(link)),
