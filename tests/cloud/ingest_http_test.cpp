@@ -977,7 +977,8 @@ std::vector<sync_ack> results_of(const http_response& res, size_t items) {
 
 log_lines two_lines(int64_t seq) {
   return {{{{"unit", "sshd"}}, seq * 1000 + 1, "line a " + std::to_string(seq)},
-          {{{"unit", "cron"}}, seq * 1000 + 2, "line b " + std::to_string(seq)}};
+          {{{"unit", "cron"}}, seq * 1000 + 2,
+           "line b " + std::to_string(seq)}};
 }
 
 event_records one_event(int64_t seq) {
