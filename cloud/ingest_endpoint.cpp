@@ -2,6 +2,8 @@
 
 #include "cloud/ingest.hpp"
 
+#include <memory>
+
 #include <caf/event_based_actor.hpp>
 
 #include "messages/error.hpp"
@@ -63,6 +65,103 @@ void ask_ingest(caf::actor_system& sys, const ingest_actor& ingest,
           self->quit();
         });
   });
+}
+
+// A bundle's answer: per item what ingest answered it alone.
+http_reply bundle_answer(const std::vector<http_reply>& replies) {
+  std::vector<sync_ack> acks;
+  for (auto& rep : replies) {
+    // No SyncResponse (a text answer): a link failure, as it is in v1.
+    auto ack = decode_response(rep.body);
+    sync_ack out = ack ? std::move(*ack) : sync_ack{};
+    out.status = rep.status;
+    acks.push_back(std::move(out));
+  }
+  http_reply rep;
+  rep.body = encode_bundle_response(acks);
+  return rep;
+}
+
+// A POST /v2/sync on its way through ingest, item by item.
+struct bundle_job {
+  ingest_actor ingest;
+  http_server::respond_fn respond;
+  std::vector<bundle_item> items;
+  std::string authorization;
+  std::vector<http_reply> replies;
+};
+
+// Hands the next item to ingest as its own POST /v1/sync would be, in
+// order (one decoded at a time); answers once every item has its reply.
+void ask_next_item(caf::event_based_actor* self,
+                   std::shared_ptr<bundle_job> job) {
+  if (job->replies.size() == job->items.size()) {
+    job->respond(bundle_answer(job->replies));
+    self->quit();
+    return;
+  }
+  auto& item = job->items[job->replies.size()];
+  sync_envelope env{std::move(item.request), item.zstd ? "zstd" : "",
+                    protobuf_type, job->authorization};
+  self->request(job->ingest, ingest_timeout, sync_atom::value, std::move(env))
+    .then(
+      [self, job](http_reply& rep) {
+        job->replies.push_back(std::move(rep));
+        ask_next_item(self, job);
+      },
+      [self, job](caf::error& err) {
+        sync_ack nack;
+        nack.error_code = "unavailable";
+        nack.error_message = render(err);
+        nack.retry_after_ms = 1000;
+        job->replies.push_back(sync_answer(503, nack));
+        ask_next_item(self, job);
+      });
+}
+
+// From a short-lived actor, so the Asio thread never waits.
+void ask_ingest_items(caf::actor_system& sys, const ingest_actor& ingest,
+                      http_server::respond_fn respond,
+                      std::vector<bundle_item> items,
+                      std::string authorization) {
+  auto job = std::make_shared<bundle_job>(
+    bundle_job{ingest, std::move(respond), std::move(items),
+               std::move(authorization), {}});
+  sys.spawn([job](caf::event_based_actor* self) { ask_next_item(self, job); });
+}
+
+// The envelope of POST /v2/sync: Content-Type may be left out (the endpoint
+// has one type), the items say their own encoding.
+caf::error check_bundle_envelope(const http_request& req) {
+  if (!req.content_type.empty() && !is_protobuf_type(req.content_type))
+    return make_error(ec::unsupported_media_type,
+                      std::string("Content-Type must be ") + protobuf_type
+                        + " or absent, not '"
+                        + printable(req.content_type, 64) + "'");
+  if (!req.content_encoding.empty() && req.content_encoding != "identity")
+    return make_error(ec::unsupported_encoding,
+                      "a SyncBundle is not compressed as a whole (its items "
+                      "say how each is)");
+  return caf::none;
+}
+
+// POST /v2/sync: refused as a whole (one SyncResponse) when its envelope or
+// bundle is bad, else each item answered.
+void route_bundle(caf::actor_system& sys, const ingest_actor& ingest,
+                  http_request& req, http_server::respond_fn respond) {
+  auto refuse = [&](const caf::error& err) {
+    sync_ack nack;
+    nack.error_code = to_string(static_cast<ec>(err.code()));
+    nack.error_message = error_text(err);
+    respond(sync_answer(http_status(ingest_step::decode, err), nack));
+  };
+  if (auto err = check_bundle_envelope(req))
+    return refuse(err);
+  auto items = decode_bundle(req.body, max_bundle_items);
+  if (!items)
+    return refuse(items.error());
+  ask_ingest_items(sys, ingest, std::move(respond), std::move(*items),
+                   std::move(req.authorization));
 }
 
 // A query: its token proved by tenancy (401 otherwise), then answered by
@@ -229,6 +328,14 @@ ingest_endpoint::ingest_endpoint(caf::actor_system& sys, ingest_actor ingest,
       }
       if (route_query(*sys_ptr, api, req, respond))
         return;
+      if (req.target == "/v2/sync") {
+        if (req.method != "POST")
+          respond(text_reply(405, "method_not_allowed", "use POST for "
+                                                          + req.target));
+        else
+          route_bundle(*sys_ptr, ingest, req, std::move(respond));
+        return;
+      }
       auto is_sync = req.target == "/v1/sync";
       if (!is_sync && req.target != "/v1/enroll") {
         respond(text_reply(404, "not_found", "no such endpoint: "

@@ -49,6 +49,14 @@ void declare(option_set& opts, cloud_link_config& x) {
            "device has no key yet", false, true);
   opts.add("cloud.enroll-token-file", x.enroll_token_file, "",
            "File holding the enrollment token instead of cloud.enroll-token");
+  opts.add("cloud.coalesce-window", x.coalesce_window, 50ms,
+           "How long a batch that comes after a quiet spell waits for the "
+           "other streams' batches, to share one request with them (0s: "
+           "never waits)", 0ms);
+  opts.add("cloud.sync-version", x.sync_version, 2, "version",
+           "2: POST /v2/sync, several streams' batches per request (a node "
+           "answering 404 gets version 1); 1: one batch per POST /v1/sync",
+           1, 2);
   opts.add("cloud.insecure", x.insecure, false,
            "Sync over plain HTTP without TLS; allowed only to loopback "
            "endpoints, for local testing");
@@ -159,6 +167,11 @@ caf::error validate(const cloud_link_config& x) {
   if (!x.insecure)
     if (auto err = check_tls_client(x.tls))
       return bad_config("cloud.ca-file/tls-cert/tls-key: " + error_text(err));
+  if (x.coalesce_window.count() < 0)
+    return bad_config("cloud.coalesce-window: must not be negative");
+  if (x.sync_version != 1 && x.sync_version != 2)
+    return bad_config("cloud.sync-version: must be 1 or 2, got "
+                      + std::to_string(x.sync_version));
   if (x.max_response_bytes == 0)
     return bad_config("cloud_link_config.max_response_bytes: must be positive");
   return caf::none;
@@ -292,23 +305,59 @@ caf::error open_endpoints(link_ptr self, const cloud_link_config& cfg) {
   return caf::none;
 }
 
+// A failed exchange, counted and logged once per new reason.
+caf::error link_failed(link_ptr self, const std::string& target,
+                       int64_t failovers, caf::error err) {
+  auto& st = self->state;
+  ++st.failures;
+  auto text = render(err);
+  // A failover's own line already says what failed.
+  if (text != st.last_error && failovers == st.failovers)
+    log_warning("cloud_link", target, ": ", text);
+  st.last_error = std::move(text);
+  return err;
+}
+
+void reachable(link_ptr self, const std::string& target) {
+  auto& st = self->state;
+  if (!st.last_error.empty()) {
+    log_info("cloud_link", "cloud reachable again at ", target);
+    st.last_error.clear();
+  }
+}
+
+// One batch's answer (a whole HTTP answer, or a bundle's result with its
+// own status): a SyncResponse is the answer; a bare 413 (the server's body
+// limit) refuses the batch; anything else without one is a link failure.
+caf::expected<sync_ack> answer_of(unsigned status,
+                                  caf::expected<sync_ack> ack,
+                                  const std::string& body,
+                                  const std::string& retry_after,
+                                  const std::string& target) {
+  if (status == 413 && (!ack || ack->error_code.empty())) {
+    sync_ack nack;
+    nack.status = status;
+    nack.error_code = "http_" + std::to_string(status);
+    nack.error_message = body.substr(0, 200);
+    return nack;
+  }
+  if (!ack || (status != 200 && ack->error_code.empty()))
+    return make_error(ec::remote_error, "HTTP " + std::to_string(status)
+                                          + " from " + target);
+  ack->status = status;
+  if (ack->retry_after_ms == 0)
+    ack->retry_after_ms = retry_after_header_ms(retry_after);
+  return std::move(*ack);
+}
+
 // The SyncResponse of one POST /v1/sync, or the link failure.
-caf::result<sync_ack> send_sync(link_ptr self, const std::string& body) {
+caf::expected<sync_ack> send_v1(link_ptr self, const std::string& body) {
   auto& st = self->state;
   ++st.requests;
+  ++st.batches;
   auto target = st.endpoints[st.current].url;
   auto failovers = st.failovers;
-  auto fail = [&](caf::error err) -> caf::result<sync_ack> {
-    ++st.failures;
-    auto text = render(err);
-    // A failover's own line already says what failed.
-    if (text != st.last_error && failovers == st.failovers)
-      log_warning("cloud_link", target, ": ", text);
-    st.last_error = std::move(text);
-    return err;
-  };
-  if (auto err = ensure_key(self))
-    return fail(err);
+  // Content-Type: a node older than v2 refuses a request without it.
   header_list headers{{"Content-Type", "application/x-protobuf"}};
   if (is_zstd(body))
     headers.emplace_back("Content-Encoding", "zstd");
@@ -316,33 +365,153 @@ caf::result<sync_ack> send_sync(link_ptr self, const std::string& body) {
     headers.emplace_back("Authorization", st.authorization);
   auto res = post(self, "/v1/sync", body, headers);
   if (!res)
-    return fail(res.error());
+    return link_failed(self, target, failovers, res.error());
   st.bytes_sent += static_cast<int64_t>(body.size());
   st.bytes_received += static_cast<int64_t>(res->body.size());
-  auto ack = decode_response(res->body);
-  if (res->status == 413 && (!ack || ack->error_code.empty())) {
-    // The server's body limit refused this batch before the ingest
-    // actor saw it: a refusal of the batch, not a link failure. Other
-    // statuses without a SyncResponse (a proxy's error page) are.
-    sync_ack nack;
-    nack.status = res->status;
-    nack.error_code = "http_" + std::to_string(res->status);
-    nack.error_message = res->body.substr(0, 200);
-    st.last_error.clear();
-    return nack;
+  auto ack = answer_of(res->status, decode_response(res->body), res->body,
+                       res->retry_after, target);
+  if (!ack)
+    return link_failed(self, target, failovers, ack.error());
+  reachable(self, target);
+  return ack;
+}
+
+using answers = std::vector<caf::expected<sync_ack>>;
+
+answers send_each(link_ptr self, const std::vector<std::string>& bodies);
+
+// A whole-request answer to POST /v2/sync (no per-batch results): each
+// batch gets it, except that a refusal of several batches at once is
+// retried one by one, so each is refused (and counted) for itself.
+answers whole_answer(link_ptr self, const std::vector<std::string>& bodies,
+                     const http_response& res, const std::string& target,
+                     int64_t failovers) {
+  auto ack = answer_of(res.status, decode_response(res.body), res.body,
+                       res.retry_after, target);
+  bool refusal = ack && (ack->status == 400 || ack->status == 409
+                         || ack->status == 413 || ack->status == 415
+                         || ack->status == 422);
+  if (refusal && bodies.size() > 1)
+    return send_each(self, bodies);
+  if (!ack)
+    return answers(bodies.size(), link_failed(self, target, failovers,
+                                              ack.error()));
+  reachable(self, target);
+  return answers(bodies.size(), ack);
+}
+
+// The batches as one POST /v2/sync: per batch its own answer.
+answers send_v2(link_ptr self, const std::vector<std::string>& bodies) {
+  auto& st = self->state;
+  auto& ep = st.endpoints[st.current];
+  if (ep.v1_only || st.cfg.sync_version == 1)
+    return send_each(self, bodies);
+  ++st.requests;
+  st.batches += static_cast<int64_t>(bodies.size());
+  if (bodies.size() > 1)
+    ++st.bundles;
+  auto target = ep.url;
+  auto failovers = st.failovers;
+  header_list headers;
+  if (!st.authorization.empty())
+    headers.emplace_back("Authorization", st.authorization);
+  auto body = encode_bundle(bodies);
+  auto res = post(self, "/v2/sync", body, headers);
+  if (!res)
+    return answers(bodies.size(), link_failed(self, target, failovers,
+                                              res.error()));
+  st.bytes_sent += static_cast<int64_t>(body.size());
+  st.bytes_received += static_cast<int64_t>(res->body.size());
+  if (res->status == 404) {
+    // A node older than v2: it takes the batches one by one.
+    ep.v1_only = true;
+    log_info("cloud_link", target, " has no POST /v2/sync; sending each "
+             "batch as POST /v1/sync");
+    return send_each(self, bodies);
   }
-  if (!ack || (res->status != 200 && ack->error_code.empty()))
-    return fail(make_error(ec::remote_error, "HTTP "
-                                               + std::to_string(res->status)
-                                               + " from " + target));
-  ack->status = res->status;
-  if (ack->retry_after_ms == 0)
-    ack->retry_after_ms = retry_after_header_ms(res->retry_after);
-  if (!st.last_error.empty()) {
-    log_info("cloud_link", "cloud reachable again at ", target);
-    st.last_error.clear();
+  if (res->status != 200)
+    return whole_answer(self, bodies, *res, target, failovers);
+  auto results = decode_bundle_response(res->body, bodies.size());
+  if (!results)
+    return answers(bodies.size(), link_failed(self, target, failovers,
+                                              results.error()));
+  answers out;
+  int64_t unavailable = 0; // a 5xx status of a batch
+  bool failed = false;
+  for (auto& r : *results) {
+    if (r.status >= 500)
+      unavailable = r.status;
+    auto a = answer_of(static_cast<unsigned>(r.status), r, "", "", target);
+    if (!a) {
+      failed = true;
+      a = link_failed(self, target, failovers, a.error());
+    }
+    out.push_back(std::move(a));
   }
-  return std::move(*ack);
+  // As a v1 request answered 5xx would have.
+  if (unavailable)
+    fail_over(self, "HTTP " + std::to_string(unavailable) + " for a batch");
+  if (!failed)
+    reachable(self, target);
+  return out;
+}
+
+// Each batch in a request of its own.
+answers send_each(link_ptr self, const std::vector<std::string>& bodies) {
+  auto& st = self->state;
+  answers out;
+  for (auto& body : bodies) {
+    if (st.cfg.sync_version == 1 || st.endpoints[st.current].v1_only)
+      out.push_back(send_v1(self, body));
+    else
+      out.push_back(std::move(send_v2(self, {body}).front()));
+  }
+  return out;
+}
+
+// Sends every waiting batch now, in one request when the node takes them.
+void flush(link_ptr self) {
+  auto& st = self->state;
+  ++st.flush_generation;
+  auto waiting = std::move(st.pending);
+  st.pending.clear();
+  if (waiting.empty())
+    return;
+  std::vector<std::string> bodies;
+  for (auto& w : waiting)
+    bodies.push_back(std::move(w.body));
+  answers out;
+  if (auto err = ensure_key(self))
+    out = answers(bodies.size(),
+                  link_failed(self, st.endpoints[st.current].url,
+                              st.failovers, err));
+  else
+    out = send_v2(self, bodies);
+  for (size_t i = 0; i < waiting.size(); ++i) {
+    if (out[i])
+      waiting[i].promise.deliver(std::move(*out[i]));
+    else
+      waiting[i].promise.deliver(out[i].error());
+  }
+  st.last_exchange = std::chrono::steady_clock::now();
+}
+
+// A batch joins the waiting ones; they go when every stream has one, at
+// once during a drain (an exchange ended less than a quiet spell ago),
+// else when the window ends.
+caf::result<sync_ack> enqueue(link_ptr self, std::string body) {
+  auto& st = self->state;
+  auto rp = self->make_response_promise<sync_ack>();
+  st.pending.push_back({rp, std::move(body)});
+  auto window = st.cfg.coalesce_window;
+  bool draining = std::chrono::steady_clock::now() - st.last_exchange
+                  < coalesce_quiet_spell;
+  if (st.pending.size() >= max_bundle_items || window.count() == 0
+      || draining || st.cfg.sync_version == 1)
+    flush(self);
+  else if (st.pending.size() == 1)
+    self->delayed_send(self, window, tick_atom::value, st.flush_generation);
+  return rp;
 }
 
 // GET /healthz on the current endpoint: a few hundred bytes, never a batch.
@@ -381,6 +550,8 @@ actor_stats link_stats(const cloud_link_state& st) {
   for (auto& ep : st.endpoints)
     connects += ep.client->connects();
   out.counters["requests"] = st.requests;
+  out.counters["batches"] = st.batches;
+  out.counters["bundles"] = st.bundles;
   out.counters["failures"] = st.failures;
   out.counters["failovers"] = st.failovers;
   out.counters["bytes_sent"] = st.bytes_sent;
@@ -405,8 +576,12 @@ cloud_link(cloud_link_actor::stateful_pointer<cloud_link_state> self,
   }
   self->state.cfg = std::move(cfg);
   return {
-    [self](sync_atom, const std::string& body) {
-      return send_sync(self, body);
+    [self](sync_atom, std::string& body) {
+      return enqueue(self, std::move(body));
+    },
+    [self](tick_atom, int64_t generation) {
+      if (generation == self->state.flush_generation)
+        flush(self);
     },
     [self](health_atom) { return probe_health(self); },
     [self](stats_atom) { return link_stats(self->state); },

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <caf/typed_response_promise.hpp>
+
 #include "messages/interfaces.hpp"
 #include "runtime/http_client.hpp"
 
@@ -29,7 +31,19 @@ struct cloud_link_config {
   std::string enroll_token_file;
   /// The device id an enrollment asks a key for.
   std::string device_id;
+  /// How long a batch arriving after a quiet spell waits for the other
+  /// streams' batches to share its request (0: never waits).
+  std::chrono::milliseconds coalesce_window{50};
+  /// 2: POST /v2/sync (several batches per request, trimmed headers,
+  /// falling back to 1 when a node answers 404); 1: one batch per
+  /// POST /v1/sync, as before version 2.
+  int64_t sync_version = 2;
 };
+
+/// A batch that comes less than this after the last exchange ended is part
+/// of a drain (or of rounds that fast) and goes at once; one after a longer
+/// quiet spell waits up to cloud.coalesce-window for the other streams'.
+constexpr std::chrono::milliseconds coalesce_quiet_spell{500};
 
 class option_set;
 
@@ -57,6 +71,14 @@ endpoints_of(const cloud_link_config& x);
 struct endpoint_client {
   std::string url;
   std::unique_ptr<http_client> client;
+  /// The node answered POST /v2/sync with 404: an older cloud, v1 only.
+  bool v1_only = false;
+};
+
+/// A batch waiting to share a request with other streams' batches.
+struct pending_sync {
+  caf::typed_response_promise<sync_ack> promise;
+  std::string body;
 };
 
 struct cloud_link_state {
@@ -72,6 +94,14 @@ struct cloud_link_state {
   int64_t failures = 0;
   int64_t bytes_sent = 0;
   int64_t bytes_received = 0;
+  /// Batches sent, and requests that carried more than one.
+  int64_t batches = 0;
+  int64_t bundles = 0;
+  /// Batches waiting for the coalesce window; the timer's generation.
+  std::vector<pending_sync> pending;
+  int64_t flush_generation = 0;
+  /// Steady time the last exchange ended (a drain sends at once).
+  std::chrono::steady_clock::time_point last_exchange{};
   /// GET /healthz probes while offline, and those not answered 200.
   int64_t probes = 0;
   int64_t probes_failed = 0;
@@ -79,8 +109,11 @@ struct cloud_link_state {
   static inline const char* name = "cloud_link";
 };
 
-/// Carries each SyncRequest body as POST /v1/sync with keep-alive and the
-/// device key, and turns the SyncResponse into the reply. Without a key but
+/// Carries SyncRequest bodies as POST /v2/sync with keep-alive and the
+/// device key, the batches of every stream that arrive within the coalesce
+/// window (after a quiet spell) in one request, and turns each batch's
+/// SyncResponse into its reply; a node that answers 404 (older than v2)
+/// gets each as POST /v1/sync from then on. Without a key but
 /// with an enrollment token it first enrolls (POST /v1/enroll) and keeps the
 /// key in key_file (0600); a refused enrollment is a link failure: the data
 /// waits and the sync actors back off. When the current endpoint fails to

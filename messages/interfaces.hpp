@@ -62,6 +62,8 @@ using cloud_link_actor = caf::typed_actor<
   // A cheap look at the cloud while offline (GET /healthz, no batch):
   // success means 200; status and retry_after_ms as the cloud answered.
   caf::replies_to<health_atom>::with<sync_ack>,
+  // Its own timer: the coalesce window of the batches waiting ran out.
+  caf::reacts_to<tick_atom, int64_t>,
   stats_handler>;
 
 /// The device's view of the link to the cloud (edge/backoff), shared by the

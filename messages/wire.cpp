@@ -516,8 +516,11 @@ int32_t legacy_units(int64_t ms, int64_t unit) {
 
 } // namespace
 
-std::string encode_response(const sync_ack& ack) {
-  pb::SyncResponse res;
+namespace {
+
+// `ack` as a SyncResponse; `status` (field 7) only inside a bundle answer.
+void fill_response(pb::SyncResponse& res, const sync_ack& ack,
+                   bool with_status) {
   if (ack.config.version > 0) {
     auto* c = res.mutable_config_update();
     c->set_version(ack.config.version);
@@ -536,19 +539,19 @@ std::string encode_response(const sync_ack& ack) {
   res.set_error_code(ack.error_code);
   res.set_error_message(ack.error_message);
   res.set_retry_after_ms(ack.retry_after_ms);
-  return res.SerializeAsString();
+  if (with_status)
+    res.set_status(static_cast<uint32_t>(std::clamp<int64_t>(ack.status, 0,
+                                                             999)));
 }
 
-caf::expected<sync_ack> decode_response(std::string_view body) {
-  pb::SyncResponse res;
-  if (!res.ParseFromArray(body.data(), static_cast<int>(body.size())))
-    return make_error(ec::decode_failed, "not a SyncResponse");
+sync_ack ack_of(const pb::SyncResponse& res) {
   sync_ack out;
   out.success = res.success();
   out.last_sequence_ack = res.last_sequence_ack();
   out.error_code = res.error_code();
   out.error_message = res.error_message();
   out.retry_after_ms = res.retry_after_ms();
+  out.status = res.status();
   if (res.has_config_update() && res.config_update().version() > 0) {
     auto& c = res.config_update();
     out.config.version = c.version();
@@ -566,6 +569,89 @@ caf::expected<sync_ack> decode_response(std::string_view body) {
     out.config.zstd_level = !c.compression_enabled()
                               ? 0
                               : (c.zstd_level() > 0 ? c.zstd_level() : -1);
+  }
+  return out;
+}
+
+} // namespace
+
+std::string encode_response(const sync_ack& ack) {
+  pb::SyncResponse res;
+  fill_response(res, ack, false);
+  return res.SerializeAsString();
+}
+
+caf::expected<sync_ack> decode_response(std::string_view body) {
+  pb::SyncResponse res;
+  if (!res.ParseFromArray(body.data(), static_cast<int>(body.size())))
+    return make_error(ec::decode_failed, "not a SyncResponse");
+  auto out = ack_of(res);
+  out.status = 0; // a v1 answer's status is its HTTP status
+  return out;
+}
+
+std::string encode_bundle(const std::vector<std::string>& bodies) {
+  pb::SyncBundle bundle;
+  for (auto& body : bodies) {
+    auto* item = bundle.add_items();
+    item->set_request(body);
+    item->set_zstd(is_zstd(body));
+  }
+  return bundle.SerializeAsString();
+}
+
+caf::expected<std::vector<bundle_item>>
+decode_bundle(std::string_view body, size_t max_items) {
+  // Count the items before protobuf allocates anything for them.
+  google::protobuf::io::CodedInputStream in(
+    reinterpret_cast<const uint8_t*>(body.data()),
+    static_cast<int>(body.size()));
+  size_t items = 0;
+  while (auto tag = in.ReadTag()) {
+    if (WireFormatLite::GetTagFieldNumber(tag) == 1 && ++items > max_items)
+      return make_error(ec::too_large, "more than " + std::to_string(max_items)
+                                         + " batches in one request");
+    if (!WireFormatLite::SkipField(&in, tag))
+      return make_error(ec::decode_failed, "not a SyncBundle");
+  }
+  if (!in.ConsumedEntireMessage() || in.CurrentPosition()
+                                       != static_cast<int>(body.size()))
+    return make_error(ec::decode_failed, "not a SyncBundle");
+  pb::SyncBundle bundle;
+  if (!bundle.ParseFromArray(body.data(), static_cast<int>(body.size())))
+    return make_error(ec::decode_failed, "not a SyncBundle");
+  if (bundle.items_size() == 0)
+    return make_error(ec::decode_failed, "a SyncBundle without items");
+  std::vector<bundle_item> out;
+  out.reserve(static_cast<size_t>(bundle.items_size()));
+  for (auto& x : *bundle.mutable_items())
+    out.push_back({std::move(*x.mutable_request()), x.zstd()});
+  return out;
+}
+
+std::string encode_bundle_response(const std::vector<sync_ack>& acks) {
+  pb::SyncBundleResponse res;
+  for (auto& ack : acks)
+    fill_response(*res.add_results(), ack, true);
+  return res.SerializeAsString();
+}
+
+caf::expected<std::vector<sync_ack>>
+decode_bundle_response(std::string_view body, size_t items) {
+  pb::SyncBundleResponse res;
+  if (!res.ParseFromArray(body.data(), static_cast<int>(body.size())))
+    return make_error(ec::decode_failed, "not a SyncBundleResponse");
+  if (static_cast<size_t>(res.results_size()) != items)
+    return make_error(ec::decode_failed,
+                      "SyncBundleResponse with "
+                        + std::to_string(res.results_size())
+                        + " results for " + std::to_string(items)
+                        + " batches");
+  std::vector<sync_ack> out;
+  for (auto& r : res.results()) {
+    out.push_back(ack_of(r));
+    if (out.back().status < 100 || out.back().status > 599)
+      return make_error(ec::decode_failed, "a result without an HTTP status");
   }
   return out;
 }

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <caf/expected.hpp>
 
@@ -88,6 +89,34 @@ std::string encode_response(const sync_ack& ack);
 
 /// Reads a SyncResponse.
 caf::expected<sync_ack> decode_response(std::string_view body);
+
+/// Most batches one POST /v2/sync may carry (one per stream).
+constexpr size_t max_bundle_items = 3;
+
+/// One batch of a POST /v2/sync body: a POST /v1/sync body and whether it
+/// is zstd-compressed (what Content-Encoding says in v1).
+struct bundle_item {
+  std::string request;
+  bool zstd = false;
+};
+
+/// A POST /v2/sync body (SyncBundle) carrying `bodies`, each a POST /v1/sync
+/// body as encoded above (zstd told by is_zstd), in order.
+std::string encode_bundle(const std::vector<std::string>& bodies);
+
+/// The items of a SyncBundle; more than `max_items` (counted before
+/// anything is allocated for them) is ec::too_large, garbage or no item
+/// ec::decode_failed.
+caf::expected<std::vector<bundle_item>>
+decode_bundle(std::string_view body, size_t max_items);
+
+/// A SyncBundleResponse: per item its SyncResponse with `status` set.
+std::string encode_bundle_response(const std::vector<sync_ack>& acks);
+
+/// Reads a SyncBundleResponse answering `items` batches: exactly that many
+/// results, each with an HTTP status (in sync_ack::status).
+caf::expected<std::vector<sync_ack>>
+decode_bundle_response(std::string_view body, size_t items);
 
 /// `plain` as one zstd frame at `level` (plain itself when compression
 /// fails; decoders tell the two apart with is_zstd).

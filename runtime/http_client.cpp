@@ -248,7 +248,6 @@ caf::expected<http_response> http_client::send(
                                 ? host
                                 : "[" + host + "]")
                                + ":" + std::to_string(impl_->port));
-  req.set(http::field::user_agent, "fleetd");
   for (auto& kv : headers)
     req.set(kv.first, kv.second);
   req.keep_alive(true);

@@ -376,7 +376,6 @@ private:
     auto res = std::make_shared<http::response<http::string_body>>();
     res->version(version_);
     res->result(rep.status);
-    res->set(http::field::server, "fleetd-cloud");
     if (!rep.content_type.empty())
       res->set(http::field::content_type, rep.content_type);
     if (retry_after != nullptr)

@@ -952,3 +952,151 @@ TEST_CASE("/healthz tells the truth: 200 while ingest and the store answer, "
     CHECK(down->error == "unhealthy: ingest is down");
   }
 }
+
+// -- POST /v2/sync: several batches in one request ---------------------------
+
+namespace {
+
+/// POSTs `bodies` as one SyncBundle to /v2/sync with only the headers the
+/// device sends (no Content-Type), plus `extra`.
+http_response post_bundle(http_fixture& f,
+                          const std::vector<std::string>& bodies,
+                          headers_t extra = {}) {
+  auto res = f.client->post("/v2/sync", encode_bundle(bodies), extra);
+  REQUIRE_MESSAGE(res, render(res.error()));
+  return std::move(*res);
+}
+
+/// The per-batch answers of a 200 bundle answer.
+std::vector<sync_ack> results_of(const http_response& res, size_t items) {
+  REQUIRE(res.status == 200);
+  auto acks = decode_bundle_response(res.body, items);
+  REQUIRE_MESSAGE(acks, render(acks.error()));
+  return std::move(*acks);
+}
+
+log_lines two_lines(int64_t seq) {
+  return {{{{"unit", "sshd"}}, seq * 1000 + 1, "line a " + std::to_string(seq)},
+          {{{"unit", "cron"}}, seq * 1000 + 2,
+           "line b " + std::to_string(seq)}};
+}
+
+event_records one_event(int64_t seq) {
+  return {{clock_start_ms + seq, "lifecycle", "round " + std::to_string(seq),
+           {}}};
+}
+
+} // namespace
+
+TEST_CASE("POST /v2/sync: one request carries metrics, logs and events; each "
+          "batch is acked by its own sequence, a refused one alone") {
+  http_fixture f;
+  auto logs1 = encode_logs_request(settings(1), two_lines(1));
+  auto events1 = zstd(encode_events_request(settings(1), one_event(1)));
+  auto res = post_bundle(f, {good_body(1), logs1, events1});
+  // The smallest answer: no Content-Type, no Server, no error header.
+  CHECK(res.content_type.empty());
+  CHECK(res.error.empty());
+  for (auto& ack : results_of(res, 3)) {
+    CHECK(ack.status == 200);
+    CHECK(ack.success);
+    CHECK(ack.last_sequence_ack == 1);
+  }
+  CHECK(f.points().size() == good_samples(1).size());
+  CHECK(f.logs().size() == 2);
+  CHECK(f.events().size() == 1);
+  CHECK(f.counters()["accepted"] == 3);
+
+  // A partial refusal: the metrics batch is stored and acked, the logs
+  // batch with a wrong checksum refused 400 and stored nowhere.
+  auto tables = f.tables();
+  auto bad_logs = with_checksum_flipped(
+    encode_logs_request(settings(2), two_lines(2)));
+  auto acks = results_of(post_bundle(f, {good_body(2), bad_logs}), 2);
+  CHECK(acks[0].status == 200);
+  CHECK(acks[0].last_sequence_ack == 2);
+  CHECK(acks[1].status == 400);
+  CHECK_FALSE(acks[1].success);
+  CHECK(acks[1].error_code == "checksum_mismatch");
+  CHECK(f.logs().size() == 2);
+  CHECK(f.tables()["logs"] == tables["logs"]);
+  CHECK(f.tables()["points"] == tables["points"] + 4);
+
+  // The device resends the refused batch alone, and a retry of the
+  // accepted one is a duplicate: acked again, stored once.
+  auto logs2 = encode_logs_request(settings(2), two_lines(2));
+  acks = results_of(post_bundle(f, {good_body(2), logs2}), 2);
+  CHECK(acks[0].last_sequence_ack == 2);
+  CHECK(acks[1].last_sequence_ack == 2);
+  CHECK(f.counters()["duplicates"] == 1);
+  CHECK(f.logs().size() == 4);
+  check_same_samples(f.points(), concat({good_samples(1), good_samples(2)}));
+}
+
+TEST_CASE("POST /v2/sync: two batches of one stream are taken in order like "
+          "two requests; nothing is stored twice") {
+  http_fixture f;
+  auto acks = results_of(post_bundle(f, {good_body(1), good_body(1)}), 2);
+  CHECK(acks[0].last_sequence_ack == 1);
+  CHECK(acks[1].last_sequence_ack == 1);
+  CHECK(f.counters()["duplicates"] == 1);
+  acks = results_of(post_bundle(f, {good_body(3), good_body(2)}), 2);
+  CHECK(acks[0].last_sequence_ack == 3);
+  CHECK(acks[1].last_sequence_ack == 3); // 2 fills the gap below 3
+  // The same sequence with other bytes is a conflict for that item alone.
+  auto other = zstd(plain_metrics(3, good_samples(9)));
+  acks = results_of(post_bundle(f, {other, good_body(4)}), 2);
+  CHECK(acks[0].status == 409);
+  CHECK(acks[0].error_code == "bad_sequence");
+  CHECK(acks[1].status == 200);
+  CHECK(acks[1].last_sequence_ack == 4);
+  check_same_samples(f.points(), concat({good_samples(1), good_samples(3),
+                                         good_samples(2), good_samples(4)}));
+}
+
+TEST_CASE("POST /v2/sync: garbage, too many batches, no batch and a wrong "
+          "envelope are refused as a whole before anything is stored") {
+  http_fixture f;
+  auto tables = f.tables();
+  struct bad {
+    std::string name;
+    std::string body;
+    headers_t headers;
+    unsigned status;
+    std::string code;
+  };
+  pb::SyncBundle empty_items;
+  empty_items.add_items();
+  std::vector<bad> cases{
+    {"garbage", std::string(100, '\xff'), {}, 400, "decode_failed"},
+    {"truncated", encode_bundle({good_body(1)}).substr(0, 20), {}, 400,
+     "decode_failed"},
+    {"no items", "", {}, 400, "decode_failed"},
+    {"four batches", encode_bundle({good_body(1), good_body(2), good_body(3),
+                                    good_body(4)}),
+     {}, 413, "too_large"},
+    // 10,000 empty items cost 20 KB of bytes but are counted, not parsed.
+    {"many empty items", std::string(2 * 5000, '\0'), {}, 413, "too_large"},
+    {"a text type", encode_bundle({good_body(1)}),
+     {{"Content-Type", "text/plain"}}, 415, "unsupported_media_type"},
+    {"compressed as a whole", encode_bundle({good_body(1)}),
+     {{"Content-Encoding", "zstd"}}, 415, "unsupported_encoding"},
+  };
+  for (size_t i = 0; i < 5000; ++i)
+    cases[4].body[2 * i] = '\x0a'; // field 1, length 0
+  for (auto& c : cases) {
+    CAPTURE(c.name);
+    auto res = f.client->post("/v2/sync", c.body, c.headers);
+    REQUIRE(res);
+    check_refusal(*res, c.status, c.code);
+  }
+  // An empty item is an item: its empty SyncRequest is refused alone.
+  auto acks = results_of(post_bundle(f, {std::string{}}), 1);
+  CHECK(acks[0].status == 400);
+  CHECK(f.tables() == tables);
+  // The same connection then delivers, and GET is not a sync.
+  CHECK(results_of(post_bundle(f, {good_body(1)}), 1)[0].success);
+  auto get = f.client->get("/v2/sync");
+  REQUIRE(get);
+  CHECK(get->status == 405);
+}

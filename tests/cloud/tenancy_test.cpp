@@ -28,6 +28,7 @@
 #include "cloud_fixture.hpp"
 #include "messages/error.hpp"
 #include "messages/wire.hpp"
+#include "runtime/http_client.hpp"
 #include "ask.hpp"
 #include "check_samples.hpp"
 #include "pg_fixture.hpp"
@@ -637,4 +638,49 @@ TEST_CASE("an org over its points-per-second quota gets 429 with a wait, "
   f.run(bytes);
   f.clock->advance(2000);
   check_refused(f.sync(key, "d1", 5, points("x", 1)), 429, "over_quota");
+}
+
+TEST_CASE("POST /v2/sync with batches of several devices and orgs under one "
+          "key: only the key's device's batches are stored") {
+  tenancy_fixture f;
+  f.run(op("org-create", "acme"));
+  f.run(op("org-create", "globex"));
+  auto key = f.add("acme", "d1");
+  f.add("acme", "d2");
+  f.add("globex", "d1");
+  auto port = f.open_endpoint(f.ing, http_limits{});
+  REQUIRE(port != 0);
+  http_client client("127.0.0.1", port, 10s, 1 << 20);
+  auto body = [](const std::string& device, const metric_samples& xs) {
+    encode_settings es;
+    es.device_id = device;
+    es.sequence = 1;
+    es.now_ms = clock_start_ms;
+    return encode_metrics_request(es, xs);
+  };
+  auto xs = points("cpu", 3);
+  auto bundle = encode_bundle({body("d2", xs), body("globex/d1", xs),
+                               body("d1", xs)});
+  auto res = client.post("/v2/sync", bundle, {{"Authorization",
+                                               "Bearer " + key}});
+  REQUIRE(res);
+  REQUIRE(res->status == 200);
+  auto acks = decode_bundle_response(res->body, 3);
+  REQUIRE(acks);
+  CHECK((*acks)[0].status == 403);
+  CHECK((*acks)[0].error_code == "device_mismatch");
+  CHECK((*acks)[1].status == 403);
+  CHECK((*acks)[1].error_code == "device_mismatch");
+  CHECK((*acks)[2].status == 200);
+  CHECK((*acks)[2].last_sequence_ack == 1);
+  test::check_same_samples(f.stored("acme/d1"), xs);
+  CHECK(f.stored("acme/d2").empty());
+  CHECK(f.stored("globex/d1").empty());
+  // Without a key every batch is refused as v1 would refuse it.
+  res = client.post("/v2/sync", bundle, {});
+  REQUIRE(res);
+  acks = decode_bundle_response(res->body, 3);
+  REQUIRE(acks);
+  for (auto& ack : *acks)
+    CHECK(ack.status == 401);
 }

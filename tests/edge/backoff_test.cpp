@@ -718,6 +718,7 @@ fake_link(cloud_link_actor::stateful_pointer<fake_link_state> self,
     [](sync_atom, const std::string&) -> caf::result<sync_ack> {
       return make_error(ec::unreachable, "connection refused");
     },
+    [](tick_atom, int64_t) {},
     [self](health_atom) {
       auto& st = self->state;
       auto i = std::min(st.asked++, st.answers.size() - 1);

@@ -39,6 +39,19 @@ constexpr int64_t clock_start_ms = 1'700'000'000'000;
 
 constexpr const char* device_id = "link-dev";
 
+/// A batch of `seq` as a sync actor hands it to the link.
+std::string batch_body(int64_t seq) {
+  encode_settings es;
+  es.device_id = device_id;
+  es.sequence = seq;
+  es.now_ms = clock_start_ms;
+  metric_samples xs(1);
+  xs[0].name = "cpu";
+  xs[0].timestamp_ms = clock_start_ms + seq;
+  xs[0].value = static_cast<double>(seq);
+  return encode_metrics_request(es, xs);
+}
+
 // -- a door: one node's HTTP endpoint in front of the shared ingest ----------
 
 /// What reached one door; `answer` (0: none) makes it answer that status
@@ -143,17 +156,9 @@ struct link_fixture : test::cloud_fixture {
 
   /// One request with batch `seq`; the link's failure as an ack of status 0.
   sync_ack send(const cloud_link_actor& link, int64_t seq) {
-    encode_settings es;
-    es.device_id = device_id;
-    es.sequence = seq;
-    es.now_ms = clock_start_ms;
-    metric_samples xs(1);
-    xs[0].name = "cpu";
-    xs[0].timestamp_ms = clock_start_ms + seq;
-    xs[0].value = static_cast<double>(seq);
     sync_ack out;
     (*self)
-      ->request(link, 20s, sync_atom::value, encode_metrics_request(es, xs))
+      ->request(link, 20s, sync_atom::value, batch_body(seq))
       .receive([&](sync_ack& x) { out = std::move(x); },
                [&](caf::error& err) { out.error_message = render(err); });
     return out;
@@ -532,4 +537,116 @@ TEST_CASE("a health probe is GET /healthz: 200 is success, anything else "
     CHECK(busy.retry_after_ms == ms);
     CHECK(f.stats(l).counters["health_probes_failed"] == 1);
   }
+}
+
+namespace {
+
+/// A node older than POST /v2/sync: 404 there; POST /v1/sync acked by the
+/// batch's sequence (only with its Content-Type, as that node demands).
+struct old_node {
+  std::atomic<int> v2{0};
+  std::atomic<int> v1{0};
+  std::shared_ptr<http_server> server;
+
+  old_node() {
+    server = std::make_shared<http_server>(
+      http_limits{}, [this](http_request req, http_server::respond_fn done) {
+        if (req.target != "/v1/sync") {
+          ++v2;
+          done(text_reply(404, "not_found", "no such endpoint"));
+          return;
+        }
+        ++v1;
+        auto batch = decode_request(req.body, req.content_encoding == "zstd",
+                                    1 << 20);
+        sync_ack ack;
+        ack.success = batch && is_protobuf_type(req.content_type);
+        ack.last_sequence_ack = batch ? batch->sequence : 0;
+        if (!ack.success)
+          ack.error_code = "refused";
+        done(sync_answer(ack.success ? 200 : 400, ack));
+      });
+  }
+
+  ~old_node() {
+    server->stop();
+  }
+};
+
+} // namespace
+
+TEST_CASE("batches that arrive together share one POST /v2/sync; each gets "
+          "its own ack; a drain sends at once") {
+  link_fixture f;
+  auto log = std::make_shared<door_log>();
+  auto port = f.open_door(log);
+  cloud_link_config cfg;
+  // Longer than any request's timeout: only the third batch, or a drain,
+  // can end the wait in time.
+  cfg.coalesce_window = 60s;
+  auto link = f.spawn_link({port}, cfg);
+  auto& self = *f.self;
+  // Three batches of three streams at once, as three sync actors send them.
+  encode_settings es;
+  es.device_id = device_id;
+  es.sequence = 1;
+  es.now_ms = clock_start_ms;
+  std::vector<std::string> bodies{
+    batch_body(1),
+    encode_logs_request(es, {{{{"unit", "a"}}, 5, "line"}}),
+    encode_events_request(es, {{clock_start_ms, "lifecycle", "up", {}}})};
+  std::vector<sync_ack> acks(3);
+  std::vector<std::string> errors;
+  auto ask = [&](const std::string& body) {
+    return self->request(link, 20s, sync_atom::value, body);
+  };
+  std::vector<decltype(ask(bodies[0]))> handles;
+  for (auto& body : bodies)
+    handles.push_back(ask(body));
+  for (size_t i = 0; i < handles.size(); ++i)
+    handles[i].receive([&](sync_ack& x) { acks[i] = x; },
+                       [&](caf::error& err) { errors.push_back(render(err)); });
+  CHECK(errors.empty());
+  for (auto& ack : acks) {
+    CHECK(ack.status == 200);
+    CHECK(ack.last_sequence_ack == 1);
+  }
+  auto st = f.stats(link);
+  CHECK(st.counters["requests"] == 1);
+  CHECK(st.counters["bundles"] == 1);
+  CHECK(st.counters["batches"] == 3);
+  CHECK(log->syncs == 3);
+  // Right after an exchange a lone batch goes at once, without the window.
+  CHECK(f.send(link, 2).last_sequence_ack == 2);
+  CHECK(f.stats(link).counters["requests"] == 2);
+}
+
+TEST_CASE("a node older than POST /v2/sync (404) gets each batch as POST "
+          "/v1/sync with its Content-Type, from then on") {
+  link_fixture f;
+  old_node old;
+  auto port = old.server->start("127.0.0.1", 0);
+  REQUIRE(port);
+  cloud_link_config cfg;
+  cfg.coalesce_window = 0s;
+  auto link = f.spawn_link({*port}, cfg);
+  for (int64_t seq = 1; seq <= 3; ++seq) {
+    auto ack = f.send(link, seq);
+    CHECK(ack.status == 200);
+    CHECK(ack.last_sequence_ack == seq);
+  }
+  CHECK(old.v2 == 1);
+  CHECK(old.v1 == 3);
+  auto st = f.stats(link);
+  CHECK(st.counters["failures"] == 0);
+  CHECK(st.counters["failovers"] == 0);
+  // cloud.sync-version = 1 never asks for v2.
+  old_node older;
+  port = older.server->start("127.0.0.1", 0);
+  REQUIRE(port);
+  cfg.sync_version = 1;
+  link = f.spawn_link({*port}, cfg);
+  CHECK(f.send(link, 1).last_sequence_ack == 1);
+  CHECK(older.v2 == 0);
+  CHECK(older.v1 == 1);
 }

@@ -101,7 +101,9 @@ struct rig {
       "--collector.rounds=1", "--load.series=20", "--load.interval=20ms",
       "--load.rounds=" + std::to_string(load_rounds), "--load.log-lines=2",
       "--load.event-every=10", "--sync.interval=50ms", "--sync.batch-size=50",
-      "--sync.backoff-base=20ms", "--sync.backoff-cap=300ms"};
+      "--sync.backoff-base=20ms", "--sync.backoff-cap=300ms",
+      // One batch per request: the replay below is of one batch's request.
+      "--cloud.sync-version=1"};
     // Enrolled through node a: the key lives in PostgreSQL, b knows it too.
     auto enroll = backend.device_flags(tmp.path(), a.console);
     args.insert(args.end(), enroll.begin(), enroll.end());

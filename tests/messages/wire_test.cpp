@@ -856,3 +856,85 @@ TEST_CASE("a columnar batch gets what the request left of the budget") {
   REQUIRE_MESSAGE(req, render(req.error()));
   CHECK(req->decode_budget == 1000);
 }
+
+TEST_CASE("a SyncBundle carries each request's bytes unchanged with its "
+          "encoding") {
+  auto plain = encode_metrics_request(settings(0), test_samples());
+  auto packed = encode_metrics_request(settings(3), test_samples());
+  auto items = decode_bundle(encode_bundle({plain, packed}), max_bundle_items);
+  REQUIRE_MESSAGE(items, render(items.error()));
+  REQUIRE(items->size() == 2);
+  CHECK((*items)[0].request == plain);
+  CHECK_FALSE((*items)[0].zstd);
+  CHECK((*items)[1].request == packed);
+  CHECK((*items)[1].zstd);
+  // Each item decodes as the POST /v1/sync body it is.
+  auto back = decode_request((*items)[1].request, true, one_mib);
+  REQUIRE_MESSAGE(back, render(back.error()));
+  check_same_samples(back->samples, test_samples());
+}
+
+TEST_CASE("a SyncBundle is bounded before it is parsed") {
+  auto body = encode_metrics_request(settings(0), test_samples());
+  auto four = encode_bundle({body, body, body, body});
+  auto res = decode_bundle(four, 3);
+  REQUIRE_FALSE(res);
+  CHECK(is_error(res.error(), ec::too_large));
+  CHECK(decode_bundle(four, 4));
+  // A million empty items: refused at the fourth, nothing parsed.
+  std::string many;
+  for (int i = 0; i < 1000000; ++i)
+    many += std::string("\x0a\x00", 2);
+  res = decode_bundle(many, 3);
+  REQUIRE_FALSE(res);
+  CHECK(is_error(res.error(), ec::too_large));
+  for (auto bad : {std::string(), std::string("\xff\xff\xff", 3),
+                   encode_bundle({body, body}).substr(0, 2 * body.size()),
+                   std::string("\x0a\x7f", 2)}) {
+    res = decode_bundle(bad, 3);
+    REQUIRE_FALSE(res);
+    CHECK_MESSAGE(is_error(res.error(), ec::decode_failed),
+                  bad.size() << ": " << render(res.error()));
+  }
+}
+
+TEST_CASE("a SyncBundleResponse answers each batch with its own status and "
+          "sequence") {
+  sync_ack ok;
+  ok.success = true;
+  ok.last_sequence_ack = 42;
+  ok.status = 200;
+  ok.config.version = 3;
+  ok.config.sync_interval_ms = 1500;
+  sync_ack refused;
+  refused.error_code = "checksum_mismatch";
+  refused.error_message = "no";
+  refused.status = 400;
+  sync_ack busy;
+  busy.error_code = "store_unavailable";
+  busy.retry_after_ms = 1000;
+  busy.status = 503;
+  auto body = encode_bundle_response({ok, refused, busy});
+  auto acks = decode_bundle_response(body, 3);
+  REQUIRE_MESSAGE(acks, render(acks.error()));
+  CHECK((*acks)[0].success);
+  CHECK((*acks)[0].last_sequence_ack == 42);
+  CHECK((*acks)[0].status == 200);
+  CHECK((*acks)[0].config.sync_interval_ms == 1500);
+  CHECK((*acks)[1].status == 400);
+  CHECK((*acks)[1].error_code == "checksum_mismatch");
+  CHECK((*acks)[2].status == 503);
+  CHECK((*acks)[2].retry_after_ms == 1000);
+  // Another count of results than batches sent, or a result without a
+  // status, is no answer.
+  CHECK_FALSE(decode_bundle_response(body, 2));
+  sync_ack none = ok;
+  none.status = 0;
+  CHECK_FALSE(decode_bundle_response(encode_bundle_response({none}), 1));
+  CHECK_FALSE(decode_bundle_response(std::string("\xff\xff", 2), 1));
+  // A v1 answer never carries a status of its own.
+  pb::SyncResponse v1;
+  REQUIRE(v1.ParseFromString(encode_response(ok)));
+  CHECK(v1.status() == 0);
+  CHECK(decode_response(encode_response(ok))->status == 0);
+}

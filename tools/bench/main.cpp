@@ -15,6 +15,7 @@
 #include "tools/bench/journal_lag_bench.hpp"
 #include "tools/bench/outage_bench.hpp"
 #include "tools/bench/query_bench.hpp"
+#include "tools/bench/round_bench.hpp"
 #include "tools/bench/storage_bench.hpp"
 #include "tools/bench/wire_bench.hpp"
 
@@ -45,6 +46,8 @@ const subcommand subcommands[] = {
    fleetd::bench::run_query_bench},
   {"fanout", fleetd::bench::fanout_summary, fleetd::bench::fanout_usage,
    fleetd::bench::run_fanout_bench},
+  {"round-bytes", fleetd::bench::round_summary, fleetd::bench::round_usage,
+   fleetd::bench::run_round_bench},
   {"install-size", fleetd::bench::install_size_summary,
    fleetd::bench::install_size_usage, fleetd::bench::run_install_size_bench},
   {"footprint", fleetd::bench::footprint_summary,

@@ -102,7 +102,7 @@
 #include "runtime/logger.hpp"
 #include "runtime/node.hpp"
 #include "runtime/sqlite.hpp"
-#include "tools/bench/bench_tls.hpp"
+#include "tools/bench/bench_cloud.hpp"
 #include "tools/bench/node_series.hpp"
 
 namespace fleetd::bench {
@@ -152,64 +152,6 @@ uint16_t reserve_port() {
   }
   ::close(fd);
   return ntohs(addr.sin_port);
-}
-
-// -- the transport ------------------------------------------------------------
-
-/// How the device and the naive sender reach the cloud and prove who they
-/// are: HTTPS with a device key, or (--plain) anonymous plain HTTP.
-struct transport {
-  bool plain = false;
-  bench_pki pki;
-  /// The cloud's tenancy database and hashing secret, shared by both clouds.
-  std::string tenancy_db;
-  std::string secret;
-  /// "Bearer fdk_..." and the file the device link reads the key from.
-  std::string authorization;
-  std::string key_file;
-  /// The device id the cloud stores records under.
-  std::string stored_id = device_id;
-};
-
-/// The PKI, the org "bench" (with `quota_pps` when positive) and the device
-/// added to it with its key in a file, as an operator would set them up
-/// (fleetctl org create, quota set, device add).
-transport make_transport(const std::string& dir, bool plain,
-                         int64_t quota_pps, const clock_ptr& clock) {
-  transport t;
-  t.plain = plain;
-  if (plain)
-    return t;
-  t.pki = make_bench_pki(dir);
-  auto secret = load_or_create_secret(dir + "/tenancy.secret");
-  if (!secret)
-    fail(render(secret.error()));
-  t.secret = *secret;
-  t.tenancy_db = dir + "/tenancy.db";
-  auto tenants = embedded_tenancy::open(t.tenancy_db, t.secret, clock);
-  if (!tenants)
-    fail("embedded_tenancy::open: " + render(tenants.error()));
-  tenancy_command cmd;
-  cmd.op = "org-create";
-  cmd.org = org_name;
-  if (auto out = tenants->run(cmd); !out)
-    fail("org create: " + render(out.error()));
-  if (quota_pps > 0) {
-    cmd.op = "quota-set";
-    cmd.points_per_second = quota_pps;
-    if (auto out = tenants->run(cmd); !out)
-      fail("quota set: " + render(out.error()));
-  }
-  cmd.op = "device-add";
-  cmd.device = device_id;
-  auto added = tenants->run(cmd);
-  if (!added || added->secret.empty())
-    fail("device add: " + (added ? "no key" : render(added.error())));
-  t.authorization = "Bearer " + added->secret;
-  t.key_file = dir + "/device.key";
-  write_file(t.key_file, added->secret + "\n", true);
-  t.stored_id = std::string(org_name) + "/" + device_id;
-  return t;
 }
 
 // -- the records --------------------------------------------------------------
@@ -465,92 +407,6 @@ tally compare_cloud(const std::string& cloud_db, const ground_truth& want,
 // -- actors -------------------------------------------------------------------
 
 /// Every actor and server of one round; stops them in reverse order.
-struct world {
-  node_config cfg;
-  caf::actor_system sys{cfg};
-  caf::scoped_actor self{sys};
-  stop_list stops;
-  std::vector<std::unique_ptr<ingest_endpoint>> endpoints;
-  /// The ingest and tenancy (none when plain) of the last cloud started.
-  ingest_actor ingest_hdl;
-  tenancy_actor tenancy_hdl;
-
-  ~world() {
-    for (auto& e : endpoints)
-      e->stop();
-    stops.stop_all(sys, std::chrono::seconds(120));
-  }
-
-  template <class Handle>
-  Handle keep(std::string name, Handle hdl) {
-    stops.add(std::move(name), caf::actor_cast<caf::actor>(hdl));
-    return hdl;
-  }
-
-  /// Asks `hdl` and waits for the one reply of type T.
-  template <class T, class Handle, class... Ts>
-  T ask(const Handle& hdl, Ts&&... xs) {
-    T out{};
-    std::string err;
-    self->request(hdl, std::chrono::seconds(120), std::forward<Ts>(xs)...)
-      .receive([&](T& x) { out = std::move(x); },
-               [&](caf::error& e) { err = render(e); });
-    if (!err.empty())
-      fail(err);
-    return out;
-  }
-
-  template <class Handle>
-  actor_stats stats(const Handle& hdl) {
-    return ask<actor_stats>(hdl, stats_atom::value);
-  }
-
-  /// A cloud (embedded store, tenancy unless plain, ingest, endpoint) on
-  /// 127.0.0.1:port, over HTTPS unless plain.
-  uint16_t start_cloud(const std::string& path, clock_ptr clock,
-                       uint16_t port, const transport& t) {
-    auto store = embedded_store::open(path, clock);
-    if (!store)
-      fail("embedded_store::open(" + path + "): " + render(store.error()));
-    auto st = keep("cloud_store",
-                   sys.spawn<caf::detached>(
-                     cloud_store,
-                     std::make_shared<embedded_store>(std::move(*store))));
-    ingest_config icfg;
-    icfg.store = st;
-    icfg.anonymous = t.plain;
-    if (!t.plain)
-      icfg.tenancy = start_tenancy(t, clock);
-    auto ing = keep("ingest", sys.spawn(ingest, icfg));
-    ingest_hdl = ing;
-    endpoints.push_back(
-      std::make_unique<ingest_endpoint>(sys, ing, http_limits{}));
-    ingest_endpoint_config ecfg;
-    ecfg.port = port;
-    ecfg.insecure = t.plain;
-    if (!t.plain)
-      ecfg.tls = t.pki.server;
-    auto bound = endpoints.back()->start(ecfg);
-    if (!bound)
-      fail("cannot start the cloud on port " + std::to_string(port) + ": "
-           + render(bound.error()));
-    return *bound;
-  }
-
-  /// The tenancy actor over the transport's database, as cloud/main.cpp
-  /// spawns it (its defaults: cache TTL, no quota).
-  tenancy_actor start_tenancy(const transport& t, const clock_ptr& clock) {
-    auto tenants = embedded_tenancy::open(t.tenancy_db, t.secret, clock);
-    if (!tenants)
-      fail("embedded_tenancy::open: " + render(tenants.error()));
-    tenancy_config tcfg;
-    tcfg.store = std::make_shared<embedded_tenancy>(std::move(*tenants));
-    tcfg.clock = clock;
-    tenancy_hdl = keep("tenancy", sys.spawn<caf::detached>(tenancy, tcfg));
-    return tenancy_hdl;
-  }
-};
-
 int64_t drops_of(const actor_stats& st) {
   int64_t n = 0;
   for (auto& kv : st.counters)
@@ -984,7 +840,8 @@ void run_round(const outage_options& opt, outage_result& res) {
   for (size_t i = 0; i < data.keys().size(); ++i)
     truth.series.emplace(data.keys()[i], static_cast<uint32_t>(i));
   log_lines all_logs;
-  auto t = make_transport(opt.dir, opt.plain, opt.quota_pps, clock);
+  auto t = make_transport(opt.dir, opt.plain, opt.quota_pps, clock,
+                          device_id, org_name);
   res.stored_as = t.stored_id;
   {
     world w;
