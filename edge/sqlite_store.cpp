@@ -1361,8 +1361,8 @@ caf::expected<int64_t> sqlite_store::ack(const std::string& stream,
       return caf::none;
     return replace_session(stream, base, defs, history);
   });
-  if (!err)
-    err = commit_pending();
+  // Not committed here: an ack lost with what is held only means the
+  // batch is sent again and the cloud acks the duplicate.
   if (err) {
     last_error_ = render(err);
     return err;
@@ -1454,8 +1454,6 @@ caf::expected<int64_t> sqlite_store::discard(const std::string& stream,
       return err;
     return count_drop(drop_kind::unsynced_kind(stream), points);
   });
-  if (!err)
-    err = commit_pending();
   if (err) {
     last_error_ = render(err);
     return err;
