@@ -39,7 +39,7 @@ struct sqlite_store_config {
   storage_limits limits;
   /// Where the files live: the real file system unless a test fakes one.
   std::shared_ptr<fleetd::disk> disk = real_disk();
-  /// The write layout before issue 14 (SQLite's page size, WAL defaults):
+  /// The write layout before issue 14 (SQLite's 4 KiB pages):
   /// only the storage-writes benchmark's baseline sets it.
   bool legacy_layout = false;
 };
@@ -136,12 +136,14 @@ private:
   // Opens the transaction later stores join (storage.commit-interval > 0,
   // not under disk pressure); a no-op while one is open.
   caf::error defer_commits();
+  // with_room inside the held transaction (when there is one); counts the
+  // records into `stored` and, while held, `held`; commits when due.
+  caf::expected<int64_t>
+  held_store(size_t records,
+             const std::function<caf::expected<int64_t>()>& insert,
+             const char* rejected_kind, int64_t& stored, int64_t& held);
   // Commits the held transaction once it is commit-interval old.
   caf::error commit_if_due();
-  // Runs `op`, then commits what is held back with it: what the cloud is
-  // told about (batches, acks) is on disk.
-  template <class T, class F>
-  caf::expected<T> durable(F&& op);
   // The reports of debug(): each reads, only clean() changes the store.
   caf::expected<debug_report> storage_report();
   caf::expected<debug_report> queue_report();

@@ -141,6 +141,6 @@ TEST_CASE("a new file has small pages; the former layout SQLite's") {
     REQUIRE(q->step());
     return q->column_int(0);
   };
-  CHECK(page(false) == 1024);
+  CHECK(page(false) == 2048);
   CHECK(page(true) == 4096);
 }
