@@ -74,6 +74,16 @@ TEST_CASE("a commit interval holds stores until it has passed") {
   CHECK(f.rows_on_disk("metrics") == 40);
   CHECK(st->held_points() == 0);
   CHECK(st->stats().counters["commits"] == 1);
+  // debug storage states the setting, its loss window and what is held.
+  REQUIRE(st->store(round_of(10, f.clk->now_ms())));
+  auto report = st->debug("storage");
+  REQUIRE(report);
+  CHECK(report->text.find("every 30000 ms (storage.commit-interval): a power "
+                          "cut or SIGKILL loses what was stored within it; "
+                          "now held: 10 samples")
+        != std::string::npos);
+  CHECK(report->json.find("\"commit_interval_ms\":30000") != std::string::npos);
+  CHECK(report->json.find("\"uncommitted_points\":10") != std::string::npos);
 }
 
 TEST_CASE("a batch persisted for sending commits what is held with it") {
