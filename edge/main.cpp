@@ -115,6 +115,7 @@ open_backend(const edge_options& opt, const tier_settings& tier,
   scfg.limits.max_bytes = tier.storage_bytes;
   scfg.limits.retention_ms = tier.retention_ms;
   scfg.limits.reserve_bytes = opt.storage.reserve_bytes;
+  scfg.limits.commit_interval_ms = opt.storage.commit_interval_ms;
   auto store = sqlite_store::open(scfg);
   if (!store)
     return store.error();

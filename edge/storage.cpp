@@ -26,9 +26,12 @@ caf::result<int64_t> store_samples(store_backend& st,
     return n.error();
   }
   // Tests and operators read "committed" as: this much is on disk.
-  if (!xs.empty())
+  if (!xs.empty() && st.held_points() == 0)
     log_debug("storage", "committed ", *n, " samples up to ts ",
               xs.back().timestamp_ms);
+  else if (!xs.empty())
+    log_debug("storage", "stored ", *n, " samples up to ts ",
+              xs.back().timestamp_ms, ", held for storage.commit-interval");
   return *n;
 }
 

@@ -18,8 +18,13 @@ class store_backend {
 public:
   virtual ~store_backend() = default;
 
-  /// Commits all samples or none; replies how many were committed.
+  /// Commits all samples or none (a store with a commit interval may hold
+  /// them in an open transaction that long); replies how many were stored.
   virtual caf::expected<int64_t> store(const metric_samples& xs) = 0;
+  /// Samples stored but held uncommitted (storage.commit-interval).
+  virtual int64_t held_points() const {
+    return 0;
+  }
   /// Commits all log lines or none; replies how many were committed.
   virtual caf::expected<int64_t> store_logs(const log_lines& xs) = 0;
   /// Up to `max` records of the stream ("metrics", "logs", "events") that no

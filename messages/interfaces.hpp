@@ -18,7 +18,7 @@ using stats_handler = caf::replies_to<stats_atom>::with<actor_stats>;
 
 /// The device's local store (edge/storage).
 using storage_actor = caf::typed_actor<
-  // Commits the samples in one transaction; replies how many were committed.
+  // One transaction, committed per storage.commit-interval; replies how many.
   caf::replies_to<store_atom, metric_samples>::with<int64_t>,
   // Commits the log lines in one transaction; replies how many.
   caf::replies_to<store_atom, log_lines>::with<int64_t>,

@@ -212,6 +212,10 @@ database& database::operator=(database&& other) noexcept {
   return *this;
 }
 
+bool database::autocommit() const {
+  return db_ == nullptr || sqlite3_get_autocommit(db_) != 0;
+}
+
 database::~database() {
   close();
 }
@@ -257,7 +261,8 @@ caf::expected<database> database::open_readonly(const std::string& path,
 caf::expected<database> database::open(const std::string& path,
                                        const char* synchronous,
                                        int busy_timeout_ms,
-                                       const std::string& vfs) {
+                                       const std::string& vfs,
+                                       int page_size) {
   sqlite3* raw = nullptr;
   auto rc = sqlite3_open_v2(path.c_str(), &raw,
                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
@@ -269,6 +274,10 @@ caf::expected<database> database::open(const std::string& path,
   sqlite3_busy_timeout(raw, busy_timeout_ms);
   sqlite3_extended_result_codes(raw, 1);
   add_functions(raw);
+  // Before WAL mode writes the header of a new file; a no-op on an old one.
+  if (page_size > 0)
+    if (auto err = db.exec("PRAGMA page_size=" + std::to_string(page_size)))
+      return err;
   if (auto err = db.exec("PRAGMA journal_mode=WAL"))
     return err;
   if (auto err = db.exec(std::string("PRAGMA synchronous=") + synchronous))

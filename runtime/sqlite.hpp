@@ -81,11 +81,13 @@ public:
   /// Opens (creating) `path` in WAL mode with the given synchronous level;
   /// a lock held elsewhere is waited for up to `busy_timeout_ms`.
   /// `vfs` names the SQLite VFS (empty: the default; tests pass a fault
-  /// disk's).
+  /// disk's). `page_size` (0: SQLite's) applies to a file created here
+  /// only; an existing file keeps its own.
   static caf::expected<database> open(const std::string& path,
                                       const char* synchronous = "FULL",
                                       int busy_timeout_ms = 5000,
-                                      const std::string& vfs = {});
+                                      const std::string& vfs = {},
+                                      int page_size = 0);
 
   /// Opens an existing file read-only, as it is (no pragma, no checkpoint
   /// on close): for reading what is left of a damaged file.
@@ -112,6 +114,8 @@ public:
 
   int64_t changes() const;
   int64_t last_insert_rowid() const;
+  /// False while a transaction is open on this connection.
+  bool autocommit() const;
   bool is_open() const {
     return db_ != nullptr;
   }
@@ -146,9 +150,24 @@ caf::error to_error(sqlite3* db, int rc, const std::string& what);
 /// step error ends it.
 caf::error each_row(statement& st, const std::function<void(statement&)>& row);
 
-/// Runs `fn` inside BEGIN IMMEDIATE ... COMMIT; rolls back on error.
+/// Runs `fn` inside BEGIN IMMEDIATE ... COMMIT; rolls back on error. Inside
+/// a transaction already open, a savepoint: all of `fn` or none of it joins
+/// that transaction (which commits later).
 template <class F>
 caf::error transaction(database& db, F&& fn) {
+  if (!db.autocommit()) {
+    if (auto err = db.exec("SAVEPOINT nested"))
+      return err;
+    if (auto err = fn()) {
+      // SQLite may have rolled the whole transaction back already.
+      if (!db.autocommit()) {
+        db.exec("ROLLBACK TO nested");
+        db.exec("RELEASE nested");
+      }
+      return err;
+    }
+    return db.exec("RELEASE nested");
+  }
   if (auto err = db.exec("BEGIN IMMEDIATE"))
     return err;
   if (auto err = fn()) {

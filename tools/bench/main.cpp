@@ -17,6 +17,7 @@
 #include "tools/bench/query_bench.hpp"
 #include "tools/bench/round_bench.hpp"
 #include "tools/bench/storage_bench.hpp"
+#include "tools/bench/storage_writes_bench.hpp"
 #include "tools/bench/wire_bench.hpp"
 
 namespace {
@@ -32,6 +33,9 @@ struct subcommand {
 const subcommand subcommands[] = {
   {"storage", fleetd::bench::storage_summary, fleetd::bench::storage_usage,
    fleetd::bench::run_storage_bench},
+  {"storage-writes", fleetd::bench::storage_writes_summary,
+   fleetd::bench::storage_writes_usage,
+   fleetd::bench::run_storage_writes_bench},
   {"wire", fleetd::bench::wire_summary, fleetd::bench::wire_usage,
    fleetd::bench::run_wire_bench},
   {"outage", fleetd::bench::outage_summary, fleetd::bench::outage_usage,
