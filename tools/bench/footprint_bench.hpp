@@ -72,8 +72,9 @@ struct footprint_result {
   /// Seconds of data collected (rounds x 10 s): what mb_per_day scales.
   double data_span_s = 0;
   int64_t fleetd_install_bytes = 0;
-  /// Seconds from the receiver's return to the first data stored; -1: not
-  /// within resume_limit_s.
+  /// Seconds from the receiver's return until data flows again (fleetd:
+  /// the cloud answers a batch; vmagent: VictoriaMetrics stores rows); -1:
+  /// not within resume_limit_s.
   double fleetd_resume_s = -1;
   double vmagent_resume_s = -1;
   /// How long the receivers were cut (outage_s, or longer until fleetd
