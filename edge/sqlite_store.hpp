@@ -75,6 +75,15 @@ public:
   int64_t held_points() const override {
     return held_points_;
   }
+  int64_t commit_interval_ms() const override {
+    return cfg_.limits.commit_interval_ms;
+  }
+  bool holding() const override {
+    return held_since_ms_ >= 0;
+  }
+  caf::error commit_held() override {
+    return commit_pending();
+  }
   caf::expected<unbatched_points> fetch(const std::string& stream,
                                         int64_t max) override;
   caf::expected<int64_t> enqueue(const queued_batch& batch) override;

@@ -45,6 +45,17 @@ caf::result<int64_t> store_lines(store_backend& st, const log_lines& xs) {
   return *n;
 }
 
+// Held records commit one interval later at the latest, even when no
+// later store comes to commit them.
+void arm_commit(storage_actor::stateful_pointer<storage_state> self) {
+  auto& st = *self->state.store;
+  if (self->state.commit_armed || !st.holding())
+    return;
+  self->state.commit_armed = true;
+  self->delayed_send(self, std::chrono::milliseconds(st.commit_interval_ms()),
+                     commit_atom::value);
+}
+
 } // namespace
 
 storage_actor::behavior_type
@@ -55,10 +66,21 @@ storage(storage_actor::stateful_pointer<storage_state> self,
   self->state.store = std::move(store);
   auto& st = *self->state.store;
   return {
-    [&st](store_atom, const metric_samples& xs) {
-      return store_samples(st, xs);
+    [self, &st](store_atom, const metric_samples& xs) {
+      auto n = store_samples(st, xs);
+      arm_commit(self);
+      return n;
     },
-    [&st](store_atom, const log_lines& xs) { return store_lines(st, xs); },
+    [self, &st](store_atom, const log_lines& xs) {
+      auto n = store_lines(st, xs);
+      arm_commit(self);
+      return n;
+    },
+    [self, &st](commit_atom) {
+      self->state.commit_armed = false;
+      if (auto err = st.commit_held())
+        log_warning("storage", "held records lost: ", render(err));
+    },
     [&st](fetch_atom, const std::string& stream,
           int64_t max) -> caf::result<unbatched_points> {
       return to_result(st.fetch(stream, max));

@@ -9,6 +9,8 @@ namespace fleetd {
 
 struct storage_state {
   std::shared_ptr<store_backend> store;
+  // A commit timer is pending (storage.commit-interval).
+  bool commit_armed = false;
   static inline const char* name = "storage";
 };
 

@@ -25,6 +25,18 @@ public:
   virtual int64_t held_points() const {
     return 0;
   }
+  /// How long stored records may be held uncommitted (0: never held).
+  virtual int64_t commit_interval_ms() const {
+    return 0;
+  }
+  /// True while records (samples or log lines) wait uncommitted.
+  virtual bool holding() const {
+    return false;
+  }
+  /// Commits what is held now; on failure its records count as rejected.
+  virtual caf::error commit_held() {
+    return caf::none;
+  }
   /// Commits all log lines or none; replies how many were committed.
   virtual caf::expected<int64_t> store_logs(const log_lines& xs) = 0;
   /// Up to `max` records of the stream ("metrics", "logs", "events") that no

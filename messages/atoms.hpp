@@ -17,6 +17,8 @@ using stats_atom = caf::atom_constant<caf::atom("stats")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
 using devices_atom = caf::atom_constant<caf::atom("devices")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
+/// The storage actor's own timer: commit what storage.commit-interval holds.
+using commit_atom = caf::atom_constant<caf::atom("commit")>;
 using event_atom = caf::atom_constant<caf::atom("event")>;
 using debug_atom = caf::atom_constant<caf::atom("debug")>;
 using points_atom = caf::atom_constant<caf::atom("points")>;

@@ -44,6 +44,9 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<config_atom, cloud_settings>::with<bool>,
   // Commits what is buffered and checkpoints the WAL; replies when done.
   caf::replies_to<flush_atom>::with<bool>,
+  // The actor's own timer, one commit-interval after records were held:
+  // commits them even when no later store comes.
+  caf::reacts_to<commit_atom>,
   // Records an event (kind, message) in the local events table.
   caf::reacts_to<event_atom, std::string, std::string>,
   // A send of a queued batch failed (stream, sequence, wall-clock ms before

@@ -30,6 +30,7 @@ storage_actor::behavior_type fake_storage_behavior(Store store, Event event,
     [](config_atom) { return cloud_settings{}; },
     [](config_atom, const cloud_settings&) { return true; },
     [](flush_atom) { return true; },
+    [](commit_atom) {},
     [](retry_atom, const std::string&, int64_t, int64_t) {},
     [](capabilities_atom, const capability_report&) {
       // Tier changes are not what these tests are about.

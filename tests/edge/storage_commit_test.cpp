@@ -136,7 +136,7 @@ TEST_CASE("log lines are held too, and a flush or a close commits them") {
   CHECK(f.rows_on_disk("metrics") == 3);
 }
 
-TEST_CASE("a new file has small pages; the former layout SQLite's") {
+TEST_CASE("a new file has 4 KiB pages, as the former layout") {
   fixture f;
   auto page = [&](bool legacy) {
     auto cfg = f.config(0);
@@ -151,6 +151,6 @@ TEST_CASE("a new file has small pages; the former layout SQLite's") {
     REQUIRE(q->step());
     return q->column_int(0);
   };
-  CHECK(page(false) == 2048);
+  CHECK(page(false) == 4096);
   CHECK(page(true) == 4096);
 }
