@@ -126,13 +126,9 @@ std::string series_key(const std::string& name, const std::string& labels) {
   return key;
 }
 
-// Pages of a new file: a commit writes whole pages to the WAL, so smaller
-// pages write less per round; 1 KiB pages made reads (and sync) 3x slower.
-int page_size_for(const sqlite_store_config& cfg) {
-  // SQLite's 4 KiB: 2 KiB pages wrote 24 % less a round but read a backlog
-  // 27 % slower (sync_kill_test's drain missed its bound under load).
-  return cfg.legacy_layout ? 0 : 4096;
-}
+// Pages of a new file: SQLite's 4 KiB. 2 KiB pages wrote 24 % less a round
+// but read a backlog 27 % slower (sync_kill_test's drain missed its bound).
+constexpr int new_file_page_size = 4096;
 
 // How long a start waits for a lock held elsewhere before it says so.
 constexpr int open_busy_timeout_ms = 2000;
@@ -481,7 +477,7 @@ caf::expected<sqlite_store> sqlite_store::open(const sqlite_store_config& cfg) {
   sqlite_store out;
   out.cfg_ = cfg;
   auto db = sqlite::database::open(cfg.path, "FULL", open_busy_timeout_ms,
-                                   cfg.disk->vfs(), page_size_for(cfg));
+                                   cfg.disk->vfs(), new_file_page_size);
   caf::error err = db ? caf::error{} : db.error();
   std::string verdict;
   if (db) {
@@ -511,7 +507,7 @@ caf::expected<sqlite_store> sqlite_store::open(const sqlite_store_config& cfg) {
                                                "moved aside");
   ++out.moved_aside_;
   auto fresh = sqlite::database::open(cfg.path, "FULL", open_busy_timeout_ms,
-                                      cfg.disk->vfs(), page_size_for(cfg));
+                                      cfg.disk->vfs(), new_file_page_size);
   if (!fresh)
     return cannot_use(cfg.path, fresh.error());
   out.db_ = std::move(*fresh);

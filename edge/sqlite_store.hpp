@@ -39,9 +39,6 @@ struct sqlite_store_config {
   storage_limits limits;
   /// Where the files live: the real file system unless a test fakes one.
   std::shared_ptr<fleetd::disk> disk = real_disk();
-  /// The write layout before issue 14 (SQLite's 4 KiB pages):
-  /// only the storage-writes benchmark's baseline sets it.
-  bool legacy_layout = false;
 };
 
 class option_set;

@@ -141,7 +141,6 @@ TEST_CASE("a new file has 4 KiB pages, as the former layout") {
   auto page = [&](bool legacy) {
     auto cfg = f.config(0);
     cfg.path = f.dir.path() + (legacy ? "/legacy.db" : "/small.db");
-    cfg.legacy_layout = legacy;
     auto st = sqlite_store::open(cfg);
     REQUIRE(st);
     auto db = sqlite::database::open_readonly(cfg.path);

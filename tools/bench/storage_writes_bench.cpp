@@ -9,9 +9,8 @@
 // every fsync'd commit included) over the rounds, divided by the samples
 // stored, is bytes_per_sample.
 //
-// baseline: the same rounds on a store opened with the former write layout
-// (sqlite_store_config::legacy_layout: SQLite's default page size, commits
-// as before), in the same run. Runs alternate which side goes first, each
+// baseline: the same rounds on a store committing every store (the default,
+// storage.commit-interval 0), in the same run. Runs alternate which side goes first, each
 // on a fresh file; reported are medians.
 #include "tools/bench/storage_writes_bench.hpp"
 
@@ -117,7 +116,6 @@ run_result run(const options& opt, const std::string& path, bool legacy) {
   sqlite_store_config cfg;
   cfg.path = path;
   cfg.clock = clk;
-  cfg.legacy_layout = legacy;
   cfg.limits.commit_interval_ms = legacy ? 0 : opt.commit_interval_ms;
   auto st = must(sqlite_store::open(cfg), "open");
   std::mt19937_64 rng{20240611};
