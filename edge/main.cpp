@@ -95,6 +95,15 @@ capability_report detect_for(const edge_options& opt) {
   return detect(c.proc_root, opt.common.data_dir, c.overrides, c.sys_root);
 }
 
+// storage.group-window, at most a tenth of the shortest collector interval
+// so a fast collector is never kept waiting for its answer a round long.
+int64_t group_window(const edge_options& opt) {
+  auto shortest = opt.collector.interval.count();
+  if (opt.load.series > 0 && opt.load.interval.count() > 0)
+    shortest = std::min<int64_t>(shortest, opt.load.interval.count());
+  return std::min<int64_t>(opt.storage.group_window_ms, shortest / 10);
+}
+
 // SQLite when the tier has it, else a memory store bounded as the tier says.
 caf::expected<std::shared_ptr<store_backend>>
 open_backend(const edge_options& opt, const tier_settings& tier,
@@ -116,6 +125,7 @@ open_backend(const edge_options& opt, const tier_settings& tier,
   scfg.limits.retention_ms = tier.retention_ms;
   scfg.limits.reserve_bytes = opt.storage.reserve_bytes;
   scfg.limits.commit_interval_ms = opt.storage.commit_interval_ms;
+  scfg.limits.group_window_ms = group_window(opt);
   auto store = sqlite_store::open(scfg);
   if (!store)
     return store.error();

@@ -683,14 +683,38 @@ caf::error sqlite_store::defer_commits() {
 }
 
 caf::error sqlite_store::commit_if_due() {
-  if (held_since_ms_ < 0
-      || (cfg_.clock->now_ms() - held_since_ms_ < cfg_.limits.commit_interval_ms
-          && !under_pressure_))
+  if (held_since_ms_ < 0 || under_pressure_)
+    return commit_pending();
+  if (grouping_
+      || cfg_.clock->now_ms() - held_since_ms_ < cfg_.limits.commit_interval_ms)
     return caf::none;
   return commit_pending();
 }
 
+bool sqlite_store::begin_group() {
+  // A held transaction that SQLite rolled back itself: count what it lost.
+  if (held_since_ms_ >= 0 && db_.autocommit())
+    commit_pending();
+  if (grouping_ || cfg_.limits.commit_interval_ms > 0 || under_pressure_
+      || !db_.autocommit() || db_.exec("BEGIN IMMEDIATE"))
+    return false;
+  held_since_ms_ = cfg_.clock->now_ms();
+  grouping_ = true;
+  ++groups_;
+  return true;
+}
+
+caf::error sqlite_store::end_group() {
+  auto err = commit_pending();
+  if (!err)
+    err = std::exchange(group_error_, caf::error{});
+  group_error_ = caf::error{};
+  return err;
+}
+
 caf::error sqlite_store::commit_pending() {
+  // Any commit ends a group; its members learn the outcome from end_group().
+  bool group = std::exchange(grouping_, false);
   if (held_since_ms_ < 0)
     return caf::none;
   auto points = std::exchange(held_points_, 0);
@@ -719,6 +743,8 @@ caf::error sqlite_store::commit_pending() {
   last_error_ = render(err);
   log_error("storage", "commit of ", points, " samples and ", lines,
             " log lines held back failed: ", last_error_);
+  if (group)
+    group_error_ = err;
   return err;
 }
 
@@ -1527,6 +1553,8 @@ actor_stats sqlite_store::stats() {
   out.counters["under_pressure"] = under_pressure_ ? 1 : 0;
   out.counters["commits"] = commits_;
   out.counters["commit_interval_ms"] = cfg_.limits.commit_interval_ms;
+  out.counters["group_window_ms"] = cfg_.limits.group_window_ms;
+  out.counters["groups"] = groups_;
   out.counters["uncommitted_points"] = held_points_;
   out.counters["uncommitted_logs"] = held_lines_;
   for (auto& kv : drops())
@@ -1645,6 +1673,12 @@ caf::expected<debug_report> sqlite_store::clean() {
 
 std::string sqlite_store::commit_policy() const {
   auto ms = cfg_.limits.commit_interval_ms;
+  if (ms <= 0 && cfg_.limits.group_window_ms > 0)
+    return "every round: stores within "
+           + std::to_string(cfg_.limits.group_window_ms)
+           + " ms share one commit, each answered after it "
+             "(storage.commit-interval 0, storage.group-window): nothing "
+             "answered as stored is lost on a power cut or SIGKILL";
   if (ms <= 0)
     return "every store (storage.commit-interval 0): nothing stored is lost "
            "on a power cut or SIGKILL";
@@ -1787,6 +1821,12 @@ void declare(option_set& opts, storage_limits& x) {
            "Longest time stored records wait in memory before one commit; a "
            "power cut or SIGKILL loses at most what was stored within it; "
            "0 = commit every store", 0, 24 * 3600 * 1000LL);
+  opts.add("storage.group-window", x.group_window_ms, 50, "ms",
+           "Stores arriving this long after a first one share its commit "
+           "(each answered after it, nothing held back): one commit per "
+           "collection round; capped at a tenth of the shortest collector "
+           "interval; 0 = every store commits on its own",
+           0, 10'000);
 }
 
 caf::error validate(const sqlite_store_config& x) {
@@ -1799,7 +1839,9 @@ caf::error validate(const sqlite_store_config& x) {
                         std::pair{"storage.reserve-bytes",
                                   x.limits.reserve_bytes},
                         std::pair{"storage.commit-interval",
-                                  x.limits.commit_interval_ms}})
+                                  x.limits.commit_interval_ms},
+                        std::pair{"storage.group-window",
+                                  x.limits.group_window_ms}})
     if (v < 0)
       return bad_config(std::string{key} + ": must not be negative");
   return caf::none;

@@ -30,6 +30,9 @@ struct storage_limits {
   /// storage.commit-interval: how long stored records may wait in an open
   /// transaction before one commit (0: every store commits).
   int64_t commit_interval_ms = 0;
+  /// storage.group-window: stores arriving this long after the first share
+  /// its commit, each answered after it (0: every store commits itself).
+  int64_t group_window_ms = 50;
 };
 
 struct sqlite_store_config {
@@ -43,7 +46,8 @@ struct sqlite_store_config {
 
 class option_set;
 
-/// Declares storage.reserve-bytes and storage.commit-interval; the caps (storage.max-bytes,
+/// Declares storage.reserve-bytes, storage.commit-interval and
+/// storage.group-window; the caps (storage.max-bytes,
 /// storage.retention) come from the tier (edge/capability).
 void declare(option_set& opts, storage_limits& x);
 
@@ -81,6 +85,14 @@ public:
   caf::error commit_held() override {
     return commit_pending();
   }
+  int64_t group_window_ms() const override {
+    return cfg_.limits.group_window_ms;
+  }
+  bool begin_group() override;
+  bool grouping() const override {
+    return grouping_;
+  }
+  caf::error end_group() override;
   caf::expected<unbatched_points> fetch(const std::string& stream,
                                         int64_t max) override;
   caf::expected<int64_t> enqueue(const queued_batch& batch) override;
@@ -236,6 +248,11 @@ private:
   int64_t held_points_ = 0;
   int64_t held_lines_ = 0;
   int64_t commits_ = 0;
+  // A group of stores shares the held transaction (begin_group); the error
+  // of a commit that ended it early is the answer of its members.
+  bool grouping_ = false;
+  caf::error group_error_;
+  int64_t groups_ = 0;
 };
 
 } // namespace fleetd

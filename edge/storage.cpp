@@ -17,8 +17,8 @@ caf::error validate(const std::shared_ptr<store_backend>& store) {
 
 namespace {
 
-caf::result<int64_t> store_samples(store_backend& st,
-                                   const metric_samples& xs) {
+caf::expected<int64_t> store_samples(store_backend& st,
+                                     const metric_samples& xs) {
   auto n = st.store(xs);
   if (!n) {
     log_warning_limited("storage", "store_samples", "store of ", xs.size(),
@@ -26,6 +26,8 @@ caf::result<int64_t> store_samples(store_backend& st,
     return n.error();
   }
   // Tests and operators read "committed" as: this much is on disk.
+  if (st.grouping())
+    return n;
   if (!xs.empty() && st.held_points() == 0)
     log_debug("storage", "committed ", *n, " samples up to ts ",
               xs.back().timestamp_ms);
@@ -35,7 +37,8 @@ caf::result<int64_t> store_samples(store_backend& st,
   return *n;
 }
 
-caf::result<int64_t> store_lines(store_backend& st, const log_lines& xs) {
+caf::expected<int64_t> store_lines(store_backend& st,
+                                   const log_lines& xs) {
   auto n = st.store_logs(xs);
   if (!n) {
     log_warning_limited("storage", "store_logs", "store of ", xs.size(),
@@ -49,11 +52,70 @@ caf::result<int64_t> store_lines(store_backend& st, const log_lines& xs) {
 // later store comes to commit them.
 void arm_commit(storage_actor::stateful_pointer<storage_state> self) {
   auto& st = *self->state.store;
-  if (self->state.commit_armed || !st.holding())
+  if (self->state.commit_armed || !st.holding() || st.grouping())
     return;
   self->state.commit_armed = true;
   self->delayed_send(self, std::chrono::milliseconds(st.commit_interval_ms()),
                      commit_atom::value);
+}
+
+using storage_ptr = storage_actor::stateful_pointer<storage_state>;
+
+// Answers every store of the group with its commit's outcome.
+void settle_group(storage_ptr self) {
+  auto& state = self->state;
+  if (!state.group_open)
+    return;
+  state.group_open = false;
+  auto err = state.store->end_group();
+  if (err)
+    log_warning("storage", "commit of a group of ", state.grouped.size(),
+                " stores failed: ", render(err));
+  else
+    log_debug("storage", "committed a group of ", state.grouped.size(),
+              " stores");
+  for (auto& [rp, n] : std::exchange(state.grouped, {})) {
+    if (err)
+      rp.deliver(err);
+    else
+      rp.deliver(n);
+  }
+}
+
+// After a handler whose commit may have ended the group early (a batch,
+// settings, a checkpoint, a clean): its stores are on disk, answer them.
+template <class T>
+caf::result<T> settled(storage_ptr self, caf::expected<T> x) {
+  if (self->state.group_open && !self->state.store->grouping())
+    settle_group(self);
+  return to_result(std::move(x));
+}
+
+// Runs one store inside the open group (opening one when none is), so the
+// stores of a collection round share a commit; each is answered after it.
+template <class F>
+caf::result<int64_t> grouped_store(storage_ptr self, F&& store) {
+  auto& state = self->state;
+  auto& st = *state.store;
+  // A commit made early (a batch, disk pressure) ended the group: settle it.
+  if (state.group_open && !st.grouping())
+    settle_group(self);
+  if (!state.group_open && st.group_window_ms() > 0 && st.begin_group()) {
+    state.group_open = true;
+    self->delayed_send(self, std::chrono::milliseconds(st.group_window_ms()),
+                       commit_atom::value);
+  }
+  caf::expected<int64_t> n = store();
+  if (state.group_open && !st.grouping()) {
+    // Ended while this store ran: this store committed on its own.
+    settle_group(self);
+    return to_result(std::move(n));
+  }
+  if (!state.group_open || !n)
+    return to_result(std::move(n));
+  auto rp = self->make_response_promise<int64_t>();
+  state.grouped.emplace_back(rp, *n);
+  return rp;
 }
 
 } // namespace
@@ -67,16 +129,20 @@ storage(storage_actor::stateful_pointer<storage_state> self,
   auto& st = *self->state.store;
   return {
     [self, &st](store_atom, const metric_samples& xs) {
-      auto n = store_samples(st, xs);
+      auto n = grouped_store(self, [&] { return store_samples(st, xs); });
       arm_commit(self);
       return n;
     },
     [self, &st](store_atom, const log_lines& xs) {
-      auto n = store_lines(st, xs);
+      auto n = grouped_store(self, [&] { return store_lines(st, xs); });
       arm_commit(self);
       return n;
     },
     [self, &st](commit_atom) {
+      if (self->state.group_open) {
+        settle_group(self);
+        return;
+      }
       self->state.commit_armed = false;
       if (auto err = st.commit_held())
         log_warning("storage", "held records lost: ", render(err));
@@ -85,8 +151,8 @@ storage(storage_actor::stateful_pointer<storage_state> self,
           int64_t max) -> caf::result<unbatched_points> {
       return to_result(st.fetch(stream, max));
     },
-    [&st](enqueue_atom, const queued_batch& b) -> caf::result<int64_t> {
-      return to_result(st.enqueue(b));
+    [self, &st](enqueue_atom, const queued_batch& b) -> caf::result<int64_t> {
+      return settled(self, st.enqueue(b));
     },
     [&st](pending_atom, const std::string& stream,
           int64_t max) -> caf::result<queued_batches> {
@@ -106,15 +172,15 @@ storage(storage_actor::stateful_pointer<storage_state> self,
     [&st](config_atom) -> caf::result<cloud_settings> {
       return to_result(st.load_settings());
     },
-    [&st](config_atom, const cloud_settings& x) -> caf::result<bool> {
-      if (auto err = st.save_settings(x))
-        return err;
-      return true;
+    [self, &st](config_atom, const cloud_settings& x) -> caf::result<bool> {
+      auto err = st.save_settings(x);
+      return settled(self, err ? caf::expected<bool>{err}
+                               : caf::expected<bool>{true});
     },
-    [&st](flush_atom) -> caf::result<bool> {
-      if (auto err = st.checkpoint())
-        return err;
-      return true;
+    [self, &st](flush_atom) -> caf::result<bool> {
+      auto err = st.checkpoint();
+      return settled(self, err ? caf::expected<bool>{err}
+                               : caf::expected<bool>{true});
     },
     [&st](event_atom, const std::string& kind, const std::string& message) {
       if (auto err = st.record_event(kind, message))
@@ -128,8 +194,9 @@ storage(storage_actor::stateful_pointer<storage_state> self,
                             "cannot count a retry of batch ", sequence, " of ",
                             stream, ": ", render(err));
     },
-    [&st](debug_atom, const std::string& what) -> caf::result<debug_report> {
-      return to_result(st.debug(what));
+    [self, &st](debug_atom,
+                const std::string& what) -> caf::result<debug_report> {
+      return settled(self, st.debug(what));
     },
     [&st](capabilities_atom, const capability_report& report) {
       st.apply(report.settings);

@@ -1,6 +1,10 @@
 #pragma once
 
 #include <memory>
+#include <utility>
+#include <vector>
+
+#include <caf/typed_response_promise.hpp>
 
 #include "edge/store_backend.hpp"
 #include "messages/interfaces.hpp"
@@ -11,6 +15,10 @@ struct storage_state {
   std::shared_ptr<store_backend> store;
   // A commit timer is pending (storage.commit-interval).
   bool commit_armed = false;
+  // Stores of the open group (storage.group-window), answered at its commit.
+  std::vector<std::pair<caf::typed_response_promise<int64_t>, int64_t>>
+    grouped;
+  bool group_open = false;
   static inline const char* name = "storage";
 };
 

@@ -37,6 +37,27 @@ public:
   virtual caf::error commit_held() {
     return caf::none;
   }
+  /// How long the storage actor keeps a group of stores open so they share
+  /// one commit (storage.group-window; 0: every store commits itself).
+  virtual int64_t group_window_ms() const {
+    return 0;
+  }
+  /// Opens a group: later stores join one transaction until end_group().
+  /// False when none opened (nothing to group, commit-interval holds, or
+  /// the disk is full); stores then commit as they would alone.
+  virtual bool begin_group() {
+    return false;
+  }
+  /// True while the group begin_group() opened is still open; a commit the
+  /// store had to make early (a batch, disk pressure) ends it.
+  virtual bool grouping() const {
+    return false;
+  }
+  /// Commits the group; the error, if any, is the answer of every store
+  /// that joined it (their records are counted as rejected).
+  virtual caf::error end_group() {
+    return caf::none;
+  }
   /// Commits all log lines or none; replies how many were committed.
   virtual caf::expected<int64_t> store_logs(const log_lines& xs) = 0;
   /// Up to `max` records of the stream ("metrics", "logs", "events") that no

@@ -369,10 +369,21 @@ metric_samples read_system_metrics(const std::string& proc_root,
   return out;
 }
 
+std::chrono::milliseconds next_round_in(int64_t now_ms,
+                                        std::chrono::milliseconds interval) {
+  auto iv = interval.count();
+  if (iv <= 0)
+    return interval;
+  // The multiple of iv nearest to now + iv.
+  auto next = (now_ms + iv + iv / 2) / iv * iv;
+  return std::chrono::milliseconds(next - now_ms);
+}
+
 void declare(option_set& opts, system_collector_config& x) {
   using namespace std::chrono_literals;
   opts.add("collector.interval", x.interval, 10s,
-           "How often the system collector reads CPU, memory, disk, network",
+           "How often the system collector reads CPU, memory, disk, network "
+           "(rounds start on multiples of it on the clock)",
            10ms);
   opts.add("collector.rounds", x.max_rounds, 0, "rounds",
            "Stop collecting after this many rounds (0: never); sync goes on",
@@ -416,7 +427,9 @@ system_collector(collector_actor::stateful_pointer<system_collector_state> self,
         collect_round(self);
       }
       if (own_tick && !finished(st))
-        self->delayed_send(self, st.cfg.clock->real(st.cfg.interval),
+        self->delayed_send(self,
+                           st.cfg.clock->real(next_round_in(
+                             st.cfg.clock->now_ms(), st.cfg.interval)),
                            tick_atom::value);
     },
     [self](stats_atom) {

@@ -42,6 +42,9 @@ struct system_collector_config {
   std::string proc_root = "/proc";
   /// Data directory; statvfs target. Empty = no filesystem metrics.
   std::string disk_path;
+  /// Rounds after the first start on multiples of it on `clock` (as
+  /// Telegraf's round_interval), so every collector's round of one instant
+  /// reaches storage together and shares one commit.
   std::chrono::milliseconds interval{10000};
   /// Stop collecting after this many rounds; 0 = never.
   int64_t max_rounds = 0;
@@ -73,6 +76,12 @@ struct system_collector_state {
   bool in_flight = false;
   static inline const char* name = "system_collector";
 };
+
+/// How long from `now_ms` to the round after the one due nearest `now_ms`:
+/// the next multiple of `interval`, never less than half an interval away,
+/// so a timer firing a little early or late keeps one round per interval.
+std::chrono::milliseconds next_round_in(int64_t now_ms,
+                                        std::chrono::milliseconds interval);
 
 /// Every `interval` reads the system metrics and stores them. A round is
 /// skipped (and counted) while the previous store is unanswered, so a slow

@@ -459,3 +459,23 @@ TEST_CASE("a collector spawned with a bad config stops instead of collecting") {
   CHECK(reason == ec::bad_config);
   CHECK(render(reason).find("collector.rounds") != std::string::npos);
 }
+
+TEST_CASE("rounds start on multiples of the interval, one per interval") {
+  using std::chrono::milliseconds;
+  constexpr int64_t grid = 1'700'000'000'000; // a multiple of 10 s
+  auto in = [](int64_t now) {
+    return next_round_in(now, milliseconds(10000)).count();
+  };
+  // On time, a little late, a little early: the next multiple one interval on.
+  CHECK(in(grid) == 10000);
+  CHECK(in(grid + 3) == 9997);
+  CHECK(in(grid - 2) == 10002);
+  // A round that started half an interval late keeps the grid.
+  CHECK(in(grid + 4999) == 5001);
+  CHECK(in(grid + 5000) == 15000);
+  // The first round of a node started between multiples waits for the next.
+  CHECK(in(grid + 7300) == 12700);
+  // Two collectors whose timers fired apart land on the same instant.
+  CHECK(grid + 3 + in(grid + 3) == grid - 2 + in(grid - 2));
+  CHECK(next_round_in(grid, milliseconds(0)).count() == 0);
+}

@@ -9,8 +9,10 @@
 // every fsync'd commit included) over the rounds, divided by the samples
 // stored, is bytes_per_sample.
 //
-// baseline: the same rounds on a store committing every store (the default,
-// storage.commit-interval 0), in the same run. Runs alternate which side goes first, each
+// The measured side groups each round's stores into one commit, as the
+// storage actor does (storage.group-window; --group 0 turns that off).
+// baseline: the same rounds on a store committing every store on its own
+// (storage.commit-interval 0, no group), in the same run. Runs alternate which side goes first, each
 // on a fresh file; reported are medians.
 #include "tools/bench/storage_writes_bench.hpp"
 
@@ -48,6 +50,7 @@ struct options {
   int64_t batch = 1000;     // tier 1
   int64_t log_lines = 10;   // one a second
   int64_t commit_interval_ms = 0;
+  int64_t group = 1;
   std::string dir;
 };
 
@@ -117,6 +120,7 @@ run_result run(const options& opt, const std::string& path, bool legacy) {
   cfg.path = path;
   cfg.clock = clk;
   cfg.limits.commit_interval_ms = legacy ? 0 : opt.commit_interval_ms;
+  bool group = !legacy && opt.group != 0;
   auto st = must(sqlite_store::open(cfg), "open");
   std::mt19937_64 rng{20240611};
   auto defs = node_exporter_series(rng, first_round_ms);
@@ -134,6 +138,8 @@ run_result run(const options& opt, const std::string& path, bool legacy) {
                                (now - (opt.log_lines - i) * 1000) * 1000000,
                                "sensor: read " + std::to_string(rng() % 100000)
                                  + " ok, queue depth 0"});
+    if (group)
+      st.begin_group();
     must(st.store_logs(lines), "store_logs");
     values.step(rng);
     metric_samples xs;
@@ -141,6 +147,9 @@ run_result run(const options& opt, const std::string& path, bool legacy) {
       xs.push_back(metric_sample{defs[i].name, defs[i].labels, now,
                                  values.values()[i]});
     out.samples += must(st.store(xs), "store");
+    if (group)
+      if (auto err = st.end_group())
+        fail("commit of a round: " + render(err));
     if (now - last_sync >= opt.sync_ms) {
       last_sync = now;
       for (auto stream : {"metrics", "logs", "events"})
@@ -159,6 +168,7 @@ std::string parse(const std::vector<std::string>& args, options& opt) {
                       : cur.name() == "--runs"            ? &opt.runs
                       : cur.name() == "--sync-ms"         ? &opt.sync_ms
                       : cur.name() == "--commit-interval" ? &opt.commit_interval_ms
+                      : cur.name() == "--group"           ? &opt.group
                                                           : nullptr;
     if (cur.name() == "--dir") {
       if (!cur.value(opt.dir))
@@ -187,6 +197,9 @@ std::string storage_writes_usage() {
          "(default 300000, tier 1)\n"
          "  --commit-interval MS storage.commit-interval of the measured "
          "side (default 0)\n"
+         "  --group 0|1          the measured side commits each round's "
+         "stores as one group,\n"
+         "                       as storage.group-window does (default 1)\n"
          "  --dir DIR            where the databases go (default a fresh "
          "directory)\n";
 }
@@ -229,6 +242,7 @@ int run_storage_writes_bench(const std::vector<std::string>& args) {
               << " log_lines_per_round=" << opt.log_lines
               << " sync_ms=" << opt.sync_ms
               << " commit_interval_ms=" << opt.commit_interval_ms
+              << " group=" << opt.group
               << " bytes_per_sample=" << format(median(ours), 1)
               << " baseline=" << format(median(base), 1)
               << " ratio=" << format(median(ratios), 3) << std::endl;
