@@ -99,7 +99,7 @@ capability_report detect_for(const edge_options& opt) {
 // so a fast collector is never kept waiting for its answer a round long.
 int64_t group_window(const edge_options& opt) {
   auto shortest = opt.collector.interval.count();
-  if (opt.load.series > 0 && opt.load.interval.count() > 0)
+  if (opt.load.series > 0)
     shortest = std::min<int64_t>(shortest, opt.load.interval.count());
   return std::min<int64_t>(opt.storage.group_window_ms, shortest / 10);
 }

@@ -32,9 +32,11 @@ namespace fleetd {
 
 namespace {
 
-// Row ids of metrics, logs and events are AUTOINCREMENT: batches are cut
-// from `id > batched_upto`, so an id must never be reused after the table
-// was emptied by retention or caps (plain rowids restart at max + 1).
+// Batches are cut from `id > batched_upto`, so a row id must never be
+// reused after the table was emptied by retention or caps (plain rowids
+// restart at max + 1). Events are AUTOINCREMENT; metrics and logs rows get
+// their ids from the store (next_ids), since AUTOINCREMENT's sqlite_sequence
+// update is one more page written by every commit.
 constexpr const char* schema = R"(
 CREATE TABLE IF NOT EXISTS series (
   id INTEGER PRIMARY KEY,
@@ -42,7 +44,7 @@ CREATE TABLE IF NOT EXISTS series (
   labels BLOB NOT NULL,
   UNIQUE (name, labels));
 CREATE TABLE IF NOT EXISTS metrics (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  id INTEGER PRIMARY KEY,
   series_id INTEGER NOT NULL,
   ts INTEGER NOT NULL,
   bits INTEGER NOT NULL);
@@ -62,7 +64,7 @@ CREATE TABLE IF NOT EXISTS events (
   kind TEXT NOT NULL,
   message TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS logs (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  id INTEGER PRIMARY KEY,
   ts INTEGER NOT NULL,
   labels BLOB NOT NULL,
   line TEXT NOT NULL);
@@ -196,6 +198,39 @@ std::pair<int64_t, int64_t> stream_cursors(sqlite::database& db,
   if (!row || !*row)
     return {0, 0};
   return {st->column_int(0), st->column_int(1)};
+}
+
+// The key in meta under which the highest id ever given in `table` is kept
+// when rows that may include it are deleted.
+std::string id_floor_key(const char* table) {
+  return std::string("id_floor.") + table;
+}
+
+// The next id for a row of `table` (metrics or logs): above every id it
+// holds, ever held (AUTOINCREMENT's mark of older files, the floor kept
+// before deletes) and every batch cursor.
+int64_t next_row_id(sqlite::database& db, const char* table) {
+  auto t = std::string(table);
+  auto [acked, batched] = stream_cursors(db, table);
+  int64_t top = std::max(acked, batched);
+  for (auto sql : {"SELECT max(id) FROM " + t,
+                   "SELECT seq FROM sqlite_sequence WHERE name = '" + t + "'",
+                   "SELECT CAST(value AS INTEGER) FROM meta WHERE key = '"
+                     + id_floor_key(table) + "'"})
+    top = std::max(top, try_scalar(db, sql).value_or(0));
+  return top + 1;
+}
+
+// Keeps the highest id of `table` before a delete that may remove it.
+caf::error keep_id_floor(sqlite::database& db, const char* table) {
+  auto st = db.prepare(std::string("INSERT INTO meta (key, value) SELECT ?1, "
+                                   "m FROM (SELECT max(id) AS m FROM ")
+                       + table + ") WHERE m IS NOT NULL ON CONFLICT (key) DO "
+                                 "UPDATE SET value = max(CAST(value AS "
+                                 "INTEGER), CAST(excluded.value AS INTEGER))");
+  if (!st)
+    return st.error();
+  return st->bind(1, id_floor_key(table)).run();
 }
 
 struct copy_result {
@@ -369,16 +404,16 @@ caf::error salvage_table(sqlite::database& src, sqlite::database& dst,
   auto r = salvage_copy(src, dst, table, "id", acked, t);
   if (!r)
     return r.error();
-  auto seq = try_scalar(src, std::string("SELECT seq FROM sqlite_sequence "
-                                         "WHERE name = '") + table + "'");
+  // The highest id the table ever gave, by whatever the file still says.
+  auto top = next_row_id(src, table) - 1;
   // The count when the table still gives it, else the id range.
   auto expected = try_scalar(src, std::string("SELECT count(*) FROM ") + table
                                     + " WHERE id > " + std::to_string(acked));
-  if (!expected && seq)
-    expected = *seq - acked;
+  if (!expected && top > 0)
+    expected = top - acked;
   if (expected)
     t.lost[kind] = std::max<int64_t>(0, *expected - r->copied);
-  auto floor = std::max(batched, seq.value_or(0));
+  auto floor = std::max(batched, top);
   auto run = [&](const char* sql) -> caf::error {
     auto st = dst.prepare(sql);
     if (!st)
@@ -406,6 +441,8 @@ caf::error salvage_rows(sqlite::database& src, sqlite::database& dst,
   for (auto [table, kind] : tables)
     if (auto err = salvage_table(src, dst, table, kind, t))
       return err;
+  if (auto err = keep_id_floor(dst, "metrics"))
+    return err;
   if (auto err = dst.exec("DELETE FROM metrics WHERE series_id NOT IN "
                           "(SELECT id FROM series)"))
     return err;
@@ -462,6 +499,8 @@ caf::error sqlite_store::init(const std::string* salvage_from) {
     return err;
   if (auto err = prepare())
     return err;
+  next_metric_id_ = next_row_id(db_, "metrics");
+  next_log_id_ = next_row_id(db_, "logs");
   fit_wal_to_disk();
   if (auto err = limit_wal())
     return err;
@@ -548,8 +587,8 @@ caf::error sqlite_store::prepare() {
     if (!err)
       err = make(dst, sql);
   };
-  step(insert_metric_,
-       "INSERT INTO metrics (series_id, ts, bits) VALUES (?1, ?2, ?3)");
+  step(insert_metric_, "INSERT INTO metrics (series_id, ts, bits, id) "
+                       "VALUES (?1, ?2, ?3, ?4)");
   step(insert_series_, "INSERT INTO series (name, labels) VALUES (?1, ?2)");
   step(select_unbatched_,
        "SELECT id, series_id, ts, bits FROM metrics WHERE id > ?1 "
@@ -626,7 +665,7 @@ caf::expected<int64_t> sqlite_store::insert_all(const metric_samples& xs) {
       if (!sid)
         return sid.error();
       insert_metric_.reset().bind(1, *sid).bind(2, x.timestamp_ms)
-        .bind_exact(3, x.value);
+        .bind_exact(3, x.value).bind(4, next_metric_id_++);
       if (auto err = insert_metric_.run())
         return err;
     }
@@ -705,7 +744,8 @@ bool sqlite_store::begin_group() {
 }
 
 caf::error sqlite_store::end_group() {
-  auto err = commit_pending();
+  // What a commit-interval holds is not the group's to commit.
+  auto err = grouping_ ? commit_pending() : caf::error{};
   if (!err)
     err = std::exchange(group_error_, caf::error{});
   group_error_ = caf::error{};
@@ -1058,6 +1098,8 @@ caf::expected<int64_t> sqlite_store::drop_chunk(int64_t rows) {
     // 4. The oldest rows no batch covers yet: lost.
     for (auto& rs : row_streams) {
       auto batched = stream_cursors(db_, rs.stream).second;
+      if (auto err = keep_id_floor(db_, rs.table))
+        return err;
       if (auto err = delete_rows(rs, "id > ?1", batched, rs.unsynced))
         return err;
       if (dropped > 0)
@@ -1119,9 +1161,12 @@ caf::expected<int64_t> sqlite_store::drop_older_than(int64_t cutoff_ms) {
         if (auto err = del(sql + "id <= ?2", cutoff, batched, rs.queued_copy))
           return err;
       }
-      if (oldest_after(batched) < cutoff)
+      if (oldest_after(batched) < cutoff) {
+        if (auto err = keep_id_floor(db_, rs.table))
+          return err;
         if (auto err = del(sql + "id > ?2", cutoff, batched, rs.unsynced))
           return err;
+      }
     }
     // Queued batches cut before the cutoff: count their records as lost.
     for (auto& rs : row_streams) {
@@ -1193,13 +1238,14 @@ caf::expected<int64_t> sqlite_store::enforce_limits() {
 caf::expected<int64_t> sqlite_store::store_logs(const log_lines& xs) {
   auto insert = [&]() -> caf::expected<int64_t> {
     auto err = sqlite::transaction(db_, [&]() -> caf::error {
-      auto st = db_.prepare("INSERT INTO logs (ts, labels, line) "
-                            "VALUES (?1, ?2, ?3)");
+      auto st = db_.prepare("INSERT INTO logs (ts, labels, line, id) "
+                            "VALUES (?1, ?2, ?3, ?4)");
       if (!st)
         return st.error();
       for (auto& x : xs) {
         st->reset().bind(1, x.timestamp_ns)
-          .bind_blob(2, encode_labels(x.labels)).bind(3, x.line);
+          .bind_blob(2, encode_labels(x.labels)).bind(3, x.line)
+          .bind(4, next_log_id_++);
         if (auto err = st->run())
           return err;
       }

@@ -248,6 +248,9 @@ private:
   int64_t held_points_ = 0;
   int64_t held_lines_ = 0;
   int64_t commits_ = 0;
+  // Ids of the next metrics and logs rows (see next_row_id).
+  int64_t next_metric_id_ = 1;
+  int64_t next_log_id_ = 1;
   // A group of stores shares the held transaction (begin_group); the error
   // of a commit that ended it early is the answer of its members.
   bool grouping_ = false;

@@ -68,17 +68,21 @@ void settle_group(storage_ptr self) {
     return;
   state.group_open = false;
   auto err = state.store->end_group();
+  int64_t samples = 0, lines = 0;
+  for (auto& x : state.grouped)
+    (x.samples ? samples : lines) += x.records;
   if (err)
-    log_warning("storage", "commit of a group of ", state.grouped.size(),
+    log_warning("storage", "commit of ", samples, " samples and ", lines,
+                " log lines in a group of ", state.grouped.size(),
                 " stores failed: ", render(err));
   else
-    log_debug("storage", "committed a group of ", state.grouped.size(),
-              " stores");
-  for (auto& [rp, n] : std::exchange(state.grouped, {})) {
+    log_debug("storage", "committed ", samples, " samples and ", lines,
+              " log lines in a group of ", state.grouped.size(), " stores");
+  for (auto& x : std::exchange(state.grouped, {})) {
     if (err)
-      rp.deliver(err);
+      x.promise.deliver(err);
     else
-      rp.deliver(n);
+      x.promise.deliver(x.records);
   }
 }
 
@@ -94,7 +98,7 @@ caf::result<T> settled(storage_ptr self, caf::expected<T> x) {
 // Runs one store inside the open group (opening one when none is), so the
 // stores of a collection round share a commit; each is answered after it.
 template <class F>
-caf::result<int64_t> grouped_store(storage_ptr self, F&& store) {
+caf::result<int64_t> grouped_store(storage_ptr self, bool samples, F&& store) {
   auto& state = self->state;
   auto& st = *state.store;
   // A commit made early (a batch, disk pressure) ended the group: settle it.
@@ -114,7 +118,7 @@ caf::result<int64_t> grouped_store(storage_ptr self, F&& store) {
   if (!state.group_open || !n)
     return to_result(std::move(n));
   auto rp = self->make_response_promise<int64_t>();
-  state.grouped.emplace_back(rp, *n);
+  state.grouped.push_back(storage_state::grouped_reply{rp, *n, samples});
   return rp;
 }
 
@@ -129,12 +133,14 @@ storage(storage_actor::stateful_pointer<storage_state> self,
   auto& st = *self->state.store;
   return {
     [self, &st](store_atom, const metric_samples& xs) {
-      auto n = grouped_store(self, [&] { return store_samples(st, xs); });
+      auto n = grouped_store(self, true,
+                             [&] { return store_samples(st, xs); });
       arm_commit(self);
       return n;
     },
     [self, &st](store_atom, const log_lines& xs) {
-      auto n = grouped_store(self, [&] { return store_lines(st, xs); });
+      auto n = grouped_store(self, false,
+                             [&] { return store_lines(st, xs); });
       arm_commit(self);
       return n;
     },

@@ -15,9 +15,14 @@ struct storage_state {
   std::shared_ptr<store_backend> store;
   // A commit timer is pending (storage.commit-interval).
   bool commit_armed = false;
-  // Stores of the open group (storage.group-window), answered at its commit.
-  std::vector<std::pair<caf::typed_response_promise<int64_t>, int64_t>>
-    grouped;
+  // A store of the open group (storage.group-window), answered at its
+  // commit with how many records it stored.
+  struct grouped_reply {
+    caf::typed_response_promise<int64_t> promise;
+    int64_t records = 0;
+    bool samples = false;
+  };
+  std::vector<grouped_reply> grouped;
   bool group_open = false;
   static inline const char* name = "storage";
 };

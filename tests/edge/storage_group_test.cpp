@@ -106,6 +106,11 @@ TEST_CASE("a commit interval holds stores itself: no group opens beside it") {
   REQUIRE(st);
   CHECK_FALSE(st->begin_group());
   CHECK_FALSE(st->grouping());
+  // Ending the group that did not open leaves what the interval holds held.
+  REQUIRE(st->store(round_of(10, start_ms)));
+  CHECK_FALSE(st->end_group());
+  CHECK(st->held_points() == 10);
+  CHECK(f.rows_on_disk("metrics") == 0);
 }
 
 TEST_CASE("a batch enqueued inside a group commits the group and ends it") {

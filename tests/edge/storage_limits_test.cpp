@@ -192,6 +192,43 @@ TEST_CASE_FIXTURE(store_fixture, "metrics older than the retention are "
   CHECK(accepted == kept + st->drops()[drop_kind::metrics_unsynced]);
 }
 
+TEST_CASE_FIXTURE(store_fixture, "ids of dropped rows are never given "
+                                 "again, not even after a reopen") {
+  // Metrics and logs rows take their ids from the store, not from
+  // AUTOINCREMENT: a table emptied by retention must not restart at 1.
+  cfg.limits.max_bytes = 0;
+  cfg.limits.retention_ms = 3600 * 1000;
+  int64_t last_id = 0;
+  {
+    auto st = sqlite_store::open(cfg);
+    REQUIRE(st);
+    REQUIRE(st->store(make_batch(clk->now_ms(), 10, 10)));
+    REQUIRE(st->store_logs({log_line{{}, clk->now_ms() * 1000000, "a"}}));
+    auto up = st->fetch("metrics", 1000);
+    REQUIRE(up);
+    last_id = up->last_id;
+    REQUIRE(last_id >= 10);
+    // Two hours later every row is past the retention: all are dropped.
+    clk->advance(2 * 3600 * 1000);
+    REQUIRE(st->enforce_limits());
+    CHECK(rows(*st) == 0);
+    CHECK(st->drops()[drop_kind::metrics_unsynced] == 10);
+    CHECK(st->drops()[drop_kind::logs_unsynced] == 1);
+  }
+  auto st = sqlite_store::open(cfg);
+  REQUIRE(st);
+  REQUIRE(st->store(make_batch(clk->now_ms(), 10, 1)));
+  REQUIRE(st->store_logs({log_line{{}, clk->now_ms() * 1000000, "b"}}));
+  auto up = st->fetch("metrics", 1000);
+  REQUIRE(up);
+  REQUIRE(up->samples.size() == 1);
+  CHECK(up->last_id == last_id + 1);
+  auto logs = st->fetch("logs", 1000);
+  REQUIRE(logs);
+  REQUIRE(logs->logs.size() == 1);
+  CHECK(logs->last_id == 2);
+}
+
 void full_disk_keeps_newest(store_fixture& f, disk_kind kind) {
   if (!f.on_small_disk(kind, 2 * mib))
     return;
