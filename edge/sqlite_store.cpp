@@ -35,8 +35,8 @@ namespace {
 // Batches are cut from `id > batched_upto`, so a row id must never be
 // reused after the table was emptied by retention or caps (plain rowids
 // restart at max + 1). Events are AUTOINCREMENT; metrics and logs rows get
-// their ids from the store (next_ids), since AUTOINCREMENT's sqlite_sequence
-// update is one more page written by every commit.
+// their ids from the store (next_row_id), since AUTOINCREMENT's
+// sqlite_sequence update is one more page written by every commit.
 constexpr const char* schema = R"(
 CREATE TABLE IF NOT EXISTS series (
   id INTEGER PRIMARY KEY,
