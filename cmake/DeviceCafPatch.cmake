@@ -1,0 +1,10 @@
+# cmake -P cmake/DeviceCafPatch.cmake, run in CAF 0.17.6's source tree: the
+# one change of Debian's 0.17.6-2.1 to CAF's headers (its installed
+# receive_buffer.hpp includes <limits>, which GCC 11 and later need).
+set(file libcaf_io/caf/io/network/receive_buffer.hpp)
+file(READ ${file} text)
+if(NOT text MATCHES "#include <limits>")
+  string(REPLACE "#include <cstring>\n" "#include <cstring>\n#include <limits>\n"
+    text "${text}")
+  file(WRITE ${file} "${text}")
+endif()
