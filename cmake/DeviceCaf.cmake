@@ -29,8 +29,9 @@ if(NOT _caf_version EQUAL _caf_want)
 endif()
 
 set(_caf_prefix ${CMAKE_BINARY_DIR}/caf)
-# Debian builds CAF without NDEBUG (CMAKE_BUILD_TYPE None) and at the default
-# log level QUIET: same here, so only code size changes, not behaviour.
+# Debian builds CAF without NDEBUG (CMAKE_BUILD_TYPE None: CAF would pick
+# RelWithDebInfo for an empty one) and at the default log level QUIET: same
+# here, so only code size changes, not behaviour.
 ExternalProject_Add(caf_device
   URL ${FLEETD_CAF_URL}
   URL_HASH SHA256=${FLEETD_CAF_SHA256}
@@ -42,7 +43,7 @@ ExternalProject_Add(caf_device
   CMAKE_ARGS
     -DCMAKE_INSTALL_PREFIX=<INSTALL_DIR>
     -DCMAKE_INSTALL_LIBDIR=lib
-    -DCMAKE_BUILD_TYPE=
+    -DCMAKE_BUILD_TYPE=None
     -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER}
     -DCMAKE_CXX_COMPILER_LAUNCHER=${CMAKE_CXX_COMPILER_LAUNCHER}
     "-DCMAKE_CXX_FLAGS=-Os -ffunction-sections -fdata-sections -flto -fno-fat-lto-objects"
