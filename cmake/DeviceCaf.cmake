@@ -55,7 +55,6 @@ ExternalProject_Add(caf_device
     -DCAF_NO_OPENSSL=ON -DCAF_NO_OPENCL=ON -DCAF_NO_PYTHON=ON
     -DCAF_NO_EXAMPLES=ON -DCAF_NO_TOOLS=ON -DCAF_NO_UNIT_TESTS=ON
     -DCAF_NO_SUMMARY=ON -DCAF_NO_COMPILER_CHECK=ON
-  BUILD_COMMAND ${CMAKE_COMMAND} --build <BINARY_DIR> -j2
   BUILD_BYPRODUCTS
     ${_caf_prefix}/install/lib/libcaf_core_static.a
     ${_caf_prefix}/install/lib/libcaf_io_static.a)
