@@ -1,7 +1,8 @@
 # Flags of the device build (FLEETD_DEVICE_BUILD): size over speed, code no
 # caller reaches dropped at link time, and every dependency Debian ships as a
 # static archive linked in, so that only the parts fleetd calls are installed.
-# CAF ships as shared libraries only (no .a in libcaf-dev): it stays shared.
+# CAF ships as shared libraries only (no .a in libcaf-dev): DeviceCaf.cmake
+# builds Debian's CAF source as static archives for this build alone.
 set(CMAKE_BUILD_TYPE MinSizeRel CACHE STRING "" FORCE)
 set(CMAKE_INTERPROCEDURAL_OPTIMIZATION ON)
 # Debian's static archives are not built position-independent.

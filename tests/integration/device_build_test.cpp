@@ -1,8 +1,9 @@
 // The device build's fleetd (tools/build --device: -Os, LTO, static
-// OpenSSL/SQLite/zstd, protobuf-lite) still works: it prints its version and
-// enrolls and syncs every point it collects to a normal fleetd-cloud over
-// HTTPS with a client certificate. Skipped when no device build exists (it
-// is opt-in: the normal build never makes it).
+// CAF/OpenSSL/SQLite/zstd, protobuf-lite) still works: it prints its version
+// and enrolls and syncs every point it collects to a normal fleetd-cloud over
+// HTTPS with a client certificate, and loads no library beyond the C/C++
+// runtime. Skipped when no device build exists (it is opt-in: the normal
+// build never makes it).
 #include <doctest/doctest.h>
 
 #include <csignal>
@@ -11,6 +12,7 @@
 #include "skip.hpp"
 #include "support.hpp"
 #include "test_pki.hpp"
+#include "tools/bench/install_size.hpp"
 
 using namespace fleetd;
 using namespace fleetd::test;
@@ -24,6 +26,15 @@ void check_version(const std::string& prog) {
   CHECK(out == std::string("fleetd ") + fleetd_version() + "\n");
 }
 
+// The device build installs one file: ldd lists only the C/C++ runtime.
+void check_static(const std::string& prog) {
+  auto size = bench::measure_install_size(prog);
+  REQUIRE_MESSAGE(size, caf::to_string(size.error()));
+  for (size_t i = 1; i < size->files.size(); ++i)
+    FAIL_CHECK("the device build loads " << size->files[i].name);
+  CHECK(size->bytes == size->files.front().bytes);
+}
+
 } // namespace
 
 TEST_CASE("the device build prints its version and syncs every point to a "
@@ -33,6 +44,7 @@ TEST_CASE("the device build prints its version and syncs every point to a "
     return skip("no device build at " + prog
                 + ": make one with tools/build --device");
   check_version(prog);
+  check_static(prog);
   temp_dir tmp;
   auto pki = make_test_pki(tmp.path() + "/pki");
   auto cloud_dir = tmp.path() + "/cloud";
