@@ -256,14 +256,24 @@ private:
       bytes_[kind] += n * share;
   }
 
+  // A lower-cased head of a bundle zstd as a whole (POST /v3/sync).
+  static bool whole_zstd(const std::string& head) {
+    return head.rfind("post /v3/sync ", 0) == 0;
+  }
+
+  // A lower-cased head of a bundle (POST /v2/sync or /v3/sync).
+  static bool bundle(const std::string& head) {
+    return head.rfind("post /v2/sync ", 0) == 0 || whole_zstd(head);
+  }
+
   // What a request body carried, by stream, as shares of its batches' bytes.
   static shares kinds_of(const std::string& head, std::string_view body) {
     std::vector<std::pair<std::string, double>> parts;
     if (head.rfind("post /v1/sync ", 0) == 0) {
       if (auto x = decode_request(body, is_zstd(body), 64 << 20))
         parts.emplace_back(x->stream, 1.0);
-    } else if (head.rfind("post /v2/sync ", 0) == 0) {
-      if (auto items = decode_bundle(body, max_bundle_items))
+    } else if (bundle(head)) {
+      if (auto items = decode_bundle_body(body, whole_zstd(head), 64 << 20))
         for (auto& item : *items)
           if (auto x = decode_request(item.request, item.zstd, 64 << 20))
             parts.emplace_back(x->stream,
@@ -296,12 +306,14 @@ private:
     parts_[dir + "s"] += 1;
   }
 
-  // A v2 body's items by stream; the rest is the bundle's framing.
+  // A v2 body's items by stream; the rest is the bundle's framing (a zstd
+  // bundle: its items' plain sizes, beside the bundle's own).
   void tally_body(const std::string& head, std::string_view body) {
     parts_["request body"] += static_cast<int64_t>(body.size());
-    if (head.rfind("post /v2/sync ", 0) != 0)
+    if (!bundle(head))
       return;
-    auto items = decode_bundle(body, max_bundle_items);
+    auto zstd = whole_zstd(head);
+    auto items = decode_bundle_body(body, zstd, 64 << 20);
     if (!items)
       return;
     auto framing = static_cast<int64_t>(body.size());
@@ -309,10 +321,14 @@ private:
       auto x = decode_request(item.request, item.zstd, 64 << 20);
       auto n = static_cast<int64_t>(item.request.size());
       parts_["request item " + (x ? x->stream : std::string("?"))
-             + (item.zstd ? " zstd" : " plain")] += n;
+             + (zstd ? " plain in zstd bundle"
+                     : item.zstd ? " zstd" : " plain")] += n;
       framing -= n;
     }
-    parts_["request bundle framing"] += framing;
+    if (zstd)
+      parts_["request zstd bundle"] += static_cast<int64_t>(body.size());
+    else
+      parts_["request bundle framing"] += framing;
   }
 
   // (head length, whole message length) of the message at the front.
@@ -631,6 +647,8 @@ void outage(stack& st, const footprint_options& opt, footprint_result& r) {
   st.cloud_relay->drop();
   st.vm_relay->drop();
   auto tried_before = st.cloud_relay->stats().connections;
+  progress(opt, "connections before the outage: "
+                  + std::to_string(tried_before));
   sleep_checking(st, opt.outage_s);
   // Until fleetd has tried to send into the outage (bounded like a resume).
   while (st.cloud_relay->stats().connections == tried_before
