@@ -54,11 +54,12 @@ void declare(option_set& opts, cloud_link_config& x) {
            "other streams' batches, to share one request with them (0s: "
            "never waits)", 0ms);
   opts.add("cloud.sync-version", x.sync_version, 2, "version",
-           "2: several streams' batches per request, POST /v3/sync (zstd "
-           "as a whole) when they are compressed, else POST /v2/sync (a "
-           "node answering 404 gets the older form); 1: one batch per "
+           "3: several streams' batches per request, POST /v3/sync (zstd "
+           "as a whole) when they are compressed, else POST /v2/sync; 2: "
+           "POST /v2/sync, each batch's queued bytes as they are; a node "
+           "answering 404 gets the older form; 1: one batch per "
            "POST /v1/sync",
-           1, 2);
+           1, 3);
   opts.add("cloud.insecure", x.insecure, false,
            "Sync over plain HTTP without TLS; allowed only to loopback "
            "endpoints, for local testing");
@@ -171,8 +172,8 @@ caf::error validate(const cloud_link_config& x) {
       return bad_config("cloud.ca-file/tls-cert/tls-key: " + error_text(err));
   if (x.coalesce_window.count() < 0)
     return bad_config("cloud.coalesce-window: must not be negative");
-  if (x.sync_version != 1 && x.sync_version != 2)
-    return bad_config("cloud.sync-version: must be 1 or 2, got "
+  if (x.sync_version < 1 || x.sync_version > 3)
+    return bad_config("cloud.sync-version: must be 1, 2 or 3, got "
                       + std::to_string(x.sync_version));
   if (x.max_response_bytes == 0)
     return bad_config("cloud_link_config.max_response_bytes: must be positive");
@@ -434,9 +435,10 @@ answers bundle_answers(link_ptr self, size_t batches, const std::string& body,
   return out;
 }
 
-// The batches as one bundle: POST /v3/sync (zstd as a whole) when they
-// came compressed and that is smaller, unless the node is older than v3
-// (it answers 404: POST /v2/sync with the items as they are, from then on).
+// The batches as one bundle: at sync version 3 POST /v3/sync (zstd as a
+// whole) when they came compressed and that is smaller, unless the node is
+// older than v3 (it answers 404: POST /v2/sync from then on); else
+// POST /v2/sync, the items as they are queued.
 caf::expected<http_response> post_bundle(link_ptr self,
                                          const std::vector<std::string>& bodies) {
   auto& st = self->state;
@@ -444,8 +446,9 @@ caf::expected<http_response> post_bundle(link_ptr self,
   header_list headers;
   if (!st.authorization.empty())
     headers.emplace_back("Authorization", st.authorization);
-  auto body = ep.no_v3 ? bundle_body{encode_bundle(bodies), false}
-                       : encode_bundle_body(bodies, bundle_zstd_level);
+  auto body = ep.no_v3 || st.cfg.sync_version < 3
+                ? bundle_body{encode_bundle(bodies), false}
+                : encode_bundle_body(bodies, bundle_zstd_level);
   auto res = post(self, body.zstd ? "/v3/sync" : "/v2/sync", body.bytes,
                   headers);
   if (!res)

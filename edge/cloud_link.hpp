@@ -36,9 +36,10 @@ struct cloud_link_config {
   /// How long a batch arriving after a quiet spell waits for the other
   /// streams' batches to share its request (0: never waits).
   std::chrono::milliseconds coalesce_window{50};
-  /// 2: several batches per request, POST /v3/sync (zstd as a whole) or
-  /// /v2/sync (trimmed headers), each falling back to the older form when a
-  /// node answers 404; 1: one batch per POST /v1/sync, as before version 2.
+  /// 3: several batches per request, POST /v3/sync (zstd as a whole) when
+  /// they came compressed; 2: POST /v2/sync (trimmed headers), the queued
+  /// bytes as they are; each falls back to the older form when a node
+  /// answers 404; 1: one batch per POST /v1/sync, as before version 2.
   int64_t sync_version = 2;
   /// Where the quiet-spell rule reads the time; the wall clock when unset.
   clock_ptr clock;
@@ -122,8 +123,9 @@ struct cloud_link_state {
   static inline const char* name = "cloud_link";
 };
 
-/// Carries SyncRequest bodies as POST /v3/sync (zstd as a whole, when they
-/// came compressed) or /v2/sync with keep-alive and the device key, the
+/// Carries SyncRequest bodies as POST /v2/sync (or at sync version 3
+/// /v3/sync, zstd as a whole, when they came compressed) with keep-alive
+/// and the device key, the
 /// batches of every stream that arrive within the coalesce window (after a
 /// quiet spell) in one request, and turns each batch's SyncResponse into its
 /// reply; a node that answers 404 gets the older form from then on (v3:

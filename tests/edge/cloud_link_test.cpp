@@ -670,9 +670,9 @@ TEST_CASE("batches that arrive together share one POST /v2/sync; each gets "
   CHECK(st.counters["bundles"] == 1);
   CHECK(st.counters["batches"] == 3);
   CHECK(log->syncs == 3);
-  // zstd batches travel compressed as one, smaller than their own frames.
+  // Version 2 sends the queued bytes as they are.
   CHECK(st.counters["bytes_sent"]
-        < static_cast<int64_t>(encode_bundle(round_bodies(1)).size()));
+        == static_cast<int64_t>(encode_bundle(round_bodies(1)).size()));
   // Right after an exchange a lone batch goes at once, without the window.
   CHECK(f.send(link, 2).last_sequence_ack == 2);
   CHECK(f.stats(link).counters["requests"] == 2);
@@ -705,12 +705,13 @@ TEST_CASE("the quiet spell is measured on the injected clock: a lone batch "
   CHECK(st.counters["bundles"] == 2);
 }
 
-TEST_CASE("a v2 node older than POST /v3/sync (404) gets the batches' own "
-          "bytes in one POST /v2/sync, from then on") {
+TEST_CASE("at sync version 3 a v2 node (404 to POST /v3/sync) gets the "
+          "batches' own bytes in one POST /v2/sync, from then on") {
   link_fixture f;
   old_v2_node old;
   cloud_link_config cfg;
   cfg.coalesce_window = 60s;
+  cfg.sync_version = 3;
   // The clock stands still: the second round is a drain, a bundle a batch.
   cfg.clock = f.clock;
   auto link = f.link_to(*old.server, cfg);
@@ -720,6 +721,25 @@ TEST_CASE("a v2 node older than POST /v3/sync (404) gets the batches' own "
   CHECK(old.refused == 1);
   CHECK(old.bundles == 1 + 3);
   CHECK(f.stats(link).counters["failures"] == 0);
+}
+
+TEST_CASE("at sync version 3 a round of zstd batches is one POST /v3/sync, "
+          "smaller than their own frames, each batch acked") {
+  link_fixture f;
+  auto log = std::make_shared<door_log>();
+  cloud_link_config cfg;
+  cfg.coalesce_window = 60s;
+  cfg.sync_version = 3;
+  auto link = f.spawn_link({f.open_door(log)}, cfg);
+  for (auto& ack : f.send_all(link, round_bodies(1))) {
+    CHECK(ack.status == 200);
+    CHECK(ack.last_sequence_ack == 1);
+  }
+  auto st = f.stats(link);
+  CHECK(st.counters["requests"] == 1);
+  CHECK(log->syncs == 3);
+  CHECK(st.counters["bytes_sent"]
+        < static_cast<int64_t>(encode_bundle(round_bodies(1)).size()));
 }
 
 TEST_CASE("a node older than POST /v2/sync (404) gets each batch as POST "

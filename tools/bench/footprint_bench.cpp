@@ -610,6 +610,9 @@ void start_fleetd(stack& st, const footprint_options& opt,
     "--load.series=" + std::to_string(opt.series - system),
     "--load.interval=10s", "--load.rounds=" + rounds, "--load.log-lines=10",
     "--log.level=warning"};
+  if (opt.sync_version > 0)
+    argv.emplace_back("--cloud.sync-version="
+                      + std::to_string(opt.sync_version));
   if (setting == "sync10s")
     argv.emplace_back("--sync.interval=10s");
   else if (setting != "tier1")
@@ -834,6 +837,8 @@ std::string parse_args(const std::vector<std::string>& args,
       opt.resume_limit_s = x;
     else if (arg == "--runs")
       runs = static_cast<int64_t>(x);
+    else if (arg == "--sync-version" && x <= 3)
+      opt.sync_version = static_cast<int64_t>(x);
     else
       return "unknown option " + arg;
   }
@@ -945,7 +950,8 @@ std::string footprint_usage() {
          "                              [--setting tier1|sync10s]... "
          "[--bin-dir DIR]\n"
          "                              [--fleetd FLEETD] "
-         "[--install-program FLEETD]\n\n"
+         "[--install-program FLEETD]\n"
+         "                              [--sync-version V]\n\n"
          "Runs real processes side by side: fleetd (tier 1; its system "
          "collector plus\nsynthetic series, 100 every 10 s, and one log line "
          "a second) syncing to\nfleetd-cloud (plain HTTP, embedded store), "
@@ -980,7 +986,9 @@ std::string footprint_usage() {
          "  --install-program FLEETD  the fleetd whose install size is "
          "reported, e.g.\n"
          "                    build-device/fleetd (default: the one that "
-         "runs)\n\n"
+         "runs)\n"
+         "  --sync-version V  fleetd's cloud.sync-version, 1-3 (default: "
+         "fleetd's own)\n\n"
          "Prints per setting and run\n"
          "  BENCH footprint setting=... run=N fleetd_cpu_s=... "
          "cpu_ratio=... fleetd_hwm_kib=...\n"
