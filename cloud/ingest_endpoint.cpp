@@ -119,19 +119,39 @@ void ask_next_item(caf::event_based_actor* self,
       });
 }
 
-// From a short-lived actor, so the Asio thread never waits.
-void ask_ingest_items(caf::actor_system& sys, const ingest_actor& ingest,
-                      http_server::respond_fn respond,
-                      std::vector<bundle_item> items,
-                      std::string authorization) {
-  auto job = std::make_shared<bundle_job>(
-    bundle_job{ingest, std::move(respond), std::move(items),
-               std::move(authorization), {}});
-  sys.spawn([job](caf::event_based_actor* self) { ask_next_item(self, job); });
+// A refusal of a whole POST /v2/sync: one SyncResponse with its status.
+void refuse_bundle(const http_server::respond_fn& respond,
+                   const caf::error& err) {
+  sync_ack nack;
+  nack.error_code = to_string(static_cast<ec>(err.code()));
+  nack.error_message = error_text(err);
+  respond(sync_answer(http_status(ingest_step::decode, err), nack));
 }
 
-// The envelope of POST /v2/sync: Content-Type may be left out (the endpoint
-// has one type), the items say their own encoding.
+// From a short-lived actor, so the Asio thread never waits (nor
+// decompresses): the bundle's items, or its refusal as a whole.
+void ask_ingest_items(caf::actor_system& sys, const ingest_actor& ingest,
+                      http_server::respond_fn respond, http_request req,
+                      size_t max_plain_bytes) {
+  sys.spawn([ingest, respond, req = std::move(req),
+             max_plain_bytes](caf::event_based_actor* self) mutable {
+    auto items = decode_bundle_body(req.body, req.target == "/v3/sync",
+                                    max_plain_bytes);
+    if (!items) {
+      refuse_bundle(respond, items.error());
+      self->quit();
+      return;
+    }
+    auto job = std::make_shared<bundle_job>(
+      bundle_job{ingest, std::move(respond), std::move(*items),
+                 std::move(req.authorization), {}});
+    ask_next_item(self, job);
+  });
+}
+
+// The envelope of POST /v2/sync and /v3/sync: Content-Type may be left out
+// (the endpoint has one type); the path says how the bundle is encoded
+// (v3: zstd as a whole; v2: each item says its own).
 caf::error check_bundle_envelope(const http_request& req) {
   if (!req.content_type.empty() && !is_protobuf_type(req.content_type))
     return make_error(ec::unsupported_media_type,
@@ -140,28 +160,22 @@ caf::error check_bundle_envelope(const http_request& req) {
                         + printable(req.content_type, 64) + "'");
   if (!req.content_encoding.empty() && req.content_encoding != "identity")
     return make_error(ec::unsupported_encoding,
-                      "a SyncBundle is not compressed as a whole (its items "
-                      "say how each is)");
+                      "a SyncBundle has no Content-Encoding (POST /v3/sync "
+                      "is zstd as a whole, the items of /v2/sync say how "
+                      "each is)");
   return caf::none;
 }
 
-// POST /v2/sync: refused as a whole (one SyncResponse) when its envelope or
-// bundle is bad, else each item answered.
+// POST /v2/sync or /v3/sync: refused as a whole (one SyncResponse) when its
+// envelope or bundle is bad, else each item answered. A v3 bundle may
+// decompress to no more than a v2 one may be long (ingest.max-body-bytes).
 void route_bundle(caf::actor_system& sys, const ingest_actor& ingest,
-                  http_request& req, http_server::respond_fn respond) {
-  auto refuse = [&](const caf::error& err) {
-    sync_ack nack;
-    nack.error_code = to_string(static_cast<ec>(err.code()));
-    nack.error_message = error_text(err);
-    respond(sync_answer(http_status(ingest_step::decode, err), nack));
-  };
+                  http_request& req, http_server::respond_fn respond,
+                  size_t max_body_bytes) {
   if (auto err = check_bundle_envelope(req))
-    return refuse(err);
-  auto items = decode_bundle(req.body, max_bundle_items);
-  if (!items)
-    return refuse(items.error());
-  ask_ingest_items(sys, ingest, std::move(respond), std::move(*items),
-                   std::move(req.authorization));
+    return refuse_bundle(respond, err);
+  ask_ingest_items(sys, ingest, std::move(respond), std::move(req),
+                   max_body_bytes);
 }
 
 // A query: its token proved by tenancy (401 otherwise), then answered by
@@ -320,20 +334,21 @@ ingest_endpoint::ingest_endpoint(caf::actor_system& sys, ingest_actor ingest,
   if (!health)
     health = ingest;
   server_ = std::make_shared<http_server>(
-    limits, [sys_ptr, ingest, health, api](http_request req,
-                                           http_server::respond_fn respond) {
+    limits, [sys_ptr, ingest, health, api,
+             max_body = limits.max_body_bytes](http_request req,
+                                               http_server::respond_fn respond) {
       if (req.target == "/healthz" && req.method == "GET") {
         check_health(*sys_ptr, health, std::move(respond));
         return;
       }
       if (route_query(*sys_ptr, api, req, respond))
         return;
-      if (req.target == "/v2/sync") {
+      if (req.target == "/v2/sync" || req.target == "/v3/sync") {
         if (req.method != "POST")
           respond(text_reply(405, "method_not_allowed", "use POST for "
                                                           + req.target));
         else
-          route_bundle(*sys_ptr, ingest, req, std::move(respond));
+          route_bundle(*sys_ptr, ingest, req, std::move(respond), max_body);
         return;
       }
       auto is_sync = req.target == "/v1/sync";

@@ -54,7 +54,8 @@ struct query_api {
   query_actor query;
 };
 
-/// The device-facing door: POST /v1/sync on Boost.Beast, each request handed
+/// The device-facing door: POST /v1/sync (and the bundles of /v2/sync and
+/// /v3/sync, item by item) on Boost.Beast, each request handed
 /// to the ingest actor through a short-lived actor so the Asio thread never
 /// blocks. GET /healthz answers "ok" when `health` (ingest unless given)
 /// does, else 503 with its error. With `api`, GET /v1/query and /v1/logs

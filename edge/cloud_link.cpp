@@ -54,9 +54,12 @@ void declare(option_set& opts, cloud_link_config& x) {
            "other streams' batches, to share one request with them (0s: "
            "never waits)", 0ms);
   opts.add("cloud.sync-version", x.sync_version, 2, "version",
-           "2: POST /v2/sync, several streams' batches per request (a node "
-           "answering 404 gets version 1); 1: one batch per POST /v1/sync",
-           1, 2);
+           "3: several streams' batches per request, POST /v3/sync (zstd "
+           "as a whole) when they are compressed, else POST /v2/sync; 2: "
+           "POST /v2/sync, each batch's queued bytes as they are; a node "
+           "answering 404 gets the older form; 1: one batch per "
+           "POST /v1/sync",
+           1, 3);
   opts.add("cloud.insecure", x.insecure, false,
            "Sync over plain HTTP without TLS; allowed only to loopback "
            "endpoints, for local testing");
@@ -169,8 +172,8 @@ caf::error validate(const cloud_link_config& x) {
       return bad_config("cloud.ca-file/tls-cert/tls-key: " + error_text(err));
   if (x.coalesce_window.count() < 0)
     return bad_config("cloud.coalesce-window: must not be negative");
-  if (x.sync_version != 1 && x.sync_version != 2)
-    return bad_config("cloud.sync-version: must be 1 or 2, got "
+  if (x.sync_version < 1 || x.sync_version > 3)
+    return bad_config("cloud.sync-version: must be 1, 2 or 3, got "
                       + std::to_string(x.sync_version));
   if (x.max_response_bytes == 0)
     return bad_config("cloud_link_config.max_response_bytes: must be positive");
@@ -378,63 +381,39 @@ caf::expected<sync_ack> send_v1(link_ptr self, const std::string& body) {
 
 using answers = std::vector<caf::expected<sync_ack>>;
 
-answers send_each(link_ptr self, const std::vector<std::string>& bodies);
+// One batch per POST /v1/sync: the configuration says so, or the current
+// node answered POST /v2/sync with 404.
+bool uses_v1(const cloud_link_state& st) {
+  return st.cfg.sync_version == 1 || st.endpoints[st.current].v1_only;
+}
 
 // A whole-request answer to POST /v2/sync (no per-batch results): each
-// batch gets it, except that a refusal of several batches at once is
+// batch gets it; none when a refusal of several batches at once must be
 // retried one by one, so each is refused (and counted) for itself.
-answers whole_answer(link_ptr self, const std::vector<std::string>& bodies,
-                     const http_response& res, const std::string& target,
-                     int64_t failovers) {
+std::optional<answers> whole_answer(link_ptr self, size_t batches,
+                                    const http_response& res,
+                                    const std::string& target,
+                                    int64_t failovers) {
   auto ack = answer_of(res.status, decode_response(res.body), res.body,
                        res.retry_after, target);
   bool refusal = ack && (ack->status == 400 || ack->status == 409
                          || ack->status == 413 || ack->status == 415
                          || ack->status == 422);
-  if (refusal && bodies.size() > 1)
-    return send_each(self, bodies);
+  if (refusal && batches > 1)
+    return std::nullopt;
   if (!ack)
-    return answers(bodies.size(), link_failed(self, target, failovers,
-                                              ack.error()));
+    return answers(batches, link_failed(self, target, failovers, ack.error()));
   reachable(self, target);
-  return answers(bodies.size(), ack);
+  return answers(batches, ack);
 }
 
-// The batches as one POST /v2/sync: per batch its own answer.
-answers send_v2(link_ptr self, const std::vector<std::string>& bodies) {
-  auto& st = self->state;
-  auto& ep = st.endpoints[st.current];
-  if (ep.v1_only || st.cfg.sync_version == 1)
-    return send_each(self, bodies);
-  ++st.requests;
-  st.batches += static_cast<int64_t>(bodies.size());
-  if (bodies.size() > 1)
-    ++st.bundles;
-  auto target = ep.url;
-  auto failovers = st.failovers;
-  header_list headers;
-  if (!st.authorization.empty())
-    headers.emplace_back("Authorization", st.authorization);
-  auto body = encode_bundle(bodies);
-  auto res = post(self, "/v2/sync", body, headers);
-  if (!res)
-    return answers(bodies.size(), link_failed(self, target, failovers,
-                                              res.error()));
-  st.bytes_sent += static_cast<int64_t>(body.size());
-  st.bytes_received += static_cast<int64_t>(res->body.size());
-  if (res->status == 404) {
-    // A node older than v2: it takes the batches one by one.
-    ep.v1_only = true;
-    log_info("cloud_link", target, " has no POST /v2/sync; sending each "
-             "batch as POST /v1/sync");
-    return send_each(self, bodies);
-  }
-  if (res->status != 200)
-    return whole_answer(self, bodies, *res, target, failovers);
-  auto results = decode_bundle_response(res->body, bodies.size());
+// Per batch its own answer from a 200 SyncBundleResponse.
+answers bundle_answers(link_ptr self, size_t batches, const std::string& body,
+                       const std::string& target, int64_t failovers) {
+  auto results = decode_bundle_response(body, batches);
   if (!results)
-    return answers(bodies.size(), link_failed(self, target, failovers,
-                                              results.error()));
+    return answers(batches, link_failed(self, target, failovers,
+                                        results.error()));
   answers out;
   int64_t unavailable = 0; // a 5xx status of a batch
   bool failed = false;
@@ -456,17 +435,84 @@ answers send_v2(link_ptr self, const std::vector<std::string>& bodies) {
   return out;
 }
 
-// Each batch in a request of its own.
-answers send_each(link_ptr self, const std::vector<std::string>& bodies) {
+// The batches as one bundle: at sync version 3 POST /v3/sync (zstd as a
+// whole) when they came compressed and that is smaller, unless the node is
+// older than v3 (it answers 404: POST /v2/sync from then on); else
+// POST /v2/sync, the items as they are queued.
+caf::expected<http_response> post_bundle(link_ptr self,
+                                         const std::vector<std::string>& bodies) {
   auto& st = self->state;
+  auto& ep = st.endpoints[st.current];
+  header_list headers;
+  if (!st.authorization.empty())
+    headers.emplace_back("Authorization", st.authorization);
+  auto body = ep.no_v3 || st.cfg.sync_version < 3
+                ? bundle_body{encode_bundle(bodies), false}
+                : encode_bundle_body(bodies, bundle_zstd_level);
+  auto res = post(self, body.zstd ? "/v3/sync" : "/v2/sync", body.bytes,
+                  headers);
+  if (!res)
+    return res;
+  st.bytes_sent += static_cast<int64_t>(body.bytes.size());
+  st.bytes_received += static_cast<int64_t>(res->body.size());
+  if (!body.zstd || res->status != 404)
+    return res;
+  ep.no_v3 = true;
+  log_info("cloud_link", ep.url, " has no POST /v3/sync; sending each "
+           "batch's own bytes as POST /v2/sync");
+  ++st.requests;
+  return post_bundle(self, bodies); // once: no_v3 sends plain
+}
+
+// The batches as one POST /v2/sync, per batch its own answer; none when
+// they must go one by one instead (the node answered 404 and is v1-only
+// from now on, or it refused several batches at once). Never calls back.
+std::optional<answers> send_v2(link_ptr self,
+                               const std::vector<std::string>& bodies) {
+  auto& st = self->state;
+  auto& ep = st.endpoints[st.current];
+  ++st.requests;
+  st.batches += static_cast<int64_t>(bodies.size());
+  if (bodies.size() > 1)
+    ++st.bundles;
+  auto target = ep.url;
+  auto failovers = st.failovers;
+  auto res = post_bundle(self, bodies);
+  if (!res)
+    return answers(bodies.size(), link_failed(self, target, failovers,
+                                              res.error()));
+  if (res->status == 404) {
+    // A node older than v2: it takes the batches one by one.
+    ep.v1_only = true;
+    log_info("cloud_link", target, " has no POST /v2/sync; sending each "
+             "batch as POST /v1/sync");
+    return std::nullopt;
+  }
+  if (res->status != 200)
+    return whole_answer(self, bodies.size(), *res, target, failovers);
+  return bundle_answers(self, bodies.size(), res->body, target, failovers);
+}
+
+// Each batch in a request of its own: POST /v1/sync, or a bundle of one
+// while the node takes bundles.
+answers send_each(link_ptr self, const std::vector<std::string>& bodies) {
   answers out;
   for (auto& body : bodies) {
-    if (st.cfg.sync_version == 1 || st.endpoints[st.current].v1_only)
-      out.push_back(send_v1(self, body));
-    else
-      out.push_back(std::move(send_v2(self, {body}).front()));
+    std::optional<answers> one;
+    if (!uses_v1(self->state))
+      one = send_v2(self, {body});
+    // No answer from v2 for one batch: the node just turned out v1-only.
+    out.push_back(one ? std::move(one->front()) : send_v1(self, body));
   }
   return out;
+}
+
+// The batches in one request when the node takes them, else one by one.
+answers send(link_ptr self, const std::vector<std::string>& bodies) {
+  if (bodies.size() > 1 && !uses_v1(self->state))
+    if (auto out = send_v2(self, bodies))
+      return std::move(*out);
+  return send_each(self, bodies);
 }
 
 // Sends every waiting batch now, in one request when the node takes them.
@@ -486,14 +532,14 @@ void flush(link_ptr self) {
                   link_failed(self, st.endpoints[st.current].url,
                               st.failovers, err));
   else
-    out = send_v2(self, bodies);
+    out = send(self, bodies);
   for (size_t i = 0; i < waiting.size(); ++i) {
     if (out[i])
       waiting[i].promise.deliver(std::move(*out[i]));
     else
       waiting[i].promise.deliver(out[i].error());
   }
-  st.last_exchange = std::chrono::steady_clock::now();
+  st.last_exchange_ms = st.cfg.clock->steady_ms();
 }
 
 // A batch joins the waiting ones; they go when every stream has one, at
@@ -504,13 +550,15 @@ caf::result<sync_ack> enqueue(link_ptr self, std::string body) {
   auto rp = self->make_response_promise<sync_ack>();
   st.pending.push_back({rp, std::move(body)});
   auto window = st.cfg.coalesce_window;
-  bool draining = std::chrono::steady_clock::now() - st.last_exchange
-                  < coalesce_quiet_spell;
+  bool draining = st.last_exchange_ms
+                  && st.cfg.clock->steady_ms() - *st.last_exchange_ms
+                       < coalesce_quiet_spell.count();
   if (st.pending.size() >= max_bundle_items || window.count() == 0
-      || draining || st.cfg.sync_version == 1)
+      || draining || uses_v1(st))
     flush(self);
   else if (st.pending.size() == 1)
-    self->delayed_send(self, window, tick_atom::value, st.flush_generation);
+    self->delayed_send(self, st.cfg.clock->real(window), tick_atom::value,
+                       st.flush_generation);
   return rp;
 }
 
@@ -574,6 +622,8 @@ cloud_link(cloud_link_actor::stateful_pointer<cloud_link_state> self,
     stop_on_bad_config(self, "cloud_link", err);
     return cloud_link_actor::behavior_type::make_empty_behavior();
   }
+  if (!cfg.clock)
+    cfg.clock = make_system_clock();
   self->state.cfg = std::move(cfg);
   return {
     [self](sync_atom, std::string& body) {

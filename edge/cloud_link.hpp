@@ -2,12 +2,14 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <caf/typed_response_promise.hpp>
 
 #include "messages/interfaces.hpp"
+#include "runtime/clock.hpp"
 #include "runtime/http_client.hpp"
 
 namespace fleetd {
@@ -34,16 +36,24 @@ struct cloud_link_config {
   /// How long a batch arriving after a quiet spell waits for the other
   /// streams' batches to share its request (0: never waits).
   std::chrono::milliseconds coalesce_window{50};
-  /// 2: POST /v2/sync (several batches per request, trimmed headers,
-  /// falling back to 1 when a node answers 404); 1: one batch per
-  /// POST /v1/sync, as before version 2.
+  /// 3: several batches per request, POST /v3/sync (zstd as a whole) when
+  /// they came compressed; 2: POST /v2/sync (trimmed headers), the queued
+  /// bytes as they are; each falls back to the older form when a node
+  /// answers 404; 1: one batch per POST /v1/sync, as before version 2.
   int64_t sync_version = 2;
+  /// Where the quiet-spell rule reads the time; the wall clock when unset.
+  clock_ptr clock;
 };
 
 /// A batch that comes less than this after the last exchange ended is part
 /// of a drain (or of rounds that fast) and goes at once; one after a longer
 /// quiet spell waits up to cloud.coalesce-window for the other streams'.
 constexpr std::chrono::milliseconds coalesce_quiet_spell{500};
+
+/// The zstd level of a POST /v3/sync (a bundle compressed as a whole, when
+/// its batches came compressed): a round's few KiB, where tier 1's level
+/// costs microseconds.
+constexpr int bundle_zstd_level = 3;
 
 class option_set;
 
@@ -73,6 +83,9 @@ struct endpoint_client {
   std::unique_ptr<http_client> client;
   /// The node answered POST /v2/sync with 404: an older cloud, v1 only.
   bool v1_only = false;
+  /// The node answered POST /v3/sync with 404: older than v3, it takes
+  /// bundles of the batches' own bytes only (POST /v2/sync).
+  bool no_v3 = false;
 };
 
 /// A batch waiting to share a request with other streams' batches.
@@ -100,8 +113,9 @@ struct cloud_link_state {
   /// Batches waiting for the coalesce window; the timer's generation.
   std::vector<pending_sync> pending;
   int64_t flush_generation = 0;
-  /// Steady time the last exchange ended (a drain sends at once).
-  std::chrono::steady_clock::time_point last_exchange{};
+  /// The clock's steady ms when the last exchange ended (a drain sends at
+  /// once); none yet.
+  std::optional<int64_t> last_exchange_ms;
   /// GET /healthz probes while offline, and those not answered 200.
   int64_t probes = 0;
   int64_t probes_failed = 0;
@@ -109,11 +123,13 @@ struct cloud_link_state {
   static inline const char* name = "cloud_link";
 };
 
-/// Carries SyncRequest bodies as POST /v2/sync with keep-alive and the
-/// device key, the batches of every stream that arrive within the coalesce
-/// window (after a quiet spell) in one request, and turns each batch's
-/// SyncResponse into its reply; a node that answers 404 (older than v2)
-/// gets each as POST /v1/sync from then on. Without a key but
+/// Carries SyncRequest bodies as POST /v2/sync (or at sync version 3
+/// /v3/sync, zstd as a whole, when they came compressed) with keep-alive
+/// and the device key, the
+/// batches of every stream that arrive within the coalesce window (after a
+/// quiet spell) in one request, and turns each batch's SyncResponse into its
+/// reply; a node that answers 404 gets the older form from then on (v3:
+/// POST /v2/sync; v2: each batch as POST /v1/sync). Without a key but
 /// with an enrollment token it first enrolls (POST /v1/enroll) and keeps the
 /// key in key_file (0600); a refused enrollment is a link failure: the data
 /// waits and the sync actors back off. When the current endpoint fails to

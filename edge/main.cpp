@@ -304,6 +304,7 @@ inspector_config spawn_actors(caf::actor_system& sys, stop_list& stops,
                         storage_factory(std::move(backend), opt, caps, clk))));
   auto lcfg = opt.link;
   lcfg.device_id = opt.sync.device_id;
+  lcfg.clock = clk;
   if (lcfg.key_file.empty())
     lcfg.key_file = opt.common.data_dir + "/device.key";
   auto link = keep("cloud_link", sys.spawn<caf::detached>(cloud_link, lcfg));

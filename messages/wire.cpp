@@ -119,6 +119,10 @@ std::string with_send_fields(const std::string& body, int64_t retry_count,
     c->set_has_sqlite(cap->has_sqlite);
     c->set_has_network(cap->has_network);
   }
+  // Nothing to say on a first send: the queued bytes alone (a 2-byte
+  // empty metadata costs a whole zstd frame, ~12 bytes, when compressed).
+  if (retry_count <= 0 && cap == nullptr)
+    return body;
   std::string tail;
   extra.SerializeToString(&tail);
   // zstd decoders read concatenated frames as the concatenated contents.
@@ -161,11 +165,10 @@ std::string encode_request(const encode_settings& cfg, int field_number,
   pb::SyncRequest req;
   req.set_device_id(cfg.device_id);
   auto* md = req.mutable_metadata();
+  // timestamp, compressed and compression_algo are informational (no
+  // cloud reads them; the body's own bytes say zstd): not sent.
   md->set_sequence_number(cfg.sequence);
   md->set_epoch(cfg.epoch);
-  md->set_timestamp(cfg.now_ms);
-  md->set_compressed(cfg.zstd_level > 0);
-  md->set_compression_algo(cfg.zstd_level > 0 ? "zstd" : "none");
   md->set_format_version(wire_format_version);
   md->set_checksum(batch_checksum(batch_bytes));
   req.set_config_version(cfg.config_version);
@@ -627,6 +630,40 @@ decode_bundle(std::string_view body, size_t max_items) {
   for (auto& x : *bundle.mutable_items())
     out.push_back({std::move(*x.mutable_request()), x.zstd()});
   return out;
+}
+
+bundle_body encode_bundle_body(const std::vector<std::string>& bodies,
+                               int level) {
+  bundle_body out{encode_bundle(bodies), false};
+  if (std::none_of(bodies.begin(), bodies.end(),
+                   [](const std::string& b) { return is_zstd(b); }))
+    return out;
+  std::vector<std::string> plain;
+  for (auto& body : bodies) {
+    // The device's own queued bytes: bounded all the same.
+    decode_budget budget{64 * 1024 * 1024};
+    std::string x;
+    if (!is_zstd(body))
+      x = body;
+    else if (zstd_decompress(body, x, budget))
+      return out;
+    plain.push_back(std::move(x));
+  }
+  auto whole = zstd_frame(encode_bundle(plain), level);
+  if (is_zstd(whole) && whole.size() < out.bytes.size())
+    out = {std::move(whole), true};
+  return out;
+}
+
+caf::expected<std::vector<bundle_item>>
+decode_bundle_body(std::string_view body, bool zstd, size_t max_plain_bytes) {
+  if (!zstd)
+    return decode_bundle(body, max_bundle_items);
+  decode_budget budget{max_plain_bytes};
+  std::string plain;
+  if (auto err = zstd_decompress(body, plain, budget))
+    return err;
+  return decode_bundle(plain, max_bundle_items);
 }
 
 std::string encode_bundle_response(const std::vector<sync_ack>& acks) {

@@ -32,6 +32,7 @@ struct encode_settings {
   std::string device_id;
   int64_t sequence = 0;
   std::string epoch;
+  /// When the batch is cut (the device's queue keeps it; not sent).
   int64_t now_ms = 0;
   /// zstd level; 0 sends the body uncompressed.
   int zstd_level = 3;
@@ -109,6 +110,26 @@ std::string encode_bundle(const std::vector<std::string>& bodies);
 /// ec::decode_failed.
 caf::expected<std::vector<bundle_item>>
 decode_bundle(std::string_view body, size_t max_items);
+
+/// A POST /v2/sync body and whether it is zstd as a whole
+/// (Content-Encoding: zstd).
+struct bundle_body {
+  std::string bytes;
+  bool zstd = false;
+};
+
+/// `bodies` as one POST /v2/sync body: when some are zstd, their plain
+/// bytes in one SyncBundle compressed at `level` (one frame, and what the
+/// items share, device and epoch, once), if that is smaller than
+/// encode_bundle(bodies), which it is otherwise.
+bundle_body encode_bundle_body(const std::vector<std::string>& bodies,
+                               int level);
+
+/// The items of a POST /v2/sync body (decode_bundle with max_bundle_items),
+/// decompressed first when `zstd`: its frames may make at most
+/// `max_plain_bytes` (ec::too_large; corrupt zstd ec::decode_failed).
+caf::expected<std::vector<bundle_item>>
+decode_bundle_body(std::string_view body, bool zstd, size_t max_plain_bytes);
 
 /// A SyncBundleResponse: per item its SyncResponse with `status` set.
 std::string encode_bundle_response(const std::vector<sync_ack>& acks);

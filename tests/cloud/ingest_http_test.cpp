@@ -975,6 +975,31 @@ std::vector<sync_ack> results_of(const http_response& res, size_t items) {
   return std::move(*acks);
 }
 
+/// A bundle refused as a whole: its status and error code.
+struct bad_bundle {
+  std::string name;
+  std::string body;
+  headers_t headers;
+  unsigned status;
+  std::string code;
+};
+
+void check_bundle_refusals(http_fixture& f, const std::string& target,
+                           const std::vector<bad_bundle>& cases) {
+  for (auto& c : cases) {
+    CAPTURE(c.name);
+    auto res = f.client->post(target, c.body, c.headers);
+    REQUIRE(res);
+    check_refusal(*res, c.status, c.code);
+  }
+}
+
+std::vector<std::string> concat_bodies(std::vector<std::string> xs,
+                                       std::string x) {
+  xs.push_back(std::move(x));
+  return xs;
+}
+
 log_lines two_lines(int64_t seq) {
   return {{{{"unit", "sshd"}}, seq * 1000 + 1, "line a " + std::to_string(seq)},
           {{{"unit", "cron"}}, seq * 1000 + 2,
@@ -1033,6 +1058,44 @@ TEST_CASE("POST /v2/sync: one request carries metrics, logs and events; each "
   check_same_samples(f.points(), concat({good_samples(1), good_samples(2)}));
 }
 
+TEST_CASE("POST /v3/sync (a bundle compressed as a whole): each batch acked "
+          "as it would be alone, duplicates included; bad ones refused whole") {
+  http_fixture f;
+  auto logs1 = encode_logs_request(settings(1), two_lines(1));
+  auto events1 = zstd(encode_events_request(settings(1), one_event(1)));
+  std::vector<std::string> bodies{good_body(1), logs1, events1};
+  auto body = encode_bundle_body(bodies, 3);
+  REQUIRE(body.zstd);
+  auto tables = f.tables();
+  std::vector<bad_bundle> cases{
+    {"not zstd", encode_bundle(bodies), {}, 400, "decode_failed"},
+    {"truncated", body.bytes.substr(0, body.bytes.size() / 2), {}, 400,
+     "decode_failed"},
+    // Past what a v2 bundle may be: refused while it decompresses.
+    {"a zstd bomb", zstd(std::string(4 * max_body_bytes, '\x0a')), {}, 413,
+     "too_large"},
+    {"four batches", zstd(encode_bundle(concat_bodies(bodies, good_body(2)))),
+     {}, 413, "too_large"},
+    {"a Content-Encoding", body.bytes, {{"Content-Encoding", "zstd"}}, 415,
+     "unsupported_encoding"},
+  };
+  check_bundle_refusals(f, "/v3/sync", cases);
+  CHECK(f.tables() == tables);
+  auto res = f.client->post("/v3/sync", body.bytes, {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  for (auto& ack : results_of(*res, 3)) {
+    CHECK(ack.status == 200);
+    CHECK(ack.last_sequence_ack == 1);
+  }
+  CHECK(f.logs().size() == 2);
+  CHECK(f.events().size() == 1);
+  // The same batches again, as their own bytes: duplicates, stored once.
+  for (auto& ack : results_of(post_bundle(f, bodies), 3))
+    CHECK(ack.last_sequence_ack == 1);
+  CHECK(f.counters()["duplicates"] == 3);
+  check_same_samples(f.points(), good_samples(1));
+}
+
 TEST_CASE("POST /v2/sync: two batches of one stream are taken in order like "
           "two requests; nothing is stored twice") {
   http_fixture f;
@@ -1058,16 +1121,9 @@ TEST_CASE("POST /v2/sync: garbage, too many batches, no batch and a wrong "
           "envelope are refused as a whole before anything is stored") {
   http_fixture f;
   auto tables = f.tables();
-  struct bad {
-    std::string name;
-    std::string body;
-    headers_t headers;
-    unsigned status;
-    std::string code;
-  };
   pb::SyncBundle empty_items;
   empty_items.add_items();
-  std::vector<bad> cases{
+  std::vector<bad_bundle> cases{
     {"garbage", std::string(100, '\xff'), {}, 400, "decode_failed"},
     {"truncated", encode_bundle({good_body(1)}).substr(0, 20), {}, 400,
      "decode_failed"},
@@ -1084,12 +1140,7 @@ TEST_CASE("POST /v2/sync: garbage, too many batches, no batch and a wrong "
   };
   for (size_t i = 0; i < 5000; ++i)
     cases[4].body[2 * i] = '\x0a'; // field 1, length 0
-  for (auto& c : cases) {
-    CAPTURE(c.name);
-    auto res = f.client->post("/v2/sync", c.body, c.headers);
-    REQUIRE(res);
-    check_refusal(*res, c.status, c.code);
-  }
+  check_bundle_refusals(f, "/v2/sync", cases);
   // An empty item is an item: its empty SyncRequest is refused alone.
   auto acks = results_of(post_bundle(f, {std::string{}}), 1);
   CHECK(acks[0].status == 400);

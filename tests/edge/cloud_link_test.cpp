@@ -52,6 +52,17 @@ std::string batch_body(int64_t seq) {
   return encode_metrics_request(es, xs);
 }
 
+/// Batch `seq` of each stream, as three sync actors hand them over at once.
+std::vector<std::string> round_bodies(int64_t seq) {
+  encode_settings es;
+  es.device_id = device_id;
+  es.sequence = seq;
+  es.now_ms = clock_start_ms;
+  return {batch_body(seq),
+          encode_logs_request(es, {{{{"unit", "a"}}, 5, "line"}}),
+          encode_events_request(es, {{clock_start_ms, "lifecycle", "up", {}}})};
+}
+
 // -- a door: one node's HTTP endpoint in front of the shared ingest ----------
 
 /// What reached one door; `answer` (0: none) makes it answer that status
@@ -164,6 +175,31 @@ struct link_fixture : test::cloud_fixture {
     return out;
   }
 
+  /// A link to a stand-in node, its server started here on any port.
+  cloud_link_actor link_to(http_server& node, cloud_link_config cfg) {
+    auto port = node.start("127.0.0.1", 0);
+    REQUIRE(port);
+    return spawn_link({*port}, std::move(cfg));
+  }
+
+  /// The bodies asked for all at once, then every answer (status 0 with
+  /// the error for a link failure).
+  std::vector<sync_ack> send_all(const cloud_link_actor& link,
+                                 const std::vector<std::string>& bodies) {
+    auto ask = [&](const std::string& body) {
+      return (*self)->request(link, 20s, sync_atom::value, body);
+    };
+    std::vector<decltype(ask(bodies[0]))> handles;
+    for (auto& body : bodies)
+      handles.push_back(ask(body));
+    std::vector<sync_ack> out(bodies.size());
+    for (size_t i = 0; i < handles.size(); ++i)
+      handles[i].receive(
+        [&](sync_ack& x) { out[i] = std::move(x); },
+        [&](caf::error& err) { out[i].error_message = render(err); });
+    return out;
+  }
+
   actor_stats stats(const cloud_link_actor& link) {
     return test::ask<actor_stats>(*self, link, 5s, stats_atom::value);
   }
@@ -187,6 +223,44 @@ size_t count_of(const std::string& text, const std::string& what) {
     ++n;
   return n;
 }
+
+/// A v2 node, older than POST /v3/sync (404): it answers each item of a
+/// bundle of the batches' own bytes.
+struct old_v2_node {
+  std::atomic<int> refused{0};
+  std::atomic<int> bundles{0};
+  std::shared_ptr<http_server> server;
+
+  old_v2_node() {
+    server = std::make_shared<http_server>(
+      http_limits{}, [this](http_request req, http_server::respond_fn done) {
+        if (req.target != "/v2/sync") {
+          ++refused;
+          done(text_reply(404, "not_found", "no such endpoint"));
+          return;
+        }
+        ++bundles;
+        auto items = decode_bundle(req.body, max_bundle_items);
+        std::vector<sync_ack> acks;
+        for (auto& item : items ? *items : std::vector<bundle_item>{}) {
+          auto batch = decode_request(item.request, item.zstd, 1 << 20);
+          sync_ack ack;
+          ack.success = static_cast<bool>(batch);
+          ack.status = batch ? 200 : 400;
+          ack.error_code = batch ? "" : "refused";
+          ack.last_sequence_ack = batch ? batch->sequence : 0;
+          acks.push_back(ack);
+        }
+        http_reply rep;
+        rep.body = encode_bundle_response(acks);
+        done(std::move(rep));
+      });
+  }
+
+  ~old_v2_node() {
+    server->stop();
+  }
+};
 
 } // namespace
 
@@ -552,7 +626,7 @@ struct old_node {
     server = std::make_shared<http_server>(
       http_limits{}, [this](http_request req, http_server::respond_fn done) {
         if (req.target != "/v1/sync") {
-          ++v2;
+          v2 += req.target == "/v2/sync";
           done(text_reply(404, "not_found", "no such endpoint"));
           return;
         }
@@ -585,29 +659,9 @@ TEST_CASE("batches that arrive together share one POST /v2/sync; each gets "
   // can end the wait in time.
   cfg.coalesce_window = 60s;
   auto link = f.spawn_link({port}, cfg);
-  auto& self = *f.self;
   // Three batches of three streams at once, as three sync actors send them.
-  encode_settings es;
-  es.device_id = device_id;
-  es.sequence = 1;
-  es.now_ms = clock_start_ms;
-  std::vector<std::string> bodies{
-    batch_body(1),
-    encode_logs_request(es, {{{{"unit", "a"}}, 5, "line"}}),
-    encode_events_request(es, {{clock_start_ms, "lifecycle", "up", {}}})};
-  std::vector<sync_ack> acks(3);
-  std::vector<std::string> errors;
-  auto ask = [&](const std::string& body) {
-    return self->request(link, 20s, sync_atom::value, body);
-  };
-  std::vector<decltype(ask(bodies[0]))> handles;
-  for (auto& body : bodies)
-    handles.push_back(ask(body));
-  for (size_t i = 0; i < handles.size(); ++i)
-    handles[i].receive([&](sync_ack& x) { acks[i] = x; },
-                       [&](caf::error& err) { errors.push_back(render(err)); });
-  CHECK(errors.empty());
-  for (auto& ack : acks) {
+  for (auto& ack : f.send_all(link, round_bodies(1))) {
+    CHECK(ack.error_message.empty());
     CHECK(ack.status == 200);
     CHECK(ack.last_sequence_ack == 1);
   }
@@ -616,20 +670,85 @@ TEST_CASE("batches that arrive together share one POST /v2/sync; each gets "
   CHECK(st.counters["bundles"] == 1);
   CHECK(st.counters["batches"] == 3);
   CHECK(log->syncs == 3);
+  // Version 2 sends the queued bytes as they are.
+  CHECK(st.counters["bytes_sent"]
+        == static_cast<int64_t>(encode_bundle(round_bodies(1)).size()));
   // Right after an exchange a lone batch goes at once, without the window.
   CHECK(f.send(link, 2).last_sequence_ack == 2);
   CHECK(f.stats(link).counters["requests"] == 2);
+}
+
+TEST_CASE("the quiet spell is measured on the injected clock: a lone batch "
+          "within it goes at once, one after it waits for the others") {
+  link_fixture f;
+  auto log = std::make_shared<door_log>();
+  auto port = f.open_door(log);
+  cloud_link_config cfg;
+  // Longer than any request's timeout: only the third batch, or a drain,
+  // can end the wait in time.
+  cfg.coalesce_window = 60s;
+  cfg.clock = f.clock;
+  auto link = f.spawn_link({port}, cfg);
+  for (auto& ack : f.send_all(link, round_bodies(1)))
+    CHECK(ack.last_sequence_ack == 1);
+  // The clock stands still: a lone batch is part of a drain.
+  f.clock->advance(coalesce_quiet_spell.count() - 1);
+  CHECK(f.send(link, 2).last_sequence_ack == 2);
+  CHECK(f.stats(link).counters["requests"] == 2);
+  // A quiet spell passes on the clock, not in real time: each batch waits
+  // for the next, and the three share one request.
+  f.clock->advance(coalesce_quiet_spell.count());
+  for (auto& ack : f.send_all(link, round_bodies(3)))
+    CHECK(ack.last_sequence_ack == 3);
+  auto st = f.stats(link);
+  CHECK(st.counters["requests"] == 3);
+  CHECK(st.counters["bundles"] == 2);
+}
+
+TEST_CASE("at sync version 3 a v2 node (404 to POST /v3/sync) gets the "
+          "batches' own bytes in one POST /v2/sync, from then on") {
+  link_fixture f;
+  old_v2_node old;
+  cloud_link_config cfg;
+  cfg.coalesce_window = 60s;
+  cfg.sync_version = 3;
+  // The clock stands still: the second round is a drain, a bundle a batch.
+  cfg.clock = f.clock;
+  auto link = f.link_to(*old.server, cfg);
+  for (int64_t seq : {1, 2})
+    for (auto& ack : f.send_all(link, round_bodies(seq)))
+      CHECK(ack.last_sequence_ack == seq);
+  CHECK(old.refused == 1);
+  CHECK(old.bundles == 1 + 3);
+  CHECK(f.stats(link).counters["failures"] == 0);
+}
+
+TEST_CASE("at sync version 3 a round of zstd batches is one POST /v3/sync, "
+          "smaller than their own frames, each batch acked") {
+  link_fixture f;
+  auto log = std::make_shared<door_log>();
+  cloud_link_config cfg;
+  cfg.coalesce_window = 60s;
+  cfg.sync_version = 3;
+  auto link = f.spawn_link({f.open_door(log)}, cfg);
+  for (auto& ack : f.send_all(link, round_bodies(1))) {
+    CHECK(ack.status == 200);
+    CHECK(ack.last_sequence_ack == 1);
+  }
+  auto st = f.stats(link);
+  CHECK(st.counters["requests"] == 1);
+  CHECK(log->syncs == 3);
+  CHECK(st.counters["bytes_sent"]
+        < static_cast<int64_t>(encode_bundle(round_bodies(1)).size()));
 }
 
 TEST_CASE("a node older than POST /v2/sync (404) gets each batch as POST "
           "/v1/sync with its Content-Type, from then on") {
   link_fixture f;
   old_node old;
-  auto port = old.server->start("127.0.0.1", 0);
-  REQUIRE(port);
   cloud_link_config cfg;
   cfg.coalesce_window = 0s;
-  auto link = f.spawn_link({*port}, cfg);
+  auto link = f.link_to(*old.server, cfg);
   for (int64_t seq = 1; seq <= 3; ++seq) {
     auto ack = f.send(link, seq);
     CHECK(ack.status == 200);
@@ -642,10 +761,8 @@ TEST_CASE("a node older than POST /v2/sync (404) gets each batch as POST "
   CHECK(st.counters["failovers"] == 0);
   // cloud.sync-version = 1 never asks for v2.
   old_node older;
-  port = older.server->start("127.0.0.1", 0);
-  REQUIRE(port);
   cfg.sync_version = 1;
-  link = f.spawn_link({*port}, cfg);
+  link = f.link_to(*older.server, cfg);
   CHECK(f.send(link, 1).last_sequence_ack == 1);
   CHECK(older.v2 == 0);
   CHECK(older.v1 == 1);

@@ -234,9 +234,10 @@ TEST_CASE("the encoder describes the batch in the metadata and sends each "
   CHECK(req.data_case() == pb::SyncRequest::kMetrics);
   auto& md = req.metadata();
   CHECK(md.sequence_number() == 7);
-  CHECK(md.timestamp() == 1700000002000);
+  // Informational fields no cloud reads are not sent.
+  CHECK(md.timestamp() == 0);
   CHECK_FALSE(md.compressed());
-  CHECK(md.compression_algo() == "none");
+  CHECK(md.compression_algo().empty());
   CHECK(md.format_version() == wire_format_version);
   CHECK(md.checksum().size() == 8);
   CHECK(md.checksum() == batch_checksum(req.metrics().SerializeAsString()));
@@ -251,8 +252,14 @@ TEST_CASE("the encoder describes the batch in the metadata and sends each "
           == plain.size());
   pb::SyncRequest zreq;
   REQUIRE(zreq.ParseFromString(plain));
-  CHECK(zreq.metadata().compressed());
-  CHECK(zreq.metadata().compression_algo() == "zstd");
+  CHECK(zreq.metadata().timestamp() == 0);
+  CHECK_FALSE(zreq.metadata().compressed());
+  CHECK(zreq.metadata().compression_algo().empty());
+  // The envelope is what the cloud reads: the device, then in the metadata
+  // (2) the sequence, format and checksum (no epoch set here).
+  pb::SyncRequest envelope = req;
+  envelope.clear_metrics();
+  CHECK(envelope.ByteSizeLong() == 2 + 7 + 2 + 2 + 2 + 10);
 }
 
 TEST_CASE("the batch checksum is XXH3-64 in big-endian order") {
@@ -766,6 +773,20 @@ TEST_CASE("retry_count and the capability ride outside the checksummed "
   }
 }
 
+TEST_CASE("a first send with no capability to report adds nothing to the "
+          "queued bytes, plain or zstd") {
+  for (int level : {0, 3}) {
+    CAPTURE(level);
+    auto body = encode_metrics_request(settings(level), test_samples());
+    CHECK(with_send_fields(body, 0, nullptr) == body);
+    // A retry or a capability still rides along.
+    CHECK(with_send_fields(body, 1, nullptr).size() > body.size());
+    device_capability cap;
+    cap.tier = 1;
+    CHECK(with_send_fields(body, 0, &cap).size() > body.size());
+  }
+}
+
 TEST_CASE("a capability report becomes the DeviceCapability of its tier") {
   capability_report r;
   r.hw.total_ram = 1;
@@ -895,6 +916,67 @@ TEST_CASE("a SyncBundle is bounded before it is parsed") {
     REQUIRE_FALSE(res);
     CHECK_MESSAGE(is_error(res.error(), ec::decode_failed),
                   bad.size() << ": " << render(res.error()));
+  }
+}
+
+TEST_CASE("a bundle of zstd batches is compressed as a whole, smaller than "
+          "its items' own frames; its items are their plain bytes") {
+  auto es = settings(3);
+  es.epoch = "0123456789abcdef";
+  auto metrics = with_send_fields(
+    encode_metrics_request(es, test_samples()), 2, nullptr);
+  auto logs = encode_logs_request(
+    es, {{{{"unit", "a"}}, 5, "line one"}, {{{"unit", "a"}}, 6, "line two"}});
+  auto events = encode_events_request(es, {{10, "boot", "up", {}}});
+  std::vector<std::string> bodies{metrics, logs, events};
+  auto body = encode_bundle_body(bodies, 3);
+  REQUIRE(body.zstd);
+  CHECK(is_zstd(body.bytes));
+  CHECK(body.bytes.size() < encode_bundle(bodies).size());
+  auto items = decode_bundle_body(body.bytes, true, one_mib);
+  REQUIRE_MESSAGE(items, render(items.error()));
+  REQUIRE(items->size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    auto& item = (*items)[i];
+    CHECK_FALSE(item.zstd);
+    auto got = decode_request(item.request, false, one_mib);
+    auto want = decode_request(bodies[i], true, one_mib);
+    REQUIRE_MESSAGE(got, render(got.error()));
+    REQUIRE(want);
+    // Same batch bytes (checksum), same send-time fields.
+    CHECK(got->checksum == want->checksum);
+    CHECK(got->stream == want->stream);
+    CHECK(got->retry_count == want->retry_count);
+  }
+  // Plain batches (tier 3) stay plain: the bundle as it always was.
+  auto plain = encode_metrics_request(settings(0), test_samples());
+  auto same = encode_bundle_body({plain, plain}, 3);
+  CHECK_FALSE(same.zstd);
+  CHECK(same.bytes == encode_bundle({plain, plain}));
+  CHECK(decode_bundle_body(same.bytes, false, one_mib)->size() == 2);
+}
+
+TEST_CASE("a bundle compressed as a whole is bounded while it decompresses") {
+  auto body = encode_bundle_body(
+    {encode_metrics_request(settings(3), test_samples())}, 3);
+  REQUIRE(body.zstd);
+  auto plain_size = encode_bundle(
+    {encode_metrics_request(settings(0), test_samples())}).size();
+  CHECK(decode_bundle_body(body.bytes, true, plain_size));
+  auto small = decode_bundle_body(body.bytes, true, plain_size / 2);
+  REQUIRE_FALSE(small);
+  CHECK(is_error(small.error(), ec::too_large));
+  // A frame of 64 MiB of zeros is refused at the bound, not allocated.
+  auto bomb = zstd_compress(std::string(64 << 20, '\0'), 3);
+  auto big = decode_bundle_body(bomb, true, one_mib);
+  REQUIRE_FALSE(big);
+  CHECK(is_error(big.error(), ec::too_large));
+  for (auto bad : {std::string("not zstd at all"), body.bytes.substr(0, 12),
+                   zstd_compress(std::string(100, '\xff'), 3)}) {
+    auto res = decode_bundle_body(bad, true, one_mib);
+    REQUIRE_FALSE(res);
+    CHECK_MESSAGE(is_error(res.error(), ec::decode_failed),
+                  render(res.error()));
   }
 }
 

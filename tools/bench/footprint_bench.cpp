@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -213,11 +214,20 @@ public:
         c.answered = true;
         ++batch_answers_;
       }
+      c.answer.append(bytes);
+      while (take_answer(c)) {
+      }
       return;
     }
     c.pending.append(bytes);
     while (take_request(c)) {
     }
+  }
+
+  /// Where the bytes went, part by part (request line, headers, bodies).
+  std::map<std::string, int64_t> parts() const {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return parts_;
   }
 
   int64_t bytes(const std::string& kind) const {
@@ -235,6 +245,7 @@ public:
 private:
   struct conn_state {
     std::string pending;
+    std::string answer;
     shares kinds{{"other", 1.0}};
     bool batch = false;
     bool answered = false;
@@ -245,14 +256,24 @@ private:
       bytes_[kind] += n * share;
   }
 
+  // A lower-cased head of a bundle zstd as a whole (POST /v3/sync).
+  static bool whole_zstd(const std::string& head) {
+    return head.rfind("post /v3/sync ", 0) == 0;
+  }
+
+  // A lower-cased head of a bundle (POST /v2/sync or /v3/sync).
+  static bool bundle(const std::string& head) {
+    return head.rfind("post /v2/sync ", 0) == 0 || whole_zstd(head);
+  }
+
   // What a request body carried, by stream, as shares of its batches' bytes.
   static shares kinds_of(const std::string& head, std::string_view body) {
     std::vector<std::pair<std::string, double>> parts;
     if (head.rfind("post /v1/sync ", 0) == 0) {
       if (auto x = decode_request(body, is_zstd(body), 64 << 20))
         parts.emplace_back(x->stream, 1.0);
-    } else if (head.rfind("post /v2/sync ", 0) == 0) {
-      if (auto items = decode_bundle(body, max_bundle_items))
+    } else if (bundle(head)) {
+      if (auto items = decode_bundle_body(body, whole_zstd(head), 64 << 20))
         for (auto& item : *items)
           if (auto x = decode_request(item.request, item.zstd, 64 << 20))
             parts.emplace_back(x->stream,
@@ -269,21 +290,88 @@ private:
     return out;
   }
 
-  // One whole request at the front of `c.pending`: counted, removed.
-  bool take_request(conn_state& c) {
-    auto head_end = c.pending.find("\r\n\r\n");
+  // The head's bytes by line kind ("<dir> line", "<dir> <header name>").
+  void tally_head(const std::string& dir, const std::string& head) {
+    size_t at = 0;
+    bool first = true;
+    while (at < head.size()) {
+      auto end = std::min(head.find("\r\n", at), head.size());
+      auto name = first ? std::string("line")
+                        : head.substr(at, head.find(':', at) - at);
+      parts_[dir + " " + name] += static_cast<int64_t>(end + 2 - at);
+      at = end + 2;
+      first = false;
+    }
+    parts_[dir + " blank line"] += 2;
+    parts_[dir + "s"] += 1;
+  }
+
+  // A v2 body's items by stream; the rest is the bundle's framing (a zstd
+  // bundle: its items' plain sizes, beside the bundle's own).
+  void tally_body(const std::string& head, std::string_view body) {
+    parts_["request body"] += static_cast<int64_t>(body.size());
+    if (!bundle(head))
+      return;
+    auto zstd = whole_zstd(head);
+    auto items = decode_bundle_body(body, zstd, 64 << 20);
+    if (!items)
+      return;
+    auto framing = static_cast<int64_t>(body.size());
+    for (auto& item : *items) {
+      auto x = decode_request(item.request, item.zstd, 64 << 20);
+      auto n = static_cast<int64_t>(item.request.size());
+      parts_["request item " + (x ? x->stream : std::string("?"))
+             + (zstd ? " plain in zstd bundle"
+                     : item.zstd ? " zstd" : " plain")] += n;
+      framing -= n;
+    }
+    if (zstd)
+      parts_["request zstd bundle"] += static_cast<int64_t>(body.size());
+    else
+      parts_["request bundle framing"] += framing;
+  }
+
+  // (head length, whole message length) of the message at the front.
+  static std::optional<std::pair<size_t, size_t>>
+  message_at(const std::string& buf, std::string& head) {
+    auto head_end = buf.find("\r\n\r\n");
     if (head_end == std::string::npos)
-      return false;
+      return std::nullopt;
     size_t body_len = 0;
-    std::string head = c.pending.substr(0, head_end);
+    head = buf.substr(0, head_end);
     std::transform(head.begin(), head.end(), head.begin(), ::tolower);
     if (auto cl = head.find("\r\ncontent-length:"); cl != std::string::npos)
       body_len = std::stoull(head.substr(cl + 17));
-    auto total = head_end + 4 + body_len;
-    if (c.pending.size() < total)
+    if (buf.size() < head_end + 4 + body_len)
+      return std::nullopt;
+    return std::make_pair(head_end, head_end + 4 + body_len);
+  }
+
+  // One whole answer at the front of `c.answer`: tallied, removed.
+  bool take_answer(conn_state& c) {
+    std::string head;
+    auto m = message_at(c.answer, head);
+    if (!m)
       return false;
-    c.kinds = kinds_of(head, std::string_view(c.pending).substr(head_end + 4,
-                                                                  body_len));
+    tally_head("response", c.answer.substr(0, m->first));
+    parts_["response body"] += static_cast<int64_t>(m->second - m->first - 4);
+    c.answer.erase(0, m->second);
+    return true;
+  }
+
+  // One whole request at the front of `c.pending`: counted, removed.
+  bool take_request(conn_state& c) {
+    std::string head;
+    auto m = message_at(c.pending, head);
+    if (!m)
+      return false;
+    auto head_end = m->first;
+    auto total = m->second;
+    auto body_len = total - head_end - 4;
+    auto body = std::string_view(c.pending).substr(head_end + 4, body_len);
+    tally_head("request", c.pending.substr(0, head_end));
+    tally_body(head, body);
+    c.kinds = kinds_of(head, body);
     c.batch = c.kinds.count("other") == 0;
     c.answered = false;
     add(c.kinds, static_cast<double>(total));
@@ -294,6 +382,7 @@ private:
   mutable std::mutex mtx_;
   std::map<uint64_t, conn_state> conns_;
   std::map<std::string, double> bytes_;
+  std::map<std::string, int64_t> parts_;
   int64_t batch_answers_ = 0;
 };
 
@@ -521,6 +610,9 @@ void start_fleetd(stack& st, const footprint_options& opt,
     "--load.series=" + std::to_string(opt.series - system),
     "--load.interval=10s", "--load.rounds=" + rounds, "--load.log-lines=10",
     "--log.level=warning"};
+  if (opt.sync_version > 0)
+    argv.emplace_back("--cloud.sync-version="
+                      + std::to_string(opt.sync_version));
   if (setting == "sync10s")
     argv.emplace_back("--sync.interval=10s");
   else if (setting != "tier1")
@@ -558,6 +650,8 @@ void outage(stack& st, const footprint_options& opt, footprint_result& r) {
   st.cloud_relay->drop();
   st.vm_relay->drop();
   auto tried_before = st.cloud_relay->stats().connections;
+  progress(opt, "connections before the outage: "
+                  + std::to_string(tried_before));
   sleep_checking(st, opt.outage_s);
   // Until fleetd has tried to send into the outage (bounded like a resume).
   while (st.cloud_relay->stats().connections == tried_before
@@ -654,6 +748,11 @@ void measure(stack& st, const footprint_options& opt, footprint_result& r) {
   r.fleetd_other_wire_bytes = relay.bytes_up + relay.bytes_down
                               - r.fleetd_metrics_wire_bytes
                               - r.fleetd_log_wire_bytes;
+  std::string parts = "wire bytes by part:";
+  for (auto& [part, n] : st.split.parts())
+    parts += " [" + part + "]=" + std::to_string(n);
+  progress(opt, parts + " [connections]="
+                  + std::to_string(relay.connections));
   auto vm_relay = st.vm_relay->stats();
   r.vmagent_wire_bytes = vm_relay.bytes_up + vm_relay.bytes_down;
   r.data_span_s = static_cast<double>(st.rounds * round_s);
@@ -738,6 +837,8 @@ std::string parse_args(const std::vector<std::string>& args,
       opt.resume_limit_s = x;
     else if (arg == "--runs")
       runs = static_cast<int64_t>(x);
+    else if (arg == "--sync-version" && x <= 3)
+      opt.sync_version = static_cast<int64_t>(x);
     else
       return "unknown option " + arg;
   }
@@ -849,7 +950,8 @@ std::string footprint_usage() {
          "                              [--setting tier1|sync10s]... "
          "[--bin-dir DIR]\n"
          "                              [--fleetd FLEETD] "
-         "[--install-program FLEETD]\n\n"
+         "[--install-program FLEETD]\n"
+         "                              [--sync-version V]\n\n"
          "Runs real processes side by side: fleetd (tier 1; its system "
          "collector plus\nsynthetic series, 100 every 10 s, and one log line "
          "a second) syncing to\nfleetd-cloud (plain HTTP, embedded store), "
@@ -884,7 +986,9 @@ std::string footprint_usage() {
          "  --install-program FLEETD  the fleetd whose install size is "
          "reported, e.g.\n"
          "                    build-device/fleetd (default: the one that "
-         "runs)\n\n"
+         "runs)\n"
+         "  --sync-version V  fleetd's cloud.sync-version, 1-3 (default: "
+         "fleetd's own)\n\n"
          "Prints per setting and run\n"
          "  BENCH footprint setting=... run=N fleetd_cpu_s=... "
          "cpu_ratio=... fleetd_hwm_kib=...\n"

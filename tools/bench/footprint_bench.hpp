@@ -42,6 +42,8 @@ struct footprint_options {
   /// The fleetd whose install size is reported (e.g. the device build's
   /// build-device/fleetd); empty: the one that runs.
   std::string install_program;
+  /// fleetd's cloud.sync-version; 0: its default.
+  int64_t sync_version = 0;
   bool progress = true;
 };
 

@@ -2,9 +2,10 @@
 //
 // A round is what a tier-3 device sends every 10 s when metrics, logs and
 // events are all due: one metrics batch of --series node_exporter-like
-// series (columnar, against the series session, no zstd: tier 3), one logs
-// batch of --log-lines lines and one events batch of --events events, each
-// a SyncRequest as the sync actors encode it (send-time fields appended).
+// series (columnar, against the series session, no zstd: tier 3, unless
+// --zstd-level), one logs batch of --log-lines lines and one events batch
+// of --events events, each a SyncRequest as the sync actors encode it
+// (send-time fields appended).
 // The three requests go to the real cloud link (edge/cloud_link) at once,
 // as three sync actors would, and the link carries them to an in-process
 // cloud (embedded store, tenancy, ingest, endpoint) over plain HTTP on
@@ -53,12 +54,16 @@ const char* round_summary =
 
 std::string round_usage() {
   return "usage: fleetd-bench round-bytes [--rounds R] [--series N] "
-         "[--log-lines L] [--events E] [--dir DIR]\n"
+         "[--log-lines L] [--events E] [--zstd-level Z] [--dir DIR]\n"
          "  --rounds     rounds measured after the first (default 30)\n"
          "  --series     samples in each round's metrics batch (default 10, "
          "tier 3's batch)\n"
          "  --log-lines  log lines a round (default 1)\n"
          "  --events     events a round (default 1)\n"
+         "  --zstd-level each batch compressed at Z (default 0: tier 3; "
+         "tier 1 is 3):\n               a third run at sync version 3 "
+         "then sends POST /v3/sync,\n               the round compressed as "
+         "a whole (v3_bytes_per_round)\n"
          "  --dir        where the databases go (default: a fresh temp dir)\n";
 }
 
@@ -77,6 +82,7 @@ struct round_options {
   int64_t series = 10;
   int64_t log_lines = 1;
   int64_t events = 1;
+  int64_t zstd_level = 0;
   std::string dir;
 };
 
@@ -178,18 +184,18 @@ struct round_source {
     values = std::make_unique<node_values>(defs);
   }
 
-  encode_settings settings() const {
+  encode_settings settings(const round_options& opt) const {
     encode_settings es;
     es.device_id = device_id;
     es.sequence = round + 1;
     es.epoch = "0123456789abcdef";
     es.now_ms = start_ms + round * round_ms;
-    es.zstd_level = 0; // tier 3
+    es.zstd_level = static_cast<int>(opt.zstd_level);
     return es;
   }
 
   std::vector<std::string> next(const round_options& opt) {
-    auto es = settings();
+    auto es = settings(opt);
     values->step(rng);
     metric_samples xs;
     for (size_t i = 0; i < defs.size(); ++i)
@@ -286,12 +292,17 @@ std::string parse(const std::vector<std::string>& args, round_options& opt) {
                       : cur.name() == "--series"    ? &opt.series
                       : cur.name() == "--log-lines" ? &opt.log_lines
                       : cur.name() == "--events"    ? &opt.events
+                      : cur.name() == "--zstd-level" ? &opt.zstd_level
                                                     : nullptr;
     if (cur.name() == "--dir") {
       if (!cur.value(opt.dir))
         return "--dir needs a value";
     } else if (target == nullptr) {
       return "unknown argument " + cur.name();
+    } else if (target == &opt.zstd_level) {
+      if (!cur.value(v) || !parse_int(v, *target) || *target < 0
+          || *target > 19)
+        return "--zstd-level needs a whole number 0..19";
     } else if (!cur.value(v) || !parse_int(v, *target) || *target < 1
                || *target > 100000) {
       return cur.name() + " needs a whole number 1..100000";
@@ -314,6 +325,8 @@ int run_round_bench(const std::vector<std::string>& args) {
       fail(err);
     auto v1 = run(opt, 1);
     auto v2 = run(opt, 2);
+    // Version 3 differs only for compressed batches.
+    auto v3 = opt.zstd_level > 0 ? run(opt, 3) : v2;
     auto rounds = static_cast<double>(opt.rounds);
     auto samples = rounds * static_cast<double>(opt.series);
     auto before = v1.wire_bytes + v1.requests * dropped_header_bytes;
@@ -323,9 +336,11 @@ int run_round_bench(const std::vector<std::string>& args) {
     std::cout << "BENCH round-bytes rounds=" << opt.rounds
               << " series=" << opt.series << " log_lines=" << opt.log_lines
               << " events=" << opt.events
+              << " zstd_level=" << opt.zstd_level
               << " before_bytes_per_round=" << format(before / rounds, 1)
               << " v1_bytes_per_round=" << format(v1.wire_bytes / rounds, 1)
               << " after_bytes_per_round=" << format(v2.wire_bytes / rounds, 1)
+              << " v3_bytes_per_round=" << format(v3.wire_bytes / rounds, 1)
               << " before_requests_per_round="
               << format(v1.requests / rounds, 2)
               << " after_requests_per_round=" << format(v2.requests / rounds, 2)
