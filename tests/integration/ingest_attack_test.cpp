@@ -655,6 +655,7 @@ void garbage_and_slow_headers(https_cloud& c) {
   CHECK(closed_without_http(c.ingest, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
                             5s));
   auto timeouts = c.count("ingest_http", "header_timeouts");
+  auto evicted = c.count("ingest_http", "connections_evicted");
   // Silent after the handshake for 3/4 of the header time, then a drip: the
   // handshake and the header share one header time from accept, so each is
   // closed about header_timeout after it connected. A clock restarted after
@@ -666,6 +667,15 @@ void garbage_and_slow_headers(https_cloud& c) {
   MESSAGE(slow.size(), " slow headers, no flood, silent ", hold.count(),
           " ms after the handshake: all closed within ", last,
           " s of connecting (header timeout ", header_timeout.count(), " s)");
+  // Which way each went, should the count below miss.
+  std::string at;
+  for (auto t : slow)
+    at += " " + std::to_string(t).substr(0, 5);
+  MESSAGE("meanwhile: header_timeouts +",
+          c.count("ingest_http", "header_timeouts") - timeouts,
+          ", connections_evicted +",
+          c.count("ingest_http", "connections_evicted") - evicted,
+          "; closed at (s):", at);
   CHECK(*std::min_element(slow.begin(), slow.end()) >= 0);
   CHECK(last < std::chrono::duration<double>(header_timeout + hold).count());
   CHECK(c.count("ingest_http", "header_timeouts") >= timeouts + slow_clients / 2);
