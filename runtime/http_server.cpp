@@ -123,9 +123,10 @@ public:
       peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
   }
 
-  // TLS: a client that never completes the handshake gets the header time,
-  // which ends at `deadline`.
+  // A new connection's handshake and first request header share the header
+  // time, which ends at `deadline` (accept + ingest.header-timeout).
   void start(std::chrono::steady_clock::time_point deadline) {
+    deadline_ = deadline;
     if constexpr (is_tls) {
       lowest().expires_at(deadline);
       stream_.async_handshake(ssl::stream_base::server,
@@ -188,7 +189,7 @@ private:
   }
 
   // Waits for the first byte of the next request: a keep-alive connection
-  // the idle time, a new one only the header time.
+  // the idle time, a new one what is left of its header time.
   void read() {
     busy_ = false;
     reading_ = false;
@@ -199,8 +200,10 @@ private:
       read_header();
       return;
     }
-    lowest().expires_after(completed_ > 0 ? server_->limits.idle_timeout
-                                          : server_->limits.header_timeout);
+    if (completed_ > 0)
+      lowest().expires_after(server_->limits.idle_timeout);
+    else
+      lowest().expires_at(deadline_);
     stream_.async_read_some(buffer_.prepare(first_read),
                             [self = this->shared_from_this()](
                               beast::error_code ec, size_t n) {
@@ -212,9 +215,13 @@ private:
                             });
   }
 
+  // A later request's header gets its own header time from its first byte.
   void read_header() {
     reading_ = true;
-    lowest().expires_after(server_->limits.header_timeout);
+    if (completed_ > 0)
+      lowest().expires_after(server_->limits.header_timeout);
+    else
+      lowest().expires_at(deadline_);
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = this->shared_from_this()](
                               beast::error_code ec, size_t) {
@@ -425,6 +432,7 @@ private:
   std::string address_;
   std::string peer_;
   size_t reserved_ = 0;
+  std::chrono::steady_clock::time_point deadline_;
   std::chrono::steady_clock::time_point body_start_;
   uint64_t body_received_ = 0;
   int64_t completed_ = 0;
@@ -629,7 +637,7 @@ void http_server::impl::start_session(tcp::socket socket, std::string address) {
     auto s = std::make_shared<session<beast::tcp_stream>>(
       shared_from_this(), std::move(socket), id, address);
     sessions.emplace(id, s);
-    s->start(std::chrono::steady_clock::now());
+    s->start(std::chrono::steady_clock::now() + limits.header_timeout);
   }
 }
 

@@ -21,6 +21,7 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <dirent.h>
@@ -440,35 +441,77 @@ TEST_CASE("a frame header announcing 4 GiB closes the connection before "
   }
 }
 
+// Measured on a 2-core box, alone and beside two busy loops: 200 held vs
+// idle differ by under 0.3 % of a core and 35 wakeups/s, while the
+// process's own CPU share swings with the load. What the bounds catch:
+// CAF's openssl spin (a core alone; by fair share 2/3 of one beside two
+// busy loops) and a per-connection timer (1 Hz each, tried: +112-120
+// wakeups/s).
+constexpr double max_extra_cpu_percent = 5.0;
+constexpr double max_extra_wakeups_per_s = 75.0;
+constexpr double settled_wakeups_per_s = 50.0;
+
+/// The node's idle activity once two successive windows agree: start-up and
+/// a console session leave seconds of CAF multiplexer wakeups behind
+/// (500-865/s measured, ~200/s settled).
+thread_activity settled_activity(pid_t pid) {
+  auto last = measure_activity(pid, 1500ms);
+  for (int i = 0; i < 10; ++i) {
+    auto next = measure_activity(pid, 1500ms);
+    if (std::abs(next.wakeups_per_s - last.wakeups_per_s)
+        < settled_wakeups_per_s)
+      return next;
+    last = next;
+  }
+  FAIL("the node's idle wakeups never settled: " << last.wakeups_per_s << "/s");
+  return last;
+}
+
 TEST_CASE("200 connections that never speak TLS cost no CPU and are closed "
           "within the handshake timeout") {
   for (std::string prog : roles) {
     CAPTURE(prog);
-    console_node n{prog, {"--console.handshake-timeout=3s",
+    // Long enough that accepting (slow under load) and the window end first.
+    auto timeout = 5s;
+    console_node n{prog, {"--console.handshake-timeout=5s",
                           "--console.max-connections=256"}};
+    auto pid = n.node->pid();
+    // The node's own idle cost, in this run and under this load: the baseline.
+    auto idle = settled_activity(pid);
+    REQUIRE(accept_queue(n.console) >= 0);
     std::vector<int> fds;
     for (int i = 0; i < 200; ++i) {
       auto fd = tcp_connect(n.console);
       REQUIRE(fd >= 0);
       fds.push_back(fd);
     }
-    auto opened = std::chrono::steady_clock::now();
-    // Accepting them and then nothing, up to just before the timeout.
-    auto cpu = cpu_percent(n.node->pid(), 2500ms);
-    MESSAGE(prog << ": CPU " << cpu << " % with 200 silent connections");
-    CHECK(cpu < 5.0);
+    // Accepting is paid once: the window starts when the node holds all.
+    REQUIRE(eventually([&] { return accept_queue(n.console) == 0; }, timeout));
+    auto held = std::chrono::steady_clock::now();
+    auto silent = measure_activity(pid, 1500ms);
+    std::vector<pollfd> polled;
+    for (auto fd : fds)
+      polled.push_back(pollfd{fd, POLLIN, 0});
+    REQUIRE_MESSAGE(poll(polled.data(), polled.size(), 0) == 0,
+                    "a connection closed before the window ended");
+    MESSAGE(prog << ": CPU " << silent.cpu_percent << " %, "
+                 << silent.wakeups_per_s << " wakeups/s with 200 silent "
+                 << "connections; idle " << idle.cpu_percent << " %, "
+                 << idle.wakeups_per_s << " wakeups/s");
+    CHECK(silent.cpu_percent - idle.cpu_percent < max_extra_cpu_percent);
+    CHECK(silent.wakeups_per_s - idle.wakeups_per_s < max_extra_wakeups_per_s);
     int closed = 0;
     for (auto fd : fds) {
-      auto left = 3s + 1500ms
+      auto left = timeout + 1500ms
                   - std::chrono::duration_cast<std::chrono::milliseconds>(
-                    std::chrono::steady_clock::now() - opened);
+                    std::chrono::steady_clock::now() - held);
       closed += closed_by_peer(fd, std::max(left, 1ms)) ? 1 : 0;
       close(fd);
     }
     auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now() - opened);
-    MESSAGE(prog << ": " << closed << "/200 closed by the node after "
-                 << took.count() << " ms (timeout 3s)");
+      std::chrono::steady_clock::now() - held);
+    MESSAGE(prog << ": " << closed << "/200 closed by the node " << took.count()
+                 << " ms after it held them all (timeout 5s)");
     CHECK(closed == 200);
     CHECK(n.counter("handshake_timeouts") == 200);
   }

@@ -670,6 +670,78 @@ double cpu_percent(pid_t pid, std::chrono::milliseconds window) {
   return 100.0 * (cpu_ticks(pid) - before) / sysconf(_SC_CLK_TCK) / secs;
 }
 
+namespace {
+
+// Per thread: (run time in ns, voluntary context switches).
+std::map<std::string, std::pair<int64_t, int64_t>> thread_counts(pid_t pid) {
+  std::map<std::string, std::pair<int64_t, int64_t>> out;
+  auto dir = "/proc/" + std::to_string(pid) + "/task";
+  auto* d = opendir(dir.c_str());
+  if (d == nullptr)
+    return out;
+  while (auto* e = readdir(d)) {
+    if (e->d_name[0] == '.')
+      continue;
+    auto task = dir + "/" + e->d_name;
+    int64_t run_ns = -1;
+    std::istringstream(read_file(task + "/schedstat")) >> run_ns;
+    std::istringstream status(read_file(task + "/status"));
+    int64_t switches = -1;
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0)
+        switches = std::stoll(line.substr(line.find(':') + 1));
+    // A thread that ended while being read is left out.
+    if (run_ns >= 0 && switches >= 0)
+      out[e->d_name] = {run_ns, switches};
+  }
+  closedir(d);
+  return out;
+}
+
+} // namespace
+
+thread_activity measure_activity(pid_t pid, std::chrono::milliseconds window) {
+  auto before = thread_counts(pid);
+  auto start = std::chrono::steady_clock::now();
+  // Measuring needs time to pass: this sleep is the window, not a wait.
+  std::this_thread::sleep_for(window);
+  auto after = thread_counts(pid);
+  auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now()
+                                            - start)
+                .count();
+  int64_t run_ns = 0;
+  int64_t switches = 0;
+  // Threads started in the window count from zero.
+  for (auto& [tid, now] : after) {
+    auto was = before.count(tid) ? before[tid] : std::pair<int64_t, int64_t>{};
+    run_ns += now.first - was.first;
+    switches += now.second - was.second;
+  }
+  return {100.0 * run_ns / 1e9 / secs, switches / secs};
+}
+
+int accept_queue(uint16_t port) {
+  char local[16];
+  std::snprintf(local, sizeof(local), ":%04X", port);
+  for (auto file : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::istringstream in(read_file(file));
+    std::string line;
+    std::getline(in, line); // the column names
+    while (std::getline(in, line)) {
+      // sl local_address rem_address st tx_queue:rx_queue ...
+      std::istringstream row(line);
+      std::string sl, addr, rem, st, queues;
+      row >> sl >> addr >> rem >> st >> queues;
+      // A listener's rx_queue is its accept queue's length.
+      if (st == "0A" && addr.size() > 5
+          && addr.compare(addr.size() - 5, 5, local) == 0)
+        return static_cast<int>(
+          std::stoul(queues.substr(queues.find(':') + 1), nullptr, 16));
+    }
+  }
+  return -1;
+}
+
 int open_fds(pid_t pid) {
   int n = 0;
   if (auto* d = opendir(("/proc/" + std::to_string(pid) + "/fd").c_str())) {

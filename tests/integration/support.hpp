@@ -230,6 +230,21 @@ int64_t cpu_ticks(pid_t pid);
 /// is slept through: it measures, it does not wait for anything).
 double cpu_percent(pid_t pid, std::chrono::milliseconds window);
 
+/// What a process's threads did over a window: CPU (each thread's
+/// schedstat, in ns, not clock ticks) and voluntary context switches, i.e.
+/// how often a thread blocked and was woken again.
+struct thread_activity {
+  double cpu_percent = 0;
+  double wakeups_per_s = 0;
+};
+
+/// `pid`'s thread_activity over `window` (slept through, as cpu_percent).
+thread_activity measure_activity(pid_t pid, std::chrono::milliseconds window);
+
+/// Connections waiting in the accept queue of the TCP listener on
+/// 127.0.0.1 or any address at `port`; -1 when there is none.
+int accept_queue(uint16_t port);
+
 /// Descriptors `pid` has open.
 int open_fds(pid_t pid);
 

@@ -649,6 +649,9 @@ wait_offline(world& w, const outage_options& opt, const std::shared_ptr<manual_c
                   + std::to_string(res.outage_send_failures) + " failed sends");
   if (res.outage_send_failures == 0)
     fail("the sync actors never tried the link during the outage");
+  // The backoff sent link_offline to storage before it counted went_offline;
+  // a request queued behind it in storage's mailbox returns once it is stored.
+  w.stats(d.st);
   auto dev = open_db(device_db);
   each(dev, "SELECT count(*) FROM events", nullptr,
        [&](sqlite::statement& s) { res.backlog_events = s.column_int(0); });
