@@ -105,6 +105,15 @@ caf::error pinned(const std::string& got, const std::string& want) {
                                     + got + ", not the one expected");
 }
 
+// The TLS client context of `cfg`; `fd` is closed when it does not load.
+caf::expected<tls_context_ptr> client_context(int fd,
+                                              const console_client_config& cfg) {
+  auto ctx = make_client_context({cfg.cert, cfg.key, cfg.ca});
+  if (!ctx)
+    close(fd);
+  return ctx;
+}
+
 #ifndef FLEETD_MBEDTLS
 caf::error tls_error(const std::string& what) {
   std::string text = what;
@@ -142,11 +151,9 @@ void expect_name(SSL* ssl, const std::string& name) {
 // TLS handshake on `fd` (taken), with the name or the fingerprint checked.
 caf::expected<link_ptr> handshake(int fd, const std::string& host,
                                  const console_client_config& cfg) {
-  auto ctx = make_client_context({cfg.cert, cfg.key, cfg.ca});
-  if (!ctx) {
-    close(fd);
+  auto ctx = client_context(fd, cfg);
+  if (!ctx)
     return ctx.error();
-  }
   // The context lives as long as the connection that uses it.
   link_ptr ssl{SSL_new((*ctx)->native_handle()), [ctx = *ctx](SSL* s) {
                 close(SSL_get_fd(s));
@@ -229,11 +236,9 @@ std::string sha256_hex(const unsigned char* p, size_t n) {
 // TLS handshake on `fd` (taken), with the name or the fingerprint checked.
 caf::expected<link_ptr> handshake(int fd, const std::string& host,
                                   const console_client_config& cfg) {
-  auto ctx = make_client_context({cfg.cert, cfg.key, cfg.ca});
-  if (!ctx) {
-    close(fd);
+  auto ctx = client_context(fd, cfg);
+  if (!ctx)
     return ctx.error();
-  }
   auto link = std::make_shared<tls_link>();
   mbedtls_net_init(&link->net);
   link->net.fd = fd;
