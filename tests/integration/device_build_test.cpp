@@ -173,6 +173,15 @@ TEST_CASE("the device build's TLS console wants a client certificate of its CA")
   CHECK(out.find("small") != std::string::npos);
   CHECK(ctl("").first != 0);         // no certificate: plain BASP
   CHECK(ctl("stranger").first != 0); // a client certificate of another CA
+  // fleetd debug on the device: its own console client, over mbedTLS too,
+  // pinning the node's certificate.
+  std::vector<std::string> debug{"debug", "capabilities", "--json",
+                                 "--node.data-dir=" + dev_dir};
+  debug.insert(debug.end(), args.end() - 3, args.end());
+  auto [debug_rc, debug_out] = run_to_end(prog, debug, 30s);
+  CHECK_MESSAGE(debug_rc == 0, debug_out);
+  CHECK_MESSAGE(debug_out.find("\"sqlite\":true") != std::string::npos,
+                debug_out);
   device.signal(SIGTERM);
   CHECK(device.wait(10s) == 0);
 }
