@@ -128,36 +128,37 @@ public:
 
   template <class Buffers, class Handler>
   auto async_read_some(const Buffers& bufs, Handler&& h) {
-    auto buf = first(boost::asio::buffer_sequence_begin(bufs),
-                     boost::asio::buffer_sequence_end(bufs));
-    return run<void(boost::system::error_code, size_t)>(
-      [this, buf](size_t& n) {
-        int r = mbedtls_ssl_read(tls_->native_handle(),
-                                 static_cast<unsigned char*>(buf.data()),
-                                 buf.size());
-        n = r > 0 ? size_t(r) : 0;
-        return r;
-      },
-      std::forward<Handler>(h));
+    return some(bufs, std::forward<Handler>(h), [](auto* ssl, auto buf) {
+      return mbedtls_ssl_read(ssl, static_cast<unsigned char*>(buf.data()),
+                              buf.size());
+    });
   }
 
   template <class Buffers, class Handler>
   auto async_write_some(const Buffers& bufs, Handler&& h) {
+    return some(bufs, std::forward<Handler>(h), [](auto* ssl, auto buf) {
+      return mbedtls_ssl_write(ssl,
+                               static_cast<const unsigned char*>(buf.data()),
+                               buf.size());
+    });
+  }
+
+private:
+  // `io` on the first non-empty buffer: a partial read or write is allowed.
+  template <class Buffers, class Handler, class Io>
+  auto some(const Buffers& bufs, Handler&& h, Io io) {
     auto buf = first(boost::asio::buffer_sequence_begin(bufs),
                      boost::asio::buffer_sequence_end(bufs));
     return run<void(boost::system::error_code, size_t)>(
-      [this, buf](size_t& n) {
-        int r = mbedtls_ssl_write(tls_->native_handle(),
-                                  static_cast<const unsigned char*>(buf.data()),
-                                  buf.size());
+      [this, buf, io](size_t& n) {
+        int r = io(tls_->native_handle(), buf);
         n = r > 0 ? size_t(r) : 0;
         return r;
       },
       std::forward<Handler>(h));
   }
 
-private:
-  // The first non-empty buffer: a partial read or write is allowed.
+  // The first non-empty buffer of a sequence.
   template <class It>
   static auto first(It begin, It end) {
     using buffer = std::decay_t<decltype(*begin)>;
