@@ -42,7 +42,9 @@ context::context(method m) {
   mbedtls_x509_crt_init(&ca_);
   mbedtls_x509_crt_init(&cert_);
   mbedtls_pk_init(&key_);
-  mbedtls_ctr_drbg_seed(&drbg_, mbedtls_entropy_func, &entropy_, nullptr, 0);
+  seeded_ = mbedtls_ctr_drbg_seed(&drbg_, mbedtls_entropy_func, &entropy_,
+                                  nullptr, 0)
+            == 0;
   mbedtls_ssl_config_defaults(&conf_,
                               m == tls_server ? MBEDTLS_SSL_IS_SERVER
                                               : MBEDTLS_SSL_IS_CLIENT,
@@ -68,8 +70,7 @@ std::string context::use_certificate_chain_file(const std::string& path) {
   if (ret != 0)
     return describe(ret);
   has_cert_ = true;
-  return has_key_ ? describe(mbedtls_ssl_conf_own_cert(&conf_, &cert_, &key_))
-                  : std::string{};
+  return own_identity();
 }
 
 std::string context::use_private_key_file(const std::string& path) {
@@ -77,9 +78,14 @@ std::string context::use_private_key_file(const std::string& path) {
   if (ret != 0)
     return describe(ret);
   has_key_ = true;
-  if (!has_cert_)
+  return own_identity();
+}
+
+// Certificate and key go to the configuration once both are loaded.
+std::string context::own_identity() {
+  if (!has_cert_ || !has_key_)
     return {};
-  ret = mbedtls_ssl_conf_own_cert(&conf_, &cert_, &key_);
+  int ret = mbedtls_ssl_conf_own_cert(&conf_, &cert_, &key_);
   return ret == 0 ? std::string{} : describe(ret);
 }
 
@@ -210,6 +216,13 @@ caf::error loaded(const char* what, const std::string& path,
                     std::string(what) + " '" + path + "': " + why);
 }
 
+caf::expected<tls_context_ptr> new_context(context::method m) {
+  auto ctx = std::make_shared<context>(m);
+  if (!ctx->seeded())
+    return make_error(ec::tls_error, "mbedTLS: no entropy for its generator");
+  return ctx;
+}
+
 caf::error load_identity(context& ctx, const tls_files& files) {
   if (auto err = loaded("certificate", files.cert,
                         ctx.use_certificate_chain_file(files.cert)))
@@ -220,7 +233,10 @@ caf::error load_identity(context& ctx, const tls_files& files) {
 } // namespace
 
 caf::expected<tls_context_ptr> make_server_context(const tls_files& files) {
-  auto ctx = std::make_shared<context>(context::tls_server);
+  auto made = new_context(context::tls_server);
+  if (!made)
+    return made;
+  auto& ctx = *made;
   if (auto err = load_identity(*ctx, files))
     return err;
   if (!ctx->check_private_key())
@@ -234,11 +250,14 @@ caf::expected<tls_context_ptr> make_server_context(const tls_files& files) {
     // As with OpenSSL: whether a certificate is required is the caller's.
     ctx->set_verify_mode(mbed::verify_peer);
   }
-  return ctx;
+  return made;
 }
 
 caf::expected<tls_context_ptr> make_client_context(const tls_files& files) {
-  auto ctx = std::make_shared<context>(context::tls_client);
+  auto made = new_context(context::tls_client);
+  if (!made)
+    return made;
+  auto& ctx = *made;
   auto err = files.ca.empty()
                ? loaded("system CA store", "default",
                         ctx->set_default_verify_paths())
@@ -249,7 +268,7 @@ caf::expected<tls_context_ptr> make_client_context(const tls_files& files) {
     if (auto err2 = load_identity(*ctx, files))
       return err2;
   ctx->set_verify_mode(mbed::verify_peer);
-  return ctx;
+  return made;
 }
 
 } // namespace fleetd

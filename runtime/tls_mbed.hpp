@@ -49,10 +49,13 @@ public:
   std::string load_verify_file(const std::string& path);
   std::string set_default_verify_paths();
   bool check_private_key();
+  /// False when the random generator found no entropy: nothing will work.
+  bool seeded() const { return seeded_; }
   void set_verify_mode(int mode);
   mbedtls_ssl_config* native_handle() { return &conf_; }
 
 private:
+  std::string own_identity();
   mbedtls_ssl_config conf_;
   mbedtls_entropy_context entropy_;
   mbedtls_ctr_drbg_context drbg_;
@@ -61,6 +64,7 @@ private:
   mbedtls_pk_context key_;
   bool has_cert_ = false;
   bool has_key_ = false;
+  bool seeded_ = false;
 };
 
 struct stream_base {
