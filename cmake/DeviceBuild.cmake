@@ -9,9 +9,8 @@ set(CMAKE_INTERPROCEDURAL_OPTIMIZATION ON)
 set(CMAKE_POSITION_INDEPENDENT_CODE OFF)
 add_compile_options(-Os -ffunction-sections -fdata-sections)
 add_link_options(-no-pie -Wl,--gc-sections -Wl,--as-needed -s)
-# Archives first: SQLite, zstd, xxhash, OpenSSL and protobuf-lite link static.
+# Archives first: SQLite, zstd, xxhash, mbedTLS and protobuf-lite link static.
 set(CMAKE_FIND_LIBRARY_SUFFIXES .a .so)
-set(OPENSSL_USE_STATIC_LIBS ON)
 set(Protobuf_USE_STATIC_LIBS ON)
 # The wire messages are generated for protobuf's lite runtime (no
 # descriptors, no reflection): see messages/CMakeLists.txt.

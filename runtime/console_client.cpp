@@ -14,10 +14,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
+#ifdef FLEETD_MBEDTLS
+#  include <mbedtls/net_sockets.h>
+#  include <mbedtls/sha256.h>
+#else
+#  include <openssl/err.h>
+#  include <openssl/pem.h>
+#  include <openssl/ssl.h>
+#  include <openssl/x509v3.h>
+#endif
 
 #include <caf/actor_cast.hpp>
 #include <caf/io/middleman.hpp>
@@ -31,16 +36,6 @@ namespace fleetd {
 
 namespace {
 
-caf::error tls_error(const std::string& what) {
-  std::string text = what;
-  char buf[256];
-  while (auto e = ERR_get_error()) {
-    ERR_error_string_n(e, buf, sizeof(buf));
-    text += std::string(text == what ? ": " : "; ") + buf;
-  }
-  return make_error(ec::io_error, text);
-}
-
 std::string hex_of(const unsigned char* p, unsigned n) {
   static const char* digits = "0123456789abcdef";
   std::string out;
@@ -49,13 +44,6 @@ std::string hex_of(const unsigned char* p, unsigned n) {
     out += digits[p[i] & 15];
   }
   return out;
-}
-
-std::string sha256_of(X509* cert) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned n = 0;
-  X509_digest(cert, EVP_sha256(), md, &n);
-  return hex_of(md, n);
 }
 
 // "AB:cd:..." -> "abcd...".
@@ -103,7 +91,48 @@ caf::expected<int> tcp_connect(const std::string& host, uint16_t port,
   return fd;
 }
 
-using ssl_ptr = std::shared_ptr<SSL>;
+caf::error untrusted(const std::string& why) {
+  return make_error(ec::io_error,
+                    "console: the node's certificate is not trusted: " + why);
+}
+
+// The node's certificate has SHA-256 `got`; `want` is the pinned one.
+caf::error pinned(const std::string& got, const std::string& want) {
+  if (got == normal_hex(want))
+    return caf::none;
+  return make_error(ec::io_error, "console: the node's certificate has "
+                                  "fingerprint "
+                                    + got + ", not the one expected");
+}
+
+// The TLS client context of `cfg`; `fd` is closed when it does not load.
+caf::expected<tls_context_ptr> client_context(int fd,
+                                              const console_client_config& cfg) {
+  auto ctx = make_client_context({cfg.cert, cfg.key, cfg.ca});
+  if (!ctx)
+    close(fd);
+  return ctx;
+}
+
+#ifndef FLEETD_MBEDTLS
+caf::error tls_error(const std::string& what) {
+  std::string text = what;
+  char buf[256];
+  while (auto e = ERR_get_error()) {
+    ERR_error_string_n(e, buf, sizeof(buf));
+    text += std::string(text == what ? ": " : "; ") + buf;
+  }
+  return make_error(ec::io_error, text);
+}
+
+std::string sha256_of(X509* cert) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned n = 0;
+  X509_digest(cert, EVP_sha256(), md, &n);
+  return hex_of(md, n);
+}
+
+using link_ptr = std::shared_ptr<SSL>;
 
 // The node's certificate must carry `name` (an IP or a DNS name).
 void expect_name(SSL* ssl, const std::string& name) {
@@ -120,15 +149,13 @@ void expect_name(SSL* ssl, const std::string& name) {
 }
 
 // TLS handshake on `fd` (taken), with the name or the fingerprint checked.
-caf::expected<ssl_ptr> handshake(int fd, const std::string& host,
+caf::expected<link_ptr> handshake(int fd, const std::string& host,
                                  const console_client_config& cfg) {
-  auto ctx = make_client_context({cfg.cert, cfg.key, cfg.ca});
-  if (!ctx) {
-    close(fd);
+  auto ctx = client_context(fd, cfg);
+  if (!ctx)
     return ctx.error();
-  }
   // The context lives as long as the connection that uses it.
-  ssl_ptr ssl{SSL_new((*ctx)->native_handle()), [ctx = *ctx](SSL* s) {
+  link_ptr ssl{SSL_new((*ctx)->native_handle()), [ctx = *ctx](SSL* s) {
                 close(SSL_get_fd(s));
                 SSL_free(s);
               }};
@@ -138,55 +165,176 @@ caf::expected<ssl_ptr> handshake(int fd, const std::string& host,
   if (SSL_connect(ssl.get()) != 1) {
     auto verify = SSL_get_verify_result(ssl.get());
     if (verify != X509_V_OK)
-      return make_error(ec::io_error,
-                        std::string("console: the node's certificate is not "
-                                    "trusted: ")
-                          + X509_verify_cert_error_string(verify));
+      return untrusted(X509_verify_cert_error_string(verify));
     return tls_error("console: TLS handshake failed");
   }
   if (!cfg.fingerprint.empty()) {
     X509* peer = SSL_get1_peer_certificate(ssl.get());
     auto got = peer ? sha256_of(peer) : std::string{};
     X509_free(peer);
-    if (got != normal_hex(cfg.fingerprint))
-      return make_error(ec::io_error, "console: the node's certificate has "
-                                      "fingerprint "
-                                        + got + ", not the one expected");
+    if (auto err = pinned(got, cfg.fingerprint))
+      return err;
   }
   return ssl;
 }
 
+int link_fd(const link_ptr& ssl) {
+  return SSL_get_fd(ssl.get());
+}
+
+// > 0: bytes written; 0: try again (`want_write`: once writable); < 0: failed.
+int link_write(const link_ptr& ssl, const char* p, int n, bool& want_write) {
+  int r = SSL_write(ssl.get(), p, n);
+  if (r > 0)
+    return r;
+  auto e = SSL_get_error(ssl.get(), r);
+  want_write = e == SSL_ERROR_WANT_WRITE;
+  return e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? 0 : -1;
+}
+
+// > 0: bytes read; 0: none yet; < 0: closed or failed.
+int link_read(const link_ptr& ssl, char* p, int n) {
+  int r = SSL_read(ssl.get(), p, n);
+  if (r > 0)
+    return r;
+  auto e = SSL_get_error(ssl.get(), r);
+  return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? 0 : -1;
+}
+
+caf::expected<std::string> file_sha256(const std::string& pem_file) {
+  std::unique_ptr<FILE, int (*)(FILE*)> f{fopen(pem_file.c_str(), "r"), fclose};
+  if (!f)
+    return make_error(ec::io_error, "cannot read certificate '" + pem_file
+                                      + "'");
+  X509* cert = PEM_read_X509(f.get(), nullptr, nullptr, nullptr);
+  if (!cert)
+    return tls_error("not a PEM certificate: '" + pem_file + "'");
+  auto out = sha256_of(cert);
+  X509_free(cert);
+  return out;
+}
+
+#else
+// One TLS connection over the socket it closes.
+struct tls_link {
+  tls_context_ptr ctx;
+  std::unique_ptr<mbed::session> tls;
+  mbedtls_net_context net;
+  ~tls_link() {
+    tls.reset();
+    mbedtls_net_free(&net);
+  }
+};
+using link_ptr = std::shared_ptr<tls_link>;
+
+std::string sha256_hex(const unsigned char* p, size_t n) {
+  unsigned char md[32];
+  mbedtls_sha256_ret(p, n, md, 0);
+  return hex_of(md, sizeof(md));
+}
+
+// TLS handshake on `fd` (taken), with the name or the fingerprint checked.
+caf::expected<link_ptr> handshake(int fd, const std::string& host,
+                                  const console_client_config& cfg) {
+  auto ctx = client_context(fd, cfg);
+  if (!ctx)
+    return ctx.error();
+  auto link = std::make_shared<tls_link>();
+  mbedtls_net_init(&link->net);
+  link->net.fd = fd;
+  link->ctx = *ctx;
+  link->tls = std::make_unique<mbed::session>(ctx->get());
+  auto* ssl = link->tls->native_handle();
+  mbedtls_ssl_set_bio(ssl, &link->net, mbedtls_net_send, mbedtls_net_recv,
+                      nullptr);
+  if (cfg.fingerprint.empty()
+      && !link->tls->set_host_name(cfg.server_name.empty() ? host
+                                                            : cfg.server_name))
+    return make_error(ec::io_error, "console: cannot set the TLS server name");
+  if (int ret = link->tls->handshake(); ret != 0) {
+    auto why = link->tls->verify_failure();
+    if (!why.empty())
+      return untrusted(why);
+    return make_error(ec::io_error, "console: TLS handshake failed: "
+                                      + mbed::tls_error_code(ret).message());
+  }
+  if (!cfg.fingerprint.empty()) {
+    auto* peer = mbedtls_ssl_get_peer_cert(ssl);
+    auto got = peer ? sha256_hex(peer->raw.p, peer->raw.len) : std::string{};
+    if (auto err = pinned(got, cfg.fingerprint))
+      return err;
+  }
+  return link;
+}
+
+int link_fd(const link_ptr& link) {
+  return link->net.fd;
+}
+
+// > 0: bytes written; 0: try again (`want_write`: once writable); < 0: failed.
+int link_write(const link_ptr& link, const char* p, int n, bool& want_write) {
+  int r = mbedtls_ssl_write(link->tls->native_handle(),
+                            reinterpret_cast<const unsigned char*>(p), n);
+  if (r > 0)
+    return r;
+  want_write = r == MBEDTLS_ERR_SSL_WANT_WRITE;
+  return r == MBEDTLS_ERR_SSL_WANT_WRITE || r == MBEDTLS_ERR_SSL_WANT_READ
+           ? 0
+           : -1;
+}
+
+// > 0: bytes read; 0: none yet; < 0: closed or failed.
+int link_read(const link_ptr& link, char* p, int n) {
+  int r = mbedtls_ssl_read(link->tls->native_handle(),
+                           reinterpret_cast<unsigned char*>(p), n);
+  if (r > 0)
+    return r;
+  return r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE ? 0
+                                                                          : -1;
+}
+
+caf::expected<std::string> file_sha256(const std::string& pem_file) {
+  mbedtls_x509_crt crt;
+  mbedtls_x509_crt_init(&crt);
+  int ret = mbedtls_x509_crt_parse_file(&crt, pem_file.c_str());
+  std::string out;
+  if (ret >= 0 && crt.raw.len > 0)
+    out = sha256_hex(crt.raw.p, crt.raw.len);
+  mbedtls_x509_crt_free(&crt);
+  if (out.empty())
+    return make_error(ec::io_error, "not a PEM certificate: '" + pem_file
+                                      + "': "
+                                      + mbed::tls_error_code(ret).message());
+  return out;
+}
+#endif
+
 // Moves bytes between the TLS connection and CAF's end of the loopback
 // pipe until either closes; checks the node's frame headers.
-void pump(ssl_ptr ssl, int local, uint32_t max_frame) {
-  int net = SSL_get_fd(ssl.get());
+void pump(link_ptr link, int local, uint32_t max_frame) {
+  int net = link_fd(link);
   fcntl(net, F_SETFL, fcntl(net, F_GETFL) | O_NONBLOCK);
   basp_frames frames{basp_direction::to_console, max_frame, 0};
-  std::vector<char> out; // local -> node, not yet taken by SSL_write
+  std::vector<char> out; // local -> node, not yet taken by the TLS write
   std::vector<uint8_t> pass;
   char buf[16384];
   for (;;) {
     bool want_write = false;
     while (!out.empty()) {
-      int n = SSL_write(ssl.get(), out.data(), static_cast<int>(out.size()));
-      if (n > 0) {
-        out.erase(out.begin(), out.begin() + n);
-        continue;
-      }
-      auto e = SSL_get_error(ssl.get(), n);
-      if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ)
+      int n = link_write(link, out.data(), static_cast<int>(out.size()),
+                         want_write);
+      if (n < 0)
         return void(close(local));
-      want_write = e == SSL_ERROR_WANT_WRITE;
-      break;
+      if (n == 0)
+        break;
+      out.erase(out.begin(), out.begin() + n);
     }
     for (;;) {
-      int n = SSL_read(ssl.get(), buf, sizeof(buf));
-      if (n <= 0) {
-        auto e = SSL_get_error(ssl.get(), n);
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-          break;
+      int n = link_read(link, buf, sizeof(buf));
+      if (n < 0)
         return void(close(local));
-      }
+      if (n == 0)
+        break;
       pass.clear();
       if (!frames.feed(reinterpret_cast<uint8_t*>(buf), n, pass)
           || write(local, pass.data(), pass.size())
@@ -208,6 +356,10 @@ void pump(ssl_ptr ssl, int local, uint32_t max_frame) {
 
 } // namespace
 
+caf::expected<std::string> certificate_fingerprint(const std::string& pem_file) {
+  return file_sha256(pem_file);
+}
+
 caf::expected<inspector_actor>
 connect_console(caf::actor_system& sys, const std::string& host, uint16_t port,
                 const console_client_config& cfg) {
@@ -228,19 +380,6 @@ connect_console(caf::actor_system& sys, const std::string& host, uint16_t port,
   if (!ptr)
     return ptr.error();
   return caf::actor_cast<inspector_actor>(std::move(*ptr));
-}
-
-caf::expected<std::string> certificate_fingerprint(const std::string& pem_file) {
-  std::unique_ptr<FILE, int (*)(FILE*)> f{fopen(pem_file.c_str(), "r"), fclose};
-  if (!f)
-    return make_error(ec::io_error, "cannot read certificate '" + pem_file
-                                      + "'");
-  X509* cert = PEM_read_X509(f.get(), nullptr, nullptr, nullptr);
-  if (!cert)
-    return tls_error("not a PEM certificate: '" + pem_file + "'");
-  auto out = sha256_of(cert);
-  X509_free(cert);
-  return out;
 }
 
 } // namespace fleetd

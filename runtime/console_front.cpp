@@ -7,7 +7,9 @@
 #include <vector>
 
 #include <boost/asio.hpp>
-#include <boost/asio/ssl.hpp>
+#ifndef FLEETD_MBEDTLS
+#  include <boost/asio/ssl.hpp>
+#endif
 
 #include "messages/error.hpp"
 #include "runtime/basp_frames.hpp"
@@ -18,7 +20,7 @@
 namespace fleetd {
 
 namespace asio = boost::asio;
-namespace ssl = boost::asio::ssl;
+namespace ssl = tls_api;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 

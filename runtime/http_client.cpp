@@ -6,8 +6,10 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
+#ifndef FLEETD_MBEDTLS
+#  include <boost/asio/ssl/host_name_verification.hpp>
+#  include <boost/beast/ssl.hpp>
+#endif
 
 #include "messages/error.hpp"
 #include "runtime/tls_context.hpp"
@@ -23,9 +25,19 @@ namespace {
 
 // The server closed the connection (over TLS often without close_notify).
 bool closed_by_peer(const beast::error_code& ec) {
+#ifdef FLEETD_MBEDTLS
+  return ec == http::error::end_of_stream || ec == asio::error::eof;
+#else
   return ec == http::error::end_of_stream
          || ec == asio::ssl::error::stream_truncated;
+#endif
 }
+
+#ifdef FLEETD_MBEDTLS
+using tls_stream = mbed::stream<beast::tcp_stream>;
+#else
+using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+#endif
 
 } // namespace
 
@@ -38,7 +50,7 @@ struct http_client::impl {
   tls_context_ptr tls; // null: plain HTTP
   // One of the two is open while connected.
   std::optional<beast::tcp_stream> plain;
-  std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
+  std::optional<tls_stream> secure;
   beast::flat_buffer buffer;
 
   bool connected() const {
@@ -94,24 +106,19 @@ struct http_client::impl {
 
   // TLS: SNI and the server certificate checked against the host name.
   caf::error handshake() {
-    auto* ssl = secure->native_handle();
-    beast::error_code ec;
-    asio::ip::make_address(host, ec);
-    if (ec && !SSL_set_tlsext_host_name(ssl, host.c_str())) {
+    if (!expect_host()) {
       reset();
       return make_error(ec::unreachable, "cannot set TLS server name " + host);
     }
-    secure->set_verify_callback(asio::ssl::host_name_verification(host));
-    ec = {};
+    beast::error_code ec;
     run([&] {
-      secure->async_handshake(asio::ssl::stream_base::client,
+      secure->async_handshake(tls_api::stream_base::client,
                               [&](beast::error_code e) { ec = e; });
     });
     if (ec) {
-      auto why = ec.message();
-      auto verify = SSL_get_verify_result(ssl);
-      if (verify != X509_V_OK)
-        why = X509_verify_cert_error_string(verify);
+      auto why = verify_failure();
+      if (why.empty())
+        why = ec.message();
       reset();
       return make_error(ec::tls_error, "TLS handshake with " + host + ":"
                                          + std::to_string(port)
@@ -119,6 +126,31 @@ struct http_client::impl {
     }
     return caf::none;
   }
+
+#ifdef FLEETD_MBEDTLS
+  bool expect_host() {
+    return secure->tls().set_host_name(host);
+  }
+
+  std::string verify_failure() {
+    return secure->tls().verify_failure();
+  }
+#else
+  bool expect_host() {
+    beast::error_code ec;
+    asio::ip::make_address(host, ec);
+    if (ec && !SSL_set_tlsext_host_name(secure->native_handle(), host.c_str()))
+      return false;
+    secure->set_verify_callback(asio::ssl::host_name_verification(host));
+    return true;
+  }
+
+  std::string verify_failure() {
+    auto verify = SSL_get_verify_result(secure->native_handle());
+    return verify == X509_V_OK ? std::string{}
+                               : X509_verify_cert_error_string(verify);
+  }
+#endif
 
   template <class Stream>
   std::optional<http_response>

@@ -1,8 +1,10 @@
 // The device build's fleetd (tools/build --device: -Os, LTO, static
-// CAF/OpenSSL/SQLite/zstd, protobuf-lite) still works: it prints its version
+// CAF/mbedTLS/SQLite/zstd, protobuf-lite) still works: it prints its version
 // and enrolls and syncs every point it collects to a normal fleetd-cloud over
 // HTTPS with a client certificate, and loads no library beyond the C/C++
-// runtime. Skipped when no device build exists (it is opt-in: the normal
+// runtime. Its TLS (mbedTLS, not OpenSSL) refuses a cloud with a wrong name
+// or another CA's certificate, and its console a peer without a client
+// certificate. Skipped when no device build exists (it is opt-in: the normal
 // build never makes it).
 #include <doctest/doctest.h>
 
@@ -35,43 +37,63 @@ void check_static(const std::string& prog) {
   CHECK(size->bytes == size->files.front().bytes);
 }
 
+// The device build's fleetd; empty, the case skipped, when there is none.
+std::string device_program() {
+  std::string prog = FLEETD_DEVICE_PROGRAM;
+  if (exists(prog))
+    return prog;
+  skip("no device build at " + prog + ": make one with tools/build --device");
+  return {};
+}
+
+// A cloud whose ingest presents `cert` (of tools/make-certs) and asks for
+// client certificates of the test CA.
+process start_cloud(const std::string& dir, const test_pki& pki,
+                    const std::string& cert) {
+  return process{program("fleetd-cloud"),
+                 {"--node.data-dir=" + dir, "--ingest.port=0",
+                  "--console.port=0", "--ingest.tls-cert=" + pki.file(cert + ".pem"),
+                  "--ingest.tls-key=" + pki.file(cert + ".key"),
+                  "--ingest.tls-client-ca=" + pki.file("ca.pem")},
+                 dir + ".log"};
+}
+
+// The device program syncing to host:port with the client certificate.
+std::vector<std::string> device_args(const std::string& dir,
+                                     const test_pki& pki,
+                                     const std::string& host, uint16_t port) {
+  return {"--node.data-dir=" + dir, "--device.id=small",
+          "--cloud.host=" + host, "--cloud.port=" + std::to_string(port),
+          "--cloud.ca-file=" + pki.file("ca.pem"),
+          "--cloud.tls-cert=" + pki.file("client.pem"),
+          "--cloud.tls-key=" + pki.file("client.key"), "--console.port=0",
+          "--collector.interval=50ms", "--sync.interval=50ms"};
+}
+
 } // namespace
 
 TEST_CASE("the device build prints its version and syncs every point to a "
           "cloud over HTTPS") {
-  std::string prog = FLEETD_DEVICE_PROGRAM;
-  if (!exists(prog))
-    return skip("no device build at " + prog
-                + ": make one with tools/build --device");
+  auto prog = device_program();
+  if (prog.empty())
+    return;
   check_version(prog);
   check_static(prog);
   temp_dir tmp;
   auto pki = make_test_pki(tmp.path() + "/pki");
   auto cloud_dir = tmp.path() + "/cloud";
-  process cloud{program("fleetd-cloud"),
-                {"--node.data-dir=" + cloud_dir, "--ingest.port=0",
-                 "--console.port=0",
-                 "--ingest.tls-cert=" + pki.file("server.pem"),
-                 "--ingest.tls-key=" + pki.file("server.key"),
-                 "--ingest.tls-client-ca=" + pki.file("ca.pem")},
-                tmp.path() + "/cloud.log"};
+  auto cloud = start_cloud(cloud_dir, pki, "server");
   auto port = port_from(cloud_dir + "/ingest.port");
   auto console = port_from(cloud_dir + "/console.port");
-  REQUIRE_MESSAGE(port != 0, read_file(tmp.path() + "/cloud.log"));
+  REQUIRE_MESSAGE(port != 0, read_file(cloud_dir + ".log"));
   REQUIRE(fleetctl(tmp.path(), console, {"org", "create", "acme"}).first == 0);
   auto token = fleetctl_secret(tmp.path(), console,
                                {"enroll", "create", "--org", "acme"});
   auto dev_dir = tmp.path() + "/device";
-  process device{prog,
-                 {"--node.data-dir=" + dev_dir, "--device.id=small",
-                  "--cloud.port=" + std::to_string(port),
-                  "--cloud.ca-file=" + pki.file("ca.pem"),
-                  "--cloud.tls-cert=" + pki.file("client.pem"),
-                  "--cloud.tls-key=" + pki.file("client.key"),
-                  "--cloud.enroll-token=" + token, "--console.port=0",
-                  "--collector.interval=50ms", "--collector.rounds=3",
-                  "--sync.interval=50ms"},
-                 tmp.path() + "/device.log"};
+  auto args = device_args(dev_dir, pki, "127.0.0.1", port);
+  args.insert(args.end(),
+              {"--cloud.enroll-token=" + token, "--collector.rounds=3"});
+  process device{prog, args, tmp.path() + "/device.log"};
   std::vector<std::string> mine;
   bool synced = eventually(
     [&] {
@@ -81,6 +103,85 @@ TEST_CASE("the device build prints its version and syncs every point to a "
     },
     30s);
   REQUIRE_MESSAGE(synced, read_file(tmp.path() + "/device.log"));
+  device.signal(SIGTERM);
+  CHECK(device.wait(10s) == 0);
+}
+
+TEST_CASE("the device build refuses a cloud with a wrong name or another CA's "
+          "certificate") {
+  auto prog = device_program();
+  if (prog.empty())
+    return;
+  temp_dir tmp;
+  auto pki = make_test_pki(tmp.path() + "/pki");
+  // wrongname carries only wrong.example; stranger is localhost of other-ca.
+  struct attempt {
+    const char* cert;
+    const char* host;
+    const char* why;
+  };
+  for (auto a : {attempt{"wrongname", "127.0.0.1", "CN"},
+                 attempt{"wrongname", "localhost", "CN"},
+                 attempt{"stranger", "127.0.0.1", "not correctly signed"}}) {
+    CAPTURE(a.cert);
+    CAPTURE(a.host);
+    auto cloud_dir = tmp.path() + "/cloud-" + a.cert + a.host;
+    auto cloud = start_cloud(cloud_dir, pki, a.cert);
+    auto port = port_from(cloud_dir + "/ingest.port");
+    REQUIRE(port != 0);
+    auto dev_dir = tmp.path() + "/device-" + a.cert + a.host;
+    auto log = dev_dir + ".log";
+    auto args = device_args(dev_dir, pki, a.host, port);
+    args.push_back("--cloud.enroll-token=none");
+    process device{prog, args, log};
+    bool refused = eventually(
+      [&] { return read_file(log).find("TLS handshake with") != std::string::npos; },
+      20s);
+    CHECK_MESSAGE(refused, read_file(log));
+    CHECK_MESSAGE(read_file(log).find(a.why) != std::string::npos,
+                  read_file(log));
+    CHECK(cloud_points(cloud_dir + "/cloud.db", "acme/small").empty());
+    device.signal(SIGTERM);
+    CHECK(device.wait(10s) == 0);
+  }
+}
+
+TEST_CASE("the device build's TLS console wants a client certificate of its CA") {
+  auto prog = device_program();
+  if (prog.empty())
+    return;
+  temp_dir tmp;
+  auto pki = make_test_pki(tmp.path() + "/pki");
+  auto dev_dir = tmp.path() + "/device";
+  auto args = device_args(dev_dir, pki, "127.0.0.1", 1);
+  args.insert(args.end(), {"--console.tls-cert=" + pki.file("server.pem"),
+                           "--console.tls-key=" + pki.file("server.key"),
+                           "--console.tls-ca=" + pki.file("ca.pem")});
+  process device{prog, args, dev_dir + ".log"};
+  auto console = port_from(dev_dir + "/console.port");
+  REQUIRE_MESSAGE(console != 0, read_file(dev_dir + ".log"));
+  auto ctl = [&](const std::string& who) {
+    std::vector<std::string> a;
+    if (!who.empty())
+      a = {"--cert=" + pki.file(who + ".pem"), "--key=" + pki.file(who + ".key"),
+           "--ca=" + pki.file("ca.pem")};
+    a.push_back("status");
+    return fleetctl(tmp.path(), console, a);
+  };
+  auto [rc, out] = ctl("client");
+  CHECK_MESSAGE(rc == 0, out);
+  CHECK(out.find("small") != std::string::npos);
+  CHECK(ctl("").first != 0);         // no certificate: plain BASP
+  CHECK(ctl("stranger").first != 0); // a client certificate of another CA
+  // fleetd debug on the device: its own console client, over mbedTLS too,
+  // pinning the node's certificate.
+  std::vector<std::string> debug{"debug", "capabilities", "--json",
+                                 "--node.data-dir=" + dev_dir};
+  debug.insert(debug.end(), args.end() - 3, args.end());
+  auto [debug_rc, debug_out] = run_to_end(prog, debug, 30s);
+  CHECK_MESSAGE(debug_rc == 0, debug_out);
+  CHECK_MESSAGE(debug_out.find("\"sqlite\":true") != std::string::npos,
+                debug_out);
   device.signal(SIGTERM);
   CHECK(device.wait(10s) == 0);
 }
