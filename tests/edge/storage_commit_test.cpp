@@ -9,44 +9,19 @@
 #include <doctest/doctest.h>
 
 #include "runtime/sqlite.hpp"
+#include "commit_fixture.hpp"
 #include "scratch_dir.hpp"
 
 using namespace fleetd;
 
 namespace {
 
-constexpr int64_t start_ms = 1'700'000'000'000;
+constexpr int64_t start_ms = test::commit_start_ms;
+using test::round_of;
 
-struct fixture {
-  test::scratch_dir dir{"fleetd-storage-commit"};
-  std::shared_ptr<manual_clock> clk = std::make_shared<manual_clock>(start_ms);
-
-  sqlite_store_config config(int64_t commit_interval_ms) {
-    sqlite_store_config cfg;
-    cfg.path = dir.path() + "/fleetd.db";
-    cfg.clock = clk;
-    cfg.limits.commit_interval_ms = commit_interval_ms;
-    return cfg;
-  }
-
-  // Rows another connection sees: what is in the file.
-  int64_t rows_on_disk(const char* table) {
-    auto db = sqlite::database::open_readonly(dir.path() + "/fleetd.db");
-    REQUIRE(db);
-    auto st = db->prepare(std::string("SELECT count(*) FROM ") + table);
-    REQUIRE(st);
-    auto row = st->step();
-    REQUIRE(row);
-    return st->column_int(0);
-  }
+struct fixture : test::limit_fixture<&storage_limits::commit_interval_ms> {
+  fixture() : limit_fixture("fleetd-storage-commit") {}
 };
-
-metric_samples round_of(int64_t n, int64_t ts) {
-  metric_samples xs;
-  for (int64_t i = 0; i < n; ++i)
-    xs.push_back(metric_sample{"m", {{"i", std::to_string(i)}}, ts, 1.0 * i});
-  return xs;
-}
 
 } // namespace
 
@@ -91,30 +66,16 @@ TEST_CASE("a batch persisted for sending commits what is held with it") {
   auto st = sqlite_store::open(f.config(3600 * 1000));
   REQUIRE(st);
   REQUIRE(st->store(round_of(5, start_ms)));
-  auto up = st->fetch("metrics", 100);
-  REQUIRE(up);
-  REQUIRE(up->samples.size() == 5);
-  queued_batch b;
-  b.stream = "metrics";
-  b.sequence = up->next_sequence;
-  b.last_id = up->last_id;
-  b.points = 5;
-  b.created_ms = start_ms;
-  b.body = "body";
-  REQUIRE(st->enqueue(b));
+  auto seq = test::enqueue_all(*st, 5);
   CHECK(f.rows_on_disk("metrics") == 5);
   CHECK(f.rows_on_disk("sync_queue") == 1);
   // An ack is held too (lost, the batch is sent again); the next batch
   // commits it with the rows.
   REQUIRE(st->store(round_of(5, start_ms + 1)));
-  REQUIRE(st->ack("metrics", b.sequence, 0, {}, std::string{}));
+  REQUIRE(st->ack("metrics", seq, 0, {}, std::string{}));
   CHECK(f.rows_on_disk("metrics") == 5);
   CHECK(f.rows_on_disk("sync_queue") == 1);
-  auto next = st->fetch("metrics", 100);
-  REQUIRE(next);
-  b.sequence = next->next_sequence;
-  b.last_id = next->last_id;
-  REQUIRE(st->enqueue(b));
+  test::enqueue_all(*st, 5);
   CHECK(f.rows_on_disk("metrics") == 10);
   CHECK(f.rows_on_disk("sync_queue") == 1);
 }

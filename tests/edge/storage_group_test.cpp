@@ -16,6 +16,7 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <doctest/doctest.h>
 
+#include "commit_fixture.hpp"
 #include "fault_disk.hpp"
 #include "messages/register.hpp"
 #include "runtime/sqlite.hpp"
@@ -26,38 +27,12 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr int64_t start_ms = 1'700'000'000'000;
+constexpr int64_t start_ms = test::commit_start_ms;
+using test::round_of;
 
-struct fixture {
-  test::scratch_dir dir{"fleetd-storage-group"};
-  std::shared_ptr<manual_clock> clk = std::make_shared<manual_clock>(start_ms);
-
-  sqlite_store_config config(int64_t group_window_ms) {
-    sqlite_store_config cfg;
-    cfg.path = dir.path() + "/fleetd.db";
-    cfg.clock = clk;
-    cfg.limits.group_window_ms = group_window_ms;
-    return cfg;
-  }
-
-  // Rows another connection sees: what is in the file.
-  int64_t rows_on_disk(const char* table) {
-    auto db = sqlite::database::open_readonly(dir.path() + "/fleetd.db");
-    REQUIRE(db);
-    auto st = db->prepare(std::string("SELECT count(*) FROM ") + table);
-    REQUIRE(st);
-    auto row = st->step();
-    REQUIRE(row);
-    return st->column_int(0);
-  }
+struct fixture : test::limit_fixture<&storage_limits::group_window_ms> {
+  fixture() : limit_fixture("fleetd-storage-group") {}
 };
-
-metric_samples round_of(int64_t n, int64_t ts) {
-  metric_samples xs;
-  for (int64_t i = 0; i < n; ++i)
-    xs.push_back(metric_sample{"m", {{"i", std::to_string(i)}}, ts, 1.0 * i});
-  return xs;
-}
 
 log_lines lines_of(int64_t n, int64_t ts) {
   log_lines xs;
@@ -119,17 +94,7 @@ TEST_CASE("a batch enqueued inside a group commits the group and ends it") {
   REQUIRE(st);
   REQUIRE(st->begin_group());
   REQUIRE(st->store(round_of(5, start_ms)));
-  auto up = st->fetch("metrics", 100);
-  REQUIRE(up);
-  REQUIRE(up->samples.size() == 5);
-  queued_batch b;
-  b.stream = "metrics";
-  b.sequence = up->next_sequence;
-  b.last_id = up->last_id;
-  b.points = 5;
-  b.created_ms = start_ms;
-  b.body = "body";
-  REQUIRE(st->enqueue(b));
+  test::enqueue_all(*st, 5);
   CHECK_FALSE(st->grouping());
   CHECK(f.rows_on_disk("metrics") == 5);
   CHECK(f.rows_on_disk("sync_queue") == 1);
