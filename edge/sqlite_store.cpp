@@ -507,7 +507,7 @@ caf::error sqlite_store::init(const std::string* salvage_from) {
   if (!hold_reserve())
     log_warning("storage", "no room for the ", cfg_.limits.reserve_bytes,
                 "-byte reserve beside ", cfg_.path);
-  return caf::none;
+  return open_journal();
 }
 
 caf::expected<sqlite_store> sqlite_store::open(const sqlite_store_config& cfg) {
@@ -682,7 +682,222 @@ caf::expected<int64_t> sqlite_store::insert_all(const metric_samples& xs) {
   return static_cast<int64_t>(xs.size());
 }
 
+bool sqlite_store::journaling() const {
+  return journal_ && cfg_.limits.rounds_file
+         && cfg_.limits.commit_interval_ms <= 0 && !under_pressure_;
+}
+
+int64_t sqlite_store::journal_bound() const {
+  // Its records are held in memory too: a quarter MiB of frames is ~30k
+  // samples, hours of rounds, and far below the WAL's bound.
+  return std::min<int64_t>(256 * 1024, wal_bound());
+}
+
+caf::error sqlite_store::open_journal() {
+  auto path = cfg_.path + "-rounds";
+  if (!cfg_.limits.rounds_file && file_size(path) <= 0)
+    return caf::none;
+  auto j = round_journal::open(path, cfg_.disk->vfs(), epoch_);
+  if (!j && has_code(j.error(), ec::storage_corrupt)) {
+    // Records numbered by another store cannot join this one's batches.
+    auto aside = path + ".orphan-" + std::to_string(cfg_.clock->now_ms());
+    log_error("storage", render(j.error()), "; moved aside to ", aside);
+    std::rename(path.c_str(), aside.c_str());
+    record_event("storage_salvaged", "rounds file of another epoch moved "
+                                     "aside to " + aside);
+    j = round_journal::open(path, cfg_.disk->vfs(), epoch_);
+  }
+  if (!j)
+    return j.error();
+  journal_.emplace(std::move(*j));
+  if (journal_->torn_bytes() > 0)
+    log_warning("storage", path, ": cut ", journal_->torn_bytes(),
+                " bytes of an unfinished commit (never answered)");
+  // Records the cloud acked are gone from the file's view too.
+  for (bool logs : {false, true})
+    if (auto err = journal_->forget_upto(
+          logs, stream_cursors(db_, logs ? logs_stream : metrics_stream).first))
+      return err;
+  next_metric_id_ = std::max(next_metric_id_, journal_->largest_id(false) + 1);
+  next_log_id_ = std::max(next_log_id_, journal_->largest_id(true) + 1);
+  if (!journal_->empty())
+    log_info("storage", path, ": ", journal_->metrics().size(), " samples and ",
+             journal_->logs().size(), " log lines read back");
+  if (cfg_.limits.rounds_file)
+    return caf::none;
+  // Switched off: what the file holds moves into the tables, once.
+  if (auto err = fold_journal())
+    return err;
+  journal_.reset();
+  cfg_.disk->remove(path);
+  return caf::none;
+}
+
+caf::expected<int64_t> sqlite_store::journal_samples(const metric_samples& xs) {
+  // New series are committed before the records that name them.
+  auto known_before = series_.size();
+  std::vector<int64_t> ids;
+  ids.reserve(xs.size());
+  auto err = sqlite::transaction(db_, [&]() -> caf::error {
+    for (auto& x : xs) {
+      auto sid = series_id(x);
+      if (!sid)
+        return sid.error();
+      ids.push_back(*sid);
+    }
+    return caf::none;
+  });
+  if (err) {
+    if (series_.size() != known_before) {
+      series_.clear();
+      series_by_id_.clear();
+      prepare();
+    }
+    // The tables' path knows how to make room on a full disk.
+    return held_store(xs.size(), [&] { return insert_all(xs); },
+                      drop_kind::metrics_rejected, points_stored_,
+                      held_points_);
+  }
+  for (size_t i = 0; i < xs.size(); ++i)
+    journal_->add(journal_metric{next_metric_id_++, ids[i],
+                                 xs[i].timestamp_ms, bits_of(xs[i].value)});
+  points_stored_ += static_cast<int64_t>(xs.size());
+  if (!grouping_)
+    if (auto err = flush_journal())
+      return err;
+  return static_cast<int64_t>(xs.size());
+}
+
+caf::expected<int64_t> sqlite_store::journal_lines(const log_lines& xs) {
+  for (auto& x : xs)
+    journal_->add(journal_log{next_log_id_++, x.timestamp_ns,
+                              encode_labels(x.labels), x.line});
+  logs_stored_ += static_cast<int64_t>(xs.size());
+  if (!grouping_)
+    if (auto err = flush_journal())
+      return err;
+  return static_cast<int64_t>(xs.size());
+}
+
+caf::error sqlite_store::insert_journal_metrics(size_t from, size_t to) {
+  auto st = db_.cached("INSERT OR IGNORE INTO metrics (series_id, ts, bits, "
+                       "id) VALUES (?1, ?2, ?3, ?4)");
+  if (!st)
+    return st.error();
+  auto& rows = journal_->metrics();
+  for (auto i = from; i < to; ++i) {
+    st->reset().bind(1, rows[i].series_id).bind(2, rows[i].ts_ms)
+      .bind(3, static_cast<int64_t>(rows[i].bits)).bind(4, rows[i].id);
+    if (auto err = st->run())
+      return err;
+  }
+  return caf::none;
+}
+
+caf::error sqlite_store::insert_journal_logs(size_t from, size_t to) {
+  auto st = db_.cached("INSERT OR IGNORE INTO logs (ts, labels, line, id) "
+                       "VALUES (?1, ?2, ?3, ?4)");
+  if (!st)
+    return st.error();
+  auto& rows = journal_->logs();
+  for (auto i = from; i < to; ++i) {
+    st->reset().bind(1, rows[i].ts_ns).bind_blob(2, rows[i].labels)
+      .bind(3, rows[i].line).bind(4, rows[i].id);
+    if (auto err = st->run())
+      return err;
+  }
+  return caf::none;
+}
+
+caf::error sqlite_store::flush_journal() {
+  // with_room below commits before it makes room: that is this call.
+  if (!journal_ || !journal_->has_pending() || flushing_)
+    return caf::none;
+  flushing_ = true;
+  struct unset {
+    bool& flag;
+    ~unset() {
+      flag = false;
+    }
+  } done{flushing_};
+  auto err = journal_->flush();
+  if (!err) {
+    ++commits_;
+    if (journal_->bytes() > journal_bound())
+      if (auto ferr = fold_journal())
+        log_warning("storage", "rounds file kept: ", render(ferr));
+    if (auto n = enforce_limits(); !n)
+      log_warning("storage", "cannot apply caps: ", render(n.error()));
+    return caf::none;
+  }
+  log_warning("storage", "rounds file refused a commit: ", render(err),
+              "; storing it in the tables");
+  // The tables' path makes room on a full disk and counts what it refuses.
+  auto& ms = journal_->metrics();
+  auto& ls = journal_->logs();
+  auto pm = journal_->pending_metrics();
+  auto pl = journal_->pending_logs();
+  auto first_m = ms.size() - static_cast<size_t>(pm);
+  auto first_l = ls.size() - static_cast<size_t>(pl);
+  auto into_tables = [&](int64_t n, auto insert, const char* kind,
+                         int64_t& stored) -> caf::error {
+    if (n == 0)
+      return caf::none;
+    auto r = with_room(static_cast<size_t>(n), [&]() -> caf::expected<int64_t> {
+      if (auto e = sqlite::transaction(db_, insert))
+        return e;
+      return n;
+    }, kind);
+    if (r)
+      return caf::none;
+    stored -= n;
+    return r.error();
+  };
+  auto merr = into_tables(pm, [&] {
+    return insert_journal_metrics(first_m, ms.size());
+  }, drop_kind::metrics_rejected, points_stored_);
+  auto lerr = into_tables(pl, [&] {
+    return insert_journal_logs(first_l, ls.size());
+  }, drop_kind::logs_rejected, logs_stored_);
+  journal_->drop_pending();
+  return merr ? merr : lerr;
+}
+
+int64_t sqlite_store::journal_unbatched(bool logs) {
+  if (!journal_)
+    return 0;
+  auto after = stream_cursors(db_, logs ? logs_stream : metrics_stream).second;
+  auto count = [after](auto& rows) {
+    return static_cast<int64_t>(std::count_if(
+      rows.begin(), rows.end(), [after](auto& r) { return r.id > after; }));
+  };
+  return logs ? count(journal_->logs()) : count(journal_->metrics());
+}
+
+caf::error sqlite_store::fold_journal() {
+  if (!journal_ || journal_->empty())
+    return caf::none;
+  auto pm = static_cast<size_t>(journal_->pending_metrics());
+  auto pl = static_cast<size_t>(journal_->pending_logs());
+  auto nm = journal_->metrics().size() - pm;
+  auto nl = journal_->logs().size() - pl;
+  if (nm == 0 && nl == 0)
+    return caf::none;
+  auto err = sqlite::transaction(db_, [&]() -> caf::error {
+    if (auto err = insert_journal_metrics(0, nm))
+      return err;
+    return insert_journal_logs(0, nl);
+  });
+  if (err)
+    return err;
+  log_info("storage", "moved ", nm, " samples and ", nl,
+           " log lines from the rounds file into the tables");
+  return journal_->reset();
+}
+
 caf::expected<int64_t> sqlite_store::store(const metric_samples& xs) {
+  if (journaling())
+    return journal_samples(xs);
   return held_store(xs.size(), [&] { return insert_all(xs); },
                     drop_kind::metrics_rejected, points_stored_, held_points_);
 }
@@ -731,6 +946,12 @@ caf::error sqlite_store::commit_if_due() {
 }
 
 bool sqlite_store::begin_group() {
+  // The rounds file needs no transaction: the group is one frame.
+  if (journaling() && !grouping_ && held_since_ms_ < 0) {
+    grouping_ = true;
+    ++groups_;
+    return true;
+  }
   // A held transaction that SQLite rolled back itself: count what it lost.
   if (held_since_ms_ >= 0 && db_.autocommit())
     commit_pending();
@@ -755,6 +976,12 @@ caf::error sqlite_store::end_group() {
 caf::error sqlite_store::commit_pending() {
   // Any commit ends a group; its members learn the outcome from end_group().
   bool group = std::exchange(grouping_, false);
+  if (auto err = flush_journal()) {
+    if (group)
+      group_error_ = err;
+    if (held_since_ms_ < 0)
+      return err;
+  }
   if (held_since_ms_ < 0)
     return caf::none;
   auto points = std::exchange(held_points_, 0);
@@ -1122,6 +1349,15 @@ caf::expected<int64_t> sqlite_store::drop_chunk(int64_t rows) {
 }
 
 caf::expected<int64_t> sqlite_store::drop_older_than(int64_t cutoff_ms) {
+  // Records past the cutoff in the rounds file go where they can be dropped.
+  if (journal_) {
+    auto& ms = journal_->metrics();
+    auto& ls = journal_->logs();
+    if ((!ms.empty() && ms.front().ts_ms < cutoff_ms)
+        || (!ls.empty() && ls.front().ts_ns / 1000000 < cutoff_ms))
+      if (auto err = fold_journal())
+        log_warning("storage", "rounds file kept: ", render(err));
+  }
   int64_t dropped = 0;
   auto err = sqlite::transaction(db_, [&]() -> caf::error {
     auto del = [&](const std::string& sql, int64_t a, int64_t b,
@@ -1236,6 +1472,8 @@ caf::expected<int64_t> sqlite_store::enforce_limits() {
 }
 
 caf::expected<int64_t> sqlite_store::store_logs(const log_lines& xs) {
+  if (journaling())
+    return journal_lines(xs);
   auto insert = [&]() -> caf::expected<int64_t> {
     auto err = sqlite::transaction(db_, [&]() -> caf::error {
       auto st = db_.prepare("INSERT INTO logs (ts, labels, line, id) "
@@ -1259,6 +1497,29 @@ caf::expected<int64_t> sqlite_store::store_logs(const log_lines& xs) {
                     held_lines_);
 }
 
+namespace {
+
+// `rows` (from the tables, ids ascending) merged with the records of the
+// rounds file after `after`, the first `max` by id: a fallback to the
+// tables can give a row an id above some the file still holds.
+template <class Row>
+void merge_after(std::vector<Row>& rows, const std::vector<Row>& held,
+                 int64_t after, int64_t max) {
+  auto first = std::upper_bound(held.begin(), held.end(), after,
+                                [](int64_t id, const Row& r) {
+                                  return id < r.id;
+                                });
+  auto mid = rows.size();
+  for (auto i = first; i != held.end() && static_cast<int64_t>(rows.size() - mid) < max; ++i)
+    rows.push_back(*i);
+  std::inplace_merge(rows.begin(), rows.begin() + mid, rows.end(),
+                     [](const Row& a, const Row& b) { return a.id < b.id; });
+  if (static_cast<int64_t>(rows.size()) > max)
+    rows.resize(static_cast<size_t>(max));
+}
+
+} // namespace
+
 caf::expected<unbatched_points> sqlite_store::fetch(const std::string& stream,
                                                   int64_t max) {
   if (auto err = check_stream(stream))
@@ -1278,6 +1539,7 @@ caf::expected<unbatched_points> sqlite_store::fetch(const std::string& stream,
   out.epoch = epoch_;
   if (stream != metrics_stream)
     return fetch_rows(stream, batched_upto, max, std::move(out));
+  std::vector<journal_metric> rows;
   select_unbatched_.reset().bind(1, batched_upto).bind(2, max);
   for (;;) {
     auto more = select_unbatched_.step();
@@ -1285,18 +1547,25 @@ caf::expected<unbatched_points> sqlite_store::fetch(const std::string& stream,
       return more.error();
     if (!*more)
       break;
+    rows.push_back(journal_metric{
+      select_unbatched_.column_int(0), select_unbatched_.column_int(1),
+      select_unbatched_.column_int(2),
+      static_cast<uint64_t>(select_unbatched_.column_int(3))});
+  }
+  select_unbatched_.reset();
+  if (journal_)
+    merge_after(rows, journal_->metrics(), batched_upto, max);
+  for (auto& r : rows) {
     metric_sample s;
-    out.last_id = select_unbatched_.column_int(0);
-    auto sid = select_unbatched_.column_int(1);
-    if (auto i = series_by_id_.find(sid); i != series_by_id_.end()) {
+    out.last_id = r.id;
+    if (auto i = series_by_id_.find(r.series_id); i != series_by_id_.end()) {
       s.name = i->second.first;
       s.labels = i->second.second;
     }
-    s.timestamp_ms = select_unbatched_.column_int(2);
-    s.value = select_unbatched_.column_exact(3);
+    s.timestamp_ms = r.ts_ms;
+    s.value = double_of(r.bits);
     out.samples.push_back(std::move(s));
   }
-  select_unbatched_.reset();
   return out;
 }
 
@@ -1311,11 +1580,12 @@ sqlite_store::fetch_rows(const std::string& stream, int64_t after, int64_t max,
   if (!st)
     return st.error();
   st->bind(1, after).bind(2, max);
+  std::vector<journal_log> lines;
   if (auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {
         out.last_id = r.column_int(0);
         if (logs) {
-          out.logs.push_back(log_line{decode_labels(r.column_blob(2)),
-                                      r.column_int(1), r.column_text(3)});
+          lines.push_back(journal_log{r.column_int(0), r.column_int(1),
+                                      r.column_blob(2), r.column_text(3)});
           return;
         }
         event_record e;
@@ -1325,10 +1595,22 @@ sqlite_store::fetch_rows(const std::string& stream, int64_t after, int64_t max,
         out.events.push_back(std::move(e));
       }))
     return err;
+  if (!logs)
+    return out;
+  if (journal_)
+    merge_after(lines, journal_->logs(), after, max);
+  for (auto& l : lines) {
+    out.last_id = l.id;
+    out.logs.push_back(log_line{decode_labels(l.labels), l.ts_ns,
+                                std::move(l.line)});
+  }
   return out;
 }
 
 caf::expected<int64_t> sqlite_store::enqueue(const queued_batch& b) {
+  // The batch may cover records still waiting for their frame.
+  if (auto err = flush_journal())
+    return err;
   auto err = sqlite::transaction(db_, [&]() -> caf::error {
     select_state_.reset().bind(1, b.stream);
     auto row = select_state_.step();
@@ -1408,6 +1690,7 @@ caf::expected<int64_t> sqlite_store::ack(const std::string& stream,
                                        const metric_samples& defs,
                                        const std::string& history) {
   int64_t deleted = 0;
+  int64_t acked_upto = 0;
   auto err = sqlite::transaction(db_, [&]() -> caf::error {
     auto upto = db_.prepare("SELECT max(last_id) FROM sync_queue "
                             "WHERE stream = ?1 AND sequence <= ?2");
@@ -1419,6 +1702,7 @@ caf::expected<int64_t> sqlite_store::ack(const std::string& stream,
       return row.error();
     int64_t last_id = *row && !upto->column_is_null(0) ? upto->column_int(0)
                                                          : 0;
+    acked_upto = last_id;
     delete_acked_.reset().bind(1, stream).bind(2, sequence);
     if (auto err = delete_acked_.run())
       return err;
@@ -1438,6 +1722,12 @@ caf::expected<int64_t> sqlite_store::ack(const std::string& stream,
     return err;
   }
   batches_acked_ += deleted;
+  // The cloud holds them: the rounds file lets them go (it keeps no copy of
+  // synced records, unlike the tables).
+  if (journal_ && deleted > 0
+      && (stream == metrics_stream || stream == logs_stream))
+    if (auto e = journal_->forget_upto(stream == logs_stream, acked_upto))
+      log_warning("storage", "cannot empty the rounds file: ", render(e));
   return deleted;
 }
 
@@ -1612,16 +1902,25 @@ actor_stats sqlite_store::stats() {
     auto row = st->step();
     return row && *row ? st->column_int(0) : -1;
   };
-  out.counters["metrics_rows"] = count("SELECT count(*) FROM metrics");
+  // Records of the rounds file are held too.
+  int64_t jm = journal_ ? static_cast<int64_t>(journal_->metrics().size()) : 0;
+  int64_t jl = journal_ ? static_cast<int64_t>(journal_->logs().size()) : 0;
+  auto jm_unbatched = journal_unbatched(false);
+  auto jl_unbatched = journal_unbatched(true);
+  out.counters["rounds_file_bytes"] = journal_ ? journal_->bytes() : 0;
+  out.counters["rounds_file_frames"] = journal_ ? journal_->frames() : 0;
+  out.counters["rounds_file_points"] = jm;
+  out.counters["rounds_file_logs"] = jl;
+  out.counters["metrics_rows"] = count("SELECT count(*) FROM metrics") + jm;
   out.counters["queued_batches"] = count("SELECT count(*) FROM sync_queue");
   out.counters["unbatched_points"] = count(
     "SELECT count(*) FROM metrics WHERE id > coalesce((SELECT batched_upto "
-    "FROM stream_state WHERE stream = 'metrics'), 0)");
+    "FROM stream_state WHERE stream = 'metrics'), 0)") + jm_unbatched;
   out.counters["logs_stored"] = logs_stored_;
-  out.counters["logs_rows"] = count("SELECT count(*) FROM logs");
+  out.counters["logs_rows"] = count("SELECT count(*) FROM logs") + jl;
   out.counters["unbatched_logs"] = count(
     "SELECT count(*) FROM logs WHERE id > coalesce((SELECT batched_upto "
-    "FROM stream_state WHERE stream = 'logs'), 0)");
+    "FROM stream_state WHERE stream = 'logs'), 0)") + jl_unbatched;
   out.counters["unbatched_events"] = count(
     "SELECT count(*) FROM events WHERE id > coalesce((SELECT batched_upto "
     "FROM stream_state WHERE stream = 'events'), 0)");
@@ -1666,6 +1965,9 @@ int64_t sqlite_store::on_disk_bytes(bool wal_only) {
 
 caf::expected<debug_report> sqlite_store::clean() {
   if (auto err = commit_pending())
+    return err;
+  // Maintenance covers every record: those of the rounds file too.
+  if (auto err = fold_journal())
     return err;
   // Sizes on disk count the WAL: it is part of what the store takes.
   auto before = used_bytes();
@@ -1719,6 +2021,13 @@ caf::expected<debug_report> sqlite_store::clean() {
 
 std::string sqlite_store::commit_policy() const {
   auto ms = cfg_.limits.commit_interval_ms;
+  if (ms <= 0 && journaling())
+    return "every round: the samples and log lines of stores within "
+           + std::to_string(cfg_.limits.group_window_ms)
+           + " ms are one frame appended and synced to " + cfg_.path
+           + "-rounds, each store answered after it (storage.rounds-file, "
+             "storage.group-window): nothing answered as stored is lost on "
+             "a power cut or SIGKILL";
   if (ms <= 0 && cfg_.limits.group_window_ms > 0)
     return "every round: stores within "
            + std::to_string(cfg_.limits.group_window_ms)
@@ -1737,13 +2046,23 @@ std::string sqlite_store::commit_policy() const {
 caf::expected<debug_report> sqlite_store::storage_report() {
   auto [acked, batched] = stream_cursors(db_, "metrics");
   auto integrity = db_.quick_check();
-  auto rows_metrics = scalar(db_, "SELECT count(*) FROM metrics");
+  // Records of the rounds file are held too.
+  int64_t jm = journal_ ? static_cast<int64_t>(journal_->metrics().size()) : 0;
+  int64_t jl = journal_ ? static_cast<int64_t>(journal_->logs().size()) : 0;
+  auto rows_metrics = scalar(db_, "SELECT count(*) FROM metrics") + jm;
   auto unbatched = scalar(db_, "SELECT count(*) FROM metrics WHERE id > "
-                                 + std::to_string(batched));
+                                 + std::to_string(batched))
+                   + journal_unbatched(false);
   auto queued = scalar(db_, "SELECT count(*) FROM sync_queue");
   auto queued_points = scalar(db_, "SELECT sum(points) FROM sync_queue");
   auto oldest = scalar(db_, "SELECT min(ts) FROM metrics");
   auto newest = scalar(db_, "SELECT max(ts) FROM metrics");
+  if (jm > 0) {
+    auto& ms = journal_->metrics();
+    oldest = oldest > 0 ? std::min(oldest, ms.front().ts_ms) : ms.front().ts_ms;
+    newest = std::max(newest, ms.back().ts_ms);
+  }
+  auto rounds_bytes = journal_ ? journal_->bytes() : 0;
   auto series = scalar(db_, "SELECT count(*) FROM series");
   auto events = scalar(db_, "SELECT count(*) FROM events");
   std::ostringstream text;
@@ -1756,7 +2075,12 @@ caf::expected<debug_report> sqlite_store::storage_report() {
        << "\nmetrics    oldest " << format_time(oldest) << ", newest "
        << format_time(newest) << "\nbacklog    " << unbatched
        << " points not batched, " << queued << " batches (" << queued_points
-       << " points) waiting for the cloud\ndrops     ";
+       << " points) waiting for the cloud\nrounds     "
+       << (journal_ ? cfg_.path + "-rounds: " + std::to_string(rounds_bytes)
+                        + " bytes, " + std::to_string(jm) + " samples and "
+                        + std::to_string(jl) + " log lines not acked yet"
+                    : std::string{"off (storage.rounds-file)"})
+       << "\ndrops     ";
   json_object drops_json;
   for (auto& kv : drops()) {
     text << " " << kv.first << "=" << kv.second;
@@ -1778,6 +2102,9 @@ caf::expected<debug_report> sqlite_store::storage_report() {
     .add("oldest_ms", oldest)
     .add("newest_ms", newest)
     .add("unbatched_points", unbatched)
+    .add("rounds_file_bytes", rounds_bytes)
+    .add("rounds_file_points", jm)
+    .add("rounds_file_logs", jl)
     .add("queued_points", queued_points)
     .raw("drops", drops_json.str())
     .add("under_pressure", under_pressure_)
@@ -1873,7 +2200,14 @@ void declare(option_set& opts, storage_limits& x) {
            "collection round; capped at a tenth of the shortest collector "
            "interval; 0 = every store commits on its own",
            0, 10'000);
-}
+  opts.add("storage.rounds-file", x.rounds_file, false,
+           "Append each commit of samples and log lines to <database>-rounds "
+           "(one synced frame, about one 4 KiB page a round) instead of the "
+           "tables, which take them only when the file passes 256 KiB (an "
+           "outage); records the cloud acked are then not kept on the "
+           "device. false = every commit writes the tables (two or more "
+           "pages, again when checkpointed) and synced records stay there "
+           "until storage.retention");}
 
 caf::error validate(const sqlite_store_config& x) {
   if (x.path.empty())

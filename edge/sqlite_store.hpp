@@ -3,6 +3,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -10,6 +11,7 @@
 
 #include "messages/interfaces.hpp"
 #include "runtime/clock.hpp"
+#include "edge/round_journal.hpp"
 #include "edge/store_backend.hpp"
 #include "runtime/disk.hpp"
 #include "runtime/sqlite.hpp"
@@ -33,6 +35,11 @@ struct storage_limits {
   /// storage.group-window: stores arriving this long after the first share
   /// its commit, each answered after it (0: every store commits itself).
   int64_t group_window_ms = 50;
+  /// storage.rounds-file: commits of samples and log lines are appended to
+  /// `<path>-rounds` (one synced frame, about one page per round) instead of
+  /// the tables, which take them only when the file grows past its bound;
+  /// records the cloud acked are not kept on the device.
+  bool rounds_file = false;
 };
 
 struct sqlite_store_config {
@@ -46,8 +53,8 @@ struct sqlite_store_config {
 
 class option_set;
 
-/// Declares storage.reserve-bytes, storage.commit-interval and
-/// storage.group-window; the caps (storage.max-bytes,
+/// Declares storage.reserve-bytes, storage.commit-interval,
+/// storage.group-window and storage.rounds-file; the caps (storage.max-bytes,
 /// storage.retention) come from the tier (edge/capability).
 void declare(option_set& opts, storage_limits& x);
 
@@ -195,6 +202,26 @@ private:
                             const std::string& history);
   caf::expected<int64_t> series_id(const metric_sample& x);
   caf::expected<int64_t> insert_all(const metric_samples& xs);
+  // -- the rounds file (edge/round_journal) --------------------------------
+  // True when stores go to the rounds file: it is open, every store commits
+  // (no commit-interval) and the disk is not full.
+  bool journaling() const;
+  caf::error open_journal();
+  // Appends what stores added since the last flush; when the file refuses
+  // them, they go into the tables instead (with_room), else are rejected.
+  caf::error flush_journal();
+  // Moves the durable records of the rounds file into the tables.
+  caf::error fold_journal();
+  // Records of the rounds file no batch covers yet.
+  int64_t journal_unbatched(bool logs);
+  // Bytes the rounds file may reach before its records move to the tables.
+  int64_t journal_bound() const;
+  caf::expected<int64_t> journal_samples(const metric_samples& xs);
+  caf::expected<int64_t> journal_lines(const log_lines& xs);
+  // Inserts records of the rounds file into the tables (ids kept; a row
+  // already there is the same record and stays).
+  caf::error insert_journal_metrics(size_t from, size_t to);
+  caf::error insert_journal_logs(size_t from, size_t to);
   // Runs `insert`; on disk full frees room by the drop policy and tries once
   // more; records still refused count as `rejected_kind` drops (persisted
   // after the next insert that succeeds).
@@ -248,6 +275,10 @@ private:
   int64_t held_points_ = 0;
   int64_t held_lines_ = 0;
   int64_t commits_ = 0;
+  // The rounds file while storage.rounds-file is on (or one was left over).
+  std::optional<round_journal> journal_;
+  // True inside flush_journal (its fallback commits through with_room).
+  bool flushing_ = false;
   // Ids of the next metrics and logs rows (see next_row_id).
   int64_t next_metric_id_ = 1;
   int64_t next_log_id_ = 1;

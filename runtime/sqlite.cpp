@@ -1,5 +1,8 @@
 #include "runtime/sqlite.hpp"
 
+#include <algorithm>
+#include <cstring>
+
 #include <sqlite3.h>
 
 #include "messages/error.hpp"
@@ -357,6 +360,120 @@ int64_t database::last_insert_rowid() const {
 
 int64_t database::changes() const {
   return sqlite3_changes(db_);
+}
+
+namespace {
+
+sqlite3_file* as_file(const std::unique_ptr<char[]>& mem) {
+  return reinterpret_cast<sqlite3_file*>(mem.get());
+}
+
+} // namespace
+
+vfs_file::vfs_file(vfs_file&& other) noexcept
+  : path_(std::move(other.path_)), file_(std::move(other.file_)) {
+  // nop
+}
+
+vfs_file& vfs_file::operator=(vfs_file&& other) noexcept {
+  if (this != &other) {
+    close();
+    path_ = std::move(other.path_);
+    file_ = std::move(other.file_);
+  }
+  return *this;
+}
+
+vfs_file::~vfs_file() {
+  close();
+}
+
+void vfs_file::close() {
+  if (!file_)
+    return;
+  auto f = as_file(file_);
+  if (f->pMethods) {
+    f->pMethods->xUnlock(f, SQLITE_LOCK_NONE);
+    f->pMethods->xClose(f);
+  }
+  file_.reset();
+}
+
+caf::expected<vfs_file> vfs_file::open(const std::string& path,
+                                       const std::string& vfs) {
+  auto* v = sqlite3_vfs_find(vfs.empty() ? nullptr : vfs.c_str());
+  if (!v)
+    return make_error(ec::io_error, "no SQLite VFS '" + vfs + "'");
+  vfs_file out;
+  out.path_ = std::make_unique<std::string>(path);
+  out.file_ = std::make_unique<char[]>(static_cast<size_t>(v->szOsFile));
+  std::memset(out.file_.get(), 0, static_cast<size_t>(v->szOsFile));
+  auto f = as_file(out.file_);
+  // Like a super-journal: its directory entry is synced with it, and its
+  // mode is not copied from a database file (which may not exist).
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+              | SQLITE_OPEN_SUPER_JOURNAL;
+  int got = 0;
+  auto rc = v->xOpen(v, out.path_->c_str(), f, flags, &got);
+  if (rc != SQLITE_OK) {
+    if (!f->pMethods)
+      out.file_.reset();
+    return to_error(nullptr, rc, "cannot open " + path);
+  }
+  // Two writers appending to one file would interleave their records.
+  if (f->pMethods->xLock(f, SQLITE_LOCK_SHARED) != SQLITE_OK
+      || f->pMethods->xLock(f, SQLITE_LOCK_RESERVED) != SQLITE_OK
+      || f->pMethods->xLock(f, SQLITE_LOCK_EXCLUSIVE) != SQLITE_OK)
+    return make_error(ec::storage_locked,
+                      path + " is held by another process");
+  return out;
+}
+
+caf::expected<int64_t> vfs_file::size() {
+  sqlite3_int64 n = 0;
+  auto f = as_file(file_);
+  if (auto rc = f->pMethods->xFileSize(f, &n); rc != SQLITE_OK)
+    return to_error(nullptr, rc, "size of " + *path_);
+  return static_cast<int64_t>(n);
+}
+
+caf::expected<std::string> vfs_file::read(int64_t offset, int64_t n) {
+  std::string out(static_cast<size_t>(n), '\0');
+  auto f = as_file(file_);
+  auto rc = f->pMethods->xRead(f, out.data(), static_cast<int>(n), offset);
+  if (rc == SQLITE_IOERR_SHORT_READ) {
+    // The VFS zero-fills past the end: keep what the file holds.
+    auto size = this->size();
+    if (!size)
+      return size.error();
+    out.resize(static_cast<size_t>(std::clamp<int64_t>(*size - offset, 0, n)));
+    return out;
+  }
+  if (rc != SQLITE_OK)
+    return to_error(nullptr, rc, "read of " + *path_);
+  return out;
+}
+
+caf::error vfs_file::write(int64_t offset, const std::string& bytes) {
+  auto f = as_file(file_);
+  auto rc = f->pMethods->xWrite(f, bytes.data(), static_cast<int>(bytes.size()),
+                                offset);
+  return rc == SQLITE_OK ? caf::error{}
+                         : to_error(nullptr, rc, "write of " + *path_);
+}
+
+caf::error vfs_file::sync() {
+  auto f = as_file(file_);
+  auto rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
+  return rc == SQLITE_OK ? caf::error{}
+                         : to_error(nullptr, rc, "sync of " + *path_);
+}
+
+caf::error vfs_file::truncate(int64_t size) {
+  auto f = as_file(file_);
+  auto rc = f->pMethods->xTruncate(f, size);
+  return rc == SQLITE_OK ? caf::error{}
+                         : to_error(nullptr, rc, "truncate of " + *path_);
 }
 
 } // namespace fleetd::sqlite

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -138,6 +139,41 @@ private:
   sqlite3* db_ = nullptr;
   // Node-based: an entry's `lent` stays where it is while the map grows.
   std::unordered_map<std::string, cached_statement> cache_;
+};
+
+/// A plain file opened through an SQLite VFS (the default, or a test's fault
+/// disk), so the store's own append-only files meet the same faults as its
+/// database: a full disk, I/O errors, a power cut that undoes unsynced bytes.
+class vfs_file {
+public:
+  vfs_file() = default;
+  vfs_file(vfs_file&& other) noexcept;
+  vfs_file& operator=(vfs_file&& other) noexcept;
+  vfs_file(const vfs_file&) = delete;
+  vfs_file& operator=(const vfs_file&) = delete;
+  ~vfs_file();
+
+  /// Opens or creates `path` for reading and writing, held exclusively
+  /// (ec::storage_locked when another process holds it).
+  static caf::expected<vfs_file> open(const std::string& path,
+                                      const std::string& vfs = {});
+
+  caf::expected<int64_t> size();
+  /// Reads `n` bytes at `offset`; fewer only at the end of the file.
+  caf::expected<std::string> read(int64_t offset, int64_t n);
+  caf::error write(int64_t offset, const std::string& bytes);
+  /// Makes the written bytes durable (fdatasync on the default VFS).
+  caf::error sync();
+  caf::error truncate(int64_t size);
+  bool is_open() const {
+    return file_ != nullptr;
+  }
+
+private:
+  void close();
+  // The VFS keeps a pointer to the name for the file's lifetime.
+  std::unique_ptr<std::string> path_;
+  std::unique_ptr<char[]> file_;
 };
 
 /// Maps an SQLite result code to the project's error: disk full, corrupt

@@ -894,8 +894,13 @@ TEST_CASE("a power cut at any write keeps every acknowledged record and "
   // Metrics, log lines and events stored in turn; the power goes out at a
   // random write (seeded), the store is dropped as a dead process would be,
   // and a fresh open must hold every record a call acknowledged.
+  // Each run twice: commits into the tables, and into the rounds file.
+  // The rounds file writes about five times a round where the tables
+  // write ten: its cuts come from a shorter range, and a generator of
+  // their own.
   std::mt19937_64 rng{20261205};
-  for (int run = 0; run < 25; ++run) {
+  std::mt19937_64 rounds_rng{20261206};
+  for (int run = 0; run < 50; ++run) {
     test::scratch_dir dir{dir_prefix};
     auto disk = test::fault_disk::make();
     auto clock = std::make_shared<manual_clock>(clock_start_ms);
@@ -903,7 +908,11 @@ TEST_CASE("a power cut at any write keeps every acknowledged record and "
     cfg.path = dir.file("fleetd.db");
     cfg.clock = clock;
     cfg.disk = disk;
-    auto cut_at = static_cast<int64_t>(rng() % 1500) + 1;
+    cfg.limits.rounds_file = run % 2 == 1;
+    auto cut_at = cfg.limits.rounds_file
+                    ? static_cast<int64_t>(rounds_rng() % 900) + 1
+                    : static_cast<int64_t>(rng() % 1500) + 1;
+    CAPTURE(cfg.limits.rounds_file);
     CAPTURE(cut_at);
     int64_t points = 0, lines = 0, events = 0;
     {

@@ -1,0 +1,362 @@
+#include "edge/round_journal.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include <zstd.h>
+
+#include "messages/error.hpp"
+
+namespace fleetd {
+
+namespace {
+
+// Payload kinds: the file's header (its epoch), records plain or zstd.
+constexpr char kind_header = 'H';
+constexpr char kind_plain = 'R';
+constexpr char kind_zstd = 'Z';
+constexpr char section_metrics = 'M';
+constexpr char section_logs = 'L';
+// A decoded frame may not claim more than this (bounds the allocation).
+constexpr uint64_t max_decoded_bytes = 64 << 20;
+
+void put_u32(std::string& out, uint32_t x) {
+  for (int i = 0; i < 4; ++i)
+    out += static_cast<char>((x >> (8 * i)) & 0xFF);
+}
+
+uint32_t get_u32(const char* p) {
+  uint32_t x = 0;
+  for (int i = 0; i < 4; ++i)
+    x |= static_cast<uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+  return x;
+}
+
+void put_varint(std::string& out, uint64_t x) {
+  while (x >= 0x80) {
+    out += static_cast<char>((x & 0x7F) | 0x80);
+    x >>= 7;
+  }
+  out += static_cast<char>(x);
+}
+
+void put_signed(std::string& out, int64_t x) {
+  put_varint(out, (static_cast<uint64_t>(x) << 1) ^ static_cast<uint64_t>(x >> 63));
+}
+
+void put_bytes(std::string& out, const std::string& x) {
+  put_varint(out, x.size());
+  out += x;
+}
+
+// Reads what put_* wrote; any read past the end fails the whole payload.
+struct reader {
+  const std::string& in;
+  size_t pos = 0;
+  bool ok = true;
+
+  size_t left() const {
+    return in.size() - pos;
+  }
+  uint64_t varint() {
+    uint64_t x = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (pos >= in.size())
+        break;
+      auto b = static_cast<unsigned char>(in[pos++]);
+      x |= static_cast<uint64_t>(b & 0x7F) << shift;
+      if (!(b & 0x80))
+        return x;
+    }
+    ok = false;
+    return 0;
+  }
+  int64_t signed_varint() {
+    auto z = varint();
+    return static_cast<int64_t>((z >> 1) ^ (~(z & 1) + 1));
+  }
+  uint64_t fixed64() {
+    if (left() < 8) {
+      ok = false;
+      return 0;
+    }
+    uint64_t x = 0;
+    for (int i = 0; i < 8; ++i)
+      x |= static_cast<uint64_t>(static_cast<unsigned char>(in[pos + i]))
+           << (8 * i);
+    pos += 8;
+    return x;
+  }
+  std::string bytes() {
+    auto n = varint();
+    if (!ok || n > left()) {
+      ok = false;
+      return {};
+    }
+    auto out = in.substr(pos, n);
+    pos += n;
+    return out;
+  }
+};
+
+std::string frame(const std::string& payload) {
+  std::string out;
+  out.reserve(payload.size() + 8);
+  put_u32(out, static_cast<uint32_t>(payload.size()));
+  put_u32(out, crc32(payload));
+  out += payload;
+  return out;
+}
+
+// `plain` records as a payload, zstd-compressed when that is smaller.
+std::string records_payload(const std::string& plain) {
+  std::string z(ZSTD_compressBound(plain.size()) + 1, '\0');
+  z[0] = kind_zstd;
+  auto n = ZSTD_compress(z.data() + 1, z.size() - 1, plain.data(),
+                         plain.size(), 1);
+  if (!ZSTD_isError(n) && n < plain.size()) {
+    z.resize(n + 1);
+    return z;
+  }
+  return kind_plain + plain;
+}
+
+} // namespace
+
+uint32_t crc32(const std::string& bytes, uint32_t crc) {
+  static const auto table = [] {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k)
+        c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  crc = ~crc;
+  for (unsigned char b : bytes)
+    crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8);
+  return ~crc;
+}
+
+caf::expected<round_journal> round_journal::open(const std::string& path,
+                                                 const std::string& vfs,
+                                                 const std::string& epoch) {
+  auto file = sqlite::vfs_file::open(path, vfs);
+  if (!file)
+    return file.error();
+  round_journal out;
+  out.file_ = std::move(*file);
+  out.path_ = path;
+  out.epoch_ = epoch;
+  if (auto err = out.replay())
+    return err;
+  return out;
+}
+
+caf::error round_journal::replay() {
+  auto size = file_.size();
+  if (!size)
+    return size.error();
+  int64_t off = 0;
+  bool header = false;
+  while (off < *size) {
+    auto head = file_.read(off, 8);
+    if (!head)
+      return head.error();
+    if (head->size() < 8)
+      break;
+    auto len = static_cast<int64_t>(get_u32(head->data()));
+    if (len == 0 || len > max_frame_bytes || off + 8 + len > *size)
+      break;
+    auto payload = file_.read(off + 8, len);
+    if (!payload)
+      return payload.error();
+    if (static_cast<int64_t>(payload->size()) < len
+        || crc32(*payload) != get_u32(head->data() + 4))
+      break;
+    if (!header) {
+      if ((*payload)[0] != kind_header)
+        break;
+      if (payload->compare(1, std::string::npos, epoch_) != 0)
+        return make_error(ec::storage_corrupt,
+                          path_ + " belongs to a store of another epoch ("
+                            + payload->substr(1, 32) + ")");
+      header = true;
+    } else if (!decode(*payload)) {
+      break;
+    }
+    off += 8 + len;
+    ++replayed_frames_;
+  }
+  durable_metrics_ = metrics_.size();
+  durable_logs_ = logs_.size();
+  // A tail cut short or garbled was never synced: nobody was answered for it.
+  torn_bytes_ = *size - off;
+  size_ = header ? off : 0;
+  if (size_ < *size) {
+    if (auto err = file_.truncate(size_))
+      return err;
+    return file_.sync();
+  }
+  return caf::none;
+}
+
+bool round_journal::decode(const std::string& payload) {
+  std::string plain;
+  if (payload[0] == kind_zstd) {
+    auto n = ZSTD_getFrameContentSize(payload.data() + 1, payload.size() - 1);
+    if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN
+        || n > max_decoded_bytes)
+      return false;
+    plain.resize(n);
+    auto got = ZSTD_decompress(plain.data(), plain.size(), payload.data() + 1,
+                               payload.size() - 1);
+    if (ZSTD_isError(got) || got != n)
+      return false;
+  } else if (payload[0] == kind_plain) {
+    plain = payload.substr(1);
+  } else {
+    return false;
+  }
+  reader r{plain};
+  std::vector<journal_metric> ms;
+  std::vector<journal_log> ls;
+  while (r.ok && r.left() > 0) {
+    auto section = plain[r.pos++];
+    auto count = r.varint();
+    // Every row takes at least three bytes: a count past that is a lie.
+    if (!r.ok || count > r.left() / 3
+        || (section != section_metrics && section != section_logs))
+      return false;
+    int64_t id = 0;
+    int64_t ts = 0;
+    for (uint64_t i = 0; i < count && r.ok; ++i) {
+      id += r.signed_varint();
+      ts += r.signed_varint();
+      if (section == section_metrics) {
+        auto sid = static_cast<int64_t>(r.varint());
+        ms.push_back(journal_metric{id, sid, ts, r.fixed64()});
+      } else {
+        auto labels = r.bytes();
+        ls.push_back(journal_log{id, ts, std::move(labels), r.bytes()});
+      }
+    }
+  }
+  if (!r.ok)
+    return false;
+  for (auto& m : ms) {
+    max_metric_id_ = std::max(max_metric_id_, m.id);
+    metrics_.push_back(m);
+  }
+  for (auto& l : ls) {
+    max_log_id_ = std::max(max_log_id_, l.id);
+    logs_.push_back(std::move(l));
+  }
+  return true;
+}
+
+std::string round_journal::encode_pending() const {
+  std::string out;
+  if (auto n = metrics_.size() - durable_metrics_; n > 0) {
+    out += section_metrics;
+    put_varint(out, n);
+    int64_t id = 0;
+    int64_t ts = 0;
+    for (auto i = durable_metrics_; i < metrics_.size(); ++i) {
+      auto& m = metrics_[i];
+      put_signed(out, m.id - std::exchange(id, m.id));
+      put_signed(out, m.ts_ms - std::exchange(ts, m.ts_ms));
+      put_varint(out, static_cast<uint64_t>(m.series_id));
+      for (int b = 0; b < 8; ++b)
+        out += static_cast<char>((m.bits >> (8 * b)) & 0xFF);
+    }
+  }
+  if (auto n = logs_.size() - durable_logs_; n > 0) {
+    out += section_logs;
+    put_varint(out, n);
+    int64_t id = 0;
+    int64_t ts = 0;
+    for (auto i = durable_logs_; i < logs_.size(); ++i) {
+      auto& l = logs_[i];
+      put_signed(out, l.id - std::exchange(id, l.id));
+      put_signed(out, l.ts_ns - std::exchange(ts, l.ts_ns));
+      put_bytes(out, l.labels);
+      put_bytes(out, l.line);
+    }
+  }
+  return out;
+}
+
+caf::error round_journal::flush() {
+  if (!has_pending())
+    return caf::none;
+  std::string bytes;
+  // The header goes out with the first records: one write, one sync.
+  if (size_ == 0)
+    bytes = frame(kind_header + epoch_);
+  bytes += frame(records_payload(encode_pending()));
+  if (static_cast<int64_t>(bytes.size()) > max_frame_bytes)
+    return make_error(ec::too_large, "a commit of "
+                                       + std::to_string(bytes.size())
+                                       + " bytes exceeds the rounds file's "
+                                         "frame limit");
+  auto err = file_.write(size_, bytes);
+  if (!err)
+    err = file_.sync();
+  if (err) {
+    // Cut back what may have been written: the records stay pending.
+    file_.truncate(size_);
+    return err;
+  }
+  size_ += static_cast<int64_t>(bytes.size());
+  ++frames_;
+  for (auto i = durable_metrics_; i < metrics_.size(); ++i)
+    max_metric_id_ = std::max(max_metric_id_, metrics_[i].id);
+  for (auto i = durable_logs_; i < logs_.size(); ++i)
+    max_log_id_ = std::max(max_log_id_, logs_[i].id);
+  durable_metrics_ = metrics_.size();
+  durable_logs_ = logs_.size();
+  return caf::none;
+}
+
+void round_journal::drop_pending() {
+  metrics_.resize(durable_metrics_);
+  logs_.resize(durable_logs_);
+}
+
+caf::error round_journal::forget_upto(bool logs, int64_t id) {
+  auto cut = [id](auto& rows, size_t& durable) {
+    auto end = std::find_if(rows.begin(), rows.begin() + durable,
+                            [id](auto& r) { return r.id > id; });
+    auto n = static_cast<size_t>(end - rows.begin());
+    rows.erase(rows.begin(), end);
+    durable -= n;
+  };
+  if (logs)
+    cut(logs_, durable_logs_);
+  else
+    cut(metrics_, durable_metrics_);
+  if (!empty() || size_ == 0)
+    return caf::none;
+  return reset();
+}
+
+caf::error round_journal::reset() {
+  metrics_.erase(metrics_.begin(), metrics_.begin() + durable_metrics_);
+  logs_.erase(logs_.begin(), logs_.begin() + durable_logs_);
+  durable_metrics_ = 0;
+  durable_logs_ = 0;
+  size_ = 0;
+  if (auto err = file_.truncate(0))
+    return err;
+  return file_.sync();
+}
+
+int64_t round_journal::largest_id(bool logs) const {
+  return logs ? max_log_id_ : max_metric_id_;
+}
+
+} // namespace fleetd

@@ -1,0 +1,129 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "runtime/sqlite.hpp"
+
+namespace fleetd {
+
+/// A metrics row as the store keeps it: the value as its IEEE-754 bits.
+struct journal_metric {
+  int64_t id = 0;
+  int64_t series_id = 0;
+  int64_t ts_ms = 0;
+  uint64_t bits = 0;
+};
+
+/// A log line as the store keeps it: labels encoded (encode_labels).
+struct journal_log {
+  int64_t id = 0;
+  int64_t ts_ns = 0;
+  std::string labels;
+  std::string line;
+};
+
+/// The store's rounds file (`<db>-rounds`): each commit of samples and log
+/// lines is one frame appended and synced, about one 4 KiB page written per
+/// collection round where an SQLite commit writes two or more, plus the same
+/// again when it is checkpointed. Records stay here until a batch covers
+/// them (then the file is emptied) or the store moves them into its tables.
+///
+/// Frame: u32 payload length, u32 CRC-32 of the payload, payload (little
+/// endian). A frame that is cut short or fails its CRC ends the file: it was
+/// never synced, so no store that wrote it was answered.
+class round_journal {
+public:
+  /// Most bytes one frame may claim; a longer one ends the file as torn.
+  static constexpr int64_t max_frame_bytes = 16 << 20;
+
+  /// Opens `path` through `vfs` and reads back its records. A file written
+  /// under another epoch (another store's numbering) is ec::storage_corrupt.
+  static caf::expected<round_journal> open(const std::string& path,
+                                           const std::string& vfs,
+                                           const std::string& epoch);
+
+  /// Every record held, durable first, then those added since the last
+  /// flush (pending); ids ascending.
+  const std::vector<journal_metric>& metrics() const {
+    return metrics_;
+  }
+  const std::vector<journal_log>& logs() const {
+    return logs_;
+  }
+  void add(journal_metric x) {
+    metrics_.push_back(x);
+  }
+  void add(journal_log x) {
+    logs_.push_back(std::move(x));
+  }
+  bool has_pending() const {
+    return metrics_.size() > durable_metrics_ || logs_.size() > durable_logs_;
+  }
+  int64_t pending_metrics() const {
+    return static_cast<int64_t>(metrics_.size() - durable_metrics_);
+  }
+  int64_t pending_logs() const {
+    return static_cast<int64_t>(logs_.size() - durable_logs_);
+  }
+  bool empty() const {
+    return metrics_.empty() && logs_.empty();
+  }
+
+  /// Appends the pending records as one frame and syncs it. On failure the
+  /// file is cut back to its last synced frame and the records stay pending.
+  caf::error flush();
+  /// Forgets the pending records (the caller stored them elsewhere, or
+  /// counted them as rejected).
+  void drop_pending();
+  /// Forgets durable records with ids up to `id` (a batch covers them);
+  /// empties the file once nothing is left.
+  caf::error forget_upto(bool logs, int64_t id);
+  /// Forgets every durable record and empties the file.
+  caf::error reset();
+
+  /// Bytes of the file; frames appended; frames read back at open; bytes
+  /// of a torn tail cut off at open.
+  int64_t bytes() const {
+    return size_;
+  }
+  int64_t frames() const {
+    return frames_;
+  }
+  int64_t replayed_frames() const {
+    return replayed_frames_;
+  }
+  int64_t torn_bytes() const {
+    return torn_bytes_;
+  }
+  int64_t largest_id(bool logs) const;
+
+private:
+  caf::error replay();
+  // Decodes one frame's payload into the records; false when it is no frame.
+  bool decode(const std::string& payload);
+  std::string encode_pending() const;
+
+  sqlite::vfs_file file_;
+  std::string path_;
+  std::string epoch_;
+  std::vector<journal_metric> metrics_;
+  std::vector<journal_log> logs_;
+  size_t durable_metrics_ = 0;
+  size_t durable_logs_ = 0;
+  int64_t size_ = 0;
+  int64_t frames_ = 0;
+  int64_t replayed_frames_ = 0;
+  int64_t torn_bytes_ = 0;
+  // Largest id ever held, so a journal emptied by a batch still knows it.
+  int64_t max_metric_id_ = 0;
+  int64_t max_log_id_ = 0;
+};
+
+/// CRC-32 (IEEE 802.3) of `bytes`, continuing from `crc`.
+uint32_t crc32(const std::string& bytes, uint32_t crc = 0);
+
+} // namespace fleetd

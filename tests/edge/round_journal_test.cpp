@@ -1,0 +1,285 @@
+// storage.rounds-file: a commit of samples and log lines is one frame
+// appended to <db>-rounds and synced; the file is read back after a crash
+// up to its last whole frame, emptied once the cloud acked what it holds,
+// and moves into the tables when it grows past its bound or the disk
+// refuses it. Hostile bytes end the file, never allocate past a bound.
+#include "edge/round_journal.hpp"
+#include "edge/sqlite_store.hpp"
+
+#include <cstdio>
+#include <unistd.h>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include "commit_fixture.hpp"
+#include "fault_disk.hpp"
+#include "messages/labels.hpp"
+#include "messages/types.hpp"
+
+using namespace fleetd;
+
+namespace {
+
+constexpr int64_t start_ms = test::commit_start_ms;
+using test::round_of;
+
+struct fixture : test::commit_fixture {
+  fixture() : commit_fixture("fleetd-rounds") {}
+
+  std::string rounds() {
+    return dir.path() + "/fleetd.db-rounds";
+  }
+  sqlite_store_config config() {
+    auto cfg = base_config();
+    cfg.limits.rounds_file = true;
+    return cfg;
+  }
+  int64_t file_size(const std::string& path) {
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
+    return in ? static_cast<int64_t>(in.tellg()) : -1;
+  }
+  void append_bytes(const std::string& path, const std::string& bytes) {
+    std::ofstream out(path, std::ios::binary | std::ios::app);
+    out << bytes;
+  }
+};
+
+journal_metric metric(int64_t id, double v) {
+  return journal_metric{id, 7, start_ms + id, bits_of(v)};
+}
+
+// The journal of `path` written with `n` frames of one sample each.
+void write_frames(const std::string& path, int n) {
+  auto j = round_journal::open(path, "", "epoch-a");
+  REQUIRE_MESSAGE(j, render(j.error()));
+  for (int i = 1; i <= n; ++i) {
+    j->add(metric(i, i * 1.5));
+    REQUIRE_FALSE(j->flush());
+  }
+}
+
+// A batch of everything unbatched, persisted and acked.
+void sync_all(sqlite_store& st, const char* stream, size_t want) {
+  auto up = st.fetch(stream, 100000);
+  REQUIRE(up);
+  auto got = std::string{stream} == "logs" ? up->logs.size()
+                                           : up->samples.size();
+  REQUIRE(got == want);
+  queued_batch b;
+  b.stream = stream;
+  b.sequence = up->next_sequence;
+  b.last_id = up->last_id;
+  b.points = static_cast<int64_t>(got);
+  b.created_ms = start_ms;
+  b.body = "body";
+  REQUIRE(st.enqueue(b));
+  REQUIRE(st.ack(stream, b.sequence, 0, {}, {}));
+}
+
+} // namespace
+
+TEST_CASE("frames are read back exactly, NaN payloads and labels included") {
+  fixture f;
+  auto nan = double_of(0x7ff8000000000123ULL);
+  {
+    auto j = round_journal::open(f.rounds(), "", "epoch-a");
+    REQUIRE(j);
+    j->add(metric(1, nan));
+    j->add(metric(2, -0.0));
+    j->add(journal_log{1, 5, encode_labels({{"job", "x"}}), "hello"});
+    CHECK(j->has_pending());
+    REQUIRE_FALSE(j->flush());
+    CHECK_FALSE(j->has_pending());
+    j->add(metric(3, 1e300));
+    REQUIRE_FALSE(j->flush());
+    CHECK(j->frames() == 2);
+  }
+  auto j = round_journal::open(f.rounds(), "", "epoch-a");
+  REQUIRE(j);
+  CHECK(j->replayed_frames() == 3); // the header and two frames
+  REQUIRE(j->metrics().size() == 3);
+  CHECK(j->metrics()[0].bits == bits_of(nan));
+  CHECK(j->metrics()[1].bits == bits_of(-0.0));
+  CHECK(j->metrics()[2].ts_ms == start_ms + 3);
+  REQUIRE(j->logs().size() == 1);
+  CHECK(decode_labels(j->logs()[0].labels) == label_map{{"job", "x"}});
+  CHECK(j->logs()[0].line == "hello");
+  CHECK(j->largest_id(false) == 3);
+}
+
+TEST_CASE("a torn or garbled tail ends the file at the last whole frame") {
+  fixture f;
+  write_frames(f.rounds(), 3);
+  auto whole = f.file_size(f.rounds());
+  SUBCASE("cut short") {
+    ::truncate(f.rounds().c_str(), whole - 3);
+  }
+  SUBCASE("garbage after it") {
+    f.append_bytes(f.rounds(), std::string(100, '\x5a'));
+  }
+  SUBCASE("a length claiming 4 GiB") {
+    f.append_bytes(f.rounds(), std::string("\xff\xff\xff\xff\0\0\0\0", 8));
+  }
+  int64_t size = 0;
+  {
+    auto j = round_journal::open(f.rounds(), "", "epoch-a");
+    REQUIRE(j);
+    CHECK(j->torn_bytes() > 0);
+    CHECK(j->metrics().size() >= 2);
+    CHECK(j->metrics().size() <= 3);
+    size = j->bytes();
+  }
+  // The cut is made on disk: a second open finds nothing torn.
+  auto again = round_journal::open(f.rounds(), "", "epoch-a");
+  REQUIRE(again);
+  CHECK(again->torn_bytes() == 0);
+  CHECK(again->bytes() == size);
+}
+
+TEST_CASE("a flipped byte in the middle ends the file there") {
+  fixture f;
+  write_frames(f.rounds(), 4);
+  {
+    std::fstream io(f.rounds(), std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(f.file_size(f.rounds()) / 2);
+    io.put('\x00');
+    io.seekp(f.file_size(f.rounds()) / 2 + 1);
+    io.put('\x7f');
+  }
+  auto j = round_journal::open(f.rounds(), "", "epoch-a");
+  REQUIRE(j);
+  CHECK(j->metrics().size() < 4);
+  CHECK(j->torn_bytes() > 0);
+}
+
+TEST_CASE("a file of another epoch is refused, and the store sets it aside") {
+  fixture f;
+  write_frames(f.rounds(), 2);
+  auto j = round_journal::open(f.rounds(), "", "epoch-b");
+  REQUIRE_FALSE(j);
+  CHECK(j.error() == ec::storage_corrupt);
+  auto st = sqlite_store::open(f.config());
+  REQUIRE(st);
+  CHECK(st->stats().counters["rounds_file_points"] == 0);
+  bool aside = false;
+  for (auto& name : f.dir.entries())
+    aside = aside || name.find("-rounds.orphan-") != std::string::npos;
+  CHECK(aside);
+}
+
+TEST_CASE("the store keeps samples and lines in the file, not the tables, "
+          "until the cloud acks them") {
+  fixture f;
+  auto st = sqlite_store::open(f.config());
+  REQUIRE(st);
+  REQUIRE(st->store(round_of(50, start_ms)));
+  REQUIRE(st->store_logs({log_line{{{"job", "t"}}, start_ms * 1000000, "l"}}));
+  CHECK(f.rows_on_disk("metrics") == 0);
+  CHECK(f.rows_on_disk("logs") == 0);
+  CHECK(f.file_size(f.rounds()) > 0);
+  auto c = st->stats().counters;
+  CHECK(c["metrics_rows"] == 50);
+  CHECK(c["unbatched_points"] == 50);
+  CHECK(c["unbatched_logs"] == 1);
+  sync_all(*st, "metrics", 50);
+  CHECK(st->stats().counters["unbatched_points"] == 0);
+  CHECK(f.file_size(f.rounds()) > 0); // the lines wait
+  sync_all(*st, "logs", 1);
+  CHECK(f.file_size(f.rounds()) == 0);
+  CHECK(st->stats().counters["rounds_file_points"] == 0);
+}
+
+TEST_CASE("after a restart the file's records come back, ids go on above "
+          "them, and acked ones stay gone") {
+  fixture f;
+  {
+    auto st = sqlite_store::open(f.config());
+    REQUIRE(st);
+    REQUIRE(st->store(round_of(10, start_ms)));
+    sync_all(*st, "metrics", 10);
+    REQUIRE(st->store(round_of(10, start_ms + 10000)));
+    REQUIRE(st->store(round_of(10, start_ms + 20000)));
+  }
+  auto st = sqlite_store::open(f.config());
+  REQUIRE(st);
+  auto up = st->fetch("metrics", 1000);
+  REQUIRE(up);
+  REQUIRE(up->samples.size() == 20);
+  CHECK(up->samples.front().timestamp_ms == start_ms + 10000);
+  auto last = up->last_id;
+  REQUIRE(st->store(round_of(5, start_ms + 30000)));
+  up = st->fetch("metrics", 1000);
+  REQUIRE(up);
+  CHECK(up->samples.size() == 25);
+  CHECK(up->last_id == last + 5);
+}
+
+TEST_CASE("a group is one frame") {
+  fixture f;
+  auto st = sqlite_store::open(f.config());
+  REQUIRE(st);
+  REQUIRE(st->begin_group());
+  REQUIRE(st->store(round_of(40, start_ms)));
+  REQUIRE(st->store(round_of(60, start_ms)));
+  REQUIRE(st->store_logs({log_line{{{"job", "t"}}, start_ms * 1000000, "l"}}));
+  // Nothing written before the group ends: each store is answered after it.
+  CHECK(f.file_size(f.rounds()) == 0);
+  REQUIRE_FALSE(st->end_group());
+  auto c = st->stats().counters;
+  CHECK(c["rounds_file_frames"] == 1);
+  CHECK(c["rounds_file_points"] == 100);
+  CHECK(c["rounds_file_logs"] == 1);
+}
+
+TEST_CASE("past its bound the file moves into the tables, and a fetch still "
+          "gives every record once in order") {
+  fixture f;
+  auto cfg = f.config();
+  cfg.limits.max_bytes = 1000 * 1000; // a small WAL bound: the file's too
+  auto st = sqlite_store::open(cfg);
+  REQUIRE(st);
+  int64_t stored = 0;
+  for (int round = 0; round < 120; ++round) {
+    metric_samples xs;
+    for (int i = 0; i < 100; ++i)
+      xs.push_back(metric_sample{"m", {{"i", std::to_string(i)}},
+                                 start_ms + round, 1.0 / (round * 100 + i + 1)});
+    REQUIRE(st->store(xs));
+    stored += 100;
+  }
+  CHECK(f.rows_on_disk("metrics") > 0);
+  // At most the bound plus the one frame that passed it.
+  CHECK(st->stats().counters["rounds_file_bytes"] <= st->wal_bound() + 4096);
+  auto up = st->fetch("metrics", 100000);
+  REQUIRE(up);
+  REQUIRE(static_cast<int64_t>(up->samples.size()) == stored);
+  for (size_t k = 0; k < up->samples.size(); ++k)
+    CHECK(up->samples[k].value == 1.0 / (k + 1));
+}
+
+TEST_CASE("a disk that refuses the file: the records go into the tables, or "
+          "are counted as rejected") {
+  fixture f;
+  auto disk = test::fault_disk::make();
+  auto cfg = f.config();
+  cfg.disk = disk;
+  auto st = sqlite_store::open(cfg);
+  REQUIRE(st);
+  REQUIRE(st->store(round_of(10, start_ms)));
+  disk->fail_syncs(true);
+  auto n = st->store(round_of(10, start_ms + 10000));
+  disk->fail_syncs(false);
+  // SQLite's sync fails as well: the ten are refused and counted.
+  auto d = st->drops();
+  auto rejected = d[drop_kind::metrics_rejected];
+  CHECK((n ? rejected == 0 : rejected == 10));
+  REQUIRE(st->store(round_of(10, start_ms + 20000)));
+  auto up = st->fetch("metrics", 1000);
+  REQUIRE(up);
+  CHECK(static_cast<int64_t>(up->samples.size()) == 20 + (n ? 10 : 0));
+  for (size_t k = 1; k < up->samples.size(); ++k)
+    CHECK(up->samples[k - 1].timestamp_ms <= up->samples[k].timestamp_ms);
+}
