@@ -283,3 +283,23 @@ TEST_CASE("a disk that refuses the file: the records go into the tables, or "
   for (size_t k = 1; k < up->samples.size(); ++k)
     CHECK(up->samples[k - 1].timestamp_ms <= up->samples[k].timestamp_ms);
 }
+
+TEST_CASE("switched off, a file left by an earlier start moves into the "
+          "tables once") {
+  fixture f;
+  {
+    auto st = sqlite_store::open(f.config());
+    REQUIRE(st);
+    REQUIRE(st->store(round_of(30, start_ms)));
+  }
+  auto cfg = f.config();
+  cfg.limits.rounds_file = false;
+  auto st = sqlite_store::open(cfg);
+  REQUIRE(st);
+  CHECK(f.rows_on_disk("metrics") == 30);
+  CHECK(f.file_size(f.rounds()) == -1);
+  REQUIRE(st->store(round_of(30, start_ms + 10000)));
+  auto up = st->fetch("metrics", 1000);
+  REQUIRE(up);
+  CHECK(up->samples.size() == 60);
+}
