@@ -258,35 +258,42 @@ bool round_journal::decode(const std::string& payload) {
   return true;
 }
 
+namespace {
+
+// Rows [from, end) as a section: its tag, the count, then each row's id and
+// time as deltas from the row before and what `put_row` adds.
+template <class Row, class Put>
+void put_section(std::string& out, char tag, const std::vector<Row>& rows,
+                 size_t from, int64_t Row::*ts, Put put_row) {
+  if (rows.size() <= from)
+    return;
+  out += tag;
+  put_varint(out, rows.size() - from);
+  int64_t id = 0;
+  int64_t t = 0;
+  for (auto i = from; i < rows.size(); ++i) {
+    auto& r = rows[i];
+    put_signed(out, r.id - std::exchange(id, r.id));
+    put_signed(out, r.*ts - std::exchange(t, r.*ts));
+    put_row(r);
+  }
+}
+
+} // namespace
+
 std::string round_journal::encode_pending() const {
   std::string out;
-  if (auto n = metrics_.size() - durable_metrics_; n > 0) {
-    out += section_metrics;
-    put_varint(out, n);
-    int64_t id = 0;
-    int64_t ts = 0;
-    for (auto i = durable_metrics_; i < metrics_.size(); ++i) {
-      auto& m = metrics_[i];
-      put_signed(out, m.id - std::exchange(id, m.id));
-      put_signed(out, m.ts_ms - std::exchange(ts, m.ts_ms));
-      put_varint(out, static_cast<uint64_t>(m.series_id));
-      for (int b = 0; b < 8; ++b)
-        out += static_cast<char>((m.bits >> (8 * b)) & 0xFF);
-    }
-  }
-  if (auto n = logs_.size() - durable_logs_; n > 0) {
-    out += section_logs;
-    put_varint(out, n);
-    int64_t id = 0;
-    int64_t ts = 0;
-    for (auto i = durable_logs_; i < logs_.size(); ++i) {
-      auto& l = logs_[i];
-      put_signed(out, l.id - std::exchange(id, l.id));
-      put_signed(out, l.ts_ns - std::exchange(ts, l.ts_ns));
-      put_bytes(out, l.labels);
-      put_bytes(out, l.line);
-    }
-  }
+  put_section(out, section_metrics, metrics_, durable_metrics_,
+              &journal_metric::ts_ms, [&out](const journal_metric& m) {
+                put_varint(out, static_cast<uint64_t>(m.series_id));
+                for (int b = 0; b < 8; ++b)
+                  out += static_cast<char>((m.bits >> (8 * b)) & 0xFF);
+              });
+  put_section(out, section_logs, logs_, durable_logs_, &journal_log::ts_ns,
+              [&out](const journal_log& l) {
+                put_bytes(out, l.labels);
+                put_bytes(out, l.line);
+              });
   return out;
 }
 

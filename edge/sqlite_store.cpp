@@ -779,34 +779,44 @@ caf::expected<int64_t> sqlite_store::journal_lines(const log_lines& xs) {
   return static_cast<int64_t>(xs.size());
 }
 
-caf::error sqlite_store::insert_journal_metrics(size_t from, size_t to) {
-  auto st = db_.cached("INSERT OR IGNORE INTO metrics (series_id, ts, bits, "
-                       "id) VALUES (?1, ?2, ?3, ?4)");
+namespace {
+
+// Rows [from, to) of the rounds file into a table: `bind` binds one.
+template <class Row, class Bind>
+caf::error insert_rows(sqlite::database& db, const char* sql,
+                       const std::vector<Row>& rows, size_t from, size_t to,
+                       Bind bind) {
+  auto st = db.cached(sql);
   if (!st)
     return st.error();
-  auto& rows = journal_->metrics();
   for (auto i = from; i < to; ++i) {
-    st->reset().bind(1, rows[i].series_id).bind(2, rows[i].ts_ms)
-      .bind(3, static_cast<int64_t>(rows[i].bits)).bind(4, rows[i].id);
+    bind(st->reset(), rows[i]);
     if (auto err = st->run())
       return err;
   }
   return caf::none;
 }
 
+} // namespace
+
+caf::error sqlite_store::insert_journal_metrics(size_t from, size_t to) {
+  return insert_rows(db_, "INSERT OR IGNORE INTO metrics (series_id, ts, "
+                          "bits, id) VALUES (?1, ?2, ?3, ?4)",
+                     journal_->metrics(), from, to,
+                     [](sqlite::statement& st, const journal_metric& r) {
+                       st.bind(1, r.series_id).bind(2, r.ts_ms)
+                         .bind(3, static_cast<int64_t>(r.bits)).bind(4, r.id);
+                     });
+}
+
 caf::error sqlite_store::insert_journal_logs(size_t from, size_t to) {
-  auto st = db_.cached("INSERT OR IGNORE INTO logs (ts, labels, line, id) "
-                       "VALUES (?1, ?2, ?3, ?4)");
-  if (!st)
-    return st.error();
-  auto& rows = journal_->logs();
-  for (auto i = from; i < to; ++i) {
-    st->reset().bind(1, rows[i].ts_ns).bind_blob(2, rows[i].labels)
-      .bind(3, rows[i].line).bind(4, rows[i].id);
-    if (auto err = st->run())
-      return err;
-  }
-  return caf::none;
+  return insert_rows(db_, "INSERT OR IGNORE INTO logs (ts, labels, line, id) "
+                          "VALUES (?1, ?2, ?3, ?4)",
+                     journal_->logs(), from, to,
+                     [](sqlite::statement& st, const journal_log& r) {
+                       st.bind(1, r.ts_ns).bind_blob(2, r.labels)
+                         .bind(3, r.line).bind(4, r.id);
+                     });
 }
 
 caf::error sqlite_store::flush_journal() {
