@@ -10,7 +10,8 @@
 // stored, is bytes_per_sample.
 //
 // The measured side groups each round's stores into one commit, as the
-// storage actor does (storage.group-window; --group 0 turns that off).
+// storage actor does (storage.group-window; --group 0 turns that off), and
+// with --rounds-file 1 appends it to the rounds file (storage.rounds-file).
 // baseline: the same rounds on a store committing every store on its own
 // (storage.commit-interval 0, no group), in the same run. Runs alternate which side goes first, each
 // on a fresh file; reported are medians.
@@ -51,6 +52,7 @@ struct options {
   int64_t log_lines = 10;   // one a second
   int64_t commit_interval_ms = 0;
   int64_t group = 1;
+  int64_t rounds_file = 0;
   std::string dir;
 };
 
@@ -113,13 +115,14 @@ struct run_result {
 };
 
 run_result run(const options& opt, const std::string& path, bool legacy) {
-  for (auto suffix : {"", "-wal", "-shm", ".reserve"})
+  for (auto suffix : {"", "-wal", "-shm", ".reserve", "-rounds"})
     unlink((path + suffix).c_str());
   auto clk = std::make_shared<manual_clock>(first_round_ms);
   sqlite_store_config cfg;
   cfg.path = path;
   cfg.clock = clk;
   cfg.limits.commit_interval_ms = legacy ? 0 : opt.commit_interval_ms;
+  cfg.limits.rounds_file = !legacy && opt.rounds_file != 0;
   bool group = !legacy && opt.group != 0;
   auto st = must(sqlite_store::open(cfg), "open");
   std::mt19937_64 rng{20240611};
@@ -169,6 +172,7 @@ std::string parse(const std::vector<std::string>& args, options& opt) {
                       : cur.name() == "--sync-ms"         ? &opt.sync_ms
                       : cur.name() == "--commit-interval" ? &opt.commit_interval_ms
                       : cur.name() == "--group"           ? &opt.group
+                      : cur.name() == "--rounds-file"     ? &opt.rounds_file
                                                           : nullptr;
     if (cur.name() == "--dir") {
       if (!cur.value(opt.dir))
@@ -200,6 +204,9 @@ std::string storage_writes_usage() {
          "  --group 0|1          the measured side commits each round's "
          "stores as one group,\n"
          "                       as storage.group-window does (default 1)\n"
+         "  --rounds-file 0|1    the measured side appends them to the "
+         "rounds file\n"
+         "                       (storage.rounds-file; default 0)\n"
          "  --dir DIR            where the databases go (default a fresh "
          "directory)\n";
 }
@@ -243,6 +250,7 @@ int run_storage_writes_bench(const std::vector<std::string>& args) {
               << " sync_ms=" << opt.sync_ms
               << " commit_interval_ms=" << opt.commit_interval_ms
               << " group=" << opt.group
+              << " rounds_file=" << opt.rounds_file
               << " bytes_per_sample=" << format(median(ours), 1)
               << " baseline=" << format(median(base), 1)
               << " ratio=" << format(median(ratios), 3) << std::endl;
@@ -250,7 +258,7 @@ int run_storage_writes_bench(const std::vector<std::string>& args) {
     std::cerr << "fleetd-bench storage-writes: " << x.what << std::endl;
     rc = 1;
   }
-  for (auto suffix : {"", "-wal", "-shm", ".reserve"})
+  for (auto suffix : {"", "-wal", "-shm", ".reserve", "-rounds"})
     unlink((path + suffix).c_str());
   if (own_dir)
     rmdir(opt.dir.c_str());
