@@ -23,28 +23,6 @@ std::pair<int, std::string> fleetd_cmd(const std::string& dir,
   return run_to_end(program("fleetd"), args, 60s);
 }
 
-/// The command's stdout alone (run_to_end mixes in stderr's log lines).
-std::string fleetd_out(const std::string& dir, std::vector<std::string> args) {
-  auto out = dir + "/../cmd.out";
-  std::string line;
-  for (auto& a : args)
-    line += " '" + a + "'";
-  auto cmd = program("fleetd") + line + " --node.data-dir=" + dir + " >" + out
-             + " 2>/dev/null";
-  REQUIRE(std::system(cmd.c_str()) == 0);
-  return read_file(out);
-}
-
-/// The integer after `"key":` in `json`, searching from `from`; -1 if absent.
-int64_t json_int(const std::string& json, const std::string& key,
-                 size_t from = 0) {
-  auto needle = "\"" + key + "\":";
-  auto i = json.find(needle, from);
-  if (i == std::string::npos)
-    return -1;
-  return std::stoll(json.substr(i + needle.size()));
-}
-
 /// The part of `json` from `"key":` on (for nested objects).
 std::string json_at(const std::string& json, const std::string& key) {
   auto i = json.find("\"" + key + "\":");

@@ -45,15 +45,6 @@ struct fake_host {
 
 constexpr const char* cap_device = "cap-dev";
 
-/// The integer after `"key":` in `json`; -1 if absent.
-int64_t json_int(const std::string& json, const std::string& key) {
-  auto needle = "\"" + key + "\":";
-  auto i = json.find(needle);
-  if (i == std::string::npos)
-    return -1;
-  return std::stoll(json.substr(i + needle.size()));
-}
-
 std::vector<std::string> with(std::vector<std::string> a,
                               const std::vector<std::string>& b) {
   a.insert(a.end(), b.begin(), b.end());

@@ -852,4 +852,24 @@ std::string one_point_sync(const std::string& device, int64_t seq) {
   return encode_metrics_request(es, {x});
 }
 
+std::string fleetd_out(const std::string& dir, std::vector<std::string> args) {
+  auto out = dir + "/../cmd.out";
+  std::string line;
+  for (auto& a : args)
+    line += " '" + a + "'";
+  auto cmd = program("fleetd") + line + " --node.data-dir=" + dir + " >" + out
+             + " 2>/dev/null";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  return read_file(out);
+}
+
+int64_t json_int(const std::string& json, const std::string& key,
+                 size_t from) {
+  auto needle = "\"" + key + "\":";
+  auto i = json.find(needle, from);
+  if (i == std::string::npos)
+    return -1;
+  return std::stoll(json.substr(i + needle.size()));
+}
+
 } // namespace fleetd::test

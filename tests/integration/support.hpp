@@ -272,6 +272,14 @@ std::string fleetctl_secret(const std::string& dir, uint16_t port,
 /// ("raw" at 1'700'000'000'000 ms) as batch `seq` of `device`.
 std::string one_point_sync(const std::string& device, int64_t seq);
 
+/// The stdout alone of `fleetd ARGS --node.data-dir=DIR` (run_to_end mixes
+/// in stderr's log lines); REQUIREs exit status 0.
+std::string fleetd_out(const std::string& dir, std::vector<std::string> args);
+
+/// The integer after `"key":` in `json`, searching from `from`; -1 if absent.
+int64_t json_int(const std::string& json, const std::string& key,
+                 size_t from = 0);
+
 /// Runs a program to completion; returns (exit status, stderr text).
 std::pair<int, std::string> run_to_end(const std::string& program,
                                        const std::vector<std::string>& args,
