@@ -7,6 +7,7 @@
 #include <zstd.h>
 
 #include "messages/error.hpp"
+#include "messages/labels.hpp"
 
 namespace fleetd {
 
@@ -16,6 +17,8 @@ namespace {
 constexpr char kind_header = 'H';
 constexpr char kind_plain = 'R';
 constexpr char kind_zstd = 'Z';
+constexpr char kind_batch = 'B';
+constexpr char kind_ack = 'A';
 constexpr char section_metrics = 'M';
 constexpr char section_logs = 'L';
 // A decoded frame may not claim more than this (bounds the allocation).
@@ -122,6 +125,64 @@ std::string records_payload(const std::string& plain) {
   return kind_plain + plain;
 }
 
+std::string encode_op(const queued_batch& b) {
+  std::string out(1, kind_batch);
+  put_bytes(out, b.stream);
+  put_signed(out, b.sequence);
+  put_signed(out, b.last_id);
+  put_signed(out, b.points);
+  put_signed(out, b.created_ms);
+  put_bytes(out, b.body);
+  return out;
+}
+
+std::string encode_op(const journal_ack& a) {
+  std::string out(1, kind_ack);
+  put_bytes(out, a.stream);
+  put_signed(out, a.sequence);
+  put_signed(out, a.base);
+  put_varint(out, a.defs.size());
+  for (auto& d : a.defs) {
+    put_bytes(out, d.name);
+    put_bytes(out, encode_labels(d.labels));
+  }
+  put_bytes(out, a.history);
+  return out;
+}
+
+// A batch or an ack read back; false when the bytes are neither.
+bool decode_op(const std::string& payload, round_journal::op& out) {
+  reader r{payload, 1};
+  out.is_ack = payload[0] == kind_ack;
+  if (!out.is_ack) {
+    auto& b = out.batch;
+    b.stream = r.bytes();
+    b.sequence = r.signed_varint();
+    b.last_id = r.signed_varint();
+    b.points = r.signed_varint();
+    b.created_ms = r.signed_varint();
+    b.body = r.bytes();
+    return r.ok && r.left() == 0;
+  }
+  auto& a = out.ack;
+  a.stream = r.bytes();
+  a.sequence = r.signed_varint();
+  a.base = r.signed_varint();
+  auto n = r.varint();
+  // Each definition takes at least two bytes.
+  if (!r.ok || n > r.left() / 2)
+    return false;
+  for (uint64_t i = 0; i < n && r.ok; ++i) {
+    metric_sample d;
+    d.name = r.bytes();
+    auto labels = decode_labels(r.bytes());
+    d.labels = std::move(labels);
+    a.defs.push_back(std::move(d));
+  }
+  a.history = r.bytes();
+  return r.ok && r.left() == 0;
+}
+
 } // namespace
 
 uint32_t crc32(const std::string& bytes, uint32_t crc) {
@@ -185,6 +246,11 @@ caf::error round_journal::replay() {
                           path_ + " belongs to a store of another epoch ("
                             + payload->substr(1, 32) + ")");
       header = true;
+    } else if ((*payload)[0] == kind_batch || (*payload)[0] == kind_ack) {
+      op o;
+      if (!decode_op(*payload, o))
+        break;
+      ops_.push_back(std::move(o));
     } else if (!decode(*payload)) {
       break;
     }
@@ -300,32 +366,53 @@ std::string round_journal::encode_pending() const {
 caf::error round_journal::flush() {
   if (!has_pending())
     return caf::none;
-  std::string bytes;
-  // The header goes out with the first records: one write, one sync.
-  if (size_ == 0)
-    bytes = frame(kind_header + epoch_);
-  bytes += frame(records_payload(encode_pending()));
-  if (static_cast<int64_t>(bytes.size()) > max_frame_bytes)
-    return make_error(ec::too_large, "a commit of "
-                                       + std::to_string(bytes.size())
-                                       + " bytes exceeds the rounds file's "
-                                         "frame limit");
-  auto err = file_.write(size_, bytes);
-  if (!err)
-    err = file_.sync();
-  if (err) {
-    // Cut back what may have been written: the records stay pending.
-    file_.truncate(size_);
+  if (auto err = append_frame(records_payload(encode_pending()), true))
     return err;
-  }
-  size_ += static_cast<int64_t>(bytes.size());
-  ++frames_;
   for (auto i = durable_metrics_; i < metrics_.size(); ++i)
     max_metric_id_ = std::max(max_metric_id_, metrics_[i].id);
   for (auto i = durable_logs_; i < logs_.size(); ++i)
     max_log_id_ = std::max(max_log_id_, logs_[i].id);
   durable_metrics_ = metrics_.size();
   durable_logs_ = logs_.size();
+  return caf::none;
+}
+
+caf::error round_journal::append_frame(const std::string& payload,
+                                       bool sync) {
+  if (static_cast<int64_t>(payload.size()) + 8 > max_frame_bytes)
+    return make_error(ec::too_large, "a frame of "
+                                       + std::to_string(payload.size())
+                                       + " bytes exceeds the rounds file's "
+                                         "limit");
+  std::string bytes;
+  // The header goes out with the first frame: one write, one sync.
+  if (size_ == 0)
+    bytes = frame(kind_header + epoch_);
+  bytes += frame(payload);
+  auto err = file_.write(size_, bytes);
+  if (!err && sync)
+    err = file_.sync();
+  if (err) {
+    // Cut back what may have been written.
+    file_.truncate(size_);
+    return err;
+  }
+  size_ += static_cast<int64_t>(bytes.size());
+  ++frames_;
+  return caf::none;
+}
+
+caf::error round_journal::append(const queued_batch& b) {
+  if (auto err = append_frame(encode_op(b), true))
+    return err;
+  ops_.push_back(op{false, b, {}});
+  return caf::none;
+}
+
+caf::error round_journal::append(const journal_ack& a) {
+  if (auto err = append_frame(encode_op(a), false))
+    return err;
+  ops_.push_back(op{true, {}, a});
   return caf::none;
 }
 
@@ -346,9 +433,7 @@ caf::error round_journal::forget_upto(bool logs, int64_t id) {
     cut(logs_, durable_logs_);
   else
     cut(metrics_, durable_metrics_);
-  if (!empty() || size_ == 0)
-    return caf::none;
-  return reset();
+  return caf::none;
 }
 
 caf::error round_journal::reset() {
@@ -356,6 +441,7 @@ caf::error round_journal::reset() {
   logs_.erase(logs_.begin(), logs_.begin() + durable_logs_);
   durable_metrics_ = 0;
   durable_logs_ = 0;
+  ops_.clear();
   size_ = 0;
   if (auto err = file_.truncate(0))
     return err;

@@ -6,6 +6,7 @@
 
 #include <caf/expected.hpp>
 
+#include "messages/types.hpp"
 #include "runtime/sqlite.hpp"
 
 namespace fleetd {
@@ -24,6 +25,15 @@ struct journal_log {
   int64_t ts_ns = 0;
   std::string labels;
   std::string line;
+};
+
+/// An ack as the rounds file keeps it: what store_backend::ack was given.
+struct journal_ack {
+  std::string stream;
+  int64_t sequence = 0;
+  int64_t base = 0;
+  metric_samples defs;
+  std::string history;
 };
 
 /// The store's rounds file (`<db>-rounds`): each commit of samples and log
@@ -76,13 +86,27 @@ public:
   /// Appends the pending records as one frame and syncs it. On failure the
   /// file is cut back to its last synced frame and the records stay pending.
   caf::error flush();
+  /// Appends a batch persisted for sending (synced: it is sent next) or an
+  /// ack (synced with the next frame: one lost only means a resend). These
+  /// are the redo log of what the store's tables hold uncommitted.
+  caf::error append(const queued_batch& b);
+  caf::error append(const journal_ack& a);
+  /// Every batch and ack the file holds, in the order written (read back at
+  /// open, then appended); each is a queued_batch or a journal_ack.
+  struct op {
+    bool is_ack = false;
+    queued_batch batch;
+    journal_ack ack;
+  };
+  const std::vector<op>& ops() const {
+    return ops_;
+  }
   /// Forgets the pending records (the caller stored them elsewhere, or
   /// counted them as rejected).
   void drop_pending();
-  /// Forgets durable records with ids up to `id` (a batch covers them);
-  /// empties the file once nothing is left.
+  /// Forgets durable records with ids up to `id` (the cloud acked them).
   caf::error forget_upto(bool logs, int64_t id);
-  /// Forgets every durable record and empties the file.
+  /// Forgets every durable record, batch and ack, and empties the file.
   caf::error reset();
 
   /// Bytes of the file; frames appended; frames read back at open; bytes
@@ -106,12 +130,15 @@ private:
   // Decodes one frame's payload into the records; false when it is no frame.
   bool decode(const std::string& payload);
   std::string encode_pending() const;
+  // Writes one frame of `payload` at the end; syncs when asked.
+  caf::error append_frame(const std::string& payload, bool sync);
 
   sqlite::vfs_file file_;
   std::string path_;
   std::string epoch_;
   std::vector<journal_metric> metrics_;
   std::vector<journal_log> logs_;
+  std::vector<op> ops_;
   size_t durable_metrics_ = 0;
   size_t durable_logs_ = 0;
   int64_t size_ = 0;

@@ -713,6 +713,10 @@ caf::error sqlite_store::open_journal() {
   if (journal_->torn_bytes() > 0)
     log_warning("storage", path, ": cut ", journal_->torn_bytes(),
                 " bytes of an unfinished commit (never answered)");
+  // Batches and acks after the tables' last commit: taken again, in order.
+  if (!journal_->ops().empty())
+    if (auto err = sqlite::transaction(db_, [&] { return apply_journal_ops(); }))
+      return err;
   // Records the cloud acked are gone from the file's view too.
   for (bool logs : {false, true})
     if (auto err = journal_->forget_upto(
@@ -758,6 +762,10 @@ caf::expected<int64_t> sqlite_store::journal_samples(const metric_samples& xs) {
                       drop_kind::metrics_rejected, points_stored_,
                       held_points_);
   }
+  // The frame names series ids: new ones must be in the file first.
+  if (series_.size() != known_before)
+    if (auto err = commit_lazy())
+      return err;
   for (size_t i = 0; i < xs.size(); ++i)
     journal_->add(journal_metric{next_metric_id_++, ids[i],
                                  xs[i].timestamp_ms, bits_of(xs[i].value)});
@@ -885,24 +893,88 @@ int64_t sqlite_store::journal_unbatched(bool logs) {
 }
 
 caf::error sqlite_store::fold_journal() {
-  if (!journal_ || journal_->empty())
+  if (!journal_ || journal_->bytes() == 0)
     return caf::none;
   auto pm = static_cast<size_t>(journal_->pending_metrics());
   auto pl = static_cast<size_t>(journal_->pending_logs());
   auto nm = journal_->metrics().size() - pm;
   auto nl = journal_->logs().size() - pl;
-  if (nm == 0 && nl == 0)
-    return caf::none;
   auto err = sqlite::transaction(db_, [&]() -> caf::error {
     if (auto err = insert_journal_metrics(0, nm))
       return err;
     return insert_journal_logs(0, nl);
   });
+  // The file is the redo log of what the tables hold uncommitted.
+  if (!err)
+    err = commit_lazy();
   if (err)
     return err;
-  log_info("storage", "moved ", nm, " samples and ", nl,
-           " log lines from the rounds file into the tables");
+  if (nm + nl > 0)
+    log_info("storage", "moved ", nm, " samples and ", nl,
+             " log lines from the rounds file into the tables");
   return journal_->reset();
+}
+
+caf::error sqlite_store::open_lazy() {
+  if (lazy_ || !db_.autocommit())
+    return caf::none;
+  if (auto err = db_.exec("BEGIN IMMEDIATE"))
+    return err;
+  lazy_ = true;
+  return caf::none;
+}
+
+caf::error sqlite_store::commit_lazy() {
+  if (!lazy_)
+    return caf::none;
+  if (auto err = redo_if_lost())
+    return err;
+  lazy_ = false;
+  if (db_.autocommit())
+    return caf::none;
+  if (auto err = db_.exec("COMMIT")) {
+    db_.exec("ROLLBACK");
+    // The rounds file still holds every batch and ack: take them again.
+    if (auto redo = apply_journal_ops())
+      log_error("storage", "cannot take the rounds file's batches again: ",
+                render(redo));
+    return err;
+  }
+  ++commits_;
+  return caf::none;
+}
+
+caf::error sqlite_store::redo_if_lost() {
+  // SQLite rolls a transaction back itself on some errors (disk full, I/O).
+  if (!lazy_ || !db_.autocommit())
+    return caf::none;
+  lazy_ = false;
+  log_warning("storage", "the tables lost what they held uncommitted; "
+                         "taking the rounds file's batches and acks again");
+  if (auto err = open_lazy())
+    return err;
+  return apply_journal_ops();
+}
+
+caf::error sqlite_store::apply_journal_ops() {
+  if (!journal_)
+    return caf::none;
+  for (auto& op : journal_->ops()) {
+    if (op.is_ack) {
+      int64_t deleted = 0;
+      int64_t upto = 0;
+      auto& a = op.ack;
+      if (auto err = ack_rows(a.stream, a.sequence, a.base, a.defs, a.history,
+                              deleted, upto))
+        return err;
+      continue;
+    }
+    // A batch the tables hold already, or one acked since, is skipped.
+    auto err = enqueue_rows(op.batch);
+    if (err && !has_code(err, ec::bad_sequence))
+      return err;
+  }
+  return caf::none;
 }
 
 caf::expected<int64_t> sqlite_store::store(const metric_samples& xs) {
@@ -932,6 +1004,9 @@ sqlite_store::held_store(size_t records,
 sqlite_store::~sqlite_store() {
   if (auto err = commit_pending())
     log_error("storage", "records held back at close are lost: ", render(err));
+  if (auto err = commit_lazy())
+    log_error("storage", "the rounds file keeps what the tables could not "
+                         "commit at close: ", render(err));
 }
 
 caf::error sqlite_store::defer_commits() {
@@ -1063,6 +1138,9 @@ sqlite_store::with_room(size_t records,
     return n.error();
   }
   persist_rejected(rejected_kind);
+  // Rows in the tables are durable only once committed.
+  if (auto err = commit_lazy())
+    return err;
   if (!reserve_held_)
     hold_reserve();
   if (under_pressure_ && reserve_held_) {
@@ -1209,7 +1287,8 @@ caf::error sqlite_store::record_event(const std::string& kind,
     return err;
   }
   persist_rejected(drop_kind::events_rejected);
-  return caf::none;
+  // An event is data to sync: it does not wait for the rounds file's fold.
+  return commit_lazy();
 }
 
 namespace {
@@ -1617,11 +1696,8 @@ sqlite_store::fetch_rows(const std::string& stream, int64_t after, int64_t max,
   return out;
 }
 
-caf::expected<int64_t> sqlite_store::enqueue(const queued_batch& b) {
-  // The batch may cover records still waiting for their frame.
-  if (auto err = flush_journal())
-    return err;
-  auto err = sqlite::transaction(db_, [&]() -> caf::error {
+caf::error sqlite_store::enqueue_rows(const queued_batch& b) {
+  return sqlite::transaction(db_, [&]() -> caf::error {
     select_state_.reset().bind(1, b.stream);
     auto row = select_state_.step();
     if (!row)
@@ -1660,9 +1736,38 @@ caf::expected<int64_t> sqlite_store::enqueue(const queued_batch& b) {
       3, b.last_id);
     return update_batched_.run();
   });
-  // The batch is sent next: it and the rows it covers must be on disk.
-  if (!err)
-    err = commit_pending();
+}
+
+caf::expected<int64_t> sqlite_store::enqueue(const queued_batch& b) {
+  // The batch may cover records still waiting for their frame.
+  if (auto err = flush_journal())
+    return err;
+  caf::error err;
+  if (journaling()) {
+    // Its frame in the rounds file makes it durable; the tables hold it
+    // uncommitted until the file is folded (see commit_lazy).
+    err = redo_if_lost();
+    if (!err)
+      err = open_lazy();
+    if (!err)
+      err = db_.exec("SAVEPOINT enqueue");
+    if (!err) {
+      err = enqueue_rows(b);
+      if (!err)
+        err = journal_->append(b);
+      if (err && !db_.autocommit())
+        db_.exec("ROLLBACK TO enqueue");
+      if (!db_.autocommit())
+        db_.exec("RELEASE enqueue");
+    }
+  } else {
+    if (auto e = commit_lazy())
+      return e;
+    err = enqueue_rows(b);
+    // The batch is sent next: it and the rows it covers must be on disk.
+    if (!err)
+      err = commit_pending();
+  }
   if (err) {
     last_error_ = render(err);
     return err;
@@ -1695,13 +1800,11 @@ caf::expected<queued_batches> sqlite_store::pending(const std::string& stream,
   return out;
 }
 
-caf::expected<int64_t> sqlite_store::ack(const std::string& stream,
-                                       int64_t sequence, int64_t base,
-                                       const metric_samples& defs,
-                                       const std::string& history) {
-  int64_t deleted = 0;
-  int64_t acked_upto = 0;
-  auto err = sqlite::transaction(db_, [&]() -> caf::error {
+caf::error sqlite_store::ack_rows(const std::string& stream, int64_t sequence,
+                                  int64_t base, const metric_samples& defs,
+                                  const std::string& history,
+                                  int64_t& deleted, int64_t& acked_upto) {
+  return sqlite::transaction(db_, [&]() -> caf::error {
     auto upto = db_.prepare("SELECT max(last_id) FROM sync_queue "
                             "WHERE stream = ?1 AND sequence <= ?2");
     if (!upto)
@@ -1725,6 +1828,27 @@ caf::expected<int64_t> sqlite_store::ack(const std::string& stream,
       return caf::none;
     return replace_session(stream, base, defs, history);
   });
+}
+
+caf::expected<int64_t> sqlite_store::ack(const std::string& stream,
+                                       int64_t sequence, int64_t base,
+                                       const metric_samples& defs,
+                                       const std::string& history) {
+  int64_t deleted = 0;
+  int64_t acked_upto = 0;
+  caf::error err;
+  if (journaling()) {
+    err = redo_if_lost();
+    if (!err)
+      err = open_lazy();
+  }
+  if (!err)
+    err = ack_rows(stream, sequence, base, defs, history, deleted, acked_upto);
+  // Its frame is synced with the next one: a lost ack is a resend.
+  if (!err && lazy_ && deleted > 0)
+    if (auto e = journal_->append(journal_ack{stream, sequence, base, defs,
+                                              history}))
+      log_warning("storage", "ack kept in memory only: ", render(e));
   // Not committed here: an ack lost with what is held only means the
   // batch is sent again and the cloud acks the duplicate.
   if (err) {
@@ -1737,7 +1861,7 @@ caf::expected<int64_t> sqlite_store::ack(const std::string& stream,
   if (journal_ && deleted > 0
       && (stream == metrics_stream || stream == logs_stream))
     if (auto e = journal_->forget_upto(stream == logs_stream, acked_upto))
-      log_warning("storage", "cannot empty the rounds file: ", render(e));
+      log_warning("storage", "rounds file: ", render(e));
   return deleted;
 }
 
@@ -1866,11 +1990,17 @@ caf::error sqlite_store::save_settings(const cloud_settings& x) {
   st->bind(1, out.str());
   if (auto err = st->run())
     return err;
+  if (auto err = commit_lazy())
+    return err;
   return commit_pending();
 }
 
 caf::error sqlite_store::note_retry(const std::string& stream,
                                   int64_t sequence, int64_t next_retry_ms) {
+  // A retry count lost with a crash is harmless: no commit of its own.
+  if (journaling())
+    if (auto err = open_lazy())
+      return err;
   auto st = db_.prepare("UPDATE sync_queue SET retry_count = retry_count + 1, "
                         "next_retry = ?3 WHERE stream = ?1 AND sequence = ?2");
   if (!st)
@@ -1880,6 +2010,8 @@ caf::error sqlite_store::note_retry(const std::string& stream,
 
 caf::error sqlite_store::checkpoint() {
   if (auto err = commit_pending())
+    return err;
+  if (auto err = commit_lazy())
     return err;
   return db_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
 }

@@ -216,6 +216,20 @@ private:
   int64_t journal_unbatched(bool logs);
   // Bytes the rounds file may reach before its records move to the tables.
   int64_t journal_bound() const;
+  // The tables hold batches and acks of the rounds file uncommitted in one
+  // transaction (its frames are their redo log) until the file is folded or
+  // something else must be durable (an event, settings, new series).
+  caf::error open_lazy();
+  caf::error commit_lazy();
+  // When SQLite dropped that transaction itself, takes the file's batches
+  // and acks again.
+  caf::error redo_if_lost();
+  caf::error apply_journal_ops();
+  caf::error enqueue_rows(const queued_batch& b);
+  caf::error ack_rows(const std::string& stream, int64_t sequence,
+                      int64_t base, const metric_samples& defs,
+                      const std::string& history, int64_t& deleted,
+                      int64_t& acked_upto);
   caf::expected<int64_t> journal_samples(const metric_samples& xs);
   caf::expected<int64_t> journal_lines(const log_lines& xs);
   // Inserts records of the rounds file into the tables (ids kept; a row
@@ -279,6 +293,9 @@ private:
   std::optional<round_journal> journal_;
   // True inside flush_journal (its fallback commits through with_room).
   bool flushing_ = false;
+  // True while the tables hold the rounds file's batches and acks
+  // uncommitted (open_lazy).
+  bool lazy_ = false;
   // Ids of the next metrics and logs rows (see next_row_id).
   int64_t next_metric_id_ = 1;
   int64_t next_log_id_ = 1;
