@@ -916,6 +916,8 @@ caf::error sqlite_store::fold_journal() {
 }
 
 caf::error sqlite_store::open_lazy() {
+  if (auto err = redo_if_lost())
+    return err;
   if (lazy_ || !db_.autocommit())
     return caf::none;
   if (auto err = db_.exec("BEGIN IMMEDIATE"))
@@ -1613,6 +1615,9 @@ caf::expected<unbatched_points> sqlite_store::fetch(const std::string& stream,
                                                   int64_t max) {
   if (auto err = check_stream(stream))
     return err;
+  // Cursors the tables lost with their open transaction come back first.
+  if (auto err = redo_if_lost())
+    return err;
   unbatched_points out;
   int64_t batched_upto = 0;
   select_state_.reset().bind(1, stream);
@@ -1746,9 +1751,7 @@ caf::expected<int64_t> sqlite_store::enqueue(const queued_batch& b) {
   if (journaling()) {
     // Its frame in the rounds file makes it durable; the tables hold it
     // uncommitted until the file is folded (see commit_lazy).
-    err = redo_if_lost();
-    if (!err)
-      err = open_lazy();
+    err = open_lazy();
     if (!err)
       err = db_.exec("SAVEPOINT enqueue");
     if (!err) {
@@ -1778,6 +1781,8 @@ caf::expected<int64_t> sqlite_store::enqueue(const queued_batch& b) {
 
 caf::expected<queued_batches> sqlite_store::pending(const std::string& stream,
                                                   int64_t max) {
+  if (auto err = redo_if_lost())
+    return err;
   queued_batches out;
   select_pending_.reset().bind(1, stream).bind(2, max);
   for (;;) {
@@ -1836,12 +1841,7 @@ caf::expected<int64_t> sqlite_store::ack(const std::string& stream,
                                        const std::string& history) {
   int64_t deleted = 0;
   int64_t acked_upto = 0;
-  caf::error err;
-  if (journaling()) {
-    err = redo_if_lost();
-    if (!err)
-      err = open_lazy();
-  }
+  auto err = journaling() ? open_lazy() : caf::error{};
   if (!err)
     err = ack_rows(stream, sequence, base, defs, history, deleted, acked_upto);
   // Its frame is synced with the next one: a lost ack is a resend.
