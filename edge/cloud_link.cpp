@@ -445,12 +445,16 @@ answers bundle_answers(link_ptr self, size_t batches, const std::string& body,
 bundle_body bundle_for(const cloud_link_state& st, const endpoint_client& ep,
                        const std::vector<std::string>& bodies) {
   auto version = st.cfg.sync_version;
+  size_t queued = 0;
+  for (auto& b : bodies)
+    queued += b.size();
+  auto level = bundle_zstd_level(queued);
   if (version >= 4 && !ep.no_v4 && !ep.no_v3) {
-    auto body = encode_bundle_body(bodies, bundle_zstd_level, true);
+    auto body = encode_bundle_body(bodies, level, true);
     if (body.coded || (body.zstd && bodies.size() > 1))
       return body;
   } else if (version >= 3 && !ep.no_v3 && bodies.size() > 1) {
-    return encode_bundle_body(bodies, bundle_zstd_level);
+    return encode_bundle_body(bodies, level);
   }
   return {encode_bundle(bodies), false};
 }

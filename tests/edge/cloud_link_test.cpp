@@ -773,7 +773,11 @@ TEST_CASE("at sync version 4 (the default) a round goes as POST /v4/sync, "
   }
   CHECK(log->syncs == 3);
   // One request of exactly the v4 body: no 404 and second try.
-  auto v4 = encode_bundle_body(round_bodies(1), bundle_zstd_level, true);
+  auto round = round_bodies(1);
+  size_t queued = 0;
+  for (auto& b : round)
+    queued += b.size();
+  auto v4 = encode_bundle_body(round, bundle_zstd_level(queued), true);
   REQUIRE(v4.coded);
   auto st = f.stats(link);
   CHECK(st.counters["requests"] == 1);
@@ -788,7 +792,8 @@ TEST_CASE("at sync version 4 (the default) a round goes as POST /v4/sync, "
   CHECK(ack.last_sequence_ack == 2);
   auto sent = f.stats(link).counters["bytes_sent"] - st.counters["bytes_sent"];
   CHECK(sent == static_cast<int64_t>(
-                  encode_bundle_body({logs}, bundle_zstd_level, true)
+                  encode_bundle_body({logs}, bundle_zstd_level(logs.size()),
+                                     true)
                     .bytes.size()));
   CHECK(f.send(link, 2).last_sequence_ack == 2);
   CHECK(log->syncs == 5);
