@@ -268,6 +268,27 @@ struct old_bundle_node {
   }
 };
 
+/// Two rounds from a link at `link_version` to a node of `node_version`:
+/// one 404, then every batch acked; the first round's bundle `whole`
+/// (zstd as a whole) or not, the second (a drain: the clock stands still)
+/// a batch a request, as queued.
+void check_older_node(int node_version, int64_t link_version, int whole) {
+  link_fixture f;
+  old_bundle_node old{node_version};
+  cloud_link_config cfg;
+  cfg.coalesce_window = 60s;
+  cfg.sync_version = link_version;
+  cfg.clock = f.clock;
+  auto link = f.link_to(*old.server, cfg);
+  for (int64_t seq : {1, 2})
+    for (auto& ack : f.send_all(link, round_bodies(seq)))
+      CHECK(ack.last_sequence_ack == seq);
+  CHECK(old.refused == 1);
+  CHECK(old.whole == whole);
+  CHECK(old.bundles == 1 + 3);
+  CHECK(f.stats(link).counters["failures"] == 0);
+}
+
 } // namespace
 
 TEST_CASE("a refused connection fails over to the next endpoint, and the "
@@ -715,20 +736,9 @@ TEST_CASE("the quiet spell is measured on the injected clock: a lone batch "
 
 TEST_CASE("at sync version 3 a v2 node (404 to POST /v3/sync) gets the "
           "batches' own bytes in one POST /v2/sync, from then on") {
-  link_fixture f;
-  old_bundle_node old{2};
-  cloud_link_config cfg;
-  cfg.coalesce_window = 60s;
-  cfg.sync_version = 3;
-  // The clock stands still: the second round is a drain, a bundle a batch.
-  cfg.clock = f.clock;
-  auto link = f.link_to(*old.server, cfg);
-  for (int64_t seq : {1, 2})
-    for (auto& ack : f.send_all(link, round_bodies(seq)))
-      CHECK(ack.last_sequence_ack == seq);
-  CHECK(old.refused == 1);
-  CHECK(old.bundles == 1 + 3);
-  CHECK(f.stats(link).counters["failures"] == 0);
+  // The first round: 404, then POST /v2/sync; the second a drain, a batch
+  // a request, each as queued.
+  check_older_node(2, 3, 0);
 }
 
 TEST_CASE("at sync version 3 a round of zstd batches is one POST /v3/sync, "
@@ -802,21 +812,9 @@ TEST_CASE("at sync version 4 (the default) a round goes as POST /v4/sync, "
 
 TEST_CASE("at sync version 4 a v3 node (404 to POST /v4/sync) gets POST "
           "/v3/sync from then on, every batch acked") {
-  link_fixture f;
-  old_bundle_node old{3};
-  cloud_link_config cfg;
-  cfg.coalesce_window = 60s;
-  cfg.clock = f.clock;
-  auto link = f.link_to(*old.server, cfg);
-  for (int64_t seq : {1, 2})
-    for (auto& ack : f.send_all(link, round_bodies(seq)))
-      CHECK(ack.last_sequence_ack == seq);
   // The first round: 404, then POST /v3/sync; the second a drain, a batch
   // a request, each as queued.
-  CHECK(old.refused == 1);
-  CHECK(old.whole == 1);
-  CHECK(old.bundles == 1 + 3);
-  CHECK(f.stats(link).counters["failures"] == 0);
+  check_older_node(3, 4, 1);
 }
 
 TEST_CASE("a node older than POST /v2/sync (404) gets each batch as POST "
