@@ -860,16 +860,24 @@ decode_bundle_body(std::string_view body, bool zstd, size_t max_plain_bytes,
   auto items = decode_bundle(zstd ? plain : body, max_bundle_items);
   if (!items)
     return items;
+  // The restored items together may take what the plain body may.
+  size_t used = 0;
   for (auto& x : *items) {
-    if (!x.log_time_deltas)
-      continue;
-    if (!codings || x.zstd)
+    if (x.log_time_deltas && (!codings || x.zstd))
       return make_error(ec::decode_failed,
                         "log_time_deltas only in a plain item of "
                         "POST /v4/sync");
-    auto restored = restore_log_times(x.request, max_plain_bytes);
+    if (!x.log_time_deltas)
+      used += x.request.size();
+  }
+  for (auto& x : *items) {
+    if (!x.log_time_deltas)
+      continue;
+    auto left = max_plain_bytes - std::min(used, max_plain_bytes);
+    auto restored = restore_log_times(x.request, left);
     if (!restored)
       return restored.error();
+    used += restored->size();
     x.request = std::move(*restored);
     x.log_time_deltas = false;
   }

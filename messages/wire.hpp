@@ -145,8 +145,9 @@ bundle_body encode_bundle_body(const std::vector<std::string>& bodies,
 /// The items of a POST /v2/sync body (decode_bundle with max_bundle_items),
 /// decompressed first when `zstd`: its frames may make at most
 /// `max_plain_bytes` (ec::too_large; corrupt zstd ec::decode_failed). With
-/// `codings` (POST /v4/sync) items with log_time_deltas are restored, each
-/// to at most `max_plain_bytes`; without, such an item is decode_failed.
+/// `codings` (POST /v4/sync) items with log_time_deltas are restored, all
+/// items together at most `max_plain_bytes` (ec::too_large); without, such
+/// an item is decode_failed.
 caf::expected<std::vector<bundle_item>>
 decode_bundle_body(std::string_view body, bool zstd, size_t max_plain_bytes,
                    bool codings = false);

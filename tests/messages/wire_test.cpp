@@ -1105,9 +1105,14 @@ TEST_CASE("a POST /v4/sync bundle carries log timestamps as deltas; only "
   // A v3 (or v2) body with coded items is refused: those paths never
   // restore.
   check_fails(decode_bundle_body(v4.bytes, true, one_mib), ec::decode_failed);
-  // Each restored item is bounded like the bundle.
-  auto small = decode_bundle_body(v4.bytes, true, plain.size() - 1, true);
+  // The restored items together are bounded like the plain bundle: the
+  // metrics item's bytes count against the logs item's restoring.
+  size_t both = (*items)[0].request.size() + plain.size();
+  auto fits = decode_bundle_body(v4.bytes, true, both + 64, true);
+  CHECK(fits);
+  auto small = decode_bundle_body(v4.bytes, true, both - 1, true);
   REQUIRE_FALSE(small);
+  CHECK(is_error(small.error(), ec::too_large));
 }
 
 TEST_CASE("a SyncBundleResponse answers each batch with its own status and "
