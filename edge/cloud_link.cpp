@@ -53,13 +53,14 @@ void declare(option_set& opts, cloud_link_config& x) {
            "How long a batch that comes after a quiet spell waits for the "
            "other streams' batches, to share one request with them (0s: "
            "never waits)", 0ms);
-  opts.add("cloud.sync-version", x.sync_version, 2, "version",
-           "3: several streams' batches per request, POST /v3/sync (zstd "
-           "as a whole) when they are compressed, else POST /v2/sync; 2: "
-           "POST /v2/sync, each batch's queued bytes as they are; a node "
-           "answering 404 gets the older form; 1: one batch per "
-           "POST /v1/sync",
-           1, 3);
+  opts.add("cloud.sync-version", x.sync_version, 4, "version",
+           "4: as 3, and log timestamps as deltas (POST /v4/sync, zstd as "
+           "a whole, a lone logs batch too); 3: several streams' batches "
+           "per request, POST /v3/sync (zstd as a whole) when they are "
+           "compressed, else POST /v2/sync; 2: POST /v2/sync, each "
+           "batch's queued bytes as they are; a node answering 404 gets "
+           "the older form; 1: one batch per POST /v1/sync",
+           1, 4);
   opts.add("cloud.insecure", x.insecure, false,
            "Sync over plain HTTP without TLS; allowed only to loopback "
            "endpoints, for local testing");
@@ -172,8 +173,8 @@ caf::error validate(const cloud_link_config& x) {
       return bad_config("cloud.ca-file/tls-cert/tls-key: " + error_text(err));
   if (x.coalesce_window.count() < 0)
     return bad_config("cloud.coalesce-window: must not be negative");
-  if (x.sync_version < 1 || x.sync_version > 3)
-    return bad_config("cloud.sync-version: must be 1, 2 or 3, got "
+  if (x.sync_version < 1 || x.sync_version > 4)
+    return bad_config("cloud.sync-version: must be 1 to 4, got "
                       + std::to_string(x.sync_version));
   if (x.max_response_bytes == 0)
     return bad_config("cloud_link_config.max_response_bytes: must be positive");
@@ -435,10 +436,31 @@ answers bundle_answers(link_ptr self, size_t batches, const std::string& body,
   return out;
 }
 
-// The batches as one bundle: at sync version 3 POST /v3/sync (zstd as a
-// whole) when they came compressed and that is smaller, unless the node is
-// older than v3 (it answers 404: POST /v2/sync from then on); else
-// POST /v2/sync, the items as they are queued.
+// How a request's batches go to the current node: at sync version 4 zstd
+// as a whole with each logs batch's timestamps as deltas (POST /v4/sync),
+// a lone logs batch too; at version 3 (or 4 when nothing is recoded) zstd
+// as a whole when several came compressed (POST /v3/sync); otherwise, or
+// to a node that answered 404 to those, POST /v2/sync with each batch's
+// queued bytes (a lone batch's resends stay byte for byte the queue's).
+bundle_body bundle_for(const cloud_link_state& st, const endpoint_client& ep,
+                       const std::vector<std::string>& bodies) {
+  auto version = st.cfg.sync_version;
+  size_t queued = 0;
+  for (auto& b : bodies)
+    queued += b.size();
+  auto level = bundle_zstd_level(queued);
+  if (version >= 4 && !ep.no_v4 && !ep.no_v3) {
+    auto body = encode_bundle_body(bodies, level, true);
+    if (body.coded || (body.zstd && bodies.size() > 1))
+      return body;
+  } else if (version >= 3 && !ep.no_v3 && bodies.size() > 1) {
+    return encode_bundle_body(bodies, level);
+  }
+  return {encode_bundle(bodies), false};
+}
+
+// The batches as one bundle (bundle_for); a node that answers 404 to
+// POST /v4/sync or /v3/sync gets the next older form from then on.
 caf::expected<http_response> post_bundle(link_ptr self,
                                          const std::vector<std::string>& bodies) {
   auto& st = self->state;
@@ -446,22 +468,22 @@ caf::expected<http_response> post_bundle(link_ptr self,
   header_list headers;
   if (!st.authorization.empty())
     headers.emplace_back("Authorization", st.authorization);
-  auto body = ep.no_v3 || st.cfg.sync_version < 3
-                ? bundle_body{encode_bundle(bodies), false}
-                : encode_bundle_body(bodies, bundle_zstd_level);
-  auto res = post(self, body.zstd ? "/v3/sync" : "/v2/sync", body.bytes,
-                  headers);
+  auto body = bundle_for(st, ep, bodies);
+  std::string path = body.coded  ? "/v4/sync"
+                     : body.zstd ? "/v3/sync"
+                                 : "/v2/sync";
+  auto res = post(self, path, body.bytes, headers);
   if (!res)
     return res;
   st.bytes_sent += static_cast<int64_t>(body.bytes.size());
   st.bytes_received += static_cast<int64_t>(res->body.size());
   if (!body.zstd || res->status != 404)
     return res;
-  ep.no_v3 = true;
-  log_info("cloud_link", ep.url, " has no POST /v3/sync; sending each "
-           "batch's own bytes as POST /v2/sync");
+  (body.coded ? ep.no_v4 : ep.no_v3) = true;
+  log_info("cloud_link", ep.url, " has no POST ", path,
+           "; sending the older form from now on");
   ++st.requests;
-  return post_bundle(self, bodies); // once: no_v3 sends plain
+  return post_bundle(self, bodies); // each 404 turns one form off
 }
 
 // The batches as one POST /v2/sync, per batch its own answer; none when

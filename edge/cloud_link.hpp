@@ -36,11 +36,13 @@ struct cloud_link_config {
   /// How long a batch arriving after a quiet spell waits for the other
   /// streams' batches to share its request (0: never waits).
   std::chrono::milliseconds coalesce_window{50};
-  /// 3: several batches per request, POST /v3/sync (zstd as a whole) when
-  /// they came compressed; 2: POST /v2/sync (trimmed headers), the queued
-  /// bytes as they are; each falls back to the older form when a node
-  /// answers 404; 1: one batch per POST /v1/sync, as before version 2.
-  int64_t sync_version = 2;
+  /// 4: as 3, and each logs batch's timestamps as deltas, POST /v4/sync
+  /// (a lone logs batch too); 3: several batches per request, POST
+  /// /v3/sync (zstd as a whole) when they came compressed; 2: POST /v2/sync
+  /// (trimmed headers), the queued bytes as they are; each falls back to
+  /// the older form when a node answers 404; 1: one batch per POST
+  /// /v1/sync, as before version 2.
+  int64_t sync_version = 4;
   /// Where the quiet-spell rule reads the time; the wall clock when unset.
   clock_ptr clock;
 };
@@ -50,10 +52,14 @@ struct cloud_link_config {
 /// quiet spell waits up to cloud.coalesce-window for the other streams'.
 constexpr std::chrono::milliseconds coalesce_quiet_spell{500};
 
-/// The zstd level of a POST /v3/sync (a bundle compressed as a whole, when
-/// its batches came compressed): a round's few KiB, where tier 1's level
-/// costs microseconds.
-constexpr int bundle_zstd_level = 3;
+/// The zstd level of a POST /v3/sync or /v4/sync (a bundle compressed as a
+/// whole, when its batches came compressed) of `queued_bytes` (its
+/// batches' bytes as queued): a round's few KiB at 19, 3-4 % smaller than
+/// at 3 for ~0.1 ms and ~0.2-1 MiB of context; a backlog's drain at 3.
+constexpr size_t small_bundle_bytes = 4096;
+constexpr int bundle_zstd_level(size_t queued_bytes) {
+  return queued_bytes <= small_bundle_bytes ? 19 : 3;
+}
 
 class option_set;
 
@@ -86,6 +92,9 @@ struct endpoint_client {
   /// The node answered POST /v3/sync with 404: older than v3, it takes
   /// bundles of the batches' own bytes only (POST /v2/sync).
   bool no_v3 = false;
+  /// The node answered POST /v4/sync with 404: older than v4 (no log
+  /// timestamps as deltas).
+  bool no_v4 = false;
 };
 
 /// A batch waiting to share a request with other streams' batches.
@@ -123,13 +132,14 @@ struct cloud_link_state {
   static inline const char* name = "cloud_link";
 };
 
-/// Carries SyncRequest bodies as POST /v2/sync (or at sync version 3
-/// /v3/sync, zstd as a whole, when they came compressed) with keep-alive
+/// Carries SyncRequest bodies as POST /v2/sync (or at sync version 3 or 4
+/// /v3/sync or /v4/sync, zstd as a whole: bundle_for) with keep-alive
 /// and the device key, the
 /// batches of every stream that arrive within the coalesce window (after a
 /// quiet spell) in one request, and turns each batch's SyncResponse into its
-/// reply; a node that answers 404 gets the older form from then on (v3:
-/// POST /v2/sync; v2: each batch as POST /v1/sync). Without a key but
+/// reply; a node that answers 404 gets the older form from then on (v4:
+/// /v3/sync; v3: POST /v2/sync; v2: each batch as POST /v1/sync).
+/// Without a key but
 /// with an enrollment token it first enrolls (POST /v1/enroll) and keeps the
 /// key in key_file (0600); a refused enrollment is a link failure: the data
 /// waits and the sync actors back off. When the current endpoint fails to

@@ -302,6 +302,13 @@ void put_xor(std::string& out, const std::vector<double>& vals,
   }
 }
 
+// Bytes put_xor takes for `vals` after `prev`.
+size_t xor_bytes(const std::vector<double>& vals, double prev) {
+  std::string out;
+  put_xor(out, vals, bits_of(prev));
+  return out.size();
+}
+
 struct reader {
   std::string_view in;
   size_t pos = 0;
@@ -672,10 +679,12 @@ void put_values(value_streams& st, const std::vector<double>& vs,
     return;
   }
   scaled_column c;
-  if (has_history && !constant)
+  // A round's one value per series (a 10 s sync) is constant too: it
+  // still continues the history, usually far smaller than the value.
+  if (has_history)
     scale_with_history(vs, *h, c);
   if (!scaled_ints(vs, c.rc, c.ints)) {
-    if (constant) {
+    if (constant && (!has_history || xor_bytes(vs, h->last[0]) > 8)) {
       st.kinds.push_back(static_cast<char>(mode_const_raw));
       uint64_t b = bits_of(vs.front());
       for (int i = 0; i < 8; ++i)
@@ -693,14 +702,16 @@ void put_values(value_streams& st, const std::vector<double>& vs,
       static_cast<char>(mode | (cont ? continues : 0) | (r.kind << 4)));
     st.scales.push_back(static_cast<char>(r.scale_byte()));
   };
-  if (constant) {
+  std::string single;
+  put_varint(single, zigzag(c.ints.front()));
+  auto best = c.rcont || !constant ? cheapest(c, h, done, group) : candidate{};
+  if (constant && single.size() * 8 <= best.cost) {
     head(mode_const, c.rc, false);
-    put_varint(st.params, zigzag(c.ints.front()));
+    st.params += single;
     set_deltas(mine, c.ints, nullptr);
     done.push_back(std::move(mine));
     return;
   }
-  auto best = cheapest(c, h, done, group);
   head(best.mode, best.cont ? c.crc : c.rc, best.cont);
   st.params += best.params;
   put_column(st.selectors, st.bodies, best.zs);

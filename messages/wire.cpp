@@ -508,6 +508,181 @@ caf::expected<std::string> request_columnar(std::string_view body) {
 
 namespace {
 
+// Log timestamps as deltas (POST /v4/sync): the LogsBatch's packed
+// timestamp_ns (field 3) rewritten in place as zigzag deltas (field 5), and
+// back; every other byte is copied as it is.
+constexpr uint32_t logs_tag = (4 << 3) | 2;   // SyncRequest.logs
+constexpr uint32_t times_field = 3;           // LogsBatch.timestamp_ns
+constexpr uint32_t deltas_field = 5;          // transport only
+
+bool read_varint(std::string_view in, size_t& pos, uint64_t& x) {
+  x = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (pos >= in.size())
+      return false;
+    auto b = static_cast<uint8_t>(in[pos++]);
+    if (shift == 63 && b > 1)
+      return false;
+    x |= static_cast<uint64_t>(b & 0x7F) << shift;
+    if ((b & 0x80) == 0)
+      return true;
+  }
+  return false;
+}
+
+void write_varint(std::string& out, uint64_t x) {
+  while (x >= 0x80) {
+    out.push_back(static_cast<char>((x & 0x7F) | 0x80));
+    x >>= 7;
+  }
+  out.push_back(static_cast<char>(x));
+}
+
+// One field of a message: its tag, all its bytes, and a length-delimited
+// field's payload.
+struct field_view {
+  uint64_t tag = 0;
+  std::string_view whole;
+  std::string_view payload;
+};
+
+// The field at `pos` (advanced past it); false when malformed.
+bool next_field(std::string_view msg, size_t& pos, field_view& f) {
+  auto start = pos;
+  uint64_t x = 0;
+  if (!read_varint(msg, pos, f.tag))
+    return false;
+  switch (f.tag & 7) {
+    case 0:
+      if (!read_varint(msg, pos, x))
+        return false;
+      break;
+    case 1:
+    case 5: {
+      size_t n = (f.tag & 7) == 1 ? 8 : 4;
+      if (msg.size() - pos < n)
+        return false;
+      pos += n;
+      break;
+    }
+    case 2:
+      if (!read_varint(msg, pos, x) || x > msg.size() - pos)
+        return false;
+      f.payload = msg.substr(pos, x);
+      pos += x;
+      break;
+    default: // groups: in no message of ours
+      return false;
+  }
+  f.whole = msg.substr(start, pos - start);
+  return true;
+}
+
+caf::error bad_coding(const char* what) {
+  return make_error(ec::decode_failed, std::string("log timestamps: ") + what);
+}
+
+caf::error too_long(size_t max_bytes) {
+  return make_error(ec::too_large, "restored request exceeds "
+                                     + std::to_string(max_bytes) + " bytes");
+}
+
+// `batch` with its one packed field `from` recoded into field `to`: to
+// zigzag deltas (`deltas`) or back to the values.
+caf::error recode_batch(std::string_view batch, uint32_t from, uint32_t to,
+                        bool deltas, size_t max_bytes, std::string& out) {
+  size_t pos = 0;
+  int seen = 0;
+  field_view f;
+  while (pos < batch.size()) {
+    if (!next_field(batch, pos, f))
+      return bad_coding("malformed logs batch");
+    auto field = f.tag >> 3;
+    if (field == to)
+      return bad_coding("field already present");
+    if (field != from) {
+      out.append(f.whole);
+      continue;
+    }
+    if ((f.tag & 7) != 2 || ++seen > 1)
+      return bad_coding("not one packed column");
+    std::string col;
+    uint64_t prev = 0;
+    for (size_t p = 0; p < f.payload.size();) {
+      uint64_t x = 0;
+      if (!read_varint(f.payload, p, x))
+        return bad_coding("malformed column");
+      uint64_t y = deltas ? ((x - prev) << 1) ^ (0 - ((x - prev) >> 63))
+                          : prev + ((x >> 1) ^ (0 - (x & 1)));
+      prev = deltas ? x : y;
+      write_varint(col, y);
+      if (out.size() + col.size() > max_bytes)
+        return too_long(max_bytes);
+    }
+    write_varint(out, (uint64_t{to} << 3) | 2);
+    write_varint(out, col.size());
+    out += col;
+  }
+  if (seen != 1)
+    return bad_coding("no timestamp column");
+  return caf::none;
+}
+
+// `request` with its one LogsBatch recoded by recode_batch.
+caf::expected<std::string> recode_logs(std::string_view request,
+                                       uint32_t from, uint32_t to,
+                                       bool deltas, size_t max_bytes) {
+  std::string out;
+  size_t pos = 0;
+  bool found = false;
+  field_view f;
+  while (pos < request.size()) {
+    if (!next_field(request, pos, f))
+      return bad_coding("malformed request");
+    if (f.tag != logs_tag) {
+      out.append(f.whole);
+      continue;
+    }
+    if (found)
+      return bad_coding("more than one logs batch");
+    found = true;
+    std::string batch;
+    if (auto err = recode_batch(f.payload, from, to, deltas, max_bytes, batch))
+      return err;
+    write_varint(out, f.tag);
+    write_varint(out, batch.size());
+    out += batch;
+    if (out.size() > max_bytes)
+      return too_long(max_bytes);
+  }
+  if (!found)
+    return bad_coding("no logs batch");
+  return out;
+}
+
+} // namespace
+
+std::string delta_log_times(std::string_view request) {
+  if (is_zstd(request))
+    return {};
+  auto coded = recode_logs(request, times_field, deltas_field, true,
+                           std::string::npos / 2);
+  // Sent only when the cloud gets the very same bytes back.
+  if (!coded || coded->size() >= request.size())
+    return {};
+  auto back = restore_log_times(*coded, request.size());
+  if (!back || *back != request)
+    return {};
+  return std::move(*coded);
+}
+
+caf::expected<std::string> restore_log_times(std::string_view coded,
+                                             size_t max_bytes) {
+  return recode_logs(coded, deltas_field, times_field, false, max_bytes);
+}
+
+namespace {
+
 // A duration in a legacy SyncConfig field of `unit` ms: the nearest whole
 // number, at least 1 unless 0 (0 would mean "the device's own").
 int32_t legacy_units(int64_t ms, int64_t unit) {
@@ -593,14 +768,26 @@ caf::expected<sync_ack> decode_response(std::string_view body) {
   return out;
 }
 
-std::string encode_bundle(const std::vector<std::string>& bodies) {
+namespace {
+
+std::string encode_items(const std::vector<bundle_item>& items) {
   pb::SyncBundle bundle;
-  for (auto& body : bodies) {
+  for (auto& x : items) {
     auto* item = bundle.add_items();
-    item->set_request(body);
-    item->set_zstd(is_zstd(body));
+    item->set_request(x.request);
+    item->set_zstd(x.zstd);
+    item->set_log_time_deltas(x.log_time_deltas);
   }
   return bundle.SerializeAsString();
+}
+
+} // namespace
+
+std::string encode_bundle(const std::vector<std::string>& bodies) {
+  std::vector<bundle_item> items;
+  for (auto& body : bodies)
+    items.push_back({body, is_zstd(body), false});
+  return encode_items(items);
 }
 
 caf::expected<std::vector<bundle_item>>
@@ -628,42 +815,73 @@ decode_bundle(std::string_view body, size_t max_items) {
   std::vector<bundle_item> out;
   out.reserve(static_cast<size_t>(bundle.items_size()));
   for (auto& x : *bundle.mutable_items())
-    out.push_back({std::move(*x.mutable_request()), x.zstd()});
+    out.push_back({std::move(*x.mutable_request()), x.zstd(),
+                   x.log_time_deltas()});
   return out;
 }
 
 bundle_body encode_bundle_body(const std::vector<std::string>& bodies,
-                               int level) {
+                               int level, bool codings) {
   bundle_body out{encode_bundle(bodies), false};
   if (std::none_of(bodies.begin(), bodies.end(),
                    [](const std::string& b) { return is_zstd(b); }))
     return out;
-  std::vector<std::string> plain;
+  std::vector<bundle_item> plain;
+  bool coded = false;
   for (auto& body : bodies) {
     // The device's own queued bytes: bounded all the same.
     decode_budget budget{64 * 1024 * 1024};
-    std::string x;
+    bundle_item x;
     if (!is_zstd(body))
-      x = body;
-    else if (zstd_decompress(body, x, budget))
+      x.request = body;
+    else if (zstd_decompress(body, x.request, budget))
       return out;
+    if (auto c = codings ? delta_log_times(x.request) : std::string{};
+        !c.empty()) {
+      x.request = std::move(c);
+      x.log_time_deltas = coded = true;
+    }
     plain.push_back(std::move(x));
   }
-  auto whole = zstd_frame(encode_bundle(plain), level);
+  auto whole = zstd_frame(encode_items(plain), level);
   if (is_zstd(whole) && whole.size() < out.bytes.size())
-    out = {std::move(whole), true};
+    out = {std::move(whole), true, coded};
   return out;
 }
 
 caf::expected<std::vector<bundle_item>>
-decode_bundle_body(std::string_view body, bool zstd, size_t max_plain_bytes) {
-  if (!zstd)
-    return decode_bundle(body, max_bundle_items);
+decode_bundle_body(std::string_view body, bool zstd, size_t max_plain_bytes,
+                   bool codings) {
   decode_budget budget{max_plain_bytes};
   std::string plain;
-  if (auto err = zstd_decompress(body, plain, budget))
-    return err;
-  return decode_bundle(plain, max_bundle_items);
+  if (zstd)
+    if (auto err = zstd_decompress(body, plain, budget))
+      return err;
+  auto items = decode_bundle(zstd ? plain : body, max_bundle_items);
+  if (!items)
+    return items;
+  // The restored items together may take what the plain body may.
+  size_t used = 0;
+  for (auto& x : *items) {
+    if (x.log_time_deltas && (!codings || x.zstd))
+      return make_error(ec::decode_failed,
+                        "log_time_deltas only in a plain item of "
+                        "POST /v4/sync");
+    if (!x.log_time_deltas)
+      used += x.request.size();
+  }
+  for (auto& x : *items) {
+    if (!x.log_time_deltas)
+      continue;
+    auto left = max_plain_bytes - std::min(used, max_plain_bytes);
+    auto restored = restore_log_times(x.request, left);
+    if (!restored)
+      return restored.error();
+    used += restored->size();
+    x.request = std::move(*restored);
+    x.log_time_deltas = false;
+  }
+  return items;
 }
 
 std::string encode_bundle_response(const std::vector<sync_ack>& acks) {

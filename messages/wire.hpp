@@ -95,11 +95,26 @@ caf::expected<sync_ack> decode_response(std::string_view body);
 constexpr size_t max_bundle_items = 3;
 
 /// One batch of a POST /v2/sync body: a POST /v1/sync body and whether it
-/// is zstd-compressed (what Content-Encoding says in v1).
+/// is zstd-compressed (what Content-Encoding says in v1); in a
+/// POST /v4/sync, whether its log timestamps came as deltas
+/// (delta_log_times; decode_bundle_body restores them).
 struct bundle_item {
   std::string request;
   bool zstd = false;
+  bool log_time_deltas = false;
 };
+
+/// A plain POST /v1/sync body carrying a LogsBatch with its timestamp_ns
+/// column (field 3) as zigzag deltas from the previous line's (LogsBatch
+/// field 5, POST /v4/sync only); empty when `request` carries no logs or
+/// would not come back byte for byte from restore_log_times.
+std::string delta_log_times(std::string_view request);
+
+/// The body delta_log_times was given, exactly; at most `max_bytes` long
+/// (ec::too_large, checked as it grows), ec::decode_failed for anything
+/// delta_log_times cannot have made.
+caf::expected<std::string> restore_log_times(std::string_view coded,
+                                             size_t max_bytes);
 
 /// A POST /v2/sync body (SyncBundle) carrying `bodies`, each a POST /v1/sync
 /// body as encoded above (zstd told by is_zstd), in order.
@@ -111,25 +126,31 @@ std::string encode_bundle(const std::vector<std::string>& bodies);
 caf::expected<std::vector<bundle_item>>
 decode_bundle(std::string_view body, size_t max_items);
 
-/// A POST /v2/sync body and whether it is zstd as a whole
-/// (Content-Encoding: zstd).
+/// A POST /v2/sync body and whether it is zstd as a whole (POST /v3/sync,
+/// or /v4/sync when `coded`: some item's log timestamps are deltas).
 struct bundle_body {
   std::string bytes;
   bool zstd = false;
+  bool coded = false;
 };
 
 /// `bodies` as one POST /v2/sync body: when some are zstd, their plain
 /// bytes in one SyncBundle compressed at `level` (one frame, and what the
-/// items share, device and epoch, once), if that is smaller than
+/// items share, device and epoch, once), with `codings` each logs batch's
+/// timestamps as deltas (delta_log_times), if that is smaller than
 /// encode_bundle(bodies), which it is otherwise.
 bundle_body encode_bundle_body(const std::vector<std::string>& bodies,
-                               int level);
+                               int level, bool codings = false);
 
 /// The items of a POST /v2/sync body (decode_bundle with max_bundle_items),
 /// decompressed first when `zstd`: its frames may make at most
-/// `max_plain_bytes` (ec::too_large; corrupt zstd ec::decode_failed).
+/// `max_plain_bytes` (ec::too_large; corrupt zstd ec::decode_failed). With
+/// `codings` (POST /v4/sync) items with log_time_deltas are restored, all
+/// items together at most `max_plain_bytes` (ec::too_large); without, such
+/// an item is decode_failed.
 caf::expected<std::vector<bundle_item>>
-decode_bundle_body(std::string_view body, bool zstd, size_t max_plain_bytes);
+decode_bundle_body(std::string_view body, bool zstd, size_t max_plain_bytes,
+                   bool codings = false);
 
 /// A SyncBundleResponse: per item its SyncResponse with `status` set.
 std::string encode_bundle_response(const std::vector<sync_ack>& acks);

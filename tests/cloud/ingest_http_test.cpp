@@ -1096,6 +1096,41 @@ TEST_CASE("POST /v3/sync (a bundle compressed as a whole): each batch acked "
   check_same_samples(f.points(), good_samples(1));
 }
 
+TEST_CASE("POST /v4/sync (log timestamps as deltas): restored, acked and "
+          "stored as the queued batch; /v3/sync refuses a recoded item; a "
+          "resend by an older path is a duplicate") {
+  http_fixture f;
+  auto logs1 = zstd(encode_logs_request(settings(1), two_lines(1)));
+  std::vector<std::string> bodies{good_body(1), logs1};
+  auto body = encode_bundle_body(bodies, 3, true);
+  REQUIRE(body.coded);
+  auto tables = f.tables();
+  std::vector<bad_bundle> cases{
+    {"truncated", body.bytes.substr(0, body.bytes.size() / 2), {}, 400,
+     "decode_failed"},
+    {"a zstd bomb", zstd(std::string(4 * max_body_bytes, '\x0a')), {}, 413,
+     "too_large"},
+  };
+  check_bundle_refusals(f, "/v4/sync", cases);
+  // Recoded items only where the path says they may be.
+  std::vector<bad_bundle> v3{{"recoded", body.bytes, {}, 400,
+                              "decode_failed"}};
+  check_bundle_refusals(f, "/v3/sync", v3);
+  CHECK(f.tables() == tables);
+  auto res = f.client->post("/v4/sync", body.bytes, {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  for (auto& ack : results_of(*res, 2)) {
+    CHECK(ack.status == 200);
+    CHECK(ack.last_sequence_ack == 1);
+  }
+  CHECK(f.logs().size() == 2);
+  // The same batches as their own bytes (POST /v2/sync): duplicates.
+  for (auto& ack : results_of(post_bundle(f, bodies), 2))
+    CHECK(ack.last_sequence_ack == 1);
+  CHECK(f.counters()["duplicates"] == 2);
+  CHECK(f.logs().size() == 2);
+}
+
 TEST_CASE("POST /v2/sync: two batches of one stream are taken in order like "
           "two requests; nothing is stored twice") {
   http_fixture f;

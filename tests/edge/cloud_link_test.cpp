@@ -58,8 +58,10 @@ std::vector<std::string> round_bodies(int64_t seq) {
   es.device_id = device_id;
   es.sequence = seq;
   es.now_ms = clock_start_ms;
-  return {batch_body(seq),
-          encode_logs_request(es, {{{{"unit", "a"}}, 5, "line"}}),
+  log_lines lines;
+  for (int64_t i = 0; i < 4; ++i)
+    lines.push_back({{{"unit", "a"}}, clock_start_ms * 1000000 + i, "line"});
+  return {batch_body(seq), encode_logs_request(es, lines),
           encode_events_request(es, {{clock_start_ms, "lifecycle", "up", {}}})};
 }
 
@@ -224,23 +226,27 @@ size_t count_of(const std::string& text, const std::string& what) {
   return n;
 }
 
-/// A v2 node, older than POST /v3/sync (404): it answers each item of a
-/// bundle of the batches' own bytes.
-struct old_v2_node {
+/// A node of sync version 2 (404 to POST /v3/sync and /v4/sync) or 3 (404
+/// to POST /v4/sync): it answers each item of a bundle it takes.
+struct old_bundle_node {
   std::atomic<int> refused{0};
   std::atomic<int> bundles{0};
+  std::atomic<int> whole{0};
   std::shared_ptr<http_server> server;
 
-  old_v2_node() {
+  explicit old_bundle_node(int version) {
     server = std::make_shared<http_server>(
-      http_limits{}, [this](http_request req, http_server::respond_fn done) {
-        if (req.target != "/v2/sync") {
+      http_limits{}, [this, version](http_request req,
+                                     http_server::respond_fn done) {
+        bool v3 = version >= 3 && req.target == "/v3/sync";
+        if (req.target != "/v2/sync" && !v3) {
           ++refused;
           done(text_reply(404, "not_found", "no such endpoint"));
           return;
         }
         ++bundles;
-        auto items = decode_bundle(req.body, max_bundle_items);
+        whole += v3;
+        auto items = decode_bundle_body(req.body, v3, 1 << 20);
         std::vector<sync_ack> acks;
         for (auto& item : items ? *items : std::vector<bundle_item>{}) {
           auto batch = decode_request(item.request, item.zstd, 1 << 20);
@@ -257,10 +263,31 @@ struct old_v2_node {
       });
   }
 
-  ~old_v2_node() {
+  ~old_bundle_node() {
     server->stop();
   }
 };
+
+/// Two rounds from a link at `link_version` to a node of `node_version`:
+/// one 404, then every batch acked; the first round's bundle `whole`
+/// (zstd as a whole) or not, the second (a drain: the clock stands still)
+/// a batch a request, as queued.
+void check_older_node(int node_version, int64_t link_version, int whole) {
+  link_fixture f;
+  old_bundle_node old{node_version};
+  cloud_link_config cfg;
+  cfg.coalesce_window = 60s;
+  cfg.sync_version = link_version;
+  cfg.clock = f.clock;
+  auto link = f.link_to(*old.server, cfg);
+  for (int64_t seq : {1, 2})
+    for (auto& ack : f.send_all(link, round_bodies(seq)))
+      CHECK(ack.last_sequence_ack == seq);
+  CHECK(old.refused == 1);
+  CHECK(old.whole == whole);
+  CHECK(old.bundles == 1 + 3);
+  CHECK(f.stats(link).counters["failures"] == 0);
+}
 
 } // namespace
 
@@ -658,6 +685,8 @@ TEST_CASE("batches that arrive together share one POST /v2/sync; each gets "
   // Longer than any request's timeout: only the third batch, or a drain,
   // can end the wait in time.
   cfg.coalesce_window = 60s;
+  // Version 2: the items as queued (version 3 compresses them as a whole).
+  cfg.sync_version = 2;
   auto link = f.spawn_link({port}, cfg);
   // Three batches of three streams at once, as three sync actors send them.
   for (auto& ack : f.send_all(link, round_bodies(1))) {
@@ -707,29 +736,20 @@ TEST_CASE("the quiet spell is measured on the injected clock: a lone batch "
 
 TEST_CASE("at sync version 3 a v2 node (404 to POST /v3/sync) gets the "
           "batches' own bytes in one POST /v2/sync, from then on") {
-  link_fixture f;
-  old_v2_node old;
-  cloud_link_config cfg;
-  cfg.coalesce_window = 60s;
-  cfg.sync_version = 3;
-  // The clock stands still: the second round is a drain, a bundle a batch.
-  cfg.clock = f.clock;
-  auto link = f.link_to(*old.server, cfg);
-  for (int64_t seq : {1, 2})
-    for (auto& ack : f.send_all(link, round_bodies(seq)))
-      CHECK(ack.last_sequence_ack == seq);
-  CHECK(old.refused == 1);
-  CHECK(old.bundles == 1 + 3);
-  CHECK(f.stats(link).counters["failures"] == 0);
+  // The first round: 404, then POST /v2/sync; the second a drain, a batch
+  // a request, each as queued.
+  check_older_node(2, 3, 0);
 }
 
 TEST_CASE("at sync version 3 a round of zstd batches is one POST /v3/sync, "
-          "smaller than their own frames, each batch acked") {
+          "smaller than their own frames, each batch acked; a lone batch "
+          "goes as queued") {
   link_fixture f;
   auto log = std::make_shared<door_log>();
   cloud_link_config cfg;
-  cfg.coalesce_window = 60s;
   cfg.sync_version = 3;
+  cfg.coalesce_window = 60s;
+  cfg.clock = f.clock;
   auto link = f.spawn_link({f.open_door(log)}, cfg);
   for (auto& ack : f.send_all(link, round_bodies(1))) {
     CHECK(ack.status == 200);
@@ -738,8 +758,63 @@ TEST_CASE("at sync version 3 a round of zstd batches is one POST /v3/sync, "
   auto st = f.stats(link);
   CHECK(st.counters["requests"] == 1);
   CHECK(log->syncs == 3);
-  CHECK(st.counters["bytes_sent"]
-        < static_cast<int64_t>(encode_bundle(round_bodies(1)).size()));
+  auto sent = st.counters["bytes_sent"];
+  CHECK(sent < static_cast<int64_t>(encode_bundle(round_bodies(1)).size()));
+  // The clock stands still: a drain, one batch a request, its queued bytes
+  // as they are (a resend is byte for byte the same).
+  CHECK(f.send(link, 2).last_sequence_ack == 2);
+  CHECK(f.stats(link).counters["bytes_sent"] - sent
+        == static_cast<int64_t>(encode_bundle({batch_body(2)}).size()));
+}
+
+TEST_CASE("at sync version 4 (the default) a round goes as POST /v4/sync, "
+          "log timestamps as deltas, a lone logs batch too; the cloud "
+          "restores and acks each batch") {
+  link_fixture f;
+  auto log = std::make_shared<door_log>();
+  cloud_link_config cfg;
+  REQUIRE(cfg.sync_version == 4);
+  cfg.coalesce_window = 60s;
+  cfg.clock = f.clock;
+  auto link = f.spawn_link({f.open_door(log)}, cfg);
+  for (auto& ack : f.send_all(link, round_bodies(1))) {
+    CHECK(ack.status == 200);
+    CHECK(ack.last_sequence_ack == 1);
+  }
+  CHECK(log->syncs == 3);
+  // One request of exactly the v4 body: no 404 and second try.
+  auto round = round_bodies(1);
+  size_t queued = 0;
+  for (auto& b : round)
+    queued += b.size();
+  auto v4 = encode_bundle_body(round, bundle_zstd_level(queued), true);
+  REQUIRE(v4.coded);
+  auto st = f.stats(link);
+  CHECK(st.counters["requests"] == 1);
+  CHECK(st.counters["bytes_sent"] == static_cast<int64_t>(v4.bytes.size()));
+  // A drain: the lone logs batch is recoded, the lone metrics batch is not.
+  auto logs = round_bodies(2)[1];
+  sync_ack ack;
+  (*f.self)
+    ->request(link, 20s, sync_atom::value, logs)
+    .receive([&](sync_ack& x) { ack = std::move(x); },
+             [&](caf::error& err) { FAIL(render(err)); });
+  CHECK(ack.last_sequence_ack == 2);
+  auto sent = f.stats(link).counters["bytes_sent"] - st.counters["bytes_sent"];
+  CHECK(sent == static_cast<int64_t>(
+                  encode_bundle_body({logs}, bundle_zstd_level(logs.size()),
+                                     true)
+                    .bytes.size()));
+  CHECK(f.send(link, 2).last_sequence_ack == 2);
+  CHECK(log->syncs == 5);
+  CHECK(f.stats(link).counters["failures"] == 0);
+}
+
+TEST_CASE("at sync version 4 a v3 node (404 to POST /v4/sync) gets POST "
+          "/v3/sync from then on, every batch acked") {
+  // The first round: 404, then POST /v3/sync; the second a drain, a batch
+  // a request, each as queued.
+  check_older_node(3, 4, 1);
 }
 
 TEST_CASE("a node older than POST /v2/sync (404) gets each batch as POST "

@@ -980,6 +980,141 @@ TEST_CASE("a bundle compressed as a whole is bounded while it decompresses") {
   }
 }
 
+namespace {
+
+// A round's log lines as the load generator makes them, rounds 10 s apart.
+log_lines load_lines(int rounds, int per_round) {
+  log_lines out;
+  for (int r = 0; r < rounds; ++r)
+    for (int i = 0; i < per_round; ++i)
+      out.push_back({{{"job", "load"}},
+                     (int64_t{1700000000000} + r * 10000 + r % 7) * 1000000
+                       + i,
+                     "load round " + std::to_string(r) + " line "
+                       + std::to_string(i)});
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("log timestamps as deltas restore to the very same request") {
+  auto es = settings(0);
+  auto plain = with_send_fields(encode_logs_request(es, load_lines(30, 10)),
+                                2, nullptr);
+  auto coded = delta_log_times(plain);
+  REQUIRE_FALSE(coded.empty());
+  MESSAGE("300 lines: " << zstd_compress(plain, 3).size() << " -> "
+                        << zstd_compress(coded, 3).size()
+                        << " bytes after zstd");
+  CHECK(zstd_compress(coded, 3).size() * 3 < zstd_compress(plain, 3).size() * 2);
+  auto back = restore_log_times(coded, plain.size());
+  REQUIRE_MESSAGE(back, render(back.error()));
+  CHECK(*back == plain);
+  // Any timestamps: negative, decreasing, the extremes, equal.
+  log_lines odd{{{}, INT64_MIN, "a"}, {{}, INT64_MAX, "b"}, {{}, -1, "c"},
+                {{}, 0, "d"},         {{}, 0, "e"},         {{}, 5, "f"}};
+  for (auto& x : load_lines(10, 10))
+    odd.push_back(x);
+  auto oddly = encode_logs_request(es, odd);
+  auto oc = delta_log_times(oddly);
+  REQUIRE_FALSE(oc.empty());
+  auto ob = restore_log_times(oc, oddly.size());
+  REQUIRE(ob);
+  CHECK(*ob == oddly);
+  // Nothing to recode: metrics, events, a zstd body, logs without lines.
+  CHECK(delta_log_times(encode_metrics_request(es, test_samples())).empty());
+  CHECK(delta_log_times(encode_events_request(es, {{1, "k", "m", {}}}))
+          .empty());
+  CHECK(delta_log_times(encode_logs_request(settings(3), load_lines(2, 2)))
+          .empty());
+  CHECK(delta_log_times(encode_logs_request(es, {})).empty());
+}
+
+TEST_CASE("restoring log timestamps is bounded and refuses what no device "
+          "sends") {
+  auto plain = encode_logs_request(settings(0), load_lines(3, 10));
+  auto coded = delta_log_times(plain);
+  REQUIRE_FALSE(coded.empty());
+  // One byte short of the result: too large, before it is all built.
+  check_fails(restore_log_times(coded, plain.size() - 1), ec::too_large);
+  // Every truncation and byte flip: an error or some bounded request,
+  // never a crash.
+  for (size_t n = 0; n < coded.size(); ++n) {
+    auto cut = restore_log_times(coded.substr(0, n), one_mib);
+    if (cut)
+      CHECK(cut->size() <= one_mib);
+    auto flipped = coded;
+    flipped[n] = static_cast<char>(flipped[n] ^ 0x5a);
+    if (auto x = restore_log_times(flipped, one_mib))
+      CHECK(x->size() <= one_mib);
+  }
+  // Deltas beside the original column, or twice, or none: refused.
+  check_fails(restore_log_times(plain, one_mib), ec::decode_failed);
+  auto twice = coded + coded;
+  check_fails(restore_log_times(twice, one_mib), ec::decode_failed);
+  CHECK(delta_log_times(coded).empty());
+  // 100 KB of one-byte deltas of -1 (zigzag 1) restore to 10 bytes each:
+  // refused at the bound, not allocated.
+  std::string batch = "\x2a";
+  std::string col(100000, '\x01');
+  std::string len;
+  for (auto x = col.size(); ; x >>= 7) {
+    len.push_back(static_cast<char>((x & 0x7f) | (x >= 0x80 ? 0x80 : 0)));
+    if (x < 0x80)
+      break;
+  }
+  batch += len + col;
+  std::string req = "\x22";
+  for (auto x = batch.size(); ; x >>= 7) {
+    req.push_back(static_cast<char>((x & 0x7f) | (x >= 0x80 ? 0x80 : 0)));
+    if (x < 0x80)
+      break;
+  }
+  req += batch;
+  check_fails(restore_log_times(req, one_mib / 2), ec::too_large);
+  auto big = restore_log_times(req, 2 * one_mib);
+  REQUIRE(big);
+  CHECK(big->size() > 900000);
+}
+
+TEST_CASE("a POST /v4/sync bundle carries log timestamps as deltas; only "
+          "POST /v4/sync restores them") {
+  auto es = settings(3);
+  auto metrics = encode_metrics_request(es, test_samples());
+  auto logs = encode_logs_request(es, load_lines(30, 10));
+  std::vector<std::string> bodies{metrics, logs};
+  auto v3 = encode_bundle_body(bodies, 3);
+  auto v4 = encode_bundle_body(bodies, 3, true);
+  REQUIRE(v4.zstd);
+  REQUIRE(v4.coded);
+  CHECK_FALSE(v3.coded);
+  MESSAGE("v3 " << v3.bytes.size() << " bytes, v4 " << v4.bytes.size());
+  CHECK(v4.bytes.size() < v3.bytes.size());
+  auto items = decode_bundle_body(v4.bytes, true, one_mib, true);
+  REQUIRE_MESSAGE(items, render(items.error()));
+  REQUIRE(items->size() == 2);
+  // The items are the batches' plain bytes exactly as queued.
+  std::string plain;
+  decode_budget budget{one_mib};
+  REQUIRE_FALSE(zstd_decompress(logs, plain, budget));
+  CHECK((*items)[1].request == plain);
+  CHECK_FALSE((*items)[1].log_time_deltas);
+  auto back = decode_request((*items)[1].request, false, one_mib);
+  REQUIRE_MESSAGE(back, render(back.error()));
+  CHECK(back->logs.size() == 300);
+  // A v3 (or v2) body with coded items is refused: those paths never
+  // restore.
+  check_fails(decode_bundle_body(v4.bytes, true, one_mib), ec::decode_failed);
+  // The restored items together are bounded like the plain bundle: the
+  // metrics item's bytes count against the logs item's restoring.
+  size_t both = (*items)[0].request.size() + plain.size();
+  auto fits = decode_bundle_body(v4.bytes, true, both + 64, true);
+  CHECK(fits);
+  auto small = decode_bundle_body(v4.bytes, true, both - 1, true);
+  REQUIRE_FALSE(small);
+  CHECK(is_error(small.error(), ec::too_large));
+}
+
 TEST_CASE("a SyncBundleResponse answers each batch with its own status and "
           "sequence") {
   sync_ack ok;

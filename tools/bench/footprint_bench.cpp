@@ -256,12 +256,17 @@ private:
       bytes_[kind] += n * share;
   }
 
-  // A lower-cased head of a bundle zstd as a whole (POST /v3/sync).
+  // A lower-cased head of a bundle zstd as a whole (POST /v3/sync, or
+  // /v4/sync: its items' log timestamps may be deltas).
   static bool whole_zstd(const std::string& head) {
-    return head.rfind("post /v3/sync ", 0) == 0;
+    return head.rfind("post /v3/sync ", 0) == 0 || coded(head);
   }
 
-  // A lower-cased head of a bundle (POST /v2/sync or /v3/sync).
+  static bool coded(const std::string& head) {
+    return head.rfind("post /v4/sync ", 0) == 0;
+  }
+
+  // A lower-cased head of a bundle (POST /v2/sync, /v3/sync or /v4/sync).
   static bool bundle(const std::string& head) {
     return head.rfind("post /v2/sync ", 0) == 0 || whole_zstd(head);
   }
@@ -273,7 +278,8 @@ private:
       if (auto x = decode_request(body, is_zstd(body), 64 << 20))
         parts.emplace_back(x->stream, 1.0);
     } else if (bundle(head)) {
-      if (auto items = decode_bundle_body(body, whole_zstd(head), 64 << 20))
+      if (auto items = decode_bundle_body(body, whole_zstd(head), 64 << 20,
+                                          coded(head)))
         for (auto& item : *items)
           if (auto x = decode_request(item.request, item.zstd, 64 << 20))
             parts.emplace_back(x->stream,
@@ -313,7 +319,7 @@ private:
     if (!bundle(head))
       return;
     auto zstd = whole_zstd(head);
-    auto items = decode_bundle_body(body, zstd, 64 << 20);
+    auto items = decode_bundle_body(body, zstd, 64 << 20, coded(head));
     if (!items)
       return;
     auto framing = static_cast<int64_t>(body.size());
@@ -837,7 +843,7 @@ std::string parse_args(const std::vector<std::string>& args,
       opt.resume_limit_s = x;
     else if (arg == "--runs")
       runs = static_cast<int64_t>(x);
-    else if (arg == "--sync-version" && x <= 3)
+    else if (arg == "--sync-version" && x <= 4)
       opt.sync_version = static_cast<int64_t>(x);
     else
       return "unknown option " + arg;
@@ -987,7 +993,7 @@ std::string footprint_usage() {
          "reported, e.g.\n"
          "                    build-device/fleetd (default: the one that "
          "runs)\n"
-         "  --sync-version V  fleetd's cloud.sync-version, 1-3 (default: "
+         "  --sync-version V  fleetd's cloud.sync-version, 1-4 (default: "
          "fleetd's own)\n\n"
          "Prints per setting and run\n"
          "  BENCH footprint setting=... run=N fleetd_cpu_s=... "

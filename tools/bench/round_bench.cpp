@@ -63,7 +63,9 @@ std::string round_usage() {
          "  --zstd-level each batch compressed at Z (default 0: tier 3; "
          "tier 1 is 3):\n               a third run at sync version 3 "
          "then sends POST /v3/sync,\n               the round compressed as "
-         "a whole (v3_bytes_per_round)\n"
+         "a whole (v3_bytes_per_round), and a fourth at version 4\n"
+         "               (POST /v4/sync, log timestamps as deltas: "
+         "v4_bytes_per_round)\n"
          "  --dir        where the databases go (default: a fresh temp dir)\n";
 }
 
@@ -327,6 +329,8 @@ int run_round_bench(const std::vector<std::string>& args) {
     auto v2 = run(opt, 2);
     // Version 3 differs only for compressed batches.
     auto v3 = opt.zstd_level > 0 ? run(opt, 3) : v2;
+    // Version 4 adds log timestamps as deltas, to compressed bundles too.
+    auto v4 = opt.zstd_level > 0 ? run(opt, 4) : v2;
     auto rounds = static_cast<double>(opt.rounds);
     auto samples = rounds * static_cast<double>(opt.series);
     auto before = v1.wire_bytes + v1.requests * dropped_header_bytes;
@@ -341,6 +345,7 @@ int run_round_bench(const std::vector<std::string>& args) {
               << " v1_bytes_per_round=" << format(v1.wire_bytes / rounds, 1)
               << " after_bytes_per_round=" << format(v2.wire_bytes / rounds, 1)
               << " v3_bytes_per_round=" << format(v3.wire_bytes / rounds, 1)
+              << " v4_bytes_per_round=" << format(v4.wire_bytes / rounds, 1)
               << " before_requests_per_round="
               << format(v1.requests / rounds, 2)
               << " after_requests_per_round=" << format(v2.requests / rounds, 2)
