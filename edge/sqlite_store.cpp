@@ -894,7 +894,7 @@ int64_t sqlite_store::journal_unbatched(bool logs) {
 
 caf::error sqlite_store::fold_journal() {
   if (!journal_ || journal_->bytes() == 0)
-    return caf::none;
+    return commit_lazy();
   auto pm = static_cast<size_t>(journal_->pending_metrics());
   auto pl = static_cast<size_t>(journal_->pending_logs());
   auto nm = journal_->metrics().size() - pm;
