@@ -656,6 +656,15 @@ caf::expected<int64_t> sqlite_store::series_id(const metric_sample& x) {
   return id;
 }
 
+void sqlite_store::forget_new_series(size_t known_before) {
+  // Series ids a rollback took back must not be used: read them again.
+  if (series_.size() == known_before)
+    return;
+  series_.clear();
+  series_by_id_.clear();
+  prepare();
+}
+
 caf::expected<int64_t> sqlite_store::insert_all(const metric_samples& xs) {
   // New series ids live only if the transaction commits: remember to forget.
   auto known_before = series_.size();
@@ -672,11 +681,7 @@ caf::expected<int64_t> sqlite_store::insert_all(const metric_samples& xs) {
     return caf::none;
   });
   if (err) {
-    if (series_.size() != known_before) {
-      series_.clear();
-      series_by_id_.clear();
-      prepare();
-    }
+    forget_new_series(known_before);
     return err;
   }
   return static_cast<int64_t>(xs.size());
@@ -752,11 +757,7 @@ caf::expected<int64_t> sqlite_store::journal_samples(const metric_samples& xs) {
     return caf::none;
   });
   if (err) {
-    if (series_.size() != known_before) {
-      series_.clear();
-      series_by_id_.clear();
-      prepare();
-    }
+    forget_new_series(known_before);
     // The tables' path knows how to make room on a full disk.
     return held_store(xs.size(), [&] { return insert_all(xs); },
                       drop_kind::metrics_rejected, points_stored_,

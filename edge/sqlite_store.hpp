@@ -202,6 +202,8 @@ private:
                             const std::string& history);
   caf::expected<int64_t> series_id(const metric_sample& x);
   caf::expected<int64_t> insert_all(const metric_samples& xs);
+  // After a rollback: the series learnt since `known_before` are re-read.
+  void forget_new_series(size_t known_before);
   // -- the rounds file (edge/round_journal) --------------------------------
   // True when stores go to the rounds file: it is open, every store commits
   // (no commit-interval) and the disk is not full.
