@@ -19,6 +19,7 @@ constexpr char kind_plain = 'R';
 constexpr char kind_zstd = 'Z';
 constexpr char kind_batch = 'B';
 constexpr char kind_ack = 'A';
+constexpr char kind_event = 'E';
 constexpr char section_metrics = 'M';
 constexpr char section_logs = 'L';
 // A decoded frame may not claim more than this (bounds the allocation).
@@ -150,11 +151,28 @@ std::string encode_op(const journal_ack& a) {
   return out;
 }
 
-// A batch or an ack read back; false when the bytes are neither.
+std::string encode_op(const journal_event& e) {
+  std::string out(1, kind_event);
+  put_signed(out, e.id);
+  put_signed(out, e.ts_ms);
+  put_bytes(out, e.kind);
+  put_bytes(out, e.message);
+  return out;
+}
+
+// A batch, an ack or an event read back; false when the bytes are none.
 bool decode_op(const std::string& payload, round_journal::op& out) {
   reader r{payload, 1};
-  out.is_ack = payload[0] == kind_ack;
-  if (!out.is_ack) {
+  out.kind = payload[0];
+  if (out.kind == kind_event) {
+    auto& e = out.event;
+    e.id = r.signed_varint();
+    e.ts_ms = r.signed_varint();
+    e.kind = r.bytes();
+    e.message = r.bytes();
+    return r.ok && r.left() == 0;
+  }
+  if (out.kind == kind_batch) {
     auto& b = out.batch;
     b.stream = r.bytes();
     b.sequence = r.signed_varint();
@@ -246,7 +264,8 @@ caf::error round_journal::replay() {
                           path_ + " belongs to a store of another epoch ("
                             + payload->substr(1, 32) + ")");
       header = true;
-    } else if ((*payload)[0] == kind_batch || (*payload)[0] == kind_ack) {
+    } else if ((*payload)[0] == kind_batch || (*payload)[0] == kind_ack
+               || (*payload)[0] == kind_event) {
       op o;
       if (!decode_op(*payload, o))
         break;
@@ -405,14 +424,21 @@ caf::error round_journal::append_frame(const std::string& payload,
 caf::error round_journal::append(const queued_batch& b) {
   if (auto err = append_frame(encode_op(b), true))
     return err;
-  ops_.push_back(op{false, b, {}});
+  ops_.push_back(op{kind_batch, b, {}, {}});
   return caf::none;
 }
 
 caf::error round_journal::append(const journal_ack& a) {
   if (auto err = append_frame(encode_op(a), false))
     return err;
-  ops_.push_back(op{true, {}, a});
+  ops_.push_back(op{kind_ack, {}, a, {}});
+  return caf::none;
+}
+
+caf::error round_journal::append(const journal_event& e) {
+  if (auto err = append_frame(encode_op(e), true))
+    return err;
+  ops_.push_back(op{kind_event, {}, {}, e});
   return caf::none;
 }
 

@@ -36,6 +36,14 @@ struct journal_ack {
   std::string history;
 };
 
+/// An event as the rounds file keeps it, with the id its row takes.
+struct journal_event {
+  int64_t id = 0;
+  int64_t ts_ms = 0;
+  std::string kind;
+  std::string message;
+};
+
 /// The store's rounds file (`<db>-rounds`): each commit of samples and log
 /// lines is one frame appended and synced, about one 4 KiB page written per
 /// collection round where an SQLite commit writes two or more, plus the same
@@ -91,12 +99,15 @@ public:
   /// are the redo log of what the store's tables hold uncommitted.
   caf::error append(const queued_batch& b);
   caf::error append(const journal_ack& a);
+  /// An event: synced, it is data to send.
+  caf::error append(const journal_event& e);
   /// Every batch and ack the file holds, in the order written (read back at
   /// open, then appended); each is a queued_batch or a journal_ack.
   struct op {
-    bool is_ack = false;
+    char kind = 'B'; // 'B' batch, 'A' ack, 'E' event
     queued_batch batch;
     journal_ack ack;
+    journal_event event;
   };
   const std::vector<op>& ops() const {
     return ops_;

@@ -963,7 +963,12 @@ caf::error sqlite_store::apply_journal_ops() {
   if (!journal_)
     return caf::none;
   for (auto& op : journal_->ops()) {
-    if (op.is_ack) {
+    if (op.kind == 'E') {
+      if (auto err = insert_event(op.event))
+        return err;
+      continue;
+    }
+    if (op.kind == 'A') {
       int64_t deleted = 0;
       int64_t upto = 0;
       auto& a = op.ack;
@@ -1274,15 +1279,39 @@ std::map<std::string, int64_t> sqlite_store::drops() {
   return out;
 }
 
+caf::error sqlite_store::insert_event(const journal_event& e) {
+  // id 0: the table gives it (AUTOINCREMENT); a replayed one keeps its own.
+  auto st = db_.cached(e.id > 0 ? "INSERT OR IGNORE INTO events (id, ts, kind, "
+                                  "message) VALUES (?1, ?2, ?3, ?4)"
+                                : "INSERT INTO events (ts, kind, message) "
+                                  "VALUES (?2, ?3, ?4)");
+  if (!st)
+    return st.error();
+  if (e.id > 0)
+    st->bind(1, e.id);
+  return st->bind(2, e.ts_ms).bind(3, e.kind).bind(4, e.message).run();
+}
+
 caf::error sqlite_store::record_event(const std::string& kind,
                                     const std::string& message) {
-  auto st = db_.prepare("INSERT INTO events (ts, kind, message) "
-                        "VALUES (?1, ?2, ?3)");
-  auto err = st ? st->bind(1, cfg_.clock->now_ms())
-                    .bind(2, kind)
-                    .bind(3, message)
-                    .run()
-                : st.error();
+  journal_event e{0, cfg_.clock->now_ms(), kind, message};
+  if (journaling() && !open_lazy()) {
+    // Its synced frame makes it durable; the tables take it uncommitted.
+    auto err = insert_event(e);
+    if (!err) {
+      e.id = db_.last_insert_rowid();
+      // Without the frame the commit must keep it.
+      if (journal_->append(e))
+        err = commit_lazy();
+    }
+    if (err) {
+      ++unpersisted_rejected_[drop_kind::events_rejected];
+      return err;
+    }
+    persist_rejected(drop_kind::events_rejected);
+    return caf::none;
+  }
+  auto err = insert_event(e);
   // An event that cannot be kept is lost: count it (persisted when the
   // disk has room again).
   if (err) {

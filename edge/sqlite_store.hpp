@@ -228,6 +228,8 @@ private:
   caf::error redo_if_lost();
   caf::error apply_journal_ops();
   caf::error enqueue_rows(const queued_batch& b);
+  // An events row; id 0 lets the table number it.
+  caf::error insert_event(const journal_event& e);
   caf::error ack_rows(const std::string& stream, int64_t sequence,
                       int64_t base, const metric_samples& defs,
                       const std::string& history, int64_t& deleted,

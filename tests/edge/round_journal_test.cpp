@@ -415,3 +415,33 @@ TEST_CASE("switched off, a file left by an earlier start moves into the "
   REQUIRE(up);
   CHECK(up->samples.size() == 60);
 }
+
+TEST_CASE("an event is a synced frame: it survives a power cut before any "
+          "fold, once") {
+  fixture f;
+  auto disk = test::fault_disk::make();
+  auto cfg = f.config();
+  cfg.disk = disk;
+  {
+    auto st = sqlite_store::open(cfg);
+    REQUIRE(st);
+    REQUIRE(st->store(round_of(5, start_ms)));
+    REQUIRE_FALSE(st->record_event("mark", "one"));
+    REQUIRE_FALSE(st->record_event("mark", "two"));
+    // Not in the tables' file: only the rounds file holds them yet.
+    CHECK(f.rows_on_disk("events") == 0);
+    disk->cut_power(); // the close cannot commit them
+  }
+  disk->revive();
+  for (int open = 0; open < 2; ++open) {
+    CAPTURE(open);
+    auto st = sqlite_store::open(cfg);
+    REQUIRE(st);
+    auto up = st->fetch("events", 10);
+    REQUIRE(up);
+    // Taken again at every open, never doubled.
+    REQUIRE(up->events.size() == 2);
+    CHECK(up->events[0].message == "one");
+    CHECK(up->events[1].message == "two");
+  }
+}

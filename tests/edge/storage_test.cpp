@@ -895,7 +895,7 @@ TEST_CASE("a power cut at any write keeps every acknowledged record and "
   // random write (seeded), the store is dropped as a dead process would be,
   // and a fresh open must hold every record a call acknowledged.
   // Each run twice: commits into the tables, and into the rounds file.
-  // The rounds file writes about five times a round where the tables
+  // The rounds file writes about three times a round where the tables
   // write ten: its cuts come from a shorter range, and a generator of
   // their own.
   std::mt19937_64 rng{20261205};
@@ -910,7 +910,7 @@ TEST_CASE("a power cut at any write keeps every acknowledged record and "
     cfg.disk = disk;
     cfg.limits.rounds_file = run % 2 == 1;
     auto cut_at = cfg.limits.rounds_file
-                    ? static_cast<int64_t>(rounds_rng() % 900) + 1
+                    ? static_cast<int64_t>(rounds_rng() % 550) + 1
                     : static_cast<int64_t>(rng() % 1500) + 1;
     CAPTURE(cfg.limits.rounds_file);
     CAPTURE(cut_at);
