@@ -8,6 +8,7 @@
 
 #include "messages/error.hpp"
 #include "messages/labels.hpp"
+#include "messages/wire.hpp"
 
 namespace fleetd {
 
@@ -115,14 +116,9 @@ std::string frame(const std::string& payload) {
 
 // `plain` records as a payload, zstd-compressed when that is smaller.
 std::string records_payload(const std::string& plain) {
-  std::string z(ZSTD_compressBound(plain.size()) + 1, '\0');
-  z[0] = kind_zstd;
-  auto n = ZSTD_compress(z.data() + 1, z.size() - 1, plain.data(),
-                         plain.size(), 1);
-  if (!ZSTD_isError(n) && n < plain.size()) {
-    z.resize(n + 1);
-    return z;
-  }
+  auto z = zstd_compress(plain, 1);
+  if (is_zstd(z) && z.size() < plain.size())
+    return kind_zstd + z;
   return kind_plain + plain;
 }
 

@@ -40,6 +40,12 @@ struct fixture : test::commit_fixture {
     cfg.limits.rounds_file = true;
     return cfg;
   }
+  // config() on a fault disk of the test's.
+  sqlite_store_config config_on(const std::shared_ptr<test::fault_disk>& d) {
+    auto cfg = config();
+    cfg.disk = d;
+    return cfg;
+  }
   int64_t file_size(const std::string& path) {
     std::ifstream in(path, std::ios::binary | std::ios::ate);
     return in ? static_cast<int64_t>(in.tellg()) : -1;
@@ -242,8 +248,7 @@ TEST_CASE("power cuts during rounds, batches and acks: every answered batch "
   for (int run = 0; run < 30; ++run) {
     fixture f;
     auto disk = test::fault_disk::make();
-    auto cfg = f.config();
-    cfg.disk = disk;
+    auto cfg = f.config_on(disk);
     // A small cap: the file is folded into the tables every few dozen rounds.
     cfg.limits.max_bytes = 1000 * 1000;
     auto cut_at = static_cast<int64_t>(rng() % 400) + 1;
@@ -376,8 +381,7 @@ TEST_CASE("a disk that refuses the file: the records go into the tables, or "
           "are counted as rejected") {
   fixture f;
   auto disk = test::fault_disk::make();
-  auto cfg = f.config();
-  cfg.disk = disk;
+  auto cfg = f.config_on(disk);
   auto st = sqlite_store::open(cfg);
   REQUIRE(st);
   REQUIRE(st->store(round_of(10, start_ms)));
@@ -420,8 +424,7 @@ TEST_CASE("an event is a synced frame: it survives a power cut before any "
           "fold, once") {
   fixture f;
   auto disk = test::fault_disk::make();
-  auto cfg = f.config();
-  cfg.disk = disk;
+  auto cfg = f.config_on(disk);
   {
     auto st = sqlite_store::open(cfg);
     REQUIRE(st);
