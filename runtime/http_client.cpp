@@ -2,6 +2,8 @@
 
 #include <optional>
 
+#include <poll.h>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -61,9 +63,18 @@ struct http_client::impl {
     return secure ? beast::get_lowest_layer(*secure) : *plain;
   }
 
+  // An idle keep-alive connection with something to read was closed (or is
+  // being closed) by the server: a request written there would be lost and
+  // sent again, so the caller opens a new one instead.
+  bool stale() {
+    pollfd p{lowest().socket().native_handle(), POLLIN | POLLRDHUP, 0};
+    return buffer.size() > 0 || ::poll(&p, 1, 0) != 0;
+  }
+
   void reset() {
     plain.reset();
     secure.reset();
+    buffer.clear();
   }
 
   // Runs the io loop until the operation started by `start` completes.
@@ -286,6 +297,10 @@ caf::expected<http_response> http_client::send(
   req.body() = body;
   req.prepare_payload();
   for (int attempt = 0; attempt < 2; ++attempt) {
+    if (impl_->connected() && impl_->stale()) {
+      close();
+      ++stale_closes_;
+    }
     bool reused = impl_->connected();
     if (!reused) {
       if (auto err = impl_->connect())

@@ -51,6 +51,12 @@ public:
     return connects_;
   }
 
+  /// Idle connections found closed by the server before a request was
+  /// written to them (a new one was opened instead).
+  int64_t stale_closes() const {
+    return stale_closes_;
+  }
+
 private:
   caf::expected<http_response>
   send(bool post, const std::string& target, const std::string& body,
@@ -59,6 +65,7 @@ private:
   struct impl;
   std::unique_ptr<impl> impl_;
   int64_t connects_ = 0;
+  int64_t stale_closes_ = 0;
 };
 
 } // namespace fleetd

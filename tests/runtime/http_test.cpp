@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -357,6 +358,100 @@ TEST_CASE("the client reconnects after the server restarts on the same "
   CHECK(client.connects() == 2);
   CHECK(first.requests().size() == 1);
   CHECK(second.requests().size() == 2);
+}
+
+// Reads one request (head and Content-Length body) from `fd`: its bytes, or
+// what came before EOF.
+std::string read_request(int fd) {
+  std::string in;
+  char buf[4096];
+  for (;;) {
+    auto head_end = in.find("\r\n\r\n");
+    if (head_end != std::string::npos) {
+      size_t body = 0;
+      if (auto cl = in.find("Content-Length: "); cl != std::string::npos)
+        body = std::stoul(in.substr(cl + 16));
+      if (in.size() >= head_end + 4 + body)
+        return in;
+    }
+    auto n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0)
+      return in;
+    in.append(buf, static_cast<size_t>(n));
+  }
+}
+
+TEST_CASE("a request goes on a new connection, not into an idle one the "
+          "server closed") {
+  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(lfd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  REQUIRE(::listen(lfd, 4) == 0);
+  socklen_t len = sizeof(addr);
+  REQUIRE(::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  std::mutex mtx;
+  std::condition_variable cv;
+  bool closed_first = false;
+  std::string after_close; // what the first connection got after its FIN
+  std::string second_request;
+  // The server answers once, then closes its side as an idle timeout does
+  // (still reading, so a request written there would be seen here).
+  std::thread server{[&] {
+    int a = ::accept(lfd, nullptr, nullptr);
+    read_request(a);
+    ::send(a, ok.data(), ok.size(), MSG_NOSIGNAL);
+    ::shutdown(a, SHUT_WR);
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      closed_first = true;
+    }
+    cv.notify_all();
+    // Whatever comes first: the second request on the closed connection
+    // (recorded, and the client left to fail) or a new connection.
+    std::string late, req;
+    pollfd ps[2] = {{a, POLLIN, 0}, {lfd, POLLIN, 0}};
+    while (::poll(ps, 2, 10000) > 0) {
+      if (ps[0].revents != 0) {
+        late = read_request(a);
+        if (!late.empty())
+          break;
+        ps[0].fd = -1; // the client's own close
+      }
+      if (ps[1].revents != 0) {
+        int b = ::accept(lfd, nullptr, nullptr);
+        req = read_request(b);
+        ::send(b, ok.data(), ok.size(), MSG_NOSIGNAL);
+        ::close(b);
+        break;
+      }
+    }
+    ::close(a);
+    std::lock_guard<std::mutex> guard{mtx};
+    after_close = late;
+    second_request = req;
+  }};
+  http_client client{"127.0.0.1", ntohs(addr.sin_port), 10s, 1024 * 1024};
+  auto res = client.post("/v1/sync", "first", {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  {
+    std::unique_lock<std::mutex> guard{mtx};
+    cv.wait(guard, [&] { return closed_first; });
+  }
+  // Over loopback the FIN reached the client's socket before shutdown()
+  // returned: the client's poll for it is what is tested.
+  res = client.post("/v1/sync", "second", {});
+  server.join();
+  ::close(lfd);
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->body == "ok");
+  CHECK(client.connects() == 2);
+  CHECK(client.stale_closes() == 1);
+  CHECK(after_close.empty());
+  CHECK(second_request.find("second") != std::string::npos);
 }
 
 TEST_CASE("a server that never answers makes the client time out") {
