@@ -25,6 +25,7 @@
 #include <sstream>
 #include <unistd.h>
 
+#include "edge/capability.hpp"
 #include "edge/sqlite_store.hpp"
 #include "messages/wire.hpp"
 #include "runtime/clock.hpp"
@@ -47,8 +48,8 @@ struct options {
   int64_t rounds = 1080; // three hours of 10 s rounds
   int64_t runs = 3;
   int64_t round_ms = 10000;
-  int64_t sync_ms = 300000; // tier 1
-  int64_t batch = 1000;     // tier 1
+  int64_t sync_ms = defaults_for_tier(1).sync_interval_ms;
+  int64_t batch = defaults_for_tier(1).batch_size;
   int64_t log_lines = 10;   // one a second
   int64_t commit_interval_ms = 0;
   int64_t group = 1;
