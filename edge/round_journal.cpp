@@ -4,8 +4,7 @@
 #include <array>
 #include <cstring>
 
-#include <zstd.h>
-
+#include "messages/decode_budget.hpp"
 #include "messages/error.hpp"
 #include "messages/labels.hpp"
 #include "messages/wire.hpp"
@@ -288,14 +287,10 @@ caf::error round_journal::replay() {
 bool round_journal::decode(const std::string& payload) {
   std::string plain;
   if (payload[0] == kind_zstd) {
-    auto n = ZSTD_getFrameContentSize(payload.data() + 1, payload.size() - 1);
-    if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN
-        || n > max_decoded_bytes)
-      return false;
-    plain.resize(n);
-    auto got = ZSTD_decompress(plain.data(), plain.size(), payload.data() + 1,
-                               payload.size() - 1);
-    if (ZSTD_isError(got) || got != n)
+    // The decoder of the wire's bodies: it charges what a frame makes
+    // before keeping it, whatever size the frame claims.
+    decode_budget budget{max_decoded_bytes};
+    if (zstd_decompress(std::string_view(payload).substr(1), plain, budget))
       return false;
   } else if (payload[0] == kind_plain) {
     plain = payload.substr(1);

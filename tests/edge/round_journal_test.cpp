@@ -21,6 +21,7 @@
 #include "fault_disk.hpp"
 #include "messages/labels.hpp"
 #include "messages/types.hpp"
+#include "messages/wire.hpp"
 
 using namespace fleetd;
 
@@ -131,6 +132,16 @@ TEST_CASE("a torn or garbled tail ends the file at the last whole frame") {
   }
   SUBCASE("a length claiming 4 GiB") {
     f.append_bytes(f.rounds(), std::string("\xff\xff\xff\xff\0\0\0\0", 8));
+  }
+  SUBCASE("a whole frame whose records inflate to 100 MiB") {
+    // Right length and CRC: only the decoder's budget stops it.
+    auto payload = "Z" + zstd_compress(std::string(100 << 20, '\0'), 19);
+    REQUIRE(payload.size() < 100000);
+    std::string frame;
+    for (uint32_t x : {static_cast<uint32_t>(payload.size()), crc32(payload)})
+      for (int i = 0; i < 4; ++i)
+        frame += static_cast<char>((x >> (8 * i)) & 0xFF);
+    f.append_bytes(f.rounds(), frame + payload);
   }
   int64_t size = 0;
   {
