@@ -17,6 +17,8 @@ namespace {
 constexpr char kind_header = 'H';
 constexpr char kind_plain = 'R';
 constexpr char kind_zstd = 'Z';
+constexpr int64_t page_bytes = 4096;
+constexpr int64_t grow_bytes = 64 * 1024;
 constexpr char kind_batch = 'B';
 constexpr char kind_ack = 'A';
 constexpr char kind_event = 'E';
@@ -235,15 +237,29 @@ caf::error round_journal::replay() {
   if (!size)
     return size.error();
   int64_t off = 0;
+  int64_t last_end = 0; // of the last whole frame
   bool header = false;
   while (off < *size) {
     auto head = file_.read(off, 8);
     if (!head)
       return head.error();
-    if (head->size() < 8)
-      break;
-    auto len = static_cast<int64_t>(get_u32(head->data()));
-    if (len == 0 || len > max_frame_bytes || off + 8 + len > *size)
+    auto len = head->size() < 8
+                 ? int64_t{0}
+                 : static_cast<int64_t>(get_u32(head->data()));
+    if (len == 0) {
+      // Zeros to the next page: padding before a frame, or the end of the
+      // frames and the file's zeros ahead of them.
+      auto next = std::min((off / page_bytes + 1) * page_bytes, *size);
+      auto gap = file_.read(off, next - off);
+      if (!gap)
+        return gap.error();
+      if (static_cast<int64_t>(gap->size()) < next - off
+          || gap->find_first_not_of('\0') != std::string::npos)
+        break;
+      off = next;
+      continue;
+    }
+    if (len > max_frame_bytes || off + 8 + len > *size)
       break;
     auto payload = file_.read(off + 8, len);
     if (!payload)
@@ -269,14 +285,18 @@ caf::error round_journal::replay() {
       break;
     }
     off += 8 + len;
+    last_end = off;
     ++replayed_frames_;
   }
   durable_metrics_ = metrics_.size();
   durable_logs_ = logs_.size();
-  // A tail cut short or garbled was never synced: nobody was answered for it.
-  torn_bytes_ = *size - off;
-  size_ = header ? off : 0;
-  if (size_ < *size) {
+  // A tail cut short or garbled was never synced: nobody was answered for
+  // it. Zeros after the last frame are the file's room ahead, kept.
+  bool clean = header && off == *size;
+  torn_bytes_ = clean ? 0 : *size - off;
+  size_ = header ? last_end : 0;
+  allocated_ = clean ? *size : size_;
+  if (!clean && size_ < *size) {
     if (auto err = file_.truncate(size_))
       return err;
     return file_.sync();
@@ -399,15 +419,31 @@ caf::error round_journal::append_frame(const std::string& payload,
   if (size_ == 0)
     bytes = frame(kind_header + epoch_);
   bytes += frame(payload);
-  auto err = file_.write(size_, bytes);
+  // A frame that would straddle a page starts the next one instead (a hole
+  // of zeros before it, read as padding): one page written, not two.
+  auto at = size_;
+  auto room = page_bytes - at % page_bytes;
+  auto n = static_cast<int64_t>(bytes.size());
+  if (size_ > 0 && n > room && n <= page_bytes)
+    at += room;
+  // The file grows ahead in steps, as a hole: a synced frame then rewrites
+  // its page only, never the file's length.
+  if (at + n > allocated_) {
+    auto want = (at + n + grow_bytes - 1) / grow_bytes * grow_bytes;
+    if (!file_.truncate(want))
+      allocated_ = want;
+  }
+  auto err = file_.write(at, bytes);
   if (!err && sync)
     err = file_.sync();
   if (err) {
     // Cut back what may have been written.
     file_.truncate(size_);
+    allocated_ = size_;
     return err;
   }
-  size_ += static_cast<int64_t>(bytes.size());
+  size_ = at + n;
+  allocated_ = std::max(allocated_, size_);
   ++frames_;
   return caf::none;
 }
@@ -460,6 +496,7 @@ caf::error round_journal::reset() {
   durable_logs_ = 0;
   ops_.clear();
   size_ = 0;
+  allocated_ = 0;
   if (auto err = file_.truncate(0))
     return err;
   return file_.sync();

@@ -120,8 +120,9 @@ public:
   /// Forgets every durable record, batch and ack, and empties the file.
   caf::error reset();
 
-  /// Bytes of the file; frames appended; frames read back at open; bytes
-  /// of a torn tail cut off at open.
+  /// Bytes of the file up to its last frame (the file is longer by the
+  /// zeros it is extended by ahead); frames appended; frames read back at
+  /// open; bytes of a torn tail cut off at open.
   int64_t bytes() const {
     return size_;
   }
@@ -153,6 +154,8 @@ private:
   size_t durable_metrics_ = 0;
   size_t durable_logs_ = 0;
   int64_t size_ = 0;
+  // The file's length: size_ plus zeros ahead of the frames to come.
+  int64_t allocated_ = 0;
   int64_t frames_ = 0;
   int64_t replayed_frames_ = 0;
   int64_t torn_bytes_ = 0;

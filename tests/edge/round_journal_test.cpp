@@ -7,8 +7,10 @@
 #include "edge/sqlite_store.hpp"
 
 #include <cstdio>
+#include <cstring>
 #include <unistd.h>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <random>
@@ -61,14 +63,16 @@ journal_metric metric(int64_t id, double v) {
   return journal_metric{id, 7, start_ms + id, bits_of(v)};
 }
 
-// The journal of `path` written with `n` frames of one sample each.
-void write_frames(const std::string& path, int n) {
+// The journal of `path` written with `n` frames of one sample each; the
+// bytes its frames take (the file goes on in zeros, room ahead).
+int64_t write_frames(const std::string& path, int n) {
   auto j = round_journal::open(path, "", "epoch-a");
   REQUIRE_MESSAGE(j, render(j.error()));
   for (int i = 1; i <= n; ++i) {
     j->add(metric(i, i * 1.5));
     REQUIRE_FALSE(j->flush());
   }
+  return j->bytes();
 }
 
 // A batch of everything unbatched, persisted and acked.
@@ -122,16 +126,26 @@ TEST_CASE("frames are read back exactly, NaN payloads and labels included") {
 
 TEST_CASE("a torn or garbled tail ends the file at the last whole frame") {
   fixture f;
-  write_frames(f.rounds(), 3);
-  auto whole = f.file_size(f.rounds());
+  auto whole = write_frames(f.rounds(), 3);
+  REQUIRE(f.file_size(f.rounds()) > whole);
+  // What a power cut leaves: the last frame cut short, or bytes after the
+  // frames where the zeros ahead were.
+  auto write_at_end = [&](const std::string& bytes) {
+    std::fstream io(f.rounds(), std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(whole);
+    io << bytes;
+  };
   SUBCASE("cut short") {
     ::truncate(f.rounds().c_str(), whole - 3);
   }
   SUBCASE("garbage after it") {
+    write_at_end(std::string(100, '\x5a'));
+  }
+  SUBCASE("garbage after the zeros ahead") {
     f.append_bytes(f.rounds(), std::string(100, '\x5a'));
   }
   SUBCASE("a length claiming 4 GiB") {
-    f.append_bytes(f.rounds(), std::string("\xff\xff\xff\xff\0\0\0\0", 8));
+    write_at_end(std::string("\xff\xff\xff\xff\0\0\0\0", 8));
   }
   SUBCASE("a whole frame whose records inflate to 100 MiB") {
     // Right length and CRC: only the decoder's budget stops it.
@@ -141,7 +155,7 @@ TEST_CASE("a torn or garbled tail ends the file at the last whole frame") {
     for (uint32_t x : {static_cast<uint32_t>(payload.size()), crc32(payload)})
       for (int i = 0; i < 4; ++i)
         frame += static_cast<char>((x >> (8 * i)) & 0xFF);
-    f.append_bytes(f.rounds(), frame + payload);
+    write_at_end(frame + payload);
   }
   int64_t size = 0;
   {
@@ -159,14 +173,63 @@ TEST_CASE("a torn or garbled tail ends the file at the last whole frame") {
   CHECK(again->bytes() == size);
 }
 
+TEST_CASE("a frame that would straddle a page starts the next one; the file "
+          "grows ahead in zeros and reads back clean") {
+  fixture f;
+  int64_t end = 0;
+  {
+    auto j = round_journal::open(f.rounds(), "", "epoch-a");
+    REQUIRE(j);
+    std::mt19937 rng{7};
+    for (int i = 1; i <= 60; ++i) {
+      // Frames of ~0.3-1.5 KiB: incompressible values.
+      for (int k = 0; k < 20 + static_cast<int>(rng() % 80); ++k)
+        j->add(journal_metric{i * 1000 + k, 7, start_ms + i,
+                              static_cast<uint64_t>(rng()) << 32 | rng()});
+      REQUIRE_FALSE(j->flush());
+    }
+    end = j->bytes();
+    CHECK(f.file_size(f.rounds()) % (64 * 1024) == 0);
+    CHECK(f.file_size(f.rounds()) > end);
+  }
+  // The file as written: length-prefixed frames, zeros up to a page.
+  std::ifstream in(f.rounds(), std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  int64_t pos = 0, frames = 0, padded = 0;
+  while (pos + 8 <= end) {
+    uint32_t len = 0;
+    std::memcpy(&len, bytes.data() + pos, 4); // little-endian, as on x86
+    if (len == 0) {
+      pos = (pos / 4096 + 1) * 4096;
+      ++padded;
+      continue;
+    }
+    CHECK_MESSAGE(pos / 4096 == (pos + 8 + len - 1) / 4096,
+                  "frame at " << pos << " of " << len << " bytes straddles");
+    pos += 8 + len;
+    ++frames;
+  }
+  CHECK(pos == end);
+  CHECK(frames == 61); // the header's and 60 rounds'
+  CHECK(padded > 2); // the case was exercised
+  auto again = round_journal::open(f.rounds(), "", "epoch-a");
+  REQUIRE(again);
+  CHECK(again->torn_bytes() == 0);
+  CHECK(again->bytes() == end);
+  CHECK(again->replayed_frames() == 61);
+  CHECK(again->metrics().size() > 60 * 20);
+  // The zeros ahead stay: reopening does not cut the file.
+  CHECK(f.file_size(f.rounds()) % (64 * 1024) == 0);
+}
+
 TEST_CASE("a flipped byte in the middle ends the file there") {
   fixture f;
-  write_frames(f.rounds(), 4);
+  auto whole = write_frames(f.rounds(), 4);
   {
     std::fstream io(f.rounds(), std::ios::in | std::ios::out | std::ios::binary);
-    io.seekp(f.file_size(f.rounds()) / 2);
+    io.seekp(whole / 2);
     io.put('\x00');
-    io.seekp(f.file_size(f.rounds()) / 2 + 1);
+    io.seekp(whole / 2 + 1);
     io.put('\x7f');
   }
   auto j = round_journal::open(f.rounds(), "", "epoch-a");
