@@ -616,9 +616,12 @@ actor_stats link_stats(const cloud_link_state& st) {
   auto& url = st.endpoints[st.current].url;
   out.state = st.last_error.empty() ? "connected to " + url
                                     : "failing: " + st.last_error;
-  int64_t connects = 0;
-  for (auto& ep : st.endpoints)
+  int64_t connects = 0, resumed = 0, stale = 0;
+  for (auto& ep : st.endpoints) {
     connects += ep.client->connects();
+    resumed += ep.client->resumed();
+    stale += ep.client->stale_closes();
+  }
   out.counters["requests"] = st.requests;
   out.counters["batches"] = st.batches;
   out.counters["bundles"] = st.bundles;
@@ -627,6 +630,8 @@ actor_stats link_stats(const cloud_link_state& st) {
   out.counters["bytes_sent"] = st.bytes_sent;
   out.counters["bytes_received"] = st.bytes_received;
   out.counters["connects"] = connects;
+  out.counters["tls_resumed"] = resumed;
+  out.counters["stale_connections"] = stale;
   out.counters["enrollments"] = st.enrollments;
   out.counters["health_probes"] = st.probes;
   out.counters["health_probes_failed"] = st.probes_failed;

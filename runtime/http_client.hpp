@@ -51,6 +51,9 @@ public:
     return connects_;
   }
 
+  /// TLS handshakes that resumed the last connection's session.
+  int64_t resumed() const;
+
   /// Idle connections found closed by the server before a request was
   /// written to them (a new one was opened instead).
   int64_t stale_closes() const {

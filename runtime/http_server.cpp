@@ -184,6 +184,8 @@ private:
       auto* cert = SSL_get_peer_certificate(stream_.native_handle());
       client_cert_ = cert != nullptr;
       X509_free(cert);
+      if (SSL_session_reused(stream_.native_handle()) == 1)
+        server_->count(&http_server_counters::tls_resumed);
     }
     read();
   }
@@ -669,6 +671,7 @@ named_counters(const http_server_counters& x) {
           {"inflight_bytes", x.inflight_bytes},
           {"accept_descriptor_exhausted", x.accept_descriptor_exhausted},
           {"tls_handshake_failures", x.tls_handshake_failures},
+          {"tls_resumed", x.tls_resumed},
           {"client_cert_missing", x.client_cert_missing}};
 }
 

@@ -57,6 +57,8 @@ struct http_server_counters {
   int64_t requests = 0;
   int64_t requests_rejected = 0;
   int64_t tls_handshake_failures = 0;
+  /// TLS handshakes that resumed a session (a ticket): no certificates sent.
+  int64_t tls_resumed = 0;
   int64_t client_cert_missing = 0;
   /// Closed at accept: their address already held its connections.
   int64_t connections_over_address_limit = 0;

@@ -44,6 +44,10 @@ caf::error load_identity(ssl::context& ctx, const tls_files& files) {
 
 caf::expected<tls_context_ptr> make_server_context(const tls_files& files) {
   auto ctx = tls12_context(ssl::context::tls_server);
+  // Clients resume sessions (tickets); OpenSSL refuses that handshake when
+  // it verifies client certificates and no session id context is set.
+  static constexpr unsigned char sid[] = "fleetd";
+  SSL_CTX_set_session_id_context(ctx->native_handle(), sid, sizeof(sid) - 1);
   if (auto err = load_identity(*ctx, files))
     return err;
   if (!SSL_CTX_check_private_key(ctx->native_handle()))

@@ -107,6 +107,52 @@ TEST_CASE("the device build prints its version and syncs every point to a "
   CHECK(device.wait(10s) == 0);
 }
 
+TEST_CASE("the device build resumes its TLS session when it reconnects after "
+          "the node's idle timeout") {
+  auto prog = device_program();
+  if (prog.empty())
+    return;
+  temp_dir tmp;
+  auto pki = make_test_pki(tmp.path() + "/pki");
+  auto cloud_dir = tmp.path() + "/cloud";
+  auto cloud = process{program("fleetd-cloud"),
+                       {"--node.data-dir=" + cloud_dir, "--ingest.port=0",
+                        "--console.port=0", "--ingest.idle-timeout=100ms",
+                        "--ingest.tls-cert=" + pki.file("server.pem"),
+                        "--ingest.tls-key=" + pki.file("server.key"),
+                        "--ingest.tls-client-ca=" + pki.file("ca.pem")},
+                       cloud_dir + ".log"};
+  auto port = port_from(cloud_dir + "/ingest.port");
+  auto console = port_from(cloud_dir + "/console.port");
+  REQUIRE_MESSAGE(port != 0, read_file(cloud_dir + ".log"));
+  REQUIRE(fleetctl(tmp.path(), console, {"org", "create", "acme"}).first == 0);
+  auto token = fleetctl_secret(tmp.path(), console,
+                               {"enroll", "create", "--org", "acme"});
+  auto dev_dir = tmp.path() + "/device";
+  auto args = device_args(dev_dir, pki, "127.0.0.1", port);
+  // Rounds and syncs 400 ms apart: every sync finds its connection closed.
+  args.insert(args.end(), {"--cloud.enroll-token=" + token,
+                           "--collector.interval=400ms",
+                           "--sync.interval=400ms", "--collector.rounds=5"});
+  process device{prog, args, tmp.path() + "/device.log"};
+  int64_t resumed = 0;
+  bool synced = eventually(
+    [&] {
+      auto mine = device_points(dev_dir + "/fleetd.db");
+      if (mine.empty()
+          || cloud_points(cloud_dir + "/cloud.db", "acme/small") != mine)
+        return false;
+      auto [rc, out] = fleetctl(tmp.path(), console, {"status", "--json"});
+      resumed = rc == 0 ? json_int(out, "tls_resumed") : -1;
+      return resumed >= 2;
+    },
+    30s);
+  INFO("tls_resumed on the node: " << resumed);
+  CHECK_MESSAGE(synced, read_file(tmp.path() + "/device.log"));
+  device.signal(SIGTERM);
+  CHECK(device.wait(10s) == 0);
+}
+
 TEST_CASE("the device build refuses a cloud with a wrong name or another CA's "
           "certificate") {
   auto prog = device_program();

@@ -752,6 +752,36 @@ TEST_CASE("HTTPS: a client trusting the CA talks to the server over TLS") {
     [&] { return server.counters().tls_handshake_failures == 1; }, 10s));
 }
 
+TEST_CASE("HTTPS: a new connection resumes the last one's TLS session, "
+          "client certificate and all") {
+  pki_fixture f;
+  echo app;
+  http_server server{http_limits{}, app.handler()};
+  auto port = start_tls_or_fail(server, f.pki.server(true));
+  http_client device{"127.0.0.1", port, 10s, 1024 * 1024};
+  REQUIRE(!device.use_tls(f.pki.client(true)));
+  for (auto body : {"one", "two", "three"}) {
+    auto res = device.post("/", body, {});
+    REQUIRE_MESSAGE(res, render(res.error()));
+    CHECK(res->status == 200);
+    CHECK(res->body == body);
+    // As after the server's idle timeout: the next request reconnects.
+    device.close();
+  }
+  CHECK(device.connects() == 3);
+  CHECK(device.resumed() == 2);
+  CHECK(server.counters().tls_resumed == 2);
+  auto seen = app.requests();
+  REQUIRE(seen.size() == 3);
+  for (auto& r : seen)
+    CHECK(r.client_cert); // the resumed sessions still carry the identity
+  // A client of its own starts afresh.
+  http_client other{"127.0.0.1", port, 10s, 1024 * 1024};
+  REQUIRE(!other.use_tls(f.pki.client(true)));
+  REQUIRE(other.post("/", "x", {}));
+  CHECK(other.resumed() == 0);
+}
+
 TEST_CASE("HTTPS: the client refuses a server of another CA or name") {
   pki_fixture f;
   struct {
