@@ -632,7 +632,7 @@ caf::error sqlite_store::prepare() {
   return caf::none;
 }
 
-caf::expected<int64_t> sqlite_store::series_id(const metric_sample& x) {
+std::optional<int64_t> sqlite_store::known_series_id(const metric_sample& x) {
   // series_key(name, encode_labels(labels)) built in a buffer that keeps its
   // capacity: no allocation per row on the hot path.
   auto& key = key_buf_;
@@ -646,6 +646,13 @@ caf::expected<int64_t> sqlite_store::series_id(const metric_sample& x) {
   }
   if (auto i = series_.find(key); i != series_.end())
     return i->second;
+  return std::nullopt;
+}
+
+caf::expected<int64_t> sqlite_store::series_id(const metric_sample& x) {
+  if (auto id = known_series_id(x))
+    return *id;
+  auto& key = key_buf_; // as known_series_id left it
   auto labels = encode_labels(x.labels);
   insert_series_.reset().bind(1, x.name).bind_blob(2, labels);
   if (auto err = insert_series_.run())
@@ -747,15 +754,27 @@ caf::expected<int64_t> sqlite_store::journal_samples(const metric_samples& xs) {
   auto known_before = series_.size();
   std::vector<int64_t> ids;
   ids.reserve(xs.size());
-  auto err = sqlite::transaction(db_, [&]() -> caf::error {
-    for (auto& x : xs) {
-      auto sid = series_id(x);
-      if (!sid)
-        return sid.error();
-      ids.push_back(*sid);
-    }
-    return caf::none;
-  });
+  // Known series need no transaction: even a read one dirties a page of
+  // the WAL index (-shm), and that page is written out again.
+  for (auto& x : xs) {
+    auto sid = known_series_id(x);
+    if (!sid)
+      break;
+    ids.push_back(*sid);
+  }
+  caf::error err;
+  if (ids.size() < xs.size()) {
+    ids.clear();
+    err = sqlite::transaction(db_, [&]() -> caf::error {
+      for (auto& x : xs) {
+        auto sid = series_id(x);
+        if (!sid)
+          return sid.error();
+        ids.push_back(*sid);
+      }
+      return caf::none;
+    });
+  }
   if (err) {
     forget_new_series(known_before);
     // The tables' path knows how to make room on a full disk.

@@ -201,6 +201,8 @@ private:
                             const metric_samples& defs,
                             const std::string& history);
   caf::expected<int64_t> series_id(const metric_sample& x);
+  // The id of x's series when this store knows it (no database access).
+  std::optional<int64_t> known_series_id(const metric_sample& x);
   caf::expected<int64_t> insert_all(const metric_samples& xs);
   // After a rollback: the series learnt since `known_before` are re-read.
   void forget_new_series(size_t known_before);
