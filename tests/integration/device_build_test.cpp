@@ -49,13 +49,34 @@ std::string device_program() {
 // A cloud whose ingest presents `cert` (of tools/make-certs) and asks for
 // client certificates of the test CA.
 process start_cloud(const std::string& dir, const test_pki& pki,
-                    const std::string& cert) {
-  return process{program("fleetd-cloud"),
-                 {"--node.data-dir=" + dir, "--ingest.port=0",
-                  "--console.port=0", "--ingest.tls-cert=" + pki.file(cert + ".pem"),
-                  "--ingest.tls-key=" + pki.file(cert + ".key"),
-                  "--ingest.tls-client-ca=" + pki.file("ca.pem")},
-                 dir + ".log"};
+                    const std::string& cert,
+                    std::vector<std::string> extra = {}) {
+  std::vector<std::string> args{
+    "--node.data-dir=" + dir, "--ingest.port=0", "--console.port=0",
+    "--ingest.tls-cert=" + pki.file(cert + ".pem"),
+    "--ingest.tls-key=" + pki.file(cert + ".key"),
+    "--ingest.tls-client-ca=" + pki.file("ca.pem")};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return process{program("fleetd-cloud"), args, dir + ".log"};
+}
+
+// The ports of the cloud started in `dir`, and a token to enroll a device
+// into its org acme (made here; fleetctl's files in `tmp`).
+struct enrolling {
+  uint16_t port = 0;
+  uint16_t console = 0;
+  std::string token;
+};
+
+enrolling enroll_acme(const std::string& tmp, const std::string& dir) {
+  enrolling out;
+  out.port = port_from(dir + "/ingest.port");
+  out.console = port_from(dir + "/console.port");
+  REQUIRE_MESSAGE(out.port != 0, read_file(dir + ".log"));
+  REQUIRE(fleetctl(tmp, out.console, {"org", "create", "acme"}).first == 0);
+  out.token = fleetctl_secret(tmp, out.console,
+                              {"enroll", "create", "--org", "acme"});
+  return out;
 }
 
 // The device program syncing to host:port with the client certificate.
@@ -83,16 +104,11 @@ TEST_CASE("the device build prints its version and syncs every point to a "
   auto pki = make_test_pki(tmp.path() + "/pki");
   auto cloud_dir = tmp.path() + "/cloud";
   auto cloud = start_cloud(cloud_dir, pki, "server");
-  auto port = port_from(cloud_dir + "/ingest.port");
-  auto console = port_from(cloud_dir + "/console.port");
-  REQUIRE_MESSAGE(port != 0, read_file(cloud_dir + ".log"));
-  REQUIRE(fleetctl(tmp.path(), console, {"org", "create", "acme"}).first == 0);
-  auto token = fleetctl_secret(tmp.path(), console,
-                               {"enroll", "create", "--org", "acme"});
+  auto c = enroll_acme(tmp.path(), cloud_dir);
   auto dev_dir = tmp.path() + "/device";
-  auto args = device_args(dev_dir, pki, "127.0.0.1", port);
+  auto args = device_args(dev_dir, pki, "127.0.0.1", c.port);
   args.insert(args.end(),
-              {"--cloud.enroll-token=" + token, "--collector.rounds=3"});
+              {"--cloud.enroll-token=" + c.token, "--collector.rounds=3"});
   process device{prog, args, tmp.path() + "/device.log"};
   std::vector<std::string> mine;
   bool synced = eventually(
@@ -115,23 +131,13 @@ TEST_CASE("the device build resumes its TLS session when it reconnects after "
   temp_dir tmp;
   auto pki = make_test_pki(tmp.path() + "/pki");
   auto cloud_dir = tmp.path() + "/cloud";
-  auto cloud = process{program("fleetd-cloud"),
-                       {"--node.data-dir=" + cloud_dir, "--ingest.port=0",
-                        "--console.port=0", "--ingest.idle-timeout=100ms",
-                        "--ingest.tls-cert=" + pki.file("server.pem"),
-                        "--ingest.tls-key=" + pki.file("server.key"),
-                        "--ingest.tls-client-ca=" + pki.file("ca.pem")},
-                       cloud_dir + ".log"};
-  auto port = port_from(cloud_dir + "/ingest.port");
-  auto console = port_from(cloud_dir + "/console.port");
-  REQUIRE_MESSAGE(port != 0, read_file(cloud_dir + ".log"));
-  REQUIRE(fleetctl(tmp.path(), console, {"org", "create", "acme"}).first == 0);
-  auto token = fleetctl_secret(tmp.path(), console,
-                               {"enroll", "create", "--org", "acme"});
+  auto cloud = start_cloud(cloud_dir, pki, "server",
+                           {"--ingest.idle-timeout=100ms"});
+  auto c = enroll_acme(tmp.path(), cloud_dir);
   auto dev_dir = tmp.path() + "/device";
-  auto args = device_args(dev_dir, pki, "127.0.0.1", port);
+  auto args = device_args(dev_dir, pki, "127.0.0.1", c.port);
   // Rounds and syncs 400 ms apart: every sync finds its connection closed.
-  args.insert(args.end(), {"--cloud.enroll-token=" + token,
+  args.insert(args.end(), {"--cloud.enroll-token=" + c.token,
                            "--collector.interval=400ms",
                            "--sync.interval=400ms", "--collector.rounds=5"});
   process device{prog, args, tmp.path() + "/device.log"};
@@ -142,7 +148,7 @@ TEST_CASE("the device build resumes its TLS session when it reconnects after "
       if (mine.empty()
           || cloud_points(cloud_dir + "/cloud.db", "acme/small") != mine)
         return false;
-      auto [rc, out] = fleetctl(tmp.path(), console, {"status", "--json"});
+      auto [rc, out] = fleetctl(tmp.path(), c.console, {"status", "--json"});
       resumed = rc == 0 ? json_int(out, "tls_resumed") : -1;
       return resumed >= 2;
     },
