@@ -123,6 +123,7 @@ struct http_client::impl {
       return make_error(ec::unreachable, "cannot set TLS server name " + host);
     }
     offer_session();
+    session_kept = false;
     beast::error_code ec;
     run([&] {
       secure->async_handshake(tls_api::stream_base::client,
@@ -147,6 +148,9 @@ struct http_client::impl {
   // the certificates (0.5-4 KB each time). The session kept is the one the
   // last exchange ended with (a TLS 1.3 ticket comes after the handshake).
   int64_t resumed = 0;
+  // Kept once a connection, after its first exchange: a copy each exchange
+  // would re-parse the server's certificate (mbedTLS) for nothing.
+  bool session_kept = false;
 #ifdef FLEETD_MBEDTLS
   mbedtls_ssl_session saved_session;
   bool has_saved_session = false;
@@ -177,10 +181,15 @@ struct http_client::impl {
   }
 
   void keep_session() {
-    mbedtls_ssl_session_free(&saved_session);
-    mbedtls_ssl_session_init(&saved_session);
+    forget_session();
     has_saved_session
       = mbedtls_ssl_get_session(secure->native_handle(), &saved_session) == 0;
+  }
+
+  void forget_session() {
+    mbedtls_ssl_session_free(&saved_session);
+    mbedtls_ssl_session_init(&saved_session);
+    has_saved_session = false;
   }
 #else
   SSL_SESSION* saved_session = nullptr;
@@ -208,9 +217,14 @@ struct http_client::impl {
     auto* copy = SSL_SESSION_dup(s);
     if (!copy)
       return;
+    forget_session();
+    saved_session = copy;
+  }
+
+  void forget_session() {
     if (saved_session)
       SSL_SESSION_free(saved_session);
-    saved_session = copy;
+    saved_session = nullptr;
   }
 #endif
 
@@ -302,8 +316,10 @@ http_client::impl::exchange_on(Stream& stream,
     if (ec)
       return std::nullopt;
   }
-  if (secure)
+  if (secure && !session_kept) {
     keep_session();
+    session_kept = true;
+  }
   auto& res = parser.get();
   http_response out;
   out.status = res.result_int();
@@ -338,6 +354,8 @@ caf::error http_client::use_tls(const tls_files& files) {
     return ctx.error();
   close();
   impl_->tls = std::move(*ctx);
+  // A session of the old context would carry its identity (or none).
+  impl_->forget_session();
   return caf::none;
 }
 

@@ -775,6 +775,12 @@ TEST_CASE("HTTPS: a new connection resumes the last one's TLS session, "
   REQUIRE(seen.size() == 3);
   for (auto& r : seen)
     CHECK(r.client_cert); // the resumed sessions still carry the identity
+  // New TLS files: the old session (and its identity) is not offered.
+  REQUIRE(!device.use_tls(f.pki.client()));
+  auto res = device.post("/", "anonymous", {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->status == 403); // no client certificate now, none resumed
+  CHECK(device.resumed() == 2);
   // A client of its own starts afresh.
   http_client other{"127.0.0.1", port, 10s, 1024 * 1024};
   REQUIRE(!other.use_tls(f.pki.client(true)));
