@@ -7,6 +7,7 @@
 #include "messages/decode_budget.hpp"
 #include "messages/error.hpp"
 #include "messages/labels.hpp"
+#include "messages/varint.hpp"
 #include "messages/wire.hpp"
 
 namespace fleetd {
@@ -39,16 +40,8 @@ uint32_t get_u32(const char* p) {
   return x;
 }
 
-void put_varint(std::string& out, uint64_t x) {
-  while (x >= 0x80) {
-    out += static_cast<char>((x & 0x7F) | 0x80);
-    x >>= 7;
-  }
-  out += static_cast<char>(x);
-}
-
 void put_signed(std::string& out, int64_t x) {
-  put_varint(out, (static_cast<uint64_t>(x) << 1) ^ static_cast<uint64_t>(x >> 63));
+  put_varint(out, zigzag(static_cast<uint64_t>(x)));
 }
 
 void put_bytes(std::string& out, const std::string& x) {
@@ -67,20 +60,14 @@ struct reader {
   }
   uint64_t varint() {
     uint64_t x = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (pos >= in.size())
-        break;
-      auto b = static_cast<unsigned char>(in[pos++]);
-      x |= static_cast<uint64_t>(b & 0x7F) << shift;
-      if (!(b & 0x80))
-        return x;
+    if (!ok || !get_varint(in, pos, x)) {
+      ok = false;
+      return 0;
     }
-    ok = false;
-    return 0;
+    return x;
   }
   int64_t signed_varint() {
-    auto z = varint();
-    return static_cast<int64_t>((z >> 1) ^ (~(z & 1) + 1));
+    return static_cast<int64_t>(unzigzag(varint()));
   }
   uint64_t fixed64() {
     if (left() < 8) {

@@ -10,6 +10,7 @@
 #include "messages/decode_budget.hpp"
 #include "messages/error.hpp"
 #include "messages/labels.hpp"
+#include "messages/varint.hpp"
 
 #include <xxhash.h>
 
@@ -46,23 +47,6 @@ const double pow10_table[max_scale + 1] = {
 const double pow10_neg_table[max_scale + 1] = {
   1e-0, 1e-1, 1e-2,  1e-3,  1e-4,  1e-5,  1e-6,  1e-7,
   1e-8, 1e-9, 1e-10, 1e-11, 1e-12, 1e-13, 1e-14, 1e-15};
-
-uint64_t zigzag(uint64_t x) {
-  // x is an int64 in two's complement carried as uint64.
-  return (x << 1) ^ (0 - (x >> 63));
-}
-
-uint64_t unzigzag(uint64_t x) {
-  return (x >> 1) ^ (0 - (x & 1));
-}
-
-void put_varint(std::string& out, uint64_t x) {
-  while (x >= 0x80) {
-    out.push_back(static_cast<char>((x & 0x7F) | 0x80));
-    x >>= 7;
-  }
-  out.push_back(static_cast<char>(x));
-}
 
 void put_u64(std::string& out, uint64_t x) { // little endian
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(x >> (8 * i)));
@@ -326,18 +310,11 @@ struct reader {
 
   uint64_t varint() {
     uint64_t x = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      uint8_t b = byte();
-      if (!ok) return 0;
-      if (shift == 63 && b > 1) {
-        ok = false;
-        return 0;
-      }
-      x |= static_cast<uint64_t>(b & 0x7F) << shift;
-      if ((b & 0x80) == 0) return x;
+    if (!ok || !get_varint(in, pos, x)) {
+      ok = false;
+      return 0;
     }
-    ok = false;
-    return 0;
+    return x;
   }
 
   uint64_t u64() { // little endian

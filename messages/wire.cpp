@@ -15,6 +15,7 @@
 #include "fleetd/v1/sync.pb.h"
 #include "messages/decode_budget.hpp"
 #include "messages/error.hpp"
+#include "messages/varint.hpp"
 #if !FLEETD_PROTO_LITE
 #include "messages/parse_bound.hpp"
 #endif
@@ -515,29 +516,6 @@ constexpr uint32_t logs_tag = (4 << 3) | 2;   // SyncRequest.logs
 constexpr uint32_t times_field = 3;           // LogsBatch.timestamp_ns
 constexpr uint32_t deltas_field = 5;          // transport only
 
-bool read_varint(std::string_view in, size_t& pos, uint64_t& x) {
-  x = 0;
-  for (int shift = 0; shift < 64; shift += 7) {
-    if (pos >= in.size())
-      return false;
-    auto b = static_cast<uint8_t>(in[pos++]);
-    if (shift == 63 && b > 1)
-      return false;
-    x |= static_cast<uint64_t>(b & 0x7F) << shift;
-    if ((b & 0x80) == 0)
-      return true;
-  }
-  return false;
-}
-
-void write_varint(std::string& out, uint64_t x) {
-  while (x >= 0x80) {
-    out.push_back(static_cast<char>((x & 0x7F) | 0x80));
-    x >>= 7;
-  }
-  out.push_back(static_cast<char>(x));
-}
-
 // One field of a message: its tag, all its bytes, and a length-delimited
 // field's payload.
 struct field_view {
@@ -550,11 +528,11 @@ struct field_view {
 bool next_field(std::string_view msg, size_t& pos, field_view& f) {
   auto start = pos;
   uint64_t x = 0;
-  if (!read_varint(msg, pos, f.tag))
+  if (!get_varint(msg, pos, f.tag))
     return false;
   switch (f.tag & 7) {
     case 0:
-      if (!read_varint(msg, pos, x))
+      if (!get_varint(msg, pos, x))
         return false;
       break;
     case 1:
@@ -566,7 +544,7 @@ bool next_field(std::string_view msg, size_t& pos, field_view& f) {
       break;
     }
     case 2:
-      if (!read_varint(msg, pos, x) || x > msg.size() - pos)
+      if (!get_varint(msg, pos, x) || x > msg.size() - pos)
         return false;
       f.payload = msg.substr(pos, x);
       pos += x;
@@ -610,17 +588,17 @@ caf::error recode_batch(std::string_view batch, uint32_t from, uint32_t to,
     uint64_t prev = 0;
     for (size_t p = 0; p < f.payload.size();) {
       uint64_t x = 0;
-      if (!read_varint(f.payload, p, x))
+      if (!get_varint(f.payload, p, x))
         return bad_coding("malformed column");
       uint64_t y = deltas ? ((x - prev) << 1) ^ (0 - ((x - prev) >> 63))
                           : prev + ((x >> 1) ^ (0 - (x & 1)));
       prev = deltas ? x : y;
-      write_varint(col, y);
+      put_varint(col, y);
       if (out.size() + col.size() > max_bytes)
         return too_long(max_bytes);
     }
-    write_varint(out, (uint64_t{to} << 3) | 2);
-    write_varint(out, col.size());
+    put_varint(out, (uint64_t{to} << 3) | 2);
+    put_varint(out, col.size());
     out += col;
   }
   if (seen != 1)
@@ -649,8 +627,8 @@ caf::expected<std::string> recode_logs(std::string_view request,
     std::string batch;
     if (auto err = recode_batch(f.payload, from, to, deltas, max_bytes, batch))
       return err;
-    write_varint(out, f.tag);
-    write_varint(out, batch.size());
+    put_varint(out, f.tag);
+    put_varint(out, batch.size());
     out += batch;
     if (out.size() > max_bytes)
       return too_long(max_bytes);
