@@ -50,22 +50,7 @@ void put_bytes(std::string& out, const std::string& x) {
 }
 
 // Reads what put_* wrote; any read past the end fails the whole payload.
-struct reader {
-  const std::string& in;
-  size_t pos = 0;
-  bool ok = true;
-
-  size_t left() const {
-    return in.size() - pos;
-  }
-  uint64_t varint() {
-    uint64_t x = 0;
-    if (!ok || !get_varint(in, pos, x)) {
-      ok = false;
-      return 0;
-    }
-    return x;
-  }
+struct reader : varint_reader {
   int64_t signed_varint() {
     return static_cast<int64_t>(unzigzag(varint()));
   }
@@ -87,7 +72,7 @@ struct reader {
       ok = false;
       return {};
     }
-    auto out = in.substr(pos, n);
+    auto out = std::string(in.substr(pos, n));
     pos += n;
     return out;
   }
@@ -146,7 +131,7 @@ std::string encode_op(const journal_event& e) {
 
 // A batch, an ack or an event read back; false when the bytes are none.
 bool decode_op(const std::string& payload, round_journal::op& out) {
-  reader r{payload, 1};
+  reader r{{payload, 1}};
   out.kind = payload[0];
   if (out.kind == kind_event) {
     auto& e = out.event;
@@ -304,7 +289,7 @@ bool round_journal::decode(const std::string& payload) {
   } else {
     return false;
   }
-  reader r{plain};
+  reader r{{plain}};
   std::vector<journal_metric> ms;
   std::vector<journal_log> ls;
   while (r.ok && r.left() > 0) {

@@ -293,28 +293,13 @@ size_t xor_bytes(const std::vector<double>& vals, double prev) {
   return out.size();
 }
 
-struct reader {
-  std::string_view in;
-  size_t pos = 0;
-  bool ok = true;
-
-  size_t left() const { return in.size() - pos; }
-
+struct reader : varint_reader {
   uint8_t byte() {
     if (pos >= in.size()) {
       ok = false;
       return 0;
     }
     return static_cast<uint8_t>(in[pos++]);
-  }
-
-  uint64_t varint() {
-    uint64_t x = 0;
-    if (!ok || !get_varint(in, pos, x)) {
-      ok = false;
-      return 0;
-    }
-    return x;
   }
 
   uint64_t u64() { // little endian
@@ -822,7 +807,7 @@ std::string codec_context::save_history() const {
 }
 
 caf::error codec_context::load_history(std::string_view bytes) {
-  reader r{bytes};
+  reader r{{bytes}};
   std::vector<history> xs(series.size());
   for (auto& h : xs) {
     h.count = r.byte();
@@ -1000,7 +985,7 @@ bool identical(const metric_samples& a, const metric_samples& b) {
 }
 
 caf::expected<uint64_t> columnar_base(std::string_view bytes) {
-  reader r{bytes};
+  reader r{{bytes}};
   if (r.byte() != columnar_format_version || !r.ok)
     return bad("unknown version");
   uint64_t base = r.varint();
@@ -1303,7 +1288,7 @@ caf::error columnar_decoder::read_values() {
   for (auto* x : streams) {
     uint64_t len = r_.count();
     if (!r_.ok) return bad("truncated value streams");
-    *x = reader{r_.in.substr(r_.pos, len)};
+    *x = reader{{r_.in.substr(r_.pos, len)}};
     r_.pos += len;
   }
   vals_.resize(nslots);

@@ -34,6 +34,26 @@ inline bool get_varint(std::string_view in, size_t& pos, uint64_t& x) {
   return false;
 }
 
+/// Reads varints from `in` at `pos`; the first read past the end (or of
+/// more than 64 bits) clears `ok`, and every read after it gives 0.
+struct varint_reader {
+  std::string_view in;
+  size_t pos = 0;
+  bool ok = true;
+
+  size_t left() const {
+    return in.size() - pos;
+  }
+  uint64_t varint() {
+    uint64_t x = 0;
+    if (!ok || !get_varint(in, pos, x)) {
+      ok = false;
+      return 0;
+    }
+    return x;
+  }
+};
+
 /// An int64 in two's complement, carried as uint64, as a zigzag value.
 inline uint64_t zigzag(uint64_t x) {
   return (x << 1) ^ (0 - (x >> 63));
