@@ -215,7 +215,10 @@ caf::error round_journal::replay() {
     auto head = file_.read(off, 8);
     if (!head)
       return head.error();
-    auto len = head->size() < 8
+    // No frame starts in a page's last 8 bytes (see append_frame): there,
+    // as where a length reads 0, zeros up to the next page are padding.
+    auto room = page_bytes - off % page_bytes;
+    auto len = head->size() < 8 || room < 8
                  ? int64_t{0}
                  : static_cast<int64_t>(get_u32(head->data()));
     if (len == 0) {
@@ -392,11 +395,12 @@ caf::error round_journal::append_frame(const std::string& payload,
     bytes = frame(kind_header + epoch_);
   bytes += frame(payload);
   // A frame that would straddle a page starts the next one instead (a hole
-  // of zeros before it, read as padding): one page written, not two.
+  // of zeros before it, read as padding): one page written, not two. None
+  // starts in a page's last 8 bytes, where its length would be cut.
   auto at = size_;
   auto room = page_bytes - at % page_bytes;
   auto n = static_cast<int64_t>(bytes.size());
-  if (size_ > 0 && n > room && n <= page_bytes)
+  if (size_ > 0 && n > room && (n <= page_bytes || room < 8))
     at += room;
   // The file grows ahead in steps, as a hole: a synced frame then rewrites
   // its page only, never the file's length.

@@ -51,8 +51,10 @@ struct journal_event {
 /// them (then the file is emptied) or the store moves them into its tables.
 ///
 /// Frame: u32 payload length, u32 CRC-32 of the payload, payload (little
-/// endian). A frame that is cut short or fails its CRC ends the file: it was
-/// never synced, so no store that wrote it was answered.
+/// endian). A frame of up to a 4 KiB page never straddles one, and none
+/// starts in a page's last 8 bytes: zeros up to the next page are padding.
+/// A frame that is cut short or fails its CRC ends the file: it was never
+/// synced, so no store that wrote it was answered.
 class round_journal {
 public:
   /// Most bytes one frame may claim; a longer one ends the file as torn.

@@ -222,6 +222,57 @@ TEST_CASE("a frame that would straddle a page starts the next one; the file "
   CHECK(f.file_size(f.rounds()) % (64 * 1024) == 0);
 }
 
+TEST_CASE("a frame that ends 1 to 8 bytes short of a page: the next one "
+          "starts the next page and reads back") {
+  fixture f;
+  std::mt19937 rng{11};
+  // Incompressible lines, so a frame's size is its line's plus a fixed part.
+  auto line = [&](int64_t n) {
+    std::string s(static_cast<size_t>(n), '\0');
+    for (auto& c : s)
+      c = static_cast<char>(rng());
+    return s;
+  };
+  auto j = round_journal::open(f.rounds(), "", "epoch-a");
+  REQUIRE(j);
+  int64_t id = 0;
+  auto add = [&](int64_t n) {
+    // Small ids and one time keep the fixed part fixed.
+    j->add(journal_log{++id % 40 + 1, 1, "", line(n)});
+    REQUIRE_FALSE(j->flush());
+  };
+  add(200);
+  auto before = j->bytes();
+  add(200);
+  auto fixed = j->bytes() - before - 200;
+  REQUIRE(fixed > 8);
+  int64_t lines = 2;
+  for (int64_t k = 1; k <= 8; ++k) {
+    CAPTURE(k);
+    // Fill the page up to k bytes short of its end.
+    for (;;) {
+      auto room = 4096 - j->bytes() % 4096;
+      auto n = room - k - fixed;
+      if (n >= 128) {
+        add(n);
+        ++lines;
+        break;
+      }
+      add(300); // does not fit: moves on to the next page
+      ++lines;
+    }
+    REQUIRE(4096 - j->bytes() % 4096 == k);
+    add(300);
+    ++lines;
+  }
+  auto end = j->bytes();
+  auto again = round_journal::open(f.rounds(), "", "epoch-a");
+  REQUIRE(again);
+  CHECK(again->torn_bytes() == 0);
+  CHECK(again->bytes() == end);
+  CHECK(static_cast<int64_t>(again->logs().size()) == lines);
+}
+
 TEST_CASE("a flipped byte in the middle ends the file there") {
   fixture f;
   auto whole = write_frames(f.rounds(), 4);
