@@ -93,18 +93,18 @@ embedded_journal::cursor(const std::string& sink) {
 }
 
 caf::expected<journal_chunk> embedded_journal::read(journal_cursor after,
-                                                    int64_t max) {
+                                                    journal_read_bounds max) {
   auto st = db_.cached("SELECT id, entry FROM journal WHERE id > ?1 "
                        "ORDER BY id LIMIT ?2");
   if (!st)
     return st.error();
-  st->bind(1, after.id).bind(2, max);
+  st->bind(1, after.id).bind(2, max.entries);
   journal_chunk out;
   out.end = after;
   auto max_bytes = static_cast<uint64_t>(cfg_.max_entry_bytes);
   if (auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {
         add_row(out, journal_cursor{0, r.column_int(0)}, r.column_blob(1),
-                max_bytes);
+                max_bytes, max.points);
       }))
     return err;
   return out;

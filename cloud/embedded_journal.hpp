@@ -30,7 +30,7 @@ public:
 
   caf::expected<journal_cursor> cursor(const std::string& sink) override;
   caf::expected<journal_chunk> read(journal_cursor after,
-                                    int64_t max) override;
+                                    journal_read_bounds max) override;
   caf::error advance(const std::string& sink, journal_cursor to) override;
   caf::expected<int64_t>
   prune(const std::vector<std::string>& sinks) override;

@@ -63,7 +63,9 @@ std::pair<std::string, std::string> split_device_id(const std::string& id) {
 }
 
 void add_row(journal_chunk& c, journal_cursor at, std::string_view row,
-             uint64_t max_bytes) {
+             uint64_t max_bytes, int64_t max_points) {
+  if (c.rows > 0 && c.points >= max_points)
+    return;
   ++c.rows;
   c.end = at;
   auto x = decode_journal_entry(row, max_bytes);
@@ -72,6 +74,8 @@ void add_row(journal_chunk& c, journal_cursor at, std::string_view row,
     return;
   }
   x->id = at.id;
+  c.points += static_cast<int64_t>(x->samples.size() + x->logs.size()
+                                   + x->events.size());
   c.entries.push_back(std::move(*x));
   c.positions.push_back(at);
 }

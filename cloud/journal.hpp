@@ -52,6 +52,13 @@ struct journal_cursor {
   int64_t id = 0;
 };
 
+/// How much one read may take: rows, and points decoded (samples, log lines
+/// and events), which is what a chunk's memory grows with.
+struct journal_read_bounds {
+  int64_t entries = 500;
+  int64_t points = 100000;
+};
+
 /// What one read returned: the decoded entries and the position after the
 /// last row read (rows that did not decode are passed and counted).
 struct journal_chunk {
@@ -61,12 +68,15 @@ struct journal_chunk {
   journal_cursor end;
   int64_t rows = 0;
   int64_t undecodable = 0;
+  /// Samples, log lines and events of the decoded entries.
+  int64_t points = 0;
 };
 
 /// Appends a read row at `at` to `c`: decoded (with its position), or
-/// counted undecodable; the chunk's end moves past it either way.
+/// counted undecodable; the chunk's end moves past it either way. A row
+/// after the chunk reached `max_points` is left for the next read.
 void add_row(journal_chunk& c, journal_cursor at, std::string_view row,
-             uint64_t max_bytes);
+             uint64_t max_bytes, int64_t max_points);
 
 /// The journal entry of accepted batch `b` of `org`'s `device`, received at
 /// `now_ms`; `decoded`: the samples of a columnar batch.
@@ -89,9 +99,10 @@ public:
 
   /// The sink's persisted cursor (the start when it has none).
   virtual caf::expected<journal_cursor> cursor(const std::string& sink) = 0;
-  /// Up to `max` committed rows after `after`.
+  /// Committed rows after `after`, up to `max.entries` rows and, past the
+  /// first, `max.points` points.
   virtual caf::expected<journal_chunk> read(journal_cursor after,
-                                            int64_t max) = 0;
+                                            journal_read_bounds max) = 0;
   /// Persists the sink's cursor (after the backend accepted the rows).
   virtual caf::error advance(const std::string& sink, journal_cursor to) = 0;
   /// Deletes the rows every one of `sinks` has passed; returns how many.

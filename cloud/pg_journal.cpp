@@ -37,10 +37,10 @@ caf::expected<journal_cursor> pg_journal::cursor(const std::string& sink) {
 }
 
 caf::expected<journal_chunk> pg_journal::read(journal_cursor after,
-                                              int64_t max) {
+                                              journal_read_bounds max) {
   auto r = conn_.exec("SELECT xid::text, id, entry FROM "
                       "fleetd_journal_read($1::text::xid8, $2, $3)",
-                      {after.xid, after.id, max});
+                      {after.xid, after.id, max.entries});
   if (!r)
     return r.error();
   journal_chunk out;
@@ -48,7 +48,7 @@ caf::expected<journal_chunk> pg_journal::read(journal_cursor after,
   auto max_bytes = static_cast<uint64_t>(cfg_.max_entry_bytes);
   for (int i = 0; i < r->rows(); ++i)
     add_row(out, journal_cursor{r->int64(i, 0), r->int64(i, 1)},
-            r->bytea(i, 2), max_bytes);
+            r->bytea(i, 2), max_bytes, max.points);
   return out;
 }
 

@@ -24,7 +24,7 @@ public:
 
   caf::expected<journal_cursor> cursor(const std::string& sink) override;
   caf::expected<journal_chunk> read(journal_cursor after,
-                                    int64_t max) override;
+                                    journal_read_bounds max) override;
   caf::error advance(const std::string& sink, journal_cursor to) override;
   /// Deletes the passed rows, then (at most once an hour, or a minute after
   /// a lock it did not get) drops the empty partitions of hours at least

@@ -28,6 +28,9 @@ using journal_opener =
 struct sink_runner_config {
   /// Journal entries per write.
   int64_t batch_entries = 500;
+  /// Points (samples, log lines, events) per write, past the first entry:
+  /// what a sink holds decoded, whatever the devices' batch size.
+  int64_t batch_points = 20000;
   /// Wait before looking again at an empty journal (or a held lease).
   std::chrono::milliseconds poll{std::chrono::milliseconds(500)};
   std::chrono::milliseconds backoff_base{std::chrono::milliseconds(500)};
@@ -49,7 +52,7 @@ struct sink_runner_config {
   clock_ptr clock;
 };
 
-/// Declares sinks.batch-entries, sinks.poll-interval, sinks.backoff-base,
+/// Declares sinks.batch-entries, sinks.batch-points, sinks.poll-interval, sinks.backoff-base,
 /// sinks.backoff-cap, sinks.breaker-threshold, sinks.breaker-open,
 /// sinks.lease-ttl.
 void declare(option_set& opts, sink_runner_config& x);

@@ -68,7 +68,7 @@ TEST_CASE("an accepted batch is journaled with its org and device; a "
   REQUIRE(dup);
   CHECK(dup->duplicate);
   auto j = f.reader();
-  auto chunk = j.read({}, 10);
+  auto chunk = j.read({}, {10});
   REQUIRE_MESSAGE(chunk, render(chunk.error()));
   REQUIRE(chunk->entries.size() == 1);
   auto& x = chunk->entries[0];
@@ -108,7 +108,7 @@ TEST_CASE("past journal.max-bytes a batch is refused journal_full, unacked, "
   CHECK(is_error(r.error(), ec::journal_full));
   CHECK(f.count("SELECT last_sequence FROM streams") == 1);
   auto j = f.reader();
-  auto chunk = j.read({}, 10);
+  auto chunk = j.read({}, {10});
   REQUIRE(chunk);
   REQUIRE_FALSE(j.advance("a", chunk->end));
   auto pruned = j.prune({"a"});
@@ -137,7 +137,7 @@ TEST_CASE("rows are deleted only once every enabled sink passed them") {
   for (int64_t i = 1; i <= 4; ++i)
     REQUIRE(st.write(batch("acme/dev-1", i)));
   auto j = f.reader();
-  auto all = j.read({}, 10);
+  auto all = j.read({}, {10});
   REQUIRE(all);
   REQUIRE(all->positions.size() == 4);
   REQUIRE_FALSE(j.advance("a", all->end));
@@ -152,10 +152,37 @@ TEST_CASE("rows are deleted only once every enabled sink passed them") {
   CHECK(f.count("SELECT count(*) FROM journal") == 0);
   // Ids are never reused: a new row comes after every cursor.
   REQUIRE(st.write(batch("acme/dev-1", 5)));
-  auto next = j.read(*j.cursor("a"), 10);
+  auto next = j.read(*j.cursor("a"), {10});
   REQUIRE(next);
   REQUIRE(next->entries.size() == 1);
   CHECK(next->entries[0].sequence == 5);
+}
+
+TEST_CASE("a read stops at its points as well as its rows: the rest comes "
+          "next, and an entry larger than the points goes alone") {
+  journal_fixture f;
+  auto st = f.store();
+  for (int64_t i = 1; i <= 5; ++i)
+    REQUIRE(st.write(batch("acme/dev-1", i))); // 4 samples each
+  auto j = f.reader();
+  std::vector<size_t> sizes;
+  journal_cursor at;
+  for (;;) {
+    auto c = j.read(at, {10, 6});
+    REQUIRE_MESSAGE(c, render(c.error()));
+    if (c->rows == 0)
+      break;
+    CHECK(c->points == static_cast<int64_t>(4 * c->entries.size()));
+    CHECK(c->end.id == c->positions.back().id);
+    sizes.push_back(c->entries.size());
+    at = c->end;
+  }
+  // 4 + 4 passes 6: a chunk stops after the entry that reaches its points.
+  CHECK(sizes == std::vector<size_t>{2, 2, 1});
+  auto one = j.read({}, {10, 1});
+  REQUIRE(one);
+  CHECK(one->entries.size() == 1);
+  CHECK(one->entries[0].sequence == 1);
 }
 
 TEST_CASE("journaling without sinks is off: no row is written") {
@@ -179,7 +206,7 @@ TEST_CASE("a sink's lag counts the rows after its cursor, is 0 once it read "
   REQUIRE_MESSAGE(none, render(none.error()));
   CHECK(none->entries == 5);
   CHECK(none->oldest_ms == test::store_clock_start_ms);
-  auto all = j.read({}, 10);
+  auto all = j.read({}, {10});
   REQUIRE(all);
   REQUIRE(all->positions.size() == 5);
   REQUIRE_FALSE(j.advance("a", all->positions[1]));

@@ -129,7 +129,7 @@ std::vector<int64_t> drain(pg_journal& j, const std::string& sink,
                            int64_t max) {
   auto c = j.cursor(sink);
   REQUIRE(c);
-  auto chunk = j.read(*c, max);
+  auto chunk = j.read(*c, {max});
   REQUIRE_MESSAGE(chunk, render(chunk.error()));
   REQUIRE_FALSE(j.advance(sink, chunk->end));
   return sequences(*chunk);
@@ -145,7 +145,7 @@ TEST_CASE("postgresql: the journal row commits with the ack, and a failing "
   auto st = f.store();
   write_ok(st, batch("acme/dev-1", 1));
   auto j = f.reader();
-  auto chunk = j.read({}, 10);
+  auto chunk = j.read({}, {10});
   REQUIRE_MESSAGE(chunk, render(chunk.error()));
   REQUIRE(chunk->entries.size() == 1);
   CHECK(chunk->entries[0].org == "acme");
@@ -177,17 +177,34 @@ TEST_CASE("postgresql: a row committed later with a lower id is not skipped "
   journal_open(b, "beta", 2);
   test::pg_must(b, "COMMIT");
   auto j = f.reader();
-  auto first = j.read({}, 10);
+  auto first = j.read({}, {10});
   REQUIRE(first);
   // b committed, but a (an older transaction) still runs: nothing yet.
   CHECK(first->rows == 0);
   test::pg_must(a, "COMMIT");
-  auto both = j.read(first->end, 10);
+  auto both = j.read(first->end, {10});
   REQUIRE(both);
   CHECK(sequences(*both) == std::vector<int64_t>{1, 2});
-  auto none = j.read(both->end, 10);
+  auto none = j.read(both->end, {10});
   REQUIRE(none);
   CHECK(none->rows == 0);
+}
+
+TEST_CASE("postgresql: a read stops at its points; the rest comes next") {
+  pg_journal_fixture f;
+  if (!f.start("journal_points"))
+    return;
+  auto st = f.store();
+  for (int64_t i = 1; i <= 3; ++i)
+    write_ok(st, batch("acme/dev-1", i)); // 2 samples each
+  auto j = f.reader();
+  auto first = j.read({}, {10, 3});
+  REQUIRE_MESSAGE(first, render(first.error()));
+  CHECK(sequences(*first) == std::vector<int64_t>{1, 2});
+  CHECK(first->points == 4);
+  auto rest = j.read(first->end, {10, 3});
+  REQUIRE(rest);
+  CHECK(sequences(*rest) == std::vector<int64_t>{3});
 }
 
 TEST_CASE("postgresql: past journal.max-bytes the store refuses journal_full "
@@ -207,7 +224,7 @@ TEST_CASE("postgresql: past journal.max-bytes the store refuses journal_full "
   CHECK(is_error(r.error(), ec::journal_full));
   CHECK(f.count("acme", "batches") == 1);
   auto j = f.reader();
-  auto c = j.read({}, 10);
+  auto c = j.read({}, {10});
   REQUIRE(c);
   REQUIRE_FALSE(j.advance("a", c->end));
   CHECK(*j.prune({"a"}) == 1);
@@ -230,7 +247,7 @@ TEST_CASE("postgresql: past journal.retention the store refuses "
   REQUIRE_FALSE(r);
   CHECK(is_error(r.error(), ec::journal_full));
   auto j = f.reader();
-  auto first = j.read({}, 1);
+  auto first = j.read({}, {1});
   REQUIRE(first);
   REQUIRE_FALSE(j.advance("a", first->end));
   CHECK(*j.prune({"a"}) == 1);
@@ -301,7 +318,7 @@ TEST_CASE("postgresql: a sink's lag is the rows after its cursor, exactly 0 "
   REQUIRE_MESSAGE(from_start, render(from_start.error()));
   CHECK(from_start->entries == 4);
   CHECK(from_start->oldest_ms == start_ms);
-  auto all = j.read({}, 10);
+  auto all = j.read({}, {10});
   REQUIRE(all);
   REQUIRE(all->positions.size() == 4);
   CHECK(j.lag(all->positions[0])->entries == 3);
