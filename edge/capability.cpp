@@ -513,9 +513,9 @@ tier_settings defaults_for_tier(int64_t tier) {
       x.memory_points = 0;
       x.retention_ms = 7 * day_ms;
       x.sync_interval_ms = 5 * minute_ms;
-      // A cloud sink decodes sinks.batch-entries batches at once: their
-      // size bounds its memory (5000 would take three requests to one).
-      x.batch_size = 1000;
+      // A 5-min sync of a few hundred series is one batch a stream, so one
+      // request: at 1000 it took three (sinks bound their chunks by points).
+      x.batch_size = 5000;
       x.zstd_level = 3;
       break;
     case 2:

@@ -285,7 +285,7 @@ TEST_CASE("the defaults of each tier follow the tier table") {
   CHECK(t1.memory_points == 0);
   CHECK(t1.retention_ms == 7 * 24 * 3600 * 1000LL);
   CHECK(t1.sync_interval_ms == 5 * 60 * 1000);
-  CHECK(t1.batch_size == 1000);
+  CHECK(t1.batch_size == 5000);
   CHECK(t1.zstd_level == 3);
   auto t2 = defaults_for_tier(2);
   CHECK(t2.tier == 2);
@@ -706,7 +706,7 @@ TEST_CASE("the JSON holds every field of the report, reasons escaped") {
         "\"detected_tier\":1", "\"settings\":{", "\"tier\":1",
         "\"sqlite\":true", "\"storage_bytes\":50000000",
         "\"memory_points\":0", "\"retention_ms\":604800000",
-        "\"sync_interval_ms\":300000", "\"batch_size\":1000",
+        "\"sync_interval_ms\":300000", "\"batch_size\":5000",
         "\"zstd_level\":3", "\"reasons\":[\"tier 1: disk 250 GB > 1 GB",
         "\"storage_bytes 50000000 pinned by config (derived 100000000)\"",
         "\"a \\\"quoted\\\" \\\\ line\\nwith a break\\u0001\"]}"})

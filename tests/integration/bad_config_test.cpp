@@ -120,7 +120,7 @@ TEST_CASE("a check across options names the real option keys") {
 TEST_CASE("tier defaults in --help come from the tier table") {
   auto [status, out] = run_to_end(program("fleetd"), {"--help"}, 10s);
   CHECK(status == 0);
-  for (auto text : {"(0: the tier's: 5m, 1m, 10s)", "(0: the tier's: 1000, 100, 10)",
+  for (auto text : {"(0: the tier's: 5m, 1m, 10s)", "(0: the tier's: 5000, 100, 10)",
                     "-1: the tier's: 3, 1, 0)", "(0: the tier's: 100MB, 5MB)",
                     "(0: the tier's: 7d, 1d)"})
     CHECK_MESSAGE(out.find(text) != std::string::npos, text);

@@ -292,7 +292,8 @@ TEST_CASE("each backend stopped mid-stream and restarted: every record "
 
 // Series of the device in the kill case: 5000 samples a round, so the lag
 // at the kill (tens of entries, ~100k samples decoded) is many chunks of
-// sinks.batch-entries=5.
+// sinks.batch-entries=5 or sinks.batch-points=5000, whichever comes first
+// (the device's batches hold 1000 to 5000 points by tier).
 constexpr int kill_series = 5000;
 
 TEST_CASE("fleetd-cloud SIGKILLed while a sink lags: nothing lost or "
@@ -300,7 +301,7 @@ TEST_CASE("fleetd-cloud SIGKILLed while a sink lags: nothing lost or "
   auto rng = seeded_rng();
   data_stack s;
   std::string why;
-  if (!s.start(why, {"--sinks.batch-entries=5"}))
+  if (!s.start(why, {"--sinks.batch-entries=5", "--sinks.batch-points=5000"}))
     return skip(why);
   auto rss0 = proc_kb(s.cloud->pid(), "VmRSS");
   streaming_device dev{s, "kill-dev", 40, kill_series};
@@ -328,8 +329,8 @@ TEST_CASE("fleetd-cloud SIGKILLed while a sink lags: nothing lost or "
           journal, " bytes; VmRSS at start ", rss0,
           " kB, VmHWM before the kill ", hwm1,
           " kB, after the restart and drain ", hwm2, " kB");
-  // Bound: the start-up footprint plus, per sink, one chunk of 5 decoded
-  // entries and its request body, the 5055 series' session, SQLite's page
+  // Bound: the start-up footprint plus, per sink, one chunk of 5000 decoded
+  // points and its request body, the 5055 series' session, SQLite's page
   // caches: measured +11..15 MB; the lag itself is never held in memory.
   CHECK(hwm1 > 0);
   CHECK(hwm1 < rss0 + 32 * 1024);
