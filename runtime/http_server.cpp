@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <algorithm>
 #include <atomic>
 #include <map>
@@ -471,10 +472,7 @@ public:
     timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
       self->on_timeout(ec);
     });
-    socket_.async_wait(tcp::socket::wait_read,
-                       [self = shared_from_this()](beast::error_code ec) {
-                         self->on_readable(ec);
-                       });
+    wait_readable();
   }
 
   void close() override {
@@ -493,6 +491,13 @@ public:
   }
 
 private:
+  void wait_readable() {
+    socket_.async_wait(tcp::socket::wait_read,
+                       [self = shared_from_this()](beast::error_code ec) {
+                         self->on_readable(ec);
+                       });
+  }
+
   void on_timeout(beast::error_code ec) {
     if (ec || done_)
       return;
@@ -509,13 +514,18 @@ private:
   void on_readable(beast::error_code ec) {
     if (done_)
       return;
+    char byte;
+    auto peeked = ::recv(socket_.native_handle(), &byte, 1,
+                         MSG_PEEK | MSG_DONTWAIT);
+    if (!ec && peeked < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      // Woken with nothing to read (the reactor may): wait on, in time.
+      wait_readable();
+      return;
+    }
     done_ = true;
     timer_.cancel();
     auto slot = server_->sessions.find(id_);
     // Readable because it closed without a byte: nothing to handshake with.
-    char byte;
-    auto peeked = ::recv(socket_.native_handle(), &byte, 1,
-                         MSG_PEEK | MSG_DONTWAIT);
     if (ec || slot == server_->sessions.end() || peeked <= 0) {
       close();
       server_->forget(id_, address_);
