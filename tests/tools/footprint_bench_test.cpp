@@ -28,7 +28,7 @@ TEST_CASE("footprint: a short run measures both agents and loses nothing") {
   for (auto* key : {" fleetd_cpu_s=", " cpu_ratio=", " fleetd_hwm_kib=",
                     " fleetd_disk_bytes_per_sample=",
                     " fleetd_wire_bytes_per_sample=",
-                    " vmagent_wire_bytes_per_sample=", " fleetd_mb_per_day=",
+                    " vmagent_wire_bytes_per_sample=", " fleetd_mb_per_day=", " fleetd_window_mb_per_day=",
                     " fleetd_install_bytes=", " fleetd_resume_s=",
                     " vmagent_resume_s=", " samples_arrived_pct=100.00 "})
     CHECK(line.find(key) != std::string::npos);
@@ -52,6 +52,12 @@ TEST_CASE("footprint: a short run measures both agents and loses nothing") {
   CHECK(r.fleetd_metrics_wire_bytes > 0);
   CHECK(r.fleetd_log_wire_bytes > 0);
   CHECK(r.vmagent_wire_bytes > 0);
+  // A 10 s sync sends within the window, and the window is part of the run.
+  CHECK(r.fleetd_window_wire_bytes > 0);
+  CHECK(r.fleetd_window_wire_bytes
+        < r.fleetd_metrics_wire_bytes + r.fleetd_log_wire_bytes
+            + r.fleetd_other_wire_bytes);
+  CHECK(r.window_s >= opt.window_s);
   CHECK(r.fleetd_install_bytes > 0);
   CHECK(r.fleetd_resume_s >= 0);
   CHECK(r.vmagent_resume_s >= 0);

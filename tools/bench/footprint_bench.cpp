@@ -735,9 +735,16 @@ void measure(stack& st, const footprint_options& opt, footprint_result& r) {
   auto first = read_device(st.bin, st.console, st.dir.path());
   auto disk0 = proc_field(st.fleetd->pid, "io", "write_bytes");
   auto cpu0 = cpu_now(st);
+  auto wire0 = st.cloud_relay->stats();
+  auto t0 = std::chrono::steady_clock::now();
   progress(opt, "steady window of " + format(opt.window_s, 0) + " s");
   sleep_checking(st, opt.window_s);
   auto cpu1 = cpu_now(st);
+  auto wire1 = st.cloud_relay->stats();
+  r.window_s = std::chrono::duration<double>(std::chrono::steady_clock::now()
+                                             - t0).count();
+  r.fleetd_window_wire_bytes = wire1.bytes_up + wire1.bytes_down
+                               - wire0.bytes_up - wire0.bytes_down;
   r.fleetd_cpu_s = cpu1.fleetd - cpu0.fleetd;
   r.vmagent_cpu_s = cpu1.vmagent - cpu0.vmagent;
   r.node_exporter_cpu_s = cpu1.node_exporter - cpu0.node_exporter;
@@ -902,6 +909,11 @@ std::string footprint_line(const footprint_options& opt,
       << " fleetd_log_wire_bytes=" << r.fleetd_log_wire_bytes
       << " fleetd_other_wire_bytes=" << r.fleetd_other_wire_bytes
       << " fleetd_mb_per_day=" << format(mb_per_day, 3)
+      << " fleetd_window_mb_per_day="
+      << format(ratio(static_cast<double>(r.fleetd_window_wire_bytes) * 86400
+                        / 1e6,
+                      r.window_s),
+                3)
       << " fleetd_install_bytes=" << r.fleetd_install_bytes
       << " fleetd_resume_s=" << resume_text(r.fleetd_resume_s)
       << " vmagent_resume_s=" << resume_text(r.vmagent_resume_s)
@@ -932,6 +944,7 @@ footprint_result median_result(const std::vector<footprint_result>& runs) {
                  &footprint_result::fleetd_resume_s,
                  &footprint_result::vmagent_resume_s,
                  &footprint_result::outage_actual_s,
+                 &footprint_result::window_s,
                  &footprint_result::data_span_s})
     m.*p = med(p);
   for (auto p :
@@ -941,6 +954,7 @@ footprint_result median_result(const std::vector<footprint_result>& runs) {
         &footprint_result::fleetd_log_wire_bytes,
         &footprint_result::fleetd_other_wire_bytes,
         &footprint_result::vmagent_wire_bytes,
+        &footprint_result::fleetd_window_wire_bytes,
         &footprint_result::fleetd_install_bytes, &footprint_result::fleetd_samples,
         &footprint_result::fleetd_arrived, &footprint_result::fleetd_doubled,
         &footprint_result::fleetd_log_lines,
@@ -1007,7 +1021,9 @@ std::string footprint_usage() {
          "the end, per sample it\nstored; wire bytes per sample count "
          "metrics exchanges only (logs and the rest\nare "
          "fleetd_log_wire_bytes, fleetd_other_wire_bytes); mb_per_day = all "
-         "of fleetd's\nbytes over the seconds of data collected. With --runs "
+         "of fleetd's\nbytes over the seconds of data collected, outage and "
+         "drain included;\nwindow_mb_per_day = its bytes over the steady "
+         "window alone. With --runs "
          "above 1, a last line\nrun=median per setting. Exits 1 when a "
          "sample is missing or doubled.\n";
 }

@@ -71,6 +71,10 @@ struct footprint_result {
   int64_t fleetd_log_wire_bytes = 0;
   int64_t fleetd_other_wire_bytes = 0;
   int64_t vmagent_wire_bytes = 0;
+  /// fleetd's relay bytes over the steady window alone (no outage, no
+  /// drain), and that window's seconds: a day of steady syncs.
+  int64_t fleetd_window_wire_bytes = 0;
+  double window_s = 0;
   /// Seconds of data collected (rounds x 10 s): what mb_per_day scales.
   double data_span_s = 0;
   int64_t fleetd_install_bytes = 0;
