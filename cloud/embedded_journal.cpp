@@ -102,12 +102,14 @@ caf::expected<journal_chunk> embedded_journal::read(journal_cursor after,
   journal_chunk out;
   out.end = after;
   auto max_bytes = static_cast<uint64_t>(cfg_.max_entry_bytes);
-  if (auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {
-        add_row(out, journal_cursor{0, r.column_int(0)}, r.column_blob(1),
-                max_bytes, max.points);
-      }))
-    return err;
-  return out;
+  for (;;) {
+    auto more = st->step();
+    if (!more)
+      return more.error();
+    if (!*more || !add_row(out, journal_cursor{0, st->column_int(0)},
+                           st->column_blob(1), max_bytes, max.points))
+      return out;
+  }
 }
 
 caf::error embedded_journal::advance(const std::string& sink,

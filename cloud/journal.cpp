@@ -62,22 +62,21 @@ std::pair<std::string, std::string> split_device_id(const std::string& id) {
   return {id.substr(0, slash), id.substr(slash + 1)};
 }
 
-void add_row(journal_chunk& c, journal_cursor at, std::string_view row,
+bool add_row(journal_chunk& c, journal_cursor at, std::string_view row,
              uint64_t max_bytes, int64_t max_points) {
-  if (c.rows > 0 && c.points >= max_points)
-    return;
   ++c.rows;
   c.end = at;
   auto x = decode_journal_entry(row, max_bytes);
   if (!x) {
     ++c.undecodable;
-    return;
+    return true;
   }
   x->id = at.id;
   c.points += static_cast<int64_t>(x->samples.size() + x->logs.size()
                                    + x->events.size());
   c.entries.push_back(std::move(*x));
   c.positions.push_back(at);
+  return c.points < max_points;
 }
 
 journal_entry journal_entry_of(const ingest_batch& b, std::string org,

@@ -56,7 +56,7 @@ struct journal_cursor {
 /// and events), which is what a chunk's memory grows with.
 struct journal_read_bounds {
   int64_t entries = 500;
-  int64_t points = 100000;
+  int64_t points = 20000;
 };
 
 /// What one read returned: the decoded entries and the position after the
@@ -73,9 +73,9 @@ struct journal_chunk {
 };
 
 /// Appends a read row at `at` to `c`: decoded (with its position), or
-/// counted undecodable; the chunk's end moves past it either way. A row
-/// after the chunk reached `max_points` is left for the next read.
-void add_row(journal_chunk& c, journal_cursor at, std::string_view row,
+/// counted undecodable; the chunk's end moves past it either way. False
+/// once the chunk holds `max_points`: the next rows are for the next read.
+bool add_row(journal_chunk& c, journal_cursor at, std::string_view row,
              uint64_t max_bytes, int64_t max_points);
 
 /// The journal entry of accepted batch `b` of `org`'s `device`, received at

@@ -47,8 +47,9 @@ caf::expected<journal_chunk> pg_journal::read(journal_cursor after,
   out.end = after;
   auto max_bytes = static_cast<uint64_t>(cfg_.max_entry_bytes);
   for (int i = 0; i < r->rows(); ++i)
-    add_row(out, journal_cursor{r->int64(i, 0), r->int64(i, 1)},
-            r->bytea(i, 2), max_bytes, max.points);
+    if (!add_row(out, journal_cursor{r->int64(i, 0), r->int64(i, 1)},
+                 r->bytea(i, 2), max_bytes, max.points))
+      break;
   return out;
 }
 

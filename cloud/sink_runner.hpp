@@ -52,9 +52,9 @@ struct sink_runner_config {
   clock_ptr clock;
 };
 
-/// Declares sinks.batch-entries, sinks.batch-points, sinks.poll-interval, sinks.backoff-base,
-/// sinks.backoff-cap, sinks.breaker-threshold, sinks.breaker-open,
-/// sinks.lease-ttl.
+/// Declares sinks.batch-entries, sinks.batch-points, sinks.poll-interval,
+/// sinks.backoff-base, sinks.backoff-cap, sinks.breaker-threshold,
+/// sinks.breaker-open, sinks.lease-ttl.
 void declare(option_set& opts, sink_runner_config& x);
 
 /// bad_config naming the option when `x` cannot work.
