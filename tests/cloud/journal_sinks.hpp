@@ -34,7 +34,14 @@ public:
         return make_error(ec::invalid_record, "recorder refuses sequence "
                                                 + std::to_string(x.sequence));
     got_.insert(got_.end(), xs.begin(), xs.end());
+    sizes_.push_back(xs.size());
     return caf::none;
+  }
+
+  /// Entries of each accepted write, in order.
+  std::vector<size_t> write_sizes() const {
+    std::lock_guard<std::mutex> guard{mx_};
+    return sizes_;
   }
 
   std::chrono::milliseconds durable_after() const override {
@@ -108,6 +115,7 @@ private:
   std::string name_;
   mutable std::mutex mx_;
   journal_entries got_;
+  std::vector<size_t> sizes_;
   std::set<int64_t> refuse_;
   int fail_next_ = 0;
   int calls_ = 0;

@@ -77,6 +77,21 @@ TEST_CASE("a sink receives every journal entry once, in order, and the "
   CHECK(test::eventually([&] { return sink->sequences().size() == 12; }, 10s));
 }
 
+TEST_CASE("a write holds at most sinks.batch-points points past its first "
+          "entry, whatever sinks.batch-entries allows") {
+  runner_fixture f;
+  f.write(1, 10); // 2 samples each
+  auto sink = std::make_shared<recorder_sink>("rec");
+  auto cfg = f.runner_cfg(sink); // 3 entries a write
+  cfg.batch_points = 3;
+  auto r = f.start(cfg);
+  CHECK(test::eventually([&] { return sink->sequences().size() >= 10; }, 10s));
+  CHECK(sink->sequences() == seqs(1, 10));
+  // 2 + 2 passes 3: each write stops after its second entry.
+  CHECK(sink->write_sizes() == std::vector<size_t>(5, 2));
+  CHECK(test::eventually([&] { return f.journal_rows() == 0; }, 10s));
+}
+
 TEST_CASE("a restarted runner resumes after its persisted cursor: nothing "
           "twice, nothing missed") {
   runner_fixture f;
