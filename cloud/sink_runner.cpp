@@ -12,10 +12,10 @@
 namespace fleetd {
 
 void declare(option_set& opts, sink_runner_config& x) {
-  opts.add("sinks.batch-entries", x.batch_entries, 500, "entries",
+  opts.add("sinks.batch-entries", x.chunk.entries, 500, "entries",
            "Journal entries (accepted batches) a sink writes at once", 1,
            100000);
-  opts.add("sinks.batch-points", x.batch_points, 20000, "points",
+  opts.add("sinks.batch-points", x.chunk.points, 20000, "points",
            "Samples, log lines and events a sink decodes and writes at once "
            "(an entry larger than this goes alone): bounds a sink's memory "
            "whatever size of batch devices send", 1, 10000000);
@@ -167,8 +167,7 @@ std::chrono::milliseconds failed(self_ptr self, const caf::error& err,
 // Loads the next chunk; false when the journal holds nothing new.
 caf::expected<bool> load(self_ptr self) {
   auto& st = self->state;
-  auto chunk = st.reader->read(
-    st.cursor, journal_read_bounds{st.cfg.batch_entries, st.cfg.batch_points});
+  auto chunk = st.reader->read(st.cursor, st.cfg.chunk);
   if (!chunk)
     return chunk.error();
   if (chunk->undecodable > 0) {

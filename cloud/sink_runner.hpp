@@ -26,11 +26,9 @@ using journal_opener =
   std::function<caf::expected<std::shared_ptr<journal_reader>>()>;
 
 struct sink_runner_config {
-  /// Journal entries per write.
-  int64_t batch_entries = 500;
-  /// Points (samples, log lines, events) per write, past the first entry:
+  /// Journal entries and points (samples, log lines, events) per write:
   /// what a sink holds decoded, whatever the devices' batch size.
-  int64_t batch_points = 20000;
+  journal_read_bounds chunk;
   /// Wait before looking again at an empty journal (or a held lease).
   std::chrono::milliseconds poll{std::chrono::milliseconds(500)};
   std::chrono::milliseconds backoff_base{std::chrono::milliseconds(500)};

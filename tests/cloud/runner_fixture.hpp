@@ -76,7 +76,7 @@ struct runner_fixture {
   sink_runner_config runner_cfg(std::shared_ptr<sink_backend> sink,
                                 std::vector<std::string> enabled = {}) {
     sink_runner_config c;
-    c.batch_entries = 3;
+    c.chunk.entries = 3;
     c.poll = 5ms;
     c.backoff_base = 1ms;
     c.backoff_cap = 5ms;

@@ -83,7 +83,7 @@ TEST_CASE("a write holds at most sinks.batch-points points past its first "
   f.write(1, 10); // 2 samples each
   auto sink = std::make_shared<recorder_sink>("rec");
   auto cfg = f.runner_cfg(sink); // 3 entries a write
-  cfg.batch_points = 3;
+  cfg.chunk.points = 3;
   auto r = f.start(cfg);
   CHECK(test::eventually([&] { return sink->sequences().size() >= 10; }, 10s));
   CHECK(sink->sequences() == seqs(1, 10));
