@@ -1,8 +1,6 @@
 // fleetd-cloud: the cloud node (ingest endpoint -> ingest -> cloud store).
 #include <iostream>
-#include <malloc.h>
 #include <algorithm>
-#include <cstdlib>
 #include <thread>
 
 #include <caf/actor_system.hpp>
@@ -537,9 +535,8 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   // An arena a core, not up to eight: each detached actor's thread would
-  // otherwise keep what it freed in its own (MALLOC_ARENA_MAX overrides).
-  if (std::getenv("MALLOC_ARENA_MAX") == nullptr)
-    mallopt(M_ARENA_MAX,
-            static_cast<int>(std::max(2u, std::thread::hardware_concurrency())));
+  // otherwise keep what it freed in its own.
+  fleetd::limit_malloc_arenas(
+    static_cast<int>(std::max(2u, std::thread::hardware_concurrency())));
   return fleetd::run(argc, argv);
 }

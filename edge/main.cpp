@@ -1,6 +1,5 @@
 // fleetd: the device node (collector -> storage -> sync -> cloud link).
 #include <cstdlib>
-#include <malloc.h>
 #include <fstream>
 #include <iostream>
 #include <sys/stat.h>
@@ -458,8 +457,7 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   // One malloc arena, not one per thread: saves ~1.6 MB RSS on a device
-  // whose threads mostly sleep (MALLOC_ARENA_MAX still overrides).
-  if (std::getenv("MALLOC_ARENA_MAX") == nullptr)
-    mallopt(M_ARENA_MAX, 1);
+  // whose threads mostly sleep.
+  fleetd::limit_malloc_arenas(1);
   return fleetd::run(argc, argv);
 }

@@ -3,7 +3,9 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <malloc.h>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -187,6 +189,11 @@ node_config::node_config(const common_options& x) : node_config() {
         x.connection_timeout)});
   // BASP must not offer ConfigServ/SpawnServ to peers (docs/architecture.md section 6).
   set("middleman.attach-utility-actors", false);
+}
+
+void limit_malloc_arenas(int arenas) {
+  if (std::getenv("MALLOC_ARENA_MAX") == nullptr)
+    mallopt(M_ARENA_MAX, arenas);
 }
 
 void block_termination_signals() {

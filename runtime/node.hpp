@@ -60,6 +60,11 @@ public:
   node_config();
 };
 
+/// At most `arenas` malloc arenas (glibc's default is up to eight a core,
+/// each keeping what its threads freed), unless MALLOC_ARENA_MAX is set;
+/// call first thing in main.
+void limit_malloc_arenas(int arenas);
+
 /// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread and every thread it
 /// starts later; call first thing in main.
 void block_termination_signals();
