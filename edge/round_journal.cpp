@@ -129,6 +129,10 @@ std::string encode_op(const journal_event& e) {
   return out;
 }
 
+bool is_op(char kind) {
+  return kind == kind_batch || kind == kind_ack || kind == kind_event;
+}
+
 // A batch, an ack or an event read back; false when the bytes are none.
 bool decode_op(const std::string& payload, round_journal::op& out) {
   reader r{{payload, 1}};
@@ -192,7 +196,7 @@ uint32_t crc32(const std::string& bytes, uint32_t crc) {
 caf::expected<round_journal> round_journal::open(const std::string& path,
                                                  const std::string& vfs,
                                                  const std::string& epoch) {
-  auto file = sqlite::vfs_file::open(path, vfs);
+  auto file = open_page_file(path, vfs);
   if (!file)
     return file.error();
   round_journal out;
@@ -205,14 +209,14 @@ caf::expected<round_journal> round_journal::open(const std::string& path,
 }
 
 caf::error round_journal::replay() {
-  auto size = file_.size();
+  auto size = file_->size();
   if (!size)
     return size.error();
   int64_t off = 0;
   int64_t last_end = 0; // of the last whole frame
   bool header = false;
   while (off < *size) {
-    auto head = file_.read(off, 8);
+    auto head = file_->read(off, 8);
     if (!head)
       return head.error();
     // No frame starts in a page's last 8 bytes (see append_frame): there,
@@ -225,7 +229,7 @@ caf::error round_journal::replay() {
       // Zeros to the next page: padding before a frame, or the end of the
       // frames and the file's zeros ahead of them.
       auto next = std::min((off / page_bytes + 1) * page_bytes, *size);
-      auto gap = file_.read(off, next - off);
+      auto gap = file_->read(off, next - off);
       if (!gap)
         return gap.error();
       if (static_cast<int64_t>(gap->size()) < next - off
@@ -236,7 +240,7 @@ caf::error round_journal::replay() {
     }
     if (len > max_frame_bytes || off + 8 + len > *size)
       break;
-    auto payload = file_.read(off + 8, len);
+    auto payload = file_->read(off + 8, len);
     if (!payload)
       return payload.error();
     if (static_cast<int64_t>(payload->size()) < len
@@ -250,8 +254,7 @@ caf::error round_journal::replay() {
                           path_ + " belongs to a store of another epoch ("
                             + payload->substr(1, 32) + ")");
       header = true;
-    } else if ((*payload)[0] == kind_batch || (*payload)[0] == kind_ack
-               || (*payload)[0] == kind_event) {
+    } else if (is_op((*payload)[0])) {
       op o;
       if (!decode_op(*payload, o))
         break;
@@ -271,10 +274,16 @@ caf::error round_journal::replay() {
   torn_bytes_ = clean ? 0 : *size - off;
   size_ = header ? last_end : 0;
   allocated_ = clean ? *size : size_;
+  if (auto in_page = size_ % page_bytes; in_page > 0) {
+    auto tail = file_->read(size_ - in_page, in_page);
+    if (!tail)
+      return tail.error();
+    tail_ = std::move(*tail);
+  }
   if (!clean && size_ < *size) {
-    if (auto err = file_.truncate(size_))
+    if (auto err = file_->truncate(size_))
       return err;
-    return file_.sync();
+    return file_->sync();
   }
   return caf::none;
 }
@@ -406,19 +415,31 @@ caf::error round_journal::append_frame(const std::string& payload,
   // its page only, never the file's length.
   if (at + n > allocated_) {
     auto want = (at + n + grow_bytes - 1) / grow_bytes * grow_bytes;
-    if (!file_.truncate(want))
+    if (!file_->truncate(want))
       allocated_ = want;
   }
-  auto err = file_.write(at, bytes);
+  // Whole pages: the last one's earlier frames, the gap, the new bytes,
+  // zeros to the page's end (the file holds zeros past size_ already).
+  auto first = at / page_bytes * page_bytes;
+  std::string pages = first < size_ ? tail_ : std::string{};
+  pages.resize(static_cast<size_t>(at - first), '\0');
+  pages += bytes;
+  auto end = at + n;
+  auto in_last = end % page_bytes;
+  pages.resize(static_cast<size_t>((end + page_bytes - 1) / page_bytes
+                                   * page_bytes - first), '\0');
+  auto err = file_->write(first, pages);
   if (!err && sync)
-    err = file_.sync();
+    err = file_->sync();
   if (err) {
     // Cut back what may have been written.
-    file_.truncate(size_);
+    file_->truncate(size_);
     allocated_ = size_;
     return err;
   }
-  size_ = at + n;
+  size_ = end;
+  tail_ = pages.substr(pages.size() - (in_last > 0 ? page_bytes : 0),
+                       static_cast<size_t>(in_last));
   allocated_ = std::max(allocated_, size_);
   ++frames_;
   return caf::none;
@@ -473,9 +494,10 @@ caf::error round_journal::reset() {
   ops_.clear();
   size_ = 0;
   allocated_ = 0;
-  if (auto err = file_.truncate(0))
+  tail_.clear();
+  if (auto err = file_->truncate(0))
     return err;
-  return file_.sync();
+  return file_->sync();
 }
 
 int64_t round_journal::largest_id(bool logs) const {

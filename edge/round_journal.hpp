@@ -1,13 +1,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <caf/expected.hpp>
 
 #include "messages/types.hpp"
-#include "runtime/sqlite.hpp"
+#include "runtime/page_file.hpp"
 
 namespace fleetd {
 
@@ -53,6 +54,8 @@ struct journal_event {
 /// Frame: u32 payload length, u32 CRC-32 of the payload, payload (little
 /// endian). A frame of up to a 4 KiB page never straddles one, and none
 /// starts in a page's last 8 bytes: zeros up to the next page are padding.
+/// Frames are written as whole pages (page_file: O_DIRECT where it can),
+/// the last page's earlier frames with them.
 /// A frame that is cut short or fails its CRC ends the file: it was never
 /// synced, so no store that wrote it was answered.
 class round_journal {
@@ -60,7 +63,7 @@ public:
   /// Most bytes one frame may claim; a longer one ends the file as torn.
   static constexpr int64_t max_frame_bytes = 16 << 20;
 
-  /// Opens `path` through `vfs` and reads back its records. A file written
+  /// Opens `path` (open_page_file) and reads back its records. A file written
   /// under another epoch (another store's numbering) is ec::storage_corrupt.
   static caf::expected<round_journal> open(const std::string& path,
                                            const std::string& vfs,
@@ -138,6 +141,10 @@ public:
     return torn_bytes_;
   }
   int64_t largest_id(bool logs) const;
+  /// True once a frame was written around the page cache (O_DIRECT).
+  bool direct() const {
+    return file_ && file_->direct();
+  }
 
 private:
   caf::error replay();
@@ -147,7 +154,10 @@ private:
   // Writes one frame of `payload` at the end; syncs when asked.
   caf::error append_frame(const std::string& payload, bool sync);
 
-  sqlite::vfs_file file_;
+  std::unique_ptr<page_file> file_;
+  // The file's bytes from the start of the page holding size_ to size_:
+  // rewritten with each frame that goes on that page.
+  std::string tail_;
   std::string path_;
   std::string epoch_;
   std::vector<journal_metric> metrics_;
