@@ -236,6 +236,12 @@ public:
     return i == bytes_.end() ? 0 : static_cast<int64_t>(i->second);
   }
 
+  /// Called with a line per request (trace_requests).
+  void trace(std::function<void(const std::string&)> f) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    trace_ = std::move(f);
+  }
+
   /// Batch requests (v1 or v2) whose answer began to come back.
   int64_t batch_answers() const {
     std::lock_guard<std::mutex> guard{mtx_};
@@ -377,6 +383,8 @@ private:
     auto body = std::string_view(c.pending).substr(head_end + 4, body_len);
     tally_head("request", c.pending.substr(0, head_end));
     tally_body(head, body);
+    if (trace_)
+      trace_(describe(head, body, total));
     c.kinds = kinds_of(head, body);
     c.batch = c.kinds.count("other") == 0;
     c.answered = false;
@@ -385,6 +393,26 @@ private:
     return true;
   }
 
+  // "<request line> total=N body=N [stream bytes records]..." for a trace.
+  static std::string describe(const std::string& head, std::string_view body,
+                              size_t total) {
+    std::ostringstream out;
+    out << head.substr(0, head.find("\r\n")) << " total=" << total
+        << " body=" << body.size();
+    if (!bundle(head))
+      return out.str();
+    if (auto items = decode_bundle_body(body, whole_zstd(head), 64 << 20,
+                                        coded(head)))
+      for (auto& item : *items)
+        if (auto x = decode_request(item.request, item.zstd, 64 << 20))
+          out << " [" << x->stream << " seq=" << x->sequence
+              << " plain=" << item.request.size()
+              << " logs=" << x->logs.size() << " events=" << x->events.size()
+              << " retry=" << x->retry_count << "]";
+    return out.str();
+  }
+
+  std::function<void(const std::string&)> trace_;
   mutable std::mutex mtx_;
   std::map<uint64_t, conn_state> conns_;
   std::map<std::string, double> bytes_;
@@ -792,6 +820,11 @@ footprint_result run_checked(const footprint_options& opt,
   st.bin = opt.bin_dir.empty() ? default_bin_dir() : opt.bin_dir;
   if (!start_receivers(st, r))
     return r;
+  if (opt.trace_requests)
+    st.split.trace([t0 = steady::now()](const std::string& line) {
+      std::cerr << "footprint: request at " << format(seconds_since(t0), 1)
+                << " s: " << line << std::endl;
+    });
   start_vmagent(st, opt);
   start_fleetd(st, opt, setting);
   progress(opt, "setting " + setting + ": all started in " + st.dir.path());
@@ -840,7 +873,7 @@ std::string parse_args(const std::vector<std::string>& args,
       continue;
     }
     double x = 0;
-    if (!parse_double(value, x) || x <= 0)
+    if (!parse_double(value, x) || (x <= 0 && arg != "--trace-requests"))
       return arg + ": wants a positive number";
     if (arg == "--window")
       opt.window_s = x;
@@ -850,6 +883,8 @@ std::string parse_args(const std::vector<std::string>& args,
       opt.resume_limit_s = x;
     else if (arg == "--runs")
       runs = static_cast<int64_t>(x);
+    else if (arg == "--trace-requests")
+      opt.trace_requests = x != 0;
     else if (arg == "--sync-version" && x <= 4)
       opt.sync_version = static_cast<int64_t>(x);
     else
@@ -971,7 +1006,8 @@ std::string footprint_usage() {
          "[--bin-dir DIR]\n"
          "                              [--fleetd FLEETD] "
          "[--install-program FLEETD]\n"
-         "                              [--sync-version V]\n\n"
+         "                              [--sync-version V] "
+         "[--trace-requests 1]\n\n"
          "Runs real processes side by side: fleetd (tier 1; its system "
          "collector plus\nsynthetic series, 100 every 10 s, and one log line "
          "a second) syncing to\nfleetd-cloud (plain HTTP, embedded store), "
@@ -1008,7 +1044,9 @@ std::string footprint_usage() {
          "                    build-device/fleetd (default: the one that "
          "runs)\n"
          "  --sync-version V  fleetd's cloud.sync-version, 1-4 (default: "
-         "fleetd's own)\n\n"
+         "fleetd's own)\n"
+         "  --trace-requests 1  a line per fleetd request on stderr: when, "
+         "its bytes, its\n                    batches (default: 0)\n\n"
          "Prints per setting and run\n"
          "  BENCH footprint setting=... run=N fleetd_cpu_s=... "
          "cpu_ratio=... fleetd_hwm_kib=...\n"

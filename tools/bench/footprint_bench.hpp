@@ -44,6 +44,8 @@ struct footprint_options {
   std::string install_program;
   /// fleetd's cloud.sync-version; 0: its default.
   int64_t sync_version = 0;
+  /// Prints a line per fleetd request: when, its size, its items.
+  bool trace_requests = false;
   bool progress = true;
 };
 
