@@ -517,6 +517,8 @@ tier_settings defaults_for_tier(int64_t tier) {
       // request: at 1000 it took three (sinks bound their chunks by points).
       x.batch_size = 5000;
       x.zstd_level = 3;
+      // A page a round, not a dozen: SD cards and eMMC wear by what is written.
+      x.rounds_file = true;
       break;
     case 2:
       // The ring of 1000 metrics is for storage.backend=memory.
@@ -591,6 +593,17 @@ capability_report derive(const hardware& hw, const tier_overrides& ov) {
     apply(reasons, "batch_size", s.batch_size, ov.batch_size, true);
   if (ov.zstd_level >= 0)
     apply(reasons, "zstd_level", s.zstd_level, ov.zstd_level, true);
+  if (ov.rounds_file != "auto") {
+    auto on = ov.rounds_file == "true";
+    if (!s.sqlite)
+      reasons.push_back("storage.rounds-file=" + ov.rounds_file
+                        + " ignored: no SQLite store");
+    else if (on != s.rounds_file)
+      reasons.push_back("rounds_file " + std::string(on ? "on" : "off")
+                        + " (storage.rounds-file)");
+    s.rounds_file = on;
+  }
+  s.rounds_file = s.rounds_file && s.sqlite;
   // The tier looks at the total; the store cannot use more than is free.
   if (s.sqlite && hw.total_disk > 0 && hw.available_disk < s.storage_bytes)
     reasons.push_back("warning: " + human_bytes(hw.available_disk)
@@ -665,6 +678,7 @@ std::string describe_change(const capability_report& before,
   field("sync_interval_ms", x.sync_interval_ms, y.sync_interval_ms);
   field("batch_size", x.batch_size, y.batch_size);
   field("zstd_level", x.zstd_level, y.zstd_level);
+  field("rounds_file", x.rounds_file, y.rounds_file);
   if (out.empty())
     out = "no change";
   for (auto& reason : now.reasons)
@@ -689,7 +703,8 @@ std::string to_json(const capability_report& x) {
       << ",\"retention_ms\":" << s.retention_ms
       << ",\"sync_interval_ms\":" << s.sync_interval_ms
       << ",\"batch_size\":" << s.batch_size
-      << ",\"zstd_level\":" << s.zstd_level << "}"
+      << ",\"zstd_level\":" << s.zstd_level
+      << ",\"rounds_file\":" << (s.rounds_file ? "true" : "false") << "}"
       << ",\"reasons\":[";
   for (size_t i = 0; i < x.reasons.size(); ++i)
     out << (i > 0 ? "," : "") << json_quote(x.reasons[i]);
@@ -738,6 +753,11 @@ std::string to_text(const capability_report& x) {
     out << "zstd level " << s.zstd_level;
   else
     out << "none";
+  if (s.sqlite)
+    out << "\n  rounds file  "
+        << (s.rounds_file ? "on: a page a round, acked records kept in "
+                            "folded files until retention"
+                          : "off: every round commits to the tables");
   out << "\nwhy\n";
   for (auto& reason : x.reasons)
     out << "  " << reason << "\n";
@@ -869,6 +889,14 @@ void declare(option_set& opts, capability_config& x) {
            "Drop metrics older than this (0: the tier's: "
              + per_tier(2, [](auto& t) { return ms_text(t.retention_ms); })
              + ")");
+  opts.add_auto_bool("storage.rounds-file", ov.rounds_file,
+           "Append each commit of samples and log lines to <database>-rounds "
+           "(one synced frame, one 4 KiB page a round, written with O_DIRECT "
+           "where the file system takes it) instead of the tables, which "
+           "take what is not acked when the file passes 256 KiB; acked "
+           "records stay in the folded files until storage.retention. "
+           "false = every commit writes the tables (two or more pages, "
+           "again when checkpointed); auto = the tier's (on for tier 1)");
   opts.add("storage.backend", ov.backend, "auto",
            "Where readings live: \"sqlite\", \"memory\" (nothing survives a "
            "restart) or \"auto\" (the tier's: SQLite on tiers 1 and 2)");
@@ -884,6 +912,10 @@ caf::error validate(const capability_config& x) {
   if (ov.backend != "auto" && ov.backend != "sqlite" && ov.backend != "memory")
     return bad_config("storage.backend: '" + ov.backend
                       + "' is not one of auto, sqlite, memory");
+  if (ov.rounds_file != "auto" && ov.rounds_file != "true"
+      && ov.rounds_file != "false")
+    return bad_config("storage.rounds-file: '" + ov.rounds_file
+                      + "' is not one of auto, true, false");
   for (auto [key, path] : {std::pair{"host.proc", &x.proc_root},
                            std::pair{"host.sys", &x.sys_root}})
     if (!is_directory(*path))
@@ -936,6 +968,7 @@ actor_stats stats_of(const capability_state& st) {
                   {"sync_interval_ms", x.settings.sync_interval_ms},
                   {"batch_size", x.settings.batch_size},
                   {"zstd_level", x.settings.zstd_level},
+                  {"rounds_file", x.settings.rounds_file ? 1 : 0},
                   {"total_ram", x.hw.total_ram},
                   {"available_ram", x.hw.available_ram},
                   {"total_disk", x.hw.total_disk},

@@ -41,6 +41,8 @@ struct tier_overrides {
   int64_t zstd_level = -1;
   /// storage.backend: "auto" (the tier's), "sqlite" or "memory".
   std::string backend = "auto";
+  /// storage.rounds-file: "auto" (the tier's), "true" or "false".
+  std::string rounds_file = "auto";
 };
 
 /// The tier thresholds (docs/architecture.md section 5), decimal units, strict ">":

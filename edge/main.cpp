@@ -125,7 +125,7 @@ open_backend(const edge_options& opt, const tier_settings& tier,
   scfg.limits.reserve_bytes = opt.storage.reserve_bytes;
   scfg.limits.commit_interval_ms = opt.storage.commit_interval_ms;
   scfg.limits.group_window_ms = group_window(opt);
-  scfg.limits.rounds_file = opt.storage.rounds_file;
+  scfg.limits.rounds_file = tier.rounds_file;
   auto store = sqlite_store::open(scfg);
   if (!store)
     return store.error();

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "messages/decode_budget.hpp"
@@ -202,6 +204,7 @@ caf::expected<round_journal> round_journal::open(const std::string& path,
   round_journal out;
   out.file_ = std::move(*file);
   out.path_ = path;
+  out.vfs_ = vfs;
   out.epoch_ = epoch;
   if (auto err = out.replay())
     return err;
@@ -472,32 +475,56 @@ void round_journal::drop_pending() {
 }
 
 caf::error round_journal::forget_upto(bool logs, int64_t id) {
-  auto cut = [id](auto& rows, size_t& durable) {
+  auto cut = [id](auto& rows, size_t& durable, int64_t& acked) {
     auto end = std::find_if(rows.begin(), rows.begin() + durable,
                             [id](auto& r) { return r.id > id; });
     auto n = static_cast<size_t>(end - rows.begin());
     rows.erase(rows.begin(), end);
     durable -= n;
+    acked += static_cast<int64_t>(n);
   };
   if (logs)
-    cut(logs_, durable_logs_);
+    cut(logs_, durable_logs_, acked_logs_);
   else
-    cut(metrics_, durable_metrics_);
+    cut(metrics_, durable_metrics_, acked_metrics_);
   return caf::none;
 }
 
-caf::error round_journal::reset() {
+void round_journal::forget_durable() {
   metrics_.erase(metrics_.begin(), metrics_.begin() + durable_metrics_);
   logs_.erase(logs_.begin(), logs_.begin() + durable_logs_);
   durable_metrics_ = 0;
   durable_logs_ = 0;
+  acked_metrics_ = 0;
+  acked_logs_ = 0;
   ops_.clear();
   size_ = 0;
   allocated_ = 0;
   tail_.clear();
+}
+
+caf::error round_journal::reset() {
+  forget_durable();
   if (auto err = file_->truncate(0))
     return err;
   return file_->sync();
+}
+
+caf::error round_journal::seal(const std::string& to) {
+  // The zeros ahead of the frames are no records: the kept file ends there.
+  if (auto err = file_->truncate(size_))
+    return err;
+  if (auto err = file_->sync())
+    return err;
+  if (std::rename(path_.c_str(), to.c_str()) != 0)
+    return make_error(ec::io_error, "cannot rename " + path_ + " to " + to
+                                      + ": " + std::strerror(errno));
+  auto fresh = open_page_file(path_, vfs_);
+  if (!fresh)
+    return fresh.error();
+  file_ = std::move(*fresh);
+  forget_durable();
+  return caf::none;
 }
 
 int64_t round_journal::largest_id(bool logs) const {

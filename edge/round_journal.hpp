@@ -124,6 +124,17 @@ public:
   caf::error forget_upto(bool logs, int64_t id);
   /// Forgets every durable record, batch and ack, and empties the file.
   caf::error reset();
+  /// As reset(), but the file is kept: renamed to `to` (the directory
+  /// synced), and a new empty one takes its place.
+  caf::error seal(const std::string& to);
+  /// Records the file held that the cloud acked (forget_upto) since it was
+  /// started, read back included.
+  int64_t acked_metrics() const {
+    return acked_metrics_;
+  }
+  int64_t acked_logs() const {
+    return acked_logs_;
+  }
 
   /// Bytes of the file up to its last frame (the file is longer by the
   /// zeros it is extended by ahead); frames appended; frames read back at
@@ -148,6 +159,8 @@ public:
 
 private:
   caf::error replay();
+  // Forgets every durable record, batch and ack; the file is not touched.
+  void forget_durable();
   // Decodes one frame's payload into the records; false when it is no frame.
   bool decode(const std::string& payload);
   std::string encode_pending() const;
@@ -159,6 +172,7 @@ private:
   // rewritten with each frame that goes on that page.
   std::string tail_;
   std::string path_;
+  std::string vfs_;
   std::string epoch_;
   std::vector<journal_metric> metrics_;
   std::vector<journal_log> logs_;
@@ -171,6 +185,8 @@ private:
   int64_t frames_ = 0;
   int64_t replayed_frames_ = 0;
   int64_t torn_bytes_ = 0;
+  int64_t acked_metrics_ = 0;
+  int64_t acked_logs_ = 0;
   // Largest id ever held, so a journal emptied by a batch still knows it.
   int64_t max_metric_id_ = 0;
   int64_t max_log_id_ = 0;

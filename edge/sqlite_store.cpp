@@ -1,6 +1,7 @@
 #include "edge/sqlite_store.hpp"
 
 #include <cerrno>
+#include <filesystem>
 #include <functional>
 #include <cstdio>
 #include <cstring>
@@ -706,6 +707,7 @@ int64_t sqlite_store::journal_bound() const {
 }
 
 caf::error sqlite_store::open_journal() {
+  find_kept_rounds();
   auto path = cfg_.path + "-rounds";
   if (!cfg_.limits.rounds_file && file_size(path) <= 0)
     return caf::none;
@@ -932,7 +934,100 @@ caf::error sqlite_store::fold_journal() {
   if (nm + nl > 0)
     log_info("storage", "moved ", nm, " samples and ", nl,
              " log lines from the rounds file into the tables");
-  return journal_->reset();
+  auto am = journal_->acked_metrics();
+  auto al = journal_->acked_logs();
+  if (am + al == 0)
+    return journal_->reset();
+  // Acked records stay on the device until storage.retention, as the
+  // tables' synced rows do, in the file as written: no page rewritten.
+  kept_rounds k;
+  k.sealed_ms = cfg_.clock->now_ms();
+  auto name = [&] {
+    return cfg_.path + "-rounds." + std::to_string(k.sealed_ms) + "."
+           + std::to_string(am) + "." + std::to_string(al);
+  };
+  while (!kept_.empty() && k.sealed_ms <= kept_.back().sealed_ms)
+    k.sealed_ms = kept_.back().sealed_ms + 1;
+  k.path = name();
+  k.metrics = am;
+  k.logs = al;
+  k.bytes = journal_->bytes();
+  if (auto err = journal_->seal(k.path)) {
+    log_warning("storage", "cannot keep the rounds file (", render(err),
+                "); its acked records are let go");
+    count_kept_drop(k);
+    return journal_->reset();
+  }
+  kept_.push_back(std::move(k));
+  return caf::none;
+}
+
+void sqlite_store::find_kept_rounds() {
+  kept_.clear();
+  auto slash = cfg_.path.find_last_of('/');
+  auto dir = slash == std::string::npos ? std::string(".")
+                                        : cfg_.path.substr(0, slash);
+  auto prefix = cfg_.path.substr(slash == std::string::npos ? 0 : slash + 1)
+                + "-rounds.";
+  std::error_code ec;
+  for (auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    auto name = e.path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0)
+      continue;
+    // <sealed ms>.<samples>.<lines>, digits only; anything else is not ours.
+    int64_t v[3] = {0, 0, 0};
+    size_t at = prefix.size();
+    bool ok = true;
+    for (int i = 0; i < 3 && ok; ++i) {
+      auto end = name.find('.', at);
+      auto part = name.substr(at, end == std::string::npos ? end : end - at);
+      ok = !part.empty() && part.size() <= 18
+           && part.find_first_not_of("0123456789") == std::string::npos
+           && (i == 2) == (end == std::string::npos);
+      if (ok)
+        v[i] = std::stoll(part);
+      at = end == std::string::npos ? end : end + 1;
+    }
+    if (!ok)
+      continue;
+    auto bytes = file_size(e.path().string());
+    kept_.push_back({e.path().string(), v[0], v[1], v[2],
+                     std::max<int64_t>(0, bytes)});
+  }
+  std::sort(kept_.begin(), kept_.end(), [](auto& a, auto& b) {
+    return a.sealed_ms < b.sealed_ms;
+  });
+}
+
+void sqlite_store::count_kept_drop(const kept_rounds& k) {
+  auto err = sqlite::transaction(db_, [&]() -> caf::error {
+    if (auto err = count_drop(drop_kind::metrics_synced, k.metrics))
+      return err;
+    return count_drop(drop_kind::logs_synced, k.logs);
+  });
+  if (err)
+    log_warning("storage", "cannot count the synced records of ", k.path,
+                ": ", render(err));
+}
+
+int64_t
+sqlite_store::drop_kept_while(const std::function<bool(const kept_rounds&)>& drop) {
+  int64_t records = 0;
+  while (!kept_.empty() && drop(kept_.front())) {
+    auto k = kept_.front();
+    cfg_.disk->remove(k.path);
+    kept_.erase(kept_.begin());
+    count_kept_drop(k);
+    records += k.metrics + k.logs;
+  }
+  return records;
+}
+
+int64_t sqlite_store::kept_rounds_bytes() const {
+  int64_t n = 0;
+  for (auto& k : kept_)
+    n += k.bytes;
+  return n;
 }
 
 caf::error sqlite_store::open_lazy() {
@@ -1254,7 +1349,7 @@ int64_t sqlite_store::used_bytes() {
     return row && *row ? st->column_int(0) : 0;
   };
   auto pages = pragma("PRAGMA page_count") - pragma("PRAGMA freelist_count");
-  return pages * pragma("PRAGMA page_size");
+  return pages * pragma("PRAGMA page_size") + kept_rounds_bytes();
 }
 
 caf::error sqlite_store::count_drop(const char* kind, int64_t n) {
@@ -1560,6 +1655,9 @@ caf::expected<int64_t> sqlite_store::drop_older_than(int64_t cutoff_ms) {
   });
   if (err)
     return err;
+  // A kept rounds file sealed before the cutoff holds older records only.
+  dropped += drop_kept_while(
+    [cutoff_ms](const kept_rounds& k) { return k.sealed_ms < cutoff_ms; });
   return dropped;
 }
 
@@ -1568,6 +1666,10 @@ caf::expected<int64_t> sqlite_store::make_room(int64_t target_bytes) {
   auto used = used_bytes();
   // Chunks of ~1% of the rows a full store holds, at least 256.
   auto chunk = std::max<int64_t>(256, cfg_.limits.max_bytes / 40 / 100);
+  // Kept rounds files hold only synced records: they go first, oldest first.
+  dropped += drop_kept_while([&](const kept_rounds&) {
+    return (used = used_bytes()) > target_bytes;
+  });
   while (used > target_bytes) {
     auto n = drop_chunk(chunk);
     // A delete is logged too: on a full disk, smaller ones fit the reserve.
@@ -2102,6 +2204,8 @@ actor_stats sqlite_store::stats() {
   out.counters["rounds_file_frames"] = journal_ ? journal_->frames() : 0;
   out.counters["rounds_file_points"] = jm;
   out.counters["rounds_file_logs"] = jl;
+  out.counters["kept_rounds_files"] = static_cast<int64_t>(kept_.size());
+  out.counters["kept_rounds_bytes"] = kept_rounds_bytes();
   out.counters["metrics_rows"] = count("SELECT count(*) FROM metrics") + jm;
   out.counters["queued_batches"] = count("SELECT count(*) FROM sync_queue");
   out.counters["unbatched_points"] = count(
@@ -2271,6 +2375,9 @@ caf::expected<debug_report> sqlite_store::storage_report() {
                         + " bytes, " + std::to_string(jm) + " samples and "
                         + std::to_string(jl) + " log lines not acked yet"
                     : std::string{"off (storage.rounds-file)"})
+       << "\nkept       " << kept_.size() << " folded rounds files, "
+       << kept_rounds_bytes() << " bytes of synced records (until "
+          "storage.retention)"
        << "\ndrops     ";
   json_object drops_json;
   for (auto& kv : drops()) {
@@ -2296,6 +2403,8 @@ caf::expected<debug_report> sqlite_store::storage_report() {
     .add("rounds_file_bytes", rounds_bytes)
     .add("rounds_file_points", jm)
     .add("rounds_file_logs", jl)
+    .add("kept_rounds_files", static_cast<int64_t>(kept_.size()))
+    .add("kept_rounds_bytes", kept_rounds_bytes())
     .add("queued_points", queued_points)
     .raw("drops", drops_json.str())
     .add("under_pressure", under_pressure_)
@@ -2391,14 +2500,7 @@ void declare(option_set& opts, storage_limits& x) {
            "collection round; capped at a tenth of the shortest collector "
            "interval; 0 = every store commits on its own",
            0, 10'000);
-  opts.add("storage.rounds-file", x.rounds_file, false,
-           "Append each commit of samples and log lines to <database>-rounds "
-           "(one synced frame, about one 4 KiB page a round) instead of the "
-           "tables, which take them only when the file passes 256 KiB (an "
-           "outage); records the cloud acked are then not kept on the "
-           "device. false = every commit writes the tables (two or more "
-           "pages, again when checkpointed) and synced records stay there "
-           "until storage.retention");}
+}
 
 caf::error validate(const sqlite_store_config& x) {
   if (x.path.empty())

@@ -216,6 +216,22 @@ private:
   caf::error flush_journal();
   // Moves the durable records of the rounds file into the tables.
   caf::error fold_journal();
+  // A folded rounds file kept for its acked records until storage.retention
+  // or the cap drops it: <db>-rounds.<sealed ms>.<samples>.<lines>.
+  struct kept_rounds {
+    std::string path;
+    int64_t sealed_ms = 0;
+    int64_t metrics = 0;
+    int64_t logs = 0;
+    int64_t bytes = 0;
+  };
+  // The kept rounds files on disk, oldest first.
+  void find_kept_rounds();
+  // Removes the oldest kept files while `drop` says so, counting their
+  // records as dropped synced ones; how many records they held.
+  int64_t drop_kept_while(const std::function<bool(const kept_rounds&)>& drop);
+  void count_kept_drop(const kept_rounds& k);
+  int64_t kept_rounds_bytes() const;
   // Records of the rounds file no batch covers yet.
   int64_t journal_unbatched(bool logs);
   // Bytes the rounds file may reach before its records move to the tables.
@@ -297,6 +313,7 @@ private:
   int64_t commits_ = 0;
   // The rounds file while storage.rounds-file is on (or one was left over).
   std::optional<round_journal> journal_;
+  std::vector<kept_rounds> kept_;
   // True inside flush_journal (its fallback commits through with_room).
   bool flushing_ = false;
   // True while the tables hold the rounds file's batches and acks

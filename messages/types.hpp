@@ -492,13 +492,15 @@ struct tier_settings {
   int64_t batch_size = 0;
   /// 0: send uncompressed.
   int64_t zstd_level = 0;
+  /// The SQLite store appends rounds to its rounds file (storage.rounds-file).
+  bool rounds_file = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, tier_settings& x) {
   return f(caf::meta::type_name("tier_settings"), x.tier, x.sqlite,
            x.storage_bytes, x.memory_points, x.retention_ms,
-           x.sync_interval_ms, x.batch_size, x.zstd_level);
+           x.sync_interval_ms, x.batch_size, x.zstd_level, x.rounds_file);
 }
 
 inline bool operator==(const tier_settings& x, const tier_settings& y) {
@@ -507,7 +509,8 @@ inline bool operator==(const tier_settings& x, const tier_settings& y) {
          && x.memory_points == y.memory_points
          && x.retention_ms == y.retention_ms
          && x.sync_interval_ms == y.sync_interval_ms
-         && x.batch_size == y.batch_size && x.zstd_level == y.zstd_level;
+         && x.batch_size == y.batch_size && x.zstd_level == y.zstd_level
+         && x.rounds_file == y.rounds_file;
 }
 
 inline bool operator!=(const tier_settings& x, const tier_settings& y) {

@@ -381,6 +381,28 @@ void option_set::add(const std::string& key, std::string& ref,
   entries_.push_back(std::move(e));
 }
 
+void option_set::add_auto_bool(const std::string& key, std::string& ref,
+                               std::string desc) {
+  ref = "auto";
+  entry e;
+  e.key = key;
+  e.type = "auto or bool";
+  e.desc = std::move(desc);
+  e.default_text = "auto";
+  // Read from its text, as durations are: `auto` needs no quotes in an INI.
+  e.set_text = [&ref, key](const std::string& raw) -> caf::error {
+    auto v = raw;
+    if (v.size() >= 2 && v.front() == '"' && v.back() == '"')
+      v = v.substr(1, v.size() - 2);
+    if (v != "auto" && v != "true" && v != "false")
+      return bad(key + ": expected true, false or auto, got '" + raw + "'");
+    ref = v;
+    return caf::none;
+  };
+  e.get = [&ref] { return ref; };
+  entries_.push_back(std::move(e));
+}
+
 void option_set::add(const std::string& key, duration& ref, duration def,
                      std::string desc, duration min) {
   ref = def;

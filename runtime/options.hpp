@@ -28,6 +28,11 @@ public:
            std::string desc, bool required = false, bool secret = false);
   void add(const std::string& key, duration& ref, duration def,
            std::string desc, duration min = duration{0});
+  /// A switch with a default decided elsewhere: true, false or "auto" (the
+  /// INI's booleans and the strings "true", "false", "auto"); `ref` holds
+  /// "auto", "true" or "false".
+  void add_auto_bool(const std::string& key, std::string& ref,
+                     std::string desc);
   /// A byte count written as 512, 100MB, 5MiB or 512k (see parse_size).
   void add_size(const std::string& key, int64_t& ref, int64_t def,
                 std::string desc, int64_t min = 0, int64_t max = INT64_MAX);

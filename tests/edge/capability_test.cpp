@@ -287,6 +287,7 @@ TEST_CASE("the defaults of each tier follow the tier table") {
   CHECK(t1.sync_interval_ms == 5 * 60 * 1000);
   CHECK(t1.batch_size == 5000);
   CHECK(t1.zstd_level == 3);
+  CHECK(t1.rounds_file);
   auto t2 = defaults_for_tier(2);
   CHECK(t2.tier == 2);
   CHECK(t2.sqlite);
@@ -296,6 +297,7 @@ TEST_CASE("the defaults of each tier follow the tier table") {
   CHECK(t2.sync_interval_ms == 60 * 1000);
   CHECK(t2.batch_size == 100);
   CHECK(t2.zstd_level == 1);
+  CHECK_FALSE(t2.rounds_file);
   auto t3 = defaults_for_tier(3);
   CHECK(t3.tier == 3);
   CHECK_FALSE(t3.sqlite);
@@ -305,6 +307,30 @@ TEST_CASE("the defaults of each tier follow the tier table") {
   CHECK(t3.sync_interval_ms == 10 * 1000);
   CHECK(t3.batch_size == 10);
   CHECK(t3.zstd_level == 0);
+  CHECK_FALSE(t3.rounds_file);
+}
+
+TEST_CASE("storage.rounds-file: auto keeps the tier's, true and false "
+          "override it and say so, and without SQLite it stays off") {
+  auto with = [](const char* v, int64_t disk, int64_t ram,
+                 const char* backend = "auto") {
+    tier_overrides ov;
+    ov.rounds_file = v;
+    ov.backend = backend;
+    return derive(machine(disk, ram), ov);
+  };
+  CHECK(with("auto", 250 * GB, 24 * GB).settings.rounds_file);
+  CHECK_FALSE(with("auto", GB, 2 * GB).settings.rounds_file); // tier 2
+  auto off = with("false", 250 * GB, 24 * GB);
+  CHECK_FALSE(off.settings.rounds_file);
+  INFO(all_reasons(off));
+  CHECK(has_reason(off, "rounds_file off (storage.rounds-file)"));
+  auto on2 = with("true", GB, 2 * GB);
+  CHECK(on2.settings.rounds_file);
+  CHECK(has_reason(on2, "rounds_file on (storage.rounds-file)"));
+  auto mem = with("true", 250 * GB, 24 * GB, "memory");
+  CHECK_FALSE(mem.settings.rounds_file);
+  CHECK(has_reason(mem, "storage.rounds-file=true ignored: no SQLite store"));
 }
 
 // -- derive ----------------------------------------------------------------------

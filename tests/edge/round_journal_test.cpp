@@ -6,7 +6,9 @@
 #include "edge/round_journal.hpp"
 #include "edge/sqlite_store.hpp"
 
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <cstring>
 #include <unistd.h>
 #include <fstream>
@@ -617,4 +619,78 @@ TEST_CASE("an event is a synced frame: it survives a power cut before any "
     CHECK(up->events[0].message == "one");
     CHECK(up->events[1].message == "two");
   }
+}
+
+TEST_CASE("a folded file's acked records stay on the device until "
+          "storage.retention, and go first when the cap wants room") {
+  fixture f;
+  auto cfg = f.config();
+  cfg.limits.retention_ms = 3600 * 1000;
+  auto kept_files = [&] {
+    std::vector<std::string> out;
+    for (auto& e : std::filesystem::directory_iterator(f.dir.path())) {
+      auto name = e.path().filename().string();
+      if (name.rfind("fleetd.db-rounds.", 0) == 0)
+        out.push_back(name);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  {
+    auto st = sqlite_store::open(cfg);
+    REQUIRE(st);
+    REQUIRE(st->store(round_of(10, start_ms)));
+    REQUIRE(st->store_logs({log_line{{{"job", "t"}}, start_ms * 1000000, "a"},
+                            log_line{{{"job", "t"}}, start_ms * 1000000, "b"}}));
+    sync_all(*st, "metrics", 10);
+    sync_all(*st, "logs", 2);
+    REQUIRE(st->store(round_of(10, start_ms + 10000))); // not acked
+    f.clk->advance(10000);
+    REQUIRE(st->debug("clean")); // folds the file
+    auto c = st->stats().counters;
+    CHECK(c["kept_rounds_files"] == 1);
+    CHECK(c["kept_rounds_bytes"] > 0);
+    CHECK(c["rounds_file_bytes"] == 0);
+    // The unacked round moved into the tables, to be sent.
+    auto up = st->fetch("metrics", 100);
+    REQUIRE(up);
+    CHECK(up->samples.size() == 10);
+  }
+  auto files = kept_files();
+  REQUIRE(files.size() == 1);
+  CHECK(files[0] == "fleetd.db-rounds." + std::to_string(start_ms + 10000)
+                      + ".10.2");
+  // A restart finds it; past the retention it goes, counted as synced drops.
+  auto st = sqlite_store::open(cfg);
+  REQUIRE(st);
+  CHECK(st->stats().counters["kept_rounds_files"] == 1);
+  {
+    // As written: every record of it reads back, the acked ones too.
+    auto j = round_journal::open(f.dir.path() + "/" + files[0], "",
+                                 st->epoch());
+    REQUIRE(j);
+    CHECK(j->metrics().size() == 20);
+    CHECK(j->logs().size() == 2);
+    CHECK(j->torn_bytes() == 0);
+  }
+  auto before = st->drops();
+  f.clk->advance(3600 * 1000 + 60000);
+  REQUIRE(st->enforce_limits());
+  CHECK(kept_files().empty());
+  auto after = st->drops();
+  CHECK(after["metrics_synced"] - before["metrics_synced"] == 10);
+  CHECK(after["logs_synced"] - before["logs_synced"] == 2);
+
+  // The cap: a kept file goes before any row of the tables.
+  REQUIRE(st->store(round_of(10, start_ms + 3700 * 1000)));
+  sync_all(*st, "metrics", 10); // the unacked round aged out
+  REQUIRE(st->debug("clean"));
+  REQUIRE(kept_files().size() == 1);
+  auto rows = st->stats().counters["metrics_rows"];
+  auto lim = st->limits();
+  lim.max_bytes = st->used_bytes() - 1;
+  st->set_limits(lim);
+  REQUIRE(st->enforce_limits());
+  CHECK(kept_files().empty());
+  CHECK(st->stats().counters["metrics_rows"] == rows);
 }

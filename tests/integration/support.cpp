@@ -53,6 +53,12 @@ std::vector<std::string> plain_http_unless_tls(const std::string& prog,
   if ((name == "fleetd" || name == "fleetd-cloud") && !says("console.tls-")
       && !says("console.insecure"))
     args.emplace_back("--console.insecure=true");
+  // These tests read a device's records from its tables (device_points);
+  // tier 1's rounds file keeps them in a file of its own until it is
+  // folded, and its own tests (device_crash_test, round_journal_test) ask
+  // for it.
+  if (name == "fleetd" && !says("storage.rounds-file"))
+    args.emplace_back("--storage.rounds-file=false");
   return args;
 }
 

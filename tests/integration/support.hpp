@@ -25,7 +25,8 @@ using temp_dir = scratch_dir;
 /// they set TLS options themselves: most tests are about other things than
 /// TLS and keys; the HTTPS and identity tests pass certificates and keys. Likewise a
 /// plain loopback console (console.insecure) unless console.tls-* or
-/// console.insecure are given.
+/// console.insecure are given, and for fleetd the tables, not tier 1's
+/// rounds file (storage.rounds-file=false), unless the test names it.
 std::vector<std::string> plain_http_unless_tls(const std::string& prog,
                                                std::vector<std::string> args);
 

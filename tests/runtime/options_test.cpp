@@ -789,3 +789,41 @@ TEST_CASE_FIXTURE(fixture, "a config file larger than 1 MiB is refused "
   CHECK(contains(render(err), file));
   CHECK(contains(render(err), "larger than 1MiB"));
 }
+
+TEST_CASE("an auto-or-bool switch takes true, false and auto, quoted or not, "
+          "and nothing else") {
+  temp_dir tmp;
+  auto run = [&](const std::string& ini, std::vector<std::string> args,
+                 std::string& out) {
+    option_set opts{"fleetd-test", "A program that exists only in tests."};
+    opts.add_auto_bool("storage.rounds-file", out, "Rounds file");
+    if (!ini.empty())
+      args.insert(args.begin(),
+                  {"--config", tmp.write("s.ini", "[storage]\n" + ini)});
+    return opts.parse(args);
+  };
+  std::string v;
+  REQUIRE_FALSE(run("", {}, v));
+  CHECK(v == "auto");
+  for (auto [text, want] : {std::pair{"rounds-file = true\n", "true"},
+                            std::pair{"rounds-file = false\n", "false"},
+                            std::pair{"rounds-file = auto\n", "auto"},
+                            std::pair{"rounds-file = \"true\"\n", "true"}}) {
+    CAPTURE(text);
+    auto err = run(text, {}, v);
+    REQUIRE_MESSAGE(!err, render(err));
+    CHECK(v == want);
+  }
+  REQUIRE_FALSE(run("rounds-file = true\n", {"--storage.rounds-file=false"}, v));
+  CHECK(v == "false");
+  for (auto bad : {"rounds-file = yes\n", "rounds-file = 1\n",
+                   "rounds-file = \"\"\n"}) {
+    CAPTURE(bad);
+    auto err = run(bad, {}, v);
+    REQUIRE(err);
+    CHECK(render(err).find("storage.rounds-file: expected true, false or auto")
+          != std::string::npos);
+  }
+  auto err = run("", {"--storage.rounds-file=on"}, v);
+  CHECK(err);
+}
