@@ -414,11 +414,11 @@ caf::error round_journal::append_frame(const std::string& payload,
   auto n = static_cast<int64_t>(bytes.size());
   if (size_ > 0 && n > room && (n <= page_bytes || room < 8))
     at += room;
-  // The file grows ahead in steps, as a hole: a synced frame then rewrites
+  // The file grows ahead in steps of zeros: a synced frame then rewrites
   // its page only, never the file's length.
   if (at + n > allocated_) {
     auto want = (at + n + grow_bytes - 1) / grow_bytes * grow_bytes;
-    if (!file_->truncate(want))
+    if (!file_->grow(want))
       allocated_ = want;
   }
   // Whole pages: the last one's earlier frames, the gap, the new bytes,

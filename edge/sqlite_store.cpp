@@ -516,8 +516,12 @@ caf::expected<sqlite_store> sqlite_store::open(const sqlite_store_config& cfg) {
     return err;
   sqlite_store out;
   out.cfg_ = cfg;
+  // With the rounds file nothing reads the tables from outside (they lag
+  // it): no -shm file, whose page each read dirties, a page written per
+  // writeback (~30 s) on top of the round's.
   auto db = sqlite::database::open(cfg.path, "FULL", open_busy_timeout_ms,
-                                   cfg.disk->vfs(), new_file_page_size);
+                                   cfg.disk->vfs(), new_file_page_size,
+                                   cfg.limits.rounds_file);
   caf::error err = db ? caf::error{} : db.error();
   std::string verdict;
   if (db) {
@@ -547,7 +551,8 @@ caf::expected<sqlite_store> sqlite_store::open(const sqlite_store_config& cfg) {
                                                "moved aside");
   ++out.moved_aside_;
   auto fresh = sqlite::database::open(cfg.path, "FULL", open_busy_timeout_ms,
-                                      cfg.disk->vfs(), new_file_page_size);
+                                      cfg.disk->vfs(), new_file_page_size,
+                                      cfg.limits.rounds_file);
   if (!fresh)
     return cannot_use(cfg.path, fresh.error());
   out.db_ = std::move(*fresh);

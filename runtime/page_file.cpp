@@ -105,6 +105,20 @@ public:
     return caf::none;
   }
 
+  caf::error grow(int64_t size) override {
+    auto now = this->size();
+    if (!now)
+      return now.error();
+    if (*now >= size)
+      return caf::none;
+    if (::fallocate(fd_, 0, *now, size - *now) == 0)
+      return caf::none;
+    auto err = errno;
+    if (err != EOPNOTSUPP && err != ENOSYS)
+      return os_error("allocate of", path_, err);
+    return truncate(size);
+  }
+
   bool direct() const override {
     return wrote_direct_;
   }
@@ -168,6 +182,9 @@ public:
     return file_.sync();
   }
   caf::error truncate(int64_t size) override {
+    return file_.truncate(size);
+  }
+  caf::error grow(int64_t size) override {
     return file_.truncate(size);
   }
   bool direct() const override {

@@ -28,6 +28,10 @@ public:
   /// Makes the written bytes durable (fdatasync).
   virtual caf::error sync() = 0;
   virtual caf::error truncate(int64_t size) = 0;
+  /// Makes the file `size` bytes long, zeros past its end, their blocks
+  /// taken now (fallocate) where the file system can, else as a hole:
+  /// a write with O_DIRECT into a hole is charged 8-16 KiB, not its page.
+  virtual caf::error grow(int64_t size) = 0;
   /// True once a write went around the page cache (O_DIRECT).
   virtual bool direct() const = 0;
 };

@@ -265,7 +265,7 @@ caf::expected<database> database::open(const std::string& path,
                                        const char* synchronous,
                                        int busy_timeout_ms,
                                        const std::string& vfs,
-                                       int page_size) {
+                                       int page_size, bool exclusive) {
   sqlite3* raw = nullptr;
   auto rc = sqlite3_open_v2(path.c_str(), &raw,
                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
@@ -280,6 +280,10 @@ caf::expected<database> database::open(const std::string& path,
   // Before WAL mode writes the header of a new file; a no-op on an old one.
   if (page_size > 0)
     if (auto err = db.exec("PRAGMA page_size=" + std::to_string(page_size)))
+      return err;
+  // Before the first access in WAL mode, or the -shm file is used anyway.
+  if (exclusive)
+    if (auto err = db.exec("PRAGMA locking_mode=EXCLUSIVE"))
       return err;
   if (auto err = db.exec("PRAGMA journal_mode=WAL"))
     return err;

@@ -83,12 +83,16 @@ public:
   /// a lock held elsewhere is waited for up to `busy_timeout_ms`.
   /// `vfs` names the SQLite VFS (empty: the default; tests pass a fault
   /// disk's). `page_size` (0: SQLite's) applies to a file created here
-  /// only; an existing file keeps its own.
+  /// only; an existing file keeps its own. `exclusive`: locking_mode
+  /// EXCLUSIVE, so no other connection reads it while this one is open and
+  /// the WAL index lives in this process's memory, not in a mapped -shm
+  /// file whose page every read dirties again after each writeback.
   static caf::expected<database> open(const std::string& path,
                                       const char* synchronous = "FULL",
                                       int busy_timeout_ms = 5000,
                                       const std::string& vfs = {},
-                                      int page_size = 0);
+                                      int page_size = 0,
+                                      bool exclusive = false);
 
   /// Opens an existing file read-only, as it is (no pragma, no checkpoint
   /// on close): for reading what is left of a damaged file.

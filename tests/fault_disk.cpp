@@ -2,6 +2,9 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 
 #include <atomic>
 #include <cstring>
@@ -410,6 +413,38 @@ void fault_disk::undo_unsynced() {
     log.old.clear();
   }
   dead_ = true;
+}
+
+int64_t rows_unlocked(const std::string& path, const std::string& table) {
+  // A copy of the file and its WAL, as a power cut would leave them: the
+  // copy's first reader recovers the WAL; the store's locks never matter.
+  char dir[] = "/tmp/fleetd-rows-XXXXXX";
+  if (!::mkdtemp(dir))
+    return -1;
+  auto copy = std::string(dir) + "/copy.db";
+  for (auto suffix : {"", "-wal"}) {
+    std::ifstream in(path + suffix, std::ios::binary);
+    if (!in)
+      continue;
+    std::ofstream out(copy + suffix, std::ios::binary);
+    out << in.rdbuf();
+  }
+  sqlite3* db = nullptr;
+  int64_t n = -1;
+  if (sqlite3_open_v2(copy.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr)
+      == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    auto sql = "SELECT count(*) FROM " + table;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK
+        && sqlite3_step(st) == SQLITE_ROW)
+      n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  for (auto suffix : {"", "-wal", "-shm"})
+    std::remove((copy + suffix).c_str());
+  ::rmdir(dir);
+  return n;
 }
 
 } // namespace fleetd::test

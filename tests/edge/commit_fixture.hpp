@@ -10,6 +10,7 @@
 #include <doctest/doctest.h>
 
 #include "edge/sqlite_store.hpp"
+#include "fault_disk.hpp"
 #include "runtime/sqlite.hpp"
 #include "scratch_dir.hpp"
 
@@ -35,13 +36,9 @@ struct commit_fixture {
 
   // Rows another connection sees: what is in the file.
   int64_t rows_on_disk(const char* table) {
-    auto db = sqlite::database::open_readonly(dir.path() + "/fleetd.db");
-    REQUIRE(db);
-    auto st = db->prepare(std::string("SELECT count(*) FROM ") + table);
-    REQUIRE(st);
-    auto row = st->step();
-    REQUIRE(row);
-    return st->column_int(0);
+    auto n = rows_unlocked(dir.path() + "/fleetd.db", table);
+    REQUIRE(n >= 0);
+    return n;
   }
 };
 

@@ -53,12 +53,20 @@ std::vector<std::string> plain_http_unless_tls(const std::string& prog,
   if ((name == "fleetd" || name == "fleetd-cloud") && !says("console.tls-")
       && !says("console.insecure"))
     args.emplace_back("--console.insecure=true");
+  if (name == "fleetd")
+    args = tables_unless_named(std::move(args));
+  return args;
+}
+
+std::vector<std::string> tables_unless_named(std::vector<std::string> args) {
   // These tests read a device's records from its tables (device_points);
   // tier 1's rounds file keeps them in a file of its own until it is
   // folded, and its own tests (device_crash_test, round_journal_test) ask
   // for it.
-  if (name == "fleetd" && !says("storage.rounds-file"))
-    args.emplace_back("--storage.rounds-file=false");
+  for (auto& a : args)
+    if (a.find("storage.rounds-file") != std::string::npos)
+      return args;
+  args.emplace_back("--storage.rounds-file=false");
   return args;
 }
 
@@ -860,6 +868,7 @@ std::string one_point_sync(const std::string& device, int64_t seq) {
 
 std::string fleetd_out(const std::string& dir, std::vector<std::string> args) {
   auto out = dir + "/../cmd.out";
+  args = tables_unless_named(std::move(args));
   std::string line;
   for (auto& a : args)
     line += " '" + a + "'";

@@ -30,6 +30,9 @@ using temp_dir = scratch_dir;
 std::vector<std::string> plain_http_unless_tls(const std::string& prog,
                                                std::vector<std::string> args);
 
+/// fleetd's arguments with storage.rounds-file=false unless they name it.
+std::vector<std::string> tables_unless_named(std::vector<std::string> args);
+
 /// One child process of a test (arguments through plain_http_unless_tls): a program of build/ with arguments.
 class process {
 public:
