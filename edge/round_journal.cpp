@@ -511,17 +511,30 @@ caf::error round_journal::reset() {
 }
 
 caf::error round_journal::seal(const std::string& to) {
-  // The zeros ahead of the frames are no records: the kept file ends there.
-  if (auto err = file_->truncate(size_))
-    return err;
-  if (auto err = file_->sync())
-    return err;
-  if (std::rename(path_.c_str(), to.c_str()) != 0)
-    return make_error(ec::io_error, "cannot rename " + path_ + " to " + to
-                                      + ": " + std::strerror(errno));
-  auto fresh = open_page_file(path_, vfs_);
+  // The new file first: a failure to make it leaves everything in place.
+  auto next = path_ + ".new";
+  auto fresh = open_page_file(next, vfs_);
   if (!fresh)
     return fresh.error();
+  // The zeros ahead of the frames are no records: the kept file ends there.
+  auto err = file_->truncate(size_);
+  if (!err)
+    err = file_->sync();
+  if (!err && std::rename(path_.c_str(), to.c_str()) != 0)
+    err = make_error(ec::io_error, "cannot rename " + path_ + " to " + to
+                                     + ": " + std::strerror(errno));
+  if (err) {
+    std::remove(next.c_str());
+    return err;
+  }
+  if (std::rename(next.c_str(), path_.c_str()) != 0) {
+    auto why = std::string(std::strerror(errno));
+    // Frames must go on where the next start reads them back.
+    std::rename(to.c_str(), path_.c_str());
+    std::remove(next.c_str());
+    return make_error(ec::io_error, "cannot rename " + next + " to " + path_
+                                      + ": " + why);
+  }
   file_ = std::move(*fresh);
   forget_durable();
   return caf::none;

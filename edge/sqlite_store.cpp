@@ -714,6 +714,8 @@ int64_t sqlite_store::journal_bound() const {
 caf::error sqlite_store::open_journal() {
   find_kept_rounds();
   auto path = cfg_.path + "-rounds";
+  // A fold's next file, left by a crash before it took the name.
+  cfg_.disk->remove(path + ".new");
   if (!cfg_.limits.rounds_file && file_size(path) <= 0)
     return caf::none;
   auto j = round_journal::open(path, cfg_.disk->vfs(), epoch_);

@@ -660,10 +660,13 @@ TEST_CASE("a folded file's acked records stay on the device until "
   REQUIRE(files.size() == 1);
   CHECK(files[0] == "fleetd.db-rounds." + std::to_string(start_ms + 10000)
                       + ".10.2");
+  // A fold's next file a crash left before it took the name is no kept one.
+  f.append_bytes(f.rounds() + ".new", std::string(100, 'x'));
   // A restart finds it; past the retention it goes, counted as synced drops.
   auto st = sqlite_store::open(cfg);
   REQUIRE(st);
   CHECK(st->stats().counters["kept_rounds_files"] == 1);
+  CHECK(f.file_size(f.rounds() + ".new") == -1);
   {
     // As written: every record of it reads back, the acked ones too.
     auto j = round_journal::open(f.dir.path() + "/" + files[0], "",
