@@ -21,7 +21,10 @@ namespace fleetd {
 using namespace std::chrono_literals;
 
 temp_dir::temp_dir(const std::string& prefix) {
-  std::string pattern = "/tmp/" + prefix + "-XXXXXX";
+  // $TMPDIR as mkdtemp(1) takes it: a bench's files on a chosen file system.
+  auto base = ::getenv("TMPDIR");
+  std::string pattern = std::string(base && *base ? base : "/tmp") + "/"
+                        + prefix + "-XXXXXX";
   if (::mkdtemp(pattern.data()) != nullptr)
     path_ = pattern;
 }

@@ -17,8 +17,9 @@ namespace fleetd {
 /// A port on 127.0.0.1 free a moment ago (0 when none could be bound).
 int free_port();
 
-/// A fresh directory /tmp/<prefix>-XXXXXX, removed at scope exit (kept when
-/// FLEETD_KEEP_TEMP is set, to look at after a failure).
+/// A fresh directory $TMPDIR/<prefix>-XXXXXX (/tmp without TMPDIR), removed
+/// at scope exit (kept when FLEETD_KEEP_TEMP is set, to look at after a
+/// failure).
 class temp_dir {
 public:
   explicit temp_dir(const std::string& prefix);
