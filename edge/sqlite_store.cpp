@@ -948,14 +948,11 @@ caf::error sqlite_store::fold_journal() {
   // Acked records stay on the device until storage.retention, as the
   // tables' synced rows do, in the file as written: no page rewritten.
   kept_rounds k;
-  k.sealed_ms = cfg_.clock->now_ms();
-  auto name = [&] {
-    return cfg_.path + "-rounds." + std::to_string(k.sealed_ms) + "."
+  // Names stay unique and in fold order on an injected clock too.
+  k.sealed_ms = std::max(cfg_.clock->now_ms(),
+                         kept_.empty() ? 0 : kept_.back().sealed_ms + 1);
+  k.path = cfg_.path + "-rounds." + std::to_string(k.sealed_ms) + "."
            + std::to_string(am) + "." + std::to_string(al);
-  };
-  while (!kept_.empty() && k.sealed_ms <= kept_.back().sealed_ms)
-    k.sealed_ms = kept_.back().sealed_ms + 1;
-  k.path = name();
   k.metrics = am;
   k.logs = al;
   k.bytes = journal_->bytes();

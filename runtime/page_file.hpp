@@ -10,9 +10,9 @@
 namespace fleetd {
 
 /// A file written in whole pages: the store's rounds file. Through the
-/// page cache a synced page rewritten later costs that page again plus, on
-/// this kernel (ext4, 6.x, measured), one to three more every ~30 s; written
-/// with O_DIRECT it costs exactly the pages written.
+/// page cache a synced page rewritten later is charged again when dirtied;
+/// written with O_DIRECT it costs exactly the pages written (plus, on a
+/// file system without lazytime, the inode block each mtime update dirties).
 class page_file {
 public:
   static constexpr int64_t page_bytes = 4096;
