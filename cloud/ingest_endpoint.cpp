@@ -7,6 +7,7 @@
 #include <caf/event_based_actor.hpp>
 
 #include "messages/error.hpp"
+#include "messages/stream_codec.hpp"
 #include "messages/wire.hpp"
 #include "runtime/config_check.hpp"
 #include "runtime/options.hpp"
@@ -135,11 +136,27 @@ void ask_ingest_items(caf::actor_system& sys, const ingest_actor& ingest,
                       size_t max_plain_bytes) {
   sys.spawn([ingest, respond, req = std::move(req),
              max_plain_bytes](caf::event_based_actor* self) mutable {
+    // A stream frame is the next part of its connection's zstd frame: a
+    // plain v4 body. One too big is refused like a v4 body (413); one that
+    // does not decompress gets 500; either answer ends the stream.
+    bool zstd = req.target != "/v2/sync";
+    if (req.stream) {
+      auto plain = req.stream->decode(req.body, max_plain_bytes);
+      if (!plain) {
+        if (plain.error().code() == static_cast<uint8_t>(ec::too_large))
+          refuse_bundle(respond, plain.error());
+        else
+          respond(text_reply(500, "stream_corrupt", render(plain.error())));
+        self->quit();
+        return;
+      }
+      req.body = std::move(*plain);
+      zstd = false;
+    }
     // v3 and v4 are zstd as a whole; v4 items may carry log timestamps as
     // deltas, restored here before ingest reads (and checksums) them.
-    auto items = decode_bundle_body(req.body, req.target != "/v2/sync",
-                                    max_plain_bytes,
-                                    req.target == "/v4/sync");
+    auto items = decode_bundle_body(req.body, zstd, max_plain_bytes,
+                                    req.stream || req.target == "/v4/sync");
     if (!items) {
       refuse_bundle(respond, items.error());
       self->quit();
@@ -243,6 +260,7 @@ http_limits ingest_endpoint_config::limits() const {
   out.max_connections_per_address =
     static_cast<size_t>(max_connections_per_address);
   out.max_inflight_bytes = static_cast<size_t>(max_inflight_bytes);
+  out.max_streams = static_cast<size_t>(max_streams);
   out.header_timeout = header_timeout;
   out.min_body_rate = static_cast<size_t>(min_body_rate);
   return out;
@@ -269,6 +287,10 @@ void declare(option_set& opts, ingest_endpoint_config& x) {
            x.max_connections_per_address, 64, "connections",
            "Connections one client address may hold; more are closed at "
            "accept", 1, 1000000);
+  opts.add("ingest.max-streams", x.max_streams, 1024, "streams",
+           "Devices that may hold a sync stream (GET /v5/stream, one "
+           "compression context of ~230 KiB each) at once; past it they "
+           "sync over plain requests; 0 serves no streams", 0, 1000000);
   opts.add_size("ingest.max-inflight-bytes", x.max_inflight_bytes,
                 64 * 1024 * 1024,
                 "Request bodies held in memory across all connections "
@@ -348,7 +370,7 @@ ingest_endpoint::ingest_endpoint(caf::actor_system& sys, ingest_actor ingest,
       if (route_query(*sys_ptr, api, req, respond))
         return;
       if (req.target == "/v2/sync" || req.target == "/v3/sync"
-          || req.target == "/v4/sync") {
+          || req.target == "/v4/sync" || req.stream) {
         if (req.method != "POST")
           respond(text_reply(405, "method_not_allowed", "use POST for "
                                                           + req.target));
@@ -384,6 +406,8 @@ ingest_endpoint::start(const ingest_endpoint_config& cfg) {
   if (!cfg.insecure)
     if (auto err = server_->use_tls(cfg.tls))
       return err;
+  if (cfg.max_streams > 0)
+    server_->accept_streams();
   return server_->start(cfg.host, static_cast<uint16_t>(cfg.port));
 }
 

@@ -25,6 +25,8 @@ struct ingest_endpoint_config {
   std::chrono::milliseconds idle_timeout{60000};
   std::chrono::milliseconds read_timeout{30000};
   int64_t max_connections_per_address = 64;
+  /// Sync streams open at once; 0 answers every upgrade 404 (HTTP only).
+  int64_t max_streams = 1024;
   int64_t max_inflight_bytes = 64 * 1024 * 1024;
   std::chrono::milliseconds header_timeout{10000};
   int64_t min_body_rate = 16 * 1024;

@@ -43,6 +43,11 @@ struct cloud_link_config {
   /// the older form when a node answers 404; 1: one batch per POST
   /// /v1/sync, as before version 2.
   int64_t sync_version = 4;
+  /// cloud.stream: auto, true or false; `use_stream` is what it resolved
+  /// to for this run (auto: on when syncs come every 30 s or faster and
+  /// batches are compressed, stream_wanted).
+  std::string stream = "auto";
+  bool use_stream = false;
   /// Where the quiet-spell rule reads the time; the wall clock when unset.
   clock_ptr clock;
 };
@@ -60,6 +65,12 @@ constexpr size_t small_bundle_bytes = 4096;
 constexpr int bundle_zstd_level(size_t queued_bytes) {
   return queued_bytes <= small_bundle_bytes ? 19 : 3;
 }
+
+/// What cloud.stream = `setting` means for a node syncing every
+/// `sync_interval_ms` at zstd level `zstd_level`: a stream pays off when
+/// exchanges come faster than the cloud's idle timeout (60 s) closes it.
+bool stream_wanted(const std::string& setting, int64_t sync_interval_ms,
+                   int64_t zstd_level);
 
 class option_set;
 
@@ -95,6 +106,8 @@ struct endpoint_client {
   /// The node answered POST /v4/sync with 404: older than v4 (no log
   /// timestamps as deltas).
   bool no_v4 = false;
+  /// The node answered the sync stream's upgrade with 404: HTTP only.
+  bool no_stream = false;
 };
 
 /// A batch waiting to share a request with other streams' batches.
@@ -114,6 +127,8 @@ struct cloud_link_state {
   int64_t enrollments = 0;
   int64_t requests = 0;
   int64_t failures = 0;
+  /// Frames sent on sync streams (each a request without HTTP headers).
+  int64_t stream_frames = 0;
   int64_t bytes_sent = 0;
   int64_t bytes_received = 0;
   /// Batches sent, and requests that carried more than one.

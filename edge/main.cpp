@@ -303,6 +303,8 @@ inspector_config spawn_actors(caf::actor_system& sys, stop_list& stops,
     "storage", scfg.add(sys, "storage", true,
                         storage_factory(std::move(backend), opt, caps, clk))));
   auto lcfg = opt.link;
+  lcfg.use_stream = stream_wanted(lcfg.stream, caps.settings.sync_interval_ms,
+                                  caps.settings.zstd_level);
   lcfg.device_id = opt.sync.device_id;
   lcfg.clock = clk;
   if (lcfg.key_file.empty())

@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <tuple>
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
@@ -798,22 +799,29 @@ decode_bundle(std::string_view body, size_t max_items) {
   return out;
 }
 
-bundle_body encode_bundle_body(const std::vector<std::string>& bodies,
-                               int level, bool codings) {
-  bundle_body out{encode_bundle(bodies), false};
-  if (std::none_of(bodies.begin(), bodies.end(),
-                   [](const std::string& b) { return is_zstd(b); }))
-    return out;
+namespace {
+
+// The items' plain bytes (logs timestamps as deltas with `codings`),
+// whether some item was recoded so, and whether some could not be read.
+std::tuple<std::vector<bundle_item>, bool, bool>
+plain_items(const std::vector<std::string>& bodies, bool codings) {
   std::vector<bundle_item> plain;
   bool coded = false;
+  bool failed = false;
   for (auto& body : bodies) {
     // The device's own queued bytes: bounded all the same.
     decode_budget budget{64 * 1024 * 1024};
     bundle_item x;
     if (!is_zstd(body))
       x.request = body;
-    else if (zstd_decompress(body, x.request, budget))
-      return out;
+    else if (zstd_decompress(body, x.request, budget)) {
+      // Not what this device queues: sent as it is, zstd, the whole failed.
+      x.request = body;
+      x.zstd = true;
+      plain.push_back(std::move(x));
+      failed = true;
+      continue;
+    }
     if (auto c = codings ? delta_log_times(x.request) : std::string{};
         !c.empty()) {
       x.request = std::move(c);
@@ -821,6 +829,24 @@ bundle_body encode_bundle_body(const std::vector<std::string>& bodies,
     }
     plain.push_back(std::move(x));
   }
+  return {std::move(plain), coded, failed};
+}
+
+} // namespace
+
+std::string plain_bundle_body(const std::vector<std::string>& bodies) {
+  return encode_items(std::get<0>(plain_items(bodies, true)));
+}
+
+bundle_body encode_bundle_body(const std::vector<std::string>& bodies,
+                               int level, bool codings) {
+  bundle_body out{encode_bundle(bodies), false};
+  if (std::none_of(bodies.begin(), bodies.end(),
+                   [](const std::string& b) { return is_zstd(b); }))
+    return out;
+  auto [plain, coded, failed] = plain_items(bodies, codings);
+  if (failed)
+    return out;
   auto whole = zstd_frame(encode_items(plain), level);
   if (is_zstd(whole) && whole.size() < out.bytes.size())
     out = {std::move(whole), true, coded};

@@ -142,6 +142,11 @@ struct bundle_body {
 bundle_body encode_bundle_body(const std::vector<std::string>& bodies,
                                int level, bool codings = false);
 
+/// `bodies` as the plain bytes of a POST /v4/sync body (each logs batch's
+/// timestamps as deltas where that restores byte for byte): what a sync
+/// stream frame carries (messages/stream_codec).
+std::string plain_bundle_body(const std::vector<std::string>& bodies);
+
 /// The items of a POST /v2/sync body (decode_bundle with max_bundle_items),
 /// decompressed first when `zstd`: its frames may make at most
 /// `max_plain_bytes` (ec::too_large; corrupt zstd ec::decode_failed). With

@@ -15,6 +15,7 @@
 #endif
 
 #include "messages/error.hpp"
+#include "messages/stream_codec.hpp"
 #include "runtime/tls_context.hpp"
 
 namespace fleetd {
@@ -55,6 +56,8 @@ struct http_client::impl {
   std::optional<beast::tcp_stream> plain;
   std::optional<tls_stream> secure;
   beast::flat_buffer buffer;
+  // Set once the connection was upgraded to a sync stream.
+  std::unique_ptr<stream_compressor> streaming;
 
   bool connected() const {
     return plain || secure;
@@ -76,6 +79,7 @@ struct http_client::impl {
     plain.reset();
     secure.reset();
     buffer.clear();
+    streaming.reset();
   }
 
   // Runs the io loop until the operation started by `start` completes.
@@ -266,6 +270,18 @@ struct http_client::impl {
     return exchange_on(*plain, req, ec, wrote_nothing);
   }
 
+  template <class Stream>
+  caf::expected<http_response> frame_on(Stream& stream,
+                                        const std::string& framed,
+                                        bool& wrote_nothing);
+
+  caf::expected<http_response> frame(const std::string& framed,
+                                     bool& wrote_nothing) {
+    if (secure)
+      return frame_on(*secure, framed, wrote_nothing);
+    return frame_on(*plain, framed, wrote_nothing);
+  }
+
 };
 
 // One exchange on the open stream; `ec` tells why it failed.
@@ -332,6 +348,65 @@ http_client::impl::exchange_on(Stream& stream,
   return out;
 }
 
+// One frame out, its answer frame in (at most max_response_bytes).
+template <class Stream>
+caf::expected<http_response>
+http_client::impl::frame_on(Stream& stream, const std::string& framed,
+                            bool& wrote_nothing) {
+  beast::error_code ec;
+  wrote_nothing = true;
+  lowest().expires_after(timeout);
+  run([&] {
+    asio::async_write(stream, asio::buffer(framed),
+                      [&](beast::error_code e, size_t n) {
+                        ec = e;
+                        if (n > 0)
+                          wrote_nothing = false;
+                      });
+  });
+  auto failed = [&](const beast::error_code& e) -> caf::error {
+    if (e == beast::error::timeout)
+      return make_error(ec::timeout, "no answer from " + host + ":"
+                                       + std::to_string(port) + " in time");
+    return make_error(ec::unreachable, e.message());
+  };
+  if (ec)
+    return failed(ec);
+  lowest().expires_after(timeout);
+  for (;;) {
+    auto data = buffer.data();
+    std::string_view have(static_cast<const char*>(data.data()), data.size());
+    size_t at = 0;
+    auto end = frame_end(have, max_response_bytes, at);
+    if (!end)
+      return end.error();
+    if (*end > 0) {
+      auto ans = decode_answer_frame(have.substr(at, *end - at));
+      buffer.consume(*end);
+      if (!ans)
+        return ans.error();
+      http_response out;
+      out.status = ans->status;
+      out.content_type = std::move(ans->content_type);
+      out.error = std::move(ans->error);
+      out.retry_after = std::move(ans->retry_after);
+      out.body = std::move(ans->body);
+      return out;
+    }
+    size_t n = 0;
+    run([&] {
+      stream.async_read_some(buffer.prepare(16 * 1024),
+                             [&](beast::error_code e, size_t got) {
+                               ec = e;
+                               n = got;
+                             });
+    });
+    buffer.commit(n);
+    if (ec)
+      return failed(ec);
+  }
+}
+
 http_client::http_client(std::string host, uint16_t port,
                          std::chrono::milliseconds timeout,
                          size_t max_response_bytes)
@@ -396,6 +471,9 @@ caf::expected<http_response> http_client::send(
   req.keep_alive(true);
   req.body() = body;
   req.prepare_payload();
+  // A sync stream speaks frames only: HTTP goes on a new connection.
+  if (impl_->streaming)
+    close();
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (impl_->connected() && impl_->stale()) {
       close();
@@ -423,6 +501,52 @@ caf::expected<http_response> http_client::send(
                                        + std::to_string(impl_->port)
                                        + " in time");
     return make_error(ec::unreachable, ec.message());
+  }
+  return make_error(ec::unreachable, "connection closed by peer");
+}
+
+bool http_client::streaming() const {
+  return impl_->streaming != nullptr;
+}
+
+caf::expected<http_response> http_client::stream_post(
+  const std::string& plain, int level,
+  const std::vector<std::pair<std::string, std::string>>& headers) {
+  last_frame_bytes_ = 0;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (impl_->streaming && impl_->stale()) {
+      close();
+      ++stale_closes_;
+    }
+    bool reused = impl_->streaming != nullptr;
+    if (!reused) {
+      auto up = headers;
+      up.emplace_back("Connection", "Upgrade");
+      up.emplace_back("Upgrade", stream_protocol);
+      auto res = send(false, stream_target, {}, up);
+      if (!res || res->status != 101)
+        return res;
+      // No body came with the 101, and only frames follow it.
+      if (!impl_->connected())
+        return make_error(ec::unreachable, "stream closed at its upgrade");
+      impl_->streaming = std::make_unique<stream_compressor>(level);
+    }
+    auto framed = impl_->streaming->frame(plain);
+    if (!framed) {
+      close();
+      return framed.error();
+    }
+    last_frame_bytes_ = static_cast<int64_t>(framed->size());
+    bool wrote_nothing = false;
+    auto res = impl_->frame(*framed, wrote_nothing);
+    if (res && res->status == 200)
+      return res;
+    // Any other answer ends the stream on both sides.
+    close();
+    if (res)
+      return res;
+    if (!(reused && wrote_nothing))
+      return res;
   }
   return make_error(ec::unreachable, "connection closed by peer");
 }

@@ -44,6 +44,25 @@ public:
   get(const std::string& target,
       const std::vector<std::pair<std::string, std::string>>& headers = {});
 
+  /// Sends `plain` (a plain POST /v4/sync body) as the next frame of a sync
+  /// stream (messages/stream_codec), compressed at `level` against what
+  /// the stream carried before. A connection that is not a stream yet is
+  /// upgraded first (`headers` go with the upgrade); an upgrade answered
+  /// other than 101 is returned as it came, and the connection stays HTTP.
+  /// A reused stream the server had closed is opened afresh once.
+  caf::expected<http_response>
+  stream_post(const std::string& plain, int level,
+              const std::vector<std::pair<std::string, std::string>>& headers);
+
+  /// The connection is a sync stream now.
+  bool streaming() const;
+
+  /// Bytes of the frame the last stream_post wrote (its length prefix
+  /// included); 0 when it wrote none (the upgrade's answer came back).
+  int64_t last_frame_bytes() const {
+    return last_frame_bytes_;
+  }
+
   /// Drops the connection; the next request opens a new one.
   void close();
 
@@ -69,6 +88,7 @@ private:
   std::unique_ptr<impl> impl_;
   int64_t connects_ = 0;
   int64_t stale_closes_ = 0;
+  int64_t last_frame_bytes_ = 0;
 };
 
 } // namespace fleetd

@@ -21,6 +21,8 @@
 #include <boost/beast/ssl.hpp>
 
 #include "messages/error.hpp"
+#include "messages/stream_codec.hpp"
+#include "messages/varint.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/text.hpp"
 #include "runtime/tls_context.hpp"
@@ -64,6 +66,8 @@ struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
   // Closed when descriptors run out, so one connection can be shed.
   int reserve_fd = -1;
   std::atomic<bool> stopped{false}; // read by `respond` on any thread
+  bool streams = false;              // accept_streams() was called
+  std::atomic<size_t> streams_open{0};
   // TLS: the files and the context new connections use (swapped on reload).
   tls_files tls;
   tls_context_ptr tls_ctx; // guarded by mtx
@@ -345,6 +349,12 @@ private:
     server_->count(&http_server_counters::requests);
     busy_ = true;
     auto& msg = parser_->get();
+    if (server_->streams && msg.method() == http::verb::get
+        && msg.target() == stream_target
+        && beast::iequals(msg[http::field::upgrade], stream_protocol)) {
+      upgrade(std::string(msg[http::field::authorization]));
+      return;
+    }
     keep_alive_ = msg.keep_alive();
     version_ = msg.version();
     http_request req;
@@ -354,22 +364,152 @@ private:
     req.content_encoding = std::string(msg[http::field::content_encoding]);
     req.body = std::move(msg.body());
     req.authorization = std::string(msg[http::field::authorization]);
+    hand_over(std::move(req), false);
+  }
+
+  // GET /v5/stream: 101, then frames until either side closes; past
+  // max_streams a 503, and the client stays on HTTP.
+  void upgrade(std::string authorization) {
+    if (server_->streams_open >= server_->limits.max_streams) {
+      server_->count(&http_server_counters::streams_refused);
+      version_ = 11;
+      keep_alive_ = true;
+      write(text_reply(503, "busy", "too many sync streams; use HTTP"), "1");
+      return;
+    }
+    ++server_->streams_open;
+    server_->count(&http_server_counters::streams_opened);
+    decoder_ = std::make_shared<stream_decompressor>();
+    stream_auth_ = std::move(authorization);
+    auto res = std::make_shared<http::response<http::empty_body>>(
+      http::status::switching_protocols, 11);
+    res->set(http::field::connection, "Upgrade");
+    res->set(http::field::upgrade, stream_protocol);
+    lowest().expires_after(server_->limits.read_timeout);
+    http::async_write(stream_, *res,
+                      [self = this->shared_from_this(), res](
+                        beast::error_code ec, size_t) {
+                        if (ec)
+                          self->finish();
+                        else
+                          self->read_frame();
+                      });
+  }
+
+  // Stream mode: the next frame whole in buffer_ (idle time before its
+  // first byte, then the body's pace), or the connection closed.
+  void read_frame() {
+    busy_ = false;
+    auto& lim = server_->limits;
+    auto data = buffer_.data();
+    std::string_view have(static_cast<const char*>(data.data()), data.size());
+    size_t at = 0;
+    auto end = frame_end(have, lim.max_body_bytes, at);
+    if (!end) {
+      server_->count(&http_server_counters::stream_frames_rejected);
+      log_warning_limited("http", "stream_frame", "closed stream of ", peer_,
+                          ": ", render(end.error()));
+      finish();
+      return;
+    }
+    if (at > 0 && reserved_ == 0) {
+      uint64_t len = 0;
+      size_t pos = 0;
+      get_varint(have, pos, len);
+      if (!server_->reserve(static_cast<size_t>(len))) {
+        server_->count(&http_server_counters::inflight_refused);
+        log_warning_limited("http", "inflight", "closed stream of ", peer_,
+                            ": request bodies in memory at the limit");
+        finish();
+        return;
+      }
+      reserved_ = static_cast<size_t>(len);
+    }
+    if (*end > 0) {
+      dispatch_frame(at, *end);
+      return;
+    }
+    if (have.empty()) {
+      reading_ = false;
+      lowest().expires_after(lim.idle_timeout);
+    } else {
+      if (!reading_)
+        body_start_ = std::chrono::steady_clock::now();
+      reading_ = true;
+      auto rate = std::max<uint64_t>(lim.min_body_rate, 1);
+      lowest().expires_at(body_start_ + lim.header_timeout
+                          + std::chrono::milliseconds(have.size() * 1000
+                                                      / rate));
+    }
+    size_t want = reserved_ > 0 ? at + reserved_ - have.size() : first_read;
+    stream_.async_read_some(
+      buffer_.prepare(std::min<size_t>(want, 64 * 1024)),
+      [self = this->shared_from_this()](beast::error_code ec, size_t n) {
+        self->buffer_.commit(n);
+        if (ec) {
+          if (ec == beast::error::timeout && self->reading_)
+            self->server_->count(&http_server_counters::body_timeouts);
+          self->finish();
+          return;
+        }
+        self->read_frame();
+      });
+  }
+
+  void dispatch_frame(size_t at, size_t end) {
+    server_->count(&http_server_counters::requests);
+    server_->count(&http_server_counters::stream_frames);
+    busy_ = true;
+    reading_ = false;
+    auto data = buffer_.data();
+    http_request req;
+    req.method = "POST";
+    req.target = stream_target;
+    req.body.assign(static_cast<const char*>(data.data()) + at, end - at);
+    buffer_.consume(end);
+    req.authorization = stream_auth_;
+    req.stream = decoder_;
+    hand_over(std::move(req), true);
+  }
+
+  // To the application; its answer is written as a response or a frame.
+  void hand_over(http_request req, bool frame) {
     req.peer = peer_;
     req.client_cert = client_cert_;
     lowest().expires_never();
     auto self = this->shared_from_this();
     auto& ioc = server_->ioc;
     // The reply may come from any thread: hop back onto the io thread.
-    server_->handler(std::move(req), [self, &ioc](http_reply rep) {
+    server_->handler(std::move(req), [self, &ioc, frame](http_reply rep) {
       // After stop() nothing runs the loop: a posted write would only keep
       // the session and the server alive.
       if (self->server_->stopped)
         return;
-      asio::post(ioc, [self, rep = std::move(rep)]() mutable {
+      asio::post(ioc, [self, frame, rep = std::move(rep)]() mutable {
         ++self->completed_;
-        self->write(std::move(rep));
+        if (frame)
+          self->write_frame(rep);
+        else
+          self->write(std::move(rep));
       });
     });
+  }
+
+  // Any answer but 200 ends the stream (the client does the same): its
+  // context may be unusable, and a new one costs one upgrade.
+  void write_frame(const http_reply& rep) {
+    release();
+    auto out = std::make_shared<std::string>(encode_answer_frame(rep, ""));
+    lowest().expires_after(server_->limits.read_timeout);
+    asio::async_write(stream_, asio::buffer(*out),
+                      [self = this->shared_from_this(), out,
+                       last = rep.status != 200](beast::error_code ec,
+                                                 size_t) {
+                        if (ec || last)
+                          self->finish();
+                        else
+                          self->read_frame();
+                      });
   }
 
   // The request could not be read whole: answer, then close.
@@ -420,6 +560,10 @@ private:
 
   void finish() {
     release();
+    if (decoder_) {
+      decoder_.reset();
+      --server_->streams_open;
+    }
     close();
     server_->forget(id_, address_);
   }
@@ -444,6 +588,9 @@ private:
   bool client_cert_ = false;
   bool keep_alive_ = true;
   unsigned version_ = 11;
+  // Stream mode (after a 101): the zstd context and the upgrade's token.
+  std::shared_ptr<stream_decompressor> decoder_;
+  std::string stream_auth_;
 };
 
 using tls_session = session<beast::ssl_stream<beast::tcp_stream>>;
@@ -682,7 +829,12 @@ named_counters(const http_server_counters& x) {
           {"accept_descriptor_exhausted", x.accept_descriptor_exhausted},
           {"tls_handshake_failures", x.tls_handshake_failures},
           {"tls_resumed", x.tls_resumed},
-          {"client_cert_missing", x.client_cert_missing}};
+          {"client_cert_missing", x.client_cert_missing},
+          {"streams_opened", x.streams_opened},
+          {"streams_open", x.streams_open},
+          {"stream_frames", x.stream_frames},
+          {"stream_frames_rejected", x.stream_frames_rejected},
+          {"streams_refused", x.streams_refused}};
 }
 
 http_server::http_server(http_limits limits, handler_fn handler)
@@ -771,6 +923,10 @@ http_reply text_reply(uint16_t status, const std::string& code,
   return out;
 }
 
+void http_server::accept_streams() {
+  impl_->streams = true;
+}
+
 caf::error http_server::use_tls(const tls_files& files) {
   auto ctx = make_server_context(files);
   if (!ctx)
@@ -803,6 +959,7 @@ http_server_counters http_server::counters() const {
   auto out = impl_->counts;
   out.connections_open = out.connections_accepted - impl_->closed;
   out.inflight_bytes = static_cast<int64_t>(impl_->inflight.load());
+  out.streams_open = static_cast<int64_t>(impl_->streams_open.load());
   return out;
 }
 

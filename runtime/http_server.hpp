@@ -15,6 +15,8 @@
 
 namespace fleetd {
 
+class stream_decompressor;
+
 /// One request as the server hands it to the application.
 struct http_request {
   std::string method;
@@ -26,6 +28,10 @@ struct http_request {
   std::string peer;
   /// The client presented a certificate the server's client CA verified.
   bool client_cert = false;
+  /// A frame of a sync stream (messages/stream_codec): `body` is its
+  /// payload, to be decoded with this context, in order; `target` is the
+  /// stream's, `authorization` its upgrade request's.
+  std::shared_ptr<stream_decompressor> stream;
 };
 
 /// Hard limits on what a client may send (docs/architecture.md section 6).
@@ -46,6 +52,9 @@ struct http_limits {
   /// After a grace of header_timeout, a body must arrive at least this
   /// fast (bytes/s): its first n bytes by grace + n / rate after the header.
   size_t min_body_rate = 16 * 1024;
+  /// Sync streams open at once (each holds a ~230 KiB zstd context); an
+  /// upgrade past it is answered 503 and the client goes on over HTTP.
+  size_t max_streams = 1024;
   /// After the descriptors run out (EMFILE/ENFILE), accepting pauses this long.
   std::chrono::milliseconds accept_backoff{100};
 };
@@ -74,8 +83,16 @@ struct http_server_counters {
   int64_t accept_descriptor_exhausted = 0;
   /// Connections accepted and closed at once to drain the backlog then.
   int64_t connections_shed = 0;
-  /// Gauges: open connections and body bytes held now.
+  /// Connections upgraded to a sync stream, and their frames.
+  int64_t streams_opened = 0;
+  int64_t stream_frames = 0;
+  /// Streams closed for a bad frame (length, size, budget).
+  int64_t stream_frames_rejected = 0;
+  /// Upgrades answered 503 because max_streams were open.
+  int64_t streams_refused = 0;
+  /// Gauges: open connections, open streams and body bytes held now.
   int64_t connections_open = 0;
+  int64_t streams_open = 0;
   int64_t inflight_bytes = 0;
 };
 
@@ -110,6 +127,11 @@ public:
   /// Reads the TLS files again (SIGHUP): new connections use them,
   /// connections in flight keep theirs. A bad file changes nothing.
   caf::error reload_tls();
+
+  /// Upgrades `GET /v5/stream` (messages/stream_codec) to a sync stream
+  /// from now on: its frames reach the handler with http_request::stream
+  /// set. Call before start().
+  void accept_streams();
 
   /// Binds host:port (0 = any free port, address reuse on) and starts serving.
   caf::expected<uint16_t> start(const std::string& host, uint16_t port);

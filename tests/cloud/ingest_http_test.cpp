@@ -23,6 +23,8 @@
 #include <doctest/doctest.h>
 #include <zstd.h>
 
+#include <unistd.h>
+
 #include "cloud_fixture.hpp"
 
 #include "cloud/cloud_store.hpp"
@@ -33,10 +35,12 @@
 #include "messages/labels.hpp"
 #include "messages/metrics_codec.hpp"
 #include "messages/register.hpp"
+#include "messages/stream_codec.hpp"
 #include "messages/wire.hpp"
 #include "runtime/http_client.hpp"
 #include "runtime/sqlite.hpp"
 #include "ask.hpp"
+#include "helpers.hpp"
 #include "check_samples.hpp"
 
 using namespace fleetd;
@@ -151,6 +155,7 @@ struct http_fixture : test::cloud_fixture {
   cloud_store_actor store;
   ingest_actor ing;
   std::unique_ptr<http_client> client;
+  uint16_t port = 0;
 
   http_fixture() : cloud_fixture("fleetd-ingest-http", clock_start_ms) {
     store = spawn_cloud_store(path);
@@ -161,7 +166,7 @@ struct http_fixture : test::cloud_fixture {
     ing = keep(sys->spawn(ingest, icfg));
     http_limits limits;
     limits.max_body_bytes = max_body_bytes;
-    auto port = open_endpoint(ing, limits);
+    port = open_endpoint(ing, limits);
     REQUIRE(port != 0);
     client = std::make_unique<http_client>("127.0.0.1", port, 10s, 1 << 20);
   }
@@ -1129,6 +1134,52 @@ TEST_CASE("POST /v4/sync (log timestamps as deltas): restored, acked and "
     CHECK(ack.last_sequence_ack == 1);
   CHECK(f.counters()["duplicates"] == 2);
   CHECK(f.logs().size() == 2);
+}
+
+TEST_CASE("a sync stream: each frame's batches acked and stored; a resend "
+          "over POST /v4/sync is a duplicate; a bundle too big once "
+          "decompressed is refused 413 and a frame that does not "
+          "decompress 500, each ending the stream") {
+  http_fixture f;
+  auto logs1 = zstd(encode_logs_request(settings(1), two_lines(1)));
+  std::vector<std::string> bodies{good_body(1), logs1};
+  auto res = f.client->stream_post(plain_bundle_body(bodies), 3, {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  REQUIRE(f.client->streaming());
+  for (auto& ack : results_of(*res, 2)) {
+    CHECK(ack.status == 200);
+    CHECK(ack.last_sequence_ack == 1);
+  }
+  CHECK(f.logs().size() == 2);
+  CHECK(f.points().size() == good_samples(1).size());
+  // The next round on the same stream, then the first again over HTTP.
+  res = f.client->stream_post(plain_bundle_body({good_body(2)}), 3, {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(results_of(*res, 1)[0].last_sequence_ack == 2);
+  auto v4 = encode_bundle_body(bodies, 3, true);
+  REQUIRE(v4.coded);
+  auto again = f.client->post("/v4/sync", v4.bytes, {});
+  REQUIRE_MESSAGE(again, render(again.error()));
+  CHECK(!f.client->streaming());
+  auto acks = results_of(*again, 2);
+  CHECK(acks[0].last_sequence_ack == 2); // metrics: 2 came since
+  CHECK(acks[1].last_sequence_ack == 1);
+  CHECK(f.counters()["duplicates"] == 2);
+  CHECK(f.logs().size() == 2);
+  // Bigger than ingest.max-body-bytes once decompressed.
+  res = f.client->stream_post(std::string(2 * max_body_bytes, '\x0a'), 3, {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  check_refusal(*res, 413, "too_large");
+  CHECK(!f.client->streaming());
+  // A raw stream whose frame is not zstd at all: 500, then the close.
+  int fd = test::raw_stream(f.port);
+  std::string frame;
+  append_varint(frame, 5);
+  frame += "hello";
+  auto ans = test::raw_frame_exchange(fd, frame);
+  ::close(fd);
+  CHECK(ans.status == 500);
+  CHECK(ans.error.rfind("stream_corrupt", 0) == 0);
 }
 
 TEST_CASE("POST /v2/sync: two batches of one stream are taken in order like "

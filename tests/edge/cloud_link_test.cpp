@@ -817,6 +817,69 @@ TEST_CASE("at sync version 4 a v3 node (404 to POST /v4/sync) gets POST "
   check_older_node(3, 4, 1);
 }
 
+TEST_CASE("with cloud.stream on, rounds go as frames of one sync stream: "
+          "one connection, every batch acked, each round smaller than its "
+          "POST /v4/sync") {
+  link_fixture f;
+  auto log = std::make_shared<door_log>();
+  cloud_link_config cfg;
+  cfg.coalesce_window = 60s;
+  cfg.clock = f.clock;
+  cfg.use_stream = true;
+  auto link = f.spawn_link({f.open_door(log)}, cfg);
+  int64_t v4_bytes = 0;
+  for (int64_t seq = 1; seq <= 4; ++seq) {
+    f.clock->advance(coalesce_quiet_spell.count());
+    for (auto& ack : f.send_all(link, round_bodies(seq))) {
+      CHECK(ack.status == 200);
+      CHECK(ack.last_sequence_ack == seq);
+    }
+    auto round = round_bodies(seq);
+    size_t queued = 0;
+    for (auto& b : round)
+      queued += b.size();
+    v4_bytes += static_cast<int64_t>(
+      encode_bundle_body(round, bundle_zstd_level(queued), true).bytes.size());
+  }
+  CHECK(log->syncs == 12);
+  auto st = f.stats(link);
+  CHECK(st.counters["requests"] == 4);
+  CHECK(st.counters["stream_frames"] == 4);
+  CHECK(st.counters["connects"] == 1);
+  CHECK(st.counters["failures"] == 0);
+  CHECK(st.state.find("(sync stream)") != std::string::npos);
+  INFO("stream " << st.counters["bytes_sent"] << " B, v4 " << v4_bytes);
+  CHECK(st.counters["bytes_sent"] < v4_bytes);
+}
+
+TEST_CASE("with cloud.stream on, a node without streams (404 to the "
+          "upgrade) gets HTTP requests from then on") {
+  // The upgrade and POST /v4/sync refused once each, then POST /v3/sync.
+  link_fixture f;
+  old_bundle_node old{3};
+  cloud_link_config cfg;
+  cfg.coalesce_window = 60s;
+  cfg.clock = f.clock;
+  cfg.use_stream = true;
+  auto link = f.link_to(*old.server, cfg);
+  for (int64_t seq : {1, 2})
+    for (auto& ack : f.send_all(link, round_bodies(seq)))
+      CHECK(ack.last_sequence_ack == seq);
+  CHECK(old.refused == 2);
+  CHECK(f.stats(link).counters["stream_frames"] == 0);
+  CHECK(f.stats(link).counters["failures"] == 0);
+}
+
+TEST_CASE("cloud.stream auto: on for syncs every 30 s or faster with "
+          "compressed batches") {
+  CHECK(stream_wanted("auto", 10000, 3));
+  CHECK(stream_wanted("auto", 30000, 1));
+  CHECK(!stream_wanted("auto", 30001, 3));
+  CHECK(!stream_wanted("auto", 10000, 0));
+  CHECK(stream_wanted("true", 300000, 0));
+  CHECK(!stream_wanted("false", 1000, 3));
+}
+
 TEST_CASE("a node older than POST /v2/sync (404) gets each batch as POST "
           "/v1/sync with its Content-Type, from then on") {
   link_fixture f;

@@ -17,6 +17,8 @@
 #include <vector>
 
 #include "messages/error.hpp"
+#include "messages/stream_codec.hpp"
+#include "messages/varint.hpp"
 #include "runtime/http_client.hpp"
 #include "runtime/http_server.hpp"
 #include "helpers.hpp"
@@ -88,16 +90,7 @@ using headers = std::vector<std::pair<std::string, std::string>>;
 
 // Sends raw bytes on a fresh connection and reads until the server closes.
 std::string raw_exchange(uint16_t port, const std::string& bytes) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
-          == 0);
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  int fd = test::raw_connect(port);
   size_t sent = 0;
   while (sent < bytes.size()) {
     auto n = ::send(fd, bytes.data() + sent, bytes.size() - sent,
@@ -897,4 +890,188 @@ TEST_CASE("HTTPS: configs naming missing or mismatched files fail at once") {
   CHECK(is_loopback_host("::1"));
   CHECK_FALSE(is_loopback_host("10.0.0.1"));
   CHECK_FALSE(is_loopback_host("0.0.0.0"));
+}
+
+namespace {
+
+// A stream handler: decodes each frame with its connection's context and
+// answers "<tag><plain>" (a body of "fail" gets 500); other requests 404.
+struct stream_echo {
+  std::mutex mtx;
+  std::vector<std::string> plains;
+
+  http_server::handler_fn handler() {
+    return [this](http_request req, http_server::respond_fn respond) {
+      if (!req.stream) {
+        respond(text_reply(404, "not_found", "no " + req.target));
+        return;
+      }
+      auto plain = req.stream->decode(req.body, 1 << 20);
+      if (!plain) {
+        respond(text_reply(500, "stream_corrupt", render(plain.error())));
+        return;
+      }
+      {
+        std::lock_guard<std::mutex> guard{mtx};
+        plains.push_back(*plain);
+      }
+      http_reply rep;
+      rep.status = *plain == "fail" ? 500 : 200;
+      rep.body = "ack:" + *plain;
+      respond(std::move(rep));
+    };
+  }
+};
+
+} // namespace
+
+// A server answering with stream_echo, streams accepted unless told.
+struct stream_node {
+  stream_echo app;
+  http_server server;
+  uint16_t port;
+
+  explicit stream_node(http_limits limits = {}, bool streams = true)
+    : server(limits, app.handler()) {
+    if (streams)
+      server.accept_streams();
+    port = start_or_fail(server);
+  }
+};
+
+TEST_CASE("a sync stream: one upgrade, then frames both ways, each decoded "
+          "in order against the ones before") {
+  stream_node node;
+  auto& server = node.server;
+  auto port = node.port;
+  http_client client{"127.0.0.1", port, 10s, 1024 * 1024};
+  for (int i = 0; i < 5; ++i) {
+    auto body = "round " + std::to_string(i) + " of the same text";
+    auto res = client.stream_post(body, 3, {{"Authorization", "Bearer k"}});
+    REQUIRE_MESSAGE(res, render(res.error()));
+    CHECK(res->status == 200);
+    CHECK(res->body == "ack:" + body);
+    CHECK(client.last_frame_bytes() > 0);
+    CHECK(client.streaming());
+  }
+  CHECK(client.connects() == 1);
+  auto c = server.counters();
+  CHECK(c.streams_opened == 1);
+  CHECK(c.streams_open == 1);
+  CHECK(c.stream_frames == 5);
+  std::lock_guard<std::mutex> guard{node.app.mtx};
+  CHECK(node.app.plains.size() == 5);
+}
+
+TEST_CASE("a server without streams answers the upgrade 404; the client "
+          "stays on HTTP") {
+  stream_node node{http_limits{}, false};
+  auto& server = node.server;
+  auto port = node.port;
+  http_client client{"127.0.0.1", port, 10s, 1024 * 1024};
+  auto res = client.stream_post("x", 3, {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->status == 404);
+  CHECK(client.last_frame_bytes() == 0);
+  CHECK(!client.streaming());
+  CHECK(server.counters().streams_opened == 0);
+}
+
+TEST_CASE("past max_streams an upgrade gets 503 and the connection stays "
+          "HTTP") {
+  http_limits limits;
+  limits.max_streams = 1;
+  stream_node node{limits};
+  auto& server = node.server;
+  auto port = node.port;
+  http_client first{"127.0.0.1", port, 10s, 1024 * 1024};
+  http_client second{"127.0.0.1", port, 10s, 1024 * 1024};
+  REQUIRE(first.stream_post("a", 3, {}));
+  auto res = second.stream_post("b", 3, {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->status == 503);
+  CHECK(res->retry_after == "1");
+  CHECK(!second.streaming());
+  CHECK(server.counters().streams_refused == 1);
+  // Closing the first frees its place.
+  first.close();
+  CHECK(test::eventually([&] { return server.counters().streams_open == 0; }, 10s));
+  res = second.stream_post("b", 3, {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->status == 200);
+  CHECK(second.streaming());
+}
+
+TEST_CASE("an answer other than 200 ends the stream; the next frame opens "
+          "a new one with a fresh context") {
+  stream_node node;
+  auto& server = node.server;
+  auto port = node.port;
+  http_client client{"127.0.0.1", port, 10s, 1024 * 1024};
+  REQUIRE(client.stream_post("one", 3, {}));
+  auto res = client.stream_post("fail", 3, {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->status == 500);
+  CHECK(!client.streaming());
+  res = client.stream_post("one again", 3, {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->body == "ack:one again");
+  CHECK(client.connects() == 2);
+  CHECK(server.counters().streams_opened == 2);
+}
+
+TEST_CASE("a stream the server closed when idle is opened afresh at the "
+          "next frame") {
+  http_limits limits;
+  limits.idle_timeout = 100ms;
+  stream_node node{limits};
+  auto& server = node.server;
+  auto port = node.port;
+  http_client client{"127.0.0.1", port, 10s, 1024 * 1024};
+  REQUIRE(client.stream_post("one", 3, {}));
+  REQUIRE(test::eventually([&] { return server.counters().streams_open == 0; }, 10s));
+  auto res = client.stream_post("two", 3, {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  CHECK(res->body == "ack:two");
+  CHECK(client.connects() == 2);
+  CHECK(client.stale_closes() == 1);
+}
+
+TEST_CASE("hostile frames: too long, a bad length, a corrupt payload each "
+          "close the stream, and the first two are counted") {
+  http_limits limits;
+  limits.max_body_bytes = 1024;
+  stream_node node{limits};
+  auto& server = node.server;
+  auto port = node.port;
+  SUBCASE("longer than max_body_bytes") {
+    int fd = test::raw_stream(port);
+    std::string frame;
+    put_varint(frame, 1025);
+    ::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL);
+    CHECK(test::read_to_close(fd).empty());
+    ::close(fd);
+    CHECK(test::eventually(
+      [&] { return server.counters().stream_frames_rejected == 1; }, 10s));
+  }
+  SUBCASE("a length longer than any varint") {
+    int fd = test::raw_stream(port);
+    std::string frame(12, '\xff');
+    ::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL);
+    CHECK(test::read_to_close(fd).empty());
+    ::close(fd);
+    CHECK(test::eventually(
+      [&] { return server.counters().stream_frames_rejected == 1; }, 10s));
+  }
+  SUBCASE("a payload that is not zstd: the handler's 500, then the close") {
+    int fd = test::raw_stream(port);
+    std::string frame;
+    put_varint(frame, 5);
+    frame += "hello";
+    auto ans = test::raw_frame_exchange(fd, frame);
+    ::close(fd);
+    CHECK(ans.status == 500);
+    CHECK(ans.error.rfind("stream_corrupt", 0) == 0);
+  }
+  CHECK(test::eventually([&] { return server.counters().streams_open == 0; }, 10s));
 }

@@ -21,6 +21,7 @@
 #include "edge/system_collector.hpp"
 #include "fault_proxy.hpp"
 #include "messages/error.hpp"
+#include "messages/stream_codec.hpp"
 #include "messages/wire.hpp"
 #include "runtime/http_client.hpp"
 #include "runtime/sqlite.hpp"
@@ -217,6 +218,9 @@ public:
       c.answer.append(bytes);
       while (take_answer(c)) {
       }
+      // Frames held back until the upgrade's answer was seen.
+      while (take_request(c)) {
+      }
       return;
     }
     c.pending.append(bytes);
@@ -255,6 +259,11 @@ private:
     shares kinds{{"other", 1.0}};
     bool batch = false;
     bool answered = false;
+    // A sync stream: asked for (GET /v5/stream), answered, and from the
+    // 101 on frames both ways, decoded with the connection's context.
+    bool upgrade_asked = false;
+    bool upgrade_answered = false;
+    std::shared_ptr<stream_decompressor> stream;
   };
 
   void add(const shares& kinds, double n) {
@@ -265,16 +274,23 @@ private:
   // A lower-cased head of a bundle zstd as a whole (POST /v3/sync, or
   // /v4/sync: its items' log timestamps may be deltas).
   static bool whole_zstd(const std::string& head) {
-    return head.rfind("post /v3/sync ", 0) == 0 || coded(head);
+    return head.rfind("post /v3/sync ", 0) == 0
+           || head.rfind("post /v4/sync ", 0) == 0;
   }
 
   static bool coded(const std::string& head) {
-    return head.rfind("post /v4/sync ", 0) == 0;
+    return head.rfind("post /v4/sync ", 0) == 0 || frame(head);
+  }
+
+  // A stream frame, decoded: a plain v4 bundle.
+  static bool frame(const std::string& head) {
+    return head.rfind("frame ", 0) == 0;
   }
 
   // A lower-cased head of a bundle (POST /v2/sync, /v3/sync or /v4/sync).
   static bool bundle(const std::string& head) {
-    return head.rfind("post /v2/sync ", 0) == 0 || whole_zstd(head);
+    return head.rfind("post /v2/sync ", 0) == 0 || whole_zstd(head)
+           || frame(head);
   }
 
   // What a request body carried, by stream, as shares of its batches' bytes.
@@ -359,20 +375,69 @@ private:
     return std::make_pair(head_end, head_end + 4 + body_len);
   }
 
+  // One whole frame at the front of `buf`: (payload start, end), or none.
+  static std::optional<std::pair<size_t, size_t>> frame_at(const std::string& buf) {
+    size_t at = 0;
+    auto end = frame_end(buf, 64 << 20, at);
+    if (!end || *end == 0)
+      return std::nullopt;
+    return std::make_pair(at, *end);
+  }
+
   // One whole answer at the front of `c.answer`: tallied, removed.
   bool take_answer(conn_state& c) {
+    if (c.stream) {
+      auto f = frame_at(c.answer);
+      if (!f)
+        return false;
+      parts_["response frame"] += static_cast<int64_t>(f->second);
+      parts_["response frames"] += 1;
+      c.answer.erase(0, f->second);
+      return true;
+    }
     std::string head;
     auto m = message_at(c.answer, head);
     if (!m)
       return false;
+    if (c.upgrade_asked && !c.upgrade_answered) {
+      c.upgrade_answered = true;
+      if (head.rfind("http/1.1 101 ", 0) == 0)
+        c.stream = std::make_shared<stream_decompressor>();
+    }
     tally_head("response", c.answer.substr(0, m->first));
     parts_["response body"] += static_cast<int64_t>(m->second - m->first - 4);
     c.answer.erase(0, m->second);
     return true;
   }
 
+  // One frame at the front of `c.pending`: decoded, counted, removed.
+  bool take_frame(conn_state& c) {
+    auto f = frame_at(c.pending);
+    if (!f)
+      return false;
+    auto plain = c.stream->decode(
+      std::string_view(c.pending).substr(f->first, f->second - f->first),
+      64 << 20);
+    std::string head = "frame /v5/stream";
+    std::string body = plain ? *plain : std::string{};
+    parts_["request frame"] += static_cast<int64_t>(f->second);
+    parts_["request frames"] += 1;
+    if (trace_)
+      trace_(describe(head, body, f->second));
+    c.kinds = kinds_of(head, body);
+    c.batch = c.kinds.count("other") == 0;
+    c.answered = false;
+    add(c.kinds, static_cast<double>(f->second));
+    c.pending.erase(0, f->second);
+    return true;
+  }
+
   // One whole request at the front of `c.pending`: counted, removed.
   bool take_request(conn_state& c) {
+    if (c.stream)
+      return take_frame(c);
+    if (c.upgrade_asked && !c.upgrade_answered)
+      return false;
     std::string head;
     auto m = message_at(c.pending, head);
     if (!m)
@@ -383,6 +448,8 @@ private:
     auto body = std::string_view(c.pending).substr(head_end + 4, body_len);
     tally_head("request", c.pending.substr(0, head_end));
     tally_body(head, body);
+    if (head.rfind("get /v5/stream ", 0) == 0)
+      c.upgrade_asked = true;
     if (trace_)
       trace_(describe(head, body, total));
     c.kinds = kinds_of(head, body);
