@@ -431,21 +431,51 @@ caf::error round_journal::append_frame(const std::string& payload,
   auto in_last = end % page_bytes;
   pages.resize(static_cast<size_t>((end + page_bytes - 1) / page_bytes
                                    * page_bytes - first), '\0');
-  auto err = file_->write(first, pages);
-  if (!err && sync)
-    err = file_->sync();
-  if (err) {
-    // Cut back what may have been written.
-    file_->truncate(size_);
-    allocated_ = size_;
-    return err;
+  auto new_tail = pages.substr(pages.size() - (in_last > 0 ? page_bytes : 0),
+                               static_cast<size_t>(in_last));
+  // Unsynced frames' pages before this one's go out with it.
+  if (!unwritten_.empty()) {
+    pages = unwritten_.substr(0, static_cast<size_t>(first - unwritten_at_))
+            + pages;
+    first = unwritten_at_;
+  }
+  if (sync) {
+    auto err = file_->write(first, pages);
+    if (!err)
+      err = file_->sync();
+    if (err) {
+      // Cut back what may have been written.
+      file_->truncate(size_);
+      allocated_ = size_;
+      return err;
+    }
+    unwritten_.clear();
+  } else {
+    unwritten_at_ = first;
+    unwritten_ = std::move(pages);
   }
   size_ = end;
-  tail_ = pages.substr(pages.size() - (in_last > 0 ? page_bytes : 0),
-                       static_cast<size_t>(in_last));
+  tail_ = std::move(new_tail);
   allocated_ = std::max(allocated_, size_);
   ++frames_;
   return caf::none;
+}
+
+caf::error round_journal::write_unwritten() {
+  if (unwritten_.empty())
+    return caf::none;
+  if (auto err = file_->write(unwritten_at_, unwritten_))
+    return err;
+  unwritten_.clear();
+  return caf::none;
+}
+
+caf::error round_journal::sync_unwritten() {
+  if (unwritten_.empty())
+    return caf::none;
+  if (auto err = write_unwritten())
+    return err;
+  return file_->sync();
 }
 
 caf::error round_journal::append(const queued_batch& b) {
@@ -501,6 +531,7 @@ void round_journal::forget_durable() {
   size_ = 0;
   allocated_ = 0;
   tail_.clear();
+  unwritten_.clear();
 }
 
 caf::error round_journal::reset() {
@@ -517,7 +548,9 @@ caf::error round_journal::seal(const std::string& to) {
   if (!fresh)
     return fresh.error();
   // The zeros ahead of the frames are no records: the kept file ends there.
-  auto err = file_->truncate(size_);
+  auto err = write_unwritten();
+  if (!err)
+    err = file_->truncate(size_);
   if (!err)
     err = file_->sync();
   if (!err && std::rename(path_.c_str(), to.c_str()) != 0)
@@ -535,6 +568,11 @@ caf::error round_journal::seal(const std::string& to) {
     return make_error(ec::io_error, "cannot rename " + next + " to " + path_
                                       + ": " + why);
   }
+  // Both names durable before a frame is synced into the new file: a power
+  // cut must not bring back the old name and remove the new file as a
+  // leftover `.new`, rounds and all. (Past the renames there is no undo: a
+  // directory that cannot sync is a failing disk, its next writes fail.)
+  (void) sync_dir_of(path_);
   file_ = std::move(*fresh);
   forget_durable();
   return caf::none;

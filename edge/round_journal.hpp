@@ -100,10 +100,13 @@ public:
   /// file is cut back to its last synced frame and the records stay pending.
   caf::error flush();
   /// Appends a batch persisted for sending (synced: it is sent next) or an
-  /// ack (synced with the next frame: one lost only means a resend). These
+  /// ack (written and synced with the next frame, or by sync_unwritten:
+  /// one lost only means a resend, and it saves a page write). These
   /// are the redo log of what the store's tables hold uncommitted.
   caf::error append(const queued_batch& b);
   caf::error append(const journal_ack& a);
+  /// Writes and syncs acks not written yet (at a clean stop).
+  caf::error sync_unwritten();
   /// An event: synced, it is data to send.
   caf::error append(const journal_event& e);
   /// Every batch and ack the file holds, in the order written (read back at
@@ -164,13 +167,20 @@ private:
   // Decodes one frame's payload into the records; false when it is no frame.
   bool decode(const std::string& payload);
   std::string encode_pending() const;
-  // Writes one frame of `payload` at the end; syncs when asked.
+  // Writes one frame of `payload` at the end, synced, with the pages of
+  // the unsynced frames before it; an unsynced frame is only kept in
+  // `unwritten_` until then (a page write saved: a lost ack is a resend).
   caf::error append_frame(const std::string& payload, bool sync);
+  // Writes the pages of unsynced frames, if any (not synced).
+  caf::error write_unwritten();
 
   std::unique_ptr<page_file> file_;
   // The file's bytes from the start of the page holding size_ to size_:
   // rewritten with each frame that goes on that page.
   std::string tail_;
+  // Whole pages from `unwritten_at_` holding frames not written yet.
+  std::string unwritten_;
+  int64_t unwritten_at_ = 0;
   std::string path_;
   std::string vfs_;
   std::string epoch_;

@@ -1133,6 +1133,12 @@ sqlite_store::~sqlite_store() {
   if (auto err = commit_lazy())
     log_error("storage", "the rounds file keeps what the tables could not "
                          "commit at close: ", render(err));
+  // Acks not written yet: without them the next start resends their batches.
+  if (journal_)
+    if (auto err = journal_->sync_unwritten())
+      log_warning("storage", "acks held back at close are not kept (their "
+                             "batches go again, as duplicates): ",
+                  render(err));
 }
 
 caf::error sqlite_store::defer_commits() {

@@ -221,15 +221,25 @@ open_page_file(const std::string& path, const std::string& vfs) {
                         path + " is held by another process");
     return os_error("cannot lock", path, err);
   }
-  // A new file's directory entry is made durable with it.
+  // A new file's directory entry is made durable with it (best effort: a
+  // file system without directory sync still serves the file).
+  (void) sync_dir_of(path);
+  return std::unique_ptr<page_file>(new posix_page_file(fd, path));
+}
+
+caf::error sync_dir_of(const std::string& path) {
   auto slash = path.find_last_of('/');
   auto dir = slash == std::string::npos ? std::string(".")
                                         : path.substr(0, slash + 1);
-  if (int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); d >= 0) {
-    ::fsync(d);
-    ::close(d);
-  }
-  return std::unique_ptr<page_file>(new posix_page_file(fd, path));
+  int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (d < 0)
+    return os_error("cannot open the directory of", path, errno);
+  auto rc = ::fsync(d);
+  auto err = errno;
+  ::close(d);
+  if (rc != 0)
+    return os_error("cannot sync the directory of", path, err);
+  return caf::none;
 }
 
 } // namespace fleetd

@@ -43,4 +43,8 @@ public:
 caf::expected<std::unique_ptr<page_file>>
 open_page_file(const std::string& path, const std::string& vfs);
 
+/// Syncs the directory holding `path`, so that a file made or renamed
+/// there keeps its name across a power cut.
+caf::error sync_dir_of(const std::string& path);
+
 } // namespace fleetd

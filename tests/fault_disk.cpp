@@ -1,6 +1,7 @@
 #include "fault_disk.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cstdio>
 #include <cstdlib>
@@ -132,6 +133,15 @@ const sqlite3_io_methods io_methods = {
   f_device,    f_shm_map,      f_shm_lock,     f_shm_barrier,
   f_shm_unmap, nullptr,        nullptr};
 
+// What the disk knows a file by: its inode, which a rename keeps; the
+// name for one that does not exist (yet).
+std::string key_of(const char* name) {
+  struct stat st;
+  if (name == nullptr || ::stat(name, &st) != 0)
+    return name != nullptr ? name : "";
+  return "ino:" + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+}
+
 fault_disk* disk_of(sqlite3_vfs* vfs) {
   return static_cast<fault_disk*>(vfs->pAppData);
 }
@@ -147,8 +157,8 @@ int v_open(sqlite3_vfs* vfs, const char* name, sqlite3_file* f, int flags,
   auto rc = r->xOpen(r, name, x->real, flags, out_flags);
   if (rc != SQLITE_OK || x->real->pMethods == nullptr)
     return rc;
-  x->path = new std::string(name != nullptr ? name : "");
-  x->disk->on_open(*x->path, size_of(x->real));
+  x->path = new std::string(key_of(name));
+  x->disk->on_open(*x->path, name != nullptr ? name : "", size_of(x->real));
   x->base.pMethods = &io_methods;
   return SQLITE_OK;
 }
@@ -158,9 +168,10 @@ int v_delete(sqlite3_vfs* vfs, const char* name, int sync_dir) {
   if (d->power_cut())
     return SQLITE_IOERR_DELETE;
   auto* r = real_vfs();
+  auto key = key_of(name);
   auto rc = r->xDelete(r, name, sync_dir);
   if (rc == SQLITE_OK || rc == SQLITE_IOERR_DELETE_NOENT)
-    d->on_delete(name);
+    d->on_delete(key);
   return rc;
 }
 
@@ -234,6 +245,9 @@ std::shared_ptr<fault_disk> fault_disk::make(int64_t capacity) {
 
 fault_disk::~fault_disk() {
   sqlite3_vfs_unregister(&reg_->vfs);
+  for (auto& entry : undo_)
+    if (entry.second.fd >= 0)
+      ::close(entry.second.fd);
 }
 
 std::string fault_disk::vfs() const {
@@ -263,8 +277,16 @@ bool fault_disk::allocate(const std::string& path, int64_t bytes) {
 }
 
 void fault_disk::remove(const std::string& path) {
+  auto key = key_of(path.c_str());
+  ::unlink(path.c_str());
   std::lock_guard<std::mutex> guard{mtx_};
   sizes_.erase(path);
+  sizes_.erase(key);
+  if (auto i = undo_.find(key); i != undo_.end()) {
+    if (i->second.fd >= 0)
+      ::close(i->second.fd);
+    undo_.erase(i);
+  }
 }
 
 void fault_disk::set_capacity(int64_t bytes) {
@@ -323,18 +345,27 @@ int64_t fault_disk::syncs() const {
   return syncs_;
 }
 
-void fault_disk::on_open(const std::string& path, int64_t size) {
+void fault_disk::on_open(const std::string& key, const std::string& path,
+                         int64_t size) {
   std::lock_guard<std::mutex> guard{mtx_};
-  sizes_[path] = size;
+  sizes_[key] = size;
   // What a file holds when opened counts as synced.
-  if (undo_.count(path) == 0)
-    undo_[path].synced_size = size;
+  if (undo_.count(key) == 0) {
+    auto& log = undo_[key];
+    log.synced_size = size;
+    if (!path.empty())
+      log.fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  }
 }
 
-void fault_disk::on_delete(const std::string& path) {
+void fault_disk::on_delete(const std::string& key) {
   std::lock_guard<std::mutex> guard{mtx_};
-  sizes_.erase(path);
-  undo_.erase(path);
+  sizes_.erase(key);
+  if (auto i = undo_.find(key); i != undo_.end()) {
+    if (i->second.fd >= 0)
+      ::close(i->second.fd);
+    undo_.erase(i);
+  }
 }
 
 int fault_disk::on_read() {
@@ -399,17 +430,13 @@ void fault_disk::undo_unsynced() {
   // oldest (the synced) copy of each byte is written last, then the synced
   // length.
   for (auto& [path, log] : undo_) {
-    if (path.empty())
-      continue;
-    auto fd = ::open(path.c_str(), O_WRONLY);
-    if (fd < 0)
+    if (path.empty() || log.fd < 0)
       continue;
     for (auto i = log.old.rbegin(); i != log.old.rend(); ++i)
-      if (::pwrite(fd, i->second.data(), i->second.size(), i->first) < 0)
+      if (::pwrite(log.fd, i->second.data(), i->second.size(), i->first) < 0)
         break;
-    if (::ftruncate(fd, log.synced_size) == 0)
+    if (::ftruncate(log.fd, log.synced_size) == 0)
       sizes_[path] = log.synced_size;
-    ::close(fd);
     log.old.clear();
   }
   dead_ = true;

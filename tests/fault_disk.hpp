@@ -64,8 +64,8 @@ public:
                   void* real);
   int on_sync(const std::string& path);
   int on_read();
-  void on_open(const std::string& path, int64_t size);
-  void on_delete(const std::string& path);
+  void on_open(const std::string& key, const std::string& path, int64_t size);
+  void on_delete(const std::string& key);
 
 private:
   struct registration;
@@ -86,9 +86,13 @@ private:
   // Per file: the bytes each write overwrote since the file's last sync, in
   // write order (replayed newest first, so the oldest copy of a byte wins),
   // and its size at that sync.
+  // Files are known by their inode ("ino:<dev>:<ino>"), not their name, so
+  // a renamed file keeps its log and a new file of an old name gets its own;
+  // the descriptor opened with it undoes into it wherever it was moved.
   struct undo_log {
     int64_t synced_size = 0;
     std::vector<std::pair<int64_t, std::string>> old;
+    int fd = -1;
   };
   std::map<std::string, undo_log> undo_;
   bool fail_reads_ = false;

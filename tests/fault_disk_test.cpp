@@ -2,8 +2,13 @@
 // sees them through its VFS.
 #include <doctest/doctest.h>
 
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
 #include "fault_disk.hpp"
 #include "messages/error.hpp"
+#include "runtime/page_file.hpp"
 #include "runtime/sqlite.hpp"
 #include "scratch_dir.hpp"
 
@@ -145,4 +150,46 @@ TEST_CASE("a power cut undoes every write that was not synced") {
   auto db = open_on(disk, dir, false);
   CHECK(db.quick_check() == "ok");
   CHECK(count(db) == 7);
+}
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+} // namespace
+
+TEST_CASE("a power cut follows renamed files: each keeps its own synced "
+          "bytes, whatever name it has now") {
+  // As the rounds file's fold does: the old file renamed away, a new one
+  // made under another name and renamed into the old one's place.
+  test::scratch_dir dir;
+  auto disk = fault_disk::make();
+  auto a = dir.path() + "/rounds";
+  auto next = a + ".new";
+  auto kept = a + ".kept";
+  std::string page_a(4096, 'a');
+  std::string page_b(4096, 'b');
+  {
+    auto old = open_page_file(a, disk->vfs());
+    REQUIRE(old);
+    REQUIRE(!(*old)->write(0, page_a));
+    REQUIRE(!(*old)->sync());
+    auto fresh = open_page_file(next, disk->vfs());
+    REQUIRE(fresh);
+    REQUIRE(std::rename(a.c_str(), kept.c_str()) == 0);
+    REQUIRE(std::rename(next.c_str(), a.c_str()) == 0);
+    REQUIRE(!(*fresh)->write(0, page_b + page_b));
+    REQUIRE(!(*fresh)->sync());
+    // Written, never synced: the cut takes it back.
+    REQUIRE(!(*fresh)->write(8192, page_a));
+    disk->cut_power();
+  }
+  disk->revive();
+  CHECK(slurp(kept) == page_a);
+  CHECK(slurp(a) == page_b + page_b);
 }
