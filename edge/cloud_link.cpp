@@ -481,7 +481,8 @@ stream_bundle(link_ptr self, const std::vector<std::string>& bodies,
   auto& st = self->state;
   auto& ep = st.endpoints[st.current];
   if (!st.cfg.use_stream || ep.no_stream || ep.no_v4 || ep.no_v3
-      || st.cfg.sync_version < 4)
+      || st.cfg.sync_version < 4
+      || st.cfg.clock->steady_ms() < ep.stream_retry_ms)
     return std::nullopt;
   // Level 3: a drain's MiB at 19 would take seconds of a device's CPU.
   auto res = ep.client->stream_post(plain_bundle_body(bodies), 3, headers);
@@ -495,6 +496,13 @@ stream_bundle(link_ptr self, const std::vector<std::string>& bodies,
       ep.no_stream = true;
       log_info("cloud_link", ep.url, " has no sync stream; syncing over "
                "HTTP requests from now on");
+    } else {
+      ep.stream_retry_ms = st.cfg.clock->steady_ms()
+                           + stream_refused_pause.count();
+      log_limited(log_level::info, "cloud_link", "stream_refused", ep.url,
+                       " refused a sync stream (HTTP ",
+                       std::to_string(res->status),
+                       "); HTTP requests for 10 minutes");
     }
     return std::nullopt;
   }

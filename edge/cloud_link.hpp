@@ -52,6 +52,10 @@ struct cloud_link_config {
   clock_ptr clock;
 };
 
+/// How long a node that refused a sync stream (not 404) gets HTTP requests
+/// before the next upgrade: a full node is not asked every round.
+constexpr std::chrono::milliseconds stream_refused_pause{600000};
+
 /// A batch that comes less than this after the last exchange ended is part
 /// of a drain (or of rounds that fast) and goes at once; one after a longer
 /// quiet spell waits up to cloud.coalesce-window for the other streams'.
@@ -108,6 +112,9 @@ struct endpoint_client {
   bool no_v4 = false;
   /// The node answered the sync stream's upgrade with 404: HTTP only.
   bool no_stream = false;
+  /// It refused the upgrade otherwise (503: its streams are all taken):
+  /// HTTP until this steady time, then the upgrade is tried again.
+  int64_t stream_retry_ms = 0;
 };
 
 /// A batch waiting to share a request with other streams' batches.

@@ -137,10 +137,9 @@ struct link_fixture : test::cloud_fixture {
   /// Opens a door on `port` (0: any), over HTTPS when `tls` names a
   /// certificate; returns the port it bound.
   uint16_t open_door(const std::shared_ptr<door_log>& log, uint16_t port = 0,
-                     tls_files tls = {}) {
+                     tls_files tls = {}, http_limits limits = {}) {
     auto front = keep(sys->spawn(door, real, log));
-    doors.push_back(std::make_unique<ingest_endpoint>(*sys, front,
-                                                      http_limits{}));
+    doors.push_back(std::make_unique<ingest_endpoint>(*sys, front, limits));
     ingest_endpoint_config cfg;
     cfg.port = port;
     cfg.tls = std::move(tls);
@@ -868,6 +867,36 @@ TEST_CASE("with cloud.stream on, a node without streams (404 to the "
   CHECK(old.refused == 2);
   CHECK(f.stats(link).counters["stream_frames"] == 0);
   CHECK(f.stats(link).counters["failures"] == 0);
+}
+
+TEST_CASE("with cloud.stream on, a node whose streams are all taken (503 "
+          "to the upgrade) gets HTTP requests, and the upgrade again only "
+          "after stream_refused_pause") {
+  link_fixture f;
+  auto log = std::make_shared<door_log>();
+  http_limits full;
+  full.max_streams = 0;
+  auto port = f.open_door(log, 0, {}, full);
+  cloud_link_config cfg;
+  cfg.coalesce_window = 60s;
+  cfg.clock = f.clock;
+  cfg.use_stream = true;
+  auto link = f.spawn_link({port}, cfg);
+  auto refused = [&] { return f.doors.back()->counters().streams_refused; };
+  for (int64_t seq = 1; seq <= 3; ++seq) {
+    f.clock->advance(coalesce_quiet_spell.count());
+    for (auto& ack : f.send_all(link, round_bodies(seq)))
+      CHECK(ack.last_sequence_ack == seq);
+  }
+  CHECK(refused() == 1);
+  f.clock->advance(stream_refused_pause.count());
+  for (auto& ack : f.send_all(link, round_bodies(4)))
+    CHECK(ack.last_sequence_ack == 4);
+  CHECK(refused() == 2);
+  auto st = f.stats(link);
+  CHECK(st.counters["stream_frames"] == 0);
+  CHECK(st.counters["failures"] == 0);
+  CHECK(log->syncs == 12);
 }
 
 TEST_CASE("cloud.stream auto: on for syncs every 30 s or faster with "
