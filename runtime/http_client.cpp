@@ -270,16 +270,18 @@ struct http_client::impl {
     return exchange_on(*plain, req, ec, wrote_nothing);
   }
 
+  // `unanswered`: the write failed, or the peer closed before any byte of
+  // an answer (a stream it had just ended): safe to send again.
   template <class Stream>
   caf::expected<http_response> frame_on(Stream& stream,
                                         const std::string& framed,
-                                        bool& wrote_nothing);
+                                        bool& unanswered);
 
   caf::expected<http_response> frame(const std::string& framed,
-                                     bool& wrote_nothing) {
+                                     bool& unanswered) {
     if (secure)
-      return frame_on(*secure, framed, wrote_nothing);
-    return frame_on(*plain, framed, wrote_nothing);
+      return frame_on(*secure, framed, unanswered);
+    return frame_on(*plain, framed, unanswered);
   }
 
 };
@@ -352,18 +354,17 @@ http_client::impl::exchange_on(Stream& stream,
 template <class Stream>
 caf::expected<http_response>
 http_client::impl::frame_on(Stream& stream, const std::string& framed,
-                            bool& wrote_nothing) {
+                            bool& unanswered) {
   beast::error_code ec;
-  wrote_nothing = true;
+  unanswered = true;
   lowest().expires_after(timeout);
   run([&] {
     asio::async_write(stream, asio::buffer(framed),
-                      [&](beast::error_code e, size_t n) {
-                        ec = e;
-                        if (n > 0)
-                          wrote_nothing = false;
-                      });
+                      [&](beast::error_code e, size_t) { ec = e; });
   });
+  if (ec)
+    unanswered = ec == asio::error::broken_pipe
+                 || ec == asio::error::connection_reset || closed_by_peer(ec);
   auto failed = [&](const beast::error_code& e) -> caf::error {
     if (e == beast::error::timeout)
       return make_error(ec::timeout, "no answer from " + host + ":"
@@ -402,8 +403,14 @@ http_client::impl::frame_on(Stream& stream, const std::string& framed,
                              });
     });
     buffer.commit(n);
-    if (ec)
+    if (ec) {
+      unanswered = buffer.size() == 0
+                   && (ec == asio::error::eof
+                       || ec == asio::error::connection_reset
+                       || closed_by_peer(ec));
       return failed(ec);
+    }
+    unanswered = false;
   }
 }
 
@@ -537,16 +544,19 @@ caf::expected<http_response> http_client::stream_post(
       return framed.error();
     }
     last_frame_bytes_ = static_cast<int64_t>(framed->size());
-    bool wrote_nothing = false;
-    auto res = impl_->frame(*framed, wrote_nothing);
+    bool unanswered = false;
+    auto res = impl_->frame(*framed, unanswered);
     if (res && res->status == 200)
       return res;
     // Any other answer ends the stream on both sides.
     close();
     if (res)
       return res;
-    if (!(reused && wrote_nothing))
+    // A kept stream the node ended just before: once more on a new one (a
+    // batch that did arrive is acked again as a duplicate).
+    if (!(reused && unanswered))
       return res;
+    ++stale_closes_;
   }
   return make_error(ec::unreachable, "connection closed by peer");
 }

@@ -1064,3 +1064,86 @@ TEST_CASE("hostile frames: too long, a bad length, a corrupt payload each "
   }
   CHECK(test::eventually([&] { return server.counters().streams_open == 0; }, 10s));
 }
+
+namespace {
+
+// Reads one stream frame from `fd` (its payload), or "" when it closed.
+std::string read_frame_raw(int fd) {
+  std::string buf;
+  char ch;
+  for (;;) {
+    size_t at = 0;
+    auto end = frame_end(buf, 1 << 20, at);
+    REQUIRE(end);
+    if (*end > 0)
+      return buf.substr(at);
+    if (::recv(fd, &ch, 1, 0) != 1)
+      return "";
+    buf += ch;
+  }
+}
+
+// Reads the upgrade request's header and answers 101.
+void accept_upgrade(int fd) {
+  std::string head;
+  char ch;
+  while (head.find("\r\n\r\n") == std::string::npos
+         && ::recv(fd, &ch, 1, 0) == 1)
+    head += ch;
+  std::string ok = "HTTP/1.1 101 Switching Protocols\r\nConnection: "
+                   "Upgrade\r\nUpgrade: fleetd-stream/1\r\n\r\n";
+  ::send(fd, ok.data(), ok.size(), MSG_NOSIGNAL);
+}
+
+} // namespace
+
+TEST_CASE("a frame into a stream the node ends without answering goes once "
+          "more on a new stream") {
+  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(lfd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  REQUIRE(::listen(lfd, 4) == 0);
+  socklen_t len = sizeof(addr);
+  REQUIRE(::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  http_reply ok;
+  ok.body = "ok";
+  auto answer = encode_answer_frame(ok, "");
+  int frames_second = 0;
+  // The first stream answers one frame, then reads the next and closes, as
+  // a node's idle close racing a device's write; the second answers.
+  std::thread node{[&] {
+    int a = ::accept(lfd, nullptr, nullptr);
+    accept_upgrade(a);
+    REQUIRE(!read_frame_raw(a).empty());
+    ::send(a, answer.data(), answer.size(), MSG_NOSIGNAL);
+    REQUIRE(!read_frame_raw(a).empty());
+    ::close(a);
+    // A client that does not come again fails the test, not hangs it.
+    pollfd p{lfd, POLLIN, 0};
+    if (::poll(&p, 1, 10000) != 1)
+      return;
+    int b = ::accept(lfd, nullptr, nullptr);
+    accept_upgrade(b);
+    if (!read_frame_raw(b).empty()) {
+      ++frames_second;
+      ::send(b, answer.data(), answer.size(), MSG_NOSIGNAL);
+    }
+    test::read_to_close(b);
+    ::close(b);
+  }};
+  http_client client{"127.0.0.1", ntohs(addr.sin_port), 10s, 1 << 20};
+  auto first = client.stream_post("one", 3, {});
+  REQUIRE_MESSAGE(first, render(first.error()));
+  auto second = client.stream_post("two", 3, {});
+  client.close();
+  node.join();
+  ::close(lfd);
+  REQUIRE_MESSAGE(second, render(second.error()));
+  CHECK(second->body == "ok");
+  CHECK(client.connects() == 2);
+  CHECK(client.stale_closes() == 1);
+  CHECK(frames_second == 1);
+}
