@@ -367,8 +367,10 @@ std::string read_request(int fd) {
   }
 }
 
-TEST_CASE("a request goes on a new connection, not into an idle one the "
-          "server closed") {
+namespace {
+
+// A listening socket on 127.0.0.1, any port (in `port`): a stand-in node.
+int loopback_listener(uint16_t& port) {
   int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
   REQUIRE(lfd >= 0);
   sockaddr_in addr{};
@@ -378,6 +380,16 @@ TEST_CASE("a request goes on a new connection, not into an idle one the "
   REQUIRE(::listen(lfd, 4) == 0);
   socklen_t len = sizeof(addr);
   REQUIRE(::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  port = ntohs(addr.sin_port);
+  return lfd;
+}
+
+} // namespace
+
+TEST_CASE("a request goes on a new connection, not into an idle one the "
+          "server closed") {
+  uint16_t port = 0;
+  int lfd = loopback_listener(port);
   const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
   std::mutex mtx;
   std::condition_variable cv;
@@ -420,7 +432,7 @@ TEST_CASE("a request goes on a new connection, not into an idle one the "
     after_close = late;
     second_request = req;
   }};
-  http_client client{"127.0.0.1", ntohs(addr.sin_port), 10s, 1024 * 1024};
+  http_client client{"127.0.0.1", port, 10s, 1024 * 1024};
   auto res = client.post("/v1/sync", "first", {});
   REQUIRE_MESSAGE(res, render(res.error()));
   {
@@ -1099,15 +1111,8 @@ void accept_upgrade(int fd) {
 
 TEST_CASE("a frame into a stream the node ends without answering goes once "
           "more on a new stream") {
-  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(lfd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  REQUIRE(::listen(lfd, 4) == 0);
-  socklen_t len = sizeof(addr);
-  REQUIRE(::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  uint16_t port = 0;
+  int lfd = loopback_listener(port);
   http_reply ok;
   ok.body = "ok";
   auto answer = encode_answer_frame(ok, "");
@@ -1134,7 +1139,7 @@ TEST_CASE("a frame into a stream the node ends without answering goes once "
     test::read_to_close(b);
     ::close(b);
   }};
-  http_client client{"127.0.0.1", ntohs(addr.sin_port), 10s, 1 << 20};
+  http_client client{"127.0.0.1", port, 10s, 1 << 20};
   auto first = client.stream_post("one", 3, {});
   REQUIRE_MESSAGE(first, render(first.error()));
   auto second = client.stream_post("two", 3, {});
