@@ -612,13 +612,15 @@ void flush(link_ptr self) {
                               st.failovers, err));
   else
     out = send(self, bodies);
+  // Before the answers: a sync actor (or a test) acting on one at once must
+  // find the exchange ended, not the one before.
+  st.last_exchange_ms = st.cfg.clock->steady_ms();
   for (size_t i = 0; i < waiting.size(); ++i) {
     if (out[i])
       waiting[i].promise.deliver(std::move(*out[i]));
     else
       waiting[i].promise.deliver(out[i].error());
   }
-  st.last_exchange_ms = st.cfg.clock->steady_ms();
 }
 
 // A batch joins the waiting ones; they go when every stream has one, at
