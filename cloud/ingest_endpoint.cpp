@@ -143,7 +143,7 @@ void ask_ingest_items(caf::actor_system& sys, const ingest_actor& ingest,
     if (req.stream) {
       auto plain = req.stream->decode(req.body, max_plain_bytes);
       if (!plain) {
-        if (plain.error().code() == static_cast<uint8_t>(ec::too_large))
+        if (is_error(plain.error(), ec::too_large))
           refuse_bundle(respond, plain.error());
         else
           respond(text_reply(500, "stream_corrupt", render(plain.error())));

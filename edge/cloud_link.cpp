@@ -255,17 +255,23 @@ void fail_over(link_ptr self, const std::string& why) {
                       why);
 }
 
-// POSTs to the current endpoint; no answer, or a 5xx, fails over for the
-// requests after this one. A 4xx is the cloud's answer: it moves nothing.
+// No answer, or a 5xx, fails over for the requests after this one. A 4xx
+// is the cloud's answer: it moves nothing.
+void fail_over_unless_answered(link_ptr self,
+                               const caf::expected<http_response>& res) {
+  if (!res)
+    fail_over(self, render(res.error()));
+  else if (res->status >= 500)
+    fail_over(self, "HTTP " + std::to_string(res->status));
+}
+
+// POSTs to the current endpoint (fail_over_unless_answered).
 caf::expected<http_response> post(link_ptr self, const std::string& path,
                                   const std::string& body,
                                   const header_list& headers) {
   auto& st = self->state;
   auto res = st.endpoints[st.current].client->post(path, body, headers);
-  if (!res)
-    fail_over(self, render(res.error()));
-  else if (res->status >= 500)
-    fail_over(self, "HTTP " + std::to_string(res->status));
+  fail_over_unless_answered(self, res);
   return res;
 }
 
@@ -486,12 +492,9 @@ stream_bundle(link_ptr self, const std::vector<std::string>& bodies,
     return std::nullopt;
   // Level 3: a drain's MiB at 19 would take seconds of a device's CPU.
   auto res = ep.client->stream_post(plain_bundle_body(bodies), 3, headers);
-  if (!res) {
-    fail_over(self, render(res.error()));
-    return res;
-  }
   auto framed = ep.client->last_frame_bytes();
-  if (framed == 0) {
+  // The upgrade's own answer: no stream here, or not now; HTTP instead.
+  if (res && framed == 0) {
     if (res->status == 404) {
       ep.no_stream = true;
       log_info("cloud_link", ep.url, " has no sync stream; syncing over "
@@ -500,14 +503,14 @@ stream_bundle(link_ptr self, const std::vector<std::string>& bodies,
       ep.stream_retry_ms = st.cfg.clock->steady_ms()
                            + stream_refused_pause.count();
       log_limited(log_level::info, "cloud_link", "stream_refused", ep.url,
-                       " refused a sync stream (HTTP ",
-                       std::to_string(res->status),
-                       "); HTTP requests for 10 minutes");
+                  " refused a sync stream (HTTP ", res->status,
+                  "); HTTP requests for 10 minutes");
     }
     return std::nullopt;
   }
-  if (res->status >= 500)
-    fail_over(self, "HTTP " + std::to_string(res->status));
+  fail_over_unless_answered(self, res);
+  if (!res)
+    return res;
   ++st.stream_frames;
   st.bytes_sent += framed;
   st.bytes_received += static_cast<int64_t>(res->body.size());

@@ -8,7 +8,7 @@
 namespace fleetd {
 
 caf::expected<size_t> frame_end(std::string_view buf, size_t max_payload,
-                                size_t& payload_at) {
+                                size_t& payload_at, uint64_t* payload_bytes) {
   size_t pos = 0;
   uint64_t len = 0;
   if (!get_varint(buf, pos, len)) {
@@ -22,6 +22,8 @@ caf::expected<size_t> frame_end(std::string_view buf, size_t max_payload,
                                        + " bytes exceeds the limit of "
                                        + std::to_string(max_payload));
   payload_at = pos;
+  if (payload_bytes != nullptr)
+    *payload_bytes = len;
   if (buf.size() - pos < len)
     return size_t{0};
   return pos + static_cast<size_t>(len);

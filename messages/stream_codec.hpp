@@ -38,9 +38,11 @@ constexpr size_t max_frame_prefix = 10;
 /// Where the frame at the front of `buf` ends, once it is all there: 0 while
 /// its length prefix or payload is incomplete; ec::too_large when the
 /// payload would exceed `max_payload`, ec::decode_failed for a bad prefix.
-/// `payload_at` is set to where the payload starts.
+/// `payload_at` is set to where the payload starts, and `payload_bytes`
+/// (when given) to its length, as soon as the prefix is whole.
 caf::expected<size_t> frame_end(std::string_view buf, size_t max_payload,
-                                size_t& payload_at);
+                                size_t& payload_at,
+                                uint64_t* payload_bytes = nullptr);
 
 /// The sender's side: one zstd frame per connection, flushed per message.
 class stream_compressor {

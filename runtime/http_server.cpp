@@ -22,7 +22,6 @@
 
 #include "messages/error.hpp"
 #include "messages/stream_codec.hpp"
-#include "messages/varint.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/text.hpp"
 #include "runtime/tls_context.hpp"
@@ -404,7 +403,8 @@ private:
     auto data = buffer_.data();
     std::string_view have(static_cast<const char*>(data.data()), data.size());
     size_t at = 0;
-    auto end = frame_end(have, lim.max_body_bytes, at);
+    uint64_t len = 0;
+    auto end = frame_end(have, lim.max_body_bytes, at, &len);
     if (!end) {
       server_->count(&http_server_counters::stream_frames_rejected);
       log_warning_limited("http", "stream_frame", "closed stream of ", peer_,
@@ -413,9 +413,6 @@ private:
       return;
     }
     if (at > 0 && reserved_ == 0) {
-      uint64_t len = 0;
-      size_t pos = 0;
-      get_varint(have, pos, len);
       if (!server_->reserve(static_cast<size_t>(len))) {
         server_->count(&http_server_counters::inflight_refused);
         log_warning_limited("http", "inflight", "closed stream of ", peer_,
