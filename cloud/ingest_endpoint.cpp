@@ -153,10 +153,12 @@ void ask_ingest_items(caf::actor_system& sys, const ingest_actor& ingest,
       req.body = std::move(*plain);
       zstd = false;
     }
-    // v3 and v4 are zstd as a whole; v4 items may carry log timestamps as
-    // deltas, restored here before ingest reads (and checksums) them.
+    // v3, v4 and v5 are zstd as a whole (v5 with the sync dictionary); v4
+    // and v5 items may carry log timestamps as deltas, v5 items log lines
+    // front-coded, restored here before ingest reads (and checksums) them.
     auto items = decode_bundle_body(req.body, zstd, max_plain_bytes,
-                                    req.stream || req.target == "/v4/sync");
+                                    req.stream ? bundle_coding::log_times
+                                               : coding_of_path(req.target));
     if (!items) {
       refuse_bundle(respond, items.error());
       self->quit();
@@ -169,9 +171,9 @@ void ask_ingest_items(caf::actor_system& sys, const ingest_actor& ingest,
   });
 }
 
-// The envelope of POST /v2/sync, /v3/sync and /v4/sync: Content-Type may be
-// left out (the endpoint has one type); the path says how the bundle is
-// encoded (v3 and v4: zstd as a whole; v2: each item says its own).
+// The envelope of POST /v2/sync to /v5/sync: Content-Type may be left out
+// (the endpoint has one type); the path says how the bundle is encoded (v3
+// to v5: zstd as a whole; v2: each item says its own).
 caf::error check_bundle_envelope(const http_request& req) {
   if (!req.content_type.empty() && !is_protobuf_type(req.content_type))
     return make_error(ec::unsupported_media_type,
@@ -186,10 +188,10 @@ caf::error check_bundle_envelope(const http_request& req) {
   return caf::none;
 }
 
-// POST /v2/sync, /v3/sync or /v4/sync: refused as a whole (one SyncResponse)
-// when its envelope or bundle is bad, else each item answered. A v3 or v4
-// bundle may decompress to no more than a v2 one may be long
-// (ingest.max-body-bytes), and each v4 item restore to no more either.
+// POST /v2/sync to /v5/sync: refused as a whole (one SyncResponse) when its
+// envelope or bundle is bad, else each item answered. A v3 to v5 bundle
+// may decompress to no more than a v2 one may be long
+// (ingest.max-body-bytes), and its recoded items restore to no more either.
 void route_bundle(caf::actor_system& sys, const ingest_actor& ingest,
                   http_request& req, http_server::respond_fn respond,
                   size_t max_body_bytes) {
@@ -370,7 +372,8 @@ ingest_endpoint::ingest_endpoint(caf::actor_system& sys, ingest_actor ingest,
       if (route_query(*sys_ptr, api, req, respond))
         return;
       if (req.target == "/v2/sync" || req.target == "/v3/sync"
-          || req.target == "/v4/sync" || req.stream) {
+          || req.target == "/v4/sync" || req.target == "/v5/sync"
+          || req.stream) {
         if (req.method != "POST")
           respond(text_reply(405, "method_not_allowed", "use POST for "
                                                           + req.target));

@@ -53,14 +53,16 @@ void declare(option_set& opts, cloud_link_config& x) {
            "How long a batch that comes after a quiet spell waits for the "
            "other streams' batches, to share one request with them (0s: "
            "never waits)", 0ms);
-  opts.add("cloud.sync-version", x.sync_version, 4, "version",
+  opts.add("cloud.sync-version", x.sync_version, 5, "version",
+           "5: as 4, and log lines front-coded, zstd with the sync "
+           "dictionary (POST /v5/sync, a lone batch too); "
            "4: as 3, and log timestamps as deltas (POST /v4/sync, zstd as "
            "a whole, a lone logs batch too); 3: several streams' batches "
            "per request, POST /v3/sync (zstd as a whole) when they are "
            "compressed, else POST /v2/sync; 2: POST /v2/sync, each "
            "batch's queued bytes as they are; a node answering 404 gets "
            "the older form; 1: one batch per POST /v1/sync",
-           1, 4);
+           1, 5);
   opts.add_auto_bool("cloud.stream", x.stream,
                      "Sync over one long-lived connection (GET /v5/stream, "
                      "then frames without HTTP headers, each batch "
@@ -186,8 +188,8 @@ caf::error validate(const cloud_link_config& x) {
       return bad_config("cloud.ca-file/tls-cert/tls-key: " + error_text(err));
   if (x.coalesce_window.count() < 0)
     return bad_config("cloud.coalesce-window: must not be negative");
-  if (x.sync_version < 1 || x.sync_version > 4)
-    return bad_config("cloud.sync-version: must be 1 to 4, got "
+  if (x.sync_version < 1 || x.sync_version > 5)
+    return bad_config("cloud.sync-version: must be 1 to 5, got "
                       + std::to_string(x.sync_version));
   if (x.max_response_bytes == 0)
     return bad_config("cloud_link_config.max_response_bytes: must be positive");
@@ -455,27 +457,43 @@ answers bundle_answers(link_ptr self, size_t batches, const std::string& body,
   return out;
 }
 
-// How a request's batches go to the current node: at sync version 4 zstd
-// as a whole with each logs batch's timestamps as deltas (POST /v4/sync),
+// How a request's batches go to the current node: at sync version 5 zstd
+// as a whole with the sync dictionary, each logs batch's timestamps as
+// deltas and lines front-coded (POST /v5/sync), a lone batch too; at
+// version 4 zstd as a whole with log timestamps as deltas (POST /v4/sync),
 // a lone logs batch too; at version 3 (or 4 when nothing is recoded) zstd
 // as a whole when several came compressed (POST /v3/sync); otherwise, or
 // to a node that answered 404 to those, POST /v2/sync with each batch's
 // queued bytes (a lone batch's resends stay byte for byte the queue's).
-bundle_body bundle_for(const cloud_link_state& st, const endpoint_client& ep,
-                       const std::vector<std::string>& bodies) {
+struct bundle_request {
+  bundle_body body;
+  std::string path;
+};
+
+bundle_request bundle_for(const cloud_link_state& st,
+                          const endpoint_client& ep,
+                          const std::vector<std::string>& bodies) {
   auto version = st.cfg.sync_version;
   size_t queued = 0;
   for (auto& b : bodies)
     queued += b.size();
   auto level = bundle_zstd_level(queued);
-  if (version >= 4 && !ep.no_v4 && !ep.no_v3) {
-    auto body = encode_bundle_body(bodies, level, true);
-    if (body.coded || (body.zstd && bodies.size() > 1))
-      return body;
+  if (version >= 5 && !ep.no_v5 && !ep.no_v4 && !ep.no_v3) {
+    auto body = encode_bundle_body(bodies, level, bundle_coding::log_lines);
+    if (body.coded)
+      return {std::move(body), "/v5/sync"};
+  } else if (version >= 4 && !ep.no_v4 && !ep.no_v3) {
+    auto body = encode_bundle_body(bodies, level, bundle_coding::log_times);
+    if (body.coded)
+      return {std::move(body), "/v4/sync"};
+    if (body.zstd && bodies.size() > 1)
+      return {std::move(body), "/v3/sync"};
   } else if (version >= 3 && !ep.no_v3 && bodies.size() > 1) {
-    return encode_bundle_body(bodies, level);
+    auto body = encode_bundle_body(bodies, level);
+    auto path = body.zstd ? "/v3/sync" : "/v2/sync";
+    return {std::move(body), path};
   }
-  return {encode_bundle(bodies), false};
+  return {{encode_bundle(bodies), false}, "/v2/sync"};
 }
 
 // The batches as the next frame of the current node's sync stream; none
@@ -518,32 +536,37 @@ stream_bundle(link_ptr self, const std::vector<std::string>& bodies,
 }
 
 // The batches as one bundle (bundle_for); a node that answers 404 to
-// POST /v4/sync or /v3/sync gets the next older form from then on.
+// POST /v5/sync, /v4/sync or /v3/sync gets the next older form from then
+// on. `reversed`: the body carries the batches in the reverse order.
 caf::expected<http_response> post_bundle(link_ptr self,
-                                         const std::vector<std::string>& bodies) {
+                                         const std::vector<std::string>& bodies,
+                                         bool& reversed) {
   auto& st = self->state;
   auto& ep = st.endpoints[st.current];
+  reversed = false;
   header_list headers;
   if (!st.authorization.empty())
     headers.emplace_back("Authorization", st.authorization);
   if (auto res = stream_bundle(self, bodies, headers))
     return std::move(*res);
-  auto body = bundle_for(st, ep, bodies);
-  std::string path = body.coded  ? "/v4/sync"
-                     : body.zstd ? "/v3/sync"
-                                 : "/v2/sync";
+  auto [body, path] = bundle_for(st, ep, bodies);
   auto res = post(self, path, body.bytes, headers);
   if (!res)
     return res;
   st.bytes_sent += static_cast<int64_t>(body.bytes.size());
   st.bytes_received += static_cast<int64_t>(res->body.size());
-  if (!body.zstd || res->status != 404)
+  if (path == "/v2/sync" || res->status != 404) {
+    reversed = body.reversed;
     return res;
-  (body.coded ? ep.no_v4 : ep.no_v3) = true;
+  }
+  (path == "/v5/sync"   ? ep.no_v5
+   : path == "/v4/sync" ? ep.no_v4
+                        : ep.no_v3)
+    = true;
   log_info("cloud_link", ep.url, " has no POST ", path,
            "; sending the older form from now on");
   ++st.requests;
-  return post_bundle(self, bodies); // each 404 turns one form off
+  return post_bundle(self, bodies, reversed); // each 404 turns one form off
 }
 
 // The batches as one POST /v2/sync, per batch its own answer; none when
@@ -559,7 +582,8 @@ std::optional<answers> send_v2(link_ptr self,
     ++st.bundles;
   auto target = ep.url;
   auto failovers = st.failovers;
-  auto res = post_bundle(self, bodies);
+  bool reversed = false;
+  auto res = post_bundle(self, bodies, reversed);
   if (!res)
     return answers(bodies.size(), link_failed(self, target, failovers,
                                               res.error()));
@@ -572,7 +596,10 @@ std::optional<answers> send_v2(link_ptr self,
   }
   if (res->status != 200)
     return whole_answer(self, bodies.size(), *res, target, failovers);
-  return bundle_answers(self, bodies.size(), res->body, target, failovers);
+  auto out = bundle_answers(self, bodies.size(), res->body, target, failovers);
+  if (reversed)
+    std::reverse(out.begin(), out.end());
+  return out;
 }
 
 // Each batch in a request of its own: POST /v1/sync, or a bundle of one

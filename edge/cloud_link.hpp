@@ -42,7 +42,7 @@ struct cloud_link_config {
   /// (trimmed headers), the queued bytes as they are; each falls back to
   /// the older form when a node answers 404; 1: one batch per POST
   /// /v1/sync, as before version 2.
-  int64_t sync_version = 4;
+  int64_t sync_version = 5;
   /// cloud.stream: auto, true or false; `use_stream` is what it resolved
   /// to for this run (auto: on when syncs come every 30 s or faster and
   /// batches are compressed, stream_wanted).
@@ -110,6 +110,9 @@ struct endpoint_client {
   /// The node answered POST /v4/sync with 404: older than v4 (no log
   /// timestamps as deltas).
   bool no_v4 = false;
+  /// The node answered POST /v5/sync with 404: older than v5 (no log lines
+  /// front-coded, no sync dictionary).
+  bool no_v5 = false;
   /// The node answered the sync stream's upgrade with 404: HTTP only.
   bool no_stream = false;
   /// It refused the upgrade otherwise (503: its streams are all taken):

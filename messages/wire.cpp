@@ -150,6 +150,23 @@ label_map labels_of(const google::protobuf::RepeatedPtrField<pb::Label>& in) {
   return out;
 }
 
+/// `plain` as one zstd frame with the sync dictionary, or plain when
+/// compression fails.
+std::string zstd_frame_dict(const std::string& plain, int level) {
+  std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx{ZSTD_createCCtx(),
+                                                          ZSTD_freeCCtx};
+  auto dict = sync_dictionary();
+  std::string compressed(ZSTD_compressBound(plain.size()), '\0');
+  auto n = ZSTD_compress_usingDict(cctx.get(), compressed.data(),
+                                   compressed.size(), plain.data(),
+                                   plain.size(), dict.data(), dict.size(),
+                                   level);
+  if (ZSTD_isError(n))
+    return plain;
+  compressed.resize(n);
+  return compressed;
+}
+
 /// `plain` as one zstd frame, or plain when compression fails.
 std::string zstd_frame(const std::string& plain, int level) {
   std::string compressed(ZSTD_compressBound(plain.size()), '\0');
@@ -293,7 +310,7 @@ std::optional<uint64_t> declared_size(std::string_view body) {
 // The body as it was sent, or decompressed under the budget: a zstd frame
 // may lie about its size, so it is streamed and charged chunk by chunk.
 caf::error decompress(std::string_view& body, std::string& plain,
-                      decode_budget& budget) {
+                      decode_budget& budget, bool dict = false) {
   auto size = ZSTD_getFrameContentSize(body.data(), body.size());
   if (size == ZSTD_CONTENTSIZE_ERROR)
     return make_error(ec::decode_failed, "body is not a zstd frame");
@@ -307,6 +324,11 @@ caf::error decompress(std::string_view& body, std::string& plain,
       return err;
   std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx{ZSTD_createDCtx(),
                                                           ZSTD_freeDCtx};
+  if (dict) {
+    auto d = sync_dictionary();
+    if (ZSTD_isError(ZSTD_DCtx_loadDictionary(dctx.get(), d.data(), d.size())))
+      return make_error(ec::decode_failed, "cannot load the sync dictionary");
+  }
   ZSTD_inBuffer in{body.data(), body.size(), 0};
   std::string chunk(64 * 1024, '\0');
   size_t ret = 1;
@@ -607,10 +629,10 @@ caf::error recode_batch(std::string_view batch, uint32_t from, uint32_t to,
   return caf::none;
 }
 
-// `request` with its one LogsBatch recoded by recode_batch.
+// `request` with its one LogsBatch recoded by `recode` (batch, out).
+template <class Recode>
 caf::expected<std::string> recode_logs(std::string_view request,
-                                       uint32_t from, uint32_t to,
-                                       bool deltas, size_t max_bytes) {
+                                       size_t max_bytes, Recode recode) {
   std::string out;
   size_t pos = 0;
   bool found = false;
@@ -626,7 +648,7 @@ caf::expected<std::string> recode_logs(std::string_view request,
       return bad_coding("more than one logs batch");
     found = true;
     std::string batch;
-    if (auto err = recode_batch(f.payload, from, to, deltas, max_bytes, batch))
+    if (auto err = recode(f.payload, batch))
       return err;
     put_varint(out, f.tag);
     put_varint(out, batch.size());
@@ -644,8 +666,12 @@ caf::expected<std::string> recode_logs(std::string_view request,
 std::string delta_log_times(std::string_view request) {
   if (is_zstd(request))
     return {};
-  auto coded = recode_logs(request, times_field, deltas_field, true,
-                           std::string::npos / 2);
+  auto coded = recode_logs(request, std::string::npos / 2,
+                           [](std::string_view batch, std::string& out) {
+                             return recode_batch(batch, times_field,
+                                                 deltas_field, true,
+                                                 std::string::npos / 2, out);
+                           });
   // Sent only when the cloud gets the very same bytes back.
   if (!coded || coded->size() >= request.size())
     return {};
@@ -657,7 +683,139 @@ std::string delta_log_times(std::string_view request) {
 
 caf::expected<std::string> restore_log_times(std::string_view coded,
                                              size_t max_bytes) {
-  return recode_logs(coded, deltas_field, times_field, false, max_bytes);
+  return recode_logs(coded, max_bytes,
+                     [max_bytes](std::string_view batch, std::string& out) {
+                       return recode_batch(batch, deltas_field, times_field,
+                                           false, max_bytes, out);
+                     });
+}
+
+namespace {
+
+// Front-coded log lines (POST /v5/sync): the LogsBatch's line fields (4),
+// one after another, as one field 6 where the first was; each line as the
+// varint count of bytes it shares with the line before, the varint length
+// of the rest, the rest. Every other byte is copied as it is.
+constexpr uint32_t line_field = 4;       // LogsBatch.line
+constexpr uint32_t front_field = 6;      // transport only
+
+caf::error bad_lines(const char* what) {
+  return make_error(ec::decode_failed, std::string("log lines: ") + what);
+}
+
+// Length-delimited field `field` holding `payload`, appended to `out`.
+void put_field(std::string& out, uint32_t field, std::string_view payload) {
+  put_varint(out, (uint64_t{field} << 3) | 2);
+  put_varint(out, payload.size());
+  out.append(payload);
+}
+
+caf::error front_code_batch(std::string_view batch, std::string& out) {
+  size_t pos = 0;
+  field_view f;
+  std::string blob;
+  std::string_view prev;
+  // 0: no line yet, 1: in the run of lines, 2: past it.
+  int run = 0;
+  while (pos < batch.size()) {
+    if (!next_field(batch, pos, f))
+      return bad_lines("malformed logs batch");
+    auto field = f.tag >> 3;
+    if (field == front_field)
+      return bad_lines("field already present");
+    if (field != line_field) {
+      if (run == 1) {
+        put_field(out, front_field, blob);
+        run = 2;
+      }
+      out.append(f.whole);
+      continue;
+    }
+    if ((f.tag & 7) != 2 || run == 2)
+      return bad_lines("lines are not one run");
+    run = 1;
+    auto line = f.payload;
+    size_t shared = 0;
+    while (shared < line.size() && shared < prev.size()
+           && line[shared] == prev[shared])
+      ++shared;
+    put_varint(blob, shared);
+    put_varint(blob, line.size() - shared);
+    blob.append(line.substr(shared));
+    prev = line;
+  }
+  if (run == 0)
+    return bad_lines("no lines");
+  if (run == 1)
+    put_field(out, front_field, blob);
+  return caf::none;
+}
+
+caf::error restore_lines_batch(std::string_view batch, size_t budget,
+                               std::string& out) {
+  size_t pos = 0;
+  field_view f;
+  int seen = 0;
+  while (pos < batch.size()) {
+    if (!next_field(batch, pos, f))
+      return bad_lines("malformed logs batch");
+    auto field = f.tag >> 3;
+    if (field == line_field)
+      return bad_lines("field already present");
+    if (field != front_field) {
+      out.append(f.whole);
+      continue;
+    }
+    if ((f.tag & 7) != 2 || ++seen > 1)
+      return bad_lines("not one run of lines");
+    // Each line is charged before it is made: a short blob may claim long
+    // shared prefixes.
+    std::string line, prev;
+    for (size_t p = 0; p < f.payload.size();) {
+      uint64_t shared = 0, rest = 0;
+      if (!get_varint(f.payload, p, shared) || !get_varint(f.payload, p, rest)
+          || rest > f.payload.size() - p)
+        return bad_lines("malformed run of lines");
+      if (shared > prev.size())
+        return bad_lines("a line shares more than the line before has");
+      if (out.size() + shared + rest + 20 > budget)
+        return too_long(budget);
+      line.assign(prev, 0, static_cast<size_t>(shared));
+      line.append(f.payload.substr(p, static_cast<size_t>(rest)));
+      p += static_cast<size_t>(rest);
+      put_field(out, line_field, line);
+      prev.swap(line);
+    }
+  }
+  if (seen != 1)
+    return bad_lines("no run of lines");
+  return caf::none;
+}
+
+} // namespace
+
+std::string front_code_log_lines(std::string_view request) {
+  if (is_zstd(request))
+    return {};
+  auto coded = recode_logs(request, std::string::npos / 2, front_code_batch);
+  // Sent only when the cloud gets the very same bytes back.
+  if (!coded || coded->size() >= request.size())
+    return {};
+  auto back = restore_log_lines(*coded, request.size());
+  if (!back || *back != request)
+    return {};
+  return std::move(*coded);
+}
+
+caf::expected<std::string> restore_log_lines(std::string_view coded,
+                                             size_t max_bytes) {
+  auto out = recode_logs(coded, max_bytes,
+                         [max_bytes](std::string_view batch, std::string& out) {
+                           return restore_lines_batch(batch, max_bytes, out);
+                         });
+  if (out && out->size() > max_bytes)
+    return too_long(max_bytes);
+  return out;
 }
 
 namespace {
@@ -756,6 +914,7 @@ std::string encode_items(const std::vector<bundle_item>& items) {
     item->set_request(x.request);
     item->set_zstd(x.zstd);
     item->set_log_time_deltas(x.log_time_deltas);
+    item->set_log_lines_front_coded(x.log_lines_front_coded);
   }
   return bundle.SerializeAsString();
 }
@@ -795,16 +954,16 @@ decode_bundle(std::string_view body, size_t max_items) {
   out.reserve(static_cast<size_t>(bundle.items_size()));
   for (auto& x : *bundle.mutable_items())
     out.push_back({std::move(*x.mutable_request()), x.zstd(),
-                   x.log_time_deltas()});
+                   x.log_time_deltas(), x.log_lines_front_coded()});
   return out;
 }
 
 namespace {
 
-// The items' plain bytes (logs timestamps as deltas with `codings`),
-// whether some item was recoded so, and whether some could not be read.
+// The items' plain bytes (recoded as `coding` allows), whether some item
+// was recoded, and whether some could not be read.
 std::tuple<std::vector<bundle_item>, bool, bool>
-plain_items(const std::vector<std::string>& bodies, bool codings) {
+plain_items(const std::vector<std::string>& bodies, bundle_coding coding) {
   std::vector<bundle_item> plain;
   bool coded = false;
   bool failed = false;
@@ -822,10 +981,18 @@ plain_items(const std::vector<std::string>& bodies, bool codings) {
       failed = true;
       continue;
     }
-    if (auto c = codings ? delta_log_times(x.request) : std::string{};
+    if (auto c = coding != bundle_coding::none ? delta_log_times(x.request)
+                                               : std::string{};
         !c.empty()) {
       x.request = std::move(c);
       x.log_time_deltas = coded = true;
+    }
+    if (auto c = coding == bundle_coding::log_lines
+                   ? front_code_log_lines(x.request)
+                   : std::string{};
+        !c.empty()) {
+      x.request = std::move(c);
+      x.log_lines_front_coded = coded = true;
     }
     plain.push_back(std::move(x));
   }
@@ -835,31 +1002,56 @@ plain_items(const std::vector<std::string>& bodies, bool codings) {
 } // namespace
 
 std::string plain_bundle_body(const std::vector<std::string>& bodies) {
-  return encode_items(std::get<0>(plain_items(bodies, true)));
+  return encode_items(
+    std::get<0>(plain_items(bodies, bundle_coding::log_times)));
+}
+
+bundle_coding coding_of_path(std::string_view target) {
+  if (target == "/v5/sync")
+    return bundle_coding::log_lines;
+  if (target == "/v4/sync")
+    return bundle_coding::log_times;
+  return bundle_coding::none;
 }
 
 bundle_body encode_bundle_body(const std::vector<std::string>& bodies,
-                               int level, bool codings) {
+                               int level, bundle_coding coding) {
   bundle_body out{encode_bundle(bodies), false};
-  if (std::none_of(bodies.begin(), bodies.end(),
-                   [](const std::string& b) { return is_zstd(b); }))
+  auto dict = coding == bundle_coding::log_lines;
+  if (!dict && std::none_of(bodies.begin(), bodies.end(),
+                            [](const std::string& b) { return is_zstd(b); }))
     return out;
-  auto [plain, coded, failed] = plain_items(bodies, codings);
+  auto [plain, coded, failed] = plain_items(bodies, coding);
   if (failed)
     return out;
-  auto whole = zstd_frame(encode_items(plain), level);
-  if (is_zstd(whole) && whole.size() < out.bytes.size())
-    out = {std::move(whole), true, coded};
+  auto compress = [&](const std::vector<bundle_item>& items) {
+    return dict ? zstd_frame_dict(encode_items(items), level)
+                : zstd_frame(encode_items(items), level);
+  };
+  auto whole = compress(plain);
+  bool reversed = false;
+  // zstd codes a frame's literals with one table per block: text after
+  // binary columns often codes smaller than before them, or the reverse.
+  if (plain.size() > 1) {
+    std::reverse(plain.begin(), plain.end());
+    if (auto other = compress(plain); other.size() < whole.size()) {
+      whole = std::move(other);
+      reversed = true;
+    }
+  }
+  if (is_zstd(whole) && (dict || whole.size() < out.bytes.size()))
+    out = {std::move(whole), true, coded || dict, reversed};
   return out;
 }
 
 caf::expected<std::vector<bundle_item>>
 decode_bundle_body(std::string_view body, bool zstd, size_t max_plain_bytes,
-                   bool codings) {
+                   bundle_coding coding) {
   decode_budget budget{max_plain_bytes};
   std::string plain;
   if (zstd)
-    if (auto err = zstd_decompress(body, plain, budget))
+    if (auto err = decompress(body, plain, budget,
+                              coding == bundle_coding::log_lines))
       return err;
   auto items = decode_bundle(zstd ? plain : body, max_bundle_items);
   if (!items)
@@ -867,23 +1059,39 @@ decode_bundle_body(std::string_view body, bool zstd, size_t max_plain_bytes,
   // The restored items together may take what the plain body may.
   size_t used = 0;
   for (auto& x : *items) {
-    if (x.log_time_deltas && (!codings || x.zstd))
+    if (x.log_time_deltas && (coding == bundle_coding::none || x.zstd))
       return make_error(ec::decode_failed,
                         "log_time_deltas only in a plain item of "
-                        "POST /v4/sync");
-    if (!x.log_time_deltas)
+                        "POST /v4/sync or /v5/sync");
+    if (x.log_lines_front_coded
+        && (coding != bundle_coding::log_lines || x.zstd))
+      return make_error(ec::decode_failed,
+                        "log_lines_front_coded only in a plain item of "
+                        "POST /v5/sync");
+    if (!x.log_time_deltas && !x.log_lines_front_coded)
       used += x.request.size();
   }
   for (auto& x : *items) {
-    if (!x.log_time_deltas)
-      continue;
-    auto left = max_plain_bytes - std::min(used, max_plain_bytes);
-    auto restored = restore_log_times(x.request, left);
-    if (!restored)
-      return restored.error();
-    used += restored->size();
-    x.request = std::move(*restored);
-    x.log_time_deltas = false;
+    // Undone in the reverse of the order the device coded them.
+    if (x.log_lines_front_coded) {
+      auto left = max_plain_bytes - std::min(used, max_plain_bytes);
+      auto restored = restore_log_lines(x.request, left);
+      if (!restored)
+        return restored.error();
+      x.request = std::move(*restored);
+      x.log_lines_front_coded = false;
+      if (!x.log_time_deltas)
+        used += x.request.size();
+    }
+    if (x.log_time_deltas) {
+      auto left = max_plain_bytes - std::min(used, max_plain_bytes);
+      auto restored = restore_log_times(x.request, left);
+      if (!restored)
+        return restored.error();
+      used += restored->size();
+      x.request = std::move(*restored);
+      x.log_time_deltas = false;
+    }
   }
   return items;
 }

@@ -96,13 +96,29 @@ constexpr size_t max_bundle_items = 3;
 
 /// One batch of a POST /v2/sync body: a POST /v1/sync body and whether it
 /// is zstd-compressed (what Content-Encoding says in v1); in a
-/// POST /v4/sync, whether its log timestamps came as deltas
-/// (delta_log_times; decode_bundle_body restores them).
+/// POST /v4/sync or /v5/sync, whether its log timestamps came as deltas
+/// (delta_log_times), in a POST /v5/sync whether its lines came front-coded
+/// (front_code_log_lines); decode_bundle_body restores both.
 struct bundle_item {
   std::string request;
   bool zstd = false;
   bool log_time_deltas = false;
+  bool log_lines_front_coded = false;
 };
+
+/// How the items of a bundle may be recoded, by the path that carries it.
+enum class bundle_coding : uint8_t {
+  /// POST /v2/sync and /v3/sync: items as queued.
+  none,
+  /// POST /v4/sync and sync stream frames: log timestamps as deltas.
+  log_times,
+  /// POST /v5/sync: log timestamps as deltas, log lines front-coded, and
+  /// the whole zstd with the sync dictionary (sync_dictionary()).
+  log_lines,
+};
+
+/// The bundle coding of a POST to `target` (none for /v2 and /v3).
+bundle_coding coding_of_path(std::string_view target);
 
 /// A plain POST /v1/sync body carrying a LogsBatch with its timestamp_ns
 /// column (field 3) as zigzag deltas from the previous line's (LogsBatch
@@ -116,6 +132,24 @@ std::string delta_log_times(std::string_view request);
 caf::expected<std::string> restore_log_times(std::string_view coded,
                                              size_t max_bytes);
 
+/// A plain POST /v1/sync body (or one delta_log_times made) carrying a
+/// LogsBatch with its lines (field 4) front-coded as one field 6 (POST
+/// /v5/sync only); empty when `request` carries no lines or would not come
+/// back byte for byte from restore_log_lines.
+std::string front_code_log_lines(std::string_view request);
+
+/// The body front_code_log_lines was given, exactly; at most `max_bytes`
+/// long (ec::too_large, each line checked before it is made),
+/// ec::decode_failed for anything front_code_log_lines cannot have made.
+caf::expected<std::string> restore_log_lines(std::string_view coded,
+                                             size_t max_bytes);
+
+/// The zstd dictionary of POST /v5/sync (raw content, frozen: a cloud
+/// decodes with the very bytes a device compressed with). It holds the
+/// series definitions fleetd's system collector sends first in a session,
+/// as the columnar codec writes them (messages/sync_dictionary.cpp).
+std::string_view sync_dictionary();
+
 /// A POST /v2/sync body (SyncBundle) carrying `bodies`, each a POST /v1/sync
 /// body as encoded above (zstd told by is_zstd), in order.
 std::string encode_bundle(const std::vector<std::string>& bodies);
@@ -127,20 +161,27 @@ caf::expected<std::vector<bundle_item>>
 decode_bundle(std::string_view body, size_t max_items);
 
 /// A POST /v2/sync body and whether it is zstd as a whole (POST /v3/sync,
-/// or /v4/sync when `coded`: some item's log timestamps are deltas).
+/// or /v4/sync when `coded`: some item's log timestamps are deltas; with
+/// bundle_coding::log_lines always zstd and coded: POST /v5/sync).
 struct bundle_body {
   std::string bytes;
   bool zstd = false;
   bool coded = false;
+  /// The items are in the reverse of the order given.
+  bool reversed = false;
 };
 
 /// `bodies` as one POST /v2/sync body: when some are zstd, their plain
 /// bytes in one SyncBundle compressed at `level` (one frame, and what the
-/// items share, device and epoch, once), with `codings` each logs batch's
-/// timestamps as deltas (delta_log_times), if that is smaller than
-/// encode_bundle(bodies), which it is otherwise.
+/// items share, device and epoch, once), recoded as `coding` allows (log
+/// timestamps as deltas, lines front-coded), if that is smaller than
+/// encode_bundle(bodies), which it is otherwise. With log_lines the frame
+/// is compressed with sync_dictionary() and always taken. Of two or three
+/// items both orders (given, reversed) are tried and the smaller kept:
+/// `reversed` says which (the answers come back in the body's order).
 bundle_body encode_bundle_body(const std::vector<std::string>& bodies,
-                               int level, bool codings = false);
+                               int level,
+                               bundle_coding coding = bundle_coding::none);
 
 /// `bodies` as the plain bytes of a POST /v4/sync body (each logs batch's
 /// timestamps as deltas where that restores byte for byte): what a sync
@@ -150,12 +191,14 @@ std::string plain_bundle_body(const std::vector<std::string>& bodies);
 /// The items of a POST /v2/sync body (decode_bundle with max_bundle_items),
 /// decompressed first when `zstd`: its frames may make at most
 /// `max_plain_bytes` (ec::too_large; corrupt zstd ec::decode_failed). With
-/// `codings` (POST /v4/sync) items with log_time_deltas are restored, all
-/// items together at most `max_plain_bytes` (ec::too_large); without, such
-/// an item is decode_failed.
+/// `coding` log_times (POST /v4/sync) items with log_time_deltas are
+/// restored, with log_lines (POST /v5/sync, decompressed with the sync
+/// dictionary) those with log_lines_front_coded too, all items together at
+/// most `max_plain_bytes` (ec::too_large); an item recoded in a way its
+/// coding does not allow is decode_failed.
 caf::expected<std::vector<bundle_item>>
 decode_bundle_body(std::string_view body, bool zstd, size_t max_plain_bytes,
-                   bool codings = false);
+                   bundle_coding coding = bundle_coding::none);
 
 /// A SyncBundleResponse: per item its SyncResponse with `status` set.
 std::string encode_bundle_response(const std::vector<sync_ack>& acks);

@@ -1107,7 +1107,7 @@ TEST_CASE("POST /v4/sync (log timestamps as deltas): restored, acked and "
   http_fixture f;
   auto logs1 = zstd(encode_logs_request(settings(1), two_lines(1)));
   std::vector<std::string> bodies{good_body(1), logs1};
-  auto body = encode_bundle_body(bodies, 3, true);
+  auto body = encode_bundle_body(bodies, 3, bundle_coding::log_times);
   REQUIRE(body.coded);
   auto tables = f.tables();
   std::vector<bad_bundle> cases{
@@ -1136,6 +1136,45 @@ TEST_CASE("POST /v4/sync (log timestamps as deltas): restored, acked and "
   CHECK(f.logs().size() == 2);
 }
 
+TEST_CASE("POST /v5/sync (the sync dictionary, log lines front-coded): "
+          "restored, acked and stored as the queued batch; /v4/sync refuses "
+          "it; a resend by an older path is a duplicate") {
+  http_fixture f;
+  auto logs1 = zstd(encode_logs_request(settings(1), two_lines(1)));
+  std::vector<std::string> bodies{good_body(1), logs1};
+  auto body = encode_bundle_body(bodies, 19, bundle_coding::log_lines);
+  REQUIRE(body.coded);
+  auto tables = f.tables();
+  std::vector<bad_bundle> cases{
+    {"truncated", body.bytes.substr(0, body.bytes.size() / 2), {}, 400,
+     "decode_failed"},
+    {"a zstd bomb", zstd(std::string(4 * max_body_bytes, '\x0a')), {}, 413,
+     "too_large"},
+    {"garbage", std::string(64, '\x5a'), {}, 400, "decode_failed"},
+  };
+  check_bundle_refusals(f, "/v5/sync", cases);
+  // Its dictionary and front-coded lines only where the path says so.
+  std::vector<bad_bundle> older{{"v5 body", body.bytes, {}, 400,
+                                 "decode_failed"}};
+  check_bundle_refusals(f, "/v4/sync", older);
+  check_bundle_refusals(f, "/v3/sync", older);
+  CHECK(f.tables() == tables);
+  auto res = f.client->post("/v5/sync", body.bytes, {});
+  REQUIRE_MESSAGE(res, render(res.error()));
+  auto acks = results_of(*res, 2);
+  for (auto& ack : acks) {
+    CHECK(ack.status == 200);
+    CHECK(ack.last_sequence_ack == 1);
+  }
+  CHECK(f.logs().size() == 2);
+  check_same_samples(f.points(), good_samples(1));
+  // The same batches as their own bytes (POST /v2/sync): duplicates.
+  for (auto& ack : results_of(post_bundle(f, bodies), 2))
+    CHECK(ack.last_sequence_ack == 1);
+  CHECK(f.counters()["duplicates"] == 2);
+  CHECK(f.logs().size() == 2);
+}
+
 TEST_CASE("a sync stream: each frame's batches acked and stored; a resend "
           "over POST /v4/sync is a duplicate; a bundle too big once "
           "decompressed is refused 413 and a frame that does not "
@@ -1156,7 +1195,7 @@ TEST_CASE("a sync stream: each frame's batches acked and stored; a resend "
   res = f.client->stream_post(plain_bundle_body({good_body(2)}), 3, {});
   REQUIRE_MESSAGE(res, render(res.error()));
   CHECK(results_of(*res, 1)[0].last_sequence_ack == 2);
-  auto v4 = encode_bundle_body(bodies, 3, true);
+  auto v4 = encode_bundle_body(bodies, 3, bundle_coding::log_times);
   REQUIRE(v4.coded);
   auto again = f.client->post("/v4/sync", v4.bytes, {});
   REQUIRE_MESSAGE(again, render(again.error()));

@@ -225,8 +225,9 @@ size_t count_of(const std::string& text, const std::string& what) {
   return n;
 }
 
-/// A node of sync version 2 (404 to POST /v3/sync and /v4/sync) or 3 (404
-/// to POST /v4/sync): it answers each item of a bundle it takes.
+/// A node of sync version 2 (404 to POST /v3/sync and newer), 3 (404 to
+/// POST /v4/sync and newer) or 4 (404 to POST /v5/sync): it answers each
+/// item of a bundle it takes.
 struct old_bundle_node {
   std::atomic<int> refused{0};
   std::atomic<int> bundles{0};
@@ -238,14 +239,16 @@ struct old_bundle_node {
       http_limits{}, [this, version](http_request req,
                                      http_server::respond_fn done) {
         bool v3 = version >= 3 && req.target == "/v3/sync";
-        if (req.target != "/v2/sync" && !v3) {
+        bool v4 = version >= 4 && req.target == "/v4/sync";
+        if (req.target != "/v2/sync" && !v3 && !v4) {
           ++refused;
           done(text_reply(404, "not_found", "no such endpoint"));
           return;
         }
         ++bundles;
-        whole += v3;
-        auto items = decode_bundle_body(req.body, v3, 1 << 20);
+        whole += v3 || v4;
+        auto items = decode_bundle_body(req.body, v3 || v4, 1 << 20,
+                                        coding_of_path(req.target));
         std::vector<sync_ack> acks;
         for (auto& item : items ? *items : std::vector<bundle_item>{}) {
           auto batch = decode_request(item.request, item.zstd, 1 << 20);
@@ -766,13 +769,64 @@ TEST_CASE("at sync version 3 a round of zstd batches is one POST /v3/sync, "
         == static_cast<int64_t>(encode_bundle({batch_body(2)}).size()));
 }
 
-TEST_CASE("at sync version 4 (the default) a round goes as POST /v4/sync, "
-          "log timestamps as deltas, a lone logs batch too; the cloud "
-          "restores and acks each batch") {
+TEST_CASE("at sync version 5 (the default) a round goes as POST /v5/sync, "
+          "a lone batch too; the cloud restores and acks each batch") {
   link_fixture f;
   auto log = std::make_shared<door_log>();
   cloud_link_config cfg;
-  REQUIRE(cfg.sync_version == 4);
+  REQUIRE(cfg.sync_version == 5);
+  cfg.coalesce_window = 60s;
+  cfg.clock = f.clock;
+  auto link = f.spawn_link({f.open_door(log)}, cfg);
+  for (auto& ack : f.send_all(link, round_bodies(1))) {
+    CHECK(ack.status == 200);
+    CHECK(ack.last_sequence_ack == 1);
+  }
+  CHECK(log->syncs == 3);
+  // One request of exactly the v5 body: no 404 and second try.
+  auto round = round_bodies(1);
+  size_t queued = 0;
+  for (auto& b : round)
+    queued += b.size();
+  auto level = bundle_zstd_level(queued);
+  auto v5 = encode_bundle_body(round, level, bundle_coding::log_lines);
+  REQUIRE(v5.coded);
+  auto st = f.stats(link);
+  CHECK(st.counters["requests"] == 1);
+  CHECK(st.counters["bytes_sent"] == static_cast<int64_t>(v5.bytes.size()));
+  // A drain: a lone metrics batch goes as POST /v5/sync too.
+  auto metrics = round_bodies(2)[0];
+  sync_ack ack;
+  (*f.self)
+    ->request(link, 20s, sync_atom::value, metrics)
+    .receive([&](sync_ack& x) { ack = std::move(x); },
+             [&](caf::error& err) { FAIL(render(err)); });
+  CHECK(ack.last_sequence_ack == 2);
+  auto sent = f.stats(link).counters["bytes_sent"] - st.counters["bytes_sent"];
+  CHECK(sent == static_cast<int64_t>(
+                  encode_bundle_body({metrics},
+                                     bundle_zstd_level(metrics.size()),
+                                     bundle_coding::log_lines)
+                    .bytes.size()));
+  CHECK(log->syncs == 4);
+  CHECK(f.stats(link).counters["failures"] == 0);
+}
+
+TEST_CASE("at sync version 5 a v4 node (404 to POST /v5/sync) gets POST "
+          "/v4/sync from then on, every batch acked") {
+  // The first round: 404, then POST /v4/sync; in the drain the lone logs
+  // batch goes as /v4/sync too (its timestamps as deltas), the rest as
+  // queued.
+  check_older_node(4, 5, 2);
+}
+
+TEST_CASE("at sync version 4 a round goes as POST /v4/sync, log timestamps "
+          "as deltas, a lone logs batch too; the cloud restores and acks "
+          "each batch") {
+  link_fixture f;
+  auto log = std::make_shared<door_log>();
+  cloud_link_config cfg;
+  cfg.sync_version = 4;
   cfg.coalesce_window = 60s;
   cfg.clock = f.clock;
   auto link = f.spawn_link({f.open_door(log)}, cfg);
@@ -786,7 +840,7 @@ TEST_CASE("at sync version 4 (the default) a round goes as POST /v4/sync, "
   size_t queued = 0;
   for (auto& b : round)
     queued += b.size();
-  auto v4 = encode_bundle_body(round, bundle_zstd_level(queued), true);
+  auto v4 = encode_bundle_body(round, bundle_zstd_level(queued), bundle_coding::log_times);
   REQUIRE(v4.coded);
   auto st = f.stats(link);
   CHECK(st.counters["requests"] == 1);
@@ -802,7 +856,7 @@ TEST_CASE("at sync version 4 (the default) a round goes as POST /v4/sync, "
   auto sent = f.stats(link).counters["bytes_sent"] - st.counters["bytes_sent"];
   CHECK(sent == static_cast<int64_t>(
                   encode_bundle_body({logs}, bundle_zstd_level(logs.size()),
-                                     true)
+                                     bundle_coding::log_times)
                     .bytes.size()));
   CHECK(f.send(link, 2).last_sequence_ack == 2);
   CHECK(log->syncs == 5);
@@ -838,7 +892,7 @@ TEST_CASE("with cloud.stream on, rounds go as frames of one sync stream: "
     for (auto& b : round)
       queued += b.size();
     v4_bytes += static_cast<int64_t>(
-      encode_bundle_body(round, bundle_zstd_level(queued), true).bytes.size());
+      encode_bundle_body(round, bundle_zstd_level(queued), bundle_coding::log_times).bytes.size());
   }
   CHECK(log->syncs == 12);
   auto st = f.stats(link);
@@ -853,7 +907,8 @@ TEST_CASE("with cloud.stream on, rounds go as frames of one sync stream: "
 
 TEST_CASE("with cloud.stream on, a node without streams (404 to the "
           "upgrade) gets HTTP requests from then on") {
-  // The upgrade and POST /v4/sync refused once each, then POST /v3/sync.
+  // The upgrade, POST /v5/sync and /v4/sync refused once each, then POST
+  // /v3/sync.
   link_fixture f;
   old_bundle_node old{3};
   cloud_link_config cfg;
@@ -864,7 +919,7 @@ TEST_CASE("with cloud.stream on, a node without streams (404 to the "
   for (int64_t seq : {1, 2})
     for (auto& ack : f.send_all(link, round_bodies(seq)))
       CHECK(ack.last_sequence_ack == seq);
-  CHECK(old.refused == 2);
+  CHECK(old.refused == 3);
   CHECK(f.stats(link).counters["stream_frames"] == 0);
   CHECK(f.stats(link).counters["failures"] == 0);
 }

@@ -1,5 +1,6 @@
 // The POST /v1/sync body: encoding, decoding and every way decoding refuses.
 #include <doctest/doctest.h>
+#include <xxhash.h>
 
 #include <cmath>
 #include <cstdint>
@@ -1084,13 +1085,13 @@ TEST_CASE("a POST /v4/sync bundle carries log timestamps as deltas; only "
   auto logs = encode_logs_request(es, load_lines(30, 10));
   std::vector<std::string> bodies{metrics, logs};
   auto v3 = encode_bundle_body(bodies, 3);
-  auto v4 = encode_bundle_body(bodies, 3, true);
+  auto v4 = encode_bundle_body(bodies, 3, bundle_coding::log_times);
   REQUIRE(v4.zstd);
   REQUIRE(v4.coded);
   CHECK_FALSE(v3.coded);
   MESSAGE("v3 " << v3.bytes.size() << " bytes, v4 " << v4.bytes.size());
   CHECK(v4.bytes.size() < v3.bytes.size());
-  auto items = decode_bundle_body(v4.bytes, true, one_mib, true);
+  auto items = decode_bundle_body(v4.bytes, true, one_mib, bundle_coding::log_times);
   REQUIRE_MESSAGE(items, render(items.error()));
   REQUIRE(items->size() == 2);
   // The items are the batches' plain bytes exactly as queued.
@@ -1108,11 +1109,183 @@ TEST_CASE("a POST /v4/sync bundle carries log timestamps as deltas; only "
   // The restored items together are bounded like the plain bundle: the
   // metrics item's bytes count against the logs item's restoring.
   size_t both = (*items)[0].request.size() + plain.size();
-  auto fits = decode_bundle_body(v4.bytes, true, both + 64, true);
+  auto fits = decode_bundle_body(v4.bytes, true, both + 64, bundle_coding::log_times);
   CHECK(fits);
-  auto small = decode_bundle_body(v4.bytes, true, both - 1, true);
+  auto small = decode_bundle_body(v4.bytes, true, both - 1, bundle_coding::log_times);
   REQUIRE_FALSE(small);
   CHECK(is_error(small.error(), ec::too_large));
+}
+
+TEST_CASE("front-coded log lines restore to the very same request, with "
+          "or without timestamps as deltas") {
+  auto es = settings(0);
+  auto plain = with_send_fields(encode_logs_request(es, load_lines(30, 10)),
+                                2, nullptr);
+  auto coded = front_code_log_lines(plain);
+  REQUIRE_FALSE(coded.empty());
+  MESSAGE("300 lines: " << zstd_compress(plain, 19).size() << " -> "
+                        << zstd_compress(coded, 19).size()
+                        << " bytes after zstd -19");
+  CHECK(zstd_compress(coded, 19).size() < zstd_compress(plain, 19).size());
+  auto back = restore_log_lines(coded, plain.size());
+  REQUIRE_MESSAGE(back, render(back.error()));
+  CHECK(*back == plain);
+  // On top of deltas, undone in the reverse order.
+  auto deltas = delta_log_times(plain);
+  REQUIRE_FALSE(deltas.empty());
+  auto both = front_code_log_lines(deltas);
+  REQUIRE_FALSE(both.empty());
+  auto lines_back = restore_log_lines(both, plain.size());
+  REQUIRE(lines_back);
+  CHECK(*lines_back == deltas);
+  auto times_back = restore_log_times(*lines_back, plain.size());
+  REQUIRE(times_back);
+  CHECK(*times_back == plain);
+  // Lines sharing nothing, empty lines, a line that is the one before.
+  log_lines odd{{{}, 1, ""}, {{}, 2, "abc"}, {{}, 3, "abc"}, {{}, 4, "xyz"},
+                {{}, 5, ""}, {{}, 6, std::string(300, 'q')},
+                {{}, 7, std::string(299, 'q') + "r"}};
+  auto oddly = encode_logs_request(es, odd);
+  auto oc = front_code_log_lines(oddly);
+  REQUIRE_FALSE(oc.empty());
+  auto ob = restore_log_lines(oc, oddly.size());
+  REQUIRE(ob);
+  CHECK(*ob == oddly);
+  // Nothing to recode: metrics, events, a zstd body, logs without lines.
+  CHECK(front_code_log_lines(encode_metrics_request(es, test_samples()))
+          .empty());
+  CHECK(front_code_log_lines(encode_events_request(es, {{1, "k", "m", {}}}))
+          .empty());
+  CHECK(front_code_log_lines(
+          encode_logs_request(settings(3), load_lines(2, 2)))
+          .empty());
+  CHECK(front_code_log_lines(encode_logs_request(es, {})).empty());
+}
+
+TEST_CASE("restoring front-coded log lines is bounded and refuses what no "
+          "device sends") {
+  auto plain = encode_logs_request(settings(0), load_lines(3, 10));
+  auto coded = front_code_log_lines(plain);
+  REQUIRE_FALSE(coded.empty());
+  check_fails(restore_log_lines(coded, plain.size() - 1), ec::too_large);
+  for (size_t n = 0; n < coded.size(); ++n) {
+    auto cut = restore_log_lines(coded.substr(0, n), one_mib);
+    if (cut)
+      CHECK(cut->size() <= one_mib);
+    auto flipped = coded;
+    flipped[n] = static_cast<char>(flipped[n] ^ 0x5a);
+    if (auto x = restore_log_lines(flipped, one_mib))
+      CHECK(x->size() <= one_mib);
+  }
+  // The run beside the lines, or twice, or none: refused.
+  check_fails(restore_log_lines(plain, one_mib), ec::decode_failed);
+  check_fails(restore_log_lines(coded + coded, one_mib), ec::decode_failed);
+  CHECK(front_code_log_lines(coded).empty());
+  // A line of 64 KiB, then 100,000 lines of 3 bytes each sharing it all:
+  // 6.5 GB claimed by 300 KB, refused at the bound before it is made.
+  std::string run;
+  auto varint = [](std::string& out, uint64_t x) {
+    for (; x >= 0x80; x >>= 7)
+      out.push_back(static_cast<char>((x & 0x7f) | 0x80));
+    out.push_back(static_cast<char>(x));
+  };
+  varint(run, 0);
+  varint(run, 65536);
+  run += std::string(65536, 'a');
+  for (int i = 0; i < 100000; ++i) {
+    varint(run, 65536);
+    varint(run, 0);
+  }
+  std::string batch = "\x32";
+  varint(batch, run.size());
+  batch += run;
+  std::string req = "\x22";
+  varint(req, batch.size());
+  req += batch;
+  check_fails(restore_log_lines(req, one_mib), ec::too_large);
+  // A line claiming more shared bytes than the line before has.
+  std::string bad_run;
+  varint(bad_run, 0);
+  varint(bad_run, 1);
+  bad_run += "a";
+  varint(bad_run, 2);
+  varint(bad_run, 0);
+  std::string bad_batch = "\x32";
+  varint(bad_batch, bad_run.size());
+  bad_batch += bad_run;
+  std::string bad = "\x22";
+  varint(bad, bad_batch.size());
+  bad += bad_batch;
+  check_fails(restore_log_lines(bad, one_mib), ec::decode_failed);
+}
+
+TEST_CASE("a POST /v5/sync bundle is zstd with the sync dictionary, log "
+          "lines front-coded; only POST /v5/sync restores it") {
+  // The dictionary is raw content (not zstd's dictionary format, which a
+  // decoder would parse instead) and frozen: its hash is part of the wire.
+  auto dict = sync_dictionary();
+  REQUIRE(dict.size() > 1000);
+  CHECK(dict.substr(0, 4) != std::string_view("\x37\xa4\x30\xec", 4));
+  CHECK(dict.size() == 2243);
+  CHECK(XXH3_64bits(dict.data(), dict.size()) == 0x736c72bcbe9f08dcULL);
+  auto es = settings(3);
+  auto metrics = encode_metrics_request(es, test_samples());
+  auto logs = encode_logs_request(es, load_lines(30, 10));
+  std::vector<std::string> bodies{metrics, logs};
+  auto v4 = encode_bundle_body(bodies, 19, bundle_coding::log_times);
+  auto v5 = encode_bundle_body(bodies, 19, bundle_coding::log_lines);
+  REQUIRE(v5.zstd);
+  REQUIRE(v5.coded);
+  MESSAGE("v4 " << v4.bytes.size() << " bytes, v5 " << v5.bytes.size());
+  CHECK(v5.bytes.size() < v4.bytes.size());
+  auto items = decode_bundle_body(v5.bytes, true, one_mib,
+                                  bundle_coding::log_lines);
+  REQUIRE_MESSAGE(items, render(items.error()));
+  REQUIRE(items->size() == 2);
+  auto& logs_item = (*items)[v5.reversed ? 0 : 1];
+  std::string plain;
+  decode_budget budget{one_mib};
+  REQUIRE_FALSE(zstd_decompress(logs, plain, budget));
+  CHECK(logs_item.request == plain);
+  CHECK_FALSE(logs_item.log_time_deltas);
+  CHECK_FALSE(logs_item.log_lines_front_coded);
+  // Not without the dictionary, nor at v4 (no front-coded lines there).
+  check_fails(decode_bundle_body(v5.bytes, true, one_mib,
+                                 bundle_coding::log_times),
+              ec::decode_failed);
+  // A lone metrics batch goes as v5 too: the dictionary still pays.
+  auto lone = encode_bundle_body({metrics}, 19, bundle_coding::log_lines);
+  CHECK(lone.zstd);
+  CHECK(lone.coded);
+  auto back = decode_bundle_body(lone.bytes, true, one_mib,
+                                 bundle_coding::log_lines);
+  REQUIRE(back);
+  REQUIRE(back->size() == 1);
+  std::string metrics_plain;
+  decode_budget b2{one_mib};
+  REQUIRE_FALSE(zstd_decompress(metrics, metrics_plain, b2));
+  CHECK((*back)[0].request == metrics_plain);
+}
+
+TEST_CASE("a bundle of two items keeps the smaller of both orders and says "
+          "so") {
+  auto es = settings(3);
+  auto metrics = encode_metrics_request(es, test_samples());
+  auto logs = encode_logs_request(es, load_lines(30, 10));
+  for (auto coding : {bundle_coding::none, bundle_coding::log_times,
+                      bundle_coding::log_lines}) {
+    auto ab = encode_bundle_body({metrics, logs}, 19, coding);
+    auto ba = encode_bundle_body({logs, metrics}, 19, coding);
+    REQUIRE(ab.zstd);
+    // The same two bodies either way, each order told.
+    CHECK(ab.bytes == ba.bytes);
+    CHECK(ab.reversed != ba.reversed);
+    auto items = decode_bundle_body(ab.bytes, true, one_mib, coding);
+    REQUIRE(items);
+    auto first = decode_request((*items)[0].request, false, one_mib);
+    REQUIRE(first);
+    CHECK((first->stream == logs_stream) == ab.reversed);
+  }
 }
 
 TEST_CASE("a SyncBundleResponse answers each batch with its own status and "

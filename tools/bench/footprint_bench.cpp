@@ -272,14 +272,18 @@ private:
   }
 
   // A lower-cased head of a bundle zstd as a whole (POST /v3/sync, or
-  // /v4/sync: its items' log timestamps may be deltas).
+  // /v4/sync and /v5/sync: its items may be recoded).
   static bool whole_zstd(const std::string& head) {
     return head.rfind("post /v3/sync ", 0) == 0
-           || head.rfind("post /v4/sync ", 0) == 0;
+           || (!frame(head) && coded(head) != bundle_coding::none);
   }
 
-  static bool coded(const std::string& head) {
-    return head.rfind("post /v4/sync ", 0) == 0 || frame(head);
+  static bundle_coding coded(const std::string& head) {
+    if (head.rfind("post /v5/sync ", 0) == 0)
+      return bundle_coding::log_lines;
+    if (head.rfind("post /v4/sync ", 0) == 0 || frame(head))
+      return bundle_coding::log_times;
+    return bundle_coding::none;
   }
 
   // A stream frame, decoded: a plain v4 bundle.
@@ -474,6 +478,9 @@ private:
         if (auto x = decode_request(item.request, item.zstd, 64 << 20))
           out << " [" << x->stream << " seq=" << x->sequence
               << " plain=" << item.request.size()
+              << " alone_zstd19="
+              << (item.zstd ? item.request.size()
+                            : zstd_compress(item.request, 19).size())
               << " logs=" << x->logs.size() << " events=" << x->events.size()
               << " retry=" << x->retry_count << "]";
     return out.str();
@@ -1113,7 +1120,7 @@ std::string footprint_usage() {
          "  --sync-version V  fleetd's cloud.sync-version, 1-4 (default: "
          "fleetd's own)\n"
          "  --trace-requests 1  a line per fleetd request on stderr: when, "
-         "its bytes, its\n                    batches (default: 0)\n\n"
+         "its bytes, its\n                    batches (plain, and zstd -19 alone) (default: 0)\n\n"
          "Prints per setting and run\n"
          "  BENCH footprint setting=... run=N fleetd_cpu_s=... "
          "cpu_ratio=... fleetd_hwm_kib=...\n"
