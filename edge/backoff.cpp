@@ -76,6 +76,11 @@ int64_t permit(backoff_state& st, const std::string& stream) {
   if (!online(st)) {
     // Half-open: one probe at a time finds out whether the link is back.
     if (probe_active(st, now) && *st.probe_stream != stream) {
+      // Due with the probe: one request with it, not one a second later.
+      if (now - st.probe_granted_ms <= probe_join_ms
+          && !(st.events_backlog
+               && *st.probe_stream == st.cfg.events_stream))
+        return grant(st, stream);
       auto left = st.probe_granted_ms + st.cfg.probe_timeout.count() - now;
       return delay(st, std::min(st.cfg.base.count(), left));
     }
@@ -347,10 +352,15 @@ backoff(backoff_actor::stateful_pointer<backoff_state> self,
     },
     [self](tick_atom, int64_t generation) { probe(self, generation); },
     [self](report_atom, const link_report& x) {
-      if (x.ok)
-        succeed(self, x);
-      else
+      if (!x.ok) {
         fail(self, x);
+        return;
+      }
+      auto was_online = online(self->state);
+      succeed(self, x);
+      // A batch brought the link back: the streams told to wait go now.
+      if (!was_online)
+        wake_waiters(self->state);
     },
     [self](link_atom) {
       auto& st = self->state;

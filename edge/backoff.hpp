@@ -18,6 +18,10 @@ namespace fleetd {
 /// How long a stream waits while the events stream catches up after the link
 /// came back: short, so metrics and logs resume soon after events are done.
 inline constexpr int64_t events_first_poll_ms = 50;
+/// Streams asking for a permit within this long of the half-open probe's
+/// grant join it: the cloud link sends them in the probe's request (it
+/// waits cloud.coalesce-window for them), so a recovery is one request.
+inline constexpr int64_t probe_join_ms = 100;
 
 struct backoff_config {
   /// First ceiling of the jitter; doubles with each consecutive failure.
@@ -115,10 +119,12 @@ struct backoff_state {
 ///   but counts no failure and leaves the state "online".
 /// - Once the wait is over the breaker is half-open: the first permit gets 0
 ///   and is the probe ("probing"; while the events stream has a backlog,
-///   only it may probe for the first `events_first_limit`); the others wait min(base, time left until
-///   probe_timeout) and ask again. A probe that never reports is replaced
-///   after probe_timeout. Its success (or any stream's) brings the link
-///   online; its failure backs off longer.
+///   only it may probe for the first `events_first_limit`); the streams
+///   that ask within probe_join_ms of it join it (0: one request with it),
+///   the others wait min(base, time left until probe_timeout) and ask
+///   again. A probe that never reports is replaced after probe_timeout.
+///   Its success (or any stream's) brings the link online and wakes the
+///   streams told to wait; its failure backs off longer.
 /// - After the link comes back from any failing state, and only when the
 ///   events stream's last report said it has a backlog (or failed), streams
 ///   other than `events_stream` wait events_first_poll_ms at a time until

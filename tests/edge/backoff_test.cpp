@@ -402,6 +402,7 @@ TEST_CASE("a half-open breaker lets exactly one probe through while the "
   CHECK(status.state == "probing");
   CHECK(status.consecutive_failures == 3);
   // Others poll every `base` (1 s) while the probe is out.
+  f.clock->advance(probe_join_ms + 1);
   CHECK(f.permit(hdl, "metrics") == 1000);
   CHECK(f.permit(hdl, "events") == 1000);
   f.clock->advance(1000);
@@ -414,6 +415,40 @@ TEST_CASE("a half-open breaker lets exactly one probe through while the "
   CHECK(stats.counters["permits_delayed"] == 3);
 }
 
+TEST_CASE("streams due with the half-open probe join it, and a probe that "
+          "gets through wakes the streams told to wait") {
+  fixture f;
+  auto bc = f.config();
+  bc.events_stream.clear();
+  auto hdl = f.spawn_backoff(std::move(bc));
+  f.fail_times(hdl, 3);
+  f.advance_to_next_attempt(hdl);
+  REQUIRE(f.permit(hdl, "metrics") == 0);
+  // Within probe_join_ms: the same request as the probe.
+  f.clock->advance(probe_join_ms);
+  CHECK(f.permit(hdl, "logs") == 0);
+  // Past it: told to wait, as before.
+  f.clock->advance(1);
+  CHECK(f.permit(hdl, "events") > 0);
+  CHECK(f.stats(hdl).counters["probes"] == 1);
+  // The joined stream failing with the probe counts one failure, not two.
+  f.report(hdl, failed("metrics", "connection refused"));
+  f.report(hdl, failed("logs", "connection refused"));
+  CHECK(f.link(hdl).consecutive_failures == 4);
+  f.advance_to_next_attempt(hdl);
+  REQUIRE(f.permit(hdl, "metrics") == 0);
+  f.clock->advance(probe_join_ms + 1);
+  REQUIRE(f.permit(hdl, "events") > 0);
+  // The probe gets through: the waiting stream is woken with a tick.
+  f.report(hdl, delivered("metrics"));
+  CHECK(f.link(hdl).state == "online");
+  bool woken = false;
+  (*f.self)->receive([&](tick_atom) { woken = true; },
+                     caf::after(5s) >> [] {});
+  CHECK(woken);
+  CHECK(f.permit(hdl, "events") == 0);
+}
+
 TEST_CASE("a successful probe brings the link online for every stream") {
   fixture f;
   auto bc = f.config();
@@ -422,6 +457,7 @@ TEST_CASE("a successful probe brings the link online for every stream") {
   f.fail_times(hdl, 3);
   f.advance_to_next_attempt(hdl);
   REQUIRE(f.permit(hdl, "metrics") == 0);
+  f.clock->advance(probe_join_ms + 1);
   REQUIRE(f.permit(hdl, "logs") > 0);
   f.report(hdl, delivered("metrics"));
   auto status = f.link(hdl);
@@ -468,14 +504,16 @@ TEST_CASE("a probe that never reports is replaced after probe_timeout") {
   f.fail_times(hdl, 3);
   f.advance_to_next_attempt(hdl);
   REQUIRE(f.permit(hdl, "metrics") == 0);
+  f.clock->advance(probe_join_ms + 1);
   CHECK(f.permit(hdl, "logs") == 1000);
-  f.clock->advance(4500);
+  f.clock->advance(4500 - probe_join_ms - 1);
   // Never past the moment a new probe may go.
   CHECK(f.permit(hdl, "logs") == 500);
   f.clock->advance(500);
   CHECK(f.permit(hdl, "logs") == 0);
   CHECK(f.link(hdl).state == "probing");
   // Now logs holds the probe; metrics waits like everyone else.
+  f.clock->advance(probe_join_ms + 1);
   CHECK(f.permit(hdl, "metrics") == 1000);
   CHECK(f.stats(hdl).counters["probes"] == 2);
   // The lost probe timing out alone is no failure.
