@@ -18,6 +18,7 @@
 
 #include <signal.h>
 
+#include "edge/cloud_link.hpp"
 #include "edge/system_collector.hpp"
 #include "fault_proxy.hpp"
 #include "messages/error.hpp"
@@ -472,17 +473,31 @@ private:
         << " body=" << body.size();
     if (!bundle(head))
       return out.str();
-    if (auto items = decode_bundle_body(body, whole_zstd(head), 64 << 20,
-                                        coded(head)))
-      for (auto& item : *items)
-        if (auto x = decode_request(item.request, item.zstd, 64 << 20))
-          out << " [" << x->stream << " seq=" << x->sequence
-              << " plain=" << item.request.size()
-              << " alone_zstd19="
-              << (item.zstd ? item.request.size()
-                            : zstd_compress(item.request, 19).size())
-              << " logs=" << x->logs.size() << " events=" << x->events.size()
-              << " retry=" << x->retry_count << "]";
+    auto items = decode_bundle_body(body, whole_zstd(head), 64 << 20,
+                                    coded(head));
+    if (!items)
+      return out.str();
+    std::vector<std::string> queued;
+    for (auto& item : *items) {
+      queued.push_back(item.zstd ? item.request
+                                 : zstd_compress(item.request, 3));
+      if (auto x = decode_request(item.request, item.zstd, 64 << 20))
+        out << " [" << x->stream << " seq=" << x->sequence
+            << " plain=" << item.request.size() << " alone_zstd19="
+            << (item.zstd ? item.request.size()
+                          : zstd_compress(item.request, 19).size())
+            << " logs=" << x->logs.size() << " events=" << x->events.size()
+            << " retry=" << x->retry_count << "]";
+    }
+    // The same batches as sync version 4 would have sent them.
+    size_t queued_bytes = 0;
+    for (auto& q : queued)
+      queued_bytes += q.size();
+    if (coded(head) == bundle_coding::log_lines)
+      out << " as_v4_body="
+          << encode_bundle_body(queued, bundle_zstd_level(queued_bytes),
+                                bundle_coding::log_times)
+               .bytes.size();
     return out.str();
   }
 
@@ -1120,7 +1135,7 @@ std::string footprint_usage() {
          "  --sync-version V  fleetd's cloud.sync-version, 1-4 (default: "
          "fleetd's own)\n"
          "  --trace-requests 1  a line per fleetd request on stderr: when, "
-         "its bytes, its\n                    batches (plain, and zstd -19 alone) (default: 0)\n\n"
+         "its bytes, its\n                    batches (plain, and zstd -19 alone; a POST /v5/sync\n                    also as /v4/sync) (default: 0)\n\n"
          "Prints per setting and run\n"
          "  BENCH footprint setting=... run=N fleetd_cpu_s=... "
          "cpu_ratio=... fleetd_hwm_kib=...\n"
