@@ -1101,48 +1101,18 @@ TEST_CASE("POST /v3/sync (a bundle compressed as a whole): each batch acked "
   check_same_samples(f.points(), good_samples(1));
 }
 
-TEST_CASE("POST /v4/sync (log timestamps as deltas): restored, acked and "
-          "stored as the queued batch; /v3/sync refuses a recoded item; a "
-          "resend by an older path is a duplicate") {
-  http_fixture f;
-  auto logs1 = zstd(encode_logs_request(settings(1), two_lines(1)));
-  std::vector<std::string> bodies{good_body(1), logs1};
-  auto body = encode_bundle_body(bodies, 3, bundle_coding::log_times);
-  REQUIRE(body.coded);
-  auto tables = f.tables();
-  std::vector<bad_bundle> cases{
-    {"truncated", body.bytes.substr(0, body.bytes.size() / 2), {}, 400,
-     "decode_failed"},
-    {"a zstd bomb", zstd(std::string(4 * max_body_bytes, '\x0a')), {}, 413,
-     "too_large"},
-  };
-  check_bundle_refusals(f, "/v4/sync", cases);
-  // Recoded items only where the path says they may be.
-  std::vector<bad_bundle> v3{{"recoded", body.bytes, {}, 400,
-                              "decode_failed"}};
-  check_bundle_refusals(f, "/v3/sync", v3);
-  CHECK(f.tables() == tables);
-  auto res = f.client->post("/v4/sync", body.bytes, {});
-  REQUIRE_MESSAGE(res, render(res.error()));
-  for (auto& ack : results_of(*res, 2)) {
-    CHECK(ack.status == 200);
-    CHECK(ack.last_sequence_ack == 1);
-  }
-  CHECK(f.logs().size() == 2);
-  // The same batches as their own bytes (POST /v2/sync): duplicates.
-  for (auto& ack : results_of(post_bundle(f, bodies), 2))
-    CHECK(ack.last_sequence_ack == 1);
-  CHECK(f.counters()["duplicates"] == 2);
-  CHECK(f.logs().size() == 2);
-}
+namespace {
 
-TEST_CASE("POST /v5/sync (the sync dictionary, log lines front-coded): "
-          "restored, acked and stored as the queued batch; /v4/sync refuses "
-          "it; a resend by an older path is a duplicate") {
+/// A bundle of a metrics and a logs batch recoded as `coding` goes to
+/// `path`: truncated or a bomb refused whole, refused by each of `older`
+/// (which never restore it), then acked and stored as the queued batches,
+/// and the same batches as their own bytes are duplicates.
+void check_recoded_bundle(const std::string& path, bundle_coding coding,
+                          const std::vector<std::string>& older) {
   http_fixture f;
   auto logs1 = zstd(encode_logs_request(settings(1), two_lines(1)));
   std::vector<std::string> bodies{good_body(1), logs1};
-  auto body = encode_bundle_body(bodies, 19, bundle_coding::log_lines);
+  auto body = encode_bundle_body(bodies, 3, coding);
   REQUIRE(body.coded);
   auto tables = f.tables();
   std::vector<bad_bundle> cases{
@@ -1152,17 +1122,16 @@ TEST_CASE("POST /v5/sync (the sync dictionary, log lines front-coded): "
      "too_large"},
     {"garbage", std::string(64, '\x5a'), {}, 400, "decode_failed"},
   };
-  check_bundle_refusals(f, "/v5/sync", cases);
-  // Its dictionary and front-coded lines only where the path says so.
-  std::vector<bad_bundle> older{{"v5 body", body.bytes, {}, 400,
-                                 "decode_failed"}};
-  check_bundle_refusals(f, "/v4/sync", older);
-  check_bundle_refusals(f, "/v3/sync", older);
+  check_bundle_refusals(f, path, cases);
+  // Recoded items only where the path says they may be.
+  std::vector<bad_bundle> recoded{{"recoded", body.bytes, {}, 400,
+                                   "decode_failed"}};
+  for (auto& other : older)
+    check_bundle_refusals(f, other, recoded);
   CHECK(f.tables() == tables);
-  auto res = f.client->post("/v5/sync", body.bytes, {});
+  auto res = f.client->post(path, body.bytes, {});
   REQUIRE_MESSAGE(res, render(res.error()));
-  auto acks = results_of(*res, 2);
-  for (auto& ack : acks) {
+  for (auto& ack : results_of(*res, 2)) {
     CHECK(ack.status == 200);
     CHECK(ack.last_sequence_ack == 1);
   }
@@ -1173,6 +1142,21 @@ TEST_CASE("POST /v5/sync (the sync dictionary, log lines front-coded): "
     CHECK(ack.last_sequence_ack == 1);
   CHECK(f.counters()["duplicates"] == 2);
   CHECK(f.logs().size() == 2);
+}
+
+} // namespace
+
+TEST_CASE("POST /v4/sync (log timestamps as deltas): restored, acked and "
+          "stored as the queued batch; /v3/sync refuses a recoded item; a "
+          "resend by an older path is a duplicate") {
+  check_recoded_bundle("/v4/sync", bundle_coding::log_times, {"/v3/sync"});
+}
+
+TEST_CASE("POST /v5/sync (the sync dictionary, log lines front-coded): "
+          "restored, acked and stored as the queued batch; /v4/sync and "
+          "/v3/sync refuse it; a resend by an older path is a duplicate") {
+  check_recoded_bundle("/v5/sync", bundle_coding::log_lines,
+                       {"/v4/sync", "/v3/sync"});
 }
 
 TEST_CASE("a sync stream: each frame's batches acked and stored; a resend "

@@ -291,6 +291,52 @@ void check_older_node(int node_version, int64_t link_version, int whole) {
   CHECK(f.stats(link).counters["failures"] == 0);
 }
 
+/// A link at sync `version` (the default when 0) sends a round as one
+/// request of exactly encode_bundle_body(round, level, `coding`), then the
+/// batch `lone` of round 2 alone, as `coding` makes it; each acked, 4
+/// batches synced. Returns the link for more.
+cloud_link_actor check_round_coding(link_fixture& f,
+                                    const std::shared_ptr<door_log>& log,
+                                    int64_t version, bundle_coding coding,
+                                    size_t lone) {
+  cloud_link_config cfg;
+  if (version > 0)
+    cfg.sync_version = version;
+  cfg.coalesce_window = 60s;
+  cfg.clock = f.clock;
+  auto link = f.spawn_link({f.open_door(log)}, cfg);
+  for (auto& ack : f.send_all(link, round_bodies(1))) {
+    CHECK(ack.status == 200);
+    CHECK(ack.last_sequence_ack == 1);
+  }
+  CHECK(log->syncs == 3);
+  // One request of exactly that body: no 404 and second try.
+  auto round = round_bodies(1);
+  size_t queued = 0;
+  for (auto& b : round)
+    queued += b.size();
+  auto body = encode_bundle_body(round, bundle_zstd_level(queued), coding);
+  REQUIRE(body.coded);
+  auto st = f.stats(link);
+  CHECK(st.counters["requests"] == 1);
+  CHECK(st.counters["bytes_sent"] == static_cast<int64_t>(body.bytes.size()));
+  // A drain: the lone batch goes at once, recoded as the coding says.
+  auto batch = round_bodies(2)[lone];
+  sync_ack ack;
+  (*f.self)
+    ->request(link, 20s, sync_atom::value, batch)
+    .receive([&](sync_ack& x) { ack = std::move(x); },
+             [&](caf::error& err) { FAIL(render(err)); });
+  CHECK(ack.last_sequence_ack == 2);
+  auto sent = f.stats(link).counters["bytes_sent"] - st.counters["bytes_sent"];
+  CHECK(sent == static_cast<int64_t>(
+                  encode_bundle_body({batch}, bundle_zstd_level(batch.size()),
+                                     coding)
+                    .bytes.size()));
+  CHECK(log->syncs == 4);
+  return link;
+}
+
 } // namespace
 
 TEST_CASE("a refused connection fails over to the next endpoint, and the "
@@ -771,44 +817,11 @@ TEST_CASE("at sync version 3 a round of zstd batches is one POST /v3/sync, "
 
 TEST_CASE("at sync version 5 (the default) a round goes as POST /v5/sync, "
           "a lone batch too; the cloud restores and acks each batch") {
+  REQUIRE(cloud_link_config{}.sync_version == 5);
   link_fixture f;
   auto log = std::make_shared<door_log>();
-  cloud_link_config cfg;
-  REQUIRE(cfg.sync_version == 5);
-  cfg.coalesce_window = 60s;
-  cfg.clock = f.clock;
-  auto link = f.spawn_link({f.open_door(log)}, cfg);
-  for (auto& ack : f.send_all(link, round_bodies(1))) {
-    CHECK(ack.status == 200);
-    CHECK(ack.last_sequence_ack == 1);
-  }
-  CHECK(log->syncs == 3);
-  // One request of exactly the v5 body: no 404 and second try.
-  auto round = round_bodies(1);
-  size_t queued = 0;
-  for (auto& b : round)
-    queued += b.size();
-  auto level = bundle_zstd_level(queued);
-  auto v5 = encode_bundle_body(round, level, bundle_coding::log_lines);
-  REQUIRE(v5.coded);
-  auto st = f.stats(link);
-  CHECK(st.counters["requests"] == 1);
-  CHECK(st.counters["bytes_sent"] == static_cast<int64_t>(v5.bytes.size()));
-  // A drain: a lone metrics batch goes as POST /v5/sync too.
-  auto metrics = round_bodies(2)[0];
-  sync_ack ack;
-  (*f.self)
-    ->request(link, 20s, sync_atom::value, metrics)
-    .receive([&](sync_ack& x) { ack = std::move(x); },
-             [&](caf::error& err) { FAIL(render(err)); });
-  CHECK(ack.last_sequence_ack == 2);
-  auto sent = f.stats(link).counters["bytes_sent"] - st.counters["bytes_sent"];
-  CHECK(sent == static_cast<int64_t>(
-                  encode_bundle_body({metrics},
-                                     bundle_zstd_level(metrics.size()),
-                                     bundle_coding::log_lines)
-                    .bytes.size()));
-  CHECK(log->syncs == 4);
+  // The lone batch: metrics, which version 4 would send as queued.
+  auto link = check_round_coding(f, log, 0, bundle_coding::log_lines, 0);
   CHECK(f.stats(link).counters["failures"] == 0);
 }
 
@@ -825,39 +838,7 @@ TEST_CASE("at sync version 4 a round goes as POST /v4/sync, log timestamps "
           "each batch") {
   link_fixture f;
   auto log = std::make_shared<door_log>();
-  cloud_link_config cfg;
-  cfg.sync_version = 4;
-  cfg.coalesce_window = 60s;
-  cfg.clock = f.clock;
-  auto link = f.spawn_link({f.open_door(log)}, cfg);
-  for (auto& ack : f.send_all(link, round_bodies(1))) {
-    CHECK(ack.status == 200);
-    CHECK(ack.last_sequence_ack == 1);
-  }
-  CHECK(log->syncs == 3);
-  // One request of exactly the v4 body: no 404 and second try.
-  auto round = round_bodies(1);
-  size_t queued = 0;
-  for (auto& b : round)
-    queued += b.size();
-  auto v4 = encode_bundle_body(round, bundle_zstd_level(queued), bundle_coding::log_times);
-  REQUIRE(v4.coded);
-  auto st = f.stats(link);
-  CHECK(st.counters["requests"] == 1);
-  CHECK(st.counters["bytes_sent"] == static_cast<int64_t>(v4.bytes.size()));
-  // A drain: the lone logs batch is recoded, the lone metrics batch is not.
-  auto logs = round_bodies(2)[1];
-  sync_ack ack;
-  (*f.self)
-    ->request(link, 20s, sync_atom::value, logs)
-    .receive([&](sync_ack& x) { ack = std::move(x); },
-             [&](caf::error& err) { FAIL(render(err)); });
-  CHECK(ack.last_sequence_ack == 2);
-  auto sent = f.stats(link).counters["bytes_sent"] - st.counters["bytes_sent"];
-  CHECK(sent == static_cast<int64_t>(
-                  encode_bundle_body({logs}, bundle_zstd_level(logs.size()),
-                                     bundle_coding::log_times)
-                    .bytes.size()));
+  auto link = check_round_coding(f, log, 4, bundle_coding::log_times, 1);
   CHECK(f.send(link, 2).last_sequence_ack == 2);
   CHECK(log->syncs == 5);
   CHECK(f.stats(link).counters["failures"] == 0);
