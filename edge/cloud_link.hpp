@@ -36,8 +36,9 @@ struct cloud_link_config {
   /// How long a batch arriving after a quiet spell waits for the other
   /// streams' batches to share its request (0: never waits).
   std::chrono::milliseconds coalesce_window{50};
-  /// 4: as 3, and each logs batch's timestamps as deltas, POST /v4/sync
-  /// (a lone logs batch too); 3: several batches per request, POST
+  /// 5: as 4, and each logs batch's lines front-coded, zstd with the sync
+  /// dictionary, POST /v5/sync (a lone batch too); 4: as 3, and each logs
+  /// batch's timestamps as deltas, POST /v4/sync (a lone logs batch too); 3: several batches per request, POST
   /// /v3/sync (zstd as a whole) when they came compressed; 2: POST /v2/sync
   /// (trimmed headers), the queued bytes as they are; each falls back to
   /// the older form when a node answers 404; 1: one batch per POST
@@ -61,7 +62,7 @@ constexpr std::chrono::milliseconds stream_refused_pause{600000};
 /// quiet spell waits up to cloud.coalesce-window for the other streams'.
 constexpr std::chrono::milliseconds coalesce_quiet_spell{500};
 
-/// The zstd level of a POST /v3/sync or /v4/sync (a bundle compressed as a
+/// The zstd level of a POST /v3/sync to /v5/sync (a bundle compressed as a
 /// whole, when its batches came compressed) of `queued_bytes` (its
 /// batches' bytes as queued): a round's few KiB at 19, 3-4 % smaller than
 /// at 3 for ~0.1 ms and ~0.2-1 MiB of context; a backlog's drain at 3.
@@ -157,13 +158,14 @@ struct cloud_link_state {
   static inline const char* name = "cloud_link";
 };
 
-/// Carries SyncRequest bodies as POST /v2/sync (or at sync version 3 or 4
-/// /v3/sync or /v4/sync, zstd as a whole: bundle_for) with keep-alive
+/// Carries SyncRequest bodies as POST /v2/sync (or at sync version 3 to 5
+/// /v3/sync to /v5/sync, zstd as a whole: bundle_for) with keep-alive
 /// and the device key, the
 /// batches of every stream that arrive within the coalesce window (after a
 /// quiet spell) in one request, and turns each batch's SyncResponse into its
-/// reply; a node that answers 404 gets the older form from then on (v4:
-/// /v3/sync; v3: POST /v2/sync; v2: each batch as POST /v1/sync).
+/// reply; a node that answers 404 gets the older form from then on (v5:
+/// /v4/sync; v4: /v3/sync; v3: POST /v2/sync; v2: each batch as POST
+/// /v1/sync).
 /// Without a key but
 /// with an enrollment token it first enrolls (POST /v1/enroll) and keeps the
 /// key in key_file (0600); a refused enrollment is a link failure: the data
