@@ -579,6 +579,11 @@ bool next_field(std::string_view msg, size_t& pos, field_view& f) {
   return true;
 }
 
+// The request around a recoded logs batch (either coding) is wrong.
+caf::error bad_request_coding(const char* what) {
+  return make_error(ec::decode_failed, std::string("recoded logs: ") + what);
+}
+
 caf::error bad_coding(const char* what) {
   return make_error(ec::decode_failed, std::string("log timestamps: ") + what);
 }
@@ -639,13 +644,13 @@ caf::expected<std::string> recode_logs(std::string_view request,
   field_view f;
   while (pos < request.size()) {
     if (!next_field(request, pos, f))
-      return bad_coding("malformed request");
+      return bad_request_coding("malformed request");
     if (f.tag != logs_tag) {
       out.append(f.whole);
       continue;
     }
     if (found)
-      return bad_coding("more than one logs batch");
+      return bad_request_coding("more than one logs batch");
     found = true;
     std::string batch;
     if (auto err = recode(f.payload, batch))
@@ -657,7 +662,7 @@ caf::expected<std::string> recode_logs(std::string_view request,
       return too_long(max_bytes);
   }
   if (!found)
-    return bad_coding("no logs batch");
+    return bad_request_coding("no logs batch");
   return out;
 }
 
