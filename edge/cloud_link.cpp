@@ -467,33 +467,34 @@ answers bundle_answers(link_ptr self, size_t batches, const std::string& body,
 // queued bytes (a lone batch's resends stay byte for byte the queue's).
 struct bundle_request {
   bundle_body body;
-  std::string path;
+  /// The form: POST /v<version>/sync.
+  int64_t version = 2;
 };
 
 bundle_request bundle_for(const cloud_link_state& st,
                           const endpoint_client& ep,
                           const std::vector<std::string>& bodies) {
-  auto version = st.cfg.sync_version;
+  auto version = std::min(st.cfg.sync_version, ep.node_version);
   size_t queued = 0;
   for (auto& b : bodies)
     queued += b.size();
   auto level = bundle_zstd_level(queued);
-  if (version >= 5 && !ep.no_v5 && !ep.no_v4 && !ep.no_v3) {
+  if (version >= 5) {
     auto body = encode_bundle_body(bodies, level, bundle_coding::log_lines);
     if (body.coded)
-      return {std::move(body), "/v5/sync"};
-  } else if (version >= 4 && !ep.no_v4 && !ep.no_v3) {
+      return {std::move(body), 5};
+  } else if (version == 4) {
     auto body = encode_bundle_body(bodies, level, bundle_coding::log_times);
     if (body.coded)
-      return {std::move(body), "/v4/sync"};
+      return {std::move(body), 4};
     if (body.zstd && bodies.size() > 1)
-      return {std::move(body), "/v3/sync"};
-  } else if (version >= 3 && !ep.no_v3 && bodies.size() > 1) {
+      return {std::move(body), 3};
+  } else if (version == 3 && bodies.size() > 1) {
     auto body = encode_bundle_body(bodies, level);
-    auto path = body.zstd ? "/v3/sync" : "/v2/sync";
-    return {std::move(body), path};
+    auto form = body.zstd ? 3 : 2;
+    return {std::move(body), form};
   }
-  return {{encode_bundle(bodies), false}, "/v2/sync"};
+  return {{encode_bundle(bodies), false}, 2};
 }
 
 // The batches as the next frame of the current node's sync stream; none
@@ -504,8 +505,8 @@ stream_bundle(link_ptr self, const std::vector<std::string>& bodies,
               const header_list& headers) {
   auto& st = self->state;
   auto& ep = st.endpoints[st.current];
-  if (!st.cfg.use_stream || ep.no_stream || ep.no_v4 || ep.no_v3
-      || st.cfg.sync_version < 4
+  if (!st.cfg.use_stream || ep.no_stream
+      || std::min(st.cfg.sync_version, ep.node_version) < 4
       || st.cfg.clock->steady_ms() < ep.stream_retry_ms)
     return std::nullopt;
   // Level 3: a drain's MiB at 19 would take seconds of a device's CPU.
@@ -549,20 +550,18 @@ caf::expected<http_response> post_bundle(link_ptr self,
     headers.emplace_back("Authorization", st.authorization);
   if (auto res = stream_bundle(self, bodies, headers))
     return std::move(*res);
-  auto [body, path] = bundle_for(st, ep, bodies);
+  auto [body, form] = bundle_for(st, ep, bodies);
+  auto path = "/v" + std::to_string(form) + "/sync";
   auto res = post(self, path, body.bytes, headers);
   if (!res)
     return res;
   st.bytes_sent += static_cast<int64_t>(body.bytes.size());
   st.bytes_received += static_cast<int64_t>(res->body.size());
-  if (path == "/v2/sync" || res->status != 404) {
+  if (form == 2 || res->status != 404) {
     reversed = body.reversed;
     return res;
   }
-  (path == "/v5/sync"   ? ep.no_v5
-   : path == "/v4/sync" ? ep.no_v4
-                        : ep.no_v3)
-    = true;
+  ep.node_version = form - 1;
   log_info("cloud_link", ep.url, " has no POST ", path,
            "; sending the older form from now on");
   ++st.requests;

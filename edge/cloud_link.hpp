@@ -105,15 +105,11 @@ struct endpoint_client {
   std::unique_ptr<http_client> client;
   /// The node answered POST /v2/sync with 404: an older cloud, v1 only.
   bool v1_only = false;
-  /// The node answered POST /v3/sync with 404: older than v3, it takes
-  /// bundles of the batches' own bytes only (POST /v2/sync).
-  bool no_v3 = false;
-  /// The node answered POST /v4/sync with 404: older than v4 (no log
-  /// timestamps as deltas).
-  bool no_v4 = false;
-  /// The node answered POST /v5/sync with 404: older than v5 (no log lines
-  /// front-coded, no sync dictionary).
-  bool no_v5 = false;
+  /// The newest bundle form the node takes: each 404 to POST /vN/sync
+  /// (N = 3 to 5) leaves N - 1 (v5: front-coded lines and the dictionary;
+  /// v4: log timestamps as deltas; v3: zstd as a whole; v2: the batches'
+  /// own bytes).
+  int64_t node_version = 5;
   /// The node answered the sync stream's upgrade with 404: HTTP only.
   bool no_stream = false;
   /// It refused the upgrade otherwise (503: its streams are all taken):
