@@ -88,7 +88,8 @@ std::string batch_checksum(std::string_view bytes) {
 }
 
 namespace {
-std::string zstd_frame(const std::string& plain, int level);
+std::string zstd_frame(const std::string& plain, int level,
+                       std::string_view dict = {});
 } // namespace
 
 device_capability capability_of(const capability_report& x) {
@@ -150,28 +151,17 @@ label_map labels_of(const google::protobuf::RepeatedPtrField<pb::Label>& in) {
   return out;
 }
 
-/// `plain` as one zstd frame with the sync dictionary, or plain when
-/// compression fails.
-std::string zstd_frame_dict(const std::string& plain, int level) {
+/// `plain` as one zstd frame (with `dict` as raw content when not empty),
+/// or plain when compression fails.
+std::string zstd_frame(const std::string& plain, int level,
+                       std::string_view dict) {
   std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx{ZSTD_createCCtx(),
                                                           ZSTD_freeCCtx};
-  auto dict = sync_dictionary();
   std::string compressed(ZSTD_compressBound(plain.size()), '\0');
   auto n = ZSTD_compress_usingDict(cctx.get(), compressed.data(),
                                    compressed.size(), plain.data(),
                                    plain.size(), dict.data(), dict.size(),
                                    level);
-  if (ZSTD_isError(n))
-    return plain;
-  compressed.resize(n);
-  return compressed;
-}
-
-/// `plain` as one zstd frame, or plain when compression fails.
-std::string zstd_frame(const std::string& plain, int level) {
-  std::string compressed(ZSTD_compressBound(plain.size()), '\0');
-  auto n = ZSTD_compress(compressed.data(), compressed.size(), plain.data(),
-                         plain.size(), level);
   if (ZSTD_isError(n))
     return plain;
   compressed.resize(n);
@@ -1030,14 +1020,18 @@ bundle_body encode_bundle_body(const std::vector<std::string>& bodies,
   if (failed)
     return out;
   auto compress = [&](const std::vector<bundle_item>& items) {
-    return dict ? zstd_frame_dict(encode_items(items), level)
-                : zstd_frame(encode_items(items), level);
+    return zstd_frame(encode_items(items), level,
+                      dict ? sync_dictionary() : std::string_view{});
   };
   auto whole = compress(plain);
   bool reversed = false;
+  size_t plain_bytes = 0;
+  for (auto& x : plain)
+    plain_bytes += x.request.size();
   // zstd codes a frame's literals with one table per block: text after
   // binary columns often codes smaller than before them, or the reverse.
-  if (plain.size() > 1) {
+  // A round's few KiB only: a drain's MiB are not compressed twice.
+  if (plain.size() > 1 && plain_bytes <= max_reordered_bytes) {
     std::reverse(plain.begin(), plain.end());
     if (auto other = compress(plain); other.size() < whole.size()) {
       whole = std::move(other);

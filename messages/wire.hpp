@@ -177,8 +177,10 @@ struct bundle_body {
 /// timestamps as deltas, lines front-coded), if that is smaller than
 /// encode_bundle(bodies), which it is otherwise. With log_lines the frame
 /// is compressed with sync_dictionary() and always taken. Of two or three
-/// items both orders (given, reversed) are tried and the smaller kept:
-/// `reversed` says which (the answers come back in the body's order).
+/// items of at most max_reordered_bytes together both orders (given,
+/// reversed) are tried and the smaller kept: `reversed` says which (the
+/// answers come back in the body's order).
+constexpr size_t max_reordered_bytes = 64 * 1024;
 bundle_body encode_bundle_body(const std::vector<std::string>& bodies,
                                int level,
                                bundle_coding coding = bundle_coding::none);
