@@ -2,50 +2,18 @@
 // covers real requests, and amplifying ones are refused before the parse.
 #include <doctest/doctest.h>
 
-#include <malloc.h>
-
-#include <atomic>
-#include <cstdlib>
-#include <new>
 #include <string>
 
 #include <zstd.h>
 
 #include "fleetd/v1/sync.pb.h"
+#include "heap_count.hpp"
 #include "messages/error.hpp"
 #include "messages/parse_bound.hpp"
 #include "messages/wire.hpp"
 
 using namespace fleetd;
 namespace pb = fleetd::v1;
-
-// Heap bytes in use, and the most since the peak was reset: what a hostile
-// body made the process hold at once, not just its largest block.
-static std::atomic<int64_t> live_bytes{0};
-static std::atomic<int64_t> peak_bytes{0};
-
-void* operator new(size_t n) {
-  void* p = std::malloc(n == 0 ? 1 : n);
-  if (p == nullptr)
-    throw std::bad_alloc{};
-  auto now = live_bytes += static_cast<int64_t>(malloc_usable_size(p));
-  auto seen = peak_bytes.load(std::memory_order_relaxed);
-  while (now > seen && !peak_bytes.compare_exchange_weak(seen, now)) {
-  }
-  return p;
-}
-// GCC sees new/delete pairs inlined into malloc/free and warns wrongly.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void operator delete(void* p) noexcept {
-  if (p != nullptr)
-    live_bytes -= static_cast<int64_t>(malloc_usable_size(p));
-  std::free(p);
-}
-void operator delete(void* p, size_t) noexcept {
-  operator delete(p);
-}
-#pragma GCC diagnostic pop
 
 namespace {
 
@@ -150,10 +118,9 @@ TEST_CASE("amplifying bodies are refused before the parse allocates") {
     auto body = zstd(c.plain);
     CHECK(body.size() < 8 * 1024);
     CHECK(bound_of(c.plain) > 4 * size);
-    peak_bytes = live_bytes.load();
-    auto before = peak_bytes.load();
+    auto before = test::heap_reset_peak();
     auto got = decode_request(body, true, 64 * mib);
-    auto grew = static_cast<uint64_t>(peak_bytes - before);
+    auto grew = static_cast<uint64_t>(test::heap_peak() - before);
     REQUIRE_FALSE(got);
     CHECK(got.error() == ec::too_large);
     CHECK(render(got.error()).find("parsed request") != std::string::npos);
