@@ -19,6 +19,7 @@
 #include "edge/sqlite_store.hpp"
 #include "edge/storage.hpp"
 #include "edge/sync.hpp"
+#include "edge/scrape.hpp"
 #include "edge/system_collector.hpp"
 #include "messages/error.hpp"
 #include "messages/wire.hpp"
@@ -41,6 +42,7 @@ struct edge_options {
   backoff_config backoff;
   system_collector_config collector;
   load_config load;
+  scrape_config scrape;
   storage_limits storage;
   restart_limits supervisor;
   scheduler_options scheduler;
@@ -65,6 +67,7 @@ void declare(option_set& opts, edge_options& x) {
            "debug and maintenance commands: print JSON");
   declare(opts, x.backoff);
   declare(opts, x.load);
+  declare(opts, x.scrape);
   declare(opts, x.supervisor);
   declare(opts, x.scheduler, device_scheduler());
 }
@@ -73,7 +76,8 @@ void declare(option_set& opts, edge_options& x) {
 // checked when the sync actors are spawned.
 caf::error validate(const edge_options& x) {
   for (auto err : {validate(x.link), validate(x.collector),
-                   validate(x.capability), validate(x.backoff),
+                   validate(x.scrape), validate(x.capability),
+                   validate(x.backoff),
                    validate(x.supervisor), validate(x.scheduler)})
     if (err)
       return err;
@@ -100,6 +104,8 @@ int64_t group_window(const edge_options& opt) {
   auto shortest = opt.collector.interval.count();
   if (opt.load.series > 0)
     shortest = std::min<int64_t>(shortest, opt.load.interval.count());
+  if (!opt.scrape.targets.empty())
+    shortest = std::min<int64_t>(shortest, opt.scrape.interval.count());
   return std::min<int64_t>(opt.storage.group_window_ms, shortest / 10);
 }
 
@@ -365,6 +371,17 @@ inspector_config spawn_actors(caf::actor_system& sys, stop_list& stops,
     gcfg.on_stored = ccfg.on_stored;
     auto gen = keep("load_generator", sys.spawn(system_collector, gcfg));
     icfg.actors.emplace_back("load_generator", caf::actor_cast<caf::actor>(gen));
+  }
+  // Validated with the options; a scrape blocks its own thread only.
+  auto targets = scrape_targets(opt.scrape);
+  for (auto& t : targets ? *targets : std::vector<scrape_target>{}) {
+    auto tcfg = scrape_collector(t, opt.scrape);
+    tcfg.clock = clk;
+    tcfg.storage = st;
+    tcfg.on_stored = ccfg.on_stored;
+    auto name = tcfg.name;
+    auto s = keep(name, sys.spawn<caf::detached>(system_collector, tcfg));
+    icfg.actors.emplace_back(name, caf::actor_cast<caf::actor>(s));
   }
   for (auto what : {"storage", "queue", "clean"})
     icfg.debug[what] = caf::actor_cast<caf::actor>(st);

@@ -303,12 +303,14 @@ void collect_round(
                                          now, &problems);
   ++st.rounds;
   if (!problems.empty()) {
-    // The same files stay missing every round: warn once, then only debug.
+    // The same files stay missing every round: warn once, then only debug
+    // (named for the collector: a scrape target's are its own).
+    auto* who = st.cfg.name.c_str();
     if (st.read_problems == 0)
-      log_warning_limited(component, "unreadable",
-                          "skipping unreadable metrics: ", join(problems));
+      log_warning_limited(who, "unreadable", "skipping unreadable metrics: ",
+                          join(problems));
     else
-      log_debug(component, "skipping unreadable metrics: ", join(problems));
+      log_debug(who, "skipping unreadable metrics: ", join(problems));
     st.read_problems += static_cast<int64_t>(problems.size());
   }
   if (st.cfg.events)
