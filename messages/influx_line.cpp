@@ -8,6 +8,7 @@
 #include "messages/decode_budget.hpp"
 #include "messages/error.hpp"
 #include "messages/labels.hpp"
+#include "messages/prom_text.hpp"
 
 namespace fleetd {
 
@@ -150,8 +151,7 @@ public:
 
 private:
   void error(size_t number, std::string reason) {
-    note_line_error(out_.errors, out_.bad_lines, limits_.max_errors, number,
-                    std::move(reason));
+    out_.note_error(number, std::move(reason), limits_.max_errors);
   }
 
   std::string parse(std::string_view line, size_t pos) {

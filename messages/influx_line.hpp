@@ -18,7 +18,7 @@
 
 #include <caf/error.hpp>
 
-#include "messages/prom_text.hpp"
+#include "messages/text_lines.hpp"
 #include "messages/types.hpp"
 
 namespace fleetd {
@@ -30,26 +30,16 @@ enum class influx_precision : uint8_t { ns, us, ms, s };
 /// parameter; false for anything else.
 bool parse_influx_precision(std::string_view x, influx_precision& out);
 
-struct influx_limits {
-  size_t max_line_bytes = 64 * 1024;
+struct influx_limits : text_limits {
   /// Tags of one line.
   size_t max_tags = 64;
   /// Fields of one line.
   size_t max_fields = 256;
-  /// Samples of one request; parsing stops there (influx_batch::stopped).
-  size_t max_samples = 200'000;
-  size_t max_errors = 32;
-  uint64_t max_decoded_bytes = uint64_t{64} << 20;
 };
 
-struct influx_batch {
-  metric_samples samples;
-  std::vector<line_error> errors;
-  size_t bad_lines = 0;
+struct influx_batch : text_result {
   /// String fields, which have no sample.
   size_t skipped_strings = 0;
-  /// ec::too_large when a limit stopped parsing before the end.
-  caf::error stopped;
 };
 
 /// Parses `text`; lines without a timestamp get `now_ms`.

@@ -204,8 +204,7 @@ public:
 
 private:
   void error(size_t number, std::string reason) {
-    note_line_error(page_.errors, page_.bad_lines, limits_.max_errors, number,
-                    std::move(reason));
+    page_.note_error(number, std::move(reason), limits_.max_errors);
   }
 
   void stop(caf::error err) { page_.stopped = std::move(err); }
@@ -451,13 +450,6 @@ const char* to_string(prom_type x) {
       break;
   }
   return "untyped";
-}
-
-void note_line_error(std::vector<line_error>& errors, size_t& bad_lines,
-                     size_t max, size_t line, std::string reason) {
-  ++bad_lines;
-  if (errors.size() < max)
-    errors.push_back({line, std::move(reason)});
 }
 
 bool is_metric_name(std::string_view x) {

@@ -17,6 +17,7 @@
 
 #include <caf/error.hpp>
 
+#include "messages/text_lines.hpp"
 #include "messages/types.hpp"
 
 namespace fleetd {
@@ -33,60 +34,14 @@ struct prom_family {
   std::string help;
 };
 
-/// Why one line was skipped.
-struct line_error {
-  /// 1-based.
-  size_t line = 0;
-  std::string reason;
-};
-
-/// Counts a bad line in `bad_lines` and keeps its error while `errors` has
-/// fewer than `max`.
-void note_line_error(std::vector<line_error>& errors, size_t& bad_lines,
-                     size_t max, size_t line, std::string reason);
-
-/// Calls `f(line, number)` for each line of `text` (1-based numbers; the
-/// newline and a '\r' before it taken off) until `f` returns false.
-template <class F>
-void for_each_line(std::string_view text, F&& f) {
-  size_t number = 0;
-  while (!text.empty()) {
-    auto end = text.find('\n');
-    auto line = text.substr(0, end);
-    text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
-    if (!line.empty() && line.back() == '\r')
-      line.remove_suffix(1);
-    if (!f(line, ++number))
-      return;
-  }
-}
-
-struct prom_limits {
-  /// A longer line is skipped with an error, never copied.
-  size_t max_line_bytes = 64 * 1024;
+struct prom_limits : text_limits {
   /// Labels of one sample.
   size_t max_labels = 64;
-  /// Samples of one page; parsing stops there (prom_page::stopped).
-  size_t max_samples = 200'000;
-  /// Line errors kept with their text (all are counted).
-  size_t max_errors = 32;
-  /// What the samples, families and duplicate check may take decoded
-  /// (strings, structs, nodes); parsing stops there (prom_page::stopped).
-  uint64_t max_decoded_bytes = uint64_t{64} << 20;
 };
 
-struct prom_page {
-  /// In page order; each with the page's timestamp unless it gave its own.
-  metric_samples samples;
+struct prom_page : text_result {
   /// Families with a TYPE or HELP line, in the order first seen.
   std::vector<prom_family> families;
-  /// The first prom_limits::max_errors bad lines.
-  std::vector<line_error> errors;
-  /// Every bad line, including those past max_errors.
-  size_t bad_lines = 0;
-  /// ec::too_large when a limit stopped parsing before the end (the samples
-  /// before it are kept); none otherwise.
-  caf::error stopped;
 };
 
 /// Parses `text`; samples without a timestamp get `timestamp_ms`. Labels

@@ -1,4 +1,5 @@
 #include "helpers.hpp"
+#include "fuzz.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -6,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <thread>
 
 #include <doctest/doctest.h>
@@ -91,6 +93,36 @@ std::string read_to_close(int fd) {
     out.append(buf, static_cast<size_t>(n));
   }
   return out;
+}
+
+long fuzz_iterations(long fallback) {
+  if (auto* env = std::getenv("FLEETD_FUZZ_ITERATIONS"))
+    return std::atol(env);
+  return fallback;
+}
+
+std::string mutate(std::string text, std::string_view alphabet,
+                   std::mt19937_64& rng) {
+  auto edits = 1 + rng() % 8;
+  for (size_t e = 0; e < edits; ++e) {
+    auto at = text.empty() ? 0 : rng() % text.size();
+    switch (rng() % 4) {
+      case 0:
+        if (!text.empty())
+          text[at] = static_cast<char>(rng());
+        break;
+      case 1:
+        text.insert(at, 1, alphabet[rng() % alphabet.size()]);
+        break;
+      case 2:
+        text.erase(at, 1 + rng() % 6);
+        break;
+      default:
+        if (!text.empty())
+          text.insert(at, text.substr(rng() % text.size(), 1 + rng() % 40));
+    }
+  }
+  return text;
 }
 
 } // namespace fleetd::test

@@ -29,16 +29,6 @@ namespace {
 constexpr const char* node_exporter = "/usr/bin/prometheus-node-exporter";
 constexpr const char* device_id = "scrape-dev";
 
-std::string hex(const std::string& bytes) {
-  static const char* digits = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out += digits[c >> 4];
-    out += digits[c & 15];
-  }
-  return out;
-}
-
 // SQL that holds for series whose labels include job=`job`.
 std::string job_is(const std::string& job) {
   return "instr(s.labels, X'" + hex(std::string("job") + '\0' + job + '\0')

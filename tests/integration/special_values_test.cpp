@@ -24,16 +24,6 @@ namespace {
 constexpr int64_t rounds = 5;
 constexpr const char* device_id = "special-dev";
 
-std::string hex(const std::string& bytes) {
-  std::string out;
-  char buf[3];
-  for (auto c : bytes) {
-    snprintf(buf, sizeof(buf), "%02X", static_cast<unsigned char>(c));
-    out += buf;
-  }
-  return out;
-}
-
 std::string bits_hex(double x) {
   char buf[17];
   snprintf(buf, sizeof(buf), "%016llx",

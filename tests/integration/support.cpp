@@ -206,6 +206,16 @@ int64_t query_int(const std::string& db_path, const std::string& sql) {
   return rows.empty() ? -1 : std::atoll(rows.front().c_str());
 }
 
+std::string hex(const std::string& bytes) {
+  static constexpr char digits[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += digits[c >> 4];
+    out += digits[c & 0xf];
+  }
+  return out;
+}
+
 namespace {
 
 std::string point_line(const std::string& name, const std::string& labels,
@@ -231,17 +241,6 @@ std::vector<std::string> points(const std::string& db, const std::string& sql) {
       out.push_back(point_line(cols[0], cols[1], cols[2], cols[3]));
   }
   std::sort(out.begin(), out.end());
-  return out;
-}
-
-/// Bytes as upper-case hex, as SQLite's hex() writes them.
-std::string hex(const std::string& bytes) {
-  static constexpr char digits[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out += digits[c >> 4];
-    out += digits[c & 0xf];
-  }
   return out;
 }
 

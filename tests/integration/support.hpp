@@ -143,6 +143,9 @@ void on_postgresql(const std::string& prefix,
 /// The bytes of SQLite hex() text (the rows below write blobs so).
 std::string unhex(const std::string& text);
 
+/// Bytes as upper-case hex, as SQLite's hex() writes them.
+std::string hex(const std::string& bytes);
+
 /// Every metric row of a device's store, as sortable text lines.
 std::vector<std::string> device_points(const std::string& device_db);
 /// Every point a cloud store holds for `device_id`, as sortable text lines.

@@ -6,10 +6,10 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <random>
 #include <string>
 
+#include "fuzz.hpp"
 #include "messages/error.hpp"
 #include "messages/influx_line.hpp"
 #include "messages/labels.hpp"
@@ -185,9 +185,7 @@ TEST_CASE("limits stop what a request materialises before it is made") {
 }
 
 TEST_CASE("seeded mutations neither crash the parser nor break its promises") {
-  auto iterations = 20000L;
-  if (auto* env = std::getenv("FLEETD_FUZZ_ITERATIONS"))
-    iterations = std::atol(env);
+  auto iterations = test::fuzz_iterations(20000);
   const std::string seed_text =
     "cpu,host=a,region=eu usage=0.5,count=3i,ok=t,note=\"a \\\"b\\\"\" "
     "1700000000000000000\nweather\\ st,city=N\\ Y temp=-1.5e1,u=7u\n"
@@ -200,26 +198,7 @@ TEST_CASE("seeded mutations neither crash the parser nor break its promises") {
   limits.max_decoded_bytes = 16 * 1024;
   size_t kept = 0, refused = 0;
   for (long i = 0; i < iterations; ++i) {
-    auto text = seed_text;
-    auto edits = 1 + rng() % 8;
-    for (size_t e = 0; e < edits; ++e) {
-      auto at = text.empty() ? 0 : rng() % text.size();
-      switch (rng() % 4) {
-        case 0:
-          if (!text.empty())
-            text[at] = static_cast<char>(rng());
-          break;
-        case 1:
-          text.insert(at, 1, alphabet[rng() % alphabet.size()]);
-          break;
-        case 2:
-          text.erase(at, 1 + rng() % 6);
-          break;
-        default:
-          if (!text.empty())
-            text.insert(at, text.substr(rng() % text.size(), 1 + rng() % 40));
-      }
-    }
+    auto text = test::mutate(seed_text, alphabet, rng);
     auto b = parse(text, influx_precision::ns, limits);
     REQUIRE(b.samples.size() <= limits.max_samples);
     REQUIRE(b.errors.size() <= b.bad_lines);

@@ -14,6 +14,7 @@
 
 #include "heap_count.hpp"
 #include "messages/decode_budget.hpp"
+#include "fuzz.hpp"
 #include "messages/error.hpp"
 #include "messages/labels.hpp"
 #include "messages/prom_text.hpp"
@@ -413,9 +414,7 @@ TEST_CASE("a real node_exporter capture parses whole, value for value") {
 }
 
 TEST_CASE("seeded mutations neither crash the parser nor break its promises") {
-  auto iterations = 20000L;
-  if (auto* env = std::getenv("FLEETD_FUZZ_ITERATIONS"))
-    iterations = std::atol(env);
+  auto iterations = test::fuzz_iterations(20000);
   const std::string seed_page =
     "# HELP m help \\n text\n# TYPE m counter\n"
     "m{a=\"x\\\\y\",b=\"\\\"q\\\"\"} 1.5e3 1700000000000\n"
@@ -429,28 +428,7 @@ TEST_CASE("seeded mutations neither crash the parser nor break its promises") {
   limits.max_decoded_bytes = 16 * 1024;
   size_t kept = 0, refused = 0;
   for (long i = 0; i < iterations; ++i) {
-    auto text = seed_page;
-    auto edits = 1 + rng() % 8;
-    for (size_t e = 0; e < edits; ++e) {
-      auto at = text.empty() ? 0 : rng() % text.size();
-      switch (rng() % 4) {
-        case 0: // flip a byte
-          if (!text.empty())
-            text[at] = static_cast<char>(rng());
-          break;
-        case 1: // insert from the format's own characters
-          text.insert(at, 1, alphabet[rng() % alphabet.size()]);
-          break;
-        case 2: // delete a run
-          text.erase(at, 1 + rng() % 6);
-          break;
-        default: // duplicate a run elsewhere
-          if (!text.empty()) {
-            auto piece = text.substr(rng() % text.size(), 1 + rng() % 40);
-            text.insert(at, piece);
-          }
-      }
-    }
+    auto text = test::mutate(seed_page, alphabet, rng);
     auto page = parse_prom_text(text, now_ms, limits);
     REQUIRE(page.samples.size() <= limits.max_samples);
     REQUIRE(page.errors.size() <= page.bad_lines);
