@@ -2,7 +2,7 @@
 // with job and instance as Prometheus labels them, plus up,
 // scrape_duration_seconds and scrape_samples_scraped; a target that hangs,
 // closes early, floods, answers an error or sends malformed text is up 0
-// with its reason, and holds up no other collector.
+// with its reason, and holds up no other target or collector.
 #include "edge/scrape.hpp"
 
 #include <netinet/in.h>
@@ -28,6 +28,7 @@
 #include <doctest/doctest.h>
 
 #include "edge/fake_storage.hpp"
+#include "edge/load_generator.hpp"
 #include "helpers.hpp"
 #include "messages/error.hpp"
 #include "messages/register.hpp"
@@ -355,7 +356,8 @@ storage_actor::behavior_type recording_storage(caf::actor observer) {
 
 } // namespace
 
-TEST_CASE("a target that hangs holds up neither another target nor itself") {
+TEST_CASE("a target that hangs holds up neither another target nor a "
+          "scheduled collector") {
   caf::actor_system_config cfg;
   register_messages(cfg);
   caf::actor_system sys{cfg};
@@ -382,19 +384,32 @@ TEST_CASE("a target that hangs holds up neither another target nor itself") {
     // exporter stops); the good one scrapes every 50 ms meanwhile.
     spawn_target(hanging, "stuck", 60s);
     spawn_target(good, "good", 50ms);
+    // And a collector on the scheduler, as the system collector runs.
+    system_collector_config lc;
+    lc.name = "load_generator";
+    lc.source = load_source(2);
+    lc.interval = 50ms;
+    lc.clock = std::make_shared<manual_clock>(now_ms);
+    lc.storage = storage;
+    spawned.push_back(
+      caf::actor_cast<caf::actor>(sys.spawn(system_collector, lc)));
     std::map<std::string, int> rounds;
     bool timed_out = false;
-    while (rounds["good"] < 5 && !timed_out)
+    while ((rounds["good"] < 5 || rounds["load"] < 5) && !timed_out)
       self->receive(
         [&](store_atom, metric_samples& xs) {
           for (auto& x : xs)
             if (x.name == "up") {
               ++rounds[x.labels.at("job")];
               CHECK(x.value == 1);
+            } else if (x.name == "fleetd_load_value"
+                       && x.labels.at("series") == "0") {
+              ++rounds["load"];
             }
         },
         caf::after(std::chrono::seconds(20)) >> [&] { timed_out = true; });
     CHECK(rounds["good"] >= 5);
+    CHECK(rounds["load"] >= 5);
     CHECK(rounds["stuck"] == 0);
     CHECK(test::eventually([&] { return hanging.requests() == 1; }, 10s));
     CHECK(good.requests() >= 5);
