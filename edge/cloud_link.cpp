@@ -143,13 +143,11 @@ endpoints_of(const cloud_link_config& x) {
     return std::vector<cloud_endpoint>{
       {x.host, static_cast<uint16_t>(x.port)}};
   std::vector<cloud_endpoint> out;
-  std::string_view rest = x.endpoints;
-  for (;;) {
+  for (auto item : split_list(x.endpoints, ',')) {
     if (out.size() == max_endpoints)
       return bad_config("cloud.endpoints: more than "
                         + std::to_string(max_endpoints) + " endpoints");
-    auto comma = rest.find(',');
-    auto ep = parse_endpoint(trim(rest.substr(0, comma)));
+    auto ep = parse_endpoint(item);
     if (!ep)
       return ep.error();
     for (auto& seen : out)
@@ -157,10 +155,8 @@ endpoints_of(const cloud_link_config& x) {
         return bad_config("cloud.endpoints: " + ep->host + ":"
                           + std::to_string(ep->port) + " is listed twice");
     out.push_back(std::move(*ep));
-    if (comma == std::string_view::npos)
-      return out;
-    rest.remove_prefix(comma + 1);
   }
+  return out;
 }
 
 caf::error validate(const cloud_link_config& x) {

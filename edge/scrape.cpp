@@ -1,6 +1,5 @@
 #include "edge/scrape.hpp"
 
-#include <algorithm>
 #include <memory>
 #include <set>
 
@@ -18,22 +17,6 @@ namespace fleetd {
 namespace {
 
 constexpr const char* targets_key = "scrape.targets";
-
-std::string trimmed(std::string_view x) {
-  return std::string(trim(x));
-}
-
-// The comma-separated entries of `list`, each trimmed; empty ones dropped.
-std::vector<std::string> entries(std::string_view list) {
-  std::vector<std::string> out;
-  while (!list.empty()) {
-    auto comma = std::min(list.find(','), list.size());
-    if (auto e = trimmed(list.substr(0, comma)); !e.empty())
-      out.push_back(std::move(e));
-    list.remove_prefix(std::min(comma + 1, list.size()));
-  }
-  return out;
-}
 
 // What one target keeps between rounds: its connection (kept alive).
 struct scrape_state {
@@ -90,17 +73,13 @@ metric_samples scrape_once(scrape_state& s, int64_t now_ms, std::string& why) {
     return {};
   }
   for (auto& x : page.samples)
-    for (const char* own : {"job", "instance"}) {
+    for (auto [own, value] : {std::pair{"job", &s.target.job},
+                              std::pair{"instance", &s.target.instance}}) {
       auto i = x.labels.find(own);
-      if (i == x.labels.end())
-        continue;
-      x.labels["exported_" + std::string(own)] = std::move(i->second);
-      x.labels.erase(own);
+      if (i != x.labels.end())
+        x.labels["exported_" + std::string(own)] = std::move(i->second);
+      x.labels[own] = *value;
     }
-  for (auto& x : page.samples) {
-    x.labels["job"] = s.target.job;
-    x.labels["instance"] = s.target.instance;
-  }
   return std::move(page.samples);
 }
 
@@ -130,15 +109,18 @@ caf::expected<std::vector<scrape_target>>
 scrape_targets(const scrape_config& x) {
   std::vector<scrape_target> out;
   std::set<std::pair<std::string, std::string>> seen;
-  for (auto& raw : entries(x.targets)) {
+  for (auto item : split_list(x.targets, ',')) {
+    if (item.empty())
+      continue;
+    std::string raw(item);
     auto entry = raw;
     scrape_target t;
     t.job = "scrape";
     auto scheme = entry.find("://");
     auto eq = entry.find('=');
     if (eq != std::string::npos && eq < scheme) {
-      t.job = trimmed(entry.substr(0, eq));
-      entry = trimmed(entry.substr(eq + 1));
+      t.job = std::string(trim(std::string_view(entry).substr(0, eq)));
+      entry = std::string(trim(std::string_view(entry).substr(eq + 1)));
       if (t.job.empty() || bad_text_at(t.job) != std::string::npos)
         return bad_config(std::string(targets_key) + ": bad job name in '"
                           + raw + "'");

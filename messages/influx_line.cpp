@@ -150,6 +150,12 @@ public:
   }
 
 private:
+  // A numeric or boolean field of the line being parsed.
+  struct field {
+    std::string key;
+    double value;
+  };
+
   void error(size_t number, std::string reason) {
     out_.note_error(number, std::move(reason), limits_.max_errors);
   }
@@ -178,10 +184,6 @@ private:
       return "no fields after the measurement and tags";
     while (pos < line.size() && line[pos] == ' ')
       ++pos;
-    struct field {
-      std::string key;
-      double value;
-    };
     std::vector<field> fields;
     for (;;) {
       auto key = token(line, pos, "=, ", ",= ");
@@ -236,9 +238,8 @@ private:
   }
 
   // The line's samples, charged first; whole or not at all.
-  template <class Fields>
   std::string keep(const std::string& measurement, const label_map& tags,
-                   const Fields& fields, int64_t ts) {
+                   const std::vector<field>& fields, int64_t ts) {
     uint64_t labels_cost = 0;
     for (auto& [k, v] : tags)
       labels_cost += 2 * (k.size() + v.size() + 2) + map_node_bytes;

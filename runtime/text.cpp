@@ -47,6 +47,19 @@ std::string printable(std::string_view x, size_t max) {
   return out;
 }
 
+std::vector<std::string_view> split_list(std::string_view list, char sep) {
+  std::vector<std::string_view> out;
+  if (list.empty())
+    return out;
+  for (;;) {
+    auto end = list.find(sep);
+    out.push_back(trim(list.substr(0, end)));
+    if (end == std::string_view::npos)
+      return out;
+    list.remove_prefix(end + 1);
+  }
+}
+
 int hex_digit(char c) {
   if (c >= '0' && c <= '9')
     return c - '0';

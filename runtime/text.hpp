@@ -15,6 +15,11 @@ std::vector<std::string_view> split_fields(std::string_view line);
 /// `x` without leading and trailing blanks and tabs.
 std::string_view trim(std::string_view x);
 
+/// The `sep`-separated items of `list`, each trimmed, empty ones included
+/// (a config list's caller decides whether "a,,b" is an error); views into
+/// `list`; none for an empty list.
+std::vector<std::string_view> split_list(std::string_view list, char sep);
+
 /// The value of hex digit `c` (either case), or -1.
 int hex_digit(char c);
 

@@ -35,3 +35,11 @@ TEST_CASE("query_string escapes quotes, backslashes and control bytes") {
     if (q[i] == '"')
       CHECK(q[i - 1] == '\\');
 }
+
+TEST_CASE("split_list trims each item and keeps empty ones") {
+  using v = std::vector<std::string_view>;
+  CHECK(split_list("", ',') == v{});
+  CHECK(split_list("a", ',') == v{"a"});
+  CHECK(split_list(" a , b:1,,c ,", ',') == v{"a", "b:1", "", "c", ""});
+  CHECK(split_list("  ", ',') == v{""});
+}
