@@ -16,6 +16,7 @@
 #include "edge/cloud_link.hpp"
 #include "edge/memory_store.hpp"
 #include "edge/load_generator.hpp"
+#include "edge/log_tail.hpp"
 #include "edge/scrape.hpp"
 #include "edge/sqlite_store.hpp"
 #include "edge/storage.hpp"
@@ -43,6 +44,7 @@ struct edge_options {
   system_collector_config collector;
   load_config load;
   scrape_config scrape;
+  log_tail_config logs;
   storage_limits storage;
   restart_limits supervisor;
   scheduler_options scheduler;
@@ -68,6 +70,7 @@ void declare(option_set& opts, edge_options& x) {
   declare(opts, x.backoff);
   declare(opts, x.load);
   declare(opts, x.scrape);
+  declare(opts, x.logs);
   declare(opts, x.supervisor);
   declare(opts, x.scheduler, device_scheduler());
 }
@@ -76,7 +79,8 @@ void declare(option_set& opts, edge_options& x) {
 // checked when the sync actors are spawned.
 caf::error validate(const edge_options& x) {
   for (auto err : {validate(x.link), validate(x.collector),
-                   validate(x.scrape), validate(x.capability),
+                   validate(x.scrape), validate(x.logs),
+                   validate(x.capability),
                    validate(x.backoff),
                    validate(x.supervisor), validate(x.scheduler)})
     if (err)
@@ -106,6 +110,8 @@ int64_t group_window(const edge_options& opt) {
     shortest = std::min<int64_t>(shortest, opt.load.interval.count());
   if (!opt.scrape.targets.empty())
     shortest = std::min<int64_t>(shortest, opt.scrape.interval.count());
+  if (!opt.logs.paths.empty())
+    shortest = std::min<int64_t>(shortest, opt.logs.interval.count());
   return std::min<int64_t>(opt.storage.group_window_ms, shortest / 10);
 }
 
@@ -382,6 +388,15 @@ inspector_config spawn_actors(caf::actor_system& sys, stop_list& stops,
     auto name = tcfg.name;
     auto s = keep(name, sys.spawn<caf::detached>(system_collector, tcfg));
     icfg.actors.emplace_back(name, caf::actor_cast<caf::actor>(s));
+  }
+  if (!opt.logs.paths.empty()) {
+    auto tcfg_logs = opt.logs;
+    tcfg_logs.clock = clk;
+    tcfg_logs.storage = st;
+    tcfg_logs.on_stored = ccfg.on_stored;
+    // File reads may block (a slow disk, NFS): a thread of its own.
+    auto tail = keep("log_tail", sys.spawn<caf::detached>(log_tail, tcfg_logs));
+    icfg.actors.emplace_back("log_tail", caf::actor_cast<caf::actor>(tail));
   }
   for (auto what : {"storage", "queue", "clean"})
     icfg.debug[what] = caf::actor_cast<caf::actor>(st);

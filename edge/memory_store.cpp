@@ -79,7 +79,10 @@ caf::expected<int64_t> memory_store::store(const metric_samples& xs) {
   return static_cast<int64_t>(xs.size());
 }
 
-caf::expected<int64_t> memory_store::store_logs(const log_lines& xs) {
+caf::expected<int64_t> memory_store::store_logs(const log_lines& xs,
+                                                const source_cursors& cursors) {
+  for (auto& c : cursors)
+    keep_newest(source_cursors_, c);
   for (auto& x : xs)
     logs_.emplace(next_id_++, x);
   auto& cur = cursors_[logs_stream];
@@ -91,6 +94,10 @@ caf::expected<int64_t> memory_store::store_logs(const log_lines& xs) {
     logs_.erase(logs_.begin());
   }
   return static_cast<int64_t>(xs.size());
+}
+
+caf::expected<source_cursors> memory_store::cursors() {
+  return source_cursors_;
 }
 
 caf::expected<unbatched_points> memory_store::fetch(const std::string& stream,

@@ -27,7 +27,10 @@ public:
   memory_store(memory_limits limits, clock_ptr clock);
 
   caf::expected<int64_t> store(const metric_samples& xs) override;
-  caf::expected<int64_t> store_logs(const log_lines& xs) override;
+  using store_backend::store_logs;
+  caf::expected<int64_t> store_logs(const log_lines& xs,
+                                    const source_cursors& cursors) override;
+  caf::expected<source_cursors> cursors() override;
   caf::expected<unbatched_points> fetch(const std::string& stream,
                                         int64_t max) override;
   caf::expected<int64_t> enqueue(const queued_batch& batch) override;
@@ -72,6 +75,8 @@ private:
   std::map<int64_t, metric_sample> points_;
   std::map<std::string, std::deque<int64_t>> by_series_;
   std::map<std::string, cursor> cursors_;
+  // Where log sources read up to; lost with the records at a restart.
+  source_cursors source_cursors_;
   std::map<std::pair<std::string, int64_t>, queued_batch> queue_;
   // When each queued batch that failed is tried next (wall-clock ms).
   std::map<std::pair<std::string, int64_t>, int64_t> next_retry_;

@@ -27,6 +27,7 @@ constexpr char kind_ack = 'A';
 constexpr char kind_event = 'E';
 constexpr char section_metrics = 'M';
 constexpr char section_logs = 'L';
+constexpr char section_cursors = 'C';
 // A decoded frame may not claim more than this (bounds the allocation).
 constexpr uint64_t max_decoded_bytes = 64 << 20;
 
@@ -307,13 +308,25 @@ bool round_journal::decode(const std::string& payload) {
   reader r{{plain}};
   std::vector<journal_metric> ms;
   std::vector<journal_log> ls;
+  std::vector<source_cursor> cs;
   while (r.ok && r.left() > 0) {
     auto section = plain[r.pos++];
     auto count = r.varint();
     // Every row takes at least three bytes: a count past that is a lie.
     if (!r.ok || count > r.left() / 3
-        || (section != section_metrics && section != section_logs))
+        || (section != section_metrics && section != section_logs
+            && section != section_cursors))
       return false;
+    if (section == section_cursors) {
+      for (uint64_t i = 0; i < count && r.ok; ++i) {
+        source_cursor c;
+        c.key = r.bytes();
+        c.generation = r.signed_varint();
+        c.value = r.bytes();
+        cs.push_back(std::move(c));
+      }
+      continue;
+    }
     int64_t id = 0;
     int64_t ts = 0;
     for (uint64_t i = 0; i < count && r.ok; ++i) {
@@ -338,6 +351,8 @@ bool round_journal::decode(const std::string& payload) {
     max_log_id_ = std::max(max_log_id_, l.id);
     logs_.push_back(std::move(l));
   }
+  for (auto& c : cs)
+    keep_newest(cursors_, std::move(c));
   return true;
 }
 
@@ -377,6 +392,15 @@ std::string round_journal::encode_pending() const {
                 put_bytes(out, l.labels);
                 put_bytes(out, l.line);
               });
+  if (!pending_cursors_.empty()) {
+    out += section_cursors;
+    put_varint(out, pending_cursors_.size());
+    for (auto& c : pending_cursors_) {
+      put_bytes(out, c.key);
+      put_signed(out, c.generation);
+      put_bytes(out, c.value);
+    }
+  }
   return out;
 }
 
@@ -391,6 +415,9 @@ caf::error round_journal::flush() {
     max_log_id_ = std::max(max_log_id_, logs_[i].id);
   durable_metrics_ = metrics_.size();
   durable_logs_ = logs_.size();
+  for (auto& c : pending_cursors_)
+    keep_newest(cursors_, std::move(c));
+  pending_cursors_.clear();
   return caf::none;
 }
 
@@ -502,6 +529,7 @@ caf::error round_journal::append(const journal_event& e) {
 void round_journal::drop_pending() {
   metrics_.resize(durable_metrics_);
   logs_.resize(durable_logs_);
+  pending_cursors_.clear();
 }
 
 caf::error round_journal::forget_upto(bool logs, int64_t id) {
@@ -527,6 +555,7 @@ void round_journal::forget_durable() {
   durable_logs_ = 0;
   acked_metrics_ = 0;
   acked_logs_ = 0;
+  cursors_.clear();
   ops_.clear();
   size_ = 0;
   allocated_ = 0;

@@ -83,8 +83,21 @@ public:
   void add(journal_log x) {
     logs_.push_back(std::move(x));
   }
+  /// A source cursor, written in the frame of the records added with it.
+  void add(source_cursor x) {
+    pending_cursors_.push_back(std::move(x));
+  }
   bool has_pending() const {
-    return metrics_.size() > durable_metrics_ || logs_.size() > durable_logs_;
+    return metrics_.size() > durable_metrics_ || logs_.size() > durable_logs_
+           || !pending_cursors_.empty();
+  }
+  /// The newest durable cursor of each key (read back or flushed since the
+  /// file was last emptied), and those not flushed yet.
+  const std::vector<source_cursor>& cursors() const {
+    return cursors_;
+  }
+  const std::vector<source_cursor>& pending_cursors() const {
+    return pending_cursors_;
   }
   int64_t pending_metrics() const {
     return static_cast<int64_t>(metrics_.size() - durable_metrics_);
@@ -186,6 +199,8 @@ private:
   std::string epoch_;
   std::vector<journal_metric> metrics_;
   std::vector<journal_log> logs_;
+  std::vector<source_cursor> cursors_;
+  std::vector<source_cursor> pending_cursors_;
   std::vector<op> ops_;
   size_t durable_metrics_ = 0;
   size_t durable_logs_ = 0;

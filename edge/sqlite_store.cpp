@@ -84,6 +84,10 @@ CREATE TABLE IF NOT EXISTS meta (
 CREATE TABLE IF NOT EXISTS drops (
   kind TEXT PRIMARY KEY,
   count INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS source_cursors (
+  key TEXT PRIMARY KEY,
+  generation INTEGER NOT NULL,
+  value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stream_state (
   stream TEXT PRIMARY KEY,
   next_sequence INTEGER NOT NULL,
@@ -361,6 +365,9 @@ caf::error salvage_cursors(sqlite::database& src, sqlite::database& dst,
   auto meta = salvage_copy(src, dst, "meta", "", 0, t);
   if (!meta)
     return meta.error();
+  // Best effort: a file older than the table has none to give.
+  if (auto c = salvage_copy(src, dst, "source_cursors", "", 0, t); !c)
+    log_warning("storage", "salvage: no source cursors: ", render(c.error()));
   auto state = salvage_copy(src, dst, "stream_state", "", 0, t);
   if (!state)
     return state.error();
@@ -805,10 +812,14 @@ caf::expected<int64_t> sqlite_store::journal_samples(const metric_samples& xs) {
   return static_cast<int64_t>(xs.size());
 }
 
-caf::expected<int64_t> sqlite_store::journal_lines(const log_lines& xs) {
+caf::expected<int64_t> sqlite_store::journal_lines(const log_lines& xs,
+                                                   const source_cursors& cursors) {
   for (auto& x : xs)
     journal_->add(journal_log{next_log_id_++, x.timestamp_ns,
                               encode_labels(x.labels), x.line});
+  // In the lines' frame: both are kept, or neither.
+  for (auto& c : cursors)
+    journal_->add(c);
   logs_stored_ += static_cast<int64_t>(xs.size());
   if (!grouping_)
     if (auto err = flush_journal())
@@ -884,11 +895,12 @@ caf::error sqlite_store::flush_journal() {
   auto& ls = journal_->logs();
   auto pm = journal_->pending_metrics();
   auto pl = journal_->pending_logs();
+  auto& cs = journal_->pending_cursors();
   auto first_m = ms.size() - static_cast<size_t>(pm);
   auto first_l = ls.size() - static_cast<size_t>(pl);
   auto into_tables = [&](int64_t n, auto insert, const char* kind,
-                         int64_t& stored) -> caf::error {
-    if (n == 0)
+                         int64_t& stored, bool cursors) -> caf::error {
+    if (n == 0 && !cursors)
       return caf::none;
     auto r = with_room(static_cast<size_t>(n), [&]() -> caf::expected<int64_t> {
       if (auto e = sqlite::transaction(db_, insert))
@@ -902,10 +914,13 @@ caf::error sqlite_store::flush_journal() {
   };
   auto merr = into_tables(pm, [&] {
     return insert_journal_metrics(first_m, ms.size());
-  }, drop_kind::metrics_rejected, points_stored_);
-  auto lerr = into_tables(pl, [&] {
-    return insert_journal_logs(first_l, ls.size());
-  }, drop_kind::logs_rejected, logs_stored_);
+  }, drop_kind::metrics_rejected, points_stored_, false);
+  // The cursors commit with the lines they follow.
+  auto lerr = into_tables(pl, [&]() -> caf::error {
+    if (auto err = insert_journal_logs(first_l, ls.size()))
+      return err;
+    return upsert_cursors(cs);
+  }, drop_kind::logs_rejected, logs_stored_, !cs.empty());
   journal_->drop_pending();
   return merr ? merr : lerr;
 }
@@ -931,7 +946,10 @@ caf::error sqlite_store::fold_journal() {
   auto err = sqlite::transaction(db_, [&]() -> caf::error {
     if (auto err = insert_journal_metrics(0, nm))
       return err;
-    return insert_journal_logs(0, nl);
+    if (auto err = insert_journal_logs(0, nl))
+      return err;
+    // The file is emptied next: its cursors must be in the tables first.
+    return upsert_cursors(journal_->cursors());
   });
   // The file is the redo log of what the tables hold uncommitted.
   if (!err)
@@ -1723,9 +1741,10 @@ caf::expected<int64_t> sqlite_store::enforce_limits() {
   return dropped;
 }
 
-caf::expected<int64_t> sqlite_store::store_logs(const log_lines& xs) {
+caf::expected<int64_t> sqlite_store::store_logs(const log_lines& xs,
+                                                const source_cursors& cursors) {
   if (journaling())
-    return journal_lines(xs);
+    return journal_lines(xs, cursors);
   auto insert = [&]() -> caf::expected<int64_t> {
     auto err = sqlite::transaction(db_, [&]() -> caf::error {
       auto st = db_.prepare("INSERT INTO logs (ts, labels, line, id) "
@@ -1739,7 +1758,7 @@ caf::expected<int64_t> sqlite_store::store_logs(const log_lines& xs) {
         if (auto err = st->run())
           return err;
       }
-      return caf::none;
+      return upsert_cursors(cursors);
     });
     if (err)
       return err;
@@ -1747,6 +1766,47 @@ caf::expected<int64_t> sqlite_store::store_logs(const log_lines& xs) {
   };
   return held_store(xs.size(), insert, drop_kind::logs_rejected, logs_stored_,
                     held_lines_);
+}
+
+caf::error sqlite_store::upsert_cursors(const source_cursors& xs) {
+  if (xs.empty())
+    return caf::none;
+  auto st = db_.cached("INSERT INTO source_cursors (key, generation, value) "
+                       "VALUES (?1, ?2, ?3) ON CONFLICT (key) DO UPDATE SET "
+                       "generation = excluded.generation, value = "
+                       "excluded.value WHERE excluded.generation > "
+                       "source_cursors.generation");
+  if (!st)
+    return st.error();
+  for (auto& x : xs) {
+    st->reset().bind(1, x.key).bind(2, x.generation).bind_blob(3, x.value);
+    if (auto err = st->run())
+      return err;
+  }
+  return caf::none;
+}
+
+caf::expected<source_cursors> sqlite_store::cursors() {
+  source_cursors out;
+  auto st = db_.cached("SELECT key, generation, value FROM source_cursors");
+  if (!st)
+    return st.error();
+  st->reset();
+  for (;;) {
+    auto row = st->step();
+    if (!row)
+      return row.error();
+    if (!*row)
+      break;
+    out.push_back(source_cursor{st->column_text(0), st->column_int(1),
+                                st->column_blob(2)});
+  }
+  st->reset();
+  // The rounds file holds what the tables were not given yet.
+  if (journal_)
+    for (auto& c : journal_->cursors())
+      keep_newest(out, c);
+  return out;
 }
 
 namespace {

@@ -79,7 +79,10 @@ public:
   static caf::expected<sqlite_store> open(const sqlite_store_config& cfg);
 
   caf::expected<int64_t> store(const metric_samples& xs) override;
-  caf::expected<int64_t> store_logs(const log_lines& xs) override;
+  using store_backend::store_logs;
+  caf::expected<int64_t> store_logs(const log_lines& xs,
+                                    const source_cursors& cursors) override;
+  caf::expected<source_cursors> cursors() override;
   int64_t held_points() const override {
     return held_points_;
   }
@@ -253,7 +256,10 @@ private:
                       const std::string& history, int64_t& deleted,
                       int64_t& acked_upto);
   caf::expected<int64_t> journal_samples(const metric_samples& xs);
-  caf::expected<int64_t> journal_lines(const log_lines& xs);
+  caf::expected<int64_t> journal_lines(const log_lines& xs,
+                                       const source_cursors& cursors);
+  // Keeps each cursor in the table unless it holds a newer one.
+  caf::error upsert_cursors(const source_cursors& xs);
   // Inserts records of the rounds file into the tables (ids kept; a row
   // already there is the same record and stays).
   caf::error insert_journal_metrics(size_t from, size_t to);

@@ -37,9 +37,9 @@ caf::expected<int64_t> store_samples(store_backend& st,
   return *n;
 }
 
-caf::expected<int64_t> store_lines(store_backend& st,
-                                   const log_lines& xs) {
-  auto n = st.store_logs(xs);
+caf::expected<int64_t> store_lines(store_backend& st, const log_lines& xs,
+                                   const source_cursors& cursors) {
+  auto n = st.store_logs(xs, cursors);
   if (!n) {
     log_warning_limited("storage", "store_logs", "store of ", xs.size(),
                         " log lines failed: ", render(n.error()));
@@ -140,9 +140,19 @@ storage(storage_actor::stateful_pointer<storage_state> self,
     },
     [self, &st](store_atom, const log_lines& xs) {
       auto n = grouped_store(self, false,
-                             [&] { return store_lines(st, xs); });
+                             [&] { return store_lines(st, xs, {}); });
       arm_commit(self);
       return n;
+    },
+    [self, &st](store_atom, const log_lines& xs,
+                const source_cursors& cursors) {
+      auto n = grouped_store(self, false,
+                             [&] { return store_lines(st, xs, cursors); });
+      arm_commit(self);
+      return n;
+    },
+    [&st](cursor_atom) -> caf::result<source_cursors> {
+      return to_result(st.cursors());
     },
     [self, &st](commit_atom) {
       if (self->state.group_open) {

@@ -59,7 +59,15 @@ public:
     return caf::none;
   }
   /// Commits all log lines or none; replies how many were committed.
-  virtual caf::expected<int64_t> store_logs(const log_lines& xs) = 0;
+  caf::expected<int64_t> store_logs(const log_lines& xs) {
+    return store_logs(xs, {});
+  }
+  /// As above, and the cursors of the sources they were read from in the
+  /// same commit: a restart resumes after the last line kept, never before.
+  virtual caf::expected<int64_t> store_logs(const log_lines& xs,
+                                            const source_cursors& cursors) = 0;
+  /// The newest persisted cursor of each source.
+  virtual caf::expected<source_cursors> cursors() = 0;
   /// Up to `max` records of the stream ("metrics", "logs", "events") that no
   /// batch covers yet, with the next sequence; ec::unknown_stream otherwise.
   virtual caf::expected<unbatched_points> fetch(const std::string& stream,

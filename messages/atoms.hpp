@@ -31,6 +31,8 @@ using config_atom = caf::atom_constant<caf::atom("config")>;
 using capabilities_atom = caf::atom_constant<caf::atom("caps")>;
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using logs_atom = caf::atom_constant<caf::atom("logs")>;
+/// A log source's read cursors (source_cursor).
+using cursor_atom = caf::atom_constant<caf::atom("cursor")>;
 using events_atom = caf::atom_constant<caf::atom("events")>;
 using health_atom = caf::atom_constant<caf::atom("health")>;
 using auth_atom = caf::atom_constant<caf::atom("auth")>;

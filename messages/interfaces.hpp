@@ -22,6 +22,11 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<store_atom, metric_samples>::with<int64_t>,
   // Commits the log lines in one transaction; replies how many.
   caf::replies_to<store_atom, log_lines>::with<int64_t>,
+  // As above, with the cursors of the sources the lines were read from, in
+  // the same commit (lines may be empty: a cursor moved alone).
+  caf::replies_to<store_atom, log_lines, source_cursors>::with<int64_t>,
+  // Every source cursor persisted, the newest of each key.
+  caf::replies_to<cursor_atom>::with<source_cursors>,
   // Up to `max` records of a stream that no batch covers yet, with the next
   // sequence.
   caf::replies_to<fetch_atom, std::string, int64_t>::with<unbatched_points>,

@@ -12,6 +12,8 @@ void register_messages(caf::actor_system_config& cfg) {
   cfg.add_message_type<metric_samples>("metric_samples");
   cfg.add_message_type<log_line>("log_line");
   cfg.add_message_type<log_lines>("log_lines");
+  cfg.add_message_type<source_cursor>("source_cursor");
+  cfg.add_message_type<source_cursors>("source_cursors");
   cfg.add_message_type<event_record>("event_record");
   cfg.add_message_type<event_records>("event_records");
   cfg.add_message_type<link_report>("link_report");

@@ -56,6 +56,35 @@ typename Inspector::result_type inspect(Inspector& f, log_line& x) {
 
 using log_lines = std::vector<log_line>;
 
+/// Where a source of log lines (a tailed file) has read up to, persisted by
+/// storage in the same commit as the lines read before it: `key` names the
+/// source, `value` is the source's own encoding. Of two cursors of one key
+/// the one of higher `generation` is the newer.
+struct source_cursor {
+  std::string key;
+  int64_t generation = 0;
+  std::string value;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, source_cursor& x) {
+  return f(caf::meta::type_name("source_cursor"), x.key, x.generation,
+           x.value);
+}
+
+using source_cursors = std::vector<source_cursor>;
+
+/// Puts `x` into `xs` unless `xs` holds a cursor of its key at least as new.
+inline void keep_newest(source_cursors& xs, source_cursor x) {
+  for (auto& y : xs)
+    if (y.key == x.key) {
+      if (x.generation > y.generation)
+        y = std::move(x);
+      return;
+    }
+  xs.push_back(std::move(x));
+}
+
 /// Something that happened on the device: lifecycle, capability change,
 /// storage pressure and drops, link state.
 struct event_record {
