@@ -745,3 +745,95 @@ TEST_CASE("a folded file's acked records stay on the device until "
   CHECK(st->stats().counters["metrics_rows"] == rows);
 }
 
+
+namespace {
+
+log_lines one_line(const std::string& text) {
+  return {log_line{{{"job", "t"}}, start_ms * 1000000, text}};
+}
+
+// The cursor of `key` the store gives back; empty when it has none.
+std::string cursor_of(sqlite_store& st, const std::string& key) {
+  auto cs = st.cursors();
+  REQUIRE(cs);
+  for (auto& c : *cs)
+    if (c.key == key)
+      return std::to_string(c.generation) + " " + c.value;
+  return "";
+}
+
+} // namespace
+
+TEST_CASE("a source cursor lives in the lines' frame: read back after a "
+          "crash, moved into the tables at the fold, the newest kept") {
+  for (bool rounds_file : {true, false}) {
+    CAPTURE(rounds_file);
+    fixture f;
+    auto cfg = f.config();
+    cfg.limits.rounds_file = rounds_file;
+    {
+      auto st = sqlite_store::open(cfg);
+      REQUIRE(st);
+      REQUIRE(st->store_logs(one_line("a"), {{"log:/x", 1, "v2 1:2"}}));
+      REQUIRE(st->store_logs(one_line("b"), {{"log:/x", 2, "v2 1:4"},
+                                             {"log:/y", 2, "v2"}}));
+      // An older generation never replaces a newer one.
+      REQUIRE(st->store_logs({}, {{"log:/x", 1, "v2 1:0"}}));
+      CHECK(cursor_of(*st, "log:/x") == "2 v2 1:4");
+      CHECK(rounds_file == (f.rows_on_disk("source_cursors") == 0));
+    } // a crash: what was answered is on disk
+    auto st = sqlite_store::open(cfg);
+    REQUIRE(st);
+    CHECK(cursor_of(*st, "log:/x") == "2 v2 1:4");
+    CHECK(cursor_of(*st, "log:/y") == "2 v2");
+    CHECK(cursor_of(*st, "log:/z") == "");
+    // The lines came back with them, once.
+    auto up = st->fetch("logs", 10);
+    REQUIRE(up);
+    REQUIRE(up->logs.size() == 2);
+    CHECK(up->logs[1].line == "b");
+    // Acked and folded: the file empties, the tables keep the cursors.
+    sync_all(*st, "logs", 2);
+    REQUIRE(st->debug("clean"));
+    CHECK(f.rows_on_disk("source_cursors") == 2);
+    REQUIRE(st->store_logs(one_line("c"), {{"log:/x", 3, "v2 1:6"}}));
+    CHECK(cursor_of(*st, "log:/x") == "3 v2 1:6");
+  }
+}
+
+TEST_CASE("a power cut at any write: a cursor and the lines before it are "
+          "both kept or both gone, in either store mode") {
+  std::mt19937_64 rng{20261208};
+  for (int run = 0; run < 80; ++run) {
+    CAPTURE(run);
+    fixture f;
+    auto disk = test::fault_disk::make();
+    auto cfg = f.config_on(disk);
+    cfg.limits.rounds_file = run % 2 == 0;
+    int answered = 0;
+    {
+      auto st = sqlite_store::open(cfg);
+      REQUIRE(st);
+      disk->cut_power_after_writes(
+        std::uniform_int_distribution<int64_t>(1, 40)(rng));
+      for (int i = 1; i <= 30 && !disk->power_cut(); ++i) {
+        auto n = st->store_logs(one_line("l" + std::to_string(i)),
+                                {{"log:/x", i, "v2 1:" + std::to_string(i)}});
+        if (n)
+          answered = i;
+      }
+    }
+    disk->revive();
+    auto st = sqlite_store::open(cfg);
+    REQUIRE(st);
+    auto up = st->fetch("logs", 100);
+    REQUIRE(up);
+    auto lines = static_cast<int>(up->logs.size());
+    CHECK(lines >= answered);
+    // The cursor says exactly how many lines were kept.
+    CHECK(cursor_of(*st, "log:/x")
+          == (lines == 0 ? std::string()
+                         : std::to_string(lines) + " v2 1:"
+                             + std::to_string(lines)));
+  }
+}
