@@ -25,6 +25,7 @@
 #include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/options.hpp"
+#include "runtime/pattern.hpp"
 #include "runtime/text.hpp"
 
 namespace fleetd {
@@ -138,7 +139,8 @@ void declare(option_set& opts, log_tail_config& x) {
   opts.add(paths_key, x.paths, "",
            "Log files to follow: comma-separated [job=]glob (job defaults to "
            "\"logs\"); each line is stored with labels job and filename. Name "
-           "the live files only: rotated ones are found by fleetd");
+           "the live files only: rotated ones beside them are found by "
+           "fleetd");
   opts.add("logs.start-at", x.start_at, "end",
            "Where a file with no saved position starts when fleetd starts: "
            "end or beginning (files that appear later are read whole)");
@@ -155,8 +157,8 @@ void declare(option_set& opts, log_tail_config& x) {
                 "for the next",
                 4096, int64_t{1} << 30);
   opts.add("logs.max-files", x.max_files, 256, "files",
-           "Most files followed at once; matches past it are skipped and "
-           "reported",
+           "Most files (live and rotated) followed per entry; past it the "
+           "newest are kept and it is reported",
            1, 100000);
   opts.add("logs.multiline-start", x.multiline_start, "",
            "POSIX extended regular expression: a line that does not match "
@@ -201,6 +203,9 @@ caf::error validate(const log_tail_config& x) {
     return bad_config("logs.read-bytes: must be at least logs.max-line-bytes");
   if (auto gs = log_globs(x); !gs)
     return gs.error();
+  if (!x.multiline_start.empty())
+    if (auto why = pattern_error(x.multiline_start); !why.empty())
+      return bad_config("logs.multiline-start: " + why);
   return caf::none;
 }
 
@@ -833,6 +838,12 @@ log_tail(collector_actor::stateful_pointer<log_tail_state> self,
     cfg.clock = make_system_clock();
   auto globs = log_globs(cfg);
   std::function<bool(std::string_view)> is_start;
+  if (!cfg.multiline_start.empty()) {
+    auto re = std::make_shared<pattern>(cfg.multiline_start);
+    is_start = [re](std::string_view line) {
+      return re->matches(std::string(line));
+    };
+  }
   self->state.cfg = std::move(cfg);
   self->state.reader = std::make_unique<log_reader>(std::move(*globs),
                                                     self->state.cfg, is_start);

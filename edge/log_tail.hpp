@@ -29,7 +29,7 @@ struct log_tail_config {
   int64_t max_line_bytes = 16 * 1024;
   /// Bytes read from all files in one round; the rest waits a round.
   int64_t read_bytes = 1024 * 1024;
-  /// Most files (matched paths) followed at once.
+  /// Most files (live and rotated) followed per entry.
   int64_t max_files = 256;
   /// ERE: a line that does not match it continues the record before it
   /// (stack traces); empty = every line is a record.

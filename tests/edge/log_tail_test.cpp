@@ -81,6 +81,10 @@ TEST_CASE("logs.paths entries: job=glob, absolute, each once") {
     CHECK(validate(cfg));
   }
   cfg.paths = "/a.log";
+  cfg.multiline_start = "^[0-9]{4}-(";
+  CHECK(validate(cfg));
+  cfg.multiline_start = "^[0-9]{4}-";
+  CHECK_FALSE(validate(cfg));
   cfg.start_at = "middle";
   CHECK(validate(cfg));
   cfg.start_at = "beginning";
