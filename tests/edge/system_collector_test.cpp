@@ -237,6 +237,18 @@ TEST_CASE("a collector spawned with a bad config stops instead of collecting") {
   CHECK(render(reason).find("collector.rounds") != std::string::npos);
 }
 
+TEST_CASE("a bad filter pattern stops the collector, naming the option") {
+  system_collector_config c;
+  c.metrics.netdev_device_exclude = "^(eth";
+  auto reason = fleetd::test::exit_reason_of(system_collector, c);
+  CHECK(reason == ec::bad_config);
+  CHECK(render(reason).find("collector.netdev.device-exclude")
+        != std::string::npos);
+  // Another source (load, scrape) reads no node metrics: not its options.
+  c.source = [](int64_t, std::vector<std::string>*) { return metric_samples{}; };
+  CHECK(!validate(c));
+}
+
 TEST_CASE("rounds start on multiples of the interval, one per interval") {
   using std::chrono::milliseconds;
   constexpr int64_t grid = 1'700'000'000'000; // a multiple of 10 s
