@@ -277,19 +277,12 @@ struct node_metrics_reader::impl {
                                               : cfg.vmstat_fields,
                     "") {
     for (auto name : split_list(cfg.enabled, ','))
-      for (size_t i = 0; i < all_collectors.size(); ++i)
+      for (size_t i = 0; i < all_collectors.size() && i < std::size(on); ++i)
         if (all_collectors[i] == name)
           on[i] = true;
     // rootfs "/" adds nothing in front of a mount point.
     if (cfg.rootfs.size() > 1 && cfg.rootfs.back() == '/')
       cfg.rootfs.pop_back();
-  }
-
-  bool enabled(std::string_view name) const {
-    for (size_t i = 0; i < all_collectors.size(); ++i)
-      if (all_collectors[i] == name)
-        return on[i];
-    return false;
   }
 
   // -- files ----------------------------------------------------------------
@@ -1060,41 +1053,40 @@ struct node_metrics_reader::impl {
          {"version", u.version}});
   }
 
+  // cpu and stat share one read of /proc/stat, made by the first enabled.
+  void read_cpu() {
+    read_stat(true, on[1]);
+  }
+
+  void read_stat_alone() {
+    if (!on[0])
+      read_stat(false, true);
+  }
+
+  // The reader of each collector, in all_collectors' order.
+  using collector_fn = void (impl::*)();
+  static constexpr collector_fn readers[] = {
+    &impl::read_cpu,       &impl::read_stat_alone, &impl::read_meminfo,
+    &impl::read_loadavg,   &impl::read_filesystem, &impl::read_netdev,
+    &impl::read_diskstats, &impl::read_vmstat,     &impl::read_pressure,
+    &impl::read_hwmon,     &impl::read_thermal_zone, &impl::read_time,
+    &impl::read_uname};
+
   void read(int64_t now, metric_samples& samples,
             std::vector<std::string>* probs) {
     now_ms = now;
     out = &samples;
     problems = probs;
-    if (enabled("cpu") || enabled("stat"))
-      read_stat(enabled("cpu"), enabled("stat"));
-    if (enabled("meminfo"))
-      read_meminfo();
-    if (enabled("loadavg"))
-      read_loadavg();
-    if (enabled("filesystem"))
-      read_filesystem();
-    if (enabled("netdev"))
-      read_netdev();
-    if (enabled("diskstats"))
-      read_diskstats();
-    if (enabled("vmstat"))
-      read_vmstat();
-    if (enabled("pressure"))
-      read_pressure();
-    if (enabled("hwmon"))
-      read_hwmon();
-    if (enabled("thermal_zone"))
-      read_thermal_zone();
-    if (enabled("time"))
-      read_time();
-    if (enabled("uname"))
-      read_uname();
+    for (size_t i = 0; i < std::size(readers); ++i)
+      if (on[i])
+        (this->*readers[i])();
     out = nullptr;
     problems = nullptr;
   }
 
   node_metrics_config cfg;
-  bool on[13] = {};
+  // Whether each collector runs, in all_collectors' order.
+  bool on[std::size(readers)] = {};
   name_filter mounts_filter, fs_types_filter, netdev_filter, disk_filter,
     vmstat_filter;
   std::map<std::string, label_map, std::less<>> disk_infos;

@@ -38,6 +38,13 @@ std::string series(const metric_sample& x) {
   return out + "}";
 }
 
+std::map<std::string, double> by_series(const metric_samples& xs) {
+  std::map<std::string, double> out;
+  for (auto& x : xs)
+    out[series(x)] = x.value;
+  return out;
+}
+
 bool has_problem_naming(const std::vector<std::string>& problems,
                         const std::string& what) {
   for (auto& x : problems)
@@ -259,9 +266,7 @@ TEST_CASE("the filters follow the options, and a verdict is taken once") {
   for (int i = 0; i < 2; ++i) {
     metric_samples xs;
     reader.read(now_ms, xs, nullptr);
-    std::map<std::string, double> g;
-    for (auto& x : xs)
-      g[series(x)] = x.value;
+    auto g = by_series(xs);
     CHECK(g.count("node_network_receive_bytes_total{device=\"lo\"}") == 1);
     CHECK(g.count("node_network_receive_bytes_total{device=\"eth0\"}") == 1);
     CHECK(g.count("node_disk_reads_completed_total{device=\"loop0\"}") == 1);
@@ -413,9 +418,7 @@ TEST_CASE("the running kernel's /proc and /sys read without problems") {
   auto xs = read_system_metrics(node_metrics_config{}, now_ms, &problems);
   INFO("problems: ", problems.size() > 0 ? problems.front() : "");
   CHECK(problems.empty());
-  std::map<std::string, double> g;
-  for (auto& x : xs)
-    g[series(x)] = x.value;
+  auto g = by_series(xs);
   CHECK(g["node_memory_MemTotal_bytes{}"] > 0);
   CHECK(g.count("node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"}") == 1);
   CHECK(g["node_boot_time_seconds{}"] > 0);
