@@ -45,29 +45,33 @@ constexpr const char* netdev_names[] = {
   "node_network_transmit_fifo_total",      "node_network_transmit_colls_total",
   "node_network_transmit_carrier_total",   "node_network_transmit_compressed_total"};
 
-// /proc/diskstats' columns after the name: metric and the factor to its unit.
+// /proc/diskstats' columns after the name: the metric, and the factor and
+// divisor to its unit. Divided, not multiplied by 0.001: the nearest double
+// to the decimal (node_exporter's product is 1e-16 off, which stores that
+// keep decimal digits, e.g. VictoriaMetrics, round away).
 struct disk_column {
   const char* name;
   double factor;
+  double divisor;
 };
 constexpr disk_column disk_columns[] = {
-  {"node_disk_reads_completed_total", 1},
-  {"node_disk_reads_merged_total", 1},
-  {"node_disk_read_bytes_total", 512},
-  {"node_disk_read_time_seconds_total", 0.001},
-  {"node_disk_writes_completed_total", 1},
-  {"node_disk_writes_merged_total", 1},
-  {"node_disk_written_bytes_total", 512},
-  {"node_disk_write_time_seconds_total", 0.001},
-  {"node_disk_io_now", 1},
-  {"node_disk_io_time_seconds_total", 0.001},
-  {"node_disk_io_time_weighted_seconds_total", 0.001},
-  {"node_disk_discards_completed_total", 1},
-  {"node_disk_discards_merged_total", 1},
-  {"node_disk_discarded_sectors_total", 1},
-  {"node_disk_discard_time_seconds_total", 0.001},
-  {"node_disk_flush_requests_total", 1},
-  {"node_disk_flush_requests_time_seconds_total", 0.001}};
+  {"node_disk_reads_completed_total", 1, 1},
+  {"node_disk_reads_merged_total", 1, 1},
+  {"node_disk_read_bytes_total", 512, 1},
+  {"node_disk_read_time_seconds_total", 1, 1000},
+  {"node_disk_writes_completed_total", 1, 1},
+  {"node_disk_writes_merged_total", 1, 1},
+  {"node_disk_written_bytes_total", 512, 1},
+  {"node_disk_write_time_seconds_total", 1, 1000},
+  {"node_disk_io_now", 1, 1},
+  {"node_disk_io_time_seconds_total", 1, 1000},
+  {"node_disk_io_time_weighted_seconds_total", 1, 1000},
+  {"node_disk_discards_completed_total", 1, 1},
+  {"node_disk_discards_merged_total", 1, 1},
+  {"node_disk_discarded_sectors_total", 1, 1},
+  {"node_disk_discard_time_seconds_total", 1, 1000},
+  {"node_disk_flush_requests_total", 1, 1},
+  {"node_disk_flush_requests_time_seconds_total", 1, 1000}};
 
 // hwmon sensor types node_exporter reads; other files are not sensors.
 constexpr std::string_view hwmon_types[] = {
@@ -714,7 +718,8 @@ struct node_metrics_reader::impl {
       add("node_disk_info", 1, disk_info(device, fields[0], fields[1]));
       std::string dev{device};
       for (size_t i = 0; i < columns; ++i)
-        add(disk_columns[i].name, v[i] * disk_columns[i].factor,
+        add(disk_columns[i].name,
+            v[i] * disk_columns[i].factor / disk_columns[i].divisor,
             {{"device", dev}});
     }
     report_malformed(where, bad);
@@ -885,7 +890,7 @@ struct node_metrics_reader::impl {
       if (plain != s.props.end() && parse_number(plain->second, v))
         add(type == "vrm" ? "node_hwmon_voltage_regulator_version"
                           : "node_hwmon_update_interval_seconds",
-            type == "vrm" ? v : v * 0.001, labels());
+            type == "vrm" ? v : v / 1000, labels());
       return;
     }
     auto prefix = "node_hwmon_" + type;
@@ -904,11 +909,11 @@ struct node_metrics_reader::impl {
       else if (element == "beep")
         add(name + "_enabled", v, labels());
       else if (type == "in" || type == "cpu")
-        add(name + "_volts", v * 0.001, labels());
+        add(name + "_volts", v / 1000, labels());
       else if (type == "temp" && element != "type")
-        add(name + "_celsius", v * 0.001, labels());
+        add(name + "_celsius", v / 1000, labels());
       else if (type == "curr")
-        add(name + "_amps", v * 0.001, labels());
+        add(name + "_amps", v / 1000, labels());
       else if (type == "energy")
         add(name + "_joule_total", v / 1e6, labels());
       else if (type == "power" && element == "accuracy")
@@ -917,7 +922,7 @@ struct node_metrics_reader::impl {
                && (element == "average_interval"
                    || element == "average_interval_min"
                    || element == "average_interval_max"))
-        add(name + "_seconds", v * 0.001, labels());
+        add(name + "_seconds", v / 1000, labels());
       else if (type == "power")
         add(name + "_watt", v / 1e6, labels());
       else if (type == "humidity")
