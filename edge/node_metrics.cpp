@@ -395,6 +395,29 @@ struct node_metrics_reader::impl {
 
   // -- collectors -----------------------------------------------------------
 
+  enum class verdict { ok, malformed, stop };
+
+  // Loads <proc>/`name` and hands `each` the fields of every line that has
+  // some; malformed lines are counted and named with the file.
+  template <class F>
+  void each_line(const char* name, F each) {
+    std::string_view text;
+    if (load(proc(name), text) != load_status::ok)
+      return;
+    auto where = path;
+    size_t bad = 0;
+    for (auto line : split_lines(text)) {
+      auto fields = split_fields(line);
+      if (fields.empty())
+        continue;
+      auto v = each(fields);
+      if (v == verdict::stop)
+        break;
+      bad += v == verdict::malformed ? 1 : 0;
+    }
+    report_malformed(where, bad);
+  }
+
   // A key's first line in this file (a hostile file repeats lines, which
   // would be one series twice), and at most node_limits::devices keys.
   bool first_time(std::string_view key) {
@@ -479,48 +502,37 @@ struct node_metrics_reader::impl {
   }
 
   void read_meminfo() {
-    std::string_view text;
-    if (load(proc("meminfo"), text) != load_status::ok)
-      return;
-    size_t bad = 0;
     seen_keys.clear();
-    for (auto line : split_lines(text)) {
-      auto fields = split_fields(line);
-      if (fields.empty())
-        continue;
+    each_line("meminfo", [this](const std::vector<std::string_view>& fields) {
       // "Active(anon): 123 kB" is node_memory_Active_anon_bytes.
       auto key = fields[0];
       double v = 0;
-      bool ok = key.size() > 1 && key.back() == ':'
-                && (fields.size() == 2 || fields.size() == 3)
-                && parse_number(fields[1], v) && first_time(key);
+      if (key.size() < 2 || key.back() != ':'
+          || (fields.size() != 2 && fields.size() != 3)
+          || !parse_number(fields[1], v) || !first_time(key))
+        return verdict::malformed;
+      key.remove_suffix(1);
       std::string name = "node_memory_";
-      if (ok) {
-        key.remove_suffix(1);
-        auto open = key.find('(');
-        auto close = key.rfind(')');
-        if (open != std::string_view::npos && close != std::string_view::npos
-            && open < close) {
-          name.append(key.substr(0, open)).append("_");
-          name.append(key.substr(open + 1, close - open - 1));
-          name.append(key.substr(close + 1));
-        } else {
-          name.append(key);
-        }
-        ok = valid_name_part(std::string_view{name}.substr(12));
+      auto open = key.find('(');
+      auto close = key.rfind(')');
+      if (open != std::string_view::npos && close != std::string_view::npos
+          && open < close) {
+        name.append(key.substr(0, open)).append("_");
+        name.append(key.substr(open + 1, close - open - 1));
+        name.append(key.substr(close + 1));
+      } else {
+        name.append(key);
       }
-      if (!ok) {
-        ++bad;
-        continue;
-      }
+      if (!valid_name_part(std::string_view{name}.substr(12)))
+        return verdict::malformed;
       // Any unit is kB (KiB) in meminfo; unitless fields are counts.
       if (fields.size() == 3) {
         v *= 1024;
         name += "_bytes";
       }
       add(std::move(name), v);
-    }
-    report_malformed(proc("meminfo"), bad);
+      return verdict::ok;
+    });
   }
 
   void read_loadavg() {
@@ -688,63 +700,46 @@ struct node_metrics_reader::impl {
   }
 
   void read_diskstats() {
-    std::string_view text;
-    if (load(proc("diskstats"), text) != load_status::ok)
-      return;
-    auto where = path;
-    size_t bad = 0, n = 0;
-    for (auto line : split_lines(text)) {
-      auto fields = split_fields(line);
-      if (fields.empty())
-        continue;
+    size_t n = 0;
+    each_line("diskstats", [this, &n](const std::vector<std::string_view>& fields) {
       double v[17];
       bool ok = fields.size() >= 3 + 11 && valid_name_part(fields[0])
                 && valid_name_part(fields[1]);
       auto columns = ok ? std::min(fields.size() - 3, std::size(v)) : 0;
       for (size_t i = 0; ok && i < columns; ++i)
         ok = parse_number(fields[3 + i], v[i]);
-      if (!ok) {
-        ++bad;
-        continue;
-      }
+      if (!ok)
+        return verdict::malformed;
       if (++n > node_limits::devices) {
-        note(where + ": more than " + std::to_string(node_limits::devices)
+        note(cfg.proc_root + "/diskstats: more than "
+             + std::to_string(node_limits::devices)
              + " devices, the rest ignored");
-        break;
+        return verdict::stop;
       }
       auto device = fields[2];
       if (!disk_filter.accepts(device))
-        continue;
+        return verdict::ok;
       add("node_disk_info", 1, disk_info(device, fields[0], fields[1]));
       std::string dev{device};
       for (size_t i = 0; i < columns; ++i)
         add(disk_columns[i].name,
             v[i] * disk_columns[i].factor / disk_columns[i].divisor,
             {{"device", dev}});
-    }
-    report_malformed(where, bad);
+      return verdict::ok;
+    });
   }
 
   void read_vmstat() {
-    std::string_view text;
-    if (load(proc("vmstat"), text) != load_status::ok)
-      return;
-    size_t bad = 0;
     seen_keys.clear();
-    for (auto line : split_lines(text)) {
-      auto fields = split_fields(line);
-      if (fields.empty())
-        continue;
+    each_line("vmstat", [this](const std::vector<std::string_view>& fields) {
       double v = 0;
       if (fields.size() != 2 || !valid_name_part(fields[0])
-          || !parse_number(fields[1], v)) {
-        ++bad;
-        continue;
-      }
+          || !parse_number(fields[1], v))
+        return verdict::malformed;
       if (vmstat_filter.accepts(fields[0]) && first_time(fields[0]))
         add("node_vmstat_" + std::string{fields[0]}, v);
-    }
-    report_malformed(proc("vmstat"), bad);
+      return verdict::ok;
+    });
   }
 
   void read_pressure() {
