@@ -864,7 +864,8 @@ void declare(option_set& opts, capability_config& x) {
            "through a bind mount (e.g. /host/proc)");
   opts.add("host.sys", x.sys_root, "/sys",
            "Where sysfs is mounted; the cgroup limits are read under "
-           "<host.sys>/fs/cgroup");
+           "<host.sys>/fs/cgroup, the system collector's hwmon, thermal "
+           "zones and clock sources under it too");
   opts.add("sync.interval", ov.sync_interval, 0s,
            "How often the sync actor looks for new data when idle (0: the tier's: "
              + per_tier(3, [](auto& t) { return ms_text(t.sync_interval_ms); })

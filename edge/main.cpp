@@ -354,8 +354,8 @@ inspector_config spawn_actors(caf::actor_system& sys, stop_list& stops,
   // Stopped before the relays: nothing is restarted during a stop.
   keep("supervisor", sup);
   auto ccfg = opt.collector;
-  ccfg.proc_root = opt.capability.proc_root;
-  ccfg.disk_path = opt.common.data_dir;
+  ccfg.metrics.proc_root = opt.capability.proc_root;
+  ccfg.metrics.sys_root = opt.capability.sys_root;
   ccfg.clock = clk;
   ccfg.storage = st;
   for (auto& y : syncs)

@@ -1,18 +1,5 @@
 #include "edge/system_collector.hpp"
 
-#include "runtime/text.hpp"
-
-#include <sys/statvfs.h>
-
-#include <algorithm>
-#include <cerrno>
-#include <charconv>
-#include <fstream>
-#include <iterator>
-#include <map>
-#include <sstream>
-#include <string_view>
-#include <system_error>
 #include <utility>
 
 #include <caf/error.hpp>
@@ -30,253 +17,6 @@ namespace {
 constexpr const char* component = "system_collector";
 
 constexpr auto store_timeout = std::chrono::seconds(10);
-
-// USER_HZ: the unit of /proc/stat, fixed at 100 for user space on Linux.
-constexpr double user_hz = 100.0;
-
-// node_cpu_seconds_total modes in /proc/stat column order; guest time is
-// already part of user time, so node_exporter leaves it out and so do we.
-constexpr const char* cpu_modes[] = {"user",    "nice", "system",
-                                     "idle",    "iowait", "irq",
-                                     "softirq", "steal"};
-
-// The meminfo fields we report, in the order we emit them.
-constexpr const char* meminfo_fields[] = {"MemTotal",  "MemAvailable",
-                                          "MemFree",   "Buffers",
-                                          "Cached",    "SwapTotal",
-                                          "SwapFree"};
-
-std::string_view first_line(const std::string& text) {
-  return std::string_view{text}.substr(0, text.find('\n'));
-}
-
-// from_chars, not strtod: locale-independent and needs no terminator.
-bool parse_number(std::string_view x, double& out) {
-  auto last = x.data() + x.size();
-  auto [ptr, err] = std::from_chars(x.data(), last, out);
-  return !x.empty() && err == std::errc{} && ptr == last;
-}
-
-/// Reads the files of one round into `out`; every sample gets `now_ms`.
-class round_reader {
-public:
-  round_reader(const std::string& proc_root, int64_t now_ms,
-               metric_samples& out, std::vector<std::string>* problems)
-    : proc_root_(proc_root), now_ms_(now_ms), out_(out), problems_(problems) {
-    // nop
-  }
-
-  void read_stat() {
-    std::string path;
-    std::string text;
-    if (!load("stat", path, text))
-      return;
-    size_t cpus = 0;
-    size_t bad = 0;
-    for (auto line : split_lines(text)) {
-      auto fields = split_fields(line);
-      // Only per-cpu lines ("cpu0 ..."); "cpu " is their sum.
-      if (fields.empty() || fields[0].size() <= 3
-          || fields[0].substr(0, 3) != "cpu")
-        continue;
-      auto cpu = std::string{fields[0].substr(3)};
-      // Kernels older than 2.6.11 have fewer columns; take what exists.
-      auto columns = std::min(fields.size() - 1, std::size(cpu_modes));
-      std::vector<double> jiffies(columns);
-      bool ok = columns >= 4;
-      for (size_t i = 0; ok && i < columns; ++i)
-        ok = parse_number(fields[i + 1], jiffies[i]);
-      // Half a CPU's modes would skew every rate computed from it.
-      if (!ok) {
-        ++bad;
-        continue;
-      }
-      for (size_t i = 0; i < columns; ++i)
-        add("node_cpu_seconds_total", jiffies[i] / user_hz,
-            {{"cpu", cpu}, {"mode", cpu_modes[i]}});
-      ++cpus;
-    }
-    report_malformed(path, bad);
-    if (cpus == 0 && bad == 0)
-      note(path + ": no per-cpu lines");
-  }
-
-  void read_meminfo() {
-    std::string path;
-    std::string text;
-    if (!load("meminfo", path, text))
-      return;
-    std::map<std::string_view, double, std::less<>> bytes;
-    size_t bad = 0;
-    for (auto line : split_lines(text)) {
-      auto colon = line.find(':');
-      if (colon == std::string_view::npos)
-        continue;
-      auto key = trim(line.substr(0, colon));
-      if (!wanted_meminfo(key))
-        continue;
-      auto fields = split_fields(line.substr(colon + 1));
-      double value = 0;
-      if (fields.empty() || !parse_number(fields[0], value)) {
-        ++bad;
-        continue;
-      }
-      // Every field we report is in kB (KiB) in meminfo.
-      if (fields.size() > 1 && fields[1] == "kB")
-        value *= 1024;
-      bytes[key] = value;
-    }
-    report_malformed(path, bad);
-    for (auto field : meminfo_fields) {
-      auto i = bytes.find(std::string_view{field});
-      if (i == bytes.end()) {
-        note(path + ": no " + field);
-        continue;
-      }
-      add(std::string{"node_memory_"} + field + "_bytes", i->second, {});
-    }
-  }
-
-  void read_net_dev() {
-    std::string path;
-    std::string text;
-    if (!load("net/dev", path, text))
-      return;
-    size_t bad = 0;
-    for (auto line : split_lines(text)) {
-      // The two header lines have no colon; every interface line does.
-      auto colon = line.find(':');
-      if (colon == std::string_view::npos)
-        continue;
-      auto device = std::string{trim(line.substr(0, colon))};
-      // Split after the colon: old kernels glue "eth0:123" together.
-      auto fields = split_fields(line.substr(colon + 1));
-      double v[16];
-      bool ok = !device.empty() && fields.size() >= 16;
-      for (size_t i = 0; ok && i < 16; ++i)
-        ok = parse_number(fields[i], v[i]);
-      if (!ok) {
-        ++bad;
-        continue;
-      }
-      label_map labels{{"device", device}};
-      add("node_network_receive_bytes_total", v[0], labels);
-      add("node_network_receive_packets_total", v[1], labels);
-      add("node_network_receive_errs_total", v[2], labels);
-      add("node_network_transmit_bytes_total", v[8], labels);
-      add("node_network_transmit_packets_total", v[9], labels);
-      add("node_network_transmit_errs_total", v[10], labels);
-    }
-    report_malformed(path, bad);
-  }
-
-  void read_loadavg() {
-    std::string path;
-    std::string text;
-    if (!load("loadavg", path, text))
-      return;
-    // "0.52 0.58 0.59 2/1234 56789": three averages, running/total, last pid.
-    auto fields = split_fields(first_line(text));
-    double load1 = 0, load5 = 0, load15 = 0, running = 0;
-    bool ok = fields.size() >= 4 && parse_number(fields[0], load1)
-              && parse_number(fields[1], load5)
-              && parse_number(fields[2], load15);
-    auto slash = ok ? fields[3].find('/') : std::string_view::npos;
-    ok = ok && slash != std::string_view::npos
-         && parse_number(fields[3].substr(0, slash), running);
-    if (!ok) {
-      report_malformed(path, 1);
-      return;
-    }
-    add("node_load1", load1, {});
-    add("node_load5", load5, {});
-    add("node_load15", load15, {});
-    add("node_procs_running", running, {});
-  }
-
-  void read_uptime() {
-    std::string path;
-    std::string text;
-    if (!load("uptime", path, text))
-      return;
-    // "12345.67 54321.00": seconds up, then idle seconds summed over CPUs.
-    auto fields = split_fields(first_line(text));
-    double seconds = 0;
-    if (fields.empty() || !parse_number(fields[0], seconds)) {
-      report_malformed(path, 1);
-      return;
-    }
-    add("node_uptime_seconds", seconds, {});
-  }
-
-  void read_filesystem(const std::string& disk_path) {
-    // No data directory configured means no filesystem to watch.
-    if (disk_path.empty())
-      return;
-    struct statvfs fs {};
-    if (::statvfs(disk_path.c_str(), &fs) != 0) {
-      note(disk_path + ": statvfs failed: "
-           + std::generic_category().message(errno));
-      return;
-    }
-    // Block counts are in f_frsize units, not f_bsize.
-    auto block = static_cast<double>(fs.f_frsize);
-    label_map labels{{"mountpoint", disk_path}};
-    add("node_filesystem_size_bytes", block * fs.f_blocks, labels);
-    add("node_filesystem_avail_bytes", block * fs.f_bavail, labels);
-    add("node_filesystem_free_bytes", block * fs.f_bfree, labels);
-  }
-
-private:
-  static bool wanted_meminfo(std::string_view key) {
-    for (auto field : meminfo_fields)
-      if (key == field)
-        return true;
-    return false;
-  }
-
-  // Whole file; /proc files report size 0, so this reads until EOF.
-  bool load(const char* name, std::string& path, std::string& text) {
-    path = proc_root_ + "/" + name;
-    std::ifstream in{path};
-    if (!in) {
-      note(path + ": cannot open");
-      return false;
-    }
-    std::ostringstream buf;
-    buf << in.rdbuf();
-    if (in.bad()) {
-      note(path + ": read failed");
-      return false;
-    }
-    text = buf.str();
-    return true;
-  }
-
-  void add(std::string name, double value, label_map labels) {
-    metric_sample x;
-    x.name = std::move(name);
-    x.labels = std::move(labels);
-    x.timestamp_ms = now_ms_;
-    x.value = value;
-    out_.push_back(std::move(x));
-  }
-
-  void report_malformed(const std::string& path, size_t bad) {
-    if (bad > 0)
-      note(path + ": skipped " + std::to_string(bad) + " malformed line(s)");
-  }
-
-  void note(std::string problem) {
-    if (problems_ != nullptr)
-      problems_->push_back(std::move(problem));
-  }
-
-  const std::string& proc_root_;
-  int64_t now_ms_;
-  metric_samples& out_;
-  std::vector<std::string>* problems_;
-};
 
 bool finished(const system_collector_state& st) {
   return st.cfg.max_rounds > 0 && st.rounds >= st.cfg.max_rounds;
@@ -297,10 +37,11 @@ void collect_round(
   auto& st = self->state;
   std::vector<std::string> problems;
   auto now = st.cfg.clock->now_ms();
-  auto samples = st.cfg.source
-                   ? st.cfg.source(now, &problems)
-                   : read_system_metrics(st.cfg.proc_root, st.cfg.disk_path,
-                                         now, &problems);
+  metric_samples samples;
+  if (st.cfg.source)
+    samples = st.cfg.source(now, &problems);
+  else
+    st.reader->read(now, samples, &problems);
   ++st.rounds;
   if (!problems.empty()) {
     // The same files stay missing every round: warn once, then only debug
@@ -356,21 +97,6 @@ void collect_round(
 
 } // namespace
 
-metric_samples read_system_metrics(const std::string& proc_root,
-                                   const std::string& disk_path,
-                                   int64_t now_ms,
-                                   std::vector<std::string>* problems) {
-  metric_samples out;
-  round_reader reader{proc_root, now_ms, out, problems};
-  reader.read_stat();
-  reader.read_meminfo();
-  reader.read_filesystem(disk_path);
-  reader.read_net_dev();
-  reader.read_loadavg();
-  reader.read_uptime();
-  return out;
-}
-
 std::chrono::milliseconds next_round_in(int64_t now_ms,
                                         std::chrono::milliseconds interval) {
   auto iv = interval.count();
@@ -384,12 +110,13 @@ std::chrono::milliseconds next_round_in(int64_t now_ms,
 void declare(option_set& opts, system_collector_config& x) {
   using namespace std::chrono_literals;
   opts.add("collector.interval", x.interval, 10s,
-           "How often the system collector reads CPU, memory, disk, network "
+           "How often the system collector reads node_exporter's series "
            "(rounds start on multiples of it on the clock)",
            10ms);
   opts.add("collector.rounds", x.max_rounds, 0, "rounds",
            "Stop collecting after this many rounds (0: never); sync goes on",
            0);
+  declare(opts, x.metrics);
 }
 
 caf::error validate(const system_collector_config& x) {
@@ -401,6 +128,9 @@ caf::error validate(const system_collector_config& x) {
     return bad_config(group + "interval: must not be negative");
   if (x.max_rounds < 0)
     return bad_config(group + "rounds: must not be negative");
+  // Another source (load, scrape) does not read node metrics.
+  if (!x.source)
+    return validate(x.metrics);
   return caf::none;
 }
 
@@ -412,6 +142,9 @@ system_collector(collector_actor::stateful_pointer<system_collector_state> self,
   if (!cfg.clock)
     cfg.clock = make_system_clock();
   self->state.cfg = std::move(cfg);
+  if (!self->state.cfg.source)
+    self->state.reader
+      = std::make_shared<node_metrics_reader>(self->state.cfg.metrics);
   self->send(self, tick_atom::value);
   return {
     [self](tick_atom) {

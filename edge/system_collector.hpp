@@ -2,24 +2,17 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "edge/node_metrics.hpp"
 #include "messages/interfaces.hpp"
 #include "messages/types.hpp"
 #include "runtime/clock.hpp"
 
 namespace fleetd {
-
-/// Reads one round of system metrics (CPU, memory, disk, network, load, uptime)
-/// from `proc_root` (normally "/proc") and statvfs(disk_path). Counters are raw
-/// totals (Prometheus node_exporter naming), gauges are current values.
-/// Missing or unreadable files are skipped and named in `problems`.
-metric_samples read_system_metrics(const std::string& proc_root,
-                                   const std::string& disk_path,
-                                   int64_t now_ms,
-                                   std::vector<std::string>* problems);
 
 /// Where a collector's samples come from: one call per round.
 using sample_source =
@@ -34,14 +27,12 @@ using event_source = std::function<event_records(int64_t now_ms)>;
 struct system_collector_config {
   /// Name in the console; a second collector (e.g. load) gets its own.
   std::string name = "system_collector";
-  /// Empty: the system metrics below (read_system_metrics).
+  /// Empty: node_exporter's series as `metrics` says (node_metrics_reader).
   sample_source source;
   /// Optional: log lines and events to store each round as well.
   log_source logs;
   event_source events;
-  std::string proc_root = "/proc";
-  /// Data directory; statvfs target. Empty = no filesystem metrics.
-  std::string disk_path;
+  node_metrics_config metrics;
   /// Rounds after the first start on multiples of it on `clock` (as
   /// Telegraf's round_interval), so every collector's round of one instant
   /// reaches storage together and shares one commit.
@@ -59,7 +50,8 @@ struct system_collector_config {
 
 class option_set;
 
-/// Declares collector.interval and collector.rounds.
+/// Declares collector.interval, collector.rounds and the node_metrics
+/// options.
 void declare(option_set& opts, system_collector_config& x);
 
 /// bad_config naming the option key (or the field) when `x` cannot work.
@@ -67,6 +59,8 @@ caf::error validate(const system_collector_config& x);
 
 struct system_collector_state {
   system_collector_config cfg;
+  /// Made at start when cfg.source is empty; keeps its caches across rounds.
+  std::shared_ptr<node_metrics_reader> reader;
   int64_t rounds = 0, points_collected = 0, points_stored = 0,
           store_failures = 0, read_problems = 0, lines_collected = 0,
           lines_stored = 0;

@@ -5,9 +5,6 @@
 // and the scraped series reach the cloud.
 #include <doctest/doctest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -33,18 +30,6 @@ constexpr const char* device_id = "scrape-dev";
 std::string job_is(const std::string& job) {
   return "instr(s.labels, X'" + hex(std::string("job") + '\0' + job + '\0')
          + "') > 0";
-}
-
-// Whether something accepts connections on 127.0.0.1:`port`.
-bool listening(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return ok;
 }
 
 // The value of a "ts bits-in-hex" row.

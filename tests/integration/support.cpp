@@ -129,6 +129,17 @@ bool process::running() {
   return pid_ > 0 && !wait(std::chrono::milliseconds(0));
 }
 
+bool listening(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+
 std::string program(const std::string& name) {
   return std::string(FLEETD_BUILD_DIR) + "/" + name;
 }

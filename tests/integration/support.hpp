@@ -54,6 +54,9 @@ private:
   std::optional<int> status_;
 };
 
+/// Whether something accepts connections on 127.0.0.1:`port`.
+bool listening(uint16_t port);
+
 /// Path of a program built into build/.
 std::string program(const std::string& name);
 

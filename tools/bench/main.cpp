@@ -15,6 +15,7 @@
 #include "tools/bench/journal_lag_bench.hpp"
 #include "tools/bench/outage_bench.hpp"
 #include "tools/bench/query_bench.hpp"
+#include "tools/bench/node_read_bench.hpp"
 #include "tools/bench/round_bench.hpp"
 #include "tools/bench/storage_bench.hpp"
 #include "tools/bench/storage_writes_bench.hpp"
@@ -56,6 +57,8 @@ const subcommand subcommands[] = {
    fleetd::bench::install_size_usage, fleetd::bench::run_install_size_bench},
   {"footprint", fleetd::bench::footprint_summary,
    fleetd::bench::footprint_usage, fleetd::bench::run_footprint_bench},
+  {"node-read", fleetd::bench::node_read_summary,
+   fleetd::bench::node_read_usage, fleetd::bench::run_node_read_bench},
 };
 
 void print_help(std::ostream& out) {
