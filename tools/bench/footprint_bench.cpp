@@ -1,6 +1,7 @@
 #include "tools/bench/footprint_bench.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -138,8 +139,20 @@ int64_t counter_of(const std::string& json, const std::string& actor,
   return std::stoll(json.substr(key + name.size() + 3));
 }
 
+/// `name` summed over the actors whose names start with `prefix` (0: none).
+int64_t counter_sum(const std::string& json, const std::string& prefix,
+                    const std::string& name) {
+  int64_t sum = 0;
+  for (auto at = json.find("\"name\":\"" + prefix); at != std::string::npos;
+       at = json.find("\"name\":\"" + prefix, at + 1)) {
+    auto actor = json.substr(at + 8, json.find('"', at + 8) - at - 8);
+    sum += std::max<int64_t>(0, counter_of(json, actor, name));
+  }
+  return sum;
+}
+
 struct device_counters {
-  int64_t rounds = 0; // the fewer of the two collectors'
+  int64_t rounds = 0; // the fewest of the round-limited collectors'
   int64_t samples = 0;
   int64_t log_lines = 0;
 };
@@ -158,12 +171,17 @@ device_counters read_device(const std::string& bin_dir, uint16_t console,
   std::string json((std::istreambuf_iterator<char>(in)),
                    std::istreambuf_iterator<char>());
   device_counters out;
-  out.rounds = std::min(counter_of(json, "system_collector", "rounds"),
-                        counter_of(json, "load_generator", "rounds"));
-  out.samples = counter_of(json, "system_collector", "points_stored")
-                + counter_of(json, "load_generator", "points_stored");
-  out.log_lines = counter_of(json, "load_generator", "lines_stored");
-  if (out.rounds < 0 || out.log_lines < 0)
+  // The load generator and the scrapes run in "collectors"' stead.
+  out.rounds = counter_of(json, "system_collector", "rounds");
+  auto load = counter_of(json, "load_generator", "rounds");
+  if (load >= 0)
+    out.rounds = std::min(out.rounds, load);
+  out.samples = counter_sum(json, "system_collector", "points_stored")
+                + counter_sum(json, "load_generator", "points_stored")
+                + counter_sum(json, "scrape:", "points_stored");
+  out.log_lines = counter_sum(json, "load_generator", "lines_stored")
+                  + counter_sum(json, "log_tail", "lines_stored");
+  if (out.rounds < 0)
     fail("fleetctl status: no collector counters in " + json.substr(0, 300));
   return out;
 }
@@ -612,6 +630,33 @@ double vmagent_metric(uint16_t port, const std::string& name) {
 // -- one run ------------------------------------------------------------------
 
 /// Everything one run starts; members stop in reverse order.
+// Appends a numbered line to `path` every second until dropped or stopped.
+struct line_writer {
+  std::string path;
+  std::atomic<bool> done{false};
+  std::thread thread;
+  explicit line_writer(std::string p) : path(std::move(p)) {
+    thread = std::thread([this] {
+      for (int64_t n = 0; !done; ++n) {
+        std::ofstream out(path, std::ios::app);
+        out << "2026-12-07T00:00:00Z INFO app: request " << n
+            << " served in 12 ms\n";
+        out.close();
+        for (int i = 0; i < 10 && !done; ++i)
+          std::this_thread::sleep_for(milliseconds(100));
+      }
+    });
+  }
+  void stop() {
+    done = true;
+    if (thread.joinable())
+      thread.join();
+  }
+  ~line_writer() {
+    stop();
+  }
+};
+
 struct stack {
   temp_dir dir{"fleetd-footprint"};
   std::string bin;
@@ -626,6 +671,9 @@ struct stack {
   uint16_t console = 0;
   uint16_t vmagent_port = 0;
   int64_t rounds = 0;
+  // "collectors": an application's log file fleetd follows, a line a second
+  // (declared last: stopped before the directory goes).
+  std::unique_ptr<line_writer> app_log;
 
   std::string path(const std::string& name) const {
     return dir.path() + "/" + name;
@@ -669,7 +717,8 @@ bool start_receivers(stack& st, footprint_result& r) {
 }
 
 // node_exporter, then vmagent scraping it every 10 s into the relay.
-void start_vmagent(stack& st, const footprint_options& opt) {
+void start_vmagent(stack& st, const footprint_options& opt,
+                   const std::string& setting) {
   auto ne_port = free_port();
   st.node_exporter = std::make_unique<child>(
     std::vector<std::string>{node_exporter_program,
@@ -682,7 +731,11 @@ void start_vmagent(stack& st, const footprint_options& opt) {
   if (page.empty())
     fail("node_exporter does not answer; log:\n"
          + read_tail(st.node_exporter->log));
-  write_file(st.path("relabel.yml"), keep_config(page, opt.series), false);
+  // "collectors": fleetd reads node_exporter's breadth, vmagent keeps all.
+  write_file(st.path("relabel.yml"),
+             setting == "collectors" ? std::string("[]\n")
+                                     : keep_config(page, opt.series),
+             false);
   write_file(st.path("scrape.yml"),
              "global:\n  scrape_interval: 10s\nscrape_configs:\n"
              "  - job_name: footprint\n    static_configs:\n"
@@ -735,8 +788,6 @@ void start_fleetd(stack& st, const footprint_options& opt,
                   const std::string& setting) {
   auto data = st.path("device");
   fs::create_directories(data);
-  int64_t system = 0;
-  auto collectors = system_collectors(opt, system);
   st.rounds = std::max<int64_t>(
     2, static_cast<int64_t>((opt.window_s + opt.outage_s) / round_s));
   auto rounds = std::to_string(st.rounds);
@@ -745,18 +796,33 @@ void start_fleetd(stack& st, const footprint_options& opt,
     "--cloud.host=127.0.0.1",
     "--cloud.port=" + std::to_string(st.cloud_relay->port()),
     "--cloud.insecure=true", "--console.port=0", "--console.insecure=true",
-    "--tier.pin=1", "--collector.rounds=" + rounds,
-    "--collector.enabled=" + collectors,
-    "--load.series=" + std::to_string(opt.series - system),
-    "--load.interval=10s", "--load.rounds=" + rounds, "--load.log-lines=10",
-    "--log.level=warning"};
+    "--tier.pin=1", "--collector.rounds=" + rounds, "--log.level=warning"};
+  if (setting == "collectors") {
+    // Every collector at once: node_exporter's breadth, a scrape target
+    // (VictoriaMetrics' own page: no process of the baseline serves it) and
+    // a log file.
+    st.app_log = std::make_unique<line_writer>(st.path("app.log"));
+    argv.insert(argv.end(),
+                {"--scrape.targets=vm=http://127.0.0.1:"
+                   + std::to_string(st.vm->port()) + "/metrics",
+                 "--logs.paths=app=" + st.path("app.log"),
+                 "--logs.start-at=beginning"});
+  } else {
+    int64_t system = 0;
+    auto collectors = system_collectors(opt, system);
+    argv.insert(argv.end(),
+                {"--collector.enabled=" + collectors,
+                 "--load.series=" + std::to_string(opt.series - system),
+                 "--load.interval=10s", "--load.rounds=" + rounds,
+                 "--load.log-lines=10"});
+  }
   if (opt.sync_version > 0)
     argv.emplace_back("--cloud.sync-version="
                       + std::to_string(opt.sync_version));
   if (setting == "sync10s")
     argv.emplace_back("--sync.interval=10s");
-  else if (setting != "tier1")
-    fail("unknown setting '" + setting + "' (tier1 or sync10s)");
+  else if (setting != "tier1" && setting != "collectors")
+    fail("unknown setting '" + setting + "' (tier1, sync10s or collectors)");
   st.fleetd = std::make_unique<child>(argv, st.path("fleetd.log"));
   st.console = wait_port_file(data + "/console.port", *st.fleetd);
 }
@@ -799,6 +865,9 @@ void outage(stack& st, const footprint_options& opt, footprint_result& r) {
     sleep_checking(st, 1);
   r.outage_actual_s = seconds_since(t0);
   st.node_exporter->end();
+  // Collection is over: the log file stops growing too.
+  if (st.app_log)
+    st.app_log->stop();
   auto answers_before = st.split.batch_answers();
   auto vm_before = st.vm->metric("vm_rows_inserted_total");
   st.cloud_relay->pass();
@@ -931,7 +1000,7 @@ footprint_result run_checked(const footprint_options& opt,
       std::cerr << "footprint: request at " << format(seconds_since(t0), 1)
                 << " s: " << line << std::endl;
     });
-  start_vmagent(st, opt);
+  start_vmagent(st, opt, setting);
   start_fleetd(st, opt, setting);
   progress(opt, "setting " + setting + ": all started in " + st.dir.path());
   measure(st, opt, r);
@@ -964,8 +1033,8 @@ std::string parse_args(const std::vector<std::string>& args,
     if (!cur.value(value))
       return arg + ": wants a value";
     if (arg == "--setting") {
-      if (value != "tier1" && value != "sync10s")
-        return "--setting: tier1 or sync10s";
+      if (value != "tier1" && value != "sync10s" && value != "collectors")
+        return "--setting: tier1, sync10s or collectors";
       if (!settings_given)
         opt.settings.clear();
       settings_given = true;
@@ -1108,7 +1177,7 @@ footprint_result median_result(const std::vector<footprint_result>& runs) {
 std::string footprint_usage() {
   return "usage: fleetd-bench footprint [--window S] [--outage S] "
          "[--resume-limit S] [--runs N]\n"
-         "                              [--setting tier1|sync10s]... "
+         "                              [--setting tier1|sync10s|collectors]... "
          "[--bin-dir DIR]\n"
          "                              [--fleetd FLEETD] "
          "[--install-program FLEETD]\n"
@@ -1137,9 +1206,13 @@ std::string footprint_usage() {
          "\"timeout\"\n"
          "  --runs N          runs per setting (default 1); one line each, "
          "then run=median\n"
-         "  --setting X       tier1 (tier-1 defaults) or sync10s "
-         "(sync.interval=10s);\n"
-         "                    repeatable (default both, one after the "
+         "  --setting X       tier1 (tier-1 defaults), sync10s "
+         "(sync.interval=10s) or\n"
+         "                    collectors (node_exporter's breadth, a scrape "
+         "target, a log\n"
+         "                    file; vmagent keeps all of node_exporter); "
+         "repeatable\n"
+         "                    (default tier1 and sync10s, one after the "
          "other)\n"
          "  --bin-dir DIR     where fleetd, fleetd-cloud and fleetctl are "
          "(default: here)\n"

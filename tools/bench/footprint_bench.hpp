@@ -13,7 +13,7 @@ extern const char* footprint_summary;
 std::string footprint_usage();
 
 /// `fleetd-bench footprint [--window S] [--outage S] [--resume-limit S]
-/// [--runs N] [--setting tier1|sync10s]...`: fleetd against fleetd-cloud and
+/// [--runs N] [--setting tier1|sync10s|collectors]...`: fleetd against fleetd-cloud and
 /// vmagent + node_exporter against VictoriaMetrics, side by side, real
 /// processes. Returns the exit code (0 ok, 1 failure or samples lost, 2 bad
 /// arguments, 77 vmagent, node_exporter or VictoriaMetrics not installed).
@@ -32,7 +32,9 @@ struct footprint_options {
   /// Series each agent sends per 10 s round.
   int64_t series = 100;
   /// fleetd settings to measure, in order: "tier1" (tier-1 defaults),
-  /// "sync10s" (tier 1 with sync.interval=10s).
+  /// "sync10s" (tier 1 with sync.interval=10s), "collectors" (tier 1 with
+  /// every collector: the system collector's full breadth, a scrape target
+  /// and a followed log file; vmagent keeps node_exporter's whole page).
   std::vector<std::string> settings{"tier1", "sync10s"};
   /// Where fleetd, fleetd-cloud and fleetctl are; empty: beside this program.
   std::string bin_dir;
