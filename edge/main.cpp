@@ -16,6 +16,7 @@
 #include "edge/cloud_link.hpp"
 #include "edge/memory_store.hpp"
 #include "edge/load_generator.hpp"
+#include "edge/local_ingest.hpp"
 #include "edge/scrape.hpp"
 #include "edge/sqlite_store.hpp"
 #include "edge/storage.hpp"
@@ -43,6 +44,7 @@ struct edge_options {
   system_collector_config collector;
   load_config load;
   scrape_config scrape;
+  local_ingest_config ingest;
   storage_limits storage;
   restart_limits supervisor;
   scheduler_options scheduler;
@@ -68,6 +70,7 @@ void declare(option_set& opts, edge_options& x) {
   declare(opts, x.backoff);
   declare(opts, x.load);
   declare(opts, x.scrape);
+  declare(opts, x.ingest);
   declare(opts, x.supervisor);
   declare(opts, x.scheduler, device_scheduler());
 }
@@ -76,7 +79,8 @@ void declare(option_set& opts, edge_options& x) {
 // checked when the sync actors are spawned.
 caf::error validate(const edge_options& x) {
   for (auto err : {validate(x.link), validate(x.collector),
-                   validate(x.scrape), validate(x.capability),
+                   validate(x.scrape), validate(x.ingest),
+                   validate(x.capability),
                    validate(x.backoff),
                    validate(x.supervisor), validate(x.scheduler)})
     if (err)
@@ -292,8 +296,9 @@ add_syncs(caf::actor_system& sys, supervisor_config& scfg,
 
 // Spawns the device's actors in start order (storage first, as the others
 // report to it); storage and the sync actors supervised behind relays.
-// Returns the inspector's view of them.
-inspector_config spawn_actors(caf::actor_system& sys, stop_list& stops,
+// Returns the inspector's view of them; an error when a listener of the
+// local ingest cannot be bound.
+caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& stops,
                               const edge_options& opt,
                               const capability_report& caps,
                               std::shared_ptr<store_backend> backend,
@@ -383,6 +388,17 @@ inspector_config spawn_actors(caf::actor_system& sys, stop_list& stops,
     auto s = keep(name, sys.spawn<caf::detached>(system_collector, tcfg));
     icfg.actors.emplace_back(name, caf::actor_cast<caf::actor>(s));
   }
+  if (!opt.ingest.listen.empty() || !opt.ingest.socket.empty()) {
+    auto lcfg = opt.ingest;
+    lcfg.clock = clk;
+    lcfg.storage = st;
+    lcfg.on_stored = ccfg.on_stored;
+    auto ingest = spawn_local_ingest(sys, lcfg);
+    if (!ingest)
+      return ingest.error();
+    keep("local_ingest", *ingest);
+    icfg.actors.emplace_back("local_ingest", caf::actor_cast<caf::actor>(*ingest));
+  }
   for (auto what : {"storage", "queue", "clean"})
     icfg.debug[what] = caf::actor_cast<caf::actor>(st);
   icfg.debug["capabilities"] = caf::actor_cast<caf::actor>(cap);
@@ -441,7 +457,11 @@ int run(int argc, char** argv) {
   caf::actor_system sys{cfg};
   stop_list stops;
   auto icfg = spawn_actors(sys, stops, opt, caps, std::move(*backend), clk);
-  auto insp = sys.spawn(inspector, icfg);
+  if (!icfg) {
+    stops.stop_all(sys, opt.common.stop_timeout);
+    return die(icfg.error());
+  }
+  auto insp = sys.spawn(inspector, *icfg);
   stops.add("inspector", caf::actor_cast<caf::actor>(insp));
   auto console = publish_console(sys, insp, opt.common);
   if (!console) {

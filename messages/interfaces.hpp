@@ -22,6 +22,8 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<store_atom, metric_samples>::with<int64_t>,
   // Commits the log lines in one transaction; replies how many.
   caf::replies_to<store_atom, log_lines>::with<int64_t>,
+  // Records the events and commits them; replies how many.
+  caf::replies_to<store_atom, event_records>::with<int64_t>,
   // Up to `max` records of a stream that no batch covers yet, with the next
   // sequence.
   caf::replies_to<fetch_atom, std::string, int64_t>::with<unbatched_points>,
@@ -95,6 +97,11 @@ using collector_actor = caf::typed_actor<
   // Takes one round of readings now and hands them to storage.
   caf::reacts_to<tick_atom>,
   stats_handler>;
+
+/// Applications' pushes into the device's store (edge/local_ingest): its
+/// HTTP listeners hand each request to a short-lived worker; the actor holds
+/// the listeners and answers the console.
+using local_ingest_actor = caf::typed_actor<stats_handler>;
 
 /// Moves one stream from storage to the cloud (edge/sync).
 using sync_actor = caf::typed_actor<

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,6 +15,7 @@
 #include <thread>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -33,6 +36,8 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
+using local = asio::local::stream_protocol;
+using local_stream = beast::basic_stream<local>;
 
 namespace {
 
@@ -50,6 +55,9 @@ struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
   handler_fn handler;
   asio::io_context ioc{1};
   tcp::acceptor acceptor{ioc};
+  // start_local(): the Unix socket's listener and the path it created.
+  local::acceptor local_acceptor{ioc};
+  std::string local_path;
   asio::steady_timer accept_pause{ioc};
   std::thread thread;
   mutable std::mutex mtx;
@@ -71,12 +79,15 @@ struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
   tls_files tls;
   tls_context_ptr tls_ctx; // guarded by mtx
 
-  void accept();
-  void on_accept_error(const beast::error_code& ec);
+  template <class Acceptor>
+  void accept(Acceptor& acc);
+  template <class Acceptor>
+  void on_accept_error(const beast::error_code& ec, Acceptor& acc);
   bool admit(const std::string& address);
   bool evict_one();
-  void shed_one();
+  void shed_one(int listener);
   void start_session(tcp::socket socket, std::string address);
+  void start_session(local::socket socket, std::string address);
   void forget(uint64_t id, const std::string& address);
   tls_context_ptr context() {
     std::lock_guard<std::mutex> guard{mtx};
@@ -109,22 +120,27 @@ public:
   virtual const std::string& address() const = 0;
 };
 
-// One connection; Stream is a tcp_stream or an ssl_stream over one.
+// One connection; Stream is a tcp_stream, an ssl_stream over one, or a
+// Unix socket's local_stream.
 template <class Stream>
 class session : public session_base,
                 public std::enable_shared_from_this<session<Stream>> {
 public:
-  template <class... Ts>
-  session(std::shared_ptr<http_server::impl> server, tcp::socket socket,
+  template <class Socket, class... Ts>
+  session(std::shared_ptr<http_server::impl> server, Socket socket,
           uint64_t id, std::string address, Ts&&... xs)
     : stream_(std::move(socket), std::forward<Ts>(xs)...),
       server_(std::move(server)),
       id_(id),
       address_(std::move(address)) {
-    beast::error_code ec;
-    auto ep = lowest().socket().remote_endpoint(ec);
-    if (!ec)
-      peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+    if constexpr (is_local) {
+      peer_ = address_;
+    } else {
+      beast::error_code ec;
+      auto ep = lowest().socket().remote_endpoint(ec);
+      if (!ec)
+        peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+    }
   }
 
   // A new connection's handshake and first request header share the header
@@ -148,7 +164,7 @@ public:
 
   void close() override {
     beast::error_code ec;
-    lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    lowest().socket().shutdown(asio::socket_base::shutdown_both, ec);
     lowest().close();
   }
 
@@ -163,9 +179,11 @@ public:
   }
 
 private:
-  static constexpr bool is_tls = !std::is_same_v<Stream, beast::tcp_stream>;
+  static constexpr bool is_local = std::is_same_v<Stream, local_stream>;
+  static constexpr bool is_tls = !std::is_same_v<Stream, beast::tcp_stream>
+                                 && !is_local;
 
-  beast::tcp_stream& lowest() {
+  auto& lowest() {
     return beast::get_lowest_layer(stream_);
   }
 
@@ -527,6 +545,8 @@ private:
       res->set(http::field::content_type, rep.content_type);
     if (retry_after != nullptr)
       res->set(http::field::retry_after, retry_after);
+    else if (rep.retry_after_s > 0)
+      res->set(http::field::retry_after, std::to_string(rep.retry_after_s));
     if (rep.status >= 400) {
       auto text = rep.error;
       if (text.empty())
@@ -694,17 +714,22 @@ private:
 
 } // namespace
 
-void http_server::impl::accept() {
-  acceptor.async_accept([self = shared_from_this()](beast::error_code ec,
-                                                    tcp::socket socket) {
+template <class Acceptor>
+void http_server::impl::accept(Acceptor& acc) {
+  using socket_type = typename Acceptor::protocol_type::socket;
+  acc.async_accept([self = shared_from_this(), &acc](beast::error_code ec,
+                                                     socket_type socket) {
     if (self->stopped || ec == asio::error::operation_aborted)
       return;
     if (ec) {
-      self->on_accept_error(ec);
+      self->on_accept_error(ec, acc);
       return;
     }
     beast::error_code aec;
-    auto address = socket.remote_endpoint(aec).address().to_string();
+    std::string address = "local";
+    // A Unix socket's peers have no address: they share one.
+    if constexpr (std::is_same_v<socket_type, tcp::socket>)
+      address = socket.remote_endpoint(aec).address().to_string();
     if (aec || !self->admit(address)) {
       beast::error_code ignored;
       socket.close(ignored);
@@ -712,35 +737,37 @@ void http_server::impl::accept() {
       self->count(&http_server_counters::connections_accepted);
       self->start_session(std::move(socket), std::move(address));
     }
-    self->accept();
+    self->accept(acc);
   });
 }
 
 // Out of descriptors: free one (an evicted connection, else the reserve to
 // shed the waiting one) and pause, so the loop neither spins nor floods.
-void http_server::impl::on_accept_error(const beast::error_code& ec) {
+template <class Acceptor>
+void http_server::impl::on_accept_error(const beast::error_code& ec,
+                                        Acceptor& acc) {
   auto no_fds = ec == asio::error::no_descriptors
                 || ec.value() == ENFILE;
   if (no_fds) {
     count(&http_server_counters::accept_descriptor_exhausted);
     if (!evict_one())
-      shed_one();
+      shed_one(acc.native_handle());
   }
   log_warning_limited("http", "accept", "accept failed: ", ec.message(),
                       "; pausing ", limits.accept_backoff.count(), " ms");
   accept_pause.expires_after(limits.accept_backoff);
-  accept_pause.async_wait([self = shared_from_this()](beast::error_code) {
+  accept_pause.async_wait([self = shared_from_this(), &acc](beast::error_code) {
     if (!self->stopped)
-      self->accept();
+      self->accept(acc);
   });
 }
 
 // Closes the reserve descriptor, accepts and closes one waiting connection,
 // then takes the reserve back.
-void http_server::impl::shed_one() {
+void http_server::impl::shed_one(int listener) {
   if (reserve_fd >= 0)
     ::close(reserve_fd);
-  int fd = ::accept4(acceptor.native_handle(), nullptr, nullptr,
+  int fd = ::accept4(listener, nullptr, nullptr,
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (fd >= 0) {
     ::close(fd);
@@ -795,6 +822,16 @@ void http_server::impl::start_session(tcp::socket socket, std::string address) {
     sessions.emplace(id, s);
     s->start(std::chrono::steady_clock::now() + limits.header_timeout);
   }
+}
+
+void http_server::impl::start_session(local::socket socket,
+                                      std::string address) {
+  auto id = next_id++;
+  ++per_address[address];
+  auto s = std::make_shared<session<local_stream>>(
+    shared_from_this(), std::move(socket), id, address);
+  sessions.emplace(id, s);
+  s->start(std::chrono::steady_clock::now() + limits.header_timeout);
 }
 
 void http_server::impl::forget(uint64_t id, const std::string& address) {
@@ -871,10 +908,52 @@ caf::expected<uint16_t> http_server::start(const std::string& host,
   if (impl_->reserve_fd < 0)
     impl_->reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   auto bound = acc.local_endpoint().port();
-  impl_->accept();
+  impl_->accept(acc);
   auto self = impl_;
   impl_->thread = std::thread([self] { self->ioc.run(); });
   return bound;
+}
+
+caf::error http_server::start_local(const std::string& path) {
+  auto fail = [&](const std::string& why) {
+    return make_error(ec::io_error, "cannot listen on " + path + ": " + why);
+  };
+  if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path))
+    return make_error(ec::bad_config, "a Unix socket path needs 1 to "
+                                        + std::to_string(
+                                          sizeof(sockaddr_un::sun_path) - 1)
+                                        + " bytes: " + path);
+  beast::error_code ec;
+  struct stat st;
+  if (::lstat(path.c_str(), &st) == 0) {
+    // A socket an earlier run left is replaced; a live one or a file is not.
+    if (!S_ISSOCK(st.st_mode))
+      return fail("it exists and is not a socket");
+    local::socket probe{impl_->ioc};
+    probe.connect(local::endpoint{path}, ec);
+    if (!ec)
+      return fail("another program serves it");
+    ::unlink(path.c_str());
+  }
+  auto& acc = impl_->local_acceptor;
+  acc.open(local{}, ec);
+  if (!ec)
+    acc.bind(local::endpoint{path}, ec);
+  if (!ec)
+    acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (!ec)
+    acc.native_non_blocking(true, ec);
+  if (ec)
+    return fail(ec.message());
+  impl_->local_path = path;
+  // Owner and group: who may write is who is in fleetd's group.
+  ::chmod(path.c_str(), 0660);
+  if (impl_->reserve_fd < 0)
+    impl_->reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  impl_->accept(acc);
+  auto self = impl_;
+  impl_->thread = std::thread([self] { self->ioc.run(); });
+  return caf::none;
 }
 
 void http_server::stop() {
@@ -885,6 +964,9 @@ void http_server::stop() {
     self->stopped = true;
     beast::error_code ec;
     self->acceptor.close(ec);
+    self->local_acceptor.close(ec);
+    if (!self->local_path.empty())
+      ::unlink(self->local_path.c_str());
     for (auto& kv : self->sessions)
       kv.second->close();
     self->per_address.clear();
