@@ -18,6 +18,7 @@
 #include "runtime/logger.hpp"
 #include "runtime/options.hpp"
 #include "runtime/text.hpp"
+#include "runtime/tls.hpp"
 
 namespace fleetd {
 
@@ -51,20 +52,6 @@ bool split_listen(const std::string& listen, std::string& host,
     return false;
   port = static_cast<uint16_t>(n);
   return true;
-}
-
-// 127.0.0.0/8 or ::1; false for any other address or none.
-bool is_loopback(const std::string& host) {
-  unsigned char buf[16];
-  if (inet_pton(AF_INET, host.c_str(), buf) == 1)
-    return buf[0] == 127;
-  if (inet_pton(AF_INET6, host.c_str(), buf) == 1) {
-    for (int i = 0; i < 15; ++i)
-      if (buf[i] != 0)
-        return false;
-    return buf[15] == 1;
-  }
-  return false;
 }
 
 // What the listeners' handler and the workers share with the actor.
@@ -321,7 +308,7 @@ caf::error validate(const local_ingest_config& x) {
     if (inet_pton(AF_INET, host.c_str(), buf) != 1
         && inet_pton(AF_INET6, host.c_str(), buf) != 1)
       return bad_config("ingest.listen: '" + host + "' is not an IP address");
-    if (!x.allow_remote && !is_loopback(host))
+    if (!x.allow_remote && !is_loopback_host(host))
       return bad_config("ingest.listen: " + host
                         + " is not a loopback address; the endpoint has no "
                           "authentication (set ingest.allow-remote to mean "

@@ -21,7 +21,10 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
+// The device build serves plain HTTP only (local ingest): no TLS server.
+#ifndef FLEETD_MBEDTLS
+#  include <boost/beast/ssl.hpp>
+#endif
 
 #include "messages/error.hpp"
 #include "messages/stream_codec.hpp"
@@ -34,7 +37,9 @@ namespace fleetd {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+#ifndef FLEETD_MBEDTLS
 namespace ssl = asio::ssl;
+#endif
 using tcp = asio::ip::tcp;
 using local = asio::local::stream_protocol;
 using local_stream = beast::basic_stream<local>;
@@ -147,14 +152,16 @@ public:
   // time, which ends at `deadline` (accept + ingest.header-timeout).
   void start(std::chrono::steady_clock::time_point deadline) {
     deadline_ = deadline;
+#ifndef FLEETD_MBEDTLS
     if constexpr (is_tls) {
       lowest().expires_at(deadline);
       stream_.async_handshake(ssl::stream_base::server,
                               [self = this->shared_from_this()](
                                 beast::error_code ec) { self->on_handshake(ec); });
-    } else {
-      read();
+      return;
     }
+#endif
+    read();
   }
 
   // The context this connection's TLS state was made from outlives it.
@@ -202,6 +209,7 @@ private:
       finish();
       return;
     }
+#ifndef FLEETD_MBEDTLS
     if constexpr (is_tls) {
       auto* cert = SSL_get_peer_certificate(stream_.native_handle());
       client_cert_ = cert != nullptr;
@@ -209,6 +217,7 @@ private:
       if (SSL_session_reused(stream_.native_handle()) == 1)
         server_->count(&http_server_counters::tls_resumed);
     }
+#endif
     read();
   }
 
@@ -610,6 +619,7 @@ private:
   std::string stream_auth_;
 };
 
+#ifndef FLEETD_MBEDTLS
 using tls_session = session<beast::ssl_stream<beast::tcp_stream>>;
 
 // A TLS connection before its first byte: only the socket and a timer, no
@@ -711,6 +721,7 @@ private:
   std::chrono::steady_clock::time_point deadline_;
   bool done_ = false;
 };
+#endif // FLEETD_MBEDTLS
 
 } // namespace
 
@@ -811,17 +822,19 @@ bool http_server::impl::evict_one() {
 void http_server::impl::start_session(tcp::socket socket, std::string address) {
   auto id = next_id++;
   ++per_address[address];
+#ifndef FLEETD_MBEDTLS
   if (auto ctx = context()) {
     auto w = std::make_shared<tls_waiter>(shared_from_this(), std::move(socket),
                                           id, address, std::move(ctx));
     sessions.emplace(id, w);
     w->start();
-  } else {
-    auto s = std::make_shared<session<beast::tcp_stream>>(
-      shared_from_this(), std::move(socket), id, address);
-    sessions.emplace(id, s);
-    s->start(std::chrono::steady_clock::now() + limits.header_timeout);
+    return;
   }
+#endif
+  auto s = std::make_shared<session<beast::tcp_stream>>(
+    shared_from_this(), std::move(socket), id, address);
+  sessions.emplace(id, s);
+  s->start(std::chrono::steady_clock::now() + limits.header_timeout);
 }
 
 void http_server::impl::start_session(local::socket socket,
@@ -1007,6 +1020,10 @@ void http_server::accept_streams() {
 }
 
 caf::error http_server::use_tls(const tls_files& files) {
+#ifdef FLEETD_MBEDTLS
+  return make_error(ec::tls_error, "the device build serves no HTTPS ("
+                                     + files.cert + ")");
+#else
   auto ctx = make_server_context(files);
   if (!ctx)
     return ctx.error();
@@ -1014,6 +1031,7 @@ caf::error http_server::use_tls(const tls_files& files) {
   impl_->tls = files;
   impl_->tls_ctx = std::move(*ctx);
   return caf::none;
+#endif
 }
 
 caf::error http_server::reload_tls() {
