@@ -54,6 +54,16 @@ bool split_listen(const std::string& listen, std::string& host,
   return true;
 }
 
+// A parser's limits under `x`: a record per line, the decode budget.
+template <class Limits>
+Limits bounded(const local_ingest_config& x) {
+  Limits out;
+  out.max_samples = static_cast<size_t>(x.max_lines);
+  out.max_decoded_bytes = decoded_per_body_byte
+                          * static_cast<uint64_t>(x.max_body_bytes);
+  return out;
+}
+
 // What the listeners' handler and the workers share with the actor.
 struct ingest_core {
   local_ingest_config cfg;
@@ -357,9 +367,6 @@ caf::expected<ingest_body> parse_ingest_body(ingest_format f,
     return make_error(ec::too_large,
                       "more than " + std::to_string(x.max_lines)
                         + " lines in one request (ingest.max-lines)");
-  auto budget = decoded_per_body_byte
-                * static_cast<uint64_t>(std::max<int64_t>(x.max_body_bytes,
-                                                          1024));
   ingest_body out;
   auto take = [&](line_verdicts& v) {
     static_cast<line_verdicts&>(out) = std::move(v);
@@ -375,38 +382,29 @@ caf::expected<ingest_body> parse_ingest_body(ingest_format f,
                             "precision " + printable(param.substr(10), 16)
                               + " is not ns, us, ms or s");
       }
-      influx_limits limits;
-      limits.max_samples = static_cast<size_t>(x.max_lines)
-                           * limits.max_fields;
-      limits.max_decoded_bytes = budget;
+      auto limits = bounded<influx_limits>(x);
+      // A line may carry many fields: the decode budget bounds them.
+      limits.max_samples *= limits.max_fields;
       auto b = parse_influx_lines(body, now_ms, precision, limits);
       out.samples = std::move(b.samples);
       take(b);
       break;
     }
     case ingest_format::prom: {
-      prom_limits limits;
-      limits.max_samples = static_cast<size_t>(x.max_lines);
-      limits.max_decoded_bytes = budget;
-      auto page = parse_prom_text(body, now_ms, limits);
-      out.samples = std::move(page.samples);
-      take(page);
+      auto b = parse_prom_text(body, now_ms, bounded<prom_limits>(x));
+      out.samples = std::move(b.samples);
+      take(b);
       break;
     }
     case ingest_format::logs: {
-      json_lines_limits limits;
-      limits.max_samples = static_cast<size_t>(x.max_lines);
-      limits.max_decoded_bytes = budget;
-      auto b = parse_log_lines(body, now_ms * 1'000'000, limits);
+      auto b = parse_log_lines(body, now_ms * 1'000'000,
+                               bounded<json_lines_limits>(x));
       out.logs = std::move(b.lines);
       take(b);
       break;
     }
     case ingest_format::events: {
-      json_lines_limits limits;
-      limits.max_samples = static_cast<size_t>(x.max_lines);
-      limits.max_decoded_bytes = budget;
-      auto b = parse_event_lines(body, now_ms, limits);
+      auto b = parse_event_lines(body, now_ms, bounded<json_lines_limits>(x));
       out.events = std::move(b.events);
       take(b);
       break;
