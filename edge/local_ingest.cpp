@@ -428,7 +428,8 @@ http_reply ingest_answer(const ingest_body& b) {
       errors += ",";
     errors += json_object{}
                 .add("line", static_cast<int64_t>(e.line))
-                .add("reason", e.reason)
+                // A reason may quote the client's bytes: valid JSON whatever.
+                .add("reason", printable(e.reason, 256))
                 .str();
   }
   errors += "]";

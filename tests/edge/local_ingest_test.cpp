@@ -31,6 +31,7 @@
 #include "helpers.hpp"
 #include "messages/error.hpp"
 #include "messages/json_lines.hpp"
+#include "messages/json_reader.hpp"
 #include "messages/register.hpp"
 #include "runtime/clock.hpp"
 #include "scratch_dir.hpp"
@@ -41,6 +42,12 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr int64_t now_ms = 1'700'000'000'000;
+
+// JSON's own characters and a few bytes that are not text, a NUL among them.
+std::string json_alphabet() {
+  static constexpr char chars[] = "{}[]\":,\\u0123456789.eE-+TZ \n\t\xff\xc3\x00";
+  return std::string(chars, sizeof chars - 1);
+}
 
 // One format's fuzz material: a seed body, its alphabet, and lines that
 // stand before and after a mutated one.
@@ -70,12 +77,12 @@ const fuzz_format fuzz_formats[] = {
    "{\"line\":\"a \\\"q\\\" \\u00e9\",\"labels\":{\"app\":\"x\"}}\n"
    "{\"message\":\"m\",\"timestamp\":\"2023-11-14T22:13:20.5+01:00\"}\n"
    "{\"line\":\"n\",\"timestamp\":1700000000000000000}\n",
-   std::string("{}[]\":,\\u0123456789.eE-+TZ \n\t\xff\xc3\x00", 38),
+   json_alphabet(),
    "{\"line\":\"zzguard before\"}", "{\"line\":\"zzguard after\"}"},
   {ingest_format::events,
    "{\"kind\":\"deploy\",\"message\":\"v1\"}\n"
    "{\"kind\":\"a.b\",\"message\":\"\\n\"}\n",
-   std::string("{}[]\":,\\u0123456789.eE-+TZ \n\t\xff\xc3\x00", 38),
+   json_alphabet(),
    "{\"kind\":\"zzguard\",\"message\":\"before\"}",
    "{\"kind\":\"zzguard\",\"message\":\"after\"}"},
 };
@@ -305,6 +312,12 @@ TEST_CASE("a request body: precision, line limit, the answer's form") {
   CHECK(rep.content_type == "application/json");
   CHECK(rep.body.find("\"stored\":2,\"bad_lines\":1,\"errors\":[{\"line\":2,")
         != std::string::npos);
+  // A reason quoting bytes that are not UTF-8 still makes valid JSON.
+  auto raw = parse_ingest_body(ingest_format::influx, "m v=\xff\xfe\nm v=1\n",
+                               "", now_ms, x);
+  REQUIRE(raw);
+  std::string why;
+  CHECK_MESSAGE(parse_json(ingest_answer(*raw).body, why), why);
   auto none = parse_ingest_body(ingest_format::events, "bad\n", "", now_ms, x);
   REQUIRE(none);
   CHECK(ingest_answer(*none).status == 400);

@@ -200,7 +200,8 @@ TEST_CASE("seeded mutations neither crash the parser nor break its promises") {
   const std::string events_seed =
     "{\"kind\":\"deploy\",\"message\":\"v1\"}\n"
     "{\"kind\":\"a.b\",\"message\":\"\\n\"}\n";
-  const std::string alphabet = "{}[]\":,\\u0123456789.eE-+TZ \n\t\xff\xc3\x00";
+  static constexpr char chars[] = "{}[]\":,\\u0123456789.eE-+TZ \n\t\xff\xc3\x00";
+  const std::string alphabet(chars, sizeof chars - 1);
   std::mt19937_64 rng(20261207);
   json_lines_limits limits;
   limits.max_samples = 50;
