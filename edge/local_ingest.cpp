@@ -32,6 +32,8 @@ constexpr ingest_format all_formats[] = {ingest_format::influx,
 // Decoded records take a few times their text (a short Influx line with
 // several fields the most), never more than this.
 constexpr uint64_t decoded_per_body_byte = 32;
+// A small body's budget is that of this many bytes.
+constexpr uint64_t min_budget_base = 4096;
 
 // host and port of `listen` ("127.0.0.1:7402", "[::1]:7402"); false if
 // it is not that form.
@@ -54,13 +56,15 @@ bool split_listen(const std::string& listen, std::string& host,
   return true;
 }
 
-// A parser's limits under `x`: a record per line, the decode budget.
+// A parser's limits under `x` for a body of `bytes`: a record per line, a
+// decode budget proportional to the body (what waits for storage is then
+// bounded by ingest.max-pending-bytes too).
 template <class Limits>
-Limits bounded(const local_ingest_config& x) {
+Limits bounded(const local_ingest_config& x, size_t bytes) {
   Limits out;
   out.max_samples = static_cast<size_t>(x.max_lines);
   out.max_decoded_bytes = decoded_per_body_byte
-                          * static_cast<uint64_t>(x.max_body_bytes);
+                          * std::max<uint64_t>(bytes, min_budget_base);
   return out;
 }
 
@@ -284,9 +288,8 @@ void declare(option_set& opts, local_ingest_config& x) {
            "Let ingest.listen name a non-loopback address: anyone who "
            "reaches it can write, there is no authentication");
   opts.add_size("ingest.max-body-bytes", x.max_body_bytes, 256 << 10,
-                "A larger request body is refused (413); its records may "
-                "take 32 times this decoded, a body that needs more is "
-                "refused (413) too",
+                "A larger request body is refused (413); so is one whose "
+                "records would take more than 32 times its bytes decoded",
                 1024, int64_t{64} << 20);
   opts.add("ingest.max-lines", x.max_lines, 10000, "lines",
            "A request with more lines is refused (413)", 1, 1'000'000);
@@ -382,7 +385,7 @@ caf::expected<ingest_body> parse_ingest_body(ingest_format f,
                             "precision " + printable(param.substr(10), 16)
                               + " is not ns, us, ms or s");
       }
-      auto limits = bounded<influx_limits>(x);
+      auto limits = bounded<influx_limits>(x, body.size());
       // A line may carry many fields: the decode budget bounds them.
       limits.max_samples *= limits.max_fields;
       auto b = parse_influx_lines(body, now_ms, precision, limits);
@@ -391,20 +394,22 @@ caf::expected<ingest_body> parse_ingest_body(ingest_format f,
       break;
     }
     case ingest_format::prom: {
-      auto b = parse_prom_text(body, now_ms, bounded<prom_limits>(x));
+      auto b = parse_prom_text(body, now_ms,
+                               bounded<prom_limits>(x, body.size()));
       out.samples = std::move(b.samples);
       take(b);
       break;
     }
     case ingest_format::logs: {
       auto b = parse_log_lines(body, now_ms * 1'000'000,
-                               bounded<json_lines_limits>(x));
+                               bounded<json_lines_limits>(x, body.size()));
       out.logs = std::move(b.lines);
       take(b);
       break;
     }
     case ingest_format::events: {
-      auto b = parse_event_lines(body, now_ms, bounded<json_lines_limits>(x));
+      auto b = parse_event_lines(body, now_ms,
+                                 bounded<json_lines_limits>(x, body.size()));
       out.events = std::move(b.events);
       take(b);
       break;

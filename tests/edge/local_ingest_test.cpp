@@ -390,6 +390,27 @@ TEST_CASE("a body at the size limit is taken or refused whole, its heap "
       out += next;
     }
   };
+  // Lines as Telegraf and exporters write them are taken whole at the limit.
+  std::pair<ingest_format, std::string> taken[] = {
+    {ingest_format::influx, fill([](int i) {
+       return "cpu,host=dev-" + std::to_string(i % 7)
+              + ",cpu=cpu" + std::to_string(i % 4)
+              + " usage_user=0.52,usage_system=0.1 "
+              + std::to_string(1'700'000'000'000'000'000 + i);
+     })},
+    {ingest_format::prom, fill([](int i) {
+       return "node_cpu_seconds_total{cpu=\"" + std::to_string(i)
+              + "\",mode=\"idle\"} 12345.67";
+     })},
+  };
+  for (auto& [f, body] : taken) {
+    auto b = parse_ingest_body(f, body, "", now_ms, x);
+    REQUIRE_MESSAGE(b, render(b.error()));
+    MESSAGE(std::string(to_string(f)) << ": body " << body.size()
+                                      << " bytes of typical lines, "
+                                      << b->records() << " records taken");
+    CHECK(b->bad_lines == 0);
+  }
   std::pair<ingest_format, std::string> bodies[] = {
     {ingest_format::influx,
      fill([](int i) { return "m,t=" + std::to_string(i) + " a=1,b=2,c=3"; })},
