@@ -14,6 +14,7 @@
 #include <optional>
 #include <thread>
 
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
@@ -42,11 +43,21 @@ namespace ssl = asio::ssl;
 #endif
 using tcp = asio::ip::tcp;
 using local = asio::local::stream_protocol;
-using local_stream = beast::basic_stream<local>;
+// Plain connections, TCP or Unix, share one stream type: one copy of the
+// session's code in the (size-bound) device build.
+using plain_stream = beast::basic_stream<asio::generic::stream_protocol>;
 
 namespace {
 
 class session_base;
+
+// The device build serves no sync streams: the session's stream mode is
+// never instantiated there.
+#ifdef FLEETD_MBEDTLS
+constexpr bool serves_streams = false;
+#else
+constexpr bool serves_streams = true;
+#endif
 
 // Every error answer names its code and message here, so `curl -v` shows
 // why even when the body is protobuf.
@@ -125,8 +136,20 @@ public:
   virtual const std::string& address() const = 0;
 };
 
-// One connection; Stream is a tcp_stream, an ssl_stream over one, or a
-// Unix socket's local_stream.
+// "host:port" of a TCP client, "local" of a Unix socket's.
+std::string peer_of(const tcp::socket& socket) {
+  beast::error_code ec;
+  auto ep = socket.remote_endpoint(ec);
+  return ec ? std::string{}
+            : ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+std::string peer_of(const local::socket&) {
+  return "local";
+}
+
+// One connection; Stream is a plain_stream (TCP or Unix) or an ssl_stream
+// over a tcp_stream.
 template <class Stream>
 class session : public session_base,
                 public std::enable_shared_from_this<session<Stream>> {
@@ -134,18 +157,11 @@ public:
   template <class Socket, class... Ts>
   session(std::shared_ptr<http_server::impl> server, Socket socket,
           uint64_t id, std::string address, Ts&&... xs)
-    : stream_(std::move(socket), std::forward<Ts>(xs)...),
+    : peer_(peer_of(socket)),
+      stream_(std::move(socket), std::forward<Ts>(xs)...),
       server_(std::move(server)),
       id_(id),
       address_(std::move(address)) {
-    if constexpr (is_local) {
-      peer_ = address_;
-    } else {
-      beast::error_code ec;
-      auto ep = lowest().socket().remote_endpoint(ec);
-      if (!ec)
-        peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
-    }
   }
 
   // A new connection's handshake and first request header share the header
@@ -186,9 +202,7 @@ public:
   }
 
 private:
-  static constexpr bool is_local = std::is_same_v<Stream, local_stream>;
-  static constexpr bool is_tls = !std::is_same_v<Stream, beast::tcp_stream>
-                                 && !is_local;
+  static constexpr bool is_tls = !std::is_same_v<Stream, plain_stream>;
 
   auto& lowest() {
     return beast::get_lowest_layer(stream_);
@@ -375,12 +389,13 @@ private:
     server_->count(&http_server_counters::requests);
     busy_ = true;
     auto& msg = parser_->get();
-    if (server_->streams && msg.method() == http::verb::get
-        && msg.target() == stream_target
-        && beast::iequals(msg[http::field::upgrade], stream_protocol)) {
-      upgrade(std::string(msg[http::field::authorization]));
-      return;
-    }
+    if constexpr (serves_streams)
+      if (server_->streams && msg.method() == http::verb::get
+          && msg.target() == stream_target
+          && beast::iequals(msg[http::field::upgrade], stream_protocol)) {
+        upgrade(std::string(msg[http::field::authorization]));
+        return;
+      }
     keep_alive_ = msg.keep_alive();
     version_ = msg.version();
     http_request req;
@@ -511,10 +526,12 @@ private:
         return;
       asio::post(ioc, [self, frame, rep = std::move(rep)]() mutable {
         ++self->completed_;
-        if (frame)
-          self->write_frame(rep);
-        else
-          self->write(std::move(rep));
+        if constexpr (serves_streams)
+          if (frame) {
+            self->write_frame(rep);
+            return;
+          }
+        self->write(std::move(rep));
       });
     });
   }
@@ -596,6 +613,7 @@ private:
 
   static constexpr size_t first_read = 1024;
 
+  std::string peer_;
   Stream stream_;
   tls_context_ptr ctx_;
   beast::flat_buffer buffer_;
@@ -603,7 +621,6 @@ private:
   std::shared_ptr<http_server::impl> server_;
   uint64_t id_;
   std::string address_;
-  std::string peer_;
   size_t reserved_ = 0;
   std::chrono::steady_clock::time_point deadline_;
   std::chrono::steady_clock::time_point body_start_;
@@ -831,7 +848,7 @@ void http_server::impl::start_session(tcp::socket socket, std::string address) {
     return;
   }
 #endif
-  auto s = std::make_shared<session<beast::tcp_stream>>(
+  auto s = std::make_shared<session<plain_stream>>(
     shared_from_this(), std::move(socket), id, address);
   sessions.emplace(id, s);
   s->start(std::chrono::steady_clock::now() + limits.header_timeout);
@@ -841,7 +858,7 @@ void http_server::impl::start_session(local::socket socket,
                                       std::string address) {
   auto id = next_id++;
   ++per_address[address];
-  auto s = std::make_shared<session<local_stream>>(
+  auto s = std::make_shared<session<plain_stream>>(
     shared_from_this(), std::move(socket), id, address);
   sessions.emplace(id, s);
   s->start(std::chrono::steady_clock::now() + limits.header_timeout);
