@@ -7,7 +7,7 @@
 
 #include "messages/error.hpp"
 #include "runtime/http_client.hpp"
-#include "runtime/json_reader.hpp"
+#include "messages/json_reader.hpp"
 #include "runtime/text.hpp"
 
 namespace fleetd {

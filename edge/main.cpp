@@ -17,6 +17,7 @@
 #include "edge/memory_store.hpp"
 #include "edge/load_generator.hpp"
 #include "edge/log_tail.hpp"
+#include "edge/local_ingest.hpp"
 #include "edge/scrape.hpp"
 #include "edge/sqlite_store.hpp"
 #include "edge/storage.hpp"
@@ -45,6 +46,7 @@ struct edge_options {
   load_config load;
   scrape_config scrape;
   log_tail_config logs;
+  local_ingest_config ingest;
   storage_limits storage;
   restart_limits supervisor;
   scheduler_options scheduler;
@@ -71,6 +73,7 @@ void declare(option_set& opts, edge_options& x) {
   declare(opts, x.load);
   declare(opts, x.scrape);
   declare(opts, x.logs);
+  declare(opts, x.ingest);
   declare(opts, x.supervisor);
   declare(opts, x.scheduler, device_scheduler());
 }
@@ -80,6 +83,7 @@ void declare(option_set& opts, edge_options& x) {
 caf::error validate(const edge_options& x) {
   for (auto err : {validate(x.link), validate(x.collector),
                    validate(x.scrape), validate(x.logs),
+                   validate(x.scrape), validate(x.ingest),
                    validate(x.capability),
                    validate(x.backoff),
                    validate(x.supervisor), validate(x.scheduler)})
@@ -298,8 +302,9 @@ add_syncs(caf::actor_system& sys, supervisor_config& scfg,
 
 // Spawns the device's actors in start order (storage first, as the others
 // report to it); storage and the sync actors supervised behind relays.
-// Returns the inspector's view of them.
-inspector_config spawn_actors(caf::actor_system& sys, stop_list& stops,
+// Returns the inspector's view of them; an error when a listener of the
+// local ingest cannot be bound.
+caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& stops,
                               const edge_options& opt,
                               const capability_report& caps,
                               std::shared_ptr<store_backend> backend,
@@ -398,6 +403,17 @@ inspector_config spawn_actors(caf::actor_system& sys, stop_list& stops,
     auto tail = keep("log_tail", sys.spawn<caf::detached>(log_tail, tcfg_logs));
     icfg.actors.emplace_back("log_tail", caf::actor_cast<caf::actor>(tail));
   }
+  if (!opt.ingest.listen.empty() || !opt.ingest.socket.empty()) {
+    auto lcfg = opt.ingest;
+    lcfg.clock = clk;
+    lcfg.storage = st;
+    lcfg.on_stored = ccfg.on_stored;
+    auto ingest = spawn_local_ingest(sys, lcfg);
+    if (!ingest)
+      return ingest.error();
+    keep("local_ingest", *ingest);
+    icfg.actors.emplace_back("local_ingest", caf::actor_cast<caf::actor>(*ingest));
+  }
   for (auto what : {"storage", "queue", "clean"})
     icfg.debug[what] = caf::actor_cast<caf::actor>(st);
   icfg.debug["capabilities"] = caf::actor_cast<caf::actor>(cap);
@@ -456,7 +472,11 @@ int run(int argc, char** argv) {
   caf::actor_system sys{cfg};
   stop_list stops;
   auto icfg = spawn_actors(sys, stops, opt, caps, std::move(*backend), clk);
-  auto insp = sys.spawn(inspector, icfg);
+  if (!icfg) {
+    stops.stop_all(sys, opt.common.stop_timeout);
+    return die(icfg.error());
+  }
+  auto insp = sys.spawn(inspector, *icfg);
   stops.add("inspector", caf::actor_cast<caf::actor>(insp));
   auto console = publish_console(sys, insp, opt.common);
   if (!console) {

@@ -103,6 +103,10 @@ void declare(option_set& opts, scrape_config& x) {
            "A page with more samples fails its scrape (up 0), as "
            "Prometheus's sample_limit",
            1, 10'000'000);
+  opts.add("scrape.rounds", x.max_rounds, 0, "rounds",
+           "Stop scraping after this many rounds (0: never); as "
+           "collector.rounds, for tests and benchmarks",
+           0);
 }
 
 caf::expected<std::vector<scrape_target>>
@@ -177,6 +181,7 @@ system_collector_config scrape_collector(const scrape_target& t,
   out.name = "scrape:" + t.job + ":" + t.instance;
   out.source = scrape_source(t, x);
   out.interval = x.interval;
+  out.max_rounds = x.max_rounds;
   return out;
 }
 

@@ -21,6 +21,8 @@ struct scrape_config {
   std::chrono::milliseconds timeout{5000};
   int64_t max_bytes = 1 << 20;
   int64_t max_samples = 20000;
+  /// Stop scraping after this many rounds; 0 = never (tests, benchmarks).
+  int64_t max_rounds = 0;
 };
 
 /// One target of scrape.targets.

@@ -48,6 +48,27 @@ caf::expected<int64_t> store_lines(store_backend& st, const log_lines& xs,
   return *n;
 }
 
+// Each event as record_event keeps one (its own time, kind and message),
+// all in one group when none is open so they share one commit; the first
+// failure is the answer.
+caf::expected<int64_t> store_events(store_backend& st,
+                                    const event_records& xs) {
+  bool own_group = xs.size() > 1 && !st.grouping() && st.begin_group();
+  caf::error err;
+  for (auto& x : xs)
+    if ((err = st.record_event(x.kind, x.message)))
+      break;
+  if (own_group)
+    if (auto end = st.end_group(); end && !err)
+      err = std::move(end);
+  if (err) {
+    log_warning_limited("storage", "store_events", "store of ", xs.size(),
+                        " events failed: ", render(err));
+    return err;
+  }
+  return static_cast<int64_t>(xs.size());
+}
+
 // Held records commit one interval later at the latest, even when no
 // later store comes to commit them.
 void arm_commit(storage_actor::stateful_pointer<storage_state> self) {
@@ -153,6 +174,12 @@ storage(storage_actor::stateful_pointer<storage_state> self,
     },
     [&st](cursor_atom) -> caf::result<source_cursors> {
       return to_result(st.cursors());
+    },
+    [self, &st](store_atom, const event_records& xs) {
+      auto n = grouped_store(self, false,
+                             [&] { return store_events(st, xs); });
+      arm_commit(self);
+      return n;
     },
     [self, &st](commit_atom) {
       if (self->state.group_open) {

@@ -27,6 +27,8 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<store_atom, log_lines, source_cursors>::with<int64_t>,
   // Every source cursor persisted, the newest of each key.
   caf::replies_to<cursor_atom>::with<source_cursors>,
+  // Records the events and commits them; replies how many.
+  caf::replies_to<store_atom, event_records>::with<int64_t>,
   // Up to `max` records of a stream that no batch covers yet, with the next
   // sequence.
   caf::replies_to<fetch_atom, std::string, int64_t>::with<unbatched_points>,
@@ -100,6 +102,11 @@ using collector_actor = caf::typed_actor<
   // Takes one round of readings now and hands them to storage.
   caf::reacts_to<tick_atom>,
   stats_handler>;
+
+/// Applications' pushes into the device's store (edge/local_ingest): its
+/// HTTP listeners hand each request to a short-lived worker; the actor holds
+/// the listeners and answers the console.
+using local_ingest_actor = caf::typed_actor<stats_handler>;
 
 /// Moves one stream from storage to the cloud (edge/sync).
 using sync_actor = caf::typed_actor<

@@ -1,8 +1,9 @@
 #pragma once
 
-// What the line-oriented text parsers (prom_text.hpp, influx_line.hpp) share:
-// a verdict per line, errors kept up to a bound and all counted, and the
-// bounds of what one input may make a parser materialise.
+// What the line-oriented text parsers (prom_text.hpp, influx_line.hpp,
+// json_lines.hpp) share: a verdict per line, errors kept up to a bound and
+// all counted, and the bounds of what one input may make a parser
+// materialise.
 
 #include <cstddef>
 #include <cstdint>
@@ -27,7 +28,8 @@ struct line_error {
 struct text_limits {
   /// A longer line is skipped with an error, never copied.
   size_t max_line_bytes = 64 * 1024;
-  /// Samples of one input; parsing stops there (text_result::stopped).
+  /// Samples (records) of one input; parsing stops there
+  /// (line_verdicts::stopped).
   size_t max_samples = 200'000;
   /// Line errors kept with their text (all are counted).
   size_t max_errors = 32;
@@ -36,9 +38,8 @@ struct text_limits {
   uint64_t max_decoded_bytes = uint64_t{64} << 20;
 };
 
-struct text_result {
-  /// In input order.
-  metric_samples samples;
+/// What a parse made of an input's lines, whatever records it makes.
+struct line_verdicts {
   /// The first text_limits::max_errors bad lines.
   std::vector<line_error> errors;
   /// Every bad line, including those past max_errors.
@@ -53,6 +54,11 @@ struct text_result {
     if (errors.size() < max_errors)
       errors.push_back({line, std::move(reason)});
   }
+};
+
+struct text_result : line_verdicts {
+  /// In input order.
+  metric_samples samples;
 };
 
 /// Calls `f(line, number)` for each line of `text` (1-based numbers; the

@@ -423,12 +423,14 @@ struct http_reply {
   std::string body;
   /// "code: message" of an error answer, sent as the X-Fleetd-Error header.
   std::string error;
+  /// Seconds for a Retry-After header (0: none).
+  int64_t retry_after_s = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, http_reply& x) {
   return f(caf::meta::type_name("http_reply"), x.status, x.content_type,
-           x.body, x.error);
+           x.body, x.error, x.retry_after_s);
 }
 
 /// One actor's view of itself for the console.

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,13 +14,18 @@
 #include <optional>
 #include <thread>
 
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
+// The device build serves plain HTTP only (local ingest): no TLS server.
+#ifndef FLEETD_MBEDTLS
+#  include <boost/beast/ssl.hpp>
+#endif
 
 #include "messages/error.hpp"
 #include "messages/stream_codec.hpp"
@@ -31,12 +38,26 @@ namespace fleetd {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+#ifndef FLEETD_MBEDTLS
 namespace ssl = asio::ssl;
+#endif
 using tcp = asio::ip::tcp;
+using local = asio::local::stream_protocol;
+// Plain connections, TCP or Unix, share one stream type: one copy of the
+// session's code in the (size-bound) device build.
+using plain_stream = beast::basic_stream<asio::generic::stream_protocol>;
 
 namespace {
 
 class session_base;
+
+// The device build serves no sync streams: the session's stream mode is
+// never instantiated there.
+#ifdef FLEETD_MBEDTLS
+constexpr bool serves_streams = false;
+#else
+constexpr bool serves_streams = true;
+#endif
 
 // Every error answer names its code and message here, so `curl -v` shows
 // why even when the body is protobuf.
@@ -50,6 +71,9 @@ struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
   handler_fn handler;
   asio::io_context ioc{1};
   tcp::acceptor acceptor{ioc};
+  // start_local(): the Unix socket's listener and the path it created.
+  local::acceptor local_acceptor{ioc};
+  std::string local_path;
   asio::steady_timer accept_pause{ioc};
   std::thread thread;
   mutable std::mutex mtx;
@@ -71,12 +95,15 @@ struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
   tls_files tls;
   tls_context_ptr tls_ctx; // guarded by mtx
 
-  void accept();
-  void on_accept_error(const beast::error_code& ec);
+  template <class Acceptor>
+  void accept(Acceptor& acc);
+  template <class Acceptor>
+  void on_accept_error(const beast::error_code& ec, Acceptor& acc);
   bool admit(const std::string& address);
   bool evict_one();
-  void shed_one();
+  void shed_one(int listener);
   void start_session(tcp::socket socket, std::string address);
+  void start_session(local::socket socket, std::string address);
   void forget(uint64_t id, const std::string& address);
   tls_context_ptr context() {
     std::lock_guard<std::mutex> guard{mtx};
@@ -109,36 +136,48 @@ public:
   virtual const std::string& address() const = 0;
 };
 
-// One connection; Stream is a tcp_stream or an ssl_stream over one.
+// "host:port" of a TCP client, "local" of a Unix socket's.
+std::string peer_of(const tcp::socket& socket) {
+  beast::error_code ec;
+  auto ep = socket.remote_endpoint(ec);
+  return ec ? std::string{}
+            : ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+std::string peer_of(const local::socket&) {
+  return "local";
+}
+
+// One connection; Stream is a plain_stream (TCP or Unix) or an ssl_stream
+// over a tcp_stream.
 template <class Stream>
 class session : public session_base,
                 public std::enable_shared_from_this<session<Stream>> {
 public:
-  template <class... Ts>
-  session(std::shared_ptr<http_server::impl> server, tcp::socket socket,
+  template <class Socket, class... Ts>
+  session(std::shared_ptr<http_server::impl> server, Socket socket,
           uint64_t id, std::string address, Ts&&... xs)
-    : stream_(std::move(socket), std::forward<Ts>(xs)...),
+    : peer_(peer_of(socket)),
+      stream_(std::move(socket), std::forward<Ts>(xs)...),
       server_(std::move(server)),
       id_(id),
       address_(std::move(address)) {
-    beast::error_code ec;
-    auto ep = lowest().socket().remote_endpoint(ec);
-    if (!ec)
-      peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
   }
 
   // A new connection's handshake and first request header share the header
   // time, which ends at `deadline` (accept + ingest.header-timeout).
   void start(std::chrono::steady_clock::time_point deadline) {
     deadline_ = deadline;
+#ifndef FLEETD_MBEDTLS
     if constexpr (is_tls) {
       lowest().expires_at(deadline);
       stream_.async_handshake(ssl::stream_base::server,
                               [self = this->shared_from_this()](
                                 beast::error_code ec) { self->on_handshake(ec); });
-    } else {
-      read();
+      return;
     }
+#endif
+    read();
   }
 
   // The context this connection's TLS state was made from outlives it.
@@ -148,7 +187,7 @@ public:
 
   void close() override {
     beast::error_code ec;
-    lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    lowest().socket().shutdown(asio::socket_base::shutdown_both, ec);
     lowest().close();
   }
 
@@ -163,9 +202,9 @@ public:
   }
 
 private:
-  static constexpr bool is_tls = !std::is_same_v<Stream, beast::tcp_stream>;
+  static constexpr bool is_tls = !std::is_same_v<Stream, plain_stream>;
 
-  beast::tcp_stream& lowest() {
+  auto& lowest() {
     return beast::get_lowest_layer(stream_);
   }
 
@@ -184,6 +223,7 @@ private:
       finish();
       return;
     }
+#ifndef FLEETD_MBEDTLS
     if constexpr (is_tls) {
       auto* cert = SSL_get_peer_certificate(stream_.native_handle());
       client_cert_ = cert != nullptr;
@@ -191,6 +231,7 @@ private:
       if (SSL_session_reused(stream_.native_handle()) == 1)
         server_->count(&http_server_counters::tls_resumed);
     }
+#endif
     read();
   }
 
@@ -348,12 +389,13 @@ private:
     server_->count(&http_server_counters::requests);
     busy_ = true;
     auto& msg = parser_->get();
-    if (server_->streams && msg.method() == http::verb::get
-        && msg.target() == stream_target
-        && beast::iequals(msg[http::field::upgrade], stream_protocol)) {
-      upgrade(std::string(msg[http::field::authorization]));
-      return;
-    }
+    if constexpr (serves_streams)
+      if (server_->streams && msg.method() == http::verb::get
+          && msg.target() == stream_target
+          && beast::iequals(msg[http::field::upgrade], stream_protocol)) {
+        upgrade(std::string(msg[http::field::authorization]));
+        return;
+      }
     keep_alive_ = msg.keep_alive();
     version_ = msg.version();
     http_request req;
@@ -484,10 +526,12 @@ private:
         return;
       asio::post(ioc, [self, frame, rep = std::move(rep)]() mutable {
         ++self->completed_;
-        if (frame)
-          self->write_frame(rep);
-        else
-          self->write(std::move(rep));
+        if constexpr (serves_streams)
+          if (frame) {
+            self->write_frame(rep);
+            return;
+          }
+        self->write(std::move(rep));
       });
     });
   }
@@ -527,6 +571,8 @@ private:
       res->set(http::field::content_type, rep.content_type);
     if (retry_after != nullptr)
       res->set(http::field::retry_after, retry_after);
+    else if (rep.retry_after_s > 0)
+      res->set(http::field::retry_after, std::to_string(rep.retry_after_s));
     if (rep.status >= 400) {
       auto text = rep.error;
       if (text.empty())
@@ -567,6 +613,7 @@ private:
 
   static constexpr size_t first_read = 1024;
 
+  std::string peer_;
   Stream stream_;
   tls_context_ptr ctx_;
   beast::flat_buffer buffer_;
@@ -574,7 +621,6 @@ private:
   std::shared_ptr<http_server::impl> server_;
   uint64_t id_;
   std::string address_;
-  std::string peer_;
   size_t reserved_ = 0;
   std::chrono::steady_clock::time_point deadline_;
   std::chrono::steady_clock::time_point body_start_;
@@ -590,6 +636,7 @@ private:
   std::string stream_auth_;
 };
 
+#ifndef FLEETD_MBEDTLS
 using tls_session = session<beast::ssl_stream<beast::tcp_stream>>;
 
 // A TLS connection before its first byte: only the socket and a timer, no
@@ -691,20 +738,26 @@ private:
   std::chrono::steady_clock::time_point deadline_;
   bool done_ = false;
 };
+#endif // FLEETD_MBEDTLS
 
 } // namespace
 
-void http_server::impl::accept() {
-  acceptor.async_accept([self = shared_from_this()](beast::error_code ec,
-                                                    tcp::socket socket) {
+template <class Acceptor>
+void http_server::impl::accept(Acceptor& acc) {
+  using socket_type = typename Acceptor::protocol_type::socket;
+  acc.async_accept([self = shared_from_this(), &acc](beast::error_code ec,
+                                                     socket_type socket) {
     if (self->stopped || ec == asio::error::operation_aborted)
       return;
     if (ec) {
-      self->on_accept_error(ec);
+      self->on_accept_error(ec, acc);
       return;
     }
     beast::error_code aec;
-    auto address = socket.remote_endpoint(aec).address().to_string();
+    std::string address = "local";
+    // A Unix socket's peers have no address: they share one.
+    if constexpr (std::is_same_v<socket_type, tcp::socket>)
+      address = socket.remote_endpoint(aec).address().to_string();
     if (aec || !self->admit(address)) {
       beast::error_code ignored;
       socket.close(ignored);
@@ -712,35 +765,37 @@ void http_server::impl::accept() {
       self->count(&http_server_counters::connections_accepted);
       self->start_session(std::move(socket), std::move(address));
     }
-    self->accept();
+    self->accept(acc);
   });
 }
 
 // Out of descriptors: free one (an evicted connection, else the reserve to
 // shed the waiting one) and pause, so the loop neither spins nor floods.
-void http_server::impl::on_accept_error(const beast::error_code& ec) {
+template <class Acceptor>
+void http_server::impl::on_accept_error(const beast::error_code& ec,
+                                        Acceptor& acc) {
   auto no_fds = ec == asio::error::no_descriptors
                 || ec.value() == ENFILE;
   if (no_fds) {
     count(&http_server_counters::accept_descriptor_exhausted);
     if (!evict_one())
-      shed_one();
+      shed_one(acc.native_handle());
   }
   log_warning_limited("http", "accept", "accept failed: ", ec.message(),
                       "; pausing ", limits.accept_backoff.count(), " ms");
   accept_pause.expires_after(limits.accept_backoff);
-  accept_pause.async_wait([self = shared_from_this()](beast::error_code) {
+  accept_pause.async_wait([self = shared_from_this(), &acc](beast::error_code) {
     if (!self->stopped)
-      self->accept();
+      self->accept(acc);
   });
 }
 
 // Closes the reserve descriptor, accepts and closes one waiting connection,
 // then takes the reserve back.
-void http_server::impl::shed_one() {
+void http_server::impl::shed_one(int listener) {
   if (reserve_fd >= 0)
     ::close(reserve_fd);
-  int fd = ::accept4(acceptor.native_handle(), nullptr, nullptr,
+  int fd = ::accept4(listener, nullptr, nullptr,
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (fd >= 0) {
     ::close(fd);
@@ -784,17 +839,29 @@ bool http_server::impl::evict_one() {
 void http_server::impl::start_session(tcp::socket socket, std::string address) {
   auto id = next_id++;
   ++per_address[address];
+#ifndef FLEETD_MBEDTLS
   if (auto ctx = context()) {
     auto w = std::make_shared<tls_waiter>(shared_from_this(), std::move(socket),
                                           id, address, std::move(ctx));
     sessions.emplace(id, w);
     w->start();
-  } else {
-    auto s = std::make_shared<session<beast::tcp_stream>>(
-      shared_from_this(), std::move(socket), id, address);
-    sessions.emplace(id, s);
-    s->start(std::chrono::steady_clock::now() + limits.header_timeout);
+    return;
   }
+#endif
+  auto s = std::make_shared<session<plain_stream>>(
+    shared_from_this(), std::move(socket), id, address);
+  sessions.emplace(id, s);
+  s->start(std::chrono::steady_clock::now() + limits.header_timeout);
+}
+
+void http_server::impl::start_session(local::socket socket,
+                                      std::string address) {
+  auto id = next_id++;
+  ++per_address[address];
+  auto s = std::make_shared<session<plain_stream>>(
+    shared_from_this(), std::move(socket), id, address);
+  sessions.emplace(id, s);
+  s->start(std::chrono::steady_clock::now() + limits.header_timeout);
 }
 
 void http_server::impl::forget(uint64_t id, const std::string& address) {
@@ -871,10 +938,52 @@ caf::expected<uint16_t> http_server::start(const std::string& host,
   if (impl_->reserve_fd < 0)
     impl_->reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   auto bound = acc.local_endpoint().port();
-  impl_->accept();
+  impl_->accept(acc);
   auto self = impl_;
   impl_->thread = std::thread([self] { self->ioc.run(); });
   return bound;
+}
+
+caf::error http_server::start_local(const std::string& path) {
+  auto fail = [&](const std::string& why) {
+    return make_error(ec::io_error, "cannot listen on " + path + ": " + why);
+  };
+  if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path))
+    return make_error(ec::bad_config, "a Unix socket path needs 1 to "
+                                        + std::to_string(
+                                          sizeof(sockaddr_un::sun_path) - 1)
+                                        + " bytes: " + path);
+  beast::error_code ec;
+  struct stat st;
+  if (::lstat(path.c_str(), &st) == 0) {
+    // A socket an earlier run left is replaced; a live one or a file is not.
+    if (!S_ISSOCK(st.st_mode))
+      return fail("it exists and is not a socket");
+    local::socket probe{impl_->ioc};
+    probe.connect(local::endpoint{path}, ec);
+    if (!ec)
+      return fail("another program serves it");
+    ::unlink(path.c_str());
+  }
+  auto& acc = impl_->local_acceptor;
+  acc.open(local{}, ec);
+  if (!ec)
+    acc.bind(local::endpoint{path}, ec);
+  if (!ec)
+    acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (!ec)
+    acc.native_non_blocking(true, ec);
+  if (ec)
+    return fail(ec.message());
+  impl_->local_path = path;
+  // Owner and group: who may write is who is in fleetd's group.
+  ::chmod(path.c_str(), 0660);
+  if (impl_->reserve_fd < 0)
+    impl_->reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  impl_->accept(acc);
+  auto self = impl_;
+  impl_->thread = std::thread([self] { self->ioc.run(); });
+  return caf::none;
 }
 
 void http_server::stop() {
@@ -885,6 +994,9 @@ void http_server::stop() {
     self->stopped = true;
     beast::error_code ec;
     self->acceptor.close(ec);
+    self->local_acceptor.close(ec);
+    if (!self->local_path.empty())
+      ::unlink(self->local_path.c_str());
     for (auto& kv : self->sessions)
       kv.second->close();
     self->per_address.clear();
@@ -925,6 +1037,10 @@ void http_server::accept_streams() {
 }
 
 caf::error http_server::use_tls(const tls_files& files) {
+#ifdef FLEETD_MBEDTLS
+  return make_error(ec::tls_error, "the device build serves no HTTPS ("
+                                     + files.cert + ")");
+#else
   auto ctx = make_server_context(files);
   if (!ctx)
     return ctx.error();
@@ -932,6 +1048,7 @@ caf::error http_server::use_tls(const tls_files& files) {
   impl_->tls = files;
   impl_->tls_ctx = std::move(*ctx);
   return caf::none;
+#endif
 }
 
 caf::error http_server::reload_tls() {

@@ -136,6 +136,12 @@ public:
   /// Binds host:port (0 = any free port, address reuse on) and starts serving.
   caf::expected<uint16_t> start(const std::string& host, uint16_t port);
 
+  /// Serves plain HTTP on a Unix socket at `path` (mode 0660) instead:
+  /// every client shares the per-address limit; a socket file left by an
+  /// earlier run is replaced, one another program serves is not; stop()
+  /// removes it. Call this or start(), once.
+  caf::error start_local(const std::string& path);
+
   /// Closes the listener and every connection, then joins the thread.
   void stop();
 

@@ -946,3 +946,41 @@ TEST_CASE("a power cut at any write keeps every acknowledged record and "
     CHECK(c["unbatched_events"] <= events + 1);
   }
 }
+
+TEST_CASE("the storage actor stores a request's events in one answer, with "
+          "or without the rounds file, and after a reopen they are there") {
+  for (bool rounds_file : {false, true}) {
+    CAPTURE(rounds_file);
+    store_fixture f;
+    auto cfg = f.config();
+    cfg.limits.rounds_file = rounds_file;
+    event_records xs;
+    for (int i = 0; i < 50; ++i)
+      xs.push_back({0, "app.mark", std::to_string(i), {}});
+    {
+      auto opened = sqlite_store::open(cfg);
+      REQUIRE(opened);
+      caf::actor_system_config acfg;
+      register_messages(acfg);
+      caf::actor_system sys{acfg};
+      caf::scoped_actor self{sys};
+      auto st = sys.spawn<caf::detached>(
+        storage, std::make_shared<sqlite_store>(std::move(*opened)));
+      int64_t stored = -1;
+      self->request(st, 10s, store_atom::value, xs)
+        .receive([&](int64_t n) { stored = n; },
+                 [&](caf::error& err) { FAIL_CHECK(render(err)); });
+      CHECK(stored == 50);
+      self->send_exit(st, caf::exit_reason::user_shutdown);
+      self->wait_for(st);
+    }
+    auto again = sqlite_store::open(cfg);
+    REQUIRE(again);
+    auto up = again->fetch("events", 1000);
+    REQUIRE(up);
+    int64_t marks = 0;
+    for (auto& e : up->events)
+      marks += e.kind == "app.mark" ? 1 : 0;
+    CHECK(marks == 50);
+  }
+}

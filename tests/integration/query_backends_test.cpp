@@ -15,7 +15,7 @@
 #include "messages/error.hpp"
 #include "messages/labels.hpp"
 #include "runtime/http_client.hpp"
-#include "runtime/json_reader.hpp"
+#include "messages/json_reader.hpp"
 #include "runtime/text.hpp"
 #include "skip.hpp"
 #include "support.hpp"

@@ -2,7 +2,7 @@
 
 // The stand-in reads push bodies with the runtime's strict JSON reader.
 
-#include "runtime/json_reader.hpp"
+#include "messages/json_reader.hpp"
 
 namespace fleetd::test {
 

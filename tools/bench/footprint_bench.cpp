@@ -805,6 +805,7 @@ void start_fleetd(stack& st, const footprint_options& opt,
     argv.insert(argv.end(),
                 {"--scrape.targets=vm=http://127.0.0.1:"
                    + std::to_string(st.vm->port()) + "/metrics",
+                 "--scrape.rounds=" + rounds,
                  "--logs.paths=app=" + st.path("app.log"),
                  "--logs.start-at=beginning"});
   } else {

@@ -26,7 +26,7 @@
 #include "messages/error.hpp"
 #include "messages/register.hpp"
 #include "runtime/http_client.hpp"
-#include "runtime/json_reader.hpp"
+#include "messages/json_reader.hpp"
 #include "tools/bench/bench_util.hpp"
 #include "tools/ch_server/ch_server.hpp"
 

@@ -1,5 +1,5 @@
 // The strict JSON reader the query sources read servers' answers with.
-#include "runtime/json_reader.hpp"
+#include "messages/json_reader.hpp"
 
 #include <doctest/doctest.h>
 

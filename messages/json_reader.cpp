@@ -1,4 +1,4 @@
-#include "runtime/json_reader.hpp"
+#include "messages/json_reader.hpp"
 
 #include <cstdint>
 

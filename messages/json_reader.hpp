@@ -2,8 +2,9 @@
 
 // A strict, bounded JSON reader: RFC 8259 only (UTF-8 checked, no trailing
 // commas, nesting bounded). It reads servers' answers (VictoriaMetrics, Loki)
-// for the query sources, and push bodies in the Loki stand-in, where a
-// sink's malformed body fails the test instead of being read leniently.
+// for the query sources, push bodies in the Loki stand-in, where a sink's
+// malformed body fails the test instead of being read leniently, and the
+// JSON lines applications push to a device (json_lines.hpp).
 
 #include <optional>
 #include <string>
