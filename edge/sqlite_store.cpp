@@ -1792,16 +1792,13 @@ caf::expected<source_cursors> sqlite_store::cursors() {
   if (!st)
     return st.error();
   st->reset();
-  for (;;) {
-    auto row = st->step();
-    if (!row)
-      return row.error();
-    if (!*row)
-      break;
-    out.push_back(source_cursor{st->column_text(0), st->column_int(1),
-                                st->column_blob(2)});
-  }
+  auto err = sqlite::each_row(*st, [&out](sqlite::statement& row) {
+    out.push_back(source_cursor{row.column_text(0), row.column_int(1),
+                                row.column_blob(2)});
+  });
   st->reset();
+  if (err)
+    return err;
   // The rounds file holds what the tables were not given yet.
   if (journal_)
     for (auto& c : journal_->cursors())
