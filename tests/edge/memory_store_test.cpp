@@ -147,3 +147,18 @@ TEST_CASE("a bounded batch queue drops and counts the oldest unacked batch") {
   CHECK(st.drops()[drop_kind::metrics_unsynced] == 8);
   CHECK_FALSE(st.enqueue(queued_batch{metrics_stream, 9, 0, 0, 0, 0, ""}));
 }
+
+TEST_CASE("a memory store keeps the newest cursor of each log source with "
+          "its lines (both lost together at a restart)") {
+  memory_store st({}, make_system_clock());
+  CHECK(st.cursors()->empty());
+  log_lines one{log_line{{{"job", "t"}}, 1, "a"}};
+  REQUIRE(st.store_logs(one, {{"log:/x", 2, "v2 1:2"}}));
+  REQUIRE(st.store_logs({}, {{"log:/x", 1, "v2 1:0"}, {"log:/y", 3, "v2"}}));
+  auto cs = st.cursors();
+  REQUIRE(cs);
+  REQUIRE(cs->size() == 2);
+  CHECK((*cs)[0].value == "v2 1:2");
+  CHECK((*cs)[1].key == "log:/y");
+  CHECK(st.fetch(logs_stream, 10)->logs.size() == 1);
+}
