@@ -365,7 +365,10 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
   ccfg.storage = st;
   for (auto& y : syncs)
     ccfg.on_stored.push_back(y.second);
-  auto col = keep("system_collector", sys.spawn(system_collector, ccfg));
+  // statfs of a hung network mount blocks: a thread of its own, not the
+  // scheduler's.
+  auto col = keep("system_collector",
+                  sys.spawn<caf::detached>(system_collector, ccfg));
   inspector_config icfg;
   icfg.role = "edge";
   icfg.node_id = opt.sync.device_id;
