@@ -85,55 +85,6 @@ namespace {
 
 constexpr size_t max_endpoints = 16;
 
-// A host as the resolver, SNI and the Host header take it.
-bool valid_host(std::string_view host) {
-  if (host.empty() || host.size() > 253)
-    return false;
-  for (unsigned char c : host)
-    if (!std::isalnum(c) && c != '.' && c != '-' && c != '_' && c != ':'
-        && c != '%')
-      return false;
-  return true;
-}
-
-// "host:port" or "[v6]:port".
-caf::expected<cloud_endpoint> parse_endpoint(std::string_view item) {
-  auto bad = [&](const char* why) {
-    return bad_config("cloud.endpoints: '" + printable(item, 64) + "': "
-                      + why);
-  };
-  std::string_view host;
-  std::string_view port;
-  if (!item.empty() && item.front() == '[') {
-    auto close = item.find(']');
-    if (close == std::string_view::npos || close + 1 >= item.size()
-        || item[close + 1] != ':')
-      return bad("expected [v6-address]:port");
-    host = item.substr(1, close - 1);
-    port = item.substr(close + 2);
-  } else {
-    auto colon = item.rfind(':');
-    if (colon == std::string_view::npos)
-      return bad("expected host:port");
-    host = item.substr(0, colon);
-    port = item.substr(colon + 1);
-    if (host.find(':') != std::string_view::npos)
-      return bad("an IPv6 address goes in brackets: [v6-address]:port");
-  }
-  if (!valid_host(host))
-    return bad("bad host (letters, digits, '.', '-', '_'; IPv6 in brackets)");
-  uint32_t n = 0;
-  if (port.empty() || port.size() > 5)
-    return bad("port must be 1..65535");
-  for (unsigned char c : port) {
-    if (!std::isdigit(c))
-      return bad("port must be 1..65535");
-    n = n * 10 + (c - '0');
-  }
-  if (n < 1 || n > 65535)
-    return bad("port must be 1..65535");
-  return cloud_endpoint{std::string(host), static_cast<uint16_t>(n)};
-}
 
 } // namespace
 
@@ -147,7 +98,7 @@ endpoints_of(const cloud_link_config& x) {
     if (out.size() == max_endpoints)
       return bad_config("cloud.endpoints: more than "
                         + std::to_string(max_endpoints) + " endpoints");
-    auto ep = parse_endpoint(item);
+    auto ep = parse_host_port(item, "cloud.endpoints");
     if (!ep)
       return ep.error();
     for (auto& seen : out)

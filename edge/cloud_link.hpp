@@ -10,6 +10,7 @@
 
 #include "messages/interfaces.hpp"
 #include "runtime/clock.hpp"
+#include "runtime/http_url.hpp"
 #include "runtime/http_client.hpp"
 
 namespace fleetd {
@@ -89,10 +90,7 @@ void declare(option_set& opts, cloud_link_config& x);
 caf::error validate(const cloud_link_config& x);
 
 /// One cloud node the link can send to.
-struct cloud_endpoint {
-  std::string host;
-  uint16_t port = 0;
-};
+using cloud_endpoint = host_port;
 
 /// The endpoints of `x` in order: cloud.endpoints parsed (at most 16), or
 /// host:port alone; bad_config naming the option when one is malformed.

@@ -14,6 +14,7 @@
 #include "messages/prom_text.hpp"
 #include "runtime/config_check.hpp"
 #include "runtime/http_server.hpp"
+#include "runtime/http_url.hpp"
 #include "runtime/json.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/options.hpp"
@@ -34,27 +35,6 @@ constexpr ingest_format all_formats[] = {ingest_format::influx,
 constexpr uint64_t decoded_per_body_byte = 32;
 // A small body's budget is that of this many bytes.
 constexpr uint64_t min_budget_base = 4096;
-
-// host and port of `listen` ("127.0.0.1:7402", "[::1]:7402"); false if
-// it is not that form.
-bool split_listen(const std::string& listen, std::string& host,
-                  uint16_t& port) {
-  auto colon = listen.rfind(':');
-  if (colon == std::string::npos || colon == 0)
-    return false;
-  host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  auto digits = listen.substr(colon + 1);
-  if (digits.empty() || digits.size() > 5
-      || digits.find_first_not_of("0123456789") != std::string::npos)
-    return false;
-  auto n = std::stoi(digits);
-  if (n > 65535)
-    return false;
-  port = static_cast<uint16_t>(n);
-  return true;
-}
 
 // A parser's limits under `x` for a body of `bytes`: a record per line, a
 // decode budget proportional to the body (what waits for storage is then
@@ -312,11 +292,10 @@ void declare(option_set& opts, local_ingest_config& x) {
 
 caf::error validate(const local_ingest_config& x) {
   if (!x.listen.empty()) {
-    std::string host;
-    uint16_t port = 0;
-    if (!split_listen(x.listen, host, port))
-      return bad_config("ingest.listen: '" + x.listen
-                        + "' is not host:port (e.g. 127.0.0.1:7402)");
+    auto hp = parse_host_port(x.listen, "ingest.listen", true);
+    if (!hp)
+      return hp.error();
+    auto& host = hp->host;
     unsigned char buf[16];
     if (inet_pton(AF_INET, host.c_str(), buf) != 1
         && inet_pton(AF_INET6, host.c_str(), buf) != 1)
@@ -475,11 +454,13 @@ caf::expected<local_ingest_actor> spawn_local_ingest(caf::actor_system& sys,
     handle(core, std::move(req), std::move(respond));
   };
   if (!c.listen.empty()) {
-    std::string host;
-    uint16_t port = 0;
-    split_listen(c.listen, host, port);
+    // Checked by validate().
+    auto hp = parse_host_port(c.listen, "ingest.listen", true);
+    if (!hp)
+      return hp.error();
+    auto& host = hp->host;
     auto s = std::make_unique<http_server>(limits, handler);
-    auto bound = s->start(host, port);
+    auto bound = s->start(host, hp->port);
     if (!bound)
       return bad_config("ingest.listen: " + render(bound.error()));
     ls->port = *bound;
