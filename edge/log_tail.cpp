@@ -19,6 +19,7 @@
 #include <utility>
 
 #include <caf/typed_event_based_actor.hpp>
+#include <xxhash.h>
 
 #include "messages/error.hpp"
 #include "messages/labels.hpp"
@@ -43,15 +44,6 @@ constexpr int64_t head_bytes = 256;
 constexpr int max_siblings = 64;
 
 constexpr auto store_timeout = std::chrono::seconds(30);
-
-uint64_t fnv1a(std::string_view x) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : x) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 // pread until `n` bytes or the end; nullopt on an error.
 std::optional<std::string> read_at(int fd, int64_t offset, int64_t n) {
@@ -315,7 +307,7 @@ struct log_reader::impl {
     if (nl == std::string::npos && static_cast<int64_t>(head->size()) < head_bytes)
       return std::nullopt;
     auto n = nl == std::string::npos ? head->size() : nl + 1;
-    auto fp = fnv1a(std::string_view(*head).substr(0, n));
+    auto fp = XXH3_64bits(head->data(), n);
     prints[c.id] = {c.size, c.mtime_ns, fp};
     return fp;
   }
