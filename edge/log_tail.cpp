@@ -26,6 +26,7 @@
 #include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/options.hpp"
+#include "runtime/page_file.hpp"
 #include "runtime/pattern.hpp"
 #include "runtime/text.hpp"
 
@@ -44,26 +45,6 @@ constexpr int64_t head_bytes = 256;
 constexpr int max_siblings = 64;
 
 constexpr auto store_timeout = std::chrono::seconds(30);
-
-// pread until `n` bytes or the end; nullopt on an error.
-std::optional<std::string> read_at(int fd, int64_t offset, int64_t n) {
-  std::string out;
-  out.resize(static_cast<size_t>(n));
-  int64_t got = 0;
-  while (got < n) {
-    auto r = ::pread(fd, out.data() + got, static_cast<size_t>(n - got),
-                     static_cast<off_t>(offset + got));
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0)
-      return std::nullopt;
-    if (r == 0)
-      break;
-    got += r;
-  }
-  out.resize(static_cast<size_t>(got));
-  return out;
-}
 
 // Where a piece of at most `max` bytes of `s` may end: not inside a UTF-8
 // sequence, unless the piece would be empty.
@@ -300,7 +281,7 @@ struct log_reader::impl {
                                     && i->second.size == c.size
                                     && i->second.mtime_ns == c.mtime_ns)
       return i->second.fingerprint;
-    auto head = read_at(c.fd, 0, head_bytes);
+    auto head = read_at(c.fd, 0, head_bytes, c.path);
     if (!head)
       return std::nullopt;
     auto nl = head->find('\n');
@@ -536,7 +517,7 @@ std::optional<int64_t> read_file(const candidate& c, int64_t offset,
   auto end = std::min<int64_t>(c.size, offset + budget);
   std::string buf;
   if (end > offset) {
-    auto got = read_at(c.fd, offset, end - offset);
+    auto got = read_at(c.fd, offset, end - offset, c.path);
     if (!got)
       return std::nullopt;
     buf = std::move(*got);

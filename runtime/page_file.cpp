@@ -53,21 +53,7 @@ public:
     // O_DIRECT reads want aligned buffers: reads (at open) go buffered.
     if (auto err = set_direct(false))
       return err;
-    std::string out(static_cast<size_t>(n), '\0');
-    size_t got = 0;
-    while (got < out.size()) {
-      auto r = ::pread(fd_, out.data() + got, out.size() - got,
-                       offset + static_cast<int64_t>(got));
-      if (r < 0 && errno == EINTR)
-        continue;
-      if (r < 0)
-        return os_error("read of", path_, errno);
-      if (r == 0)
-        break;
-      got += static_cast<size_t>(r);
-    }
-    out.resize(got);
-    return out;
+    return read_at(fd_, offset, n, path_);
   }
 
   caf::error write(int64_t offset, const std::string& bytes) override {
@@ -196,6 +182,25 @@ private:
 };
 
 } // namespace
+
+caf::expected<std::string> read_at(int fd, int64_t offset, int64_t n,
+                                   const std::string& path) {
+  std::string out(static_cast<size_t>(n), '\0');
+  size_t got = 0;
+  while (got < out.size()) {
+    auto r = ::pread(fd, out.data() + got, out.size() - got,
+                     offset + static_cast<int64_t>(got));
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return os_error("read of", path, errno);
+    if (r == 0)
+      break;
+    got += static_cast<size_t>(r);
+  }
+  out.resize(got);
+  return out;
+}
 
 caf::expected<std::unique_ptr<page_file>>
 open_page_file(const std::string& path, const std::string& vfs) {

@@ -13,6 +13,11 @@ namespace fleetd {
 /// page cache a synced page rewritten later is charged again when dirtied;
 /// written with O_DIRECT it costs exactly the pages written (plus, on a
 /// file system without lazytime, the inode block each mtime update dirties).
+/// Up to `n` bytes of `fd` at `offset` (fewer at its end), read through
+/// EINTR; ec::io_error naming `path` else.
+caf::expected<std::string> read_at(int fd, int64_t offset, int64_t n,
+                                   const std::string& path);
+
 class page_file {
 public:
   static constexpr int64_t page_bytes = 4096;
