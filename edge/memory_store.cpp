@@ -24,11 +24,17 @@ constexpr size_t max_logs = 1000;
 // last one taken.
 template <class Row>
 void take_after(const std::map<int64_t, Row>& rows, int64_t after, int64_t max,
-                std::vector<Row>& out, int64_t& last_id) {
+                int64_t max_bytes, unbatched_points& up, std::vector<Row>& out) {
+  int64_t bytes = 0;
   for (auto i = rows.upper_bound(after);
        i != rows.end() && static_cast<int64_t>(out.size()) < max; ++i) {
+    bytes += record_bytes(i->second);
+    if (!out.empty() && bytes > max_bytes) {
+      up.full = true;
+      return;
+    }
     out.push_back(i->second);
-    last_id = i->first;
+    up.last_id = i->first;
   }
 }
 
@@ -100,8 +106,8 @@ caf::expected<source_cursors> memory_store::cursors() {
   return source_cursors_;
 }
 
-caf::expected<unbatched_points> memory_store::fetch(const std::string& stream,
-                                                    int64_t max) {
+caf::expected<unbatched_points>
+memory_store::fetch(const std::string& stream, int64_t max, int64_t max_bytes) {
   if (auto err = check_stream(stream))
     return err;
   unbatched_points out;
@@ -110,11 +116,11 @@ caf::expected<unbatched_points> memory_store::fetch(const std::string& stream,
   out.epoch = epoch_;
   out.last_id = cur.batched_upto;
   if (stream == logs_stream)
-    take_after(logs_, cur.batched_upto, max, out.logs, out.last_id);
+    take_after(logs_, cur.batched_upto, max, max_bytes, out, out.logs);
   else if (stream == events_stream)
-    take_after(events_, cur.batched_upto, max, out.events, out.last_id);
+    take_after(events_, cur.batched_upto, max, max_bytes, out, out.events);
   else
-    take_after(points_, cur.batched_upto, max, out.samples, out.last_id);
+    take_after(points_, cur.batched_upto, max, max_bytes, out, out.samples);
   return out;
 }
 

@@ -31,8 +31,9 @@ public:
   caf::expected<int64_t> store_logs(const log_lines& xs,
                                     const source_cursors& cursors) override;
   caf::expected<source_cursors> cursors() override;
-  caf::expected<unbatched_points> fetch(const std::string& stream,
-                                        int64_t max) override;
+  caf::expected<unbatched_points>
+  fetch(const std::string& stream, int64_t max,
+        int64_t max_bytes = std::numeric_limits<int64_t>::max()) override;
   caf::expected<int64_t> enqueue(const queued_batch& batch) override;
   caf::expected<queued_batches> pending(const std::string& stream,
                                         int64_t max) override;

@@ -1829,8 +1829,8 @@ void merge_after(std::vector<Row>& rows, const std::vector<Row>& held,
 
 } // namespace
 
-caf::expected<unbatched_points> sqlite_store::fetch(const std::string& stream,
-                                                  int64_t max) {
+caf::expected<unbatched_points>
+sqlite_store::fetch(const std::string& stream, int64_t max, int64_t max_bytes) {
   if (auto err = check_stream(stream))
     return err;
   // Cursors the tables lost with their open transaction come back first.
@@ -1850,7 +1850,7 @@ caf::expected<unbatched_points> sqlite_store::fetch(const std::string& stream,
   out.last_id = batched_upto;
   out.epoch = epoch_;
   if (stream != metrics_stream)
-    return fetch_rows(stream, batched_upto, max, std::move(out));
+    return fetch_rows(stream, batched_upto, max, max_bytes, std::move(out));
   std::vector<journal_metric> rows;
   select_unbatched_.reset().bind(1, batched_upto).bind(2, max);
   for (;;) {
@@ -1867,13 +1867,20 @@ caf::expected<unbatched_points> sqlite_store::fetch(const std::string& stream,
   select_unbatched_.reset();
   if (journal_)
     merge_after(rows, journal_->metrics(), batched_upto, max);
+  int64_t bytes = 0;
   for (auto& r : rows) {
     metric_sample s;
-    out.last_id = r.id;
     if (auto i = series_by_id_.find(r.series_id); i != series_by_id_.end()) {
+      bytes += record_bytes(s) + static_cast<int64_t>(i->second.first.size())
+               + labels_bytes(i->second.second);
+      if (!out.samples.empty() && bytes > max_bytes) {
+        out.full = true;
+        break;
+      }
       s.name = i->second.first;
       s.labels = i->second.second;
     }
+    out.last_id = r.id;
     s.timestamp_ms = r.ts_ms;
     s.value = double_of(r.bits);
     out.samples.push_back(std::move(s));
@@ -1883,7 +1890,7 @@ caf::expected<unbatched_points> sqlite_store::fetch(const std::string& stream,
 
 caf::expected<unbatched_points>
 sqlite_store::fetch_rows(const std::string& stream, int64_t after, int64_t max,
-                       unbatched_points out) {
+                         int64_t max_bytes, unbatched_points out) {
   bool logs = stream == logs_stream;
   auto st = db_.prepare(logs ? "SELECT id, ts, labels, line FROM logs "
                                "WHERE id > ?1 ORDER BY id LIMIT ?2"
@@ -1893,28 +1900,61 @@ sqlite_store::fetch_rows(const std::string& stream, int64_t after, int64_t max,
     return st.error();
   st->bind(1, after).bind(2, max);
   std::vector<journal_log> lines;
-  if (auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {
-        out.last_id = r.column_int(0);
-        if (logs) {
-          lines.push_back(journal_log{r.column_int(0), r.column_int(1),
-                                      r.column_blob(2), r.column_text(3)});
-          return;
-        }
-        event_record e;
-        e.timestamp_ms = r.column_int(1);
-        e.kind = r.column_text(2);
-        e.message = r.column_text(3);
-        out.events.push_back(std::move(e));
-      }))
-    return err;
-  if (!logs)
+  // Rows are read only up to the byte bound: a row past it is not taken.
+  int64_t bytes = 0;
+  bool cut = false;
+  int64_t table_last = after;
+  for (;;) {
+    auto more = st->step();
+    if (!more)
+      return more.error();
+    if (!*more)
+      break;
+    auto row_bytes = static_cast<int64_t>(
+      sizeof(event_record) + st->column_bytes(2) + st->column_bytes(3));
+    bool empty = lines.empty() && out.events.empty();
+    if (!empty && bytes + row_bytes > max_bytes) {
+      cut = true;
+      break;
+    }
+    bytes += row_bytes;
+    table_last = st->column_int(0);
+    if (logs) {
+      lines.push_back(journal_log{st->column_int(0), st->column_int(1),
+                                  st->column_blob(2), st->column_text(3)});
+      continue;
+    }
+    event_record e;
+    e.timestamp_ms = st->column_int(1);
+    e.kind = st->column_text(2);
+    e.message = st->column_text(3);
+    out.events.push_back(std::move(e));
+  }
+  if (!logs) {
+    out.last_id = table_last;
+    out.full = cut;
     return out;
+  }
+  // A cut table read ends the batch where it stopped: rows of the rounds
+  // file past it would skip the table's next ones.
+  auto table_end = cut ? table_last : std::numeric_limits<int64_t>::max();
   if (journal_)
     merge_after(lines, journal_->logs(), after, max);
+  out.full = cut;
+  bytes = 0;
   for (auto& l : lines) {
+    if (l.id > table_end) {
+      out.full = true;
+      break;
+    }
+    log_line x{decode_labels(l.labels), l.ts_ns, std::move(l.line)};
+    bytes += record_bytes(x);
+    if (!out.logs.empty() && bytes > max_bytes) {
+      out.full = true;
+      break;
+    }
     out.last_id = l.id;
-    out.logs.push_back(log_line{decode_labels(l.labels), l.ts_ns,
-                                std::move(l.line)});
+    out.logs.push_back(std::move(x));
   }
   return out;
 }

@@ -103,8 +103,9 @@ public:
     return grouping_;
   }
   caf::error end_group() override;
-  caf::expected<unbatched_points> fetch(const std::string& stream,
-                                        int64_t max) override;
+  caf::expected<unbatched_points>
+  fetch(const std::string& stream, int64_t max,
+        int64_t max_bytes = std::numeric_limits<int64_t>::max()) override;
   caf::expected<int64_t> enqueue(const queued_batch& batch) override;
   caf::expected<queued_batches> pending(const std::string& stream,
                                         int64_t max) override;
@@ -199,6 +200,7 @@ private:
   caf::error load_epoch();
   caf::expected<unbatched_points> fetch_rows(const std::string& stream,
                                              int64_t after, int64_t max,
+                                             int64_t max_bytes,
                                              unbatched_points out);
   caf::error replace_session(const std::string& stream, int64_t base,
                             const metric_samples& defs,

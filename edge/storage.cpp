@@ -190,9 +190,9 @@ storage(storage_actor::stateful_pointer<storage_state> self,
       if (auto err = st.commit_held())
         log_warning("storage", "held records lost: ", render(err));
     },
-    [&st](fetch_atom, const std::string& stream,
-          int64_t max) -> caf::result<unbatched_points> {
-      return to_result(st.fetch(stream, max));
+    [&st](fetch_atom, const std::string& stream, int64_t max,
+          int64_t max_bytes) -> caf::result<unbatched_points> {
+      return to_result(st.fetch(stream, max, max_bytes));
     },
     [self, &st](enqueue_atom, const queued_batch& b) -> caf::result<int64_t> {
       return settled(self, st.enqueue(b));

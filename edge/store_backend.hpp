@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <map>
+#include <limits>
 #include <string>
 
 #include <caf/error.hpp>
@@ -70,8 +71,11 @@ public:
   virtual caf::expected<source_cursors> cursors() = 0;
   /// Up to `max` records of the stream ("metrics", "logs", "events") that no
   /// batch covers yet, with the next sequence; ec::unknown_stream otherwise.
-  virtual caf::expected<unbatched_points> fetch(const std::string& stream,
-                                                int64_t max) = 0;
+  /// Stops early (and sets `full`) once the records take `max_bytes`
+  /// (record_bytes), the first one always taken.
+  virtual caf::expected<unbatched_points>
+  fetch(const std::string& stream, int64_t max,
+        int64_t max_bytes = std::numeric_limits<int64_t>::max()) = 0;
   /// Keeps an encoded batch until acked and advances the cursor atomically.
   virtual caf::expected<int64_t> enqueue(const queued_batch& batch) = 0;
   /// Up to `max` unacked batches, lowest sequence first.

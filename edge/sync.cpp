@@ -62,17 +62,15 @@ void note_error(self_ptr self, const std::string& text);
 std::string encode(sync_state& st, const unbatched_points& up,
                    const encode_settings& es);
 std::string encode_metrics(sync_state& st, const metric_samples& xs,
-                           const codec_context& session,
-                           const encode_settings& es);
+                           codec_context& session, const encode_settings& es);
 encode_settings settings_for(const sync_state& st, int64_t sequence,
                              std::string epoch, int64_t now_ms);
 bool permanent(const sync_ack& ack);
 bool encoded_against(const sync_state& st, uint64_t b, codec_context& ctx);
-metric_samples series_from(const codec_context& next, size_t from);
-caf::expected<metric_samples> defined_series(const sync_state& st,
+metric_samples series_from(const codec_delta& next);
+caf::expected<metric_samples> defined_series(sync_state& st,
                                              const std::string& body,
-                                             int64_t& base,
-                                             codec_context& next);
+                                             int64_t& base, codec_delta& next);
 
 void round(self_ptr self, bool after_ack) {
   auto& st = self->state;
@@ -119,7 +117,7 @@ void round_loaded(self_ptr self, bool after_ack) {
 void cut(self_ptr self, bool after_ack) {
   auto& st = self->state;
   self->request(st.cfg.storage, storage_timeout, fetch_atom::value,
-                st.cfg.stream, st.cfg.batch_size)
+                st.cfg.stream, st.cfg.batch_size, st.cfg.batch_bytes)
     .then(
       [self, after_ack](unbatched_points& up) {
         auto& st = self->state;
@@ -127,7 +125,7 @@ void cut(self_ptr self, bool after_ack) {
         auto now = st.cfg.clock->steady_ms();
         auto since_cut = std::chrono::milliseconds(now - st.last_cut_ms);
         bool full = static_cast<int64_t>(up.size()) >= st.cfg.batch_size
-                    || st.last_cut_ms == 0;
+                    || up.full || st.last_cut_ms == 0;
         if (up.size() == 0 || (!full && !st.force_cut
                                && since_cut < st.cfg.interval)) {
           // Tells the backoff actor this stream sends nothing more now
@@ -177,25 +175,23 @@ std::string encode(sync_state& st, const unbatched_points& up,
 // Metrics as a columnar batch against `session`, read back before it is
 // persisted: a batch the cloud could not decode exactly would be refused
 // for good and its points lost, so such a batch goes as protobuf columns
-// (format 1), which need no session. The read-back is the session after
-// the batch (st.last_cut).
+// (format 1), which need no session. What the batch adds to the session is
+// kept for its ack (st.last_cut).
 std::string encode_metrics(sync_state& st, const metric_samples& xs,
-                           const codec_context& session,
+                           codec_context& session,
                            const encode_settings& es) {
   auto columnar = encode_columnar(xs, session);
-  auto after = session;
-  auto back = decode_columnar(columnar, after);
+  auto base = static_cast<int64_t>(session.series.size());
   st.last_cut.reset();
-  if (!back || !identical(*back, xs)) {
+  auto after = decode_delta(columnar, session, &xs);
+  if (!after) {
     log_error("sync", st.cfg.stream, ": columnar batch does not read back (",
-              back ? std::string("other samples") : render(back.error()),
-              "); sending it as protobuf columns");
+              render(after.error()), "); sending it as protobuf columns");
     ++st.encode_fallbacks;
     return encode_metrics_request(es, xs);
   }
   auto body = encode_columnar_request(es, columnar);
-  st.last_cut = sync_state::cut_batch{
-    body, static_cast<int64_t>(session.series.size()), std::move(after)};
+  st.last_cut = sync_state::cut_batch{body, base, std::move(*after)};
   return body;
 }
 
@@ -279,11 +275,11 @@ void acked(self_ptr self, const queued_batch& b, const sync_ack& ack) {
   auto& st = self->state;
   int64_t base = 0;
   metric_samples defs;
-  auto next = std::make_shared<codec_context>();
+  auto next = std::make_shared<codec_delta>();
   if (is_metrics(st) && st.last_cut && st.last_cut->body == b.body) {
     base = st.last_cut->base;
     *next = std::move(st.last_cut->after);
-    defs = series_from(*next, static_cast<size_t>(base));
+    defs = series_from(*next);
   } else if (is_metrics(st)) {
     auto d = defined_series(st, b.body, base, *next);
     if (!d) {
@@ -292,7 +288,8 @@ void acked(self_ptr self, const queued_batch& b, const sync_ack& ack) {
       log_warning("sync", st.cfg.stream, ": ", render(d.error()),
                   "; starting a new series session");
       ++st.session_resets;
-      next->clear();
+      *next = codec_delta{};
+      next->reset = true;
       base = 0;
     } else {
       defs = std::move(*d);
@@ -301,7 +298,8 @@ void acked(self_ptr self, const queued_batch& b, const sync_ack& ack) {
   st.last_cut.reset();
   auto seq = b.sequence;
   auto points = b.points;
-  auto history = is_metrics(st) ? next->save_history() : std::string{};
+  auto history = is_metrics(st) ? codec_context::save_history(next->state)
+                                 : std::string{};
   acked_batch acked{st.cfg.stream, ack.last_sequence_ack, base,
                     std::move(defs), std::move(history)};
   self->request(st.cfg.storage, storage_timeout, ack_atom::value,
@@ -313,10 +311,13 @@ void acked(self_ptr self, const queued_batch& b, const sync_ack& ack) {
           ++st.duplicates_acked;
         // The store extends its series table only when it deleted the
         // batch; otherwise read back what it holds.
-        if (is_metrics(st) && deleted > 0)
-          st.session = std::move(*next);
-        else if (is_metrics(st))
+        if (is_metrics(st) && deleted > 0) {
+          // A session reloaded since the cut is the store's: read it again.
+          if (auto err = apply_delta(st.session, std::move(*next)))
+            st.session_loaded = false;
+        } else if (is_metrics(st)) {
           st.session_loaded = false;
+        }
         st.batches_acked += deleted;
         // A duplicate ack (batch already gone) delivered nothing new.
         if (deleted > 0)
@@ -353,42 +354,47 @@ bool encoded_against(const sync_state& st, uint64_t b, codec_context& ctx) {
   return true;
 }
 
-// The series `next` holds from index `from` on (those a batch defined).
-metric_samples series_from(const codec_context& next, size_t from) {
+// The series a batch defined, as the store's series table takes them.
+metric_samples series_from(const codec_delta& next) {
   metric_samples defs;
-  for (size_t i = from; i < next.series.size(); ++i) {
+  defs.reserve(next.added.size());
+  for (auto& key : next.added) {
     metric_sample d;
-    d.name = next.series[i].first;
-    d.labels = next.series[i].second;
+    d.name = key.first;
+    d.labels = key.second;
     defs.push_back(std::move(d));
   }
   return defs;
 }
 
 // The series the batch in `body` defines, given the session it was encoded
-// against; `next` becomes the session after it (series and histories).
-caf::expected<metric_samples> defined_series(const sync_state& st,
+// against; `next` becomes what it changes in the session.
+caf::expected<metric_samples> defined_series(sync_state& st,
                                              const std::string& body,
-                                             int64_t& base,
-                                             codec_context& next) {
+                                             int64_t& base, codec_delta& next) {
   auto columnar = request_columnar(body);
   if (!columnar)
     return columnar.error();
   if (columnar->empty()) { // protobuf columns leave the session as it was
     base = static_cast<int64_t>(st.session.series.size());
-    next = st.session;
+    next = codec_delta{};
+    next.base = st.session.series.size();
+    next.state = st.session.state;
     return metric_samples{};
   }
   auto b = columnar_base(*columnar);
   if (!b)
     return b.error();
   base = static_cast<int64_t>(*b);
-  if (!encoded_against(st, *b, next))
+  if (*b != 0 && *b != st.session.series.size())
     return make_error(ec::decode_failed,
                       "queued batch refers to series this device forgot");
-  if (auto xs = decode_columnar(*columnar, next); !xs)
-    return xs.error();
-  return series_from(next, *b);
+  codec_context fresh;
+  auto d = decode_delta(*columnar, *b == 0 ? fresh : st.session, nullptr);
+  if (!d)
+    return d.error();
+  next = std::move(*d);
+  return series_from(next);
 }
 
 // The cloud answered but refused this batch; the link itself is fine.
@@ -470,7 +476,8 @@ bool reencode(self_ptr self, const queued_batch& b) {
     if (xs.empty())
       return false;
     ++st.session_resets;
-    nb.body = encode_metrics(st, xs, codec_context{}, es);
+    codec_context fresh;
+    nb.body = encode_metrics(st, xs, fresh, es);
   } else if (!req->logs.empty()) {
     nb.body = encode_logs_request(es, req->logs);
   } else if (!req->events.empty()) {
@@ -554,6 +561,11 @@ std::string host_name() {
 void declare(option_set& opts, sync_config& x) {
   opts.add("device.id", x.device_id, host_name(),
            "Identity of this device towards the cloud (default: host name)");
+  opts.add_size("sync.batch-bytes", x.batch_bytes, 1 << 20,
+                "A batch is cut when its records take this many bytes in "
+                "memory, before sync.batch-size records: bounds what one "
+                "sync round holds (long log lines, many labels)",
+                64 << 10, 256 << 20);
   opts.add("sync.max-rejections", x.max_rejections, 3, "times",
            "Times the cloud may refuse one batch as invalid before it is "
            "dropped (counted, with an event) so its stream moves on",
@@ -572,6 +584,9 @@ caf::error validate(const sync_config& x) {
   if (x.batch_size < 1)
     return bad_config("sync.batch-size: must be at least 1, got "
                       + std::to_string(x.batch_size));
+  if (x.batch_bytes < 1)
+    return bad_config("sync.batch-bytes: must be at least 1, got "
+                      + std::to_string(x.batch_bytes));
   if (x.zstd_level < 0 || x.zstd_level > 19)
     return bad_config("sync.zstd-level: must be 0..19, got "
                       + std::to_string(x.zstd_level));

@@ -17,6 +17,9 @@ struct sync_config {
   std::string stream;
   std::chrono::milliseconds interval{10000};
   int64_t batch_size = 1000;
+  /// sync.batch-bytes: a batch is also cut when its records take this many
+  /// bytes in memory (record_bytes).
+  int64_t batch_bytes = 1 << 20;
   int zstd_level = 3;
   /// How long one request may take before the round counts as failed.
   std::chrono::milliseconds request_timeout{15000};
@@ -49,13 +52,14 @@ struct sync_state {
   /// Metrics only: the series the cloud knows (docs/wire-format.md).
   codec_context session;
   bool session_loaded = false;
-  /// The metrics batch last cut and the session after it, from the read-back
-  /// at the cut: its ack advances the session without decoding the batch
-  /// again (after a restart, or for a body cut before, the ack decodes it).
+  /// The metrics batch last cut and what it adds to the session, from the
+  /// read-back at the cut: its ack advances the session without decoding the
+  /// batch again (after a restart, or for a body cut before, the ack decodes
+  /// it).
   struct cut_batch {
     std::string body;
     int64_t base = 0;
-    codec_context after;
+    codec_delta after;
   };
   std::optional<cut_batch> last_cut;
   /// What the capability actor last reported (tier 0: nothing yet).

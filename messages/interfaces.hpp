@@ -29,9 +29,11 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<cursor_atom>::with<source_cursors>,
   // Records the events and commits them; replies how many.
   caf::replies_to<store_atom, event_records>::with<int64_t>,
-  // Up to `max` records of a stream that no batch covers yet, with the next
-  // sequence.
-  caf::replies_to<fetch_atom, std::string, int64_t>::with<unbatched_points>,
+  // Up to `max` records of a stream that no batch covers yet, and no more
+  // than `max_bytes` of them in memory (record_bytes; at least one), with
+  // the next sequence.
+  caf::replies_to<fetch_atom, std::string, int64_t, int64_t>::with<
+    unbatched_points>,
   // Persists an encoded batch and advances the stream cursor atomically.
   caf::replies_to<enqueue_atom, queued_batch>::with<int64_t>,
   // Up to `max` unacked batches of a stream, lowest sequence first.

@@ -794,6 +794,10 @@ void codec_context::clear() {
 }
 
 std::string codec_context::save_history() const {
+  return save_history(state);
+}
+
+std::string codec_context::save_history(const std::vector<history>& state) {
   std::string out;
   out.reserve(state.size() * 20);
   for (auto& h : state) {
@@ -1581,6 +1585,60 @@ caf::expected<indexed_points> decode_columnar_indexed(std::string_view bytes,
                                                       decode_budget& budget) {
   // Charged as for samples: one limit, whichever output the caller takes.
   return columnar_decoder{bytes, ctx, budget}.run<true>();
+}
+
+caf::error apply_delta(codec_context& ctx, codec_delta d) {
+  auto base = d.reset ? 0 : ctx.series.size();
+  if (d.base != base || d.state.size() != d.base + d.added.size())
+    return make_error(ec::decode_failed,
+                      "series delta does not fit the session");
+  if (d.reset)
+    ctx.clear();
+  for (auto& key : d.added)
+    ctx.add(std::move(key));
+  ctx.state = std::move(d.state);
+  return caf::none;
+}
+
+caf::expected<codec_delta> decode_delta(std::string_view bytes,
+                                        codec_context& ctx,
+                                        const metric_samples* expect) {
+  // Decoded in place and put back: a copy of the context costs as much as
+  // the session itself (every series' name and labels, twice).
+  auto base = ctx.series.size();
+  auto state = ctx.state;
+  auto digest = ctx.series_digest;
+  decode_budget budget{ctx.max_decoded_bytes};
+  auto xs = decode_columnar_indexed(bytes, ctx, budget);
+  if (!xs)
+    return xs.error();
+  bool same = true;
+  if (expect != nullptr) {
+    same = xs->size() == expect->size();
+    for (size_t i = 0; same && i < xs->size(); ++i) {
+      auto& p = (*xs)[i];
+      auto& s = (*expect)[i];
+      auto& key = ctx.series[p.series];
+      same = key.first == s.name && key.second == s.labels
+             && p.timestamp_ms == s.timestamp_ms
+             && bits_of(p.value) == bits_of(s.value);
+    }
+  }
+  codec_delta d;
+  d.reset = base == 0;
+  d.base = base;
+  for (size_t i = base; i < ctx.series.size(); ++i) {
+    ctx.index.erase(ctx.series[i]);
+    d.added.push_back(std::move(ctx.series[i]));
+  }
+  ctx.series.resize(base);
+  d.state = std::move(ctx.state);
+  ctx.state = std::move(state);
+  ctx.series_digest = digest;
+  if (!same)
+    return make_error(ec::decode_failed,
+                      "columnar batch decodes to other samples");
+  return d;
 }
 
 } // namespace fleetd

@@ -73,6 +73,7 @@ struct codec_context {
   void clear();
   /// The histories, for storing beside the series table.
   std::string save_history() const;
+  static std::string save_history(const std::vector<history>& state);
   /// Replaces the histories by saved ones; they must cover exactly the
   /// series the context holds (ec::decode_failed, unchanged, otherwise).
   caf::error load_history(std::string_view bytes);
@@ -80,6 +81,28 @@ struct codec_context {
   /// it was encoded against, so a receiver in another state refuses it.
   uint64_t digest() const;
 };
+
+/// What one batch changes in a context: the series it defines, appended at
+/// `base`, and every series' history after it. A sender keeps this, not a
+/// copy of the whole context, while the batch waits for its ack.
+struct codec_delta {
+  /// The batch starts a new session (base 0): the context is cleared first.
+  bool reset = false;
+  size_t base = 0;
+  std::vector<series_key> added;
+  std::vector<codec_context::history> state;
+};
+
+/// Adds `d` to `ctx` (codec_delta's batch was acked). ec::decode_failed,
+/// `ctx` unchanged, when `ctx` is not the context `d` was taken from.
+caf::error apply_delta(codec_context& ctx, codec_delta d);
+
+/// Decodes one batch against `ctx` and returns what it changes there; `ctx`
+/// is left as it was. With `expect`, the batch must decode to exactly those
+/// samples (ec::decode_failed otherwise).
+caf::expected<codec_delta> decode_delta(std::string_view bytes,
+                                        codec_context& ctx,
+                                        const metric_samples* expect);
 
 /// Encodes `samples` against `ctx` (not modified).
 std::string encode_columnar(const metric_samples& samples,

@@ -114,16 +114,40 @@ struct unbatched_points {
   metric_samples samples;
   log_lines logs;
   event_records events;
+  /// The store stopped at the byte bound it was given: more records wait,
+  /// so the batch is full whatever its count.
+  bool full = false;
 
   size_t size() const {
     return samples.size() + logs.size() + events.size();
   }
 };
 
+/// About the heap bytes one record takes in memory (its strings, label nodes
+/// and struct), the measure a batch's byte bound counts in.
+inline int64_t labels_bytes(const label_map& xs) {
+  int64_t n = 0;
+  for (auto& [k, v] : xs)
+    n += 96 + static_cast<int64_t>(k.size() + v.size());
+  return n;
+}
+inline int64_t record_bytes(const metric_sample& x) {
+  return static_cast<int64_t>(sizeof(x) + x.name.size())
+         + labels_bytes(x.labels);
+}
+inline int64_t record_bytes(const log_line& x) {
+  return static_cast<int64_t>(sizeof(x) + x.line.size())
+         + labels_bytes(x.labels);
+}
+inline int64_t record_bytes(const event_record& x) {
+  return static_cast<int64_t>(sizeof(x) + x.kind.size() + x.message.size())
+         + labels_bytes(x.attributes);
+}
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, unbatched_points& x) {
   return f(caf::meta::type_name("unbatched_points"), x.last_id,
-           x.next_sequence, x.epoch, x.samples, x.logs, x.events);
+           x.next_sequence, x.epoch, x.samples, x.logs, x.events, x.full);
 }
 
 /// A metrics stream's series session as the device keeps it: the series

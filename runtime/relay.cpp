@@ -20,18 +20,25 @@ using relay_ptr = caf::stateful_actor<relay_state>*;
 // not know its children's reply types.
 class any_answer : public caf::detail::behavior_impl {
 public:
-  explicit any_answer(std::function<void(caf::message)> f) : f_(std::move(f)) {
+  any_answer(relay_ptr self, std::function<void(caf::message)> f)
+    : self_(self), f_(std::move(f)) {
     begin_ = nullptr;
     end_ = nullptr;
   }
 
   caf::match_case::result invoke(caf::detail::invoke_result_visitor&,
                                  caf::type_erased_tuple& xs) override {
-    f_(caf::message::copy(xs));
+    // Moved, not copied: a storage batch answer is megabytes at tier 1.
+    auto* elem = self_->current_mailbox_element();
+    if (elem != nullptr && &elem->content() == &xs)
+      f_(elem->move_content_to_message());
+    else
+      f_(caf::message::copy(xs));
     return caf::match_case::match;
   }
 
 private:
+  relay_ptr self_;
   std::function<void(caf::message)> f_;
 };
 
@@ -45,7 +52,7 @@ caf::result<caf::message> ask(relay_ptr self, caf::message msg) {
   auto hdl = self->request(st.target, caf::infinite, std::move(msg));
   self->add_multiplexed_response_handler(
     hdl.id(), caf::behavior{caf::detail::behavior_impl::pointer{
-                caf::make_counted<any_answer>([self, key](caf::message answer) {
+                caf::make_counted<any_answer>(self, [self, key](caf::message answer) {
                   auto& xs = self->state.requests;
                   auto i = xs.find(key);
                   if (i == xs.end())

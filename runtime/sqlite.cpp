@@ -187,6 +187,10 @@ std::string statement::column_text(int index) const {
            : std::string{};
 }
 
+int64_t statement::column_bytes(int index) const {
+  return sqlite3_column_bytes(stmt_, index);
+}
+
 std::string statement::column_blob(int index) const {
   auto p = sqlite3_column_blob(stmt_, index);
   auto n = sqlite3_column_bytes(stmt_, index);

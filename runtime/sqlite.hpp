@@ -57,6 +57,8 @@ public:
   double column_exact(int index) const;
   std::string column_text(int index) const;
   std::string column_blob(int index) const;
+  /// Bytes of a text or blob column, without copying it.
+  int64_t column_bytes(int index) const;
   bool column_is_null(int index) const;
   int column_count() const;
 

@@ -28,7 +28,9 @@ storage_actor::behavior_type fake_storage_behavior(Store store, Event event,
     [](store_atom, const event_records& xs) {
       return static_cast<int64_t>(xs.size());
     },
-    [](fetch_atom, const std::string&, int64_t) { return unbatched_points{}; },
+    [](fetch_atom, const std::string&, int64_t, int64_t) {
+      return unbatched_points{};
+    },
     [](enqueue_atom, const queued_batch&) { return int64_t{0}; },
     [](pending_atom, const std::string&, int64_t) { return queued_batches{}; },
     [](ack_atom, const acked_batch&) { return int64_t{0}; },

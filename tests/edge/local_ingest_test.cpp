@@ -216,7 +216,8 @@ unbatched_points fetch(caf::actor_system& sys, const storage_actor& st,
                        const std::string& stream) {
   caf::scoped_actor self{sys};
   unbatched_points out;
-  self->request(st, 5s, fetch_atom::value, stream, int64_t{1000})
+  self->request(st, 5s, fetch_atom::value, stream, int64_t{1000},
+                int64_t{1} << 30)
     .receive([&](unbatched_points& x) { out = std::move(x); },
              [&](caf::error& err) { FAIL_CHECK(render(err)); });
   return out;

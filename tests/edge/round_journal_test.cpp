@@ -3,6 +3,7 @@
 // up to its last whole frame, emptied once the cloud acked what it holds,
 // and moves into the tables when it grows past its bound or the disk
 // refuses it. Hostile bytes end the file, never allocate past a bound.
+#include "edge/memory_store.hpp"
 #include "edge/round_journal.hpp"
 #include "edge/sqlite_store.hpp"
 
@@ -836,4 +837,108 @@ TEST_CASE("a power cut at any write: a cursor and the lines before it are "
                          : std::to_string(lines) + " v2 1:"
                              + std::to_string(lines)));
   }
+}
+
+namespace {
+
+// Every unbatched record of `stream`, batch after batch of at most
+// `max_bytes` (record_bytes): each batch whole records, `full` while more
+// wait; the values (samples) or lines (logs) in the order fetched.
+std::vector<std::string> drain_bounded(store_backend& st, const char* stream,
+                                       int64_t max_bytes, int64_t& batches) {
+  std::vector<std::string> got;
+  bool was_full = true;
+  for (batches = 0;; ++batches) {
+    auto up = st.fetch(stream, 100000, max_bytes);
+    REQUIRE(up);
+    // Every batch but the last says more records wait.
+    CHECK((was_full || up->size() == 0));
+    was_full = up->full;
+    if (up->size() == 0) {
+      CHECK_FALSE(up->full);
+      return got;
+    }
+    int64_t bytes = 0;
+    for (auto& x : up->samples) {
+      bytes += record_bytes(x);
+      got.push_back(std::to_string(x.value));
+    }
+    for (auto& x : up->logs) {
+      bytes += record_bytes(x);
+      got.push_back(x.line);
+    }
+    // Past the bound only with the one record a batch always takes.
+    CHECK((bytes <= max_bytes || up->size() == 1));
+    queued_batch b;
+    b.stream = stream;
+    b.sequence = up->next_sequence;
+    b.last_id = up->last_id;
+    b.points = static_cast<int64_t>(up->size());
+    b.created_ms = start_ms;
+    b.body = "body";
+    REQUIRE(st.enqueue(b));
+    REQUIRE(st.ack(stream, b.sequence, 0, {}, {}));
+  }
+}
+
+} // namespace
+
+TEST_CASE("a batch stops at its byte bound on a whole record, from the "
+          "tables and from the rounds file; batch after batch gives every "
+          "record once in order") {
+  for (bool rounds_file : {true, false}) {
+    CAPTURE(rounds_file);
+    fixture f;
+    auto cfg = f.config();
+    cfg.limits.rounds_file = rounds_file;
+    auto st = sqlite_store::open(cfg);
+    REQUIRE(st);
+    std::vector<std::string> values;
+    std::vector<std::string> lines;
+    for (int round = 0; round < 150; ++round) {
+      metric_samples xs;
+      for (int i = 0; i < 100; ++i) {
+        auto v = round * 100 + i + 1.0;
+        xs.push_back(metric_sample{"m", {{"i", std::to_string(i)}},
+                                   start_ms + round, v});
+        values.push_back(std::to_string(v));
+      }
+      REQUIRE(st->store(xs));
+      log_lines ls;
+      // Lines of 1 to 5000 bytes; every 20th longer than the bound.
+      for (int i = 0; i < 5; ++i) {
+        auto n = static_cast<size_t>((round * 5 + i) % 20 == 0
+                                       ? 9000
+                                       : 1 + (round * 977 + i * 131) % 5000);
+        std::string text(n, static_cast<char>('a' + (round + i) % 26));
+        text += std::to_string(round * 5 + i);
+        ls.push_back(log_line{{{"job", "t"}}, start_ms * 1000000 + round, text});
+        lines.push_back(text);
+      }
+      REQUIRE(st->store_logs(ls, {}));
+    }
+    int64_t batches = 0;
+    CHECK(drain_bounded(*st, "metrics", 64 << 10, batches) == values);
+    // 15000 samples of ~130 bytes in 64 KiB batches.
+    CHECK(batches >= 30);
+    CHECK(drain_bounded(*st, "logs", 8 << 10, batches) == lines);
+    CHECK(batches >= 150);
+  }
+}
+
+TEST_CASE("the memory store stops a batch at its byte bound too") {
+  memory_limits lim;
+  lim.max_points = 0;
+  memory_store st(lim, std::make_shared<manual_clock>(start_ms));
+  std::vector<std::string> values;
+  metric_samples xs;
+  for (int i = 0; i < 2000; ++i) {
+    xs.push_back(metric_sample{"m", {{"i", std::to_string(i % 7)}}, start_ms,
+                               i + 1.0});
+    values.push_back(std::to_string(i + 1.0));
+  }
+  REQUIRE(st.store(xs));
+  int64_t batches = 0;
+  CHECK(drain_bounded(st, "metrics", 16 << 10, batches) == values);
+  CHECK(batches >= 10);
 }

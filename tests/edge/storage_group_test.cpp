@@ -223,7 +223,7 @@ TEST_CASE("the storage actor answers a group's stores after its one commit") {
     self->send(actor, store_atom::value, round_of(5, start_ms));
     unbatched_points up;
     self->request(actor, 5s, fetch_atom::value, std::string{"metrics"},
-                  int64_t{100})
+                  int64_t{100}, int64_t{1} << 30)
       .receive([&](unbatched_points& x) { up = std::move(x); },
                [&](caf::error& err) { FAIL_CHECK(render(err)); });
     REQUIRE(up.samples.size() == 5);

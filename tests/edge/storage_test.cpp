@@ -667,7 +667,8 @@ TEST_CASE("the storage actor answers store, fetch, enqueue, pending, ack, "
              [&](caf::error& err) { FAIL_CHECK(render(err)); });
   CHECK(stored == 4);
   unbatched_points up;
-  self->request(st, 5s, fetch_atom::value, stream, int64_t{10})
+  self->request(st, 5s, fetch_atom::value, stream, int64_t{10},
+                int64_t{1} << 30)
     .receive([&](unbatched_points& x) { up = std::move(x); },
              [&](caf::error& err) { FAIL_CHECK(render(err)); });
   check_same_samples(up.samples, xs);

@@ -247,7 +247,7 @@ struct sync_fixture : test::cloud_fixture {
     return test::ask<unbatched_points>(*self, storage_hdl, 5s,
                                        fetch_atom::value,
                                        std::string{metrics_stream},
-                                       int64_t{100000});
+                                       int64_t{100000}, int64_t{1} << 30);
   }
 
 

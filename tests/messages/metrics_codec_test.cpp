@@ -58,6 +58,40 @@ void check_indexed_agrees(std::string_view bytes, const codec_context& start) {
   }
 }
 
+// decode_delta leaves `start` as it was, and applying its delta to a copy
+// gives the session decode_columnar gives; other expected samples are
+// refused, `start` again untouched.
+void check_delta_agrees(std::string_view bytes, const codec_context& start,
+                        const metric_samples& xs) {
+  auto by_delta = start;
+  auto decoded = start;
+  REQUIRE(decode_columnar(bytes, decoded));
+  auto d = decode_delta(bytes, by_delta, &xs);
+  REQUIRE(d);
+  CHECK(by_delta.digest() == start.digest());
+  CHECK(by_delta.series == start.series);
+  CHECK(by_delta.index == start.index);
+  CHECK(d->base == start.series.size());
+  REQUIRE(!apply_delta(by_delta, *d));
+  CHECK(by_delta.digest() == decoded.digest());
+  CHECK(by_delta.series == decoded.series);
+  CHECK(by_delta.index == decoded.index);
+  if (xs.empty())
+    return;
+  auto other = xs;
+  other.back().value = other.back().value == 1.0 ? 2.0 : 1.0;
+  auto untouched = start;
+  auto refused = decode_delta(bytes, untouched, &other);
+  REQUIRE(!refused);
+  CHECK(refused.error().code() == make_error(ec::decode_failed).code());
+  CHECK(untouched.digest() == start.digest());
+  CHECK(untouched.series == start.series);
+  // A delta fits only the session it was taken from.
+  auto moved = decoded;
+  if (!d->reset && !d->added.empty())
+    CHECK(apply_delta(moved, *d));
+}
+
 void round_trip(const metric_samples& xs) {
   codec_context enc;
   codec_context dec;
@@ -701,6 +735,7 @@ TEST_CASE("random sessions: every batch decodes back and both sides agree") {
       if (rng() % 4 == 0) std::shuffle(xs.begin(), xs.end(), rng);
       auto bytes = encode_columnar(xs, enc);
       check_indexed_agrees(bytes, dec);
+      check_delta_agrees(bytes, dec, xs);
       auto got = decode_columnar(bytes, dec);
       REQUIRE_MESSAGE(got, "seed " << seed << " batch " << b << ": "
                                     << render(got.error()));
