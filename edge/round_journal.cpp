@@ -360,9 +360,9 @@ namespace {
 
 // Rows [from, end) as a section: its tag, the count, then each row's id and
 // time as deltas from the row before and what `put_row` adds.
-template <class Row, class Put>
-void put_section(std::string& out, char tag, const std::vector<Row>& rows,
-                 size_t from, int64_t Row::*ts, Put put_row) {
+template <class Rows, class Ts, class Put>
+void put_section(std::string& out, char tag, const Rows& rows, size_t from,
+                 Ts ts, Put put_row) {
   if (rows.size() <= from)
     return;
   out += tag;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +20,10 @@ struct journal_metric {
   int64_t ts_ms = 0;
   uint64_t bits = 0;
 };
+
+/// The rounds file's samples: a deque, so hours of rounds grow by blocks
+/// (no copy of them all at twice the size) and acked ones free theirs.
+using journal_metrics = std::deque<journal_metric>;
 
 /// A log line as the store keeps it: labels encoded (encode_labels).
 struct journal_log {
@@ -71,7 +76,7 @@ public:
 
   /// Every record held, durable first, then those added since the last
   /// flush (pending); ids ascending.
-  const std::vector<journal_metric>& metrics() const {
+  const journal_metrics& metrics() const {
     return metrics_;
   }
   const std::vector<journal_log>& logs() const {
@@ -197,7 +202,7 @@ private:
   std::string path_;
   std::string vfs_;
   std::string epoch_;
-  std::vector<journal_metric> metrics_;
+  journal_metrics metrics_;
   std::vector<journal_log> logs_;
   std::vector<source_cursor> cursors_;
   std::vector<source_cursor> pending_cursors_;

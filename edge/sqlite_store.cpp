@@ -830,10 +830,9 @@ caf::expected<int64_t> sqlite_store::journal_lines(const log_lines& xs,
 namespace {
 
 // Rows [from, to) of the rounds file into a table: `bind` binds one.
-template <class Row, class Bind>
-caf::error insert_rows(sqlite::database& db, const char* sql,
-                       const std::vector<Row>& rows, size_t from, size_t to,
-                       Bind bind) {
+template <class Rows, class Bind>
+caf::error insert_rows(sqlite::database& db, const char* sql, const Rows& rows,
+                       size_t from, size_t to, Bind bind) {
   auto st = db.cached(sql);
   if (!st)
     return st.error();
@@ -1811,9 +1810,9 @@ namespace {
 // `rows` (from the tables, ids ascending) merged with the records of the
 // rounds file after `after`, the first `max` by id: a fallback to the
 // tables can give a row an id above some the file still holds.
-template <class Row>
-void merge_after(std::vector<Row>& rows, const std::vector<Row>& held,
-                 int64_t after, int64_t max) {
+template <class Row, class Held>
+void merge_after(std::vector<Row>& rows, const Held& held, int64_t after,
+                 int64_t max) {
   auto first = std::upper_bound(held.begin(), held.end(), after,
                                 [](int64_t id, const Row& r) {
                                   return id < r.id;

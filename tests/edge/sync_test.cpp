@@ -399,6 +399,33 @@ TEST_CASE("the sync actor drains every stored batch to a real cloud, "
   }
 }
 
+TEST_CASE("batches cut at sync.batch-bytes go out one after the other, "
+          "without waiting for the interval") {
+  sync_fixture f;
+  auto port = f.start_cloud();
+  auto stored = samples_from(clock_start_ms, 50);
+  f.store(stored);
+  auto cfg = f.sync_cfg(f.spawn_link(port), 1000);
+  // Ten samples a batch (sizes repeat every two); the count bound (1000)
+  // never binds.
+  cfg.batch_bytes = 1;
+  for (size_t i = 0; i < 10; ++i)
+    cfg.batch_bytes += record_bytes(stored[i]);
+  auto s = f.spawn_sync(cfg);
+  // The interval is an hour: only a cut that knows it is full drains on.
+  // The last ten fit under the bound, so they wait like any partial batch.
+  REQUIRE(f.drained_to(s, 4));
+  CHECK(f.unbatched().samples.size() == 10);
+  (*f.self)->send(s, tick_atom::value);
+  REQUIRE(f.drained_to(s, 5));
+  check_same_samples(f.cloud_points(), stored);
+  auto bodies = f.wire->seen();
+  REQUIRE(bodies.size() == 5);
+  for (auto& body : bodies)
+    CHECK(decode(body).samples.size() == 10);
+  CHECK(f.unbatched().samples.empty());
+}
+
 TEST_CASE("an unreachable cloud makes the sync actor back off and lose "
           "nothing, and a tick after the cloud starts drains it") {
   sync_fixture f;
