@@ -426,6 +426,46 @@ TEST_CASE("batches cut at sync.batch-bytes go out one after the other, "
   CHECK(f.unbatched().samples.empty());
 }
 
+TEST_CASE("the next batch continues the session: series by index, each "
+          "column from the values the last batch ended with") {
+  sync_fixture f;
+  auto port = f.start_cloud();
+  auto rounds = [](int64_t from) {
+    metric_samples xs;
+    for (int64_t r = from; r < from + 30; ++r)
+      for (int i = 0; i < 10; ++i)
+        xs.push_back(metric_sample{"c" + std::to_string(i), {{"k", "v"}},
+                                   clock_start_ms + r * 10000,
+                                   1000.0 * i + 7.0 * r});
+    return xs;
+  };
+  auto first = rounds(0);
+  f.store(first);
+  auto s = f.spawn_sync(f.sync_cfg(f.spawn_link(port), 1000));
+  REQUIRE(f.drained_to(s, 1));
+  auto second = rounds(30);
+  f.store(second);
+  (*f.self)->send(s, tick_atom::value);
+  REQUIRE(f.drained_to(s, 2));
+  auto bodies = f.wire->seen();
+  REQUIRE(bodies.size() == 2);
+  std::vector<std::string> columnar;
+  for (auto& body : bodies) {
+    auto req = decode_request(body, is_zstd(body), 64 << 20);
+    REQUIRE(req);
+    REQUIRE_FALSE(req->columnar.empty());
+    columnar.push_back(req->columnar);
+  }
+  // The cloud's session after the first batch; the second must be exactly
+  // what the codec makes against it.
+  codec_context cloud;
+  REQUIRE(decode_columnar(columnar[0], cloud));
+  CHECK(columnar_base(columnar[1]) == caf::expected<uint64_t>{10});
+  CHECK(columnar[1] == encode_columnar(second, cloud));
+  CHECK(f.stats_of(s).counters["session_resets"] == 0);
+  CHECK(f.stats_of(s).counters["encode_fallbacks"] == 0);
+}
+
 TEST_CASE("an unreachable cloud makes the sync actor back off and lose "
           "nothing, and a tick after the cloud starts drains it") {
   sync_fixture f;
