@@ -1866,16 +1866,26 @@ sqlite_store::fetch(const std::string& stream, int64_t max, int64_t max_bytes) {
   select_unbatched_.reset();
   if (journal_)
     merge_after(rows, journal_->metrics(), batched_upto, max);
+  // How many rows fit the byte bound first: the samples are then sized once
+  // (a doubling vector held twice its samples' structs at its peak).
+  size_t take = 0;
   int64_t bytes = 0;
-  for (auto& r : rows) {
+  for (; take < rows.size(); ++take) {
+    auto i = series_by_id_.find(rows[take].series_id);
+    if (i != series_by_id_.end())
+      bytes += static_cast<int64_t>(sizeof(metric_sample)
+                                    + i->second.first.size())
+               + labels_bytes(i->second.second);
+    if (take > 0 && bytes > max_bytes) {
+      out.full = true;
+      break;
+    }
+  }
+  out.samples.reserve(take);
+  for (size_t k = 0; k < take; ++k) {
+    auto& r = rows[k];
     metric_sample s;
     if (auto i = series_by_id_.find(r.series_id); i != series_by_id_.end()) {
-      bytes += record_bytes(s) + static_cast<int64_t>(i->second.first.size())
-               + labels_bytes(i->second.second);
-      if (!out.samples.empty() && bytes > max_bytes) {
-        out.full = true;
-        break;
-      }
       s.name = i->second.first;
       s.labels = i->second.second;
     }
