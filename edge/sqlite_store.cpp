@@ -1913,32 +1913,29 @@ sqlite_store::fetch_rows(const std::string& stream, int64_t after, int64_t max,
   int64_t bytes = 0;
   bool cut = false;
   int64_t table_last = after;
-  for (;;) {
-    auto more = st->step();
-    if (!more)
-      return more.error();
-    if (!*more)
-      break;
-    auto row_bytes = static_cast<int64_t>(
-      sizeof(event_record) + st->column_bytes(2) + st->column_bytes(3));
-    bool empty = lines.empty() && out.events.empty();
-    if (!empty && bytes + row_bytes > max_bytes) {
-      cut = true;
-      break;
-    }
-    bytes += row_bytes;
-    table_last = st->column_int(0);
-    if (logs) {
-      lines.push_back(journal_log{st->column_int(0), st->column_int(1),
-                                  st->column_blob(2), st->column_text(3)});
-      continue;
-    }
-    event_record e;
-    e.timestamp_ms = st->column_int(1);
-    e.kind = st->column_text(2);
-    e.message = st->column_text(3);
-    out.events.push_back(std::move(e));
-  }
+  if (auto err = sqlite::each_row_while(*st, [&](sqlite::statement& r) {
+        auto row_bytes = static_cast<int64_t>(
+          sizeof(event_record) + r.column_bytes(2) + r.column_bytes(3));
+        bool empty = lines.empty() && out.events.empty();
+        if (!empty && bytes + row_bytes > max_bytes) {
+          cut = true;
+          return false;
+        }
+        bytes += row_bytes;
+        table_last = r.column_int(0);
+        if (logs) {
+          lines.push_back(journal_log{r.column_int(0), r.column_int(1),
+                                      r.column_blob(2), r.column_text(3)});
+          return true;
+        }
+        event_record e;
+        e.timestamp_ms = r.column_int(1);
+        e.kind = r.column_text(2);
+        e.message = r.column_text(3);
+        out.events.push_back(std::move(e));
+        return true;
+      }))
+    return err;
   if (!logs) {
     out.last_id = table_last;
     out.full = cut;

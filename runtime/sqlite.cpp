@@ -136,13 +136,20 @@ int statement::column_count() const {
 
 caf::error each_row(statement& st,
                     const std::function<void(statement&)>& row) {
+  return each_row_while(st, [&row](statement& s) {
+    row(s);
+    return true;
+  });
+}
+
+caf::error each_row_while(statement& st,
+                          const std::function<bool(statement&)>& row) {
   for (;;) {
     auto more = st.step();
     if (!more)
       return more.error();
-    if (!*more)
+    if (!*more || !row(st))
       return caf::none;
-    row(st);
   }
 }
 

@@ -191,6 +191,9 @@ caf::error to_error(sqlite3* db, int rc, const std::string& what);
 /// Steps `st` through every result row, calling `row` for each; the first
 /// step error ends it.
 caf::error each_row(statement& st, const std::function<void(statement&)>& row);
+/// The same, stopping early (no error) once `row` returns false.
+caf::error each_row_while(statement& st,
+                          const std::function<bool(statement&)>& row);
 
 /// Runs `fn` inside BEGIN IMMEDIATE ... COMMIT; rolls back on error. Inside
 /// a transaction already open, a savepoint: all of `fn` or none of it joins
