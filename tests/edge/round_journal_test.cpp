@@ -41,9 +41,9 @@ struct fixture : test::commit_fixture {
   std::string rounds() {
     return dir.path() + "/fleetd.db-rounds";
   }
-  sqlite_store_config config() {
+  sqlite_store_config config(bool rounds_file = true) {
     auto cfg = base_config();
-    cfg.limits.rounds_file = true;
+    cfg.limits.rounds_file = rounds_file;
     return cfg;
   }
   // config() on a fault disk of the test's.
@@ -770,8 +770,7 @@ TEST_CASE("a source cursor lives in the lines' frame: read back after a "
   for (bool rounds_file : {true, false}) {
     CAPTURE(rounds_file);
     fixture f;
-    auto cfg = f.config();
-    cfg.limits.rounds_file = rounds_file;
+    auto cfg = f.config(rounds_file);
     {
       auto st = sqlite_store::open(cfg);
       REQUIRE(st);
@@ -889,8 +888,7 @@ TEST_CASE("a batch stops at its byte bound on a whole record, from the "
   for (bool rounds_file : {true, false}) {
     CAPTURE(rounds_file);
     fixture f;
-    auto cfg = f.config();
-    cfg.limits.rounds_file = rounds_file;
+    auto cfg = f.config(rounds_file);
     auto st = sqlite_store::open(cfg);
     REQUIRE(st);
     std::vector<std::string> values;
