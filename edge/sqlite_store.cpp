@@ -1873,9 +1873,7 @@ sqlite_store::fetch(const std::string& stream, int64_t max, int64_t max_bytes) {
   for (; take < rows.size(); ++take) {
     auto i = series_by_id_.find(rows[take].series_id);
     if (i != series_by_id_.end())
-      bytes += static_cast<int64_t>(sizeof(metric_sample)
-                                    + i->second.first.size())
-               + labels_bytes(i->second.second);
+      bytes += sample_bytes(i->second.first, i->second.second);
     if (take > 0 && bytes > max_bytes) {
       out.full = true;
       break;

@@ -131,9 +131,13 @@ inline int64_t labels_bytes(const label_map& xs) {
     n += 96 + static_cast<int64_t>(k.size() + v.size());
   return n;
 }
+/// A sample of series `name`/`labels`, before it is made.
+inline int64_t sample_bytes(const std::string& name, const label_map& labels) {
+  return static_cast<int64_t>(sizeof(metric_sample) + name.size())
+         + labels_bytes(labels);
+}
 inline int64_t record_bytes(const metric_sample& x) {
-  return static_cast<int64_t>(sizeof(x) + x.name.size())
-         + labels_bytes(x.labels);
+  return sample_bytes(x.name, x.labels);
 }
 inline int64_t record_bytes(const log_line& x) {
   return static_cast<int64_t>(sizeof(x) + x.line.size())
