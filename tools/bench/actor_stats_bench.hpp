@@ -1,9 +1,39 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 namespace fleetd::bench {
+
+struct actor_stats_options {
+  /// Rounds of each kind, after one warm-up round of plain and measured.
+  int64_t rounds = 7;
+  /// Messages a round.
+  int64_t messages = 2000000;
+  int64_t pairs = 4;
+  /// Messages in flight per pair.
+  int64_t in_flight = 8;
+  /// Per-round lines on stderr.
+  bool progress = true;
+};
+
+/// Median throughputs (messages per second) of each kind.
+struct actor_stats_result {
+  double plain = 0;
+  double on = 0;
+  double off = 0;
+  /// The messages the measured rounds' counters saw, and were sent.
+  int64_t counted = 0;
+  int64_t sent = 0;
+};
+
+/// Runs the rounds (see run_actor_stats_bench).
+actor_stats_result run_actor_stats(const actor_stats_options& opt);
+
+/// The `BENCH actor_stats ...` line of a run.
+std::string actor_stats_line(const actor_stats_options& opt,
+                             const actor_stats_result& r);
 
 /// One-paragraph description for `fleetd-bench --help`.
 extern const char* actor_stats_summary;
