@@ -8,9 +8,7 @@
 
 #include <csignal>
 
-#include <atomic>
 #include <chrono>
-#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,6 +34,7 @@
 #include "messages/register.hpp"
 #include "runtime/counted.hpp"
 #include "runtime/node.hpp"
+#include "stuck_actor.hpp"
 
 using namespace fleetd;
 using namespace std::chrono_literals;
@@ -520,37 +519,15 @@ TEST_CASE("an inspector spawned with a bad config stops instead of answering") {
   CHECK(render(validate(c)).find("clock") != std::string::npos);
 }
 
-namespace {
-
-// Blocks its thread in the first message until released.
-struct stuck_gate {
-  std::promise<void> entered;
-  std::promise<void> release;
-  std::atomic<bool> first{true};
-};
-
-caf::behavior stuck(caf::event_based_actor*, std::shared_ptr<stuck_gate> g) {
-  return {
-    [g](int64_t) {
-      if (!g->first.exchange(false))
-        return;
-      g->entered.set_value();
-      g->release.get_future().wait();
-    },
-  };
-}
-
-} // namespace
-
 TEST_CASE("status carries the runtime's figures of each actor, a stuck "
           "one's mailbox too, and the process's") {
   inspector_fixture f;
   auto c = f.config();
   c.runtime = std::make_shared<stats_registry>();
-  auto g = std::make_shared<stuck_gate>();
+  auto g = std::make_shared<test::stuck_gate>();
   auto entered = g->entered.get_future();
   auto blocked = f.keep(spawn_counted<caf::detached>(
-    *f.sys, c.runtime.get(), "storage", stuck, g));
+    *f.sys, c.runtime.get(), "storage", test::stuck, g));
   auto fine = make_stats("backoff", "online", 3);
   c.actors = {{"storage", blocked},
               {"backoff", f.keep(spawn_counted(*f.sys, c.runtime.get(),

@@ -5,7 +5,6 @@
 #include "runtime/counted.hpp"
 
 #include <atomic>
-#include <future>
 #include <memory>
 
 #include <caf/actor_system.hpp>
@@ -21,6 +20,7 @@
 #include "helpers.hpp"
 #include "messages/error.hpp"
 #include "messages/register.hpp"
+#include "stuck_actor.hpp"
 
 using namespace fleetd;
 using namespace std::chrono_literals;
@@ -58,26 +58,6 @@ stats_actor::behavior_type typed_worker(stats_actor::pointer) {
       actor_stats out;
       out.name = "typed";
       return out;
-    },
-  };
-}
-
-/// Where a blocked actor says it is in its handler and waits to go on.
-struct gate {
-  std::promise<void> entered;
-  std::promise<void> release;
-  std::atomic<bool> first{true};
-};
-
-/// Blocks in its first message until the gate's release is set (a detached
-/// actor, so only its own thread waits).
-caf::behavior blocked(caf::event_based_actor*, std::shared_ptr<gate> g) {
-  return {
-    [g](int64_t) {
-      if (!g->first.exchange(false))
-        return;
-      g->entered.set_value();
-      g->release.get_future().wait();
     },
   };
 }
@@ -195,10 +175,10 @@ TEST_CASE("typed actors are counted too") {
 
 TEST_CASE("a blocked actor's mailbox depth is seen from another thread") {
   system_fixture f;
-  auto g = std::make_shared<gate>();
+  auto g = std::make_shared<test::stuck_gate>();
   auto entered = g->entered.get_future();
-  auto hdl = spawn_counted<caf::detached>(*f.sys, &f.reg, "blocked", blocked,
-                                          g);
+  auto hdl = spawn_counted<caf::detached>(*f.sys, &f.reg, "blocked",
+                                          test::stuck, g);
   caf::anon_send(hdl, int64_t{0});
   entered.wait();
   // The first message is in its handler (out of the mailbox); five wait.
