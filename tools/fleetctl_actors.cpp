@@ -78,11 +78,14 @@ std::vector<const actor_stats*> sorted(const node_status& x,
     });
     return out;
   }
-  for (auto& [name, key] : numeric_columns())
-    if (name == column)
-      std::stable_sort(out.begin(), out.end(), [&key](auto* a, auto* b) {
-        return key(a->runtime) > key(b->runtime);
-      });
+  for (auto& col : numeric_columns()) {
+    if (col.first != column)
+      continue;
+    auto& key = col.second;
+    std::stable_sort(out.begin(), out.end(), [&key](auto* a, auto* b) {
+      return key(a->runtime) > key(b->runtime);
+    });
+  }
   return out;
 }
 
