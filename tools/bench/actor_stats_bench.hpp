@@ -23,9 +23,11 @@ struct actor_stats_result {
   double plain = 0;
   double on = 0;
   double off = 0;
-  /// The messages the measured rounds' counters saw, and were sent.
+  /// The messages the measured rounds' counters saw, and were sent: each
+  /// actor may also have counted its exit message.
   int64_t counted = 0;
   int64_t sent = 0;
+  int64_t actors = 0;
 };
 
 /// Runs the rounds (see run_actor_stats_bench).
