@@ -9,6 +9,7 @@
 #include <iterator>
 #include <limits.h>
 #include <sstream>
+#include <time.h>
 #include <unistd.h>
 
 namespace fleetd {
@@ -27,25 +28,19 @@ size_t time_bucket(int64_t ns) noexcept {
   return k < actor_counters::buckets ? k : actor_counters::buckets - 1;
 }
 
-int64_t actor_counters::taken(mailbox_gauge& g) noexcept {
-  // One writer (the actor's thread): a load and a store, no locked add.
-  g.dequeued.store(g.dequeued.load(std::memory_order_relaxed) + 1,
-                   std::memory_order_release);
-  return clock();
+int64_t coarse_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
-void actor_counters::put_back(mailbox_gauge& g) noexcept {
-  g.dequeued.store(g.dequeued.load(std::memory_order_relaxed) - 1,
-                   std::memory_order_release);
-}
-
-void actor_counters::handled_since(int64_t begin_ns) noexcept {
+void actor_counters::timed_since(int64_t begin_ns) noexcept {
   auto end = clock();
+  // One writer (the actor's thread): a load and a store, no locked add.
   auto& b = time[time_bucket(end - begin_ns)];
   b.store(b.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  handled.store(handled.load(std::memory_order_relaxed) + 1,
-                std::memory_order_relaxed);
-  last_ns.store(end, std::memory_order_relaxed);
+  timed.store(timed.load(std::memory_order_relaxed) + 1,
+              std::memory_order_relaxed);
 }
 
 void actor_counters::failed(const std::string& what) {
@@ -67,8 +62,15 @@ void actor_counters::end_incarnation(const mailbox_gauge* g,
   if (!why.empty())
     failed(why);
   std::lock_guard<std::mutex> guard{mtx_};
+  handled_before_ += g->handled.load(std::memory_order_acquire);
   if (current_.get() == g)
     current_ = nullptr;
+}
+
+uint64_t actor_counters::handled() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return handled_before_
+         + (current_ ? current_->handled.load(std::memory_order_acquire) : 0);
 }
 
 int64_t actor_counters::mailbox() const {
@@ -125,10 +127,10 @@ actor_runtime stats_registry::read(const std::string& name) {
   auto& e = i->second;
   auto& c = *e.counters;
   out.measured = true;
-  auto handled = c.handled.load(std::memory_order_relaxed);
+  auto handled = c.handled();
   out.handled = static_cast<int64_t>(handled);
   out.mailbox = c.mailbox();
-  auto now = c.clock();
+  auto now = c.stamp();
   if (e.prev_ns > 0 && now > e.prev_ns)
     out.per_second = static_cast<int64_t>(
       static_cast<double>(handled - e.prev_handled) * 1e9

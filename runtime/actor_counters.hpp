@@ -15,11 +15,17 @@ namespace fleetd {
 /// Steady nanoseconds; the default time source of actor_counters.
 int64_t steady_ns();
 
+/// The same clock at tick resolution (a few ms), several times cheaper:
+/// what the idle time is stamped with.
+int64_t coarse_ns();
+
 /// One incarnation's mailbox: what senders put in, what it took out.
 struct mailbox_gauge {
   // Apart: senders write one, the actor's thread the other.
   alignas(64) std::atomic<uint64_t> enqueued{0};
   alignas(64) std::atomic<uint64_t> dequeued{0};
+  /// Messages handled by this incarnation (not the one in its handler).
+  std::atomic<uint64_t> handled{0};
 };
 
 /// One actor's figures as the runtime measures them (runtime/counted.hpp).
@@ -29,25 +35,31 @@ struct actor_counters {
   /// Log2 microsecond buckets: 0 is < 1 µs, k is [2^(k-1), 2^k) µs.
   static constexpr size_t buckets = 32;
 
-  /// Injectable for tests; steady nanoseconds.
+  /// Injectable for tests; steady nanoseconds. `stamp` marks the end of a
+  /// run of messages (idle time), `clock` times them.
   int64_t (*clock)() = steady_ns;
+  int64_t (*stamp)() = coarse_ns;
+  /// One message in this many is timed (a clock read costs as much as
+  /// CAF's handling of an empty message); 1 times every one.
+  uint32_t sample_every = 32;
 
-  std::atomic<uint64_t> handled{0};
+  /// Timed messages (the histogram's total).
+  std::atomic<uint64_t> timed{0};
   std::atomic<uint64_t> errors{0};
   /// Incarnations spawned under this name: restarts = spawns - 1.
   std::atomic<uint64_t> spawns{0};
-  /// Clock at the end of the last message; 0 before the first.
+  /// Stamp at the end of the last run of messages; 0 before the first.
   std::atomic<int64_t> last_ns{0};
   std::array<std::atomic<uint64_t>, buckets> time{};
 
-  /// A message leaves mailbox `g` for its handler; returns the clock.
-  int64_t taken(mailbox_gauge& g) noexcept;
+  /// Counts one message handled from `begin_ns` until now (a timed one).
+  void timed_since(int64_t begin_ns) noexcept;
 
-  /// The handler skipped it: back in mailbox `g`.
-  void put_back(mailbox_gauge& g) noexcept;
-
-  /// Counts one message handled from `begin_ns` until now.
-  void handled_since(int64_t begin_ns) noexcept;
+  /// The actor's thread ran out of messages (or of its turn): now is the
+  /// time of its last message.
+  void ran() noexcept {
+    last_ns.store(stamp(), std::memory_order_relaxed);
+  }
 
   /// A new incarnation starts under this name: its mailbox is the one read.
   std::shared_ptr<mailbox_gauge> begin_incarnation();
@@ -59,6 +71,9 @@ struct actor_counters {
   /// Messages waiting in the running incarnation's mailbox (0 when none runs).
   int64_t mailbox() const;
 
+  /// Messages handled by every incarnation so far.
+  uint64_t handled() const;
+
   /// Counts an error and keeps its text (rare: takes a lock).
   void failed(const std::string& what);
 
@@ -68,6 +83,8 @@ private:
   mutable std::mutex mtx_;
   std::string last_error_;
   std::shared_ptr<mailbox_gauge> current_;
+  /// Handled by the incarnations before the current one.
+  uint64_t handled_before_ = 0;
 };
 
 /// Bucket index of a duration in nanoseconds.

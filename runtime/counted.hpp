@@ -14,6 +14,7 @@
 #include <caf/infer_handle.hpp>
 #include <caf/invoke_message_result.hpp>
 #include <caf/mailbox_element.hpp>
+#include <caf/resumable.hpp>
 
 #include "runtime/actor_counters.hpp"
 
@@ -32,8 +33,9 @@ void watch_exit(caf::abstract_actor* self, std::shared_ptr<actor_counters> c,
 } // namespace detail
 
 /// Actor class `Impl` (what CAF infers from an actor function) measured by
-/// the runtime: messages in and out of its mailbox, handling time, error
-/// answers. Without counters it behaves exactly as `Impl`.
+/// the runtime: messages in and out of its mailbox, handling time (one
+/// message in actor_counters::sample_every), error answers, the end of each
+/// run of messages. Without counters it behaves exactly as `Impl`.
 template <class Impl>
 class counted_actor final : public Impl {
 public:
@@ -57,13 +59,33 @@ public:
   caf::invoke_message_result consume(caf::mailbox_element& x) override {
     if (!gauge_)
       return Impl::consume(x);
-    auto begin = counters_->taken(*gauge_);
-    auto result = Impl::consume(x);
+    // One writer (this actor's thread): loads and stores, no locked adds.
+    auto& g = *gauge_;
+    auto relaxed = std::memory_order_relaxed;
+    g.dequeued.store(g.dequeued.load(relaxed) + 1, relaxed);
+    caf::invoke_message_result result;
+    if (--countdown_ > 0) {
+      result = Impl::consume(x);
+    } else {
+      countdown_ = counters_->sample_every;
+      auto begin = counters_->clock();
+      result = Impl::consume(x);
+      counters_->timed_since(begin);
+    }
     // A skipped message stays in the mailbox and comes back later.
     if (result != caf::invoke_message_result::skipped)
-      counters_->handled_since(begin);
+      g.handled.store(g.handled.load(relaxed) + 1, relaxed);
     else
-      counters_->put_back(*gauge_);
+      g.dequeued.store(g.dequeued.load(relaxed) - 1, relaxed);
+    return result;
+  }
+
+  caf::resumable::resume_result resume(caf::execution_unit* eu,
+                                       size_t max_throughput) override {
+    auto result = Impl::resume(eu, max_throughput);
+    // Once a run of messages, not once a message: the idle time's stamp.
+    if (gauge_)
+      counters_->ran();
     return result;
   }
 
@@ -84,6 +106,8 @@ public:
 private:
   std::shared_ptr<actor_counters> counters_;
   std::shared_ptr<mailbox_gauge> gauge_;
+  /// Messages until the next timed one.
+  uint32_t countdown_ = 1;
 };
 
 /// sys.spawn<Os>(fun, xs...) with the actor measured under `name` in `reg`

@@ -72,6 +72,14 @@ struct system_fixture {
     register_messages(cfg);
     sys = std::make_unique<caf::actor_system>(cfg);
   }
+
+  /// `name`'s counters on the fake clock, every message timed.
+  void fake_time(const std::string& name) {
+    auto c = reg.slot(name);
+    c->clock = fake_clock;
+    c->stamp = fake_clock;
+    c->sample_every = 1;
+  }
 };
 
 } // namespace
@@ -89,7 +97,7 @@ TEST_CASE("time buckets are log2 microseconds") {
 
 TEST_CASE("a counted actor's messages and handling times are counted") {
   system_fixture f;
-  f.reg.slot("worker")->clock = fake_clock;
+  f.fake_time("worker");
   auto hdl = spawn_counted(*f.sys, &f.reg, "worker", worker);
   caf::scoped_actor self{*f.sys};
   for (int i = 0; i < 99; ++i)
@@ -105,7 +113,8 @@ TEST_CASE("a counted actor's messages and handling times are counted") {
   CHECK(r.p99_us == 1024);
   CHECK(r.errors == 0);
   CHECK(r.restarts == 0);
-  CHECK(r.idle_ms == 0);
+  // Stamped once its thread has no more messages.
+  CHECK(eventually([&] { return f.reg.read("worker").idle_ms == 0; }, 5s));
   fake_now += 2'500'000'000;
   CHECK(f.reg.read("worker").idle_ms == 2500);
   // 100 messages handled before the first read, none since.
@@ -115,15 +124,14 @@ TEST_CASE("a counted actor's messages and handling times are counted") {
 
 TEST_CASE("the rate counts the messages since the previous read") {
   system_fixture f;
-  f.reg.slot("worker")->clock = fake_clock;
+  f.fake_time("worker");
   auto hdl = spawn_counted(*f.sys, &f.reg, "worker", worker);
   caf::scoped_actor self{*f.sys};
   f.reg.read("worker");
   for (int i = 0; i < 10; ++i)
     ask<int64_t>(self, hdl, 5s, int64_t{100'000});
   REQUIRE(eventually([&] {
-    auto c = f.reg.slot("worker");
-    return c->handled.load() == 10;
+    return f.reg.slot("worker")->handled() == 10;
   }, 5s));
   // 10 messages in 1 s of fake time.
   CHECK(f.reg.read("worker").per_second == 10);
@@ -218,4 +226,21 @@ TEST_CASE("the process figures are sane") {
   auto none = read_process_figures("/nonexistent");
   CHECK(none.rss_bytes == -1);
   CHECK(none.fds == -1);
+}
+
+TEST_CASE("one message in sample_every is timed, every one counted") {
+  system_fixture f;
+  f.fake_time("worker");
+  f.reg.slot("worker")->sample_every = 4;
+  auto hdl = spawn_counted(*f.sys, &f.reg, "worker", worker);
+  caf::scoped_actor self{*f.sys};
+  for (int i = 0; i < 12; ++i)
+    ask<int64_t>(self, hdl, 5s, int64_t{3});
+  REQUIRE(eventually([&] { return f.reg.read("worker").handled == 12; }, 5s));
+  auto c = f.reg.slot("worker");
+  // The 1st, 5th and 9th.
+  CHECK(c->timed.load() == 3);
+  CHECK(c->time[2].load() == 3);
+  CHECK(f.reg.read("worker").p50_us == 4);
+  self->send_exit(hdl, caf::exit_reason::user_shutdown);
 }
