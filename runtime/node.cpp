@@ -92,7 +92,7 @@ void declare_common_options(option_set& opts, common_options& x,
   opts.add("node.actor-stats", x.actor_stats, true,
            "Measure every actor (mailbox depth, messages handled, handling "
            "time, errors, restarts) for fleetctl status and actors; off "
-           "saves a clock read per message");
+           "saves a few ns per message (fleetd-bench actor-stats)");
 }
 
 namespace {
