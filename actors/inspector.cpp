@@ -79,13 +79,26 @@ caf::result<node_status> gather_status(inspector_ptr self) {
   out->uptime_ms = st.cfg.clock->now_ms() - st.started_ms;
   out->started_ms = st.started_ms;
   out->actors.resize(st.cfg.actors.size());
+  out->process = read_process_figures();
+  if (st.cfg.runtime) {
+    // Its own row: the one actor that answers here rather than being asked.
+    actor_stats me;
+    me.name = "inspector";
+    me.state = "running";
+    me.runtime = st.cfg.runtime->read("inspector");
+    out->actors.push_back(std::move(me));
+  }
   if (st.cfg.actors.empty())
     return *out;
   st.last.resize(st.cfg.actors.size(), {-1, actor_stats{}});
   auto rp = self->make_response_promise<node_status>();
   auto pending = std::make_shared<size_t>(st.cfg.actors.size());
   for (size_t i = 0; i < st.cfg.actors.size(); ++i) {
-    auto done = [out, pending, rp, i](actor_stats stats) mutable {
+    auto done = [self, out, pending, rp, i](actor_stats stats) mutable {
+      // Read after the answer (or its absence): a stuck actor's mailbox
+      // depth shows even when it cannot answer.
+      if (auto& reg = self->state.cfg.runtime)
+        stats.runtime = reg->read(self->state.cfg.actors[i].first);
       out->actors[i] = std::move(stats);
       if (--*pending == 0)
         rp.deliver(*out);

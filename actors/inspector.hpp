@@ -1,6 +1,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -8,6 +9,7 @@
 #include <caf/actor.hpp>
 
 #include "messages/interfaces.hpp"
+#include "runtime/actor_counters.hpp"
 #include "runtime/clock.hpp"
 
 namespace fleetd {
@@ -25,6 +27,9 @@ struct inspector_config {
   caf::actor tenancy;
   /// Who answers `debug` for each subject ("storage", "capabilities", ...).
   std::map<std::string, caf::actor> debug;
+  /// The runtime's figures of each actor, by the names above (and the
+  /// inspector's own); none when node.actor-stats is off.
+  std::shared_ptr<stats_registry> runtime;
 };
 
 /// bad_config naming the field when `x` cannot work (the inspector has no

@@ -29,6 +29,7 @@
 #include "cloud/tenancy.hpp"
 #include "messages/error.hpp"
 #include "runtime/config_check.hpp"
+#include "runtime/counted.hpp"
 #include "runtime/http_server.hpp"
 #include "runtime/stats_reader.hpp"
 #include "runtime/logger.hpp"
@@ -180,8 +181,8 @@ caf::expected<tenancy_ptr> open_tenancy(const cloud_options& opt,
 // The cloud store's factory: the store opened at start first, then (after a
 // death) opened again, so a restart reloads its state from the database.
 child_factory store_factory(store_ptr opened, cloud_options opt,
-                            clock_ptr clk) {
-  return [opened, opt, clk](caf::actor_system& sys) mutable
+                            clock_ptr clk, stats_registry* reg) {
+  return [opened, opt, clk, reg](caf::actor_system& sys) mutable
          -> caf::expected<caf::actor> {
     auto db = std::move(opened);
     if (!db) {
@@ -190,7 +191,8 @@ child_factory store_factory(store_ptr opened, cloud_options opt,
         return again.error();
       db = std::move(*again);
     }
-    return caf::actor_cast<caf::actor>(sys.spawn<caf::detached>(cloud_store, db));
+    return caf::actor_cast<caf::actor>(
+      spawn_counted<caf::detached>(sys, reg, "cloud_store", cloud_store, db));
   };
 }
 
@@ -220,7 +222,8 @@ journal_opener reader_opener(const cloud_options& opt, const clock_ptr& clk) {
 void add_sinks(caf::actor_system& sys, supervisor_config& scfg,
                stop_list& stops, const cloud_options& opt,
                const std::vector<sink_ptr>& sinks, const clock_ptr& clk,
-               std::vector<std::pair<std::string, caf::actor>>& listed) {
+               std::vector<std::pair<std::string, caf::actor>>& listed,
+               stats_registry* reg) {
   auto rcfg = opt.runner;
   rcfg.open_reader = reader_opener(opt, clk);
   rcfg.holder = opt.node_id;
@@ -231,9 +234,9 @@ void add_sinks(caf::actor_system& sys, supervisor_config& scfg,
     auto cfg = rcfg;
     cfg.backend = s;
     auto name = "sink_" + s->name();
-    auto r = scfg.add(sys, name, false, [cfg](caf::actor_system& as) {
+    auto r = scfg.add(sys, name, false, [cfg, reg, name](caf::actor_system& as) {
       return caf::expected<caf::actor>{caf::actor_cast<caf::actor>(
-        as.spawn<caf::detached>(sink_runner, cfg))};
+        spawn_counted<caf::detached>(as, reg, name, sink_runner, cfg))};
     });
     stops.add(name, r);
     listed.emplace_back(name, r);
@@ -265,15 +268,16 @@ caf::expected<std::vector<sink_ptr>> configure_sinks(cloud_options& opt) {
 // The retention actor when store.retention-days is set (PostgreSQL only),
 // on a connection of its own; else an invalid handle.
 caf::actor spawn_retention(caf::actor_system& sys, stop_list& stops,
-                           const cloud_options& opt, const clock_ptr& clk) {
+                           const cloud_options& opt, const clock_ptr& clk,
+                           stats_registry* reg) {
   if (opt.retention.days <= 0)
     return {};
   auto rcfg = opt.retention;
   rcfg.postgresql_url = opt.store.postgresql_url;
   rcfg.connect = node_pg_options(opt.store);
   rcfg.clock = clk;
-  auto ret = caf::actor_cast<caf::actor>(sys.spawn<caf::detached>(retention,
-                                                                  rcfg));
+  auto ret = caf::actor_cast<caf::actor>(
+    spawn_counted<caf::detached>(sys, reg, "retention", retention, rcfg));
   stops.add("retention", ret);
   return ret;
 }
@@ -364,43 +368,45 @@ struct cloud_actors {
 // outlives its deaths.
 cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
                           const cloud_options& opt, cloud_parts parts,
-                          const clock_ptr& clk) {
+                          const clock_ptr& clk,
+                          const std::shared_ptr<stats_registry>& runtime) {
+  auto reg = runtime.get();
   supervisor_config scfg;
   scfg.limits = opt.supervisor;
   scfg.clock = clk;
   auto st = scfg.add(sys, "cloud_store", true,
-                     store_factory(std::move(parts.store), opt, clk));
+                     store_factory(std::move(parts.store), opt, clk, reg));
   stops.add("cloud_store", st);
   auto tcfg = opt.tenancy;
   // Kept across restarts: its state is in its database, its caches in the
   // actor.
   tcfg.store = std::move(parts.tenants);
   tcfg.clock = clk;
-  auto ten = scfg.add(sys, "tenancy", true, [tcfg](caf::actor_system& s) {
-    return caf::expected<caf::actor>{
-      caf::actor_cast<caf::actor>(s.spawn<caf::detached>(tenancy, tcfg))};
+  auto ten = scfg.add(sys, "tenancy", true, [tcfg, reg](caf::actor_system& s) {
+    return caf::expected<caf::actor>{caf::actor_cast<caf::actor>(
+      spawn_counted<caf::detached>(s, reg, "tenancy", tenancy, tcfg))};
   });
   stops.add("tenancy", ten);
   auto icfg = opt.ingest;
   icfg.store = caf::actor_cast<cloud_store_actor>(st);
   icfg.tenancy = caf::actor_cast<tenancy_actor>(ten);
-  auto ing = scfg.add(sys, "ingest", true, [icfg](caf::actor_system& s) {
+  auto ing = scfg.add(sys, "ingest", true, [icfg, reg](caf::actor_system& s) {
     return caf::expected<caf::actor>{
-      caf::actor_cast<caf::actor>(s.spawn(ingest, icfg))};
+      caf::actor_cast<caf::actor>(spawn_counted(s, reg, "ingest", ingest, icfg))};
   });
   stops.add("ingest", ing);
   std::vector<std::pair<std::string, caf::actor>> listed;
-  add_sinks(sys, scfg, stops, opt, parts.sinks, clk, listed);
+  add_sinks(sys, scfg, stops, opt, parts.sinks, clk, listed, reg);
   // Not essential: without it queries fail, ingest goes on. The source
   // (its connection) is kept across restarts.
   auto qcfg = opt.query;
   qcfg.source = std::move(parts.source);
-  auto qry = scfg.add(sys, "query", false, [qcfg](caf::actor_system& s) {
-    return caf::expected<caf::actor>{
-      caf::actor_cast<caf::actor>(s.spawn<caf::detached>(query, qcfg))};
+  auto qry = scfg.add(sys, "query", false, [qcfg, reg](caf::actor_system& s) {
+    return caf::expected<caf::actor>{caf::actor_cast<caf::actor>(
+      spawn_counted<caf::detached>(s, reg, "query", query, qcfg))};
   });
   stops.add("query", qry);
-  auto sup = sys.spawn(supervisor, scfg);
+  auto sup = spawn_counted(sys, reg, "supervisor", supervisor, scfg);
   // Stopped before the relays: nothing is restarted during a stop.
   stops.add("supervisor", caf::actor_cast<caf::actor>(sup));
   inspector_config pcfg;
@@ -412,14 +418,15 @@ cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
                  {"tenancy", ten},
                  {"supervisor", caf::actor_cast<caf::actor>(sup)}};
   pcfg.actors.insert(pcfg.actors.end(), listed.begin(), listed.end());
-  if (auto ret = spawn_retention(sys, stops, opt, clk))
+  if (auto ret = spawn_retention(sys, stops, opt, clk, reg))
     pcfg.actors.emplace_back("retention", ret);
   pcfg.actors.emplace_back("query", qry);
   pcfg.devices = st;
   pcfg.tenancy = ten;
   if (opt.common.test_hooks)
     add_kill_hooks(pcfg.debug, scfg, sup);
-  auto insp = sys.spawn(inspector, pcfg);
+  pcfg.runtime = runtime;
+  auto insp = spawn_counted(sys, reg, "inspector", inspector, pcfg);
   stops.add("inspector", caf::actor_cast<caf::actor>(insp));
   return {caf::actor_cast<ingest_actor>(ing), sup, insp,
           query_api{caf::actor_cast<tenancy_actor>(ten),
@@ -482,8 +489,11 @@ int run(int argc, char** argv) {
   log_info("fleetd-cloud", "scheduler: ", describe(opt.scheduler, threads));
   caf::actor_system sys{cfg};
   stop_list stops;
+  // node.actor-stats off: the actors run unmeasured.
+  auto reg = opt.common.actor_stats ? std::make_shared<stats_registry>()
+                                    : nullptr;
   auto [ing, sup, insp, api] = spawn_actors(sys, stops, opt,
-                                            std::move(*parts), clk);
+                                            std::move(*parts), clk, reg);
   ingest_endpoint endpoint{sys, ing, opt.endpoint.limits(), sup, api};
   auto port = endpoint.start(opt.endpoint);
   if (!port) {

@@ -26,6 +26,7 @@
 #include "messages/error.hpp"
 #include "messages/wire.hpp"
 #include "runtime/config_check.hpp"
+#include "runtime/counted.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/node.hpp"
 #include "runtime/scheduler.hpp"
@@ -170,9 +171,9 @@ open_store(const edge_options& opt, capability_report& caps,
 child_factory storage_factory(std::shared_ptr<store_backend> opened,
                               const edge_options& opt,
                               const capability_report& caps,
-                              const clock_ptr& clk) {
+                              const clock_ptr& clk, stats_registry* reg) {
   auto memory = caps.settings.sqlite ? nullptr : opened;
-  return [opened, memory, opt, caps, clk](caf::actor_system& sys) mutable
+  return [opened, memory, opt, caps, clk, reg](caf::actor_system& sys) mutable
          -> caf::expected<caf::actor> {
     auto db = opened ? std::move(opened) : memory;
     if (!db) {
@@ -182,7 +183,8 @@ child_factory storage_factory(std::shared_ptr<store_backend> opened,
         return again.error();
       db = std::move(*again);
     }
-    return caf::actor_cast<caf::actor>(sys.spawn<caf::detached>(storage, db));
+    return caf::actor_cast<caf::actor>(
+      spawn_counted<caf::detached>(sys, reg, "storage", storage, db));
   };
 }
 
@@ -277,7 +279,7 @@ int run_command(const edge_options& opt, const std::vector<std::string>& args) {
 std::vector<std::pair<std::string, caf::actor>>
 add_syncs(caf::actor_system& sys, supervisor_config& scfg,
           const edge_options& opt, const capability_report& caps,
-          const sync_config& base) {
+          const sync_config& base, stats_registry* reg) {
   std::vector<std::pair<std::string, caf::actor>> out;
   auto& tier = caps.settings;
   for (auto stream : {events_stream, metrics_stream, logs_stream}) {
@@ -290,8 +292,10 @@ add_syncs(caf::actor_system& sys, supervisor_config& scfg,
     ycfg.forward_immediately = tier.tier == 3;
     ycfg.config_version = caps.cloud.version;
     auto name = std::string("sync_") + stream;
-    out.emplace_back(name, scfg.add(sys, name, true, [ycfg](caf::actor_system& s) {
-      auto hdl = caf::actor_cast<caf::actor>(s.spawn(sync, ycfg));
+    out.emplace_back(name, scfg.add(sys, name, true, [ycfg, reg,
+                                                      name](caf::actor_system& s) {
+      auto hdl = caf::actor_cast<caf::actor>(
+        spawn_counted(s, reg, name, sync, ycfg));
       caf::anon_send(caf::actor_cast<caf::actor>(ycfg.settings),
                      capabilities_atom::value, hdl);
       return caf::expected<caf::actor>{hdl};
@@ -308,7 +312,7 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
                               const edge_options& opt,
                               const capability_report& caps,
                               std::shared_ptr<store_backend> backend,
-                              const clock_ptr& clk) {
+                              const clock_ptr& clk, stats_registry* reg) {
   auto keep = [&](const std::string& name, auto hdl) {
     stops.add(name, caf::actor_cast<caf::actor>(hdl));
     return hdl;
@@ -318,7 +322,7 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
   scfg.clock = clk;
   auto st = caf::actor_cast<storage_actor>(keep(
     "storage", scfg.add(sys, "storage", true,
-                        storage_factory(std::move(backend), opt, caps, clk))));
+                        storage_factory(std::move(backend), opt, caps, clk, reg))));
   auto lcfg = opt.link;
   lcfg.use_stream = stream_wanted(lcfg.stream, caps.settings.sync_interval_ms,
                                   caps.settings.zstd_level);
@@ -326,7 +330,8 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
   lcfg.clock = clk;
   if (lcfg.key_file.empty())
     lcfg.key_file = opt.common.data_dir + "/device.key";
-  auto link = keep("cloud_link", sys.spawn<caf::detached>(cloud_link, lcfg));
+  auto link = keep("cloud_link", spawn_counted<caf::detached>(
+                                   sys, reg, "cloud_link", cloud_link, lcfg));
   auto kcfg = opt.capability;
   kcfg.data_dir = opt.common.data_dir;
   kcfg.initial = caps;
@@ -339,12 +344,13 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
     caf::anon_send(st, event_atom::value, std::string("capability_change"),
                    describe_change(before, now));
   };
-  auto cap = keep("capability", sys.spawn(capability, kcfg));
+  auto cap = keep("capability",
+                  spawn_counted(sys, reg, "capability", capability, kcfg));
   auto bcfg = opt.backoff;
   bcfg.clock = clk;
   bcfg.storage = st;
   bcfg.link = link;
-  auto bck = keep("backoff", sys.spawn(backoff, bcfg));
+  auto bck = keep("backoff", spawn_counted(sys, reg, "backoff", backoff, bcfg));
   auto ycfg = opt.sync;
   ycfg.clock = clk;
   ycfg.storage = st;
@@ -352,10 +358,10 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
   ycfg.backoff = bck;
   // Settings from the cloud go to the capability actor, which applies them.
   ycfg.settings = caf::actor_cast<settings_listener>(cap);
-  auto syncs = add_syncs(sys, scfg, opt, caps, ycfg);
+  auto syncs = add_syncs(sys, scfg, opt, caps, ycfg, reg);
   for (auto& y : syncs)
     keep(y.first, y.second);
-  auto sup = sys.spawn(supervisor, scfg);
+  auto sup = spawn_counted(sys, reg, "supervisor", supervisor, scfg);
   // Stopped before the relays: nothing is restarted during a stop.
   keep("supervisor", sup);
   auto ccfg = opt.collector;
@@ -368,7 +374,8 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
   // statfs of a hung network mount blocks: a thread of its own, not the
   // scheduler's.
   auto col = keep("system_collector",
-                  sys.spawn<caf::detached>(system_collector, ccfg));
+                  spawn_counted<caf::detached>(sys, reg, "system_collector",
+                                               system_collector, ccfg));
   inspector_config icfg;
   icfg.role = "edge";
   icfg.node_id = opt.sync.device_id;
@@ -383,7 +390,8 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
     gcfg.clock = clk;
     gcfg.storage = st;
     gcfg.on_stored = ccfg.on_stored;
-    auto gen = keep("load_generator", sys.spawn(system_collector, gcfg));
+    auto gen = keep("load_generator", spawn_counted(sys, reg, "load_generator",
+                                                  system_collector, gcfg));
     icfg.actors.emplace_back("load_generator", caf::actor_cast<caf::actor>(gen));
   }
   // Validated with the options; a scrape blocks its own thread only.
@@ -394,7 +402,8 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
     tcfg.storage = st;
     tcfg.on_stored = ccfg.on_stored;
     auto name = tcfg.name;
-    auto s = keep(name, sys.spawn<caf::detached>(system_collector, tcfg));
+    auto s = keep(name, spawn_counted<caf::detached>(sys, reg, name,
+                                                    system_collector, tcfg));
     icfg.actors.emplace_back(name, caf::actor_cast<caf::actor>(s));
   }
   if (!opt.logs.paths.empty()) {
@@ -403,7 +412,8 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
     tcfg_logs.storage = st;
     tcfg_logs.on_stored = ccfg.on_stored;
     // File reads may block (a slow disk, NFS): a thread of its own.
-    auto tail = keep("log_tail", sys.spawn<caf::detached>(log_tail, tcfg_logs));
+    auto tail = keep("log_tail", spawn_counted<caf::detached>(
+                                 sys, reg, "log_tail", log_tail, tcfg_logs));
     icfg.actors.emplace_back("log_tail", caf::actor_cast<caf::actor>(tail));
   }
   if (!opt.ingest.listen.empty() || !opt.ingest.socket.empty()) {
@@ -474,12 +484,17 @@ int run(int argc, char** argv) {
   log_info("fleetd", "scheduler: ", describe(opt.scheduler, threads));
   caf::actor_system sys{cfg};
   stop_list stops;
-  auto icfg = spawn_actors(sys, stops, opt, caps, std::move(*backend), clk);
+  // node.actor-stats off: the actors run unmeasured.
+  auto reg = opt.common.actor_stats ? std::make_shared<stats_registry>()
+                                    : nullptr;
+  auto icfg = spawn_actors(sys, stops, opt, caps, std::move(*backend), clk,
+                           reg.get());
   if (!icfg) {
     stops.stop_all(sys, opt.common.stop_timeout);
     return die(icfg.error());
   }
-  auto insp = sys.spawn(inspector, *icfg);
+  icfg->runtime = reg;
+  auto insp = spawn_counted(sys, reg.get(), "inspector", inspector, *icfg);
   stops.add("inspector", caf::actor_cast<caf::actor>(insp));
   auto console = publish_console(sys, insp, opt.common);
   if (!console) {

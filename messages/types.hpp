@@ -462,15 +462,59 @@ typename Inspector::result_type inspect(Inspector& f, http_reply& x) {
 }
 
 /// One actor's view of itself for the console.
+/// What the runtime measures of an actor without its code's help
+/// (runtime/actor_counters); `measured` false when it does not.
+struct actor_runtime {
+  bool measured = false;
+  int64_t mailbox = 0;
+  int64_t handled = 0;
+  /// Messages handled per second since the previous status.
+  int64_t per_second = 0;
+  /// Handling time: upper bound of the log2 microsecond bucket.
+  int64_t p50_us = 0;
+  int64_t p99_us = 0;
+  /// Error answers plus abnormal exits of any incarnation.
+  int64_t errors = 0;
+  std::string last_error;
+  int64_t restarts = 0;
+  /// Since the last message ended; -1 before the first.
+  int64_t idle_ms = -1;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, actor_runtime& x) {
+  return f(caf::meta::type_name("actor_runtime"), x.measured, x.mailbox,
+           x.handled, x.per_second, x.p50_us, x.p99_us, x.errors,
+           x.last_error, x.restarts, x.idle_ms);
+}
+
 struct actor_stats {
   std::string name;
   std::string state;
   std::map<std::string, int64_t> counters;
+  actor_runtime runtime;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, actor_stats& x) {
-  return f(caf::meta::type_name("actor_stats"), x.name, x.state, x.counters);
+  return f(caf::meta::type_name("actor_stats"), x.name, x.state, x.counters,
+           x.runtime);
+}
+
+/// The node process as /proc/self shows it; -1 where unreadable.
+struct process_figures {
+  int64_t rss_bytes = -1;
+  int64_t cpu_ms = -1;
+  int64_t threads = -1;
+  int64_t fds = -1;
+  /// Open sockets (connections and listeners) among the descriptors.
+  int64_t sockets = -1;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, process_figures& x) {
+  return f(caf::meta::type_name("process_figures"), x.rss_bytes, x.cpu_ms,
+           x.threads, x.fds, x.sockets);
 }
 
 /// A node's actors and identity, answered to `fleetctl status`.
@@ -482,12 +526,13 @@ struct node_status {
   /// When this node process started (Unix ms): its counters count from then.
   int64_t started_ms = 0;
   std::vector<actor_stats> actors;
+  process_figures process;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_status& x) {
   return f(caf::meta::type_name("node_status"), x.role, x.node_id, x.version,
-           x.uptime_ms, x.started_ms, x.actors);
+           x.uptime_ms, x.started_ms, x.actors, x.process);
 }
 
 /// One device stream as the cloud knows it, answered to `fleetctl devices`.

@@ -37,6 +37,8 @@ struct common_options {
   int64_t clock_speed = 1;
   /// Testing aid: the console may kill supervised actors (debug kill NAME).
   bool test_hooks = false;
+  /// Per-actor statistics (runtime/counted.hpp) on.
+  bool actor_stats = true;
 };
 
 void declare_common_options(option_set& opts, common_options& x,

@@ -17,6 +17,7 @@
 #include "messages/interfaces.hpp"
 #include "runtime/console_client.hpp"
 #include "runtime/json.hpp"
+#include "tools/fleetctl_actors.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/node.hpp"
 #include "runtime/options.hpp"
@@ -30,6 +31,7 @@ struct ctl_options {
   std::string node;
   console_client_config tls;
   bool json = false;
+  std::string sort;
   option_set::duration timeout{};
   option_set::duration interval{};
   int64_t count = 0;
@@ -88,6 +90,10 @@ constexpr const char* summary =
   "The fleetd console: inspects a node's actors and devices.\n\n"
   "commands:\n"
   "  status    the node's identity and every actor's state and counters\n"
+  "  actors    one row per actor as the runtime measures it: mailbox,\n"
+  "            messages handled (total, per second since the previous ask),\n"
+  "            handling time p50/p99, errors, restarts, idle time; --sort\n"
+  "            COLUMN (largest first), --json\n"
   "  devices   on a cloud node: each device stream with points received,\n"
   "            batches, duplicates, gaps, last acked sequence and the\n"
   "            device's reported tier, RAM and CPUs (tier 0: none yet)\n"
@@ -134,9 +140,9 @@ std::string to_json(const node_status& x) {
       out << (first ? "" : ",") << json_quote(kv.first) << ":" << kv.second;
       first = false;
     }
-    out << "}}";
+    out << "},\"runtime\":" << to_json(a.runtime) << "}";
   }
-  out << "]}";
+  out << "],\"process\":" << to_json(x.process) << "}";
   return out.str();
 }
 
@@ -170,11 +176,18 @@ std::string to_text(const node_status& x) {
   std::ostringstream out;
   out << "node " << x.node_id << " (" << x.role << ", fleetd " << x.version
       << "), up " << x.uptime_ms / 1000 << "s\nhealth: " << health_of(x)
-      << "\n";
+      << "\nprocess: " << to_text(x.process) << "\n";
   for (auto& a : x.actors) {
     out << "  " << a.name << ": " << a.state << "\n   ";
     for (auto& kv : a.counters)
       out << " " << kv.first << "=" << kv.second;
+    auto& r = a.runtime;
+    if (r.measured)
+      out << "\n    runtime: mailbox=" << r.mailbox << " handled=" << r.handled
+          << " per_second=" << r.per_second << " p50_us=" << r.p50_us
+          << " p99_us=" << r.p99_us << " errors=" << r.errors
+          << " restarts=" << r.restarts << " idle_ms=" << r.idle_ms
+          << (r.last_error.empty() ? "" : " last_error=" + r.last_error);
     out << "\n";
   }
   return out.str();
@@ -369,6 +382,10 @@ void declare(option_set& opts, ctl_options& opt) {
            "SHA-256 of the node's certificate (hex); checked instead of the "
            "name");
   opts.add("json", opt.json, false, "Print JSON instead of text");
+  opts.add("sort", opt.sort, "",
+           "actors: sort by this column, largest first (name, mailbox, "
+           "handled, rate, p50, p99, errors, restarts, idle; default: start "
+           "order)");
   opts.add("timeout", opt.timeout, 5s, "Deadline for reaching the node and "
                                        "for each answer", 10ms);
   opts.add("interval", opt.interval, 1s, "watch: time between lines", 10ms);
@@ -456,10 +473,10 @@ int check_command(const option_set& opts, const ctl_options& opt) {
               << std::endl;
     return 2;
   }
-  if (cmd != "status" && cmd != "devices" && cmd != "watch"
+  if (cmd != "status" && cmd != "actors" && cmd != "devices" && cmd != "watch"
       && cmd != "config" && cmd != "debug") {
     std::cerr << "fleetctl: unknown command '" << cmd
-              << "' (status, devices, watch, config, debug, org, enroll, "
+              << "' (status, actors, devices, watch, config, debug, org, enroll, "
                  "device, quota, token, query, logs; see --help)"
               << std::endl;
     return 2;
@@ -468,6 +485,11 @@ int check_command(const option_set& opts, const ctl_options& opt) {
       && (opts.args().size() != 3 || opts.args()[1] != "kill")) {
     std::cerr << "fleetctl: bad arguments: debug: use debug kill ACTOR"
               << std::endl;
+    return 2;
+  }
+  if (!is_actor_column(opt.sort)) {
+    std::cerr << "fleetctl: bad arguments: --sort: '" << opt.sort
+              << "' is not a column (" << actor_columns << ")" << std::endl;
     return 2;
   }
   if (cmd == "config" && opts.args().size() != 2) {
@@ -565,6 +587,14 @@ int run_console(const option_set& opts, const ctl_options& opt,
       .receive(
         [&](node_status& x) {
           std::cout << (opt.json ? to_json(x) + "\n" : to_text(x));
+        },
+        fail);
+  } else if (cmd == "actors") {
+    self->request(*node, opt.timeout, status_atom::value)
+      .receive(
+        [&](node_status& x) {
+          std::cout << (opt.json ? actors_json(x, opt.sort) + "\n"
+                                 : actors_text(x, opt.sort));
         },
         fail);
   } else if (cmd == "config") {

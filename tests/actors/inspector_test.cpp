@@ -32,7 +32,9 @@
 #include "helpers.hpp"
 #include "messages/error.hpp"
 #include "messages/register.hpp"
+#include "runtime/counted.hpp"
 #include "runtime/node.hpp"
+#include "stuck_actor.hpp"
 
 using namespace fleetd;
 using namespace std::chrono_literals;
@@ -515,4 +517,44 @@ TEST_CASE("an inspector spawned with a bad config stops instead of answering") {
   c.role = "cloud";
   c.clock = nullptr;
   CHECK(render(validate(c)).find("clock") != std::string::npos);
+}
+
+TEST_CASE("status carries the runtime's figures of each actor, a stuck "
+          "one's mailbox too, and the process's") {
+  inspector_fixture f;
+  auto c = f.config();
+  c.runtime = std::make_shared<stats_registry>();
+  auto g = std::make_shared<test::stuck_gate>();
+  auto entered = g->entered.get_future();
+  auto blocked = f.keep(spawn_counted<caf::detached>(
+    *f.sys, c.runtime.get(), "storage", test::stuck, g));
+  auto fine = make_stats("backoff", "online", 3);
+  c.actors = {{"storage", blocked},
+              {"backoff", f.keep(spawn_counted(*f.sys, c.runtime.get(),
+                                               "backoff", answering, fine))}};
+  caf::anon_send(blocked, int64_t{0});
+  entered.wait();
+  for (int i = 0; i < 3; ++i)
+    caf::anon_send(blocked, int64_t{0});
+  auto st = f.status(f.spawn_inspector(c), 10s);
+  g->release.set_value();
+  REQUIRE(st);
+  REQUIRE(st->actors.size() == 3);
+  auto& storage = st->actors[0];
+  INFO("state: " << storage.state);
+  CHECK(storage.state.rfind("unresponsive", 0) == 0);
+  CHECK(storage.runtime.measured);
+  // Three messages and the inspector's own stats request wait behind it.
+  CHECK(storage.runtime.mailbox == 4);
+  CHECK(storage.runtime.handled == 0);
+  auto& backoff = st->actors[1];
+  check_stats(backoff, fine);
+  CHECK(backoff.runtime.measured);
+  CHECK(backoff.runtime.mailbox == 0);
+  // Its answer to the inspector is counted once its handler returns.
+  CHECK(backoff.runtime.handled <= 1);
+  CHECK(st->actors[2].name == "inspector");
+  CHECK(st->process.rss_bytes > 0);
+  CHECK(st->process.threads >= 1);
+  CHECK(st->process.fds >= 3);
 }

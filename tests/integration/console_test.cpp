@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <csignal>
 #include <memory>
@@ -485,6 +486,86 @@ TEST_CASE("fleetctl status, devices and watch show what flows through real "
             != std::string::npos);
       CHECK(text_counter(line, "synced") > 0);
     }
+  }
+
+  SUBCASE("actors --json lists every actor of both nodes with the runtime's "
+          "figures; the table sorts by a column") {
+    struct node_case {
+      uint16_t port;
+      std::vector<std::string> actors;
+      // Busy enough to have handled messages by now.
+      std::vector<std::string> busy;
+    };
+    for (auto& nc : {node_case{n.dev_console,
+                               {"system_collector", "storage", "backoff",
+                                "cloud_link", "capability", "sync_events",
+                                "sync_metrics", "sync_logs", "supervisor",
+                                "inspector"},
+                               {"system_collector", "storage",
+                                "sync_metrics", "cloud_link"}},
+                     node_case{n.cloud_console,
+                               {"ingest", "cloud_store", "tenancy",
+                                "supervisor", "query", "inspector"},
+                               {"ingest", "cloud_store", "tenancy"}}}) {
+      auto out_run = n.ctl(nc.port, {"actors", "--json", "--sort=handled"});
+      const std::string& out = out_run.second;
+      INFO(out);
+      CHECK(out_run.first == 0);
+      REQUIRE(valid_json(out));
+      CHECK(json_counter(out, "rss_bytes") > 0);
+      CHECK(json_counter(out, "threads") >= 1);
+      CHECK(json_counter(out, "fds") >= 3);
+      CHECK(json_counter(out, "cpu_ms") >= 0);
+      CHECK(json_counter(out, "sockets") >= 1);
+      for (auto& name : nc.actors) {
+        CAPTURE(name);
+        auto at = out.find("{\"name\":\"" + name + "\"");
+        REQUIRE(at != std::string::npos);
+        auto row = out.substr(at, out.find("}}", at) - at);
+        CHECK(row.find("\"measured\":true") != std::string::npos);
+        for (auto field : {"mailbox", "handled", "per_second", "p50_us",
+                           "p99_us", "errors", "restarts", "idle_ms"})
+          CHECK(json_counter(row, field) >= (field == std::string{"idle_ms"}
+                                               ? -1 : 0));
+        CHECK(row.find("\"last_error\":\"") != std::string::npos);
+      }
+      for (auto& name : nc.busy) {
+        CAPTURE(name);
+        auto at = out.find("{\"name\":\"" + name + "\"");
+        REQUIRE(at != std::string::npos);
+        auto row = out.substr(at, out.find("}}", at) - at);
+        CHECK(json_counter(row, "handled") > 0);
+        CHECK(json_counter(row, "p99_us") >= json_counter(row, "p50_us"));
+        CHECK(json_counter(row, "p50_us") > 0);
+        CHECK(json_counter(row, "idle_ms") >= 0);
+      }
+      // Sorted by handled, largest first.
+      std::vector<int64_t> handled;
+      for (auto at = out.find("\"handled\":"); at != std::string::npos;
+           at = out.find("\"handled\":", at + 1))
+        handled.push_back(json_counter(out.substr(at), "handled"));
+      CHECK(std::is_sorted(handled.rbegin(), handled.rend()));
+      // status --json carries the same figures.
+      auto st_run = n.ctl(nc.port, {"status", "--json"});
+      CHECK(valid_json(st_run.second));
+      CHECK(st_run.second.find("\"runtime\":{\"measured\":true")
+            != std::string::npos);
+      CHECK(st_run.second.find("\"process\":{\"rss_bytes\":")
+            != std::string::npos);
+    }
+    auto table = n.ctl(n.dev_console, {"actors", "--sort", "p99"});
+    INFO(table.second);
+    CHECK(table.first == 0);
+    auto lines = lines_of(table.second);
+    REQUIRE(lines.size() >= 12);
+    CHECK(lines[0].rfind(std::string{"node "} + device_id + " (edge), up ", 0)
+          == 0);
+    CHECK(lines[0].find(" MiB, cpu ") != std::string::npos);
+    for (auto col : {"ACTOR", "MAILBOX", "HANDLED", "MSG/S", "P50_US",
+                     "P99_US", "ERRORS", "RESTARTS", "IDLE_MS", "LAST_ERROR"})
+      CHECK(lines[1].find(col) != std::string::npos);
+    auto bad = n.ctl(n.dev_console, {"actors", "--sort", "colour"});
+    CHECK(bad.first == 2);
   }
 }
 

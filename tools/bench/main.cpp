@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "runtime/options.hpp"
+#include "tools/bench/actor_stats_bench.hpp"
 #include "tools/bench/fanout_bench.hpp"
 #include "tools/bench/footprint_bench.hpp"
 #include "tools/bench/ingest_bench.hpp"
@@ -32,6 +33,8 @@ struct subcommand {
 
 // A new subcommand adds one row here and a file beside storage_bench.cpp.
 const subcommand subcommands[] = {
+  {"actor-stats", fleetd::bench::actor_stats_summary,
+   fleetd::bench::actor_stats_usage, fleetd::bench::run_actor_stats_bench},
   {"storage", fleetd::bench::storage_summary, fleetd::bench::storage_usage,
    fleetd::bench::run_storage_bench},
   {"storage-writes", fleetd::bench::storage_writes_summary,

@@ -1,0 +1,123 @@
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "messages/types.hpp"
+
+namespace fleetd {
+
+/// Steady nanoseconds; the default time source of actor_counters.
+int64_t steady_ns();
+
+/// The same clock at tick resolution (a few ms), several times cheaper:
+/// what the idle time is stamped with.
+int64_t coarse_ns();
+
+/// One incarnation's mailbox: what senders put in, what it took out.
+struct mailbox_gauge {
+  // Apart: senders write one, the actor's thread the other.
+  alignas(64) std::atomic<uint64_t> enqueued{0};
+  alignas(64) std::atomic<uint64_t> dequeued{0};
+  /// Messages handled by this incarnation (not the one in its handler).
+  std::atomic<uint64_t> handled{0};
+};
+
+/// One actor's figures as the runtime measures them (runtime/counted.hpp).
+/// Written by the actor's own thread (one writer: plain relaxed stores),
+/// read from any thread without a lock.
+struct actor_counters {
+  /// Log2 microsecond buckets: 0 is < 1 µs, k is [2^(k-1), 2^k) µs.
+  static constexpr size_t buckets = 32;
+
+  /// Injectable for tests; steady nanoseconds. `stamp` marks the end of a
+  /// run of messages (idle time), `clock` times them.
+  int64_t (*clock)() = steady_ns;
+  int64_t (*stamp)() = coarse_ns;
+  /// One message in this many is timed (a clock read costs as much as
+  /// CAF's handling of an empty message); 1 times every one.
+  uint32_t sample_every = 32;
+
+  /// Timed messages (the histogram's total).
+  std::atomic<uint64_t> timed{0};
+  std::atomic<uint64_t> errors{0};
+  /// Incarnations spawned under this name: restarts = spawns - 1.
+  std::atomic<uint64_t> spawns{0};
+  /// Stamp at the end of the last run of messages; 0 before the first.
+  std::atomic<int64_t> last_ns{0};
+  std::array<std::atomic<uint64_t>, buckets> time{};
+
+  /// Counts one message handled from `begin_ns` until now (a timed one).
+  void timed_since(int64_t begin_ns) noexcept;
+
+  /// The actor's thread ran out of messages (or of its turn): now is the
+  /// time of its last message.
+  void ran() noexcept {
+    last_ns.store(stamp(), std::memory_order_relaxed);
+  }
+
+  /// A new incarnation starts under this name: its mailbox is the one read.
+  std::shared_ptr<mailbox_gauge> begin_incarnation();
+
+  /// Incarnation `g` ended; `why` is empty after an orderly stop, else the
+  /// failure counted as an error.
+  void end_incarnation(const mailbox_gauge* g, const std::string& why);
+
+  /// Messages waiting in the running incarnation's mailbox (0 when none runs).
+  int64_t mailbox() const;
+
+  /// Messages handled by every incarnation so far.
+  uint64_t handled() const;
+
+  /// Counts an error and keeps its text (rare: takes a lock).
+  void failed(const std::string& what);
+
+  std::string last_error() const;
+
+private:
+  mutable std::mutex mtx_;
+  std::string last_error_;
+  std::shared_ptr<mailbox_gauge> current_;
+  /// Handled by the incarnations before the current one.
+  uint64_t handled_before_ = 0;
+};
+
+/// Bucket index of a duration in nanoseconds.
+size_t time_bucket(int64_t ns) noexcept;
+
+/// Upper bound in µs of the bucket holding the q-quantile (0 < q < 1) of
+/// `c`'s handling times; 0 when nothing was handled.
+int64_t time_quantile_us(const actor_counters& c, double q);
+
+/// The counters of a node's actors by name; an actor restarted under the
+/// same name keeps counting in the same place.
+class stats_registry {
+public:
+  /// The counters of `name`, made on first use.
+  std::shared_ptr<actor_counters> slot(const std::string& name);
+
+  /// What `name`'s counters say now (measured false when it has none); the
+  /// rate counts since the previous read of the same name.
+  actor_runtime read(const std::string& name);
+
+private:
+  struct entry {
+    std::shared_ptr<actor_counters> counters;
+    uint64_t prev_handled = 0;
+    int64_t prev_ns = 0;
+  };
+  std::mutex mtx_;
+  std::map<std::string, entry> entries_;
+};
+
+/// RSS, CPU time, threads, descriptors and sockets of this process, from
+/// `proc_self` (normally /proc/self).
+process_figures read_process_figures(const std::string& proc_self
+                                     = "/proc/self");
+
+} // namespace fleetd

@@ -1,0 +1,134 @@
+#pragma once
+
+// Include only where actors are spawned (node mains, spawn helpers): the
+// template below makes one actor class per actor type counted.
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include <caf/actor_cast.hpp>
+#include <caf/actor_config.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/detail/init_fun_factory.hpp>
+#include <caf/infer_handle.hpp>
+#include <caf/invoke_message_result.hpp>
+#include <caf/mailbox_element.hpp>
+#include <caf/resumable.hpp>
+
+#include "runtime/actor_counters.hpp"
+
+namespace fleetd {
+
+namespace detail {
+
+/// Wraps the behavior `self` starts with so error answers are counted.
+void count_errors(caf::scheduled_actor* self,
+                  const std::shared_ptr<actor_counters>& c);
+
+/// Ends incarnation `g` in `c` when `self` exits (an abnormal reason counted).
+void watch_exit(caf::abstract_actor* self, std::shared_ptr<actor_counters> c,
+                std::shared_ptr<mailbox_gauge> g);
+
+} // namespace detail
+
+/// Actor class `Impl` (what CAF infers from an actor function) measured by
+/// the runtime: messages in and out of its mailbox, handling time (one
+/// message in actor_counters::sample_every), error answers, the end of each
+/// run of messages. Without counters it behaves exactly as `Impl`.
+template <class Impl>
+class counted_actor final : public Impl {
+public:
+  counted_actor(caf::actor_config& cfg, std::shared_ptr<actor_counters> c)
+    : Impl(cfg),
+      counters_(std::move(c)),
+      gauge_(counters_ ? counters_->begin_incarnation() : nullptr) {
+    // nop
+  }
+
+  using Impl::enqueue;
+
+  void enqueue(caf::mailbox_element_ptr x, caf::execution_unit* eu) override {
+    if (gauge_)
+      gauge_->enqueued.fetch_add(1, std::memory_order_relaxed);
+    Impl::enqueue(std::move(x), eu);
+  }
+
+  using Impl::consume;
+
+  caf::invoke_message_result consume(caf::mailbox_element& x) override {
+    if (!gauge_)
+      return Impl::consume(x);
+    // One writer (this actor's thread): loads and stores, no locked adds.
+    auto& g = *gauge_;
+    auto relaxed = std::memory_order_relaxed;
+    g.dequeued.store(g.dequeued.load(relaxed) + 1, relaxed);
+    caf::invoke_message_result result;
+    if (--countdown_ > 0) {
+      result = Impl::consume(x);
+    } else {
+      countdown_ = counters_->sample_every;
+      auto begin = counters_->clock();
+      result = Impl::consume(x);
+      counters_->timed_since(begin);
+    }
+    // A skipped message stays in the mailbox and comes back later.
+    if (result != caf::invoke_message_result::skipped)
+      g.handled.store(g.handled.load(relaxed) + 1, relaxed);
+    else
+      g.dequeued.store(g.dequeued.load(relaxed) - 1, relaxed);
+    return result;
+  }
+
+  caf::resumable::resume_result resume(caf::execution_unit* eu,
+                                       size_t max_throughput) override {
+    auto result = Impl::resume(eu, max_throughput);
+    // Once a run of messages, not once a message: the idle time's stamp.
+    if (gauge_)
+      counters_->ran();
+    return result;
+  }
+
+  void initialize() override {
+    Impl::initialize();
+    if (counters_)
+      detail::count_errors(this, counters_);
+  }
+
+  const std::shared_ptr<actor_counters>& counters() const {
+    return counters_;
+  }
+
+  const std::shared_ptr<mailbox_gauge>& gauge() const {
+    return gauge_;
+  }
+
+private:
+  std::shared_ptr<actor_counters> counters_;
+  std::shared_ptr<mailbox_gauge> gauge_;
+  /// Messages until the next timed one.
+  uint32_t countdown_ = 1;
+};
+
+/// sys.spawn<Os>(fun, xs...) with the actor measured under `name` in `reg`
+/// (restarted incarnations of the same name count in the same place); with
+/// no registry (statistics off) nothing is measured.
+template <caf::spawn_options Os = caf::no_spawn_options, class F, class... Ts>
+caf::infer_handle_from_fun_t<F>
+spawn_counted(caf::actor_system& sys, stats_registry* reg,
+              const std::string& name, F fun, Ts&&... xs) {
+  using impl = caf::infer_impl_from_fun_t<F>;
+  using counted = counted_actor<impl>;
+  caf::actor_config cfg;
+  caf::detail::init_fun_factory<impl, F> fac;
+  cfg.init_fun = fac(std::move(fun), std::forward<Ts>(xs)...);
+  auto hdl = sys.spawn_impl<counted, Os>(
+    cfg, reg ? reg->slot(name) : std::shared_ptr<actor_counters>{});
+  auto* self = caf::actor_cast<caf::abstract_actor*>(hdl);
+  auto* ptr = static_cast<counted*>(self);
+  if (ptr->counters())
+    detail::watch_exit(self, ptr->counters(), ptr->gauge());
+  return hdl;
+}
+
+} // namespace fleetd

@@ -1,0 +1,246 @@
+// Per-actor statistics kept by the runtime (runtime/counted.hpp and
+// runtime/actor_counters): messages, handling time (on an injected clock),
+// error answers and failures, restarts, the mailbox of a blocked actor, and
+// the process figures.
+#include "runtime/counted.hpp"
+
+#include <atomic>
+#include <memory>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <doctest/doctest.h>
+
+#include "ask.hpp"
+#include "helpers.hpp"
+#include "messages/error.hpp"
+#include "messages/interfaces.hpp"
+#include "messages/register.hpp"
+#include "stuck_actor.hpp"
+
+using namespace fleetd;
+using namespace std::chrono_literals;
+using fleetd::test::ask;
+using fleetd::test::eventually;
+
+namespace {
+
+// The injected clock: handlers move it as if they took that long.
+std::atomic<int64_t> fake_now{1'000'000'000};
+
+int64_t fake_clock() {
+  return fake_now.load();
+}
+
+/// Takes `us` microseconds of fake time per message; a negative `us`
+/// answers with an error.
+caf::behavior worker(caf::event_based_actor*) {
+  return {
+    [](int64_t us) -> caf::result<int64_t> {
+      if (us < 0)
+        return make_error(ec::bad_config, "negative work");
+      fake_now += us * 1000;
+      return us;
+    },
+  };
+}
+
+using stats_actor = caf::typed_actor<stats_handler>;
+
+// A typed actor: counted the same way.
+stats_actor::behavior_type typed_worker(stats_actor::pointer) {
+  return {
+    [](stats_atom) {
+      actor_stats out;
+      out.name = "typed";
+      return out;
+    },
+  };
+}
+
+struct system_fixture {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  stats_registry reg;
+
+  system_fixture() {
+    register_messages(cfg);
+    sys = std::make_unique<caf::actor_system>(cfg);
+  }
+
+  /// `name`'s counters on the fake clock, every message timed.
+  void fake_time(const std::string& name) {
+    auto c = reg.slot(name);
+    c->clock = fake_clock;
+    c->stamp = fake_clock;
+    c->sample_every = 1;
+  }
+};
+
+} // namespace
+
+TEST_CASE("time buckets are log2 microseconds") {
+  CHECK(time_bucket(0) == 0);
+  CHECK(time_bucket(999) == 0);
+  CHECK(time_bucket(1000) == 1);
+  CHECK(time_bucket(3000) == 2);
+  CHECK(time_bucket(1'000'000) == 10);
+  CHECK(time_bucket(1'000'000'000) == 20);
+  CHECK(time_bucket(-5) == 0);
+  CHECK(time_bucket(INT64_MAX) == actor_counters::buckets - 1);
+}
+
+TEST_CASE("a counted actor's messages and handling times are counted") {
+  system_fixture f;
+  f.fake_time("worker");
+  auto hdl = spawn_counted(*f.sys, &f.reg, "worker", worker);
+  caf::scoped_actor self{*f.sys};
+  for (int i = 0; i < 99; ++i)
+    CHECK(ask<int64_t>(self, hdl, 5s, int64_t{3}) == 3);
+  CHECK(ask<int64_t>(self, hdl, 5s, int64_t{1000}) == 1000);
+  // The count follows the answer, on the actor's thread.
+  REQUIRE(eventually([&] { return f.reg.read("worker").handled == 100; }, 5s));
+  auto r = f.reg.read("worker");
+  CHECK(r.measured);
+  CHECK(r.mailbox == 0);
+  // 3 µs falls in [2, 4) µs; the slowest 1 % is the 1000 µs one.
+  CHECK(r.p50_us == 4);
+  CHECK(r.p99_us == 1024);
+  CHECK(r.errors == 0);
+  CHECK(r.restarts == 0);
+  // Stamped once its thread has no more messages.
+  CHECK(eventually([&] { return f.reg.read("worker").idle_ms == 0; }, 5s));
+  fake_now += 2'500'000'000;
+  CHECK(f.reg.read("worker").idle_ms == 2500);
+  // 100 messages handled before the first read, none since.
+  CHECK(f.reg.read("worker").per_second == 0);
+  self->send_exit(hdl, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("the rate counts the messages since the previous read") {
+  system_fixture f;
+  f.fake_time("worker");
+  auto hdl = spawn_counted(*f.sys, &f.reg, "worker", worker);
+  caf::scoped_actor self{*f.sys};
+  f.reg.read("worker");
+  for (int i = 0; i < 10; ++i)
+    ask<int64_t>(self, hdl, 5s, int64_t{100'000});
+  REQUIRE(eventually([&] {
+    return f.reg.slot("worker")->handled() == 10;
+  }, 5s));
+  // 10 messages in 1 s of fake time.
+  CHECK(f.reg.read("worker").per_second == 10);
+  self->send_exit(hdl, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("error answers and abnormal exits are counted with their text") {
+  system_fixture f;
+  auto hdl = spawn_counted(*f.sys, &f.reg, "worker", worker);
+  caf::scoped_actor self{*f.sys};
+  self->request(hdl, 5s, int64_t{-1})
+    .receive([](int64_t) { FAIL("no error"); },
+             [](caf::error& err) {
+               CHECK(render(err).find("negative work") != std::string::npos);
+             });
+  REQUIRE(eventually([&] { return f.reg.read("worker").errors == 1; }, 5s));
+  CHECK(f.reg.read("worker").last_error.find("negative work")
+        != std::string::npos);
+  self->send_exit(hdl, make_error(ec::io_error, "disk gone"));
+  // Counted as the actor's last act, beside whoever else watches it.
+  REQUIRE(eventually([&] { return f.reg.read("worker").errors == 2; }, 5s));
+  auto r = f.reg.read("worker");
+  CHECK(r.last_error.find("disk gone") != std::string::npos);
+  CHECK(r.mailbox == 0);
+}
+
+TEST_CASE("an orderly stop is no error; a second incarnation is a restart") {
+  system_fixture f;
+  caf::scoped_actor self{*f.sys};
+  auto first = spawn_counted(*f.sys, &f.reg, "worker", worker);
+  ask<int64_t>(self, first, 5s, int64_t{1});
+  self->send_exit(first, caf::exit_reason::user_shutdown);
+  self->wait_for(first);
+  auto second = spawn_counted(*f.sys, &f.reg, "worker", worker);
+  ask<int64_t>(self, second, 5s, int64_t{1});
+  // Two messages, and maybe the first's exit message (counted as its
+  // incarnation ends, which may be after wait_for returns).
+  REQUIRE(eventually([&] { return f.reg.read("worker").handled >= 2; }, 5s));
+  auto r = f.reg.read("worker");
+  CHECK(r.handled <= 3);
+  CHECK(r.errors == 0);
+  CHECK(r.restarts == 1);
+  self->send_exit(second, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("typed actors are counted too") {
+  system_fixture f;
+  auto hdl = spawn_counted(*f.sys, &f.reg, "typed", typed_worker);
+  caf::scoped_actor self{*f.sys};
+  CHECK(ask<actor_stats>(self, hdl, 5s, stats_atom::value).name == "typed");
+  REQUIRE(eventually([&] { return f.reg.read("typed").handled == 1; }, 5s));
+  caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("a blocked actor's mailbox depth is seen from another thread") {
+  system_fixture f;
+  auto g = std::make_shared<test::stuck_gate>();
+  auto entered = g->entered.get_future();
+  auto hdl = spawn_counted<caf::detached>(*f.sys, &f.reg, "blocked",
+                                          test::stuck, g);
+  caf::anon_send(hdl, int64_t{0});
+  entered.wait();
+  // The first message is in its handler (out of the mailbox); five wait.
+  for (int i = 0; i < 5; ++i)
+    caf::anon_send(hdl, int64_t{0});
+  CHECK(f.reg.read("blocked").mailbox == 5);
+  CHECK(f.reg.read("blocked").handled == 0);
+  g->release.set_value();
+  REQUIRE(eventually([&] { return f.reg.read("blocked").handled == 6; }, 5s));
+  CHECK(f.reg.read("blocked").mailbox == 0);
+  caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("statistics off: a counted actor without a registry just works") {
+  system_fixture f;
+  auto hdl = spawn_counted(*f.sys, nullptr, "worker", worker);
+  caf::scoped_actor self{*f.sys};
+  CHECK(ask<int64_t>(self, hdl, 5s, int64_t{7}) == 7);
+  CHECK_FALSE(f.reg.read("worker").measured);
+  self->send_exit(hdl, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("the process figures are sane") {
+  auto x = read_process_figures();
+  CHECK(x.rss_bytes > 0);
+  CHECK(x.cpu_ms >= 0);
+  CHECK(x.threads >= 1);
+  // stdin, stdout, stderr at least.
+  CHECK(x.fds >= 3);
+  CHECK(x.sockets >= 0);
+  CHECK(x.sockets <= x.fds);
+  auto none = read_process_figures("/nonexistent");
+  CHECK(none.rss_bytes == -1);
+  CHECK(none.fds == -1);
+}
+
+TEST_CASE("one message in sample_every is timed, every one counted") {
+  system_fixture f;
+  f.fake_time("worker");
+  f.reg.slot("worker")->sample_every = 4;
+  auto hdl = spawn_counted(*f.sys, &f.reg, "worker", worker);
+  caf::scoped_actor self{*f.sys};
+  for (int i = 0; i < 12; ++i)
+    ask<int64_t>(self, hdl, 5s, int64_t{3});
+  REQUIRE(eventually([&] { return f.reg.read("worker").handled == 12; }, 5s));
+  auto c = f.reg.slot("worker");
+  // The 1st, 5th and 9th.
+  CHECK(c->timed.load() == 3);
+  CHECK(c->time[2].load() == 3);
+  CHECK(f.reg.read("worker").p50_us == 4);
+  self->send_exit(hdl, caf::exit_reason::user_shutdown);
+}

@@ -1,0 +1,30 @@
+#pragma once
+
+#include <string>
+
+#include "messages/types.hpp"
+
+namespace fleetd {
+
+/// The runtime's figures of one actor as a JSON object.
+std::string to_json(const actor_runtime& x);
+
+/// The node process's figures as a JSON object.
+std::string to_json(const process_figures& x);
+
+/// One line of the node process's figures ("rss 14.2 MiB, cpu 3.1 s, ...").
+std::string to_text(const process_figures& x);
+
+/// Whether `column` is one `fleetctl actors --sort` takes (empty: start
+/// order).
+bool is_actor_column(const std::string& column);
+
+/// The columns, for usage texts.
+extern const char* actor_columns;
+
+/// `fleetctl actors`: a node header and one row per actor, sorted by
+/// `column` (largest first; by name alphabetically), as a table or JSON.
+std::string actors_text(const node_status& x, const std::string& column);
+std::string actors_json(const node_status& x, const std::string& column);
+
+} // namespace fleetd
