@@ -1,0 +1,391 @@
+// fleetctl top in a real terminal (tmux) against a real fleetd syncing to a
+// real fleetd-cloud; nodes, streams and --json/--watch on both nodes.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdlib>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "messages/json_reader.hpp"
+#include "skip.hpp"
+#include "support.hpp"
+
+using namespace fleetd;
+using namespace fleetd::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* device_id = "top-dev";
+constexpr const char* cloud_id = "top-cloud";
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    out.push_back(line);
+  return out;
+}
+
+/// One cloud and one device syncing to it, consoles on free ports.
+struct nodes {
+  temp_dir tmp;
+  std::unique_ptr<process> cloud;
+  std::unique_ptr<process> device;
+  uint16_t cloud_console = 0;
+  uint16_t dev_console = 0;
+
+  nodes() {
+    auto cloud_dir = tmp.path() + "/cloud";
+    auto dev_dir = tmp.path() + "/device";
+    cloud = std::make_unique<process>(
+      program("fleetd-cloud"),
+      std::vector<std::string>{"--node.data-dir=" + cloud_dir,
+                               std::string{"--node.id="} + cloud_id,
+                               "--ingest.port=0", "--console.port=0"},
+      tmp.path() + "/cloud.log");
+    auto ingest = port_from(cloud_dir + "/ingest.port");
+    REQUIRE(ingest != 0);
+    cloud_console = port_from(cloud_dir + "/console.port");
+    REQUIRE(cloud_console != 0);
+    device = std::make_unique<process>(
+      program("fleetd"),
+      std::vector<std::string>{
+        "--node.data-dir=" + dev_dir, std::string{"--device.id="} + device_id,
+        "--cloud.port=" + std::to_string(ingest), "--console.port=0",
+        "--collector.interval=50ms", "--sync.interval=50ms"},
+      tmp.path() + "/device.log");
+    dev_console = port_from(dev_dir + "/console.port");
+    REQUIRE(dev_console != 0);
+    REQUIRE(eventually(
+      [&] {
+        auto st = console_status(dev_console);
+        return st && counter(*st, "sync_metrics", "records_synced") > 0;
+      },
+      30s));
+  }
+
+  ~nodes() {
+    for (auto* p : {device.get(), cloud.get()})
+      if (p) {
+        p->signal(SIGTERM);
+        p->wait(10s);
+      }
+  }
+
+  /// fleetctl's stdout alone, and its exit status.
+  std::pair<int, std::string> ctl(uint16_t port,
+                                  std::vector<std::string> args) {
+    std::vector<std::string> argv{"--node",
+                                  "127.0.0.1:" + std::to_string(port)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    process p{program("fleetctl"), argv, tmp.path() + "/ctl.err",
+              tmp.path() + "/ctl.out"};
+    auto st = p.wait(30s);
+    auto out = read_file(tmp.path() + "/ctl.out");
+    ::unlink((tmp.path() + "/ctl.out").c_str());
+    CHECK(st);
+    return {st ? *st : -1, out};
+  }
+};
+
+std::string in_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::istringstream dirs(path ? path : "/usr/bin:/bin");
+  for (std::string dir; std::getline(dirs, dir, ':');)
+    if (!dir.empty() && ::access((dir + "/" + name).c_str(), X_OK) == 0)
+      return dir + "/" + name;
+  return "";
+}
+
+/// A tmux server of its own (a socket in the test's directory), one window.
+struct tmux {
+  std::string bin;
+  std::string socket;
+
+  std::pair<int, std::string> run(std::vector<std::string> args) {
+    args.insert(args.begin(), {"-S", socket});
+    return run_to_end(bin, args, 10s);
+  }
+
+  std::string pane() {
+    return run({"capture-pane", "-p", "-t", "top"}).second;
+  }
+
+  void keys(std::vector<std::string> ks) {
+    ks.insert(ks.begin(), {"send-keys", "-t", "top"});
+    REQUIRE(run(ks).first == 0);
+  }
+
+  ~tmux() {
+    run({"kill-server"});
+  }
+};
+
+/// The actor rows of top's pane, in screen order: name and handled.
+std::vector<std::pair<std::string, int64_t>>
+rows_of(const std::string& pane) {
+  std::vector<std::pair<std::string, int64_t>> out;
+  bool table = false;
+  for (auto& line : lines_of(pane)) {
+    if (line.rfind("ACTOR", 0) == 0) {
+      table = true;
+      continue;
+    }
+    if (!table)
+      continue;
+    std::istringstream in(line);
+    std::string name, mailbox, handled;
+    if (!(in >> name >> mailbox >> handled) || name == "q" || name == "...")
+      break;
+    out.emplace_back(name, handled == "-" ? -1 : std::atoll(handled.c_str()));
+  }
+  return out;
+}
+
+std::vector<std::string> names_of(
+  const std::vector<std::pair<std::string, int64_t>>& rows) {
+  std::vector<std::string> out;
+  for (auto& r : rows)
+    out.push_back(r.first);
+  return out;
+}
+
+int64_t handled_sum(const std::string& pane) {
+  int64_t out = 0;
+  for (auto& r : rows_of(pane))
+    out += std::max<int64_t>(r.second, 0);
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("fleetctl top under tmux shows every actor live, sorts by key and "
+          "gives the terminal back") {
+  auto bin = in_path("tmux");
+  if (bin.empty())
+    return skip("tmux is not installed (tools/install-deps installs it)");
+  nodes n;
+  auto st = console_status(n.dev_console);
+  REQUIRE(st);
+  std::vector<std::string> actors;
+  for (auto& a : st->actors)
+    actors.push_back(a.name);
+  REQUIRE(actors.size() >= 8);
+  tmux t{bin, n.tmp.path() + "/tmux.sock"};
+  REQUIRE(t.run({"new-session", "-d", "-x", "160", "-y", "50", "-s", "top",
+                 "env PS1='top-test$ ' bash --norc --noprofile"})
+            .first
+          == 0);
+  auto top_cmd = program("fleetctl") + " --node 127.0.0.1:"
+                 + std::to_string(n.dev_console)
+                 + " top --interval 200ms; echo top-exit=$?";
+  t.keys({top_cmd, "Enter"});
+  // The header and every actor the node lists.
+  std::string pane;
+  REQUIRE(eventually(
+    [&] {
+      pane = t.pane();
+      if (pane.find(std::string{"fleetctl top - node "} + device_id
+                    + " (edge, fleetd ")
+          == std::string::npos)
+        return false;
+      auto shown = names_of(rows_of(pane));
+      for (auto& a : actors)
+        if (std::find(shown.begin(), shown.end(), a) == shown.end())
+          return false;
+      return true;
+    },
+    30s));
+  INFO(pane);
+  CHECK(pane.find("process: rss ") != std::string::npos);
+  CHECK(pane.find("MSG/Sv") != std::string::npos);
+  CHECK(pane.find("q quit") != std::string::npos);
+  CHECK(t.run({"display", "-p", "-t", "top", "#{alternate_on}"}).second
+        == "1\n");
+  // Live: messages handled grow between two captures; rates appear.
+  auto first = handled_sum(pane);
+  REQUIRE(eventually([&] { return handled_sum(t.pane()) > first; }, 30s));
+  CHECK(eventually(
+    [&] { return t.pane().find("% of a core") != std::string::npos; }, 30s));
+  // 1: by name, A first; r: Z first.
+  t.keys({"1"});
+  REQUIRE(eventually(
+    [&] {
+      pane = t.pane();
+      auto names = names_of(rows_of(pane));
+      return pane.find("ACTOR^") != std::string::npos
+             && names.size() == actors.size()
+             && std::is_sorted(names.begin(), names.end());
+    },
+    30s));
+  t.keys({"r"});
+  REQUIRE(eventually(
+    [&] {
+      pane = t.pane();
+      auto names = names_of(rows_of(pane));
+      return pane.find("ACTORv") != std::string::npos
+             && names.size() == actors.size()
+             && std::is_sorted(names.rbegin(), names.rend());
+    },
+    30s));
+  // > from name: mailbox, again: handled, largest first (r is still on:
+  // smallest first).
+  t.keys({">", ">", "r"});
+  REQUIRE(eventually(
+    [&] {
+      pane = t.pane();
+      auto rows = rows_of(pane);
+      std::vector<int64_t> handled;
+      for (auto& r : rows)
+        handled.push_back(r.second);
+      return pane.find("HANDLEDv") != std::string::npos
+             && rows.size() == actors.size()
+             && std::is_sorted(handled.rbegin(), handled.rend());
+    },
+    30s));
+  // A smaller window: the table is cut, SIGWINCH redraws.
+  REQUIRE(t.run({"resize-window", "-t", "top", "-x", "70", "-y", "12"}).first
+          == 0);
+  REQUIRE(eventually(
+    [&] {
+      pane = t.pane();
+      return pane.find(" more actors") != std::string::npos;
+    },
+    30s));
+  for (auto& line : lines_of(pane))
+    CHECK(line.size() <= 70);
+  // q: top ends, the shell has its screen back.
+  t.keys({"q"});
+  REQUIRE(eventually(
+    [&] { return t.pane().find("top-exit=0") != std::string::npos; }, 30s));
+  CHECK(t.run({"display", "-p", "-t", "top", "#{alternate_on}"}).second
+        == "0\n");
+  pane = t.pane();
+  CHECK(pane.find("top-test$ ") != std::string::npos);
+  CHECK(pane.find("fleetctl top - node") == std::string::npos);
+  // Ctrl-C ends it as well, the terminal restored.
+  t.run({"resize-window", "-t", "top", "-x", "160", "-y", "50"});
+  t.keys({"clear; " + top_cmd, "Enter"});
+  REQUIRE(eventually(
+    [&] {
+      return t.pane().find("fleetctl top - node") != std::string::npos;
+    },
+    30s));
+  t.keys({"C-c"});
+  REQUIRE(eventually(
+    [&] { return t.pane().find("top-exit=0") != std::string::npos; }, 30s));
+  CHECK(t.run({"display", "-p", "-t", "top", "#{alternate_on}"}).second
+        == "0\n");
+}
+
+TEST_CASE("fleetctl top, nodes, streams and --watch/--json on real nodes") {
+  nodes n;
+
+  SUBCASE("top without a terminal prints one frame with every actor") {
+    for (auto port : {n.cloud_console, n.dev_console}) {
+      auto st = console_status(port);
+      REQUIRE(st);
+      auto run = n.ctl(port, {"top", "--interval=200ms"});
+      INFO(run.second);
+      CHECK(run.first == 0);
+      CHECK(run.second.rfind("fleetctl top - node " + st->node_id, 0) == 0);
+      auto shown = names_of(rows_of(run.second));
+      CHECK(shown.size() == st->actors.size());
+      for (auto& a : st->actors)
+        CHECK(std::find(shown.begin(), shown.end(), a.name) != shown.end());
+    }
+  }
+
+  SUBCASE("--watch --count 2 --json prints two JSON documents, on every "
+          "console command") {
+    for (auto port : {n.cloud_console, n.dev_console})
+      for (auto cmd : {"status", "actors", "devices", "nodes", "streams"}) {
+        auto run = n.ctl(port, {cmd, "--watch", "--count=2", "--json",
+                                "--interval=100ms"});
+        CAPTURE(cmd);
+        INFO(run.second);
+        CHECK(run.first == 0);
+        auto lines = lines_of(run.second);
+        REQUIRE(lines.size() == 2);
+        for (auto& line : lines) {
+          std::string why;
+          CHECK_MESSAGE(parse_json(line, why), why);
+        }
+      }
+    // Text: a time line before each answer.
+    auto run = n.ctl(n.dev_console, {"status", "--watch", "--count=2",
+                                     "--interval=100ms"});
+    CHECK(run.first == 0);
+    auto lines = lines_of(run.second);
+    CHECK(std::count_if(lines.begin(), lines.end(), [](auto& l) {
+            return l.rfind("--- ", 0) == 0;
+          })
+          == 2);
+    // --watch where it means nothing is refused.
+    CHECK(n.ctl(n.dev_console, {"debug", "kill", "x", "--watch"}).first == 2);
+  }
+
+  SUBCASE("nodes: the device and its cloud link; the cloud and its device") {
+    auto dev = n.ctl(n.dev_console, {"nodes", "--json"});
+    INFO(dev.second);
+    CHECK(dev.first == 0);
+    std::string why;
+    auto doc = parse_json(dev.second, why);
+    REQUIRE(doc);
+    REQUIRE(doc->items.size() == 2);
+    CHECK(json_member(doc->items[0], "id")->text == device_id);
+    CHECK(json_member(doc->items[0], "link")->text == "self");
+    CHECK(json_member(doc->items[1], "role")->text == "cloud");
+    CHECK(json_member(doc->items[1], "link")->text == "online");
+    CHECK(json_member(doc->items[1], "address")->text.rfind("http://", 0)
+          == 0);
+    auto cloud = n.ctl(n.cloud_console, {"nodes"});
+    INFO(cloud.second);
+    CHECK(cloud.first == 0);
+    auto lines = lines_of(cloud.second);
+    REQUIRE(lines.size() == 3);
+    CHECK(lines[0].rfind("NODE", 0) == 0);
+    CHECK(lines[1].rfind(cloud_id, 0) == 0);
+    std::istringstream row(lines[2]);
+    std::string id, role, link;
+    row >> id >> role >> link;
+    CHECK(id == device_id);
+    CHECK(role == "device");
+    CHECK(link == "online");
+  }
+
+  SUBCASE("streams: the device's sync streams, the cloud's device streams") {
+    auto dev = n.ctl(n.dev_console, {"streams", "--json"});
+    INFO(dev.second);
+    CHECK(dev.first == 0);
+    std::string why;
+    auto doc = parse_json(dev.second, why);
+    REQUIRE(doc);
+    std::vector<std::string> streams;
+    for (auto& s : doc->items) {
+      streams.push_back(json_member(s, "stream")->text);
+      if (streams.back() == "metrics") {
+        CHECK(std::atoll(json_member(s, "records")->text.c_str()) > 0);
+        CHECK(std::atoll(json_member(s, "last_acked_sequence")->text.c_str())
+              > 0);
+      }
+    }
+    std::sort(streams.begin(), streams.end());
+    CHECK(streams == std::vector<std::string>{"events", "logs", "metrics"});
+    auto cloud = n.ctl(n.cloud_console, {"streams"});
+    INFO(cloud.second);
+    CHECK(cloud.first == 0);
+    auto lines = lines_of(cloud.second);
+    REQUIRE(lines.size() >= 2);
+    CHECK(lines[0].rfind("DEVICE", 0) == 0);
+    CHECK(cloud.second.find(std::string{device_id} + " ") != std::string::npos);
+    CHECK(cloud.second.find(" seen ") != std::string::npos);
+  }
+}
