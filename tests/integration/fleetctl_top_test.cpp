@@ -5,16 +5,14 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <csignal>
 #include <cstdlib>
-#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "messages/json_reader.hpp"
 #include "skip.hpp"
-#include "support.hpp"
+#include "running_nodes.hpp"
 
 using namespace fleetd;
 using namespace fleetd::test;
@@ -24,76 +22,6 @@ namespace {
 
 constexpr const char* device_id = "top-dev";
 constexpr const char* cloud_id = "top-cloud";
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);)
-    out.push_back(line);
-  return out;
-}
-
-/// One cloud and one device syncing to it, consoles on free ports.
-struct nodes {
-  temp_dir tmp;
-  std::unique_ptr<process> cloud;
-  std::unique_ptr<process> device;
-  uint16_t cloud_console = 0;
-  uint16_t dev_console = 0;
-
-  nodes() {
-    auto cloud_dir = tmp.path() + "/cloud";
-    auto dev_dir = tmp.path() + "/device";
-    cloud = std::make_unique<process>(
-      program("fleetd-cloud"),
-      std::vector<std::string>{"--node.data-dir=" + cloud_dir,
-                               std::string{"--node.id="} + cloud_id,
-                               "--ingest.port=0", "--console.port=0"},
-      tmp.path() + "/cloud.log");
-    auto ingest = port_from(cloud_dir + "/ingest.port");
-    REQUIRE(ingest != 0);
-    cloud_console = port_from(cloud_dir + "/console.port");
-    REQUIRE(cloud_console != 0);
-    device = std::make_unique<process>(
-      program("fleetd"),
-      std::vector<std::string>{
-        "--node.data-dir=" + dev_dir, std::string{"--device.id="} + device_id,
-        "--cloud.port=" + std::to_string(ingest), "--console.port=0",
-        "--collector.interval=50ms", "--sync.interval=50ms"},
-      tmp.path() + "/device.log");
-    dev_console = port_from(dev_dir + "/console.port");
-    REQUIRE(dev_console != 0);
-    REQUIRE(eventually(
-      [&] {
-        auto st = console_status(dev_console);
-        return st && counter(*st, "sync_metrics", "records_synced") > 0;
-      },
-      30s));
-  }
-
-  ~nodes() {
-    for (auto* p : {device.get(), cloud.get()})
-      if (p) {
-        p->signal(SIGTERM);
-        p->wait(10s);
-      }
-  }
-
-  /// fleetctl's stdout alone, and its exit status.
-  std::pair<int, std::string> ctl(uint16_t port,
-                                  std::vector<std::string> args) {
-    std::vector<std::string> argv{"--node",
-                                  "127.0.0.1:" + std::to_string(port)};
-    argv.insert(argv.end(), args.begin(), args.end());
-    process p{program("fleetctl"), argv, tmp.path() + "/ctl.err",
-              tmp.path() + "/ctl.out"};
-    auto st = p.wait(30s);
-    auto out = read_file(tmp.path() + "/ctl.out");
-    ::unlink((tmp.path() + "/ctl.out").c_str());
-    CHECK(st);
-    return {st ? *st : -1, out};
-  }
-};
 
 std::string in_path(const std::string& name) {
   const char* path = std::getenv("PATH");
@@ -172,7 +100,7 @@ TEST_CASE("fleetctl top under tmux shows every actor live, sorts by key and "
   auto bin = in_path("tmux");
   if (bin.empty())
     return skip("tmux is not installed (tools/install-deps installs it)");
-  nodes n;
+  running_nodes n{cloud_id, device_id};
   auto st = console_status(n.dev_console);
   REQUIRE(st);
   std::vector<std::string> actors;
@@ -287,17 +215,17 @@ TEST_CASE("fleetctl top under tmux shows every actor live, sorts by key and "
 }
 
 TEST_CASE("fleetctl top, nodes, streams and --watch/--json on real nodes") {
-  nodes n;
+  running_nodes n{cloud_id, device_id};
 
   SUBCASE("top without a terminal prints one frame with every actor") {
     for (auto port : {n.cloud_console, n.dev_console}) {
       auto st = console_status(port);
       REQUIRE(st);
-      auto run = n.ctl(port, {"top", "--interval=200ms"});
-      INFO(run.second);
-      CHECK(run.first == 0);
-      CHECK(run.second.rfind("fleetctl top - node " + st->node_id, 0) == 0);
-      auto shown = names_of(rows_of(run.second));
+      auto run = ctl_split(port, {"top", "--interval=200ms"});
+      INFO(run.out);
+      CHECK(run.rc == 0);
+      CHECK(run.out.rfind("fleetctl top - node " + st->node_id, 0) == 0);
+      auto shown = names_of(rows_of(run.out));
       CHECK(shown.size() == st->actors.size());
       for (auto& a : st->actors)
         CHECK(std::find(shown.begin(), shown.end(), a.name) != shown.end());
@@ -308,12 +236,12 @@ TEST_CASE("fleetctl top, nodes, streams and --watch/--json on real nodes") {
           "console command") {
     for (auto port : {n.cloud_console, n.dev_console})
       for (auto cmd : {"status", "actors", "devices", "nodes", "streams"}) {
-        auto run = n.ctl(port, {cmd, "--watch", "--count=2", "--json",
+        auto run = ctl_split(port, {cmd, "--watch", "--count=2", "--json",
                                 "--interval=100ms"});
         CAPTURE(cmd);
-        INFO(run.second);
-        CHECK(run.first == 0);
-        auto lines = lines_of(run.second);
+        INFO(run.out);
+        CHECK(run.rc == 0);
+        auto lines = lines_of(run.out);
         REQUIRE(lines.size() == 2);
         for (auto& line : lines) {
           std::string why;
@@ -321,24 +249,24 @@ TEST_CASE("fleetctl top, nodes, streams and --watch/--json on real nodes") {
         }
       }
     // Text: a time line before each answer.
-    auto run = n.ctl(n.dev_console, {"status", "--watch", "--count=2",
+    auto run = ctl_split(n.dev_console, {"status", "--watch", "--count=2",
                                      "--interval=100ms"});
-    CHECK(run.first == 0);
-    auto lines = lines_of(run.second);
+    CHECK(run.rc == 0);
+    auto lines = lines_of(run.out);
     CHECK(std::count_if(lines.begin(), lines.end(), [](auto& l) {
             return l.rfind("--- ", 0) == 0;
           })
           == 2);
     // --watch where it means nothing is refused.
-    CHECK(n.ctl(n.dev_console, {"debug", "kill", "x", "--watch"}).first == 2);
+    CHECK(ctl_split(n.dev_console, {"debug", "kill", "x", "--watch"}).rc == 2);
   }
 
   SUBCASE("nodes: the device and its cloud link; the cloud and its device") {
-    auto dev = n.ctl(n.dev_console, {"nodes", "--json"});
-    INFO(dev.second);
-    CHECK(dev.first == 0);
+    auto dev = ctl_split(n.dev_console, {"nodes", "--json"});
+    INFO(dev.out);
+    CHECK(dev.rc == 0);
     std::string why;
-    auto doc = parse_json(dev.second, why);
+    auto doc = parse_json(dev.out, why);
     REQUIRE(doc);
     REQUIRE(doc->items.size() == 2);
     CHECK(json_member(doc->items[0], "id")->text == device_id);
@@ -347,10 +275,10 @@ TEST_CASE("fleetctl top, nodes, streams and --watch/--json on real nodes") {
     CHECK(json_member(doc->items[1], "link")->text == "online");
     CHECK(json_member(doc->items[1], "address")->text.rfind("http://", 0)
           == 0);
-    auto cloud = n.ctl(n.cloud_console, {"nodes"});
-    INFO(cloud.second);
-    CHECK(cloud.first == 0);
-    auto lines = lines_of(cloud.second);
+    auto cloud = ctl_split(n.cloud_console, {"nodes"});
+    INFO(cloud.out);
+    CHECK(cloud.rc == 0);
+    auto lines = lines_of(cloud.out);
     REQUIRE(lines.size() == 3);
     CHECK(lines[0].rfind("NODE", 0) == 0);
     CHECK(lines[1].rfind(cloud_id, 0) == 0);
@@ -363,11 +291,11 @@ TEST_CASE("fleetctl top, nodes, streams and --watch/--json on real nodes") {
   }
 
   SUBCASE("streams: the device's sync streams, the cloud's device streams") {
-    auto dev = n.ctl(n.dev_console, {"streams", "--json"});
-    INFO(dev.second);
-    CHECK(dev.first == 0);
+    auto dev = ctl_split(n.dev_console, {"streams", "--json"});
+    INFO(dev.out);
+    CHECK(dev.rc == 0);
     std::string why;
-    auto doc = parse_json(dev.second, why);
+    auto doc = parse_json(dev.out, why);
     REQUIRE(doc);
     std::vector<std::string> streams;
     for (auto& s : doc->items) {
@@ -380,13 +308,13 @@ TEST_CASE("fleetctl top, nodes, streams and --watch/--json on real nodes") {
     }
     std::sort(streams.begin(), streams.end());
     CHECK(streams == std::vector<std::string>{"events", "logs", "metrics"});
-    auto cloud = n.ctl(n.cloud_console, {"streams"});
-    INFO(cloud.second);
-    CHECK(cloud.first == 0);
-    auto lines = lines_of(cloud.second);
+    auto cloud = ctl_split(n.cloud_console, {"streams"});
+    INFO(cloud.out);
+    CHECK(cloud.rc == 0);
+    auto lines = lines_of(cloud.out);
     REQUIRE(lines.size() >= 2);
     CHECK(lines[0].rfind("DEVICE", 0) == 0);
-    CHECK(cloud.second.find(std::string{device_id} + " ") != std::string::npos);
-    CHECK(cloud.second.find(" seen ") != std::string::npos);
+    CHECK(cloud.out.find(std::string{device_id} + " ") != std::string::npos);
+    CHECK(cloud.out.find(" seen ") != std::string::npos);
   }
 }
