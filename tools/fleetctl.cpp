@@ -546,6 +546,12 @@ int check_command(const option_set& opts, const ctl_options& opt) {
               << std::endl;
     return 2;
   }
+  if (cmd == "top" && opt.json) {
+    std::cerr << "fleetctl: bad arguments: top: no JSON (a screen); use "
+                 "actors --json --watch"
+              << std::endl;
+    return 2;
+  }
   if (opt.watch && show_of(cmd, opt) == nullptr) {
     std::cerr << "fleetctl: bad arguments: --watch: only with status, actors, "
                  "devices, nodes, streams"

@@ -259,6 +259,8 @@ TEST_CASE("fleetctl top, nodes, streams and --watch/--json on real nodes") {
           == 2);
     // --watch where it means nothing is refused.
     CHECK(ctl_split(n.dev_console, {"debug", "kill", "x", "--watch"}).rc == 2);
+    CHECK(ctl_split(n.dev_console, {"top", "--watch"}).rc == 2);
+    CHECK(ctl_split(n.dev_console, {"top", "--json"}).rc == 2);
   }
 
   SUBCASE("nodes: the device and its cloud link; the cloud and its device") {
