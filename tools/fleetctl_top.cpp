@@ -1,5 +1,6 @@
 #include "tools/fleetctl_top.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <termios.h>
@@ -10,12 +11,15 @@
 #include <climits>
 #include <csignal>
 #include <iostream>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
 #include <thread>
 
 #include <caf/scoped_actor.hpp>
 
 #include "messages/error.hpp"
+#include "runtime/options.hpp"
 #include "tools/fleetctl_actors.hpp"
 #include "tools/fleetctl_top_frame.hpp"
 
@@ -126,6 +130,138 @@ struct asker {
   }
 };
 
+/// The answers so far as the frame wants them: the newest, the one before
+/// and the time between.
+struct samples {
+  top_sample frame;
+  std::optional<node_status> before;
+  std::chrono::steady_clock::time_point last;
+
+  /// A new answer (or why there is none); whether there was one.
+  bool add(std::optional<node_status> x, const std::string& error,
+           std::chrono::steady_clock::time_point at) {
+    if (!x) {
+      frame.error = error;
+      return false;
+    }
+    if (!frame.now.node_id.empty() || !frame.now.actors.empty()) {
+      before = std::move(frame.now);
+      frame.elapsed_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(at - last)
+          .count();
+    }
+    frame.now = std::move(*x);
+    frame.before = before ? &*before : nullptr;
+    frame.at_ms = wall_ms();
+    frame.error.clear();
+    last = at;
+    return true;
+  }
+};
+
+/// Asks the node on a thread of its own, so keys work while an answer is
+/// slow or the node is gone; says "answer ready" through a pipe poll() sees.
+class poller {
+public:
+  struct answer {
+    std::optional<node_status> status;
+    std::string error;
+    std::chrono::steady_clock::time_point at;
+  };
+
+  explicit poller(asker a) : asker_(std::move(a)) {
+    if (pipe2(pipe_, O_NONBLOCK | O_CLOEXEC) != 0)
+      return;
+    thread_ = std::thread{[this] { run(); }};
+  }
+
+  ~poller() {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      stop_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable())
+      thread_.join();
+    for (int fd : pipe_)
+      if (fd >= 0)
+        close(fd);
+  }
+
+  bool started() const {
+    return thread_.joinable();
+  }
+
+  /// Readable when an answer is ready.
+  int fd() const {
+    return pipe_[0];
+  }
+
+  /// Asks once more (after the ask on its way, if one is).
+  void ask() {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      wanted_ = true;
+    }
+    cv_.notify_one();
+  }
+
+  /// How long the ask on its way has been waiting; 0 when none is.
+  std::chrono::milliseconds waiting() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (!asking_)
+      return std::chrono::milliseconds{0};
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - asked_at_);
+  }
+
+  /// The latest answer once fd() is readable; none when it was taken.
+  std::optional<answer> take() {
+    char drain[64];
+    while (::read(pipe_[0], drain, sizeof(drain)) > 0)
+      ;
+    std::lock_guard<std::mutex> guard{mtx_};
+    std::optional<answer> out;
+    out.swap(ready_);
+    return out;
+  }
+
+private:
+  void run() {
+    std::unique_lock<std::mutex> lock{mtx_};
+    for (;;) {
+      cv_.wait(lock, [this] { return stop_ || wanted_; });
+      if (stop_)
+        return;
+      wanted_ = false;
+      asking_ = true;
+      asked_at_ = std::chrono::steady_clock::now();
+      lock.unlock();
+      answer a;
+      a.status = asker_.ask(a.error);
+      a.at = std::chrono::steady_clock::now();
+      lock.lock();
+      asking_ = false;
+      ready_ = std::move(a);
+      char one = 1;
+      if (::write(pipe_[1], &one, 1) < 0) {
+        // A full pipe already says an answer is ready.
+      }
+    }
+  }
+
+  asker asker_;
+  int pipe_[2] = {-1, -1};
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  bool wanted_ = false;
+  bool asking_ = false;
+  std::chrono::steady_clock::time_point asked_at_;
+  std::optional<answer> ready_;
+  std::thread thread_;
+};
+
 /// What a key does to the view; false for quit.
 bool apply_key(const std::string& key, top_view& view) {
   auto columns = actor_column_names();
@@ -184,48 +320,26 @@ int run_top(caf::actor_system& sys, inspector_actor node,
   view.sort = opt.sort.empty() ? "rate" : opt.sort;
   view.interval_ms = opt.interval.count();
   asker a{sys, std::move(node), opt};
-  top_sample s;
-  std::optional<node_status> before;
-  auto last = std::chrono::steady_clock::now();
-  auto take = [&]() -> bool {
+  samples s;
+  auto take = [&] {
     std::string error;
     auto x = a.ask(error);
-    auto at = std::chrono::steady_clock::now();
-    if (!x) {
-      s.error = error;
-      return false;
-    }
-    if (!s.now.node_id.empty() || !s.now.actors.empty()) {
-      before = std::move(s.now);
-      s.elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       at - last)
-                       .count();
-    }
-    s.now = std::move(*x);
-    s.before = before ? &*before : nullptr;
-    s.at_ms = wall_ms();
-    s.error.clear();
-    last = at;
-    return true;
+    return s.add(std::move(x), error, std::chrono::steady_clock::now());
   };
+  if (!take()) {
+    std::cerr << "fleetctl: top: " << s.frame.error << std::endl;
+    return 1;
+  }
   if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
     // One frame, its rates from two answers an interval apart.
-    if (!take()) {
-      std::cerr << "fleetctl: top: " << s.error << std::endl;
-      return 1;
-    }
     std::this_thread::sleep_for(opt.interval);
     if (!take()) {
-      std::cerr << "fleetctl: top: " << s.error << std::endl;
+      std::cerr << "fleetctl: top: " << s.frame.error << std::endl;
       return 1;
     }
-    for (auto& line : top_frame(s, view, 0, 0))
+    for (auto& line : top_frame(s.frame, view, 0, 0))
       std::cout << line << "\n";
     return 0;
-  }
-  if (!take()) {
-    std::cerr << "fleetctl: top: " << s.error << std::endl;
-    return 1;
   }
   struct sigaction winch{};
   winch.sa_handler = on_winch;
@@ -234,6 +348,13 @@ int run_top(caf::actor_system& sys, inspector_actor node,
   stop.sa_handler = on_stop;
   for (int sig : {SIGINT, SIGTERM, SIGHUP})
     sigaction(sig, &stop, nullptr);
+  // Declared before the terminal: on the way out the screen comes back
+  // first, then an ask in flight is waited for.
+  poller p{std::move(a)};
+  if (!p.started()) {
+    std::cerr << "fleetctl: top: cannot make a pipe" << std::endl;
+    return 1;
+  }
   raw_terminal term;
   if (!term.active()) {
     std::cerr << "fleetctl: top: cannot put the terminal in raw mode"
@@ -245,27 +366,41 @@ int run_top(caf::actor_system& sys, inspector_actor node,
   for (;;) {
     auto size = window_size();
     resized = 0;
-    draw(top_frame(s, view, size.first, size.second));
-    auto now = std::chrono::steady_clock::now();
-    if (now >= next) {
-      take();
-      next = std::chrono::steady_clock::now()
-             + std::chrono::milliseconds{view.interval_ms};
-      continue;
+    // A node slow to answer is said before --timeout gives up on it.
+    auto waited = p.waiting();
+    if (waited > std::max(opt.interval, std::chrono::milliseconds{1000})) {
+      auto frame = s.frame;
+      if (frame.error.empty())
+        frame.error = "no answer for " + std::to_string(waited.count() / 1000)
+                      + " s (--timeout " + to_duration_text(opt.timeout)
+                      + ")";
+      draw(top_frame(frame, view, size.first, size.second));
+    } else {
+      draw(top_frame(s.frame, view, size.first, size.second));
     }
     if (stop_requested)
       return 0;
-    pollfd in{STDIN_FILENO, POLLIN, 0};
+    auto now = std::chrono::steady_clock::now();
+    if (now >= next) {
+      p.ask();
+      next = now + std::chrono::milliseconds{view.interval_ms};
+    }
+    pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {p.fd(), POLLIN, 0}};
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next
                                                                       - now);
-    auto n = poll(&in, 1, static_cast<int>(std::min<int64_t>(wait.count() + 1,
+    auto n = poll(fds, 2, static_cast<int>(std::min<int64_t>(wait.count() + 1,
                                                              INT_MAX)));
     if (stop_requested)
       return 0;
     if (n <= 0)
       continue; // a tick, a resize (EINTR) or a signal: redraw
-    if (in.revents & (POLLHUP | POLLERR | POLLNVAL))
+    if (fds[1].revents & POLLIN)
+      if (auto answer = p.take())
+        s.add(std::move(answer->status), answer->error, answer->at);
+    if (fds[0].revents & (POLLHUP | POLLERR | POLLNVAL))
       return 0;
+    if (!(fds[0].revents & POLLIN))
+      continue;
     char buf[64];
     auto got = ::read(STDIN_FILENO, buf, sizeof(buf));
     if (got <= 0)

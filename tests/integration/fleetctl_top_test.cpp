@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
 #include <sstream>
 #include <string>
@@ -114,7 +115,7 @@ TEST_CASE("fleetctl top under tmux shows every actor live, sorts by key and "
           == 0);
   auto top_cmd = program("fleetctl") + " --node 127.0.0.1:"
                  + std::to_string(n.dev_console)
-                 + " top --interval 200ms; echo top-exit=$?";
+                 + " top --interval 200ms --timeout 60s; echo top-exit=$?";
   t.keys({top_cmd, "Enter"});
   // The header and every actor the node lists.
   std::string pane;
@@ -179,6 +180,16 @@ TEST_CASE("fleetctl top under tmux shows every actor live, sorts by key and "
              && std::is_sorted(handled.rbegin(), handled.rend());
     },
     30s));
+  // Keys work while the node does not answer (its asks wait on a thread of
+  // their own, up to --timeout 60s).
+  n.device->signal(SIGSTOP);
+  REQUIRE(eventually(
+    [&] { return t.pane().find("! no answer for ") != std::string::npos; },
+    30s));
+  t.keys({"1"});
+  CHECK(eventually(
+    [&] { return t.pane().find("ACTOR^") != std::string::npos; }, 10s));
+  n.device->signal(SIGCONT);
   // A smaller window: the table is cut, SIGWINCH redraws.
   REQUIRE(t.run({"resize-window", "-t", "top", "-x", "70", "-y", "12"}).first
           == 0);
@@ -212,6 +223,30 @@ TEST_CASE("fleetctl top under tmux shows every actor live, sorts by key and "
     [&] { return t.pane().find("top-exit=0") != std::string::npos; }, 30s));
   CHECK(t.run({"display", "-p", "-t", "top", "#{alternate_on}"}).second
         == "0\n");
+  // The node gone: top says so (within --timeout) and goes on; q still
+  // ends it.
+  t.keys({"clear; " + program("fleetctl") + " --node 127.0.0.1:"
+            + std::to_string(n.dev_console)
+            + " top --interval 200ms --timeout 2s; echo top-exit=$?",
+          "Enter"});
+  REQUIRE(eventually(
+    [&] {
+      return t.pane().find("fleetctl top - node") != std::string::npos;
+    },
+    30s));
+  n.device->signal(SIGTERM);
+  REQUIRE(n.device->wait(30s));
+  REQUIRE(eventually(
+    [&] {
+      pane = t.pane();
+      return pane.find("! lost node 127.0.0.1:") != std::string::npos
+             || pane.find("! cannot reach node 127.0.0.1:")
+                  != std::string::npos;
+    },
+    30s));
+  t.keys({"q"});
+  REQUIRE(eventually(
+    [&] { return t.pane().find("top-exit=0") != std::string::npos; }, 30s));
 }
 
 TEST_CASE("fleetctl top, nodes, streams and --watch/--json on real nodes") {
