@@ -27,15 +27,25 @@ namespace fleetd {
 
 namespace {
 
-volatile sig_atomic_t resized = 0;
 volatile sig_atomic_t stop_requested = 0;
+// Any thread may take a signal (CAF's too): a byte here wakes the main
+// thread's poll() wherever it landed.
+int signal_pipe[2] = {-1, -1};
+
+void wake_main() {
+  char one = 1;
+  if (::write(signal_pipe[1], &one, 1) < 0) {
+    // Full: the main thread is woken already.
+  }
+}
 
 void on_winch(int) {
-  resized = 1;
+  wake_main();
 }
 
 void on_stop(int) {
   stop_requested = 1;
+  wake_main();
 }
 
 int64_t wall_ms() {
@@ -341,6 +351,10 @@ int run_top(caf::actor_system& sys, inspector_actor node,
       std::cout << line << "\n";
     return 0;
   }
+  if (pipe2(signal_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+    std::cerr << "fleetctl: top: cannot make a pipe" << std::endl;
+    return 1;
+  }
   struct sigaction winch{};
   winch.sa_handler = on_winch;
   sigaction(SIGWINCH, &winch, nullptr);
@@ -365,7 +379,6 @@ int run_top(caf::actor_system& sys, inspector_actor node,
               + std::chrono::milliseconds{view.interval_ms};
   for (;;) {
     auto size = window_size();
-    resized = 0;
     // A node slow to answer is said before --timeout gives up on it.
     auto waited = p.waiting();
     if (waited > std::max(opt.interval, std::chrono::milliseconds{1000})) {
@@ -385,15 +398,22 @@ int run_top(caf::actor_system& sys, inspector_actor node,
       p.ask();
       next = now + std::chrono::milliseconds{view.interval_ms};
     }
-    pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {p.fd(), POLLIN, 0}};
+    pollfd fds[3] = {{STDIN_FILENO, POLLIN, 0},
+                     {p.fd(), POLLIN, 0},
+                     {signal_pipe[0], POLLIN, 0}};
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next
                                                                       - now);
-    auto n = poll(fds, 2, static_cast<int>(std::min<int64_t>(wait.count() + 1,
+    auto n = poll(fds, 3, static_cast<int>(std::min<int64_t>(wait.count() + 1,
                                                              INT_MAX)));
     if (stop_requested)
       return 0;
+    if (fds[2].revents & POLLIN) {
+      char drain[64];
+      while (::read(signal_pipe[0], drain, sizeof(drain)) > 0)
+        ;
+    }
     if (n <= 0)
-      continue; // a tick, a resize (EINTR) or a signal: redraw
+      continue; // a tick or EINTR: redraw
     if (fds[1].revents & POLLIN)
       if (auto answer = p.take())
         s.add(std::move(answer->status), answer->error, answer->at);
