@@ -22,6 +22,7 @@
 #include "runtime/options.hpp"
 #include "tools/fleetctl_actors.hpp"
 #include "tools/fleetctl_top_frame.hpp"
+#include "tools/fleetctl_watch.hpp"
 
 namespace fleetd {
 
@@ -48,10 +49,11 @@ void on_stop(int) {
   wake_main();
 }
 
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
+// Empties a non-blocking pipe whose bytes only say "wake up".
+void drain(int fd) {
+  char buf[64];
+  while (::read(fd, buf, sizeof(buf)) > 0)
+    ;
 }
 
 void write_all(const std::string& s) {
@@ -162,7 +164,7 @@ struct samples {
     }
     frame.now = std::move(*x);
     frame.before = before ? &*before : nullptr;
-    frame.at_ms = wall_ms();
+    frame.at_ms = now_ms();
     frame.error.clear();
     last = at;
     return true;
@@ -227,9 +229,7 @@ public:
 
   /// The latest answer once fd() is readable; none when it was taken.
   std::optional<answer> take() {
-    char drain[64];
-    while (::read(pipe_[0], drain, sizeof(drain)) > 0)
-      ;
+    drain(pipe_[0]);
     std::lock_guard<std::mutex> guard{mtx_};
     std::optional<answer> out;
     out.swap(ready_);
@@ -407,11 +407,8 @@ int run_top(caf::actor_system& sys, inspector_actor node,
                                                              INT_MAX)));
     if (stop_requested)
       return 0;
-    if (fds[2].revents & POLLIN) {
-      char drain[64];
-      while (::read(signal_pipe[0], drain, sizeof(drain)) > 0)
-        ;
-    }
+    if (fds[2].revents & POLLIN)
+      drain(signal_pipe[0]);
     if (n <= 0)
       continue; // a tick or EINTR: redraw
     if (fds[1].revents & POLLIN)

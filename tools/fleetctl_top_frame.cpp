@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <ctime>
 #include <map>
 
 #include "tools/fleetctl_actors.hpp"
+#include "tools/fleetctl_watch.hpp"
 
 namespace fleetd {
 
@@ -26,15 +26,6 @@ std::string uptime_text(int64_t ms) {
              static_cast<long long>(s / 3600),
              static_cast<long long>(s % 3600 / 60),
              static_cast<long long>(s % 60));
-  return out;
-}
-
-std::string clock_of(int64_t unix_ms) {
-  std::time_t t = unix_ms / 1000;
-  char out[16];
-  std::tm tm{};
-  localtime_r(&t, &tm);
-  strftime(out, sizeof(out), "%H:%M:%S", &tm);
   return out;
 }
 
@@ -74,7 +65,7 @@ std::vector<std::string> top_frame(const top_sample& s, const top_view& view,
   std::vector<std::string> out;
   out.push_back("fleetctl top - node " + x.node_id + " (" + x.role
                 + ", fleetd " + x.version + "), up " + uptime_text(x.uptime_ms)
-                + ", " + clock_of(s.at_ms));
+                + ", " + clock_text(s.at_ms));
   std::string cpu;
   if (s.before && s.elapsed_ms > 0 && x.process.cpu_ms >= 0
       && s.before->process.cpu_ms >= 0) {
