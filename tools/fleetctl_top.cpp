@@ -9,9 +9,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <condition_variable>
 #include <csignal>
 #include <iostream>
-#include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -128,17 +128,15 @@ struct asker {
       node = std::move(*again);
     }
     caf::scoped_actor self{sys};
-    std::optional<node_status> out;
-    self->request(node, opt.timeout, status_atom::value)
-      .receive([&](node_status& x) { out = std::move(x); },
-               [&](const caf::error& err) {
-                 error = "lost node " + opt.node + ": " + render(err)
-                         + "; reconnecting";
-                 node = inspector_actor{};
-               });
-    if (out)
-      error.clear();
-    return out;
+    auto x = ask_node<node_status>(self, node, opt.timeout,
+                                   status_atom::value);
+    if (!x) {
+      error = "lost node " + opt.node + ": " + render(x.error())
+              + "; reconnecting";
+      node = inspector_actor{};
+      return std::nullopt;
+    }
+    return std::move(*x);
   }
 };
 
