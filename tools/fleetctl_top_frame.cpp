@@ -110,7 +110,9 @@ std::vector<std::string> top_frame(const top_sample& s, const top_view& view,
   if (shown < static_cast<int>(order.size()) && room > 0)
     out.push_back("... " + std::to_string(order.size() - shown)
                   + " more actors (taller window)");
-  out.push_back(keys);
+  // Without a window (one frame, no terminal) there are no keys to press.
+  if (rows > 0)
+    out.push_back(keys);
   if (rows > 0 && out.size() > static_cast<size_t>(rows))
     out.resize(static_cast<size_t>(rows));
   for (auto& l : out)

@@ -38,7 +38,8 @@ node_status with_rates(const node_status& now, const node_status* before,
 
 /// One screen of `fleetctl top`: header lines, the actors table sorted as
 /// `view` says, a key line; at most `rows` lines of at most `cols` bytes
-/// (0: no limit), control bytes the node sent replaced by '?'.
+/// (0: no limit, and no key line: one frame for a pipe), control bytes the
+/// node sent replaced by '?'.
 std::vector<std::string> top_frame(const top_sample& s, const top_view& view,
                                    int rows, int cols);
 

@@ -190,6 +190,13 @@ TEST_CASE("fleetctl top under tmux shows every actor live, sorts by key and "
   CHECK(eventually(
     [&] { return t.pane().find("ACTOR^") != std::string::npos; }, 10s));
   n.device->signal(SIGCONT);
+  // + doubles the interval, - halves it.
+  t.keys({"+"});
+  CHECK(eventually(
+    [&] { return t.pane().find("every 400 ms") != std::string::npos; }, 10s));
+  t.keys({"-", "-"});
+  CHECK(eventually(
+    [&] { return t.pane().find("every 100 ms") != std::string::npos; }, 10s));
   // A smaller window: the table is cut, SIGWINCH redraws.
   REQUIRE(t.run({"resize-window", "-t", "top", "-x", "70", "-y", "12"}).first
           == 0);

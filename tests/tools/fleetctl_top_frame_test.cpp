@@ -102,7 +102,10 @@ TEST_CASE("top's frame: header, every actor, rates from two answers") {
     return l.rfind("ACTOR", 0) == 0;
   });
   CHECK(header.find("MSG/Sv") != std::string::npos);
-  CHECK(lines.back().find("q quit") == 0);
+  CHECK(lines.back().rfind("backoff ", 0) == 0); // the slowest, last
+  CHECK(lines.back().find("q quit") == std::string::npos);
+  // In a window the last line names the keys.
+  CHECK(top_frame(s, view, 50, 0).back().rfind("q quit", 0) == 0);
 }
 
 TEST_CASE("top's frame without an earlier answer shows no rates") {
