@@ -122,12 +122,26 @@ int64_t time_quantile_us(const actor_counters& c, double q) {
   return int64_t{1} << (xs.size() - 1);
 }
 
+void actor_directory::bind(uint64_t id,
+                           const std::shared_ptr<actor_counters>& c) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  by_id_[id] = c;
+}
+
+std::shared_ptr<actor_counters> actor_directory::find(uint64_t id) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto i = by_id_.find(id);
+  return i == by_id_.end() ? nullptr : i->second.lock();
+}
+
 std::shared_ptr<actor_counters>
 stats_registry::slot(const std::string& name) {
   std::lock_guard<std::mutex> guard{mtx_};
   auto& e = entries_[name];
-  if (!e.counters)
+  if (!e.counters) {
     e.counters = std::make_shared<actor_counters>();
+    e.counters->directory = directory_;
+  }
   return e.counters;
 }
 

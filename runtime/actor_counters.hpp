@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "messages/types.hpp"
 
@@ -68,6 +69,22 @@ struct mailbox_gauge {
   }
 };
 
+struct actor_counters;
+
+/// The measured actors of one registry by actor id, so an error answer is
+/// counted on the actor that gave it. Ids are never reused: no unbinding.
+class actor_directory {
+public:
+  void bind(uint64_t id, const std::shared_ptr<actor_counters>& c);
+
+  /// The counters of actor `id`, if it is one of the registry's.
+  std::shared_ptr<actor_counters> find(uint64_t id);
+
+private:
+  std::mutex mtx_;
+  std::unordered_map<uint64_t, std::weak_ptr<actor_counters>> by_id_;
+};
+
 /// One actor's figures as the runtime measures them (runtime/counted.hpp).
 /// Written by the actor's own thread (one writer: plain relaxed stores),
 /// read from any thread without a lock.
@@ -91,6 +108,9 @@ struct actor_counters {
   /// When the last timed message was done; 0 before the first.
   std::atomic<int64_t> last_ns{0};
   std::array<std::atomic<uint64_t>, buckets> time{};
+  /// Shared by the registry's counters (outlives the registry while any
+  /// actor still runs).
+  std::shared_ptr<actor_directory> directory;
 
   /// Counts one message handled from `begin_ns` until now (a timed one).
   void timed_since(int64_t begin_ns) noexcept;
@@ -152,6 +172,8 @@ private:
   };
   std::mutex mtx_;
   std::map<std::string, entry> entries_;
+  std::shared_ptr<actor_directory> directory_
+    = std::make_shared<actor_directory>();
 };
 
 /// RSS, CPU time, threads, descriptors and sockets of this process, from

@@ -22,11 +22,17 @@ namespace fleetd {
 
 namespace detail {
 
-/// Wraps the behavior `self` starts with so error answers are counted.
-void count_errors(caf::scheduled_actor* self,
-                  const std::shared_ptr<actor_counters>& c);
+/// The error a response carries (none for other contents).
+caf::error error_answer(caf::mailbox_element& x);
 
-/// Ends incarnation `g` in `c` when `self` exits (an abnormal reason counted).
+/// Counts error answer `err` from `answerer` that actor `self` (counters
+/// `c`) received: on the answerer when it is measured in the same registry,
+/// else on `self` as a failed request.
+void count_error_answer(actor_counters& c, caf::actor_id self,
+                        caf::actor_id answerer, const caf::error& err);
+
+/// Makes `self` known by id to its registry's directory, and ends
+/// incarnation `g` in `c` when `self` exits (an abnormal reason counted).
 void watch_exit(caf::abstract_actor* self, std::shared_ptr<actor_counters> c,
                 std::shared_ptr<mailbox_gauge> g);
 
@@ -35,7 +41,8 @@ void watch_exit(caf::abstract_actor* self, std::shared_ptr<actor_counters> c,
 /// Actor class `Impl` (what CAF infers from an actor function) measured by
 /// the runtime: messages in and out of its mailbox, handling time (one
 /// message in actor_counters::sample_every, which also stamps the time of
-/// the last message), error answers.
+/// the last message), error answers (seen where they arrive: wrapping the
+/// behavior to see them where they are made cost ~5 % of an empty handler).
 template <class Impl>
 class counted_actor final : public Impl {
 public:
@@ -56,6 +63,22 @@ public:
   using Impl::consume;
 
   caf::invoke_message_result consume(caf::mailbox_element& x) override {
+    // Error answers are rare: the common path tests one bit.
+    if (x.mid.is_response())
+      return consume_response(x);
+    return counted_consume(x);
+  }
+
+  const std::shared_ptr<actor_counters>& counters() const {
+    return counters_;
+  }
+
+  const std::shared_ptr<mailbox_gauge>& gauge() const {
+    return gauge_;
+  }
+
+private:
+  caf::invoke_message_result counted_consume(caf::mailbox_element& x) {
     // One writer (this actor's thread): loads and stores, no locked adds.
     auto& g = *gauge_;
     auto relaxed = std::memory_order_relaxed;
@@ -77,20 +100,18 @@ public:
     return result;
   }
 
-  void initialize() override {
-    Impl::initialize();
-    detail::count_errors(this, counters_);
+  caf::invoke_message_result consume_response(caf::mailbox_element& x) {
+    auto answer = detail::error_answer(x);
+    if (!answer)
+      return counted_consume(x);
+    // Read before the handler, which may take the message apart.
+    auto answerer = x.sender ? x.sender->id() : caf::actor_id{0};
+    auto result = counted_consume(x);
+    if (result != caf::invoke_message_result::skipped)
+      detail::count_error_answer(*counters_, this->id(), answerer, answer);
+    return result;
   }
 
-  const std::shared_ptr<actor_counters>& counters() const {
-    return counters_;
-  }
-
-  const std::shared_ptr<mailbox_gauge>& gauge() const {
-    return gauge_;
-  }
-
-private:
   std::shared_ptr<actor_counters> counters_;
   std::shared_ptr<mailbox_gauge> gauge_;
   /// Messages until the next timed one.

@@ -52,6 +52,20 @@ caf::behavior worker(caf::event_based_actor*) {
   };
 }
 
+/// Passes each number on to `target` and its answer back, as node actors
+/// that ask others do.
+caf::behavior asker(caf::event_based_actor* self, caf::actor target) {
+  return {
+    [self, target](int64_t us) -> caf::result<int64_t> {
+      auto rp = self->make_response_promise<int64_t>();
+      self->request(target, 5s, us)
+        .then([rp](int64_t y) mutable { rp.deliver(y); },
+              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
+  };
+}
+
 using stats_actor = caf::typed_actor<stats_handler>;
 
 // A typed actor: counted the same way.
@@ -143,21 +157,44 @@ TEST_CASE("the rate counts the messages since the previous read") {
 TEST_CASE("error answers and abnormal exits are counted with their text") {
   system_fixture f;
   auto hdl = spawn_counted(*f.sys, &f.reg, "worker", worker);
+  auto front = spawn_counted(*f.sys, &f.reg, "asker", asker, hdl);
   caf::scoped_actor self{*f.sys};
-  self->request(hdl, 5s, int64_t{-1})
+  self->request(front, 5s, int64_t{-1})
     .receive([](int64_t) { FAIL("no error"); },
              [](caf::error& err) {
                CHECK(render(err).find("negative work") != std::string::npos);
              });
+  // On the actor that answered it, not on the one that passed it on.
   REQUIRE(eventually([&] { return f.reg.read("worker").errors == 1; }, 5s));
   CHECK(f.reg.read("worker").last_error.find("negative work")
         != std::string::npos);
+  CHECK(f.reg.read("asker").errors == 0);
   self->send_exit(hdl, make_error(ec::io_error, "disk gone"));
   // Counted as the actor's last act, beside whoever else watches it.
   REQUIRE(eventually([&] { return f.reg.read("worker").errors == 2; }, 5s));
   auto r = f.reg.read("worker");
   CHECK(r.last_error.find("disk gone") != std::string::npos);
   CHECK(r.mailbox == 0);
+  self->send_exit(front, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("an error from outside the measured actors counts on the asker") {
+  system_fixture f;
+  // Not measured: its error answer counts as the asker's failed request.
+  auto plain = f.sys->spawn(worker);
+  auto front = spawn_counted(*f.sys, &f.reg, "asker", asker, plain);
+  caf::scoped_actor self{*f.sys};
+  self->request(front, 5s, int64_t{-1})
+    .receive([](int64_t) { FAIL("no error"); }, [](caf::error&) {});
+  REQUIRE(eventually([&] { return f.reg.read("asker").errors == 1; }, 5s));
+  auto r = f.reg.read("asker");
+  CHECK(r.last_error.find("request failed") != std::string::npos);
+  CHECK(r.last_error.find("negative work") != std::string::npos);
+  // Answers that are no errors count nothing.
+  CHECK(ask<int64_t>(self, front, 5s, int64_t{2}) == 2);
+  CHECK(f.reg.read("asker").errors == 1);
+  self->send_exit(front, caf::exit_reason::user_shutdown);
+  self->send_exit(plain, caf::exit_reason::user_shutdown);
 }
 
 TEST_CASE("an orderly stop is no error; a second incarnation is a restart") {
