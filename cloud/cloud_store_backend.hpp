@@ -42,6 +42,9 @@ public:
   }
 };
 
+/// FNV-1a of a device id: the same in every process and every run.
+uint64_t device_hash(const std::string& device_id);
+
 /// Which of `writers` writers takes the batches of `device_id` (FNV-1a:
 /// the same in every process, so a benchmark can split work alike).
 size_t writer_of(const std::string& device_id, size_t writers);

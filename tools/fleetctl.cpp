@@ -22,6 +22,7 @@
 #include "runtime/node.hpp"
 #include "runtime/options.hpp"
 #include "tools/fleetctl_query.hpp"
+#include "tools/fleetctl_rollout.hpp"
 #include "tools/fleetctl_tenancy.hpp"
 
 namespace fleetd {
@@ -48,6 +49,7 @@ struct ctl_options {
   bool create = false;
   tenancy_options tenancy;
   query_options query;
+  rollout_options rollout;
 };
 
 /// The settings change `fleetctl config` asks for, or the reason to refuse.
@@ -430,6 +432,7 @@ void declare(option_set& opts, ctl_options& opt) {
                 "quota set: the org's request bytes per day (0: unlimited)", 0,
                 int64_t{1} << 50);
   declare(opts, opt.query);
+  declare(opts, opt.rollout);
   opts.add("create", opt.create, false,
            "config: accept a device the cloud has never heard from (the "
            "settings wait for it)");
@@ -473,11 +476,20 @@ int check_command(const option_set& opts, const ctl_options& opt) {
               << std::endl;
     return 2;
   }
+  if (is_rollout_command(cmd)) {
+    auto r = rollout_command_of(opts.args(), opt.rollout, opt.tenancy.org,
+                                change_of(opt));
+    if (r)
+      return 0;
+    std::cerr << "fleetctl: bad arguments: " << error_text(r.error())
+              << std::endl;
+    return 2;
+  }
   if (cmd != "status" && cmd != "actors" && cmd != "devices" && cmd != "watch"
       && cmd != "config" && cmd != "debug") {
     std::cerr << "fleetctl: unknown command '" << cmd
               << "' (status, actors, devices, watch, config, debug, org, enroll, "
-                 "device, quota, token, query, logs; see --help)"
+                 "device, quota, token, query, logs, rollout; see --help)"
               << std::endl;
     return 2;
   }
@@ -602,6 +614,12 @@ int run_console(const option_set& opts, const ctl_options& opt,
   } else if (is_tenancy_command(cmd)) {
     rc = run_tenancy(self, *node, *tenancy_command_of(opts.args(), opt.tenancy),
                      opt.json, opt.timeout);
+  } else if (is_rollout_command(cmd)) {
+    // A start waits for its canary's settings to be stored.
+    rc = run_rollout(self, *node,
+                     *rollout_command_of(opts.args(), opt.rollout,
+                                         opt.tenancy.org, change_of(opt)),
+                     opt.json, std::max<caf::timespan>(opt.timeout, std::chrono::seconds(60)));
   } else if (cmd == "debug") {
     self->request(*node, opt.timeout, debug_atom::value,
                   opts.args()[1] + " " + opts.args()[2])
@@ -628,7 +646,8 @@ int run(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   ctl_options opt;
   option_set opts("fleetctl",
-                  std::string(summary) + tenancy_usage + query_usage);
+                  std::string(summary) + tenancy_usage + query_usage
+                    + rollout_usage);
   declare(opts, opt);
   if (auto rc = parse_command_line(argc, argv, opts, opt); rc >= 0)
     return rc;
