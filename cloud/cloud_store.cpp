@@ -125,6 +125,10 @@ cloud_store(cloud_store_actor::stateful_pointer<cloud_store_state> self,
           const settings_change& x) -> caf::result<cloud_settings> {
       return to_result(st.set_config(device, x));
     },
+    [&st](config_atom,
+          const std::string& device) -> caf::result<cloud_settings> {
+      return to_result(st.get_config(device));
+    },
     [self](stats_atom) { return all_stats(self); },
   };
 }

@@ -154,8 +154,7 @@ void push_all(rollout_ptr self, const std::vector<std::string>& devices,
         });
 }
 
-// Reads the settings of each device before it changes (a change naming no
-// field stores the same values under the next version and replies them).
+// Reads the settings of each device before it changes.
 void read_previous(rollout_ptr self, const std::string& org,
                    const std::vector<std::string>& devices, done_fn done) {
   if (devices.empty()) {
@@ -165,8 +164,7 @@ void read_previous(rollout_ptr self, const std::string& org,
   auto pending = std::make_shared<size_t>(devices.size());
   auto first = std::make_shared<caf::error>();
   for (auto& id : devices)
-    self->request(self->state.cfg.store, store_timeout, config_atom::value, id,
-                  settings_change{})
+    self->request(self->state.cfg.store, store_timeout, config_atom::value, id)
       .then(
         [self, org, id, pending, first, done](cloud_settings& x) {
           auto i = self->state.rollouts.find(org);

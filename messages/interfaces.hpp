@@ -139,6 +139,8 @@ using cloud_store_actor = caf::typed_actor<
   // Changes the operator's settings for a device; replies the whole new
   // version (ec::unknown_device for a device never seen, unless `create`).
   caf::replies_to<config_atom, std::string, settings_change>::with<cloud_settings>,
+  // A device's current settings (version 0: none set).
+  caf::replies_to<config_atom, std::string>::with<cloud_settings>,
   stats_handler>;
 
 /// Drains the ingest journal into one sink_backend (cloud/sink_runner).

@@ -176,6 +176,12 @@ struct rollout_fixture : test::cloud_fixture {
   }
 };
 
+rollout_command op(const char* name) {
+  rollout_command out;
+  out.op = name;
+  return out;
+}
+
 settings_change batch_size(int64_t n) {
   settings_change c;
   c.values.batch_size = n;
@@ -226,7 +232,7 @@ TEST_CASE("a rollout that worsens sync success halts by itself after its "
   // A second rollout for the org waits for this one.
   CHECK(is_error(f.refused(f.start(batch_size(7))), ec::conflict));
   // Rolled back: every canary device has its own retention again.
-  st = f.run(rollout_command{"rollback"});
+  st = f.run(op("rollback"));
   CHECK(st.phase == "rolled_back");
   CHECK(st.changed == 0);
   f.round();
@@ -236,6 +242,8 @@ TEST_CASE("a rollout that worsens sync success halts by itself after its "
 TEST_CASE("a good rollout goes stage by stage to 100 % of the devices") {
   rollout_fixture f;
   auto st = f.run(f.start(batch_size(500)));
+  INFO(st.reason);
+  REQUIRE(st.phase == "baking");
   std::vector<int64_t> changed{st.changed};
   auto canary = f.with([](auto&) { return false; });
   for (int64_t stage = 0; st.phase == "baking" && stage < 8; ++stage) {
@@ -267,7 +275,7 @@ TEST_CASE("halt keeps the state, resume goes on, rollback restores the "
   REQUIRE(pinned.settings.batch_size == 42);
   auto st = f.run(f.start(batch_size(500)));
   REQUIRE(st.changed == 10);
-  st = f.run(rollout_command{"halt"});
+  st = f.run(op("halt"));
   CHECK(st.phase == "halted");
   CHECK(st.reason == "halted by the operator");
   f.bake();
@@ -275,7 +283,7 @@ TEST_CASE("halt keeps the state, resume goes on, rollback restores the "
   caf::anon_send(f.ro, tick_atom::value);
   CHECK(f.status().phase == "halted");
   CHECK(f.status().changed == 10);
-  st = f.run(rollout_command{"resume"});
+  st = f.run(op("resume"));
   CHECK(st.phase == "baking");
   CHECK(st.stage == 0);
   f.bake();
@@ -286,14 +294,14 @@ TEST_CASE("halt keeps the state, resume goes on, rollback restores the "
   f.round();
   auto changed = f.with([](auto& d) { return d.settings.batch_size == 500; });
   CHECK(changed.size() == 50);
-  CHECK(is_error(f.refused(rollout_command{"resume"}), ec::bad_config));
-  st = f.run(rollout_command{"rollback"});
+  CHECK(is_error(f.refused(op("resume")), ec::bad_config));
+  st = f.run(op("rollback"));
   CHECK(st.phase == "rolled_back");
   f.round();
   CHECK(f.with([](auto& d) { return d.settings.batch_size == 500; }).empty());
   CHECK(f.with([](auto& d) { return d.settings.batch_size == 42; })
         == std::set<std::string>{pinned.id});
-  CHECK(is_error(f.refused(rollout_command{"halt"}), ec::bad_config));
+  CHECK(is_error(f.refused(op("halt")), ec::bad_config));
 }
 
 TEST_CASE("by tier: tier 1 first, then 2, then 3, each canary first") {
@@ -364,7 +372,7 @@ TEST_CASE("a restarted rollout actor goes on from its saved state with the "
   CHECK(step.size() == 50);
   CHECK(std::includes(step.begin(), step.end(), canary.begin(), canary.end()));
   // Rollback still knows each device's previous settings.
-  st = f.run(rollout_command{"rollback"});
+  st = f.run(op("rollback"));
   CHECK(st.phase == "rolled_back");
   f.round();
   CHECK(f.with([](auto& d) { return d.settings.batch_size == 500; }).empty());
@@ -405,7 +413,7 @@ TEST_CASE("bad rollout commands are refused with a reason") {
   c = ok;
   c.op = "explode";
   refused(c, "unknown command");
-  refused(rollout_command{"halt"}, "has no rollout");
+  refused(op("halt"), "has no rollout");
   c = ok;
   c.org = "nobody";
   CHECK(is_error(f.refused(c), ec::unknown_device));
