@@ -416,7 +416,8 @@ void declare(option_set& opts, ctl_options& opt) {
            "config: the device's own retention again");
   opts.add("unset.zstd-level", opt.unset_zstd_level, false,
            "config: the device's own zstd level again");
-  opts.add("org", opt.tenancy.org, "", "org, enroll, device, quota: the org");
+  opts.add("org", opt.tenancy.org, "",
+           "org, enroll, device, quota, rollout: the org");
   opts.add("uses", opt.tenancy.uses, 1, "devices",
            "enroll create: how many devices the token may enroll", 1);
   opts.add("expires", opt.tenancy.expires, 24h,

@@ -1,7 +1,8 @@
 // fleetctl rollout against a real fleetd-cloud and two real devices: start
 // puts the canary's settings on one device, status shows it, halt keeps it,
-// rollback gives the device its own settings back; a second rollout with a
-// short bake reaches both devices by itself.
+// rollback gives the device its own settings back; a canary of tiny batches
+// halts by itself on bandwidth; a rollout with a short bake reaches both
+// devices by itself.
 #include <doctest/doctest.h>
 
 #include <csignal>
@@ -17,12 +18,6 @@ using namespace fleetd::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-uint16_t port_in(const std::string& file) {
-  auto port = port_from(file);
-  REQUIRE(port != 0);
-  return port;
-}
 
 struct fleet {
   temp_dir tmp;
@@ -41,8 +36,10 @@ struct fleet {
                                "--ingest.port=0", "--console.port=0",
                                "--rollout.check-interval=50ms"},
       tmp.path() + "/cloud.log");
-    ingest = port_in(cloud_dir + "/ingest.port");
-    cloud_console = port_in(cloud_dir + "/console.port");
+    ingest = port_from(cloud_dir + "/ingest.port");
+    cloud_console = port_from(cloud_dir + "/console.port");
+    REQUIRE(ingest != 0);
+    REQUIRE(cloud_console != 0);
   }
 
   void start_device(const std::string& id) {
@@ -57,7 +54,8 @@ struct fleet {
         "--sync.batch-size=100", "--sync.backoff-base=20ms",
         "--sync.backoff-cap=200ms"},
       tmp.path() + "/" + id + ".log"));
-    consoles.push_back(port_in(dir + "/console.port"));
+    consoles.push_back(port_from(dir + "/console.port"));
+    REQUIRE(consoles.back() != 0);
   }
 
   std::pair<int, std::string> ctl(std::vector<std::string> args) {
@@ -81,7 +79,7 @@ struct fleet {
 } // namespace
 
 TEST_CASE("fleetctl rollout start, status, halt and rollback on a real "
-          "cloud with two devices") {
+          "cloud with two devices; a canary that costs bandwidth halts") {
   fleet f;
   f.start_cloud();
   f.start_device("roll-a");
@@ -131,9 +129,29 @@ TEST_CASE("fleetctl rollout start, status, halt and rollback on a real "
                     "0%"});
   CHECK(bad.first == 2);
   CHECK(bad.second.find("--canary") != std::string::npos);
-  // A short bake: the rollout goes to both devices by itself.
-  out = f.ctl({"rollout", "start", "--set.batch-size=9", "--canary", "50%",
+  // Batches of 2 points cost far more bytes per record: after a short bake
+  // the rollout halts by itself, its canary alone changed.
+  out = f.ctl({"rollout", "start", "--set.batch-size=2", "--canary", "50%",
                "--steps", "100", "--bake", "1s"});
+  INFO(out.second);
+  REQUIRE(out.first == 0);
+  std::string halted;
+  REQUIRE(eventually(
+    [&] {
+      halted = f.ctl({"rollout", "status"}).second;
+      return halted.find(": halted") != std::string::npos;
+    },
+    60s));
+  MESSAGE(halted);
+  CHECK(halted.find("halted by itself after stage 1 of 2: bandwidth")
+        != std::string::npos);
+  CHECK(halted.find("changed 1 of 2 devices") != std::string::npos);
+  CHECK(f.ctl({"rollout", "rollback"}).first == 0);
+  REQUIRE(eventually([&] { return f.batch_sizes() == own; }, 20s));
+  // A short bake: the rollout goes to both devices by itself (larger
+  // batches; the bandwidth margin wide, this run checks the stages).
+  out = f.ctl({"rollout", "start", "--set.batch-size=9", "--canary", "50%",
+               "--steps", "100", "--bake", "1s", "--margin.bandwidth=100000"});
   INFO(out.second);
   REQUIRE(out.first == 0);
   REQUIRE(eventually(
