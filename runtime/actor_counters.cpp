@@ -1,5 +1,6 @@
 #include "runtime/actor_counters.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -34,8 +35,20 @@ int64_t coarse_ns() {
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
+namespace detail {
+
+unsigned assign_sender_slot() noexcept {
+  static std::atomic<unsigned> next{0};
+  auto n = next.fetch_add(1, std::memory_order_relaxed) + 1;
+  // Past the plain slots every thread shares the last one.
+  return n < mailbox_gauge::slots ? n : mailbox_gauge::slots;
+}
+
+} // namespace detail
+
 void actor_counters::timed_since(int64_t begin_ns) noexcept {
   auto end = clock();
+  last_ns.store(end, std::memory_order_relaxed);
   // One writer (the actor's thread): a load and a store, no locked add.
   auto& b = time[time_bucket(end - begin_ns)];
   b.store(b.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -83,7 +96,7 @@ int64_t actor_counters::mailbox() const {
     return 0;
   // Read out before in: a message counted out was counted in before.
   auto out = g->dequeued.load(std::memory_order_acquire);
-  auto in = g->enqueued.load(std::memory_order_acquire);
+  auto in = g->enqueued();
   return in > out ? static_cast<int64_t>(in - out) : 0;
 }
 
@@ -135,6 +148,12 @@ actor_runtime stats_registry::read(const std::string& name) {
     out.per_second = static_cast<int64_t>(
       static_cast<double>(handled - e.prev_handled) * 1e9
       / static_cast<double>(now - e.prev_ns));
+  auto timed = c.last_ns.load(std::memory_order_relaxed);
+  if (timed > e.last_ns)
+    e.last_ns = timed;
+  // Handled since the previous read: the last one came after it.
+  if (handled != e.prev_handled && e.prev_ns > e.last_ns)
+    e.last_ns = e.prev_ns;
   e.prev_handled = handled;
   e.prev_ns = now;
   out.p50_us = time_quantile_us(c, 0.5);
@@ -143,8 +162,8 @@ actor_runtime stats_registry::read(const std::string& name) {
   out.last_error = c.last_error();
   auto spawns = c.spawns.load(std::memory_order_relaxed);
   out.restarts = spawns > 1 ? static_cast<int64_t>(spawns - 1) : 0;
-  auto last = c.last_ns.load(std::memory_order_relaxed);
-  out.idle_ms = last > 0 ? (now - last) / 1000000 : -1;
+  out.idle_ms = e.last_ns > 0 ? std::max<int64_t>(0, now - e.last_ns) / 1000000
+                              : -1;
   return out;
 }
 

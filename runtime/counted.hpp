@@ -34,31 +34,28 @@ void watch_exit(caf::abstract_actor* self, std::shared_ptr<actor_counters> c,
 
 /// Actor class `Impl` (what CAF infers from an actor function) measured by
 /// the runtime: messages in and out of its mailbox, handling time (one
-/// message in actor_counters::sample_every), error answers, the end of each
-/// run of messages. Without counters it behaves exactly as `Impl`.
+/// message in actor_counters::sample_every, which also stamps the time of
+/// the last message), error answers.
 template <class Impl>
 class counted_actor final : public Impl {
 public:
   counted_actor(caf::actor_config& cfg, std::shared_ptr<actor_counters> c)
     : Impl(cfg),
       counters_(std::move(c)),
-      gauge_(counters_ ? counters_->begin_incarnation() : nullptr) {
+      gauge_(counters_->begin_incarnation()) {
     // nop
   }
 
   using Impl::enqueue;
 
   void enqueue(caf::mailbox_element_ptr x, caf::execution_unit* eu) override {
-    if (gauge_)
-      gauge_->enqueued.fetch_add(1, std::memory_order_relaxed);
+    gauge_->count_in();
     Impl::enqueue(std::move(x), eu);
   }
 
   using Impl::consume;
 
   caf::invoke_message_result consume(caf::mailbox_element& x) override {
-    if (!gauge_)
-      return Impl::consume(x);
     // One writer (this actor's thread): loads and stores, no locked adds.
     auto& g = *gauge_;
     auto relaxed = std::memory_order_relaxed;
@@ -80,19 +77,9 @@ public:
     return result;
   }
 
-  caf::resumable::resume_result resume(caf::execution_unit* eu,
-                                       size_t max_throughput) override {
-    auto result = Impl::resume(eu, max_throughput);
-    // Once a run of messages, not once a message: the idle time's stamp.
-    if (gauge_)
-      counters_->ran();
-    return result;
-  }
-
   void initialize() override {
     Impl::initialize();
-    if (counters_)
-      detail::count_errors(this, counters_);
+    detail::count_errors(this, counters_);
   }
 
   const std::shared_ptr<actor_counters>& counters() const {
@@ -112,22 +99,22 @@ private:
 
 /// sys.spawn<Os>(fun, xs...) with the actor measured under `name` in `reg`
 /// (restarted incarnations of the same name count in the same place); with
-/// no registry (statistics off) nothing is measured.
+/// no registry (statistics off) it is sys.spawn itself, at no cost.
 template <caf::spawn_options Os = caf::no_spawn_options, class F, class... Ts>
 caf::infer_handle_from_fun_t<F>
 spawn_counted(caf::actor_system& sys, stats_registry* reg,
               const std::string& name, F fun, Ts&&... xs) {
+  if (!reg)
+    return sys.spawn<Os>(std::move(fun), std::forward<Ts>(xs)...);
   using impl = caf::infer_impl_from_fun_t<F>;
   using counted = counted_actor<impl>;
   caf::actor_config cfg;
   caf::detail::init_fun_factory<impl, F> fac;
   cfg.init_fun = fac(std::move(fun), std::forward<Ts>(xs)...);
-  auto hdl = sys.spawn_impl<counted, Os>(
-    cfg, reg ? reg->slot(name) : std::shared_ptr<actor_counters>{});
+  auto hdl = sys.spawn_impl<counted, Os>(cfg, reg->slot(name));
   auto* self = caf::actor_cast<caf::abstract_actor*>(hdl);
   auto* ptr = static_cast<counted*>(self);
-  if (ptr->counters())
-    detail::watch_exit(self, ptr->counters(), ptr->gauge());
+  detail::watch_exit(self, ptr->counters(), ptr->gauge());
   return hdl;
 }
 

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <ctime>
 #include <iostream>
+#include <memory>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -24,6 +25,10 @@
 #include "tools/fleetctl_query.hpp"
 #include "tools/fleetctl_rollout.hpp"
 #include "tools/fleetctl_tenancy.hpp"
+#include "tools/fleetctl_nodes.hpp"
+#include "tools/fleetctl_streams.hpp"
+#include "tools/fleetctl_top.hpp"
+#include "tools/fleetctl_watch.hpp"
 
 namespace fleetd {
 namespace {
@@ -36,6 +41,8 @@ struct ctl_options {
   option_set::duration timeout{};
   option_set::duration interval{};
   int64_t count = 0;
+  bool watch = false;
+  option_set::duration offline_after{};
   // config: a --set value left at its default (the device's own value) was
   // not given; the options' minimums keep a given value apart from it.
   int64_t set_batch_size = 0;
@@ -99,6 +106,19 @@ constexpr const char* summary =
   "  devices   on a cloud node: each device stream with points received,\n"
   "            batches, duplicates, gaps, last acked sequence and the\n"
   "            device's reported tier, RAM and CPUs (tier 0: none yet)\n"
+  "  top       a live full-screen view of the node (like htop): header,\n"
+  "            every actor's figures, rates from two answers; keys: q or\n"
+  "            Ctrl-C quit, < > (or arrows) sort column, 1-9 pick column, r\n"
+  "            reverse, + - interval; --sort, --interval. Not a terminal:\n"
+  "            one frame from two answers --interval apart\n"
+  "  nodes     the node and the peers it knows: on a device its cloud link\n"
+  "            (state, URL); on a cloud each device heard from, online\n"
+  "            when heard within --offline-after\n"
+  "  streams   on a device each sync stream: records stored, pending (not\n"
+  "            yet batched), batches acked, last acked sequence, failures;\n"
+  "            on a cloud each device stream as devices shows it\n"
+  "  status, actors, devices, nodes, streams: --json for JSON, --watch to\n"
+  "            ask again every --interval until Ctrl-C (or --count answers)\n"
   "  watch     one live line of what flows through the node, every\n"
   "            --interval, until Ctrl-C (or --count lines); with --json one\n"
   "            JSON object per line. Rides out a node restart: says so on\n"
@@ -286,20 +306,6 @@ flow flow_of(const node_status& x) {
           ""};
 }
 
-/// Local wall-clock time of day of a Unix time in ms, "HH:MM:SS".
-std::string clock_text(int64_t unix_ms) {
-  std::time_t t = unix_ms / 1000;
-  char out[16];
-  strftime(out, sizeof(out), "%H:%M:%S", std::localtime(&t));
-  return out;
-}
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
-
 // "HH:MM:SS NODE collected=N ... link=STATE": one line of `watch`.
 std::string flow_line(const node_status& x, int64_t at_ms) {
   auto f = flow_of(x);
@@ -327,44 +333,84 @@ std::string flow_json(const node_status& x, int64_t at_ms) {
   return out.str();
 }
 
-/// `fleetctl watch`: stdout gets only the lines; a failed poll (the node
-/// restarting) is said once on stderr, then reconnects every interval.
-int watch(caf::actor_system& sys, inspector_actor node, const ctl_options& opt,
-          const std::string& host, uint16_t port) {
-  caf::scoped_actor self{sys};
-  int64_t printed = 0;
-  int64_t started = 0;
-  for (int64_t tick = 0; opt.count == 0 || printed < opt.count; ++tick) {
-    if (tick > 0)
-      std::this_thread::sleep_for(opt.interval);
-    if (!node) {
-      auto again = connect_console(sys, host, port, opt.tls);
-      if (!again)
-        continue;
-      node = std::move(*again);
-      std::cerr << "fleetctl: watch: reconnected to " << opt.node << std::endl;
-    }
-    self->request(node, opt.timeout, status_atom::value)
-      .receive(
-        [&](node_status& x) {
-          if (started != 0 && x.started_ms != started)
-            std::cerr << "fleetctl: watch: node " << x.node_id
-                      << " restarted at " << clock_text(x.started_ms)
-                      << "; its counters count from 0 again" << std::endl;
-          started = x.started_ms;
-          auto at = now_ms();
-          std::cout << (opt.json ? flow_json(x, at) : flow_line(x, at))
-                    << std::endl;
-          ++printed;
-        },
-        [&](const caf::error& err) {
-          std::cerr << "fleetctl: watch: lost node " << opt.node << ": "
-                    << render(err) << "; reconnecting every "
-                    << to_duration_text(opt.interval) << std::endl;
-          node = inspector_actor{};
-        });
-  }
-  return 0;
+/// `fleetctl watch`'s line, with a node restart said once on stderr.
+console_show flow_show(const ctl_options& opt) {
+  auto started = std::make_shared<int64_t>(0);
+  return [opt, started](caf::scoped_actor& self, const inspector_actor& node)
+           -> caf::expected<std::string> {
+    auto x = ask_node<node_status>(self, node, opt.timeout, status_atom::value);
+    if (!x)
+      return x.error();
+    if (*started != 0 && x->started_ms != *started)
+      std::cerr << "fleetctl: watch: node " << x->node_id << " restarted at "
+                << clock_text(x->started_ms)
+                << "; its counters count from 0 again" << std::endl;
+    *started = x->started_ms;
+    auto at = now_ms();
+    return (opt.json ? flow_json(*x, at) : flow_line(*x, at)) + "\n";
+  };
+}
+
+/// The console commands that ask and print; --json, --watch and --count
+/// work on each, one line adds one. Empty: not one of them.
+console_show show_of(const std::string& cmd, const ctl_options& opt) {
+  auto status = [opt](auto print) -> console_show {
+    return [opt, print](caf::scoped_actor& self, const inspector_actor& node)
+             -> caf::expected<std::string> {
+      auto x = ask_node<node_status>(self, node, opt.timeout,
+                                     status_atom::value);
+      if (!x)
+        return x.error();
+      return print(*x);
+    };
+  };
+  if (cmd == "status")
+    return status([json = opt.json](const node_status& x) {
+      return json ? to_json(x) + "\n" : to_text(x);
+    });
+  if (cmd == "actors")
+    return status([json = opt.json, sort = opt.sort](const node_status& x) {
+      return json ? actors_json(x, sort) + "\n" : actors_text(x, sort);
+    });
+  if (cmd == "devices")
+    return [opt](caf::scoped_actor& self, const inspector_actor& node)
+             -> caf::expected<std::string> {
+      auto xs = ask_node<device_infos>(self, node, opt.timeout,
+                                       devices_atom::value);
+      if (!xs)
+        return xs.error();
+      return opt.json ? to_json(*xs) + "\n" : to_text(*xs);
+    };
+  if (cmd == "nodes" || cmd == "streams")
+    return [opt, cmd](caf::scoped_actor& self, const inspector_actor& node)
+             -> caf::expected<std::string> {
+      auto x = ask_node<node_status>(self, node, opt.timeout,
+                                     status_atom::value);
+      if (!x)
+        return x.error();
+      // A cloud's peers and streams are its devices.
+      device_infos xs;
+      if (x->role == "cloud") {
+        auto ys = ask_node<device_infos>(self, node, opt.timeout,
+                                         devices_atom::value);
+        if (!ys)
+          return ys.error();
+        xs = std::move(*ys);
+      }
+      auto now = x->started_ms + x->uptime_ms;
+      if (cmd == "nodes") {
+        auto rows = x->role == "cloud"
+                      ? cloud_nodes(*x, xs, opt.offline_after.count())
+                      : device_nodes(*x);
+        return opt.json ? nodes_json(rows) + "\n" : nodes_text(rows, now);
+      }
+      auto rows = x->role == "cloud" ? cloud_streams(xs, now)
+                                     : device_streams(*x);
+      return opt.json ? streams_json(rows) + "\n" : streams_text(rows);
+    };
+  if (cmd == "watch")
+    return flow_show(opt);
+  return {};
 }
 
 void declare(option_set& opts, ctl_options& opt) {
@@ -385,14 +431,25 @@ void declare(option_set& opts, ctl_options& opt) {
            "name");
   opts.add("json", opt.json, false, "Print JSON instead of text");
   opts.add("sort", opt.sort, "",
-           "actors: sort by this column, largest first (name, mailbox, "
+           "actors, top: sort by this column, largest first (name, mailbox, "
            "handled, rate, p50, p99, errors, restarts, idle; default: start "
-           "order)");
+           "order, top: rate)");
   opts.add("timeout", opt.timeout, 5s, "Deadline for reaching the node and "
                                        "for each answer", 10ms);
-  opts.add("interval", opt.interval, 1s, "watch: time between lines", 10ms);
-  opts.add("count", opt.count, 0, "lines", "watch: stop after this many "
-                                            "lines (0: until Ctrl-C)", 0);
+  opts.add("interval", opt.interval, 1s,
+           "watch, --watch, top: time between answers (top: + and - "
+           "double and halve it, 100ms to 1m)",
+           10ms);
+  opts.add("count", opt.count, 0, "answers",
+           "watch, --watch: stop after this many answers (0: until Ctrl-C)",
+           0);
+  opts.add("watch", opt.watch, false,
+           "status, actors, devices, nodes, streams: ask again every "
+           "--interval until Ctrl-C or --count");
+  opts.add("offline-after", opt.offline_after, 2min,
+           "nodes on a cloud: a device not heard from for this long is "
+           "offline",
+           1s);
   opts.add("set.batch-size", opt.set_batch_size, 0, "points",
            "config: most points per batch for the device (0: not given)", 1,
            max_setting_batch_size);
@@ -487,16 +544,30 @@ int check_command(const option_set& opts, const ctl_options& opt) {
     return 2;
   }
   if (cmd != "status" && cmd != "actors" && cmd != "devices" && cmd != "watch"
-      && cmd != "config" && cmd != "debug") {
+      && cmd != "config" && cmd != "debug" && cmd != "top" && cmd != "nodes"
+      && cmd != "streams") {
     std::cerr << "fleetctl: unknown command '" << cmd
-              << "' (status, actors, devices, watch, config, debug, org, enroll, "
-                 "device, quota, token, query, logs, rollout; see --help)"
+              << "' (status, actors, devices, nodes, streams, top, watch, "
+                 "config, debug, org, enroll, device, quota, token, query, "
+                 "logs, rollout; see --help)"
               << std::endl;
     return 2;
   }
   if (cmd == "debug"
       && (opts.args().size() != 3 || opts.args()[1] != "kill")) {
     std::cerr << "fleetctl: bad arguments: debug: use debug kill ACTOR"
+              << std::endl;
+    return 2;
+  }
+  if (cmd == "top" && opt.json) {
+    std::cerr << "fleetctl: bad arguments: top: no JSON (a screen); use "
+                 "actors --json --watch"
+              << std::endl;
+    return 2;
+  }
+  if (opt.watch && show_of(cmd, opt) == nullptr) {
+    std::cerr << "fleetctl: bad arguments: --watch: only with status, actors, "
+                 "devices, nodes, streams"
               << std::endl;
     return 2;
   }
@@ -595,21 +666,31 @@ int run_console(const option_set& opts, const ctl_options& opt,
               << std::endl;
     rc = 1;
   };
-  if (cmd == "status") {
-    self->request(*node, opt.timeout, status_atom::value)
-      .receive(
-        [&](node_status& x) {
-          std::cout << (opt.json ? to_json(x) + "\n" : to_text(x));
-        },
-        fail);
-  } else if (cmd == "actors") {
-    self->request(*node, opt.timeout, status_atom::value)
-      .receive(
-        [&](node_status& x) {
-          std::cout << (opt.json ? actors_json(x, opt.sort) + "\n"
-                                 : actors_text(x, opt.sort));
-        },
-        fail);
+  if (auto show = show_of(cmd, opt)) {
+    if (cmd != "watch" && !opt.watch) {
+      auto out = show(self, *node);
+      if (!out) {
+        fail(out.error());
+        return rc;
+      }
+      std::cout << *out;
+      return rc;
+    }
+    repeat_options ro;
+    ro.command = cmd;
+    ro.node = opt.node;
+    ro.host = host;
+    ro.port = port;
+    ro.tls = opt.tls;
+    ro.interval = opt.interval;
+    ro.count = opt.count;
+    ro.separate = !opt.json && cmd != "watch";
+    return repeat(sys, *node, ro, show);
+  }
+  if (cmd == "top") {
+    top_options to{opt.node, host, port, opt.tls, opt.interval, opt.timeout,
+                   opt.sort};
+    return run_top(sys, *node, to);
   } else if (cmd == "config") {
     rc = run_config(self, *node, opt, opts.args()[1]);
   } else if (is_tenancy_command(cmd)) {
@@ -620,7 +701,9 @@ int run_console(const option_set& opts, const ctl_options& opt,
     rc = run_rollout(self, *node,
                      *rollout_command_of(opts.args(), opt.rollout,
                                          opt.tenancy.org, change_of(opt)),
-                     opt.json, std::max<caf::timespan>(opt.timeout, std::chrono::seconds(60)));
+                     opt.json,
+                     std::max<caf::timespan>(opt.timeout,
+                                             std::chrono::seconds(60)));
   } else if (cmd == "debug") {
     self->request(*node, opt.timeout, debug_atom::value,
                   opts.args()[1] + " " + opts.args()[2])
@@ -629,15 +712,6 @@ int run_console(const option_set& opts, const ctl_options& opt,
           std::cout << (opt.json ? r.json + "\n" : r.text);
         },
         fail);
-  } else if (cmd == "devices") {
-    self->request(*node, opt.timeout, devices_atom::value)
-      .receive(
-        [&](device_infos& xs) {
-          std::cout << (opt.json ? to_json(xs) + "\n" : to_text(xs));
-        },
-        fail);
-  } else {
-    rc = watch(sys, *node, opt, host, port);
   }
   return rc;
 }

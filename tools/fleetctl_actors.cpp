@@ -67,8 +67,17 @@ const std::vector<std::pair<std::string, key_fn>>& numeric_columns() {
   return xs;
 }
 
-std::vector<const actor_stats*> sorted(const node_status& x,
-                                       const std::string& column) {
+} // namespace
+
+std::vector<std::string> actor_column_names() {
+  std::vector<std::string> out{"name"};
+  for (auto& col : numeric_columns())
+    out.push_back(col.first);
+  return out;
+}
+
+std::vector<const actor_stats*> sorted_actors(const node_status& x,
+                                              const std::string& column) {
   std::vector<const actor_stats*> out;
   for (auto& a : x.actors)
     out.push_back(&a);
@@ -89,6 +98,8 @@ std::vector<const actor_stats*> sorted(const node_status& x,
   return out;
 }
 
+namespace {
+
 // "-" for a figure the runtime does not have.
 std::string figure(const actor_runtime& r, int64_t value) {
   return r.measured && value >= 0 ? std::to_string(value) : "-";
@@ -105,32 +116,48 @@ bool is_actor_column(const std::string& column) {
   return false;
 }
 
+std::string actor_table_header(const std::string& marked, bool ascending) {
+  static const std::vector<std::pair<std::string, const char*>> labels = {
+    {"name", "ACTOR"},  {"mailbox", "MAILBOX"}, {"handled", "HANDLED"},
+    {"rate", "MSG/S"},  {"p50", "P50_US"},      {"p99", "P99_US"},
+    {"errors", "ERRORS"}, {"restarts", "RESTARTS"}, {"idle", "IDLE_MS"}};
+  std::vector<std::string> l;
+  for (auto& kv : labels)
+    l.push_back(kv.second + std::string(kv.first == marked
+                                          ? (ascending ? "^" : "v")
+                                          : ""));
+  char line[512];
+  snprintf(line, sizeof(line), "%-24s %8s %12s %8s %8s %8s %7s %9s %9s  %s",
+           l[0].c_str(), l[1].c_str(), l[2].c_str(), l[3].c_str(),
+           l[4].c_str(), l[5].c_str(), l[6].c_str(), l[7].c_str(),
+           l[8].c_str(), "LAST_ERROR");
+  return line;
+}
+
+std::string actor_table_row(const actor_stats& a) {
+  auto& r = a.runtime;
+  char line[512];
+  snprintf(line, sizeof(line), "%-24s %8s %12s %8s %8s %8s %7s %9s %9s  %.120s",
+           a.name.c_str(), figure(r, r.mailbox).c_str(),
+           figure(r, r.handled).c_str(), figure(r, r.per_second).c_str(),
+           figure(r, r.p50_us).c_str(), figure(r, r.p99_us).c_str(),
+           figure(r, r.errors).c_str(), figure(r, r.restarts).c_str(),
+           figure(r, r.idle_ms).c_str(), r.last_error.c_str());
+  return line;
+}
+
 std::string actors_text(const node_status& x, const std::string& column) {
   std::string out = "node " + x.node_id + " (" + x.role + "), up "
                     + std::to_string(x.uptime_ms / 1000) + "s, "
-                    + to_text(x.process) + "\n";
-  char line[512];
-  snprintf(line, sizeof(line), "%-24s %8s %12s %8s %8s %8s %7s %8s %9s  %s\n",
-           "ACTOR", "MAILBOX", "HANDLED", "MSG/S", "P50_US", "P99_US",
-           "ERRORS", "RESTARTS", "IDLE_MS", "LAST_ERROR");
-  out += line;
-  for (auto* a : sorted(x, column)) {
-    auto& r = a->runtime;
-    snprintf(line, sizeof(line),
-             "%-24s %8s %12s %8s %8s %8s %7s %8s %9s  %.120s\n",
-             a->name.c_str(), figure(r, r.mailbox).c_str(),
-             figure(r, r.handled).c_str(), figure(r, r.per_second).c_str(),
-             figure(r, r.p50_us).c_str(), figure(r, r.p99_us).c_str(),
-             figure(r, r.errors).c_str(), figure(r, r.restarts).c_str(),
-             figure(r, r.idle_ms).c_str(), r.last_error.c_str());
-    out += line;
-  }
+                    + to_text(x.process) + "\n" + actor_table_header() + "\n";
+  for (auto* a : sorted_actors(x, column))
+    out += actor_table_row(*a) + "\n";
   return out;
 }
 
 std::string actors_json(const node_status& x, const std::string& column) {
   std::string rows;
-  for (auto* a : sorted(x, column)) {
+  for (auto* a : sorted_actors(x, column)) {
     json_object row;
     row.add("name", a->name).add("state", a->state)
       .raw("runtime", to_json(a->runtime));

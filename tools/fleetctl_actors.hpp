@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "messages/types.hpp"
 
@@ -21,6 +22,23 @@ bool is_actor_column(const std::string& column);
 
 /// The columns, for usage texts.
 extern const char* actor_columns;
+
+/// The columns in table order ("name" first), for keys that step through
+/// them (fleetctl top).
+std::vector<std::string> actor_column_names();
+
+/// The actors sorted by `column`: largest first, by name alphabetically,
+/// empty or unknown: start order.
+std::vector<const actor_stats*> sorted_actors(const node_status& x,
+                                              const std::string& column);
+
+/// The table's header line; `marked` (a column) carries v or ^ for the
+/// order it is sorted in (^: smallest or A first).
+std::string actor_table_header(const std::string& marked = "",
+                               bool ascending = false);
+
+/// One actor's line of the table ("-" for figures the runtime lacks).
+std::string actor_table_row(const actor_stats& a);
 
 /// `fleetctl actors`: a node header and one row per actor, sorted by
 /// `column` (largest first; by name alphabetically), as a table or JSON.

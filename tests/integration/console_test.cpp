@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "support.hpp"
+#include "running_nodes.hpp"
 
 using namespace fleetd;
 using namespace fleetd::test;
@@ -26,14 +26,6 @@ namespace {
 
 constexpr const char* device_id = "console-dev";
 constexpr const char* cloud_id = "console-cloud";
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);)
-    out.push_back(line);
-  return out;
-}
 
 /// The value of `name=N` in fleetctl's text output; -1 when absent.
 int64_t text_counter(const std::string& text, const std::string& name) {
@@ -194,31 +186,6 @@ bool valid_json(const std::string& text) {
   return json_checker{text}.valid();
 }
 
-uint16_t port_in(const std::string& file) {
-  auto port = port_from(file);
-  REQUIRE(port != 0);
-  return port;
-}
-
-/// What a fleetctl run wrote to stdout and to stderr, apart.
-struct split_run {
-  int rc = -1;
-  std::string out;
-  std::string err;
-};
-
-split_run ctl_split(uint16_t port, std::vector<std::string> args) {
-  temp_dir tmp;
-  std::vector<std::string> argv{"--node", "127.0.0.1:" + std::to_string(port)};
-  argv.insert(argv.end(), args.begin(), args.end());
-  process p{program("fleetctl"), argv, tmp.path() + "/err",
-            tmp.path() + "/out"};
-  auto st = p.wait(30s);
-  CHECK(st);
-  return {st ? *st : -1, read_file(tmp.path() + "/out"),
-          read_file(tmp.path() + "/err")};
-}
-
 /// Every stdout line of `watch --json`: one JSON object each, and only
 /// whole lines.
 void check_json_lines(const std::string& out) {
@@ -231,78 +198,11 @@ void check_json_lines(const std::string& out) {
   }
 }
 
-/// One cloud and one device syncing to it, both with consoles on free ports.
-struct running_nodes {
-  temp_dir tmp;
-  std::string cloud_dir = tmp.path() + "/cloud";
-  std::string dev_dir = tmp.path() + "/device";
-  std::unique_ptr<process> cloud;
-  std::unique_ptr<process> device;
-  uint16_t cloud_console = 0;
-  uint16_t dev_console = 0;
-
-  running_nodes() {
-    cloud = std::make_unique<process>(
-      program("fleetd-cloud"),
-      std::vector<std::string>{"--node.data-dir=" + cloud_dir,
-                               std::string{"--node.id="} + cloud_id,
-                               "--ingest.port=0", "--console.port=0"},
-      tmp.path() + "/cloud.log");
-    auto ingest = port_in(cloud_dir + "/ingest.port");
-    cloud_console = port_in(cloud_dir + "/console.port");
-    device = std::make_unique<process>(
-      program("fleetd"),
-      std::vector<std::string>{
-        "--node.data-dir=" + dev_dir, std::string{"--device.id="} + device_id,
-        "--cloud.port=" + std::to_string(ingest), "--console.port=0",
-        "--collector.interval=50ms", "--sync.interval=50ms",
-        "--sync.backoff-base=20ms", "--sync.backoff-cap=200ms"},
-      tmp.path() + "/device.log");
-    dev_console = port_in(dev_dir + "/console.port");
-    // Data flows end to end before anyone looks.
-    REQUIRE(eventually(
-      [&] {
-        auto st = console_status(cloud_console);
-        return st && counter(*st, "ingest", "points") > 0;
-      },
-      30s));
-    REQUIRE(eventually(
-      [&] {
-        auto st = console_status(dev_console);
-        return st && counter(*st, "sync_metrics", "records_synced") > 0;
-      },
-      30s));
-  }
-
-  ~running_nodes() {
-    for (auto* p : {device.get(), cloud.get()})
-      if (p) {
-        p->signal(SIGTERM);
-        p->wait(10s);
-      }
-  }
-
-  static std::string at(uint16_t port) {
-    return "127.0.0.1:" + std::to_string(port);
-  }
-
-  /// Runs fleetctl; its exit status and everything it wrote.
-  std::pair<int, std::string> ctl(uint16_t port,
-                                  std::vector<std::string> args) {
-    std::vector<std::string> argv{"--node", at(port)};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto out = run_to_end(program("fleetctl"), argv, 30s);
-    // -1: still running at the deadline (and killed).
-    CHECK(out.first != -1);
-    return out;
-  }
-};
-
 } // namespace
 
 TEST_CASE("fleetctl status, devices and watch show what flows through real "
           "nodes") {
-  running_nodes n;
+  running_nodes n{cloud_id, device_id};
 
   SUBCASE("status of the cloud names the node and its actors' counters") {
     auto out_run = n.ctl(n.cloud_console, {"status"});

@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <memory>
+#include <thread>
+#include <vector>
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -113,8 +115,8 @@ TEST_CASE("a counted actor's messages and handling times are counted") {
   CHECK(r.p99_us == 1024);
   CHECK(r.errors == 0);
   CHECK(r.restarts == 0);
-  // Stamped once its thread has no more messages.
-  CHECK(eventually([&] { return f.reg.read("worker").idle_ms == 0; }, 5s));
+  // A timed message stamps the time it was done.
+  CHECK(f.reg.read("worker").idle_ms == 0);
   fake_now += 2'500'000'000;
   CHECK(f.reg.read("worker").idle_ms == 2500);
   // 100 messages handled before the first read, none since.
@@ -242,5 +244,53 @@ TEST_CASE("one message in sample_every is timed, every one counted") {
   CHECK(c->timed.load() == 3);
   CHECK(c->time[2].load() == 3);
   CHECK(f.reg.read("worker").p50_us == 4);
+  self->send_exit(hdl, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("idle time: the last timed message, or the read before untimed ones") {
+  system_fixture f;
+  f.fake_time("worker");
+  f.reg.slot("worker")->sample_every = 1000;
+  auto hdl = spawn_counted(*f.sys, &f.reg, "worker", worker);
+  caf::scoped_actor self{*f.sys};
+  CHECK(f.reg.read("worker").idle_ms == -1);
+  // The first message is timed: done at its end.
+  ask<int64_t>(self, hdl, 5s, int64_t{0});
+  REQUIRE(eventually([&] { return f.reg.slot("worker")->handled() == 1; }, 5s));
+  fake_now += 1'000'000'000;
+  CHECK(f.reg.read("worker").idle_ms == 1000);
+  fake_now += 1'000'000'000;
+  CHECK(f.reg.read("worker").idle_ms == 2000);
+  // Untimed messages after that read: they came after it, at the latest now.
+  for (int i = 0; i < 5; ++i)
+    ask<int64_t>(self, hdl, 5s, int64_t{0});
+  REQUIRE(eventually([&] { return f.reg.slot("worker")->handled() == 6; }, 5s));
+  fake_now += 500'000'000;
+  auto r = f.reg.read("worker");
+  CHECK(r.idle_ms == 500);
+  CHECK(r.handled == 6);
+  CHECK(f.reg.slot("worker")->timed.load() == 1);
+  fake_now += 250'000'000;
+  CHECK(f.reg.read("worker").idle_ms == 750);
+  self->send_exit(hdl, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("mailbox counts from many sending threads add up") {
+  system_fixture f;
+  f.fake_time("worker");
+  auto hdl = spawn_counted(*f.sys, &f.reg, "worker", worker);
+  // More threads than plain sender slots: the last slot is shared.
+  std::vector<std::thread> senders;
+  for (size_t t = 0; t < mailbox_gauge::slots + 4; ++t)
+    senders.emplace_back([&] {
+      for (int i = 0; i < 200; ++i)
+        caf::anon_send(hdl, int64_t{0});
+    });
+  for (auto& t : senders)
+    t.join();
+  auto want = static_cast<int64_t>((mailbox_gauge::slots + 4) * 200);
+  REQUIRE(eventually([&] { return f.reg.read("worker").handled == want; }, 5s));
+  CHECK(f.reg.read("worker").mailbox == 0);
+  caf::scoped_actor self{*f.sys};
   self->send_exit(hdl, caf::exit_reason::user_shutdown);
 }

@@ -18,6 +18,9 @@ TEST_CASE("a small actor-stats run reports each kind and counts every "
   CHECK(r.plain > 0);
   CHECK(r.on > 0);
   CHECK(r.off > 0);
+  CHECK(r.ratio > 0);
+  CHECK(r.off_ratio > 0);
+  CHECK(r.cpu_ratio > 0);
   // Two measured rounds of (2500 hops + 1) x 8 messages.
   CHECK(r.sent == 2 * 2501 * 8);
   CHECK(r.actors == 2 * 4);
@@ -27,4 +30,5 @@ TEST_CASE("a small actor-stats run reports each kind and counts every "
   auto line = bench::actor_stats_line(opt, r);
   CHECK(line.rfind("BENCH actor_stats rounds=2 messages=20000 ", 0) == 0);
   CHECK(line.find(" ratio=") != std::string::npos);
+  CHECK(line.find(" cpu_overhead_pct=") != std::string::npos);
 }

@@ -7,10 +7,14 @@
 // Three ways to spawn the same actors, one round each in turn so that
 // drift of the machine hits all three alike: "plain" (sys.spawn, CAF as
 // is), "on" (spawn_counted with a registry: what a node runs by default)
-// and "off" (spawn_counted without one: node.actor-stats = false).
-// Throughput is messages per second of wall time; medians over the rounds.
+// and "off" (spawn_counted without one: node.actor-stats = false, which is
+// sys.spawn itself, so off vs plain shows the run's noise). Throughput is
+// messages per second of wall time and per second of the process's CPU
+// time; each round's ratios to its own plain run, medians over the rounds
+// (a shared machine drifts between rounds more than within one).
 #include "tools/bench/actor_stats_bench.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <iostream>
@@ -25,6 +29,7 @@
 #include <caf/exit_reason.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
+#include <sys/resource.h>
 
 #include "runtime/counted.hpp"
 #include "tools/bench/bench_util.hpp"
@@ -38,11 +43,13 @@ const char* actor_stats_summary =
 
 std::string actor_stats_usage() {
   return "usage: fleetd-bench actor-stats [--rounds R] [--messages N] "
-         "[--pairs P] [--in-flight W]\n"
+         "[--pairs P] [--in-flight W] [--threads T]\n"
          "  --rounds     rounds of each kind (default 7)\n"
          "  --messages   messages a round (default 2000000)\n"
          "  --pairs      pairs of actors bouncing messages (default 4)\n"
-         "  --in-flight  messages in flight per pair (default 8)\n";
+         "  --in-flight  messages in flight per pair (default 8)\n"
+         "  --threads    scheduler threads (default 0: one per core); 1 makes\n"
+         "               the CPU-time figures steady on a shared machine\n";
 }
 
 namespace {
@@ -80,9 +87,25 @@ caf::behavior bouncer(caf::event_based_actor* self,
 
 enum class mode { plain, on, off };
 
-// One round: messages per second; adds what the counters saw to `r`.
-double run_round(caf::actor_system& sys, const actor_stats_options& opt,
-                 mode m, actor_stats_result& r) {
+// User and system CPU seconds of the whole process so far.
+double cpu_seconds() {
+  rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  auto secs = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return secs(ru.ru_utime) + secs(ru.ru_stime);
+}
+
+struct round_rate {
+  double wall = 0;
+  double cpu = 0;
+};
+
+// One round: messages per second of wall and of CPU time; adds what the
+// counters saw to `r`.
+round_rate run_round(caf::actor_system& sys, const actor_stats_options& opt,
+                     mode m, actor_stats_result& r) {
   auto fin = std::make_shared<finish_line>();
   fin->left = opt.pairs * opt.in_flight;
   auto hops = opt.messages / (opt.pairs * opt.in_flight);
@@ -98,6 +121,7 @@ double run_round(caf::actor_system& sys, const actor_stats_options& opt,
                                      name, bouncer, fin));
   }
   auto start = std::chrono::steady_clock::now();
+  auto cpu_start = cpu_seconds();
   for (int64_t p = 0; p < opt.pairs; ++p)
     for (int64_t w = 0; w < opt.in_flight; ++w)
       caf::send_as(actors[2 * p], actors[2 * p + 1], hops);
@@ -105,6 +129,7 @@ double run_round(caf::actor_system& sys, const actor_stats_options& opt,
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now()
                                             - start)
                 .count();
+  auto cpu = cpu_seconds() - cpu_start;
   caf::scoped_actor self{sys};
   for (auto& a : actors) {
     self->send_exit(a, caf::exit_reason::user_shutdown);
@@ -117,7 +142,8 @@ double run_round(caf::actor_system& sys, const actor_stats_options& opt,
     r.sent += sent;
     r.actors += opt.pairs * 2;
   }
-  return static_cast<double>(sent) / secs;
+  auto n = static_cast<double>(sent);
+  return {n / secs, cpu > 0 ? n / cpu : 0};
 }
 
 std::string parse(const std::vector<std::string>& args, actor_stats_options& opt) {
@@ -128,6 +154,7 @@ std::string parse(const std::vector<std::string>& args, actor_stats_options& opt
                       : cur.name() == "--messages"  ? &opt.messages
                       : cur.name() == "--pairs"     ? &opt.pairs
                       : cur.name() == "--in-flight" ? &opt.in_flight
+                      : cur.name() == "--threads"   ? &opt.threads
                                                     : nullptr;
     if (target == nullptr)
       return "unknown argument " + cur.name();
@@ -144,32 +171,51 @@ std::string parse(const std::vector<std::string>& args, actor_stats_options& opt
 
 actor_stats_result run_actor_stats(const actor_stats_options& opt) {
   caf::actor_system_config cfg;
+  if (opt.threads > 0)
+    cfg.set("scheduler.max-threads", static_cast<size_t>(opt.threads));
   caf::actor_system sys{cfg};
   std::vector<double> plain;
   std::vector<double> on;
   std::vector<double> off;
+  std::vector<double> on_ratio;
+  std::vector<double> off_ratio;
+  std::vector<double> on_cpu_ratio;
   actor_stats_result out;
   // A warm-up round of each, not counted (allocator, scheduler threads).
   actor_stats_result warm;
   run_round(sys, opt, mode::plain, warm);
   run_round(sys, opt, mode::on, warm);
   for (int64_t r = 0; r < opt.rounds; ++r) {
+    round_rate x[3];
     // The order rotates so no kind always runs first.
     for (int k = 0; k < 3; ++k) {
       auto m = static_cast<mode>((r + k) % 3);
-      auto x = run_round(sys, opt, m, out);
-      (m == mode::plain ? plain : m == mode::on ? on : off).push_back(x);
+      auto& y = x[static_cast<int>(m)] = run_round(sys, opt, m, out);
       if (opt.progress)
         std::cerr << "round " << r << " "
                   << (m == mode::plain ? "plain"
                       : m == mode::on  ? "on"
                                        : "off")
-                  << " " << format(x, 0) << " msg/s\n";
+                  << " " << format(y.wall, 0) << " msg/s, "
+                  << format(y.cpu, 0) << " msg/cpu-s\n";
     }
+    auto& p = x[static_cast<int>(mode::plain)];
+    auto& o = x[static_cast<int>(mode::on)];
+    auto& f = x[static_cast<int>(mode::off)];
+    plain.push_back(p.wall);
+    on.push_back(o.wall);
+    off.push_back(f.wall);
+    on_ratio.push_back(o.wall / p.wall);
+    off_ratio.push_back(f.wall / p.wall);
+    if (p.cpu > 0 && o.cpu > 0)
+      on_cpu_ratio.push_back(o.cpu / p.cpu);
   }
   out.plain = median(plain);
   out.on = median(on);
   out.off = median(off);
+  out.ratio = median(on_ratio);
+  out.off_ratio = median(off_ratio);
+  out.cpu_ratio = on_cpu_ratio.empty() ? 0 : median(on_cpu_ratio);
   return out;
 }
 
@@ -179,12 +225,14 @@ std::string actor_stats_line(const actor_stats_options& opt,
          + " messages=" + std::to_string(opt.messages)
          + " pairs=" + std::to_string(opt.pairs)
          + " in_flight=" + std::to_string(opt.in_flight)
+         + " threads=" + std::to_string(opt.threads)
          + " plain_msgs_per_s=" + format(r.plain, 0)
          + " on_msgs_per_s=" + format(r.on, 0)
          + " off_msgs_per_s=" + format(r.off, 0)
-         + " overhead_pct=" + format((1.0 - r.on / r.plain) * 100.0, 2)
-         + " off_ratio=" + format(r.off / r.plain, 3)
-         + " ratio=" + format(r.on / r.plain, 3);
+         + " overhead_pct=" + format((1.0 - r.ratio) * 100.0, 2)
+         + " cpu_overhead_pct=" + format((1.0 - r.cpu_ratio) * 100.0, 2)
+         + " off_ratio=" + format(r.off_ratio, 3)
+         + " ratio=" + format(r.ratio, 3);
 }
 
 int run_actor_stats_bench(const std::vector<std::string>& args) {

@@ -14,15 +14,22 @@ struct actor_stats_options {
   int64_t pairs = 4;
   /// Messages in flight per pair.
   int64_t in_flight = 8;
+  /// Scheduler threads; 0: CAF's default (one per core).
+  int64_t threads = 0;
   /// Per-round lines on stderr.
   bool progress = true;
 };
 
-/// Median throughputs (messages per second) of each kind.
+/// Median throughputs (messages per second) of each kind, and the medians
+/// of each round's ratios to its plain run (wall time; CPU time for
+/// cpu_ratio): off runs the same code as plain, so off_ratio is the noise.
 struct actor_stats_result {
   double plain = 0;
   double on = 0;
   double off = 0;
+  double ratio = 0;
+  double off_ratio = 0;
+  double cpu_ratio = 0;
   /// The messages the measured rounds' counters saw, and were sent: each
   /// actor may also have counted its exit message.
   int64_t counted = 0;
@@ -47,8 +54,9 @@ std::string actor_stats_usage();
 /// [--in-flight W]`: a message-heavy workload (ping-pong pairs, each with
 /// W messages in flight) with actors spawned plainly (CAF as is), measured
 /// (runtime/counted.hpp with a registry) and counted but switched off
-/// (node.actor-stats = false), alternating; prints one `BENCH actor_stats
-/// ...` line with median throughputs and ratio = measured / plain.
+/// (node.actor-stats = false, the same code as plain), alternating; prints
+/// one `BENCH actor_stats ...` line with median throughputs and ratio = the
+/// median of each round's measured / plain.
 /// Returns the exit code (0 ok, 1 failure, 2 bad arguments).
 int run_actor_stats_bench(const std::vector<std::string>& args);
 
