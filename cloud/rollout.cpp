@@ -422,6 +422,16 @@ caf::result<rollout_status> command(rollout_ptr self,
                                    "cloud has heard from"));
             return;
           }
+          auto n = static_cast<int64_t>(p.devices.size());
+          if (n > self->state.cfg.max_devices) {
+            self->state.rollouts.erase(org);
+            rp->deliver(make_error(ec::too_large,
+                                   "org '" + org + "' has "
+                                     + std::to_string(n)
+                                     + " devices, more than "
+                                       "rollout.max-devices"));
+            return;
+          }
           std::set<int64_t> tiers;
           for (auto& d : p.devices)
             tiers.insert(d.tier > 0 ? d.tier : -1);

@@ -72,11 +72,12 @@ struct rollout_fixture : test::cloud_fixture {
 
   // A rollout actor over the fleet's store, persisting in cloud.db; only
   // the test's ticks make it judge (its own timer waits an hour).
-  rollout_actor spawn_rollout() {
+  rollout_actor spawn_rollout(int64_t max_devices = 100000) {
     auto book = rollout_book::open(dir.file("cloud.db"));
     REQUIRE_MESSAGE(book, render(book.error()));
     rollout_config cfg;
     cfg.check_interval = std::chrono::hours(1);
+    cfg.max_devices = max_devices;
     cfg.store = store;
     cfg.book = std::make_shared<rollout_book>(std::move(*book));
     cfg.clock = clock;
@@ -418,6 +419,17 @@ TEST_CASE("bad rollout commands are refused with a reason") {
   c.org = "nobody";
   CHECK(is_error(f.refused(c), ec::unknown_device));
   CHECK(f.status().phase == "none");
+  // An org larger than rollout.max-devices is refused, nothing changed.
+  auto small = f.spawn_rollout(2);
+  caf::error too_many;
+  (*f.self)->request(small, 30s, rollout_atom::value, ok)
+    .receive([&](rollout_status&) { FAIL_CHECK("not refused"); },
+             [&](caf::error& err) { too_many = std::move(err); });
+  CHECK_MESSAGE(is_error(too_many, ec::too_large), render(too_many));
+  CHECK(test::ask<rollout_status>(*f.self, small, 5s, rollout_atom::value,
+                                  op("status"))
+          .phase
+        == "none");
   // The console's parsing of shares.
   for (auto bad : {"", "%", "0", "-5%", "101", "5x", "nan", "1e999",
                    "99999999999999999999"})
