@@ -34,6 +34,9 @@ constexpr size_t fleet_size = 200;
 // A retention this short makes a device drop batches before they sync.
 constexpr int64_t bad_retention_ms = 1000;
 
+// A retention this long fills a device's disk (80 % used instead of 40 %).
+constexpr int64_t hoarding_retention_ms = int64_t{365} * 24 * 3600 * 1000;
+
 // One simulated device: what it would send and what its acks told it.
 struct sim_device {
   std::string id;
@@ -103,7 +106,9 @@ struct rollout_fixture : test::cloud_fixture {
       device_capability cap;
       cap.tier = d.tier;
       cap.total_disk = d.total_disk;
-      cap.available_disk = d.available_disk;
+      cap.available_disk = d.settings.retention_ms == hoarding_retention_ms
+                             ? d.total_disk / 5
+                             : d.available_disk;
       cap.has_network = true;
       auto body = with_send_fields(encode_metrics_request(es, xs), 0, &cap);
       auto rep = test::ask<http_reply>(*self, ing, 10s, sync_atom::value,
@@ -238,6 +243,21 @@ TEST_CASE("a rollout that worsens sync success halts by itself after its "
   CHECK(st.changed == 0);
   f.round();
   CHECK(f.with([](auto& d) { return d.settings.retention_ms != 0; }).empty());
+}
+
+TEST_CASE("a rollout that fills the devices' disks halts by itself on "
+          "storage use") {
+  rollout_fixture f;
+  auto st = f.run(f.start(retention(hoarding_retention_ms)));
+  REQUIRE(st.phase == "baking");
+  f.bake();
+  st = f.after_judgement(0);
+  CHECK(st.phase == "halted");
+  CHECK(st.changed == 10);
+  INFO(st.reason);
+  CHECK(st.reason.find("storage use 80.0% vs 40.0%") != std::string::npos);
+  CHECK(st.reason.find("sync success") == std::string::npos);
+  CHECK(st.changed_health.sync_success == 1.0);
 }
 
 TEST_CASE("a good rollout goes stage by stage to 100 % of the devices") {
