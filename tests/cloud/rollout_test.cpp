@@ -464,3 +464,49 @@ TEST_CASE("bad rollout commands are refused with a reason") {
   auto stats = test::ask<actor_stats>(*f.self, f.ro, 5s, stats_atom::value);
   CHECK(stats.counters["outcomes_ignored"] >= 1000);
 }
+
+TEST_CASE("a rollout takes only its org's devices; orgs roll out at once") {
+  rollout_fixture f(2);
+  // Devices of orgs as ingest stores them once their key proved the org.
+  for (auto id : {"acme/d1", "acme/d2", "other/d3"}) {
+    ingest_batch b;
+    b.device_id = id;
+    b.stream = "metrics";
+    b.epoch = "e1";
+    b.checksum = "c1";
+    b.sequence = 1;
+    b.samples = {metric_sample{"cpu", {}, clock_start_ms, 1.0}};
+    test::ask<ingest_outcome>(*f.self, f.store, 5s, write_atom::value, b);
+  }
+  auto c = f.start(batch_size(500));
+  c.org = "acme";
+  c.canary_percent = 100;
+  c.steps = {100};
+  auto st = f.run(c);
+  CHECK(st.phase == "baking");
+  CHECK(st.stages.size() == 1);
+  CHECK(st.devices == 2);
+  CHECK(st.changed == 2);
+  c.org = "other";
+  c.change = batch_size(300);
+  st = f.run(c);
+  CHECK(st.devices == 1);
+  CHECK(st.changed == 1);
+  auto settings = [&](const std::string& id) {
+    return test::ask<cloud_settings>(*f.self, f.store, 5s, config_atom::value,
+                                     id)
+      .batch_size;
+  };
+  CHECK(settings("acme/d1") == 500);
+  CHECK(settings("acme/d2") == 500);
+  CHECK(settings("other/d3") == 300);
+  CHECK(settings("dev-000") == 0);
+  CHECK(settings("dev-001") == 0);
+  CHECK(f.status().phase == "none");
+  // One org's rollback leaves the other's alone.
+  auto back = op("rollback");
+  back.org = "acme";
+  CHECK(f.run(back).phase == "rolled_back");
+  CHECK(settings("acme/d1") == 0);
+  CHECK(settings("other/d3") == 300);
+}
