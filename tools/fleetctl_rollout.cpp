@@ -11,8 +11,9 @@
 
 namespace fleetd {
 
+// After query_usage, which ends without a newline.
 const char* const rollout_usage =
-  "  rollout start --org ORG --set.OPTION=VALUE ... [--canary 5%]\n"
+  "\n  rollout start --org ORG --set.OPTION=VALUE ... [--canary 5%]\n"
   "            [--steps 25,50,100] [--by-tier] [--bake 10m] [--margin.*]\n"
   "            on a cloud node: change the org's devices' sync settings in\n"
   "            stages: the canary share first (picked by a hash of the\n"
@@ -20,12 +21,13 @@ const char* const rollout_usage =
   "            each watched for --bake; halts by itself when the changed\n"
   "            devices' sync success, storage use or bytes per record are\n"
   "            worse than the unchanged ones' by a --margin.*; --by-tier:\n"
-  "            the stages tier by tier (tier 1 first). One rollout an org\n"
+  "            the stages tier by tier (tier 1 first). One rollout per org\n"
+  "            at a time\n"
   "  rollout status|halt|resume|rollback --org ORG\n"
   "            the rollout's state and last judgement; halt keeps the\n"
   "            state; resume pushes the current stage again and bakes it\n"
   "            afresh; rollback restores every changed device's previous\n"
-  "            settings\n";
+  "            settings";
 
 void declare(option_set& opts, rollout_options& x) {
   using namespace std::chrono_literals;
