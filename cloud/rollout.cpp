@@ -84,7 +84,7 @@ population population_of(const device_infos& xs, const std::string& org) {
   return out;
 }
 
-// The org's devices of the rollout's tracks (the changed ones and the rest).
+// The ids of the org's devices.
 std::set<std::string> ids_of(const population& p) {
   std::set<std::string> out;
   for (auto& d : p.devices)
