@@ -167,6 +167,16 @@ inspector(inspector_actor::stateful_pointer<inspector_state> self,
         self, caf::actor_cast<tenancy_actor>(st.cfg.tenancy), ask_timeout,
         tenancy_atom::value, cmd);
     },
+    [self](rollout_atom,
+           const rollout_command& cmd) -> caf::result<rollout_status> {
+      auto& st = self->state;
+      if (!st.cfg.rollout)
+        return make_error(ec::bad_config, "only a cloud node runs rollouts");
+      // A rollout's pushes take a while on a large org.
+      return forward<rollout_status>(
+        self, caf::actor_cast<rollout_actor>(st.cfg.rollout),
+        std::chrono::seconds(60), rollout_atom::value, cmd);
+    },
     [self](debug_atom, const std::string& what) -> caf::result<debug_report> {
       auto& st = self->state;
       auto i = st.cfg.debug.find(what);

@@ -25,6 +25,8 @@ struct inspector_config {
   caf::actor devices;
   /// Answers tenancy commands (the tenancy actor); none on a device.
   caf::actor tenancy;
+  /// Answers rollout commands (the rollout actor); none on a device.
+  caf::actor rollout;
   /// Who answers `debug` for each subject ("storage", "capabilities", ...).
   std::map<std::string, caf::actor> debug;
   /// The runtime's figures of each actor, by the names above (and the

@@ -15,11 +15,16 @@
 
 namespace fleetd {
 
-size_t writer_of(const std::string& device_id, size_t writers) {
+uint64_t device_hash(const std::string& device_id) {
   uint64_t h = 14695981039346656037ull;
   for (unsigned char c : device_id)
     h = (h ^ c) * 1099511628211ull;
-  return writers > 0 ? static_cast<size_t>(h % writers) : 0;
+  return h;
+}
+
+size_t writer_of(const std::string& device_id, size_t writers) {
+  return writers > 0 ? static_cast<size_t>(device_hash(device_id) % writers)
+                     : 0;
 }
 
 namespace {
@@ -119,6 +124,10 @@ cloud_store(cloud_store_actor::stateful_pointer<cloud_store_state> self,
     [&st](config_atom, const std::string& device,
           const settings_change& x) -> caf::result<cloud_settings> {
       return to_result(st.set_config(device, x));
+    },
+    [&st](config_atom,
+          const std::string& device) -> caf::result<cloud_settings> {
+      return to_result(st.get_config(device));
     },
     [self](stats_atom) { return all_stats(self); },
   };

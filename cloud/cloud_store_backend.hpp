@@ -31,6 +31,9 @@ public:
   /// change says `create`, and a value SyncConfig cannot carry.
   virtual caf::expected<cloud_settings>
   set_config(const std::string& device_id, const settings_change& change) = 0;
+  /// The device's current settings (version 0: none set).
+  virtual caf::expected<cloud_settings>
+  get_config(const std::string& device_id) = 0;
   virtual actor_stats stats() = 0;
   /// More backends over the same data, each writing on its own connection
   /// alongside this one (empty: this one writes alone). Batches of one
@@ -41,6 +44,9 @@ public:
     return std::vector<std::shared_ptr<cloud_store_backend>>{};
   }
 };
+
+/// FNV-1a of a device id: the same in every process and every run.
+uint64_t device_hash(const std::string& device_id);
 
 /// Which of `writers` writers takes the batches of `device_id` (FNV-1a:
 /// the same in every process, so a benchmark can split work alike).

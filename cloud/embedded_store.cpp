@@ -710,6 +710,14 @@ embedded_store::set_config(const std::string& device, const settings_change& c) 
   return x;
 }
 
+caf::expected<cloud_settings>
+embedded_store::get_config(const std::string& device) {
+  cloud_settings x;
+  if (auto err = config_for(device, 0, x))
+    return err;
+  return x;
+}
+
 caf::expected<log_lines> embedded_store::logs(const std::string& device) {
   auto st = db_.prepare("SELECT labels, ts, line FROM logs WHERE device_id = "
                         "?1 ORDER BY rowid");

@@ -35,6 +35,8 @@ public:
   caf::expected<cloud_settings>
   set_config(const std::string& device_id,
              const settings_change& change) override;
+  caf::expected<cloud_settings>
+  get_config(const std::string& device_id) override;
   actor_stats stats() override;
 
 private:

@@ -211,7 +211,8 @@ void authenticated(ingest_ptr self, caf::response_promise rp,
                 "replaced by '?'");
   }
   if (who.org.empty()) {
-    stored(self, std::move(rp), who, std::move(*req), 0);
+    stored(self, std::move(rp), who, std::move(*req),
+           static_cast<int64_t>(env.body.size()));
     return;
   }
   // Everything stored is the authenticated org's device.
@@ -240,16 +241,23 @@ void authenticated(ingest_ptr self, caf::response_promise rp,
 void stored(ingest_ptr self, caf::response_promise rp,
             const device_identity& who, decoded_request req, int64_t bytes) {
   auto& st = self->state;
+  sync_outcome seen{req.device_id, req.stream, req.sequence, false, bytes, 0};
   self->request(st.cfg.store, store_timeout, write_atom::value, std::move(req))
     .then(
-      [self, rp, who, bytes](ingest_outcome& out) mutable {
+      [self, rp, who, bytes, seen](ingest_outcome& out) mutable {
         if (!who.org.empty() && !out.duplicate)
           // The answer (the next wait) is the next request's to ask for.
           caf::anon_send(self->state.cfg.tenancy, quota_atom::value, who.org,
                          out.stored, bytes);
+        seen.accepted = true;
+        seen.records = out.stored;
+        if (self->state.cfg.outcomes)
+          caf::anon_send(self->state.cfg.outcomes, outcome_atom::value, seen);
         rp.deliver(answer_stored(self->state, out));
       },
-      [self, rp](caf::error& err) mutable {
+      [self, rp, seen](caf::error& err) mutable {
+        if (self->state.cfg.outcomes)
+          caf::anon_send(self->state.cfg.outcomes, outcome_atom::value, seen);
         rp.deliver(answer_error(self->state, ingest_step::store, err));
       });
 }

@@ -21,6 +21,9 @@ struct ingest_config {
   cloud_store_actor store;
   /// Resolves device keys and charges quotas; required.
   tenancy_actor tenancy;
+  /// Hears each stored or refused batch of a known device (the rollout's
+  /// health figures); none: nobody.
+  outcome_listener outcomes;
 };
 
 class option_set;

@@ -26,6 +26,7 @@
 #include "cloud/query.hpp"
 #include "cloud/routed_query_source.hpp"
 #include "cloud/retention.hpp"
+#include "cloud/rollout.hpp"
 #include "cloud/tenancy.hpp"
 #include "messages/error.hpp"
 #include "runtime/config_check.hpp"
@@ -57,6 +58,7 @@ struct cloud_options {
   sinks_options sinks;
   fleet_sink_config fleet;
   scheduler_options scheduler;
+  rollout_config rollout;
 };
 
 void declare(option_set& opts, cloud_options& x) {
@@ -74,6 +76,7 @@ void declare(option_set& opts, cloud_options& x) {
   declare(opts, x.sinks);
   declare(opts, x.fleet);
   declare(opts, x.scheduler, cloud_scheduler());
+  declare(opts, x.rollout);
 }
 
 caf::error validate(const cloud_options& x) {
@@ -102,6 +105,8 @@ caf::error validate(const cloud_options& x) {
   if (auto err = validate(x.supervisor))
     return err;
   if (auto err = validate(x.journal))
+    return err;
+  if (auto err = validate(x.rollout))
     return err;
   if (x.ingest.max_decoded_bytes < x.endpoint.max_body_bytes)
     return bad_config("ingest.max-decoded-bytes: must be at least "
@@ -314,6 +319,7 @@ struct cloud_parts {
   store_ptr store;
   tenancy_ptr tenants;
   query_source_ptr source;
+  std::shared_ptr<rollout_book> rollouts;
 };
 
 caf::expected<cloud_parts> open_parts(cloud_options& opt,
@@ -335,6 +341,14 @@ caf::expected<cloud_parts> open_parts(cloud_options& opt,
   if (!source)
     return source.error();
   out.source = std::move(*source);
+  // Beside the embedded store in its file; a PostgreSQL node keeps them in
+  // a file of its own (not shared between nodes).
+  auto book = rollout_book::open(
+    opt.common.data_dir
+    + (opt.store.backend == "embedded" ? "/cloud.db" : "/rollout.db"));
+  if (!book)
+    return book.error();
+  out.rollouts = std::make_shared<rollout_book>(std::move(*book));
   return out;
 }
 
@@ -387,8 +401,20 @@ cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
       spawn_counted<caf::detached>(s, reg, "tenancy", tenancy, tcfg))};
   });
   stops.add("tenancy", ten);
+  // Not essential: without it rollouts wait, ingest goes on. Its state is
+  // in its book, kept across restarts.
+  auto rcfg = opt.rollout;
+  rcfg.store = caf::actor_cast<cloud_store_actor>(st);
+  rcfg.book = std::move(parts.rollouts);
+  rcfg.clock = clk;
+  auto rol = scfg.add(sys, "rollout", false, [rcfg, reg](caf::actor_system& s) {
+    return caf::expected<caf::actor>{caf::actor_cast<caf::actor>(
+      spawn_counted<caf::detached>(s, reg, "rollout", rollout, rcfg))};
+  });
+  stops.add("rollout", rol);
   auto icfg = opt.ingest;
   icfg.store = caf::actor_cast<cloud_store_actor>(st);
+  icfg.outcomes = caf::actor_cast<outcome_listener>(rol);
   icfg.tenancy = caf::actor_cast<tenancy_actor>(ten);
   auto ing = scfg.add(sys, "ingest", true, [icfg, reg](caf::actor_system& s) {
     return caf::expected<caf::actor>{
@@ -416,6 +442,7 @@ cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
   pcfg.actors = {{"ingest", ing},
                  {"cloud_store", st},
                  {"tenancy", ten},
+                 {"rollout", rol},
                  {"supervisor", caf::actor_cast<caf::actor>(sup)}};
   pcfg.actors.insert(pcfg.actors.end(), listed.begin(), listed.end());
   if (auto ret = spawn_retention(sys, stops, opt, clk, reg))
@@ -423,6 +450,7 @@ cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
   pcfg.actors.emplace_back("query", qry);
   pcfg.devices = st;
   pcfg.tenancy = ten;
+  pcfg.rollout = rol;
   if (opt.common.test_hooks)
     add_kill_hooks(pcfg.debug, scfg, sup);
   pcfg.runtime = runtime;

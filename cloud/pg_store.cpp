@@ -622,6 +622,20 @@ caf::error pg_store::config_for(const device_ref& d, int64_t have,
 }
 
 caf::expected<cloud_settings>
+pg_store::get_config(const std::string& device_id) {
+  auto d = split(device_id);
+  if (!d)
+    return d.error();
+  cloud_settings x;
+  auto err = pg::transaction(conn_, d->org, [&]() -> caf::error {
+    return config_for(*d, 0, x);
+  });
+  if (err)
+    return err;
+  return x;
+}
+
+caf::expected<cloud_settings>
 pg_store::set_config(const std::string& device_id, const settings_change& c) {
   if (auto err = check_settings_change(c))
     return err;

@@ -67,6 +67,8 @@ public:
   caf::expected<cloud_settings>
   set_config(const std::string& device_id,
              const settings_change& change) override;
+  caf::expected<cloud_settings>
+  get_config(const std::string& device_id) override;
   actor_stats stats() override;
   caf::expected<std::vector<std::shared_ptr<cloud_store_backend>>>
   more_writers() override;

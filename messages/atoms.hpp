@@ -43,5 +43,8 @@ using restart_atom = caf::atom_constant<caf::atom("restart")>;
 using relay_atom = caf::atom_constant<caf::atom("relay")>;
 using api_auth_atom = caf::atom_constant<caf::atom("apiauth")>;
 using query_atom = caf::atom_constant<caf::atom("query")>;
+using rollout_atom = caf::atom_constant<caf::atom("rollout")>;
+/// A sync request's outcome, for the rollout's health figures.
+using outcome_atom = caf::atom_constant<caf::atom("outcome")>;
 
 } // namespace fleetd

@@ -139,6 +139,8 @@ using cloud_store_actor = caf::typed_actor<
   // Changes the operator's settings for a device; replies the whole new
   // version (ec::unknown_device for a device never seen, unless `create`).
   caf::replies_to<config_atom, std::string, settings_change>::with<cloud_settings>,
+  // A device's current settings (version 0: none set).
+  caf::replies_to<config_atom, std::string>::with<cloud_settings>,
   stats_handler>;
 
 /// Drains the ingest journal into one sink_backend (cloud/sink_runner).
@@ -225,9 +227,26 @@ using inspector_actor = caf::typed_actor<
   caf::replies_to<tenancy_atom, tenancy_command>::with<tenancy_answer>,
   // Forwards a diagnostic request to the actor that owns the subject.
   caf::replies_to<debug_atom, std::string>::with<debug_report>,
+  // On a cloud node: an operator's rollout command (fleetctl rollout).
+  caf::replies_to<rollout_atom, rollout_command>::with<rollout_status>,
   // Adds an actor whose statistics `status` gathers from now on (the console,
   // which starts after the inspector); from this process only.
   caf::reacts_to<report_atom, std::string, caf::actor>>;
+
+/// Hears every answered sync request of a known device (cloud/ingest).
+using outcome_listener = caf::typed_actor<
+  caf::reacts_to<outcome_atom, sync_outcome>>;
+
+/// Staged rollout of device settings with auto-halt, one per org
+/// (cloud/rollout).
+using rollout_actor = caf::typed_actor<
+  // An operator's command: start, status, halt, resume, rollback.
+  caf::replies_to<rollout_atom, rollout_command>::with<rollout_status>,
+  // A sync request's outcome: the health figures of one device.
+  caf::reacts_to<outcome_atom, sync_outcome>,
+  // Its own timer (and a test's nudge): judges bakes that are over.
+  caf::reacts_to<tick_atom>,
+  stats_handler>;
 
 /// Detects the device's tier and derived settings (edge/capability).
 using capability_actor = caf::typed_actor<

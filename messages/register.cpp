@@ -50,7 +50,12 @@ void register_messages(caf::actor_system_config& cfg) {
   cfg.add_message_type<device_identity>("device_identity");
   cfg.add_message_type<std::vector<std::vector<std::string>>>(
     "std::vector<std::vector<std::string>>");
+  cfg.add_message_type<sync_outcome>("sync_outcome");
 #endif
+  // In the console's interface on every node (the device answers them with
+  // an error), so registered in the device build too.
+  cfg.add_message_type<rollout_command>("rollout_command");
+  cfg.add_message_type<rollout_status>("rollout_status");
   add_error_category(cfg);
 }
 

@@ -652,4 +652,137 @@ typename Inspector::result_type inspect(Inspector& f, debug_report& x) {
   return f(caf::meta::type_name("debug_report"), x.text, x.json);
 }
 
+// --- Staged config rollout (cloud/rollout, fleetctl rollout) ---
+
+/// One answered sync request of a known device as the cloud's ingest saw
+/// it: the health figures a rollout compares.
+struct sync_outcome {
+  /// The store's device id (org/device).
+  std::string device;
+  std::string stream;
+  int64_t sequence = 0;
+  /// Stored (or already held); false: refused or not stored.
+  bool accepted = false;
+  /// Request body bytes as received.
+  int64_t bytes = 0;
+  /// Records the store took from it.
+  int64_t records = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sync_outcome& x) {
+  return f(caf::meta::type_name("sync_outcome"), x.device, x.stream,
+           x.sequence, x.accepted, x.bytes, x.records);
+}
+
+/// How much worse the changed devices may be than the unchanged ones before
+/// a rollout halts by itself.
+struct rollout_margins {
+  /// Sync success (accepted / (accepted + failed + missing)), percentage
+  /// points lower.
+  double sync_success_points = 5;
+  /// Storage use (used share of the device's disk), percentage points higher.
+  double storage_points = 10;
+  /// Bytes received per record, percent more.
+  double bandwidth_percent = 20;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, rollout_margins& x) {
+  return f(caf::meta::type_name("rollout_margins"), x.sync_success_points,
+           x.storage_points, x.bandwidth_percent);
+}
+
+/// An operator's rollout command (fleetctl rollout OP).
+struct rollout_command {
+  /// start, status, halt, resume or rollback.
+  std::string op;
+  /// The org whose devices take part (empty: devices without an org).
+  std::string org;
+  /// start: the settings every device gets.
+  settings_change change;
+  /// start: share of the devices (of each tier with by_tier) changed first.
+  double canary_percent = 5;
+  /// start: the shares after the canary, ascending, the last 100.
+  std::vector<double> steps;
+  /// start: tier by tier (tier 1 first, devices of unknown tier last).
+  bool by_tier = false;
+  /// start: how long each step is watched before the next.
+  int64_t bake_ms = 0;
+  rollout_margins margins;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, rollout_command& x) {
+  return f(caf::meta::type_name("rollout_command"), x.op, x.org, x.change,
+           x.canary_percent, x.steps, x.by_tier, x.bake_ms, x.margins);
+}
+
+/// One group's health over a bake window; -1 where nothing was measured.
+struct rollout_health {
+  int64_t devices = 0;
+  /// Devices with at least one request in the window.
+  int64_t reporting = 0;
+  int64_t accepted = 0;
+  int64_t failed = 0;
+  int64_t missing = 0;
+  /// Mean over the devices of accepted / (accepted + failed + missing); a
+  /// silent device counts 0.
+  double sync_success = -1;
+  /// Mean used share of the disk (0..1) the devices last reported.
+  double storage_used = -1;
+  double bytes_per_record = -1;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, rollout_health& x) {
+  return f(caf::meta::type_name("rollout_health"), x.devices, x.reporting,
+           x.accepted, x.failed, x.missing, x.sync_success, x.storage_used,
+           x.bytes_per_record);
+}
+
+/// One step of a rollout: the share of the devices (of one tier, tier > 0,
+/// or of all, tier 0; -1: devices of unknown tier) changed once it is done.
+struct rollout_stage {
+  int64_t tier = 0;
+  double percent = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, rollout_stage& x) {
+  return f(caf::meta::type_name("rollout_stage"), x.tier, x.percent);
+}
+
+/// A rollout as the cloud keeps it (and fleetctl rollout status shows it).
+struct rollout_status {
+  std::string org;
+  /// none, pushing, baking, halted, done, rolled_back.
+  std::string phase = "none";
+  /// Why it halted (or what the last judgement found).
+  std::string reason;
+  /// The start command (op "start").
+  rollout_command plan;
+  std::vector<rollout_stage> stages;
+  /// Index of the current stage in `stages`.
+  int64_t stage = 0;
+  /// Devices of the org, and how many carry the new settings.
+  int64_t devices = 0;
+  int64_t changed = 0;
+  int64_t started_ms = 0;
+  /// When the current bake window opened and when it is judged.
+  int64_t bake_started_ms = 0;
+  int64_t bake_ends_ms = 0;
+  /// The last judgement's figures.
+  rollout_health changed_health;
+  rollout_health unchanged_health;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, rollout_status& x) {
+  return f(caf::meta::type_name("rollout_status"), x.org, x.phase, x.reason,
+           x.plan, x.stages, x.stage, x.devices, x.changed, x.started_ms,
+           x.bake_started_ms, x.bake_ends_ms, x.changed_health,
+           x.unchanged_health);
+}
+
 } // namespace fleetd

@@ -23,6 +23,7 @@
 #include "runtime/node.hpp"
 #include "runtime/options.hpp"
 #include "tools/fleetctl_query.hpp"
+#include "tools/fleetctl_rollout.hpp"
 #include "tools/fleetctl_tenancy.hpp"
 #include "tools/fleetctl_nodes.hpp"
 #include "tools/fleetctl_streams.hpp"
@@ -55,6 +56,7 @@ struct ctl_options {
   bool create = false;
   tenancy_options tenancy;
   query_options query;
+  rollout_options rollout;
 };
 
 /// The settings change `fleetctl config` asks for, or the reason to refuse.
@@ -471,7 +473,8 @@ void declare(option_set& opts, ctl_options& opt) {
            "config: the device's own retention again");
   opts.add("unset.zstd-level", opt.unset_zstd_level, false,
            "config: the device's own zstd level again");
-  opts.add("org", opt.tenancy.org, "", "org, enroll, device, quota: the org");
+  opts.add("org", opt.tenancy.org, "",
+           "org, enroll, device, quota, rollout: the org");
   opts.add("uses", opt.tenancy.uses, 1, "devices",
            "enroll create: how many devices the token may enroll", 1);
   opts.add("expires", opt.tenancy.expires, 24h,
@@ -487,6 +490,7 @@ void declare(option_set& opts, ctl_options& opt) {
                 "quota set: the org's request bytes per day (0: unlimited)", 0,
                 int64_t{1} << 50);
   declare(opts, opt.query);
+  declare(opts, opt.rollout);
   opts.add("create", opt.create, false,
            "config: accept a device the cloud has never heard from (the "
            "settings wait for it)");
@@ -530,13 +534,22 @@ int check_command(const option_set& opts, const ctl_options& opt) {
               << std::endl;
     return 2;
   }
+  if (is_rollout_command(cmd)) {
+    auto r = rollout_command_of(opts.args(), opt.rollout, opt.tenancy.org,
+                                change_of(opt));
+    if (r)
+      return 0;
+    std::cerr << "fleetctl: bad arguments: " << error_text(r.error())
+              << std::endl;
+    return 2;
+  }
   if (cmd != "status" && cmd != "actors" && cmd != "devices" && cmd != "watch"
       && cmd != "config" && cmd != "debug" && cmd != "top" && cmd != "nodes"
       && cmd != "streams") {
     std::cerr << "fleetctl: unknown command '" << cmd
               << "' (status, actors, devices, nodes, streams, top, watch, "
                  "config, debug, org, enroll, device, quota, token, query, "
-                 "logs; see --help)"
+                 "logs, rollout; see --help)"
               << std::endl;
     return 2;
   }
@@ -683,6 +696,14 @@ int run_console(const option_set& opts, const ctl_options& opt,
   } else if (is_tenancy_command(cmd)) {
     rc = run_tenancy(self, *node, *tenancy_command_of(opts.args(), opt.tenancy),
                      opt.json, opt.timeout);
+  } else if (is_rollout_command(cmd)) {
+    // A start waits for its canary's settings to be stored.
+    rc = run_rollout(self, *node,
+                     *rollout_command_of(opts.args(), opt.rollout,
+                                         opt.tenancy.org, change_of(opt)),
+                     opt.json,
+                     std::max<caf::timespan>(opt.timeout,
+                                             std::chrono::seconds(60)));
   } else if (cmd == "debug") {
     self->request(*node, opt.timeout, debug_atom::value,
                   opts.args()[1] + " " + opts.args()[2])
@@ -700,7 +721,8 @@ int run(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   ctl_options opt;
   option_set opts("fleetctl",
-                  std::string(summary) + tenancy_usage + query_usage);
+                  std::string(summary) + tenancy_usage + query_usage
+                    + rollout_usage);
   declare(opts, opt);
   if (auto rc = parse_command_line(argc, argv, opts, opt); rc >= 0)
     return rc;

@@ -265,6 +265,14 @@ void config_versions(backend& be) {
   CHECK(write_ok(*st, b).config.version == 0);
   st = be.open();
   CHECK(st->set_config(dev_a, {x, field_batch_size, false})->version == 3);
+  // Read without a change: the current version, nothing new stored.
+  auto now = st->get_config(dev_a);
+  REQUIRE_MESSAGE(now, render(now.error()));
+  CHECK(now->version == 3);
+  CHECK(now->batch_size == 200);
+  CHECK(now->sync_interval_ms == 10'000);
+  CHECK(st->get_config(dev_a)->version == 3);
+  CHECK(st->get_config("acme/never-seen")->version == 0);
 }
 
 void columnar_sessions(backend& be) {

@@ -1,0 +1,512 @@
+// Staged rollout with auto-halt: 200 simulated devices sync through the real
+// ingest actor and embedded store (ingest feeds the rollout their outcomes,
+// their acks bring them the settings), on a manual clock.
+#include "cloud/rollout.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <caf/exit_reason.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <doctest/doctest.h>
+
+#include "cloud/ingest.hpp"
+#include "cloud_fixture.hpp"
+#include "messages/wire.hpp"
+#include "ask.hpp"
+#include "helpers.hpp"
+#include "tools/fleetctl_rollout.hpp"
+
+using namespace fleetd;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int64_t clock_start_ms = 1'700'000'000'000;
+constexpr int64_t bake_ms = 10 * 60 * 1000;
+constexpr size_t fleet_size = 200;
+
+// A retention this short makes a device drop batches before they sync.
+constexpr int64_t bad_retention_ms = 1000;
+
+// A retention this long fills a device's disk (80 % used instead of 40 %).
+constexpr int64_t hoarding_retention_ms = int64_t{365} * 24 * 3600 * 1000;
+
+// One simulated device: what it would send and what its acks told it.
+struct sim_device {
+  std::string id;
+  int64_t tier = 1;
+  int64_t seq = 0;
+  cloud_settings settings;
+  int64_t total_disk = 100'000'000'000;
+  int64_t available_disk = 60'000'000'000;
+};
+
+struct rollout_fixture : test::cloud_fixture {
+  cloud_store_actor store;
+  ingest_actor ing;
+  rollout_actor ro;
+  std::vector<sim_device> fleet;
+
+  explicit rollout_fixture(size_t n = fleet_size, bool tiers = false)
+    : cloud_fixture("fleetd-rollout", clock_start_ms) {
+    store = spawn_cloud_store(dir.file("cloud.db"));
+    ro = spawn_rollout();
+    ingest_config icfg;
+    icfg.store = store;
+    icfg.anonymous = true;
+    icfg.outcomes = caf::actor_cast<outcome_listener>(ro);
+    ing = keep(sys->spawn(ingest, icfg));
+    for (size_t i = 0; i < n; ++i) {
+      sim_device d;
+      char name[32];
+      snprintf(name, sizeof(name), "dev-%03zu", i);
+      d.id = name;
+      d.tier = tiers ? 1 + static_cast<int64_t>(i % 3) : 1;
+      fleet.push_back(d);
+    }
+    round();
+  }
+
+  // A rollout actor over the fleet's store, persisting in cloud.db; only
+  // the test's ticks make it judge (its own timer waits an hour).
+  rollout_actor spawn_rollout(int64_t max_devices = 100000) {
+    auto book = rollout_book::open(dir.file("cloud.db"));
+    REQUIRE_MESSAGE(book, render(book.error()));
+    rollout_config cfg;
+    cfg.check_interval = std::chrono::hours(1);
+    cfg.max_devices = max_devices;
+    cfg.store = store;
+    cfg.book = std::make_shared<rollout_book>(std::move(*book));
+    cfg.clock = clock;
+    return keep(sys->spawn<caf::detached>(rollout, cfg));
+  }
+
+  // Every device syncs one batch through ingest, as its settings make it:
+  // a bad retention loses two batches of three before they leave.
+  void round() {
+    for (auto& d : fleet) {
+      d.seq += d.settings.retention_ms == bad_retention_ms ? 3 : 1;
+      encode_settings es;
+      es.device_id = d.id;
+      es.sequence = d.seq;
+      es.epoch = "e1";
+      es.now_ms = clock->now_ms();
+      es.zstd_level = 0;
+      es.config_version = d.settings.version;
+      metric_samples xs;
+      for (int i = 0; i < 4; ++i)
+        xs.push_back(metric_sample{"cpu", {{"core", std::to_string(i)}},
+                                   clock->now_ms(), 1.5 * i});
+      device_capability cap;
+      cap.tier = d.tier;
+      cap.total_disk = d.total_disk;
+      cap.available_disk = d.settings.retention_ms == hoarding_retention_ms
+                             ? d.total_disk / 5
+                             : d.available_disk;
+      cap.has_network = true;
+      auto body = with_send_fields(encode_metrics_request(es, xs), 0, &cap);
+      auto rep = test::ask<http_reply>(*self, ing, 10s, sync_atom::value,
+                                       sync_envelope{body, "", protobuf_type,
+                                                     ""});
+      REQUIRE(rep.status == 200);
+      auto ack = test::ack_of(rep.body);
+      if (ack.config.version > d.settings.version)
+        d.settings = ack.config;
+    }
+  }
+
+  rollout_status run(rollout_command cmd) {
+    return test::ask<rollout_status>(*self, ro, 30s, rollout_atom::value,
+                                     std::move(cmd));
+  }
+
+  caf::error refused(rollout_command cmd) {
+    caf::error out;
+    (*self)->request(ro, 30s, rollout_atom::value, std::move(cmd))
+      .receive([&](rollout_status&) { FAIL_CHECK("not refused"); },
+               [&](caf::error& err) { out = std::move(err); });
+    return out;
+  }
+
+  rollout_status status() {
+    rollout_command c;
+    c.op = "status";
+    return run(c);
+  }
+
+  rollout_command start(settings_change change) {
+    rollout_command c;
+    c.op = "start";
+    c.change = change;
+    c.canary_percent = 5;
+    c.steps = {25, 50, 100};
+    c.bake_ms = bake_ms;
+    return c;
+  }
+
+  // Two rounds of syncs (the first brings the settings, the second shows
+  // them at work), then the bake ends and the rollout is nudged to judge.
+  void bake() {
+    round();
+    round();
+    round();
+    clock->advance(bake_ms);
+    caf::anon_send(ro, tick_atom::value);
+  }
+
+  // Waits for the rollout to leave the stage it was judging.
+  rollout_status after_judgement(int64_t stage) {
+    rollout_status out;
+    CHECK(test::eventually(
+      [&] {
+        out = status();
+        return out.phase == "halted" || out.phase == "done"
+               || (out.phase == "baking" && out.stage > stage);
+      },
+      20s));
+    return out;
+  }
+
+  std::set<std::string> with(const std::function<bool(const sim_device&)>& p) {
+    std::set<std::string> out;
+    for (auto& d : fleet)
+      if (p(d))
+        out.insert(d.id);
+    return out;
+  }
+};
+
+rollout_command op(const char* name) {
+  rollout_command out;
+  out.op = name;
+  return out;
+}
+
+settings_change batch_size(int64_t n) {
+  settings_change c;
+  c.values.batch_size = n;
+  c.fields = field_batch_size;
+  return c;
+}
+
+settings_change retention(int64_t ms) {
+  settings_change c;
+  c.values.retention_ms = ms;
+  c.fields = field_retention;
+  return c;
+}
+
+} // namespace
+
+TEST_CASE("a rollout that worsens sync success halts by itself after its "
+          "canary and never pushes further") {
+  rollout_fixture f;
+  auto st = f.run(f.start(retention(bad_retention_ms)));
+  CHECK(st.phase == "baking");
+  CHECK(st.devices == 200);
+  CHECK(st.changed == 10);
+  CHECK(st.stage == 0);
+  REQUIRE(st.stages.size() == 4);
+  f.bake();
+  st = f.after_judgement(0);
+  CHECK(st.phase == "halted");
+  CHECK(st.stage == 0);
+  CHECK(st.changed == 10);
+  CHECK(st.reason.find("halted by itself after stage 1 of 4: sync success")
+        != std::string::npos);
+  MESSAGE("changed: sync " << st.changed_health.sync_success << " ("
+                           << st.changed_health.accepted << " accepted, "
+                           << st.changed_health.missing
+                           << " missing); unchanged: sync "
+                           << st.unchanged_health.sync_success);
+  CHECK(st.changed_health.missing == 40);
+  CHECK(st.unchanged_health.sync_success == 1.0);
+  CHECK(st.changed_health.sync_success < 0.5);
+  // Halted stays halted: more time and ticks push nothing further.
+  f.clock->advance(10 * bake_ms);
+  caf::anon_send(f.ro, tick_atom::value);
+  f.round();
+  CHECK(f.status().phase == "halted");
+  CHECK(f.with([](auto& d) { return d.settings.retention_ms > 0; }).size()
+        == 10);
+  // A second rollout for the org waits for this one.
+  CHECK(is_error(f.refused(f.start(batch_size(7))), ec::conflict));
+  // Rolled back: every canary device has its own retention again.
+  st = f.run(op("rollback"));
+  CHECK(st.phase == "rolled_back");
+  CHECK(st.changed == 0);
+  f.round();
+  CHECK(f.with([](auto& d) { return d.settings.retention_ms != 0; }).empty());
+}
+
+TEST_CASE("a rollout that fills the devices' disks halts by itself on "
+          "storage use") {
+  rollout_fixture f;
+  auto st = f.run(f.start(retention(hoarding_retention_ms)));
+  REQUIRE(st.phase == "baking");
+  f.bake();
+  st = f.after_judgement(0);
+  CHECK(st.phase == "halted");
+  CHECK(st.changed == 10);
+  INFO(st.reason);
+  CHECK(st.reason.find("storage use 80.0% vs 40.0%") != std::string::npos);
+  CHECK(st.reason.find("sync success") == std::string::npos);
+  CHECK(st.changed_health.sync_success == 1.0);
+}
+
+TEST_CASE("a good rollout goes stage by stage to 100 % of the devices") {
+  rollout_fixture f;
+  auto st = f.run(f.start(batch_size(500)));
+  INFO(st.reason);
+  REQUIRE(st.phase == "baking");
+  std::vector<int64_t> changed{st.changed};
+  auto canary = f.with([](auto&) { return false; });
+  for (int64_t stage = 0; st.phase == "baking" && stage < 8; ++stage) {
+    f.bake();
+    if (stage == 0)
+      canary = f.with([](auto& d) { return d.settings.batch_size == 500; });
+    st = f.after_judgement(stage);
+    changed.push_back(st.changed);
+  }
+  CHECK(st.phase == "done");
+  CHECK(changed == std::vector<int64_t>{10, 50, 100, 200, 200});
+  CHECK(canary.size() == 10);
+  f.round();
+  CHECK(f.with([](auto& d) { return d.settings.batch_size == 500; }).size()
+        == fleet_size);
+  CHECK(st.changed_health.sync_success == 1.0);
+  // A finished rollout makes room for the next one.
+  CHECK(f.run(f.start(batch_size(600))).phase == "baking");
+}
+
+TEST_CASE("halt keeps the state, resume goes on, rollback restores the "
+          "previous settings") {
+  rollout_fixture f;
+  // A device the operator had set before keeps that value after a rollback.
+  auto& pinned = f.fleet[0];
+  test::ask<cloud_settings>(*f.self, f.store, 5s, config_atom::value,
+                            pinned.id, batch_size(42));
+  f.round();
+  REQUIRE(pinned.settings.batch_size == 42);
+  auto st = f.run(f.start(batch_size(500)));
+  REQUIRE(st.changed == 10);
+  st = f.run(op("halt"));
+  CHECK(st.phase == "halted");
+  CHECK(st.reason == "halted by the operator");
+  f.bake();
+  f.clock->advance(bake_ms);
+  caf::anon_send(f.ro, tick_atom::value);
+  CHECK(f.status().phase == "halted");
+  CHECK(f.status().changed == 10);
+  st = f.run(op("resume"));
+  CHECK(st.phase == "baking");
+  CHECK(st.stage == 0);
+  f.bake();
+  st = f.after_judgement(0);
+  CHECK(st.phase == "baking");
+  CHECK(st.stage == 1);
+  CHECK(st.changed == 50);
+  f.round();
+  auto changed = f.with([](auto& d) { return d.settings.batch_size == 500; });
+  CHECK(changed.size() == 50);
+  CHECK(is_error(f.refused(op("resume")), ec::bad_config));
+  st = f.run(op("rollback"));
+  CHECK(st.phase == "rolled_back");
+  f.round();
+  CHECK(f.with([](auto& d) { return d.settings.batch_size == 500; }).empty());
+  CHECK(f.with([](auto& d) { return d.settings.batch_size == 42; })
+        == std::set<std::string>{pinned.id});
+  CHECK(is_error(f.refused(op("halt")), ec::bad_config));
+}
+
+TEST_CASE("by tier: tier 1 first, then 2, then 3, each canary first") {
+  rollout_fixture f(fleet_size, true);
+  auto cmd = f.start(batch_size(500));
+  cmd.by_tier = true;
+  cmd.canary_percent = 10;
+  cmd.steps = {100};
+  auto st = f.run(cmd);
+  REQUIRE(st.stages.size() == 6);
+  std::vector<int64_t> tiers;
+  for (auto& s : st.stages)
+    tiers.push_back(s.tier);
+  CHECK(tiers == std::vector<int64_t>{1, 1, 2, 2, 3, 3});
+  auto of_tier = [&f](int64_t t) {
+    return f.with([t](auto& d) {
+      return d.tier == t && d.settings.batch_size == 500;
+    }).size();
+  };
+  // Tier sizes: 67, 67, 66; the canary is ceil(10 %) of each.
+  std::vector<std::vector<size_t>> seen;
+  for (int64_t stage = 0; st.phase == "baking" && stage < 8; ++stage) {
+    f.bake();
+    seen.push_back({of_tier(1), of_tier(2), of_tier(3)});
+    st = f.after_judgement(stage);
+  }
+  CHECK(st.phase == "done");
+  f.round();
+  seen.push_back({of_tier(1), of_tier(2), of_tier(3)});
+  CHECK(seen == std::vector<std::vector<size_t>>{{7, 0, 0},
+                                                 {67, 0, 0},
+                                                 {67, 7, 0},
+                                                 {67, 67, 0},
+                                                 {67, 67, 7},
+                                                 {67, 67, 66},
+                                                 {67, 67, 66}});
+}
+
+TEST_CASE("a restarted rollout actor goes on from its saved state with the "
+          "same devices") {
+  rollout_fixture f;
+  auto st = f.run(f.start(batch_size(500)));
+  REQUIRE(st.changed == 10);
+  f.round();
+  auto canary = f.with([](auto& d) { return d.settings.batch_size == 500; });
+  REQUIRE(canary.size() == 10);
+  // Killed as a crash would; a new one reads the book.
+  (*f.self)->send_exit(f.ro, caf::exit_reason::kill);
+  (*f.self)->wait_for(f.ro);
+  f.ro = f.spawn_rollout();
+  auto ingest_cfg = ingest_config{};
+  ingest_cfg.store = f.store;
+  ingest_cfg.anonymous = true;
+  ingest_cfg.outcomes = caf::actor_cast<outcome_listener>(f.ro);
+  f.ing = f.keep(f.sys->spawn(ingest, ingest_cfg));
+  st = f.status();
+  CHECK(st.phase == "baking");
+  CHECK(st.changed == 10);
+  CHECK(st.stage == 0);
+  // The bake starts again at the restart (its figures were in memory).
+  CHECK(st.bake_started_ms == f.clock->now_ms());
+  f.bake();
+  st = f.after_judgement(0);
+  CHECK(st.stage == 1);
+  CHECK(st.changed == 50);
+  f.round();
+  auto step = f.with([](auto& d) { return d.settings.batch_size == 500; });
+  CHECK(step.size() == 50);
+  CHECK(std::includes(step.begin(), step.end(), canary.begin(), canary.end()));
+  // Rollback still knows each device's previous settings.
+  st = f.run(op("rollback"));
+  CHECK(st.phase == "rolled_back");
+  f.round();
+  CHECK(f.with([](auto& d) { return d.settings.batch_size == 500; }).empty());
+}
+
+TEST_CASE("bad rollout commands are refused with a reason") {
+  rollout_fixture f(3);
+  auto refused = [&](rollout_command c, const char* what) {
+    auto err = f.refused(c);
+    CHECK_MESSAGE(is_error(err, ec::bad_config), render(err));
+    CHECK_MESSAGE(render(err).find(what) != std::string::npos, render(err));
+  };
+  auto ok = f.start(batch_size(10));
+  auto c = ok;
+  c.change.fields = 0;
+  refused(c, "nothing to set");
+  c = ok;
+  c.canary_percent = 0;
+  refused(c, "--canary");
+  c = ok;
+  c.steps = {50, 25, 100};
+  refused(c, "--steps");
+  c = ok;
+  c.steps = {25, 50};
+  refused(c, "last share must be 100");
+  c = ok;
+  c.steps.assign(21, 100);
+  refused(c, "--steps");
+  c = ok;
+  c.bake_ms = -1;
+  refused(c, "--bake");
+  c = ok;
+  c.margins.storage_points = -1;
+  refused(c, "--margin");
+  c = ok;
+  c.change.values.batch_size = max_setting_batch_size + 1;
+  CHECK(is_error(f.refused(c), ec::bad_config));
+  c = ok;
+  c.op = "explode";
+  refused(c, "unknown command");
+  refused(op("halt"), "has no rollout");
+  c = ok;
+  c.org = "nobody";
+  CHECK(is_error(f.refused(c), ec::unknown_device));
+  CHECK(f.status().phase == "none");
+  // An org larger than rollout.max-devices is refused, nothing changed.
+  auto small = f.spawn_rollout(2);
+  caf::error too_many;
+  (*f.self)->request(small, 30s, rollout_atom::value, ok)
+    .receive([&](rollout_status&) { FAIL_CHECK("not refused"); },
+             [&](caf::error& err) { too_many = std::move(err); });
+  CHECK_MESSAGE(is_error(too_many, ec::too_large), render(too_many));
+  CHECK(test::ask<rollout_status>(*f.self, small, 5s, rollout_atom::value,
+                                  op("status"))
+          .phase
+        == "none");
+  // The console's parsing of shares.
+  for (auto bad : {"", "%", "0", "-5%", "101", "5x", "nan", "1e999",
+                   "99999999999999999999"})
+    CHECK_MESSAGE(!parse_percent(bad), bad);
+  CHECK(*parse_percent("0.5%") == 0.5);
+  CHECK(*parse_percent("100") == 100);
+  // Outcomes of devices no rollout watches are counted and dropped.
+  for (int i = 0; i < 1000; ++i)
+    caf::anon_send(f.ro, outcome_atom::value,
+                   sync_outcome{"intruder-" + std::to_string(i), "metrics",
+                                i, true, 1 << 20, 1});
+  auto stats = test::ask<actor_stats>(*f.self, f.ro, 5s, stats_atom::value);
+  CHECK(stats.counters["outcomes_ignored"] >= 1000);
+}
+
+TEST_CASE("a rollout takes only its org's devices; orgs roll out at once") {
+  rollout_fixture f(2);
+  // Devices of orgs as ingest stores them once their key proved the org.
+  for (auto id : {"acme/d1", "acme/d2", "other/d3"}) {
+    ingest_batch b;
+    b.device_id = id;
+    b.stream = "metrics";
+    b.epoch = "e1";
+    b.checksum = "c1";
+    b.sequence = 1;
+    b.samples = {metric_sample{"cpu", {}, clock_start_ms, 1.0}};
+    test::ask<ingest_outcome>(*f.self, f.store, 5s, write_atom::value, b);
+  }
+  auto c = f.start(batch_size(500));
+  c.org = "acme";
+  c.canary_percent = 100;
+  c.steps = {100};
+  auto st = f.run(c);
+  CHECK(st.phase == "baking");
+  CHECK(st.stages.size() == 1);
+  CHECK(st.devices == 2);
+  CHECK(st.changed == 2);
+  c.org = "other";
+  c.change = batch_size(300);
+  st = f.run(c);
+  CHECK(st.devices == 1);
+  CHECK(st.changed == 1);
+  auto settings = [&](const std::string& id) {
+    return test::ask<cloud_settings>(*f.self, f.store, 5s, config_atom::value,
+                                     id)
+      .batch_size;
+  };
+  CHECK(settings("acme/d1") == 500);
+  CHECK(settings("acme/d2") == 500);
+  CHECK(settings("other/d3") == 300);
+  CHECK(settings("dev-000") == 0);
+  CHECK(settings("dev-001") == 0);
+  CHECK(f.status().phase == "none");
+  // One org's rollback leaves the other's alone.
+  auto back = op("rollback");
+  back.org = "acme";
+  CHECK(f.run(back).phase == "rolled_back");
+  CHECK(settings("acme/d1") == 0);
+  CHECK(settings("other/d3") == 300);
+}
