@@ -320,6 +320,12 @@ bool run_steps(ping_run& run, const cloud_link_config& link,
   if (auth_refusal(code))
     return run.fail(auth, printable(res->error, 200),
                     "refused: " + printable(res->error, 200));
+  // Only a refusal of the body itself says the key was looked at.
+  auto status = res->status;
+  if (status != 200 && status != 400 && status != 409 && status != 422)
+    return run.fail(auth, "unexpected answer HTTP " + std::to_string(status),
+                    "not a fleetd cloud? HTTP " + std::to_string(status)
+                      + " from " + where + " to the probe");
   auth.verdict = "ok";
   auth.detail = key.empty() ? "the cloud takes this device without a key"
                             : "the cloud accepts the key";

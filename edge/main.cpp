@@ -255,17 +255,15 @@ caf::expected<debug_report> config_offline(const edge_options& opt,
                                            const std::string& key) {
   auto caps = detect_for(opt);
   struct stat st;
+  // No store yet (none is made for a look): the cloud has said nothing.
   if (caps.settings.sqlite
       && stat((opt.common.data_dir + "/fleetd.db").c_str(), &st) == 0) {
-    auto backend = open_backend(opt, caps.settings, make_system_clock());
+    auto backend = open_store(opt, caps, local, make_system_clock());
     if (!backend)
       return backend.error();
-    auto cloud = (*backend)->load_settings();
-    if (!cloud)
-      return cloud.error();
-    apply_cloud(caps, *cloud);
+  } else {
+    apply_local(caps, local);
   }
-  apply_local(caps, local);
   return config_table(caps, opt.capability.overrides, opt.sources, local, key);
 }
 
