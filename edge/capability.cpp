@@ -684,6 +684,8 @@ std::string describe_change(const capability_report& before,
   field("batch_size", x.batch_size, y.batch_size);
   field("zstd_level", x.zstd_level, y.zstd_level);
   field("rounds_file", x.rounds_file, y.rounds_file);
+  field("metric_interval_ms", x.metric_interval_ms, y.metric_interval_ms);
+  field("store_logs", x.store_logs, y.store_logs);
   if (out.empty())
     out = "no change";
   for (auto& reason : now.reasons)
@@ -709,7 +711,9 @@ std::string to_json(const capability_report& x) {
       << ",\"sync_interval_ms\":" << s.sync_interval_ms
       << ",\"batch_size\":" << s.batch_size
       << ",\"zstd_level\":" << s.zstd_level
-      << ",\"rounds_file\":" << (s.rounds_file ? "true" : "false") << "}"
+      << ",\"rounds_file\":" << (s.rounds_file ? "true" : "false")
+      << ",\"metric_interval_ms\":" << s.metric_interval_ms
+      << ",\"store_logs\":" << (s.store_logs ? "true" : "false") << "}"
       << ",\"reasons\":[";
   for (size_t i = 0; i < x.reasons.size(); ++i)
     out << (i > 0 ? "," : "") << json_quote(x.reasons[i]);
@@ -763,6 +767,11 @@ std::string to_text(const capability_report& x) {
         << (s.rounds_file ? "on: a page a round, acked records kept in "
                             "folded files until retention"
                           : "off: every round commits to the tables");
+  if (s.metric_interval_ms > 0)
+    out << "\n  metrics      every " << duration_text(s.metric_interval_ms)
+        << " (fleetd config set metric_interval)";
+  if (!s.store_logs)
+    out << "\n  logs         not kept (store_logs false)";
   out << "\nwhy\n";
   for (auto& reason : x.reasons)
     out << "  " << reason << "\n";

@@ -57,7 +57,8 @@ struct nodes {
             // flag: metric_interval and sync_interval come from here.
             "--collector.interval=1h", "--sync.interval=300ms",
             "--load.series=5", "--load.interval=100ms",
-            "--logs.paths=" + log_file, "--logs.interval=50ms",
+            "--logs.paths=" + log_file, "--logs.start-at=beginning",
+            "--logs.interval=50ms",
             "--sync.backoff-base=20ms", "--sync.backoff-cap=200ms"};
   }
 
