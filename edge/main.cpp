@@ -202,8 +202,9 @@ child_factory storage_factory(std::shared_ptr<store_backend> opened,
   return [opened, memory, opt, caps, clk, reg](caf::actor_system& sys) mutable
          -> caf::expected<caf::actor> {
     auto db = opened ? std::move(opened) : memory;
-    if (!db) {
-      auto now = caps;
+    auto now = caps;
+    bool reopened = !db;
+    if (reopened) {
       // What `fleetd config set` says now, not at start.
       auto local = load_local_settings(opt.common.data_dir);
       auto again = open_store(opt, now, local ? *local : local_settings{},
@@ -212,8 +213,12 @@ child_factory storage_factory(std::shared_ptr<store_backend> opened,
         return again.error();
       db = std::move(*again);
     }
-    return caf::actor_cast<caf::actor>(
-      spawn_counted<caf::detached>(sys, reg, "storage", storage, db));
+    auto hdl = spawn_counted<caf::detached>(sys, reg, "storage", storage, db);
+    // A reopened store's actor keeps the settings' store_logs too (the
+    // first hears them from spawn_actors; a kept memory store's does not).
+    if (reopened)
+      caf::anon_send(hdl, capabilities_atom::value, now);
+    return caf::actor_cast<caf::actor>(hdl);
   };
 }
 
