@@ -1,7 +1,8 @@
 // fleetd sync now on a running device whose sync interval is an hour: every
 // stream's pending data reaches the cloud at once and the command reports
 // what was acked; with the cloud gone it times out (exit 1) with the
-// figures; without a running node it says so (exit 1).
+// figures; without a running node it says so (exit 1). fleetd debug ping
+// works beside the running node.
 #include <doctest/doctest.h>
 
 #include <csignal>
@@ -78,6 +79,16 @@ TEST_CASE("fleetd sync now sends every stream at once and waits for the "
   CHECK(json.first == 0);
   CHECK(has(json.second, "\"acked\":true"));
   CHECK(has(json.second, "\"stream\":\"sync_metrics\""));
+
+  // debug ping beside a running node on the same data directory (plain
+  // HTTP, an anonymous device: no TLS step, the key step passes keyless).
+  auto ping = fleetd({"debug", "ping"});
+  INFO(ping.second);
+  CHECK(ping.first == 0);
+  CHECK(has(ping.second, "tls: skipped: cloud.insecure"));
+  CHECK(has(ping.second, "auth: ok: the cloud takes this device without a "
+                         "key"));
+  CHECK(has(ping.second, "verdict: healthy"));
 
   // The cloud gone: the acks never come.
   cloud->signal(SIGTERM);
