@@ -257,15 +257,16 @@ caf::expected<debug_report> config_table(const capability_report& now,
     rows.push_back(r);
   }
   {
-    row r{"metric_interval", ms_text(10000), "default", "collector.interval"};
+    row r{"metric_interval", ms_text(src.metric_interval_ms), "default",
+          "collector.interval"};
     if (!src.metric_interval.empty())
       r = {r.key, ms_text(src.metric_interval_ms), src.metric_interval,
            "collector.interval"};
     rows.push_back(r);
   }
   {
-    bool kept = tier.retention_ms > 0 || now.settings.sqlite;
-    row r{"retention", kept ? ms_text(tier.retention_ms) : "none", "tier",
+    row r{"retention",
+          tier.retention_ms > 0 ? ms_text(tier.retention_ms) : "none", "tier",
           tier_note};
     if (ov.retention.count() > 0 && now.settings.sqlite)
       r = {r.key, ms_text(ov.retention.count()), option_source(src.retention),
