@@ -59,24 +59,6 @@ caf::error handshake_error(const std::string& why) {
 
 #ifdef FLEETD_MBEDTLS
 
-int send_fd(void* ctx, const unsigned char* buf, size_t len) {
-  auto n = ::send(*static_cast<int*>(ctx), buf, len, MSG_NOSIGNAL);
-  if (n >= 0)
-    return static_cast<int>(n);
-  return errno == EAGAIN || errno == EWOULDBLOCK ? MBEDTLS_ERR_SSL_TIMEOUT
-                                                 : MBEDTLS_ERR_SSL_INTERNAL_ERROR;
-}
-
-int recv_fd(void* ctx, unsigned char* buf, size_t len) {
-  auto n = ::recv(*static_cast<int*>(ctx), buf, len, 0);
-  if (n > 0)
-    return static_cast<int>(n);
-  if (n == 0)
-    return MBEDTLS_ERR_SSL_CONN_EOF;
-  return errno == EAGAIN || errno == EWOULDBLOCK ? MBEDTLS_ERR_SSL_TIMEOUT
-                                                 : MBEDTLS_ERR_SSL_INTERNAL_ERROR;
-}
-
 std::string time_text(const mbedtls_x509_time& t) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%04d-%02d-%02d %02d:%02d:%02d UTC", t.year,
@@ -88,6 +70,19 @@ std::string dn_text(const mbedtls_x509_name* dn) {
   char buf[512];
   auto n = mbedtls_x509_dn_gets(buf, sizeof(buf), dn);
   return n < 0 ? std::string("(unreadable)") : std::string(buf);
+}
+
+// Sends what the session produced; false when the socket failed.
+bool flush(mbed::session& s, int fd) {
+  size_t sent = 0;
+  while (sent < s.out.size()) {
+    auto n = ::send(fd, s.out.data() + sent, s.out.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0)
+      return false;
+    sent += static_cast<size_t>(n);
+  }
+  s.out.clear();
+  return true;
 }
 
 #else
@@ -133,42 +128,45 @@ caf::expected<tls_peer> probe_tls(int fd, const std::string& host,
   auto ctx = make_client_context(files);
   if (!ctx)
     return ctx.error();
-  auto conf = (*ctx)->native_handle();
   // Verified and recorded, not enforced: the certificate is shown either way.
-  mbedtls_ssl_conf_authmode(conf, MBEDTLS_SSL_VERIFY_OPTIONAL);
+  mbedtls_ssl_conf_authmode((*ctx)->native_handle(),
+                            MBEDTLS_SSL_VERIFY_OPTIONAL);
   set_timeouts(fd, timeout);
-  mbedtls_ssl_context ssl;
-  mbedtls_ssl_init(&ssl);
-  std::unique_ptr<mbedtls_ssl_context, void (*)(mbedtls_ssl_context*)> guard{
-    &ssl, mbedtls_ssl_free};
-  if (auto ret = mbedtls_ssl_setup(&ssl, conf); ret != 0)
-    return handshake_error("setup: mbedTLS error " + std::to_string(ret));
-  mbedtls_ssl_set_hostname(&ssl, host.c_str());
-  int sock = fd;
-  mbedtls_ssl_set_bio(&ssl, &sock, send_fd, recv_fd, nullptr);
+  // The session checks an address against the IP SANs (mbedTLS 2.28 does
+  // not); it is fed here from the blocking socket.
+  mbed::session s{ctx->get()};
+  if (!s.set_host_name(host))
+    return handshake_error("cannot set the host name " + host);
   int ret;
-  while ((ret = mbedtls_ssl_handshake(&ssl)) != 0) {
-    if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE)
+  while ((ret = mbedtls_ssl_handshake(s.native_handle())) != 0) {
+    if (!flush(s, fd))
+      return handshake_error(std::string("send: ") + std::strerror(errno));
+    if (ret == MBEDTLS_ERR_SSL_WANT_WRITE)
       continue;
-    char buf[200];
-    mbedtls_strerror(ret, buf, sizeof(buf));
-    return handshake_error(buf);
+    if (ret != MBEDTLS_ERR_SSL_WANT_READ) {
+      char buf[200];
+      mbedtls_strerror(ret, buf, sizeof(buf));
+      return handshake_error(buf);
+    }
+    unsigned char chunk[4096];
+    auto n = ::recv(fd, chunk, sizeof(chunk), 0);
+    if (n <= 0)
+      return handshake_error(n == 0 ? std::string("the server closed the "
+                                                  "connection")
+                                    : std::string("receive: ")
+                                        + std::strerror(errno));
+    s.in.insert(s.in.end(), chunk, chunk + n);
   }
+  flush(s, fd);
   tls_peer out;
-  out.version = mbedtls_ssl_get_version(&ssl);
-  out.cipher = mbedtls_ssl_get_ciphersuite(&ssl);
-  auto flags = mbedtls_ssl_get_verify_result(&ssl);
-  out.verified = flags == 0;
-  if (!out.verified) {
-    char buf[512];
-    mbedtls_x509_crt_verify_info(buf, sizeof(buf), "", flags);
-    out.verify_error = buf;
-    while (!out.verify_error.empty()
-           && (out.verify_error.back() == '\n'
-               || out.verify_error.back() == ' '))
-      out.verify_error.pop_back();
-  }
-  if (auto crt = mbedtls_ssl_get_peer_cert(&ssl)) {
+  out.version = mbedtls_ssl_get_version(s.native_handle());
+  out.cipher = mbedtls_ssl_get_ciphersuite(s.native_handle());
+  out.verify_error = s.verify_failure();
+  out.verified = out.verify_error.empty();
+  for (auto& c : out.verify_error)
+    if (c == '\n')
+      c = ';';
+  if (auto crt = mbedtls_ssl_get_peer_cert(s.native_handle())) {
     out.subject = dn_text(&crt->subject);
     out.issuer = dn_text(&crt->issuer);
     out.not_before = time_text(crt->valid_from);
@@ -183,7 +181,6 @@ caf::expected<tls_peer> probe_tls(int fd, const std::string& host,
         out.names.push_back(ip_text(san->buf.p, san->buf.len));
     }
   }
-  mbedtls_ssl_close_notify(&ssl);
   return out;
 }
 
