@@ -180,6 +180,11 @@ inspector(inspector_actor::stateful_pointer<inspector_state> self,
     [self](debug_atom, const std::string& what) -> caf::result<debug_report> {
       auto& st = self->state;
       auto i = st.cfg.debug.find(what);
+      // "config get KEY", "sync now 30000": the subject, then its argument.
+      for (auto end = what.rfind(' '); i == st.cfg.debug.end()
+                                       && end != std::string::npos && end > 0;
+           end = what.rfind(' ', end - 1))
+        i = st.cfg.debug.find(what.substr(0, end));
       if (i == st.cfg.debug.end())
         return make_error(ec::bad_config, "this node has no '" + what
                                             + "' diagnostics");

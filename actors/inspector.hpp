@@ -27,7 +27,9 @@ struct inspector_config {
   caf::actor tenancy;
   /// Answers rollout commands (the rollout actor); none on a device.
   caf::actor rollout;
-  /// Who answers `debug` for each subject ("storage", "capabilities", ...).
+  /// Who answers `debug` for each subject ("storage", "capabilities", ...);
+  /// "config get KEY" goes to the owner of "config get" when no subject is
+  /// the whole text (the longest subject the text starts with, word-wise).
   std::map<std::string, caf::actor> debug;
   /// The runtime's figures of each actor, by the names above (and the
   /// inspector's own); none when node.actor-stats is off.

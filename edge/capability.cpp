@@ -26,6 +26,7 @@
 #include "messages/error.hpp"
 #include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
+#include "runtime/result.hpp"
 
 namespace fleetd {
 
@@ -604,6 +605,10 @@ capability_report derive(const hardware& hw, const tier_overrides& ov) {
     s.rounds_file = on;
   }
   s.rounds_file = s.rounds_file && s.sqlite;
+  if (!ov.store_logs) {
+    s.store_logs = false;
+    reasons.push_back("storage.store-logs=false: log lines are not kept");
+  }
   // The tier looks at the total; the store cannot use more than is free.
   if (s.sqlite && hw.total_disk > 0 && hw.available_disk < s.storage_bytes)
     reasons.push_back("warning: " + human_bytes(hw.available_disk)
@@ -679,6 +684,8 @@ std::string describe_change(const capability_report& before,
   field("batch_size", x.batch_size, y.batch_size);
   field("zstd_level", x.zstd_level, y.zstd_level);
   field("rounds_file", x.rounds_file, y.rounds_file);
+  field("metric_interval_ms", x.metric_interval_ms, y.metric_interval_ms);
+  field("store_logs", x.store_logs, y.store_logs);
   if (out.empty())
     out = "no change";
   for (auto& reason : now.reasons)
@@ -704,7 +711,9 @@ std::string to_json(const capability_report& x) {
       << ",\"sync_interval_ms\":" << s.sync_interval_ms
       << ",\"batch_size\":" << s.batch_size
       << ",\"zstd_level\":" << s.zstd_level
-      << ",\"rounds_file\":" << (s.rounds_file ? "true" : "false") << "}"
+      << ",\"rounds_file\":" << (s.rounds_file ? "true" : "false")
+      << ",\"metric_interval_ms\":" << s.metric_interval_ms
+      << ",\"store_logs\":" << (s.store_logs ? "true" : "false") << "}"
       << ",\"reasons\":[";
   for (size_t i = 0; i < x.reasons.size(); ++i)
     out << (i > 0 ? "," : "") << json_quote(x.reasons[i]);
@@ -758,6 +767,11 @@ std::string to_text(const capability_report& x) {
         << (s.rounds_file ? "on: a page a round, acked records kept in "
                             "folded files until retention"
                           : "off: every round commits to the tables");
+  if (s.metric_interval_ms > 0)
+    out << "\n  metrics      every " << duration_text(s.metric_interval_ms)
+        << " (fleetd config set metric_interval)";
+  if (!s.store_logs)
+    out << "\n  logs         not kept (store_logs false)";
   out << "\nwhy\n";
   for (auto& reason : x.reasons)
     out << "  " << reason << "\n";
@@ -798,6 +812,7 @@ void check(capability_actor::stateful_pointer<capability_state> self) {
     next = derive(*hw, st.cfg.overrides);
   }
   apply_cloud(next, st.cfg.cloud);
+  apply_local(next, st.cfg.local);
   if (!st.current) {
     log_info(component, summary(next));
     st.current = std::move(next);
@@ -898,6 +913,9 @@ void declare(option_set& opts, capability_config& x) {
            "records stay in the folded files until storage.retention. "
            "false = every commit writes the tables (two or more pages, "
            "again when checkpointed); auto = the tier's (on for tier 1)");
+  opts.add("storage.store-logs", ov.store_logs, true,
+           "Keep the log lines of log.paths and the local ingest (false: "
+           "drop them as they arrive; metrics and events are kept)");
   opts.add("storage.backend", ov.backend, "auto",
            "Where readings live: \"sqlite\", \"memory\" (nothing survives a "
            "restart) or \"auto\" (the tier's: SQLite on tiers 1 and 2)");
@@ -948,6 +966,20 @@ void apply_settings(capability_ptr self, const cloud_settings& x) {
   check(self);
 }
 
+// `fleetd config set/unset` wrote settings.local: read, applied at once
+// (the listeners hear the change), answered with the settings as they are.
+caf::expected<debug_report> reload_local(capability_ptr self) {
+  auto& st = self->state;
+  auto local = load_local_settings(st.cfg.data_dir);
+  if (!local)
+    return local.error();
+  st.cfg.local = std::move(*local);
+  log_info(component, "settings of fleetd config set reloaded");
+  check(self);
+  return config_table(*st.current, st.cfg.overrides, st.cfg.sources,
+                      st.cfg.local, "");
+}
+
 actor_stats stats_of(const capability_state& st) {
   auto& x = *st.current;
   actor_stats out;
@@ -970,6 +1002,8 @@ actor_stats stats_of(const capability_state& st) {
                   {"batch_size", x.settings.batch_size},
                   {"zstd_level", x.settings.zstd_level},
                   {"rounds_file", x.settings.rounds_file ? 1 : 0},
+                  {"metric_interval_ms", x.settings.metric_interval_ms},
+                  {"store_logs", x.settings.store_logs ? 1 : 0},
                   {"total_ram", x.hw.total_ram},
                   {"available_ram", x.hw.available_ram},
                   {"total_disk", x.hw.total_disk},
@@ -1029,12 +1063,22 @@ capability(capability_actor::stateful_pointer<capability_state> self,
     [self](config_atom, const cloud_settings& x) { apply_settings(self, x); },
     [self](debug_atom,
            const std::string& what) -> caf::result<debug_report> {
+      auto& st = self->state;
+      if (what == "config reload")
+        return to_result(reload_local(self));
+      if (what.rfind("config get", 0) == 0) {
+        auto key = std::string(trim(std::string_view(what).substr(10)));
+        return to_result(config_table(*st.current, st.cfg.overrides,
+                                      st.cfg.sources, st.cfg.local, key));
+      }
       // What the last check found; `tick` first for a fresh reading.
       if (what != "capabilities")
         return make_error(ec::bad_config, "debug: the capability actor "
-                                          "answers 'capabilities', not '"
+                                          "answers 'capabilities', 'config "
+                                          "get [KEY]' and 'config reload', "
+                                          "not '"
                                             + what + "'");
-      auto& x = *self->state.current;
+      auto& x = *st.current;
       return debug_report{to_text(x), to_json(x)};
     },
     [self](stats_atom) { return stats_of(self->state); },

@@ -12,6 +12,7 @@
 
 #include "messages/interfaces.hpp"
 #include "messages/types.hpp"
+#include "edge/local_config.hpp"
 #include "runtime/clock.hpp"
 
 namespace fleetd {
@@ -43,6 +44,8 @@ struct tier_overrides {
   std::string backend = "auto";
   /// storage.rounds-file: "auto" (the tier's), "true" or "false".
   std::string rounds_file = "auto";
+  /// storage.store-logs: false drops log lines instead of keeping them.
+  bool store_logs = true;
 };
 
 /// The tier thresholds (docs/architecture.md section 5), decimal units, strict ">":
@@ -111,6 +114,11 @@ struct capability_config {
   cloud_settings cloud;
   /// Where new cloud settings are persisted (may be null in tests).
   storage_actor storage;
+  /// What `fleetd config set` pinned (over the cloud's), as last read from
+  /// the data directory; `debug "config reload"` reads it again.
+  local_settings local;
+  /// Where the options below it came from, for `config get`.
+  setting_sources sources;
 };
 
 class option_set;

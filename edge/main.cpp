@@ -14,6 +14,8 @@
 #include "edge/backoff.hpp"
 #include "edge/capability.hpp"
 #include "edge/cloud_link.hpp"
+#include "edge/debug_ping.hpp"
+#include "edge/local_config.hpp"
 #include "edge/memory_store.hpp"
 #include "edge/load_generator.hpp"
 #include "edge/log_tail.hpp"
@@ -22,6 +24,7 @@
 #include "edge/sqlite_store.hpp"
 #include "edge/storage.hpp"
 #include "edge/sync.hpp"
+#include "edge/sync_now.hpp"
 #include "edge/system_collector.hpp"
 #include "messages/error.hpp"
 #include "messages/wire.hpp"
@@ -51,8 +54,26 @@ struct edge_options {
   storage_limits storage;
   restart_limits supervisor;
   scheduler_options scheduler;
+  ping_config ping;
+  sync_now_config sync_now;
   bool json = false;
+  /// Not options: settings.local as read at start, and where the options
+  /// `config get` shows came from.
+  local_settings local;
+  setting_sources sources;
 };
+
+// Where each option under a `config set` setting came from (file or flag).
+setting_sources sources_of(const option_set& opts, const edge_options& x) {
+  setting_sources out;
+  out.zstd_level = opts.source_of("sync.zstd-level");
+  out.sync_interval = opts.source_of("sync.interval");
+  out.retention = opts.source_of("storage.retention");
+  out.metric_interval = opts.source_of("collector.interval");
+  out.store_logs = opts.source_of("storage.store-logs");
+  out.metric_interval_ms = x.collector.interval.count();
+  return out;
+}
 
 std::string read_small_file(const std::string& path) {
   std::ifstream in(path);
@@ -77,6 +98,8 @@ void declare(option_set& opts, edge_options& x) {
   declare(opts, x.ingest);
   declare(opts, x.supervisor);
   declare(opts, x.scheduler, device_scheduler());
+  declare(opts, x.ping);
+  declare(opts, x.sync_now);
 }
 
 // The options' checks, each actor's own; the tier-derived sync settings are
@@ -87,7 +110,8 @@ caf::error validate(const edge_options& x) {
                    validate(x.scrape), validate(x.ingest),
                    validate(x.capability),
                    validate(x.backoff),
-                   validate(x.supervisor), validate(x.scheduler)})
+                   validate(x.supervisor), validate(x.scheduler),
+                   validate(x.ping), validate(x.sync_now)})
     if (err)
       return err;
   if (x.sync.device_id.empty())
@@ -153,7 +177,7 @@ open_backend(const edge_options& opt, const tier_settings& tier,
 // it persisted applied over `caps` (and to the store).
 caf::expected<std::shared_ptr<store_backend>>
 open_store(const edge_options& opt, capability_report& caps,
-           const clock_ptr& clk) {
+           const local_settings& local, const clock_ptr& clk) {
   auto backend = open_backend(opt, caps.settings, clk);
   if (!backend)
     return backend.error();
@@ -161,7 +185,9 @@ open_store(const edge_options& opt, capability_report& caps,
   if (!cloud)
     return cloud.error();
   apply_cloud(caps, *cloud);
-  if (cloud->version > 0)
+  // `fleetd config set` wins over the cloud (docs/collectors.md).
+  apply_local(caps, local);
+  if (cloud->version > 0 || !local.empty())
     (*backend)->apply(caps.settings);
   return backend;
 }
@@ -176,21 +202,160 @@ child_factory storage_factory(std::shared_ptr<store_backend> opened,
   return [opened, memory, opt, caps, clk, reg](caf::actor_system& sys) mutable
          -> caf::expected<caf::actor> {
     auto db = opened ? std::move(opened) : memory;
-    if (!db) {
-      auto now = caps;
-      auto again = open_store(opt, now, clk);
+    auto now = caps;
+    bool reopened = !db;
+    if (reopened) {
+      // What `fleetd config set` says now, not at start.
+      auto local = load_local_settings(opt.common.data_dir);
+      auto again = open_store(opt, now, local ? *local : local_settings{},
+                              clk);
       if (!again)
         return again.error();
       db = std::move(*again);
     }
-    return caf::actor_cast<caf::actor>(
-      spawn_counted<caf::detached>(sys, reg, "storage", storage, db));
+    auto hdl = spawn_counted<caf::detached>(sys, reg, "storage", storage, db);
+    // A reopened store's actor keeps the settings' store_logs too (the
+    // first hears them from spawn_actors; a kept memory store's does not).
+    if (reopened)
+      caf::anon_send(hdl, capabilities_atom::value, now);
+    return caf::actor_cast<caf::actor>(hdl);
   };
+}
+
+// Asks the node that holds the data directory, through its console.
+caf::expected<debug_report> ask_node(const edge_options& opt,
+                                     const std::string& what) {
+  auto& dir = opt.common.data_dir;
+  auto port = std::atoi(read_small_file(dir + "/console.port").c_str());
+  if (port <= 0)
+    return make_error(ec::io_error, "a node holds " + dir
+                                      + " but its console.port is "
+                                        "unreadable");
+  node_config cfg{opt.common};
+  // A console client: one thread does (tier 3's).
+  apply(cfg, opt.scheduler,
+        worker_threads(opt.scheduler, device_scheduler(), 3, 1));
+  caf::actor_system sys{cfg};
+  auto node = connect_own_console(sys, opt.common, static_cast<uint16_t>(port));
+  if (!node)
+    return node.error();
+  caf::scoped_actor self{sys};
+  caf::expected<debug_report> out{caf::error{}};
+  self->request(*node, std::chrono::seconds(120), debug_atom::value, what)
+    .receive([&](debug_report& r) { out = std::move(r); },
+             [&](caf::error& err) { out = std::move(err); });
+  return out;
+}
+
+// True when a node runs on the data directory (it holds the lock); else
+// the lock is ours for the life of this process.
+bool node_running(const std::string& dir) {
+  struct stat st;
+  return stat(dir.c_str(), &st) == 0 && !lock_data_dir(dir, "fleetd");
+}
+
+// `config get` without a node: what a start would run with.
+caf::expected<debug_report> config_offline(const edge_options& opt,
+                                           const local_settings& local,
+                                           const std::string& key) {
+  auto caps = detect_for(opt);
+  struct stat st;
+  // No store yet (none is made for a look): the cloud has said nothing.
+  if (caps.settings.sqlite
+      && stat((opt.common.data_dir + "/fleetd.db").c_str(), &st) == 0) {
+    auto backend = open_store(opt, caps, local, make_system_clock());
+    if (!backend)
+      return backend.error();
+  } else {
+    apply_local(caps, local);
+  }
+  return config_table(caps, opt.capability.overrides, opt.sources, local, key);
+}
+
+// `fleetd config get [KEY]` / `set KEY=VALUE` / `unset KEY`: the file is
+// written here; a running node reads it again and applies it at once.
+int run_config(const edge_options& opt, const std::vector<std::string>& args) {
+  auto& dir = opt.common.data_dir;
+  auto print = [&](const debug_report& r) {
+    std::cout << (opt.json ? r.json + "\n" : r.text);
+    return 0;
+  };
+  // A bad key or value is the caller's mistake: 2, as for bad options.
+  auto fail = [&](const caf::error& err) {
+    std::cerr << "fleetd: config " << args[1] << ": " << render(err)
+              << std::endl;
+    return err.category() == caf::atom("fleetd")
+               && static_cast<ec>(err.code()) == ec::bad_config
+             ? 2
+             : 1;
+  };
+  auto& verb = args[1];
+  if ((verb == "get" && args.size() > 3)
+      || ((verb == "set" || verb == "unset") && args.size() != 3)
+      || (verb != "get" && verb != "set" && verb != "unset")) {
+    std::cerr << "fleetd: use: fleetd config get [KEY] [--json], fleetd "
+                 "config set KEY=VALUE, fleetd config unset KEY"
+              << std::endl;
+    return 2;
+  }
+  auto key = args.size() == 3 ? args[2] : std::string{};
+  auto local = load_local_settings(dir);
+  if (!local)
+    return fail(local.error());
+  if (verb != "get") {
+    auto err = verb == "set" ? set_local(*local, key) : unset_local(*local, key);
+    if (err)
+      return fail(err);
+    if (auto err2 = ensure_directory(dir))
+      return fail(err2);
+    if (auto err2 = save_local_settings(dir, *local))
+      return fail(err2);
+  }
+  if (!node_running(dir)) {
+    auto r = config_offline(opt, *local, verb == "get" ? key : "");
+    return r ? print(*r) : fail(r.error());
+  }
+  auto r = ask_node(opt, verb == "get" ? "config get " + key : "config reload");
+  return r ? print(*r) : fail(r.error());
+}
+
+// `fleetd debug ping`, `fleetd config ...` and `fleetd sync now`; -1 when
+// `args` is none of them.
+int run_ops_command(const edge_options& opt,
+                    const std::vector<std::string>& args) {
+  if (args.size() >= 2 && args[0] == "config")
+    return run_config(opt, args);
+  if (args == std::vector<std::string>{"debug", "ping"}) {
+    auto lcfg = opt.link;
+    if (lcfg.key_file.empty())
+      lcfg.key_file = opt.common.data_dir + "/device.key";
+    auto out = debug_ping(lcfg, opt.ping);
+    std::cout << (opt.json ? out.report.json + "\n" : out.report.text);
+    return out.healthy ? 0 : 1;
+  }
+  if (args == std::vector<std::string>{"sync", "now"}) {
+    if (!node_running(opt.common.data_dir)) {
+      std::cerr << "fleetd: sync now: no node runs on "
+                << opt.common.data_dir << std::endl;
+      return 1;
+    }
+    auto r = ask_node(opt, "sync now "
+                             + std::to_string(opt.sync_now.timeout.count()));
+    if (!r) {
+      std::cerr << "fleetd: " << render(r.error()) << std::endl;
+      return 1;
+    }
+    std::cout << (opt.json ? r->json + "\n" : r->text);
+    return 0;
+  }
+  return -1;
 }
 
 // `fleetd debug ...` / `fleetd maintenance clean`: through the running node's
 // console when one holds the data directory, else on the files directly.
 int run_command(const edge_options& opt, const std::vector<std::string>& args) {
+  if (auto rc = run_ops_command(opt, args); rc >= 0)
+    return rc;
   std::string what;
   if (args.size() == 2 && args[0] == "debug"
       && (args[1] == "storage" || args[1] == "queue"
@@ -200,8 +365,9 @@ int run_command(const edge_options& opt, const std::vector<std::string>& args) {
     what = "clean";
   if (what.empty()) {
     std::cerr << "fleetd: unknown command; use: fleetd debug "
-                 "storage|queue|capabilities [--json], fleetd maintenance "
-                 "clean [--json]"
+                 "storage|queue|capabilities|ping [--json], fleetd "
+                 "maintenance clean [--json], fleetd config get|set|unset, "
+                 "fleetd sync now"
               << std::endl;
     return 2;
   }
@@ -224,28 +390,10 @@ int run_command(const edge_options& opt, const std::vector<std::string>& args) {
     }
     return fail(make_error(ec::io_error, "no data directory " + dir));
   }
-  auto lock = lock_data_dir(dir, "fleetd");
-  if (!lock) {
+  if (node_running(dir)) {
     // A node runs on this directory: ask it.
-    auto port = std::atoi(read_small_file(dir + "/console.port").c_str());
-    if (port <= 0)
-      return fail(make_error(ec::io_error, "a node holds " + dir
-                                             + " but its console.port is "
-                                               "unreadable"));
-    node_config cfg{opt.common};
-    // A console client: one thread does (tier 3's).
-    apply(cfg, opt.scheduler,
-          worker_threads(opt.scheduler, device_scheduler(), 3, 1));
-    caf::actor_system sys{cfg};
-    auto node = connect_own_console(sys, opt.common, static_cast<uint16_t>(port));
-    if (!node)
-      return fail(node.error());
-    caf::scoped_actor self{sys};
-    int rc = 1;
-    self->request(*node, std::chrono::seconds(120), debug_atom::value, what)
-      .receive([&](debug_report& r) { rc = print(r); },
-               [&](caf::error& err) { rc = fail(err); });
-    return rc;
+    auto r = ask_node(opt, what);
+    return r ? print(*r) : fail(r.error());
   }
   auto caps = detect_for(opt);
   bool has_db = stat((dir + "/fleetd.db").c_str(), &st_dir) == 0;
@@ -338,6 +486,8 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
   kcfg.clock = clk;
   kcfg.cloud = caps.cloud;
   kcfg.storage = st;
+  kcfg.local = opt.local;
+  kcfg.sources = opt.sources;
   kcfg.listeners = {caf::actor_cast<caf::actor>(st)};
   kcfg.on_change = [st](const capability_report& before,
                         const capability_report& now) {
@@ -346,6 +496,8 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
   };
   auto cap = keep("capability",
                   spawn_counted(sys, reg, "capability", capability, kcfg));
+  // Settings that differ from the tier's from the start (store_logs).
+  caf::anon_send(st, capabilities_atom::value, caps);
   auto bcfg = opt.backoff;
   bcfg.clock = clk;
   bcfg.storage = st;
@@ -376,6 +528,16 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
   auto col = keep("system_collector",
                   spawn_counted<caf::detached>(sys, reg, "system_collector",
                                                system_collector, ccfg));
+  // metric_interval (`fleetd config set`) reaches it as settings do.
+  caf::anon_send(cap, capabilities_atom::value,
+                 caf::actor_cast<caf::actor>(col));
+  sync_now_config ncfg = opt.sync_now;
+  ncfg.storage = st;
+  ncfg.clock = clk;
+  for (auto& y : syncs)
+    ncfg.syncs.emplace_back(y.first, caf::actor_cast<sync_actor>(y.second));
+  auto now = keep("sync_now",
+                  spawn_counted(sys, reg, "sync_now", sync_now, ncfg));
   inspector_config icfg;
   icfg.role = "edge";
   icfg.node_id = opt.sync.device_id;
@@ -430,6 +592,10 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
   for (auto what : {"storage", "queue", "clean"})
     icfg.debug[what] = caf::actor_cast<caf::actor>(st);
   icfg.debug["capabilities"] = caf::actor_cast<caf::actor>(cap);
+  for (auto what : {"config get", "config reload"})
+    icfg.debug[what] = caf::actor_cast<caf::actor>(cap);
+  icfg.debug["sync now"] = caf::actor_cast<caf::actor>(now);
+  icfg.actors.emplace_back("sync_now", caf::actor_cast<caf::actor>(now));
   icfg.actors.insert(icfg.actors.end(), syncs.begin(), syncs.end());
   icfg.actors.emplace_back("supervisor", caf::actor_cast<caf::actor>(sup));
   if (opt.common.test_hooks)
@@ -451,6 +617,17 @@ int run(int argc, char** argv) {
     "  debug capabilities [--json] the tier and settings the node runs with\n"
     "  maintenance clean [--json] drop what retention and caps allow, "
     "vacuum\n"
+    "  debug ping [--json]        DNS, TCP, TLS, key and round trips to the "
+    "cloud, a verdict\n"
+    "  config get [KEY] [--json]  each setting (compression, sync_interval, "
+    "metric_interval,\n"
+    "                             retention, store_logs) and its source\n"
+    "  config set KEY=VALUE       pin a setting here, live and persisted "
+    "(wins over the cloud)\n"
+    "  config unset KEY           back to the cloud's, the config's or the "
+    "tier's value\n"
+    "  sync now [--json]          every stream synced now; waits for the "
+    "acks (sync.now-timeout)\n"
     "  Commands go through the running node's console, else read the data "
     "directory.\n");
   auto rc = parse_or_exit("fleetd", opts, argc, argv, opt.common,
@@ -462,6 +639,7 @@ int run(int argc, char** argv) {
     return 1;
   };
   auto& dir = opt.common.data_dir;
+  opt.sources = sources_of(opts, opt);
   if (!opts.args().empty())
     return run_command(opt, opts.args());
   if (auto err = ensure_directory(dir))
@@ -471,8 +649,13 @@ int run(int argc, char** argv) {
     return die(lock.error());
   auto clk = make_scaled_clock(opt.common.clock_speed);
   auto caps = detect_for(opt);
-  // What the operator last set from the cloud applies from the start.
-  auto backend = open_store(opt, caps, clk);
+  auto local = load_local_settings(dir);
+  if (!local)
+    return die(local.error());
+  opt.local = *local;
+  // What the operator last set from the cloud (and `fleetd config set`
+  // here) applies from the start.
+  auto backend = open_store(opt, caps, opt.local, clk);
   if (!backend)
     return die(backend.error());
   log_info("fleetd", summary(caps));

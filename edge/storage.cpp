@@ -143,6 +143,14 @@ caf::result<int64_t> grouped_store(storage_ptr self, bool samples, F&& store) {
   return rp;
 }
 
+// False when the settings say log lines are not kept (store_logs), counted.
+bool kept_lines(storage_ptr self, const log_lines& xs) {
+  if (self->state.store_logs)
+    return true;
+  self->state.log_lines_not_kept += static_cast<int64_t>(xs.size());
+  return false;
+}
+
 } // namespace
 
 storage_actor::behavior_type
@@ -159,7 +167,9 @@ storage(storage_actor::stateful_pointer<storage_state> self,
       arm_commit(self);
       return n;
     },
-    [self, &st](store_atom, const log_lines& xs) {
+    [self, &st](store_atom, const log_lines& xs) -> caf::result<int64_t> {
+      if (!kept_lines(self, xs))
+        return int64_t{0};
       auto n = grouped_store(self, false,
                              [&] { return store_lines(st, xs, {}); });
       arm_commit(self);
@@ -167,8 +177,11 @@ storage(storage_actor::stateful_pointer<storage_state> self,
     },
     [self, &st](store_atom, const log_lines& xs,
                 const source_cursors& cursors) {
+      // Not kept: the cursors still move, the lines are not read again.
+      static const log_lines none;
+      const log_lines& kept = kept_lines(self, xs) ? xs : none;
       auto n = grouped_store(self, false,
-                             [&] { return store_lines(st, xs, cursors); });
+                             [&] { return store_lines(st, kept, cursors); });
       arm_commit(self);
       return n;
     },
@@ -241,10 +254,16 @@ storage(storage_actor::stateful_pointer<storage_state> self,
                 const std::string& what) -> caf::result<debug_report> {
       return settled(self, st.debug(what));
     },
-    [&st](capabilities_atom, const capability_report& report) {
+    [self, &st](capabilities_atom, const capability_report& report) {
       st.apply(report.settings);
+      self->state.store_logs = report.settings.store_logs;
     },
-    [&st](stats_atom) { return st.stats(); },
+    [self, &st](stats_atom) {
+      auto out = st.stats();
+      out.counters["log_lines_not_kept"] = self->state.log_lines_not_kept;
+      out.counters["store_logs"] = self->state.store_logs ? 1 : 0;
+      return out;
+    },
   };
 }
 

@@ -24,6 +24,9 @@ struct storage_state {
   };
   std::vector<grouped_reply> grouped;
   bool group_open = false;
+  /// The settings' store_logs: false drops log lines (their cursors move).
+  bool store_logs = true;
+  int64_t log_lines_not_kept = 0;
   static inline const char* name = "storage";
 };
 

@@ -667,6 +667,8 @@ sync_actor::behavior_type sync(sync_actor::stateful_pointer<sync_state> self,
       out.counters["session_series"] = static_cast<int64_t>(
         st.session.series.size());
       out.counters["config_version"] = st.cfg.config_version;
+      out.counters["interval_ms"] = st.cfg.interval.count();
+      out.counters["zstd_level"] = st.cfg.zstd_level;
       return out;
     },
   };

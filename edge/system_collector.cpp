@@ -33,7 +33,7 @@ std::string join(const std::vector<std::string>& xs) {
 }
 
 void collect_round(
-  collector_actor::stateful_pointer<system_collector_state> self) {
+  system_collector_actor::stateful_pointer<system_collector_state> self) {
   auto& st = self->state;
   std::vector<std::string> problems;
   auto now = st.cfg.clock->now_ms();
@@ -134,38 +134,78 @@ caf::error validate(const system_collector_config& x) {
   return caf::none;
 }
 
-collector_actor::behavior_type
-system_collector(collector_actor::stateful_pointer<system_collector_state> self,
+namespace {
+
+using collector_ptr
+  = system_collector_actor::stateful_pointer<system_collector_state>;
+
+// One round now, unless storage still holds the last one.
+void take_round(collector_ptr self) {
+  auto& st = self->state;
+  if (st.in_flight) {
+    // Storage is slow: drop this round rather than queue requests.
+    ++st.rounds_skipped;
+    log_debug(component, "previous store unanswered, round skipped");
+  } else {
+    collect_round(self);
+  }
+}
+
+// The next round of the current timer chain.
+void arm_timer(collector_ptr self) {
+  auto& st = self->state;
+  self->delayed_send(self,
+                     st.cfg.clock->real(
+                       next_round_in(st.cfg.clock->now_ms(), st.interval)),
+                     tick_atom::value, st.timer_generation);
+}
+
+} // namespace
+
+system_collector_actor::behavior_type
+system_collector(system_collector_actor::stateful_pointer<system_collector_state> self,
                  system_collector_config cfg) {
   if (stop_on_bad_config(self, "system_collector", validate(cfg)))
-    return collector_actor::behavior_type::make_empty_behavior();
+    return system_collector_actor::behavior_type::make_empty_behavior();
   if (!cfg.clock)
     cfg.clock = make_system_clock();
   self->state.cfg = std::move(cfg);
+  self->state.interval = self->state.cfg.interval;
   if (!self->state.cfg.source)
     self->state.reader
       = std::make_shared<node_metrics_reader>(self->state.cfg.metrics);
-  self->send(self, tick_atom::value);
+  self->send(self, tick_atom::value, int64_t{0});
   return {
     [self](tick_atom) {
+      // Another actor's tick: one extra round, no second timer chain.
       auto& st = self->state;
-      // Only our own ticks re-arm the timer; a tick from another actor is
-      // one extra round and must not start a second timer chain.
-      auto own_tick = self->current_sender() == self->ctrl();
-      if (finished(st))
+      if (!finished(st))
+        take_round(self);
+    },
+    [self](tick_atom, int64_t generation) {
+      auto& st = self->state;
+      if (generation != st.timer_generation || finished(st))
         return;
-      if (st.in_flight) {
-        // Storage is slow: drop this round rather than queue requests.
-        ++st.rounds_skipped;
-        log_debug(component, "previous store unanswered, round skipped");
-      } else {
-        collect_round(self);
-      }
-      if (own_tick && !finished(st))
-        self->delayed_send(self,
-                           st.cfg.clock->real(next_round_in(
-                             st.cfg.clock->now_ms(), st.cfg.interval)),
-                           tick_atom::value);
+      take_round(self);
+      if (!finished(st))
+        arm_timer(self);
+    },
+    [self](capabilities_atom, const capability_report& report) {
+      auto& st = self->state;
+      auto wanted = report.settings.metric_interval_ms > 0
+                      ? std::chrono::milliseconds{report.settings
+                                                    .metric_interval_ms}
+                      : st.cfg.interval;
+      if (wanted == st.interval)
+        return;
+      log_info(component, st.cfg.name, ": interval ",
+               to_duration_text(st.interval), " -> ",
+               to_duration_text(wanted));
+      st.interval = wanted;
+      // The old chain's next tick may be an old interval away: a new one.
+      ++st.timer_generation;
+      if (!finished(st))
+        arm_timer(self);
     },
     [self](stats_atom) {
       auto& st = self->state;
@@ -173,6 +213,7 @@ system_collector(collector_actor::stateful_pointer<system_collector_state> self,
       out.name = st.cfg.name;
       out.state = finished(st) && !st.in_flight ? "done" : "collecting";
       out.counters = {{"rounds", st.rounds},
+                      {"interval_ms", st.interval.count()},
                       {"points_collected", st.points_collected},
                       {"points_stored", st.points_stored},
                       {"store_failures", st.store_failures},

@@ -66,6 +66,10 @@ struct system_collector_state {
           lines_stored = 0;
   /// Ticks that found the previous store still unanswered.
   int64_t rounds_skipped = 0;
+  /// The round interval now: cfg.interval unless the settings say otherwise.
+  std::chrono::milliseconds interval{0};
+  /// The timer's generation: a new interval starts a new chain.
+  int64_t timer_generation = 0;
   /// One store request at a time.
   bool in_flight = false;
   static inline const char* name = "system_collector";
@@ -80,9 +84,11 @@ std::chrono::milliseconds next_round_in(int64_t now_ms,
 /// Every `interval` reads the system metrics and stores them. A round is
 /// skipped (and counted) while the previous store is unanswered, so a slow
 /// storage never piles up requests. A `tick` from another actor takes one
-/// extra round now without starting a second timer.
-collector_actor::behavior_type
-system_collector(collector_actor::stateful_pointer<system_collector_state> self,
+/// extra round now without starting a second timer. A capability report with
+/// a metric_interval_ms (0: cfg.interval) other than the current interval
+/// re-arms the timer at once with the new one.
+system_collector_actor::behavior_type
+system_collector(system_collector_actor::stateful_pointer<system_collector_state> self,
                  system_collector_config cfg);
 
 } // namespace fleetd

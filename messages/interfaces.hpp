@@ -105,6 +105,23 @@ using collector_actor = caf::typed_actor<
   caf::reacts_to<tick_atom>,
   stats_handler>;
 
+/// The system collector: a collector whose round interval the device's
+/// settings (metric_interval, `fleetd config set`) change while it runs.
+using system_collector_actor = collector_actor::extend<
+  // SELF ONLY: the actor's own timer; ignored unless `generation` is current.
+  caf::reacts_to<tick_atom, int64_t>,
+  // New settings: a metric_interval_ms other than the current one re-arms.
+  caf::reacts_to<capabilities_atom, capability_report>>;
+
+/// `fleetd sync now` (edge/sync_now): every stream's sync round at once,
+/// answered when the cloud has acked what was waiting.
+using sync_now_actor = caf::typed_actor<
+  // "sync now" or "sync now <timeout ms>": what went, or ec::timeout.
+  caf::replies_to<debug_atom, std::string>::with<debug_report>,
+  // SELF ONLY: look again whether request `id` is done.
+  caf::reacts_to<tick_atom, int64_t>,
+  stats_handler>;
+
 /// Applications' pushes into the device's store (edge/local_ingest): its
 /// HTTP listeners hand each request to a short-lived worker; the actor holds
 /// the listeners and answers the console.

@@ -598,13 +598,18 @@ struct tier_settings {
   int64_t zstd_level = 0;
   /// The SQLite store appends rounds to its rounds file (storage.rounds-file).
   bool rounds_file = false;
+  /// The system collector's interval; 0: its own (collector.interval).
+  int64_t metric_interval_ms = 0;
+  /// False: log lines are not kept (storage.store-logs, `config set`).
+  bool store_logs = true;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, tier_settings& x) {
   return f(caf::meta::type_name("tier_settings"), x.tier, x.sqlite,
            x.storage_bytes, x.memory_points, x.retention_ms,
-           x.sync_interval_ms, x.batch_size, x.zstd_level, x.rounds_file);
+           x.sync_interval_ms, x.batch_size, x.zstd_level, x.rounds_file,
+           x.metric_interval_ms, x.store_logs);
 }
 
 inline bool operator==(const tier_settings& x, const tier_settings& y) {
@@ -614,7 +619,9 @@ inline bool operator==(const tier_settings& x, const tier_settings& y) {
          && x.retention_ms == y.retention_ms
          && x.sync_interval_ms == y.sync_interval_ms
          && x.batch_size == y.batch_size && x.zstd_level == y.zstd_level
-         && x.rounds_file == y.rounds_file;
+         && x.rounds_file == y.rounds_file
+         && x.metric_interval_ms == y.metric_interval_ms
+         && x.store_logs == y.store_logs;
 }
 
 inline bool operator!=(const tier_settings& x, const tier_settings& y) {

@@ -1,4 +1,5 @@
 #include "runtime/node.hpp"
+#include "runtime/page_file.hpp"
 
 #include <cerrno>
 #include <csignal>
@@ -301,19 +302,23 @@ caf::expected<int> lock_data_dir(const std::string& dir,
 }
 
 caf::error write_file_atomically(const std::string& path,
-                                 const std::string& value) {
+                                 const std::string& value, bool durable) {
   auto tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << value;
-    out.flush();
-    if (!out)
-      return make_error(ec::io_error, "cannot write '" + tmp + "'");
-  }
+  auto fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return make_error(ec::io_error, "cannot write '" + tmp + "': "
+                                      + strerror(errno));
+  bool ok = ::write(fd, value.data(), value.size())
+              == static_cast<ssize_t>(value.size())
+            && (!durable || ::fsync(fd) == 0);
+  ::close(fd);
+  if (!ok)
+    return make_error(ec::io_error, "cannot write '" + tmp + "': "
+                                      + strerror(errno));
   if (rename(tmp.c_str(), path.c_str()) != 0)
     return make_error(ec::io_error, "cannot rename '" + tmp + "': "
                                       + strerror(errno));
-  return caf::none;
+  return durable ? sync_dir_of(path) : caf::none;
 }
 
 console_listener::~console_listener() = default;

@@ -121,9 +121,12 @@ caf::expected<inspector_actor> connect_own_console(caf::actor_system& sys,
                                                    const common_options& x,
                                                    uint16_t port);
 
-/// Writes `value` to `path` atomically (temp file + rename).
+/// Writes `value` to `path` atomically (temp file + rename); `durable`:
+/// the temp file is fsynced before and its directory after the rename, so
+/// a power cut leaves the old or the new content, never an empty file.
 caf::error write_file_atomically(const std::string& path,
-                                 const std::string& value);
+                                 const std::string& value,
+                                 bool durable = false);
 
 /// Takes the exclusive lock `<dir>/<name>.lock` (flock) for the life of the
 /// process; returns the descriptor, or ec::io_error naming who holds it.

@@ -483,6 +483,7 @@ caf::error option_set::set_from_text(const std::string& key,
     if (auto err = e->set_text(raw))
       return err;
     e->was_set = true;
+    e->source = "flag";
     return caf::none;
   }
   caf::config_value v;
@@ -497,7 +498,15 @@ caf::error option_set::set_from_text(const std::string& key,
   if (auto err = e->set(v))
     return err;
   e->was_set = true;
+  e->source = "flag";
   return caf::none;
+}
+
+std::string option_set::source_of(const std::string& key) const {
+  for (auto& e : entries_)
+    if (e.key == key)
+      return e.source;
+  return "";
 }
 
 // Durations and sizes are read here, not by CAF: its INI syntax has no
@@ -549,6 +558,7 @@ std::string option_set::take_unit_lines(const std::string& text,
           return text;
         }
         e->was_set = true;
+        e->source = "file";
         row.clear();
       }
     }
@@ -584,6 +594,7 @@ caf::error option_set::load_ini(const std::string& text,
                         render(err).substr(sizeof("bad_config: ") - 1) + " ("
                           + origin + ")");
     e->was_set = true;
+    e->source = "file";
   }
   return caf::none;
 }

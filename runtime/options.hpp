@@ -56,6 +56,10 @@ public:
   const std::vector<std::string>& args() const { return args_; }
   const std::string& config_file() const { return config_file_; }
 
+  /// Where `key`'s value came from: "flag" (the command line), "file" (the
+  /// INI of --config) or "" (its default; also for an unknown key).
+  std::string source_of(const std::string& key) const;
+
   /// Usage text: every option with default, unit and description.
   std::string help() const;
 
@@ -75,6 +79,8 @@ private:
     bool required = false;
     bool secret = false;
     bool was_set = false;
+    /// Where the value came from once set: "file" (--config) or "flag".
+    const char* source = "";
     std::function<caf::error(const caf::config_value&)> set;
     /// Durations and sizes read their own text (CAF's syntax has no 1h30m).
     std::function<caf::error(const std::string&)> set_text;

@@ -51,6 +51,18 @@ using stats_actor = caf::typed_actor<stats_handler>;
 using devices_actor
   = caf::typed_actor<caf::replies_to<devices_atom>::with<device_infos>>;
 
+using debug_actor = caf::typed_actor<
+  caf::replies_to<debug_atom, std::string>::with<debug_report>>;
+
+/// Answers a diagnostic with the text it was asked, named.
+debug_actor::behavior_type echoing(debug_actor::pointer, std::string who) {
+  return {
+    [who](debug_atom, const std::string& what) {
+      return debug_report{who + ": " + what, ""};
+    },
+  };
+}
+
 actor_stats make_stats(const std::string& name, const std::string& state,
                        int64_t count) {
   actor_stats out;
@@ -396,6 +408,34 @@ TEST_CASE("devices is forwarded to the devices actor") {
     CHECK(got[i].gaps == want[i].gaps);
     CHECK(got[i].last_seen_ms == want[i].last_seen_ms);
   }
+}
+
+TEST_CASE("debug goes to the subject's owner: the whole text, else the "
+          "longest subject it starts with, word-wise") {
+  inspector_fixture f;
+  auto c = f.config();
+  c.debug["storage"] = caf::actor_cast<caf::actor>(
+    f.keep(f.sys->spawn(echoing, "store")));
+  c.debug["config get"] = caf::actor_cast<caf::actor>(
+    f.keep(f.sys->spawn(echoing, "caps")));
+  c.debug["config"] = caf::actor_cast<caf::actor>(
+    f.keep(f.sys->spawn(echoing, "other")));
+  auto insp = f.spawn_inspector(c);
+  auto ask = [&](const std::string& what) {
+    std::string out;
+    (*f.self)->request(insp, 10s, debug_atom::value, what)
+      .receive([&](debug_report& r) { out = r.text; },
+               [&](caf::error& err) { out = "error " + render(err); });
+    return out;
+  };
+  CHECK(ask("storage") == "store: storage");
+  CHECK(ask("config get compression") == "caps: config get compression");
+  CHECK(ask("config get ") == "caps: config get ");
+  CHECK(ask("config reload") == "other: config reload");
+  CHECK(ask("storagex").rfind("error ", 0) == 0);
+  CHECK(ask("stor").rfind("error ", 0) == 0);
+  CHECK(ask("").rfind("error ", 0) == 0);
+  CHECK(ask(" ").rfind("error ", 0) == 0);
 }
 
 TEST_CASE("devices on a node without a devices actor is empty") {

@@ -268,3 +268,25 @@ TEST_CASE("rounds start on multiples of the interval, one per interval") {
   CHECK(grid + 3 + in(grid + 3) == grid - 2 + in(grid - 2));
   CHECK(next_round_in(grid, milliseconds(0)).count() == 0);
 }
+
+TEST_CASE("a new metric_interval re-arms the timer at once; 0 goes back to "
+          "the configured interval") {
+  actor_fixture f;
+  auto cc = f.collector_config(f.spawn_storage(store_mode::answer));
+  // Only the first round comes from the configured interval.
+  cc.interval = std::chrono::hours(1);
+  auto collector = f.spawn_collector(std::move(cc));
+  REQUIRE(f.await_batches(1).size() == 1);
+  CHECK(f.no_batch_within(50ms));
+  capability_report report;
+  report.settings.metric_interval_ms = 1;
+  (*f.self)->send(caf::actor_cast<system_collector_actor>(collector),
+                  capabilities_atom::value, report);
+  // Not an hour later: the new chain runs every millisecond.
+  CHECK(f.await_batches(3).size() == 3);
+  CHECK(f.stats_of(collector).counters["interval_ms"] == 1);
+  report.settings.metric_interval_ms = 0;
+  (*f.self)->send(caf::actor_cast<system_collector_actor>(collector),
+                  capabilities_atom::value, report);
+  CHECK(f.stats_of(collector).counters["interval_ms"] == 3'600'000);
+}
