@@ -107,7 +107,8 @@ private:
     // Read before the handler, which may take the message apart.
     auto answerer = x.sender ? x.sender->id() : caf::actor_id{0};
     auto result = counted_consume(x);
-    if (result != caf::invoke_message_result::skipped)
+    // Dropped: nobody waits for it, e.g. the timeout of a request answered.
+    if (result == caf::invoke_message_result::consumed)
       detail::count_error_answer(*counters_, this->id(), answerer, answer);
     return result;
   }

@@ -53,16 +53,24 @@ caf::behavior worker(caf::event_based_actor*) {
 }
 
 /// Passes each number on to `target` and its answer back, as node actors
-/// that ask others do.
-caf::behavior asker(caf::event_based_actor* self, caf::actor target) {
+/// that ask others do, waiting `timeout` for it.
+caf::behavior asker(caf::event_based_actor* self, caf::actor target,
+                    caf::duration timeout) {
   return {
-    [self, target](int64_t us) -> caf::result<int64_t> {
+    [self, target, timeout](int64_t us) -> caf::result<int64_t> {
       auto rp = self->make_response_promise<int64_t>();
-      self->request(target, 5s, us)
+      self->request(target, timeout, us)
         .then([rp](int64_t y) mutable { rp.deliver(y); },
               [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
       return rp;
     },
+  };
+}
+
+/// Never answers (someone else would).
+caf::behavior silent(caf::event_based_actor*) {
+  return {
+    [](int64_t) -> caf::result<int64_t> { return caf::delegated<int64_t>{}; },
   };
 }
 
@@ -157,7 +165,8 @@ TEST_CASE("the rate counts the messages since the previous read") {
 TEST_CASE("error answers and abnormal exits are counted with their text") {
   system_fixture f;
   auto hdl = spawn_counted(*f.sys, &f.reg, "worker", worker);
-  auto front = spawn_counted(*f.sys, &f.reg, "asker", asker, hdl);
+  auto front = spawn_counted(*f.sys, &f.reg, "asker", asker, hdl,
+                              caf::duration{5s});
   caf::scoped_actor self{*f.sys};
   self->request(front, 5s, int64_t{-1})
     .receive([](int64_t) { FAIL("no error"); },
@@ -182,7 +191,8 @@ TEST_CASE("an error from outside the measured actors counts on the asker") {
   system_fixture f;
   // Not measured: its error answer counts as the asker's failed request.
   auto plain = f.sys->spawn(worker);
-  auto front = spawn_counted(*f.sys, &f.reg, "asker", asker, plain);
+  auto front = spawn_counted(*f.sys, &f.reg, "asker", asker, plain,
+                              caf::duration{5s});
   caf::scoped_actor self{*f.sys};
   self->request(front, 5s, int64_t{-1})
     .receive([](int64_t) { FAIL("no error"); }, [](caf::error&) {});
@@ -195,6 +205,33 @@ TEST_CASE("an error from outside the measured actors counts on the asker") {
   CHECK(f.reg.read("asker").errors == 1);
   self->send_exit(front, caf::exit_reason::user_shutdown);
   self->send_exit(plain, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("a request that times out is an error; an answered one's timeout "
+          "is not") {
+  system_fixture f;
+  auto hdl = spawn_counted(*f.sys, &f.reg, "worker", worker);
+  auto quick = spawn_counted(*f.sys, &f.reg, "quick", asker, hdl,
+                             caf::duration{20ms});
+  auto mute = f.sys->spawn(silent);
+  auto slow = spawn_counted(*f.sys, &f.reg, "slow", asker, mute,
+                            caf::duration{200ms});
+  caf::scoped_actor self{*f.sys};
+  // Answered at once: its timeout, 20 ms later, reaches nobody.
+  CHECK(ask<int64_t>(self, quick, 5s, int64_t{1}) == 1);
+  self->request(slow, 5s, int64_t{1})
+    .receive([](int64_t) { FAIL("no timeout"); },
+             [](caf::error& err) {
+               CHECK(render(err).find("request_timeout") != std::string::npos);
+             });
+  // The 200 ms timeout came after the 20 ms one: both were handled.
+  REQUIRE(eventually([&] { return f.reg.read("slow").errors == 1; }, 5s));
+  CHECK(f.reg.read("slow").last_error.find("request failed")
+        != std::string::npos);
+  CHECK(f.reg.read("quick").errors == 0);
+  CHECK(f.reg.read("worker").errors == 0);
+  for (auto& a : {hdl, quick, mute, slow})
+    self->send_exit(a, caf::exit_reason::user_shutdown);
 }
 
 TEST_CASE("an orderly stop is no error; a second incarnation is a restart") {
