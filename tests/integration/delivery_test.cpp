@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <cstdio>
 #include <memory>
 
 #include "fault_proxy.hpp"
@@ -92,51 +93,63 @@ TEST_CASE("fleetctl delivery shows the records received, declared dropped "
   REQUIRE_MESSAGE(ingest != 0, read_file(tmp.path() + "/cloud.log"));
   REQUIRE(cloud_console != 0);
   fault_proxy proxy(ingest);
-  // The cloud is out of reach from the start: the ring overflows.
-  proxy.drop();
-  process device(
-    program("fleetd"),
-    {"--node.data-dir=" + dev_dir, std::string("--device.id=") + device_id,
-     "--cloud.port=" + std::to_string(proxy.port()), "--console.port=0",
-     "--cloud.timeout=1s", "--tier.pin=1", "--storage.backend=memory",
-     "--collector.rounds=1", "--load.series=" + std::to_string(load_series),
-     "--load.interval=20ms", "--load.rounds=" + std::to_string(load_rounds),
-     "--sync.interval=50ms", "--sync.batch-size=" + std::to_string(batch_size),
-     "--sync.backoff-base=20ms", "--sync.backoff-cap=300ms"},
-    tmp.path() + "/device.log");
-  auto console = port_from(dev_dir + "/console.port");
-  REQUIRE_MESSAGE(console != 0, read_file(tmp.path() + "/device.log"));
+  std::unique_ptr<process> device;
+  uint16_t console = 0;
   auto storage = [&](const std::string& name) {
     auto st = console_status(console);
     return st ? std::max<int64_t>(counter(*st, "storage", name), 0) : -1;
   };
-  REQUIRE_MESSAGE(eventually(
-                    [&] {
-                      auto st = console_status(console);
-                      return st
-                             && counter(*st, "load_generator", "rounds")
-                                  == load_rounds
-                             && counter(*st, "system_collector", "rounds") == 1;
-                    },
-                    30s),
-                  read_file(tmp.path() + "/device.log"));
-  auto stored = storage("points_stored");
-  auto dropped = storage("dropped_metrics_unsynced");
-  MESSAGE("device stored ", stored, " points, its ring dropped ", dropped,
-          " unsynced");
-  CHECK(stored >= load_series * load_rounds);
-  // The ring keeps 1000 and the queue one batch: the cap dropped the rest.
-  CHECK(dropped >= stored - ring_points - batch_size);
-  CHECK(proxy.stats().dropped > 0);
-
-  proxy.pass();
-  REQUIRE(eventually(
-    [&] {
-      return storage("queued_batches") == 0
-             && storage("unbatched_points") == 0;
-    },
-    30s));
-  auto json = [&](const std::string& device) {
+  // One life of the device: started while the cloud is out of reach, so
+  // its ring overflows, then drained once the proxy passes again; replies
+  // (stored, dropped) as the device counted them.
+  auto live = [&]() -> std::pair<int64_t, int64_t> {
+    proxy.drop();
+    std::remove((dev_dir + "/console.port").c_str());
+    device = std::make_unique<process>(
+      program("fleetd"),
+      std::vector<std::string>{
+        "--node.data-dir=" + dev_dir, std::string("--device.id=") + device_id,
+        "--cloud.port=" + std::to_string(proxy.port()), "--console.port=0",
+        "--cloud.timeout=1s", "--tier.pin=1", "--storage.backend=memory",
+        "--collector.rounds=1", "--load.series=" + std::to_string(load_series),
+        "--load.interval=20ms", "--load.rounds=" + std::to_string(load_rounds),
+        "--sync.interval=50ms",
+        "--sync.batch-size=" + std::to_string(batch_size),
+        "--sync.backoff-base=20ms", "--sync.backoff-cap=300ms"},
+      tmp.path() + "/device.log");
+    console = port_from(dev_dir + "/console.port");
+    REQUIRE_MESSAGE(console != 0, read_file(tmp.path() + "/device.log"));
+    REQUIRE_MESSAGE(eventually(
+                      [&] {
+                        auto st = console_status(console);
+                        return st
+                               && counter(*st, "load_generator", "rounds")
+                                    == load_rounds
+                               && counter(*st, "system_collector", "rounds")
+                                    == 1;
+                      },
+                      30s),
+                    read_file(tmp.path() + "/device.log"));
+    auto stored = storage("points_stored");
+    auto dropped = storage("dropped_metrics_unsynced");
+    MESSAGE("device stored ", stored, " points, its ring dropped ", dropped,
+            " unsynced");
+    CHECK(stored >= load_series * load_rounds);
+    // The ring keeps 1000 and the queue one batch: the cap dropped the rest.
+    CHECK(dropped >= stored - ring_points - batch_size);
+    CHECK(proxy.stats().dropped > 0);
+    proxy.pass();
+    REQUIRE(eventually(
+      [&] {
+        return storage("queued_batches") == 0
+               && storage("unbatched_points") == 0;
+      },
+      30s));
+    CHECK(storage("dropped_metrics_unsynced") == dropped);
+    return {stored, dropped};
+  };
+  // `fleetctl delivery --json` once its metrics rows hold `total` records.
+  auto json = [&](const std::string& device, int64_t total) {
     std::string out;
     // The last batch's ack may be ahead of our read of the table: poll.
     eventually(
@@ -144,21 +157,19 @@ TEST_CASE("fleetctl delivery shows the records received, declared dropped "
         auto [rc, text] = fleetctl(tmp.path(), cloud_console,
                                    {"delivery", "--json", "--device=" + device});
         out = text;
-        return rc == 0
-               && sum_stream(text, device, "metrics").received
-                    + sum_stream(text, device, "metrics").declared
-                    == stored;
+        auto m = sum_stream(text, device, "metrics");
+        return rc == 0 && m.received + m.declared == total;
       },
       10s);
     return out;
   };
-  auto text = json(device_id);
+  auto [stored, dropped] = live();
+  auto text = json(device_id, stored);
   MESSAGE(text);
   auto m = sum_stream(text, device_id, "metrics");
   CHECK(m.rows >= 1);
   // Every record is received or declared, exactly once: the drops the
   // device counted, the rest delivered.
-  CHECK(m.declared == storage("dropped_metrics_unsynced"));
   CHECK(m.declared == dropped);
   CHECK(m.received == stored - dropped);
   CHECK(m.missing == 0);
@@ -170,6 +181,19 @@ TEST_CASE("fleetctl delivery shows the records received, declared dropped "
                              / static_cast<double>(m.received + m.declared))
                .epsilon(1e-4));
   }
+
+  // Killed and started again, the memory store counts afresh under a new
+  // origin: its drops add to those declared before, none counted twice.
+  device->signal(SIGKILL);
+  device->wait(10s);
+  auto [stored2, dropped2] = live();
+  text = json(device_id, stored + stored2);
+  MESSAGE(text);
+  m = sum_stream(text, device_id, "metrics");
+  CHECK(m.declared == dropped + dropped2);
+  CHECK(m.received == stored - dropped + stored2 - dropped2);
+  CHECK(m.missing == 0);
+  CHECK(m.duplicates == 0);
 
   // Raw requests straight to the cloud: a resend is a duplicate whose
   // declaration adds nothing, a skipped sequence is missing.
@@ -199,8 +223,8 @@ TEST_CASE("fleetctl delivery shows the records received, declared dropped "
   CHECK(table.find("total") != std::string::npos);
   CHECK(table.find("0.2000") != std::string::npos);
 
-  device.signal(SIGTERM);
-  CHECK(device.wait(10s) == 0);
+  device->signal(SIGTERM);
+  CHECK(device->wait(10s) == 0);
   cloud.signal(SIGTERM);
   CHECK(cloud.wait(10s) == 0);
 }
