@@ -32,7 +32,8 @@ public:
   virtual caf::expected<cloud_settings>
   set_config(const std::string& device_id, const settings_change& change) = 0;
   /// Delivery per device, stream and hour from `since_ms` (device empty:
-  /// every device), ordered by device, stream, hour.
+  /// every device; "org/name", or a name alone in every org; "org/": the
+  /// org's devices), ordered by device, stream, hour.
   virtual caf::expected<delivery_rows> delivery(const std::string& device_id,
                                                 int64_t since_ms) = 0;
   virtual actor_stats stats() = 0;

@@ -491,11 +491,13 @@ caf::error embedded_store::count_delivery(const ingest_batch& b, int64_t now,
 
 caf::expected<delivery_rows>
 embedded_store::delivery(const std::string& device_id, int64_t since_ms) {
-  // A device is named with or without its org ("org/name" in device_id).
+  // A device is named with or without its org ("org/name" in device_id);
+  // "org/" names every device of the org.
   auto st = db_.prepare(
     "SELECT device_id, stream, hour_ms, received, duplicates, missing, "
     "declared_drops FROM delivery WHERE hour_ms >= ?2 AND (?1 = '' OR "
-    "device_id = ?1 OR substr(device_id, instr(device_id, '/') + 1) = ?1) "
+    "device_id = ?1 OR substr(device_id, instr(device_id, '/') + 1) = ?1 "
+    "OR (substr(?1, -1) = '/' AND substr(device_id, 1, length(?1)) = ?1)) "
     "ORDER BY device_id, stream, hour_ms");
   if (!st)
     return st.error();

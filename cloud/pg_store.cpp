@@ -350,7 +350,8 @@ caf::expected<delivery_rows>
 pg_store::delivery(const std::string& device_id, int64_t since_ms) {
   if (auto err = reconnect())
     return err;
-  // A device is named "org/name" or by its name alone (every org's).
+  // A device is named "org/name" or by its name alone (every org's); "org/"
+  // names every device of the org.
   std::string only_org;
   std::string name = device_id;
   if (auto slash = device_id.find('/'); slash != std::string::npos) {

@@ -228,7 +228,7 @@ using inspector_actor = caf::typed_actor<
   // Forwards a diagnostic request to the actor that owns the subject.
   caf::replies_to<debug_atom, std::string>::with<debug_report>,
   // On a cloud node: delivery per device, stream and hour from `since_ms`
-  // (device empty: all devices); empty on a device.
+  // (device empty: all devices; "org/": one org's); empty on a device.
   caf::replies_to<delivery_atom, std::string, int64_t>::with<delivery_rows>,
   // Adds an actor whose statistics `status` gathers from now on (the console,
   // which starts after the inspector); from this process only.

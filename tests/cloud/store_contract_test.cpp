@@ -417,6 +417,9 @@ void delivery_table(backend& be) {
   check_row(all[2], hour1, 1, 0, 0, 0);
   CHECK(delivery_of(*st, "dev-a").size() == 3);
   CHECK(delivery_of(*st, "acme/dev-b").empty());
+  // One org's devices (a console scoped to an org).
+  CHECK(delivery_of(*st, "acme/").size() == 2);
+  CHECK(delivery_of(*st, "zenith/").size() == 1);
 }
 
 using contract = void (*)(backend&);
