@@ -106,6 +106,7 @@ CREATE TABLE IF NOT EXISTS declared_drops (
   stream TEXT NOT NULL,
   origin TEXT NOT NULL,
   records INTEGER NOT NULL,
+  batches INTEGER NOT NULL,
   PRIMARY KEY (device_id, stream)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS device_config (
   device_id TEXT PRIMARY KEY,
@@ -402,7 +403,7 @@ caf::error embedded_store::write_batch(const ingest_batch& b, int64_t now,
       return row.error();
     auto n = *row ? records->column_int(0) : 0;
     records->reset();
-    return count_delivery(b, now, {0, n, 0, *declared});
+    return count_delivery(b, now, delivery_of_batch(0, n, 0, *declared));
   }
   int64_t n = 0;
   metric_samples decoded;
@@ -436,15 +437,17 @@ caf::error embedded_store::write_batch(const ingest_batch& b, int64_t now,
     .bind(4, n).bind(5, now).bind(6, b.epoch);
   if (auto err = up->run())
     return err;
-  return count_delivery(b, now,
-                        {n, 0, missing_growth(b.sequence, *last), *declared});
+  return count_delivery(
+    b, now,
+    delivery_of_batch(n, 0, missing_growth(b.sequence, *last), *declared));
 }
 
-caf::expected<int64_t> embedded_store::declare_drops(const ingest_batch& b) {
+caf::expected<declared_sums>
+embedded_store::declare_drops(const ingest_batch& b) {
   if (b.declared.origin.empty())
-    return int64_t{0};
-  auto sel = db_.cached("SELECT origin, records FROM declared_drops WHERE "
-                        "device_id = ?1 AND stream = ?2");
+    return declared_sums{};
+  auto sel = db_.cached("SELECT origin, records, batches FROM declared_drops "
+                        "WHERE device_id = ?1 AND stream = ?2");
   if (!sel)
     return sel.error();
   sel->bind(1, b.device_id).bind(2, b.stream);
@@ -452,19 +455,21 @@ caf::expected<int64_t> embedded_store::declare_drops(const ingest_batch& b) {
   if (!row)
     return row.error();
   std::string origin = *row ? sel->column_text(0) : std::string{};
-  int64_t last = *row ? sel->column_int(1) : 0;
+  declared_sums last;
+  if (*row)
+    last = {sel->column_int(1), sel->column_int(2)};
   sel->reset();
   auto grown = declared_growth(b.declared, origin, last);
-  auto total = declared_total(b.declared);
-  // Keep the highest count of an origin: an older report never lowers it.
-  if (origin == b.declared.origin && total <= last)
+  if (grown.records == 0 && grown.batches == 0 && origin == b.declared.origin)
     return grown;
+  auto keep = kept_declared(b.declared, origin, last, grown);
   auto up = db_.cached("INSERT OR REPLACE INTO declared_drops (device_id, "
-                       "stream, origin, records) VALUES (?1, ?2, ?3, ?4)");
+                       "stream, origin, records, batches) VALUES (?1, ?2, "
+                       "?3, ?4, ?5)");
   if (!up)
     return up.error();
   up->bind(1, b.device_id).bind(2, b.stream).bind(3, b.declared.origin)
-    .bind(4, total);
+    .bind(4, keep.records).bind(5, keep.batches);
   if (auto err = up->run())
     return err;
   return grown;

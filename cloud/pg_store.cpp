@@ -237,8 +237,8 @@ std::vector<pg::call> pg_store::opening(const ingest_batch& b,
   std::vector<pg::call> out{{"BEGIN", {}}, conn_.scope(d.org)};
   // Third when asked: the last drop counters the stream declared.
   if (!b.declared.origin.empty())
-    out.push_back({"SELECT origin, records FROM declared_drops WHERE org = "
-                   "$1 AND device = $2 AND stream = $3",
+    out.push_back({"SELECT origin, records, batches FROM declared_drops "
+                   "WHERE org = $1 AND device = $2 AND stream = $3",
                    {d.org, d.device, b.stream}});
   if (auto& c = b.capability; c.tier > 0)
     out.push_back(
@@ -300,33 +300,43 @@ caf::error pg_store::write_batch(const ingest_batch& b, const device_ref& d,
                     "last_seen = $4 WHERE org = $1 AND device = $2 AND "
                     "stream = $3",
                     {d.org, d.device, b.stream, now}});
-    count_delivery(b, d, now, {0, rs.back().int64(0, 1), 0, declared}, tail);
+    count_delivery(b, d, now,
+                   delivery_of_batch(0, rs.back().int64(0, 1), 0, declared),
+                   tail);
   } else if (auto err = accept(b, d, now, out, tail)) {
     return err;
   } else {
     count_delivery(b, d, now,
-                   {out.stored, 0, missing_growth(b.sequence, last), declared},
+                   delivery_of_batch(out.stored, 0,
+                                     missing_growth(b.sequence, last),
+                                     declared),
                    tail);
   }
   return finish(b, d, std::move(tail), out);
 }
 
-int64_t pg_store::declare_drops(const ingest_batch& b, const device_ref& d,
-                                const pg::result* prev,
-                                std::vector<pg::call>& tail) {
+declared_sums pg_store::declare_drops(const ingest_batch& b,
+                                     const device_ref& d,
+                                     const pg::result* prev,
+                                     std::vector<pg::call>& tail) {
   if (prev == nullptr)
-    return 0;
+    return {};
   std::string origin = prev->rows() > 0 ? std::string{prev->text(0, 0)}
                                         : std::string{};
-  int64_t last = prev->rows() > 0 ? prev->int64(0, 1) : 0;
-  auto total = declared_total(b.declared);
-  // Keep the highest count of an origin: an older report never lowers it.
-  if (origin != b.declared.origin || total > last)
-    tail.push_back({"INSERT INTO declared_drops (org, device, stream, origin, "
-                    "records) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org, "
-                    "device, stream) DO UPDATE SET origin = $4, records = $5",
-                    {d.org, d.device, b.stream, b.declared.origin, total}});
-  return declared_growth(b.declared, origin, last);
+  declared_sums last;
+  if (prev->rows() > 0)
+    last = {prev->int64(0, 1), prev->int64(0, 2)};
+  auto grown = declared_growth(b.declared, origin, last);
+  if (grown.records == 0 && grown.batches == 0 && origin == b.declared.origin)
+    return grown;
+  auto keep = kept_declared(b.declared, origin, last, grown);
+  tail.push_back({"INSERT INTO declared_drops (org, device, stream, origin, "
+                  "records, batches) VALUES ($1, $2, $3, $4, $5, $6) ON "
+                  "CONFLICT (org, device, stream) DO UPDATE SET origin = $4, "
+                  "records = $5, batches = $6",
+                  {d.org, d.device, b.stream, b.declared.origin, keep.records,
+                   keep.batches}});
+  return grown;
 }
 
 void pg_store::count_delivery(const ingest_batch& b, const device_ref& d,

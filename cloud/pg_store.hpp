@@ -102,8 +102,9 @@ private:
                     std::vector<pg::call> tail, ingest_outcome& out);
   // The drops the batch's report adds (`prev`: the stream's last report,
   // nullptr when the batch carries none); its update goes to `tail`.
-  int64_t declare_drops(const ingest_batch& b, const device_ref& d,
-                        const pg::result* prev, std::vector<pg::call>& tail);
+  declared_sums declare_drops(const ingest_batch& b, const device_ref& d,
+                              const pg::result* prev,
+                              std::vector<pg::call>& tail);
   // What one batch adds to the delivery table, sent with the commit.
   void count_delivery(const ingest_batch& b, const device_ref& d, int64_t now,
                       const delivery_counts& x, std::vector<pg::call>& tail);

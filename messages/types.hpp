@@ -688,8 +688,7 @@ struct delivery_row {
   /// Records of batches already held, acked again without writing.
   int64_t duplicates = 0;
   /// Batch sequences the cloud never saw (gaps it skipped over, less those
-  /// that arrived later); a batch the device dropped by its cap counts here
-  /// and its records in declared_drops.
+  /// that arrived later and those the device declared it dropped whole).
   int64_t missing = 0;
   /// Records the device declared it dropped (its cumulative counters'
   /// growth, assigned to the hour the report arrived).

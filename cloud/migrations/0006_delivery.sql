@@ -21,6 +21,7 @@ CREATE TABLE declared_drops (
   stream text NOT NULL,
   origin text NOT NULL,
   records bigint NOT NULL,
+  batches bigint NOT NULL,
   PRIMARY KEY (org, device, stream)
 );
 

@@ -2,6 +2,8 @@
 // missing sequences (every store backend uses these).
 #include "cloud/delivery_ledger.hpp"
 
+#include <utility>
+
 #include <doctest/doctest.h>
 
 using namespace fleetd;
@@ -30,13 +32,32 @@ TEST_CASE("delivery hours start on the UTC hour, also before 1970") {
 
 TEST_CASE("declared drops add their growth once: resends and restarts of "
           "the same store add 0, a new store all it counts") {
-  CHECK(declared_total(declared("a", 4, 3)) == 7);
-  CHECK(declared_growth(declared("a", 4, 3), "", 0) == 7);
-  CHECK(declared_growth(declared("a", 4, 3), "a", 7) == 0);
-  CHECK(declared_growth(declared("a", 6, 3), "a", 7) == 2);
-  // An older report, overtaken: nothing, never a negative count.
-  CHECK(declared_growth(declared("a", 2), "a", 7) == 0);
-  CHECK(declared_growth(declared("b", 2), "a", 7) == 2);
+  auto sums = [](declared_sums x) {
+    return std::make_pair(x.records, x.batches);
+  };
+  using p = std::pair<int64_t, int64_t>;
+  auto d = declared("a", 4, 3);
+  d.records["metrics_batches"] = 2;
+  CHECK(sums(declared_total(d)) == p{7, 2});
+  CHECK(sums(declared_growth(d, "", {})) == p{7, 2});
+  CHECK(sums(declared_growth(d, "a", {7, 2})) == p{0, 0});
+  CHECK(sums(declared_growth(declared("a", 6, 3), "a", {7, 0})) == p{2, 0});
+  // An older report, overtaken: nothing, never a negative count, and what
+  // is kept does not go down.
+  CHECK(sums(declared_growth(declared("a", 2), "a", {7, 1})) == p{0, 0});
+  CHECK(sums(kept_declared(declared("a", 2), "a", {7, 1}, {0, 0}))
+        == p{7, 1});
+  CHECK(sums(declared_growth(declared("b", 2), "a", {7, 1})) == p{2, 0});
+  CHECK(sums(kept_declared(declared("b", 2), "a", {7, 1}, {2, 0}))
+        == p{2, 0});
+}
+
+TEST_CASE("a lost batch the device declared is not missing as well") {
+  auto x = delivery_of_batch(10, 0, 1, {100, 1});
+  CHECK(x.received == 10);
+  CHECK(x.missing == 0);
+  CHECK(x.declared_drops == 100);
+  CHECK(delivery_of_batch(0, 5, 0, {0, 0}).duplicates == 5);
 }
 
 TEST_CASE("missing sequences: the ones a batch skips; a late one fills one") {

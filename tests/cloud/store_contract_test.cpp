@@ -402,6 +402,16 @@ void delivery_table(backend& be) {
   CHECK(xs[0].stream == "metrics");
   check_row(xs[0], hour1, 3, 3, 0, 4);
   check_row(xs[1], hour2, 5, 0, 1, 5);
+  // A batch the device declares lost is no missing sequence: sequence 3
+  // skips 2, declared with its 4 records.
+  auto lost = declaring(dev_b, 1, 1, "store-b", 0);
+  write_ok(*st, lost);
+  lost = declaring(dev_b, 3, 1, "store-b", 4);
+  lost.declared.records["metrics_batches"] = 1;
+  write_ok(*st, lost);
+  auto bs = delivery_of(*st, dev_b);
+  REQUIRE(bs.size() == 1);
+  check_row(bs[0], hour2, 2, 0, 0, 4);
   // The gap filled late is missing no more.
   write_ok(*st, declaring(dev_a, 2, 1, "store-2", 3));
   xs = delivery_of(*st, dev_a, hour2 + 10);
@@ -412,13 +422,13 @@ void delivery_table(backend& be) {
         == doctest::Approx(9.0 / 18.0));
   // Every org's devices, each with its own rows; by name alone too.
   auto all = delivery_of(*st, "");
-  REQUIRE(all.size() == 3);
-  CHECK(all[2].device == other_org);
-  check_row(all[2], hour1, 1, 0, 0, 0);
+  REQUIRE(all.size() == 4);
+  CHECK(all[3].device == other_org);
+  check_row(all[3], hour1, 1, 0, 0, 0);
   CHECK(delivery_of(*st, "dev-a").size() == 3);
-  CHECK(delivery_of(*st, "acme/dev-b").empty());
+  CHECK(delivery_of(*st, "acme/dev-c").empty());
   // One org's devices (a console scoped to an org).
-  CHECK(delivery_of(*st, "acme/").size() == 2);
+  CHECK(delivery_of(*st, "acme/").size() == 3);
   CHECK(delivery_of(*st, "zenith/").size() == 1);
 }
 

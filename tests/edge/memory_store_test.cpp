@@ -145,6 +145,10 @@ TEST_CASE("a bounded batch queue drops and counts the oldest unacked batch") {
   CHECK(pend->front().sequence == 3);
   CHECK(st.drops()[drop_kind::batches_unsynced] == 2);
   CHECK(st.drops()[drop_kind::metrics_unsynced] == 8);
+  // Declared per stream, so the cloud does not count them missing too.
+  CHECK(drop_kind::declared(metrics_stream, st.epoch(), st.drops()).records
+        == std::map<std::string, int64_t>{{"metrics_batches", 2},
+                                          {"metrics_unsynced", 8}});
   CHECK_FALSE(st.enqueue(queued_batch{metrics_stream, 9, 0, 0, 0, 0, ""}));
 }
 

@@ -122,10 +122,10 @@ std::vector<table_spec> store_tables() {
       {"duplicates", c::integer}, {"missing", c::integer},
       {"declared_drops", c::integer}}},
     {"declared_drops", "cloud", "declared_drops", "device_id, stream", false,
-     "org, device, stream, origin, records",
-     "org, device, stream, origin, records",
+     "org, device, stream, origin, records, batches",
+     "org, device, stream, origin, records, batches",
      {{"device_id", c::device_id}, {"stream", c::text}, {"origin", c::text},
-      {"records", c::integer}}},
+      {"records", c::integer}, {"batches", c::integer}}},
   };
 }
 
