@@ -34,6 +34,11 @@ public:
   /// The device's current settings (version 0: none set).
   virtual caf::expected<cloud_settings>
   get_config(const std::string& device_id) = 0;
+  /// Delivery per device, stream and hour from `since_ms` (device empty:
+  /// every device; "org/name", or a name alone in every org; "org/": the
+  /// org's devices), ordered by device, stream, hour.
+  virtual caf::expected<delivery_rows> delivery(const std::string& device_id,
+                                                int64_t since_ms) = 0;
   virtual actor_stats stats() = 0;
   /// More backends over the same data, each writing on its own connection
   /// alongside this one (empty: this one writes alone). Batches of one

@@ -146,6 +146,7 @@ caf::expected<int64_t> memory_store::enqueue(const queued_batch& batch) {
          && static_cast<int64_t>(queue_.size()) > limits_.max_batches) {
     auto oldest = queue_.begin();
     ++drops_[drop_kind::batches_unsynced];
+    ++drops_[drop_kind::lost_batches(oldest->second.stream)];
     drops_[drop_kind::unsynced_kind(oldest->second.stream)]
       += oldest->second.points;
     queue_.erase(oldest);
@@ -195,6 +196,7 @@ caf::expected<int64_t> memory_store::discard(const std::string& stream,
   auto points = i->second.points;
   queue_.erase(i);
   ++drops_[drop_kind::batches_rejected];
+  ++drops_[drop_kind::lost_batches(stream)];
   drops_[drop_kind::unsynced_kind(stream)] += points;
   record_event("batch_rejected",
                "the cloud refused batch " + std::to_string(sequence) + " of "

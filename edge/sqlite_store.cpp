@@ -1509,6 +1509,8 @@ caf::expected<int64_t> sqlite_store::drop_oldest_batch() {
               points, " records) to stay within the cap");
   if (auto err = count_drop(drop_kind::batches_unsynced, 1))
     return err;
+  if (auto err = count_drop(drop_kind::lost_batches(stream).c_str(), 1))
+    return err;
   if (auto err = count_drop(drop_kind::unsynced_kind(stream), points))
     return err;
   return int64_t{1};
@@ -1538,6 +1540,8 @@ sqlite_store::drop_batches_before(const char* stream, const char* kind,
   if (auto err = gone->run())
     return err;
   if (auto err = count_drop(drop_kind::batches_unsynced, batches))
+    return err;
+  if (auto err = count_drop(drop_kind::lost_batches(stream).c_str(), batches))
     return err;
   if (auto err = count_drop(kind, points))
     return err;
@@ -2207,6 +2211,8 @@ caf::expected<int64_t> sqlite_store::discard(const std::string& stream,
       return err;
     deleted = db_.changes();
     if (auto err = count_drop(drop_kind::batches_rejected, 1))
+      return err;
+    if (auto err = count_drop(drop_kind::lost_batches(stream).c_str(), 1))
       return err;
     return count_drop(drop_kind::unsynced_kind(stream), points);
   });

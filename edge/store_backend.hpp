@@ -111,6 +111,9 @@ public:
                                   const std::string& message) = 0;
   /// Every drop counter by kind (see drop_kind).
   virtual std::map<std::string, int64_t> drops() = 0;
+  /// Names this store's sequences and drop counters (SyncMetadata.epoch): a
+  /// store started afresh counts from 0 under a new one.
+  virtual const std::string& epoch() const = 0;
   virtual actor_stats stats() = 0;
   /// "storage" (sizes, rows, backlog, drops, integrity), "queue" (batches
   /// waiting) or "clean" (checkpoint, vacuum, drop synced data past
@@ -153,11 +156,38 @@ constexpr const char* metrics_unreadable = "metrics_unreadable";
 constexpr const char* logs_unreadable = "logs_unreadable";
 constexpr const char* events_unreadable = "events_unreadable";
 constexpr const char* batches_unreadable = "batches_unreadable";
+/// Queued batches of `stream` dropped before the cloud acked them (cap,
+/// retention, refused for good): sequences the cloud never sees, declared
+/// so that it does not count them missing too.
+inline std::string lost_batches(const std::string& stream) {
+  return stream + "_batches";
+}
 /// The kind under which records of `stream` count when lost undelivered.
 inline const char* unsynced_kind(const std::string& stream) {
   return stream == "logs"     ? logs_unsynced
          : stream == "events" ? events
                               : metrics_unsynced;
+}
+
+/// The counters of `stream` in `drops` that count records lost before the
+/// cloud got them (unsynced, rejected, unreadable) and its lost batches:
+/// what a device declares with its requests, nonzero ones only. Copies and
+/// synced rows are no loss; "events" mixes both, so it is left out, and
+/// with it the events' lost batches (they stay missing in the cloud).
+inline drop_declaration declared(const std::string& stream,
+                                 const std::string& origin,
+                                 const std::map<std::string, int64_t>& drops) {
+  drop_declaration out;
+  out.origin = origin;
+  for (const char* suffix : {"_unsynced", "_rejected", "_unreadable",
+                             stream == "events" ? "" : "_batches"}) {
+    if (*suffix == '\0')
+      continue;
+    auto i = drops.find(stream + suffix);
+    if (i != drops.end() && i->second > 0)
+      out.records.insert(*i);
+  }
+  return out;
 }
 
 } // namespace drop_kind

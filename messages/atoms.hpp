@@ -46,5 +46,7 @@ using query_atom = caf::atom_constant<caf::atom("query")>;
 using rollout_atom = caf::atom_constant<caf::atom("rollout")>;
 /// A sync request's outcome, for the rollout's health figures.
 using outcome_atom = caf::atom_constant<caf::atom("outcome")>;
+/// Delivery accounting: per device, stream and hour (delivery_rows).
+using delivery_atom = caf::atom_constant<caf::atom("delivery")>;
 
 } // namespace fleetd

@@ -158,6 +158,8 @@ using cloud_store_actor = caf::typed_actor<
   caf::replies_to<config_atom, std::string, settings_change>::with<cloud_settings>,
   // A device's current settings (version 0: none set).
   caf::replies_to<config_atom, std::string>::with<cloud_settings>,
+  // Delivery per device, stream and hour since `since_ms` (device empty: all).
+  caf::replies_to<delivery_atom, std::string, int64_t>::with<delivery_rows>,
   stats_handler>;
 
 /// Drains the ingest journal into one sink_backend (cloud/sink_runner).
@@ -246,6 +248,9 @@ using inspector_actor = caf::typed_actor<
   caf::replies_to<debug_atom, std::string>::with<debug_report>,
   // On a cloud node: an operator's rollout command (fleetctl rollout).
   caf::replies_to<rollout_atom, rollout_command>::with<rollout_status>,
+  // On a cloud node: delivery per device, stream and hour from `since_ms`
+  // (device empty: all devices; "org/": one org's); empty on a device.
+  caf::replies_to<delivery_atom, std::string, int64_t>::with<delivery_rows>,
   // Adds an actor whose statistics `status` gathers from now on (the console,
   // which starts after the inspector); from this process only.
   caf::reacts_to<report_atom, std::string, caf::actor>>;

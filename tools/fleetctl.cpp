@@ -19,6 +19,7 @@
 #include "runtime/console_client.hpp"
 #include "runtime/json.hpp"
 #include "tools/fleetctl_actors.hpp"
+#include "tools/fleetctl_delivery.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/node.hpp"
 #include "runtime/options.hpp"
@@ -57,6 +58,7 @@ struct ctl_options {
   tenancy_options tenancy;
   query_options query;
   rollout_options rollout;
+  delivery_options delivery;
 };
 
 /// The settings change `fleetctl config` asks for, or the reason to refuse.
@@ -491,6 +493,7 @@ void declare(option_set& opts, ctl_options& opt) {
                 int64_t{1} << 50);
   declare(opts, opt.query);
   declare(opts, opt.rollout);
+  declare(opts, opt.delivery);
   opts.add("create", opt.create, false,
            "config: accept a device the cloud has never heard from (the "
            "settings wait for it)");
@@ -545,11 +548,11 @@ int check_command(const option_set& opts, const ctl_options& opt) {
   }
   if (cmd != "status" && cmd != "actors" && cmd != "devices" && cmd != "watch"
       && cmd != "config" && cmd != "debug" && cmd != "top" && cmd != "nodes"
-      && cmd != "streams") {
+      && cmd != "streams" && cmd != "delivery") {
     std::cerr << "fleetctl: unknown command '" << cmd
               << "' (status, actors, devices, nodes, streams, top, watch, "
-                 "config, debug, org, enroll, device, quota, token, query, "
-                 "logs, rollout; see --help)"
+                 "config, debug, delivery, org, enroll, device, quota, token, "
+                 "query, logs, rollout; see --help)"
               << std::endl;
     return 2;
   }
@@ -712,6 +715,9 @@ int run_console(const option_set& opts, const ctl_options& opt,
           std::cout << (opt.json ? r.json + "\n" : r.text);
         },
         fail);
+  } else if (cmd == "delivery") {
+    rc = run_delivery(self, *node, opt.query.device, opt.delivery, opt.json,
+                      opt.timeout);
   }
   return rc;
 }
@@ -721,8 +727,8 @@ int run(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   ctl_options opt;
   option_set opts("fleetctl",
-                  std::string(summary) + tenancy_usage + query_usage
-                    + rollout_usage);
+                  std::string(summary) + delivery_usage + tenancy_usage
+                    + query_usage + rollout_usage);
   declare(opts, opt);
   if (auto rc = parse_command_line(argc, argv, opts, opt); rc >= 0)
     return rc;

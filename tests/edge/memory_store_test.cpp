@@ -145,6 +145,10 @@ TEST_CASE("a bounded batch queue drops and counts the oldest unacked batch") {
   CHECK(pend->front().sequence == 3);
   CHECK(st.drops()[drop_kind::batches_unsynced] == 2);
   CHECK(st.drops()[drop_kind::metrics_unsynced] == 8);
+  // Declared per stream, so the cloud does not count them missing too.
+  CHECK(drop_kind::declared(metrics_stream, st.epoch(), st.drops()).records
+        == std::map<std::string, int64_t>{{"metrics_batches", 2},
+                                          {"metrics_unsynced", 8}});
   CHECK_FALSE(st.enqueue(queued_batch{metrics_stream, 9, 0, 0, 0, 0, ""}));
 }
 
@@ -161,4 +165,25 @@ TEST_CASE("a memory store keeps the newest cursor of each log source with "
   CHECK((*cs)[0].value == "v2 1:2");
   CHECK((*cs)[1].key == "log:/y");
   CHECK(st.fetch(logs_stream, 10)->logs.size() == 1);
+}
+
+TEST_CASE("what a stream declares: its losses by kind under the store's "
+          "epoch, not copies or synced rows, not other streams") {
+  auto clk = std::make_shared<manual_clock>(0);
+  memory_store st{memory_limits{1000, 0, 100}, clk};
+  REQUIRE(st.store(round_of(1, 1000)));
+  sync_all(st, 1);
+  REQUIRE(st.store(round_of(2, 1500)));
+  auto d = st.drops();
+  CHECK(d[drop_kind::metrics_synced] == 1000);
+  CHECK(d[drop_kind::metrics_unsynced] == 500);
+  auto m = drop_kind::declared(metrics_stream, st.epoch(), st.drops());
+  CHECK(m.origin == st.epoch());
+  CHECK(m.records
+        == std::map<std::string, int64_t>{{drop_kind::metrics_unsynced, 500}});
+  CHECK(drop_kind::declared(logs_stream, st.epoch(), st.drops())
+          .records.empty());
+  // A store started afresh declares under a new origin.
+  memory_store again{memory_limits{1000, 0, 100}, clk};
+  CHECK(again.epoch() != st.epoch());
 }

@@ -112,6 +112,20 @@ std::vector<table_spec> store_tables() {
      {{"device_id", c::device_id}, {"version", c::integer},
       {"batch_size", c::integer}, {"sync_interval_ms", c::integer},
       {"retention_ms", c::integer}, {"zstd_level", c::integer}}},
+    {"delivery", "cloud", "delivery", "device_id, stream, hour_ms", false,
+     "org, device, stream, hour_ms, received, duplicates, missing, "
+     "declared_drops",
+     "org, device, stream, hour_ms, received, duplicates, missing, "
+     "declared_drops",
+     {{"device_id", c::device_id}, {"stream", c::text},
+      {"hour_ms", c::integer}, {"received", c::integer},
+      {"duplicates", c::integer}, {"missing", c::integer},
+      {"declared_drops", c::integer}}},
+    {"declared_drops", "cloud", "declared_drops", "device_id, stream", false,
+     "org, device, stream, origin, records, batches",
+     "org, device, stream, origin, records, batches",
+     {{"device_id", c::device_id}, {"stream", c::text}, {"origin", c::text},
+      {"records", c::integer}, {"batches", c::integer}}},
   };
 }
 
