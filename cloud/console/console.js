@@ -40,10 +40,10 @@
     return td;
   }
 
-  function card(metric, value, label, cls) {
+  function card(metric, value, label, cls, text) {
     const c = el('div', { class: 'card', 'data-metric': metric,
       'data-value': String(value) });
-    const v = el('div', { class: 'value' }, String(value));
+    const v = el('div', { class: 'value' }, text === undefined ? String(value) : text);
     if (cls) v.classList.add(cls);
     c.append(v, el('div', { class: 'label' }, label));
     return c;
@@ -111,8 +111,9 @@
     document.getElementById('node-id').textContent = s.node_id + ' (' + s.role + ', ' + s.version + ')';
     const p = s.process;
     document.getElementById('process').replaceChildren(
-      card('uptime_ms', s.uptime_ms, 'uptime ' + duration(s.uptime_ms)),
-      card('rss_bytes', p.rss_bytes, 'RSS ' + bytes(p.rss_bytes)),
+      card('uptime_ms', s.uptime_ms, 'uptime', '', duration(s.uptime_ms)),
+      card('rss_bytes', p.rss_bytes, 'RSS', '', bytes(p.rss_bytes)),
+      card('cpu_ms', p.cpu_ms, 'CPU', '', duration(p.cpu_ms)),
       card('threads', p.threads, 'threads'), card('fds', p.fds, 'fds'),
       card('sockets', p.sockets, 'sockets'));
     const body = document.querySelector('#actors tbody');
@@ -120,13 +121,18 @@
     for (const a of s.actors) {
       const tr = el('tr', { 'data-actor': a.name });
       const bad = a.state.startsWith('unresponsive') || a.state.startsWith('unhealthy');
+      // A part that is no actor (a stats reader) has no runtime figures.
+      const m = (text) => a.measured ? text : '–';
       tr.append(cell('name', a.name, a.name, 'text'),
         cell('state', a.state, a.state, 'text' + (bad ? ' bad' : '')),
-        cell('mailbox', a.mailbox), cell('handled', a.handled),
-        cell('per_second', a.per_second), cell('p50_us', a.p50_us, micros(a.p50_us)),
-        cell('p99_us', a.p99_us, micros(a.p99_us)),
-        cell('errors', a.errors, String(a.errors), a.errors ? 'bad' : ''),
-        cell('restarts', a.restarts), cell('idle_ms', a.idle_ms, duration(a.idle_ms)));
+        cell('mailbox', a.mailbox, m(String(a.mailbox))),
+        cell('handled', a.handled, m(String(a.handled))),
+        cell('per_second', a.per_second, m(String(a.per_second))),
+        cell('p50_us', a.p50_us, m(micros(a.p50_us))),
+        cell('p99_us', a.p99_us, m(micros(a.p99_us))),
+        cell('errors', a.errors, m(String(a.errors)), a.errors ? 'bad' : ''),
+        cell('restarts', a.restarts, m(String(a.restarts))),
+        cell('idle_ms', a.idle_ms, m(duration(a.idle_ms))));
       if (a.last_error) tr.title = a.last_error;
       body.append(tr);
     }
