@@ -176,6 +176,15 @@ inspector(inspector_actor::stateful_pointer<inspector_state> self,
       return forward<debug_report>(self, i->second, std::chrono::seconds(60),
                                    debug_atom::value, what);
     },
+    [self](delivery_atom, const std::string& device,
+           int64_t since_ms) -> caf::result<delivery_rows> {
+      auto& st = self->state;
+      if (!st.cfg.devices)
+        return delivery_rows{};
+      return forward<delivery_rows>(
+        self, caf::actor_cast<cloud_store_actor>(st.cfg.devices), ask_timeout,
+        delivery_atom::value, device, since_ms);
+    },
     [self](report_atom, std::string& name, caf::actor& hdl) {
       // The console's guard lets no peer send this; check anyway.
       auto src = self->current_sender();

@@ -120,6 +120,10 @@ cloud_store(cloud_store_actor::stateful_pointer<cloud_store_state> self,
           const settings_change& x) -> caf::result<cloud_settings> {
       return to_result(st.set_config(device, x));
     },
+    [&st](delivery_atom, const std::string& device,
+          int64_t since_ms) -> caf::result<delivery_rows> {
+      return to_result(st.delivery(device, since_ms));
+    },
     [self](stats_atom) { return all_stats(self); },
   };
 }

@@ -31,6 +31,12 @@ public:
   /// change says `create`, and a value SyncConfig cannot carry.
   virtual caf::expected<cloud_settings>
   set_config(const std::string& device_id, const settings_change& change) = 0;
+  /// Delivery per device, stream and hour from `since_ms` (device empty:
+  /// every device), ordered by device, stream, hour.
+  virtual caf::expected<delivery_rows> delivery(const std::string& device_id,
+                                                int64_t since_ms) {
+    return delivery_rows{};
+  }
   virtual actor_stats stats() = 0;
   /// More backends over the same data, each writing on its own connection
   /// alongside this one (empty: this one writes alone). Batches of one

@@ -43,5 +43,7 @@ using restart_atom = caf::atom_constant<caf::atom("restart")>;
 using relay_atom = caf::atom_constant<caf::atom("relay")>;
 using api_auth_atom = caf::atom_constant<caf::atom("apiauth")>;
 using query_atom = caf::atom_constant<caf::atom("query")>;
+/// Delivery accounting: per device, stream and hour (delivery_rows).
+using delivery_atom = caf::atom_constant<caf::atom("delivery")>;
 
 } // namespace fleetd

@@ -139,6 +139,8 @@ using cloud_store_actor = caf::typed_actor<
   // Changes the operator's settings for a device; replies the whole new
   // version (ec::unknown_device for a device never seen, unless `create`).
   caf::replies_to<config_atom, std::string, settings_change>::with<cloud_settings>,
+  // Delivery per device, stream and hour since `since_ms` (device empty: all).
+  caf::replies_to<delivery_atom, std::string, int64_t>::with<delivery_rows>,
   stats_handler>;
 
 /// Drains the ingest journal into one sink_backend (cloud/sink_runner).
@@ -225,6 +227,9 @@ using inspector_actor = caf::typed_actor<
   caf::replies_to<tenancy_atom, tenancy_command>::with<tenancy_answer>,
   // Forwards a diagnostic request to the actor that owns the subject.
   caf::replies_to<debug_atom, std::string>::with<debug_report>,
+  // On a cloud node: delivery per device, stream and hour from `since_ms`
+  // (device empty: all devices); empty on a device.
+  caf::replies_to<delivery_atom, std::string, int64_t>::with<delivery_rows>,
   // Adds an actor whose statistics `status` gathers from now on (the console,
   // which starts after the inspector); from this process only.
   caf::reacts_to<report_atom, std::string, caf::actor>>;

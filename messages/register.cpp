@@ -40,6 +40,9 @@ void register_messages(caf::actor_system_config& cfg) {
   cfg.add_message_type<tier_settings>("tier_settings");
   cfg.add_message_type<capability_report>("capability_report");
   cfg.add_message_type<debug_report>("debug_report");
+  // Before delivery_rows, for the same reason as device_info.
+  cfg.add_message_type<delivery_row>("delivery_row");
+  cfg.add_message_type<delivery_rows>("delivery_rows");
   // Only the cloud's actors exchange these: the device build (fleetd alone)
   // leaves out their CAF serialization code (of T, std::vector<T> and
   // stream<T>), ~9 KB a type.

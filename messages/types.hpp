@@ -652,4 +652,38 @@ typename Inspector::result_type inspect(Inspector& f, debug_report& x) {
   return f(caf::meta::type_name("debug_report"), x.text, x.json);
 }
 
+/// One device stream's delivery in one hour, as the cloud counted it
+/// (`fleetctl delivery`). ratio = received / (received + declared_drops +
+/// missing), 1.0 when all three are 0 (delivery_ratio).
+struct delivery_row {
+  std::string device;
+  std::string stream;
+  /// Start of the hour (UTC, ms since the epoch) the counts arrived in.
+  int64_t hour_ms = 0;
+  /// Records stored for the first time.
+  int64_t received = 0;
+  /// Records of batches already held, acked again without writing.
+  int64_t duplicates = 0;
+  /// Records of sequences the cloud never saw (gaps it skipped over).
+  int64_t missing = 0;
+  /// Records the device declared it dropped (its cumulative counters'
+  /// growth, assigned to the hour the report arrived).
+  int64_t declared_drops = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, delivery_row& x) {
+  return f(caf::meta::type_name("delivery_row"), x.device, x.stream,
+           x.hour_ms, x.received, x.duplicates, x.missing, x.declared_drops);
+}
+
+using delivery_rows = std::vector<delivery_row>;
+
+/// received / (received + declared_drops + missing); 1.0 when all are 0.
+inline double delivery_ratio(int64_t received, int64_t declared_drops,
+                             int64_t missing) {
+  auto all = received + declared_drops + missing;
+  return all <= 0 ? 1.0 : static_cast<double>(received) / all;
+}
+
 } // namespace fleetd
