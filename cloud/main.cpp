@@ -505,7 +505,7 @@ int run(int argc, char** argv) {
                                             std::move(*parts), clk, reg);
   // GET /metrics and the web console /console on the ingest port.
   auto metrics = std::make_shared<metrics_endpoint>();
-  metrics->bind(sys, insp);
+  metrics->bind(sys, insp, fleet_delivery_metrics);
   auto web = std::make_shared<web_console>(
     sys, web_console_config{insp, api.tenancy, clk, metrics});
   ingest_endpoint endpoint{sys, ing, opt.endpoint.limits(), sup, api,

@@ -59,6 +59,20 @@ std::string overview_json(const std::string& org, const device_infos& xs,
 /// The node's per-actor statistics as the console shows them.
 std::string actors_json(const node_status& st);
 
+/// The delivery of `device` (its org's name for it) as the console shows
+/// it: totals, ratio and per stream and hour.
+std::string delivery_json(const std::string& device, int64_t since_ms,
+                          const delivery_rows& rows);
+
+/// The cloud's /metrics addition: the fleet-wide delivery ratio and counts
+/// of the last 24 hours (fleetd_delivery_ratio, fleetd_delivery_records).
+void fleet_delivery_metrics(caf::event_based_actor* self,
+                            const inspector_actor& insp, const node_status& st,
+                            std::function<void(std::string)> done);
+
+/// The families fleet_delivery_metrics appends for `rows`.
+std::string delivery_metrics_text(const delivery_rows& rows);
+
 /// GET /metrics, /console (the page, built in) and /console/api/{overview,
 /// actors,delivery} (Authorization: Bearer <the org's API token>) on the
 /// cloud's ingest port; every other /console path 404.

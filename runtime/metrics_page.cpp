@@ -9,6 +9,7 @@
 #include <caf/event_based_actor.hpp>
 
 #include "messages/error.hpp"
+#include "messages/labels.hpp"
 
 namespace fleetd {
 
@@ -27,7 +28,7 @@ const std::set<std::string>& gauge_names() {
     "batch_size", "zstd_level", "memory_points", "rounds_file",
     "storage_bytes", "cpu_cores", "session_series", "stale_connections",
     "cached_keys", "consecutive_failures", "last_acked_sequence",
-    "lag_entries", "max_bytes", "used_bytes", "inflight_bytes",
+    "lag_entries",
   };
   return xs;
 }
@@ -168,9 +169,19 @@ void add_runtime(page& p, const actor_stats& a) {
 } // namespace
 
 std::string prom_label_value(const std::string& x) {
+  // A label value is UTF-8 text: a byte that is none (or NUL) shows as '?'.
+  std::string text;
+  std::string_view rest(x);
+  for (auto at = bad_text_at(rest); at != std::string_view::npos;
+       at = bad_text_at(rest)) {
+    text.append(rest.substr(0, at));
+    text += '?';
+    rest.remove_prefix(at + 1);
+  }
+  text.append(rest);
   std::string out;
-  out.reserve(x.size());
-  for (char c : x) {
+  out.reserve(text.size());
+  for (char c : text) {
     if (c == '\\')
       out += "\\\\";
     else if (c == '"')
@@ -185,6 +196,7 @@ std::string prom_label_value(const std::string& x) {
 
 bool counter_is_gauge(const std::string& c) {
   return gauge_names().count(c) > 0 || ends_with(c, "_ms")
+         || ends_with(c, "_bytes")
          || ends_with(c, "_open") || starts_with(c, "pending_")
          || starts_with(c, "unbatched_") || starts_with(c, "uncommitted_")
          || starts_with(c, "queued_") || starts_with(c, "last_")
@@ -222,38 +234,59 @@ std::string render_metrics(const node_status& st) {
   for (auto& a : st.actors)
     for (auto& [name, value] : a.counters)
       p.add(counter_family(name), counter_is_gauge(name) ? "gauge" : "counter",
-            "The actors' '" + name + "' (fleetctl status).",
+            "The actors' counter " + sanitize(name) + " (fleetctl status).",
             actor_label(a.name), std::to_string(value));
   return p.str();
 }
 
-void metrics_endpoint::bind(caf::actor_system& sys, inspector_actor inspector) {
+std::string prom_family_text(const std::string& name, const char* type,
+                        const std::string& help,
+                        const std::vector<std::pair<std::string, std::string>>&
+                          samples) {
+  page p;
+  for (auto& [labels, value] : samples)
+    p.add(name, type, help, labels, value);
+  return p.str();
+}
+
+void metrics_endpoint::bind(caf::actor_system& sys, inspector_actor inspector,
+                            metrics_extra extra) {
   std::lock_guard<std::mutex> guard{mtx_};
   sys_ = &sys;
   inspector_ = std::move(inspector);
+  extra_ = std::move(extra);
 }
 
 void metrics_endpoint::serve(http_server::respond_fn respond) const {
   caf::actor_system* sys;
   inspector_actor insp;
+  metrics_extra extra;
   {
     std::lock_guard<std::mutex> guard{mtx_};
     sys = sys_;
     insp = inspector_;
+    extra = extra_;
   }
   if (!sys || !insp) {
     respond(text_reply(503, "starting", "the node is still starting"));
     return;
   }
-  sys->spawn([insp, respond](caf::event_based_actor* self) {
+  sys->spawn([insp, respond, extra](caf::event_based_actor* self) {
     self->request(insp, status_timeout, status_atom::value)
       .then(
-        [self, respond](node_status& st) {
-          http_reply rep;
-          rep.content_type = prom_text_type;
-          rep.body = render_metrics(st);
-          respond(std::move(rep));
-          self->quit();
+        [self, insp, respond, extra](node_status& st) {
+          auto answer = [self, respond, body = render_metrics(st)](
+                          std::string more) {
+            http_reply rep;
+            rep.content_type = prom_text_type;
+            rep.body = body + more;
+            respond(std::move(rep));
+            self->quit();
+          };
+          if (extra)
+            extra(self, insp, st, answer);
+          else
+            answer({});
         },
         [self, respond](caf::error& err) {
           respond(text_reply(503, "unavailable", render(err)));
