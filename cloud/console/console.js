@@ -182,7 +182,8 @@
     if (!d.available) { note.textContent = d.reason; return; }
     note.textContent = 'ratio ' + (d.ratio * 100).toFixed(2) + ' % over ' + d.rows.length + ' stream-hours';
     note.dataset.ratio = String(d.ratio);
-    document.getElementById('delivery-chart').append(chart(d.rows));
+    document.getElementById('delivery-chart').append(d.rows.length ? chart(d.rows)
+      : el('p', { class: 'muted' }, 'no records counted for this device in the last 24 hours'));
     for (const r of d.rows) {
       const tr = el('tr', { 'data-stream': r.stream, 'data-hour': String(r.hour_ms) });
       tr.append(cell('hour_ms', r.hour_ms, new Date(r.hour_ms).toISOString().slice(0, 13) + 'h', 'text'),

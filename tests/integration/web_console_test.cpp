@@ -21,6 +21,7 @@
 #include <doctest/doctest.h>
 
 #include "helpers.hpp"
+#include "messages/error.hpp"
 #include "messages/json_reader.hpp"
 #include "messages/prom_text.hpp"
 #include "runtime/http_client.hpp"
@@ -298,8 +299,8 @@ namespace {
 std::map<std::string, prom_page> scrape_checked(fleet& f) {
   std::map<std::string, prom_page> pages;
   for (auto [name, console, http] :
-       {std::tuple{"cloud", f.console, f.ingest},
-        std::tuple{"device", f.dev_console, f.dev_http}}) {
+       {std::tuple{std::string("cloud"), f.console, f.ingest},
+        std::tuple{std::string("device"), f.dev_console, f.dev_http}}) {
     CAPTURE(name);
     auto before = status_json(f.tmp.path(), console);
     auto rep = get(http, "/metrics");
