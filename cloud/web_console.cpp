@@ -232,15 +232,30 @@ std::string actors_json(const node_status& st) {
   return out.str();
 }
 
+namespace {
+
+// The rows' counts added up (device, stream and hour left empty).
+delivery_row totals(const delivery_rows& rows) {
+  delivery_row out;
+  for (auto& r : rows) {
+    out.received += r.received;
+    out.duplicates += r.duplicates;
+    out.missing += r.missing;
+    out.declared_drops += r.declared_drops;
+  }
+  return out;
+}
+
+double ratio(const delivery_row& r) {
+  return delivery_ratio(r.received, r.declared_drops, r.missing);
+}
+
+} // namespace
+
 std::string delivery_json(const std::string& device, int64_t since_ms,
                           const delivery_rows& rows) {
-  int64_t received = 0, duplicates = 0, missing = 0, drops = 0;
   std::string list = "[";
   for (auto& r : rows) {
-    received += r.received;
-    duplicates += r.duplicates;
-    missing += r.missing;
-    drops += r.declared_drops;
     json_object o;
     o.add("stream", r.stream)
       .add("hour_ms", r.hour_ms)
@@ -248,31 +263,25 @@ std::string delivery_json(const std::string& device, int64_t since_ms,
       .add("duplicates", r.duplicates)
       .add("missing", r.missing)
       .add("declared_drops", r.declared_drops)
-      .raw("ratio", json_value(delivery_ratio(r.received, r.declared_drops,
-                                              r.missing)));
+      .raw("ratio", json_value(ratio(r)));
     list += (list.size() > 1 ? "," : "") + o.str();
   }
+  auto all = totals(rows);
   json_object out;
   out.add("available", true)
     .add("device", device)
     .add("since_ms", since_ms)
-    .add("received", received)
-    .add("duplicates", duplicates)
-    .add("missing", missing)
-    .add("declared_drops", drops)
-    .raw("ratio", json_value(delivery_ratio(received, drops, missing)))
+    .add("received", all.received)
+    .add("duplicates", all.duplicates)
+    .add("missing", all.missing)
+    .add("declared_drops", all.declared_drops)
+    .raw("ratio", json_value(ratio(all)))
     .raw("rows", list + "]");
   return out.str();
 }
 
 std::string delivery_metrics_text(const delivery_rows& rows) {
-  int64_t received = 0, duplicates = 0, missing = 0, drops = 0;
-  for (auto& r : rows) {
-    received += r.received;
-    duplicates += r.duplicates;
-    missing += r.missing;
-    drops += r.declared_drops;
-  }
+  auto all = totals(rows);
   const std::string w = "window=\"24h\"";
   auto kind = [&w](const char* k) {
     return "kind=\"" + std::string(k) + "\"," + w;
@@ -280,15 +289,15 @@ std::string delivery_metrics_text(const delivery_rows& rows) {
   return prom_family_text("fleetd_delivery_ratio", "gauge",
                      "Fleet-wide received / (received + declared drops + "
                      "missing) over the last 24 hours (1 when all are 0).",
-                     {{w, json_value(delivery_ratio(received, drops,
-                                                    missing))}})
+                     {{w, json_value(ratio(all))}})
          + prom_family_text("fleetd_delivery_records", "gauge",
                        "Records of every device over the last 24 hours, by "
                        "kind (fleetctl delivery).",
-                       {{kind("received"), std::to_string(received)},
-                        {kind("duplicates"), std::to_string(duplicates)},
-                        {kind("missing"), std::to_string(missing)},
-                        {kind("declared_drops"), std::to_string(drops)}});
+                       {{kind("received"), std::to_string(all.received)},
+                        {kind("duplicates"), std::to_string(all.duplicates)},
+                        {kind("missing"), std::to_string(all.missing)},
+                        {kind("declared_drops"),
+                         std::to_string(all.declared_drops)}});
 }
 
 void fleet_delivery_metrics(caf::event_based_actor* self,

@@ -24,7 +24,8 @@ endforeach()
 if(i EQUAL 0)
   message(FATAL_ERROR "${DIR} holds no file")
 endif()
-set(text "// Generated from ${DIR} by cmake/EmbedFiles.cmake.
+file(RELATIVE_PATH source ${CMAKE_CURRENT_LIST_DIR}/.. ${DIR})
+set(text "// Generated from ${source} by cmake/EmbedFiles.cmake.
 #include \"cloud/console_assets.hpp\"
 
 namespace fleetd {
@@ -40,11 +41,5 @@ const size_t console_asset_count = ${i};
 
 } // namespace fleetd
 ")
-# Unchanged text keeps the file's time, so nothing recompiles.
-if(EXISTS ${OUT})
-  file(READ ${OUT} old)
-  if(old STREQUAL text)
-    return()
-  endif()
-endif()
-file(WRITE ${OUT} "${text}")
+include(${CMAKE_CURRENT_LIST_DIR}/WriteIfChanged.cmake)
+write_if_changed(${OUT} "${text}")

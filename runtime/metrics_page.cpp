@@ -10,6 +10,7 @@
 
 #include "messages/error.hpp"
 #include "messages/labels.hpp"
+#include "messages/prom_text.hpp"
 
 namespace fleetd {
 
@@ -99,7 +100,7 @@ private:
 };
 
 std::string actor_label(const std::string& name) {
-  return "actor=\"" + prom_label_value(name) + "\"";
+  return "actor=" + prom_label_value(name);
 }
 
 void add_process(page& p, const process_figures& x) {
@@ -180,17 +181,7 @@ std::string prom_label_value(const std::string& x) {
   }
   text.append(rest);
   std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    if (c == '\\')
-      out += "\\\\";
-    else if (c == '"')
-      out += "\\\"";
-    else if (c == '\n')
-      out += "\\n";
-    else
-      out += c;
-  }
+  append_prom_label_value(out, text);
   return out;
 }
 
@@ -215,9 +206,9 @@ std::string render_metrics(const node_status& st) {
   page p;
   p.add("fleetd_node_info", "gauge",
         "The node's role, id and version (value 1).",
-        "role=\"" + prom_label_value(st.role) + "\",node_id=\""
-          + prom_label_value(st.node_id) + "\",version=\""
-          + prom_label_value(st.version) + "\"",
+        "role=" + prom_label_value(st.role)
+          + ",node_id=" + prom_label_value(st.node_id)
+          + ",version=" + prom_label_value(st.version),
         "1");
   p.add("fleetd_node_uptime_seconds", "gauge",
         "Time since the node started (its counters count from then).", "",

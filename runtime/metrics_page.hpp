@@ -22,7 +22,8 @@ namespace fleetd {
 /// The Content-Type of a Prometheus text page.
 extern const char* prom_text_type;
 
-/// `x` escaped as a label value (\\, \", \n), without the quotes.
+/// `x` as a quoted label value: escaped (\\, \", \n), a byte that is no
+/// UTF-8 text (or NUL) as '?'.
 std::string prom_label_value(const std::string& x);
 
 /// The family name of an actor counter (fleetctl status): fleetd_NAME, with

@@ -106,7 +106,8 @@ TEST_CASE("counters and gauges are named as Prometheus wants") {
   CHECK(counter_family("lag_age_ms") == "fleetd_lag_age_ms");
   CHECK(counter_family("connections_open") == "fleetd_connections_open");
   CHECK(counter_family("a.b c") == "fleetd_a_b_c_total");
-  CHECK(prom_label_value("a\"b\\c\nd") == "a\\\"b\\\\c\\nd");
+  CHECK(prom_label_value("a\"b\\c\nd") == "\"a\\\"b\\\\c\\nd\"");
+  CHECK(prom_label_value(std::string("a\xff\0b", 4)) == "\"a??b\"");
 }
 
 TEST_CASE("hostile actor and counter names never break the page") {
