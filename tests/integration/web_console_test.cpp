@@ -417,6 +417,10 @@ TEST_CASE("headless Chromium: the console renders the node's numbers, "
 
   REQUIRE_MESSAGE(dom.find("data-loaded=\"1\"") != std::string::npos,
                   dom.substr(0, 2000));
+  // Live: within the virtual 8 s the page polled again (every 3 s).
+  auto polls_at = dom.find("data-polls=\"");
+  REQUIRE(polls_at != std::string::npos);
+  CHECK(std::stoi(dom.substr(polls_at + 12)) >= 2);
   // The token left the address bar: the page keeps it in sessionStorage.
   CHECK(dom.find(f.token) == std::string::npos);
   CHECK(card_value(dom, "devices_total")
