@@ -34,9 +34,7 @@ public:
   /// Delivery per device, stream and hour from `since_ms` (device empty:
   /// every device), ordered by device, stream, hour.
   virtual caf::expected<delivery_rows> delivery(const std::string& device_id,
-                                                int64_t since_ms) {
-    return delivery_rows{};
-  }
+                                                int64_t since_ms) = 0;
   virtual actor_stats stats() = 0;
   /// More backends over the same data, each writing on its own connection
   /// alongside this one (empty: this one writes alone). Batches of one

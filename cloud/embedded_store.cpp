@@ -2,6 +2,7 @@
 
 #include <caf/typed_event_based_actor.hpp>
 
+#include "cloud/delivery_ledger.hpp"
 #include "cloud/embedded_journal.hpp"
 #include "messages/labels.hpp"
 #include "messages/decode_budget.hpp"
@@ -91,6 +92,21 @@ CREATE TABLE IF NOT EXISTS device_capability (
   has_sqlite INTEGER NOT NULL,
   has_network INTEGER NOT NULL,
   updated_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS delivery (
+  device_id TEXT NOT NULL,
+  stream TEXT NOT NULL,
+  hour_ms INTEGER NOT NULL,
+  received INTEGER NOT NULL,
+  duplicates INTEGER NOT NULL,
+  missing INTEGER NOT NULL,
+  declared_drops INTEGER NOT NULL,
+  PRIMARY KEY (device_id, stream, hour_ms)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS declared_drops (
+  device_id TEXT NOT NULL,
+  stream TEXT NOT NULL,
+  origin TEXT NOT NULL,
+  records INTEGER NOT NULL,
+  PRIMARY KEY (device_id, stream)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS device_config (
   device_id TEXT PRIMARY KEY,
   version INTEGER NOT NULL,
@@ -361,6 +377,9 @@ caf::error embedded_store::write_batch(const ingest_batch& b, int64_t now,
     return had.error();
   // Held: ack at least this batch, also when it is of an older epoch.
   out.last_acked = std::max(*last, b.sequence);
+  auto declared = declare_drops(b);
+  if (!declared)
+    return declared.error();
   if (*had) {
     out.duplicate = true;
     auto dup = db_.cached("UPDATE streams SET duplicates = duplicates + 1, "
@@ -369,7 +388,21 @@ caf::error embedded_store::write_batch(const ingest_batch& b, int64_t now,
     if (!dup)
       return dup.error();
     dup->bind(1, b.device_id).bind(2, b.stream).bind(3, now);
-    return dup->run();
+    if (auto err = dup->run())
+      return err;
+    auto records = db_.cached("SELECT points FROM batches WHERE device_id = "
+                              "?1 AND stream = ?2 AND epoch = ?3 AND "
+                              "sequence = ?4");
+    if (!records)
+      return records.error();
+    records->bind(1, b.device_id).bind(2, b.stream).bind(3, b.epoch)
+      .bind(4, b.sequence);
+    auto row = records->step();
+    if (!row)
+      return row.error();
+    auto n = *row ? records->column_int(0) : 0;
+    records->reset();
+    return count_delivery(b, now, {0, n, 0, *declared});
   }
   int64_t n = 0;
   metric_samples decoded;
@@ -401,7 +434,80 @@ caf::error embedded_store::write_batch(const ingest_batch& b, int64_t now,
     return up.error();
   up->bind(1, b.device_id).bind(2, b.stream).bind(3, out.last_acked)
     .bind(4, n).bind(5, now).bind(6, b.epoch);
+  if (auto err = up->run())
+    return err;
+  return count_delivery(b, now,
+                        {n, 0, missing_growth(b.sequence, *last), *declared});
+}
+
+caf::expected<int64_t> embedded_store::declare_drops(const ingest_batch& b) {
+  if (b.declared.origin.empty())
+    return int64_t{0};
+  auto sel = db_.cached("SELECT origin, records FROM declared_drops WHERE "
+                        "device_id = ?1 AND stream = ?2");
+  if (!sel)
+    return sel.error();
+  sel->bind(1, b.device_id).bind(2, b.stream);
+  auto row = sel->step();
+  if (!row)
+    return row.error();
+  std::string origin = *row ? sel->column_text(0) : std::string{};
+  int64_t last = *row ? sel->column_int(1) : 0;
+  sel->reset();
+  auto grown = declared_growth(b.declared, origin, last);
+  auto total = declared_total(b.declared);
+  // Keep the highest count of an origin: an older report never lowers it.
+  if (origin == b.declared.origin && total <= last)
+    return grown;
+  auto up = db_.cached("INSERT OR REPLACE INTO declared_drops (device_id, "
+                       "stream, origin, records) VALUES (?1, ?2, ?3, ?4)");
+  if (!up)
+    return up.error();
+  up->bind(1, b.device_id).bind(2, b.stream).bind(3, b.declared.origin)
+    .bind(4, total);
+  if (auto err = up->run())
+    return err;
+  return grown;
+}
+
+caf::error embedded_store::count_delivery(const ingest_batch& b, int64_t now,
+                                          const delivery_counts& x) {
+  if (x.received == 0 && x.duplicates == 0 && x.missing == 0
+      && x.declared_drops == 0)
+    return caf::none;
+  auto up = db_.cached(
+    "INSERT INTO delivery (device_id, stream, hour_ms, received, duplicates, "
+    "missing, declared_drops) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+    "ON CONFLICT (device_id, stream, hour_ms) DO UPDATE SET "
+    "received = received + ?4, duplicates = duplicates + ?5, "
+    "missing = missing + ?6, declared_drops = declared_drops + ?7");
+  if (!up)
+    return up.error();
+  up->bind(1, b.device_id).bind(2, b.stream).bind(3, delivery_hour(now))
+    .bind(4, x.received).bind(5, x.duplicates).bind(6, x.missing)
+    .bind(7, x.declared_drops);
   return up->run();
+}
+
+caf::expected<delivery_rows>
+embedded_store::delivery(const std::string& device_id, int64_t since_ms) {
+  // A device is named with or without its org ("org/name" in device_id).
+  auto st = db_.prepare(
+    "SELECT device_id, stream, hour_ms, received, duplicates, missing, "
+    "declared_drops FROM delivery WHERE hour_ms >= ?2 AND (?1 = '' OR "
+    "device_id = ?1 OR substr(device_id, instr(device_id, '/') + 1) = ?1) "
+    "ORDER BY device_id, stream, hour_ms");
+  if (!st)
+    return st.error();
+  st->bind(1, device_id).bind(2, delivery_hour(since_ms));
+  delivery_rows out;
+  if (auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {
+        out.push_back({r.column_text(0), r.column_text(1), r.column_int(2),
+                       r.column_int(3), r.column_int(4), r.column_int(5),
+                       r.column_int(6)});
+      }))
+    return err;
+  return out;
 }
 
 caf::expected<embedded_store::wire_session*>

@@ -8,6 +8,7 @@
 #include <caf/expected.hpp>
 
 #include "cloud/cloud_store_backend.hpp"
+#include "cloud/delivery_ledger.hpp"
 #include "cloud/journal.hpp"
 #include "messages/interfaces.hpp"
 #include "messages/metrics_codec.hpp"
@@ -32,6 +33,8 @@ public:
   caf::expected<metric_samples> points(const std::string& device_id) override;
   caf::expected<log_lines> logs(const std::string& device_id) override;
   caf::expected<event_records> events(const std::string& device_id) override;
+  caf::expected<delivery_rows> delivery(const std::string& device_id,
+                                        int64_t since_ms) override;
   caf::expected<cloud_settings>
   set_config(const std::string& device_id,
              const settings_change& change) override;
@@ -68,6 +71,10 @@ private:
                            metric_samples decoded);
   // The device's latest DeviceCapability, when the batch carries one.
   caf::error write_capability(const ingest_batch& b, int64_t now);
+  // Stores the batch's drop report; replies the drops it adds.
+  caf::expected<int64_t> declare_drops(const ingest_batch& b);
+  caf::error count_delivery(const ingest_batch& b, int64_t now,
+                            const delivery_counts& x);
   caf::error config_for(const std::string& device, int64_t have,
                         cloud_settings& out);
   caf::expected<int64_t> series_id(const std::string& name,

@@ -235,6 +235,11 @@ caf::expected<ingest_outcome> pg_store::write_once(const ingest_batch& b,
 std::vector<pg::call> pg_store::opening(const ingest_batch& b,
                                         const device_ref& d, int64_t now) {
   std::vector<pg::call> out{{"BEGIN", {}}, conn_.scope(d.org)};
+  // Third when asked: the last drop counters the stream declared.
+  if (!b.declared.origin.empty())
+    out.push_back({"SELECT origin, records FROM declared_drops WHERE org = "
+                   "$1 AND device = $2 AND stream = $3",
+                   {d.org, d.device, b.stream}});
   if (auto& c = b.capability; c.tier > 0)
     out.push_back(
       {"INSERT INTO device_capability (org, device, tier, total_ram, "
@@ -251,7 +256,8 @@ std::vector<pg::call> pg_store::opening(const ingest_batch& b,
   out.push_back({"SELECT last_sequence, epoch FROM streams WHERE org = $1 "
                  "AND device = $2 AND stream = $3 FOR UPDATE",
                  {d.org, d.device, b.stream}});
-  out.push_back({"SELECT checksum FROM batches WHERE org = $1 AND device = "
+  out.push_back({"SELECT checksum, points FROM batches WHERE org = $1 AND "
+                 "device = "
                  "$2 AND stream = $3 AND epoch = $4 AND sequence = $5",
                  {d.org, d.device, b.stream, b.epoch, b.sequence}});
   return out;
@@ -285,16 +291,100 @@ caf::error pg_store::write_batch(const ingest_batch& b, const device_ref& d,
   // Held: ack at least this batch, also when it is of an older epoch.
   out.last_acked = std::max(last, b.sequence);
   std::vector<pg::call> tail;
+  auto declared = declare_drops(b, d, b.declared.origin.empty() ? nullptr
+                                                                : &rs[2],
+                                tail);
   if (*had) {
     out.duplicate = true;
     tail.push_back({"UPDATE streams SET duplicates = duplicates + 1, "
                     "last_seen = $4 WHERE org = $1 AND device = $2 AND "
                     "stream = $3",
                     {d.org, d.device, b.stream, now}});
+    count_delivery(b, d, now, {0, rs.back().int64(0, 1), 0, declared}, tail);
   } else if (auto err = accept(b, d, now, out, tail)) {
     return err;
+  } else {
+    count_delivery(b, d, now,
+                   {out.stored, 0, missing_growth(b.sequence, last), declared},
+                   tail);
   }
   return finish(b, d, std::move(tail), out);
+}
+
+int64_t pg_store::declare_drops(const ingest_batch& b, const device_ref& d,
+                                const pg::result* prev,
+                                std::vector<pg::call>& tail) {
+  if (prev == nullptr)
+    return 0;
+  std::string origin = prev->rows() > 0 ? std::string{prev->text(0, 0)}
+                                        : std::string{};
+  int64_t last = prev->rows() > 0 ? prev->int64(0, 1) : 0;
+  auto total = declared_total(b.declared);
+  // Keep the highest count of an origin: an older report never lowers it.
+  if (origin != b.declared.origin || total > last)
+    tail.push_back({"INSERT INTO declared_drops (org, device, stream, origin, "
+                    "records) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org, "
+                    "device, stream) DO UPDATE SET origin = $4, records = $5",
+                    {d.org, d.device, b.stream, b.declared.origin, total}});
+  return declared_growth(b.declared, origin, last);
+}
+
+void pg_store::count_delivery(const ingest_batch& b, const device_ref& d,
+                              int64_t now, const delivery_counts& x,
+                              std::vector<pg::call>& tail) {
+  if (x.received == 0 && x.duplicates == 0 && x.missing == 0
+      && x.declared_drops == 0)
+    return;
+  tail.push_back(
+    {"INSERT INTO delivery (org, device, stream, hour_ms, received, "
+     "duplicates, missing, declared_drops) VALUES ($1, $2, $3, $4, $5, $6, "
+     "$7, $8) ON CONFLICT (org, device, stream, hour_ms) DO UPDATE SET "
+     "received = delivery.received + $5, duplicates = delivery.duplicates + "
+     "$6, missing = delivery.missing + $7, declared_drops = "
+     "delivery.declared_drops + $8",
+     {d.org, d.device, b.stream, delivery_hour(now), x.received, x.duplicates,
+      x.missing, x.declared_drops}});
+}
+
+caf::expected<delivery_rows>
+pg_store::delivery(const std::string& device_id, int64_t since_ms) {
+  if (auto err = reconnect())
+    return err;
+  // A device is named "org/name" or by its name alone (every org's).
+  std::string only_org;
+  std::string name = device_id;
+  if (auto slash = device_id.find('/'); slash != std::string::npos) {
+    only_org = device_id.substr(0, slash);
+    name = device_id.substr(slash + 1);
+  }
+  // Row security shows one org per transaction: read them org by org.
+  auto orgs = conn_.exec("SELECT name FROM orgs ORDER BY name");
+  if (!orgs)
+    return orgs.error();
+  delivery_rows out;
+  for (int i = 0; i < orgs->rows(); ++i) {
+    std::string org{orgs->text(i, 0)};
+    if (!only_org.empty() && org != only_org)
+      continue;
+    auto err = pg::transaction(conn_, org, [&]() -> caf::error {
+      auto r = conn_.exec(
+        "SELECT device, stream, hour_ms, received, duplicates, missing, "
+        "declared_drops FROM delivery WHERE hour_ms >= $1 AND ($2 = '' OR "
+        "device = $2) ORDER BY device, stream, hour_ms",
+        {delivery_hour(since_ms), name});
+      if (!r)
+        return r.error();
+      for (int j = 0; j < r->rows(); ++j)
+        out.push_back({org + "/" + std::string{r->text(j, 0)},
+                       std::string{r->text(j, 1)}, r->int64(j, 2),
+                       r->int64(j, 3), r->int64(j, 4), r->int64(j, 5),
+                       r->int64(j, 6)});
+      return caf::none;
+    });
+    if (err)
+      return err;
+  }
+  return out;
 }
 
 // The accepted batch's rows, its batches row and its stream's ack.

@@ -9,6 +9,7 @@
 #include <caf/expected.hpp>
 
 #include "cloud/cloud_store_backend.hpp"
+#include "cloud/delivery_ledger.hpp"
 #include "cloud/journal.hpp"
 #include "messages/metrics_codec.hpp"
 #include "runtime/clock.hpp"
@@ -67,6 +68,8 @@ public:
   caf::expected<cloud_settings>
   set_config(const std::string& device_id,
              const settings_change& change) override;
+  caf::expected<delivery_rows> delivery(const std::string& device_id,
+                                        int64_t since_ms) override;
   actor_stats stats() override;
   caf::expected<std::vector<std::shared_ptr<cloud_store_backend>>>
   more_writers() override;
@@ -97,6 +100,13 @@ private:
                     ingest_outcome& out, std::vector<pg::call>& tail);
   caf::error finish(const ingest_batch& b, const device_ref& d,
                     std::vector<pg::call> tail, ingest_outcome& out);
+  // The drops the batch's report adds (`prev`: the stream's last report,
+  // nullptr when the batch carries none); its update goes to `tail`.
+  int64_t declare_drops(const ingest_batch& b, const device_ref& d,
+                        const pg::result* prev, std::vector<pg::call>& tail);
+  // What one batch adds to the delivery table, sent with the commit.
+  void count_delivery(const ingest_batch& b, const device_ref& d, int64_t now,
+                      const delivery_counts& x, std::vector<pg::call>& tail);
   // The rows go to `tail`: statements sent with the commit.
   caf::error insert_records(const ingest_batch& b, const device_ref& d,
                             int64_t& n, std::vector<pg::call>& tail);

@@ -51,6 +51,9 @@ public:
   caf::error record_event(const std::string& kind,
                           const std::string& message) override;
   std::map<std::string, int64_t> drops() override;
+  const std::string& epoch() const override {
+    return epoch_;
+  }
   actor_stats stats() override;
   caf::expected<debug_report> debug(const std::string& what) override;
   void apply(const tier_settings& settings) override;

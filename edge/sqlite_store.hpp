@@ -141,7 +141,7 @@ public:
   /// Every drop counter, persisted across restarts.
   std::map<std::string, int64_t> drops() override;
 
-  const std::string& epoch() const {
+  const std::string& epoch() const override {
     return epoch_;
   }
 

@@ -199,7 +199,14 @@ storage(storage_actor::stateful_pointer<storage_state> self,
     },
     [&st](pending_atom, const std::string& stream,
           int64_t max) -> caf::result<queued_batches> {
-      return to_result(st.pending(stream, max));
+      auto xs = st.pending(stream, max);
+      // Sent beside the batch: the cloud learns the drops with the data.
+      if (xs && !xs->empty()) {
+        auto d = drop_kind::declared(stream, st.epoch(), st.drops());
+        for (auto& x : *xs)
+          x.declared = d;
+      }
+      return to_result(std::move(xs));
     },
     [&st](ack_atom, const acked_batch& x) -> caf::result<int64_t> {
       return to_result(st.ack(x.stream, x.sequence, x.base, x.defs, x.history));

@@ -111,6 +111,9 @@ public:
                                   const std::string& message) = 0;
   /// Every drop counter by kind (see drop_kind).
   virtual std::map<std::string, int64_t> drops() = 0;
+  /// Names this store's sequences and drop counters (SyncMetadata.epoch): a
+  /// store started afresh counts from 0 under a new one.
+  virtual const std::string& epoch() const = 0;
   virtual actor_stats stats() = 0;
   /// "storage" (sizes, rows, backlog, drops, integrity), "queue" (batches
   /// waiting) or "clean" (checkpoint, vacuum, drop synced data past
@@ -158,6 +161,23 @@ inline const char* unsynced_kind(const std::string& stream) {
   return stream == "logs"     ? logs_unsynced
          : stream == "events" ? events
                               : metrics_unsynced;
+}
+
+/// The counters of `stream` in `drops` that count records lost before the
+/// cloud got them (unsynced, rejected, unreadable: what a device declares
+/// with its requests), nonzero ones only. Copies and synced rows are no
+/// loss; "events" mixes both, so it is left out.
+inline drop_declaration declared(const std::string& stream,
+                                 const std::string& origin,
+                                 const std::map<std::string, int64_t>& drops) {
+  drop_declaration out;
+  out.origin = origin;
+  for (const char* suffix : {"_unsynced", "_rejected", "_unreadable"}) {
+    auto i = drops.find(stream + suffix);
+    if (i != drops.end() && i->second > 0)
+      out.records.insert(*i);
+  }
+  return out;
 }
 
 } // namespace drop_kind

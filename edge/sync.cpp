@@ -235,16 +235,21 @@ void send(self_ptr self, queued_batch batch) {
   auto b = std::make_shared<queued_batch>(std::move(batch));
   // Outside the checksummed batch: the queued bytes stay as they were cut.
   auto with_cap = st.capability_due && st.capability.tier > 0;
+  auto with_drops = !b->declared.records.empty()
+                    && !(b->declared == st.declared_acked);
   auto body = with_send_fields(b->body, b->retry_count,
-                               with_cap ? &st.capability : nullptr);
+                               with_cap ? &st.capability : nullptr,
+                               with_drops ? &b->declared : nullptr);
   st.bytes_sent += static_cast<int64_t>(body.size());
   self->request(st.cfg.link, st.cfg.request_timeout, sync_atom::value,
                 std::move(body))
     .then(
-      [self, b, with_cap](sync_ack& ack) {
+      [self, b, with_cap, with_drops](sync_ack& ack) {
         // The cloud stored the batch, and the capability with it.
         if (with_cap && ack.success)
           self->state.capability_due = false;
+        if (with_drops && ack.success)
+          self->state.declared_acked = b->declared;
         if (ack.success && ack.last_sequence_ack >= b->sequence) {
           acked(self, *b, ack);
           return;

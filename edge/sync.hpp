@@ -67,6 +67,9 @@ struct sync_state {
   /// The next request carries `capability`: the session's first one, and
   /// the first after every change, until the cloud has answered one.
   bool capability_due = true;
+  /// The drop counters the cloud last acked with a batch: a request carries
+  /// them again only when they changed (cumulative, so a resend is harmless).
+  drop_declaration declared_acked;
   /// A round is running: only one batch is in flight per stream.
   bool busy = false;
   /// Identifies the one timer that may start the next round.

@@ -102,6 +102,22 @@ typename Inspector::result_type inspect(Inspector& f, event_record& x) {
 
 using event_records = std::vector<event_record>;
 
+/// What a device declares it dropped of one stream (SyncRequest.delivery):
+/// records by drop kind, counted since the store named `origin` began.
+struct drop_declaration {
+  std::string origin;
+  std::map<std::string, int64_t> records;
+
+  bool operator==(const drop_declaration& y) const {
+    return origin == y.origin && records == y.records;
+  }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, drop_declaration& x) {
+  return f(caf::meta::type_name("drop_declaration"), x.origin, x.records);
+}
+
 /// Points the storage holds that no batch covers yet, oldest first.
 struct unbatched_points {
   /// Storage row id of the last sample; a batch cut from these covers it.
@@ -195,12 +211,16 @@ struct queued_batch {
   int64_t retry_count = 0;
   /// The exact HTTP body; a retry resends these bytes.
   std::string body;
+  /// The stream's drops as the store counts them when the batch is handed
+  /// out (storage fills it; sent beside the body).
+  drop_declaration declared;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, queued_batch& x) {
   return f(caf::meta::type_name("queued_batch"), x.stream, x.sequence,
-           x.last_id, x.points, x.created_ms, x.retry_count, x.body);
+           x.last_id, x.points, x.created_ms, x.retry_count, x.body,
+           x.declared);
 }
 
 using queued_batches = std::vector<queued_batch>;
@@ -313,6 +333,9 @@ struct ingest_batch {
   int64_t retry_count = 0;
   /// Set (tier > 0) on a session's first request and after every change.
   device_capability capability;
+  /// SyncRequest.delivery: the device's drop counters (origin empty: none
+  /// sent).
+  drop_declaration declared;
   /// What the request's decode budget leaves for decoding `columnar` (0:
   /// the session's own limit): one budget bounds the whole request.
   uint64_t decode_budget = 0;
@@ -323,7 +346,7 @@ typename Inspector::result_type inspect(Inspector& f, ingest_batch& x) {
   return f(caf::meta::type_name("ingest_batch"), x.device_id, x.stream,
            x.epoch, x.checksum, x.sequence, x.config_version, x.samples,
            x.columnar, x.logs, x.events, x.retry_count, x.capability,
-           x.decode_budget);
+           x.declared, x.decode_budget);
 }
 
 /// What the cloud store did with a batch.
@@ -664,7 +687,9 @@ struct delivery_row {
   int64_t received = 0;
   /// Records of batches already held, acked again without writing.
   int64_t duplicates = 0;
-  /// Records of sequences the cloud never saw (gaps it skipped over).
+  /// Batch sequences the cloud never saw (gaps it skipped over, less those
+  /// that arrived later); a batch the device dropped by its cap counts here
+  /// and its records in declared_drops.
   int64_t missing = 0;
   /// Records the device declared it dropped (its cumulative counters'
   /// growth, assigned to the hour the report arrived).
@@ -684,6 +709,19 @@ inline double delivery_ratio(int64_t received, int64_t declared_drops,
                              int64_t missing) {
   auto all = received + declared_drops + missing;
   return all <= 0 ? 1.0 : static_cast<double>(received) / all;
+}
+
+/// The sum of `xs` (device and stream empty, hour_ms 0): the fleet-wide
+/// delivery, e.g. for /metrics, is delivery_ratio of the total of all rows.
+inline delivery_row delivery_total(const delivery_rows& xs) {
+  delivery_row out;
+  for (auto& x : xs) {
+    out.received += x.received;
+    out.duplicates += x.duplicates;
+    out.missing += x.missing;
+    out.declared_drops += x.declared_drops;
+  }
+  return out;
 }
 
 } // namespace fleetd

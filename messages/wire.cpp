@@ -107,7 +107,8 @@ device_capability capability_of(const capability_report& x) {
 }
 
 std::string with_send_fields(const std::string& body, int64_t retry_count,
-                             const device_capability* cap) {
+                             const device_capability* cap,
+                             const drop_declaration* declared) {
   pb::SyncRequest extra;
   extra.mutable_metadata()->set_retry_count(static_cast<int32_t>(
     std::min<int64_t>(retry_count, std::numeric_limits<int32_t>::max())));
@@ -122,9 +123,18 @@ std::string with_send_fields(const std::string& body, int64_t retry_count,
     c->set_has_sqlite(cap->has_sqlite);
     c->set_has_network(cap->has_network);
   }
+  if (declared != nullptr) {
+    auto* d = extra.mutable_delivery();
+    d->set_origin(declared->origin);
+    for (auto& [kind, n] : declared->records) {
+      auto* c = d->add_dropped();
+      c->set_kind(kind);
+      c->set_records(n);
+    }
+  }
   // Nothing to say on a first send: the queued bytes alone (a 2-byte
   // empty metadata costs a whole zstd frame, ~12 bytes, when compressed).
-  if (retry_count <= 0 && cap == nullptr)
+  if (retry_count <= 0 && cap == nullptr && declared == nullptr)
     return body;
   std::string tail;
   extra.SerializeToString(&tail);
@@ -338,6 +348,26 @@ caf::error decompress(std::string_view& body, std::string& plain,
   return caf::none;
 }
 
+// A device's drop counters, bounded: a few short kinds, no negative count.
+caf::error read_delivery(const pb::DeliveryReport& d, drop_declaration& out) {
+  if (d.origin().empty() || d.origin().size() > max_drop_kind_bytes)
+    return make_error(ec::decode_failed,
+                      "delivery.origin must be 1 to 64 bytes");
+  if (d.dropped_size() > max_declared_kinds)
+    return make_error(ec::decode_failed,
+                      "delivery names more than 32 drop kinds");
+  out.origin = d.origin();
+  for (auto& c : d.dropped()) {
+    if (c.kind().empty() || c.kind().size() > max_drop_kind_bytes
+        || c.records() < 0 || c.records() > max_declared_records)
+      return make_error(ec::decode_failed,
+                        "delivery.dropped: a kind of 1 to 64 bytes and a "
+                        "count of 0 to 1e15 each");
+    out.records[c.kind()] = c.records();
+  }
+  return caf::none;
+}
+
 // The envelope: who sent it, which batch, and that the batch is intact.
 caf::error read_envelope(const pb::SyncRequest& req,
                          std::string_view raw_batch, int batch_field,
@@ -370,6 +400,8 @@ caf::error read_envelope(const pb::SyncRequest& req,
                       c.available_disk(), c.cpu_cores(),
                       c.has_sqlite(),    c.has_network()};
   }
+  if (req.has_delivery())
+    return read_delivery(req.delivery(), out.declared);
   return caf::none;
 }
 

@@ -63,11 +63,19 @@ device_capability capability_of(const capability_report& x);
 
 /// `body` (a request encoded above, zstd or plain) with
 /// SyncMetadata.retry_count and, when `cap` is set, SyncRequest.capability
+/// (when `declared` is set, SyncRequest.delivery)
 /// appended as a second message (a second zstd frame when compressed), which
 /// protobuf merges. Both lie outside the checksummed batch, so the queued
 /// bytes are resent unchanged and a resend is still a duplicate.
 std::string with_send_fields(const std::string& body, int64_t retry_count,
-                             const device_capability* cap);
+                             const device_capability* cap,
+                             const drop_declaration* declared = nullptr);
+
+/// Most drop kinds one SyncRequest.delivery may name, and the longest name.
+constexpr int max_declared_kinds = 32;
+constexpr size_t max_drop_kind_bytes = 64;
+/// Largest count a kind may declare (their sum stays far from overflow).
+constexpr int64_t max_declared_records = 1'000'000'000'000'000;
 
 /// The columnar metrics bytes inside a request body this device encoded
 /// (zstd or plain); empty when the body carries none.

@@ -18,6 +18,7 @@
 #include "runtime/console_client.hpp"
 #include "runtime/json.hpp"
 #include "tools/fleetctl_actors.hpp"
+#include "tools/fleetctl_delivery.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/node.hpp"
 #include "runtime/options.hpp"
@@ -48,6 +49,7 @@ struct ctl_options {
   bool create = false;
   tenancy_options tenancy;
   query_options query;
+  delivery_options delivery;
 };
 
 /// The settings change `fleetctl config` asks for, or the reason to refuse.
@@ -430,6 +432,7 @@ void declare(option_set& opts, ctl_options& opt) {
                 "quota set: the org's request bytes per day (0: unlimited)", 0,
                 int64_t{1} << 50);
   declare(opts, opt.query);
+  declare(opts, opt.delivery);
   opts.add("create", opt.create, false,
            "config: accept a device the cloud has never heard from (the "
            "settings wait for it)");
@@ -474,9 +477,9 @@ int check_command(const option_set& opts, const ctl_options& opt) {
     return 2;
   }
   if (cmd != "status" && cmd != "actors" && cmd != "devices" && cmd != "watch"
-      && cmd != "config" && cmd != "debug") {
+      && cmd != "config" && cmd != "debug" && cmd != "delivery") {
     std::cerr << "fleetctl: unknown command '" << cmd
-              << "' (status, actors, devices, watch, config, debug, org, enroll, "
+              << "' (status, actors, devices, watch, config, debug, delivery, org, enroll, "
                  "device, quota, token, query, logs; see --help)"
               << std::endl;
     return 2;
@@ -617,6 +620,9 @@ int run_console(const option_set& opts, const ctl_options& opt,
           std::cout << (opt.json ? to_json(xs) + "\n" : to_text(xs));
         },
         fail);
+  } else if (cmd == "delivery") {
+    rc = run_delivery(self, *node, opt.query.device, opt.delivery, opt.json,
+                      opt.timeout);
   } else {
     rc = watch(sys, *node, opt, host, port);
   }
@@ -628,7 +634,7 @@ int run(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   ctl_options opt;
   option_set opts("fleetctl",
-                  std::string(summary) + tenancy_usage + query_usage);
+                  std::string(summary) + delivery_usage + tenancy_usage + query_usage);
   declare(opts, opt);
   if (auto rc = parse_command_line(argc, argv, opts, opt); rc >= 0)
     return rc;

@@ -125,7 +125,7 @@ void declare(option_set& opts, query_options& x) {
            "query, logs: file holding the org's API token (\"\": the "
            "FLEETD_API_TOKEN environment variable)");
   opts.add("metric", x.metric, "", "query: the metric's name");
-  opts.add("device", x.device, "", "query, logs: the device");
+  opts.add("device", x.device, "", "query, logs, delivery: the device");
   opts.add("from", x.from, "-1h",
            "query, logs: start (ms since the epoch, now, or -DURATION such as "
            "-1h)");

@@ -774,6 +774,49 @@ TEST_CASE("retry_count and the capability ride outside the checksummed "
   }
 }
 
+TEST_CASE("the device's drop counters ride outside the checksummed batch; "
+          "a report past its bounds is refused decode_failed") {
+  for (int level : {0, 3}) {
+    CAPTURE(level);
+    auto body = encode_metrics_request(settings(level), test_samples());
+    auto plain = decode_request(body, is_zstd(body), one_mib);
+    REQUIRE(plain);
+    CHECK(plain->declared.origin.empty());
+    drop_declaration d;
+    d.origin = "store-1";
+    d.records = {{"metrics_unsynced", 2000}, {"metrics_rejected", 3}};
+    auto sent = with_send_fields(body, 0, nullptr, &d);
+    CHECK(sent.compare(0, body.size(), body) == 0);
+    auto got = decode_request(sent, is_zstd(sent), one_mib);
+    REQUIRE_MESSAGE(got, render(got.error()));
+    CHECK(got->declared == d);
+    CHECK(got->checksum == plain->checksum);
+    check_same_samples(got->samples, test_samples());
+    auto refused = [&](const drop_declaration& bad) {
+      auto r = decode_request(with_send_fields(body, 0, nullptr, &bad),
+                              level > 0, one_mib);
+      REQUIRE_FALSE(r);
+      CHECK(static_cast<ec>(r.error().code()) == ec::decode_failed);
+    };
+    auto bad = d;
+    bad.records["x"] = -1;
+    refused(bad);
+    bad = d;
+    bad.records["x"] = max_declared_records + 1;
+    refused(bad);
+    bad = d;
+    bad.records[std::string(max_drop_kind_bytes + 1, 'k')] = 1;
+    refused(bad);
+    bad = d;
+    bad.origin.clear();
+    refused(bad);
+    bad = d;
+    for (int i = 0; i <= max_declared_kinds; ++i)
+      bad.records["k" + std::to_string(i)] = 1;
+    refused(bad);
+  }
+}
+
 TEST_CASE("a first send with no capability to report adds nothing to the "
           "queued bytes, plain or zstd") {
   for (int level : {0, 3}) {
