@@ -149,8 +149,24 @@
     const streams = [...new Set(rows.map(r => r.stream))].sort();
     const max = Math.max(1, ...rows.map(r => r.received + r.missing + r.declared_drops));
     const colors = ['#2f6fde', '#1f8a4c', '#d68910', '#8e44ad'];
-    const slot = (w - 2 * pad) / Math.max(1, hours.length);
-    const bw = Math.max(2, slot / (streams.length + 1));
+    const slot = Math.min(120, (w - 2 * pad) / Math.max(1, hours.length));
+    const bw = Math.min(36, Math.max(2, slot / (streams.length + 1)));
+    const text = (x, y, label, anchor) => {
+      const t = document.createElementNS(ns, 'text');
+      t.setAttribute('x', x); t.setAttribute('y', y);
+      t.setAttribute('font-size', 11); t.setAttribute('fill', '#6b7385');
+      if (anchor) t.setAttribute('text-anchor', anchor);
+      t.textContent = label;
+      svg.append(t);
+    };
+    // Axis: the top bar's count, and each hour (UTC) under its bars.
+    const axis = document.createElementNS(ns, 'line');
+    for (const [k, v] of Object.entries({ x1: pad, x2: w - pad, y1: h - pad,
+      y2: h - pad, stroke: '#dde1e8' })) axis.setAttribute(k, v);
+    svg.append(axis);
+    text(pad - 4, pad + 4, String(max), 'end');
+    hours.forEach((hr, i) => text(pad + i * slot, h - pad + 14,
+      new Date(hr).toISOString().slice(11, 13) + ':00'));
     rows.forEach(r => {
       const x = pad + hours.indexOf(r.hour_ms) * slot + streams.indexOf(r.stream) * bw;
       const bh = (h - 2 * pad) * r.received / max;
@@ -163,7 +179,7 @@
     });
     streams.forEach((s, i) => {
       const t = document.createElementNS(ns, 'text');
-      t.setAttribute('x', pad + i * 120); t.setAttribute('y', 14);
+      t.setAttribute('x', w - pad - (streams.length - i) * 110); t.setAttribute('y', 14);
       t.setAttribute('fill', colors[i % colors.length]);
       t.textContent = '■ ' + s;
       svg.append(t);

@@ -326,7 +326,17 @@ TEST_CASE("GET /metrics on both nodes shows what fleetctl status shows; "
   auto cloud = by_actor(pages["cloud"]);
   auto device = by_actor(pages["device"]);
   CHECK(device.count("fleetd_link_state|") == 1);
-  CHECK(cloud.count("fleetd_delivery_ratio|") == 1);
+  // The fleet's delivery: what the cloud counted for the device.
+  auto received = std::find_if(
+    pages["cloud"].samples.begin(), pages["cloud"].samples.end(),
+    [](const metric_sample& x) {
+      return x.name == "fleetd_delivery_records"
+             && x.labels.at("kind") == "received";
+    });
+  REQUIRE(received != pages["cloud"].samples.end());
+  CHECK(received->value > 0);
+  CHECK(cloud["fleetd_delivery_ratio|"] > 0);
+  CHECK(cloud["fleetd_delivery_ratio|"] <= 1);
   CHECK(cloud["fleetd_points_stored_total|cloud_store"] > 0);
   CHECK(device["fleetd_requests_self_metrics_total|local_ingest"] >= 1);
 
@@ -455,8 +465,21 @@ TEST_CASE("headless Chromium: the console renders the node's numbers, "
     CHECK(handled >= num(before[i], "handled"));
     CHECK(handled <= num(after[i], "handled"));
   }
-  // The delivery view read the same answer the API gives.
+  // The delivery view read the same answer the API gives: a row and a bar
+  // per stream and hour.
   CHECK(dom.find("data-available=\"true\"") != std::string::npos);
+  auto& hours = member(delivery, "rows").items;
+  CHECK(!hours.empty());
+  CHECK(dom.find("data-rows=\"" + std::to_string(hours.size()) + "\"")
+        != std::string::npos);
+  for (auto& h : hours) {
+    auto anchor = "<tr data-stream=\"" + member(h, "stream").text
+                  + "\" data-hour=\"" + member(h, "hour_ms").text + "\">";
+    CAPTURE(anchor);
+    for (auto field : {"received", "duplicates", "missing", "declared_drops"})
+      CHECK_MESSAGE(field_after(dom, anchor, field) == member(h, field).text,
+                    field);
+  }
   auto ratio_at = dom.find("data-ratio=\"");
   REQUIRE(ratio_at != std::string::npos);
   CHECK(std::stod(dom.substr(ratio_at + 12))
