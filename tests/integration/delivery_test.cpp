@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "fault_proxy.hpp"
+#include "messages/error.hpp"
 #include "messages/wire.hpp"
 #include "runtime/http_client.hpp"
 #include "support.hpp"
@@ -69,7 +70,8 @@ int post_point(uint16_t ingest, const std::string& device, int64_t seq,
   auto res = client.post("/v1/sync", body,
                          {{"Content-Type", "application/x-protobuf"},
                           {"Content-Encoding", "zstd"}});
-  REQUIRE_MESSAGE(res, render(res.error()));
+  if (!res)
+    FAIL(render(res.error()));
   return res->status;
 }
 
