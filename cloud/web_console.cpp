@@ -234,18 +234,6 @@ std::string actors_json(const node_status& st) {
 
 namespace {
 
-// The rows' counts added up (device, stream and hour left empty).
-delivery_row totals(const delivery_rows& rows) {
-  delivery_row out;
-  for (auto& r : rows) {
-    out.received += r.received;
-    out.duplicates += r.duplicates;
-    out.missing += r.missing;
-    out.declared_drops += r.declared_drops;
-  }
-  return out;
-}
-
 double ratio(const delivery_row& r) {
   return delivery_ratio(r.received, r.declared_drops, r.missing);
 }
@@ -266,7 +254,7 @@ std::string delivery_json(const std::string& device, int64_t since_ms,
       .raw("ratio", json_value(ratio(r)));
     list += (list.size() > 1 ? "," : "") + o.str();
   }
-  auto all = totals(rows);
+  auto all = delivery_total(rows);
   json_object out;
   out.add("available", true)
     .add("device", device)
@@ -281,7 +269,7 @@ std::string delivery_json(const std::string& device, int64_t since_ms,
 }
 
 std::string delivery_metrics_text(const delivery_rows& rows) {
-  auto all = totals(rows);
+  auto all = delivery_total(rows);
   const std::string w = "window=\"24h\"";
   auto kind = [&w](const char* k) {
     return "kind=\"" + std::string(k) + "\"," + w;
