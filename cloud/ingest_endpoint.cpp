@@ -357,14 +357,16 @@ caf::error validate(const ingest_endpoint_config& x) {
 
 ingest_endpoint::ingest_endpoint(caf::actor_system& sys, ingest_actor ingest,
                                  http_limits limits, health_actor health,
-                                 query_api api) {
+                                 query_api api, http_route web) {
   auto* sys_ptr = &sys;
   if (!health)
     health = ingest;
   server_ = std::make_shared<http_server>(
-    limits, [sys_ptr, ingest, health, api,
+    limits, [sys_ptr, ingest, health, api, web,
              max_body = limits.max_body_bytes](http_request req,
                                                http_server::respond_fn respond) {
+      if (web && !req.stream && web(req, respond))
+        return;
       if (req.target == "/healthz" && req.method == "GET") {
         check_health(*sys_ptr, health, std::move(respond));
         return;

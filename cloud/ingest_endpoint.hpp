@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -56,6 +57,10 @@ struct query_api {
   query_actor query;
 };
 
+/// A route tried before the endpoint's own (the web console, /metrics):
+/// true when it took the request and will answer it.
+using http_route = std::function<bool(http_request&, http_server::respond_fn&)>;
+
 /// The device-facing door: POST /v1/sync (and the bundles of /v2/sync and
 /// /v3/sync, item by item) on Boost.Beast, each request handed
 /// to the ingest actor through a short-lived actor so the Asio thread never
@@ -66,7 +71,7 @@ class ingest_endpoint {
 public:
   ingest_endpoint(caf::actor_system& sys, ingest_actor ingest,
                   http_limits limits, health_actor health = {},
-                  query_api api = {});
+                  query_api api = {}, http_route web = {});
 
   /// Listens on the config's host and port, over HTTPS unless insecure.
   caf::expected<uint16_t> start(const ingest_endpoint_config& cfg);

@@ -28,12 +28,14 @@
 #include "cloud/retention.hpp"
 #include "cloud/rollout.hpp"
 #include "cloud/tenancy.hpp"
+#include "cloud/web_console.hpp"
 #include "messages/error.hpp"
 #include "runtime/config_check.hpp"
 #include "runtime/counted.hpp"
 #include "runtime/http_server.hpp"
 #include "runtime/stats_reader.hpp"
 #include "runtime/logger.hpp"
+#include "runtime/metrics_page.hpp"
 #include "runtime/node.hpp"
 #include "runtime/scheduler.hpp"
 #include "runtime/supervisor.hpp"
@@ -461,6 +463,16 @@ cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
                     caf::actor_cast<query_actor>(qry)}};
 }
 
+// A part that is no actor, listed by the inspector's status as `name`.
+caf::actor report_reader(caf::actor_system& sys, const inspector_actor& insp,
+                         const std::string& name,
+                         std::function<actor_stats()> read) {
+  auto stats = caf::actor_cast<caf::actor>(sys.spawn(stats_reader, read));
+  caf::scoped_actor self{sys};
+  self->send(insp, report_atom::value, name, stats);
+  return stats;
+}
+
 // The endpoint's connection counters, listed by the inspector's status as
 // "ingest_http" (its state: how devices connect).
 caf::actor report_ingest_http(caf::actor_system& sys,
@@ -478,10 +490,7 @@ caf::actor report_ingest_http(caf::actor_system& sys,
       s.counters[name] = value;
     return s;
   };
-  auto stats = caf::actor_cast<caf::actor>(sys.spawn(stats_reader, read));
-  caf::scoped_actor self{sys};
-  self->send(insp, report_atom::value, std::string("ingest_http"), stats);
-  return stats;
+  return report_reader(sys, insp, "ingest_http", read);
 }
 
 int run(int argc, char** argv) {
@@ -522,7 +531,16 @@ int run(int argc, char** argv) {
                                     : nullptr;
   auto [ing, sup, insp, api] = spawn_actors(sys, stops, opt,
                                             std::move(*parts), clk, reg);
-  ingest_endpoint endpoint{sys, ing, opt.endpoint.limits(), sup, api};
+  // GET /metrics and the web console /console on the ingest port.
+  auto metrics = std::make_shared<metrics_endpoint>();
+  metrics->bind(sys, insp, fleet_delivery_metrics);
+  auto web = std::make_shared<web_console>(
+    sys, web_console_config{insp, api.tenancy, clk, metrics});
+  ingest_endpoint endpoint{sys, ing, opt.endpoint.limits(), sup, api,
+                           [web](http_request& req,
+                                 http_server::respond_fn& respond) {
+                             return web->route(req, respond);
+                           }};
   auto port = endpoint.start(opt.endpoint);
   if (!port) {
     stops.stop_all(sys, opt.common.stop_timeout);
@@ -535,6 +553,8 @@ int run(int argc, char** argv) {
     return die(err);
   }
   stops.add("ingest_http", report_ingest_http(sys, insp, endpoint, opt.endpoint));
+  stops.add("web_console", report_reader(sys, insp, "web_console",
+                                         [web] { return web->stats(); }));
   auto console = publish_console(sys, insp, opt.common);
   if (!console) {
     endpoint.stop();

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "messages/error.hpp"
+#include "messages/prom_text.hpp"
 #include "runtime/http_client.hpp"
 #include "runtime/http_url.hpp"
 #include "runtime/options.hpp"
@@ -91,27 +92,6 @@ bool valid_utf8(const std::string& s) {
   return true;
 }
 
-void append_value(std::string& out, const std::string& v) {
-  out += '"';
-  // Most values need no escape: one append.
-  if (v.find_first_of("\\\"\n") == std::string::npos) {
-    out += v;
-    out += '"';
-    return;
-  }
-  for (char c : v) {
-    if (c == '\\')
-      out += "\\\\";
-    else if (c == '"')
-      out += "\\\"";
-    else if (c == '\n')
-      out += "\\n";
-    else
-      out += c;
-  }
-  out += '"';
-}
-
 void append_label(std::string& out, const std::string& k,
                   const std::string& v, bool exported = false) {
   out += ',';
@@ -119,7 +99,7 @@ void append_label(std::string& out, const std::string& k,
     out += "exported_";
   out += k;
   out += '=';
-  append_value(out, v);
+  append_prom_label_value(out, v);
 }
 
 // A device's own org_id/device_id cannot pass for ours: any
@@ -174,9 +154,9 @@ const char* problem(const metric_sample& s, const vm_sink_config& max,
 // `{org_id="...",device_id="..."`: the same for every sample of an entry.
 std::string series_prefix(const std::string& org, const std::string& device) {
   std::string out = "{org_id=";
-  append_value(out, org);
+  append_prom_label_value(out, org);
   out += ",device_id=";
-  append_value(out, device);
+  append_prom_label_value(out, device);
   return out;
 }
 

@@ -40,11 +40,5 @@ const int builtin_migration_count = ${count};
 
 } // namespace fleetd::detail
 ")
-# Unchanged text keeps the file's time, so nothing recompiles.
-if(EXISTS ${OUT})
-  file(READ ${OUT} old)
-  if(old STREQUAL text)
-    return()
-  endif()
-endif()
-file(WRITE ${OUT} "${text}")
+include(${CMAKE_CURRENT_LIST_DIR}/WriteIfChanged.cmake)
+write_if_changed(${OUT} "${text}")

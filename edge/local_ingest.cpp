@@ -162,13 +162,18 @@ void work(caf::event_based_actor* self, const core_ptr& core,
 void handle(const core_ptr& core, http_request req,
             http_server::respond_fn respond) {
   auto path = std::string_view(req.target).substr(0, req.target.find('?'));
+  if (path == "/metrics" && req.method == "GET" && core->cfg.metrics) {
+    core->count("requests_self_metrics");
+    core->cfg.metrics->serve(std::move(respond));
+    return;
+  }
   ingest_format f;
   if (!ingest_format_of(path, f)) {
     core->count("refused_not_found");
     respond(text_reply(404, "not_found",
                        "no endpoint " + printable(path, 64)
                          + "; POST /write, /metrics/import, /logs or "
-                           "/events"));
+                           "/events, GET /metrics"));
     return;
   }
   if (req.method != "POST") {

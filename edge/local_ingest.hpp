@@ -13,6 +13,7 @@
 #include "messages/interfaces.hpp"
 #include "messages/text_lines.hpp"
 #include "runtime/clock.hpp"
+#include "runtime/metrics_page.hpp"
 
 namespace fleetd {
 
@@ -40,6 +41,8 @@ struct local_ingest_config {
   storage_actor storage;
   /// Told (store_atom) after each commit, as collectors tell them.
   std::vector<caf::actor> on_stored;
+  /// Serves GET /metrics (the node's self-metrics) when set.
+  metrics_endpoint_ptr metrics;
 };
 
 class option_set;

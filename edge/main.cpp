@@ -460,7 +460,8 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
                               const edge_options& opt,
                               const capability_report& caps,
                               std::shared_ptr<store_backend> backend,
-                              const clock_ptr& clk, stats_registry* reg) {
+                              const clock_ptr& clk, stats_registry* reg,
+                              const metrics_endpoint_ptr& metrics) {
   auto keep = [&](const std::string& name, auto hdl) {
     stops.add(name, caf::actor_cast<caf::actor>(hdl));
     return hdl;
@@ -583,6 +584,7 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
     lcfg.clock = clk;
     lcfg.storage = st;
     lcfg.on_stored = ccfg.on_stored;
+    lcfg.metrics = metrics;
     auto ingest = spawn_local_ingest(sys, lcfg);
     if (!ingest)
       return ingest.error();
@@ -670,8 +672,10 @@ int run(int argc, char** argv) {
   // node.actor-stats off: the actors run unmeasured.
   auto reg = opt.common.actor_stats ? std::make_shared<stats_registry>()
                                     : nullptr;
+  // GET /metrics on the local ingest listener, answered once the inspector is up.
+  auto metrics = std::make_shared<metrics_endpoint>();
   auto icfg = spawn_actors(sys, stops, opt, caps, std::move(*backend), clk,
-                           reg.get());
+                           reg.get(), metrics);
   if (!icfg) {
     stops.stop_all(sys, opt.common.stop_timeout);
     return die(icfg.error());
@@ -679,6 +683,7 @@ int run(int argc, char** argv) {
   icfg->runtime = reg;
   auto insp = spawn_counted(sys, reg.get(), "inspector", inspector, *icfg);
   stops.add("inspector", caf::actor_cast<caf::actor>(insp));
+  metrics->bind(sys, insp);
   auto console = publish_console(sys, insp, opt.common);
   if (!console) {
     stops.stop_all(sys, opt.common.stop_timeout);

@@ -502,4 +502,25 @@ prom_page parse_prom_text(std::string_view text, int64_t timestamp_ms,
   return page;
 }
 
+void append_prom_label_value(std::string& out, std::string_view v) {
+  out += '"';
+  // Most values need no escape: one append.
+  if (v.find_first_of("\\\"\n") == std::string_view::npos) {
+    out += v;
+    out += '"';
+    return;
+  }
+  for (char c : v) {
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
+  }
+  out += '"';
+}
+
 } // namespace fleetd

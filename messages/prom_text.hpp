@@ -61,4 +61,8 @@ bool is_label_name(std::string_view x);
 /// value out of double's range.
 bool parse_prom_float(std::string_view x, double& out);
 
+/// Appends `v` as a quoted label value: \\, \" and \n escaped (the caller
+/// checked it is UTF-8 text).
+void append_prom_label_value(std::string& out, std::string_view v);
+
 } // namespace fleetd
