@@ -98,7 +98,7 @@ caf::result<node_status> gather_status(inspector_ptr self) {
       // Read after the answer (or its absence): a stuck actor's mailbox
       // depth shows even when it cannot answer.
       if (auto& reg = self->state.cfg.runtime)
-        stats.runtime = reg->read(self->state.cfg.actors[i].first);
+        stats.runtime = reg->read(self->state.cfg.actors[i].first, 1);
       out->actors[i] = std::move(stats);
       if (--*pending == 0)
         rp.deliver(*out);

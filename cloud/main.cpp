@@ -390,6 +390,7 @@ cloud_actors spawn_actors(caf::actor_system& sys, stop_list& stops,
   supervisor_config scfg;
   scfg.limits = opt.supervisor;
   scfg.clock = clk;
+  scfg.registry = reg;
   auto st = scfg.add(sys, "cloud_store", true,
                      store_factory(std::move(parts.store), opt, clk, reg));
   stops.add("cloud_store", st);

@@ -469,6 +469,7 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
   supervisor_config scfg;
   scfg.limits = opt.supervisor;
   scfg.clock = clk;
+  scfg.registry = reg;
   auto st = caf::actor_cast<storage_actor>(keep(
     "storage", scfg.add(sys, "storage", true,
                         storage_factory(std::move(backend), opt, caps, clk, reg))));

@@ -145,7 +145,11 @@ stats_registry::slot(const std::string& name) {
   return e.counters;
 }
 
-actor_runtime stats_registry::read(const std::string& name) {
+void stats_registry::alias(uint64_t id, const std::string& name) {
+  directory_->bind(id, slot(name));
+}
+
+actor_runtime stats_registry::read(const std::string& name, uint64_t probes) {
   actor_runtime out;
   std::lock_guard<std::mutex> guard{mtx_};
   auto i = entries_.find(name);
@@ -158,16 +162,18 @@ actor_runtime stats_registry::read(const std::string& name) {
   out.handled = static_cast<int64_t>(handled);
   out.mailbox = c.mailbox();
   auto now = c.stamp();
+  // The reader's own asks are no sign of life.
+  auto delta = handled - e.prev_handled;
+  auto others = delta > probes ? delta - probes : 0;
   if (e.prev_ns > 0 && now > e.prev_ns)
-    out.per_second = static_cast<int64_t>(
-      static_cast<double>(handled - e.prev_handled) * 1e9
-      / static_cast<double>(now - e.prev_ns));
-  auto timed = c.last_ns.load(std::memory_order_relaxed);
-  if (timed > e.last_ns)
-    e.last_ns = timed;
-  // Handled since the previous read: the last one came after it.
-  if (handled != e.prev_handled && e.prev_ns > e.last_ns)
-    e.last_ns = e.prev_ns;
+    out.per_second = static_cast<int64_t>(static_cast<double>(others) * 1e9
+                                          / static_cast<double>(now - e.prev_ns));
+  if (others > 0) {
+    // The last timed message (maybe a probe: then the bound is loose), and
+    // at the latest the previous read when others came since.
+    auto timed = c.last_ns.load(std::memory_order_relaxed);
+    e.last_ns = std::max({e.last_ns, timed, e.prev_ns});
+  }
   e.prev_handled = handled;
   e.prev_ns = now;
   out.p50_us = time_quantile_us(c, 0.5);

@@ -155,11 +155,17 @@ public:
   /// The counters of `name`, made on first use.
   std::shared_ptr<actor_counters> slot(const std::string& name);
 
+  /// Actor `id` answers for `name` (a supervisor's relay): error answers
+  /// from it count on `name`.
+  void alias(uint64_t id, const std::string& name);
+
   /// What `name`'s counters say now (measured false when it has none); the
   /// rate counts since the previous read of the same name, and the idle time
   /// is exact to within the time between two reads (untimed messages are not
   /// stamped: a clock read per message or per run costs ~3 %).
-  actor_runtime read(const std::string& name);
+  /// `probes`: the messages the reader itself sent `name` since its previous
+  /// read (the inspector's stats ask), discounted from the rate and idle time.
+  actor_runtime read(const std::string& name, uint64_t probes = 0);
 
 private:
   struct entry {

@@ -10,6 +10,7 @@
 #include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/options.hpp"
+#include "runtime/actor_counters.hpp"
 #include "runtime/relay.hpp"
 
 namespace fleetd {
@@ -20,6 +21,8 @@ caf::actor supervisor_config::add(caf::actor_system& sys, std::string name,
   if (!first)
     log_error("supervisor", name, " cannot start: ", render(first.error()));
   auto hdl = sys.spawn(relay, name, first ? *first : caf::actor{});
+  if (registry)
+    registry->alias(hdl.id(), name);
   children.push_back(supervised_child{
     std::move(name), essential, std::move(make), hdl,
     first ? *first : caf::actor{}, first ? caf::error{} : first.error()});

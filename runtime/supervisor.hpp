@@ -16,6 +16,8 @@
 
 namespace fleetd {
 
+class stats_registry;
+
 /// Spawns a fresh incarnation of a child (its state reloaded from its store),
 /// or says why it cannot.
 using child_factory =
@@ -42,6 +44,9 @@ struct supervisor_config {
   restart_limits limits;
   clock_ptr clock;
   std::vector<supervised_child> children;
+  /// The node's actor statistics (none when off): a relay answers for its
+  /// child, so the child counts the error answers the relay passes on.
+  stats_registry* registry = nullptr;
 
   /// Starts a child's first incarnation behind a new relay and returns the
   /// relay: give it to whoever talks to the child. A child that cannot start

@@ -23,6 +23,7 @@
 #include "messages/error.hpp"
 #include "messages/interfaces.hpp"
 #include "messages/register.hpp"
+#include "runtime/supervisor.hpp"
 #include "stuck_actor.hpp"
 
 using namespace fleetd;
@@ -185,6 +186,31 @@ TEST_CASE("error answers and abnormal exits are counted with their text") {
   CHECK(r.last_error.find("disk gone") != std::string::npos);
   CHECK(r.mailbox == 0);
   self->send_exit(front, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("an error passed on by a supervisor's relay counts on its child") {
+  system_fixture f;
+  supervisor_config scfg;
+  scfg.registry = &f.reg;
+  // The node's way: askers get the relay, which asks the child for them.
+  auto relay = scfg.add(*f.sys, "worker", true,
+                        [&f](caf::actor_system& sys)
+                          -> caf::expected<caf::actor> {
+                          return spawn_counted(sys, &f.reg, "worker", worker);
+                        });
+  auto front = spawn_counted(*f.sys, &f.reg, "asker", asker, relay,
+                             caf::duration{5s});
+  caf::scoped_actor self{*f.sys};
+  self->request(front, 5s, int64_t{-1})
+    .receive([](int64_t) { FAIL("no error"); }, [](caf::error&) {});
+  REQUIRE(eventually([&] { return f.reg.read("worker").errors == 1; }, 5s));
+  CHECK(f.reg.read("asker").errors == 0);
+  CHECK(f.reg.read("worker").last_error.find("negative work")
+        != std::string::npos);
+  self->send_exit(front, caf::exit_reason::user_shutdown);
+  for (auto& c : scfg.children)
+    self->send_exit(c.first, caf::exit_reason::user_shutdown);
+  self->send_exit(relay, caf::exit_reason::user_shutdown);
 }
 
 TEST_CASE("an error from outside the measured actors counts on the asker") {
@@ -366,5 +392,38 @@ TEST_CASE("mailbox counts from many sending threads add up") {
   REQUIRE(eventually([&] { return f.reg.read("worker").handled == want; }, 5s));
   CHECK(f.reg.read("worker").mailbox == 0);
   caf::scoped_actor self{*f.sys};
+  self->send_exit(hdl, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("the reader's own asks are no sign of life") {
+  system_fixture f;
+  f.fake_time("worker");
+  f.reg.slot("worker")->sample_every = 1000;
+  auto hdl = spawn_counted(*f.sys, &f.reg, "worker", worker);
+  caf::scoped_actor self{*f.sys};
+  auto handled = [&](uint64_t n) {
+    return eventually([&] { return f.reg.slot("worker")->handled() == n; },
+                      5s);
+  };
+  ask<int64_t>(self, hdl, 5s, int64_t{0});
+  REQUIRE(handled(1));
+  CHECK(f.reg.read("worker").idle_ms == 0);
+  // Each read after one probe of the reader's own (the inspector's ask).
+  for (int64_t s = 1; s <= 3; ++s) {
+    fake_now += 1'000'000'000;
+    ask<int64_t>(self, hdl, 5s, int64_t{0});
+    REQUIRE(handled(static_cast<uint64_t>(1 + s)));
+    auto r = f.reg.read("worker", 1);
+    CHECK(r.idle_ms == 1000 * s);
+    CHECK(r.per_second == 0);
+  }
+  // A message of someone else's besides the probe: alive since the last read.
+  fake_now += 1'000'000'000;
+  ask<int64_t>(self, hdl, 5s, int64_t{0});
+  ask<int64_t>(self, hdl, 5s, int64_t{0});
+  REQUIRE(handled(6));
+  auto r = f.reg.read("worker", 1);
+  CHECK(r.idle_ms == 1000);
+  CHECK(r.per_second == 1);
   self->send_exit(hdl, caf::exit_reason::user_shutdown);
 }
