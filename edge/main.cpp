@@ -131,6 +131,25 @@ capability_report detect_for(const edge_options& opt) {
   return detect(c.proc_root, opt.common.data_dir, c.overrides, c.sys_root);
 }
 
+// The settings a start would run with: this machine's tier, the cloud's
+// settings the store persisted, settings.local over them. Only reads: the
+// store is opened read-only and nothing is applied to it.
+caf::expected<capability_report> start_settings(const edge_options& opt,
+                                                const local_settings& local) {
+  auto caps = detect_for(opt);
+  auto db = opt.common.data_dir + "/fleetd.db";
+  struct stat st;
+  // No store yet (none is made for a look): the cloud has said nothing.
+  if (caps.settings.sqlite && stat(db.c_str(), &st) == 0) {
+    auto cloud = read_cloud_settings(db);
+    if (!cloud)
+      return cloud.error();
+    apply_cloud(caps, *cloud);
+  }
+  apply_local(caps, local);
+  return caps;
+}
+
 // storage.group-window, at most a tenth of the shortest collector interval
 // so a fast collector is never kept waiting for its answer a round long.
 int64_t group_window(const edge_options& opt) {
@@ -258,18 +277,11 @@ bool node_running(const std::string& dir) {
 caf::expected<debug_report> config_offline(const edge_options& opt,
                                            const local_settings& local,
                                            const std::string& key) {
-  auto caps = detect_for(opt);
-  struct stat st;
-  // No store yet (none is made for a look): the cloud has said nothing.
-  if (caps.settings.sqlite
-      && stat((opt.common.data_dir + "/fleetd.db").c_str(), &st) == 0) {
-    auto backend = open_store(opt, caps, local, make_system_clock());
-    if (!backend)
-      return backend.error();
-  } else {
-    apply_local(caps, local);
-  }
-  return config_table(caps, opt.capability.overrides, opt.sources, local, key);
+  auto caps = start_settings(opt, local);
+  if (!caps)
+    return caps.error();
+  return config_table(*caps, opt.capability.overrides, opt.sources, local,
+                      key);
 }
 
 // `fleetd config get [KEY]` / `set KEY=VALUE` / `unset KEY`: the file is
@@ -395,26 +407,25 @@ int run_command(const edge_options& opt, const std::vector<std::string>& args) {
     auto r = ask_node(opt, what);
     return r ? print(*r) : fail(r.error());
   }
-  auto caps = detect_for(opt);
+  // What a start would run: the cloud's and `config set`'s settings too,
+  // so clean cuts at the retention the node keeps.
+  auto local = load_local_settings(dir);
+  if (!local)
+    return fail(local.error());
+  auto caps = start_settings(opt, *local);
+  if (!caps)
+    return fail(caps.error());
   bool has_db = stat((dir + "/fleetd.db").c_str(), &st_dir) == 0;
-  if (what == "capabilities" && !(caps.settings.sqlite && has_db))
-    return print(debug_report{to_text(caps), to_json(caps)});
-  if (!caps.settings.sqlite)
+  if (what == "capabilities")
+    return print(debug_report{to_text(*caps), to_json(*caps)});
+  if (!caps->settings.sqlite)
     return fail(make_error(ec::io_error, "this node keeps data in memory: "
                                          "only a running node can tell"));
   if (!has_db)
     return fail(make_error(ec::io_error, "no database in " + dir));
-  auto backend = open_backend(opt, caps.settings, make_system_clock());
+  auto backend = open_backend(opt, caps->settings, make_system_clock());
   if (!backend)
     return fail(backend.error());
-  if (what == "capabilities") {
-    // What a start would run: the persisted cloud settings over the tier's.
-    auto cloud = (*backend)->load_settings();
-    if (!cloud)
-      return fail(cloud.error());
-    apply_cloud(caps, *cloud);
-    return print(debug_report{to_text(caps), to_json(caps)});
-  }
   auto r = (*backend)->debug(what);
   if (!r)
     return fail(r.error());
