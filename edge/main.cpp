@@ -213,31 +213,34 @@ open_store(const edge_options& opt, capability_report& caps,
 
 // The storage actor's factory: the store opened at start first; after a
 // death SQLite is opened again (its state is on disk), a memory store kept.
+// Every incarnation after the first registers with the capability actor
+// (`settings`, set once it runs), which tells it the current settings at
+// once and every change after, as the sync actors' do.
 child_factory storage_factory(std::shared_ptr<store_backend> opened,
                               const edge_options& opt,
                               const capability_report& caps,
-                              const clock_ptr& clk, stats_registry* reg) {
+                              const clock_ptr& clk, stats_registry* reg,
+                              std::shared_ptr<caf::actor> settings) {
   auto memory = caps.settings.sqlite ? nullptr : opened;
-  return [opened, memory, opt, caps, clk, reg](caf::actor_system& sys) mutable
+  return [opened, memory, opt, caps, clk, reg,
+          settings](caf::actor_system& sys) mutable
          -> caf::expected<caf::actor> {
     auto db = opened ? std::move(opened) : memory;
-    auto now = caps;
-    bool reopened = !db;
-    if (reopened) {
+    if (!db) {
       // What `fleetd config set` says now, not at start.
       auto local = load_local_settings(opt.common.data_dir);
+      auto now = caps;
       auto again = open_store(opt, now, local ? *local : local_settings{},
                               clk);
       if (!again)
         return again.error();
       db = std::move(*again);
     }
-    auto hdl = spawn_counted<caf::detached>(sys, reg, "storage", storage, db);
-    // A reopened store's actor keeps the settings' store_logs too (the
-    // first hears them from spawn_actors; a kept memory store's does not).
-    if (reopened)
-      caf::anon_send(hdl, capabilities_atom::value, now);
-    return caf::actor_cast<caf::actor>(hdl);
+    auto hdl = caf::actor_cast<caf::actor>(
+      spawn_counted<caf::detached>(sys, reg, "storage", storage, db));
+    if (*settings)
+      caf::anon_send(*settings, capabilities_atom::value, hdl);
+    return hdl;
   };
 }
 
@@ -479,9 +482,13 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
   supervisor_config scfg;
   scfg.limits = opt.supervisor;
   scfg.clock = clk;
-  auto st = caf::actor_cast<storage_actor>(keep(
-    "storage", scfg.add(sys, "storage", true,
-                        storage_factory(std::move(backend), opt, caps, clk, reg))));
+  // The capability actor, once spawned: storage registers with it.
+  auto settings = std::make_shared<caf::actor>();
+  auto st = caf::actor_cast<storage_actor>(
+    keep("storage", scfg.add(sys, "storage", true,
+                             storage_factory(std::move(backend), opt, caps,
+                                             clk, reg, settings))));
+  auto first_storage = scfg.children.back().first;
   auto lcfg = opt.link;
   lcfg.use_stream = stream_wanted(lcfg.stream, caps.settings.sync_interval_ms,
                                   caps.settings.zstd_level);
@@ -499,7 +506,6 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
   kcfg.storage = st;
   kcfg.local = opt.local;
   kcfg.sources = opt.sources;
-  kcfg.listeners = {caf::actor_cast<caf::actor>(st)};
   kcfg.on_change = [st](const capability_report& before,
                         const capability_report& now) {
     caf::anon_send(st, event_atom::value, std::string("capability_change"),
@@ -507,8 +513,12 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
   };
   auto cap = keep("capability",
                   spawn_counted(sys, reg, "capability", capability, kcfg));
-  // Settings that differ from the tier's from the start (store_logs).
-  caf::anon_send(st, capabilities_atom::value, caps);
+  // Set before the supervisor runs, so before any restart reads it.
+  *settings = caf::actor_cast<caf::actor>(cap);
+  // The first incarnation registers here (settings that differ from the
+  // tier's from the start, store_logs); a restarted one in the factory.
+  if (first_storage)
+    caf::anon_send(cap, capabilities_atom::value, first_storage);
   auto bcfg = opt.backoff;
   bcfg.clock = clk;
   bcfg.storage = st;

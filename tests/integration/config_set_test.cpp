@@ -323,3 +323,28 @@ TEST_CASE("without a node, maintenance clean and debug capabilities run with "
   n.cloud->signal(SIGTERM);
   CHECK(n.cloud->wait(20s) == 0);
 }
+
+TEST_CASE("a restarted storage actor on a memory store keeps store_logs=false") {
+  nodes n;
+  n.extra = {"--storage.backend=memory", "--node.test-hooks=true"};
+  write_file(n.ini, "");
+  write_file(n.log_file, "");
+  n.start_cloud();
+  n.start_device();
+  auto r = n.fleetd({"config", "set", "store_logs=false"});
+  REQUIRE_MESSAGE(r.first == 0, r.second);
+  REQUIRE(n.shows("storage", "store_logs", 0));
+  auto killed = fleetctl(n.tmp.path(), n.console, {"debug", "kill", "storage"});
+  REQUIRE_MESSAGE(killed.second == "killed storage\n", killed.second);
+  REQUIRE(n.shows("supervisor", "storage.restarts", 1));
+  // The new incarnation heard the settings: lines are not kept.
+  CHECK(n.shows("storage", "store_logs", 0));
+  n.append_log(4);
+  CHECK(eventually(
+    [&] { return n.status_counter("storage", "log_lines_not_kept") >= 4; },
+    20s));
+  n.device->signal(SIGTERM);
+  CHECK(n.device->wait(20s) == 0);
+  n.cloud->signal(SIGTERM);
+  CHECK(n.cloud->wait(20s) == 0);
+}
