@@ -361,7 +361,8 @@ int run_ops_command(const edge_options& opt,
       return 1;
     }
     std::cout << (opt.json ? r->json + "\n" : r->text);
-    return 0;
+    // Past sync.now-timeout the report (either form) says "acked": false.
+    return r->json.rfind("{\"acked\":true", 0) == 0 ? 0 : 1;
   }
   return -1;
 }
