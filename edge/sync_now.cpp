@@ -111,6 +111,13 @@ debug_report render(const sync_now_request& r, int64_t took_ms, bool acked) {
 
 void look(sync_now_ptr self, int64_t id);
 
+// The open request `id`; none once it was answered.
+std::shared_ptr<sync_now_request> open_request(sync_now_ptr self, int64_t id) {
+  auto& open = self->state.open;
+  auto i = open.find(id);
+  return i == open.end() ? nullptr : i->second;
+}
+
 // Looks again later, each wait twice the last up to max_poll: the store is
 // not asked to count its rows every 50 ms for a slow link.
 void again(sync_now_ptr self, int64_t id, sync_now_request& r) {
@@ -148,10 +155,9 @@ bool timed_out(sync_now_ptr self, int64_t id, const sync_now_request& r) {
 // The store's answer is in (every sync actor was idle): done, or later.
 void settle_storage(sync_now_ptr self, int64_t id) {
   auto& st = self->state;
-  auto i = st.open.find(id);
-  if (i == st.open.end())
+  auto r = open_request(self, id);
+  if (!r)
     return;
-  auto r = i->second;
   if (done(*r)) {
     ++st.acked;
     finish(self, id, render(*r, st.cfg.clock->now_ms() - r->started_ms, true));
@@ -165,10 +171,9 @@ void settle_storage(sync_now_ptr self, int64_t id) {
 // first look; then the store, once no sync actor is busy.
 void settle_syncs(sync_now_ptr self, int64_t id) {
   auto& st = self->state;
-  auto i = st.open.find(id);
-  if (i == st.open.end() || --i->second->waiting > 0)
+  auto r = open_request(self, id);
+  if (!r || --r->waiting > 0)
     return;
-  auto r = i->second;
   if (!r->started) {
     r->started = true;
     r->before = r->now;
@@ -198,10 +203,9 @@ void settle_syncs(sync_now_ptr self, int64_t id) {
 // Asks every sync actor for its figures.
 void look(sync_now_ptr self, int64_t id) {
   auto& st = self->state;
-  auto i = st.open.find(id);
-  if (i == st.open.end())
+  auto r = open_request(self, id);
+  if (!r)
     return;
-  auto r = i->second;
   r->waiting = st.cfg.syncs.size();
   r->now.clear();
   for (auto& y : st.cfg.syncs)
