@@ -147,14 +147,6 @@ namespace {
 
 using link_ptr = cloud_link_actor::stateful_pointer<cloud_link_state>;
 
-// The first line of `path`, trimmed; empty when it cannot be read.
-std::string first_line(const std::string& path) {
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);
-  return std::string(trim(line));
-}
-
 // Keeps the key where only this user reads it, before it is used.
 caf::error save_key(const std::string& path, const std::string& key) {
   auto tmp = path + ".tmp";
@@ -230,10 +222,18 @@ caf::error ensure_key(link_ptr self) {
   auto& st = self->state;
   if (!st.authorization.empty())
     return caf::none;
-  auto key = first_line(st.cfg.key_file);
-  auto token = st.cfg.enroll_token.empty()
-                 ? first_line(st.cfg.enroll_token_file)
-                 : st.cfg.enroll_token;
+  // An unreadable key is an error, not "no key": enrolling would replace it.
+  auto read = read_key_file(st.cfg.key_file);
+  if (!read)
+    return read.error();
+  auto key = std::move(*read);
+  auto token = st.cfg.enroll_token;
+  if (token.empty()) {
+    auto from_file = read_key_file(st.cfg.enroll_token_file);
+    if (!from_file)
+      return from_file.error();
+    token = std::move(*from_file);
+  }
   if (key.empty() && !token.empty()) {
     ++st.enrollments;
     auto res = post(self, "/v1/enroll", st.cfg.device_id + "\n",
@@ -706,6 +706,28 @@ cloud_link(cloud_link_actor::stateful_pointer<cloud_link_state> self,
     [self](health_atom) { return probe_health(self); },
     [self](stats_atom) { return link_stats(self->state); },
   };
+}
+
+caf::expected<std::string> read_key_file(const std::string& path) {
+  if (path.empty())
+    return std::string{};
+  auto fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT)
+      return std::string{};
+    return make_error(ec::io_error, "cannot open " + path + ": "
+                                      + std::strerror(errno));
+  }
+  // A key is one short line: what lies past 4 KiB is not read.
+  char buf[4096];
+  auto n = ::read(fd, buf, sizeof(buf));
+  auto err = errno;
+  ::close(fd);
+  if (n < 0)
+    return make_error(ec::io_error, "cannot read " + path + ": "
+                                      + std::strerror(err));
+  std::string_view text(buf, static_cast<size_t>(n));
+  return std::string(trim(text.substr(0, text.find('\n'))));
 }
 
 } // namespace fleetd

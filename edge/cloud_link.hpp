@@ -97,6 +97,11 @@ using cloud_endpoint = host_port;
 caf::expected<std::vector<cloud_endpoint>>
 endpoints_of(const cloud_link_config& x);
 
+/// The first line of a key or token file, trimmed, reading at most 4 KiB:
+/// empty when `path` is empty or the file does not exist (no key); an
+/// io_error with errno's text when it exists but cannot be read.
+caf::expected<std::string> read_key_file(const std::string& path);
+
 /// An endpoint's own keep-alive client (TLS name: its host) and its URL.
 struct endpoint_client {
   std::string url;

@@ -10,7 +10,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 #include <vector>
 
@@ -130,18 +129,12 @@ std::string address_text(const addrinfo& ai) {
   return host;
 }
 
+// The server sent them: shown printable and bounded.
 std::string names_text(const std::vector<std::string>& xs) {
   std::string out;
   for (auto& x : xs)
-    out += (out.empty() ? "" : ", ") + x;
+    out += (out.empty() ? "" : ", ") + printable(x, 256);
   return out.empty() ? "(none)" : out;
-}
-
-std::string key_in(const std::string& path) {
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);
-  return std::string(trim(line));
 }
 
 // The code of an X-Fleetd-Error ("unknown_key: ...").
@@ -207,6 +200,10 @@ bool run_steps(ping_run& run, const cloud_link_config& link,
   auto rc = getaddrinfo(ep.host.c_str(), std::to_string(ep.port).c_str(),
                         &hints, &found);
   dns.ms = ms_since(t0);
+  if (rc == EAI_AGAIN)
+    return run.fail(dns, ep.host + ": " + gai_strerror(rc),
+                    "DNS unreachable: no DNS server answered for " + ep.host
+                      + " (" + gai_strerror(rc) + ")");
   if (rc != 0)
     return run.fail(dns, ep.host + ": " + gai_strerror(rc),
                     "no such host: " + ep.host + " does not resolve ("
@@ -262,25 +259,47 @@ bool run_steps(ping_run& run, const cloud_link_config& link,
                  {"names", names_text(peer->names)},
                  {"verified against",
                   link.tls.ca.empty() ? "the system CA store" : link.tls.ca}};
-    if (!peer->verified)
-      return run.fail(tls, "certificate does not verify: " + peer->verify_error,
+    if (!peer->verified) {
+      auto against = link.tls.ca.empty() ? std::string("the system CA store")
+                                         : link.tls.ca;
+      auto why = "certificate does not verify: " + peer->verify_error;
+      if (peer->verify_problem == "validity")
+        return run.fail(tls, why,
+                        "clock or certificate validity: the certificate of "
+                          + where + " is valid from " + peer->not_before
+                          + " until " + peer->not_after
+                          + " (check this device's clock): "
+                          + peer->verify_error);
+      if (peer->verify_problem == "name")
+        return run.fail(tls, why,
+                        "wrong host name: the certificate of " + where
+                          + " names " + names_text(peer->names) + ", not "
+                          + ep.host + ": " + peer->verify_error);
+      return run.fail(tls, why,
                       "wrong CA: the certificate of " + where + " ("
                         + peer->subject + ", issued by " + peer->issuer
-                        + ") does not verify against "
-                        + (link.tls.ca.empty() ? std::string("the system CA "
-                                                             "store")
-                                               : link.tls.ca)
-                        + ": " + peer->verify_error);
+                        + ") does not verify against " + against + ": "
+                        + peer->verify_error);
+    }
     tls.verdict = "ok";
     tls.detail = "certificate verified";
   }
+
+  auto& key_step = run.start("key");
+  auto read = read_key_file(link.key_file);
+  if (!read)
+    return run.fail(key_step, render(read.error()),
+                    "unreadable key: " + render(read.error()));
+  auto key = std::move(*read);
+  key_step.verdict = "ok";
+  key_step.detail = key.empty() ? link.key_file + " holds no key"
+                                : "read from " + link.key_file;
 
   auto& auth = run.start("auth");
   http_client client{ep.host, ep.port, link.timeout, 64 * 1024};
   if (!link.insecure)
     if (auto err = client.use_tls(link.tls))
       return run.fail(auth, render(err), "TLS setup failed: " + render(err));
-  auto key = key_in(link.key_file);
   std::vector<std::pair<std::string, std::string>> headers{
     {"Content-Type", "application/x-protobuf"}};
   if (!key.empty())
@@ -291,9 +310,11 @@ bool run_steps(ping_run& run, const cloud_link_config& link,
   // No batch: the cloud checks the key first, then refuses the body.
   auto res = client.post("/v1/sync", "", headers);
   auth.ms = ms_since(t0);
+  // TCP (and TLS) got through: the cloud is there but did not answer.
   if (!res)
     return run.fail(auth, render(res.error()),
-                    "cloud down: no answer from " + where + ": "
+                    "slow link / no answer: " + where
+                      + " took the connection but did not answer: "
                       + render(res.error()));
   auto code = error_code(*res);
   auth.facts.emplace_back("answer", "HTTP " + std::to_string(res->status)
@@ -379,7 +400,7 @@ ping_outcome debug_ping(const cloud_link_config& link, const ping_config& cfg) {
     run_steps(run, link, cfg, ep);
   }
   // The steps after a failure did not run: listed, so none is silently left.
-  for (auto name : {"dns", "tcp", "tls", "auth", "rtt"})
+  for (auto name : {"dns", "tcp", "tls", "key", "auth", "rtt"})
     if (std::none_of(run.steps.begin(), run.steps.end(),
                      [&](const step& s) { return s.name == name; }))
     {

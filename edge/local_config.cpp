@@ -213,7 +213,7 @@ void apply_local(capability_report& report, const local_settings& x) {
     s.metric_interval_ms = *x.metric_interval_ms;
     any = true;
   }
-  if (x.retention_ms && s.retention_ms > 0) {
+  if (x.retention_ms && s.sqlite) {
     s.retention_ms = *x.retention_ms;
     any = true;
   }
@@ -293,7 +293,7 @@ caf::expected<debug_report> config_table(const capability_report& now,
       value = ms_text(s.sync_interval_ms);
     else if (r.key == "metric_interval" && local.metric_interval_ms)
       value = ms_text(s.metric_interval_ms);
-    else if (r.key == "retention" && local.retention_ms && s.retention_ms > 0)
+    else if (r.key == "retention" && local.retention_ms && s.sqlite)
       value = ms_text(s.retention_ms);
     else if (r.key == "store_logs" && local.store_logs)
       value = s.store_logs ? "true" : "false";

@@ -131,6 +131,25 @@ capability_report detect_for(const edge_options& opt) {
   return detect(c.proc_root, opt.common.data_dir, c.overrides, c.sys_root);
 }
 
+// The settings a start would run with: this machine's tier, the cloud's
+// settings the store persisted, settings.local over them. Only reads: the
+// store is opened read-only and nothing is applied to it.
+caf::expected<capability_report> start_settings(const edge_options& opt,
+                                                const local_settings& local) {
+  auto caps = detect_for(opt);
+  auto db = opt.common.data_dir + "/fleetd.db";
+  struct stat st;
+  // No store yet (none is made for a look): the cloud has said nothing.
+  if (caps.settings.sqlite && stat(db.c_str(), &st) == 0) {
+    auto cloud = read_cloud_settings(db);
+    if (!cloud)
+      return cloud.error();
+    apply_cloud(caps, *cloud);
+  }
+  apply_local(caps, local);
+  return caps;
+}
+
 // storage.group-window, at most a tenth of the shortest collector interval
 // so a fast collector is never kept waiting for its answer a round long.
 int64_t group_window(const edge_options& opt) {
@@ -194,31 +213,34 @@ open_store(const edge_options& opt, capability_report& caps,
 
 // The storage actor's factory: the store opened at start first; after a
 // death SQLite is opened again (its state is on disk), a memory store kept.
+// Every incarnation after the first registers with the capability actor
+// (`settings`, set once it runs), which tells it the current settings at
+// once and every change after, as the sync actors' do.
 child_factory storage_factory(std::shared_ptr<store_backend> opened,
                               const edge_options& opt,
                               const capability_report& caps,
-                              const clock_ptr& clk, stats_registry* reg) {
+                              const clock_ptr& clk, stats_registry* reg,
+                              std::shared_ptr<caf::actor> settings) {
   auto memory = caps.settings.sqlite ? nullptr : opened;
-  return [opened, memory, opt, caps, clk, reg](caf::actor_system& sys) mutable
+  return [opened, memory, opt, caps, clk, reg,
+          settings](caf::actor_system& sys) mutable
          -> caf::expected<caf::actor> {
     auto db = opened ? std::move(opened) : memory;
-    auto now = caps;
-    bool reopened = !db;
-    if (reopened) {
+    if (!db) {
       // What `fleetd config set` says now, not at start.
       auto local = load_local_settings(opt.common.data_dir);
+      auto now = caps;
       auto again = open_store(opt, now, local ? *local : local_settings{},
                               clk);
       if (!again)
         return again.error();
       db = std::move(*again);
     }
-    auto hdl = spawn_counted<caf::detached>(sys, reg, "storage", storage, db);
-    // A reopened store's actor keeps the settings' store_logs too (the
-    // first hears them from spawn_actors; a kept memory store's does not).
-    if (reopened)
-      caf::anon_send(hdl, capabilities_atom::value, now);
-    return caf::actor_cast<caf::actor>(hdl);
+    auto hdl = caf::actor_cast<caf::actor>(
+      spawn_counted<caf::detached>(sys, reg, "storage", storage, db));
+    if (*settings)
+      caf::anon_send(*settings, capabilities_atom::value, hdl);
+    return hdl;
   };
 }
 
@@ -258,18 +280,11 @@ bool node_running(const std::string& dir) {
 caf::expected<debug_report> config_offline(const edge_options& opt,
                                            const local_settings& local,
                                            const std::string& key) {
-  auto caps = detect_for(opt);
-  struct stat st;
-  // No store yet (none is made for a look): the cloud has said nothing.
-  if (caps.settings.sqlite
-      && stat((opt.common.data_dir + "/fleetd.db").c_str(), &st) == 0) {
-    auto backend = open_store(opt, caps, local, make_system_clock());
-    if (!backend)
-      return backend.error();
-  } else {
-    apply_local(caps, local);
-  }
-  return config_table(caps, opt.capability.overrides, opt.sources, local, key);
+  auto caps = start_settings(opt, local);
+  if (!caps)
+    return caps.error();
+  return config_table(*caps, opt.capability.overrides, opt.sources, local,
+                      key);
 }
 
 // `fleetd config get [KEY]` / `set KEY=VALUE` / `unset KEY`: the file is
@@ -346,7 +361,8 @@ int run_ops_command(const edge_options& opt,
       return 1;
     }
     std::cout << (opt.json ? r->json + "\n" : r->text);
-    return 0;
+    // Past sync.now-timeout the report (either form) says "acked": false.
+    return r->json.rfind("{\"acked\":true", 0) == 0 ? 0 : 1;
   }
   return -1;
 }
@@ -395,26 +411,25 @@ int run_command(const edge_options& opt, const std::vector<std::string>& args) {
     auto r = ask_node(opt, what);
     return r ? print(*r) : fail(r.error());
   }
-  auto caps = detect_for(opt);
+  // What a start would run: the cloud's and `config set`'s settings too,
+  // so clean cuts at the retention the node keeps.
+  auto local = load_local_settings(dir);
+  if (!local)
+    return fail(local.error());
+  auto caps = start_settings(opt, *local);
+  if (!caps)
+    return fail(caps.error());
   bool has_db = stat((dir + "/fleetd.db").c_str(), &st_dir) == 0;
-  if (what == "capabilities" && !(caps.settings.sqlite && has_db))
-    return print(debug_report{to_text(caps), to_json(caps)});
-  if (!caps.settings.sqlite)
+  if (what == "capabilities")
+    return print(debug_report{to_text(*caps), to_json(*caps)});
+  if (!caps->settings.sqlite)
     return fail(make_error(ec::io_error, "this node keeps data in memory: "
                                          "only a running node can tell"));
   if (!has_db)
     return fail(make_error(ec::io_error, "no database in " + dir));
-  auto backend = open_backend(opt, caps.settings, make_system_clock());
+  auto backend = open_backend(opt, caps->settings, make_system_clock());
   if (!backend)
     return fail(backend.error());
-  if (what == "capabilities") {
-    // What a start would run: the persisted cloud settings over the tier's.
-    auto cloud = (*backend)->load_settings();
-    if (!cloud)
-      return fail(cloud.error());
-    apply_cloud(caps, *cloud);
-    return print(debug_report{to_text(caps), to_json(caps)});
-  }
   auto r = (*backend)->debug(what);
   if (!r)
     return fail(r.error());
@@ -470,9 +485,13 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
   scfg.limits = opt.supervisor;
   scfg.clock = clk;
   scfg.registry = reg;
-  auto st = caf::actor_cast<storage_actor>(keep(
-    "storage", scfg.add(sys, "storage", true,
-                        storage_factory(std::move(backend), opt, caps, clk, reg))));
+  // The capability actor, once spawned: storage registers with it.
+  auto settings = std::make_shared<caf::actor>();
+  auto st = caf::actor_cast<storage_actor>(
+    keep("storage", scfg.add(sys, "storage", true,
+                             storage_factory(std::move(backend), opt, caps,
+                                             clk, reg, settings))));
+  auto first_storage = scfg.children.back().first;
   auto lcfg = opt.link;
   lcfg.use_stream = stream_wanted(lcfg.stream, caps.settings.sync_interval_ms,
                                   caps.settings.zstd_level);
@@ -490,7 +509,6 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
   kcfg.storage = st;
   kcfg.local = opt.local;
   kcfg.sources = opt.sources;
-  kcfg.listeners = {caf::actor_cast<caf::actor>(st)};
   kcfg.on_change = [st](const capability_report& before,
                         const capability_report& now) {
     caf::anon_send(st, event_atom::value, std::string("capability_change"),
@@ -498,8 +516,12 @@ caf::expected<inspector_config> spawn_actors(caf::actor_system& sys, stop_list& 
   };
   auto cap = keep("capability",
                   spawn_counted(sys, reg, "capability", capability, kcfg));
-  // Settings that differ from the tier's from the start (store_logs).
-  caf::anon_send(st, capabilities_atom::value, caps);
+  // Set before the supervisor runs, so before any restart reads it.
+  *settings = caf::actor_cast<caf::actor>(cap);
+  // The first incarnation registers here (settings that differ from the
+  // tier's from the start, store_logs); a restarted one in the factory.
+  if (first_storage)
+    caf::anon_send(cap, capabilities_atom::value, first_storage);
   auto bcfg = opt.backoff;
   bcfg.clock = clk;
   bcfg.storage = st;

@@ -2228,9 +2228,12 @@ caf::expected<int64_t> sqlite_store::discard(const std::string& stream,
   return points;
 }
 
-caf::expected<cloud_settings> sqlite_store::load_settings() {
+namespace {
+
+// The meta row save_settings writes; none (version 0) when absent or garbled.
+caf::expected<cloud_settings> settings_of(sqlite::database& db) {
   cloud_settings out;
-  auto st = db_.prepare("SELECT value FROM meta WHERE key = 'cloud_settings'");
+  auto st = db.prepare("SELECT value FROM meta WHERE key = 'cloud_settings'");
   if (!st)
     return st.error();
   auto row = st->step();
@@ -2244,6 +2247,19 @@ caf::expected<cloud_settings> sqlite_store::load_settings() {
   if (!in)
     return cloud_settings{};
   return out;
+}
+
+} // namespace
+
+caf::expected<cloud_settings> sqlite_store::load_settings() {
+  return settings_of(db_);
+}
+
+caf::expected<cloud_settings> read_cloud_settings(const std::string& path) {
+  auto db = sqlite::database::open_readonly(path);
+  if (!db)
+    return db.error();
+  return settings_of(*db);
 }
 
 caf::error sqlite_store::save_settings(const cloud_settings& x) {

@@ -337,4 +337,9 @@ private:
   int64_t groups_ = 0;
 };
 
+/// The cloud settings the store at `path` persisted, read over a read-only
+/// connection (nothing opened for writing, nothing applied): for commands
+/// that only look while no node runs.
+caf::expected<cloud_settings> read_cloud_settings(const std::string& path);
+
 } // namespace fleetd

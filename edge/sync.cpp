@@ -658,6 +658,8 @@ sync_actor::behavior_type sync(sync_actor::stateful_pointer<sync_state> self,
       out.name = "sync_" + st.cfg.stream;
       out.state = st.last_error.empty() ? (st.busy ? "sending" : "idle")
                                         : "retrying: " + st.last_error;
+      // What sync now waits on; the state text may keep a stale error.
+      out.counters["busy"] = st.busy ? 1 : 0;
       out.counters["batches_sent"] = st.batches_sent;
       out.counters["batches_acked"] = st.batches_acked;
       out.counters["records_synced"] = st.records_synced;

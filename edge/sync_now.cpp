@@ -2,6 +2,7 @@
 
 #include <caf/typed_event_based_actor.hpp>
 
+#include <algorithm>
 #include <sstream>
 
 #include "messages/error.hpp"
@@ -30,6 +31,7 @@ namespace {
 
 using sync_now_ptr = sync_now_actor::stateful_pointer<sync_now_state>;
 constexpr auto ask_timeout = std::chrono::seconds(5);
+constexpr auto max_poll = std::chrono::milliseconds(250);
 
 int64_t count(const actor_stats& x, const std::string& name) {
   auto i = x.counters.find(name);
@@ -42,10 +44,12 @@ std::string unbatched_counter(const std::string& sync_name) {
   return stream == "metrics" ? "unbatched_points" : "unbatched_" + stream;
 }
 
+// Done by what the actors do, not by their state text: a quiet stream
+// keeps a stale "retrying: ..." until it next sends.
 bool stream_done(const sync_now_request& r, const std::string& name) {
   auto& now = r.now.at(name);
   auto& before = r.before.at(name);
-  return now.state == "idle"
+  return count(now, "busy") == 0
          && (count(r.storage, unbatched_counter(name)) == 0
              || count(now, "batches_acked") > count(before, "batches_acked"));
 }
@@ -57,6 +61,13 @@ bool done(const sync_now_request& r) {
     if (!stream_done(r, kv.first))
       return false;
   return true;
+}
+
+bool any_busy(const sync_now_request& r) {
+  for (auto& kv : r.now)
+    if (count(kv.second, "busy") != 0)
+      return true;
+  return false;
 }
 
 debug_report render(const sync_now_request& r, int64_t took_ms, bool acked) {
@@ -100,71 +111,116 @@ debug_report render(const sync_now_request& r, int64_t took_ms, bool acked) {
 
 void look(sync_now_ptr self, int64_t id);
 
-// Every answer of a look is in: deliver, or look again after `poll`.
-void settle(sync_now_ptr self, int64_t id) {
-  auto& st = self->state;
-  auto i = st.open.find(id);
-  if (i == st.open.end() || --i->second->waiting > 0)
-    return;
-  auto r = i->second;
-  auto now_ms = st.cfg.clock->now_ms();
-  if (r->before.empty()) {
-    // The first look: the figures before. Now the rounds.
-    r->before = r->now;
-    for (auto& y : st.cfg.syncs)
-      self->send(y.second, tick_atom::value);
-  } else if (done(*r)) {
-    ++st.acked;
-    r->promise.deliver(render(*r, now_ms - r->started_ms, true));
-    st.open.erase(i);
-    return;
-  } else if (now_ms >= r->deadline_ms) {
-    ++st.timed_out;
-    auto report = render(*r, now_ms - r->started_ms, false);
-    r->promise.deliver(make_error(ec::timeout, "sync now: timed out after "
-                                                 + std::to_string(
-                                                   now_ms - r->started_ms)
-                                                 + " ms\n" + report.text));
-    st.open.erase(i);
-    return;
-  }
-  self->delayed_send(self, st.cfg.poll, tick_atom::value, id);
+// The open request `id`; none once it was answered.
+std::shared_ptr<sync_now_request> open_request(sync_now_ptr self, int64_t id) {
+  auto& open = self->state.open;
+  auto i = open.find(id);
+  return i == open.end() ? nullptr : i->second;
 }
 
-// Asks the store and every sync actor for their figures.
-void look(sync_now_ptr self, int64_t id) {
+// Looks again later, each wait twice the last up to max_poll: the store is
+// not asked to count its rows every 50 ms for a slow link.
+void again(sync_now_ptr self, int64_t id, sync_now_request& r) {
+  self->delayed_send(self, r.poll, tick_atom::value, id);
+  r.poll = std::min(r.poll * 2, max_poll);
+}
+
+// Ends request `id` with `answer`.
+void finish(sync_now_ptr self, int64_t id, caf::expected<debug_report> answer) {
   auto& st = self->state;
   auto i = st.open.find(id);
   if (i == st.open.end())
     return;
-  auto r = i->second;
-  r->waiting = st.cfg.syncs.size() + 1;
-  r->now.clear();
-  auto failed = [self, id](caf::error& err) {
-    auto& st = self->state;
-    auto j = st.open.find(id);
-    if (j == st.open.end())
-      return;
-    j->second->promise.deliver(
-      make_error(ec::io_error, "sync now: a sync actor did not answer: "
-                                 + fleetd::render(err)));
-    st.open.erase(j);
-  };
+  if (answer)
+    i->second->promise.deliver(std::move(*answer));
+  else
+    i->second->promise.deliver(answer.error());
+  st.open.erase(i);
+}
+
+// Past the deadline: the figures as they are, not acked.
+bool timed_out(sync_now_ptr self, int64_t id, const sync_now_request& r) {
+  auto& st = self->state;
+  auto took = st.cfg.clock->now_ms() - r.started_ms;
+  if (took < r.deadline_ms - r.started_ms)
+    return false;
+  ++st.timed_out;
+  auto report = render(r, took, false);
+  report.text = "sync now: timed out after " + std::to_string(took) + " ms\n"
+                + report.text;
+  finish(self, id, std::move(report));
+  return true;
+}
+
+// The store's answer is in (every sync actor was idle): done, or later.
+void settle_storage(sync_now_ptr self, int64_t id) {
+  auto& st = self->state;
+  auto r = open_request(self, id);
+  if (!r)
+    return;
+  if (done(*r)) {
+    ++st.acked;
+    finish(self, id, render(*r, st.cfg.clock->now_ms() - r->started_ms, true));
+    return;
+  }
+  if (!timed_out(self, id, *r))
+    again(self, id, *r);
+}
+
+// Every sync actor's answer is in: the figures before and the rounds on the
+// first look; then the store, once no sync actor is busy.
+void settle_syncs(sync_now_ptr self, int64_t id) {
+  auto& st = self->state;
+  auto r = open_request(self, id);
+  if (!r || --r->waiting > 0)
+    return;
+  if (!r->started) {
+    r->started = true;
+    r->before = r->now;
+    for (auto& y : st.cfg.syncs)
+      self->send(y.second, tick_atom::value);
+    again(self, id, *r);
+    return;
+  }
+  if (any_busy(*r)) {
+    if (!timed_out(self, id, *r))
+      again(self, id, *r);
+    return;
+  }
   self->request(st.cfg.storage, ask_timeout, stats_atom::value)
     .then(
       [self, id, r](actor_stats& x) {
         r->storage = std::move(x);
-        settle(self, id);
+        settle_storage(self, id);
       },
-      failed);
+      [self, id](caf::error& err) {
+        finish(self, id,
+               make_error(ec::io_error, "sync now: storage did not answer: "
+                                          + fleetd::render(err)));
+      });
+}
+
+// Asks every sync actor for its figures.
+void look(sync_now_ptr self, int64_t id) {
+  auto& st = self->state;
+  auto r = open_request(self, id);
+  if (!r)
+    return;
+  r->waiting = st.cfg.syncs.size();
+  r->now.clear();
   for (auto& y : st.cfg.syncs)
     self->request(y.second, ask_timeout, stats_atom::value)
       .then(
         [self, id, r, name = y.first](actor_stats& x) {
           r->now[name] = std::move(x);
-          settle(self, id);
+          settle_syncs(self, id);
         },
-        failed);
+        [self, id](caf::error& err) {
+          finish(self, id,
+                 make_error(ec::io_error, "sync now: a sync actor did not "
+                                          "answer: "
+                                            + fleetd::render(err)));
+        });
 }
 
 // "sync now" or "sync now 30000": the request's timeout.
@@ -203,9 +259,15 @@ sync_now(sync_now_actor::stateful_pointer<sync_now_state> self,
         return timeout.error();
       ++st.requests;
       auto r = std::make_shared<sync_now_request>();
+      // No sync actor: nothing to wait for.
+      if (st.cfg.syncs.empty()) {
+        ++st.acked;
+        return render(*r, 0, true);
+      }
       r->promise = self->make_response_promise<debug_report>();
       r->started_ms = st.cfg.clock->now_ms();
       r->deadline_ms = r->started_ms + timeout->count();
+      r->poll = st.cfg.poll;
       auto id = st.next_id++;
       st.open.emplace(id, r);
       look(self, id);

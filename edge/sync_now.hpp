@@ -48,6 +48,10 @@ struct sync_now_request {
   std::map<std::string, actor_stats> now;
   actor_stats storage;
   size_t waiting = 0;
+  /// The figures before are taken and the rounds asked for.
+  bool started = false;
+  /// The wait before the next look (from `poll`, doubling to 250 ms).
+  std::chrono::milliseconds poll{50};
 };
 
 struct sync_now_state {
@@ -60,10 +64,12 @@ struct sync_now_state {
 
 /// Answers `debug "sync now [timeout ms]"`: tells every sync actor to run
 /// a round now (send what is pending, cut a batch of what is not), then
-/// looks every `poll` until the store has no queued batch and each stream
-/// has sent what it held (its actor idle, nothing left unbatched or a new
-/// batch acked), and says per stream what went; ec::timeout with the same
-/// figures when that takes longer than the timeout.
+/// looks (from `poll`, backing off to 250 ms; the store only once no sync
+/// actor is busy) until the store has no queued batch and each stream has
+/// sent what it held (its actor not busy, nothing left unbatched or a new
+/// batch acked), and says per stream what went ("acked": true). Past the
+/// timeout the same report with "acked": false, its text led by "sync now:
+/// timed out after N ms". No sync actor: answered at once.
 sync_now_actor::behavior_type
 sync_now(sync_now_actor::stateful_pointer<sync_now_state> self,
          sync_now_config cfg);

@@ -116,7 +116,8 @@ using system_collector_actor = collector_actor::extend<
 /// `fleetd sync now` (edge/sync_now): every stream's sync round at once,
 /// answered when the cloud has acked what was waiting.
 using sync_now_actor = caf::typed_actor<
-  // "sync now" or "sync now <timeout ms>": what went, or ec::timeout.
+  // "sync now" or "sync now <timeout ms>": what went ("acked" false past
+  // the timeout).
   caf::replies_to<debug_atom, std::string>::with<debug_report>,
   // SELF ONLY: look again whether request `id` is done.
   caf::reacts_to<tick_atom, int64_t>,

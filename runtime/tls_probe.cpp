@@ -163,6 +163,14 @@ caf::expected<tls_peer> probe_tls(int fd, const std::string& host,
   out.cipher = mbedtls_ssl_get_ciphersuite(s.native_handle());
   out.verify_error = s.verify_failure();
   out.verified = out.verify_error.empty();
+  if (!out.verified) {
+    auto flags = mbedtls_ssl_get_verify_result(s.native_handle());
+    out.verify_problem =
+      flags & (MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_FUTURE)
+        ? "validity"
+      : flags & MBEDTLS_X509_BADCERT_CN_MISMATCH ? "name"
+                                                 : "chain";
+  }
   for (auto& c : out.verify_error)
     if (c == '\n')
       c = ';';
@@ -215,8 +223,17 @@ caf::expected<tls_peer> probe_tls(int fd, const std::string& host,
   out.cipher = SSL_get_cipher_name(ssl.get());
   auto result = SSL_get_verify_result(ssl.get());
   out.verified = result == X509_V_OK;
-  if (!out.verified)
+  if (!out.verified) {
     out.verify_error = X509_verify_cert_error_string(result);
+    out.verify_problem =
+      result == X509_V_ERR_CERT_HAS_EXPIRED
+          || result == X509_V_ERR_CERT_NOT_YET_VALID
+        ? "validity"
+      : result == X509_V_ERR_HOSTNAME_MISMATCH
+          || result == X509_V_ERR_IP_ADDRESS_MISMATCH
+        ? "name"
+        : "chain";
+  }
   std::unique_ptr<X509, decltype(&X509_free)> cert{
     SSL_get1_peer_certificate(ssl.get()), X509_free};
   if (cert) {

@@ -25,6 +25,10 @@ struct tls_peer {
   bool verified = false;
   /// Why not, in the TLS library's words; empty when verified.
   std::string verify_error;
+  /// What failed, from the library's code: "validity" (expired or not yet
+  /// valid), "name" (the host is not among its names) or "chain" (no
+  /// trusted CA); empty when verified.
+  std::string verify_problem;
 };
 
 /// A TLS client handshake on the connected blocking socket `fd` (each read

@@ -148,4 +148,16 @@ TEST_CASE("local settings win over the cloud's; config get names each "
   REQUIRE(!set_local(local, "retention=24h"));
   apply_local(small, local);
   CHECK(small.settings.retention_ms == 0);
+  // Tier 3 on SQLite keeps history though its tier has no retention: the
+  // local retention applies, and config get shows it.
+  tier_overrides on_sqlite;
+  on_sqlite.backend = "sqlite";
+  auto kept = derive(hardware{}, on_sqlite);
+  REQUIRE(kept.settings.sqlite);
+  REQUIRE(kept.settings.retention_ms == 0);
+  apply_local(kept, local);
+  CHECK(kept.settings.retention_ms == 86'400'000);
+  table = config_table(kept, on_sqlite, setting_sources{}, local, "retention");
+  REQUIRE(table);
+  CHECK(table->text.find("(local set: over tier none)") != std::string::npos);
 }

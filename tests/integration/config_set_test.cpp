@@ -8,7 +8,10 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -35,6 +38,8 @@ struct nodes {
   uint16_t ingest = 0;
   uint16_t cloud_console = 0;
   uint16_t console = 0;
+  /// More options for the node and its commands.
+  std::vector<std::string> extra;
 
   void start_cloud() {
     cloud = std::make_unique<process>(
@@ -50,7 +55,7 @@ struct nodes {
 
   /// The device's options, the same for the node and its commands.
   std::vector<std::string> options() const {
-    return {"--config=" + ini, "--node.data-dir=" + dev_dir,
+    std::vector<std::string> opts{"--config=" + ini, "--node.data-dir=" + dev_dir,
             std::string{"--device.id="} + device_id,
             "--cloud.port=" + std::to_string(ingest), "--console.port=0",
             "--tier.pin=1",
@@ -60,6 +65,8 @@ struct nodes {
             "--logs.paths=" + log_file, "--logs.start-at=beginning",
             "--logs.interval=50ms",
             "--sync.backoff-base=20ms", "--sync.backoff-cap=200ms"};
+    opts.insert(opts.end(), extra.begin(), extra.end());
+    return opts;
   }
 
   void start_device() {
@@ -238,6 +245,106 @@ TEST_CASE("fleetd config set changes each setting live, persists it across "
   CHECK(got.first == 0);
   CHECK(has(line_of(got.second, "sync_interval"), "400ms  (cloud"));
   CHECK(has(line_of(got.second, "store_logs"), "false  (local set"));
+  n.cloud->signal(SIGTERM);
+  CHECK(n.cloud->wait(20s) == 0);
+}
+
+namespace {
+
+// The store's files as they are (the database, its WAL, the rounds file):
+// name, size and mtime of each file but settings.local, the lock and the
+// WAL index (-shm: shared memory where any reader marks its snapshot).
+std::string store_files(const std::string& dir) {
+  std::string out;
+  auto* d = ::opendir(dir.c_str());
+  REQUIRE(d != nullptr);
+  std::vector<std::string> names;
+  while (auto* e = ::readdir(d))
+    names.emplace_back(e->d_name);
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  for (auto& name : names) {
+    struct stat st;
+    if (name.rfind("settings.local", 0) == 0
+        || name.find("lock") != std::string::npos
+        || name.find("-shm") != std::string::npos || ::stat((dir + "/" + name).c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+      continue;
+    out += name + " " + std::to_string(st.st_size) + " "
+           + std::to_string(st.st_mtim.tv_sec) + "."
+           + std::to_string(st.st_mtim.tv_nsec) + "\n";
+  }
+  return out;
+}
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+} // namespace
+
+TEST_CASE("without a node, maintenance clean and debug capabilities run with "
+          "settings.local, and config get/set leave the store untouched") {
+  nodes n;
+  // file: 2h; `config set` keeps 3h, which clean must honour.
+  write_file(n.ini, "[storage]\nretention = 2h\n");
+  write_file(n.log_file, "line\n");
+  n.start_cloud();
+  n.start_device();
+  REQUIRE(eventually(
+    [&] { return n.status_counter("storage", "logs_stored") >= 1; }, 20s));
+  // Killed: what the last rounds left unfolded stays for the next start.
+  n.device->signal(SIGKILL);
+  REQUIRE(n.device->wait(20s).has_value());
+
+  auto files = store_files(n.dev_dir);
+  REQUIRE(!files.empty());
+  auto set = n.fleetd({"config", "set", "retention=3h"});
+  REQUIRE_MESSAGE(set.first == 0, set.second);
+  CHECK(has(line_of(set.second, "retention"), "3h  (local set: over file 2h)"));
+  auto got = n.fleetd({"config", "get"});
+  CHECK(got.first == 0);
+  CHECK(has(line_of(got.second, "retention"), "3h  (local set"));
+  // A look writes nothing to the store.
+  CHECK(store_files(n.dev_dir) == files);
+
+  auto caps = n.fleetd({"debug", "capabilities", "--json"});
+  REQUIRE_MESSAGE(caps.first == 0, caps.second);
+  CHECK(json_int(caps.second, "retention_ms") == 3 * 3'600'000);
+
+  // clean cuts at now - 3h (settings.local), not at the file's 2h.
+  auto db = n.dev_dir + "/fleetd.db";
+  auto clean = n.fleetd({"maintenance", "clean", "--json"});
+  REQUIRE_MESSAGE(clean.first == 0, clean.second);
+  auto cutoff = json_int(clean.second, "retention_cutoff_ms");
+  CHECK(cutoff > now_ms() - 3 * 3'600'000 - 60'000);
+  CHECK(cutoff < now_ms() - 3 * 3'600'000 + 60'000);
+  n.cloud->signal(SIGTERM);
+  CHECK(n.cloud->wait(20s) == 0);
+}
+
+TEST_CASE("a restarted storage actor on a memory store keeps store_logs=false") {
+  nodes n;
+  n.extra = {"--storage.backend=memory", "--node.test-hooks=true"};
+  write_file(n.ini, "");
+  write_file(n.log_file, "");
+  n.start_cloud();
+  n.start_device();
+  auto r = n.fleetd({"config", "set", "store_logs=false"});
+  REQUIRE_MESSAGE(r.first == 0, r.second);
+  REQUIRE(n.shows("storage", "store_logs", 0));
+  auto killed = fleetctl(n.tmp.path(), n.console, {"debug", "kill", "storage"});
+  REQUIRE_MESSAGE(killed.second == "killed storage\n", killed.second);
+  REQUIRE(n.shows("supervisor", "storage.restarts", 1));
+  // The new incarnation heard the settings: lines are not kept.
+  CHECK(n.shows("storage", "store_logs", 0));
+  n.append_log(4);
+  CHECK(eventually(
+    [&] { return n.status_counter("storage", "log_lines_not_kept") >= 4; },
+    20s));
+  n.device->signal(SIGTERM);
+  CHECK(n.device->wait(20s) == 0);
   n.cloud->signal(SIGTERM);
   CHECK(n.cloud->wait(20s) == 0);
 }

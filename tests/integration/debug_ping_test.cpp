@@ -6,6 +6,11 @@
 // added latency), healthy.
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <string>
 #include <vector>
@@ -145,6 +150,55 @@ TEST_CASE("fleetd debug ping gives each fault its verdict and a healthy "
       15s));
     INFO(out);
     CHECK(has(out, "auth: failed"));
+  }
+  SUBCASE("wrong host name: the certificate names another host") {
+    auto dir2 = c.tmp.path() + "/cloud2";
+    process other{program("fleetd-cloud"),
+                  {"--node.data-dir=" + dir2, "--ingest.port=0",
+                   "--console.port=0",
+                   "--ingest.tls-cert=" + c.pki.file("wrongname.pem"),
+                   "--ingest.tls-key=" + c.pki.file("wrongname.key")},
+                  c.tmp.path() + "/cloud2.log"};
+    auto port = port_from(dir2 + "/ingest.port");
+    REQUIRE(port != 0);
+    auto [rc, out] = c.ping(port, ca, good);
+    INFO(out);
+    CHECK(rc == 1);
+    CHECK(has(out, "verdict: wrong host name: the certificate of 127.0.0.1:"));
+    CHECK(has(out, "names wrong.example, not 127.0.0.1"));
+    CHECK(has(out, "tls: failed"));
+    other.signal(SIGTERM);
+    CHECK(other.wait(10s) == 0);
+  }
+  SUBCASE("an unreadable key file is its own failed step") {
+    // A directory: it opens, and reading it fails (EISDIR), even as root.
+    auto [rc, out] = c.ping(c.ingest, ca, c.tmp.path());
+    INFO(out);
+    CHECK(rc == 1);
+    CHECK(has(out, "key: failed: io_error: cannot read " + c.tmp.path()
+                     + ": Is a directory"));
+    CHECK(has(out, "verdict: unreadable key: "));
+    CHECK(has(out, "auth: skipped"));
+  }
+  SUBCASE("no answer after TCP got through is a slow link, not cloud down") {
+    // Listening, never accepting: the kernel completes the handshake.
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    REQUIRE(::listen(fd, 8) == 0);
+    socklen_t len = sizeof(addr);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    auto [rc, out] = c.ping(ntohs(addr.sin_port), ca, good,
+                            {"--cloud.insecure=true", "--cloud.timeout=1s"});
+    ::close(fd);
+    INFO(out);
+    CHECK(rc == 1);
+    CHECK(has(out, "tcp: ok"));
+    CHECK(has(out, "auth: failed"));
+    CHECK(has(out, "verdict: slow link / no answer: "));
   }
   SUBCASE("slow link through the fault proxy") {
     fault_proxy proxy{c.ingest};

@@ -98,6 +98,10 @@ TEST_CASE("fleetd sync now sends every stream at once and waits for the "
   CHECK(late.first == 1);
   CHECK(has(late.second, "sync now: timed out after "));
   CHECK(has(late.second, "not everything acked"));
+  // --json: the report as JSON past the timeout too.
+  late = fleetd({"sync", "now", "--json", "--sync.now-timeout=500ms"});
+  CHECK(late.first == 1);
+  CHECK(has(late.second, "{\"acked\":false,"));
   device.signal(SIGTERM);
   CHECK(device.wait(20s) == 0);
 }
