@@ -485,16 +485,32 @@ caf::result<rollout_status> command(rollout_ptr self,
   return x.status;
 }
 
+// The device's track, made on its first outcome while its org's rollout is
+// under way (after a restart no push made it); null when none is watched.
+rollout_track* track_of(rollout_ptr self, const std::string& device) {
+  auto& st = self->state;
+  if (auto t = st.tracks.find(device); t != st.tracks.end())
+    return &t->second;
+  auto r = st.rollouts.find(org_of(device));
+  if (r == st.rollouts.end() || !under_way(r->second.status.phase))
+    return nullptr;
+  // Bounded: no org under way has more devices than this.
+  if (st.tracks.size() >= static_cast<size_t>(st.cfg.max_devices)
+                            * st.rollouts.size())
+    return nullptr;
+  return &st.tracks[device];
+}
+
 void outcome(rollout_ptr self, const sync_outcome& x) {
   auto& st = self->state;
   ++st.outcomes;
-  auto t = st.tracks.find(x.device);
-  if (t == st.tracks.end()) {
+  auto t = track_of(self, x.device);
+  if (!t) {
     ++st.outcomes_ignored;
     return;
   }
-  auto& w = t->second.window;
-  auto& last = t->second.last_sequence[x.stream];
+  auto& w = t->window;
+  auto& last = t->last_sequence[x.stream];
   if (x.accepted) {
     ++w.accepted;
     w.bytes += std::max<int64_t>(x.bytes, 0);

@@ -121,6 +121,19 @@ struct rollout_fixture : test::cloud_fixture {
     }
   }
 
+  // Kills the rollout actor as a crash would; a new one reads the book,
+  // and a new ingest feeds it.
+  void restart() {
+    (*self)->send_exit(ro, caf::exit_reason::kill);
+    (*self)->wait_for(ro);
+    ro = spawn_rollout();
+    ingest_config icfg;
+    icfg.store = store;
+    icfg.anonymous = true;
+    icfg.outcomes = caf::actor_cast<outcome_listener>(ro);
+    ing = keep(sys->spawn(ingest, icfg));
+  }
+
   rollout_status run(rollout_command cmd) {
     return test::ask<rollout_status>(*self, ro, 30s, rollout_atom::value,
                                      std::move(cmd));
@@ -369,15 +382,7 @@ TEST_CASE("a restarted rollout actor goes on from its saved state with the "
   f.round();
   auto canary = f.with([](auto& d) { return d.settings.batch_size == 500; });
   REQUIRE(canary.size() == 10);
-  // Killed as a crash would; a new one reads the book.
-  (*f.self)->send_exit(f.ro, caf::exit_reason::kill);
-  (*f.self)->wait_for(f.ro);
-  f.ro = f.spawn_rollout();
-  auto ingest_cfg = ingest_config{};
-  ingest_cfg.store = f.store;
-  ingest_cfg.anonymous = true;
-  ingest_cfg.outcomes = caf::actor_cast<outcome_listener>(f.ro);
-  f.ing = f.keep(f.sys->spawn(ingest, ingest_cfg));
+  f.restart();
   st = f.status();
   CHECK(st.phase == "baking");
   CHECK(st.changed == 10);
@@ -397,6 +402,23 @@ TEST_CASE("a restarted rollout actor goes on from its saved state with the "
   CHECK(st.phase == "rolled_back");
   f.round();
   CHECK(f.with([](auto& d) { return d.settings.batch_size == 500; }).empty());
+}
+
+TEST_CASE("a bad change still halts when the rollout actor restarts "
+          "mid-bake") {
+  rollout_fixture f;
+  auto st = f.run(f.start(retention(bad_retention_ms)));
+  REQUIRE(st.changed == 10);
+  f.round();
+  f.restart();
+  REQUIRE(f.status().phase == "baking");
+  f.bake();
+  st = f.after_judgement(0);
+  INFO(st.reason);
+  CHECK(st.phase == "halted");
+  CHECK(st.reason.find("sync success") != std::string::npos);
+  CHECK(st.changed_health.missing > 0);
+  CHECK(st.unchanged_health.sync_success == 1.0);
 }
 
 TEST_CASE("bad rollout commands are refused with a reason") {
