@@ -520,8 +520,9 @@ void outcome(rollout_ptr self, const sync_outcome& x) {
   }
   // A sequence skipped is a batch the cloud never got; the first one seen
   // only sets where counting starts.
-  if (last > 0 && x.sequence > last + 1)
-    w.missing += std::min<int64_t>(x.sequence - last - 1, 1'000'000);
+  // Written so that no hostile sequence overflows.
+  if (last > 0 && x.sequence > last && x.sequence - 1 > last)
+    w.missing += std::min<int64_t>(x.sequence - 1 - last, 1'000'000);
   last = std::max(last, x.sequence);
 }
 

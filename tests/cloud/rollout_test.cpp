@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <map>
 #include <memory>
 #include <set>
@@ -419,6 +420,35 @@ TEST_CASE("a bad change still halts when the rollout actor restarts "
   CHECK(st.reason.find("sync success") != std::string::npos);
   CHECK(st.changed_health.missing > 0);
   CHECK(st.unchanged_health.sync_success == 1.0);
+}
+
+TEST_CASE("hostile sequences count no negative and no endless missing "
+          "batches") {
+  rollout_fixture f(4);
+  REQUIRE(f.run(f.start(batch_size(500))).phase == "baking");
+  auto send = [&](const char* device, int64_t seq) {
+    caf::anon_send(f.ro, outcome_atom::value,
+                   sync_outcome{device, "metrics", seq, true, 100, 1});
+  };
+  auto max = std::numeric_limits<int64_t>::max();
+  auto min = std::numeric_limits<int64_t>::min();
+  send("dev-000", max);
+  send("dev-000", 5);
+  send("dev-000", min);
+  send("dev-001", 1);
+  send("dev-001", max);
+  send("dev-001", min);
+  send("dev-002", min);
+  send("dev-002", max);
+  rollout_status st;
+  CHECK(test::eventually(
+    [&] {
+      st = f.status();
+      return st.changed_health.accepted + st.unchanged_health.accepted == 8;
+    },
+    10s));
+  // dev-001's jump from 1 to the largest sequence is clamped.
+  CHECK(st.changed_health.missing + st.unchanged_health.missing == 1'000'000);
 }
 
 TEST_CASE("bad rollout commands are refused with a reason") {
