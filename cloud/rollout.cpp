@@ -121,10 +121,13 @@ using done_fn = std::function<void(const caf::error&)>;
 using promise_ptr
   = std::shared_ptr<caf::typed_response_promise<rollout_status>>;
 
-// Sets `change` on each device, then calls `done` with the first failure.
+using device_fn = std::function<void(const std::string&)>;
+
+// Sets `change` on each device, calls `ok` with each the store confirmed,
+// then `done` with the first failure.
 void push_all(rollout_ptr self, const std::vector<std::string>& devices,
               std::function<settings_change(const std::string&)> change_of,
-              done_fn done) {
+              device_fn ok, done_fn done) {
   if (devices.empty()) {
     done(caf::none);
     return;
@@ -132,15 +135,18 @@ void push_all(rollout_ptr self, const std::vector<std::string>& devices,
   struct acc {
     size_t pending;
     caf::error first;
+    device_fn ok;
     done_fn done;
   };
-  auto a = std::make_shared<acc>(acc{devices.size(), caf::none, std::move(done)});
+  auto a = std::make_shared<acc>(
+    acc{devices.size(), caf::none, std::move(ok), std::move(done)});
   for (auto& id : devices)
     self->request(self->state.cfg.store, store_timeout, config_atom::value, id,
                   change_of(id))
       .then(
-        [self, a](cloud_settings&) {
+        [self, a, id](cloud_settings&) {
           ++self->state.pushes;
+          a->ok(id);
           if (--a->pending == 0)
             a->done(a->first);
         },
@@ -205,7 +211,7 @@ void push_stage(rollout_ptr self, const std::string& org,
     auto& x = self->state.rollouts[org];
     x.status.phase = "halted";
     x.status.reason = what + ": " + render(err);
-    x.status.changed = static_cast<int64_t>(x.previous.size());
+    x.status.changed = static_cast<int64_t>(x.pushed.size());
     self->state.last_error = x.status.reason;
     save(self, x);
     reply();
@@ -226,14 +232,20 @@ void push_stage(rollout_ptr self, const std::string& org,
         x.status.devices = static_cast<int64_t>(p.devices.size());
         auto targets = stage_targets(p.devices, x.status.stages,
                                      static_cast<size_t>(x.status.stage));
+        // Pushed again unless the store confirmed it: a push that failed or
+        // was cut by a restart is made by resume (or the restart) itself.
         std::vector<std::string> add;
+        std::vector<std::string> read;
         for (auto& id : targets)
-          if (x.previous.count(id) == 0)
+          if (x.pushed.count(id) == 0) {
             add.push_back(id);
+            if (x.previous.count(id) == 0)
+              read.push_back(id);
+          }
         // Tracked from now: the new devices' outcomes count in the bake.
         for (auto& id : ids_of(p))
           st.tracks[id];
-        read_previous(self, org, add, [self, org, add, reply, fail](
+        read_previous(self, org, read, [self, org, add, reply, fail](
                                         const caf::error& err) {
           if (err) {
             fail("cannot read the settings before the change", err);
@@ -245,13 +257,16 @@ void push_stage(rollout_ptr self, const std::string& org,
           auto change = x.status.plan.change;
           change.create = false;
           push_all(self, add, [change](const std::string&) { return change; },
+                   [self, org](const std::string& id) {
+                     self->state.rollouts[org].pushed.insert(id);
+                   },
                    [self, org, reply, fail](const caf::error& err) {
                      if (err) {
                        fail("push failed", err);
                        return;
                      }
                      auto& x = self->state.rollouts[org];
-                     x.status.changed = static_cast<int64_t>(x.previous.size());
+                     x.status.changed = static_cast<int64_t>(x.pushed.size());
                      open_window(self, x);
                      settle(self, x);
                      save(self, x);
@@ -275,7 +290,7 @@ void judge_stage(rollout_ptr self, const std::string& org) {
         std::set<std::string> changed;
         std::set<std::string> unchanged;
         for (auto& d : p.devices)
-          (x.previous.count(d.id) ? changed : unchanged).insert(d.id);
+          (x.pushed.count(d.id) ? changed : unchanged).insert(d.id);
         std::map<std::string, device_window> window;
         for (auto& [id, t] : st.tracks)
           if (org_of(id) == org)
@@ -326,6 +341,8 @@ void roll_back(rollout_ptr self, const std::string& org,
                promise_ptr rp) {
   auto& x = self->state.rollouts[org];
   x.status.phase = "pushing";
+  // Every device read, pushed or not: a push whose answer was lost may
+  // have changed it.
   std::vector<std::string> devices;
   for (auto& kv : x.previous)
     devices.push_back(kv.first);
@@ -335,14 +352,19 @@ void roll_back(rollout_ptr self, const std::string& org,
              return settings_change{self->state.rollouts[org].previous[id],
                                     fields, false};
            },
+           [self, org](const std::string& id) {
+             self->state.rollouts[org].pushed.erase(id);
+           },
            [self, org, rp, n = devices.size()](const caf::error& err) {
              auto& x = self->state.rollouts[org];
              if (err) {
                // Kept: a second rollback sets them all again.
                x.status.phase = "halted";
                x.status.reason = "rollback failed: " + render(err);
+               x.status.changed = static_cast<int64_t>(x.pushed.size());
              } else {
                x.previous.clear();
+               x.pushed.clear();
                x.status.changed = 0;
                x.status.phase = "rolled_back";
                x.status.reason = "previous settings restored on "
@@ -369,7 +391,7 @@ rollout_status current(rollout_ptr self, const std::string& org) {
     std::map<std::string, device_window> window;
     for (auto& [id, t] : st.tracks)
       if (org_of(id) == org) {
-        (i->second.previous.count(id) ? changed : unchanged).insert(id);
+        (i->second.pushed.count(id) ? changed : unchanged).insert(id);
         window.emplace(id, t.window);
       }
     out.changed_health = group_health(changed, window, {});

@@ -8,6 +8,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -48,6 +49,50 @@ struct sim_device {
   int64_t available_disk = 60'000'000'000;
 };
 
+// The real store, except that setting a device of `refuse` fails; every
+// setting asked for is listed in `sets`.
+struct flaky_log {
+  std::mutex m;
+  std::set<std::string> refuse;
+  std::vector<std::string> sets;
+};
+
+cloud_store_actor::behavior_type
+flaky_store(cloud_store_actor::pointer self, cloud_store_actor real,
+            std::shared_ptr<flaky_log> log) {
+  return {
+    [=](write_atom a, ingest_batch& b) -> caf::result<ingest_outcome> {
+      return self->delegate(real, a, std::move(b));
+    },
+    [=](devices_atom a) -> caf::result<device_infos> {
+      return self->delegate(real, a);
+    },
+    [=](points_atom a, std::string& d) -> caf::result<metric_samples> {
+      return self->delegate(real, a, std::move(d));
+    },
+    [=](logs_atom a, std::string& d) -> caf::result<log_lines> {
+      return self->delegate(real, a, std::move(d));
+    },
+    [=](events_atom a, std::string& d) -> caf::result<event_records> {
+      return self->delegate(real, a, std::move(d));
+    },
+    [=](config_atom a, std::string& d,
+        settings_change& c) -> caf::result<cloud_settings> {
+      std::lock_guard<std::mutex> guard(log->m);
+      log->sets.push_back(d);
+      if (log->refuse.count(d) > 0)
+        return make_error(ec::storage_failed, "refused by the test");
+      return self->delegate(real, a, std::move(d), std::move(c));
+    },
+    [=](config_atom a, std::string& d) -> caf::result<cloud_settings> {
+      return self->delegate(real, a, std::move(d));
+    },
+    [=](stats_atom a) -> caf::result<actor_stats> {
+      return self->delegate(real, a);
+    },
+  };
+}
+
 struct rollout_fixture : test::cloud_fixture {
   cloud_store_actor store;
   ingest_actor ing;
@@ -76,13 +121,14 @@ struct rollout_fixture : test::cloud_fixture {
 
   // A rollout actor over the fleet's store, persisting in cloud.db; only
   // the test's ticks make it judge (its own timer waits an hour).
-  rollout_actor spawn_rollout(int64_t max_devices = 100000) {
+  rollout_actor spawn_rollout(int64_t max_devices = 100000,
+                              cloud_store_actor via = {}) {
     auto book = rollout_book::open(dir.file("cloud.db"));
     REQUIRE_MESSAGE(book, render(book.error()));
     rollout_config cfg;
     cfg.check_interval = std::chrono::hours(1);
     cfg.max_devices = max_devices;
-    cfg.store = store;
+    cfg.store = via ? via : store;
     cfg.book = std::make_shared<rollout_book>(std::move(*book));
     cfg.clock = clock;
     return keep(sys->spawn<caf::detached>(rollout, cfg));
@@ -420,6 +466,56 @@ TEST_CASE("a bad change still halts when the rollout actor restarts "
   CHECK(st.reason.find("sync success") != std::string::npos);
   CHECK(st.changed_health.missing > 0);
   CHECK(st.unchanged_health.sync_success == 1.0);
+}
+
+TEST_CASE("devices whose push failed are not counted changed, and resume "
+          "pushes exactly those") {
+  rollout_fixture f;
+  auto log = std::make_shared<flaky_log>();
+  auto flaky = f.keep(f.sys->spawn(flaky_store, f.store, log));
+  (*f.self)->send_exit(f.ro, caf::exit_reason::kill);
+  (*f.self)->wait_for(f.ro);
+  f.ro = f.spawn_rollout(100000, flaky);
+  auto cmd = f.start(batch_size(500));
+  // The canary, as the rollout picks it.
+  std::vector<rollout_device> devices;
+  for (auto& d : f.fleet)
+    devices.push_back({d.id, d.tier});
+  auto canary = stage_targets(devices, plan_stages(cmd, {1}), 0);
+  REQUIRE(canary.size() == 10);
+  std::set<std::string> refused(canary.begin(), std::next(canary.begin(), 3));
+  log->refuse = refused;
+  auto st = f.run(cmd);
+  INFO(st.reason);
+  CHECK(st.phase == "halted");
+  CHECK(st.reason.find("push failed") != std::string::npos);
+  CHECK(st.changed == 7);
+  f.round();
+  CHECK(f.with([](auto& d) { return d.settings.batch_size == 500; }).size()
+        == 7);
+  {
+    std::lock_guard<std::mutex> guard(log->m);
+    log->refuse.clear();
+    log->sets.clear();
+  }
+  st = f.run(op("resume"));
+  CHECK(st.phase == "baking");
+  CHECK(st.changed == 10);
+  {
+    std::lock_guard<std::mutex> guard(log->m);
+    CHECK(std::set<std::string>(log->sets.begin(), log->sets.end())
+          == refused);
+    CHECK(log->sets.size() == 3);
+  }
+  f.round();
+  CHECK(f.with([](auto& d) { return d.settings.batch_size == 500; })
+        == canary);
+  // The confirmed pushes are kept across a restart.
+  f.restart();
+  f.round();
+  st = f.status();
+  CHECK(st.changed_health.devices == 10);
+  CHECK(st.unchanged_health.devices == 190);
 }
 
 TEST_CASE("hostile sequences count no negative and no endless missing "
