@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <tuple>
 
 #include <caf/typed_event_based_actor.hpp>
 
@@ -287,17 +288,15 @@ void judge_stage(rollout_ptr self, const std::string& org) {
         auto& st = self->state;
         auto& x = st.rollouts[org];
         auto p = population_of(xs, org);
-        std::set<std::string> changed;
-        std::set<std::string> unchanged;
-        for (auto& d : p.devices)
-          (x.pushed.count(d.id) ? changed : unchanged).insert(d.id);
         std::map<std::string, device_window> window;
         for (auto& [id, t] : st.tracks)
           if (org_of(id) == org)
             window.emplace(id, t.window);
-        x.status.changed_health = group_health(changed, window, p.storage);
-        x.status.unchanged_health = group_health(unchanged, window,
-                                                 p.storage);
+        auto k = static_cast<size_t>(x.status.stage);
+        auto stage = k < x.status.stages.size() ? x.status.stages[k]
+                                                : rollout_stage{};
+        std::tie(x.status.changed_health, x.status.unchanged_health)
+          = stage_health(p.devices, x.pushed, stage, window, p.storage);
         auto verdict = judge(x.status.changed_health,
                              x.status.unchanged_health, x.status.plan.margins);
         auto last = x.status.stage + 1

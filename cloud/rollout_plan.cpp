@@ -149,6 +149,20 @@ rollout_health group_health(const std::set<std::string>& group,
   return out;
 }
 
+std::pair<rollout_health, rollout_health>
+stage_health(const std::vector<rollout_device>& devices,
+             const std::set<std::string>& pushed, const rollout_stage& stage,
+             const std::map<std::string, device_window>& window,
+             const std::map<std::string, double>& storage) {
+  std::set<std::string> changed;
+  std::set<std::string> unchanged;
+  for (auto& d : devices)
+    if (stage.tier == 0 || tier_key(d.tier) == stage.tier)
+      (pushed.count(d.id) ? changed : unchanged).insert(d.id);
+  return {group_health(changed, window, storage),
+          group_health(unchanged, window, storage)};
+}
+
 namespace {
 
 std::string pct(double x) {

@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <caf/error.hpp>
@@ -60,6 +61,15 @@ struct device_window {
 rollout_health group_health(const std::set<std::string>& group,
                             const std::map<std::string, device_window>& window,
                             const std::map<std::string, double>& storage);
+
+/// The health of the changed devices (in `pushed`) and of the unchanged
+/// ones among `devices`, as stage `stage` is judged: with a tier (by tier)
+/// only that tier's devices, so tiers of other figures are not compared.
+std::pair<rollout_health, rollout_health>
+stage_health(const std::vector<rollout_device>& devices,
+             const std::set<std::string>& pushed, const rollout_stage& stage,
+             const std::map<std::string, device_window>& window,
+             const std::map<std::string, double>& storage);
 
 /// Why the changed group is worse than the unchanged one by more than the
 /// margins (empty: it is not); a figure one group lacks is not compared.

@@ -421,6 +421,33 @@ TEST_CASE("by tier: tier 1 first, then 2, then 3, each canary first") {
                                                  {67, 67, 66}});
 }
 
+TEST_CASE("by tier: a tier's stage is judged against its own tier only") {
+  rollout_fixture f(fleet_size, true);
+  // Tier 1's disks are fuller than the others' (70 % vs 40 % used): by
+  // itself no reason to halt a change that leaves them as they are.
+  for (auto& d : f.fleet)
+    if (d.tier == 1)
+      d.available_disk = 30'000'000'000;
+  f.round();
+  auto cmd = f.start(batch_size(500));
+  cmd.by_tier = true;
+  cmd.canary_percent = 10;
+  cmd.steps = {100};
+  auto st = f.run(cmd);
+  REQUIRE(st.phase == "baking");
+  f.bake();
+  st = f.after_judgement(0);
+  INFO(st.reason);
+  CHECK(st.phase == "baking");
+  CHECK(st.stage == 1);
+  // The whole way: each tier against itself.
+  for (int64_t stage = 1; st.phase == "baking" && stage < 8; ++stage) {
+    f.bake();
+    st = f.after_judgement(stage);
+  }
+  CHECK(st.phase == "done");
+}
+
 TEST_CASE("a restarted rollout actor goes on from its saved state with the "
           "same devices") {
   rollout_fixture f;
