@@ -9,20 +9,13 @@
 
 #include <caf/error.hpp>
 
+#include "messages/rollout_rules.hpp"
 #include "messages/types.hpp"
 
 namespace fleetd {
 
-/// Most steps a rollout may name after its canary.
-constexpr size_t max_rollout_steps = 20;
-
-/// Longest bake a rollout may ask for (30 days).
-constexpr int64_t max_rollout_bake_ms = int64_t{30} * 24 * 3600 * 1000;
-
-/// bad_config naming what is wrong with a start command: no setting, a
-/// value the settings cannot carry, a canary or step outside (0, 100],
-/// steps not ascending or not ending at 100, a bake out of range, a
-/// negative margin.
+/// bad_config naming what is wrong with a start command: its plan
+/// (check_rollout_plan) or a value the settings cannot carry.
 caf::error check_rollout_start(const rollout_command& c);
 
 /// A device as the rollout plans it: its store id and reported tier.

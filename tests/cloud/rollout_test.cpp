@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -625,6 +626,26 @@ TEST_CASE("bad rollout commands are refused with a reason") {
                                   op("status"))
           .phase
         == "none");
+  // The console refuses a plan with the node's own rule and words.
+  rollout_options o;
+  o.canary = "5%";
+  o.bake = std::chrono::minutes(10);
+  std::string many = "5";
+  for (int i = 0; i < 20; ++i)
+    many += ",100";
+  for (auto steps : {"25,50", "50,25,100", "2,100", many.c_str()}) {
+    o.steps = steps;
+    auto console = rollout_command_of({"rollout", "start"}, o, "",
+                                      batch_size(10));
+    REQUIRE_FALSE(console);
+    c = ok;
+    c.steps.clear();
+    std::stringstream in(steps);
+    std::string word;
+    while (std::getline(in, word, ','))
+      c.steps.push_back(std::stod(word));
+    CHECK(render(console.error()) == render(f.refused(c)));
+  }
   // The console's parsing of shares.
   for (auto bad : {"", "%", "0", "-5%", "101", "5x", "nan", "1e999",
                    "99999999999999999999"})
