@@ -278,6 +278,20 @@ void push_stage(rollout_ptr self, const std::string& org,
       [fail](caf::error& err) { fail("cannot list the org's devices", err); });
 }
 
+// The changed and unchanged devices' health over the bake window so far,
+// as the current stage is judged (status shows the same).
+std::pair<rollout_health, rollout_health>
+health_of(rollout_ptr self, const rollout_record& x, const population& p) {
+  std::map<std::string, device_window> window;
+  for (auto& [id, t] : self->state.tracks)
+    if (org_of(id) == x.status.org)
+      window.emplace(id, t.window);
+  auto k = static_cast<size_t>(x.status.stage);
+  auto stage = k < x.status.stages.size() ? x.status.stages[k]
+                                          : rollout_stage{};
+  return stage_health(p.devices, x.pushed, stage, window, p.storage);
+}
+
 // Judges the bake that just ended: halt, next stage, or done.
 void judge_stage(rollout_ptr self, const std::string& org) {
   auto& st = self->state;
@@ -287,16 +301,8 @@ void judge_stage(rollout_ptr self, const std::string& org) {
       [self, org](device_infos& xs) {
         auto& st = self->state;
         auto& x = st.rollouts[org];
-        auto p = population_of(xs, org);
-        std::map<std::string, device_window> window;
-        for (auto& [id, t] : st.tracks)
-          if (org_of(id) == org)
-            window.emplace(id, t.window);
-        auto k = static_cast<size_t>(x.status.stage);
-        auto stage = k < x.status.stages.size() ? x.status.stages[k]
-                                                : rollout_stage{};
         std::tie(x.status.changed_health, x.status.unchanged_health)
-          = stage_health(p.devices, x.pushed, stage, window, p.storage);
+          = health_of(self, x, population_of(xs, org));
         auto verdict = judge(x.status.changed_health,
                              x.status.unchanged_health, x.status.plan.margins);
         auto last = x.status.stage + 1
@@ -374,8 +380,8 @@ void roll_back(rollout_ptr self, const std::string& org,
            });
 }
 
-// The status with the bake window's figures so far.
-rollout_status current(rollout_ptr self, const std::string& org) {
+// The status; while baking, with the bake window's figures so far.
+caf::result<rollout_status> current(rollout_ptr self, const std::string& org) {
   auto& st = self->state;
   auto i = st.rollouts.find(org);
   if (i == st.rollouts.end()) {
@@ -383,20 +389,30 @@ rollout_status current(rollout_ptr self, const std::string& org) {
     out.org = org;
     return out;
   }
-  auto out = i->second.status;
-  if (out.phase == "baking") {
-    std::set<std::string> changed;
-    std::set<std::string> unchanged;
-    std::map<std::string, device_window> window;
-    for (auto& [id, t] : st.tracks)
-      if (org_of(id) == org) {
-        (i->second.pushed.count(id) ? changed : unchanged).insert(id);
-        window.emplace(id, t.window);
-      }
-    out.changed_health = group_health(changed, window, {});
-    out.unchanged_health = group_health(unchanged, window, {});
-  }
-  return out;
+  if (i->second.status.phase != "baking")
+    return i->second.status;
+  auto rp = self->make_response_promise<rollout_status>();
+  // The org's devices, tiers and storage, as the judgement takes them.
+  self->request(st.cfg.store, store_timeout, devices_atom::value)
+    .then(
+      [self, org, rp](device_infos& xs) mutable {
+        auto i = self->state.rollouts.find(org);
+        if (i == self->state.rollouts.end()) {
+          rp.deliver(rollout_status{});
+          return;
+        }
+        auto out = i->second.status;
+        std::tie(out.changed_health, out.unchanged_health)
+          = health_of(self, i->second, population_of(xs, org));
+        rp.deliver(std::move(out));
+      },
+      [self, org, rp](caf::error&) mutable {
+        // The last judgement's figures, rather than no answer.
+        auto i = self->state.rollouts.find(org);
+        rp.deliver(i == self->state.rollouts.end() ? rollout_status{}
+                                                   : i->second.status);
+      });
+  return rp;
 }
 
 caf::result<rollout_status> command(rollout_ptr self,

@@ -436,6 +436,13 @@ TEST_CASE("by tier: a tier's stage is judged against its own tier only") {
   cmd.steps = {100};
   auto st = f.run(cmd);
   REQUIRE(st.phase == "baking");
+  // Status splits the devices as the judgement will: tier 1's, with disks.
+  f.round();
+  st = f.status();
+  CHECK(st.changed_health.devices == 7);
+  CHECK(st.unchanged_health.devices == 60);
+  CHECK(st.changed_health.storage_used == doctest::Approx(0.7));
+  CHECK(st.unchanged_health.storage_used == doctest::Approx(0.7));
   f.bake();
   st = f.after_judgement(0);
   INFO(st.reason);
