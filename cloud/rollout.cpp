@@ -122,71 +122,80 @@ using done_fn = std::function<void(const caf::error&)>;
 using promise_ptr
   = std::shared_ptr<caf::typed_response_promise<rollout_status>>;
 
-using device_fn = std::function<void(const std::string&)>;
+using device_fn = std::function<void(const std::string&, cloud_settings&)>;
+using change_fn = std::function<settings_change(const std::string&)>;
 
-// Sets `change` on each device, calls `ok` with each the store confirmed,
-// then `done` with the first failure.
-void push_all(rollout_ptr self, const std::vector<std::string>& devices,
-              std::function<settings_change(const std::string&)> change_of,
-              device_fn ok, done_fn done) {
-  if (devices.empty()) {
-    done(caf::none);
-    return;
-  }
-  struct acc {
-    size_t pending;
-    caf::error first;
-    device_fn ok;
-    done_fn done;
+// Most store requests a rollout has outstanding at once: the store and the
+// actor's mailbox hold a window, not the whole org.
+constexpr size_t store_window = 64;
+
+// One pass over devices: the next to ask for, what is outstanding.
+struct device_pass {
+  std::vector<std::string> devices;
+  /// Null: read each device's settings; else set these.
+  change_fn change_of;
+  device_fn ok;
+  done_fn done;
+  size_t next = 0;
+  size_t pending = 0;
+  caf::error first;
+};
+
+void answered(rollout_ptr self, std::shared_ptr<device_pass> a);
+
+// Asks the store about the next device of `a`.
+void ask_next(rollout_ptr self, std::shared_ptr<device_pass> a) {
+  auto id = a->devices[a->next++];
+  ++a->pending;
+  auto on_ok = [self, a, id](cloud_settings& x) {
+    if (a->change_of)
+      ++self->state.pushes;
+    a->ok(id, x);
+    answered(self, a);
   };
-  auto a = std::make_shared<acc>(
-    acc{devices.size(), caf::none, std::move(ok), std::move(done)});
-  for (auto& id : devices)
-    self->request(self->state.cfg.store, store_timeout, config_atom::value, id,
-                  change_of(id))
-      .then(
-        [self, a, id](cloud_settings&) {
-          ++self->state.pushes;
-          a->ok(id);
-          if (--a->pending == 0)
-            a->done(a->first);
-        },
-        [self, a, id](caf::error& err) {
-          ++self->state.push_failures;
-          if (!a->first)
-            a->first = make_error(ec::storage_failed,
-                                  "device '" + id + "': " + render(err));
-          if (--a->pending == 0)
-            a->done(a->first);
-        });
+  auto on_err = [self, a, id](caf::error& err) {
+    if (a->change_of)
+      ++self->state.push_failures;
+    if (!a->first)
+      a->first = make_error(ec::storage_failed,
+                            "device '" + id + "': " + render(err));
+    answered(self, a);
+  };
+  auto& store = self->state.cfg.store;
+  if (a->change_of)
+    self->request(store, store_timeout, config_atom::value, id,
+                  a->change_of(id))
+      .then(on_ok, on_err);
+  else
+    self->request(store, store_timeout, config_atom::value, id)
+      .then(on_ok, on_err);
 }
 
-// Reads the settings of each device before it changes.
-void read_previous(rollout_ptr self, const std::string& org,
-                   const std::vector<std::string>& devices, done_fn done) {
+// One answer in: the next device takes its place, or the pass ends.
+void answered(rollout_ptr self, std::shared_ptr<device_pass> a) {
+  --a->pending;
+  if (a->next < a->devices.size())
+    ask_next(self, a);
+  else if (a->pending == 0)
+    a->done(a->first);
+}
+
+// Reads (change_of null) or sets each device's settings, at most
+// store_window at once; calls `ok` with each the store answered, then
+// `done` with the first failure.
+void each_device(rollout_ptr self, const std::vector<std::string>& devices,
+                 change_fn change_of, device_fn ok, done_fn done) {
   if (devices.empty()) {
     done(caf::none);
     return;
   }
-  auto pending = std::make_shared<size_t>(devices.size());
-  auto first = std::make_shared<caf::error>();
-  for (auto& id : devices)
-    self->request(self->state.cfg.store, store_timeout, config_atom::value, id)
-      .then(
-        [self, org, id, pending, first, done](cloud_settings& x) {
-          auto i = self->state.rollouts.find(org);
-          if (i != self->state.rollouts.end())
-            i->second.previous.emplace(id, x);
-          if (--*pending == 0)
-            done(*first);
-        },
-        [pending, first, done, id](caf::error& err) {
-          if (!*first)
-            *first = make_error(ec::storage_failed,
-                                "device '" + id + "': " + render(err));
-          if (--*pending == 0)
-            done(*first);
-        });
+  auto a = std::make_shared<device_pass>();
+  a->devices = devices;
+  a->change_of = std::move(change_of);
+  a->ok = std::move(ok);
+  a->done = std::move(done);
+  while (a->next < a->devices.size() && a->next < store_window)
+    ask_next(self, a);
 }
 
 // Ends a push or judgement: a halt asked for meanwhile wins.
@@ -246,8 +255,11 @@ void push_stage(rollout_ptr self, const std::string& org,
         // Tracked from now: the new devices' outcomes count in the bake.
         for (auto& id : ids_of(p))
           st.tracks[id];
-        read_previous(self, org, read, [self, org, add, reply, fail](
-                                        const caf::error& err) {
+        auto keep = [self, org](const std::string& id, cloud_settings& x) {
+          self->state.rollouts[org].previous.emplace(id, x);
+        };
+        each_device(self, read, nullptr, keep, [self, org, add, reply, fail](
+                                                  const caf::error& err) {
           if (err) {
             fail("cannot read the settings before the change", err);
             return;
@@ -257,22 +269,24 @@ void push_stage(rollout_ptr self, const std::string& org,
           save(self, x);
           auto change = x.status.plan.change;
           change.create = false;
-          push_all(self, add, [change](const std::string&) { return change; },
-                   [self, org](const std::string& id) {
-                     self->state.rollouts[org].pushed.insert(id);
-                   },
-                   [self, org, reply, fail](const caf::error& err) {
-                     if (err) {
-                       fail("push failed", err);
-                       return;
-                     }
-                     auto& x = self->state.rollouts[org];
-                     x.status.changed = static_cast<int64_t>(x.pushed.size());
-                     open_window(self, x);
-                     settle(self, x);
-                     save(self, x);
-                     reply();
-                   });
+          each_device(self, add,
+                      [change](const std::string&) { return change; },
+                      [self, org](const std::string& id, cloud_settings&) {
+                        self->state.rollouts[org].pushed.insert(id);
+                      },
+                      [self, org, reply, fail](const caf::error& err) {
+                        if (err) {
+                          fail("push failed", err);
+                          return;
+                        }
+                        auto& x = self->state.rollouts[org];
+                        x.status.changed
+                          = static_cast<int64_t>(x.pushed.size());
+                        open_window(self, x);
+                        settle(self, x);
+                        save(self, x);
+                        reply();
+                      });
         });
       },
       [fail](caf::error& err) { fail("cannot list the org's devices", err); });
@@ -352,32 +366,32 @@ void roll_back(rollout_ptr self, const std::string& org,
   for (auto& kv : x.previous)
     devices.push_back(kv.first);
   auto fields = x.status.plan.change.fields;
-  push_all(self, devices,
-           [self, org, fields](const std::string& id) {
-             return settings_change{self->state.rollouts[org].previous[id],
-                                    fields, false};
-           },
-           [self, org](const std::string& id) {
-             self->state.rollouts[org].pushed.erase(id);
-           },
-           [self, org, rp, n = devices.size()](const caf::error& err) {
-             auto& x = self->state.rollouts[org];
-             if (err) {
-               // Kept: a second rollback sets them all again.
-               x.status.phase = "halted";
-               x.status.reason = "rollback failed: " + render(err);
-               x.status.changed = static_cast<int64_t>(x.pushed.size());
-             } else {
-               x.previous.clear();
-               x.pushed.clear();
-               x.status.changed = 0;
-               x.status.phase = "rolled_back";
-               x.status.reason = "previous settings restored on "
-                                 + std::to_string(n) + " device(s)";
-             }
-             save(self, x);
-             rp->deliver(x.status);
-           });
+  each_device(self, devices,
+              [self, org, fields](const std::string& id) {
+                return settings_change{self->state.rollouts[org].previous[id],
+                                       fields, false};
+              },
+              [self, org](const std::string& id, cloud_settings&) {
+                self->state.rollouts[org].pushed.erase(id);
+              },
+              [self, org, rp, n = devices.size()](const caf::error& err) {
+                auto& x = self->state.rollouts[org];
+                if (err) {
+                  // Kept: a second rollback sets them all again.
+                  x.status.phase = "halted";
+                  x.status.reason = "rollback failed: " + render(err);
+                  x.status.changed = static_cast<int64_t>(x.pushed.size());
+                } else {
+                  x.previous.clear();
+                  x.pushed.clear();
+                  x.status.changed = 0;
+                  x.status.phase = "rolled_back";
+                  x.status.reason = "previous settings restored on "
+                                    + std::to_string(n) + " device(s)";
+                }
+                save(self, x);
+                rp->deliver(x.status);
+              });
 }
 
 // The status; while baking, with the bake window's figures so far.

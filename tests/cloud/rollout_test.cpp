@@ -51,12 +51,44 @@ struct sim_device {
 };
 
 // The real store, except that setting a device of `refuse` fails; every
-// setting asked for is listed in `sets`.
+// setting asked for is listed in `sets`, and the most settings requests
+// (reads and sets) outstanding at once kept in `most_outstanding`.
 struct flaky_log {
   std::mutex m;
   std::set<std::string> refuse;
   std::vector<std::string> sets;
+  size_t outstanding = 0;
+  size_t most_outstanding = 0;
 };
+
+// Forwards a settings request to `real`, counting it outstanding until the
+// answer is back.
+template <class Self, class... Ts>
+caf::result<cloud_settings> counted(Self* self, cloud_store_actor real,
+                                    std::shared_ptr<flaky_log> log,
+                                    Ts... xs) {
+  {
+    std::lock_guard<std::mutex> guard(log->m);
+    log->most_outstanding = std::max(log->most_outstanding,
+                                     ++log->outstanding);
+  }
+  auto rp = self->template make_response_promise<cloud_settings>();
+  auto done = [log] {
+    std::lock_guard<std::mutex> guard(log->m);
+    --log->outstanding;
+  };
+  self->request(real, 30s, config_atom::value, std::move(xs)...)
+    .then(
+      [rp, done](cloud_settings& x) mutable {
+        done();
+        rp.deliver(std::move(x));
+      },
+      [rp, done](caf::error& err) mutable {
+        done();
+        rp.deliver(std::move(err));
+      });
+  return rp;
+}
 
 cloud_store_actor::behavior_type
 flaky_store(cloud_store_actor::pointer self, cloud_store_actor real,
@@ -77,16 +109,18 @@ flaky_store(cloud_store_actor::pointer self, cloud_store_actor real,
     [=](events_atom a, std::string& d) -> caf::result<event_records> {
       return self->delegate(real, a, std::move(d));
     },
-    [=](config_atom a, std::string& d,
+    [=](config_atom, std::string& d,
         settings_change& c) -> caf::result<cloud_settings> {
-      std::lock_guard<std::mutex> guard(log->m);
-      log->sets.push_back(d);
-      if (log->refuse.count(d) > 0)
-        return make_error(ec::storage_failed, "refused by the test");
-      return self->delegate(real, a, std::move(d), std::move(c));
+      {
+        std::lock_guard<std::mutex> guard(log->m);
+        log->sets.push_back(d);
+        if (log->refuse.count(d) > 0)
+          return make_error(ec::storage_failed, "refused by the test");
+      }
+      return counted(self, real, log, d, c);
     },
-    [=](config_atom a, std::string& d) -> caf::result<cloud_settings> {
-      return self->delegate(real, a, std::move(d));
+    [=](config_atom, std::string& d) -> caf::result<cloud_settings> {
+      return counted(self, real, log, d);
     },
     [=](stats_atom a) -> caf::result<actor_stats> {
       return self->delegate(real, a);
@@ -551,6 +585,28 @@ TEST_CASE("devices whose push failed are not counted changed, and resume "
   st = f.status();
   CHECK(st.changed_health.devices == 10);
   CHECK(st.unchanged_health.devices == 190);
+}
+
+TEST_CASE("a rollout has at most 64 settings requests outstanding, however "
+          "many devices it changes") {
+  rollout_fixture f;
+  auto log = std::make_shared<flaky_log>();
+  auto flaky = f.keep(f.sys->spawn(flaky_store, f.store, log));
+  (*f.self)->send_exit(f.ro, caf::exit_reason::kill);
+  (*f.self)->wait_for(f.ro);
+  f.ro = f.spawn_rollout(100000, flaky);
+  auto cmd = f.start(batch_size(500));
+  cmd.canary_percent = 100;
+  cmd.steps = {100};
+  auto st = f.run(cmd);
+  CHECK(st.phase == "baking");
+  CHECK(st.changed == 200);
+  std::lock_guard<std::mutex> guard(log->m);
+  CHECK(log->sets.size() == 200);
+  CHECK(log->outstanding == 0);
+  MESSAGE("most outstanding: " << log->most_outstanding);
+  CHECK(log->most_outstanding <= 64);
+  CHECK(log->most_outstanding >= 2);
 }
 
 TEST_CASE("hostile sequences count no negative and no endless missing "
