@@ -212,8 +212,9 @@ void push_stage(rollout_ptr self, const std::string& org,
   auto& st = self->state;
   auto& x = st.rollouts[org];
   x.status.phase = "pushing";
+  // Once: when the stage is recorded, or when it failed before that.
   auto reply = [self, org, rp] {
-    if (rp)
+    if (rp && rp->pending())
       rp->deliver(self->state.rollouts[org].status);
   };
   auto fail = [self, org, reply](const std::string& what,
@@ -255,6 +256,10 @@ void push_stage(rollout_ptr self, const std::string& org,
         // Tracked from now: the new devices' outcomes count in the bake.
         for (auto& id : ids_of(p))
           st.tracks[id];
+        // The stage is recorded: the operator has the answer now, and
+        // status shows the pushes' progress.
+        save(self, x);
+        reply();
         auto keep = [self, org](const std::string& id, cloud_settings& x) {
           self->state.rollouts[org].previous.emplace(id, x);
         };
@@ -401,6 +406,12 @@ caf::result<rollout_status> current(rollout_ptr self, const std::string& org) {
   if (i == st.rollouts.end()) {
     rollout_status out;
     out.org = org;
+    return out;
+  }
+  if (i->second.status.phase == "pushing") {
+    // Progress: the devices whose push the store confirmed so far.
+    auto out = i->second.status;
+    out.changed = static_cast<int64_t>(i->second.pushed.size());
     return out;
   }
   if (i->second.status.phase != "baking")

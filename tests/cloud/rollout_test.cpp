@@ -216,9 +216,30 @@ struct rollout_fixture : test::cloud_fixture {
     ing = keep(sys->spawn(ingest, icfg));
   }
 
+  // A rollout actor in place of the first that reaches the store through
+  // flaky_store; its log.
+  std::shared_ptr<flaky_log> through_flaky_store() {
+    auto log = std::make_shared<flaky_log>();
+    auto flaky = keep(sys->spawn(flaky_store, store, log));
+    (*self)->send_exit(ro, caf::exit_reason::kill);
+    (*self)->wait_for(ro);
+    ro = spawn_rollout(100000, flaky);
+    return log;
+  }
+
+  // The answer, and for a start or resume (answered while the stage is
+  // pushed) the status once the pushes are done.
   rollout_status run(rollout_command cmd) {
-    return test::ask<rollout_status>(*self, ro, 30s, rollout_atom::value,
-                                     std::move(cmd));
+    auto out = test::ask<rollout_status>(*self, ro, 30s, rollout_atom::value,
+                                         cmd);
+    if (out.phase == "pushing" && (cmd.op == "start" || cmd.op == "resume"))
+      CHECK(test::eventually(
+        [&] {
+          out = status(cmd.org);
+          return out.phase != "pushing";
+        },
+        20s));
+    return out;
   }
 
   caf::error refused(rollout_command cmd) {
@@ -229,9 +250,10 @@ struct rollout_fixture : test::cloud_fixture {
     return out;
   }
 
-  rollout_status status() {
+  rollout_status status(const std::string& org = {}) {
     rollout_command c;
     c.op = "status";
+    c.org = org;
     return run(c);
   }
 
@@ -540,11 +562,7 @@ TEST_CASE("a bad change still halts when the rollout actor restarts "
 TEST_CASE("devices whose push failed are not counted changed, and resume "
           "pushes exactly those") {
   rollout_fixture f;
-  auto log = std::make_shared<flaky_log>();
-  auto flaky = f.keep(f.sys->spawn(flaky_store, f.store, log));
-  (*f.self)->send_exit(f.ro, caf::exit_reason::kill);
-  (*f.self)->wait_for(f.ro);
-  f.ro = f.spawn_rollout(100000, flaky);
+  auto log = f.through_flaky_store();
   auto cmd = f.start(batch_size(500));
   // The canary, as the rollout picks it.
   std::vector<rollout_device> devices;
@@ -590,11 +608,7 @@ TEST_CASE("devices whose push failed are not counted changed, and resume "
 TEST_CASE("a rollout has at most 64 settings requests outstanding, however "
           "many devices it changes") {
   rollout_fixture f;
-  auto log = std::make_shared<flaky_log>();
-  auto flaky = f.keep(f.sys->spawn(flaky_store, f.store, log));
-  (*f.self)->send_exit(f.ro, caf::exit_reason::kill);
-  (*f.self)->wait_for(f.ro);
-  f.ro = f.spawn_rollout(100000, flaky);
+  auto log = f.through_flaky_store();
   auto cmd = f.start(batch_size(500));
   cmd.canary_percent = 100;
   cmd.steps = {100};
@@ -607,6 +621,24 @@ TEST_CASE("a rollout has at most 64 settings requests outstanding, however "
   MESSAGE("most outstanding: " << log->most_outstanding);
   CHECK(log->most_outstanding <= 64);
   CHECK(log->most_outstanding >= 2);
+}
+
+TEST_CASE("start answers once the stage is recorded; status shows the "
+          "pushes' progress") {
+  rollout_fixture f;
+  auto st = test::ask<rollout_status>(*f.self, f.ro, 30s, rollout_atom::value,
+                                      f.start(batch_size(500)));
+  CHECK(st.phase == "pushing");
+  CHECK(st.changed == 0);
+  CHECK(st.devices == 200);
+  CHECK(st.stages.size() == 4);
+  CHECK(test::eventually(
+    [&] {
+      st = f.status();
+      return st.phase == "baking";
+    },
+    20s));
+  CHECK(st.changed == 10);
 }
 
 TEST_CASE("hostile sequences count no negative and no endless missing "
