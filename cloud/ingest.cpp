@@ -181,13 +181,29 @@ http_reply answer_stored(ingest_state& st, const ingest_outcome& out) {
 void stored(ingest_ptr self, caf::response_promise rp,
             const device_identity& who, decoded_request req, int64_t bytes);
 
+// Tells the outcome listener of a request of a known device refused before
+// the store; no sequence, so nothing is counted missing.
+void refused(ingest_ptr self, const std::string& device,
+             const std::string& stream, int64_t bytes) {
+  if (self->state.cfg.outcomes && !device.empty())
+    caf::anon_send(self->state.cfg.outcomes, outcome_atom::value,
+                   sync_outcome{device, stream, 0, false, bytes, 0});
+}
+
+// The store's id of the key's device ("" without a key).
+std::string key_device(const device_identity& who) {
+  return who.org.empty() ? std::string{} : who.org + "/" + who.device;
+}
+
 // After authentication: decode -> the key's device? -> quota -> store.
 void authenticated(ingest_ptr self, caf::response_promise rp,
                    const sync_envelope& env, const device_identity& who) {
   auto& st = self->state;
   auto req = decode_request(env.body, env.content_encoding == "zstd",
                             static_cast<size_t>(st.cfg.max_decoded_bytes));
+  auto bytes = static_cast<int64_t>(env.body.size());
   if (!req) {
+    refused(self, key_device(who), "", bytes);
     rp.deliver(answer_error(st, ingest_step::decode, req.error()));
     return;
   }
@@ -199,6 +215,7 @@ void authenticated(ingest_ptr self, caf::response_promise rp,
                  : make_error(ec::device_mismatch,
                               "this key belongs to another device than '"
                                 + printable(req->device_id, 64) + "'");
+    refused(self, key_device(who), req->stream, bytes);
     rp.deliver(answer_error(st, ingest_step::decode, err));
     return;
   }
@@ -211,18 +228,17 @@ void authenticated(ingest_ptr self, caf::response_promise rp,
                 "replaced by '?'");
   }
   if (who.org.empty()) {
-    stored(self, std::move(rp), who, std::move(*req),
-           static_cast<int64_t>(env.body.size()));
+    stored(self, std::move(rp), who, std::move(*req), bytes);
     return;
   }
   // Everything stored is the authenticated org's device.
-  req->device_id = who.org + "/" + who.device;
-  auto bytes = static_cast<int64_t>(env.body.size());
+  req->device_id = key_device(who);
   self->request(st.cfg.tenancy, tenancy_timeout, quota_atom::value, who.org,
                 int64_t{0}, int64_t{0})
     .then(
       [self, rp, who, req = std::move(*req), bytes](int64_t wait) mutable {
         if (wait > 0) {
+          refused(self, req.device_id, req.stream, bytes);
           rp.deliver(answer_error(self->state, ingest_step::auth,
                                   make_error(ec::over_quota,
                                              "org '" + who.org

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <tuple>
 
 #include <caf/typed_event_based_actor.hpp>
 
@@ -121,65 +122,80 @@ using done_fn = std::function<void(const caf::error&)>;
 using promise_ptr
   = std::shared_ptr<caf::typed_response_promise<rollout_status>>;
 
-// Sets `change` on each device, then calls `done` with the first failure.
-void push_all(rollout_ptr self, const std::vector<std::string>& devices,
-              std::function<settings_change(const std::string&)> change_of,
-              done_fn done) {
-  if (devices.empty()) {
-    done(caf::none);
-    return;
-  }
-  struct acc {
-    size_t pending;
-    caf::error first;
-    done_fn done;
+using device_fn = std::function<void(const std::string&, cloud_settings&)>;
+using change_fn = std::function<settings_change(const std::string&)>;
+
+// Most store requests a rollout has outstanding at once: the store and the
+// actor's mailbox hold a window, not the whole org.
+constexpr size_t store_window = 64;
+
+// One pass over devices: the next to ask for, what is outstanding.
+struct device_pass {
+  std::vector<std::string> devices;
+  /// Null: read each device's settings; else set these.
+  change_fn change_of;
+  device_fn ok;
+  done_fn done;
+  size_t next = 0;
+  size_t pending = 0;
+  caf::error first;
+};
+
+void answered(rollout_ptr self, std::shared_ptr<device_pass> a);
+
+// Asks the store about the next device of `a`.
+void ask_next(rollout_ptr self, std::shared_ptr<device_pass> a) {
+  auto id = a->devices[a->next++];
+  ++a->pending;
+  auto on_ok = [self, a, id](cloud_settings& x) {
+    if (a->change_of)
+      ++self->state.pushes;
+    a->ok(id, x);
+    answered(self, a);
   };
-  auto a = std::make_shared<acc>(acc{devices.size(), caf::none, std::move(done)});
-  for (auto& id : devices)
-    self->request(self->state.cfg.store, store_timeout, config_atom::value, id,
-                  change_of(id))
-      .then(
-        [self, a](cloud_settings&) {
-          ++self->state.pushes;
-          if (--a->pending == 0)
-            a->done(a->first);
-        },
-        [self, a, id](caf::error& err) {
-          ++self->state.push_failures;
-          if (!a->first)
-            a->first = make_error(ec::storage_failed,
-                                  "device '" + id + "': " + render(err));
-          if (--a->pending == 0)
-            a->done(a->first);
-        });
+  auto on_err = [self, a, id](caf::error& err) {
+    if (a->change_of)
+      ++self->state.push_failures;
+    if (!a->first)
+      a->first = make_error(ec::storage_failed,
+                            "device '" + id + "': " + render(err));
+    answered(self, a);
+  };
+  auto& store = self->state.cfg.store;
+  if (a->change_of)
+    self->request(store, store_timeout, config_atom::value, id,
+                  a->change_of(id))
+      .then(on_ok, on_err);
+  else
+    self->request(store, store_timeout, config_atom::value, id)
+      .then(on_ok, on_err);
 }
 
-// Reads the settings of each device before it changes.
-void read_previous(rollout_ptr self, const std::string& org,
-                   const std::vector<std::string>& devices, done_fn done) {
+// One answer in: the next device takes its place, or the pass ends.
+void answered(rollout_ptr self, std::shared_ptr<device_pass> a) {
+  --a->pending;
+  if (a->next < a->devices.size())
+    ask_next(self, a);
+  else if (a->pending == 0)
+    a->done(a->first);
+}
+
+// Reads (change_of null) or sets each device's settings, at most
+// store_window at once; calls `ok` with each the store answered, then
+// `done` with the first failure.
+void each_device(rollout_ptr self, const std::vector<std::string>& devices,
+                 change_fn change_of, device_fn ok, done_fn done) {
   if (devices.empty()) {
     done(caf::none);
     return;
   }
-  auto pending = std::make_shared<size_t>(devices.size());
-  auto first = std::make_shared<caf::error>();
-  for (auto& id : devices)
-    self->request(self->state.cfg.store, store_timeout, config_atom::value, id)
-      .then(
-        [self, org, id, pending, first, done](cloud_settings& x) {
-          auto i = self->state.rollouts.find(org);
-          if (i != self->state.rollouts.end())
-            i->second.previous.emplace(id, x);
-          if (--*pending == 0)
-            done(*first);
-        },
-        [pending, first, done, id](caf::error& err) {
-          if (!*first)
-            *first = make_error(ec::storage_failed,
-                                "device '" + id + "': " + render(err));
-          if (--*pending == 0)
-            done(*first);
-        });
+  auto a = std::make_shared<device_pass>();
+  a->devices = devices;
+  a->change_of = std::move(change_of);
+  a->ok = std::move(ok);
+  a->done = std::move(done);
+  while (a->next < a->devices.size() && a->next < store_window)
+    ask_next(self, a);
 }
 
 // Ends a push or judgement: a halt asked for meanwhile wins.
@@ -196,8 +212,9 @@ void push_stage(rollout_ptr self, const std::string& org,
   auto& st = self->state;
   auto& x = st.rollouts[org];
   x.status.phase = "pushing";
+  // Once: when the stage is recorded, or when it failed before that.
   auto reply = [self, org, rp] {
-    if (rp)
+    if (rp && rp->pending())
       rp->deliver(self->state.rollouts[org].status);
   };
   auto fail = [self, org, reply](const std::string& what,
@@ -205,7 +222,7 @@ void push_stage(rollout_ptr self, const std::string& org,
     auto& x = self->state.rollouts[org];
     x.status.phase = "halted";
     x.status.reason = what + ": " + render(err);
-    x.status.changed = static_cast<int64_t>(x.previous.size());
+    x.status.changed = static_cast<int64_t>(x.pushed.size());
     self->state.last_error = x.status.reason;
     save(self, x);
     reply();
@@ -226,15 +243,28 @@ void push_stage(rollout_ptr self, const std::string& org,
         x.status.devices = static_cast<int64_t>(p.devices.size());
         auto targets = stage_targets(p.devices, x.status.stages,
                                      static_cast<size_t>(x.status.stage));
+        // Pushed again unless the store confirmed it: a push that failed or
+        // was cut by a restart is made by resume (or the restart) itself.
         std::vector<std::string> add;
+        std::vector<std::string> read;
         for (auto& id : targets)
-          if (x.previous.count(id) == 0)
+          if (x.pushed.count(id) == 0) {
             add.push_back(id);
+            if (x.previous.count(id) == 0)
+              read.push_back(id);
+          }
         // Tracked from now: the new devices' outcomes count in the bake.
         for (auto& id : ids_of(p))
           st.tracks[id];
-        read_previous(self, org, add, [self, org, add, reply, fail](
-                                        const caf::error& err) {
+        // The stage is recorded: the operator has the answer now, and
+        // status shows the pushes' progress.
+        save(self, x);
+        reply();
+        auto keep = [self, org](const std::string& id, cloud_settings& x) {
+          self->state.rollouts[org].previous.emplace(id, x);
+        };
+        each_device(self, read, nullptr, keep, [self, org, add, reply, fail](
+                                                  const caf::error& err) {
           if (err) {
             fail("cannot read the settings before the change", err);
             return;
@@ -244,22 +274,41 @@ void push_stage(rollout_ptr self, const std::string& org,
           save(self, x);
           auto change = x.status.plan.change;
           change.create = false;
-          push_all(self, add, [change](const std::string&) { return change; },
-                   [self, org, reply, fail](const caf::error& err) {
-                     if (err) {
-                       fail("push failed", err);
-                       return;
-                     }
-                     auto& x = self->state.rollouts[org];
-                     x.status.changed = static_cast<int64_t>(x.previous.size());
-                     open_window(self, x);
-                     settle(self, x);
-                     save(self, x);
-                     reply();
-                   });
+          each_device(self, add,
+                      [change](const std::string&) { return change; },
+                      [self, org](const std::string& id, cloud_settings&) {
+                        self->state.rollouts[org].pushed.insert(id);
+                      },
+                      [self, org, reply, fail](const caf::error& err) {
+                        if (err) {
+                          fail("push failed", err);
+                          return;
+                        }
+                        auto& x = self->state.rollouts[org];
+                        x.status.changed
+                          = static_cast<int64_t>(x.pushed.size());
+                        open_window(self, x);
+                        settle(self, x);
+                        save(self, x);
+                        reply();
+                      });
         });
       },
       [fail](caf::error& err) { fail("cannot list the org's devices", err); });
+}
+
+// The changed and unchanged devices' health over the bake window so far,
+// as the current stage is judged (status shows the same).
+std::pair<rollout_health, rollout_health>
+health_of(rollout_ptr self, const rollout_record& x, const population& p) {
+  std::map<std::string, device_window> window;
+  for (auto& [id, t] : self->state.tracks)
+    if (org_of(id) == x.status.org)
+      window.emplace(id, t.window);
+  auto k = static_cast<size_t>(x.status.stage);
+  auto stage = k < x.status.stages.size() ? x.status.stages[k]
+                                          : rollout_stage{};
+  return stage_health(p.devices, x.pushed, stage, window, p.storage);
 }
 
 // Judges the bake that just ended: halt, next stage, or done.
@@ -271,18 +320,8 @@ void judge_stage(rollout_ptr self, const std::string& org) {
       [self, org](device_infos& xs) {
         auto& st = self->state;
         auto& x = st.rollouts[org];
-        auto p = population_of(xs, org);
-        std::set<std::string> changed;
-        std::set<std::string> unchanged;
-        for (auto& d : p.devices)
-          (x.previous.count(d.id) ? changed : unchanged).insert(d.id);
-        std::map<std::string, device_window> window;
-        for (auto& [id, t] : st.tracks)
-          if (org_of(id) == org)
-            window.emplace(id, t.window);
-        x.status.changed_health = group_health(changed, window, p.storage);
-        x.status.unchanged_health = group_health(unchanged, window,
-                                                 p.storage);
+        std::tie(x.status.changed_health, x.status.unchanged_health)
+          = health_of(self, x, population_of(xs, org));
         auto verdict = judge(x.status.changed_health,
                              x.status.unchanged_health, x.status.plan.margins);
         auto last = x.status.stage + 1
@@ -326,35 +365,42 @@ void roll_back(rollout_ptr self, const std::string& org,
                promise_ptr rp) {
   auto& x = self->state.rollouts[org];
   x.status.phase = "pushing";
+  // Every device read, pushed or not: a push whose answer was lost may
+  // have changed it.
   std::vector<std::string> devices;
   for (auto& kv : x.previous)
     devices.push_back(kv.first);
   auto fields = x.status.plan.change.fields;
-  push_all(self, devices,
-           [self, org, fields](const std::string& id) {
-             return settings_change{self->state.rollouts[org].previous[id],
-                                    fields, false};
-           },
-           [self, org, rp, n = devices.size()](const caf::error& err) {
-             auto& x = self->state.rollouts[org];
-             if (err) {
-               // Kept: a second rollback sets them all again.
-               x.status.phase = "halted";
-               x.status.reason = "rollback failed: " + render(err);
-             } else {
-               x.previous.clear();
-               x.status.changed = 0;
-               x.status.phase = "rolled_back";
-               x.status.reason = "previous settings restored on "
-                                 + std::to_string(n) + " device(s)";
-             }
-             save(self, x);
-             rp->deliver(x.status);
-           });
+  each_device(self, devices,
+              [self, org, fields](const std::string& id) {
+                return settings_change{self->state.rollouts[org].previous[id],
+                                       fields, false};
+              },
+              [self, org](const std::string& id, cloud_settings&) {
+                self->state.rollouts[org].pushed.erase(id);
+              },
+              [self, org, rp, n = devices.size()](const caf::error& err) {
+                auto& x = self->state.rollouts[org];
+                if (err) {
+                  // Kept: a second rollback sets them all again.
+                  x.status.phase = "halted";
+                  x.status.reason = "rollback failed: " + render(err);
+                  x.status.changed = static_cast<int64_t>(x.pushed.size());
+                } else {
+                  x.previous.clear();
+                  x.pushed.clear();
+                  x.status.changed = 0;
+                  x.status.phase = "rolled_back";
+                  x.status.reason = "previous settings restored on "
+                                    + std::to_string(n) + " device(s)";
+                }
+                save(self, x);
+                rp->deliver(x.status);
+              });
 }
 
-// The status with the bake window's figures so far.
-rollout_status current(rollout_ptr self, const std::string& org) {
+// The status; while baking, with the bake window's figures so far.
+caf::result<rollout_status> current(rollout_ptr self, const std::string& org) {
   auto& st = self->state;
   auto i = st.rollouts.find(org);
   if (i == st.rollouts.end()) {
@@ -362,20 +408,36 @@ rollout_status current(rollout_ptr self, const std::string& org) {
     out.org = org;
     return out;
   }
-  auto out = i->second.status;
-  if (out.phase == "baking") {
-    std::set<std::string> changed;
-    std::set<std::string> unchanged;
-    std::map<std::string, device_window> window;
-    for (auto& [id, t] : st.tracks)
-      if (org_of(id) == org) {
-        (i->second.previous.count(id) ? changed : unchanged).insert(id);
-        window.emplace(id, t.window);
-      }
-    out.changed_health = group_health(changed, window, {});
-    out.unchanged_health = group_health(unchanged, window, {});
+  if (i->second.status.phase == "pushing") {
+    // Progress: the devices whose push the store confirmed so far.
+    auto out = i->second.status;
+    out.changed = static_cast<int64_t>(i->second.pushed.size());
+    return out;
   }
-  return out;
+  if (i->second.status.phase != "baking")
+    return i->second.status;
+  auto rp = self->make_response_promise<rollout_status>();
+  // The org's devices, tiers and storage, as the judgement takes them.
+  self->request(st.cfg.store, store_timeout, devices_atom::value)
+    .then(
+      [self, org, rp](device_infos& xs) mutable {
+        auto i = self->state.rollouts.find(org);
+        if (i == self->state.rollouts.end()) {
+          rp.deliver(rollout_status{});
+          return;
+        }
+        auto out = i->second.status;
+        std::tie(out.changed_health, out.unchanged_health)
+          = health_of(self, i->second, population_of(xs, org));
+        rp.deliver(std::move(out));
+      },
+      [self, org, rp](caf::error&) mutable {
+        // The last judgement's figures, rather than no answer.
+        auto i = self->state.rollouts.find(org);
+        rp.deliver(i == self->state.rollouts.end() ? rollout_status{}
+                                                   : i->second.status);
+      });
+  return rp;
 }
 
 caf::result<rollout_status> command(rollout_ptr self,
@@ -485,16 +547,32 @@ caf::result<rollout_status> command(rollout_ptr self,
   return x.status;
 }
 
+// The device's track, made on its first outcome while its org's rollout is
+// under way (after a restart no push made it); null when none is watched.
+rollout_track* track_of(rollout_ptr self, const std::string& device) {
+  auto& st = self->state;
+  if (auto t = st.tracks.find(device); t != st.tracks.end())
+    return &t->second;
+  auto r = st.rollouts.find(org_of(device));
+  if (r == st.rollouts.end() || !under_way(r->second.status.phase))
+    return nullptr;
+  // Bounded: no org under way has more devices than this.
+  if (st.tracks.size() >= static_cast<size_t>(st.cfg.max_devices)
+                            * st.rollouts.size())
+    return nullptr;
+  return &st.tracks[device];
+}
+
 void outcome(rollout_ptr self, const sync_outcome& x) {
   auto& st = self->state;
   ++st.outcomes;
-  auto t = st.tracks.find(x.device);
-  if (t == st.tracks.end()) {
+  auto t = track_of(self, x.device);
+  if (!t) {
     ++st.outcomes_ignored;
     return;
   }
-  auto& w = t->second.window;
-  auto& last = t->second.last_sequence[x.stream];
+  auto& w = t->window;
+  auto& last = t->last_sequence[x.stream];
   if (x.accepted) {
     ++w.accepted;
     w.bytes += std::max<int64_t>(x.bytes, 0);
@@ -504,8 +582,9 @@ void outcome(rollout_ptr self, const sync_outcome& x) {
   }
   // A sequence skipped is a batch the cloud never got; the first one seen
   // only sets where counting starts.
-  if (last > 0 && x.sequence > last + 1)
-    w.missing += std::min<int64_t>(x.sequence - last - 1, 1'000'000);
+  // Written so that no hostile sequence overflows.
+  if (last > 0 && x.sequence > last && x.sequence - 1 > last)
+    w.missing += std::min<int64_t>(x.sequence - 1 - last, 1'000'000);
   last = std::max(last, x.sequence);
 }
 

@@ -24,6 +24,11 @@ CREATE TABLE IF NOT EXISTS rollout_previous (
   zstd_level INTEGER NOT NULL,
   PRIMARY KEY (org, device_id)
 );
+CREATE TABLE IF NOT EXISTS rollout_pushed (
+  org TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  PRIMARY KEY (org, device_id)
+);
 )";
 
 } // namespace
@@ -77,6 +82,15 @@ caf::expected<std::vector<rollout_record>> rollout_book::load() {
                              r.column_int(5)};
         }))
       return e;
+    auto pushed = db_.prepare("SELECT device_id FROM rollout_pushed WHERE "
+                              "org = ?1");
+    if (!pushed)
+      return pushed.error();
+    pushed->bind(1, x.status.org);
+    if (auto e = sqlite::each_row(*pushed, [&](sqlite::statement& r) {
+          x.pushed.insert(r.column_text(0));
+        }))
+      return e;
   }
   return out;
 }
@@ -114,6 +128,22 @@ caf::error rollout_book::save(const rollout_record& x) {
         .bind(4, s.batch_size).bind(5, s.sync_interval_ms)
         .bind(6, s.retention_ms).bind(7, s.zstd_level);
       if (auto err = ins->run())
+        return err;
+    }
+    auto del_pushed = db_.prepare("DELETE FROM rollout_pushed WHERE org = ?1");
+    if (!del_pushed)
+      return del_pushed.error();
+    del_pushed->bind(1, x.status.org);
+    if (auto err = del_pushed->run())
+      return err;
+    auto ins_pushed = db_.prepare("INSERT INTO rollout_pushed (org, "
+                                  "device_id) VALUES (?1, ?2)");
+    if (!ins_pushed)
+      return ins_pushed.error();
+    for (auto& device : x.pushed) {
+      ins_pushed->reset();
+      ins_pushed->bind(1, x.status.org).bind(2, device);
+      if (auto err = ins_pushed->run())
         return err;
     }
     return caf::error{};

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,11 +19,13 @@ struct rollout_record {
   rollout_status status;
   /// Device -> its settings before the rollout changed them.
   std::map<std::string, cloud_settings> previous;
+  /// Devices whose push of the change the store confirmed: they carry it.
+  std::set<std::string> pushed;
 };
 
 /// The cloud's rollouts in SQLite: tables `rollouts` and `rollout_previous`
 /// in the embedded store's cloud.db (or a file of their own beside a
-/// PostgreSQL store). Calls block: only a detached actor makes them.
+/// PostgreSQL store), and `rollout_pushed`. Calls block: only a detached actor makes them.
 class rollout_book {
 public:
   /// Opens (creating the tables) the database at `path`.

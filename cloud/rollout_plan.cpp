@@ -11,33 +11,9 @@
 namespace fleetd {
 
 caf::error check_rollout_start(const rollout_command& c) {
-  auto bad = [](std::string what) { return bad_config("rollout: " + what); };
-  if (c.change.fields == 0)
-    return bad("nothing to set; give --set.OPTION=VALUE");
-  if (auto err = check_settings_change(c.change))
+  if (auto err = check_rollout_plan(c))
     return err;
-  auto share = [](double x) { return x > 0 && x <= 100; };
-  if (!share(c.canary_percent))
-    return bad("--canary must be in (0, 100]%");
-  if (c.steps.empty() || c.steps.size() > max_rollout_steps)
-    return bad("--steps: 1 to " + std::to_string(max_rollout_steps)
-               + " shares, the last 100");
-  double prev = c.canary_percent;
-  for (auto x : c.steps) {
-    if (!share(x) || x < prev)
-      return bad("--steps: each share in (0, 100] and not below the one "
-                 "before (and the canary)");
-    prev = x;
-  }
-  if (c.steps.back() != 100)
-    return bad("--steps: the last share must be 100");
-  if (c.bake_ms < 0 || c.bake_ms > max_rollout_bake_ms)
-    return bad("--bake: 0 to 30 days");
-  auto& m = c.margins;
-  for (auto x : {m.sync_success_points, m.storage_points, m.bandwidth_percent})
-    if (!(x >= 0 && x <= 1e6))
-      return bad("--margin.*: must be 0 or more");
-  return caf::none;
+  return check_settings_change(c.change);
 }
 
 std::string org_of(const std::string& device_id) {
@@ -147,6 +123,20 @@ rollout_health group_health(const std::set<std::string>& group,
     out.bytes_per_record = static_cast<double>(bytes)
                            / static_cast<double>(records);
   return out;
+}
+
+std::pair<rollout_health, rollout_health>
+stage_health(const std::vector<rollout_device>& devices,
+             const std::set<std::string>& pushed, const rollout_stage& stage,
+             const std::map<std::string, device_window>& window,
+             const std::map<std::string, double>& storage) {
+  std::set<std::string> changed;
+  std::set<std::string> unchanged;
+  for (auto& d : devices)
+    if (stage.tier == 0 || tier_key(d.tier) == stage.tier)
+      (pushed.count(d.id) ? changed : unchanged).insert(d.id);
+  return {group_health(changed, window, storage),
+          group_health(unchanged, window, storage)};
 }
 
 namespace {

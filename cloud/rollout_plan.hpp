@@ -4,24 +4,18 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <caf/error.hpp>
 
+#include "messages/rollout_rules.hpp"
 #include "messages/types.hpp"
 
 namespace fleetd {
 
-/// Most steps a rollout may name after its canary.
-constexpr size_t max_rollout_steps = 20;
-
-/// Longest bake a rollout may ask for (30 days).
-constexpr int64_t max_rollout_bake_ms = int64_t{30} * 24 * 3600 * 1000;
-
-/// bad_config naming what is wrong with a start command: no setting, a
-/// value the settings cannot carry, a canary or step outside (0, 100],
-/// steps not ascending or not ending at 100, a bake out of range, a
-/// negative margin.
+/// bad_config naming what is wrong with a start command: its plan
+/// (check_rollout_plan) or a value the settings cannot carry.
 caf::error check_rollout_start(const rollout_command& c);
 
 /// A device as the rollout plans it: its store id and reported tier.
@@ -60,6 +54,15 @@ struct device_window {
 rollout_health group_health(const std::set<std::string>& group,
                             const std::map<std::string, device_window>& window,
                             const std::map<std::string, double>& storage);
+
+/// The health of the changed devices (in `pushed`) and of the unchanged
+/// ones among `devices`, as stage `stage` is judged: with a tier (by tier)
+/// only that tier's devices, so tiers of other figures are not compared.
+std::pair<rollout_health, rollout_health>
+stage_health(const std::vector<rollout_device>& devices,
+             const std::set<std::string>& pushed, const rollout_stage& stage,
+             const std::map<std::string, device_window>& window,
+             const std::map<std::string, double>& storage);
 
 /// Why the changed group is worse than the unchanged one by more than the
 /// margins (empty: it is not); a figure one group lacks is not compared.

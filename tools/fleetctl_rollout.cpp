@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "messages/error.hpp"
+#include "messages/rollout_rules.hpp"
 #include "runtime/json.hpp"
 #include "runtime/options.hpp"
 
@@ -102,25 +103,23 @@ rollout_command_of(const std::vector<std::string>& args,
   out.canary_percent = *canary;
   std::stringstream in(opt.steps);
   std::string word;
-  while (std::getline(in, word, ',')) {
-    if (out.steps.size() >= 20)
-      return bad("--steps: at most 20 shares");
+  // One past the most: check_rollout_plan names the limit.
+  while (out.steps.size() <= max_rollout_steps
+         && std::getline(in, word, ',')) {
     auto x = parse_percent(word);
     if (!x)
       return bad("--steps: " + error_text(x.error()));
     out.steps.push_back(*x);
   }
-  if (out.steps.empty() || out.steps.back() != 100)
-    return bad("--steps: the last share must be 100");
-  for (size_t i = 0; i < out.steps.size(); ++i)
-    if (out.steps[i] < (i == 0 ? out.canary_percent : out.steps[i - 1]))
-      return bad("--steps: ascending, none below the canary");
   out.by_tier = opt.by_tier;
   out.bake_ms = opt.bake.count();
   out.margins.sync_success_points
     = static_cast<double>(opt.margin_sync_success);
   out.margins.storage_points = static_cast<double>(opt.margin_storage);
   out.margins.bandwidth_percent = static_cast<double>(opt.margin_bandwidth);
+  // The node's own rules, before it is asked.
+  if (auto err = check_rollout_plan(out))
+    return err;
   return out;
 }
 

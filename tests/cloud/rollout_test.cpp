@@ -5,9 +5,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -47,6 +50,84 @@ struct sim_device {
   int64_t available_disk = 60'000'000'000;
 };
 
+// The real store, except that setting a device of `refuse` fails; every
+// setting asked for is listed in `sets`, and the most settings requests
+// (reads and sets) outstanding at once kept in `most_outstanding`.
+struct flaky_log {
+  std::mutex m;
+  std::set<std::string> refuse;
+  std::vector<std::string> sets;
+  size_t outstanding = 0;
+  size_t most_outstanding = 0;
+};
+
+// Forwards a settings request to `real`, counting it outstanding until the
+// answer is back.
+template <class Self, class... Ts>
+caf::result<cloud_settings> counted(Self* self, cloud_store_actor real,
+                                    std::shared_ptr<flaky_log> log,
+                                    Ts... xs) {
+  {
+    std::lock_guard<std::mutex> guard(log->m);
+    log->most_outstanding = std::max(log->most_outstanding,
+                                     ++log->outstanding);
+  }
+  auto rp = self->template make_response_promise<cloud_settings>();
+  auto done = [log] {
+    std::lock_guard<std::mutex> guard(log->m);
+    --log->outstanding;
+  };
+  self->request(real, 30s, config_atom::value, std::move(xs)...)
+    .then(
+      [rp, done](cloud_settings& x) mutable {
+        done();
+        rp.deliver(std::move(x));
+      },
+      [rp, done](caf::error& err) mutable {
+        done();
+        rp.deliver(std::move(err));
+      });
+  return rp;
+}
+
+cloud_store_actor::behavior_type
+flaky_store(cloud_store_actor::pointer self, cloud_store_actor real,
+            std::shared_ptr<flaky_log> log) {
+  return {
+    [=](write_atom a, ingest_batch& b) -> caf::result<ingest_outcome> {
+      return self->delegate(real, a, std::move(b));
+    },
+    [=](devices_atom a) -> caf::result<device_infos> {
+      return self->delegate(real, a);
+    },
+    [=](points_atom a, std::string& d) -> caf::result<metric_samples> {
+      return self->delegate(real, a, std::move(d));
+    },
+    [=](logs_atom a, std::string& d) -> caf::result<log_lines> {
+      return self->delegate(real, a, std::move(d));
+    },
+    [=](events_atom a, std::string& d) -> caf::result<event_records> {
+      return self->delegate(real, a, std::move(d));
+    },
+    [=](config_atom, std::string& d,
+        settings_change& c) -> caf::result<cloud_settings> {
+      {
+        std::lock_guard<std::mutex> guard(log->m);
+        log->sets.push_back(d);
+        if (log->refuse.count(d) > 0)
+          return make_error(ec::storage_failed, "refused by the test");
+      }
+      return counted(self, real, log, d, c);
+    },
+    [=](config_atom, std::string& d) -> caf::result<cloud_settings> {
+      return counted(self, real, log, d);
+    },
+    [=](stats_atom a) -> caf::result<actor_stats> {
+      return self->delegate(real, a);
+    },
+  };
+}
+
 struct rollout_fixture : test::cloud_fixture {
   cloud_store_actor store;
   ingest_actor ing;
@@ -75,13 +156,14 @@ struct rollout_fixture : test::cloud_fixture {
 
   // A rollout actor over the fleet's store, persisting in cloud.db; only
   // the test's ticks make it judge (its own timer waits an hour).
-  rollout_actor spawn_rollout(int64_t max_devices = 100000) {
+  rollout_actor spawn_rollout(int64_t max_devices = 100000,
+                              cloud_store_actor via = {}) {
     auto book = rollout_book::open(dir.file("cloud.db"));
     REQUIRE_MESSAGE(book, render(book.error()));
     rollout_config cfg;
     cfg.check_interval = std::chrono::hours(1);
     cfg.max_devices = max_devices;
-    cfg.store = store;
+    cfg.store = via ? via : store;
     cfg.book = std::make_shared<rollout_book>(std::move(*book));
     cfg.clock = clock;
     return keep(sys->spawn<caf::detached>(rollout, cfg));
@@ -121,9 +203,43 @@ struct rollout_fixture : test::cloud_fixture {
     }
   }
 
+  // Kills the rollout actor as a crash would; a new one reads the book,
+  // and a new ingest feeds it.
+  void restart() {
+    (*self)->send_exit(ro, caf::exit_reason::kill);
+    (*self)->wait_for(ro);
+    ro = spawn_rollout();
+    ingest_config icfg;
+    icfg.store = store;
+    icfg.anonymous = true;
+    icfg.outcomes = caf::actor_cast<outcome_listener>(ro);
+    ing = keep(sys->spawn(ingest, icfg));
+  }
+
+  // A rollout actor in place of the first that reaches the store through
+  // flaky_store; its log.
+  std::shared_ptr<flaky_log> through_flaky_store() {
+    auto log = std::make_shared<flaky_log>();
+    auto flaky = keep(sys->spawn(flaky_store, store, log));
+    (*self)->send_exit(ro, caf::exit_reason::kill);
+    (*self)->wait_for(ro);
+    ro = spawn_rollout(100000, flaky);
+    return log;
+  }
+
+  // The answer, and for a start or resume (answered while the stage is
+  // pushed) the status once the pushes are done.
   rollout_status run(rollout_command cmd) {
-    return test::ask<rollout_status>(*self, ro, 30s, rollout_atom::value,
-                                     std::move(cmd));
+    auto out = test::ask<rollout_status>(*self, ro, 30s, rollout_atom::value,
+                                         cmd);
+    if (out.phase == "pushing" && (cmd.op == "start" || cmd.op == "resume"))
+      CHECK(test::eventually(
+        [&] {
+          out = status(cmd.org);
+          return out.phase != "pushing";
+        },
+        20s));
+    return out;
   }
 
   caf::error refused(rollout_command cmd) {
@@ -134,9 +250,10 @@ struct rollout_fixture : test::cloud_fixture {
     return out;
   }
 
-  rollout_status status() {
+  rollout_status status(const std::string& org = {}) {
     rollout_command c;
     c.op = "status";
+    c.org = org;
     return run(c);
   }
 
@@ -361,6 +478,40 @@ TEST_CASE("by tier: tier 1 first, then 2, then 3, each canary first") {
                                                  {67, 67, 66}});
 }
 
+TEST_CASE("by tier: a tier's stage is judged against its own tier only") {
+  rollout_fixture f(fleet_size, true);
+  // Tier 1's disks are fuller than the others' (70 % vs 40 % used): by
+  // itself no reason to halt a change that leaves them as they are.
+  for (auto& d : f.fleet)
+    if (d.tier == 1)
+      d.available_disk = 30'000'000'000;
+  f.round();
+  auto cmd = f.start(batch_size(500));
+  cmd.by_tier = true;
+  cmd.canary_percent = 10;
+  cmd.steps = {100};
+  auto st = f.run(cmd);
+  REQUIRE(st.phase == "baking");
+  // Status splits the devices as the judgement will: tier 1's, with disks.
+  f.round();
+  st = f.status();
+  CHECK(st.changed_health.devices == 7);
+  CHECK(st.unchanged_health.devices == 60);
+  CHECK(st.changed_health.storage_used == doctest::Approx(0.7));
+  CHECK(st.unchanged_health.storage_used == doctest::Approx(0.7));
+  f.bake();
+  st = f.after_judgement(0);
+  INFO(st.reason);
+  CHECK(st.phase == "baking");
+  CHECK(st.stage == 1);
+  // The whole way: each tier against itself.
+  for (int64_t stage = 1; st.phase == "baking" && stage < 8; ++stage) {
+    f.bake();
+    st = f.after_judgement(stage);
+  }
+  CHECK(st.phase == "done");
+}
+
 TEST_CASE("a restarted rollout actor goes on from its saved state with the "
           "same devices") {
   rollout_fixture f;
@@ -369,15 +520,7 @@ TEST_CASE("a restarted rollout actor goes on from its saved state with the "
   f.round();
   auto canary = f.with([](auto& d) { return d.settings.batch_size == 500; });
   REQUIRE(canary.size() == 10);
-  // Killed as a crash would; a new one reads the book.
-  (*f.self)->send_exit(f.ro, caf::exit_reason::kill);
-  (*f.self)->wait_for(f.ro);
-  f.ro = f.spawn_rollout();
-  auto ingest_cfg = ingest_config{};
-  ingest_cfg.store = f.store;
-  ingest_cfg.anonymous = true;
-  ingest_cfg.outcomes = caf::actor_cast<outcome_listener>(f.ro);
-  f.ing = f.keep(f.sys->spawn(ingest, ingest_cfg));
+  f.restart();
   st = f.status();
   CHECK(st.phase == "baking");
   CHECK(st.changed == 10);
@@ -397,6 +540,134 @@ TEST_CASE("a restarted rollout actor goes on from its saved state with the "
   CHECK(st.phase == "rolled_back");
   f.round();
   CHECK(f.with([](auto& d) { return d.settings.batch_size == 500; }).empty());
+}
+
+TEST_CASE("a bad change still halts when the rollout actor restarts "
+          "mid-bake") {
+  rollout_fixture f;
+  auto st = f.run(f.start(retention(bad_retention_ms)));
+  REQUIRE(st.changed == 10);
+  f.round();
+  f.restart();
+  REQUIRE(f.status().phase == "baking");
+  f.bake();
+  st = f.after_judgement(0);
+  INFO(st.reason);
+  CHECK(st.phase == "halted");
+  CHECK(st.reason.find("sync success") != std::string::npos);
+  CHECK(st.changed_health.missing > 0);
+  CHECK(st.unchanged_health.sync_success == 1.0);
+}
+
+TEST_CASE("devices whose push failed are not counted changed, and resume "
+          "pushes exactly those") {
+  rollout_fixture f;
+  auto log = f.through_flaky_store();
+  auto cmd = f.start(batch_size(500));
+  // The canary, as the rollout picks it.
+  std::vector<rollout_device> devices;
+  for (auto& d : f.fleet)
+    devices.push_back({d.id, d.tier});
+  auto canary = stage_targets(devices, plan_stages(cmd, {1}), 0);
+  REQUIRE(canary.size() == 10);
+  std::set<std::string> refused(canary.begin(), std::next(canary.begin(), 3));
+  log->refuse = refused;
+  auto st = f.run(cmd);
+  INFO(st.reason);
+  CHECK(st.phase == "halted");
+  CHECK(st.reason.find("push failed") != std::string::npos);
+  CHECK(st.changed == 7);
+  f.round();
+  CHECK(f.with([](auto& d) { return d.settings.batch_size == 500; }).size()
+        == 7);
+  {
+    std::lock_guard<std::mutex> guard(log->m);
+    log->refuse.clear();
+    log->sets.clear();
+  }
+  st = f.run(op("resume"));
+  CHECK(st.phase == "baking");
+  CHECK(st.changed == 10);
+  {
+    std::lock_guard<std::mutex> guard(log->m);
+    CHECK(std::set<std::string>(log->sets.begin(), log->sets.end())
+          == refused);
+    CHECK(log->sets.size() == 3);
+  }
+  f.round();
+  CHECK(f.with([](auto& d) { return d.settings.batch_size == 500; })
+        == canary);
+  // The confirmed pushes are kept across a restart.
+  f.restart();
+  f.round();
+  st = f.status();
+  CHECK(st.changed_health.devices == 10);
+  CHECK(st.unchanged_health.devices == 190);
+}
+
+TEST_CASE("a rollout has at most 64 settings requests outstanding, however "
+          "many devices it changes") {
+  rollout_fixture f;
+  auto log = f.through_flaky_store();
+  auto cmd = f.start(batch_size(500));
+  cmd.canary_percent = 100;
+  cmd.steps = {100};
+  auto st = f.run(cmd);
+  CHECK(st.phase == "baking");
+  CHECK(st.changed == 200);
+  std::lock_guard<std::mutex> guard(log->m);
+  CHECK(log->sets.size() == 200);
+  CHECK(log->outstanding == 0);
+  MESSAGE("most outstanding: " << log->most_outstanding);
+  CHECK(log->most_outstanding <= 64);
+  CHECK(log->most_outstanding >= 2);
+}
+
+TEST_CASE("start answers once the stage is recorded; status shows the "
+          "pushes' progress") {
+  rollout_fixture f;
+  auto st = test::ask<rollout_status>(*f.self, f.ro, 30s, rollout_atom::value,
+                                      f.start(batch_size(500)));
+  CHECK(st.phase == "pushing");
+  CHECK(st.changed == 0);
+  CHECK(st.devices == 200);
+  CHECK(st.stages.size() == 4);
+  CHECK(test::eventually(
+    [&] {
+      st = f.status();
+      return st.phase == "baking";
+    },
+    20s));
+  CHECK(st.changed == 10);
+}
+
+TEST_CASE("hostile sequences count no negative and no endless missing "
+          "batches") {
+  rollout_fixture f(4);
+  REQUIRE(f.run(f.start(batch_size(500))).phase == "baking");
+  auto send = [&](const char* device, int64_t seq) {
+    caf::anon_send(f.ro, outcome_atom::value,
+                   sync_outcome{device, "metrics", seq, true, 100, 1});
+  };
+  auto max = std::numeric_limits<int64_t>::max();
+  auto min = std::numeric_limits<int64_t>::min();
+  send("dev-000", max);
+  send("dev-000", 5);
+  send("dev-000", min);
+  send("dev-001", 1);
+  send("dev-001", max);
+  send("dev-001", min);
+  send("dev-002", min);
+  send("dev-002", max);
+  rollout_status st;
+  CHECK(test::eventually(
+    [&] {
+      st = f.status();
+      return st.changed_health.accepted + st.unchanged_health.accepted == 8;
+    },
+    10s));
+  // dev-001's jump from 1 to the largest sequence is clamped.
+  CHECK(st.changed_health.missing + st.unchanged_health.missing == 1'000'000);
 }
 
 TEST_CASE("bad rollout commands are refused with a reason") {
@@ -450,6 +721,26 @@ TEST_CASE("bad rollout commands are refused with a reason") {
                                   op("status"))
           .phase
         == "none");
+  // The console refuses a plan with the node's own rule and words.
+  rollout_options o;
+  o.canary = "5%";
+  o.bake = std::chrono::minutes(10);
+  std::string many = "5";
+  for (int i = 0; i < 20; ++i)
+    many += ",100";
+  for (auto steps : {"25,50", "50,25,100", "2,100", many.c_str()}) {
+    o.steps = steps;
+    auto console = rollout_command_of({"rollout", "start"}, o, "",
+                                      batch_size(10));
+    REQUIRE_FALSE(console);
+    c = ok;
+    c.steps.clear();
+    std::stringstream in(steps);
+    std::string word;
+    while (std::getline(in, word, ','))
+      c.steps.push_back(std::stod(word));
+    CHECK(render(console.error()) == render(f.refused(c)));
+  }
   // The console's parsing of shares.
   for (auto bad : {"", "%", "0", "-5%", "101", "5x", "nan", "1e999",
                    "99999999999999999999"})

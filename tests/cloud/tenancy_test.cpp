@@ -13,8 +13,10 @@
 #include <functional>
 #include <iterator>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <caf/scoped_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -31,6 +33,7 @@
 #include "runtime/http_client.hpp"
 #include "ask.hpp"
 #include "check_samples.hpp"
+#include "helpers.hpp"
 #include "pg_fixture.hpp"
 #include "contract_case.hpp"
 #include "pg_schema.hpp"
@@ -638,6 +641,79 @@ TEST_CASE("an org over its points-per-second quota gets 429 with a wait, "
   f.run(bytes);
   f.clock->advance(2000);
   check_refused(f.sync(key, "d1", 5, points("x", 1)), 429, "over_quota");
+}
+
+namespace {
+
+// Every sync outcome ingest reports, in order.
+struct outcome_log {
+  std::mutex m;
+  std::vector<sync_outcome> xs;
+};
+
+outcome_listener::behavior_type
+outcome_recorder(outcome_listener::pointer, std::shared_ptr<outcome_log> log) {
+  return {
+    [log](outcome_atom, const sync_outcome& x) {
+      std::lock_guard<std::mutex> guard(log->m);
+      log->xs.push_back(x);
+    },
+  };
+}
+
+} // namespace
+
+TEST_CASE("a request of a known device refused before the store is "
+          "reported as a failed outcome: undecodable, another device's "
+          "key, over quota") {
+  tenancy_fixture f;
+  auto log = std::make_shared<outcome_log>();
+  ingest_config icfg;
+  icfg.store = f.store;
+  icfg.tenancy = f.tenants;
+  icfg.outcomes = f.keep(f.sys->spawn(outcome_recorder, log));
+  f.ing = f.keep(f.sys->spawn(ingest, icfg));
+  f.run(op("org-create", "acme"));
+  auto key = f.add("acme", "d1");
+  auto other = f.add("acme", "d2");
+  auto seen = [&](size_t n) {
+    std::vector<sync_outcome> out;
+    CHECK(test::eventually([&] {
+      std::lock_guard<std::mutex> guard(log->m);
+      out = log->xs;
+      return out.size() >= n;
+    }, 10s));
+    return out;
+  };
+  auto garbage = test::ask<http_reply>(
+    *f.self, f.ing, 10s, sync_atom::value,
+    sync_envelope{"not protobuf", "", protobuf_type, "Bearer " + key});
+  CHECK(garbage.status == 400);
+  check_refused(f.sync(other, "d1", 1, points("cpu", 3)), 403,
+                "device_mismatch");
+  auto quota = op("quota-set", "acme");
+  quota.points_per_second = 10;
+  f.run(quota);
+  REQUIRE(f.sync(key, "d1", 1, points("cpu", 150)).status == 200);
+  check_refused(f.sync(key, "d1", 2, points("mem", 5)), 429, "over_quota");
+  // A request without a key names no device the node knows: no outcome.
+  check_refused(f.sync("", "d1", 3, points("cpu", 3)), 401, "missing_key");
+  auto xs = seen(4);
+  REQUIRE(xs.size() == 4);
+  CHECK(xs[0].device == "acme/d1");
+  CHECK_FALSE(xs[0].accepted);
+  CHECK(xs[0].sequence == 0);
+  CHECK(xs[1].device == "acme/d2");
+  CHECK(xs[1].stream == "metrics");
+  CHECK_FALSE(xs[1].accepted);
+  CHECK(xs[1].sequence == 0);
+  CHECK(xs[2].device == "acme/d1");
+  CHECK(xs[2].accepted);
+  CHECK(xs[2].sequence == 1);
+  CHECK(xs[3].device == "acme/d1");
+  CHECK_FALSE(xs[3].accepted);
+  CHECK(xs[3].sequence == 0);
+  CHECK(xs[3].bytes > 0);
 }
 
 TEST_CASE("POST /v2/sync with batches of several devices and orgs under one "

@@ -98,8 +98,15 @@ TEST_CASE("fleetctl rollout start, status, halt and rollback on a real "
                     "50%", "--steps", "100", "--bake", "1h"});
   INFO(out.second);
   REQUIRE(out.first == 0);
-  CHECK(out.second.find("baking") != std::string::npos);
-  CHECK(out.second.find("changed 1 of 2 devices") != std::string::npos);
+  // Answered once the stage is recorded, while its pushes go on.
+  CHECK(out.second.find("pushing") != std::string::npos);
+  CHECK(eventually(
+    [&] {
+      auto s = f.ctl({"rollout", "status"}).second;
+      return s.find("baking") != std::string::npos
+             && s.find("changed 1 of 2 devices") != std::string::npos;
+    },
+    20s));
   REQUIRE(eventually(
     [&] {
       auto b = f.batch_sizes();
