@@ -122,6 +122,10 @@ flaky_store(cloud_store_actor::pointer self, cloud_store_actor real,
     [=](config_atom, std::string& d) -> caf::result<cloud_settings> {
       return counted(self, real, log, d);
     },
+    [=](delivery_atom a, std::string& d,
+        int64_t since) -> caf::result<delivery_rows> {
+      return self->delegate(real, a, std::move(d), since);
+    },
     [=](stats_atom a) -> caf::result<actor_stats> {
       return self->delegate(real, a);
     },
