@@ -500,7 +500,8 @@ struct actor_runtime {
   int64_t errors = 0;
   std::string last_error;
   int64_t restarts = 0;
-  /// Since the last message ended; -1 before the first.
+  /// Since the last message ended (the inspector's own asks aside), or
+  /// since the actor started when it had none; -1 when not measured.
   int64_t idle_ms = -1;
 };
 

@@ -64,6 +64,7 @@ void actor_counters::failed(const std::string& what) {
 
 std::shared_ptr<mailbox_gauge> actor_counters::begin_incarnation() {
   spawns.fetch_add(1, std::memory_order_relaxed);
+  started_ns.store(stamp(), std::memory_order_relaxed);
   auto g = std::make_shared<mailbox_gauge>();
   std::lock_guard<std::mutex> guard{mtx_};
   current_ = g;
@@ -182,8 +183,10 @@ actor_runtime stats_registry::read(const std::string& name, uint64_t probes) {
   out.last_error = c.last_error();
   auto spawns = c.spawns.load(std::memory_order_relaxed);
   out.restarts = spawns > 1 ? static_cast<int64_t>(spawns - 1) : 0;
-  out.idle_ms = e.last_ns > 0 ? std::max<int64_t>(0, now - e.last_ns) / 1000000
-                              : -1;
+  // No message yet (the reader's asks aside): idle since it started.
+  auto since = std::max(e.last_ns,
+                        c.started_ns.load(std::memory_order_relaxed));
+  out.idle_ms = std::max<int64_t>(0, now - since) / 1000000;
   return out;
 }
 

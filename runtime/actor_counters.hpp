@@ -105,6 +105,8 @@ struct actor_counters {
   std::atomic<uint64_t> errors{0};
   /// Incarnations spawned under this name: restarts = spawns - 1.
   std::atomic<uint64_t> spawns{0};
+  /// When the running incarnation started (`stamp`).
+  std::atomic<int64_t> started_ns{0};
   /// When the last timed message was done; 0 before the first.
   std::atomic<int64_t> last_ns{0};
   std::array<std::atomic<uint64_t>, buckets> time{};

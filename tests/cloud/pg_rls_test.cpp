@@ -77,6 +77,12 @@ const std::vector<std::pair<std::string, std::string>> seeds = {
   {"fleet_hourly", "INSERT INTO fleet_hourly (org, device, metric, labels, "
                    "hour_s, sum, count, min, max) VALUES ($1, $2, 'cpu', '', "
                    "0, 1, 1, 1, 1)"},
+  {"delivery", "INSERT INTO delivery (org, device, stream, hour_ms, received, "
+               "duplicates, missing, declared_drops) VALUES ($1, $2, "
+               "'metrics', 0, 1, 0, 0, 0)"},
+  {"declared_drops", "INSERT INTO declared_drops (org, device, stream, "
+                     "origin, records, batches) VALUES ($1, $2, 'metrics', "
+                     "'o', 1, 0)"},
 };
 
 // Tenant tables the node's role may only insert into, under its org: the
