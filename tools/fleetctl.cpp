@@ -383,6 +383,17 @@ console_show show_of(const std::string& cmd, const ctl_options& opt) {
         return xs.error();
       return opt.json ? to_json(*xs) + "\n" : to_text(*xs);
     };
+  if (cmd == "delivery")
+    return [opt](caf::scoped_actor& self, const inspector_actor& node)
+             -> caf::expected<std::string> {
+      auto since = now_ms() - opt.delivery.since.count();
+      auto xs = ask_node<delivery_rows>(self, node, opt.timeout,
+                                        delivery_atom::value,
+                                        opt.query.device, since);
+      if (!xs)
+        return xs.error();
+      return opt.json ? delivery_json(*xs) + "\n" : delivery_text(*xs);
+    };
   if (cmd == "nodes" || cmd == "streams")
     return [opt, cmd](caf::scoped_actor& self, const inspector_actor& node)
              -> caf::expected<std::string> {
@@ -715,9 +726,6 @@ int run_console(const option_set& opts, const ctl_options& opt,
           std::cout << (opt.json ? r.json + "\n" : r.text);
         },
         fail);
-  } else if (cmd == "delivery") {
-    rc = run_delivery(self, *node, opt.query.device, opt.delivery, opt.json,
-                      opt.timeout);
   }
   return rc;
 }

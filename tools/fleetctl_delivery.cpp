@@ -97,25 +97,4 @@ std::string delivery_json(const delivery_rows& xs) {
     .str();
 }
 
-int run_delivery(caf::scoped_actor& self, const inspector_actor& node,
-                 const std::string& device, const delivery_options& opt,
-                 bool json, caf::timespan timeout) {
-  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-               .count();
-  int rc = 0;
-  self->request(node, timeout, delivery_atom::value, device,
-                static_cast<int64_t>(now - opt.since.count()))
-    .receive(
-      [&](delivery_rows& xs) {
-        std::cout << (json ? delivery_json(xs) + "\n" : delivery_text(xs));
-      },
-      [&](const caf::error& err) {
-        std::cerr << "fleetctl: delivery failed: " << render(err)
-                  << std::endl;
-        rc = 1;
-      });
-  return rc;
-}
-
 } // namespace fleetd

@@ -26,12 +26,6 @@ std::string delivery_text(const delivery_rows& xs);
 /// {"rows": [...], "totals": {...}}, each with its ratio.
 std::string delivery_json(const delivery_rows& xs);
 
-/// Asks the node for `device`'s rows (empty: every device) since `since`
-/// before now and prints them; the exit code (0, or 1 when it failed).
-int run_delivery(caf::scoped_actor& self, const inspector_actor& node,
-                 const std::string& device, const delivery_options& opt,
-                 bool json, caf::timespan timeout);
-
 /// Usage lines for --help.
 extern const char* const delivery_usage;
 

@@ -277,7 +277,8 @@ TEST_CASE("fleetctl top, nodes, streams and --watch/--json on real nodes") {
   SUBCASE("--watch --count 2 --json prints two JSON documents, on every "
           "console command") {
     for (auto port : {n.cloud_console, n.dev_console})
-      for (auto cmd : {"status", "actors", "devices", "nodes", "streams"}) {
+      for (auto cmd :
+           {"status", "actors", "devices", "nodes", "streams", "delivery"}) {
         auto run = ctl_split(port, {cmd, "--watch", "--count=2", "--json",
                                 "--interval=100ms"});
         CAPTURE(cmd);
