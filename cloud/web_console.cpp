@@ -8,6 +8,7 @@
 
 #include "cloud/console_assets.hpp"
 #include "cloud/query_params.hpp"
+#include "runtime/actor_counters.hpp"
 #include "messages/error.hpp"
 #include "runtime/json.hpp"
 #include "runtime/text.hpp"
@@ -215,19 +216,12 @@ std::string actors_json(const node_status& st) {
       .add("idle_ms", r.idle_ms);
     list += (list.size() > 1 ? "," : "") + o.str();
   }
-  auto& p = st.process;
-  json_object proc;
-  proc.add("rss_bytes", p.rss_bytes)
-    .add("cpu_ms", p.cpu_ms)
-    .add("threads", p.threads)
-    .add("fds", p.fds)
-    .add("sockets", p.sockets);
   json_object out;
   out.add("role", st.role)
     .add("node_id", st.node_id)
     .add("version", st.version)
     .add("uptime_ms", st.uptime_ms)
-    .raw("process", proc.str())
+    .raw("process", to_json(st.process))
     .raw("actors", list + "]");
   return out.str();
 }

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/json.hpp"
+
 namespace fleetd {
 
 int64_t steady_ns() {
@@ -250,6 +252,31 @@ process_figures read_process_figures(const std::string& proc_self) {
     --out.fds;
   }
   return out;
+}
+
+std::string to_json(const actor_runtime& x) {
+  json_object out;
+  out.add("measured", x.measured)
+    .add("mailbox", x.mailbox)
+    .add("handled", x.handled)
+    .add("per_second", x.per_second)
+    .add("p50_us", x.p50_us)
+    .add("p99_us", x.p99_us)
+    .add("errors", x.errors)
+    .add("last_error", x.last_error)
+    .add("restarts", x.restarts)
+    .add("idle_ms", x.idle_ms);
+  return out.str();
+}
+
+std::string to_json(const process_figures& x) {
+  json_object out;
+  out.add("rss_bytes", x.rss_bytes)
+    .add("cpu_ms", x.cpu_ms)
+    .add("threads", x.threads)
+    .add("fds", x.fds)
+    .add("sockets", x.sockets);
+  return out.str();
 }
 
 } // namespace fleetd

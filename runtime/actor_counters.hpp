@@ -189,4 +189,10 @@ private:
 process_figures read_process_figures(const std::string& proc_self
                                      = "/proc/self");
 
+/// The runtime's figures of one actor as a JSON object.
+std::string to_json(const actor_runtime& x);
+
+/// The node process's figures as a JSON object.
+std::string to_json(const process_figures& x);
+
 } // namespace fleetd

@@ -4,14 +4,9 @@
 #include <vector>
 
 #include "messages/types.hpp"
+#include "runtime/actor_counters.hpp"
 
 namespace fleetd {
-
-/// The runtime's figures of one actor as a JSON object.
-std::string to_json(const actor_runtime& x);
-
-/// The node process's figures as a JSON object.
-std::string to_json(const process_figures& x);
 
 /// One line of the node process's figures ("rss 14.2 MiB, cpu 3.1 s, ...").
 std::string to_text(const process_figures& x);
