@@ -37,17 +37,6 @@ int64_t coarse_ns() {
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
-namespace detail {
-
-unsigned assign_sender_slot() noexcept {
-  static std::atomic<unsigned> next{0};
-  auto n = next.fetch_add(1, std::memory_order_relaxed) + 1;
-  // Past the plain slots every thread shares the last one.
-  return n < mailbox_gauge::slots ? n : mailbox_gauge::slots;
-}
-
-} // namespace detail
-
 void actor_counters::timed_since(int64_t begin_ns) noexcept {
   auto end = clock();
   last_ns.store(end, std::memory_order_relaxed);
@@ -64,10 +53,11 @@ void actor_counters::failed(const std::string& what) {
   last_error_ = what.substr(0, 512);
 }
 
-std::shared_ptr<mailbox_gauge> actor_counters::begin_incarnation() {
+std::shared_ptr<mailbox_gauge>
+actor_counters::begin_incarnation(bool count_in) {
   spawns.fetch_add(1, std::memory_order_relaxed);
   started_ns.store(stamp(), std::memory_order_relaxed);
-  auto g = std::make_shared<mailbox_gauge>();
+  auto g = std::make_shared<mailbox_gauge>(count_in);
   std::lock_guard<std::mutex> guard{mtx_};
   current_ = g;
   return g;
@@ -97,10 +87,7 @@ int64_t actor_counters::mailbox() const {
   }
   if (!g)
     return 0;
-  // Read out before in: a message counted out was counted in before.
-  auto out = g->dequeued.load(std::memory_order_acquire);
-  auto in = g->enqueued();
-  return in > out ? static_cast<int64_t>(in - out) : 0;
+  return static_cast<int64_t>(g->estimate());
 }
 
 std::string actor_counters::last_error() const {

@@ -20,52 +20,40 @@ int64_t steady_ns();
 /// what the idle time is stamped with.
 int64_t coarse_ns();
 
-namespace detail {
-
-/// This thread's sender slot plus one (0: not assigned yet).
-inline thread_local unsigned sender_slot_plus1 = 0;
-
-/// Gives the calling thread the next sender slot number (1, 2, ...).
-unsigned assign_sender_slot() noexcept;
-
-} // namespace detail
-
-/// One incarnation's mailbox: what senders put in, what it took out.
+/// One incarnation's mailbox and what it took in hand. An actor with a
+/// thread of its own (it may block in a handler) has its senders count what
+/// they put in, so a stuck one's depth shows; the others (they never block)
+/// look at their own mailbox now and then (only the actor's thread may),
+/// since a count per message sent cost ~2 % of an empty handler's throughput.
 struct mailbox_gauge {
-  /// Each of the first threads that send counts in a slot of its own (one
-  /// writer: a plain store, no locked add, which cost ~3 % of an empty
-  /// handler); later threads share the last slot with locked adds.
-  static constexpr size_t slots = 8;
-
-  struct alignas(64) slot {
-    std::atomic<uint64_t> n{0};
-  };
-
-  std::array<slot, slots> in;
-  // Apart from the senders' lines: the actor's thread writes these.
-  alignas(64) std::atomic<uint64_t> dequeued{0};
-  /// Messages handled by this incarnation (not the one in its handler).
-  std::atomic<uint64_t> handled{0};
-
-  /// Counts a message put in by the calling thread.
-  void count_in() noexcept {
-    auto& mine = detail::sender_slot_plus1;
-    if (mine == 0)
-      mine = detail::assign_sender_slot();
-    if (mine < slots) {
-      auto& n = in[mine - 1].n;
-      n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    } else {
-      in[slots - 1].n.fetch_add(1, std::memory_order_relaxed);
-    }
+  explicit mailbox_gauge(bool count_in) : counts_in(count_in) {
+    // nop
   }
 
-  /// Messages put in so far.
-  uint64_t enqueued() const noexcept {
-    uint64_t sum = 0;
-    for (auto& x : in)
-      sum += x.n.load(std::memory_order_acquire);
-    return sum;
+  /// Whether senders count `in`.
+  const bool counts_in;
+  /// Messages put in (counts_in only).
+  std::atomic<uint64_t> in{0};
+  /// Messages taken in hand by this incarnation (the one in its handler too).
+  std::atomic<uint64_t> handled{0};
+  /// Messages waiting when the actor last looked.
+  std::atomic<uint64_t> waiting{0};
+  /// `handled` when it looked.
+  std::atomic<uint64_t> handled_then{0};
+
+  /// Messages waiting now: exact when senders count, else those seen at the
+  /// last look less those handled since (later arrivals show at the next).
+  uint64_t estimate() const noexcept {
+    if (counts_in) {
+      // Out before in: a message counted out was counted in before.
+      auto out = handled.load(std::memory_order_acquire);
+      auto put = in.load(std::memory_order_acquire);
+      return put > out ? put - out : 0;
+    }
+    auto then = handled_then.load(std::memory_order_acquire);
+    auto seen = waiting.load(std::memory_order_acquire);
+    auto done = handled.load(std::memory_order_acquire) - then;
+    return seen > done ? seen - done : 0;
   }
 };
 
@@ -98,7 +86,7 @@ struct actor_counters {
   int64_t (*stamp)() = coarse_ns;
   /// One message in this many is timed (a clock read costs as much as
   /// CAF's handling of an empty message); 1 times every one.
-  uint32_t sample_every = 32;
+  uint32_t sample_every = 64;
 
   /// Timed messages (the histogram's total).
   std::atomic<uint64_t> timed{0};
@@ -117,14 +105,16 @@ struct actor_counters {
   /// Counts one message handled from `begin_ns` until now (a timed one).
   void timed_since(int64_t begin_ns) noexcept;
 
-  /// A new incarnation starts under this name: its mailbox is the one read.
-  std::shared_ptr<mailbox_gauge> begin_incarnation();
+  /// A new incarnation starts under this name: its mailbox is the one read
+  /// (`count_in`: see mailbox_gauge).
+  std::shared_ptr<mailbox_gauge> begin_incarnation(bool count_in);
 
   /// Incarnation `g` ended; `why` is empty after an orderly stop, else the
   /// failure counted as an error.
   void end_incarnation(const mailbox_gauge* g, const std::string& why);
 
-  /// Messages waiting in the running incarnation's mailbox (0 when none runs).
+  /// Messages waiting in the running incarnation's mailbox as it last looked
+  /// (mailbox_gauge::estimate; 0 when none runs).
   int64_t mailbox() const;
 
   /// Messages handled by every incarnation so far.

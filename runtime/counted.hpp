@@ -3,7 +3,9 @@
 // Include only where actors are spawned (node mains, spawn helpers): the
 // template below makes one actor class per actor type counted.
 
+#include <atomic>
 #include <memory>
+#include <type_traits>
 #include <string>
 #include <utility>
 
@@ -38,35 +40,68 @@ void watch_exit(caf::abstract_actor* self, std::shared_ptr<actor_counters> c,
 
 } // namespace detail
 
-/// Actor class `Impl` (what CAF infers from an actor function) measured by
-/// the runtime: messages in and out of its mailbox, handling time (one
-/// message in actor_counters::sample_every, which also stamps the time of
-/// the last message), error answers (seen where they arrive: wrapping the
-/// behavior to see them where they are made cost ~5 % of an empty handler).
+/// Actor class `Impl` whose senders count what they put in its mailbox:
+/// for actors with a thread of their own, which may block in a handler.
 template <class Impl>
-class counted_actor final : public Impl {
+class counting_in : public Impl {
 public:
-  counted_actor(caf::actor_config& cfg, std::shared_ptr<actor_counters> c)
-    : Impl(cfg),
-      counters_(std::move(c)),
-      gauge_(counters_->begin_incarnation()) {
-    // nop
-  }
+  using Impl::Impl;
 
   using Impl::enqueue;
 
   void enqueue(caf::mailbox_element_ptr x, caf::execution_unit* eu) override {
-    gauge_->count_in();
+    // Set before the handle exists: no message can come earlier.
+    in_->fetch_add(1, std::memory_order_relaxed);
     Impl::enqueue(std::move(x), eu);
   }
 
-  using Impl::consume;
+protected:
+  std::atomic<uint64_t>* in_ = nullptr;
+};
+
+/// Actor class `Impl` (what CAF infers from an actor function) measured by
+/// the runtime: messages it takes in hand, how many wait in its mailbox
+/// (counted by the senders when `CountIn`, else looked at by the actor
+/// itself on every timed message and every request or answer, the
+/// inspector's stats ask among them), handling time (one message in
+/// actor_counters::sample_every, which also stamps the time of the last
+/// message) and error answers (seen where they arrive: wrapping the behavior
+/// to see them where they are made cost ~5 % of an empty handler).
+template <class Impl, bool CountIn = false>
+class counted_actor final
+  : public std::conditional_t<CountIn, counting_in<Impl>, Impl> {
+public:
+  using super = std::conditional_t<CountIn, counting_in<Impl>, Impl>;
+
+  counted_actor(caf::actor_config& cfg, std::shared_ptr<actor_counters> c)
+    : super(cfg),
+      counters_(std::move(c)),
+      gauge_(counters_->begin_incarnation(CountIn)) {
+    if constexpr (CountIn)
+      this->in_ = &gauge_->in;
+  }
+
+  using super::consume;
 
   caf::invoke_message_result consume(caf::mailbox_element& x) override {
-    // Error answers are rare: the common path tests one bit.
-    if (x.mid.is_response())
-      return consume_response(x);
-    return counted_consume(x);
+    // The common path: an untimed one-way message, counted with one store;
+    // everything else out of line so this path saves few registers.
+    if (!x.mid.is_async() || --countdown_ == 0)
+      return consume_rare(x);
+    auto& n = gauge_->handled;
+    n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    if constexpr (!CountIn) {
+      // A tail call, no frame: a message skipped (an await or a skip
+      // handler; no fleetd actor has one) counts again when it is handled.
+      return super::consume(x);
+    } else {
+      auto result = super::consume(x);
+      // Skipped: it stays in the mailbox, counted in once, comes back later.
+      if (result == caf::invoke_message_result::skipped)
+        n.store(n.load(std::memory_order_relaxed) - 1,
+                std::memory_order_relaxed);
+      return result;
+    }
   }
 
   const std::shared_ptr<actor_counters>& counters() const {
@@ -78,37 +113,38 @@ public:
   }
 
 private:
-  caf::invoke_message_result counted_consume(caf::mailbox_element& x) {
-    // One writer (this actor's thread): loads and stores, no locked adds.
-    auto& g = *gauge_;
+  [[gnu::noinline]] caf::invoke_message_result
+  consume_rare(caf::mailbox_element& x) {
     auto relaxed = std::memory_order_relaxed;
-    g.dequeued.store(g.dequeued.load(relaxed) + 1, relaxed);
+    // A one-way message came here only when its countdown ran out.
+    auto timed = x.mid.is_async() || --countdown_ == 0;
+    auto& g = *gauge_;
+    auto handled = g.handled.load(relaxed) + 1;
+    g.handled.store(handled, relaxed);
+    // Its own look (senders do not count): a closed mailbox (the actor
+    // ends) must not be touched again.
+    if constexpr (!CountIn) {
+      if (!this->mailbox().closed()) {
+        g.handled_then.store(handled, relaxed);
+        g.waiting.store(this->mailbox().size(), std::memory_order_release);
+      }
+    }
+    // Read before the handler, which may take the message apart.
+    auto answer = x.mid.is_response() ? detail::error_answer(x) : caf::error{};
+    auto answerer = answer && x.sender ? x.sender->id() : caf::actor_id{0};
     caf::invoke_message_result result;
-    if (--countdown_ > 0) {
-      result = Impl::consume(x);
-    } else {
+    if (timed) {
       countdown_ = counters_->sample_every;
       auto begin = counters_->clock();
-      result = Impl::consume(x);
+      result = super::consume(x);
       counters_->timed_since(begin);
+    } else {
+      result = super::consume(x);
     }
-    // A skipped message stays in the mailbox and comes back later.
-    if (result != caf::invoke_message_result::skipped)
-      g.handled.store(g.handled.load(relaxed) + 1, relaxed);
-    else
-      g.dequeued.store(g.dequeued.load(relaxed) - 1, relaxed);
-    return result;
-  }
-
-  caf::invoke_message_result consume_response(caf::mailbox_element& x) {
-    auto answer = detail::error_answer(x);
-    if (!answer)
-      return counted_consume(x);
-    // Read before the handler, which may take the message apart.
-    auto answerer = x.sender ? x.sender->id() : caf::actor_id{0};
-    auto result = counted_consume(x);
+    if (result == caf::invoke_message_result::skipped)
+      g.handled.store(g.handled.load(relaxed) - 1, relaxed);
     // Dropped: nobody waits for it, e.g. the timeout of a request answered.
-    if (result == caf::invoke_message_result::consumed)
+    if (answer && result == caf::invoke_message_result::consumed)
       detail::count_error_answer(*counters_, this->id(), answerer, answer);
     return result;
   }
@@ -129,7 +165,8 @@ spawn_counted(caf::actor_system& sys, stats_registry* reg,
   if (!reg)
     return sys.spawn<Os>(std::move(fun), std::forward<Ts>(xs)...);
   using impl = caf::infer_impl_from_fun_t<F>;
-  using counted = counted_actor<impl>;
+  // Only an actor with a thread of its own may block with messages waiting.
+  using counted = counted_actor<impl, caf::has_detach_flag(Os)>;
   caf::actor_config cfg;
   caf::detail::init_fun_factory<impl, F> fac;
   cfg.init_fun = fac(std::move(fun), std::forward<Ts>(xs)...);

@@ -5,6 +5,7 @@
 #include "runtime/counted.hpp"
 
 #include <atomic>
+#include <future>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -128,8 +129,9 @@ TEST_CASE("a counted actor's messages and handling times are counted") {
   for (int i = 0; i < 99; ++i)
     CHECK(ask<int64_t>(self, hdl, 5s, int64_t{3}) == 3);
   CHECK(ask<int64_t>(self, hdl, 5s, int64_t{1000}) == 1000);
-  // The count follows the answer, on the actor's thread.
-  REQUIRE(eventually([&] { return f.reg.read("worker").handled == 100; }, 5s));
+  // The time is counted after the answer went, on the actor's thread.
+  REQUIRE(eventually([&] { return f.reg.slot("worker")->timed == 100; }, 5s));
+  CHECK(f.reg.read("worker").handled == 100);
   auto r = f.reg.read("worker");
   CHECK(r.measured);
   CHECK(r.mailbox == 0);
@@ -292,18 +294,94 @@ TEST_CASE("a blocked actor's mailbox depth is seen from another thread") {
   system_fixture f;
   auto g = std::make_shared<test::stuck_gate>();
   auto entered = g->entered.get_future();
+  // Detached: its senders count what they put in.
   auto hdl = spawn_counted<caf::detached>(*f.sys, &f.reg, "blocked",
                                           test::stuck, g);
   caf::anon_send(hdl, int64_t{0});
   entered.wait();
-  // The first message is in its handler (out of the mailbox); five wait.
+  // The first message is in its handler (taken in hand); five wait.
   for (int i = 0; i < 5; ++i)
     caf::anon_send(hdl, int64_t{0});
   CHECK(f.reg.read("blocked").mailbox == 5);
-  CHECK(f.reg.read("blocked").handled == 0);
+  CHECK(f.reg.read("blocked").handled == 1);
   g->release.set_value();
   REQUIRE(eventually([&] { return f.reg.read("blocked").handled == 6; }, 5s));
   CHECK(f.reg.read("blocked").mailbox == 0);
+  caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
+}
+
+namespace {
+
+// Messages 1 and 2 wait in their handlers until released.
+struct two_gates {
+  std::promise<void> entered[2];
+  std::promise<void> release[2];
+};
+
+caf::behavior gated(caf::event_based_actor*, std::shared_ptr<two_gates> g) {
+  return {
+    [g](int64_t k) {
+      if (k == 1 || k == 2) {
+        g->entered[k - 1].set_value();
+        g->release[k - 1].get_future().wait();
+      }
+    },
+  };
+}
+
+} // namespace
+
+TEST_CASE("a scheduled actor's mailbox depth is what it saw at its last look") {
+  system_fixture f;
+  f.fake_time("gated"); // every message timed: it looks at each one
+  auto g = std::make_shared<two_gates>();
+  auto first = g->entered[0].get_future();
+  auto second = g->entered[1].get_future();
+  auto hdl = spawn_counted(*f.sys, &f.reg, "gated", gated, g);
+  caf::anon_send(hdl, int64_t{1});
+  first.wait();
+  caf::anon_send(hdl, int64_t{2});
+  for (int i = 0; i < 4; ++i)
+    caf::anon_send(hdl, int64_t{0});
+  // It looked when it took message 1: arrivals since show at the next look.
+  CHECK(f.reg.read("gated").mailbox == 0);
+  g->release[0].set_value();
+  second.wait();
+  // It took message 2 and saw the four behind it.
+  CHECK(f.reg.read("gated").mailbox == 4);
+  CHECK(f.reg.read("gated").handled == 2);
+  g->release[1].set_value();
+  REQUIRE(eventually([&] { return f.reg.read("gated").handled == 6; }, 5s));
+  CHECK(f.reg.read("gated").mailbox == 0);
+  caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("a scheduled actor's depth goes down as it handles what it saw") {
+  system_fixture f;
+  f.fake_time("gated");
+  // Looks only at messages 1, 5, 9, ...: between looks the depth is what it
+  // saw less what it handled since.
+  f.reg.slot("gated")->sample_every = 4;
+  auto g = std::make_shared<two_gates>();
+  auto first = g->entered[0].get_future();
+  auto second = g->entered[1].get_future();
+  auto hdl = spawn_counted(*f.sys, &f.reg, "gated", gated, g);
+  caf::anon_send(hdl, int64_t{0});
+  REQUIRE(eventually([&] { return f.reg.read("gated").handled == 1; }, 5s));
+  caf::anon_send(hdl, int64_t{1}); // message 2: held, not looked at
+  first.wait();
+  for (int i = 0; i < 2; ++i)
+    caf::anon_send(hdl, int64_t{0});
+  caf::anon_send(hdl, int64_t{2}); // message 5: looked at, held
+  for (int i = 0; i < 3; ++i)
+    caf::anon_send(hdl, int64_t{0});
+  g->release[0].set_value();
+  second.wait();
+  // At message 5 it saw three waiting.
+  CHECK(f.reg.read("gated").mailbox == 3);
+  g->release[1].set_value();
+  REQUIRE(eventually([&] { return f.reg.read("gated").handled == 8; }, 5s));
+  CHECK(f.reg.read("gated").mailbox == 0);
   caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
 }
 
@@ -356,9 +434,9 @@ TEST_CASE("idle time: the last timed message, or the read before untimed ones") 
   // No message yet: idle since it started.
   fake_now += 300'000'000;
   CHECK(f.reg.read("worker").idle_ms == 300);
-  // The first message is timed: done at its end.
+  // The first message is timed: done at its end (after its answer went).
   ask<int64_t>(self, hdl, 5s, int64_t{0});
-  REQUIRE(eventually([&] { return f.reg.slot("worker")->handled() == 1; }, 5s));
+  REQUIRE(eventually([&] { return f.reg.slot("worker")->timed == 1; }, 5s));
   fake_now += 1'000'000'000;
   CHECK(f.reg.read("worker").idle_ms == 1000);
   fake_now += 1'000'000'000;
@@ -377,24 +455,34 @@ TEST_CASE("idle time: the last timed message, or the read before untimed ones") 
   self->send_exit(hdl, caf::exit_reason::user_shutdown);
 }
 
-TEST_CASE("mailbox counts from many sending threads add up") {
+template <caf::spawn_options Os>
+void many_senders(const std::string& name) {
   system_fixture f;
-  f.fake_time("worker");
-  auto hdl = spawn_counted(*f.sys, &f.reg, "worker", worker);
-  // More threads than plain sender slots: the last slot is shared.
+  f.fake_time(name);
+  auto hdl = spawn_counted<Os>(*f.sys, &f.reg, name, worker);
+  constexpr int threads = 12;
   std::vector<std::thread> senders;
-  for (size_t t = 0; t < mailbox_gauge::slots + 4; ++t)
+  for (int t = 0; t < threads; ++t)
     senders.emplace_back([&] {
       for (int i = 0; i < 200; ++i)
         caf::anon_send(hdl, int64_t{0});
     });
   for (auto& t : senders)
     t.join();
-  auto want = static_cast<int64_t>((mailbox_gauge::slots + 4) * 200);
-  REQUIRE(eventually([&] { return f.reg.read("worker").handled == want; }, 5s));
-  CHECK(f.reg.read("worker").mailbox == 0);
+  auto want = int64_t{threads * 200};
+  REQUIRE(eventually([&] { return f.reg.read(name).handled == want; }, 5s));
+  CHECK(f.reg.read(name).mailbox == 0);
   caf::scoped_actor self{*f.sys};
   self->send_exit(hdl, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("messages from many sending threads add up") {
+  SUBCASE("senders counting (detached)") {
+    many_senders<caf::detached>("counted_in");
+  }
+  SUBCASE("the actor looking (scheduled)") {
+    many_senders<caf::no_spawn_options>("looking");
+  }
 }
 
 TEST_CASE("the reader's own asks are no sign of life") {
@@ -408,6 +496,8 @@ TEST_CASE("the reader's own asks are no sign of life") {
                       5s);
   };
   ask<int64_t>(self, hdl, 5s, int64_t{0});
+  // Timed: stamped at its end, after its answer went.
+  REQUIRE(eventually([&] { return f.reg.slot("worker")->timed == 1; }, 5s));
   REQUIRE(handled(1));
   CHECK(f.reg.read("worker").idle_ms == 0);
   // Each read after one probe of the reader's own (the inspector's ask).
