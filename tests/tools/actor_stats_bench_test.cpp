@@ -9,6 +9,12 @@ using namespace fleetd;
 TEST_CASE("a small actor-stats run reports each kind and counts every "
           "message") {
   bench::actor_stats_options opt;
+  SUBCASE("work stealing (CAF's default, the cloud's)") {
+    opt.policy = "stealing";
+  }
+  SUBCASE("work sharing (the device's)") {
+    opt.policy = "sharing";
+  }
   opt.rounds = 2;
   opt.messages = 20000;
   opt.pairs = 2;
@@ -30,5 +36,6 @@ TEST_CASE("a small actor-stats run reports each kind and counts every "
   auto line = bench::actor_stats_line(opt, r);
   CHECK(line.rfind("BENCH actor_stats rounds=2 messages=20000 ", 0) == 0);
   CHECK(line.find(" ratio=") != std::string::npos);
+  CHECK(line.find(" policy=" + opt.policy + " ") != std::string::npos);
   CHECK(line.find(" cpu_overhead_pct=") != std::string::npos);
 }

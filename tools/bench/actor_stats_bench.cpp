@@ -44,12 +44,15 @@ const char* actor_stats_summary =
 std::string actor_stats_usage() {
   return "usage: fleetd-bench actor-stats [--rounds R] [--messages N] "
          "[--pairs P] [--in-flight W] [--threads T]\n"
+         "       [--policy stealing|sharing]\n"
          "  --rounds     rounds of each kind (default 7)\n"
          "  --messages   messages a round (default 2000000)\n"
          "  --pairs      pairs of actors bouncing messages (default 4)\n"
          "  --in-flight  messages in flight per pair (default 8)\n"
          "  --threads    scheduler threads (default 0: one per core); 1 makes\n"
-         "               the CPU-time figures steady on a shared machine\n";
+         "               the CPU-time figures steady on a shared machine\n"
+         "  --policy     CAF's scheduler: stealing (default; CAF's and the cloud\n"
+         "               node's) or sharing (the device's)\n";
 }
 
 namespace {
@@ -150,6 +153,12 @@ std::string parse(const std::vector<std::string>& args, actor_stats_options& opt
   arg_cursor cur(args);
   while (cur.next()) {
     std::string v;
+    if (cur.name() == "--policy") {
+      if (!cur.value(v) || (v != "stealing" && v != "sharing"))
+        return "--policy needs stealing or sharing";
+      opt.policy = v;
+      continue;
+    }
     int64_t* target = cur.name() == "--rounds"      ? &opt.rounds
                       : cur.name() == "--messages"  ? &opt.messages
                       : cur.name() == "--pairs"     ? &opt.pairs
@@ -173,6 +182,11 @@ actor_stats_result run_actor_stats(const actor_stats_options& opt) {
   caf::actor_system_config cfg;
   if (opt.threads > 0)
     cfg.set("scheduler.max-threads", static_cast<size_t>(opt.threads));
+  // CAF 0.17 reads the policy as an atom.
+  if (opt.policy == "sharing")
+    cfg.set("scheduler.policy", caf::atom("sharing"));
+  else
+    cfg.set("scheduler.policy", caf::atom("stealing"));
   caf::actor_system sys{cfg};
   std::vector<double> plain;
   std::vector<double> on;
@@ -225,7 +239,7 @@ std::string actor_stats_line(const actor_stats_options& opt,
          + " messages=" + std::to_string(opt.messages)
          + " pairs=" + std::to_string(opt.pairs)
          + " in_flight=" + std::to_string(opt.in_flight)
-         + " threads=" + std::to_string(opt.threads)
+         + " threads=" + std::to_string(opt.threads) + " policy=" + opt.policy
          + " plain_msgs_per_s=" + format(r.plain, 0)
          + " on_msgs_per_s=" + format(r.on, 0)
          + " off_msgs_per_s=" + format(r.off, 0)

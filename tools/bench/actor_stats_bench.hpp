@@ -16,6 +16,9 @@ struct actor_stats_options {
   int64_t in_flight = 8;
   /// Scheduler threads; 0: CAF's default (one per core).
   int64_t threads = 0;
+  /// CAF's scheduler: "stealing" (its default, the cloud's) or "sharing"
+  /// (the device's).
+  std::string policy = "stealing";
   /// Per-round lines on stderr.
   bool progress = true;
 };
