@@ -14,8 +14,10 @@
 #include "messages/json_reader.hpp"
 #include "messages/prom_text.hpp"
 #include "runtime/clock.hpp"
+#include "json_checks.hpp"
 
 using namespace fleetd;
+using namespace fleetd::test;
 
 namespace {
 
@@ -29,19 +31,6 @@ device_info stream_of(const std::string& id, const std::string& stream,
   d.points_received = points;
   d.batches_received = 1;
   return d;
-}
-
-const json_node& member(const json_node& obj, const std::string& key) {
-  auto* x = json_member(obj, key);
-  REQUIRE_MESSAGE(x != nullptr, key);
-  return *x;
-}
-
-json_node parsed(const std::string& text) {
-  std::string why;
-  auto doc = parse_json(text, why);
-  REQUIRE_MESSAGE(doc, why, ": ", text);
-  return *doc;
 }
 
 // What the console answered a request, when it answered at once.

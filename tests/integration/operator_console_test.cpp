@@ -16,6 +16,7 @@
 #include "messages/json_reader.hpp"
 #include "messages/prom_text.hpp"
 #include "runtime/http_client.hpp"
+#include "json_checks.hpp"
 #include "support.hpp"
 #include "test_pki.hpp"
 
@@ -24,23 +25,6 @@ using namespace fleetd::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-json_node parsed(const std::string& text) {
-  std::string why;
-  auto doc = parse_json(text, why);
-  REQUIRE_MESSAGE(doc, why, ": ", text.substr(0, 300));
-  return *doc;
-}
-
-const json_node& member(const json_node& obj, const std::string& key) {
-  auto* x = json_member(obj, key);
-  REQUIRE_MESSAGE(x != nullptr, key);
-  return *x;
-}
-
-int64_t num(const json_node& obj, const std::string& key) {
-  return std::stoll(member(obj, key).text);
-}
 
 // A cloud whose console port and operator listener trust the operators' CA
 // (ops/) and whose ingest port asks for device certificates (dev/).

@@ -26,6 +26,7 @@
 #include "messages/prom_text.hpp"
 #include "runtime/http_client.hpp"
 #include "runtime/metrics_page.hpp"
+#include "json_checks.hpp"
 #include "skip.hpp"
 #include "support.hpp"
 #include "test_pki.hpp"
@@ -136,23 +137,6 @@ http_response get(uint16_t port, const std::string& target,
   if (!r)
     FAIL(render(r.error()));
   return *r;
-}
-
-json_node parsed(const std::string& text) {
-  std::string why;
-  auto doc = parse_json(text, why);
-  REQUIRE_MESSAGE(doc, why, ": ", text.substr(0, 200));
-  return *doc;
-}
-
-const json_node& member(const json_node& obj, const std::string& key) {
-  auto* x = json_member(obj, key);
-  REQUIRE_MESSAGE(x != nullptr, key);
-  return *x;
-}
-
-int64_t num(const json_node& obj, const std::string& key) {
-  return std::stoll(member(obj, key).text);
 }
 
 // `fleetctl status --json` of the node on console `port`.
