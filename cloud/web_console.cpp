@@ -380,8 +380,8 @@ bool web_console::route(http_request& req, respond_fn& respond) {
 
 void web_console::route_operator(http_request& req, respond_fn& respond) {
   ++counters_->operator_requests;
-  // The listener admits only verified certificates; this holds if it ever
-  // were configured without its client CA.
+  // The listener's TLS admits only verified certificates; checked again here
+  // so that a listener without its client CA could not open every org.
   if (!req.client_cert) {
     ++counters_->refused_unauthorized;
     respond(text_reply(403, "client_certificate_required",
