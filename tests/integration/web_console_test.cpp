@@ -551,9 +551,14 @@ TEST_CASE("headless Chromium: the console renders the node's numbers, "
                           {"--dump-dom"});
   CHECK(refused.find("data-loaded=\"0\"") != std::string::npos);
   CHECK(refused.find("token refused") != std::string::npos);
+  // No token: the first poll's 401 brings the form (the operator listener
+  // would have answered).
+  auto asked = chromium(exe, f.tmp.path(), url, {"--dump-dom"});
+  CHECK(asked.find("data-loaded=\"0\"") != std::string::npos);
+  CHECK(asked.find("an API token is needed") != std::string::npos);
   auto st = console_status(f.console);
   REQUIRE(st);
-  CHECK(counter(*st, "web_console", "refused_unauthorized") >= 3);
+  CHECK(counter(*st, "web_console", "refused_unauthorized") >= 4);
 
   auto out_dir = std::string(FLEETD_BUILD_DIR) + "/tests/web_console_test.out";
   mkdir(out_dir.c_str(), 0755);
