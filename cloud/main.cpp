@@ -15,6 +15,7 @@
 #include "cloud/embedded_tenancy.hpp"
 #include "cloud/ingest.hpp"
 #include "cloud/ingest_endpoint.hpp"
+#include "cloud/operator_console.hpp"
 #include "cloud/pg_journal.hpp"
 #include "cloud/pg_migrate.hpp"
 #include "cloud/pg_store.hpp"
@@ -61,6 +62,7 @@ struct cloud_options {
   fleet_sink_config fleet;
   scheduler_options scheduler;
   rollout_config rollout;
+  operator_console_config operator_console;
 };
 
 void declare(option_set& opts, cloud_options& x) {
@@ -79,6 +81,7 @@ void declare(option_set& opts, cloud_options& x) {
   declare(opts, x.fleet);
   declare(opts, x.scheduler, cloud_scheduler());
   declare(opts, x.rollout);
+  declare(opts, x.operator_console);
 }
 
 caf::error validate(const cloud_options& x) {
@@ -109,6 +112,8 @@ caf::error validate(const cloud_options& x) {
   if (auto err = validate(x.journal))
     return err;
   if (auto err = validate(x.rollout))
+    return err;
+  if (auto err = validate(x.operator_console, x.common))
     return err;
   if (x.ingest.max_decoded_bytes < x.endpoint.max_body_bytes)
     return bad_config("ingest.max-decoded-bytes: must be at least "
@@ -556,8 +561,20 @@ int run(int argc, char** argv) {
   stops.add("ingest_http", report_ingest_http(sys, insp, endpoint, opt.endpoint));
   stops.add("web_console", report_reader(sys, insp, "web_console",
                                          [web] { return web->stats(); }));
+  // The same console for operators' certificates (console.http-listen).
+  auto op = operator_console::start(opt.operator_console, opt.common, web);
+  if (!op) {
+    endpoint.stop();
+    stops.stop_all(sys, opt.common.stop_timeout);
+    return die(op.error());
+  }
+  if (auto o = *op)
+    stops.add("console_http", report_reader(sys, insp, "console_http",
+                                            [o] { return o->stats(); }));
   auto console = publish_console(sys, insp, opt.common);
   if (!console) {
+    if (*op)
+      (*op)->stop();
     endpoint.stop();
     stops.stop_all(sys, opt.common.stop_timeout);
     return die(console.error());
@@ -570,6 +587,10 @@ int run(int argc, char** argv) {
     else if (!opt.endpoint.insecure)
       log_info("fleetd-cloud", "SIGHUP: TLS certificate and key reloaded");
     reload_console_tls("fleetd-cloud", *console);
+    if (*op)
+      if (auto err = (*op)->reload_tls())
+        log_error("fleetd-cloud", "SIGHUP: console.http-listen keeps its "
+                                  "previous TLS files: ", render(err));
     reload_settings("fleetd-cloud", opts, argc, argv, [](option_set& o) {
       auto x = std::make_shared<cloud_options>();
       declare(o, *x);
@@ -579,6 +600,8 @@ int run(int argc, char** argv) {
   log_info("fleetd-cloud", "signal ", sig, ": stopping");
   // Stop taking requests first, then the actors in reverse start order.
   endpoint.stop();
+  if (*op)
+    (*op)->stop();
   unpublish_console(sys, *console);
   auto late = stops.stop_all(sys, opt.common.stop_timeout);
   if (late > 0) {

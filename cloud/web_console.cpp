@@ -8,6 +8,7 @@
 
 #include "cloud/console_assets.hpp"
 #include "cloud/query_params.hpp"
+#include "cloud/tenancy_keys.hpp"
 #include "runtime/actor_counters.hpp"
 #include "messages/error.hpp"
 #include "runtime/json.hpp"
@@ -91,7 +92,8 @@ struct device_summary {
   int64_t gaps = 0;
 };
 
-// What one API path asks, once the token proved `org`; answers `respond`.
+// What one API path asks, once the token proved `org` (or an operator
+// certificate chose it; empty: every org); answers `respond`.
 using api_fn = std::function<void(caf::event_based_actor*, const std::string&
                                   /* org */, const respond_fn&)>;
 
@@ -135,9 +137,14 @@ caf::expected<console_query> parse_console_query(const std::string& query) {
       if (!v)
         return v.error();
       out.online_s = *v;
+    } else if (key == "org") {
+      if (!valid_name(value))
+        return bad_param("org", "1..64 of [A-Za-z0-9._-], not starting "
+                                "with a dot");
+      out.org = value;
     } else {
       return bad_param(printable(key, 32), "unknown (device, hours, "
-                                           "online_s)");
+                                           "online_s, org)");
     }
   }
   return out;
@@ -145,13 +152,18 @@ caf::expected<console_query> parse_console_query(const std::string& query) {
 
 std::string overview_json(const std::string& org, const device_infos& xs,
                           int64_t now_ms, int64_t online_window_ms) {
-  auto prefix = org + "/";
-  std::map<std::string, device_summary> devices;
+  // By (org, device): the store names a device of an org "org/device".
+  std::map<std::pair<std::string, std::string>, device_summary> devices;
   for (auto& x : xs) {
-    // Only the token's org: the store names its devices "org/device".
-    if (x.device_id.compare(0, prefix.size(), prefix) != 0)
+    auto slash = x.device_id.find('/');
+    auto of = slash == std::string::npos ? std::string{}
+                                         : x.device_id.substr(0, slash);
+    // Only the token's org, unless the operator asked for every org.
+    if (!org.empty() && (slash == std::string::npos || of != org))
       continue;
-    auto& d = devices[x.device_id.substr(prefix.size())];
+    auto name = slash == std::string::npos ? x.device_id
+                                           : x.device_id.substr(slash + 1);
+    auto& d = devices[{of, name}];
     d.tier = std::max(d.tier, x.capability.tier);
     d.last_seen_ms = std::max(d.last_seen_ms, x.last_seen_ms);
     d.oldest_seen_ms = std::min(d.oldest_seen_ms, x.last_seen_ms);
@@ -164,12 +176,14 @@ std::string overview_json(const std::string& org, const device_infos& xs,
   std::map<int64_t, int64_t> tiers;
   int64_t online = 0;
   std::string list = "[";
-  for (auto& [name, d] : devices) {
+  for (auto& [key, d] : devices) {
     bool is_online = now_ms - d.last_seen_ms <= online_window_ms;
     online += is_online ? 1 : 0;
     tiers[d.tier] += 1;
     json_object o;
-    o.add("device", name)
+    if (org.empty())
+      o.add("org", key.first);
+    o.add("device", key.second)
       .add("tier", d.tier)
       .add("online", is_online)
       .add("last_seen_ms", d.last_seen_ms)
@@ -308,7 +322,16 @@ void with_org(caf::actor_system& sys, const web_console_config& cfg,
              auth = std::move(authorization)](caf::event_based_actor* self) {
     self->request(tenancy, ask_timeout, api_auth_atom::value, auth)
       .then(
-        [self, respond, api](std::string& org) { api(self, org, respond); },
+        [self, counters, respond, api](std::string& org) {
+          // An empty org would be the operator's every-org view.
+          if (org.empty()) {
+            ++counters->refused_unauthorized;
+            respond(text_reply(401, "unknown_key", "the token names no org"));
+            self->quit();
+            return;
+          }
+          api(self, org, respond);
+        },
         [self, counters, respond](caf::error& err) {
           if (err.category() != caf::atom("fleetd")
               || is_error(err, ec::database_error)) {
@@ -352,6 +375,28 @@ web_console::web_console(caf::actor_system& sys, web_console_config cfg)
 }
 
 bool web_console::route(http_request& req, respond_fn& respond) {
+  return serve(req, respond, false);
+}
+
+void web_console::route_operator(http_request& req, respond_fn& respond) {
+  ++counters_->operator_requests;
+  // The listener's TLS admits only verified certificates; checked again here
+  // so that a listener without its client CA could not open every org.
+  if (!req.client_cert) {
+    ++counters_->refused_unauthorized;
+    respond(text_reply(403, "client_certificate_required",
+                       "present an operator certificate of console.tls-ca"));
+    return;
+  }
+  if (!serve(req, respond, true)) {
+    ++counters_->refused_not_found;
+    respond(text_reply(404, "not_found", "the operator listener serves "
+                                         "/console and /metrics only"));
+  }
+}
+
+bool web_console::serve(http_request& req, respond_fn& respond,
+                        bool by_operator) {
   auto q = req.target.find('?');
   auto path = req.target.substr(0, q);
   auto query = q == std::string::npos ? std::string{} : req.target.substr(q + 1);
@@ -402,7 +447,14 @@ bool web_console::route(http_request& req, respond_fn& respond) {
     respond(text_reply(400, "bad_request", error_text(params.error())));
     return true;
   }
-  if (req.authorization.empty()) {
+  if (!by_operator && !params->org.empty()) {
+    ++counters_->refused_bad_request;
+    respond(text_reply(400, "bad_request",
+                       "parameter org: only with an operator certificate "
+                       "(console.http-listen); a token's org is its own"));
+    return true;
+  }
+  if (!by_operator && req.authorization.empty()) {
     ++counters_->refused_unauthorized;
     respond(text_reply(401, "missing_key",
                        "send the org's API token (fleetctl token create) as "
@@ -433,16 +485,20 @@ bool web_console::route(http_request& req, respond_fn& respond) {
                                  status_atom::value);
     };
   } else {
-    if (params->device.empty()) {
+    if (params->device.empty() || (by_operator && params->org.empty())) {
       ++counters_->refused_bad_request;
-      respond(text_reply(400, "bad_request", "parameter device: required"));
+      respond(text_reply(400, "bad_request",
+                         params->device.empty()
+                           ? "parameter device: required"
+                           : "parameter org: required with device"));
       return true;
     }
     auto since = cfg_.clock->now_ms() - params->hours * 3600 * 1000;
     api = [insp, counters, since, device = params->device](
             caf::event_based_actor* self, const std::string& org,
             const respond_fn& respond) {
-      // The store names a device of an org "org/device": only the token's.
+      // The store names a device of an org "org/device": the token's org
+      // or the one the operator chose.
       ask_inspector<delivery_rows>(
         self, insp, counters, respond,
         [device, since](const delivery_rows& rows) {
@@ -451,8 +507,16 @@ bool web_console::route(http_request& req, respond_fn& respond) {
         delivery_atom::value, org + "/" + device, since);
     };
   }
-  with_org(*sys_, cfg_, counters_, req.authorization, std::move(respond),
-           std::move(api));
+  if (!by_operator) {
+    with_org(*sys_, cfg_, counters_, req.authorization, std::move(respond),
+             std::move(api));
+    return true;
+  }
+  // The certificate proved an operator: the org is the one asked for.
+  sys_->spawn([api = std::move(api), org = params->org,
+               respond = std::move(respond)](caf::event_based_actor* self) {
+    api(self, org, respond);
+  });
   return true;
 }
 
@@ -464,6 +528,7 @@ actor_stats web_console::stats() const {
   out.counters = {{"requests", c.requests.load()},
                   {"api_requests", c.api_requests.load()},
                   {"refused_unauthorized", c.refused_unauthorized.load()},
+                  {"operator_requests", c.operator_requests.load()},
                   {"refused_not_found", c.refused_not_found.load()},
                   {"refused_bad_request", c.refused_bad_request.load()},
                   {"unavailable", c.unavailable.load()}};

@@ -1,12 +1,13 @@
 // The fleetd web console: polls the node's /console/api/* with the org's API
-// token (kept in sessionStorage only) and draws the fleet, one device's
+// token (kept in sessionStorage only), or on the operator listener with the
+// browser's client certificate and no token (every org), and draws the fleet, one device's
 // delivery (an inline SVG chart) and the node's actors. Every number shown
 // carries its raw value in a data- attribute, for the headless browser test.
 'use strict';
 (function () {
   const tokenKey = 'fleetd_console_token';
-  const st = { token: null, device: null, interval: 3000, polls: 0,
-    timer: null };
+  const st = { token: null, device: null, org: null, interval: 3000,
+    polls: 0, timer: null };
 
   function el(tag, attrs, text) {
     const e = document.createElement(tag);
@@ -59,6 +60,7 @@
     const h = new URLSearchParams(location.hash.slice(1));
     if (h.get('token')) sessionStorage.setItem(tokenKey, h.get('token'));
     if (h.get('device')) st.device = h.get('device');
+    if (h.get('org')) st.org = h.get('org');
     const iv = Number(h.get('interval'));
     if (iv >= 500 && iv <= 600000) st.interval = iv;
     // The token must not stay in the address bar or the history.
@@ -72,15 +74,18 @@
   class AuthError extends Error {}
 
   async function api(path) {
-    const r = await fetch('/console/api/' + path, { cache: 'no-store',
-      headers: { Authorization: 'Bearer ' + st.token } });
+    // No token: the operator listener, where the certificate proves who asks.
+    const headers = st.token ? { Authorization: 'Bearer ' + st.token } : {};
+    const r = await fetch('/console/api/' + path, { cache: 'no-store', headers });
     if (r.status === 401) throw new AuthError((await r.text()).trim());
     if (!r.ok) throw new Error(path + ': HTTP ' + r.status + ' ' + (await r.text()).trim());
     return r.json();
   }
 
   function renderOverview(o) {
-    document.getElementById('org').textContent = 'org ' + o.org;
+    // No org: the operator's view of every org, each row naming its own.
+    document.getElementById('org').textContent = o.org ? 'org ' + o.org
+      : 'every org (operator certificate)';
     const sum = document.getElementById('summary');
     sum.replaceChildren(card('devices_total', o.devices_total, 'devices'),
       card('online', o.online, 'online', 'online'),
@@ -90,10 +95,16 @@
     const body = document.querySelector('#devices tbody');
     body.replaceChildren();
     if (!st.device && o.devices.length) st.device = o.devices[0].device;
+    const mine = (d) => d.device === st.device
+      && (d.org === undefined || st.org === null || d.org === st.org);
+    const first = o.devices.find(mine);
+    if (first && first.org !== undefined) st.org = first.org;
     for (const d of o.devices) {
       const tr = el('tr', { 'data-device': d.device });
-      if (d.device === st.device) tr.className = 'selected';
-      tr.append(cell('device', d.device, d.device, 'text'),
+      const name = d.org === undefined ? d.device : d.org + '/' + d.device;
+      if (d.org !== undefined) tr.setAttribute('data-org', d.org);
+      if (mine(d)) tr.className = 'selected';
+      tr.append(cell('device', d.device, name, 'text'),
         cell('tier', d.tier),
         cell('online', d.online, d.online ? 'online' : 'offline',
              d.online ? 'online' : 'offline'),
@@ -102,7 +113,11 @@
         cell('streams', d.streams), cell('points_received', d.points_received),
         cell('batches_received', d.batches_received),
         cell('duplicates', d.duplicates), cell('gaps', d.gaps));
-      tr.addEventListener('click', () => { st.device = d.device; poll(); });
+      tr.addEventListener('click', () => {
+        st.device = d.device;
+        st.org = d.org === undefined ? null : d.org;
+        poll();
+      });
       body.append(tr);
     }
   }
@@ -188,7 +203,8 @@
   }
 
   function renderDelivery(d) {
-    document.getElementById('delivery-device').textContent = st.device || '(select a device)';
+    document.getElementById('delivery-device').textContent = !st.device
+      ? '(select a device)' : (st.org ? st.org + '/' : '') + st.device;
     const note = document.getElementById('delivery-note');
     const sec = document.getElementById('delivery');
     sec.dataset.available = String(!!d.available);
@@ -216,7 +232,8 @@
       const [o, s] = await Promise.all([api('overview'), api('actors')]);
       renderOverview(o);
       renderActors(s);
-      const q = st.device ? 'delivery?device=' + encodeURIComponent(st.device) + '&hours=24' : null;
+      const q = st.device ? 'delivery?device=' + encodeURIComponent(st.device) + '&hours=24'
+        + (st.org ? '&org=' + encodeURIComponent(st.org) : '') : null;
       renderDelivery(q ? await api(q) : { available: false, reason: 'no device' });
       st.polls += 1;
       document.body.dataset.polls = String(st.polls);
@@ -224,9 +241,10 @@
       setStatus('updated ' + new Date().toLocaleTimeString() + ' · every ' + st.interval / 1000 + ' s');
     } catch (e) {
       if (e instanceof AuthError) {
+        const had = st.token;
         sessionStorage.removeItem(tokenKey);
         st.token = null;
-        showLogin('token refused: ' + e.message);
+        showLogin(had ? 'token refused: ' + e.message : 'an API token is needed');
         return;
       }
       setStatus(e.message, true);
@@ -256,6 +274,8 @@
       sessionStorage.setItem(tokenKey, st.token);
       start();
     });
-    if (st.token) start(); else showLogin('an API token is needed');
+    // Without a token the first poll tells: the operator listener answers,
+    // the ingest port's 401 brings the token form.
+    start();
   });
 })();

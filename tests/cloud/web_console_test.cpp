@@ -14,8 +14,10 @@
 #include "messages/json_reader.hpp"
 #include "messages/prom_text.hpp"
 #include "runtime/clock.hpp"
+#include "json_checks.hpp"
 
 using namespace fleetd;
+using namespace fleetd::test;
 
 namespace {
 
@@ -29,19 +31,6 @@ device_info stream_of(const std::string& id, const std::string& stream,
   d.points_received = points;
   d.batches_received = 1;
   return d;
-}
-
-const json_node& member(const json_node& obj, const std::string& key) {
-  auto* x = json_member(obj, key);
-  REQUIRE_MESSAGE(x != nullptr, key);
-  return *x;
-}
-
-json_node parsed(const std::string& text) {
-  std::string why;
-  auto doc = parse_json(text, why);
-  REQUIRE_MESSAGE(doc, why, ": ", text);
-  return *doc;
 }
 
 // What the console answered a request, when it answered at once.
@@ -158,4 +147,65 @@ TEST_CASE("hostile paths get 404, other methods 405, no token 401") {
   CHECK(stats.counters["refused_unauthorized"] == 1);
   CHECK(stats.counters["refused_not_found"] == 9);
   CHECK(stats.counters["refused_bad_request"] == 2);
+}
+
+TEST_CASE("the operator's view: org= selects an org, none shows every org "
+          "with each row's org; a token may not choose one") {
+  auto q = parse_console_query("org=acme-2.x&device=a");
+  REQUIRE(q);
+  CHECK(q->org == "acme-2.x");
+  CHECK(parse_console_query("")->org.empty());
+  for (auto bad : {"org=", "org=.acme", "org=a/b", "org=a%2fb",
+                   "org=a&org=b"})
+    CHECK_MESSAGE(!parse_console_query(bad), bad);
+  CHECK(!parse_console_query("org=" + std::string(65, 'a')));
+
+  int64_t now = 1'000'000'000;
+  device_infos xs = {stream_of("acme/a", "metrics", 2, now - 1000, 10),
+                     stream_of("zenith/a", "metrics", 1, now, 7),
+                     stream_of("zenith/a", "logs", 1, now - 2000, 3)};
+  auto doc = parsed(overview_json("", xs, now, 300'000));
+  CHECK(member(doc, "org").text.empty());
+  CHECK(member(doc, "devices_total").text == "2");
+  auto& devices = member(doc, "devices").items;
+  REQUIRE(devices.size() == 2);
+  CHECK(member(devices[0], "org").text == "acme");
+  CHECK(member(devices[0], "device").text == "a");
+  CHECK(member(devices[1], "org").text == "zenith");
+  CHECK(member(devices[1], "points_received").text == "10");
+  // One org's view names no org in its rows, as a token's.
+  auto one = parsed(overview_json("zenith", xs, now, 300'000));
+  REQUIRE(member(one, "devices").items.size() == 1);
+  CHECK(json_member(member(one, "devices").items[0], "org") == nullptr);
+
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  web_console web{sys, web_console_config{{}, {}, make_system_clock(), {}}};
+  CHECK(ask(web, "GET", "/console/api/overview?org=acme", "Bearer fqt_x")
+          .reply->status
+        == 400);
+  auto op = [&web](const std::string& target, bool cert = true) {
+    http_request req;
+    req.method = "GET";
+    req.target = target;
+    req.client_cert = cert;
+    std::optional<http_reply> out;
+    http_server::respond_fn respond = [&out](http_reply rep) {
+      out = std::move(rep);
+    };
+    web.route_operator(req, respond);
+    REQUIRE(out);
+    return out->status;
+  };
+  CHECK(op("/console") == 200);
+  CHECK(op("/console", false) == 403);
+  CHECK(op("/healthz") == 404);
+  CHECK(op("/v1/sync") == 404);
+  CHECK(op("/console/api/delivery?device=a") == 400);
+  CHECK(op("/console/api/overview?org=a/b") == 400);
+  auto stats = web.stats();
+  CHECK(stats.counters["operator_requests"] == 6);
+  CHECK(stats.counters["refused_unauthorized"] == 1);
+  CHECK(stats.counters["refused_not_found"] == 2);
+  CHECK(stats.counters["refused_bad_request"] == 3);
 }

@@ -26,8 +26,10 @@
 #include "messages/prom_text.hpp"
 #include "runtime/http_client.hpp"
 #include "runtime/metrics_page.hpp"
+#include "json_checks.hpp"
 #include "skip.hpp"
 #include "support.hpp"
+#include "test_pki.hpp"
 #include "vm_fixture.hpp"
 
 using namespace fleetd;
@@ -40,6 +42,8 @@ constexpr int64_t rounds = 4;
 
 // A cloud, an org "acme" with an API token, and a device enrolled into it
 // with a local ingest listener (its /metrics), drained of what it collected.
+// With `ops`, the cloud's console port and operator listener
+// (console.http-listen, port `web`) take the certificates its CA signed.
 struct fleet {
   temp_dir tmp;
   std::string cloud_dir = tmp.path() + "/cloud";
@@ -50,26 +54,43 @@ struct fleet {
   uint16_t console = 0;
   uint16_t dev_console = 0;
   uint16_t dev_http = 0;
+  uint16_t web = 0;
   std::string token;
+  // fleetctl's certificate arguments when the console takes certificates.
+  std::vector<std::string> certs;
 
-  fleet() {
-    cloud = std::make_unique<process>(
-      program("fleetd-cloud"),
-      std::vector<std::string>{"--node.data-dir=" + cloud_dir,
-                               "--ingest.port=0", "--console.port=0"},
-      tmp.path() + "/cloud.log");
+  explicit fleet(const test_pki* ops = nullptr) {
+    std::vector<std::string> args{"--node.data-dir=" + cloud_dir,
+                                  "--ingest.port=0", "--console.port=0"};
+    if (ops) {
+      args.insert(args.end(), {"--ingest.insecure=true",
+                               "--console.tls-cert=" + ops->file("server.pem"),
+                               "--console.tls-key=" + ops->file("server.key"),
+                               "--console.tls-ca=" + ops->file("ca.pem"),
+                               "--console.http-listen=127.0.0.1:0"});
+      certs = {"--cert=" + ops->file("client.pem"),
+               "--key=" + ops->file("client.key"),
+               "--ca=" + ops->file("ca.pem")};
+    }
+    cloud = std::make_unique<process>(program("fleetd-cloud"), args,
+                                      tmp.path() + "/cloud.log");
     ingest = port_from(cloud_dir + "/ingest.port");
     console = port_from(cloud_dir + "/console.port");
     REQUIRE(ingest != 0);
     REQUIRE(console != 0);
-    REQUIRE(fleetctl(tmp.path(), console, {"org", "create", "acme"}).first
+    if (ops) {
+      web = port_from(cloud_dir + "/console-http.port");
+      REQUIRE(web != 0);
+    }
+    REQUIRE(fleetctl(tmp.path(), console, ctl({"org", "create", "acme"})).first
             == 0);
-    REQUIRE(fleetctl(tmp.path(), console, {"org", "create", "zenith"}).first
-            == 0);
+    REQUIRE(
+      fleetctl(tmp.path(), console, ctl({"org", "create", "zenith"})).first
+      == 0);
     auto enroll = fleetctl_secret(tmp.path(), console,
-                                  {"enroll", "create", "--org", "acme"});
+                                  ctl({"enroll", "create", "--org", "acme"}));
     token = fleetctl_secret(tmp.path(), console,
-                            {"token", "create", "--org", "acme"});
+                            ctl({"token", "create", "--org", "acme"}));
     device = std::make_unique<process>(
       program("fleetd"),
       std::vector<std::string>{
@@ -98,6 +119,11 @@ struct fleet {
     REQUIRE_MESSAGE(drained, read_file(tmp.path() + "/device.log"));
     REQUIRE(dev_http != 0);
   }
+
+  std::vector<std::string> ctl(std::vector<std::string> args) const {
+    args.insert(args.begin(), certs.begin(), certs.end());
+    return args;
+  }
 };
 
 http_response get(uint16_t port, const std::string& target,
@@ -111,23 +137,6 @@ http_response get(uint16_t port, const std::string& target,
   if (!r)
     FAIL(render(r.error()));
   return *r;
-}
-
-json_node parsed(const std::string& text) {
-  std::string why;
-  auto doc = parse_json(text, why);
-  REQUIRE_MESSAGE(doc, why, ": ", text.substr(0, 200));
-  return *doc;
-}
-
-const json_node& member(const json_node& obj, const std::string& key) {
-  auto* x = json_member(obj, key);
-  REQUIRE_MESSAGE(x != nullptr, key);
-  return *x;
-}
-
-int64_t num(const json_node& obj, const std::string& key) {
-  return std::stoll(member(obj, key).text);
 }
 
 // `fleetctl status --json` of the node on console `port`.
@@ -274,10 +283,11 @@ std::string card_value(const std::string& dom, const std::string& metric) {
   return dom.substr(f, dom.find('"', f) - f);
 }
 
-// Runs headless Chromium on `url` with `extra` arguments; its stdout.
+// Runs headless Chromium on `url` with `extra` arguments (and HOME=`home`
+// when given: its NSS database); its stdout.
 std::string chromium(const std::string& exe, const std::string& dir,
-                     const std::string& url,
-                     std::vector<std::string> extra) {
+                     const std::string& url, std::vector<std::string> extra,
+                     const std::string& home = "") {
   std::vector<std::string> args = {"--headless", "--no-sandbox",
                                    "--disable-gpu", "--hide-scrollbars",
                                    "--user-data-dir=" + dir + "/chrome",
@@ -286,11 +296,54 @@ std::string chromium(const std::string& exe, const std::string& dir,
   args.push_back(url);
   auto out = dir + "/chromium.out";
   write_file(out, "");
-  process p{exe, args, dir + "/chromium.err", out};
+  if (!home.empty())
+    args.insert(args.begin(), {"HOME=" + home, exe});
+  process p{home.empty() ? exe : "/usr/bin/env", args, dir + "/chromium.err",
+            out};
   auto st = p.wait(90s);
   REQUIRE_MESSAGE(st, "chromium did not finish in 90 s");
   CHECK_MESSAGE(*st == 0, read_file(dir + "/chromium.err"));
   return read_file(out);
+}
+
+// A HOME under `dir` whose NSS database (Chromium's on Linux) holds the
+// operator's certificate of `ops` and trusts its CA, and a profile in
+// `dir`/chrome that picks that certificate for https://127.0.0.1:`port`
+// unasked (the AutoSelectCertificateForUrls setting); "" when certutil or
+// pk12util failed.
+std::string operator_home(const std::string& dir, const test_pki& ops,
+                          uint16_t port) {
+  auto home = dir + "/home";
+  auto db = "sql:" + home + "/.pki/nssdb";
+  auto p12 = dir + "/operator.p12";
+  for (auto cmd :
+       {"mkdir -p '" + home + "/.pki/nssdb' '" + dir + "/chrome/Default'",
+        "openssl pkcs12 -export -in '" + ops.file("client.pem") + "' -inkey '"
+          + ops.file("client.key") + "' -out '" + p12
+          + "' -passout pass: -name operator",
+        "certutil -N -d '" + db + "' --empty-password",
+        "pk12util -i '" + p12 + "' -d '" + db + "' -W ''",
+        "certutil -A -d '" + db + "' -n fleetd-operators -t C,, -i '"
+          + ops.file("ca.pem") + "'"})
+    if (std::system((cmd + " >/dev/null 2>&1").c_str()) != 0)
+      return {};
+  write_file(dir + "/chrome/Default/Preferences",
+             "{\"profile\":{\"content_settings\":{\"exceptions\":{"
+             "\"auto_select_certificate\":{\"https://127.0.0.1:"
+               + std::to_string(port)
+               + ",*\":{\"setting\":{\"filters\":[{}]}}}}}}}\n");
+  return home;
+}
+
+// An operator's GET on the operator listener `port`, which must answer.
+http_response operator_get(uint16_t port, const test_pki& ops,
+                           const std::string& target) {
+  http_client c{"127.0.0.1", port, 10s, 16 << 20};
+  REQUIRE(!c.use_tls(ops.client(true)));
+  auto r = c.get(target, {});
+  if (!r)
+    FAIL(render(r.error()));
+  return *r;
 }
 
 } // namespace
@@ -498,9 +551,14 @@ TEST_CASE("headless Chromium: the console renders the node's numbers, "
                           {"--dump-dom"});
   CHECK(refused.find("data-loaded=\"0\"") != std::string::npos);
   CHECK(refused.find("token refused") != std::string::npos);
+  // No token: the first poll's 401 brings the form (the operator listener
+  // would have answered).
+  auto asked = chromium(exe, f.tmp.path(), url, {"--dump-dom"});
+  CHECK(asked.find("data-loaded=\"0\"") != std::string::npos);
+  CHECK(asked.find("an API token is needed") != std::string::npos);
   auto st = console_status(f.console);
   REQUIRE(st);
-  CHECK(counter(*st, "web_console", "refused_unauthorized") >= 3);
+  CHECK(counter(*st, "web_console", "refused_unauthorized") >= 4);
 
   auto out_dir = std::string(FLEETD_BUILD_DIR) + "/tests/web_console_test.out";
   mkdir(out_dir.c_str(), 0755);
@@ -511,4 +569,68 @@ TEST_CASE("headless Chromium: the console renders the node's numbers, "
   REQUIRE(file_size(shot) > 10000);
   std::printf("web console screenshot: %s\n", shot.c_str());
   MESSAGE("web console screenshot: ", shot);
+}
+
+TEST_CASE("headless Chromium with an operator certificate: the console "
+          "shows every org over console.http-listen, no token asked") {
+  auto exe = chromium_path();
+  if (exe.empty())
+    return skip("chromium is not installed (tools/install-deps)");
+  if (access("/usr/bin/certutil", X_OK) != 0
+      || access("/usr/bin/pk12util", X_OK) != 0)
+    return skip("certutil and pk12util are not installed (libnss3-tools, "
+                "tools/install-deps)");
+  temp_dir certs;
+  auto ops = make_test_pki(certs.path() + "/ops");
+  fleet f{&ops};
+  f.device->signal(SIGTERM);
+  REQUIRE(f.device->wait(30s));
+  auto home = operator_home(f.tmp.path(), ops, f.web);
+  REQUIRE_MESSAGE(!home.empty(), "certutil/pk12util failed");
+  auto url = "https://127.0.0.1:" + std::to_string(f.web) + "/console";
+
+  auto overview = parsed(operator_get(f.web, ops, "/console/api/overview").body);
+  auto dom = chromium(exe, f.tmp.path(), url + "#device=dev", {"--dump-dom"},
+                      home);
+  auto delivery = parsed(
+    operator_get(f.web, ops, "/console/api/delivery?org=acme&device=dev").body);
+
+  REQUIRE_MESSAGE(dom.find("data-loaded=\"1\"") != std::string::npos,
+                  dom.substr(0, 2000));
+  CHECK(dom.find("every org (operator certificate)") != std::string::npos);
+  CHECK(card_value(dom, "devices_total")
+        == std::to_string(num(overview, "devices_total")));
+  auto& devices = member(overview, "devices").items;
+  REQUIRE(devices.size() == 1);
+  auto& d = devices[0];
+  CHECK(member(d, "org").text == "acme");
+  auto row = "data-device=\"dev\" data-org=\"acme\"";
+  REQUIRE_MESSAGE(dom.find(row) != std::string::npos, dom.substr(0, 4000));
+  for (auto field : {"tier", "points_received", "batches_received",
+                     "streams", "last_seen_ms", "duplicates", "gaps"})
+    CHECK_MESSAGE(field_after(dom, row, field) == member(d, field).text,
+                  field);
+  CHECK(num(d, "points_received") > 0);
+  // The delivery view asked with the row's org: the API's rows.
+  CHECK(dom.find("data-available=\"true\"") != std::string::npos);
+  auto& hours = member(delivery, "rows").items;
+  CHECK(!hours.empty());
+  CHECK(dom.find("data-rows=\"" + std::to_string(hours.size()) + "\"")
+        != std::string::npos);
+  auto [rc, out] = fleetctl(f.tmp.path(), f.console,
+                            f.ctl({"status", "--json"}));
+  REQUIRE(rc == 0);
+  auto st = parsed(out);
+  auto* web = actor_in(st, "web_console");
+  REQUIRE(web != nullptr);
+  CHECK(num(member(*web, "counters"), "operator_requests") >= 5);
+
+  auto out_dir = std::string(FLEETD_BUILD_DIR) + "/tests/web_console_test.out";
+  mkdir(out_dir.c_str(), 0755);
+  auto shot = out_dir + "/console-operator.png";
+  std::remove(shot.c_str());
+  chromium(exe, f.tmp.path(), url + "#device=dev",
+           {"--screenshot=" + shot, "--window-size=1280,900"}, home);
+  REQUIRE(file_size(shot) > 10000);
+  MESSAGE("operator web console screenshot: ", shot);
 }
