@@ -785,6 +785,8 @@ TEST_CASE("the device's drop counters ride outside the checksummed batch; "
     drop_declaration d;
     d.origin = "store-1";
     d.records = {{"metrics_unsynced", 2000}, {"metrics_rejected", 3}};
+    d.collected = 5000;
+    d.stored = 4997;
     auto sent = with_send_fields(body, 0, nullptr, &d);
     CHECK(sent.compare(0, body.size(), body) == 0);
     auto got = decode_request(sent, is_zstd(sent), one_mib);
@@ -814,6 +816,22 @@ TEST_CASE("the device's drop counters ride outside the checksummed batch; "
     for (int i = 0; i <= max_declared_kinds; ++i)
       bad.records["k" + std::to_string(i)] = 1;
     refused(bad);
+    // Collected and stored: never negative, never absurd, never more
+    // stored than collected.
+    for (auto [c, st] : {std::pair<int64_t, int64_t>{-1, 0},
+                         {5, -1},
+                         {5, 6},
+                         {max_declared_records + 1, 0},
+                         {std::numeric_limits<int64_t>::min(), 0},
+                         {std::numeric_limits<int64_t>::max(),
+                          std::numeric_limits<int64_t>::max()}}) {
+      CAPTURE(c);
+      CAPTURE(st);
+      bad = d;
+      bad.collected = c;
+      bad.stored = st;
+      refused(bad);
+    }
   }
 }
 
