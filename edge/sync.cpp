@@ -235,7 +235,7 @@ void send(self_ptr self, queued_batch batch) {
   auto b = std::make_shared<queued_batch>(std::move(batch));
   // Outside the checksummed batch: the queued bytes stay as they were cut.
   auto with_cap = st.capability_due && st.capability.tier > 0;
-  auto with_drops = !b->declared.records.empty()
+  auto with_drops = (!b->declared.records.empty() || b->declared.collected > 0)
                     && !(b->declared == st.declared_acked);
   auto body = with_send_fields(b->body, b->retry_count,
                                with_cap ? &st.capability : nullptr,

@@ -187,3 +187,42 @@ TEST_CASE("what a stream declares: its losses by kind under the store's "
   memory_store again{memory_limits{1000, 0, 100}, clk};
   CHECK(again.epoch() != st.epoch());
 }
+
+TEST_CASE("events the cap drops before any batch covers them, and records "
+          "refused before storage, are declared drops of their stream") {
+  auto clk = std::make_shared<manual_clock>(0);
+  memory_store st{memory_limits{1000, 0, 100}, clk};
+  // 30 events cut into a batch (a queued copy), then 100 more: the cap of
+  // 100 drops the 30 batched ones (no loss) and 0 unsynced.
+  for (int i = 0; i < 30; ++i)
+    REQUIRE_FALSE(st.record_event("k", std::to_string(i)));
+  auto f = st.fetch(events_stream, 100);
+  REQUIRE(f);
+  REQUIRE(f->events.size() == 30);
+  queued_batch b;
+  b.stream = events_stream;
+  b.sequence = f->next_sequence;
+  b.last_id = f->last_id;
+  b.points = 30;
+  REQUIRE(st.enqueue(b));
+  for (int i = 0; i < 100; ++i)
+    REQUIRE_FALSE(st.record_event("k", "more"));
+  CHECK(st.drops()[drop_kind::events] == 30);
+  CHECK(st.drops()[drop_kind::events_unsynced] == 0);
+  // 25 more push out 25 that no batch holds: lost, and declared.
+  for (int i = 0; i < 25; ++i)
+    REQUIRE_FALSE(st.record_event("k", "lost"));
+  CHECK(st.drops()[drop_kind::events] == 55);
+  CHECK(st.drops()[drop_kind::events_unsynced] == 25);
+  REQUIRE_FALSE(st.count_refused(drop_kind::refused(events_stream,
+                                                    "bad_format"), 3));
+  REQUIRE_FALSE(st.count_refused(drop_kind::refused(metrics_stream,
+                                                    "too_large"), 7));
+  auto e = drop_kind::declared(events_stream, st.epoch(), st.drops());
+  CHECK(e.records
+        == std::map<std::string, int64_t>{
+          {drop_kind::events_unsynced, 25}, {"events_refused_bad_format", 3}});
+  auto m = drop_kind::declared(metrics_stream, st.epoch(), st.drops());
+  CHECK(m.records
+        == std::map<std::string, int64_t>{{"metrics_refused_too_large", 7}});
+}
