@@ -255,9 +255,13 @@ storage(storage_actor::stateful_pointer<storage_state> self,
       if (auto err = st.commit_held())
         log_warning("storage", "held records lost: ", render(err));
     },
-    [&st](fetch_atom, const std::string& stream, int64_t max,
-          int64_t max_bytes) -> caf::result<unbatched_points> {
-      return to_result(st.fetch(stream, max, max_bytes));
+    [self, &st](fetch_atom, const std::string& stream, int64_t max,
+                int64_t max_bytes) -> caf::result<unbatched_points> {
+      auto up = st.fetch(stream, max, max_bytes);
+      // A batch is cut from these: its first send declares with it.
+      if (up && up->size() > 0)
+        up->declared = declaration(self, stream);
+      return to_result(std::move(up));
     },
     [self, &st](enqueue_atom, const queued_batch& b) -> caf::result<int64_t> {
       return settled(self, st.enqueue(b));

@@ -151,6 +151,7 @@ void cut(self_ptr self, bool after_ack) {
         b.last_id = up.last_id;
         b.points = static_cast<int64_t>(up.size());
         b.created_ms = es.now_ms;
+        b.declared = std::move(up.declared);
         b.body = encode(st, up, es);
         // Persist before the first send, so a retry resends the same bytes.
         self->request(st.cfg.storage, storage_timeout, enqueue_atom::value, b)

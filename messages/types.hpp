@@ -139,6 +139,9 @@ struct unbatched_points {
   /// The store stopped at the byte bound it was given: more records wait,
   /// so the batch is full whatever its count.
   bool full = false;
+  /// What the stream declares (drops, collected, stored) when records came
+  /// back: a batch cut from them carries it on its first send too.
+  drop_declaration declared;
 
   size_t size() const {
     return samples.size() + logs.size() + events.size();
@@ -173,7 +176,8 @@ inline int64_t record_bytes(const event_record& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, unbatched_points& x) {
   return f(caf::meta::type_name("unbatched_points"), x.last_id,
-           x.next_sequence, x.epoch, x.samples, x.logs, x.events, x.full);
+           x.next_sequence, x.epoch, x.samples, x.logs, x.events, x.full,
+           x.declared);
 }
 
 /// A metrics stream's series session as the device keeps it: the series
