@@ -28,19 +28,20 @@ int64_t point_drops(memory_store& st) {
 }
 
 // One sync round against a cloud that acks everything: batch and ack.
-void sync_all(memory_store& st, int64_t now) {
-  auto up = st.fetch(metrics_stream, 1000);
+void sync_all(memory_store& st, int64_t now,
+              const char* stream = metrics_stream) {
+  auto up = st.fetch(stream, 1000);
   REQUIRE(up);
-  if (up->samples.empty())
+  if (up->size() == 0)
     return;
   queued_batch b;
-  b.stream = metrics_stream;
+  b.stream = stream;
   b.sequence = up->next_sequence;
   b.last_id = up->last_id;
-  b.points = static_cast<int64_t>(up->samples.size());
+  b.points = static_cast<int64_t>(up->size());
   b.created_ms = now;
   REQUIRE(st.enqueue(b));
-  REQUIRE(st.ack(metrics_stream, b.sequence, 0, {}, {}));
+  REQUIRE(st.ack(stream, b.sequence, 0, {}, {}));
 }
 
 } // namespace
@@ -192,19 +193,12 @@ TEST_CASE("events the cap drops before any batch covers them, and records "
           "refused before storage, are declared drops of their stream") {
   auto clk = std::make_shared<manual_clock>(0);
   memory_store st{memory_limits{1000, 0, 100}, clk};
-  // 30 events cut into a batch (a queued copy), then 100 more: the cap of
-  // 100 drops the 30 batched ones (no loss) and 0 unsynced.
+  // 30 events synced, then 100 more: the cap of 100 drops the 30 synced
+  // ones (no loss), none unsynced.
   for (int i = 0; i < 30; ++i)
     REQUIRE_FALSE(st.record_event("k", std::to_string(i)));
-  auto f = st.fetch(events_stream, 100);
-  REQUIRE(f);
-  REQUIRE(f->events.size() == 30);
-  queued_batch b;
-  b.stream = events_stream;
-  b.sequence = f->next_sequence;
-  b.last_id = f->last_id;
-  b.points = 30;
-  REQUIRE(st.enqueue(b));
+  sync_all(st, 0, events_stream);
+  CHECK(st.fetch(events_stream, 100)->events.empty());
   for (int i = 0; i < 100; ++i)
     REQUIRE_FALSE(st.record_event("k", "more"));
   CHECK(st.drops()[drop_kind::events] == 30);

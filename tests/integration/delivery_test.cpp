@@ -283,12 +283,14 @@ TEST_CASE("fleetctl delivery shows the records received, declared dropped "
   CHECK(post_point(ingest, "raw-dev", 1, "store-a", 5) == 200);
   CHECK(post_point(ingest, "raw-dev", 1, "store-a", 5) == 200);
   CHECK(post_point(ingest, "raw-dev", 3, "store-a", 7) == 200);
-  auto raw_text = [&] {
+  // `fleetctl delivery --json` of one device, read once.
+  auto json_now = [&](const std::string& device) {
     auto [rc, out] = fleetctl(tmp.path(), cloud_console,
-                              {"delivery", "--json", "--device=raw-dev"});
+                              {"delivery", "--json", "--device=" + device});
     CHECK(rc == 0);
     return out;
-  }();
+  };
+  auto raw_text = json_now("raw-dev");
   MESSAGE(raw_text);
   auto r = sum_stream(raw_text, "raw-dev", "metrics");
   CHECK(r.received == 2);
@@ -318,12 +320,7 @@ TEST_CASE("fleetctl delivery shows the records received, declared dropped "
   CHECK(post_point(ingest, "flow-dev", 3, "o", 1, int64_t{1} << 62, 0)
         == 400);
   CHECK(post_point(ingest, "flow-dev", 3, "o", 1, 60, 60) == 200);
-  auto flow_text = [&] {
-    auto [rc, out] = fleetctl(tmp.path(), cloud_console,
-                              {"delivery", "--json", "--device=flow-dev"});
-    CHECK(rc == 0);
-    return out;
-  }();
+  auto flow_text = json_now("flow-dev");
   MESSAGE(flow_text);
   auto fl = sum_stream(flow_text, "flow-dev", "metrics");
   CHECK(fl.received == 3);
