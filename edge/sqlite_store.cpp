@@ -1420,17 +1420,17 @@ flow_counts sqlite_store::load_flow() {
 }
 
 caf::error sqlite_store::save_flow(const flow_counts& x) {
-  auto st = db_.prepare("INSERT INTO meta (key, value) VALUES "
-                        "('delivery_flow', ?1) ON CONFLICT (key) DO UPDATE "
-                        "SET value = ?1");
+  // No commit of its own (one per batch cut would add a page write each):
+  // it commits with the next one; a crash before may lose the last counts.
+  if (journaling())
+    if (auto err = open_lazy())
+      return err;
+  auto st = db_.cached("INSERT INTO meta (key, value) VALUES "
+                       "('delivery_flow', ?1) ON CONFLICT (key) DO UPDATE "
+                       "SET value = ?1");
   if (!st)
     return st.error();
-  st->bind(1, encode_flow(x));
-  if (auto err = st->run())
-    return err;
-  if (auto err = commit_lazy())
-    return err;
-  return commit_pending();
+  return st->bind(1, encode_flow(x)).run();
 }
 
 bool sqlite_store::hold_reserve() {

@@ -120,8 +120,9 @@ public:
   virtual flow_counts load_flow() {
     return {};
   }
-  /// Keeps `x` durably: what a device declared never goes down after a
-  /// restart under the same epoch.
+  /// Keeps `x` with the store's next commit, so that what a device declared
+  /// does not go down after a restart under the same epoch (a crash before
+  /// that commit may: the cloud then ignores reports until they pass it).
   virtual caf::error save_flow(const flow_counts&) {
     return caf::none;
   }
