@@ -275,6 +275,29 @@ TEST_CASE("a store copies with no difference and the rows of each org") {
   CHECK(count(c, "SELECT count(*) FROM points") == 20000);
 }
 
+TEST_CASE("a store written before collected and stored copies them as 0") {
+  fixture f;
+  if (!f.ready(3))
+    return test::skip(f.why);
+  {
+    // The delivery tables as a node before migration 0007 left them.
+    auto db = sqlite::database::open(f.dir.path() + "/cloud.db");
+    REQUIRE_MESSAGE(db, render(db.error()));
+    for (auto table : {"delivery", "declared_drops"})
+      for (auto column : {"collected", "stored"})
+        REQUIRE_FALSE(db->exec(std::string("ALTER TABLE ") + table
+                               + " DROP COLUMN " + column));
+  }
+  auto [rc, err] = f.run();
+  REQUIRE_MESSAGE(rc == 0, err);
+  auto [vrc, verr] = f.run({"--verify"});
+  CHECK_MESSAGE(vrc == 0, verr);
+  auto c = pg_connect(f.url());
+  CHECK(count(c, "SELECT count(*) FROM delivery WHERE stream = 'logs'") == 3);
+  CHECK(count(c, "SELECT sum(declared_drops) FROM delivery") == 3 * 5);
+  CHECK(count(c, "SELECT sum(collected) + sum(stored) FROM delivery") == 0);
+}
+
 TEST_CASE("a copy killed twice mid-way and rerun has every row once") {
   fixture f;
   if (!f.ready(67, 300)) // 60,000 points

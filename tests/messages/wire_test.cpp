@@ -1389,3 +1389,19 @@ TEST_CASE("a SyncBundleResponse answers each batch with its own status and "
   CHECK(v1.status() == 0);
   CHECK(decode_response(encode_response(ok))->status == 0);
 }
+
+TEST_CASE("what a delivery report of collected and stored adds to a request: "
+          "a few dozen bytes") {
+  drop_declaration d;
+  d.origin = "0123456789abcdef"; // a store's epoch: random_hex(8)
+  d.collected = 123'456'789;
+  d.stored = 123'456'700;
+  for (int level : {0, 3}) {
+    CAPTURE(level);
+    auto body = encode_metrics_request(settings(level), test_samples());
+    auto added = with_send_fields(body, 0, nullptr, &d).size() - body.size();
+    MESSAGE("zstd level " << level << ": the report adds " << added
+                          << " bytes");
+    CHECK(added <= 64);
+  }
+}
