@@ -37,8 +37,7 @@ declared_sums declared_growth(const drop_declaration& d,
   auto now = declared_total(d);
   if (d.origin != last_origin)
     return now;
-  if (declared_decreased(d, last_origin, last))
-    return {};
+  // Each counter alone: one that went down adds 0, the others still grow.
   return {grown(now.records, last.records), grown(now.batches, last.batches),
           grown(now.collected, last.collected), grown(now.stored, last.stored)};
 }

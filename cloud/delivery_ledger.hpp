@@ -48,7 +48,7 @@ declared_sums declared_growth(const drop_declaration& d,
                               const declared_sums& last);
 
 /// True when a report of `last_origin` went below the sums last stored:
-/// the cloud ignores it (adds nothing, keeps the sums) and counts it.
+/// the cloud counts it; what went down adds 0 and its sum is kept.
 bool declared_decreased(const drop_declaration& d,
                         const std::string& last_origin,
                         const declared_sums& last);

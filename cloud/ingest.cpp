@@ -270,8 +270,8 @@ void stored(ingest_ptr self, caf::response_promise rp,
           log_warning_limited("ingest", "delivery_report",
                               "delivery report of ", seen.device, "/",
                               seen.stream,
-                              " ignored: its counters went down within "
-                              "their origin (the batch is stored)");
+                              ": counters that went down within their "
+                              "origin add nothing (the batch is stored)");
         }
         seen.accepted = true;
         seen.records = out.stored;

@@ -366,8 +366,8 @@ struct ingest_outcome {
   int64_t stored = 0;
   /// The device's settings when newer than the batch's config_version.
   cloud_settings config;
-  /// The batch's delivery report was ignored: its counters went down within
-  /// their origin (the batch itself is stored).
+  /// Counters of the batch's delivery report went down within their
+  /// origin: those added nothing (the batch itself is stored).
   bool report_decreased = false;
 };
 

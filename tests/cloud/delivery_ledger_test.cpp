@@ -74,13 +74,19 @@ TEST_CASE("collected and stored add their growth like the drops; a report "
   auto x = delivery_of_batch(5, 0, 0, grown);
   CHECK(x.collected == 30);
   CHECK(x.stored == 35);
-  // Lower within the origin: flagged, adds nothing, keeps what it had.
+  // Lower within the origin: flagged, adds nothing, keeps what it had;
+  // a counter that still grew (a drop) is not held back by it.
   d.collected = 120;
   CHECK(declared_decreased(d, "a", kept));
   CHECK(declared_growth(d, "a", kept).empty());
   auto same = kept_declared(d, "a", kept, {});
   CHECK(same.collected == 130);
   CHECK(same.stored == 125);
+  d.records["metrics_unsynced"] = 3;
+  auto partly = declared_growth(d, "a", kept);
+  CHECK(partly.records == 2);
+  CHECK(partly.collected == 0);
+  CHECK(partly.stored == 0);
   // A new origin counts afresh: never a decrease.
   CHECK_FALSE(declared_decreased(d, "b", kept));
   CHECK(declared_growth(d, "b", kept).collected == 120);
