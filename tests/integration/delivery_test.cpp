@@ -311,8 +311,8 @@ TEST_CASE("fleetctl delivery shows the records received, declared dropped "
   CHECK(table.find("STORED") != std::string::npos);
 
   // Collected and stored of a raw device: the growth, once; a hostile or
-  // garbled report is refused 400 (counted), one that goes down within its
-  // origin is ignored (counted) while its batch is stored.
+  // garbled report is refused 400 (counted); in one that goes down within
+  // its origin those counters add nothing (counted), its batch is stored.
   CHECK(post_point(ingest, "flow-dev", 1, "o", 1, 50, 40) == 200);
   CHECK(post_point(ingest, "flow-dev", 2, "o", 1, 80, 70) == 200);
   CHECK(post_point(ingest, "flow-dev", 3, "o", 1, -5, 0) == 400);
