@@ -16,13 +16,22 @@ struct delivery_counts {
   int64_t duplicates;
   int64_t missing;
   int64_t declared_drops;
+  int64_t collected;
+  int64_t stored;
 };
 
 /// A device's declaration summed: records lost, and whole batches lost
-/// (kinds named "<stream>_batches": sequences the cloud never sees).
+/// (kinds named "<stream>_batches": sequences the cloud never sees); and
+/// the records it collected and stored.
 struct declared_sums {
   int64_t records = 0;
   int64_t batches = 0;
+  int64_t collected = 0;
+  int64_t stored = 0;
+
+  bool empty() const {
+    return records == 0 && batches == 0 && collected == 0 && stored == 0;
+  }
 };
 
 /// The start of the UTC hour `ms` falls in.
@@ -37,6 +46,12 @@ declared_sums declared_total(const drop_declaration& d);
 declared_sums declared_growth(const drop_declaration& d,
                               const std::string& last_origin,
                               const declared_sums& last);
+
+/// True when a report of `last_origin` went below the sums last stored:
+/// the cloud counts it; what went down adds 0 and its sum is kept.
+bool declared_decreased(const drop_declaration& d,
+                        const std::string& last_origin,
+                        const declared_sums& last);
 
 /// The sums to store after a report that added `grown` to `last`: within
 /// an origin they only grow (an older report never lowers them).

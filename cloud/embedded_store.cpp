@@ -100,6 +100,8 @@ CREATE TABLE IF NOT EXISTS delivery (
   duplicates INTEGER NOT NULL,
   missing INTEGER NOT NULL,
   declared_drops INTEGER NOT NULL,
+  collected INTEGER NOT NULL DEFAULT 0,
+  stored INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (device_id, stream, hour_ms)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS declared_drops (
   device_id TEXT NOT NULL,
@@ -107,6 +109,8 @@ CREATE TABLE IF NOT EXISTS declared_drops (
   origin TEXT NOT NULL,
   records INTEGER NOT NULL,
   batches INTEGER NOT NULL,
+  collected INTEGER NOT NULL DEFAULT 0,
+  stored INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (device_id, stream)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS device_config (
   device_id TEXT PRIMARY KEY,
@@ -159,6 +163,24 @@ caf::error add_registry(sqlite::database& db) {
                            "INTEGER NOT NULL DEFAULT 0"))
       return err;
   return db.exec(registry_view);
+}
+
+// Files made before the device declared what it collected and stored.
+caf::error add_delivery_flow(sqlite::database& db) {
+  for (auto table : {"delivery", "declared_drops"}) {
+    auto has = db.has_column(table, "collected");
+    if (!has)
+      return has.error();
+    if (!*has)
+      if (auto err = db.exec(std::string("ALTER TABLE ") + table
+                             + " ADD COLUMN collected INTEGER NOT NULL "
+                               "DEFAULT 0; ALTER TABLE "
+                             + table
+                             + " ADD COLUMN stored INTEGER NOT NULL "
+                               "DEFAULT 0"))
+        return err;
+  }
+  return caf::none;
 }
 
 // The epoch of a legacy row of `stream` (alias t) when the batches table
@@ -228,6 +250,8 @@ caf::expected<embedded_store> embedded_store::open(const std::string& path,
   if (auto err = db->exec(schema))
     return err;
   if (auto err = add_registry(*db))
+    return err;
+  if (auto err = add_delivery_flow(*db))
     return err;
   if (auto err = create_journal_schema(*db))
     return err;
@@ -378,7 +402,7 @@ caf::error embedded_store::write_batch(const ingest_batch& b, int64_t now,
     return had.error();
   // Held: ack at least this batch, also when it is of an older epoch.
   out.last_acked = std::max(*last, b.sequence);
-  auto declared = declare_drops(b);
+  auto declared = declare_drops(b, out);
   if (!declared)
     return declared.error();
   if (*had) {
@@ -443,11 +467,12 @@ caf::error embedded_store::write_batch(const ingest_batch& b, int64_t now,
 }
 
 caf::expected<declared_sums>
-embedded_store::declare_drops(const ingest_batch& b) {
+embedded_store::declare_drops(const ingest_batch& b, ingest_outcome& out) {
   if (b.declared.origin.empty())
     return declared_sums{};
-  auto sel = db_.cached("SELECT origin, records, batches FROM declared_drops "
-                        "WHERE device_id = ?1 AND stream = ?2");
+  auto sel = db_.cached("SELECT origin, records, batches, collected, stored "
+                        "FROM declared_drops WHERE device_id = ?1 AND "
+                        "stream = ?2");
   if (!sel)
     return sel.error();
   sel->bind(1, b.device_id).bind(2, b.stream);
@@ -457,19 +482,22 @@ embedded_store::declare_drops(const ingest_batch& b) {
   std::string origin = *row ? sel->column_text(0) : std::string{};
   declared_sums last;
   if (*row)
-    last = {sel->column_int(1), sel->column_int(2)};
+    last = {sel->column_int(1), sel->column_int(2), sel->column_int(3),
+            sel->column_int(4)};
   sel->reset();
+  out.report_decreased = declared_decreased(b.declared, origin, last);
   auto grown = declared_growth(b.declared, origin, last);
-  if (grown.records == 0 && grown.batches == 0 && origin == b.declared.origin)
+  if (grown.empty() && origin == b.declared.origin)
     return grown;
   auto keep = kept_declared(b.declared, origin, last, grown);
   auto up = db_.cached("INSERT OR REPLACE INTO declared_drops (device_id, "
-                       "stream, origin, records, batches) VALUES (?1, ?2, "
-                       "?3, ?4, ?5)");
+                       "stream, origin, records, batches, collected, stored) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
   if (!up)
     return up.error();
   up->bind(1, b.device_id).bind(2, b.stream).bind(3, b.declared.origin)
-    .bind(4, keep.records).bind(5, keep.batches);
+    .bind(4, keep.records).bind(5, keep.batches).bind(6, keep.collected)
+    .bind(7, keep.stored);
   if (auto err = up->run())
     return err;
   return grown;
@@ -478,19 +506,20 @@ embedded_store::declare_drops(const ingest_batch& b) {
 caf::error embedded_store::count_delivery(const ingest_batch& b, int64_t now,
                                           const delivery_counts& x) {
   if (x.received == 0 && x.duplicates == 0 && x.missing == 0
-      && x.declared_drops == 0)
+      && x.declared_drops == 0 && x.collected == 0 && x.stored == 0)
     return caf::none;
   auto up = db_.cached(
     "INSERT INTO delivery (device_id, stream, hour_ms, received, duplicates, "
-    "missing, declared_drops) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
-    "ON CONFLICT (device_id, stream, hour_ms) DO UPDATE SET "
+    "missing, declared_drops, collected, stored) VALUES (?1, ?2, ?3, ?4, ?5, "
+    "?6, ?7, ?8, ?9) ON CONFLICT (device_id, stream, hour_ms) DO UPDATE SET "
     "received = received + ?4, duplicates = duplicates + ?5, "
-    "missing = missing + ?6, declared_drops = declared_drops + ?7");
+    "missing = missing + ?6, declared_drops = declared_drops + ?7, "
+    "collected = collected + ?8, stored = stored + ?9");
   if (!up)
     return up.error();
   up->bind(1, b.device_id).bind(2, b.stream).bind(3, delivery_hour(now))
     .bind(4, x.received).bind(5, x.duplicates).bind(6, x.missing)
-    .bind(7, x.declared_drops);
+    .bind(7, x.declared_drops).bind(8, x.collected).bind(9, x.stored);
   return up->run();
 }
 
@@ -500,7 +529,8 @@ embedded_store::delivery(const std::string& device_id, int64_t since_ms) {
   // "org/" names every device of the org.
   auto st = db_.prepare(
     "SELECT device_id, stream, hour_ms, received, duplicates, missing, "
-    "declared_drops FROM delivery WHERE hour_ms >= ?2 AND (?1 = '' OR "
+    "declared_drops, collected, stored FROM delivery WHERE hour_ms >= ?2 "
+    "AND (?1 = '' OR "
     "device_id = ?1 OR substr(device_id, instr(device_id, '/') + 1) = ?1 "
     "OR (substr(?1, -1) = '/' AND substr(device_id, 1, length(?1)) = ?1)) "
     "ORDER BY device_id, stream, hour_ms");
@@ -511,7 +541,7 @@ embedded_store::delivery(const std::string& device_id, int64_t since_ms) {
   if (auto err = sqlite::each_row(*st, [&](sqlite::statement& r) {
         out.push_back({r.column_text(0), r.column_text(1), r.column_int(2),
                        r.column_int(3), r.column_int(4), r.column_int(5),
-                       r.column_int(6)});
+                       r.column_int(6), r.column_int(7), r.column_int(8)});
       }))
     return err;
   return out;

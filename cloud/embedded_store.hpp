@@ -74,7 +74,8 @@ private:
   // The device's latest DeviceCapability, when the batch carries one.
   caf::error write_capability(const ingest_batch& b, int64_t now);
   // Stores the batch's drop report; replies the drops it adds.
-  caf::expected<declared_sums> declare_drops(const ingest_batch& b);
+  caf::expected<declared_sums> declare_drops(const ingest_batch& b,
+                                             ingest_outcome& out);
   caf::error count_delivery(const ingest_batch& b, int64_t now,
                             const delivery_counts& x);
   caf::error config_for(const std::string& device, int64_t have,

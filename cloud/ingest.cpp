@@ -265,6 +265,14 @@ void stored(ingest_ptr self, caf::response_promise rp,
           // The answer (the next wait) is the next request's to ask for.
           caf::anon_send(self->state.cfg.tenancy, quota_atom::value, who.org,
                          out.stored, bytes);
+        if (out.report_decreased) {
+          ++self->state.delivery_reports_ignored;
+          log_warning_limited("ingest", "delivery_report",
+                              "delivery report of ", seen.device, "/",
+                              seen.stream,
+                              ": counters that went down within their "
+                              "origin add nothing (the batch is stored)");
+        }
         seen.accepted = true;
         seen.records = out.stored;
         if (self->state.cfg.outcomes)
@@ -377,6 +385,7 @@ ingest(ingest_ptr self, ingest_config cfg) {
       out.counters["configs_sent"] = st.configs_sent;
       out.counters["enroll_requests"] = st.enroll_requests;
       out.counters["texts_repaired"] = st.texts_repaired;
+      out.counters["delivery_reports_ignored"] = st.delivery_reports_ignored;
       for (auto& kv : st.rejected)
         out.counters["rejected_" + kv.first] = kv.second;
       return out;

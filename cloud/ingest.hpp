@@ -45,6 +45,9 @@ struct ingest_state {
   int64_t enroll_requests = 0;
   /// Text fields stored with '?' for bytes no store holds (NUL, not UTF-8).
   int64_t texts_repaired = 0;
+  /// Delivery reports with counters that went down within their origin
+  /// (those add nothing; the rest of the report and the batch count).
+  int64_t delivery_reports_ignored = 0;
   /// Rejected requests by error code (checksum_mismatch, decode_failed, ...).
   std::map<std::string, int64_t> rejected;
   static inline const char* name = "ingest";

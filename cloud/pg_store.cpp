@@ -237,8 +237,9 @@ std::vector<pg::call> pg_store::opening(const ingest_batch& b,
   std::vector<pg::call> out{{"BEGIN", {}}, conn_.scope(d.org)};
   // Third when asked: the last drop counters the stream declared.
   if (!b.declared.origin.empty())
-    out.push_back({"SELECT origin, records, batches FROM declared_drops "
-                   "WHERE org = $1 AND device = $2 AND stream = $3",
+    out.push_back({"SELECT origin, records, batches, collected, stored FROM "
+                   "declared_drops WHERE org = $1 AND device = $2 AND "
+                   "stream = $3",
                    {d.org, d.device, b.stream}});
   if (auto& c = b.capability; c.tier > 0)
     out.push_back(
@@ -293,7 +294,7 @@ caf::error pg_store::write_batch(const ingest_batch& b, const device_ref& d,
   std::vector<pg::call> tail;
   auto declared = declare_drops(b, d, b.declared.origin.empty() ? nullptr
                                                                 : &rs[2],
-                                tail);
+                                tail, out);
   if (*had) {
     out.duplicate = true;
     tail.push_back({"UPDATE streams SET duplicates = duplicates + 1, "
@@ -318,24 +319,28 @@ caf::error pg_store::write_batch(const ingest_batch& b, const device_ref& d,
 declared_sums pg_store::declare_drops(const ingest_batch& b,
                                      const device_ref& d,
                                      const pg::result* prev,
-                                     std::vector<pg::call>& tail) {
+                                     std::vector<pg::call>& tail,
+                                     ingest_outcome& out) {
   if (prev == nullptr)
     return {};
   std::string origin = prev->rows() > 0 ? std::string{prev->text(0, 0)}
                                         : std::string{};
   declared_sums last;
   if (prev->rows() > 0)
-    last = {prev->int64(0, 1), prev->int64(0, 2)};
+    last = {prev->int64(0, 1), prev->int64(0, 2), prev->int64(0, 3),
+            prev->int64(0, 4)};
+  out.report_decreased = declared_decreased(b.declared, origin, last);
   auto grown = declared_growth(b.declared, origin, last);
-  if (grown.records == 0 && grown.batches == 0 && origin == b.declared.origin)
+  if (grown.empty() && origin == b.declared.origin)
     return grown;
   auto keep = kept_declared(b.declared, origin, last, grown);
   tail.push_back({"INSERT INTO declared_drops (org, device, stream, origin, "
-                  "records, batches) VALUES ($1, $2, $3, $4, $5, $6) ON "
-                  "CONFLICT (org, device, stream) DO UPDATE SET origin = $4, "
-                  "records = $5, batches = $6",
+                  "records, batches, collected, stored) VALUES ($1, $2, $3, "
+                  "$4, $5, $6, $7, $8) ON CONFLICT (org, device, stream) DO "
+                  "UPDATE SET origin = $4, records = $5, batches = $6, "
+                  "collected = $7, stored = $8",
                   {d.org, d.device, b.stream, b.declared.origin, keep.records,
-                   keep.batches}});
+                   keep.batches, keep.collected, keep.stored}});
   return grown;
 }
 
@@ -343,17 +348,18 @@ void pg_store::count_delivery(const ingest_batch& b, const device_ref& d,
                               int64_t now, const delivery_counts& x,
                               std::vector<pg::call>& tail) {
   if (x.received == 0 && x.duplicates == 0 && x.missing == 0
-      && x.declared_drops == 0)
+      && x.declared_drops == 0 && x.collected == 0 && x.stored == 0)
     return;
   tail.push_back(
     {"INSERT INTO delivery (org, device, stream, hour_ms, received, "
-     "duplicates, missing, declared_drops) VALUES ($1, $2, $3, $4, $5, $6, "
-     "$7, $8) ON CONFLICT (org, device, stream, hour_ms) DO UPDATE SET "
-     "received = delivery.received + $5, duplicates = delivery.duplicates + "
-     "$6, missing = delivery.missing + $7, declared_drops = "
-     "delivery.declared_drops + $8",
+     "duplicates, missing, declared_drops, collected, stored) VALUES ($1, "
+     "$2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (org, device, stream, "
+     "hour_ms) DO UPDATE SET received = delivery.received + $5, duplicates = "
+     "delivery.duplicates + $6, missing = delivery.missing + $7, "
+     "declared_drops = delivery.declared_drops + $8, collected = "
+     "delivery.collected + $9, stored = delivery.stored + $10",
      {d.org, d.device, b.stream, delivery_hour(now), x.received, x.duplicates,
-      x.missing, x.declared_drops}});
+      x.missing, x.declared_drops, x.collected, x.stored}});
 }
 
 caf::expected<delivery_rows>
@@ -380,7 +386,8 @@ pg_store::delivery(const std::string& device_id, int64_t since_ms) {
     auto err = pg::transaction(conn_, org, [&]() -> caf::error {
       auto r = conn_.exec(
         "SELECT device, stream, hour_ms, received, duplicates, missing, "
-        "declared_drops FROM delivery WHERE hour_ms >= $1 AND ($2 = '' OR "
+        "declared_drops, collected, stored FROM delivery WHERE hour_ms >= $1 "
+        "AND ($2 = '' OR "
         "device = $2) ORDER BY device, stream, hour_ms",
         {delivery_hour(since_ms), name});
       if (!r)
@@ -389,7 +396,7 @@ pg_store::delivery(const std::string& device_id, int64_t since_ms) {
         out.push_back({org + "/" + std::string{r->text(j, 0)},
                        std::string{r->text(j, 1)}, r->int64(j, 2),
                        r->int64(j, 3), r->int64(j, 4), r->int64(j, 5),
-                       r->int64(j, 6)});
+                       r->int64(j, 6), r->int64(j, 7), r->int64(j, 8)});
       return caf::none;
     });
     if (err)

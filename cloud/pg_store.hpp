@@ -106,7 +106,8 @@ private:
   // nullptr when the batch carries none); its update goes to `tail`.
   declared_sums declare_drops(const ingest_batch& b, const device_ref& d,
                               const pg::result* prev,
-                              std::vector<pg::call>& tail);
+                              std::vector<pg::call>& tail,
+                              ingest_outcome& out);
   // What one batch adds to the delivery table, sent with the commit.
   void count_delivery(const ingest_batch& b, const device_ref& d, int64_t now,
                       const delivery_counts& x, std::vector<pg::call>& tail);

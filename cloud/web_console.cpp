@@ -259,6 +259,8 @@ std::string delivery_json(const std::string& device, int64_t since_ms,
       .add("duplicates", r.duplicates)
       .add("missing", r.missing)
       .add("declared_drops", r.declared_drops)
+      .add("collected", r.collected)
+      .add("stored", r.stored)
       .raw("ratio", json_value(ratio(r)));
     list += (list.size() > 1 ? "," : "") + o.str();
   }
@@ -271,6 +273,8 @@ std::string delivery_json(const std::string& device, int64_t since_ms,
     .add("duplicates", all.duplicates)
     .add("missing", all.missing)
     .add("declared_drops", all.declared_drops)
+    .add("collected", all.collected)
+    .add("stored", all.stored)
     .raw("ratio", json_value(ratio(all)))
     .raw("rows", list + "]");
   return out.str();
@@ -293,7 +297,9 @@ std::string delivery_metrics_text(const delivery_rows& rows) {
                         {kind("duplicates"), std::to_string(all.duplicates)},
                         {kind("missing"), std::to_string(all.missing)},
                         {kind("declared_drops"),
-                         std::to_string(all.declared_drops)}});
+                         std::to_string(all.declared_drops)},
+                        {kind("collected"), std::to_string(all.collected)},
+                        {kind("stored"), std::to_string(all.stored)}});
 }
 
 void fleet_delivery_metrics(caf::event_based_actor* self,

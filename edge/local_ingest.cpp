@@ -12,6 +12,7 @@
 #include "messages/influx_line.hpp"
 #include "messages/json_lines.hpp"
 #include "messages/prom_text.hpp"
+#include "messages/wire.hpp"
 #include "runtime/config_check.hpp"
 #include "runtime/http_server.hpp"
 #include "runtime/http_url.hpp"
@@ -115,6 +116,28 @@ void store_then_answer(caf::event_based_actor* self, const core_ptr& core,
       });
 }
 
+// The stream a format's records go to.
+const char* stream_of(ingest_format f) {
+  return f == ingest_format::logs     ? logs_stream
+         : f == ingest_format::events ? events_stream
+                                      : metrics_stream;
+}
+
+// Lines of a body refused whole: the records it would have made, about.
+int64_t lines_of(std::string_view body) {
+  auto n = static_cast<int64_t>(std::count(body.begin(), body.end(), '\n'));
+  return n + (!body.empty() && body.back() != '\n' ? 1 : 0);
+}
+
+// Records refused for good (not a 429 or 503, which the client retries)
+// are the stream's drops: storage counts them, the device declares them.
+void refuse(caf::event_based_actor* self, const core_ptr& core,
+            ingest_format f, const char* why, int64_t n) {
+  if (n > 0 && core->cfg.storage)
+    self->send(core->cfg.storage, refused_atom::value,
+               std::string{stream_of(f)}, std::string{why}, n);
+}
+
 // One admitted request, on a scheduler thread: parse, store, answer.
 void work(caf::event_based_actor* self, const core_ptr& core,
           ingest_format f, http_request req,
@@ -126,11 +149,13 @@ void work(caf::event_based_actor* self, const core_ptr& core,
                                       : std::string_view(target).substr(q + 1);
   auto& cfg = core->cfg;
   auto body = parse_ingest_body(f, req.body, query, cfg.clock->now_ms(), cfg);
+  auto lines = body ? 0 : lines_of(req.body);
   req.body = {};
   auto name = to_string(f);
   if (!body) {
     auto too_large = body.error() == ec::too_large;
     core->count(too_large ? "refused_too_large" : "refused_bad_request");
+    refuse(self, core, f, too_large ? "too_large" : "bad_request", lines);
     core->release(bytes);
     respond(text_reply(too_large ? 413 : 400,
                        too_large ? "too_large" : "bad_request",
@@ -140,6 +165,7 @@ void work(caf::event_based_actor* self, const core_ptr& core,
   }
   core->count(std::string("bad_lines_") + name,
               static_cast<int64_t>(body->bad_lines));
+  refuse(self, core, f, "bad_format", static_cast<int64_t>(body->bad_lines));
   if (body->records() == 0) {
     core->release(bytes);
     respond(ingest_answer(*body));

@@ -242,6 +242,9 @@ caf::error memory_store::record_event(const std::string& kind,
   e.message = message;
   events_.emplace(next_id_++, std::move(e));
   if (events_.size() > max_events) {
+    // Past the batched cursor no batch holds it: lost, and declared so.
+    if (events_.begin()->first > cursors_[events_stream].batched_upto)
+      ++drops_[drop_kind::events_unsynced];
     events_.erase(events_.begin());
     ++drops_[drop_kind::events];
   }
@@ -250,6 +253,12 @@ caf::error memory_store::record_event(const std::string& kind,
 
 std::map<std::string, int64_t> memory_store::drops() {
   return drops_;
+}
+
+caf::error memory_store::count_refused(const std::string& kind, int64_t n) {
+  if (n > 0)
+    drops_[kind] += n;
+  return caf::none;
 }
 
 actor_stats memory_store::stats() {

@@ -51,6 +51,7 @@ public:
   caf::error record_event(const std::string& kind,
                           const std::string& message) override;
   std::map<std::string, int64_t> drops() override;
+  caf::error count_refused(const std::string& kind, int64_t n) override;
   const std::string& epoch() const override {
     return epoch_;
   }

@@ -1390,6 +1390,49 @@ caf::error sqlite_store::count_drop(const char* kind, int64_t n) {
   return st->run();
 }
 
+int64_t sqlite_store::unsynced_events(const char* sql, int64_t a) {
+  auto st = db_.prepare(sql);
+  if (!st)
+    return 0;
+  st->bind(1, a).bind(2, stream_cursors(db_, events_stream).second);
+  auto row = st->step();
+  return row && *row ? st->column_int(0) : 0;
+}
+
+caf::error sqlite_store::count_refused(const std::string& kind, int64_t n) {
+  // Committed now, as an event is: the count is declared to the cloud.
+  if (journaling())
+    if (auto err = open_lazy())
+      return err;
+  if (auto err = count_drop(kind.c_str(), n))
+    return err;
+  return commit_lazy();
+}
+
+flow_counts sqlite_store::load_flow() {
+  auto st = db_.prepare("SELECT value FROM meta WHERE key = 'delivery_flow'");
+  if (!st)
+    return {};
+  auto row = st->step();
+  if (!row || !*row)
+    return {};
+  return decode_flow(st->column_text(0));
+}
+
+caf::error sqlite_store::save_flow(const flow_counts& x) {
+  // No commit of its own (one per batch cut would add a page write each):
+  // it commits with the next one; a crash before may lose the last counts.
+  if (journaling())
+    if (auto err = open_lazy())
+      return err;
+  auto st = db_.cached("INSERT INTO meta (key, value) VALUES "
+                       "('delivery_flow', ?1) ON CONFLICT (key) DO UPDATE "
+                       "SET value = ?1");
+  if (!st)
+    return st.error();
+  return st->bind(1, encode_flow(x)).run();
+}
+
 bool sqlite_store::hold_reserve() {
   if (cfg_.limits.reserve_bytes <= 0)
     return reserve_held_ = true;
@@ -1598,7 +1641,10 @@ caf::expected<int64_t> sqlite_store::drop_chunk(int64_t rows) {
       if (dropped > 0)
         return caf::none;
     }
-    // 5. Events, last of all.
+    // 5. Events, last of all; those no batch covers yet are lost.
+    auto lost = unsynced_events(
+      "SELECT count(*) FROM (SELECT id FROM events ORDER BY id LIMIT ?1) "
+      "WHERE id > ?2", rows);
     auto ev = db_.prepare("DELETE FROM events WHERE id IN (SELECT id FROM "
                           "events ORDER BY id LIMIT ?1)");
     if (!ev)
@@ -1607,6 +1653,8 @@ caf::expected<int64_t> sqlite_store::drop_chunk(int64_t rows) {
     if (auto err = ev->run())
       return err;
     dropped = db_.changes();
+    if (auto err = count_drop(drop_kind::events_unsynced, lost))
+      return err;
     return count_drop(drop_kind::events, dropped);
   });
   if (err)
@@ -1678,10 +1726,15 @@ caf::expected<int64_t> sqlite_store::drop_older_than(int64_t cutoff_ms) {
       dropped += *n;
     }
     auto ev_cutoff = cfg_.clock->now_ms() - cfg_.limits.events_retention_ms;
-    if (cfg_.limits.events_retention_ms > 0)
+    if (cfg_.limits.events_retention_ms > 0) {
+      auto lost = unsynced_events("SELECT count(*) FROM events WHERE ts < ?1 "
+                                  "AND id > ?2", ev_cutoff);
+      if (auto err = count_drop(drop_kind::events_unsynced, lost))
+        return err;
       if (auto err = del("DELETE FROM events WHERE ts < ?1 AND ?2 = ?2",
                          ev_cutoff, 0, drop_kind::events))
         return err;
+    }
     return caf::none;
   });
   if (err)

@@ -140,6 +140,9 @@ public:
 
   /// Every drop counter, persisted across restarts.
   std::map<std::string, int64_t> drops() override;
+  caf::error count_refused(const std::string& kind, int64_t n) override;
+  flow_counts load_flow() override;
+  caf::error save_flow(const flow_counts& x) override;
 
   const std::string& epoch() const override {
     return epoch_;
@@ -198,6 +201,9 @@ private:
   void fit_wal_to_disk();
   caf::error prepare();
   caf::error load_epoch();
+  // The count `sql` gives with ?1 = `a` and ?2 = the events' batched
+  // cursor (events a drop takes that no batch covers yet); 0 on error.
+  int64_t unsynced_events(const char* sql, int64_t a);
   caf::expected<unbatched_points> fetch_rows(const std::string& stream,
                                              int64_t after, int64_t max,
                                              int64_t max_bytes,

@@ -3,6 +3,7 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include "messages/error.hpp"
+#include "messages/wire.hpp"
 #include "runtime/config_check.hpp"
 #include "runtime/logger.hpp"
 #include "runtime/result.hpp"
@@ -82,6 +83,39 @@ void arm_commit(storage_actor::stateful_pointer<storage_state> self) {
 
 using storage_ptr = storage_actor::stateful_pointer<storage_state>;
 
+// Counts what a store of `stream` was handed and what it accepted.
+void count_stream(storage_ptr self, const char* stream, int64_t collected,
+                  int64_t stored) {
+  auto& state = self->state;
+  count_flow(state.flow, state.store->epoch(), stream, collected, stored);
+}
+
+// The stream's declaration: its drops, and its flow as the store keeps it
+// (saved first when it grew), so no later start declares less.
+drop_declaration declaration(storage_ptr self, const std::string& stream) {
+  auto& state = self->state;
+  auto& st = *state.store;
+  auto out = drop_kind::declared(stream, st.epoch(), st.drops());
+  if (state.flow.epoch != st.epoch())
+    state.flow = flow_counts{st.epoch(), {}};
+  if (state.flow != state.flow_saved) {
+    if (auto err = st.save_flow(state.flow))
+      log_warning_limited("storage", "save_flow",
+                          "cannot keep the collected and stored counts: ",
+                          render(err));
+    else
+      state.flow_saved = state.flow;
+  }
+  if (state.flow_saved.epoch == st.epoch()) {
+    auto i = state.flow_saved.streams.find(stream);
+    if (i != state.flow_saved.streams.end()) {
+      out.collected = i->second.collected;
+      out.stored = i->second.stored;
+    }
+  }
+  return out;
+}
+
 // Answers every store of the group with its commit's outcome.
 void settle_group(storage_ptr self) {
   auto& state = self->state;
@@ -100,10 +134,12 @@ void settle_group(storage_ptr self) {
     log_debug("storage", "committed ", samples, " samples and ", lines,
               " log lines in a group of ", state.grouped.size(), " stores");
   for (auto& x : std::exchange(state.grouped, {})) {
-    if (err)
+    if (err) {
       x.promise.deliver(err);
-    else
+    } else {
+      count_stream(self, x.stream, 0, x.records);
       x.promise.deliver(x.records);
+    }
   }
 }
 
@@ -119,9 +155,12 @@ caf::result<T> settled(storage_ptr self, caf::expected<T> x) {
 // Runs one store inside the open group (opening one when none is), so the
 // stores of a collection round share a commit; each is answered after it.
 template <class F>
-caf::result<int64_t> grouped_store(storage_ptr self, bool samples, F&& store) {
+caf::result<int64_t> grouped_store(storage_ptr self, const char* stream,
+                                   int64_t collected, F&& store) {
   auto& state = self->state;
   auto& st = *state.store;
+  count_stream(self, stream, collected, 0);
+  bool samples = std::string_view{stream} == metrics_stream;
   // A commit made early (a batch, disk pressure) ended the group: settle it.
   if (state.group_open && !st.grouping())
     settle_group(self);
@@ -134,12 +173,18 @@ caf::result<int64_t> grouped_store(storage_ptr self, bool samples, F&& store) {
   if (state.group_open && !st.grouping()) {
     // Ended while this store ran: this store committed on its own.
     settle_group(self);
+    if (n)
+      count_stream(self, stream, 0, *n);
     return to_result(std::move(n));
   }
-  if (!state.group_open || !n)
+  if (!state.group_open || !n) {
+    if (n)
+      count_stream(self, stream, 0, *n);
     return to_result(std::move(n));
+  }
   auto rp = self->make_response_promise<int64_t>();
-  state.grouped.push_back(storage_state::grouped_reply{rp, *n, samples});
+  state.grouped.push_back(
+    storage_state::grouped_reply{rp, *n, samples, stream});
   return rp;
 }
 
@@ -147,7 +192,9 @@ caf::result<int64_t> grouped_store(storage_ptr self, bool samples, F&& store) {
 bool kept_lines(storage_ptr self, const log_lines& xs) {
   if (self->state.store_logs)
     return true;
-  self->state.log_lines_not_kept += static_cast<int64_t>(xs.size());
+  auto n = static_cast<int64_t>(xs.size());
+  self->state.log_lines_not_kept += n;
+  count_stream(self, logs_stream, n, 0);
   return false;
 }
 
@@ -160,9 +207,11 @@ storage(storage_actor::stateful_pointer<storage_state> self,
     return storage_actor::behavior_type::make_empty_behavior();
   self->state.store = std::move(store);
   auto& st = *self->state.store;
+  self->state.flow = self->state.flow_saved = st.load_flow();
   return {
     [self, &st](store_atom, const metric_samples& xs) {
-      auto n = grouped_store(self, true,
+      auto n = grouped_store(self, metrics_stream,
+                             static_cast<int64_t>(xs.size()),
                              [&] { return store_samples(st, xs); });
       arm_commit(self);
       return n;
@@ -170,7 +219,8 @@ storage(storage_actor::stateful_pointer<storage_state> self,
     [self, &st](store_atom, const log_lines& xs) -> caf::result<int64_t> {
       if (!kept_lines(self, xs))
         return int64_t{0};
-      auto n = grouped_store(self, false,
+      auto n = grouped_store(self, logs_stream,
+                             static_cast<int64_t>(xs.size()),
                              [&] { return store_lines(st, xs, {}); });
       arm_commit(self);
       return n;
@@ -180,7 +230,8 @@ storage(storage_actor::stateful_pointer<storage_state> self,
       // Not kept: the cursors still move, the lines are not read again.
       static const log_lines none;
       const log_lines& kept = kept_lines(self, xs) ? xs : none;
-      auto n = grouped_store(self, false,
+      auto n = grouped_store(self, logs_stream,
+                             static_cast<int64_t>(kept.size()),
                              [&] { return store_lines(st, kept, cursors); });
       arm_commit(self);
       return n;
@@ -189,7 +240,8 @@ storage(storage_actor::stateful_pointer<storage_state> self,
       return to_result(st.cursors());
     },
     [self, &st](store_atom, const event_records& xs) {
-      auto n = grouped_store(self, false,
+      auto n = grouped_store(self, events_stream,
+                             static_cast<int64_t>(xs.size()),
                              [&] { return store_events(st, xs); });
       arm_commit(self);
       return n;
@@ -203,19 +255,23 @@ storage(storage_actor::stateful_pointer<storage_state> self,
       if (auto err = st.commit_held())
         log_warning("storage", "held records lost: ", render(err));
     },
-    [&st](fetch_atom, const std::string& stream, int64_t max,
-          int64_t max_bytes) -> caf::result<unbatched_points> {
-      return to_result(st.fetch(stream, max, max_bytes));
+    [self, &st](fetch_atom, const std::string& stream, int64_t max,
+                int64_t max_bytes) -> caf::result<unbatched_points> {
+      auto up = st.fetch(stream, max, max_bytes);
+      // A batch is cut from these: its first send declares with it.
+      if (up && up->size() > 0)
+        up->declared = declaration(self, stream);
+      return to_result(std::move(up));
     },
     [self, &st](enqueue_atom, const queued_batch& b) -> caf::result<int64_t> {
       return settled(self, st.enqueue(b));
     },
-    [&st](pending_atom, const std::string& stream,
+    [self, &st](pending_atom, const std::string& stream,
           int64_t max) -> caf::result<queued_batches> {
       auto xs = st.pending(stream, max);
       // Sent beside the batch: the cloud learns the drops with the data.
       if (xs && !xs->empty()) {
-        auto d = drop_kind::declared(stream, st.epoch(), st.drops());
+        auto d = declaration(self, stream);
         for (auto& x : *xs)
           x.declared = d;
       }
@@ -245,10 +301,23 @@ storage(storage_actor::stateful_pointer<storage_state> self,
       return settled(self, err ? caf::expected<bool>{err}
                                : caf::expected<bool>{true});
     },
-    [&st](event_atom, const std::string& kind, const std::string& message) {
-      if (auto err = st.record_event(kind, message))
+    [self, &st](event_atom, const std::string& kind,
+                const std::string& message) {
+      auto err = st.record_event(kind, message);
+      count_stream(self, events_stream, 1, err ? 0 : 1);
+      if (err)
         log_warning_limited("storage", "record_event", "cannot record event ",
                             kind, ": ", render(err));
+    },
+    [&st](refused_atom, const std::string& stream, const std::string& why,
+          int64_t n) {
+      // Names a store keeps only: a kind is never made of hostile text.
+      if (check_stream(stream) || n <= 0 || why.empty() || why.size() > 16)
+        return;
+      if (auto err = st.count_refused(drop_kind::refused(stream, why.c_str()),
+                                      n))
+        log_warning_limited("storage", "count_refused",
+                            "cannot count refused records: ", render(err));
     },
     [&st](retry_atom, const std::string& stream, int64_t sequence,
           int64_t next_retry_ms) {
@@ -269,6 +338,10 @@ storage(storage_actor::stateful_pointer<storage_state> self,
       auto out = st.stats();
       out.counters["log_lines_not_kept"] = self->state.log_lines_not_kept;
       out.counters["store_logs"] = self->state.store_logs ? 1 : 0;
+      for (auto& [stream, f] : self->state.flow.streams) {
+        out.counters["collected_" + stream] = f.collected;
+        out.counters["stored_" + stream] = f.stored;
+      }
       return out;
     },
   };

@@ -21,12 +21,18 @@ struct storage_state {
     caf::typed_response_promise<int64_t> promise;
     int64_t records = 0;
     bool samples = false;
+    /// The stream its records count as stored in once committed.
+    const char* stream = nullptr;
   };
   std::vector<grouped_reply> grouped;
   bool group_open = false;
   /// The settings' store_logs: false drops log lines (their cursors move).
   bool store_logs = true;
   int64_t log_lines_not_kept = 0;
+  /// Records handed to storage and accepted, by stream (declared with the
+  /// drops); `flow_saved`: as last kept by the store, what is declared.
+  flow_counts flow;
+  flow_counts flow_saved;
   static inline const char* name = "storage";
 };
 

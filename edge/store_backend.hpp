@@ -8,6 +8,7 @@
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
+#include "edge/stream_flow.hpp"
 #include "messages/error.hpp"
 #include "messages/types.hpp"
 
@@ -111,6 +112,20 @@ public:
                                   const std::string& message) = 0;
   /// Every drop counter by kind (see drop_kind).
   virtual std::map<std::string, int64_t> drops() = 0;
+  /// Counts records refused before they reached storage (drop_kind::refused)
+  /// with the drops, so the device declares them.
+  virtual caf::error count_refused(const std::string& kind, int64_t n) = 0;
+  /// The collected and stored counts last saved (none: a store that keeps
+  /// nothing over a restart, whose epoch is new each start anyway).
+  virtual flow_counts load_flow() {
+    return {};
+  }
+  /// Keeps `x` with the store's next commit, so that what a device declared
+  /// does not go down after a restart under the same epoch (a crash before
+  /// that commit may: the cloud then ignores reports until they pass it).
+  virtual caf::error save_flow(const flow_counts&) {
+    return caf::none;
+  }
   /// Names this store's sequences and drop counters (SyncMetadata.epoch): a
   /// store started afresh counts from 0 under a new one.
   virtual const std::string& epoch() const = 0;
@@ -147,8 +162,12 @@ constexpr const char* logs_rejected = "logs_rejected";
 constexpr const char* events_rejected = "events_rejected";
 /// Queued batches the cloud refused for good (their records are lost).
 constexpr const char* batches_rejected = "batches_rejected";
-/// Events past their retention or dropped as a last resort.
+/// Events past their retention or dropped as a last resort (all of them,
+/// synced or not).
 constexpr const char* events = "events";
+/// Events never delivered: dropped (cap, retention) before a batch covered
+/// them, or inside a dropped batch.
+constexpr const char* events_unsynced = "events_unsynced";
 /// Unsynced records or queued batches that a corrupt file no longer gave
 /// back when it was salvaged (at most this many: counts of a damaged table
 /// are estimated from its id range).
@@ -165,28 +184,37 @@ inline std::string lost_batches(const std::string& stream) {
 /// The kind under which records of `stream` count when lost undelivered.
 inline const char* unsynced_kind(const std::string& stream) {
   return stream == "logs"     ? logs_unsynced
-         : stream == "events" ? events
+         : stream == "events" ? events_unsynced
                               : metrics_unsynced;
 }
 
+/// Records of `stream` the device refused before storage (local ingest), by
+/// why: too_large, bad_format, bad_request.
+inline std::string refused(const std::string& stream, const char* why) {
+  return stream + "_refused_" + why;
+}
+
 /// The counters of `stream` in `drops` that count records lost before the
-/// cloud got them (unsynced, rejected, unreadable) and its lost batches:
-/// what a device declares with its requests, nonzero ones only. Copies and
-/// synced rows are no loss; "events" mixes both, so it is left out, and
-/// with it the events' lost batches (they stay missing in the cloud).
+/// cloud got them (unsynced, rejected, unreadable, refused) and its lost
+/// batches: what a device declares with its requests, nonzero ones only.
+/// Copies and synced rows are no loss ("events" mixes both: left out).
 inline drop_declaration declared(const std::string& stream,
                                  const std::string& origin,
                                  const std::map<std::string, int64_t>& drops) {
   drop_declaration out;
   out.origin = origin;
-  for (const char* suffix : {"_unsynced", "_rejected", "_unreadable",
-                             stream == "events" ? "" : "_batches"}) {
-    if (*suffix == '\0')
-      continue;
+  for (const char* suffix :
+       {"_unsynced", "_rejected", "_unreadable", "_batches"}) {
     auto i = drops.find(stream + suffix);
     if (i != drops.end() && i->second > 0)
       out.records.insert(*i);
   }
+  auto prefix = stream + "_refused_";
+  for (auto i = drops.lower_bound(prefix);
+       i != drops.end() && i->first.compare(0, prefix.size(), prefix) == 0;
+       ++i)
+    if (i->second > 0)
+      out.records.insert(*i);
   return out;
 }
 

@@ -151,6 +151,7 @@ void cut(self_ptr self, bool after_ack) {
         b.last_id = up.last_id;
         b.points = static_cast<int64_t>(up.size());
         b.created_ms = es.now_ms;
+        b.declared = std::move(up.declared);
         b.body = encode(st, up, es);
         // Persist before the first send, so a retry resends the same bytes.
         self->request(st.cfg.storage, storage_timeout, enqueue_atom::value, b)
@@ -235,7 +236,7 @@ void send(self_ptr self, queued_batch batch) {
   auto b = std::make_shared<queued_batch>(std::move(batch));
   // Outside the checksummed batch: the queued bytes stay as they were cut.
   auto with_cap = st.capability_due && st.capability.tier > 0;
-  auto with_drops = !b->declared.records.empty()
+  auto with_drops = (!b->declared.records.empty() || b->declared.collected > 0)
                     && !(b->declared == st.declared_acked);
   auto body = with_send_fields(b->body, b->retry_count,
                                with_cap ? &st.capability : nullptr,

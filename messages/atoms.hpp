@@ -48,5 +48,7 @@ using rollout_atom = caf::atom_constant<caf::atom("rollout")>;
 using outcome_atom = caf::atom_constant<caf::atom("outcome")>;
 /// Delivery accounting: per device, stream and hour (delivery_rows).
 using delivery_atom = caf::atom_constant<caf::atom("delivery")>;
+/// Records refused before storage (stream, why, count), declared as drops.
+using refused_atom = caf::atom_constant<caf::atom("refused")>;
 
 } // namespace fleetd

@@ -61,6 +61,9 @@ using storage_actor = caf::typed_actor<
   // A send of a queued batch failed (stream, sequence, wall-clock ms before
   // which it is not tried again): counts the retry on the batch.
   caf::reacts_to<retry_atom, std::string, int64_t, int64_t>,
+  // Records of a stream refused before storage (stream, why, how many):
+  // counted as drops of kind "<stream>_refused_<why>", so they are declared.
+  caf::reacts_to<refused_atom, std::string, std::string, int64_t>,
   // Diagnostics: "storage", "queue", or "clean" (maintenance, then report).
   caf::replies_to<debug_atom, std::string>::with<debug_report>,
   // New tier settings from the capability actor: caps apply at once.

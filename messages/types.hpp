@@ -102,20 +102,26 @@ typename Inspector::result_type inspect(Inspector& f, event_record& x) {
 
 using event_records = std::vector<event_record>;
 
-/// What a device declares it dropped of one stream (SyncRequest.delivery):
-/// records by drop kind, counted since the store named `origin` began.
+/// What a device declares of one stream (SyncRequest.delivery): records it
+/// dropped by drop kind, collected and stored, counted since the store
+/// named `origin` began.
 struct drop_declaration {
   std::string origin;
   std::map<std::string, int64_t> records;
+  /// Records the collectors handed to storage, and those it accepted.
+  int64_t collected = 0;
+  int64_t stored = 0;
 
   bool operator==(const drop_declaration& y) const {
-    return origin == y.origin && records == y.records;
+    return origin == y.origin && records == y.records
+           && collected == y.collected && stored == y.stored;
   }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, drop_declaration& x) {
-  return f(caf::meta::type_name("drop_declaration"), x.origin, x.records);
+  return f(caf::meta::type_name("drop_declaration"), x.origin, x.records,
+           x.collected, x.stored);
 }
 
 /// Points the storage holds that no batch covers yet, oldest first.
@@ -133,6 +139,9 @@ struct unbatched_points {
   /// The store stopped at the byte bound it was given: more records wait,
   /// so the batch is full whatever its count.
   bool full = false;
+  /// What the stream declares (drops, collected, stored) when records came
+  /// back: a batch cut from them carries it on its first send too.
+  drop_declaration declared;
 
   size_t size() const {
     return samples.size() + logs.size() + events.size();
@@ -167,7 +176,8 @@ inline int64_t record_bytes(const event_record& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, unbatched_points& x) {
   return f(caf::meta::type_name("unbatched_points"), x.last_id,
-           x.next_sequence, x.epoch, x.samples, x.logs, x.events, x.full);
+           x.next_sequence, x.epoch, x.samples, x.logs, x.events, x.full,
+           x.declared);
 }
 
 /// A metrics stream's series session as the device keeps it: the series
@@ -356,12 +366,15 @@ struct ingest_outcome {
   int64_t stored = 0;
   /// The device's settings when newer than the batch's config_version.
   cloud_settings config;
+  /// Counters of the batch's delivery report went down within their
+  /// origin: those added nothing (the batch itself is stored).
+  bool report_decreased = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ingest_outcome& x) {
   return f(caf::meta::type_name("ingest_outcome"), x.last_acked, x.duplicate,
-           x.stored, x.config);
+           x.stored, x.config, x.report_decreased);
 }
 
 /// What one exchange with the cloud says about the link (edge/backoff).
@@ -834,12 +847,17 @@ struct delivery_row {
   /// Records the device declared it dropped (its cumulative counters'
   /// growth, assigned to the hour the report arrived).
   int64_t declared_drops = 0;
+  /// Records the device declared its collectors handed to storage, and
+  /// those storage accepted (growth of its counters, as declared_drops).
+  int64_t collected = 0;
+  int64_t stored = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, delivery_row& x) {
   return f(caf::meta::type_name("delivery_row"), x.device, x.stream,
-           x.hour_ms, x.received, x.duplicates, x.missing, x.declared_drops);
+           x.hour_ms, x.received, x.duplicates, x.missing, x.declared_drops,
+           x.collected, x.stored);
 }
 
 using delivery_rows = std::vector<delivery_row>;
@@ -860,6 +878,8 @@ inline delivery_row delivery_total(const delivery_rows& xs) {
     out.duplicates += x.duplicates;
     out.missing += x.missing;
     out.declared_drops += x.declared_drops;
+    out.collected += x.collected;
+    out.stored += x.stored;
   }
   return out;
 }

@@ -126,6 +126,8 @@ std::string with_send_fields(const std::string& body, int64_t retry_count,
   if (declared != nullptr) {
     auto* d = extra.mutable_delivery();
     d->set_origin(declared->origin);
+    d->set_collected(declared->collected);
+    d->set_stored(declared->stored);
     for (auto& [kind, n] : declared->records) {
       auto* c = d->add_dropped();
       c->set_kind(kind);
@@ -365,6 +367,15 @@ caf::error read_delivery(const pb::DeliveryReport& d, drop_declaration& out) {
                         "count of 0 to 1e15 each");
     out.records[c.kind()] = c.records();
   }
+  if (d.collected() < 0 || d.collected() > max_declared_records
+      || d.stored() < 0 || d.stored() > d.collected())
+    return make_error(ec::decode_failed,
+                      "delivery: collected must be 0 to 1e15 and stored 0 "
+                      "to collected, got collected "
+                        + std::to_string(d.collected()) + ", stored "
+                        + std::to_string(d.stored()));
+  out.collected = d.collected();
+  out.stored = d.stored();
   return caf::none;
 }
 

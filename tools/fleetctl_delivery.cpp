@@ -14,7 +14,8 @@ const char* const delivery_usage =
   "  delivery [--device D] [--since 24h]\n"
   "            on a cloud node: per device, stream and hour the records\n"
   "            received, duplicates absorbed, missing sequences, drops the\n"
-  "            device declared, and ratio = received / (received + declared\n"
+  "            device declared, records it declared collected and stored,\n"
+  "            and ratio = received / (received + declared\n"
   "            drops + missing); a totals line; --json\n";
 
 void declare(option_set& opts, delivery_options& x) {
@@ -50,6 +51,8 @@ std::string row_json(const delivery_row& x) {
     .add("duplicates", x.duplicates)
     .add("missing", x.missing)
     .add("declared_drops", x.declared_drops)
+    .add("collected", x.collected)
+    .add("stored", x.stored)
     .raw("ratio", ratio_text(x))
     .str();
 }
@@ -61,17 +64,21 @@ std::string delivery_text(const delivery_rows& xs) {
   char line[256];
   auto put = [&](const std::string& device, const std::string& stream,
                  const std::string& hour, const delivery_row& x) {
-    snprintf(line, sizeof(line), "%-24s %-8s %-16s %10lld %10lld %8lld %10lld %8s\n",
+    snprintf(line, sizeof(line),
+             "%-24s %-8s %-16s %10lld %10lld %8lld %10lld %10lld %10lld %8s\n",
              device.c_str(), stream.c_str(), hour.c_str(),
              static_cast<long long>(x.received),
              static_cast<long long>(x.duplicates),
              static_cast<long long>(x.missing),
-             static_cast<long long>(x.declared_drops), ratio_text(x).c_str());
+             static_cast<long long>(x.declared_drops),
+             static_cast<long long>(x.collected),
+             static_cast<long long>(x.stored), ratio_text(x).c_str());
     out += line;
   };
-  snprintf(line, sizeof(line), "%-24s %-8s %-16s %10s %10s %8s %10s %8s\n",
-           "DEVICE", "STREAM", "HOUR (UTC)", "RECEIVED", "DUPLICATES",
-           "MISSING", "DECLARED", "RATIO");
+  snprintf(line, sizeof(line),
+           "%-24s %-8s %-16s %10s %10s %8s %10s %10s %10s %8s\n", "DEVICE",
+           "STREAM", "HOUR (UTC)", "RECEIVED", "DUPLICATES", "MISSING",
+           "DECLARED", "COLLECTED", "STORED", "RATIO");
   out += line;
   for (auto& x : xs)
     put(x.device, x.stream, hour_text(x.hour_ms), x);
@@ -92,6 +99,8 @@ std::string delivery_json(const delivery_rows& xs) {
                      .add("duplicates", t.duplicates)
                      .add("missing", t.missing)
                      .add("declared_drops", t.declared_drops)
+                     .add("collected", t.collected)
+                     .add("stored", t.stored)
                      .raw("ratio", ratio_text(t))
                      .str())
     .str();

@@ -222,6 +222,7 @@
         cell('stream', r.stream, r.stream, 'text'), cell('received', r.received),
         cell('duplicates', r.duplicates), cell('missing', r.missing),
         cell('declared_drops', r.declared_drops),
+        cell('collected', r.collected), cell('stored', r.stored),
         cell('ratio', r.ratio, (r.ratio * 100).toFixed(2) + ' %'));
       body.append(tr);
     }

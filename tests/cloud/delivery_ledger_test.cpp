@@ -52,6 +52,46 @@ TEST_CASE("declared drops add their growth once: resends and restarts of "
         == p{2, 0});
 }
 
+TEST_CASE("collected and stored add their growth like the drops; a report "
+          "going down within its origin adds nothing and is flagged") {
+  auto d = declared("a", 1);
+  d.collected = 100;
+  d.stored = 90;
+  auto first = declared_growth(d, "", {});
+  CHECK(first.collected == 100);
+  CHECK(first.stored == 90);
+  CHECK_FALSE(declared_decreased(d, "", {}));
+  auto kept = kept_declared(d, "", {}, first);
+  d.collected = 130;
+  d.stored = 125;
+  auto grown = declared_growth(d, "a", kept);
+  CHECK(grown.collected == 30);
+  CHECK(grown.stored == 35);
+  CHECK(grown.records == 0);
+  kept = kept_declared(d, "a", kept, grown);
+  CHECK(kept.collected == 130);
+  CHECK(kept.stored == 125);
+  auto x = delivery_of_batch(5, 0, 0, grown);
+  CHECK(x.collected == 30);
+  CHECK(x.stored == 35);
+  // Lower within the origin: flagged, adds nothing, keeps what it had;
+  // a counter that still grew (a drop) is not held back by it.
+  d.collected = 120;
+  CHECK(declared_decreased(d, "a", kept));
+  CHECK(declared_growth(d, "a", kept).empty());
+  auto same = kept_declared(d, "a", kept, {});
+  CHECK(same.collected == 130);
+  CHECK(same.stored == 125);
+  d.records["metrics_unsynced"] = 3;
+  auto partly = declared_growth(d, "a", kept);
+  CHECK(partly.records == 2);
+  CHECK(partly.collected == 0);
+  CHECK(partly.stored == 0);
+  // A new origin counts afresh: never a decrease.
+  CHECK_FALSE(declared_decreased(d, "b", kept));
+  CHECK(declared_growth(d, "b", kept).collected == 120);
+}
+
 TEST_CASE("a lost batch the device declared is not missing as well") {
   auto x = delivery_of_batch(10, 0, 1, {100, 1});
   CHECK(x.received == 10);

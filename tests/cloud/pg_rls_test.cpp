@@ -78,11 +78,11 @@ const std::vector<std::pair<std::string, std::string>> seeds = {
                    "hour_s, sum, count, min, max) VALUES ($1, $2, 'cpu', '', "
                    "0, 1, 1, 1, 1)"},
   {"delivery", "INSERT INTO delivery (org, device, stream, hour_ms, received, "
-               "duplicates, missing, declared_drops) VALUES ($1, $2, "
-               "'metrics', 0, 1, 0, 0, 0)"},
+               "duplicates, missing, declared_drops, collected, stored) "
+               "VALUES ($1, $2, 'metrics', 0, 1, 0, 0, 0, 1, 1)"},
   {"declared_drops", "INSERT INTO declared_drops (org, device, stream, "
-                     "origin, records, batches) VALUES ($1, $2, 'metrics', "
-                     "'o', 1, 0)"},
+                     "origin, records, batches, collected, stored) VALUES "
+                     "($1, $2, 'metrics', 'o', 1, 0, 1, 1)"},
 };
 
 // Tenant tables the node's role may only insert into, under its org: the

@@ -440,6 +440,36 @@ void delivery_table(backend& be) {
   CHECK(delivery_of(*st, "zenith/").size() == 1);
 }
 
+// What a device declares collected and stored: the growth per hour, once;
+// a report going down within its origin is flagged and adds nothing.
+void delivery_flow(backend& be) {
+  auto st = be.open();
+  const int64_t hour1 = 1'699'999'200'000; // the hour of clock_start_ms
+  auto flowing = [](int64_t seq, const std::string& origin,
+                    int64_t collected, int64_t stored) {
+    auto b = declaring(dev_a, seq, 1, origin, 1);
+    b.declared.collected = collected;
+    b.declared.stored = stored;
+    return b;
+  };
+  CHECK_FALSE(write_ok(*st, flowing(1, "o1", 10, 9)).report_decreased);
+  CHECK_FALSE(write_ok(*st, flowing(1, "o1", 10, 9)).report_decreased);
+  CHECK_FALSE(write_ok(*st, flowing(2, "o1", 25, 20)).report_decreased);
+  if (!be.shared())
+    st = be.open();
+  // Lower within o1: stored, flagged, the counts stay.
+  CHECK(write_ok(*st, flowing(3, "o1", 24, 20)).report_decreased);
+  CHECK_FALSE(write_ok(*st, flowing(4, "o2", 4, 4)).report_decreased);
+  auto xs = delivery_of(*st, dev_a);
+  REQUIRE(xs.size() == 1);
+  check_row(xs[0], hour1, 4, 1, 0, 2);
+  CHECK(xs[0].collected == 29);
+  CHECK(xs[0].stored == 24);
+  auto t = delivery_total(xs);
+  CHECK(t.collected == 29);
+  CHECK(t.stored == 24);
+}
+
 using contract = void (*)(backend&);
 
 void run_embedded(contract fn) {
@@ -631,3 +661,5 @@ CONTRACT_CASE("a columnar series name or label that is not UTF-8 text is "
 CONTRACT_CASE("text repaired by ingest is kept exactly", repaired_text)
 CONTRACT_CASE("delivery per device, stream and hour: received, duplicates, "
               "missing, declared drops counted once", delivery_table)
+CONTRACT_CASE("delivery: collected and stored counted once per origin, a "
+              "decreasing report flagged", delivery_flow)

@@ -98,19 +98,26 @@ TEST_CASE("the overview shows only the token's org, by tier and online") {
 }
 
 TEST_CASE("delivery: the ratio counts declared drops and missing records") {
-  delivery_rows rows = {{"acme/a", "metrics", 3'600'000, 90, 4, 5, 5},
-                        {"acme/a", "logs", 3'600'000, 0, 0, 0, 0}};
+  delivery_rows rows = {{"acme/a", "metrics", 3'600'000, 90, 4, 5, 5, 97, 95},
+                        {"acme/a", "logs", 3'600'000, 0, 0, 0, 0, 0, 0}};
   auto doc = parsed(delivery_json("a", 0, rows));
   CHECK(member(doc, "received").text == "90");
+  CHECK(member(doc, "collected").text == "97");
+  CHECK(member(doc, "stored").text == "95");
+  CHECK(member(member(doc, "rows").items[0], "collected").text == "97");
   CHECK(std::stod(member(doc, "ratio").text) == doctest::Approx(0.9));
   auto& items = member(doc, "rows").items;
   REQUIRE(items.size() == 2);
   CHECK(std::stod(member(items[1], "ratio").text) == 1.0);
   auto page = parse_prom_text(delivery_metrics_text(rows), 0);
   CHECK(page.bad_lines == 0);
-  REQUIRE(page.samples.size() == 5);
+  REQUIRE(page.samples.size() == 7);
   CHECK(page.samples[0].name == "fleetd_delivery_ratio");
   CHECK(page.samples[0].value == doctest::Approx(0.9));
+  CHECK(page.samples[5].labels.at("kind") == "collected");
+  CHECK(page.samples[5].value == 97);
+  CHECK(page.samples[6].labels.at("kind") == "stored");
+  CHECK(page.samples[6].value == 95);
 }
 
 TEST_CASE("hostile paths get 404, other methods 405, no token 401") {

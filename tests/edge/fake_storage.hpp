@@ -41,6 +41,7 @@ storage_actor::behavior_type fake_storage_behavior(Store store, Event event,
     [](flush_atom) { return true; },
     [](commit_atom) {},
     [](retry_atom, const std::string&, int64_t, int64_t) {},
+    [](refused_atom, const std::string&, const std::string&, int64_t) {},
     [](capabilities_atom, const capability_report&) {
       // Tier changes are not what these tests are about.
     },

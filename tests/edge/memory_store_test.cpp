@@ -28,19 +28,20 @@ int64_t point_drops(memory_store& st) {
 }
 
 // One sync round against a cloud that acks everything: batch and ack.
-void sync_all(memory_store& st, int64_t now) {
-  auto up = st.fetch(metrics_stream, 1000);
+void sync_all(memory_store& st, int64_t now,
+              const char* stream = metrics_stream) {
+  auto up = st.fetch(stream, 1000);
   REQUIRE(up);
-  if (up->samples.empty())
+  if (up->size() == 0)
     return;
   queued_batch b;
-  b.stream = metrics_stream;
+  b.stream = stream;
   b.sequence = up->next_sequence;
   b.last_id = up->last_id;
-  b.points = static_cast<int64_t>(up->samples.size());
+  b.points = static_cast<int64_t>(up->size());
   b.created_ms = now;
   REQUIRE(st.enqueue(b));
-  REQUIRE(st.ack(metrics_stream, b.sequence, 0, {}, {}));
+  REQUIRE(st.ack(stream, b.sequence, 0, {}, {}));
 }
 
 } // namespace
@@ -186,4 +187,36 @@ TEST_CASE("what a stream declares: its losses by kind under the store's "
   // A store started afresh declares under a new origin.
   memory_store again{memory_limits{1000, 0, 100}, clk};
   CHECK(again.epoch() != st.epoch());
+}
+
+TEST_CASE("events the cap drops before any batch covers them, and records "
+          "refused before storage, are declared drops of their stream") {
+  auto clk = std::make_shared<manual_clock>(0);
+  memory_store st{memory_limits{1000, 0, 100}, clk};
+  // 30 events synced, then 100 more: the cap of 100 drops the 30 synced
+  // ones (no loss), none unsynced.
+  for (int i = 0; i < 30; ++i)
+    REQUIRE_FALSE(st.record_event("k", std::to_string(i)));
+  sync_all(st, 0, events_stream);
+  CHECK(st.fetch(events_stream, 100)->events.empty());
+  for (int i = 0; i < 100; ++i)
+    REQUIRE_FALSE(st.record_event("k", "more"));
+  CHECK(st.drops()[drop_kind::events] == 30);
+  CHECK(st.drops()[drop_kind::events_unsynced] == 0);
+  // 25 more push out 25 that no batch holds: lost, and declared.
+  for (int i = 0; i < 25; ++i)
+    REQUIRE_FALSE(st.record_event("k", "lost"));
+  CHECK(st.drops()[drop_kind::events] == 55);
+  CHECK(st.drops()[drop_kind::events_unsynced] == 25);
+  REQUIRE_FALSE(st.count_refused(drop_kind::refused(events_stream,
+                                                    "bad_format"), 3));
+  REQUIRE_FALSE(st.count_refused(drop_kind::refused(metrics_stream,
+                                                    "too_large"), 7));
+  auto e = drop_kind::declared(events_stream, st.epoch(), st.drops());
+  CHECK(e.records
+        == std::map<std::string, int64_t>{
+          {drop_kind::events_unsynced, 25}, {"events_refused_bad_format", 3}});
+  auto m = drop_kind::declared(metrics_stream, st.epoch(), st.drops());
+  CHECK(m.records
+        == std::map<std::string, int64_t>{{"metrics_refused_too_large", 7}});
 }

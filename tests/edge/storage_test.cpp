@@ -651,6 +651,68 @@ TEST_CASE("a store that fails after adding a series forgets the series") {
   }
 }
 
+TEST_CASE("the storage actor declares what it collected, stored and "
+          "refused; reopened on the same file it declares no less") {
+  store_fixture f;
+  caf::actor_system_config cfg;
+  register_messages(cfg);
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto declared_after = [&](storage_actor st, int64_t n, int64_t from_ms) {
+    self->request(st, 5s, store_atom::value, samples_from(from_ms, n))
+      .receive([&](int64_t) {},
+               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+    unbatched_points up;
+    self->request(st, 5s, fetch_atom::value, stream, int64_t{1000},
+                  int64_t{1} << 30)
+      .receive([&](unbatched_points& x) { up = std::move(x); },
+               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+    return up.declared;
+  };
+  std::string origin;
+  {
+    auto store = std::make_shared<sqlite_store>(f.open());
+    origin = store->epoch();
+    auto st = sys.spawn<caf::detached>(storage, store);
+    auto d = declared_after(st, 4, clock_start_ms);
+    CHECK(d.origin == origin);
+    CHECK(d.collected == 4);
+    CHECK(d.stored == 4);
+    CHECK(d.records.empty());
+    // Refused before storage: a drop of the stream; hostile names are not.
+    self->send(st, refused_atom::value, std::string{"metrics"},
+               std::string{"bad_format"}, int64_t{2});
+    self->send(st, refused_atom::value, std::string{"nope"},
+               std::string{"bad_format"}, int64_t{5});
+    self->send(st, refused_atom::value, std::string{"metrics"},
+               std::string(200, 'x'), int64_t{5});
+    self->send(st, refused_atom::value, std::string{"metrics"},
+               std::string{"too_large"}, int64_t{-3});
+    d = declared_after(st, 3, clock_start_ms + 100);
+    CHECK(d.collected == 7);
+    CHECK(d.stored == 7);
+    CHECK(d.records
+          == std::map<std::string, int64_t>{{"metrics_refused_bad_format", 2}});
+    bool flushed = false;
+    self->request(st, 5s, flush_atom::value)
+      .receive([&](bool ok) { flushed = ok; },
+               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+    CHECK(flushed);
+    self->send_exit(st, caf::exit_reason::user_shutdown);
+    self->wait_for(st);
+  }
+  auto store = std::make_shared<sqlite_store>(f.open());
+  REQUIRE(store->epoch() == origin);
+  auto st = sys.spawn<caf::detached>(storage, store);
+  auto d = declared_after(st, 1, clock_start_ms + 200);
+  CHECK(d.origin == origin);
+  CHECK(d.collected == 8);
+  CHECK(d.stored == 8);
+  CHECK(d.records.at("metrics_refused_bad_format") == 2);
+  self->send_exit(st, caf::exit_reason::user_shutdown);
+  self->wait_for(st);
+}
+
 TEST_CASE("the storage actor answers store, fetch, enqueue, pending, ack, "
           "flush and stats") {
   store_fixture f;

@@ -531,7 +531,8 @@ TEST_CASE("headless Chromium: the console renders the node's numbers, "
     auto anchor = "<tr data-stream=\"" + member(h, "stream").text
                   + "\" data-hour=\"" + member(h, "hour_ms").text + "\">";
     CAPTURE(anchor);
-    for (auto field : {"received", "duplicates", "missing", "declared_drops"})
+    for (auto field : {"received", "duplicates", "missing", "declared_drops",
+                       "collected", "stored"})
       CHECK_MESSAGE(field_after(dom, anchor, field) == member(h, field).text,
                     field);
   }

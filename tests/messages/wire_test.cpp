@@ -785,6 +785,8 @@ TEST_CASE("the device's drop counters ride outside the checksummed batch; "
     drop_declaration d;
     d.origin = "store-1";
     d.records = {{"metrics_unsynced", 2000}, {"metrics_rejected", 3}};
+    d.collected = 5000;
+    d.stored = 4997;
     auto sent = with_send_fields(body, 0, nullptr, &d);
     CHECK(sent.compare(0, body.size(), body) == 0);
     auto got = decode_request(sent, is_zstd(sent), one_mib);
@@ -814,6 +816,22 @@ TEST_CASE("the device's drop counters ride outside the checksummed batch; "
     for (int i = 0; i <= max_declared_kinds; ++i)
       bad.records["k" + std::to_string(i)] = 1;
     refused(bad);
+    // Collected and stored: never negative, never absurd, never more
+    // stored than collected.
+    for (auto [c, st] : {std::pair<int64_t, int64_t>{-1, 0},
+                         {5, -1},
+                         {5, 6},
+                         {max_declared_records + 1, 0},
+                         {std::numeric_limits<int64_t>::min(), 0},
+                         {std::numeric_limits<int64_t>::max(),
+                          std::numeric_limits<int64_t>::max()}}) {
+      CAPTURE(c);
+      CAPTURE(st);
+      bad = d;
+      bad.collected = c;
+      bad.stored = st;
+      refused(bad);
+    }
   }
 }
 
@@ -1370,4 +1388,20 @@ TEST_CASE("a SyncBundleResponse answers each batch with its own status and "
   REQUIRE(v1.ParseFromString(encode_response(ok)));
   CHECK(v1.status() == 0);
   CHECK(decode_response(encode_response(ok))->status == 0);
+}
+
+TEST_CASE("what a delivery report of collected and stored adds to a request: "
+          "a few dozen bytes") {
+  drop_declaration d;
+  d.origin = "0123456789abcdef"; // a store's epoch: random_hex(8)
+  d.collected = 123'456'789;
+  d.stored = 123'456'700;
+  for (int level : {0, 3}) {
+    CAPTURE(level);
+    auto body = encode_metrics_request(settings(level), test_samples());
+    auto added = with_send_fields(body, 0, nullptr, &d).size() - body.size();
+    MESSAGE("zstd level " << level << ": the report adds " << added
+                          << " bytes");
+    CHECK(added <= 64);
+  }
 }

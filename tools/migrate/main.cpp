@@ -412,10 +412,33 @@ std::string row_org(const table_spec& t, sqlite3_stmt* s, const mapping& m) {
   return m.default_org;
 }
 
-std::string select_sql(const table_spec& t, bool page) {
+// True when `table` of `db` has `column`.
+bool has_column(sqlite3* db, const char* table, const char* column) {
+  std::string err;
+  auto s = prepare(db, std::string{"SELECT 1 FROM pragma_table_info('"}
+                         + table + "') WHERE name = ?1", err);
+  if (!s)
+    return false;
+  sqlite3_bind_text(s.get(), 1, column, -1, SQLITE_STATIC);
+  return sqlite3_step(s.get()) == SQLITE_ROW;
+}
+
+// Counts a node added to a table in place (a store an older node wrote and
+// no newer one opened lacks them): they copy as 0, as the node adds them.
+bool added_later(const table_spec& t, const std::string& column) {
+  std::string table{t.source};
+  return (table == "delivery" || table == "declared_drops")
+         && (column == "collected" || column == "stored");
+}
+
+std::string select_sql(sqlite3* db, const table_spec& t, bool page) {
   std::string sql = "SELECT ";
-  for (size_t i = 0; i < t.cols.size(); ++i)
-    sql += (i ? ", " : "") + std::string{t.cols[i].source};
+  for (size_t i = 0; i < t.cols.size(); ++i) {
+    std::string name{t.cols[i].source};
+    if (added_later(t, name) && !has_column(db, t.source, name.c_str()))
+      name = "0";
+    sql += (i ? ", " : "") + name;
+  }
   if (t.rowid)
     sql += ", rowid";
   sql += std::string{" FROM "} + t.source;
@@ -648,7 +671,7 @@ std::string copy_table(pg::connection& pg, const source& src,
   if (!cp)
     return errtext(cp.error());
   std::string err;
-  auto s = prepare(src.db(t.db), select_sql(t, true), err);
+  auto s = prepare(src.db(t.db), select_sql(src.db(t.db), t, true), err);
   if (!s)
     return err;
   bar.start(t.target, cp->rows, total);
@@ -694,7 +717,7 @@ digest source_digest(const source& src, const mapping& m,
                      const table_spec& t) {
   digest d;
   std::string err;
-  auto s = prepare(src.db(t.db), select_sql(t, false), err);
+  auto s = prepare(src.db(t.db), select_sql(src.db(t.db), t, false), err);
   if (!s)
     return d;
   while (sqlite3_step(s.get()) == SQLITE_ROW)

@@ -114,18 +114,20 @@ std::vector<table_spec> store_tables() {
       {"retention_ms", c::integer}, {"zstd_level", c::integer}}},
     {"delivery", "cloud", "delivery", "device_id, stream, hour_ms", false,
      "org, device, stream, hour_ms, received, duplicates, missing, "
-     "declared_drops",
+     "declared_drops, collected, stored",
      "org, device, stream, hour_ms, received, duplicates, missing, "
-     "declared_drops",
+     "declared_drops, collected, stored",
      {{"device_id", c::device_id}, {"stream", c::text},
       {"hour_ms", c::integer}, {"received", c::integer},
       {"duplicates", c::integer}, {"missing", c::integer},
-      {"declared_drops", c::integer}}},
+      {"declared_drops", c::integer}, {"collected", c::integer},
+      {"stored", c::integer}}},
     {"declared_drops", "cloud", "declared_drops", "device_id, stream", false,
-     "org, device, stream, origin, records, batches",
-     "org, device, stream, origin, records, batches",
+     "org, device, stream, origin, records, batches, collected, stored",
+     "org, device, stream, origin, records, batches, collected, stored",
      {{"device_id", c::device_id}, {"stream", c::text}, {"origin", c::text},
-      {"records", c::integer}, {"batches", c::integer}}},
+      {"records", c::integer}, {"batches", c::integer},
+      {"collected", c::integer}, {"stored", c::integer}}},
   };
 }
 
