@@ -70,13 +70,18 @@ caf::error load(const std::string& path, std::string& text,
   if (!in)
     return io_error(path + ": cannot open: "
                     + std::generic_category().message(errno));
-  text.assign(max + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  // Grown as read, not sized to the cap: 1 MiB zeroed per file each recheck
+  // stayed resident in the heap (and raised glibc's mmap threshold).
+  text.clear();
+  char chunk[4096];
+  while (in.read(chunk, sizeof(chunk)) || in.gcount() > 0) {
+    text.append(chunk, static_cast<size_t>(in.gcount()));
+    if (text.size() > max)
+      return io_error(path + ": larger than " + std::to_string(max)
+                      + " bytes");
+  }
   if (in.bad())
     return io_error(path + ": read failed");
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (text.size() > max)
-    return io_error(path + ": larger than " + std::to_string(max) + " bytes");
   return caf::none;
 }
 

@@ -742,5 +742,7 @@ int main(int argc, char** argv) {
   // One malloc arena, not one per thread: saves ~1.6 MB RSS on a device
   // whose threads mostly sleep.
   fleetd::limit_malloc_arenas(1);
+  // A drain's batches come and go: their buffers go back, not kept (VmHWM).
+  fleetd::fix_malloc_thresholds(128 * 1024);
   return fleetd::run(argc, argv);
 }

@@ -201,6 +201,13 @@ void limit_malloc_arenas(int arenas) {
     mallopt(M_ARENA_MAX, arenas);
 }
 
+void fix_malloc_thresholds(int bytes) {
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr)
+    mallopt(M_MMAP_THRESHOLD, bytes);
+  if (std::getenv("MALLOC_TRIM_THRESHOLD_") == nullptr)
+    mallopt(M_TRIM_THRESHOLD, bytes);
+}
+
 void block_termination_signals() {
   sigset_t set;
   sigemptyset(&set);

@@ -67,6 +67,12 @@ public:
 /// call first thing in main.
 void limit_malloc_arenas(int arenas);
 
+/// Blocks of `bytes` or more are mmapped and given back when freed, and the
+/// heap trimmed past `bytes` free at its top: glibc otherwise raises both
+/// after the first such block is freed, so a batch's transient buffers stay
+/// in the heap. MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ win.
+void fix_malloc_thresholds(int bytes);
+
 /// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread and every thread it
 /// starts later; call first thing in main.
 void block_termination_signals();

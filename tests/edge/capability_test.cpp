@@ -29,6 +29,7 @@
 #include "scratch_dir.hpp"
 
 #include "ask.hpp"
+#include "heap_count.hpp"
 #include "helpers.hpp"
 
 #include "messages/error.hpp"
@@ -524,6 +525,26 @@ TEST_CASE("a missing meminfo or MemTotal is an error naming the file") {
         != std::string::npos);
 }
 
+TEST_CASE("a /proc file of many reads is read whole, up to 1 MiB; a longer "
+          "one is an error naming it") {
+  fake_proc proc;
+  REQUIRE(proc.ok());
+  // Read as it comes (no buffer of the cap): the field after 200 KB counts.
+  std::string filler;
+  while (filler.size() < 200'000)
+    filler += "Filler" + std::to_string(filler.size()) + ": 1 kB\n";
+  REQUIRE(proc.write("meminfo", filler + meminfo_text(8'000'000)));
+  auto hw = read_hardware(proc.root(), "/tmp");
+  REQUIRE_MESSAGE(hw, render(hw.error()));
+  CHECK(hw->total_ram == 8'000'000LL * 1024);
+  REQUIRE(proc.write("meminfo", std::string(1 << 20, '\n')
+                                  + meminfo_text(8'000'000)));
+  auto big = read_hardware(proc.root(), "/tmp");
+  REQUIRE_FALSE(big);
+  CHECK(render(big.error()).find("meminfo: larger than 1048576 bytes")
+        != std::string::npos);
+}
+
 TEST_CASE("a malformed MemTotal is an error naming the field") {
   fake_proc proc;
   REQUIRE(proc.ok());
@@ -672,6 +693,16 @@ TEST_CASE("cgroup v1: the unlimited page-rounded 2^63 and quota -1 keep the "
   CHECK(hw->total_ram == 8'000'000LL * 1024);
   CHECK(hw->cpu_cores == 2);
   CHECK(hw->notes.empty());
+}
+
+TEST_CASE("reading the hardware holds no buffer the size of the 1 MiB cap") {
+  fake_proc proc;
+  REQUIRE(big_host(proc));
+  // A recheck runs every minute: a zeroed 1 MiB per file raised VmHWM ~1 MiB.
+  auto before = test::heap_reset_peak();
+  auto hw = read_hardware(proc.root(), "/tmp", proc.root() + "/sys");
+  REQUIRE_MESSAGE(hw, render(hw.error()));
+  CHECK(test::heap_peak() - before < 64 * 1024);
 }
 
 TEST_CASE("malformed or oversized cgroup files are named in the reasons and "
