@@ -84,17 +84,20 @@ public:
   using super::consume;
 
   caf::invoke_message_result consume(caf::mailbox_element& x) override {
-    // The common path: an untimed one-way message, counted with one store;
-    // everything else out of line so this path saves few registers.
+    // The common path: an untimed one-way message, everything else out of
+    // line so this path saves no registers.
     if (!x.mid.is_async() || --countdown_ == 0)
       return consume_rare(x);
-    auto& n = gauge_->handled;
-    n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     if constexpr (!CountIn) {
-      // A tail call, no frame: a message skipped (an await or a skip
-      // handler; no fleetd actor has one) counts again when it is handled.
+      // Counted by the countdown alone, published by the next rare message
+      // (the inspector's stats ask is one) or at exit. A tail call: a
+      // message skipped (an await or a skip handler; no fleetd actor has
+      // one) counts again when it is handled.
       return super::consume(x);
     } else {
+      // Senders count what they put in: what came out is counted at once.
+      auto& n = gauge_->handled;
+      n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
       auto result = super::consume(x);
       // Skipped: it stays in the mailbox, counted in once, comes back later.
       if (result == caf::invoke_message_result::skipped)
@@ -102,6 +105,13 @@ public:
                 std::memory_order_relaxed);
       return result;
     }
+  }
+
+  bool cleanup(caf::error&& reason, caf::execution_unit* host) override {
+    // Before the exit watch reads the figures.
+    if constexpr (!CountIn)
+      publish();
+    return super::cleanup(std::move(reason), host);
   }
 
   const std::shared_ptr<actor_counters>& counters() const {
@@ -113,28 +123,38 @@ public:
   }
 
 private:
+  /// Adds the messages counted down since the last publish to `handled`
+  /// (the actor's thread only).
+  void publish() {
+    auto& n = gauge_->handled;
+    n.store(n.load(std::memory_order_relaxed) + (period_ - countdown_),
+            std::memory_order_relaxed);
+    period_ = countdown_;
+  }
+
   [[gnu::noinline]] caf::invoke_message_result
   consume_rare(caf::mailbox_element& x) {
     auto relaxed = std::memory_order_relaxed;
     // A one-way message came here only when its countdown ran out.
-    auto timed = x.mid.is_async() || --countdown_ == 0;
+    if (!x.mid.is_async())
+      --countdown_;
+    auto timed = countdown_ == 0;
     auto& g = *gauge_;
-    auto handled = g.handled.load(relaxed) + 1;
-    g.handled.store(handled, relaxed);
-    // Its own look (senders do not count): a closed mailbox (the actor
-    // ends) must not be touched again.
-    if constexpr (!CountIn) {
-      if (!this->mailbox().closed()) {
-        g.handled_then.store(handled, relaxed);
+    if constexpr (CountIn) {
+      g.handled.store(g.handled.load(relaxed) + 1, relaxed);
+    } else {
+      publish();
+      // Its own look (senders do not count): a closed mailbox (the actor
+      // ends) must not be touched again.
+      if (!this->mailbox().closed())
         g.waiting.store(this->mailbox().size(), std::memory_order_release);
-      }
     }
     // Read before the handler, which may take the message apart.
     auto answer = x.mid.is_response() ? detail::error_answer(x) : caf::error{};
     auto answerer = answer && x.sender ? x.sender->id() : caf::actor_id{0};
     caf::invoke_message_result result;
     if (timed) {
-      countdown_ = counters_->sample_every;
+      countdown_ = period_ = counters_->sample_every;
       auto begin = counters_->clock();
       result = super::consume(x);
       counters_->timed_since(begin);
@@ -153,6 +173,8 @@ private:
   std::shared_ptr<mailbox_gauge> gauge_;
   /// Messages until the next timed one.
   uint32_t countdown_ = 1;
+  /// countdown_ at the last publish: what it counted down since is unpublished.
+  uint32_t period_ = 1;
 };
 
 /// sys.spawn<Os>(fun, xs...) with the actor measured under `name` in `reg`
