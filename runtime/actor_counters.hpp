@@ -84,7 +84,7 @@ struct actor_counters {
   int64_t (*stamp)() = coarse_ns;
   /// One message in this many is timed (a clock read costs as much as
   /// CAF's handling of an empty message); 1 times every one.
-  uint32_t sample_every = 64;
+  uint32_t sample_every = 128;
 
   /// Timed messages (the histogram's total).
   std::atomic<uint64_t> timed{0};
