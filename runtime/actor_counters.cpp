@@ -152,8 +152,9 @@ actor_runtime stats_registry::read(const std::string& name, uint64_t probes) {
   out.handled = static_cast<int64_t>(handled);
   out.mailbox = c.mailbox();
   auto now = c.stamp();
-  // The reader's own asks are no sign of life.
-  auto delta = handled - e.prev_handled;
+  // The reader's own asks are no sign of life. The count can go down (a
+  // skipped message taken back, a restart's old incarnation ended late).
+  auto delta = handled > e.prev_handled ? handled - e.prev_handled : 0;
   auto others = delta > probes ? delta - probes : 0;
   if (e.prev_ns > 0 && now > e.prev_ns)
     out.per_second = static_cast<int64_t>(static_cast<double>(others) * 1e9

@@ -149,6 +149,24 @@ TEST_CASE("a counted actor's messages and handling times are counted") {
   self->send_exit(hdl, caf::exit_reason::user_shutdown);
 }
 
+TEST_CASE("a count that goes down reads as no messages, not a huge rate") {
+  stats_registry reg;
+  auto c = reg.slot("worker");
+  c->stamp = fake_clock;
+  auto old = c->begin_incarnation(false);
+  old->handled = 10;
+  CHECK(reg.read("worker").handled == 10);
+  fake_now += 1'000'000'000;
+  // A restart: the new incarnation begins before the old one is ended.
+  auto fresh = c->begin_incarnation(false);
+  auto r = reg.read("worker");
+  CHECK(r.handled == 0);
+  CHECK(r.per_second == 0);
+  c->end_incarnation(old.get(), "");
+  fake_now += 1'000'000'000;
+  CHECK(reg.read("worker").handled == 10);
+}
+
 TEST_CASE("the rate counts the messages since the previous read") {
   system_fixture f;
   f.fake_time("worker");
