@@ -52,6 +52,15 @@ public:
                           const std::string& message) override;
   std::map<std::string, int64_t> drops() override;
   caf::error count_refused(const std::string& kind, int64_t n) override;
+  /// Kept for the process's life: a restarted storage actor on this store
+  /// (same epoch) goes on from its counts instead of declaring less.
+  flow_counts load_flow() override {
+    return flow_;
+  }
+  caf::error save_flow(const flow_counts& x) override {
+    flow_ = x;
+    return caf::none;
+  }
   const std::string& epoch() const override {
     return epoch_;
   }
@@ -64,6 +73,7 @@ public:
   }
 
 private:
+  flow_counts flow_;
   struct cursor {
     int64_t next_sequence = 1;
     int64_t batched_upto = 0;

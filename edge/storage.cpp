@@ -200,6 +200,14 @@ bool kept_lines(storage_ptr self, const log_lines& xs) {
 
 } // namespace
 
+storage_state::~storage_state() {
+  if (!store || flow == flow_saved || flow.epoch != store->epoch())
+    return;
+  if (auto err = store->save_flow(flow))
+    log_warning("storage", "cannot keep the collected and stored counts: ",
+                render(err));
+}
+
 storage_actor::behavior_type
 storage(storage_actor::stateful_pointer<storage_state> self,
         std::shared_ptr<store_backend> store) {

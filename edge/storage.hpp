@@ -12,6 +12,13 @@
 namespace fleetd {
 
 struct storage_state {
+  storage_state() = default;
+  storage_state(const storage_state&) = delete;
+  storage_state& operator=(const storage_state&) = delete;
+  /// Hands the store the counts not declared yet (it commits them with its
+  /// last commit), so a clean stop or restart loses none.
+  ~storage_state();
+
   std::shared_ptr<store_backend> store;
   // A commit timer is pending (storage.commit-interval).
   bool commit_armed = false;

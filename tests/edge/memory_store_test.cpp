@@ -73,6 +73,20 @@ TEST_CASE("an ack that deletes its batch keeps the series session and its "
   CHECK(st.session(metrics_stream)->series.size() == 1);
 }
 
+TEST_CASE("the collected and stored counts outlive a storage actor on the "
+          "same memory store") {
+  auto clk = std::make_shared<manual_clock>(0);
+  memory_store st{memory_limits{1000, 0, 100}, clk};
+  CHECK(st.load_flow().streams.empty());
+  flow_counts x{st.epoch(), {}};
+  count_flow(x, st.epoch(), metrics_stream, 7, 6);
+  REQUIRE_FALSE(st.save_flow(x));
+  auto y = st.load_flow();
+  CHECK(y == x);
+  CHECK(y.streams.at(metrics_stream).collected == 7);
+  CHECK(y.streams.at(metrics_stream).stored == 6);
+}
+
 TEST_CASE("a tier 2 ring keeps the latest 1000 points through hours offline") {
   auto clk = std::make_shared<manual_clock>(0);
   memory_store st{memory_limits{1000, 0, 100}, clk};

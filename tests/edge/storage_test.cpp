@@ -713,6 +713,46 @@ TEST_CASE("the storage actor declares what it collected, stored and "
   self->wait_for(st);
 }
 
+TEST_CASE("a clean stop keeps the collected and stored counts not yet "
+          "declared") {
+  store_fixture f;
+  caf::actor_system_config cfg;
+  register_messages(cfg);
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto stored = [&](storage_actor st, int64_t n, int64_t from_ms) {
+    self->request(st, 5s, store_atom::value, samples_from(from_ms, n))
+      .receive([&](int64_t) {},
+               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+  };
+  auto declared = [&](storage_actor st) {
+    unbatched_points up;
+    self->request(st, 5s, fetch_atom::value, stream, int64_t{1000},
+                  int64_t{1} << 30)
+      .receive([&](unbatched_points& x) { up = std::move(x); },
+               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+    return up.declared;
+  };
+  {
+    auto store = std::make_shared<sqlite_store>(f.open());
+    auto st = sys.spawn<caf::detached>(storage, store);
+    stored(st, 4, clock_start_ms);
+    CHECK(declared(st).collected == 4);
+    // Counted, never declared: no batch was cut before the stop.
+    stored(st, 5, clock_start_ms + 100);
+    self->send_exit(st, caf::exit_reason::user_shutdown);
+    self->wait_for(st);
+  }
+  auto store = std::make_shared<sqlite_store>(f.open());
+  auto st = sys.spawn<caf::detached>(storage, store);
+  stored(st, 1, clock_start_ms + 200);
+  auto d = declared(st);
+  CHECK(d.collected == 10);
+  CHECK(d.stored == 10);
+  self->send_exit(st, caf::exit_reason::user_shutdown);
+  self->wait_for(st);
+}
+
 TEST_CASE("the storage actor answers store, fetch, enqueue, pending, ack, "
           "flush and stats") {
   store_fixture f;
