@@ -167,19 +167,18 @@ caf::error add_registry(sqlite::database& db) {
 
 // Files made before the device declared what it collected and stored.
 caf::error add_delivery_flow(sqlite::database& db) {
-  for (auto table : {"delivery", "declared_drops"}) {
-    auto has = db.has_column(table, "collected");
-    if (!has)
-      return has.error();
-    if (!*has)
-      if (auto err = db.exec(std::string("ALTER TABLE ") + table
-                             + " ADD COLUMN collected INTEGER NOT NULL "
-                               "DEFAULT 0; ALTER TABLE "
-                             + table
-                             + " ADD COLUMN stored INTEGER NOT NULL "
-                               "DEFAULT 0"))
-        return err;
-  }
+  // Each column on its own: a crash between two ALTERs leaves one added.
+  for (auto table : {"delivery", "declared_drops"})
+    for (auto column : {"collected", "stored"}) {
+      auto has = db.has_column(table, column);
+      if (!has)
+        return has.error();
+      if (!*has)
+        if (auto err = db.exec(std::string("ALTER TABLE ") + table
+                               + " ADD COLUMN " + column
+                               + " INTEGER NOT NULL DEFAULT 0"))
+          return err;
+    }
   return caf::none;
 }
 

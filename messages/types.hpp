@@ -865,8 +865,18 @@ using delivery_rows = std::vector<delivery_row>;
 /// received / (received + declared_drops + missing); 1.0 when all are 0.
 inline double delivery_ratio(int64_t received, int64_t declared_drops,
                              int64_t missing) {
-  auto all = received + declared_drops + missing;
+  // In double: the counts come from devices and may be huge.
+  auto all = static_cast<double>(received) + static_cast<double>(declared_drops)
+             + static_cast<double>(missing);
   return all <= 0 ? 1.0 : static_cast<double>(received) / all;
+}
+
+/// a + b held at the ends of int64 (device-declared counts are hostile).
+inline int64_t saturated_sum(int64_t a, int64_t b) {
+  int64_t out;
+  if (!__builtin_add_overflow(a, b, &out))
+    return out;
+  return b > 0 ? INT64_MAX : INT64_MIN;
 }
 
 /// The sum of `xs` (device and stream empty, hour_ms 0): the fleet-wide
@@ -874,12 +884,12 @@ inline double delivery_ratio(int64_t received, int64_t declared_drops,
 inline delivery_row delivery_total(const delivery_rows& xs) {
   delivery_row out;
   for (auto& x : xs) {
-    out.received += x.received;
-    out.duplicates += x.duplicates;
-    out.missing += x.missing;
-    out.declared_drops += x.declared_drops;
-    out.collected += x.collected;
-    out.stored += x.stored;
+    out.received = saturated_sum(out.received, x.received);
+    out.duplicates = saturated_sum(out.duplicates, x.duplicates);
+    out.missing = saturated_sum(out.missing, x.missing);
+    out.declared_drops = saturated_sum(out.declared_drops, x.declared_drops);
+    out.collected = saturated_sum(out.collected, x.collected);
+    out.stored = saturated_sum(out.stored, x.stored);
   }
   return out;
 }

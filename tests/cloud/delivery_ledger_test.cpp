@@ -4,6 +4,8 @@
 
 #include <utility>
 
+#include <limits>
+
 #include <doctest/doctest.h>
 
 using namespace fleetd;
@@ -119,4 +121,21 @@ TEST_CASE("the delivery ratio and the total of rows") {
   CHECK(t.declared_drops == 9);
   CHECK(delivery_ratio(t.received, t.declared_drops, t.missing)
         == doctest::Approx(0.5));
+}
+
+TEST_CASE("hostile counts: the total holds at the ends of int64, the ratio "
+          "stays a ratio") {
+  constexpr auto big = std::numeric_limits<int64_t>::max() - 5;
+  // Rows a device that flips its origin could grow: sums past int64.
+  delivery_rows xs{{"a", "metrics", 0, big, 0, 0, big},
+                   {"a", "metrics", 3'600'000, big, 0, -big, big},
+                   {"b", "logs", 0, 10, 0, -big, big}};
+  auto t = delivery_total(xs);
+  CHECK(t.received == std::numeric_limits<int64_t>::max());
+  CHECK(t.declared_drops == std::numeric_limits<int64_t>::max());
+  CHECK(t.missing == std::numeric_limits<int64_t>::min());
+  auto r = delivery_ratio(t.received, t.declared_drops, t.missing);
+  CHECK(r >= 0.0);
+  CHECK(r <= 1.0);
+  CHECK(delivery_ratio(big, big, big) == doctest::Approx(1.0 / 3));
 }

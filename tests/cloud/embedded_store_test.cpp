@@ -996,3 +996,27 @@ TEST_CASE("the latest DeviceCapability per device is kept, also from a "
   write_ok(st, batch("dev-b", 1, samples(1, 1)));
   CHECK(devices_of(st).back().capability.tier == 0);
 }
+
+TEST_CASE("a file with only one of the delivery flow columns (a crash "
+          "between the two ALTERs) opens and gains the other") {
+  test::scratch_dir dir{dir_prefix};
+  REQUIRE(dir.ok());
+  auto clk = std::make_shared<manual_clock>(clock_start_ms);
+  auto path = dir.file("cloud.db");
+  REQUIRE(embedded_store::open(path, clk));
+  {
+    auto db = sqlite::database::open(path);
+    REQUIRE(db);
+    REQUIRE_FALSE(db->exec("ALTER TABLE delivery DROP COLUMN stored; "
+                           "ALTER TABLE declared_drops DROP COLUMN stored"));
+  }
+  auto st = embedded_store::open(path, clk);
+  REQUIRE(st);
+  auto db = sqlite::database::open(path);
+  REQUIRE(db);
+  for (auto table : {"delivery", "declared_drops"}) {
+    auto has = db->has_column(table, "stored");
+    REQUIRE(has);
+    CHECK(*has);
+  }
+}
