@@ -214,20 +214,9 @@ std::string overview_json(const std::string& org, const device_infos& xs,
 std::string actors_json(const node_status& st) {
   std::string list = "[";
   for (auto& a : st.actors) {
-    auto& r = a.runtime;
     json_object o;
-    o.add("name", a.name)
-      .add("state", a.state)
-      .add("measured", r.measured)
-      .add("mailbox", r.mailbox)
-      .add("handled", r.handled)
-      .add("per_second", r.per_second)
-      .add("p50_us", r.p50_us)
-      .add("p99_us", r.p99_us)
-      .add("errors", r.errors)
-      .add("last_error", r.last_error)
-      .add("restarts", r.restarts)
-      .add("idle_ms", r.idle_ms);
+    o.add("name", a.name).add("state", a.state);
+    add_fields(o, a.runtime);
     list += (list.size() > 1 ? "," : "") + o.str();
   }
   json_object out;

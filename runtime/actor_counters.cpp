@@ -244,6 +244,11 @@ process_figures read_process_figures(const std::string& proc_self) {
 
 std::string to_json(const actor_runtime& x) {
   json_object out;
+  add_fields(out, x);
+  return out.str();
+}
+
+void add_fields(json_object& out, const actor_runtime& x) {
   out.add("measured", x.measured)
     .add("mailbox", x.mailbox)
     .add("handled", x.handled)
@@ -254,7 +259,6 @@ std::string to_json(const actor_runtime& x) {
     .add("last_error", x.last_error)
     .add("restarts", x.restarts)
     .add("idle_ms", x.idle_ms);
-  return out.str();
 }
 
 std::string to_json(const process_figures& x) {

@@ -177,6 +177,12 @@ private:
 process_figures read_process_figures(const std::string& proc_self
                                      = "/proc/self");
 
+class json_object;
+
+/// Adds the runtime's figures of one actor to `out` (flat, as the web
+/// console lists them beside the actor's name and state).
+void add_fields(json_object& out, const actor_runtime& x);
+
 /// The runtime's figures of one actor as a JSON object.
 std::string to_json(const actor_runtime& x);
 
