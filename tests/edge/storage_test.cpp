@@ -651,23 +651,52 @@ TEST_CASE("a store that fails after adding a series forgets the series") {
   }
 }
 
-TEST_CASE("the storage actor declares what it collected, stored and "
-          "refused; reopened on the same file it declares no less") {
-  store_fixture f;
+namespace {
+
+// A storage actor's store and fetch as the sync asks them, for its
+// collected/stored declaration.
+struct flow_fixture : store_fixture {
   caf::actor_system_config cfg;
-  register_messages(cfg);
-  caf::actor_system sys{cfg};
-  caf::scoped_actor self{sys};
-  auto declared_after = [&](storage_actor st, int64_t n, int64_t from_ms) {
-    self->request(st, 5s, store_atom::value, samples_from(from_ms, n))
+  std::unique_ptr<caf::actor_system> sys;
+  std::unique_ptr<caf::scoped_actor> self;
+
+  flow_fixture() {
+    register_messages(cfg);
+    sys = std::make_unique<caf::actor_system>(cfg);
+    self = std::make_unique<caf::scoped_actor>(*sys);
+  }
+
+  void stored(storage_actor st, int64_t n, int64_t from_ms) {
+    (*self)->request(st, 5s, store_atom::value, samples_from(from_ms, n))
       .receive([&](int64_t) {},
                [&](caf::error& err) { FAIL_CHECK(render(err)); });
+  }
+
+  drop_declaration declared(storage_actor st) {
     unbatched_points up;
-    self->request(st, 5s, fetch_atom::value, stream, int64_t{1000},
-                  int64_t{1} << 30)
+    (*self)->request(st, 5s, fetch_atom::value, stream, int64_t{1000},
+                     int64_t{1} << 30)
       .receive([&](unbatched_points& x) { up = std::move(x); },
                [&](caf::error& err) { FAIL_CHECK(render(err)); });
     return up.declared;
+  }
+
+  drop_declaration declared_after(storage_actor st, int64_t n,
+                                  int64_t from_ms) {
+    stored(st, n, from_ms);
+    return declared(st);
+  }
+};
+
+} // namespace
+
+TEST_CASE("the storage actor declares what it collected, stored and "
+          "refused; reopened on the same file it declares no less") {
+  flow_fixture f;
+  auto& sys = *f.sys;
+  auto& self = *f.self;
+  auto declared_after = [&](storage_actor st, int64_t n, int64_t from_ms) {
+    return f.declared_after(st, n, from_ms);
   };
   std::string origin;
   {
@@ -715,24 +744,13 @@ TEST_CASE("the storage actor declares what it collected, stored and "
 
 TEST_CASE("a clean stop keeps the collected and stored counts not yet "
           "declared") {
-  store_fixture f;
-  caf::actor_system_config cfg;
-  register_messages(cfg);
-  caf::actor_system sys{cfg};
-  caf::scoped_actor self{sys};
+  flow_fixture f;
+  auto& sys = *f.sys;
+  auto& self = *f.self;
   auto stored = [&](storage_actor st, int64_t n, int64_t from_ms) {
-    self->request(st, 5s, store_atom::value, samples_from(from_ms, n))
-      .receive([&](int64_t) {},
-               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+    f.stored(st, n, from_ms);
   };
-  auto declared = [&](storage_actor st) {
-    unbatched_points up;
-    self->request(st, 5s, fetch_atom::value, stream, int64_t{1000},
-                  int64_t{1} << 30)
-      .receive([&](unbatched_points& x) { up = std::move(x); },
-               [&](caf::error& err) { FAIL_CHECK(render(err)); });
-    return up.declared;
-  };
+  auto declared = [&](storage_actor st) { return f.declared(st); };
   {
     auto store = std::make_shared<sqlite_store>(f.open());
     auto st = sys.spawn<caf::detached>(storage, store);
