@@ -41,9 +41,6 @@ constexpr const char* key_prefix = "log:";
 // Most bytes of a file's first line its fingerprint takes.
 constexpr int64_t head_bytes = 256;
 
-// Rotated files looked at per search (names starting with the live one's).
-constexpr int max_siblings = 64;
-
 constexpr auto store_timeout = std::chrono::seconds(30);
 
 // Where a piece of at most `max` bytes of `s` may end: not inside a UTF-8
@@ -294,22 +291,47 @@ struct log_reader::impl {
   }
 
   // Files in `path`'s directory whose names start with its name (app.log.1,
-  // app.log-20261207), compressed ones left out; at most max_siblings.
-  std::vector<std::string> siblings(const std::string& path) {
-    std::vector<std::string> out;
+  // app.log-20261207), compressed ones left out: the newest `keep` by
+  // mtime. Every name is looked at (an arbitrary cut loses the rotation
+  // being written); at most 2 * keep are held at once. `left_out` counts
+  // the older ones past `keep`.
+  std::vector<std::string> siblings(const std::string& path, size_t keep,
+                                    size_t& left_out) {
+    std::vector<std::pair<int64_t, std::string>> found;
     auto dir = dir_of(path);
     auto base = base_of(path);
+    auto newest_first = [](auto& a, auto& b) { return a.first > b.first; };
     std::unique_ptr<DIR, int (*)(DIR*)> d{::opendir(dir.c_str()), ::closedir};
     if (!d)
-      return out;
+      return {};
     while (auto* e = ::readdir(d.get())) {
       std::string_view name = e->d_name;
-      if (name.size() > base.size() && name.compare(0, base.size(), base) == 0
-          && !compressed_name(name))
-        out.push_back(dir + "/" + std::string(name));
-      if (static_cast<int>(out.size()) >= max_siblings)
-        break;
+      if (name.size() <= base.size() || name.compare(0, base.size(), base) != 0
+          || compressed_name(name))
+        continue;
+      auto p = dir + "/" + std::string(name);
+      struct stat st {};
+      if (::stat(p.c_str(), &st) != 0)
+        continue;
+      found.emplace_back(static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000
+                           + st.st_mtim.tv_nsec,
+                         std::move(p));
+      if (found.size() >= 2 * keep) {
+        std::nth_element(found.begin(), found.begin() + keep - 1, found.end(),
+                         newest_first);
+        left_out += found.size() - keep;
+        found.resize(keep);
+      }
     }
+    if (found.size() > keep) {
+      std::nth_element(found.begin(), found.begin() + keep - 1, found.end(),
+                       newest_first);
+      left_out += found.size() - keep;
+      found.resize(keep);
+    }
+    std::vector<std::string> out;
+    for (auto& [mtime, p] : found)
+      out.push_back(std::move(p));
     return out;
   }
 
@@ -359,9 +381,10 @@ struct log_reader::impl {
                    + st.st_mtim.tv_nsec;
       all.push_back(std::move(c));
     };
+    size_t left_out = 0;
     for (auto& p : live_paths(g, r)) {
       add(p, p, true);
-      for (auto& s : siblings(p))
+      for (auto& s : siblings(p, max_files, left_out))
         add(s, p, false);
     }
     std::set<uint64_t> wanted;
@@ -389,9 +412,10 @@ struct log_reader::impl {
       seen.insert(id);
       all.push_back(std::move(c));
     }
-    if (all.size() > max_files) {
+    if (all.size() + left_out > max_files) {
       if (!warned_max_files)
-        r.problems.push_back(std::to_string(all.size()) + " files for "
+        r.problems.push_back(std::to_string(all.size() + left_out)
+                             + " files for "
                              + g.pattern + "; following "
                              + std::to_string(max_files)
                              + " (logs.max-files)");
@@ -400,7 +424,7 @@ struct log_reader::impl {
       std::sort(all.begin(), all.end(), [](auto& a, auto& b) {
         return a.mtime_ns > b.mtime_ns;
       });
-      all.resize(max_files);
+      all.resize(std::min(all.size(), max_files));
     }
     std::map<uint64_t, candidate> by_print;
     for (auto& c : all) {

@@ -6,6 +6,7 @@
 #include "edge/log_tail.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -306,4 +307,65 @@ TEST_CASE("positions move only with commit: an uncommitted look is read "
   REQUIRE(again.lines.size() == 2);
   f.reader->commit(again);
   CHECK(f.look() == lines{"ccc"});
+}
+
+TEST_CASE("more rotations beside the file than a directory listing's first "
+          "64: a copytruncate's copy and renames while down are all read") {
+  fixture f;
+  f.cfg.paths = f.path("app.log");
+  f.cfg.start_at = "beginning";
+  f.start();
+  // 100 copytruncates, each with a line fleetd saw only in the copy.
+  for (int k = 1; k <= 100; ++k) {
+    auto seen = std::to_string(k) + " seen";
+    f.append("app.log", seen + "\n");
+    REQUIRE(f.look() == lines{seen});
+    auto rest = std::to_string(k) + " only in the copy";
+    f.append("app.log", rest + "\n");
+    f.append("app.log." + std::to_string(k), seen + "\n" + rest + "\n");
+    REQUIRE(::truncate(f.path("app.log").c_str(), 0) == 0);
+    CAPTURE(k);
+    REQUIRE(f.look() == lines{rest});
+  }
+  // 100 renames while fleetd is down: read from the stored positions.
+  tail_round r;
+  f.append("app.log", "before the stop\n");
+  REQUIRE(f.look(&r) == lines{"before the stop"});
+  auto saved = f.cursors(r, 1);
+  lines want;
+  for (int k = 101; k <= 200; ++k) {
+    want.push_back(std::to_string(k));
+    f.append("app.log", want.back() + "\n");
+    REQUIRE(::rename(f.path("app.log").c_str(),
+                     f.path("app.log." + std::to_string(k)).c_str())
+            == 0);
+  }
+  f.start(saved);
+  CHECK(f.look() == want);
+  CHECK(f.look().empty());
+}
+
+TEST_CASE("past logs.max-files the newest rotations are followed, and it is "
+          "reported") {
+  fixture f;
+  f.cfg.paths = f.path("app.log");
+  f.cfg.start_at = "beginning";
+  f.cfg.max_files = 4;
+  f.start();
+  CHECK(f.look().empty());
+  // Old rotations, already history: their mtimes are long past.
+  for (int k = 1; k <= 20; ++k) {
+    auto name = "app.log.old" + std::to_string(k);
+    f.append(name, "old " + std::to_string(k) + "\n");
+    struct timespec times[2] = {{1000 + k, 0}, {1000 + k, 0}};
+    REQUIRE(::utimensat(AT_FDCWD, f.path(name).c_str(), times, 0) == 0);
+  }
+  f.append("app.log.new", "new\n");
+  tail_round r;
+  auto got = f.look(&r);
+  // The newest four: the new rotation and old 20, 19, 18, oldest first.
+  CHECK(got == lines{"old 18", "old 19", "old 20", "new"});
+  REQUIRE(r.problems.size() == 1);
+  CHECK(r.problems[0].find("21 files") != std::string::npos);
+  CHECK(r.problems[0].find("following 4 (logs.max-files)") != std::string::npos);
 }

@@ -176,7 +176,10 @@ void run_kills(bool rounds_file) {
       // Rotations start once fleetd knows the files: one before its first
       // look would be history to it (logs.start-at).
       auto first = w.total();
-      REQUIRE(eventually([&] { return cloud_total(store) >= first; }, 60s));
+      REQUIRE_MESSAGE(
+        eventually([&] { return cloud_total(store) >= first; }, 60s),
+        read_file(tmp.path() + "/device-0.log")
+          << read_file(tmp.path() + "/cloud.log"));
       writing = std::thread([&] {
         while (!stop) {
           w.step();
