@@ -43,6 +43,11 @@ constexpr int64_t head_bytes = 256;
 
 constexpr auto store_timeout = std::chrono::seconds(30);
 
+// Looks in a row a followed file may be missed before its position is let
+// go: a rename between stat and open, or during a directory listing, hides
+// a file from one look, and a position let go means it is read again whole.
+constexpr int missed_looks = 3;
+
 // Where a piece of at most `max` bytes of `s` may end: not inside a UTF-8
 // sequence, unless the piece would be empty.
 size_t cut_at(std::string_view s, size_t max) {
@@ -246,6 +251,8 @@ struct log_reader::impl {
   // The size of each file at the last look (not persisted): a record
   // waiting for its next line goes out after a look that found no growth.
   std::map<uint64_t, int64_t> seen_size;
+  // Followed files the last committed look missed (tail_round::missed).
+  std::map<uint64_t, int> missed;
   bool warned_max_files = false;
 
   ~impl() {
@@ -278,6 +285,14 @@ struct log_reader::impl {
                                     && i->second.size == c.size
                                     && i->second.mtime_ns == c.mtime_ns)
       return i->second.fingerprint;
+    auto fp = head_print(c);
+    if (fp)
+      prints[c.id] = {c.size, c.mtime_ns, *fp};
+    return fp;
+  }
+
+  // The fingerprint as the file holds it now, not remembered.
+  static std::optional<uint64_t> head_print(const candidate& c) {
     auto head = read_at(c.fd, 0, head_bytes, c.path);
     if (!head)
       return std::nullopt;
@@ -285,9 +300,17 @@ struct log_reader::impl {
     if (nl == std::string::npos && static_cast<int64_t>(head->size()) < head_bytes)
       return std::nullopt;
     auto n = nl == std::string::npos ? head->size() : nl + 1;
-    auto fp = XXH3_64bits(head->data(), n);
-    prints[c.id] = {c.size, c.mtime_ns, fp};
-    return fp;
+    return XXH3_64bits(head->data(), n);
+  }
+
+  // Whether `c` starts with another line than when it was known: truncated
+  // and written again (copytruncate) around a read, whose bytes may then
+  // mix the old file's and the new one's. Forgets the stale fingerprint.
+  bool changed_under(const candidate& c) {
+    if (head_print(c) == c.fingerprint)
+      return false;
+    prints.erase(c.id);
+    return true;
   }
 
   // Files in `path`'s directory whose names start with its name (app.log.1,
@@ -619,6 +642,7 @@ void log_reader::reset(const source_cursors& cursors) {
   impl_->fds.clear();
   impl_->prints.clear();
   impl_->seen_size.clear();
+  impl_->missed.clear();
   for (auto& c : cursors) {
     if (c.key.compare(0, std::strlen(key_prefix), key_prefix) != 0)
       continue;
@@ -646,6 +670,7 @@ tail_round log_reader::read(int64_t now_ns) {
     for (auto& f : known)
       offsets[f.fingerprint] = f.offset;
     entry_position next;
+    std::set<uint64_t> let_go;
     for (auto& c : m.candidates(g, known, r)) {
       auto i = offsets.find(c.fingerprint);
       int64_t offset = 0;
@@ -671,11 +696,19 @@ tail_round log_reader::read(int64_t now_ns) {
       if (budget > 0 && offset < c.size) {
         label_map labels{{"filename", c.label}, {"job", g.job}};
         file_read rd{r, labels, m.max_line_bytes, m.is_start, now_ns, {}, -1};
+        auto lines_before = r.lines.size();
+        auto split_before = r.lines_split;
         auto at = read_file(c, offset, rd, budget, !c.live, quiet);
         if (!at) {
           ++r.read_errors;
           r.problems.push_back(c.path + ": read failed: "
                                + std::strerror(errno));
+        } else if (m.changed_under(c)) {
+          // Not this file's bytes: the next look reads the rest from the
+          // copy, and this file from its start.
+          r.lines.erase(r.lines.begin() + static_cast<ptrdiff_t>(lines_before),
+                        r.lines.end());
+          r.lines_split = split_before;
         } else {
           offset = *at;
         }
@@ -684,14 +717,26 @@ tail_round log_reader::read(int64_t now_ns) {
       bool gone = c.path == descriptor_path && offset == c.size && quiet;
       if (!gone)
         next.push_back(file_position{c.fingerprint, offset});
+      else
+        let_go.insert(c.fingerprint);
     }
-    // Files followed before and found no more: gone before all was read?
+    // Files followed before and not found: kept a few looks (hidden by a
+    // rename), then let go. Gone before all was read?
+    auto found = next.size();
     for (auto& f : known) {
-      bool still = std::any_of(next.begin(), next.end(), [&](auto& n) {
-        return n.fingerprint == f.fingerprint;
-      });
-      if (still)
+      bool still = std::any_of(next.begin(), next.begin() + found,
+                               [&](auto& n) {
+                                 return n.fingerprint == f.fingerprint;
+                               });
+      if (still || let_go.count(f.fingerprint) > 0)
         continue;
+      auto mi = m.missed.find(f.fingerprint);
+      auto looks = (mi != m.missed.end() ? mi->second : 0) + 1;
+      if (looks < missed_looks) {
+        r.missed[f.fingerprint] = looks;
+        next.push_back(f);
+        continue;
+      }
       auto seen = m.seen_size.find(f.fingerprint);
       if (seen != m.seen_size.end() && seen->second > f.offset) {
         ++r.files_lost;
@@ -715,6 +760,7 @@ tail_round log_reader::read(int64_t now_ns) {
 
 void log_reader::commit(const tail_round& r) {
   auto& m = *impl_;
+  m.missed = r.missed;
   for (auto& [pattern, pos] : r.moved) {
     positions_[pattern] = pos;
     m.fresh.erase(pattern);
@@ -770,8 +816,11 @@ void read_round(tail_ptr self) {
   st.read_errors += r->read_errors;
   for (auto& p : r->problems)
     log_warning_limited(component, "file", p);
-  if (r->lines.empty() && r->moved.empty())
+  if (r->lines.empty() && r->moved.empty()) {
+    // Nothing to store: what the look learnt (files missed) holds at once.
+    st.reader->commit(*r);
     return;
+  }
   // Lines of one look keep their order in time too.
   for (auto& x : r->lines)
     x.timestamp_ns = st.last_ns = std::max(x.timestamp_ns, st.last_ns + 1);

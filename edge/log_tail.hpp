@@ -88,6 +88,10 @@ struct tail_round {
   int64_t rotations = 0;
   int64_t read_errors = 0;
   std::vector<std::string> problems;
+  /// Followed files not found by this look, by fingerprint: looks missed
+  /// in a row. Their positions are kept a while (a file being renamed can
+  /// be missed by one look, and one forgotten would be read again whole).
+  std::map<uint64_t, int> missed;
 };
 
 /// Reads the files of logs.paths from the positions it was given; blocking

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <random>
 #include <string>
@@ -235,6 +236,10 @@ TEST_CASE("a deleted file is read to its end through its descriptor, then "
   f.start(saved);
   // The restarted reader never saw the file's size: the loss is the file.
   CHECK(f.look(&r) == lines{"r"});
+  // Kept three looks (a rename may hide a file from one), then let go.
+  CHECK(f.reader->files() == 2);
+  f.look();
+  f.look();
   CHECK(f.reader->files() == 1);
 }
 
@@ -368,4 +373,65 @@ TEST_CASE("past logs.max-files the newest rotations are followed, and it is "
   REQUIRE(r.problems.size() == 1);
   CHECK(r.problems[0].find("21 files") != std::string::npos);
   CHECK(r.problems[0].find("following 4 (logs.max-files)") != std::string::npos);
+}
+
+TEST_CASE("a followed file one look misses (renamed out of sight and back) "
+          "keeps its position: not read again; let go after three looks") {
+  fixture f;
+  f.cfg.paths = f.path("app.log");
+  f.cfg.start_at = "beginning";
+  f.append("app.log", "1\n2\n");
+  f.start();
+  tail_round r;
+  REQUIRE(f.look(&r) == lines{"1", "2"});
+  ::rename(f.path("app.log").c_str(), f.path("app.log.1").c_str());
+  f.append("app.log", "3\n");
+  REQUIRE(f.look(&r) == lines{"3"});
+  // A restart: no descriptors; a look while app.log.1 is being moved.
+  auto saved = f.cursors(r, 1);
+  f.start(saved);
+  auto aside = f.dir.path() + "/aside";
+  ::rename(f.path("app.log.1").c_str(), aside.c_str());
+  CHECK(f.look(&r).empty());
+  CHECK(r.missed.size() == 1);
+  CHECK(r.moved.empty()); // its position still stored
+  ::rename(aside.c_str(), f.path("app.log.2").c_str());
+  CHECK(f.look(&r).empty());
+  CHECK(r.missed.empty());
+  // Gone for good while fleetd is down: let go after three looks.
+  f.start(saved); // what the store holds: no look moved since
+  ::rename(f.path("app.log.2").c_str(), aside.c_str());
+  CHECK(f.look().empty());
+  CHECK(f.look().empty());
+  CHECK(f.reader->files() == 2);
+  CHECK(f.look().empty());
+  CHECK(f.reader->files() == 1); // app.log's only
+  // Back after that, it is a file never seen: read whole (documented).
+  ::rename(aside.c_str(), f.path("app.log.2").c_str());
+  CHECK(f.look() == lines{"1", "2"});
+}
+
+TEST_CASE("a file truncated and written again under a read (copytruncate) "
+          "is read from its start next look, never from the old position") {
+  fixture f;
+  f.cfg.paths = f.path("app.log");
+  f.cfg.start_at = "beginning";
+  f.append("app.log", "first\nsecond"); // the last line waits for its \n
+  f.start();
+  REQUIRE(f.look() == lines{"first"});
+  struct stat st {};
+  REQUIRE(::stat(f.path("app.log").c_str(), &st) == 0);
+  // copytruncate, then as many new bytes as before in the same clock tick:
+  // size and time alike, only the bytes tell the files apart.
+  f.append("app.log.1", "first\nsecond");
+  REQUIRE(::truncate(f.path("app.log").c_str(), 0) == 0);
+  f.append("app.log", "new1\nnew22\nX");
+  struct timespec times[2] = {st.st_atim, st.st_mtim};
+  REQUIRE(::utimensat(AT_FDCWD, f.path("app.log").c_str(), times, 0) == 0);
+  // Not "w22" (the new file read from the old position).
+  CHECK(f.look().empty());
+  auto got = f.look();
+  std::sort(got.begin(), got.end());
+  CHECK(got == lines{"new1", "new22", "second"});
+  CHECK(f.look().empty());
 }
