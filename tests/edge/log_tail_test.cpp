@@ -435,3 +435,21 @@ TEST_CASE("a file truncated and written again under a read (copytruncate) "
   CHECK(got == lines{"new1", "new22", "second"});
   CHECK(f.look().empty());
 }
+
+TEST_CASE("a copytruncate's copy is read before the live file, even when "
+          "its time is later (a coarse clock tick behind a fine one)") {
+  fixture f;
+  f.cfg.paths = f.path("app.log");
+  f.cfg.start_at = "beginning";
+  f.append("app.log", "1\n");
+  f.start();
+  REQUIRE(f.look() == lines{"1"});
+  f.append("app.log.1", "1\n2\n"); // the copy, with a line not read yet
+  REQUIRE(::truncate(f.path("app.log").c_str(), 0) == 0);
+  f.append("app.log", "3\n");
+  struct timespec live[2] = {{2000, 0}, {2000, 0}};
+  struct timespec copy[2] = {{2000, 1000000}, {2000, 1000000}};
+  REQUIRE(::utimensat(AT_FDCWD, f.path("app.log").c_str(), live, 0) == 0);
+  REQUIRE(::utimensat(AT_FDCWD, f.path("app.log.1").c_str(), copy, 0) == 0);
+  CHECK(f.look() == lines{"2", "3"});
+}
