@@ -388,9 +388,8 @@ struct log_reader::impl {
     std::vector<candidate> all;
     std::set<file_id> seen;
     auto add = [&](const std::string& path, const std::string& label,
-                   bool live) {
-      struct stat st {};
-      if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+                   bool live, const struct stat& st) {
+      if (!S_ISREG(st.st_mode))
         return;
       candidate c;
       c.id = {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
@@ -404,11 +403,40 @@ struct log_reader::impl {
                    + st.st_mtim.tv_nsec;
       all.push_back(std::move(c));
     };
+    auto stat_of = [](const std::string& path) {
+      std::optional<struct stat> out;
+      if (struct stat st {}; ::stat(path.c_str(), &st) == 0)
+        out = st;
+      return out;
+    };
+    auto same = [](const std::optional<struct stat>& a,
+                   const std::optional<struct stat>& b) {
+      return a.has_value() == b.has_value()
+             && (!a || (a->st_dev == b->st_dev && a->st_ino == b->st_ino));
+    };
     size_t left_out = 0;
     for (auto& p : live_paths(g, r)) {
-      add(p, p, true);
-      for (auto& s : siblings(p, max_files, left_out))
-        add(s, p, false);
+      // The rotations, then the live file as it is after them: one
+      // rotated during the listing would be in neither, and the file
+      // after it read first. So the listing is taken again (a few times)
+      // until the live file stayed the same over it.
+      std::vector<std::string> rotations;
+      std::optional<struct stat> live;
+      size_t missed = 0;
+      for (int attempt = 0; attempt < 4; ++attempt) {
+        auto before = stat_of(p);
+        missed = 0;
+        rotations = siblings(p, max_files, missed);
+        live = stat_of(p);
+        if (same(before, live))
+          break;
+      }
+      left_out += missed;
+      for (auto& s : rotations)
+        if (auto st = stat_of(s))
+          add(s, p, false, *st);
+      if (live)
+        add(p, p, true, *live);
     }
     std::set<uint64_t> wanted;
     for (auto& f : known)
