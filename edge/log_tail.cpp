@@ -384,8 +384,9 @@ struct log_reader::impl {
   // reaches (renamed elsewhere, deleted). One per fingerprint: the longest.
   std::vector<candidate> candidates(const log_glob& g,
                                     const entry_position& known,
-                                    tail_round& r) {
+                                    tail_round& r, int passes = 4) {
     std::vector<candidate> all;
+    bool cut = false;
     std::set<file_id> seen;
     auto add = [&](const std::string& path, const std::string& label,
                    bool live, const struct stat& st) {
@@ -411,8 +412,10 @@ struct log_reader::impl {
     };
     auto same = [](const std::optional<struct stat>& a,
                    const std::optional<struct stat>& b) {
+      // The same file, not cut shorter (copytruncate) in between.
       return a.has_value() == b.has_value()
-             && (!a || (a->st_dev == b->st_dev && a->st_ino == b->st_ino));
+             && (!a || (a->st_dev == b->st_dev && a->st_ino == b->st_ino
+                        && b->st_size >= a->st_size));
     };
     size_t left_out = 0;
     for (auto& p : live_paths(g, r)) {
@@ -490,15 +493,22 @@ struct log_reader::impl {
       auto fp = fingerprint(c);
       if (!fp)
         continue;
-      // The same file starting with another line: truncated in place.
-      if (old && *old != *fp && wanted.count(*old) > 0)
-        ++r.truncations;
+      // The same file starting with another line: truncated in place,
+      // or copied first (copytruncate), maybe after the listing.
+      if (old && *old != *fp) {
+        cut = true;
+        if (wanted.count(*old) > 0)
+          ++r.truncations;
+      }
       c.fingerprint = *fp;
       auto [i, fresh_print] = by_print.emplace(*fp, c);
       // A copy (copytruncate) and its original: the longer has it all.
       if (!fresh_print && c.size > i->second.size)
         i->second = c;
     }
+    // A copy made before the cut may have missed the listing: again.
+    if (cut && passes > 1)
+      return candidates(g, known, r, passes - 1);
     std::vector<candidate> out;
     for (auto& [fp, c] : by_print)
       out.push_back(std::move(c));
@@ -589,7 +599,7 @@ struct file_read {
 // look, and all of it read.
 std::optional<int64_t> read_file(const candidate& c, int64_t offset,
                                  file_read& rd, int64_t& budget, bool last,
-                                 bool quiet_before) {
+                                 bool quiet_before, bool& shrank) {
   auto end = std::min<int64_t>(c.size, offset + budget);
   std::string buf;
   if (end > offset) {
@@ -598,6 +608,8 @@ std::optional<int64_t> read_file(const candidate& c, int64_t offset,
       return std::nullopt;
     buf = std::move(*got);
   }
+  // Shorter than it was a moment ago: truncated since (copytruncate).
+  shrank = static_cast<int64_t>(buf.size()) < end - offset;
   budget -= static_cast<int64_t>(buf.size());
   std::string_view rest{buf};
   int64_t at = offset;
@@ -715,10 +727,8 @@ tail_round log_reader::read(int64_t now_ns) {
       }
       m.labels[c.fingerprint] = c.label;
       m.paths[c.fingerprint] = c.path;
-      if (offset > c.size) {
-        // Shorter than read: a copy cut short; nothing of it is new.
-        offset = c.size;
-      }
+      // Shorter than read (a copy still being written, or cut short):
+      // nothing of it is new, and the position stays where it is.
       auto seen = m.seen_size.find(c.fingerprint);
       bool quiet = seen != m.seen_size.end() && seen->second == c.size;
       m.seen_size[c.fingerprint] = c.size;
@@ -727,14 +737,15 @@ tail_round log_reader::read(int64_t now_ns) {
         file_read rd{r, labels, m.max_line_bytes, m.is_start, now_ns, {}, -1};
         auto lines_before = r.lines.size();
         auto split_before = r.lines_split;
-        auto at = read_file(c, offset, rd, budget, !c.live, quiet);
+        bool shrank = false;
+        auto at = read_file(c, offset, rd, budget, !c.live, quiet, shrank);
         if (!at) {
           ++r.read_errors;
           r.problems.push_back(c.path + ": read failed: "
                                + std::strerror(errno));
-        } else if (m.changed_under(c)) {
-          // Not this file's bytes: the next look reads the rest from the
-          // copy, and this file from its start.
+        } else if (shrank || m.changed_under(c)) {
+          // Maybe not this file's bytes, and a copy of it not listed: the
+          // next look reads the copy from the position, then this file.
           r.lines.erase(r.lines.begin() + static_cast<ptrdiff_t>(lines_before),
                         r.lines.end());
           r.lines_split = split_before;
@@ -743,7 +754,7 @@ tail_round log_reader::read(int64_t now_ns) {
         }
       }
       // A file only a descriptor reaches (deleted) is let go once read.
-      bool gone = c.path == descriptor_path && offset == c.size && quiet;
+      bool gone = c.path == descriptor_path && offset >= c.size && quiet;
       if (!gone)
         next.push_back(file_position{c.fingerprint, offset});
       else

@@ -451,3 +451,19 @@ TEST_CASE("a copytruncate's copy is read before the live file, even when "
   REQUIRE(::utimensat(AT_FDCWD, f.path("app.log.1").c_str(), copy, 0) == 0);
   CHECK(f.look() == lines{"2", "3"});
 }
+
+TEST_CASE("a copy seen while still being written, its original already "
+          "emptied, does not move the position back") {
+  fixture f;
+  f.cfg.paths = f.path("app.log");
+  f.cfg.start_at = "beginning";
+  f.append("app.log", "1\n2\n");
+  f.start();
+  REQUIRE(f.look() == lines{"1", "2"});
+  f.append("app.log", "3\n");
+  f.append("app.log.1", "1\n"); // the copy, a third of it written
+  REQUIRE(::truncate(f.path("app.log").c_str(), 0) == 0);
+  CHECK(f.look().empty());
+  f.append("app.log.1", "2\n3\n");
+  CHECK(f.look() == lines{"3"}); // not 2 again
+}
