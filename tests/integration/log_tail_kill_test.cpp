@@ -63,7 +63,8 @@ struct writer {
     return dir + "/" + name + ".log";
   }
 
-  void step() {
+  // `rotate`: may end with a rotation (none before fleetd knows the files).
+  void step(bool rotate = true) {
     std::lock_guard<std::mutex> guard{mu};
     for (auto name : {"a", "b"}) {
       auto p = path(name);
@@ -79,7 +80,7 @@ struct writer {
       append(p, text);
       // A rotation in about one step of 40, each kind alike; names keep
       // increasing as logrotate's dateext does, none deleted.
-      auto dice = rng() % 80;
+      auto dice = rotate ? rng() % 80 : 80;
       if (dice == 0) {
         auto to = p + "." + std::to_string(++rotated[name]);
         REQUIRE(::rename(p.c_str(), to.c_str()) == 0);
@@ -164,8 +165,9 @@ void run_kills(bool rounds_file) {
     "--logs.start-at=beginning", "--logs.interval=50ms",
     "--collector.interval=1h", "--sync.interval=100ms",
     std::string("--storage.rounds-file=") + (rounds_file ? "true" : "false")};
-  // The files exist before fleetd first looks.
-  w.step();
+  // The files exist before fleetd first looks, unrotated: a rotation now
+  // would be history to it (logs.start-at), its lines never read.
+  w.step(false);
   std::atomic<bool> stop{false};
   std::thread writing;
   for (int i = 0; i < kills; ++i) {
