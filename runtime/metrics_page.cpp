@@ -29,7 +29,8 @@ const std::set<std::string>& gauge_names() {
     "batch_size", "zstd_level", "memory_points", "rounds_file",
     "storage_bytes", "cpu_cores", "session_series", "stale_connections",
     "cached_keys", "consecutive_failures", "last_acked_sequence",
-    "lag_entries",
+    "lag_entries", "busy", "files", "open", "listeners", "store_logs",
+    "max_bytes", "devices_watched", "rollouts_under_way",
   };
   return xs;
 }

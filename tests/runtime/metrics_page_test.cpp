@@ -105,6 +105,10 @@ TEST_CASE("counters and gauges are named as Prometheus wants") {
   CHECK(counter_family("queued_batches") == "fleetd_queued_batches");
   CHECK(counter_family("lag_age_ms") == "fleetd_lag_age_ms");
   CHECK(counter_family("connections_open") == "fleetd_connections_open");
+  // Flags and counts of things held go down: gauges, never _total.
+  for (auto flag : {"busy", "files", "open", "listeners", "store_logs",
+                    "max_bytes", "devices_watched", "rollouts_under_way"})
+    CHECK_MESSAGE(counter_family(flag) == std::string("fleetd_") + flag, flag);
   CHECK(counter_family("a.b c") == "fleetd_a_b_c_total");
   CHECK(prom_label_value("a\"b\\c\nd") == "\"a\\\"b\\\\c\\nd\"");
   CHECK(prom_label_value(std::string("a\xff\0b", 4)) == "\"a??b\"");
