@@ -513,9 +513,9 @@ struct log_reader::impl {
     for (auto& [fp, c] : by_print)
       out.push_back(std::move(c));
     // Older files first: a rotation's rest before the new file's lines.
-    // The live file is always the newest: file times cannot tell, as a
-    // write's coarse clock tick can lie behind a fine time taken before it
-    // (a copytruncate's copy). Ties: app.log.9 older than app.log.10.
+    // The live file is always the newest: its time, taken a moment before
+    // a rotation, can be older than the rotation's. Ties: app.log.9 older
+    // than app.log.10.
     std::sort(out.begin(), out.end(), [](auto& a, auto& b) {
       auto key = [](const candidate& c) {
         return std::make_tuple(c.live, c.mtime_ns, c.path.size(),
