@@ -72,7 +72,12 @@ void cloud_killed_mid_stream(const cloud_backend& backend) {
   device.signal(SIGTERM);
   REQUIRE(device.wait(10s) == 0);
   cloud->signal(SIGTERM);
-  REQUIRE(cloud->wait(10s) == 0);
+  auto status = cloud->wait(10s);
+  // Its log says how it ended when it did not end well.
+  REQUIRE_MESSAGE(status == 0, "exit status "
+                                 << (status ? std::to_string(*status)
+                                            : std::string("none in 10 s"))
+                                 << "; " << read_file(tmp.path() + "/cloud.log"));
   auto committed = check_metrics_exactly_once(dev_db, store, "crash-dev");
   CHECK(committed > 1000);
 }
