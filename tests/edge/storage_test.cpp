@@ -686,6 +686,17 @@ struct flow_fixture : store_fixture {
     stored(st, n, from_ms);
     return declared(st);
   }
+
+  // A storage actor on the store file as it is now.
+  storage_actor start() {
+    return sys->spawn<caf::detached>(storage,
+                                     std::make_shared<sqlite_store>(open()));
+  }
+
+  void stop(storage_actor st) {
+    (*self)->send_exit(st, caf::exit_reason::user_shutdown);
+    (*self)->wait_for(st);
+  }
 };
 
 } // namespace
@@ -693,17 +704,13 @@ struct flow_fixture : store_fixture {
 TEST_CASE("the storage actor declares what it collected, stored and "
           "refused; reopened on the same file it declares no less") {
   flow_fixture f;
-  auto& sys = *f.sys;
   auto& self = *f.self;
-  auto declared_after = [&](storage_actor st, int64_t n, int64_t from_ms) {
-    return f.declared_after(st, n, from_ms);
-  };
   std::string origin;
   {
     auto store = std::make_shared<sqlite_store>(f.open());
     origin = store->epoch();
-    auto st = sys.spawn<caf::detached>(storage, store);
-    auto d = declared_after(st, 4, clock_start_ms);
+    auto st = f.sys->spawn<caf::detached>(storage, store);
+    auto d = f.declared_after(st, 4, clock_start_ms);
     CHECK(d.origin == origin);
     CHECK(d.collected == 4);
     CHECK(d.stored == 4);
@@ -717,7 +724,7 @@ TEST_CASE("the storage actor declares what it collected, stored and "
                std::string(200, 'x'), int64_t{5});
     self->send(st, refused_atom::value, std::string{"metrics"},
                std::string{"too_large"}, int64_t{-3});
-    d = declared_after(st, 3, clock_start_ms + 100);
+    d = f.declared_after(st, 3, clock_start_ms + 100);
     CHECK(d.collected == 7);
     CHECK(d.stored == 7);
     CHECK(d.records
@@ -727,48 +734,36 @@ TEST_CASE("the storage actor declares what it collected, stored and "
       .receive([&](bool ok) { flushed = ok; },
                [&](caf::error& err) { FAIL_CHECK(render(err)); });
     CHECK(flushed);
-    self->send_exit(st, caf::exit_reason::user_shutdown);
-    self->wait_for(st);
+    f.stop(st);
   }
   auto store = std::make_shared<sqlite_store>(f.open());
   REQUIRE(store->epoch() == origin);
-  auto st = sys.spawn<caf::detached>(storage, store);
-  auto d = declared_after(st, 1, clock_start_ms + 200);
+  auto st = f.sys->spawn<caf::detached>(storage, store);
+  auto d = f.declared_after(st, 1, clock_start_ms + 200);
   CHECK(d.origin == origin);
   CHECK(d.collected == 8);
   CHECK(d.stored == 8);
   CHECK(d.records.at("metrics_refused_bad_format") == 2);
-  self->send_exit(st, caf::exit_reason::user_shutdown);
-  self->wait_for(st);
+  f.stop(st);
 }
 
 TEST_CASE("a clean stop keeps the collected and stored counts not yet "
           "declared") {
   flow_fixture f;
-  auto& sys = *f.sys;
-  auto& self = *f.self;
-  auto stored = [&](storage_actor st, int64_t n, int64_t from_ms) {
-    f.stored(st, n, from_ms);
-  };
-  auto declared = [&](storage_actor st) { return f.declared(st); };
   {
-    auto store = std::make_shared<sqlite_store>(f.open());
-    auto st = sys.spawn<caf::detached>(storage, store);
-    stored(st, 4, clock_start_ms);
-    CHECK(declared(st).collected == 4);
+    auto st = f.start();
+    f.stored(st, 4, clock_start_ms);
+    CHECK(f.declared(st).collected == 4);
     // Counted, never declared: no batch was cut before the stop.
-    stored(st, 5, clock_start_ms + 100);
-    self->send_exit(st, caf::exit_reason::user_shutdown);
-    self->wait_for(st);
+    f.stored(st, 5, clock_start_ms + 100);
+    f.stop(st);
   }
-  auto store = std::make_shared<sqlite_store>(f.open());
-  auto st = sys.spawn<caf::detached>(storage, store);
-  stored(st, 1, clock_start_ms + 200);
-  auto d = declared(st);
+  auto st = f.start();
+  f.stored(st, 1, clock_start_ms + 200);
+  auto d = f.declared(st);
   CHECK(d.collected == 10);
   CHECK(d.stored == 10);
-  self->send_exit(st, caf::exit_reason::user_shutdown);
-  self->wait_for(st);
+  f.stop(st);
 }
 
 TEST_CASE("the storage actor answers store, fetch, enqueue, pending, ack, "
